@@ -1,0 +1,19 @@
+import { Schema } from "effect"
+
+const MAX_U64 = 18446744073709551615n
+
+/**
+ * A 64-bit unsigned integer written as a decimal string. Never a JS number: 2^53 is too small.
+ * Canonical form only ("0" or no leading zeros), so one id has one spelling.
+ */
+export const Uint64String = Schema.String.check(
+  Schema.makeFilter(
+    (s: string) => (/^(0|[1-9][0-9]{0,19})$/.test(s) && BigInt(s) <= MAX_U64) || "Expected a 64-bit unsigned integer as a decimal string",
+    { identifier: "Uint64String", description: "64-bit unsigned integer as a decimal string", examples: ["9007199254740993"] }
+  )
+)
+
+/** A partner id: a lowercase slug. */
+export const Slug = Schema.String.check(
+  Schema.isPattern(/^[a-z0-9][a-z0-9_-]{0,62}$/, { description: "lowercase slug" })
+)

@@ -1,0 +1,88 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Result } from "effect"
+import { decide, evolve, initialState, type EntityAction, type EntityCommand, type EntityEvent, type EntityState } from "../../domain/entity.ts"
+import { entityTypes } from "../../domain/entityTypes.ts"
+
+const strategy = entityTypes.get("strategy")!
+const fields = { campaignId: "18446744073709551615", name: "retargeting", bidPrice: 2.5, segmentIds: ["1", "2"] }
+
+const command = (action: EntityAction, extra: Partial<EntityCommand> = {}): EntityCommand => ({
+  commandId: "c1",
+  correlationId: "r1",
+  entityType: "strategy",
+  entityId: "42",
+  action,
+  ...extra
+})
+
+/** given(events) → the state they fold to */
+const given = (...events: ReadonlyArray<EntityEvent>): EntityState =>
+  events.reduce((s, e, revision) => evolve(s, e, { revision, recordedAt: `2026-01-0${revision + 1}T00:00:00.000Z` }), initialState())
+
+const when = (state: EntityState, cmd: EntityCommand) => decide(strategy, cmd, state)
+
+const created: EntityEvent = { _tag: "EntityCreated", fields }
+
+describe("entity decider", () => {
+  it("creates an absent entity", () => {
+    assert.deepStrictEqual(when(given(), command({ _tag: "Put", fields })), Result.succeed([created]))
+  })
+
+  it("replaces with only the changed fields, as a merge patch", () => {
+    const result = when(given(created), command({ _tag: "Put", fields: { ...fields, bidPrice: 3, segmentIds: ["2"] } }))
+    assert.deepStrictEqual(result, Result.succeed([{ _tag: "EntityUpdated", changes: { bidPrice: 3, segmentIds: ["2"] } }]))
+  })
+
+  it("records nothing when a replace changes nothing", () => {
+    assert.deepStrictEqual(when(given(created), command({ _tag: "Put", fields })), Result.succeed([]))
+  })
+
+  it("merge-patches (RFC 7396): null removes, objects merge, arrays replace", () => {
+    const result = when(given(created), command({ _tag: "Patch", patch: { name: "prospecting", segmentIds: [] } }))
+    assert.deepStrictEqual(result, Result.succeed([{ _tag: "EntityUpdated", changes: { name: "prospecting", segmentIds: [] } }]))
+    const state = given(created, { _tag: "EntityUpdated", changes: { name: "prospecting" } })
+    assert.strictEqual(state.fields?.name, "prospecting")
+    assert.strictEqual(state.revision, 1)
+    assert.strictEqual(state.updatedAt, "2026-01-02T00:00:00.000Z")
+  })
+
+  it("rejects a patch whose result is invalid, naming the field", () => {
+    const result = when(given(created), command({ _tag: "Patch", patch: { bidPrice: null } }))
+    assert.isTrue(Result.isFailure(result))
+    const error = Result.isFailure(result) ? result.failure : undefined
+    assert.strictEqual(error?._tag, "InvalidEntity")
+    assert.deepStrictEqual(error?._tag === "InvalidEntity" ? error.issues.map((i) => i.path) : [], [["bidPrice"]])
+  })
+
+  it("rejects invalid fields, unknown fields and ids that are not 64-bit unsigned integers", () => {
+    const result = when(given(), command({ _tag: "Put", fields: { ...fields, campaignId: "18446744073709551616", extra: 1 } }))
+    const paths = Result.isFailure(result) && result.failure._tag === "InvalidEntity" ? result.failure.issues.map((i) => i.path.join(".")) : []
+    assert.deepStrictEqual(paths.sort(), ["campaignId", "extra"])
+  })
+
+  it("rejects a stale expected revision (If-Match) and names the actual one", () => {
+    const result = when(given(created), command({ _tag: "Patch", patch: { name: "x" } }, { expectedRevision: 3 }))
+    assert.deepStrictEqual(Result.isFailure(result) ? result.failure._tag : "", "RevisionMismatch")
+    assert.strictEqual(Result.isFailure(result) && result.failure._tag === "RevisionMismatch" ? result.failure.actual : -2, 0)
+  })
+
+  it("accepts the current expected revision", () => {
+    const result = when(given(created), command({ _tag: "Delete" }, { expectedRevision: 0 }))
+    assert.deepStrictEqual(result, Result.succeed([{ _tag: "EntityDeleted" }]))
+  })
+
+  it("deletes, after which the entity is not found and can be created again", () => {
+    const deleted = given(created, { _tag: "EntityDeleted" })
+    assert.strictEqual(deleted.status, "deleted")
+    assert.strictEqual(deleted.fields, null)
+    assert.strictEqual(Result.isFailure(when(deleted, command({ _tag: "Patch", patch: {} }))) ? "rejected" : "", "rejected")
+    assert.strictEqual(Result.isFailure(when(deleted, command({ _tag: "Delete" }))) ? "rejected" : "", "rejected")
+    assert.deepStrictEqual(when(deleted, command({ _tag: "Put", fields })), Result.succeed([created]))
+  })
+
+  it("rejects a parent that was looked up and does not exist", () => {
+    const result = when(given(), command({ _tag: "Put", fields }, { parent: { id: fields.campaignId, exists: false } }))
+    assert.strictEqual(Result.isFailure(result) ? result.failure._tag : "", "ParentNotFound")
+    assert.deepStrictEqual(when(given(), command({ _tag: "Put", fields }, { parent: { id: fields.campaignId, exists: true } })), Result.succeed([created]))
+  })
+})
