@@ -29,3 +29,12 @@ export const toSnapshot = (type: string, id: string, state: EntityState, positio
   createdAt: state.createdAt,
   updatedAt: state.updatedAt
 })
+
+/** The decider's state back from a snapshot, to go on folding from it. */
+export const fromSnapshot = (snapshot: EntitySnapshot): EntityState => ({
+  status: snapshot.deleted ? "deleted" : "live",
+  revision: snapshot.revision,
+  fields: snapshot.state,
+  createdAt: snapshot.createdAt,
+  updatedAt: snapshot.updatedAt
+})

@@ -19,9 +19,13 @@ export const fieldIssues = (issue: SchemaIssue.Issue): ReadonlyArray<FieldIssue>
     message: i.message
   }))
 
-/** Decodes strictly (unknown fields are errors), reporting every failing field. */
-export const validate = <S extends Schema.Decoder<unknown>>(schema: S, input: unknown): Result.Result<S["Type"], ReadonlyArray<FieldIssue>> =>
+/** Decodes reporting every failing field; by default strictly (unknown fields are errors too). */
+export const validate = <S extends Schema.Decoder<unknown>>(
+  schema: S,
+  input: unknown,
+  unknownFields: "error" | "ignore" = "error"
+): Result.Result<S["Type"], ReadonlyArray<FieldIssue>> =>
   Result.mapError(
-    Schema.decodeUnknownResult(schema)(input, { errors: "all", onExcessProperty: "error" }),
+    Schema.decodeUnknownResult(schema)(input, { errors: "all", onExcessProperty: unknownFields }),
     (error) => fieldIssues(error.issue)
   )

@@ -1,0 +1,71 @@
+/**
+ * Builds the Fastify app from route declarations: body parsing (JSON and merge-patch, with a size
+ * limit), problem+json for every error Fastify itself raises, HTTP metrics, and /docs.
+ */
+import Fastify, { type FastifyError, type FastifyInstance } from "fastify"
+import swagger from "@fastify/swagger"
+import swaggerUi from "@fastify/swagger-ui"
+import { Effect, Metric } from "effect"
+import type { ApiKeys } from "../domain/ApiKeys.ts"
+import { openApi } from "./openapi.ts"
+import { toProblem } from "./problems.ts"
+import { register, type AnyRoute, type Runner } from "./route.ts"
+
+export interface AppOptions<R> {
+  readonly routes: ReadonlyArray<AnyRoute<R>>
+  readonly run: Runner<R | ApiKeys>
+  /** request bodies above this many bytes answer 413 */
+  readonly bodyLimit?: number
+  readonly logger?: boolean
+}
+
+const httpDuration = Metric.histogram("tributary_http_request_duration_seconds", {
+  description: "HTTP request latency",
+  boundaries: Metric.boundariesFromIterable([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10])
+})
+
+const fastifyProblems: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: "PayloadTooLarge",
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: "UnsupportedMediaType",
+  FST_ERR_CTP_EMPTY_JSON_BODY: "InvalidRequest",
+  FST_ERR_CTP_INVALID_JSON_BODY: "InvalidRequest"
+}
+
+export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstance> => {
+  const app = Fastify({ logger: options.logger ?? false, bodyLimit: options.bodyLimit ?? 1_048_576, return503OnClosing: true })
+
+  app.addContentTypeParser("application/merge-patch+json", { parseAs: "string" }, app.getDefaultJsonParser("error", "error"))
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const tag = fastifyProblems[error.code] ?? (error.statusCode !== undefined && error.statusCode < 500 ? "InvalidRequest" : "Internal")
+    const issue = { path: [], message: error.message }
+    const { problem } = toProblem(tag === "InvalidRequest" ? { _tag: tag, in: "body", issues: [issue] } : { _tag: tag, detail: error.message }, request.url)
+    if (problem.status >= 500) request.log.error(error)
+    return reply.status(problem.status).type("application/problem+json").send(JSON.stringify(problem))
+  })
+  app.setNotFoundHandler((request, reply) => {
+    const { problem } = toProblem({ _tag: "NotFound", detail: `no route ${request.method} ${request.url.split("?")[0]}` }, request.url)
+    return reply.status(404).type("application/problem+json").send(JSON.stringify(problem))
+  })
+
+  app.addHook("onResponse", (request, reply, done) => {
+    const attributes = { method: request.method, route: request.routeOptions.url ?? "unmatched", status: String(reply.statusCode) }
+    Effect.runSync(Metric.update(Metric.withAttributes(httpDuration, attributes), reply.elapsedTime / 1000))
+    done()
+  })
+
+  await app.register(swagger, {
+    mode: "static",
+    specification: {
+      document: openApi(options.routes as ReadonlyArray<AnyRoute<unknown>>, {
+        title: "Tributary",
+        version: "1",
+        description: "Entity history platform: commands, current and point-in-time state, ordered history. Errors are application/problem+json (RFC 9457)."
+      }) as never
+    }
+  })
+  await app.register(swaggerUi, { routePrefix: "/docs" })
+
+  for (const route of options.routes) register(app, route, options.run)
+  return app
+}

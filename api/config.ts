@@ -1,0 +1,34 @@
+/** The platform's configuration: environment variables read through Effect Config (all listed in README). */
+import { Config, Duration } from "effect"
+
+export const PlatformConfig = Config.all({
+  /** HTTP port */
+  port: Config.Port("PORT").pipe(Config.withDefault(8080)),
+  /** HTTP listen address */
+  host: Config.String("HOST").pipe(Config.withDefault("0.0.0.0")),
+  /** where the embedded stores live: SQLite files, the embedded nats-server's JetStream store */
+  dataDir: Config.String("DATA_DIR").pipe(Config.withDefault("./data")),
+  /** an existing NATS (JetStream) server or cluster; when absent, nats-server is started from nats.conf */
+  natsUrl: Config.option(Config.String("NATS_URL")),
+  /** port of the embedded nats-server (127.0.0.1 only) */
+  natsPort: Config.Port("NATS_PORT").pipe(Config.withDefault(4222)),
+  /** esdb://… or kurrentdb://… selects EventStoreDB/KurrentDB; when absent, SQLite under DATA_DIR */
+  eventStoreUrl: Config.option(Config.String("EVENTSTORE_URL")),
+  /** the bootstrap admin API key */
+  adminApiKey: Config.option(Config.Redacted("ADMIN_API_KEY")),
+  /** how long HISTORY keeps events on JetStream (the event store keeps them for ever) */
+  historyRetention: Config.Duration("HISTORY_RETENTION").pipe(Config.withDefault(Duration.days(30))),
+  /** keep a point-in-time snapshot every N revisions of an entity */
+  snapshotEvery: Config.Int("SNAPSHOT_EVERY").pipe(Config.withDefault(100)),
+  /** largest accepted request body, bytes (413 above) */
+  bodyLimit: Config.Int("BODY_LIMIT_BYTES").pipe(Config.withDefault(1_048_576)),
+  /** commands in flight in this process before answering 503 + Retry-After */
+  maxInFlightCommands: Config.Int("MAX_INFLIGHT_COMMANDS").pipe(Config.withDefault(2_048)),
+  /** how long an HTTP command waits for its entity's answer (504 after) */
+  commandTimeout: Config.Duration("COMMAND_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
+  /** bounded mailbox of each entity actor */
+  entityMailboxSize: Config.Int("ENTITY_MAILBOX_SIZE").pipe(Config.withDefault(64)),
+  /** an entity actor idle this long is passivated */
+  entityIdleTimeout: Config.Duration("ENTITY_IDLE_TIMEOUT").pipe(Config.withDefault(Duration.minutes(5)))
+})
+export type PlatformConfig = Config.Success<typeof PlatformConfig>

@@ -1,0 +1,16 @@
+/** `npm start`: the platform on its embedded defaults, configured by the environment (README). */
+import { NodeRuntime } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import { PlatformConfig } from "./config.ts"
+import { HttpServer, layer } from "./platform.ts"
+
+const main = Effect.gen(function*() {
+  const config = yield* PlatformConfig
+  return yield* Layer.launch(
+    Layer.effectDiscard(HttpServer.use((server) => Effect.log(`Tributary listening on ${server.url} — docs ${server.url}/docs, metrics ${server.url}/metrics`))).pipe(
+      Layer.provideMerge(layer(config))
+    )
+  )
+})
+
+NodeRuntime.runMain(main)

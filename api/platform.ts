@@ -1,0 +1,104 @@
+/**
+ * The platform, wired: NATS (embedded nats-server unless NATS_URL), the event store (SQLite unless
+ * EVENTSTORE_URL), JetStream topology, command bus, entity actors, history relay, entity read model
+ * and the HTTP API. Layers release in reverse: HTTP stops accepting and finishes its requests, the
+ * actors stop pulling and drain their mailboxes, the relay and projection stop, NATS drains, and
+ * the nats-server this process started stops.
+ */
+import { mkdirSync } from "node:fs"
+import { join } from "node:path"
+import type { FastifyInstance } from "fastify"
+import { Context, Effect, Layer, Option } from "effect"
+import { runEntityActors } from "../actors/EntityActor.ts"
+import type { ApiKeys } from "../domain/ApiKeys.ts"
+import type { CommandBus } from "../domain/CommandBus.ts"
+import { EventStore } from "../domain/EventStore.ts"
+import type { EntityReadModel } from "../projections/EntityReadModel.ts"
+import * as ApiKeysSqlite from "../infra/apiKeys/sqlite.ts"
+import { layerKurrent } from "../infra/eventstore/kurrent.ts"
+import { layerSqlite as eventStoreSqlite } from "../infra/eventstore/sqlite.ts"
+import { layerJetStream } from "../infra/nats/commandBus.ts"
+import { Nats, tryNats } from "../infra/nats/Nats.ts"
+import { defaultConfigFile, startNatsServer } from "../infra/nats/NatsServer.ts"
+import { ensureTopology } from "../infra/nats/topology.ts"
+import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
+import { layerRelay } from "../infra/relay.ts"
+import * as EntityProjection from "../projections/EntityProjection.ts"
+import { buildApp } from "./app.ts"
+import { AdminApiKey } from "./auth.ts"
+import type { PlatformConfig } from "./config.ts"
+import { adminRoutes } from "./routes/admin.ts"
+import { entityRoutes } from "./routes/entities.ts"
+import { historyRoutes } from "./routes/history.ts"
+import { opsRoutes } from "./routes/ops.ts"
+
+/** The running HTTP server: the Fastify instance (tests use `inject`) and where it listens. */
+export class HttpServer extends Context.Service<HttpServer, { readonly app: FastifyInstance; readonly url: string }>()("tributary/HttpServer") {}
+
+/** The NATS URL in use: NATS_URL, or the embedded server's. */
+export class NatsUrl extends Context.Service<NatsUrl, string>()("tributary/NatsUrl") {}
+
+/** What the HTTP routes may use. */
+type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | EntityProjection.EntityProjection | AdminApiKey
+
+const natsLayer = (config: PlatformConfig) => {
+  const url = Option.isSome(config.natsUrl)
+    ? Layer.succeed(NatsUrl, config.natsUrl.value)
+    : Layer.effect(NatsUrl, Effect.map(
+      startNatsServer({ configFile: defaultConfigFile, port: config.natsPort, storeDir: join(config.dataDir, "nats") }),
+      (server) => server.url
+    ))
+  return Layer.unwrap(Effect.gen(function*() {
+    return Nats.layer({ url: yield* NatsUrl, name: "tributary" })
+  })).pipe(Layer.provideMerge(url))
+}
+
+const eventStoreLayer = (config: PlatformConfig) =>
+  Option.match(config.eventStoreUrl, {
+    onNone: () => eventStoreSqlite({ path: join(config.dataDir, "events.db") }),
+    onSome: (connectionString) => layerKurrent({ connectionString })
+  })
+
+const httpLayer = (config: PlatformConfig) =>
+  Layer.effect(HttpServer, Effect.gen(function*() {
+    const context = yield* Effect.context<ApiServices>()
+    const { connection } = yield* Nats
+    const store = yield* EventStore
+    const routes = [
+      ...opsRoutes({ nats: tryNats("flush", () => connection.flush()), eventStore: store.headPosition }),
+      ...entityRoutes({ maxInFlight: config.maxInFlightCommands }),
+      ...historyRoutes,
+      ...adminRoutes
+    ]
+    const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), bodyLimit: config.bodyLimit }))
+    const url = yield* Effect.acquireRelease(
+      Effect.promise(() => app.listen({ port: config.port, host: config.host })),
+      () => Effect.promise(() => app.close())
+    )
+    return HttpServer.of({ app, url })
+  }))
+
+/** The whole platform for `config`; its HttpServer is listening once the layer is built. */
+export const layer = (config: PlatformConfig) => {
+  mkdirSync(config.dataDir, { recursive: true })
+  const stores = Layer.mergeAll(
+    natsLayer(config),
+    eventStoreLayer(config),
+    ReadModelSqlite.layerSqlite({ path: join(config.dataDir, "readmodel.db"), snapshotEvery: config.snapshotEvery }),
+    ApiKeysSqlite.layerSqlite({ path: join(config.dataDir, "keys.db") }),
+    Layer.succeed(AdminApiKey, config.adminApiKey)
+  )
+  const topology = Layer.effectDiscard(ensureTopology({ historyMaxAge: config.historyRetention }))
+  const bus = layerJetStream({ maxInFlight: config.maxInFlightCommands, defaultTimeout: config.commandTimeout })
+  const workers = Layer.mergeAll(
+    layerRelay({ checkpointPath: join(config.dataDir, "relay.db") }),
+    EntityProjection.layer,
+    Layer.effectDiscard(Effect.forkScoped(runEntityActors({ mailboxCapacity: config.entityMailboxSize, idleTimeout: config.entityIdleTimeout })))
+  )
+  return httpLayer(config).pipe(
+    Layer.provideMerge(workers),
+    Layer.provideMerge(bus),
+    Layer.provideMerge(topology),
+    Layer.provideMerge(stores)
+  )
+}

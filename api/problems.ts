@@ -1,0 +1,108 @@
+/**
+ * RFC 9457 problem details: every HTTP error the API answers, in one table. Routes fail with tagged
+ * errors; this table alone decides their status, stable code and title.
+ */
+import { Schema } from "effect"
+import type { FieldIssue } from "../domain/validation.ts"
+
+/** A request part failed to decode; `issues` name the failing fields. */
+export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()("InvalidRequest", {
+  in: Schema.Literals(["path", "query", "header", "body"]),
+  issues: Schema.Array(Schema.Struct({ path: Schema.Array(Schema.Union([Schema.String, Schema.Number])), message: Schema.String }))
+}) {}
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", { detail: Schema.String }) {}
+export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", { detail: Schema.String }) {}
+export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { detail: Schema.String }) {}
+/** Too much in flight already: answered with Retry-After instead of queueing without bound. */
+export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", { detail: Schema.String, retryAfterSeconds: Schema.Number }) {}
+
+interface ProblemType {
+  readonly status: number
+  readonly code: string
+  readonly title: string
+  readonly retryAfterSeconds?: number
+}
+
+/** Error tag → problem. A tag missing here is a bug and answers 500. */
+export const problemTypes: Record<string, ProblemType> = {
+  InvalidRequest: { status: 400, code: "invalid-request", title: "The request is invalid" },
+  InvalidEntity: { status: 400, code: "invalid-entity", title: "The entity's fields are invalid" },
+  Unauthorized: { status: 401, code: "unauthorized", title: "A valid API key is required" },
+  Forbidden: { status: 403, code: "forbidden", title: "This API key's role may not do this" },
+  NotFound: { status: 404, code: "not-found", title: "Not found" },
+  EntityNotFound: { status: 404, code: "entity-not-found", title: "The entity does not exist" },
+  RevisionMismatch: { status: 412, code: "revision-mismatch", title: "The entity has changed since the given revision" },
+  PayloadTooLarge: { status: 413, code: "payload-too-large", title: "The request body is too large" },
+  UnsupportedMediaType: { status: 415, code: "unsupported-media-type", title: "Unsupported content type" },
+  ParentNotFound: { status: 422, code: "parent-not-found", title: "The entity's parent does not exist" },
+  Overloaded: { status: 503, code: "overloaded", title: "Too many requests in flight; retry later", retryAfterSeconds: 1 },
+  CommandFailed: { status: 503, code: "command-failed", title: "The entity could not process the command; retry with the same Idempotency-Key", retryAfterSeconds: 1 },
+  CommandBusError: { status: 503, code: "bus-unavailable", title: "The message bus is unavailable", retryAfterSeconds: 2 },
+  EventStoreError: { status: 503, code: "store-unavailable", title: "The event store is unavailable", retryAfterSeconds: 2 },
+  ReadModelError: { status: 503, code: "read-model-unavailable", title: "The read model is unavailable", retryAfterSeconds: 2 },
+  ApiKeysError: { status: 503, code: "keys-unavailable", title: "The key store is unavailable", retryAfterSeconds: 2 },
+  CommandTimeout: { status: 504, code: "command-timeout", title: "The entity did not answer in time; retry with the same Idempotency-Key" }
+}
+
+export const FieldProblem = Schema.Struct({
+  in: Schema.String,
+  /** JSON Pointer (RFC 6901) into the request part */
+  pointer: Schema.String,
+  message: Schema.String
+})
+
+export const Problem = Schema.Struct({
+  type: Schema.String,
+  title: Schema.String,
+  status: Schema.Int,
+  code: Schema.String,
+  detail: Schema.optionalKey(Schema.String),
+  instance: Schema.optionalKey(Schema.String),
+  errors: Schema.optionalKey(Schema.Array(FieldProblem))
+}).annotate({ identifier: "Problem" })
+export type Problem = typeof Problem.Type
+
+const pointer = (path: ReadonlyArray<string | number>) =>
+  "/" + path.map((p) => String(p).replaceAll("~", "~0").replaceAll("/", "~1")).join("/")
+
+export const fieldProblems = (where: string, issues: ReadonlyArray<FieldIssue>) =>
+  issues.map((issue) => ({ in: where, pointer: pointer(issue.path), message: issue.message }))
+
+/** The problem for a tagged error (plus the Retry-After seconds where the client should come back). */
+export const toProblem = (error: { readonly _tag: string } & Record<string, unknown>, instance: string): { problem: Problem; retryAfter?: number } => {
+  const type = problemTypes[error._tag] ?? { status: 500, code: "internal", title: "Internal error" }
+  const errors = error._tag === "InvalidRequest"
+    ? fieldProblems(String(error.in), error.issues as ReadonlyArray<FieldIssue>)
+    : error._tag === "InvalidEntity"
+    ? fieldProblems("body", error.issues as ReadonlyArray<FieldIssue>)
+    : undefined
+  const detail = typeof error.detail === "string" ? error.detail : detailOf(error)
+  const retryAfter = typeof error.retryAfterSeconds === "number" ? error.retryAfterSeconds : type.retryAfterSeconds
+  return {
+    problem: {
+      type: `urn:tributary:problem:${type.code}`,
+      title: type.title,
+      status: type.status,
+      code: type.code,
+      ...(detail === undefined ? {} : { detail }),
+      instance,
+      ...(errors === undefined ? {} : { errors })
+    },
+    ...(retryAfter === undefined ? {} : { retryAfter })
+  }
+}
+
+const detailOf = (error: Record<string, unknown>): string | undefined => {
+  switch (error._tag) {
+    case "EntityNotFound": return `${error.entityType} ${error.entityId} does not exist`
+    case "RevisionMismatch": return `expected revision ${error.expected}, the entity is at revision ${error.actual}`
+    case "ParentNotFound": return `${error.field}: ${error.parentType} ${error.parentId} does not exist`
+    case "CommandTimeout": return `command ${error.commandId}: no answer within ${error.timeoutMillis} ms`
+    case "CommandFailed": return typeof error.message === "string" ? error.message : undefined
+    case "CommandBusError":
+    case "EventStoreError":
+    case "ReadModelError":
+    case "ApiKeysError": return `${error.operation} failed`
+    default: return undefined
+  }
+}

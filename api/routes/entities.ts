@@ -1,0 +1,195 @@
+/**
+ * The entity API, generated per declared entity type (so each type's body is documented exactly):
+ * PUT create/replace, PATCH merge-patch, DELETE, GET (now or `asOf`), history, list. Commands go
+ * through the command bus to the entity's single writer; reads fold the event store (read-your-writes).
+ */
+import { createHash } from "node:crypto"
+import { Clock, Effect, Option, Schema } from "effect"
+import { CommandBus } from "../../domain/CommandBus.ts"
+import { type EntityAction, type EntityCommand } from "../../domain/entity.ts"
+import { entityTypes, type EntityType } from "../../domain/entityTypes.ts"
+import { EventEnvelope } from "../../domain/envelope.ts"
+import type { EntitySnapshot } from "../../domain/snapshot.ts"
+import { uuidv7 } from "../../domain/uuidv7.ts"
+import { EntityReadModel } from "../../projections/EntityReadModel.ts"
+import { entityHistory, getEntity } from "../../projections/EntityQueries.ts"
+import type { Principal } from "../auth.ts"
+import { Forbidden, NotFound, Overloaded, Problem } from "../problems.ts"
+import { route, type AnyRoute } from "../route.ts"
+import { IsoTimestamp, Limit, NonNegativeIntFromString } from "./params.ts"
+
+export const EntityResponse = Schema.Struct({
+  type: Schema.String,
+  id: Schema.String,
+  revision: Schema.Int,
+  state: Schema.NullOr(Schema.Record(Schema.String, Schema.Json)),
+  updatedAt: Schema.NullOr(Schema.String)
+}).annotate({ identifier: "Entity" })
+
+const EntityPage = Schema.Struct({ items: Schema.Array(EntityResponse), next: Schema.optionalKey(Schema.String) }).annotate({ identifier: "EntityPage" })
+const HistoryPage = Schema.Struct({ events: Schema.Array(EventEnvelope), nextRevision: Schema.optionalKey(Schema.Int) }).annotate({ identifier: "EntityHistory" })
+
+const CommandHeaders = Schema.Struct({
+  "if-match": Schema.optionalKey(Schema.String.check(Schema.isPattern(/^(W\/)?"\d+"$/, { description: 'a revision as an entity tag: "3"' }))),
+  "idempotency-key": Schema.optionalKey(Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(255))),
+  "x-correlation-id": Schema.optionalKey(Schema.String.check(Schema.isMaxLength(255)))
+})
+
+const MergePatch = Schema.Record(Schema.String, Schema.Json).annotate({ identifier: "MergePatch", description: "RFC 7396 JSON merge patch" })
+
+const etag = (revision: number) => `"${revision}"`
+const respond = (status: number, entity: EntitySnapshot) => ({
+  status,
+  body: { type: entity.type, id: entity.id, revision: entity.revision, state: entity.state, updatedAt: entity.updatedAt },
+  headers: { etag: etag(entity.revision) }
+})
+
+const problems = {
+  400: { description: "invalid id, body or header (problem+json naming the field)", schema: Problem, contentType: "application/problem+json" },
+  401: { description: "missing or unknown API key", schema: Problem, contentType: "application/problem+json" },
+  403: { description: "the key's role may not do this", schema: Problem, contentType: "application/problem+json" },
+  404: { description: "no such entity", schema: Problem, contentType: "application/problem+json" }
+} as const
+
+const commandProblems = {
+  ...problems,
+  412: { description: "If-Match names a stale revision; nothing changed", schema: Problem, contentType: "application/problem+json" },
+  422: { description: "the parent entity does not exist", schema: Problem, contentType: "application/problem+json" },
+  503: { description: "overloaded or a dependency is down; see Retry-After", schema: Problem, contentType: "application/problem+json" },
+  504: { description: "no answer in time; retry with the same Idempotency-Key", schema: Problem, contentType: "application/problem+json" }
+} as const
+
+export interface EntityRoutesOptions {
+  /** commands in flight at once in this process before answering 503 */
+  readonly maxInFlight?: number
+}
+
+export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<AnyRoute<CommandBus | EntityReadModel | import("../../domain/EventStore.ts").EventStore>> => {
+  const maxInFlight = options.maxInFlight ?? 2_048
+  let inFlight = 0
+
+  const commandId = (principal: Principal, type: string, id: string, key: string | undefined) =>
+    key === undefined
+      ? Effect.map(Clock.currentTimeMillis, (now) => uuidv7(now, crypto.getRandomValues(new Uint8Array(10))))
+      // The same key from the same client for the same entity is the same command.
+      : Effect.succeed(createHash("sha256").update(`${principal.id}\n${type}\n${id}\n${key}`).digest("hex").slice(0, 32))
+
+  const lookupParent = (definition: EntityType, fields: Schema.JsonObject) => {
+    const parent = definition.parent
+    const parentId = parent === undefined ? undefined : fields[parent.field]
+    if (parent === undefined || typeof parentId !== "string") return Effect.succeed(undefined)
+    return Effect.map(getEntity(parent.type, parentId), (found) => ({ id: parentId, exists: Option.isSome(found) }))
+  }
+
+  const send = (
+    definition: EntityType,
+    id: string,
+    principal: Principal,
+    headers: typeof CommandHeaders.Type,
+    action: EntityAction,
+    parentOf?: Schema.JsonObject
+  ) =>
+    Effect.gen(function*() {
+      if (inFlight >= maxInFlight) return yield* new Overloaded({ detail: `${inFlight} commands in flight`, retryAfterSeconds: 1 })
+      inFlight++
+      yield* Effect.addFinalizer(() => Effect.sync(() => inFlight--))
+      const bus = yield* CommandBus
+      const parent = parentOf === undefined ? undefined : yield* lookupParent(definition, parentOf)
+      const cid = yield* commandId(principal, definition.name, id, headers["idempotency-key"])
+      const ifMatch = headers["if-match"]
+      const command: EntityCommand = {
+        commandId: cid,
+        correlationId: headers["x-correlation-id"] ?? cid,
+        entityType: definition.name,
+        entityId: id,
+        action,
+        ...(ifMatch === undefined ? {} : { expectedRevision: Number(ifMatch.replace(/\D/g, "")) }),
+        ...(parent === undefined ? {} : { parent })
+      }
+      const reply = yield* bus.send(command)
+      switch (reply._tag) {
+        case "Accepted":
+          return respond(reply.outcome === "created" ? 201 : 200, reply.entity)
+        case "Rejected":
+          return yield* Effect.fail(reply.error)
+        case "Failed":
+          return yield* Effect.fail({ _tag: "CommandFailed" as const, message: reply.message })
+      }
+    }).pipe(Effect.scoped)
+
+  return [...entityTypes.values()].flatMap((definition) => {
+    const type = definition.name
+    const Params = Schema.Struct({ id: definition.id })
+    const tags = [type]
+    const base = `/v1/entities/${type}`
+    return [
+      route({
+        method: "PUT", url: `${base}/:id`, tags, roles: ["service"],
+        summary: `Create (201) or replace (200) a ${type}`,
+        params: Params, headers: CommandHeaders, body: definition.fields,
+        responses: { 200: { description: "replaced", schema: EntityResponse }, 201: { description: "created", schema: EntityResponse }, ...commandProblems },
+        handler: ({ params, headers, body, principal }) => send(definition, params.id, principal, headers, { _tag: "Put", fields: body }, body)
+      }),
+      route({
+        method: "PATCH", url: `${base}/:id`, tags, roles: ["service"],
+        summary: `Merge-patch a ${type} (RFC 7396; application/merge-patch+json or application/json)`,
+        params: Params, headers: CommandHeaders, body: MergePatch, consumes: ["application/merge-patch+json", "application/json"],
+        responses: { 200: { description: "patched", schema: EntityResponse }, ...commandProblems },
+        handler: ({ params, headers, body, principal }) => send(definition, params.id, principal, headers, { _tag: "Patch", patch: body }, body)
+      }),
+      route({
+        method: "DELETE", url: `${base}/:id`, tags, roles: ["service"],
+        summary: `Delete a ${type}`,
+        params: Params, headers: CommandHeaders,
+        responses: { 200: { description: "deleted (state is null)", schema: EntityResponse }, ...commandProblems },
+        handler: ({ params, headers, principal }) => send(definition, params.id, principal, headers, { _tag: "Delete" })
+      }),
+      route({
+        method: "GET", url: `${base}/:id`, tags, roles: ["service", "auditor"],
+        summary: `A ${type}: its current state (never older than an acknowledged write), or its state at asOf (auditor)`,
+        params: Params, query: Schema.Struct({ asOf: Schema.optionalKey(IsoTimestamp) }),
+        responses: { 200: { description: "the entity", schema: EntityResponse }, ...problems },
+        handler: ({ params, query, principal }) =>
+          Effect.gen(function*() {
+            if (query.asOf !== undefined && principal.role === "service") {
+              return yield* new Forbidden({ detail: "asOf is for auditors" })
+            }
+            const found = yield* getEntity(type, params.id, query.asOf)
+            if (Option.isNone(found)) {
+              return yield* new NotFound({ detail: query.asOf === undefined ? `${type} ${params.id} does not exist` : `${type} ${params.id} did not exist at ${query.asOf}` })
+            }
+            return respond(200, found.value)
+          })
+      }),
+      route({
+        method: "GET", url: `${base}/:id/history`, tags, roles: ["auditor"],
+        summary: `A ${type}'s events in revision order`,
+        params: Params,
+        query: Schema.Struct({ fromRevision: Schema.optionalKey(NonNegativeIntFromString), until: Schema.optionalKey(IsoTimestamp), limit: Schema.optionalKey(Limit) }),
+        responses: { 200: { description: "events", schema: HistoryPage }, ...problems },
+        handler: ({ params, query }) =>
+          Effect.gen(function*() {
+            const limit = query.limit ?? 100
+            const events = yield* entityHistory(type, params.id, { fromRevision: query.fromRevision ?? 0, limit, ...(query.until === undefined ? {} : { until: query.until }) })
+            const last = events[events.length - 1]
+            return { status: 200, body: { events, ...(events.length === limit && last ? { nextRevision: last.revision + 1 } : {}) } }
+          })
+      }),
+      route({
+        method: "GET", url: base, tags, roles: ["service", "auditor"],
+        summary: `List live ${type}s by id (from the read model: eventually consistent)`,
+        query: Schema.Struct({ limit: Schema.optionalKey(Limit), cursor: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(200))) }),
+        responses: { 200: { description: "a page", schema: EntityPage }, ...problems },
+        handler: ({ query }) =>
+          Effect.gen(function*() {
+            const model = yield* EntityReadModel
+            const page = yield* model.list(type, { limit: query.limit ?? 100, ...(query.cursor === undefined ? {} : { cursor: query.cursor }) })
+            return {
+              status: 200,
+              body: { items: page.items.map((e) => respond(200, e).body), ...(page.next === undefined ? {} : { next: page.next }) }
+            }
+          })
+      })
+    ]
+  })
+}

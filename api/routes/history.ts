@@ -1,0 +1,32 @@
+/** The global history: every event in commit order, for auditors. */
+import { Effect, Schema } from "effect"
+import { EventEnvelope } from "../../domain/envelope.ts"
+import { globalHistory } from "../../projections/EntityQueries.ts"
+import { Problem } from "../problems.ts"
+import { route } from "../route.ts"
+import { Limit, NonNegativeIntFromString } from "./params.ts"
+
+const GlobalHistoryPage = Schema.Struct({
+  events: Schema.Array(EventEnvelope),
+  /** pass as fromPosition for the next page; absent when this page was not full */
+  nextPosition: Schema.optionalKey(Schema.Int)
+}).annotate({ identifier: "GlobalHistory" })
+
+export const historyRoutes = [
+  route({
+    method: "GET", url: "/v1/history", tags: ["history"], roles: ["auditor"],
+    summary: "Every event in global commit order, from a position (inclusive)",
+    query: Schema.Struct({ fromPosition: Schema.optionalKey(NonNegativeIntFromString), limit: Schema.optionalKey(Limit) }),
+    responses: {
+      200: { description: "events", schema: GlobalHistoryPage },
+      400: { description: "invalid query", schema: Problem, contentType: "application/problem+json" }
+    },
+    handler: ({ query }) =>
+      Effect.gen(function*() {
+        const limit = query.limit ?? 100
+        const events = yield* globalHistory({ limit, ...(query.fromPosition === undefined ? {} : { fromPosition: query.fromPosition }) })
+        const last = events[events.length - 1]
+        return { status: 200, body: { events, ...(events.length === limit && last ? { nextPosition: last.position + 1 } : {}) } }
+      })
+  })
+]

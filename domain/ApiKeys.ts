@@ -1,0 +1,38 @@
+/**
+ * API keys and their roles (DESIGN.md, Auth). A key's secret is shown once, at creation; only its
+ * hash is kept. Declared here; stored by infra/apiKeys/sqlite.ts.
+ */
+import { Context, Schema } from "effect"
+import type { Effect, Option } from "effect"
+
+/** admin: everything · service: commands and queries · auditor: history and point-in-time reads ·
+ * partner:<id>: ingest for that partner · producer:<topics>: firehose publish */
+export const Role = Schema.String.check(
+  Schema.isPattern(/^(admin|service|auditor|partner:[a-z0-9][a-z0-9_-]*|producer:[a-z0-9_.*>,-]+)$/, {
+    description: "admin | service | auditor | partner:<id> | producer:<topics>"
+  })
+).annotate({ identifier: "Role", examples: ["service"] })
+export type Role = typeof Role.Type
+
+export const ApiKey = Schema.Struct({
+  id: Schema.String,
+  name: Schema.String,
+  role: Role,
+  createdAt: Schema.String
+}).annotate({ identifier: "ApiKey" })
+export type ApiKey = typeof ApiKey.Type
+
+export class ApiKeysError extends Schema.TaggedError<ApiKeysError>()("ApiKeysError", {
+  operation: Schema.String,
+  cause: Schema.Defect()
+}) {}
+
+export class ApiKeys extends Context.Service<ApiKeys, {
+  /** The key a secret belongs to, unless unknown or revoked. */
+  readonly authenticate: (secret: string) => Effect.Effect<Option.Option<ApiKey>, ApiKeysError>
+  /** A new key; the secret is returned here only. */
+  readonly create: (input: { readonly name: string; readonly role: Role }) => Effect.Effect<{ readonly key: ApiKey; readonly secret: string }, ApiKeysError>
+  readonly list: Effect.Effect<ReadonlyArray<ApiKey>, ApiKeysError>
+  /** true when a live key was revoked */
+  readonly revoke: (id: string) => Effect.Effect<boolean, ApiKeysError>
+}>()("tributary/ApiKeys") {}

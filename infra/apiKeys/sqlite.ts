@@ -1,0 +1,69 @@
+/** API keys in a SQLite file: only a SHA-256 of each secret is stored; lookups are cached in memory. */
+import { createHash, randomBytes } from "node:crypto"
+import { DatabaseSync } from "node:sqlite"
+import { Clock, Effect, Layer, Option } from "effect"
+import { ApiKeys, ApiKeysError, type ApiKey } from "../../domain/ApiKeys.ts"
+
+const hash = (secret: string) => createHash("sha256").update(secret).digest("hex")
+
+interface Row { readonly id: string; readonly name: string; readonly role: string; readonly created_at: string }
+const fromRow = (row: Row): ApiKey => ({ id: row.id, name: row.name, role: row.role, createdAt: row.created_at })
+
+export const layerSqlite = (options: { readonly path: string }) =>
+  Layer.effect(
+    ApiKeys,
+    Effect.gen(function*() {
+      const db = yield* Effect.acquireRelease(
+        Effect.try({
+          try: () => {
+            const db = new DatabaseSync(options.path)
+            db.exec(`PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;
+              CREATE TABLE IF NOT EXISTS api_keys (
+                id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+                created_at TEXT NOT NULL, revoked_at TEXT)`)
+            return db
+          },
+          catch: (cause) => new ApiKeysError({ operation: "open", cause })
+        }),
+        (db) => Effect.sync(() => db.close())
+      )
+      const byHash = db.prepare(`SELECT id, name, role, created_at FROM api_keys WHERE hash = ? AND revoked_at IS NULL`)
+      const insert = db.prepare(`INSERT INTO api_keys (id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)`)
+      const all = db.prepare(`SELECT id, name, role, created_at FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id`)
+      const revoke = db.prepare(`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`)
+      // Every request authenticates: keep known hashes in memory (cleared on revoke).
+      const cache = new Map<string, ApiKey>()
+      const use = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: (cause) => new ApiKeysError({ operation, cause }) })
+      const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms).toISOString())
+
+      return ApiKeys.of({
+        authenticate: (secret) =>
+          use("authenticate", () => {
+            const h = hash(secret)
+            const cached = cache.get(h)
+            if (cached !== undefined) return Option.some(cached)
+            const row = byHash.get(h) as Row | undefined
+            if (row === undefined) return Option.none()
+            const key = fromRow(row)
+            cache.set(h, key)
+            return Option.some(key)
+          }),
+        create: ({ name, role }) =>
+          Effect.flatMap(now, (createdAt) =>
+            use("create", () => {
+              const id = randomBytes(8).toString("hex")
+              const secret = `trb_${id}_${randomBytes(24).toString("base64url")}`
+              insert.run(id, name, role, hash(secret), createdAt)
+              return { key: { id, name, role, createdAt }, secret }
+            })),
+        list: use("list", () => (all.all() as unknown as Array<Row>).map(fromRow)),
+        revoke: (id) =>
+          Effect.flatMap(now, (at) =>
+            use("revoke", () => {
+              const changed = Number(revoke.run(at, id).changes) > 0
+              cache.clear()
+              return changed
+            }))
+      })
+    })
+  )

@@ -1,0 +1,174 @@
+/**
+ * The embedded message bus: a `nats-server` child process started from `nats.conf`, ready once it
+ * accepts connections and stopped (SIGTERM, then SIGKILL after a grace period) when its scope closes.
+ */
+import { spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
+import { createConnection, createServer } from "node:net"
+import { fileURLToPath } from "node:url"
+import { Duration, Effect, Schedule, Schema } from "effect"
+
+/** The repository's `nats.conf`. */
+export const defaultConfigFile: string = fileURLToPath(new URL("../../nats.conf", import.meta.url))
+
+export interface NatsServerOptions {
+  readonly configFile: string
+  /** default 127.0.0.1 (the config's own default too) */
+  readonly host?: string
+  readonly port: number
+  /** JetStream's directory (`-sd`), e.g. `<DATA_DIR>/nats` */
+  readonly storeDir: string
+  /** executable; default `nats-server` on the PATH */
+  readonly command?: string
+  /** how long to wait for "Server is ready"; default 15 seconds */
+  readonly startTimeout?: Duration.Input
+  /** how long SIGTERM may take before SIGKILL; default 10 seconds */
+  readonly stopGracePeriod?: Duration.Input
+}
+
+export interface RunningNatsServer {
+  readonly url: string
+  readonly pid: number
+}
+
+/** The server did not start: it exited, could not be spawned, or was not ready in time. `output` is its log. */
+export class NatsServerError extends Schema.TaggedError<NatsServerError>()("NatsServerError", {
+  operation: Schema.String,
+  output: Schema.String,
+  cause: Schema.Defect()
+}) {}
+
+/** The last `max` characters of the server's log, enough to show why it failed. */
+const tail = (log: Array<string>, max = 8_000) => log.join("").slice(-max)
+
+const exited = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null
+
+/** Resolves when the child exits (at once if it already has). */
+const waitForExit = (child: ChildProcess) =>
+  Effect.callback<void>((resume) => {
+    if (exited(child)) return resume(Effect.void)
+    const onExit = () => resume(Effect.void)
+    child.once("exit", onExit)
+    return Effect.sync(() => child.off("exit", onExit))
+  })
+
+/** SIGTERM, and SIGKILL if it has not exited within the grace period. */
+const stop = (child: ChildProcess, grace: Duration.Input) =>
+  Effect.gen(function*() {
+    if (exited(child)) return
+    child.kill("SIGTERM")
+    const stopped = yield* waitForExit(child).pipe(Effect.timeoutOption(grace))
+    if (stopped._tag === "None") {
+      child.kill("SIGKILL")
+      yield* waitForExit(child)
+    }
+  })
+
+/** Waits for the server's "Server is ready" log line; fails if it exits first. */
+const waitForReady = (child: ChildProcess, log: Array<string>, spawnError: { cause?: Error }) =>
+  Effect.callback<void, NatsServerError>((resume) => {
+    if (spawnError.cause !== undefined) {
+      return resume(Effect.fail(new NatsServerError({ operation: "spawn", output: tail(log), cause: spawnError.cause })))
+    }
+    let seen = ""
+    const onData = (chunk: Buffer) => {
+      // keep a little of the previous chunk: the line may be split across two reads
+      seen = (seen + chunk.toString()).slice(-4_096)
+      if (seen.includes("Server is ready")) resume(Effect.void)
+    }
+    const onExit = (code: number | null, signal: string | null) =>
+      resume(Effect.fail(new NatsServerError({
+        operation: "start",
+        output: tail(log),
+        cause: `nats-server exited before it was ready (code ${code}, signal ${signal})`
+      })))
+    const onError = (cause: Error) =>
+      resume(Effect.fail(new NatsServerError({ operation: "spawn", output: tail(log), cause })))
+    child.stderr?.on("data", onData)
+    child.once("exit", onExit)
+    child.once("error", onError)
+    return Effect.sync(() => {
+      child.stderr?.off("data", onData)
+      child.off("exit", onExit)
+      child.off("error", onError)
+    })
+  })
+
+/** Connects once over TCP: the listener really accepts (the log line alone could be stale output). */
+const probe = (host: string, port: number) =>
+  Effect.callback<void, Error>((resume) => {
+    const socket = createConnection({ host, port })
+    socket.once("connect", () => {
+      socket.destroy()
+      resume(Effect.void)
+    })
+    socket.once("error", (cause) => {
+      socket.destroy()
+      resume(Effect.fail(cause))
+    })
+    return Effect.sync(() => socket.destroy())
+  })
+
+/**
+ * Starts nats-server and waits until it accepts connections; stops it when the scope closes.
+ * Fails with `NatsServerError` carrying the server's log when it cannot start.
+ */
+export const startNatsServer = Effect.fnUntraced(function*(options: NatsServerOptions) {
+  const host = options.host ?? "127.0.0.1"
+  const args = ["-c", options.configFile, "-a", host, "-p", String(options.port), "-sd", options.storeDir]
+  const log: Array<string> = []
+  const spawnError: { cause?: Error } = {}
+  const child = yield* Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        const child = spawn(options.command ?? "nats-server", args, { stdio: ["ignore", "pipe", "pipe"] })
+        // nats-server logs to stderr; keep all of it (bounded) to explain a failed start.
+        const keep = (chunk: Buffer) => {
+          log.push(chunk.toString())
+          if (log.length > 200) log.splice(0, log.length - 200)
+        }
+        child.stdout?.on("data", keep)
+        child.stderr?.on("data", keep)
+        // without a listener, a spawn failure (ENOENT) would be thrown as an uncaught 'error' event
+        child.on("error", (cause) => {
+          spawnError.cause = cause
+        })
+        return child
+      },
+      catch: (cause) => new NatsServerError({ operation: "spawn", output: "", cause })
+    }),
+    (child) => stop(child, options.stopGracePeriod ?? "10 seconds")
+  )
+  const startTimeout = options.startTimeout ?? "15 seconds"
+  yield* waitForReady(child, log, spawnError).pipe(
+    Effect.andThen(probe(host, options.port).pipe(
+      Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ times: 50 }))),
+      Effect.mapError((cause) => new NatsServerError({ operation: "probe", output: tail(log), cause }))
+    )),
+    Effect.timeoutOrElse({
+      duration: startTimeout,
+      orElse: () =>
+        Effect.fail(new NatsServerError({
+          operation: "start",
+          output: tail(log),
+          cause: `not ready within ${Duration.format(Duration.fromInputUnsafe(startTimeout))}`
+        }))
+    })
+  )
+  return { url: `nats://${host}:${options.port}`, pid: child.pid! } satisfies RunningNatsServer
+})
+
+/**
+ * A TCP port free right now on `host` (the OS picks it). Another process could take it before the
+ * server binds; a start failing with "address already in use" is then retried by the caller.
+ */
+export const freePort = (host = "127.0.0.1") =>
+  Effect.callback<number, NatsServerError>((resume) => {
+    const server = createServer()
+    server.once("error", (cause) => resume(Effect.fail(new NatsServerError({ operation: "freePort", output: "", cause }))))
+    server.listen(0, host, () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resume(Effect.succeed(port)))
+    })
+  })

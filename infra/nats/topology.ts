@@ -1,0 +1,88 @@
+/**
+ * The JetStream streams Tributary needs, declared once and applied idempotently at start-up:
+ * creating what is missing and updating what exists, so every process can call it safely.
+ */
+import { DiscardPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType } from "@nats-io/jetstream"
+import type { StreamConfig } from "@nats-io/jetstream"
+import { nanos } from "@nats-io/transport-node"
+import { Duration, Effect } from "effect"
+import { allCommands, allHistory, allSnapshots, StreamNames } from "../../domain/subjects.ts"
+import { Nats, NatsError, tryNats } from "./Nats.ts"
+
+export interface TopologyOptions {
+  /** how long HISTORY keeps events; default 30 days (auditors replay from the event store beyond it) */
+  readonly historyMaxAge?: Duration.Input
+  /** how long JetStream remembers a `Nats-Msg-Id` to drop a re-publish; default 2 minutes */
+  readonly duplicateWindow?: Duration.Input
+}
+
+export const defaultHistoryMaxAge: Duration.Input = "30 days"
+export const defaultDuplicateWindow: Duration.Input = "2 minutes"
+
+const toNanos = (duration: Duration.Input) => nanos(Duration.toMillis(duration))
+
+type Config = StreamConfig
+
+/** The three streams; all on disk (durability: acknowledged only once stored). */
+export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> => {
+  const duplicateWindow = toNanos(options.duplicateWindow ?? defaultDuplicateWindow)
+  const common = { storage: StorageType.File, num_replicas: 1, duplicate_window: duplicateWindow }
+  return [
+    {
+      ...common,
+      name: StreamNames.commands,
+      subjects: [allCommands],
+      // Work queue: a command is removed once an entity actor acknowledges it.
+      retention: RetentionPolicy.Workqueue,
+      discard: DiscardPolicy.Old,
+      description: "Commands for entity actors (work queue)"
+    } as Config,
+    {
+      ...common,
+      name: StreamNames.history,
+      subjects: [allHistory],
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      max_age: toNanos(options.historyMaxAge ?? defaultHistoryMaxAge),
+      // Direct get lets readers fetch the last event of an entity without a consumer.
+      allow_direct: true,
+      description: "Every event in commit order, published by the relay from the event store"
+    } as Config,
+    {
+      ...common,
+      name: StreamNames.snapshots,
+      subjects: [allSnapshots],
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      // One message per subject: a new snapshot replaces the entity's previous one (compaction).
+      max_msgs_per_subject: 1,
+      allow_direct: true,
+      description: "Latest state of each entity"
+    } as Config
+  ]
+}
+
+const isApiError = (cause: unknown, code: number) => cause instanceof JetStreamApiError && cause.code === code
+
+/** JetStream's "stream name already in use": another process created it between our update and add. */
+const streamNameInUse = 10058
+
+const ensureStream = (config: Config) =>
+  Effect.gen(function*() {
+    const { manager } = yield* Nats
+    const { name, ...update } = config
+    const updateStream = tryNats(`update stream ${name}`, () => manager.streams.update(name, update))
+    yield* updateStream.pipe(
+      Effect.catchIf(
+        (error: NatsError) => isApiError(error.cause, JetStreamApiCodes.StreamNotFound),
+        () =>
+          tryNats(`add stream ${name}`, () => manager.streams.add(config)).pipe(
+            Effect.catchIf((error: NatsError) => isApiError(error.cause, streamNameInUse), () => updateStream)
+          )
+      )
+    )
+  })
+
+/** Creates or updates CMD, HISTORY and SNAPSHOTS; safe to run at every start and from several processes. */
+export const ensureTopology = (options: TopologyOptions = {}): Effect.Effect<void, NatsError, Nats> =>
+  Effect.forEach(streamConfigs(options), ensureStream, { discard: true })

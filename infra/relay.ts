@@ -1,0 +1,196 @@
+/**
+ * The history relay: tails the event store's global order from a durable checkpoint and publishes
+ * every event to HISTORY (`history.<type>.<id>`) in commit order, then each touched entity's new state
+ * to SNAPSHOTS (`snapshot.<type>.<id>`). The event store stays the source of truth; JetStream is derived.
+ *
+ * Exactly once in HISTORY, in order, across crashes:
+ * - a batch is published on one connection without waiting in between (order is kept by the
+ *   connection), every acknowledgement awaited, and only then is the checkpoint advanced;
+ * - each HISTORY publish expects the stream's last sequence to be the one before it, so if a publish
+ *   fails, none after it can land out of order; the relay then restarts from a fresh read of both ends;
+ * - on start the relay reads the `Tributary-Position` of HISTORY's last message and does not publish
+ *   history at or below it again, so a crash between publish and checkpoint duplicates nothing, even
+ *   beyond JetStream's duplicate window (`Nats-Msg-Id = eventId` covers the rest);
+ * - snapshots of events between the checkpoint and that position are re-published (idempotent), since
+ *   the crash may have come between the HISTORY and SNAPSHOTS publishes.
+ */
+import { headers as natsHeaders } from "@nats-io/transport-node"
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream"
+import type { PubAck } from "@nats-io/jetstream"
+import { Clock, Duration, Effect, Layer, Metric, Option, Schedule, Stream } from "effect"
+import { EventStore } from "../domain/EventStore.ts"
+import type { RecordedEvent } from "../domain/EventStore.ts"
+import { toEnvelope } from "../domain/envelope.ts"
+import type { EventEnvelope } from "../domain/envelope.ts"
+import { toSnapshot } from "../domain/snapshot.ts"
+import type { EntitySnapshot } from "../domain/snapshot.ts"
+import { historySubject, snapshotSubject, StreamNames } from "../domain/subjects.ts"
+import { makeEntityStateCache } from "./entityStateCache.ts"
+import { Nats, NatsError, tryNats } from "./nats/Nats.ts"
+import { openRelayCheckpoint, RelayError } from "./relayCheckpoint.ts"
+
+export { RelayError } from "./relayCheckpoint.ts"
+
+export interface RelayOptions {
+  /** SQLite file holding the checkpoint, e.g. `<DATA_DIR>/relay.db` */
+  readonly checkpointPath: string
+  /** the checkpoint's row; default "history" */
+  readonly name?: string
+  /** most events per batch (one round of acks); default 256 */
+  readonly maxBatch?: number
+  /** how long a batch waits to fill up; default 5 millis */
+  readonly batchWindow?: Duration.Input
+  /** entities whose state is kept in memory; default 10 000 */
+  readonly cacheSize?: number
+}
+
+/** Header names on HISTORY messages (DESIGN.md, Contracts); `Nats-Msg-Id` is set through `msgID`. */
+export const RelayHeaders = {
+  revision: "Tributary-Revision",
+  position: "Tributary-Position",
+  traceId: "Tributary-Trace-Id"
+} as const
+
+export const eventsRelayed = Metric.counter("tributary_relay_events_total", {
+  description: "Events published to HISTORY by the relay",
+  incremental: true
+})
+export const relayLag = Metric.gauge("tributary_relay_lag_events", {
+  description: "Events in the store not yet relayed (head position minus checkpoint)"
+})
+export const commitToPublish = Metric.histogram("tributary_relay_commit_to_publish_seconds", {
+  description: "Time from an event's commit (recordedAt) to its HISTORY acknowledgement",
+  boundaries: Metric.exponentialBoundaries({ start: 0.001, factor: 2, count: 16 })
+})
+
+const encoder = new TextEncoder()
+
+/** Where HISTORY ends: its last sequence and the store position of its last event (0 when unknown). */
+const historyTail = Effect.gen(function*() {
+  const { manager } = yield* Nats
+  const info = yield* tryNats("history info", () => manager.streams.info(StreamNames.history))
+  const lastSeq = info.state.last_seq
+  if (lastSeq === 0) return { lastSeq, position: 0 }
+  // The last message may be gone (max_age, purge): then the checkpoint alone says where to resume.
+  // Any other failure must stop the start: resuming from the checkpoint alone could duplicate.
+  const last = yield* tryNats("history tail", () => manager.streams.getMessage(StreamNames.history, { seq: lastSeq })).pipe(
+    Effect.catchIf(
+      (error) => error.cause instanceof JetStreamApiError && error.cause.code === JetStreamApiCodes.NoMessageFound,
+      () => Effect.succeed(null)
+    )
+  )
+  const position = Number(last?.header.get(RelayHeaders.position) ?? 0)
+  return { lastSeq, position: Number.isSafeInteger(position) ? position : 0 }
+})
+
+interface Outgoing {
+  readonly history: ReadonlyArray<EventEnvelope>
+  readonly snapshots: ReadonlyArray<{ readonly snapshot: EntitySnapshot; readonly eventId: string }>
+}
+
+/**
+ * Sends every message of a batch at once, in order, then awaits all acknowledgements.
+ * Returns HISTORY's last sequence afterwards.
+ */
+const publishBatch = (outgoing: Outgoing, lastSeq: number) =>
+  Effect.gen(function*() {
+    const { jetstream } = yield* Nats
+    const acks = yield* Effect.sync(() => {
+      const history = outgoing.history.map((envelope, i) => {
+        const headers = natsHeaders()
+        headers.set(RelayHeaders.revision, String(envelope.revision))
+        headers.set(RelayHeaders.position, String(envelope.position))
+        headers.set(RelayHeaders.traceId, envelope.correlationId)
+        const expected = lastSeq + i
+        return jetstream.publish(historySubject(envelope.entityType, envelope.entityId), encoder.encode(JSON.stringify(envelope)), {
+          msgID: envelope.eventId,
+          headers,
+          // 0 means "no expectation" to the server: on an empty stream the first publish is unchecked.
+          ...(expected > 0 ? { expect: { lastSequence: expected } } : {})
+        })
+      })
+      const snapshots = outgoing.snapshots.map(({ eventId, snapshot }) =>
+        jetstream.publish(snapshotSubject(snapshot.type, snapshot.id), encoder.encode(JSON.stringify(snapshot)), {
+          msgID: eventId
+        })
+      )
+      // allSettled: every promise gets a handler, so one failure leaves no unhandled rejection behind.
+      return Promise.allSettled([...history, ...snapshots])
+    })
+    const settled = yield* Effect.promise(() => acks)
+    const failed = settled.find((s) => s.status === "rejected")
+    if (failed !== undefined) return yield* new NatsError({ operation: "publish batch", cause: failed.reason })
+    const historyAcks = settled.slice(0, outgoing.history.length).map((s) => (s as PromiseFulfilledResult<PubAck>).value)
+    if (historyAcks.some((ack) => ack.duplicate)) {
+      // Only possible if HISTORY and the checkpoint disagree; restarting re-reads both.
+      return yield* new NatsError({ operation: "publish batch", cause: "HISTORY reported a duplicate; resynchronising" })
+    }
+    return historyAcks.length > 0 ? historyAcks[historyAcks.length - 1]!.seq : lastSeq
+  })
+
+/** One run of the relay, from a fresh read of the checkpoint and of HISTORY's tail until it fails. */
+const relayOnce = (options: RelayOptions) =>
+  Effect.gen(function*() {
+    const store = yield* EventStore
+    const checkpoint = yield* openRelayCheckpoint(options.checkpointPath, options.name ?? "history")
+    const cache = makeEntityStateCache(store, options.cacheSize ?? 10_000)
+    const tail = yield* historyTail
+    let lastSeq = tail.lastSeq
+    const published = tail.position
+    const start = yield* checkpoint.load
+    yield* Effect.logInfo("relay starting", { checkpoint: start, historyPosition: published, historySeq: lastSeq })
+
+    const relayBatch = (events: ReadonlyArray<RecordedEvent>) =>
+      Effect.gen(function*() {
+        const history: Array<EventEnvelope> = []
+        const snapshots = new Map<string, { snapshot: EntitySnapshot; eventId: string }>()
+        for (const event of events) {
+          const envelope = toEnvelope(event)
+          if (Option.isNone(envelope)) continue
+          const e = envelope.value
+          if (e.position > published) history.push(e)
+          const state = yield* cache.after(event)
+          if (Option.isSome(state)) {
+            // latest state per entity in this batch: SNAPSHOTS keeps only the last one anyway
+            snapshots.delete(event.stream)
+            snapshots.set(event.stream, {
+              snapshot: toSnapshot(e.entityType, e.entityId, state.value, e.position),
+              eventId: e.eventId
+            })
+          }
+        }
+        lastSeq = yield* publishBatch({ history, snapshots: [...snapshots.values()] }, lastSeq)
+        const now = yield* Clock.currentTimeMillis
+        for (const e of history) {
+          yield* Metric.update(commitToPublish, Math.max(0, now - Date.parse(e.recordedAt)) / 1000)
+        }
+        yield* Metric.update(eventsRelayed, history.length)
+        const position = events[events.length - 1]!.position
+        yield* checkpoint.save(position)
+        const head = yield* store.headPosition
+        yield* Metric.update(relayLag, Math.max(0, (head ?? 0) - position))
+      })
+
+    return yield* store.subscribeToAll({ after: start }).pipe(
+      Stream.groupedWithin(options.maxBatch ?? 256, options.batchWindow ?? "5 millis"),
+      Stream.runForEach(relayBatch)
+    )
+  }).pipe(Effect.scoped)
+
+/**
+ * Runs the relay until interrupted. Any failure (event store, NATS, checkpoint) is logged and the
+ * relay restarts with backoff from a fresh read of the checkpoint and of HISTORY's tail.
+ * Needs `EventStore` and `Nats`; HISTORY and SNAPSHOTS must exist (`ensureTopology`).
+ */
+export const runRelay = (options: RelayOptions): Effect.Effect<never, never, EventStore | Nats> =>
+  relayOnce(options).pipe(
+    Effect.andThen(Effect.fail(new RelayError({ operation: "subscribeToAll", cause: "the subscription ended" }))),
+    Effect.tapError((error) => Effect.logWarning("relay failed; restarting", error)),
+    // exponential backoff capped at 5 seconds, forever: the relay must outlive any outage
+    Effect.retry(Schedule.min([Schedule.exponential("50 millis"), Schedule.spaced("5 seconds")])),
+    Effect.orDie // unreachable: the schedule never gives up
+  )
+
+/** The relay as a layer: runs in the background while the layer is alive (the platform's in-process mode). */
+export const layerRelay = (options: RelayOptions): Layer.Layer<never, never, EventStore | Nats> =>
+  Layer.effectDiscard(Effect.forkScoped(runRelay(options)))

@@ -1,0 +1,14 @@
+/** How one history event changes the entity read model: pure, so a rebuild gives the same rows. */
+import { evolveRecorded, initialState } from "../domain/entity.ts"
+import type { EventEnvelope } from "../domain/envelope.ts"
+import { fromSnapshot, toSnapshot, type EntitySnapshot } from "../domain/snapshot.ts"
+
+/** The entity's row after `event`; undefined when the row already includes it (a replay). */
+export const projectEvent = (current: EntitySnapshot | undefined, event: EventEnvelope): EntitySnapshot | undefined => {
+  if (current !== undefined && event.revision <= current.revision) return undefined
+  const state = evolveRecorded(current === undefined ? initialState() : fromSnapshot(current), event)
+  return toSnapshot(event.entityType, event.entityId, state, event.position)
+}
+
+/** Whether to keep this revision as a point-in-time snapshot: every `every`-th revision. */
+export const keepsSnapshot = (snapshot: EntitySnapshot, every: number): boolean => (snapshot.revision + 1) % every === 0

@@ -1,0 +1,236 @@
+/**
+ * The EventStore contract, run against every implementation (SQLite, KurrentDB).
+ * Every test writes to its own streams, so the suite also runs against a shared EventStoreDB.
+ */
+import { randomUUID } from "node:crypto"
+import { assert, describe, layer } from "@effect/vitest"
+import { Effect, Fiber, Stream } from "effect"
+import type { Layer } from "effect"
+import { EventStore } from "../../domain/EventStore.ts"
+import type { EventData, RecordedEvent } from "../../domain/EventStore.ts"
+
+const streamName = (type: string) => `${type}-${randomUUID()}`
+const event = (type: string, data: EventData["data"] = {}, metadata: EventData["metadata"] = {}): EventData => ({
+  eventId: randomUUID(),
+  type,
+  data,
+  metadata
+})
+const events = (n: number, type = "Counted") => Array.from({ length: n }, (_, i) => event(type, { i }))
+const revisions = (recorded: ReadonlyArray<RecordedEvent>) => recorded.map((e) => e.revision)
+const positions = (recorded: ReadonlyArray<RecordedEvent>) => recorded.map((e) => e.position)
+const ids = (recorded: ReadonlyArray<RecordedEvent | EventData>) => recorded.map((e) => e.eventId)
+const assertIncreasing = (values: ReadonlyArray<number>) => {
+  for (let i = 1; i < values.length; i++) assert.isTrue(values[i]! > values[i - 1]!, `${values[i]} after ${values[i - 1]}`)
+}
+
+export const eventStoreSuite = <E>(name: string, storeLayer: Layer.Layer<EventStore, E>) =>
+  describe(name, () => {
+    layer(storeLayer, { excludeTestServices: true, timeout: "60 seconds" })((it) => {
+      it.effect("appends to a new stream with no_stream and numbers revisions from 0, contiguously", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const stream = streamName("account")
+          const first = yield* store.appendToStream(stream, events(3), "no_stream")
+          assert.strictEqual(first.nextRevision, 2)
+          const second = yield* store.appendToStream(stream, events(2), 2)
+          assert.strictEqual(second.nextRevision, 4)
+          assert.isTrue(second.position > first.position)
+          const recorded = yield* store.readStream(stream)
+          assert.deepStrictEqual(revisions(recorded), [0, 1, 2, 3, 4])
+          assert.strictEqual(recorded[4]!.position, second.position)
+          assert.strictEqual(recorded[2]!.position, first.position)
+        }))
+
+      it.effect("gives positions that increase in global order across streams", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const [a, b] = [streamName("a"), streamName("b")]
+          const results = [
+            yield* store.appendToStream(a, events(1), "no_stream"),
+            yield* store.appendToStream(b, events(2), "no_stream"),
+            yield* store.appendToStream(a, events(1), 0)
+          ]
+          assertIncreasing(results.map((r) => r.position))
+          const all = [...(yield* store.readStream(a)), ...(yield* store.readStream(b))]
+          assert.strictEqual(new Set(positions(all)).size, 4, "every event has its own position")
+        }))
+
+      it.effect("rejects an append at a stale revision, naming the actual revision, and writes nothing", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const stream = streamName("order")
+          yield* store.appendToStream(stream, events(2), "no_stream")
+          const stale = yield* Effect.flip(store.appendToStream(stream, events(3), 0))
+          assert.strictEqual(stale._tag, "WrongExpectedRevision")
+          assert.deepInclude(stale, { stream, expected: 0, actual: 1 })
+          const existing = yield* Effect.flip(store.appendToStream(stream, events(1), "no_stream"))
+          assert.deepInclude(existing, { _tag: "WrongExpectedRevision", actual: 1 })
+          assert.deepStrictEqual(revisions(yield* store.readStream(stream)), [0, 1])
+        }))
+
+      it.effect("rejects a revision or stream_exists on an absent stream with actual no_stream", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const stream = streamName("absent")
+          const atRevision = yield* Effect.flip(store.appendToStream(stream, events(1), 0))
+          assert.deepInclude(atRevision, { _tag: "WrongExpectedRevision", expected: 0, actual: "no_stream" })
+          const exists = yield* Effect.flip(store.appendToStream(stream, events(1), "stream_exists"))
+          assert.deepInclude(exists, { _tag: "WrongExpectedRevision", expected: "stream_exists", actual: "no_stream" })
+          assert.deepStrictEqual(yield* store.readStream(stream), [])
+        }))
+
+      it.effect("appends with any whatever the stream's state, and with stream_exists once it exists", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const stream = streamName("any")
+          assert.strictEqual((yield* store.appendToStream(stream, events(1), "any")).nextRevision, 0)
+          assert.strictEqual((yield* store.appendToStream(stream, events(2), "any")).nextRevision, 2)
+          assert.strictEqual((yield* store.appendToStream(stream, events(1), "stream_exists")).nextRevision, 3)
+        }))
+
+      it.effect("treats a retried append (same event ids, same place) as already done", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const stream = streamName("retry")
+          const batch = events(2)
+          const first = yield* store.appendToStream(stream, batch, "no_stream")
+          const retried = yield* store.appendToStream(stream, batch, "no_stream")
+          assert.deepStrictEqual(retried, first)
+          const next = events(1)
+          yield* store.appendToStream(stream, next, 1)
+          yield* store.appendToStream(stream, next, 1)
+          assert.deepStrictEqual(ids(yield* store.readStream(stream)), ids([...batch, ...next]))
+        }))
+
+      it.effect("reads a stream forwards, backwards, from a revision, up to maxCount; an absent one as empty", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const stream = streamName("read")
+          const written = events(5)
+          yield* store.appendToStream(stream, written, "no_stream")
+          assert.deepStrictEqual(ids(yield* store.readStream(stream)), ids(written))
+          assert.deepStrictEqual(revisions(yield* store.readStream(stream, { fromRevision: 2, maxCount: 2 })), [2, 3])
+          assert.deepStrictEqual(revisions(yield* store.readStream(stream, { direction: "backwards" })), [4, 3, 2, 1, 0])
+          assert.deepStrictEqual(
+            revisions(yield* store.readStream(stream, { direction: "backwards", fromRevision: 3, maxCount: 2 })),
+            [3, 2]
+          )
+          assert.deepStrictEqual(revisions(yield* store.readStream(stream, { direction: "backwards", maxCount: 1 })), [4])
+          assert.deepStrictEqual(yield* store.readStream(streamName("never-written")), [])
+        }))
+
+      it.effect("reads all streams in commit order, forwards and backwards, from a position, up to maxCount", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const [a, b] = [streamName("all-a"), streamName("all-b")]
+          const ours = new Set([a, b])
+          const written: Array<EventData> = []
+          const append = (stream: string, n: number) => {
+            const batch = events(n)
+            written.push(...batch)
+            return store.appendToStream(stream, batch, "any")
+          }
+          yield* append(a, 2)
+          yield* append(b, 1)
+          yield* append(a, 1)
+          const last = yield* append(b, 2)
+          const mine = (recorded: ReadonlyArray<RecordedEvent>) => recorded.filter((e) => ours.has(e.stream))
+          const firstPosition = (yield* store.readStream(a))[0]!.position
+
+          const forwards = yield* store.readAll({ fromPosition: firstPosition })
+          assert.strictEqual(forwards[0]!.position, firstPosition, "fromPosition is inclusive")
+          assert.deepStrictEqual(ids(mine(forwards)), ids(written))
+          assertIncreasing(positions(forwards))
+
+          const page = yield* store.readAll({ fromPosition: firstPosition, maxCount: 2 })
+          assert.strictEqual(page.length, 2)
+          assert.deepStrictEqual(ids(page), ids(forwards.slice(0, 2)))
+
+          const backwards = yield* store.readAll({ direction: "backwards", fromPosition: last.position })
+          assert.strictEqual(backwards[0]!.position, last.position, "fromPosition is inclusive backwards too")
+          assert.deepStrictEqual(ids(mine(backwards)), ids(written).reverse())
+          const one = yield* store.readAll({ direction: "backwards", fromPosition: last.position, maxCount: 1 })
+          assert.deepStrictEqual(ids(one), [written[written.length - 1]!.eventId])
+
+          const head = yield* store.headPosition
+          assert.isDefined(head)
+          assert.isTrue(head! >= last.position)
+          const newest = yield* store.readAll({ direction: "backwards", maxCount: 1 })
+          assert.isTrue(newest[0]!.position >= last.position)
+        }))
+
+      it.effect("round-trips data and metadata as JSON, with the stored envelope", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const stream = streamName("json")
+          const data = { name: "Zoë ✓", n: 12.5, big: "18446744073709551615", list: [1, "two", null, { deep: true }] }
+          const metadata = { correlationId: randomUUID(), causationId: null, tags: ["a"] }
+          const written = [event("Renamed", data, metadata), event("Listed", [1, 2, 3], {}), event("Said", "plain text", { n: 0 })]
+          yield* store.appendToStream(stream, written, "no_stream")
+          const recorded = yield* store.readStream(stream)
+          assert.deepStrictEqual(recorded.map((e) => [e.eventId, e.type, e.data, e.metadata, e.stream]),
+            written.map((e) => [e.eventId, e.type, e.data, e.metadata, stream]))
+          for (const e of recorded) {
+            assert.match(e.recordedAt, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/)
+          }
+          const viaAll = yield* store.readAll({ fromPosition: recorded[0]!.position, maxCount: 1 })
+          assert.deepStrictEqual(viaAll[0], recorded[0])
+        }))
+
+      it.effect("lands concurrent appends to many streams with correct revisions", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const streams = Array.from({ length: 40 }, () => streamName("concurrent"))
+          yield* Effect.forEach(streams, (stream) =>
+            // 1, 2, 1, 2, 1 events: each append expects the revision the previous one left
+            Effect.forEach(["no_stream", 0, 2, 3, 5] as const, (expected, i) =>
+              store.appendToStream(stream, events(i % 2 + 1), expected)), { concurrency: "unbounded" })
+          for (const stream of streams) {
+            const recorded = yield* store.readStream(stream)
+            assert.deepStrictEqual(revisions(recorded), [0, 1, 2, 3, 4, 5, 6])
+            assertIncreasing(positions(recorded))
+          }
+        }))
+
+      it.effect("lets exactly one of many racing appends at the same revision win", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const stream = streamName("race")
+          const results = yield* Effect.forEach(Array.from({ length: 20 }), () =>
+            Effect.result(store.appendToStream(stream, events(2), "no_stream")), { concurrency: "unbounded" })
+          assert.strictEqual(results.filter((r) => r._tag === "Success").length, 1)
+          for (const r of results) {
+            if (r._tag === "Failure") assert.deepInclude(r.failure, { _tag: "WrongExpectedRevision", actual: 1 })
+          }
+          assert.deepStrictEqual(revisions(yield* store.readStream(stream)), [0, 1])
+        }))
+
+      it.effect("subscribes from a checkpoint: catches up, then follows live appends in order, once each", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const stream = streamName("subscribed")
+          const checkpoint = yield* store.appendToStream(stream, events(1), "no_stream")
+          // enough history for several catch-up pages
+          let revision = checkpoint.nextRevision
+          for (let i = 0; i < 12; i++) {
+            revision = (yield* store.appendToStream(stream, events(100), revision)).nextRevision
+          }
+          const expectedTotal = 1200 + 40
+          const subscriber = yield* store.subscribeToAll({ after: checkpoint.position }).pipe(
+            Stream.filter((e) => e.stream === stream),
+            Stream.take(expectedTotal),
+            Stream.runCollect,
+            Effect.forkChild
+          )
+          // appends racing the catch-up, then live ones after a pause
+          for (let i = 0; i < 20; i++) revision = (yield* store.appendToStream(stream, events(1), revision)).nextRevision
+          yield* Effect.sleep("100 millis")
+          for (let i = 0; i < 20; i++) revision = (yield* store.appendToStream(stream, events(1), revision)).nextRevision
+          const received = yield* Fiber.join(subscriber).pipe(Effect.timeout("10 seconds"))
+          assert.deepStrictEqual(revisions(received), Array.from({ length: expectedTotal }, (_, i) => i + 1))
+          assertIncreasing(positions(received))
+          assert.deepStrictEqual(ids(received), ids(yield* store.readStream(stream, { fromRevision: 1 })))
+        }))
+    })
+  })

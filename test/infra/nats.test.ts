@@ -1,0 +1,116 @@
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { headers } from "@nats-io/transport-node"
+import { StreamNames, historySubject, snapshotSubject } from "../../domain/subjects.ts"
+import { Nats, tryNats } from "../../infra/nats/Nats.ts"
+import { defaultConfigFile, freePort, startNatsServer } from "../../infra/nats/NatsServer.ts"
+import { ensureTopology } from "../../infra/nats/topology.ts"
+import { layerTestNats, startTestNatsServer } from "../fixtures/nats.ts"
+import { tempDir } from "../fixtures/tempDir.ts"
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+const encoder = new TextEncoder()
+
+describe("nats-server process", () => {
+  it.live("runs while its scope is open and is gone once it closes", () =>
+    Effect.gen(function*() {
+      const pid = yield* Effect.scoped(Effect.gen(function*() {
+        const server = yield* startTestNatsServer
+        assert.isTrue(isAlive(server.pid))
+        // it accepts a real client and has JetStream enabled
+        const streams = yield* Effect.scoped(Effect.gen(function*() {
+          const { manager } = yield* Nats
+          return yield* tryNats("account info", () => manager.getAccountInfo())
+        }).pipe(Effect.provide(Nats.layer({ url: server.url, name: "probe" }))))
+        assert.strictEqual(streams.streams, 0)
+        return server.pid
+      }))
+      assert.isFalse(isAlive(pid))
+    }))
+
+  it.live("fails with the server's output when it cannot start", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("nats-bad")
+      const port = yield* freePort()
+      const error = yield* Effect.flip(startNatsServer({ configFile: `${dir}/missing.conf`, port, storeDir: dir }))
+      assert.strictEqual(error._tag, "NatsServerError")
+      assert.include(error.output, "missing.conf")
+    }).pipe(Effect.scoped))
+
+  it.live("reports a port already in use", () =>
+    Effect.gen(function*() {
+      const first = yield* startTestNatsServer
+      const dir = yield* tempDir("nats-busy")
+      const port = Number(new URL(first.url).port)
+      const error = yield* Effect.flip(startNatsServer({ configFile: defaultConfigFile, port, storeDir: dir }))
+      assert.strictEqual(error._tag, "NatsServerError")
+      assert.match(error.output, /address already in use/)
+    }).pipe(Effect.scoped))
+})
+
+layer(layerTestNats({ duplicateWindow: "1 minute" }), { excludeTestServices: true })("JetStream topology", (it) => {
+  it.effect("is idempotent and applies changed settings", () =>
+    Effect.gen(function*() {
+      const { manager } = yield* Nats
+      yield* ensureTopology({ historyMaxAge: "30 days", duplicateWindow: "1 minute" })
+      yield* ensureTopology({ historyMaxAge: "30 days", duplicateWindow: "1 minute" })
+      const names = (yield* tryNats("list", () => manager.streams.names().next())).sort()
+      assert.deepStrictEqual(names, ["CMD", "HISTORY", "SNAPSHOTS"])
+      const info = yield* tryNats("info", () => manager.streams.info(StreamNames.history))
+      assert.strictEqual(info.config.max_age, 30 * 24 * 3600 * 1e9)
+      assert.strictEqual(info.config.storage, "file")
+      assert.strictEqual(info.config.retention, "limits")
+
+      yield* ensureTopology({ historyMaxAge: "7 days", duplicateWindow: "1 minute" })
+      const updated = yield* tryNats("info", () => manager.streams.info(StreamNames.history))
+      assert.strictEqual(updated.config.max_age, 7 * 24 * 3600 * 1e9)
+      const cmd = yield* tryNats("info", () => manager.streams.info(StreamNames.commands))
+      assert.strictEqual(cmd.config.retention, "workqueue")
+      assert.deepStrictEqual(cmd.config.subjects, ["cmd.>"])
+      const snapshots = yield* tryNats("info", () => manager.streams.info(StreamNames.snapshots))
+      assert.strictEqual(snapshots.config.max_msgs_per_subject, 1)
+    }))
+
+  it.effect("SNAPSHOTS keeps only the last message of each subject", () =>
+    Effect.gen(function*() {
+      const { jetstream, manager } = yield* Nats
+      for (const n of [1, 2, 3]) {
+        yield* tryNats("publish", () => jetstream.publish(snapshotSubject("advertiser", "1"), encoder.encode(`a${n}`)))
+      }
+      yield* tryNats("publish", () => jetstream.publish(snapshotSubject("advertiser", "2"), encoder.encode("b1")))
+      const info = yield* tryNats("info", () => manager.streams.info(StreamNames.snapshots))
+      assert.strictEqual(info.state.messages, 2)
+      const last = yield* tryNats("get", () =>
+        manager.streams.getMessage(StreamNames.snapshots, { last_by_subj: snapshotSubject("advertiser", "1") }))
+      assert.strictEqual(last?.string(), "a3")
+    }))
+
+  it.effect("HISTORY drops a re-publish with the same Nats-Msg-Id", () =>
+    Effect.gen(function*() {
+      const { jetstream, manager } = yield* Nats
+      const subject = historySubject("campaign", "42")
+      const h = headers()
+      h.set("Tributary-Position", "1")
+      const first = yield* tryNats("publish", () =>
+        jetstream.publish(subject, encoder.encode("e1"), { msgID: "event-1", headers: h }))
+      const again = yield* tryNats("publish", () =>
+        jetstream.publish(subject, encoder.encode("e1 again"), { msgID: "event-1", headers: h }))
+      const other = yield* tryNats("publish", () => jetstream.publish(subject, encoder.encode("e2"), { msgID: "event-2" }))
+      assert.isFalse(first.duplicate)
+      assert.isTrue(again.duplicate)
+      assert.strictEqual(again.seq, first.seq)
+      assert.isFalse(other.duplicate)
+      const info = yield* tryNats("info", () => manager.streams.info(StreamNames.history))
+      assert.strictEqual(info.state.messages, 2)
+      const stored = yield* tryNats("get", () => manager.streams.getMessage(StreamNames.history, { seq: first.seq }))
+      assert.strictEqual(stored?.string(), "e1")
+    }))
+})

@@ -1,0 +1,220 @@
+import { assert, describe, it } from "@effect/vitest"
+import { spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
+import { rmSync } from "node:fs"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { Effect, Fiber, Layer, Metric, Option, Schedule } from "effect"
+import type { Duration } from "effect"
+import { EventStore } from "../../domain/EventStore.ts"
+import { toEnvelope } from "../../domain/envelope.ts"
+import { historySubject, snapshotSubject, StreamNames } from "../../domain/subjects.ts"
+import { layerSqlite } from "../../infra/eventstore/sqlite.ts"
+import { Nats, tryNats } from "../../infra/nats/Nats.ts"
+import { commitToPublish, eventsRelayed, relayLag, runRelay } from "../../infra/relay.ts"
+import { openRelayCheckpoint } from "../../infra/relayCheckpoint.ts"
+import { appendEntityEvents, expectedSnapshot } from "../fixtures/entityEvents.ts"
+import type { EntityRef } from "../fixtures/entityEvents.ts"
+import { lastOnSubject, streamMessages } from "../fixtures/jetstreamContents.ts"
+import { layerTestNats, TestNatsServer } from "../fixtures/nats.ts"
+import { tempDir } from "../fixtures/tempDir.ts"
+
+const relayProcess = fileURLToPath(new URL("../fixtures/relayProcess.ts", import.meta.url))
+
+/** A temp dir with the event store file, a fresh nats-server with the streams, and paths for the relay. */
+const withPlatform = <A, E>(
+  test: (paths: { readonly dir: string; readonly events: string; readonly checkpoint: string }) => Effect.Effect<A, E, EventStore | Nats | TestNatsServer>,
+  duplicateWindow: Duration.Input = "2 minutes"
+) =>
+  Effect.gen(function*() {
+    const dir = yield* tempDir("relay")
+    const paths = { dir, events: join(dir, "events.db"), checkpoint: join(dir, "relay.db") }
+    return yield* test(paths).pipe(
+      Effect.provide(Layer.mergeAll(layerSqlite({ path: paths.events }), layerTestNats({ duplicateWindow })))
+    )
+  }).pipe(Effect.scoped)
+
+/** Polls until `check` holds (every 50 ms, up to `seconds`); fails with the last value otherwise. */
+const eventually = <A, E, R>(effect: Effect.Effect<A, E, R>, check: (a: A) => boolean, seconds = 30) =>
+  effect.pipe(
+    Effect.filterOrFail(check, (a) => new Error(`condition not met; last value: ${JSON.stringify(a)}`)),
+    Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo({ times: seconds * 20 })))
+  )
+
+const messageCount = (stream: string) =>
+  Effect.gen(function*() {
+    const { manager } = yield* Nats
+    const info = yield* tryNats("info", () => manager.streams.info(stream))
+    return info.state.messages
+  })
+
+/** What HISTORY must hold: every Tributary event of the store, once, in position order. */
+const assertHistoryMatchesStore = Effect.gen(function*() {
+  const store = yield* EventStore
+  const expected = (yield* store.readAll()).flatMap((e) => Option.toArray(toEnvelope(e)))
+  const history = yield* streamMessages(StreamNames.history)
+  assert.strictEqual(history.length, expected.length, "every event exactly once")
+  history.forEach((message, i) => {
+    const envelope = expected[i]!
+    assert.deepStrictEqual(message.body, envelope)
+    assert.strictEqual(message.subject, historySubject(envelope.entityType, envelope.entityId))
+    assert.strictEqual(message.headers["Nats-Msg-Id"], envelope.eventId)
+    assert.strictEqual(message.headers["Tributary-Revision"], String(envelope.revision))
+    assert.strictEqual(message.headers["Tributary-Position"], String(envelope.position))
+    assert.strictEqual(message.headers["Tributary-Trace-Id"], envelope.correlationId)
+  })
+  return expected.length
+})
+
+const assertSnapshotsMatchStore = (entities: ReadonlyArray<EntityRef>) =>
+  Effect.forEach(entities, (entity) =>
+    Effect.gen(function*() {
+      const message = yield* lastOnSubject(StreamNames.snapshots, snapshotSubject(entity.type, entity.id))
+      assert.deepStrictEqual(message?.body, yield* expectedSnapshot(entity), `snapshot of ${entity.id}`)
+    }), { discard: true })
+
+const storedCheckpoint = (path: string) => Effect.scoped(Effect.flatMap(openRelayCheckpoint(path, "history"), (c) => c.load))
+
+const entities: ReadonlyArray<EntityRef> = [
+  { type: "advertiser", id: "1" },
+  { type: "advertiser", id: "18446744073709551615" },
+  { type: "campaign", id: "7" }
+]
+
+describe("history relay", () => {
+  it.live("publishes events to HISTORY in commit order with envelope and headers, and the latest state to SNAPSHOTS", () =>
+    withPlatform((paths) =>
+      Effect.gen(function*() {
+        const store = yield* EventStore
+        const before = (yield* Metric.value(eventsRelayed)).count
+        const latenciesBefore = (yield* Metric.value(commitToPublish)).count
+        const relay = yield* Effect.forkChild(runRelay({ checkpointPath: paths.checkpoint }))
+        for (let round = 0; round < 4; round++) {
+          for (const entity of entities) yield* appendEntityEvents(entity, 1 + (round % 2))
+        }
+        // an event without Tributary metadata is not an entity event: it is skipped
+        yield* store.appendToStream("foreign-1", [{ eventId: "foreign-event", type: "Other", data: {}, metadata: {} }], "any")
+        yield* appendEntityEvents(entities[0]!, 1)
+        yield* eventually(messageCount(StreamNames.history), (n) => n >= 19)
+        const count = yield* assertHistoryMatchesStore
+        assert.strictEqual(count, 19)
+        yield* eventually(storedCheckpoint(paths.checkpoint), (c) => c === 20)
+        yield* assertSnapshotsMatchStore(entities)
+        assert.strictEqual((yield* messageCount(StreamNames.snapshots)), entities.length)
+        assert.strictEqual((yield* Metric.value(eventsRelayed)).count - before, 19)
+        assert.strictEqual((yield* Metric.value(commitToPublish)).count - latenciesBefore, 19)
+        assert.strictEqual((yield* Metric.value(relayLag)).value, 0)
+        yield* Fiber.interrupt(relay)
+      })))
+
+  it.live("catches up with events appended before it started", () =>
+    withPlatform((paths) =>
+      Effect.gen(function*() {
+        for (let i = 0; i < 30; i++) yield* appendEntityEvents(entities[i % entities.length]!, 1 + (i % 3))
+        const relay = yield* Effect.forkChild(runRelay({ checkpointPath: paths.checkpoint, maxBatch: 16 }))
+        yield* eventually(messageCount(StreamNames.history), (n) => n >= 60)
+        assert.strictEqual(yield* assertHistoryMatchesStore, 60)
+        yield* assertSnapshotsMatchStore(entities)
+        yield* Fiber.interrupt(relay)
+      })))
+
+  it.live("resumes from its checkpoint after a restart", () =>
+    withPlatform((paths) =>
+      Effect.gen(function*() {
+        const { manager } = yield* Nats
+        const first = yield* Effect.forkChild(runRelay({ checkpointPath: paths.checkpoint }))
+        for (const entity of entities) yield* appendEntityEvents(entity, 2)
+        yield* eventually(storedCheckpoint(paths.checkpoint), (c) => c === 6)
+        yield* Fiber.interrupt(first)
+        // Forget HISTORY's contents (sequence numbers stay) and outlive the duplicate window: only the
+        // checkpoint now says what was relayed. Starting over would publish the 6 old events again.
+        yield* tryNats("purge", () => manager.streams.purge(StreamNames.history))
+        yield* Effect.sleep("300 millis")
+        for (const entity of entities) yield* appendEntityEvents(entity, 1)
+        const second = yield* Effect.forkChild(runRelay({ checkpointPath: paths.checkpoint }))
+        yield* eventually(storedCheckpoint(paths.checkpoint), (c) => c === 9)
+        const history = yield* streamMessages(StreamNames.history)
+        assert.deepStrictEqual(history.map((m) => m.headers["Tributary-Position"]), ["7", "8", "9"])
+        assert.deepStrictEqual(history.map((m) => m.seq), [7, 8, 9])
+        yield* assertSnapshotsMatchStore(entities)
+        yield* Fiber.interrupt(second)
+      }), "100 millis"))
+
+  it.live("does not re-publish what HISTORY already holds when the checkpoint lags, even past the duplicate window", () =>
+    withPlatform((paths) =>
+      Effect.gen(function*() {
+        const first = yield* Effect.forkChild(runRelay({ checkpointPath: paths.checkpoint }))
+        for (const entity of entities) yield* appendEntityEvents(entity, 2)
+        yield* eventually(storedCheckpoint(paths.checkpoint), (c) => c === 6)
+        yield* Fiber.interrupt(first)
+        // a crash after the publish but before the checkpoint: the checkpoint is behind HISTORY
+        for (const suffix of ["", "-wal", "-shm"]) rmSync(`${paths.checkpoint}${suffix}`, { force: true })
+        yield* Effect.sleep("300 millis")
+        yield* appendEntityEvents(entities[2]!, 1)
+        const second = yield* Effect.forkChild(runRelay({ checkpointPath: paths.checkpoint }))
+        yield* eventually(storedCheckpoint(paths.checkpoint), (c) => c === 7)
+        assert.strictEqual(yield* assertHistoryMatchesStore, 7)
+        yield* assertSnapshotsMatchStore(entities)
+        yield* Fiber.interrupt(second)
+      }), "100 millis"))
+})
+
+/** Starts the relay in its own process; SIGKILLs it if the test ends first. */
+const startRelayProcess = (paths: { readonly events: string; readonly checkpoint: string }) =>
+  Effect.gen(function*() {
+    const { url } = yield* TestNatsServer
+    return yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn(process.execPath, ["--no-warnings", relayProcess, url, paths.events, paths.checkpoint], {
+          stdio: ["ignore", "ignore", "inherit"]
+        })
+      ),
+      (child) => Effect.sync(() => void child.kill("SIGKILL"))
+    )
+  })
+
+const killAndWait = (child: ChildProcess, signal: NodeJS.Signals) =>
+  Effect.callback<void>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+    child.once("exit", () => resume(Effect.void))
+    child.kill(signal)
+  })
+
+describe("history relay under crashes", () => {
+  it.live("holds every event exactly once, in order, and each entity's final state after repeated SIGKILLs", () =>
+    withPlatform((paths) =>
+      Effect.gen(function*() {
+        const store = yield* EventStore
+        const many = Array.from({ length: 25 }, (_, i): EntityRef => ({ type: i % 2 ? "campaign" : "advertiser", id: String(1000 + i) }))
+        let writing = true
+        const writer = yield* Effect.forkChild(Effect.gen(function*() {
+          while (writing) {
+            yield* appendEntityEvents(many[Math.floor(Math.random() * many.length)]!, 1 + Math.floor(Math.random() * 3))
+            yield* Effect.sleep(`${2 + Math.floor(Math.random() * 6)} millis`)
+          }
+        }))
+        const progress: Array<number> = []
+        for (let kill = 0; kill < 6; kill++) {
+          yield* Effect.scoped(Effect.gen(function*() {
+            const child = yield* startRelayProcess(paths)
+            yield* Effect.sleep(`${400 + Math.floor(Math.random() * 1200)} millis`)
+            yield* killAndWait(child, "SIGKILL")
+          }))
+          progress.push(yield* messageCount(StreamNames.history))
+        }
+        writing = false
+        yield* Fiber.join(writer)
+        // the killed relays did publish (the kills landed mid-stream, not before any work)
+        assert.isAbove(progress[progress.length - 1]!, 0, `progress ${progress}`)
+        const head = (yield* store.headPosition) ?? 0
+        assert.isAbove(head, progress[progress.length - 1]!, "events were left for the last relay")
+
+        yield* Effect.scoped(Effect.gen(function*() {
+          const child = yield* startRelayProcess(paths)
+          yield* eventually(storedCheckpoint(paths.checkpoint), (c) => c === head, 60)
+          yield* killAndWait(child, "SIGTERM")
+        }))
+        assert.strictEqual(yield* assertHistoryMatchesStore, head)
+        yield* assertSnapshotsMatchStore(many)
+      }), "100 millis"), { timeout: 120_000 })
+})
