@@ -1,9 +1,11 @@
 /** The platform's configuration: environment variables read through Effect Config (all listed in README). */
-import { Config, Duration } from "effect"
+import { Config, Duration, Schema } from "effect"
 
 export const PlatformConfig = Config.all({
-  /** HTTP port */
-  port: Config.Port("PORT").pipe(Config.withDefault(8080)),
+  /** HTTP port; 0 picks a free one */
+  port: Config.schema(Schema.FiniteFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: 65_535 })), "PORT").pipe(
+    Config.withDefault(8080)
+  ),
   /** HTTP listen address */
   host: Config.String("HOST").pipe(Config.withDefault("0.0.0.0")),
   /** where the embedded stores live: SQLite files, the embedded nats-server's JetStream store */
