@@ -7,7 +7,7 @@
  * Run alone: `npx node bench/eventStore.ts` prints JSON.
  */
 import { randomUUID } from "node:crypto"
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
@@ -124,6 +124,11 @@ const subscriberLatency = (path: string, samples: number) =>
     return { appendToAcknowledgement: percentiles(toAck), appendToSubscriber: percentiles(toSubscriber) }
   }))
 
+const freshPath = (dir: string, name: string) => join(mkdirSync(join(dir, name), { recursive: true })!, "events.db")
+const clean = (dir: string) => {
+  for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { recursive: true, force: true })
+}
+
 export async function benchEventStore(): Promise<Record<string, unknown>> {
   const dir = mkdtempSync(join(tmpdir(), "tributary-bench-eventstore-"))
   try {
@@ -139,9 +144,14 @@ export async function benchEventStore(): Promise<Record<string, unknown>> {
     const adapterCpu: Array<number> = []
     const rawCpu: Array<number> = []
     for (let round = 0; round < rounds; round++) {
-      const adapter = await Effect.runPromise(adapterRun(join(dir, `adapter-${round}.db`), events))
-      const rawFull = rawRun(join(dir, `raw-full-${round}.db`), events, adapter.batchSizes, "FULL")
-      const rawNormal = rawRun(join(dir, `raw-normal-${round}.db`), events, adapter.batchSizes, "NORMAL")
+      // Each run gets a fresh directory, removed right after: otherwise the next run's fsyncs also pay
+      // for the writeback of the previous run's dirty pages (NORMAL leaves many), biasing the comparison.
+      const adapter = await Effect.runPromise(adapterRun(freshPath(dir, "adapter"), events))
+      clean(dir)
+      const rawFull = rawRun(freshPath(dir, "raw-full"), events, adapter.batchSizes, "FULL")
+      clean(dir)
+      const rawNormal = rawRun(freshPath(dir, "raw-normal"), events, adapter.batchSizes, "NORMAL")
+      clean(dir)
       adapterRates.push(total / adapter.seconds)
       rawRates.push(rawFull.events / rawFull.seconds)
       rawNormalRates.push(rawNormal.events / rawNormal.seconds)
