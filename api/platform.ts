@@ -15,6 +15,7 @@ import type { CommandBus } from "../domain/CommandBus.ts"
 import { EventStore } from "../domain/EventStore.ts"
 import type { EntityReadModel } from "../projections/EntityReadModel.ts"
 import * as ApiKeysSqlite from "../infra/apiKeys/sqlite.ts"
+import { instrumented } from "../infra/eventstore/instrumented.ts"
 import { layerKurrent } from "../infra/eventstore/kurrent.ts"
 import { layerSqlite as eventStoreSqlite } from "../infra/eventstore/sqlite.ts"
 import { layerJetStream } from "../infra/nats/commandBus.ts"
@@ -54,10 +55,10 @@ const natsLayer = (config: PlatformConfig) => {
 }
 
 const eventStoreLayer = (config: PlatformConfig) =>
-  Option.match(config.eventStoreUrl, {
+  instrumented(Option.match(config.eventStoreUrl, {
     onNone: () => eventStoreSqlite({ path: join(config.dataDir, "events.db") }),
     onSome: (connectionString) => layerKurrent({ connectionString })
-  })
+  }))
 
 const httpLayer = (config: PlatformConfig) =>
   Layer.effect(HttpServer, Effect.gen(function*() {
