@@ -1,0 +1,101 @@
+import { assert, describe, layer } from "@effect/vitest"
+import { jetstream, jetstreamManager } from "@nats-io/jetstream"
+import type { JsMsg } from "@nats-io/jetstream"
+import { connect } from "@nats-io/transport-node"
+import { Effect } from "effect"
+import { NatsUrl } from "../../api/platform.ts"
+import { createKey, eventually, request } from "../fixtures/http.ts"
+import { layerTestPlatform } from "../fixtures/platform.ts"
+
+interface Received {
+  readonly subject: string
+  readonly headers: Readonly<Record<string, string>>
+  readonly envelope: { readonly eventId: string; readonly revision: number; readonly position: number; readonly entityId: string }
+  readonly raw: unknown
+}
+
+/** A plain nats.js client of the platform's NATS, as an outside consumer would connect (closed with the scope). */
+const natsClient = Effect.gen(function*() {
+  const url = yield* NatsUrl
+  return yield* Effect.acquireRelease(Effect.promise(() => connect({ servers: url, name: "consumer-test" })), (nc) => Effect.promise(() => nc.close()))
+})
+
+const received = (msg: JsMsg): Received => {
+  const headers = Object.fromEntries((msg.headers?.keys() ?? []).map((k) => [k, msg.headers!.get(k)]))
+  const raw = msg.json<Received["envelope"]>()
+  return { subject: msg.subject, headers, envelope: raw, raw }
+}
+
+layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("NATS consumers", (it) => {
+  describe("HISTORY and SNAPSHOTS", () => {
+    it.effect("a subscriber sees history.<type>.<id> envelopes with their headers, in order, and snapshot.<type>.<id> holds the latest state", () =>
+      Effect.gen(function*() {
+        const nc = yield* natsClient
+        const js = jetstream(nc)
+        // an ordered consumer; the filter as a string, since nats-server 2.9 has no multi-subject filters
+        const consumer = yield* Effect.promise(() => js.consumers.get("HISTORY", { filter_subjects: "history.advertiser.>" }))
+        const messages = yield* Effect.acquireRelease(Effect.promise(() => consumer.consume()), (m) => Effect.promise(() => m.close()).pipe(Effect.asVoid))
+        const seen: Array<Received> = []
+        yield* Effect.forkScoped(Effect.promise(async () => {
+          for await (const msg of messages) seen.push(received(msg))
+        }))
+
+        // two entities written interleaved, so global order and per-entity order both matter
+        const writes: Array<[string, "PUT" | "PATCH" | "DELETE", unknown]> = [
+          ["800", "PUT", { name: "a" }], ["801", "PUT", { name: "x" }], ["800", "PATCH", { domain: "a.example" }],
+          ["801", "PATCH", { name: "y" }], ["800", "DELETE", undefined], ["800", "PUT", { name: "b", status: "active" }],
+          ["801", "PATCH", { status: "paused" }], ["800", "PATCH", { name: "c" }]
+        ]
+        for (const [id, method, body] of writes) {
+          const res = yield* request({ method, url: `/v1/entities/advertiser/${id}`, ...(body === undefined ? {} : { body }) })
+          assert.isTrue(res.statusCode < 300, res.body)
+        }
+        yield* eventually(Effect.sync(() => seen.length), (n) => n >= writes.length)
+        assert.strictEqual(seen.length, writes.length)
+
+        const auditor = yield* createKey("auditor")
+        const global = (yield* request({ method: "GET", url: "/v1/history?limit=1000", key: auditor.secret })).json() as { events: ReadonlyArray<unknown> }
+        // the messages are the envelopes the API serves, in the same (global commit) order
+        assert.deepStrictEqual(seen.map((m) => m.raw), global.events)
+        for (const m of seen) {
+          assert.strictEqual(m.subject, `history.advertiser.${m.envelope.entityId}`)
+          assert.strictEqual(m.headers["Nats-Msg-Id"], m.envelope.eventId)
+          assert.strictEqual(m.headers["Tributary-Revision"], String(m.envelope.revision))
+          assert.strictEqual(m.headers["Tributary-Position"], String(m.envelope.position))
+        }
+        const positions = seen.map((m) => m.envelope.position)
+        for (let i = 1; i < positions.length; i++) assert.isAbove(positions[i]!, positions[i - 1]!)
+        assert.deepStrictEqual(seen.filter((m) => m.envelope.entityId === "800").map((m) => m.envelope.revision), [0, 1, 2, 3, 4])
+        assert.deepStrictEqual(seen.filter((m) => m.envelope.entityId === "801").map((m) => m.envelope.revision), [0, 1, 2])
+
+        // SNAPSHOTS keeps one message per subject: the latest state
+        const jsm = yield* Effect.promise(() => jetstreamManager(nc))
+        for (const id of ["800", "801"]) {
+          const current = (yield* request({ method: "GET", url: `/v1/entities/advertiser/${id}` })).json() as { revision: number; state: unknown; updatedAt: string }
+          const snapshot = yield* eventually(
+            Effect.promise(() => jsm.streams.getMessage("SNAPSHOTS", { last_by_subj: `snapshot.advertiser.${id}` })),
+            (msg) => msg !== null && msg.json<{ revision: number }>().revision === current.revision
+          )
+          const body = snapshot!.json<{ type: string; id: string; revision: number; deleted: boolean; state: unknown; updatedAt: string }>()
+          assert.deepStrictEqual(
+            { type: body.type, id: body.id, revision: body.revision, deleted: body.deleted, state: body.state, updatedAt: body.updatedAt },
+            { type: "advertiser", id, revision: current.revision, deleted: false, state: current.state, updatedAt: current.updatedAt }
+          )
+          const info = yield* Effect.promise(() => jsm.streams.info("SNAPSHOTS", { subjects_filter: `snapshot.advertiser.${id}` }))
+          assert.strictEqual(info.state.subjects?.[`snapshot.advertiser.${id}`], 1)
+        }
+
+        // a deleted entity's snapshot says so
+        yield* request({ method: "DELETE", url: "/v1/entities/advertiser/801" })
+        const gone = yield* eventually(
+          Effect.promise(() => jsm.streams.getMessage("SNAPSHOTS", { last_by_subj: "snapshot.advertiser.801" })),
+          (msg) => msg !== null && msg.json<{ revision: number }>().revision === 3
+        )
+        const deleted = gone!.json<{ deleted: boolean; state: unknown }>()
+        assert.strictEqual(deleted.deleted, true)
+        assert.isNull(deleted.state)
+        yield* eventually(Effect.sync(() => seen.length), (n) => n === writes.length + 1)
+        assert.strictEqual(seen[seen.length - 1]!.headers["Tributary-Revision"], "3")
+      }))
+  })
+})
