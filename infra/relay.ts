@@ -38,8 +38,17 @@ export interface RelayOptions {
   readonly name?: string
   /** most events per batch (one round of acks); default 256 */
   readonly maxBatch?: number
-  /** how long a batch waits to fill up; default 5 millis */
+  /**
+   * how long a batch waits to fill up; default none: a batch is whatever the store had when the
+   * relay asked (events committed during one publish round make the next batch), so no event waits
+   * for a timer
+   */
   readonly batchWindow?: Duration.Input
+  /**
+   * how often the checkpoint is written (a synchronous fsync); default 250 millis. The checkpoint
+   * only bounds the snapshot re-publish after a restart: HISTORY's own tail says what was published.
+   */
+  readonly checkpointEvery?: Duration.Input
   /** entities whose state is kept in memory; default 10 000 */
   readonly cacheSize?: number
 }
@@ -165,17 +174,45 @@ const relayOnce = (options: RelayOptions) =>
           yield* Metric.update(commitToPublish, Math.max(0, now - Date.parse(e.recordedAt)) / 1000)
         }
         yield* Metric.update(eventsRelayed, history.length)
-        const position = events[events.length - 1]!.position
-        yield* checkpoint.save(position)
+        relayed = events[events.length - 1]!.position
+        if (now - savedAt >= checkpointEvery) yield* saveCheckpoint
         const head = yield* store.headPosition
-        yield* Metric.update(relayLag, Math.max(0, (head ?? 0) - position))
+        yield* Metric.update(relayLag, Math.max(0, (head ?? 0) - relayed))
       })
 
-    return yield* store.subscribeToAll({ after: start }).pipe(
-      Stream.groupedWithin(options.maxBatch ?? 256, options.batchWindow ?? "5 millis"),
-      Stream.runForEach(relayBatch)
-    )
+    // The checkpoint is written at most every `checkpointEvery` while busy (each save is an fsync
+    // that blocks the event loop), and by a background flush once the relay goes quiet or stops.
+    const checkpointEvery = Duration.toMillis(options.checkpointEvery ?? "250 millis")
+    let relayed = start
+    let saved = start
+    let savedAt = 0
+    const saveCheckpoint = Effect.suspend(() => {
+      if (relayed === saved) return Effect.void
+      const position = relayed
+      return checkpoint.save(position).pipe(
+        Effect.andThen(Clock.currentTimeMillis),
+        Effect.map((now) => {
+          saved = position
+          savedAt = now
+        })
+      )
+    })
+    yield* Effect.addFinalizer(() => Effect.ignore(saveCheckpoint))
+    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(checkpointEvery), saveCheckpoint)))
+
+    const maxBatch = options.maxBatch ?? 256
+    const events = store.subscribeToAll({ after: start })
+    return yield* options.batchWindow === undefined
+      ? events.pipe(Stream.runForEachArray((page) =>
+        Effect.forEach(chunksOf(page, maxBatch), relayBatch, { discard: true })))
+      : events.pipe(Stream.groupedWithin(maxBatch, options.batchWindow), Stream.runForEach(relayBatch))
   }).pipe(Effect.scoped)
+
+const chunksOf = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
+  const chunks: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size))
+  return chunks
+}
 
 /**
  * Runs the relay until interrupted. Any failure (event store, NATS, checkpoint) is logged and the

@@ -17,8 +17,8 @@ export class ReadModelError extends Schema.TaggedError<ReadModelError>()("ReadMo
 
 export interface EntityPage {
   readonly items: ReadonlyArray<EntitySnapshot>
-  /** pass back as `cursor` for the next page; absent on the last page */
-  readonly next: string | undefined
+  /** whether entities follow the last item */
+  readonly more: boolean
 }
 
 export class EntityReadModel extends Context.Service<EntityReadModel, {
@@ -29,8 +29,8 @@ export class EntityReadModel extends Context.Service<EntityReadModel, {
   /** Forgets everything, checkpoint included (before a rebuild). */
   readonly reset: Effect.Effect<void, ReadModelError>
   readonly get: (type: string, id: string) => Effect.Effect<Option.Option<EntitySnapshot>, ReadModelError>
-  /** Live (not deleted) entities of a type, ordered by id. */
-  readonly list: (type: string, options: { readonly limit: number; readonly cursor?: string }) => Effect.Effect<EntityPage, ReadModelError>
+  /** Live (not deleted) entities of a type in numeric id order, after the id `after` when given. */
+  readonly list: (type: string, options: { readonly limit: number; readonly after?: string }) => Effect.Effect<EntityPage, ReadModelError>
   /** The newest kept snapshot recorded at or before `asOf` (any time when absent). */
   readonly snapshotAtOrBefore: (type: string, id: string, asOf?: string) => Effect.Effect<Option.Option<EntitySnapshot>, ReadModelError>
 }>()("tributary/EntityReadModel") {}

@@ -4,11 +4,12 @@
  * through the command bus to the entity's single writer; reads fold the event store (read-your-writes).
  */
 import { createHash } from "node:crypto"
-import { Clock, Effect, Option, Schema } from "effect"
+import { Clock, Effect, Option, Schema, SchemaGetter } from "effect"
 import { CommandBus } from "../../domain/CommandBus.ts"
 import { type EntityAction, type EntityCommand } from "../../domain/entity.ts"
 import { entityTypes, type EntityType } from "../../domain/entityTypes.ts"
 import { EventEnvelope } from "../../domain/envelope.ts"
+import type { EventStore } from "../../domain/EventStore.ts"
 import type { EntitySnapshot } from "../../domain/snapshot.ts"
 import { uuidv7 } from "../../domain/uuidv7.ts"
 import { EntityReadModel } from "../../projections/EntityReadModel.ts"
@@ -64,7 +65,7 @@ export interface EntityRoutesOptions {
   readonly maxInFlight?: number
 }
 
-export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<AnyRoute<CommandBus | EntityReadModel | import("../../domain/EventStore.ts").EventStore>> => {
+export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<AnyRoute<CommandBus | EntityReadModel | EventStore>> => {
   const maxInFlight = options.maxInFlight ?? 2_048
   let inFlight = 0
 
@@ -120,6 +121,12 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
   return [...entityTypes.values()].flatMap((definition) => {
     const type = definition.name
     const Params = Schema.Struct({ id: definition.id })
+    /** Opaque to clients: the last id of the previous page, base64url. */
+    const Cursor = Schema.String.pipe(Schema.decodeTo(definition.id, {
+      decode: SchemaGetter.transform((cursor: string) => Buffer.from(cursor, "base64url").toString()),
+      encode: SchemaGetter.transform((id: string) => Buffer.from(id).toString("base64url"))
+    }))
+    const encodeCursor = Schema.encodeSync(Cursor)
     const tags = [type]
     const base = `/v1/entities/${type}`
     return [
@@ -178,15 +185,16 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
       route({
         method: "GET", url: base, tags, roles: ["service", "auditor"],
         summary: `List live ${type}s by id (from the read model: eventually consistent)`,
-        query: Schema.Struct({ limit: Schema.optionalKey(Limit), cursor: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(200))) }),
+        query: Schema.Struct({ limit: Schema.optionalKey(Limit), cursor: Schema.optionalKey(Cursor) }),
         responses: { 200: { description: "a page", schema: EntityPage }, ...problems },
         handler: ({ query }) =>
           Effect.gen(function*() {
             const model = yield* EntityReadModel
-            const page = yield* model.list(type, { limit: query.limit ?? 100, ...(query.cursor === undefined ? {} : { cursor: query.cursor }) })
+            const page = yield* model.list(type, { limit: query.limit ?? 100, ...(query.cursor === undefined ? {} : { after: query.cursor }) })
+            const last = page.items[page.items.length - 1]
             return {
               status: 200,
-              body: { items: page.items.map((e) => respond(200, e).body), ...(page.next === undefined ? {} : { next: page.next }) }
+              body: { items: page.items.map((e) => respond(200, e).body), ...(page.more && last ? { next: encodeCursor(last.id) } : {}) }
             }
           })
       })

@@ -49,9 +49,6 @@ const fromRow = (row: Row): EntitySnapshot => ({
 const toParams = (s: EntitySnapshot) =>
   [s.type, s.id, s.revision, s.position, s.deleted ? 1 : 0, s.state === null ? null : JSON.stringify(s.state), s.createdAt, s.updatedAt] as const
 
-const encodeCursor = (id: string) => Buffer.from(id).toString("base64url")
-const decodeCursor = (cursor: string) => Buffer.from(cursor, "base64url").toString()
-
 export const layerSqlite = (options: { readonly path: string; readonly snapshotEvery?: number }) =>
   Layer.effect(
     EntityReadModel,
@@ -117,12 +114,10 @@ export const layerSqlite = (options: { readonly path: string; readonly snapshotE
         checkpoint: use("checkpoint", () => (getCheckpoint.get() as { position: number } | undefined)?.position),
         reset: use("reset", () => db.exec("DELETE FROM entities; DELETE FROM entity_snapshots; DELETE FROM checkpoints;")),
         get: (type, id) => use("get", () => Option.fromNullishOr(rowOf(type, id))),
-        list: (type, { limit, cursor }) =>
+        list: (type, { limit, after }) =>
           use("list", () => {
-            const after = cursor === undefined ? undefined : decodeCursor(cursor)
             const rows = (after === undefined ? firstPage.all(type, limit + 1) : nextPage.all(type, after, after, limit + 1)) as unknown as Array<Row>
-            const items = rows.slice(0, limit).map(fromRow)
-            return { items, next: rows.length > limit ? encodeCursor(items[items.length - 1]!.id) : undefined }
+            return { items: rows.slice(0, limit).map(fromRow), more: rows.length > limit }
           }),
         snapshotAtOrBefore: (type, id, asOf) =>
           use("snapshotAtOrBefore", () => {

@@ -95,6 +95,13 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("list
           assertInvalid(yield* request({ method: "GET", url: `/v1/entities/advertiser?limit=${limit}` }), "query", "/limit")
         }
       }))
+
+    it.effect("rejects a cursor it did not hand out with 400 naming the parameter", () =>
+      Effect.gen(function*() {
+        for (const cursor of ["!!", Buffer.from("abc").toString("base64url"), Buffer.from("007").toString("base64url")]) {
+          assertInvalid(yield* request({ method: "GET", url: `/v1/entities/advertiser?cursor=${cursor}` }), "query", "/cursor")
+        }
+      }))
   })
 
   describe("rebuilding the read model", () => {

@@ -37,10 +37,10 @@ describe("entity read model", () => {
         yield* caughtUp
         const model = yield* EntityReadModel
         const first = yield* model.list("advertiser", { limit: 2 })
-        const second = yield* model.list("advertiser", { limit: 2, cursor: first.next! })
-        const third = yield* model.list("advertiser", { limit: 2, cursor: second.next! })
+        const second = yield* model.list("advertiser", { limit: 2, after: first.items[1]!.id })
+        const third = yield* model.list("advertiser", { limit: 2, after: second.items[1]!.id })
         assert.deepStrictEqual([...first.items, ...second.items, ...third.items].map((e) => e.id), ids)
-        assert.strictEqual(third.next, undefined)
+        assert.deepStrictEqual([first.more, second.more, third.more], [true, true, false])
         const one = yield* model.get("advertiser", "10")
         assert.strictEqual(Option.getOrThrow(one).revision, 2)
         assert.deepStrictEqual(Option.getOrThrow(one).state, { name: "advertiser 10", n: 2 })
