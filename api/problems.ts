@@ -3,12 +3,13 @@
  * errors; this table alone decides their status, stable code and title.
  */
 import { Schema } from "effect"
-import type { FieldIssue } from "../domain/validation.ts"
+import { FieldIssue } from "../domain/validation.ts"
 
-/** A request part failed to decode; `issues` name the failing fields. */
+export const RequestPart = Schema.Literals(["path", "query", "header", "body"])
+
+/** Request parts failed to decode; `issues` name every failing field and the part it is in. */
 export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()("InvalidRequest", {
-  in: Schema.Literals(["path", "query", "header", "body"]),
-  issues: Schema.Array(Schema.Struct({ path: Schema.Array(Schema.Union([Schema.String, Schema.Number])), message: Schema.String }))
+  issues: Schema.Array(Schema.Struct({ in: RequestPart, ...FieldIssue.fields }))
 }) {}
 export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", { detail: Schema.String }) {}
 export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", { detail: Schema.String }) {}
@@ -65,16 +66,16 @@ export type Problem = typeof Problem.Type
 const pointer = (path: ReadonlyArray<string | number>) =>
   "/" + path.map((p) => String(p).replaceAll("~", "~0").replaceAll("/", "~1")).join("/")
 
-export const fieldProblems = (where: string, issues: ReadonlyArray<FieldIssue>) =>
-  issues.map((issue) => ({ in: where, pointer: pointer(issue.path), message: issue.message }))
+const fieldProblems = (issues: ReadonlyArray<FieldIssue & { readonly in: string }>) =>
+  issues.map((issue) => ({ in: issue.in, pointer: pointer(issue.path), message: issue.message }))
 
 /** The problem for a tagged error (plus the Retry-After seconds where the client should come back). */
 export const toProblem = (error: { readonly _tag: string } & Record<string, unknown>, instance: string): { problem: Problem; retryAfter?: number } => {
   const type = problemTypes[error._tag] ?? { status: 500, code: "internal", title: "Internal error" }
   const errors = error._tag === "InvalidRequest"
-    ? fieldProblems(String(error.in), error.issues as ReadonlyArray<FieldIssue>)
+    ? fieldProblems(error.issues as InvalidRequest["issues"])
     : error._tag === "InvalidEntity"
-    ? fieldProblems("body", error.issues as ReadonlyArray<FieldIssue>)
+    ? fieldProblems((error.issues as ReadonlyArray<FieldIssue>).map((issue) => ({ ...issue, in: "body" })))
     : undefined
   const detail = typeof error.detail === "string" ? error.detail : detailOf(error)
   const retryAfter = typeof error.retryAfterSeconds === "number" ? error.retryAfterSeconds : type.retryAfterSeconds

@@ -9,7 +9,7 @@ import { Cause, Effect, Exit, Option, Result, Schema } from "effect"
 import type { ApiKeys, Role } from "../domain/ApiKeys.ts"
 import { validate } from "../domain/validation.ts"
 import { authenticate, authorize, type Principal } from "./auth.ts"
-import { InvalidRequest, toProblem } from "./problems.ts"
+import { InvalidRequest, type RequestPart, toProblem } from "./problems.ts"
 
 type Part = Schema.Top
 
@@ -56,14 +56,30 @@ export const route = <P extends Part = Empty, Q extends Part = Empty, H extends 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyRoute<R> = Route<any, any, any, any, any, R>
 
+type Where = typeof RequestPart.Type
+
 // Headers and query strings carry unrelated extra keys (Accept, tracking parameters): those are ignored.
-const decodePart = (where: InvalidRequest["in"], schema: Part | undefined, input: unknown) =>
+const decodePart = (where: Where, schema: Part | undefined, input: unknown) =>
   schema === undefined
-    ? Effect.succeed(undefined)
-    : Effect.fromResult(Result.mapError(
+    ? Result.succeed(undefined)
+    : Result.mapError(
       validate(schema as Schema.Decoder<unknown>, input, where === "header" || where === "query" ? "ignore" : "error"),
-      (issues) => new InvalidRequest({ in: where, issues })
-    ))
+      (issues) => issues.map((issue) => ({ in: where, ...issue }))
+    )
+
+/** Every part decoded, or one InvalidRequest naming every failing field of every part. */
+const decodeRequest = (spec: AnyRoute<unknown>, request: FastifyRequest) => {
+  const parts = [
+    decodePart("path", spec.params, request.params),
+    decodePart("query", spec.query, request.query),
+    decodePart("header", spec.headers, request.headers),
+    decodePart("body", spec.body, request.body)
+  ] as const
+  const issues = parts.flatMap((part) => Result.isFailure(part) ? part.failure : [])
+  if (issues.length > 0) return Effect.fail(new InvalidRequest({ issues }))
+  const [params, query, headers, body] = parts.map((part) => Result.getOrUndefined(part))
+  return Effect.succeed({ params, query, headers, body })
+}
 
 /** How a route's Effect is run: with the platform's services. */
 export type Runner<R> = <A, E>(effect: Effect.Effect<A, E, R>) => Promise<Exit.Exit<A, E>>
@@ -82,11 +98,8 @@ export const register = <R>(app: FastifyInstance, spec: AnyRoute<R>, run: Runner
       const program = Effect.gen(function*() {
         const principal = spec.roles === "public" ? { id: "anonymous", role: "public" } : yield* authenticate(request.headers.authorization)
         if (spec.roles !== "public") yield* authorize(principal, spec.roles)
-        const params = yield* decodePart("path", spec.params, request.params)
-        const query = yield* decodePart("query", spec.query, request.query)
-        const headers = yield* decodePart("header", spec.headers, request.headers)
-        const body = yield* decodePart("body", spec.body, request.body)
-        return yield* spec.handler({ params, query, headers, body, principal, url: request.url })
+        const input = yield* decodeRequest(spec, request)
+        return yield* spec.handler({ ...input, principal, url: request.url })
       })
       const exit = await run(program)
       if (Exit.isSuccess(exit)) {

@@ -7,7 +7,7 @@
  * appends (the store floor). Commands go to distinct entities and, one in eight, to a few shared ones.
  */
 import { join } from "node:path"
-import { AckPolicy, jetstreamManager, jetstream, StorageType } from "@nats-io/jetstream"
+import { jetstreamManager, jetstream, StorageType } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import Fastify from "fastify"
 import { Context, Effect, Layer } from "effect"
@@ -113,7 +113,6 @@ const jetStreamRoundTrips = async (natsUrl: string, commands: ReadonlyArray<Enti
     await closedLoop(500, concurrency, (i) => js.publish(`benchfloor.warm.${i % 64}`, payloads[i % payloads.length]!).then(() => undefined))
     const run = await closedLoop(payloads.length, concurrency, (i) =>
       js.publish(`benchfloor.advertiser.${commands[i]!.entityId}`, payloads[i]!).then(() => undefined))
-    void AckPolicy
     return throughput(run.seconds, run.latencyMs, run.errors)
   } finally {
     await nc.close()

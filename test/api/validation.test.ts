@@ -58,6 +58,19 @@ layer(layerTestPlatform({ BODY_LIMIT_BYTES: String(BODY_LIMIT) }), { excludeTest
         assertProblem(yield* request({ method: "GET", url: "/v1/entities/advertiser/2" }), 404, "not-found")
       }))
 
+    it.effect("every failing field of every part is named at once", () =>
+      Effect.gen(function*() {
+        const res = yield* request({
+          method: "PUT", url: "/v1/entities/strategy/1.5", headers: { "if-match": "nope" },
+          body: { campaignId: "x", name: "s", bidPrice: -1, segmentIds: [] }
+        })
+        const problem = assertInvalid(res, "path", "/id")
+        assertInvalid(res, "header", "/if-match")
+        assertInvalid(res, "body", "/campaignId")
+        assertInvalid(res, "body", "/bidPrice")
+        assert.strictEqual(problem.errors?.length, 4)
+      }))
+
     it.effect("malformed JSON, an empty body and a body that is not an object are 400", () =>
       Effect.gen(function*() {
         const url = "/v1/entities/advertiser/3"
