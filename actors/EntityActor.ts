@@ -6,11 +6,11 @@
  * delivered twice (a retry with the same Idempotency-Key, a JetStream redelivery) is answered again
  * without being applied twice.
  */
-import { Clock, Effect, Result, Stream } from "effect"
+import { Clock, Effect, Result, Schedule, Stream } from "effect"
 import type { Duration } from "effect"
 import * as ActorRegistry from "./ActorRegistry.ts"
 import type { Behavior } from "./Actor.ts"
-import { CommandBus, type CommandReply } from "../domain/CommandBus.ts"
+import { CommandBus, CommandBusError, type CommandReply } from "../domain/CommandBus.ts"
 import { decide, evolveRecorded, initialState, toEventData, type EntityCommand, type EntityState } from "../domain/entity.ts"
 import { entityTypes } from "../domain/entityTypes.ts"
 import { streamName, type EventMetadata } from "../domain/envelope.ts"
@@ -127,6 +127,11 @@ export const runEntityActors = (options: {
         registry.tell(streamName(incoming.command.entityType, incoming.command.entityId), incoming).pipe(
           Effect.catchTag("ActorStopped", () => incoming.reply({ _tag: "Failed", message: "shutting down" }))
         )
-      )
+      ),
+      Effect.andThen(Effect.fail(new CommandBusError({ operation: "consume", cause: "the command stream ended" }))),
+      // The bus went away (NATS restarting, consumer deleted): pull again after a backoff. Commands
+      // taken but not answered are redelivered by JetStream; the actors keep their state meanwhile.
+      Effect.tapError((error) => Effect.logWarning("command bus failed; consuming again", error)),
+      Effect.retry(Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")]))
     )
   })
