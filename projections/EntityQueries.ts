@@ -10,7 +10,8 @@ import { EventStore, type RecordedEvent } from "../domain/EventStore.ts"
 import { fromSnapshot, toSnapshot, type EntitySnapshot } from "../domain/snapshot.ts"
 import { EntityReadModel } from "./EntityReadModel.ts"
 
-const PAGE = 500
+// One page covers the events after a kept snapshot (SNAPSHOT_EVERY defaults to 100).
+const PAGE = 128
 
 /**
  * The entity as it is now, or as it was at `asOf` (events recorded at or before it), from the
