@@ -12,6 +12,11 @@ export const PlatformConfig = Config.all({
   dataDir: Config.String("DATA_DIR").pipe(Config.withDefault("./data")),
   /** an existing NATS (JetStream) server or cluster; when absent, nats-server is started from nats.conf */
   natsUrl: Config.option(Config.String("NATS_URL")),
+  /** credentials for NATS_URL, where that server requires them */
+  natsUser: Config.option(Config.String("NATS_USER")),
+  natsPassword: Config.option(Config.Redacted("NATS_PASSWORD")),
+  /** the embedded nats-server's `reader` password (for consumers of HISTORY/SNAPSHOTS); generated once into DATA_DIR when unset */
+  natsReaderPassword: Config.option(Config.Redacted("NATS_READER_PASSWORD")),
   /** port of the embedded nats-server (127.0.0.1 only) */
   natsPort: Config.Port("NATS_PORT").pipe(Config.withDefault(4222)),
   /** esdb://… or kurrentdb://… selects EventStoreDB/KurrentDB; when absent, SQLite under DATA_DIR */

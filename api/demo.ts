@@ -10,7 +10,7 @@ import { connect } from "@nats-io/transport-node"
 import { NodeRuntime } from "@effect/platform-node"
 import { ConfigProvider, Effect, Layer } from "effect"
 import { PlatformConfig } from "./config.ts"
-import { HttpServer, layer, NatsUrl } from "./platform.ts"
+import { HttpServer, layer, NatsAccess } from "./platform.ts"
 
 const once = process.argv.includes("--once")
 const ADMIN = process.env.ADMIN_API_KEY ?? "demo-admin-key"
@@ -42,7 +42,8 @@ const percentile = (values: ReadonlyArray<number>, p: number) => {
 
 interface Call { readonly status: number; readonly body: Record<string, unknown>; readonly headers: Headers }
 
-const workload = (baseUrl: string, natsUrl: string) => Effect.promise(async () => {
+const workload = (baseUrl: string, nats: NatsAccess["Service"]) => Effect.promise(async () => {
+  const natsUrl = nats.url
   const latencies = new Map<string, Array<number>>()
   const statuses = new Map<string, number>()
   const call = async (label: string, method: string, path: string, key: string, body?: unknown, headers: Record<string, string> = {}): Promise<Call> => {
@@ -66,7 +67,7 @@ const workload = (baseUrl: string, natsUrl: string) => Effect.promise(async () =
   }
 
   // A consumer following HISTORY from the start, as any service would.
-  const nc = await connect({ servers: natsUrl, name: "demo-consumer" })
+  const nc = await connect({ servers: natsUrl, name: "demo-consumer", ...(nats.reader ? { user: nats.reader.user, pass: nats.reader.password } : {}) })
   const history = await (await jetstream(nc).consumers.get("HISTORY")).consume()
   let historySeen = 0
   const following = (async () => { for await (const m of history) { historySeen++; void m } })()
@@ -163,6 +164,7 @@ Tributary demo — summary
   API docs     ${baseUrl}/docs
   metrics      ${baseUrl}/metrics
   NATS         ${natsUrl} — subscribe to history.<type>.<id> (stream HISTORY) and snapshot.<type>.<id> (stream SNAPSHOTS)
+               as user ${nats.reader?.user ?? "(NATS_USER)"}${nats.reader ? `, password in ${process.env.NATS_READER_PASSWORD ? "NATS_READER_PASSWORD" : `${process.env.DATA_DIR ?? "./data/demo"}/nats-reader.password`}` : ""}
   admin key    ${ADMIN}
 `)
 })
@@ -181,7 +183,7 @@ const main = Effect.gen(function*() {
   const platform = layer({ ...config, host: "127.0.0.1" })
   yield* Effect.gen(function*() {
     const { url } = yield* HttpServer
-    yield* workload(url, yield* NatsUrl)
+    yield* workload(url, yield* NatsAccess)
     if (!once) {
       console.log("Serving; Ctrl-C to stop.")
       yield* Effect.never

@@ -5,10 +5,11 @@
  * actors stop pulling and drain their mailboxes, the relay and projection stop, NATS drains, and
  * the nats-server this process started stops.
  */
-import { mkdirSync } from "node:fs"
+import { randomBytes } from "node:crypto"
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import type { FastifyInstance } from "fastify"
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { runEntityActors } from "../actors/EntityActor.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
 import type { CommandBus } from "../domain/CommandBus.ts"
@@ -20,7 +21,7 @@ import { layerKurrent } from "../infra/eventstore/kurrent.ts"
 import { layerSqlite as eventStoreSqlite } from "../infra/eventstore/sqlite.ts"
 import { layerJetStream } from "../infra/nats/commandBus.ts"
 import { Nats, tryNats } from "../infra/nats/Nats.ts"
-import { defaultConfigFile, startNatsServer } from "../infra/nats/NatsServer.ts"
+import { defaultConfigFile, type NatsCredentials, NatsUsers, startNatsServer } from "../infra/nats/NatsServer.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
 import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
 import { layerRelay } from "../infra/relay.ts"
@@ -36,23 +37,52 @@ import { opsRoutes } from "./routes/ops.ts"
 /** The running HTTP server: the Fastify instance (tests use `inject`) and where it listens. */
 export class HttpServer extends Context.Service<HttpServer, { readonly app: FastifyInstance; readonly url: string }>()("tributary/HttpServer") {}
 
-/** The NATS URL in use: NATS_URL, or the embedded server's. */
-export class NatsUrl extends Context.Service<NatsUrl, string>()("tributary/NatsUrl") {}
+/**
+ * How to reach the NATS in use: NATS_URL (with NATS_USER/NATS_PASSWORD) or the embedded server, whose
+ * `platform` user is this process and whose `reader` user is for consumers of HISTORY and SNAPSHOTS.
+ */
+export class NatsAccess extends Context.Service<NatsAccess, {
+  readonly url: string
+  readonly platform: NatsCredentials | undefined
+  readonly reader: NatsCredentials | undefined
+}>()("tributary/NatsAccess") {}
+
+const secret = () => randomBytes(24).toString("base64url")
+
+/** The reader's password: configured, or generated once and kept in DATA_DIR so consumers can rely on it. */
+const readerPassword = (config: PlatformConfig) => {
+  if (Option.isSome(config.natsReaderPassword)) return Redacted.value(config.natsReaderPassword.value)
+  const file = join(config.dataDir, "nats-reader.password")
+  if (!existsSync(file)) writeFileSync(file, secret(), { mode: 0o600 })
+  return readFileSync(file, "utf8").trim()
+}
+
+const natsLayer = (config: PlatformConfig) => {
+  const access = Option.isSome(config.natsUrl)
+    ? Layer.succeed(NatsAccess, {
+      url: config.natsUrl.value,
+      platform: Option.isSome(config.natsUser) && Option.isSome(config.natsPassword)
+        ? { user: config.natsUser.value, password: Redacted.value(config.natsPassword.value) }
+        : undefined,
+      reader: undefined
+    })
+    : Layer.effect(NatsAccess, Effect.gen(function*() {
+      const passwords = { platform: secret(), reader: readerPassword(config) }
+      const server = yield* startNatsServer({ configFile: defaultConfigFile, port: config.natsPort, storeDir: join(config.dataDir, "nats"), passwords })
+      return {
+        url: server.url,
+        platform: { user: NatsUsers.platform, password: passwords.platform },
+        reader: { user: NatsUsers.reader, password: passwords.reader }
+      }
+    }))
+  return Layer.unwrap(Effect.gen(function*() {
+    const { url, platform } = yield* NatsAccess
+    return Nats.layer({ url, name: "tributary", credentials: platform })
+  })).pipe(Layer.provideMerge(access))
+}
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | EntityProjection.EntityProjection | AdminApiKey
-
-const natsLayer = (config: PlatformConfig) => {
-  const url = Option.isSome(config.natsUrl)
-    ? Layer.succeed(NatsUrl, config.natsUrl.value)
-    : Layer.effect(NatsUrl, Effect.map(
-      startNatsServer({ configFile: defaultConfigFile, port: config.natsPort, storeDir: join(config.dataDir, "nats") }),
-      (server) => server.url
-    ))
-  return Layer.unwrap(Effect.gen(function*() {
-    return Nats.layer({ url: yield* NatsUrl, name: "tributary" })
-  })).pipe(Layer.provideMerge(url))
-}
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {

@@ -11,7 +11,7 @@ import { jetstreamManager, jetstream, StorageType } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import Fastify from "fastify"
 import { Context, Effect, Layer } from "effect"
-import { HttpServer, NatsUrl } from "../api/platform.ts"
+import { HttpServer, NatsAccess } from "../api/platform.ts"
 import { CommandBus } from "../domain/CommandBus.ts"
 import type { EntityAction, EntityCommand } from "../domain/entity.ts"
 import { EntityUpdated, toEventData } from "../domain/entity.ts"
@@ -19,7 +19,7 @@ import type { EventMetadata } from "../domain/envelope.ts"
 import { uuidv7 } from "../domain/uuidv7.ts"
 import { makeSqlite } from "../infra/eventstore/sqlite.ts"
 import { httpLoad, type HttpLoadResult, type HttpRequestSpec } from "./httpLoad.ts"
-import { benchDir, BENCH_ADMIN_KEY, layerBenchPlatform } from "./platform.ts"
+import { benchDir, BENCH_ADMIN_KEY, credentials, layerBenchPlatform } from "./platform.ts"
 import { closedLoop, round2, throughput, type Throughput } from "./stats.ts"
 import type { SummaryRow } from "./summary.ts"
 
@@ -70,7 +70,7 @@ const headers = { authorization: `Bearer ${BENCH_ADMIN_KEY}` }
 const platformRuns = Effect.scoped(Effect.gen(function*() {
   const context = yield* Layer.build(layerBenchPlatform())
   const { url } = Context.get(context, HttpServer)
-  const natsUrl = Context.get(context, NatsUrl)
+  const access = Context.get(context, NatsAccess)
   const bus = Context.get(context, CommandBus)
   const send = (command: EntityCommand) =>
     Effect.runPromise(bus.send(command)).then((reply) => {
@@ -90,7 +90,7 @@ const platformRuns = Effect.scoped(Effect.gen(function*() {
   const nats = yield* Effect.promise(() => closedLoop(commandCount, concurrency, (i) => send(commands[i]!)))
 
   // The bus floor on the same nats-server: publish + ack of a command-sized message, nothing else
-  const jetStreamFloor = yield* Effect.promise(() => jetStreamRoundTrips(natsUrl, commands))
+  const jetStreamFloor = yield* Effect.promise(() => jetStreamRoundTrips(access, commands))
   return {
     http: fromHttp(http),
     nats: {
@@ -102,8 +102,8 @@ const platformRuns = Effect.scoped(Effect.gen(function*() {
 }))
 
 /** Raw JetStream: publish a message to a file-backed stream and await its ack, `concurrency` at a time. */
-const jetStreamRoundTrips = async (natsUrl: string, commands: ReadonlyArray<EntityCommand>) => {
-  const nc = await connect({ servers: natsUrl, name: "bench-jetstream-floor" })
+const jetStreamRoundTrips = async (nats: NatsAccess["Service"], commands: ReadonlyArray<EntityCommand>) => {
+  const nc = await connect({ servers: nats.url, name: "bench-jetstream-floor", ...credentials(nats.platform) })
   try {
     const jsm = await jetstreamManager(nc)
     await jsm.streams.add({ name: "BENCH_FLOOR", subjects: ["benchfloor.>"], storage: StorageType.File, num_replicas: 1 })

@@ -9,12 +9,12 @@ import { DeliverPolicy, jetstream, jetstreamManager, StorageType } from "@nats-i
 import { connect } from "@nats-io/transport-node"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Context, Effect, Layer } from "effect"
-import { NatsUrl } from "../api/platform.ts"
+import { NatsAccess } from "../api/platform.ts"
 import { CommandBus } from "../domain/CommandBus.ts"
 import type { EntityCommand } from "../domain/entity.ts"
 import type { EventEnvelope } from "../domain/envelope.ts"
 import { uuidv7 } from "../domain/uuidv7.ts"
-import { layerBenchPlatform } from "./platform.ts"
+import { credentials, layerBenchPlatform } from "./platform.ts"
 import { closedLoop, latencies, nowMs, round2 } from "./stats.ts"
 import type { SummaryRow } from "./summary.ts"
 
@@ -71,14 +71,14 @@ const until = async (ready: () => boolean, timeoutMs: number) => {
 const platformRun = Effect.scoped(Effect.gen(function*() {
   const context = yield* Layer.build(layerBenchPlatform())
   const bus = Context.get(context, CommandBus)
-  const natsUrl = Context.get(context, NatsUrl)
+  const nats = Context.get(context, NatsAccess)
   const send = (c: EntityCommand) => Effect.runPromise(bus.send(c))
   const ids = Array.from({ length: entities }, (_, k) => String(5_000_000 + k))
   // create the entities, and warm up, before listening
   yield* Effect.promise(() => closedLoop(entities, 64, (k) => send(command(ids[k]!, "created", true)).then(() => undefined)))
 
   return yield* Effect.promise(async () => {
-    const nc = await connect({ servers: natsUrl, name: "bench-history-reader" })
+    const nc = await connect({ servers: nats.url, name: "bench-history-reader", ...credentials(nats.reader) })
     try {
       const delays: Array<number> = []
       const timed = new Set<string>()
@@ -133,9 +133,9 @@ const platformRun = Effect.scoped(Effect.gen(function*() {
 /** Raw JetStream at the same rate: publish {sentAt} to a file-backed stream, receive through an ordered consumer. */
 const jetStreamRun = Effect.scoped(Effect.gen(function*() {
   const context = yield* Layer.build(layerBenchPlatform())
-  const natsUrl = Context.get(context, NatsUrl)
+  const nats = Context.get(context, NatsAccess)
   return yield* Effect.promise(async () => {
-    const nc = await connect({ servers: natsUrl, name: "bench-history-ceiling" })
+    const nc = await connect({ servers: nats.url, name: "bench-history-ceiling", ...credentials(nats.platform) })
     try {
       const jsm = await jetstreamManager(nc)
       await jsm.streams.add({ name: "BENCH_LATENCY", subjects: ["benchlatency.>"], storage: StorageType.File, num_replicas: 1 })

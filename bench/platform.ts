@@ -9,7 +9,7 @@ import { join } from "node:path"
 import { ConfigProvider, Effect, Layer, References } from "effect"
 import { PlatformConfig } from "../api/config.ts"
 import { layer } from "../api/platform.ts"
-import { freePort } from "../infra/nats/NatsServer.ts"
+import { freePort, type NatsCredentials } from "../infra/nats/NatsServer.ts"
 
 export const BENCH_ADMIN_KEY = "bench-admin-key"
 
@@ -19,6 +19,9 @@ export const benchDir = (prefix: string) =>
     Effect.promise(() => mkdtemp(join(tmpdir(), `tributary-bench-${prefix}-`))),
     (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
   )
+
+/** nats.js connect options for a user of the embedded nats-server. */
+export const credentials = (user: NatsCredentials | undefined) => user === undefined ? {} : { user: user.user, pass: user.password }
 
 /** Quiet logs: warnings and errors only. */
 export const quietLogs = Layer.succeed(References.MinimumLogLevel, "Warn")

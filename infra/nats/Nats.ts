@@ -7,6 +7,7 @@ import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Context, Effect, Layer, Schedule, Schema } from "effect"
+import type { NatsCredentials } from "./NatsServer.ts"
 
 /** A NATS call failed; `operation` names it (e.g. "connect", "publish history"). */
 export class NatsError extends Schema.TaggedError<NatsError>()("NatsError", {
@@ -19,6 +20,8 @@ export interface NatsOptions {
   readonly url: string
   /** the connection's name as the server shows it (monitoring, logs) */
   readonly name: string
+  /** user and password, where the server requires them (the embedded one does) */
+  readonly credentials?: NatsCredentials | undefined
 }
 
 /** Runs a nats.js call, failing with `NatsError({ operation })`. */
@@ -43,6 +46,7 @@ const make = Effect.fnUntraced(function*(options: NatsOptions) {
       connect({
         servers: options.url.split(","),
         name: options.name,
+        ...(options.credentials === undefined ? {} : { user: options.credentials.user, pass: options.credentials.password }),
         // Once connected, ride out a server restart: keep reconnecting rather than failing every caller.
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,

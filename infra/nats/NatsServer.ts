@@ -11,8 +11,18 @@ import { Duration, Effect, Schedule, Schema } from "effect"
 /** The repository's `nats.conf`. */
 export const defaultConfigFile: string = fileURLToPath(new URL("../../nats.conf", import.meta.url))
 
+/** The users `nats.conf` declares; their passwords are given at start (the config reads them from the environment). */
+export const NatsUsers = { platform: "platform", reader: "reader" } as const
+
+export interface NatsCredentials {
+  readonly user: string
+  readonly password: string
+}
+
 export interface NatsServerOptions {
   readonly configFile: string
+  /** passwords of the users in nats.conf (`platform`, `reader`) */
+  readonly passwords: { readonly platform: string; readonly reader: string }
   /** default 127.0.0.1 (the config's own default too) */
   readonly host?: string
   readonly port: number
@@ -121,7 +131,13 @@ export const startNatsServer = Effect.fnUntraced(function*(options: NatsServerOp
   const child = yield* Effect.acquireRelease(
     Effect.try({
       try: () => {
-        const child = spawn(options.command ?? "nats-server", args, { stdio: ["ignore", "pipe", "pipe"] })
+        // nats-server parses a variable's value as a config value ("7e3…" would be a number): quote it.
+        const env = {
+          ...process.env,
+          TRIBUTARY_NATS_PASSWORD: JSON.stringify(options.passwords.platform),
+          TRIBUTARY_NATS_READER_PASSWORD: JSON.stringify(options.passwords.reader)
+        }
+        const child = spawn(options.command ?? "nats-server", args, { stdio: ["ignore", "pipe", "pipe"], env })
         // nats-server logs to stderr; keep all of it (bounded) to explain a failed start.
         const keep = (chunk: Buffer) => {
           log.push(chunk.toString())

@@ -3,8 +3,8 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import type { JsMsg } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { Effect } from "effect"
-import { NatsUrl } from "../../api/platform.ts"
 import { createKey, eventually, request } from "../fixtures/http.ts"
+import { TestNatsServer } from "../fixtures/nats.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
 
 interface Received {
@@ -14,10 +14,13 @@ interface Received {
   readonly raw: unknown
 }
 
-/** A plain nats.js client of the platform's NATS, as an outside consumer would connect (closed with the scope). */
+/** A plain nats.js client of the platform's NATS as nats.conf's `reader`, as an outside consumer connects (closed with the scope). */
 const natsClient = Effect.gen(function*() {
-  const url = yield* NatsUrl
-  return yield* Effect.acquireRelease(Effect.promise(() => connect({ servers: url, name: "consumer-test" })), (nc) => Effect.promise(() => nc.close()))
+  const { url, reader } = yield* TestNatsServer
+  return yield* Effect.acquireRelease(
+    Effect.promise(() => connect({ servers: url, name: "consumer-test", user: reader.user, pass: reader.password })),
+    (nc) => Effect.promise(() => nc.close())
+  )
 })
 
 const received = (msg: JsMsg): Received => {

@@ -1,9 +1,10 @@
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { headers } from "@nats-io/transport-node"
+import { jetstream } from "@nats-io/jetstream"
+import { connect, headers } from "@nats-io/transport-node"
 import { StreamNames, historySubject, snapshotSubject } from "../../domain/subjects.ts"
 import { Nats, tryNats } from "../../infra/nats/Nats.ts"
-import { defaultConfigFile, freePort, startNatsServer } from "../../infra/nats/NatsServer.ts"
+import { defaultConfigFile, freePort, NatsUsers, startNatsServer } from "../../infra/nats/NatsServer.ts"
 import { ensureTopology } from "../../infra/nats/topology.ts"
 import { layerTestNats, startTestNatsServer } from "../fixtures/nats.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
@@ -18,6 +19,7 @@ const isAlive = (pid: number) => {
 }
 
 const encoder = new TextEncoder()
+const passwords = { platform: "7e3", reader: "r: \"x\"" }
 
 describe("nats-server process", () => {
   it.live("runs while its scope is open and is gone once it closes", () =>
@@ -29,7 +31,7 @@ describe("nats-server process", () => {
         const streams = yield* Effect.scoped(Effect.gen(function*() {
           const { manager } = yield* Nats
           return yield* tryNats("account info", () => manager.getAccountInfo())
-        }).pipe(Effect.provide(Nats.layer({ url: server.url, name: "probe" }))))
+        }).pipe(Effect.provide(Nats.layer({ url: server.url, name: "probe", credentials: server.platform }))))
         assert.strictEqual(streams.streams, 0)
         return server.pid
       }))
@@ -40,7 +42,7 @@ describe("nats-server process", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir("nats-bad")
       const port = yield* freePort()
-      const error = yield* Effect.flip(startNatsServer({ configFile: `${dir}/missing.conf`, port, storeDir: dir }))
+      const error = yield* Effect.flip(startNatsServer({ configFile: `${dir}/missing.conf`, port, storeDir: dir, passwords }))
       assert.strictEqual(error._tag, "NatsServerError")
       assert.include(error.output, "missing.conf")
     }).pipe(Effect.scoped))
@@ -50,9 +52,46 @@ describe("nats-server process", () => {
       const first = yield* startTestNatsServer
       const dir = yield* tempDir("nats-busy")
       const port = Number(new URL(first.url).port)
-      const error = yield* Effect.flip(startNatsServer({ configFile: defaultConfigFile, port, storeDir: dir }))
+      const error = yield* Effect.flip(startNatsServer({ configFile: defaultConfigFile, port, storeDir: dir, passwords }))
       assert.strictEqual(error._tag, "NatsServerError")
       assert.match(error.output, /address already in use/)
+    }).pipe(Effect.scoped))
+})
+
+describe("nats.conf users", () => {
+  it.live("take any password; the reader follows HISTORY but may publish neither commands nor history", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("nats-users")
+      const port = yield* freePort()
+      const server = yield* startNatsServer({ configFile: defaultConfigFile, port, storeDir: dir, passwords })
+      yield* Effect.gen(function*() {
+        yield* ensureTopology()
+        const nats = yield* Nats
+        yield* tryNats("publish", () => nats.jetstream.publish(historySubject("advertiser", "1"), encoder.encode("{}")))
+      }).pipe(Effect.provide(Nats.layer({ url: server.url, name: "platform", credentials: { user: NatsUsers.platform, password: passwords.platform } })))
+
+      const outcome = yield* Effect.promise(async () => {
+        const reader = await connect({ servers: server.url, user: NatsUsers.reader, pass: passwords.reader })
+        try {
+          const message = await (await jetstream(reader).consumers.get(StreamNames.history)).next()
+          const denied = (subject: string) =>
+            reader.request(subject, "{}", { timeout: 2_000 }).then(() => "allowed", (e: Error) => e.message)
+          return {
+            read: message?.subject,
+            command: await denied("cmd.advertiser.1"),
+            history: await denied(historySubject("advertiser", "2")),
+            stream: await denied("$JS.API.STREAM.DELETE.HISTORY")
+          }
+        } finally {
+          await reader.close()
+        }
+      })
+      assert.strictEqual(outcome.read, historySubject("advertiser", "1"))
+      assert.match(outcome.command, /Permissions Violation for Publish/)
+      assert.match(outcome.history, /Permissions Violation for Publish/)
+      assert.match(outcome.stream, /Permissions Violation for Publish/)
+      const wrong = yield* Effect.promise(() => connect({ servers: server.url, user: NatsUsers.reader, pass: "wrong" }).then(() => "connected", (e: Error) => e.name))
+      assert.strictEqual(wrong, "AuthorizationError")
     }).pipe(Effect.scoped))
 })
 

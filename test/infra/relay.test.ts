@@ -162,11 +162,12 @@ describe("history relay", () => {
 /** Starts the relay in its own process; SIGKILLs it if the test ends first. */
 const startRelayProcess = (paths: { readonly events: string; readonly checkpoint: string }) =>
   Effect.gen(function*() {
-    const { url } = yield* TestNatsServer
+    const { url, platform } = yield* TestNatsServer
     return yield* Effect.acquireRelease(
       Effect.sync(() =>
         spawn(process.execPath, ["--no-warnings", relayProcess, url, paths.events, paths.checkpoint], {
-          stdio: ["ignore", "ignore", "inherit"]
+          stdio: ["ignore", "ignore", "inherit"],
+          env: { ...process.env, NATS_USER: platform.user, NATS_PASSWORD: platform.password }
         })
       ),
       (child) => Effect.sync(() => void child.kill("SIGKILL"))
