@@ -33,6 +33,8 @@ export interface SqliteOptions {
 const maxBatch = 1024
 /** Appends waiting for the writer; a full queue suspends callers (backpressure). */
 const queueCapacity = 16_384
+/** Stream heads kept in memory by the writer (the cache starts over when full). */
+const maxCachedHeads = 100_000
 /** Page size of a subscription's catch-up reads. */
 const pageSize = 500
 /** How often a live subscription looks for appends made by another process on the same file. */
@@ -131,10 +133,21 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
     return { nextRevision: last.revision as number, position: last.position as number }
   }
 
+  // Stream heads this writer knows, so an append costs no lookup. Valid while no other connection
+  // writes: `data_version` changes when one commits, and then the cache is dropped (see commitBatch).
+  const heads = new Map<string, { readonly revision: number; readonly position: number }>()
+  let seenVersion: unknown = undefined
+  const headOf = (stream: string) => {
+    const cached = heads.get(stream)
+    if (cached !== undefined) return cached
+    const row = statements.streamHead.get(stream)
+    return row === undefined ? undefined : { revision: row.revision as number, position: row.position as number }
+  }
+
   let writtenInBatch = 0
   const appendOne = (append: PendingAppend, recordedAt: string): AppendExit => {
-    const head = statements.streamHead.get(append.stream)
-    const current = head === undefined ? -1 : head.revision as number
+    const head = headOf(append.stream)
+    const current = head === undefined ? -1 : head.revision
     const events = append.events
     if (!satisfies(append.expected, current)) {
       const retry = events.length > 0 ? findRetry(append) : undefined
@@ -146,7 +159,7 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
       }))
     }
     if (events.length === 0) {
-      return Exit.succeed({ nextRevision: current, position: head === undefined ? -1 : head.position as number })
+      return Exit.succeed({ nextRevision: current, position: head === undefined ? -1 : head.position })
     }
     // A single INSERT is atomic by itself; several need a savepoint to be all-or-nothing.
     const several = events.length > 1
@@ -175,6 +188,8 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
     }
     if (several) statements.releaseSavepoint.run()
     writtenInBatch += events.length
+    if (heads.size >= maxCachedHeads) heads.clear()
+    heads.set(append.stream, { revision: current + events.length, position })
     return Exit.succeed({ nextRevision: current + events.length, position })
   }
 
@@ -186,6 +201,11 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
     let failure: EventStoreError | undefined
     try {
       statements.begin.run()
+      const version = statements.dataVersion.get()?.data_version
+      if (version !== seenVersion) {
+        heads.clear() // another connection committed since our last transaction
+        seenVersion = version
+      }
       for (const append of batch) {
         exits.push(appendOne(append, recordedAt))
         if (!db.isTransaction) throw new Error("SQLite rolled the transaction back")
@@ -193,6 +213,7 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
       statements.commit.run()
     } catch (cause) {
       failure = new EventStoreError({ operation: "appendToStream", cause })
+      heads.clear() // it may hold heads of the rolled-back transaction
       if (db.isTransaction) {
         try {
           statements.rollback.run()
@@ -289,6 +310,7 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
 
 const prepare = (db: DatabaseSync) => ({
   begin: db.prepare("BEGIN IMMEDIATE"),
+  dataVersion: db.prepare("PRAGMA data_version"),
   commit: db.prepare("COMMIT"),
   rollback: db.prepare("ROLLBACK"),
   savepoint: db.prepare("SAVEPOINT append"),

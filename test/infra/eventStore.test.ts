@@ -63,6 +63,18 @@ describe("SQLite event store file", () => {
       assert.strictEqual((yield* stores[0]!.readStream("s-1")).length, 1)
     }))
 
+  it.live("sees another process's appends before deciding on an expected revision", () =>
+    Effect.gen(function*() {
+      const path = tempDatabase()
+      const [a, b] = [yield* openStore(path), yield* openStore(path)]
+      yield* a.appendToStream("s-1", [event("First")], "no_stream") // a now knows the head: revision 0
+      yield* b.appendToStream("s-1", [event("Second")], 0)
+      const stale = yield* Effect.flip(a.appendToStream("s-1", [event("Third")], 0))
+      assert.deepStrictEqual(stale._tag === "WrongExpectedRevision" ? stale.actual : stale._tag, 1)
+      const next = yield* a.appendToStream("s-1", [event("Third")], 1)
+      assert.strictEqual(next.nextRevision, 2)
+    }))
+
   it.live("rolls back only the failing append of a batch committed together", () =>
     Effect.gen(function*() {
       const store = yield* openStore(tempDatabase())
