@@ -1,15 +1,8 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { assertInvalid, assertProblem, createKey, request } from "../fixtures/http.ts"
+import { type EntityBody, assertInvalid, assertProblem, createKey, request } from "../fixtures/http.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
 
-interface EntityBody {
-  readonly type: string
-  readonly id: string
-  readonly revision: number
-  readonly state: Record<string, unknown> | null
-  readonly updatedAt: string | null
-}
 
 const entityUrl = (type: string, id: string) => `/v1/entities/${type}/${id}`
 

@@ -1,15 +1,8 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { assertInvalid, assertProblem, createKey, eventually, request } from "../fixtures/http.ts"
+import { type EntityBody, assertInvalid, assertProblem, createKey, eventually, request } from "../fixtures/http.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
 
-interface EntityBody {
-  readonly type: string
-  readonly id: string
-  readonly revision: number
-  readonly state: Record<string, unknown> | null
-  readonly updatedAt: string | null
-}
 interface Page { readonly items: ReadonlyArray<EntityBody>; readonly next?: string }
 
 const ids = ["18446744073709551615", "9", "10", "0", "1", "100", "99", "18446744073709551614", "5", "9007199254740993", "9007199254740992", "42"]
