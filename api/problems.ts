@@ -14,6 +14,8 @@ export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()("Invali
 export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", { detail: Schema.String }) {}
 export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", { detail: Schema.String }) {}
 export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { detail: Schema.String }) {}
+/** The entity answered that it could not process the command (its store failed); the outcome is unknown. */
+export class CommandFailed extends Schema.TaggedError<CommandFailed>()("CommandFailed", { detail: Schema.String }) {}
 /** Too much in flight already: answered with Retry-After instead of queueing without bound. */
 export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", { detail: Schema.String, retryAfterSeconds: Schema.Number }) {}
 
@@ -99,7 +101,6 @@ const detailOf = (error: Record<string, unknown>): string | undefined => {
     case "RevisionMismatch": return `expected revision ${error.expected}, the entity is at revision ${error.actual}`
     case "ParentNotFound": return `${error.field}: ${error.parentType} ${error.parentId} does not exist`
     case "CommandTimeout": return `command ${error.commandId}: no answer within ${error.timeoutMillis} ms`
-    case "CommandFailed": return typeof error.message === "string" ? error.message : undefined
     case "CommandBusError":
     case "EventStoreError":
     case "ReadModelError":

@@ -15,7 +15,7 @@ import { uuidv7 } from "../../domain/uuidv7.ts"
 import { EntityReadModel } from "../../projections/EntityReadModel.ts"
 import { entityHistory, getEntity } from "../../projections/EntityQueries.ts"
 import type { Principal } from "../auth.ts"
-import { Forbidden, NotFound, Overloaded, Problem } from "../problems.ts"
+import { CommandFailed, Forbidden, NotFound, Overloaded, Problem } from "../problems.ts"
 import { route, type AnyRoute } from "../route.ts"
 import { IsoTimestamp, Limit, NonNegativeIntFromString } from "./params.ts"
 
@@ -114,7 +114,7 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
         case "Rejected":
           return yield* Effect.fail(reply.error)
         case "Failed":
-          return yield* Effect.fail({ _tag: "CommandFailed" as const, message: reply.message })
+          return yield* new CommandFailed({ detail: reply.message })
       }
     }).pipe(Effect.scoped)
 
