@@ -2,35 +2,38 @@
  * EntityActor: the single writer of one entity (`<type>-<id>`). It loads the entity's history once,
  * then handles its commands one at a time: decide, append at the expected revision, answer. After an
  * append conflict or a store failure it re-reads the stream before deciding again, because whether a
- * failed append was written is unknown. It remembers the answers to recent commands, so a command
- * delivered twice (a retry with the same Idempotency-Key, a JetStream redelivery) is answered again
- * without being applied twice.
+ * failed append was written is unknown. It remembers what recent commands did (their ids are in the
+ * events' metadata, so this survives passivation), and answers a command delivered twice — a retry
+ * with the same Idempotency-Key, a JetStream redelivery — with the first outcome, applying it once.
  */
-import { Clock, Effect, Result, Schedule, Stream } from "effect"
+import { Effect, Option, Result, Schedule, Schema, Stream } from "effect"
 import type { Duration } from "effect"
 import * as ActorRegistry from "./ActorRegistry.ts"
 import type { Behavior } from "./Actor.ts"
-import { CommandBus, CommandBusError, type CommandReply } from "../domain/CommandBus.ts"
-import { decide, evolveRecorded, initialState, toEventData, type EntityCommand, type EntityState } from "../domain/entity.ts"
+import { CommandBus, CommandBusError, type CommandReply, type IncomingCommand } from "../domain/CommandBus.ts"
+import { decide, evolveRecorded, initialState, toEventData, type EntityCommand, type EntityRejection, type EntityState } from "../domain/entity.ts"
 import { entityTypes } from "../domain/entityTypes.ts"
-import { streamName, type EventMetadata } from "../domain/envelope.ts"
+import { EventMetadata, streamName } from "../domain/envelope.ts"
 import { EventStore, type EventData, type RecordedEvent } from "../domain/EventStore.ts"
 import { toSnapshot } from "../domain/snapshot.ts"
-import { uuidv7 } from "../domain/uuidv7.ts"
+import { nextUuidv7 } from "../domain/uuidv7.ts"
 
-/** The protocol: a command and where its answer goes. Every message is answered exactly once. */
-export interface EntityMessage {
-  readonly command: EntityCommand
-  readonly reply: (reply: CommandReply) => Effect.Effect<void>
-}
+/** The protocol: a command from the bus, answered exactly once (or handed back to the bus). */
+export type EntityMessage = IncomingCommand
 
-const RECENT_COMMANDS = 256
+/** Command ids remembered per entity: a redelivery or retry within this many later commands is recognised. */
+const RECENT_COMMANDS = 1_024
 const PAGE = 1_000
 const MAX_ATTEMPTS = 5
 
-const outcomeOf = { EntityCreated: "created", EntityUpdated: "updated", EntityDeleted: "deleted" } as const
+type Outcome = "created" | "updated" | "deleted" | "unchanged"
+/** What a command did: small, so many can be remembered; the state is re-read when needed. */
+type Remembered =
+  | { readonly _tag: "Accepted"; readonly outcome: Outcome; readonly revision: number }
+  | { readonly _tag: "Rejected"; readonly error: EntityRejection }
 
-const newEventId = Effect.map(Clock.currentTimeMillis, (now) => uuidv7(now, crypto.getRandomValues(new Uint8Array(10))))
+const outcomeOf: Record<string, Outcome> = { EntityCreated: "created", EntityUpdated: "updated", EntityDeleted: "deleted" }
+const metadataOf = Schema.decodeUnknownOption(EventMetadata)
 
 /** The behaviour of the entity whose stream is `stream` (`<type>-<id>`). */
 export const entityBehavior = (stream: string): Behavior<EntityMessage, never, EventStore> => () =>
@@ -38,17 +41,19 @@ export const entityBehavior = (stream: string): Behavior<EntityMessage, never, E
     const store = yield* EventStore
     let state: EntityState = initialState()
     let position = 0
-    const recent = new Map<string, CommandReply>()
+    const recent = new Map<string, Remembered>()
+    const remember = (commandId: string, what: Remembered) => {
+      recent.delete(commandId)
+      recent.set(commandId, what)
+      if (recent.size > RECENT_COMMANDS) recent.delete(recent.keys().next().value!)
+    }
 
     const apply = (event: RecordedEvent) => {
       state = evolveRecorded(state, event)
       position = event.position
-      const meta = event.metadata as EventMetadata
-      const outcome = outcomeOf[event.type as keyof typeof outcomeOf]
-      if (outcome === undefined) return
-      recent.delete(meta.commandId)
-      recent.set(meta.commandId, { _tag: "Accepted", outcome, entity: toSnapshot(meta.entityType, meta.entityId, state, position) })
-      if (recent.size > RECENT_COMMANDS) recent.delete(recent.keys().next().value!)
+      const meta = metadataOf(event.metadata)
+      const outcome = outcomeOf[event.type]
+      if (Option.isSome(meta) && outcome !== undefined) remember(meta.value.commandId, { _tag: "Accepted", outcome, revision: event.revision })
     }
 
     /** Reads whatever the stream holds past the state we have. */
@@ -62,13 +67,31 @@ export const entityBehavior = (stream: string): Behavior<EntityMessage, never, E
 
     yield* catchUp.pipe(Effect.orDie) // a store that cannot be read fails setup: supervision restarts it
 
+    /** The answer to a remembered command: the entity as that command left it. */
+    const answer = (command: EntityCommand, what: Remembered) =>
+      Effect.gen(function*() {
+        if (what._tag === "Rejected") return what satisfies CommandReply
+        if (what.revision === state.revision) {
+          return { _tag: "Accepted", outcome: what.outcome, entity: toSnapshot(command.entityType, command.entityId, state, position) } as const
+        }
+        // An older command: fold the stream up to its revision.
+        const events = yield* store.readStream(stream, { maxCount: what.revision + 1 })
+        const then = events.reduce(evolveRecorded, initialState())
+        const at = events[events.length - 1]?.position ?? 0
+        return { _tag: "Accepted", outcome: what.outcome, entity: toSnapshot(command.entityType, command.entityId, then, at) } as const
+      })
+
     const execute = (command: EntityCommand) => Effect.gen(function*() {
       const definition = entityTypes.get(command.entityType)
       if (definition === undefined) return { _tag: "Failed", message: `unknown entity type ${command.entityType}` } as const
       for (let attempt = 1; ; attempt++) {
         const decision = decide(definition, command, state)
-        if (Result.isFailure(decision)) return { _tag: "Rejected", error: decision.failure } as const
+        if (Result.isFailure(decision)) {
+          remember(command.commandId, { _tag: "Rejected", error: decision.failure })
+          return { _tag: "Rejected", error: decision.failure } as const
+        }
         if (decision.success.length === 0) {
+          remember(command.commandId, { _tag: "Accepted", outcome: "unchanged", revision: state.revision })
           return { _tag: "Accepted", outcome: "unchanged", entity: toSnapshot(command.entityType, command.entityId, state, position) } as const
         }
         const metadata: EventMetadata = {
@@ -79,7 +102,7 @@ export const entityBehavior = (stream: string): Behavior<EntityMessage, never, E
           causationId: command.causationId ?? command.commandId
         }
         const events: Array<EventData> = []
-        for (const event of decision.success) events.push({ eventId: yield* newEventId, ...toEventData(event), metadata })
+        for (const event of decision.success) events.push({ eventId: yield* nextUuidv7, ...toEventData(event), metadata })
         const appended = yield* store.appendToStream(stream, events, state.revision === -1 ? "no_stream" : state.revision).pipe(
           Effect.as(true),
           Effect.catchTag("WrongExpectedRevision", () => Effect.succeed(false)),
@@ -89,25 +112,31 @@ export const entityBehavior = (stream: string): Behavior<EntityMessage, never, E
         // Either way, read what the stream now holds: our own events (to answer with the recorded
         // revision and time), someone else's (to decide again), or ours despite a reported failure.
         yield* catchUp
-        const answered = recent.get(command.commandId)
-        if (answered !== undefined) return answered
+        const done = recent.get(command.commandId)
+        if (done !== undefined) return yield* answer(command, done)
         if (appended) return yield* Effect.die(new Error(`appended to ${stream} but the events were not read back`))
         if (attempt >= MAX_ATTEMPTS) return { _tag: "Failed", message: `${stream}: gave up after ${attempt} conflicting appends` } as const
       }
-    }).pipe(
-      Effect.catch((error) => Effect.succeed<CommandReply>({ _tag: "Failed", message: `${error._tag}: ${String(error.cause)}` }))
-    )
+    })
 
     return (message: EntityMessage) =>
       Effect.suspend(() => {
         const known = recent.get(message.command.commandId)
-        return known !== undefined ? message.reply(known) : Effect.flatMap(execute(message.command), message.reply)
-      })
+        return known !== undefined ? answer(message.command, known) : execute(message.command)
+      }).pipe(
+        // Every message gets an answer, whatever went wrong (a store outage, an event this code does
+        // not know): the sender learns now instead of at its timeout.
+        Effect.catchCause((cause) =>
+          Effect.as(Effect.logError("entity command failed", { stream, cause }), { _tag: "Failed", message: `${stream}: the command failed; retry` } as const)),
+        Effect.flatMap(message.reply)
+      )
   })
 
 /**
  * Starts the entity actors and feeds them the commands from the bus in arrival order. A command's
- * message is settled when its entity answers; a full mailbox holds the bus back (backpressure).
+ * message is settled when its entity answers. A full mailbox hands its command back to the bus for a
+ * moment rather than holding up every other entity. On interruption the bus stops first, then every
+ * mailbox drains; a command that arrives while stopping goes back to the bus for another node.
  */
 export const runEntityActors = (options: {
   readonly mailboxCapacity?: number
@@ -121,11 +150,13 @@ export const runEntityActors = (options: {
       mailboxCapacity: options.mailboxCapacity ?? 64,
       idleTimeout: options.idleTimeout ?? "5 minutes"
     })
-    yield* Effect.addFinalizer(() => registry.shutdown)
     return yield* bus.incoming.pipe(
       Stream.runForEach((incoming) =>
-        registry.tell(streamName(incoming.command.entityType, incoming.command.entityId), incoming).pipe(
-          Effect.catchTag("ActorStopped", () => incoming.reply({ _tag: "Failed", message: "shutting down" }))
+        registry.offer(streamName(incoming.command.entityType, incoming.command.entityId), incoming).pipe(
+          Effect.catchTags({
+            MailboxFull: () => incoming.retryLater("50 millis"),
+            ActorStopped: () => incoming.retryLater("0 millis")
+          })
         )
       ),
       Effect.andThen(Effect.fail(new CommandBusError({ operation: "consume", cause: "the command stream ended" }))),
@@ -134,4 +165,4 @@ export const runEntityActors = (options: {
       Effect.tapError((error) => Effect.logWarning("command bus failed; consuming again", error)),
       Effect.retry(Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")]))
     )
-  })
+  }).pipe(Effect.scoped)

@@ -22,6 +22,8 @@ export type CommandReply = typeof CommandReply.Type
 export interface IncomingCommand {
   readonly command: EntityCommand
   readonly reply: (reply: CommandReply) => Effect.Effect<void>
+  /** Gives the command back unanswered, for the bus to deliver again after `delay` (here or elsewhere). */
+  readonly retryLater: (delay: Duration.Input) => Effect.Effect<void>
 }
 
 /** No answer in time: the command may or may not have been applied (retry with the same Idempotency-Key). */

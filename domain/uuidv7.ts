@@ -1,3 +1,5 @@
+import { Clock, Effect } from "effect"
+
 /**
  * UUID v7 (RFC 9562): 48 bits of Unix milliseconds, then random bits, so ids sort by creation time.
  * Pure: the caller passes the time and 10 random bytes.
@@ -15,3 +17,6 @@ export const uuidv7 = (unixMillis: number, random: Uint8Array): string => {
   const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
 }
+
+/** A new UUID v7 from the Clock (so TestClock drives it) and the platform's cryptographic randomness. */
+export const nextUuidv7 = Effect.map(Clock.currentTimeMillis, (now) => uuidv7(now, crypto.getRandomValues(new Uint8Array(10))))

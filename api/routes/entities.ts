@@ -4,14 +4,14 @@
  * through the command bus to the entity's single writer; reads fold the event store (read-your-writes).
  */
 import { createHash } from "node:crypto"
-import { Clock, Effect, Option, Schema, SchemaGetter } from "effect"
+import { Effect, Option, Schema, SchemaGetter } from "effect"
 import { CommandBus } from "../../domain/CommandBus.ts"
 import { type EntityAction, type EntityCommand } from "../../domain/entity.ts"
 import { entityTypes, type EntityType } from "../../domain/entityTypes.ts"
 import { EventEnvelope } from "../../domain/envelope.ts"
 import type { EventStore } from "../../domain/EventStore.ts"
 import type { EntitySnapshot } from "../../domain/snapshot.ts"
-import { uuidv7 } from "../../domain/uuidv7.ts"
+import { nextUuidv7 } from "../../domain/uuidv7.ts"
 import { EntityReadModel } from "../../projections/EntityReadModel.ts"
 import { entityHistory, getEntity } from "../../projections/EntityQueries.ts"
 import type { Principal } from "../auth.ts"
@@ -71,7 +71,7 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
 
   const commandId = (principal: Principal, type: string, id: string, key: string | undefined) =>
     key === undefined
-      ? Effect.map(Clock.currentTimeMillis, (now) => uuidv7(now, crypto.getRandomValues(new Uint8Array(10))))
+      ? nextUuidv7
       // The same key from the same client for the same entity is the same command.
       : Effect.succeed(createHash("sha256").update(`${principal.id}\n${type}\n${id}\n${key}`).digest("hex").slice(0, 32))
 

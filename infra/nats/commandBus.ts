@@ -12,7 +12,7 @@ import { Deferred, Duration, Effect, Layer, Metric, Option, Schema, Stream } fro
 import { CommandBus, CommandBusError, CommandReply, CommandTimeout, type IncomingCommand } from "../../domain/CommandBus.ts"
 import { EntityCommand } from "../../domain/entity.ts"
 import { commandSubject, StreamNames } from "../../domain/subjects.ts"
-import { Nats, tryNats } from "./Nats.ts"
+import { Nats, type NatsError, tryNats } from "./Nats.ts"
 
 const REPLY_TO = "Tributary-Reply-To"
 const CONSUMER = "entity-actors"
@@ -21,6 +21,11 @@ const encoder = new TextEncoder()
 const decodeCommand = Schema.decodeUnknownOption(Schema.fromJsonString(EntityCommand))
 const decodeReply = Schema.decodeUnknownOption(Schema.fromJsonString(CommandReply))
 const encodeReply = Schema.encodeSync(Schema.fromJsonString(CommandReply))
+
+const maxDeliveries = 10
+
+const toBusError = <E extends { readonly _tag: string }>(error: E | NatsError): E | CommandBusError =>
+  error._tag === "NatsError" ? new CommandBusError({ operation: (error as NatsError).operation, cause: (error as NatsError).cause }) : error as E
 
 const commands = Metric.counter("tributary_commands_total", { description: "commands sent to entities, by outcome" })
 
@@ -36,24 +41,36 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
   const { connection, jetstream, manager } = yield* Nats
   const maxInFlight = options.maxInFlight ?? 1_024
 
-  yield* tryNats("add consumer", () =>
-    manager.consumers.add(StreamNames.commands, {
-      durable_name: CONSUMER,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ack_wait: nanos(Duration.toMillis(options.redeliverAfter ?? "30 seconds")),
-      max_ack_pending: maxInFlight
-    }))
+  const consumerConfig = {
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: nanos(Duration.toMillis(options.redeliverAfter ?? "30 seconds")),
+    max_ack_pending: maxInFlight,
+    // A command no entity can settle (it crashes its actor every time) stops being delivered rather
+    // than looping for ever; it stays in CMD, visible to an operator.
+    max_deliver: maxDeliveries
+  }
+  // Created once; updated when the settings change (nats-server 2.10+ refuses a create that differs).
+  yield* tryNats("update consumer", () => manager.consumers.update(StreamNames.commands, CONSUMER, consumerConfig)).pipe(
+    Effect.catch(() =>
+      tryNats("add consumer", () =>
+        manager.consumers.add(StreamNames.commands, { ...consumerConfig, durable_name: CONSUMER, deliver_policy: DeliverPolicy.All })))
+  )
 
   // One reply subscription per process; each pending send waits on its own Deferred.
   const prefix = createInbox()
   const pending = new Map<string, Deferred.Deferred<CommandReply>>()
   let sequence = 0
+  const context = yield* Effect.context<never>()
+  const log = (message: string, fields: Record<string, unknown>): void => void Effect.runForkWith(context)(Effect.logWarning(message, fields))
   const replies = connection.subscribe(`${prefix}.*`, {
-    callback: (_error, msg) => {
+    callback: (error, msg) => {
+      if (error) return log("command replies: subscription error", { error: String(error) })
       const waiter = pending.get(msg.subject)
-      if (waiter === undefined) return
-      Option.map(decodeReply(msg.string()), (reply) => Deferred.doneUnsafe(waiter, Effect.succeed(reply)))
+      if (waiter === undefined) return // its sender gave up (timeout)
+      Option.match(decodeReply(msg.string()), {
+        onNone: () => log("command replies: undecodable reply", { subject: msg.subject }),
+        onSome: (reply) => Deferred.doneUnsafe(waiter, Effect.succeed(reply))
+      })
     }
   })
   yield* Effect.addFinalizer(() => Effect.sync(() => replies.unsubscribe()))
@@ -79,7 +96,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
           return reply
         }),
       () => Effect.sync(() => pending.delete(replyTo))
-    ).pipe(Effect.mapError((error) => error._tag === "NatsError" ? new CommandBusError({ operation: error.operation, cause: error.cause }) : error))
+    ).pipe(Effect.mapError(toBusError))
   }
 
   const toIncoming = (msg: JsMsg): Option.Option<IncomingCommand> => {
@@ -87,6 +104,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
     if (Option.isNone(command)) {
       // Nothing can ever handle it: drop it for good rather than redeliver it forever.
       msg.term("not a Tributary entity command")
+      log("command bus: dropped a message that is not an entity command", { subject: msg.subject, seq: msg.seq })
       return Option.none()
     }
     const replyTo = msg.headers?.get(REPLY_TO)
@@ -96,7 +114,8 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
         Effect.sync(() => {
           if (replyTo) connection.publish(replyTo, encodeReply(reply))
           msg.ack()
-        })
+        }),
+      retryLater: (delay) => Effect.sync(() => msg.nak(Duration.toMillis(delay)))
     })
   }
 
@@ -111,7 +130,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
       Stream.filter(Option.isSome),
       Stream.map((some) => some.value)
     )
-  })).pipe(Stream.mapError((error) => error._tag === "NatsError" ? new CommandBusError({ operation: error.operation, cause: error.cause }) : error))
+  })).pipe(Stream.mapError(toBusError))
 
   return CommandBus.of({ send, incoming })
 })
