@@ -4,6 +4,9 @@ import { DatabaseSync } from "node:sqlite"
 import { Clock, Effect, Layer, Option } from "effect"
 import { ApiKeys, ApiKeysError, type ApiKey } from "../../domain/ApiKeys.ts"
 
+const cacheMillis = 5_000
+const maxCached = 10_000
+
 const hash = (secret: string) => createHash("sha256").update(secret).digest("hex")
 
 interface Row { readonly id: string; readonly name: string; readonly role: string; readonly created_at: string }
@@ -31,23 +34,29 @@ export const layerSqlite = (options: { readonly path: string }) =>
       const insert = db.prepare(`INSERT INTO api_keys (id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)`)
       const all = db.prepare(`SELECT id, name, role, created_at FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id`)
       const revoke = db.prepare(`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`)
-      // Every request authenticates: keep known hashes in memory (cleared on revoke).
-      const cache = new Map<string, ApiKey>()
+      // Every request authenticates: known hashes stay in memory for a few seconds, so a key revoked
+      // through another node stops working within that time (this node's revokes clear it at once).
+      const cache = new Map<string, { readonly key: ApiKey; readonly until: number }>()
       const use = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: (cause) => new ApiKeysError({ operation, cause }) })
       const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms).toISOString())
 
       return ApiKeys.of({
         authenticate: (secret) =>
-          use("authenticate", () => {
-            const h = hash(secret)
-            const cached = cache.get(h)
-            if (cached !== undefined) return Option.some(cached)
-            const row = byHash.get(h) as Row | undefined
-            if (row === undefined) return Option.none()
-            const key = fromRow(row)
-            cache.set(h, key)
-            return Option.some(key)
-          }),
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            use("authenticate", () => {
+              const h = hash(secret)
+              const cached = cache.get(h)
+              if (cached !== undefined && cached.until > now) return Option.some(cached.key)
+              const row = byHash.get(h) as Row | undefined
+              if (row === undefined) {
+                cache.delete(h)
+                return Option.none()
+              }
+              const key = fromRow(row)
+              if (cache.size >= maxCached) cache.clear()
+              cache.set(h, { key, until: now + cacheMillis })
+              return Option.some(key)
+            })),
         create: ({ name, role }) =>
           Effect.flatMap(now, (createdAt) =>
             use("create", () => {

@@ -63,6 +63,26 @@ describe("entity read model", () => {
       }).pipe(Effect.provide(readSide(dir)))
     }))
 
+  it.live("skips an event of a type it does not know and goes on with the rest", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("projection")
+      yield* Effect.gen(function*() {
+        yield* appendEntityEvents({ type: "advertiser", id: "1" }, 1)
+        yield* (yield* EventStore).appendToStream(streamName("advertiser", "1"), [{
+          eventId: "01900000-0000-7000-8000-0000000000ff",
+          type: "EntityRenamedInTheFuture",
+          data: {},
+          metadata: { entityType: "advertiser", entityId: "1", commandId: "c", correlationId: "c", causationId: "c" }
+        }], 0)
+        yield* appendEntityEvents({ type: "advertiser", id: "1" }, 1)
+        yield* appendEntityEvents({ type: "advertiser", id: "2" }, 1)
+        yield* caughtUp
+        const model = yield* EntityReadModel
+        assert.strictEqual(Option.getOrThrow(yield* model.get("advertiser", "1")).revision, 2)
+        assert.isTrue(Option.isSome(yield* model.get("advertiser", "2")))
+      }).pipe(Effect.provide(readSide(dir)))
+    }))
+
   it.live("rebuilds from the whole history to the same rows", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("projection")
