@@ -39,7 +39,9 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const tag = fastifyProblems[error.code] ?? (error.statusCode !== undefined && error.statusCode < 500 ? "InvalidRequest" : "Internal")
     const issue = { in: "body", path: [], message: error.message }
-    const { problem } = toProblem(tag === "InvalidRequest" ? { _tag: tag, issues: [issue] } : { _tag: tag, detail: error.message }, request.url)
+    // A server-side failure's message stays in the log, not in the answer.
+    const detail = tag === "Internal" ? "internal error" : error.message
+    const { problem } = toProblem(tag === "InvalidRequest" ? { _tag: tag, issues: [issue] } : { _tag: tag, detail }, request.url)
     if (problem.status >= 500) request.log.error(error)
     return reply.status(problem.status).type("application/problem+json").send(JSON.stringify(problem))
   })

@@ -1,6 +1,9 @@
 /** The platform's configuration: environment variables read through Effect Config (all listed in README). */
 import { Config, Duration, Schema } from "effect"
 
+const intAtLeast = (minimum: number, name: string) =>
+  Config.schema(Schema.FiniteFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(minimum)), name)
+
 export const PlatformConfig = Config.all({
   /** HTTP port; 0 picks a free one */
   port: Config.schema(Schema.FiniteFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: 65_535 })), "PORT").pipe(
@@ -26,15 +29,15 @@ export const PlatformConfig = Config.all({
   /** how long HISTORY keeps events on JetStream (the event store keeps them for ever) */
   historyRetention: Config.Duration("HISTORY_RETENTION").pipe(Config.withDefault(Duration.days(30))),
   /** keep a point-in-time snapshot every N revisions of an entity */
-  snapshotEvery: Config.Int("SNAPSHOT_EVERY").pipe(Config.withDefault(100)),
+  snapshotEvery: intAtLeast(1, "SNAPSHOT_EVERY").pipe(Config.withDefault(100)),
   /** largest accepted request body, bytes (413 above) */
-  bodyLimit: Config.Int("BODY_LIMIT_BYTES").pipe(Config.withDefault(1_048_576)),
+  bodyLimit: intAtLeast(1, "BODY_LIMIT_BYTES").pipe(Config.withDefault(1_048_576)),
   /** commands in flight in this process before answering 503 + Retry-After */
-  maxInFlightCommands: Config.Int("MAX_INFLIGHT_COMMANDS").pipe(Config.withDefault(2_048)),
+  maxInFlightCommands: intAtLeast(0, "MAX_INFLIGHT_COMMANDS").pipe(Config.withDefault(2_048)),
   /** how long an HTTP command waits for its entity's answer (504 after) */
   commandTimeout: Config.Duration("COMMAND_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
   /** bounded mailbox of each entity actor */
-  entityMailboxSize: Config.Int("ENTITY_MAILBOX_SIZE").pipe(Config.withDefault(64)),
+  entityMailboxSize: intAtLeast(1, "ENTITY_MAILBOX_SIZE").pipe(Config.withDefault(64)),
   /** an entity actor idle this long is passivated */
   entityIdleTimeout: Config.Duration("ENTITY_IDLE_TIMEOUT").pipe(Config.withDefault(Duration.minutes(5)))
 })

@@ -1,6 +1,6 @@
 /**
- * `make demo`: starts the platform on its embedded defaults (nats-server from nats.conf, SQLite under
- * DATA_DIR, default ./data/demo, wiped first), drives a realistic workload through every capability
+ * `make demo`: starts the platform on its embedded defaults (nats-server from nats.conf, SQLite in
+ * ./data/demo — its own folder, wiped first, never DATA_DIR), drives a realistic workload through every capability
  * over real HTTP and NATS, prints a summary, and keeps serving until interrupted (`--once`: exit).
  */
 import { rmSync } from "node:fs"
@@ -8,7 +8,8 @@ import { createServer } from "node:net"
 import { jetstream } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { NodeRuntime } from "@effect/platform-node"
-import { ConfigProvider, Effect, Layer } from "effect"
+import { ConfigProvider, Effect } from "effect"
+import { freePort } from "../infra/nats/NatsServer.ts"
 import { PlatformConfig } from "./config.ts"
 import { HttpServer, layer, NatsAccess } from "./platform.ts"
 
@@ -19,21 +20,15 @@ const portFree = (port: number) =>
   new Promise<boolean>((resolve) => {
     const server = createServer().once("error", () => resolve(false)).listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
   })
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
 /** The configured port, or a free one when it is taken (so a demo runs beside anything). */
-const pickPort = async (name: string, fallback: number) => {
-  const wanted = Number(process.env[name] ?? fallback)
-  if (await portFree(wanted)) return wanted
-  const port = await freePort()
-  console.log(`port ${wanted} is taken; ${name}=${port}`)
-  return port
-}
+const pickPort = (name: string, fallback: number) =>
+  Effect.gen(function*() {
+    const wanted = Number(process.env[name] ?? fallback)
+    if (yield* Effect.promise(() => portFree(wanted))) return wanted
+    const port = yield* freePort()
+    yield* Effect.log(`port ${wanted} is taken; ${name}=${port}`)
+    return port
+  })
 
 const percentile = (values: ReadonlyArray<number>, p: number) => {
   const sorted = [...values].sort((a, b) => a - b)
@@ -164,20 +159,20 @@ Tributary demo — summary
   API docs     ${baseUrl}/docs
   metrics      ${baseUrl}/metrics
   NATS         ${natsUrl} — subscribe to history.<type>.<id> (stream HISTORY) and snapshot.<type>.<id> (stream SNAPSHOTS)
-               as user ${nats.reader?.user ?? "(NATS_USER)"}${nats.reader ? `, password in ${process.env.NATS_READER_PASSWORD ? "NATS_READER_PASSWORD" : `${process.env.DATA_DIR ?? "./data/demo"}/nats-reader.password`}` : ""}
+               as user ${nats.reader?.user ?? "(NATS_USER)"}${nats.reader ? `, password in ${process.env.NATS_READER_PASSWORD ? "NATS_READER_PASSWORD" : `./data/demo/nats-reader.password`}` : ""}
   admin key    ${ADMIN}
 `)
 })
 
 const main = Effect.gen(function*() {
-  const dataDir = process.env.DATA_DIR ?? "./data/demo"
+  const dataDir = "./data/demo"
   rmSync(dataDir, { recursive: true, force: true })
   const env = {
     ...process.env,
     DATA_DIR: dataDir,
     ADMIN_API_KEY: ADMIN,
-    PORT: String(yield* Effect.promise(() => pickPort("PORT", 8080))),
-    ...(process.env.NATS_URL ? {} : { NATS_PORT: String(yield* Effect.promise(() => pickPort("NATS_PORT", 4222))) })
+    PORT: String(yield* pickPort("PORT", 8080)),
+    ...(process.env.NATS_URL ? {} : { NATS_PORT: String(yield* pickPort("NATS_PORT", 4222)) })
   } as Record<string, string>
   const config = yield* PlatformConfig.parse(ConfigProvider.fromEnvRecord(env))
   const platform = layer({ ...config, host: "127.0.0.1" })
@@ -191,4 +186,4 @@ const main = Effect.gen(function*() {
   }).pipe(Effect.provide(platform))
 })
 
-NodeRuntime.runMain(main.pipe(Effect.provide(Layer.empty)))
+NodeRuntime.runMain(main)

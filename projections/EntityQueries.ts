@@ -51,13 +51,16 @@ export const entityHistory = (type: string, id: string, options: { readonly from
     return envelopes(until === undefined ? events : events.filter((e) => e.recordedAt <= until))
   })
 
-/** All events in global commit order, from `fromPosition` (inclusive). */
+/**
+ * Up to `limit` events in global commit order from `fromPosition` (inclusive), and the position the
+ * next page starts at — a real event's position, since EventStoreDB's positions are not contiguous.
+ */
 export const globalHistory = (options: { readonly fromPosition?: number; readonly limit: number }) =>
   Effect.gen(function*() {
     const store = yield* EventStore
     const events = yield* store.readAll({
       ...(options.fromPosition === undefined ? {} : { fromPosition: options.fromPosition }),
-      maxCount: options.limit
+      maxCount: options.limit + 1
     })
-    return envelopes(events)
+    return { events: envelopes(events.slice(0, options.limit)), nextPosition: events[options.limit]?.position }
   })

@@ -31,7 +31,8 @@ const EntityPage = Schema.Struct({ items: Schema.Array(EntityResponse), next: Sc
 const HistoryPage = Schema.Struct({ events: Schema.Array(EventEnvelope), nextRevision: Schema.optionalKey(Schema.Int) }).annotate({ identifier: "EntityHistory" })
 
 const CommandHeaders = Schema.Struct({
-  "if-match": Schema.optionalKey(Schema.String.check(Schema.isPattern(/^(W\/)?"\d+"$/, { description: 'a revision as an entity tag: "3"' }))),
+  // Strong tags only: If-Match never matches a weak one (RFC 9110 §13.1.1).
+  "if-match": Schema.optionalKey(Schema.String.check(Schema.isPattern(/^"\d+"$/, { description: 'the revision as a strong entity tag: "3"' }))),
   "idempotency-key": Schema.optionalKey(Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(255))),
   "x-correlation-id": Schema.optionalKey(Schema.String.check(Schema.isMaxLength(255)))
 })
@@ -104,7 +105,7 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
         entityType: definition.name,
         entityId: id,
         action,
-        ...(ifMatch === undefined ? {} : { expectedRevision: Number(ifMatch.replace(/\D/g, "")) }),
+        ...(ifMatch === undefined ? {} : { expectedRevision: Number(ifMatch.slice(1, -1)) }),
         ...(parent === undefined ? {} : { parent })
       }
       const reply = yield* bus.send(command)

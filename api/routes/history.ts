@@ -8,7 +8,7 @@ import { Limit, NonNegativeIntFromString } from "./params.ts"
 
 const GlobalHistoryPage = Schema.Struct({
   events: Schema.Array(EventEnvelope),
-  /** pass as fromPosition for the next page; absent when this page was not full */
+  /** pass as fromPosition for the next page; absent on the last page */
   nextPosition: Schema.optionalKey(Schema.Int)
 }).annotate({ identifier: "GlobalHistory" })
 
@@ -24,9 +24,8 @@ export const historyRoutes = [
     handler: ({ query }) =>
       Effect.gen(function*() {
         const limit = query.limit ?? 100
-        const events = yield* globalHistory({ limit, ...(query.fromPosition === undefined ? {} : { fromPosition: query.fromPosition }) })
-        const last = events[events.length - 1]
-        return { status: 200, body: { events, ...(events.length === limit && last ? { nextPosition: last.position + 1 } : {}) } }
+        const page = yield* globalHistory({ limit, ...(query.fromPosition === undefined ? {} : { fromPosition: query.fromPosition }) })
+        return { status: 200, body: { events: page.events, ...(page.nextPosition === undefined ? {} : { nextPosition: page.nextPosition }) } }
       })
   })
 ]

@@ -231,9 +231,11 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
       Effect.ignore
     )
   )
-  yield* Effect.forkScoped(Effect.forever(
-    Effect.flatMap(Queue.takeBetween(queue, 1, maxBatch), (batch) => Effect.sync(() => commitBatch(batch)))
-  ))
+  // Waiting for appends is interruptible; a batch once taken is committed and answered before the
+  // writer may stop, so no caller is left waiting on an append that was dequeued.
+  yield* Effect.forkScoped(Effect.forever(Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(restore(Queue.takeBetween(queue, 1, maxBatch)), (batch) => Effect.sync(() => commitBatch(batch)))
+  )))
 
   const read = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: failWith(operation) })
 

@@ -107,8 +107,10 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("enti
 
         const current = yield* request({ method: "PATCH", url, headers: { "if-match": '"1"' }, body: { name: "v2" } })
         assertEntity(current, 200, { type: "advertiser", id: "110", revision: 2, state: { name: "v2" } })
-        const weak = yield* request({ method: "PUT", url, headers: { "if-match": 'W/"2"' }, body: { name: "v3" } })
-        assertEntity(weak, 200, { type: "advertiser", id: "110", revision: 3, state: { name: "v3" } })
+        // a weak tag never matches (RFC 9110 §13.1.1): refused, nothing changes
+        assertInvalid(yield* request({ method: "PUT", url, headers: { "if-match": 'W/"2"' }, body: { name: "x" } }), "header", "/if-match")
+        const strong = yield* request({ method: "PUT", url, headers: { "if-match": '"2"' }, body: { name: "v3" } })
+        assertEntity(strong, 200, { type: "advertiser", id: "110", revision: 3, state: { name: "v3" } })
         const del = yield* request({ method: "DELETE", url, headers: { "if-match": '"3"' } })
         assert.strictEqual(del.statusCode, 200, del.body)
         assert.strictEqual(yield* historyLength("advertiser", "110"), 5)

@@ -1,0 +1,26 @@
+import { assert, describe, it } from "@effect/vitest"
+import { ConfigProvider, Duration, Effect, Option } from "effect"
+import { PlatformConfig } from "../../api/config.ts"
+
+const parse = (env: Record<string, string>) => PlatformConfig.parse(ConfigProvider.fromEnvRecord(env))
+
+describe("platform configuration", () => {
+  it.effect("has the documented defaults on an empty environment", () =>
+    Effect.gen(function*() {
+      const config = yield* parse({})
+      assert.strictEqual(config.port, 8080)
+      assert.strictEqual(config.dataDir, "./data")
+      assert.isTrue(Option.isNone(config.natsUrl) && Option.isNone(config.eventStoreUrl))
+      assert.strictEqual(config.natsPort, 4222)
+      assert.strictEqual(Duration.toMillis(config.historyRetention), Duration.toMillis(Duration.days(30)))
+      assert.strictEqual(config.snapshotEvery, 100)
+    }))
+
+  it.effect("rejects a value out of range, naming the variable", () =>
+    Effect.gen(function*() {
+      for (const [name, value] of [["PORT", "70000"], ["SNAPSHOT_EVERY", "0"], ["ENTITY_MAILBOX_SIZE", "-1"], ["BODY_LIMIT_BYTES", "x"], ["HISTORY_RETENTION", "soon"]]) {
+        const error = yield* Effect.flip(parse({ [name!]: value! }))
+        assert.include(String(error), name!)
+      }
+    }))
+})
