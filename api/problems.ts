@@ -108,3 +108,6 @@ const detailOf = (error: Record<string, unknown>): string | undefined => {
     default: return undefined
   }
 }
+
+/** A route's documented problem answer (OpenAPI). */
+export const problemResponse = (description: string) => ({ description, schema: Problem, contentType: "application/problem+json" })

@@ -5,12 +5,10 @@
  */
 import { Schema } from "effect"
 import { Uint64String } from "./ids.ts"
+import { IsoDateTime } from "./isoDateTime.ts"
 
 const Name = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200))
 const Currency = Schema.String.check(Schema.isPattern(/^[A-Z]{3}$/, { description: "ISO 4217 currency code" }))
-const Timestamp = Schema.String.check(
-  Schema.makeFilter((s: string) => !Number.isNaN(Date.parse(s)) || "Expected an ISO-8601 date-time", { description: "ISO-8601 date-time" })
-)
 
 export const Advertiser = Schema.Struct({
   name: Name,
@@ -23,8 +21,8 @@ export const Campaign = Schema.Struct({
   advertiserId: Uint64String,
   name: Name,
   budget: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))),
-  startsAt: Schema.optionalKey(Timestamp),
-  endsAt: Schema.optionalKey(Timestamp),
+  startsAt: Schema.optionalKey(IsoDateTime),
+  endsAt: Schema.optionalKey(IsoDateTime),
   status: Schema.optionalKey(Schema.Literals(["draft", "active", "paused", "ended"]))
 }).annotate({ identifier: "Campaign" })
 

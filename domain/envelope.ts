@@ -50,3 +50,7 @@ export const toEnvelope = (event: RecordedEvent): Option.Option<EventEnvelope> =
     causationId: meta.causationId,
     data: event.data
   }))
+
+/** The envelopes of recorded events, leaving out those not written by Tributary. */
+export const toEnvelopes = (events: ReadonlyArray<RecordedEvent>): Array<EventEnvelope> =>
+  events.flatMap((event) => Option.toArray(toEnvelope(event)))

@@ -13,7 +13,3 @@ export const Uint64String = Schema.String.check(
   )
 )
 
-/** A partner id: a lowercase slug. */
-export const Slug = Schema.String.check(
-  Schema.isPattern(/^[a-z0-9][a-z0-9_-]{0,62}$/, { description: "lowercase slug" })
-)

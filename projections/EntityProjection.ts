@@ -4,8 +4,8 @@
  * rather than HISTORY so that a rebuild sees all of history, not only HISTORY's retention window.
  * A failure restarts the feed from the checkpoint after a backoff; `rebuild` starts over from zero.
  */
-import { Context, Effect, FiberHandle, Layer, Metric, Option, Schedule, Stream } from "effect"
-import { toEnvelope } from "../domain/envelope.ts"
+import { Context, Effect, FiberHandle, Layer, Metric, Schedule, Stream } from "effect"
+import { toEnvelopes } from "../domain/envelope.ts"
 import { EventStore } from "../domain/EventStore.ts"
 import { EntityReadModel, type ReadModelError } from "./EntityReadModel.ts"
 
@@ -25,7 +25,7 @@ const feed = Effect.gen(function*() {
   yield* store.subscribeToAll(after === undefined ? {} : { after }).pipe(
     Stream.groupedWithin(1_000, "2 millis"),
     Stream.runForEach((batch) => {
-      const envelopes = batch.flatMap((event) => Option.toArray(toEnvelope(event)))
+      const envelopes = toEnvelopes(batch)
       return model.apply(envelopes).pipe(
         Effect.tap(() => Metric.update(Metric.withAttributes(applied, attributes), envelopes.length)),
         Effect.tap(() => Metric.update(Metric.withAttributes(checkpointGauge, attributes), batch[batch.length - 1]!.position))

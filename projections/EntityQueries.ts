@@ -5,8 +5,8 @@
  */
 import { Effect, Option } from "effect"
 import { evolveRecorded, initialState, type EntityState } from "../domain/entity.ts"
-import { streamName, toEnvelope, type EventEnvelope } from "../domain/envelope.ts"
-import { EventStore, type RecordedEvent } from "../domain/EventStore.ts"
+import { streamName, toEnvelopes } from "../domain/envelope.ts"
+import { EventStore } from "../domain/EventStore.ts"
 import { fromSnapshot, toSnapshot, type EntitySnapshot } from "../domain/snapshot.ts"
 import { EntityReadModel } from "./EntityReadModel.ts"
 
@@ -39,16 +39,13 @@ export const getEntity = (type: string, id: string, asOf?: string) =>
 const found = (type: string, id: string, state: EntityState, position: number): Option.Option<EntitySnapshot> =>
   state.status === "live" ? Option.some(toSnapshot(type, id, state, position)) : Option.none()
 
-const envelopes = (events: ReadonlyArray<RecordedEvent>): Array<EventEnvelope> =>
-  events.flatMap((event) => Option.toArray(toEnvelope(event)))
-
 /** An entity's events in revision order, from `fromRevision`, recorded at or before `until`. */
 export const entityHistory = (type: string, id: string, options: { readonly fromRevision: number; readonly until?: string; readonly limit: number }) =>
   Effect.gen(function*() {
     const store = yield* EventStore
     const events = yield* store.readStream(streamName(type, id), { fromRevision: options.fromRevision, maxCount: options.limit })
     const until = options.until
-    return envelopes(until === undefined ? events : events.filter((e) => e.recordedAt <= until))
+    return toEnvelopes(until === undefined ? events : events.filter((e) => e.recordedAt <= until))
   })
 
 /**
@@ -62,5 +59,5 @@ export const globalHistory = (options: { readonly fromPosition?: number; readonl
       ...(options.fromPosition === undefined ? {} : { fromPosition: options.fromPosition }),
       maxCount: options.limit + 1
     })
-    return { events: envelopes(events.slice(0, options.limit)), nextPosition: events[options.limit]?.position }
+    return { events: toEnvelopes(events.slice(0, options.limit)), nextPosition: events[options.limit]?.position }
   })

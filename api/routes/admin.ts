@@ -2,10 +2,9 @@
 import { Effect, Schema } from "effect"
 import { ApiKey, ApiKeys, Role } from "../../domain/ApiKeys.ts"
 import { EntityProjection } from "../../projections/EntityProjection.ts"
-import { NotFound, Problem } from "../problems.ts"
+import { NotFound, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
 
-const problem = (description: string) => ({ description, schema: Problem, contentType: "application/problem+json" })
 const CreatedKey = Schema.Struct({ key: ApiKey, secret: Schema.String }).annotate({ identifier: "CreatedApiKey" })
 
 export const adminRoutes = [
@@ -13,20 +12,20 @@ export const adminRoutes = [
     method: "POST", url: "/v1/admin/keys", tags: ["admin"], roles: [],
     summary: "Create an API key with a role; its secret is shown only in this answer",
     body: Schema.Struct({ name: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200)), role: Role }),
-    responses: { 201: { description: "created", schema: CreatedKey }, 400: problem("invalid body"), 401: problem("no key"), 403: problem("not admin") },
+    responses: { 201: { description: "created", schema: CreatedKey }, 400: problemResponse("invalid body"), 401: problemResponse("no key"), 403: problemResponse("not admin") },
     handler: ({ body }) => Effect.map(ApiKeys.use((keys) => keys.create(body)), (created) => ({ status: 201, body: created }))
   }),
   route({
     method: "GET", url: "/v1/admin/keys", tags: ["admin"], roles: [],
     summary: "List live API keys (without secrets)",
-    responses: { 200: { description: "keys", schema: Schema.Struct({ keys: Schema.Array(ApiKey) }) }, 401: problem("no key"), 403: problem("not admin") },
+    responses: { 200: { description: "keys", schema: Schema.Struct({ keys: Schema.Array(ApiKey) }) }, 401: problemResponse("no key"), 403: problemResponse("not admin") },
     handler: () => Effect.map(ApiKeys.use((keys) => keys.list), (keys) => ({ status: 200, body: { keys } }))
   }),
   route({
     method: "DELETE", url: "/v1/admin/keys/:id", tags: ["admin"], roles: [],
     summary: "Revoke an API key",
     params: Schema.Struct({ id: Schema.String }),
-    responses: { 204: { description: "revoked" }, 401: problem("no key"), 403: problem("not admin"), 404: problem("no such live key") },
+    responses: { 204: { description: "revoked" }, 401: problemResponse("no key"), 403: problemResponse("not admin"), 404: problemResponse("no such live key") },
     handler: ({ params }) =>
       Effect.gen(function*() {
         const revoked = yield* (yield* ApiKeys).revoke(params.id)
@@ -37,7 +36,7 @@ export const adminRoutes = [
   route({
     method: "POST", url: "/v1/admin/projections/entities/rebuild", tags: ["admin"], roles: [],
     summary: "Rebuild the entity read model from the event store's full history",
-    responses: { 202: { description: "rebuild started" }, 401: problem("no key"), 403: problem("not admin") },
+    responses: { 202: { description: "rebuild started" }, 401: problemResponse("no key"), 403: problemResponse("not admin") },
     handler: () => Effect.as(EntityProjection.use((projection) => projection.rebuild), { status: 202 })
   })
 ]

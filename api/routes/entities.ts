@@ -15,7 +15,7 @@ import { nextUuidv7 } from "../../domain/uuidv7.ts"
 import { EntityReadModel } from "../../projections/EntityReadModel.ts"
 import { entityHistory, getEntity } from "../../projections/EntityQueries.ts"
 import type { Principal } from "../auth.ts"
-import { CommandFailed, Forbidden, NotFound, Overloaded, Problem } from "../problems.ts"
+import { CommandFailed, Forbidden, NotFound, Overloaded, problemResponse } from "../problems.ts"
 import { route, type AnyRoute } from "../route.ts"
 import { IsoTimestamp, Limit, NonNegativeIntFromString } from "./params.ts"
 
@@ -47,18 +47,18 @@ const respond = (status: number, entity: EntitySnapshot) => ({
 })
 
 const problems = {
-  400: { description: "invalid id, body or header (problem+json naming the field)", schema: Problem, contentType: "application/problem+json" },
-  401: { description: "missing or unknown API key", schema: Problem, contentType: "application/problem+json" },
-  403: { description: "the key's role may not do this", schema: Problem, contentType: "application/problem+json" },
-  404: { description: "no such entity", schema: Problem, contentType: "application/problem+json" }
+  400: problemResponse("invalid id, body or header (problem+json naming the field)"),
+  401: problemResponse("missing or unknown API key"),
+  403: problemResponse("the key's role may not do this"),
+  404: problemResponse("no such entity")
 } as const
 
 const commandProblems = {
   ...problems,
-  412: { description: "If-Match names a stale revision; nothing changed", schema: Problem, contentType: "application/problem+json" },
-  422: { description: "the parent entity does not exist", schema: Problem, contentType: "application/problem+json" },
-  503: { description: "overloaded or a dependency is down; see Retry-After", schema: Problem, contentType: "application/problem+json" },
-  504: { description: "no answer in time; retry with the same Idempotency-Key", schema: Problem, contentType: "application/problem+json" }
+  412: problemResponse("If-Match names a stale revision; nothing changed"),
+  422: problemResponse("the parent entity does not exist"),
+  503: problemResponse("overloaded or a dependency is down; see Retry-After"),
+  504: problemResponse("no answer in time; retry with the same Idempotency-Key")
 } as const
 
 export interface EntityRoutesOptions {

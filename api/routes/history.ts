@@ -2,7 +2,7 @@
 import { Effect, Schema } from "effect"
 import { EventEnvelope } from "../../domain/envelope.ts"
 import { globalHistory } from "../../projections/EntityQueries.ts"
-import { Problem } from "../problems.ts"
+import { problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
 import { Limit, NonNegativeIntFromString } from "./params.ts"
 
@@ -19,7 +19,9 @@ export const historyRoutes = [
     query: Schema.Struct({ fromPosition: Schema.optionalKey(NonNegativeIntFromString), limit: Schema.optionalKey(Limit) }),
     responses: {
       200: { description: "events", schema: GlobalHistoryPage },
-      400: { description: "invalid query", schema: Problem, contentType: "application/problem+json" }
+      400: problemResponse("invalid query"),
+      401: problemResponse("missing or unknown API key"),
+      403: problemResponse("the key's role may not read history")
     },
     handler: ({ query }) =>
       Effect.gen(function*() {
