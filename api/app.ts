@@ -34,6 +34,18 @@ const fastifyProblems: Record<string, string> = {
 export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstance> => {
   const app = Fastify({ logger: options.logger ?? false, bodyLimit: options.bodyLimit ?? 1_048_576, return503OnClosing: true })
 
+  // Closing: requests in flight finish, and each answer closes its keep-alive connection, so the
+  // server is not kept open by clients' idle connections (Fastify closes those idle at close time).
+  let closing = false
+  app.addHook("preClose", (done) => {
+    closing = true
+    done()
+  })
+  app.addHook("onSend", (_request, reply, payload, done) => {
+    if (closing) reply.header("connection", "close")
+    done(null, payload)
+  })
+
   app.addContentTypeParser("application/merge-patch+json", { parseAs: "string" }, app.getDefaultJsonParser("error", "error"))
 
   app.setErrorHandler((error: FastifyError, request, reply) => {

@@ -1,6 +1,6 @@
 /** `npm start`: the platform on its embedded defaults, configured by the environment (README). */
 import { NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
+import { Cause, Effect, Exit, Layer, Runtime } from "effect"
 import { PlatformConfig } from "./config.ts"
 import { HttpServer, layer } from "./platform.ts"
 
@@ -13,4 +13,8 @@ const main = Effect.gen(function*() {
   )
 })
 
-NodeRuntime.runMain(main)
+/** Stopped by SIGINT/SIGTERM after draining: a clean exit (0), as service managers expect. */
+const teardown: Runtime.Teardown = (exit, onExit) =>
+  Runtime.defaultTeardown(exit, (code) => onExit(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? 0 : code))
+
+NodeRuntime.runMain(main, { teardown })
