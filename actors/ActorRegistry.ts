@@ -44,6 +44,11 @@ export interface Options<Msg, E, R> {
   readonly behavior: (id: string) => Behavior<Msg, E, R>
   readonly mailboxCapacity: number
   readonly idleTimeout: Duration.Input
+  /**
+   * Live actors kept at most: starting one more first passivates the least recently used idle one.
+   * Busy actors are never evicted, so the bound may be exceeded by as many as are busy at once.
+   */
+  readonly maxActors?: number | undefined
   readonly supervision?: Supervisor.SupervisionPolicy | undefined
   readonly askTimeout?: Duration.Input | undefined
   /** This registry's parent: told when one of its actors gives up. Defaults to logging. */
@@ -131,10 +136,28 @@ export const make = <Msg, E = never, R = never>(
         if (!open) return yield* Effect.fail(new ActorStopped({ actor: id }))
         const previous = stopping.get(id)
         if (previous !== undefined) return { _tag: "Stopping", stopped: previous } as const
-        const entry = entries.get(id) ?? (yield* start(id))
+        let entry = entries.get(id)
+        if (entry === undefined) {
+          if (options.maxActors !== undefined && entries.size >= options.maxActors) yield* evictLeastRecentlyUsed
+          entry = yield* start(id)
+        } else {
+          // Map order is use order: the least recently used actor comes first.
+          entries.delete(id)
+          entries.set(id, entry)
+        }
         entry.pending++
         return { _tag: "Ready", entry } as const
       }))
+
+    // Under the lock: passivates the least recently used actor that is idle (nothing pending, empty mailbox).
+    const evictLeastRecentlyUsed = Effect.gen(function*() {
+      for (const [id, entry] of entries) {
+        if (entry.pending > 0 || entry.ref === undefined || (yield* entry.ref.mailboxSize) > 0) continue
+        yield* retire(id, entry)
+        yield* ActorMetrics.add(metrics.passivations, 1)
+        return
+      }
+    })
 
     const withActor = <A, E2>(
       id: string,

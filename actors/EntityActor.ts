@@ -141,6 +141,7 @@ export const entityBehavior = (stream: string): Behavior<EntityMessage, never, E
 export const runEntityActors = (options: {
   readonly mailboxCapacity?: number
   readonly idleTimeout?: Duration.Input
+  readonly maxActors?: number
 }) =>
   Effect.gen(function*() {
     const bus = yield* CommandBus
@@ -148,7 +149,8 @@ export const runEntityActors = (options: {
       kind: "entity",
       behavior: entityBehavior,
       mailboxCapacity: options.mailboxCapacity ?? 64,
-      idleTimeout: options.idleTimeout ?? "5 minutes"
+      idleTimeout: options.idleTimeout ?? "5 minutes",
+      maxActors: options.maxActors
     })
     return yield* bus.incoming.pipe(
       Stream.runForEach((incoming) =>

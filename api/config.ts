@@ -38,6 +38,8 @@ export const PlatformConfig = Config.all({
   commandTimeout: Config.Duration("COMMAND_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
   /** bounded mailbox of each entity actor */
   entityMailboxSize: intAtLeast(1, "ENTITY_MAILBOX_SIZE").pipe(Config.withDefault(64)),
+  /** live entity actors kept per process; beyond it the least recently used idle one is passivated */
+  entityMaxActors: intAtLeast(1, "ENTITY_MAX_ACTORS").pipe(Config.withDefault(10_000)),
   /** an entity actor idle this long is passivated */
   entityIdleTimeout: Config.Duration("ENTITY_IDLE_TIMEOUT").pipe(Config.withDefault(Duration.minutes(5)))
 })

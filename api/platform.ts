@@ -124,7 +124,11 @@ export const layer = (config: PlatformConfig) => {
   const workers = Layer.mergeAll(
     layerRelay({ checkpointPath: join(config.dataDir, "relay.db") }),
     EntityProjection.layer,
-    Layer.effectDiscard(Effect.forkScoped(runEntityActors({ mailboxCapacity: config.entityMailboxSize, idleTimeout: config.entityIdleTimeout })))
+    Layer.effectDiscard(Effect.forkScoped(runEntityActors({
+      mailboxCapacity: config.entityMailboxSize,
+      idleTimeout: config.entityIdleTimeout,
+      maxActors: config.entityMaxActors
+    })))
   )
   return httpLayer(config).pipe(
     Layer.provideMerge(workers),

@@ -7,7 +7,7 @@ import type { ActorEscalated } from "../../actors/Supervisor.ts"
 import { add, block, counterBehavior, fail, get, makeProbe, settle } from "./counterActor.ts"
 import type { Boom, CounterMsg, Probe } from "./counterActor.ts"
 
-type Overrides = Partial<Pick<ActorRegistry.Options<CounterMsg, Boom, never>, "idleTimeout" | "supervision" | "onEscalate">>
+type Overrides = Partial<Pick<ActorRegistry.Options<CounterMsg, Boom, never>, "idleTimeout" | "supervision" | "onEscalate" | "maxActors">>
 
 const registry = (probe: Probe, overrides: Overrides = {}) =>
   ActorRegistry.make({
@@ -50,6 +50,22 @@ describe("ActorRegistry", () => {
       assert.strictEqual(count(probe, "stop:a"), 1, "the behaviour's finalizer ran")
       assert.strictEqual(yield* actors.ask("a", get), 0, "a new incarnation starts from setup")
       assert.strictEqual(count(probe, "setup:a"), 2)
+    }))
+
+  it.effect("keeps at most maxActors live, passivating the least recently used idle one first", () =>
+    Effect.gen(function*() {
+      const probe = makeProbe()
+      const actors = yield* registry(probe, { maxActors: 2 })
+      yield* actors.tell("a", add(1))
+      yield* actors.tell("b", add(1))
+      yield* actors.tell("a", add(1)) // b is now the least recently used
+      yield* settle // both idle: mailboxes empty
+      yield* actors.tell("c", add(1))
+      yield* settle
+      assert.strictEqual(yield* actors.size, 2)
+      assert.deepStrictEqual([count(probe, "stop:a"), count(probe, "stop:b")], [0, 1])
+      assert.strictEqual(yield* actors.ask("a", get), 2, "a kept its state")
+      assert.strictEqual(yield* actors.ask("b", get), 0, "b starts again from setup")
     }))
 
   it.effect("does not passivate while messages keep arriving", () =>
