@@ -97,43 +97,43 @@ interface Outgoing {
   readonly snapshots: ReadonlyArray<{ readonly snapshot: EntitySnapshot; readonly eventId: string }>
 }
 
+/** Publishes in order without waiting in between; then awaits every acknowledgement (all settle). */
+const publishAll = (publishes: ReadonlyArray<() => Promise<PubAck>>) =>
+  Effect.gen(function*() {
+    // allSettled: every promise gets a handler, so one failure leaves no unhandled rejection behind.
+    const settled = yield* Effect.promise(() => Promise.allSettled(publishes.map((publish) => publish())))
+    const failed = settled.find((s) => s.status === "rejected")
+    if (failed !== undefined) return yield* new NatsError({ operation: "publish batch", cause: failed.reason })
+    return settled.map((s) => (s as PromiseFulfilledResult<PubAck>).value)
+  })
+
 /**
- * Sends every message of a batch at once, in order, then awaits all acknowledgements.
+ * Publishes a batch's events to HISTORY, then — only once HISTORY took them all — the entities' new
+ * states to SNAPSHOTS: a batch HISTORY refused (another relay got there first) publishes no snapshot.
  * Returns HISTORY's last sequence afterwards.
  */
 const publishBatch = (outgoing: Outgoing, lastSeq: number) =>
   Effect.gen(function*() {
     const { jetstream } = yield* Nats
-    const acks = yield* Effect.sync(() => {
-      const history = outgoing.history.map((envelope, i) => {
-        const headers = natsHeaders()
-        headers.set(RelayHeaders.revision, String(envelope.revision))
-        headers.set(RelayHeaders.position, String(envelope.position))
-        headers.set(RelayHeaders.traceId, envelope.correlationId)
-        const expected = lastSeq + i
-        return jetstream.publish(historySubject(envelope.entityType, envelope.entityId), encoder.encode(JSON.stringify(envelope)), {
-          msgID: envelope.eventId,
-          headers,
-          // 0 means "no expectation" to the server: on an empty stream the first publish is unchecked.
-          ...(expected > 0 ? { expect: { lastSequence: expected } } : {})
-        })
+    const historyAcks = yield* publishAll(outgoing.history.map((envelope, i) => () => {
+      const headers = natsHeaders()
+      headers.set(RelayHeaders.revision, String(envelope.revision))
+      headers.set(RelayHeaders.position, String(envelope.position))
+      headers.set(RelayHeaders.traceId, envelope.correlationId)
+      const expected = lastSeq + i
+      return jetstream.publish(historySubject(envelope.entityType, envelope.entityId), encoder.encode(JSON.stringify(envelope)), {
+        msgID: envelope.eventId,
+        headers,
+        // 0 means "no expectation" to the server: on an empty stream the first publish is unchecked.
+        ...(expected > 0 ? { expect: { lastSequence: expected } } : {})
       })
-      const snapshots = outgoing.snapshots.map(({ eventId, snapshot }) =>
-        jetstream.publish(snapshotSubject(snapshot.type, snapshot.id), encoder.encode(JSON.stringify(snapshot)), {
-          msgID: eventId
-        })
-      )
-      // allSettled: every promise gets a handler, so one failure leaves no unhandled rejection behind.
-      return Promise.allSettled([...history, ...snapshots])
-    })
-    const settled = yield* Effect.promise(() => acks)
-    const failed = settled.find((s) => s.status === "rejected")
-    if (failed !== undefined) return yield* new NatsError({ operation: "publish batch", cause: failed.reason })
-    const historyAcks = settled.slice(0, outgoing.history.length).map((s) => (s as PromiseFulfilledResult<PubAck>).value)
+    }))
     if (historyAcks.some((ack) => ack.duplicate)) {
       // Only possible if HISTORY and the checkpoint disagree; restarting re-reads both.
       return yield* new NatsError({ operation: "publish batch", cause: "HISTORY reported a duplicate; resynchronising" })
     }
+    yield* publishAll(outgoing.snapshots.map(({ eventId, snapshot }) => () =>
+      jetstream.publish(snapshotSubject(snapshot.type, snapshot.id), encoder.encode(JSON.stringify(snapshot)), { msgID: eventId })))
     return historyAcks.length > 0 ? historyAcks[historyAcks.length - 1]!.seq : lastSeq
   })
 
