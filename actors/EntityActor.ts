@@ -11,7 +11,17 @@ import type { Duration } from "effect"
 import * as ActorRegistry from "./ActorRegistry.ts"
 import type { Behavior } from "./Actor.ts"
 import { CommandBus, CommandBusError, type CommandReply, type IncomingCommand } from "../domain/CommandBus.ts"
-import { decide, evolveRecorded, initialState, toEventData, type EntityCommand, type EntityRejection, type EntityState } from "../domain/entity.ts"
+import {
+  CommandIdReused,
+  decide,
+  evolveRecorded,
+  fingerprint,
+  initialState,
+  toEventData,
+  type EntityCommand,
+  type EntityRejection,
+  type EntityState
+} from "../domain/entity.ts"
 import { entityTypes } from "../domain/entityTypes.ts"
 import { EventMetadata, streamName } from "../domain/envelope.ts"
 import { EventStore, type EventData, type RecordedEvent } from "../domain/EventStore.ts"
@@ -28,9 +38,10 @@ const MAX_ATTEMPTS = 5
 
 type Outcome = "created" | "updated" | "deleted" | "unchanged"
 /** What a command did: small, so many can be remembered; the state is re-read when needed. */
-type Remembered =
+type Remembered = (
   | { readonly _tag: "Accepted"; readonly outcome: Outcome; readonly revision: number }
   | { readonly _tag: "Rejected"; readonly error: EntityRejection }
+) & { readonly fingerprint: string | undefined }
 
 const outcomeOf: Record<string, Outcome> = { EntityCreated: "created", EntityUpdated: "updated", EntityDeleted: "deleted" }
 const metadataOf = Schema.decodeUnknownOption(EventMetadata)
@@ -53,7 +64,9 @@ export const entityBehavior = (stream: string): Behavior<EntityMessage, never, E
       position = event.position
       const meta = metadataOf(event.metadata)
       const outcome = outcomeOf[event.type]
-      if (Option.isSome(meta) && outcome !== undefined) remember(meta.value.commandId, { _tag: "Accepted", outcome, revision: event.revision })
+      if (Option.isSome(meta) && outcome !== undefined) {
+        remember(meta.value.commandId, { _tag: "Accepted", outcome, revision: event.revision, fingerprint: meta.value.commandFingerprint })
+      }
     }
 
     /** Reads whatever the stream holds past the state we have. */
@@ -70,7 +83,10 @@ export const entityBehavior = (stream: string): Behavior<EntityMessage, never, E
     /** The answer to a remembered command: the entity as that command left it. */
     const answer = (command: EntityCommand, what: Remembered) =>
       Effect.gen(function*() {
-        if (what._tag === "Rejected") return what satisfies CommandReply
+        if (what.fingerprint !== undefined && what.fingerprint !== fingerprint(command.action)) {
+          return { _tag: "Rejected", error: new CommandIdReused({ commandId: command.commandId }) } as const
+        }
+        if (what._tag === "Rejected") return { _tag: "Rejected", error: what.error } as const
         if (what.revision === state.revision) {
           return { _tag: "Accepted", outcome: what.outcome, entity: toSnapshot(command.entityType, command.entityId, state, position) } as const
         }
@@ -87,11 +103,11 @@ export const entityBehavior = (stream: string): Behavior<EntityMessage, never, E
       for (let attempt = 1; ; attempt++) {
         const decision = decide(definition, command, state)
         if (Result.isFailure(decision)) {
-          remember(command.commandId, { _tag: "Rejected", error: decision.failure })
+          remember(command.commandId, { _tag: "Rejected", error: decision.failure, fingerprint: fingerprint(command.action) })
           return { _tag: "Rejected", error: decision.failure } as const
         }
         if (decision.success.length === 0) {
-          remember(command.commandId, { _tag: "Accepted", outcome: "unchanged", revision: state.revision })
+          remember(command.commandId, { _tag: "Accepted", outcome: "unchanged", revision: state.revision, fingerprint: fingerprint(command.action) })
           return { _tag: "Accepted", outcome: "unchanged", entity: toSnapshot(command.entityType, command.entityId, state, position) } as const
         }
         const metadata: EventMetadata = {
@@ -99,7 +115,8 @@ export const entityBehavior = (stream: string): Behavior<EntityMessage, never, E
           entityId: command.entityId,
           commandId: command.commandId,
           correlationId: command.correlationId,
-          causationId: command.causationId ?? command.commandId
+          causationId: command.causationId ?? command.commandId,
+          commandFingerprint: fingerprint(command.action)
         }
         const events: Array<EventData> = []
         for (const event of decision.success) events.push({ eventId: yield* nextUuidv7, ...toEventData(event), metadata })

@@ -38,6 +38,7 @@ export const problemTypes: Record<string, ProblemType> = {
   PayloadTooLarge: { status: 413, code: "payload-too-large", title: "The request body is too large" },
   UnsupportedMediaType: { status: 415, code: "unsupported-media-type", title: "Unsupported content type" },
   ParentNotFound: { status: 422, code: "parent-not-found", title: "The entity's parent does not exist" },
+  CommandIdReused: { status: 422, code: "idempotency-key-reused", title: "This Idempotency-Key was used for a different request" },
   Overloaded: { status: 503, code: "overloaded", title: "Too many requests in flight; retry later", retryAfterSeconds: 1 },
   CommandFailed: { status: 503, code: "command-failed", title: "The entity could not process the command; retry with the same Idempotency-Key", retryAfterSeconds: 1 },
   CommandBusError: { status: 503, code: "bus-unavailable", title: "The message bus is unavailable", retryAfterSeconds: 2 },

@@ -53,6 +53,22 @@ export const EntityCommand = Schema.Struct({
 })
 export type EntityCommand = typeof EntityCommand.Type
 
+/**
+ * A short fingerprint of what a command asks (FNV-1a over its action, 2 × 32 bits): a command id
+ * reused for a different request is recognised. Not cryptographic: it guards against mistakes.
+ */
+export const fingerprint = (action: EntityAction): string => {
+  const text = JSON.stringify(action)
+  let a = 0x811c9dc5
+  let b = 0x01000193 ^ text.length
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    a = Math.imul(a ^ c, 0x01000193)
+    b = Math.imul(b ^ c, 0x5bd1e995)
+  }
+  return (a >>> 0).toString(16).padStart(8, "0") + (b >>> 0).toString(16).padStart(8, "0")
+}
+
 // State ----------------------------------------------------------------------------------------
 
 export const EntityState = Schema.Struct({
@@ -92,7 +108,12 @@ export class ParentNotFound extends Schema.TaggedError<ParentNotFound>()("Parent
   parentId: Schema.String
 }) {}
 
-export const EntityRejection = Schema.Union([EntityNotFound, RevisionMismatch, InvalidEntity, ParentNotFound])
+/** A command id (an Idempotency-Key) seen before with a different request. */
+export class CommandIdReused extends Schema.TaggedError<CommandIdReused>()("CommandIdReused", {
+  commandId: Schema.String
+}) {}
+
+export const EntityRejection = Schema.Union([EntityNotFound, RevisionMismatch, InvalidEntity, ParentNotFound, CommandIdReused])
 export type EntityRejection = typeof EntityRejection.Type
 
 // Decider --------------------------------------------------------------------------------------

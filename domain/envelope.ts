@@ -11,7 +11,9 @@ export const EventMetadata = Schema.Struct({
   entityId: Schema.String,
   commandId: Schema.String,
   correlationId: Schema.String,
-  causationId: Schema.String
+  causationId: Schema.String,
+  /** fingerprint of the command's request, to tell a retry from a reused command id */
+  commandFingerprint: Schema.optionalKey(Schema.String)
 })
 export type EventMetadata = typeof EventMetadata.Type
 

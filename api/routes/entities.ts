@@ -56,7 +56,7 @@ const problems = {
 const commandProblems = {
   ...problems,
   412: problemResponse("If-Match names a stale revision; nothing changed"),
-  422: problemResponse("the parent entity does not exist"),
+  422: problemResponse("the parent entity does not exist, or the Idempotency-Key was used for a different request"),
   503: problemResponse("overloaded or a dependency is down; see Retry-After"),
   504: problemResponse("no answer in time; retry with the same Idempotency-Key")
 } as const

@@ -126,5 +126,8 @@ describe("EntityActor", () => {
         Effect.zip(ask(actors, put), ask(actors, command({ _tag: "Patch", patch: { name: "B" } })))))
       assert.deepStrictEqual(again[0], first)
       assert.strictEqual(revisionOf(again[1]), 1)
+      // the id with another request is refused, the fingerprint coming from the stored metadata
+      const reused = yield* Effect.scoped(Effect.flatMap(registry, (actors) => ask(actors, { ...put, action: { _tag: "Delete" } })))
+      assert.strictEqual(reused._tag === "Rejected" ? reused.error._tag : reused._tag, "CommandIdReused")
     }).pipe(Effect.provide(store)))
 })

@@ -156,6 +156,16 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("enti
         assert.strictEqual(yield* historyLength("advertiser", "121"), 4)
       }))
 
+    it.effect("a key reused for a different request is 422 and applies nothing", () =>
+      Effect.gen(function*() {
+        const url = entityUrl("advertiser", "125")
+        yield* request({ method: "PUT", url, headers: { "idempotency-key": "k-reused" }, body: { name: "A" } })
+        assertProblem(yield* request({ method: "PUT", url, headers: { "idempotency-key": "k-reused" }, body: { name: "B" } }), 422, "idempotency-key-reused")
+        assertProblem(yield* request({ method: "DELETE", url, headers: { "idempotency-key": "k-reused" } }), 422, "idempotency-key-reused")
+        assertEntity(yield* request({ method: "GET", url }), 200, { type: "advertiser", id: "125", revision: 0, state: { name: "A" } })
+        assert.strictEqual(yield* historyLength("advertiser", "125"), 1)
+      }))
+
     it.effect("the same key on another entity is another command", () =>
       Effect.gen(function*() {
         const a = yield* request({ method: "PUT", url: entityUrl("advertiser", "122"), headers: { "idempotency-key": "shared" }, body: { name: "A" } })
