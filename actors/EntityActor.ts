@@ -10,7 +10,7 @@ import { Effect, Option, Result, Schedule, Schema, Stream } from "effect"
 import type { Duration } from "effect"
 import * as ActorRegistry from "./ActorRegistry.ts"
 import type { Behavior } from "./Actor.ts"
-import { CommandBus, CommandBusError, type CommandReply, type IncomingCommand } from "../domain/CommandBus.ts"
+import { CommandBus, CommandBusError, type IncomingCommand } from "../domain/CommandBus.ts"
 import {
   CommandIdReused,
   decide,
