@@ -10,14 +10,18 @@ export const StreamNames = {
   /** every event in commit order: `history.<type>.<id>` */
   history: "HISTORY",
   /** each entity's latest state only: `snapshot.<type>.<id>` */
-  snapshots: "SNAPSHOTS"
+  snapshots: "SNAPSHOTS",
+  /** leases, so that one process among several does a job (the relay): `lease.<job>` */
+  leases: "LEASES"
 } as const
 
 export const commandSubject = (entityType: string, entityId: string): string => `cmd.${entityType}.${entityId}`
 export const historySubject = (entityType: string, entityId: string): string => `history.${entityType}.${entityId}`
 export const snapshotSubject = (entityType: string, entityId: string): string => `snapshot.${entityType}.${entityId}`
+export const leaseSubject = (job: string): string => `lease.${job}`
 
 /** Every subject of a stream, as its subject filter. */
 export const allCommands = "cmd.>"
 export const allHistory = "history.>"
 export const allSnapshots = "snapshot.>"
+export const allLeases = "lease.>"

@@ -26,6 +26,7 @@ import { toSnapshot } from "../domain/snapshot.ts"
 import type { EntitySnapshot } from "../domain/snapshot.ts"
 import { historySubject, snapshotSubject, StreamNames } from "../domain/subjects.ts"
 import { makeEntityStateCache } from "./entityStateCache.ts"
+import { withLease } from "./nats/lease.ts"
 import { Nats, NatsError, tryNats } from "./nats/Nats.ts"
 import { openRelayCheckpoint, RelayError } from "./relayCheckpoint.ts"
 
@@ -228,6 +229,12 @@ export const runRelay = (options: RelayOptions): Effect.Effect<never, never, Eve
     Effect.orDie // unreachable: the schedule never gives up
   )
 
-/** The relay as a layer: runs in the background while the layer is alive (the platform's in-process mode). */
+/**
+ * The relay as a layer, in the background while the layer is alive. However many platform processes
+ * run, one relays at a time: the holder of the `relay` lease (the others wait to take over).
+ */
 export const layerRelay = (options: RelayOptions): Layer.Layer<never, never, EventStore | Nats> =>
-  Layer.effectDiscard(Effect.forkScoped(runRelay(options)))
+  Layer.effectDiscard(Effect.forkScoped(withLease("relay", runRelay(options)).pipe(
+    Effect.tapError((error) => Effect.logError("relay lease failed", error)),
+    Effect.retry(Schedule.spaced("1 second"))
+  )))

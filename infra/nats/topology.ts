@@ -6,7 +6,7 @@ import { DiscardPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, S
 import type { StreamConfig } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
 import { Duration, Effect } from "effect"
-import { allCommands, allHistory, allSnapshots, StreamNames } from "../../domain/subjects.ts"
+import { allCommands, allHistory, allLeases, allSnapshots, StreamNames } from "../../domain/subjects.ts"
 import { Nats, NatsError, tryNats } from "./Nats.ts"
 
 export interface TopologyOptions {
@@ -23,7 +23,10 @@ const toNanos = (duration: Duration.Input) => nanos(Duration.toMillis(duration))
 
 type Config = StreamConfig
 
-/** The three streams; all on disk (durability: acknowledged only once stored). */
+/** How long a lease outlives its holder's last renewal (see lease.ts). */
+export const leaseTtl: Duration.Input = "10 seconds"
+
+/** The streams; all on disk (durability: acknowledged only once stored). */
 export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> => {
   const duplicateWindow = toNanos(options.duplicateWindow ?? defaultDuplicateWindow)
   const common = { storage: StorageType.File, num_replicas: 1, duplicate_window: duplicateWindow }
@@ -58,6 +61,18 @@ export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> =
       max_msgs_per_subject: 1,
       allow_direct: true,
       description: "Latest state of each entity"
+    } as Config,
+    {
+      ...common,
+      name: StreamNames.leases,
+      subjects: [allLeases],
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      // The holder's last renewal; it expires when the holder stops renewing.
+      max_msgs_per_subject: 1,
+      max_age: toNanos(leaseTtl),
+      duplicate_window: toNanos(leaseTtl), // may not exceed max_age
+      description: "Leases: which process does a job that must run once (the relay)"
     } as Config
   ]
 }
@@ -83,6 +98,6 @@ const ensureStream = (config: Config) =>
     )
   })
 
-/** Creates or updates CMD, HISTORY and SNAPSHOTS; safe to run at every start and from several processes. */
+/** Creates or updates CMD, HISTORY, SNAPSHOTS and LEASES; safe to run at every start and from several processes. */
 export const ensureTopology = (options: TopologyOptions = {}): Effect.Effect<void, NatsError, Nats> =>
   Effect.forEach(streamConfigs(options), ensureStream, { discard: true })
