@@ -7,11 +7,11 @@ import { rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { jetstream } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
-import { NodeRuntime } from "@effect/platform-node"
 import { ConfigProvider, Effect } from "effect"
 import { freePort } from "../infra/nats/NatsServer.ts"
 import { PlatformConfig } from "./config.ts"
 import { HttpServer, layer, NatsAccess } from "./platform.ts"
+import { runMain } from "./runMain.ts"
 
 const once = process.argv.includes("--once")
 const ADMIN = process.env.ADMIN_API_KEY ?? "demo-admin-key"
@@ -186,4 +186,4 @@ const main = Effect.gen(function*() {
   }).pipe(Effect.provide(platform))
 })
 
-NodeRuntime.runMain(main)
+runMain(main)

@@ -1,8 +1,8 @@
 /** `npm start`: the platform on its embedded defaults, configured by the environment (README). */
-import { NodeRuntime } from "@effect/platform-node"
-import { Cause, Effect, Exit, Layer, Runtime } from "effect"
+import { Effect, Layer } from "effect"
 import { PlatformConfig } from "./config.ts"
 import { HttpServer, layer } from "./platform.ts"
+import { runMain } from "./runMain.ts"
 
 const main = Effect.gen(function*() {
   const config = yield* PlatformConfig
@@ -13,8 +13,4 @@ const main = Effect.gen(function*() {
   )
 })
 
-/** Stopped by SIGINT/SIGTERM after draining: a clean exit (0), as service managers expect. */
-const teardown: Runtime.Teardown = (exit, onExit) =>
-  Runtime.defaultTeardown(exit, (code) => onExit(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? 0 : code))
-
-NodeRuntime.runMain(main, { teardown })
+runMain(main)

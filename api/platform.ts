@@ -68,7 +68,13 @@ const natsLayer = (config: PlatformConfig) => {
     })
     : Layer.effect(NatsAccess, Effect.gen(function*() {
       const passwords = { platform: secret(), reader: readerPassword(config) }
-      const server = yield* startNatsServer({ configFile: defaultConfigFile, port: config.natsPort, storeDir: join(config.dataDir, "nats"), passwords })
+      const server = yield* startNatsServer({
+        configFile: defaultConfigFile,
+        port: config.natsPort,
+        storeDir: join(config.dataDir, "nats"),
+        pidFile: join(config.dataDir, "nats-server.pid"),
+        passwords
+      })
       return {
         url: server.url,
         platform: { user: NatsUsers.platform, password: passwords.platform },

@@ -4,6 +4,7 @@
  */
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
+import { existsSync, readFileSync } from "node:fs"
 import { createConnection, createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 import { Duration, Effect, Schedule, Schema } from "effect"
@@ -34,6 +35,11 @@ export interface NatsServerOptions {
   readonly startTimeout?: Duration.Input
   /** how long SIGTERM may take before SIGKILL; default 10 seconds */
   readonly stopGracePeriod?: Duration.Input
+  /**
+   * The server writes its pid here (`-P`). A server left running by a process that died without
+   * stopping it (SIGKILL, a crash) is found through this file and stopped before the new one starts.
+   */
+  readonly pidFile?: string
 }
 
 export interface RunningNatsServer {
@@ -72,6 +78,30 @@ const stop = (child: ChildProcess, grace: Duration.Input) =>
       child.kill("SIGKILL")
       yield* waitForExit(child)
     }
+  })
+
+const isNatsServer = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("nats-server")
+  } catch {
+    return false
+  }
+}
+
+/** Stops the server a dead predecessor left behind, named by `pidFile` (and only a nats-server). */
+const stopLeftover = (pidFile: string, grace: Duration.Input) =>
+  Effect.gen(function*() {
+    const pid = Number(existsSync(pidFile) ? readFileSync(pidFile, "utf8").trim() : NaN)
+    if (!Number.isSafeInteger(pid) || !isNatsServer(pid)) return
+    yield* Effect.logWarning("stopping a nats-server left running by an earlier process", { pid, pidFile })
+    process.kill(pid, "SIGTERM")
+    const gone = Effect.suspend(() => isNatsServer(pid) ? Effect.fail("running" as const) : Effect.void)
+    yield* gone.pipe(
+      Effect.retry(Schedule.spaced("50 millis")),
+      Effect.timeoutOrElse({ duration: grace, orElse: () => Effect.sync(() => process.kill(pid, "SIGKILL")) }),
+      Effect.ignore // the retry only ends when the process is gone
+    )
   })
 
 /** Waits for the server's "Server is ready" log line; fails if it exits first. */
@@ -126,6 +156,10 @@ const probe = (host: string, port: number) =>
 export const startNatsServer = Effect.fnUntraced(function*(options: NatsServerOptions) {
   const host = options.host ?? "127.0.0.1"
   const args = ["-c", options.configFile, "-a", host, "-p", String(options.port), "-sd", options.storeDir]
+  if (options.pidFile !== undefined) {
+    yield* stopLeftover(options.pidFile, options.stopGracePeriod ?? "10 seconds")
+    args.push("-P", options.pidFile)
+  }
   const log: Array<string> = []
   const spawnError: { cause?: Error } = {}
   const child = yield* Effect.acquireRelease(

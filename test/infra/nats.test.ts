@@ -1,5 +1,5 @@
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Scope } from "effect"
 import { jetstream } from "@nats-io/jetstream"
 import { connect, headers } from "@nats-io/transport-node"
 import { StreamNames, historySubject, snapshotSubject } from "../../domain/subjects.ts"
@@ -152,4 +152,21 @@ layer(layerTestNats({ duplicateWindow: "1 minute" }), { excludeTestServices: tru
       const stored = yield* tryNats("get", () => manager.streams.getMessage(StreamNames.history, { seq: first.seq }))
       assert.strictEqual(stored?.string(), "e1")
     }))
+})
+
+describe("a nats-server left behind", () => {
+  it.live("is stopped through its pid file before a new one starts on the same store", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("nats-leftover")
+      const pidFile = `${dir}/nats-server.pid`
+      const port = yield* freePort()
+      const options = { configFile: defaultConfigFile, port, storeDir: `${dir}/store`, passwords, pidFile }
+      // The first owner "dies" without stopping its server: its scope is never closed here.
+      const orphan = yield* Scope.make()
+      const first = yield* startNatsServer(options).pipe(Scope.provide(orphan))
+      const second = yield* startNatsServer(options)
+      assert.notStrictEqual(second.pid, first.pid)
+      assert.isFalse(isAlive(first.pid), "the left-over server was stopped")
+      assert.isTrue(isAlive(second.pid))
+    }).pipe(Effect.scoped))
 })
