@@ -5,6 +5,10 @@ const intAtLeast = (minimum: number, name: string) =>
   Config.schema(Schema.FiniteFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(minimum)), name)
 
 export const PlatformConfig = Config.all({
+  /** pretty (for people) or json (one object a line, for log collectors) */
+  logFormat: Config.Literals(["pretty", "json"], "LOG_FORMAT").pipe(Config.withDefault("pretty" as const)),
+  /** Trace, Debug, Info, Warn, Error */
+  logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info" as const)),
   /** HTTP port; 0 picks a free one */
   port: Config.schema(Schema.FiniteFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: 65_535 })), "PORT").pipe(
     Config.withDefault(8080)
