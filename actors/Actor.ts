@@ -62,6 +62,8 @@ export interface ActorRef<Msg> {
   ) => Effect.Effect<A, E | AskTimeout | ActorStopped | ActorFailed>
   /** Messages waiting in the mailbox (not counting the one being handled). */
   readonly mailboxSize: Effect.Effect<number>
+  /** Nothing waiting and nothing being handled. */
+  readonly idle: Effect.Effect<boolean>
 }
 
 /** A behaviour: setup (may load state, acquire resources in its Scope) returning the message handler. */
@@ -150,7 +152,8 @@ export const make = <Msg, E = never, R = never>(
             })
           )
         }),
-      mailboxSize: Queue.size(mailbox)
+      mailboxSize: Queue.size(mailbox),
+      idle: Effect.map(Queue.size(mailbox), (size) => size === 0 && !handling)
     }
 
     // Ending the queue keeps what is already in it (and suspended offers) for the loop to drain.
@@ -176,10 +179,13 @@ export const make = <Msg, E = never, R = never>(
       }
     })
 
+    let handling = false
     const handle = (handler: (msg: Msg) => Effect.Effect<void, E, R>, envelope: Envelope<Msg>) =>
       Effect.gen(function*() {
         const started = yield* Clock.currentTimeMillis
+        handling = true
         const exit = yield* Effect.exit(handler(envelope.msg))
+        handling = false
         const elapsed = (yield* Clock.currentTimeMillis) - started
         yield* Effect.all([
           ActorMetrics.add(metrics.processed, 1),

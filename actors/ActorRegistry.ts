@@ -17,7 +17,7 @@
  */
 import { Deferred, Duration, Effect, Exit, Scope, Semaphore } from "effect"
 import * as Actor from "./Actor.ts"
-import type { ActorFailed, ActorRef, AskTimeout, Behavior, MailboxFull } from "./Actor.ts"
+import type { ActorFailed, ActorRef, AskTimeout, Behavior } from "./Actor.ts"
 import { ActorStopped } from "./Actor.ts"
 import * as ActorMetrics from "./ActorMetrics.ts"
 import * as Supervisor from "./Supervisor.ts"
@@ -25,8 +25,6 @@ import * as Supervisor from "./Supervisor.ts"
 export interface ActorRegistry<Msg> {
   /** Sends to the actor `id`, starting it if needed; suspends while its mailbox is full. */
   readonly tell: (id: string, msg: Msg) => Effect.Effect<void, ActorStopped>
-  /** Sends to the actor `id`, starting it if needed; fails at once when its mailbox is full. */
-  readonly offer: (id: string, msg: Msg) => Effect.Effect<void, MailboxFull | ActorStopped>
   /** Asks the actor `id`, starting it if needed (see ActorRef.ask for the timeout and errors). */
   readonly ask: <A, E>(
     id: string,
@@ -97,14 +95,17 @@ export const make = <Msg, E = never, R = never>(
         )
       })
 
-    const passivate = (id: string, entry: Entry<Msg>): Effect.Effect<boolean> =>
-      lock.withPermit(Effect.gen(function*() {
+    // Under the lock: passivates the actor if it is idle (nothing registered, waiting or being handled).
+    const passivateIfIdle = (id: string, entry: Entry<Msg>): Effect.Effect<boolean> =>
+      Effect.gen(function*() {
         if (entries.get(id) !== entry || entry.pending > 0 || entry.ref === undefined) return false
-        if ((yield* entry.ref.mailboxSize) > 0) return false
+        if (!(yield* entry.ref.idle)) return false
         yield* retire(id, entry)
         yield* ActorMetrics.add(metrics.passivations, 1)
         return true
-      }))
+      })
+
+    const passivate = (id: string, entry: Entry<Msg>): Effect.Effect<boolean> => lock.withPermit(passivateIfIdle(id, entry))
 
     const escalated = (id: string, entry: Entry<Msg>): Supervisor.Escalate => (escalation) =>
       lock.withPermit(Effect.suspend(() => entries.get(id) === entry ? retire(id, entry) : Effect.void)).pipe(
@@ -149,14 +150,9 @@ export const make = <Msg, E = never, R = never>(
         return { _tag: "Ready", entry } as const
       }))
 
-    // Under the lock: passivates the least recently used actor that is idle (nothing pending, empty mailbox).
+    // Under the lock: passivates the least recently used idle actor, if any is idle.
     const evictLeastRecentlyUsed = Effect.gen(function*() {
-      for (const [id, entry] of entries) {
-        if (entry.pending > 0 || entry.ref === undefined || (yield* entry.ref.mailboxSize) > 0) continue
-        yield* retire(id, entry)
-        yield* ActorMetrics.add(metrics.passivations, 1)
-        return
-      }
+      for (const [id, entry] of entries) if (yield* passivateIfIdle(id, entry)) return
     })
 
     const withActor = <A, E2>(
@@ -184,7 +180,6 @@ export const make = <Msg, E = never, R = never>(
 
     return {
       tell: (id, msg) => withActor(id, (ref) => ref.tell(msg)),
-      offer: (id, msg) => withActor(id, (ref) => ref.offer(msg)),
       ask: (id, request, askOptions) => withActor(id, (ref) => ref.ask(request, askOptions)),
       size: Effect.sync(() => entries.size),
       shutdown

@@ -150,10 +150,11 @@ export const entityBehavior = (stream: string): Behavior<EntityMessage, never, E
   })
 
 /**
- * Starts the entity actors and feeds them the commands from the bus in arrival order. A command's
- * message is settled when its entity answers. A full mailbox hands its command back to the bus for a
- * moment rather than holding up every other entity. On interruption the bus stops first, then every
- * mailbox drains; a command that arrives while stopping goes back to the bus for another node.
+ * Starts the entity actors and feeds them the commands from the bus in arrival order, so each entity
+ * sees its commands in that order. A command's message is settled when its entity answers. A full
+ * mailbox holds the bus back (backpressure) — bounded by the consumer's in-flight limit, since a
+ * command handed back to the bus could overtake the ones behind it. On interruption the bus stops
+ * first, then every mailbox drains; a command for an actor that is stopping goes back to the bus.
  */
 export const runEntityActors = (options: {
   readonly mailboxCapacity?: number
@@ -171,11 +172,8 @@ export const runEntityActors = (options: {
     })
     return yield* bus.incoming.pipe(
       Stream.runForEach((incoming) =>
-        registry.offer(streamName(incoming.command.entityType, incoming.command.entityId), incoming).pipe(
-          Effect.catchTags({
-            MailboxFull: () => incoming.retryLater("50 millis"),
-            ActorStopped: () => incoming.retryLater("0 millis")
-          })
+        registry.tell(streamName(incoming.command.entityType, incoming.command.entityId), incoming).pipe(
+          Effect.catchTag("ActorStopped", () => incoming.retryLater("1 second"))
         )
       ),
       Effect.andThen(Effect.fail(new CommandBusError({ operation: "consume", cause: "the command stream ended" }))),

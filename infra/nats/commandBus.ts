@@ -5,7 +5,7 @@
  * when its entity has answered, so a crash before that redelivers it (and the entity, which
  * remembers recent command ids, answers a redelivery without applying it twice).
  */
-import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream"
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream"
 import type { JsMsg } from "@nats-io/jetstream"
 import { createInbox, headers, nanos } from "@nats-io/transport-node"
 import { Deferred, Duration, Effect, Layer, Metric, Option, Schema, Stream } from "effect"
@@ -21,8 +21,6 @@ const encoder = new TextEncoder()
 const decodeCommand = Schema.decodeUnknownOption(Schema.fromJsonString(EntityCommand))
 const decodeReply = Schema.decodeUnknownOption(Schema.fromJsonString(CommandReply))
 const encodeReply = Schema.encodeSync(Schema.fromJsonString(CommandReply))
-
-const maxDeliveries = 10
 
 const toBusError = <E extends { readonly _tag: string }>(error: E | NatsError): E | CommandBusError =>
   error._tag === "NatsError" ? new CommandBusError({ operation: (error as NatsError).operation, cause: (error as NatsError).cause }) : error as E
@@ -44,16 +42,16 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
   const consumerConfig = {
     ack_policy: AckPolicy.Explicit,
     ack_wait: nanos(Duration.toMillis(options.redeliverAfter ?? "30 seconds")),
-    max_ack_pending: maxInFlight,
-    // A command no entity can settle (it crashes its actor every time) stops being delivered rather
-    // than looping for ever; it stays in CMD, visible to an operator.
-    max_deliver: maxDeliveries
+    max_ack_pending: maxInFlight
   }
   // Created once; updated when the settings change (nats-server 2.10+ refuses a create that differs).
   yield* tryNats("update consumer", () => manager.consumers.update(StreamNames.commands, CONSUMER, consumerConfig)).pipe(
-    Effect.catch(() =>
-      tryNats("add consumer", () =>
-        manager.consumers.add(StreamNames.commands, { ...consumerConfig, durable_name: CONSUMER, deliver_policy: DeliverPolicy.All })))
+    Effect.catchIf(
+      (error) => error.cause instanceof JetStreamApiError && error.cause.code === JetStreamApiCodes.ConsumerNotFound,
+      () =>
+        tryNats("add consumer", () =>
+          manager.consumers.add(StreamNames.commands, { ...consumerConfig, durable_name: CONSUMER, deliver_policy: DeliverPolicy.All }))
+    )
   )
 
   // One reply subscription per process; each pending send waits on its own Deferred.

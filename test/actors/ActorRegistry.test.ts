@@ -68,6 +68,22 @@ describe("ActorRegistry", () => {
       assert.strictEqual(yield* actors.ask("b", get), 0, "b starts again from setup")
     }))
 
+  it.effect("never evicts an actor busy with a message, even past maxActors", () =>
+    Effect.gen(function*() {
+      const probe = makeProbe()
+      const actors = yield* registry(probe, { maxActors: 1 })
+      const gate = yield* block((msg) => actors.tell("a", msg)) // a is handling, its mailbox empty
+      yield* actors.tell("b", add(1))
+      yield* settle
+      assert.strictEqual(count(probe, "stop:a"), 0, "a was busy")
+      assert.strictEqual(yield* actors.size, 2)
+      yield* Deferred.succeed(gate, undefined)
+      yield* settle
+      yield* actors.tell("c", add(1)) // now a (least recently used, idle) makes room
+      yield* settle
+      assert.strictEqual(count(probe, "stop:a"), 1)
+    }))
+
   it.effect("does not passivate while messages keep arriving", () =>
     Effect.gen(function*() {
       const probe = makeProbe()
