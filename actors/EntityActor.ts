@@ -83,7 +83,7 @@ export const entityBehavior = (stream: string): Behavior<EntityMessage, never, E
     /** The answer to a remembered command: the entity as that command left it. */
     const answer = (command: EntityCommand, what: Remembered) =>
       Effect.gen(function*() {
-        if (what.fingerprint !== undefined && what.fingerprint !== fingerprint(command.action)) {
+        if (what.fingerprint !== undefined && what.fingerprint !== fingerprint(command)) {
           return { _tag: "Rejected", error: new CommandIdReused({ commandId: command.commandId }) } as const
         }
         if (what._tag === "Rejected") return { _tag: "Rejected", error: what.error } as const
@@ -98,16 +98,17 @@ export const entityBehavior = (stream: string): Behavior<EntityMessage, never, E
       })
 
     const execute = (command: EntityCommand) => Effect.gen(function*() {
+      const asked = fingerprint(command)
       const definition = entityTypes.get(command.entityType)
       if (definition === undefined) return { _tag: "Failed", message: `unknown entity type ${command.entityType}` } as const
       for (let attempt = 1; ; attempt++) {
         const decision = decide(definition, command, state)
         if (Result.isFailure(decision)) {
-          remember(command.commandId, { _tag: "Rejected", error: decision.failure, fingerprint: fingerprint(command.action) })
+          remember(command.commandId, { _tag: "Rejected", error: decision.failure, fingerprint: asked })
           return { _tag: "Rejected", error: decision.failure } as const
         }
         if (decision.success.length === 0) {
-          remember(command.commandId, { _tag: "Accepted", outcome: "unchanged", revision: state.revision, fingerprint: fingerprint(command.action) })
+          remember(command.commandId, { _tag: "Accepted", outcome: "unchanged", revision: state.revision, fingerprint: asked })
           return { _tag: "Accepted", outcome: "unchanged", entity: toSnapshot(command.entityType, command.entityId, state, position) } as const
         }
         const metadata: EventMetadata = {
@@ -116,7 +117,7 @@ export const entityBehavior = (stream: string): Behavior<EntityMessage, never, E
           commandId: command.commandId,
           correlationId: command.correlationId,
           causationId: command.causationId ?? command.commandId,
-          commandFingerprint: fingerprint(command.action)
+          commandFingerprint: asked
         }
         const events: Array<EventData> = []
         for (const event of decision.success) events.push({ eventId: yield* nextUuidv7, ...toEventData(event), metadata })

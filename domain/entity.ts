@@ -53,12 +53,21 @@ export const EntityCommand = Schema.Struct({
 })
 export type EntityCommand = typeof EntityCommand.Type
 
+/** JSON with object keys sorted, so the same document always reads the same. */
+const canonical = (value: unknown): string =>
+  Array.isArray(value)
+    ? `[${value.map(canonical).join(",")}]`
+    : typeof value === "object" && value !== null
+    ? `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`).join(",")}}`
+    : JSON.stringify(value)
+
 /**
- * A short fingerprint of what a command asks (FNV-1a over its action, 2 × 32 bits): a command id
- * reused for a different request is recognised. Not cryptographic: it guards against mistakes.
+ * A short fingerprint of what a command asks — its action and expected revision, whatever the order
+ * of their keys (FNV-1a, 2 × 32 bits) — so a command id reused for a different request is recognised.
+ * Not cryptographic: it guards against mistakes.
  */
-export const fingerprint = (action: EntityAction): string => {
-  const text = JSON.stringify(action)
+export const fingerprint = (command: Pick<EntityCommand, "action" | "expectedRevision">): string => {
+  const text = canonical([command.action, command.expectedRevision ?? null])
   let a = 0x811c9dc5
   let b = 0x01000193 ^ text.length
   for (let i = 0; i < text.length; i++) {

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Result } from "effect"
-import { decide, evolve, initialState, type EntityAction, type EntityCommand, type EntityEvent, type EntityState } from "../../domain/entity.ts"
+import { decide, evolve, fingerprint, initialState, type EntityAction, type EntityCommand, type EntityEvent, type EntityState } from "../../domain/entity.ts"
 import { entityTypes } from "../../domain/entityTypes.ts"
 
 const strategy = entityTypes.get("strategy")!
@@ -84,5 +84,12 @@ describe("entity decider", () => {
     const result = when(given(), command({ _tag: "Put", fields }, { parent: { id: fields.campaignId, exists: false } }))
     assert.strictEqual(Result.isFailure(result) ? result.failure._tag : "", "ParentNotFound")
     assert.deepStrictEqual(when(given(), command({ _tag: "Put", fields }, { parent: { id: fields.campaignId, exists: true } })), Result.succeed([created]))
+  })
+
+  it("fingerprints what a command asks, whatever the order of its keys", () => {
+    const a = fingerprint({ action: { _tag: "Patch", patch: { name: "x", status: "active" } } })
+    assert.strictEqual(fingerprint({ action: { _tag: "Patch", patch: { status: "active", name: "x" } } }), a)
+    assert.notStrictEqual(fingerprint({ action: { _tag: "Patch", patch: { name: "y", status: "active" } } }), a)
+    assert.notStrictEqual(fingerprint({ action: { _tag: "Patch", patch: { name: "x", status: "active" } }, expectedRevision: 3 }), a)
   })
 })
