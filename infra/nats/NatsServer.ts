@@ -80,27 +80,40 @@ const stop = (child: ChildProcess, grace: Duration.Input) =>
     }
   })
 
-const isNatsServer = (pid: number) => {
+/** Whether `pid` is a nats-server on `storeDir` (so a recycled pid or another server is never touched). */
+const isNatsServerOn = (pid: number, storeDir: string) => {
   try {
-    process.kill(pid, 0)
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("nats-server")
+    const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")
+    return args.some((arg) => arg.endsWith("nats-server")) && args.includes(storeDir)
   } catch {
-    return false
+    return false // gone, or no /proc to ask
   }
 }
 
-/** Stops the server a dead predecessor left behind, named by `pidFile` (and only a nats-server). */
-const stopLeftover = (pidFile: string, grace: Duration.Input) =>
+const signal = (pid: number, name: NodeJS.Signals) => {
+  try {
+    process.kill(pid, name)
+  } catch {
+    // it exited meanwhile
+  }
+}
+
+/**
+ * Stops the server a dead predecessor left on this store (named by `pidFile`): the new one could
+ * not bind its port, nor share the JetStream directory.
+ */
+const stopLeftover = (pidFile: string, storeDir: string, grace: Duration.Input) =>
   Effect.gen(function*() {
     const pid = Number(existsSync(pidFile) ? readFileSync(pidFile, "utf8").trim() : NaN)
-    if (!Number.isSafeInteger(pid) || !isNatsServer(pid)) return
+    if (!Number.isSafeInteger(pid) || !isNatsServerOn(pid, storeDir)) return
     yield* Effect.logWarning("stopping a nats-server left running by an earlier process", { pid, pidFile })
-    process.kill(pid, "SIGTERM")
-    const gone = Effect.suspend(() => isNatsServer(pid) ? Effect.fail("running" as const) : Effect.void)
+    const gone = Effect.suspend(() => isNatsServerOn(pid, storeDir) ? Effect.fail("running" as const) : Effect.void).pipe(
+      Effect.retry(Schedule.spaced("50 millis"))
+    )
+    signal(pid, "SIGTERM")
     yield* gone.pipe(
-      Effect.retry(Schedule.spaced("50 millis")),
-      Effect.timeoutOrElse({ duration: grace, orElse: () => Effect.sync(() => process.kill(pid, "SIGKILL")) }),
-      Effect.ignore // the retry only ends when the process is gone
+      Effect.timeoutOrElse({ duration: grace, orElse: () => Effect.sync(() => signal(pid, "SIGKILL")).pipe(Effect.andThen(gone)) }),
+      Effect.ignore // the retries end only once the process is gone
     )
   })
 
@@ -157,7 +170,7 @@ export const startNatsServer = Effect.fnUntraced(function*(options: NatsServerOp
   const host = options.host ?? "127.0.0.1"
   const args = ["-c", options.configFile, "-a", host, "-p", String(options.port), "-sd", options.storeDir]
   if (options.pidFile !== undefined) {
-    yield* stopLeftover(options.pidFile, options.stopGracePeriod ?? "10 seconds")
+    yield* stopLeftover(options.pidFile, options.storeDir, options.stopGracePeriod ?? "10 seconds")
     args.push("-P", options.pidFile)
   }
   const log: Array<string> = []

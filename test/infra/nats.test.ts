@@ -1,4 +1,5 @@
 import { assert, describe, it, layer } from "@effect/vitest"
+import { writeFileSync } from "node:fs"
 import { Effect, Scope } from "effect"
 import { jetstream } from "@nats-io/jetstream"
 import { connect, headers } from "@nats-io/transport-node"
@@ -168,5 +169,15 @@ describe("a nats-server left behind", () => {
       assert.notStrictEqual(second.pid, first.pid)
       assert.isFalse(isAlive(first.pid), "the left-over server was stopped")
       assert.isTrue(isAlive(second.pid))
+    }).pipe(Effect.scoped))
+
+  it.live("leaves alone a process named by the pid file that is not a nats-server on this store", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("nats-pidfile")
+      const pidFile = `${dir}/nats-server.pid`
+      const other = yield* startTestNatsServer // a nats-server, but on another store
+      writeFileSync(pidFile, String(other.pid))
+      yield* startNatsServer({ configFile: defaultConfigFile, port: yield* freePort(), storeDir: `${dir}/store`, passwords, pidFile })
+      assert.isTrue(isAlive(other.pid))
     }).pipe(Effect.scoped))
 })
