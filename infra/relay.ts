@@ -11,8 +11,10 @@
  * - on start the relay reads the `Tributary-Position` of HISTORY's last message and does not publish
  *   history at or below it again, so a crash between publish and checkpoint duplicates nothing, even
  *   beyond JetStream's duplicate window (`Nats-Msg-Id = eventId` covers the rest);
- * - snapshots of events between the checkpoint and that position are re-published (idempotent), since
- *   the crash may have come between the HISTORY and SNAPSHOTS publishes.
+ * - snapshots of events between the checkpoint and that position are re-published, since the crash
+ *   may have come between the HISTORY and SNAPSHOTS publishes — each only if SNAPSHOTS does not
+ *   already hold that entity at the same or a later revision (a relay taking over from another, or
+ *   from an old checkpoint, never takes SNAPSHOTS back in time).
  */
 import { headers as natsHeaders } from "@nats-io/transport-node"
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream"
@@ -93,6 +95,20 @@ const historyTail = Effect.gen(function*() {
   return { lastSeq, position: Number.isSafeInteger(position) ? position : 0 }
 })
 
+/** The revision SNAPSHOTS holds for an entity; -1 when it holds none. */
+const snapshotRevision = (snapshot: EntitySnapshot) =>
+  Effect.gen(function*() {
+    const { manager } = yield* Nats
+    const message = yield* tryNats("snapshot tail", () =>
+      manager.streams.getMessage(StreamNames.snapshots, { last_by_subj: snapshotSubject(snapshot.type, snapshot.id) })).pipe(
+        Effect.catchIf(
+          (error) => error.cause instanceof JetStreamApiError && error.cause.code === JetStreamApiCodes.NoMessageFound,
+          () => Effect.succeed(null)
+        )
+      )
+    return message === null ? -1 : (message.json<EntitySnapshot>().revision ?? -1)
+  })
+
 interface Outgoing {
   readonly history: ReadonlyArray<EventEnvelope>
   readonly snapshots: ReadonlyArray<{ readonly snapshot: EntitySnapshot; readonly eventId: string }>
@@ -169,7 +185,12 @@ const relayOnce = (options: RelayOptions) =>
             })
           }
         }
-        lastSeq = yield* publishBatch({ history, snapshots: [...snapshots.values()] }, lastSeq)
+        // Snapshots of events already in HISTORY are re-published only where SNAPSHOTS is behind them.
+        const outgoing: Array<{ snapshot: EntitySnapshot; eventId: string }> = []
+        for (const entry of snapshots.values()) {
+          if (entry.snapshot.position > published || (yield* snapshotRevision(entry.snapshot)) < entry.snapshot.revision) outgoing.push(entry)
+        }
+        lastSeq = yield* publishBatch({ history, snapshots: outgoing }, lastSeq)
         const now = yield* Clock.currentTimeMillis
         for (const e of history) {
           yield* Metric.update(commitToPublish, Math.max(0, now - Date.parse(e.recordedAt)) / 1000)
