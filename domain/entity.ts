@@ -19,6 +19,10 @@ export const EntityDeleted = Schema.TaggedStruct("EntityDeleted", {})
 export const EntityEvent = Schema.Union([EntityCreated, EntityUpdated, EntityDeleted])
 export type EntityEvent = typeof EntityEvent.Type
 
+/** Whether this version of the decider knows an event type (a newer version may write others). */
+export const isEntityEventType = (type: string): boolean =>
+  type === "EntityCreated" || type === "EntityUpdated" || type === "EntityDeleted"
+
 /** The event as stored: its type name and its data without the tag. */
 export const toEventData = (event: EntityEvent): { readonly type: string; readonly data: Schema.JsonObject } => {
   const { _tag, ...data } = event

@@ -5,11 +5,13 @@
  * A failure restarts the feed from the checkpoint after a backoff; `rebuild` starts over from zero.
  */
 import { Context, Effect, FiberHandle, Layer, Metric, Schedule, Stream } from "effect"
+import { isEntityEventType } from "../domain/entity.ts"
 import { toEnvelopes } from "../domain/envelope.ts"
 import { EventStore } from "../domain/EventStore.ts"
 import { EntityReadModel, type ReadModelError } from "./EntityReadModel.ts"
 
 const applied = Metric.counter("tributary_projection_events_total", { description: "events applied to read models" })
+const skipped = Metric.counter("tributary_projection_events_skipped_total", { description: "events of types this version does not know" })
 const checkpointGauge = Metric.gauge("tributary_projection_checkpoint", { description: "global position a read model has applied" })
 
 export class EntityProjection extends Context.Service<EntityProjection, {
@@ -24,13 +26,19 @@ const feed = Effect.gen(function*() {
   const attributes = { projection: "entities" }
   yield* store.subscribeToAll(after === undefined ? {} : { after }).pipe(
     Stream.groupedWithin(1_000, "2 millis"),
-    Stream.runForEach((batch) => {
-      const envelopes = toEnvelopes(batch)
-      return model.apply(envelopes).pipe(
-        Effect.tap(() => Metric.update(Metric.withAttributes(applied, attributes), envelopes.length)),
-        Effect.tap(() => Metric.update(Metric.withAttributes(checkpointGauge, attributes), batch[batch.length - 1]!.position))
-      )
-    })
+    Stream.runForEach((batch) =>
+      Effect.gen(function*() {
+        const envelopes = toEnvelopes(batch)
+        const unknown = envelopes.filter((e) => !isEntityEventType(e.type))
+        if (unknown.length > 0) {
+          yield* Metric.update(Metric.withAttributes(skipped, attributes), unknown.length)
+          yield* Effect.logWarning("entity projection skips events of types it does not know", { types: [...new Set(unknown.map((e) => e.type))] })
+        }
+        yield* model.apply(envelopes)
+        yield* Metric.update(Metric.withAttributes(applied, attributes), envelopes.length)
+        yield* Metric.update(Metric.withAttributes(checkpointGauge, attributes), batch[batch.length - 1]!.position)
+      })
+    )
   )
 }).pipe(
   Effect.tapCause((cause) => Effect.logError("entity projection failed; restarting from its checkpoint", cause)),

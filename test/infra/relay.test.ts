@@ -4,10 +4,10 @@ import type { ChildProcess } from "node:child_process"
 import { rmSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { Effect, Fiber, Layer, Metric, Option, Schedule } from "effect"
+import { Effect, Fiber, Layer, Metric, Schedule } from "effect"
 import type { Duration } from "effect"
 import { EventStore } from "../../domain/EventStore.ts"
-import { toEnvelope } from "../../domain/envelope.ts"
+import { toEnvelopes } from "../../domain/envelope.ts"
 import { historySubject, snapshotSubject, StreamNames } from "../../domain/subjects.ts"
 import { layerSqlite } from "../../infra/eventstore/sqlite.ts"
 import { Nats, tryNats } from "../../infra/nats/Nats.ts"
@@ -51,7 +51,7 @@ const messageCount = (stream: string) =>
 /** What HISTORY must hold: every Tributary event of the store, once, in position order. */
 const assertHistoryMatchesStore = Effect.gen(function*() {
   const store = yield* EventStore
-  const expected = (yield* store.readAll()).flatMap((e) => Option.toArray(toEnvelope(e)))
+  const expected = toEnvelopes(yield* store.readAll())
   const history = yield* streamMessages(StreamNames.history)
   assert.strictEqual(history.length, expected.length, "every event exactly once")
   history.forEach((message, i) => {
