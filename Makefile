@@ -10,8 +10,10 @@ node_modules/.installed: package.json package-lock.json
 	npm ci
 	touch $@
 
+# The platform starts its own nats-server; the Debian package's system service would hold port 4222.
 /usr/sbin/nats-server:
-	command -v nats-server >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y nats-server; }
+	command -v nats-server >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y nats-server && \
+	  { $(SUDO) systemctl disable --now nats-server 2>/dev/null || true; }; }
 
 test: setup
 	npm run typecheck
