@@ -5,6 +5,10 @@ import { PlatformConfig } from "../../api/config.ts"
 const parse = (env: Record<string, string>) => PlatformConfig.parse(ConfigProvider.fromEnvRecord(env))
 
 describe("platform configuration", () => {
+  it("runs on the Node the project pins (24, through npm), not the machine's", () => {
+    assert.strictEqual(Number(process.versions.node.split(".")[0]), 24)
+  })
+
   it.effect("has the documented defaults on an empty environment", () =>
     Effect.gen(function*() {
       const config = yield* parse({})
