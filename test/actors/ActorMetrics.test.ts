@@ -3,7 +3,7 @@ import { Deferred, Effect, Exit, Metric, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as Actor from "../../actors/Actor.ts"
 import * as ActorMetrics from "../../actors/ActorMetrics.ts"
-import { add, block, counterBehavior, fail, get, makeProbe, settle } from "./counterActor.ts"
+import { add, block, counterBehavior, fail, get, makeProbe, settle } from "../fixtures/counterActor.ts"
 
 // The metric registry is global, so every assertion is about a change.
 const snapshot = (kind: string) => {

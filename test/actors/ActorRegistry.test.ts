@@ -4,8 +4,8 @@ import type { Duration } from "effect"
 import { TestClock } from "effect/testing"
 import * as ActorRegistry from "../../actors/ActorRegistry.ts"
 import type { ActorEscalated } from "../../actors/Supervisor.ts"
-import { add, block, counterBehavior, fail, get, makeProbe, settle } from "./counterActor.ts"
-import type { Boom, CounterMsg, Probe } from "./counterActor.ts"
+import { add, block, counterBehavior, fail, get, makeProbe, settle } from "../fixtures/counterActor.ts"
+import type { Boom, CounterMsg, Probe } from "../fixtures/counterActor.ts"
 
 type Overrides = Partial<Pick<ActorRegistry.Options<CounterMsg, Boom, never>, "idleTimeout" | "supervision" | "onEscalate" | "maxActors">>
 
