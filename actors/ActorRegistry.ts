@@ -17,7 +17,7 @@
  */
 import { Deferred, Duration, Effect, Exit, Scope, Semaphore } from "effect"
 import * as Actor from "./Actor.ts"
-import type { ActorFailed, ActorRef, AskTimeout, Behavior } from "./Actor.ts"
+import type { ActorFailed, ActorRef, AskTimeout, Behavior, MailboxFull } from "./Actor.ts"
 import { ActorStopped } from "./Actor.ts"
 import * as ActorMetrics from "./ActorMetrics.ts"
 import * as Supervisor from "./Supervisor.ts"
@@ -25,6 +25,8 @@ import * as Supervisor from "./Supervisor.ts"
 export interface ActorRegistry<Msg> {
   /** Sends to the actor `id`, starting it if needed; suspends while its mailbox is full. */
   readonly tell: (id: string, msg: Msg) => Effect.Effect<void, ActorStopped>
+  /** Sends to the actor `id`, starting it if needed; fails at once when its mailbox is full. */
+  readonly offer: (id: string, msg: Msg) => Effect.Effect<void, MailboxFull | ActorStopped>
   /** Asks the actor `id`, starting it if needed (see ActorRef.ask for the timeout and errors). */
   readonly ask: <A, E>(
     id: string,
@@ -180,6 +182,7 @@ export const make = <Msg, E = never, R = never>(
 
     return {
       tell: (id, msg) => withActor(id, (ref) => ref.tell(msg)),
+      offer: (id, msg) => withActor(id, (ref) => ref.offer(msg)),
       ask: (id, request, askOptions) => withActor(id, (ref) => ref.ask(request, askOptions)),
       size: Effect.sync(() => entries.size),
       shutdown

@@ -9,6 +9,7 @@
 import { Effect, Option, Result, Schedule, Schema, Stream } from "effect"
 import type { Duration } from "effect"
 import * as ActorRegistry from "./ActorRegistry.ts"
+import * as Dispatcher from "./Dispatcher.ts"
 import type { Behavior } from "./Actor.ts"
 import { CommandBus, CommandBusError, type IncomingCommand } from "../domain/CommandBus.ts"
 import {
@@ -151,11 +152,11 @@ export const entityBehavior = (stream: string): Behavior<EntityMessage, never, E
   })
 
 /**
- * Starts the entity actors and feeds them the commands from the bus in arrival order, so each entity
- * sees its commands in that order. A command's message is settled when its entity answers. A full
- * mailbox holds the bus back (backpressure) — bounded by the consumer's in-flight limit, since a
- * command handed back to the bus could overtake the ones behind it. On interruption the bus stops
- * first, then every mailbox drains; a command for an actor that is stopping goes back to the bus.
+ * Starts the entity actors and feeds them the commands from the bus: each entity gets its commands in
+ * bus order, and one entity's full mailbox holds up only that entity's commands (Dispatcher). How
+ * many commands wait is bounded by the bus's in-flight limit, past which it stops delivering
+ * (backpressure). A command's message is settled when its entity answers. On interruption the bus
+ * stops first, waiting commands go back to it, then every mailbox drains.
  */
 export const runEntityActors = (options: {
   readonly mailboxCapacity?: number
@@ -171,12 +172,9 @@ export const runEntityActors = (options: {
       idleTimeout: options.idleTimeout ?? "5 minutes",
       maxActors: options.maxActors
     })
+    const dispatcher = yield* Dispatcher.make(registry, { onStopped: (incoming) => incoming.retryLater("1 second") })
     return yield* bus.incoming.pipe(
-      Stream.runForEach((incoming) =>
-        registry.tell(streamName(incoming.command.entityType, incoming.command.entityId), incoming).pipe(
-          Effect.catchTag("ActorStopped", () => incoming.retryLater("1 second"))
-        )
-      ),
+      Stream.runForEach((incoming) => dispatcher.dispatch(streamName(incoming.command.entityType, incoming.command.entityId), incoming)),
       Effect.andThen(Effect.fail(new CommandBusError({ operation: "consume", cause: "the command stream ended" }))),
       // The bus went away (NATS restarting, consumer deleted): pull again after a backoff. Commands
       // taken but not answered are redelivered by JetStream; the actors keep their state meanwhile.
