@@ -128,7 +128,7 @@ export const layer = (config: PlatformConfig) => {
   const topology = Layer.effectDiscard(ensureTopology({ historyMaxAge: config.historyRetention }))
   const bus = layerJetStream({ maxInFlight: config.maxInFlightCommands, defaultTimeout: config.commandTimeout })
   const workers = Layer.mergeAll(
-    layerRelay({ checkpointPath: join(config.dataDir, "relay.db") }),
+    layerRelay({}),
     EntityProjection.layer,
     Layer.effectDiscard(Effect.forkScoped(runEntityActors({
       mailboxCapacity: config.entityMailboxSize,

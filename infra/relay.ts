@@ -35,9 +35,7 @@ import { openRelayCheckpoint, RelayError } from "./relayCheckpoint.ts"
 export { RelayError } from "./relayCheckpoint.ts"
 
 export interface RelayOptions {
-  /** SQLite file holding the checkpoint, e.g. `<DATA_DIR>/relay.db` */
-  readonly checkpointPath: string
-  /** the checkpoint's row; default "history" */
+  /** the checkpoint's name (`checkpoint.<name>`); default "history" */
   readonly name?: string
   /** most events per batch (one round of acks); default 256 */
   readonly maxBatch?: number
@@ -48,7 +46,7 @@ export interface RelayOptions {
    */
   readonly batchWindow?: Duration.Input
   /**
-   * how often the checkpoint is written (a synchronous fsync); default 250 millis. The checkpoint
+   * how often the checkpoint is written (a JetStream round trip); default 250 millis. The checkpoint
    * only bounds the snapshot re-publish after a restart: HISTORY's own tail says what was published.
    */
   readonly checkpointEvery?: Duration.Input
@@ -158,7 +156,7 @@ const publishBatch = (outgoing: Outgoing, lastSeq: number) =>
 const relayOnce = (options: RelayOptions) =>
   Effect.gen(function*() {
     const store = yield* EventStore
-    const checkpoint = yield* openRelayCheckpoint(options.checkpointPath, options.name ?? "history")
+    const checkpoint = yield* openRelayCheckpoint(options.name ?? "history")
     const cache = makeEntityStateCache(store, options.cacheSize ?? 10_000)
     const tail = yield* historyTail
     let lastSeq = tail.lastSeq
@@ -202,8 +200,8 @@ const relayOnce = (options: RelayOptions) =>
         yield* Metric.update(relayLag, Math.max(0, (head ?? 0) - relayed))
       })
 
-    // The checkpoint is written at most every `checkpointEvery` while busy (each save is an fsync
-    // that blocks the event loop), and by a background flush once the relay goes quiet or stops.
+    // The checkpoint is written at most every `checkpointEvery` while busy, and by a background
+    // flush once the relay goes quiet or stops.
     const checkpointEvery = Duration.toMillis(options.checkpointEvery ?? "250 millis")
     let relayed = start
     let saved = start

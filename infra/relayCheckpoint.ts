@@ -1,9 +1,14 @@
 /**
  * The relay's durable checkpoint: the global position of the last event whose HISTORY and SNAPSHOTS
- * messages JetStream acknowledged. One row per relay name in a small SQLite file (`<DATA_DIR>/relay.db`).
+ * messages JetStream acknowledged. Kept on JetStream (`checkpoint.<name>` in stream CHECKPOINTS, the
+ * latest only), so whichever process holds the relay's lease resumes where the last one stopped,
+ * whatever its DATA_DIR. Each save expects the message it read or wrote last: a save after another
+ * relay moved the checkpoint fails, and the relay starts over from a fresh read.
  */
-import { DatabaseSync } from "node:sqlite"
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream"
 import { Effect, Schema } from "effect"
+import { checkpointSubject, StreamNames } from "../domain/subjects.ts"
+import { Nats, type NatsError, tryNats } from "./nats/Nats.ts"
 
 /** The relay could not read or write its checkpoint, or could not read HISTORY's tail. */
 export class RelayError extends Schema.TaggedError<RelayError>()("RelayError", {
@@ -17,39 +22,28 @@ export interface RelayCheckpoint {
   readonly save: (position: number) => Effect.Effect<void, RelayError>
 }
 
-const schema = `
-CREATE TABLE IF NOT EXISTS relay_checkpoint (
-  name     TEXT PRIMARY KEY,
-  position INTEGER NOT NULL
-) STRICT;
-`
+const toRelayError = (error: NatsError) => new RelayError({ operation: error.operation, cause: error.cause })
 
-/** Opens (creating if needed) the checkpoint file; closes it with the scope. */
-export const openRelayCheckpoint = Effect.fnUntraced(function*(path: string, name: string) {
-  const attempt = <A>(operation: string, f: () => A) =>
-    Effect.try({ try: f, catch: (cause) => new RelayError({ operation, cause }) })
-  const db = yield* Effect.acquireRelease(
-    attempt("open checkpoint", () => {
-      const db = new DatabaseSync(path, { timeout: 5_000 })
-      // synchronous=FULL: a saved checkpoint survives power loss. Losing one would only re-publish
-      // (deduplicated), but a checkpoint ahead of the disk must never happen, and FULL keeps it simple.
-      db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
-      db.exec(schema)
-      return db
-    }),
-    (db) => Effect.sync(() => db.close())
-  )
-  const select = db.prepare("SELECT position FROM relay_checkpoint WHERE name = ?")
-  // max(): the checkpoint never moves backwards, even if two relays briefly overlap.
-  const upsert = db.prepare(
-    "INSERT INTO relay_checkpoint (name, position) VALUES (?, ?) " +
-      "ON CONFLICT (name) DO UPDATE SET position = max(position, excluded.position)"
-  )
-  return {
-    load: attempt("load checkpoint", () => {
-      const row = select.get(name)
-      return row === undefined ? 0 : Number(row.position)
-    }),
-    save: (position) => attempt("save checkpoint", () => void upsert.run(name, position))
-  } satisfies RelayCheckpoint
-})
+const noMessage = (error: NatsError) => error.cause instanceof JetStreamApiError && error.cause.code === JetStreamApiCodes.NoMessageFound
+
+/** The checkpoint named `name` (one per job). */
+export const openRelayCheckpoint = (name: string) =>
+  Effect.gen(function*() {
+    const { jetstream, manager } = yield* Nats
+    const subject = checkpointSubject(name)
+    let sequence = 0 // of the checkpoint message last read or written; 0: none
+    const load = tryNats("load checkpoint", () => manager.streams.getMessage(StreamNames.checkpoints, { last_by_subj: subject })).pipe(
+      Effect.catchIf(noMessage, () => Effect.succeed(null)),
+      Effect.map((message) => {
+        sequence = message?.seq ?? 0
+        return message === null ? 0 : Number(message.string())
+      }),
+      Effect.mapError(toRelayError)
+    )
+    const save = (position: number) =>
+      tryNats("save checkpoint", () => jetstream.publish(subject, String(position), { expect: { lastSubjectSequence: sequence } })).pipe(
+        Effect.map((ack) => void (sequence = ack.seq)),
+        Effect.mapError(toRelayError)
+      )
+    return { load, save } satisfies RelayCheckpoint
+  })

@@ -6,7 +6,7 @@ import { DiscardPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, S
 import type { StreamConfig } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
 import { Duration, Effect } from "effect"
-import { allCommands, allHistory, allLeases, allSnapshots, StreamNames } from "../../domain/subjects.ts"
+import { allCheckpoints, allCommands, allHistory, allLeases, allSnapshots, StreamNames } from "../../domain/subjects.ts"
 import { Nats, NatsError, tryNats } from "./Nats.ts"
 
 export interface TopologyOptions {
@@ -73,6 +73,16 @@ export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> =
       max_age: toNanos(leaseTtl),
       duplicate_window: toNanos(leaseTtl), // may not exceed max_age
       description: "Leases: which process does a job that must run once (the relay)"
+    } as Config,
+    {
+      ...common,
+      name: StreamNames.checkpoints,
+      subjects: [allCheckpoints],
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      // The latest position only: whichever process holds the job's lease resumes from it.
+      max_msgs_per_subject: 1,
+      description: "Checkpoints of jobs that follow the event store (the relay)"
     } as Config
   ]
 }
@@ -98,6 +108,6 @@ const ensureStream = (config: Config) =>
     )
   })
 
-/** Creates or updates CMD, HISTORY, SNAPSHOTS and LEASES; safe to run at every start and from several processes. */
+/** Creates or updates CMD, HISTORY, SNAPSHOTS, LEASES and CHECKPOINTS; safe to run at every start and from several processes. */
 export const ensureTopology = (options: TopologyOptions = {}): Effect.Effect<void, NatsError, Nats> =>
   Effect.forEach(streamConfigs(options), ensureStream, { discard: true })

@@ -1,14 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
-import { rmSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Effect, Fiber, Layer, Metric, Schedule } from "effect"
 import type { Duration } from "effect"
 import { EventStore } from "../../domain/EventStore.ts"
 import { toEnvelopes } from "../../domain/envelope.ts"
-import { historySubject, snapshotSubject, StreamNames } from "../../domain/subjects.ts"
+import { checkpointSubject, historySubject, snapshotSubject, StreamNames } from "../../domain/subjects.ts"
 import { layerSqlite } from "../../infra/eventstore/sqlite.ts"
 import { Nats, tryNats } from "../../infra/nats/Nats.ts"
 import { commitToPublish, eventsRelayed, relayLag, runRelay } from "../../infra/relay.ts"
@@ -23,12 +22,12 @@ const relayProcess = fileURLToPath(new URL("../fixtures/relayProcess.ts", import
 
 /** A temp dir with the event store file, a fresh nats-server with the streams, and paths for the relay. */
 const withPlatform = <A, E>(
-  test: (paths: { readonly dir: string; readonly events: string; readonly checkpoint: string }) => Effect.Effect<A, E, EventStore | Nats | TestNatsServer>,
+  test: (paths: { readonly dir: string; readonly events: string }) => Effect.Effect<A, E, EventStore | Nats | TestNatsServer>,
   duplicateWindow: Duration.Input = "2 minutes"
 ) =>
   Effect.gen(function*() {
     const dir = yield* tempDir("relay")
-    const paths = { dir, events: join(dir, "events.db"), checkpoint: join(dir, "relay.db") }
+    const paths = { dir, events: join(dir, "events.db") }
     return yield* test(paths).pipe(
       Effect.provide(Layer.mergeAll(layerSqlite({ path: paths.events }), layerTestNats({ duplicateWindow })))
     )
@@ -73,7 +72,7 @@ const assertSnapshotsMatchStore = (entities: ReadonlyArray<EntityRef>) =>
       assert.deepStrictEqual(message?.body, yield* expectedSnapshot(entity), `snapshot of ${entity.id}`)
     }), { discard: true })
 
-const storedCheckpoint = (path: string) => Effect.scoped(Effect.flatMap(openRelayCheckpoint(path, "history"), (c) => c.load))
+const storedCheckpoint = Effect.flatMap(openRelayCheckpoint("history"), (c) => c.load)
 
 const entities: ReadonlyArray<EntityRef> = [
   { type: "advertiser", id: "1" },
@@ -83,12 +82,12 @@ const entities: ReadonlyArray<EntityRef> = [
 
 describe("history relay", () => {
   it.live("publishes events to HISTORY in commit order with envelope and headers, and the latest state to SNAPSHOTS", () =>
-    withPlatform((paths) =>
+    withPlatform(() =>
       Effect.gen(function*() {
         const store = yield* EventStore
         const before = (yield* Metric.value(eventsRelayed)).count
         const latenciesBefore = (yield* Metric.value(commitToPublish)).count
-        const relay = yield* Effect.forkChild(runRelay({ checkpointPath: paths.checkpoint }))
+        const relay = yield* Effect.forkChild(runRelay({}))
         for (let round = 0; round < 4; round++) {
           for (const entity of entities) yield* appendEntityEvents(entity, 1 + (round % 2))
         }
@@ -98,7 +97,7 @@ describe("history relay", () => {
         yield* eventually(messageCount(StreamNames.history), (n) => n >= 19)
         const count = yield* assertHistoryMatchesStore
         assert.strictEqual(count, 19)
-        yield* eventually(storedCheckpoint(paths.checkpoint), (c) => c === 20)
+        yield* eventually(storedCheckpoint, (c) => c === 20)
         yield* assertSnapshotsMatchStore(entities)
         assert.strictEqual((yield* messageCount(StreamNames.snapshots)), entities.length)
         assert.strictEqual((yield* Metric.value(eventsRelayed)).count - before, 19)
@@ -108,10 +107,10 @@ describe("history relay", () => {
       })))
 
   it.live("catches up with events appended before it started", () =>
-    withPlatform((paths) =>
+    withPlatform(() =>
       Effect.gen(function*() {
         for (let i = 0; i < 30; i++) yield* appendEntityEvents(entities[i % entities.length]!, 1 + (i % 3))
-        const relay = yield* Effect.forkChild(runRelay({ checkpointPath: paths.checkpoint, maxBatch: 16 }))
+        const relay = yield* Effect.forkChild(runRelay({ maxBatch: 16 }))
         yield* eventually(messageCount(StreamNames.history), (n) => n >= 60)
         assert.strictEqual(yield* assertHistoryMatchesStore, 60)
         yield* assertSnapshotsMatchStore(entities)
@@ -119,20 +118,20 @@ describe("history relay", () => {
       })))
 
   it.live("resumes from its checkpoint after a restart", () =>
-    withPlatform((paths) =>
+    withPlatform(() =>
       Effect.gen(function*() {
         const { manager } = yield* Nats
-        const first = yield* Effect.forkChild(runRelay({ checkpointPath: paths.checkpoint }))
+        const first = yield* Effect.forkChild(runRelay({}))
         for (const entity of entities) yield* appendEntityEvents(entity, 2)
-        yield* eventually(storedCheckpoint(paths.checkpoint), (c) => c === 6)
+        yield* eventually(storedCheckpoint, (c) => c === 6)
         yield* Fiber.interrupt(first)
         // Forget HISTORY's contents (sequence numbers stay) and outlive the duplicate window: only the
         // checkpoint now says what was relayed. Starting over would publish the 6 old events again.
         yield* tryNats("purge", () => manager.streams.purge(StreamNames.history))
         yield* Effect.sleep("300 millis")
         for (const entity of entities) yield* appendEntityEvents(entity, 1)
-        const second = yield* Effect.forkChild(runRelay({ checkpointPath: paths.checkpoint }))
-        yield* eventually(storedCheckpoint(paths.checkpoint), (c) => c === 9)
+        const second = yield* Effect.forkChild(runRelay({}))
+        yield* eventually(storedCheckpoint, (c) => c === 9)
         const history = yield* streamMessages(StreamNames.history)
         assert.deepStrictEqual(history.map((m) => m.headers["Tributary-Position"]), ["7", "8", "9"])
         assert.deepStrictEqual(history.map((m) => m.seq), [7, 8, 9])
@@ -141,22 +140,23 @@ describe("history relay", () => {
       }), "100 millis"))
 
   it.live("does not re-publish what HISTORY already holds when the checkpoint lags, even past the duplicate window", () =>
-    withPlatform((paths) =>
+    withPlatform(() =>
       Effect.gen(function*() {
-        const first = yield* Effect.forkChild(runRelay({ checkpointPath: paths.checkpoint }))
+        const first = yield* Effect.forkChild(runRelay({}))
         for (const entity of entities) yield* appendEntityEvents(entity, 2)
-        yield* eventually(storedCheckpoint(paths.checkpoint), (c) => c === 6)
+        yield* eventually(storedCheckpoint, (c) => c === 6)
         yield* Fiber.interrupt(first)
         const snapshotsSeq = Nats.use(({ manager }) => tryNats("info", () => manager.streams.info(StreamNames.snapshots))).pipe(
           Effect.map((info) => info.state.last_seq)
         )
         const before = yield* snapshotsSeq
         // a crash after the publish but before the checkpoint: the checkpoint is behind HISTORY
-        for (const suffix of ["", "-wal", "-shm"]) rmSync(`${paths.checkpoint}${suffix}`, { force: true })
+        yield* Nats.use(({ manager }) =>
+          tryNats("forget checkpoint", () => manager.streams.purge(StreamNames.checkpoints, { filter: checkpointSubject("history") })))
         yield* Effect.sleep("300 millis")
         yield* appendEntityEvents(entities[2]!, 1)
-        const second = yield* Effect.forkChild(runRelay({ checkpointPath: paths.checkpoint }))
-        yield* eventually(storedCheckpoint(paths.checkpoint), (c) => c === 7)
+        const second = yield* Effect.forkChild(runRelay({}))
+        yield* eventually(storedCheckpoint, (c) => c === 7)
         assert.strictEqual(yield* assertHistoryMatchesStore, 7)
         yield* assertSnapshotsMatchStore(entities)
         // SNAPSHOTS already held the others' states: only the new event's entity was published again
@@ -166,12 +166,12 @@ describe("history relay", () => {
 })
 
 /** Starts the relay in its own process; SIGKILLs it if the test ends first. */
-const startRelayProcess = (paths: { readonly events: string; readonly checkpoint: string }) =>
+const startRelayProcess = (paths: { readonly events: string }) =>
   Effect.gen(function*() {
     const { url, platform } = yield* TestNatsServer
     return yield* Effect.acquireRelease(
       Effect.sync(() =>
-        spawn(process.execPath, ["--no-warnings", relayProcess, url, paths.events, paths.checkpoint], {
+        spawn(process.execPath, ["--no-warnings", relayProcess, url, paths.events], {
           stdio: ["ignore", "ignore", "inherit"],
           env: { ...process.env, NATS_USER: platform.user, NATS_PASSWORD: platform.password }
         })
@@ -218,7 +218,7 @@ describe("history relay under crashes", () => {
 
         yield* Effect.scoped(Effect.gen(function*() {
           const child = yield* startRelayProcess(paths)
-          yield* eventually(storedCheckpoint(paths.checkpoint), (c) => c === head, 60)
+          yield* eventually(storedCheckpoint, (c) => c === head, 60)
           yield* killAndWait(child, "SIGTERM")
         }))
         assert.strictEqual(yield* assertHistoryMatchesStore, head)
