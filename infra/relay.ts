@@ -46,8 +46,9 @@ export interface RelayOptions {
    */
   readonly batchWindow?: Duration.Input
   /**
-   * how often the checkpoint is written (a JetStream round trip); default 250 millis. The checkpoint
-   * only bounds the snapshot re-publish after a restart: HISTORY's own tail says what was published.
+   * how often the checkpoint is written; default 5 seconds. The checkpoint only bounds the snapshot
+   * re-check after a restart (HISTORY's own tail says what was published), and writing it much more
+   * often showed in the commit → HISTORY tail latency (bench (c)).
    */
   readonly checkpointEvery?: Duration.Input
   /** entities whose state is kept in memory; default 10 000 */
@@ -195,37 +196,29 @@ const relayOnce = (options: RelayOptions) =>
         }
         yield* Metric.update(eventsRelayed, history.length)
         relayed = events[events.length - 1]!.position
-        if (now - savedAt >= checkpointEvery) yield* saveCheckpoint
         const head = yield* store.headPosition
         yield* Metric.update(relayLag, Math.max(0, (head ?? 0) - relayed))
       })
 
-    // The checkpoint is written at most every `checkpointEvery` while busy, and by a background
-    // flush once the relay goes quiet or stops.
-    const checkpointEvery = Duration.toMillis(options.checkpointEvery ?? "250 millis")
+    // The checkpoint is written beside the relaying, never holding it up: every `checkpointEvery`
+    // while there is progress, and once more when the relay stops. A failed save fails the relay.
     let relayed = start
     let saved = start
-    let savedAt = 0
     const saveCheckpoint = Effect.suspend(() => {
       if (relayed === saved) return Effect.void
       const position = relayed
-      return checkpoint.save(position).pipe(
-        Effect.andThen(Clock.currentTimeMillis),
-        Effect.map((now) => {
-          saved = position
-          savedAt = now
-        })
-      )
+      return Effect.map(checkpoint.save(position), () => void (saved = position))
     })
     yield* Effect.addFinalizer(() => Effect.ignore(saveCheckpoint))
-    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(checkpointEvery), saveCheckpoint)))
+    const saving = Effect.forever(Effect.andThen(Effect.sleep(options.checkpointEvery ?? "5 seconds"), saveCheckpoint))
 
     const maxBatch = options.maxBatch ?? 256
     const events = store.subscribeToAll({ after: start })
-    return yield* options.batchWindow === undefined
+    const relaying = options.batchWindow === undefined
       ? events.pipe(Stream.runForEachArray((page) =>
         Effect.forEach(chunksOf(page, maxBatch), relayBatch, { discard: true })))
       : events.pipe(Stream.groupedWithin(maxBatch, options.batchWindow), Stream.runForEach(relayBatch))
+    return yield* Effect.raceFirst(relaying, saving)
   }).pipe(Effect.scoped)
 
 const chunksOf = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {

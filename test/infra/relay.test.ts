@@ -87,7 +87,7 @@ describe("history relay", () => {
         const store = yield* EventStore
         const before = (yield* Metric.value(eventsRelayed)).count
         const latenciesBefore = (yield* Metric.value(commitToPublish)).count
-        const relay = yield* Effect.forkChild(runRelay({}))
+        const relay = yield* Effect.forkChild(runRelay({ checkpointEvery: "50 millis" }))
         for (let round = 0; round < 4; round++) {
           for (const entity of entities) yield* appendEntityEvents(entity, 1 + (round % 2))
         }
@@ -110,7 +110,7 @@ describe("history relay", () => {
     withPlatform(() =>
       Effect.gen(function*() {
         for (let i = 0; i < 30; i++) yield* appendEntityEvents(entities[i % entities.length]!, 1 + (i % 3))
-        const relay = yield* Effect.forkChild(runRelay({ maxBatch: 16 }))
+        const relay = yield* Effect.forkChild(runRelay({ maxBatch: 16, checkpointEvery: "50 millis" }))
         yield* eventually(messageCount(StreamNames.history), (n) => n >= 60)
         assert.strictEqual(yield* assertHistoryMatchesStore, 60)
         yield* assertSnapshotsMatchStore(entities)
@@ -121,7 +121,7 @@ describe("history relay", () => {
     withPlatform(() =>
       Effect.gen(function*() {
         const { manager } = yield* Nats
-        const first = yield* Effect.forkChild(runRelay({}))
+        const first = yield* Effect.forkChild(runRelay({ checkpointEvery: "50 millis" }))
         for (const entity of entities) yield* appendEntityEvents(entity, 2)
         yield* eventually(storedCheckpoint, (c) => c === 6)
         yield* Fiber.interrupt(first)
@@ -130,7 +130,7 @@ describe("history relay", () => {
         yield* tryNats("purge", () => manager.streams.purge(StreamNames.history))
         yield* Effect.sleep("300 millis")
         for (const entity of entities) yield* appendEntityEvents(entity, 1)
-        const second = yield* Effect.forkChild(runRelay({}))
+        const second = yield* Effect.forkChild(runRelay({ checkpointEvery: "50 millis" }))
         yield* eventually(storedCheckpoint, (c) => c === 9)
         const history = yield* streamMessages(StreamNames.history)
         assert.deepStrictEqual(history.map((m) => m.headers["Tributary-Position"]), ["7", "8", "9"])
@@ -142,7 +142,7 @@ describe("history relay", () => {
   it.live("does not re-publish what HISTORY already holds when the checkpoint lags, even past the duplicate window", () =>
     withPlatform(() =>
       Effect.gen(function*() {
-        const first = yield* Effect.forkChild(runRelay({}))
+        const first = yield* Effect.forkChild(runRelay({ checkpointEvery: "50 millis" }))
         for (const entity of entities) yield* appendEntityEvents(entity, 2)
         yield* eventually(storedCheckpoint, (c) => c === 6)
         yield* Fiber.interrupt(first)
@@ -155,7 +155,7 @@ describe("history relay", () => {
           tryNats("forget checkpoint", () => manager.streams.purge(StreamNames.checkpoints, { filter: checkpointSubject("history") })))
         yield* Effect.sleep("300 millis")
         yield* appendEntityEvents(entities[2]!, 1)
-        const second = yield* Effect.forkChild(runRelay({}))
+        const second = yield* Effect.forkChild(runRelay({ checkpointEvery: "50 millis" }))
         yield* eventually(storedCheckpoint, (c) => c === 7)
         assert.strictEqual(yield* assertHistoryMatchesStore, 7)
         yield* assertSnapshotsMatchStore(entities)
