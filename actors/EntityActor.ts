@@ -18,6 +18,7 @@ import {
   evolveRecorded,
   fingerprint,
   initialState,
+  replay,
   toEventData,
   type EntityCommand,
   type EntityRejection,
@@ -93,7 +94,7 @@ export const entityBehavior = (stream: string): Behavior<EntityMessage, never, E
         }
         // An older command: fold the stream up to its revision.
         const events = yield* store.readStream(stream, { maxCount: what.revision + 1 })
-        const then = events.reduce(evolveRecorded, initialState())
+        const then = replay(events)
         const at = events[events.length - 1]?.position ?? 0
         return { _tag: "Accepted", outcome: what.outcome, entity: toSnapshot(command.entityType, command.entityId, then, at) } as const
       })

@@ -19,9 +19,10 @@ export const EntityDeleted = Schema.TaggedStruct("EntityDeleted", {})
 export const EntityEvent = Schema.Union([EntityCreated, EntityUpdated, EntityDeleted])
 export type EntityEvent = typeof EntityEvent.Type
 
+const eventTypes: ReadonlySet<string> = new Set(EntityEvent.members.map((event) => event.fields._tag.schema.literal))
+
 /** Whether this version of the decider knows an event type (a newer version may write others). */
-export const isEntityEventType = (type: string): boolean =>
-  type === "EntityCreated" || type === "EntityUpdated" || type === "EntityDeleted"
+export const isEntityEventType = (type: string): boolean => eventTypes.has(type)
 
 /** The event as stored: its type name and its data without the tag. */
 export const toEventData = (event: EntityEvent): { readonly type: string; readonly data: Schema.JsonObject } => {
@@ -207,3 +208,9 @@ export const evolveRecorded = (
   state: EntityState,
   recorded: { readonly type: string; readonly data: Schema.Json; readonly revision: number; readonly recordedAt: string }
 ): EntityState => evolve(state, Result.getOrThrow(fromEventData(recorded.type, recorded.data)), recorded)
+
+/** The state after stored events, in revision order, starting from `from` (default: nothing yet). */
+export const replay = (
+  events: ReadonlyArray<Parameters<typeof evolveRecorded>[1]>,
+  from: EntityState = initialState()
+): EntityState => events.reduce(evolveRecorded, from)

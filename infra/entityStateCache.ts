@@ -5,7 +5,7 @@
  */
 import { Effect, Option } from "effect"
 import type { EventStore, EventStoreError, RecordedEvent } from "../domain/EventStore.ts"
-import { evolveRecorded, initialState } from "../domain/entity.ts"
+import { initialState, replay } from "../domain/entity.ts"
 import type { EntityState } from "../domain/entity.ts"
 
 export interface EntityStateCache {
@@ -15,7 +15,7 @@ export interface EntityStateCache {
 
 const fold = (events: ReadonlyArray<RecordedEvent>, start: EntityState): Option.Option<EntityState> => {
   try {
-    return Option.some(events.reduce(evolveRecorded, start))
+    return Option.some(replay(events, start))
   } catch {
     // evolveRecorded throws on an unknown event type: not an entity stream (or a newer writer);
     // the relay still publishes its history, only without a snapshot.

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { join } from "node:path"
 import { Effect, Layer, Option, Schedule } from "effect"
-import { evolveRecorded, initialState } from "../../domain/entity.ts"
+import { replay } from "../../domain/entity.ts"
 import { streamName } from "../../domain/envelope.ts"
 import { EventStore } from "../../domain/EventStore.ts"
 import { layerSqlite as eventStore } from "../../infra/eventstore/sqlite.ts"
@@ -112,7 +112,7 @@ describe("entity read model", () => {
         assert.strictEqual(Option.getOrThrow(latest).revision, 29) // revisions 9, 19, 29 are kept
         const events = yield* (yield* EventStore).readStream(streamName("strategy", "5"))
         for (const at of events.map((e) => e.recordedAt)) {
-          const replayed = events.filter((e) => e.recordedAt <= at).reduce(evolveRecorded, initialState())
+          const replayed = replay(events.filter((e) => e.recordedAt <= at))
           const read = yield* getEntity("strategy", "5", at)
           assert.strictEqual(Option.getOrThrow(read).revision, replayed.revision)
           assert.deepStrictEqual(Option.getOrThrow(read).state, replayed.fields)
