@@ -2,10 +2,10 @@ import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
 import type { Duration } from "effect"
 import { TestClock } from "effect/testing"
-import * as ActorRegistry from "../../actors/ActorRegistry.ts"
-import type { ActorEscalated } from "../../actors/Supervisor.ts"
-import { add, block, counterBehavior, fail, get, makeProbe, settle } from "../fixtures/counterActor.ts"
-import type { Boom, CounterMsg, Probe } from "../fixtures/counterActor.ts"
+import * as ActorRegistry from "../../../actors/runtime/ActorRegistry.ts"
+import type { ActorEscalated } from "../../../actors/runtime/Supervisor.ts"
+import { add, block, counterBehavior, fail, get, makeProbe, settle } from "../../fixtures/counterActor.ts"
+import type { Boom, CounterMsg, Probe } from "../../fixtures/counterActor.ts"
 
 type Overrides = Partial<Pick<ActorRegistry.Options<CounterMsg, Boom, never>, "idleTimeout" | "supervision" | "onEscalate" | "maxActors">>
 

@@ -1,10 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber, Random } from "effect"
 import { TestClock } from "effect/testing"
-import * as Actor from "../../actors/Actor.ts"
-import * as Supervisor from "../../actors/Supervisor.ts"
-import { add, block, counterBehavior, fail, get, makeProbe, settle } from "../fixtures/counterActor.ts"
-import type { CounterMsg } from "../fixtures/counterActor.ts"
+import * as Actor from "../../../actors/runtime/Actor.ts"
+import * as Supervisor from "../../../actors/runtime/Supervisor.ts"
+import { add, block, counterBehavior, fail, get, makeProbe, settle } from "../../fixtures/counterActor.ts"
+import type { CounterMsg } from "../../fixtures/counterActor.ts"
 
 const policy = (overrides: Partial<Supervisor.SupervisionPolicy> = {}): Supervisor.SupervisionPolicy => ({
   backoff: { initial: "1 second", max: "1 minute", jitter: 0 },

@@ -6,12 +6,9 @@
  * events' metadata, so this survives passivation), and answers a command delivered twice — a retry
  * with the same Idempotency-Key, a JetStream redelivery — with the first outcome, applying it once.
  */
-import { Effect, Option, Result, Schedule, Schema, Stream } from "effect"
-import type { Duration } from "effect"
-import * as ActorRegistry from "./ActorRegistry.ts"
-import * as Dispatcher from "./Dispatcher.ts"
-import type { Behavior } from "./Actor.ts"
-import { CommandBus, CommandBusError, type IncomingCommand } from "../domain/CommandBus.ts"
+import { Effect, Option, Result, Schema } from "effect"
+import type { Behavior } from "../runtime/Actor.ts"
+import type { IncomingCommand } from "../../domain/CommandBus.ts"
 import {
   CommandIdReused,
   decide,
@@ -23,12 +20,12 @@ import {
   type EntityCommand,
   type EntityRejection,
   type EntityState
-} from "../domain/entity.ts"
-import { entityTypes } from "../domain/entityTypes.ts"
-import { EventMetadata, streamName } from "../domain/envelope.ts"
-import { EventStore, type EventData, type RecordedEvent } from "../domain/EventStore.ts"
-import { toSnapshot } from "../domain/snapshot.ts"
-import { nextUuidv7 } from "../domain/uuidv7.ts"
+} from "../../domain/entity.ts"
+import { entityTypes } from "../../domain/entityTypes.ts"
+import { EventMetadata } from "../../domain/envelope.ts"
+import { EventStore, type EventData, type RecordedEvent } from "../../domain/EventStore.ts"
+import { toSnapshot } from "../../domain/snapshot.ts"
+import { nextUuidv7 } from "../../domain/uuidv7.ts"
 
 /** The protocol: a command from the bus, answered exactly once (or handed back to the bus). */
 export type EntityMessage = IncomingCommand
@@ -151,35 +148,3 @@ export const entityBehavior = (stream: string): Behavior<EntityMessage, never, E
         Effect.flatMap(message.reply)
       )
   })
-
-/**
- * Starts the entity actors and feeds them the commands from the bus: each entity gets its commands in
- * bus order, and one entity's full mailbox holds up only that entity's commands (Dispatcher). How
- * many commands wait is bounded by the bus's in-flight limit, past which it stops delivering
- * (backpressure). A command's message is settled when its entity answers. On interruption the bus
- * stops first, waiting commands go back to it, then every mailbox drains.
- */
-export const runEntityActors = (options: {
-  readonly mailboxCapacity?: number
-  readonly idleTimeout?: Duration.Input
-  readonly maxActors?: number
-}) =>
-  Effect.gen(function*() {
-    const bus = yield* CommandBus
-    const registry = yield* ActorRegistry.make({
-      kind: "entity",
-      behavior: entityBehavior,
-      mailboxCapacity: options.mailboxCapacity ?? 64,
-      idleTimeout: options.idleTimeout ?? "5 minutes",
-      maxActors: options.maxActors
-    })
-    const dispatcher = yield* Dispatcher.make(registry, { onStopped: (incoming) => incoming.retryLater("1 second") })
-    return yield* bus.incoming.pipe(
-      Stream.runForEach((incoming) => dispatcher.dispatch(streamName(incoming.command.entityType, incoming.command.entityId), incoming)),
-      Effect.andThen(Effect.fail(new CommandBusError({ operation: "consume", cause: "the command stream ended" }))),
-      // The bus went away (NATS restarting, consumer deleted): pull again after a backoff. Commands
-      // taken but not answered are redelivered by JetStream; the actors keep their state meanwhile.
-      Effect.tapError((error) => Effect.logWarning("command bus failed; consuming again", error)),
-      Effect.retry(Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")]))
-    )
-  }).pipe(Effect.scoped)

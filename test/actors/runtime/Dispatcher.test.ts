@@ -1,9 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Scope } from "effect"
-import * as ActorRegistry from "../../actors/ActorRegistry.ts"
-import * as Dispatcher from "../../actors/Dispatcher.ts"
-import { add, block, counterBehavior, get, makeProbe, settle } from "../fixtures/counterActor.ts"
-import type { CounterMsg } from "../fixtures/counterActor.ts"
+import * as ActorRegistry from "../../../actors/runtime/ActorRegistry.ts"
+import * as Dispatcher from "../../../actors/runtime/Dispatcher.ts"
+import { add, block, counterBehavior, get, makeProbe, settle } from "../../fixtures/counterActor.ts"
+import type { CounterMsg } from "../../fixtures/counterActor.ts"
 
 const setup = Effect.gen(function*() {
   const probe = makeProbe()

@@ -1,9 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Metric, Scope } from "effect"
 import { TestClock } from "effect/testing"
-import * as Actor from "../../actors/Actor.ts"
-import * as ActorMetrics from "../../actors/ActorMetrics.ts"
-import { add, block, counterBehavior, fail, get, makeProbe, settle } from "../fixtures/counterActor.ts"
+import * as Actor from "../../../actors/runtime/Actor.ts"
+import * as ActorMetrics from "../../../actors/runtime/ActorMetrics.ts"
+import { add, block, counterBehavior, fail, get, makeProbe, settle } from "../../fixtures/counterActor.ts"
 
 // The metric registry is global, so every assertion is about a change.
 const snapshot = (kind: string) => {

@@ -1,13 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { join } from "node:path"
 import { Deferred, Effect, Layer } from "effect"
-import * as ActorRegistry from "../../actors/ActorRegistry.ts"
-import { entityBehavior, type EntityMessage } from "../../actors/EntityActor.ts"
-import type { CommandReply } from "../../domain/CommandBus.ts"
-import type { EntityAction, EntityCommand } from "../../domain/entity.ts"
-import { EventStore } from "../../domain/EventStore.ts"
-import { layerSqlite } from "../../infra/eventstore/sqlite.ts"
-import { tempDir } from "../fixtures/tempDir.ts"
+import * as ActorRegistry from "../../../actors/runtime/ActorRegistry.ts"
+import { entityBehavior, type EntityMessage } from "../../../actors/entity/EntityActor.ts"
+import type { CommandReply } from "../../../domain/CommandBus.ts"
+import type { EntityAction, EntityCommand } from "../../../domain/entity.ts"
+import { EventStore } from "../../../domain/EventStore.ts"
+import { layerSqlite } from "../../../infra/eventstore/sqlite.ts"
+import { tempDir } from "../../fixtures/tempDir.ts"
 
 const store = Layer.unwrap(Effect.map(tempDir("entity-actor"), (dir) => layerSqlite({ path: join(dir, "events.db") })))
 

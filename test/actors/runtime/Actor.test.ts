@@ -1,9 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
 import { TestClock } from "effect/testing"
-import * as Actor from "../../actors/Actor.ts"
-import { add, block, counterBehavior, get, makeProbe, settle } from "../fixtures/counterActor.ts"
-import type { CounterMsg } from "../fixtures/counterActor.ts"
+import * as Actor from "../../../actors/runtime/Actor.ts"
+import { add, block, counterBehavior, get, makeProbe, settle } from "../../fixtures/counterActor.ts"
+import type { CounterMsg } from "../../fixtures/counterActor.ts"
 
 const counter = (capacity: number, probe = makeProbe()) =>
   Actor.make({ kind: "test-actor", id: "c1", behavior: counterBehavior(probe), mailboxCapacity: capacity })
