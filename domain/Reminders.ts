@@ -3,10 +3,15 @@
  * timing out). One reminder per entity: setting it again replaces it. Stored indexed by due time and
  * shard, so millions of them cost nothing until due; the owner of a shard fires its due reminders as
  * commands to the entity, which then arrive in the entity's normal command order.
- * Declared here; stored by infra/reminders/.
+ *
+ * A reminder is identified by its entity and its `dueAt` (the receiver derives the wake-up command's
+ * id from them, so a reminder fired twice is applied once). Its next attempt starts at `dueAt`; a
+ * scheduler whose fire failed postpones the attempt, keeping `dueAt`, so the retry is durable, holds
+ * up no other reminder, and `next` tells a scheduler exactly when to wake.
+ * Declared here; stored by infra/reminders/, fired by actors/runtime/ReminderScheduler.ts.
  */
 import { Context, Schema } from "effect"
-import type { Effect, Option } from "effect"
+import type { Effect, Option, Stream } from "effect"
 
 export const Reminder = Schema.Struct({
   entityType: Schema.String,
@@ -28,10 +33,24 @@ export class Reminders extends Context.Service<Reminders, {
   readonly set: (reminder: Reminder) => Effect.Effect<void, RemindersError>
   /** Removes the entity's reminder, if any. */
   readonly cancel: (entityType: string, entityId: string) => Effect.Effect<void, RemindersError>
-  /** Reminders of these shards due at or before `now` (epoch ms), earliest first, at most `limit`. */
+  /**
+   * Reminders of these shards whose next attempt is at or before `now` (epoch ms), earliest attempt
+   * first, at most `limit`. Reads only those rows, however many reminders are set.
+   */
   readonly due: (shards: ReadonlyArray<number>, now: number, limit: number) => Effect.Effect<ReadonlyArray<Reminder>, RemindersError>
-  /** The earliest due time among these shards' reminders. */
+  /** The earliest next attempt among these shards' reminders (its `dueAt`, unless postponed). */
   readonly next: (shards: ReadonlyArray<number>) => Effect.Effect<Option.Option<number>, RemindersError>
   /** Removes a fired reminder, unless the entity set a new one meanwhile (another `dueAt`). */
   readonly fired: (reminder: Reminder) => Effect.Effect<void, RemindersError>
+  /**
+   * Moves the next attempt of a reminder whose fire failed to `until` (epoch ms), keeping its
+   * `dueAt`; does nothing if the entity set a new one meanwhile or it is gone.
+   */
+  readonly postpone: (reminder: Reminder, until: number) => Effect.Effect<void, RemindersError>
+  /**
+   * Reminders as they are set through this instance (an implementation may add other processes'),
+   * so that a sleeping scheduler wakes for a nearer one at once instead of at its next poll.
+   * Only sets made after the stream starts are seen.
+   */
+  readonly changes: Stream.Stream<Reminder>
 }>()("tributary/Reminders") {}
