@@ -1,14 +1,16 @@
 /**
  * Builds the Fastify app from route declarations: body parsing (JSON and merge-patch, with a size
- * limit), problem+json for every error Fastify itself raises, HTTP metrics, and /docs.
+ * limit; streamed uploads bypass both), per-key rate limits, problem+json for every error Fastify
+ * itself raises, HTTP metrics, and /docs.
  */
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify"
 import swagger from "@fastify/swagger"
 import swaggerUi from "@fastify/swagger-ui"
-import { Effect, Metric } from "effect"
+import { Deferred, Effect, Exit, Metric } from "effect"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
 import { openApi } from "./openapi.ts"
 import { toProblem } from "./problems.ts"
+import * as RateLimiter from "./rateLimit.ts"
 import { register, type AnyRoute, type Runner } from "./route.ts"
 
 export interface AppOptions<R> {
@@ -17,6 +19,8 @@ export interface AppOptions<R> {
   /** request bodies above this many bytes answer 413 */
   readonly bodyLimit?: number
   readonly logger?: boolean
+  /** per-API-key token buckets; unlimited when absent */
+  readonly rateLimit?: RateLimiter.RateLimitPolicy
 }
 
 const httpDuration = Metric.histogram("tributary_http_request_duration_seconds", {
@@ -36,13 +40,14 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
 
   // Closing: requests in flight finish, and each answer closes its keep-alive connection, so the
   // server is not kept open by clients' idle connections (Fastify closes those idle at close time).
-  let closing = false
+  // Streamed answers end then too (they would otherwise hold the close up for as long as clients follow).
+  const closing = Deferred.makeUnsafe<void>()
   app.addHook("preClose", (done) => {
-    closing = true
+    Deferred.doneUnsafe(closing, Exit.void)
     done()
   })
   app.addHook("onSend", (_request, reply, payload, done) => {
-    if (closing) reply.header("connection", "close")
+    if (Deferred.isDoneUnsafe(closing)) reply.header("connection", "close")
     done(null, payload)
   })
 
@@ -80,6 +85,11 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
   })
   await app.register(swaggerUi, { routePrefix: "/docs" })
 
-  for (const route of options.routes) register(app, route, options.run)
+  const context = {
+    run: options.run,
+    rateLimiter: options.rateLimit === undefined ? RateLimiter.unlimited : RateLimiter.make(options.rateLimit),
+    closing: Deferred.await(closing)
+  }
+  for (const route of options.routes) register(app, route, context)
   return app
 }

@@ -1,10 +1,11 @@
 /**
- * Authentication by API key (`Authorization: Bearer <key>`) and authorization by role. The admin key
- * from ADMIN_API_KEY is always an admin; other keys come from the ApiKeys store.
+ * Authentication by API key (`Authorization: Bearer <key>`) and the role gate of a route. The admin
+ * key from ADMIN_API_KEY is always an admin; other keys come from the ApiKeys store. What a scoped
+ * key may do within its role is decided per request by api/authorization.ts.
  */
 import { timingSafeEqual } from "node:crypto"
 import { Context, Effect, Option, Redacted } from "effect"
-import { ApiKeys, type Role } from "../domain/ApiKeys.ts"
+import { ApiKeys, parseRole, type Role, type RoleKind } from "../domain/ApiKeys.ts"
 import { Forbidden, Unauthorized } from "./problems.ts"
 
 export interface Principal {
@@ -34,8 +35,14 @@ export const authenticate = (authorization: string | undefined) =>
     return { id: key.value.id, role: key.value.role } satisfies Principal
   })
 
+/** A route's allowed role: an exact role (`service`, `partner:acme`) or a kind of scoped role (`partner`: any partner's key). */
+export type RouteRole = Role | RoleKind
+
+/** Kinds whose keys are scoped: a route that lets them in must also say, by its `authorize`, to what. */
+export const scopedKinds: ReadonlyArray<RoleKind> = ["partner", "app", "producer"]
+
 /** Admin may do everything; others only what the route lists. */
-export const authorize = (principal: Principal, roles: ReadonlyArray<Role>) =>
-  principal.role === "admin" || roles.includes(principal.role)
+export const authorize = (principal: Principal, roles: ReadonlyArray<RouteRole>) =>
+  principal.role === "admin" || roles.includes(principal.role) || (principal.role !== "public" && roles.includes(parseRole(principal.role).kind))
     ? Effect.void
     : Effect.fail(new Forbidden({ detail: `role ${principal.role} may not do this; allowed: admin, ${roles.join(", ")}` }))

@@ -1,8 +1,23 @@
 /** The platform's configuration: environment variables read through Effect Config (all listed in README). */
-import { Config, Duration, Schema } from "effect"
+import { Config, Duration, Schema, SchemaGetter } from "effect"
 
 const intAtLeast = (minimum: number, name: string) =>
   Config.schema(Schema.FiniteFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(minimum)), name)
+
+/** `<role or kind>=<per second>/<burst>`, comma-separated: `service=2000/4000,partner=50/100` */
+const RateLimitsByRole = Schema.String.check(
+  Schema.isPattern(/^$|^[a-z0-9:_.*>-]+=\d+(\.\d+)?\/\d+(,[a-z0-9:_.*>-]+=\d+(\.\d+)?\/\d+)*$/, {
+    description: "<role or kind>=<per second>/<burst>, comma-separated"
+  })
+).pipe(Schema.decodeTo(Schema.Record(Schema.String, Schema.Struct({ perSecond: Schema.Number, burst: Schema.Number })), {
+  decode: SchemaGetter.transform((text: string) =>
+    Object.fromEntries(text === "" ? [] : text.split(",").map((entry) => {
+      const [role, limit] = entry.split("=") as [string, string]
+      const [perSecond, burst] = limit.split("/").map(Number) as [number, number]
+      return [role, { perSecond, burst }]
+    }))),
+  encode: SchemaGetter.transform((limits) => Object.entries(limits).map(([role, l]) => `${role}=${l.perSecond}/${l.burst}`).join(","))
+}))
 
 export const PlatformConfig = Config.all({
   /** pretty (for people) or json (one object a line, for log collectors) */
@@ -45,6 +60,15 @@ export const PlatformConfig = Config.all({
   /** live entity actors kept per process; beyond it the least recently used idle one is passivated */
   entityMaxActors: intAtLeast(1, "ENTITY_MAX_ACTORS").pipe(Config.withDefault(10_000)),
   /** an entity actor idle this long is passivated */
-  entityIdleTimeout: Config.Duration("ENTITY_IDLE_TIMEOUT").pipe(Config.withDefault(Duration.minutes(5)))
+  entityIdleTimeout: Config.Duration("ENTITY_IDLE_TIMEOUT").pipe(Config.withDefault(Duration.minutes(5))),
+  /** per API key: requests a second (token bucket refill) and burst (bucket size); 429 + Retry-After beyond */
+  rateLimit: Config.all({
+    default: Config.all({
+      perSecond: Config.schema(Schema.FiniteFromString.check(Schema.isGreaterThan(0)), "RATE_LIMIT_PER_SECOND").pipe(Config.withDefault(1_000)),
+      burst: intAtLeast(1, "RATE_LIMIT_BURST").pipe(Config.withDefault(2_000))
+    }),
+    /** per role or role kind, overriding the two above */
+    byRole: Config.schema(RateLimitsByRole, "RATE_LIMIT_BY_ROLE").pipe(Config.withDefault({}))
+  })
 })
 export type PlatformConfig = Config.Success<typeof PlatformConfig>

@@ -107,7 +107,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...historyRoutes,
       ...adminRoutes
     ]
-    const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), bodyLimit: config.bodyLimit }))
+    const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), bodyLimit: config.bodyLimit, rateLimit: config.rateLimit }))
     const url = yield* Effect.acquireRelease(
       Effect.promise(() => app.listen({ port: config.port, host: config.host })),
       () => Effect.promise(() => app.close())

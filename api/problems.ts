@@ -16,6 +16,13 @@ export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", { de
 export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { detail: Schema.String }) {}
 /** The entity answered that it could not process the command (its store failed); the outcome is unknown. */
 export class CommandFailed extends Schema.TaggedError<CommandFailed>()("CommandFailed", { detail: Schema.String }) {}
+/** A request body over its route's limit (`limitBytes`); the rest of it is not read. */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", { detail: Schema.String, limitBytes: Schema.Number }) {}
+export class UnsupportedMediaType extends Schema.TaggedError<UnsupportedMediaType>()("UnsupportedMediaType", { detail: Schema.String }) {}
+/** The client stopped sending a streamed body before its end (or sent a corrupt gzip body). */
+export class RequestBodyFailed extends Schema.TaggedError<RequestBodyFailed>()("RequestBodyFailed", { detail: Schema.String }) {}
+/** This API key used up its token bucket; `retryAfterSeconds` until it holds enough again. */
+export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", { detail: Schema.String, retryAfterSeconds: Schema.Number }) {}
 /** Too much in flight already: answered with Retry-After instead of queueing without bound. */
 export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", { detail: Schema.String, retryAfterSeconds: Schema.Number }) {}
 
@@ -30,8 +37,9 @@ interface ProblemType {
 export const problemTypes: Record<string, ProblemType> = {
   InvalidRequest: { status: 400, code: "invalid-request", title: "The request is invalid" },
   InvalidEntity: { status: 400, code: "invalid-entity", title: "The entity's fields are invalid" },
+  RequestBodyFailed: { status: 400, code: "request-body-failed", title: "The request body could not be read to its end" },
   Unauthorized: { status: 401, code: "unauthorized", title: "A valid API key is required" },
-  Forbidden: { status: 403, code: "forbidden", title: "This API key's role may not do this" },
+  Forbidden: { status: 403, code: "forbidden", title: "This API key may not do this" },
   NotFound: { status: 404, code: "not-found", title: "Not found" },
   EntityNotFound: { status: 404, code: "entity-not-found", title: "The entity does not exist" },
   RevisionMismatch: { status: 412, code: "revision-mismatch", title: "The entity has changed since the given revision" },
@@ -39,6 +47,7 @@ export const problemTypes: Record<string, ProblemType> = {
   UnsupportedMediaType: { status: 415, code: "unsupported-media-type", title: "Unsupported content type" },
   ParentNotFound: { status: 422, code: "parent-not-found", title: "The entity's parent does not exist" },
   CommandIdReused: { status: 422, code: "idempotency-key-reused", title: "This Idempotency-Key was used for a different request" },
+  RateLimited: { status: 429, code: "rate-limited", title: "This API key sent too many requests; retry later", retryAfterSeconds: 1 },
   Overloaded: { status: 503, code: "overloaded", title: "Too many requests in flight; retry later", retryAfterSeconds: 1 },
   CommandFailed: { status: 503, code: "command-failed", title: "The entity could not process the command; retry with the same Idempotency-Key", retryAfterSeconds: 1 },
   CommandBusError: { status: 503, code: "bus-unavailable", title: "The message bus is unavailable", retryAfterSeconds: 2 },

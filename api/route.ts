@@ -1,55 +1,86 @@
 /**
- * A route is data: method, path, roles, the schemas of each request part and response, and a
- * handler returning an Effect. `register` mounts it on Fastify (decoding every part with
- * effect/Schema, encoding the response with its schema so nothing undeclared leaks), and
- * `openApi` (api/openapi.ts) documents it from the same schemas.
+ * A route is data: method, path, who may call it (roles, then a predicate over the key and the decoded
+ * request), its rate cost, the schemas of each request part and response, and a handler returning an
+ * Effect. `register` mounts it on Fastify (decoding every part with effect/Schema, encoding the
+ * response with its schema so nothing undeclared leaks), and `openApi` (api/openapi.ts) documents it
+ * from the same schemas.
+ *
+ * Two kinds of body and answer: a JSON body decoded by its schema, or a streamed upload
+ * (`body: upload({...})`, the handler reads a `Stream<Uint8Array>`); an answer encoded by its status's
+ * schema, or a stream of items (`{ status, stream }`, sent as NDJSON or SSE). See api/streaming.ts.
+ *
+ * Every keyed request goes: authenticate → rate limit (the key's token bucket) → role gate → decode →
+ * `authorize` predicate → (open the upload) → handler. An over-limit key thus costs no decoding.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from "fastify"
-import { Cause, Effect, Exit, Option, Result, Schema } from "effect"
-import type { ApiKeys, Role } from "../domain/ApiKeys.ts"
+import { Cause, Effect, Exit, Option, Result, Schema, type Stream } from "effect"
+import type { ApiKeys } from "../domain/ApiKeys.ts"
 import { validate } from "../domain/validation.ts"
-import { authenticate, authorize, type Principal } from "./auth.ts"
+import { authenticate, authorize, type Principal, type RouteRole, scopedKinds } from "./auth.ts"
+import { type Authorize, type AuthorizationInput, check } from "./authorization.ts"
 import { InvalidRequest, type RequestPart, toProblem } from "./problems.ts"
+import type { RateLimiter } from "./rateLimit.ts"
+import { type BodyStream, isUpload, negotiate, openUpload, sendStream, type Streamed, type Upload } from "./streaming.ts"
 
 type Part = Schema.Top
 
-export interface Reply {
-  readonly status: number
-  readonly body?: unknown
-  readonly headers?: Readonly<Record<string, string>>
-}
+/** What the handler gets as `body`: the decoded JSON body, or the upload's byte stream. */
+export type BodyOf<B> = B extends Upload ? BodyStream : B extends Part ? B["Type"] : never
+/** What `authorize` sees as `body`: an upload is not read before the request is authorized. */
+export type DecodedBodyOf<B> = B extends Upload ? undefined : B extends Part ? B["Type"] : never
 
-export interface RouteInput<P extends Part, Q extends Part, H extends Part, B extends Part> {
+/** An answer: a body encoded with its status's schema, or a stream of items (declared `stream` responses). */
+export type Reply<E = never, R = never> =
+  | { readonly status: number; readonly body?: unknown; readonly headers?: Readonly<Record<string, string>> }
+  | { readonly status: number; readonly stream: Stream.Stream<unknown, E, R>; readonly headers?: Readonly<Record<string, string>> }
+
+export interface RouteInput<P extends Part, Q extends Part, H extends Part, B extends Part | Upload> {
   readonly params: P["Type"]
   readonly query: Q["Type"]
   readonly headers: H["Type"]
-  readonly body: B["Type"]
+  readonly body: BodyOf<B>
   readonly principal: Principal
   readonly url: string
 }
 
+export interface ResponseSpec {
+  readonly description: string
+  readonly schema?: Part
+  readonly contentType?: string
+  /** a streamed answer: NDJSON or SSE items of this schema */
+  readonly stream?: Streamed
+}
+
 type Empty = Schema.Struct<Record<never, never>>
 
-export interface Route<P extends Part = Empty, Q extends Part = Empty, H extends Part = Empty, B extends Part = Empty, E = never, R = never> {
+export interface Route<P extends Part = Empty, Q extends Part = Empty, H extends Part = Empty, B extends Part | Upload = Empty, E = never, R = never> {
   readonly method: HTTPMethods
   /** Fastify path syntax: `/v1/entities/:type/:id` */
   readonly url: string
   readonly summary: string
   readonly tags: ReadonlyArray<string>
-  /** roles allowed (admin always is); "public" needs no key */
-  readonly roles: ReadonlyArray<Role> | "public"
+  /**
+   * Roles allowed (admin always is); "public" needs no key. A kind of scoped role (`partner`, `app`,
+   * `producer`) lets in any key of that kind, and then the route must say what it may act on, by `authorize`.
+   */
+  readonly roles: ReadonlyArray<RouteRole> | "public"
+  /** A predicate over the key and the decoded request (api/authorization.ts: forPartner, forApp, forTopic). */
+  readonly authorize?: Authorize<AuthorizationInput<P["Type"], Q["Type"], H["Type"], DecodedBodyOf<B>>, E, R>
+  /** tokens a request takes from its key's rate-limit bucket (default 1) */
+  readonly rateCost?: number
   readonly params?: P
   readonly query?: Q
   readonly headers?: H
+  /** a JSON body's schema, or `upload({...})` for a streamed one */
   readonly body?: B
-  /** accepted body media types (default application/json) */
+  /** accepted JSON body media types (default application/json); an upload declares its own */
   readonly consumes?: ReadonlyArray<string>
-  readonly responses: Readonly<Record<number, { readonly description: string; readonly schema?: Part; readonly contentType?: string }>>
-  readonly handler: (input: RouteInput<P, Q, H, B>) => Effect.Effect<Reply, E, R>
+  readonly responses: Readonly<Record<number, ResponseSpec>>
+  readonly handler: (input: RouteInput<P, Q, H, B>) => Effect.Effect<Reply<E, R>, E, R>
 }
 
 /** Declares a route; the identity, there for type inference. */
-export const route = <P extends Part = Empty, Q extends Part = Empty, H extends Part = Empty, B extends Part = Empty, E = never, R = never>(
+export const route = <P extends Part = Empty, Q extends Part = Empty, H extends Part = Empty, B extends Part | Upload = Empty, E = never, R = never>(
   spec: Route<P, Q, H, B, E, R>
 ): Route<P, Q, H, B, E, R> => spec
 
@@ -73,7 +104,7 @@ const decodeRequest = (spec: AnyRoute<unknown>, request: FastifyRequest) => {
     decodePart("path", spec.params, request.params),
     decodePart("query", spec.query, request.query),
     decodePart("header", spec.headers, request.headers),
-    decodePart("body", spec.body, request.body)
+    decodePart("body", isUpload(spec.body) ? undefined : spec.body, request.body)
   ] as const
   const issues = parts.flatMap((part) => Result.isFailure(part) ? part.failure : [])
   if (issues.length > 0) return Effect.fail(new InvalidRequest({ issues }))
@@ -84,26 +115,65 @@ const decodeRequest = (spec: AnyRoute<unknown>, request: FastifyRequest) => {
 /** How a route's Effect is run: with the platform's services. */
 export type Runner<R> = <A, E>(effect: Effect.Effect<A, E, R>) => Promise<Exit.Exit<A, E>>
 
+/** What every route of an app shares: how to run, the rate limiter, and the signal that the app is closing. */
+export interface RouteContext<R> {
+  readonly run: Runner<R | ApiKeys>
+  readonly rateLimiter: RateLimiter
+  /** completes when the app starts closing: streamed answers then end */
+  readonly closing: Effect.Effect<void>
+}
+
 const sendProblem = (reply: FastifyReply, error: { readonly _tag: string } & Record<string, unknown>, url: string) => {
   const { problem, retryAfter } = toProblem(error, url)
   if (retryAfter !== undefined) reply.header("retry-after", String(retryAfter))
   return reply.status(problem.status).type("application/problem+json").send(JSON.stringify(problem))
 }
 
-export const register = <R>(app: FastifyInstance, spec: AnyRoute<R>, run: Runner<R | ApiKeys>) => {
+/** A route that lets in scoped keys without saying what they may act on would let partner a act for b. */
+const assertScoped = (spec: AnyRoute<unknown>) => {
+  if (spec.roles === "public" || spec.authorize !== undefined) return
+  const scoped = spec.roles.filter((role) => scopedKinds.includes(role as never))
+  if (scoped.length > 0) throw new Error(`${spec.method} ${spec.url}: roles ${scoped.join(", ")} need an authorize predicate`)
+}
+
+const mount = <R>(app: FastifyInstance, spec: AnyRoute<R>, context: RouteContext<R>) => {
+  const uploads = isUpload(spec.body)
   app.route({
     method: spec.method,
     url: spec.url,
     handler: async (request: FastifyRequest, reply: FastifyReply) => {
       const program = Effect.gen(function*() {
-        const principal = spec.roles === "public" ? { id: "anonymous", role: "public" } : yield* authenticate(request.headers.authorization)
-        if (spec.roles !== "public") yield* authorize(principal, spec.roles)
+        const keyed = spec.roles !== "public"
+        const principal: Principal = keyed ? yield* authenticate(request.headers.authorization) : { id: "anonymous", role: "public" }
+        if (principal.role !== "public") yield* context.rateLimiter.take(principal, spec.rateCost ?? 1)
+        if (keyed) yield* authorize(principal, spec.roles as ReadonlyArray<RouteRole>)
         const input = yield* decodeRequest(spec, request)
-        return yield* spec.handler({ ...input, principal, url: request.url })
+        if (spec.authorize !== undefined) yield* check(spec.authorize, { ...input, principal })
+        const body = uploads ? yield* openUpload(request.raw, spec.body as Upload) : input.body
+        const answer = yield* spec.handler({ ...input, body, principal, url: request.url })
+        if (!("stream" in answer)) return answer
+        const streamed = spec.responses[answer.status]?.stream
+        if (streamed === undefined) return yield* Effect.die(new Error(`${spec.url}: status ${answer.status} is not declared as a stream`))
+        reply.hijack()
+        yield* sendStream({
+          response: reply.raw,
+          status: answer.status,
+          headers: answer.headers ?? {},
+          format: negotiate(request.headers.accept),
+          spec: streamed,
+          stream: answer.stream,
+          instance: request.url,
+          closing: context.closing,
+          onError: (cause) => Effect.sync(() => request.log.error({ cause: Cause.pretty(cause) }, "streamed answer failed"))
+        })
+        return undefined
       })
-      const exit = await run(program)
+      const exit = await context.run(program)
+      // An upload not read to its end: the connection closes after the answer, rather than reading the rest.
+      if (uploads && !request.raw.complete) reply.header("connection", "close")
       if (Exit.isSuccess(exit)) {
-        const { status, body, headers } = exit.value
+        if (exit.value === undefined) return reply
+        const { status, body, headers } = exit.value as { status: number; body?: unknown; headers?: Record<string, string> }
         const response = spec.responses[status]
         if (headers) reply.headers(headers)
         if (body === undefined) return reply.status(status).send()
@@ -116,5 +186,17 @@ export const register = <R>(app: FastifyInstance, spec: AnyRoute<R>, run: Runner
       request.log.error({ cause: Cause.pretty(exit.cause) }, "request failed")
       return sendProblem(reply, { _tag: "Internal", detail: "internal error" }, request.url)
     }
+  })
+}
+
+export const register = <R>(app: FastifyInstance, spec: AnyRoute<R>, context: RouteContext<R>) => {
+  assertScoped(spec as AnyRoute<unknown>)
+  if (!isUpload(spec.body)) return mount(app, spec, context)
+  // An upload route lives in its own encapsulated scope whose only body "parser" reads nothing, so
+  // the body stays on the socket for the handler (and the app-wide JSON body limit does not apply).
+  void app.register(async (scope) => {
+    scope.removeAllContentTypeParsers()
+    scope.addContentTypeParser("*", (_request, _payload, done) => done(null, undefined))
+    mount(scope, spec, context)
   })
 }

@@ -6,13 +6,23 @@ import { Context, Schema } from "effect"
 import type { Effect, Option } from "effect"
 
 /** admin: everything · service: commands and queries · auditor: history and point-in-time reads ·
- * partner:<id>: ingest for that partner · producer:<topics>: firehose publish */
+ * partner:<id>: ingest for that partner · app:<id>: an SDK sending that app's events ·
+ * producer:<topics>: firehose publish on those topics (comma-separated NATS-style patterns: `*` one token, `>` the rest) */
 export const Role = Schema.String.check(
-  Schema.isPattern(/^(admin|service|auditor|partner:[a-z0-9][a-z0-9_-]*|producer:[a-z0-9_.*>,-]+)$/, {
-    description: "admin | service | auditor | partner:<id> | producer:<topics>"
+  Schema.isPattern(/^(admin|service|auditor|partner:[a-z0-9][a-z0-9_-]*|app:[a-z0-9][a-z0-9_-]*|producer:[a-z0-9_.*>,-]+)$/, {
+    description: "admin | service | auditor | partner:<id> | app:<id> | producer:<topics>"
   })
 ).annotate({ identifier: "Role", examples: ["service"] })
 export type Role = typeof Role.Type
+
+/** What a role is, without what it is scoped to: `partner:acme` is a `partner`. */
+export type RoleKind = "admin" | "service" | "auditor" | "partner" | "app" | "producer"
+
+/** The kind of a role and its scope (a partner id, an app id, topic patterns), if it has one. */
+export const parseRole = (role: Role): { readonly kind: RoleKind; readonly scope?: string } => {
+  const colon = role.indexOf(":")
+  return colon < 0 ? { kind: role as RoleKind } : { kind: role.slice(0, colon) as RoleKind, scope: role.slice(colon + 1) }
+}
 
 export const ApiKey = Schema.Struct({
   id: Schema.String,

@@ -1,0 +1,175 @@
+/**
+ * The streaming route kind: request bodies read as a byte stream, and responses written from a
+ * Stream as NDJSON or Server-Sent Events, both with backpressure on the socket.
+ *
+ * Uploads. A route declaring `body: upload({...})` gets its body as a `Stream<Uint8Array>` that reads
+ * from the socket only when pulled: Node's socket buffer (and then TCP's window) fills while the
+ * handler is busy, and the client slows down. Such a body never passes Fastify's body parsers nor the
+ * JSON body limit; its own `maxBytes` applies (413 before reading when Content-Length says more;
+ * 413 as soon as a chunked body goes past it). `Content-Encoding: gzip` is decoded here, so the
+ * handler always sees the representation itself and the limit counts decoded bytes (a gzip bomb
+ * stops at the limit); a file that is itself compressed is sent as `Content-Type: application/gzip`
+ * and reaches the handler as those bytes. Other content encodings answer 415.
+ *
+ * Streamed responses. A handler answers `{ status, stream }`; each item is encoded with the route's
+ * item schema and written as one NDJSON line (`application/x-ndjson`), or, when the client's Accept
+ * asks for `text/event-stream`, as one SSE event (`id:` from the route, so `Last-Event-ID` can
+ * resume; a comment every 15 s keeps proxies from closing an idle stream). The next items are pulled
+ * only once the socket took the previous ones, so a slow client holds the producer instead of making
+ * the server buffer. When the client goes away the producing stream is interrupted and its
+ * finalizers run; when the server closes, streams end cleanly, so a graceful stop is not held up by
+ * clients following a stream that never ends. A failure after the headers went out cannot change the status any more: SSE sends
+ * a last `event: problem` with the problem+json; NDJSON aborts the response, so the client sees a
+ * truncated body rather than a clean end.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http"
+import { pipeline } from "node:stream"
+import { createGunzip } from "node:zlib"
+import { NodeStream } from "@effect/platform-node"
+import { Cause, Effect, Schema, Stream } from "effect"
+import { PayloadTooLarge, RequestBodyFailed, toProblem, UnsupportedMediaType } from "./problems.ts"
+
+/** A route's streamed request body: its media types, its size limit, what it is. */
+export interface Upload {
+  readonly _tag: "Upload"
+  /** accepted media types (without parameters), e.g. `text/csv`, `application/gzip` */
+  readonly contentTypes: ReadonlyArray<string>
+  /** decoded bytes at most; 413 beyond */
+  readonly maxBytes: number
+  readonly description: string
+}
+
+export const upload = (options: Omit<Upload, "_tag">): Upload => ({ _tag: "Upload", ...options })
+
+export const isUpload = (u: unknown): u is Upload => typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "Upload"
+
+/** What an upload route's handler reads. It can be run once: it is the socket. */
+export type BodyStream = Stream.Stream<Uint8Array, PayloadTooLarge | RequestBodyFailed>
+
+const mediaType = (header: string | undefined) => (header ?? "").split(";")[0]!.trim().toLowerCase()
+
+const tooLarge = (limit: number) => new PayloadTooLarge({ detail: `this route takes at most ${limit} bytes`, limitBytes: limit })
+
+/**
+ * Checks an upload's headers (media type, encoding, declared length) and opens its body as a
+ * stream. Nothing is read until the stream is pulled.
+ */
+export const openUpload = (request: IncomingMessage, spec: Upload): Effect.Effect<BodyStream, PayloadTooLarge | UnsupportedMediaType> =>
+  Effect.suspend((): Effect.Effect<BodyStream, PayloadTooLarge | UnsupportedMediaType> => {
+    const type = mediaType(request.headers["content-type"])
+    if (!spec.contentTypes.includes(type)) {
+      return Effect.fail(new UnsupportedMediaType({ detail: `send Content-Type ${spec.contentTypes.join(" or ")}; got ${type || "none"}` }))
+    }
+    const encoding = (request.headers["content-encoding"] ?? "identity").trim().toLowerCase()
+    if (encoding !== "identity" && encoding !== "gzip") {
+      return Effect.fail(new UnsupportedMediaType({ detail: `Content-Encoding ${encoding} is not supported; send gzip or identity` }))
+    }
+    const declared = Number(request.headers["content-length"] ?? Number.NaN)
+    // Identity bodies are checked before reading; a gzip body's decoded size is only known by reading.
+    if (encoding === "identity" && declared > spec.maxBytes) return Effect.fail(tooLarge(spec.maxBytes))
+    const source = encoding === "gzip" ? pipeline(request, createGunzip(), () => {}) : request
+    const counted = { bytes: 0 }
+    const body: BodyStream = NodeStream.fromReadable<Uint8Array, RequestBodyFailed>({
+      evaluate: () => source,
+      onError: (cause) => new RequestBodyFailed({ detail: `the body could not be read: ${String((cause as Error)?.message ?? cause)}` }),
+      // The request stays open when the handler stops early: the answer (413 or not) still has to go out.
+      closeOnDone: false
+    }).pipe(Stream.mapEffect((chunk) => {
+      counted.bytes += chunk.byteLength
+      return counted.bytes > spec.maxBytes ? Effect.fail(tooLarge(spec.maxBytes)) : Effect.succeed(chunk)
+    }))
+    return Effect.succeed(body)
+  })
+
+/** A streamed response: its item schema and, for SSE, each item's event id and name. */
+export interface Streamed {
+  readonly item: Schema.Top
+  /** `id:` of an item's SSE event, e.g. its position: what `Last-Event-ID` sends back */
+  readonly eventId?: (item: never) => string
+  /** `event:` of an item's SSE event (default: none, i.e. "message") */
+  readonly eventName?: (item: never) => string
+}
+
+export const ndjson = "application/x-ndjson"
+export const eventStream = "text/event-stream"
+
+/** SSE when the client's Accept names text/event-stream; NDJSON otherwise. */
+export const negotiate = (accept: string | undefined): typeof ndjson | typeof eventStream =>
+  (accept ?? "").toLowerCase().includes(eventStream) ? eventStream : ndjson
+
+const sseEvent = (data: string, id: string | undefined, name: string | undefined) =>
+  `${name === undefined ? "" : `event: ${name}\n`}${id === undefined ? "" : `id: ${id}\n`}data: ${data}\n\n`
+
+/** Completes when the client has gone (the response closed before it finished). */
+const clientGone = (response: ServerResponse) =>
+  Effect.callback<void>((resume) => {
+    const onClose = () => {
+      if (!response.writableFinished) resume(Effect.void)
+    }
+    if (response.destroyed) return resume(Effect.void)
+    response.on("close", onClose)
+    return Effect.sync(() => response.off("close", onClose))
+  })
+
+/** Writes text, waiting for the socket to drain when its buffer is full (backpressure). */
+const write = (response: ServerResponse, text: string) =>
+  Effect.callback<void>((resume) => {
+    if (response.write(text)) return resume(Effect.void)
+    const onDrain = () => resume(Effect.void)
+    response.once("drain", onDrain)
+    return Effect.sync(() => response.off("drain", onDrain))
+  })
+
+/**
+ * Answers `status` with `stream`, encoded by `spec`, in the format `format`, until the stream ends,
+ * fails or the client goes away. Never fails: once headers are out, errors are reported in-band.
+ */
+export const sendStream = <E, R>(options: {
+  readonly response: ServerResponse
+  readonly status: number
+  readonly headers: Readonly<Record<string, string>>
+  readonly format: typeof ndjson | typeof eventStream
+  readonly spec: Streamed
+  readonly stream: Stream.Stream<unknown, E, R>
+  readonly instance: string
+  /** completes when the server is closing: the answer then ends cleanly (clients resume from the last id) */
+  readonly closing: Effect.Effect<void>
+  readonly onError: (cause: Cause.Cause<E>) => Effect.Effect<void>
+}): Effect.Effect<void, never, R> =>
+  Effect.gen(function*() {
+    const { response, spec, format } = options
+    const encode = Schema.encodeUnknownSync(spec.item as Schema.Codec<unknown>)
+    const sse = format === eventStream
+    const eventId = spec.eventId as ((item: unknown) => string) | undefined
+    const eventName = spec.eventName as ((item: unknown) => string) | undefined
+    const line = (item: unknown) => {
+      const json = JSON.stringify(encode(item))
+      return sse ? sseEvent(json, eventId?.(item), eventName?.(item)) : `${json}\n`
+    }
+    response.writeHead(options.status, { ...options.headers, "content-type": format, "cache-control": "no-cache", "x-accel-buffering": "no" })
+    // Headers go out now: a client following a quiet stream learns at once that it is connected.
+    response.flushHeaders()
+    const text = options.stream.pipe(Stream.mapArray((items) => [items.map(line).join("")] as const))
+    const withHeartbeat = sse
+      ? Stream.merge(text, Stream.map(Stream.tick("15 seconds"), () => ": keep-alive\n\n"), { haltStrategy: "left" })
+      : text
+    const exit = yield* withHeartbeat.pipe(
+      Stream.runForEach((chunk) => write(response, chunk)),
+      Effect.raceFirst(clientGone(response)),
+      Effect.raceFirst(options.closing),
+      Effect.exit
+    )
+    if (exit._tag === "Success") {
+      if (!response.destroyed) response.end()
+      return
+    }
+    yield* options.onError(exit.cause)
+    if (sse && !response.destroyed) {
+      const error = Cause.findErrorOption(exit.cause)
+      const failure = error._tag === "Some" ? error.value as { _tag: string } & Record<string, unknown> : { _tag: "Internal", detail: "internal error" }
+      const { problem } = toProblem(failure, options.instance)
+      response.end(sseEvent(JSON.stringify(problem), undefined, "problem"))
+    } else {
+      response.destroy()
+    }
+  })
