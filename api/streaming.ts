@@ -169,7 +169,8 @@ export const sendStream = <E, R>(options: {
       const failure = error._tag === "Some" ? error.value as { _tag: string } & Record<string, unknown> : { _tag: "Internal", detail: "internal error" }
       const { problem } = toProblem(failure, options.instance)
       response.end(sseEvent(JSON.stringify(problem), undefined, "problem"))
-    } else {
-      response.destroy()
+    } else if (!response.destroyed) {
+      // Close after what was written so far, without the last chunk: the client sees a cut-off body.
+      response.socket?.end()
     }
   })
