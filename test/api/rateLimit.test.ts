@@ -28,7 +28,7 @@ describe("token buckets", () => {
       assert.strictEqual(yield* outcome(limiter.take({ id: "k2", role: "service" }, 4)), "ok")
     }))
 
-  it.effect("a role's own limit (exact role, else its kind) overrides the default; a cost above the burst takes the whole bucket", () =>
+  it.effect("a role's own limit (exact role, else its kind) overrides the default; a cost above the burst takes the whole bucket; admin is not limited unless named", () =>
     Effect.gen(function*() {
       const limiter = RateLimiter.make(policy)
       for (let i = 0; i < 100; i++) assert.strictEqual(yield* outcome(limiter.take({ id: "a", role: "auditor" }, 1)), "ok")
@@ -36,6 +36,11 @@ describe("token buckets", () => {
       assert.strictEqual(yield* outcome(limiter.take({ id: "p", role: "partner:big" }, 1)), "retry after 1 s")
       assert.strictEqual(yield* outcome(limiter.take({ id: "s", role: "service" }, 50)), "ok")
       assert.strictEqual(yield* outcome(limiter.take({ id: "s", role: "service" }, 1)), "retry after 1 s")
+      // Admin keys are limited only when named.
+      for (let i = 0; i < 1_000; i++) assert.strictEqual(yield* outcome(limiter.take({ id: "admin", role: "admin" }, 1)), "ok")
+      const named = RateLimiter.make({ ...policy, byRole: { admin: { perSecond: 1, burst: 1 } } })
+      assert.strictEqual(yield* outcome(named.take({ id: "admin", role: "admin" }, 1)), "ok")
+      assert.strictEqual(yield* outcome(named.take({ id: "admin", role: "admin" }, 1)), "retry after 1 s")
     }))
 
   it.effect("drop buckets that have refilled, so memory follows the keys active lately", () =>
@@ -142,6 +147,7 @@ layer(layerTestPlatform({ RATE_LIMIT_BY_ROLE: "auditor=0.01/2" }), { excludeTest
       assertProblem(limited, 429, "rate-limited")
       assert.strictEqual(limited.headers["retry-after"], "100")
       // Other roles keep the default limit.
-      assert.strictEqual((yield* request({ method: "GET", url: "/v1/entities/advertiser" })).statusCode, 200)
+      const service = yield* createKey("service")
+      for (let i = 0; i < 3; i++) assert.strictEqual((yield* request({ method: "GET", url: "/v1/entities/advertiser", key: service.secret })).statusCode, 200)
     }))
 })
