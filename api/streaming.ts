@@ -26,7 +26,7 @@ import type { IncomingMessage, ServerResponse } from "node:http"
 import { pipeline } from "node:stream"
 import { createGunzip } from "node:zlib"
 import { NodeStream } from "@effect/platform-node"
-import { Cause, Effect, Schema, Stream } from "effect"
+import { Cause, Effect, Exit, Option, Schema, Stream } from "effect"
 import { PayloadTooLarge, RequestBodyFailed, toProblem, UnsupportedMediaType } from "./problems.ts"
 
 /** A route's streamed request body: its media types, its size limit, what it is. */
@@ -159,14 +159,16 @@ export const sendStream = <E, R>(options: {
       Effect.raceFirst(options.closing),
       Effect.exit
     )
-    if (exit._tag === "Success") {
+    if (Exit.isSuccess(exit)) {
       if (!response.destroyed) response.end()
       return
     }
     yield* options.onError(exit.cause)
     if (sse && !response.destroyed) {
-      const error = Cause.findErrorOption(exit.cause)
-      const failure = error._tag === "Some" ? error.value as { _tag: string } & Record<string, unknown> : { _tag: "Internal", detail: "internal error" }
+      const failure = Option.getOrElse(
+        Cause.findErrorOption(exit.cause) as Option.Option<{ readonly _tag: string } & Record<string, unknown>>,
+        () => ({ _tag: "Internal", detail: "internal error" })
+      )
       const { problem } = toProblem(failure, options.instance)
       response.end(sseEvent(JSON.stringify(problem), undefined, "problem"))
     } else if (!response.destroyed) {
