@@ -20,6 +20,13 @@ export default tseslint.config(
     }
   },
   {
+    // domain's sub-folders (domain/entities/, …) may import the rest of domain/, and nothing above it
+    files: ["domain/*/**/*.ts"],
+    rules: {
+      "no-restricted-imports": ["error", { patterns: [{ regex: "^(?!effect($|/)|\\.)", message: "domain/ imports only effect" }, { group: ["../../*"], message: "domain/ imports only effect and itself" }] }]
+    }
+  },
+  {
     files: ["actors/**/*.ts"],
     rules: {
       "no-restricted-imports": ["error", { patterns: [{ group: ["fastify", "fastify/*", "../api/*", "../infra/*"], message: "actors/ talks to the world through services declared in domain/" }] }]

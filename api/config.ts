@@ -59,6 +59,8 @@ export const PlatformConfig = Config.all({
   entityMailboxSize: intAtLeast(1, "ENTITY_MAILBOX_SIZE").pipe(Config.withDefault(64)),
   /** live entity actors kept per process; beyond it the least recently used idle one is passivated */
   entityMaxActors: intAtLeast(1, "ENTITY_MAX_ACTORS").pipe(Config.withDefault(10_000)),
+  /** bytes all entity actors of the process may keep between commands (states, command ids); LRU beyond */
+  entityMemoryBytes: intAtLeast(0, "ENTITY_MEMORY_BYTES").pipe(Config.withDefault(268_435_456)),
   /** an entity actor idle this long is passivated */
   entityIdleTimeout: Config.Duration("ENTITY_IDLE_TIMEOUT").pipe(Config.withDefault(Duration.minutes(5))),
   /** per API key: requests a second (token bucket refill) and burst (bucket size); 429 + Retry-After beyond */

@@ -10,9 +10,12 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import type { FastifyInstance } from "fastify"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
+import * as EntityMemory from "../actors/entity/EntityMemory.ts"
 import { runEntityActors } from "../actors/entity/runEntityActors.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
 import type { CommandBus } from "../domain/CommandBus.ts"
+import type { AnyDecider } from "../domain/Decider.ts"
+import { Deciders, makeRegistry } from "../domain/DeciderRegistry.ts"
 import { EventStore } from "../domain/EventStore.ts"
 import type { EntityReadModel } from "../projections/EntityReadModel.ts"
 import * as ApiKeysSqlite from "../infra/apiKeys/sqlite.ts"
@@ -25,7 +28,7 @@ import { defaultConfigFile, type NatsCredentials, NatsUsers, startNatsServer } f
 import { ensureTopology } from "../infra/nats/topology.ts"
 import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
 import { layerRelay } from "../infra/relay.ts"
-import * as EntityProjection from "../projections/EntityProjection.ts"
+import * as ProjectionRunner from "../projections/ProjectionRunner.ts"
 import { buildApp } from "./app.ts"
 import { AdminApiKey } from "./auth.ts"
 import type { PlatformConfig } from "./config.ts"
@@ -88,7 +91,7 @@ const natsLayer = (config: PlatformConfig) => {
 }
 
 /** What the HTTP routes may use. */
-type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | EntityProjection.EntityProjection | AdminApiKey
+type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -103,7 +106,7 @@ const httpLayer = (config: PlatformConfig) =>
     const store = yield* EventStore
     const routes = [
       ...opsRoutes({ nats: tryNats("flush", () => connection.flush()), eventStore: store.headPosition }),
-      ...entityRoutes({ maxInFlight: config.maxInFlightCommands }),
+      ...entityRoutes({ registry: yield* Deciders, maxInFlight: config.maxInFlightCommands }),
       ...historyRoutes,
       ...adminRoutes
     ]
@@ -115,13 +118,21 @@ const httpLayer = (config: PlatformConfig) =>
     return HttpServer.of({ app, url })
   }))
 
+export interface PlatformOptions {
+  /** the entity types it runs; default the built-in ones (domain/entities/index.ts) */
+  readonly deciders?: ReadonlyArray<AnyDecider>
+}
+
 /** The whole platform for `config`; its HttpServer is listening once the layer is built. */
-export const layer = (config: PlatformConfig) => {
+export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => {
   mkdirSync(config.dataDir, { recursive: true })
+  const deciders = options.deciders === undefined ? Layer.empty : Layer.succeed(Deciders, makeRegistry(options.deciders))
   const stores = Layer.mergeAll(
     natsLayer(config),
     eventStoreLayer(config),
-    ReadModelSqlite.layerSqlite({ path: join(config.dataDir, "readmodel.db"), snapshotEvery: config.snapshotEvery }),
+    ReadModelSqlite.layerSqlite({ path: join(config.dataDir, "readmodel.db"), snapshotEvery: config.snapshotEvery }).pipe(Layer.provide(deciders)),
+    EntityMemory.layer(config.entityMemoryBytes),
+    deciders,
     ApiKeysSqlite.layerSqlite({ path: join(config.dataDir, "keys.db") }),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
@@ -129,7 +140,7 @@ export const layer = (config: PlatformConfig) => {
   const bus = layerJetStream({ maxInFlight: config.maxInFlightCommands, defaultTimeout: config.commandTimeout })
   const workers = Layer.mergeAll(
     layerRelay({}),
-    EntityProjection.layer,
+    ProjectionRunner.layer,
     Layer.effectDiscard(Effect.forkScoped(runEntityActors({
       mailboxCapacity: config.entityMailboxSize,
       idleTimeout: config.entityIdleTimeout,

@@ -38,10 +38,12 @@ export const problemTypes: Record<string, ProblemType> = {
   InvalidRequest: { status: 400, code: "invalid-request", title: "The request is invalid" },
   InvalidEntity: { status: 400, code: "invalid-entity", title: "The entity's fields are invalid" },
   RequestBodyFailed: { status: 400, code: "request-body-failed", title: "The request body could not be read to its end" },
+  InvalidCommand: { status: 400, code: "invalid-command", title: "The command is not one this entity type accepts" },
   Unauthorized: { status: 401, code: "unauthorized", title: "A valid API key is required" },
   Forbidden: { status: 403, code: "forbidden", title: "This API key may not do this" },
   NotFound: { status: 404, code: "not-found", title: "Not found" },
   EntityNotFound: { status: 404, code: "entity-not-found", title: "The entity does not exist" },
+  CommandRefused: { status: 409, code: "command-refused", title: "The entity's rules refuse this command" },
   RevisionMismatch: { status: 412, code: "revision-mismatch", title: "The entity has changed since the given revision" },
   PayloadTooLarge: { status: 413, code: "payload-too-large", title: "The request body is too large" },
   UnsupportedMediaType: { status: 415, code: "unsupported-media-type", title: "Unsupported content type" },
@@ -86,7 +88,7 @@ export const toProblem = (error: { readonly _tag: string } & Record<string, unkn
   const type = problemTypes[error._tag] ?? { status: 500, code: "internal", title: "Internal error" }
   const errors = error._tag === "InvalidRequest"
     ? fieldProblems(error.issues as InvalidRequest["issues"])
-    : error._tag === "InvalidEntity"
+    : error._tag === "InvalidEntity" || error._tag === "InvalidCommand"
     ? fieldProblems((error.issues as ReadonlyArray<FieldIssue>).map((issue) => ({ ...issue, in: "body" })))
     : undefined
   const detail = typeof error.detail === "string" ? error.detail : detailOf(error)
@@ -109,6 +111,7 @@ const detailOf = (error: Record<string, unknown>): string | undefined => {
   switch (error._tag) {
     case "EntityNotFound": return `${error.entityType} ${error.entityId} does not exist`
     case "RevisionMismatch": return `expected revision ${error.expected}, the entity is at revision ${error.actual}`
+    case "CommandRefused": return `${error.entityType} ${error.entityId}: ${error.reason}`
     case "ParentNotFound": return `${error.field}: ${error.parentType} ${error.parentId} does not exist`
     case "CommandTimeout": return `command ${error.commandId}: no answer within ${error.timeoutMillis} ms`
     case "CommandBusError":

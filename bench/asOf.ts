@@ -7,15 +7,17 @@
  */
 import { join } from "node:path"
 import { Context, Effect, Layer, Option } from "effect"
-import { EntityCreated, EntityUpdated, toEventData } from "../domain/entity.ts"
+import { advertiser } from "../domain/entities/advertiser.ts"
+import { EntityCreated, EntityUpdated } from "../domain/entities/record.ts"
+import { makeEntityKind } from "../domain/EntityKind.ts"
 import type { EventMetadata } from "../domain/envelope.ts"
 import { EventStore, type EventData } from "../domain/EventStore.ts"
 import { uuidv7 } from "../domain/uuidv7.ts"
 import { layerSqlite as eventStoreSqlite } from "../infra/eventstore/sqlite.ts"
 import { layerSqlite as readModelSqlite } from "../infra/readmodel/sqlite.ts"
-import * as EntityProjection from "../projections/EntityProjection.ts"
+import * as ProjectionRunner from "../projections/ProjectionRunner.ts"
+import { ProjectionStore } from "../projections/ProjectionStore.ts"
 import { getEntity } from "../projections/EntityQueries.ts"
-import { EntityReadModel } from "../projections/EntityReadModel.ts"
 import { benchDir, quietLogs } from "./platform.ts"
 import { latencies, round2 } from "./stats.ts"
 import type { SummaryRow } from "./summary.ts"
@@ -28,6 +30,7 @@ const targetSpeedup = 20
 const targetMs = 10
 
 const type = "advertiser"
+const records = makeEntityKind(advertiser)
 const id = "7000000"
 const newId = () => uuidv7(Date.now(), crypto.getRandomValues(new Uint8Array(10)))
 
@@ -37,7 +40,7 @@ const eventAt = (revision: number): EventData => {
   const event = revision === 0
     ? EntityCreated.make({ fields: { name: "advertiser 0", currency: "USD", status: "active" } })
     : EntityUpdated.make({ changes: { name: `advertiser ${revision}`, ...(revision % 7 === 0 ? { domain: `d${revision}.example.com` } : {}) } })
-  return { eventId: newId(), ...toEventData(event), metadata }
+  return { eventId: newId(), ...records.toEventData(event), metadata }
 }
 
 /** A seeded generator, so every run asks for the same spread of instants. */
@@ -75,12 +78,12 @@ const run = Effect.scoped(Effect.gen(function*() {
 
   // (i) the projection builds the read model, keeping a snapshot every `snapshotEvery` revisions
   const withSnapshots = yield* Layer.build(
-    EntityProjection.layer.pipe(Layer.provideMerge(readModelSqlite({ path: join(dir, "readmodel.db"), snapshotEvery })), Layer.provide(Layer.succeedContext(store)))
+    ProjectionRunner.layer.pipe(Layer.provideMerge(readModelSqlite({ path: join(dir, "readmodel.db"), snapshotEvery })), Layer.provide(Layer.succeedContext(store)))
   )
   const head = yield* events.headPosition
-  const model = Context.get(withSnapshots, EntityReadModel)
   const projectStarted = performance.now()
-  while ((yield* model.checkpoint) !== head) yield* Effect.sleep("20 millis")
+  const projections = Context.get(withSnapshots, ProjectionStore)
+  while ((yield* projections.checkpoint("entities")) !== head) yield* Effect.sleep("20 millis")
   const projectSeconds = (performance.now() - projectStarted) / 1000
 
   // (ii) a read model that keeps no snapshots: every read folds from revision 0

@@ -13,8 +13,10 @@ import Fastify from "fastify"
 import { Context, Effect, Layer } from "effect"
 import { HttpServer, NatsAccess } from "../api/platform.ts"
 import { CommandBus } from "../domain/CommandBus.ts"
-import type { EntityAction, EntityCommand } from "../domain/entity.ts"
-import { EntityUpdated, toEventData } from "../domain/entity.ts"
+import { advertiser } from "../domain/entities/advertiser.ts"
+import { EntityUpdated, type RecordCommand as EntityAction } from "../domain/entities/record.ts"
+import type { EntityCommand } from "../domain/entity.ts"
+import { makeEntityKind } from "../domain/EntityKind.ts"
 import type { EventMetadata } from "../domain/envelope.ts"
 import { uuidv7 } from "../domain/uuidv7.ts"
 import { makeSqlite } from "../infra/eventstore/sqlite.ts"
@@ -22,6 +24,8 @@ import { httpLoad, type HttpLoadResult, type HttpRequestSpec } from "./httpLoad.
 import { benchDir, BENCH_ADMIN_KEY, credentials, layerBenchPlatform } from "./platform.ts"
 import { closedLoop, round2, throughput, type Throughput } from "./stats.ts"
 import type { SummaryRow } from "./summary.ts"
+
+const records = makeEntityKind(advertiser)
 
 export const concurrency = 64
 const commandCount = Number(process.env.BENCH_COMMANDS ?? 6_000)
@@ -145,7 +149,7 @@ const sqliteFloor = Effect.scoped(Effect.gen(function*() {
     const stream = `advertiser-${id}`
     const commandId = newId()
     const metadata: EventMetadata = { entityType: "advertiser", entityId: id, commandId, correlationId: commandId, causationId: commandId }
-    const event = { eventId: newId(), ...toEventData(EntityUpdated.make({ changes: { name: `patched ${i}` } })), metadata }
+    const event = { eventId: newId(), ...records.toEventData(EntityUpdated.make({ changes: { name: `patched ${i}` } })), metadata }
     // appends to one stream are serialised, like an actor's: take the revision, then append at it
     return Effect.gen(function*() {
       const expected = revisions.get(stream) ?? -1

@@ -3,7 +3,6 @@
  * kept by the read model, and answered by the API.
  */
 import { Schema } from "effect"
-import type { EntityState } from "./entity.ts"
 
 export const EntitySnapshot = Schema.Struct({
   type: Schema.String,
@@ -12,29 +11,17 @@ export const EntitySnapshot = Schema.Struct({
   /** global position of the event that produced this state */
   position: Schema.Int,
   deleted: Schema.Boolean,
-  /** the entity's fields; null once deleted */
+  /** the entity's state as its decider shows it (a record's fields); null while it does not exist */
   state: Schema.NullOr(Schema.Record(Schema.String, Schema.Json)),
   createdAt: Schema.NullOr(Schema.String),
   updatedAt: Schema.NullOr(Schema.String)
 }).annotate({ identifier: "EntitySnapshot" })
 export type EntitySnapshot = typeof EntitySnapshot.Type
 
-export const toSnapshot = (type: string, id: string, state: EntityState, position: number): EntitySnapshot => ({
-  type,
-  id,
-  revision: state.revision,
-  position,
-  deleted: state.status === "deleted",
-  state: state.status === "live" ? state.fields : null,
-  createdAt: state.createdAt,
-  updatedAt: state.updatedAt
-})
-
-/** The decider's state back from a snapshot, to go on folding from it. */
-export const fromSnapshot = (snapshot: EntitySnapshot): EntityState => ({
-  status: snapshot.deleted ? "deleted" : "live",
-  revision: snapshot.revision,
-  fields: snapshot.state,
-  createdAt: snapshot.createdAt,
-  updatedAt: snapshot.updatedAt
-})
+/**
+ * A snapshot the read model keeps (every `snapshotEvery` revisions, and the current row), with the
+ * decider's own state encoded in `data`: folding goes on from it, since `state` is only its public view.
+ * A kept snapshot at revision r is immutable truth: the events after r complete it whatever lags.
+ */
+export const KeptSnapshot = Schema.Struct({ ...EntitySnapshot.fields, data: Schema.Json })
+export type KeptSnapshot = typeof KeptSnapshot.Type

@@ -1,49 +1,61 @@
 /**
  * The relay's bounded memory of each entity's latest state, so a snapshot costs one `evolve` instead
  * of a stream read. A miss, or an event that does not follow the cached revision, folds the entity's
- * stream from the event store up to that event.
+ * stream from the event store up to that event. Only types that publish SNAPSHOTS are folded at all.
  */
 import { Effect, Option } from "effect"
-import type { EventStore, EventStoreError, RecordedEvent } from "../domain/EventStore.ts"
-import { initialState, replay } from "../domain/entity.ts"
-import type { EntityState } from "../domain/entity.ts"
+import type { DeciderRegistry } from "../domain/DeciderRegistry.ts"
+import type { EntityKind } from "../domain/EntityKind.ts"
+import type { EventEnvelope } from "../domain/envelope.ts"
+import type { EventStore, EventStoreError } from "../domain/EventStore.ts"
+import { streamName } from "../domain/envelope.ts"
+import type { Folded, StoredEvent } from "../domain/fold.ts"
+import type { EntitySnapshot } from "../domain/snapshot.ts"
 
 export interface EntityStateCache {
-  /** The state right after `event`; none when the stream holds events the entity decider does not know. */
-  readonly after: (event: RecordedEvent) => Effect.Effect<Option.Option<EntityState>, EventStoreError>
+  /**
+   * The snapshot right after `event`; none when its type publishes no snapshots, is not registered,
+   * or its stream holds events the decider does not know.
+   */
+  readonly after: (event: EventEnvelope) => Effect.Effect<Option.Option<EntitySnapshot>, EventStoreError>
 }
 
-const fold = (events: ReadonlyArray<RecordedEvent>, start: EntityState): Option.Option<EntityState> => {
+const fold = (kind: EntityKind, events: ReadonlyArray<StoredEvent>, start: Folded): Option.Option<Folded> => {
   try {
-    return Option.some(replay(events, start))
+    return Option.some(kind.replay(events, start))
   } catch {
-    // evolveRecorded throws on an unknown event type: not an entity stream (or a newer writer);
-    // the relay still publishes its history, only without a snapshot.
+    // apply throws on an unknown event type (a newer writer): the relay still publishes its
+    // history, only without a snapshot.
     return Option.none()
   }
 }
 
-export const makeEntityStateCache = (store: EventStore["Service"], capacity: number): EntityStateCache => {
+export const makeEntityStateCache = (store: EventStore["Service"], registry: DeciderRegistry, capacity: number): EntityStateCache => {
   // A Map iterates in insertion order: re-inserting on use keeps the least recently used first.
-  const states = new Map<string, EntityState>()
-  const remember = (stream: string, state: EntityState) => {
+  const states = new Map<string, Folded>()
+  const remember = (stream: string, state: Folded) => {
     states.delete(stream)
     states.set(stream, state)
     if (states.size > capacity) states.delete(states.keys().next().value!)
   }
-  const after = (event: RecordedEvent) =>
+  const after = (event: EventEnvelope) =>
     Effect.suspend(() => {
-      const cached = states.get(event.stream)
-      // The store is immutable, so a state cached at this very revision (a replay) is still right.
-      if (cached !== undefined && cached.revision === event.revision) return Effect.succeed(Option.some(cached))
-      if (cached !== undefined && cached.revision === event.revision - 1) {
-        return Effect.succeed(fold([event], cached))
-      }
-      return store.readStream(event.stream, { fromRevision: 0, maxCount: event.revision + 1 }).pipe(
-        Effect.map((events) => fold(events.filter((e) => e.revision <= event.revision), initialState()))
+      const kind = registry.get(event.entityType)
+      if (kind === undefined || !kind.decider.publishesSnapshots) return Effect.succeed(Option.none<EntitySnapshot>())
+      const stream = streamName(event.entityType, event.entityId)
+      const cached = states.get(stream)
+      const folded = cached !== undefined && cached.revision === event.revision
+        // The store is immutable, so a state cached at this very revision (a replay) is still right.
+        ? Effect.succeed(Option.some(cached))
+        : cached !== undefined && cached.revision === event.revision - 1
+        ? Effect.succeed(fold(kind, [event], cached))
+        : store.readStream(stream, { fromRevision: 0, maxCount: event.revision + 1 }).pipe(
+          Effect.map((events) => fold(kind, events.filter((e) => e.revision <= event.revision), kind.initial()))
+        )
+      return folded.pipe(
+        Effect.tap((state) => Effect.sync(() => Option.isSome(state) ? remember(stream, state.value) : void states.delete(stream))),
+        Effect.map(Option.map((state) => kind.snapshot(event.entityId, state)))
       )
-    }).pipe(Effect.tap((state) =>
-      Effect.sync(() => Option.isSome(state) ? remember(event.stream, state.value) : void states.delete(event.stream))
-    ))
+    })
   return { after }
 }

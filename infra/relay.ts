@@ -24,7 +24,7 @@ import { EventStore } from "../domain/EventStore.ts"
 import type { RecordedEvent } from "../domain/EventStore.ts"
 import { toEnvelope } from "../domain/envelope.ts"
 import type { EventEnvelope } from "../domain/envelope.ts"
-import { toSnapshot } from "../domain/snapshot.ts"
+import { Deciders } from "../domain/DeciderRegistry.ts"
 import type { EntitySnapshot } from "../domain/snapshot.ts"
 import { historySubject, snapshotSubject, StreamNames } from "../domain/subjects.ts"
 import { makeEntityStateCache } from "./entityStateCache.ts"
@@ -158,7 +158,7 @@ const relayOnce = (options: RelayOptions) =>
   Effect.gen(function*() {
     const store = yield* EventStore
     const checkpoint = yield* openRelayCheckpoint(options.name ?? "history")
-    const cache = makeEntityStateCache(store, options.cacheSize ?? 10_000)
+    const cache = makeEntityStateCache(store, yield* Deciders, options.cacheSize ?? 10_000)
     const tail = yield* historyTail
     let lastSeq = tail.lastSeq
     const published = tail.position
@@ -174,14 +174,11 @@ const relayOnce = (options: RelayOptions) =>
           if (Option.isNone(envelope)) continue
           const e = envelope.value
           if (e.position > published) history.push(e)
-          const state = yield* cache.after(event)
-          if (Option.isSome(state)) {
+          const snapshot = yield* cache.after(e)
+          if (Option.isSome(snapshot)) {
             // latest state per entity in this batch: SNAPSHOTS keeps only the last one anyway
             snapshots.delete(event.stream)
-            snapshots.set(event.stream, {
-              snapshot: toSnapshot(e.entityType, e.entityId, state.value, e.position),
-              eventId: e.eventId
-            })
+            snapshots.set(event.stream, { snapshot: snapshot.value, eventId: e.eventId })
           }
         }
         // Snapshots of events already in HISTORY are re-published only where SNAPSHOTS is behind them.

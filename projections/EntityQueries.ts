@@ -4,10 +4,12 @@
  * so a read is never older than an acknowledged write and stays fast for long histories.
  */
 import { Effect, Option } from "effect"
-import { evolveRecorded, initialState, type EntityState } from "../domain/entity.ts"
+import { Deciders } from "../domain/DeciderRegistry.ts"
+import type { EntityKind } from "../domain/EntityKind.ts"
 import { streamName, toEnvelopes } from "../domain/envelope.ts"
 import { EventStore } from "../domain/EventStore.ts"
-import { fromSnapshot, toSnapshot, type EntitySnapshot } from "../domain/snapshot.ts"
+import type { Folded } from "../domain/fold.ts"
+import type { EntitySnapshot } from "../domain/snapshot.ts"
 import { EntityReadModel } from "./EntityReadModel.ts"
 
 // One page covers the events after a kept snapshot (SNAPSHOT_EVERY defaults to 100).
@@ -15,29 +17,30 @@ const PAGE = 128
 
 /**
  * The entity as it is now, or as it was at `asOf` (events recorded at or before it), from the
- * nearest earlier kept snapshot plus the events after it. None when it did not exist or was deleted.
+ * nearest earlier kept snapshot plus the events after it. None when it did not exist or was deleted,
+ * or when its type is not registered.
  */
 export const getEntity = (type: string, id: string, asOf?: string) =>
   Effect.gen(function*() {
+    const kind = (yield* Deciders).get(type)
+    if (kind === undefined) return Option.none<EntitySnapshot>()
     const store = yield* EventStore
     const model = yield* EntityReadModel
-    const start = yield* model.snapshotAtOrBefore(type, id, asOf)
-    let state: EntityState = Option.match(start, { onNone: initialState, onSome: fromSnapshot })
-    let position = Option.match(start, { onNone: () => 0, onSome: (s) => s.position })
+    const start = Option.flatMap(yield* model.snapshotAtOrBefore(type, id, asOf), kind.fromKept)
+    let folded: Folded = Option.getOrElse(start, kind.initial)
     const stream = streamName(type, id)
     for (;;) {
-      const page = yield* store.readStream(stream, { fromRevision: state.revision + 1, maxCount: PAGE })
+      const page = yield* store.readStream(stream, { fromRevision: folded.revision + 1, maxCount: PAGE })
       for (const event of page) {
-        if (asOf !== undefined && event.recordedAt > asOf) return found(type, id, state, position)
-        state = evolveRecorded(state, event)
-        position = event.position
+        if (asOf !== undefined && event.recordedAt > asOf) return found(kind, id, folded)
+        folded = kind.apply(folded, event)
       }
-      if (page.length < PAGE) return found(type, id, state, position)
+      if (page.length < PAGE) return found(kind, id, folded)
     }
   })
 
-const found = (type: string, id: string, state: EntityState, position: number): Option.Option<EntitySnapshot> =>
-  state.status === "live" ? Option.some(toSnapshot(type, id, state, position)) : Option.none()
+const found = (kind: EntityKind, id: string, folded: Folded): Option.Option<EntitySnapshot> =>
+  kind.exists(folded) ? Option.some(kind.snapshot(id, folded)) : Option.none()
 
 /** An entity's events in revision order, from `fromRevision`, recorded at or before `until`. */
 export const entityHistory = (type: string, id: string, options: { readonly fromRevision: number; readonly until?: string; readonly limit: number }) =>

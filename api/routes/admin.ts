@@ -1,7 +1,7 @@
 /** Administration: API keys and read-model rebuilds (admin only). */
 import { Effect, Schema } from "effect"
 import { ApiKey, ApiKeys, Role } from "../../domain/ApiKeys.ts"
-import { EntityProjection } from "../../projections/EntityProjection.ts"
+import { Projections } from "../../projections/ProjectionRunner.ts"
 import { NotFound, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
 
@@ -34,9 +34,14 @@ export const adminRoutes = [
       })
   }),
   route({
-    method: "POST", url: "/v1/admin/projections/entities/rebuild", tags: ["admin"], roles: [],
-    summary: "Rebuild the entity read model from the event store's full history",
-    responses: { 202: { description: "rebuild started" }, 401: problemResponse("no key"), 403: problemResponse("not admin") },
-    handler: () => Effect.as(EntityProjection.use((projection) => projection.rebuild), { status: 202 })
+    method: "POST", url: "/v1/admin/projections/:name/rebuild", tags: ["admin"], roles: [],
+    summary: "Rebuild a projection (e.g. `entities`, the entity read model) from the event store's full history",
+    params: Schema.Struct({ name: Schema.String }),
+    responses: { 202: { description: "rebuild started" }, 401: problemResponse("no key"), 403: problemResponse("not admin"), 404: problemResponse("no such projection") },
+    handler: ({ params }) =>
+      Projections.use((projections) => projections.rebuild(params.name)).pipe(
+        Effect.catchTag("ProjectionNotFound", (error) => Effect.fail(new NotFound({ detail: `no projection ${error.name}` }))),
+        Effect.as({ status: 202 })
+      )
   })
 ]

@@ -1,13 +1,16 @@
 /**
- * The entity API, generated per declared entity type (so each type's body is documented exactly):
- * PUT create/replace, PATCH merge-patch, DELETE, GET (now or `asOf`), history, list. Commands go
+ * The entity API, generated per registered entity type (so each type's body is documented exactly):
+ * for records PUT create/replace, PATCH merge-patch, DELETE; for other deciders POST …/commands with
+ * the decider's command schema as body; for every type GET (now or `asOf`), history, list. Commands go
  * through the command bus to the entity's single writer; reads fold the event store (read-your-writes).
  */
 import { createHash } from "node:crypto"
 import { Effect, Option, Schema, SchemaGetter } from "effect"
 import { CommandBus } from "../../domain/CommandBus.ts"
-import { type EntityAction, type EntityCommand } from "../../domain/entity.ts"
-import { entityTypes, type EntityType } from "../../domain/entityTypes.ts"
+import type { EntityKind } from "../../domain/EntityKind.ts"
+import type { DeciderRegistry } from "../../domain/DeciderRegistry.ts"
+import { isRecordDecider, type RecordDecider } from "../../domain/entities/record.ts"
+import type { EntityCommand } from "../../domain/entity.ts"
 import { EventEnvelope } from "../../domain/envelope.ts"
 import type { EventStore } from "../../domain/EventStore.ts"
 import type { EntitySnapshot } from "../../domain/snapshot.ts"
@@ -15,7 +18,7 @@ import { nextUuidv7 } from "../../domain/uuidv7.ts"
 import { EntityReadModel } from "../../projections/EntityReadModel.ts"
 import { entityHistory, getEntity } from "../../projections/EntityQueries.ts"
 import type { Principal } from "../auth.ts"
-import { CommandFailed, Forbidden, NotFound, Overloaded, problemResponse } from "../problems.ts"
+import { CommandFailed, Forbidden, InvalidRequest, NotFound, Overloaded, problemResponse } from "../problems.ts"
 import { route, type AnyRoute } from "../route.ts"
 import { IsoTimestamp, Limit, NonNegativeIntFromString } from "./params.ts"
 
@@ -56,17 +59,20 @@ const problems = {
 const commandProblems = {
   ...problems,
   412: problemResponse("If-Match names a stale revision; nothing changed"),
+  409: problemResponse("the entity's rules refuse the command"),
   422: problemResponse("the parent entity does not exist, or the Idempotency-Key was used for a different request"),
   503: problemResponse("overloaded or a dependency is down; see Retry-After"),
   504: problemResponse("no answer in time; retry with the same Idempotency-Key")
 } as const
 
 export interface EntityRoutesOptions {
+  /** the entity types: one set of routes each */
+  readonly registry: DeciderRegistry
   /** commands in flight at once in this process before answering 503 */
   readonly maxInFlight?: number
 }
 
-export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<AnyRoute<CommandBus | EntityReadModel | EventStore>> => {
+export const entityRoutes = (options: EntityRoutesOptions): ReadonlyArray<AnyRoute<CommandBus | EntityReadModel | EventStore>> => {
   const maxInFlight = options.maxInFlight ?? 2_048
   let inFlight = 0
 
@@ -76,7 +82,7 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
       // The same key from the same client for the same entity is the same command.
       : Effect.succeed(createHash("sha256").update(`${principal.id}\n${type}\n${id}\n${key}`).digest("hex").slice(0, 32))
 
-  const lookupParent = (definition: EntityType, fields: Schema.JsonObject) => {
+  const lookupParent = (definition: RecordDecider, fields: Schema.JsonObject) => {
     const parent = definition.parent
     const parentId = parent === undefined ? undefined : fields[parent.field]
     if (parent === undefined || typeof parentId !== "string") return Effect.succeed(undefined)
@@ -84,29 +90,29 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
   }
 
   const send = (
-    definition: EntityType,
+    type: string,
     id: string,
     principal: Principal,
     headers: typeof CommandHeaders.Type,
-    action: EntityAction,
-    parentOf?: Schema.JsonObject
+    action: Schema.Json,
+    parent?: Effect.Effect<{ readonly id: string; readonly exists: boolean } | undefined, unknown, CommandBus | EntityReadModel | EventStore>
   ) =>
     Effect.gen(function*() {
       if (inFlight >= maxInFlight) return yield* new Overloaded({ detail: `${inFlight} commands in flight`, retryAfterSeconds: 1 })
       inFlight++
       yield* Effect.addFinalizer(() => Effect.sync(() => inFlight--))
       const bus = yield* CommandBus
-      const parent = parentOf === undefined ? undefined : yield* lookupParent(definition, parentOf)
-      const cid = yield* commandId(principal, definition.name, id, headers["idempotency-key"])
+      const parentLookup = parent === undefined ? undefined : yield* parent
+      const cid = yield* commandId(principal, type, id, headers["idempotency-key"])
       const ifMatch = headers["if-match"]
       const command: EntityCommand = {
         commandId: cid,
         correlationId: headers["x-correlation-id"] ?? cid,
-        entityType: definition.name,
+        entityType: type,
         entityId: id,
         action,
         ...(ifMatch === undefined ? {} : { expectedRevision: Number(ifMatch.slice(1, -1)) }),
-        ...(parent === undefined ? {} : { parent })
+        ...(parentLookup === undefined ? {} : { parent: parentLookup })
       }
       const reply = yield* bus.send(command)
       switch (reply._tag) {
@@ -119,15 +125,9 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
       }
     }).pipe(Effect.scoped)
 
-  return [...entityTypes.values()].flatMap((definition) => {
-    const type = definition.name
-    const Params = Schema.Struct({ id: definition.id })
-    /** Opaque to clients: the last id of the previous page, base64url. */
-    const Cursor = Schema.String.pipe(Schema.decodeTo(definition.id, {
-      decode: SchemaGetter.transform((cursor: string) => Buffer.from(cursor, "base64url").toString()),
-      encode: SchemaGetter.transform((id: string) => Buffer.from(id).toString("base64url"))
-    }))
-    const encodeCursor = Schema.encodeSync(Cursor)
+  /** PUT, PATCH and DELETE of a record type. */
+  const recordRoutes = (definition: RecordDecider, Params: Schema.Struct<{ readonly id: Schema.Codec<string, unknown> }>) => {
+    const type = definition.type
     const tags = [type]
     const base = `/v1/entities/${type}`
     return [
@@ -136,22 +136,62 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
         summary: `Create (201) or replace (200) a ${type}`,
         params: Params, headers: CommandHeaders, body: definition.fields,
         responses: { 200: { description: "replaced", schema: EntityResponse }, 201: { description: "created", schema: EntityResponse }, ...commandProblems },
-        handler: ({ params, headers, body, principal }) => send(definition, params.id, principal, headers, { _tag: "Put", fields: body }, body)
+        handler: ({ params, headers, body, principal }) =>
+          send(type, params.id, principal, headers, { _tag: "Put", fields: body }, lookupParent(definition, body))
       }),
       route({
         method: "PATCH", url: `${base}/:id`, tags, roles: ["service"],
         summary: `Merge-patch a ${type} (RFC 7396; application/merge-patch+json or application/json)`,
         params: Params, headers: CommandHeaders, body: MergePatch, consumes: ["application/merge-patch+json", "application/json"],
         responses: { 200: { description: "patched", schema: EntityResponse }, ...commandProblems },
-        handler: ({ params, headers, body, principal }) => send(definition, params.id, principal, headers, { _tag: "Patch", patch: body }, body)
+        handler: ({ params, headers, body, principal }) =>
+          send(type, params.id, principal, headers, { _tag: "Patch", patch: body }, lookupParent(definition, body))
       }),
       route({
         method: "DELETE", url: `${base}/:id`, tags, roles: ["service"],
         summary: `Delete a ${type}`,
         params: Params, headers: CommandHeaders,
         responses: { 200: { description: "deleted (state is null)", schema: EntityResponse }, ...commandProblems },
-        handler: ({ params, headers, principal }) => send(definition, params.id, principal, headers, { _tag: "Delete" })
-      }),
+        handler: ({ params, headers, principal }) => send(type, params.id, principal, headers, { _tag: "Delete" })
+      })
+    ]
+  }
+
+  /** POST …/commands: any command of the type's decider, its schema as the body. */
+  const commandRoute = (kind: EntityKind, Params: Schema.Struct<{ readonly id: Schema.Codec<string, unknown> }>) => {
+    const type = kind.type
+    const encode = Schema.encodeSync(kind.decider.command)
+    return route({
+      method: "POST", url: `/v1/entities/${type}/:id/commands`, tags: [type], roles: ["service"],
+      summary: `Send a command to a ${type} (created: 201)`,
+      params: Params, headers: CommandHeaders, body: kind.decider.command,
+      responses: { 200: { description: "applied", schema: EntityResponse }, 201: { description: "applied; the entity was created", schema: EntityResponse }, ...commandProblems },
+      handler: ({ params, headers, body, principal }) =>
+        Effect.gen(function*() {
+          // Wake is the reminders' command (domain/wake.ts): only the platform sends it.
+          if ((body as { readonly _tag: string })._tag === "Wake") {
+            return yield* new InvalidRequest({ issues: [{ in: "body", path: ["_tag"], message: "Wake is sent by the platform's reminders only" }] })
+          }
+          return yield* send(type, params.id, principal, headers, encode(body) as Schema.Json)
+        })
+    })
+  }
+
+  return options.registry.kinds.flatMap((kind) => {
+    const definition = kind.decider
+    const type = kind.type
+    const id = definition.id as Schema.Codec<string>
+    const Params = Schema.Struct({ id: definition.id })
+    /** Opaque to clients: the last id of the previous page, base64url. */
+    const Cursor = Schema.String.pipe(Schema.decodeTo(id, {
+      decode: SchemaGetter.transform((cursor: string) => Buffer.from(cursor, "base64url").toString()),
+      encode: SchemaGetter.transform((id: string) => Buffer.from(id).toString("base64url"))
+    }))
+    const encodeCursor = Schema.encodeSync(Cursor)
+    const tags = [type]
+    const base = `/v1/entities/${type}`
+    return [
+      ...(isRecordDecider(definition) ? recordRoutes(definition, Params) : [commandRoute(kind, Params)]),
       route({
         method: "GET", url: `${base}/:id`, tags, roles: ["service", "auditor"],
         summary: `A ${type}: its current state (never older than an acknowledged write), or its state at asOf (auditor)`,

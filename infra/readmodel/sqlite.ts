@@ -1,129 +1,142 @@
 /**
- * The entity read model in a SQLite file (node:sqlite), one per query node. All its SQL is here.
+ * The read models in a SQLite file (node:sqlite), one per query node: the projections' storage and
+ * checkpoints (ProjectionStore), the entity queries (EntityReadModel) and the kept snapshots entity
+ * actors activate from (KeptSnapshots). All its SQL is in infra/readmodel/.
  */
 import { DatabaseSync } from "node:sqlite"
-import { Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
+import { Deciders } from "../../domain/DeciderRegistry.ts"
 import type { EventEnvelope } from "../../domain/envelope.ts"
-import type { EntitySnapshot } from "../../domain/snapshot.ts"
-import { EntityReadModel, ReadModelError } from "../../projections/EntityReadModel.ts"
-import { keepsSnapshot, projectEvent } from "../../projections/projectEntity.ts"
+import { KeptSnapshots, KeptSnapshotsError } from "../../domain/KeptSnapshots.ts"
+import { EntityReadModel } from "../../projections/EntityReadModel.ts"
+import type { Projection } from "../../projections/Projection.ts"
+import { ProjectionStore } from "../../projections/ProjectionStore.ts"
+import { ReadModelError } from "../../projections/ReadModelError.ts"
+import { entitiesProjection } from "./entities.ts"
+import { fromRow, publicOf, type Row } from "./rows.ts"
 
-const SCHEMA = `
-  CREATE TABLE IF NOT EXISTS entities (
-    type TEXT NOT NULL, id TEXT NOT NULL, revision INTEGER NOT NULL, position INTEGER NOT NULL,
-    deleted INTEGER NOT NULL, state TEXT, created_at TEXT, updated_at TEXT,
-    PRIMARY KEY (type, id)
-  ) WITHOUT ROWID;
-  -- ids are 64-bit unsigned decimal strings: numeric order is (length, text)
-  CREATE INDEX IF NOT EXISTS entities_by_type ON entities (type, deleted, length(id), id);
-  CREATE TABLE IF NOT EXISTS entity_snapshots (
-    type TEXT NOT NULL, id TEXT NOT NULL, revision INTEGER NOT NULL, position INTEGER NOT NULL,
-    deleted INTEGER NOT NULL, state TEXT, created_at TEXT, updated_at TEXT,
-    PRIMARY KEY (type, id, revision)
-  ) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
-`
+/**
+ * Version of the read models' layout. A file of an older layout (rows without the decider's state)
+ * starts over: read models are derived, and the projections replay history into them.
+ */
+const LAYOUT = 2
 
-interface Row {
-  readonly type: string
-  readonly id: string
-  readonly revision: number
-  readonly position: number
-  readonly deleted: number
-  readonly state: string | null
-  readonly created_at: string | null
-  readonly updated_at: string | null
+export interface ReadModelOptions {
+  readonly path: string
+  /** keep a point-in-time snapshot every N revisions, for deciders that do not say; default 100 */
+  readonly snapshotEvery?: number
+  /** more projections stored here, beside `entities` */
+  readonly projections?: ReadonlyArray<Projection<DatabaseSync>>
 }
 
-const fromRow = (row: Row): EntitySnapshot => ({
-  type: row.type,
-  id: row.id,
-  revision: row.revision,
-  position: row.position,
-  deleted: row.deleted === 1,
-  state: row.state === null ? null : JSON.parse(row.state),
-  createdAt: row.created_at,
-  updatedAt: row.updated_at
-})
-
-const toParams = (s: EntitySnapshot) =>
-  [s.type, s.id, s.revision, s.position, s.deleted ? 1 : 0, s.state === null ? null : JSON.stringify(s.state), s.createdAt, s.updatedAt] as const
-
-export const layerSqlite = (options: { readonly path: string; readonly snapshotEvery?: number }) =>
-  Layer.effect(
-    EntityReadModel,
-    Effect.gen(function*() {
-      const every = options.snapshotEvery ?? 100
-      const db = yield* Effect.acquireRelease(
-        Effect.try({
-          try: () => {
-            const db = new DatabaseSync(options.path)
-            db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
-            db.exec(SCHEMA)
-            return db
-          },
-          catch: (cause) => new ReadModelError({ operation: "open", cause })
-        }),
-        (db) => Effect.sync(() => db.close())
-      )
-      const upsert = db.prepare(`INSERT OR REPLACE INTO entities VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-      const keep = db.prepare(`INSERT OR REPLACE INTO entity_snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-      const select = db.prepare(`SELECT * FROM entities WHERE type = ? AND id = ?`)
-      const setCheckpoint = db.prepare(`INSERT OR REPLACE INTO checkpoints VALUES ('entities', ?)`)
-      const getCheckpoint = db.prepare(`SELECT position FROM checkpoints WHERE name = 'entities'`)
-      const firstPage = db.prepare(`SELECT * FROM entities WHERE type = ? AND deleted = 0 ORDER BY length(id), id LIMIT ?`)
-      const nextPage = db.prepare(
-        `SELECT * FROM entities WHERE type = ? AND deleted = 0 AND (length(id), id) > (length(?), ?) ORDER BY length(id), id LIMIT ?`
-      )
-      const latestSnapshot = db.prepare(`SELECT * FROM entity_snapshots WHERE type = ? AND id = ? ORDER BY revision DESC LIMIT 1`)
-      const snapshotBefore = db.prepare(
-        `SELECT * FROM entity_snapshots WHERE type = ? AND id = ? AND updated_at <= ? ORDER BY revision DESC LIMIT 1`
-      )
-
-      const use = <A>(operation: string, f: () => A) =>
-        Effect.try({ try: f, catch: (cause) => new ReadModelError({ operation, cause }) })
-
-      const rowOf = (type: string, id: string) => {
-        const row = select.get(type, id) as Row | undefined
-        return row === undefined ? undefined : fromRow(row)
-      }
-
-      return EntityReadModel.of({
-        apply: (events: ReadonlyArray<EventEnvelope>) =>
-          use("apply", () => {
-            if (events.length === 0) return
-            const rows = new Map<string, EntitySnapshot | undefined>()
-            db.exec("BEGIN IMMEDIATE")
-            try {
-              for (const event of events) {
-                const key = `${event.entityType}-${event.entityId}`
-                const current = rows.has(key) ? rows.get(key) : rowOf(event.entityType, event.entityId)
-                const next = projectEvent(current, event)
-                if (next === undefined) continue
-                rows.set(key, next)
-                upsert.run(...toParams(next))
-                if (keepsSnapshot(next, every)) keep.run(...toParams(next))
-              }
-              setCheckpoint.run(events[events.length - 1]!.position)
-              db.exec("COMMIT")
-            } catch (error) {
-              db.exec("ROLLBACK")
-              throw error
-            }
-          }),
-        checkpoint: use("checkpoint", () => (getCheckpoint.get() as { position: number } | undefined)?.position),
-        reset: use("reset", () => db.exec("DELETE FROM entities; DELETE FROM entity_snapshots; DELETE FROM checkpoints;")),
-        get: (type, id) => use("get", () => Option.fromNullishOr(rowOf(type, id))),
-        list: (type, { limit, after }) =>
-          use("list", () => {
-            const rows = (after === undefined ? firstPage.all(type, limit + 1) : nextPage.all(type, after, after, limit + 1)) as unknown as Array<Row>
-            return { items: rows.slice(0, limit).map(fromRow), more: rows.length > limit }
-          }),
-        snapshotAtOrBefore: (type, id, asOf) =>
-          use("snapshotAtOrBefore", () => {
-            const row = (asOf === undefined ? latestSnapshot.get(type, id) : snapshotBefore.get(type, id, asOf)) as Row | undefined
-            return Option.map(Option.fromNullishOr(row), fromRow)
-          })
-      })
-    })
+const open = (path: string) =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        const db = new DatabaseSync(path)
+        db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+        const layout = (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version
+        if (layout !== LAYOUT) {
+          db.exec(`DROP TABLE IF EXISTS entities; DROP TABLE IF EXISTS entity_snapshots; DROP TABLE IF EXISTS checkpoints; PRAGMA user_version = ${LAYOUT};`)
+        }
+        db.exec("CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL)")
+        return db
+      },
+      catch: (cause) => new ReadModelError({ operation: "open", cause })
+    }),
+    (db) => Effect.sync(() => db.close())
   )
+
+/** Runs `f` in one transaction (BEGIN IMMEDIATE: writers queue on the lock rather than fail late). */
+const transaction = <A>(db: DatabaseSync, f: () => A): A => {
+  db.exec("BEGIN IMMEDIATE")
+  try {
+    const result = f()
+    db.exec("COMMIT")
+    return result
+  } catch (error) {
+    db.exec("ROLLBACK")
+    throw error
+  }
+}
+
+export const layerSqlite = (options: ReadModelOptions) =>
+  Layer.effectContext(Effect.gen(function*() {
+    const registry = yield* Deciders
+    const db = yield* open(options.path)
+    const use = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: (cause) => new ReadModelError({ operation, cause }) })
+
+    const projections = new Map<string, Projection<DatabaseSync>>()
+    for (const p of [entitiesProjection({ registry, snapshotEvery: options.snapshotEvery ?? 100 }), ...(options.projections ?? [])]) {
+      if (projections.has(p.name)) return yield* new ReadModelError({ operation: "open", cause: `two projections are named ${p.name}` })
+      projections.set(p.name, p)
+    }
+    yield* use("init", () => transaction(db, () => projections.forEach((p) => p.init(db, { rebuild: false }))))
+
+    const setCheckpoint = db.prepare(`INSERT OR REPLACE INTO checkpoints VALUES (?, ?)`)
+    const getCheckpoint = db.prepare(`SELECT position FROM checkpoints WHERE name = ?`)
+    const deleteCheckpoint = db.prepare(`DELETE FROM checkpoints WHERE name = ?`)
+    const projection = (name: string) => {
+      const p = projections.get(name)
+      if (p === undefined) throw new Error(`no projection ${name}`)
+      return p
+    }
+
+    const store = ProjectionStore.of({
+      names: [...projections.keys()],
+      checkpoint: (name) => use("checkpoint", () => (getCheckpoint.get(name) as { position: number } | undefined)?.position),
+      reset: (name) =>
+        use("reset", () =>
+          transaction(db, () => {
+            projection(name).init(db, { rebuild: true })
+            deleteCheckpoint.run(name)
+          })),
+      apply: (name, events: ReadonlyArray<EventEnvelope>, position) =>
+        use("apply", () =>
+          transaction(db, () => {
+            const p = projection(name)
+            const handled = events.filter(p.canHandle)
+            const { skipped } = handled.length === 0 ? { skipped: [] } : p.evolve(db, handled)
+            setCheckpoint.run(name, position)
+            return skipped
+          }))
+    })
+
+    const select = db.prepare(`SELECT * FROM entities WHERE type = ? AND id = ?`)
+    const firstPage = db.prepare(`SELECT * FROM entities WHERE type = ? AND deleted = 0 ORDER BY length(id), id LIMIT ?`)
+    const nextPage = db.prepare(
+      `SELECT * FROM entities WHERE type = ? AND deleted = 0 AND (length(id), id) > (length(?), ?) ORDER BY length(id), id LIMIT ?`
+    )
+    const keptAt = db.prepare(`SELECT * FROM entity_snapshots WHERE type = ? AND id = ? AND revision <= ? ORDER BY revision DESC LIMIT 1`)
+    const keptBefore = db.prepare(`SELECT * FROM entity_snapshots WHERE type = ? AND id = ? AND updated_at <= ? ORDER BY revision DESC LIMIT 1`)
+    const rowOf = (type: string, id: string) => select.get(type, id) as Row | undefined
+
+    // The current row is a snapshot too, at its revision: the newest one there is.
+    const atOrBefore = (type: string, id: string, revision: number | undefined) => {
+      const current = rowOf(type, id)
+      if (current !== undefined && (revision === undefined || current.revision <= revision)) return fromRow(current)
+      const kept = keptAt.get(type, id, revision ?? Number.MAX_SAFE_INTEGER) as Row | undefined
+      return kept === undefined ? undefined : fromRow(kept)
+    }
+
+    const queries = EntityReadModel.of({
+      get: (type, id) => use("get", () => Option.map(Option.fromNullishOr(rowOf(type, id)), (row) => publicOf(fromRow(row)))),
+      list: (type, { limit, after }) =>
+        use("list", () => {
+          const rows = (after === undefined ? firstPage.all(type, limit + 1) : nextPage.all(type, after, after, limit + 1)) as unknown as Array<Row>
+          return { items: rows.slice(0, limit).map((row) => publicOf(fromRow(row))), more: rows.length > limit }
+        }),
+      snapshotAtOrBefore: (type, id, asOf) =>
+        use("snapshotAtOrBefore", () => {
+          const row = (asOf === undefined ? keptAt.get(type, id, Number.MAX_SAFE_INTEGER) : keptBefore.get(type, id, asOf)) as Row | undefined
+          return Option.map(Option.fromNullishOr(row), fromRow)
+        })
+    })
+
+    const kept = KeptSnapshots.of({
+      atOrBefore: (type, id, revision) =>
+        Effect.try({ try: () => Option.fromNullishOr(atOrBefore(type, id, revision)), catch: (cause) => new KeptSnapshotsError({ operation: "atOrBefore", cause }) })
+    })
+
+    return Context.make(ProjectionStore, store).pipe(Context.add(EntityReadModel, queries), Context.add(KeptSnapshots, kept))
+  }))

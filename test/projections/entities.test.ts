@@ -1,14 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
 import { join } from "node:path"
 import { Effect, Layer, Option, Schedule } from "effect"
-import { replay } from "../../domain/entity.ts"
+import { Deciders } from "../../domain/DeciderRegistry.ts"
 import { streamName } from "../../domain/envelope.ts"
 import { EventStore } from "../../domain/EventStore.ts"
 import { layerSqlite as eventStore } from "../../infra/eventstore/sqlite.ts"
 import { layerSqlite as readModel } from "../../infra/readmodel/sqlite.ts"
-import { EntityProjection, layer as projection } from "../../projections/EntityProjection.ts"
 import { getEntity } from "../../projections/EntityQueries.ts"
 import { EntityReadModel } from "../../projections/EntityReadModel.ts"
+import { layer as projection, Projections } from "../../projections/ProjectionRunner.ts"
+import { ProjectionStore } from "../../projections/ProjectionStore.ts"
 import { appendEntityEvents } from "../fixtures/entityEvents.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
@@ -22,13 +23,13 @@ const readSide = (dir: string) =>
 /** Waits (bounded) until the read model has applied everything in the store. */
 const caughtUp = Effect.gen(function*() {
   const head = yield* (yield* EventStore).headPosition
-  const checkpoint = yield* (yield* EntityReadModel).checkpoint
+  const checkpoint = yield* (yield* ProjectionStore).checkpoint("entities")
   if (checkpoint !== head) return yield* Effect.fail("behind" as const)
 }).pipe(Effect.retry(Schedule.spaced("10 millis").pipe(Schedule.upTo({ times: 500 }))))
 
 const ids = ["9", "10", "11", "100", "18446744073709551615"]
 
-describe("entity read model", () => {
+describe("entity read model (the entities projection)", () => {
   it.live("holds every entity's current state, listed in numeric id order across pages", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("projection")
@@ -91,7 +92,7 @@ describe("entity read model", () => {
         yield* caughtUp
         const model = yield* EntityReadModel
         const before = yield* model.list("campaign", { limit: 100 })
-        yield* (yield* EntityProjection).rebuild
+        yield* (yield* Projections).rebuild("entities")
         yield* caughtUp
         assert.deepStrictEqual(yield* model.list("campaign", { limit: 100 }), before)
         assert.strictEqual(before.items.length, ids.length)
@@ -111,11 +112,12 @@ describe("entity read model", () => {
         const latest = yield* model.snapshotAtOrBefore("strategy", "5")
         assert.strictEqual(Option.getOrThrow(latest).revision, 29) // revisions 9, 19, 29 are kept
         const events = yield* (yield* EventStore).readStream(streamName("strategy", "5"))
+        const kind = (yield* Deciders).get("strategy")!
         for (const at of events.map((e) => e.recordedAt)) {
-          const replayed = replay(events.filter((e) => e.recordedAt <= at))
+          const replayed = kind.replay(events.filter((e) => e.recordedAt <= at))
           const read = yield* getEntity("strategy", "5", at)
           assert.strictEqual(Option.getOrThrow(read).revision, replayed.revision)
-          assert.deepStrictEqual(Option.getOrThrow(read).state, replayed.fields)
+          assert.deepStrictEqual(Option.getOrThrow(read).state, kind.decider.toJson(replayed.state))
         }
         assert.isTrue(Option.isNone(yield* getEntity("strategy", "5", "2000-01-01T00:00:00.000Z")))
       }).pipe(Effect.provide(readSide(dir)))

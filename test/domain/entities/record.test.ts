@@ -1,9 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Result } from "effect"
-import { decide, evolve, fingerprint, initialState, type EntityAction, type EntityCommand, type EntityEvent, type EntityState } from "../../domain/entity.ts"
-import { entityTypes } from "../../domain/entityTypes.ts"
+import type { DecideContext } from "../../../domain/Decider.ts"
+import { fingerprint, type EntityCommand, type EntityRejection, RevisionMismatch } from "../../../domain/entity.ts"
+import type { RecordCommand as EntityAction, RecordEvent as EntityEvent, RecordState as EntityState } from "../../../domain/entities/record.ts"
+import { strategy } from "../../../domain/entities/strategy.ts"
 
-const strategy = entityTypes.get("strategy")!
 const fields = { campaignId: "18446744073709551615", name: "retargeting", bidPrice: 2.5, segmentIds: ["1", "2"] }
 
 const command = (action: EntityAction, extra: Partial<EntityCommand> = {}): EntityCommand => ({
@@ -16,14 +17,25 @@ const command = (action: EntityAction, extra: Partial<EntityCommand> = {}): Enti
 })
 
 /** given(events) → the state they fold to */
-const given = (...events: ReadonlyArray<EntityEvent>): EntityState =>
-  events.reduce((s, e, revision) => evolve(s, e, { revision, recordedAt: `2026-01-0${revision + 1}T00:00:00.000Z` }), initialState())
+const given = (...events: ReadonlyArray<EntityEvent>): EntityState => events.reduce(strategy.evolve, strategy.initialState())
 
-const when = (state: EntityState, cmd: EntityCommand) => decide(strategy, cmd, state)
+/**
+ * when(command) → the events it causes (then), or its rejection. An If-Match revision is checked by
+ * the entity runtime before `decide`, with the decider's own `staleRevision` rule: done here the same way.
+ */
+const when = (state: EntityState, cmd: EntityCommand, revision = -1): Result.Result<ReadonlyArray<EntityEvent>, EntityRejection> => {
+  const context: DecideContext = { entityType: cmd.entityType, entityId: cmd.entityId, parent: cmd.parent }
+  const action = cmd.action as EntityAction
+  if (cmd.expectedRevision !== undefined && cmd.expectedRevision !== revision) {
+    return Result.fail(strategy.staleRevision?.(action, state, context) ??
+      new RevisionMismatch({ entityType: cmd.entityType, entityId: cmd.entityId, expected: cmd.expectedRevision, actual: revision }))
+  }
+  return strategy.decide(action, state, context)
+}
 
 const created: EntityEvent = { _tag: "EntityCreated", fields }
 
-describe("entity decider", () => {
+describe("record decider (strategy)", () => {
   it("creates an absent entity", () => {
     assert.deepStrictEqual(when(given(), command({ _tag: "Put", fields })), Result.succeed([created]))
   })
@@ -42,8 +54,6 @@ describe("entity decider", () => {
     assert.deepStrictEqual(result, Result.succeed([{ _tag: "EntityUpdated", changes: { name: "prospecting", segmentIds: [] } }]))
     const state = given(created, { _tag: "EntityUpdated", changes: { name: "prospecting" } })
     assert.strictEqual(state.fields?.name, "prospecting")
-    assert.strictEqual(state.revision, 1)
-    assert.strictEqual(state.updatedAt, "2026-01-02T00:00:00.000Z")
   })
 
   it("rejects a patch whose result is invalid, naming the field", () => {
@@ -61,13 +71,13 @@ describe("entity decider", () => {
   })
 
   it("rejects a stale expected revision (If-Match) and names the actual one", () => {
-    const result = when(given(created), command({ _tag: "Patch", patch: { name: "x" } }, { expectedRevision: 3 }))
+    const result = when(given(created), command({ _tag: "Patch", patch: { name: "x" } }, { expectedRevision: 3 }), 0)
     assert.deepStrictEqual(Result.isFailure(result) ? result.failure._tag : "", "RevisionMismatch")
     assert.strictEqual(Result.isFailure(result) && result.failure._tag === "RevisionMismatch" ? result.failure.actual : -2, 0)
   })
 
   it("accepts the current expected revision", () => {
-    const result = when(given(created), command({ _tag: "Delete" }, { expectedRevision: 0 }))
+    const result = when(given(created), command({ _tag: "Delete" }, { expectedRevision: 0 }), 0)
     assert.deepStrictEqual(result, Result.succeed([{ _tag: "EntityDeleted" }]))
   })
 

@@ -1,0 +1,83 @@
+/**
+ * One memory budget, in bytes, for what all entity actors of the process keep between commands: each
+ * actor's folded state and the command ids it remembers. When the total passes the budget, the least
+ * recently used actors forget theirs (LRU across actors, not per actor); such an actor reads its
+ * entity again (kept snapshot, tail, recent command ids) at its next command. With 10,000 live actors
+ * a per-actor bound alone could reach gigabytes.
+ *
+ * Its functions are synchronous on purpose: the actors call them from their own bookkeeping, between
+ * two steps of a command, and an eviction only sets another actor's fields.
+ */
+import { Context, Effect, Layer } from "effect"
+
+/** One actor's share of the budget. */
+export interface MemoryShare {
+  /** Sets how many bytes this actor holds now and marks it most recently used; may evict others, never itself. */
+  readonly use: (bytes: number) => void
+  /** Gives the share back (the actor forgot its memory or stopped). */
+  readonly release: () => void
+}
+
+export class EntityMemory extends Context.Service<EntityMemory, {
+  /** A share for an actor; `evict` is called (once) when the budget takes it back. */
+  readonly register: (evict: () => void) => MemoryShare
+  /** bytes held by all shares now */
+  readonly bytes: Effect.Effect<number>
+  readonly budget: number
+}>()("tributary/EntityMemory") {}
+
+export const make = (budget: number): EntityMemory["Service"] => {
+  // A Map iterates in insertion order: re-inserting on use keeps the least recently used first.
+  const shares = new Map<number, { bytes: number; readonly evict: () => void }>()
+  let total = 0
+  let next = 0
+  const shrink = (keep: number) => {
+    for (const [key, share] of shares) {
+      if (total <= budget) return
+      if (key === keep) continue
+      shares.delete(key)
+      total -= share.bytes
+      share.evict()
+    }
+  }
+  return EntityMemory.of({
+    budget,
+    bytes: Effect.sync(() => total),
+    register: (evict) => {
+      const key = next++
+      return {
+        use: (bytes) => {
+          const share = shares.get(key)
+          if (share === undefined) {
+            shares.set(key, { bytes, evict })
+          } else {
+            shares.delete(key)
+            total -= share.bytes
+            share.bytes = bytes
+            shares.set(key, share)
+          }
+          total += bytes
+          shrink(key)
+        },
+        release: () => {
+          const share = shares.get(key)
+          if (share === undefined) return
+          shares.delete(key)
+          total -= share.bytes
+        }
+      }
+    }
+  })
+}
+
+/** The budget for the whole process (ENTITY_MEMORY_BYTES). */
+export const layer = (budgetBytes: number): Layer.Layer<EntityMemory> => Layer.sync(EntityMemory, () => make(budgetBytes))
+
+/** Roughly what a JSON-like value occupies in memory (UTF-16 text plus object overhead). */
+export const approximateBytes = (value: unknown): number => {
+  try {
+    return 64 + 2 * (JSON.stringify(value)?.length ?? 0)
+  } catch {
+    return 1_024
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * What an entity actor keeps between commands: the entity folded to its last revision, and what its
+ * recent commands did (by command id, least recently used first, at most `capacity`), with the bytes
+ * that takes (for the process's memory budget, EntityMemory).
+ */
+import type { EntityRejection } from "../../domain/entity.ts"
+import type { Outcome } from "../../domain/Decider.ts"
+import type { Folded } from "../../domain/fold.ts"
+import { approximateBytes } from "./EntityMemory.ts"
+
+/** What a command did: small, so many can be remembered; the state is re-read when needed. */
+export type Remembered = (
+  | { readonly _tag: "Accepted"; readonly outcome: Outcome | "unchanged"; readonly revision: number }
+  | { readonly _tag: "Rejected"; readonly error: EntityRejection }
+) & { readonly fingerprint: string | undefined }
+
+export interface Memory {
+  readonly folded: Folded
+  readonly setFolded: (folded: Folded) => void
+  readonly remember: (commandId: string, what: Remembered) => void
+  readonly recall: (commandId: string) => Remembered | undefined
+  /** Takes `older`'s commands as remembered before this one's (activation reads them afterwards). */
+  readonly rememberOlder: (older: Memory) => void
+  readonly entries: () => IterableIterator<[string, Remembered]>
+  readonly bytes: () => number
+}
+
+// A remembered command: its id, its answer's few fields, the Map entry.
+const entryBytes = (commandId: string, what: Remembered) => 160 + 2 * commandId.length + (what._tag === "Rejected" ? approximateBytes(what.error) : 0)
+
+export const newMemory = (start: Folded, capacity: number): Memory => {
+  let folded = start
+  let stateBytes: number | undefined
+  let recent = new Map<string, Remembered>()
+  let recentBytes = 0
+  const drop = (commandId: string) => {
+    const old = recent.get(commandId)
+    if (old === undefined) return
+    recent.delete(commandId)
+    recentBytes -= entryBytes(commandId, old)
+  }
+  const remember = (commandId: string, what: Remembered) => {
+    drop(commandId)
+    recent.set(commandId, what)
+    recentBytes += entryBytes(commandId, what)
+    if (recent.size > capacity) drop(recent.keys().next().value!)
+  }
+  const memory: Memory = {
+    get folded() {
+      return folded
+    },
+    setFolded: (next) => {
+      folded = next
+      stateBytes = undefined
+    },
+    remember,
+    recall: (commandId) => recent.get(commandId),
+    rememberOlder: (older) => {
+      const newer = recent
+      recent = new Map()
+      recentBytes = 0
+      for (const [commandId, what] of older.entries()) remember(commandId, what)
+      for (const [commandId, what] of newer) remember(commandId, what)
+    },
+    entries: () => recent.entries(),
+    // The state's size is measured once per change, when the budget asks.
+    bytes: () => (stateBytes ??= approximateBytes(folded.state)) + recentBytes
+  }
+  return memory
+}

@@ -1,0 +1,60 @@
+/**
+ * A decider as data (Emmett): how commands on one entity type become events, and events state.
+ * `decide` and `evolve` are pure; time, ids and looked-up values arrive inside the command (or its
+ * envelope, `DecideContext`), so deciding again after a conflict gives the same answer. The
+ * platform's generic parts (entity actor, relay, read model, routes) run any registered decider:
+ * adding an entity type is one file in domain/entities/ and one line in domain/entities/index.ts.
+ */
+import type { Result, Schema } from "effect"
+import type { EntityRejection, ParentLookup } from "./entity.ts"
+
+/** What an accepted command did, as the command reply and HTTP status say it. */
+export type Outcome = "created" | "updated" | "deleted"
+
+/** What the envelope adds to a command: which entity, and what the sender looked up. */
+export interface DecideContext {
+  readonly entityType: string
+  readonly entityId: string
+  readonly parent?: typeof ParentLookup.Type | undefined
+}
+
+export interface Decider<Command extends { readonly _tag: string }, Event extends { readonly _tag: string }, State> {
+  /** the entity type: subjects, stream names and routes use it (no "-" or "."). */
+  readonly type: string
+  /** how ids of this type are written (DESIGN.md: each type declares its id schema) */
+  readonly id: Schema.Codec<string, unknown>
+  /** the commands (tagged) the bus carries as the envelope's `action` */
+  readonly command: Schema.Codec<Command, unknown>
+  /** the events (tagged); stored as `type` = tag and `data` = the rest */
+  readonly event: Schema.Codec<Event, unknown>
+  /** the state, as kept snapshots store it */
+  readonly state: Schema.Codec<State, unknown>
+  readonly initialState: () => State
+  /** The events a command causes (none when it changes nothing), or why not. */
+  readonly decide: (command: Command, state: State, context: DecideContext) => Result.Result<ReadonlyArray<Event>, EntityRejection>
+  readonly evolve: (state: State, event: Event) => State
+  /** The state as snapshots and answers show it; null while the entity does not exist (not yet, or deleted). */
+  readonly toJson: (state: State) => Schema.JsonObject | null
+  /** Whether the entity was deleted (snapshots say `deleted: true`); default never. */
+  readonly isDeleted?: (state: State) => boolean
+  /** The outcome an event stands for; default "created" at revision 0, "updated" after. */
+  readonly outcomes?: Partial<Record<Event["_tag"], Outcome>>
+  /**
+   * The rejection of a command whose If-Match revision is stale; default RevisionMismatch. (A record
+   * answers "not found" to a patch of an entity that does not exist, whatever the revision.)
+   */
+  readonly staleRevision?: (command: Command, state: State, context: DecideContext) => EntityRejection | undefined
+  /** keep a point-in-time snapshot every N revisions; default SNAPSHOT_EVERY */
+  readonly snapshotEvery?: number
+  /** whether states go to SNAPSHOTS; false for types with tens of millions of ids (history only) */
+  readonly publishesSnapshots: boolean
+  /** When the entity wants to be woken (epoch ms), as a `Wake` command (domain/wake.ts); none by default. */
+  readonly wakeAt?: (state: State) => number | undefined
+}
+
+/** A decider of any commands, events and state: what the registry holds. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyDecider = Decider<any, any, any>
+
+/** Declares a decider; the identity, there for type inference. */
+export const decider = <C extends { readonly _tag: string }, E extends { readonly _tag: string }, S>(spec: Decider<C, E, S>): Decider<C, E, S> => spec
