@@ -40,6 +40,8 @@ const MAX_ATTEMPTS = 5
 export interface EntityBehaviorOptions {
   /** the shard count (SHARDS), for the entity's reminder; default domain/shards.ts's */
   readonly shards?: number
+  /** command ids remembered per entity; default RECENT_COMMANDS */
+  readonly recentCommands?: number
 }
 
 const metadataOf = Schema.decodeUnknownOption(EventMetadata)
@@ -70,6 +72,7 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
     const reminder: EntityReminder = yield* entityReminder(kind, id, options.shards)
     const decider = kind.decider
     const type = kind.type
+    const recentCommands = options.recentCommands ?? RECENT_COMMANDS
 
     // What the actor keeps between commands; undefined once the memory budget took it back.
     let memory: Memory | undefined
@@ -127,13 +130,13 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
     /** Activation: the newest kept snapshot, the events after it, and the command ids of the last events. */
     const load = Effect.gen(function*() {
       const start = yield* keptAtOrBefore()
-      const loaded = newMemory(Option.getOrElse(start, kind.initial), RECENT_COMMANDS)
+      const loaded = newMemory(Option.getOrElse(start, kind.initial), recentCommands)
       const from = loaded.folded.revision
       const tail = yield* catchUp(loaded)
-      if (from >= 0 && tail < RECENT_COMMANDS) {
+      if (from >= 0 && tail < recentCommands) {
         // Bounded: the ids of commands applied before the snapshot, read backwards from it.
-        const before = yield* store.readStream(stream, { direction: "backwards", fromRevision: from, maxCount: RECENT_COMMANDS - tail })
-        const older = newMemory(loaded.folded, RECENT_COMMANDS)
+        const before = yield* store.readStream(stream, { direction: "backwards", fromRevision: from, maxCount: recentCommands - tail })
+        const older = newMemory(loaded.folded, recentCommands)
         for (const event of before.toReversed()) rememberEvent(older, event)
         loaded.rememberOlder(older)
       }
