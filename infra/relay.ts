@@ -1,7 +1,8 @@
 /**
  * The history relay: tails the event store's global order from a durable checkpoint and publishes
  * every event to HISTORY (`history.<type>.<id>`) in commit order, then each touched entity's new state
- * to SNAPSHOTS (`snapshot.<type>.<id>`). The event store stays the source of truth; JetStream is derived.
+ * to SNAPSHOTS (`snapshot.<type>.<id>`), for the entity types whose decider publishes snapshots (folded
+ * with that decider). The event store stays the source of truth; JetStream is derived.
  *
  * Exactly once in HISTORY, in order, across crashes:
  * - a batch is published on one connection without waiting in between (order is kept by the

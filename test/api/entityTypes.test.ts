@@ -79,6 +79,16 @@ layer(layerTestPlatform({ SNAPSHOT_EVERY: "100" }, { deciders: [...deciders, led
         assert.deepStrictEqual(listed.json().items[0].state, { balance: 6, heldUntil: null })
       }))
 
+    describe("projections", () => {
+      it.effect("rebuild by name (404 problem+json for an unknown one), and each projection's lag in /metrics", () =>
+        Effect.gen(function*() {
+          assertProblem(yield* request({ method: "POST", url: "/v1/admin/projections/nope/rebuild" }), 404, "not-found")
+          assert.strictEqual((yield* request({ method: "POST", url: "/v1/admin/projections/entities/rebuild" })).statusCode, 202)
+          const metrics = yield* eventually(request({ method: "GET", url: "/metrics", key: null }), (res) => res.body.includes("tributary_projection_lag_events"))
+          assert.match(metrics.body, /tributary_projection_lag_events\{[^}]*projection="entities"[^}]*\} \d+/)
+        }))
+    })
+
     describe("OpenAPI", () => {
       it.effect("documents the command route's body from the decider's command schema", () =>
         Effect.gen(function*() {
