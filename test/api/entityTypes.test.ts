@@ -1,5 +1,6 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect } from "effect"
+import { EntityMemory } from "../../actors/entity/EntityMemory.ts"
 import { deciders } from "../../domain/entities/index.ts"
 import { StreamNames } from "../../domain/subjects.ts"
 import { assertInvalid, assertProblem, createKey, eventually, request } from "../fixtures/http.ts"
@@ -11,7 +12,7 @@ const command = (type: string, id: string, body: unknown, headers: Record<string
   request({ method: "POST", url: `/v1/entities/${type}/${id}/commands`, body, headers })
 
 // The built-in types plus two ledgers: the platform takes its entity types as configuration.
-layer(layerTestPlatform({ SNAPSHOT_EVERY: "100" }, { deciders: [...deciders, ledger, quietLedger] }), { excludeTestServices: true, timeout: 60_000 })(
+layer(layerTestPlatform({ SNAPSHOT_EVERY: "100", ENTITY_MEMORY_BYTES: "50000" }, { deciders: [...deciders, ledger, quietLedger] }), { excludeTestServices: true, timeout: 60_000 })(
   "an entity type added by configuration",
   (it) => {
     it.effect("goes through the bus and its actor: created, applied, refused by its own rules", () =>
@@ -77,6 +78,15 @@ layer(layerTestPlatform({ SNAPSHOT_EVERY: "100" }, { deciders: [...deciders, led
 
         const listed = yield* eventually(request({ method: "GET", url: "/v1/entities/quiet_ledger" }), (res) => res.json().items?.length === 1)
         assert.deepStrictEqual(listed.json().items[0].state, { balance: 6, heldUntil: null })
+      }))
+
+    it.effect("counts what its actors keep against the process's ENTITY_MEMORY_BYTES", () =>
+      Effect.gen(function*() {
+        for (let i = 0; i < 5; i++) assert.isBelow((yield* command("ledger", `mem-${i}`, { _tag: "Deposit", amount: 1 })).statusCode, 300)
+        const memory = yield* EntityMemory
+        assert.strictEqual(memory.budget, 50_000)
+        assert.isAbove(yield* memory.bytes, 0)
+        assert.isAtMost(yield* memory.bytes, 50_000)
       }))
 
     describe("projections", () => {
