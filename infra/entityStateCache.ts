@@ -1,9 +1,11 @@
 /**
  * The relay's bounded memory of each entity's latest state, so a snapshot costs one `evolve` instead
  * of a stream read. A miss, or an event that does not follow the cached revision, folds the entity's
- * stream from the event store up to that event. Only types that publish SNAPSHOTS are folded at all.
+ * stream from the event store up to that event, starting at the newest kept snapshot at or before it
+ * when the process keeps them (KeptSnapshots). Only types that publish SNAPSHOTS are folded at all.
  */
 import { Effect, Option } from "effect"
+import type { KeptSnapshots } from "../domain/KeptSnapshots.ts"
 import type { DeciderRegistry } from "../domain/DeciderRegistry.ts"
 import type { EntityKind } from "../domain/EntityKind.ts"
 import type { EventEnvelope } from "../domain/envelope.ts"
@@ -30,7 +32,12 @@ const fold = (kind: EntityKind, events: ReadonlyArray<StoredEvent>, start: Folde
   }
 }
 
-export const makeEntityStateCache = (store: EventStore["Service"], registry: DeciderRegistry, capacity: number): EntityStateCache => {
+export const makeEntityStateCache = (
+  store: EventStore["Service"],
+  registry: DeciderRegistry,
+  capacity: number,
+  kept: Option.Option<KeptSnapshots["Service"]> = Option.none()
+): EntityStateCache => {
   // A Map iterates in insertion order: re-inserting on use keeps the least recently used first.
   const states = new Map<string, Folded>()
   const remember = (stream: string, state: Folded) => {
@@ -49,9 +56,16 @@ export const makeEntityStateCache = (store: EventStore["Service"], registry: Dec
         ? Effect.succeed(Option.some(cached))
         : cached !== undefined && cached.revision === event.revision - 1
         ? Effect.succeed(fold(kind, [event], cached))
-        : store.readStream(stream, { fromRevision: 0, maxCount: event.revision + 1 }).pipe(
-          Effect.map((events) => fold(kind, events.filter((e) => e.revision <= event.revision), kind.initial()))
-        )
+        : Effect.gen(function*() {
+          const start = Option.isNone(kept) ? Option.none() : Option.flatMap(
+            yield* kept.value.atOrBefore(event.entityType, event.entityId, event.revision).pipe(Effect.orElseSucceed(() => Option.none())),
+            kind.fromKept
+          )
+          const from = Option.getOrElse(start, kind.initial)
+          if (from.revision === event.revision) return Option.some(from)
+          const events = yield* store.readStream(stream, { fromRevision: from.revision + 1, maxCount: event.revision - from.revision })
+          return fold(kind, events.filter((e) => e.revision <= event.revision), from)
+        })
       return folded.pipe(
         Effect.tap((state) => Effect.sync(() => Option.isSome(state) ? remember(stream, state.value) : void states.delete(stream))),
         Effect.map(Option.map((state) => kind.snapshot(event.entityId, state)))

@@ -26,6 +26,7 @@ import type { RecordedEvent } from "../domain/EventStore.ts"
 import { toEnvelope } from "../domain/envelope.ts"
 import type { EventEnvelope } from "../domain/envelope.ts"
 import { Deciders } from "../domain/DeciderRegistry.ts"
+import { KeptSnapshots } from "../domain/KeptSnapshots.ts"
 import type { EntitySnapshot } from "../domain/snapshot.ts"
 import { historySubject, snapshotSubject, StreamNames } from "../domain/subjects.ts"
 import { makeEntityStateCache } from "./entityStateCache.ts"
@@ -159,7 +160,7 @@ const relayOnce = (options: RelayOptions) =>
   Effect.gen(function*() {
     const store = yield* EventStore
     const checkpoint = yield* openRelayCheckpoint(options.name ?? "history")
-    const cache = makeEntityStateCache(store, yield* Deciders, options.cacheSize ?? 10_000)
+    const cache = makeEntityStateCache(store, yield* Deciders, options.cacheSize ?? 10_000, yield* Effect.serviceOption(KeptSnapshots))
     const tail = yield* historyTail
     let lastSeq = tail.lastSeq
     const published = tail.position

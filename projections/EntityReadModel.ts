@@ -1,8 +1,8 @@
 /**
  * The entity read model, as queries see it: the current state of every entity (listable by type with
  * a cursor) and, every `snapshotEvery` revisions, a kept snapshot so that point-in-time reads start near
- * their target instead of at revision 0. The `entities` projection (projections/entities.ts, stored by
- * infra/readmodel/) writes it. Declared here; stored by infra/readmodel/sqlite.ts.
+ * their target instead of at revision 0. The `entities` projection (declared as data in
+ * infra/readmodel/entities.ts, its pure part in projections/projectEntity.ts) writes it. Declared here; stored by infra/readmodel/sqlite.ts.
  */
 import { Context } from "effect"
 import type { Effect, Option } from "effect"
