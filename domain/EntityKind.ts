@@ -33,11 +33,19 @@ export interface EntityKind {
   readonly outcomeOf: (eventType: string, revision: number) => Outcome
 }
 
+type TaggedStructLike = { readonly fields?: { readonly _tag?: { readonly schema?: { readonly literal?: unknown } } } }
+
+/** The tags an event schema declares: a union of tagged structs, or one. */
+const tagsOf = (schema: unknown): ReadonlyArray<string> => {
+  const members = (schema as { readonly members?: ReadonlyArray<TaggedStructLike> }).members ?? [schema as TaggedStructLike]
+  return members.flatMap((member) => {
+    const tag = member.fields?._tag?.schema?.literal
+    return typeof tag === "string" ? [tag] : []
+  })
+}
+
 export const makeEntityKind = (decider: AnyDecider): EntityKind => {
-  const eventTypes: ReadonlySet<string> = new Set(
-    (decider.event as unknown as { readonly members?: ReadonlyArray<{ readonly fields: { readonly _tag: { readonly schema: { readonly literal: string } } } }> })
-      .members?.map((member) => member.fields._tag.schema.literal) ?? []
-  )
+  const eventTypes: ReadonlySet<string> = new Set(tagsOf(decider.event))
   const decodeEventResult = Schema.decodeUnknownResult(decider.event)
   const encodeEvent = Schema.encodeSync(decider.event)
   const encodeState = Schema.encodeSync(decider.state)

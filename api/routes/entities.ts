@@ -95,7 +95,7 @@ export const entityRoutes = (options: EntityRoutesOptions): ReadonlyArray<AnyRou
     principal: Principal,
     headers: typeof CommandHeaders.Type,
     action: Schema.Json,
-    parent?: Effect.Effect<{ readonly id: string; readonly exists: boolean } | undefined, unknown, CommandBus | EntityReadModel | EventStore>
+    parent?: ReturnType<typeof lookupParent>
   ) =>
     Effect.gen(function*() {
       if (inFlight >= maxInFlight) return yield* new Overloaded({ detail: `${inFlight} commands in flight`, retryAfterSeconds: 1 })

@@ -5,7 +5,7 @@
  * An update records only what changed, as a merge patch.
  */
 import { Result, Schema } from "effect"
-import { decider, type Decider } from "../Decider.ts"
+import { type AnyDecider, decider, type Decider } from "../Decider.ts"
 import { EntityNotFound, type EntityRejection, InvalidEntity, ParentNotFound } from "../entity.ts"
 import { applyMergePatch, diffMergePatch } from "../mergePatch.ts"
 import { validate } from "../validation.ts"
@@ -39,7 +39,7 @@ export interface RecordDecider extends Decider<RecordCommand, RecordEvent, Recor
 }
 
 /** Whether a decider is a record's (the API gives it PUT, PATCH and DELETE). */
-export const isRecordDecider = (d: Decider<never, never, never> | { readonly type: string }): d is RecordDecider => "fields" in d
+export const isRecordDecider = (d: AnyDecider): d is RecordDecider => "fields" in d
 
 /** A record entity type: its id schema, its fields' schema, and its parent field if any. */
 export const recordDecider = (definition: {
