@@ -15,7 +15,7 @@
  * provided): evicted, it forgets, and reads the entity again at its next command. When its decider
  * declares `wakeAt`, it keeps the entity's reminder (Reminders, when provided) in line with the state.
  */
-import { Effect, Option, Schema } from "effect"
+import { Effect, Metric, Option, Schema } from "effect"
 import type { Behavior } from "../runtime/Actor.ts"
 import type { CommandReply, IncomingCommand } from "../../domain/CommandBus.ts"
 import { Deciders } from "../../domain/DeciderRegistry.ts"
@@ -25,7 +25,7 @@ import { EventMetadata } from "../../domain/envelope.ts"
 import { EventStore, type EventData } from "../../domain/EventStore.ts"
 import { KeptSnapshots } from "../../domain/KeptSnapshots.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
-import { EntityMemory } from "./EntityMemory.ts"
+import { EntityMemory, memoryBytes } from "./EntityMemory.ts"
 import { type EntityReminder, entityReminder } from "./entityReminder.ts"
 import { type Memory, type Remembered, newMemory } from "./memory.ts"
 
@@ -241,6 +241,7 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
             busy = false
             account()
           })),
+        Effect.tap(() => Option.isNone(budget) ? Effect.void : Effect.flatMap(budget.value.bytes, (bytes) => Metric.update(memoryBytes, bytes))),
         Effect.flatMap(message.reply)
       )
 

@@ -8,7 +8,11 @@
  * Its functions are synchronous on purpose: the actors call them from their own bookkeeping, between
  * two steps of a command, and an eviction only sets another actor's fields.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Metric } from "effect"
+
+export const memoryBytes = Metric.gauge("tributary_entity_memory_bytes", {
+  description: "bytes the entity actors of this process keep between commands (bounded by ENTITY_MEMORY_BYTES)"
+})
 
 /** One actor's share of the budget. */
 export interface MemoryShare {

@@ -96,6 +96,7 @@ layer(layerTestPlatform({ SNAPSHOT_EVERY: "100", ENTITY_MEMORY_BYTES: "50000" },
           assert.strictEqual((yield* request({ method: "POST", url: "/v1/admin/projections/entities/rebuild" })).statusCode, 202)
           const metrics = yield* eventually(request({ method: "GET", url: "/metrics", key: null }), (res) => res.body.includes("tributary_projection_lag_events"))
           assert.match(metrics.body, /tributary_projection_lag_events\{[^}]*projection="entities"[^}]*\} \d+/)
+          assert.match(metrics.body, /tributary_entity_memory_bytes \d+/)
         }))
     })
 
