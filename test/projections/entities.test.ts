@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { join } from "node:path"
+import { DatabaseSync } from "node:sqlite"
 import { Effect, Layer, Option, Schedule } from "effect"
 import { Deciders } from "../../domain/DeciderRegistry.ts"
 import { streamName } from "../../domain/envelope.ts"
@@ -120,6 +121,27 @@ describe("entity read model (the entities projection)", () => {
           assert.deepStrictEqual(Option.getOrThrow(read).state, kind.decider.toJson(replayed.state))
         }
         assert.isTrue(Option.isNone(yield* getEntity("strategy", "5", "2000-01-01T00:00:00.000Z")))
+      }).pipe(Effect.provide(readSide(dir)))
+    }))
+
+  it.live("starts over from the whole history when its file has the older layout (rows without the decider's state)", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("projection")
+      yield* Effect.gen(function*() {
+        yield* appendEntityEvents({ type: "advertiser", id: "1" }, 3)
+      }).pipe(Effect.provide(eventStore({ path: join(dir, "events.db") })))
+      // what the previous version left: its tables and a checkpoint claiming everything was applied
+      const old = new DatabaseSync(join(dir, "readmodel.db"))
+      old.exec(`CREATE TABLE entities (type TEXT NOT NULL, id TEXT NOT NULL, revision INTEGER NOT NULL, position INTEGER NOT NULL,
+        deleted INTEGER NOT NULL, state TEXT, created_at TEXT, updated_at TEXT, PRIMARY KEY (type, id)) WITHOUT ROWID;
+        CREATE TABLE checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
+        INSERT INTO checkpoints VALUES ('entities', 3);`)
+      old.close()
+      yield* Effect.gen(function*() {
+        yield* caughtUp
+        const row = yield* (yield* EntityReadModel).get("advertiser", "1")
+        assert.strictEqual(Option.getOrThrow(row).revision, 2)
+        assert.deepStrictEqual(Option.getOrThrow(row).state, { name: "advertiser 1", n: 2 })
       }).pipe(Effect.provide(readSide(dir)))
     }))
 })
