@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { join } from "node:path"
-import { Deferred, Effect, Layer, Option } from "effect"
+import { Deferred, Effect, Fiber, Layer, Option, Stream } from "effect"
+import { TestClock } from "effect/testing"
 import { entityBehavior, type EntityMessage } from "../../../actors/entity/EntityActor.ts"
 import * as ActorRegistry from "../../../actors/runtime/ActorRegistry.ts"
 import type { CommandReply } from "../../../domain/CommandBus.ts"
@@ -10,14 +11,21 @@ import { EventStore } from "../../../domain/EventStore.ts"
 import { Reminders } from "../../../domain/Reminders.ts"
 import { shardOf } from "../../../domain/shards.ts"
 import { wakeCommand } from "../../../domain/wake.ts"
+import { runReminders } from "../../../actors/runtime/ReminderScheduler.ts"
 import { layerSqlite } from "../../../infra/eventstore/sqlite.ts"
+import { layerSqlite as remindersSqlite } from "../../../infra/reminders/sqlite.ts"
 import { ledger } from "../../fixtures/ledger.ts"
-import { layerMemoryReminders } from "../../fixtures/memoryReminders.ts"
 import { tempDir } from "../../fixtures/tempDir.ts"
 
 const SHARDS = 8
-const store = Layer.unwrap(Effect.map(tempDir("reminders"), (dir) => layerSqlite({ path: join(dir, "events.db") })))
-const services = Layer.mergeAll(store, layerMemoryReminders(), Layer.succeed(Deciders, makeRegistry([ledger])))
+/** A real event store and reminder store (SQLite files), fresh for each test. */
+const services = () =>
+  Layer.unwrap(Effect.map(tempDir("reminders"), (dir) =>
+    Layer.mergeAll(
+      layerSqlite({ path: join(dir, "events.db") }),
+      remindersSqlite({ path: join(dir, "reminders.db") }),
+      Layer.succeed(Deciders, makeRegistry([ledger]))
+    )))
 const actors = ActorRegistry.make({ kind: "wake-test", behavior: (stream: string) => entityBehavior(stream, { shards: SHARDS }), mailboxCapacity: 8, idleTimeout: "1 hour" })
 
 let n = 0
@@ -49,7 +57,7 @@ describe("entity reminders (wakeAt)", () => {
         const events = yield* (yield* EventStore).readStream("ledger-acct")
         assert.deepStrictEqual(events.map((e) => e.type), ["Deposited", "HoldPlaced", "HoldReleased"])
       }))
-    }).pipe(Effect.provide(services)))
+    }).pipe(Effect.provide(services())))
 
   it.live("on activation, sets again a reminder the state asks for (a crash between commit and reminder)", () =>
     Effect.gen(function*() {
@@ -58,5 +66,29 @@ describe("entity reminders (wakeAt)", () => {
       yield* reminders.cancel("ledger", "acct")
       yield* Effect.scoped(Effect.flatMap(actors, (registry) => ask(registry, command({ _tag: "Deposit", amount: 1 }))))
       assert.deepStrictEqual(yield* reminders.next([shard]), Option.some(9_000))
-    }).pipe(Effect.provide(services)))
+    }).pipe(Effect.provide(services())))
+
+  it.effect("a hold's reminder, fired by the scheduler at its instant (TestClock), wakes the entity in its command order", () =>
+    Effect.gen(function*() {
+      const registry = yield* actors
+      const reminders = yield* Reminders
+      yield* ask(registry, command({ _tag: "Deposit", amount: 10 }))
+      yield* ask(registry, command({ _tag: "Hold", until: 60_000 }))
+      const fired: Array<CommandReply> = []
+      const scheduler = yield* runReminders({
+        shards: Stream.make([shard]),
+        fire: (reminder) => Effect.map(ask(registry, wakeCommand(reminder)), (reply) => void fired.push(reply))
+      }).pipe(Effect.forkChild)
+      yield* TestClock.adjust("59 seconds")
+      assert.deepStrictEqual(fired, [])
+      const refused = yield* ask(registry, command({ _tag: "Withdraw", amount: 1 }))
+      assert.strictEqual(refused._tag === "Rejected" ? refused.error._tag : refused._tag, "CommandRefused")
+      yield* TestClock.adjust("1 second")
+      for (let i = 0; i < 1_000 && fired.length === 0; i++) yield* Effect.yieldNow
+      assert.deepStrictEqual(fired.map((r) => r._tag === "Accepted" ? r.entity.state : r), [{ balance: 10, heldUntil: null }])
+      assert.isTrue(Option.isNone(yield* reminders.next([shard])))
+      const withdrawn = yield* ask(registry, command({ _tag: "Withdraw", amount: 1 }))
+      assert.strictEqual(withdrawn._tag, "Accepted")
+      yield* Fiber.interrupt(scheduler)
+    }).pipe(Effect.provide(services())))
 })
