@@ -8,7 +8,8 @@ import { createHash } from "node:crypto"
 import { Effect, Option, Schema, SchemaGetter } from "effect"
 import { CommandBus } from "../../domain/CommandBus.ts"
 import type { EntityKind } from "../../domain/EntityKind.ts"
-import type { DeciderRegistry } from "../../domain/DeciderRegistry.ts"
+import { type DeciderRegistry, makeRegistry } from "../../domain/DeciderRegistry.ts"
+import { deciders } from "../../domain/entities/index.ts"
 import { isRecordDecider, type RecordDecider } from "../../domain/entities/record.ts"
 import type { EntityCommand } from "../../domain/entity.ts"
 import { EventEnvelope } from "../../domain/envelope.ts"
@@ -66,13 +67,13 @@ const commandProblems = {
 } as const
 
 export interface EntityRoutesOptions {
-  /** the entity types: one set of routes each */
-  readonly registry: DeciderRegistry
+  /** the entity types: one set of routes each; default the built-in ones */
+  readonly registry?: DeciderRegistry
   /** commands in flight at once in this process before answering 503 */
   readonly maxInFlight?: number
 }
 
-export const entityRoutes = (options: EntityRoutesOptions): ReadonlyArray<AnyRoute<CommandBus | EntityReadModel | EventStore>> => {
+export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<AnyRoute<CommandBus | EntityReadModel | EventStore>> => {
   const maxInFlight = options.maxInFlight ?? 2_048
   let inFlight = 0
 
@@ -177,7 +178,7 @@ export const entityRoutes = (options: EntityRoutesOptions): ReadonlyArray<AnyRou
     })
   }
 
-  return options.registry.kinds.flatMap((kind) => {
+  return (options.registry ?? makeRegistry(deciders)).kinds.flatMap((kind) => {
     const definition = kind.decider
     const type = kind.type
     const id = definition.id as Schema.Codec<string>
