@@ -1,5 +1,6 @@
 /** The platform's configuration: environment variables read through Effect Config (all listed in README). */
 import { Config, Duration, Schema, SchemaGetter } from "effect"
+import { defaultShards } from "../domain/shards.ts"
 
 const intAtLeast = (minimum: number, name: string) =>
   Config.schema(Schema.FiniteFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(minimum)), name)
@@ -55,6 +56,8 @@ export const PlatformConfig = Config.all({
   maxInFlightCommands: intAtLeast(0, "MAX_INFLIGHT_COMMANDS").pipe(Config.withDefault(2_048)),
   /** how long an HTTP command waits for its entity's answer (504 after) */
   commandTimeout: Config.Duration("COMMAND_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
+  /** shards commands are spread over; every process of one platform must use the same number */
+  shards: intAtLeast(1, "SHARDS").pipe(Config.withDefault(defaultShards)),
   /** bounded mailbox of each entity actor */
   entityMailboxSize: intAtLeast(1, "ENTITY_MAILBOX_SIZE").pipe(Config.withDefault(64)),
   /** live entity actors kept per process; beyond it the least recently used idle one is passivated */

@@ -1,9 +1,10 @@
 /**
- * The platform, wired: NATS (embedded nats-server unless NATS_URL), the event store (SQLite unless
- * EVENTSTORE_URL), JetStream topology, command bus, entity actors, history relay, entity read model
- * and the HTTP API. Layers release in reverse: HTTP stops accepting and finishes its requests, the
- * actors stop pulling and drain their mailboxes, the relay and projection stop, NATS drains, and
- * the nats-server this process started stops.
+ * The platform, wired: NATS (embedded nats-server unless NATS_URL, shared by every process on the
+ * same DATA_DIR), the event store (SQLite unless EVENTSTORE_URL), JetStream topology, cluster
+ * membership, command bus, entity shards, history relay, entity read model and the HTTP API. Layers
+ * release in reverse: HTTP stops accepting and finishes its requests, the shards stop pulling, drain
+ * their actors and give their leases back, the relay and projection stop, the process leaves the
+ * cluster, NATS drains, and the embedded nats-server stops if no other process still uses it.
  */
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
@@ -11,6 +12,7 @@ import { join } from "node:path"
 import type { FastifyInstance } from "fastify"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import * as EntityMemory from "../actors/entity/EntityMemory.ts"
+import type { Cluster } from "../domain/Cluster.ts"
 import { runEntityActors } from "../actors/entity/runEntityActors.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
 import type { CommandBus } from "../domain/CommandBus.ts"
@@ -24,7 +26,9 @@ import { layerKurrent } from "../infra/eventstore/kurrent.ts"
 import { layerSqlite as eventStoreSqlite } from "../infra/eventstore/sqlite.ts"
 import { layerJetStream } from "../infra/nats/commandBus.ts"
 import { Nats, tryNats } from "../infra/nats/Nats.ts"
-import { defaultConfigFile, type NatsCredentials, NatsUsers, startNatsServer } from "../infra/nats/NatsServer.ts"
+import { layerCluster } from "../infra/nats/cluster.ts"
+import { defaultConfigFile, type NatsCredentials, NatsUsers } from "../infra/nats/NatsServer.ts"
+import { joinOrStartNatsServer } from "../infra/nats/SharedNatsServer.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
 import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
 import { layerRelay } from "../infra/relay.ts"
@@ -33,6 +37,7 @@ import { buildApp } from "./app.ts"
 import { AdminApiKey } from "./auth.ts"
 import type { PlatformConfig } from "./config.ts"
 import { adminRoutes } from "./routes/admin.ts"
+import { clusterRoutes } from "./routes/cluster.ts"
 import { entityRoutes } from "./routes/entities.ts"
 import { historyRoutes } from "./routes/history.ts"
 import { opsRoutes } from "./routes/ops.ts"
@@ -52,15 +57,30 @@ export class NatsAccess extends Context.Service<NatsAccess, {
 
 const secret = () => randomBytes(24).toString("base64url")
 
-/** The reader's password: configured, or generated once and kept in DATA_DIR so consumers can rely on it. */
-const readerPassword = (config: PlatformConfig) => {
-  if (Option.isSome(config.natsReaderPassword)) return Redacted.value(config.natsReaderPassword.value)
-  const file = join(config.dataDir, "nats-reader.password")
-  if (!existsSync(file)) writeFileSync(file, secret(), { mode: 0o600 })
+/** A password generated once into DATA_DIR (0600), so every process on this DATA_DIR and every restart agree on it. */
+const keptSecret = (config: PlatformConfig, name: string) => {
+  const file = join(config.dataDir, name)
+  // "wx": of two processes starting at once, one writes it and the other reads that one
+  if (!existsSync(file)) {
+    try {
+      writeFileSync(file, secret(), { mode: 0o600, flag: "wx" })
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
+    }
+  }
   return readFileSync(file, "utf8").trim()
 }
 
-const natsLayer = (config: PlatformConfig) => {
+/** The reader's password: configured, or generated once and kept in DATA_DIR so consumers can rely on it. */
+const readerPassword = (config: PlatformConfig) =>
+  Option.isSome(config.natsReaderPassword) ? Redacted.value(config.natsReaderPassword.value) : keptSecret(config, "nats-reader.password")
+
+/** Whether this process was the last live one to leave: then it stops the embedded nats-server. */
+interface BusUse {
+  lastOut: boolean
+}
+
+const natsLayer = (config: PlatformConfig, use: BusUse) => {
   const access = Option.isSome(config.natsUrl)
     ? Layer.succeed(NatsAccess, {
       url: config.natsUrl.value,
@@ -70,14 +90,20 @@ const natsLayer = (config: PlatformConfig) => {
       reader: undefined
     })
     : Layer.effect(NatsAccess, Effect.gen(function*() {
-      const passwords = { platform: secret(), reader: readerPassword(config) }
-      const server = yield* startNatsServer({
+      const passwords = { platform: keptSecret(config, "nats-platform.password"), reader: readerPassword(config) }
+      const server = yield* joinOrStartNatsServer({
         configFile: defaultConfigFile,
         port: config.natsPort,
         storeDir: join(config.dataDir, "nats"),
         pidFile: join(config.dataDir, "nats-server.pid"),
+        logFile: join(config.dataDir, "nats-server.log"),
         passwords
       })
+      // Released after the NATS connection drained; the cluster layer said whether others still use it.
+      yield* Effect.addFinalizer(() =>
+        use.lastOut
+          ? Effect.logInfo("last process out: stopping the nats-server").pipe(Effect.andThen(server.stop))
+          : Effect.logInfo("leaving the nats-server running for the other processes", { pid: server.pid }))
       return {
         url: server.url,
         platform: { user: NatsUsers.platform, password: passwords.platform },
@@ -86,12 +112,12 @@ const natsLayer = (config: PlatformConfig) => {
     }))
   return Layer.unwrap(Effect.gen(function*() {
     const { url, platform } = yield* NatsAccess
-    return Nats.layer({ url, name: "tributary", credentials: platform })
+    return Nats.layer({ url, name: `tributary-${process.pid}`, credentials: platform })
   })).pipe(Layer.provideMerge(access))
 }
 
 /** What the HTTP routes may use. */
-type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey
+type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -108,7 +134,8 @@ const httpLayer = (config: PlatformConfig) =>
       ...opsRoutes({ nats: tryNats("flush", () => connection.flush()), eventStore: store.headPosition }),
       ...entityRoutes({ registry: yield* Deciders, maxInFlight: config.maxInFlightCommands }),
       ...historyRoutes,
-      ...adminRoutes
+      ...adminRoutes,
+      ...clusterRoutes
     ]
     const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), bodyLimit: config.bodyLimit, rateLimit: config.rateLimit }))
     const url = yield* Effect.acquireRelease(
@@ -127,8 +154,9 @@ export interface PlatformOptions {
 export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => {
   mkdirSync(config.dataDir, { recursive: true })
   const deciders = options.deciders === undefined ? Layer.empty : Layer.succeed(Deciders, makeRegistry(options.deciders))
+  const use: BusUse = { lastOut: false }
   const stores = Layer.mergeAll(
-    natsLayer(config),
+    natsLayer(config, use),
     eventStoreLayer(config),
     ReadModelSqlite.layerSqlite({ path: join(config.dataDir, "readmodel.db"), snapshotEvery: config.snapshotEvery }).pipe(Layer.provide(deciders)),
     EntityMemory.layer(config.entityMemoryBytes),
@@ -137,15 +165,19 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
   const topology = Layer.effectDiscard(ensureTopology({ historyMaxAge: config.historyRetention }))
-  const bus = layerJetStream({ maxInFlight: config.maxInFlightCommands, defaultTimeout: config.commandTimeout })
+  const bus = Layer.merge(
+    layerJetStream({ shards: config.shards, maxInFlight: config.maxInFlightCommands, defaultTimeout: config.commandTimeout }),
+    layerCluster({ whenLastOut: Effect.sync(() => void (use.lastOut = true)) })
+  )
   const workers = Layer.mergeAll(
     layerRelay({}),
     ProjectionRunner.layer,
-    Layer.effectDiscard(Effect.forkScoped(runEntityActors({
+    // Built once this process took the free shards it should own: HTTP starts after that.
+    Layer.effectDiscard(runEntityActors({
       mailboxCapacity: config.entityMailboxSize,
       idleTimeout: config.entityIdleTimeout,
       maxActors: config.entityMaxActors
-    })))
+    }))
   )
   return httpLayer(config).pipe(
     Layer.provideMerge(workers),

@@ -1,7 +1,7 @@
 /**
  * The command bus: how a command reaches the single writer of its entity and how the answer comes
  * back. Declared here; implemented on JetStream in infra/nats/commandBus.ts (stream CMD, subjects
- * `cmd.<type>.<id>`, a work queue: a command is acknowledged only once its entity has answered).
+ * `cmd.<type>.<shard>.<id>`, a work queue: a command is acknowledged only once its entity has answered).
  */
 import { Context, Schema } from "effect"
 import type { Duration, Effect, Stream } from "effect"
@@ -15,14 +15,22 @@ export const CommandAccepted = Schema.TaggedStruct("Accepted", {
 export const CommandRejected = Schema.TaggedStruct("Rejected", { error: EntityRejection })
 /** The entity could not answer (its store failed); whether the command took effect is unknown. */
 export const CommandFailed = Schema.TaggedStruct("Failed", { message: Schema.String })
-export const CommandReply = Schema.Union([CommandAccepted, CommandRejected, CommandFailed])
+/**
+ * The command reached its entity after its deadline (its sender had given up waiting): it was not
+ * applied, so an old command cannot land after newer ones its sender went on to send.
+ */
+export const CommandExpired = Schema.TaggedStruct("Expired", { deadline: Schema.Number })
+export const CommandReply = Schema.Union([CommandAccepted, CommandRejected, CommandFailed, CommandExpired])
 export type CommandReply = typeof CommandReply.Type
 
 /** A command taken from the bus; `reply` answers the sender and settles the message. */
 export interface IncomingCommand {
   readonly command: EntityCommand
   readonly reply: (reply: CommandReply) => Effect.Effect<void>
-  /** Gives the command back unanswered, for the bus to deliver again after `delay` (here or elsewhere). */
+  /**
+   * Gives the command back unanswered. It is delivered again, in stream order, only to the next
+   * holder of its shard: never reordered behind newer commands of the same entity.
+   */
   readonly retryLater: (delay: Duration.Input) => Effect.Effect<void>
 }
 
@@ -38,11 +46,21 @@ export class CommandBusError extends Schema.TaggedError<CommandBusError>()("Comm
 }) {}
 
 export class CommandBus extends Context.Service<CommandBus, {
-  /** Publishes durably, then waits for the entity's answer. */
+  /**
+   * Publishes durably to the entity's shard, then waits for the entity's answer. The command carries
+   * a deadline (now + timeout, unless it has one): past it, the entity answers Expired.
+   */
   readonly send: (
     command: EntityCommand,
     options?: { readonly timeout?: Duration.Input }
   ) => Effect.Effect<CommandReply, CommandTimeout | CommandBusError>
-  /** Commands in arrival order; pulled only as fast as this stream is consumed (backpressure). */
-  readonly incoming: Stream.Stream<IncomingCommand, CommandBusError>
+  /**
+   * Takes over the commands of `shard` (for its lease holder only): every command of the shard not
+   * answered yet is delivered again, in stream order, then new ones as they arrive; pulled only as
+   * fast as this stream is consumed (backpressure). While it is consumed, nothing is redelivered out
+   * of order: a command is given back only to the next holder of the shard.
+   */
+  readonly shard: (shard: number) => Stream.Stream<IncomingCommand, CommandBusError>
+  /** The number of shards commands are spread over (`SHARDS`). */
+  readonly shards: number
 }>()("tributary/CommandBus") {}

@@ -21,7 +21,9 @@ export const EntityCommand = Schema.Struct({
   expectedRevision: Schema.optionalKey(Schema.Int),
   parent: Schema.optionalKey(ParentLookup),
   /** the command of the entity type's decider, encoded (e.g. a record's `{ "_tag": "Put", "fields": … }`) */
-  action: Schema.Json
+  action: Schema.Json,
+  /** epoch ms after which its sender no longer waits: the entity answers Expired instead of applying it */
+  deadline: Schema.optionalKey(Schema.Number)
 })
 export type EntityCommand = typeof EntityCommand.Type
 

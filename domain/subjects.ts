@@ -1,31 +1,47 @@
 /**
- * NATS subjects and JetStream stream names (DESIGN.md, Contracts): the one place they are spelled.
- * Pure, so actors and projections can name subjects without depending on infra/.
+ * NATS subjects, JetStream stream names and KV bucket names (DESIGN.md, Contracts): the one place
+ * they are spelled. Pure, so actors and projections can name subjects without depending on infra/.
  */
 
 /** The JetStream streams Tributary declares (infra/nats/topology.ts creates them). */
 export const StreamNames = {
-  /** the command work queue: `cmd.<type>.<id>` */
+  /** the command work queue: `cmd.<type>.<shard>.<id>` */
   commands: "CMD",
   /** every event in commit order: `history.<type>.<id>` */
   history: "HISTORY",
   /** each entity's latest state only: `snapshot.<type>.<id>` */
   snapshots: "SNAPSHOTS",
-  /** leases, so that one process among several does a job (the relay): `lease.<job>` */
-  leases: "LEASES",
   /** durable positions of jobs that follow the event store (the relay): `checkpoint.<job>` */
   checkpoints: "CHECKPOINTS"
 } as const
 
-export const commandSubject = (entityType: string, entityId: string): string => `cmd.${entityType}.${entityId}`
+/**
+ * The KV buckets (streams `KV_<bucket>`) that coordinate several platform processes. On nats-server
+ * 2.9 a KV entry's time to live is the bucket's: an entry not written again within it disappears.
+ */
+export const BucketNames = {
+  /** one entry per live process (`<member id>`), re-written as its heartbeat */
+  members: "tributary-members",
+  /** one entry per held lease (`shard.<n>`, `job.<name>`), whose value is its holder's member id */
+  leases: "tributary-leases"
+} as const
+
+/** The lease key of a shard's commands. */
+export const shardLeaseKey = (shard: number): string => `shard.${shard}`
+/** The lease key of a job that must run in one process at a time (the relay, a listener on a fixed port). */
+export const jobLeaseKey = (job: string): string => `job.${job}`
+/** Lease keys of shards start with this. */
+export const shardLeasePrefix = "shard."
+
+export const commandSubject = (entityType: string, shard: number, entityId: string): string => `cmd.${entityType}.${shard}.${entityId}`
+/** Every command of one shard, whatever its entity type: one consumer's single filter subject. */
+export const shardCommands = (shard: number): string => `cmd.*.${shard}.*`
 export const historySubject = (entityType: string, entityId: string): string => `history.${entityType}.${entityId}`
 export const snapshotSubject = (entityType: string, entityId: string): string => `snapshot.${entityType}.${entityId}`
-export const leaseSubject = (job: string): string => `lease.${job}`
 export const checkpointSubject = (job: string): string => `checkpoint.${job}`
 
 /** Every subject of a stream, as its subject filter. */
 export const allCommands = "cmd.>"
 export const allHistory = "history.>"
 export const allSnapshots = "snapshot.>"
-export const allLeases = "lease.>"
 export const allCheckpoints = "checkpoint.>"

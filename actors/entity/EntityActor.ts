@@ -15,7 +15,7 @@
  * provided): evicted, it forgets, and reads the entity again at its next command. When its decider
  * declares `wakeAt`, it keeps the entity's reminder (Reminders, when provided) in line with the state.
  */
-import { Effect, Metric, Option, Schema } from "effect"
+import { Clock, Effect, Metric, Option, Schema } from "effect"
 import type { Behavior } from "../runtime/Actor.ts"
 import type { CommandReply, IncomingCommand } from "../../domain/CommandBus.ts"
 import { Deciders } from "../../domain/DeciderRegistry.ts"
@@ -223,9 +223,13 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
     const handle = (message: EntityMessage) =>
       Effect.suspend(() => {
         busy = true
-        return Effect.flatMap(loaded, (mem): Effect.Effect<CommandReply, unknown> => {
+        return Effect.flatMap(Effect.zip(loaded, Clock.currentTimeMillis), ([mem, now]): Effect.Effect<CommandReply, unknown> => {
           const known = mem.recall(message.command.commandId)
-          return known !== undefined ? answer(mem, message.command, known) : execute(mem, message.command)
+          if (known !== undefined) return answer(mem, message.command, known)
+          // Its sender gave up waiting: applying it now could land it after newer commands it went on to send.
+          const deadline = message.command.deadline
+          if (deadline !== undefined && now > deadline) return Effect.succeed({ _tag: "Expired", deadline } satisfies CommandReply)
+          return execute(mem, message.command)
         })
       }).pipe(
         // Every message gets an answer, whatever went wrong (a store outage, an event this code does

@@ -1,43 +1,72 @@
 /**
- * Runs the entity actors of this process: takes commands from the command bus and hands each to the
- * actor of its entity.
+ * The entity shard runner: for every shard this process owns (actors/runtime/Shards.ts), takes the
+ * shard's commands from the command bus and hands each to the actor of its entity.
+ *
+ * Order: taking a shard re-creates its consumer, so every command not answered yet — those a killed
+ * owner had pulled included — arrives again in stream order before any newer one; each entity's
+ * commands then reach its actor in that order (Dispatcher), different entities running in parallel.
+ * Nothing is given back to the bus to be redelivered later (that would reorder): a command this
+ * process cannot hand to its actor stays unanswered until the shard's next session, which takes
+ * them all again in order.
  */
-import { Effect, Schedule, Stream } from "effect"
+import { Deferred, Effect, Schedule, Schema, Stream } from "effect"
 import type { Duration } from "effect"
 import * as ActorRegistry from "../runtime/ActorRegistry.ts"
 import * as Dispatcher from "../runtime/Dispatcher.ts"
+import { runShards } from "../runtime/Shards.ts"
 import { CommandBus, CommandBusError } from "../../domain/CommandBus.ts"
 import { streamName } from "../../domain/envelope.ts"
 import { entityBehavior } from "./EntityActor.ts"
 
-/**
- * Starts the entity actors and feeds them the commands from the bus: each entity gets its commands in
- * bus order, and one entity's full mailbox holds up only that entity's commands (Dispatcher). How
- * many commands wait is bounded by the bus's in-flight limit, past which it stops delivering
- * (backpressure). A command's message is settled when its entity answers. On interruption the bus
- * stops first, waiting commands go back to it, then every mailbox drains.
- */
-export const runEntityActors = (options: {
+export interface EntityActorsOptions {
   readonly mailboxCapacity?: number
   readonly idleTimeout?: Duration.Input
+  /** live entity actors of the whole process, shared equally by the shards */
   readonly maxActors?: number
-}) =>
+}
+
+/** An entity actor gave up: its mailbox was dropped, so the session restarts and takes its commands again, in order. */
+class ShardRestart extends Schema.TaggedError<ShardRestart>()("ShardRestart", { shard: Schema.Number, cause: Schema.Defect() }) {}
+
+/**
+ * One session of a shard: its own actors, fed from the shard's commands until the bus fails or an
+ * actor gives up. Interrupted (shard handed back, process stopping), it stops pulling first, then
+ * every actor finishes what its mailbox holds; commands still waiting for mailbox space stay on the bus.
+ */
+const session = (shard: number, options: EntityActorsOptions) =>
   Effect.gen(function*() {
     const bus = yield* CommandBus
+    const restart = yield* Deferred.make<never, ShardRestart>()
     const registry = yield* ActorRegistry.make({
       kind: "entity",
       behavior: entityBehavior,
       mailboxCapacity: options.mailboxCapacity ?? 64,
       idleTimeout: options.idleTimeout ?? "5 minutes",
-      maxActors: options.maxActors
+      maxActors: options.maxActors === undefined ? undefined : Math.max(1, Math.ceil(options.maxActors / bus.shards)),
+      onEscalate: (escalation) => Deferred.fail(restart, new ShardRestart({ shard, cause: escalation })).pipe(Effect.asVoid)
     })
-    const dispatcher = yield* Dispatcher.make(registry, { onStopped: (incoming) => incoming.retryLater("1 second") })
-    return yield* bus.incoming.pipe(
+    const dispatcher = yield* Dispatcher.make(registry, { onStopped: () => Effect.void })
+    const consume = bus.shard(shard).pipe(
       Stream.runForEach((incoming) => dispatcher.dispatch(streamName(incoming.command.entityType, incoming.command.entityId), incoming)),
-      Effect.andThen(Effect.fail(new CommandBusError({ operation: "consume", cause: "the command stream ended" }))),
-      // The bus went away (NATS restarting, consumer deleted): pull again after a backoff. Commands
-      // taken but not answered are redelivered by JetStream; the actors keep their state meanwhile.
-      Effect.tapError((error) => Effect.logWarning("command bus failed; consuming again", error)),
-      Effect.retry(Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")]))
+      Effect.andThen(Effect.fail(new CommandBusError({ operation: "consume", cause: "the command stream ended" })))
     )
+    return yield* Effect.raceFirst(consume, Deferred.await(restart))
   }).pipe(Effect.scoped)
+
+/** Runs a shard's sessions while it is owned; after a failure (NATS restarting, an actor gone) a new session re-takes the shard. */
+const runShard = (shard: number, options: EntityActorsOptions) =>
+  session(shard, options).pipe(
+    Effect.tapError((error) => Effect.logWarning("entity shard failed; taking it again", { shard, error })),
+    Effect.retry(Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")])),
+    Effect.andThen(Effect.never)
+  )
+
+/**
+ * Runs the entity actors of the shards this process owns, for the life of the Scope: returns once it
+ * has taken the free shards it should own now; when the Scope closes, it hands every shard back.
+ */
+export const runEntityActors = (options: EntityActorsOptions) =>
+  Effect.gen(function*() {
+    const bus = yield* CommandBus
+    yield* runShards({ shards: bus.shards, run: (shard) => runShard(shard, options) })
+  })

@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto"
 import { Effect, Option, Schema, SchemaGetter } from "effect"
-import { CommandBus } from "../../domain/CommandBus.ts"
+import { CommandBus, CommandTimeout } from "../../domain/CommandBus.ts"
 import type { EntityKind } from "../../domain/EntityKind.ts"
 import { type DeciderRegistry, makeRegistry } from "../../domain/DeciderRegistry.ts"
 import { deciders } from "../../domain/entities/index.ts"
@@ -123,6 +123,9 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
           return yield* Effect.fail(reply.error)
         case "Failed":
           return yield* new CommandFailed({ detail: reply.message })
+        case "Expired":
+          // it reached its entity after this request's deadline (clocks of two processes disagreeing): not applied
+          return yield* new CommandTimeout({ commandId: cid, timeoutMillis: 0 })
       }
     }).pipe(Effect.scoped)
 

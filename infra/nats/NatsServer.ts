@@ -55,7 +55,7 @@ export class NatsServerError extends Schema.TaggedError<NatsServerError>()("Nats
 }) {}
 
 /** The last `max` characters of the server's log, enough to show why it failed. */
-const tail = (log: Array<string>, max = 8_000) => log.join("").slice(-max)
+export const tail = (log: Array<string>, max = 8_000) => log.join("").slice(-max)
 
 const exited = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null
 
@@ -81,7 +81,7 @@ const stop = (child: ChildProcess, grace: Duration.Input) =>
   })
 
 /** Whether `pid` is a nats-server on `storeDir` (so a recycled pid or another server is never touched). */
-const isNatsServerOn = (pid: number, storeDir: string) => {
+export const isNatsServerOn = (pid: number, storeDir: string) => {
   try {
     const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")
     return args.some((arg) => arg.endsWith("nats-server")) && args.includes(storeDir)
@@ -90,7 +90,7 @@ const isNatsServerOn = (pid: number, storeDir: string) => {
   }
 }
 
-const signal = (pid: number, name: NodeJS.Signals) => {
+export const signal = (pid: number, name: NodeJS.Signals) => {
   try {
     process.kill(pid, name)
   } catch {
@@ -102,7 +102,7 @@ const signal = (pid: number, name: NodeJS.Signals) => {
  * Stops the server a dead predecessor left on this store (named by `pidFile`): the new one could
  * not bind its port, nor share the JetStream directory.
  */
-const stopLeftover = (pidFile: string, storeDir: string, grace: Duration.Input) =>
+export const stopLeftover = (pidFile: string, storeDir: string, grace: Duration.Input) =>
   Effect.gen(function*() {
     const pid = Number(existsSync(pidFile) ? readFileSync(pidFile, "utf8").trim() : NaN)
     if (!Number.isSafeInteger(pid) || !isNatsServerOn(pid, storeDir)) return
@@ -148,7 +148,7 @@ const waitForReady = (child: ChildProcess, log: Array<string>, spawnError: { cau
   })
 
 /** Connects once over TCP: the listener really accepts (the log line alone could be stale output). */
-const probe = (host: string, port: number) =>
+export const probe = (host: string, port: number) =>
   Effect.callback<void, Error>((resume) => {
     const socket = createConnection({ host, port })
     socket.once("connect", () => {

@@ -1,21 +1,28 @@
 /**
- * The command bus on JetStream. `send` publishes a command to CMD (`cmd.<type>.<id>`), which stores
- * it on disk before acknowledging, and waits for the entity's answer on this process's reply
- * subject. `incoming` pulls from one durable work-queue consumer: a message is acknowledged only
- * when its entity has answered, so a crash before that redelivers it (and the entity, which
- * remembers recent command ids, answers a redelivery without applying it twice).
+ * The command bus on JetStream. `send` publishes a command to CMD (`cmd.<type>.<shard>.<id>`), which
+ * stores it on disk before acknowledging, and waits for the entity's answer on this process's reply
+ * subject. `shard(n)` is for the holder of shard n's lease: it re-creates the shard's durable pull
+ * consumer (single filter `cmd.*.<n>.*`, deliver all), so every command of the shard not answered yet
+ * is delivered again in stream order, then consumes it. A message is acknowledged only when its
+ * entity has answered, so a crash before that leaves it to the shard's next holder (and the entity,
+ * which remembers recent command ids, answers a redelivery without applying it twice). While a shard
+ * is held nothing is redelivered out of order: the acknowledgement wait is long and held messages
+ * report progress (`working`) until answered.
  */
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream"
 import type { JsMsg } from "@nats-io/jetstream"
 import { createInbox, headers, nanos } from "@nats-io/transport-node"
-import { Deferred, Duration, Effect, Layer, Metric, Option, Schema, Stream } from "effect"
+import { Clock, Deferred, Duration, Effect, Layer, Metric, Option, Schedule, Schema, Stream } from "effect"
 import { CommandBus, CommandBusError, CommandReply, CommandTimeout, type IncomingCommand } from "../../domain/CommandBus.ts"
 import { EntityCommand } from "../../domain/entity.ts"
-import { commandSubject, StreamNames } from "../../domain/subjects.ts"
+import { defaultShards, shardOf } from "../../domain/shards.ts"
+import { commandSubject, shardCommands, StreamNames } from "../../domain/subjects.ts"
 import { Nats, type NatsError, tryNats } from "./Nats.ts"
 
 const REPLY_TO = "Tributary-Reply-To"
-const CONSUMER = "entity-actors"
+/** The single consumer of the platform before shards; it would overlap every shard's (work queues forbid that). */
+const LEGACY_CONSUMER = "entity-actors"
+const consumerName = (shard: number) => `shard-${shard}`
 
 const encoder = new TextEncoder()
 const decodeCommand = Schema.decodeUnknownOption(Schema.fromJsonString(EntityCommand))
@@ -25,33 +32,33 @@ const encodeReply = Schema.encodeSync(Schema.fromJsonString(CommandReply))
 const toBusError = <E extends { readonly _tag: string }>(error: E | NatsError): E | CommandBusError =>
   error._tag === "NatsError" ? new CommandBusError({ operation: (error as NatsError).operation, cause: (error as NatsError).cause }) : error as E
 
+const isApiError = (cause: unknown, code: number) => cause instanceof JetStreamApiError && cause.code === code
+
 const commands = Metric.counter("tributary_commands_total", { description: "commands sent to entities, by outcome" })
 
 export interface CommandBusOptions {
-  /** commands pulled but not yet answered, across this consumer (the bound on in-flight work) */
+  /** shards commands are spread over (`SHARDS`); every process of a platform must agree */
+  readonly shards?: number
+  /** commands pulled but not yet answered, across this process's shards (the bound on in-flight work) */
   readonly maxInFlight?: number
-  /** how long JetStream waits for an answer before redelivering a command */
+  /**
+   * how long JetStream waits for an answer before it would redeliver a command; held commands report
+   * progress every third of it, so this only matters for a holder that hangs without losing its lease
+   */
   readonly redeliverAfter?: Duration.Input
   readonly defaultTimeout?: Duration.Input
 }
 
 const bus = (options: CommandBusOptions) => Effect.gen(function*() {
   const { connection, jetstream, manager } = yield* Nats
-  const maxInFlight = options.maxInFlight ?? 1_024
+  const shards = options.shards ?? defaultShards
+  const redeliverAfter = Duration.toMillis(options.redeliverAfter ?? "1 minute")
+  // Per shard, so a process holding few shards holds little; never so few that one busy entity stalls its shard.
+  const maxAckPending = Math.max(128, Math.ceil((options.maxInFlight ?? 2_048) / shards))
 
-  const consumerConfig = {
-    ack_policy: AckPolicy.Explicit,
-    ack_wait: nanos(Duration.toMillis(options.redeliverAfter ?? "30 seconds")),
-    max_ack_pending: maxInFlight
-  }
-  // Created once; updated when the settings change (nats-server 2.10+ refuses a create that differs).
-  yield* tryNats("update consumer", () => manager.consumers.update(StreamNames.commands, CONSUMER, consumerConfig)).pipe(
-    Effect.catchIf(
-      (error) => error.cause instanceof JetStreamApiError && error.cause.code === JetStreamApiCodes.ConsumerNotFound,
-      () =>
-        tryNats("add consumer", () =>
-          manager.consumers.add(StreamNames.commands, { ...consumerConfig, durable_name: CONSUMER, deliver_policy: DeliverPolicy.All }))
-    )
+  // Before shards, one consumer took every command; it would overlap the shards' consumers.
+  yield* tryNats("delete legacy consumer", () => manager.consumers.delete(StreamNames.commands, LEGACY_CONSUMER)).pipe(
+    Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.ConsumerNotFound), () => Effect.succeed(false))
   )
 
   // One reply subscription per process; each pending send waits on its own Deferred.
@@ -80,10 +87,12 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
       Effect.tap(Deferred.make<CommandReply>(), (waiter) => Effect.sync(() => pending.set(replyTo, waiter))),
       (waiter) =>
         Effect.gen(function*() {
+          // Past this instant nobody waits for the answer: the entity answers Expired rather than apply it late.
+          const deadline = command.deadline ?? (yield* Clock.currentTimeMillis) + Duration.toMillis(timeout)
           const h = headers()
           h.set(REPLY_TO, replyTo)
-          yield* tryNats("publish command", () =>
-            jetstream.publish(commandSubject(command.entityType, command.entityId), encoder.encode(JSON.stringify(command)), { headers: h }))
+          const subject = commandSubject(command.entityType, shardOf(command.entityId, shards), command.entityId)
+          yield* tryNats("publish command", () => jetstream.publish(subject, encoder.encode(JSON.stringify({ ...command, deadline })), { headers: h }))
           const reply = yield* Deferred.await(waiter).pipe(
             Effect.timeoutOrElse({
               duration: timeout,
@@ -97,40 +106,68 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
     ).pipe(Effect.mapError(toBusError))
   }
 
-  const toIncoming = (msg: JsMsg): Option.Option<IncomingCommand> => {
-    const command = decodeCommand(msg.string())
-    if (Option.isNone(command)) {
-      // Nothing can ever handle it: drop it for good rather than redeliver it forever.
-      msg.term("not a Tributary entity command")
-      log("command bus: dropped a message that is not an entity command", { subject: msg.subject, seq: msg.seq })
-      return Option.none()
-    }
-    const replyTo = msg.headers?.get(REPLY_TO)
-    return Option.some({
-      command: command.value,
-      reply: (reply) =>
-        Effect.sync(() => {
-          if (replyTo) connection.publish(replyTo, encodeReply(reply))
-          msg.ack()
-        }),
-      retryLater: (delay) => Effect.sync(() => msg.nak(Duration.toMillis(delay)))
+  /** Re-creates the shard's consumer from the start of the stream: every unacknowledged command again, in order. */
+  const retake = (shard: number) =>
+    Effect.gen(function*() {
+      const name = consumerName(shard)
+      yield* tryNats(`delete consumer ${name}`, () => manager.consumers.delete(StreamNames.commands, name)).pipe(
+        Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.ConsumerNotFound), () => Effect.succeed(false))
+      )
+      yield* tryNats(`add consumer ${name}`, () =>
+        manager.consumers.add(StreamNames.commands, {
+          durable_name: name,
+          filter_subject: shardCommands(shard),
+          deliver_policy: DeliverPolicy.All,
+          ack_policy: AckPolicy.Explicit,
+          ack_wait: nanos(redeliverAfter),
+          max_ack_pending: maxAckPending
+        }))
+      return yield* tryNats(`get consumer ${name}`, () => jetstream.consumers.get(StreamNames.commands, name))
     })
-  }
 
-  const incoming = Stream.unwrap(Effect.gen(function*() {
-    const consumer = yield* tryNats("get consumer", () => jetstream.consumers.get(StreamNames.commands, CONSUMER))
-    const messages = yield* Effect.acquireRelease(
-      tryNats("consume", () => consumer.consume({ max_messages: Math.min(maxInFlight, 512) })),
-      (messages) => Effect.promise(() => messages.close()).pipe(Effect.ignore)
-    )
-    return Stream.fromAsyncIterable(messages, (cause) => new CommandBusError({ operation: "consume", cause })).pipe(
-      Stream.map(toIncoming),
-      Stream.filter(Option.isSome),
-      Stream.map((some) => some.value)
-    )
-  })).pipe(Stream.mapError(toBusError))
+  const shard = (n: number): Stream.Stream<IncomingCommand, CommandBusError> =>
+    Stream.unwrap(Effect.gen(function*() {
+      const consumer = yield* retake(n)
+      // Messages pulled and not answered yet: they report progress so JetStream never redelivers them meanwhile.
+      const held = new Set<JsMsg>()
+      yield* Effect.sync(() => held.forEach((msg) => msg.working())).pipe(
+        Effect.repeat(Schedule.spaced(redeliverAfter / 3)),
+        Effect.forkScoped
+      )
+      const toIncoming = (msg: JsMsg): Option.Option<IncomingCommand> => {
+        const command = decodeCommand(msg.string())
+        if (Option.isNone(command)) {
+          // Nothing can ever handle it: drop it for good rather than redeliver it forever.
+          msg.term("not a Tributary entity command")
+          log("command bus: dropped a message that is not an entity command", { subject: msg.subject, seq: msg.seq })
+          return Option.none()
+        }
+        held.add(msg)
+        const replyTo = msg.headers?.get(REPLY_TO)
+        return Option.some({
+          command: command.value,
+          reply: (reply) =>
+            Effect.sync(() => {
+              if (replyTo) connection.publish(replyTo, encodeReply(reply))
+              msg.ack()
+              held.delete(msg)
+            }),
+          // Left unanswered (no nak: a redelivery now would land behind newer commands); the shard's next session takes it again in order.
+          retryLater: () => Effect.sync(() => void held.delete(msg))
+        })
+      }
+      const messages = yield* Effect.acquireRelease(
+        tryNats("consume", () => consumer.consume({ max_messages: Math.min(maxAckPending, 256) })),
+        (messages) => Effect.promise(() => messages.close()).pipe(Effect.ignore)
+      )
+      return Stream.fromAsyncIterable(messages, (cause) => new CommandBusError({ operation: "consume", cause })).pipe(
+        Stream.map(toIncoming),
+        Stream.filter(Option.isSome),
+        Stream.map((some) => some.value)
+      )
+    })).pipe(Stream.mapError(toBusError))
 
-  return CommandBus.of({ send, incoming })
+  return CommandBus.of({ send, shard, shards })
 })
 
 export const layerJetStream = (options: CommandBusOptions = {}) => Layer.effect(CommandBus, bus(options))

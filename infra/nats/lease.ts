@@ -1,79 +1,88 @@
 /**
- * A lease on JetStream, so that among several processes exactly one does a job that must run once
- * (the relay). The holder's message on `lease.<job>` (stream LEASES, one message per subject) is the
- * lease: taken by publishing when the subject is empty, renewed every third of the TTL by publishing
- * again with the expected subject sequence, given back by deleting it. A holder that stops renewing
- * (crashed, cut off) loses it when its message expires (the stream's max_age); one that finds its
- * renewal refused stops the job at once. The lease does not fence on its own: between expiry and a
- * paused holder's next renewal both may run. Jobs keep their own fencing (the relay's HISTORY
- * publishes expect the stream's last sequence).
+ * Leases on JetStream KV (bucket `tributary-leases`), so that among several processes one at a time
+ * does a job: owns a shard, runs the relay, listens on a fixed port (FTP, SFTP). A lease is an entry
+ * whose value is its holder: taken with `create` (only if absent), renewed every third of the
+ * bucket's TTL with `update` expecting the holder's last revision, given back by deleting it at that
+ * revision. A holder that stops renewing (crashed, cut off) loses it when its entry expires; one that
+ * finds its renewal refused stops the job at once. The lease does not fence on its own: between
+ * expiry and a paused holder's next renewal both may run, so jobs keep their own last guard (the
+ * relay's expected HISTORY sequence, the event store's expected revision).
  */
+import type { KV } from "@nats-io/kv"
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream"
 import { randomBytes } from "node:crypto"
 import { hostname } from "node:os"
-import { Duration, Effect, Option, Schema } from "effect"
-import { leaseSubject, StreamNames } from "../../domain/subjects.ts"
-import { Nats, NatsError, tryNats } from "./Nats.ts"
-import { leaseTtl } from "./topology.ts"
+import { Duration, Effect, Option } from "effect"
+import { ClusterError, type HeldLease, holdWhile, LeaseLost } from "../../domain/Cluster.ts"
+import { BucketNames, jobLeaseKey } from "../../domain/subjects.ts"
+import { coordinationTtl, openBucket } from "./buckets.ts"
 
-/** Someone else holds the lease now: the job must stop. */
-export class LeaseLost extends Schema.TaggedError<LeaseLost>()("LeaseLost", { job: Schema.String }) {}
+export { LeaseLost } from "../../domain/Cluster.ts"
 
-const wrongSequence = (error: NatsError) =>
-  error.cause instanceof JetStreamApiError && error.cause.code === JetStreamApiCodes.StreamWrongLastSequence
+/** How often a holder renews: a third of the TTL, so two renewals may be lost before it expires. */
+export const renewEveryMillis = Duration.toMillis(coordinationTtl) / 3
+
+const wrongSequence = (cause: unknown) =>
+  cause instanceof JetStreamApiError &&
+  (cause.code === JetStreamApiCodes.StreamWrongLastSequence || cause.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+
+const kvCall = <A>(operation: string, f: () => Promise<A>) =>
+  Effect.tryPromise({ try: f, catch: (cause) => new ClusterError({ operation, cause }) })
+
+/** A holder id unique to this process start (host, pid, random). */
+export const newHolderId = (): string =>
+  `${hostname().replace(/[^-\w]/g, "_")}-${process.pid}-${randomBytes(3).toString("hex")}`
+
+/** Takes `key` for `holder` if no one holds it; None when someone does. */
+export const takeLease = (kv: KV, key: string, holder: string): Effect.Effect<Option.Option<HeldLease>, ClusterError> =>
+  Effect.gen(function*() {
+    const taken = yield* Effect.tryPromise({ try: () => kv.create(key, holder), catch: (cause) => cause }).pipe(
+      Effect.map(Option.some),
+      Effect.catch((cause) =>
+        wrongSequence(cause)
+          ? Effect.succeed(Option.none<number>())
+          : Effect.fail(new ClusterError({ operation: `take lease ${key}`, cause })))
+    )
+    if (Option.isNone(taken)) return Option.none()
+    let revision = taken.value
+    const renew: Effect.Effect<void, LeaseLost | ClusterError> = Effect.tryPromise({
+      try: () => kv.update(key, holder, revision),
+      catch: (cause): LeaseLost | ClusterError =>
+        wrongSequence(cause) ? new LeaseLost({ key }) : new ClusterError({ operation: `renew lease ${key}`, cause })
+    }).pipe(Effect.flatMap((next) => Effect.sync(() => void (revision = next))))
+    // At our last revision only: a lease someone else took meanwhile is theirs to keep.
+    const release = kvCall(`release lease ${key}`, () => kv.delete(key, { previousSeq: revision })).pipe(Effect.ignore)
+    return Option.some({ key, renew, release })
+  })
 
 /**
- * Runs `job` only while holding the lease `name`, for ever: waits for the lease, runs the job, and
- * when the lease is lost interrupts the job and waits again. Gives the lease back when interrupted.
+ * Runs `job` only while holding the lease `job.<name>`, for ever: waits for the lease, runs the job,
+ * and when the lease is lost interrupts the job and waits again. Gives the lease back when
+ * interrupted. The helper for anything that must run in one process at a time.
  */
 export const withLease = <E, R>(name: string, job: Effect.Effect<never, E, R>) =>
   Effect.gen(function*() {
-    const { jetstream, manager } = yield* Nats
-    const subject = leaseSubject(name)
-    const holder = `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`
-    const renewEvery = Duration.toMillis(leaseTtl) / 3
-
-    // Publishes the holder's renewal expecting `sequence` as the subject's last one (0: empty).
-    const publish = (sequence: number) =>
-      tryNats(`lease ${name}`, () => jetstream.publish(subject, holder, { expect: { lastSubjectSequence: sequence } })).pipe(
-        Effect.map((ack) => ack.seq)
-      )
-
-    // The lease's current message, if its holder is this one (a renewal whose answer was lost).
-    const ours = tryNats(`read lease ${name}`, () => manager.streams.getMessage(StreamNames.leases, { last_by_subj: subject })).pipe(
-      Effect.map((message): Option.Option<number> => message !== null && message.string() === holder ? Option.some(message.seq) : Option.none()),
-      Effect.catch(() => Effect.succeed(Option.none<number>()))
-    )
+    const kv = yield* openBucket(BucketNames.leases)
+    const holder = newHolderId()
+    const key = jobLeaseKey(name)
 
     // Waits while someone else holds it.
     const acquire = Effect.gen(function*() {
       for (;;) {
-        const taken = yield* publish(0).pipe(
-          Effect.map(Option.some),
-          Effect.catchIf(wrongSequence, () => ours)
+        const taken = yield* takeLease(kv, key, holder).pipe(
+          Effect.tapError((error) => Effect.logWarning(`lease ${name}: could not ask for it`, error)),
+          Effect.orElseSucceed(() => Option.none<HeldLease>())
         )
         if (Option.isSome(taken)) return taken.value
-        yield* Effect.sleep(renewEvery)
+        yield* Effect.sleep(renewEveryMillis)
       }
     })
 
-    const hold = Effect.gen(function*() {
-      let sequence = yield* acquire
+    return yield* Effect.gen(function*() {
+      const lease = yield* acquire
       yield* Effect.logInfo(`lease ${name} taken`, { holder })
-      // Given back by deleting its message — found by reading it, in case a renewal's answer was lost.
-      yield* Effect.addFinalizer(() =>
-        Effect.flatMap(ours, Option.match({
-          onNone: () => Effect.void,
-          onSome: (seq) => tryNats(`give back lease ${name}`, () => manager.streams.deleteMessage(StreamNames.leases, seq, false))
-        })).pipe(Effect.ignore))
-      const renew = Effect.forever(Effect.gen(function*() {
-        yield* Effect.sleep(renewEvery)
-        sequence = yield* publish(sequence).pipe(Effect.catchIf(wrongSequence, () => Effect.fail(new LeaseLost({ job: name }))))
-      }))
-      return yield* Effect.raceFirst(job, renew)
-    }).pipe(Effect.scoped)
-
-    return yield* hold.pipe(
+      return yield* holdWhile(lease, job, renewEveryMillis)
+    }).pipe(
       Effect.catchIf(
         (error): error is LeaseLost => error instanceof LeaseLost,
         () => Effect.logWarning(`lease ${name} lost; the job stopped and waits for it again`)

@@ -6,7 +6,7 @@ import { DiscardPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, S
 import type { StreamConfig } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
 import { Duration, Effect } from "effect"
-import { allCheckpoints, allCommands, allHistory, allLeases, allSnapshots, StreamNames } from "../../domain/subjects.ts"
+import { allCheckpoints, allCommands, allHistory, allSnapshots, StreamNames } from "../../domain/subjects.ts"
 import { Nats, NatsError, tryNats } from "./Nats.ts"
 
 export interface TopologyOptions {
@@ -22,9 +22,6 @@ export const defaultDuplicateWindow: Duration.Input = "2 minutes"
 const toNanos = (duration: Duration.Input) => nanos(Duration.toMillis(duration))
 
 type Config = StreamConfig
-
-/** How long a lease outlives its holder's last renewal (see lease.ts). */
-export const leaseTtl: Duration.Input = "10 seconds"
 
 /** The streams; all on disk (durability: acknowledged only once stored). */
 export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> => {
@@ -64,18 +61,6 @@ export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> =
     } as Config,
     {
       ...common,
-      name: StreamNames.leases,
-      subjects: [allLeases],
-      retention: RetentionPolicy.Limits,
-      discard: DiscardPolicy.Old,
-      // The holder's last renewal; it expires when the holder stops renewing.
-      max_msgs_per_subject: 1,
-      max_age: toNanos(leaseTtl),
-      duplicate_window: toNanos(leaseTtl), // may not exceed max_age
-      description: "Leases: which process does a job that must run once (the relay)"
-    } as Config,
-    {
-      ...common,
       name: StreamNames.checkpoints,
       subjects: [allCheckpoints],
       retention: RetentionPolicy.Limits,
@@ -108,6 +93,6 @@ const ensureStream = (config: Config) =>
     )
   })
 
-/** Creates or updates CMD, HISTORY, SNAPSHOTS, LEASES and CHECKPOINTS; safe to run at every start and from several processes. */
+/** Creates or updates CMD, HISTORY, SNAPSHOTS and CHECKPOINTS (the KV buckets are created by their first user); safe to run at every start and from several processes. */
 export const ensureTopology = (options: TopologyOptions = {}): Effect.Effect<void, NatsError, Nats> =>
   Effect.forEach(streamConfigs(options), ensureStream, { discard: true })

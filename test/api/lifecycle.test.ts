@@ -87,7 +87,7 @@ describe("npm start", () => {
       const statuses = yield* Effect.promise(() => Promise.all(answers))
       assert.strictEqual(yield* Effect.promise(() => first.exited), 0, "a clean exit")
       assert.isFalse(yield* Effect.promise(() => canConnect(`nats://127.0.0.1:${env.NATS_PORT}`)), "its nats-server stopped")
-      assert.isTrue(statuses.some((s) => s === 201), "some commands were answered before the stop")
+      assert.isTrue(statuses.some((s) => s === 201), `some commands were answered before the stop: ${JSON.stringify(statuses)}`)
 
       const second = yield* startPlatform(env)
       yield* waitUntilReady(base)

@@ -1,8 +1,9 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Fiber, Schedule } from "effect"
-import { leaseSubject } from "../../domain/subjects.ts"
+import { BucketNames, jobLeaseKey } from "../../domain/subjects.ts"
+import { openBucket } from "../../infra/nats/buckets.ts"
 import { withLease } from "../../infra/nats/lease.ts"
-import { Nats, tryNats } from "../../infra/nats/Nats.ts"
+import { tryNats } from "../../infra/nats/Nats.ts"
 import { layerTestNats } from "../fixtures/nats.ts"
 
 /** A job that records while it runs. */
@@ -47,8 +48,8 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("lease", 
         const a = yield* Effect.forkChild(withLease("two", job("a")))
         yield* until(() => state.running.includes("a"))
         // someone else takes the lease (as after a long pause of a's process)
-        const { jetstream } = yield* Nats
-        yield* tryNats("steal", () => jetstream.publish(leaseSubject("two"), "thief"))
+        const leases = yield* openBucket(BucketNames.leases)
+        yield* tryNats("steal", () => leases.put(jobLeaseKey("two"), "thief"))
         yield* until(() => state.running.length === 0)
         assert.deepStrictEqual(state.started, ["a"])
         yield* Fiber.interrupt(a)

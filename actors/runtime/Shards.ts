@@ -1,0 +1,80 @@
+/**
+ * Shards spread over the live processes: each process runs a job for every shard it owns, and owns
+ * a shard only while it holds that shard's lease (Cluster). Every `tick` it computes the shards it
+ * should own among the live members (ShardAssignment: rendezvous hashing), takes those that are
+ * free, and hands back those it should not own any more — its job stops (an entity shard stops
+ * pulling and lets its actors finish what they hold), then the lease is given back — so a joining
+ * process gets its share. A SIGKILLed process's leases expire with the bucket's TTL and the
+ * survivors take them at their next tick.
+ */
+import { Effect, Fiber, Option } from "effect"
+import type { Duration, Scope } from "effect"
+import { Cluster, holdWhile } from "../../domain/Cluster.ts"
+import { shardLeaseKey } from "../../domain/subjects.ts"
+import { shardsOf } from "./ShardAssignment.ts"
+
+export interface ShardsOptions<E, R> {
+  /** shards numbered 0 … shards-1 */
+  readonly shards: number
+  /** the job of one owned shard, run while its lease is held; interrupted when the shard is handed back */
+  readonly run: (shard: number) => Effect.Effect<never, E, R>
+  /** how often ownership is reconsidered; default 1 second */
+  readonly tick?: Duration.Input
+}
+
+/**
+ * Takes the free shards this process should own now, then keeps reconsidering in the background
+ * for the life of the Scope; when the Scope closes, every shard is handed back (draining in parallel).
+ */
+export const runShards = <E, R>(options: ShardsOptions<E, R>): Effect.Effect<void, never, Cluster | R | Scope.Scope> =>
+  Effect.gen(function*() {
+    const cluster = yield* Cluster
+    const context = yield* Effect.context<R>()
+    const held = new Map<number, Fiber.Fiber<void>>()
+    const leaving = new Set<number>()
+    let members: ReadonlyArray<string> = [cluster.self]
+
+    // Stopping: every shard drains at once, each then gives its lease back.
+    yield* Effect.addFinalizer(() => Fiber.interruptAll([...held.values()]))
+
+    const start = (shard: number) =>
+      Effect.gen(function*() {
+        const lease = yield* cluster.tryLease(shardLeaseKey(shard))
+        if (Option.isNone(lease)) return false
+        const job = holdWhile(lease.value, options.run(shard), cluster.renewEveryMillis).pipe(
+          Effect.catchCause((cause) => Effect.logWarning("shard stopped", { shard, cause })),
+          Effect.ensuring(Effect.sync(() => held.delete(shard))),
+          Effect.provideContext(context)
+        )
+        held.set(shard, yield* Effect.forkDetach(job))
+        return true
+      })
+
+    const handBack = (shard: number, fiber: Fiber.Fiber<void>) =>
+      Effect.gen(function*() {
+        leaving.add(shard)
+        yield* Effect.forkDetach(Fiber.interrupt(fiber).pipe(Effect.ensuring(Effect.sync(() => leaving.delete(shard)))))
+      })
+
+    const tick = Effect.gen(function*() {
+      // If the member list cannot be read, keep the last one: never drop shards over a NATS blip.
+      members = yield* cluster.members.pipe(
+        Effect.tapError((error) => Effect.logWarning("cannot list the cluster's members", error)),
+        Effect.orElseSucceed(() => members)
+      )
+      const mine = shardsOf(cluster.self, members, options.shards)
+      const handedBack = [...held].filter(([shard]) => !mine.has(shard) && !leaving.has(shard))
+      for (const [shard, fiber] of handedBack) yield* handBack(shard, fiber)
+      const wanted = [...mine].filter((shard) => !held.has(shard) && !leaving.has(shard))
+      const taken = yield* Effect.forEach(wanted, (shard) =>
+        start(shard).pipe(
+          Effect.map((ok) => ok ? [shard] : []),
+          Effect.catch((error) => Effect.as(Effect.logWarning("cannot take a shard", { shard, error }), []))
+        ), { concurrency: 16 })
+      if (handedBack.length > 0) yield* Effect.logInfo("shards handed back", { shards: handedBack.map(([shard]) => shard), members: members.length })
+      if (taken.flat().length > 0) yield* Effect.logInfo("shards taken", { shards: taken.flat(), members: members.length })
+    })
+
+    yield* tick
+    yield* tick.pipe(Effect.delay(options.tick ?? "1 second"), Effect.forever, Effect.forkScoped)
+  })

@@ -1,0 +1,162 @@
+/**
+ * The embedded message bus shared by every platform process on one DATA_DIR. The first process
+ * starts nats-server detached (its own process group, logging to a file, not to a pipe of ours), so
+ * that it outlives that process; the next ones find it through the pid file and join it. A server
+ * named by the pid file that no longer answers is replaced. Who stops it is the caller's choice
+ * (`stop`): the platform stops it when the last live process leaves (see infra/nats/cluster.ts), and
+ * a SIGKILLed process leaves it running for the others and for its own restart.
+ */
+import { spawn } from "node:child_process"
+import { existsSync, readFileSync } from "node:fs"
+import { Duration, Effect, Option, Schedule } from "effect"
+import { isNatsServerOn, NatsServerError, type NatsServerOptions, probe, signal, stopLeftover } from "./NatsServer.ts"
+
+export interface SharedNatsServerOptions extends NatsServerOptions {
+  readonly pidFile: string
+  /** where the server logs (`-l`): a file, since the process that starts it may be gone long before it */
+  readonly logFile: string
+}
+
+export interface SharedNatsServer {
+  readonly url: string
+  readonly pid: number
+  /** whether this process started it (false: joined one already running) */
+  readonly started: boolean
+  /** SIGTERM, then SIGKILL after the grace period; returns once it is gone */
+  readonly stop: Effect.Effect<void>
+}
+
+const readPid = (pidFile: string) => {
+  const pid = Number(existsSync(pidFile) ? readFileSync(pidFile, "utf8").trim() : NaN)
+  return Number.isSafeInteger(pid) ? Option.some(pid) : Option.none()
+}
+
+/** The value after `flag` on the running server's command line. */
+const argOf = (pid: number, flag: string) => {
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")
+    const at = args.indexOf(flag)
+    return at >= 0 ? args[at + 1] : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const logTail = (logFile: string) => {
+  try {
+    return readFileSync(logFile, "utf8").slice(-8_000)
+  } catch {
+    return ""
+  }
+}
+
+const stopper = (pid: number, storeDir: string, grace: Duration.Input) =>
+  Effect.gen(function*() {
+    const gone = Effect.suspend(() => isNatsServerOn(pid, storeDir) ? Effect.fail("running" as const) : Effect.void).pipe(
+      Effect.retry(Schedule.spaced("50 millis"))
+    )
+    signal(pid, "SIGTERM")
+    yield* gone.pipe(
+      Effect.timeoutOrElse({ duration: grace, orElse: () => Effect.sync(() => signal(pid, "SIGKILL")).pipe(Effect.andThen(gone)) }),
+      Effect.ignore
+    )
+  })
+
+/** The server named by the pid file, if it runs on this store and accepts connections. */
+const running = (options: SharedNatsServerOptions) =>
+  Effect.gen(function*() {
+    const pid = readPid(options.pidFile)
+    if (Option.isNone(pid) || !isNatsServerOn(pid.value, options.storeDir)) return Option.none<SharedNatsServer>()
+    const host = argOf(pid.value, "-a") ?? options.host ?? "127.0.0.1"
+    const port = Number(argOf(pid.value, "-p") ?? options.port)
+    const answers = yield* probe(host, port).pipe(
+      Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo({ times: 30 }))),
+      Effect.as(true),
+      Effect.orElseSucceed(() => false)
+    )
+    if (!answers) {
+      yield* Effect.logWarning("the nats-server on this DATA_DIR does not answer; replacing it", { pid: pid.value })
+      yield* stopLeftover(options.pidFile, options.storeDir, options.stopGracePeriod ?? "10 seconds")
+      return Option.none<SharedNatsServer>()
+    }
+    return Option.some({
+      url: `nats://${host}:${port}`,
+      pid: pid.value,
+      started: false,
+      stop: stopper(pid.value, options.storeDir, options.stopGracePeriod ?? "10 seconds")
+    })
+  })
+
+const start = (options: SharedNatsServerOptions) =>
+  Effect.gen(function*() {
+    const host = options.host ?? "127.0.0.1"
+    const args = ["-c", options.configFile, "-a", host, "-p", String(options.port), "-sd", options.storeDir, "-P", options.pidFile, "-l", options.logFile]
+    const exited: { code?: number | null; cause?: Error } = {}
+    const child = yield* Effect.try({
+      try: () => {
+        const child = spawn(options.command ?? "nats-server", args, {
+          detached: true,
+          stdio: "ignore",
+          // nats-server parses a variable's value as a config value ("7e3…" would be a number): quote it.
+          env: {
+            ...process.env,
+            TRIBUTARY_NATS_PASSWORD: JSON.stringify(options.passwords.platform),
+            TRIBUTARY_NATS_READER_PASSWORD: JSON.stringify(options.passwords.reader)
+          }
+        })
+        child.on("error", (cause) => void (exited.cause = cause))
+        child.once("exit", (code) => void (exited.code = code))
+        child.unref()
+        return child
+      },
+      catch: (cause) => new NatsServerError({ operation: "spawn", output: "", cause })
+    })
+    const failed = () =>
+      new NatsServerError({
+        operation: "start",
+        output: logTail(options.logFile),
+        cause: exited.cause ?? `nats-server exited before it was ready (code ${exited.code})`
+      })
+    const ready = Effect.suspend((): Effect.Effect<void, NatsServerError | "not yet"> =>
+      exited.cause !== undefined || exited.code !== undefined ? Effect.fail(failed()) : probe(host, options.port).pipe(Effect.mapError(() => "not yet" as const))
+    ).pipe(
+      Effect.retry({ while: (error) => error === "not yet", schedule: Schedule.spaced("20 millis") }),
+      Effect.mapError((error) => error === "not yet" ? failed() : error)
+    )
+    const startTimeout = options.startTimeout ?? "15 seconds"
+    yield* ready.pipe(
+      Effect.timeoutOrElse({
+        duration: startTimeout,
+        orElse: () =>
+          Effect.fail(new NatsServerError({
+            operation: "start",
+            output: logTail(options.logFile),
+            cause: `not ready within ${Duration.format(Duration.fromInputUnsafe(startTimeout))}`
+          }))
+      }),
+      Effect.tapError(() => Effect.sync(() => child.kill("SIGKILL")))
+    )
+    return {
+      url: `nats://${host}:${options.port}`,
+      pid: child.pid!,
+      started: true,
+      stop: stopper(child.pid!, options.storeDir, options.stopGracePeriod ?? "10 seconds")
+    } satisfies SharedNatsServer
+  })
+
+/**
+ * Joins the nats-server running on this store, or starts one detached. Two processes starting at
+ * the same instant may both try to start it: the loser cannot bind the port, and joins the winner.
+ */
+export const joinOrStartNatsServer = (options: SharedNatsServerOptions): Effect.Effect<SharedNatsServer, NatsServerError> =>
+  Effect.gen(function*() {
+    const joined = yield* running(options)
+    if (Option.isSome(joined)) {
+      yield* Effect.logInfo("joined the nats-server already running on this DATA_DIR", { url: joined.value.url, pid: joined.value.pid })
+      return joined.value
+    }
+    return yield* start(options).pipe(
+      Effect.catch((error) =>
+        Effect.flatMap(running(options), Option.match({ onNone: () => Effect.fail(error), onSome: Effect.succeed })))
+    )
+  })

@@ -1,0 +1,94 @@
+/**
+ * The Cluster port on JetStream KV: membership and leases shared by every platform process on the
+ * same NATS. A process is a member while its entry in `tributary-members` lives: written at start,
+ * re-written every third of the TTL (its heartbeat), deleted when it stops. A SIGKILLed process's
+ * entry expires with the bucket's TTL; on this machine it is dropped at once, since its pid is gone.
+ */
+import type { KV } from "@nats-io/kv"
+import { hostname } from "node:os"
+import { Effect, Layer, Schedule } from "effect"
+import { Cluster, ClusterError } from "../../domain/Cluster.ts"
+import { BucketNames, shardLeasePrefix } from "../../domain/subjects.ts"
+import { openBucket } from "./buckets.ts"
+import { newHolderId, renewEveryMillis, takeLease } from "./lease.ts"
+
+const kvCall = <A>(operation: string, f: () => Promise<A>) =>
+  Effect.tryPromise({ try: f, catch: (cause) => new ClusterError({ operation, cause }) })
+
+const keysOf = (kv: KV, filter = ">") =>
+  kvCall("list keys", async () => {
+    const keys: Array<string> = []
+    for await (const key of await kv.keys(filter)) keys.push(key)
+    return keys
+  })
+
+const thisHost = hostname().replace(/[^-\w]/g, "_")
+
+/** Whether a member id (`<host>-<pid>-<random>`) names a process that is certainly gone: one of this host whose pid is not running. */
+const deadHere = (id: string) => {
+  const parts = id.split("-")
+  const pid = Number(parts[parts.length - 2])
+  if (parts.slice(0, -2).join("-") !== thisHost || !Number.isSafeInteger(pid) || pid === process.pid) return false
+  try {
+    process.kill(pid, 0)
+    return false
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ESRCH"
+  }
+}
+
+export interface ClusterOptions {
+  /** Run when this process leaves and no other live member remains (e.g. stop the shared nats-server). */
+  readonly whenLastOut?: Effect.Effect<void>
+}
+
+const make = (options: ClusterOptions) =>
+  Effect.gen(function*() {
+    const members = yield* openBucket(BucketNames.members)
+    const leases = yield* openBucket(BucketNames.leases)
+    const self = newHolderId()
+    const beat = kvCall("heartbeat", () => members.put(self, JSON.stringify({ id: self, host: hostname(), pid: process.pid })))
+
+    const live = Effect.map(keysOf(members), (ids) => ids.filter((id) => !deadHere(id)).sort())
+
+    yield* Effect.acquireRelease(beat, () =>
+      Effect.gen(function*() {
+        yield* kvCall("leave", () => members.delete(self))
+        const others = (yield* live).filter((id) => id !== self)
+        if (others.length === 0 && options.whenLastOut !== undefined) yield* options.whenLastOut
+        else yield* Effect.logInfo("left the cluster", { others: others.length })
+      }).pipe(Effect.catch((error) => Effect.logWarning("leaving the cluster failed", error))))
+    yield* beat.pipe(
+      Effect.tapError((error) => Effect.logWarning("membership heartbeat failed", error)),
+      Effect.ignore,
+      Effect.repeat(Schedule.spaced(renewEveryMillis)),
+      Effect.forkScoped
+    )
+
+    const processes = Effect.gen(function*() {
+      const ids = yield* live
+      const owned = new Map<string, Array<number>>(ids.map((id) => [id, []]))
+      const shardKeys = (yield* keysOf(leases)).filter((key) => key.startsWith(shardLeasePrefix))
+      const entries = yield* Effect.forEach(shardKeys, (key) => kvCall(`get ${key}`, () => leases.get(key)), { concurrency: 16 })
+      for (const entry of entries) {
+        if (entry === null || entry.operation !== "PUT") continue
+        const shard = Number(entry.key.slice(shardLeasePrefix.length))
+        const holder = entry.string()
+        const list = owned.get(holder) ?? []
+        list.push(shard)
+        owned.set(holder, list)
+      }
+      return [...owned].map(([id, shards]) => ({ id, shards: shards.sort((a, b) => a - b) })).sort((a, b) => a.id.localeCompare(b.id))
+    })
+
+    return Cluster.of({
+      self,
+      members: live,
+      tryLease: (key) => takeLease(leases, key, self),
+      renewEveryMillis,
+      processes
+    })
+  })
+
+/** Joins the cluster (membership heartbeat) for the layer's lifetime; leaves when released. */
+export const layerCluster = (options: ClusterOptions = {}) => Layer.effect(Cluster, make(options))
