@@ -28,7 +28,7 @@ import { layerJetStream } from "../infra/nats/commandBus.ts"
 import { Nats, tryNats } from "../infra/nats/Nats.ts"
 import { layerCluster } from "../infra/nats/cluster.ts"
 import { defaultConfigFile, type NatsCredentials, NatsUsers } from "../infra/nats/NatsServer.ts"
-import { joinOrStartNatsServer } from "../infra/nats/SharedNatsServer.ts"
+import { useSharedNatsServer } from "../infra/nats/SharedNatsServer.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
 import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
 import { layerRelay } from "../infra/relay.ts"
@@ -75,12 +75,7 @@ const keptSecret = (config: PlatformConfig, name: string) => {
 const readerPassword = (config: PlatformConfig) =>
   Option.isSome(config.natsReaderPassword) ? Redacted.value(config.natsReaderPassword.value) : keptSecret(config, "nats-reader.password")
 
-/** Whether this process was the last live one to leave: then it stops the embedded nats-server. */
-interface BusUse {
-  lastOut: boolean
-}
-
-const natsLayer = (config: PlatformConfig, use: BusUse) => {
+const natsLayer = (config: PlatformConfig) => {
   const access = Option.isSome(config.natsUrl)
     ? Layer.succeed(NatsAccess, {
       url: config.natsUrl.value,
@@ -91,19 +86,18 @@ const natsLayer = (config: PlatformConfig, use: BusUse) => {
     })
     : Layer.effect(NatsAccess, Effect.gen(function*() {
       const passwords = { platform: keptSecret(config, "nats-platform.password"), reader: readerPassword(config) }
-      const server = yield* joinOrStartNatsServer({
+      // Shared by every process on this DATA_DIR; released after the NATS connection drained, it
+      // stops the server only if no other running process uses it.
+      const server = yield* useSharedNatsServer({
         configFile: defaultConfigFile,
         port: config.natsPort,
         storeDir: join(config.dataDir, "nats"),
         pidFile: join(config.dataDir, "nats-server.pid"),
         logFile: join(config.dataDir, "nats-server.log"),
+        usersDir: join(config.dataDir, "nats-server.users"),
+        lockFile: join(config.dataDir, "nats-server.lock"),
         passwords
       })
-      // Released after the NATS connection drained; the cluster layer said whether others still use it.
-      yield* Effect.addFinalizer(() =>
-        use.lastOut
-          ? Effect.logInfo("last process out: stopping the nats-server").pipe(Effect.andThen(server.stop))
-          : Effect.logInfo("leaving the nats-server running for the other processes", { pid: server.pid }))
       return {
         url: server.url,
         platform: { user: NatsUsers.platform, password: passwords.platform },
@@ -154,9 +148,8 @@ export interface PlatformOptions {
 export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => {
   mkdirSync(config.dataDir, { recursive: true })
   const deciders = options.deciders === undefined ? Layer.empty : Layer.succeed(Deciders, makeRegistry(options.deciders))
-  const use: BusUse = { lastOut: false }
   const stores = Layer.mergeAll(
-    natsLayer(config, use),
+    natsLayer(config),
     eventStoreLayer(config),
     ReadModelSqlite.layerSqlite({ path: join(config.dataDir, "readmodel.db"), snapshotEvery: config.snapshotEvery }).pipe(Layer.provide(deciders)),
     EntityMemory.layer(config.entityMemoryBytes),
@@ -167,7 +160,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   const topology = Layer.effectDiscard(ensureTopology({ historyMaxAge: config.historyRetention }))
   const bus = Layer.merge(
     layerJetStream({ shards: config.shards, maxInFlight: config.maxInFlightCommands, defaultTimeout: config.commandTimeout }),
-    layerCluster({ whenLastOut: Effect.sync(() => void (use.lastOut = true)) })
+    layerCluster
   )
   const workers = Layer.mergeAll(
     layerRelay({}),

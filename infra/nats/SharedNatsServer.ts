@@ -2,19 +2,29 @@
  * The embedded message bus shared by every platform process on one DATA_DIR. The first process
  * starts nats-server detached (its own process group, logging to a file, not to a pipe of ours), so
  * that it outlives that process; the next ones find it through the pid file and join it. A server
- * named by the pid file that no longer answers is replaced. Who stops it is the caller's choice
- * (`stop`): the platform stops it when the last live process leaves (see infra/nats/cluster.ts), and
- * a SIGKILLed process leaves it running for the others and for its own restart.
+ * named by the pid file that no longer answers is replaced.
+ *
+ * Each process using it leaves a file named by its pid in `<DATA_DIR>/nats-server.users/`; the
+ * last one to leave (no other file names a running process) stops the server, so a SIGKILLed
+ * process leaves it running for the others and for its own restart. Joining, starting, leaving and
+ * stopping happen under one lock file, so a process starting while the last one stops either
+ * joins before the stop decision or starts a new server after it.
  */
 import { spawn } from "node:child_process"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
 import { Duration, Effect, Option, Schedule } from "effect"
+import type { Scope } from "effect"
 import { isNatsServerOn, NatsServerError, type NatsServerOptions, probe, signal, stopLeftover } from "./NatsServer.ts"
 
 export interface SharedNatsServerOptions extends NatsServerOptions {
   readonly pidFile: string
   /** where the server logs (`-l`): a file, since the process that starts it may be gone long before it */
   readonly logFile: string
+  /** a directory holding one file per process using the server (named by its pid) */
+  readonly usersDir: string
+  /** held while joining, starting, leaving or stopping */
+  readonly lockFile: string
 }
 
 export interface SharedNatsServer {
@@ -144,11 +154,68 @@ const start = (options: SharedNatsServerOptions) =>
     } satisfies SharedNatsServer
   })
 
+const pidAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/** Takes the lock file (exclusive create, holding our pid); one left by a dead process is taken over. */
+const lock = (lockFile: string) =>
+  Effect.suspend(() => {
+    try {
+      closeSync(openSync(lockFile, "wx"))
+      writeFileSync(lockFile, String(process.pid))
+      return Effect.void
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") return Effect.die(error)
+      const holder = Number(readFileSync(lockFile, "utf8").trim())
+      // a lock just created has no pid in it yet: only a pid that is gone makes it stale
+      if (Number.isSafeInteger(holder) && holder > 0 && !pidAlive(holder)) rmSync(lockFile, { force: true })
+      return Effect.fail("held" as const)
+    }
+  }).pipe(
+    Effect.retry({ schedule: Schedule.spaced("50 millis"), times: 1_200 }),
+    Effect.orDie
+  )
+
+const withLock = <A, E, R>(lockFile: string, effect: Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(lock(lockFile), () => effect, () => Effect.sync(() => rmSync(lockFile, { force: true })))
+
+/** The pids of other running processes that use the server. */
+const otherUsers = (usersDir: string) =>
+  readdirSync(usersDir).map(Number).filter((pid) => Number.isSafeInteger(pid) && pid !== process.pid && pidAlive(pid))
+
 /**
- * Joins the nats-server running on this store, or starts one detached. Two processes starting at
- * the same instant may both try to start it: the loser cannot bind the port, and joins the winner.
+ * Uses the nats-server running on this store, or starts one detached, for the life of the Scope;
+ * when the Scope closes and no other running process uses it, stops it.
  */
-export const joinOrStartNatsServer = (options: SharedNatsServerOptions): Effect.Effect<SharedNatsServer, NatsServerError> =>
+export const useSharedNatsServer = (options: SharedNatsServerOptions): Effect.Effect<SharedNatsServer, NatsServerError, Scope.Scope> =>
+  Effect.acquireRelease(
+    withLock(options.lockFile, Effect.gen(function*() {
+      mkdirSync(options.usersDir, { recursive: true })
+      const server = yield* joinOrStartNatsServer(options)
+      writeFileSync(join(options.usersDir, String(process.pid)), "")
+      return server
+    })),
+    (server) =>
+      withLock(options.lockFile, Effect.gen(function*() {
+        rmSync(join(options.usersDir, String(process.pid)), { force: true })
+        const others = otherUsers(options.usersDir)
+        if (others.length > 0) return yield* Effect.logInfo("leaving the nats-server running for the other processes", { pid: server.pid, others })
+        yield* Effect.logInfo("last process out: stopping the nats-server", { pid: server.pid })
+        yield* server.stop
+      }))
+  )
+
+/**
+ * Joins the nats-server running on this store, or starts one detached. Under the lock only one
+ * process starts it; one started outside the platform (by hand, on the same port) is joined too.
+ */
+const joinOrStartNatsServer = (options: SharedNatsServerOptions): Effect.Effect<SharedNatsServer, NatsServerError> =>
   Effect.gen(function*() {
     const joined = yield* running(options)
     if (Option.isSome(joined)) {

@@ -37,58 +37,48 @@ const deadHere = (id: string) => {
   }
 }
 
-export interface ClusterOptions {
-  /** Run when this process leaves and no other live member remains (e.g. stop the shared nats-server). */
-  readonly whenLastOut?: Effect.Effect<void>
-}
+const make = Effect.gen(function*() {
+  const members = yield* openBucket(BucketNames.members)
+  const leases = yield* openBucket(BucketNames.leases)
+  const self = newHolderId()
+  const beat = kvCall("heartbeat", () => members.put(self, JSON.stringify({ id: self, host: hostname(), pid: process.pid })))
 
-const make = (options: ClusterOptions) =>
-  Effect.gen(function*() {
-    const members = yield* openBucket(BucketNames.members)
-    const leases = yield* openBucket(BucketNames.leases)
-    const self = newHolderId()
-    const beat = kvCall("heartbeat", () => members.put(self, JSON.stringify({ id: self, host: hostname(), pid: process.pid })))
+  const live = Effect.map(keysOf(members), (ids) => ids.filter((id) => !deadHere(id)).sort())
 
-    const live = Effect.map(keysOf(members), (ids) => ids.filter((id) => !deadHere(id)).sort())
+  // Leaving deletes the entry, so the others re-spread the shards at once rather than after the TTL.
+  yield* Effect.acquireRelease(beat, () =>
+    kvCall("leave", () => members.delete(self)).pipe(Effect.catch((error) => Effect.logWarning("leaving the cluster failed", error))))
+  yield* beat.pipe(
+    Effect.tapError((error) => Effect.logWarning("membership heartbeat failed", error)),
+    Effect.ignore,
+    Effect.repeat(Schedule.spaced(renewEveryMillis)),
+    Effect.forkScoped
+  )
 
-    yield* Effect.acquireRelease(beat, () =>
-      Effect.gen(function*() {
-        yield* kvCall("leave", () => members.delete(self))
-        const others = (yield* live).filter((id) => id !== self)
-        if (others.length === 0 && options.whenLastOut !== undefined) yield* options.whenLastOut
-        else yield* Effect.logInfo("left the cluster", { others: others.length })
-      }).pipe(Effect.catch((error) => Effect.logWarning("leaving the cluster failed", error))))
-    yield* beat.pipe(
-      Effect.tapError((error) => Effect.logWarning("membership heartbeat failed", error)),
-      Effect.ignore,
-      Effect.repeat(Schedule.spaced(renewEveryMillis)),
-      Effect.forkScoped
-    )
-
-    const processes = Effect.gen(function*() {
-      const ids = yield* live
-      const owned = new Map<string, Array<number>>(ids.map((id) => [id, []]))
-      const shardKeys = (yield* keysOf(leases)).filter((key) => key.startsWith(shardLeasePrefix))
-      const entries = yield* Effect.forEach(shardKeys, (key) => kvCall(`get ${key}`, () => leases.get(key)), { concurrency: 16 })
-      for (const entry of entries) {
-        if (entry === null || entry.operation !== "PUT") continue
-        const shard = Number(entry.key.slice(shardLeasePrefix.length))
-        const holder = entry.string()
-        const list = owned.get(holder) ?? []
-        list.push(shard)
-        owned.set(holder, list)
-      }
-      return [...owned].map(([id, shards]) => ({ id, shards: shards.sort((a, b) => a - b) })).sort((a, b) => a.id.localeCompare(b.id))
-    })
-
-    return Cluster.of({
-      self,
-      members: live,
-      tryLease: (key) => takeLease(leases, key, self),
-      renewEveryMillis,
-      processes
-    })
+  const processes = Effect.gen(function*() {
+    const ids = yield* live
+    const owned = new Map<string, Array<number>>(ids.map((id) => [id, []]))
+    const shardKeys = (yield* keysOf(leases)).filter((key) => key.startsWith(shardLeasePrefix))
+    const entries = yield* Effect.forEach(shardKeys, (key) => kvCall(`get ${key}`, () => leases.get(key)), { concurrency: 16 })
+    for (const entry of entries) {
+      if (entry === null || entry.operation !== "PUT") continue
+      const shard = Number(entry.key.slice(shardLeasePrefix.length))
+      const holder = entry.string()
+      const list = owned.get(holder) ?? []
+      list.push(shard)
+      owned.set(holder, list)
+    }
+    return [...owned].map(([id, shards]) => ({ id, shards: shards.sort((a, b) => a - b) })).sort((a, b) => a.id.localeCompare(b.id))
   })
 
+  return Cluster.of({
+    self,
+    members: live,
+    tryLease: (key) => takeLease(leases, key, self),
+    renewEveryMillis,
+    processes
+  })
+})
+
 /** Joins the cluster (membership heartbeat) for the layer's lifetime; leaves when released. */
-export const layerCluster = (options: ClusterOptions = {}) => Layer.effect(Cluster, make(options))
+export const layerCluster = Layer.effect(Cluster, make)

@@ -21,7 +21,7 @@ const serverPid = (dataDir: string) =>
   )
 
 describe("npm start on a DATA_DIR already in use", () => {
-  it.live("joins the running platform's nats-server, and the last process to stop stops it", () =>
+  it.live("joins the running platform's nats-server, which stays up through a SIGKILL, and the last process to stop stops it", () =>
     Effect.gen(function*() {
       const dataDir = yield* tempDir("shared-bus")
       const env = { DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN, NATS_PORT: String(yield* freePort()), SHARDS: "8" }
@@ -45,6 +45,11 @@ describe("npm start on a DATA_DIR already in use", () => {
 
       assert.strictEqual(yield* stopProcess(first, "SIGTERM"), 0)
       assert.isTrue(isAlive(server), "the bus stays up while a process still uses it")
+      // A process killed outright cannot say it leaves: the server stays up for the others.
+      const killed = yield* startPlatformProcess(env, dataDir)
+      yield* waitUntilReady(killed)
+      yield* stopProcess(killed, "SIGKILL")
+      assert.isTrue(isAlive(server))
       // The survivor takes the first one's shards and goes on serving every entity.
       const patched = yield* eventually(
         call(second.base, "PATCH", "/v1/entities/advertiser/5", { key: ADMIN, body: { name: "Second" }, headers: { "idempotency-key": "after-first" } }),
