@@ -5,10 +5,11 @@
  */
 import { rmSync } from "node:fs"
 import { createServer } from "node:net"
+import { join, resolve } from "node:path"
 import { jetstream } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { ConfigProvider, Effect } from "effect"
-import { freePort } from "../infra/nats/NatsServer.ts"
+import { freePort, stopLeftover } from "../infra/nats/NatsServer.ts"
 import { PlatformConfig } from "./config.ts"
 import { HttpServer, layer, NatsAccess } from "./platform.ts"
 import { runMain } from "./runMain.ts"
@@ -166,6 +167,9 @@ Tributary demo — summary
 
 const main = Effect.gen(function*() {
   const dataDir = "./data/demo"
+  // The nats-server outlives a platform that was killed (it is shared, detached): stop one an earlier
+  // demo left on this folder before wiping its store.
+  yield* stopLeftover(join(dataDir, "nats-server.pid"), resolve(dataDir, "nats"), "10 seconds")
   rmSync(dataDir, { recursive: true, force: true })
   const env = {
     ...process.env,

@@ -8,7 +8,7 @@
  */
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
-import { join } from "node:path"
+import { join, resolve } from "node:path"
 import type { FastifyInstance } from "fastify"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import * as EntityMemory from "../actors/entity/EntityMemory.ts"
@@ -88,14 +88,16 @@ const natsLayer = (config: PlatformConfig) => {
       const passwords = { platform: keptSecret(config, "nats-platform.password"), reader: readerPassword(config) }
       // Shared by every process on this DATA_DIR; released after the NATS connection drained, it
       // stops the server only if no other running process uses it.
+      // Absolute: a process started from another directory must recognise the server by its store.
+      const dataDir = resolve(config.dataDir)
       const server = yield* useSharedNatsServer({
         configFile: defaultConfigFile,
         port: config.natsPort,
-        storeDir: join(config.dataDir, "nats"),
-        pidFile: join(config.dataDir, "nats-server.pid"),
-        logFile: join(config.dataDir, "nats-server.log"),
-        usersDir: join(config.dataDir, "nats-server.users"),
-        lockFile: join(config.dataDir, "nats-server.lock"),
+        storeDir: join(dataDir, "nats"),
+        pidFile: join(dataDir, "nats-server.pid"),
+        logFile: join(dataDir, "nats-server.log"),
+        usersDir: join(dataDir, "nats-server.users"),
+        lockFile: join(dataDir, "nats-server.lock"),
         passwords
       })
       return {
