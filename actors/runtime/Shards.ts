@@ -31,11 +31,12 @@ export const runShards = <E, R>(options: ShardsOptions<E, R>): Effect.Effect<voi
     const cluster = yield* Cluster
     const context = yield* Effect.context<R>()
     const held = new Map<number, Fiber.Fiber<void>>()
-    const leaving = new Set<number>()
+    // Shards being handed back (draining), with the fiber that waits for it.
+    const leaving = new Map<number, Fiber.Fiber<void>>()
     let members: ReadonlyArray<string> = [cluster.self]
 
-    // Stopping: every shard drains at once, each then gives its lease back.
-    yield* Effect.addFinalizer(() => Fiber.interruptAll([...held.values()]))
+    // Stopping: every shard drains at once, each then gives its lease back; so do those being handed back.
+    yield* Effect.addFinalizer(() => Fiber.interruptAll([...held.values()]).pipe(Effect.andThen(Fiber.awaitAll([...leaving.values()]))))
 
     const start = (shard: number) =>
       Effect.gen(function*() {
@@ -52,8 +53,7 @@ export const runShards = <E, R>(options: ShardsOptions<E, R>): Effect.Effect<voi
 
     const handBack = (shard: number, fiber: Fiber.Fiber<void>) =>
       Effect.gen(function*() {
-        leaving.add(shard)
-        yield* Effect.forkDetach(Fiber.interrupt(fiber).pipe(Effect.ensuring(Effect.sync(() => leaving.delete(shard)))))
+        leaving.set(shard, yield* Effect.forkDetach(Fiber.interrupt(fiber).pipe(Effect.ensuring(Effect.sync(() => leaving.delete(shard))))))
       })
 
     const tick = Effect.gen(function*() {
