@@ -4,7 +4,7 @@
  * `cmd.<type>.<shard>.<id>`, a work queue: a command is acknowledged only once its entity has answered).
  */
 import { Context, Schema } from "effect"
-import type { Duration, Effect, Stream } from "effect"
+import type { Duration, Effect, Scope, Stream } from "effect"
 import { EntityCommand, EntityRejection } from "./entity.ts"
 import { EntitySnapshot } from "./snapshot.ts"
 
@@ -55,12 +55,13 @@ export class CommandBus extends Context.Service<CommandBus, {
     options?: { readonly timeout?: Duration.Input }
   ) => Effect.Effect<CommandReply, CommandTimeout | CommandBusError>
   /**
-   * Takes over the commands of `shard` (for its lease holder only): every command of the shard not
-   * answered yet is delivered again, in stream order, then new ones as they arrive; pulled only as
-   * fast as this stream is consumed (backpressure). While it is consumed, nothing is redelivered out
-   * of order: a command is given back only to the next holder of the shard.
+   * Takes over the commands of `shard` (for its lease holder only), for the life of the Scope: every
+   * command of the shard not answered yet is delivered again by the returned stream, in stream order,
+   * then new ones as they arrive; pulled only as fast as the stream is consumed (backpressure). While
+   * it is consumed, nothing is redelivered out of order: a command is given back only to the next
+   * holder of the shard.
    */
-  readonly shard: (shard: number) => Stream.Stream<IncomingCommand, CommandBusError>
+  readonly shard: (shard: number) => Effect.Effect<Stream.Stream<IncomingCommand, CommandBusError>, CommandBusError, Scope.Scope>
   /** The number of shards commands are spread over (`SHARDS`). */
   readonly shards: number
 }>()("tributary/CommandBus") {}

@@ -33,7 +33,7 @@ class ShardRestart extends Schema.TaggedError<ShardRestart>()("ShardRestart", { 
  * actor gives up. Interrupted (shard handed back, process stopping), it stops pulling first, then
  * every actor finishes what its mailbox holds; commands still waiting for mailbox space stay on the bus.
  */
-const session = (shard: number, options: EntityActorsOptions) =>
+const session = (shard: number, options: EntityActorsOptions, started: Effect.Effect<void>) =>
   Effect.gen(function*() {
     const bus = yield* CommandBus
     const restart = yield* Deferred.make<never, ShardRestart>()
@@ -46,7 +46,9 @@ const session = (shard: number, options: EntityActorsOptions) =>
       onEscalate: (escalation) => Deferred.fail(restart, new ShardRestart({ shard, cause: escalation })).pipe(Effect.asVoid)
     })
     const dispatcher = yield* Dispatcher.make(registry, { onStopped: () => Effect.void })
-    const consume = bus.shard(shard).pipe(
+    const commands = yield* bus.shard(shard)
+    yield* started
+    const consume = commands.pipe(
       Stream.runForEach((incoming) => dispatcher.dispatch(streamName(incoming.command.entityType, incoming.command.entityId), incoming)),
       Effect.andThen(Effect.fail(new CommandBusError({ operation: "consume", cause: "the command stream ended" })))
     )
@@ -54,8 +56,8 @@ const session = (shard: number, options: EntityActorsOptions) =>
   }).pipe(Effect.scoped)
 
 /** Runs a shard's sessions while it is owned; after a failure (NATS restarting, an actor gone) a new session re-takes the shard. */
-const runShard = (shard: number, options: EntityActorsOptions) =>
-  session(shard, options).pipe(
+const runShard = (shard: number, options: EntityActorsOptions, started: Effect.Effect<void>) =>
+  session(shard, options, started).pipe(
     Effect.tapError((error) => Effect.logWarning("entity shard failed; taking it again", { shard, error })),
     Effect.retry(Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")])),
     Effect.andThen(Effect.never)
@@ -68,5 +70,5 @@ const runShard = (shard: number, options: EntityActorsOptions) =>
 export const runEntityActors = (options: EntityActorsOptions) =>
   Effect.gen(function*() {
     const bus = yield* CommandBus
-    yield* runShards({ shards: bus.shards, run: (shard) => runShard(shard, options) })
+    yield* runShards({ shards: bus.shards, run: (shard, started) => runShard(shard, options, started) })
   })

@@ -7,7 +7,7 @@
  * process gets its share. A SIGKILLed process's leases expire with the bucket's TTL and the
  * survivors take them at their next tick.
  */
-import { Effect, Fiber, Option } from "effect"
+import { Deferred, Effect, Fiber, Option } from "effect"
 import type { Duration, Scope } from "effect"
 import { Cluster, holdWhile } from "../../domain/Cluster.ts"
 import { shardLeaseKey } from "../../domain/subjects.ts"
@@ -16,8 +16,11 @@ import { shardsOf } from "./ShardAssignment.ts"
 export interface ShardsOptions<E, R> {
   /** shards numbered 0 … shards-1 */
   readonly shards: number
-  /** the job of one owned shard, run while its lease is held; interrupted when the shard is handed back */
-  readonly run: (shard: number) => Effect.Effect<never, E, R>
+  /**
+   * the job of one owned shard, run while its lease is held; interrupted when the shard is handed
+   * back. It runs `started` once it is at work: the shards taken at start wait for that.
+   */
+  readonly run: (shard: number, started: Effect.Effect<void>) => Effect.Effect<never, E, R>
   /** how often ownership is reconsidered; default 1 second */
   readonly tick?: Duration.Input
 }
@@ -41,14 +44,15 @@ export const runShards = <E, R>(options: ShardsOptions<E, R>): Effect.Effect<voi
     const start = (shard: number) =>
       Effect.gen(function*() {
         const lease = yield* cluster.tryLease(shardLeaseKey(shard))
-        if (Option.isNone(lease)) return false
-        const job = holdWhile(lease.value, options.run(shard), cluster.renewEveryMillis).pipe(
+        if (Option.isNone(lease)) return Option.none()
+        const started = yield* Deferred.make<void>()
+        const job = holdWhile(lease.value, options.run(shard, Deferred.succeed(started, undefined).pipe(Effect.asVoid)), cluster.renewEveryMillis).pipe(
           Effect.catchCause((cause) => Effect.logWarning("shard stopped", { shard, cause })),
           Effect.ensuring(Effect.sync(() => held.delete(shard))),
           Effect.provideContext(context)
         )
         held.set(shard, yield* Effect.forkDetach(job))
-        return true
+        return Option.some(started)
       })
 
     const handBack = (shard: number, fiber: Fiber.Fiber<void>) =>
@@ -66,15 +70,20 @@ export const runShards = <E, R>(options: ShardsOptions<E, R>): Effect.Effect<voi
       const handedBack = [...held].filter(([shard]) => !mine.has(shard) && !leaving.has(shard))
       for (const [shard, fiber] of handedBack) yield* handBack(shard, fiber)
       const wanted = [...mine].filter((shard) => !held.has(shard) && !leaving.has(shard))
-      const taken = yield* Effect.forEach(wanted, (shard) =>
+      const taken = (yield* Effect.forEach(wanted, (shard) =>
         start(shard).pipe(
-          Effect.map((ok) => ok ? [shard] : []),
+          Effect.map(Option.match({ onNone: () => [], onSome: (started) => [{ shard, started }] })),
           Effect.catch((error) => Effect.as(Effect.logWarning("cannot take a shard", { shard, error }), []))
-        ), { concurrency: 16 })
+        ), { concurrency: 16 })).flat()
       if (handedBack.length > 0) yield* Effect.logInfo("shards handed back", { shards: handedBack.map(([shard]) => shard), members: members.length })
-      if (taken.flat().length > 0) yield* Effect.logInfo("shards taken", { shards: taken.flat(), members: members.length })
+      if (taken.length > 0) yield* Effect.logInfo("shards taken", { shards: taken.map((t) => t.shard), members: members.length })
+      return taken
     })
 
-    yield* tick
+    // At start, wait until the shards taken are at work (bounded: a shard that cannot start yet keeps trying on its own).
+    const first = yield* tick
+    yield* Effect.forEach(first, ({ started }) => Deferred.await(started), { discard: true, concurrency: "unbounded" }).pipe(
+      Effect.timeoutOption("15 seconds")
+    )
     yield* tick.pipe(Effect.delay(options.tick ?? "1 second"), Effect.forever, Effect.forkScoped)
   })

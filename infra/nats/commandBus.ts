@@ -125,8 +125,8 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
       return yield* tryNats(`get consumer ${name}`, () => jetstream.consumers.get(StreamNames.commands, name))
     })
 
-  const shard = (n: number): Stream.Stream<IncomingCommand, CommandBusError> =>
-    Stream.unwrap(Effect.gen(function*() {
+  const shard = (n: number) =>
+    Effect.gen(function*() {
       const consumer = yield* retake(n)
       // Messages pulled and not answered yet: they report progress so JetStream never redelivers them meanwhile.
       const held = new Set<JsMsg>()
@@ -165,7 +165,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
         Stream.filter(Option.isSome),
         Stream.map((some) => some.value)
       )
-    })).pipe(Stream.mapError(toBusError))
+    }).pipe(Effect.mapError((error) => new CommandBusError({ operation: error.operation, cause: error.cause })))
 
   return CommandBus.of({ send, shard, shards })
 })
