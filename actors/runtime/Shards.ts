@@ -7,11 +7,14 @@
  * process gets its share. A SIGKILLed process's leases expire with the bucket's TTL and the
  * survivors take them at their next tick.
  */
-import { Deferred, Effect, Fiber, Option } from "effect"
+import { Deferred, Effect, Fiber, Metric, Option } from "effect"
 import type { Duration, Scope } from "effect"
 import { Cluster, holdWhile } from "../../domain/Cluster.ts"
 import { shardLeaseKey } from "../../domain/subjects.ts"
 import { shardsOf } from "./ShardAssignment.ts"
+
+const shardsOwned = Metric.gauge("tributary_shards_owned", { description: "Shards whose lease this process holds" })
+const clusterMembers = Metric.gauge("tributary_cluster_members", { description: "Live platform processes, as this one sees them" })
 
 export interface ShardsOptions<E, R> {
   /** shards numbered 0 … shards-1 */
@@ -77,6 +80,8 @@ export const runShards = <E, R>(options: ShardsOptions<E, R>): Effect.Effect<voi
         ), { concurrency: 16 })).flat()
       if (handedBack.length > 0) yield* Effect.logInfo("shards handed back", { shards: handedBack.map(([shard]) => shard), members: members.length })
       if (taken.length > 0) yield* Effect.logInfo("shards taken", { shards: taken.map((t) => t.shard), members: members.length })
+      yield* Metric.update(shardsOwned, held.size)
+      yield* Metric.update(clusterMembers, members.length)
       return taken
     })
 
