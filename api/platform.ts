@@ -14,6 +14,7 @@ import { Context, Effect, Layer, Option, Redacted } from "effect"
 import * as EntityMemory from "../actors/entity/EntityMemory.ts"
 import type { Cluster } from "../domain/Cluster.ts"
 import { runEntityActors } from "../actors/entity/runEntityActors.ts"
+import { OwnedShards } from "../actors/runtime/Shards.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
 import type { CommandBus } from "../domain/CommandBus.ts"
 import type { AnyDecider } from "../domain/Decider.ts"
@@ -168,7 +169,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     layerRelay({}),
     ProjectionRunner.layer,
     // Built once this process took the free shards it should own: HTTP starts after that.
-    Layer.effectDiscard(runEntityActors({
+    Layer.effect(OwnedShards, runEntityActors({
       mailboxCapacity: config.entityMailboxSize,
       idleTimeout: config.entityIdleTimeout,
       maxActors: config.entityMaxActors

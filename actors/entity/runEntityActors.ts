@@ -39,7 +39,7 @@ const session = (shard: number, options: EntityActorsOptions, started: Effect.Ef
     const restart = yield* Deferred.make<never, ShardRestart>()
     const registry = yield* ActorRegistry.make({
       kind: "entity",
-      behavior: entityBehavior,
+      behavior: (stream) => entityBehavior(stream, { shards: bus.shards }),
       mailboxCapacity: options.mailboxCapacity ?? 64,
       idleTimeout: options.idleTimeout ?? "5 minutes",
       maxActors: options.maxActors === undefined ? undefined : Math.max(1, Math.ceil(options.maxActors / bus.shards)),
@@ -65,10 +65,11 @@ const runShard = (shard: number, options: EntityActorsOptions, started: Effect.E
 
 /**
  * Runs the entity actors of the shards this process owns, for the life of the Scope: returns once it
- * has taken the free shards it should own now; when the Scope closes, it hands every shard back.
+ * has taken the free shards it should own now (with those shards, as they change); when the Scope
+ * closes, it hands every shard back.
  */
 export const runEntityActors = (options: EntityActorsOptions) =>
   Effect.gen(function*() {
     const bus = yield* CommandBus
-    yield* runShards({ shards: bus.shards, run: (shard, started) => runShard(shard, options, started) })
+    return yield* runShards({ shards: bus.shards, run: (shard, started) => runShard(shard, options, started) })
   })

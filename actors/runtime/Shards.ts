@@ -7,14 +7,19 @@
  * process gets its share. A SIGKILLed process's leases expire with the bucket's TTL and the
  * survivors take them at their next tick.
  */
-import { Deferred, Effect, Fiber, Metric, Option } from "effect"
-import type { Duration, Scope } from "effect"
+import { Context, Deferred, Effect, Fiber, Metric, Option, SubscriptionRef } from "effect"
+import type { Duration, Scope, Stream } from "effect"
 import { Cluster, holdWhile } from "../../domain/Cluster.ts"
 import { shardLeaseKey } from "../../domain/subjects.ts"
 import { shardsOf } from "./ShardAssignment.ts"
 
 const shardsOwned = Metric.gauge("tributary_shards_owned", { description: "Shards whose lease this process holds" })
 const clusterMembers = Metric.gauge("tributary_cluster_members", { description: "Live platform processes, as this one sees them" })
+
+/** The shards this process owns, as they change: each element replaces the previous one (the current set first). */
+export class OwnedShards extends Context.Service<OwnedShards, {
+  readonly changes: Stream.Stream<ReadonlySet<number>>
+}>()("tributary/OwnedShards") {}
 
 export interface ShardsOptions<E, R> {
   /** shards numbered 0 … shards-1 */
@@ -31,8 +36,9 @@ export interface ShardsOptions<E, R> {
 /**
  * Takes the free shards this process should own now, then keeps reconsidering in the background
  * for the life of the Scope; when the Scope closes, every shard is handed back (draining in parallel).
+ * Returns the owned shards as they change (e.g. for the reminders of the owned shards).
  */
-export const runShards = <E, R>(options: ShardsOptions<E, R>): Effect.Effect<void, never, Cluster | R | Scope.Scope> =>
+export const runShards = <E, R>(options: ShardsOptions<E, R>): Effect.Effect<OwnedShards["Service"], never, Cluster | R | Scope.Scope> =>
   Effect.gen(function*() {
     const cluster = yield* Cluster
     const context = yield* Effect.context<R>()
@@ -40,6 +46,12 @@ export const runShards = <E, R>(options: ShardsOptions<E, R>): Effect.Effect<voi
     // Shards being handed back (draining), with the fiber that waits for it.
     const leaving = new Map<number, Fiber.Fiber<void>>()
     let members: ReadonlyArray<string> = [cluster.self]
+    const owned = yield* SubscriptionRef.make<ReadonlySet<number>>(new Set())
+    const publish = Effect.suspend(() => {
+      const now = new Set(held.keys())
+      return Effect.flatMap(SubscriptionRef.get(owned), (before) =>
+        before.size === now.size && [...now].every((shard) => before.has(shard)) ? Effect.void : SubscriptionRef.set(owned, now))
+    })
 
     // Stopping: every shard drains at once, each then gives its lease back; so do those being handed back.
     yield* Effect.addFinalizer(() => Fiber.interruptAll([...held.values()]).pipe(Effect.andThen(Fiber.awaitAll([...leaving.values()]))))
@@ -51,7 +63,7 @@ export const runShards = <E, R>(options: ShardsOptions<E, R>): Effect.Effect<voi
         const started = yield* Deferred.make<void>()
         const job = holdWhile(lease.value, options.run(shard, Deferred.succeed(started, undefined).pipe(Effect.asVoid)), cluster.renewEveryMillis).pipe(
           Effect.catchCause((cause) => Effect.logWarning("shard stopped", { shard, cause })),
-          Effect.ensuring(Effect.sync(() => held.delete(shard))),
+          Effect.ensuring(Effect.sync(() => held.delete(shard)).pipe(Effect.andThen(publish))),
           Effect.provideContext(context)
         )
         held.set(shard, yield* Effect.forkDetach(job))
@@ -80,6 +92,7 @@ export const runShards = <E, R>(options: ShardsOptions<E, R>): Effect.Effect<voi
         ), { concurrency: 16 })).flat()
       if (handedBack.length > 0) yield* Effect.logInfo("shards handed back", { shards: handedBack.map(([shard]) => shard), members: members.length })
       if (taken.length > 0) yield* Effect.logInfo("shards taken", { shards: taken.map((t) => t.shard), members: members.length })
+      yield* publish
       yield* Metric.update(shardsOwned, held.size)
       yield* Metric.update(clusterMembers, members.length)
       return taken
@@ -91,4 +104,5 @@ export const runShards = <E, R>(options: ShardsOptions<E, R>): Effect.Effect<voi
       Effect.timeoutOption("15 seconds")
     )
     yield* tick.pipe(Effect.delay(options.tick ?? "1 second"), Effect.forever, Effect.forkScoped)
+    return { changes: SubscriptionRef.changes(owned) }
   })

@@ -3,7 +3,7 @@
  * process, each with its own Cluster, as two processes would have.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Scope } from "effect"
+import { Context, Effect, Exit, Layer, Option, Scope, Stream } from "effect"
 import { runShards } from "../../actors/runtime/Shards.ts"
 import { Cluster } from "../../domain/Cluster.ts"
 import { layerCluster } from "../../infra/nats/cluster.ts"
@@ -16,7 +16,7 @@ const SHARDS = 16
 const ownership = () => {
   const running = new Map<number, Set<string>>()
   let most = 0
-  const job = (member: string) => (shard: number) =>
+  const job = (member: string) => (shard: number, started: Effect.Effect<void>) =>
     Effect.acquireRelease(
       Effect.sync(() => {
         const owners = running.get(shard) ?? new Set<string>()
@@ -25,23 +25,25 @@ const ownership = () => {
         most = Math.max(most, owners.size)
       }),
       () => Effect.sync(() => void running.get(shard)?.delete(member))
-    ).pipe(Effect.andThen(Effect.never), Effect.scoped)
+    ).pipe(Effect.andThen(started), Effect.andThen(Effect.never), Effect.scoped)
   const shardsOf = (member: string) => [...running].filter(([, owners]) => owners.has(member)).map(([shard]) => shard).sort((a, b) => a - b)
   return { job, shardsOf, most: () => most }
 }
 
 /** A member: its own Cluster (membership, leases) and shard runner, until its scope closes. */
-const member = (job: (member: string) => (shard: number) => Effect.Effect<never>) =>
+const member = (job: (member: string) => (shard: number, started: Effect.Effect<void>) => Effect.Effect<never>) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
     yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void)) // should the test end first
     const context = yield* Layer.buildWithScope(Layer.fresh(layerCluster), scope)
     const cluster = Context.get(context, Cluster)
-    yield* runShards({ shards: SHARDS, run: job(cluster.self), tick: "100 millis" }).pipe(
+    const owned = yield* runShards({ shards: SHARDS, run: job(cluster.self), tick: "100 millis" }).pipe(
       Effect.provideContext(context),
       Scope.provide(scope)
     )
-    return { id: cluster.self, leave: Scope.close(scope, Exit.void) }
+    // the shards it owns now: the first element of the changes
+    const ownedNow = Effect.map(Stream.runHead(owned.changes), (set) => Option.match(set, { onNone: () => [], onSome: (s) => [...s].sort((x, y) => x - y) }))
+    return { id: cluster.self, ownedNow, leave: Scope.close(scope, Exit.void) }
   })
 
 layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("shards over cluster members", (it) => {
@@ -51,7 +53,7 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("shards o
         const { job, shardsOf, most } = ownership()
         const all = Array.from({ length: SHARDS }, (_, i) => i)
         const a = yield* member(job)
-        yield* eventually(Effect.sync(() => shardsOf(a.id)), (ofA) => ofA.length === SHARDS, "5 seconds")
+        assert.deepStrictEqual(shardsOf(a.id), all, "alone, it owns every shard once it has started")
 
         const b = yield* member(job)
         yield* eventually(Effect.sync(() => [shardsOf(a.id), shardsOf(b.id)]), ([ofA, ofB]) =>
@@ -64,6 +66,7 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("shards o
         // b gave its leases back and left: a takes them without waiting for any TTL
         yield* eventually(Effect.sync(() => shardsOf(a.id)), (ofA) => ofA.length === SHARDS, "5 seconds")
         assert.strictEqual(most(), 1, "never two owners of a shard at once")
+        assert.deepStrictEqual(yield* eventually(a.ownedNow, (shards) => shards.length === SHARDS), all, "its owned shards, as published")
         yield* a.leave
       }))
   })
