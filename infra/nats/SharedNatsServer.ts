@@ -11,7 +11,7 @@
  * joins before the stop decision or starts a new server after it.
  */
 import { spawn } from "node:child_process"
-import { existsSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Duration, Effect, Option, Schedule } from "effect"
 import type { Scope } from "effect"
@@ -172,9 +172,15 @@ const lock = (lockFile: string) =>
       return Effect.void
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") return Effect.die(error)
-      const holder = Number(readFileSync(lockFile, "utf8").trim())
-      // a lock just created has no pid in it yet: only a pid that is gone makes it stale
-      if (Number.isSafeInteger(holder) && holder > 0 && !pidAlive(holder)) rmSync(lockFile, { force: true })
+      try {
+        const holder = Number(readFileSync(lockFile, "utf8").trim())
+        // A lock just created has no pid in it yet: stale only when its pid is gone, or when it stayed
+        // empty for seconds (its creator died between creating and writing it).
+        const stale = Number.isSafeInteger(holder) && holder > 0 ? !pidAlive(holder) : Date.now() - statSync(lockFile).mtimeMs > 5_000
+        if (stale) rmSync(lockFile, { force: true })
+      } catch {
+        // released meanwhile: try again
+      }
       return Effect.fail("held" as const)
     }
   }).pipe(
@@ -212,8 +218,8 @@ export const useSharedNatsServer = (options: SharedNatsServerOptions): Effect.Ef
   )
 
 /**
- * Joins the nats-server running on this store, or starts one detached. Under the lock only one
- * process starts it; one started outside the platform (by hand, on the same port) is joined too.
+ * Joins the nats-server running on this store, or starts one detached (under the lock, so only one
+ * process starts it). Should the start fail, a server the pid file names meanwhile is joined.
  */
 const joinOrStartNatsServer = (options: SharedNatsServerOptions): Effect.Effect<SharedNatsServer, NatsServerError> =>
   Effect.gen(function*() {
