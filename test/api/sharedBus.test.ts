@@ -61,4 +61,20 @@ describe("npm start on a DATA_DIR already in use", () => {
       assert.strictEqual(yield* stopProcess(second, "SIGTERM"), 0)
       yield* eventually(Effect.sync(() => isAlive(server)), (alive) => !alive, "20 seconds")
     }).pipe(Effect.scoped), { timeout: 180_000 })
+
+  it.live("two processes started at the same instant share one nats-server", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDir("shared-bus-race")
+      const env = { DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN, NATS_PORT: String(yield* freePort()), SHARDS: "8" }
+      const both = yield* Effect.all([startPlatformProcess(env, dataDir), startPlatformProcess(env, dataDir)])
+      yield* Effect.forEach(both, waitUntilReady, { discard: true, concurrency: "unbounded" })
+      const server = yield* serverPid(dataDir)
+      assert.isTrue(isAlive(server))
+      for (const platform of both) {
+        const created = yield* call(platform.base, "PUT", `/v1/entities/advertiser/${platform.pid}`, { key: ADMIN, body: { name: "Race" } })
+        assert.strictEqual(created.status, 201, created.text)
+      }
+      yield* Effect.forEach(both, (platform) => stopProcess(platform, "SIGTERM"), { discard: true, concurrency: "unbounded" })
+      yield* eventually(Effect.sync(() => isAlive(server)), (alive) => !alive, "20 seconds")
+    }).pipe(Effect.scoped), { timeout: 120_000 })
 })
