@@ -14,6 +14,7 @@ import { Context, Effect, Layer, Option, Redacted } from "effect"
 import * as EntityMemory from "../actors/entity/EntityMemory.ts"
 import type { Cluster } from "../domain/Cluster.ts"
 import { runEntityActors } from "../actors/entity/runEntityActors.ts"
+import { runEntityReminders } from "../actors/entity/runEntityReminders.ts"
 import { OwnedShards } from "../actors/runtime/Shards.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
 import type { CommandBus } from "../domain/CommandBus.ts"
@@ -32,6 +33,7 @@ import { defaultConfigFile, type NatsCredentials, NatsUsers } from "../infra/nat
 import { useSharedNatsServer } from "../infra/nats/SharedNatsServer.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
 import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
+import * as RemindersSqlite from "../infra/reminders/sqlite.ts"
 import { layerRelay } from "../infra/relay.ts"
 import * as ProjectionRunner from "../projections/ProjectionRunner.ts"
 import { buildApp } from "./app.ts"
@@ -158,6 +160,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     EntityMemory.layer(config.entityMemoryBytes),
     deciders,
     ApiKeysSqlite.layerSqlite({ path: join(config.dataDir, "keys.db") }),
+    RemindersSqlite.layerSqlite({ path: join(config.dataDir, "reminders.db") }),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
   const topology = Layer.effectDiscard(ensureTopology({ historyMaxAge: config.historyRetention }))
@@ -175,7 +178,10 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
       maxActors: config.entityMaxActors
     }))
   )
+  // Due reminders of the owned shards, fired as Wake commands.
+  const reminders = Layer.effectDiscard(Effect.forkScoped(runEntityReminders))
   return httpLayer(config).pipe(
+    Layer.provideMerge(reminders),
     Layer.provideMerge(workers),
     Layer.provideMerge(bus),
     Layer.provideMerge(topology),

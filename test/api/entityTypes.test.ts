@@ -42,6 +42,28 @@ layer(layerTestPlatform({ SNAPSHOT_EVERY: "100", ENTITY_MEMORY_BYTES: "50000" },
         assert.strictEqual((yield* request({ method: "GET", url: "/v1/entities/ledger/acct-2" })).statusCode, 404)
       }))
 
+    it.effect("is woken by its reminder: the hold ends at its instant, through the bus, without anyone sending a command", () =>
+      Effect.gen(function*() {
+        yield* command("ledger", "acct-held", { _tag: "Deposit", amount: 10 })
+        const until = Date.now() + 1_500
+        const held = yield* command("ledger", "acct-held", { _tag: "Hold", until })
+        assert.deepStrictEqual(held.json().state, { balance: 10, heldUntil: until })
+        assertProblem(yield* command("ledger", "acct-held", { _tag: "Withdraw", amount: 1 }), 409, "command-refused")
+        // the platform's reminder scheduler fires the Wake once the hold is due; the entity releases it
+        const released = yield* eventually(
+          request({ method: "GET", url: "/v1/entities/ledger/acct-held" }),
+          (res) => res.json().state.heldUntil === null,
+          "20 seconds"
+        )
+        assert.isAtLeast(Date.parse(released.json().updatedAt), until)
+        const auditor = yield* createKey("auditor")
+        const history = yield* request({ method: "GET", url: "/v1/entities/ledger/acct-held/history", key: auditor.secret })
+        const events = history.json().events as ReadonlyArray<{ type: string; commandId: string }>
+        assert.deepStrictEqual(events.map((e) => e.type), ["Deposited", "HoldPlaced", "HoldReleased"])
+        assert.strictEqual(events[2]!.commandId, `wake:ledger:acct-held:${until}`)
+        assert.strictEqual((yield* command("ledger", "acct-held", { _tag: "Withdraw", amount: 1 })).statusCode, 200)
+      }))
+
     it.effect("is answered once per Idempotency-Key", () =>
       Effect.gen(function*() {
         const first = yield* command("ledger", "acct-3", { _tag: "Deposit", amount: 5 }, { "idempotency-key": "k1" })
