@@ -1,0 +1,203 @@
+/**
+ * The SQLite event store's writer: commits a batch of appends in one transaction (group commit), each
+ * request inside its own SAVEPOINT so a conflict or error rolls back only that request. It owns the
+ * write connection and runs on the writer thread (sqliteWriterThread.ts): plain synchronous code, no
+ * Effect runtime, because everything it does is one blocking SQLite call after another.
+ */
+import type { DatabaseSync } from "node:sqlite"
+import { prepare } from "./sqliteStatements.ts"
+import type { AppendResult, ExpectedRevision, RevisionConflict } from "../../domain/EventStore.ts"
+import type { WriteOutcome, WriteRequest } from "./sqliteWriterProtocol.ts"
+
+/** Stream heads kept in memory by the writer (the cache starts over when full). */
+const maxCachedHeads = 100_000
+
+/**
+ * domain/EventStore.ts's `meetsExpectedRevision`, repeated: importing that module here would load
+ * `effect` into the writer thread for one line.
+ */
+const meetsExpectedRevision = (expected: ExpectedRevision, current: number): boolean =>
+  expected === "any" ||
+  (expected === "no_stream" ? current === -1 : expected === "stream_exists" ? current >= 0 : current === expected)
+
+type Append = WriteRequest["appends"][number]
+interface Head {
+  readonly revision: number
+  readonly position: number
+}
+
+/** Causes cross to the main thread by structured clone, which keeps an Error's name and message (and SQLite's code in it). */
+const cloneable = (cause: unknown): Error => {
+  if (!(cause instanceof Error)) return new Error(String(cause))
+  const code = (cause as { code?: unknown }).code
+  return typeof code === "string" && !cause.message.includes(code) ? new Error(`${code}: ${cause.message}`) : cause
+}
+
+/** A request's events could not be inserted (not a conflict: e.g. an event id already used elsewhere). */
+class InsertFailed {
+  readonly index: number
+  readonly cause: unknown
+  constructor(index: number, cause: unknown) {
+    this.index = index
+    this.cause = cause
+  }
+}
+
+export const makeWriter = (db: DatabaseSync) => {
+  const statements = prepare(db)
+
+  /** An append whose events are already stored right where it would put them is a retry: it succeeds. */
+  const findRetry = (append: Append): AppendResult | undefined => {
+    if (append.events.length === 0) return undefined
+    const first = statements.byEventId.get(append.events[0]!.eventId)
+    if (first === undefined || first.stream !== append.stream) return undefined
+    const revision = first.revision as number
+    const expected = append.expected
+    if (typeof expected === "number" ? revision !== expected + 1 : expected === "no_stream" && revision !== 0) {
+      return undefined
+    }
+    const stored = statements.streamForwards.all(append.stream, revision, append.events.length)
+    if (stored.length !== append.events.length) return undefined
+    for (let i = 0; i < stored.length; i++) {
+      if (stored[i]!.event_id !== append.events[i]!.eventId) return undefined
+    }
+    const last = stored[stored.length - 1]!
+    return { nextRevision: last.revision as number, position: last.position as number }
+  }
+
+  // Stream heads this writer knows, so an append costs no lookup. Valid while no other connection
+  // writes: `data_version` changes when one commits, and then the cache is dropped (see commit).
+  const heads = new Map<string, Head>()
+  let seenVersion: unknown = undefined
+  const headOf = (stream: string): Head | undefined => {
+    const cached = heads.get(stream)
+    if (cached !== undefined) return cached
+    const row = statements.streamHead.get(stream)
+    return row === undefined ? undefined : { revision: row.revision as number, position: row.position as number }
+  }
+
+  /**
+   * Checks every stream of a request, then inserts all its events, or nothing. `retried` are appends
+   * found already stored (after an insert clashed on their event ids): they count as done.
+   * Returns the outcome and the new heads, which the caller caches only once the request is kept.
+   */
+  const tryRequest = (request: WriteRequest, recordedAt: string, retried: ReadonlyMap<number, AppendResult>) => {
+    const appends = request.appends
+    const results: Array<AppendResult> = []
+    const conflicts: Array<RevisionConflict> = []
+    const planned: Array<{ readonly index: number; readonly current: number }> = []
+    for (let index = 0; index < appends.length; index++) {
+      const append = appends[index]!
+      const done = retried.get(index)
+      if (done !== undefined) {
+        results.push(done)
+        continue
+      }
+      const head = headOf(append.stream)
+      const current = head === undefined ? -1 : head.revision
+      if (!meetsExpectedRevision(append.expected, current)) {
+        const retry = findRetry(append)
+        if (retry !== undefined) results.push(retry)
+        else conflicts.push({ stream: append.stream, expected: append.expected, actual: current === -1 ? "no_stream" : current })
+        continue
+      }
+      results.push({ nextRevision: current, position: head === undefined ? -1 : head.position })
+      if (append.events.length > 0) planned.push({ index, current })
+    }
+    if (conflicts.length > 0) return { outcome: { _tag: "Conflict", conflicts } as const, heads: [], written: 0 }
+    // In the order given, so global positions follow it.
+    const newHeads: Array<[string, Head]> = []
+    let written = 0
+    for (const { index, current } of planned) {
+      const append = appends[index]!
+      let position = 0
+      try {
+        for (let i = 0; i < append.events.length; i++) {
+          const event = append.events[i]!
+          position = Number(statements.insert.run(
+            event.eventId,
+            append.stream,
+            current + 1 + i,
+            event.type,
+            JSON.stringify(event.data),
+            JSON.stringify(event.metadata),
+            recordedAt
+          ).lastInsertRowid)
+        }
+      } catch (cause) {
+        throw new InsertFailed(index, cause)
+      }
+      written += append.events.length
+      const head = { revision: current + append.events.length, position }
+      results[index] = { nextRevision: head.revision, position }
+      newHeads.push([append.stream, head])
+    }
+    return { outcome: { _tag: "Appended", results } as const, heads: newHeads, written }
+  }
+
+  /** One request, all or nothing; a clash on event ids that turns out to be a retry is retried without that append. */
+  const applyRequest = (request: WriteRequest, recordedAt: string): { outcome: WriteOutcome; written: number } => {
+    // A single INSERT is atomic by itself; anything more needs a savepoint to be all-or-nothing.
+    const several = request.appends.length > 1 || (request.appends[0]?.events.length ?? 0) > 1
+    const retried = new Map<number, AppendResult>()
+    for (;;) {
+      if (several) statements.savepoint.run()
+      try {
+        const attempt = tryRequest(request, recordedAt, retried)
+        if (several) {
+          if (attempt.outcome._tag === "Conflict") statements.rollbackToSavepoint.run()
+          statements.releaseSavepoint.run()
+        }
+        for (const [stream, head] of attempt.heads) {
+          if (heads.size >= maxCachedHeads) heads.clear()
+          heads.set(stream, head)
+        }
+        return attempt
+      } catch (error) {
+        if (several && db.isTransaction) {
+          statements.rollbackToSavepoint.run()
+          statements.releaseSavepoint.run()
+        }
+        const failed = error instanceof InsertFailed ? error : new InsertFailed(-1, error)
+        const append = request.appends[failed.index]
+        const retry = append !== undefined && db.isTransaction && !retried.has(failed.index) ? findRetry(append) : undefined
+        if (retry === undefined) return { outcome: { _tag: "Failed", cause: cloneable(failed.cause) }, written: 0 }
+        retried.set(failed.index, retry)
+      }
+    }
+  }
+
+  /** Commits a batch in one transaction; a failed COMMIT (or a transaction SQLite aborted) fails every request in it. */
+  const commit = (batch: ReadonlyArray<WriteRequest>, recordedAt: string) => {
+    const outcomes: Array<WriteOutcome> = []
+    let written = 0
+    try {
+      statements.begin.run()
+      const version = statements.dataVersion.get()?.data_version
+      if (version !== seenVersion) {
+        heads.clear() // another connection committed since our last transaction
+        seenVersion = version
+      }
+      for (const request of batch) {
+        const applied = applyRequest(request, recordedAt)
+        outcomes.push(applied.outcome)
+        written += applied.written
+        if (!db.isTransaction) throw new Error("SQLite rolled the transaction back")
+      }
+      statements.commit.run()
+    } catch (cause) {
+      heads.clear() // it may hold heads of the rolled-back transaction
+      if (db.isTransaction) {
+        try {
+          statements.rollback.run()
+        } catch {
+          // the transaction is gone either way; the callers learn of the failure below
+        }
+      }
+      return { _tag: "BatchFailed", cause: cloneable(cause) } as const
+    }
+    return { _tag: "Committed", outcomes, written } as const
+  }
+
+  return { commit }
+}
