@@ -100,6 +100,79 @@ describe("SQLite event store file", () => {
       assert.deepStrictEqual((yield* store.readAll()).map((e) => e.position), [1, 2, 3, 4, 5])
     }))
 
+  it.live("commits a multi-append in the same transaction as other pending appends, rolling back only what fails", () =>
+    Effect.gen(function*() {
+      const commits: Array<number> = []
+      const store = yield* Layer.build(layerSqlite({ path: tempDatabase(), onCommit: (n) => commits.push(n) })).pipe(
+        Effect.map(Context.get(EventStore))
+      )
+      const taken = event("Taken")
+      yield* store.appendToStream("other-1", [taken], "no_stream")
+      commits.length = 0
+      const results = yield* Effect.all([
+        Effect.result(store.appendToStream("s-1", [event("Single")], "no_stream")),
+        Effect.result(store.appendToStreams([
+          { stream: "m-1", events: [event("A"), event("B")], expectedRevision: "no_stream" },
+          { stream: "m-2", events: [event("C")], expectedRevision: "no_stream" }
+        ])),
+        Effect.result(store.appendToStreams([
+          { stream: "c-1", events: [event("Fresh")], expectedRevision: "no_stream" },
+          { stream: "c-2", events: [event("Stale")], expectedRevision: 3 }
+        ])),
+        // its second stream reuses an event id stored elsewhere: not a retry, an error
+        Effect.result(store.appendToStreams([
+          { stream: "e-1", events: [event("Fresh")], expectedRevision: "no_stream" },
+          { stream: "e-2", events: [event("Fresh"), taken], expectedRevision: "no_stream" }
+        ])),
+        Effect.result(store.appendToStream("s-2", [event("Single")], "no_stream"))
+      ], { concurrency: "unbounded" })
+      assert.deepStrictEqual(results.map((r) => r._tag === "Failure" ? r.failure._tag : "Success"), [
+        "Success",
+        "Success",
+        "WrongExpectedRevisions",
+        "EventStoreError",
+        "Success"
+      ])
+      assert.deepStrictEqual(commits, [5], "one transaction held everything that was pending")
+      for (const stream of ["c-1", "c-2", "e-1", "e-2"]) assert.deepStrictEqual(yield* store.readStream(stream), [])
+      assert.deepStrictEqual((yield* store.readAll()).map((e) => [e.stream, e.position]), [
+        ["other-1", 1],
+        ["s-1", 2],
+        ["m-1", 3],
+        ["m-1", 4],
+        ["m-2", 5],
+        ["s-2", 6]
+      ])
+      // the heads the rolled-back requests would have set are not remembered
+      const after = yield* store.appendToStreams(["c-1", "e-1", "e-2"].map((stream) => ({ stream, events: [event("Later")], expectedRevision: "no_stream" as const })))
+      assert.deepStrictEqual(after.map((r) => r.nextRevision), [0, 0, 0])
+    }))
+
+  it.live("checks a multi-append against another process's appends to the same file", () =>
+    Effect.gen(function*() {
+      const path = tempDatabase()
+      const [a, b] = [yield* openStore(path), yield* openStore(path)]
+      yield* a.appendToStreams([{ stream: "s-1", events: [event("First")], expectedRevision: "no_stream" }])
+      yield* b.appendToStream("s-1", [event("Second")], 0)
+      const stale = yield* Effect.flip(a.appendToStreams([
+        { stream: "s-2", events: [event("Other")], expectedRevision: "no_stream" },
+        { stream: "s-1", events: [event("Third")], expectedRevision: 0 }
+      ]))
+      assert.deepStrictEqual(stale._tag === "WrongExpectedRevisions" ? stale.conflicts.map((c) => c.actual) : stale._tag, [1])
+      assert.deepStrictEqual(yield* b.readStream("s-2"), [])
+    }))
+
+  it.live("refuses a multi-append naming a stream twice, as a defect", () =>
+    Effect.gen(function*() {
+      const store = yield* openStore(tempDatabase())
+      const exit = yield* Effect.exit(store.appendToStreams([
+        { stream: "s-1", events: [event("A")], expectedRevision: "no_stream" },
+        { stream: "s-1", events: [event("B")], expectedRevision: 0 }
+      ]))
+      assert.isTrue(exit._tag === "Failure" && exit.cause.reasons.some((r) => r._tag === "Die"))
+      assert.deepStrictEqual(yield* store.readStream("s-1"), [])
+    }))
+
   it.live("fails appends once the store has closed", () =>
     Effect.gen(function*() {
       const store = yield* Effect.scoped(openStore(tempDatabase()))

@@ -7,7 +7,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Fiber, Stream } from "effect"
 import type { Layer } from "effect"
 import { EventStore } from "../../domain/EventStore.ts"
-import type { EventData, RecordedEvent } from "../../domain/EventStore.ts"
+import type { EventData, RecordedEvent, StreamAppend } from "../../domain/EventStore.ts"
 
 const streamName = (type: string) => `${type}-${randomUUID()}`
 const event = (type: string, data: EventData["data"] = {}, metadata: EventData["metadata"] = {}): EventData => ({
@@ -20,6 +20,11 @@ const events = (n: number, type = "Counted") => Array.from({ length: n }, (_, i)
 const revisions = (recorded: ReadonlyArray<RecordedEvent>) => recorded.map((e) => e.revision)
 const positions = (recorded: ReadonlyArray<RecordedEvent>) => recorded.map((e) => e.position)
 const ids = (recorded: ReadonlyArray<RecordedEvent | EventData>) => recorded.map((e) => e.eventId)
+const append = (stream: string, appended: ReadonlyArray<EventData>, expectedRevision: StreamAppend["expectedRevision"]): StreamAppend => ({
+  stream,
+  events: appended,
+  expectedRevision
+})
 const assertIncreasing = (values: ReadonlyArray<number>) => {
   for (let i = 1; i < values.length; i++) assert.isTrue(values[i]! > values[i - 1]!, `${values[i]} after ${values[i - 1]}`)
 }
@@ -204,6 +209,154 @@ export const eventStoreSuite = <E>(name: string, storeLayer: Layer.Layer<EventSt
             if (r._tag === "Failure") assert.deepInclude(r.failure, { _tag: "WrongExpectedRevision", actual: 1 })
           }
           assert.deepStrictEqual(revisions(yield* store.readStream(stream)), [0, 1])
+        }))
+
+      it.effect("appends to many streams in one commit, with one result per stream in the order given", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const [fresh, existing, anyState] = [streamName("multi-fresh"), streamName("multi-existing"), streamName("multi-any")]
+          yield* store.appendToStream(existing, events(2), "no_stream")
+          const written = [events(2), events(1), events(3)] as const
+          const results = yield* store.appendToStreams([
+            append(fresh, written[0], "no_stream"),
+            append(existing, written[1], 1),
+            append(anyState, written[2], "any")
+          ])
+          assert.deepStrictEqual(results.map((r) => r.nextRevision), [1, 2, 2])
+          assert.deepStrictEqual(ids(yield* store.readStream(fresh)), ids(written[0]))
+          assert.deepStrictEqual(ids((yield* store.readStream(existing)).slice(2)), ids(written[1]))
+          assert.deepStrictEqual(ids(yield* store.readStream(anyState)), ids(written[2]))
+          for (const [i, stream] of [fresh, existing, anyState].entries()) {
+            const recorded = yield* store.readStream(stream)
+            assert.strictEqual(results[i]!.position, recorded[recorded.length - 1]!.position, "position of the stream's last event")
+          }
+        }))
+
+      it.effect("gives a multi-append's events global positions in the order given", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const streams = [streamName("order-c"), streamName("order-a"), streamName("order-b")]
+          const written = streams.map(() => events(2))
+          const results = yield* store.appendToStreams(streams.map((stream, i) => append(stream, written[i]!, "no_stream")))
+          assertIncreasing(results.map((r) => r.position))
+          const first = (yield* store.readStream(streams[0]!))[0]!.position
+          const all = (yield* store.readAll({ fromPosition: first })).filter((e) => streams.includes(e.stream))
+          assert.deepStrictEqual(ids(all), ids(written.flat()))
+          assertIncreasing(positions(all))
+        }))
+
+      it.effect("writes nothing when any stream of a multi-append conflicts, naming every conflicting stream", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const [ok, stale, absent, exists, fresh] = ["ok", "stale", "absent", "exists", "fresh"].map((t) => streamName(`conflict-${t}`)) as [
+            string,
+            string,
+            string,
+            string,
+            string
+          ]
+          yield* store.appendToStream(stale, events(3), "no_stream")
+          yield* store.appendToStream(exists, events(1), "no_stream")
+          const before = yield* store.headPosition
+          const error = yield* Effect.flip(store.appendToStreams([
+            append(ok, events(1), "no_stream"),
+            append(stale, events(1), 0),
+            append(absent, events(1), 4),
+            append(fresh, events(2), "stream_exists"),
+            append(exists, events(1), "no_stream")
+          ]))
+          assert.strictEqual(error._tag, "WrongExpectedRevisions")
+          if (error._tag !== "WrongExpectedRevisions") return
+          assert.deepStrictEqual(error.conflicts.map((c) => ({ ...c })), [
+            { stream: stale, expected: 0, actual: 2 },
+            { stream: absent, expected: 4, actual: "no_stream" },
+            { stream: fresh, expected: "stream_exists", actual: "no_stream" },
+            { stream: exists, expected: "no_stream", actual: 0 }
+          ])
+          assert.deepStrictEqual(yield* store.readStream(ok), [])
+          assert.deepStrictEqual(revisions(yield* store.readStream(stale)), [0, 1, 2])
+          assert.deepStrictEqual(revisions(yield* store.readStream(exists)), [0])
+          assert.strictEqual(yield* store.headPosition, before, "nothing was committed")
+          // the streams that did not conflict can be appended as they were asked
+          const retried = yield* store.appendToStreams([append(ok, events(1), "no_stream"), append(stale, events(1), 2)])
+          assert.deepStrictEqual(retried.map((r) => r.nextRevision), [0, 3])
+        }))
+
+      it.effect("checks no_stream, stream_exists, a revision and any, each on its own stream", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const [absent, present, atRevision, anyAbsent] = ["absent", "present", "revision", "any"].map((t) => streamName(`expect-${t}`)) as [
+            string,
+            string,
+            string,
+            string
+          ]
+          yield* store.appendToStream(present, events(1), "no_stream")
+          yield* store.appendToStream(atRevision, events(3), "no_stream")
+          const results = yield* store.appendToStreams([
+            append(absent, events(1), "no_stream"),
+            append(present, events(1), "stream_exists"),
+            append(atRevision, events(1), 2),
+            append(anyAbsent, events(1), "any")
+          ])
+          assert.deepStrictEqual(results.map((r) => r.nextRevision), [0, 1, 3, 0])
+        }))
+
+      it.effect("treats a retried multi-append (same event ids, same places) as already done", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const [a, b, c] = [streamName("multi-retry-a"), streamName("multi-retry-b"), streamName("multi-retry-c")]
+          yield* store.appendToStream(b, events(1), "no_stream")
+          const appends = [append(a, events(2), "no_stream"), append(b, events(1), 0), append(c, events(1), "any")]
+          const first = yield* store.appendToStreams(appends)
+          const retried = yield* store.appendToStreams(appends)
+          assert.deepStrictEqual(retried, first)
+          assert.deepStrictEqual(revisions(yield* store.readStream(a)), [0, 1])
+          assert.deepStrictEqual(revisions(yield* store.readStream(b)), [0, 1])
+          assert.deepStrictEqual(revisions(yield* store.readStream(c)), [0])
+          // after a stream moved on, its part of the retry is still recognised as done
+          yield* store.appendToStream(a, events(1), 1)
+          assert.deepStrictEqual((yield* store.appendToStreams(appends)).map((r) => r.nextRevision), [1, 1, 0])
+        }))
+
+      it.effect("lets exactly one of concurrent multi-appends touching the same stream win", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const shared = streamName("multi-shared")
+          const own = Array.from({ length: 12 }, () => streamName("multi-own"))
+          const results = yield* Effect.forEach(own, (stream) =>
+            Effect.result(store.appendToStreams([append(stream, events(1), "no_stream"), append(shared, events(1), "no_stream")])), {
+            concurrency: "unbounded"
+          })
+          const winners = results.flatMap((r, i) => (r._tag === "Success" ? [i] : []))
+          assert.strictEqual(winners.length, 1)
+          for (const [i, r] of results.entries()) {
+            const written = yield* store.readStream(own[i]!)
+            if (r._tag === "Success") {
+              assert.strictEqual(written.length, 1)
+              continue
+            }
+            assert.deepInclude(r.failure, { _tag: "WrongExpectedRevisions" })
+            if (r.failure._tag === "WrongExpectedRevisions") {
+              assert.deepStrictEqual(r.failure.conflicts.map((c) => ({ ...c })), [{ stream: shared, expected: "no_stream", actual: 0 }])
+            }
+            assert.deepStrictEqual(written, [], "a losing multi-append wrote none of its streams")
+          }
+          assert.deepStrictEqual(revisions(yield* store.readStream(shared)), [0])
+        }))
+
+      it.effect("answers an empty multi-append with no results, and a stream with no events only checks it", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          assert.deepStrictEqual(yield* store.appendToStreams([]), [])
+          const [checked, written] = [streamName("check-only"), streamName("check-written")]
+          const head = yield* store.appendToStream(checked, events(2), "no_stream")
+          const results = yield* store.appendToStreams([append(checked, [], 1), append(written, events(1), "no_stream")])
+          assert.deepStrictEqual(results[0], head)
+          assert.strictEqual(results[1]!.nextRevision, 0)
+          const stale = yield* Effect.flip(store.appendToStreams([append(checked, [], 0), append(streamName("never"), events(1), "no_stream")]))
+          assert.deepInclude(stale, { _tag: "WrongExpectedRevisions" })
+          assert.deepStrictEqual(revisions(yield* store.readStream(checked)), [0, 1])
         }))
 
       it.effect("subscribes from a checkpoint: catches up, then follows live appends in order, once each", () =>
