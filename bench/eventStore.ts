@@ -1,8 +1,10 @@
 /**
- * SQLite event store throughput: many concurrent appenders through the adapter, beside the ceiling of
- * raw `node:sqlite` inserts of the same rows in the same transaction sizes the adapter produced
- * (same file layout, schema, indexes and pragmas). Also the cost of synchronous=FULL over NORMAL at
- * those sizes, and how soon a live subscriber in the same process sees an acknowledged append.
+ * SQLite event store throughput: many concurrent appenders through the adapter (its commits on the
+ * writer thread), beside the ceiling of raw `node:sqlite` inserts of the same rows in the same
+ * transaction sizes the adapter produced (same file layout, schema, indexes and pragmas). Also the
+ * cost of synchronous=FULL over NORMAL at those sizes, how soon a live subscriber in the same process
+ * sees an acknowledged append, and one multi-stream append of a shard's batch (10,000 events for
+ * 10,000 streams) beside raw inserts of the same rows in one transaction.
  *
  * Run alone: `npx node bench/eventStore.ts` prints JSON.
  */
@@ -21,6 +23,7 @@ const appendsPerAppender = Math.ceil(totalEvents / appenders)
 const streamsPerAppender = 8
 
 const rounds = 5
+const multiStreams = 10_000
 const round2 = (n: number) => Math.round(n * 100) / 100
 const cpuSeconds = (since: NodeJS.CpuUsage) => {
   const used = process.cpuUsage(since)
@@ -60,9 +63,11 @@ const adapterRun = (path: string, events: ReadonlyArray<ReadonlyArray<EventData>
  * check, queue or fibers. Serialising data/metadata to JSON is kept in the timed loop: storing an
  * event object as a row needs it whatever the adapter.
  */
-const rawRun = (path: string, events: ReadonlyArray<ReadonlyArray<EventData>>, batchSizes: ReadonlyArray<number>, synchronous: string) => {
-  // the schema and pragmas come from the adapter itself, so indexes are identical
-  Effect.runSync(Effect.scoped(makeSqlite({ path })))
+/** The schema and pragmas come from the adapter itself, so indexes are identical. */
+const createLikeAdapter = (path: string) => Effect.runPromise(Effect.scoped(makeSqlite({ path })))
+
+const rawRun = async (path: string, events: ReadonlyArray<ReadonlyArray<EventData>>, batchSizes: ReadonlyArray<number>, synchronous: string) => {
+  await createLikeAdapter(path)
   const db = new DatabaseSync(path, { timeout: 5_000 })
   db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous};`)
   const recordedAt = new Date().toISOString()
@@ -95,6 +100,39 @@ const rawRun = (path: string, events: ReadonlyArray<ReadonlyArray<EventData>>, b
   const cpuUsed = cpuSeconds(cpu)
   db.close()
   return { seconds, cpuSeconds: cpuUsed, events: next }
+}
+
+/** One multi-stream append of one event to each of `multiStreams` new streams (a shard's batch of commands). */
+const multiAppendRun = (path: string, events: ReadonlyArray<EventData>) =>
+  Effect.scoped(Effect.gen(function*() {
+    const store = yield* makeSqlite({ path })
+    const appends = events.map((event, i) => ({ stream: `profile-${i}`, events: [event], expectedRevision: "no_stream" as const }))
+    const started = performance.now()
+    const results = yield* store.appendToStreams(appends)
+    const seconds = (performance.now() - started) / 1000
+    if (results.length !== events.length) throw new Error(`expected ${events.length} results, got ${results.length}`)
+    return { seconds }
+  }))
+
+/** The ceiling: the same rows inserted in one transaction, nothing checked. */
+const rawMultiRun = async (path: string, events: ReadonlyArray<EventData>) => {
+  await createLikeAdapter(path)
+  const db = new DatabaseSync(path, { timeout: 5_000 })
+  db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+  const insert = db.prepare(
+    "INSERT INTO events (event_id, stream, revision, type, data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+  )
+  const recordedAt = new Date().toISOString()
+  const started = performance.now()
+  db.exec("BEGIN IMMEDIATE")
+  for (let i = 0; i < events.length; i++) {
+    const event = events[i]!
+    insert.run(event.eventId, `profile-${i}`, 0, event.type, JSON.stringify(event.data), JSON.stringify(event.metadata), recordedAt)
+  }
+  db.exec("COMMIT")
+  const seconds = (performance.now() - started) / 1000
+  db.close()
+  return { seconds }
 }
 
 /** Append → acknowledgement, and append → live subscriber in the same process, one append at a time. */
@@ -148,9 +186,9 @@ export async function benchEventStore(): Promise<Record<string, unknown>> {
       // for the writeback of the previous run's dirty pages (NORMAL leaves many), biasing the comparison.
       const adapter = await Effect.runPromise(adapterRun(freshPath(dir, "adapter"), events))
       clean(dir)
-      const rawFull = rawRun(freshPath(dir, "raw-full"), events, adapter.batchSizes, "FULL")
+      const rawFull = await rawRun(freshPath(dir, "raw-full"), events, adapter.batchSizes, "FULL")
       clean(dir)
-      const rawNormal = rawRun(freshPath(dir, "raw-normal"), events, adapter.batchSizes, "NORMAL")
+      const rawNormal = await rawRun(freshPath(dir, "raw-normal"), events, adapter.batchSizes, "NORMAL")
       clean(dir)
       adapterRates.push(total / adapter.seconds)
       rawRates.push(rawFull.events / rawFull.seconds)
@@ -160,6 +198,18 @@ export async function benchEventStore(): Promise<Record<string, unknown>> {
       rawCpu.push(rawFull.cpuSeconds * 1e6 / rawFull.events)
     }
     const latency = await Effect.runPromise(subscriberLatency(join(dir, "latency.db"), 300))
+    clean(dir)
+    const multiRates: Array<number> = []
+    const rawMultiRates: Array<number> = []
+    for (let round = 0; round < rounds; round++) {
+      const batch = Array.from({ length: multiStreams }, (_, i) => makeEvent(round, i))
+      const multi = await Effect.runPromise(multiAppendRun(freshPath(dir, "multi"), batch))
+      clean(dir)
+      const rawMulti = await rawMultiRun(freshPath(dir, "raw-multi"), batch)
+      clean(dir)
+      multiRates.push(multiStreams / multi.seconds)
+      rawMultiRates.push(multiStreams / rawMulti.seconds)
+    }
     const adapterRate = median(adapterRates)
     const rawRate = median(rawRates)
     return {
@@ -178,7 +228,14 @@ export async function benchEventStore(): Promise<Record<string, unknown>> {
       rawNormalEventsPerSecond: Math.round(median(rawNormalRates)),
       normalOverFullSpeedup: round2(median(rawNormalRates) / rawRate),
       // one append at a time: the subscriber is woken by the commit itself, not by its 25 ms poll
-      latencyMs: latency
+      latencyMs: latency,
+      multiStreamAppend: {
+        setup: { streams: multiStreams, eventsPerStream: 1, appendsPerCall: 1, synchronous: "FULL", rounds },
+        adapterEventsPerSecond: Math.round(median(multiRates)),
+        rawEventsPerSecond: Math.round(median(rawMultiRates)),
+        ratio: round2(median(multiRates) / median(rawMultiRates)),
+        ratioPerRound: multiRates.map((a, i) => round2(a / rawMultiRates[i]!))
+      }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true })

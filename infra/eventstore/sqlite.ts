@@ -11,6 +11,7 @@ import { DatabaseSync } from "node:sqlite"
 import type { SQLOutputValue } from "node:sqlite"
 import { prepare } from "./sqliteStatements.ts"
 import { startWriter } from "./sqliteWriterClient.ts"
+import { encodeRequest } from "./sqliteWriterProtocol.ts"
 import type { WriteOutcome, WriteRequest } from "./sqliteWriterProtocol.ts"
 import { Cause, Clock, Deferred, Effect, Exit, Layer, Option, Queue, Stream } from "effect"
 import {
@@ -63,6 +64,12 @@ const toRecorded = (row: Record<string, SQLOutputValue>): RecordedEvent => ({
   data: JSON.parse(row.data as string),
   metadata: JSON.parse(row.metadata as string)
 })
+
+const toResults = (flat: Float64Array): Array<AppendResult> => {
+  const results = new Array<AppendResult>(flat.length / 2)
+  for (let i = 0; i < results.length; i++) results[i] = { nextRevision: flat[2 * i]!, position: flat[2 * i + 1]! }
+  return results
+}
 
 const failWith = (operation: string) => (cause: unknown) => new EventStoreError({ operation, cause })
 
@@ -122,8 +129,9 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
     Effect.flatMap(restore(Queue.takeBetween(queue, 1, maxBatch)), commitBatch)
   )))
 
-  const write = (operation: PendingWrite["operation"], request: WriteRequest) =>
-    Effect.suspend(() => {
+  /** Queues the appends (serialised here, where a value JSON cannot hold fails only its caller) and waits for the outcome. */
+  const write = (operation: PendingWrite["operation"], appends: Parameters<typeof encodeRequest>[0]) =>
+    Effect.flatMap(Effect.try({ try: () => encodeRequest(appends), catch: failWith(operation) }), (request) => {
       const reply = Deferred.makeUnsafe<WriteOutcome, EventStoreError>()
       return Effect.flatMap(
         Queue.offer(queue, { request, operation, reply }),
@@ -174,10 +182,10 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
 
   return EventStore.of({
     appendToStream: (stream, events, expected) =>
-      Effect.flatMap(write("appendToStream", { appends: [{ stream, events, expected }] }), (outcome): Effect.Effect<AppendResult, WrongExpectedRevision | EventStoreError> => {
+      Effect.flatMap(write("appendToStream", [{ stream, events, expected }]), (outcome): Effect.Effect<AppendResult, WrongExpectedRevision | EventStoreError> => {
         switch (outcome._tag) {
           case "Appended":
-            return Effect.succeed(outcome.results[0]!)
+            return Effect.succeed({ nextRevision: outcome.results[0]!, position: outcome.results[1]! })
           case "Conflict":
             return Effect.fail(new WrongExpectedRevision(outcome.conflicts[0]!))
           case "Failed":
@@ -188,13 +196,11 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
       if (appends.length === 0) return Effect.succeed([])
       const repeated = repeatedStream(appends)
       if (repeated !== undefined) return Effect.die(new Error(`appendToStreams: stream ${repeated} appears more than once`))
-      const request: WriteRequest = {
-        appends: appends.map((a) => ({ stream: a.stream, events: a.events, expected: a.expectedRevision }))
-      }
+      const request = appends.map((a) => ({ stream: a.stream, events: a.events, expected: a.expectedRevision }))
       return Effect.flatMap(write("appendToStreams", request), (outcome): Effect.Effect<ReadonlyArray<AppendResult>, WrongExpectedRevisions | EventStoreError> => {
         switch (outcome._tag) {
           case "Appended":
-            return Effect.succeed(outcome.results)
+            return Effect.succeed(toResults(outcome.results))
           case "Conflict":
             return Effect.fail(new WrongExpectedRevisions({ conflicts: [outcome.conflicts[0]!, ...outcome.conflicts.slice(1)] }))
           case "Failed":

@@ -7,6 +7,7 @@
 import type { DatabaseSync } from "node:sqlite"
 import { prepare } from "./sqliteStatements.ts"
 import type { AppendResult, ExpectedRevision, RevisionConflict } from "../../domain/EventStore.ts"
+import { eventFields, streamFields } from "./sqliteWriterProtocol.ts"
 import type { WriteOutcome, WriteRequest } from "./sqliteWriterProtocol.ts"
 
 /** Stream heads kept in memory by the writer (the cache starts over when full). */
@@ -20,7 +21,24 @@ const meetsExpectedRevision = (expected: ExpectedRevision, current: number): boo
   expected === "any" ||
   (expected === "no_stream" ? current === -1 : expected === "stream_exists" ? current >= 0 : current === expected)
 
-type Append = WriteRequest["appends"][number]
+/** One stream of a request: its events are `count` events of `request.events` from event index `first`. */
+interface Append {
+  readonly stream: string
+  readonly expected: ExpectedRevision
+  readonly first: number
+  readonly count: number
+}
+
+const decode = (request: WriteRequest): Array<Append> => {
+  const appends: Array<Append> = []
+  let first = 0
+  for (let i = 0; i < request.streams.length; i += streamFields) {
+    const count = request.streams[i + 2] as number
+    appends.push({ stream: request.streams[i] as string, expected: request.streams[i + 1] as ExpectedRevision, first, count })
+    first += count
+  }
+  return appends
+}
 interface Head {
   readonly revision: number
   readonly position: number
@@ -47,19 +65,19 @@ export const makeWriter = (db: DatabaseSync) => {
   const statements = prepare(db)
 
   /** An append whose events are already stored right where it would put them is a retry: it succeeds. */
-  const findRetry = (append: Append): AppendResult | undefined => {
-    if (append.events.length === 0) return undefined
-    const first = statements.byEventId.get(append.events[0]!.eventId)
+  const findRetry = (request: WriteRequest, append: Append): AppendResult | undefined => {
+    if (append.count === 0) return undefined
+    const first = statements.byEventId.get(request.events[append.first * eventFields]!)
     if (first === undefined || first.stream !== append.stream) return undefined
     const revision = first.revision as number
     const expected = append.expected
     if (typeof expected === "number" ? revision !== expected + 1 : expected === "no_stream" && revision !== 0) {
       return undefined
     }
-    const stored = statements.streamForwards.all(append.stream, revision, append.events.length)
-    if (stored.length !== append.events.length) return undefined
+    const stored = statements.streamForwards.all(append.stream, revision, append.count)
+    if (stored.length !== append.count) return undefined
     for (let i = 0; i < stored.length; i++) {
-      if (stored[i]!.event_id !== append.events[i]!.eventId) return undefined
+      if (stored[i]!.event_id !== request.events[(append.first + i) * eventFields]) return undefined
     }
     const last = stored[stored.length - 1]!
     return { nextRevision: last.revision as number, position: last.position as number }
@@ -81,8 +99,7 @@ export const makeWriter = (db: DatabaseSync) => {
    * found already stored (after an insert clashed on their event ids): they count as done.
    * Returns the outcome and the new heads, which the caller caches only once the request is kept.
    */
-  const tryRequest = (request: WriteRequest, recordedAt: string, retried: ReadonlyMap<number, AppendResult>) => {
-    const appends = request.appends
+  const tryRequest = (request: WriteRequest, appends: ReadonlyArray<Append>, recordedAt: string, retried: ReadonlyMap<number, AppendResult>) => {
     const results: Array<AppendResult> = []
     const conflicts: Array<RevisionConflict> = []
     const planned: Array<{ readonly index: number; readonly current: number }> = []
@@ -96,13 +113,13 @@ export const makeWriter = (db: DatabaseSync) => {
       const head = headOf(append.stream)
       const current = head === undefined ? -1 : head.revision
       if (!meetsExpectedRevision(append.expected, current)) {
-        const retry = findRetry(append)
+        const retry = findRetry(request, append)
         if (retry !== undefined) results.push(retry)
         else conflicts.push({ stream: append.stream, expected: append.expected, actual: current === -1 ? "no_stream" : current })
         continue
       }
       results.push({ nextRevision: current, position: head === undefined ? -1 : head.position })
-      if (append.events.length > 0) planned.push({ index, current })
+      if (append.count > 0) planned.push({ index, current })
     }
     if (conflicts.length > 0) return { outcome: { _tag: "Conflict", conflicts } as const, heads: [], written: 0 }
     // In the order given, so global positions follow it.
@@ -111,39 +128,46 @@ export const makeWriter = (db: DatabaseSync) => {
     for (const { index, current } of planned) {
       const append = appends[index]!
       let position = 0
+      const events = request.events
       try {
-        for (let i = 0; i < append.events.length; i++) {
-          const event = append.events[i]!
+        for (let i = 0; i < append.count; i++) {
+          const at = (append.first + i) * eventFields
           position = Number(statements.insert.run(
-            event.eventId,
+            events[at]!,
             append.stream,
             current + 1 + i,
-            event.type,
-            JSON.stringify(event.data),
-            JSON.stringify(event.metadata),
+            events[at + 1]!,
+            events[at + 2]!,
+            events[at + 3]!,
             recordedAt
           ).lastInsertRowid)
         }
       } catch (cause) {
         throw new InsertFailed(index, cause)
       }
-      written += append.events.length
-      const head = { revision: current + append.events.length, position }
+      written += append.count
+      const head = { revision: current + append.count, position }
       results[index] = { nextRevision: head.revision, position }
       newHeads.push([append.stream, head])
     }
-    return { outcome: { _tag: "Appended", results } as const, heads: newHeads, written }
+    const flat = new Float64Array(results.length * 2)
+    for (let i = 0; i < results.length; i++) {
+      flat[2 * i] = results[i]!.nextRevision
+      flat[2 * i + 1] = results[i]!.position
+    }
+    return { outcome: { _tag: "Appended", results: flat } as const, heads: newHeads, written }
   }
 
   /** One request, all or nothing; a clash on event ids that turns out to be a retry is retried without that append. */
   const applyRequest = (request: WriteRequest, recordedAt: string): { outcome: WriteOutcome; written: number } => {
+    const appends = decode(request)
     // A single INSERT is atomic by itself; anything more needs a savepoint to be all-or-nothing.
-    const several = request.appends.length > 1 || (request.appends[0]?.events.length ?? 0) > 1
+    const several = appends.length > 1 || (appends[0]?.count ?? 0) > 1
     const retried = new Map<number, AppendResult>()
     for (;;) {
       if (several) statements.savepoint.run()
       try {
-        const attempt = tryRequest(request, recordedAt, retried)
+        const attempt = tryRequest(request, appends, recordedAt, retried)
         if (several) {
           if (attempt.outcome._tag === "Conflict") statements.rollbackToSavepoint.run()
           statements.releaseSavepoint.run()
@@ -159,8 +183,8 @@ export const makeWriter = (db: DatabaseSync) => {
           statements.releaseSavepoint.run()
         }
         const failed = error instanceof InsertFailed ? error : new InsertFailed(-1, error)
-        const append = request.appends[failed.index]
-        const retry = append !== undefined && db.isTransaction && !retried.has(failed.index) ? findRetry(append) : undefined
+        const append = appends[failed.index]
+        const retry = append !== undefined && db.isTransaction && !retried.has(failed.index) ? findRetry(request, append) : undefined
         if (retry === undefined) return { outcome: { _tag: "Failed", cause: cloneable(failed.cause) }, written: 0 }
         retried.set(failed.index, retry)
       }
