@@ -83,7 +83,8 @@ const text = new TextDecoder()
 const metadataKey = "tributary-metadata"
 const toMetadata = (metadata: EventData["metadata"]) => ({ [metadataKey]: JSON.stringify(metadata) })
 
-const toEventData = (event: EventData) =>
+/** Exported for test/infra/eventStoreKurrent.test.ts, which checks the encoding against the client without a server. */
+export const toEventData = (event: EventData) =>
   jsonEvent({ id: event.eventId, type: event.type, data: event.data as JSONType, metadata: toMetadata(event.metadata) })
 
 /** The client parses JSON it can; anything else (binary or malformed) arrives as bytes or text. */
@@ -98,7 +99,7 @@ const asJson = (value: unknown): RecordedEvent["data"] => {
   }
 }
 
-const fromMetadata = (value: unknown): RecordedEvent["metadata"] => {
+export const fromMetadata = (value: unknown): RecordedEvent["metadata"] => {
   const metadata = asJson(value)
   if (typeof metadata === "object" && metadata !== null && !Array.isArray(metadata)) {
     const encoded = (metadata as Record<string, unknown>)[metadataKey]
@@ -219,16 +220,23 @@ export const makeKurrent = Effect.fnUntraced(function*(options: KurrentOptions) 
         : undefined
       if (violations === undefined) throw error
       // A stream whose events are already in place was appended by an earlier try of this same call:
-      // it counts as done, and the others are tried again without it.
-      const conflicts: Array<RevisionConflict> = []
+      // it counts as done, and the others are tried again without it. (A stream expected at `any` is
+      // never checked, so its retry relies on the server recognising the record ids.)
+      const conflicts: Array<{ readonly index: number; readonly conflict: RevisionConflict }> = []
+      let retried = 0
       for (const violation of violations) {
         const at = pending.find((p) => p.append.stream === violation.stream)
         if (at === undefined) continue
         const retry = await storedAlready(at.append)
-        if (retry !== undefined) done.set(at.index, retry)
-        else conflicts.push({ stream: violation.stream, expected: at.append.expectedRevision, actual: violation.actual })
+        if (retry !== undefined) {
+          done.set(at.index, retry)
+          retried++
+        } else {
+          conflicts.push({ index: at.index, conflict: { stream: violation.stream, expected: at.append.expectedRevision, actual: violation.actual } })
+        }
       }
-      if (conflicts.length > 0 || attempt >= 2) return { _tag: "Conflict", conflicts: conflicts.length > 0 ? conflicts : violations.map((v) => ({ ...v, expected: pending.find((p) => p.append.stream === v.stream)?.append.expectedRevision ?? "any" })) }
+      if (conflicts.length > 0) return { _tag: "Conflict", conflicts: conflicts.sort((a, b) => a.index - b.index).map((c) => c.conflict) }
+      if (retried === 0 || attempt >= 3) throw error // nothing learned from the violation: report it as it came
       return appendRecords(appends, done, attempt + 1)
     }
     // The response gives each stream's new revision and the position of the last record only: each
