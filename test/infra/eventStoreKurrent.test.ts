@@ -9,6 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { KurrentDBClient, jsonEvent, STREAM_STATE, NO_STREAM } from "@kurrent/kurrentdb-client"
 import type { AppendRecordInput, AppendRecordsResult, ConsistencyCheck } from "@kurrent/kurrentdb-client"
 import { Effect } from "effect"
+import type { EventData } from "../../domain/EventStore.ts"
 import { fromMetadata, toEventData } from "../../infra/eventstore/kurrent.ts"
 
 // The public `client.appendRecords` first asks the server which features it supports; the function
@@ -41,7 +42,8 @@ describe("KurrentDB event encoding", () => {
     }))
 
   it("reads back any JSON metadata exactly, falsy values included, and events stored before the encoding as they were", () => {
-    for (const metadata of [{ correlationId: "c", causationId: null, tags: ["a"] }, {}, null, 0, false, "", [1, "two"]]) {
+    const examples: Array<EventData["metadata"]> = [{ correlationId: "c", causationId: null, tags: ["a"] }, {}, null, 0, false, "", [1, "two"]]
+    for (const metadata of examples) {
       const encoded = toEventData({ eventId: randomUUID(), type: "Tested", data: {}, metadata }).metadata
       // the server stores an object's JSON; properties it adds of its own are ignored
       const stored = JSON.stringify({ ...(encoded as object), "$schema.name": "Tested" })
