@@ -9,7 +9,7 @@
  */
 import { DatabaseSync } from "node:sqlite"
 import type { SQLOutputValue } from "node:sqlite"
-import { prepare } from "./sqliteStatements.ts"
+import { prepare, schema } from "./sqliteStatements.ts"
 import { startWriter } from "./sqliteWriterClient.ts"
 import { encodeRequest } from "./sqliteWriterProtocol.ts"
 import type { WriteOutcome, WriteRequest } from "./sqliteWriterProtocol.ts"
@@ -76,12 +76,21 @@ const failWith = (operation: string) => (cause: unknown) => new EventStoreError(
 /** Opens (creating if needed) the store at `path`; closes the file and stops the writer thread when the scope closes. */
 export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
   const busyTimeout = options.busyTimeout ?? 5_000
-  // First the writer: it creates the file, sets WAL mode and creates the table before anyone reads.
-  const writer = yield* startWriter({ path: options.path, busyTimeout })
   const db = yield* Effect.acquireRelease(
-    Effect.try({ try: () => new DatabaseSync(options.path, { timeout: busyTimeout }), catch: failWith("open") }),
+    Effect.try({
+      try: () => {
+        const db = new DatabaseSync(options.path, { timeout: busyTimeout })
+        // WAL: readers (subscriptions, other processes) never block the writer nor see partial commits.
+        db.exec(`PRAGMA journal_mode = WAL; PRAGMA busy_timeout = ${busyTimeout};`)
+        db.exec(schema)
+        return db
+      },
+      catch: failWith("open")
+    }),
     (db) => Effect.sync(() => db.close())
   )
+  // Then the writer thread, on a file that now has its table; it boots while this store already reads.
+  const writer = yield* startWriter({ path: options.path, busyTimeout })
   const statements = yield* Effect.try({ try: () => prepare(db), catch: failWith("prepare") })
   const clock = yield* Clock.Clock
 

@@ -116,7 +116,8 @@ export const makeWriter = (db: DatabaseSync) => {
         results.push(done)
         continue
       }
-      const head = optimistic && append.expected === "no_stream" ? heads.get(append.stream) : headOf(append.stream)
+      // (only when it has events: inserting them is what would catch an existing stream)
+      const head = optimistic && append.expected === "no_stream" && append.count > 0 ? heads.get(append.stream) : headOf(append.stream)
       const current = head === undefined ? -1 : head.revision
       if (!meetsExpectedRevision(append.expected, current)) {
         const retry = findRetry(request, append)

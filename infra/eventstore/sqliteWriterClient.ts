@@ -10,7 +10,6 @@
  */
 import { Worker } from "node:worker_threads"
 import { Effect } from "effect"
-import { EventStoreError } from "../../domain/EventStore.ts"
 import type { FromWriter, ToWriter, WriteRequest, WriterData } from "./sqliteWriterProtocol.ts"
 
 type Answer = Extract<FromWriter, { readonly _tag: "Committed" | "BatchFailed" }>
@@ -29,6 +28,9 @@ const asError = (cause: unknown) => (cause instanceof Error ? cause : new Error(
 const connect = (worker: Worker) => {
   let dead: Error | undefined
   let waiting: ((answer: Answer) => void) | undefined
+  // settles when the thread has opened the file (Ready) or could not (OpenFailed, or it died first)
+  let opened: () => void = () => {}
+  const ready = new Promise<void>((resolve) => (opened = resolve))
   const answer = (message: Answer) => {
     const resume = waiting
     waiting = undefined
@@ -39,10 +41,13 @@ const connect = (worker: Worker) => {
   }
   const die = (cause: unknown) => {
     dead ??= asError(cause)
+    opened()
     answer({ _tag: "BatchFailed", cause: dead })
   }
   worker.on("message", (message: FromWriter) => {
-    if (message._tag === "Committed" || message._tag === "BatchFailed") answer(message)
+    if (message._tag === "Committed" || message._tag === "BatchFailed") return answer(message)
+    if (message._tag === "OpenFailed") dead ??= asError(message.cause)
+    opened()
   })
   worker.on("error", die)
   let exited = false
@@ -52,25 +57,30 @@ const connect = (worker: Worker) => {
   })
   worker.unref()
 
-  const commit = (batch: ReadonlyArray<WriteRequest>, recordedAt: string) =>
+  const send = (batch: ReadonlyArray<WriteRequest>, recordedAt: string) =>
     Effect.callback<Answer>((resume) => {
       if (dead !== undefined) return resume(Effect.succeed({ _tag: "BatchFailed", cause: dead }))
       waiting = (message) => resume(Effect.succeed(message))
-      worker.ref()
       try {
         worker.postMessage({ _tag: "Commit", recordedAt, batch } satisfies ToWriter)
       } catch (cause) {
         answer({ _tag: "BatchFailed", cause }) // e.g. data that cannot be cloned: nothing was sent
       }
     })
+  const commit = (batch: ReadonlyArray<WriteRequest>, recordedAt: string) =>
+    Effect.suspend(() => {
+      worker.ref() // until the answer, also while the thread is still booting
+      return Effect.andThen(Effect.promise(() => ready), send(batch, recordedAt))
+    })
+
   /** Asks the thread to close its connection (checkpointing the WAL) and waits for it to exit. */
-  const close = Effect.callback<void>((resume) => {
+  const close = Effect.andThen(Effect.promise(() => ready), Effect.callback<void>((resume) => {
     if (exited) return resume(Effect.void)
     dead ??= new Error("the event store closed")
     worker.once("exit", () => resume(Effect.void))
     worker.ref()
     worker.postMessage({ _tag: "Close" } satisfies ToWriter)
-  }).pipe(
+  })).pipe(
     Effect.timeoutOption(closeTimeout),
     Effect.andThen(Effect.promise(() => worker.terminate())),
     Effect.ignore
@@ -81,21 +91,13 @@ const connect = (worker: Worker) => {
 
 export type Writer = ReturnType<typeof connect>
 
-/** Starts the writer thread on `data.path` and waits until it has opened the file; stops it when the scope closes. */
+/**
+ * Starts the writer thread on `data.path` without waiting for it: a process that only reads (a relay)
+ * need not wait for a thread to boot, and the first commit waits for it instead. If the thread cannot
+ * open the file, every commit fails with that cause. Stops it when the scope closes.
+ */
 export const startWriter = (data: WriterData) =>
   Effect.acquireRelease(
-    Effect.callback<Worker, EventStoreError>((resume) => {
-      const worker = new Worker(threadFile, { workerData: data })
-      const failed = (cause: unknown) => {
-        resume(Effect.fail(new EventStoreError({ operation: "open", cause })))
-        void worker.terminate()
-      }
-      worker.once("error", failed)
-      worker.once("message", (message: FromWriter) => {
-        worker.off("error", failed)
-        if (message._tag === "Ready") resume(Effect.succeed(worker))
-        else failed(message._tag === "OpenFailed" ? message.cause : new Error(`unexpected ${message._tag}`))
-      })
-    }).pipe(Effect.map(connect)),
+    Effect.sync(() => connect(new Worker(threadFile, { workerData: data }))),
     (writer) => writer.close
   )

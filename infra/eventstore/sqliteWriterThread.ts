@@ -10,7 +10,6 @@
  */
 import { DatabaseSync } from "node:sqlite"
 import { parentPort, workerData } from "node:worker_threads"
-import { schema } from "./sqliteStatements.ts"
 import { makeWriter } from "./sqliteWriter.ts"
 import type { FromWriter, ToWriter, WriterData } from "./sqliteWriterProtocol.ts"
 
@@ -23,13 +22,12 @@ let writer: ReturnType<typeof makeWriter> | undefined
 try {
   // busy_timeout: another process holding the write lock makes us wait rather than fail at once.
   db = new DatabaseSync(path, { timeout: busyTimeout })
-  // WAL: readers (subscriptions, other processes) never block the writer nor see partial commits.
   // synchronous=FULL: the WAL is fsynced at every commit, so an acknowledged append survives power
   // loss (DESIGN: acknowledged only once on disk). NORMAL would fsync only at checkpoints and could
   // lose the last acknowledged appends; group commit amortises the fsync, and bench/eventStore.ts
   // measures the adapter against raw inserts with the same setting.
+  // (the file, WAL mode and the table were made by the store before it started this thread)
   db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = ${busyTimeout};`)
-  db.exec(schema)
   writer = makeWriter(db)
   send({ _tag: "Ready" })
 } catch (cause) {

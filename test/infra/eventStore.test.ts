@@ -160,6 +160,14 @@ describe("SQLite event store file", () => {
       ]))
       assert.deepStrictEqual(stale._tag === "WrongExpectedRevisions" ? stale.conflicts.map((c) => c.actual) : stale._tag, [1])
       assert.deepStrictEqual(yield* b.readStream("s-2"), [])
+      // a stream b never wrote (its heads cache knows nothing of it), expected absent, with no events: only a lookup can tell
+      const c = yield* openStore(path)
+      const exists = yield* Effect.flip(c.appendToStreams([
+        { stream: "s-1", events: [], expectedRevision: "no_stream" },
+        { stream: "s-3", events: [event("Other")], expectedRevision: "no_stream" }
+      ]))
+      assert.deepStrictEqual(exists._tag === "WrongExpectedRevisions" ? exists.conflicts.map((c) => [c.stream, c.actual]) : exists._tag, [["s-1", 1]])
+      assert.deepInclude(yield* Effect.flip(c.appendToStream("s-1", [], "no_stream")), { _tag: "WrongExpectedRevision", actual: 1 })
     }))
 
   it.live("refuses a multi-append naming a stream twice, as a defect", () =>
