@@ -89,8 +89,10 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
     }),
     (db) => Effect.sync(() => db.close())
   )
-  // Then the writer thread, on a file that now has its table; it boots while this store already reads.
+  // Then the writer thread, on a file that now has its table. The store is open once the thread is:
+  // a platform that answers /ready takes writes at once, not after a thread boots under its first one.
   const writer = yield* startWriter({ path: options.path, busyTimeout })
+  yield* writer.opened
   const statements = yield* Effect.try({ try: () => prepare(db), catch: failWith("prepare") })
   const clock = yield* Clock.Clock
 

@@ -10,6 +10,7 @@
  */
 import { Worker } from "node:worker_threads"
 import { Effect } from "effect"
+import { EventStoreError } from "../../domain/EventStore.ts"
 import type { FromWriter, ToWriter, WriteRequest, WriterData } from "./sqliteWriterProtocol.ts"
 
 type Answer = Extract<FromWriter, { readonly _tag: "Committed" | "BatchFailed" }>
@@ -29,8 +30,8 @@ const connect = (worker: Worker) => {
   let dead: Error | undefined
   let waiting: ((answer: Answer) => void) | undefined
   // settles when the thread has opened the file (Ready) or could not (OpenFailed, or it died first)
-  let opened: () => void = () => {}
-  const ready = new Promise<void>((resolve) => (opened = resolve))
+  let markOpened: () => void = () => {}
+  const ready = new Promise<void>((resolve) => (markOpened = resolve))
   const answer = (message: Answer) => {
     const resume = waiting
     waiting = undefined
@@ -41,13 +42,13 @@ const connect = (worker: Worker) => {
   }
   const die = (cause: unknown) => {
     dead ??= asError(cause)
-    opened()
+    markOpened()
     answer({ _tag: "BatchFailed", cause: dead })
   }
   worker.on("message", (message: FromWriter) => {
     if (message._tag === "Committed" || message._tag === "BatchFailed") return answer(message)
     if (message._tag === "OpenFailed") dead ??= asError(message.cause)
-    opened()
+    markOpened()
   })
   worker.on("error", die)
   let exited = false
@@ -86,15 +87,20 @@ const connect = (worker: Worker) => {
     Effect.ignore
   )
 
-  return { commit, close }
+  /** Waits until the thread has opened the file; fails if it could not. */
+  const opened = Effect.andThen(
+    Effect.promise(() => ready),
+    Effect.suspend(() => (dead === undefined ? Effect.void : Effect.fail(new EventStoreError({ operation: "open", cause: dead }))))
+  )
+
+  return { commit, close, opened }
 }
 
 export type Writer = ReturnType<typeof connect>
 
 /**
- * Starts the writer thread on `data.path` without waiting for it: a process that only reads (a relay)
- * need not wait for a thread to boot, and the first commit waits for it instead. If the thread cannot
- * open the file, every commit fails with that cause. Stops it when the scope closes.
+ * Starts the writer thread on `data.path` (`opened` tells when it is ready); if it cannot open the
+ * file, every commit fails with that cause. Stops it when the scope closes.
  */
 export const startWriter = (data: WriterData) =>
   Effect.acquireRelease(
