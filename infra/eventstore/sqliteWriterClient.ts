@@ -49,6 +49,7 @@ const connect = (worker: Worker) => {
     if (message._tag === "Committed" || message._tag === "BatchFailed") return answer(message)
     if (message._tag === "OpenFailed") dead ??= asError(message.cause)
     markOpened()
+    worker.unref() // booting, it kept the process alive (whoever opens the store awaits it); a commit refs it again
   })
   worker.on("error", die)
   let exited = false
@@ -56,12 +57,12 @@ const connect = (worker: Worker) => {
     exited = true
     die(new Error(`the event store's writer thread exited (code ${code})`))
   })
-  worker.unref()
 
   const send = (batch: ReadonlyArray<WriteRequest>, recordedAt: string) =>
     Effect.callback<Answer>((resume) => {
       if (dead !== undefined) return resume(Effect.succeed({ _tag: "BatchFailed", cause: dead }))
       waiting = (message) => resume(Effect.succeed(message))
+      worker.ref()
       try {
         worker.postMessage({ _tag: "Commit", recordedAt, batch } satisfies ToWriter)
       } catch (cause) {
@@ -69,10 +70,7 @@ const connect = (worker: Worker) => {
       }
     })
   const commit = (batch: ReadonlyArray<WriteRequest>, recordedAt: string) =>
-    Effect.suspend(() => {
-      worker.ref() // until the answer, also while the thread is still booting
-      return Effect.andThen(Effect.promise(() => ready), send(batch, recordedAt))
-    })
+    Effect.andThen(Effect.promise(() => ready), send(batch, recordedAt))
 
   /** Asks the thread to close its connection (checkpointing the WAL) and waits for it to exit. */
   const close = Effect.andThen(Effect.promise(() => ready), Effect.callback<void>((resume) => {

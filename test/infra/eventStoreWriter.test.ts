@@ -3,10 +3,12 @@
  * lock, as it would for another process's, or for an fsync) leaves the main thread's event loop free,
  * and closing the store answers the batch in flight and fails what is still queued.
  */
+import { execFile } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { DatabaseSync } from "node:sqlite"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
@@ -44,7 +46,19 @@ const timerTicks = (count: number) =>
     return Effect.sync(() => clearInterval(timer))
   })
 
+const script = fileURLToPath(new URL("./eventStoreScript.ts", import.meta.url))
+
 describe("SQLite event store writer thread", () => {
+  it.live("loads under Node's own type stripping and keeps a program alive until its appends are answered", () =>
+    Effect.gen(function*() {
+      const path = tempDatabase()
+      const output = yield* Effect.callback<string, Error>((resume) => {
+        execFile(process.execPath, ["--no-warnings", script, path], (error, stdout, stderr) =>
+          resume(error === null ? Effect.succeed(stdout) : Effect.fail(new Error(`${error.message}\n${stderr}`))))
+      })
+      assert.deepStrictEqual(JSON.parse(output), ["A", "B"])
+    }))
+
   it.live("keeps the event loop moving while a commit waits for another connection's write lock", () =>
     Effect.gen(function*() {
       const path = tempDatabase()
