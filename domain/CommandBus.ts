@@ -34,6 +34,19 @@ export interface IncomingCommand {
   readonly retryLater: (delay: Duration.Input) => Effect.Effect<void>
 }
 
+/**
+ * The commands of one bus message (CommandBus.sendBatch), all of one shard, in the sender's order;
+ * each is answered on its own. Their entities' events are committed together where they can be.
+ */
+export interface IncomingBatch {
+  readonly batch: ReadonlyArray<IncomingCommand>
+}
+
+/** The wire form of a batch message: its commands, in order. */
+export const CommandBatch = Schema.Struct({ commands: Schema.Array(EntityCommand) })
+/** The wire form of a batch's answer: one reply per command, in the batch's order. */
+export const CommandBatchReply = Schema.Struct({ replies: Schema.Array(CommandReply) })
+
 /** No answer in time: the command may or may not have been applied (retry with the same Idempotency-Key). */
 export class CommandTimeout extends Schema.TaggedError<CommandTimeout>()("CommandTimeout", {
   commandId: Schema.String,
@@ -55,13 +68,23 @@ export class CommandBus extends Context.Service<CommandBus, {
     options?: { readonly timeout?: Duration.Input }
   ) => Effect.Effect<CommandReply, CommandTimeout | CommandBusError>
   /**
+   * Sends many commands as few bus messages: one per shard (split further only where a message would
+   * exceed the server's payload limit), then waits for every answer; the replies come in the order of
+   * `commands`. The commands of one message reach their entities in bus order like single commands,
+   * and the shard commits their events in one multi-stream append.
+   */
+  readonly sendBatch: (
+    commands: ReadonlyArray<EntityCommand>,
+    options?: { readonly timeout?: Duration.Input }
+  ) => Effect.Effect<ReadonlyArray<CommandReply>, CommandTimeout | CommandBusError>
+  /**
    * Takes over the commands of `shard` (for its lease holder only), for the life of the Scope: every
    * command of the shard not answered yet is delivered again by the returned stream, in stream order,
    * then new ones as they arrive; pulled only as fast as the stream is consumed (backpressure). While
    * it is consumed, nothing is redelivered out of order: a command is given back only to the next
    * holder of the shard.
    */
-  readonly shard: (shard: number) => Effect.Effect<Stream.Stream<IncomingCommand, CommandBusError>, CommandBusError, Scope.Scope>
+  readonly shard: (shard: number) => Effect.Effect<Stream.Stream<IncomingCommand | IncomingBatch, CommandBusError>, CommandBusError, Scope.Scope>
   /** The number of shards commands are spread over (`SHARDS`). */
   readonly shards: number
 }>()("tributary/CommandBus") {}

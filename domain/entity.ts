@@ -11,10 +11,17 @@ import { FieldIssue } from "./validation.ts"
 /** The parent as looked up by the sender when the command names one (campaign → advertiser, …). */
 export const ParentLookup = Schema.Struct({ id: Schema.String, exists: Schema.Boolean })
 
+/**
+ * Ids travel in NATS headers (HISTORY's `Tributary-Trace-Id` is the correlation id) and in every
+ * event's metadata: bounded, so no sender can make the relay's publishes exceed the server's 64 KB
+ * header limit and stop HISTORY.
+ */
+const CommandRef = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(1_024))
+
 export const EntityCommand = Schema.Struct({
-  commandId: Schema.String,
-  correlationId: Schema.String,
-  causationId: Schema.optionalKey(Schema.String),
+  commandId: CommandRef,
+  correlationId: CommandRef,
+  causationId: Schema.optionalKey(CommandRef),
   entityType: Schema.String,
   entityId: Schema.String,
   /** If-Match: the revision the sender last saw */

@@ -34,6 +34,11 @@ export const jobLeaseKey = (job: string): string => `job.${job}`
 export const shardLeasePrefix = "shard."
 
 export const commandSubject = (entityType: string, shard: number, entityId: string): string => `cmd.${entityType}.${shard}.${entityId}`
+/**
+ * A batch of commands for entities of one shard (CommandBus.sendBatch): `_batch` cannot be an entity
+ * type (types start with a letter), and the shard's filter below takes it in the shard's order.
+ */
+export const batchSubject = (shard: number, batchId: string): string => `cmd._batch.${shard}.${batchId}`
 /** Every command of one shard, whatever its entity type: one consumer's single filter subject. */
 export const shardCommands = (shard: number): string => `cmd.*.${shard}.*`
 export const historySubject = (entityType: string, entityId: string): string => `history.${entityType}.${entityId}`

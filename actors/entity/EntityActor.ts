@@ -25,12 +25,16 @@ import { EventMetadata } from "../../domain/envelope.ts"
 import { EventStore, type EventData } from "../../domain/EventStore.ts"
 import { KeptSnapshots } from "../../domain/KeptSnapshots.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
+import type { BatchPart } from "./BatchCommit.ts"
 import { EntityMemory, memoryBytes } from "./EntityMemory.ts"
 import { type EntityReminder, entityReminder } from "./entityReminder.ts"
 import { type Memory, type Remembered, newMemory } from "./memory.ts"
 
-/** The protocol: a command from the bus, answered exactly once (or handed back to the bus). */
-export type EntityMessage = IncomingCommand
+/**
+ * The protocol: a command from the bus, answered exactly once (or handed back to the bus). A command
+ * of a bus batch carries its part of the batch's commit: its events are appended with the batch's.
+ */
+export type EntityMessage = IncomingCommand & { readonly commit?: BatchPart | undefined }
 
 /** Command ids remembered per entity: a redelivery or retry within this many later commands is recognised. */
 export const RECENT_COMMANDS = 1_024
@@ -174,7 +178,7 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
       return { _tag: "Rejected", error } satisfies CommandReply
     }
 
-    const execute = (mem: Memory, command: EntityCommand) =>
+    const execute = (mem: Memory, command: EntityCommand, commit: BatchPart | undefined) =>
       Effect.gen(function*() {
         const asked = fingerprint(command)
         const decoded = kind.decodeCommand(command.action)
@@ -203,7 +207,9 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
           }
           const events: Array<EventData> = []
           for (const event of decision.success) events.push({ eventId: yield* nextUuidv7, ...kind.toEventData(event), metadata })
-          const appended = yield* store.appendToStream(stream, events, revision === -1 ? "no_stream" : revision).pipe(
+          // The first attempt of a batched command appends with its batch; a retry after a conflict, alone.
+          const append = commit !== undefined && attempt === 1 ? commit.append : store.appendToStream
+          const appended = yield* append(stream, events, revision === -1 ? "no_stream" : revision).pipe(
             Effect.as(true),
             Effect.catchTag("WrongExpectedRevision", () => Effect.succeed(false)),
             Effect.catchTag("EventStoreError", (error) =>
@@ -229,9 +235,12 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
           // Its sender gave up waiting: applying it now could land it after newer commands it went on to send.
           const deadline = message.command.deadline
           if (deadline !== undefined && now > deadline) return Effect.succeed({ _tag: "Expired", deadline } satisfies CommandReply)
-          return execute(mem, message.command)
+          return execute(mem, message.command, message.commit)
         })
       }).pipe(
+        // A batched command that appended nothing (answered from memory, expired, rejected, failed)
+        // tells its batch, which commits once every part has appended or said so.
+        Effect.ensuring(message.commit?.skip ?? Effect.void),
         // Every message gets an answer, whatever went wrong (a store outage, an event this code does
         // not know): the sender learns now instead of at its timeout. What the actor knew may be
         // half-updated: it forgets it and reads the entity again at the next command.

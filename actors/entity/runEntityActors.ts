@@ -14,15 +14,21 @@ import type { Duration } from "effect"
 import * as ActorRegistry from "../runtime/ActorRegistry.ts"
 import * as Dispatcher from "../runtime/Dispatcher.ts"
 import { runShards } from "../runtime/Shards.ts"
-import { CommandBus, CommandBusError } from "../../domain/CommandBus.ts"
+import { CommandBus, CommandBusError, type IncomingBatch, type IncomingCommand } from "../../domain/CommandBus.ts"
 import { streamName } from "../../domain/envelope.ts"
-import { entityBehavior } from "./EntityActor.ts"
+import * as BatchCommit from "./BatchCommit.ts"
+import { entityBehavior, type EntityMessage } from "./EntityActor.ts"
 
 export interface EntityActorsOptions {
   readonly mailboxCapacity?: number
   readonly idleTimeout?: Duration.Input
   /** live entity actors of the whole process, shared equally by the shards */
   readonly maxActors?: number
+  /**
+   * how long a bus batch waits for its slowest entity before committing what has arrived (the rest
+   * append alone); default 500 ms
+   */
+  readonly batchWindow?: Duration.Input
 }
 
 /** An entity actor gave up: its mailbox was dropped, so the session restarts and takes its commands again, in order. */
@@ -45,11 +51,26 @@ const session = (shard: number, options: EntityActorsOptions, started: Effect.Ef
       maxActors: options.maxActors === undefined ? undefined : Math.max(1, Math.ceil(options.maxActors / bus.shards)),
       onEscalate: (escalation) => Deferred.fail(restart, new ShardRestart({ shard, cause: escalation })).pipe(Effect.asVoid)
     })
-    const dispatcher = yield* Dispatcher.make(registry, { onStopped: () => Effect.void })
+    const dispatcher = yield* Dispatcher.make<EntityMessage>(registry, { onStopped: () => Effect.void })
+    const entityOf = (incoming: IncomingCommand) => streamName(incoming.command.entityType, incoming.command.entityId)
+    // A batch's commands go to their actors like single ones, each with its part of one commit. An
+    // entity named twice gets a part for its first command only: its second comes after the first in
+    // its mailbox, so it could not join the same commit; it appends alone.
+    const dispatchBatch = ({ batch }: IncomingBatch) =>
+      Effect.gen(function*() {
+        const entities = new Set(batch.map(entityOf))
+        const parts = yield* BatchCommit.make(entities.size, options.batchWindow ?? "500 millis")
+        let next = 0
+        for (const incoming of batch) {
+          const entity = entityOf(incoming)
+          const commit = entities.delete(entity) ? parts[next++] : undefined
+          yield* dispatcher.dispatch(entity, commit === undefined ? incoming : { ...incoming, commit })
+        }
+      })
     const commands = yield* bus.shard(shard)
     yield* started
     const consume = commands.pipe(
-      Stream.runForEach((incoming) => dispatcher.dispatch(streamName(incoming.command.entityType, incoming.command.entityId), incoming)),
+      Stream.runForEach((incoming) => "batch" in incoming ? dispatchBatch(incoming) : dispatcher.dispatch(entityOf(incoming), incoming)),
       Effect.andThen(Effect.fail(new CommandBusError({ operation: "consume", cause: "the command stream ended" })))
     )
     return yield* Effect.raceFirst(consume, Deferred.await(restart))

@@ -13,11 +13,20 @@ import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError } from "
 import type { JsMsg } from "@nats-io/jetstream"
 import { createInbox, headers, nanos } from "@nats-io/transport-node"
 import { Clock, Deferred, Duration, Effect, Layer, Metric, Option, Schedule, Schema, Stream } from "effect"
-import { CommandBus, CommandBusError, CommandReply, CommandTimeout, type IncomingCommand } from "../../domain/CommandBus.ts"
+import {
+  CommandBatch,
+  CommandBatchReply,
+  CommandBus,
+  CommandBusError,
+  CommandReply,
+  CommandTimeout,
+  type IncomingBatch,
+  type IncomingCommand
+} from "../../domain/CommandBus.ts"
 import { EntityCommand } from "../../domain/entity.ts"
 import { defaultShards, shardOf } from "../../domain/shards.ts"
-import { commandSubject, shardCommands, StreamNames } from "../../domain/subjects.ts"
-import { Nats, type NatsError, tryNats } from "./Nats.ts"
+import { batchSubject, commandSubject, shardCommands, StreamNames } from "../../domain/subjects.ts"
+import { Nats, NatsError, tryNats } from "./Nats.ts"
 
 const REPLY_TO = "Tributary-Reply-To"
 /** The single consumer of the platform before shards; it would overlap every shard's (work queues forbid that). */
@@ -26,8 +35,18 @@ const consumerName = (shard: number) => `shard-${shard}`
 
 const encoder = new TextEncoder()
 const decodeCommand = Schema.decodeUnknownOption(Schema.fromJsonString(EntityCommand))
+const decodeBatch = Schema.decodeUnknownOption(Schema.fromJsonString(CommandBatch))
 const decodeReply = Schema.decodeUnknownOption(Schema.fromJsonString(CommandReply))
+const decodeBatchReply = Schema.decodeUnknownOption(Schema.fromJsonString(CommandBatchReply))
 const encodeReply = Schema.encodeSync(Schema.fromJsonString(CommandReply))
+const encodeBatchReply = Schema.encodeSync(Schema.fromJsonString(CommandBatchReply))
+/** A command is checked before it is published: one the shard could not decode would never be answered. */
+const checkCommand = (command: EntityCommand) =>
+  Schema.decodeUnknownEffect(EntityCommand)(command).pipe(
+    Effect.mapError((cause) => new NatsError({ operation: "encode command", cause: cause.message }))
+  )
+/** Subjects of batch messages start with this (domain/subjects.ts batchSubject). */
+const batchPrefix = batchSubject(0, "x").split(".").slice(0, 2).join(".") + "."
 
 const toBusError = <E extends { readonly _tag: string }>(error: E | NatsError): E | CommandBusError =>
   error._tag === "NatsError" ? new CommandBusError({ operation: (error as NatsError).operation, cause: (error as NatsError).cause }) : error as E
@@ -61,9 +80,9 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
     Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.ConsumerNotFound), () => Effect.succeed(false))
   )
 
-  // One reply subscription per process; each pending send waits on its own Deferred.
+  // One reply subscription per process; each pending send waits on its own Deferred for the raw answer.
   const prefix = createInbox()
-  const pending = new Map<string, Deferred.Deferred<CommandReply>>()
+  const pending = new Map<string, Deferred.Deferred<string>>()
   let sequence = 0
   const context = yield* Effect.context<never>()
   const log = (message: string, fields: Record<string, unknown>): void => void Effect.runForkWith(context)(Effect.logWarning(message, fields))
@@ -71,40 +90,95 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
     callback: (error, msg) => {
       if (error) return log("command replies: subscription error", { error: String(error) })
       const waiter = pending.get(msg.subject)
-      if (waiter === undefined) return // its sender gave up (timeout)
-      Option.match(decodeReply(msg.string()), {
-        onNone: () => log("command replies: undecodable reply", { subject: msg.subject }),
-        onSome: (reply) => Deferred.doneUnsafe(waiter, Effect.succeed(reply))
-      })
+      if (waiter !== undefined) Deferred.doneUnsafe(waiter, Effect.succeed(msg.string())) // else its sender gave up
     }
   })
   yield* Effect.addFinalizer(() => Effect.sync(() => replies.unsubscribe()))
 
-  const send = (command: EntityCommand, sendOptions?: { readonly timeout?: Duration.Input }) => {
-    const timeout = sendOptions?.timeout ?? options.defaultTimeout ?? "10 seconds"
-    const replyTo = `${prefix}.${++sequence}`
-    return Effect.acquireUseRelease(
-      Effect.tap(Deferred.make<CommandReply>(), (waiter) => Effect.sync(() => pending.set(replyTo, waiter))),
-      (waiter) =>
+  const count = (command: EntityCommand, reply: CommandReply) =>
+    Metric.update(Metric.withAttributes(commands, { type: command.entityType, outcome: reply._tag === "Accepted" ? reply.outcome : reply._tag }), 1)
+
+  /**
+   * Publishes `payload` to `subject` with a fresh reply subject, and returns the wait for its answer,
+   * decoded (an undecodable answer is a bus error); the wait ends at `until` (epoch ms).
+   */
+  const publish = <A>(subject: string, payload: Uint8Array, decode: (text: string) => Option.Option<A>, timeout: () => CommandTimeout) =>
+    Effect.gen(function*() {
+      const replyTo = `${prefix}.${++sequence}`
+      const waiter = Deferred.makeUnsafe<string>()
+      pending.set(replyTo, waiter)
+      const h = headers()
+      h.set(REPLY_TO, replyTo)
+      yield* tryNats("publish command", () => jetstream.publish(subject, payload, { headers: h })).pipe(
+        Effect.onError(() => Effect.sync(() => pending.delete(replyTo)))
+      )
+      return Deferred.await(waiter).pipe(
+        Effect.flatMap((text) =>
+          Option.match(decode(text), {
+            onNone: () => Effect.fail(new NatsError({ operation: "decode reply", cause: `undecodable answer on ${replyTo}` })),
+            onSome: Effect.succeed
+          })),
+        Effect.timeoutOrElse({ duration: timeout().timeoutMillis, orElse: () => Effect.fail(timeout()) }),
+        Effect.ensuring(Effect.sync(() => pending.delete(replyTo)))
+      )
+    })
+
+  const timeoutOf = (sendOptions?: { readonly timeout?: Duration.Input }) => Duration.toMillis(sendOptions?.timeout ?? options.defaultTimeout ?? "10 seconds")
+
+  const send = (command: EntityCommand, sendOptions?: { readonly timeout?: Duration.Input }) =>
+    Effect.gen(function*() {
+      yield* checkCommand(command)
+      const timeout = timeoutOf(sendOptions)
+      // Past this instant nobody waits for the answer: the entity answers Expired rather than apply it late.
+      const deadline = command.deadline ?? (yield* Clock.currentTimeMillis) + timeout
+      const subject = commandSubject(command.entityType, shardOf(command.entityId, shards), command.entityId)
+      const answer = yield* publish(subject, encoder.encode(JSON.stringify({ ...command, deadline })), decodeReply, () =>
+        new CommandTimeout({ commandId: command.commandId, timeoutMillis: timeout }))
+      const reply = yield* answer
+      yield* count(command, reply)
+      return reply
+    }).pipe(Effect.mapError(toBusError))
+
+  // What one message may carry: the server's limit, less room for headers.
+  const maxPayload = Math.max(1_024, (connection.info?.max_payload ?? 1_048_576) - 4_096)
+
+  const sendBatch = (batch: ReadonlyArray<EntityCommand>, sendOptions?: { readonly timeout?: Duration.Input }) =>
+    Effect.gen(function*() {
+      yield* Effect.forEach(batch, checkCommand, { discard: true })
+      const timeout = timeoutOf(sendOptions)
+      const now = yield* Clock.currentTimeMillis
+      const withDeadline = batch.map((command) => ({ ...command, deadline: command.deadline ?? now + timeout }))
+      const byShard = new Map<number, Array<number>>()
+      withDeadline.forEach((command, i) => {
+        const shard = shardOf(command.entityId, shards)
+        const indices = byShard.get(shard)
+        if (indices === undefined) byShard.set(shard, [i])
+        else indices.push(i)
+      })
+      const answers = new Array<CommandReply>(batch.length)
+      // Publishes the commands `indices` of one shard as one message, halving it while too large;
+      // the messages of a shard are published in order, their answers awaited together.
+      const waits: Array<Effect.Effect<void, CommandTimeout | NatsError>> = []
+      const publishChunk = (shard: number, indices: ReadonlyArray<number>): Effect.Effect<void, NatsError> =>
         Effect.gen(function*() {
-          // Past this instant nobody waits for the answer: the entity answers Expired rather than apply it late.
-          const deadline = command.deadline ?? (yield* Clock.currentTimeMillis) + Duration.toMillis(timeout)
-          const h = headers()
-          h.set(REPLY_TO, replyTo)
-          const subject = commandSubject(command.entityType, shardOf(command.entityId, shards), command.entityId)
-          yield* tryNats("publish command", () => jetstream.publish(subject, encoder.encode(JSON.stringify({ ...command, deadline })), { headers: h }))
-          const reply = yield* Deferred.await(waiter).pipe(
-            Effect.timeoutOrElse({
-              duration: timeout,
-              orElse: () => Effect.fail(new CommandTimeout({ commandId: command.commandId, timeoutMillis: Duration.toMillis(timeout) }))
-            })
-          )
-          yield* Metric.update(Metric.withAttributes(commands, { type: command.entityType, outcome: reply._tag === "Accepted" ? reply.outcome : reply._tag }), 1)
-          return reply
-        }),
-      () => Effect.sync(() => pending.delete(replyTo))
-    ).pipe(Effect.mapError(toBusError))
-  }
+          const payload = encoder.encode(JSON.stringify({ commands: indices.map((i) => withDeadline[i]!) }))
+          if (payload.length > maxPayload && indices.length > 1) {
+            const half = Math.ceil(indices.length / 2)
+            yield* publishChunk(shard, indices.slice(0, half))
+            return yield* publishChunk(shard, indices.slice(half))
+          }
+          const first = withDeadline[indices[0]!]!
+          const answer = yield* publish(batchSubject(shard, first.commandId), payload, decodeBatchReply, () =>
+            new CommandTimeout({ commandId: first.commandId, timeoutMillis: timeout }))
+          waits.push(Effect.flatMap(answer, ({ replies }) =>
+            replies.length !== indices.length
+              ? Effect.fail(new NatsError({ operation: "decode reply", cause: `${replies.length} answers to ${indices.length} commands` }))
+              : Effect.forEach(indices, (i, k) => Effect.andThen(Effect.sync(() => void (answers[i] = replies[k]!)), count(batch[i]!, replies[k]!)), { discard: true })))
+        })
+      yield* Effect.forEach(byShard, ([shard, indices]) => publishChunk(shard, indices), { discard: true })
+      yield* Effect.all(waits, { concurrency: "unbounded", discard: true })
+      return answers as ReadonlyArray<CommandReply>
+    }).pipe(Effect.mapError(toBusError))
 
   /** Re-creates the shard's consumer from the start of the stream: every unacknowledged command again, in order. */
   const retake = (shard: number) =>
@@ -134,26 +208,50 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
         Effect.repeat(Schedule.spaced(redeliverAfter / 3)),
         Effect.forkScoped
       )
-      const toIncoming = (msg: JsMsg): Option.Option<IncomingCommand> => {
-        const command = decodeCommand(msg.string())
-        if (Option.isNone(command)) {
-          // Nothing can ever handle it: drop it for good rather than redeliver it forever.
-          msg.term("not a Tributary entity command")
-          log("command bus: dropped a message that is not an entity command", { subject: msg.subject, seq: msg.seq })
-          return Option.none()
-        }
-        held.add(msg)
+      /** Nothing can ever handle it: dropped for good rather than redelivered forever. */
+      const drop = (msg: JsMsg) => {
+        msg.term("not a Tributary entity command")
+        log("command bus: dropped a message that is not an entity command", { subject: msg.subject, seq: msg.seq })
+        return Option.none()
+      }
+      // Left unanswered (no nak: a redelivery now would land behind newer commands); the shard's next session takes it again in order.
+      const leave = (msg: JsMsg) => () => Effect.sync(() => void held.delete(msg))
+      const settle = (msg: JsMsg, answer: string) => {
         const replyTo = msg.headers?.get(REPLY_TO)
+        if (replyTo) connection.publish(replyTo, answer)
+        msg.ack()
+        held.delete(msg)
+      }
+      const toIncoming = (msg: JsMsg): Option.Option<IncomingCommand | IncomingBatch> => {
+        if (msg.subject.startsWith(batchPrefix)) {
+          const batch = decodeBatch(msg.string())
+          if (Option.isNone(batch)) return drop(msg)
+          held.add(msg)
+          // Each command answers its own slot; the message is answered and settled with the last one.
+          const commands = batch.value.commands
+          const answers = new Array<CommandReply | undefined>(commands.length)
+          let open = commands.length
+          if (open === 0) settle(msg, encodeBatchReply({ replies: [] }))
+          return Option.some({
+            batch: commands.map((command, i): IncomingCommand => ({
+              command,
+              reply: (reply) =>
+                Effect.sync(() => {
+                  if (answers[i] !== undefined) return
+                  answers[i] = reply
+                  if (--open === 0) settle(msg, encodeBatchReply({ replies: answers as Array<CommandReply> }))
+                }),
+              retryLater: leave(msg)
+            }))
+          })
+        }
+        const command = decodeCommand(msg.string())
+        if (Option.isNone(command)) return drop(msg)
+        held.add(msg)
         return Option.some({
           command: command.value,
-          reply: (reply) =>
-            Effect.sync(() => {
-              if (replyTo) connection.publish(replyTo, encodeReply(reply))
-              msg.ack()
-              held.delete(msg)
-            }),
-          // Left unanswered (no nak: a redelivery now would land behind newer commands); the shard's next session takes it again in order.
-          retryLater: () => Effect.sync(() => void held.delete(msg))
+          reply: (reply) => Effect.sync(() => settle(msg, encodeReply(reply))),
+          retryLater: leave(msg)
         })
       }
       const messages = yield* Effect.acquireRelease(
@@ -167,7 +265,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
       )
     }).pipe(Effect.mapError((error) => new CommandBusError({ operation: error.operation, cause: error.cause })))
 
-  return CommandBus.of({ send, shard, shards })
+  return CommandBus.of({ send, sendBatch, shard, shards })
 })
 
 export const layerJetStream = (options: CommandBusOptions = {}) => Layer.effect(CommandBus, bus(options))
