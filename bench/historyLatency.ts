@@ -3,7 +3,9 @@
  * waiting for answers) through `CommandBus.send`, and a JetStream ordered consumer on HISTORY takes
  * every event; per event, (time received) − (recordedAt in its envelope). The ceiling is the same
  * measurement for raw JetStream: a timestamped message published at the same rate to a file-backed
- * stream on the same nats-server, read by an ordered consumer.
+ * stream on the same nats-server, read by an ordered consumer. The rate is half of the maximum command
+ * rate measured by (b) in the same run (`npm run bench` passes it), or BENCH_RATE: a fixed rate is far
+ * from saturation on one machine and at it on another.
  */
 import { DeliverPolicy, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
@@ -18,7 +20,7 @@ import { credentials, layerBenchPlatform } from "./platform.ts"
 import { closedLoop, latencies, nowMs, round2 } from "./stats.ts"
 import type { SummaryRow } from "./summary.ts"
 
-const rate = Number(process.env.BENCH_RATE ?? 1_000)
+const defaultRate = Number(process.env.BENCH_RATE ?? 1_000)
 const seconds = Number(process.env.BENCH_SECONDS ?? 10)
 const entities = 200
 const targetP99Ms = 50
@@ -39,7 +41,7 @@ const command = (id: string, name: string, create = false): EntityCommand => {
  * Calls `send(i)` for i in [0, rate × seconds) on the clock: at each tick, as many as the schedule
  * says should have gone by now. Returns the achieved send rate.
  */
-const openLoop = async (send: (i: number) => void) => {
+const openLoop = async (rate: number, send: (i: number) => void) => {
   const total = Math.round(rate * seconds)
   const started = performance.now()
   let sent = 0
@@ -68,7 +70,7 @@ const until = async (ready: () => boolean, timeoutMs: number) => {
   while (!ready() && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
 }
 
-const platformRun = Effect.scoped(Effect.gen(function*() {
+const platformRun = (rate: number) => Effect.scoped(Effect.gen(function*() {
   const context = yield* Layer.build(layerBenchPlatform())
   const bus = Context.get(context, CommandBus)
   const nats = Context.get(context, NatsAccess)
@@ -91,7 +93,7 @@ const platformRun = Effect.scoped(Effect.gen(function*() {
       let failed = 0
       let firstFailure: unknown
       const started = performance.now()
-      const achieved = await openLoop((i) => {
+      const achieved = await openLoop(rate, (i) => {
         const t0 = performance.now()
         const c = command(ids[i % entities]!, `name ${i}`)
         timed.add(c.commandId)
@@ -131,7 +133,7 @@ const platformRun = Effect.scoped(Effect.gen(function*() {
 }))
 
 /** Raw JetStream at the same rate: publish {sentAt} to a file-backed stream, receive through an ordered consumer. */
-const jetStreamRun = Effect.scoped(Effect.gen(function*() {
+const jetStreamRun = (rate: number) => Effect.scoped(Effect.gen(function*() {
   const context = yield* Layer.build(layerBenchPlatform())
   const nats = Context.get(context, NatsAccess)
   return yield* Effect.promise(async () => {
@@ -146,7 +148,7 @@ const jetStreamRun = Effect.scoped(Effect.gen(function*() {
         delays.push(receivedAt - (JSON.parse(new TextDecoder().decode(data)) as { sentAt: number }).sentAt)
       })
       const acks: Array<Promise<unknown>> = []
-      const achieved = await openLoop((i) => {
+      const achieved = await openLoop(rate, (i) => {
         acks.push(js.publish(`benchlatency.advertiser.${i % entities}`, encoder.encode(JSON.stringify({ sentAt: nowMs(), i }))))
       })
       await Promise.all(acks)
@@ -159,20 +161,22 @@ const jetStreamRun = Effect.scoped(Effect.gen(function*() {
   })
 }))
 
-export const benchHistoryLatency = async () => {
-  const platform = await Effect.runPromise(platformRun)
-  const ceiling = await Effect.runPromise(jetStreamRun)
+/** `maxCommandRate`: the bus's commands/s measured by (b) in the same run; (c) runs at half of it. */
+export const benchHistoryLatency = async (maxCommandRate?: number) => {
+  const rate = maxCommandRate === undefined ? defaultRate : Math.max(100, Math.round(maxCommandRate / 2))
+  const platform = await Effect.runPromise(platformRun(rate))
+  const ceiling = await Effect.runPromise(jetStreamRun(rate))
   const p99 = platform.commitToHistoryMs.p99
   const result = {
     name: "historyLatency",
-    setup: { rate, seconds, entities, commands: "PATCH through CommandBus.send, sent by the clock", reader: "ordered consumer on HISTORY", note: "recordedAt has millisecond resolution (truncated), so figures carry up to +1 ms" },
+    setup: { rate, rateIs: maxCommandRate === undefined ? "BENCH_RATE" : `half of (b)'s ${maxCommandRate}/s over the bus`, seconds, entities, commands: "PATCH through CommandBus.send, sent by the clock", reader: "ordered consumer on HISTORY", note: "recordedAt has millisecond resolution (truncated), so figures carry up to +1 ms" },
     platform,
     ceiling,
     ratio: round2(ceiling.publishToReceiveMs.p99 / p99),
     target: { p99BelowMs: targetP99Ms, pass: p99 < targetP99Ms }
   }
   const rows: Array<SummaryRow> = [{
-    benchmark: `(c) commit → HISTORY at ${platform.sent.perSecond}/s achieved`,
+    benchmark: `(c) commit → HISTORY at ${platform.sent.perSecond}/s achieved (${maxCommandRate === undefined ? "BENCH_RATE" : `half of (b)'s ${maxCommandRate}/s`})`,
     figure: `p50 ${platform.commitToHistoryMs.p50} ms, p99 ${p99} ms (${platform.historyMessages} events)`,
     ceiling: `raw JetStream publish → receive at ${ceiling.sent.perSecond}/s: p50 ${ceiling.publishToReceiveMs.p50} ms, p99 ${ceiling.publishToReceiveMs.p99} ms`,
     ratio: result.ratio,

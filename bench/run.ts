@@ -9,7 +9,9 @@ import { fileURLToPath } from "node:url"
 import { benchAsOf } from "./asOf.ts"
 import { benchCommands } from "./commands.ts"
 import { benchEventStore } from "./eventStore.ts"
+import { benchBatch } from "./batch.ts"
 import { benchHistoryLatency } from "./historyLatency.ts"
+import { benchProcesses } from "./processes.ts"
 import { round2 } from "./stats.ts"
 import { summaryTable, type SummaryRow } from "./summary.ts"
 
@@ -44,6 +46,8 @@ const eventStoreRows = (r: Record<string, unknown>): Array<SummaryRow> => {
   }])]
 }
 
+let maxCommandRate: number | undefined
+
 const benchmarks: ReadonlyArray<{ readonly name: string; readonly run: () => Promise<{ result: unknown; rows: Array<SummaryRow> }> }> = [
   {
     name: "eventStore",
@@ -52,8 +56,18 @@ const benchmarks: ReadonlyArray<{ readonly name: string; readonly run: () => Pro
       return { result, rows: eventStoreRows(result) }
     }
   },
-  { name: "commands", run: benchCommands },
-  { name: "historyLatency", run: benchHistoryLatency },
+  {
+    name: "commands",
+    run: async () => {
+      const run = await benchCommands()
+      maxCommandRate = run.result.nats.perSecond
+      return run
+    }
+  },
+  // at half of the maximum command rate (b) measured over the bus
+  { name: "historyLatency", run: () => benchHistoryLatency(maxCommandRate) },
+  { name: "batch", run: benchBatch },
+  { name: "processes", run: benchProcesses },
   { name: "asOf", run: benchAsOf }
 ]
 
