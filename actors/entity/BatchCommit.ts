@@ -5,8 +5,10 @@
  * and waits. Once every part has handed in its events or said it has none (rejected, unchanged,
  * already applied, failed), the events of all parts are appended in one `appendToStreams`.
  *
- * A batch never waits for ever on one entity: `window` after the first part arrived, what has
- * arrived is committed, and a part that comes later appends alone. Parts cannot wait on each other
+ * A batch never waits for ever on one entity: once no part has arrived for `window` (an entity busy
+ * with earlier commands, an actor that stopped), what has arrived is committed, and a part that comes
+ * later appends alone. The window restarts with every part, so a large batch whose thousands of
+ * actors activate one after the other still commits once. Parts cannot wait on each other
  * in a cycle either: batches are dispatched in bus order, so in every mailbox an earlier batch's
  * part comes before a later one's.
  *
@@ -52,7 +54,6 @@ export const make = (size: number, window: Duration.Input): Effect.Effect<Readon
     const scope = yield* Scope.Scope
     let open = size // parts that have neither appended nor skipped
     let committed = false
-    let timerStarted = false
     const waiting: Array<Waiting> = []
 
     /** Appends `batch` in one commit; on conflict, the conflicting ones fail and the rest go again. */
@@ -79,10 +80,19 @@ export const make = (size: number, window: Duration.Input): Effect.Effect<Readon
 
     const settled = Effect.suspend(() => (--open === 0 ? commit : Effect.void))
 
+    let progress = 0 // parts arrived so far
+    // One watch per batch, started with its first part: commits once a whole window passed without progress.
+    const watch = Effect.gen(function*() {
+      for (;;) {
+        const seen = progress
+        yield* Effect.sleep(window)
+        if (committed) return
+        if (progress === seen) return yield* commit
+      }
+    })
     const startTimer = Effect.suspend(() => {
-      if (timerStarted) return Effect.void
-      timerStarted = true
-      return Effect.asVoid(Effect.forkIn(Effect.andThen(Effect.sleep(window), commit), scope))
+      if (progress++ > 0) return Effect.void
+      return Effect.asVoid(Effect.forkIn(watch, scope))
     })
 
     const part = (): BatchPart => {

@@ -66,6 +66,9 @@ type Slot<Msg> =
   | { readonly _tag: "Ready"; readonly entry: Entry<Msg> }
   | { readonly _tag: "Stopping"; readonly stopped: Deferred.Deferred<void> }
 
+/** How many of the least recently used actors a start looks at for an idle one to passivate. */
+const EVICTION_CANDIDATES = 8
+
 /** Starts a registry whose actors live at most as long as the current Scope. */
 export const make = <Msg, E = never, R = never>(
   options: Options<Msg, E, R>
@@ -153,8 +156,15 @@ export const make = <Msg, E = never, R = never>(
       }))
 
     // Under the lock: passivates the least recently used idle actor, if any is idle.
+    // Looks at the EVICTION_CANDIDATES least recently used only: when thousands are busy at once (a
+    // batch of a shard), a scan of all of them for every new actor would cost O(n²); the bound is then
+    // exceeded by the busy ones, as documented on `maxActors`.
     const evictLeastRecentlyUsed = Effect.gen(function*() {
-      for (const [id, entry] of entries) if (yield* passivateIfIdle(id, entry)) return
+      let looked = 0
+      for (const [id, entry] of entries) {
+        if (yield* passivateIfIdle(id, entry)) return
+        if (++looked >= EVICTION_CANDIDATES) return
+      }
     })
 
     const withActor = <A, E2>(
