@@ -104,6 +104,26 @@ const workload = (baseUrl: string, nats: NatsAccess["Service"]) => Effect.promis
   const audit = await call("history", "GET", `${target}/history`, auditor)
   const global = await call("history", "GET", "/v1/history?limit=1000", auditor)
 
+  // The core of this step, shown: the shards this process owns, the history as a live stream, a
+  // scoped key kept to its own partner.
+  const cluster = await call("admin", "GET", "/v1/admin/cluster", ADMIN)
+  const processes = cluster.body.processes as Array<{ id: string; shards: Array<number> }>
+  const streamed = await (async () => {
+    const controller = new AbortController()
+    const response = await fetch(`${baseUrl}/v1/history/stream?fromPosition=1`, { headers: { authorization: `Bearer ${auditor}` }, signal: controller.signal })
+    const reader = response.body!.getReader()
+    let text = ""
+    while (text.split("\n").length <= 100) {
+      const { value, done } = await reader.read()
+      if (done) break
+      text += new TextDecoder().decode(value)
+    }
+    controller.abort()
+    return { status: response.status, type: response.headers.get("content-type"), events: text.split("\n").length - 1 }
+  })()
+  const partner = (await call("admin", "POST", "/v1/admin/keys", ADMIN, { name: "demo partner", role: "partner:acme" })).body.secret as string
+  const otherTenant = await call("forbidden", "GET", "/v1/entities/strategy", partner)
+
   // The read model and the HISTORY consumer are eventually consistent: wait for them to catch up.
   const totalEvents = async () => {
     let position = 0
@@ -155,6 +175,9 @@ Tributary demo — summary
     unknown parent           → ${orphan.status} ${String(orphan.body.code)}
     service reading history  → ${forbidden.status} ${String(forbidden.body.code)}
     asOf right after creation→ ${asOfThen.status}, revision ${String(asOfThen.body.revision)} (now ${String(idem2.body.revision)}); ${(audit.body.events as Array<unknown>).length} events in its history
+    partner key on entities  → ${otherTenant.status} ${String(otherTenant.body.code)}
+  cluster      ${processes.length} process(es): ${processes.map((p) => `${p.id} owns ${p.shards.length} shards`).join("; ")}
+  stream       GET /v1/history/stream → ${streamed.status} ${streamed.type}, first ${streamed.events} events read, then closed by the client
   responses    ${[...statuses.entries()].map(([k, v]) => `${k}: ${v}`).join(", ")}
 
   API docs     ${baseUrl}/docs

@@ -76,7 +76,8 @@ const headers = { authorization: `Bearer ${BENCH_ADMIN_KEY}` }
 
 /** The platform through HTTP, then through the bus directly, on one running platform. */
 const platformRuns = Effect.scoped(Effect.gen(function*() {
-  const context = yield* Layer.build(layerBenchPlatform())
+  // BENCH_SHARDS: another shard count than the default 64, to see what shards cost
+  const context = yield* Layer.build(layerBenchPlatform(process.env.BENCH_SHARDS === undefined ? {} : { SHARDS: process.env.BENCH_SHARDS }))
   const { url } = Context.get(context, HttpServer)
   const access = Context.get(context, NatsAccess)
   const bus = Context.get(context, CommandBus)
