@@ -43,7 +43,27 @@ const make = Effect.gen(function*() {
   const self = newHolderId()
   const beat = kvCall("heartbeat", () => members.put(self, JSON.stringify({ id: self, host: hostname(), pid: process.pid })))
 
-  const live = Effect.map(keysOf(members), (ids) => ids.filter((id) => !deadHere(id)).sort())
+  // A member is an entry whose value is a heartbeat naming that very id. A reader's JetStream API
+  // request can direct the server's answer onto `$KV.tributary-members.<anything>` (its reply
+  // subject), which the bucket stores too: such an entry is no member, or the shards would be spread
+  // over processes that do not exist and nobody would take theirs.
+  const isHeartbeat = (id: string, value: string) => {
+    try {
+      const beat = JSON.parse(value) as unknown
+      return typeof beat === "object" && beat !== null && (beat as { id?: unknown }).id === id &&
+        typeof (beat as { host?: unknown }).host === "string" && Number.isSafeInteger((beat as { pid?: unknown }).pid)
+    } catch {
+      return false
+    }
+  }
+  const live = Effect.gen(function*() {
+    const ids = (yield* keysOf(members)).filter((id) => !deadHere(id))
+    const entries = yield* Effect.forEach(ids, (id) => kvCall(`get member ${id}`, () => members.get(id)), { concurrency: 16 })
+    return entries
+      .filter((entry) => entry !== null && entry.operation === "PUT" && isHeartbeat(entry.key, entry.string()))
+      .map((entry) => entry!.key)
+      .sort()
+  })
 
   // Leaving deletes the entry, so the others re-spread the shards at once rather than after the TTL.
   yield* Effect.acquireRelease(beat, () =>
