@@ -10,7 +10,7 @@ import { Effect, Layer, Schedule } from "effect"
 import { Cluster, ClusterError } from "../../domain/Cluster.ts"
 import { BucketNames, shardLeasePrefix } from "../../domain/subjects.ts"
 import { openBucket } from "./buckets.ts"
-import { newHolderId, renewEveryMillis, takeLease } from "./lease.ts"
+import { isHolderId, newHolderId, renewEveryMillis, takeLease } from "./lease.ts"
 
 const kvCall = <A>(operation: string, f: () => Promise<A>) =>
   Effect.tryPromise({ try: f, catch: (cause) => new ClusterError({ operation, cause }) })
@@ -84,6 +84,7 @@ const make = Effect.gen(function*() {
       if (entry === null || entry.operation !== "PUT") continue
       const shard = Number(entry.key.slice(shardLeasePrefix.length))
       const holder = entry.string()
+      if (!isHolderId(holder)) continue // junk a reader directed onto the lease (lease.ts, junkRevision)
       const list = owned.get(holder) ?? []
       list.push(shard)
       owned.set(holder, list)
