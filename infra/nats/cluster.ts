@@ -37,11 +37,22 @@ const deadHere = (id: string) => {
   }
 }
 
-const make = Effect.gen(function*() {
+/** What a process says of itself in its heartbeat, read back from another's. */
+const heartbeatShards = (value: string): number | undefined => {
+  try {
+    const shards = (JSON.parse(value) as { shards?: unknown }).shards
+    return Number.isSafeInteger(shards) ? shards as number : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const make = (options: { readonly shards?: number }) => Effect.gen(function*() {
   const members = yield* openBucket(BucketNames.members)
   const leases = yield* openBucket(BucketNames.leases)
   const self = newHolderId()
-  const beat = kvCall("heartbeat", () => members.put(self, JSON.stringify({ id: self, host: hostname(), pid: process.pid })))
+  const beat = kvCall("heartbeat", () =>
+    members.put(self, JSON.stringify({ id: self, host: hostname(), pid: process.pid, shards: options.shards })))
 
   // A member is an entry whose value is a heartbeat naming that very id. A reader's JetStream API
   // request can direct the server's answer onto `$KV.tributary-members.<anything>` (its reply
@@ -64,6 +75,22 @@ const make = Effect.gen(function*() {
       .map((entry) => entry!.key)
       .sort()
   })
+
+  // Every process of one platform must use the same SHARDS: with another count, the same entity
+  // hashes to two shards, each with its owner, and its commands lose their single writer and order.
+  if (options.shards !== undefined) {
+    const ids = yield* live
+    const others = yield* Effect.forEach(ids, (id) => kvCall(`get member ${id}`, () => members.get(id)), { concurrency: 16 })
+    for (const entry of others) {
+      const theirs = entry === null ? undefined : heartbeatShards(entry.string())
+      if (entry !== null && theirs !== undefined && theirs !== options.shards) {
+        return yield* new ClusterError({
+          operation: "join",
+          cause: new Error(`SHARDS=${options.shards}, but the live process ${entry.key} uses SHARDS=${theirs}: every process of one platform must use the same number`)
+        })
+      }
+    }
+  }
 
   // Leaving deletes the entry, so the others re-spread the shards at once rather than after the TTL.
   yield* Effect.acquireRelease(beat, () =>
@@ -102,4 +129,7 @@ const make = Effect.gen(function*() {
 })
 
 /** Joins the cluster (membership heartbeat) for the layer's lifetime; leaves when released. */
-export const layerCluster = Layer.effect(Cluster, make)
+export const layerCluster = Layer.effect(Cluster, make({}))
+
+/** Joins as a process spreading commands over `shards` shards: refuses to join a cluster that uses another number. */
+export const layerClusterFor = (shards: number) => Layer.effect(Cluster, make({ shards }))
