@@ -68,7 +68,8 @@ const make = (options: { readonly shards?: number }) => Effect.gen(function*() {
     }
   }
   const live = Effect.gen(function*() {
-    const ids = (yield* keysOf(members)).filter((id) => !deadHere(id))
+    // Keys that cannot be member ids are not even read (junk, see above, may come by the thousand).
+    const ids = (yield* keysOf(members)).filter((id) => isHolderId(id) && !deadHere(id))
     const entries = yield* Effect.forEach(ids, (id) => kvCall(`get member ${id}`, () => members.get(id)), { concurrency: 16 })
     return entries
       .filter((entry) => entry !== null && entry.operation === "PUT" && isHeartbeat(entry.key, entry.string()))

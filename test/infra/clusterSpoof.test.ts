@@ -25,6 +25,8 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("cluster 
           (nc) => Effect.promise(() => nc.close())
         )
         for (let i = 0; i < 3; i++) reader.publish("$JS.API.STREAM.INFO.HISTORY", "", { reply: `$KV.tributary-members.evil-${i}` })
+        // named like a member of another host: the value still tells it apart
+        reader.publish("$JS.API.STREAM.INFO.HISTORY", "", { reply: "$KV.tributary-members.elsewhere-4242-abcdef" })
         yield* Effect.promise(() => reader.flush())
         yield* Effect.sleep("500 millis") // the server's answers are stored by then
         const members = yield* cluster.members
