@@ -3,7 +3,7 @@
  * limit; streamed uploads bypass both), per-key rate limits, problem+json for every error Fastify
  * itself raises, HTTP metrics, and /docs.
  */
-import Fastify, { type FastifyError, type FastifyInstance } from "fastify"
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from "fastify"
 import swagger from "@fastify/swagger"
 import swaggerUi from "@fastify/swagger-ui"
 import { Deferred, Effect, Exit, Metric } from "effect"
@@ -36,7 +36,17 @@ const fastifyProblems: Record<string, string> = {
 }
 
 export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstance> => {
-  const app = Fastify({ logger: options.logger ?? false, bodyLimit: options.bodyLimit ?? 1_048_576, return503OnClosing: true })
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: options.bodyLimit ?? 1_048_576,
+    return503OnClosing: true,
+    // The router's own refusals (a malformed %-escape, a path parameter over 100 characters) are
+    // client mistakes like any other: 400 problem+json, not Fastify's own error body.
+    frameworkErrors: (error, request, reply: FastifyReply) => {
+      const { problem } = toProblem({ _tag: "InvalidRequest", issues: [{ in: "path", path: [], message: error.message }] }, request.url)
+      return reply.status(problem.status).type("application/problem+json").send(JSON.stringify(problem))
+    }
+  })
 
   // Closing: requests in flight finish, and each answer closes its keep-alive connection, so the
   // server is not kept open by clients' idle connections (Fastify closes those idle at close time).

@@ -28,7 +28,7 @@ import { layerKurrent } from "../infra/eventstore/kurrent.ts"
 import { layerSqlite as eventStoreSqlite } from "../infra/eventstore/sqlite.ts"
 import { layerJetStream } from "../infra/nats/commandBus.ts"
 import { Nats, tryNats } from "../infra/nats/Nats.ts"
-import { layerCluster } from "../infra/nats/cluster.ts"
+import { layerClusterFor } from "../infra/nats/cluster.ts"
 import { defaultConfigFile, type NatsCredentials, NatsUsers } from "../infra/nats/NatsServer.ts"
 import { useSharedNatsServer } from "../infra/nats/SharedNatsServer.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
@@ -166,7 +166,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   const topology = Layer.effectDiscard(ensureTopology({ historyMaxAge: config.historyRetention }))
   const bus = Layer.merge(
     layerJetStream({ shards: config.shards, maxInFlight: config.maxInFlightCommands, defaultTimeout: config.commandTimeout }),
-    layerCluster
+    layerClusterFor(config.shards)
   )
   const workers = Layer.mergeAll(
     layerRelay({}),

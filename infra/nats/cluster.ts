@@ -10,7 +10,7 @@ import { Effect, Layer, Schedule } from "effect"
 import { Cluster, ClusterError } from "../../domain/Cluster.ts"
 import { BucketNames, shardLeasePrefix } from "../../domain/subjects.ts"
 import { openBucket } from "./buckets.ts"
-import { newHolderId, renewEveryMillis, takeLease } from "./lease.ts"
+import { isHolderId, newHolderId, renewEveryMillis, takeLease } from "./lease.ts"
 
 const kvCall = <A>(operation: string, f: () => Promise<A>) =>
   Effect.tryPromise({ try: f, catch: (cause) => new ClusterError({ operation, cause }) })
@@ -37,13 +37,61 @@ const deadHere = (id: string) => {
   }
 }
 
-const make = Effect.gen(function*() {
+/** What a process says of itself in its heartbeat, read back from another's. */
+const heartbeatShards = (value: string): number | undefined => {
+  try {
+    const shards = (JSON.parse(value) as { shards?: unknown }).shards
+    return Number.isSafeInteger(shards) ? shards as number : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const make = (options: { readonly shards?: number }) => Effect.gen(function*() {
   const members = yield* openBucket(BucketNames.members)
   const leases = yield* openBucket(BucketNames.leases)
   const self = newHolderId()
-  const beat = kvCall("heartbeat", () => members.put(self, JSON.stringify({ id: self, host: hostname(), pid: process.pid })))
+  const beat = kvCall("heartbeat", () =>
+    members.put(self, JSON.stringify({ id: self, host: hostname(), pid: process.pid, shards: options.shards })))
 
-  const live = Effect.map(keysOf(members), (ids) => ids.filter((id) => !deadHere(id)).sort())
+  // A member is an entry whose value is a heartbeat naming that very id. A reader's JetStream API
+  // request can direct the server's answer onto `$KV.tributary-members.<anything>` (its reply
+  // subject), which the bucket stores too: such an entry is no member, or the shards would be spread
+  // over processes that do not exist and nobody would take theirs.
+  const isHeartbeat = (id: string, value: string) => {
+    try {
+      const beat = JSON.parse(value) as unknown
+      return typeof beat === "object" && beat !== null && (beat as { id?: unknown }).id === id &&
+        typeof (beat as { host?: unknown }).host === "string" && Number.isSafeInteger((beat as { pid?: unknown }).pid)
+    } catch {
+      return false
+    }
+  }
+  const live = Effect.gen(function*() {
+    // Keys that cannot be member ids are not even read (junk, see above, may come by the thousand).
+    const ids = (yield* keysOf(members)).filter((id) => isHolderId(id) && !deadHere(id))
+    const entries = yield* Effect.forEach(ids, (id) => kvCall(`get member ${id}`, () => members.get(id)), { concurrency: 16 })
+    return entries
+      .filter((entry) => entry !== null && entry.operation === "PUT" && isHeartbeat(entry.key, entry.string()))
+      .map((entry) => entry!.key)
+      .sort()
+  })
+
+  // Every process of one platform must use the same SHARDS: with another count, the same entity
+  // hashes to two shards, each with its owner, and its commands lose their single writer and order.
+  if (options.shards !== undefined) {
+    const ids = yield* live
+    const others = yield* Effect.forEach(ids, (id) => kvCall(`get member ${id}`, () => members.get(id)), { concurrency: 16 })
+    for (const entry of others) {
+      const theirs = entry === null ? undefined : heartbeatShards(entry.string())
+      if (entry !== null && theirs !== undefined && theirs !== options.shards) {
+        return yield* new ClusterError({
+          operation: "join",
+          cause: new Error(`SHARDS=${options.shards}, but the live process ${entry.key} uses SHARDS=${theirs}: every process of one platform must use the same number`)
+        })
+      }
+    }
+  }
 
   // Leaving deletes the entry, so the others re-spread the shards at once rather than after the TTL.
   yield* Effect.acquireRelease(beat, () =>
@@ -64,6 +112,7 @@ const make = Effect.gen(function*() {
       if (entry === null || entry.operation !== "PUT") continue
       const shard = Number(entry.key.slice(shardLeasePrefix.length))
       const holder = entry.string()
+      if (!isHolderId(holder)) continue // junk a reader directed onto the lease (lease.ts, junkRevision)
       const list = owned.get(holder) ?? []
       list.push(shard)
       owned.set(holder, list)
@@ -81,4 +130,7 @@ const make = Effect.gen(function*() {
 })
 
 /** Joins the cluster (membership heartbeat) for the layer's lifetime; leaves when released. */
-export const layerCluster = Layer.effect(Cluster, make)
+export const layerCluster = Layer.effect(Cluster, make({}))
+
+/** Joins as a process spreading commands over `shards` shards: refuses to join a cluster that uses another number. */
+export const layerClusterFor = (shards: number) => Layer.effect(Cluster, make({ shards }))

@@ -33,23 +33,48 @@ const kvCall = <A>(operation: string, f: () => Promise<A>) =>
 export const newHolderId = (): string =>
   `${hostname().replace(/[^-\w]/g, "_")}-${process.pid}-${randomBytes(3).toString("hex")}`
 
+/** Whether a lease entry's value is a holder id (what newHolderId makes). */
+export const isHolderId = (value: string): boolean => /^[-\w]+-\d+-[0-9a-f]{6}$/.test(value)
+
+/**
+ * The revision of the entry at `key` when its value is no holder id, else None. A reader's JetStream
+ * API request can direct the server's answer onto `$KV.tributary-leases.<key>` (its reply subject),
+ * which the bucket stores over the lease: such an entry holds nothing, and is taken over at its revision.
+ */
+const junkRevision = (kv: KV, key: string) =>
+  Effect.map(kvCall(`read lease ${key}`, () => kv.get(key)), (entry) =>
+    entry !== null && entry.operation === "PUT" && !isHolderId(entry.string()) ? Option.some(entry.revision) : Option.none<number>())
+
+/** `update(key, holder)` at `revision`; None when the entry moved meanwhile. */
+const updateAt = (kv: KV, key: string, holder: string, revision: number, operation: string) =>
+  Effect.tryPromise({ try: () => kv.update(key, holder, revision), catch: (cause) => cause }).pipe(
+    Effect.map(Option.some),
+    Effect.catch((cause) =>
+      wrongSequence(cause) ? Effect.succeed(Option.none<number>()) : Effect.fail(new ClusterError({ operation, cause })))
+  )
+
 /** Takes `key` for `holder` if no one holds it; None when someone does. */
 export const takeLease = (kv: KV, key: string, holder: string): Effect.Effect<Option.Option<HeldLease>, ClusterError> =>
   Effect.gen(function*() {
-    const taken = yield* Effect.tryPromise({ try: () => kv.create(key, holder), catch: (cause) => cause }).pipe(
+    const created = yield* Effect.tryPromise({ try: () => kv.create(key, holder), catch: (cause) => cause }).pipe(
       Effect.map(Option.some),
       Effect.catch((cause) =>
         wrongSequence(cause)
           ? Effect.succeed(Option.none<number>())
           : Effect.fail(new ClusterError({ operation: `take lease ${key}`, cause })))
     )
+    const taken = Option.isSome(created) ? created : yield* Effect.flatMap(junkRevision(kv, key), (junk) =>
+      Option.isSome(junk) ? updateAt(kv, key, holder, junk.value, `take lease ${key}`) : Effect.succeed(Option.none<number>()))
     if (Option.isNone(taken)) return Option.none()
     let revision = taken.value
-    const renew: Effect.Effect<void, LeaseLost | ClusterError> = Effect.tryPromise({
-      try: () => kv.update(key, holder, revision),
-      catch: (cause): LeaseLost | ClusterError =>
-        wrongSequence(cause) ? new LeaseLost({ key }) : new ClusterError({ operation: `renew lease ${key}`, cause })
-    }).pipe(Effect.flatMap((next) => Effect.sync(() => void (revision = next))))
+    // A renewal refused because the entry is junk now (see junkRevision) keeps the lease over it.
+    // Suspended: each renewal expects the revision of the one before it.
+    const renew: Effect.Effect<void, LeaseLost | ClusterError> = Effect.suspend(() => updateAt(kv, key, holder, revision, `renew lease ${key}`)).pipe(
+      Effect.flatMap((next) =>
+        Option.isSome(next) ? Effect.succeed(next) : Effect.flatMap(junkRevision(kv, key), (junk) =>
+          Option.isSome(junk) ? updateAt(kv, key, holder, junk.value, `renew lease ${key}`) : Effect.succeed(Option.none<number>()))),
+      Effect.flatMap((next) => Option.isSome(next) ? Effect.sync(() => void (revision = next.value)) : Effect.fail(new LeaseLost({ key })))
+    )
     // At our last revision only: a lease someone else took meanwhile is theirs to keep.
     const release = kvCall(`release lease ${key}`, () => kv.delete(key, { previousSeq: revision })).pipe(Effect.ignore)
     return Option.some({ key, renew, release })

@@ -49,7 +49,7 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("lease", 
         yield* until(() => state.running.includes("a"))
         // someone else takes the lease (as after a long pause of a's process)
         const leases = yield* openBucket(BucketNames.leases)
-        yield* tryNats("steal", () => leases.put(jobLeaseKey("two"), "thief"))
+        yield* tryNats("steal", () => leases.put(jobLeaseKey("two"), "thief-4242-abcdef") /* a holder id: other values hold no lease */)
         yield* until(() => state.running.length === 0)
         assert.deepStrictEqual(state.started, ["a"])
         yield* Fiber.interrupt(a)
