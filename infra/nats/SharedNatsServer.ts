@@ -32,8 +32,6 @@ export interface SharedNatsServer {
   readonly pid: number
   /** whether this process started it (false: joined one already running) */
   readonly started: boolean
-  /** SIGTERM, then SIGKILL after the grace period; returns once it is gone */
-  readonly stop: Effect.Effect<void>
 }
 
 const readPid = (pidFile: string) => {
@@ -62,6 +60,8 @@ const logTail = (logFile: string) => {
 
 const stopper = (pid: number, storeDir: string, grace: Duration.Input) =>
   Effect.gen(function*() {
+    // gone already, or the pid now names another process: nothing of ours to stop
+    if (!isNatsServerOn(pid, storeDir)) return
     const gone = Effect.suspend(() => isNatsServerOn(pid, storeDir) ? Effect.fail("running" as const) : Effect.void).pipe(
       Effect.retry(Schedule.spaced("50 millis"))
     )
@@ -92,8 +92,7 @@ const running = (options: SharedNatsServerOptions) =>
     return Option.some({
       url: `nats://${host}:${port}`,
       pid: pid.value,
-      started: false,
-      stop: stopper(pid.value, options.storeDir, options.stopGracePeriod ?? "10 seconds")
+      started: false
     })
   })
 
@@ -149,8 +148,7 @@ const start = (options: SharedNatsServerOptions) =>
     return {
       url: `nats://${host}:${options.port}`,
       pid: child.pid!,
-      started: true,
-      stop: stopper(child.pid!, options.storeDir, options.stopGracePeriod ?? "10 seconds")
+      started: true
     } satisfies SharedNatsServer
   })
 
@@ -212,8 +210,10 @@ export const useSharedNatsServer = (options: SharedNatsServerOptions): Effect.Ef
         rmSync(join(options.usersDir, String(process.pid)), { force: true })
         const others = otherUsers(options.usersDir)
         if (others.length > 0) return yield* Effect.logInfo("leaving the nats-server running for the other processes", { pid: server.pid, others })
-        yield* Effect.logInfo("last process out: stopping the nats-server", { pid: server.pid })
-        yield* server.stop
+        // The server the pid file names now: the one joined may have died and been replaced by another process.
+        const current = Option.getOrElse(readPid(options.pidFile), () => server.pid)
+        yield* Effect.logInfo("last process out: stopping the nats-server", { pid: current })
+        yield* stopper(current, options.storeDir, options.stopGracePeriod ?? "10 seconds")
       }))
   )
 

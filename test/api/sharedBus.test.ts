@@ -62,6 +62,27 @@ describe("npm start on a DATA_DIR already in use", () => {
       yield* eventually(Effect.sync(() => isAlive(server)), (alive) => !alive, "20 seconds")
     }).pipe(Effect.scoped), { timeout: 180_000 })
 
+  it.live("the last process out stops the nats-server running now, also one that replaced the server it had joined", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDir("shared-bus-replaced")
+      const env = { DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN, NATS_PORT: String(yield* freePort()), SHARDS: "8" }
+      const first = yield* startPlatformProcess(env, dataDir)
+      yield* waitUntilReady(first)
+      const original = yield* serverPid(dataDir)
+      process.kill(original, "SIGKILL")
+      yield* eventually(Effect.sync(() => isAlive(original)), (alive) => !alive, "20 seconds")
+      // A process started now finds no server answering and starts another one.
+      const second = yield* startPlatformProcess(env, dataDir)
+      yield* waitUntilReady(second)
+      const replacement = yield* serverPid(dataDir)
+      assert.notStrictEqual(replacement, original)
+      assert.strictEqual(yield* stopProcess(second, "SIGTERM"), 0)
+      assert.isTrue(isAlive(replacement), "the first process still uses it")
+      // The first process joined the server that died; leaving last, it stops the one running now.
+      assert.strictEqual(yield* stopProcess(first, "SIGTERM"), 0)
+      yield* eventually(Effect.sync(() => isAlive(replacement)), (alive) => !alive, "20 seconds")
+    }).pipe(Effect.scoped), { timeout: 180_000 })
+
   it.live("two processes started at the same instant share one nats-server", () =>
     Effect.gen(function*() {
       const dataDir = yield* tempDir("shared-bus-race")
