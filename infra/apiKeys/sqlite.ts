@@ -19,7 +19,8 @@ export const layerSqlite = (options: { readonly path: string }) =>
       const db = yield* Effect.acquireRelease(
         Effect.try({
           try: () => {
-            const db = new DatabaseSync(options.path)
+            // timeout: the busy wait from the first statement on (switching to WAL takes a lock another process starting at the same instant may hold)
+            const db = new DatabaseSync(options.path, { timeout: 5_000 })
             db.exec(`PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;
               CREATE TABLE IF NOT EXISTS api_keys (
                 id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,

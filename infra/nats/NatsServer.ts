@@ -225,7 +225,25 @@ export const startNatsServer = Effect.fnUntraced(function*(options: NatsServerOp
  * A TCP port free right now on `host` (the OS picks it). Another process could take it before the
  * server binds; a start failing with "address already in use" is then retried by the caller.
  */
-export const freePort = (host = "127.0.0.1") =>
+export const freePort = (host = "127.0.0.1"): Effect.Effect<number, NatsServerError> =>
+  anyFreePort(host).pipe(
+    // The OS may hand the port it just released out again: two ports asked for one after the other
+    // (a nats-server's and an HTTP server's, or two processes') must differ, or one start fails.
+    Effect.filterOrFail((port) => !recentlyGiven.includes(port), () => "given" as const),
+    Effect.retry({ while: (error) => error === "given", times: 20 }),
+    Effect.catchIf((error): error is "given" => error === "given", () => anyFreePort(host)),
+    Effect.tap((port) =>
+      Effect.sync(() => {
+        recentlyGiven.push(port)
+        if (recentlyGiven.length > 64) recentlyGiven.shift()
+      })
+    )
+  )
+
+/** The ports `freePort` handed out last in this process. */
+const recentlyGiven: Array<number> = []
+
+const anyFreePort = (host: string) =>
   Effect.callback<number, NatsServerError>((resume) => {
     const server = createServer()
     server.once("error", (cause) => resume(Effect.fail(new NatsServerError({ operation: "freePort", output: "", cause }))))

@@ -33,7 +33,8 @@ const open = (path: string) =>
   Effect.acquireRelease(
     Effect.try({
       try: () => {
-        const db = new DatabaseSync(path)
+        // timeout: the busy wait from the first statement on (switching to WAL takes a lock another process starting at the same instant may hold)
+        const db = new DatabaseSync(path, { timeout: 5_000 })
         db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
         const layout = (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version
         if (layout !== LAYOUT) {
