@@ -13,6 +13,18 @@ import { tempDir } from "../fixtures/tempDir.ts"
 
 const ADMIN = "shared-bus-admin"
 
+/** Whatever nats-server the pid file names when the test ends is SIGKILLed, should the test fail before it stops. */
+const killServerAtEnd = (dataDir: string) =>
+  Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      try {
+        const pid = Number(readFileSync(join(dataDir, "nats-server.pid"), "utf8").trim())
+        if (isAlive(pid)) process.kill(pid, "SIGKILL")
+      } catch {
+        // no server was started
+      }
+    }))
+
 /** The embedded nats-server's pid, from its pid file; SIGKILLed when the test ends, should it outlive it. */
 const serverPid = (dataDir: string) =>
   Effect.acquireRelease(
@@ -24,6 +36,7 @@ describe("npm start on a DATA_DIR already in use", () => {
   it.live("joins the running platform's nats-server, which stays up through a SIGKILL, and the last process to stop stops it", () =>
     Effect.gen(function*() {
       const dataDir = yield* tempDir("shared-bus")
+      yield* killServerAtEnd(dataDir)
       const env = { DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN, NATS_PORT: String(yield* freePort()), SHARDS: "8" }
       const first = yield* startPlatformProcess(env, dataDir)
       yield* waitUntilReady(first)
@@ -65,6 +78,7 @@ describe("npm start on a DATA_DIR already in use", () => {
   it.live("the last process out stops the nats-server running now, also one that replaced the server it had joined", () =>
     Effect.gen(function*() {
       const dataDir = yield* tempDir("shared-bus-replaced")
+      yield* killServerAtEnd(dataDir)
       const env = { DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN, NATS_PORT: String(yield* freePort()), SHARDS: "8" }
       const first = yield* startPlatformProcess(env, dataDir)
       yield* waitUntilReady(first)
@@ -86,6 +100,7 @@ describe("npm start on a DATA_DIR already in use", () => {
   it.live("two processes started at the same instant share one nats-server", () =>
     Effect.gen(function*() {
       const dataDir = yield* tempDir("shared-bus-race")
+      yield* killServerAtEnd(dataDir)
       const env = { DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN, NATS_PORT: String(yield* freePort()), SHARDS: "8" }
       const both = yield* Effect.all([startPlatformProcess(env, dataDir), startPlatformProcess(env, dataDir)])
       yield* Effect.forEach(both, waitUntilReady, { discard: true, concurrency: "unbounded" })
