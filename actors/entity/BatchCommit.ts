@@ -52,7 +52,6 @@ export const make = (size: number, window: Duration.Input): Effect.Effect<Readon
   Effect.gen(function*() {
     const store = yield* EventStore
     const scope = yield* Scope.Scope
-    let open = size // parts that have neither appended nor skipped
     let committed = false
     const waiting: Array<Waiting> = []
 
@@ -78,21 +77,21 @@ export const make = (size: number, window: Duration.Input): Effect.Effect<Readon
       return appendAll(waiting.splice(0))
     })
 
-    const settled = Effect.suspend(() => (--open === 0 ? commit : Effect.void))
-
-    let progress = 0 // parts arrived so far
-    // One watch per batch, started with its first part: commits once a whole window passed without progress.
+    let settledParts = 0 // parts that appended or skipped
+    // One watch per batch, started by its first part: commits once a whole window passed without another.
     const watch = Effect.gen(function*() {
       for (;;) {
-        const seen = progress
+        const seen = settledParts
         yield* Effect.sleep(window)
         if (committed) return
-        if (progress === seen) return yield* commit
+        if (settledParts === seen) return yield* commit
       }
     })
-    const startTimer = Effect.suspend(() => {
-      if (progress++ > 0) return Effect.void
-      return Effect.asVoid(Effect.forkIn(watch, scope))
+    /** A part appended or skipped: the first starts the watch, the last commits. */
+    const settle = Effect.suspend(() => {
+      settledParts++
+      if (settledParts === size) return commit
+      return settledParts === 1 ? Effect.asVoid(Effect.forkIn(watch, scope)) : Effect.void
     })
 
     const part = (): BatchPart => {
@@ -104,12 +103,12 @@ export const make = (size: number, window: Duration.Input): Effect.Effect<Readon
             done = true
             const entry: Waiting = { append: { stream, events, expectedRevision: expected }, done: Deferred.makeUnsafe() }
             waiting.push(entry)
-            return startTimer.pipe(Effect.andThen(settled), Effect.andThen(Deferred.await(entry.done)))
+            return Effect.andThen(settle, Deferred.await(entry.done))
           }),
         skip: Effect.suspend(() => {
           if (done) return Effect.void
           done = true
-          return Effect.andThen(startTimer, settled)
+          return settle
         })
       }
     }

@@ -7,7 +7,7 @@ import type { ChildProcess } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import { createConnection, createServer } from "node:net"
 import { fileURLToPath } from "node:url"
-import { Duration, Effect, Schedule, Schema } from "effect"
+import { Duration, Effect, Option, Schedule, Schema } from "effect"
 
 /** The repository's `nats.conf`. */
 export const defaultConfigFile: string = fileURLToPath(new URL("../../nats.conf", import.meta.url))
@@ -98,15 +98,19 @@ export const signal = (pid: number, name: NodeJS.Signals) => {
   }
 }
 
+/** The pid a server wrote to `pidFile`, if any. */
+export const readPidFile = (pidFile: string): Option.Option<number> => {
+  const pid = Number(existsSync(pidFile) ? readFileSync(pidFile, "utf8").trim() : NaN)
+  return Number.isSafeInteger(pid) ? Option.some(pid) : Option.none()
+}
+
 /**
- * Stops the server a dead predecessor left on this store (named by `pidFile`): the new one could
- * not bind its port, nor share the JetStream directory.
+ * Stops the nats-server `pid` if it is one on `storeDir` (a recycled pid, or another server, is never
+ * signalled): SIGTERM, and SIGKILL after `grace`; returns once it is gone.
  */
-export const stopLeftover = (pidFile: string, storeDir: string, grace: Duration.Input) =>
+export const stopNatsServerOn = (pid: number, storeDir: string, grace: Duration.Input) =>
   Effect.gen(function*() {
-    const pid = Number(existsSync(pidFile) ? readFileSync(pidFile, "utf8").trim() : NaN)
-    if (!Number.isSafeInteger(pid) || !isNatsServerOn(pid, storeDir)) return
-    yield* Effect.logWarning("stopping a nats-server left running by an earlier process", { pid, pidFile })
+    if (!isNatsServerOn(pid, storeDir)) return
     const gone = Effect.suspend(() => isNatsServerOn(pid, storeDir) ? Effect.fail("running" as const) : Effect.void).pipe(
       Effect.retry(Schedule.spaced("50 millis"))
     )
@@ -115,6 +119,18 @@ export const stopLeftover = (pidFile: string, storeDir: string, grace: Duration.
       Effect.timeoutOrElse({ duration: grace, orElse: () => Effect.sync(() => signal(pid, "SIGKILL")).pipe(Effect.andThen(gone)) }),
       Effect.ignore // the retries end only once the process is gone
     )
+  })
+
+/**
+ * Stops the server a dead predecessor left on this store (named by `pidFile`): the new one could
+ * not bind its port, nor share the JetStream directory.
+ */
+export const stopLeftover = (pidFile: string, storeDir: string, grace: Duration.Input) =>
+  Effect.gen(function*() {
+    const pid = readPidFile(pidFile)
+    if (Option.isNone(pid) || !isNatsServerOn(pid.value, storeDir)) return
+    yield* Effect.logWarning("stopping a nats-server left running by an earlier process", { pid: pid.value, pidFile })
+    yield* stopNatsServerOn(pid.value, storeDir, grace)
   })
 
 /** Waits for the server's "Server is ready" log line; fails if it exits first. */
@@ -225,25 +241,7 @@ export const startNatsServer = Effect.fnUntraced(function*(options: NatsServerOp
  * A TCP port free right now on `host` (the OS picks it). Another process could take it before the
  * server binds; a start failing with "address already in use" is then retried by the caller.
  */
-export const freePort = (host = "127.0.0.1"): Effect.Effect<number, NatsServerError> =>
-  anyFreePort(host).pipe(
-    // The OS may hand the port it just released out again: two ports asked for one after the other
-    // (a nats-server's and an HTTP server's, or two processes') must differ, or one start fails.
-    Effect.filterOrFail((port) => !recentlyGiven.includes(port), () => "given" as const),
-    Effect.retry({ while: (error) => error === "given", times: 20 }),
-    Effect.catchIf((error): error is "given" => error === "given", () => anyFreePort(host)),
-    Effect.tap((port) =>
-      Effect.sync(() => {
-        recentlyGiven.push(port)
-        if (recentlyGiven.length > 64) recentlyGiven.shift()
-      })
-    )
-  )
-
-/** The ports `freePort` handed out last in this process. */
-const recentlyGiven: Array<number> = []
-
-const anyFreePort = (host: string) =>
+export const freePort = (host = "127.0.0.1") =>
   Effect.callback<number, NatsServerError>((resume) => {
     const server = createServer()
     server.once("error", (cause) => resume(Effect.fail(new NatsServerError({ operation: "freePort", output: "", cause }))))

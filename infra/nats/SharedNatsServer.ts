@@ -11,11 +11,11 @@
  * joins before the stop decision or starts a new server after it.
  */
 import { spawn } from "node:child_process"
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Duration, Effect, Option, Schedule } from "effect"
 import type { Scope } from "effect"
-import { isNatsServerOn, NatsServerError, type NatsServerOptions, probe, signal, stopLeftover } from "./NatsServer.ts"
+import { isNatsServerOn, NatsServerError, type NatsServerOptions, probe, readPidFile, stopLeftover, stopNatsServerOn } from "./NatsServer.ts"
 
 export interface SharedNatsServerOptions extends NatsServerOptions {
   readonly pidFile: string
@@ -32,11 +32,6 @@ export interface SharedNatsServer {
   readonly pid: number
   /** whether this process started it (false: joined one already running) */
   readonly started: boolean
-}
-
-const readPid = (pidFile: string) => {
-  const pid = Number(existsSync(pidFile) ? readFileSync(pidFile, "utf8").trim() : NaN)
-  return Number.isSafeInteger(pid) ? Option.some(pid) : Option.none()
 }
 
 /** The value after `flag` on the running server's command line. */
@@ -58,24 +53,10 @@ const logTail = (logFile: string) => {
   }
 }
 
-const stopper = (pid: number, storeDir: string, grace: Duration.Input) =>
-  Effect.gen(function*() {
-    // gone already, or the pid now names another process: nothing of ours to stop
-    if (!isNatsServerOn(pid, storeDir)) return
-    const gone = Effect.suspend(() => isNatsServerOn(pid, storeDir) ? Effect.fail("running" as const) : Effect.void).pipe(
-      Effect.retry(Schedule.spaced("50 millis"))
-    )
-    signal(pid, "SIGTERM")
-    yield* gone.pipe(
-      Effect.timeoutOrElse({ duration: grace, orElse: () => Effect.sync(() => signal(pid, "SIGKILL")).pipe(Effect.andThen(gone)) }),
-      Effect.ignore
-    )
-  })
-
 /** The server named by the pid file, if it runs on this store and accepts connections. */
 const running = (options: SharedNatsServerOptions) =>
   Effect.gen(function*() {
-    const pid = readPid(options.pidFile)
+    const pid = readPidFile(options.pidFile)
     if (Option.isNone(pid) || !isNatsServerOn(pid.value, options.storeDir)) return Option.none<SharedNatsServer>()
     const host = argOf(pid.value, "-a") ?? options.host ?? "127.0.0.1"
     const port = Number(argOf(pid.value, "-p") ?? options.port)
@@ -211,9 +192,9 @@ export const useSharedNatsServer = (options: SharedNatsServerOptions): Effect.Ef
         const others = otherUsers(options.usersDir)
         if (others.length > 0) return yield* Effect.logInfo("leaving the nats-server running for the other processes", { pid: server.pid, others })
         // The server the pid file names now: the one joined may have died and been replaced by another process.
-        const current = Option.getOrElse(readPid(options.pidFile), () => server.pid)
+        const current = Option.getOrElse(readPidFile(options.pidFile), () => server.pid)
         yield* Effect.logInfo("last process out: stopping the nats-server", { pid: current })
-        yield* stopper(current, options.storeDir, options.stopGracePeriod ?? "10 seconds")
+        yield* stopNatsServerOn(current, options.storeDir, options.stopGracePeriod ?? "10 seconds")
       }))
   )
 

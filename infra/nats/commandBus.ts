@@ -100,9 +100,9 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
 
   /**
    * Publishes `payload` to `subject` with a fresh reply subject, and returns the wait for its answer,
-   * decoded (an undecodable answer is a bus error); the wait ends at `until` (epoch ms).
+   * decoded (an undecodable answer is a bus error), for at most `timeoutMillis` (then CommandTimeout naming `commandId`).
    */
-  const publish = <A>(subject: string, payload: Uint8Array, decode: (text: string) => Option.Option<A>, timeout: () => CommandTimeout) =>
+  const publish = <A>(subject: string, payload: Uint8Array, decode: (text: string) => Option.Option<A>, commandId: string, timeoutMillis: number) =>
     Effect.gen(function*() {
       const replyTo = `${prefix}.${++sequence}`
       const waiter = Deferred.makeUnsafe<string>()
@@ -118,7 +118,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
             onNone: () => Effect.fail(new NatsError({ operation: "decode reply", cause: `undecodable answer on ${replyTo}` })),
             onSome: Effect.succeed
           })),
-        Effect.timeoutOrElse({ duration: timeout().timeoutMillis, orElse: () => Effect.fail(timeout()) }),
+        Effect.timeoutOrElse({ duration: timeoutMillis, orElse: () => Effect.fail(new CommandTimeout({ commandId, timeoutMillis })) }),
         Effect.ensuring(Effect.sync(() => pending.delete(replyTo)))
       )
     })
@@ -132,8 +132,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
       // Past this instant nobody waits for the answer: the entity answers Expired rather than apply it late.
       const deadline = command.deadline ?? (yield* Clock.currentTimeMillis) + timeout
       const subject = commandSubject(command.entityType, shardOf(command.entityId, shards), command.entityId)
-      const answer = yield* publish(subject, encoder.encode(JSON.stringify({ ...command, deadline })), decodeReply, () =>
-        new CommandTimeout({ commandId: command.commandId, timeoutMillis: timeout }))
+      const answer = yield* publish(subject, encoder.encode(JSON.stringify({ ...command, deadline })), decodeReply, command.commandId, timeout)
       const reply = yield* answer
       yield* count(command, reply)
       return reply
@@ -168,8 +167,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
             return yield* publishChunk(shard, indices.slice(half))
           }
           const first = withDeadline[indices[0]!]!
-          const answer = yield* publish(batchSubject(shard, first.commandId), payload, decodeBatchReply, () =>
-            new CommandTimeout({ commandId: first.commandId, timeoutMillis: timeout }))
+          const answer = yield* publish(batchSubject(shard, first.commandId), payload, decodeBatchReply, first.commandId, timeout)
           waits.push(Effect.flatMap(answer, ({ replies }) =>
             replies.length !== indices.length
               ? Effect.fail(new NatsError({ operation: "decode reply", cause: `${replies.length} answers to ${indices.length} commands` }))
