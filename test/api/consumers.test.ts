@@ -1,10 +1,9 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import type { JsMsg } from "@nats-io/jetstream"
-import { connect } from "@nats-io/transport-node"
 import { Effect } from "effect"
 import { createKey, eventually, request } from "../fixtures/http.ts"
-import { TestNatsServer } from "../fixtures/nats.ts"
+import { connectAsReader } from "../fixtures/nats.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
 
 interface Received {
@@ -14,14 +13,6 @@ interface Received {
   readonly raw: unknown
 }
 
-/** A plain nats.js client of the platform's NATS as nats.conf's `reader`, as an outside consumer connects (closed with the scope). */
-const natsClient = Effect.gen(function*() {
-  const { url, reader } = yield* TestNatsServer
-  return yield* Effect.acquireRelease(
-    Effect.promise(() => connect({ servers: url, name: "consumer-test", user: reader.user, pass: reader.password })),
-    (nc) => Effect.promise(() => nc.close())
-  )
-})
 
 const received = (msg: JsMsg): Received => {
   const headers = Object.fromEntries((msg.headers?.keys() ?? []).map((k) => [k, msg.headers!.get(k)]))
@@ -33,7 +24,7 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("NATS
   describe("HISTORY and SNAPSHOTS", () => {
     it.effect("a subscriber sees history.<type>.<id> envelopes with their headers, in order, and snapshot.<type>.<id> holds the latest state", () =>
       Effect.gen(function*() {
-        const nc = yield* natsClient
+        const nc = yield* connectAsReader
         const js = jetstream(nc)
         // an ordered consumer; the filter as a string, since nats-server 2.9 has no multi-subject filters
         const consumer = yield* Effect.promise(() => js.consumers.get("HISTORY", { filter_subjects: "history.advertiser.>" }))

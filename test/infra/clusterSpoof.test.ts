@@ -8,22 +8,17 @@
  * writes for good. (The root cause, reply subjects landing in platform streams, is issue 6 item 1.)
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { connect } from "@nats-io/transport-node"
 import { Effect, Exit, Option } from "effect"
 import { Cluster } from "../../domain/Cluster.ts"
 import { layerCluster } from "../../infra/nats/cluster.ts"
-import { layerTestNats, TestNatsServer } from "../fixtures/nats.ts"
+import { connectAsReader, layerTestNats } from "../fixtures/nats.ts"
 
 layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("cluster membership against the reader user", (it) => {
   describe("reply subjects onto the members bucket", () => {
     it.effect("a JetStream API answer the reader directs onto $KV.tributary-members.* is not taken for a member", () =>
       Effect.gen(function*() {
-        const server = yield* TestNatsServer
         const cluster = yield* Cluster
-        const reader = yield* Effect.acquireRelease(
-          Effect.promise(() => connect({ servers: server.url, user: server.reader.user, pass: server.reader.password })),
-          (nc) => Effect.promise(() => nc.close())
-        )
+        const reader = yield* connectAsReader
         for (let i = 0; i < 3; i++) reader.publish("$JS.API.STREAM.INFO.HISTORY", "", { reply: `$KV.tributary-members.evil-${i}` })
         // named like a member of another host: the value still tells it apart
         reader.publish("$JS.API.STREAM.INFO.HISTORY", "", { reply: "$KV.tributary-members.elsewhere-4242-abcdef" })
@@ -39,12 +34,8 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("cluster 
   describe("reply subjects onto the leases bucket", () => {
     it.effect("a JetStream API answer the reader directs onto $KV.tributary-leases.shard.<n> neither takes a held lease nor blocks a free one", () =>
       Effect.gen(function*() {
-        const server = yield* TestNatsServer
         const cluster = yield* Cluster
-        const reader = yield* Effect.acquireRelease(
-          Effect.promise(() => connect({ servers: server.url, user: server.reader.user, pass: server.reader.password })),
-          (nc) => Effect.promise(() => nc.close())
-        )
+        const reader = yield* connectAsReader
         const held = yield* cluster.tryLease("shard.0")
         assert.isTrue(Option.isSome(held), "shard.0 is free at first")
         // Junk over the held lease, and over a free one.
