@@ -12,6 +12,10 @@
  * - Every ask gets an answer: the reply, `AskTimeout`, `ActorFailed` when its
  *   handler failed (the actor then restarts, see Supervisor.ts), or
  *   `ActorStopped` when the actor stopped or gave up before handling it.
+ * - No tell is dropped silently either: one whose handler failed, and every one
+ *   still in the mailbox when the actor gives up, goes to `undelivered` with
+ *   that error (the owner answers it or hands it back to its source); a tell
+ *   sent after that fails with `ActorStopped`.
  *
  * Lifetime: the actor belongs to the Scope it is made in. Closing that scope
  * stops it gracefully — no new messages are accepted, everything already in the
@@ -93,7 +97,15 @@ export interface Options<Msg, E, R> {
   readonly passivation?: Passivation | undefined
   /** The parent: told when the actor gives up. Defaults to logging. */
   readonly onEscalate?: Supervisor.Escalate | undefined
+  /** Gets each tell the actor could not handle (see the header). Defaults to logging it. */
+  readonly undelivered?: Undelivered<Msg> | undefined
 }
+
+/** What to do with a told message the actor could not handle: answer it, or give it back to its source. */
+export type Undelivered<Msg> = (msg: Msg, error: ActorFailed | ActorStopped) => Effect.Effect<void>
+
+const logUndelivered = (kind: string): Undelivered<unknown> => (_msg, error) =>
+  Effect.logWarning("actor could not handle a told message", { kind, actor: error.actor, error: error._tag })
 
 interface Envelope<Msg> {
   readonly msg: Msg
@@ -111,6 +123,7 @@ export const make = <Msg, E = never, R = never>(
     const policy = options.supervision ?? Supervisor.defaultPolicy
     const askTimeout = options.askTimeout ?? "5 seconds"
     const onEscalate = options.onEscalate ?? Supervisor.logEscalation
+    const undelivered: Undelivered<Msg> = options.undelivered ?? logUndelivered(kind)
     const metrics = ActorMetrics.forKind(kind)
     const mailbox = yield* Queue.bounded<Envelope<Msg>, Cause.Done>(mailboxCapacity)
     let accepting = true
@@ -192,12 +205,11 @@ export const make = <Msg, E = never, R = never>(
           ActorMetrics.add(metrics.processingSeconds, elapsed / 1000)
         ])
         if (Exit.isFailure(exit)) {
-          if (envelope.abort !== undefined) {
-            const error = Cause.hasInterruptsOnly(exit.cause)
-              ? stopped()
-              : new ActorFailed({ actor: id, cause: Cause.squash(exit.cause) })
-            yield* Deferred.fail(envelope.abort, error)
-          }
+          const error = Cause.hasInterruptsOnly(exit.cause)
+            ? stopped()
+            : new ActorFailed({ actor: id, cause: Cause.squash(exit.cause) })
+          if (envelope.abort !== undefined) yield* Deferred.fail(envelope.abort, error)
+          else yield* undelivered(envelope.msg, error)
           return yield* Effect.failCause(exit.cause)
         }
       })
@@ -212,7 +224,7 @@ export const make = <Msg, E = never, R = never>(
       }
     }))
 
-    // Gave up: nothing more will be handled, so answer every waiting asker now.
+    // Gave up: nothing more will be handled, so answer every waiting asker now, and hand every tell to `undelivered`.
     const giveUp = (cause: Cause.Cause<E>, restarts: number) =>
       Effect.gen(function*() {
         yield* beginStop
@@ -221,6 +233,7 @@ export const make = <Msg, E = never, R = never>(
           if (Option.isNone(next)) break
           yield* ActorMetrics.add(metrics.mailboxDepth, -1)
           if (next.value.abort !== undefined) yield* Deferred.fail(next.value.abort, stopped())
+          else yield* undelivered(next.value.msg, stopped())
         }
         yield* ActorMetrics.add(metrics.escalations, 1)
         yield* onEscalate(new Supervisor.ActorEscalated({ kind, actor: id, restarts, cause: Cause.squash(cause) }))

@@ -53,6 +53,8 @@ export interface Options<Msg, E, R> {
   readonly askTimeout?: Duration.Input | undefined
   /** This registry's parent: told when one of its actors gives up. Defaults to logging. */
   readonly onEscalate?: Supervisor.Escalate | undefined
+  /** Gets each tell an actor could not handle (Actor.Options.undelivered); defaults to logging it. */
+  readonly undelivered?: Actor.Undelivered<Msg> | undefined
 }
 
 interface Entry<Msg> {
@@ -129,7 +131,8 @@ export const make = <Msg, E = never, R = never>(
           supervision: options.supervision,
           askTimeout: options.askTimeout,
           passivation: { idleTimeout: options.idleTimeout, onIdle: passivate(id, entry) },
-          onEscalate: escalated(id, entry)
+          onEscalate: escalated(id, entry),
+          undelivered: options.undelivered
         }).pipe(Scope.provide(scope), Effect.provideContext(context))
         entries.set(id, entry)
         return entry
