@@ -56,6 +56,11 @@ export const PlatformConfig = Config.all({
   maxInFlightCommands: intAtLeast(0, "MAX_INFLIGHT_COMMANDS").pipe(Config.withDefault(2_048)),
   /** how long an HTTP command waits for its entity's answer (504 after) */
   commandTimeout: Config.Duration("COMMAND_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
+  /** deliveries of a command without an answer before it is moved to the dead letters */
+  commandMaxDeliver: intAtLeast(1, "COMMAND_MAX_DELIVER").pipe(Config.withDefault(5)),
+  /** how long and how many bytes the DEADLETTERS stream keeps dead letters; the oldest go first */
+  deadLetterMaxAge: Config.Duration("DEAD_LETTER_MAX_AGE").pipe(Config.withDefault(Duration.days(30))),
+  deadLetterMaxBytes: intAtLeast(1_024, "DEAD_LETTER_MAX_BYTES").pipe(Config.withDefault(1_073_741_824)),
   /** shards commands are spread over; every process of one platform must use the same number */
   shards: intAtLeast(1, "SHARDS").pipe(Config.withDefault(defaultShards)),
   /** bounded mailbox of each entity actor */

@@ -18,6 +18,7 @@ import { runEntityReminders } from "../actors/entity/runEntityReminders.ts"
 import { OwnedShards } from "../actors/runtime/Shards.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
 import type { CommandBus } from "../domain/CommandBus.ts"
+import type { DeadLetters } from "../domain/DeadLetters.ts"
 import type { AnyDecider } from "../domain/Decider.ts"
 import { Deciders, makeRegistry } from "../domain/DeciderRegistry.ts"
 import { EventStore } from "../domain/EventStore.ts"
@@ -27,6 +28,7 @@ import { instrumented } from "../infra/eventstore/instrumented.ts"
 import { layerKurrent } from "../infra/eventstore/kurrent.ts"
 import { layerSqlite as eventStoreSqlite } from "../infra/eventstore/sqlite.ts"
 import { layerJetStream } from "../infra/nats/commandBus.ts"
+import * as DeadLettersJetStream from "../infra/nats/deadLetters.ts"
 import { Nats, tryNats } from "../infra/nats/Nats.ts"
 import { layerClusterFor } from "../infra/nats/cluster.ts"
 import { defaultConfigFile, type NatsCredentials, NatsUsers } from "../infra/nats/NatsServer.ts"
@@ -116,7 +118,7 @@ const natsLayer = (config: PlatformConfig) => {
 }
 
 /** What the HTTP routes may use. */
-type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster
+type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -163,10 +165,15 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     RemindersSqlite.layerSqlite({ path: join(config.dataDir, "reminders.db") }),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
-  const topology = Layer.effectDiscard(ensureTopology({ historyMaxAge: config.historyRetention }))
-  const bus = Layer.merge(
-    layerJetStream({ shards: config.shards, maxInFlight: config.maxInFlightCommands, defaultTimeout: config.commandTimeout }),
-    layerClusterFor(config.shards)
+  const topology = Layer.effectDiscard(ensureTopology({
+    historyMaxAge: config.historyRetention,
+    deadLetterMaxAge: config.deadLetterMaxAge,
+    deadLetterMaxBytes: config.deadLetterMaxBytes
+  }))
+  const bus = Layer.mergeAll(
+    layerJetStream({ shards: config.shards, maxInFlight: config.maxInFlightCommands, defaultTimeout: config.commandTimeout, maxDeliver: config.commandMaxDeliver }),
+    layerClusterFor(config.shards),
+    DeadLettersJetStream.layerJetStream
   )
   const workers = Layer.mergeAll(
     layerRelay({}),

@@ -56,6 +56,7 @@ export const problemTypes: Record<string, ProblemType> = {
   EventStoreError: { status: 503, code: "store-unavailable", title: "The event store is unavailable", retryAfterSeconds: 2 },
   ReadModelError: { status: 503, code: "read-model-unavailable", title: "The read model is unavailable", retryAfterSeconds: 2 },
   ApiKeysError: { status: 503, code: "keys-unavailable", title: "The key store is unavailable", retryAfterSeconds: 2 },
+  DeadLettersError: { status: 503, code: "dead-letters-unavailable", title: "The dead letters cannot be read now", retryAfterSeconds: 2 },
   CommandTimeout: { status: 504, code: "command-timeout", title: "The entity did not answer in time; retry with the same Idempotency-Key" }
 }
 

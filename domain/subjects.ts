@@ -12,7 +12,9 @@ export const StreamNames = {
   /** each entity's latest state only: `snapshot.<type>.<id>` */
   snapshots: "SNAPSHOTS",
   /** durable positions of jobs that follow the event store (the relay): `checkpoint.<job>` */
-  checkpoints: "CHECKPOINTS"
+  checkpoints: "CHECKPOINTS",
+  /** messages the platform could not handle, kept for people to look at: `deadletter.<stream>.<reason>` */
+  deadLetters: "DEADLETTERS"
 } as const
 
 /**
@@ -44,9 +46,12 @@ export const shardCommands = (shard: number): string => `cmd.*.${shard}.*`
 export const historySubject = (entityType: string, entityId: string): string => `history.${entityType}.${entityId}`
 export const snapshotSubject = (entityType: string, entityId: string): string => `snapshot.${entityType}.${entityId}`
 export const checkpointSubject = (job: string): string => `checkpoint.${job}`
+/** A dead letter taken from `stream` (e.g. CMD) for `reason`. */
+export const deadLetterSubject = (stream: string, reason: string): string => `deadletter.${stream.toLowerCase()}.${reason}`
 
 /** Every subject of a stream, as its subject filter. */
 export const allCommands = "cmd.>"
 export const allHistory = "history.>"
 export const allSnapshots = "snapshot.>"
 export const allCheckpoints = "checkpoint.>"
+export const allDeadLetters = "deadletter.>"

@@ -6,8 +6,9 @@
  * owner had pulled included — arrives again in stream order before any newer one; each entity's
  * commands then reach its actor in that order (Dispatcher), different entities running in parallel.
  * Nothing is given back to the bus to be redelivered later (that would reorder): a command this
- * process cannot hand to its actor stays unanswered until the shard's next session, which takes
- * them all again in order.
+ * process cannot hand to its actor is handed back unanswered (`retryLater`) and stays on the bus
+ * until the shard's next session, which takes them all again in order. A command whose actor failed
+ * on it is answered Failed.
  */
 import { Deferred, Effect, Schedule, Schema, Stream } from "effect"
 import type { Duration } from "effect"
@@ -31,7 +32,7 @@ export interface EntityActorsOptions {
   readonly batchWindow?: Duration.Input
 }
 
-/** An entity actor gave up: its mailbox was dropped, so the session restarts and takes its commands again, in order. */
+/** An entity actor gave up: its mailbox was handed back, so the session restarts and takes its commands again, in order. */
 class ShardRestart extends Schema.TaggedError<ShardRestart>()("ShardRestart", { shard: Schema.Number, cause: Schema.Defect() }) {}
 
 /**
@@ -49,9 +50,13 @@ const session = (shard: number, options: EntityActorsOptions, started: Effect.Ef
       mailboxCapacity: options.mailboxCapacity ?? 64,
       idleTimeout: options.idleTimeout ?? "5 minutes",
       maxActors: options.maxActors === undefined ? undefined : Math.max(1, Math.ceil(options.maxActors / bus.shards)),
-      onEscalate: (escalation) => Deferred.fail(restart, new ShardRestart({ shard, cause: escalation })).pipe(Effect.asVoid)
+      onEscalate: (escalation) => Deferred.fail(restart, new ShardRestart({ shard, cause: escalation })).pipe(Effect.asVoid),
+      undelivered: (message, error) =>
+        error._tag === "ActorFailed"
+          ? message.reply({ _tag: "Failed", message: `${entityOf(message)}: the entity actor failed on this command` })
+          : message.retryLater(0)
     })
-    const dispatcher = yield* Dispatcher.make<EntityMessage>(registry, { onStopped: () => Effect.void })
+    const dispatcher = yield* Dispatcher.make<EntityMessage>(registry, { onStopped: (message) => message.retryLater(0) })
     const entityOf = (incoming: IncomingCommand) => streamName(incoming.command.entityType, incoming.command.entityId)
     // A batch's commands go to their actors like single ones, each with its part of one commit. An
     // entity named twice gets a part for its first command only: its second comes after the first in

@@ -1,9 +1,11 @@
-/** Administration: API keys and read-model rebuilds (admin only). */
+/** Administration: API keys, read-model rebuilds and the dead letters (admin only). */
 import { Effect, Schema } from "effect"
 import { ApiKey, ApiKeys, Role } from "../../domain/ApiKeys.ts"
+import { DeadLetterPage, DeadLetters } from "../../domain/DeadLetters.ts"
 import { Projections } from "../../projections/ProjectionRunner.ts"
 import { NotFound, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
+import { Limit, NonNegativeIntFromString } from "./params.ts"
 
 const CreatedKey = Schema.Struct({ key: ApiKey, secret: Schema.String }).annotate({ identifier: "CreatedApiKey" })
 
@@ -43,5 +45,24 @@ export const adminRoutes = [
         Effect.catchTag("ProjectionNotFound", (error) => Effect.fail(new NotFound({ detail: `no projection ${error.name}` }))),
         Effect.as({ status: 202 })
       )
+  }),
+  route({
+    method: "GET", url: "/v1/admin/dead-letters", tags: ["admin"], roles: [],
+    summary: "Messages the bus could not handle (DEADLETTERS), oldest first: each with its reason, original subject, stream sequence, delivery count, time, headers and payload (first 64 KiB). Page with `after` = the previous page's `nextAfter`",
+    query: Schema.Struct({
+      /** the `sequence` of the last dead letter already seen (exclusive); from the oldest kept without it */
+      after: Schema.optionalKey(NonNegativeIntFromString),
+      /** at most this many (1–1000, default 100) */
+      limit: Schema.optionalKey(Limit)
+    }),
+    responses: {
+      200: { description: "a page of dead letters", schema: DeadLetterPage },
+      400: problemResponse("invalid query"),
+      401: problemResponse("no key"),
+      403: problemResponse("not admin"),
+      503: problemResponse("the bus is unavailable")
+    },
+    handler: ({ query }) =>
+      Effect.map(DeadLetters.use((deadLetters) => deadLetters.list({ limit: query.limit ?? 100, after: query.after })), (page) => ({ status: 200, body: page }))
   })
 ]

@@ -8,10 +8,16 @@
  * which remembers recent command ids, answers a redelivery without applying it twice). While a shard
  * is held nothing is redelivered out of order: the acknowledgement wait is long and held messages
  * report progress (`working`) until answered.
+ *
+ * A message the shard cannot handle (not a command, a command for an entity type this platform does
+ * not run or for another shard) is written to DEADLETTERS (infra/nats/deadLetters.ts), its sender is
+ * answered Failed, and it is acknowledged: removed, never redelivered. So is a message delivered
+ * `maxDeliver` times without an answer (infra/nats/maxDeliveries.ts). (`term()` is not used: nats-server
+ * 2.9 ignores a `+TERM` that carries a reason and redelivers the message at every ack wait.)
  */
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream"
 import type { JsMsg } from "@nats-io/jetstream"
-import { createInbox, headers, nanos } from "@nats-io/transport-node"
+import { createInbox, headers, type MsgHdrs, nanos } from "@nats-io/transport-node"
 import { Clock, Deferred, Duration, Effect, Layer, Metric, Option, Schedule, Schema, Stream } from "effect"
 import {
   CommandBatch,
@@ -23,9 +29,13 @@ import {
   type IncomingBatch,
   type IncomingCommand
 } from "../../domain/CommandBus.ts"
+import type { DeadLetterReason } from "../../domain/DeadLetters.ts"
+import { Deciders } from "../../domain/DeciderRegistry.ts"
 import { EntityCommand } from "../../domain/entity.ts"
 import { defaultShards, shardOf } from "../../domain/shards.ts"
 import { batchSubject, commandSubject, shardCommands, StreamNames } from "../../domain/subjects.ts"
+import { makeDeadLetterWriter } from "./deadLetters.ts"
+import { followMaxDeliveries } from "./maxDeliveries.ts"
 import { Nats, NatsError, tryNats } from "./Nats.ts"
 
 const REPLY_TO = "Tributary-Reply-To"
@@ -66,7 +76,15 @@ export interface CommandBusOptions {
    */
   readonly redeliverAfter?: Duration.Input
   readonly defaultTimeout?: Duration.Input
+  /**
+   * deliveries of a message without an answer before it is dead-lettered (`COMMAND_MAX_DELIVER`, default
+   * 5). A held message is never redelivered, so this counts messages given back (`retryLater`) or left by
+   * a hung holder; taking a shard re-creates its consumer, which counts afresh.
+   */
+  readonly maxDeliver?: number
 }
+
+export const defaultMaxDeliver = 5
 
 const bus = (options: CommandBusOptions) => Effect.gen(function*() {
   const { connection, jetstream, manager } = yield* Nats
@@ -74,6 +92,9 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
   const redeliverAfter = Duration.toMillis(options.redeliverAfter ?? "1 minute")
   // Per shard, so a process holding few shards holds little; never so few that one busy entity stalls its shard.
   const maxAckPending = Math.max(128, Math.ceil((options.maxInFlight ?? 2_048) / shards))
+  const maxDeliver = Math.max(1, options.maxDeliver ?? defaultMaxDeliver)
+  const deciders = yield* Deciders
+  const deadLetters = yield* makeDeadLetterWriter
 
   // Before shards, one consumer took every command; it would overlap the shards' consumers.
   yield* tryNats("delete legacy consumer", () => manager.consumers.delete(StreamNames.commands, LEGACY_CONSUMER)).pipe(
@@ -94,6 +115,14 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
     }
   })
   yield* Effect.addFinalizer(() => Effect.sync(() => replies.unsubscribe()))
+
+  /** Tells a waiting sender (the message's reply header) why its command gets no other answer. */
+  const answerDeadLetter = (h: MsgHdrs | undefined, reason: DeadLetterReason, detail: string) =>
+    Effect.sync(() => {
+      const replyTo = h?.get(REPLY_TO)
+      if (replyTo) connection.publish(replyTo, encodeReply({ _tag: "Failed", message: `dead letter (${reason}): ${detail}` }))
+    })
+  yield* followMaxDeliveries(StreamNames.commands, deadLetters, (h, detail) => answerDeadLetter(h, "max-deliveries", detail))
 
   const count = (command: EntityCommand, reply: CommandReply) =>
     Metric.update(Metric.withAttributes(commands, { type: command.entityType, outcome: reply._tag === "Accepted" ? reply.outcome : reply._tag }), 1)
@@ -167,7 +196,11 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
             return yield* publishChunk(shard, indices.slice(half))
           }
           const first = withDeadline[indices[0]!]!
-          const answer = yield* publish(batchSubject(shard, first.commandId), payload, decodeBatchReply, first.commandId, timeout)
+          // A batch the shard dead-lettered is answered with one Failed for all its commands.
+          const decodeAnswers = (text: string) =>
+            Option.orElse(decodeBatchReply(text), () =>
+              Option.map(Option.filter(decodeReply(text), (reply) => reply._tag === "Failed"), (reply) => ({ replies: indices.map(() => reply) })))
+          const answer = yield* publish(batchSubject(shard, first.commandId), payload, decodeAnswers, first.commandId, timeout)
           waits.push(Effect.flatMap(answer, ({ replies }) =>
             replies.length !== indices.length
               ? Effect.fail(new NatsError({ operation: "decode reply", cause: `${replies.length} answers to ${indices.length} commands` }))
@@ -192,7 +225,8 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
           deliver_policy: DeliverPolicy.All,
           ack_policy: AckPolicy.Explicit,
           ack_wait: nanos(redeliverAfter),
-          max_ack_pending: maxAckPending
+          max_ack_pending: maxAckPending,
+          max_deliver: maxDeliver
         }))
       return yield* tryNats(`get consumer ${name}`, () => jetstream.consumers.get(StreamNames.commands, name))
     })
@@ -206,10 +240,30 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
         Effect.repeat(Schedule.spaced(redeliverAfter / 3)),
         Effect.forkScoped
       )
-      /** Nothing can ever handle it: dropped for good rather than redelivered forever. */
-      const drop = (msg: JsMsg) => {
-        msg.term("not a Tributary entity command")
-        log("command bus: dropped a message that is not an entity command", { subject: msg.subject, seq: msg.seq })
+      /**
+       * Nothing here can ever handle it: kept in DEADLETTERS, its sender answered, removed from CMD. If
+       * it cannot be written there now, it is left to be delivered again (and tried again) after the ack wait.
+       */
+      const deadLetter = (msg: JsMsg, reason: DeadLetterReason, detail: string) =>
+        deadLetters.write({
+          reason,
+          detail,
+          stream: StreamNames.commands,
+          subject: msg.subject,
+          streamSequence: msg.seq,
+          deliveries: msg.info.deliveryCount,
+          headers: msg.headers,
+          data: msg.data
+        }).pipe(
+          Effect.andThen(answerDeadLetter(msg.headers, reason, detail)),
+          Effect.andThen(Effect.sync(() => msg.ack())),
+          Effect.catch((error) => Effect.logWarning("dead letter: could not write; the message stays on the bus", { subject: msg.subject, seq: msg.seq, error })),
+          Effect.as(Option.none())
+        )
+      /** Why this shard's runtime could not handle `command`, if it could not. */
+      const unfit = (command: EntityCommand): Option.Option<readonly [DeadLetterReason, string]> => {
+        if (deciders.get(command.entityType) === undefined) return Option.some(["unknown-entity-type", `no entity type ${command.entityType}`])
+        if (shardOf(command.entityId, shards) !== n) return Option.some(["wrong-shard", `${command.entityType} ${command.entityId} belongs to shard ${shardOf(command.entityId, shards)}, not ${n}`])
         return Option.none()
       }
       // Left unanswered (no nak: a redelivery now would land behind newer commands); the shard's next session takes it again in order.
@@ -220,17 +274,19 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
         msg.ack()
         held.delete(msg)
       }
-      const toIncoming = (msg: JsMsg): Option.Option<IncomingCommand | IncomingBatch> => {
+      const toIncoming = (msg: JsMsg): Effect.Effect<Option.Option<IncomingCommand | IncomingBatch>> => {
         if (msg.subject.startsWith(batchPrefix)) {
           const batch = decodeBatch(msg.string())
-          if (Option.isNone(batch)) return drop(msg)
+          if (Option.isNone(batch)) return deadLetter(msg, "undecodable", "not a batch of entity commands")
+          const misfit = batch.value.commands.map(unfit).find(Option.isSome)
+          if (misfit !== undefined) return deadLetter(msg, ...misfit.value)
           held.add(msg)
           // Each command answers its own slot; the message is answered and settled with the last one.
           const commands = batch.value.commands
           const answers = new Array<CommandReply | undefined>(commands.length)
           let open = commands.length
           if (open === 0) settle(msg, encodeBatchReply({ replies: [] }))
-          return Option.some({
+          return Effect.succeedSome({
             batch: commands.map((command, i): IncomingCommand => ({
               command,
               reply: (reply) =>
@@ -244,9 +300,11 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
           })
         }
         const command = decodeCommand(msg.string())
-        if (Option.isNone(command)) return drop(msg)
+        if (Option.isNone(command)) return deadLetter(msg, "undecodable", "not an entity command")
+        const misfit = unfit(command.value)
+        if (Option.isSome(misfit)) return deadLetter(msg, ...misfit.value)
         held.add(msg)
-        return Option.some({
+        return Effect.succeedSome({
           command: command.value,
           reply: (reply) => Effect.sync(() => settle(msg, encodeReply(reply))),
           retryLater: leave(msg)
@@ -257,7 +315,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
         (messages) => Effect.promise(() => messages.close()).pipe(Effect.ignore)
       )
       return Stream.fromAsyncIterable(messages, (cause) => new CommandBusError({ operation: "consume", cause })).pipe(
-        Stream.map(toIncoming),
+        Stream.mapEffect(toIncoming),
         Stream.filter(Option.isSome),
         Stream.map((some) => some.value)
       )

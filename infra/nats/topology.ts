@@ -6,7 +6,7 @@ import { DiscardPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, S
 import type { StreamConfig } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
 import { Duration, Effect } from "effect"
-import { allCheckpoints, allCommands, allHistory, allSnapshots, StreamNames } from "../../domain/subjects.ts"
+import { allCheckpoints, allCommands, allDeadLetters, allHistory, allSnapshots, StreamNames } from "../../domain/subjects.ts"
 import { Nats, NatsError, tryNats } from "./Nats.ts"
 
 export interface TopologyOptions {
@@ -14,10 +14,15 @@ export interface TopologyOptions {
   readonly historyMaxAge?: Duration.Input
   /** how long JetStream remembers a `Nats-Msg-Id` to drop a re-publish; default 2 minutes */
   readonly duplicateWindow?: Duration.Input
+  /** how long / how many bytes DEADLETTERS keeps dead letters (the oldest go first); default 30 days, 1 GiB */
+  readonly deadLetterMaxAge?: Duration.Input
+  readonly deadLetterMaxBytes?: number
 }
 
 export const defaultHistoryMaxAge: Duration.Input = "30 days"
 export const defaultDuplicateWindow: Duration.Input = "2 minutes"
+export const defaultDeadLetterMaxAge: Duration.Input = "30 days"
+export const defaultDeadLetterMaxBytes = 1_073_741_824
 
 const toNanos = (duration: Duration.Input) => nanos(Duration.toMillis(duration))
 
@@ -68,6 +73,16 @@ export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> =
       // The latest position only: whichever process holds the job's lease resumes from it.
       max_msgs_per_subject: 1,
       description: "Checkpoints of jobs that follow the event store (the relay)"
+    } as Config,
+    {
+      ...common,
+      name: StreamNames.deadLetters,
+      subjects: [allDeadLetters],
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      max_age: toNanos(options.deadLetterMaxAge ?? defaultDeadLetterMaxAge),
+      max_bytes: options.deadLetterMaxBytes ?? defaultDeadLetterMaxBytes,
+      description: "Messages the platform could not handle (infra/nats/deadLetters.ts), kept for people to look at"
     } as Config
   ]
 }
@@ -93,6 +108,6 @@ const ensureStream = (config: Config) =>
     )
   })
 
-/** Creates or updates CMD, HISTORY, SNAPSHOTS and CHECKPOINTS (the KV buckets are created by their first user); safe to run at every start and from several processes. */
+/** Creates or updates CMD, HISTORY, SNAPSHOTS, CHECKPOINTS and DEADLETTERS (the KV buckets are created by their first user); safe to run at every start and from several processes. */
 export const ensureTopology = (options: TopologyOptions = {}): Effect.Effect<void, NatsError, Nats> =>
   Effect.forEach(streamConfigs(options), ensureStream, { discard: true })

@@ -103,7 +103,7 @@ layer(layerTestNats({ duplicateWindow: "1 minute" }), { excludeTestServices: tru
       yield* ensureTopology({ historyMaxAge: "30 days", duplicateWindow: "1 minute" })
       yield* ensureTopology({ historyMaxAge: "30 days", duplicateWindow: "1 minute" })
       const names = (yield* tryNats("list", () => manager.streams.names().next())).sort()
-      assert.deepStrictEqual(names, ["CHECKPOINTS", "CMD", "HISTORY", "SNAPSHOTS"])
+      assert.deepStrictEqual(names, ["CHECKPOINTS", "CMD", "DEADLETTERS", "HISTORY", "SNAPSHOTS"])
       const info = yield* tryNats("info", () => manager.streams.info(StreamNames.history))
       assert.strictEqual(info.config.max_age, 30 * 24 * 3600 * 1e9)
       assert.strictEqual(info.config.storage, "file")
@@ -117,6 +117,9 @@ layer(layerTestNats({ duplicateWindow: "1 minute" }), { excludeTestServices: tru
       assert.deepStrictEqual(cmd.config.subjects, ["cmd.>"])
       const snapshots = yield* tryNats("info", () => manager.streams.info(StreamNames.snapshots))
       assert.strictEqual(snapshots.config.max_msgs_per_subject, 1)
+      yield* ensureTopology({ duplicateWindow: "1 minute", deadLetterMaxAge: "2 days", deadLetterMaxBytes: 1_000_000 })
+      const deadLetters = yield* tryNats("info", () => manager.streams.info(StreamNames.deadLetters))
+      assert.deepInclude(deadLetters.config, { subjects: ["deadletter.>"], storage: "file", retention: "limits", max_age: 2 * 24 * 3600 * 1e9, max_bytes: 1_000_000 })
     }))
 
   it.effect("SNAPSHOTS keeps only the last message of each subject", () =>
