@@ -61,6 +61,13 @@ const commandStream = Effect.gen(function*() {
   return (yield* Effect.promise(() => jsm.streams.info("CMD"))).state
 }).pipe(Effect.scoped)
 
+const shardConsumer = (shard: number) =>
+  Effect.gen(function*() {
+    const nc = yield* connectAsPlatform
+    const jsm = yield* Effect.promise(() => jetstreamManager(nc))
+    return yield* Effect.promise(() => jsm.consumers.info("CMD", `shard-${shard}`))
+  }).pipe(Effect.scoped)
+
 const countOf = (text: string, reason: string) => Number(new RegExp(`tributary_dead_letters_total\\{[^}]*reason="${reason}"[^}]*\\} (\\d+)`).exec(text)?.[1] ?? 0)
 const metrics = Effect.map(request({ method: "GET", url: "/metrics", key: null }), (res) => res.body)
 
@@ -95,6 +102,9 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("dead letters",
         assert.strictEqual(countOf(yield* metrics, "undecodable"), before + 1)
         const lines = logged.filter((line) => line.includes("dead letter") && line.includes(`"streamSequence":${poison.seq}`))
         assert.strictEqual(lines.length, 1, lines.join("\n"))
+
+        // Every shard's consumer gives up on a message after COMMAND_MAX_DELIVER deliveries (default 5).
+        assert.strictEqual((yield* shardConsumer(0)).config.max_deliver, 5)
 
         // Commands are still processed.
         const put = yield* request({ method: "PUT", url: "/v1/entities/advertiser/7001", body: { name: "still works" } })
