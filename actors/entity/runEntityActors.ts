@@ -10,8 +10,9 @@
  * until the shard's next session, which takes them all again in order. A command whose actor failed
  * on it is answered Failed.
  */
-import { Deferred, Effect, Schedule, Schema, Stream } from "effect"
+import { Clock, Deferred, Effect, Schedule, Schema, Stream } from "effect"
 import type { Duration } from "effect"
+import { type ActorFailed, ActorStopped } from "../runtime/Actor.ts"
 import * as ActorRegistry from "../runtime/ActorRegistry.ts"
 import * as Dispatcher from "../runtime/Dispatcher.ts"
 import { runShards } from "../runtime/Shards.ts"
@@ -36,6 +37,21 @@ export interface EntityActorsOptions {
 class ShardRestart extends Schema.TaggedError<ShardRestart>()("ShardRestart", { shard: Schema.Number, cause: Schema.Defect() }) {}
 
 /**
+ * A command its actor could not handle: failed on it (answered Failed), or stopped or gave up before it.
+ * Then it is handed back to the bus (the shard's next session takes it again, in order), unless its
+ * sender has stopped waiting: it is answered Expired, not applied (as its entity would), so a command
+ * whose entity keeps failing leaves the bus at its deadline instead of coming back with every session.
+ */
+const undelivered = (message: EntityMessage, error: ActorFailed | ActorStopped) =>
+  Effect.gen(function*() {
+    const { command } = message
+    if (error._tag === "ActorFailed") return yield* message.reply({ _tag: "Failed", message: `${command.entityType} ${command.entityId}: the entity actor failed on this command` })
+    const deadline = command.deadline
+    if (deadline !== undefined && (yield* Clock.currentTimeMillis) > deadline) return yield* message.reply({ _tag: "Expired", deadline })
+    return yield* message.retryLater(0)
+  }).pipe(Effect.ensuring(message.commit?.skip ?? Effect.void))
+
+/**
  * One session of a shard: its own actors, fed from the shard's commands until the bus fails or an
  * actor gives up. Interrupted (shard handed back, process stopping), it stops pulling first, then
  * every actor finishes what its mailbox holds; commands still waiting for mailbox space stay on the bus.
@@ -51,12 +67,9 @@ const session = (shard: number, options: EntityActorsOptions, started: Effect.Ef
       idleTimeout: options.idleTimeout ?? "5 minutes",
       maxActors: options.maxActors === undefined ? undefined : Math.max(1, Math.ceil(options.maxActors / bus.shards)),
       onEscalate: (escalation) => Deferred.fail(restart, new ShardRestart({ shard, cause: escalation })).pipe(Effect.asVoid),
-      undelivered: (message, error) =>
-        error._tag === "ActorFailed"
-          ? message.reply({ _tag: "Failed", message: `${entityOf(message)}: the entity actor failed on this command` })
-          : message.retryLater(0)
+      undelivered
     })
-    const dispatcher = yield* Dispatcher.make<EntityMessage>(registry, { onStopped: (message) => message.retryLater(0) })
+    const dispatcher = yield* Dispatcher.make<EntityMessage>(registry, { onStopped: (message) => undelivered(message, new ActorStopped({ actor: entityOf(message) })) })
     const entityOf = (incoming: IncomingCommand) => streamName(incoming.command.entityType, incoming.command.entityId)
     // A batch's commands go to their actors like single ones, each with its part of one commit. An
     // entity named twice gets a part for its first command only: its second comes after the first in
