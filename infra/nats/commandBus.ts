@@ -103,6 +103,13 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
 
   // One reply subscription per process; each pending send waits on its own Deferred for the raw answer.
   const prefix = createInbox()
+  // Answers go only to inboxes like the senders' own: a reply header naming a stream's subject
+  // (`checkpoint.history`, `cmd.…`) would have the platform write its answer into that stream.
+  const inboxes = `${prefix.slice(0, prefix.lastIndexOf("."))}.`
+  const replyTarget = (h: MsgHdrs | undefined) => {
+    const replyTo = h?.get(REPLY_TO)
+    return replyTo?.startsWith(inboxes) ? replyTo : undefined
+  }
   const pending = new Map<string, Deferred.Deferred<string>>()
   let sequence = 0
   const context = yield* Effect.context<never>()
@@ -119,7 +126,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
   /** Tells a waiting sender (the message's reply header) why its command gets no other answer. */
   const answerDeadLetter = (h: MsgHdrs | undefined, reason: DeadLetterReason, detail: string) =>
     Effect.sync(() => {
-      const replyTo = h?.get(REPLY_TO)
+      const replyTo = replyTarget(h)
       if (replyTo) connection.publish(replyTo, encodeReply({ _tag: "Failed", message: `dead letter (${reason}): ${detail}` }))
     })
   yield* followMaxDeliveries(StreamNames.commands, deadLetters, (h, detail) => answerDeadLetter(h, "max-deliveries", detail))
@@ -269,7 +276,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
       // Left unanswered (no nak: a redelivery now would land behind newer commands); the shard's next session takes it again in order.
       const leave = (msg: JsMsg) => () => Effect.sync(() => void held.delete(msg))
       const settle = (msg: JsMsg, answer: string) => {
-        const replyTo = msg.headers?.get(REPLY_TO)
+        const replyTo = replyTarget(msg.headers)
         if (replyTo) connection.publish(replyTo, answer)
         msg.ack()
         held.delete(msg)

@@ -133,6 +133,38 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("dead letters",
       }))
   })
 
+  describe("reply subjects", () => {
+    it.effect("an answer goes only to an inbox: a reply header naming a stream's subject writes nothing there", () =>
+      Effect.gen(function*() {
+        const nc = yield* connectAsPlatform
+        const jsm = yield* Effect.promise(() => jetstreamManager(nc))
+        const lastCheckpoint = Effect.promise(() => jsm.streams.info("CHECKPOINTS")).pipe(Effect.map((info) => info.state.last_seq))
+        const before = yield* lastCheckpoint
+        /** What was written to CHECKPOINTS since `before` (the relay writes its own checkpoints meanwhile). */
+        const written = Effect.gen(function*() {
+          const texts: Array<string> = []
+          for (let seq = before + 1; seq <= (yield* lastCheckpoint); seq++) {
+            const msg = yield* Effect.promise(() => jsm.streams.getMessage("CHECKPOINTS", { seq }))
+            if (msg !== null) texts.push(msg.string())
+          }
+          return texts
+        })
+        const h = headers()
+        h.set("Tributary-Reply-To", "checkpoint.history")
+        const poison = yield* Effect.promise(() => jetstream(nc).publish("cmd.advertiser.3.z", "poison with a hostile reply subject", { headers: h }))
+        yield* deadLetterOf(poison.seq)
+        // a valid command too, answered by its entity
+        const command = { commandId: "hostile-reply", correlationId: "t", entityType: "advertiser", entityId: "8", action: { _tag: "Put", fields: { name: "x" } } }
+        const valid = yield* Effect.promise(() =>
+          jetstream(nc).publish(`cmd.advertiser.${shardOf("8", SHARDS)}.8`, JSON.stringify(command), { headers: h }))
+        yield* eventually(commandStream, (state) => state.messages === 0 && state.last_seq >= valid.seq)
+        yield* eventually(request({ method: "GET", url: "/v1/entities/advertiser/8" }), (res) => res.statusCode === 200)
+        yield* Effect.promise(() => nc.flush())
+        const replies = (yield* written).filter((text) => text.includes("_tag"))
+        assert.deepStrictEqual(replies, [], "no answer was written to CHECKPOINTS")
+      }).pipe(Effect.scoped))
+  })
+
   describe("GET /v1/admin/dead-letters", () => {
     it.effect("pages oldest first with limit and after; admin only; problem+json for a bad query", () =>
       Effect.gen(function*() {
