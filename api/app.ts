@@ -1,17 +1,21 @@
 /**
  * Builds the Fastify app from route declarations: body parsing (JSON and merge-patch, with a size
- * limit; streamed uploads bypass both), per-key rate limits, problem+json for every error Fastify
- * itself raises, HTTP metrics, and /docs.
+ * limit; streamed uploads bypass both), per-key rate limits, failed authentications limited per
+ * address, admission bounds on commands and reads, deadlines on slow requests and a cap on
+ * connections, problem+json for every error Fastify or Node's HTTP parser raises, HTTP metrics, and /docs.
  */
+import { STATUS_CODES } from "node:http"
+import type { Socket } from "node:net"
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from "fastify"
 import swagger from "@fastify/swagger"
 import swaggerUi from "@fastify/swagger-ui"
 import { Deferred, Effect, Exit, Metric } from "effect"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
+import * as Admission from "./admission.ts"
 import { openApi } from "./openapi.ts"
 import { toProblem } from "./problems.ts"
 import * as RateLimiter from "./rateLimit.ts"
-import { register, type AnyRoute, type Runner } from "./route.ts"
+import { type AdmissionKind, register, type AnyRoute, type Runner } from "./route.ts"
 
 export interface AppOptions<R> {
   readonly routes: ReadonlyArray<AnyRoute<R>>
@@ -21,6 +25,39 @@ export interface AppOptions<R> {
   readonly logger?: boolean
   /** per-API-key token buckets; unlimited when absent */
   readonly rateLimit?: RateLimiter.RateLimitPolicy
+  /** failed authentications per remote address, beyond which it is answered 429; unlimited when absent */
+  readonly authFailures?: RateLimiter.RateLimit
+  /** how many commands and reads run at once, and wait; unbounded when absent */
+  readonly admission?: Partial<Record<AdmissionKind, Admission.AdmissionLimit>>
+  /** JSON bodies nested deeper answer 400 (default 64) */
+  readonly maxJsonDepth?: number
+  /** a request's headers must arrive within this (default 10 s), and the whole request within `requestMillis` (default 30 s) */
+  readonly timeouts?: { readonly headersMillis: number; readonly requestMillis: number }
+  /** open connections at most; more are closed at once (default: no cap) */
+  readonly maxConnections?: number
+}
+
+const unbounded: Admission.AdmissionLimit = { capacity: Number.MAX_SAFE_INTEGER, queue: 0, maxWaitMillis: 0 }
+
+/**
+ * What Node's HTTP parser refuses before there is a request (headers or body too slow, headers too
+ * large, malformed HTTP) is answered problem+json too, and the connection closed.
+ */
+const clientError = (error: NodeJS.ErrnoException, socket: Socket) => {
+  if (error.code === "ECONNRESET" || socket.destroyed) return
+  const answered = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true
+  if (!socket.writable || answered) return void socket.destroy()
+  const { problem } = toProblem(
+    error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? { _tag: "RequestTimeout", detail: "the request's headers or body did not arrive in time" }
+      : error.code === "HPE_HEADER_OVERFLOW"
+      ? { _tag: "HeadersTooLarge", detail: "the request's headers exceed the server's limit" }
+      : { _tag: "InvalidRequest", issues: [], detail: "malformed HTTP request" },
+    ""
+  )
+  const body = JSON.stringify(problem)
+  const head = `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n`
+  socket.end(head + body, () => socket.destroy())
 }
 
 const httpDuration = Metric.histogram("tributary_http_request_duration_seconds", {
@@ -36,10 +73,19 @@ const fastifyProblems: Record<string, string> = {
 }
 
 export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstance> => {
+  const timeouts = options.timeouts ?? { headersMillis: 10_000, requestMillis: 30_000 }
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? 1_048_576,
     return503OnClosing: true,
+    // A client that sends its headers or its body slowly (or not at all) is answered 408 and closed,
+    // checked often enough that the deadline holds to a fraction of itself.
+    requestTimeout: timeouts.requestMillis,
+    http: {
+      headersTimeout: timeouts.headersMillis,
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.min(timeouts.headersMillis, timeouts.requestMillis) / 4))
+    },
+    clientErrorHandler: clientError,
     // The router's own refusals (a malformed %-escape, a path parameter over 100 characters) are
     // client mistakes like any other: 400 problem+json, not Fastify's own error body.
     frameworkErrors: (error, request, reply: FastifyReply) => {
@@ -60,6 +106,8 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
     if (Deferred.isDoneUnsafe(closing)) reply.header("connection", "close")
     done(null, payload)
   })
+
+  if (options.maxConnections !== undefined) app.server.maxConnections = options.maxConnections
 
   app.addContentTypeParser("application/merge-patch+json", { parseAs: "string" }, app.getDefaultJsonParser("error", "error"))
 
@@ -98,6 +146,12 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
   const context = {
     run: options.run,
     rateLimiter: options.rateLimit === undefined ? RateLimiter.unlimited : RateLimiter.make(options.rateLimit),
+    authFailures: options.authFailures === undefined ? RateLimiter.unlimitedFailures : RateLimiter.makeAuthFailures(options.authFailures),
+    admissions: {
+      commands: Admission.make("commands", options.admission?.commands ?? unbounded),
+      reads: Admission.make("reads", options.admission?.reads ?? unbounded)
+    },
+    maxJsonDepth: options.maxJsonDepth ?? 64,
     closing: Deferred.await(closing)
   }
   for (const route of options.routes) register(app, route, context)

@@ -45,4 +45,4 @@ export const scopedKinds: ReadonlyArray<RoleKind> = ["partner", "app", "producer
 export const authorize = (principal: Principal, roles: ReadonlyArray<RouteRole>) =>
   principal.role === "admin" || roles.includes(principal.role) || (principal.role !== "public" && roles.includes(parseRole(principal.role).kind))
     ? Effect.void
-    : Effect.fail(new Forbidden({ detail: `role ${principal.role} may not do this; allowed: admin, ${roles.join(", ")}` }))
+    : Effect.fail(new Forbidden({ detail: `role ${principal.role} may not do this; allowed: ${["admin", ...roles.filter((role) => role !== "admin")].join(", ")}` }))

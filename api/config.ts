@@ -54,6 +54,25 @@ export const PlatformConfig = Config.all({
   bodyLimit: intAtLeast(1, "BODY_LIMIT_BYTES").pipe(Config.withDefault(1_048_576)),
   /** commands in flight in this process before answering 503 + Retry-After */
   maxInFlightCommands: intAtLeast(0, "MAX_INFLIGHT_COMMANDS").pipe(Config.withDefault(2_048)),
+  /** reads (entity state, asOf, history pages, lists) worked on at once per process */
+  maxConcurrentReads: intAtLeast(1, "MAX_CONCURRENT_READS").pipe(Config.withDefault(16)),
+  /** reads waiting for a slot beyond those; more answer 503 + Retry-After */
+  readQueue: intAtLeast(0, "READ_QUEUE").pipe(Config.withDefault(64)),
+  /** how long a read may wait for a slot before answering 503 + Retry-After */
+  readQueueTimeout: Config.Duration("READ_QUEUE_TIMEOUT").pipe(Config.withDefault(Duration.seconds(2))),
+  /** a request's headers must arrive within this (408 and closed after) */
+  httpHeadersTimeout: Config.Duration("HTTP_HEADERS_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
+  /** a whole request, headers and body, must arrive within this (408 and closed after) */
+  httpRequestTimeout: Config.Duration("HTTP_REQUEST_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30))),
+  /** open HTTP connections at most per process; more are closed at once (keep it under the file descriptor limit) */
+  httpMaxConnections: intAtLeast(1, "HTTP_MAX_CONNECTIONS").pipe(Config.withDefault(8_192)),
+  /** JSON bodies nested deeper than this answer 400 */
+  maxJsonDepth: intAtLeast(1, "MAX_JSON_DEPTH").pipe(Config.withDefault(64)),
+  /** per remote address: failed authentications a second and at once, beyond which it is answered 429 */
+  authFailures: Config.all({
+    perSecond: Config.schema(Schema.FiniteFromString.check(Schema.isGreaterThan(0)), "AUTH_FAILURES_PER_SECOND").pipe(Config.withDefault(5)),
+    burst: intAtLeast(1, "AUTH_FAILURES_BURST").pipe(Config.withDefault(50))
+  }),
   /** how long an HTTP command waits for its entity's answer (504 after) */
   commandTimeout: Config.Duration("COMMAND_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
   /** deliveries of a command without an answer before it is moved to the dead letters */

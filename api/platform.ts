@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import type { FastifyInstance } from "fastify"
-import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import * as EntityMemory from "../actors/entity/EntityMemory.ts"
 import type { Cluster } from "../domain/Cluster.ts"
 import { runEntityActors } from "../actors/entity/runEntityActors.ts"
@@ -126,6 +126,20 @@ const eventStoreLayer = (config: PlatformConfig) =>
     onSome: (connectionString) => layerKurrent({ connectionString })
   }))
 
+/** The HTTP edge's limits, from the configuration (README: timeouts and limits). */
+const httpLimits = (config: PlatformConfig) => ({
+  bodyLimit: config.bodyLimit,
+  rateLimit: config.rateLimit,
+  authFailures: config.authFailures,
+  maxJsonDepth: config.maxJsonDepth,
+  maxConnections: config.httpMaxConnections,
+  timeouts: { headersMillis: Duration.toMillis(config.httpHeadersTimeout), requestMillis: Duration.toMillis(config.httpRequestTimeout) },
+  admission: {
+    commands: { capacity: config.maxInFlightCommands, queue: 0, maxWaitMillis: 0 },
+    reads: { capacity: config.maxConcurrentReads, queue: config.readQueue, maxWaitMillis: Duration.toMillis(config.readQueueTimeout) }
+  }
+})
+
 const httpLayer = (config: PlatformConfig) =>
   Layer.effect(HttpServer, Effect.gen(function*() {
     const context = yield* Effect.context<ApiServices>()
@@ -133,12 +147,12 @@ const httpLayer = (config: PlatformConfig) =>
     const store = yield* EventStore
     const routes = [
       ...opsRoutes({ nats: tryNats("flush", () => connection.flush()), eventStore: store.headPosition }),
-      ...entityRoutes({ registry: yield* Deciders, maxInFlight: config.maxInFlightCommands }),
+      ...entityRoutes({ registry: yield* Deciders }),
       ...historyRoutes,
       ...adminRoutes,
       ...clusterRoutes
     ]
-    const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), bodyLimit: config.bodyLimit, rateLimit: config.rateLimit }))
+    const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), ...httpLimits(config) }))
     const url = yield* Effect.acquireRelease(
       Effect.promise(() => app.listen({ port: config.port, host: config.host })),
       () => Effect.promise(() => app.close())

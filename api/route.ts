@@ -9,8 +9,12 @@
  * (`body: upload({...})`, the handler reads a `Stream<Uint8Array>`); an answer encoded by its status's
  * schema, or a stream of items (`{ status, stream }`, sent as NDJSON or SSE). See api/streaming.ts.
  *
- * Every keyed request goes: authenticate → rate limit (the key's token bucket) → role gate → decode →
- * `authorize` predicate → (open the upload) → handler. An over-limit key thus costs no decoding.
+ * Every keyed request goes, before its body is read (Fastify's onRequest): failed authentications
+ * of its address → authenticate → rate limit (the key's token bucket) → role gate → admission (a
+ * slot for commands or reads, api/admission.ts); then the body is read, nested at most
+ * `maxJsonDepth` levels, decoded → `authorize` predicate → (open the upload) → handler. A client
+ * without a valid key, over its limit or refused for load thus costs no body reading nor decoding;
+ * its connection is closed after the answer rather than read to the end of a body it may drip.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from "fastify"
 import { Cause, Effect, Exit, Option, Result, Schema, type Stream } from "effect"
@@ -19,7 +23,9 @@ import { validate } from "../domain/validation.ts"
 import { authenticate, authorize, type Principal, type RouteRole, scopedKinds } from "./auth.ts"
 import { type Authorize, type AuthorizationInput, check } from "./authorization.ts"
 import { InvalidRequest, type RequestPart, toProblem } from "./problems.ts"
-import type { RateLimiter } from "./rateLimit.ts"
+import type { Admission, Release } from "./admission.ts"
+import { tooDeep } from "./jsonDepth.ts"
+import type { AuthFailures, RateLimiter } from "./rateLimit.ts"
 import { type BodyStream, isUpload, negotiate, openUpload, sendStream, type Streamed, type Upload } from "./streaming.ts"
 
 type Part = Schema.Top
@@ -68,6 +74,8 @@ export interface Route<P extends Part = Empty, Q extends Part = Empty, H extends
   readonly authorize?: Authorize<AuthorizationInput<P["Type"], Q["Type"], H["Type"], DecodedBodyOf<B>>, E, R>
   /** tokens a request takes from its key's rate-limit bucket (default 1) */
   readonly rateCost?: number
+  /** which bound on concurrent work it counts against (api/admission.ts); none when absent */
+  readonly admission?: AdmissionKind
   readonly params?: P
   readonly query?: Q
   readonly headers?: H
@@ -87,6 +95,9 @@ export const route = <P extends Part = Empty, Q extends Part = Empty, H extends 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyRoute<R> = Route<any, any, any, any, any, R>
 
+/** Commands and reads are bounded apart, so a flood of reads does not refuse writes nor the reverse. */
+export type AdmissionKind = "commands" | "reads"
+
 type Where = typeof RequestPart.Type
 
 // Headers and query strings carry unrelated extra keys (Accept, tracking parameters): those are ignored.
@@ -99,7 +110,11 @@ const decodePart = (where: Where, schema: Part | undefined, input: unknown) =>
     )
 
 /** Every part decoded, or one InvalidRequest naming every failing field of every part. */
-const decodeRequest = (spec: AnyRoute<unknown>, request: FastifyRequest) => {
+const decodeRequest = (spec: AnyRoute<unknown>, request: FastifyRequest, maxJsonDepth: number) => {
+  const deep = isUpload(spec.body) || spec.body === undefined ? undefined : tooDeep(request.body, maxJsonDepth)
+  if (deep !== undefined) {
+    return Effect.fail(new InvalidRequest({ issues: [{ in: "body", path: deep, message: `nested deeper than ${maxJsonDepth} levels` }] }))
+  }
   const parts = [
     decodePart("path", spec.params, request.params),
     decodePart("query", spec.query, request.query),
@@ -115,10 +130,15 @@ const decodeRequest = (spec: AnyRoute<unknown>, request: FastifyRequest) => {
 /** How a route's Effect is run: with the platform's services. */
 export type Runner<R> = <A, E>(effect: Effect.Effect<A, E, R>) => Promise<Exit.Exit<A, E>>
 
-/** What every route of an app shares: how to run, the rate limiter, and the signal that the app is closing. */
+/** What every route of an app shares: how to run, the limits, and the signal that the app is closing. */
 export interface RouteContext<R> {
   readonly run: Runner<R | ApiKeys>
   readonly rateLimiter: RateLimiter
+  /** failed authentications per remote address */
+  readonly authFailures: AuthFailures
+  readonly admissions: Readonly<Record<AdmissionKind, Admission>>
+  /** JSON bodies nested deeper answer 400 */
+  readonly maxJsonDepth: number
   /** completes when the app starts closing: streamed answers then end */
   readonly closing: Effect.Effect<void>
 }
@@ -136,18 +156,71 @@ const assertScoped = (spec: AnyRoute<unknown>) => {
   if (scoped.length > 0) throw new Error(`${spec.method} ${spec.url}: roles ${scoped.join(", ")} need an authorize predicate`)
 }
 
+/** Who the onRequest gate let in, and the admission slot it holds for the request. */
+interface Admitted {
+  readonly principal: Principal
+  release: Release | undefined
+  handling: boolean
+}
+
+const admitted = new WeakMap<FastifyRequest, Admitted>()
+
+const anonymous: Principal = { id: "anonymous", role: "public" }
+
+/** Who is calling, checked from the headers alone: nothing of the body has been read yet. */
+const identify = (spec: AnyRoute<unknown>, request: FastifyRequest, context: RouteContext<unknown>) =>
+  Effect.gen(function*() {
+    if (spec.roles === "public") return anonymous
+    yield* context.authFailures.check(request.ip)
+    const principal = yield* authenticate(request.headers.authorization).pipe(
+      Effect.tapErrorTag("Unauthorized", () => context.authFailures.record(request.ip))
+    )
+    yield* context.rateLimiter.take(principal, spec.rateCost ?? 1)
+    yield* authorize(principal, spec.roles)
+    return principal as Principal
+  })
+
+/** A request that declares a body, not read (yet). */
+const bodyPending = (request: FastifyRequest) =>
+  !request.raw.complete && (request.headers["transfer-encoding"] !== undefined || Number(request.headers["content-length"] ?? 0) > 0)
+
+/** Refused before its body was read: the answer closes the connection, so the body is never read. */
+const refuse = (request: FastifyRequest, reply: FastifyReply, error: { readonly _tag: string } & Record<string, unknown>) => {
+  if (bodyPending(request)) reply.header("connection", "close")
+  return sendProblem(reply, error, request.url)
+}
+
 const mount = <R>(app: FastifyInstance, spec: AnyRoute<R>, context: RouteContext<R>) => {
   const uploads = isUpload(spec.body)
   app.route({
     method: spec.method,
     url: spec.url,
+    onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
+      const exit = await context.run(identify(spec as AnyRoute<unknown>, request, context as RouteContext<unknown>))
+      if (Exit.isFailure(exit)) {
+        const failure = Cause.findErrorOption(exit.cause)
+        if (Option.isSome(failure)) return refuse(request, reply, failure.value as { _tag: string })
+        request.log.error({ cause: Cause.pretty(exit.cause) }, "authentication failed")
+        return refuse(request, reply, { _tag: "Internal", detail: "internal error" })
+      }
+      const state: Admitted = { principal: exit.value, release: undefined, handling: false }
+      admitted.set(request, state)
+      if (spec.admission === undefined) return
+      const slot = await context.admissions[spec.admission].enter()
+      if (typeof slot !== "function") return refuse(request, reply, slot as { readonly _tag: string })
+      state.release = slot
+      // Answered before the handler ran (a body too large, too slow, malformed) or the client left while waiting.
+      reply.raw.once("close", () => {
+        if (!state.handling) slot()
+      })
+      if (request.raw.socket.destroyed) slot()
+    },
     handler: async (request: FastifyRequest, reply: FastifyReply) => {
+      const state = admitted.get(request)!
+      state.handling = true
+      const principal = state.principal
       const program = Effect.gen(function*() {
-        const keyed = spec.roles !== "public"
-        const principal: Principal = keyed ? yield* authenticate(request.headers.authorization) : { id: "anonymous", role: "public" }
-        if (principal.role !== "public") yield* context.rateLimiter.take(principal, spec.rateCost ?? 1)
-        if (keyed) yield* authorize(principal, spec.roles as ReadonlyArray<RouteRole>)
-        const input = yield* decodeRequest(spec, request)
+        const input = yield* decodeRequest(spec, request, context.maxJsonDepth)
         if (spec.authorize !== undefined) yield* check(spec.authorize, { ...input, principal })
         const body = uploads ? yield* openUpload(request.raw, spec.body as Upload) : input.body
         const answer = yield* spec.handler({ ...input, body, principal, url: request.url })
@@ -168,23 +241,31 @@ const mount = <R>(app: FastifyInstance, spec: AnyRoute<R>, context: RouteContext
         })
         return undefined
       })
-      const exit = await context.run(program)
-      // An upload not read to its end: the connection closes after the answer, rather than reading the rest.
-      if (uploads && !request.raw.complete) reply.header("connection", "close")
-      if (Exit.isSuccess(exit)) {
-        if (exit.value === undefined) return reply
-        const { status, body, headers } = exit.value as { status: number; body?: unknown; headers?: Record<string, string> }
-        const response = spec.responses[status]
-        if (headers) reply.headers(headers)
-        if (body === undefined) return reply.status(status).send()
-        const encoded = response?.schema ? Schema.encodeUnknownSync(response.schema as Schema.Codec<unknown>)(body) : body
-        if (response?.contentType) return reply.status(status).type(response.contentType).send(encoded)
-        return reply.status(status).send(encoded)
+      // The slot is given back once the answer is encoded and sent: encoding a big page is part of the work.
+      try {
+        return await answer(await context.run(program))
+      } finally {
+        state.release?.()
       }
-      const failure = Cause.findErrorOption(exit.cause)
-      if (Option.isSome(failure)) return sendProblem(reply, failure.value as { _tag: string }, request.url)
-      request.log.error({ cause: Cause.pretty(exit.cause) }, "request failed")
-      return sendProblem(reply, { _tag: "Internal", detail: "internal error" }, request.url)
+
+      async function answer(exit: Exit.Exit<Reply<unknown, unknown> | undefined, unknown>) {
+        // An upload not read to its end: the connection closes after the answer, rather than reading the rest.
+        if (uploads && !request.raw.complete) reply.header("connection", "close")
+        if (Exit.isSuccess(exit)) {
+          if (exit.value === undefined) return reply
+          const { status, body, headers } = exit.value as { status: number; body?: unknown; headers?: Record<string, string> }
+          const response = spec.responses[status]
+          if (headers) reply.headers(headers)
+          if (body === undefined) return reply.status(status).send()
+          const encoded = response?.schema ? Schema.encodeUnknownSync(response.schema as Schema.Codec<unknown>)(body) : body
+          if (response?.contentType) return reply.status(status).type(response.contentType).send(encoded)
+          return reply.status(status).send(encoded)
+        }
+        const failure = Cause.findErrorOption(exit.cause)
+        if (Option.isSome(failure)) return sendProblem(reply, failure.value as { _tag: string }, request.url)
+        request.log.error({ cause: Cause.pretty(exit.cause) }, "request failed")
+        return sendProblem(reply, { _tag: "Internal", detail: "internal error" }, request.url)
+      }
     }
   })
 }

@@ -24,8 +24,8 @@ export const EntityCommand = Schema.Struct({
   causationId: Schema.optionalKey(CommandRef),
   entityType: Schema.String,
   entityId: Schema.String,
-  /** If-Match: the revision the sender last saw */
-  expectedRevision: Schema.optionalKey(Schema.Int),
+  /** If-Match: the revision the sender last saw (a safe integer: a larger one could not be compared exactly) */
+  expectedRevision: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
   parent: Schema.optionalKey(ParentLookup),
   /** the command of the entity type's decider, encoded (e.g. a record's `{ "_tag": "Put", "fields": … }`) */
   action: Schema.Json,

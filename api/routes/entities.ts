@@ -19,9 +19,9 @@ import { nextUuidv7 } from "../../domain/uuidv7.ts"
 import { EntityReadModel } from "../../projections/EntityReadModel.ts"
 import { entityHistory, getEntity } from "../../projections/EntityQueries.ts"
 import type { Principal } from "../auth.ts"
-import { CommandFailed, Forbidden, InvalidRequest, NotFound, Overloaded, problemResponse } from "../problems.ts"
+import { CommandFailed, Forbidden, InvalidRequest, NotFound, problemResponse } from "../problems.ts"
 import { route, type AnyRoute } from "../route.ts"
-import { IsoTimestamp, Limit, NonNegativeIntFromString } from "./params.ts"
+import { IsoTimestamp, Limit, NonNegativeIntFromString, RevisionTag } from "./params.ts"
 
 export const EntityResponse = Schema.Struct({
   type: Schema.String,
@@ -35,8 +35,7 @@ const EntityPage = Schema.Struct({ items: Schema.Array(EntityResponse), next: Sc
 const HistoryPage = Schema.Struct({ events: Schema.Array(EventEnvelope), nextRevision: Schema.optionalKey(Schema.Int) }).annotate({ identifier: "EntityHistory" })
 
 const CommandHeaders = Schema.Struct({
-  // Strong tags only: If-Match never matches a weak one (RFC 9110 §13.1.1).
-  "if-match": Schema.optionalKey(Schema.String.check(Schema.isPattern(/^"\d+"$/, { description: 'the revision as a strong entity tag: "3"' }))),
+  "if-match": Schema.optionalKey(RevisionTag),
   "idempotency-key": Schema.optionalKey(Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(255))),
   "x-correlation-id": Schema.optionalKey(Schema.String.check(Schema.isMaxLength(255)))
 })
@@ -54,7 +53,8 @@ const problems = {
   400: problemResponse("invalid id, body or header (problem+json naming the field)"),
   401: problemResponse("missing or unknown API key"),
   403: problemResponse("the key's role may not do this"),
-  404: problemResponse("no such entity")
+  404: problemResponse("no such entity"),
+  503: problemResponse("too many reads in progress, or a dependency is down; see Retry-After")
 } as const
 
 const commandProblems = {
@@ -69,14 +69,9 @@ const commandProblems = {
 export interface EntityRoutesOptions {
   /** the entity types: one set of routes each; default the built-in ones */
   readonly registry?: DeciderRegistry
-  /** commands in flight at once in this process before answering 503 */
-  readonly maxInFlight?: number
 }
 
 export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<AnyRoute<CommandBus | EntityReadModel | EventStore>> => {
-  const maxInFlight = options.maxInFlight ?? 2_048
-  let inFlight = 0
-
   const commandId = (principal: Principal, type: string, id: string, key: string | undefined) =>
     key === undefined
       ? nextUuidv7
@@ -99,9 +94,6 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
     parent?: ReturnType<typeof lookupParent>
   ) =>
     Effect.gen(function*() {
-      if (inFlight >= maxInFlight) return yield* new Overloaded({ detail: `${inFlight} commands in flight`, retryAfterSeconds: 1 })
-      inFlight++
-      yield* Effect.addFinalizer(() => Effect.sync(() => inFlight--))
       const bus = yield* CommandBus
       const parentLookup = parent === undefined ? undefined : yield* parent
       const cid = yield* commandId(principal, type, id, headers["idempotency-key"])
@@ -127,7 +119,7 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
           // it reached its entity after this request's deadline (clocks of two processes disagreeing): not applied
           return yield* new CommandTimeout({ commandId: cid, timeoutMillis: 0 })
       }
-    }).pipe(Effect.scoped)
+    })
 
   /** PUT, PATCH and DELETE of a record type. */
   const recordRoutes = (definition: RecordDecider, Params: Schema.Struct<{ readonly id: Schema.Codec<string, unknown> }>) => {
@@ -136,7 +128,7 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
     const base = `/v1/entities/${type}`
     return [
       route({
-        method: "PUT", url: `${base}/:id`, tags, roles: ["service"],
+        method: "PUT", url: `${base}/:id`, tags, roles: ["service"], admission: "commands",
         summary: `Create (201) or replace (200) a ${type}`,
         params: Params, headers: CommandHeaders, body: definition.fields,
         responses: { 200: { description: "replaced", schema: EntityResponse }, 201: { description: "created", schema: EntityResponse }, ...commandProblems },
@@ -144,7 +136,7 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
           send(type, params.id, principal, headers, { _tag: "Put", fields: body }, lookupParent(definition, body))
       }),
       route({
-        method: "PATCH", url: `${base}/:id`, tags, roles: ["service"],
+        method: "PATCH", url: `${base}/:id`, tags, roles: ["service"], admission: "commands",
         summary: `Merge-patch a ${type} (RFC 7396; application/merge-patch+json or application/json)`,
         params: Params, headers: CommandHeaders, body: MergePatch, consumes: ["application/merge-patch+json", "application/json"],
         responses: { 200: { description: "patched", schema: EntityResponse }, ...commandProblems },
@@ -152,7 +144,7 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
           send(type, params.id, principal, headers, { _tag: "Patch", patch: body }, lookupParent(definition, body))
       }),
       route({
-        method: "DELETE", url: `${base}/:id`, tags, roles: ["service"],
+        method: "DELETE", url: `${base}/:id`, tags, roles: ["service"], admission: "commands",
         summary: `Delete a ${type}`,
         params: Params, headers: CommandHeaders,
         responses: { 200: { description: "deleted (state is null)", schema: EntityResponse }, ...commandProblems },
@@ -166,7 +158,7 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
     const type = kind.type
     const encode = Schema.encodeSync(kind.decider.command)
     return route({
-      method: "POST", url: `/v1/entities/${type}/:id/commands`, tags: [type], roles: ["service"],
+      method: "POST", url: `/v1/entities/${type}/:id/commands`, tags: [type], roles: ["service"], admission: "commands",
       summary: `Send a command to a ${type} (created: 201)`,
       params: Params, headers: CommandHeaders, body: kind.decider.command,
       responses: { 200: { description: "applied", schema: EntityResponse }, 201: { description: "applied; the entity was created", schema: EntityResponse }, ...commandProblems },
@@ -197,7 +189,7 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
     return [
       ...(isRecordDecider(definition) ? recordRoutes(definition, Params) : [commandRoute(kind, Params)]),
       route({
-        method: "GET", url: `${base}/:id`, tags, roles: ["service", "auditor"],
+        method: "GET", url: `${base}/:id`, tags, roles: ["service", "auditor"], admission: "reads",
         summary: `A ${type}: its current state (never older than an acknowledged write), or its state at asOf (auditor)`,
         params: Params, query: Schema.Struct({ asOf: Schema.optionalKey(IsoTimestamp) }),
         responses: { 200: { description: "the entity", schema: EntityResponse }, ...problems },
@@ -214,7 +206,7 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
           })
       }),
       route({
-        method: "GET", url: `${base}/:id/history`, tags, roles: ["auditor"],
+        method: "GET", url: `${base}/:id/history`, tags, roles: ["auditor"], admission: "reads",
         summary: `A ${type}'s events in revision order`,
         params: Params,
         query: Schema.Struct({ fromRevision: Schema.optionalKey(NonNegativeIntFromString), until: Schema.optionalKey(IsoTimestamp), limit: Schema.optionalKey(Limit) }),
@@ -228,7 +220,7 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
           })
       }),
       route({
-        method: "GET", url: base, tags, roles: ["service", "auditor"],
+        method: "GET", url: base, tags, roles: ["service", "auditor"], admission: "reads",
         summary: `List live ${type}s by id (from the read model: eventually consistent)`,
         query: Schema.Struct({ limit: Schema.optionalKey(Limit), cursor: Schema.optionalKey(Cursor) }),
         responses: { 200: { description: "a page", schema: EntityPage }, ...problems },

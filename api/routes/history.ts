@@ -15,14 +15,15 @@ const GlobalHistoryPage = Schema.Struct({
 
 export const historyRoutes = [
   route({
-    method: "GET", url: "/v1/history", tags: ["history"], roles: ["auditor"],
+    method: "GET", url: "/v1/history", tags: ["history"], roles: ["auditor"], admission: "reads",
     summary: "Every event in global commit order, from a position (inclusive)",
     query: Schema.Struct({ fromPosition: Schema.optionalKey(NonNegativeIntFromString), limit: Schema.optionalKey(Limit) }),
     responses: {
       200: { description: "events", schema: GlobalHistoryPage },
       400: problemResponse("invalid query"),
       401: problemResponse("missing or unknown API key"),
-      403: problemResponse("the key's role may not read history")
+      403: problemResponse("the key's role may not read history"),
+      503: problemResponse("too many reads in progress, or the event store is down; see Retry-After")
     },
     handler: ({ query }) =>
       Effect.gen(function*() {
