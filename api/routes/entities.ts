@@ -21,7 +21,7 @@ import { entityHistory, getEntity } from "../../projections/EntityQueries.ts"
 import type { Principal } from "../auth.ts"
 import { CommandFailed, Forbidden, InvalidRequest, NotFound, problemResponse } from "../problems.ts"
 import { route, type AnyRoute } from "../route.ts"
-import { IsoTimestamp, Limit, NonNegativeIntFromString, RevisionTag } from "./params.ts"
+import { IsoTimestamp, Limit, NonNegativeIntFromString, readSlice, RevisionTag } from "./params.ts"
 
 export const EntityResponse = Schema.Struct({
   type: Schema.String,
@@ -214,7 +214,17 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
         handler: ({ params, query }) =>
           Effect.gen(function*() {
             const limit = query.limit ?? 100
-            const events = yield* entityHistory(type, params.id, { fromRevision: query.fromRevision ?? 0, limit, ...(query.until === undefined ? {} : { until: query.until }) })
+            const until = query.until === undefined ? {} : { until: query.until }
+            // In slices, giving way between them (see /v1/history); a short slice is the stream's end or `until`.
+            const events: Array<EventEnvelope> = []
+            for (let from = query.fromRevision ?? 0; events.length < limit;) {
+              const want = Math.min(limit - events.length, readSlice)
+              const slice = yield* entityHistory(type, params.id, { fromRevision: from, limit: want, ...until })
+              events.push(...slice)
+              if (slice.length < want) break
+              from = slice[slice.length - 1]!.revision + 1
+              yield* Effect.yieldNow
+            }
             const last = events[events.length - 1]
             return { status: 200, body: { events, ...(events.length === limit && last ? { nextRevision: last.revision + 1 } : {}) } }
           })

@@ -5,7 +5,7 @@ import { EventEnvelope, toEnvelope } from "../../domain/envelope.ts"
 import { globalHistory } from "../../projections/EntityQueries.ts"
 import { problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
-import { Limit, NonNegativeIntFromString } from "./params.ts"
+import { Limit, NonNegativeIntFromString, readSlice } from "./params.ts"
 
 const GlobalHistoryPage = Schema.Struct({
   events: Schema.Array(EventEnvelope),
@@ -27,9 +27,20 @@ export const historyRoutes = [
     },
     handler: ({ query }) =>
       Effect.gen(function*() {
-        const limit = query.limit ?? 100
-        const page = yield* globalHistory({ limit, ...(query.fromPosition === undefined ? {} : { fromPosition: query.fromPosition }) })
-        return { status: 200, body: { events: page.events, ...(page.nextPosition === undefined ? {} : { nextPosition: page.nextPosition }) } }
+        // Read in slices, giving way between them: the store's reads are synchronous, and one
+        // 1,000-event read must not hold the event loop (the relay's and the leases' timers) for its whole length.
+        let remaining = query.limit ?? 100
+        let from = query.fromPosition
+        const events: Array<EventEnvelope> = []
+        for (;;) {
+          const page = yield* globalHistory({ limit: Math.min(remaining, readSlice), ...(from === undefined ? {} : { fromPosition: from }) })
+          events.push(...page.events)
+          remaining -= Math.min(remaining, readSlice)
+          from = page.nextPosition
+          if (remaining === 0 || from === undefined) break
+          yield* Effect.yieldNow
+        }
+        return { status: 200, body: { events, ...(from === undefined ? {} : { nextPosition: from }) } }
       })
   }),
   route({
