@@ -220,9 +220,6 @@ const mount = <R>(app: FastifyInstance, spec: AnyRoute<R>, context: RouteContext
       state.handling = true
       const principal = state.principal
       const program = Effect.gen(function*() {
-        // An admitted request gives way once before it takes the CPU, so the requests that arrived
-        // with it are admitted or refused first (cheaply) instead of queueing behind its work.
-        if (spec.admission !== undefined) yield* Effect.yieldNow
         const input = yield* decodeRequest(spec, request, context.maxJsonDepth)
         if (spec.authorize !== undefined) yield* check(spec.authorize, { ...input, principal })
         const body = uploads ? yield* openUpload(request.raw, spec.body as Upload) : input.body
