@@ -66,6 +66,25 @@ layer(layerTestPlatform({ HTTP_HEADERS_TIMEOUT: "1 second", HTTP_REQUEST_TIMEOUT
       }))
   })
 
+  describe("what Node's HTTP parser refuses", () => {
+    it.effect("headers over the limit are 431 and malformed HTTP is 400, both problem+json, and closed", () =>
+      Effect.gen(function*() {
+        const { url } = yield* HttpServer
+        const cases = [
+          { head: `GET /health HTTP/1.1\r\nhost: localhost\r\nx-big: ${"a".repeat(20_000)}\r\n\r\n`, status: 431, code: "headers-too-large" },
+          { head: "NOT HTTP AT ALL\r\n\r\n", status: 400, code: "invalid-request" }
+        ]
+        for (const { head, status, code } of cases) {
+          const connection = yield* rawConnect(url)
+          connection.socket.write(head)
+          const answer = yield* awaitAnswer(connection, "20 seconds")
+          assert.strictEqual(answer.status, status)
+          assert.strictEqual(problemOf(answer).code, code)
+          yield* awaitClosed(connection, "20 seconds")
+        }
+      }))
+  })
+
   describe("a request that arrives in time", () => {
     it.effect("is served as before, its body read, on a connection kept alive", () =>
       Effect.gen(function*() {
