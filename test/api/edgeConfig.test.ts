@@ -20,7 +20,10 @@ describe("the HTTP edge's settings", () => {
         [set.maxConcurrentReads, set.readQueue, Duration.toMillis(set.readQueueTimeout), Duration.toMillis(set.httpHeadersTimeout), Duration.toMillis(set.httpRequestTimeout), set.httpMaxConnections, set.maxJsonDepth, set.authFailures],
         [4, 0, 500, 3_000, 60_000, 100, 16, { perSecond: 0.5, burst: 3 }]
       )
-      for (const bad of [{ MAX_CONCURRENT_READS: "0" }, { MAX_JSON_DEPTH: "0" }, { READ_QUEUE: "-1" }, { HTTP_REQUEST_TIMEOUT: "soon" }, { AUTH_FAILURES_PER_SECOND: "0" }, { HTTP_MAX_CONNECTIONS: "0" }]) {
+      const bads: Array<Record<string, string>> = [
+        { MAX_CONCURRENT_READS: "0" }, { MAX_JSON_DEPTH: "0" }, { READ_QUEUE: "-1" }, { HTTP_REQUEST_TIMEOUT: "soon" }, { AUTH_FAILURES_PER_SECOND: "0" }, { HTTP_MAX_CONNECTIONS: "0" }
+      ]
+      for (const bad of bads) {
         yield* Effect.flip(parse(bad))
       }
     }))
