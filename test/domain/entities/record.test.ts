@@ -4,6 +4,7 @@ import type { DecideContext } from "../../../domain/Decider.ts"
 import { fingerprint, type EntityCommand, type EntityRejection, RevisionMismatch } from "../../../domain/entity.ts"
 import type { RecordCommand as EntityAction, RecordEvent as EntityEvent, RecordState as EntityState } from "../../../domain/entities/record.ts"
 import { strategy } from "../../../domain/entities/strategy.ts"
+import { note } from "../../fixtures/note.ts"
 
 const fields = { campaignId: "18446744073709551615", name: "retargeting", bidPrice: 2.5, segmentIds: ["1", "2"] }
 
@@ -50,10 +51,15 @@ describe("record decider (strategy)", () => {
   })
 
   it("merge-patches (RFC 7396): null removes, objects merge, arrays replace", () => {
-    const result = when(given(created), command({ _tag: "Patch", patch: { name: "prospecting", segmentIds: [] } }))
-    assert.deepStrictEqual(result, Result.succeed([{ _tag: "EntityUpdated", changes: { name: "prospecting", segmentIds: [] } }]))
-    const state = given(created, { _tag: "EntityUpdated", changes: { name: "prospecting" } })
-    assert.strictEqual(state.fields?.name, "prospecting")
+    // a note's fields are any JSON object, so nested objects and optional members can be patched
+    const context: DecideContext = { entityType: "note", entityId: "n1" }
+    const start = note.evolve(note.initialState(), { _tag: "EntityCreated", fields: { a: { x: 1, y: 2 }, b: "keep", c: 1, list: [1, 2] } })
+    const decided = note.decide({ _tag: "Patch", patch: { a: { y: null, z: 3 }, c: null, list: [3] } }, start, context)
+    const changes = { a: { y: null, z: 3 }, c: null, list: [3] }
+    assert.deepStrictEqual(decided, Result.succeed([{ _tag: "EntityUpdated", changes }]))
+    const after = note.evolve(start, { _tag: "EntityUpdated", changes })
+    // c removed, a merged (y removed, x kept, z added), b untouched, list replaced
+    assert.deepStrictEqual(after.fields, { a: { x: 1, z: 3 }, b: "keep", list: [3] })
   })
 
   it("rejects a patch whose result is invalid, naming the field", () => {
