@@ -1,11 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { join } from "node:path"
-import { Deferred, Effect, Layer } from "effect"
+import { Deferred, Effect, Layer, Option } from "effect"
 import * as ActorRegistry from "../../../actors/runtime/ActorRegistry.ts"
 import { entityBehavior, type EntityMessage } from "../../../actors/entity/EntityActor.ts"
-import { childrenStream } from "../../../domain/children.ts"
+import { childrenStream, isChildrenStream } from "../../../domain/children.ts"
 import type { CommandReply } from "../../../domain/CommandBus.ts"
 import type { RecordCommand } from "../../../domain/entities/record.ts"
+import { toEnvelope } from "../../../domain/envelope.ts"
 import { EventStore, type StreamAppend } from "../../../domain/EventStore.ts"
 import { layerSqlite } from "../../../infra/eventstore/sqlite.ts"
 import { tempDir } from "../../fixtures/tempDir.ts"
@@ -100,8 +101,12 @@ describe("parents and children, decided in the entity actors", () => {
       assert.strictEqual(outcome(yield* ask(actors, "advertiser", "4", { _tag: "Delete" })), "EntityHasChildren")
       // a campaign cannot move under the deleted one
       assert.strictEqual(outcome(yield* ask(actors, "campaign", "3", { _tag: "Patch", patch: { advertiserId: "3" } })), "ParentNotFound")
-      // the index is no entity's history: its events carry no entity envelope
-      const index = yield* (yield* EventStore).readStream(childrenStream({ type: "advertiser", id: "3" }))
+      // the index is no entity's history: its events carry no entity envelope (HISTORY and the read models skip them)
+      const indexStream = childrenStream({ type: "advertiser", id: "3" })
+      assert.isTrue(isChildrenStream(indexStream))
+      assert.isFalse(isChildrenStream("advertiser-3"))
+      const index = yield* (yield* EventStore).readStream(indexStream)
+      assert.isTrue(index.every((e) => Option.isNone(toEnvelope(e))))
       assert.deepStrictEqual(index.map((e) => [e.type, e.data]), [
         ["ChildLinked", { type: "campaign", id: "3" }],
         ["ChildLinked", { type: "campaign", id: "4" }],
