@@ -17,8 +17,8 @@
  *
  * When a command puts the entity under a parent, or ends an entity that has children, it reads those
  * relatives from the store before deciding, and its append checks they are still as read and keeps
- * the parents' children indexes (domain/children.ts): no child is created under a deleted parent, no
- * parent deleted under a live child, whichever processes run the two.
+ * the parents' children indexes (relatives.ts, domain/children.ts): no child is created under a
+ * deleted parent, no parent deleted under a live child, whichever processes run the two.
  */
 import { Clock, Effect, Metric, Option, Schema } from "effect"
 import type { Behavior } from "../runtime/Actor.ts"
@@ -27,7 +27,6 @@ import { Deciders } from "../../domain/DeciderRegistry.ts"
 import { CommandIdReused, type EntityCommand, type EntityRejection, fingerprint, InvalidCommand, RevisionMismatch } from "../../domain/entity.ts"
 import type { EntityKind } from "../../domain/EntityKind.ts"
 import { EventMetadata } from "../../domain/envelope.ts"
-import { childEvent, childrenStream, type EntityRef, type IndexMetadata, sameEntity } from "../../domain/children.ts"
 import type { DecideContext } from "../../domain/Decider.ts"
 import { EventStore, type EventData, type StreamAppend } from "../../domain/EventStore.ts"
 import { KeptSnapshots } from "../../domain/KeptSnapshots.ts"
@@ -85,9 +84,8 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
     const decider = kind.decider
     const type = kind.type
     const recentCommands = options.recentCommands ?? RECENT_COMMANDS
-    const relatives = yield* makeRelatives
+    const relatives = yield* makeRelatives(kind, id)
     const appendOne = appendAlone(store)
-    const self: EntityRef = { type, id }
 
     // What the actor keeps between commands; undefined once the memory budget took it back.
     let memory: Memory | undefined
@@ -189,50 +187,6 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
       return { _tag: "Rejected", error } satisfies CommandReply
     }
 
-    /**
-     * Decides with what the decider needs of the entity's relatives, read from the store now: the
-     * parent the result is put under (when it was not under it), the live children when the result
-     * ends the entity. Returns the decision, the checks its append must carry that they are still as
-     * read, and the parents whose children indexes change (from, to).
-     */
-    const decideWithRelatives = (command: { readonly _tag: string }, state: unknown, base: DecideContext) =>
-      Effect.gen(function*() {
-        const first = decider.decide(command, state, base)
-        const none = { decision: first, checks: [] as Array<StreamAppend>, moved: undefined }
-        if (first._tag === "Failure" || first.success.length === 0) return none
-        const after = first.success.reduce(decider.evolve, state)
-        const [from, to] = [decider.parentOf?.(state), decider.parentOf?.(after)]
-        const moves = !sameEntity(from, to)
-        const ends = decider.toJson(state) !== null && decider.toJson(after) === null && relatives.hasChildren(type)
-        if (!moves && !ends) return none
-        const checks: Array<StreamAppend> = []
-        let context = base
-        if (moves && to !== undefined) {
-          const parent = yield* relatives.parent(to)
-          context = { ...context, parent: parent.state }
-          if (Option.isSome(parent.check)) checks.push(parent.check.value)
-        }
-        if (ends) {
-          const children = yield* relatives.children(self)
-          context = { ...context, children: children.children }
-          checks.push(children.check)
-        }
-        return { decision: context === base ? first : decider.decide(command, state, context), checks, moved: moves ? { from, to } : undefined }
-      })
-
-    /** The index events of a child moving from one parent (or none) to another (or none). */
-    const linkAppends = (moved: { readonly from: EntityRef | undefined; readonly to: EntityRef | undefined } | undefined, metadata: IndexMetadata) =>
-      Effect.gen(function*() {
-        const appends: Array<StreamAppend> = []
-        if (moved?.from !== undefined) {
-          appends.push({ stream: childrenStream(moved.from), events: [childEvent(yield* nextUuidv7, false, self, metadata)], expectedRevision: "any" })
-        }
-        if (moved?.to !== undefined) {
-          appends.push({ stream: childrenStream(moved.to), events: [childEvent(yield* nextUuidv7, true, self, metadata)], expectedRevision: "any" })
-        }
-        return appends
-      })
-
     const execute = (mem: Memory, command: EntityCommand, commit: BatchPart | undefined) =>
       Effect.gen(function*() {
         const asked = fingerprint(command)
@@ -246,7 +200,7 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
               new RevisionMismatch({ entityType: type, entityId: id, expected: command.expectedRevision, actual: revision })
             return reject(mem, command, stale, asked)
           }
-          const { checks, decision, moved } = yield* decideWithRelatives(decoded.success, state, context)
+          const { appends: relativeAppends, decision } = yield* relatives.decide(decoded.success, state, context)
           if (decision._tag === "Failure") return reject(mem, command, decision.failure, asked)
           if (decision.success.length === 0) {
             mem.remember(command.commandId, { _tag: "Accepted", outcome: "unchanged", revision, fingerprint: asked })
@@ -262,11 +216,9 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
           }
           const events: Array<EventData> = []
           for (const event of decision.success) events.push({ eventId: yield* nextUuidv7, ...kind.toEventData(event), metadata })
-          const links = yield* linkAppends(moved, { index: "children", commandId: command.commandId, correlationId: command.correlationId })
           const appends: ReadonlyArray<StreamAppend> = [
             { stream, events, expectedRevision: revision === -1 ? "no_stream" : revision },
-            ...checks,
-            ...links
+            ...yield* relativeAppends({ index: "children", commandId: command.commandId, correlationId: command.correlationId })
           ]
           // The first attempt of a batched command appends with its batch; a retry after a conflict, alone.
           const append = commit !== undefined && attempt === 1 ? commit.append : appendOne
