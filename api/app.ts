@@ -86,6 +86,11 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
       connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.min(timeouts.headersMillis, timeouts.requestMillis) / 4))
     },
     clientErrorHandler: clientError,
+    // Keys of a JSON body are data: `__proto__` and `constructor` are kept as the fields the client
+    // sent, not refused, since the domain merges and looks members up as own properties only
+    // (domain/mergePatch.ts), so no key can reach a prototype.
+    onProtoPoisoning: "ignore",
+    onConstructorPoisoning: "ignore",
     // The router's own refusals (a malformed %-escape, a path parameter over 100 characters) are
     // client mistakes like any other: 400 problem+json, not Fastify's own error body.
     frameworkErrors: (error, request, reply: FastifyReply) => {
@@ -109,7 +114,7 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
 
   if (options.maxConnections !== undefined) app.server.maxConnections = options.maxConnections
 
-  app.addContentTypeParser("application/merge-patch+json", { parseAs: "string" }, app.getDefaultJsonParser("error", "error"))
+  app.addContentTypeParser("application/merge-patch+json", { parseAs: "string" }, app.getDefaultJsonParser("ignore", "ignore"))
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const tag = fastifyProblems[error.code] ?? (error.statusCode !== undefined && error.statusCode < 500 ? "InvalidRequest" : "Internal")

@@ -44,6 +44,7 @@ export const problemTypes: Record<string, ProblemType> = {
   NotFound: { status: 404, code: "not-found", title: "Not found" },
   EntityNotFound: { status: 404, code: "entity-not-found", title: "The entity does not exist" },
   CommandRefused: { status: 409, code: "command-refused", title: "The entity's rules refuse this command" },
+  EntityHasChildren: { status: 409, code: "entity-has-children", title: "The entity still has live children; delete or move them first" },
   RevisionMismatch: { status: 412, code: "revision-mismatch", title: "The entity has changed since the given revision" },
   RequestTimeout: { status: 408, code: "request-timeout", title: "The request did not arrive in time" },
   PayloadTooLarge: { status: 413, code: "payload-too-large", title: "The request body is too large" },
@@ -116,6 +117,10 @@ const detailOf = (error: Record<string, unknown>): string | undefined => {
     case "RevisionMismatch": return `expected revision ${error.expected}, the entity is at revision ${error.actual}`
     case "CommandRefused": return `${error.entityType} ${error.entityId}: ${error.reason}`
     case "ParentNotFound": return `${error.field}: ${error.parentType} ${error.parentId} does not exist`
+    case "EntityHasChildren": {
+      const examples = (error.examples as ReadonlyArray<{ readonly type: string; readonly id: string }>).map((c) => `${c.type} ${c.id}`)
+      return `${error.entityType} ${error.entityId} has ${error.children} live children (${examples.join(", ")}${error.children as number > examples.length ? ", …" : ""})`
+    }
     case "CommandTimeout": return `command ${error.commandId}: no answer within ${error.timeoutMillis} ms`
     case "CommandBusError":
     case "EventStoreError":

@@ -6,16 +6,28 @@
  * adding an entity type is one file in domain/entities/ and one line in domain/entities/index.ts.
  */
 import type { Result, Schema } from "effect"
-import type { EntityRejection, ParentLookup } from "./entity.ts"
+import type { EntityRef } from "./children.ts"
+import type { EntityRejection } from "./entity.ts"
 
 /** What an accepted command did, as the command reply and HTTP status say it. */
 export type Outcome = "created" | "updated" | "deleted"
 
-/** What the envelope adds to a command: which entity, and what the sender looked up. */
+/** A parent as the event store has it when a command naming it is decided. */
+export interface ParentState extends EntityRef {
+  readonly exists: boolean
+}
+
+/**
+ * What the runtime adds to a command: which entity, and what it read of the entity's relatives in
+ * the event store just before deciding (its append then checks they are still as read: domain/children.ts).
+ */
 export interface DecideContext {
   readonly entityType: string
   readonly entityId: string
-  readonly parent?: typeof ParentLookup.Type | undefined
+  /** the parent the command would put the entity under (creating it there, or moving it): given when it does */
+  readonly parent?: ParentState | undefined
+  /** the entity's live children: given when the command would end the entity and its type has children */
+  readonly children?: ReadonlyArray<EntityRef> | undefined
 }
 
 export interface Decider<Command extends { readonly _tag: string }, Event extends { readonly _tag: string }, State> {
@@ -48,6 +60,14 @@ export interface Decider<Command extends { readonly _tag: string }, Event extend
   readonly snapshotEvery?: number
   /** whether states go to SNAPSHOTS; false for types with tens of millions of ids (history only) */
   readonly publishesSnapshots: boolean
+  /** The type of this type's parent (a campaign's is advertiser); entities of that type then keep a children index. */
+  readonly parentType?: string
+  /**
+   * The parent this state belongs to; none while the entity does not exist. The runtime reads the
+   * parent a command's result belongs to (when it is a new one) for `decide`, and keeps the parents'
+   * children indexes in line with it.
+   */
+  readonly parentOf?: (state: State) => EntityRef | undefined
   /** When the entity wants to be woken (epoch ms), as a `Wake` command (domain/wake.ts); none by default. */
   readonly wakeAt?: (state: State) => number | undefined
 }

@@ -4,12 +4,10 @@
  * answer with, and the fingerprint that tells a retry from a reused command id.
  */
 import { Schema } from "effect"
+import { EntityRef } from "./children.ts"
 import { FieldIssue } from "./validation.ts"
 
 // Commands -------------------------------------------------------------------------------------
-
-/** The parent as looked up by the sender when the command names one (campaign → advertiser, …). */
-export const ParentLookup = Schema.Struct({ id: Schema.String, exists: Schema.Boolean })
 
 /**
  * Ids travel in NATS headers (HISTORY's `Tributary-Trace-Id` is the correlation id) and in every
@@ -26,7 +24,6 @@ export const EntityCommand = Schema.Struct({
   entityId: Schema.String,
   /** If-Match: the revision the sender last saw (a safe integer: a larger one could not be compared exactly) */
   expectedRevision: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
-  parent: Schema.optionalKey(ParentLookup),
   /** the command of the entity type's decider, encoded (e.g. a record's `{ "_tag": "Put", "fields": … }`) */
   action: Schema.Json,
   /** epoch ms after which its sender no longer waits: the entity answers Expired instead of applying it */
@@ -84,6 +81,14 @@ export class ParentNotFound extends Schema.TaggedError<ParentNotFound>()("Parent
   parentId: Schema.String
 }) {}
 
+/** The entity still has live children (campaigns of this advertiser): they go first. `examples` names a few. */
+export class EntityHasChildren extends Schema.TaggedError<EntityHasChildren>()("EntityHasChildren", {
+  entityType: Schema.String,
+  entityId: Schema.String,
+  children: Schema.Int,
+  examples: Schema.Array(EntityRef)
+}) {}
+
 /** A command id (an Idempotency-Key) seen before with a different request. */
 export class CommandIdReused extends Schema.TaggedError<CommandIdReused>()("CommandIdReused", {
   commandId: Schema.String
@@ -102,5 +107,14 @@ export class CommandRefused extends Schema.TaggedError<CommandRefused>()("Comman
   reason: Schema.String
 }) {}
 
-export const EntityRejection = Schema.Union([EntityNotFound, RevisionMismatch, InvalidEntity, ParentNotFound, CommandIdReused, InvalidCommand, CommandRefused])
+export const EntityRejection = Schema.Union([
+  EntityNotFound,
+  RevisionMismatch,
+  InvalidEntity,
+  ParentNotFound,
+  EntityHasChildren,
+  CommandIdReused,
+  InvalidCommand,
+  CommandRefused
+])
 export type EntityRejection = typeof EntityRejection.Type

@@ -14,6 +14,11 @@
  * What it keeps between commands counts against the process's memory budget (EntityMemory, when
  * provided): evicted, it forgets, and reads the entity again at its next command. When its decider
  * declares `wakeAt`, it keeps the entity's reminder (Reminders, when provided) in line with the state.
+ *
+ * When a command puts the entity under a parent, or ends an entity that has children, it reads those
+ * relatives from the store before deciding, and its append checks they are still as read and keeps
+ * the parents' children indexes (relatives.ts, domain/children.ts): no child is created under a
+ * deleted parent, no parent deleted under a live child, whichever processes run the two.
  */
 import { Clock, Effect, Metric, Option, Schema } from "effect"
 import type { Behavior } from "../runtime/Actor.ts"
@@ -22,13 +27,15 @@ import { Deciders } from "../../domain/DeciderRegistry.ts"
 import { CommandIdReused, type EntityCommand, type EntityRejection, fingerprint, InvalidCommand, RevisionMismatch } from "../../domain/entity.ts"
 import type { EntityKind } from "../../domain/EntityKind.ts"
 import { EventMetadata } from "../../domain/envelope.ts"
-import { EventStore, type EventData } from "../../domain/EventStore.ts"
+import type { DecideContext } from "../../domain/Decider.ts"
+import { EventStore, type EventData, type StreamAppend } from "../../domain/EventStore.ts"
 import { KeptSnapshots } from "../../domain/KeptSnapshots.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
-import type { BatchPart } from "./BatchCommit.ts"
+import { appendAlone, type BatchPart } from "./BatchCommit.ts"
 import { EntityMemory, memoryBytes } from "./EntityMemory.ts"
 import { type EntityReminder, entityReminder } from "./entityReminder.ts"
 import { type Memory, type Remembered, newMemory } from "./memory.ts"
+import { makeRelatives } from "./relatives.ts"
 
 /**
  * The protocol: a command from the bus, answered exactly once (or handed back to the bus). A command
@@ -77,6 +84,8 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
     const decider = kind.decider
     const type = kind.type
     const recentCommands = options.recentCommands ?? RECENT_COMMANDS
+    const relatives = yield* makeRelatives(kind, id)
+    const appendOne = appendAlone(store)
 
     // What the actor keeps between commands; undefined once the memory budget took it back.
     let memory: Memory | undefined
@@ -183,7 +192,7 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
         const asked = fingerprint(command)
         const decoded = kind.decodeCommand(command.action)
         if (decoded._tag === "Failure") return reject(mem, command, new InvalidCommand({ entityType: type, issues: decoded.failure }), asked)
-        const context = { entityType: type, entityId: id, parent: command.parent }
+        const context: DecideContext = { entityType: type, entityId: id }
         for (let attempt = 1; ; attempt++) {
           const { state, revision } = mem.folded
           if (command.expectedRevision !== undefined && command.expectedRevision !== revision) {
@@ -191,7 +200,7 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
               new RevisionMismatch({ entityType: type, entityId: id, expected: command.expectedRevision, actual: revision })
             return reject(mem, command, stale, asked)
           }
-          const decision = decider.decide(decoded.success, state, context)
+          const { appends: relativeAppends, decision } = yield* relatives.decide(decoded.success, state, context)
           if (decision._tag === "Failure") return reject(mem, command, decision.failure, asked)
           if (decision.success.length === 0) {
             mem.remember(command.commandId, { _tag: "Accepted", outcome: "unchanged", revision, fingerprint: asked })
@@ -207,11 +216,16 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
           }
           const events: Array<EventData> = []
           for (const event of decision.success) events.push({ eventId: yield* nextUuidv7, ...kind.toEventData(event), metadata })
+          const appends: ReadonlyArray<StreamAppend> = [
+            { stream, events, expectedRevision: revision === -1 ? "no_stream" : revision },
+            ...yield* relativeAppends({ index: "children", commandId: command.commandId, correlationId: command.correlationId })
+          ]
           // The first attempt of a batched command appends with its batch; a retry after a conflict, alone.
-          const append = commit !== undefined && attempt === 1 ? commit.append : store.appendToStream
-          const appended = yield* append(stream, events, revision === -1 ? "no_stream" : revision).pipe(
+          const append = commit !== undefined && attempt === 1 ? commit.append : appendOne
+          const appended = yield* append(appends).pipe(
             Effect.as(true),
-            Effect.catchTag("WrongExpectedRevision", () => Effect.succeed(false)),
+            // our stream moved on, or a relative is no longer as read: read again, decide again
+            Effect.catchTag("WrongExpectedRevisions", () => Effect.succeed(false)),
             Effect.catchTag("EventStoreError", (error) =>
               attempt < MAX_ATTEMPTS ? Effect.as(Effect.logWarning("append failed; re-reading", { stream, error }), false) : Effect.fail(error))
           )

@@ -60,7 +60,7 @@ const problems = {
 const commandProblems = {
   ...problems,
   412: problemResponse("If-Match names a stale revision; nothing changed"),
-  409: problemResponse("the entity's rules refuse the command"),
+  409: problemResponse("the entity's rules refuse the command, or it still has live children (entity-has-children)"),
   422: problemResponse("the parent entity does not exist, or the Idempotency-Key was used for a different request"),
   503: problemResponse("overloaded or a dependency is down; see Retry-After"),
   504: problemResponse("no answer in time; retry with the same Idempotency-Key")
@@ -78,24 +78,15 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
       // The same key from the same client for the same entity is the same command.
       : Effect.succeed(createHash("sha256").update(`${principal.id}\n${type}\n${id}\n${key}`).digest("hex").slice(0, 32))
 
-  const lookupParent = (definition: RecordDecider, fields: Schema.JsonObject) => {
-    const parent = definition.parent
-    const parentId = parent === undefined ? undefined : fields[parent.field]
-    if (parent === undefined || typeof parentId !== "string") return Effect.succeed(undefined)
-    return Effect.map(getEntity(parent.type, parentId), (found) => ({ id: parentId, exists: Option.isSome(found) }))
-  }
-
   const send = (
     type: string,
     id: string,
     principal: Principal,
     headers: typeof CommandHeaders.Type,
-    action: Schema.Json,
-    parent?: ReturnType<typeof lookupParent>
+    action: Schema.Json
   ) =>
     Effect.gen(function*() {
       const bus = yield* CommandBus
-      const parentLookup = parent === undefined ? undefined : yield* parent
       const cid = yield* commandId(principal, type, id, headers["idempotency-key"])
       const ifMatch = headers["if-match"]
       const command: EntityCommand = {
@@ -104,8 +95,7 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
         entityType: type,
         entityId: id,
         action,
-        ...(ifMatch === undefined ? {} : { expectedRevision: Number(ifMatch.slice(1, -1)) }),
-        ...(parentLookup === undefined ? {} : { parent: parentLookup })
+        ...(ifMatch === undefined ? {} : { expectedRevision: Number(ifMatch.slice(1, -1)) })
       }
       const reply = yield* bus.send(command)
       switch (reply._tag) {
@@ -133,7 +123,7 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
         params: Params, headers: CommandHeaders, body: definition.fields,
         responses: { 200: { description: "replaced", schema: EntityResponse }, 201: { description: "created", schema: EntityResponse }, ...commandProblems },
         handler: ({ params, headers, body, principal }) =>
-          send(type, params.id, principal, headers, { _tag: "Put", fields: body }, lookupParent(definition, body))
+          send(type, params.id, principal, headers, { _tag: "Put", fields: body })
       }),
       route({
         method: "PATCH", url: `${base}/:id`, tags, roles: ["service"], admission: "commands",
@@ -141,7 +131,7 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
         params: Params, headers: CommandHeaders, body: MergePatch, consumes: ["application/merge-patch+json", "application/json"],
         responses: { 200: { description: "patched", schema: EntityResponse }, ...commandProblems },
         handler: ({ params, headers, body, principal }) =>
-          send(type, params.id, principal, headers, { _tag: "Patch", patch: body }, lookupParent(definition, body))
+          send(type, params.id, principal, headers, { _tag: "Patch", patch: body })
       }),
       route({
         method: "DELETE", url: `${base}/:id`, tags, roles: ["service"], admission: "commands",

@@ -6,7 +6,8 @@
  */
 import { Result, Schema } from "effect"
 import { type AnyDecider, decider, type Decider } from "../Decider.ts"
-import { EntityNotFound, type EntityRejection, InvalidEntity, ParentNotFound } from "../entity.ts"
+import type { ParentState } from "../Decider.ts"
+import { EntityHasChildren, EntityNotFound, type EntityRejection, InvalidEntity, ParentNotFound } from "../entity.ts"
 import { applyMergePatch, diffMergePatch } from "../mergePatch.ts"
 import { validate } from "../validation.ts"
 
@@ -34,7 +35,7 @@ export type RecordState = typeof RecordState.Type
 export interface RecordDecider extends Decider<RecordCommand, RecordEvent, RecordState> {
   /** the schema of the fields (the body of PUT) */
   readonly fields: Schema.Codec<Schema.JsonObject, unknown>
-  /** the field naming the parent, looked up by the sender (a campaign's advertiserId) */
+  /** the field naming the parent, which must exist when the record is put under it (a campaign's advertiserId) */
   readonly parent?: { readonly type: string; readonly field: string }
 }
 
@@ -49,13 +50,14 @@ export const recordDecider = (definition: {
   readonly parent?: { readonly type: string; readonly field: string }
 }): RecordDecider => {
   const fieldsSchema = definition.fields as unknown as Schema.Codec<Schema.JsonObject, unknown>
-  const checkFields = (fields: unknown, parentLookup: { readonly id: string; readonly exists: boolean } | undefined) =>
+  const parent = definition.parent
+  const checkFields = (fields: unknown, parentState: ParentState | undefined) =>
     Result.flatMap(
       Result.mapError(validate(fieldsSchema, fields), (issues) => new InvalidEntity({ entityType: definition.type, issues })),
       (valid): Result.Result<Schema.JsonObject, EntityRejection> => {
-        const parent = definition.parent
-        if (parent && parentLookup && parentLookup.id === valid[parent.field] && !parentLookup.exists) {
-          return Result.fail(new ParentNotFound({ field: parent.field, parentType: parent.type, parentId: parentLookup.id }))
+        // The runtime gives the parent's state when the result is put under a parent it was not under.
+        if (parent && parentState && parentState.id === valid[parent.field] && !parentState.exists) {
+          return Result.fail(new ParentNotFound({ field: parent.field, parentType: parent.type, parentId: parentState.id }))
         }
         return Result.succeed(valid)
       }
@@ -81,8 +83,15 @@ export const recordDecider = (definition: {
           if (live === null) return notFound()
           return Result.flatMap(checkFields(applyMergePatch(live, command.patch), context.parent), (fields) => Result.succeed(updated(live, fields)))
         }
-        case "Delete":
-          return live === null ? notFound() : Result.succeed([EntityDeleted.make({})])
+        case "Delete": {
+          if (live === null) return notFound()
+          // The runtime gives the live children of a type that has them (domain/children.ts).
+          const children = context.children ?? []
+          if (children.length > 0) {
+            return Result.fail(new EntityHasChildren({ entityType: context.entityType, entityId: context.entityId, children: children.length, examples: children.slice(0, 5) }))
+          }
+          return Result.succeed([EntityDeleted.make({})])
+        }
       }
     },
     evolve: (state, event) => {
@@ -101,7 +110,14 @@ export const recordDecider = (definition: {
     // A conditional patch or delete of an entity that does not exist is "not found", not "stale".
     staleRevision: (command, state, context) =>
       state.status !== "live" && command._tag !== "Put" ? new EntityNotFound({ entityType: context.entityType, entityId: context.entityId }) : undefined,
-    publishesSnapshots: true
+    publishesSnapshots: true,
+    ...(parent === undefined ? {} : {
+      parentType: parent.type,
+      parentOf: (state: RecordState) => {
+        const id = state.status === "live" && state.fields !== null && Object.hasOwn(state.fields, parent.field) ? state.fields[parent.field] : undefined
+        return typeof id === "string" ? { type: parent.type, id } : undefined
+      }
+    })
   })
-  return { ...base, fields: fieldsSchema, ...(definition.parent === undefined ? {} : { parent: definition.parent }) }
+  return { ...base, fields: fieldsSchema, ...(parent === undefined ? {} : { parent }) }
 }

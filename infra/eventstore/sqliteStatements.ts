@@ -36,6 +36,7 @@ export const prepare = (db: DatabaseSync) => ({
   ),
   allForwards: db.prepare(`SELECT ${columns} FROM events WHERE position >= ? ORDER BY position LIMIT ?`),
   allBackwards: db.prepare(`SELECT ${columns} FROM events WHERE position <= ? ORDER BY position DESC LIMIT ?`),
-  head: db.prepare("SELECT max(position) AS position FROM events")
+  head: db.prepare("SELECT max(position) AS position FROM events"),
+  lastRecordedAt: db.prepare("SELECT recorded_at FROM events ORDER BY position DESC LIMIT 1")
 })
 

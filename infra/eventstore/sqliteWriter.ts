@@ -207,8 +207,20 @@ export const makeWriter = (db: DatabaseSync) => {
     }
   }
 
+  // The newest recordedAt in the file, cached like the heads (dropped when another connection commits).
+  let lastRecordedAt: string | undefined = undefined
+  /**
+   * The time a transaction records: the wall clock, but never before the newest event already stored
+   * (by any process), so recordedAt never decreases along the global order even when a clock steps
+   * back or two processes' clocks disagree, and an asOf cut of the global order is a prefix of it.
+   */
+  const notBeforeLast = (now: string): string => {
+    lastRecordedAt ??= statements.lastRecordedAt.get()?.recorded_at as string | undefined
+    return lastRecordedAt !== undefined && Date.parse(lastRecordedAt) > Date.parse(now) ? lastRecordedAt : now
+  }
+
   /** Commits a batch in one transaction; a failed COMMIT (or a transaction SQLite aborted) fails every request in it. */
-  const commit = (batch: ReadonlyArray<WriteRequest>, recordedAt: string) => {
+  const commit = (batch: ReadonlyArray<WriteRequest>, now: string) => {
     const outcomes: Array<WriteOutcome> = []
     let written = 0
     try {
@@ -216,8 +228,11 @@ export const makeWriter = (db: DatabaseSync) => {
       const version = statements.dataVersion.get()?.data_version
       if (version !== seenVersion) {
         heads.clear() // another connection committed since our last transaction
+        lastRecordedAt = undefined
         seenVersion = version
       }
+      // Under the write lock (BEGIN IMMEDIATE): no other process can append between this read and the commit.
+      const recordedAt = notBeforeLast(now)
       for (const request of batch) {
         const applied = applyRequest(request, recordedAt)
         outcomes.push(applied.outcome)
@@ -225,8 +240,10 @@ export const makeWriter = (db: DatabaseSync) => {
         if (!db.isTransaction) throw new Error("SQLite rolled the transaction back")
       }
       statements.commit.run()
+      if (written > 0) lastRecordedAt = recordedAt
     } catch (cause) {
       heads.clear() // it may hold heads of the rolled-back transaction
+      lastRecordedAt = undefined
       if (db.isTransaction) {
         try {
           statements.rollback.run()

@@ -43,6 +43,7 @@ export type WriteOutcome =
 
 /** Main thread → writer. A batch is everything that was pending: one transaction. */
 export type ToWriter =
+  /** `recordedAt`: the sender's wall clock; the writer records it, or the newest recordedAt stored if that is later */
   | { readonly _tag: "Commit"; readonly recordedAt: string; readonly batch: ReadonlyArray<WriteRequest> }
   | { readonly _tag: "Close" }
 

@@ -229,8 +229,10 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("enti
 
         // a patch moving the campaign to a missing advertiser is refused too
         assertProblem(yield* request({ method: "PATCH", url: entityUrl("campaign", "140"), body: { advertiserId: "999141" } }), 422, "parent-not-found")
-        // a deleted advertiser no longer exists
-        yield* request({ method: "DELETE", url: entityUrl("advertiser", "140") })
+        // a deleted advertiser no longer exists (its children go first)
+        assert.strictEqual((yield* request({ method: "DELETE", url: entityUrl("strategy", "140") })).statusCode, 200)
+        assert.strictEqual((yield* request({ method: "DELETE", url: entityUrl("campaign", "140") })).statusCode, 200)
+        assert.strictEqual((yield* request({ method: "DELETE", url: entityUrl("advertiser", "140") })).statusCode, 200)
         assertProblem(yield* request({ method: "PUT", url: entityUrl("campaign", "141"), body: { advertiserId: "140", name: "Late" } }), 422, "parent-not-found")
       }))
   })

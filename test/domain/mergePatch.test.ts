@@ -1,5 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
+import type { Schema } from "effect"
 import { applyMergePatch, diffMergePatch } from "../../domain/mergePatch.ts"
+
+/** JSON as a client sends it: JSON.parse makes `__proto__` an own member, as it does every key. */
+const json = (text: string) => JSON.parse(text) as Schema.JsonObject
 
 describe("JSON merge patch", () => {
   // The examples of RFC 7396, Appendix A.
@@ -31,5 +35,40 @@ describe("JSON merge patch", () => {
     assert.deepStrictEqual(patch, { b: { d: 4 }, e: [1, 2, 3], f: null, g: true })
     assert.deepStrictEqual(applyMergePatch(from, patch), to)
     assert.deepStrictEqual(diffMergePatch(to, to), {})
+  })
+
+  describe("members named like Object.prototype's", () => {
+    const names = ["constructor", "toString", "hasOwnProperty", "__proto__", "valueOf"]
+
+    it("adds, merges and removes them like any other member", () => {
+      const added = applyMergePatch({}, json(`{"constructor":"c","toString":{"a":1},"hasOwnProperty":3,"__proto__":{"polluted":true}}`)) as Schema.JsonObject
+      assert.deepStrictEqual(Object.keys(added), ["constructor", "toString", "hasOwnProperty", "__proto__"])
+      assert.strictEqual(JSON.stringify(added), `{"constructor":"c","toString":{"a":1},"hasOwnProperty":3,"__proto__":{"polluted":true}}`)
+      assert.strictEqual(Object.getPrototypeOf(added), Object.prototype)
+
+      const merged = applyMergePatch(added, json(`{"toString":{"b":2},"__proto__":{"more":1},"constructor":null}`))
+      assert.strictEqual(JSON.stringify(merged), `{"toString":{"a":1,"b":2},"hasOwnProperty":3,"__proto__":{"polluted":true,"more":1}}`)
+      const removed = applyMergePatch(merged, json(`{"__proto__":null,"toString":null,"hasOwnProperty":null}`))
+      assert.strictEqual(JSON.stringify(removed), "{}")
+    })
+
+    it("diffs them: a member the target lacks is removed, one it has is kept", () => {
+      for (const name of names) {
+        const withIt = json(`{"a":1,${JSON.stringify(name)}:{"x":1}}`)
+        const without = json(`{"a":1}`)
+        // absent on one side: inherited members of the other do not count as present
+        assert.strictEqual(JSON.stringify(diffMergePatch(withIt, without)), `{${JSON.stringify(name)}:null}`, name)
+        assert.strictEqual(JSON.stringify(diffMergePatch(without, withIt)), `{${JSON.stringify(name)}:{"x":1}}`, name)
+        assert.strictEqual(JSON.stringify(applyMergePatch(without, diffMergePatch(without, withIt))), JSON.stringify(withIt), name)
+        assert.deepStrictEqual(diffMergePatch(withIt, withIt), {}, name)
+      }
+    })
+
+    it("pollutes no prototype", () => {
+      applyMergePatch(json(`{"__proto__":{"a":1}}`), json(`{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}`))
+      diffMergePatch(json(`{}`), json(`{"__proto__":{"polluted":true}}`))
+      assert.isUndefined((Object.prototype as Record<string, unknown>).polluted)
+      assert.isUndefined(({} as Record<string, unknown>).polluted)
+    })
   })
 })

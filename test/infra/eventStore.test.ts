@@ -3,7 +3,8 @@ import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Stream } from "effect"
+import { Clock, Context, Effect, Fiber, Layer, Stream } from "effect"
+import { TestClock } from "effect/testing"
 import { EventStore } from "../../domain/EventStore.ts"
 import type { EventData } from "../../domain/EventStore.ts"
 import { layerKurrent } from "../../infra/eventstore/kurrent.ts"
@@ -186,5 +187,39 @@ describe("SQLite event store file", () => {
       const store = yield* Effect.scoped(openStore(tempDatabase()))
       const error = yield* Effect.flip(store.appendToStream("s-1", [event("Late")], "any"))
       assert.strictEqual(error._tag, "EventStoreError")
+    }))
+
+  it.live("never records a time before the newest recordedAt in the file: a clock set back, or another process's clock behind", () =>
+    Effect.gen(function*() {
+      const path = tempDatabase()
+      // Each store reads time from its own clock, as two processes with their own wall clocks would.
+      const [clockA, clockB] = [yield* TestClock.make(), yield* TestClock.make()]
+      const storeA = yield* openStore(path).pipe(Effect.provideService(Clock.Clock, clockA))
+      const storeB = yield* openStore(path).pipe(Effect.provideService(Clock.Clock, clockB))
+      const at = (iso: string) => Date.parse(iso)
+
+      yield* clockA.setTime(at("2030-01-01T00:00:10.000Z"))
+      yield* storeA.appendToStream("s-1", [event("First")], "no_stream")
+      yield* clockA.setTime(at("2030-01-01T00:00:00.000Z")) // the clock steps back 10 s
+      yield* storeA.appendToStream("s-1", [event("Second")], 0)
+      yield* storeA.appendToStreams([{ stream: "s-2", events: [event("Third")], expectedRevision: "no_stream" }])
+      // another process whose clock is behind the newest event, appending to the same file
+      yield* clockB.setTime(at("2030-01-01T00:00:05.000Z"))
+      yield* storeB.appendToStream("s-3", [event("Fourth")], "no_stream")
+      // time moves on past the newest: recorded as it is
+      yield* clockB.setTime(at("2030-01-01T00:00:20.000Z"))
+      yield* storeB.appendToStream("s-3", [event("Fifth")], 0)
+      yield* clockA.setTime(at("2030-01-01T00:00:15.000Z"))
+      yield* storeA.appendToStream("s-1", [event("Sixth")], 1)
+
+      const all = yield* storeA.readAll()
+      assert.deepStrictEqual(all.map((e) => [e.type, e.recordedAt]), [
+        ["First", "2030-01-01T00:00:10.000Z"],
+        ["Second", "2030-01-01T00:00:10.000Z"],
+        ["Third", "2030-01-01T00:00:10.000Z"],
+        ["Fourth", "2030-01-01T00:00:10.000Z"],
+        ["Fifth", "2030-01-01T00:00:20.000Z"],
+        ["Sixth", "2030-01-01T00:00:20.000Z"]
+      ])
     }))
 })

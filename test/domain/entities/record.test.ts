@@ -4,6 +4,7 @@ import type { DecideContext } from "../../../domain/Decider.ts"
 import { fingerprint, type EntityCommand, type EntityRejection, RevisionMismatch } from "../../../domain/entity.ts"
 import type { RecordCommand as EntityAction, RecordEvent as EntityEvent, RecordState as EntityState } from "../../../domain/entities/record.ts"
 import { strategy } from "../../../domain/entities/strategy.ts"
+import { note } from "../../fixtures/note.ts"
 
 const fields = { campaignId: "18446744073709551615", name: "retargeting", bidPrice: 2.5, segmentIds: ["1", "2"] }
 
@@ -23,8 +24,13 @@ const given = (...events: ReadonlyArray<EntityEvent>): EntityState => events.red
  * when(command) → the events it causes (then), or its rejection. An If-Match revision is checked by
  * the entity runtime before `decide`, with the decider's own `staleRevision` rule: done here the same way.
  */
-const when = (state: EntityState, cmd: EntityCommand, revision = -1): Result.Result<ReadonlyArray<EntityEvent>, EntityRejection> => {
-  const context: DecideContext = { entityType: cmd.entityType, entityId: cmd.entityId, parent: cmd.parent }
+const when = (
+  state: EntityState,
+  cmd: EntityCommand,
+  revision = -1,
+  relatives: Pick<DecideContext, "parent" | "children"> = {}
+): Result.Result<ReadonlyArray<EntityEvent>, EntityRejection> => {
+  const context: DecideContext = { entityType: cmd.entityType, entityId: cmd.entityId, ...relatives }
   const action = cmd.action as EntityAction
   if (cmd.expectedRevision !== undefined && cmd.expectedRevision !== revision) {
     return Result.fail(strategy.staleRevision?.(action, state, context) ??
@@ -50,10 +56,15 @@ describe("record decider (strategy)", () => {
   })
 
   it("merge-patches (RFC 7396): null removes, objects merge, arrays replace", () => {
-    const result = when(given(created), command({ _tag: "Patch", patch: { name: "prospecting", segmentIds: [] } }))
-    assert.deepStrictEqual(result, Result.succeed([{ _tag: "EntityUpdated", changes: { name: "prospecting", segmentIds: [] } }]))
-    const state = given(created, { _tag: "EntityUpdated", changes: { name: "prospecting" } })
-    assert.strictEqual(state.fields?.name, "prospecting")
+    // a note's fields are any JSON object, so nested objects and optional members can be patched
+    const context: DecideContext = { entityType: "note", entityId: "n1" }
+    const start = note.evolve(note.initialState(), { _tag: "EntityCreated", fields: { a: { x: 1, y: 2 }, b: "keep", c: 1, list: [1, 2] } })
+    const decided = note.decide({ _tag: "Patch", patch: { a: { y: null, z: 3 }, c: null, list: [3] } }, start, context)
+    const changes = { a: { y: null, z: 3 }, c: null, list: [3] }
+    assert.deepStrictEqual(decided, Result.succeed([{ _tag: "EntityUpdated", changes }]))
+    const after = note.evolve(start, { _tag: "EntityUpdated", changes })
+    // c removed, a merged (y removed, x kept, z added), b untouched, list replaced
+    assert.deepStrictEqual(after.fields, { a: { x: 1, z: 3 }, b: "keep", list: [3] })
   })
 
   it("rejects a patch whose result is invalid, naming the field", () => {
@@ -90,10 +101,30 @@ describe("record decider (strategy)", () => {
     assert.deepStrictEqual(when(deleted, command({ _tag: "Put", fields })), Result.succeed([created]))
   })
 
-  it("rejects a parent that was looked up and does not exist", () => {
-    const result = when(given(), command({ _tag: "Put", fields }, { parent: { id: fields.campaignId, exists: false } }))
+  it("rejects a parent that the runtime read and found missing; accepts one it found", () => {
+    const parent = (exists: boolean) => ({ parent: { type: "campaign", id: fields.campaignId, exists } })
+    const result = when(given(), command({ _tag: "Put", fields }), -1, parent(false))
     assert.strictEqual(Result.isFailure(result) ? result.failure._tag : "", "ParentNotFound")
-    assert.deepStrictEqual(when(given(), command({ _tag: "Put", fields }, { parent: { id: fields.campaignId, exists: true } })), Result.succeed([created]))
+    assert.deepStrictEqual(when(given(), command({ _tag: "Put", fields }), -1, parent(true)), Result.succeed([created]))
+    // a patch moving it under a missing campaign too
+    const moved = when(given(created), command({ _tag: "Patch", patch: { campaignId: "7" } }), -1, { parent: { type: "campaign", id: "7", exists: false } })
+    assert.strictEqual(Result.isFailure(moved) ? moved.failure._tag : "", "ParentNotFound")
+  })
+
+  it("names the parent its state belongs to while it lives", () => {
+    assert.deepStrictEqual(strategy.parentOf?.(given(created)), { type: "campaign", id: fields.campaignId })
+    assert.strictEqual(strategy.parentType, "campaign")
+    assert.isUndefined(strategy.parentOf?.(given()))
+    assert.isUndefined(strategy.parentOf?.(given(created, { _tag: "EntityDeleted" })))
+  })
+
+  it("refuses to delete an entity with live children, naming a few", () => {
+    const children = [{ type: "strategy", id: "1" }, { type: "strategy", id: "2" }]
+    const result = when(given(created), command({ _tag: "Delete" }), -1, { children })
+    assert.isTrue(Result.isFailure(result))
+    const error = Result.isFailure(result) ? result.failure : undefined
+    assert.deepStrictEqual(error?._tag === "EntityHasChildren" ? [error.children, error.examples] : [], [2, children])
+    assert.deepStrictEqual(when(given(created), command({ _tag: "Delete" }), -1, { children: [] }), Result.succeed([{ _tag: "EntityDeleted" }]))
   })
 
   it("fingerprints what a command asks, whatever the order of its keys", () => {
