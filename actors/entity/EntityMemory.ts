@@ -76,12 +76,3 @@ export const make = (budget: number): EntityMemory["Service"] => {
 
 /** The budget for the whole process (ENTITY_MEMORY_BYTES). */
 export const layer = (budgetBytes: number): Layer.Layer<EntityMemory> => Layer.sync(EntityMemory, () => make(budgetBytes))
-
-/** Roughly what a JSON-like value occupies in memory (UTF-16 text plus object overhead). */
-export const approximateBytes = (value: unknown): number => {
-  try {
-    return 64 + 2 * (JSON.stringify(value)?.length ?? 0)
-  } catch {
-    return 1_024
-  }
-}
