@@ -53,8 +53,6 @@ export interface RelayOptions {
    * often showed in the commit → HISTORY tail latency (bench (c)).
    */
   readonly checkpointEvery?: Duration.Input
-  /** entities whose state is kept in memory; default 10 000 */
-  readonly cacheSize?: number
 }
 
 /** Header names on HISTORY messages (DESIGN.md, Contracts); `Nats-Msg-Id` is set through `msgID`. */
@@ -160,7 +158,8 @@ const relayOnce = (options: RelayOptions) =>
   Effect.gen(function*() {
     const store = yield* EventStore
     const checkpoint = yield* openRelayCheckpoint(options.name ?? "history")
-    const cache = makeEntityStateCache(store, yield* Deciders, options.cacheSize ?? 10_000, yield* Effect.serviceOption(KeptSnapshots))
+    // Entity states kept in memory count against the process's ENTITY_MEMORY_BYTES (EntityMemory).
+    const cache = yield* makeEntityStateCache(store, yield* Deciders, yield* Effect.serviceOption(KeptSnapshots))
     const tail = yield* historyTail
     let lastSeq = tail.lastSeq
     const published = tail.position

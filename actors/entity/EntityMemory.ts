@@ -1,17 +1,18 @@
 /**
- * One memory budget, in bytes, for what all entity actors of the process keep between commands: each
- * actor's folded state and the command ids it remembers. When the total passes the budget, the least
- * recently used actors forget theirs (LRU across actors, not per actor); such an actor reads its
- * entity again (kept snapshot, tail, recent command ids) at its next command. With 10,000 live actors
- * a per-actor bound alone could reach gigabytes.
+ * One memory budget, in bytes, for what the process keeps of its entities: each entity actor's folded
+ * state and the command ids it remembers, and the relay's cached states (infra/entityStateCache.ts).
+ * When the total passes the budget, the least recently used holders give theirs back (LRU across all
+ * of them, not per actor); such an actor reads its entity again (kept snapshot, tail, recent command
+ * ids) at its next command. With 10,000 live actors a per-actor bound alone could reach gigabytes.
+ * Holders measure what they keep with heapBytes (as V8 holds it).
  *
- * Its functions are synchronous on purpose: the actors call them from their own bookkeeping, between
- * two steps of a command, and an eviction only sets another actor's fields.
+ * Its functions are synchronous on purpose: the holders call them from their own bookkeeping, between
+ * two steps of a command, and an eviction only sets another holder's fields.
  */
 import { Context, Effect, Layer, Metric } from "effect"
 
 export const memoryBytes = Metric.gauge("tributary_entity_memory_bytes", {
-  description: "bytes the entity actors of this process keep between commands (bounded by ENTITY_MEMORY_BYTES)"
+  description: "bytes this process keeps of its entities: actor states, remembered commands, the relay's cached states (bounded by ENTITY_MEMORY_BYTES)"
 })
 
 /** One actor's share of the budget. */
@@ -76,12 +77,3 @@ export const make = (budget: number): EntityMemory["Service"] => {
 
 /** The budget for the whole process (ENTITY_MEMORY_BYTES). */
 export const layer = (budgetBytes: number): Layer.Layer<EntityMemory> => Layer.sync(EntityMemory, () => make(budgetBytes))
-
-/** Roughly what a JSON-like value occupies in memory (UTF-16 text plus object overhead). */
-export const approximateBytes = (value: unknown): number => {
-  try {
-    return 64 + 2 * (JSON.stringify(value)?.length ?? 0)
-  } catch {
-    return 1_024
-  }
-}

@@ -6,7 +6,7 @@
 import type { EntityRejection } from "../../domain/entity.ts"
 import type { Outcome } from "../../domain/Decider.ts"
 import type { Folded } from "../../domain/fold.ts"
-import { approximateBytes } from "./EntityMemory.ts"
+import { heapBytes, stringBytes } from "./heapBytes.ts"
 
 /** What a command did: small, so many can be remembered; the state is re-read when needed. */
 export type Remembered = (
@@ -25,8 +25,11 @@ export interface Memory {
   readonly bytes: () => number
 }
 
-// A remembered command: its id, its answer's few fields, the Map entry.
-const entryBytes = (commandId: string, what: Remembered) => 160 + 2 * commandId.length + (what._tag === "Rejected" ? approximateBytes(what.error) : 0)
+// A remembered command: the Map's entry (key, value, chain and bucket slots), its id, the answer's
+// object and fingerprint, and a rejection's error (outcome and tag strings are shared constants).
+const entryBytes = (commandId: string, what: Remembered) =>
+  32 + stringBytes(commandId) + 56 + (what.fingerprint === undefined ? 0 : stringBytes(what.fingerprint)) +
+  (what._tag === "Rejected" ? heapBytes(what.error) : 0)
 
 export const newMemory = (start: Folded, capacity: number): Memory => {
   let folded = start
@@ -64,7 +67,7 @@ export const newMemory = (start: Folded, capacity: number): Memory => {
     },
     entries: () => recent.entries(),
     // The state's size is measured once per change, when the budget asks.
-    bytes: () => (stateBytes ??= approximateBytes(folded.state)) + recentBytes
+    bytes: () => (stateBytes ??= heapBytes(folded)) + recentBytes
   }
   return memory
 }

@@ -217,11 +217,12 @@ export const make = <Msg, E = never, R = never>(
     // One incarnation: setup in a fresh scope, then the loop. Succeeds when the mailbox is drained.
     const incarnation = Effect.scoped(Effect.gen(function*() {
       const handler = yield* options.behavior({ id, self: ref })
-      while (true) {
-        const next = yield* takeNext
-        if (Option.isNone(next)) return
-        yield* handle(handler, next.value)
-      }
+      // The message lives only in this callback: a local of the loop would stay in the suspended
+      // generator while it waits for the next one, keeping an idle actor's last message (its whole
+      // payload) alive for as long as the actor lives.
+      const step = Effect.flatMap(takeNext, (next) => Option.isNone(next) ? Effect.succeed(false) : Effect.as(handle(handler, next.value), true))
+      let more = true
+      while (more) more = yield* step
     }))
 
     // Gave up: nothing more will be handled, so answer every waiting asker now, and hand every tell to `undelivered`.
