@@ -14,7 +14,7 @@
 import type { StreamConfig } from "@nats-io/jetstream"
 import { Effect } from "effect"
 import { StreamNames } from "../../domain/subjects.ts"
-import { Nats, type NatsError } from "./Nats.ts"
+import { Nats, NatsError } from "./Nats.ts"
 import { ensureStream, streamConfigs, type TopologyOptions } from "./topology.ts"
 
 /** An account of consumers, as nats.conf declares it. */
@@ -83,5 +83,7 @@ export const ensureConsumerAccounts = (options: ConsumerAccountsOptions): Effect
         url: options.url,
         name: `tributary-${account.admin}-${process.pid}`,
         credentials: { user: account.admin, password: options.password }
-      }))
+      })),
+      // e.g. an embedded nats-server still running an older nats.conf, without this account
+      Effect.mapError((error) => new NatsError({ operation: `${error.operation} as ${account.admin} (account ${account.name})`, cause: error.cause }))
     ), { discard: true })
