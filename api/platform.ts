@@ -33,6 +33,7 @@ import { Nats, tryNats } from "../infra/nats/Nats.ts"
 import { layerClusterFor } from "../infra/nats/cluster.ts"
 import { defaultConfigFile, type NatsCredentials, NatsUsers } from "../infra/nats/NatsServer.ts"
 import { useSharedNatsServer } from "../infra/nats/SharedNatsServer.ts"
+import { ensureConsumerAccounts } from "../infra/nats/consumerAccounts.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
 import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
 import * as RemindersSqlite from "../infra/reminders/sqlite.ts"
@@ -179,10 +180,17 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     RemindersSqlite.layerSqlite({ path: join(config.dataDir, "reminders.db") }),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
-  const topology = Layer.effectDiscard(ensureTopology({
-    historyMaxAge: config.historyRetention,
-    deadLetterMaxAge: config.deadLetterMaxAge,
-    deadLetterMaxBytes: config.deadLetterMaxBytes
+  const topology = Layer.effectDiscard(Effect.gen(function*() {
+    yield* ensureTopology({
+      historyMaxAge: config.historyRetention,
+      deadLetterMaxAge: config.deadLetterMaxAge,
+      deadLetterMaxBytes: config.deadLetterMaxBytes
+    })
+    // The embedded server's consumer accounts are ours to fill; with NATS_URL they are the operator's.
+    const { url, platform } = yield* NatsAccess
+    if (Option.isNone(config.natsUrl) && platform !== undefined) {
+      yield* ensureConsumerAccounts({ url, password: platform.password, topology: { historyMaxAge: config.historyRetention } })
+    }
   }))
   const bus = Layer.mergeAll(
     layerJetStream({ shards: config.shards, maxInFlight: config.maxInFlightCommands, defaultTimeout: config.commandTimeout, maxDeliver: config.commandMaxDeliver }),

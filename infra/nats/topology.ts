@@ -92,7 +92,8 @@ const isApiError = (cause: unknown, code: number) => cause instanceof JetStreamA
 /** JetStream's "stream name already in use": another process created it between our update and add. */
 const streamNameInUse = 10058
 
-const ensureStream = (config: Config) =>
+/** Creates the stream, or updates it to `config` when it exists (consumer accounts' mirrors use it too). */
+export const ensureStream = (config: Config) =>
   Effect.gen(function*() {
     const { manager } = yield* Nats
     const { name, ...update } = config

@@ -1,7 +1,8 @@
 import { assert, describe, layer } from "@effect/vitest"
-import { jetstream, jetstreamManager } from "@nats-io/jetstream"
+import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream"
 import type { JsMsg } from "@nats-io/jetstream"
 import { Effect } from "effect"
+import { Nats } from "../../infra/nats/Nats.ts"
 import { createKey, eventually, request } from "../fixtures/http.ts"
 import { connectAsReader } from "../fixtures/nats.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
@@ -90,6 +91,39 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("NATS
         assert.isNull(deleted.state)
         yield* eventually(Effect.sync(() => seen.length), (n) => n === writes.length + 1)
         assert.strictEqual(seen[seen.length - 1]!.headers["Tributary-Revision"], "3")
+      }))
+
+    it.effect("a durable consumer with one filter resumes where it acknowledged, at the platform's sequence numbers, and a direct get reads a snapshot", () =>
+      Effect.gen(function*() {
+        const nc = yield* connectAsReader
+        const jsm = yield* Effect.promise(() => jetstreamManager(nc))
+        for (const [id, name] of [["900", "a"], ["901", "x"], ["900", "b"]] as const) {
+          const res = yield* request({ method: "PUT", url: `/v1/entities/advertiser/${id}`, body: { name } })
+          assert.isTrue(res.statusCode < 300, res.body)
+        }
+        yield* Effect.promise(() =>
+          jsm.consumers.add("HISTORY", { durable_name: "auditor-900", filter_subject: "history.advertiser.900", ack_policy: AckPolicy.Explicit }))
+        const next = Effect.promise(async () => (await jetstream(nc).consumers.get("HISTORY", "auditor-900")).next({ expires: 30_000 }))
+        const first = yield* next
+        assert.strictEqual(first?.subject, "history.advertiser.900")
+        yield* Effect.promise(() => first!.ackAck())
+        // taken up again (a restarted auditor): the next message, not the acknowledged one
+        const second = yield* next
+        assert.strictEqual(second?.subject, "history.advertiser.900")
+        assert.isAbove(second!.seq, first!.seq)
+        // the reader's HISTORY is a mirror with the platform's numbering: the same message at the same sequence
+        const { manager } = yield* Nats
+        const original = yield* Effect.promise(() => manager.streams.getMessage("HISTORY", { seq: second!.seq }))
+        assert.strictEqual(original?.string(), second!.string())
+        assert.strictEqual(original?.header.get("Nats-Msg-Id"), second!.headers?.get("Nats-Msg-Id"))
+
+        const current = (yield* request({ method: "GET", url: "/v1/entities/advertiser/900" })).json() as { revision: number; state: unknown }
+        const snapshot = yield* eventually(
+          Effect.promise(() => jsm.direct.getMessage("SNAPSHOTS", { last_by_subj: "snapshot.advertiser.900" })),
+          (msg) => msg !== null && msg.json<{ revision: number }>().revision === current.revision,
+          "60 seconds"
+        )
+        assert.deepStrictEqual(snapshot!.json<{ state: unknown }>().state, current.state)
       }))
   })
 })

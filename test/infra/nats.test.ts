@@ -6,8 +6,9 @@ import { connect, headers } from "@nats-io/transport-node"
 import { StreamNames, historySubject, snapshotSubject } from "../../domain/subjects.ts"
 import { Nats, tryNats } from "../../infra/nats/Nats.ts"
 import { defaultConfigFile, freePort, NatsUsers, startNatsServer } from "../../infra/nats/NatsServer.ts"
+import { ConsumerAccounts, ensureConsumerAccounts, platformApiPrefix } from "../../infra/nats/consumerAccounts.ts"
 import { ensureTopology } from "../../infra/nats/topology.ts"
-import { layerTestNats, startTestNatsServer } from "../fixtures/nats.ts"
+import { layerTestNats, startTestNatsServer, TestNatsServer } from "../fixtures/nats.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const isAlive = (pid: number) => {
@@ -70,6 +71,8 @@ describe("nats.conf users", () => {
         const nats = yield* Nats
         yield* tryNats("publish", () => nats.jetstream.publish(historySubject("advertiser", "1"), encoder.encode("{}")))
       }).pipe(Effect.provide(Nats.layer({ url: server.url, name: "platform", credentials: { user: NatsUsers.platform, password: passwords.platform } })))
+      // the reader reads the READERS account's mirror of HISTORY, made by the platform's user there
+      yield* ensureConsumerAccounts({ url: server.url, password: passwords.platform })
 
       const outcome = yield* Effect.promise(async () => {
         const reader = await connect({ servers: server.url, user: NatsUsers.reader, pass: passwords.reader })
@@ -120,6 +123,34 @@ layer(layerTestNats({ duplicateWindow: "1 minute" }), { excludeTestServices: tru
       yield* ensureTopology({ duplicateWindow: "1 minute", deadLetterMaxAge: "2 days", deadLetterMaxBytes: 1_000_000 })
       const deadLetters = yield* tryNats("info", () => manager.streams.info(StreamNames.deadLetters))
       assert.deepInclude(deadLetters.config, { subjects: ["deadletter.>"], storage: "file", retention: "limits", max_age: 2 * 24 * 3600 * 1e9, max_bytes: 1_000_000 })
+    }))
+
+  it.effect("the READERS account mirrors HISTORY and SNAPSHOTS with their settings, and is updated like them", () =>
+    Effect.gen(function*() {
+      const { url, platform } = yield* TestNatsServer
+      const readers = ConsumerAccounts.readers
+      const topology = { historyMaxAge: "7 days", duplicateWindow: "1 minute" } as const
+      yield* ensureConsumerAccounts({ url, password: platform.password, topology })
+      yield* ensureConsumerAccounts({ url, password: platform.password, topology })
+      const [history, snapshots, names] = yield* Effect.gen(function*() {
+        const { manager } = yield* Nats
+        return yield* Effect.all([
+          tryNats("info", () => manager.streams.info(StreamNames.history)),
+          tryNats("info", () => manager.streams.info(StreamNames.snapshots)),
+          tryNats("names", () => manager.streams.names().next())
+        ])
+      }).pipe(Effect.provide(Nats.layer({ url, name: "readers-admin", credentials: { user: readers.admin, password: platform.password } })))
+      assert.sameMembers(names, [StreamNames.history, StreamNames.snapshots])
+      for (const info of [history, snapshots]) {
+        assert.deepStrictEqual(info.config.subjects ?? [], [])
+        assert.deepStrictEqual(info.config.mirror, {
+          name: info.config.name,
+          external: { api: platformApiPrefix, deliver: `${readers.deliverPrefix}.${info.config.name.toLowerCase()}` }
+        })
+        assert.isTrue(info.config.allow_direct, "direct gets answered by the mirror")
+      }
+      assert.strictEqual(history.config.max_age, 7 * 24 * 3600 * 1e9)
+      assert.strictEqual(snapshots.config.max_msgs_per_subject, 1)
     }))
 
   it.effect("SNAPSHOTS keeps only the last message of each subject", () =>
