@@ -44,8 +44,11 @@ export const PlatformConfig = Config.all({
   natsPort: Config.Port("NATS_PORT").pipe(Config.withDefault(4222)),
   /** esdb://… or kurrentdb://… selects EventStoreDB/KurrentDB; when absent, SQLite under DATA_DIR */
   eventStoreUrl: Config.option(Config.String("EVENTSTORE_URL")),
-  /** the bootstrap admin API key */
-  adminApiKey: Config.option(Config.Redacted("ADMIN_API_KEY")),
+  /** the bootstrap admin API key; a short one could be guessed, so it is refused at start (the message never shows it) */
+  adminApiKey: Config.option(Config.schema(
+    Schema.Redacted(Schema.String.check(Schema.isMinLength(16, { message: "must be at least 16 characters" }))),
+    "ADMIN_API_KEY"
+  )),
   /** how long HISTORY keeps events on JetStream (the event store keeps them for ever) */
   historyRetention: Config.Duration("HISTORY_RETENTION").pipe(Config.withDefault(Duration.days(30))),
   /** keep a point-in-time snapshot every N revisions of an entity */

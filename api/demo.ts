@@ -12,10 +12,11 @@ import { ConfigProvider, Effect } from "effect"
 import { freePort, stopLeftover } from "../infra/nats/NatsServer.ts"
 import { PlatformConfig } from "./config.ts"
 import { HttpServer, layer, NatsAccess } from "./platform.ts"
+import { createPrivately } from "./privateFiles.ts"
 import { runMain } from "./runMain.ts"
 
 const once = process.argv.includes("--once")
-const ADMIN = process.env.ADMIN_API_KEY ?? "demo-admin-key"
+const ADMIN = process.env.ADMIN_API_KEY ?? "demo-admin-key-0123456"
 
 const portFree = (port: number) =>
   new Promise<boolean>((resolve) => {
@@ -189,6 +190,7 @@ Tributary demo — summary
 })
 
 const main = Effect.gen(function*() {
+  yield* createPrivately
   const dataDir = "./data/demo"
   // The nats-server outlives a platform that was killed (it is shared, detached): stop one an earlier
   // demo left on this folder before wiping its store.

@@ -11,7 +11,7 @@ import { PlatformConfig } from "../api/config.ts"
 import { layer } from "../api/platform.ts"
 import { freePort, type NatsCredentials } from "../infra/nats/NatsServer.ts"
 
-export const BENCH_ADMIN_KEY = "bench-admin-key"
+export const BENCH_ADMIN_KEY = "bench-admin-key-0123456"
 
 /** A temporary directory, removed with everything in it when the scope closes. */
 export const benchDir = (prefix: string) =>

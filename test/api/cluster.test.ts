@@ -18,7 +18,7 @@ import { layerTestNats, TestNatsServer } from "../fixtures/nats.ts"
 import { call, type PlatformProcess, startPlatformProcess, stopProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
-const ADMIN = "cluster-admin"
+const ADMIN = "cluster-admin-key-0123"
 const SHARDS = 16
 const allShards = Array.from({ length: SHARDS }, (_, i) => i)
 

@@ -9,6 +9,11 @@ describe("platform configuration", () => {
     assert.strictEqual(Number(process.versions.node.split(".")[0]), 24)
   })
 
+  it.effect("takes an ADMIN_API_KEY of 16 characters or more", () =>
+    Effect.gen(function*() {
+      assert.isTrue(Option.isSome((yield* parse({ ADMIN_API_KEY: "sixteen-chars-xy" })).adminApiKey))
+    }))
+
   it.effect("has the documented defaults on an empty environment", () =>
     Effect.gen(function*() {
       const config = yield* parse({})
@@ -23,9 +28,10 @@ describe("platform configuration", () => {
 
   it.effect("rejects a value out of range, naming the variable", () =>
     Effect.gen(function*() {
-      for (const [name, value] of [["PORT", "70000"], ["SNAPSHOT_EVERY", "0"], ["ENTITY_MAILBOX_SIZE", "-1"], ["BODY_LIMIT_BYTES", "x"], ["HISTORY_RETENTION", "soon"]]) {
+      for (const [name, value] of [["PORT", "70000"], ["SNAPSHOT_EVERY", "0"], ["ENTITY_MAILBOX_SIZE", "-1"], ["BODY_LIMIT_BYTES", "x"], ["HISTORY_RETENTION", "soon"], ["ADMIN_API_KEY", "fifteen-chars-x"]]) {
         const error = yield* Effect.flip(parse({ [name!]: value! }))
         assert.include(String(error), name!)
+        assert.notInclude(String(error), "fifteen-chars-x", "a secret's value is never shown")
       }
     }))
 })

@@ -15,7 +15,7 @@ import { freePort } from "../../infra/nats/NatsServer.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const main = fileURLToPath(new URL("../../api/main.ts", import.meta.url))
-const ADMIN = "lifecycle-admin"
+const ADMIN = "lifecycle-admin-key-0123"
 
 const canConnect = (url: string, user?: string, pass?: string) =>
   connect({ servers: url, reconnect: false, ...(user === undefined ? {} : { user, pass }) }).then((nc) => nc.close().then(() => true), () => false)
