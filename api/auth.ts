@@ -13,7 +13,7 @@ export interface Principal {
   readonly role: Role | "public"
 }
 
-/** The bootstrap admin key (ADMIN_API_KEY); none disables it. */
+/** The bootstrap admin key (ADMIN_API_KEY); none disables it, and so does the key store once told to (api/routes/bootstrapKey.ts). */
 export class AdminApiKey extends Context.Service<AdminApiKey, Option.Option<Redacted.Redacted<string>>>()("tributary/AdminApiKey") {}
 
 const sameSecret = (a: string, b: string) => {
@@ -28,8 +28,11 @@ export const authenticate = (authorization: string | undefined) =>
     if (match === null) return yield* new Unauthorized({ detail: "send Authorization: Bearer <api key>" })
     const secret = match[1]!
     const admin = yield* Effect.serviceOption(AdminApiKey).pipe(Effect.map(Option.flatten))
-    if (Option.isSome(admin) && sameSecret(Redacted.value(admin.value), secret)) return { id: "admin", role: "admin" } satisfies Principal
     const keys = yield* ApiKeys
+    if (Option.isSome(admin) && sameSecret(Redacted.value(admin.value), secret)) {
+      if (Option.isSome(yield* keys.bootstrap.disabledAt)) return yield* new Unauthorized({ detail: "the bootstrap admin key (ADMIN_API_KEY) is disabled: use an admin key" })
+      return { id: "admin", role: "admin" } satisfies Principal
+    }
     const key = yield* keys.authenticate(secret)
     if (Option.isNone(key)) return yield* new Unauthorized({ detail: "unknown or revoked API key" })
     return { id: key.value.id, role: key.value.role } satisfies Principal

@@ -43,6 +43,7 @@ import { buildApp } from "./app.ts"
 import { AdminApiKey } from "./auth.ts"
 import type { PlatformConfig } from "./config.ts"
 import { adminRoutes } from "./routes/admin.ts"
+import { bootstrapKeyRoutes } from "./routes/bootstrapKey.ts"
 import { clusterRoutes } from "./routes/cluster.ts"
 import { entityRoutes } from "./routes/entities.ts"
 import { historyRoutes } from "./routes/history.ts"
@@ -151,6 +152,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...entityRoutes({ registry: yield* Deciders }),
       ...historyRoutes,
       ...adminRoutes,
+      ...bootstrapKeyRoutes,
       ...clusterRoutes
     ]
     const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), ...httpLimits(config) }))

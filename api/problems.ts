@@ -45,6 +45,7 @@ export const problemTypes: Record<string, ProblemType> = {
   EntityNotFound: { status: 404, code: "entity-not-found", title: "The entity does not exist" },
   CommandRefused: { status: 409, code: "command-refused", title: "The entity's rules refuse this command" },
   EntityHasChildren: { status: 409, code: "entity-has-children", title: "The entity still has live children; delete or move them first" },
+  LastAdminKey: { status: 409, code: "last-admin-key", title: "This would leave no admin key" },
   RevisionMismatch: { status: 412, code: "revision-mismatch", title: "The entity has changed since the given revision" },
   RequestTimeout: { status: 408, code: "request-timeout", title: "The request did not arrive in time" },
   PayloadTooLarge: { status: 413, code: "payload-too-large", title: "The request body is too large" },

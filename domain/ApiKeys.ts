@@ -37,12 +37,25 @@ export class ApiKeysError extends Schema.TaggedError<ApiKeysError>()("ApiKeysErr
   cause: Schema.Defect()
 }) {}
 
+/** What was asked would leave no admin key to use: the bootstrap key disabled and no other live admin key. */
+export class LastAdminKey extends Schema.TaggedError<LastAdminKey>()("LastAdminKey", { detail: Schema.String }) {}
+
 export class ApiKeys extends Context.Service<ApiKeys, {
   /** The key a secret belongs to, unless unknown or revoked. */
   readonly authenticate: (secret: string) => Effect.Effect<Option.Option<ApiKey>, ApiKeysError>
   /** A new key; the secret is returned here only. */
   readonly create: (input: { readonly name: string; readonly role: Role }) => Effect.Effect<{ readonly key: ApiKey; readonly secret: string }, ApiKeysError>
   readonly list: Effect.Effect<ReadonlyArray<ApiKey>, ApiKeysError>
-  /** true when a live key was revoked */
-  readonly revoke: (id: string) => Effect.Effect<boolean, ApiKeysError>
+  /** true when a live key was revoked; the last live admin key is kept while the bootstrap key is disabled */
+  readonly revoke: (id: string) => Effect.Effect<boolean, ApiKeysError | LastAdminKey>
+  /**
+   * The bootstrap key (ADMIN_API_KEY) is disabled for good, for every process on this store, once
+   * another admin key exists; stored, so a restart with the same setting does not bring it back.
+   */
+  readonly bootstrap: {
+    /** when it was disabled, if it was */
+    readonly disabledAt: Effect.Effect<Option.Option<string>, ApiKeysError>
+    /** disables it (again: answers the first time); LastAdminKey unless a live admin key exists */
+    readonly disable: Effect.Effect<string, ApiKeysError | LastAdminKey>
+  }
 }>()("tributary/ApiKeys") {}

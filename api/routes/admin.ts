@@ -27,7 +27,7 @@ export const adminRoutes = [
     method: "DELETE", url: "/v1/admin/keys/:id", tags: ["admin"], roles: [],
     summary: "Revoke an API key",
     params: Schema.Struct({ id: Schema.String }),
-    responses: { 204: { description: "revoked" }, 401: problemResponse("no key"), 403: problemResponse("not admin"), 404: problemResponse("no such live key") },
+    responses: { 204: { description: "revoked" }, 401: problemResponse("no key"), 403: problemResponse("not admin"), 404: problemResponse("no such live key"), 409: problemResponse("the last admin key while the bootstrap key is disabled") },
     handler: ({ params }) =>
       Effect.gen(function*() {
         const revoked = yield* (yield* ApiKeys).revoke(params.id)

@@ -1,8 +1,11 @@
-/** API keys in a SQLite file: only a SHA-256 of each secret is stored; lookups are cached in memory. */
+/**
+ * API keys in a SQLite file: only a SHA-256 of each secret is stored; lookups are cached in memory.
+ * The bootstrap key's state is a row of the same file, so every process on it agrees at once.
+ */
 import { createHash, randomBytes } from "node:crypto"
 import { DatabaseSync } from "node:sqlite"
 import { Clock, Effect, Layer, Option } from "effect"
-import { ApiKeys, ApiKeysError, type ApiKey } from "../../domain/ApiKeys.ts"
+import { ApiKeys, ApiKeysError, type ApiKey, LastAdminKey } from "../../domain/ApiKeys.ts"
 
 const cacheMillis = 5_000
 const maxCached = 10_000
@@ -24,7 +27,8 @@ export const layerSqlite = (options: { readonly path: string }) =>
             db.exec(`PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;
               CREATE TABLE IF NOT EXISTS api_keys (
                 id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
-                created_at TEXT NOT NULL, revoked_at TEXT)`)
+                created_at TEXT NOT NULL, revoked_at TEXT);
+              CREATE TABLE IF NOT EXISTS bootstrap_key (id INTEGER PRIMARY KEY CHECK (id = 1), disabled_at TEXT NOT NULL)`)
             return db
           },
           catch: (cause) => new ApiKeysError({ operation: "open", cause })
@@ -35,11 +39,31 @@ export const layerSqlite = (options: { readonly path: string }) =>
       const insert = db.prepare(`INSERT INTO api_keys (id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)`)
       const all = db.prepare(`SELECT id, name, role, created_at FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id`)
       const revoke = db.prepare(`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`)
+      const liveRole = db.prepare(`SELECT role FROM api_keys WHERE id = ? AND revoked_at IS NULL`)
+      const liveAdmins = db.prepare(`SELECT count(*) AS n FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL`)
+      const bootstrapDisabledAt = db.prepare(`SELECT disabled_at FROM bootstrap_key WHERE id = 1`)
+      const disableBootstrap = db.prepare(`INSERT INTO bootstrap_key (id, disabled_at) VALUES (1, ?)`)
       // Every request authenticates: known hashes stay in memory for a few seconds, so a key revoked
       // through another node stops working within that time (this node's revokes clear it at once).
       const cache = new Map<string, { readonly key: ApiKey; readonly until: number }>()
       const use = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: (cause) => new ApiKeysError({ operation, cause }) })
       const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms).toISOString())
+      // A check and the write it allows, as one: another process may revoke or disable at the same instant.
+      const writing = <A>(f: () => A): A => {
+        db.exec("BEGIN IMMEDIATE")
+        try {
+          const result = f()
+          db.exec("COMMIT")
+          return result
+        } catch (error) {
+          db.exec("ROLLBACK")
+          throw error
+        }
+      }
+      const disabledAt = () => (bootstrapDisabledAt.get() as { disabled_at: string } | undefined)?.disabled_at
+      const adminsLeft = () => Number((liveAdmins.get() as { n: number }).n)
+      // Disabled is for good: once seen, it is not read again.
+      let knownDisabledAt: string | undefined
 
       return ApiKeys.of({
         authenticate: (secret) =>
@@ -69,11 +93,41 @@ export const layerSqlite = (options: { readonly path: string }) =>
         list: use("list", () => (all.all() as unknown as Array<Row>).map(fromRow)),
         revoke: (id) =>
           Effect.flatMap(now, (at) =>
-            use("revoke", () => {
-              const changed = Number(revoke.run(at, id).changes) > 0
-              cache.clear()
-              return changed
-            }))
+            use("revoke", () =>
+              writing(() => {
+                const role = (liveRole.get(id) as { role: string } | undefined)?.role
+                if (role === undefined) return false
+                if (role === "admin" && disabledAt() !== undefined && adminsLeft() <= 1) return "last" as const
+                revoke.run(at, id)
+                cache.clear()
+                return true
+              }))).pipe(
+              Effect.flatMap((revoked) =>
+                revoked === "last"
+                  ? Effect.fail(new LastAdminKey({ detail: `${id} is the last admin key and the bootstrap key is disabled: create another admin key first` }))
+                  : Effect.succeed(revoked))
+            ),
+        bootstrap: {
+          disabledAt: Effect.suspend(() =>
+            knownDisabledAt !== undefined ? Effect.succeed(Option.some(knownDisabledAt)) : use("read bootstrap key", () => {
+              knownDisabledAt = disabledAt()
+              return Option.fromNullishOr(knownDisabledAt)
+            })),
+          disable: Effect.flatMap(now, (at) =>
+            use("disable bootstrap key", () =>
+              writing(() => {
+                const already = disabledAt()
+                if (already !== undefined) return already
+                if (adminsLeft() === 0) return undefined
+                disableBootstrap.run(at)
+                return at
+              }))).pipe(
+              Effect.flatMap((at) =>
+                at === undefined
+                  ? Effect.fail(new LastAdminKey({ detail: "no other live admin key: create one (POST /v1/admin/keys with role admin) before disabling the bootstrap key" }))
+                  : Effect.succeed(at))
+            )
+        }
       })
     })
   )

@@ -4,6 +4,7 @@ import { forPartner } from "../../api/authorization.ts"
 import { openApi } from "../../api/openapi.ts"
 import { route } from "../../api/route.ts"
 import { adminRoutes } from "../../api/routes/admin.ts"
+import { bootstrapKeyRoutes } from "../../api/routes/bootstrapKey.ts"
 import { entityRoutes } from "../../api/routes/entities.ts"
 import { historyRoutes } from "../../api/routes/history.ts"
 import { opsRoutes } from "../../api/routes/ops.ts"
@@ -75,7 +76,7 @@ const routes = [
 
 describe("the platform's OpenAPI document", () => {
   it("is valid and documents every route, the history stream as NDJSON and SSE, and the answers every keyed route may give", () => {
-    const platformRoutes = [...opsRoutes({}), ...entityRoutes({ registry: makeRegistry([...deciders, ledger]) }), ...historyRoutes, ...adminRoutes]
+    const platformRoutes = [...opsRoutes({}), ...entityRoutes({ registry: makeRegistry([...deciders, ledger]) }), ...historyRoutes, ...adminRoutes, ...bootstrapKeyRoutes]
     const doc = openApi(platformRoutes, { title: "t", version: "1", description: "d" }) as unknown as Document
     assertValid(doc)
     for (const r of platformRoutes) assert.property(doc.paths[r.url.replace(/:(\w+)/g, "{$1}")] ?? {}, r.method.toLowerCase(), r.url)

@@ -38,4 +38,28 @@ describe("API key store", () => {
       yield* TestClock.adjust("6 seconds")
       assert.isTrue(Option.isNone(yield* b.authenticate(secret)))
     }))
+
+  it.effect("the bootstrap key disabled through one node is disabled on every node on the file at once, and after a reopen", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir("keys"), "keys.db")
+      const [a, b] = [yield* node(path), yield* node(path)]
+      assert.strictEqual((yield* Effect.flip(a.bootstrap.disable))._tag, "LastAdminKey")
+      yield* b.create({ name: "operator", role: "admin" })
+      assert.isTrue(Option.isNone(yield* b.bootstrap.disabledAt), "b has read it enabled")
+      const at = yield* a.bootstrap.disable
+      assert.deepStrictEqual(yield* b.bootstrap.disabledAt, Option.some(at))
+      assert.deepStrictEqual(yield* (yield* node(path)).bootstrap.disabledAt, Option.some(at))
+    }))
+
+  it.effect("while the bootstrap key is disabled, the last live admin key cannot be revoked, from any node", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir("keys"), "keys.db")
+      const [a, b] = [yield* node(path), yield* node(path)]
+      const first = yield* a.create({ name: "first", role: "admin" })
+      const second = yield* a.create({ name: "second", role: "admin" })
+      yield* a.bootstrap.disable
+      assert.isTrue(yield* b.revoke(first.key.id))
+      assert.strictEqual((yield* Effect.flip(a.revoke(second.key.id)))._tag, "LastAdminKey")
+      assert.isTrue(Option.isSome(yield* b.authenticate(second.secret)))
+    }))
 })
