@@ -1,6 +1,6 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { type EntityBody, assertInvalid, assertProblem, createKey, request } from "../fixtures/http.ts"
+import { type EntityBody, assertInvalid, assertProblem, createKey, eventually, request } from "../fixtures/http.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
 
 
@@ -238,22 +238,31 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("enti
   })
 })
 
+/** Entity actors passivated in this process so far (/metrics). */
+const passivations = Effect.map(request({ method: "GET", url: "/metrics", key: null }), (res) =>
+  Number(/^tributary_actor_passivations_total\{[^}]*kind="entity"[^}]*\} (\d+)/m.exec(res.body)?.[1] ?? 0))
+
+/** Waits until an entity actor was passivated after `before` of them: no sleep that only hopes it happened. */
+const passivatedSince = (before: number) =>
+  eventually(passivations, (now) => now > before, "30 seconds")
+
 // Entity actors passivated after 100 ms idle: a new incarnation must still recognise recent commands.
 layer(layerTestPlatform({ ENTITY_IDLE_TIMEOUT: "100 millis" }), { excludeTestServices: true, timeout: 60_000 })("entities API, passivating actors", (it) => {
   it.effect("an Idempotency-Key repeated after the entity actor was passivated is still answered from the first result", () =>
     Effect.gen(function*() {
       const url = entityUrl("advertiser", "150")
+      const before = yield* passivations
       const created = yield* request({ method: "PUT", url, headers: { "idempotency-key": "p1" }, body: { name: "A" } })
       assertEntity(created, 201, { type: "advertiser", id: "150", revision: 0, state: { name: "A" } })
       yield* request({ method: "PATCH", url, body: { name: "B" } })
-      yield* Effect.sleep("400 millis")
+      const passivated = yield* passivatedSince(before) // the only live entity actor of this platform
       const retried = yield* request({ method: "PUT", url, headers: { "idempotency-key": "p1" }, body: { name: "A" } })
       assert.strictEqual(retried.statusCode, 201, retried.body)
       assert.deepStrictEqual(retried.json(), created.json())
       assertEntity(yield* request({ method: "GET", url }), 200, { type: "advertiser", id: "150", revision: 1, state: { name: "B" } })
       assert.strictEqual(yield* historyLength("advertiser", "150"), 2)
-      // and it goes on taking new commands
-      yield* Effect.sleep("200 millis")
+      // and it goes on taking new commands, after its next passivation too
+      yield* passivatedSince(passivated)
       assertEntity(yield* request({ method: "PATCH", url, body: { name: "C" } }), 200, { type: "advertiser", id: "150", revision: 2, state: { name: "C" } })
     }))
 })
