@@ -1,10 +1,14 @@
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Fiber, Schedule } from "effect"
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { Effect, Fiber, Option, Schedule } from "effect"
 import { BucketNames, jobLeaseKey } from "../../domain/subjects.ts"
 import { openBucket } from "../../infra/nats/buckets.ts"
-import { withLease } from "../../infra/nats/lease.ts"
+import { isHolderId, withLease } from "../../infra/nats/lease.ts"
 import { tryNats } from "../../infra/nats/Nats.ts"
-import { layerTestNats } from "../fixtures/nats.ts"
+import { layerTestNats, TestNatsServer } from "../fixtures/nats.ts"
+
+const leaseProcess = fileURLToPath(new URL("../fixtures/leaseProcess.ts", import.meta.url))
 
 /** A job that records while it runs. */
 const tracker = () => {
@@ -21,10 +25,36 @@ const tracker = () => {
   return { state, job }
 }
 
-const until = (check: () => boolean) =>
+const until = (check: () => boolean, times = 400) =>
   Effect.suspend(() => (check() ? Effect.void : Effect.fail("not yet" as const))).pipe(
-    Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ times: 400 })))
+    Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ times })))
   )
+
+/** Holds the job lease `job` in a process of its own (test/fixtures/leaseProcess.ts); SIGKILLed if the test ends first. */
+const startHolder = (job: string) =>
+  Effect.gen(function*() {
+    const { url, platform } = yield* TestNatsServer
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn(process.execPath, ["--no-warnings", leaseProcess, url, job], {
+          stdio: ["ignore", "pipe", "inherit"],
+          env: { ...process.env, NATS_USER: platform.user, NATS_PASSWORD: platform.password }
+        })),
+      (child) => Effect.sync(() => void child.kill("SIGKILL"))
+    )
+    const output = { text: "" }
+    child.stdout.on("data", (chunk: Buffer) => void (output.text += chunk.toString()))
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+    return { child, output, exited }
+  })
+
+/** The value of the lease entry `job.<job>`: its holder, if someone holds it. */
+const leaseHolder = (job: string) =>
+  Effect.gen(function*() {
+    const leases = yield* openBucket(BucketNames.leases)
+    const entry = yield* tryNats("read lease", () => leases.get(jobLeaseKey(job)))
+    return entry !== null && entry.operation === "PUT" ? Option.some(entry.string()) : Option.none<string>()
+  })
 
 layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("lease", (it) => {
   describe("a job that must run once", () => {
@@ -54,5 +84,29 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("lease", 
         assert.deepStrictEqual(state.started, ["a"])
         yield* Fiber.interrupt(a)
       }))
+
+    it.effect("is taken over once the lease of a SIGKILLed holder expires (nobody gave it back)", () =>
+      Effect.gen(function*() {
+        const holder = yield* startHolder("three")
+        // generous: a process starts slowly on a loaded machine
+        yield* until(() => holder.output.text.includes(`running ${holder.child.pid}`), 3_000)
+        const held = yield* leaseHolder("three")
+        assert.isTrue(Option.isSome(held) && isHolderId(held.value) && held.value.includes(`-${holder.child.pid}-`), `held by the process: ${JSON.stringify(held)}`)
+
+        const { state, job } = tracker()
+        const b = yield* Effect.forkChild(withLease("three", job("b")))
+        yield* Effect.sleep("500 millis")
+        assert.deepStrictEqual(state.started, [], "b waits while the holder lives")
+
+        holder.child.kill("SIGKILL")
+        yield* Effect.promise(() => holder.exited)
+        assert.deepStrictEqual(yield* leaseHolder("three"), held, "a SIGKILLed holder leaves its lease behind")
+        // its entry expires (the bucket's TTL, 10 s) and b takes the lease: waited for, with a generous bound
+        yield* until(() => state.running.includes("b"), 3_000)
+        const taken = yield* leaseHolder("three")
+        assert.isTrue(Option.isSome(taken) && taken.value !== held.pipe(Option.getOrElse(() => "")), `b holds it now: ${JSON.stringify(taken)}`)
+        assert.strictEqual(state.most, 1)
+        yield* Fiber.interrupt(b)
+      }), { timeout: 120_000 })
   })
 })

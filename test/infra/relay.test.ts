@@ -165,20 +165,27 @@ describe("history relay", () => {
       }), "100 millis"))
 })
 
-/** Starts the relay in its own process; SIGKILLs it if the test ends first. */
-const startRelayProcess = (paths: { readonly events: string }) =>
+/** Starts the relay in its own process (`--lease`: under the relay's lease, as the platform runs it); SIGKILLs it if the test ends first. */
+const startRelayProcess = (paths: { readonly events: string }, ...flags: ReadonlyArray<"--lease">) =>
   Effect.gen(function*() {
     const { url, platform } = yield* TestNatsServer
     return yield* Effect.acquireRelease(
       Effect.sync(() =>
-        spawn(process.execPath, ["--no-warnings", relayProcess, url, paths.events], {
-          stdio: ["ignore", "ignore", "inherit"],
+        spawn(process.execPath, ["--no-warnings", relayProcess, url, paths.events, ...flags], {
+          stdio: ["ignore", flags.length > 0 ? "pipe" : "ignore", "inherit"],
           env: { ...process.env, NATS_USER: platform.user, NATS_PASSWORD: platform.password }
         })
       ),
       (child) => Effect.sync(() => void child.kill("SIGKILL"))
     )
   })
+
+/** What a relay process printed so far (see test/fixtures/relayProcess.ts). */
+const printed = (child: ChildProcess) => {
+  const output = { text: "" }
+  child.stdout?.on("data", (chunk: Buffer) => void (output.text += chunk.toString()))
+  return output
+}
 
 const killAndWait = (child: ChildProcess, signal: NodeJS.Signals) =>
   Effect.callback<void>((resume) => {
@@ -228,4 +235,38 @@ describe("history relay under crashes", () => {
         assert.strictEqual(yield* assertHistoryMatchesStore, head)
         yield* assertSnapshotsMatchStore(many)
       }), "100 millis"), { timeout: 120_000 })
+})
+
+describe("two relays started at once", () => {
+  it.live("exactly one relays, the other takes over when it is SIGKILLed, and HISTORY holds every event once, in order", () =>
+    withPlatform((paths) =>
+      Effect.scoped(Effect.gen(function*() {
+        const store = yield* EventStore
+        const many = Array.from({ length: 10 }, (_, i): EntityRef => ({ type: i % 2 ? "campaign" : "advertiser", id: String(2000 + i) }))
+        for (const entity of many) yield* appendEntityEvents(entity, 3)
+        const [a, b] = [yield* startRelayProcess(paths, "--lease"), yield* startRelayProcess(paths, "--lease")]
+        const [outA, outB] = [printed(a), printed(b)]
+        const relaying = () => [a, b].filter((child, i) => [outA, outB][i]!.text.includes(`relaying ${child.pid}`))
+
+        // both up and asking for the lease; writes go on meanwhile
+        yield* eventually(Effect.sync(() => [a, b].every((child, i) => [outA, outB][i]!.text.includes(`started ${child.pid}`))), (up) => up, 90)
+        for (const entity of many) yield* appendEntityEvents(entity, 2)
+        const head = (yield* store.headPosition) ?? 0
+        yield* eventually(storedCheckpoint, (c) => c === head, 90)
+        assert.strictEqual(yield* assertHistoryMatchesStore, head)
+        const first = relaying()
+        assert.strictEqual(first.length, 1, `exactly one relays: ${outA.text} | ${outB.text}`)
+        const other = first[0] === a ? b : a
+        assert.isNull(other.exitCode, "the other one waits, alive")
+
+        // the relaying one dies without giving its lease back: the other relays once it expires
+        yield* killAndWait(first[0]!, "SIGKILL")
+        for (const entity of many) yield* appendEntityEvents(entity, 1)
+        const later = (yield* store.headPosition) ?? 0
+        yield* eventually(storedCheckpoint, (c) => c === later, 90)
+        assert.deepStrictEqual(relaying().map((child) => child.pid).sort(), [a.pid, b.pid].sort(), "the other one took over")
+        assert.strictEqual(yield* assertHistoryMatchesStore, later)
+        yield* assertSnapshotsMatchStore(many)
+        yield* killAndWait(other, "SIGTERM")
+      }))), { timeout: 180_000 })
 })
