@@ -20,7 +20,7 @@
 import { headers as natsHeaders } from "@nats-io/transport-node"
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream"
 import type { PubAck } from "@nats-io/jetstream"
-import { Clock, Duration, Effect, Layer, Metric, Option, Schedule, Stream } from "effect"
+import { Clock, Duration, Effect, Layer, Metric, Option, Ref, Schedule, Stream } from "effect"
 import { EventStore } from "../domain/EventStore.ts"
 import type { RecordedEvent } from "../domain/EventStore.ts"
 import { toEnvelope } from "../domain/envelope.ts"
@@ -28,11 +28,11 @@ import type { EventEnvelope } from "../domain/envelope.ts"
 import { Deciders } from "../domain/DeciderRegistry.ts"
 import { KeptSnapshots } from "../domain/KeptSnapshots.ts"
 import type { EntitySnapshot } from "../domain/snapshot.ts"
-import { historySubject, snapshotSubject, StreamNames } from "../domain/subjects.ts"
+import { checkpointSubject, historySubject, snapshotSubject, StreamNames } from "../domain/subjects.ts"
 import { makeEntityStateCache } from "./entityStateCache.ts"
 import { withLease } from "./nats/lease.ts"
 import { Nats, NatsError, tryNats } from "./nats/Nats.ts"
-import { openRelayCheckpoint, RelayError } from "./relayCheckpoint.ts"
+import { type CheckpointInvalid, openRelayCheckpoint, RelayError, type RelayCheckpoint } from "./relayCheckpoint.ts"
 
 export { RelayError } from "./relayCheckpoint.ts"
 
@@ -69,6 +69,14 @@ export const eventsRelayed = Metric.counter("tributary_relay_events_total", {
 export const relayLag = Metric.gauge("tributary_relay_lag_events", {
   description: "Events in the store not yet relayed (head position minus checkpoint)"
 })
+export const undecodableEvents = Metric.counter("tributary_relay_undecodable_events_total", {
+  description: "Events of the store the relay skipped: no Tributary envelope (metadata), so not published to HISTORY",
+  incremental: true
+})
+export const checkpointsRepaired = Metric.counter("tributary_relay_checkpoint_repairs_total", {
+  description: "Invalid relay checkpoints replaced by a position derived from HISTORY's tail",
+  incremental: true
+})
 export const commitToPublish = Metric.histogram("tributary_relay_commit_to_publish_seconds", {
   description: "Time from an event's commit (recordedAt) to its HISTORY acknowledgement",
   boundaries: Metric.exponentialBoundaries({ start: 0.001, factor: 2, count: 16 })
@@ -76,12 +84,15 @@ export const commitToPublish = Metric.histogram("tributary_relay_commit_to_publi
 
 const encoder = new TextEncoder()
 
-/** Where HISTORY ends: its last sequence and the store position of its last event (0 when unknown). */
-const historyTail = Effect.gen(function*() {
+/**
+ * Where HISTORY ends: its last sequence and the store position of its last event (0 when HISTORY is
+ * empty; `known` false when it holds messages but the last one is gone or carries no position).
+ */
+export const historyTail = Effect.gen(function*() {
   const { manager } = yield* Nats
   const info = yield* tryNats("history info", () => manager.streams.info(StreamNames.history))
   const lastSeq = info.state.last_seq
-  if (lastSeq === 0) return { lastSeq, position: 0 }
+  if (lastSeq === 0) return { lastSeq, position: 0, known: true }
   // The last message may be gone (max_age, purge): then the checkpoint alone says where to resume.
   // Any other failure must stop the start: resuming from the checkpoint alone could duplicate.
   const last = yield* tryNats("history tail", () => manager.streams.getMessage(StreamNames.history, { seq: lastSeq })).pipe(
@@ -90,8 +101,9 @@ const historyTail = Effect.gen(function*() {
       () => Effect.succeed(null)
     )
   )
-  const position = Number(last?.header.get(RelayHeaders.position) ?? 0)
-  return { lastSeq, position: Number.isSafeInteger(position) ? position : 0 }
+  const position = Number(last?.header.get(RelayHeaders.position) ?? NaN)
+  const known = Number.isSafeInteger(position) && position > 0
+  return { lastSeq, position: known ? position : 0, known }
 })
 
 /** The revision SNAPSHOTS holds for an entity; -1 when it holds none. */
@@ -123,13 +135,26 @@ const publishAll = (publishes: ReadonlyArray<() => Promise<PubAck>>) =>
     return settled.map((s) => (s as PromiseFulfilledResult<PubAck>).value)
   })
 
+/** The last sequences of HISTORY and SNAPSHOTS as this relay left them: what its next publishes expect. */
+interface Tails {
+  readonly history: number
+  readonly snapshots: number
+}
+
+/** JetStream's header for "store only if the stream's last sequence is this one" (nats.js omits it for 0). */
+const expectedLastSequence = "Nats-Expected-Last-Sequence"
+
 /**
  * Publishes a batch's events to HISTORY, then — only once HISTORY took them all — the entities' new
  * states to SNAPSHOTS: a batch HISTORY refused (another relay got there first) publishes no snapshot.
- * Returns HISTORY's last sequence afterwards.
+ * Snapshots are fenced the same way: each expects SNAPSHOTS' last sequence to be the one this relay
+ * left, so a relay paused between the two (SIGSTOP, a long GC) whose lease another took meanwhile
+ * cannot put back an older state over the newer one the other published: its publish is refused and
+ * it restarts from a fresh read (or stops, its lease lost). Returns both tails afterwards.
  */
-const publishBatch = (outgoing: Outgoing, lastSeq: number) =>
+const publishBatch = (outgoing: Outgoing, tails: Tails) =>
   Effect.gen(function*() {
+    const lastSeq = tails.history
     const { jetstream } = yield* Nats
     const historyAcks = yield* publishAll(outgoing.history.map((envelope, i) => () => {
       const headers = natsHeaders()
@@ -148,23 +173,79 @@ const publishBatch = (outgoing: Outgoing, lastSeq: number) =>
       // Only possible if HISTORY and the checkpoint disagree; restarting re-reads both.
       return yield* new NatsError({ operation: "publish batch", cause: "HISTORY reported a duplicate; resynchronising" })
     }
-    yield* publishAll(outgoing.snapshots.map(({ eventId, snapshot }) => () =>
-      jetstream.publish(snapshotSubject(snapshot.type, snapshot.id), encoder.encode(JSON.stringify(snapshot)), { msgID: eventId })))
-    return historyAcks.length > 0 ? historyAcks[historyAcks.length - 1]!.seq : lastSeq
+    const snapshotAcks = yield* publishAll(outgoing.snapshots.map(({ eventId, snapshot }, i) => () => {
+      const headers = natsHeaders()
+      // also on an empty stream ("0"): then nothing may have been published since this relay read it
+      headers.set(expectedLastSequence, String(tails.snapshots + i))
+      return jetstream.publish(snapshotSubject(snapshot.type, snapshot.id), encoder.encode(JSON.stringify(snapshot)), { msgID: eventId, headers })
+    }))
+    if (snapshotAcks.some((ack) => ack.duplicate)) {
+      // a duplicate does not move the stream's last sequence, so the expectations after it are off
+      return yield* new NatsError({ operation: "publish batch", cause: "SNAPSHOTS reported a duplicate; resynchronising" })
+    }
+    return {
+      history: historyAcks.length > 0 ? historyAcks[historyAcks.length - 1]!.seq : lastSeq,
+      snapshots: snapshotAcks.length > 0 ? snapshotAcks[snapshotAcks.length - 1]!.seq : tails.snapshots
+    }
   })
 
-/** One run of the relay, from a fresh read of the checkpoint and of HISTORY's tail until it fails. */
-const relayOnce = (options: RelayOptions) =>
+/** SNAPSHOTS' last sequence (0 when nothing was ever published to it). */
+const snapshotsTail = Effect.gen(function*() {
+  const { manager } = yield* Nats
+  const info = yield* tryNats("snapshots info", () => manager.streams.info(StreamNames.snapshots))
+  return info.state.last_seq
+})
+
+/**
+ * Where to resume when the checkpoint is invalid (CheckpointInvalid): HISTORY's tail says what was
+ * published, and a crash can only have left the snapshots of the last batch unpublished, so the relay
+ * resumes `maxBatch` positions before that tail (HISTORY gets nothing twice: it skips what is at or
+ * below its tail) and replaces the checkpoint at once. Without a known tail it refuses, loudly: any
+ * position would risk publishing HISTORY twice or skipping events.
+ */
+const repairCheckpoint = (
+  options: RelayOptions,
+  checkpoint: RelayCheckpoint,
+  tail: { readonly lastSeq: number; readonly position: number; readonly known: boolean },
+  maxBatch: number
+) =>
+  (invalid: CheckpointInvalid) =>
+    Effect.gen(function*() {
+      if (!tail.known) {
+        return yield* new RelayError({
+          operation: "load checkpoint",
+          cause: `the checkpoint is invalid (${invalid.stored}: ${invalid.reason}) and HISTORY's last message carries no position; ` +
+            `publish the last relayed position on ${checkpointSubject(options.name ?? "history")} to resume`
+        })
+      }
+      const from = Math.max(0, tail.position - maxBatch)
+      yield* Effect.logError("relay checkpoint invalid; resuming from HISTORY's tail and replacing it", {
+        stored: invalid.stored,
+        reason: invalid.reason,
+        historyPosition: tail.position,
+        resumeAfter: from
+      })
+      yield* checkpoint.save(from)
+      yield* Metric.update(checkpointsRepaired, 1)
+      return from
+    })
+
+/**
+ * One run of the relay, from a fresh read of the checkpoint and of HISTORY's tail until it fails.
+ * `skipped`: the highest position of an undecodable event already counted and logged by this process.
+ */
+const relayOnce = (options: RelayOptions, skipped: Ref.Ref<number>) =>
   Effect.gen(function*() {
     const store = yield* EventStore
     const checkpoint = yield* openRelayCheckpoint(options.name ?? "history")
     // Entity states kept in memory count against the process's ENTITY_MEMORY_BYTES (EntityMemory).
     const cache = yield* makeEntityStateCache(store, yield* Deciders, yield* Effect.serviceOption(KeptSnapshots))
+    const maxBatch = options.maxBatch ?? 256
     const tail = yield* historyTail
-    let lastSeq = tail.lastSeq
+    let tails: Tails = { history: tail.lastSeq, snapshots: yield* snapshotsTail }
     const published = tail.position
-    const start = yield* checkpoint.load
-    yield* Effect.logInfo("relay starting", { checkpoint: start, historyPosition: published, historySeq: lastSeq })
+    const start = yield* checkpoint.load.pipe(Effect.catchTag("CheckpointInvalid", repairCheckpoint(options, checkpoint, tail, maxBatch)))
+    yield* Effect.logInfo("relay starting", { checkpoint: start, historyPosition: published, historySeq: tail.lastSeq })
 
     const relayBatch = (events: ReadonlyArray<RecordedEvent>) =>
       Effect.gen(function*() {
@@ -172,7 +253,20 @@ const relayOnce = (options: RelayOptions) =>
         const snapshots = new Map<string, { snapshot: EntitySnapshot; eventId: string }>()
         for (const event of events) {
           const envelope = toEnvelope(event)
-          if (Option.isNone(envelope)) continue
+          if (Option.isNone(envelope)) {
+            // Counted and logged once: not again when re-read after a restart, nor once HISTORY is past it.
+            if (event.position > Math.max(published, yield* Ref.get(skipped))) {
+              yield* Ref.set(skipped, event.position)
+              yield* Metric.update(undecodableEvents, 1)
+              yield* Effect.logWarning("relay skipped an event that is no Tributary entity event (no envelope metadata)", {
+                position: event.position,
+                eventId: event.eventId,
+                stream: event.stream,
+                type: event.type
+              })
+            }
+            continue
+          }
           const e = envelope.value
           if (e.position > published) history.push(e)
           const snapshot = yield* cache.after(e)
@@ -187,7 +281,7 @@ const relayOnce = (options: RelayOptions) =>
         for (const entry of snapshots.values()) {
           if (entry.snapshot.position > published || (yield* snapshotRevision(entry.snapshot)) < entry.snapshot.revision) outgoing.push(entry)
         }
-        lastSeq = yield* publishBatch({ history, snapshots: outgoing }, lastSeq)
+        tails = yield* publishBatch({ history, snapshots: outgoing }, tails)
         const now = yield* Clock.currentTimeMillis
         for (const e of history) {
           yield* Metric.update(commitToPublish, Math.max(0, now - Date.parse(e.recordedAt)) / 1000)
@@ -210,7 +304,6 @@ const relayOnce = (options: RelayOptions) =>
     yield* Effect.addFinalizer(() => Effect.ignore(saveCheckpoint))
     const saving = Effect.forever(Effect.andThen(Effect.sleep(options.checkpointEvery ?? "5 seconds"), saveCheckpoint))
 
-    const maxBatch = options.maxBatch ?? 256
     const events = store.subscribeToAll({ after: start })
     const relaying = options.batchWindow === undefined
       ? events.pipe(Stream.runForEachArray((page) =>
@@ -231,13 +324,14 @@ const chunksOf = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray
  * Needs `EventStore` and `Nats`; HISTORY and SNAPSHOTS must exist (`ensureTopology`).
  */
 export const runRelay = (options: RelayOptions): Effect.Effect<never, never, EventStore | Nats> =>
-  relayOnce(options).pipe(
-    Effect.andThen(Effect.fail(new RelayError({ operation: "subscribeToAll", cause: "the subscription ended" }))),
-    Effect.tapError((error) => Effect.logWarning("relay failed; restarting", error)),
-    // exponential backoff capped at 5 seconds, forever: the relay must outlive any outage
-    Effect.retry(Schedule.min([Schedule.exponential("50 millis"), Schedule.spaced("5 seconds")])),
-    Effect.orDie // unreachable: the schedule never gives up
-  )
+  Effect.flatMap(Ref.make(0), (skipped) =>
+    relayOnce(options, skipped).pipe(
+      Effect.andThen(Effect.fail(new RelayError({ operation: "subscribeToAll", cause: "the subscription ended" }))),
+      Effect.tapError((error) => Effect.logWarning("relay failed; restarting", error)),
+      // exponential backoff capped at 5 seconds, forever: the relay must outlive any outage
+      Effect.retry(Schedule.min([Schedule.exponential("50 millis"), Schedule.spaced("5 seconds")])),
+      Effect.orDie // unreachable: the schedule never gives up
+    ))
 
 /**
  * The relay as a layer, in the background while the layer is alive. However many platform processes
