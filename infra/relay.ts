@@ -67,7 +67,7 @@ export const eventsRelayed = Metric.counter("tributary_relay_events_total", {
   incremental: true
 })
 export const relayLag = Metric.gauge("tributary_relay_lag_events", {
-  description: "Events in the store not yet relayed (head position minus checkpoint)"
+  description: "Store positions not yet relayed: head position minus the relay's (HISTORY's tail, or its checkpoint past skipped events); grows while the relay is stuck"
 })
 export const undecodableEvents = Metric.counter("tributary_relay_undecodable_events_total", {
   description: "Events of the store the relay skipped: no Tributary envelope (metadata), so not published to HISTORY",
