@@ -9,6 +9,9 @@
  * process leaves it running for the others and for its own restart. Joining, starting, leaving and
  * stopping happen under one lock file, so a process starting while the last one stops either
  * joins before the stop decision or starts a new server after it.
+ *
+ * While a process uses the server it supervises it (NatsSupervision): a server that died is
+ * restarted on the same port and store by one of the processes, under the same lock.
  */
 import { spawn } from "node:child_process"
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
