@@ -7,8 +7,9 @@
 import { Clock, Effect, Metric, Option, Result } from "effect"
 import { EventStore } from "../domain/EventStore.ts"
 import { leaseHolder } from "./nats/lease.ts"
-import { historyTail, relayLag } from "./relay.ts"
+import { relayLag } from "./relay.ts"
 import { readCheckpoint } from "./relayCheckpoint.ts"
+import { historyTail } from "./relayStreams.ts"
 
 export const relayLagSeconds = Metric.gauge("tributary_relay_lag_seconds", {
   description: "Age of the oldest event in the store not yet relayed to HISTORY (0 when none waits)"
