@@ -1,7 +1,8 @@
 /**
  * /ready reflects the parts of the platform that can break while its process runs on: a stuck relay
  * (its lease held by a process that does not relay), an invalid relay checkpoint it cannot repair, and
- * a shard without a live owner. /health stays 200 throughout: it is liveness only.
+ * a shard without a live owner, a bus that does not answer. /health stays 200 throughout: it is
+ * liveness only.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Option } from "effect"
@@ -12,6 +13,7 @@ import { openBucket } from "../../infra/nats/buckets.ts"
 import { renewEveryMillis, takeLease } from "../../infra/nats/lease.ts"
 import { Nats, tryNats } from "../../infra/nats/Nats.ts"
 import { eventually, request } from "../fixtures/http.ts"
+import { TestNatsServer } from "../fixtures/nats.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
 
 const ready = request({ method: "GET", url: "/ready", key: null })
@@ -52,6 +54,23 @@ const assertNotReady = (res: LightMyRequestResponse, check: string, reason: RegE
 const health = Effect.map(request({ method: "GET", url: "/health", key: null }), (res) => res.statusCode)
 
 describe("/ready", () => {
+  it.live("a bus that does not answer (nats-server stopped with SIGSTOP): 503 naming nats, 200 again once it runs", () =>
+    Effect.gen(function*() {
+      yield* eventually(ready, (res) => res.statusCode === 200, "60 seconds")
+      const { pid } = yield* TestNatsServer
+      yield* Effect.acquireRelease(Effect.sync(() => process.kill(pid, "SIGSTOP")), () => Effect.sync(() => process.kill(pid, "SIGCONT")))
+      const res = yield* ready
+      assert.strictEqual(res.statusCode, 503, res.body)
+      assert.match(String(res.headers["content-type"]), /^application\/problem\+json/)
+      const problem = res.json() as { detail: string; checks: Record<string, string> }
+      assert.match(problem.checks.nats!, /no answer within/)
+      assert.include(problem.detail, "nats: ")
+      assert.strictEqual(problem.checks.eventStore, "ok")
+      assert.strictEqual(yield* health, 200)
+      process.kill(pid, "SIGCONT")
+      yield* eventually(ready, (res) => res.statusCode === 200, "90 seconds")
+    }).pipe(Effect.scoped, Effect.provide(layerTestPlatform())), { timeout: 180_000 })
+
   it.live("a stuck relay: the lag in /metrics grows with every command, /ready answers 503 naming the relay, and recovers once it relays again", () =>
     Effect.gen(function*() {
       yield* eventually(ready, (res) => res.statusCode === 200, "60 seconds")
