@@ -83,6 +83,8 @@ export const PlatformConfig = Config.all({
   /** how long and how many bytes the DEADLETTERS stream keeps dead letters; the oldest go first */
   deadLetterMaxAge: Config.Duration("DEAD_LETTER_MAX_AGE").pipe(Config.withDefault(Duration.days(30))),
   deadLetterMaxBytes: intAtLeast(1_024, "DEAD_LETTER_MAX_BYTES").pipe(Config.withDefault(1_073_741_824)),
+  /** /ready fails when the oldest event not yet in HISTORY is older than this (the relay is stuck) */
+  relayMaxLag: Config.Duration("RELAY_MAX_LAG").pipe(Config.withDefault(Duration.seconds(60))),
   /** shards commands are spread over; every process of one platform must use the same number */
   shards: intAtLeast(1, "SHARDS").pipe(Config.withDefault(defaultShards)),
   /** bounded mailbox of each entity actor */

@@ -29,7 +29,7 @@ import { layerKurrent } from "../infra/eventstore/kurrent.ts"
 import { layerSqlite as eventStoreSqlite } from "../infra/eventstore/sqlite.ts"
 import { layerJetStream } from "../infra/nats/commandBus.ts"
 import * as DeadLettersJetStream from "../infra/nats/deadLetters.ts"
-import { Nats, tryNats } from "../infra/nats/Nats.ts"
+import { Nats } from "../infra/nats/Nats.ts"
 import { layerClusterFor } from "../infra/nats/cluster.ts"
 import { defaultConfigFile, type NatsCredentials, NatsUsers } from "../infra/nats/NatsServer.ts"
 import { useSharedNatsServer } from "../infra/nats/SharedNatsServer.ts"
@@ -38,6 +38,7 @@ import { ensureTopology } from "../infra/nats/topology.ts"
 import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
 import * as RemindersSqlite from "../infra/reminders/sqlite.ts"
 import { layerRelay } from "../infra/relay.ts"
+import { readRelayStatus } from "../infra/relayStatus.ts"
 import * as ProjectionRunner from "../projections/ProjectionRunner.ts"
 import { buildApp } from "./app.ts"
 import { AdminApiKey } from "./auth.ts"
@@ -47,6 +48,7 @@ import { bootstrapKeyRoutes } from "./routes/bootstrapKey.ts"
 import { clusterRoutes } from "./routes/cluster.ts"
 import { entityRoutes } from "./routes/entities.ts"
 import { historyRoutes } from "./routes/history.ts"
+import { readinessChecks } from "./readiness.ts"
 import { opsRoutes } from "./routes/ops.ts"
 
 /** The running HTTP server: the Fastify instance (tests use `inject`) and where it listens. */
@@ -145,10 +147,12 @@ const httpLimits = (config: PlatformConfig) => ({
 const httpLayer = (config: PlatformConfig) =>
   Layer.effect(HttpServer, Effect.gen(function*() {
     const context = yield* Effect.context<ApiServices>()
-    const { connection } = yield* Nats
+    const nats = yield* Nats
     const store = yield* EventStore
     const routes = [
-      ...opsRoutes({ nats: tryNats("flush", () => connection.flush()), eventStore: store.headPosition }),
+      ...opsRoutes(yield* readinessChecks({ shards: config.shards, relayMaxLag: config.relayMaxLag }), {
+        refreshMetrics: readRelayStatus.pipe(Effect.provideService(EventStore, store), Effect.provideService(Nats, nats))
+      }),
       ...entityRoutes({ registry: yield* Deciders }),
       ...historyRoutes,
       ...adminRoutes,

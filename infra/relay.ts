@@ -15,12 +15,13 @@
  * - snapshots of events between the checkpoint and that position are re-published, since the crash
  *   may have come between the HISTORY and SNAPSHOTS publishes — each only if SNAPSHOTS does not
  *   already hold that entity at the same or a later revision (a relay taking over from another, or
- *   from an old checkpoint, never takes SNAPSHOTS back in time).
+ *   from an old checkpoint, never takes SNAPSHOTS back in time), and each SNAPSHOTS publish expects
+ *   that stream's last sequence too, so a relay paused past its lease cannot either (relayStreams.ts);
+ * - the checkpoint is decoded, and an invalid one replaced from HISTORY's tail (repairCheckpoint).
+ *
+ * Events with no Tributary envelope are skipped, counted and logged once each.
  */
-import { headers as natsHeaders } from "@nats-io/transport-node"
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream"
-import type { PubAck } from "@nats-io/jetstream"
-import { Clock, Duration, Effect, Layer, Metric, Option, Schedule, Stream } from "effect"
+import { Clock, Duration, Effect, Layer, Metric, Option, Ref, Schedule, Stream } from "effect"
 import { EventStore } from "../domain/EventStore.ts"
 import type { RecordedEvent } from "../domain/EventStore.ts"
 import { toEnvelope } from "../domain/envelope.ts"
@@ -28,13 +29,15 @@ import type { EventEnvelope } from "../domain/envelope.ts"
 import { Deciders } from "../domain/DeciderRegistry.ts"
 import { KeptSnapshots } from "../domain/KeptSnapshots.ts"
 import type { EntitySnapshot } from "../domain/snapshot.ts"
-import { historySubject, snapshotSubject, StreamNames } from "../domain/subjects.ts"
+import { checkpointSubject } from "../domain/subjects.ts"
 import { makeEntityStateCache } from "./entityStateCache.ts"
 import { withLease } from "./nats/lease.ts"
-import { Nats, NatsError, tryNats } from "./nats/Nats.ts"
-import { openRelayCheckpoint, RelayError } from "./relayCheckpoint.ts"
+import type { Nats } from "./nats/Nats.ts"
+import { type CheckpointInvalid, openRelayCheckpoint, RelayError, type RelayCheckpoint } from "./relayCheckpoint.ts"
+import { historyTail, publishBatch, snapshotRevision, snapshotsTail, type Tails } from "./relayStreams.ts"
 
 export { RelayError } from "./relayCheckpoint.ts"
+export { RelayHeaders } from "./relayStreams.ts"
 
 export interface RelayOptions {
   /** the checkpoint's name (`checkpoint.<name>`); default "history" */
@@ -55,116 +58,76 @@ export interface RelayOptions {
   readonly checkpointEvery?: Duration.Input
 }
 
-/** Header names on HISTORY messages (DESIGN.md, Contracts); `Nats-Msg-Id` is set through `msgID`. */
-export const RelayHeaders = {
-  revision: "Tributary-Revision",
-  position: "Tributary-Position",
-  traceId: "Tributary-Trace-Id"
-} as const
-
 export const eventsRelayed = Metric.counter("tributary_relay_events_total", {
   description: "Events published to HISTORY by the relay",
   incremental: true
 })
 export const relayLag = Metric.gauge("tributary_relay_lag_events", {
-  description: "Events in the store not yet relayed (head position minus checkpoint)"
+  description: "Store positions not yet relayed: head position minus the relay's (HISTORY's tail, or its checkpoint past skipped events); grows while the relay is stuck"
+})
+export const undecodableEvents = Metric.counter("tributary_relay_undecodable_events_total", {
+  description: "Events of the store the relay skipped: no Tributary envelope (metadata), so not published to HISTORY",
+  incremental: true
+})
+export const checkpointsRepaired = Metric.counter("tributary_relay_checkpoint_repairs_total", {
+  description: "Invalid relay checkpoints replaced by a position derived from HISTORY's tail",
+  incremental: true
 })
 export const commitToPublish = Metric.histogram("tributary_relay_commit_to_publish_seconds", {
   description: "Time from an event's commit (recordedAt) to its HISTORY acknowledgement",
   boundaries: Metric.exponentialBoundaries({ start: 0.001, factor: 2, count: 16 })
 })
 
-const encoder = new TextEncoder()
-
-/** Where HISTORY ends: its last sequence and the store position of its last event (0 when unknown). */
-const historyTail = Effect.gen(function*() {
-  const { manager } = yield* Nats
-  const info = yield* tryNats("history info", () => manager.streams.info(StreamNames.history))
-  const lastSeq = info.state.last_seq
-  if (lastSeq === 0) return { lastSeq, position: 0 }
-  // The last message may be gone (max_age, purge): then the checkpoint alone says where to resume.
-  // Any other failure must stop the start: resuming from the checkpoint alone could duplicate.
-  const last = yield* tryNats("history tail", () => manager.streams.getMessage(StreamNames.history, { seq: lastSeq })).pipe(
-    Effect.catchIf(
-      (error) => error.cause instanceof JetStreamApiError && error.cause.code === JetStreamApiCodes.NoMessageFound,
-      () => Effect.succeed(null)
-    )
-  )
-  const position = Number(last?.header.get(RelayHeaders.position) ?? 0)
-  return { lastSeq, position: Number.isSafeInteger(position) ? position : 0 }
-})
-
-/** The revision SNAPSHOTS holds for an entity; -1 when it holds none. */
-const snapshotRevision = (snapshot: EntitySnapshot) =>
-  Effect.gen(function*() {
-    const { manager } = yield* Nats
-    const message = yield* tryNats("snapshot tail", () =>
-      manager.streams.getMessage(StreamNames.snapshots, { last_by_subj: snapshotSubject(snapshot.type, snapshot.id) })).pipe(
-        Effect.catchIf(
-          (error) => error.cause instanceof JetStreamApiError && error.cause.code === JetStreamApiCodes.NoMessageFound,
-          () => Effect.succeed(null)
-        )
-      )
-    return message === null ? -1 : (message.json<EntitySnapshot>().revision ?? -1)
-  })
-
-interface Outgoing {
-  readonly history: ReadonlyArray<EventEnvelope>
-  readonly snapshots: ReadonlyArray<{ readonly snapshot: EntitySnapshot; readonly eventId: string }>
-}
-
-/** Publishes in order without waiting in between; then awaits every acknowledgement (all settle). */
-const publishAll = (publishes: ReadonlyArray<() => Promise<PubAck>>) =>
-  Effect.gen(function*() {
-    // allSettled: every promise gets a handler, so one failure leaves no unhandled rejection behind.
-    const settled = yield* Effect.promise(() => Promise.allSettled(publishes.map((publish) => publish())))
-    const failed = settled.find((s) => s.status === "rejected")
-    if (failed !== undefined) return yield* new NatsError({ operation: "publish batch", cause: failed.reason })
-    return settled.map((s) => (s as PromiseFulfilledResult<PubAck>).value)
-  })
+/**
+ * Where to resume when the checkpoint is invalid (CheckpointInvalid): HISTORY's tail says what was
+ * published, and a crash can only have left the snapshots of the last batch unpublished, so the relay
+ * resumes `maxBatch` positions before that tail (HISTORY gets nothing twice: it skips what is at or
+ * below its tail) and replaces the checkpoint at once. Without a known tail it refuses, loudly: any
+ * position would risk publishing HISTORY twice or skipping events.
+ */
+const repairCheckpoint = (
+  options: RelayOptions,
+  checkpoint: RelayCheckpoint,
+  tail: { readonly lastSeq: number; readonly position: number; readonly known: boolean },
+  maxBatch: number
+) =>
+  (invalid: CheckpointInvalid) =>
+    Effect.gen(function*() {
+      if (!tail.known) {
+        return yield* new RelayError({
+          operation: "load checkpoint",
+          cause: `the checkpoint is invalid (${invalid.stored}: ${invalid.reason}) and HISTORY's last message carries no position; ` +
+            `publish the last relayed position on ${checkpointSubject(options.name ?? "history")} to resume`
+        })
+      }
+      const from = Math.max(0, tail.position - maxBatch)
+      yield* Effect.logError("relay checkpoint invalid; resuming from HISTORY's tail and replacing it", {
+        stored: invalid.stored,
+        reason: invalid.reason,
+        historyPosition: tail.position,
+        resumeAfter: from
+      })
+      yield* checkpoint.save(from)
+      yield* Metric.update(checkpointsRepaired, 1)
+      return from
+    })
 
 /**
- * Publishes a batch's events to HISTORY, then — only once HISTORY took them all — the entities' new
- * states to SNAPSHOTS: a batch HISTORY refused (another relay got there first) publishes no snapshot.
- * Returns HISTORY's last sequence afterwards.
+ * One run of the relay, from a fresh read of the checkpoint and of HISTORY's tail until it fails.
+ * `skipped`: the highest position of an undecodable event already counted and logged by this process.
  */
-const publishBatch = (outgoing: Outgoing, lastSeq: number) =>
-  Effect.gen(function*() {
-    const { jetstream } = yield* Nats
-    const historyAcks = yield* publishAll(outgoing.history.map((envelope, i) => () => {
-      const headers = natsHeaders()
-      headers.set(RelayHeaders.revision, String(envelope.revision))
-      headers.set(RelayHeaders.position, String(envelope.position))
-      headers.set(RelayHeaders.traceId, envelope.correlationId)
-      const expected = lastSeq + i
-      return jetstream.publish(historySubject(envelope.entityType, envelope.entityId), encoder.encode(JSON.stringify(envelope)), {
-        msgID: envelope.eventId,
-        headers,
-        // 0 means "no expectation" to the server: on an empty stream the first publish is unchecked.
-        ...(expected > 0 ? { expect: { lastSequence: expected } } : {})
-      })
-    }))
-    if (historyAcks.some((ack) => ack.duplicate)) {
-      // Only possible if HISTORY and the checkpoint disagree; restarting re-reads both.
-      return yield* new NatsError({ operation: "publish batch", cause: "HISTORY reported a duplicate; resynchronising" })
-    }
-    yield* publishAll(outgoing.snapshots.map(({ eventId, snapshot }) => () =>
-      jetstream.publish(snapshotSubject(snapshot.type, snapshot.id), encoder.encode(JSON.stringify(snapshot)), { msgID: eventId })))
-    return historyAcks.length > 0 ? historyAcks[historyAcks.length - 1]!.seq : lastSeq
-  })
-
-/** One run of the relay, from a fresh read of the checkpoint and of HISTORY's tail until it fails. */
-const relayOnce = (options: RelayOptions) =>
+const relayOnce = (options: RelayOptions, skipped: Ref.Ref<number>) =>
   Effect.gen(function*() {
     const store = yield* EventStore
     const checkpoint = yield* openRelayCheckpoint(options.name ?? "history")
     // Entity states kept in memory count against the process's ENTITY_MEMORY_BYTES (EntityMemory).
     const cache = yield* makeEntityStateCache(store, yield* Deciders, yield* Effect.serviceOption(KeptSnapshots))
+    const maxBatch = options.maxBatch ?? 256
     const tail = yield* historyTail
-    let lastSeq = tail.lastSeq
+    let tails: Tails = { history: tail.lastSeq, snapshots: yield* snapshotsTail }
     const published = tail.position
-    const start = yield* checkpoint.load
-    yield* Effect.logInfo("relay starting", { checkpoint: start, historyPosition: published, historySeq: lastSeq })
+    const start = yield* checkpoint.load.pipe(Effect.catchTag("CheckpointInvalid", repairCheckpoint(options, checkpoint, tail, maxBatch)))
+    yield* Effect.logInfo("relay starting", { checkpoint: start, historyPosition: published, historySeq: tail.lastSeq })
 
     const relayBatch = (events: ReadonlyArray<RecordedEvent>) =>
       Effect.gen(function*() {
@@ -172,7 +135,20 @@ const relayOnce = (options: RelayOptions) =>
         const snapshots = new Map<string, { snapshot: EntitySnapshot; eventId: string }>()
         for (const event of events) {
           const envelope = toEnvelope(event)
-          if (Option.isNone(envelope)) continue
+          if (Option.isNone(envelope)) {
+            // Counted and logged once: not again when re-read after a restart, nor once HISTORY is past it.
+            if (event.position > Math.max(published, yield* Ref.get(skipped))) {
+              yield* Ref.set(skipped, event.position)
+              yield* Metric.update(undecodableEvents, 1)
+              yield* Effect.logWarning("relay skipped an event that is no Tributary entity event (no envelope metadata)", {
+                position: event.position,
+                eventId: event.eventId,
+                stream: event.stream,
+                type: event.type
+              })
+            }
+            continue
+          }
           const e = envelope.value
           if (e.position > published) history.push(e)
           const snapshot = yield* cache.after(e)
@@ -187,7 +163,7 @@ const relayOnce = (options: RelayOptions) =>
         for (const entry of snapshots.values()) {
           if (entry.snapshot.position > published || (yield* snapshotRevision(entry.snapshot)) < entry.snapshot.revision) outgoing.push(entry)
         }
-        lastSeq = yield* publishBatch({ history, snapshots: outgoing }, lastSeq)
+        tails = yield* publishBatch({ history, snapshots: outgoing }, tails)
         const now = yield* Clock.currentTimeMillis
         for (const e of history) {
           yield* Metric.update(commitToPublish, Math.max(0, now - Date.parse(e.recordedAt)) / 1000)
@@ -210,7 +186,6 @@ const relayOnce = (options: RelayOptions) =>
     yield* Effect.addFinalizer(() => Effect.ignore(saveCheckpoint))
     const saving = Effect.forever(Effect.andThen(Effect.sleep(options.checkpointEvery ?? "5 seconds"), saveCheckpoint))
 
-    const maxBatch = options.maxBatch ?? 256
     const events = store.subscribeToAll({ after: start })
     const relaying = options.batchWindow === undefined
       ? events.pipe(Stream.runForEachArray((page) =>
@@ -231,13 +206,14 @@ const chunksOf = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray
  * Needs `EventStore` and `Nats`; HISTORY and SNAPSHOTS must exist (`ensureTopology`).
  */
 export const runRelay = (options: RelayOptions): Effect.Effect<never, never, EventStore | Nats> =>
-  relayOnce(options).pipe(
-    Effect.andThen(Effect.fail(new RelayError({ operation: "subscribeToAll", cause: "the subscription ended" }))),
-    Effect.tapError((error) => Effect.logWarning("relay failed; restarting", error)),
-    // exponential backoff capped at 5 seconds, forever: the relay must outlive any outage
-    Effect.retry(Schedule.min([Schedule.exponential("50 millis"), Schedule.spaced("5 seconds")])),
-    Effect.orDie // unreachable: the schedule never gives up
-  )
+  Effect.flatMap(Ref.make(0), (skipped) =>
+    relayOnce(options, skipped).pipe(
+      Effect.andThen(Effect.fail(new RelayError({ operation: "subscribeToAll", cause: "the subscription ended" }))),
+      Effect.tapError((error) => Effect.logWarning("relay failed; restarting", error)),
+      // exponential backoff capped at 5 seconds, forever: the relay must outlive any outage
+      Effect.retry(Schedule.min([Schedule.exponential("50 millis"), Schedule.spaced("5 seconds")])),
+      Effect.orDie // unreachable: the schedule never gives up
+    ))
 
 /**
  * The relay as a layer, in the background while the layer is alive. However many platform processes

@@ -54,6 +54,18 @@ export class NatsServerError extends Schema.TaggedError<NatsServerError>()("Nats
   cause: Schema.Defect()
 }) {}
 
+/**
+ * The server's whole environment: PATH and the passwords nats.conf reads, nothing else. It must not
+ * inherit ours (ADMIN_API_KEY, cloud credentials): anyone who may read /proc/<pid>/environ of a
+ * long-lived detached process would read them there.
+ */
+export const serverEnvironment = (passwords: NatsServerOptions["passwords"]): Record<string, string> => ({
+  ...(process.env.PATH === undefined ? {} : { PATH: process.env.PATH }),
+  // nats-server parses a variable's value as a config value ("7e3…" would be a number): quote it.
+  TRIBUTARY_NATS_PASSWORD: JSON.stringify(passwords.platform),
+  TRIBUTARY_NATS_READER_PASSWORD: JSON.stringify(passwords.reader)
+})
+
 /** The last `max` characters of the server's log, enough to show why it failed. */
 export const tail = (log: Array<string>, max = 8_000) => log.join("").slice(-max)
 
@@ -194,13 +206,7 @@ export const startNatsServer = Effect.fnUntraced(function*(options: NatsServerOp
   const child = yield* Effect.acquireRelease(
     Effect.try({
       try: () => {
-        // nats-server parses a variable's value as a config value ("7e3…" would be a number): quote it.
-        const env = {
-          ...process.env,
-          TRIBUTARY_NATS_PASSWORD: JSON.stringify(options.passwords.platform),
-          TRIBUTARY_NATS_READER_PASSWORD: JSON.stringify(options.passwords.reader)
-        }
-        const child = spawn(options.command ?? "nats-server", args, { stdio: ["ignore", "pipe", "pipe"], env })
+        const child = spawn(options.command ?? "nats-server", args, { stdio: ["ignore", "pipe", "pipe"], env: serverEnvironment(options.passwords) })
         // nats-server logs to stderr; keep all of it (bounded) to explain a failed start.
         const keep = (chunk: Buffer) => {
           log.push(chunk.toString())

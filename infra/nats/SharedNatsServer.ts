@@ -9,13 +9,16 @@
  * process leaves it running for the others and for its own restart. Joining, starting, leaving and
  * stopping happen under one lock file, so a process starting while the last one stops either
  * joins before the stop decision or starts a new server after it.
+ *
+ * While a process uses the server it supervises it (NatsSupervision): a server that died is
+ * restarted on the same port and store by one of the processes, under the same lock.
  */
 import { spawn } from "node:child_process"
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Duration, Effect, Option, Schedule } from "effect"
 import type { Scope } from "effect"
-import { isNatsServerOn, NatsServerError, type NatsServerOptions, probe, readPidFile, stopLeftover, stopNatsServerOn } from "./NatsServer.ts"
+import { isNatsServerOn, NatsServerError, serverEnvironment, type NatsServerOptions, probe, readPidFile, stopLeftover, stopNatsServerOn } from "./NatsServer.ts"
 
 export interface SharedNatsServerOptions extends NatsServerOptions {
   readonly pidFile: string
@@ -23,8 +26,23 @@ export interface SharedNatsServerOptions extends NatsServerOptions {
   readonly logFile: string
   /** a directory holding one file per process using the server (named by its pid) */
   readonly usersDir: string
-  /** held while joining, starting, leaving or stopping */
+  /** held while joining, starting, restarting, leaving or stopping */
   readonly lockFile: string
+  /** how the server is watched and restarted while this process uses it */
+  readonly supervision?: NatsSupervision
+}
+
+/**
+ * Each process using the server checks every `checkEvery` (default 1 second) that the process the
+ * pid file names still runs; when it is gone (SIGKILL, a crash, the OOM killer), one of them
+ * restarts it on the same port and store, under the lock: the others find it running once they get
+ * the lock, and join it. A start that fails is tried again after `restartBackoff` (default 200 ms),
+ * doubling up to `restartBackoffMax` (default 10 seconds), for as long as the process runs.
+ */
+export interface NatsSupervision {
+  readonly checkEvery?: Duration.Input
+  readonly restartBackoff?: Duration.Input
+  readonly restartBackoffMax?: Duration.Input
 }
 
 export interface SharedNatsServer {
@@ -87,12 +105,7 @@ const start = (options: SharedNatsServerOptions) =>
         const child = spawn(options.command ?? "nats-server", args, {
           detached: true,
           stdio: "ignore",
-          // nats-server parses a variable's value as a config value ("7e3…" would be a number): quote it.
-          env: {
-            ...process.env,
-            TRIBUTARY_NATS_PASSWORD: JSON.stringify(options.passwords.platform),
-            TRIBUTARY_NATS_READER_PASSWORD: JSON.stringify(options.passwords.reader)
-          }
+          env: serverEnvironment(options.passwords)
         })
         child.on("error", (cause) => void (exited.cause = cause))
         child.once("exit", (code) => void (exited.code = code))
@@ -179,6 +192,33 @@ const otherUsers = (usersDir: string) =>
  * when the Scope closes and no other running process uses it, stops it.
  */
 export const useSharedNatsServer = (options: SharedNatsServerOptions): Effect.Effect<SharedNatsServer, NatsServerError, Scope.Scope> =>
+  Effect.tap(joinForScope(options), () => Effect.forkScoped(supervise(options)))
+
+/** Whether the server the pid file names runs on this store (no connection: cheap enough to ask every second). */
+const serverRuns = (options: SharedNatsServerOptions) =>
+  Option.match(readPidFile(options.pidFile), { onNone: () => false, onSome: (pid) => isNatsServerOn(pid, options.storeDir) })
+
+/** Watches the server for the life of the Scope and restarts it when it is gone (see NatsSupervision). */
+const supervise = (options: SharedNatsServerOptions) => {
+  const { checkEvery = "1 second", restartBackoff = "200 millis", restartBackoffMax = "10 seconds" } = options.supervision ?? {}
+  const restart = withLock(options.lockFile, joinOrStartNatsServer(options)).pipe(
+    // a lock never obtained (held for minutes) is one more failed attempt, not the end of supervision
+    Effect.catchDefect((defect) => Effect.fail(new NatsServerError({ operation: "lock", output: "", cause: defect }))),
+    Effect.tap((server) =>
+      server.started
+        ? Effect.logWarning("restarted the nats-server, which had stopped", { pid: server.pid, url: server.url })
+        : Effect.logInfo("another process restarted the nats-server; joined it", { pid: server.pid })),
+    Effect.tapError((error) => Effect.logError("could not restart the nats-server; trying again", error)),
+    Effect.retry(Schedule.min([Schedule.exponential(restartBackoff), Schedule.spaced(restartBackoffMax)]))
+  )
+  const check = Effect.suspend(() =>
+    serverRuns(options)
+      ? Effect.void
+      : Effect.logError("the nats-server on this DATA_DIR is gone; restarting it", { pidFile: options.pidFile }).pipe(Effect.andThen(restart)))
+  return check.pipe(Effect.repeat(Schedule.spaced(checkEvery)), Effect.asVoid)
+}
+
+const joinForScope = (options: SharedNatsServerOptions) =>
   Effect.acquireRelease(
     withLock(options.lockFile, Effect.gen(function*() {
       mkdirSync(options.usersDir, { recursive: true })

@@ -115,3 +115,14 @@ export const withLease = <E, R>(name: string, job: Effect.Effect<never, E, R>) =
       Effect.forever
     )
   })
+
+/**
+ * Who holds the lease `job.<name>` now, if anyone: its entry lives only while its holder renews it
+ * (the bucket's TTL), so a holder named here renewed it within the TTL. For readiness checks.
+ */
+export const leaseHolder = (name: string) =>
+  Effect.gen(function*() {
+    const kv = yield* openBucket(BucketNames.leases)
+    const entry = yield* kvCall(`read lease ${name}`, () => kv.get(jobLeaseKey(name)))
+    return entry !== null && entry.operation === "PUT" && isHolderId(entry.string()) ? Option.some(entry.string()) : Option.none<string>()
+  })

@@ -12,11 +12,11 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("ops"
         assert.deepStrictEqual(res.json(), { status: "ok" })
       }))
 
-    it.effect("/ready answers 200 with NATS and the event store ok", () =>
+    it.effect("/ready answers 200 once NATS, the event store, the relay and every shard's owner are ok", () =>
       Effect.gen(function*() {
-        const res = yield* request({ method: "GET", url: "/ready", key: null })
-        assert.strictEqual(res.statusCode, 200, res.body)
-        assert.deepStrictEqual(res.json(), { status: "ok", checks: { nats: "ok", eventStore: "ok" } })
+        // the relay and the shards are taken by their owners just after start
+        const res = yield* eventually(request({ method: "GET", url: "/ready", key: null }), (res) => res.statusCode === 200, "30 seconds")
+        assert.deepStrictEqual(res.json(), { status: "ok", checks: { nats: "ok", eventStore: "ok", relay: "ok", shards: "ok" } })
       }))
   })
 

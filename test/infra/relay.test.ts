@@ -3,15 +3,16 @@ import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { Effect, Fiber, Layer, Metric, Schedule } from "effect"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { Effect, Fiber, Layer, Logger, Metric, Result, Schedule } from "effect"
 import type { Duration } from "effect"
 import { EventStore } from "../../domain/EventStore.ts"
 import { toEnvelopes } from "../../domain/envelope.ts"
 import { checkpointSubject, historySubject, snapshotSubject, StreamNames } from "../../domain/subjects.ts"
 import { layerSqlite } from "../../infra/eventstore/sqlite.ts"
 import { Nats, tryNats } from "../../infra/nats/Nats.ts"
-import { commitToPublish, eventsRelayed, relayLag, runRelay } from "../../infra/relay.ts"
-import { openRelayCheckpoint } from "../../infra/relayCheckpoint.ts"
+import { checkpointsRepaired, commitToPublish, eventsRelayed, relayLag, runRelay, undecodableEvents } from "../../infra/relay.ts"
+import { openRelayCheckpoint, readCheckpoint } from "../../infra/relayCheckpoint.ts"
 import { appendEntityEvents, expectedSnapshot } from "../fixtures/entityEvents.ts"
 import type { EntityRef } from "../fixtures/entityEvents.ts"
 import { lastOnSubject, streamMessages } from "../fixtures/jetstreamContents.ts"
@@ -19,6 +20,7 @@ import { layerTestNats, TestNatsServer } from "../fixtures/nats.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const relayProcess = fileURLToPath(new URL("../fixtures/relayProcess.ts", import.meta.url))
+const leasedRelayProcess = fileURLToPath(new URL("../fixtures/leasedRelayProcess.ts", import.meta.url))
 
 /** A temp dir with the event store file, a fresh nats-server with the streams, and paths for the relay. */
 const withPlatform = <A, E>(
@@ -73,6 +75,8 @@ const assertSnapshotsMatchStore = (entities: ReadonlyArray<EntityRef>) =>
     }), { discard: true })
 
 const storedCheckpoint = Effect.flatMap(openRelayCheckpoint("history"), (c) => c.load)
+/** The stored checkpoint, -1 while it is invalid. */
+const checkpointNow = Effect.map(readCheckpoint("history"), Result.getOrElse(() => -1))
 
 const entities: ReadonlyArray<EntityRef> = [
   { type: "advertiser", id: "1" },
@@ -269,4 +273,111 @@ describe("two relays started at once", () => {
         yield* assertSnapshotsMatchStore(many)
         yield* killAndWait(other, "SIGTERM")
       }))), { timeout: 180_000 })
+})
+
+describe("history relay against bad input", () => {
+  it.live("replaces an invalid checkpoint (\"NaN\" published on its subject) from HISTORY's tail: HISTORY goes on, nothing twice", () =>
+    withPlatform(() =>
+      Effect.gen(function*() {
+        const relay = yield* Effect.forkChild(runRelay({ checkpointEvery: "50 millis" }))
+        for (const entity of entities) yield* appendEntityEvents(entity, 2)
+        yield* eventually(checkpointNow, (c) => c === 6)
+        const repairs = (yield* Metric.value(checkpointsRepaired)).count
+        // what a reply directed onto the checkpoint's subject stored (issue 6, item 1)
+        yield* Nats.use(({ jetstream }) => tryNats("corrupt checkpoint", () => jetstream.publish(checkpointSubject("history"), "NaN")))
+        for (const entity of entities) yield* appendEntityEvents(entity, 1)
+        yield* eventually(checkpointNow, (c) => c === 9)
+        assert.strictEqual(yield* assertHistoryMatchesStore, 9)
+        yield* assertSnapshotsMatchStore(entities)
+        assert.isAtLeast((yield* Metric.value(checkpointsRepaired)).count - repairs, 1)
+        yield* Fiber.interrupt(relay)
+      })))
+
+  it.live("counts and logs each undecodable event once, also when a restarted relay reads it again", () =>
+    withPlatform(() =>
+      Effect.gen(function*() {
+        const store = yield* EventStore
+        const logged: Array<string> = []
+        const collect = Logger.layer([Logger.make((options) => void logged.push(JSON.stringify(options.message)))], { mergeWithExisting: true })
+        const before = (yield* Metric.value(undecodableEvents)).count
+        const first = yield* Effect.forkChild(runRelay({ checkpointEvery: "50 millis" }).pipe(Effect.provide(collect)))
+        yield* store.appendToStream("foreign-1", [{ eventId: "foreign-1", type: "Other", data: {}, metadata: {} }], "any")
+        yield* appendEntityEvents(entities[0]!, 1)
+        yield* store.appendToStream("foreign-2", [{ eventId: "foreign-2", type: "Other", data: {}, metadata: "not an object" }], "any")
+        yield* appendEntityEvents(entities[1]!, 1)
+        yield* eventually(checkpointNow, (c) => c === 4)
+        yield* Fiber.interrupt(first)
+        // a relay starting from scratch reads both again
+        yield* Nats.use(({ manager }) =>
+          tryNats("forget checkpoint", () => manager.streams.purge(StreamNames.checkpoints, { filter: checkpointSubject("history") })))
+        const second = yield* Effect.forkChild(runRelay({ checkpointEvery: "50 millis" }).pipe(Effect.provide(collect)))
+        yield* appendEntityEvents(entities[2]!, 1)
+        yield* eventually(checkpointNow, (c) => c === 5)
+        assert.strictEqual(yield* assertHistoryMatchesStore, 3)
+        assert.strictEqual((yield* Metric.value(undecodableEvents)).count - before, 2)
+        const warnings = logged.filter((line) => line.includes("skipped an event"))
+        assert.strictEqual(warnings.length, 2, warnings.join("\n"))
+        assert.isTrue(warnings[0]!.includes("foreign-1") && warnings[1]!.includes("foreign-2"))
+        yield* Fiber.interrupt(second)
+      })))
+})
+
+/** The relay under its lease in its own process (fixtures/leasedRelayProcess.ts), its log in `log`; SIGKILLed at the end. */
+const startLeasedRelayProcess = (paths: { readonly events: string }, log: string, pauseFile?: string) =>
+  Effect.gen(function*() {
+    const { url, platform } = yield* TestNatsServer
+    return yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn(process.execPath, ["--no-warnings", leasedRelayProcess, url, paths.events, ...(pauseFile === undefined ? [] : [pauseFile])], {
+          stdio: ["ignore", "pipe", "pipe"],
+          env: { ...process.env, NATS_USER: platform.user, NATS_PASSWORD: platform.password }
+        })
+      ).pipe(Effect.tap((child) => Effect.sync(() => {
+        const keep = (chunk: Buffer) => writeFileSync(log, chunk, { flag: "a" })
+        child.stdout.on("data", keep)
+        child.stderr.on("data", keep)
+      }))),
+      (child) => Effect.sync(() => void child.kill("SIGKILL"))
+    )
+  })
+
+/** A process's state letter in /proc/<pid>/stat ("T": stopped). */
+const processState = (pid: number) => readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /s, "").charAt(0)
+
+const logOf = (file: string) => existsSync(file) ? readFileSync(file, "utf8") : ""
+
+describe("history relay paused while it lost its lease", () => {
+  it.live("cannot put an older snapshot back over the newer one its successor published (SNAPSHOTS publishes are fenced)", () =>
+    withPlatform((paths) =>
+      Effect.gen(function*() {
+        const entity = entities[0]!
+        const revisionInSnapshots = Effect.map(
+          lastOnSubject(StreamNames.snapshots, snapshotSubject(entity.type, entity.id)),
+          (message) => (message?.body as { revision?: number } | undefined)?.revision ?? -1
+        )
+        const pauseFile = join(paths.dir, "pause")
+        const firstLog = join(paths.dir, "first.log")
+        const first = yield* startLeasedRelayProcess(paths, firstLog, pauseFile)
+        yield* appendEntityEvents(entity, 1)
+        yield* eventually(revisionInSnapshots, (revision) => revision === 0, 60)
+
+        // The first relay publishes revision 1 to HISTORY, then stops before its snapshot.
+        writeFileSync(pauseFile, "")
+        yield* appendEntityEvents(entity, 1)
+        yield* eventually(Effect.sync(() => processState(first.pid!)), (state) => state === "T", 60)
+        assert.strictEqual(yield* revisionInSnapshots, 0)
+
+        // Its lease expires; a second relay takes over and publishes revisions 1 and 2.
+        const second = yield* startLeasedRelayProcess(paths, join(paths.dir, "second.log"))
+        yield* appendEntityEvents(entity, 1)
+        yield* eventually(revisionInSnapshots, (revision) => revision === 2, 90)
+
+        // Resumed, the first one publishes the snapshot of revision 1 it held, and finds its lease gone.
+        first.kill("SIGCONT")
+        yield* eventually(Effect.sync(() => logOf(firstLog)), (log) => log.includes("lease relay lost"), 60)
+        assert.strictEqual(yield* revisionInSnapshots, 2, "SNAPSHOTS still holds the newest state")
+        yield* assertSnapshotsMatchStore([entity])
+        assert.strictEqual(yield* assertHistoryMatchesStore, 3)
+        yield* killAndWait(second, "SIGTERM")
+      }).pipe(Effect.scoped), "100 millis"), { timeout: 240_000 })
 })
