@@ -183,7 +183,7 @@ Tributary demo — summary
 
   API docs     ${baseUrl}/docs
   metrics      ${baseUrl}/metrics
-  NATS         ${natsUrl} — follow stream HISTORY (history.<type>.<id>) with a JetStream consumer, read SNAPSHOTS (snapshot.<type>.<id>) by direct get
+  NATS         ${natsUrl} — follow stream HISTORY (history.<type>.<id>) with a JetStream consumer, read SNAPSHOTS (snapshot.<type>.<id>) by message get
                as user ${nats.reader?.user ?? "(NATS_USER)"}${nats.reader ? ` (account READERS: mirrors of both), password in ${process.env.NATS_READER_PASSWORD ? "NATS_READER_PASSWORD" : `./data/demo/nats-reader.password`}` : ""}
   admin key    ${ADMIN}
 `)

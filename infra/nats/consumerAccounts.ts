@@ -44,15 +44,23 @@ export const ConsumerAccounts = {
 } as const satisfies Record<string, ConsumerAccount>
 
 /**
- * The account's mirrors: each mirrored stream's own config (retention, per-subject limit, direct
- * get), without its subjects, mirroring the platform's stream of the same name. Mirrors keep the
- * original timestamps, so HISTORY's mirror expires its events with HISTORY.
+ * The account's mirrors: each mirrored stream's own config (retention, per-subject limit), without
+ * its subjects, mirroring the platform's stream of the same name. Mirrors keep the original
+ * timestamps, so HISTORY's mirror expires its events with HISTORY.
+ *
+ * No direct get: nats-server 2.9 publishes a direct get's answer on the caller's reply subject as
+ * the stream itself, past every user permission, so a reader naming `$JS.API.STREAM.DELETE.<name>`
+ * (or PURGE, or CONSUMER.DELETE) as its reply had the account's JetStream run that request: it
+ * deleted or purged the mirrors and other readers' durables. Readers get messages through
+ * `STREAM.MSG.GET`, whose answers come from the API and run nothing.
  */
 export const mirrorConfigs = (account: ConsumerAccount, options: TopologyOptions = {}): ReadonlyArray<StreamConfig> =>
   streamConfigs(options)
     .filter((config) => account.mirrors.includes(config.name))
     .map(({ subjects: _subjects, ...config }) => ({
       ...config,
+      allow_direct: false,
+      mirror_direct: false,
       description: `Mirror of the platform's ${config.name}, for account ${account.name}`,
       mirror: {
         name: config.name,

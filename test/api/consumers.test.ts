@@ -93,7 +93,7 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("NATS
         assert.strictEqual(seen[seen.length - 1]!.headers["Tributary-Revision"], "3")
       }))
 
-    it.effect("a durable consumer with one filter resumes where it acknowledged, at the platform's sequence numbers, and a direct get reads a snapshot", () =>
+    it.effect("a durable consumer with one filter resumes where it acknowledged, at the platform's sequence numbers, and a message get reads a snapshot", () =>
       Effect.gen(function*() {
         const nc = yield* connectAsReader
         const jsm = yield* Effect.promise(() => jetstreamManager(nc))
@@ -119,7 +119,7 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("NATS
 
         const current = (yield* request({ method: "GET", url: "/v1/entities/advertiser/900" })).json() as { revision: number; state: unknown }
         const snapshot = yield* eventually(
-          Effect.promise(() => jsm.direct.getMessage("SNAPSHOTS", { last_by_subj: "snapshot.advertiser.900" })),
+          Effect.promise(() => jsm.streams.getMessage("SNAPSHOTS", { last_by_subj: "snapshot.advertiser.900" })),
           (msg) => msg !== null && msg.json<{ revision: number }>().revision === current.revision,
           "60 seconds"
         )

@@ -80,11 +80,11 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 180_000 })("NAT
         ]
         for (const reply of replies) {
           reader.publish("$JS.API.STREAM.INFO.HISTORY", "", { reply })
-          reader.publish("$JS.API.DIRECT.GET.HISTORY", lastEvent, { reply })
+          reader.publish("$JS.API.STREAM.MSG.GET.HISTORY", lastEvent, { reply })
         }
         // the same requests answered to the reader itself: the ones before were answered by then
         yield* answered(reader, "$JS.API.STREAM.INFO.HISTORY", "")
-        yield* answered(reader, "$JS.API.DIRECT.GET.HISTORY", lastEvent)
+        yield* answered(reader, "$JS.API.STREAM.MSG.GET.HISTORY", lastEvent)
         // and a command through the platform, long after the answers were stored or dropped
         yield* put("9002", { name: "after" })
 
@@ -105,6 +105,58 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 180_000 })("NAT
         assert.match(relayLease?.string() ?? "", /^[-\w]+-\d+-[0-9a-f]{6}$/, "the relay's lease names its holder")
         // and the relay goes on
         yield* relayed("9002")
+      }), 180_000)
+  })
+
+  describe("reply subjects inside READERS", () => {
+    it.effect("no answer the reader directs onto READERS' own JetStream API deletes or purges a mirror or deletes a durable; direct get is refused", () =>
+      Effect.gen(function*() {
+        yield* put("9401", { name: "kept" })
+        yield* relayed("9401")
+        const reader = yield* connectAsReader
+        const jsm = yield* Effect.promise(() => jetstreamManager(reader))
+        yield* Effect.promise(() => jsm.consumers.add(StreamNames.history, { durable_name: "victim", ack_policy: AckPolicy.Explicit }))
+        const mirrored = yield* eventually(
+          Effect.promise(() => jsm.streams.info(StreamNames.history)),
+          (info) => info.state.messages > 0,
+          within
+        )
+        // nats-server 2.9 publishes a direct get's answer as the stream, past permissions: onto these
+        // subjects an empty "not found" answer deleted or purged the mirror, or deleted the durable.
+        const replies = [
+          `$JS.API.STREAM.DELETE.${StreamNames.snapshots}`,
+          `$JS.API.STREAM.PURGE.${StreamNames.history}`,
+          `$JS.API.CONSUMER.DELETE.${StreamNames.history}.victim`,
+          `$JS.API.STREAM.DELETE.${StreamNames.history}`
+        ]
+        const asks: Array<[string, string]> = [
+          ["$JS.API.INFO", ""],
+          [`$JS.API.STREAM.INFO.${StreamNames.history}`, ""],
+          [`$JS.API.STREAM.MSG.GET.${StreamNames.history}`, JSON.stringify({ seq: 1 })],
+          [`$JS.API.STREAM.MSG.GET.${StreamNames.history}`, JSON.stringify({ seq: 99_999_999 })],
+          [`$JS.API.CONSUMER.INFO.${StreamNames.history}.victim`, ""],
+          [`$JS.API.DIRECT.GET.${StreamNames.history}`, JSON.stringify({ seq: 99_999_999 })],
+          [`$JS.API.DIRECT.GET.${StreamNames.snapshots}`, JSON.stringify({ seq: 99_999_999 })]
+        ]
+        for (const [subject, body] of asks) for (const reply of replies) reader.publish(subject, body, { reply })
+        // answered in order after the ones before
+        yield* answered(reader, `$JS.API.STREAM.INFO.${StreamNames.history}`, "")
+        const refused = yield* Effect.promise(() =>
+          reader.request(`$JS.API.DIRECT.GET.${StreamNames.snapshots}`, JSON.stringify({ seq: 1 }), { timeout: 10_000 }).then((m) => m.string(), (e: Error) => e.message)
+        )
+        assert.match(refused, /Permissions Violation for Publish/, "the reader may not ask for a direct get")
+
+        const names = yield* Effect.promise(async () => {
+          const all: Array<string> = []
+          for await (const name of jsm.streams.names()) all.push(name)
+          return all.sort()
+        })
+        assert.deepStrictEqual(names, [StreamNames.history, StreamNames.snapshots].sort(), "both mirrors are there")
+        const after = yield* Effect.promise(() => jsm.streams.info(StreamNames.history))
+        assert.isAtLeast(after.state.messages, mirrored.state.messages, "HISTORY's mirror was not purged")
+        assert.strictEqual(after.state.first_seq, mirrored.state.first_seq, "HISTORY's mirror was not purged")
+        const victim = yield* Effect.promise(() => jsm.consumers.info(StreamNames.history, "victim"))
+        assert.strictEqual(victim.name, "victim", "the durable was not deleted")
       }), 180_000)
   })
 

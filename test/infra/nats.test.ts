@@ -132,22 +132,26 @@ layer(layerTestNats({ duplicateWindow: "1 minute" }), { excludeTestServices: tru
       const topology = { historyMaxAge: "7 days", duplicateWindow: "1 minute" } as const
       yield* ensureConsumerAccounts({ url, password: platform.password, topology })
       yield* ensureConsumerAccounts({ url, password: platform.password, topology })
-      const [history, snapshots, names] = yield* Effect.gen(function*() {
+      const [history, snapshots, names, account] = yield* Effect.gen(function*() {
         const { manager } = yield* Nats
         return yield* Effect.all([
           tryNats("info", () => manager.streams.info(StreamNames.history)),
           tryNats("info", () => manager.streams.info(StreamNames.snapshots)),
-          tryNats("names", () => manager.streams.names().next())
+          tryNats("names", () => manager.streams.names().next()),
+          tryNats("account", () => manager.getAccountInfo())
         ])
       }).pipe(Effect.provide(Nats.layer({ url, name: "readers-admin", credentials: { user: readers.admin, password: platform.password } })))
       assert.sameMembers(names, [StreamNames.history, StreamNames.snapshots])
+      // bounded (nats.conf): a reader cannot pile up consumers or fill memory
+      assert.include(account.limits, { max_streams: 2, max_consumers: 1000, max_memory: 0 })
       for (const info of [history, snapshots]) {
         assert.deepStrictEqual(info.config.subjects ?? [], [])
         assert.deepStrictEqual(info.config.mirror, {
           name: info.config.name,
           external: { api: platformApiPrefix, deliver: `${readers.deliverPrefix}.${info.config.name.toLowerCase()}` }
         })
-        assert.isTrue(info.config.allow_direct, "direct gets answered by the mirror")
+        assert.isFalse(info.config.allow_direct, "no direct get on a mirror: its answers are published past permissions (README, accounts)")
+        assert.isFalse(info.config.mirror_direct ?? false, "nor a direct get served by the mirror for its origin")
       }
       assert.strictEqual(history.config.max_age, 7 * 24 * 3600 * 1e9)
       assert.strictEqual(snapshots.config.max_msgs_per_subject, 1)
