@@ -141,10 +141,6 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 180_000 })("NAT
         for (const [subject, body] of asks) for (const reply of replies) reader.publish(subject, body, { reply })
         // answered in order after the ones before
         yield* answered(reader, `$JS.API.STREAM.INFO.${StreamNames.history}`, "")
-        const refused = yield* Effect.promise(() =>
-          reader.request(`$JS.API.DIRECT.GET.${StreamNames.snapshots}`, JSON.stringify({ seq: 1 }), { timeout: 10_000 }).then((m) => m.string(), (e: Error) => e.message)
-        )
-        assert.match(refused, /Permissions Violation for Publish/, "the reader may not ask for a direct get")
 
         const names = yield* Effect.promise(async () => {
           const all: Array<string> = []
@@ -157,6 +153,10 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 180_000 })("NAT
         assert.strictEqual(after.state.first_seq, mirrored.state.first_seq, "HISTORY's mirror was not purged")
         const victim = yield* Effect.promise(() => jsm.consumers.info(StreamNames.history, "victim"))
         assert.strictEqual(victim.name, "victim", "the durable was not deleted")
+        const refused = yield* Effect.promise(() =>
+          reader.request(`$JS.API.DIRECT.GET.${StreamNames.snapshots}`, JSON.stringify({ seq: 1 }), { timeout: 10_000 }).then((m) => m.string(), (e: Error) => e.message)
+        )
+        assert.match(refused, /Permissions Violation for Publish/, "the reader may not ask for a direct get")
       }), 180_000)
   })
 
