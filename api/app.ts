@@ -6,7 +6,7 @@
  */
 import { STATUS_CODES } from "node:http"
 import type { Socket } from "node:net"
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from "fastify"
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify"
 import swagger from "@fastify/swagger"
 import swaggerUi from "@fastify/swagger-ui"
 import { Deferred, Effect, Exit, Metric } from "effect"
@@ -114,7 +114,20 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
 
   if (options.maxConnections !== undefined) app.server.maxConnections = options.maxConnections
 
-  app.addContentTypeParser("application/merge-patch+json", { parseAs: "string" }, app.getDefaultJsonParser("ignore", "ignore"))
+  // JSON bodies are UTF-8 (RFC 8259): bytes that are not are refused, not stored as U+FFFD.
+  const parseJson = app.getDefaultJsonParser("ignore", "ignore")
+  const utf8 = new TextDecoder("utf-8", { fatal: true })
+  const jsonParser = (request: FastifyRequest, body: Buffer, done: (error: Error | null, value?: unknown) => void) => {
+    let text: string
+    try {
+      text = utf8.decode(body)
+    } catch {
+      return done(Object.assign(new Error("body is not valid UTF-8"), { statusCode: 400 }))
+    }
+    parseJson(request, text, done)
+  }
+  app.removeContentTypeParser("application/json")
+  for (const type of ["application/json", "application/merge-patch+json"]) app.addContentTypeParser(type, { parseAs: "buffer" }, jsonParser)
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const tag = fastifyProblems[error.code] ?? (error.statusCode !== undefined && error.statusCode < 500 ? "InvalidRequest" : "Internal")

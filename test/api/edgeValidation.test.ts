@@ -6,9 +6,10 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { deciders } from "../../domain/entities/index.ts"
+import { HttpServer } from "../../api/platform.ts"
 import { assertInvalid, assertProblem, createKey, request } from "../fixtures/http.ts"
 import { ledger } from "../fixtures/ledger.ts"
-import { layerTestPlatform } from "../fixtures/platform.ts"
+import { ADMIN_KEY, layerTestPlatform } from "../fixtures/platform.ts"
 
 /** `{"a":{"a":…{"a":1}…}}`, `levels` objects deep, as text (JSON.stringify itself would overflow on the deepest). */
 const nested = (levels: number, inner = "1") => '{"a":'.repeat(levels) + inner + "}".repeat(levels)
@@ -58,6 +59,26 @@ layer(layerTestPlatform({}, { deciders: [...deciders, ledger] }), { excludeTestS
         assert.strictEqual((yield* request({ method: "GET", url: "/health", key: null })).statusCode, 200)
         const patched = yield* request({ method: "PATCH", url: "/v1/entities/advertiser/9", body: { name: "Still nine" } })
         assert.strictEqual(patched.statusCode, 200, patched.body)
+      }))
+  })
+
+  describe("encodings", () => {
+    it.effect("a JSON body that is not valid UTF-8 is 400, for PUT and PATCH alike, and nothing is stored", () =>
+      Effect.gen(function*() {
+        const url = "/v1/entities/advertiser/11"
+        assert.strictEqual((yield* request({ method: "PUT", url, body: { name: "Eleven" } })).statusCode, 201)
+        const { app } = yield* HttpServer
+        // {"name":"X\xff\xfeY"}: two bytes no UTF-8 text holds (they became U+FFFD, stored)
+        const payload = Buffer.concat([Buffer.from('{"name":"X'), Buffer.from([0xff, 0xfe]), Buffer.from('Y"}')])
+        for (const [method, contentType] of [["PUT", "application/json"], ["PATCH", "application/merge-patch+json"], ["PATCH", "application/json"]] as const) {
+          const res = yield* Effect.promise(() =>
+            app.inject({ method, url, payload, headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": contentType } })
+          )
+          const problem = assertProblem(res, 400, "invalid-request")
+          assert.include(JSON.stringify(problem), "UTF-8")
+        }
+        const current = (yield* request({ method: "GET", url })).json() as { revision: number; state: { name: string } }
+        assert.deepStrictEqual([current.revision, current.state.name], [0, "Eleven"])
       }))
   })
 
