@@ -6,6 +6,7 @@ import { createHash, randomBytes } from "node:crypto"
 import { DatabaseSync } from "node:sqlite"
 import { Clock, Effect, Layer, Option } from "effect"
 import { ApiKeys, ApiKeysError, type ApiKey, LastAdminKey } from "../../domain/ApiKeys.ts"
+import { transaction } from "../sqliteTransaction.ts"
 
 const cacheMillis = 5_000
 const maxCached = 10_000
@@ -48,18 +49,6 @@ export const layerSqlite = (options: { readonly path: string }) =>
       const cache = new Map<string, { readonly key: ApiKey; readonly until: number }>()
       const use = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: (cause) => new ApiKeysError({ operation, cause }) })
       const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms).toISOString())
-      // A check and the write it allows, as one: another process may revoke or disable at the same instant.
-      const writing = <A>(f: () => A): A => {
-        db.exec("BEGIN IMMEDIATE")
-        try {
-          const result = f()
-          db.exec("COMMIT")
-          return result
-        } catch (error) {
-          db.exec("ROLLBACK")
-          throw error
-        }
-      }
       const disabledAt = () => (bootstrapDisabledAt.get() as { disabled_at: string } | undefined)?.disabled_at
       const adminsLeft = () => Number((liveAdmins.get() as { n: number }).n)
       // Disabled is for good: once seen, it is not read again.
@@ -94,7 +83,8 @@ export const layerSqlite = (options: { readonly path: string }) =>
         revoke: (id) =>
           Effect.flatMap(now, (at) =>
             use("revoke", () =>
-              writing(() => {
+              // a check and the write it allows, as one: another process may revoke or disable at the same instant
+              transaction(db, () => {
                 const role = (liveRole.get(id) as { role: string } | undefined)?.role
                 if (role === undefined) return false
                 if (role === "admin" && disabledAt() !== undefined && adminsLeft() <= 1) return "last" as const
@@ -115,7 +105,7 @@ export const layerSqlite = (options: { readonly path: string }) =>
             })),
           disable: Effect.flatMap(now, (at) =>
             use("disable bootstrap key", () =>
-              writing(() => {
+              transaction(db, () => {
                 const already = disabledAt()
                 if (already !== undefined) return already
                 if (adminsLeft() === 0) return undefined

@@ -14,6 +14,7 @@ import { ProjectionStore } from "../../projections/ProjectionStore.ts"
 import { ReadModelError } from "../../projections/ReadModelError.ts"
 import { entitiesProjection } from "./entities.ts"
 import { fromRow, publicOf, type Row } from "./rows.ts"
+import { transaction } from "../sqliteTransaction.ts"
 
 /**
  * Version of the read models' layout. A file of an older layout (rows without the decider's state)
@@ -47,19 +48,6 @@ const open = (path: string) =>
     }),
     (db) => Effect.sync(() => db.close())
   )
-
-/** Runs `f` in one transaction (BEGIN IMMEDIATE: writers queue on the lock rather than fail late). */
-const transaction = <A>(db: DatabaseSync, f: () => A): A => {
-  db.exec("BEGIN IMMEDIATE")
-  try {
-    const result = f()
-    db.exec("COMMIT")
-    return result
-  } catch (error) {
-    db.exec("ROLLBACK")
-    throw error
-  }
-}
 
 export const layerSqlite = (options: ReadModelOptions) =>
   Layer.effectContext(Effect.gen(function*() {

@@ -8,22 +8,10 @@ import { join } from "node:path"
 import { Effect } from "effect"
 import { freePort } from "../../infra/nats/NatsServer.ts"
 import { eventually } from "../fixtures/http.ts"
-import { call, isAlive, startPlatformProcess, stopProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
+import { call, isAlive, killServerAtEnd, startPlatformProcess, stopProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const ADMIN = "shared-bus-admin"
-
-/** Whatever nats-server the pid file names when the test ends is SIGKILLed, should the test fail before it stops. */
-const killServerAtEnd = (dataDir: string) =>
-  Effect.addFinalizer(() =>
-    Effect.sync(() => {
-      try {
-        const pid = Number(readFileSync(join(dataDir, "nats-server.pid"), "utf8").trim())
-        if (isAlive(pid)) process.kill(pid, "SIGKILL")
-      } catch {
-        // no server was started
-      }
-    }))
 
 /** The embedded nats-server's pid, from its pid file; SIGKILLed when the test ends, should it outlive it. */
 const serverPid = (dataDir: string) =>

@@ -7,7 +7,7 @@ import { lstatSync, mkdirSync, readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Effect, Option } from "effect"
 import { freePort } from "../../infra/nats/NatsServer.ts"
-import { call, isAlive, startPlatformProcess, stopProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
+import { call, killServerAtEnd, startPlatformProcess, stopProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const ADMIN = "startup-admin-key-0123"
@@ -25,18 +25,6 @@ const modesUnder = (dir: string): Array<{ readonly path: string; readonly dir: b
       throw error
     }
   })
-
-/** The nats-server the platform started on `dataDir` is SIGKILLed when the test ends, should it outlive the test. */
-const killServerAtEnd = (dataDir: string) =>
-  Effect.addFinalizer(() =>
-    Effect.sync(() => {
-      try {
-        const pid = Number(readFileSync(join(dataDir, "nats-server.pid"), "utf8").trim())
-        if (isAlive(pid)) process.kill(pid, "SIGKILL")
-      } catch {
-        // no server was started
-      }
-    }))
 
 describe("npm start", () => {
   it.live("refuses an ADMIN_API_KEY shorter than 16 characters: a non-zero exit naming the setting, never showing the key", () =>
