@@ -14,7 +14,9 @@ export const StreamNames = {
   /** durable positions of jobs that follow the event store (the relay): `checkpoint.<job>` */
   checkpoints: "CHECKPOINTS",
   /** messages the platform could not handle, kept for people to look at: `deadletter.<stream>.<reason>` */
-  deadLetters: "DEADLETTERS"
+  deadLetters: "DEADLETTERS",
+  /** ingestion work, per partner: `ingest.<partner>` (a stored file's job, or a real-time POST's records) */
+  ingest: "INGEST"
 } as const
 
 /**
@@ -49,9 +51,13 @@ export const checkpointSubject = (job: string): string => `checkpoint.${job}`
 /** A dead letter taken from `stream` (e.g. CMD) for `reason`. */
 export const deadLetterSubject = (stream: string, reason: string): string => `deadletter.${stream.toLowerCase()}.${reason}`
 
+/** A partner's ingestion work (partner ids are slugs: safe subject tokens). */
+export const ingestSubject = (partner: string): string => `ingest.${partner}`
+
 /** Every subject of a stream, as its subject filter. */
 export const allCommands = "cmd.>"
 export const allHistory = "history.>"
 export const allSnapshots = "snapshot.>"
 export const allCheckpoints = "checkpoint.>"
 export const allDeadLetters = "deadletter.>"
+export const allIngest = "ingest.>"
