@@ -142,7 +142,10 @@ class PartnerFolder extends FileSystem {
     const { connection, run, partner, scope } = this
     const upload = run(openPushedUpload({ partner, source: "ftp", fileName: name, maxBytes: this.maxUploadBytes, scope }))
     const control = (connection as unknown as { readonly commandSocket: import("node:net").Socket }).commandSocket
-    const controlGone = () => control.destroyed || control.readableEnded || control.closed
+    // ftp-srv pauses the control connection during a transfer, so its end is not emitted yet; the
+    // readable state knows it has ended (the client closed it) as soon as the socket read its EOF.
+    const controlGone = () =>
+      control.destroyed || control.readableEnded || (control as unknown as { readonly _readableState?: { readonly ended?: boolean } })._readableState?.ended === true
     const stream = new Writable({
       highWaterMark: 64 * 1024,
       write(chunk: Uint8Array, _encoding, callback) {
