@@ -5,7 +5,8 @@
  * Intake.file (pushedUpload.ts); the upload is complete only when the client CLOSEs the handle, which
  * is answered once the whole file is stored, fsynced and its job recorded. A session that ends with
  * the handle still open (the client died, the connection broke) makes no job. Reads, deletes,
- * renames, links and folders are refused with a clear status; writes must come in order from offset 0.
+ * renames, links and folders are refused with a clear status. Writes may come out of order (several
+ * in flight), up to MAX_EARLY_BYTES ahead; they must not overlap or go back (no resuming).
  */
 import { Effect } from "effect"
 import type { Scope } from "effect"
@@ -34,6 +35,9 @@ export interface SftpDoorOptions {
 type Services = Intake | IngestJobs | PartnerCredentials
 type Run = <A, E>(effect: Effect.Effect<A, E, Services>) => Promise<A>
 
+/** Bytes written ahead of the file's end so far that one upload may hold while the chunks before them come. */
+const MAX_EARLY_BYTES = 8 * 1024 * 1024
+
 const now = () => Math.floor(Date.now() / 1000)
 const folderAttrs = (): Attributes => ({ mode: 0o40755, uid: 0, gid: 0, size: 0, atime: now(), mtime: now() })
 const fileAttrs = (size: number, mtimeMillis: number): Attributes => {
@@ -43,7 +47,19 @@ const fileAttrs = (size: number, mtimeMillis: number): Attributes => {
 const longname = (entry: FolderEntry) => `-r--r--r-- 1 partner partner ${entry.bytes} ${new Date(entry.modifiedMillis).toISOString()} ${entry.name}`
 
 type Handle =
-  | { readonly kind: "upload"; readonly name: string; readonly upload: Promise<PushedUpload>; next: number; tail: Promise<void>; failed?: string }
+  | {
+    readonly kind: "upload"
+    readonly name: string
+    readonly upload: Promise<PushedUpload>
+    /** the offset the next chunk of the file starts at */
+    next: number
+    /** chunks written ahead of `next`, by offset, not answered yet */
+    readonly early: Map<number, { readonly id: number; readonly data: Buffer }>
+    earlyBytes: number
+    /** the last chunk handed to the upload (chunks are handed over one after the other) */
+    tail: Promise<void>
+    failed?: string
+  }
   | { readonly kind: "folder"; listed: boolean }
 
 const reasonOf = (error: unknown): string => {
@@ -104,25 +120,40 @@ const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Sc
     const name = fileInFolder(path)
     if (name === undefined) return sftp.status(id, STATUS_CODE.PERMISSION_DENIED, outside)
     const upload = run(openPushedUpload({ partner, source: "sftp", fileName: name, maxBytes: maxUploadBytes, scope }))
-    sftp.handle(id, open({ kind: "upload", name, upload, next: 0, tail: upload.then(() => undefined) }))
+    sftp.handle(id, open({ kind: "upload", name, upload, next: 0, early: new Map(), earlyBytes: 0, tail: upload.then(() => undefined) }))
   })
   sftp.on("WRITE", (id, handleId, offset, data) => {
     const handle = handles.get(handleId.toString("hex"))
     if (handle?.kind !== "upload") return sftp.status(id, STATUS_CODE.FAILURE, "not an upload handle")
     if (handle.failed !== undefined) return sftp.status(id, STATUS_CODE.FAILURE, handle.failed)
-    if (offset !== handle.next) {
-      handle.failed = "writes must come in order from offset 0 (no resuming): upload the whole file again"
+    if (offset < handle.next || handle.early.has(offset)) {
+      handle.failed = "writes must not overlap or go back (no resuming): upload the whole file again"
       return sftp.status(id, STATUS_CODE.FAILURE, handle.failed)
     }
-    handle.next += data.length
-    // In order, one after the other: the reply waits until the stream took the chunk (backpressure).
-    handle.tail = handle.tail.then(() => handle.upload).then((u) => run(u.write(data))).then(
-      () => void sftp.status(id, STATUS_CODE.OK),
-      (error: unknown) => {
-        handle.failed ??= reasonOf(error)
-        sftp.status(id, STATUS_CODE.FAILURE, handle.failed)
-      }
-    )
+    // Clients write several chunks at once (ssh2's fastPut), which may come out of order: the early
+    // ones wait here, bounded, until the chunks before them came.
+    handle.early.set(offset, { id, data })
+    handle.earlyBytes += data.length
+    if (handle.earlyBytes > MAX_EARLY_BYTES) {
+      handle.failed = `writes more than ${MAX_EARLY_BYTES} bytes ahead of the file's end so far; write in order`
+      for (const early of handle.early.values()) sftp.status(early.id, STATUS_CODE.FAILURE, handle.failed)
+      handle.early.clear()
+      return
+    }
+    for (let next = handle.early.get(handle.next); next !== undefined; next = handle.early.get(handle.next)) {
+      const chunk = next
+      handle.early.delete(handle.next)
+      handle.earlyBytes -= chunk.data.length
+      handle.next += chunk.data.length
+      // In order, one after the other: the reply waits until the stream took the chunk (backpressure).
+      handle.tail = handle.tail.then(() => handle.upload).then((u) => run(u.write(chunk.data))).then(
+        () => void sftp.status(chunk.id, STATUS_CODE.OK),
+        (error: unknown) => {
+          handle.failed ??= reasonOf(error)
+          sftp.status(chunk.id, STATUS_CODE.FAILURE, handle.failed)
+        }
+      )
+    }
   })
   sftp.on("FSTAT", (id, handleId) => {
     const handle = handles.get(handleId.toString("hex"))
@@ -135,6 +166,7 @@ const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Sc
     if (handle === undefined) return sftp.status(id, STATUS_CODE.FAILURE, "no such handle")
     handles.delete(key)
     if (handle.kind === "folder") return sftp.status(id, STATUS_CODE.OK)
+    if (handle.early.size > 0) handle.failed ??= "the file has a gap: a chunk before the last ones was never written"
     // The client says the file is complete: it becomes a job once everything written is stored.
     handle.tail.then(() => handle.upload).then((u) =>
       handle.failed === undefined
