@@ -13,6 +13,7 @@
  */
 import { Writable } from "node:stream"
 import { randomUUID } from "node:crypto"
+import { networkInterfaces } from "node:os"
 import { Effect } from "effect"
 import type { Scope } from "effect"
 import { FileSystem, FtpSrv } from "ftp-srv"
@@ -30,7 +31,10 @@ export interface FtpDoorOptions {
   readonly port: number
   /** passive data connections take a port of this range */
   readonly passivePorts: { readonly min: number; readonly max: number }
-  /** the address given to clients for passive connections; default the client's own for local clients, else `host` */
+  /**
+   * the address given to clients for passive connections; default `host`, or when that is a wildcard
+   * (0.0.0.0, ::) this machine's first external IPv4 address (ftp-srv gives local clients their own)
+   */
   readonly passiveAddress?: string | undefined
   readonly maxConnections: number
   readonly maxUploadBytes?: number | undefined
@@ -38,6 +42,15 @@ export interface FtpDoorOptions {
 
 type Services = Intake | IngestJobs | PartnerCredentials
 type Run = <A, E>(effect: Effect.Effect<A, E, Services>) => Promise<A>
+
+const wildcard = new Set(["0.0.0.0", "::", ""])
+
+const passiveAddress = (options: FtpDoorOptions): string => {
+  if (options.passiveAddress !== undefined) return options.passiveAddress
+  if (!wildcard.has(options.host)) return options.host
+  const external = Object.values(networkInterfaces()).flat().find((i) => i !== undefined && i.family === "IPv4" && !i.internal)
+  return external?.address ?? "127.0.0.1"
+}
 
 /** ftp-srv logs through bunyan to stdout by default; the platform logs through Effect. */
 const silentLog = {
@@ -187,7 +200,7 @@ export const startFtpDoor = (options: FtpDoorOptions, logins: DoorLogins, run: R
     const before = signals.map((signal) => new Set(process.listeners(signal)))
     const server = new FtpSrv({
       url: `ftp://${options.host}:${options.port}`,
-      pasv_url: options.passiveAddress ?? options.host,
+      pasv_url: passiveAddress(options),
       pasv_min: options.passivePorts.min,
       pasv_max: options.passivePorts.max,
       anonymous: false,
