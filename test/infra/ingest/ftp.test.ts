@@ -1,5 +1,5 @@
 import { assert, describe, layer } from "@effect/vitest"
-import { Client, FTPError } from "basic-ftp"
+import { FTPError } from "basic-ftp"
 import { createHash, randomBytes } from "node:crypto"
 import { readdirSync } from "node:fs"
 import { join } from "node:path"
@@ -9,27 +9,8 @@ import { Effect, Option, Stream } from "effect"
 import { IngestJobs } from "../../../domain/ingest/Job.ts"
 import { Uploads } from "../../../domain/ingest/Uploads.ts"
 import { makeAuthFailures } from "../../../api/rateLimit.ts"
-import { layerIngestStores, setCredentials, startDoors, TestIngestDir } from "../../fixtures/fileDoors.ts"
+import { ftpLogin, layerIngestStores, setCredentials, startDoors, TestIngestDir } from "../../fixtures/fileDoors.ts"
 import { eventually } from "../../fixtures/http.ts"
-
-/** A logged-in basic-ftp client, closed with the scope. */
-const ftpLogin = (port: number, user: string, password: string) =>
-  Effect.acquireRelease(
-    Effect.tryPromise({
-      try: async () => {
-        const client = new Client(30_000)
-        try {
-          await client.access({ host: "127.0.0.1", port, user, password })
-        } catch (error) {
-          client.close()
-          throw error
-        }
-        return client
-      },
-      catch: (error) => error as FTPError
-    }),
-    (client) => Effect.sync(() => client.close())
-  )
 
 /** The FTP reply code of a failed client call. */
 const refusal = <A>(call: () => Promise<A>) =>
