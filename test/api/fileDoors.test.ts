@@ -67,7 +67,7 @@ layer(platform, { excludeTestServices: true, timeout: 60_000 })("the platform's 
         for (const [name, source, bytes] of [["monday.csv.gz", "ftp", overFtp], ["tuesday.jsonl", "sftp", overSftp]] as const) {
           const res = yield* request({ method: "GET", url: `/v1/ingest/jobs/${byName.get(name)}`, key: partnerKey.secret })
           assert.strictEqual(res.statusCode, 200, res.body)
-          assert.deepInclude(res.json(), { partner: "acme", source, fileName: name, bytes: bytes.length, digest: sha256(bytes) })
+          assert.deepInclude(res.json() as Record<string, unknown>, { partner: "acme", source, fileName: name, bytes: bytes.length, digest: sha256(bytes) })
         }
       }))
   })
