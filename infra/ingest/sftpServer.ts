@@ -211,6 +211,9 @@ export const startSftpDoor = (options: SftpDoorOptions, logins: DoorLogins, run:
     const clients = new Set<Connection>()
     const server = new Server({ hostKeys: [options.hostKey], ident: "Tributary" }, (client, info) => {
       clients.add(client)
+      // Each WRITE waits for its status: without this, Nagle's algorithm holds the small replies back
+      // (~40 ms each against the client's delayed ACKs), and an upload crawls.
+      ;(client as unknown as { setNoDelay(noDelay: boolean): void }).setNoDelay(true)
       let partner: string | undefined
       const endSessions: Array<() => void> = []
       client.on("error", () => {})

@@ -1,10 +1,11 @@
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import { createHash, randomBytes } from "node:crypto"
 import { readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { Readable } from "node:stream"
 import { gzipSync } from "node:zlib"
-import { Context, Effect, Layer } from "effect"
+import { ConfigProvider, Context, Effect, Layer, Option } from "effect"
+import { PlatformConfig } from "../../api/config.ts"
 import ssh2 from "ssh2"
 import { freePort } from "../../infra/nats/NatsServer.ts"
 import { ftpLogin, sftpLogin, sftpPut, waitListening } from "../fixtures/fileDoors.ts"
@@ -32,6 +33,28 @@ const platform = Layer.unwrap(Effect.gen(function*() {
     Layer.succeed(Doors, { ftp, sftp, dataDir })
   )
 }))
+
+describe("file doors settings", () => {
+  const parse = (env: Record<string, string>) => PlatformConfig.parse(ConfigProvider.fromEnvRecord(env))
+
+  it.effect("have the documented defaults", () =>
+    Effect.gen(function*() {
+      const { fileDoors } = yield* parse({})
+      assert.deepInclude(fileDoors, {
+        ftpEnabled: true, ftpPort: 2121, ftpPassivePorts: { min: 30_000, max: 30_019 },
+        sftpEnabled: true, sftpPort: 2222, maxSessions: 64, maxSessionsPerPartner: 4
+      })
+      assert.isTrue(Option.isNone(fileDoors.sftpHostKeyFile) && Option.isNone(fileDoors.ftpPassiveAddress))
+    }))
+
+  it.effect("refuse a passive port range that is not one, naming the variable", () =>
+    Effect.gen(function*() {
+      for (const range of ["30000", "30019-30000", "0-10", "a-b"]) {
+        assert.include(String(yield* Effect.flip(parse({ FTP_PASSIVE_PORTS: range }))), "FTP_PASSIVE_PORTS", range)
+      }
+      assert.deepStrictEqual((yield* parse({ FTP_PASSIVE_PORTS: "40000-40004" })).fileDoors.ftpPassivePorts, { min: 40_000, max: 40_004 })
+    }))
+})
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
