@@ -6,9 +6,11 @@ import type { AnyDecider } from "../Decider.ts"
 import { advertiser } from "./advertiser.ts"
 import { campaign } from "./campaign.ts"
 import { strategy } from "./strategy.ts"
+import { userprofile } from "./userprofile.ts"
 
 export const deciders: ReadonlyArray<AnyDecider> = [
   advertiser,
   campaign,
-  strategy
+  strategy,
+  userprofile
 ]
