@@ -83,7 +83,7 @@ describe("user profile decider", () => {
     const state = after(given(), record({ ttlSeconds: 60 }))
     assert.deepStrictEqual(apply(state, record({ ttlSeconds: 60 })), [])
     // the same lines again within one command: once
-    assert.strictEqual(apply(given(), record(), record()).flatMap((e) => e.memberships).length, 1)
+    assert.strictEqual(apply(given(), record(), record()).flatMap((e): ReadonlyArray<unknown> => e.memberships).length, 1)
     const again = apply(state, record({ digest: "d2", ttlSeconds: 120 }))
     assert.strictEqual(again.length, 1)
     assert.strictEqual(userprofile.wakeAt?.(again.reduce(userprofile.evolve, state)), Date.parse("2026-01-01T00:02:00Z"))
