@@ -50,6 +50,7 @@ import { entityRoutes } from "./routes/entities.ts"
 import { historyRoutes } from "./routes/history.ts"
 import { readinessChecks } from "./readiness.ts"
 import { opsRoutes } from "./routes/ops.ts"
+import { profileRoutes } from "./routes/profiles.ts"
 
 /** The running HTTP server: the Fastify instance (tests use `inject`) and where it listens. */
 export class HttpServer extends Context.Service<HttpServer, { readonly app: FastifyInstance; readonly url: string }>()("tributary/HttpServer") {}
@@ -157,7 +158,8 @@ const httpLayer = (config: PlatformConfig) =>
       ...historyRoutes,
       ...adminRoutes,
       ...bootstrapKeyRoutes,
-      ...clusterRoutes
+      ...clusterRoutes,
+      ...profileRoutes
     ]
     const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), ...httpLimits(config) }))
     const url = yield* Effect.acquireRelease(
