@@ -1,14 +1,21 @@
-import { assert, layer } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { join } from "node:path"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Deferred, Effect, Layer, Option } from "effect"
+import * as EntityMemory from "../../../actors/entity/EntityMemory.ts"
+import * as ShardBatchApplier from "../../../actors/entity/ShardBatchApplier.ts"
 import { CommandBus, type CommandReply } from "../../../domain/CommandBus.ts"
 import type { EntityCommand } from "../../../domain/entity.ts"
+import { Deciders, makeRegistry } from "../../../domain/DeciderRegistry.ts"
+import { userprofile } from "../../../domain/entities/userprofile.ts"
 import { EventStore } from "../../../domain/EventStore.ts"
 import { profileId } from "../../../domain/ingest/LoaderRecord.ts"
 import type { ProfileRecord } from "../../../domain/ingest/profileEvents.ts"
 import { Reminders } from "../../../domain/Reminders.ts"
 import { shardOf } from "../../../domain/shards.ts"
 import { wakeCommand } from "../../../domain/wake.ts"
+import { layerSqlite } from "../../../infra/eventstore/sqlite.ts"
 import { layerTestPlatform } from "../../fixtures/platform.ts"
+import { tempDir } from "../../fixtures/tempDir.ts"
 
 let n = 0
 const applyCommand = (id: string, records: ReadonlyArray<ProfileRecord>): EntityCommand => {
@@ -100,4 +107,56 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("user
       const types = (yield* store.readStream(`userprofile-${id}`)).map((e) => e.type)
       assert.deepStrictEqual(types, ["SegmentsAdded", "SegmentsExpired", "SegmentsAdded"])
     }))
+})
+
+/** The applier alone on a real SQLite store, its commands handed in as a shard session would. */
+const storeOnly = () =>
+  Layer.unwrap(Effect.map(tempDir("applier"), (dir) => Layer.mergeAll(layerSqlite({ path: join(dir, "events.db") }), Layer.succeed(Deciders, makeRegistry([userprofile])))))
+const ask = (applier: ShardBatchApplier.ShardBatchApplier, commands: ReadonlyArray<EntityCommand>) =>
+  Effect.gen(function*() {
+    const replies = commands.map(() => Deferred.makeUnsafe<CommandReply>())
+    yield* applier.apply(commands.map((command, i) => ({ command, reply: (r) => Deferred.succeed(replies[i]!, r).pipe(Effect.asVoid), retryLater: () => Effect.void })))
+    return yield* Effect.forEach(replies, Deferred.await)
+  })
+
+describe("ShardBatchApplier on its own", () => {
+  it.live("decides again on a stream another writer moved since it was cached (a conflict), keeping both writes", () =>
+    Effect.gen(function*() {
+      const store = yield* EventStore
+      const applier = yield* ShardBatchApplier.make({ shards: 64 })
+      const [a, b] = [profileId("cookie", "conflict-a"), profileId("cookie", "conflict-b")]
+      yield* ask(applier, [applyCommand(a, [record("1", 1)]), applyCommand(b, [record("1", 1)])])
+      // another writer (a former shard owner) appends to a behind the applier's cached fold
+      const removal = { _tag: "SegmentsRemoved", memberships: [{ partner: "acme", segmentId: "1", time: "2026-01-02T00:00:00Z", source: { partner: "acme", jobId: "j", digest: "other", line: 9 } }] }
+      yield* store.appendToStream(`userprofile-${a}`, [{ eventId: "0190f000-0000-7000-8000-000000000001", type: "SegmentsRemoved", data: { memberships: removal.memberships }, metadata: { entityType: "userprofile", entityId: a, commandId: "elsewhere", correlationId: "elsewhere", causationId: "elsewhere" } }], 0)
+      // an older add of segment 1 must now change nothing (the removal is newer); segment 2 is new
+      const replies = yield* ask(applier, [applyCommand(a, [record("1", 2), record("2", 3)]), applyCommand(b, [record("2", 2)])])
+      assert.deepStrictEqual(replies.map(revision), [2, 1])
+      assert.deepStrictEqual(segmentsOf(replies[0]!), ["2"])
+      assert.deepStrictEqual((yield* store.readStream(`userprofile-${a}`)).map((e) => e.type), ["SegmentsAdded", "SegmentsRemoved", "SegmentsAdded"])
+    }).pipe(Effect.provide(storeOnly())))
+
+  it.live("a new applier (another process after a crash) answers a redelivered command from the stream, applying it once", () =>
+    Effect.gen(function*() {
+      const store = yield* EventStore
+      const id = profileId("cookie", "restart")
+      const command = applyCommand(id, [record("1", 1)])
+      const first = yield* Effect.scoped(Effect.flatMap(ShardBatchApplier.make({ shards: 64 }), (applier) => ask(applier, [command])))
+      const again = yield* Effect.scoped(Effect.flatMap(ShardBatchApplier.make({ shards: 64 }), (applier) => ask(applier, [command])))
+      assert.deepStrictEqual(again, first)
+      assert.strictEqual((yield* store.readStream(`userprofile-${id}`)).length, 1)
+    }).pipe(Effect.provide(storeOnly())))
+
+  it.live("forgets folds the memory budget takes back, and reads them again", () =>
+    Effect.gen(function*() {
+      const memory = EntityMemory.make(1)
+      const applier = yield* ShardBatchApplier.make({ shards: 64 }).pipe(Effect.provideService(EntityMemory.EntityMemory, memory))
+      const ids = Array.from({ length: 20 }, (_, i) => profileId("cookie", `budget-${i}`))
+      yield* ask(applier, ids.map((id, i) => applyCommand(id, [record("1", i + 1)])))
+      // a budget of one byte keeps at most the last entity
+      assert.isAtMost(yield* memory.bytes, 10_000)
+      const replies = yield* ask(applier, ids.map((id, i) => applyCommand(id, [record("2", i + 1)])))
+      assert.deepStrictEqual(replies.map(revision), ids.map(() => 1))
+      assert.deepStrictEqual(segmentsOf(replies[0]!), ["1", "2"])
+    }).pipe(Effect.provide(storeOnly())))
 })
