@@ -5,6 +5,7 @@
 import type { AnyDecider } from "../Decider.ts"
 import { advertiser } from "./advertiser.ts"
 import { campaign } from "./campaign.ts"
+import { partner } from "./partner.ts"
 import { strategy } from "./strategy.ts"
 import { userprofile } from "./userprofile.ts"
 
@@ -12,5 +13,6 @@ export const deciders: ReadonlyArray<AnyDecider> = [
   advertiser,
   campaign,
   strategy,
+  partner,
   userprofile
 ]
