@@ -315,10 +315,17 @@ export const make = (options: ShardBatchApplierOptions) =>
                   yield* answer(message, { _tag: "Accepted", outcome: "unchanged", entity: entry.kind.snapshot(entry.id, entry.memory.folded) })
                   break
                 case "Known":
+                  yield* answer(message, yield* answerKnown(entry, message.command, decision.known, leftBy))
+                  break
                 case "Events": {
-                  const known = decision._tag === "Known" ? decision.known : entry.memory.recall(message.command.commandId)
+                  const { commandId } = message.command
+                  const known = entry.memory.recall(commandId)
                   if (known === undefined) return yield* Effect.die(new Error(`appended to ${entry.stream} but the events were not read back`))
-                  yield* answer(message, yield* answerKnown(entry, message.command, known, leftBy))
+                  // Decided in this batch (no fingerprint to compare): answered with the entity as it left it.
+                  const left = leftBy.get(commandId)
+                  yield* answer(message, known._tag === "Accepted" && known.outcome !== "unchanged" && left !== undefined
+                    ? { _tag: "Accepted", outcome: known.outcome, entity: left }
+                    : yield* answerKnown(entry, message.command, known, leftBy))
                 }
               }
             }
