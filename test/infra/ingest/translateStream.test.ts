@@ -223,6 +223,30 @@ describe("translateStream", () => {
       assert.deepStrictEqual(content(lines), acmeExpected.filter((l) => l.line > 6))
     }))
 
+  it.effect("an error of the input itself (reading the upload) passes through as it is, not as InputBroken", () =>
+    Effect.gen(function*() {
+      class ReadFailed extends Error {}
+      const bytes = readFileSync(acmeData.sample)
+      for (const [body, gzip] of [[bytes, false], [gzipSync(bytes), true]] as const) {
+        const lines: Array<TranslatedLine> = []
+        const failing = Stream.concat(chunked(body, 64), Stream.fail(new ReadFailed("disk gone")))
+        const end = yield* translateStream(partner(acmeData.config), failing, { receivedAt }).pipe(
+          Stream.runForEach((line) => Effect.sync(() => void lines.push(line))),
+          Effect.flip
+        )
+        assert.instanceOf(end, ReadFailed)
+        // plain: every complete line before the failure; gzip: what gunzip had passed on by then (a prefix)
+        assert.deepStrictEqual(content(lines), gzip ? acmeExpected.slice(0, lines.length) : acmeExpected)
+      }
+    }))
+
+  it.effect("a reader may stop early: taking a few lines of a gzip file ends cleanly", () =>
+    Effect.gen(function*() {
+      const gz = gzipSync(readFileSync(acmeData.sample))
+      const first = yield* translateStream(partner(acmeData.config), chunked(gz, 16), { receivedAt }).pipe(Stream.take(2), Stream.runCollect)
+      assert.deepStrictEqual(content(first), acmeExpected.slice(0, 2))
+    }))
+
   it.effect("streams a large input in bounded memory", () =>
     Effect.gen(function*() {
       const total = 200_000
