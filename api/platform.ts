@@ -15,6 +15,8 @@ import * as EntityMemory from "../actors/entity/EntityMemory.ts"
 import type { Cluster } from "../domain/Cluster.ts"
 import { runEntityActors } from "../actors/entity/runEntityActors.ts"
 import { runEntityReminders } from "../actors/entity/runEntityReminders.ts"
+import { runTranslators } from "../actors/ingest/runTranslators.ts"
+import type { Translate } from "../actors/ingest/Translate.ts"
 import { OwnedShards } from "../actors/runtime/Shards.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
 import type { CommandBus } from "../domain/CommandBus.ts"
@@ -36,6 +38,8 @@ import { useSharedNatsServer } from "../infra/nats/SharedNatsServer.ts"
 import { ensureConsumerAccounts } from "../infra/nats/consumerAccounts.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
 import * as IngestIntake from "../infra/ingest/intake.ts"
+import * as IngestQueueJetStream from "../infra/ingest/ingestQueue.ts"
+import { translateStream } from "../infra/ingest/translateStream.ts"
 import * as IngestJobsSqlite from "../infra/ingest/jobsSqlite.ts"
 import * as UploadsDir from "../infra/ingest/uploadsDir.ts"
 import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
@@ -173,6 +177,8 @@ const httpLayer = (config: PlatformConfig) =>
 export interface PlatformOptions {
   /** the entity types it runs; default the built-in ones (domain/entities/index.ts) */
   readonly deciders?: ReadonlyArray<AnyDecider>
+  /** how ingestion jobs' bytes become lines; default infra/ingest/translateStream.ts (tests wrap it) */
+  readonly translate?: Translate
 }
 
 /** The whole platform for `config`; its HttpServer is listening once the layer is built. */
@@ -208,7 +214,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     layerJetStream({ shards: config.shards, maxInFlight: config.maxInFlightCommands, defaultTimeout: config.commandTimeout, maxDeliver: config.commandMaxDeliver }),
     layerClusterFor(config.shards),
     DeadLettersJetStream.layerJetStream,
-    IngestIntake.layer
+    IngestIntake.layer,
+    IngestQueueJetStream.layerJetStream()
   )
   const workers = Layer.mergeAll(
     layerRelay({}),
@@ -222,7 +229,17 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   )
   // Due reminders of the owned shards, fired as Wake commands.
   const reminders = Layer.effectDiscard(Effect.forkScoped(runEntityReminders))
+  // A translator per partner (one process at a time each), running the partners' ingestion jobs.
+  const translators = Layer.effectDiscard(runTranslators({
+    translate: options.translate ?? translateStream,
+    batchLines: config.translateBatchLines,
+    inFlight: config.translateInFlight,
+    checkpointLines: config.translateCheckpointLines,
+    commandTimeout: "2 minutes",
+    deleteUploads: config.uploadRetention === "delete"
+  }))
   return httpLayer(config).pipe(
+    Layer.provideMerge(translators),
     Layer.provideMerge(reminders),
     Layer.provideMerge(workers),
     Layer.provideMerge(bus),

@@ -21,7 +21,7 @@ import type { CommandBus } from "../../domain/CommandBus.ts"
 import type { EventStore } from "../../domain/EventStore.ts"
 import type { Uploads } from "../../domain/ingest/Uploads.ts"
 import type { EntityReadModel } from "../../projections/EntityReadModel.ts"
-import { type IngestMessage } from "../../domain/ingest/IngestMessage.ts"
+import { type RealtimeRecords, realtimeJob } from "../../domain/ingest/realtimeJob.ts"
 import { type IngestDelivery, IngestQueue } from "../../domain/ingest/IngestQueue.ts"
 import { IngestJobs, type JobRecord } from "../../domain/ingest/Job.ts"
 import { zeroCounts } from "../../domain/ingest/Job.ts"
@@ -48,7 +48,6 @@ type RunServices = IngestJobs | Uploads | CommandBus | EventStore | EntityReadMo
 interface Scan {
   readonly _tag: "Scan"
 }
-type RealtimeRecords = Extract<IngestMessage, { readonly _tag: "RealtimeRecords" }>
 interface Realtime {
   readonly _tag: "Realtime"
   readonly delivery: IngestDelivery
@@ -62,17 +61,6 @@ export class TranslatorStopped extends Schema.TaggedError<TranslatorStopped>()("
 }) {}
 
 const ended = (state: string) => state === "done" || state === "failed"
-
-/** The realtime job's id for the ledger when the message arrives before its row (intake publishes first). */
-const realtimeJob = (message: RealtimeRecords) => ({
-  id: message.jobId,
-  partner: message.partner,
-  source: message.source,
-  uploadId: `realtime:${message.jobId}`,
-  bytes: Buffer.byteLength(message.body, "utf8"),
-  digest: `realtime:${message.jobId}`,
-  format: message.format
-})
 
 /**
  * One session of `partner`'s translator: its two actors fed from INGEST until it is interrupted, its
@@ -156,7 +144,7 @@ export const partnerTranslator = (partner: string, options: TranslatorOptions) =
           yield* failCrashed(record.value, `delivered ${delivery.deliveries} times without finishing`)
           return yield* delivery.ack
         }
-        yield* run(record.value, { _tag: "Body", body: message.body })
+        yield* run(record.value, { _tag: "Body", body: message.body, receivedAt: message.receivedAt })
         yield* delivery.ack
       })
 

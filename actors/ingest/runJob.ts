@@ -42,7 +42,7 @@ export class ProfilesUnavailable extends Schema.TaggedError<ProfilesUnavailable>
 }) {}
 
 /** Where a job's bytes come from: its stored upload, or the body of its real-time message. */
-export type JobInput = { readonly _tag: "Upload" } | { readonly _tag: "Body"; readonly body: string }
+export type JobInput = { readonly _tag: "Upload" } | { readonly _tag: "Body"; readonly body: string; readonly receivedAt: string }
 
 type Marked = { readonly _tag: "Line"; readonly line: TranslatedLine } | { readonly _tag: "Broken"; readonly line: number; readonly reason: string }
 
@@ -117,7 +117,8 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
     const bytes: Stream.Stream<Uint8Array, UploadsError> = input._tag === "Body"
       ? Stream.succeed(new TextEncoder().encode(input.body))
       : uploads.read(record.uploadId)
-    const receivedAt = job.createdAt
+    // Records without a time of their own take the moment their input was received.
+    const receivedAt = input._tag === "Body" ? input.receivedAt : job.createdAt
     yield* jobs.checkpoint(jobId, JobTally.checkpointOf(yield* Ref.get(tally), fromLine, start?.bytes ?? 0), percentAt(start?.bytes ?? 0, job.bytes))
     yield* log(start === undefined ? "ingest job started" : "ingest job resumed", { fromLine, sameFileDone })
 

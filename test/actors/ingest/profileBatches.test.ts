@@ -3,7 +3,7 @@ import { Schema } from "effect"
 import { addBatch, empty, fromCheckpoint, checkpointOf, unreconciled } from "../../../actors/ingest/JobTally.ts"
 import { profileCommands } from "../../../actors/ingest/profileBatches.ts"
 import type { CommandReply } from "../../../domain/CommandBus.ts"
-import { EntityCommand } from "../../../domain/entity.ts"
+import { EntityCommand, InvalidCommand } from "../../../domain/entity.ts"
 import type { LoaderRecord } from "../../../domain/ingest/LoaderRecord.ts"
 import { Apply } from "../../../domain/ingest/profileEvents.ts"
 
@@ -67,7 +67,7 @@ describe("a job's tally", () => {
   })
 
   it("turns a profile's refusal into rejected lines with the reason, still reconciling", () => {
-    const refused: CommandReply = { _tag: "Rejected", error: { _tag: "InvalidCommand", entityType: "userprofile", issues: [{ path: ["records", 0, "time"], message: "bad time" }] } }
+    const refused: CommandReply = { _tag: "Rejected", error: new InvalidCommand({ entityType: "userprofile", issues: [{ path: ["records", 0, "time"], message: "bad time" }] }) }
     const tally = addBatch(empty, lines, commands, [accepted("created"), refused, accepted("created")])
     assert.deepStrictEqual(tally.counts, { linesRead: 4, recordsAccepted: 3, linesRejected: 2, duplicates: 0, recordsCommitted: 3 })
     assert.strictEqual(tally.errors[1]!.line, 3)
