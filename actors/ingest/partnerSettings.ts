@@ -4,6 +4,8 @@
  * default membership TTL, and whether a file is incremental or a full replacement.
  */
 import { Effect, Option, Schema } from "effect"
+import { Partner } from "../../domain/entities/partner.ts"
+import { PartnerConfig } from "../../domain/ingest/FormatSpec.ts"
 import { getEntity } from "../../projections/EntityQueries.ts"
 import type { Translation } from "./Translate.ts"
 
@@ -16,31 +18,22 @@ export interface PartnerSettings {
   readonly mode: "incremental" | "replace"
 }
 
-/** The fields of the partner entity's public state the translator reads; the rest is the format's business. */
-const PartnerState = Schema.Struct({
-  formatSpec: Schema.optionalKey(Schema.Struct({ mode: Schema.optionalKey(Schema.Literals(["incremental", "replace"])) })),
-  segmentMap: Schema.optionalKey(Schema.Record(Schema.String, Schema.String)),
-  defaultTtlSeconds: Schema.optionalKey(Schema.Int)
-})
-const decodeState = Schema.decodeUnknownOption(PartnerState)
-
 export const partnerType = "partner"
+
+const decodePartner = Schema.decodeUnknownOption(Partner)
+const decodeConfig = Schema.decodeUnknownOption(PartnerConfig)
 
 export const readPartnerSettings = (partner: string) =>
   Effect.gen(function*() {
-    const entity = yield* getEntity(partnerType, partner)
-    const state = Option.flatMap(entity, (snapshot) => decodeState(snapshot.state, { onExcessProperty: "ignore" }))
+    const state = Option.flatMap(yield* getEntity(partnerType, partner), (snapshot) => decodePartner(snapshot.state, { onExcessProperty: "ignore" }))
     if (Option.isNone(state)) {
       return { translation: undefined, missing: `partner ${partner} does not exist`, defaultTtlSeconds: undefined, mode: "incremental" } satisfies PartnerSettings
     }
-    const { formatSpec, segmentMap, defaultTtlSeconds } = state.value
-    const raw = Option.getOrThrow(entity).state as Record<string, unknown>
+    const config = decodeConfig(state.value, { onExcessProperty: "ignore" })
     return {
-      translation: formatSpec === undefined
-        ? undefined
-        : { format: "partner", partner: { formatSpec: raw.formatSpec, ...(segmentMap === undefined ? {} : { segmentMap }), ...(defaultTtlSeconds === undefined ? {} : { defaultTtlSeconds }) } } as Translation,
-      missing: formatSpec === undefined ? `partner ${partner} has no format spec: send loader-format JSON Lines` : undefined,
-      defaultTtlSeconds,
-      mode: formatSpec?.mode ?? "incremental"
+      translation: Option.isSome(config) ? { format: "partner", partner: config.value } : undefined,
+      missing: Option.isSome(config) ? undefined : `partner ${partner} has no format spec: send loader-format JSON Lines`,
+      defaultTtlSeconds: state.value.defaultTtlSeconds,
+      mode: state.value.formatSpec?.mode ?? "incremental"
     } satisfies PartnerSettings
   })
