@@ -6,6 +6,7 @@
  * gave it, read from the event store's SQLite file.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Effect, Layer } from "effect"
 import { EventStore } from "../../domain/EventStore.ts"
@@ -19,7 +20,7 @@ import { tempDir } from "../fixtures/tempDir.ts"
 
 const ADMIN = "crash-admin-key-0123456"
 const PARTNER = "crashy"
-const LINES = 6_000
+const LINES = 3_000
 
 const line = (i: number) => JSON.stringify({ idKind: "cookie", userId: `c-${i}`, segmentId: String(700 + (i % 4)), op: "add", time: "2026-11-01T10:00:00Z" })
 
@@ -52,7 +53,7 @@ describe("a platform process killed mid-job", () => {
           // small batches, one at a time, frequent checkpoints: the job is still running when it is killed
           TRANSLATE_BATCH_LINES: "50",
           TRANSLATE_IN_FLIGHT: "1",
-          TRANSLATE_CHECKPOINT_LINES: "200"
+          TRANSLATE_CHECKPOINT_LINES: "100"
         }
         const first = yield* startPlatformProcess(env, dataDir)
         yield* waitUntilReady(first)
@@ -62,7 +63,7 @@ describe("a platform process killed mid-job", () => {
         assert.strictEqual(uploaded.status, 202, JSON.stringify(uploaded.body))
         const jobId = uploaded.body.jobId
         // Killed once a checkpoint past the start is saved, well before the end.
-        const atKill = yield* eventually(jobOf(first.base, jobId), (job) => job !== undefined && job.linesRead >= 400, "45 seconds")
+        const atKill = yield* eventually(jobOf(first.base, jobId), (job) => job !== undefined && job.linesRead >= 300, "45 seconds")
         yield* stopProcess(first, "SIGKILL")
         assert.strictEqual(atKill!.state, "translating", JSON.stringify(atKill))
         assert.isBelow(atKill!.linesRead, LINES)
@@ -76,6 +77,10 @@ describe("a platform process killed mid-job", () => {
         assert.strictEqual(done!.recordsAccepted, LINES)
         assert.strictEqual(done!.recordsAccepted, done!.duplicates + done!.recordsCommitted)
         yield* stopProcess(second, "SIGTERM")
+        // It went on from a checkpoint past the start, not from line 0.
+        const resumedAt = /ingest job resumed.*?"fromLine":(\d+)/.exec(readFileSync(second.log, "utf8"))
+        assert.isNotNull(resumedAt, "the second process did not resume the job")
+        assert.isAtLeast(Number(resumedAt![1]), 300)
 
         // Every profile: one SegmentsAdded, of its line's segment, naming its line.
         const store = yield* EventStore
