@@ -43,6 +43,7 @@ import { ensureTopology } from "../infra/nats/topology.ts"
 import * as CredentialsSqlite from "../infra/ingest/credentialsSqlite.ts"
 import * as IngestIntake from "../infra/ingest/intake.ts"
 import * as IngestQueueJetStream from "../infra/ingest/ingestQueue.ts"
+import * as ReplaceIndexSqlite from "../infra/ingest/replaceIndexSqlite.ts"
 import { translateStream } from "../infra/ingest/translateStream.ts"
 import * as IngestJobsSqlite from "../infra/ingest/jobsSqlite.ts"
 import * as UploadsDir from "../infra/ingest/uploadsDir.ts"
@@ -204,6 +205,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     RemindersSqlite.layerSqlite({ path: join(config.dataDir, "reminders.db") }),
     UploadsDir.layerDir({ dir: join(config.dataDir, "uploads") }),
     IngestJobsSqlite.layerSqlite({ path: join(config.dataDir, "ingest.db") }),
+    ReplaceIndexSqlite.layerSqlite({ path: join(config.dataDir, "ingest-members.db") }),
     CredentialsSqlite.layerSqlite({ path: join(config.dataDir, "credentials.db") }),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )

@@ -19,6 +19,7 @@
 import { Cause, Deferred, Effect, Option, Schema, Stream } from "effect"
 import type { CommandBus } from "../../domain/CommandBus.ts"
 import type { EventStore } from "../../domain/EventStore.ts"
+import type { ReplaceIndex } from "../../domain/ingest/ReplaceIndex.ts"
 import type { Uploads } from "../../domain/ingest/Uploads.ts"
 import type { EntityReadModel } from "../../projections/EntityReadModel.ts"
 import { type RealtimeRecords, realtimeJob } from "../../domain/ingest/realtimeJob.ts"
@@ -42,7 +43,7 @@ export interface TranslatorOptions extends JobOptions {
 }
 
 /** What a job's run uses. */
-type RunServices = IngestJobs | Uploads | CommandBus | EventStore | EntityReadModel
+type RunServices = IngestJobs | Uploads | CommandBus | EventStore | EntityReadModel | ReplaceIndex
 
 /** The files actor's only message: look for unfinished file jobs. */
 interface Scan {

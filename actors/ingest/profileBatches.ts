@@ -9,7 +9,7 @@
  */
 import { Schema } from "effect"
 import type { EntityCommand } from "../../domain/entity.ts"
-import { type LoaderRecord, profileId } from "../../domain/ingest/LoaderRecord.ts"
+import { type LoaderRecord, type Operation, profileId } from "../../domain/ingest/LoaderRecord.ts"
 import { Apply, type ProfileRecord } from "../../domain/ingest/profileEvents.ts"
 
 /** The entity type of user profiles (domain/entities/userprofile.ts). */
@@ -34,6 +34,8 @@ export interface ProfileCommand {
   readonly command: EntityCommand
   readonly lines: ReadonlyArray<number>
   readonly records: number
+  /** each segment it touches, with the last operation on it in line order */
+  readonly segments: ReadonlyMap<string, Operation>
 }
 
 const encodeApply = Schema.encodeSync(Apply)
@@ -44,12 +46,13 @@ export const profileCommands = (
   context: JobSourceContext,
   batch: { readonly fromLine: number; readonly toLine: number }
 ): ReadonlyArray<ProfileCommand> => {
-  const groups = new Map<string, { records: Array<ProfileRecord>; lines: Array<number> }>()
+  const groups = new Map<string, { records: Array<ProfileRecord>; lines: Array<number>; segments: Map<string, Operation> }>()
   for (const { line, records } of lines) {
     for (const record of records) {
       const id = profileId(record.idKind, record.userId)
       let group = groups.get(id)
-      if (group === undefined) groups.set(id, group = { records: [], lines: [] })
+      if (group === undefined) groups.set(id, group = { records: [], lines: [], segments: new Map() })
+      group.segments.set(record.segmentId, record.op)
       const ttlSeconds = record.ttlSeconds ?? context.defaultTtlSeconds
       group.records.push({
         segmentId: record.segmentId,
@@ -72,7 +75,8 @@ export const profileCommands = (
         action: encodeApply({ _tag: "Apply", records: group.records }) as EntityCommand["action"]
       },
       lines: group.lines,
-      records: group.records.length
+      records: group.records.length,
+      segments: group.segments
     }
   })
 }

@@ -12,14 +12,17 @@
  * committed; `failed` when the upload cannot be read. Profiles that cannot answer (the bus or store
  * away) fail the run, not the job: the translator restarts and resumes from the checkpoint.
  */
-import { Duration, Effect, Option, Ref, Schedule, Schema, Stream } from "effect"
-import { CommandBus, type CommandReply } from "../../domain/CommandBus.ts"
-import type { EntityCommand } from "../../domain/entity.ts"
+import { Effect, Option, Ref, Stream } from "effect"
+import type { Duration } from "effect"
+import type { CommandBus, CommandReply } from "../../domain/CommandBus.ts"
 import { IngestJobs, type JobRecord, type LineError, MAX_JOB_ERRORS } from "../../domain/ingest/Job.ts"
 import { Uploads, type UploadsError } from "../../domain/ingest/Uploads.ts"
 import * as JobTally from "./JobTally.ts"
 import type { PartnerSettings } from "./partnerSettings.ts"
 import { profileCommands, type ProfileCommand, type RecordsLine } from "./profileBatches.ts"
+import { ReplaceIndex, type ReplaceIndexError } from "../../domain/ingest/ReplaceIndex.ts"
+import { committedBy, listedBy, removeUnlisted } from "./replaceMode.ts"
+import { type ProfilesUnavailable, sendAll } from "./sendCommands.ts"
 import type { Translate, TranslatedLine } from "./Translate.ts"
 
 export interface JobOptions {
@@ -35,12 +38,6 @@ export interface JobOptions {
   readonly deleteUploads: boolean
 }
 
-/** Profiles did not answer a batch after retries: the run stops (the job stays `translating`, resumed later). */
-export class ProfilesUnavailable extends Schema.TaggedError<ProfilesUnavailable>()("ProfilesUnavailable", {
-  jobId: Schema.String,
-  cause: Schema.Defect()
-}) {}
-
 /** Where a job's bytes come from: its stored upload, or the body of its real-time message. */
 export type JobInput = { readonly _tag: "Upload" } | { readonly _tag: "Body"; readonly body: string; readonly receivedAt: string }
 
@@ -55,26 +52,6 @@ interface SentBatch {
   readonly offset: number
   readonly broken: { readonly line: number; readonly reason: string } | undefined
 }
-
-const retried = (reply: CommandReply) => reply._tag === "Failed" || reply._tag === "Expired"
-
-/** Sends `commands`, again for those whose answer says nothing was decided (Failed, Expired, no answer), a few times. */
-const sendAll = (jobId: string, commands: ReadonlyArray<EntityCommand>, timeout: Duration.Input) =>
-  Effect.gen(function*() {
-    const bus = yield* CommandBus
-    const replies = new Array<CommandReply>(commands.length)
-    let open = commands.map((_, i) => i)
-    yield* Effect.gen(function*() {
-      const answers = yield* bus.sendBatch(open.map((i) => commands[i]!), { timeout })
-      open.forEach((i, k) => void (replies[i] = answers[k]!))
-      open = open.filter((i) => retried(replies[i]!))
-      if (open.length > 0) return yield* Effect.fail(new ProfilesUnavailable({ jobId, cause: replies[open[0]!] }))
-    }).pipe(
-      Effect.mapError((cause) => cause._tag === "ProfilesUnavailable" ? cause : new ProfilesUnavailable({ jobId, cause })),
-      Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.upTo({ times: 5 })))
-    )
-    return replies as ReadonlyArray<CommandReply>
-  })
 
 /** The job's public percent at `offset` bytes of `bytes`; 100 only once done. */
 const percentAt = (offset: number, bytes: number) => bytes <= 0 ? 0 : Math.min(99.9, Math.floor((offset / bytes) * 1000) / 10)
@@ -124,7 +101,12 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
 
     const context = { partner: job.partner, jobId, digest: job.digest, defaultTtlSeconds: settings.defaultTtlSeconds }
 
-    const send = (group: ReadonlyArray<Marked>): Effect.Effect<SentBatch, ProfilesUnavailable, CommandBus> =>
+    // A replace-mode partner's jobs keep the index of what it holds; its files also list what they name.
+    const replaceMode = settings.mode === "replace"
+    const replacing = replaceMode && job.source !== "realtime" && !sameFileDone
+    const index = yield* ReplaceIndex
+
+    const send = (group: ReadonlyArray<Marked>): Effect.Effect<SentBatch, ProfilesUnavailable | ReplaceIndexError, CommandBus> =>
       Effect.gen(function*() {
         const lines: Array<JobTally.BatchLine> = []
         const withRecords: Array<RecordsLine> = []
@@ -150,7 +132,9 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
         const commands = withRecords.length === 0
           ? []
           : profileCommands(withRecords, context, { fromLine: first?.line.line ?? 0, toLine: lastLine })
+        if (replacing) yield* index.listed(jobId, listedBy(commands))
         const replies = sameFileDone ? "duplicate" as const : commands.length === 0 ? [] : yield* sendAll(jobId, commands.map((c) => c.command), options.commandTimeout)
+        if (replaceMode && replies !== "duplicate") yield* index.committed(job.partner, committedBy(commands, replies))
         return { lines, commands, replies, lastLine, offset, broken }
       })
 
@@ -191,10 +175,14 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
         yield* Effect.logError("ingest job does not reconcile: a bug; the job is failed", { job: jobId, partner: job.partner, wrong, counts: final.counts })
         yield* finishFailed(`the counts do not reconcile (${wrong})`, final, at.line, at.offset)
       } else {
+        const removed = replacing
+          ? yield* removeUnlisted({ partner: job.partner, jobId, digest: job.digest, time: receivedAt, pageSize: options.batchLines, timeout: options.commandTimeout })
+          : 0
         yield* jobs.finish(jobId, { state: "done", checkpoint: JobTally.checkpointOf(final, at.line, job.bytes) })
-        yield* log("ingest job done", final.counts)
+        yield* log("ingest job done", { ...final.counts, ...(replacing ? { removedUnlisted: removed } : {}) })
       }
     }
+    if (replacing) yield* index.forget(jobId)
     if (options.deleteUploads && input._tag === "Upload") {
       yield* uploads.remove(record.uploadId).pipe(Effect.catch((error) => Effect.logWarning("could not delete a finished job's upload", { job: jobId, error })))
     }

@@ -14,7 +14,7 @@ import type { Job } from "../../domain/ingest/Job.ts"
 import { profileId } from "../../domain/ingest/LoaderRecord.ts"
 import { eventually, request } from "../fixtures/http.ts"
 import { ADMIN_KEY, layerTestPlatform } from "../fixtures/platform.ts"
-import { acmeData } from "../fixtures/partners/index.ts"
+import { acmeData, crmBank } from "../fixtures/partners/index.ts"
 
 const ACME = acmeData.id
 const HEADER = "maid,segments,action,ts\n"
@@ -133,5 +133,25 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 120_000 })("ing
       // the last line before the break is in its profile; the first after it is not
       assert.deepStrictEqual(yield* segmentsOf("maid", maid(10_000 + job.linesRead - 1)), ["1001"])
       assert.deepStrictEqual(yield* segmentsOf("maid", maid(10_000 + job.linesRead)), [])
+    }))
+
+  it.effect("applies a replacement file: the partner's memberships it no longer lists, in the segments it names, are removed", () =>
+    Effect.gen(function*() {
+      // crm-bank's spec: TSV, hashed emails, columns vip / churn_risk / mortgage (2001, 2002, 18446744073709551615), replace mode
+      const partner = "crm-replace"
+      assert.strictEqual((yield* request({ method: "PUT", url: `/v1/entities/partner/${partner}`, body: crmBank.body })).statusCode, 201)
+      const h = (n: number) => String(n).repeat(64).slice(0, 64)
+      const tsv = (rows: ReadonlyArray<string>) => Buffer.from(rows.map((r) => `${r}\t2024-05-01T12:00:00Z\n`).join(""))
+      const first = yield* ended(yield* uploadFile(partner, tsv([`${h(1)}\t1\t0\t1`, `${h(2)}\t1\t1\t0`, `${h(3)}\t0\t1\t0`]), "text/tab-separated-values"))
+      assert.strictEqual(first.state, "done", JSON.stringify(first))
+      assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(2)), ["2001", "2002"])
+      // The replacement names vip and mortgage only: h2 loses vip (not listed), h1 loses mortgage, churn_risk is untouched.
+      const second = yield* ended(yield* uploadFile(partner, tsv([`${h(1)}\t1\t0\t0`, `${h(4)}\t0\t0\t1`]), "text/tab-separated-values"))
+      assert.strictEqual(second.state, "done", JSON.stringify(second))
+      reconciles(second)
+      assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(1)), ["2001"])
+      assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(2)), ["2002"])
+      assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(3)), ["2002"])
+      assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(4)), ["18446744073709551615"])
     }))
 })
