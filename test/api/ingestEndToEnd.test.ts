@@ -141,7 +141,9 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 120_000 })("ing
       const partner = "crm-replace"
       assert.strictEqual((yield* request({ method: "PUT", url: `/v1/entities/partner/${partner}`, body: crmBank.body })).statusCode, 201)
       const h = (n: number) => String(n).repeat(64).slice(0, 64)
-      const tsv = (rows: ReadonlyArray<string>) => Buffer.from(rows.map((r) => `${r}\t2024-05-01T12:00:00Z\n`).join(""))
+      // recent times: the partner's default TTL (90 days) must not have expired them already
+      const now = new Date().toISOString()
+      const tsv = (rows: ReadonlyArray<string>) => Buffer.from(rows.map((r) => `${r}\t${now}\n`).join(""))
       const first = yield* ended(yield* uploadFile(partner, tsv([`${h(1)}\t1\t0\t1`, `${h(2)}\t1\t1\t0`, `${h(3)}\t0\t1\t0`]), "text/tab-separated-values"))
       assert.strictEqual(first.state, "done", JSON.stringify(first))
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(2)), ["2001", "2002"])
