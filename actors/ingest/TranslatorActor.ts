@@ -90,6 +90,10 @@ export const partnerTranslator = (partner: string, options: TranslatorOptions) =
         return delivery === undefined ? Effect.void : delivery.ack
       })
 
+    // A message held just after its job ended (it arrived while the job finished) is settled at the next scan.
+    const settleEnded = Effect.forEach([...held.keys()], (jobId) =>
+      Effect.flatMap(jobs.get(jobId), (record) => Option.isSome(record) && ended(record.value.job.state) ? settleHeld(jobId) : Effect.void), { discard: true })
+
     /** A run that crashed too often: the job ends failed with the crash as its reason. */
     const failCrashed = (record: JobRecord, cause: string) =>
       jobs.finish(record.job.id, {
@@ -113,7 +117,7 @@ export const partnerTranslator = (partner: string, options: TranslatorOptions) =
     const runFileJobs = Effect.gen(function*() {
       for (;;) {
         const next = (yield* jobs.unfinished(partner)).find((record) => record.job.source !== "realtime")
-        if (next === undefined) return
+        if (next === undefined) return yield* settleEnded
         const id = next.job.id
         const crashed = crashes.get(id) ?? 0
         if (crashed >= maxCrashes) yield* failCrashed(next, `${crashed} runs ended in a defect`)
