@@ -40,7 +40,7 @@ const NEWLINES = Buffer.from("\n\n\n\n")
 
 const csvProblems: Record<string, string> = {
   CSV_INVALID_CLOSING_QUOTE: "malformed quoting: a closing quote is followed by text",
-  CSV_INVALID_OPENING_QUOTE: "malformed quoting: a quote inside an unquoted field",
+  INVALID_OPENING_QUOTE: "malformed quoting: a quote inside an unquoted field",
   CSV_QUOTE_NOT_CLOSED: "malformed quoting: a quote is not closed on this line"
 }
 
