@@ -4,8 +4,7 @@
  * default membership TTL, and whether a file is incremental or a full replacement.
  */
 import { Effect, Option, Schema } from "effect"
-import { Partner } from "../../domain/entities/partner.ts"
-import { PartnerConfig } from "../../domain/ingest/FormatSpec.ts"
+import { Partner, partnerConfigOf } from "../../domain/entities/partner.ts"
 import { getEntity } from "../../projections/EntityQueries.ts"
 import type { Translation } from "./Translate.ts"
 
@@ -21,7 +20,6 @@ export interface PartnerSettings {
 export const partnerType = "partner"
 
 const decodePartner = Schema.decodeUnknownOption(Partner)
-const decodeConfig = Schema.decodeUnknownOption(PartnerConfig)
 
 export const readPartnerSettings = (partner: string) =>
   Effect.gen(function*() {
@@ -29,7 +27,7 @@ export const readPartnerSettings = (partner: string) =>
     if (Option.isNone(state)) {
       return { translation: undefined, missing: `partner ${partner} does not exist`, defaultTtlSeconds: undefined, mode: "incremental" } satisfies PartnerSettings
     }
-    const config = decodeConfig(state.value, { onExcessProperty: "ignore" })
+    const config = partnerConfigOf(state.value)
     return {
       translation: Option.isSome(config) ? { format: "partner", partner: config.value } : undefined,
       missing: Option.isSome(config) ? undefined : `partner ${partner} has no format spec: send loader-format JSON Lines`,
