@@ -23,6 +23,7 @@ import type { AnyDecider } from "../domain/Decider.ts"
 import { Deciders, makeRegistry } from "../domain/DeciderRegistry.ts"
 import { EventStore } from "../domain/EventStore.ts"
 import type { EntityReadModel } from "../projections/EntityReadModel.ts"
+import type { SegmentReadModel } from "../projections/ingest/segments.ts"
 import * as ApiKeysSqlite from "../infra/apiKeys/sqlite.ts"
 import { instrumented } from "../infra/eventstore/instrumented.ts"
 import { layerKurrent } from "../infra/eventstore/kurrent.ts"
@@ -36,6 +37,8 @@ import { useSharedNatsServer } from "../infra/nats/SharedNatsServer.ts"
 import { ensureConsumerAccounts } from "../infra/nats/consumerAccounts.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
 import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
+import { segmentsProjection } from "../infra/readmodel/segments.ts"
+import * as SegmentsSqlite from "../infra/readmodel/segmentsQueries.ts"
 import * as RemindersSqlite from "../infra/reminders/sqlite.ts"
 import { layerRelay } from "../infra/relay.ts"
 import { readRelayStatus } from "../infra/relayStatus.ts"
@@ -48,6 +51,7 @@ import { bootstrapKeyRoutes } from "./routes/bootstrapKey.ts"
 import { clusterRoutes } from "./routes/cluster.ts"
 import { entityRoutes } from "./routes/entities.ts"
 import { historyRoutes } from "./routes/history.ts"
+import { segmentRoutes } from "./routes/segments.ts"
 import { readinessChecks } from "./readiness.ts"
 import { opsRoutes } from "./routes/ops.ts"
 
@@ -122,7 +126,7 @@ const natsLayer = (config: PlatformConfig) => {
 }
 
 /** What the HTTP routes may use. */
-type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
+type ApiServices = CommandBus | EventStore | EntityReadModel | SegmentReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -155,6 +159,7 @@ const httpLayer = (config: PlatformConfig) =>
       }),
       ...entityRoutes({ registry: yield* Deciders }),
       ...historyRoutes,
+      ...segmentRoutes,
       ...adminRoutes,
       ...bootstrapKeyRoutes,
       ...clusterRoutes
@@ -176,10 +181,14 @@ export interface PlatformOptions {
 export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => {
   mkdirSync(config.dataDir, { recursive: true })
   const deciders = options.deciders === undefined ? Layer.empty : Layer.succeed(Deciders, makeRegistry(options.deciders))
+  const readModelPath = join(config.dataDir, "readmodel.db")
+  const readModel = ReadModelSqlite.layerSqlite({ path: readModelPath, snapshotEvery: config.snapshotEvery, projections: [segmentsProjection] })
+    .pipe(Layer.provide(deciders))
   const stores = Layer.mergeAll(
     natsLayer(config),
     eventStoreLayer(config),
-    ReadModelSqlite.layerSqlite({ path: join(config.dataDir, "readmodel.db"), snapshotEvery: config.snapshotEvery }).pipe(Layer.provide(deciders)),
+    readModel,
+    SegmentsSqlite.layerSqlite({ path: readModelPath }).pipe(Layer.provide(readModel)),
     EntityMemory.layer(config.entityMemoryBytes),
     deciders,
     ApiKeysSqlite.layerSqlite({ path: join(config.dataDir, "keys.db") }),
