@@ -1,9 +1,10 @@
 /**
  * The `segments` projection on SQLite (its rule is pure, in projections/ingest/segments.ts). Tables:
- * - `segment_memberships`: each (segment, profile, partner) membership ever seen, present or not, with
- *   the profile revision that last changed it: an event at or before that revision is a replay and
- *   changes nothing, so even a replay from an older checkpoint (a read model file reset to an older
- *   layout, a restore) never counts twice;
+ * - `segment_profiles`: per profile, the (segment, partner) memberships present (JSON: segment id →
+ *   partners) and the profile revision that last changed them: an event at or before that revision
+ *   is a replay and changes nothing, so even a replay from an older checkpoint (a read model file
+ *   reset to an older layout, a restore) never counts twice. One row a profile: an event is one
+ *   read and at most one write, whatever its number of memberships;
  * - `segments` (members now), `segment_partners` (members per partner now), `segment_days` (per UTC day).
  * A page of events is one transaction (ProjectionStore), with prepared statements and the counters
  * summed in memory and written once per page.
@@ -14,10 +15,8 @@ import type { Projection } from "../../projections/Projection.ts"
 import { canHandle, changesOf, dayOf, segmentsProjectionName, transition } from "../../projections/ingest/segments.ts"
 
 const TABLES = `
-  CREATE TABLE IF NOT EXISTS segment_memberships (
-    segment_id TEXT NOT NULL, profile_id TEXT NOT NULL, partner TEXT NOT NULL,
-    present INTEGER NOT NULL, revision INTEGER NOT NULL,
-    PRIMARY KEY (segment_id, profile_id, partner)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS segment_profiles (
+    profile_id TEXT PRIMARY KEY, revision INTEGER NOT NULL, memberships TEXT NOT NULL) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS segments (segment_id TEXT PRIMARY KEY, members INTEGER NOT NULL) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS segment_partners (
     segment_id TEXT NOT NULL, partner TEXT NOT NULL, members INTEGER NOT NULL,
@@ -29,21 +28,19 @@ const TABLES = `
     PRIMARY KEY (segment_id, day)) WITHOUT ROWID;
 `
 
-const DROP = "DROP TABLE IF EXISTS segment_memberships; DROP TABLE IF EXISTS segments; DROP TABLE IF EXISTS segment_partners; DROP TABLE IF EXISTS segment_days;"
+const DROP = "DROP TABLE IF EXISTS segment_profiles; DROP TABLE IF EXISTS segments; DROP TABLE IF EXISTS segment_partners; DROP TABLE IF EXISTS segment_days;"
 
 interface Statements {
-  readonly membership: StatementSync
-  readonly others: StatementSync
-  readonly setMembership: StatementSync
+  readonly profile: StatementSync
+  readonly setProfile: StatementSync
   readonly addMembers: StatementSync
   readonly addPartnerMembers: StatementSync
   readonly addDay: StatementSync
 }
 
 const prepare = (db: DatabaseSync): Statements => ({
-  membership: db.prepare("SELECT present, revision FROM segment_memberships WHERE segment_id = ? AND profile_id = ? AND partner = ?"),
-  others: db.prepare("SELECT 1 FROM segment_memberships WHERE segment_id = ? AND profile_id = ? AND partner <> ? AND present = 1 LIMIT 1"),
-  setMembership: db.prepare("INSERT OR REPLACE INTO segment_memberships VALUES (?, ?, ?, ?, ?)"),
+  profile: db.prepare("SELECT revision, memberships FROM segment_profiles WHERE profile_id = ?"),
+  setProfile: db.prepare("INSERT OR REPLACE INTO segment_profiles VALUES (?, ?, ?)"),
   addMembers: db.prepare("INSERT INTO segments VALUES (?, ?) ON CONFLICT (segment_id) DO UPDATE SET members = members + excluded.members"),
   addPartnerMembers: db.prepare(
     "INSERT INTO segment_partners VALUES (?, ?, ?) ON CONFLICT (segment_id, partner) DO UPDATE SET members = members + excluded.members"
@@ -64,6 +61,9 @@ const statementsOf = (db: DatabaseSync): Statements => {
   }
   return statements
 }
+
+/** A profile's present memberships: segment id → the partners whose membership of it is present. */
+type Held = Record<string, Array<string>>
 
 interface DayCounts {
   added: number
@@ -115,19 +115,24 @@ export const segmentsProjection: Projection<DatabaseSync> = {
         continue
       }
       const profile = event.entityId
+      const row = s.profile.get(profile) as { revision: number; memberships: string } | undefined
+      if (row !== undefined && row.revision >= event.revision) continue // applied already: a replay
+      const held: Held = row === undefined ? {} : JSON.parse(row.memberships)
+      let changed = false
       for (const { segmentId, partner, change } of changes) {
-        const row = s.membership.get(segmentId, profile, partner) as { present: number; revision: number } | undefined
-        if (row !== undefined && row.revision >= event.revision) continue // applied already: a replay
-        const partnerPresent = row?.present === 1
-        // Whether another partner holds the profile in the segment matters only when this partner's presence flips.
-        const flips = change === "add" ? !partnerPresent : partnerPresent
-        const others = flips && s.others.get(segmentId, profile, partner) !== undefined
-        const moved = transition(change, partnerPresent, others)
+        const partners = held[segmentId] ?? []
+        const present = partners.includes(partner)
+        const moved = transition(change, present, partners.length > (present ? 1 : 0))
         if (moved.present === undefined) continue // a renewal, or the end of a membership that is not there
-        s.setMembership.run(segmentId, profile, partner, moved.present ? 1 : 0, event.revision)
+        const next = moved.present ? [...partners, partner] : partners.filter((p) => p !== partner)
+        if (next.length === 0) delete held[segmentId]
+        else held[segmentId] = next
+        changed = true
         page.partner(segmentId, partner, moved.partnerDelta)
         if (moved.counted !== undefined) page.count(segmentId, dayOf(event.recordedAt), moved.counted)
       }
+      // Only renewals: nothing to write (replaying them again changes nothing either).
+      if (changed) s.setProfile.run(profile, event.revision, JSON.stringify(held))
     }
     for (const [segmentId, delta] of page.members) s.addMembers.run(segmentId, delta)
     for (const { segmentId, partner, delta } of page.partners.values()) s.addPartnerMembers.run(segmentId, partner, delta)

@@ -14,7 +14,6 @@ import { Context, Schema } from "effect"
 import type { Effect, Option } from "effect"
 import type { EventEnvelope } from "../../domain/envelope.ts"
 import { Uint64String } from "../../domain/ids.ts"
-import { AddedMembership } from "../../domain/ingest/profileEvents.ts"
 import type { ReadModelError } from "../ReadModelError.ts"
 
 /** The entity type whose events feed this read model (domain/entities/userprofile.ts). */
@@ -33,10 +32,11 @@ export interface MembershipChange {
 
 const changeOf: Readonly<Record<string, Change>> = { SegmentsAdded: "add", SegmentsRemoved: "remove", SegmentsExpired: "expire" }
 
-// Only what counting needs, from the contract's fields: the rest of each membership is left undecoded
-// (a million-line file is a million events; decoding sources and times would be most of the work).
+// Only what counting needs: the rest of each membership is left undecoded, and ids are taken as the
+// strings the profile decider validated before storing them (a million-line file is a million events;
+// decoding sources, times and 64-bit ids again was half of the projection's work).
 const Memberships = Schema.Struct({
-  memberships: Schema.Array(Schema.Struct({ partner: AddedMembership.fields.partner, segmentId: AddedMembership.fields.segmentId }))
+  memberships: Schema.Array(Schema.Struct({ partner: Schema.String, segmentId: Schema.String }))
 })
 const decodeMemberships = Schema.decodeUnknownOption(Memberships)
 

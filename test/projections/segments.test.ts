@@ -168,7 +168,7 @@ describe("segment read model (the segments projection)", () => {
       const dir = yield* tempDir("segments")
       const clock = settableClock(yield* Clock.Clock, Date.parse("2026-03-01T08:00:00Z"))
       yield* Effect.gen(function*() {
-        const broken = { ...profileEventData("cookie:p9", added("a", [S]), Date.now()), data: { memberships: [{ partner: "a", segmentId: "not a number" }] } }
+        const broken = { ...profileEventData("cookie:p9", added("a", [S]), Date.now()), data: { memberships: [{ partner: "a", segment: S }] } }
         yield* (yield* EventStore).appendToStream(streamName(profileType, "cookie:p9"), [broken], "no_stream")
         yield* appendProfileEvents("cookie:p9", added("a", [S]))
         yield* caughtUp
