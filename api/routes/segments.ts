@@ -9,6 +9,7 @@
  * key reads only its own partner's view.
  */
 import { Clock, Effect, Option, Schema } from "effect"
+import { PartnerId } from "../../domain/entities/partner.ts"
 import { Uint64String } from "../../domain/ids.ts"
 import { Day, PartnerSegment, Segment, SegmentReadModel } from "../../projections/ingest/segments.ts"
 import { forPartner } from "../authorization.ts"
@@ -38,9 +39,6 @@ const dayRange = (query: { readonly from?: string; readonly to?: string }) =>
     if (days > maxDays) return yield* invalidQuery("from", `at most ${maxDays} days per read; from ${from} to ${to} is ${days}`)
     return { from, to }
   })
-
-/** Partner ids are lowercase slugs (safe subject tokens). */
-const PartnerParam = Schema.String.check(Schema.isPattern(/^[a-z0-9][a-z0-9_-]*$/), Schema.isMaxLength(64))
 
 const PartnerSegmentPage = Schema.Struct({
   items: Schema.Array(PartnerSegment),
@@ -83,7 +81,7 @@ export const segmentRoutes = [
     method: "GET", url: "/v1/ingest/:partner/segments", tags: ["segments"], roles: ["service", "auditor", "partner"], admission: "reads",
     summary: "The segments a partner feeds, in numeric id order, with the profiles its own memberships hold now",
     authorize: ({ principal, params }) => forPartner(principal, params.partner),
-    params: Schema.Struct({ partner: PartnerParam }),
+    params: Schema.Struct({ partner: PartnerId }),
     query: Schema.Struct({ limit: Schema.optionalKey(Limit), after: Schema.optionalKey(Uint64String) }),
     responses: {
       200: { description: "a page of the partner's segments (members may be 0: all its memberships ended)", schema: PartnerSegmentPage },
