@@ -1,8 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync } from "node:fs"
 import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { DatabaseSync } from "node:sqlite"
 import { Clock, Effect, Layer, Option, Schedule } from "effect"
-import { EventStore } from "../../domain/EventStore.ts"
+import { EventStore, type StreamAppend } from "../../domain/EventStore.ts"
 import { streamName } from "../../domain/envelope.ts"
 import { layerSqlite as eventStore } from "../../infra/eventstore/sqlite.ts"
 import { segmentsProjection } from "../../infra/readmodel/segments.ts"
@@ -14,6 +17,8 @@ import { ProjectionStore } from "../../projections/ProjectionStore.ts"
 import { added, appendProfileEvents, expired, profileEventData, profileType, removed, settableClock } from "../fixtures/segmentEvents.ts"
 import { appendEntityEvents } from "../fixtures/entityEvents.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
+
+const projectionProcess = fileURLToPath(new URL("../fixtures/segmentsProjectionProcess.ts", import.meta.url))
 
 const S = "9007199254740993" // above 2^53: ids stay strings
 const T = "42"
@@ -176,4 +181,78 @@ describe("segment read model (the segments projection)", () => {
         assert.deepStrictEqual((yield* segment(S))?.days, [{ day: "2026-03-01", added: 1, removed: 0, expired: 0 }])
       }).pipe(Effect.provide(readSide(dir, clock.clock)))
     }))
+
+  it.live("counts every change exactly once after the projection's process is SIGKILLed mid-way and restarted", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("segments")
+      const clock = settableClock(yield* Clock.Clock, Date.parse("2026-03-01T08:00:00Z"))
+      const profiles = 20_000
+      let head = 0
+      // Every profile joins S and T through partner a; then every other one leaves T; in multi-stream appends of 1,000 profiles.
+      yield* Effect.gen(function*() {
+        const store = yield* EventStore
+        const appendAll = (revision: number, event: (i: number) => ReturnType<typeof added> | undefined) =>
+          Effect.gen(function*() {
+            for (let from = 0; from < profiles; from += 1_000) {
+              const appends: Array<StreamAppend> = []
+              for (let i = from; i < from + 1_000; i++) {
+                const e = event(i)
+                if (e !== undefined) {
+                  appends.push({ stream: streamName(profileType, `cookie:u${i}`), events: [profileEventData(`cookie:u${i}`, e, Date.now())], expectedRevision: revision === 0 ? "no_stream" : revision - 1 })
+                }
+              }
+              yield* store.appendToStreams(appends)
+            }
+          })
+        yield* appendAll(0, () => added("a", [S, T]))
+        clock.set("2026-03-02T08:00:00Z")
+        yield* appendAll(1, (i) => (i % 2 === 0 ? removed("a", [T]) : undefined))
+        head = (yield* store.headPosition) ?? 0
+      }).pipe(Effect.provide(eventStore({ path: join(dir, "events.db") }).pipe(Layer.provide(Layer.succeed(Clock.Clock, clock.clock)))))
+
+      const checkpoint = Effect.sync(() => {
+        if (!existsSync(join(dir, "readmodel.db"))) return undefined
+        const db = new DatabaseSync(join(dir, "readmodel.db"), { readOnly: true, timeout: 5_000 })
+        try {
+          return (db.prepare("SELECT position FROM checkpoints WHERE name = 'segments'").get() as { position: number } | undefined)?.position
+        } catch {
+          return undefined // the tables are being created
+        } finally {
+          db.close()
+        }
+      })
+      const killedAt = yield* Effect.scoped(Effect.gen(function*() {
+        const child = yield* Effect.acquireRelease(
+          Effect.sync(() => spawn(process.execPath, ["--no-warnings", projectionProcess, join(dir, "events.db"), join(dir, "readmodel.db")], { stdio: ["ignore", "ignore", "inherit"] })),
+          (child) => killAndWait(child)
+        )
+        // killed once it has committed some pages, however long a loaded machine takes to start it
+        yield* checkpoint.pipe(
+          Effect.flatMap((position) => position !== undefined && position > 0 ? Effect.succeed(position) : Effect.fail("not yet" as const)),
+          Effect.retry(Schedule.spaced("5 millis").pipe(Schedule.upTo({ times: 12_000 })))
+        )
+        yield* killAndWait(child)
+        return (yield* checkpoint) ?? 0
+      }))
+      assert.isBelow(killedAt, head, "killed before it had caught up")
+
+      yield* Effect.gen(function*() {
+        yield* caughtUp
+        assert.deepStrictEqual(yield* segment(S), {
+          segmentId: S, members: profiles, partners: [{ partner: "a", members: profiles }], days: [{ day: "2026-03-01", added: profiles, removed: 0, expired: 0 }]
+        })
+        assert.deepStrictEqual(yield* segment(T), {
+          segmentId: T, members: profiles / 2, partners: [{ partner: "a", members: profiles / 2 }],
+          days: [{ day: "2026-03-01", added: profiles, removed: 0, expired: 0 }, { day: "2026-03-02", added: 0, removed: profiles / 2, expired: 0 }]
+        })
+      }).pipe(Effect.provide(readSide(dir, clock.clock)))
+    }), 60_000)
 })
+
+/** SIGKILLs a child process and waits for it to be gone. */
+const killAndWait = (child: ChildProcess) =>
+  Effect.callback<void>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+    child.once("exit", () => resume(Effect.void))
+    child.kill("SIGKILL")
+  })
