@@ -194,7 +194,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   mkdirSync(config.dataDir, { recursive: true })
   const deciders = options.deciders === undefined ? Layer.empty : Layer.succeed(Deciders, makeRegistry(options.deciders))
   const readModelPath = join(config.dataDir, "readmodel.db")
-  const readModel = ReadModelSqlite.layerSqlite({ path: readModelPath, snapshotEvery: config.snapshotEvery, projections: [segmentsProjection] })
+  const readModel = ReadModelSqlite.layerSqlite({ path: readModelPath, snapshotEvery: config.snapshotEvery, projections: [segmentsProjection()] })
     .pipe(Layer.provide(deciders))
   const stores = Layer.mergeAll(
     natsLayer(config),

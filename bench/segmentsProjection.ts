@@ -87,7 +87,7 @@ const run = Effect.scoped(Effect.gen(function*() {
   const head = yield* events.headPosition
 
   const path = join(dir, "readmodel.db")
-  const model = readModelSqlite({ path, projections: [segmentsProjection] })
+  const model = readModelSqlite({ path, projections: [segmentsProjection()] })
   const projectStarted = performance.now()
   const readSide = yield* Layer.build(
     ProjectionRunner.layer.pipe(

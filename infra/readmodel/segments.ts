@@ -51,16 +51,6 @@ const prepare = (db: DatabaseSync): Statements => ({
   )
 })
 
-// Prepared once per connection (and again after a rebuild dropped the tables).
-const prepared = new WeakMap<DatabaseSync, Statements>()
-const statementsOf = (db: DatabaseSync): Statements => {
-  let statements = prepared.get(db)
-  if (statements === undefined) {
-    statements = prepare(db)
-    prepared.set(db, statements)
-  }
-  return statements
-}
 
 /** A profile's present memberships: segment id → the partners whose membership of it is present. */
 type Held = Record<string, Array<string>>
@@ -96,47 +86,57 @@ const counters = () => {
   }
 }
 
-export const segmentsProjection: Projection<DatabaseSync> = {
-  name: segmentsProjectionName,
-  init: (db, { rebuild }) => {
-    if (rebuild) db.exec(DROP)
-    db.exec(TABLES)
-    prepared.delete(db)
-  },
-  canHandle,
-  evolve: (db, events: ReadonlyArray<EventEnvelope>) => {
-    const s = statementsOf(db)
-    const page = counters()
-    const skipped: Array<string> = []
-    for (const event of events) {
-      const changes = changesOf(event)
-      if (changes === undefined) {
-        skipped.push(event.type)
-        continue
-      }
-      const profile = event.entityId
-      const row = s.profile.get(profile) as { revision: number; memberships: string } | undefined
-      if (row !== undefined && row.revision >= event.revision) continue // applied already: a replay
-      const held: Held = row === undefined ? {} : JSON.parse(row.memberships)
-      let changed = false
-      for (const { segmentId, partner, change } of changes) {
-        const partners = held[segmentId] ?? []
-        const present = partners.includes(partner)
-        const moved = transition(change, present, partners.length > (present ? 1 : 0))
-        if (moved.present === undefined) continue // a renewal, or the end of a membership that is not there
-        const next = moved.present ? [...partners, partner] : partners.filter((p) => p !== partner)
-        if (next.length === 0) delete held[segmentId]
-        else held[segmentId] = next
-        changed = true
-        page.partner(segmentId, partner, moved.partnerDelta)
-        if (moved.counted !== undefined) page.count(segmentId, dayOf(event.recordedAt), moved.counted)
-      }
-      // Only renewals: nothing to write (replaying them again changes nothing either).
-      if (changed) s.setProfile.run(profile, event.revision, JSON.stringify(held))
+/** Applies a page of profile events: the rule of projections/ingest/segments.ts, the counters written once. */
+const evolve = (s: Statements, events: ReadonlyArray<EventEnvelope>) => {
+  const page = counters()
+  const skipped: Array<string> = []
+  for (const event of events) {
+    const changes = changesOf(event)
+    if (changes === undefined) {
+      skipped.push(event.type)
+      continue
     }
-    for (const [segmentId, delta] of page.members) s.addMembers.run(segmentId, delta)
-    for (const { segmentId, partner, delta } of page.partners.values()) s.addPartnerMembers.run(segmentId, partner, delta)
-    for (const { segmentId, day, counts } of page.days.values()) s.addDay.run(segmentId, day, counts.added, counts.removed, counts.expired)
-    return { skipped }
+    const profile = event.entityId
+    const row = s.profile.get(profile) as { revision: number; memberships: string } | undefined
+    if (row !== undefined && row.revision >= event.revision) continue // applied already: a replay
+    const held: Held = row === undefined ? {} : JSON.parse(row.memberships)
+    let changed = false
+    for (const { segmentId, partner, change } of changes) {
+      const partners = held[segmentId] ?? []
+      const present = partners.includes(partner)
+      const moved = transition(change, present, partners.length > (present ? 1 : 0))
+      if (moved.present === undefined) continue // a renewal, or the end of a membership that is not there
+      const next = moved.present ? [...partners, partner] : partners.filter((p) => p !== partner)
+      if (next.length === 0) delete held[segmentId]
+      else held[segmentId] = next
+      changed = true
+      page.partner(segmentId, partner, moved.partnerDelta)
+      if (moved.counted !== undefined) page.count(segmentId, dayOf(event.recordedAt), moved.counted)
+    }
+    // Only renewals: nothing to write (replaying them again changes nothing either).
+    if (changed) s.setProfile.run(profile, event.revision, JSON.stringify(held))
+  }
+  for (const [segmentId, delta] of page.members) s.addMembers.run(segmentId, delta)
+  for (const { segmentId, partner, delta } of page.partners.values()) s.addPartnerMembers.run(segmentId, partner, delta)
+  for (const { segmentId, day, counts } of page.days.values()) s.addDay.run(segmentId, day, counts.added, counts.removed, counts.expired)
+  return { skipped }
+}
+
+/** The projection; its statements are prepared once per connection (and again after a rebuild dropped the tables). */
+export const segmentsProjection = (): Projection<DatabaseSync> => {
+  let prepared: { readonly db: DatabaseSync; readonly statements: Statements } | undefined
+  const statementsOf = (db: DatabaseSync) => {
+    if (prepared?.db !== db) prepared = { db, statements: prepare(db) }
+    return prepared.statements
+  }
+  return {
+    name: segmentsProjectionName,
+    init: (db, { rebuild }) => {
+      if (rebuild) db.exec(DROP)
+      db.exec(TABLES)
+      prepared = undefined
+    },
+    canHandle,
+    evolve: (db, events) => evolve(statementsOf(db), events)
   }
 }

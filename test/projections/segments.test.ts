@@ -26,7 +26,7 @@ const T = "42"
 /** The read side on SQLite files in `dir`: the event store (recording at `clock`'s time), the read model with the segments projection, its queries, the runner. */
 const readSide = (dir: string, clock: Clock.Clock) => {
   const path = join(dir, "readmodel.db")
-  const model = readModel({ path, projections: [segmentsProjection] })
+  const model = readModel({ path, projections: [segmentsProjection()] })
   return runner.pipe(
     Layer.provideMerge(Layer.mergeAll(model, segmentQueries({ path }).pipe(Layer.provide(model)))),
     Layer.provideMerge(eventStore({ path: join(dir, "events.db") }).pipe(Layer.provide(Layer.succeed(Clock.Clock, clock))))
