@@ -1,5 +1,8 @@
 import { assert, layer } from "@effect/vitest"
 import { Clock, Effect } from "effect"
+import { CommandBus } from "../../domain/CommandBus.ts"
+import type { EntityCommand } from "../../domain/entity.ts"
+import type { ProfileRecord } from "../../domain/ingest/profileEvents.ts"
 import { added, appendProfileEvents, removed } from "../fixtures/segmentEvents.ts"
 import { assertInvalid, assertProblem, createKey, eventually, request } from "../fixtures/http.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
@@ -100,5 +103,40 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("segm
       const { secret } = yield* createKey("service")
       assert.strictEqual((yield* get("/v1/ingest/b/segments", secret)).statusCode, 200)
       assertInvalid(yield* get("/v1/ingest/B.x/segments"), "path", "/partner")
+    }))
+
+  it.effect("follows profiles changed through the command bus by the profile decider, as the translator changes them", () =>
+    Effect.gen(function*() {
+      const segmentId = "555"
+      let n = 0
+      const apply = (...records: ReadonlyArray<ProfileRecord>) =>
+        Effect.gen(function*() {
+          const commandId = `segments-bus-${++n}`
+          const command: EntityCommand = { commandId, correlationId: commandId, entityType: "userprofile", entityId: "cookie:bus-user", action: { _tag: "Apply", records } }
+          const [reply] = yield* (yield* CommandBus).sendBatch([command])
+          assert.strictEqual(reply?._tag, "Accepted", JSON.stringify(reply))
+        })
+      let line = 0
+      const record = (partner: string, op: "add" | "remove", time: string): ProfileRecord => ({
+        segmentId, op, time, source: { partner, jobId: `job-${partner}`, digest: "d", line: ++line }
+      })
+      const read = Effect.map(get(`/v1/segments/${segmentId}`), (res) => (res.statusCode === 200 ? res.json() as SegmentBody : undefined))
+      const segment = (done: (body: SegmentBody) => boolean) =>
+        eventually(read, (body) => body !== undefined && done(body), "30 seconds").pipe(Effect.map((body) => body!))
+
+      yield* apply(record("acme", "add", "2026-01-01T00:00:00Z"), record("crm", "add", "2026-01-01T00:00:00Z"))
+      const both = yield* segment((body) => body.partners.length === 2)
+      assert.strictEqual(both.members, 1)
+      assert.deepStrictEqual(both.days.map(({ added, removed }) => ({ added, removed })), [{ added: 1, removed: 0 }])
+
+      yield* apply(record("acme", "remove", "2026-01-02T00:00:00Z"))
+      const one = yield* segment((body) => body.partners.length === 1)
+      assert.deepStrictEqual(one.partners, [{ partner: "crm", members: 1 }])
+      assert.strictEqual(one.members, 1)
+
+      yield* apply(record("crm", "remove", "2026-01-02T00:00:00Z"))
+      const none = yield* segment((body) => body.members === 0)
+      assert.deepStrictEqual(none.partners, [])
+      assert.deepStrictEqual(none.days.map(({ added, removed }) => ({ added, removed })).reduce((a, b) => ({ added: a.added + b.added, removed: a.removed + b.removed })), { added: 1, removed: 1 })
     }))
 })
