@@ -4,11 +4,16 @@
  * each, from 3 partners over 50 segments), in events/s, beside a ceiling measured in the same run:
  * the same events read from the same store in pages of 1,000 and inserted by a plain loop into
  * SQLite, one row per event, one transaction per page. `npx node bench/segmentsProjection.ts`
- * (BENCH_SEGMENT_EVENTS to change the count).
+ * (BENCH_SEGMENT_EVENTS to change the count). The read model holds the segments projection alone
+ * (no entity types registered): with `userprofile` registered, the `entities` projection folds every
+ * profile into the same file too, and that is its cost, not this one's.
  */
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, References } from "effect"
+import { Deciders, makeRegistry } from "../domain/DeciderRegistry.ts"
 import { EventStore, type RecordedEvent, type StreamAppend } from "../domain/EventStore.ts"
 import { uuidv7 } from "../domain/uuidv7.ts"
 import { layerSqlite as eventStoreSqlite } from "../infra/eventstore/sqlite.ts"
@@ -18,7 +23,6 @@ import { layerSqlite as readModelSqlite } from "../infra/readmodel/sqlite.ts"
 import { SegmentReadModel } from "../projections/ingest/segments.ts"
 import * as ProjectionRunner from "../projections/ProjectionRunner.ts"
 import { ProjectionStore } from "../projections/ProjectionStore.ts"
-import { benchDir, quietLogs } from "./platform.ts"
 import { round2 } from "./stats.ts"
 
 const totalEvents = Number(process.env.BENCH_SEGMENT_EVENTS ?? 200_000)
@@ -27,6 +31,13 @@ const segmentPool = 50
 const partners = ["alpha", "beta", "gamma"]
 const streamsPerAppend = 1_000
 const page = 1_000
+
+// Not bench/platform.ts's helpers: that module loads the whole platform, and this needs only the read side.
+const benchDir = Effect.acquireRelease(
+  Effect.promise(() => mkdtemp(join(tmpdir(), "tributary-bench-segments-"))),
+  (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
+)
+const quietLogs = Layer.succeed(References.MinimumLogLevel, "Warn")
 
 const newId = () => uuidv7(Date.now(), crypto.getRandomValues(new Uint8Array(10)))
 
@@ -75,7 +86,7 @@ const plainLoop = (events: EventStore["Service"], path: string) =>
   })
 
 const run = Effect.scoped(Effect.gen(function*() {
-  const dir = yield* benchDir("segments")
+  const dir = yield* benchDir
   const store = yield* Layer.build(eventStoreSqlite({ path: join(dir, "events.db") }))
   const events = Context.get(store, EventStore)
 
@@ -87,7 +98,7 @@ const run = Effect.scoped(Effect.gen(function*() {
   const head = yield* events.headPosition
 
   const path = join(dir, "readmodel.db")
-  const model = readModelSqlite({ path, projections: [segmentsProjection()] })
+  const model = readModelSqlite({ path, projections: [segmentsProjection()] }).pipe(Layer.provide(Layer.succeed(Deciders, makeRegistry([]))))
   const projectStarted = performance.now()
   const readSide = yield* Layer.build(
     ProjectionRunner.layer.pipe(
