@@ -186,7 +186,7 @@ describe("segment read model (the segments projection)", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir("segments")
       const clock = settableClock(yield* Clock.Clock, Date.parse("2026-03-01T08:00:00Z"))
-      const profiles = 20_000
+      const profiles = 10_000
       let head = 0
       // Every profile joins S and T through partner a; then every other one leaves T; in multi-stream appends of 1,000 profiles.
       yield* Effect.gen(function*() {
