@@ -7,8 +7,6 @@ import { promisify } from "node:util"
 import { gzip } from "node:zlib"
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import { HttpServer } from "../../api/platform.ts"
-import { deciders } from "../../domain/entities/index.ts"
-import { recordDecider } from "../../domain/entities/record.ts"
 import { IngestJobs, type Job } from "../../domain/ingest/Job.ts"
 import { StreamNames } from "../../domain/subjects.ts"
 import { Nats, tryNats } from "../../infra/nats/Nats.ts"
@@ -16,18 +14,11 @@ import { assertInvalid, assertProblem, createKey, eventually, request, type Resp
 import { ADMIN_KEY, layerTestPlatform } from "../fixtures/platform.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
-// TEMPORARY until the partner entity lands on main
-const partnerStandIn = recordDecider({
-  type: "partner",
-  id: Schema.String,
-  fields: Schema.Struct({ name: Schema.String, status: Schema.optionalKey(Schema.String), formatSpec: Schema.optionalKey(Schema.Json) })
-})
-
 class DataDir extends Context.Service<DataDir, string>()("test/DataDir") {}
 
 const platform = Layer.unwrap(Effect.map(tempDir("ingest-api"), (dir) =>
   Layer.merge(
-    layerTestPlatform({ DATA_DIR: dir, UPLOAD_MAX_BYTES: String(16 * 1024 * 1024), REALTIME_MAX_BYTES: "4096" }, { deciders: [...deciders, partnerStandIn] }),
+    layerTestPlatform({ DATA_DIR: dir, UPLOAD_MAX_BYTES: String(16 * 1024 * 1024), REALTIME_MAX_BYTES: "4096" }),
     Layer.succeed(DataDir, dir)
   )))
 
