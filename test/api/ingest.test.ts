@@ -11,6 +11,7 @@ import { IngestJobs, type Job } from "../../domain/ingest/Job.ts"
 import { StreamNames } from "../../domain/subjects.ts"
 import { Nats, tryNats } from "../../infra/nats/Nats.ts"
 import { assertInvalid, assertProblem, createKey, eventually, request, type Response } from "../fixtures/http.ts"
+import { acmeData } from "../fixtures/partners/index.ts"
 import { ADMIN_KEY, layerTestPlatform } from "../fixtures/platform.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
@@ -216,6 +217,20 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("partner ingest
         yield* eventually(Effect.sync(() => seen.length), (n) => n === 1)
         assert.deepInclude(seen[0]!.body as object, { _tag: "RealtimeRecords", jobId, partner: "live", format: "loader", body: line + line })
         assert.strictEqual(seen[0]!.headers["Nats-Msg-Id"], jobId)
+      }))
+
+    it.effect("say their format: the partner's own for a partner with a spec, loader for JSON Lines or when asked", () =>
+      Effect.gen(function*() {
+        const { secret } = yield* createKey(`partner:${acmeData.id}`)
+        assert.oneOf((yield* request({ method: "PUT", url: `/v1/entities/partner/${acmeData.id}`, body: acmeData.body })).statusCode, [200, 201])
+        const seen = yield* watch(`ingest.${acmeData.id}`)
+        const send = (query: string, contentType: string) =>
+          request({ method: "POST", url: `/v1/ingest/${acmeData.id}/records${query}`, key: secret, body: line, contentType })
+        for (const res of [yield* send("", "text/csv"), yield* send("", "application/x-ndjson"), yield* send("?format=loader", "text/plain")]) {
+          assert.strictEqual(res.statusCode, 202, res.body)
+        }
+        yield* eventually(Effect.sync(() => seen.length), (n) => n === 3)
+        assert.deepStrictEqual(seen.map((m) => (m.body as { format: string }).format), ["partner", "loader", "loader"])
       }))
 
     it.effect("a retry with the same Idempotency-Key answers the same job and publishes nothing more", () =>
