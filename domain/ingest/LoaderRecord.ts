@@ -74,7 +74,7 @@ export const normalizeUserId = (kind: IdKind, raw: string): Result.Result<string
     }
     case "cookie":
     case "customer":
-      return /[\u0000-\u001f\u007f]/.test(id) ? Result.fail("control characters in the user id") : Result.succeed(id)
+      return /\p{Cc}/u.test(id) ? Result.fail("control characters in the user id") : Result.succeed(id)
   }
 }
 
