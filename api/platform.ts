@@ -28,6 +28,7 @@ import type { AnyDecider } from "../domain/Decider.ts"
 import { Deciders, makeRegistry } from "../domain/DeciderRegistry.ts"
 import { EventStore } from "../domain/EventStore.ts"
 import type { EntityReadModel } from "../projections/EntityReadModel.ts"
+import type { SegmentReadModel } from "../projections/ingest/segments.ts"
 import * as ApiKeysSqlite from "../infra/apiKeys/sqlite.ts"
 import { instrumented } from "../infra/eventstore/instrumented.ts"
 import { layerKurrent } from "../infra/eventstore/kurrent.ts"
@@ -48,6 +49,8 @@ import { translateStream } from "../infra/ingest/translateStream.ts"
 import * as IngestJobsSqlite from "../infra/ingest/jobsSqlite.ts"
 import * as UploadsDir from "../infra/ingest/uploadsDir.ts"
 import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
+import { segmentsProjection } from "../infra/readmodel/segments.ts"
+import * as SegmentsSqlite from "../infra/readmodel/segmentsQueries.ts"
 import * as RemindersSqlite from "../infra/reminders/sqlite.ts"
 import { layerRelay } from "../infra/relay.ts"
 import { readRelayStatus } from "../infra/relayStatus.ts"
@@ -62,6 +65,7 @@ import { entityRoutes } from "./routes/entities.ts"
 import { historyRoutes } from "./routes/history.ts"
 import { ingestRoutes } from "./routes/ingest.ts"
 import { partnerCredentialsRoutes } from "./routes/partnerCredentials.ts"
+import { segmentRoutes } from "./routes/segments.ts"
 import { readinessChecks } from "./readiness.ts"
 import { opsRoutes } from "./routes/ops.ts"
 import { profileRoutes } from "./routes/profiles.ts"
@@ -138,7 +142,7 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
-  | Intake | IngestJobs | PartnerCredentials
+  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -171,6 +175,7 @@ const httpLayer = (config: PlatformConfig) =>
       }),
       ...entityRoutes({ registry: yield* Deciders }),
       ...historyRoutes,
+      ...segmentRoutes,
       ...adminRoutes,
       ...bootstrapKeyRoutes,
       ...clusterRoutes,
@@ -197,10 +202,14 @@ export interface PlatformOptions {
 export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => {
   mkdirSync(config.dataDir, { recursive: true })
   const deciders = options.deciders === undefined ? Layer.empty : Layer.succeed(Deciders, makeRegistry(options.deciders))
+  const readModelPath = join(config.dataDir, "readmodel.db")
+  const readModel = ReadModelSqlite.layerSqlite({ path: readModelPath, snapshotEvery: config.snapshotEvery, projections: [segmentsProjection()] })
+    .pipe(Layer.provide(deciders))
   const stores = Layer.mergeAll(
     natsLayer(config),
     eventStoreLayer(config),
-    ReadModelSqlite.layerSqlite({ path: join(config.dataDir, "readmodel.db"), snapshotEvery: config.snapshotEvery }).pipe(Layer.provide(deciders)),
+    readModel,
+    SegmentsSqlite.layerSqlite({ path: readModelPath }).pipe(Layer.provide(readModel)),
     EntityMemory.layer(config.entityMemoryBytes),
     deciders,
     ApiKeysSqlite.layerSqlite({ path: join(config.dataDir, "keys.db") }),
