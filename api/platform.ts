@@ -53,6 +53,7 @@ import { segmentsProjection } from "../infra/readmodel/segments.ts"
 import * as SegmentsSqlite from "../infra/readmodel/segmentsQueries.ts"
 import * as RemindersSqlite from "../infra/reminders/sqlite.ts"
 import { type FileDoorsOptions, layerFileDoors, sftpHostKey } from "../infra/ingest/fileDoors.ts"
+import { findPartner } from "./routes/ingestPartner.ts"
 import { layerRelay } from "../infra/relay.ts"
 import { readRelayStatus } from "../infra/relayStatus.ts"
 import * as ProjectionRunner from "../projections/ProjectionRunner.ts"
@@ -210,6 +211,14 @@ const fileDoorsOptions = (config: PlatformConfig): FileDoorsOptions => {
   }
 }
 
+/** The HTTP doors' rule at the file doors: a partner paused or deleted takes no new data (its login is refused). */
+const doorRefusal = (partner: string) =>
+  findPartner(partner).pipe(
+    Effect.map((found) => found.paused ? `partner ${partner} is paused: it takes no new data` : undefined),
+    Effect.catchTag("NotFound", () => Effect.succeed(`partner ${partner} does not exist`)),
+    Effect.catch(() => Effect.succeed("the partner could not be checked; try again"))
+  )
+
 export interface PlatformOptions {
   /** the entity types it runs; default the built-in ones (domain/entities/index.ts) */
   readonly deciders?: ReadonlyArray<AnyDecider>
@@ -262,7 +271,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   const workers = Layer.mergeAll(
     layerRelay({}),
     // FTP and SFTP, in the one process holding their lease.
-    Layer.unwrap(Effect.sync(() => layerFileDoors(fileDoorsOptions(config)))),
+    Layer.unwrap(Effect.map(Effect.context<EventStore | EntityReadModel>(), (context) =>
+      layerFileDoors({ ...fileDoorsOptions(config), partnerRefusal: (partner) => Effect.provide(doorRefusal(partner), context) }))),
     ProjectionRunner.layer,
     // Built once this process took the free shards it should own: HTTP starts after that.
     Layer.effect(OwnedShards, runEntityActors({

@@ -22,6 +22,11 @@ export interface LoginLimits {
   readonly failureDelayMillis: number
   readonly maxSessions: number
   readonly maxSessionsPerPartner: number
+  /**
+   * Why a partner whose credentials are right may not log in now (paused, deleted), or undefined.
+   * The doors refuse its login with that reason, as the HTTP routes answer 409/404: no new data.
+   */
+  readonly refusal?: ((partner: string) => Effect.Effect<string | undefined>) | undefined
 }
 
 /** A partner id as API keys and the partner entity spell it. */
@@ -57,6 +62,8 @@ export const makeDoorLogins = (limits: LoginLimits) => {
         Effect.orElseSucceed(() => false)
       )
       if (!valid) return yield* refuse(address, "login incorrect")
+      const refused = limits.refusal === undefined ? undefined : yield* limits.refusal(user)
+      if (refused !== undefined) return { _tag: "Refused", reason: refused } as const
       if (total.sessions >= limits.maxSessions) return { _tag: "Refused", reason: `the server has ${limits.maxSessions} sessions open; try again later` } as const
       const mine = open.get(user) ?? 0
       if (mine >= limits.maxSessionsPerPartner) {

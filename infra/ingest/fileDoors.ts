@@ -31,6 +31,8 @@ export interface FileDoorsOptions {
   readonly maxSessionsPerPartner: number
   /** largest upload; larger ones are refused and leave nothing */
   readonly maxUploadBytes?: number | undefined
+  /** why a partner may not log in now (paused, deleted), or undefined; default: every partner with credentials may */
+  readonly partnerRefusal?: ((partner: string) => Effect.Effect<string | undefined>) | undefined
 }
 
 /** The lease the doors are served under. */
@@ -45,7 +47,8 @@ export const serveFileDoors = (options: FileDoorsOptions): Effect.Effect<never, 
       failures: options.loginFailures,
       failureDelayMillis: options.failureDelayMillis ?? 1_000,
       maxSessions: options.maxSessions,
-      maxSessionsPerPartner: options.maxSessionsPerPartner
+      maxSessionsPerPartner: options.maxSessionsPerPartner,
+      refusal: options.partnerRefusal
     })
     // Every callback of the servers runs here, and is interrupted when the doors close.
     const run = yield* FiberSet.makeRuntimePromise<Services>()

@@ -1,0 +1,74 @@
+/**
+ * Ingestion attacked from outside, as a hostile or careless partner would: a whole platform (real
+ * nats-server, SQLite files, HTTP, FTP and SFTP doors on free ports) and real clients. Each test
+ * replays a hole that was found and stays shut.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Effect, Exit } from "effect"
+import { sftpHostKey } from "../../infra/ingest/fileDoors.ts"
+import { freePort } from "../../infra/nats/NatsServer.ts"
+import { ftpLogin, sftpLogin, waitListening } from "../fixtures/fileDoors.ts"
+import { assertProblem, createKey, request } from "../fixtures/http.ts"
+import { layerTestPlatform } from "../fixtures/platform.ts"
+
+const ports = await Effect.runPromise(Effect.all({ ftp: freePort(), sftp: freePort(), passive: freePort() }))
+const hostKeyFile = join(mkdtempSync(join(tmpdir(), "attack-")), "sftp-host.key")
+const hostKey = sftpHostKey(hostKeyFile)
+
+const platform = layerTestPlatform({
+  FTP_ENABLED: "true",
+  FTP_PORT: String(ports.ftp),
+  FTP_PASSIVE_PORTS: `${ports.passive}-${ports.passive + 4}`,
+  SFTP_ENABLED: "true",
+  SFTP_PORT: String(ports.sftp),
+  SFTP_HOST_KEY_FILE: hostKeyFile
+})
+
+const putPartner = (id: string, status: "active" | "paused") =>
+  Effect.gen(function*() {
+    const res = yield* request({ method: "PUT", url: `/v1/entities/partner/${id}`, body: { name: `Partner ${id}`, status } })
+    assert.oneOf(res.statusCode, [200, 201], res.body)
+  })
+
+const setPassword = (id: string, password: string) =>
+  Effect.gen(function*() {
+    const res = yield* request({ method: "PUT", url: `/v1/admin/partners/${id}/credentials`, body: { password } })
+    assert.oneOf(res.statusCode, [200, 204], res.body)
+  })
+
+/** The message a failed login ended with, or undefined when it was accepted. */
+const ftpRefusal = (user: string, password: string) =>
+  Effect.scoped(Effect.exit(ftpLogin(ports.ftp, user, password))).pipe(
+    Effect.map((exit) => Exit.isSuccess(exit) ? undefined : String((exit.cause as unknown as { reasons?: Array<{ error?: Error }> }).reasons?.[0]?.error?.message ?? exit.cause))
+  )
+
+const sftpAccepted = (user: string, password: string) =>
+  Effect.scoped(Effect.exit(sftpLogin(ports.sftp, hostKey, { username: user, password }))).pipe(Effect.map(Exit.isSuccess))
+
+describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
+  layer(platform, { timeout: 120_000 })((it) => {
+    it.effect("a paused partner cannot log in at the FTP or SFTP door, and can again once active", () =>
+      Effect.gen(function*() {
+        yield* waitListening(ports.ftp)
+        yield* waitListening(ports.sftp)
+        yield* putPartner("sleepy", "active")
+        yield* setPassword("sleepy", "sleepy-password-1")
+        assert.isUndefined(yield* ftpRefusal("sleepy", "sleepy-password-1"))
+        assert.isTrue(yield* sftpAccepted("sleepy", "sleepy-password-1"))
+
+        yield* putPartner("sleepy", "paused")
+        const refused = yield* ftpRefusal("sleepy", "sleepy-password-1")
+        assert.match(refused ?? "accepted", /paused/)
+        assert.isFalse(yield* sftpAccepted("sleepy", "sleepy-password-1"))
+        // The HTTP door says the same.
+        const { secret } = yield* createKey("partner:sleepy")
+        assertProblem(yield* request({ method: "POST", url: "/v1/ingest/sleepy/files", key: secret, contentType: "text/plain", body: "x\n" }), 409, "partner-paused")
+
+        yield* putPartner("sleepy", "active")
+        assert.isUndefined(yield* ftpRefusal("sleepy", "sleepy-password-1"))
+      }))
+  })
+})
