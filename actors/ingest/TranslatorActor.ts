@@ -23,6 +23,7 @@ import type { ReplaceIndex } from "../../domain/ingest/ReplaceIndex.ts"
 import type { Uploads } from "../../domain/ingest/Uploads.ts"
 import type { EntityReadModel } from "../../projections/EntityReadModel.ts"
 import { type RealtimeRecords, realtimeJob } from "../../domain/ingest/realtimeJob.ts"
+import { realtimeDigest } from "../../infra/ingest/realtimeDigest.ts"
 import { type IngestDelivery, IngestQueue } from "../../domain/ingest/IngestQueue.ts"
 import { IngestJobs, type JobRecord } from "../../domain/ingest/Job.ts"
 import { zeroCounts } from "../../domain/ingest/Job.ts"
@@ -142,7 +143,7 @@ export const partnerTranslator = (partner: string, options: TranslatorOptions) =
 
     const runRealtime = ({ delivery, message }: Realtime) =>
       Effect.gen(function*() {
-        yield* jobs.create(realtimeJob(message))
+        yield* jobs.create(realtimeJob(message, realtimeDigest(message)))
         const record = yield* jobs.get(message.jobId)
         if (Option.isNone(record) || ended(record.value.job.state)) return yield* delivery.ack
         if (delivery.deliveries > maxCrashes) {

@@ -111,7 +111,8 @@ export const ingestRoutes = (options: IngestRoutesOptions) => {
     route({
       method: "POST", url: "/v1/ingest/:partner/records", tags: ["ingest"], roles: ["partner"], admission: "commands",
       summary: "Send a few records now: a small UTF-8 body in the partner's format or loader-format JSON Lines; " +
-        "202 once JetStream stored it. With `Idempotency-Key`, a retry answers the same job and adds nothing",
+        "202 once JetStream stored it. With `Idempotency-Key`, a retry answers the same job and adds nothing; " +
+        "the same key with another body or format is refused (422 idempotency-key-reused)",
       authorize: ({ principal, params }) => forPartner(principal, params.partner),
       params: PartnerParams,
       query: Schema.Struct({ format: Schema.optionalKey(Format) }),
@@ -120,7 +121,11 @@ export const ingestRoutes = (options: IngestRoutesOptions) => {
         "content-type": Schema.optionalKey(Schema.String)
       }),
       body: upload({ contentTypes: recordTypes, maxBytes: options.realtimeMaxBytes, description: "records, as text (UTF-8)" }),
-      responses: { 202: { description: "on JetStream; its job", schema: Accepted }, ...uploadProblems },
+      responses: {
+        202: { description: "on JetStream; its job", schema: Accepted },
+        ...uploadProblems,
+        422: problemResponse("the Idempotency-Key was used for another body or format; nothing was sent")
+      },
       handler: ({ params, query, headers, body }) =>
         Effect.gen(function*() {
           const partner = yield* activePartner(params.partner)

@@ -5,6 +5,7 @@
  */
 import { Context, Schema } from "effect"
 import type { Effect, Stream } from "effect"
+import type { CommandIdReused } from "../entity.ts"
 import type { IngestJobsError, Job } from "./Job.ts"
 import type { UploadsError, UploadTooLarge } from "./Uploads.ts"
 
@@ -31,12 +32,13 @@ export class Intake extends Context.Service<Intake, {
   }) => Effect.Effect<Job, E | UploadsError | UploadTooLarge | IngestJobsError | IntakeError>
   /**
    * A real-time body (small, UTF-8): answered once JetStream stored it. With an idempotency key, the
-   * same key of the same partner answers the same job and publishes nothing new.
+   * same key of the same partner with the same body and format answers the same job and publishes
+   * nothing new; with another body or format it fails with CommandIdReused (nothing is published).
    */
   readonly records: (input: {
     readonly partner: string
     readonly format: UploadFormat
     readonly body: string
     readonly idempotencyKey?: string | undefined
-  }) => Effect.Effect<Job, IngestJobsError | IntakeError>
+  }) => Effect.Effect<Job, IngestJobsError | IntakeError | CommandIdReused>
 }>()("tributary/Intake") {}

@@ -13,7 +13,8 @@
  */
 import { createHash } from "node:crypto"
 import { Clock, Effect, Layer, Option, Schedule, Schema } from "effect"
-import { IngestJobs } from "../../domain/ingest/Job.ts"
+import { CommandIdReused } from "../../domain/entity.ts"
+import { IngestJobs, type Job } from "../../domain/ingest/Job.ts"
 import { IngestMessage } from "../../domain/ingest/IngestMessage.ts"
 import { Intake, IntakeError } from "../../domain/ingest/Intake.ts"
 import { realtimeJob } from "../../domain/ingest/realtimeJob.ts"
@@ -21,6 +22,7 @@ import { Uploads } from "../../domain/ingest/Uploads.ts"
 import { ingestSubject, StreamNames } from "../../domain/subjects.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
 import { Nats } from "../nats/Nats.ts"
+import { realtimeDigest } from "./realtimeDigest.ts"
 
 /** The job id of a real-time POST with an Idempotency-Key: the same key of the same partner is the same job. */
 export const keyedJobId = (partner: string, key: string): string =>
@@ -82,11 +84,14 @@ export const layer = Layer.effect(
       records: (input) =>
         Effect.gen(function*() {
           const key = input.idempotencyKey
-          if (key !== undefined) {
-            const known = yield* jobs.get(keyedJobId(input.partner, key))
-            if (Option.isSome(known)) return known.value.job
-          }
           const jobId = key === undefined ? yield* nextUuidv7 : keyedJobId(input.partner, key)
+          const digest = realtimeDigest({ jobId, format: input.format, body: input.body })
+          // The key's job, if it is this request's: another body under the same key is refused, not taken for it.
+          const same = (job: Job) => job.digest === digest ? Effect.succeed(job) : Effect.fail(new CommandIdReused({ commandId: jobId }))
+          if (key !== undefined) {
+            const known = yield* jobs.get(jobId)
+            if (Option.isSome(known)) return yield* same(known.value.job)
+          }
           const receivedAt = new Date(yield* Clock.currentTimeMillis).toISOString()
           const message = {
             _tag: "RealtimeRecords" as const,
@@ -98,7 +103,8 @@ export const layer = Layer.effect(
             receivedAt
           }
           yield* publish(message)
-          return yield* jobs.create(realtimeJob(message))
+          // Two racing POSTs under one key are one message (Nats-Msg-Id) and one job: the loser learns whose.
+          return yield* Effect.flatMap(jobs.create(realtimeJob(message, digest)), same)
         })
     })
   })

@@ -70,5 +70,21 @@ describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
         yield* putPartner("sleepy", "active")
         assert.isUndefined(yield* ftpRefusal("sleepy", "sleepy-password-1"))
       }))
+
+    it.effect("the same Idempotency-Key with a different body is 422, not the first job answered as if it were this data", () =>
+      Effect.gen(function*() {
+        yield* putPartner("careless", "active")
+        const { secret } = yield* createKey("partner:careless")
+        const line = (userId: string) => `{"idKind":"cookie","userId":"${userId}","segmentId":"7","op":"add","time":"2026-01-01T00:00:00Z"}\n`
+        const post = (body: string) =>
+          request({ method: "POST", url: "/v1/ingest/careless/records", key: secret, contentType: "application/x-ndjson", body, headers: { "idempotency-key": "batch-1" } })
+        const first = yield* post(line("alice"))
+        assert.strictEqual(first.statusCode, 202, first.body)
+        const retry = yield* post(line("alice"))
+        assert.strictEqual(retry.statusCode, 202, retry.body)
+        assert.strictEqual((retry.json() as { jobId: string }).jobId, (first.json() as { jobId: string }).jobId)
+        const problem = assertProblem(yield* post(line("bob")), 422, "idempotency-key-reused")
+        assert.match(problem.title, /Idempotency-Key/)
+      }))
   })
 })

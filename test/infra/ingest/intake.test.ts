@@ -7,6 +7,7 @@ import { realtimeJob } from "../../../domain/ingest/realtimeJob.ts"
 import { Uploads } from "../../../domain/ingest/Uploads.ts"
 import { StreamNames } from "../../../domain/subjects.ts"
 import * as IngestIntake from "../../../infra/ingest/intake.ts"
+import { realtimeDigest } from "../../../infra/ingest/realtimeDigest.ts"
 import { layerSqlite } from "../../../infra/ingest/jobsSqlite.ts"
 import { layerDir } from "../../../infra/ingest/uploadsDir.ts"
 import { streamMessages } from "../../fixtures/jetstreamContents.ts"
@@ -56,14 +57,14 @@ layer(intake, { timeout: 60_000 })("intake", (it) => {
       Effect.gen(function*() {
         const body = `{"idKind":"cookie","userId":"u1","segmentId":"1","op":"add","time":"2026-01-01T00:00:00Z"}\n`
         const job = yield* (yield* Intake).records({ partner: "rt", format: "loader", body })
-        assert.deepInclude(job, { partner: "rt", source: "realtime", state: "stored", bytes: body.length, digest: job.id })
+        assert.deepInclude(job, { partner: "rt", source: "realtime", state: "stored", bytes: body.length, digest: realtimeDigest({ jobId: job.id, format: "loader", body }) })
         const messages = yield* ingestOf("rt")
         assert.strictEqual(messages.length, 1)
         const message = messages[0]!.body as Parameters<typeof realtimeJob>[0]
         assert.deepInclude(message, { _tag: "RealtimeRecords", jobId: job.id, partner: "rt", source: "realtime", format: "loader", body })
         assert.strictEqual(messages[0]!.headers["Nats-Msg-Id"], job.id)
         // The translator, creating the job from the message, finds the same one.
-        assert.deepStrictEqual(yield* (yield* IngestJobs).create(realtimeJob(message)), job)
+        assert.deepStrictEqual(yield* (yield* IngestJobs).create(realtimeJob(message, realtimeDigest(message))), job)
       }))
 
     it.effect("with the same Idempotency-Key answer the same job and publish once", () =>
@@ -78,6 +79,21 @@ layer(intake, { timeout: 60_000 })("intake", (it) => {
         assert.strictEqual(new Set(raced.map((j) => j.id)).size, 1)
         assert.notStrictEqual(other.id, first.id)
         assert.strictEqual((yield* ingestOf("idem")).length, 2)
+      }))
+
+    it.effect("with the same Idempotency-Key but another body or format are refused, even when racing, and add nothing", () =>
+      Effect.gen(function*() {
+        const intake = yield* Intake
+        const first = yield* intake.records({ partner: "reuse", format: "partner", body: "u1,a\n", idempotencyKey: "k1" })
+        const otherBody = yield* Effect.exit(intake.records({ partner: "reuse", format: "partner", body: "u1,b\n", idempotencyKey: "k1" }))
+        const otherFormat = yield* Effect.exit(intake.records({ partner: "reuse", format: "loader", body: "u1,a\n", idempotencyKey: "k1" }))
+        assert.match(JSON.stringify(otherBody), /CommandIdReused/)
+        assert.match(JSON.stringify(otherFormat), /CommandIdReused/)
+        // Racing: one body wins the key, every other is refused.
+        const raced = yield* Effect.all(["u2,a\n", "u2,b\n", "u2,c\n"].map((body) => Effect.exit(intake.records({ partner: "reuse", format: "partner", body, idempotencyKey: "k2" }))), { concurrency: "unbounded" })
+        assert.strictEqual(raced.filter(Exit.isSuccess).length, 1)
+        assert.strictEqual((yield* intake.records({ partner: "reuse", format: "partner", body: "u1,a\n", idempotencyKey: "k1" })).id, first.id)
+        assert.strictEqual((yield* ingestOf("reuse")).length, 2)
       }))
 
     it.effect("are refused once INGEST is full, rather than old work dropped", () =>
