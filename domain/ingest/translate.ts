@@ -290,6 +290,24 @@ export const translateRow = (compiled: CompiledFormat, row: Row, receivedAt: str
   return Result.succeed([...bySegment.values()])
 }
 
+/**
+ * How far past the moment its input was received a record's time may lie (clocks disagree a little).
+ * Records apply in the order of their time, so one dated years ahead would win over every later
+ * correction of that membership and could never be removed: it is rejected instead.
+ */
+export const MAX_TIME_AHEAD_SECONDS = 86_400
+
+/** The records, unless one's time is more than MAX_TIME_AHEAD_SECONDS after `receivedAt`. */
+export const notFarAhead = (receivedAt: string) => {
+  const latest = Date.parse(receivedAt) + MAX_TIME_AHEAD_SECONDS * 1_000
+  return (records: ReadonlyArray<LoaderRecord>): Result.Result<ReadonlyArray<LoaderRecord>, Rejection> => {
+    const ahead = records.find((record) => Date.parse(record.time) > latest)
+    return ahead === undefined
+      ? Result.succeed(records)
+      : reject(`time ${ahead.time} is more than ${MAX_TIME_AHEAD_SECONDS / 3_600} hours after the input was received (${receivedAt})`, "time")
+  }
+}
+
 /** A loader-format JSON Lines value (the contract, strictly: unknown fields are rejected), its user id normalised. */
 export const translateLoaderValue = (value: unknown): Result.Result<ReadonlyArray<LoaderRecord>, Rejection> => {
   if (value === null || typeof value !== "object" || Array.isArray(value)) return reject("a loader record is a JSON object")

@@ -7,11 +7,12 @@ import { assert, describe, layer } from "@effect/vitest"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Effect, Exit } from "effect"
+import { Clock, Effect, Exit } from "effect"
 import { sftpHostKey } from "../../infra/ingest/fileDoors.ts"
 import { freePort } from "../../infra/nats/NatsServer.ts"
 import { ftpLogin, sftpLogin, waitListening } from "../fixtures/fileDoors.ts"
-import { assertProblem, createKey, request } from "../fixtures/http.ts"
+import type { Job } from "../../domain/ingest/Job.ts"
+import { assertProblem, createKey, eventually, request } from "../fixtures/http.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
 
 const ports = await Effect.runPromise(Effect.all({ ftp: freePort(), sftp: freePort(), passive: freePort() }))
@@ -49,7 +50,7 @@ const sftpAccepted = (user: string, password: string) =>
   Effect.scoped(Effect.exit(sftpLogin(ports.sftp, hostKey, { username: user, password }))).pipe(Effect.map(Exit.isSuccess))
 
 describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
-  layer(platform, { timeout: 120_000 })((it) => {
+  layer(platform, { excludeTestServices: true, timeout: 120_000 })((it) => {
     it.effect("a paused partner cannot log in at the FTP or SFTP door, and can again once active", () =>
       Effect.gen(function*() {
         yield* waitListening(ports.ftp)
@@ -85,6 +86,33 @@ describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
         assert.strictEqual((retry.json() as { jobId: string }).jobId, (first.json() as { jobId: string }).jobId)
         const problem = assertProblem(yield* post(line("bob")), 422, "idempotency-key-reused")
         assert.match(problem.title, /Idempotency-Key/)
+      }))
+
+    it.effect("a record dated far in the future is rejected on its line, so it cannot outrank every later correction", () =>
+      Effect.gen(function*() {
+        yield* putPartner("timetraveller", "active")
+        const { secret } = yield* createKey("partner:timetraveller")
+        const post = (op: string, time: string) =>
+          Effect.map(request({
+            method: "POST", url: "/v1/ingest/timetraveller/records", key: secret, contentType: "application/x-ndjson",
+            body: `{"idKind":"cookie","userId":"marty","segmentId":"88","op":"${op}","time":"${time}"}\n`
+          }), (res) => {
+            assert.strictEqual(res.statusCode, 202, res.body)
+            return (res.json() as { jobId: string }).jobId
+          })
+        const ended = (id: string) =>
+          eventually(Effect.map(request({ method: "GET", url: `/v1/ingest/jobs/${id}` }), (res) => res.json() as Job), (job) => job.state === "done" || job.state === "failed", "60 seconds")
+        const now = yield* Clock.currentTimeMillis
+        const future = yield* ended(yield* post("add", "9999-12-31T23:59:59Z"))
+        assert.deepInclude(future, { state: "done", linesRead: 1, linesRejected: 1, recordsCommitted: 0 })
+        assert.strictEqual(future.errors[0]?.column, "time")
+        // A day of clock skew is allowed.
+        const soon = yield* ended(yield* post("add", new Date(now + 3_600_000).toISOString()))
+        assert.deepInclude(soon, { state: "done", recordsCommitted: 1 })
+        const later = yield* ended(yield* post("remove", new Date(now + 7_200_000).toISOString()))
+        assert.deepInclude(later, { state: "done", recordsCommitted: 1 })
+        const profile = yield* request({ method: "GET", url: "/v1/profiles/cookie/marty" })
+        assert.deepStrictEqual((profile.json() as { segments: Array<unknown> }).segments, [], profile.body)
       }))
   })
 })
