@@ -133,6 +133,8 @@ export const ingestRoutes = (options: IngestRoutesOptions) => {
           const invalid = (message: string) => new InvalidRequest({ issues: [{ in: "body", path: [], message }] })
           if (bytes.length === 0) return yield* invalid("the body is empty: send at least one record")
           const text = yield* Effect.try({ try: () => utf8.decode(bytes), catch: () => invalid("the body is not valid UTF-8") })
+          // A byte-order mark or blank lines alone would make a job with nothing in it.
+          if (text.trim() === "") return yield* invalid("the body holds no record (only a byte-order mark or blank lines)")
           const job = yield* (yield* Intake).records({
             partner: params.partner,
             format: formatOf(query.format, headers["content-type"], partner.hasFormatSpec),

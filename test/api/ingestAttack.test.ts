@@ -114,5 +114,21 @@ describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
         const profile = yield* request({ method: "GET", url: "/v1/profiles/cookie/marty" })
         assert.deepStrictEqual((profile.json() as { segments: Array<unknown> }).segments, [], profile.body)
       }))
+
+    it.effect("a real-time body of only a byte-order mark or blank lines is 400, like an empty one, and makes no job", () =>
+      Effect.gen(function*() {
+        yield* putPartner("blank", "active")
+        const { secret } = yield* createKey("partner:blank")
+        for (const body of ["\uFEFF", "\n\n", "\uFEFF\r\n"]) {
+          const problem = assertProblem(
+            yield* request({ method: "POST", url: "/v1/ingest/blank/records", key: secret, contentType: "application/x-ndjson", body }),
+            400,
+            "invalid-request"
+          )
+          assert.strictEqual(problem.errors?.[0]?.in, "body")
+        }
+        const jobs = yield* request({ method: "GET", url: "/v1/ingest/blank/jobs" })
+        assert.deepStrictEqual((jobs.json() as { jobs: Array<unknown> }).jobs, [])
+      }))
   })
 })
