@@ -223,7 +223,7 @@ export const benchIngest = async () => {
   }
   const rows: Array<SummaryRow> = [
     {
-      benchmark: `(i) ingest a ${main.file.lines.toLocaleString("en-US")}-line partner file (CSV, 3 segments a line, 5% malformed): upload → job done, lines/s`,
+      benchmark: `ingest: a ${main.file.lines.toLocaleString("en-US")}-line partner file (CSV, 3 segments a line, 5% malformed): upload → job done, lines/s`,
       figure: `${f.linesPerSecond}/s (${f.seconds} s; platform peak RSS ${f.platform.peakRssMiB} MiB, nats-server ${f.natsServer.peakRssMiB} MiB)`,
       ceiling: `csv-parse + plain SQLite inserts ${main.ceiling.linesPerSecond}/s`,
       ratio,
@@ -231,16 +231,16 @@ export const benchIngest = async () => {
       pass: ratio >= target
     },
     ...(f.freshness === undefined ? [] : [{
-      benchmark: "(i) freshness while the file loads: real-time record 202 → profile shows it",
+      benchmark: "ingest: freshness while the file loads: real-time record 202 → profile shows it",
       figure: `p50 ${round2(f.freshness.p50)} ms, p99 ${round2(f.freshness.p99)} ms (${f.freshness.count} records${f.freshness.failures > 0 ? `, ${f.freshness.failures} failed` : ""})`,
       ceiling: "—",
       ratio: Number.NaN,
       target: "none set (report); the seed's partners: 6–24 h"
     }]),
     "notRun" in bigRun
-      ? { benchmark: "(i) peak RSS ingesting a 1 GB file", figure: "not run (BENCH_INGEST_BIG=1)", ceiling: "—", ratio: Number.NaN, target: "< 400 MB" }
+      ? { benchmark: "ingest: peak RSS ingesting a 1 GB file", figure: "not run (BENCH_INGEST_BIG=1)", ceiling: "—", ratio: Number.NaN, target: "< 400 MB" }
       : {
-        benchmark: `(i) peak RSS ingesting a 1 GB file (${bigRun.file.lines.toLocaleString("en-US")} lines, ${bigRun.file.users.toLocaleString("en-US")} users)`,
+        benchmark: `ingest: peak RSS ingesting a 1 GB file (${bigRun.file.lines.toLocaleString("en-US")} lines, ${bigRun.file.users.toLocaleString("en-US")} users)`,
         figure: `platform ${bigRun.platform.peakRssMiB} MiB; nats-server ${bigRun.natsServer.peakRssMiB} MiB, ${bigRun.natsServer.diskMiB} MiB on disk; ${bigRun.linesPerSecond} lines/s`,
         ceiling: "—",
         ratio: Number.NaN,
