@@ -74,7 +74,7 @@ export const apiProblem = (method: string, path: string, status: number, text: s
 }
 
 /** A JSON call; a 2xx answer decoded by `schema`, anything else an ApiProblem. */
-export const callJson = <S extends Schema.Top>(target: ApiTarget, method: string, path: string, schema: S, body?: unknown) =>
+export const callJson = <A>(target: ApiTarget, method: string, path: string, schema: Schema.Decoder<A>, body?: unknown): Effect.Effect<A, ApiError> =>
   Effect.gen(function*() {
     const response = yield* Effect.tryPromise({
       try: (signal) => fetch(`${target.url}${path}`, {
@@ -88,7 +88,7 @@ export const callJson = <S extends Schema.Top>(target: ApiTarget, method: string
     if (response.status < 200 || response.status > 299) return yield* apiProblem(method, path, response.status, response.text, response.retryAfter)
     return yield* Schema.decodeUnknownEffect(Schema.fromJsonString(schema))(response.text).pipe(
       Effect.mapError((cause) => new ApiUnavailable({ operation: `${method} ${path}: unexpected answer`, cause }))
-    ) as Effect.Effect<S["Type"], ApiUnavailable, S["DecodingServices"]>
+    )
   })
 
 /** GET /v1/ingest/jobs/{id} */
