@@ -95,6 +95,14 @@ export const PlatformConfig = Config.all({
   entityMemoryBytes: intAtLeast(0, "ENTITY_MEMORY_BYTES").pipe(Config.withDefault(268_435_456)),
   /** an entity actor idle this long is passivated */
   entityIdleTimeout: Config.Duration("ENTITY_IDLE_TIMEOUT").pipe(Config.withDefault(Duration.minutes(5))),
+  /** largest file one upload may store (HTTP, FTP, SFTP), bytes as received; 413 beyond, nothing kept */
+  uploadMaxBytes: intAtLeast(1, "UPLOAD_MAX_BYTES").pipe(Config.withDefault(21_474_836_480)),
+  /** largest body of one real-time POST (/v1/ingest/{partner}/records), bytes; 413 beyond */
+  realtimeMaxBytes: intAtLeast(1, "REALTIME_MAX_BYTES").pipe(Config.withDefault(1_048_576)),
+  /** what becomes of an upload once its job is done or failed: delete it, or keep it in DATA_DIR/uploads */
+  uploadRetention: Config.Literals(["delete", "keep"], "UPLOAD_RETENTION").pipe(Config.withDefault("delete" as const)),
+  /** bytes of ingestion work the INGEST stream holds before refusing more (doors answer 503 + Retry-After) */
+  ingestMaxBytes: intAtLeast(1_024, "INGEST_MAX_BYTES").pipe(Config.withDefault(1_073_741_824)),
   /** per API key: requests a second (token bucket refill) and burst (bucket size); 429 + Retry-After beyond */
   rateLimit: Config.all({
     default: Config.all({

@@ -35,6 +35,9 @@ import { defaultConfigFile, type NatsCredentials, NatsUsers } from "../infra/nat
 import { useSharedNatsServer } from "../infra/nats/SharedNatsServer.ts"
 import { ensureConsumerAccounts } from "../infra/nats/consumerAccounts.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
+import * as IngestIntake from "../infra/ingest/intake.ts"
+import * as IngestJobsSqlite from "../infra/ingest/jobsSqlite.ts"
+import * as UploadsDir from "../infra/ingest/uploadsDir.ts"
 import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
 import * as RemindersSqlite from "../infra/reminders/sqlite.ts"
 import { layerRelay } from "../infra/relay.ts"
@@ -184,13 +187,16 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     deciders,
     ApiKeysSqlite.layerSqlite({ path: join(config.dataDir, "keys.db") }),
     RemindersSqlite.layerSqlite({ path: join(config.dataDir, "reminders.db") }),
+    UploadsDir.layerDir({ dir: join(config.dataDir, "uploads") }),
+    IngestJobsSqlite.layerSqlite({ path: join(config.dataDir, "ingest.db") }),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
   const topology = Layer.effectDiscard(Effect.gen(function*() {
     yield* ensureTopology({
       historyMaxAge: config.historyRetention,
       deadLetterMaxAge: config.deadLetterMaxAge,
-      deadLetterMaxBytes: config.deadLetterMaxBytes
+      deadLetterMaxBytes: config.deadLetterMaxBytes,
+      ingestMaxBytes: config.ingestMaxBytes
     })
     // The embedded server's consumer accounts are ours to fill; with NATS_URL they are the operator's.
     const { url, platform } = yield* NatsAccess
@@ -201,7 +207,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   const bus = Layer.mergeAll(
     layerJetStream({ shards: config.shards, maxInFlight: config.maxInFlightCommands, defaultTimeout: config.commandTimeout, maxDeliver: config.commandMaxDeliver }),
     layerClusterFor(config.shards),
-    DeadLettersJetStream.layerJetStream
+    DeadLettersJetStream.layerJetStream,
+    IngestIntake.layer
   )
   const workers = Layer.mergeAll(
     layerRelay({}),

@@ -6,7 +6,7 @@ import { DiscardPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, S
 import type { StreamConfig } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
 import { Duration, Effect } from "effect"
-import { allCheckpoints, allCommands, allDeadLetters, allHistory, allSnapshots, StreamNames } from "../../domain/subjects.ts"
+import { allCheckpoints, allCommands, allDeadLetters, allHistory, allIngest, allSnapshots, StreamNames } from "../../domain/subjects.ts"
 import { Nats, NatsError, tryNats } from "./Nats.ts"
 
 export interface TopologyOptions {
@@ -17,12 +17,15 @@ export interface TopologyOptions {
   /** how long / how many bytes DEADLETTERS keeps dead letters (the oldest go first); default 30 days, 1 GiB */
   readonly deadLetterMaxAge?: Duration.Input
   readonly deadLetterMaxBytes?: number
+  /** bytes INGEST holds at most (work not yet translated); beyond, new messages are refused; default 1 GiB */
+  readonly ingestMaxBytes?: number
 }
 
 export const defaultHistoryMaxAge: Duration.Input = "30 days"
 export const defaultDuplicateWindow: Duration.Input = "2 minutes"
 export const defaultDeadLetterMaxAge: Duration.Input = "30 days"
 export const defaultDeadLetterMaxBytes = 1_073_741_824
+export const defaultIngestMaxBytes = 1_073_741_824
 
 const toNanos = (duration: Duration.Input) => nanos(Duration.toMillis(duration))
 
@@ -83,6 +86,18 @@ export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> =
       max_age: toNanos(options.deadLetterMaxAge ?? defaultDeadLetterMaxAge),
       max_bytes: options.deadLetterMaxBytes ?? defaultDeadLetterMaxBytes,
       description: "Messages the platform could not handle (infra/nats/deadLetters.ts), kept for people to look at"
+    } as Config,
+    {
+      ...common,
+      name: StreamNames.ingest,
+      subjects: [allIngest],
+      // Work queue: a job's message goes once its translator (one durable consumer per partner,
+      // `ingest.<partner>`, non-overlapping) acknowledged it done or failed.
+      retention: RetentionPolicy.Workqueue,
+      // Full: a new message is refused (the door answers 503), never old work dropped.
+      discard: DiscardPolicy.New,
+      max_bytes: options.ingestMaxBytes ?? defaultIngestMaxBytes,
+      description: "Ingestion work per partner: stored files' jobs and real-time bodies (infra/ingest/intake.ts)"
     } as Config
   ]
 }
@@ -109,6 +124,6 @@ export const ensureStream = (config: Config) =>
     )
   })
 
-/** Creates or updates CMD, HISTORY, SNAPSHOTS, CHECKPOINTS and DEADLETTERS (the KV buckets are created by their first user); safe to run at every start and from several processes. */
+/** Creates or updates CMD, HISTORY, SNAPSHOTS, CHECKPOINTS, DEADLETTERS and INGEST (the KV buckets are created by their first user); safe to run at every start and from several processes. */
 export const ensureTopology = (options: TopologyOptions = {}): Effect.Effect<void, NatsError, Nats> =>
   Effect.forEach(streamConfigs(options), ensureStream, { discard: true })

@@ -1,0 +1,142 @@
+/**
+ * Uploads in a directory (DATA_DIR/uploads): the one-machine store of the Uploads port. Each upload is
+ * streamed into a temp file (`.incoming/`), hashed (sha256) and counted as it arrives, fsynced, then
+ * renamed into `<partner>/<upload id>` and the directory fsynced, so a stored upload is whole and
+ * durable, and a body that fails, is interrupted or passes `maxBytes` leaves nothing behind (its temp
+ * file is removed; one left by a crash is swept at the next start). Every process on the same
+ * DATA_DIR reads the same files. Processes on several machines use the NATS object store instead.
+ */
+import { createHash } from "node:crypto"
+import { createReadStream } from "node:fs"
+import { mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises"
+import type { FileHandle } from "node:fs/promises"
+import { join } from "node:path"
+import { NodeStream } from "@effect/platform-node"
+import { Clock, Effect, Exit, Layer, Stream } from "effect"
+import { Uploads, UploadsError, UploadTooLarge } from "../../domain/ingest/Uploads.ts"
+import { nextUuidv7 } from "../../domain/uuidv7.ts"
+
+/** `<partner>/<uuid v7>`: nothing else is a path here, so no id can reach outside the directory. */
+const uploadIdPattern = /^[a-z0-9][a-z0-9_-]{0,62}\/[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/
+const partnerPattern = /^[a-z0-9][a-z0-9_-]{0,62}$/
+
+/** Temp files older than this at start are a crashed process's (a live upload writes its file on and on). */
+const staleIncomingMillis = 6 * 60 * 60 * 1_000
+
+const fail = (operation: string) => (cause: unknown) => new UploadsError({ operation, cause })
+
+const fsyncDir = (dir: string) =>
+  Effect.tryPromise({
+    try: async () => {
+      const handle = await open(dir, "r")
+      try {
+        await handle.sync()
+      } finally {
+        await handle.close()
+      }
+    },
+    catch: fail("fsync directory")
+  })
+
+export const layerDir = (options: { readonly dir: string }) =>
+  Layer.effect(
+    Uploads,
+    Effect.gen(function*() {
+      const incoming = join(options.dir, ".incoming")
+      yield* Effect.tryPromise({ try: () => mkdir(incoming, { recursive: true, mode: 0o700 }), catch: fail("open uploads directory") })
+      yield* sweep(incoming)
+
+      const pathOf = (uploadId: string) =>
+        uploadIdPattern.test(uploadId) ? Effect.succeed(join(options.dir, uploadId)) : Effect.fail(new UploadsError({ operation: "locate upload", cause: `not an upload id: ${uploadId}` }))
+
+      const put = <E>(partner: string, body: Stream.Stream<Uint8Array, E>, putOptions?: { readonly maxBytes?: number }) =>
+        Effect.gen(function*() {
+          if (!partnerPattern.test(partner)) return yield* new UploadsError({ operation: "put upload", cause: `not a partner id: ${partner}` })
+          const id = yield* nextUuidv7
+          const uploadId = `${partner}/${id}`
+          const temp = join(incoming, `${id}.part`)
+          const maxBytes = putOptions?.maxBytes ?? Number.POSITIVE_INFINITY
+          const hash = createHash("sha256")
+          const count = { bytes: 0 }
+          const written = Effect.acquireUseRelease(
+            Effect.tryPromise({ try: () => open(temp, "wx", 0o600), catch: fail("create upload") }),
+            (handle) =>
+              Stream.runForEachArray(body, (chunks) =>
+                Effect.gen(function*() {
+                  for (const chunk of chunks) {
+                    count.bytes += chunk.byteLength
+                    hash.update(chunk)
+                  }
+                  if (count.bytes > maxBytes) return yield* new UploadTooLarge({ maxBytes })
+                  yield* writeAll(handle, chunks)
+                })).pipe(Effect.andThen(Effect.tryPromise({ try: () => handle.sync(), catch: fail("fsync upload") }))),
+            (handle) => Effect.promise(() => handle.close().catch(() => undefined))
+          )
+          const stored = Effect.gen(function*() {
+            yield* written
+            const dir = join(options.dir, partner)
+            yield* Effect.tryPromise({ try: () => mkdir(dir, { recursive: true, mode: 0o700 }), catch: fail("create partner directory") })
+            yield* Effect.tryPromise({ try: () => rename(temp, join(options.dir, uploadId)), catch: fail("store upload") })
+            yield* fsyncDir(dir)
+            return { uploadId, bytes: count.bytes, digest: hash.digest("hex") }
+          })
+          // Whatever ends it short of stored (the body failed, too large, interrupted): nothing stays.
+          return yield* stored.pipe(Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.promise(() => unlink(temp).catch(() => undefined))))
+        })
+
+      return Uploads.of({
+        put,
+        read: (uploadId, readOptions) =>
+          Stream.unwrap(Effect.map(pathOf(uploadId), (path) =>
+            NodeStream.fromReadable<Uint8Array, UploadsError>({
+              evaluate: () => createReadStream(path, { start: readOptions?.from ?? 0, highWaterMark: 256 * 1024 }),
+              onError: fail("read upload")
+            }))),
+        remove: (uploadId) =>
+          Effect.flatMap(pathOf(uploadId), (path) =>
+            Effect.tryPromise({
+              try: () => unlink(path).catch((error: NodeJS.ErrnoException) => {
+                if (error.code !== "ENOENT") throw error
+              }),
+              catch: fail("remove upload")
+            }))
+      })
+    })
+  )
+
+/** Writes every chunk (several at once: one system call for a batch of small socket reads). */
+const writeAll = (handle: FileHandle, chunks: ReadonlyArray<Uint8Array>) =>
+  Effect.tryPromise({
+    try: async () => {
+      let pending = chunks.filter((c) => c.byteLength > 0)
+      while (pending.length > 0) {
+        const { bytesWritten } = await handle.writev(pending as Array<Uint8Array>)
+        // A short write: go on from where it stopped.
+        let skip = bytesWritten
+        const rest: Array<Uint8Array> = []
+        for (const chunk of pending) {
+          if (skip >= chunk.byteLength) skip -= chunk.byteLength
+          else {
+            rest.push(skip === 0 ? chunk : chunk.subarray(skip))
+            skip = 0
+          }
+        }
+        pending = rest
+      }
+    },
+    catch: fail("write upload")
+  })
+
+/** Removes temp files a crashed process left (only old ones: another live process may be writing its own). */
+const sweep = (incoming: string) =>
+  Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const names = yield* Effect.tryPromise({ try: () => readdir(incoming), catch: fail("sweep uploads") })
+    for (const name of names) {
+      const path = join(incoming, name)
+      yield* Effect.promise(async () => {
+        const info = await stat(path).catch(() => undefined)
+        if (info !== undefined && now - info.mtimeMs > staleIncomingMillis) await unlink(path).catch(() => undefined)
+      })
+    }
+  })
