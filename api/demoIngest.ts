@@ -73,7 +73,7 @@ const crmFile = (now: number) =>
   })
 
 const Accepted = Schema.Struct({ jobId: Schema.String })
-const Jobs = Schema.Struct({ items: Schema.Array(Job) })
+const Jobs = Schema.Struct({ jobs: Schema.Array(Job) })
 const Segment = Schema.Struct({ segmentId: Schema.String, members: Schema.Number })
 const Source = Schema.Struct({ partner: Schema.String, jobId: Schema.String, line: Schema.Number })
 const Profile = Schema.Struct({
@@ -149,7 +149,7 @@ export const ingestWorkload = async (options: IngestDemoOptions): Promise<string
   ))
   const crmJob = (async () => {
     await sftpUpload(options.sftpPort, "crm-bank", crmPassword, crmPath, "/crm-bank-2026-11.tsv")
-    const listed = await until(async () => (await call("GET", "/v1/ingest/crm-bank/jobs", Jobs)).items.find((j) => j.source === "sftp"), 60_000, "crm-bank's SFTP job")
+    const listed = await until(async () => (await call("GET", "/v1/ingest/crm-bank/jobs", Jobs)).jobs.find((j) => j.source === "sftp"), 60_000, "crm-bank's SFTP job")
     return run(followJob(admin, listed.id))
   })()
 
