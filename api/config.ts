@@ -97,6 +97,8 @@ export const PlatformConfig = Config.all({
   entityIdleTimeout: Config.Duration("ENTITY_IDLE_TIMEOUT").pipe(Config.withDefault(Duration.minutes(5))),
   /** largest file one upload may store (HTTP, FTP, SFTP), bytes as received; 413 beyond, nothing kept */
   uploadMaxBytes: intAtLeast(1, "UPLOAD_MAX_BYTES").pipe(Config.withDefault(21_474_836_480)),
+  /** files one process receives at once over HTTP; 503 + Retry-After beyond */
+  uploadMaxConcurrent: intAtLeast(1, "UPLOAD_MAX_CONCURRENT").pipe(Config.withDefault(32)),
   /** largest body of one real-time POST (/v1/ingest/{partner}/records), bytes; 413 beyond */
   realtimeMaxBytes: intAtLeast(1, "REALTIME_MAX_BYTES").pipe(Config.withDefault(1_048_576)),
   /** what becomes of an upload once its job is done or failed: delete it, or keep it in DATA_DIR/uploads */

@@ -19,6 +19,9 @@ import { OwnedShards } from "../actors/runtime/Shards.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
 import type { CommandBus } from "../domain/CommandBus.ts"
 import type { DeadLetters } from "../domain/DeadLetters.ts"
+import type { IngestJobs } from "../domain/ingest/Job.ts"
+import type { Intake } from "../domain/ingest/Intake.ts"
+import type { PartnerCredentials } from "../domain/ingest/PartnerCredentials.ts"
 import type { AnyDecider } from "../domain/Decider.ts"
 import { Deciders, makeRegistry } from "../domain/DeciderRegistry.ts"
 import { EventStore } from "../domain/EventStore.ts"
@@ -35,6 +38,7 @@ import { defaultConfigFile, type NatsCredentials, NatsUsers } from "../infra/nat
 import { useSharedNatsServer } from "../infra/nats/SharedNatsServer.ts"
 import { ensureConsumerAccounts } from "../infra/nats/consumerAccounts.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
+import * as CredentialsSqlite from "../infra/ingest/credentialsSqlite.ts"
 import * as IngestIntake from "../infra/ingest/intake.ts"
 import * as IngestJobsSqlite from "../infra/ingest/jobsSqlite.ts"
 import * as UploadsDir from "../infra/ingest/uploadsDir.ts"
@@ -51,6 +55,8 @@ import { bootstrapKeyRoutes } from "./routes/bootstrapKey.ts"
 import { clusterRoutes } from "./routes/cluster.ts"
 import { entityRoutes } from "./routes/entities.ts"
 import { historyRoutes } from "./routes/history.ts"
+import { ingestRoutes } from "./routes/ingest.ts"
+import { partnerCredentialsRoutes } from "./routes/partnerCredentials.ts"
 import { readinessChecks } from "./readiness.ts"
 import { opsRoutes } from "./routes/ops.ts"
 
@@ -126,6 +132,7 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
+  | Intake | IngestJobs | PartnerCredentials
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -160,7 +167,9 @@ const httpLayer = (config: PlatformConfig) =>
       ...historyRoutes,
       ...adminRoutes,
       ...bootstrapKeyRoutes,
-      ...clusterRoutes
+      ...clusterRoutes,
+      ...ingestRoutes({ uploadMaxBytes: config.uploadMaxBytes, uploadMaxConcurrent: config.uploadMaxConcurrent, realtimeMaxBytes: config.realtimeMaxBytes }),
+      ...partnerCredentialsRoutes
     ]
     const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), ...httpLimits(config) }))
     const url = yield* Effect.acquireRelease(
@@ -189,6 +198,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     RemindersSqlite.layerSqlite({ path: join(config.dataDir, "reminders.db") }),
     UploadsDir.layerDir({ dir: join(config.dataDir, "uploads") }),
     IngestJobsSqlite.layerSqlite({ path: join(config.dataDir, "ingest.db") }),
+    CredentialsSqlite.layerSqlite({ path: join(config.dataDir, "credentials.db") }),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
   const topology = Layer.effectDiscard(Effect.gen(function*() {

@@ -44,14 +44,17 @@ export const problemTypes: Record<string, ProblemType> = {
   NotFound: { status: 404, code: "not-found", title: "Not found" },
   EntityNotFound: { status: 404, code: "entity-not-found", title: "The entity does not exist" },
   CommandRefused: { status: 409, code: "command-refused", title: "The entity's rules refuse this command" },
+  PartnerPaused: { status: 409, code: "partner-paused", title: "The partner is paused: it takes no new data" },
   EntityHasChildren: { status: 409, code: "entity-has-children", title: "The entity still has live children; delete or move them first" },
   LastAdminKey: { status: 409, code: "last-admin-key", title: "This would leave no admin key" },
   RevisionMismatch: { status: 412, code: "revision-mismatch", title: "The entity has changed since the given revision" },
   RequestTimeout: { status: 408, code: "request-timeout", title: "The request did not arrive in time" },
   PayloadTooLarge: { status: 413, code: "payload-too-large", title: "The request body is too large" },
+  UploadTooLarge: { status: 413, code: "payload-too-large", title: "The request body is too large" },
   UnsupportedMediaType: { status: 415, code: "unsupported-media-type", title: "Unsupported content type" },
   HeadersTooLarge: { status: 431, code: "headers-too-large", title: "The request's headers are too large" },
   ParentNotFound: { status: 422, code: "parent-not-found", title: "The entity's parent does not exist" },
+  InvalidCredentials: { status: 422, code: "invalid-credentials", title: "The credentials are not acceptable" },
   CommandIdReused: { status: 422, code: "idempotency-key-reused", title: "This Idempotency-Key was used for a different request" },
   RateLimited: { status: 429, code: "rate-limited", title: "This API key sent too many requests; retry later", retryAfterSeconds: 1 },
   Overloaded: { status: 503, code: "overloaded", title: "Too many requests in flight; retry later", retryAfterSeconds: 1 },
@@ -60,6 +63,10 @@ export const problemTypes: Record<string, ProblemType> = {
   EventStoreError: { status: 503, code: "store-unavailable", title: "The event store is unavailable", retryAfterSeconds: 2 },
   ReadModelError: { status: 503, code: "read-model-unavailable", title: "The read model is unavailable", retryAfterSeconds: 2 },
   ApiKeysError: { status: 503, code: "keys-unavailable", title: "The key store is unavailable", retryAfterSeconds: 2 },
+  UploadsError: { status: 503, code: "uploads-unavailable", title: "The upload store is unavailable", retryAfterSeconds: 2 },
+  IngestJobsError: { status: 503, code: "jobs-unavailable", title: "The ingestion jobs ledger is unavailable", retryAfterSeconds: 2 },
+  IntakeError: { status: 503, code: "ingest-unavailable", title: "Ingestion cannot take this now; retry later", retryAfterSeconds: 5 },
+  CredentialsError: { status: 503, code: "credentials-unavailable", title: "The credentials store is unavailable", retryAfterSeconds: 2 },
   DeadLettersError: { status: 503, code: "dead-letters-unavailable", title: "The dead letters cannot be read now", retryAfterSeconds: 2 },
   CommandTimeout: { status: 504, code: "command-timeout", title: "The entity did not answer in time; retry with the same Idempotency-Key" }
 }
@@ -93,7 +100,7 @@ export const toProblem = (error: { readonly _tag: string } & Record<string, unkn
   const type = problemTypes[error._tag] ?? { status: 500, code: "internal", title: "Internal error" }
   const errors = error._tag === "InvalidRequest"
     ? fieldProblems(error.issues as InvalidRequest["issues"])
-    : error._tag === "InvalidEntity" || error._tag === "InvalidCommand"
+    : error._tag === "InvalidEntity" || error._tag === "InvalidCommand" || error._tag === "InvalidCredentials"
     ? fieldProblems((error.issues as ReadonlyArray<FieldIssue>).map((issue) => ({ ...issue, in: "body" })))
     : undefined
   const detail = typeof error.detail === "string" ? error.detail : detailOf(error)
@@ -123,10 +130,16 @@ const detailOf = (error: Record<string, unknown>): string | undefined => {
       return `${error.entityType} ${error.entityId} has ${error.children} live children (${examples.join(", ")}${error.children as number > examples.length ? ", …" : ""})`
     }
     case "CommandTimeout": return `command ${error.commandId}: no answer within ${error.timeoutMillis} ms`
+    case "UploadTooLarge": return `an upload takes at most ${error.maxBytes} bytes; nothing of it was kept`
+    case "PartnerPaused": return `partner ${error.partner} is paused`
+    case "IntakeError": return String(error.operation)
     case "CommandBusError":
     case "EventStoreError":
     case "ReadModelError":
-    case "ApiKeysError": return `${error.operation} failed`
+    case "ApiKeysError":
+    case "UploadsError":
+    case "IngestJobsError":
+    case "CredentialsError": return `${error.operation} failed`
     default: return undefined
   }
 }

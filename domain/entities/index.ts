@@ -5,10 +5,12 @@
 import type { AnyDecider } from "../Decider.ts"
 import { advertiser } from "./advertiser.ts"
 import { campaign } from "./campaign.ts"
+import { partner } from "./partner.ts"
 import { strategy } from "./strategy.ts"
 
 export const deciders: ReadonlyArray<AnyDecider> = [
   advertiser,
   campaign,
-  strategy
+  strategy,
+  partner
 ]

@@ -4,11 +4,9 @@
  * DATA_DIR (HTTP doors, FTP/SFTP, translators) reads and writes the same rows. A job's counters,
  * errors and checkpoint are one row, written in one statement: a reader never sees half a checkpoint.
  */
-import { mkdirSync, writeFileSync } from "node:fs"
-import { dirname } from "node:path"
-import { DatabaseSync } from "node:sqlite"
 import { Clock, Effect, Layer, Option, Schema } from "effect"
 import { IngestJobs, IngestJobsError, type Job, JobCheckpoint, type JobRecord, LineError, MAX_JOB_ERRORS } from "../../domain/ingest/Job.ts"
+import { openSharedSqlite } from "./sqliteFile.ts"
 
 interface Row {
   readonly id: string
@@ -66,17 +64,6 @@ const toRecord = (row: Row): JobRecord => ({
   checkpoint: row.checkpoint === null ? Option.none() : Option.some(decodeCheckpoint(row.checkpoint))
 })
 
-/** Opens (creating it 0600 when missing) a SQLite file shared by processes: WAL, fsync at commit. */
-export const openShared = (path: string) => {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
-  // Created here with its mode, so SQLite's -wal and -shm files, which copy it, are private too.
-  writeFileSync(path, "", { flag: "a", mode: 0o600 })
-  // timeout: the busy wait from the first statement on (switching to WAL takes a lock another process starting at the same instant may hold)
-  const db = new DatabaseSync(path, { timeout: 5_000 })
-  db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000")
-  return db
-}
-
 export const layerSqlite = (options: { readonly path: string }) =>
   Layer.effect(
     IngestJobs,
@@ -84,7 +71,7 @@ export const layerSqlite = (options: { readonly path: string }) =>
       const db = yield* Effect.acquireRelease(
         Effect.try({
           try: () => {
-            const db = openShared(options.path)
+            const db = openSharedSqlite(options.path)
             db.exec(`CREATE TABLE IF NOT EXISTS jobs (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, partner TEXT NOT NULL, source TEXT NOT NULL,
                 state TEXT NOT NULL, percent REAL NOT NULL DEFAULT 0, lines_read INTEGER NOT NULL DEFAULT 0,

@@ -1,0 +1,184 @@
+/**
+ * Partner ingestion over HTTP (issue 7): a file streamed to storage, a small real-time body, and the
+ * jobs both become. A `partner:<id>` key acts only for its own partner; admin may do everything;
+ * service keys read jobs. Uploads are answered 202 once durable: a file once stored and fsynced
+ * (DATA_DIR/uploads), a real-time body once JetStream stored it (INGEST).
+ */
+import { Effect, Option, Schema, Stream } from "effect"
+import { IngestJobs, Job } from "../../domain/ingest/Job.ts"
+import { Intake, type UploadFormat } from "../../domain/ingest/Intake.ts"
+import * as Admission from "../admission.ts"
+import { forPartner } from "../authorization.ts"
+import { InvalidRequest, NotFound, problemResponse } from "../problems.ts"
+import { route } from "../route.ts"
+import { ndjson, upload } from "../streaming.ts"
+import { activePartner, PartnerId } from "./ingestPartner.ts"
+import { Limit } from "./params.ts"
+
+export interface IngestRoutesOptions {
+  /** bytes one file may have (UPLOAD_MAX_BYTES) */
+  readonly uploadMaxBytes: number
+  /** files received at once by this process (UPLOAD_MAX_CONCURRENT); 503 + Retry-After beyond */
+  readonly uploadMaxConcurrent: number
+  /** bytes one real-time body may have (REALTIME_MAX_BYTES) */
+  readonly realtimeMaxBytes: number
+}
+
+/** Media types of a partner file: its own format (CSV, TSV, text, JSON Lines), or gzip of it, or anything as bytes. */
+const fileTypes = ["application/octet-stream", "application/gzip", "text/csv", "text/tab-separated-values", "text/plain", ndjson]
+/** Real-time bodies are text: the partner's format, or loader-format JSON Lines. */
+const recordTypes = ["text/csv", "text/tab-separated-values", "text/plain", ndjson]
+
+const Format = Schema.Literals(["partner", "loader"]).annotate({
+  description: "loader: the common loader format as JSON Lines; partner: the partner's own format (its formatSpec). " +
+    "Default: loader for application/x-ndjson, else partner when it has a formatSpec, else loader"
+})
+
+/** A file's name as the partner calls it: shown in its job, never a path. */
+const FileName = Schema.String.check(
+  Schema.isMinLength(1),
+  Schema.isMaxLength(255),
+  Schema.makeFilter((s: string) => !/[/\\\u0000-\u001f\u007f]/.test(s) || "a file name, without / \\ or control characters")
+)
+
+const JobId = Schema.String.check(Schema.isPattern(/^[A-Za-z0-9-]{1,64}$/, { description: "a job id" }))
+
+const Accepted = Schema.Struct({ jobId: Schema.String, job: Job }).annotate({ identifier: "IngestAccepted" })
+const JobPage = Schema.Struct({
+  jobs: Schema.Array(Job),
+  /** the `before` of the next (older) page, when there may be one */
+  next: Schema.optionalKey(Schema.String)
+}).annotate({ identifier: "IngestJobPage" })
+
+const PartnerParams = Schema.Struct({ partner: PartnerId })
+
+const uploadProblems = {
+  400: problemResponse("invalid parameter, or a body that is not valid UTF-8 or not read to its end"),
+  401: problemResponse("missing or unknown API key"),
+  403: problemResponse("a key of another partner, or a role that may not upload"),
+  404: problemResponse("no such partner"),
+  409: problemResponse("the partner is paused"),
+  413: problemResponse("the body is over the limit; nothing of it is kept"),
+  415: problemResponse("a media type or content encoding not listed"),
+  503: problemResponse("too many uploads in progress, INGEST full, or storage unavailable; see Retry-After")
+} as const
+
+/** loader when asked, or for JSON Lines; otherwise the partner's own format when it has one. */
+const formatOf = (asked: UploadFormat | undefined, contentType: string | undefined, hasFormatSpec: boolean): UploadFormat =>
+  asked ?? ((contentType ?? "").split(";")[0]!.trim().toLowerCase() === ndjson || !hasFormatSpec ? "loader" : "partner")
+
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+const accepted = (job: Job) => ({ status: 202, body: { jobId: job.id, job }, headers: { location: `/v1/ingest/jobs/${job.id}` } })
+
+export const ingestRoutes = (options: IngestRoutesOptions) => {
+  const uploads = Admission.make("uploads", { capacity: options.uploadMaxConcurrent, queue: 0, maxWaitMillis: 0 })
+  /** One of this process's upload slots for the life of `effect`, or Overloaded (503 + Retry-After). */
+  const withUploadSlot = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.acquireUseRelease(
+      Effect.flatMap(Effect.promise(() => uploads.enter()), (slot) => typeof slot === "function" ? Effect.succeed(slot) : Effect.fail(slot)),
+      () => effect,
+      (release) => Effect.sync(release)
+    )
+
+  return [
+    route({
+      method: "POST", url: "/v1/ingest/:partner/files", tags: ["ingest"], roles: ["partner"],
+      summary: "Upload a partner file of any size (streamed, gzip or not); 202 once it is stored and fsynced, with its job. " +
+        "Send `Content-Encoding: gzip` for a compressed transfer of the file, or `Content-Type: application/gzip` for a .gz file. " +
+        "Name it with `?fileName=` or `X-File-Name`",
+      authorize: ({ principal, params }) => forPartner(principal, params.partner),
+      params: PartnerParams,
+      query: Schema.Struct({ format: Schema.optionalKey(Format), fileName: Schema.optionalKey(FileName) }),
+      headers: Schema.Struct({ "x-file-name": Schema.optionalKey(FileName), "content-type": Schema.optionalKey(Schema.String) }),
+      body: upload({ contentTypes: fileTypes, maxBytes: options.uploadMaxBytes, description: "the file's bytes, as the partner has it" }),
+      responses: { 202: { description: "stored; its job", schema: Accepted }, ...uploadProblems },
+      handler: ({ params, query, headers, body }) =>
+        Effect.gen(function*() {
+          const partner = yield* activePartner(params.partner)
+          const fileName = query.fileName ?? headers["x-file-name"]
+          const job = yield* withUploadSlot((yield* Intake).file({
+            partner: params.partner,
+            source: "http",
+            fileName,
+            format: formatOf(query.format, headers["content-type"], partner.hasFormatSpec),
+            body,
+            maxBytes: options.uploadMaxBytes
+          }))
+          return accepted(job)
+        })
+    }),
+    route({
+      method: "POST", url: "/v1/ingest/:partner/records", tags: ["ingest"], roles: ["partner"], admission: "commands",
+      summary: "Send a few records now: a small UTF-8 body in the partner's format or loader-format JSON Lines; " +
+        "202 once JetStream stored it. With `Idempotency-Key`, a retry answers the same job and adds nothing",
+      authorize: ({ principal, params }) => forPartner(principal, params.partner),
+      params: PartnerParams,
+      query: Schema.Struct({ format: Schema.optionalKey(Format) }),
+      headers: Schema.Struct({
+        "idempotency-key": Schema.optionalKey(Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(255))),
+        "content-type": Schema.optionalKey(Schema.String)
+      }),
+      body: upload({ contentTypes: recordTypes, maxBytes: options.realtimeMaxBytes, description: "records, as text (UTF-8)" }),
+      responses: { 202: { description: "on JetStream; its job", schema: Accepted }, ...uploadProblems },
+      handler: ({ params, query, headers, body }) =>
+        Effect.gen(function*() {
+          const partner = yield* activePartner(params.partner)
+          const bytes = Buffer.concat(yield* Stream.runCollect(body))
+          const invalid = (message: string) => new InvalidRequest({ issues: [{ in: "body", path: [], message }] })
+          if (bytes.length === 0) return yield* invalid("the body is empty: send at least one record")
+          const text = yield* Effect.try({ try: () => utf8.decode(bytes), catch: () => invalid("the body is not valid UTF-8") })
+          const job = yield* (yield* Intake).records({
+            partner: params.partner,
+            format: formatOf(query.format, headers["content-type"], partner.hasFormatSpec),
+            body: text,
+            idempotencyKey: headers["idempotency-key"]
+          })
+          return accepted(job)
+        })
+    }),
+    route({
+      method: "GET", url: "/v1/ingest/jobs/:id", tags: ["ingest"], roles: ["service", "partner"], admission: "reads",
+      summary: "A job: state, percent, counts that reconcile once it is done, and the first 100 line errors",
+      params: Schema.Struct({ id: JobId }),
+      // A partner's key reads only its own partner's jobs; a job that does not exist is 404 for everyone.
+      authorize: ({ principal, params }) =>
+        Effect.map(IngestJobs.use((jobs) => jobs.get(params.id)), (found) => Option.isNone(found) || forPartner(principal, found.value.job.partner)),
+      responses: {
+        200: { description: "the job", schema: Job },
+        400: problemResponse("invalid id"),
+        401: problemResponse("missing or unknown API key"),
+        403: problemResponse("another partner's job"),
+        404: problemResponse("no such job"),
+        503: problemResponse("the jobs ledger is unavailable")
+      },
+      handler: ({ params }) =>
+        Effect.flatMap(IngestJobs.use((jobs) => jobs.get(params.id)), (found) =>
+          Option.match(found, {
+            onNone: () => Effect.fail(new NotFound({ detail: `no job ${params.id}` })),
+            onSome: (record) => Effect.succeed({ status: 200, body: record.job })
+          }))
+    }),
+    route({
+      method: "GET", url: "/v1/ingest/:partner/jobs", tags: ["ingest"], roles: ["service", "partner"], admission: "reads",
+      summary: "A partner's jobs, newest first; page with `before` = the previous page's `next`",
+      authorize: ({ principal, params }) => forPartner(principal, params.partner),
+      params: PartnerParams,
+      query: Schema.Struct({ limit: Schema.optionalKey(Limit), before: Schema.optionalKey(JobId) }),
+      responses: {
+        200: { description: "a page of jobs", schema: JobPage },
+        400: problemResponse("invalid parameter"),
+        401: problemResponse("missing or unknown API key"),
+        403: problemResponse("another partner's jobs"),
+        503: problemResponse("the jobs ledger is unavailable")
+      },
+      handler: ({ params, query }) =>
+        Effect.gen(function*() {
+          const limit = query.limit ?? 100
+          const jobs = yield* IngestJobs.use((ledger) => ledger.list(params.partner, { limit, before: query.before }))
+          const last = jobs[jobs.length - 1]
+          return { status: 200, body: { jobs, ...(jobs.length === limit && last !== undefined ? { next: last.id } : {}) } }
+        })
+    })
+  ]
+}
