@@ -9,11 +9,12 @@
  * job is done (or, for `job`, not failed), 1 when it failed, 2 on an HTTP error (its problem+json detail
  * is printed) or an unreachable API.
  */
-import { NodeServices } from "@effect/platform-node"
+// sub-path imports: the package index loads every Node adapter, doubling start-up time
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Config, Effect } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import type { Job } from "../../domain/ingest/Job.ts"
-import { runMain } from "../runMain.ts"
 import type { ApiError, ApiTarget } from "./client.ts"
 import { getJob } from "./client.ts"
 import { followJob, isFinished } from "./follow.ts"
@@ -115,5 +116,5 @@ export const tributary = Command.make("tributary").pipe(
 )
 
 if (import.meta.main) {
-  runMain(Command.run(tributary, { version: "0.1.0" }).pipe(Effect.provide(NodeServices.layer)))
+  NodeRuntime.runMain(Command.run(tributary, { version: "0.1.0" }).pipe(Effect.provide(NodeServices.layer)))
 }

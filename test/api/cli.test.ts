@@ -12,6 +12,7 @@ import { gzipSync } from "node:zlib"
 import { Effect, Schema } from "effect"
 import { HttpServer } from "../../api/platform.ts"
 import { Job } from "../../domain/ingest/Job.ts"
+import { freePort } from "../../infra/nats/NatsServer.ts"
 import { createKey, request } from "../fixtures/http.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
@@ -145,7 +146,7 @@ describe("npx tributary", () => {
         const unknown = yield* cli(["job", "no-such-job", "--url", url, "--key", key])
         assert.strictEqual(unknown.code, 2, unknown.stderr)
         assert.match(unknown.stderr, /→ 404/)
-        const away = yield* cli(["job", "x", "--url", "http://127.0.0.1:1", "--key", key])
+        const away = yield* cli(["job", "x", "--url", `http://127.0.0.1:${yield* freePort()}`, "--key", key])
         assert.strictEqual(away.code, 2, away.stderr)
         assert.match(away.stderr, /ECONNREFUSED/)
       }), { timeout: 120_000 })
