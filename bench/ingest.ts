@@ -132,7 +132,7 @@ const platformRun = async (dir: string, file: GeneratedFile, fresh: boolean): Pr
   const dataDir = join(dir, "data")
   await mkdir(dataDir)
   const natsPort = await Effect.runPromise(freePort())
-  const running = await start({ DATA_DIR: dataDir, NATS_PORT: String(natsPort), FTP_PORT: "0", SFTP_PORT: "0" })
+  const running = await start({ DATA_DIR: dataDir, NATS_PORT: String(natsPort), FTP_ENABLED: "false", SFTP_ENABLED: "false" })
   const pid = running.child.pid!
   try {
     await put(running.base, "/v1/entities/partner/bench", { name: "Bench partner", formatSpec, segmentMap })

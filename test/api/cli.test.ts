@@ -59,7 +59,7 @@ const createPartner = (id: string) =>
   })
 
 describe("npx tributary", () => {
-  layer(layerTestPlatform({ FTP_PORT: "0", SFTP_PORT: "0" }), { timeout: "120 seconds" })("against the platform", (it) => {
+  layer(layerTestPlatform(), { timeout: "120 seconds" })("against the platform", (it) => {
     it.effect("--help lists the commands, and each command's --help its arguments and flags", () =>
       Effect.gen(function*() {
         const top = yield* cli(["--help"])
