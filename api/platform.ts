@@ -59,6 +59,7 @@ import { ingestRoutes } from "./routes/ingest.ts"
 import { partnerCredentialsRoutes } from "./routes/partnerCredentials.ts"
 import { readinessChecks } from "./readiness.ts"
 import { opsRoutes } from "./routes/ops.ts"
+import { profileRoutes } from "./routes/profiles.ts"
 
 /** The running HTTP server: the Fastify instance (tests use `inject`) and where it listens. */
 export class HttpServer extends Context.Service<HttpServer, { readonly app: FastifyInstance; readonly url: string }>()("tributary/HttpServer") {}
@@ -169,7 +170,8 @@ const httpLayer = (config: PlatformConfig) =>
       ...bootstrapKeyRoutes,
       ...clusterRoutes,
       ...ingestRoutes({ uploadMaxBytes: config.uploadMaxBytes, uploadMaxConcurrent: config.uploadMaxConcurrent, realtimeMaxBytes: config.realtimeMaxBytes }),
-      ...partnerCredentialsRoutes
+      ...partnerCredentialsRoutes,
+      ...profileRoutes
     ]
     const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), ...httpLimits(config) }))
     const url = yield* Effect.acquireRelease(

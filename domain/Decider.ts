@@ -68,6 +68,13 @@ export interface Decider<Command extends { readonly _tag: string }, Event extend
    * children indexes in line with it.
    */
   readonly parentOf?: (state: State) => EntityRef | undefined
+  /**
+   * How the runtime applies its commands: "actor" (default), one actor per entity; "batch", every
+   * command of the type goes to its shard's one batch applier (actors/entity/ShardBatchApplier.ts),
+   * which decides a bus batch in bus order and appends all its streams in one commit: for types with
+   * millions of ids (DESIGN.md: the "high" volume class). A batch type has no parent nor children.
+   */
+  readonly applies?: "actor" | "batch"
   /** When the entity wants to be woken (epoch ms), as a `Wake` command (domain/wake.ts); none by default. */
   readonly wakeAt?: (state: State) => number | undefined
 }

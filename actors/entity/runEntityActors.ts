@@ -18,8 +18,10 @@ import * as Dispatcher from "../runtime/Dispatcher.ts"
 import { runShards } from "../runtime/Shards.ts"
 import { CommandBus, CommandBusError, type IncomingBatch, type IncomingCommand } from "../../domain/CommandBus.ts"
 import { streamName } from "../../domain/envelope.ts"
+import { Deciders } from "../../domain/DeciderRegistry.ts"
 import * as BatchCommit from "./BatchCommit.ts"
 import { entityBehavior, type EntityMessage } from "./EntityActor.ts"
+import * as ShardBatchApplier from "./ShardBatchApplier.ts"
 
 export interface EntityActorsOptions {
   readonly mailboxCapacity?: number
@@ -31,6 +33,8 @@ export interface EntityActorsOptions {
    * append alone); default 500 ms
    */
   readonly batchWindow?: Duration.Input
+  /** entities of batch-applied types (Decider.applies) whose folds a shard keeps cached; default 100,000 */
+  readonly maxCachedBatchEntities?: number
 }
 
 /** An entity actor gave up: its mailbox was handed back, so the session restarts and takes its commands again, in order. */
@@ -85,10 +89,27 @@ const session = (shard: number, options: EntityActorsOptions, started: Effect.Ef
           yield* dispatcher.dispatch(entity, commit === undefined ? incoming : { ...incoming, commit })
         }
       })
+    // Types applied in shard batches (Decider.applies) go, every command of them, to the shard's one
+    // applier, awaited in bus order; the others to their entity actors.
+    const deciders = yield* Deciders
+    const batched = (incoming: IncomingCommand) => deciders.get(incoming.command.entityType)?.decider.applies === "batch"
+    const applier = deciders.kinds.some((kind) => kind.decider.applies === "batch")
+      ? yield* ShardBatchApplier.make({ shards: bus.shards, ...(options.maxCachedBatchEntities === undefined ? {} : { maxCached: options.maxCachedBatchEntities }) })
+      : undefined
+    const route = (incoming: IncomingCommand | IncomingBatch) => {
+      if (applier === undefined) return "batch" in incoming ? dispatchBatch(incoming) : dispatcher.dispatch(entityOf(incoming), incoming)
+      if (!("batch" in incoming)) return batched(incoming) ? applier.apply([incoming]) : dispatcher.dispatch(entityOf(incoming), incoming)
+      const mine = incoming.batch.filter(batched)
+      const others = mine.length === 0 ? incoming.batch : incoming.batch.filter((c) => !batched(c))
+      return Effect.andThen(
+        mine.length === 0 ? Effect.void : applier.apply(mine),
+        others.length === 0 ? Effect.void : dispatchBatch({ batch: others })
+      )
+    }
     const commands = yield* bus.shard(shard)
     yield* started
     const consume = commands.pipe(
-      Stream.runForEach((incoming) => "batch" in incoming ? dispatchBatch(incoming) : dispatcher.dispatch(entityOf(incoming), incoming)),
+      Stream.runForEach(route),
       Effect.andThen(Effect.fail(new CommandBusError({ operation: "consume", cause: "the command stream ended" })))
     )
     return yield* Effect.raceFirst(consume, Deferred.await(restart))

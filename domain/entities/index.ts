@@ -7,10 +7,12 @@ import { advertiser } from "./advertiser.ts"
 import { campaign } from "./campaign.ts"
 import { partner } from "./partner.ts"
 import { strategy } from "./strategy.ts"
+import { userprofile } from "./userprofile.ts"
 
 export const deciders: ReadonlyArray<AnyDecider> = [
   advertiser,
   campaign,
   strategy,
-  partner
+  partner,
+  userprofile
 ]

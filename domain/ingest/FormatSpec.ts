@@ -77,28 +77,26 @@ export const FormatMode = Schema.Literals(["incremental", "replace"]).annotate({
 /** What every format says: the user, the segments, the operation, the time and TTL, the mode. */
 const recordFields = {
   userId: Column,
-  /** the id kind of every line, or the column that gives it */
-  idKind: Schema.Union([IdKind, IdKindFromColumn]),
+  idKind: Schema.Union([IdKind, IdKindFromColumn]).annotate({ description: "the id kind of every line, or the column that gives it" }),
   segments: Segments,
-  /** `add`/`remove` for every line (default `add`), or the column that gives it */
-  op: Schema.optionalKey(Schema.Union([Operation, OpFromColumn])),
-  /** the event time; without it a record takes the time its file (or POST) was received */
-  time: Schema.optionalKey(Schema.Struct({ column: Column, format: TimeFormat })),
-  /** the membership's TTL in seconds; an empty value falls back to the partner's defaultTtlSeconds */
-  ttl: Schema.optionalKey(Schema.Struct({ column: Column })),
+  op: Schema.optionalKey(Schema.Union([Operation, OpFromColumn]).annotate({ description: "add/remove for every line (default add), or the column that gives it" })),
+  time: Schema.optionalKey(Schema.Struct({ column: Column, format: TimeFormat }).annotate({
+    description: "the event time's column; without it a record takes the time its file (or POST) was received"
+  })),
+  ttl: Schema.optionalKey(Schema.Struct({ column: Column }).annotate({
+    description: "the membership TTL's column (whole seconds); an empty value falls back to the partner's defaultTtlSeconds"
+  })),
   mode: Schema.optionalKey(FormatMode)
 }
 
 export const DelimitedFormat = Schema.Struct({
   format: Schema.Literal("delimited"),
-  /** one character, default `,`; `\t` for TSV */
-  delimiter: Schema.optionalKey(Char),
-  /** one character, default `"`; a quote inside a quoted field is doubled */
-  quote: Schema.optionalKey(Char),
-  /** whether line 1 names the columns (then columns are named); otherwise columns are numbered from 1 */
-  header: Schema.Boolean,
-  /** without a header: the number of columns every line must have (otherwise at least the highest one named) */
-  columnCount: Schema.optionalKey(ColumnNumber),
+  delimiter: Schema.optionalKey(Char.annotate({ description: "one character, default ','; a tab for TSV" })),
+  quote: Schema.optionalKey(Char.annotate({ description: "one character, default '\"'; a quote inside a quoted field is doubled" })),
+  header: Schema.Boolean.annotate({ description: "whether line 1 names the columns (then columns are named); otherwise they are numbered from 1" }),
+  columnCount: Schema.optionalKey(ColumnNumber.annotate({
+    description: "without a header: the number of columns every line must have (otherwise at least the highest one named)"
+  })),
   ...recordFields
 }).annotate({ identifier: "DelimitedFormat", description: "CSV, TSV or any one-character delimiter" })
 

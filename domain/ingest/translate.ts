@@ -46,7 +46,21 @@ const columnsNamed = (spec: FormatSpec): ReadonlyArray<Column> => {
  * Resolves the spec's columns: by the header's names (the header must name every column the spec
  * uses; otherwise the file does not match its spec), by position, or by JSON field.
  */
-export const compileFormat = (config: PartnerConfig, header?: ReadonlyArray<string>): Result.Result<CompiledFormat, string> => {
+export const compileFormat = (config: PartnerConfig, header?: ReadonlyArray<string>): Result.Result<CompiledFormat, string> =>
+  Result.map(resolveColumns(config, header), (compiled) => {
+    // accessors made once per column, not once per line
+    const made = new Map<Column, Accessor>()
+    return {
+      ...compiled,
+      column: (column) => {
+        let accessor = made.get(column)
+        if (accessor === undefined) made.set(column, accessor = compiled.column(column))
+        return accessor
+      }
+    }
+  })
+
+const resolveColumns = (config: PartnerConfig, header?: ReadonlyArray<string>): Result.Result<CompiledFormat, string> => {
   const spec = config.formatSpec
   if (spec.format === "jsonl") {
     return Result.succeed({
@@ -205,7 +219,8 @@ export const translateRow = (compiled: CompiledFormat, row: Row, receivedAt: str
       return reject(`expected ${exactly ? "" : "at least "}${count} columns, found ${row.length}`)
     }
   }
-  if (!Array.isArray(row) && (row === null || typeof row !== "object")) return reject("a JSON Lines line is an object")
+  if (spec.format === "jsonl" && (row === null || typeof row !== "object" || Array.isArray(row))) return reject("a JSON Lines line is an object")
+  if (spec.format === "delimited" && !Array.isArray(row)) return reject("a delimited line is a list of fields")
 
   let idKind: IdKind
   if (typeof spec.idKind === "string") {

@@ -50,9 +50,9 @@ interface CsvApi {
 }
 
 /**
- * One delimited line → its fields, with csv-parse. One parser serves every line: each line is fed
- * with four line breaks, so the first ends the record at once (csv-parse looks 3 bytes ahead) and
- * the others, left pending, are empty lines the next feed skips. A line that leaves a quote open,
+ * One delimited line → its fields, with csv-parse. One parser serves every line: each line is
+ * followed by four line breaks, so the first ends the record at once (csv-parse looks 3 bytes
+ * ahead) and the others, left pending, are empty lines the next feed skips. A line that leaves a quote open,
  * or fails, gets a fresh parser.
  */
 const csvLines = (delimiter: string, quote: string) => {
@@ -61,7 +61,9 @@ const csvLines = (delimiter: string, quote: string) => {
   let api = make()
   return (bytes: Uint8Array): Result.Result<ReadonlyArray<string>, Omit<LineError, "line">> => {
     let fields: Array<string> | undefined
-    const error = api.parse(Buffer.concat([bytes, NEWLINES]), false, (record) => { fields = record }, () => {})
+    const push = (record: Array<string>) => { fields = record }
+    // two feeds rather than one concatenation: the line is not copied (csv-parse keeps only its last bytes pending)
+    const error = api.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), false, push, noop) ?? api.parse(NEWLINES, false, push, noop)
     if (error !== undefined || fields === undefined) {
       api = make()
       const reason = error === undefined ? csvProblems.CSV_QUOTE_NOT_CLOSED! : csvProblems[error.code ?? ""] ?? `malformed line: ${error.message.replace(/ at line \d+/, "")}`
@@ -71,6 +73,8 @@ const csvLines = (delimiter: string, quote: string) => {
     return Result.succeed(fields)
   }
 }
+
+const noop = () => {}
 
 const utf8 = new TextDecoder("utf-8")
 
@@ -110,7 +114,10 @@ export const makeLineTranslator = (translation: Translation, receivedAt: string)
   const spec = config.formatSpec
   const parseFields = spec.format === "delimited" ? csvLines(spec.delimiter ?? ",", spec.quote ?? "\"") : undefined
   const parse = (bytes: Uint8Array): Result.Result<Row, Omit<LineError, "line">> =>
-    parseFields !== undefined ? parseFields(bytes) : jsonValue(bytes) as Result.Result<Row, Omit<LineError, "line">>
+    parseFields !== undefined ? parseFields(bytes) : Result.flatMap(jsonValue(bytes), (value) =>
+      value !== null && typeof value === "object" && !Array.isArray(value)
+        ? Result.succeed(value as Row)
+        : Result.fail({ reason: "a JSON Lines line is an object" }))
   let compiled: Result.Result<CompiledFormat, string> = hasHeader(spec) ? Result.fail("the header was not read") : compileFormat(config)
   return {
     needsHeader: hasHeader(spec),

@@ -1,0 +1,366 @@
+/**
+ * The batch path of a shard (DESIGN.md: the "high" volume class, "a shard applies a batch in one
+ * multi-stream append"): for entity types whose decider says `applies: "batch"` (user profiles, tens
+ * of millions of them), one applier per shard session replaces the actor per entity. The session
+ * hands it every command of such a type — batches and single commands alike (a reminder's Wake) —
+ * and it handles them serially in bus order, so each entity still has one writer and its order.
+ *
+ * For a batch: load each entity's fold (a bounded LRU cache of folds, counted against EntityMemory;
+ * else read its stream — a new stream, the common case, reads empty), decode, decide in order on the
+ * working state, then append ALL streams in ONE `appendToStreams` at their expected revisions, read
+ * back what was recorded (one read of the global order), answer each command and set or cancel the
+ * reminders its deciders' `wakeAt` asks for (concurrently: the reminder store group-commits them).
+ *
+ * Like EntityActor, it remembers what recent commands did (their ids are in the events' metadata,
+ * read back on load): a redelivered bus message is answered the same and applied once. On a conflict
+ * (another writer moved a stream) it re-reads the conflicting streams and decides the batch again;
+ * after a store failure it re-reads every stream of the commit, since whether it was written is unknown.
+ */
+import { Clock, Effect, Option, Schema } from "effect"
+import type { CommandReply, IncomingCommand } from "../../domain/CommandBus.ts"
+import { Deciders } from "../../domain/DeciderRegistry.ts"
+import { CommandIdReused, type EntityCommand, type EntityRejection, fingerprint, InvalidCommand, RevisionMismatch } from "../../domain/entity.ts"
+import type { EntityKind } from "../../domain/EntityKind.ts"
+import { EventMetadata, streamName } from "../../domain/envelope.ts"
+import { type EventData, EventStore, type RecordedEvent, type StreamAppend } from "../../domain/EventStore.ts"
+import { Reminders } from "../../domain/Reminders.ts"
+import { shardOf } from "../../domain/shards.ts"
+import type { EntitySnapshot } from "../../domain/snapshot.ts"
+import { nextUuidv7 } from "../../domain/uuidv7.ts"
+import { EntityMemory, type MemoryShare } from "./EntityMemory.ts"
+import { type Memory, newMemory, type Remembered } from "./memory.ts"
+
+export interface ShardBatchApplierOptions {
+  /** the shard count (SHARDS), for reminders */
+  readonly shards: number
+  /** command ids remembered per entity; default 64 (a profile's commands are batches of records) */
+  readonly recentCommands?: number
+  /** entities whose folds stay cached, whatever the memory budget; default 100,000 */
+  readonly maxCached?: number
+}
+
+export interface ShardBatchApplier {
+  /** Applies these commands (all of batch-applied types), in order; answers each exactly once. */
+  readonly apply: (commands: ReadonlyArray<IncomingCommand>) => Effect.Effect<void>
+}
+
+const PAGE = 1_000
+const MAX_ATTEMPTS = 5
+const unknown = Symbol("unknown")
+
+/** One entity as the applier keeps it between batches. */
+interface Entry {
+  readonly kind: EntityKind
+  readonly id: string
+  readonly stream: string
+  readonly memory: Memory
+  share: MemoryShare | undefined
+  evicted: boolean
+  /** the reminder's due time last set (undefined: none); unknown until synced once */
+  due: number | undefined | typeof unknown
+}
+
+/** What deciding one command came to in an attempt. */
+type Decision =
+  | { readonly _tag: "Events"; readonly entry: Entry }
+  | { readonly _tag: "Reply"; readonly entry: Entry | undefined; readonly reply: CommandReply; readonly remember?: Remembered }
+  | { readonly _tag: "Unchanged"; readonly entry: Entry; readonly remember: Remembered }
+  | { readonly _tag: "Known"; readonly entry: Entry; readonly known: Remembered }
+
+const metadataOf = Schema.decodeUnknownOption(EventMetadata)
+
+export const make = (options: ShardBatchApplierOptions) =>
+  Effect.gen(function*() {
+    const store = yield* EventStore
+    const registry = yield* Deciders
+    const budget = yield* Effect.serviceOption(EntityMemory)
+    const reminders = yield* Effect.serviceOption(Reminders)
+    const recentCommands = options.recentCommands ?? 64
+    const maxCached = options.maxCached ?? 100_000
+    // Insertion order is recency: an entry used again is re-inserted.
+    const cache = new Map<string, Entry>()
+
+    const drop = (entry: Entry) => {
+      cache.delete(entry.stream)
+      entry.share?.release()
+      entry.share = undefined
+    }
+    yield* Effect.addFinalizer(() => Effect.sync(() => [...cache.values()].forEach(drop)))
+
+    const rememberEvent = (entry: Entry, event: RecordedEvent) => {
+      const meta = metadataOf(event.metadata)
+      if (Option.isNone(meta) || !entry.kind.knowsEvent(event.type)) return undefined
+      entry.memory.remember(meta.value.commandId, {
+        _tag: "Accepted",
+        outcome: entry.kind.outcomeOf(event.type, event.revision),
+        revision: event.revision,
+        fingerprint: meta.value.commandFingerprint
+      })
+      return meta.value.commandId
+    }
+
+    /** Folds `events` (the stream's next ones) into the entry; the entity as each command left it. */
+    const foldIn = (entry: Entry, events: ReadonlyArray<RecordedEvent>, leftBy?: Map<string, EntitySnapshot>) => {
+      let folded = entry.memory.folded
+      events.forEach((event, i) => {
+        folded = entry.kind.apply(folded, event)
+        const commandId = rememberEvent(entry, event)
+        const next = events[i + 1]
+        if (leftBy !== undefined && commandId !== undefined && (next === undefined || Option.getOrUndefined(metadataOf(next.metadata))?.commandId !== commandId)) {
+          leftBy.set(commandId, entry.kind.snapshot(entry.id, folded))
+        }
+      })
+      entry.memory.setFolded(folded)
+    }
+
+    /** Reads whatever the stream holds past the entry's fold. */
+    const catchUp = (entry: Entry, leftBy?: Map<string, EntitySnapshot>) =>
+      Effect.gen(function*() {
+        for (;;) {
+          const page = yield* store.readStream(entry.stream, { fromRevision: entry.memory.folded.revision + 1, maxCount: PAGE })
+          foldIn(entry, page, leftBy)
+          if (page.length < PAGE) return
+        }
+      })
+
+    const load = (kind: EntityKind, id: string, stream: string) =>
+      Effect.gen(function*() {
+        const entry: Entry = { kind, id, stream, memory: newMemory(kind.initial(), recentCommands), share: undefined, evicted: false, due: unknown }
+        yield* catchUp(entry)
+        if (entry.memory.folded.revision === -1) entry.due = undefined // a new entity has no reminder
+        return entry
+      })
+
+    /** The entry back in the cache, its bytes counted; an entry the budget evicted meanwhile is left out. */
+    const keep = (entry: Entry) => {
+      if (entry.evicted) return drop(entry)
+      cache.delete(entry.stream)
+      cache.set(entry.stream, entry)
+      if (Option.isSome(budget)) {
+        entry.share ??= budget.value.register(() => {
+          entry.evicted = true
+          cache.delete(entry.stream)
+        })
+        entry.share.use(entry.memory.bytes())
+      }
+    }
+
+    /** The entity as a remembered command left it: the fold, this batch's read-back, or replayed from the store. */
+    const stateAt = (entry: Entry, revision: number, leftBy: Map<string, EntitySnapshot>, commandId: string) =>
+      Effect.gen(function*() {
+        if (revision === entry.memory.folded.revision) return entry.kind.snapshot(entry.id, entry.memory.folded)
+        const fresh = leftBy.get(commandId)
+        if (fresh !== undefined) return fresh
+        const events = yield* store.readStream(entry.stream, { fromRevision: 0, maxCount: revision + 1 })
+        return entry.kind.snapshot(entry.id, entry.kind.replay(events))
+      })
+
+    const answerKnown = (entry: Entry, command: EntityCommand, known: Remembered, leftBy: Map<string, EntitySnapshot>) =>
+      Effect.gen(function*() {
+        if (known.fingerprint !== undefined && known.fingerprint !== fingerprint(command)) {
+          return { _tag: "Rejected", error: new CommandIdReused({ commandId: command.commandId }) } satisfies CommandReply
+        }
+        if (known._tag === "Rejected") return { _tag: "Rejected", error: known.error } satisfies CommandReply
+        if (known.outcome === "unchanged") return { _tag: "Accepted", outcome: "unchanged", entity: entry.kind.snapshot(entry.id, entry.memory.folded) } satisfies CommandReply
+        return { _tag: "Accepted", outcome: known.outcome, entity: yield* stateAt(entry, known.revision, leftBy, command.commandId) } satisfies CommandReply
+      })
+
+    /** Decides every command on the entities' working states, in order; the appends of the events. */
+    const decideAll = (commands: ReadonlyArray<{ readonly incoming: IncomingCommand; readonly entry: Entry }>) =>
+      Effect.gen(function*() {
+        const working = new Map<Entry, { state: unknown; revision: number; readonly events: Array<EventData> }>()
+        const inBatch = new Set<string>()
+        const decisions: Array<Decision> = []
+        for (const { entry, incoming } of commands) {
+          const { command } = incoming
+          const known = entry.memory.recall(command.commandId)
+          // A command id twice in one batch: the later one is answered as the first was.
+          if (known !== undefined || inBatch.has(command.commandId)) {
+            decisions.push(known === undefined ? { _tag: "Events", entry } : { _tag: "Known", entry, known })
+            continue
+          }
+          const asked = fingerprint(command)
+          const rejected = (error: EntityRejection): Decision => ({ _tag: "Reply", entry, reply: { _tag: "Rejected", error }, remember: { _tag: "Rejected", error, fingerprint: asked } })
+          const w = working.get(entry) ?? { state: entry.memory.folded.state, revision: entry.memory.folded.revision, events: [] }
+          working.set(entry, w)
+          const type = entry.kind.type
+          if (command.expectedRevision !== undefined && command.expectedRevision !== w.revision) {
+            decisions.push(rejected(new RevisionMismatch({ entityType: type, entityId: entry.id, expected: command.expectedRevision, actual: w.revision })))
+            continue
+          }
+          const decoded = entry.kind.decodeCommand(command.action)
+          if (decoded._tag === "Failure") {
+            decisions.push(rejected(new InvalidCommand({ entityType: type, issues: decoded.failure })))
+            continue
+          }
+          const decision = entry.kind.decider.decide(decoded.success, w.state, { entityType: type, entityId: entry.id })
+          if (decision._tag === "Failure") {
+            decisions.push(rejected(decision.failure))
+            continue
+          }
+          if (decision.success.length === 0) {
+            decisions.push({ _tag: "Unchanged", entry, remember: { _tag: "Accepted", outcome: "unchanged", revision: w.revision, fingerprint: asked } })
+            continue
+          }
+          const metadata: EventMetadata = {
+            entityType: type,
+            entityId: entry.id,
+            commandId: command.commandId,
+            correlationId: command.correlationId,
+            causationId: command.causationId ?? command.commandId,
+            commandFingerprint: asked
+          }
+          for (const event of decision.success) {
+            w.events.push({ eventId: yield* nextUuidv7, ...entry.kind.toEventData(event), metadata })
+            w.state = entry.kind.decider.evolve(w.state, event)
+            w.revision++
+          }
+          inBatch.add(command.commandId)
+          decisions.push({ _tag: "Events", entry })
+        }
+        const appends: Array<{ readonly entry: Entry; readonly append: StreamAppend }> = []
+        for (const [entry, w] of working) {
+          if (w.events.length === 0) continue
+          const revision = entry.memory.folded.revision
+          appends.push({ entry, append: { stream: entry.stream, events: w.events, expectedRevision: revision === -1 ? "no_stream" : revision } })
+        }
+        return { decisions, appends }
+      })
+
+    /**
+     * What one commit recorded, folded into its entries: one read of the global order backwards from
+     * its last event (a commit's events are contiguous there); a stream not found in it is read alone.
+     */
+    const readBack = (appends: ReadonlyArray<{ readonly entry: Entry; readonly append: StreamAppend }>, last: number, leftBy: Map<string, EntitySnapshot>) =>
+      Effect.gen(function*() {
+        const total = appends.reduce((n, a) => n + a.append.events.length, 0)
+        const recorded = yield* store.readAll({ direction: "backwards", fromPosition: last, maxCount: total })
+        const byId = new Map(recorded.map((event) => [event.eventId, event]))
+        for (const { append, entry } of appends) {
+          const base = entry.memory.folded.revision + 1
+          const events = append.events.map((e) => byId.get(e.eventId))
+          if (events.every((e, k) => e !== undefined && e.revision === base + k)) {
+            foldIn(entry, events as Array<RecordedEvent>, leftBy)
+          } else {
+            yield* catchUp(entry, leftBy)
+          }
+        }
+      })
+
+    const syncReminders = (entries: Iterable<Entry>) =>
+      Option.match(reminders, {
+        onNone: () => Effect.void,
+        onSome: (port) =>
+          Effect.forEach([...entries], (entry) => {
+            const wakeAt = entry.kind.decider.wakeAt
+            if (wakeAt === undefined) return Effect.void
+            const due = wakeAt(entry.memory.folded.state)
+            if (due === entry.due) return Effect.void
+            const change = due === undefined
+              ? port.cancel(entry.kind.type, entry.id)
+              : port.set({ entityType: entry.kind.type, entityId: entry.id, shard: shardOf(entry.id, options.shards), dueAt: due })
+            return change.pipe(
+              Effect.tap(() => Effect.sync(() => void (entry.due = due))),
+              // the events are committed; the reminder is derived from them and set again at the next change or load
+              Effect.catch((error) =>
+                Effect.andThen(Effect.sync(() => void (entry.due = unknown)), Effect.logWarning("entity reminder not updated", { stream: entry.stream, error })))
+            )
+          }, { concurrency: 64, discard: true })
+      })
+
+    const applyBatch = (incoming: ReadonlyArray<IncomingCommand>, answered: Set<IncomingCommand>) =>
+      Effect.gen(function*() {
+        const answer = (message: IncomingCommand, reply: CommandReply) =>
+          answered.has(message) ? Effect.void : Effect.andThen(Effect.sync(() => answered.add(message)), message.reply(reply))
+        const now = yield* Clock.currentTimeMillis
+        const entries = new Map<string, Entry>()
+        const todo: Array<{ readonly incoming: IncomingCommand; readonly entry: Entry }> = []
+        for (const message of incoming) {
+          const { command } = message
+          const kind = registry.get(command.entityType)
+          if (kind === undefined) {
+            yield* answer(message, { _tag: "Failed", message: `unknown entity type ${command.entityType}` })
+            continue
+          }
+          const stream = streamName(command.entityType, command.entityId)
+          let entry = entries.get(stream) ?? cache.get(stream)
+          if (entry === undefined) entry = yield* load(kind, command.entityId, stream)
+          entries.set(stream, entry)
+          // Its sender gave up waiting: applying it now could land it after newer commands it went on to send.
+          const known = entry.memory.recall(command.commandId)
+          if (known === undefined && command.deadline !== undefined && now > command.deadline) {
+            yield* answer(message, { _tag: "Expired", deadline: command.deadline })
+            continue
+          }
+          todo.push({ incoming: message, entry })
+        }
+        const leftBy = new Map<string, EntitySnapshot>()
+        for (let attempt = 1; ; attempt++) {
+          const { appends, decisions } = yield* decideAll(todo)
+          const appended = appends.length === 0
+            ? Effect.succeed([])
+            : store.appendToStreams(appends.map((a) => a.append))
+          const result = yield* Effect.result(appended)
+          if (result._tag === "Success") {
+            if (result.success.length > 0) yield* readBack(appends, Math.max(...result.success.map((r) => r.position)), leftBy)
+            for (const [i, { entry, incoming: message }] of todo.entries()) {
+              const decision = decisions[i]!
+              switch (decision._tag) {
+                case "Reply":
+                  if (decision.remember !== undefined) entry.memory.remember(message.command.commandId, decision.remember)
+                  yield* answer(message, decision.reply)
+                  break
+                case "Unchanged":
+                  entry.memory.remember(message.command.commandId, decision.remember)
+                  yield* answer(message, { _tag: "Accepted", outcome: "unchanged", entity: entry.kind.snapshot(entry.id, entry.memory.folded) })
+                  break
+                case "Known":
+                  yield* answer(message, yield* answerKnown(entry, message.command, decision.known, leftBy))
+                  break
+                case "Events": {
+                  const { commandId } = message.command
+                  const known = entry.memory.recall(commandId)
+                  if (known === undefined) return yield* Effect.die(new Error(`appended to ${entry.stream} but the events were not read back`))
+                  // Decided in this batch (no fingerprint to compare): answered with the entity as it left it.
+                  const left = leftBy.get(commandId)
+                  yield* answer(message, known._tag === "Accepted" && known.outcome !== "unchanged" && left !== undefined
+                    ? { _tag: "Accepted", outcome: known.outcome, entity: left }
+                    : yield* answerKnown(entry, message.command, known, leftBy))
+                }
+              }
+            }
+            break
+          }
+          const error = result.failure
+          // A conflict wrote nothing: re-read the streams that moved. A failure may have written: re-read all.
+          const stale = error._tag === "WrongExpectedRevisions"
+            ? appends.filter((a) => error.conflicts.some((c) => c.stream === a.append.stream))
+            : appends
+          if (error._tag === "EventStoreError") yield* Effect.logWarning("batch append failed; re-reading", { streams: appends.length, error })
+          yield* Effect.forEach(stale, ({ entry }) => catchUp(entry, leftBy), { discard: true })
+          if (attempt >= MAX_ATTEMPTS) {
+            for (const { incoming: message } of todo) {
+              yield* answer(message, { _tag: "Failed", message: `${message.command.entityType} ${message.command.entityId}: gave up after ${attempt} failed batch appends` })
+            }
+            break
+          }
+        }
+        yield* syncReminders(entries.values())
+        for (const entry of entries.values()) keep(entry)
+        while (cache.size > maxCached) drop(cache.values().next().value!)
+      }).pipe(
+        // Every command gets an answer, whatever went wrong; what was cached of its entities may be
+        // half-updated, so it is forgotten and read again at the next command.
+        Effect.catchCause((cause) =>
+          Effect.gen(function*() {
+            yield* Effect.logError("batch of entity commands failed", { cause })
+            for (const message of incoming) {
+              const cached = cache.get(streamName(message.command.entityType, message.command.entityId))
+              if (cached !== undefined) drop(cached)
+              if (!answered.has(message)) yield* message.reply({ _tag: "Failed", message: `${message.command.entityType} ${message.command.entityId}: the command failed; retry` })
+            }
+          }))
+      )
+
+    return { apply: (commands) => applyBatch(commands, new Set()) } satisfies ShardBatchApplier
+  })

@@ -1,0 +1,222 @@
+/**
+ * UserProfile: one user's segment memberships, per partner, with expiry (issue 7 item 6). Its id is
+ * `<kind>:<user id>` as `profileId` writes it. Memberships are kept per (partner, segment), so one
+ * partner's remove never erases another partner's add. There are tens of millions of profiles: they
+ * publish history only (no SNAPSHOTS) and are applied in shard batches (`applies: "batch"`).
+ *
+ * Rules of one membership, each record in its `time` order:
+ * - a record older than the one the membership last applied changes nothing (a late, older add does
+ *   not undo a newer remove: a removal is kept as a tombstone for that);
+ * - at the same `time`, a line of the same file at or before the one that set it changes nothing;
+ * - the record that last set the membership (same digest, line and segment) changes nothing (a
+ *   redelivery); a new file (another digest) with the same line is new data and renews the expiry;
+ * - `ttlSeconds` counts from `time`; `Wake{at}` expires every present membership due at or before it.
+ */
+import { Result, Schema } from "effect"
+import { decider } from "../Decider.ts"
+import { Uint64String } from "../ids.ts"
+import { normalizeUserId, parseProfileId, profileId, RecordSource } from "../ingest/LoaderRecord.ts"
+import {
+  AddedMembership,
+  Apply,
+  ExpiredMembership,
+  ProfileEvent,
+  type ProfileRecord,
+  RemovedMembership,
+  SegmentsExpired,
+  Wake
+} from "../ingest/profileEvents.ts"
+
+/** Exactly the ids `profileId` writes, of user ids already normalised for their kind (one person, one profile). */
+export const ProfileId = Schema.String.check(
+  Schema.makeFilter((id: string) => {
+    const parsed = parseProfileId(id)
+    if (parsed === undefined) return "Expected <kind>:<user id> (kind: cookie, maid, email_sha256, phone_sha256, customer)"
+    const normal = normalizeUserId(parsed.idKind, parsed.userId)
+    if (Result.isFailure(normal)) return normal.failure
+    return (normal.success === parsed.userId && profileId(parsed.idKind, parsed.userId) === id) ||
+      "Expected the user id as profileId writes it (normalised, unsafe ids encoded as ~base64url)"
+  }, { description: "<kind>:<user id>; a user id that is not a safe subject token is written ~ + base64url of its UTF-8" })
+)
+
+export const ProfileCommand = Schema.Union([Apply, Wake])
+export type ProfileCommand = typeof ProfileCommand.Type
+
+/** One (partner, segment) membership: present or not (removed, expired), and the record that last set it. */
+export const Membership = Schema.Struct({
+  partner: Schema.String,
+  segmentId: Uint64String,
+  present: Schema.Boolean,
+  /** the `time` of the record it last applied */
+  time: Schema.String,
+  /** when it became present (the record's time); kept while renewed */
+  addedAt: Schema.optionalKey(Schema.String),
+  expiresAt: Schema.optionalKey(Schema.String),
+  source: RecordSource
+})
+export type Membership = typeof Membership.Type
+
+export const ProfileState = Schema.Struct({ memberships: Schema.Record(Schema.String, Membership) })
+export type ProfileState = typeof ProfileState.Type
+
+const keyOf = (partner: string, segmentId: string) => `${partner}/${segmentId}`
+const ms = (iso: string) => Date.parse(iso)
+const iso = (millis: number) => new Date(millis).toISOString()
+
+/** Whether `record` is newer than what `m` last applied (see the rules above). */
+const supersedes = (record: ProfileRecord, m: Membership | undefined): boolean => {
+  if (m === undefined) return true
+  if (m.source.digest === record.source.digest && m.source.line === record.source.line) return false
+  const t = ms(record.time)
+  const last = ms(m.time)
+  if (t !== last) return t > last
+  return m.source.digest !== record.source.digest || record.source.line > m.source.line
+}
+
+type Change =
+  | { readonly _tag: "SegmentsAdded"; readonly membership: typeof AddedMembership.Type }
+  | { readonly _tag: "SegmentsRemoved"; readonly membership: typeof RemovedMembership.Type }
+
+/** Consecutive changes of one kind become one event, so evolving the events in order gives the same state. */
+const eventsOf = (changes: ReadonlyArray<Change>): Array<ProfileEvent> => {
+  const events: Array<ProfileEvent> = []
+  for (const change of changes) {
+    const last = events.at(-1)
+    if (last !== undefined && last._tag === change._tag) {
+      events[events.length - 1] = { ...last, memberships: [...last.memberships, change.membership] } as ProfileEvent
+    } else {
+      events.push({ _tag: change._tag, memberships: [change.membership] } as ProfileEvent)
+    }
+  }
+  return events
+}
+
+const addMembership = (state: ProfileState, added: typeof AddedMembership.Type): Membership => {
+  const old = state.memberships[keyOf(added.partner, added.segmentId)]
+  return {
+    partner: added.partner,
+    segmentId: added.segmentId,
+    present: true,
+    time: added.time,
+    addedAt: old?.present === true && old.addedAt !== undefined ? old.addedAt : added.time,
+    ...(added.expiresAt === undefined ? {} : { expiresAt: added.expiresAt }),
+    source: added.source
+  }
+}
+
+const evolve = (state: ProfileState, event: ProfileEvent): ProfileState => {
+  const memberships = { ...state.memberships }
+  switch (event._tag) {
+    case "SegmentsAdded":
+      for (const added of event.memberships) memberships[keyOf(added.partner, added.segmentId)] = addMembership({ memberships }, added)
+      break
+    case "SegmentsRemoved":
+      for (const r of event.memberships) {
+        memberships[keyOf(r.partner, r.segmentId)] = { partner: r.partner, segmentId: r.segmentId, present: false, time: r.time, source: r.source }
+      }
+      break
+    case "SegmentsExpired":
+      for (const e of event.memberships) {
+        const key = keyOf(e.partner, e.segmentId)
+        const m = memberships[key]
+        if (m !== undefined) {
+          const { addedAt: _addedAt, expiresAt: _expiresAt, ...rest } = m
+          memberships[key] = { ...rest, present: false }
+        }
+      }
+      break
+  }
+  return { memberships }
+}
+
+const decideApply = (records: ReadonlyArray<ProfileRecord>, state: ProfileState): Array<ProfileEvent> => {
+  let working = state
+  const changes: Array<Change> = []
+  for (const record of records) {
+    const { partner } = record.source
+    if (!supersedes(record, working.memberships[keyOf(partner, record.segmentId)])) continue
+    const change: Change = record.op === "add"
+      ? {
+        _tag: "SegmentsAdded",
+        membership: {
+          partner,
+          segmentId: record.segmentId,
+          time: record.time,
+          ...(record.ttlSeconds === undefined ? {} : { expiresAt: iso(ms(record.time) + record.ttlSeconds * 1000) }),
+          source: record.source
+        }
+      }
+      : { _tag: "SegmentsRemoved", membership: { partner, segmentId: record.segmentId, time: record.time, source: record.source } }
+    changes.push(change)
+    working = evolve(working, { _tag: change._tag, memberships: [change.membership] } as ProfileEvent)
+  }
+  return eventsOf(changes)
+}
+
+const decideWake = (at: number, state: ProfileState): Array<ProfileEvent> => {
+  const due: Array<typeof ExpiredMembership.Type> = []
+  for (const m of Object.values(state.memberships)) {
+    if (m.present && m.expiresAt !== undefined && ms(m.expiresAt) <= at) due.push({ partner: m.partner, segmentId: m.segmentId, expiresAt: m.expiresAt })
+  }
+  return due.length === 0 ? [] : [SegmentsExpired.make({ at: iso(at), memberships: due })]
+}
+
+/** Numeric order of 64-bit decimal ids. */
+const bySegment = (a: string, b: string) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0)
+
+/** The segments a profile is in now: present if any partner's membership is (see ProfileSegment). */
+export const segmentsOf = (state: ProfileState) => {
+  const bySegmentId = new Map<string, Array<Membership>>()
+  for (const m of Object.values(state.memberships)) {
+    if (!m.present) continue
+    bySegmentId.set(m.segmentId, [...bySegmentId.get(m.segmentId) ?? [], m])
+  }
+  return [...bySegmentId.keys()].sort(bySegment).map((segmentId) => {
+    const ms_ = bySegmentId.get(segmentId)!.toSorted((a, b) => (a.partner < b.partner ? -1 : a.partner > b.partner ? 1 : 0))
+    const expiries = ms_.map((m) => m.expiresAt)
+    const expiresAt = expiries.some((e) => e === undefined) ? undefined : expiries.map((e) => e!).reduce((a, b) => (ms(a) >= ms(b) ? a : b))
+    const addedAt = ms_.map((m) => m.addedAt ?? m.time).reduce((a, b) => (ms(a) <= ms(b) ? a : b))
+    return {
+      segmentId,
+      ...(expiresAt === undefined ? {} : { expiresAt }),
+      addedAt,
+      sources: ms_.map((m) => ({ partner: m.partner, jobId: m.source.jobId, line: m.source.line }))
+    }
+  })
+}
+
+/**
+ * A segment of the public profile: present while any partner's membership is; `expiresAt` the latest
+ * among partners (none when any has none), `addedAt` the earliest, `sources` the line that set each.
+ */
+export const ProfileSegment = Schema.Struct({
+  segmentId: Uint64String,
+  expiresAt: Schema.optionalKey(Schema.String),
+  addedAt: Schema.String,
+  sources: Schema.optionalKey(Schema.Array(Schema.Struct({ partner: Schema.String, jobId: Schema.String, line: Schema.Int })))
+}).annotate({ identifier: "ProfileSegment" })
+
+export const userprofile = decider<ProfileCommand, ProfileEvent, ProfileState>({
+  type: "userprofile",
+  id: ProfileId,
+  command: ProfileCommand,
+  event: ProfileEvent,
+  state: ProfileState,
+  initialState: () => ({ memberships: {} }),
+  decide: (command, state) =>
+    Result.succeed(command._tag === "Apply" ? decideApply(command.records, state) : decideWake(command.at, state)),
+  evolve,
+  // The kind and user id are the entity id's (parseProfileId); the state says the segments.
+  toJson: (state) => Object.keys(state.memberships).length === 0 ? null : { segments: segmentsOf(state) },
+  wakeAt: (state) => {
+    let earliest: number | undefined
+    for (const m of Object.values(state.memberships)) {
+      if (!m.present || m.expiresAt === undefined) continue
+      const at = ms(m.expiresAt)
+      if (earliest === undefined || at < earliest) earliest = at
+    }
+    return earliest
+  },
+  publishesSnapshots: false,
+  applies: "batch"
+})

@@ -1,0 +1,133 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Result, Schema } from "effect"
+import { profileId } from "../../../domain/ingest/LoaderRecord.ts"
+import type { ProfileEvent, ProfileRecord } from "../../../domain/ingest/profileEvents.ts"
+import { ProfileId, type ProfileState, userprofile } from "../../../domain/entities/userprofile.ts"
+
+const context = { entityType: "userprofile", entityId: "cookie:u1" }
+const given = (...events: ReadonlyArray<ProfileEvent>) => events.reduce(userprofile.evolve, userprofile.initialState())
+const decide = (state: ProfileState, command: Parameters<typeof userprofile.decide>[0]) => Result.getOrThrow(userprofile.decide(command, state, context))
+const apply = (state: ProfileState, ...records: ReadonlyArray<ProfileRecord>) => decide(state, { _tag: "Apply", records })
+/** The state after applying `records` one command each, from `state`. */
+const after = (state: ProfileState, ...records: ReadonlyArray<ProfileRecord>) =>
+  records.reduce((s, r) => apply(s, r).reduce(userprofile.evolve, s), state)
+const segments = (state: ProfileState) => (userprofile.toJson(state) as { segments: ReadonlyArray<{ segmentId: string }> } | null)?.segments
+
+const record = (over: Partial<ProfileRecord> & { partner?: string; digest?: string; line?: number } = {}): ProfileRecord => {
+  const { digest = "d1", line = 1, partner = "acme", ...rest } = over
+  return { segmentId: "100", op: "add", time: "2026-01-01T00:00:00Z", source: { partner, jobId: `job-${digest}`, digest, line }, ...rest }
+}
+
+describe("user profile decider", () => {
+  it("adds a membership with its expiry counted from the record's time, and wants waking then", () => {
+    const events = apply(given(), record({ ttlSeconds: 60 }))
+    assert.deepStrictEqual(events, [{
+      _tag: "SegmentsAdded",
+      memberships: [{ partner: "acme", segmentId: "100", time: "2026-01-01T00:00:00Z", expiresAt: "2026-01-01T00:01:00.000Z", source: record().source }]
+    }])
+    const state = events.reduce(userprofile.evolve, given())
+    assert.strictEqual(userprofile.wakeAt?.(state), Date.parse("2026-01-01T00:01:00Z"))
+    assert.deepStrictEqual(userprofile.toJson(state), {
+      segments: [{ segmentId: "100", expiresAt: "2026-01-01T00:01:00.000Z", addedAt: "2026-01-01T00:00:00Z", sources: [{ partner: "acme", jobId: "job-d1", line: 1 }] }]
+    })
+  })
+
+  it("applies records in the order of their time: a late, older add does not undo a newer remove (tombstone)", () => {
+    const removed = after(given(), record({ op: "remove", time: "2026-01-02T00:00:00Z", line: 2 }))
+    assert.deepStrictEqual(segments(removed), [])
+    assert.notStrictEqual(userprofile.toJson(removed), null) // it had a record: the profile exists
+    assert.deepStrictEqual(apply(removed, record({ time: "2026-01-01T00:00:00Z", line: 1 })), [])
+    // a late, older remove does not undo a newer add either
+    const added = after(given(), record({ time: "2026-01-03T00:00:00Z", line: 3 }))
+    assert.deepStrictEqual(apply(added, record({ op: "remove", time: "2026-01-02T00:00:00Z", line: 2 })), [])
+    // a newer add after the tombstone applies
+    assert.deepStrictEqual(segments(after(removed, record({ time: "2026-01-03T00:00:00Z", line: 3 })))?.map((s) => s.segmentId), ["100"])
+  })
+
+  it("keeps memberships per partner: one partner's remove never erases another's add", () => {
+    const state = after(
+      given(),
+      record({ partner: "acme", ttlSeconds: 60 }),
+      record({ partner: "bravo", digest: "d2", time: "2026-01-01T00:00:30Z", ttlSeconds: 3600 }),
+      record({ partner: "bravo", digest: "d2", line: 2, op: "remove", time: "2026-01-01T00:00:40Z" })
+    )
+    assert.deepStrictEqual(userprofile.toJson(state), {
+      segments: [{ segmentId: "100", expiresAt: "2026-01-01T00:01:00.000Z", addedAt: "2026-01-01T00:00:00Z", sources: [{ partner: "acme", jobId: "job-d1", line: 1 }] }]
+    })
+  })
+
+  it("shows a segment two partners hold with the latest expiry (none if one has none), the earliest addedAt and both sources", () => {
+    const both = after(given(), record({ ttlSeconds: 60 }), record({ partner: "bravo", digest: "d2", line: 7, time: "2026-01-01T00:00:10Z", ttlSeconds: 600 }))
+    assert.deepStrictEqual(userprofile.toJson(both), {
+      segments: [{
+        segmentId: "100",
+        expiresAt: "2026-01-01T00:10:10.000Z",
+        addedAt: "2026-01-01T00:00:00Z",
+        sources: [{ partner: "acme", jobId: "job-d1", line: 1 }, { partner: "bravo", jobId: "job-d2", line: 7 }]
+      }]
+    })
+    const forever = after(both, record({ partner: "carol", digest: "d3" }))
+    assert.isUndefined((userprofile.toJson(forever) as { segments: Array<{ expiresAt?: string }> }).segments[0]!.expiresAt)
+  })
+
+  it("renews an existing membership's expiry with a new SegmentsAdded, keeping when it was added", () => {
+    const first = after(given(), record({ ttlSeconds: 60 }))
+    const events = apply(first, record({ line: 2, time: "2026-01-01T00:00:50Z", ttlSeconds: 60 }))
+    assert.strictEqual(events[0]?._tag, "SegmentsAdded")
+    const renewed = events.reduce(userprofile.evolve, first)
+    assert.strictEqual(userprofile.wakeAt?.(renewed), Date.parse("2026-01-01T00:01:50Z"))
+    assert.strictEqual((userprofile.toJson(renewed) as { segments: Array<{ addedAt: string }> }).segments[0]!.addedAt, "2026-01-01T00:00:00Z")
+  })
+
+  it("is idempotent by source: the record that last set a membership changes nothing again; a new file's same line renews", () => {
+    const state = after(given(), record({ ttlSeconds: 60 }))
+    assert.deepStrictEqual(apply(state, record({ ttlSeconds: 60 })), [])
+    // the same lines again within one command: once
+    assert.strictEqual(apply(given(), record(), record()).flatMap((e): ReadonlyArray<unknown> => e.memberships).length, 1)
+    const again = apply(state, record({ digest: "d2", ttlSeconds: 120 }))
+    assert.strictEqual(again.length, 1)
+    assert.strictEqual(userprofile.wakeAt?.(again.reduce(userprofile.evolve, state)), Date.parse("2026-01-01T00:02:00Z"))
+  })
+
+  it("at the same time, a later line of the same file wins and an earlier one redelivered changes nothing", () => {
+    const state = after(given(), record({ line: 1 }), record({ line: 2, op: "remove" }))
+    assert.deepStrictEqual(segments(state), [])
+    assert.deepStrictEqual(apply(state, record({ line: 1 })), [])
+  })
+
+  it("expires, on Wake, every present membership due at or before the wake's instant, and nothing early", () => {
+    const state = after(given(), record({ segmentId: "1", ttlSeconds: 60 }), record({ segmentId: "2", line: 2, ttlSeconds: 120 }), record({ segmentId: "3", line: 3 }))
+    const at = Date.parse("2026-01-01T00:01:00Z")
+    assert.deepStrictEqual(decide(state, { _tag: "Wake", at: at - 1 }), [])
+    const events = decide(state, { _tag: "Wake", at })
+    assert.deepStrictEqual(events, [{
+      _tag: "SegmentsExpired",
+      at: "2026-01-01T00:01:00.000Z",
+      memberships: [{ partner: "acme", segmentId: "1", expiresAt: "2026-01-01T00:01:00.000Z" }]
+    }])
+    const expired = events.reduce(userprofile.evolve, state)
+    assert.deepStrictEqual(segments(expired)?.map((s) => s.segmentId), ["2", "3"])
+    assert.strictEqual(userprofile.wakeAt?.(expired), Date.parse("2026-01-01T00:02:00Z"))
+    // the expired record redelivered does not resurrect it; a new file does
+    assert.deepStrictEqual(apply(expired, record({ segmentId: "1", ttlSeconds: 60 })), [])
+    assert.strictEqual(apply(expired, record({ segmentId: "1", digest: "d9", ttlSeconds: 60 })).length, 1)
+  })
+
+  it("a profile without any record does not exist", () => {
+    assert.strictEqual(userprofile.toJson(given()), null)
+    assert.isUndefined(userprofile.wakeAt?.(given()))
+  })
+
+  it("accepts exactly the ids profileId writes: normalised user ids, unsafe ones encoded", () => {
+    const ok = Schema.is(ProfileId)
+    const cookie = profileId("cookie", "a.b c")
+    assert.isTrue(cookie.startsWith("cookie:~"))
+    assert.isTrue(ok(cookie))
+    assert.isTrue(ok(profileId("maid", "6d92078a-8246-4ba4-ae5b-76104861e7dc")))
+    assert.isFalse(ok("maid:6D92078A-8246-4BA4-AE5B-76104861E7DC")) // not normalised
+    assert.isFalse(ok("cookie:a.b")) // unsafe, not encoded
+    assert.isFalse(ok("device:abc"))
+    assert.isFalse(ok("cookie:"))
+    assert.isFalse(ok(`cookie:~${Buffer.from("abc").toString("base64url")}`)) // a safe id encoded: two spellings
+  })
+})
