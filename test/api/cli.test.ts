@@ -59,17 +59,15 @@ const createPartner = (id: string) =>
   })
 
 describe("npx tributary", () => {
-  layer(layerTestPlatform(), { timeout: "120 seconds" })("against the platform", (it) => {
+  layer(layerTestPlatform(), { excludeTestServices: true, timeout: "120 seconds" })("against the platform", (it) => {
     it.effect("--help lists the commands, and each command's --help its arguments and flags", () =>
       Effect.gen(function*() {
-        const top = yield* cli(["--help"])
+        const [top, upload, job] = yield* Effect.all([cli(["--help"]), cli(["upload", "--help"]), cli(["job", "--help"])], { concurrency: "unbounded" })
         assert.strictEqual(top.code, 0, top.stderr)
         assert.match(top.stdout, /upload/)
         assert.match(top.stdout, /job/)
-        const upload = yield* cli(["upload", "--help"])
         assert.strictEqual(upload.code, 0, upload.stderr)
         for (const word of ["<partner>", "<file>", "--url", "--key", "--format", "--follow", "--json"]) assert.include(upload.stdout, word)
-        const job = yield* cli(["job", "--help"])
         assert.strictEqual(job.code, 0, job.stderr)
         assert.include(job.stdout, "<jobId>")
       }), { timeout: 60_000 })
@@ -139,14 +137,16 @@ describe("npx tributary", () => {
     it.effect("a missing key, an unknown job and an unreachable API each exit 2 with a reason", () =>
       Effect.gen(function*() {
         const { url } = yield* HttpServer
-        const noKey = yield* cli(["job", "nope", "--url", url])
+        const key = yield* createPartner("cli-unknown")
+        const [noKey, unknown, away] = yield* Effect.all([
+          cli(["job", "nope", "--url", url]),
+          cli(["job", "no-such-job", "--url", url, "--key", key]),
+          cli(["job", "x", "--url", `http://127.0.0.1:${yield* freePort()}`, "--key", key])
+        ], { concurrency: "unbounded" })
         assert.notStrictEqual(noKey.code, 0)
         assert.include(noKey.stdout + noKey.stderr, "--key")
-        const key = yield* createPartner("cli-unknown")
-        const unknown = yield* cli(["job", "no-such-job", "--url", url, "--key", key])
         assert.strictEqual(unknown.code, 2, unknown.stderr)
         assert.match(unknown.stderr, /→ 404/)
-        const away = yield* cli(["job", "x", "--url", `http://127.0.0.1:${yield* freePort()}`, "--key", key])
         assert.strictEqual(away.code, 2, away.stderr)
         assert.match(away.stderr, /ECONNREFUSED/)
       }), { timeout: 120_000 })
