@@ -32,12 +32,12 @@ export interface Running {
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** Polls `check` every 50 ms until it holds, for at most `withinMs`; the time it took, in ms. */
-export const until = async (check: () => Promise<boolean>, withinMs: number) => {
+/** Polls `check` every `everyMs` (50) ms until it holds, for at most `withinMs`; the time it took, in ms. */
+export const until = async (check: () => Promise<boolean>, withinMs: number, everyMs = 50) => {
   const started = performance.now()
   while (!(await check().catch(() => false))) {
     if (performance.now() - started > withinMs) throw new Error(`not reached within ${withinMs} ms`)
-    await sleep(50)
+    await sleep(everyMs)
   }
   return performance.now() - started
 }
