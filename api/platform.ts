@@ -15,6 +15,8 @@ import * as EntityMemory from "../actors/entity/EntityMemory.ts"
 import type { Cluster } from "../domain/Cluster.ts"
 import { runEntityActors } from "../actors/entity/runEntityActors.ts"
 import { runEntityReminders } from "../actors/entity/runEntityReminders.ts"
+import { runTranslators } from "../actors/ingest/runTranslators.ts"
+import type { Translate } from "../actors/ingest/Translate.ts"
 import { OwnedShards } from "../actors/runtime/Shards.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
 import type { CommandBus } from "../domain/CommandBus.ts"
@@ -26,6 +28,7 @@ import type { AnyDecider } from "../domain/Decider.ts"
 import { Deciders, makeRegistry } from "../domain/DeciderRegistry.ts"
 import { EventStore } from "../domain/EventStore.ts"
 import type { EntityReadModel } from "../projections/EntityReadModel.ts"
+import type { SegmentReadModel } from "../projections/ingest/segments.ts"
 import * as ApiKeysSqlite from "../infra/apiKeys/sqlite.ts"
 import { instrumented } from "../infra/eventstore/instrumented.ts"
 import { layerKurrent } from "../infra/eventstore/kurrent.ts"
@@ -40,9 +43,14 @@ import { ensureConsumerAccounts } from "../infra/nats/consumerAccounts.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
 import * as CredentialsSqlite from "../infra/ingest/credentialsSqlite.ts"
 import * as IngestIntake from "../infra/ingest/intake.ts"
+import * as IngestQueueJetStream from "../infra/ingest/ingestQueue.ts"
+import * as ReplaceIndexSqlite from "../infra/ingest/replaceIndexSqlite.ts"
+import { translateStream } from "../infra/ingest/translateStream.ts"
 import * as IngestJobsSqlite from "../infra/ingest/jobsSqlite.ts"
 import * as UploadsDir from "../infra/ingest/uploadsDir.ts"
 import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
+import { segmentsProjection } from "../infra/readmodel/segments.ts"
+import * as SegmentsSqlite from "../infra/readmodel/segmentsQueries.ts"
 import * as RemindersSqlite from "../infra/reminders/sqlite.ts"
 import { layerRelay } from "../infra/relay.ts"
 import { readRelayStatus } from "../infra/relayStatus.ts"
@@ -57,6 +65,7 @@ import { entityRoutes } from "./routes/entities.ts"
 import { historyRoutes } from "./routes/history.ts"
 import { ingestRoutes } from "./routes/ingest.ts"
 import { partnerCredentialsRoutes } from "./routes/partnerCredentials.ts"
+import { segmentRoutes } from "./routes/segments.ts"
 import { readinessChecks } from "./readiness.ts"
 import { opsRoutes } from "./routes/ops.ts"
 import { profileRoutes } from "./routes/profiles.ts"
@@ -133,7 +142,7 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
-  | Intake | IngestJobs | PartnerCredentials
+  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -166,6 +175,7 @@ const httpLayer = (config: PlatformConfig) =>
       }),
       ...entityRoutes({ registry: yield* Deciders }),
       ...historyRoutes,
+      ...segmentRoutes,
       ...adminRoutes,
       ...bootstrapKeyRoutes,
       ...clusterRoutes,
@@ -184,22 +194,29 @@ const httpLayer = (config: PlatformConfig) =>
 export interface PlatformOptions {
   /** the entity types it runs; default the built-in ones (domain/entities/index.ts) */
   readonly deciders?: ReadonlyArray<AnyDecider>
+  /** how ingestion jobs' bytes become lines; default infra/ingest/translateStream.ts (tests wrap it) */
+  readonly translate?: Translate
 }
 
 /** The whole platform for `config`; its HttpServer is listening once the layer is built. */
 export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => {
   mkdirSync(config.dataDir, { recursive: true })
   const deciders = options.deciders === undefined ? Layer.empty : Layer.succeed(Deciders, makeRegistry(options.deciders))
+  const readModelPath = join(config.dataDir, "readmodel.db")
+  const readModel = ReadModelSqlite.layerSqlite({ path: readModelPath, snapshotEvery: config.snapshotEvery, projections: [segmentsProjection()] })
+    .pipe(Layer.provide(deciders))
   const stores = Layer.mergeAll(
     natsLayer(config),
     eventStoreLayer(config),
-    ReadModelSqlite.layerSqlite({ path: join(config.dataDir, "readmodel.db"), snapshotEvery: config.snapshotEvery }).pipe(Layer.provide(deciders)),
+    readModel,
+    SegmentsSqlite.layerSqlite({ path: readModelPath }).pipe(Layer.provide(readModel)),
     EntityMemory.layer(config.entityMemoryBytes),
     deciders,
     ApiKeysSqlite.layerSqlite({ path: join(config.dataDir, "keys.db") }),
     RemindersSqlite.layerSqlite({ path: join(config.dataDir, "reminders.db") }),
     UploadsDir.layerDir({ dir: join(config.dataDir, "uploads") }),
     IngestJobsSqlite.layerSqlite({ path: join(config.dataDir, "ingest.db") }),
+    ReplaceIndexSqlite.layerSqlite({ path: join(config.dataDir, "ingest-members.db") }),
     CredentialsSqlite.layerSqlite({ path: join(config.dataDir, "credentials.db") }),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
@@ -220,7 +237,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     layerJetStream({ shards: config.shards, maxInFlight: config.maxInFlightCommands, defaultTimeout: config.commandTimeout, maxDeliver: config.commandMaxDeliver }),
     layerClusterFor(config.shards),
     DeadLettersJetStream.layerJetStream,
-    IngestIntake.layer
+    IngestIntake.layer,
+    IngestQueueJetStream.layerJetStream()
   )
   const workers = Layer.mergeAll(
     layerRelay({}),
@@ -234,7 +252,17 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   )
   // Due reminders of the owned shards, fired as Wake commands.
   const reminders = Layer.effectDiscard(Effect.forkScoped(runEntityReminders))
+  // A translator per partner (one process at a time each), running the partners' ingestion jobs.
+  const translators = Layer.effectDiscard(runTranslators({
+    translate: options.translate ?? translateStream,
+    batchLines: config.translateBatchLines,
+    inFlight: config.translateInFlight,
+    checkpointLines: config.translateCheckpointLines,
+    commandTimeout: "2 minutes",
+    deleteUploads: config.uploadRetention === "delete"
+  }))
   return httpLayer(config).pipe(
+    Layer.provideMerge(translators),
     Layer.provideMerge(reminders),
     Layer.provideMerge(workers),
     Layer.provideMerge(bus),

@@ -38,7 +38,7 @@ const Format = Schema.Literals(["partner", "loader"]).annotate({
 const FileName = Schema.String.check(
   Schema.isMinLength(1),
   Schema.isMaxLength(255),
-  Schema.makeFilter((s: string) => !/[/\\\u0000-\u001f\u007f]/.test(s) || "a file name, without / \\ or control characters")
+  Schema.makeFilter((s: string) => !/[/\\\p{Cc}]/u.test(s) || "a file name, without / \\ or control characters")
 )
 
 const JobId = Schema.String.check(Schema.isPattern(/^[A-Za-z0-9-]{1,64}$/, { description: "a job id" }))

@@ -5,12 +5,8 @@
  */
 import { Effect, Option, Schema } from "effect"
 import { getEntity } from "../../projections/EntityQueries.ts"
+export { PartnerId } from "../../domain/entities/partner.ts"
 import { NotFound } from "../problems.ts"
-
-/** A partner's id: a lowercase slug (it becomes a subject token, a folder and a consumer name). */
-export const PartnerId = Schema.String.check(
-  Schema.isPattern(/^[a-z][a-z0-9-]{0,62}$/, { description: "a lowercase slug: a letter, then letters, digits and -; at most 63" })
-)
 
 /** The partner is paused: it takes no new data until it is active again. */
 export class PartnerPaused extends Schema.TaggedError<PartnerPaused>()("PartnerPaused", { partner: Schema.String }) {}

@@ -44,7 +44,7 @@ const recordChange = (partner: string, summary: CredentialsSummary) =>
       correlationId: commandId,
       entityType: "partner",
       entityId: partner,
-      action: { _tag: "RecordCredentialsChange", password: summary.password, sshPublicKeys: summary.sshPublicKeys }
+      action: { _tag: "RecordCredentialsChange", password: summary.password, sshPublicKeys: summary.sshPublicKeys, ...(summary.updatedAt === undefined ? {} : { at: summary.updatedAt }) }
     })
     switch (reply._tag) {
       case "Accepted":

@@ -5,10 +5,10 @@
  * live in their own store (domain/ingest/PartnerCredentials.ts); the partner's history records only
  * that they changed: whether there is a password and how many SSH keys, never a value.
  */
-import { Result, Schema } from "effect"
+import { type Option, Result, Schema } from "effect"
 import { decider } from "../Decider.ts"
 import { EntityNotFound } from "../entity.ts"
-import { FormatSpec, SegmentMap } from "../ingest/FormatSpec.ts"
+import { FormatSpec, PartnerConfig, SegmentMap } from "../ingest/FormatSpec.ts"
 import { TtlSeconds } from "../ingest/LoaderRecord.ts"
 import { IsoDateTime } from "../isoDateTime.ts"
 import { Name } from "./fields.ts"
@@ -106,3 +106,11 @@ const base = decider<PartnerCommand, PartnerEvent, PartnerState>({
 })
 
 export const partner = { ...base, fields: record.fields }
+
+const decodeConfig = Schema.decodeUnknownOption(PartnerConfig)
+
+/**
+ * What translating a partner's files needs, from its entity state (GET /v1/entities/partner/{id}'s
+ * `state`); none when it has no format spec: it then sends loader-format JSON Lines only.
+ */
+export const partnerConfigOf = (state: unknown): Option.Option<PartnerConfig> => decodeConfig(state)

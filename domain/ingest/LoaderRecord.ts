@@ -50,6 +50,14 @@ export type RecordSource = typeof RecordSource.Type
 export const SourcedRecord = Schema.Struct({ ...LoaderRecord.fields, source: RecordSource })
 export type SourcedRecord = typeof SourcedRecord.Type
 
+const hasControlCharacter = (s: string): boolean => {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x20 || c === 0x7f) return true
+  }
+  return false
+}
+
 const hex64 = /^[0-9a-f]{64}$/
 const maid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
@@ -74,7 +82,7 @@ export const normalizeUserId = (kind: IdKind, raw: string): Result.Result<string
     }
     case "cookie":
     case "customer":
-      return /[\u0000-\u001f\u007f]/.test(id) ? Result.fail("control characters in the user id") : Result.succeed(id)
+      return hasControlCharacter(id) ? Result.fail("control characters in the user id") : Result.succeed(id)
   }
 }
 

@@ -70,7 +70,12 @@ export const layer = Layer.effect(
             digest: stored.digest,
             fileName: input.fileName,
             format: input.format
-          })
+          }).pipe(
+            // Without its job nobody would ever read or remove the upload.
+            Effect.tapError(() => Effect.ignore(uploads.remove(stored.uploadId)))
+          )
+          // Failing here answers 503 although the job is recorded: translators find it among the
+          // unfinished jobs, and a client that sends the file again makes a duplicate (same digest).
           yield* publish({ _tag: "FileJob", jobId: id, partner: input.partner })
           return job
         }),

@@ -1,6 +1,9 @@
 /** An SSH public key as partners give it (an OpenSSH `authorized_keys` line), checked by ssh2's own parser. */
 import { Result } from "effect"
-import { type ParsedKey, utils } from "ssh2"
+import ssh2, { type ParsedKey } from "ssh2"
+
+// ssh2 is CommonJS: Node gives its exports as the default import only.
+const { utils } = ssh2
 
 /** Lines of an `authorized_keys` text, without blanks and comments. */
 export const keyLines = (text: string): ReadonlyArray<string> =>

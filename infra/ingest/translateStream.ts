@@ -40,7 +40,7 @@ const NEWLINES = Buffer.from("\n\n\n\n")
 
 const csvProblems: Record<string, string> = {
   CSV_INVALID_CLOSING_QUOTE: "malformed quoting: a closing quote is followed by text",
-  CSV_INVALID_OPENING_QUOTE: "malformed quoting: a quote inside an unquoted field",
+  INVALID_OPENING_QUOTE: "malformed quoting: a quote inside an unquoted field",
   CSV_QUOTE_NOT_CLOSED: "malformed quoting: a quote is not closed on this line"
 }
 
@@ -57,7 +57,12 @@ interface CsvApi {
  */
 const csvLines = (delimiter: string, quote: string) => {
   const options = { delimiter, quote, escape: quote, record_delimiter: "\n", relax_column_count: true, skip_empty_lines: true, bom: false }
-  const make = () => (new Parser(options) as unknown as { readonly api: CsvApi }).api
+  const make = () => {
+    const api = (new Parser(options) as unknown as { readonly api?: CsvApi }).api
+    // csv-parse 5–7 keep it there; a version that does not is caught by the tests, and here at once
+    if (typeof api?.parse !== "function") throw new Error("csv-parse's Parser has no synchronous api.parse")
+    return api
+  }
   let api = make()
   return (bytes: Uint8Array): Result.Result<ReadonlyArray<string>, Omit<LineError, "line">> => {
     let fields: Array<string> | undefined

@@ -1,5 +1,5 @@
 /**
- * The `entities` projection on SQLite: every registered entity type's current state (table
+ * The `entities` projection on SQLite: every registered entity type's (but batch-applied ones') current state (table
  * `entities`) and, every `snapshotEvery` revisions (the decider's own, or the read model's default),
  * a kept snapshot (table `entity_snapshots`), both with the decider's state encoded so that folding can
  * go on from them. Declared as data (projections/Projection.ts); its SQL lives here.
@@ -25,7 +25,12 @@ export const entitiesProjection = (options: { readonly registry: DeciderRegistry
     if (rebuild) db.exec("DROP TABLE IF EXISTS entities; DROP TABLE IF EXISTS entity_snapshots;")
     db.exec(TABLES)
   },
-  canHandle: (event) => options.registry.get(event.entityType) !== undefined,
+  // Batch-applied types (user profiles: tens of millions) are read from the event store only: a row
+  // and kept snapshots per profile would cost the read model more than the profiles' own commit.
+  canHandle: (event) => {
+    const kind = options.registry.get(event.entityType)
+    return kind !== undefined && kind.decider.applies !== "batch"
+  },
   evolve: (db, events: ReadonlyArray<EventEnvelope>) => {
     const select = db.prepare(`SELECT * FROM entities WHERE type = ? AND id = ?`)
     const upsert = db.prepare(`INSERT OR REPLACE INTO entities VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)

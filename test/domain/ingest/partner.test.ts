@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Result, Schema } from "effect"
+import { Option, Result, Schema } from "effect"
 import type { DecideContext } from "../../../domain/Decider.ts"
-import { partner, PartnerId, type PartnerCommand, type PartnerEvent, type PartnerState } from "../../../domain/entities/partner.ts"
+import { partner, partnerConfigOf, PartnerId, type PartnerCommand, type PartnerEvent, type PartnerState } from "../../../domain/entities/partner.ts"
 import { deciders } from "../../../domain/entities/index.ts"
 import { makeEntityKind } from "../../../domain/EntityKind.ts"
 import { validate } from "../../../domain/validation.ts"
@@ -84,5 +84,12 @@ describe("partner entity", () => {
     assert.deepStrictEqual(stored, { type: "CredentialsChanged", data: { password: false, sshPublicKeys: 1 } })
     assert.isTrue(Result.isSuccess(kind.decodeCommand({ _tag: "RecordCredentialsChange", password: true, sshPublicKeys: 0 })))
     assert.isTrue(Result.isFailure(kind.decodeCommand({ _tag: "RecordCredentialsChange", password: "secret", sshPublicKeys: 0 })))
+  })
+
+  it("gives the translation config of a partner's state, none without a format spec", () => {
+    const state = partner.toJson(given({ _tag: "EntityCreated", fields: pixelCo.body }, { _tag: "CredentialsChanged", password: true, sshPublicKeys: 0 }))
+    assert.deepStrictEqual(partnerConfigOf(state), Option.some(pixelCo.config))
+    assert.isTrue(Option.isNone(partnerConfigOf({ name: "Loader only", credentials: { password: true, sshPublicKeys: 0 } })))
+    assert.isTrue(Option.isNone(partnerConfigOf(null)))
   })
 })

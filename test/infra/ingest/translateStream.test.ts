@@ -200,6 +200,20 @@ describe("translateStream", () => {
       }
     }))
 
+  it.effect("bad quoting is rejected on its line, naming the column; quoted fields may hold the delimiter", () =>
+    Effect.gen(function*() {
+      const maid = "6d92078a-8246-4ba4-ae5b-76104861e7dc"
+      const text = `maid,segments,action,ts\n${maid},"auto"x,A,1\n${maid},au"to,A,1\n"${maid}","auto|tra,vel",A,1\n`
+      const config = { ...acmeData.config, segmentMap: { ...acmeData.config.segmentMap, "tra,vel": "9" } }
+      assert.deepStrictEqual(content((yield* run(partner(config), utf8(text))).lines), [
+        error(2, "malformed quoting: a closing quote is followed by text", 2),
+        error(3, "malformed quoting: a quote inside an unquoted field", 2),
+        records(4,
+          { idKind: "maid", userId: maid, segmentId: "1001", op: "add", time: "1970-01-01T00:00:01.000Z" },
+          { idKind: "maid", userId: maid, segmentId: "9", op: "add", time: "1970-01-01T00:00:01.000Z" })
+      ])
+    }))
+
   it.effect("loader-format JSON Lines: the contract strictly, user ids normalised", () =>
     Effect.gen(function*() {
       const text = [

@@ -1,0 +1,86 @@
+import { assert, layer } from "@effect/vitest"
+import { readdirSync, readFileSync } from "node:fs"
+import { join } from "node:path"
+import { Context, Effect, Layer, Redacted } from "effect"
+import ssh2 from "ssh2"
+import { PartnerCredentials } from "../../domain/ingest/PartnerCredentials.ts"
+import { assertInvalid, assertProblem, createKey, request } from "../fixtures/http.ts"
+import { layerTestPlatform } from "../fixtures/platform.ts"
+import { tempDir } from "../fixtures/tempDir.ts"
+
+class DataDir extends Context.Service<DataDir, string>()("test/DataDir") {}
+
+const platform = Layer.unwrap(Effect.map(tempDir("credentials-api"), (dir) =>
+  Layer.merge(layerTestPlatform({ DATA_DIR: dir }), Layer.succeed(DataDir, dir))))
+
+const password = "a long partner password"
+const sshKey = () => ssh2.utils.generateKeyPairSync("ed25519", { comment: "ops@acme" })
+
+layer(platform, { excludeTestServices: true, timeout: 120_000 })("partner credentials (admin)", (it) => {
+  it.effect("are stored hashed, verify, and the partner's history records only that they changed", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* DataDir
+      assert.strictEqual((yield* request({ method: "PUT", url: "/v1/entities/partner/acme", body: { name: "Acme" } })).statusCode, 201)
+      const key = sshKey()
+      const res = yield* request({ method: "PUT", url: "/v1/admin/partners/acme/credentials", body: { password, sshPublicKey: key.public } })
+      assert.strictEqual(res.statusCode, 200, res.body)
+      assert.deepInclude(res.json() as object, { partner: "acme", password: true, sshPublicKeys: 1 })
+      const keyBody = key.public.split(" ")[1]!
+      assert.notInclude(res.body, password)
+      assert.notInclude(res.body, keyBody)
+      // Only a salted hash is on disk.
+      const onDisk = readdirSync(dataDir).filter((f) => f.startsWith("credentials.db")).map((f) => readFileSync(join(dataDir, f), "latin1")).join("")
+      assert.include(onDisk, "scrypt$")
+      assert.notInclude(onDisk, password)
+      const credentials = yield* PartnerCredentials
+      assert.isTrue(yield* credentials.verifyPassword("acme", Redacted.make(password)))
+      assert.isFalse(yield* credentials.verifyPassword("acme", Redacted.make(`${password}.`)))
+      assert.deepStrictEqual(yield* credentials.sshPublicKeys("acme"), [key.public.trim()])
+      // The history: created, then the change, with nothing secret in it.
+      const history = yield* request({ method: "GET", url: "/v1/entities/partner/acme/history" })
+      assert.strictEqual(history.statusCode, 200, history.body)
+      const events = (history.json() as { events: Array<{ type: string; data: Record<string, unknown> }> }).events
+      assert.deepStrictEqual(events.map((e) => e.type), ["EntityCreated", "CredentialsChanged"])
+      assert.deepInclude(events[1]!.data, { password: true, sshPublicKeys: 1 })
+      assert.notInclude(history.body, password)
+      assert.notInclude(history.body, keyBody)
+      const summary = yield* request({ method: "GET", url: "/v1/admin/partners/acme/credentials" })
+      assert.deepInclude(summary.json() as object, { partner: "acme", password: true, sshPublicKeys: 1 })
+      // Removing the keys is a change too; the password stays.
+      const removed = yield* request({ method: "PUT", url: "/v1/admin/partners/acme/credentials", body: { sshPublicKey: "" } })
+      assert.deepInclude(removed.json() as object, { password: true, sshPublicKeys: 0 })
+      const entity = yield* request({ method: "GET", url: "/v1/entities/partner/acme" })
+      assert.deepInclude((entity.json() as { state: { credentials: object } }).state.credentials, { password: true, sshPublicKeys: 0 })
+    }))
+
+  it.effect("a key that is not an SSH public key is 422 naming it, a short password 400, and nothing changes", () =>
+    Effect.gen(function*() {
+      assert.strictEqual((yield* request({ method: "PUT", url: "/v1/entities/partner/globex", body: { name: "Globex" } })).statusCode, 201)
+      const good = sshKey()
+      for (const bad of ["ssh-ed25519 AAAAC3Nza", good.private]) {
+        const res = yield* request({ method: "PUT", url: "/v1/admin/partners/globex/credentials", body: { password, sshPublicKey: `${good.public}\n${bad}` } })
+        const problem = assertProblem(res, 422, "invalid-credentials")
+        assert.isTrue((problem.errors ?? []).some((e) => e.in === "body" && e.pointer === "/sshPublicKey/1"), res.body)
+      }
+      assertInvalid(yield* request({ method: "PUT", url: "/v1/admin/partners/globex/credentials", body: { password: "too short" } }), "body", "/password")
+      assertInvalid(yield* request({ method: "PUT", url: "/v1/admin/partners/globex/credentials", body: {} }), "body", "/")
+      const summary = yield* request({ method: "GET", url: "/v1/admin/partners/globex/credentials" })
+      assert.deepStrictEqual(summary.json(), { partner: "globex", password: false, sshPublicKeys: 0 })
+      const history = yield* request({ method: "GET", url: "/v1/entities/partner/globex/history" })
+      assert.deepStrictEqual((history.json() as { events: Array<{ type: string }> }).events.map((e) => e.type), ["EntityCreated"])
+    }))
+
+  it.effect("only admin may set or read them; an unknown partner is 404", () =>
+    Effect.gen(function*() {
+      assert.strictEqual((yield* request({ method: "PUT", url: "/v1/entities/partner/initech", body: { name: "Initech" } })).statusCode, 201)
+      const partnerKey = yield* createKey("partner:initech")
+      const service = yield* createKey("service")
+      for (const key of [partnerKey.secret, service.secret]) {
+        assertProblem(yield* request({ method: "PUT", url: "/v1/admin/partners/initech/credentials", key, body: { password } }), 403, "forbidden")
+        assertProblem(yield* request({ method: "GET", url: "/v1/admin/partners/initech/credentials", key }), 403, "forbidden")
+      }
+      assertProblem(yield* request({ method: "PUT", url: "/v1/admin/partners/nobody/credentials", body: { password } }), 404, "not-found")
+      assertProblem(yield* request({ method: "GET", url: "/v1/admin/partners/nobody/credentials" }), 404, "not-found")
+      assert.isFalse((yield* (yield* PartnerCredentials).summary("initech")).password)
+    }))
+})
