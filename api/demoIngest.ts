@@ -69,7 +69,11 @@ const crmFile = (now: number) =>
   Array.from({ length: 2_000 }, (_, u) => {
     const email = u % 3 === 0 ? emailOf(u).toUpperCase() : emailOf(u)
     const time = new Date((now - 86_400) * 1000).toISOString()
-    return u % 701 === 0 ? `${email}\t1\t0` : `${email}\t${u % 2}\t${u % 5 === 0 ? 1 : 0}\t${u % 3 === 0 ? 1 : 0}\t${time}`
+    const gold = u % 2
+    const loan = u % 5 === 0 ? 1 : 0
+    // every customer is in at least one segment (a line of zeros says nothing, and is rejected)
+    const saver = u % 3 === 0 || gold + loan === 0 ? 1 : 0
+    return u % 701 === 0 ? `${email}\t1\t0` : `${email}\t${gold}\t${loan}\t${saver}\t${time}`
   })
 
 const Accepted = Schema.Struct({ jobId: Schema.String })
