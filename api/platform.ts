@@ -52,6 +52,7 @@ import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
 import { segmentsProjection } from "../infra/readmodel/segments.ts"
 import * as SegmentsSqlite from "../infra/readmodel/segmentsQueries.ts"
 import * as RemindersSqlite from "../infra/reminders/sqlite.ts"
+import { type FileDoorsOptions, layerFileDoors, sftpHostKey } from "../infra/ingest/fileDoors.ts"
 import { layerRelay } from "../infra/relay.ts"
 import { readRelayStatus } from "../infra/relayStatus.ts"
 import * as ProjectionRunner from "../projections/ProjectionRunner.ts"
@@ -65,6 +66,7 @@ import { entityRoutes } from "./routes/entities.ts"
 import { historyRoutes } from "./routes/history.ts"
 import { ingestRoutes } from "./routes/ingest.ts"
 import { partnerCredentialsRoutes } from "./routes/partnerCredentials.ts"
+import { makeAuthFailures } from "./rateLimit.ts"
 import { segmentRoutes } from "./routes/segments.ts"
 import { readinessChecks } from "./readiness.ts"
 import { opsRoutes } from "./routes/ops.ts"
@@ -191,6 +193,23 @@ const httpLayer = (config: PlatformConfig) =>
     return HttpServer.of({ app, url })
   }))
 
+/** The FTP and SFTP doors from the configuration (README: file doors); the SFTP host key is read, or generated once, here. */
+const fileDoorsOptions = (config: PlatformConfig): FileDoorsOptions => {
+  const doors = config.fileDoors
+  return {
+    ftp: doors.ftpEnabled
+      ? { host: config.host, port: doors.ftpPort, passivePorts: doors.ftpPassivePorts, passiveAddress: Option.getOrUndefined(doors.ftpPassiveAddress) }
+      : undefined,
+    sftp: doors.sftpEnabled
+      ? { host: config.host, port: doors.sftpPort, hostKey: sftpHostKey(Option.getOrElse(doors.sftpHostKeyFile, () => join(config.dataDir, "sftp-host.key"))) }
+      : undefined,
+    loginFailures: makeAuthFailures({ perSecond: doors.loginFailuresPerMinute / 60, burst: doors.loginFailuresBurst }),
+    maxSessions: doors.maxSessions,
+    maxSessionsPerPartner: doors.maxSessionsPerPartner,
+    maxUploadBytes: config.uploadMaxBytes
+  }
+}
+
 export interface PlatformOptions {
   /** the entity types it runs; default the built-in ones (domain/entities/index.ts) */
   readonly deciders?: ReadonlyArray<AnyDecider>
@@ -242,6 +261,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   )
   const workers = Layer.mergeAll(
     layerRelay({}),
+    // FTP and SFTP, in the one process holding their lease.
+    Layer.unwrap(Effect.sync(() => layerFileDoors(fileDoorsOptions(config)))),
     ProjectionRunner.layer,
     // Built once this process took the free shards it should own: HTTP starts after that.
     Layer.effect(OwnedShards, runEntityActors({
