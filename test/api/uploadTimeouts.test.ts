@@ -3,12 +3,16 @@
  * over an ordinary link for as long as it keeps coming, while a stalled or trickling upload is closed;
  * every other route keeps the whole-request deadline. Replayed over raw sockets against a platform.
  */
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import { existsSync, readdirSync } from "node:fs"
 import { join } from "node:path"
-import { Clock, Context, Effect, Layer } from "effect"
+import { Clock, ConfigProvider, Context, Duration, Effect, Layer, Schema, Stream } from "effect"
+import { PlatformConfig } from "../../api/config.ts"
 import { HttpServer } from "../../api/platform.ts"
+import { route } from "../../api/route.ts"
+import { upload } from "../../api/streaming.ts"
 import { IngestJobs } from "../../domain/ingest/Job.ts"
+import { layerTestApp, TestApp } from "../fixtures/app.ts"
 import { createKey, eventually, request } from "../fixtures/http.ts"
 import { ADMIN_KEY, layerTestPlatform } from "../fixtures/platform.ts"
 import { awaitAnswer, awaitClosed, type RawAnswer, rawConnect } from "../fixtures/rawHttp.ts"
@@ -147,4 +151,54 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("upload timeout
         yield* awaitClosed(connection, "20 seconds")
       }))
   })
+})
+
+const BUSY_IDLE_MILLIS = 1_000
+
+// Reads one chunk, is busy for three idle timeouts, then reads the rest.
+const busyRoute = route({
+  method: "POST", url: "/v1/test/busy-uploads", tags: ["test"], roles: ["service"],
+  summary: "a handler slower than its client",
+  body: upload({ contentTypes: ["application/octet-stream"], maxBytes: 64 * 1024 * 1024, description: "any bytes." }),
+  responses: { 200: { description: "bytes read", schema: Schema.Struct({ bytes: Schema.Int }) } },
+  handler: ({ body }) =>
+    Effect.gen(function*() {
+      const read = { bytes: 0, chunks: 0 }
+      yield* Stream.runForEach(body, (chunk) =>
+        Effect.gen(function*() {
+          read.bytes += chunk.byteLength
+          if (read.chunks++ === 0) yield* Effect.sleep(Duration.millis(3 * BUSY_IDLE_MILLIS))
+        }))
+      return { status: 200, body: { bytes: read.bytes } }
+    })
+})
+layer(layerTestApp([busyRoute], { uploadPace: { idleMillis: BUSY_IDLE_MILLIS, minBytesPerSecond: 1024 } }), { timeout: 60_000 })("upload pace", (it) => {
+  it.effect("counts only the time the server waits for the client: a handler busy for longer than the idle timeout does not close the upload", () =>
+    Effect.gen(function*() {
+      const { url, createKey: keyFor } = yield* TestApp
+      const key = yield* keyFor("service")
+      // 8 MiB: more than the socket buffers hold, so the client is held back while the handler is busy.
+      const body = Buffer.alloc(8 * 1024 * 1024, "x")
+      const res = yield* Effect.promise(() =>
+        fetch(`${url}/v1/test/busy-uploads`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/octet-stream" }, body })
+      )
+      const text = yield* Effect.promise(() => res.text())
+      assert.strictEqual(res.status, 200, text)
+      assert.deepStrictEqual(JSON.parse(text), { bytes: body.length })
+    }), { timeout: 60_000 })
+})
+
+describe("the upload pace settings", () => {
+  it.effect("default to 30 s without a byte and 16 KiB/s, are read from the environment, and refuse what makes no sense", () =>
+    Effect.gen(function*() {
+      const parse = (env: Record<string, string>) => PlatformConfig.parse(ConfigProvider.fromEnvRecord(env))
+      const defaults = yield* parse({})
+      assert.deepStrictEqual([Duration.toMillis(defaults.uploadIdleTimeout), defaults.uploadMinBytesPerSecond], [30_000, 16_384])
+      const set = yield* parse({ UPLOAD_IDLE_TIMEOUT: "2 minutes", UPLOAD_MIN_BYTES_PER_SECOND: "0" })
+      assert.deepStrictEqual([Duration.toMillis(set.uploadIdleTimeout), set.uploadMinBytesPerSecond], [120_000, 0])
+      const bads: Array<Record<string, string>> = [{ UPLOAD_IDLE_TIMEOUT: "soon" }, { UPLOAD_MIN_BYTES_PER_SECOND: "-1" }, { UPLOAD_MIN_BYTES_PER_SECOND: "1.5" }]
+      for (const bad of bads) {
+        yield* Effect.flip(parse(bad))
+      }
+    }))
 })
