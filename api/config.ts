@@ -20,6 +20,21 @@ const RateLimitsByRole = Schema.String.check(
   encode: SchemaGetter.transform((limits) => Object.entries(limits).map(([role, l]) => `${role}=${l.perSecond}/${l.burst}`).join(","))
 }))
 
+/** `<first>-<last>`: FTP passive ports, e.g. `30000-30019` */
+const PortRange = Schema.String.check(
+  Schema.isPattern(/^\d{1,5}-\d{1,5}$/, { description: "<first port>-<last port>, e.g. 30000-30019" })
+).pipe(Schema.decodeTo(
+  Schema.Struct({ min: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65_535 })), max: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65_535 })) })
+    .check(Schema.makeFilter((range: { readonly min: number; readonly max: number }) => range.min <= range.max || "the first port is after the last")),
+  {
+    decode: SchemaGetter.transform((text: string) => {
+      const [min, max] = text.split("-").map(Number) as [number, number]
+      return { min, max }
+    }),
+    encode: SchemaGetter.transform((range: { readonly min: number; readonly max: number }) => `${range.min}-${range.max}`)
+  }
+))
+
 export const PlatformConfig = Config.all({
   /** pretty (for people) or json (one object a line, for log collectors) */
   logFormat: Config.Literals(["pretty", "json"], "LOG_FORMAT").pipe(Config.withDefault("pretty" as const)),
@@ -109,6 +124,31 @@ export const PlatformConfig = Config.all({
   uploadRetention: Config.Literals(["delete", "keep"], "UPLOAD_RETENTION").pipe(Config.withDefault("delete" as const)),
   /** bytes of ingestion work the INGEST stream holds before refusing more (doors answer 503 + Retry-After) */
   ingestMaxBytes: intAtLeast(1_024, "INGEST_MAX_BYTES").pipe(Config.withDefault(1_073_741_824)),
+  /** lines of a file translated into one batch of user profile commands (one bus message per shard) */
+  translateBatchLines: intAtLeast(1, "TRANSLATE_BATCH_LINES").pipe(Config.withDefault(1_000)),
+  /** batches of one job sent and not yet answered: the file is read only as fast as profiles commit */
+  translateInFlight: intAtLeast(1, "TRANSLATE_IN_FLIGHT").pipe(Config.withDefault(4)),
+  /** a running job saves its checkpoint (resumed from after a crash) at least every this many lines */
+  translateCheckpointLines: intAtLeast(1, "TRANSLATE_CHECKPOINT_LINES").pipe(Config.withDefault(10_000)),
+  /** the file doors (README: FTP and SFTP), served on HOST by one process at a time; each can be turned off */
+  fileDoors: Config.all({
+    ftpEnabled: Config.Boolean("FTP_ENABLED").pipe(Config.withDefault(true)),
+    ftpPort: Config.Port("FTP_PORT").pipe(Config.withDefault(2121)),
+    /** passive data connections take a port of this range (open it in the firewall too) */
+    ftpPassivePorts: Config.schema(PortRange, "FTP_PASSIVE_PORTS").pipe(Config.withDefault({ min: 30_000, max: 30_019 })),
+    /** the address FTP clients are told to connect to for data; default HOST (the client's own address for local clients) */
+    ftpPassiveAddress: Config.option(Config.String("FTP_PASSIVE_ADDRESS")),
+    sftpEnabled: Config.Boolean("SFTP_ENABLED").pipe(Config.withDefault(true)),
+    sftpPort: Config.Port("SFTP_PORT").pipe(Config.withDefault(2222)),
+    /** the SFTP server's private host key; default DATA_DIR/sftp-host.key, generated once (ed25519, 0600) */
+    sftpHostKeyFile: Config.option(Config.String("SFTP_HOST_KEY_FILE")),
+    /** logged-in FTP and SFTP sessions at most, all partners together, and per partner */
+    maxSessions: intAtLeast(1, "FILE_DOORS_MAX_SESSIONS").pipe(Config.withDefault(64)),
+    maxSessionsPerPartner: intAtLeast(1, "FILE_DOORS_MAX_SESSIONS_PER_PARTNER").pipe(Config.withDefault(4)),
+    /** per remote address: failed logins a minute and at once, beyond which every login is refused unchecked */
+    loginFailuresPerMinute: Config.schema(Schema.FiniteFromString.check(Schema.isGreaterThan(0)), "FILE_DOORS_LOGIN_FAILURES_PER_MINUTE").pipe(Config.withDefault(6)),
+    loginFailuresBurst: intAtLeast(1, "FILE_DOORS_LOGIN_FAILURES_BURST").pipe(Config.withDefault(10))
+  }),
   /** per API key: requests a second (token bucket refill) and burst (bucket size); 429 + Retry-After beyond */
   rateLimit: Config.all({
     default: Config.all({

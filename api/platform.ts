@@ -15,6 +15,8 @@ import * as EntityMemory from "../actors/entity/EntityMemory.ts"
 import type { Cluster } from "../domain/Cluster.ts"
 import { runEntityActors } from "../actors/entity/runEntityActors.ts"
 import { runEntityReminders } from "../actors/entity/runEntityReminders.ts"
+import { runTranslators } from "../actors/ingest/runTranslators.ts"
+import type { Translate } from "../actors/ingest/Translate.ts"
 import { OwnedShards } from "../actors/runtime/Shards.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
 import type { CommandBus } from "../domain/CommandBus.ts"
@@ -41,12 +43,16 @@ import { ensureConsumerAccounts } from "../infra/nats/consumerAccounts.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
 import * as CredentialsSqlite from "../infra/ingest/credentialsSqlite.ts"
 import * as IngestIntake from "../infra/ingest/intake.ts"
+import * as IngestQueueJetStream from "../infra/ingest/ingestQueue.ts"
+import * as ReplaceIndexSqlite from "../infra/ingest/replaceIndexSqlite.ts"
+import { translateStream } from "../infra/ingest/translateStream.ts"
 import * as IngestJobsSqlite from "../infra/ingest/jobsSqlite.ts"
 import * as UploadsDir from "../infra/ingest/uploadsDir.ts"
 import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
 import { segmentsProjection } from "../infra/readmodel/segments.ts"
 import * as SegmentsSqlite from "../infra/readmodel/segmentsQueries.ts"
 import * as RemindersSqlite from "../infra/reminders/sqlite.ts"
+import { type FileDoorsOptions, layerFileDoors, sftpHostKey } from "../infra/ingest/fileDoors.ts"
 import { layerRelay } from "../infra/relay.ts"
 import { readRelayStatus } from "../infra/relayStatus.ts"
 import * as ProjectionRunner from "../projections/ProjectionRunner.ts"
@@ -60,6 +66,7 @@ import { entityRoutes } from "./routes/entities.ts"
 import { historyRoutes } from "./routes/history.ts"
 import { ingestRoutes } from "./routes/ingest.ts"
 import { partnerCredentialsRoutes } from "./routes/partnerCredentials.ts"
+import { makeAuthFailures } from "./rateLimit.ts"
 import { segmentRoutes } from "./routes/segments.ts"
 import { readinessChecks } from "./readiness.ts"
 import { opsRoutes } from "./routes/ops.ts"
@@ -187,9 +194,28 @@ const httpLayer = (config: PlatformConfig) =>
     return HttpServer.of({ app, url })
   }))
 
+/** The FTP and SFTP doors from the configuration (README: file doors); the SFTP host key is read, or generated once, here. */
+const fileDoorsOptions = (config: PlatformConfig): FileDoorsOptions => {
+  const doors = config.fileDoors
+  return {
+    ftp: doors.ftpEnabled
+      ? { host: config.host, port: doors.ftpPort, passivePorts: doors.ftpPassivePorts, passiveAddress: Option.getOrUndefined(doors.ftpPassiveAddress) }
+      : undefined,
+    sftp: doors.sftpEnabled
+      ? { host: config.host, port: doors.sftpPort, hostKey: sftpHostKey(Option.getOrElse(doors.sftpHostKeyFile, () => join(config.dataDir, "sftp-host.key"))) }
+      : undefined,
+    loginFailures: makeAuthFailures({ perSecond: doors.loginFailuresPerMinute / 60, burst: doors.loginFailuresBurst }),
+    maxSessions: doors.maxSessions,
+    maxSessionsPerPartner: doors.maxSessionsPerPartner,
+    maxUploadBytes: config.uploadMaxBytes
+  }
+}
+
 export interface PlatformOptions {
   /** the entity types it runs; default the built-in ones (domain/entities/index.ts) */
   readonly deciders?: ReadonlyArray<AnyDecider>
+  /** how ingestion jobs' bytes become lines; default infra/ingest/translateStream.ts (tests wrap it) */
+  readonly translate?: Translate
 }
 
 /** The whole platform for `config`; its HttpServer is listening once the layer is built. */
@@ -210,6 +236,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     RemindersSqlite.layerSqlite({ path: join(config.dataDir, "reminders.db") }),
     UploadsDir.layerDir({ dir: join(config.dataDir, "uploads") }),
     IngestJobsSqlite.layerSqlite({ path: join(config.dataDir, "ingest.db") }),
+    ReplaceIndexSqlite.layerSqlite({ path: join(config.dataDir, "ingest-members.db") }),
     CredentialsSqlite.layerSqlite({ path: join(config.dataDir, "credentials.db") }),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
@@ -230,10 +257,13 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     layerJetStream({ shards: config.shards, maxInFlight: config.maxInFlightCommands, defaultTimeout: config.commandTimeout, maxDeliver: config.commandMaxDeliver }),
     layerClusterFor(config.shards),
     DeadLettersJetStream.layerJetStream,
-    IngestIntake.layer
+    IngestIntake.layer,
+    IngestQueueJetStream.layerJetStream()
   )
   const workers = Layer.mergeAll(
     layerRelay({}),
+    // FTP and SFTP, in the one process holding their lease.
+    Layer.unwrap(Effect.sync(() => layerFileDoors(fileDoorsOptions(config)))),
     ProjectionRunner.layer,
     // Built once this process took the free shards it should own: HTTP starts after that.
     Layer.effect(OwnedShards, runEntityActors({
@@ -244,7 +274,17 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   )
   // Due reminders of the owned shards, fired as Wake commands.
   const reminders = Layer.effectDiscard(Effect.forkScoped(runEntityReminders))
+  // A translator per partner (one process at a time each), running the partners' ingestion jobs.
+  const translators = Layer.effectDiscard(runTranslators({
+    translate: options.translate ?? translateStream,
+    batchLines: config.translateBatchLines,
+    inFlight: config.translateInFlight,
+    checkpointLines: config.translateCheckpointLines,
+    commandTimeout: "2 minutes",
+    deleteUploads: config.uploadRetention === "delete"
+  }))
   return httpLayer(config).pipe(
+    Layer.provideMerge(translators),
     Layer.provideMerge(reminders),
     Layer.provideMerge(workers),
     Layer.provideMerge(bus),

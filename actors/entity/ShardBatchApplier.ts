@@ -5,11 +5,12 @@
  * hands it every command of such a type — batches and single commands alike (a reminder's Wake) —
  * and it handles them serially in bus order, so each entity still has one writer and its order.
  *
- * For a batch: load each entity's fold (a bounded LRU cache of folds, counted against EntityMemory;
- * else read its stream — a new stream, the common case, reads empty), decode, decide in order on the
- * working state, then append ALL streams in ONE `appendToStreams` at their expected revisions, read
- * back what was recorded (one read of the global order), answer each command and set or cancel the
- * reminders its deciders' `wakeAt` asks for (concurrently: the reminder store group-commits them).
+ * For a batch: take each entity's fold from a bounded LRU cache of folds (counted against
+ * EntityMemory), or take it to be new without reading (new profiles are the common case; the append
+ * checks it, and a conflict has it read), decode, decide in order on the working state, then append
+ * ALL streams in ONE `appendToStreams` at their expected revisions, read back what was recorded (one
+ * read of the global order), set or cancel the reminders its deciders' `wakeAt` asks for
+ * (concurrently: the reminder store group-commits them), and answer each command.
  *
  * Like EntityActor, it remembers what recent commands did (their ids are in the events' metadata,
  * read back on load): a redelivered bus message is answered the same and applied once. On a conflict
@@ -58,6 +59,8 @@ interface Entry {
   evicted: boolean
   /** the reminder's due time last set (undefined: none); unknown until synced once */
   due: number | undefined | typeof unknown
+  /** not read from the store: taken for a new entity, which the next append checks (`no_stream`) */
+  assumedNew: boolean
 }
 
 /** What deciding one command came to in an attempt. */
@@ -123,12 +126,20 @@ export const make = (options: ShardBatchApplierOptions) =>
         }
       })
 
-    const load = (kind: EntityKind, id: string, stream: string) =>
+    /**
+     * An entity not cached is taken to be new (the common case: most profiles of a file are) without
+     * reading its stream: the batch's append expects `no_stream` of it, or only checks that when its
+     * commands wrote nothing, and a conflict says it exists: it is read then, and decided again.
+     */
+    const assumeNew = (kind: EntityKind, id: string, stream: string): Entry =>
+      ({ kind, id, stream, memory: newMemory(kind.initial(), recentCommands), share: undefined, evicted: false, due: undefined, assumedNew: true })
+
+    /** Re-reads an entry after a conflict or failure; one assumed new that exists gets its reminder synced. */
+    const reread = (entry: Entry, leftBy: Map<string, EntitySnapshot>) =>
       Effect.gen(function*() {
-        const entry: Entry = { kind, id, stream, memory: newMemory(kind.initial(), recentCommands), share: undefined, evicted: false, due: unknown }
-        yield* catchUp(entry)
-        if (entry.memory.folded.revision === -1) entry.due = undefined // a new entity has no reminder
-        return entry
+        yield* catchUp(entry, leftBy)
+        if (entry.assumedNew && entry.memory.folded.revision >= 0) entry.due = unknown
+        entry.assumedNew = false
       })
 
     /** The entry back in the cache, its bytes counted; an entry the budget evicted meanwhile is left out. */
@@ -220,7 +231,7 @@ export const make = (options: ShardBatchApplierOptions) =>
         }
         const appends: Array<{ readonly entry: Entry; readonly append: StreamAppend }> = []
         for (const [entry, w] of working) {
-          if (w.events.length === 0) continue
+          if (w.events.length === 0 && !entry.assumedNew) continue
           const revision = entry.memory.folded.revision
           appends.push({ entry, append: { stream: entry.stream, events: w.events, expectedRevision: revision === -1 ? "no_stream" : revision } })
         }
@@ -233,10 +244,13 @@ export const make = (options: ShardBatchApplierOptions) =>
      */
     const readBack = (appends: ReadonlyArray<{ readonly entry: Entry; readonly append: StreamAppend }>, last: number, leftBy: Map<string, EntitySnapshot>) =>
       Effect.gen(function*() {
-        const total = appends.reduce((n, a) => n + a.append.events.length, 0)
+        for (const { entry } of appends) entry.assumedNew = false
+        const written = appends.filter((a) => a.append.events.length > 0)
+        const total = written.reduce((n, a) => n + a.append.events.length, 0)
+        if (total === 0) return
         const recorded = yield* store.readAll({ direction: "backwards", fromPosition: last, maxCount: total })
         const byId = new Map(recorded.map((event) => [event.eventId, event]))
-        for (const { append, entry } of appends) {
+        for (const { append, entry } of written) {
           const base = entry.memory.folded.revision + 1
           const events = append.events.map((e) => byId.get(e.eventId))
           if (events.every((e, k) => e !== undefined && e.revision === base + k)) {
@@ -265,7 +279,7 @@ export const make = (options: ShardBatchApplierOptions) =>
               Effect.catch((error) =>
                 Effect.andThen(Effect.sync(() => void (entry.due = unknown)), Effect.logWarning("entity reminder not updated", { stream: entry.stream, error })))
             )
-          }, { concurrency: 64, discard: true })
+          }, { concurrency: 1_024, discard: true })
       })
 
     const applyBatch = (incoming: ReadonlyArray<IncomingCommand>, answered: Set<IncomingCommand>) =>
@@ -284,7 +298,7 @@ export const make = (options: ShardBatchApplierOptions) =>
           }
           const stream = streamName(command.entityType, command.entityId)
           let entry = entries.get(stream) ?? cache.get(stream)
-          if (entry === undefined) entry = yield* load(kind, command.entityId, stream)
+          if (entry === undefined) entry = assumeNew(kind, command.entityId, stream)
           entries.set(stream, entry)
           // Its sender gave up waiting: applying it now could land it after newer commands it went on to send.
           const known = entry.memory.recall(command.commandId)
@@ -303,6 +317,8 @@ export const make = (options: ShardBatchApplierOptions) =>
           const result = yield* Effect.result(appended)
           if (result._tag === "Success") {
             if (result.success.length > 0) yield* readBack(appends, Math.max(...result.success.map((r) => r.position)), leftBy)
+            // Reminders before answers: a command is acknowledged on the bus only once they are durable.
+            yield* syncReminders(entries.values())
             for (const [i, { entry, incoming: message }] of todo.entries()) {
               const decision = decisions[i]!
               switch (decision._tag) {
@@ -337,7 +353,7 @@ export const make = (options: ShardBatchApplierOptions) =>
             ? appends.filter((a) => error.conflicts.some((c) => c.stream === a.append.stream))
             : appends
           if (error._tag === "EventStoreError") yield* Effect.logWarning("batch append failed; re-reading", { streams: appends.length, error })
-          yield* Effect.forEach(stale, ({ entry }) => catchUp(entry, leftBy), { discard: true })
+          yield* Effect.forEach(stale, ({ entry }) => reread(entry, leftBy), { discard: true })
           if (attempt >= MAX_ATTEMPTS) {
             for (const { incoming: message } of todo) {
               yield* answer(message, { _tag: "Failed", message: `${message.command.entityType} ${message.command.entityId}: gave up after ${attempt} failed batch appends` })
@@ -345,7 +361,6 @@ export const make = (options: ShardBatchApplierOptions) =>
             break
           }
         }
-        yield* syncReminders(entries.values())
         for (const entry of entries.values()) keep(entry)
         while (cache.size > maxCached) drop(cache.values().next().value!)
       }).pipe(

@@ -147,6 +147,17 @@ describe("ShardBatchApplier on its own", () => {
       assert.strictEqual((yield* store.readStream(`userprofile-${id}`)).length, 1)
     }).pipe(Effect.provide(storeOnly())))
 
+  it.live("an entity it has not read is checked, not taken to be new: a Wake in a new applier expires what the stream holds", () =>
+    Effect.gen(function*() {
+      const store = yield* EventStore
+      const id = profileId("cookie", "wake-unread")
+      yield* Effect.scoped(Effect.flatMap(ShardBatchApplier.make({ shards: 64 }), (applier) => ask(applier, [applyCommand(id, [record("1", 1, { ttlSeconds: 60 })])])))
+      const wake = wakeCommand({ entityType: "userprofile", entityId: id, shard: 0, dueAt: Date.parse("2026-01-01T00:01:00Z") })
+      const [woken] = yield* Effect.scoped(Effect.flatMap(ShardBatchApplier.make({ shards: 64 }), (applier) => ask(applier, [wake])))
+      assert.deepStrictEqual([revision(woken!), segmentsOf(woken!)], [1, []])
+      assert.deepStrictEqual((yield* store.readStream(`userprofile-${id}`)).map((e) => e.type), ["SegmentsAdded", "SegmentsExpired"])
+    }).pipe(Effect.provide(storeOnly())))
+
   it.live("forgets folds the memory budget takes back, and reads them again", () =>
     Effect.gen(function*() {
       const memory = EntityMemory.make(1)

@@ -1,0 +1,82 @@
+/**
+ * Translated lines become user profile commands: the records of one batch of lines grouped by
+ * profile, one `Apply` per profile with its records in line order, each record carrying its source
+ * (partner, job, digest, line) and the partner's default TTL when it has none. Pure.
+ *
+ * The command id names the job, the batch's line range and the profile, so a batch sent again (a
+ * retry, or a job resumed from its checkpoint with the same batch size) is recognised by the profile
+ * as the command it already answered.
+ */
+import { Schema } from "effect"
+import type { EntityCommand } from "../../domain/entity.ts"
+import { type LoaderRecord, type Operation, profileId } from "../../domain/ingest/LoaderRecord.ts"
+import { Apply, type ProfileRecord } from "../../domain/ingest/profileEvents.ts"
+
+/** The entity type of user profiles (domain/entities/userprofile.ts). */
+export const profileType = "userprofile"
+
+/** A line that produced records. */
+export interface RecordsLine {
+  readonly line: number
+  readonly records: ReadonlyArray<LoaderRecord>
+}
+
+export interface JobSourceContext {
+  readonly partner: string
+  readonly jobId: string
+  readonly digest: string
+  /** the partner's default membership TTL, for records without one */
+  readonly defaultTtlSeconds?: number | undefined
+}
+
+/** One profile's share of a batch: its command and the lines its records came from. */
+export interface ProfileCommand {
+  readonly command: EntityCommand
+  readonly lines: ReadonlyArray<number>
+  readonly records: number
+  /** each segment it touches, with the last operation on it in line order */
+  readonly segments: ReadonlyMap<string, Operation>
+}
+
+const encodeApply = Schema.encodeSync(Apply)
+
+/** Groups the records of `lines` (in line order) by profile: one Apply per profile, first-seen order. */
+export const profileCommands = (
+  lines: ReadonlyArray<RecordsLine>,
+  context: JobSourceContext,
+  batch: { readonly fromLine: number; readonly toLine: number }
+): ReadonlyArray<ProfileCommand> => {
+  const groups = new Map<string, { records: Array<ProfileRecord>; lines: Array<number>; segments: Map<string, Operation> }>()
+  for (const { line, records } of lines) {
+    for (const record of records) {
+      const id = profileId(record.idKind, record.userId)
+      let group = groups.get(id)
+      if (group === undefined) groups.set(id, group = { records: [], lines: [], segments: new Map() })
+      group.segments.set(record.segmentId, record.op)
+      const ttlSeconds = record.ttlSeconds ?? context.defaultTtlSeconds
+      group.records.push({
+        segmentId: record.segmentId,
+        op: record.op,
+        time: record.time,
+        ...(ttlSeconds === undefined ? {} : { ttlSeconds }),
+        source: { partner: context.partner, jobId: context.jobId, digest: context.digest, line }
+      })
+      if (group.lines.at(-1) !== line) group.lines.push(line)
+    }
+  }
+  return [...groups].map(([entityId, group]) => {
+    const commandId = `ingest:${context.jobId}:${batch.fromLine}-${batch.toLine}:${entityId}`
+    return {
+      command: {
+        commandId,
+        correlationId: context.jobId,
+        entityType: profileType,
+        entityId,
+        action: encodeApply({ _tag: "Apply", records: group.records }) as EntityCommand["action"]
+      },
+      lines: group.lines,
+      records: group.records.length,
+      segments: group.segments
+    }
+  })
+}

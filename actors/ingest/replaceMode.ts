@@ -1,0 +1,73 @@
+/**
+ * Full replacement files (`formatSpec.mode: "replace"`, the seed's "remodeling"): once such a file is
+ * loaded, the partner's memberships in the segments the file names that the file does not list —
+ * per (segment, profile) — are removed. The removals are records of the job like the file's own
+ * (source line 0: the file as a whole; time: when it was received), so a later record of the partner
+ * is not undone and a replayed removal changes nothing; they are not lines and do not enter the
+ * job's line and record counts.
+ *
+ * What the partner holds comes from ReplaceIndex: every job of a replace-mode partner records what
+ * it committed there, and a replacement file what it lists.
+ */
+import { Effect } from "effect"
+import type { Duration } from "effect"
+import type { CommandReply } from "../../domain/CommandBus.ts"
+import type { EntityCommand } from "../../domain/entity.ts"
+import { type Membership, ReplaceIndex } from "../../domain/ingest/ReplaceIndex.ts"
+import { Apply, type ProfileRecord } from "../../domain/ingest/profileEvents.ts"
+import { Schema } from "effect"
+import { type ProfileCommand, profileType } from "./profileBatches.ts"
+import { sendAll } from "./sendCommands.ts"
+
+const encodeApply = Schema.encodeSync(Apply)
+
+/** The (segment, profile) pairs a batch's commands name. */
+export const listedBy = (commands: ReadonlyArray<ProfileCommand>): ReadonlyArray<Membership> =>
+  commands.flatMap((c) => [...c.segments.keys()].map((segmentId) => ({ segmentId, profileId: c.command.entityId })))
+
+/** What the accepted commands of a batch leave: a membership after an add, none after a remove. */
+export const committedBy = (commands: ReadonlyArray<ProfileCommand>, replies: ReadonlyArray<CommandReply>) =>
+  commands.flatMap((c, i) =>
+    replies[i]?._tag !== "Accepted" ? [] : [...c.segments].map(([segmentId, op]) => ({ segmentId, profileId: c.command.entityId, present: op === "add" })))
+
+export interface Replacement {
+  readonly partner: string
+  readonly jobId: string
+  readonly digest: string
+  /** when the file was received: the removals' time */
+  readonly time: string
+  readonly pageSize: number
+  readonly timeout: Duration.Input
+}
+
+/** Removes what the job's file does not list, a page at a time; answers how many memberships were removed. */
+export const removeUnlisted = (replacement: Replacement) =>
+  Effect.gen(function*() {
+    const index = yield* ReplaceIndex
+    const { partner, jobId } = replacement
+    let removed = 0
+    let after: Membership | undefined = undefined
+    for (;;) {
+      const page: ReadonlyArray<Membership> = yield* index.unlisted(partner, jobId, { after, limit: replacement.pageSize })
+      if (page.length === 0) return removed
+      after = page.at(-1)
+      const byProfile = new Map<string, Array<ProfileRecord>>()
+      for (const { segmentId, profileId } of page) {
+        const records = byProfile.get(profileId) ?? []
+        records.push({ segmentId, op: "remove", time: replacement.time, source: { partner, jobId, digest: replacement.digest, line: 0 } })
+        byProfile.set(profileId, records)
+      }
+      const commands = [...byProfile].map(([entityId, records]): EntityCommand => ({
+        commandId: `ingest:${jobId}:replace:${entityId}:${records[0]!.segmentId}`,
+        correlationId: jobId,
+        entityType: profileType,
+        entityId,
+        action: encodeApply({ _tag: "Apply", records }) as EntityCommand["action"]
+      }))
+      const replies = yield* sendAll(jobId, commands, replacement.timeout)
+      const gone = commands.flatMap((command, i) =>
+        replies[i]?._tag !== "Accepted" ? [] : byProfile.get(command.entityId)!.map((r) => ({ segmentId: r.segmentId, profileId: command.entityId, present: false })))
+      yield* index.committed(partner, gone)
+      removed += gone.length
+    }
+  })

@@ -1,0 +1,189 @@
+/**
+ * One ingestion job, from its input to `done` or `failed` (issue 7 items 7 and 8). The input (the
+ * stored upload, or a real-time body) is translated line by line (`Translate`), the lines are taken
+ * in batches, each batch's records grouped by profile into one `Apply` per profile and sent with
+ * `CommandBus.sendBatch` (one bus message per shard), at most `inFlight` batches at once: the input
+ * is read only as fast as profiles commit. Batches are tallied in line order as their answers come,
+ * so a checkpoint never passes a line whose records (or an earlier line's) are not committed; a job
+ * resumed after a crash starts after its checkpoint and its profiles recognise what they already hold.
+ *
+ * The end: `done` once the input ended and the counts reconcile (a violation is a bug: logged, and the
+ * job failed); `failed` at the line where the input broke (a truncated gzip), keeping what it
+ * committed; `failed` when the upload cannot be read. Profiles that cannot answer (the bus or store
+ * away) fail the run, not the job: the translator restarts and resumes from the checkpoint.
+ */
+import { Effect, Option, Ref, Stream } from "effect"
+import type { Duration } from "effect"
+import type { CommandBus, CommandReply } from "../../domain/CommandBus.ts"
+import { IngestJobs, type JobRecord, type LineError, MAX_JOB_ERRORS } from "../../domain/ingest/Job.ts"
+import { Uploads, type UploadsError } from "../../domain/ingest/Uploads.ts"
+import * as JobTally from "./JobTally.ts"
+import type { PartnerSettings } from "./partnerSettings.ts"
+import { profileCommands, type ProfileCommand, type RecordsLine } from "./profileBatches.ts"
+import { ReplaceIndex, type ReplaceIndexError } from "../../domain/ingest/ReplaceIndex.ts"
+import { committedBy, listedBy, removeUnlisted } from "./replaceMode.ts"
+import { type ProfilesUnavailable, sendAll } from "./sendCommands.ts"
+import type { Translate, TranslatedLine } from "./Translate.ts"
+
+export interface JobOptions {
+  /** lines per batch of profile commands */
+  readonly batchLines: number
+  /** batches sent and not yet answered */
+  readonly inFlight: number
+  /** save a checkpoint at least every this many lines */
+  readonly checkpointLines: number
+  /** how long a batch waits for its profiles' answers before it is sent again */
+  readonly commandTimeout: Duration.Input
+  /** delete the upload once its job is done or failed */
+  readonly deleteUploads: boolean
+}
+
+/** Where a job's bytes come from: its stored upload, or the body of its real-time message. */
+export type JobInput = { readonly _tag: "Upload" } | { readonly _tag: "Body"; readonly body: string; readonly receivedAt: string }
+
+type Marked = { readonly _tag: "Line"; readonly line: TranslatedLine } | { readonly _tag: "Broken"; readonly line: number; readonly reason: string }
+
+/** A batch once its profiles answered: what the tally needs. */
+interface SentBatch {
+  readonly lines: ReadonlyArray<JobTally.BatchLine>
+  readonly commands: ReadonlyArray<ProfileCommand>
+  readonly replies: ReadonlyArray<CommandReply> | "duplicate"
+  readonly lastLine: number
+  readonly offset: number
+  readonly broken: { readonly line: number; readonly reason: string } | undefined
+}
+
+/** The job's public percent at `offset` bytes of `bytes`; 100 only once done. */
+const percentAt = (offset: number, bytes: number) => bytes <= 0 ? 0 : Math.min(99.9, Math.floor((offset / bytes) * 1000) / 10)
+
+/**
+ * Runs `record`'s job to its end (or until the run fails), from its checkpoint. `settings` is the
+ * partner's configuration as read now; `translate` turns bytes into lines.
+ */
+export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSettings, translate: Translate, options: JobOptions) =>
+  Effect.gen(function*() {
+    const jobs = yield* IngestJobs
+    const uploads = yield* Uploads
+    const { job } = record
+    const jobId = job.id
+    const log = (message: string, fields: Record<string, unknown> = {}) => Effect.logInfo(message, { job: jobId, partner: job.partner, ...fields })
+
+    // The line to blame (where the input broke) is the last error, kept even past MAX_JOB_ERRORS.
+    const finishFailed = (failure: string, tally: JobTally.JobTally, line: number, offset: number, blame?: LineError) =>
+      jobs.finish(jobId, {
+        state: "failed",
+        checkpoint: JobTally.checkpointOf(blame === undefined ? tally : { ...tally, errors: [...tally.errors.slice(0, MAX_JOB_ERRORS - 1), blame] }, line, offset),
+        failure
+      }).pipe(Effect.andThen(log("ingest job failed", { failure })))
+
+    if (record.format === "partner" && settings.translation === undefined) {
+      return yield* finishFailed(settings.missing ?? `partner ${job.partner} has no format spec: send loader-format JSON Lines`, JobTally.empty, 0, 0)
+    }
+    const translation = record.format === "loader" ? { format: "loader" as const } : settings.translation!
+
+    // The same file already loaded for this partner: every record it gives is a duplicate; nothing is sent.
+    const sameFileDone = job.source === "realtime"
+      ? false
+      : Option.isSome(Option.filter(yield* jobs.doneWithDigest(job.partner, job.digest), (done) => done.id !== jobId))
+
+    const start = Option.getOrUndefined(record.checkpoint)
+    const fromLine = start?.line ?? 0
+    const tally = yield* Ref.make(start === undefined ? JobTally.empty : JobTally.fromCheckpoint(start))
+    const position = yield* Ref.make({ line: fromLine, offset: start?.bytes ?? 0, sinceCheckpoint: 0 })
+
+    const bytes: Stream.Stream<Uint8Array, UploadsError> = input._tag === "Body"
+      ? Stream.succeed(new TextEncoder().encode(input.body))
+      : uploads.read(record.uploadId)
+    // Records without a time of their own take the moment their input was received.
+    const receivedAt = input._tag === "Body" ? input.receivedAt : job.createdAt
+    yield* jobs.checkpoint(jobId, JobTally.checkpointOf(yield* Ref.get(tally), fromLine, start?.bytes ?? 0), percentAt(start?.bytes ?? 0, job.bytes))
+    yield* log(start === undefined ? "ingest job started" : "ingest job resumed", { fromLine, sameFileDone })
+
+    const context = { partner: job.partner, jobId, digest: job.digest, defaultTtlSeconds: settings.defaultTtlSeconds }
+
+    // A replace-mode partner's jobs keep the index of what it holds; its files also list what they name.
+    const replaceMode = settings.mode === "replace"
+    const replacing = replaceMode && job.source !== "realtime" && !sameFileDone
+    const index = yield* ReplaceIndex
+
+    const send = (group: ReadonlyArray<Marked>): Effect.Effect<SentBatch, ProfilesUnavailable | ReplaceIndexError, CommandBus> =>
+      Effect.gen(function*() {
+        const lines: Array<JobTally.BatchLine> = []
+        const withRecords: Array<RecordsLine> = []
+        let lastLine = 0
+        let offset = 0
+        let broken: SentBatch["broken"] = undefined
+        for (const item of group) {
+          if (item._tag === "Broken") {
+            broken = { line: item.line, reason: item.reason }
+            continue
+          }
+          const line = item.line
+          lastLine = line.line
+          offset = line.offset
+          if (line._tag === "Rejected") {
+            lines.push({ _tag: "Rejected", error: line.error })
+          } else {
+            lines.push({ _tag: "Records", line: line.line, records: line.records.length })
+            if (line.records.length > 0) withRecords.push(line)
+          }
+        }
+        const first = group.find((item): item is Extract<Marked, { _tag: "Line" }> => item._tag === "Line")
+        const commands = withRecords.length === 0
+          ? []
+          : profileCommands(withRecords, context, { fromLine: first?.line.line ?? 0, toLine: lastLine })
+        if (replacing) yield* index.listed(jobId, listedBy(commands))
+        const replies = sameFileDone ? "duplicate" as const : commands.length === 0 ? [] : yield* sendAll(jobId, commands.map((c) => c.command), options.commandTimeout)
+        if (replaceMode && replies !== "duplicate") yield* index.committed(job.partner, committedBy(commands, replies))
+        return { lines, commands, replies, lastLine, offset, broken }
+      })
+
+    const tallied = (sent: SentBatch) =>
+      Effect.gen(function*() {
+        const next = JobTally.addBatch(yield* Ref.get(tally), sent.lines, sent.commands, sent.replies)
+        yield* Ref.set(tally, next)
+        const at = yield* Ref.updateAndGet(position, (p) =>
+          sent.lines.length === 0 ? p : { line: sent.lastLine, offset: sent.offset, sinceCheckpoint: p.sinceCheckpoint + sent.lines.length })
+        if (at.sinceCheckpoint >= options.checkpointLines) {
+          yield* jobs.checkpoint(jobId, JobTally.checkpointOf(next, at.line, at.offset), percentAt(at.offset, job.bytes))
+          yield* Ref.set(position, { ...at, sinceCheckpoint: 0 })
+        }
+        return sent.broken
+      })
+
+    const outcome = yield* translate(translation, bytes, { receivedAt, fromLine }).pipe(
+      Stream.map((line): Marked => ({ _tag: "Line", line })),
+      Stream.catchTag("InputBroken", (broken) => Stream.succeed<Marked>({ _tag: "Broken", line: broken.line, reason: broken.reason })),
+      Stream.grouped(options.batchLines),
+      Stream.mapEffect(send, { concurrency: options.inFlight }),
+      Stream.mapEffect(tallied),
+      Stream.runFold(() => undefined as SentBatch["broken"], (found, broken) => found ?? broken),
+      Effect.map((broken) => ({ _tag: "Ended" as const, broken })),
+      Effect.catchTag("UploadsError", (error) => Effect.succeed({ _tag: "Unreadable" as const, error }))
+    )
+
+    const final = yield* Ref.get(tally)
+    const at = yield* Ref.get(position)
+    if (outcome._tag === "Unreadable") {
+      yield* finishFailed(`the upload could not be read (${outcome.error.operation}): ${String(outcome.error.cause)}`, final, at.line, at.offset)
+    } else if (outcome.broken !== undefined) {
+      const { line, reason } = outcome.broken
+      yield* finishFailed(`the input broke at line ${line}: ${reason}`, final, at.line, at.offset, { line, reason })
+    } else {
+      const wrong = JobTally.unreconciled(final)
+      if (wrong !== undefined) {
+        yield* Effect.logError("ingest job does not reconcile: a bug; the job is failed", { job: jobId, partner: job.partner, wrong, counts: final.counts })
+        yield* finishFailed(`the counts do not reconcile (${wrong})`, final, at.line, at.offset)
+      } else {
+        const removed = replacing
+          ? yield* removeUnlisted({ partner: job.partner, jobId, digest: job.digest, time: receivedAt, pageSize: options.batchLines, timeout: options.commandTimeout })
+          : 0
+        yield* jobs.finish(jobId, { state: "done", checkpoint: JobTally.checkpointOf(final, at.line, job.bytes) })
+        yield* log("ingest job done", { ...final.counts, ...(replacing ? { removedUnlisted: removed } : {}) })
+      }
+    }
+    if (replacing) yield* index.forget(jobId)
+    if (options.deleteUploads && input._tag === "Upload") {
+      yield* uploads.remove(record.uploadId).pipe(Effect.catch((error) => Effect.logWarning("could not delete a finished job's upload", { job: jobId, error })))
+    }
+  })

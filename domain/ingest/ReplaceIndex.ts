@@ -1,0 +1,33 @@
+/**
+ * What a full-replacement file (`formatSpec.mode: "replace"`) needs to remove the partner's
+ * memberships it no longer lists: which (segment, profile) memberships the partner's jobs committed
+ * — kept by the translator for partners in replace mode, a superset of what is present (an expired
+ * one stays listed: removing it again changes nothing) — and which (segment, profile) pairs one job's
+ * file names. Declared here; stored by infra/ingest/replaceIndexSqlite.ts (DATA_DIR/ingest-members.db).
+ */
+import { Context, Schema } from "effect"
+import type { Effect } from "effect"
+
+export class ReplaceIndexError extends Schema.TaggedError<ReplaceIndexError>()("ReplaceIndexError", {
+  operation: Schema.String,
+  cause: Schema.Defect()
+}) {}
+
+export interface Membership {
+  readonly segmentId: string
+  readonly profileId: string
+}
+
+export class ReplaceIndex extends Context.Service<ReplaceIndex, {
+  /** Memberships of `partner` committed: `present` after an add, not after a remove. */
+  readonly committed: (partner: string, changes: ReadonlyArray<Membership & { readonly present: boolean }>) => Effect.Effect<void, ReplaceIndexError>
+  /** Pairs the job's file names (kept until `forget`, so a resumed job still knows its earlier lines). */
+  readonly listed: (jobId: string, memberships: ReadonlyArray<Membership>) => Effect.Effect<void, ReplaceIndexError>
+  /**
+   * The partner's memberships, in the segments the job names, that the job does not name: a page in
+   * (segment, profile) order after `after`.
+   */
+  readonly unlisted: (partner: string, jobId: string, page: { readonly after?: Membership | undefined; readonly limit: number }) => Effect.Effect<ReadonlyArray<Membership>, ReplaceIndexError>
+  /** The job ended: its list is dropped. */
+  readonly forget: (jobId: string) => Effect.Effect<void, ReplaceIndexError>
+}>()("tributary/ReplaceIndex") {}

@@ -1,0 +1,35 @@
+/**
+ * File names at the file doors (FTP, SFTP). A partner's folder is flat and virtual: it holds only
+ * its uploads, so a path names either the folder itself or one file directly in it. Anything else
+ * (a sub-folder, `..`, another partner's folder, control characters) names nothing, so no path can
+ * reach outside the folder. The name also says what the file holds: `*.jsonl` / `*.ndjson` (gzip or
+ * not) are loader-format JSON Lines, any other name is the partner's own format (its format spec).
+ */
+import type { UploadFormat } from "./Intake.ts"
+
+/** The longest file name accepted (as most file systems). */
+export const MAX_FILE_NAME = 255
+
+const loaderName = /\.(jsonl|ndjson)(\.gz)?$/i
+
+/** What a file of this name holds: loader-format JSON Lines, or the partner's format. */
+export const formatOfFileName = (name: string): UploadFormat => loaderName.test(name) ? "loader" : "partner"
+
+/** The path's segments once `.` and empty ones are dropped; none when it has `..`, a backslash or a control character. */
+const segments = (path: string): ReadonlyArray<string> | undefined => {
+  // eslint-disable-next-line no-control-regex
+  if (path.includes("\\") || /[\u0000-\u001f\u007f]/.test(path)) return undefined
+  const parts = path.split("/").filter((part) => part !== "" && part !== ".")
+  return parts.includes("..") ? undefined : parts
+}
+
+/** Whether `path` names the partner's folder itself (`/`, `.`, `./`, empty). */
+export const isFolder = (path: string): boolean => segments(path)?.length === 0
+
+/** The name of the file `path` names directly in the partner's folder; none for anything else. */
+export const fileInFolder = (path: string): string | undefined => {
+  const parts = segments(path)
+  if (parts === undefined || parts.length !== 1) return undefined
+  const name = parts[0]!
+  return name.length <= MAX_FILE_NAME ? name : undefined
+}

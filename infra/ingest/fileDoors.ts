@@ -1,0 +1,81 @@
+/**
+ * The file doors, FTP and SFTP, served by one process at a time: the holder of the lease
+ * `job.file-doors` (they listen on fixed ports, which two processes on one machine cannot share, and
+ * one place keeps the login limits). The others wait and take over within a lease's time to live
+ * when the holder stops or dies; a holder that loses the lease closes both servers at once, breaking
+ * off the uploads in flight (they make no job). A door that cannot start (its port taken) is retried.
+ */
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { Effect, FiberSet, Layer, Schedule } from "effect"
+import ssh2 from "ssh2"
+import type { Intake } from "../../domain/ingest/Intake.ts"
+import type { IngestJobs } from "../../domain/ingest/Job.ts"
+import type { PartnerCredentials } from "../../domain/ingest/PartnerCredentials.ts"
+import { withLease } from "../nats/lease.ts"
+import type { Nats } from "../nats/Nats.ts"
+import { type LoginFailures, makeDoorLogins } from "./doorLogins.ts"
+import { type FtpDoorOptions, startFtpDoor } from "./ftpServer.ts"
+import { type SftpDoorOptions, startSftpDoor } from "./sftpServer.ts"
+
+export interface FileDoorsOptions {
+  /** none: no FTP door */
+  readonly ftp?: Omit<FtpDoorOptions, "maxConnections" | "maxUploadBytes"> | undefined
+  /** none: no SFTP door */
+  readonly sftp?: Omit<SftpDoorOptions, "maxConnections" | "maxUploadBytes"> | undefined
+  /** failed logins per remote address, both doors together */
+  readonly loginFailures: LoginFailures
+  /** how long a failed login waits for its answer; default 1 s */
+  readonly failureDelayMillis?: number
+  /** logged-in sessions at most, both doors together (and connections per door) */
+  readonly maxSessions: number
+  readonly maxSessionsPerPartner: number
+  /** largest upload; larger ones are refused and leave nothing */
+  readonly maxUploadBytes?: number | undefined
+}
+
+/** The lease the doors are served under. */
+export const fileDoorsLease = "file-doors"
+
+type Services = Intake | IngestJobs | PartnerCredentials
+
+/** Both doors, until interrupted (then closed, their uploads broken off). */
+export const serveFileDoors = (options: FileDoorsOptions): Effect.Effect<never, unknown, Services> =>
+  Effect.gen(function*() {
+    const logins = makeDoorLogins({
+      failures: options.loginFailures,
+      failureDelayMillis: options.failureDelayMillis ?? 1_000,
+      maxSessions: options.maxSessions,
+      maxSessionsPerPartner: options.maxSessionsPerPartner
+    })
+    // Every callback of the servers runs here, and is interrupted when the doors close.
+    const run = yield* FiberSet.makeRuntimePromise<Services>()
+    const limits = { maxConnections: options.maxSessions, maxUploadBytes: options.maxUploadBytes }
+    if (options.ftp !== undefined) yield* startFtpDoor({ ...options.ftp, ...limits }, logins, run)
+    if (options.sftp !== undefined) yield* startSftpDoor({ ...options.sftp, ...limits }, logins, run)
+    return yield* Effect.never
+  }).pipe(Effect.scoped)
+
+/** The doors in the background while the layer lives, in whichever process holds their lease. */
+export const layerFileDoors = (options: FileDoorsOptions): Layer.Layer<never, never, Services | Nats> =>
+  options.ftp === undefined && options.sftp === undefined
+    ? Layer.empty
+    : Layer.effectDiscard(Effect.forkScoped(withLease(fileDoorsLease, serveFileDoors(options)).pipe(
+      Effect.tapError((error) => Effect.logError("file doors failed; trying again", error)),
+      Effect.retry(Schedule.spaced("5 seconds"))
+    )))
+
+/**
+ * The SFTP host key: the file's, generated once (ed25519, 0600) when it does not exist yet, so every
+ * restart and every process on this DATA_DIR shows clients the same host key.
+ */
+export const sftpHostKey = (file: string): string => {
+  if (!existsSync(file)) {
+    try {
+      writeFileSync(file, ssh2.utils.generateKeyPairSync("ed25519").private, { mode: 0o600, flag: "wx" })
+    } catch (error) {
+      // of two processes starting at once, one writes it and the other reads that one
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
+    }
+  }
+  return readFileSync(file, "utf8")
+}

@@ -1,0 +1,97 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Schema } from "effect"
+import { addBatch, empty, fromCheckpoint, checkpointOf, unreconciled } from "../../../actors/ingest/JobTally.ts"
+import { profileCommands } from "../../../actors/ingest/profileBatches.ts"
+import type { CommandReply } from "../../../domain/CommandBus.ts"
+import { EntityCommand, InvalidCommand } from "../../../domain/entity.ts"
+import type { LoaderRecord } from "../../../domain/ingest/LoaderRecord.ts"
+import { Apply } from "../../../domain/ingest/profileEvents.ts"
+
+const record = (userId: string, segmentId: string, extra: Partial<LoaderRecord> = {}): LoaderRecord =>
+  ({ idKind: "cookie", userId, segmentId, op: "add", time: "2026-11-01T00:00:00.000Z", ...extra })
+const context = { partner: "acme", jobId: "job-1", digest: "d1", defaultTtlSeconds: 86_400 }
+const snapshot = { type: "userprofile", id: "x", revision: 0, position: 0, deleted: false, state: {}, createdAt: null, updatedAt: null }
+const accepted = (outcome: "created" | "updated" | "unchanged"): CommandReply => ({ _tag: "Accepted", outcome, entity: snapshot })
+
+describe("profile batches", () => {
+  it("groups a batch's records into one Apply per profile, records in line order, each with its source and the partner's default TTL", () => {
+    const commands = profileCommands([
+      { line: 2, records: [record("u1", "1"), record("u2", "1")] },
+      { line: 3, records: [record("u1", "2", { ttlSeconds: 60 }), record("a.b", "3", { op: "remove" })] },
+      { line: 5, records: [record("u1", "3")] }
+    ], context, { fromLine: 2, toLine: 5 })
+    assert.deepStrictEqual(commands.map((c) => c.command.entityId), ["cookie:u1", "cookie:u2", `cookie:~${Buffer.from("a.b").toString("base64url")}`])
+    assert.deepStrictEqual(commands.map((c) => [c.lines, c.records]), [[[2, 3, 5], 3], [[2], 1], [[3], 1]])
+    const u1 = commands[0]!
+    Schema.decodeUnknownSync(EntityCommand)(u1.command)
+    const apply = Schema.decodeUnknownSync(Apply)(u1.command.action)
+    assert.deepStrictEqual(apply.records.map((r) => [r.segmentId, r.ttlSeconds, r.source.line]), [["1", 86_400, 2], ["2", 60, 3], ["3", 86_400, 5]])
+    assert.deepStrictEqual(apply.records[0]!.source, { partner: "acme", jobId: "job-1", digest: "d1", line: 2 })
+    assert.strictEqual(u1.command.entityType, "userprofile")
+    assert.strictEqual(u1.command.correlationId, "job-1")
+  })
+
+  it("names each command by job, line range and profile, so the same batch sent again is the same command", () => {
+    const lines = [{ line: 7, records: [record("u1", "1")] }]
+    const once = profileCommands(lines, context, { fromLine: 7, toLine: 9 })[0]!.command.commandId
+    assert.strictEqual(profileCommands(lines, context, { fromLine: 7, toLine: 9 })[0]!.command.commandId, once)
+    assert.notStrictEqual(profileCommands(lines, context, { fromLine: 6, toLine: 9 })[0]!.command.commandId, once)
+    assert.notStrictEqual(profileCommands(lines, { ...context, jobId: "job-2" }, { fromLine: 7, toLine: 9 })[0]!.command.commandId, once)
+  })
+})
+
+describe("a job's tally", () => {
+  const commands = profileCommands([
+    { line: 1, records: [record("u1", "1"), record("u1", "2")] },
+    { line: 3, records: [record("u2", "1")] },
+    { line: 4, records: [record("u3", "1")] }
+  ], context, { fromLine: 1, toLine: 4 })
+  const lines = [
+    { _tag: "Records" as const, line: 1, records: 2 },
+    { _tag: "Rejected" as const, error: { line: 2, column: 3, reason: "unknown segment code X" } },
+    { _tag: "Records" as const, line: 3, records: 1 },
+    { _tag: "Records" as const, line: 4, records: 1 }
+  ]
+
+  it("counts committed records, duplicates (a profile answering unchanged) and rejected lines, and reconciles", () => {
+    const tally = addBatch(empty, lines, commands, [accepted("created"), accepted("unchanged"), accepted("updated")])
+    assert.deepStrictEqual(tally.counts, { linesRead: 4, recordsAccepted: 4, linesRejected: 1, duplicates: 1, recordsCommitted: 3 })
+    assert.deepStrictEqual(tally.errors, [{ line: 2, column: 3, reason: "unknown segment code X" }])
+    assert.isUndefined(unreconciled(tally))
+  })
+
+  it("counts every record a duplicate when the same file was already loaded", () => {
+    const tally = addBatch(empty, lines, commands, "duplicate")
+    assert.deepStrictEqual(tally.counts, { linesRead: 4, recordsAccepted: 4, linesRejected: 1, duplicates: 4, recordsCommitted: 0 })
+    assert.isUndefined(unreconciled(tally))
+  })
+
+  it("turns a profile's refusal into rejected lines with the reason, still reconciling", () => {
+    const refused: CommandReply = { _tag: "Rejected", error: new InvalidCommand({ entityType: "userprofile", issues: [{ path: ["records", 0, "time"], message: "bad time" }] }) }
+    const tally = addBatch(empty, lines, commands, [accepted("created"), refused, accepted("created")])
+    assert.deepStrictEqual(tally.counts, { linesRead: 4, recordsAccepted: 3, linesRejected: 2, duplicates: 0, recordsCommitted: 3 })
+    assert.strictEqual(tally.errors[1]!.line, 3)
+    assert.match(tally.errors[1]!.reason, /records\.0\.time: bad time/)
+    assert.isUndefined(unreconciled(tally))
+  })
+
+  it("keeps only the first 100 errors, counting all", () => {
+    const many = Array.from({ length: 150 }, (_, i) => ({ _tag: "Rejected" as const, error: { line: i + 1, reason: "bad" } }))
+    const tally = addBatch(addBatch(empty, many.slice(0, 60), [], []), many.slice(60), [], [])
+    assert.strictEqual(tally.counts.linesRejected, 150)
+    assert.strictEqual(tally.errors.length, 100)
+    assert.strictEqual(tally.errors.at(-1)!.line, 100)
+  })
+
+  it("resumes from a checkpoint with the same counts, and a wrong count does not reconcile", () => {
+    const tally = addBatch(empty, lines, commands, [accepted("created"), accepted("created"), accepted("created")])
+    const resumed = fromCheckpoint(checkpointOf(tally, 4, 100))
+    assert.deepStrictEqual(resumed, tally)
+    assert.isString(unreconciled({ ...resumed, counts: { ...resumed.counts, recordsCommitted: 3 } }))
+    assert.isString(unreconciled({ ...resumed, linesAccepted: 2 }))
+  })
+
+  it("refuses to tally a command left without an answer (the caller retries those first)", () => {
+    assert.throws(() => addBatch(empty, lines, commands, [accepted("created"), { _tag: "Failed", message: "store" }, accepted("created")]))
+  })
+})

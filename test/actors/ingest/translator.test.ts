@@ -1,0 +1,125 @@
+/**
+ * The partners' translators on a running platform (real nats-server, SQLite, command bus and user
+ * profile shards): jobs entered through Intake as the doors do, read back from the ledger and the
+ * profiles. The translation is the real one, wrapped so that a line naming the user `crash-me` is
+ * a bug (a defect) in the translator: that partner's translator restarts, the others carry on.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Effect, Option, Stream } from "effect"
+import type { Translate } from "../../../actors/ingest/Translate.ts"
+import { streamName } from "../../../domain/envelope.ts"
+import { EventStore } from "../../../domain/EventStore.ts"
+import { Intake } from "../../../domain/ingest/Intake.ts"
+import { IngestJobs, type Job } from "../../../domain/ingest/Job.ts"
+import { profileId } from "../../../domain/ingest/LoaderRecord.ts"
+import { translateStream } from "../../../infra/ingest/translateStream.ts"
+import { getEntity } from "../../../projections/EntityQueries.ts"
+import { eventually } from "../../fixtures/http.ts"
+import { layerTestPlatform } from "../../fixtures/platform.ts"
+
+const crashing: Translate = (translation, input, options) =>
+  translateStream(translation, input, options).pipe(
+    Stream.tap((line) =>
+      line._tag === "Records" && line.records.some((r) => r.userId === "crash-me") ? Effect.die(new Error("a bug in the translator")) : Effect.void)
+  )
+
+const loaderLine = (userId: string, segmentId: string, op = "add") =>
+  JSON.stringify({ idKind: "cookie", userId, segmentId, op, time: "2026-11-01T10:00:00Z" })
+
+const encoder = new TextEncoder()
+const fileJob = (partner: string, lines: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const intake = yield* Intake
+    return yield* intake.file({ partner, source: "http", format: "loader", body: Stream.make(encoder.encode(lines.join("\n") + "\n")) })
+  })
+
+const jobNow = (id: string) =>
+  Effect.gen(function*() {
+    const jobs = yield* IngestJobs
+    return Option.getOrThrow(yield* jobs.get(id)).job
+  })
+
+const ended = (id: string) => eventually(jobNow(id), (job) => job.state === "done" || job.state === "failed", "45 seconds")
+
+const segmentsOf = (userId: string) =>
+  Effect.map(getEntity("userprofile", profileId("cookie", userId)), (entity) =>
+    Option.match(entity, {
+      onNone: () => [] as Array<string>,
+      onSome: (e) => ((e.state?.segments ?? []) as Array<{ segmentId: string }>).map((s) => s.segmentId).sort()
+    }))
+
+const eventsOf = (userId: string) =>
+  Effect.gen(function*() {
+    const store = yield* EventStore
+    return (yield* store.readStream(streamName("userprofile", profileId("cookie", userId)), { fromRevision: 0, maxCount: 1_000 })).length
+  })
+
+const assertReconciles = (job: Job) => {
+  assert.strictEqual(job.recordsAccepted, job.duplicates + job.recordsCommitted, JSON.stringify(job))
+}
+
+layer(layerTestPlatform({ TRANSLATE_BATCH_LINES: "5", TRANSLATE_CHECKPOINT_LINES: "5" }, { translate: crashing }), {
+  excludeTestServices: true,
+  timeout: 120_000
+})("the partners' translators", (it) => {
+  it.effect("run a file job to done: every line counted, records committed to their profiles, counts reconciled", () =>
+    Effect.gen(function*() {
+      const lines = Array.from({ length: 23 }, (_, i) => loaderLine(`u${i % 7}`, String(100 + (i % 3))))
+      lines.splice(10, 0, "{not json")
+      const job = yield* ended((yield* fileJob("alpha", lines)).id)
+      assert.strictEqual(job.state, "done", JSON.stringify(job))
+      assert.strictEqual(job.linesRead, 24)
+      assert.strictEqual(job.linesRejected, 1)
+      assert.strictEqual(job.errors[0]!.line, 11)
+      assert.strictEqual(job.recordsAccepted, 23)
+      assert.strictEqual(job.percent, 100)
+      assertReconciles(job)
+      // u0 is on lines 1, 8, 15, 22 (before the bad line's shift: i = 0, 7, 14, 21): segments 100, 101, 102, 100
+      assert.deepStrictEqual(yield* segmentsOf("u0"), ["100", "101", "102"])
+    }))
+
+  it.effect("count a file loaded again as duplicates and change no profile twice", () =>
+    Effect.gen(function*() {
+      const lines = Array.from({ length: 12 }, (_, i) => loaderLine(`twice-${i}`, "200"))
+      const first = yield* ended((yield* fileJob("beta", lines)).id)
+      assert.strictEqual(first.state, "done")
+      assert.strictEqual(first.recordsCommitted, 12)
+      const before = yield* Effect.forEach(lines, (_, i) => eventsOf(`twice-${i}`))
+      const second = yield* ended((yield* fileJob("beta", lines)).id)
+      assert.strictEqual(second.state, "done", JSON.stringify(second))
+      assert.strictEqual(second.duplicates, 12)
+      assert.strictEqual(second.recordsCommitted, 0)
+      assertReconciles(second)
+      assert.deepStrictEqual(yield* Effect.forEach(lines, (_, i) => eventsOf(`twice-${i}`)), before)
+      assert.isTrue(before.every((n) => n === 1), JSON.stringify(before))
+    }))
+
+  it.effect("run real-time POSTs as small jobs of their own, each applied", () =>
+    Effect.gen(function*() {
+      const intake = yield* Intake
+      const posted = yield* Effect.forEach([1, 2, 3, 4, 5], (n) =>
+        intake.records({ partner: "gamma", format: "loader", body: [loaderLine(`rt-${n}`, "300"), loaderLine(`rt-${n}`, "301")].join("\n") }))
+      const jobs = yield* Effect.forEach(posted, (job) => ended(job.id))
+      for (const job of jobs) {
+        assert.strictEqual(job.state, "done", JSON.stringify(job))
+        assert.strictEqual(job.source, "realtime")
+        assert.strictEqual(job.recordsCommitted, 2)
+      }
+      assert.deepStrictEqual(yield* segmentsOf("rt-3"), ["300", "301"])
+    }))
+
+  it.effect("isolate a crashing partner: its job fails after repeated crashes, another partner's job completes meanwhile, and its next job runs", () =>
+    Effect.gen(function*() {
+      const poison = yield* fileJob("delta", [loaderLine("d-1", "400"), loaderLine("crash-me", "400"), loaderLine("d-2", "400")])
+      const other = yield* fileJob("epsilon", Array.from({ length: 8 }, (_, i) => loaderLine(`e-${i}`, "500")))
+      const otherDone = yield* ended(other.id)
+      assert.strictEqual(otherDone.state, "done")
+      assert.strictEqual(otherDone.recordsCommitted, 8)
+      const failed = yield* ended(poison.id)
+      assert.strictEqual(failed.state, "failed", JSON.stringify(failed))
+      assert.match(failed.failure ?? "", /crashed/)
+      const next = yield* ended((yield* fileJob("delta", [loaderLine("d-3", "401")])).id)
+      assert.strictEqual(next.state, "done", JSON.stringify(next))
+      assert.deepStrictEqual(yield* segmentsOf("d-3"), ["401"])
+    }))
+})

@@ -1,0 +1,145 @@
+import { assert, describe, layer } from "@effect/vitest"
+import { FTPError } from "basic-ftp"
+import { createHash, randomBytes } from "node:crypto"
+import { readdirSync } from "node:fs"
+import { join } from "node:path"
+import { PassThrough, Readable, Writable } from "node:stream"
+import { gzipSync } from "node:zlib"
+import { Effect, Option, Stream } from "effect"
+import { IngestJobs } from "../../../domain/ingest/Job.ts"
+import { Uploads } from "../../../domain/ingest/Uploads.ts"
+import { makeAuthFailures } from "../../../api/rateLimit.ts"
+import { ftpLogin, layerIngestStores, setCredentials, startDoors, TestIngestDir } from "../../fixtures/fileDoors.ts"
+import { eventually } from "../../fixtures/http.ts"
+
+/** The FTP reply code of a failed client call. */
+const refusal = <A>(call: () => Promise<A>) =>
+  Effect.promise(() => call().then(() => undefined, (error: unknown) => error instanceof FTPError ? error : assert.fail(`not an FTP error: ${String(error)}`)))
+
+const jobsOf = (partner: string) => IngestJobs.use((jobs) => jobs.list(partner, { limit: 100 }))
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
+
+/** A CSV of `lines` lines, gzipped: several MB of input, much of it random (so the gzip stays large). */
+const gzipCsv = (lines: number) =>
+  gzipSync(Buffer.from(Array.from({ length: lines }, (_, i) => `user-${i},${randomBytes(12).toString("hex")}|seg-${i % 7}`).join("\n") + "\n"))
+
+layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("FTP door", (it) => {
+  describe("an upload", () => {
+    it.effect("of a gzip file becomes a job, source ftp, with the file's digest and size, and shows in the folder", () =>
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        yield* setCredentials("acme", { password: "acme-password-1" })
+        const file = gzipCsv(120_000)
+        const client = yield* ftpLogin(doors.ftpPort, "acme", "acme-password-1")
+        const answer = yield* Effect.promise(() => client.uploadFrom(Readable.from([file]), "segments.csv.gz"))
+        assert.strictEqual(answer.code, 226)
+
+        // 226 came once the job was recorded: it is there now.
+        const [job, ...others] = yield* jobsOf("acme")
+        assert.deepStrictEqual(others, [])
+        assert.deepInclude(job, { partner: "acme", source: "ftp", state: "stored", fileName: "segments.csv.gz", bytes: file.length, digest: sha256(file) })
+        const record = Option.getOrThrow(yield* IngestJobs.use((jobs) => jobs.get(job!.id)))
+        assert.strictEqual(record.format, "partner")
+        const stored = Buffer.concat(yield* Stream.runCollect(Uploads.use((u) => Effect.succeed(u.read(record.uploadId))).pipe(Stream.unwrap)))
+        assert.isTrue(stored.equals(file), "the stored upload is the file, byte for byte")
+
+        const listing = yield* Effect.promise(() => client.list())
+        assert.deepStrictEqual(listing.map((f) => [f.name, f.size]), [["segments.csv.gz", file.length]])
+      }))
+
+    it.effect("named *.jsonl is loader format", () =>
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        yield* setCredentials("loaderco", { password: "loader-password-1" })
+        const client = yield* ftpLogin(doors.ftpPort, "loaderco", "loader-password-1")
+        const line = `{"idKind":"cookie","userId":"u1","segmentId":"1","op":"add","time":"2026-01-01T00:00:00Z"}\n`
+        yield* Effect.promise(() => client.uploadFrom(Readable.from([Buffer.from(line)]), "records.jsonl"))
+        const [job] = yield* jobsOf("loaderco")
+        const record = Option.getOrThrow(yield* IngestJobs.use((jobs) => jobs.get(job!.id)))
+        assert.strictEqual(record.format, "loader")
+      }))
+
+    it.effect("broken off midway (the client closes its connections) makes no job and leaves nothing", () =>
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        const dir = yield* TestIngestDir
+        const incoming = join(dir, "uploads", ".incoming")
+        yield* setCredentials("quitter", { password: "quitter-password-1" })
+        const client = yield* ftpLogin(doors.ftpPort, "quitter", "quitter-password-1")
+        // A source that sends 1 MiB, then waits for ever: the upload is in flight, not finished.
+        const source = new PassThrough()
+        source.write(randomBytes(1024 * 1024))
+        const upload = client.uploadFrom(source, "half.csv").catch(() => "broken off")
+        // The server is storing it: its temp file exists.
+        yield* eventually(Effect.sync(() => readdirSync(incoming)), (names) => names.length > 0, "30 seconds")
+        client.close()
+        assert.strictEqual(yield* Effect.promise(() => upload), "broken off")
+        // Its temp file is gone, and the next upload of the partner is its only job.
+        yield* eventually(Effect.sync(() => readdirSync(incoming)), (names) => names.length === 0, "30 seconds")
+        const next = yield* ftpLogin(doors.ftpPort, "quitter", "quitter-password-1")
+        yield* Effect.promise(() => next.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "after.csv"))
+        assert.deepStrictEqual((yield* jobsOf("quitter")).map((j) => j.fileName), ["after.csv"])
+        assert.deepStrictEqual(readdirSync(join(dir, "uploads", "quitter")).length, 1, "only the complete upload is stored")
+      }))
+  })
+
+  describe("logins", () => {
+    it.effect("a wrong password or an unknown partner is refused; repeated failures lock the address out", () =>
+      Effect.gen(function*() {
+        const doors = yield* startDoors({ loginFailures: makeAuthFailures({ perSecond: 0.01, burst: 3 }) })
+        yield* setCredentials("guarded", { password: "guarded-password-1" })
+        const wrong = yield* Effect.flip(ftpLogin(doors.ftpPort, "guarded", "not-the-password"))
+        assert.strictEqual(wrong.code, 530)
+        const unknown = yield* Effect.flip(ftpLogin(doors.ftpPort, "nobody", "guarded-password-1"))
+        assert.strictEqual(unknown.code, 530)
+        const uppercase = yield* Effect.flip(ftpLogin(doors.ftpPort, "../guarded", "guarded-password-1"))
+        assert.strictEqual(uppercase.code, 530)
+        // Three failures used up the address's allowance: even the right password is not looked at now.
+        const locked = yield* Effect.flip(ftpLogin(doors.ftpPort, "guarded", "guarded-password-1"))
+        assert.strictEqual(locked.code, 530)
+        assert.match(locked.message, /too many failed logins/)
+      }))
+
+    it.effect("a partner may hold a bounded number of sessions", () =>
+      Effect.gen(function*() {
+        const doors = yield* startDoors({ maxSessionsPerPartner: 2 })
+        yield* setCredentials("busy", { password: "busy-password-12" })
+        yield* ftpLogin(doors.ftpPort, "busy", "busy-password-12")
+        yield* ftpLogin(doors.ftpPort, "busy", "busy-password-12")
+        const third = yield* Effect.flip(ftpLogin(doors.ftpPort, "busy", "busy-password-12"))
+        assert.strictEqual(third.code, 530)
+        assert.match(third.message, /2 sessions open/)
+      }))
+  })
+
+  describe("a partner's folder", () => {
+    it.effect("is its own: another partner's files are not listed, and no path reaches outside it", () =>
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        yield* setCredentials("alpha", { password: "alpha-password-1" })
+        yield* setCredentials("beta", { password: "beta-password-12" })
+        const beta = yield* ftpLogin(doors.ftpPort, "beta", "beta-password-12")
+        yield* Effect.promise(() => beta.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "beta-secret.csv"))
+
+        const alpha = yield* ftpLogin(doors.ftpPort, "alpha", "alpha-password-1")
+        assert.deepStrictEqual(yield* Effect.promise(() => alpha.list()), [], "alpha's folder is empty")
+        assert.strictEqual(yield* Effect.promise(() => alpha.pwd()), "/")
+        for (const path of ["../beta", "/beta", "..", "../../etc"]) {
+          assert.strictEqual((yield* refusal(() => alpha.cd(path)))?.code, 550, `cd ${path}`)
+          assert.isDefined(yield* refusal(() => alpha.list(path)), `list ${path}`)
+        }
+        for (const path of ["../beta/x.csv", "/beta/x.csv", "sub/x.csv", "../../tmp/x.csv"]) {
+          assert.strictEqual((yield* refusal(() => alpha.uploadFrom(Readable.from([Buffer.from("u,s\n")]), path)))?.code, 550, `upload to ${path}`)
+        }
+        const sink = () => new Writable({ write: (_c, _e, cb) => cb() })
+        for (const path of ["beta-secret.csv", "../beta/beta-secret.csv", "/etc/passwd"]) {
+          assert.oneOf((yield* refusal(() => alpha.downloadTo(sink(), path)))?.code, [550, 551], `download ${path}`)
+        }
+        assert.strictEqual((yield* refusal(() => beta.remove("beta-secret.csv")))?.code, 550, "uploads cannot be deleted")
+        assert.strictEqual((yield* refusal(() => beta.rename("beta-secret.csv", "other.csv")))?.code, 550, "nor renamed")
+        assert.deepStrictEqual(yield* jobsOf("alpha"), [], "alpha wrote nothing anywhere")
+        assert.deepStrictEqual((yield* jobsOf("beta")).map((j) => j.fileName), ["beta-secret.csv"])
+      }))
+  })
+})

@@ -1,0 +1,124 @@
+import { assert, describe, layer } from "@effect/vitest"
+import { createHash, randomBytes } from "node:crypto"
+import { readdirSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { gzipSync } from "node:zlib"
+import { Effect, Option } from "effect"
+import ssh2 from "ssh2"
+import { IngestJobs } from "../../../domain/ingest/Job.ts"
+import { layerIngestStores, setCredentials, sftpLogin, sftpPut, sftpRequest, startDoors, TestIngestDir } from "../../fixtures/fileDoors.ts"
+import { eventually } from "../../fixtures/http.ts"
+
+const { utils } = ssh2
+
+const jobsOf = (partner: string) => IngestJobs.use((jobs) => jobs.list(partner, { limit: 100 }))
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
+const { STATUS_CODE } = utils.sftp
+
+layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("SFTP door", (it) => {
+  describe("an upload", () => {
+    it.effect("of a gzip file with a password becomes a job, source sftp, with the file's digest and size, and shows in the folder", () =>
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        yield* setCredentials("acme", { password: "acme-password-1" })
+        const file = gzipSync(Buffer.from(Array.from({ length: 40_000 }, (_, i) => `user-${i},${randomBytes(12).toString("hex")}`).join("\n")))
+        const { sftp } = yield* sftpLogin(doors.sftpPort, doors.hostKey, { username: "acme", password: "acme-password-1" })
+        assert.strictEqual(yield* sftpPut(sftp, "/segments.csv.gz", file), undefined)
+
+        // The CLOSE was answered once the job was recorded: it is there now.
+        const [job, ...others] = yield* jobsOf("acme")
+        assert.deepStrictEqual(others, [])
+        assert.deepInclude(job, { partner: "acme", source: "sftp", state: "stored", fileName: "segments.csv.gz", bytes: file.length, digest: sha256(file) })
+        assert.strictEqual(Option.getOrThrow(yield* IngestJobs.use((jobs) => jobs.get(job!.id))).format, "partner")
+
+        const listing = yield* sftpRequest<ReadonlyArray<ssh2.FileEntryWithStats>>((cb) => sftp.readdir("/", cb))
+        assert.deepStrictEqual(listing.value?.map((f) => [f.filename, f.attrs.size]), [["segments.csv.gz", file.length]])
+      }))
+
+    it.effect("with an SSH key, by fastPut's parallel writes, becomes a job; a key that is not the partner's is refused", () =>
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        const dir = yield* TestIngestDir
+        const keys = utils.generateKeyPairSync("ed25519")
+        const stranger = utils.generateKeyPairSync("ed25519")
+        yield* setCredentials("keyed", { sshPublicKeys: [keys.public] })
+        const refused = yield* Effect.flip(sftpLogin(doors.sftpPort, doors.hostKey, { username: "keyed", privateKey: stranger.private }))
+        assert.match(refused.message, /authentication methods failed/)
+
+        const { sftp } = yield* sftpLogin(doors.sftpPort, doors.hostKey, { username: "keyed", privateKey: keys.private })
+        const file = randomBytes(3 * 1024 * 1024 + 17)
+        const local = join(dir, "local-upload.jsonl.gz")
+        writeFileSync(local, file)
+        const sent = yield* sftpRequest<void>((cb) => sftp.fastPut(local, "records.jsonl.gz", { concurrency: 16, chunkSize: 32_768 }, (error) => cb(error, undefined)))
+        assert.isUndefined(sent.error)
+        const [job] = yield* jobsOf("keyed")
+        assert.deepInclude(job, { source: "sftp", fileName: "records.jsonl.gz", bytes: file.length, digest: sha256(file) })
+        assert.strictEqual(Option.getOrThrow(yield* IngestJobs.use((jobs) => jobs.get(job!.id))).format, "loader")
+      }))
+
+    it.effect("broken off midway (the connection drops before CLOSE) makes no job and leaves nothing", () =>
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        const dir = yield* TestIngestDir
+        const incoming = join(dir, "uploads", ".incoming")
+        yield* setCredentials("quitter", { password: "quitter-password-1" })
+        const { conn, sftp } = yield* sftpLogin(doors.sftpPort, doors.hostKey, { username: "quitter", password: "quitter-password-1" })
+        const stream = sftp.createWriteStream("half.csv")
+        stream.on("error", () => {})
+        stream.write(randomBytes(1024 * 1024))
+        yield* eventually(Effect.sync(() => readdirSync(incoming)), (names) => names.length > 0, "30 seconds")
+        // The client's TCP connection is cut: no CLOSE of the handle ever comes.
+        ;(conn as unknown as { readonly _sock: import("node:net").Socket })._sock.destroy()
+        yield* eventually(Effect.sync(() => readdirSync(incoming)), (names) => names.length === 0, "30 seconds")
+        const next = yield* sftpLogin(doors.sftpPort, doors.hostKey, { username: "quitter", password: "quitter-password-1" })
+        assert.strictEqual(yield* sftpPut(next.sftp, "after.csv", Buffer.from("u,s\n")), undefined)
+        assert.deepStrictEqual((yield* jobsOf("quitter")).map((j) => j.fileName), ["after.csv"])
+        assert.strictEqual(readdirSync(join(dir, "uploads", "quitter")).length, 1, "only the complete upload is stored")
+      }))
+  })
+
+  describe("logins", () => {
+    it.effect("a wrong password or an unknown partner is refused", () =>
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        yield* setCredentials("guarded", { password: "guarded-password-1" })
+        const wrong = yield* Effect.flip(sftpLogin(doors.sftpPort, doors.hostKey, { username: "guarded", password: "not-the-password" }))
+        assert.match(wrong.message, /authentication methods failed/)
+        const unknown = yield* Effect.flip(sftpLogin(doors.sftpPort, doors.hostKey, { username: "nobody", password: "guarded-password-1" }))
+        assert.match(unknown.message, /authentication methods failed/)
+        yield* sftpLogin(doors.sftpPort, doors.hostKey, { username: "guarded", password: "guarded-password-1" })
+      }))
+  })
+
+  describe("a partner's folder", () => {
+    it.effect("is its own: another partner's files are not listed or read, and no path reaches outside it", () =>
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        yield* setCredentials("alpha", { password: "alpha-password-1" })
+        yield* setCredentials("beta", { password: "beta-password-12" })
+        const beta = yield* sftpLogin(doors.sftpPort, doors.hostKey, { username: "beta", password: "beta-password-12" })
+        assert.strictEqual(yield* sftpPut(beta.sftp, "beta-secret.csv", Buffer.from("u,s\n")), undefined)
+
+        const { sftp } = yield* sftpLogin(doors.sftpPort, doors.hostKey, { username: "alpha", password: "alpha-password-1" })
+        const own = yield* sftpRequest<ReadonlyArray<ssh2.FileEntryWithStats>>((cb) => sftp.readdir(".", cb))
+        assert.deepStrictEqual(own.value, [], "alpha's folder is empty")
+        assert.strictEqual((yield* sftpRequest<string>((cb) => sftp.realpath(".", cb))).value, "/")
+        for (const path of ["../beta", "/beta", "..", "../../etc", "/etc"]) {
+          assert.isDefined((yield* sftpRequest((cb) => sftp.readdir(path, cb))).error, `readdir ${path}`)
+          assert.isDefined((yield* sftpRequest((cb) => sftp.stat(path, cb))).error, `stat ${path}`)
+        }
+        for (const path of ["../beta/x.csv", "/beta/x.csv", "sub/x.csv", "../../tmp/x.csv"]) {
+          const opened = yield* sftpRequest((cb) => sftp.open(path, "w", cb))
+          assert.strictEqual(opened.error?.code, STATUS_CODE.PERMISSION_DENIED, `write to ${path}`)
+        }
+        for (const path of ["beta-secret.csv", "../beta/beta-secret.csv", "/etc/passwd"]) {
+          assert.isDefined((yield* sftpRequest((cb) => sftp.open(path, "r", cb))).error, `read ${path}`)
+        }
+        assert.strictEqual((yield* sftpRequest((cb) => beta.sftp.unlink("beta-secret.csv", (e) => cb(e, undefined)))).error?.code, STATUS_CODE.PERMISSION_DENIED)
+        assert.strictEqual((yield* sftpRequest((cb) => beta.sftp.rename("beta-secret.csv", "x.csv", (e) => cb(e, undefined)))).error?.code, STATUS_CODE.PERMISSION_DENIED)
+        assert.strictEqual((yield* sftpRequest((cb) => sftp.symlink("/etc/passwd", "link", (e) => cb(e, undefined)))).error?.code, STATUS_CODE.PERMISSION_DENIED)
+        assert.deepStrictEqual(yield* jobsOf("alpha"), [], "alpha wrote nothing anywhere")
+        assert.deepStrictEqual((yield* jobsOf("beta")).map((j) => j.fileName), ["beta-secret.csv"])
+      }))
+  })
+})
