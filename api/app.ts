@@ -1,8 +1,8 @@
 /**
  * Builds the Fastify app from route declarations: body parsing (JSON and merge-patch, with a size
  * limit; streamed uploads bypass both), per-key rate limits, failed authentications limited per
- * address, admission bounds on commands and reads, deadlines on slow requests and a cap on
- * connections, problem+json for every error Fastify or Node's HTTP parser raises, HTTP metrics, and /docs.
+ * address, admission bounds on commands and reads, deadlines on slow requests (uploads: a minimum
+ * pace instead) and a cap on connections, problem+json for every error Fastify or Node's HTTP parser raises, HTTP metrics, and /docs.
  */
 import { STATUS_CODES } from "node:http"
 import type { Socket } from "node:net"
@@ -16,6 +16,7 @@ import { openApi } from "./openapi.ts"
 import { toProblem } from "./problems.ts"
 import * as RateLimiter from "./rateLimit.ts"
 import { type AdmissionKind, register, type AnyRoute, type Runner } from "./route.ts"
+import { defaultUploadPace, isUpload, type UploadPace } from "./streaming.ts"
 
 export interface AppOptions<R> {
   readonly routes: ReadonlyArray<AnyRoute<R>>
@@ -31,8 +32,13 @@ export interface AppOptions<R> {
   readonly admission?: Partial<Record<AdmissionKind, Admission.AdmissionLimit>>
   /** JSON bodies nested deeper answer 400 (default 64) */
   readonly maxJsonDepth?: number
-  /** a request's headers must arrive within this (default 10 s), and the whole request within `requestMillis` (default 30 s) */
+  /**
+   * a request's headers must arrive within this (default 10 s), and the whole request within
+   * `requestMillis` (default 30 s) — except an upload's body, bounded by `uploadPace` instead
+   */
   readonly timeouts?: { readonly headersMillis: number; readonly requestMillis: number }
+  /** how slowly an upload's body may arrive (default: 30 s without a byte, or under 16 KiB/s on average) */
+  readonly uploadPace?: UploadPace
   /** open connections at most; more are closed at once (default: no cap) */
   readonly maxConnections?: number
 }
@@ -60,6 +66,25 @@ const clientError = (error: NodeJS.ErrnoException, socket: Socket) => {
   socket.end(head + body, () => socket.destroy())
 }
 
+const requestTimedOut = Object.assign(new Error("request timeout"), { code: "ERR_HTTP_REQUEST_TIMEOUT" })
+
+/**
+ * The whole-request deadline, kept by the app rather than by Node (whose requestTimeout is one value
+ * for every route): a request whose body has not arrived `millis` after its headers is answered 408
+ * problem+json and closed, as Node would, or only closed when its answer already went out. Upload
+ * routes are left out: their body is bounded by its pace (api/streaming.ts).
+ */
+const requestDeadline = (request: FastifyRequest, millis: number) => {
+  const raw = request.raw
+  if (raw.complete) return
+  const timer = setTimeout(() => {
+    if (!raw.complete && !raw.socket.destroyed) clientError(requestTimedOut, raw.socket)
+  }, millis)
+  timer.unref()
+  // A request that never ends (its client went away) leaves the timer to find its socket destroyed.
+  raw.once("end", () => clearTimeout(timer))
+}
+
 const httpDuration = Metric.histogram("tributary_http_request_duration_seconds", {
   description: "HTTP request latency",
   boundaries: Metric.boundariesFromIterable([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10])
@@ -78,12 +103,13 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? 1_048_576,
     return503OnClosing: true,
-    // A client that sends its headers or its body slowly (or not at all) is answered 408 and closed,
-    // checked often enough that the deadline holds to a fraction of itself.
-    requestTimeout: timeouts.requestMillis,
+    // A client that sends its headers slowly (or not at all) is answered 408 and closed, checked often
+    // enough that the deadline holds to a fraction of itself. Node's whole-request deadline is off (0:
+    // headersTimeout still holds): it would cap every upload; the app keeps it per route (requestDeadline).
+    requestTimeout: 0,
     http: {
       headersTimeout: timeouts.headersMillis,
-      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.min(timeouts.headersMillis, timeouts.requestMillis) / 4))
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, timeouts.headersMillis / 4))
     },
     clientErrorHandler: clientError,
     // Keys of a JSON body are data: `__proto__` and `constructor` are kept as the fields the client
@@ -113,6 +139,12 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
   })
 
   if (options.maxConnections !== undefined) app.server.maxConnections = options.maxConnections
+
+  const uploadRoutes = new Set(options.routes.filter((route) => isUpload(route.body)).map((route) => `${route.method} ${route.url}`))
+  app.addHook("onRequest", (request, _reply, done) => {
+    if (!uploadRoutes.has(`${request.method} ${request.routeOptions.url}`)) requestDeadline(request, timeouts.requestMillis)
+    done()
+  })
 
   // JSON bodies are UTF-8 (RFC 8259): bytes that are not are refused, not stored as U+FFFD.
   const parseJson = app.getDefaultJsonParser("ignore", "ignore")
@@ -170,6 +202,7 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
       reads: Admission.make("reads", options.admission?.reads ?? unbounded)
     },
     maxJsonDepth: options.maxJsonDepth ?? 64,
+    uploadPace: options.uploadPace ?? defaultUploadPace,
     closing: Deferred.await(closing)
   }
   for (const route of options.routes) register(app, route, context)

@@ -80,7 +80,7 @@ export const PlatformConfig = Config.all({
   readQueueTimeout: Config.Duration("READ_QUEUE_TIMEOUT").pipe(Config.withDefault(Duration.seconds(2))),
   /** a request's headers must arrive within this (408 and closed after) */
   httpHeadersTimeout: Config.Duration("HTTP_HEADERS_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
-  /** a whole request, headers and body, must arrive within this (408 and closed after) */
+  /** a whole request, headers and body, must arrive within this (408 and closed after); uploads are bounded by their pace instead (UPLOAD_IDLE_TIMEOUT, UPLOAD_MIN_BYTES_PER_SECOND) */
   httpRequestTimeout: Config.Duration("HTTP_REQUEST_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30))),
   /** open HTTP connections at most per process; more are closed at once (keep it under the file descriptor limit) */
   httpMaxConnections: intAtLeast(1, "HTTP_MAX_CONNECTIONS").pipe(Config.withDefault(8_192)),
@@ -112,6 +112,10 @@ export const PlatformConfig = Config.all({
   entityIdleTimeout: Config.Duration("ENTITY_IDLE_TIMEOUT").pipe(Config.withDefault(Duration.minutes(5))),
   /** largest file one upload may store (HTTP, FTP, SFTP), bytes as received; 413 beyond, nothing kept */
   uploadMaxBytes: intAtLeast(1, "UPLOAD_MAX_BYTES").pipe(Config.withDefault(21_474_836_480)),
+  /** an HTTP upload (a streamed body) is closed with 408 when no byte of it arrived for this long while the server waited for one */
+  uploadIdleTimeout: Config.Duration("UPLOAD_IDLE_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30))),
+  /** past its first UPLOAD_IDLE_TIMEOUT of waiting, an HTTP upload averaging fewer bytes a second (over the time the server waited) is closed with 408; 0: no minimum */
+  uploadMinBytesPerSecond: intAtLeast(0, "UPLOAD_MIN_BYTES_PER_SECOND").pipe(Config.withDefault(16_384)),
   /** files one process receives at once over HTTP; 503 + Retry-After beyond */
   uploadMaxConcurrent: intAtLeast(1, "UPLOAD_MAX_CONCURRENT").pipe(Config.withDefault(32)),
   /** largest body of one real-time POST (/v1/ingest/{partner}/records), bytes; 413 beyond */
@@ -120,8 +124,11 @@ export const PlatformConfig = Config.all({
   uploadRetention: Config.Literals(["delete", "keep"], "UPLOAD_RETENTION").pipe(Config.withDefault("delete" as const)),
   /** bytes of ingestion work the INGEST stream holds before refusing more (doors answer 503 + Retry-After) */
   ingestMaxBytes: intAtLeast(1_024, "INGEST_MAX_BYTES").pipe(Config.withDefault(1_073_741_824)),
-  /** lines of a file translated into one batch of user profile commands (one bus message per shard) */
-  translateBatchLines: intAtLeast(1, "TRANSLATE_BATCH_LINES").pipe(Config.withDefault(1_000)),
+  /**
+   * lines of a file translated into one batch of user profile commands (one bus message per shard);
+   * with 64 shards a batch of 1,000 lines made messages of ~5 commands each: 10,000 cut the CPU per line by a third
+   */
+  translateBatchLines: intAtLeast(1, "TRANSLATE_BATCH_LINES").pipe(Config.withDefault(10_000)),
   /** batches of one job sent and not yet answered: the file is read only as fast as profiles commit */
   translateInFlight: intAtLeast(1, "TRANSLATE_IN_FLIGHT").pipe(Config.withDefault(4)),
   /** a running job saves its checkpoint (resumed from after a crash) at least every this many lines */

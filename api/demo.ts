@@ -1,7 +1,7 @@
 /**
  * `make demo`: starts the platform on its embedded defaults (nats-server from nats.conf, SQLite in
  * ./data/demo — its own folder, wiped first, never DATA_DIR), drives a realistic workload through every capability
- * over real HTTP and NATS, prints a summary, and keeps serving until interrupted (`--once`: exit).
+ * over real HTTP and NATS (ingestion: api/demoIngest.ts), prints a summary, and keeps serving until interrupted (`--once`: exit).
  */
 import { rmSync } from "node:fs"
 import { createServer } from "node:net"
@@ -11,6 +11,7 @@ import { connect } from "@nats-io/transport-node"
 import { ConfigProvider, Effect } from "effect"
 import { freePort, stopLeftover } from "../infra/nats/NatsServer.ts"
 import { PlatformConfig } from "./config.ts"
+import { ingestWorkload } from "./demoIngest.ts"
 import { HttpServer, layer, NatsAccess } from "./platform.ts"
 import { createPrivately } from "./privateFiles.ts"
 import { runMain } from "./runMain.ts"
@@ -201,6 +202,8 @@ const main = Effect.gen(function*() {
     DATA_DIR: dataDir,
     ADMIN_API_KEY: ADMIN,
     PORT: String(yield* pickPort("PORT", 8080)),
+    FTP_PORT: String(yield* pickPort("FTP_PORT", 2121)),
+    SFTP_PORT: String(yield* pickPort("SFTP_PORT", 2222)),
     ...(process.env.NATS_URL ? {} : { NATS_PORT: String(yield* pickPort("NATS_PORT", 4222)) })
   } as Record<string, string>
   const config = yield* PlatformConfig.parse(ConfigProvider.fromEnvRecord(env))
@@ -208,6 +211,8 @@ const main = Effect.gen(function*() {
   yield* Effect.gen(function*() {
     const { url } = yield* HttpServer
     yield* workload(url, yield* NatsAccess)
+    // partners' files over HTTP and SFTP, a real-time stream, segments and one profile explained
+    console.log(yield* Effect.promise(() => ingestWorkload({ baseUrl: url, adminKey: ADMIN, sftpPort: Number(env.SFTP_PORT), dir: dataDir })))
     if (!once) {
       console.log("Serving; Ctrl-C to stop.")
       yield* Effect.never

@@ -161,6 +161,7 @@ const httpLimits = (config: PlatformConfig) => ({
   maxJsonDepth: config.maxJsonDepth,
   maxConnections: config.httpMaxConnections,
   timeouts: { headersMillis: Duration.toMillis(config.httpHeadersTimeout), requestMillis: Duration.toMillis(config.httpRequestTimeout) },
+  uploadPace: { idleMillis: Duration.toMillis(config.uploadIdleTimeout), minBytesPerSecond: config.uploadMinBytesPerSecond },
   admission: {
     commands: { capacity: config.maxInFlightCommands, queue: 0, maxWaitMillis: 0 },
     reads: { capacity: config.maxConcurrentReads, queue: config.readQueue, maxWaitMillis: Duration.toMillis(config.readQueueTimeout) }

@@ -21,6 +21,8 @@ export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("Payl
 export class UnsupportedMediaType extends Schema.TaggedError<UnsupportedMediaType>()("UnsupportedMediaType", { detail: Schema.String }) {}
 /** The client stopped sending a streamed body before its end (or sent a corrupt gzip body). */
 export class RequestBodyFailed extends Schema.TaggedError<RequestBodyFailed>()("RequestBodyFailed", { detail: Schema.String }) {}
+/** A request (or a streamed body) that did not arrive in time: too slow, or stalled. */
+export class RequestTimeout extends Schema.TaggedError<RequestTimeout>()("RequestTimeout", { detail: Schema.String }) {}
 /** This API key used up its token bucket; `retryAfterSeconds` until it holds enough again. */
 export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", { detail: Schema.String, retryAfterSeconds: Schema.Number }) {}
 /** Too much in flight already: answered with Retry-After instead of queueing without bound. */

@@ -26,7 +26,7 @@ import { InvalidRequest, type RequestPart, toProblem } from "./problems.ts"
 import type { Admission, Release } from "./admission.ts"
 import { tooDeep } from "./jsonDepth.ts"
 import type { AuthFailures, RateLimiter } from "./rateLimit.ts"
-import { type BodyStream, isUpload, negotiate, openUpload, sendStream, type Streamed, type Upload } from "./streaming.ts"
+import { type BodyStream, isUpload, negotiate, openUpload, sendStream, type Streamed, type Upload, type UploadPace } from "./streaming.ts"
 
 type Part = Schema.Top
 
@@ -139,6 +139,8 @@ export interface RouteContext<R> {
   readonly admissions: Readonly<Record<AdmissionKind, Admission>>
   /** JSON bodies nested deeper answer 400 */
   readonly maxJsonDepth: number
+  /** how slowly an upload's body may arrive before it is answered 408 */
+  readonly uploadPace: UploadPace
   /** completes when the app starts closing: streamed answers then end */
   readonly closing: Effect.Effect<void>
 }
@@ -222,7 +224,7 @@ const mount = <R>(app: FastifyInstance, spec: AnyRoute<R>, context: RouteContext
       const program = Effect.gen(function*() {
         const input = yield* decodeRequest(spec, request, context.maxJsonDepth)
         if (spec.authorize !== undefined) yield* check(spec.authorize, { ...input, principal })
-        const body = uploads ? yield* openUpload(request.raw, spec.body as Upload) : input.body
+        const body = uploads ? yield* openUpload(request.raw, spec.body as Upload, context.uploadPace) : input.body
         const answer = yield* spec.handler({ ...input, body, principal, url: request.url })
         if (!("stream" in answer)) return answer
         const streamed = spec.responses[answer.status]?.stream

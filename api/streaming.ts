@@ -11,6 +11,13 @@
  * stops at the limit); a file that is itself compressed is sent as `Content-Type: application/gzip`
  * and reaches the handler as those bytes. Other content encodings answer 415.
  *
+ * An upload may last as long as it keeps coming (a multi-GB file over an ordinary link): it is bounded
+ * by its pace, not by a total time (api/app.ts keeps the whole-request deadline for other routes).
+ * Only the time the handler waits for the client counts: while the handler is busy and the socket
+ * fills, the client is not slow. The body fails with RequestTimeout (408) when no byte came for
+ * `idleMillis` of waiting, or when, past its first `idleMillis` of waiting, it averaged fewer than
+ * `minBytesPerSecond` bytes as sent (compressed, for a gzip transfer) over that waiting time.
+ *
  * Streamed responses. A handler answers `{ status, stream }`; each item is encoded with the route's
  * item schema and written as one NDJSON line (`application/x-ndjson`), or, when the client's Accept
  * asks for `text/event-stream`, as one SSE event (`id:` from the route, so `Last-Event-ID` can
@@ -26,8 +33,8 @@ import type { IncomingMessage, ServerResponse } from "node:http"
 import { pipeline } from "node:stream"
 import { createGunzip } from "node:zlib"
 import { NodeStream } from "@effect/platform-node"
-import { Cause, Effect, Exit, Option, Schema, Stream } from "effect"
-import { PayloadTooLarge, RequestBodyFailed, toProblem, UnsupportedMediaType } from "./problems.ts"
+import { Cause, Clock, Effect, Exit, Option, Schema, Stream } from "effect"
+import { PayloadTooLarge, RequestBodyFailed, RequestTimeout, toProblem, UnsupportedMediaType } from "./problems.ts"
 
 /** A route's streamed request body: its media types, its size limit, what it is. */
 export interface Upload {
@@ -44,7 +51,44 @@ export const upload = (options: Omit<Upload, "_tag">): Upload => ({ _tag: "Uploa
 export const isUpload = (u: unknown): u is Upload => typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "Upload"
 
 /** What an upload route's handler reads. It can be run once: it is the socket. */
-export type BodyStream = Stream.Stream<Uint8Array, PayloadTooLarge | RequestBodyFailed>
+export type BodyStream = Stream.Stream<Uint8Array, PayloadTooLarge | RequestBodyFailed | RequestTimeout>
+
+/** How slowly an upload may arrive (UPLOAD_IDLE_TIMEOUT, UPLOAD_MIN_BYTES_PER_SECOND). */
+export interface UploadPace {
+  readonly idleMillis: number
+  /** 0: no minimum */
+  readonly minBytesPerSecond: number
+}
+
+export const defaultUploadPace: UploadPace = { idleMillis: 30_000, minBytesPerSecond: 16_384 }
+
+/**
+ * How long the next wait for the client may last, given the bytes received and the time already
+ * waited: the idle bound, or less when the average would fall under the minimum sooner.
+ */
+const allowedWait = (pace: UploadPace, bytes: number, waitedMillis: number) => {
+  const belowMinimumAt = pace.minBytesPerSecond > 0 ? Math.max(pace.idleMillis, (bytes * 1000) / pace.minBytesPerSecond) : Number.POSITIVE_INFINITY
+  const rate = belowMinimumAt - waitedMillis
+  return rate < pace.idleMillis
+    ? { millis: Math.max(0, rate), detail: `the body arrived at under ${pace.minBytesPerSecond} bytes a second on average` }
+    : { millis: pace.idleMillis, detail: `no byte of the body arrived for ${pace.idleMillis / 1000} s` }
+}
+
+/** `body` failing with RequestTimeout when the client is too slow (see the header); `received()` counts bytes as sent. */
+const paced = <E>(body: Stream.Stream<Uint8Array, E>, pace: UploadPace, received: () => number) => {
+  const waited = { millis: 0 }
+  return Stream.transformPull(body, (pull) =>
+    Effect.succeed(Effect.gen(function*() {
+      const allowed = allowedWait(pace, received(), waited.millis)
+      const start = yield* Clock.currentTimeMillis
+      const chunks = yield* pull.pipe(Effect.timeoutOrElse({
+        duration: allowed.millis,
+        orElse: () => Effect.fail(new RequestTimeout({ detail: allowed.detail }))
+      }))
+      waited.millis += (yield* Clock.currentTimeMillis) - start
+      return chunks
+    })))
+}
 
 const mediaType = (header: string | undefined) => (header ?? "").split(";")[0]!.trim().toLowerCase()
 
@@ -54,7 +98,11 @@ const tooLarge = (limit: number) => new PayloadTooLarge({ detail: `this route ta
  * Checks an upload's headers (media type, encoding, declared length) and opens its body as a
  * stream. Nothing is read until the stream is pulled.
  */
-export const openUpload = (request: IncomingMessage, spec: Upload): Effect.Effect<BodyStream, PayloadTooLarge | UnsupportedMediaType> =>
+export const openUpload = (
+  request: IncomingMessage,
+  spec: Upload,
+  pace: UploadPace = defaultUploadPace
+): Effect.Effect<BodyStream, PayloadTooLarge | UnsupportedMediaType> =>
   Effect.suspend((): Effect.Effect<BodyStream, PayloadTooLarge | UnsupportedMediaType> => {
     const type = mediaType(request.headers["content-type"])
     if (!spec.contentTypes.includes(type)) {
@@ -68,13 +116,17 @@ export const openUpload = (request: IncomingMessage, spec: Upload): Effect.Effec
     // Identity bodies are checked before reading; a gzip body's decoded size is only known by reading.
     if (encoding === "identity" && declared > spec.maxBytes) return Effect.fail(tooLarge(spec.maxBytes))
     const source = encoding === "gzip" ? pipeline(request, createGunzip(), () => {}) : request
-    const counted = { bytes: 0 }
-    const body: BodyStream = NodeStream.fromReadable<Uint8Array, RequestBodyFailed>({
+    const counted = { bytes: 0, sent: 0 }
+    // A gzip transfer's pace counts its compressed bytes: the request already flows into gunzip, so a
+    // second `data` listener only counts. Identity bodies are counted as they are read.
+    if (encoding === "gzip") request.on("data", (chunk: Buffer) => void (counted.sent += chunk.byteLength))
+    const read = NodeStream.fromReadable<Uint8Array, RequestBodyFailed>({
       evaluate: () => source,
       onError: (cause) => new RequestBodyFailed({ detail: `the body could not be read: ${String((cause as Error)?.message ?? cause)}` }),
       // The request stays open when the handler stops early: the answer (413 or not) still has to go out.
       closeOnDone: false
-    }).pipe(Stream.mapEffect((chunk) => {
+    })
+    const body: BodyStream = paced(read, pace, () => encoding === "gzip" ? counted.sent : counted.bytes).pipe(Stream.mapEffect((chunk) => {
       counted.bytes += chunk.byteLength
       return counted.bytes > spec.maxBytes ? Effect.fail(tooLarge(spec.maxBytes)) : Effect.succeed(chunk)
     }))

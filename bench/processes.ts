@@ -25,24 +25,24 @@ const entities = 256
 const concurrency = 64
 const headers = { authorization: `Bearer ${BENCH_ADMIN_KEY}` }
 
-interface Running {
+export interface Running {
   readonly child: ChildProcess
   readonly base: string
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** Polls `check` every 50 ms until it holds, for at most `withinMs`; the time it took, in ms. */
-const until = async (check: () => Promise<boolean>, withinMs: number) => {
+/** Polls `check` every `everyMs` (50) ms until it holds, for at most `withinMs`; the time it took, in ms. */
+export const until = async (check: () => Promise<boolean>, withinMs: number, everyMs = 50) => {
   const started = performance.now()
   while (!(await check().catch(() => false))) {
     if (performance.now() - started > withinMs) throw new Error(`not reached within ${withinMs} ms`)
-    await sleep(50)
+    await sleep(everyMs)
   }
   return performance.now() - started
 }
 
-const start = async (env: Record<string, string>): Promise<Running> => {
+export const start = async (env: Record<string, string>): Promise<Running> => {
   const port = await Effect.runPromise(freePort())
   const child = spawn(process.execPath, ["--no-warnings", main], {
     env: { ...process.env, HOST: "127.0.0.1", LOG_LEVEL: "Warn", LOG_FORMAT: "json", ADMIN_API_KEY: BENCH_ADMIN_KEY, ...env, PORT: String(port) },
@@ -53,7 +53,7 @@ const start = async (env: Record<string, string>): Promise<Running> => {
   return { child, base }
 }
 
-const stop = (running: Running, signal: NodeJS.Signals) =>
+export const stop = (running: Running, signal: NodeJS.Signals) =>
   new Promise<void>((resolve) => {
     if (running.child.exitCode !== null || running.child.signalCode !== null) return resolve()
     running.child.once("exit", () => resolve())

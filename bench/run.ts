@@ -11,6 +11,7 @@ import { benchCommands } from "./commands.ts"
 import { benchEventStore } from "./eventStore.ts"
 import { benchBatch } from "./batch.ts"
 import { benchHistoryLatency } from "./historyLatency.ts"
+import { benchIngest } from "./ingest.ts"
 import { benchProcesses } from "./processes.ts"
 import { round2 } from "./stats.ts"
 import { summaryTable, type SummaryRow } from "./summary.ts"
@@ -68,7 +69,9 @@ const benchmarks: ReadonlyArray<{ readonly name: string; readonly run: () => Pro
   { name: "historyLatency", run: () => benchHistoryLatency(maxCommandRate) },
   { name: "batch", run: benchBatch },
   { name: "processes", run: benchProcesses },
-  { name: "asOf", run: benchAsOf }
+  { name: "asOf", run: benchAsOf },
+  // partner file ingestion; BENCH_INGEST_LINES (default 1,000,000), BENCH_INGEST_BIG=1 for the 1 GB file
+  { name: "ingest", run: benchIngest }
 ]
 
 const only = process.argv.slice(2)

@@ -15,5 +15,5 @@ export const summaryTable = (rows: ReadonlyArray<SummaryRow>): string =>
     "| benchmark | figure | ceiling (same run) | ratio | target | result |",
     "| --- | --- | --- | --- | --- | --- |",
     ...rows.map((r) =>
-      `| ${r.benchmark} | ${r.figure} | ${r.ceiling} | ${r.ratio} | ${r.target} | ${r.pass === undefined ? "—" : r.pass ? "pass" : "MISS"} |`)
+      `| ${r.benchmark} | ${r.figure} | ${r.ceiling} | ${Number.isNaN(r.ratio) ? "—" : r.ratio} | ${r.target} | ${r.pass === undefined ? "—" : r.pass ? "pass" : "MISS"} |`)
   ].join("\n")
