@@ -6,7 +6,7 @@
  */
 import type { KV } from "@nats-io/kv"
 import { hostname } from "node:os"
-import { Effect, Layer, Schedule } from "effect"
+import { Duration, Effect, Layer, Schedule } from "effect"
 import { Cluster, ClusterError } from "../../domain/Cluster.ts"
 import { BucketNames, shardLeasePrefix } from "../../domain/subjects.ts"
 import { openBucket } from "./buckets.ts"
@@ -15,12 +15,34 @@ import { isHolderId, newHolderId, renewEveryMillis, takeLease } from "./lease.ts
 const kvCall = <A>(operation: string, f: () => Promise<A>) =>
   Effect.tryPromise({ try: f, catch: (cause) => new ClusterError({ operation, cause }) })
 
+/** How long listing a bucket's keys may take; far more than it needs (milliseconds) on a loaded machine. */
+const listTimeout: Duration.Input = "10 seconds"
+
+/**
+ * The bucket's keys. `kv.keys()` ends only when a delivered entry says nothing is pending or its
+ * consumer idles for 5 s. After a stall of this thread (a loaded machine) its ordered consumer is
+ * recreated from the stream's start, and on the members bucket, written every few seconds by the
+ * heartbeats, it then never ended: the shard and translator ticks waited in it for ever, so shards
+ * whose leases had lapsed in the stall were never taken again (the 1M-line ingest benchmark stopped
+ * at 250,000 lines with every shard idle). So the listing is bounded (a ClusterError, which the
+ * ticks survive: they keep the last members and tick again) and its consumer always stopped.
+ */
 const keysOf = (kv: KV, filter = ">") =>
-  kvCall("list keys", async () => {
-    const keys: Array<string> = []
-    for await (const key of await kv.keys(filter)) keys.push(key)
-    return keys
-  })
+  Effect.acquireUseRelease(
+    kvCall("list keys", () => kv.keys(filter)),
+    (iterator) =>
+      kvCall("list keys", async () => {
+        const keys: Array<string> = []
+        for await (const key of iterator) keys.push(key)
+        return keys
+      }).pipe(
+        Effect.timeoutOrElse({
+          duration: listTimeout,
+          orElse: () => Effect.fail(new ClusterError({ operation: "list keys", cause: `the listing did not end within ${Duration.format(Duration.fromInputUnsafe(listTimeout))}` }))
+        })
+      ),
+    (iterator) => Effect.sync(() => iterator.stop())
+  )
 
 const thisHost = hostname().replace(/[^-\w]/g, "_")
 
