@@ -136,6 +136,7 @@ interface PlatformRun {
   readonly platform: { readonly peakRssMiB: number; readonly sampledMaxRssMiB: number }
   readonly natsServer: { readonly peakRssMiB: number; readonly diskMiB: number }
   readonly eventStoreDiskMiB: number
+  readonly uploadsDiskMiB?: number
   readonly freshness?: ReturnType<typeof latencies> & { readonly failures: number; readonly firstFailure?: string | undefined; readonly skippedWhileTwentyWaited: number }
   readonly profilesChecked: number
   /** a bounded run: the upload, then `minutes` of translation (the job unfinished) */
@@ -190,6 +191,7 @@ const platformRun = async (dir: string, file: GeneratedFile, fresh: boolean, min
     if (window !== undefined) {
       const natsPid = readPidFile(join(dataDir, "nats-server.pid"))
       const natsDiskMiB = round2((await diskBytes(join(dataDir, "nats"))) / MB)
+      const uploadsDiskMiB = round2((await diskBytes(join(dataDir, "uploads"))) / MB)
       return {
         job,
         seconds: round2(seconds),
@@ -197,7 +199,9 @@ const platformRun = async (dir: string, file: GeneratedFile, fresh: boolean, min
         linesPerSecond: Math.round(window.linesTranslated / (window.minutes * 60)),
         platform: { peakRssMiB: memory(pid).peakRssMiB, sampledMaxRssMiB },
         natsServer: { peakRssMiB: natsPid._tag === "Some" ? memory(natsPid.value).peakRssMiB : Number.NaN, diskMiB: natsDiskMiB },
-        eventStoreDiskMiB: round2((await diskBytes(dataDir)) / MB - natsDiskMiB),
+        // the stored upload (the whole file) apart
+        eventStoreDiskMiB: round2((await diskBytes(dataDir)) / MB - natsDiskMiB - uploadsDiskMiB),
+        uploadsDiskMiB,
         profilesChecked: 0,
         window
       }
