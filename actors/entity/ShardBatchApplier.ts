@@ -90,26 +90,26 @@ export const make = (options: ShardBatchApplierOptions) =>
     }
     yield* Effect.addFinalizer(() => Effect.sync(() => [...cache.values()].forEach(drop)))
 
-    const rememberEvent = (entry: Entry, event: RecordedEvent) => {
-      const meta = metadataOf(event.metadata)
-      if (Option.isNone(meta) || !entry.kind.knowsEvent(event.type)) return undefined
-      entry.memory.remember(meta.value.commandId, {
+    const rememberEvent = (entry: Entry, event: RecordedEvent, meta: EventMetadata | undefined) => {
+      if (meta === undefined || !entry.kind.knowsEvent(event.type)) return undefined
+      entry.memory.remember(meta.commandId, {
         _tag: "Accepted",
         outcome: entry.kind.outcomeOf(event.type, event.revision),
         revision: event.revision,
-        fingerprint: meta.value.commandFingerprint
+        fingerprint: meta.commandFingerprint
       })
-      return meta.value.commandId
+      return meta.commandId
     }
 
     /** Folds `events` (the stream's next ones) into the entry; the entity as each command left it. */
     const foldIn = (entry: Entry, events: ReadonlyArray<RecordedEvent>, leftBy?: Map<string, EntitySnapshot>) => {
       let folded = entry.memory.folded
+      // Each event's metadata decoded once (it was twice: for the event, and as the one after its predecessor).
+      const metas = events.map((event) => Option.getOrUndefined(metadataOf(event.metadata)))
       events.forEach((event, i) => {
         folded = entry.kind.apply(folded, event)
-        const commandId = rememberEvent(entry, event)
-        const next = events[i + 1]
-        if (leftBy !== undefined && commandId !== undefined && (next === undefined || Option.getOrUndefined(metadataOf(next.metadata))?.commandId !== commandId)) {
+        const commandId = rememberEvent(entry, event, metas[i])
+        if (leftBy !== undefined && commandId !== undefined && (i + 1 === events.length || metas[i + 1]?.commandId !== commandId)) {
           leftBy.set(commandId, entry.kind.snapshot(entry.id, folded))
         }
       })

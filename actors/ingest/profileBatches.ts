@@ -7,10 +7,9 @@
  * retry, or a job resumed from its checkpoint with the same batch size) is recognised by the profile
  * as the command it already answered.
  */
-import { Schema } from "effect"
 import type { EntityCommand } from "../../domain/entity.ts"
 import { type LoaderRecord, type Operation, profileId } from "../../domain/ingest/LoaderRecord.ts"
-import { Apply, type ProfileRecord } from "../../domain/ingest/profileEvents.ts"
+import type { Apply, ProfileRecord } from "../../domain/ingest/profileEvents.ts"
 
 /** The entity type of user profiles (domain/entities/userprofile.ts). */
 export const profileType = "userprofile"
@@ -37,8 +36,6 @@ export interface ProfileCommand {
   /** each segment it touches, with the last operation on it in line order */
   readonly segments: ReadonlyMap<string, Operation>
 }
-
-const encodeApply = Schema.encodeSync(Apply)
 
 /** Groups the records of `lines` (in line order) by profile: one Apply per profile, first-seen order. */
 export const profileCommands = (
@@ -72,7 +69,9 @@ export const profileCommands = (
         correlationId: context.jobId,
         entityType: profileType,
         entityId,
-        action: encodeApply({ _tag: "Apply", records: group.records }) as EntityCommand["action"]
+        // Built from records already decoded, and Apply's wire form is its type: not validated again
+        // here (the profile decodes it once, when it applies it).
+        action: { _tag: "Apply", records: group.records } satisfies typeof Apply.Encoded
       },
       lines: group.lines,
       records: group.records.length,

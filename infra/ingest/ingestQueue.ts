@@ -6,7 +6,7 @@
  * third of the ack wait, so a job that runs for an hour is never redelivered meanwhile; only a holder
  * that hangs without losing its lease would see its message delivered again after the ack wait.
  */
-import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream"
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
 import type { JsMsg } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
 import { Duration, Effect, Layer, Option, Schedule, Schema, Stream } from "effect"
@@ -14,6 +14,7 @@ import { IngestMessage } from "../../domain/ingest/IngestMessage.ts"
 import { type IngestDelivery, IngestQueue, IngestQueueError } from "../../domain/ingest/IngestQueue.ts"
 import { allIngest, ingestSubject, StreamNames } from "../../domain/subjects.ts"
 import { makeDeadLetterWriter } from "../nats/deadLetters.ts"
+import { freshConsumer, isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
 
 export interface IngestQueueOptions {
@@ -25,7 +26,6 @@ export interface IngestQueueOptions {
 
 const consumerName = (partner: string) => `ingest-${partner}`
 const decodeMessage = Schema.decodeUnknownOption(Schema.fromJsonString(IngestMessage))
-const isApiError = (cause: unknown, code: number) => cause instanceof JetStreamApiError && cause.code === code
 const toQueueError = (error: NatsError) => new IngestQueueError({ operation: error.operation, cause: error.cause })
 
 const make = (options: IngestQueueOptions) => Effect.gen(function*() {
@@ -41,21 +41,13 @@ const make = (options: IngestQueueOptions) => Effect.gen(function*() {
   )
 
   const retake = (partner: string) =>
-    Effect.gen(function*() {
-      const name = consumerName(partner)
-      yield* tryNats(`delete consumer ${name}`, () => manager.consumers.delete(StreamNames.ingest, name)).pipe(
-        Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.ConsumerNotFound), () => Effect.succeed(false))
-      )
-      yield* tryNats(`add consumer ${name}`, () =>
-        manager.consumers.add(StreamNames.ingest, {
-          durable_name: name,
-          filter_subject: ingestSubject(partner),
-          deliver_policy: DeliverPolicy.All,
-          ack_policy: AckPolicy.Explicit,
-          ack_wait: nanos(ackWait),
-          max_ack_pending: maxAckPending
-        }))
-      return yield* tryNats(`get consumer ${name}`, () => jetstream.consumers.get(StreamNames.ingest, name))
+    freshConsumer({ jetstream, manager }, StreamNames.ingest, {
+      durable_name: consumerName(partner),
+      filter_subject: ingestSubject(partner),
+      deliver_policy: DeliverPolicy.All,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(ackWait),
+      max_ack_pending: maxAckPending
     })
 
   const take = (partner: string) =>

@@ -15,7 +15,7 @@
  * `maxDeliver` times without an answer (infra/nats/maxDeliveries.ts). (`term()` is not used: nats-server
  * 2.9 ignores a `+TERM` that carries a reason and redelivers the message at every ack wait.)
  */
-import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream"
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
 import type { JsMsg } from "@nats-io/jetstream"
 import { createInbox, headers, type MsgHdrs, nanos } from "@nats-io/transport-node"
 import { Clock, Deferred, Duration, Effect, Layer, Metric, Option, Schedule, Schema, Stream } from "effect"
@@ -37,6 +37,7 @@ import { batchSubject, commandSubject, shardCommands, StreamNames } from "../../
 import { makeDeadLetterWriter } from "./deadLetters.ts"
 import { followMaxDeliveries } from "./maxDeliveries.ts"
 import { Nats, NatsError, tryNats } from "./Nats.ts"
+import { freshConsumer, isApiError } from "./freshConsumer.ts"
 
 const REPLY_TO = "Tributary-Reply-To"
 /** The single consumer of the platform before shards; it would overlap every shard's (work queues forbid that). */
@@ -61,7 +62,6 @@ const batchPrefix = batchSubject(0, "x").split(".").slice(0, 2).join(".") + "."
 const toBusError = <E extends { readonly _tag: string }>(error: E | NatsError): E | CommandBusError =>
   error._tag === "NatsError" ? new CommandBusError({ operation: (error as NatsError).operation, cause: (error as NatsError).cause }) : error as E
 
-const isApiError = (cause: unknown, code: number) => cause instanceof JetStreamApiError && cause.code === code
 
 const commands = Metric.counter("tributary_commands_total", { description: "commands sent to entities, by outcome" })
 
@@ -220,22 +220,14 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
 
   /** Re-creates the shard's consumer from the start of the stream: every unacknowledged command again, in order. */
   const retake = (shard: number) =>
-    Effect.gen(function*() {
-      const name = consumerName(shard)
-      yield* tryNats(`delete consumer ${name}`, () => manager.consumers.delete(StreamNames.commands, name)).pipe(
-        Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.ConsumerNotFound), () => Effect.succeed(false))
-      )
-      yield* tryNats(`add consumer ${name}`, () =>
-        manager.consumers.add(StreamNames.commands, {
-          durable_name: name,
-          filter_subject: shardCommands(shard),
-          deliver_policy: DeliverPolicy.All,
-          ack_policy: AckPolicy.Explicit,
-          ack_wait: nanos(redeliverAfter),
-          max_ack_pending: maxAckPending,
-          max_deliver: maxDeliver
-        }))
-      return yield* tryNats(`get consumer ${name}`, () => jetstream.consumers.get(StreamNames.commands, name))
+    freshConsumer({ jetstream, manager }, StreamNames.commands, {
+      durable_name: consumerName(shard),
+      filter_subject: shardCommands(shard),
+      deliver_policy: DeliverPolicy.All,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(redeliverAfter),
+      max_ack_pending: maxAckPending,
+      max_deliver: maxDeliver
     })
 
   const shard = (n: number) =>

@@ -2,12 +2,13 @@
  * The JetStream streams Tributary needs, declared once and applied idempotently at start-up:
  * creating what is missing and updating what exists, so every process can call it safely.
  */
-import { DiscardPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType } from "@nats-io/jetstream"
+import { DiscardPolicy, JetStreamApiCodes, RetentionPolicy, StorageType } from "@nats-io/jetstream"
 import type { StreamConfig } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
 import { Duration, Effect } from "effect"
 import { allCheckpoints, allCommands, allDeadLetters, allHistory, allIngest, allSnapshots, StreamNames } from "../../domain/subjects.ts"
 import { Nats, NatsError, tryNats } from "./Nats.ts"
+import { isApiError } from "./freshConsumer.ts"
 
 export interface TopologyOptions {
   /** how long HISTORY keeps events; default 30 days (auditors replay from the event store beyond it) */
@@ -102,7 +103,6 @@ export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> =
   ]
 }
 
-const isApiError = (cause: unknown, code: number) => cause instanceof JetStreamApiError && cause.code === code
 
 /** JetStream's "stream name already in use": another process created it between our update and add. */
 const streamNameInUse = 10058
