@@ -42,9 +42,15 @@ export const until = async (check: () => Promise<boolean>, withinMs: number, eve
   return performance.now() - started
 }
 
+/**
+ * The V8 flags package.json's `start` gives the platform (its heap bounded, so it collects before
+ * growing: see the README's memory section); PLATFORM_NODE_FLAGS replaces them for an experiment.
+ */
+export const platformNodeFlags = (process.env.PLATFORM_NODE_FLAGS ?? "--max-old-space-size=192 --max-semi-space-size=8").split(" ").filter(Boolean)
+
 export const start = async (env: Record<string, string>): Promise<Running> => {
   const port = await Effect.runPromise(freePort())
-  const child = spawn(process.execPath, ["--no-warnings", main], {
+  const child = spawn(process.execPath, ["--no-warnings", ...platformNodeFlags, main], {
     env: { ...process.env, HOST: "127.0.0.1", LOG_LEVEL: "Warn", LOG_FORMAT: "json", ADMIN_API_KEY: BENCH_ADMIN_KEY, ...env, PORT: String(port) },
     stdio: ["ignore", "ignore", "inherit"]
   })
