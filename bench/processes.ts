@@ -43,10 +43,10 @@ export const until = async (check: () => Promise<boolean>, withinMs: number, eve
 }
 
 /**
- * The V8 flags package.json's `start` gives the platform (its heap bounded, so it collects before
- * growing: see the README's memory section); PLATFORM_NODE_FLAGS replaces them for an experiment.
+ * Extra V8 flags for the platform process, for an experiment (e.g. `--max-old-space-size=192`: see the
+ * README's memory section); none by default, as `npm start` runs it.
  */
-export const platformNodeFlags = (process.env.PLATFORM_NODE_FLAGS ?? "--max-old-space-size=192 --max-semi-space-size=8").split(" ").filter(Boolean)
+export const platformNodeFlags = (process.env.PLATFORM_NODE_FLAGS ?? "").split(" ").filter(Boolean)
 
 export const start = async (env: Record<string, string>): Promise<Running> => {
   const port = await Effect.runPromise(freePort())
