@@ -106,8 +106,8 @@ export const PlatformConfig = Config.all({
   entityMailboxSize: intAtLeast(1, "ENTITY_MAILBOX_SIZE").pipe(Config.withDefault(64)),
   /** live entity actors kept per process; beyond it the least recently used idle one is passivated */
   entityMaxActors: intAtLeast(1, "ENTITY_MAX_ACTORS").pipe(Config.withDefault(10_000)),
-  /** bytes all entity actors of the process may keep between commands (states, command ids); LRU beyond */
-  entityMemoryBytes: intAtLeast(0, "ENTITY_MEMORY_BYTES").pipe(Config.withDefault(268_435_456)),
+  /** bytes all entity actors of the process may keep between commands (states, command ids); LRU beyond. */
+  entityMemoryBytes: intAtLeast(0, "ENTITY_MEMORY_BYTES").pipe(Config.withDefault(33_554_432)),
   /** an entity actor idle this long is passivated */
   entityIdleTimeout: Config.Duration("ENTITY_IDLE_TIMEOUT").pipe(Config.withDefault(Duration.minutes(5))),
   /** largest file one upload may store (HTTP, FTP, SFTP), bytes as received; 413 beyond, nothing kept */

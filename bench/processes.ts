@@ -42,9 +42,15 @@ export const until = async (check: () => Promise<boolean>, withinMs: number, eve
   return performance.now() - started
 }
 
+/**
+ * Extra V8 flags for the platform process, for an experiment (e.g. `--max-old-space-size=192`: see the
+ * README's memory section); none by default, as `npm start` runs it.
+ */
+export const platformNodeFlags = (process.env.PLATFORM_NODE_FLAGS ?? "").split(" ").filter(Boolean)
+
 export const start = async (env: Record<string, string>): Promise<Running> => {
   const port = await Effect.runPromise(freePort())
-  const child = spawn(process.execPath, ["--no-warnings", main], {
+  const child = spawn(process.execPath, ["--no-warnings", ...platformNodeFlags, main], {
     env: { ...process.env, HOST: "127.0.0.1", LOG_LEVEL: "Warn", LOG_FORMAT: "json", ADMIN_API_KEY: BENCH_ADMIN_KEY, ...env, PORT: String(port) },
     stdio: ["ignore", "ignore", "inherit"]
   })

@@ -23,7 +23,7 @@ describe("platform configuration", () => {
       assert.strictEqual(config.natsPort, 4222)
       assert.strictEqual(Duration.toMillis(config.historyRetention), Duration.toMillis(Duration.days(30)))
       assert.strictEqual(config.snapshotEvery, 100)
-      assert.strictEqual(config.entityMemoryBytes, 268_435_456)
+      assert.strictEqual(config.entityMemoryBytes, 33_554_432)
     }))
 
   it.effect("rejects a value out of range, naming the variable", () =>
