@@ -24,6 +24,7 @@
 import { Clock, Duration, Effect, Layer, Metric, Option, Ref, Schedule, Stream } from "effect"
 import { EventStore } from "../domain/EventStore.ts"
 import type { RecordedEvent } from "../domain/EventStore.ts"
+import { isChildrenStream } from "../domain/children.ts"
 import { toEnvelope } from "../domain/envelope.ts"
 import type { EventEnvelope } from "../domain/envelope.ts"
 import { Deciders } from "../domain/DeciderRegistry.ts"
@@ -134,6 +135,8 @@ const relayOnce = (options: RelayOptions, skipped: Ref.Ref<number>) =>
         const history: Array<EventEnvelope> = []
         const snapshots = new Map<string, { snapshot: EntitySnapshot; eventId: string }>()
         for (const event of events) {
+          // A children index (domain/children.ts) is the platform's own bookkeeping, not an entity's history.
+          if (isChildrenStream(event.stream)) continue
           const envelope = toEnvelope(event)
           if (Option.isNone(envelope)) {
             // Counted and logged once: not again when re-read after a restart, nor once HISTORY is past it.
