@@ -12,7 +12,7 @@ import { layerSqlite } from "../../infra/eventstore/sqlite.ts"
 import { appendEntityEvents } from "../fixtures/entityEvents.ts"
 import { layerTestNatsServer, TestNatsServer } from "../fixtures/nats.ts"
 import { ADMIN_KEY, layerTestPlatform } from "../fixtures/platform.ts"
-import { startPlatformProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
+import { startPlatformProcess, waitUntilReady, platformEnv } from "../fixtures/platformProcess.ts"
 import { awaitAnswer, awaitClosed, rawConnect } from "../fixtures/rawHttp.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
@@ -99,15 +99,10 @@ describe("reads over MAX_CONCURRENT_READS and READ_QUEUE", () => {
       const dataDir = yield* tempDir("reads")
       const nats = yield* TestNatsServer
       yield* appendEntityEvents({ type: "advertiser", id: "1" }, 1_000).pipe(Effect.provide(layerSqlite({ path: join(dataDir, "events.db") })))
-      const platform = yield* startPlatformProcess({
-        DATA_DIR: dataDir,
-        NATS_URL: nats.url,
-        NATS_USER: nats.platform.user,
-        NATS_PASSWORD: nats.platform.password,
-        ADMIN_API_KEY: ADMIN_KEY,
+      const platform = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN_KEY, {
         MAX_CONCURRENT_READS: "2",
         READ_QUEUE: "2"
-      }, dataDir)
+      }), dataDir)
       yield* waitUntilReady(platform)
       const answers = yield* Effect.promise(() => Promise.all(Array.from({ length: 300 }, () => get(`${platform.base}/v1/history?limit=1000`, ADMIN_KEY))))
       const refused = answers.filter((a) => a.status === 503)

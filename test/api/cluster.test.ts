@@ -15,7 +15,7 @@ import { layerSqlite } from "../../infra/eventstore/sqlite.ts"
 import { Nats, tryNats } from "../../infra/nats/Nats.ts"
 import { eventually } from "../fixtures/http.ts"
 import { layerTestNats, TestNatsServer } from "../fixtures/nats.ts"
-import { call, type PlatformProcess, startPlatformProcess, stopProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
+import { call, type PlatformProcess, startPlatformProcess, stopProcess, waitUntilReady, platformEnv } from "../fixtures/platformProcess.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const ADMIN = "cluster-admin-key-0123"
@@ -59,15 +59,10 @@ const withSharedPlatform = <A, E>(
     const dataDir = yield* tempDir("cluster")
     return yield* Effect.gen(function*() {
       const nats = yield* TestNatsServer
-      const env = {
-        DATA_DIR: dataDir,
-        NATS_URL: nats.url,
-        NATS_USER: nats.platform.user,
-        NATS_PASSWORD: nats.platform.password,
-        ADMIN_API_KEY: ADMIN,
+      const env = platformEnv(nats, dataDir, ADMIN, {
         SHARDS: String(SHARDS),
         COMMAND_TIMEOUT: commandTimeout
-      }
+      })
       return yield* test({ env, dataDir })
     }).pipe(Effect.provide(Layer.merge(layerTestNats(), layerSqlite({ path: join(dataDir, "events.db") }))))
   }).pipe(Effect.scoped)

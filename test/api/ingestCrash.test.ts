@@ -15,7 +15,7 @@ import { profileId } from "../../domain/ingest/LoaderRecord.ts"
 import { layerSqlite } from "../../infra/eventstore/sqlite.ts"
 import { eventually } from "../fixtures/http.ts"
 import { layerTestNats, TestNatsServer } from "../fixtures/nats.ts"
-import { call, startPlatformProcess, stopProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
+import { call, startPlatformProcess, stopProcess, waitUntilReady, platformEnv } from "../fixtures/platformProcess.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const ADMIN = "crash-admin-key-0123456"
@@ -43,18 +43,13 @@ describe("a platform process killed mid-job", () => {
       const dataDir = yield* tempDir("ingest-crash")
       yield* Effect.gen(function*() {
         const nats = yield* TestNatsServer
-        const env = {
-          DATA_DIR: dataDir,
-          NATS_URL: nats.url,
-          NATS_USER: nats.platform.user,
-          NATS_PASSWORD: nats.platform.password,
-          ADMIN_API_KEY: ADMIN,
+        const env = platformEnv(nats, dataDir, ADMIN, {
           SHARDS: "8",
           // small batches, one at a time, frequent checkpoints: the job is still running when it is killed
           TRANSLATE_BATCH_LINES: "50",
           TRANSLATE_IN_FLIGHT: "1",
           TRANSLATE_CHECKPOINT_LINES: "100"
-        }
+        })
         const first = yield* startPlatformProcess(env, dataDir)
         yield* waitUntilReady(first)
         assert.strictEqual((yield* call(first.base, "PUT", `/v1/entities/partner/${PARTNER}`, { key: ADMIN, body: { name: "Crashy" } })).status, 201)

@@ -12,7 +12,7 @@ import { Effect } from "effect"
 import type { Job } from "../../domain/ingest/Job.ts"
 import { eventually } from "../fixtures/http.ts"
 import { startTestNatsServer } from "../fixtures/nats.ts"
-import { call, startPlatformProcess, stopProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
+import { call, startPlatformProcess, stopProcess, waitUntilReady, platformEnv } from "../fixtures/platformProcess.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const ADMIN = "upload-crash-admin-key"
@@ -26,14 +26,9 @@ describe("uploads across a crash", () => {
       const dataDir = yield* tempDir("upload-crash")
       const logs = yield* tempDir("upload-crash-logs")
       const nats = yield* startTestNatsServer
-      const env = {
-        DATA_DIR: dataDir,
-        NATS_URL: nats.url,
-        NATS_USER: nats.platform.user,
-        NATS_PASSWORD: nats.platform.password,
-        ADMIN_API_KEY: ADMIN,
+      const env = platformEnv(nats, dataDir, ADMIN, {
         UPLOAD_RETENTION: "keep"
-      }
+      })
       const first = yield* startPlatformProcess(env, logs)
       yield* waitUntilReady(first)
       assert.strictEqual((yield* call(first.base, "PUT", "/v1/entities/partner/acme", { key: ADMIN, body: { name: "Acme" } })).status, 201)

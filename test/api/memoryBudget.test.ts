@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs"
 import { Effect } from "effect"
 import { eventually } from "../fixtures/http.ts"
 import { startTestNatsServer } from "../fixtures/nats.ts"
-import { call, startPlatformProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
+import { call, startPlatformProcess, waitUntilReady, platformEnv } from "../fixtures/platformProcess.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const ADMIN = "memory-budget-admin-key"
@@ -53,15 +53,10 @@ describe("memory bounded in bytes", () => {
     Effect.gen(function*() {
       const dataDir = yield* tempDir("memory-budget")
       const nats = yield* startTestNatsServer
-      const platform = yield* startPlatformProcess({
-        DATA_DIR: dataDir,
-        NATS_URL: nats.url,
-        NATS_USER: nats.platform.user,
-        NATS_PASSWORD: nats.platform.password,
-        ADMIN_API_KEY: ADMIN,
+      const platform = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, {
         LOG_LEVEL: "Warn",
         ENTITY_MEMORY_BYTES: String(BUDGET)
-      }, dataDir)
+      }), dataDir)
       yield* waitUntilReady(platform)
       yield* put(platform.base, "/v1/entities/advertiser/1", { name: "attacker" })
       yield* put(platform.base, "/v1/entities/campaign/1", { name: "attack", advertiserId: "1" })
