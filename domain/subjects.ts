@@ -16,7 +16,21 @@ export const StreamNames = {
   /** messages the platform could not handle, kept for people to look at: `deadletter.<stream>.<reason>` */
   deadLetters: "DEADLETTERS",
   /** ingestion work, per partner: `ingest.<partner>` (a stored file's job, or a real-time POST's records) */
-  ingest: "INGEST"
+  ingest: "INGEST",
+  /** app events as SDKs sent them, per app: `events.<app>` (issue 8; app ids are decimal, never `clean`) */
+  events: "EVENTS",
+  /** app events after dedupe and enrichment: `events.clean.<app>` */
+  eventsClean: "EVENTS_CLEAN",
+  /** ended sessions: `sessions.<app>` */
+  sessions: "SESSIONS",
+  /** trend alerts: `alerts.<app>` */
+  alerts: "ALERTS",
+  /** delivery work, per destination: `deliver.<destination>` (package chunks, issue 9) */
+  deliver: "DELIVER",
+  /** what a destination received: `receipt.<destination>` (request id, status, time; one per request) */
+  receipts: "RECEIPTS",
+  /** records a destination refused or could not take after every attempt: `dlq.<destination>` */
+  deliveryDeadLetters: "DLQ"
 } as const
 
 /**
@@ -54,6 +68,17 @@ export const deadLetterSubject = (stream: string, reason: string): string => `de
 /** A partner's ingestion work (partner ids are slugs: safe subject tokens). */
 export const ingestSubject = (partner: string): string => `ingest.${partner}`
 
+/** An app's events as the SDK sent them (app ids are 64-bit decimal strings: safe tokens). */
+export const eventsSubject = (app: string): string => `events.${app}`
+/** An app's deduplicated, enriched events. */
+export const cleanEventsSubject = (app: string): string => `events.clean.${app}`
+export const sessionsSubject = (app: string): string => `sessions.${app}`
+export const alertsSubject = (app: string): string => `alerts.${app}`
+/** A destination's package chunks (destination ids are slugs: safe tokens). */
+export const deliverSubject = (destination: string): string => `deliver.${destination}`
+export const receiptSubject = (destination: string): string => `receipt.${destination}`
+export const deliveryDeadLetterSubject = (destination: string): string => `dlq.${destination}`
+
 /** Every subject of a stream, as its subject filter. */
 export const allCommands = "cmd.>"
 export const allHistory = "history.>"
@@ -61,3 +86,11 @@ export const allSnapshots = "snapshot.>"
 export const allCheckpoints = "checkpoint.>"
 export const allDeadLetters = "deadletter.>"
 export const allIngest = "ingest.>"
+/** EVENTS takes `events.<app>` only (two tokens), EVENTS_CLEAN `events.clean.<app>`: they do not overlap. */
+export const allEvents = "events.*"
+export const allCleanEvents = "events.clean.*"
+export const allSessions = "sessions.*"
+export const allAlerts = "alerts.*"
+export const allDeliver = "deliver.*"
+export const allReceipts = "receipt.*"
+export const allDeliveryDeadLetters = "dlq.*"

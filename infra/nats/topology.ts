@@ -6,7 +6,10 @@ import { DiscardPolicy, JetStreamApiCodes, RetentionPolicy, StorageType } from "
 import type { StreamConfig } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
 import { Duration, Effect } from "effect"
-import { allCheckpoints, allCommands, allDeadLetters, allHistory, allIngest, allSnapshots, StreamNames } from "../../domain/subjects.ts"
+import {
+  allAlerts, allCheckpoints, allCleanEvents, allCommands, allDeadLetters, allDeliver, allDeliveryDeadLetters, allEvents, allHistory,
+  allIngest, allReceipts, allSessions, allSnapshots, StreamNames
+} from "../../domain/subjects.ts"
 import { Nats, NatsError, tryNats } from "./Nats.ts"
 import { isApiError } from "./freshConsumer.ts"
 
@@ -20,6 +23,10 @@ export interface TopologyOptions {
   readonly deadLetterMaxBytes?: number
   /** bytes INGEST holds at most (work not yet translated); beyond, new messages are refused; default 1 GiB */
   readonly ingestMaxBytes?: number
+  /** bytes EVENTS holds at most (app events not yet deduplicated); beyond, the intake answers 503; default 1 GiB */
+  readonly eventsMaxBytes?: number
+  /** how long EVENTS_CLEAN, SESSIONS and RECEIPTS keep what consumers follow; default 7 days */
+  readonly followMaxAge?: Duration.Input
 }
 
 export const defaultHistoryMaxAge: Duration.Input = "30 days"
@@ -27,6 +34,8 @@ export const defaultDuplicateWindow: Duration.Input = "2 minutes"
 export const defaultDeadLetterMaxAge: Duration.Input = "30 days"
 export const defaultDeadLetterMaxBytes = 1_073_741_824
 export const defaultIngestMaxBytes = 1_073_741_824
+export const defaultEventsMaxBytes = 1_073_741_824
+export const defaultFollowMaxAge: Duration.Input = "7 days"
 
 const toNanos = (duration: Duration.Input) => nanos(Duration.toMillis(duration))
 
@@ -99,6 +108,48 @@ export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> =
       discard: DiscardPolicy.New,
       max_bytes: options.ingestMaxBytes ?? defaultIngestMaxBytes,
       description: "Ingestion work per partner: stored files' jobs and real-time bodies (infra/ingest/intake.ts)"
+    } as Config,
+    {
+      ...common,
+      name: StreamNames.events,
+      subjects: [allEvents],
+      // Work queue: a batch goes once the app's device shards committed what it produced.
+      retention: RetentionPolicy.Workqueue,
+      // Full: the intake answers 503 + Retry-After, never drops what it acknowledged.
+      discard: DiscardPolicy.New,
+      max_bytes: options.eventsMaxBytes ?? defaultEventsMaxBytes,
+      description: "App events as SDKs sent them, per app (issue 8)"
+    } as Config,
+    ...[
+      { name: StreamNames.eventsClean, subject: allCleanEvents, description: "App events after dedupe and enrichment" },
+      { name: StreamNames.sessions, subject: allSessions, description: "Ended sessions of app devices" },
+      { name: StreamNames.alerts, subject: allAlerts, description: "Trend alerts per app" },
+      { name: StreamNames.receipts, subject: allReceipts, description: "One receipt per delivery request: request id, status, time" }
+    ].map(({ name, subject, description }) => ({
+      ...common,
+      name,
+      subjects: [subject],
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      max_age: toNanos(options.followMaxAge ?? defaultFollowMaxAge),
+      description
+    } as Config)),
+    {
+      ...common,
+      name: StreamNames.deliver,
+      subjects: [allDeliver],
+      // Work queue: a chunk goes once its destination's deliverer sent (or dead-lettered) every record.
+      retention: RetentionPolicy.Workqueue,
+      discard: DiscardPolicy.New,
+      description: "Package chunks per destination: the durable backlog of partner delivery (issue 9)"
+    } as Config,
+    {
+      ...common,
+      name: StreamNames.deliveryDeadLetters,
+      subjects: [allDeliveryDeadLetters],
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      description: "Records a destination refused or could not take after every attempt, kept until replayed or discarded"
     } as Config
   ]
 }
@@ -124,6 +175,6 @@ export const ensureStream = (config: Config) =>
     )
   })
 
-/** Creates or updates CMD, HISTORY, SNAPSHOTS, CHECKPOINTS, DEADLETTERS and INGEST (the KV buckets are created by their first user); safe to run at every start and from several processes. */
+/** Creates or updates CMD, HISTORY, SNAPSHOTS, CHECKPOINTS, DEADLETTERS, INGEST, EVENTS, EVENTS_CLEAN, SESSIONS, ALERTS, DELIVER, RECEIPTS and DLQ (the KV buckets are created by their first user); safe to run at every start and from several processes. */
 export const ensureTopology = (options: TopologyOptions = {}): Effect.Effect<void, NatsError, Nats> =>
   Effect.forEach(streamConfigs(options), ensureStream, { discard: true })

@@ -1,0 +1,51 @@
+/**
+ * What a destination must receive (issue 9): package chunks on DELIVER (`deliver.<destination>`),
+ * each a bounded list of loader records in the order their changes were committed. A chunk is
+ * identified by `(destination, packageId, seq)`; a request's `Idempotency-Key` is derived from the
+ * chunk and the request's place in it, so a retry — by this process or by the one that takes the
+ * destination over — carries the same key.
+ */
+import { Schema } from "effect"
+import { IdKind, Operation, UserId } from "../ingest/LoaderRecord.ts"
+import { Uint64String } from "../ids.ts"
+import { IsoDateTime } from "../isoDateTime.ts"
+
+/**
+ * A record as the partner receives it: the loader record contract (an expiry is sent as `remove`).
+ * Public: partners' APIs receive these fields.
+ */
+export const DeliveryRecord = Schema.Struct({
+  idKind: IdKind,
+  userId: UserId,
+  segmentId: Uint64String,
+  op: Operation,
+  time: IsoDateTime
+}).annotate({ identifier: "DeliveryRecord" })
+export type DeliveryRecord = typeof DeliveryRecord.Type
+
+export const PackageKind = Schema.Literals(["continuous", "refresh"])
+export type PackageKind = typeof PackageKind.Type
+
+export const Chunk = Schema.Struct({
+  destination: Schema.String,
+  /** `continuous` for the membership changes as they happen; a refresh's own id otherwise */
+  packageId: Schema.String,
+  kind: PackageKind,
+  /** the chunk's place in its package, from 0 */
+  seq: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
+  /**
+   * continuous: the event store positions the chunk covers (first..last), so that a rebuilt chunk
+   * is recognised and the deliverer skips what it already sent
+   */
+  fromPosition: Schema.optionalKey(Schema.Int),
+  toPosition: Schema.optionalKey(Schema.Int),
+  records: Schema.Array(DeliveryRecord)
+}).annotate({ identifier: "Chunk" })
+export type Chunk = typeof Chunk.Type
+
+/** The id of a chunk, also its `Nats-Msg-Id` on DELIVER. */
+export const chunkId = (chunk: Pick<Chunk, "destination" | "packageId" | "seq">): string => `${chunk.destination}.${chunk.packageId}.${chunk.seq}`
+
+/** The `Idempotency-Key` of the `request`-th request (from 0) of a chunk: the same on every retry and after a takeover. */
+export const idempotencyKey = (chunk: Pick<Chunk, "destination" | "packageId" | "seq">, request: number): string =>
+  `${chunkId(chunk)}.${request}`

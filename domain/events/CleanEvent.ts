@@ -1,0 +1,64 @@
+/**
+ * What the device shards produce (issue 8): app events after exact dedupe and enrichment, on
+ * EVENTS_CLEAN (`events.clean.<app>`), and sessions, on SESSIONS (`sessions.<app>`). Consumers follow
+ * these subjects; the rollups (projections/events/) are built from them. Public: consumers code
+ * against these fields.
+ */
+import { Schema } from "effect"
+import { Uint64String } from "../ids.ts"
+import { IsoDateTime } from "../isoDateTime.ts"
+import { DeviceId, Dims, EventType, Props } from "./SdkEvent.ts"
+
+/** Dimensions the platform adds from metadata (the app entity, an ad event's campaign). */
+export const EnrichedDims = Schema.Struct({
+  publisher: Schema.optionalKey(Schema.String),
+  category: Schema.optionalKey(Schema.String),
+  /** an ad event's campaign's advertiser */
+  advertiserId: Schema.optionalKey(Uint64String)
+}).annotate({ identifier: "EnrichedDims" })
+
+/** Every dimension a query may group or filter by (`groupBy`, `filter`). */
+export const dimensions = [
+  "platform", "osVersion", "appVersion", "model", "country", "carrier",
+  "publisher", "category", "campaignId", "creativeId", "advertiserId", "type"
+] as const
+export type Dimension = (typeof dimensions)[number]
+
+/** A deduplicated, enriched event. Its `dims` hold the SDK's dimensions and the enriched ones. */
+export const CleanEvent = Schema.Struct({
+  app: Uint64String,
+  deviceId: DeviceId,
+  seq: Schema.Int,
+  time: IsoDateTime,
+  type: EventType,
+  name: Schema.optionalKey(Schema.String),
+  props: Schema.optionalKey(Props),
+  campaignId: Schema.optionalKey(Uint64String),
+  creativeId: Schema.optionalKey(Schema.String),
+  dims: Schema.Struct({ ...Dims.fields, ...EnrichedDims.fields }),
+  /** the app's name, from its entity (not a dimension: it is the app) */
+  appName: Schema.optionalKey(Schema.String),
+  /** when the intake received the batch (RFC 3339, server clock) */
+  receivedAt: IsoDateTime,
+  /** the session this event belongs to (by device time) */
+  sessionId: Schema.optionalKey(Schema.String)
+}).annotate({ identifier: "CleanEvent" })
+export type CleanEvent = typeof CleanEvent.Type
+
+/** A session ended (a close, an inactivity gap in device time, or the inactivity reminder). */
+export const SessionEnded = Schema.Struct({
+  app: Uint64String,
+  deviceId: DeviceId,
+  sessionId: Schema.String,
+  /** device time of its first event */
+  start: IsoDateTime,
+  /** seconds from its first event to its last (or to its close) */
+  durationSeconds: Schema.Finite,
+  /** events in it, by type */
+  events: Schema.Record(Schema.String, Schema.Int),
+  /** why it ended */
+  endedBy: Schema.Literals(["close", "inactivity", "reminder"]),
+  /** the session's dimensions (of its first event), so sessions group like events */
+  dims: Schema.Struct({ ...Dims.fields, ...EnrichedDims.fields })
+}).annotate({ identifier: "SessionEnded" })
+export type SessionEnded = typeof SessionEnded.Type
