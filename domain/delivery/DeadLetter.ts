@@ -1,0 +1,31 @@
+/**
+ * Records a destination refused (a 4xx other than 408/429) or could not take after every attempt
+ * (issue 9, Contract). Kept on DLQ (`dlq.<destination>`) until replayed (sent again as new
+ * requests, with new `Idempotency-Key`s) or discarded (the reason kept in the destination's history).
+ */
+import { Schema } from "effect"
+import { IsoDateTime } from "../isoDateTime.ts"
+import { DeliveryRecord } from "./Chunk.ts"
+
+/** The partner's answer body is kept up to this many characters. */
+export const maxAnswerBody = 2_048
+
+export const Attempt = Schema.Struct({
+  at: IsoDateTime,
+  /** HTTP status, when the partner answered */
+  status: Schema.optionalKey(Schema.Int),
+  /** what went wrong without an answer (timeout, connection refused, circuit open) */
+  error: Schema.optionalKey(Schema.String),
+  /** the partner's answer, cut to `maxAnswerBody` */
+  body: Schema.optionalKey(Schema.String)
+}).annotate({ identifier: "DeliveryAttempt" })
+export type Attempt = typeof Attempt.Type
+
+export const DeadLetter = Schema.Struct({
+  /** unique per dead letter: the request's Idempotency-Key */
+  id: Schema.String,
+  destination: Schema.String,
+  records: Schema.Array(DeliveryRecord),
+  attempts: Schema.Array(Attempt)
+}).annotate({ identifier: "DeliveryDeadLetter" })
+export type DeadLetter = typeof DeadLetter.Type
