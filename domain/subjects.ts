@@ -25,7 +25,7 @@ export const StreamNames = {
   sessions: "SESSIONS",
   /** trend alerts: `alerts.<app>` */
   alerts: "ALERTS",
-  /** delivery work, per destination: `deliver.<destination>` (package chunks, issue 9) */
+  /** delivery work, per destination and lane: `deliver.<destination>.<lane>` (package chunks, issue 9) */
   deliver: "DELIVER",
   /** what a destination received: `receipt.<destination>` (request id, status, time; one per request) */
   receipts: "RECEIPTS",
@@ -74,8 +74,12 @@ export const eventsSubject = (app: string): string => `events.${app}`
 export const cleanEventsSubject = (app: string): string => `events.clean.${app}`
 export const sessionsSubject = (app: string): string => `sessions.${app}`
 export const alertsSubject = (app: string): string => `alerts.${app}`
-/** A destination's package chunks (destination ids are slugs: safe tokens). */
-export const deliverSubject = (destination: string): string => `deliver.${destination}`
+/**
+ * A destination's package chunks, per lane (destination ids are slugs: safe tokens). A destination has
+ * one lane unless its limit is split over several owners; a user's records always take the same lane,
+ * so a remove never overtakes its add.
+ */
+export const deliverSubject = (destination: string, lane = 0): string => `deliver.${destination}.${lane}`
 export const receiptSubject = (destination: string): string => `receipt.${destination}`
 export const deliveryDeadLetterSubject = (destination: string): string => `dlq.${destination}`
 
@@ -91,6 +95,6 @@ export const allEvents = "events.*"
 export const allCleanEvents = "events.clean.*"
 export const allSessions = "sessions.*"
 export const allAlerts = "alerts.*"
-export const allDeliver = "deliver.*"
+export const allDeliver = "deliver.>"
 export const allReceipts = "receipt.*"
 export const allDeliveryDeadLetters = "dlq.*"

@@ -1,7 +1,7 @@
 /**
- * What a destination must receive (issue 9): package chunks on DELIVER (`deliver.<destination>`),
+ * What a destination must receive (issue 9): package chunks on DELIVER (`deliver.<destination>.<lane>`),
  * each a bounded list of loader records in the order their changes were committed. A chunk is
- * identified by `(destination, packageId, seq)`; a request's `Idempotency-Key` is derived from the
+ * identified by `(destination, lane, packageId, seq)`; a request's `Idempotency-Key` is derived from the
  * chunk and the request's place in it, so a retry — by this process or by the one that takes the
  * destination over — carries the same key.
  */
@@ -28,10 +28,12 @@ export type PackageKind = typeof PackageKind.Type
 
 export const Chunk = Schema.Struct({
   destination: Schema.String,
+  /** the lane (0 unless the destination is split over several owners): a user's records always take the same one */
+  lane: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
   /** `continuous` for the membership changes as they happen; a refresh's own id otherwise */
   packageId: Schema.String,
   kind: PackageKind,
-  /** the chunk's place in its package, from 0 */
+  /** the chunk's place in its package and lane, from 0 */
   seq: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
   /**
    * continuous: the event store positions the chunk covers (first..last), so that a rebuilt chunk
@@ -44,8 +46,9 @@ export const Chunk = Schema.Struct({
 export type Chunk = typeof Chunk.Type
 
 /** The id of a chunk, also its `Nats-Msg-Id` on DELIVER. */
-export const chunkId = (chunk: Pick<Chunk, "destination" | "packageId" | "seq">): string => `${chunk.destination}.${chunk.packageId}.${chunk.seq}`
+export const chunkId = (chunk: Pick<Chunk, "destination" | "lane" | "packageId" | "seq">): string =>
+  `${chunk.destination}.${chunk.lane}.${chunk.packageId}.${chunk.seq}`
 
 /** The `Idempotency-Key` of the `request`-th request (from 0) of a chunk: the same on every retry and after a takeover. */
-export const idempotencyKey = (chunk: Pick<Chunk, "destination" | "packageId" | "seq">, request: number): string =>
+export const idempotencyKey = (chunk: Pick<Chunk, "destination" | "lane" | "packageId" | "seq">, request: number): string =>
   `${chunkId(chunk)}.${request}`
