@@ -3,12 +3,16 @@
  * process (test/fixtures/partnerSimulator.ts), which enforces each destination's limit over sliding
  * one-second windows and counts the most requests it saw in any such window.
  *
- * - (a) ISOLATION AND ACCURACY: 20 destinations at 200 requests/s each (4,000/s in all), sent as the
- *   deliverer sends (bench/deliveryLoad.ts `governedLoop`: rate governor, retry policy, circuit,
- *   in-flight limit), first alone, then beside a 21st destination answering in 2 s and a 22nd answering
- *   429 to 30% of requests. Per destination: the achieved rate over the steady seconds (the simulator's
- *   per-second counts, the first 2 s and the last one left out) against the limit, and the most
- *   requests in any one-second window. The cost of the bad two: 1 − (with them ÷ alone).
+ * The sender (BENCH_DELIVERY_SENDER): `platform` — the platform's DeliveryActors, api/main.ts in its own
+ * process, destinations made through the API and chunks put on DELIVER (bench/deliveryPlatform.ts); or
+ * `loop` — the same policies (rate governor, retry policy, circuit, in-flight limit) in governed undici
+ * loops in this process, without the platform (bench/deliveryLoad.ts).
+ *
+ * - (a) ISOLATION AND ACCURACY: 20 destinations at 200 requests/s each (4,000/s in all), first alone,
+ *   then beside a 21st destination answering in 2 s and a 22nd answering 429 to 30% of requests. Per
+ *   destination: the achieved rate over the steady seconds (the simulator's per-second counts, from 2 s
+ *   after its first request for BENCH_DELIVERY_SECONDS − 3 s) against the limit, and the most requests in
+ *   any one-second window. The cost of the bad two: 1 − (mean rate beside them ÷ mean rate alone).
  * - (b) ONE FAST DESTINATION: limit 15,000 requests/s, beside the CEILING measured in the same run: a
  *   plain keep-alive undici loop against the same simulator with no limit (64 in flight).
  *
@@ -18,7 +22,8 @@
 import { readFileSync } from "node:fs"
 import { Effect } from "effect"
 import { destinationStats, spawnPartnerSimulator, type SimulatorStats } from "../test/fixtures/partnerSimulator.ts"
-import { governedLoop, plainLoop, type LoopResult } from "./deliveryLoad.ts"
+import { loopSender, plainLoop } from "./deliveryLoad.ts"
+import { platformSender } from "./deliveryPlatform.ts"
 import { round2 } from "./stats.ts"
 import type { SummaryRow } from "./summary.ts"
 
@@ -41,26 +46,31 @@ const cpuMicros = (pid: number): number => {
   return (Number(fields[11]) + Number(fields[12])) * 10_000
 }
 
-/** CPU µs per request of the simulator and of this (sending) process while `effect` sends `requests()`. */
-const cpuPerRequest = <A>(pid: number, effect: Effect.Effect<A>, requests: (a: A) => number) =>
+/** CPU µs each of `pids` spent while `effect` ran. */
+const cpuPerRequest = <A, E, R>(pids: ReadonlyArray<number>, effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
-    const simulator0 = cpuMicros(pid)
-    const sender0 = process.cpuUsage()
-    const a = yield* effect
-    const sender = process.cpuUsage(sender0)
-    const n = Math.max(1, requests(a))
-    return {
-      result: a,
-      cpuMicrosPerRequest: { sender: round2((sender.user + sender.system) / n), simulator: round2((cpuMicros(pid) - simulator0) / n) }
-    }
+    const before = pids.map(cpuMicros)
+    yield* effect
+    return pids.map((pid, i) => cpuMicros(pid) - before[i]!)
   })
+
+/** `platform`: the platform's DeliveryActors (api/main.ts); `loop`: governed loops in this process, the policies alone */
+const senderKind = process.env.BENCH_DELIVERY_SENDER ?? "loop"
 
 const names = (phase: string) => Array.from({ length: healthy }, (_, i) => `${phase}-h${String(i + 1).padStart(2, "0")}`)
 
-/** Accepted requests per second over the steady seconds: the first 2 and the last one left out. */
+/**
+ * Accepted requests per second over the steady seconds: from 2 s after the first accepted request, for
+ * `seconds` − 3 seconds (silent seconds count as 0).
+ */
 const steadyRate = (stats: SimulatorStats): number => {
-  const perSecond = stats.acceptedPerSecond.slice(2, -1)
-  return perSecond.length === 0 ? 0 : round2(perSecond.reduce((sum, [, n]) => sum + n, 0) / perSecond.length)
+  const counts = new Map(stats.acceptedPerSecond)
+  const first = stats.acceptedPerSecond[0]?.[0]
+  if (first === undefined) return 0
+  const span = Math.max(1, seconds - 3)
+  let sum = 0
+  for (let s = first + 2; s < first + 2 + span; s++) sum += counts.get(s) ?? 0
+  return round2(sum / span)
 }
 
 interface DestinationFigure {
@@ -70,10 +80,10 @@ interface DestinationFigure {
   readonly ratio: number
   readonly maxInAnyWindow: number
   readonly throttled: number
-  readonly sender: LoopResult
+  readonly failed: number
 }
 
-const figure = (url: string, name: string, limit: number, sender: LoopResult) =>
+const figure = (url: string, name: string, limit: number) =>
   Effect.map(destinationStats(url, name), (stats): DestinationFigure => ({
     name,
     limit,
@@ -81,7 +91,7 @@ const figure = (url: string, name: string, limit: number, sender: LoopResult) =>
     ratio: round2(steadyRate(stats) / limit),
     maxInAnyWindow: stats.maxInAnyWindow,
     throttled: stats.throttled,
-    sender
+    failed: stats.failed
   }))
 
 const run = Effect.gen(function*() {
@@ -94,28 +104,43 @@ const run = Effect.gen(function*() {
     fast: { limit: fastLimit },
     ceiling: {}
   })
+  const sender = senderKind === "platform" ? yield* platformSender(url) : loopSender(url, { windowMs })
   const durationMs = seconds * 1000
-  const governed = (name: string, ratePerSecond: number, inFlight: number) =>
-    Effect.promise(() => governedLoop({ url, path: `/d/${name}`, ratePerSecond, inFlight, durationMs, governor: { windowMs } }))
+  const destinations = (ids: ReadonlyArray<string>, ratePerSecond: number, maxInFlight: number) =>
+    ids.map((id) => ({ id, ratePerSecond, maxInFlight }))
+  const figures = (ids: ReadonlyArray<string>, limit: number) => Effect.forEach(ids, (id) => figure(url, id, limit))
 
   // (a) the 20 alone, then beside the slow and the flaky one
-  const alone = yield* Effect.forEach(names("alone"), (n) => governed(n, healthyLimit, inFlight), { concurrency: "unbounded" })
-  const aloneFigures = yield* Effect.forEach(names("alone"), (n, i) => figure(url, n, healthyLimit, alone[i]!))
-  const beside = yield* Effect.forEach([...names("beside"), "slow", "flaky"], (n) => governed(n, healthyLimit, inFlight), { concurrency: "unbounded" })
-  const besideFigures = yield* Effect.forEach([...names("beside"), "slow", "flaky"], (n, i) => figure(url, n, healthyLimit, beside[i]!))
+  yield* sender.send(destinations(names("alone"), healthyLimit, inFlight), durationMs)
+  const aloneFigures = yield* figures(names("alone"), healthyLimit)
+  const besideIds = [...names("beside"), "slow", "flaky"]
+  yield* sender.send(destinations(besideIds, healthyLimit, inFlight), durationMs)
+  const besideFigures = yield* figures(besideIds, healthyLimit)
 
   // (b) the ceiling, then one destination at 15,000/s
-  const ceilingRun = yield* cpuPerRequest(pid, Effect.promise(() => plainLoop(url, "/d/ceiling", ceilingInFlight, durationMs)), (r) => r.sent)
+  const ceilingRun = yield* cpuPerRequest([process.pid, pid], Effect.promise(() => plainLoop(url, "/d/ceiling", ceilingInFlight, durationMs)))
   const ceiling = steadyRate(yield* destinationStats(url, "ceiling"))
-  const fastRun = yield* cpuPerRequest(pid, governed("fast", fastLimit, ceilingInFlight), (r) => r.sent)
-  const fast = yield* figure(url, "fast", fastLimit, fastRun.result)
-  return { aloneFigures, besideFigures, ceilingRun, ceiling, fast, fastCpu: fastRun.cpuMicrosPerRequest }
+  const fastRun = yield* cpuPerRequest([sender.pid, pid], sender.send(destinations(["fast"], fastLimit, ceilingInFlight), durationMs))
+  const fast = yield* figure(url, "fast", fastLimit)
+  const requests = (name: string) => Effect.map(destinationStats(url, name), (s) => s.accepted + s.throttled + s.failed)
+  const perRequest = (cpu: ReadonlyArray<number>, n: number) => ({ sender: round2(cpu[0]! / n), simulator: round2(cpu[1]! / n) })
+  return {
+    sender: sender.kind,
+    aloneFigures,
+    besideFigures,
+    ceiling,
+    fast,
+    cpuMicrosPerRequest: {
+      ceiling: perRequest(ceilingRun, yield* requests("ceiling")),
+      fast: perRequest(fastRun, yield* requests("fast"))
+    }
+  }
 }).pipe(Effect.scoped)
 
 const mean = (values: ReadonlyArray<number>) => round2(values.reduce((a, b) => a + b, 0) / Math.max(1, values.length))
 
 export const benchDelivery = async () => {
-  const { aloneFigures, besideFigures, ceilingRun, ceiling, fast, fastCpu } = await Effect.runPromise(run)
+  const { sender, aloneFigures, besideFigures, ceiling, fast, cpuMicrosPerRequest } = await Effect.runPromise(run)
   const besideHealthy = besideFigures.slice(0, healthy)
   const worst = (figures: ReadonlyArray<DestinationFigure>) => Math.min(...figures.map((f) => f.ratio))
   const maxWindow = (figures: ReadonlyArray<DestinationFigure>) => Math.max(...figures.map((f) => f.maxInAnyWindow))
@@ -123,7 +148,7 @@ export const benchDelivery = async () => {
   const bound = Math.min(fastLimit, ceiling)
   const result = {
     name: "delivery",
-    sender: "governedLoop (RateGovernor + RetryPolicy + Circuit over undici), not yet the platform's DeliveryActor",
+    sender,
     seconds,
     governorWindowMs: windowMs,
     a: {
@@ -142,8 +167,7 @@ export const benchDelivery = async () => {
       ceiling,
       ratio: round2(fast.achieved / bound),
       /** what one request costs each side: on a loaded machine, the figure that does not depend on the load */
-      cpuMicrosPerRequest: { ceiling: ceilingRun.cpuMicrosPerRequest, governed: fastCpu },
-      ceilingRun: ceilingRun.result,
+      cpuMicrosPerRequest,
       fast
     }
   }

@@ -7,8 +7,10 @@
  *   worth: `RateGovernor` (sliding window + AIMD on 429), `RetryPolicy` and `Circuit`, with the
  *   destination's in-flight limit — the DeliveryActor's sending core without JetStream around it.
  *
- * Each request carries one loader record and an `Idempotency-Key`.
+ * Each request carries one loader record and an `Idempotency-Key`. `loopSender` is the benchmark's
+ * `Sender` made of governed loops in this process; `deliveryPlatform.ts` has the platform's.
  */
+import { Effect } from "effect"
 import { Pool } from "undici"
 import * as Circuit from "../domain/delivery/Circuit.ts"
 import * as RateGovernor from "../domain/delivery/RateGovernor.ts"
@@ -140,3 +142,30 @@ export const governedLoop = (options: GovernedOptions): Promise<LoopResult> =>
     }
     pump()
   })
+
+/** A destination as the benchmark sets it up. */
+export interface BenchDestination {
+  readonly id: string
+  readonly ratePerSecond: number
+  readonly maxInFlight: number
+}
+
+/** What sends the benchmark's requests to the simulator. */
+export interface Sender {
+  readonly kind: string
+  /** the process that sends, for its CPU time */
+  readonly pid: number
+  /** sends to every destination (`${simulator}/d/<id>`) for `durationMs` of delivery each, then stops */
+  readonly send: (destinations: ReadonlyArray<BenchDestination>, durationMs: number) => Effect.Effect<void>
+}
+
+/** Governed loops in this process, one per destination. */
+export const loopSender = (simulator: string, governor: Partial<RateGovernor.GovernorOptions>): Sender => ({
+  kind: "governed loops in the bench process (RateGovernor + RetryPolicy + Circuit over undici)",
+  pid: process.pid,
+  send: (destinations, durationMs) =>
+    Effect.forEach(destinations, (d) =>
+      Effect.promise(() =>
+        governedLoop({ url: simulator, path: `/d/${d.id}`, ratePerSecond: d.ratePerSecond, inFlight: d.maxInFlight, durationMs, governor })
+      ), { concurrency: "unbounded", discard: true })
+})
