@@ -1,6 +1,7 @@
 /** The platform's configuration: environment variables read through Effect Config (all listed in README). */
 import { Config, Duration, Schema, SchemaGetter } from "effect"
 import { defaultShards } from "../domain/shards.ts"
+import { isKey } from "../infra/delivery/secretsKey.ts"
 
 const intAtLeast = (minimum: number, name: string) =>
   Config.schema(Schema.FiniteFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(minimum)), name)
@@ -63,6 +64,11 @@ export const PlatformConfig = Config.all({
   adminApiKey: Config.option(Config.schema(
     Schema.Redacted(Schema.String.check(Schema.isMinLength(16, { message: "must be at least 16 characters" }))),
     "ADMIN_API_KEY"
+  )),
+  /** base64 of 32 bytes: the AES-256-GCM key of destinations' secret headers; when unset, generated once into DATA_DIR/delivery-secrets.key */
+  deliverySecretsKey: Config.option(Config.schema(
+    Schema.Redacted(Schema.String.check(Schema.makeFilter((s: string) => isKey(s) || "must be base64 of 32 bytes (openssl rand -base64 32)"))),
+    "DELIVERY_SECRETS_KEY"
   )),
   /** how long HISTORY keeps events on JetStream (the event store keeps them for ever) */
   historyRetention: Config.Duration("HISTORY_RETENTION").pipe(Config.withDefault(Duration.days(30))),

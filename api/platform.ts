@@ -24,6 +24,10 @@ import type { DeadLetters } from "../domain/DeadLetters.ts"
 import type { IngestJobs } from "../domain/ingest/Job.ts"
 import type { Intake } from "../domain/ingest/Intake.ts"
 import type { PartnerCredentials } from "../domain/ingest/PartnerCredentials.ts"
+import type { DestinationSecrets } from "../domain/delivery/DestinationSecrets.ts"
+import * as DeliverySecretsSqlite from "../infra/delivery/secretsSqlite.ts"
+import { deliverySecretsKey } from "../infra/delivery/secretsKey.ts"
+import { destinationWriteOnly } from "./routes/destinationSecrets.ts"
 import type { AnyDecider } from "../domain/Decider.ts"
 import { Deciders, makeRegistry } from "../domain/DeciderRegistry.ts"
 import { EventStore } from "../domain/EventStore.ts"
@@ -145,7 +149,7 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
-  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel
+  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -177,7 +181,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...opsRoutes(yield* readinessChecks({ shards: config.shards, relayMaxLag: config.relayMaxLag }), {
         refreshMetrics: readRelayStatus.pipe(Effect.provideService(EventStore, store), Effect.provideService(Nats, nats))
       }),
-      ...entityRoutes({ registry: yield* Deciders }),
+      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly } }),
       ...historyRoutes,
       ...segmentRoutes,
       ...adminRoutes,
@@ -247,6 +251,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     IngestJobsSqlite.layerSqlite({ path: join(config.dataDir, "ingest.db") }),
     ReplaceIndexSqlite.layerSqlite({ path: join(config.dataDir, "ingest-members.db") }),
     CredentialsSqlite.layerSqlite({ path: join(config.dataDir, "credentials.db") }),
+    Layer.unwrap(Effect.map(deliverySecretsKey(config.deliverySecretsKey, config.dataDir), (key) =>
+      DeliverySecretsSqlite.layerSqlite({ path: join(config.dataDir, "delivery-secrets.db"), key }))),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
   const topology = Layer.effectDiscard(Effect.gen(function*() {
