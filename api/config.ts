@@ -124,6 +124,10 @@ export const PlatformConfig = Config.all({
   uploadRetention: Config.Literals(["delete", "keep"], "UPLOAD_RETENTION").pipe(Config.withDefault("delete" as const)),
   /** bytes of ingestion work the INGEST stream holds before refusing more (doors answer 503 + Retry-After) */
   ingestMaxBytes: intAtLeast(1_024, "INGEST_MAX_BYTES").pipe(Config.withDefault(1_073_741_824)),
+  /** metadata (apps, campaigns) kept in each process's cache for enriching app events; least recently used first out */
+  metadataCacheCapacity: intAtLeast(1, "METADATA_CACHE_CAPACITY").pipe(Config.withDefault(100_000)),
+  /** how long a cached app's or campaign's metadata is kept with no change seen (changes replace it within a second) */
+  metadataCacheTtl: Config.Duration("METADATA_CACHE_TTL").pipe(Config.withDefault(Duration.minutes(10))),
   /**
    * lines of a file translated into one batch of user profile commands (one bus message per shard);
    * with 64 shards a batch of 1,000 lines made messages of ~5 commands each: 10,000 cut the CPU per line by a third

@@ -23,6 +23,7 @@ import type { CommandBus } from "../domain/CommandBus.ts"
 import type { DeadLetters } from "../domain/DeadLetters.ts"
 import type { IngestJobs } from "../domain/ingest/Job.ts"
 import type { Intake } from "../domain/ingest/Intake.ts"
+import type { Metadata } from "../domain/events/Metadata.ts"
 import type { PartnerCredentials } from "../domain/ingest/PartnerCredentials.ts"
 import type { AnyDecider } from "../domain/Decider.ts"
 import { Deciders, makeRegistry } from "../domain/DeciderRegistry.ts"
@@ -43,6 +44,7 @@ import { ensureConsumerAccounts } from "../infra/nats/consumerAccounts.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
 import * as CredentialsSqlite from "../infra/ingest/credentialsSqlite.ts"
 import * as IngestIntake from "../infra/ingest/intake.ts"
+import * as MetadataCache from "../infra/events/metadataCache.ts"
 import * as IngestQueueJetStream from "../infra/ingest/ingestQueue.ts"
 import * as ReplaceIndexSqlite from "../infra/ingest/replaceIndexSqlite.ts"
 import { translateStream } from "../infra/ingest/translateStream.ts"
@@ -145,7 +147,7 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
-  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel
+  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | Metadata
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -267,7 +269,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     layerClusterFor(config.shards),
     DeadLettersJetStream.layerJetStream,
     IngestIntake.layer,
-    IngestQueueJetStream.layerJetStream()
+    IngestQueueJetStream.layerJetStream(),
+    MetadataCache.layer({ capacity: config.metadataCacheCapacity, timeToLive: config.metadataCacheTtl })
   )
   const workers = Layer.mergeAll(
     layerRelay({}),

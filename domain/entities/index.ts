@@ -4,6 +4,7 @@
  */
 import type { AnyDecider } from "../Decider.ts"
 import { advertiser } from "./advertiser.ts"
+import { app } from "./app.ts"
 import { campaign } from "./campaign.ts"
 import { partner } from "./partner.ts"
 import { strategy } from "./strategy.ts"
@@ -14,5 +15,6 @@ export const deciders: ReadonlyArray<AnyDecider> = [
   campaign,
   strategy,
   partner,
-  userprofile
+  userprofile,
+  app
 ]
