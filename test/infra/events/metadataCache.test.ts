@@ -2,7 +2,7 @@ import { assert, layer } from "@effect/vitest"
 import { Effect, Metric, Option } from "effect"
 import { Metadata } from "../../../domain/events/Metadata.ts"
 import * as MetadataCache from "../../../infra/events/metadataCache.ts"
-import { eventually, request } from "../../fixtures/http.ts"
+import { createKey, eventually, request } from "../../fixtures/http.ts"
 import { layerTestPlatform } from "../../fixtures/platform.ts"
 
 const put = (type: string, id: string, body: unknown) =>
@@ -26,6 +26,13 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("meta
       const after = yield* metadata.stats
       assert.strictEqual(after.misses, before.misses, "the new value came from SNAPSHOTS' follower, not from a load")
       assert.isAbove(after.hits, before.hits)
+      // The platform's wiring: an SDK key made through the admin API sends the app's events (found through this cache).
+      const sdk = yield* createKey("app:7001")
+      const sent = yield* request({ method: "POST", url: "/v1/apps/7001/events", key: sdk.secret, body: [{ deviceId: "d", seq: 0, time: "2026-05-01T12:00:00Z", type: "open" }] })
+      assert.strictEqual(sent.statusCode, 202, sent.body)
+      assert.deepStrictEqual(sent.json(), { accepted: 1, rejected: [] })
+      const unknown = yield* request({ method: "POST", url: "/v1/apps/7999/events", body: [{ deviceId: "d", seq: 0, time: "2026-05-01T12:00:00Z", type: "open" }] })
+      assert.strictEqual(unknown.statusCode, 404, unknown.body)
     }))
 
   it.effect("a campaign's advertiser; an entity that does not exist is none, and found once created", () =>
