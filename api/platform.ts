@@ -23,6 +23,8 @@ import type { CommandBus } from "../domain/CommandBus.ts"
 import type { DeadLetters } from "../domain/DeadLetters.ts"
 import type { IngestJobs } from "../domain/ingest/Job.ts"
 import type { Intake } from "../domain/ingest/Intake.ts"
+import type { EventIntake } from "../domain/events/EventIntake.ts"
+import type { Metadata } from "../domain/events/Metadata.ts"
 import type { PartnerCredentials } from "../domain/ingest/PartnerCredentials.ts"
 import type { DestinationSecrets } from "../domain/delivery/DestinationSecrets.ts"
 import * as DeliverySecretsSqlite from "../infra/delivery/secretsSqlite.ts"
@@ -47,6 +49,8 @@ import { ensureConsumerAccounts } from "../infra/nats/consumerAccounts.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
 import * as CredentialsSqlite from "../infra/ingest/credentialsSqlite.ts"
 import * as IngestIntake from "../infra/ingest/intake.ts"
+import * as EventIntakeJetStream from "../infra/events/eventIntake.ts"
+import * as MetadataCache from "../infra/events/metadataCache.ts"
 import * as IngestQueueJetStream from "../infra/ingest/ingestQueue.ts"
 import * as ReplaceIndexSqlite from "../infra/ingest/replaceIndexSqlite.ts"
 import { translateStream } from "../infra/ingest/translateStream.ts"
@@ -65,6 +69,7 @@ import { buildApp } from "./app.ts"
 import { AdminApiKey } from "./auth.ts"
 import type { PlatformConfig } from "./config.ts"
 import { adminRoutes } from "./routes/admin.ts"
+import { appEventsRoutes } from "./routes/appEvents.ts"
 import { bootstrapKeyRoutes } from "./routes/bootstrapKey.ts"
 import { clusterRoutes } from "./routes/cluster.ts"
 import { entityRoutes } from "./routes/entities.ts"
@@ -149,7 +154,7 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
-  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets
+  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -189,7 +194,8 @@ const httpLayer = (config: PlatformConfig) =>
       ...clusterRoutes,
       ...ingestRoutes({ uploadMaxBytes: config.uploadMaxBytes, uploadMaxConcurrent: config.uploadMaxConcurrent, realtimeMaxBytes: config.realtimeMaxBytes }),
       ...partnerCredentialsRoutes,
-      ...profileRoutes
+      ...profileRoutes,
+      ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes })
     ]
     const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), ...httpLimits(config) }))
     const url = yield* Effect.acquireRelease(
@@ -260,7 +266,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
       historyMaxAge: config.historyRetention,
       deadLetterMaxAge: config.deadLetterMaxAge,
       deadLetterMaxBytes: config.deadLetterMaxBytes,
-      ingestMaxBytes: config.ingestMaxBytes
+      ingestMaxBytes: config.ingestMaxBytes,
+      eventsMaxBytes: config.eventsMaxBytes
     })
     // The embedded server's consumer accounts are ours to fill; with NATS_URL they are the operator's.
     const { url, platform } = yield* NatsAccess
@@ -273,7 +280,9 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     layerClusterFor(config.shards),
     DeadLettersJetStream.layerJetStream,
     IngestIntake.layer,
-    IngestQueueJetStream.layerJetStream()
+    IngestQueueJetStream.layerJetStream(),
+    MetadataCache.layer({ capacity: config.metadataCacheCapacity, timeToLive: config.metadataCacheTtl }),
+    EventIntakeJetStream.layer({ messageMaxBytes: config.eventsMessageMaxBytes, maxPending: config.eventsMaxPending })
   )
   const workers = Layer.mergeAll(
     layerRelay({}),
