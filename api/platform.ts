@@ -23,7 +23,13 @@ import type { CommandBus } from "../domain/CommandBus.ts"
 import type { DeadLetters } from "../domain/DeadLetters.ts"
 import type { IngestJobs } from "../domain/ingest/Job.ts"
 import type { Intake } from "../domain/ingest/Intake.ts"
+import type { EventIntake } from "../domain/events/EventIntake.ts"
+import type { Metadata } from "../domain/events/Metadata.ts"
 import type { PartnerCredentials } from "../domain/ingest/PartnerCredentials.ts"
+import type { DestinationSecrets } from "../domain/delivery/DestinationSecrets.ts"
+import * as DeliverySecretsSqlite from "../infra/delivery/secretsSqlite.ts"
+import { deliverySecretsKey } from "../infra/delivery/secretsKey.ts"
+import { destinationWriteOnly } from "./routes/destinationSecrets.ts"
 import type { AnyDecider } from "../domain/Decider.ts"
 import { Deciders, makeRegistry } from "../domain/DeciderRegistry.ts"
 import { EventStore } from "../domain/EventStore.ts"
@@ -43,6 +49,8 @@ import { ensureConsumerAccounts } from "../infra/nats/consumerAccounts.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
 import * as CredentialsSqlite from "../infra/ingest/credentialsSqlite.ts"
 import * as IngestIntake from "../infra/ingest/intake.ts"
+import * as EventIntakeJetStream from "../infra/events/eventIntake.ts"
+import * as MetadataCache from "../infra/events/metadataCache.ts"
 import * as IngestQueueJetStream from "../infra/ingest/ingestQueue.ts"
 import * as ReplaceIndexSqlite from "../infra/ingest/replaceIndexSqlite.ts"
 import { translateStream } from "../infra/ingest/translateStream.ts"
@@ -61,6 +69,7 @@ import { buildApp } from "./app.ts"
 import { AdminApiKey } from "./auth.ts"
 import type { PlatformConfig } from "./config.ts"
 import { adminRoutes } from "./routes/admin.ts"
+import { appEventsRoutes } from "./routes/appEvents.ts"
 import { bootstrapKeyRoutes } from "./routes/bootstrapKey.ts"
 import { clusterRoutes } from "./routes/cluster.ts"
 import { entityRoutes } from "./routes/entities.ts"
@@ -145,7 +154,7 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
-  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel
+  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -177,7 +186,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...opsRoutes(yield* readinessChecks({ shards: config.shards, relayMaxLag: config.relayMaxLag }), {
         refreshMetrics: readRelayStatus.pipe(Effect.provideService(EventStore, store), Effect.provideService(Nats, nats))
       }),
-      ...entityRoutes({ registry: yield* Deciders }),
+      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly } }),
       ...historyRoutes,
       ...segmentRoutes,
       ...adminRoutes,
@@ -185,7 +194,8 @@ const httpLayer = (config: PlatformConfig) =>
       ...clusterRoutes,
       ...ingestRoutes({ uploadMaxBytes: config.uploadMaxBytes, uploadMaxConcurrent: config.uploadMaxConcurrent, realtimeMaxBytes: config.realtimeMaxBytes }),
       ...partnerCredentialsRoutes,
-      ...profileRoutes
+      ...profileRoutes,
+      ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes })
     ]
     const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), ...httpLimits(config) }))
     const url = yield* Effect.acquireRelease(
@@ -247,6 +257,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     IngestJobsSqlite.layerSqlite({ path: join(config.dataDir, "ingest.db") }),
     ReplaceIndexSqlite.layerSqlite({ path: join(config.dataDir, "ingest-members.db") }),
     CredentialsSqlite.layerSqlite({ path: join(config.dataDir, "credentials.db") }),
+    Layer.unwrap(Effect.map(deliverySecretsKey(config.deliverySecretsKey, config.dataDir), (key) =>
+      DeliverySecretsSqlite.layerSqlite({ path: join(config.dataDir, "delivery-secrets.db"), key }))),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
   const topology = Layer.effectDiscard(Effect.gen(function*() {
@@ -254,7 +266,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
       historyMaxAge: config.historyRetention,
       deadLetterMaxAge: config.deadLetterMaxAge,
       deadLetterMaxBytes: config.deadLetterMaxBytes,
-      ingestMaxBytes: config.ingestMaxBytes
+      ingestMaxBytes: config.ingestMaxBytes,
+      eventsMaxBytes: config.eventsMaxBytes
     })
     // The embedded server's consumer accounts are ours to fill; with NATS_URL they are the operator's.
     const { url, platform } = yield* NatsAccess
@@ -267,7 +280,9 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     layerClusterFor(config.shards),
     DeadLettersJetStream.layerJetStream,
     IngestIntake.layer,
-    IngestQueueJetStream.layerJetStream()
+    IngestQueueJetStream.layerJetStream(),
+    MetadataCache.layer({ capacity: config.metadataCacheCapacity, timeToLive: config.metadataCacheTtl }),
+    EventIntakeJetStream.layer({ messageMaxBytes: config.eventsMessageMaxBytes, maxPending: config.eventsMaxPending })
   )
   const workers = Layer.mergeAll(
     layerRelay({}),
