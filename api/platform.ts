@@ -16,6 +16,11 @@ import type { Cluster } from "../domain/Cluster.ts"
 import { runEntityActors } from "../actors/entity/runEntityActors.ts"
 import { runEntityReminders } from "../actors/entity/runEntityReminders.ts"
 import { runTranslators } from "../actors/ingest/runTranslators.ts"
+import { runDevicePipelines } from "../actors/events/runDevicePipelines.ts"
+import { noMetadata } from "../actors/events/enrich.ts"
+import * as DeviceStoreSqlite from "../infra/events/deviceStoreSqlite.ts"
+import * as EventsQueueJetStream from "../infra/events/eventsQueue.ts"
+import * as CleanPublisherJetStream from "../infra/events/cleanPublisher.ts"
 import type { Translate } from "../actors/ingest/Translate.ts"
 import { OwnedShards } from "../actors/runtime/Shards.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
@@ -259,6 +264,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     CredentialsSqlite.layerSqlite({ path: join(config.dataDir, "credentials.db") }),
     Layer.unwrap(Effect.map(deliverySecretsKey(config.deliverySecretsKey, config.dataDir), (key) =>
       DeliverySecretsSqlite.layerSqlite({ path: join(config.dataDir, "delivery-secrets.db"), key }))),
+    DeviceStoreSqlite.layerSqlite({ path: join(config.dataDir, "devices.db") }),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
   const topology = Layer.effectDiscard(Effect.gen(function*() {
@@ -282,7 +288,9 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     IngestIntake.layer,
     IngestQueueJetStream.layerJetStream(),
     MetadataCache.layer({ capacity: config.metadataCacheCapacity, timeToLive: config.metadataCacheTtl }),
-    EventIntakeJetStream.layer({ messageMaxBytes: config.eventsMessageMaxBytes, maxPending: config.eventsMaxPending })
+    EventIntakeJetStream.layer({ messageMaxBytes: config.eventsMessageMaxBytes, maxPending: config.eventsMaxPending }),
+    EventsQueueJetStream.layerJetStream(),
+    CleanPublisherJetStream.layerJetStream
   )
   const workers = Layer.mergeAll(
     layerRelay({}),
@@ -308,7 +316,17 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     commandTimeout: "2 minutes",
     deleteUploads: config.uploadRetention === "delete"
   }))
+  // A device pipeline per app (one process at a time each): EVENTS → dedupe → sessions → enrichment → EVENTS_CLEAN, SESSIONS.
+  const devicePipelines = Layer.effectDiscard(runDevicePipelines({
+    inactivity: config.devicePipeline.sessionInactivity,
+    sessionCheck: config.devicePipeline.sessionCheckInterval,
+    batchMessages: config.devicePipeline.batchMessages,
+    stageQueue: config.devicePipeline.stageQueue,
+    memoryBytes: config.devicePipeline.memoryBytes,
+    metadata: noMetadata
+  }))
   return httpLayer(config).pipe(
+    Layer.provideMerge(devicePipelines),
     Layer.provideMerge(translators),
     Layer.provideMerge(reminders),
     Layer.provideMerge(workers),
