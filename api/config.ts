@@ -168,6 +168,8 @@ export const PlatformConfig = Config.all({
     /** batches waiting before each stage (dedupe, sessions, enrichment, commit) */
     stageQueue: intAtLeast(1, "DEVICE_STAGE_QUEUE").pipe(Config.withDefault(4))
   }),
+  /** records per delivery package chunk (one DELIVER message) at most (issue 9) */
+  deliveryChunkRecords: intAtLeast(1, "DELIVERY_CHUNK_RECORDS").pipe(Config.withDefault(1_000)),
   /** the file doors (README: FTP and SFTP), served on HOST by one process at a time; each can be turned off */
   fileDoors: Config.all({
     ftpEnabled: Config.Boolean("FTP_ENABLED").pipe(Config.withDefault(true)),

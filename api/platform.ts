@@ -68,6 +68,9 @@ import * as RemindersSqlite from "../infra/reminders/sqlite.ts"
 import { type FileDoorsOptions, layerFileDoors, sftpHostKey } from "../infra/ingest/fileDoors.ts"
 import { findPartner } from "./routes/ingestPartner.ts"
 import { layerRelay } from "../infra/relay.ts"
+import * as DeliveryPackagesLayer from "../infra/delivery/packages.ts"
+import type { DeliveryPackages } from "../projections/delivery/packages.ts"
+import { deliveryPackageRoutes } from "./routes/deliveryPackages.ts"
 import { readRelayStatus } from "../infra/relayStatus.ts"
 import * as ProjectionRunner from "../projections/ProjectionRunner.ts"
 import { buildApp } from "./app.ts"
@@ -159,7 +162,7 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
-  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake
+  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake | DeliveryPackages
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -200,7 +203,8 @@ const httpLayer = (config: PlatformConfig) =>
       ...ingestRoutes({ uploadMaxBytes: config.uploadMaxBytes, uploadMaxConcurrent: config.uploadMaxConcurrent, realtimeMaxBytes: config.realtimeMaxBytes }),
       ...partnerCredentialsRoutes,
       ...profileRoutes,
-      ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes })
+      ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes }),
+      ...deliveryPackageRoutes
     ]
     const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), ...httpLimits(config) }))
     const url = yield* Effect.acquireRelease(
@@ -294,6 +298,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   )
   const workers = Layer.mergeAll(
     layerRelay({}),
+    // Delivery packages: delivery.db in every process, the projection and the publisher to DELIVER in one.
+    DeliveryPackagesLayer.layer({ path: join(config.dataDir, "delivery.db"), chunkRecords: config.deliveryChunkRecords }),
     // FTP and SFTP, in the one process holding their lease.
     Layer.unwrap(Effect.map(Effect.context<EventStore | EntityReadModel>(), (context) =>
       layerFileDoors({ ...fileDoorsOptions(config), partnerRefusal: (partner) => Effect.provide(doorRefusal(partner), context) }))),
