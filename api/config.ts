@@ -155,6 +155,21 @@ export const PlatformConfig = Config.all({
   translateInFlight: intAtLeast(1, "TRANSLATE_IN_FLIGHT").pipe(Config.withDefault(4)),
   /** a running job saves its checkpoint (resumed from after a crash) at least every this many lines */
   translateCheckpointLines: intAtLeast(1, "TRANSLATE_CHECKPOINT_LINES").pipe(Config.withDefault(10_000)),
+  /** the device pipeline of app events (README: app events — dedupe and sessions) */
+  devicePipeline: Config.all({
+    /** a session with no close ends after this long without events (device time; server time when nothing comes) */
+    sessionInactivity: Config.Duration("SESSION_INACTIVITY").pipe(Config.withDefault(Duration.minutes(30))),
+    /** how often open sessions are checked against SESSION_INACTIVITY */
+    sessionCheckInterval: Config.Duration("SESSION_CHECK_INTERVAL").pipe(Config.withDefault(Duration.seconds(30))),
+    /** bytes of device states (dedupe, sessions) a process keeps in memory in front of devices.db; LRU beyond */
+    memoryBytes: intAtLeast(0, "DEVICE_MEMORY_BYTES").pipe(Config.withDefault(67_108_864)),
+    /** EVENTS messages committed in one devices.db transaction at most */
+    batchMessages: intAtLeast(1, "DEVICE_BATCH_MESSAGES").pipe(Config.withDefault(64)),
+    /** batches waiting before each stage (dedupe, sessions, enrichment, commit) */
+    stageQueue: intAtLeast(1, "DEVICE_STAGE_QUEUE").pipe(Config.withDefault(4))
+  }),
+  /** records per delivery package chunk (one DELIVER message) at most (issue 9) */
+  deliveryChunkRecords: intAtLeast(1, "DELIVERY_CHUNK_RECORDS").pipe(Config.withDefault(1_000)),
   /** the file doors (README: FTP and SFTP), served on HOST by one process at a time; each can be turned off */
   fileDoors: Config.all({
     ftpEnabled: Config.Boolean("FTP_ENABLED").pipe(Config.withDefault(true)),

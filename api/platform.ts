@@ -16,6 +16,11 @@ import type { Cluster } from "../domain/Cluster.ts"
 import { runEntityActors } from "../actors/entity/runEntityActors.ts"
 import { runEntityReminders } from "../actors/entity/runEntityReminders.ts"
 import { runTranslators } from "../actors/ingest/runTranslators.ts"
+import { runDevicePipelines } from "../actors/events/runDevicePipelines.ts"
+import { noMetadata } from "../actors/events/enrich.ts"
+import * as DeviceStoreSqlite from "../infra/events/deviceStoreSqlite.ts"
+import * as EventsQueueJetStream from "../infra/events/eventsQueue.ts"
+import * as CleanPublisherJetStream from "../infra/events/cleanPublisher.ts"
 import type { Translate } from "../actors/ingest/Translate.ts"
 import { OwnedShards } from "../actors/runtime/Shards.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
@@ -63,6 +68,9 @@ import * as RemindersSqlite from "../infra/reminders/sqlite.ts"
 import { type FileDoorsOptions, layerFileDoors, sftpHostKey } from "../infra/ingest/fileDoors.ts"
 import { findPartner } from "./routes/ingestPartner.ts"
 import { layerRelay } from "../infra/relay.ts"
+import * as DeliveryPackagesLayer from "../infra/delivery/packages.ts"
+import type { DeliveryPackages } from "../projections/delivery/packages.ts"
+import { deliveryPackageRoutes } from "./routes/deliveryPackages.ts"
 import { readRelayStatus } from "../infra/relayStatus.ts"
 import * as ProjectionRunner from "../projections/ProjectionRunner.ts"
 import { buildApp } from "./app.ts"
@@ -154,7 +162,7 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
-  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake
+  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake | DeliveryPackages
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -195,7 +203,8 @@ const httpLayer = (config: PlatformConfig) =>
       ...ingestRoutes({ uploadMaxBytes: config.uploadMaxBytes, uploadMaxConcurrent: config.uploadMaxConcurrent, realtimeMaxBytes: config.realtimeMaxBytes }),
       ...partnerCredentialsRoutes,
       ...profileRoutes,
-      ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes })
+      ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes }),
+      ...deliveryPackageRoutes
     ]
     const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), ...httpLimits(config) }))
     const url = yield* Effect.acquireRelease(
@@ -259,6 +268,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     CredentialsSqlite.layerSqlite({ path: join(config.dataDir, "credentials.db") }),
     Layer.unwrap(Effect.map(deliverySecretsKey(config.deliverySecretsKey, config.dataDir), (key) =>
       DeliverySecretsSqlite.layerSqlite({ path: join(config.dataDir, "delivery-secrets.db"), key }))),
+    DeviceStoreSqlite.layerSqlite({ path: join(config.dataDir, "devices.db") }),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
   const topology = Layer.effectDiscard(Effect.gen(function*() {
@@ -282,10 +292,14 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     IngestIntake.layer,
     IngestQueueJetStream.layerJetStream(),
     MetadataCache.layer({ capacity: config.metadataCacheCapacity, timeToLive: config.metadataCacheTtl }),
-    EventIntakeJetStream.layer({ messageMaxBytes: config.eventsMessageMaxBytes, maxPending: config.eventsMaxPending })
+    EventIntakeJetStream.layer({ messageMaxBytes: config.eventsMessageMaxBytes, maxPending: config.eventsMaxPending }),
+    EventsQueueJetStream.layerJetStream(),
+    CleanPublisherJetStream.layerJetStream
   )
   const workers = Layer.mergeAll(
     layerRelay({}),
+    // Delivery packages: delivery.db in every process, the projection and the publisher to DELIVER in one.
+    DeliveryPackagesLayer.layer({ path: join(config.dataDir, "delivery.db"), chunkRecords: config.deliveryChunkRecords }),
     // FTP and SFTP, in the one process holding their lease.
     Layer.unwrap(Effect.map(Effect.context<EventStore | EntityReadModel>(), (context) =>
       layerFileDoors({ ...fileDoorsOptions(config), partnerRefusal: (partner) => Effect.provide(doorRefusal(partner), context) }))),
@@ -308,7 +322,17 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     commandTimeout: "2 minutes",
     deleteUploads: config.uploadRetention === "delete"
   }))
+  // A device pipeline per app (one process at a time each): EVENTS → dedupe → sessions → enrichment → EVENTS_CLEAN, SESSIONS.
+  const devicePipelines = Layer.effectDiscard(runDevicePipelines({
+    inactivity: config.devicePipeline.sessionInactivity,
+    sessionCheck: config.devicePipeline.sessionCheckInterval,
+    batchMessages: config.devicePipeline.batchMessages,
+    stageQueue: config.devicePipeline.stageQueue,
+    memoryBytes: config.devicePipeline.memoryBytes,
+    metadata: noMetadata
+  }))
   return httpLayer(config).pipe(
+    Layer.provideMerge(devicePipelines),
     Layer.provideMerge(translators),
     Layer.provideMerge(reminders),
     Layer.provideMerge(workers),
