@@ -3,7 +3,7 @@
  * process (test/fixtures/partnerSimulator.ts), which enforces each destination's limit over sliding
  * one-second windows and counts the most requests it saw in any such window.
  *
- * The sender (BENCH_DELIVERY_SENDER): `platform` — the platform's DeliveryActors, api/main.ts in its own
+ * The sender (BENCH_DELIVERY_SENDER): `platform` (default) — the platform's DeliveryActors, api/main.ts in its own
  * process, destinations made through the API and chunks put on DELIVER (bench/deliveryPlatform.ts); or
  * `loop` — the same policies (rate governor, retry policy, circuit, in-flight limit) in governed undici
  * loops in this process, without the platform (bench/deliveryLoad.ts).
@@ -35,8 +35,9 @@ const ceilingInFlight = 64
 /** a destination's in-flight limit in (a): 200/s at up to 80 ms an answer */
 const inFlight = 16
 /**
- * The governor's window for the bench: the partner stamps arrivals, not sends; a few ms more than its
- * second absorbs the jitter between the two clocks (loopback and two busy event loops).
+ * The loops' governor window: the partner stamps arrivals, not sends; a few ms more than its second
+ * absorbs the jitter between the two clocks (loopback and two busy event loops). The platform's
+ * deliverers have their own (and an arrival bound: domain/delivery/ArrivalBound.ts).
  */
 const windowMs = Number(process.env.BENCH_DELIVERY_WINDOW_MS ?? 1010)
 
@@ -55,7 +56,7 @@ const cpuPerRequest = <A, E, R>(pids: ReadonlyArray<number>, effect: Effect.Effe
   })
 
 /** `platform`: the platform's DeliveryActors (api/main.ts); `loop`: governed loops in this process, the policies alone */
-const senderKind = process.env.BENCH_DELIVERY_SENDER ?? "loop"
+const senderKind = process.env.BENCH_DELIVERY_SENDER ?? "platform"
 
 const names = (phase: string) => Array.from({ length: healthy }, (_, i) => `${phase}-h${String(i + 1).padStart(2, "0")}`)
 
@@ -150,7 +151,7 @@ export const benchDelivery = async () => {
     name: "delivery",
     sender,
     seconds,
-    governorWindowMs: windowMs,
+    ...(senderKind === "loop" ? { governorWindowMs: windowMs } : {}),
     a: {
       limit: healthyLimit,
       alone: { worstRatio: worst(aloneFigures), meanRate: mean(aloneFigures.map((f) => f.achieved)), maxInAnyWindow: maxWindow(aloneFigures) },

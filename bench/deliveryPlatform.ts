@@ -98,8 +98,8 @@ export const platformSender = (simulator: string) =>
           yield* Effect.forEach(destinations, (d) =>
             destinationStats(simulator, d.id).pipe(
               Effect.filterOrFail((stats) => stats.accepted + stats.throttled + stats.failed > 0, () => "none yet" as const),
-              Effect.retry(Schedule.spaced("200 millis").pipe(Schedule.upTo({ times: 600 }))),
-              Effect.orDie
+              Effect.retry(Schedule.spaced("200 millis").pipe(Schedule.upTo({ times: 300 }))),
+              Effect.catch(() => Effect.die(new Error(`no request for ${d.id} reached the simulator within 60 s: are the platform's deliverers running?`)))
             ), { concurrency: 4, discard: true })
           yield* Effect.sleep(durationMs)
           yield* Effect.forEach(destinations, (d) => admin(platform.base, "DELETE", `/v1/entities/destination/${d.id}`, undefined), { concurrency: 4, discard: true })
