@@ -20,6 +20,7 @@
  * `npm run bench -- delivery`.
  */
 import { readFileSync } from "node:fs"
+import { cpus, loadavg } from "node:os"
 import { Effect } from "effect"
 import { destinationStats, spawnPartnerSimulator, type SimulatorStats } from "../test/fixtures/partnerSimulator.ts"
 import { loopSender, plainLoop } from "./deliveryLoad.ts"
@@ -151,6 +152,8 @@ export const benchDelivery = async () => {
     name: "delivery",
     sender,
     seconds,
+    /** the load average after the run: the targets assume the 2 cores are the benchmark's */
+    machine: { cores: cpus().length, loadAverage: loadavg().map(round2) },
     ...(senderKind === "loop" ? { governorWindowMs: windowMs } : {}),
     a: {
       limit: healthyLimit,
