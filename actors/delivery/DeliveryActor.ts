@@ -18,6 +18,7 @@
 import { Clock, Deferred, Effect, Fiber, FiberSet, Semaphore, Stream } from "effect"
 import type { Duration } from "effect"
 import { chunkId } from "../../domain/delivery/Chunk.ts"
+import * as ArrivalBound from "../../domain/delivery/ArrivalBound.ts"
 import * as Circuit from "../../domain/delivery/Circuit.ts"
 import type { Attempt } from "../../domain/delivery/DeadLetter.ts"
 import { bodyOf, type BodyFormat, contentTypeOf, type DeliveryRequest, requestsOf } from "../../domain/delivery/DeliveryRequests.ts"
@@ -54,6 +55,8 @@ export interface DeliveryActorOptions {
   readonly statusEvery?: Duration.Input
   readonly backoff?: { readonly baseDelayMs: number; readonly maxDelayMs: number }
   readonly circuit?: Partial<Circuit.CircuitOptions>
+  /** the partner's window, ms (a millisecond over its second absorbs our clock's rounding); default 1001 */
+  readonly windowMs?: number
   /** attempts kept in a dead letter (the first and the latest); default 20 */
   readonly maxAttemptsKept?: number
 }
@@ -82,7 +85,9 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     const { destination, lane } = settings
     const maxInFlight = Math.max(1, settings.maxInFlight)
     const client = yield* http.client(settings.url, { connections: maxInFlight })
-    const governor = RateGovernor.make(settings.ratePerSecond)
+    const windowMs = options.windowMs ?? 1_001
+    const governor = RateGovernor.make(settings.ratePerSecond, { windowMs })
+    const arrivals = ArrivalBound.make(windowMs)
     const circuit = Circuit.make(options.circuit)
     const policy: RetryPolicy.RetryPolicy = { ...RetryPolicy.defaultRetryPolicy, ...options.backoff, maxAttempts: settings.maxAttempts }
     const maxAttemptsKept = options.maxAttemptsKept ?? 20
@@ -97,7 +102,10 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
       "idempotency-key": request.id
     })
 
-    /** Waits until the circuit and then the governor let a request start (the governor counts it started). */
+    /**
+     * Waits until the circuit, the arrival bound and the governor let a request start; then it is
+     * counted as started by both (in the same step: nothing runs between the checks and the counting).
+     */
     const admission: Effect.Effect<void> = Effect.gen(function*() {
       for (;;) {
         const now = yield* Clock.currentTimeMillis
@@ -108,9 +116,18 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
         }
         for (;;) {
           const at = yield* Clock.currentTimeMillis
+          const room = ArrivalBound.room(arrivals, RateGovernor.allowed(governor), at)
+          if (!room.ok) {
+            yield* Effect.sleep(room.waitMs)
+            continue
+          }
           const slot = RateGovernor.acquire(governor, at)
-          if (slot.ok) return
-          yield* Effect.sleep(slot.waitMs)
+          if (!slot.ok) {
+            yield* Effect.sleep(slot.waitMs)
+            continue
+          }
+          ArrivalBound.started(arrivals)
+          return
         }
       }
     })
@@ -127,6 +144,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
           stats.counters.sent++
           const answer = yield* client.send({ method: settings.method, headers: headers(request), body, timeoutMs: settings.timeoutMs })
           const now = yield* Clock.currentTimeMillis
+          ArrivalBound.answered(arrivals, now)
           yield* stats.latency(now - startedAt)
           const outcome = RetryPolicy.classify(answer)
           Circuit.record(circuit, outcome, now)
