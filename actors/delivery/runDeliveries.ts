@@ -1,7 +1,7 @@
 /**
  * The deliverers of this process (issue 9 item 3): one DeliveryActor per destination lane, each run by
  * one process at a time under the lease `job.deliver.<destination>.<lane>`, lanes spread over the live
- * processes by rendezvous hashing (actors/runtime/LeasedJobs.ts): a new destination is picked up
+ * processes by rendezvous hashing (actors/runtime/KeyedJobs.ts): a new destination is picked up
  * within a tick, a deleted one stops, a joining process takes its share, a SIGKILLed one's lanes are
  * taken over once their leases expire. A lane re-reads its destination every `configEvery` and
  * starts again with the new settings when they changed (secrets included).
@@ -12,7 +12,7 @@ import { type DestinationConfig, destinationConfigOf } from "../../domain/delive
 import { destination as destinationEntity } from "../../domain/entities/destination.ts"
 import { jobLeaseKey } from "../../domain/subjects.ts"
 import { type EntityPage, EntityReadModel } from "../../projections/EntityReadModel.ts"
-import { runLeasedJobs } from "../runtime/LeasedJobs.ts"
+import { runKeyedJobs } from "../runtime/KeyedJobs.ts"
 import { type DeliveryActorOptions, deliverLane, type LaneSettings } from "./DeliveryActor.ts"
 import { loadDestination, type LoadedDestination, requestHeaders } from "./destinationConfig.ts"
 
@@ -94,8 +94,8 @@ const laneJob = (key: string, options: DeliveriesOptions) =>
 
 /** Runs this process's share of the destination lanes' deliverers for the life of the Scope. */
 export const runDeliveries = (options: DeliveriesOptions = {}) =>
-  runLeasedJobs({
-    kind: "deliverer",
+  runKeyedJobs({
+    name: "deliverer",
     leaseKey: (key: string) => {
       const { destination, lane } = parseLaneKey(key)
       return deliveryLeaseKey(destination, lane)
@@ -103,5 +103,5 @@ export const runDeliveries = (options: DeliveriesOptions = {}) =>
     keys: knownLanes,
     run: (key: string) => laneJob(key, options),
     running: deliverersRunning,
-    tick: options.tick
+    ...(options.tick === undefined ? {} : { tick: options.tick })
   })

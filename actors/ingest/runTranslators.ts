@@ -1,7 +1,7 @@
 /**
  * The translators of this process (issue 7 item 5): one per partner, each run by one process at a
  * time under the lease `job.translate.<partner>`, partners spread over the live processes by
- * rendezvous hashing (like shards). Every `tick` the known partners — partner entities, and partners
+ * rendezvous hashing (actors/runtime/KeyedJobs.ts). Every `tick` the known partners — partner entities, and partners
  * with messages waiting on INGEST, so a new partner needs no restart — are looked at: this process
  * takes the free leases of the partners it should run and hands back those it should not any more.
  * A SIGKILLed holder's leases expire and the survivors take its partners, resuming their jobs from
@@ -13,7 +13,7 @@ import type { Duration } from "effect"
 import { IngestQueue } from "../../domain/ingest/IngestQueue.ts"
 import { jobLeaseKey } from "../../domain/subjects.ts"
 import { type EntityPage, EntityReadModel } from "../../projections/EntityReadModel.ts"
-import { runLeasedJobs } from "../runtime/LeasedJobs.ts"
+import { runKeyedJobs } from "../runtime/KeyedJobs.ts"
 import { partnerType } from "./partnerSettings.ts"
 import { partnerTranslator, type TranslatorOptions } from "./TranslatorActor.ts"
 
@@ -43,11 +43,11 @@ const knownPartners = Effect.gen(function*() {
 
 /** Runs this process's share of the partners' translators for the life of the Scope. */
 export const runTranslators = (options: TranslatorsOptions) =>
-  runLeasedJobs({
-    kind: "translator",
+  runKeyedJobs({
+    name: "translator",
     leaseKey: translatorLeaseKey,
     keys: knownPartners,
     run: (partner: string) => partnerTranslator(partner, options),
     running: translatorsRunning,
-    tick: options.tick
+    ...(options.tick === undefined ? {} : { tick: options.tick })
   })
