@@ -1,0 +1,43 @@
+import { assert, layer } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import { Chunk } from "../../domain/delivery/Chunk.ts"
+import { deliverSubject, StreamNames } from "../../domain/subjects.ts"
+import { createDestination } from "../fixtures/destinationEvents.ts"
+import { assertInvalid, assertProblem, createKey, eventually, request } from "../fixtures/http.ts"
+import { streamMessages } from "../fixtures/jetstreamContents.ts"
+import { layerTestPlatform } from "../fixtures/platform.ts"
+import { added, appendProfileEvents } from "../fixtures/segmentEvents.ts"
+
+const S = "18446744073709551615"
+
+const decodeChunk = Schema.decodeUnknownSync(Chunk)
+
+layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("delivery packages API", (it) => {
+  it.effect("POST /v1/destinations/{id}/refresh answers 202 with the package, which reaches DELIVER; 404, 400 and 403 as problem+json", () =>
+    Effect.gen(function*() {
+      const service = yield* createKey("service")
+      yield* createDestination("acme-out", [S])
+      yield* appendProfileEvents("maid:p1", added("a", [S]), added("b", [S]))
+      yield* appendProfileEvents("maid:p2", added("a", [S]))
+      const refresh = (id: string, key = service.secret) => request({ method: "POST", url: `/v1/destinations/${id}/refresh`, key })
+
+      const onDeliver = Effect.map(streamMessages(StreamNames.deliver), (ms) =>
+        ms.filter((m) => m.subject === deliverSubject("acme-out")).map((m) => decodeChunk(m.body)))
+      // Packaging follows the event store: refresh once it has sent both adds as they happened.
+      yield* eventually(onDeliver, (cs) => cs.flatMap((c) => c.records).length === 2, "30 seconds")
+      const accepted = yield* refresh("acme-out")
+      assert.strictEqual(accepted.statusCode, 202, accepted.body)
+      const body = accepted.json() as { packageId: string; records: number }
+      assert.match(body.packageId, /^refresh-/)
+      assert.strictEqual(body.records, 2)
+
+      const chunks = yield* eventually(onDeliver, (cs) => cs.some((c) => c.packageId === body.packageId), "30 seconds")
+      const records = chunks.filter((c) => c.packageId === body.packageId).flatMap((c) => c.records)
+      assert.deepStrictEqual(records.map((r) => `${r.idKind} ${r.userId} ${r.op}`).sort(), ["maid p1 add", "maid p2 add"])
+
+      assertProblem(yield* refresh("nobody-here"), 404, "entity-not-found")
+      assertInvalid(yield* refresh("Not_A_Slug"), "path", "/id")
+      const partner = yield* createKey("partner:acme")
+      assert.strictEqual((yield* refresh("acme-out", partner.secret)).statusCode, 403)
+    }))
+})
