@@ -1,16 +1,12 @@
 import { assert, layer } from "@effect/vitest"
-import { Effect, Schema } from "effect"
-import { Chunk } from "../../domain/delivery/Chunk.ts"
-import { deliverSubject, StreamNames } from "../../domain/subjects.ts"
+import { Effect } from "effect"
 import { createDestination } from "../fixtures/destinationEvents.ts"
 import { assertInvalid, assertProblem, createKey, eventually, request } from "../fixtures/http.ts"
-import { streamMessages } from "../fixtures/jetstreamContents.ts"
+import { deliverChunks } from "../fixtures/deliverContents.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
 import { added, appendProfileEvents } from "../fixtures/segmentEvents.ts"
 
 const S = "18446744073709551615"
-
-const decodeChunk = Schema.decodeUnknownSync(Chunk)
 
 layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("delivery packages API", (it) => {
   it.effect("POST /v1/destinations/{id}/refresh answers 202 with the package, which reaches DELIVER; 404, 400 and 403 as problem+json", () =>
@@ -21,8 +17,7 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("deli
       yield* appendProfileEvents("maid:p2", added("a", [S]))
       const refresh = (id: string, key = service.secret) => request({ method: "POST", url: `/v1/destinations/${id}/refresh`, key })
 
-      const onDeliver = Effect.map(streamMessages(StreamNames.deliver), (ms) =>
-        ms.filter((m) => m.subject === deliverSubject("acme-out")).map((m) => decodeChunk(m.body)))
+      const onDeliver = Effect.map(deliverChunks("acme-out"), (cs) => cs.map(({ chunk }) => chunk))
       // Packaging follows the event store: refresh once it has sent both adds as they happened.
       yield* eventually(onDeliver, (cs) => cs.flatMap((c) => c.records).length === 2, "30 seconds")
       const accepted = yield* refresh("acme-out")
