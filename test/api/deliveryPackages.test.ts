@@ -1,6 +1,5 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { createDestination } from "../fixtures/destinationEvents.ts"
 import { assertInvalid, assertProblem, createKey, eventually, request } from "../fixtures/http.ts"
 import { deliverChunks } from "../fixtures/deliverContents.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
@@ -12,7 +11,14 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("deli
   it.effect("POST /v1/destinations/{id}/refresh answers 202 with the package, which reaches DELIVER; 404, 400 and 403 as problem+json", () =>
     Effect.gen(function*() {
       const service = yield* createKey("service")
-      yield* createDestination("acme-out", [S])
+      // Through the API, as an operator would: the partner, then its destination taking S.
+      assert.strictEqual((yield* request({ method: "PUT", url: "/v1/entities/partner/acme", body: { name: "Acme" } })).statusCode, 201)
+      const created = yield* request({
+        method: "PUT",
+        url: "/v1/entities/destination/acme-out",
+        body: { partnerId: "acme", url: "http://127.0.0.1:9/in", format: "single", ratePerSecond: 10, segmentIds: [S] }
+      })
+      assert.strictEqual(created.statusCode, 201, created.body)
       yield* appendProfileEvents("maid:p1", added("a", [S]), added("b", [S]))
       yield* appendProfileEvents("maid:p2", added("a", [S]))
       const refresh = (id: string, key = service.secret) => request({ method: "POST", url: `/v1/destinations/${id}/refresh`, key })

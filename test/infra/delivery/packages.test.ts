@@ -123,6 +123,21 @@ describe("delivery packages", () => {
       })
     ), 60_000)
 
+  it.live("refreshes a destination on its schedule (refreshEvery seconds)", () =>
+    withPackaging(() =>
+      Effect.gen(function*() {
+        yield* appendProfileEvents("cookie:m1", added("a", [S]))
+        yield* createDestination("d-timed", [S], { refreshEvery: 1 })
+        // The creation's refresh, then one about every second: each with every member.
+        const chunks = yield* eventually(chunksOf("d-timed"), (cs) => new Set(cs.map(({ chunk }) => chunk.packageId)).size >= 3, "40 seconds")
+        for (const { chunk } of chunks) {
+          assert.strictEqual(chunk.kind, "refresh")
+          assert.match(chunk.packageId, /^refresh-[0-9a-f-]{36}$/)
+          assert.deepStrictEqual(chunk.records.map(brief), [`m1 ${S} add`])
+        }
+      })
+    ), 60_000)
+
   it.live("a publisher starting after a crash between publish and delete does not publish those chunks again, even past the duplicate window", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("packages-tail")
