@@ -157,7 +157,7 @@ const applyDestination = (s: Statements, event: EventEnvelope, maxRecords: numbe
 }
 
 /** A profile's event: its memberships kept, and a record per destination taking each segment it joined or left. */
-const applyProfile = (s: Statements, event: EventEnvelope, packer: LanePacker): boolean => {
+const applyProfile = (s: Statements, event: EventEnvelope, packer: LanePacker, targets: (segmentId: string) => ReadonlyArray<Target>): boolean => {
   const profile = event.entityId
   const row = s.profileRevision.get(profile) as { revision: number } | undefined
   if (row !== undefined && row.revision >= event.revision) return true // applied already: a replay
@@ -176,12 +176,33 @@ const applyProfile = (s: Statements, event: EventEnvelope, packer: LanePacker): 
   for (const { segmentId, op, time } of changes) {
     const record = deliveryRecord(profile, segmentId, op, time)
     if (record === undefined) continue
-    for (const target of s.targetsOfSegment.all(segmentId) as unknown as Array<{ destination: string; lanes: number }>) {
+    for (const target of targets(segmentId)) {
       packer.add(target.destination, laneOf(profile, target.lanes), record, event.position)
     }
   }
   if (changed) s.setProfileRevision.run(profile, event.revision)
   return true
+}
+
+interface Target {
+  readonly destination: string
+  readonly lanes: number
+}
+
+/** The destinations taking each segment, read once per page (and again after a destination's event). */
+const targetCache = (s: Statements) => {
+  const cache = new Map<string, ReadonlyArray<Target>>()
+  return {
+    of: (segmentId: string): ReadonlyArray<Target> => {
+      let found = cache.get(segmentId)
+      if (found === undefined) {
+        found = s.targetsOfSegment.all(segmentId) as unknown as Array<Target>
+        cache.set(segmentId, found)
+      }
+      return found
+    },
+    clear: () => cache.clear()
+  }
 }
 
 /** The projection, declared as data; its statements are prepared once per connection (again after a rebuild). */
@@ -202,11 +223,13 @@ export const packagesProjection = (options: { readonly maxRecords: number }): Pr
       const s = statementsOf(db)
       const skipped: Array<string> = []
       const packer = lanePacker({ packageId: "continuous", kind: "continuous", maxRecords: options.maxRecords, emit: continuousWriter(s) })
+      const targets = targetCache(s)
       for (const event of events) {
         if (isDestinationEvent(event)) {
           packer.flush() // the destination's earlier changes go before any refresh this event makes
+          targets.clear()
           if (!applyDestination(s, event, options.maxRecords)) skipped.push(event.type)
-        } else if (!applyProfile(s, event, packer)) {
+        } else if (!applyProfile(s, event, packer, targets.of)) {
           skipped.push(event.type)
         }
       }
