@@ -5,7 +5,7 @@
  *   older checkpoint, a paused former lease holder — changes nothing);
  * - `delivery_members`: per (segment, profile) member now, the partners whose membership is present
  *   (refreshes page through it by segment);
- * - `delivery_destinations` (fields, null once deleted) and `delivery_targets` (segment → destination, lanes);
+ * - `delivery_destinations` (fields, null once deleted; the revision applied last, a replay changing nothing) and `delivery_targets` (segment → destination, lanes);
  * - `delivery_sequences`: the next `seq` of each destination and lane's continuous package;
  * - `delivery_outbox`: chunks not yet on DELIVER, in the order they were written (AUTOINCREMENT id).
  *
@@ -26,7 +26,7 @@ const TABLES = `
   CREATE TABLE IF NOT EXISTS delivery_profiles (profile_id TEXT PRIMARY KEY, revision INTEGER NOT NULL) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS delivery_members (
     segment_id TEXT NOT NULL, profile_id TEXT NOT NULL, partners TEXT NOT NULL, PRIMARY KEY (segment_id, profile_id)) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS delivery_destinations (destination TEXT PRIMARY KEY, fields TEXT) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS delivery_destinations (destination TEXT PRIMARY KEY, revision INTEGER NOT NULL, fields TEXT) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS delivery_targets (
     segment_id TEXT NOT NULL, destination TEXT NOT NULL, lanes INTEGER NOT NULL, PRIMARY KEY (segment_id, destination)) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS delivery_targets_by_destination ON delivery_targets (destination);
@@ -68,8 +68,8 @@ export const prepare = (db: DatabaseSync): Statements => ({
   setMember: db.prepare("INSERT OR REPLACE INTO delivery_members VALUES (?, ?, ?)"),
   deleteMember: db.prepare("DELETE FROM delivery_members WHERE segment_id = ? AND profile_id = ?"),
   members: db.prepare("SELECT profile_id FROM delivery_members WHERE segment_id = ? ORDER BY profile_id"),
-  destination: db.prepare("SELECT fields FROM delivery_destinations WHERE destination = ?"),
-  setDestination: db.prepare("INSERT OR REPLACE INTO delivery_destinations VALUES (?, ?)"),
+  destination: db.prepare("SELECT revision, fields FROM delivery_destinations WHERE destination = ?"),
+  setDestination: db.prepare("INSERT OR REPLACE INTO delivery_destinations VALUES (?, ?, ?)"),
   targetsOfSegment: db.prepare("SELECT destination, lanes FROM delivery_targets WHERE segment_id = ? ORDER BY destination"),
   clearTargets: db.prepare("DELETE FROM delivery_targets WHERE destination = ?"),
   addTarget: db.prepare("INSERT OR REPLACE INTO delivery_targets VALUES (?, ?, ?)"),
@@ -140,10 +140,12 @@ const continuousWriter = (s: Statements) => (chunk: PackedChunk) => {
 
 /** A destination's event: its fields and targets kept, and a refresh of the segments it starts taking. */
 const applyDestination = (s: Statements, event: EventEnvelope, maxRecords: number): boolean => {
-  const beforeFields = destinationOf(s, event.entityId) ?? null
+  const row = s.destination.get(event.entityId) as { revision: number; fields: string | null } | undefined
+  if (row !== undefined && row.revision >= event.revision) return true // applied already: a replay
+  const beforeFields: Schema.JsonObject | null = row?.fields == null ? null : JSON.parse(row.fields)
   const after = destinationFields(beforeFields, event)
   if (after === undefined) return false
-  s.setDestination.run(event.entityId, after === null ? null : JSON.stringify(after))
+  s.setDestination.run(event.entityId, event.revision, after === null ? null : JSON.stringify(after))
   s.clearTargets.run(event.entityId)
   const targets = after === null ? undefined : targetsOf(after)
   if (targets === undefined) return true
