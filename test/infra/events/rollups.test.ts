@@ -1,4 +1,4 @@
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import type { Dimension } from "../../../domain/events/CleanEvent.ts"
 import { runRollupConsumers } from "../../../infra/events/rollupConsumer.ts"
