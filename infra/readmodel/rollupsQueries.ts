@@ -48,7 +48,8 @@ export const layerSqlite = (options: { readonly path: string }) =>
         FROM ${m.table} r JOIN dim_sets d ON d.id = r.dim_set
         WHERE d.app = ? ${filters.join(" ")} AND r.minute >= ? AND r.minute < ? ${m.where}
         GROUP BY bucket${columns.map((c) => `, ${c}`).join("")}
-        ORDER BY bucket${columns.map((c) => `, ${c}`).join("")}`
+        ORDER BY bucket${columns.map((c) => `, ${c}`).join("")}
+        ${q.maxRows === undefined ? "" : `LIMIT ${Math.floor(q.maxRows) + 1}`}`
       const params = [q.app, ...[...q.filters.values()].flat(), q.fromMinute, q.toMinute, ...m.params]
       const rows = db.prepare(sql).all(...params) as Array<Record<string, number | string | null>>
       return rows.map((row) => {

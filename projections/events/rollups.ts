@@ -37,6 +37,8 @@ export interface MetricsQuery {
   /** `custom`: the event name, and the numeric prop to sum instead of counting */
   readonly name?: string
   readonly sum?: string
+  /** answer at most this many rows and one more (the caller refuses more) */
+  readonly maxRows?: number
 }
 
 /** One bucket of sessions' lengths: sessions that lasted at most `upToSeconds` (and more than the bucket before; null: longer than every bound). */
