@@ -6,7 +6,8 @@
  * at start from just after it, and a message at or below it (a redelivery) changes nothing, so a crash
  * anywhere neither loses nor counts twice. Each pulled batch (up to `batchSize` messages, or what came
  * within a few milliseconds) is one transaction, acknowledged once committed (ack-all: one ack a batch).
- * An undecodable message is copied to DEADLETTERS and skipped.
+ * An undecodable message is copied to DEADLETTERS and skipped. The same process runs the trend alerts
+ * (infra/events/trendAlerts.ts), which read what these consumers wrote.
  */
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream"
 import type { JsMsg } from "@nats-io/jetstream"
@@ -18,11 +19,14 @@ import { type CleanDelivery, RollupStore, type SessionDelivery } from "../readmo
 import { makeDeadLetterWriter } from "../nats/deadLetters.ts"
 import { freshConsumer } from "../nats/freshConsumer.ts"
 import { withLease } from "../nats/lease.ts"
+import { runTrendAlerts, type TrendAlertOptions } from "./trendAlerts.ts"
 import { Nats, NatsError, tryNats } from "../nats/Nats.ts"
 
 export interface RollupConsumerOptions {
   /** messages per transaction at most; default 2,000 */
   readonly batchSize?: number
+  /** trend alerts, evaluated by the same process */
+  readonly trends?: TrendAlertOptions
 }
 
 const applied = Metric.counter("tributary_rollup_messages_total", { description: "clean events and sessions applied to the rollups", incremental: true })
@@ -83,8 +87,8 @@ const follow = <A>(spec: Follow<A>, batchSize: number) =>
     )
   }).pipe(Effect.scoped)
 
-/** Both consumers, restarted from the checkpoint after a failure; for ever. */
-const run = (batchSize: number) =>
+/** Both consumers and the trend alerts, restarted from the checkpoint after a failure; for ever. */
+const run = (batchSize: number, trends: TrendAlertOptions) =>
   Effect.gen(function*() {
     const store = yield* RollupStore
     const events: Follow<CleanDelivery> = {
@@ -106,8 +110,8 @@ const run = (batchSize: number) =>
         Effect.tapCause((cause) => Effect.logError("rollups: a consumer failed; restarting from its checkpoint", { stream: spec.stream, cause })),
         Effect.retry(Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("10 seconds")]))
       )
-    return yield* Effect.all([restarting(events), restarting(sessions)], { concurrency: "unbounded", discard: true }).pipe(Effect.andThen(Effect.never))
+    return yield* Effect.all([restarting(events), restarting(sessions), runTrendAlerts(trends)], { concurrency: "unbounded", discard: true }).pipe(Effect.andThen(Effect.never))
   })
 
 /** Runs the rollup consumers while this process holds the lease `job.rollups`; fork it scoped. */
-export const runRollupConsumers = (options: RollupConsumerOptions = {}) => withLease("rollups", run(options.batchSize ?? 2_000))
+export const runRollupConsumers = (options: RollupConsumerOptions = {}) => withLease("rollups", run(options.batchSize ?? 2_000, options.trends ?? {}))

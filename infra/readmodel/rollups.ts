@@ -66,7 +66,8 @@ export interface SessionDelivery {
 /** Intake latency is kept as a histogram with buckets 5% wide: its p50 is within 5% of the exact one. */
 const latencyBase = Math.log(1.05)
 export const latencyBucket = (millis: number): number => Math.ceil(Math.log(Math.max(millis, 1)) / latencyBase)
-export const latencyOfBucket = (bucket: number): number => Math.exp(bucket * latencyBase)
+/** A bucket's middle (geometric): within 2.5% of any latency in it. */
+export const latencyOfBucket = (bucket: number): number => Math.exp((bucket - 0.5) * latencyBase)
 
 const lengthBucket = (seconds: number) => {
   const i = sessionLengthBounds.findIndex((bound) => seconds <= bound)
