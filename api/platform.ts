@@ -16,6 +16,10 @@ import type { Cluster } from "../domain/Cluster.ts"
 import { runEntityActors } from "../actors/entity/runEntityActors.ts"
 import { runEntityReminders } from "../actors/entity/runEntityReminders.ts"
 import { runTranslators } from "../actors/ingest/runTranslators.ts"
+import { runDeliveries } from "../actors/delivery/runDeliveries.ts"
+import * as DeliveryLedgerJetStream from "../infra/delivery/deliveryLedger.ts"
+import * as DeliveryQueueJetStream from "../infra/delivery/deliveryQueue.ts"
+import * as PartnerHttpUndici from "../infra/delivery/partnerHttp.ts"
 import { runDevicePipelines } from "../actors/events/runDevicePipelines.ts"
 import { noMetadata } from "../actors/events/enrich.ts"
 import * as DeviceStoreSqlite from "../infra/events/deviceStoreSqlite.ts"
@@ -33,6 +37,8 @@ import type { Metadata } from "../domain/events/Metadata.ts"
 import type { PartnerCredentials } from "../domain/ingest/PartnerCredentials.ts"
 import type { DestinationSecrets } from "../domain/delivery/DestinationSecrets.ts"
 import * as DeliverySecretsSqlite from "../infra/delivery/secretsSqlite.ts"
+import * as DeliveryReceiptsSqlite from "../infra/readmodel/receiptsSqlite.ts"
+import type { DeliveryReadModel } from "../projections/delivery/receipts.ts"
 import { deliverySecretsKey } from "../infra/delivery/secretsKey.ts"
 import { destinationWriteOnly } from "./routes/destinationSecrets.ts"
 import type { AnyDecider } from "../domain/Decider.ts"
@@ -168,7 +174,7 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
-  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake | DeliveryPackages
+  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake | DeliveryPackages | DeliveryReadModel
   | RollupReadModel
 
 const eventStoreLayer = (config: PlatformConfig) =>
@@ -315,6 +321,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     Layer.unwrap(Effect.map(Effect.context<EventStore | EntityReadModel>(), (context) =>
       layerFileDoors({ ...fileDoorsOptions(config), partnerRefusal: (partner) => Effect.provide(doorRefusal(partner), context) }))),
     ProjectionRunner.layer,
+    // the receipts' read model, for the profile explain view
+    DeliveryReceiptsSqlite.layerSqlite({ path: join(config.dataDir, "delivery-receipts.db") }),
     // Built once this process took the free shards it should own: HTTP starts after that.
     Layer.effect(OwnedShards, runEntityActors({
       mailboxCapacity: config.entityMailboxSize,
@@ -344,7 +352,14 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     memoryBytes: config.devicePipeline.memoryBytes,
     metadata: noMetadata
   }))
+  // A deliverer per destination lane (one process at a time each), sending chunks to partners' APIs.
+  const deliveries = config.deliveryEnabled
+    ? Layer.effectDiscard(runDeliveries({ tick: config.deliveryTick })).pipe(
+      Layer.provide(Layer.mergeAll(DeliveryQueueJetStream.layerJetStream(), DeliveryLedgerJetStream.layerJetStream, PartnerHttpUndici.layerUndici))
+    )
+    : Layer.empty
   return httpLayer(config).pipe(
+    Layer.provideMerge(deliveries),
     Layer.provideMerge(devicePipelines),
     Layer.provideMerge(translators),
     Layer.provideMerge(rollups),
