@@ -21,6 +21,9 @@ import { OwnedShards } from "../actors/runtime/Shards.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
 import type { CommandBus } from "../domain/CommandBus.ts"
 import type { DeadLetters } from "../domain/DeadLetters.ts"
+import type { DeadLetterQueue } from "../domain/delivery/DeadLetterQueue.ts"
+import type { DelivererStatuses } from "../domain/delivery/DelivererStatuses.ts"
+import type { DeliveryBacklog } from "../domain/delivery/DeliveryBacklog.ts"
 import type { IngestJobs } from "../domain/ingest/Job.ts"
 import type { Intake } from "../domain/ingest/Intake.ts"
 import type { PartnerCredentials } from "../domain/ingest/PartnerCredentials.ts"
@@ -30,6 +33,9 @@ import { EventStore } from "../domain/EventStore.ts"
 import type { EntityReadModel } from "../projections/EntityReadModel.ts"
 import type { SegmentReadModel } from "../projections/ingest/segments.ts"
 import * as ApiKeysSqlite from "../infra/apiKeys/sqlite.ts"
+import * as DeadLetterQueueJetStream from "../infra/delivery/deadLetterQueue.ts"
+import * as DelivererStatusesKv from "../infra/delivery/delivererStatuses.ts"
+import * as DeliveryBacklogJetStream from "../infra/delivery/deliveryBacklog.ts"
 import { instrumented } from "../infra/eventstore/instrumented.ts"
 import { layerKurrent } from "../infra/eventstore/kurrent.ts"
 import { layerSqlite as eventStoreSqlite } from "../infra/eventstore/sqlite.ts"
@@ -63,6 +69,7 @@ import type { PlatformConfig } from "./config.ts"
 import { adminRoutes } from "./routes/admin.ts"
 import { bootstrapKeyRoutes } from "./routes/bootstrapKey.ts"
 import { clusterRoutes } from "./routes/cluster.ts"
+import { deliveryRoutes } from "./routes/delivery.ts"
 import { entityRoutes } from "./routes/entities.ts"
 import { historyRoutes } from "./routes/history.ts"
 import { ingestRoutes } from "./routes/ingest.ts"
@@ -145,7 +152,7 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
-  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel
+  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DeadLetterQueue | DeliveryBacklog | DelivererStatuses
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -185,7 +192,8 @@ const httpLayer = (config: PlatformConfig) =>
       ...clusterRoutes,
       ...ingestRoutes({ uploadMaxBytes: config.uploadMaxBytes, uploadMaxConcurrent: config.uploadMaxConcurrent, realtimeMaxBytes: config.realtimeMaxBytes }),
       ...partnerCredentialsRoutes,
-      ...profileRoutes
+      ...profileRoutes,
+      ...deliveryRoutes
     ]
     const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), ...httpLimits(config) }))
     const url = yield* Effect.acquireRelease(
@@ -267,7 +275,10 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     layerClusterFor(config.shards),
     DeadLettersJetStream.layerJetStream,
     IngestIntake.layer,
-    IngestQueueJetStream.layerJetStream()
+    IngestQueueJetStream.layerJetStream(),
+    DeadLetterQueueJetStream.layerJetStream,
+    DeliveryBacklogJetStream.layerJetStream,
+    DelivererStatusesKv.layerKv
   )
   const workers = Layer.mergeAll(
     layerRelay({}),

@@ -70,6 +70,9 @@ export const problemTypes: Record<string, ProblemType> = {
   IntakeError: { status: 503, code: "ingest-unavailable", title: "Ingestion cannot take this now; retry later", retryAfterSeconds: 5 },
   CredentialsError: { status: 503, code: "credentials-unavailable", title: "The credentials store is unavailable", retryAfterSeconds: 2 },
   DeadLettersError: { status: 503, code: "dead-letters-unavailable", title: "The dead letters cannot be read now", retryAfterSeconds: 2 },
+  DeadLetterQueueError: { status: 503, code: "dead-letters-unavailable", title: "The dead letters cannot be read now", retryAfterSeconds: 2 },
+  DeliveryBacklogError: { status: 503, code: "delivery-unavailable", title: "DELIVER is full or unavailable; retry later", retryAfterSeconds: 5 },
+  DelivererStatusesError: { status: 503, code: "delivery-status-unavailable", title: "The delivery status cannot be read now", retryAfterSeconds: 2 },
   CommandTimeout: { status: 504, code: "command-timeout", title: "The entity did not answer in time; retry with the same Idempotency-Key" }
 }
 
@@ -141,7 +144,10 @@ const detailOf = (error: Record<string, unknown>): string | undefined => {
     case "ApiKeysError":
     case "UploadsError":
     case "IngestJobsError":
-    case "CredentialsError": return `${error.operation} failed`
+    case "CredentialsError":
+    case "DeadLetterQueueError":
+    case "DeliveryBacklogError":
+    case "DelivererStatusesError": return `${error.operation} failed`
     default: return undefined
   }
 }
