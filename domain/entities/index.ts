@@ -5,6 +5,7 @@
 import type { AnyDecider } from "../Decider.ts"
 import { advertiser } from "./advertiser.ts"
 import { campaign } from "./campaign.ts"
+import { destination } from "./destination.ts"
 import { partner } from "./partner.ts"
 import { strategy } from "./strategy.ts"
 import { userprofile } from "./userprofile.ts"
@@ -14,5 +15,6 @@ export const deciders: ReadonlyArray<AnyDecider> = [
   campaign,
   strategy,
   partner,
+  destination,
   userprofile
 ]
