@@ -18,15 +18,14 @@ import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
 import { DestinationStatus } from "../../domain/delivery/DestinationStatus.ts"
 import { replayChunks } from "../../domain/delivery/replay.ts"
 import { statusOf } from "../../domain/delivery/statusOf.ts"
-import { PartnerId } from "../../domain/entities/partner.ts"
+import { destinationConfigOf } from "../../domain/delivery/DestinationConfig.ts"
+import { DestinationId } from "../../domain/entities/destination.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
 import { getEntity } from "../../projections/EntityQueries.ts"
 import { CommandFailed, NotFound, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
 import { Limit, NonNegativeIntFromString } from "./params.ts"
 
-/** Destination ids are lowercase slugs, like partners'. */
-const DestinationId = PartnerId
 const DeadLetterId = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(512))
 
 /** Dead letters replayed by one request at most; the answer says how many remain. */
@@ -64,19 +63,12 @@ const DiscardRequest = Schema.Struct({
 
 const Params = Schema.Struct({ id: DestinationId })
 
-/** What the routes need of the destination entity's state. */
-const DestinationFields = Schema.Struct({
-  ratePerSecond: Schema.Finite,
-  lanes: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)))
-})
-const decodeFields = Schema.decodeUnknownOption(DestinationFields)
-
-/** The destination, or NotFound (404): read from the event store, so one created a moment ago is seen. */
+/** The destination's config, or NotFound (404): read from the event store, so one created a moment ago is seen. */
 const destinationOf = (id: string) =>
   Effect.flatMap(getEntity("destination", id), (found) =>
-    Option.match(Option.flatMap(found, (entity) => decodeFields(entity.state)), {
+    Option.match(Option.flatMap(found, (entity) => destinationConfigOf(id, entity.state)), {
       onNone: () => Effect.fail(new NotFound({ detail: `destination ${id} does not exist` })),
-      onSome: (fields) => Effect.succeed({ ratePerSecond: fields.ratePerSecond, lanes: fields.lanes ?? 1 })
+      onSome: Effect.succeed
     }))
 
 const problems = {
