@@ -133,6 +133,8 @@ export const PlatformConfig = Config.all({
   translateInFlight: intAtLeast(1, "TRANSLATE_IN_FLIGHT").pipe(Config.withDefault(4)),
   /** a running job saves its checkpoint (resumed from after a crash) at least every this many lines */
   translateCheckpointLines: intAtLeast(1, "TRANSLATE_CHECKPOINT_LINES").pipe(Config.withDefault(10_000)),
+  /** records per delivery package chunk (one DELIVER message) at most (issue 9) */
+  deliveryChunkRecords: intAtLeast(1, "DELIVERY_CHUNK_RECORDS").pipe(Config.withDefault(1_000)),
   /** the file doors (README: FTP and SFTP), served on HOST by one process at a time; each can be turned off */
   fileDoors: Config.all({
     ftpEnabled: Config.Boolean("FTP_ENABLED").pipe(Config.withDefault(true)),

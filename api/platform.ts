@@ -61,6 +61,9 @@ import * as RemindersSqlite from "../infra/reminders/sqlite.ts"
 import { type FileDoorsOptions, layerFileDoors, sftpHostKey } from "../infra/ingest/fileDoors.ts"
 import { findPartner } from "./routes/ingestPartner.ts"
 import { layerRelay } from "../infra/relay.ts"
+import * as DeliveryPackagesLayer from "../infra/delivery/packages.ts"
+import type { DeliveryPackages } from "../projections/delivery/packages.ts"
+import { deliveryPackageRoutes } from "./routes/deliveryPackages.ts"
 import { readRelayStatus } from "../infra/relayStatus.ts"
 import * as ProjectionRunner from "../projections/ProjectionRunner.ts"
 import { buildApp } from "./app.ts"
@@ -152,7 +155,8 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
-  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DeadLetterQueue | DeliveryBacklog | DelivererStatuses
+  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DeliveryPackages
+  | DeadLetterQueue | DeliveryBacklog | DelivererStatuses
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -193,6 +197,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...ingestRoutes({ uploadMaxBytes: config.uploadMaxBytes, uploadMaxConcurrent: config.uploadMaxConcurrent, realtimeMaxBytes: config.realtimeMaxBytes }),
       ...partnerCredentialsRoutes,
       ...profileRoutes,
+      ...deliveryPackageRoutes,
       ...deliveryRoutes
     ]
     const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), ...httpLimits(config) }))
@@ -282,6 +287,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   )
   const workers = Layer.mergeAll(
     layerRelay({}),
+    // Delivery packages: delivery.db in every process, the projection and the publisher to DELIVER in one.
+    DeliveryPackagesLayer.layer({ path: join(config.dataDir, "delivery.db"), chunkRecords: config.deliveryChunkRecords }),
     // FTP and SFTP, in the one process holding their lease.
     Layer.unwrap(Effect.map(Effect.context<EventStore | EntityReadModel>(), (context) =>
       layerFileDoors({ ...fileDoorsOptions(config), partnerRefusal: (partner) => Effect.provide(doorRefusal(partner), context) }))),
