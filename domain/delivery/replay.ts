@@ -5,13 +5,13 @@
  * so a replay keeps to the lane that orders that user's changes. Pure.
  */
 import { profileId } from "../ingest/LoaderRecord.ts"
-import { shardOf } from "../shards.ts"
 import type { Chunk, DeliveryRecord } from "./Chunk.ts"
 import type { DeadLetter } from "./DeadLetter.ts"
+import { laneOf } from "./packaging.ts"
 
-/** A user's lane among `lanes`: a stable hash of its profile id (the packages' rule). */
+/** A record's lane among `lanes`: its user's, as packages put it (domain/delivery/packaging.ts). */
 export const laneOfRecord = (record: Pick<DeliveryRecord, "idKind" | "userId">, lanes: number): number =>
-  lanes <= 1 ? 0 : shardOf(profileId(record.idKind, record.userId), lanes)
+  laneOf(profileId(record.idKind, record.userId), lanes)
 
 export const replayPackageId = (deadLetterId: string, uuid: string): string => `replay-${deadLetterId}-${uuid}`
 
