@@ -83,7 +83,8 @@ const status = (destination: string) =>
     return res.json() as DestinationStatus
   })
 
-layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("destination delivery routes", (it) => {
+// No deliverer: the chunks a replay enqueues stay on DELIVER to be looked at, and no new dead letters appear.
+layer(layerTestPlatform({ DELIVERY_ENABLED: "false" }), { excludeTestServices: true, timeout: 60_000 })("destination delivery routes", (it) => {
   describe("dead letters", () => {
     it.effect("lists a destination's dead letters oldest first, with every attempt, paged", () =>
       Effect.gen(function*() {
