@@ -16,6 +16,11 @@ import type { Cluster } from "../domain/Cluster.ts"
 import { runEntityActors } from "../actors/entity/runEntityActors.ts"
 import { runEntityReminders } from "../actors/entity/runEntityReminders.ts"
 import { runTranslators } from "../actors/ingest/runTranslators.ts"
+import { runDevicePipelines } from "../actors/events/runDevicePipelines.ts"
+import { noMetadata } from "../actors/events/enrich.ts"
+import * as DeviceStoreSqlite from "../infra/events/deviceStoreSqlite.ts"
+import * as EventsQueueJetStream from "../infra/events/eventsQueue.ts"
+import * as CleanPublisherJetStream from "../infra/events/cleanPublisher.ts"
 import type { Translate } from "../actors/ingest/Translate.ts"
 import { OwnedShards } from "../actors/runtime/Shards.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
@@ -26,7 +31,13 @@ import type { DelivererStatuses } from "../domain/delivery/DelivererStatuses.ts"
 import type { DeliveryBacklog } from "../domain/delivery/DeliveryBacklog.ts"
 import type { IngestJobs } from "../domain/ingest/Job.ts"
 import type { Intake } from "../domain/ingest/Intake.ts"
+import type { EventIntake } from "../domain/events/EventIntake.ts"
+import type { Metadata } from "../domain/events/Metadata.ts"
 import type { PartnerCredentials } from "../domain/ingest/PartnerCredentials.ts"
+import type { DestinationSecrets } from "../domain/delivery/DestinationSecrets.ts"
+import * as DeliverySecretsSqlite from "../infra/delivery/secretsSqlite.ts"
+import { deliverySecretsKey } from "../infra/delivery/secretsKey.ts"
+import { destinationWriteOnly } from "./routes/destinationSecrets.ts"
 import type { AnyDecider } from "../domain/Decider.ts"
 import { Deciders, makeRegistry } from "../domain/DeciderRegistry.ts"
 import { EventStore } from "../domain/EventStore.ts"
@@ -49,6 +60,8 @@ import { ensureConsumerAccounts } from "../infra/nats/consumerAccounts.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
 import * as CredentialsSqlite from "../infra/ingest/credentialsSqlite.ts"
 import * as IngestIntake from "../infra/ingest/intake.ts"
+import * as EventIntakeJetStream from "../infra/events/eventIntake.ts"
+import * as MetadataCache from "../infra/events/metadataCache.ts"
 import * as IngestQueueJetStream from "../infra/ingest/ingestQueue.ts"
 import * as ReplaceIndexSqlite from "../infra/ingest/replaceIndexSqlite.ts"
 import { translateStream } from "../infra/ingest/translateStream.ts"
@@ -70,6 +83,7 @@ import { buildApp } from "./app.ts"
 import { AdminApiKey } from "./auth.ts"
 import type { PlatformConfig } from "./config.ts"
 import { adminRoutes } from "./routes/admin.ts"
+import { appEventsRoutes } from "./routes/appEvents.ts"
 import { bootstrapKeyRoutes } from "./routes/bootstrapKey.ts"
 import { clusterRoutes } from "./routes/cluster.ts"
 import { deliveryRoutes } from "./routes/delivery.ts"
@@ -155,7 +169,7 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
-  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DeliveryPackages
+  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake | DeliveryPackages
   | DeadLetterQueue | DeliveryBacklog | DelivererStatuses
 
 const eventStoreLayer = (config: PlatformConfig) =>
@@ -188,7 +202,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...opsRoutes(yield* readinessChecks({ shards: config.shards, relayMaxLag: config.relayMaxLag }), {
         refreshMetrics: readRelayStatus.pipe(Effect.provideService(EventStore, store), Effect.provideService(Nats, nats))
       }),
-      ...entityRoutes({ registry: yield* Deciders }),
+      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly } }),
       ...historyRoutes,
       ...segmentRoutes,
       ...adminRoutes,
@@ -197,6 +211,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...ingestRoutes({ uploadMaxBytes: config.uploadMaxBytes, uploadMaxConcurrent: config.uploadMaxConcurrent, realtimeMaxBytes: config.realtimeMaxBytes }),
       ...partnerCredentialsRoutes,
       ...profileRoutes,
+      ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes }),
       ...deliveryPackageRoutes,
       ...deliveryRoutes
     ]
@@ -260,6 +275,9 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     IngestJobsSqlite.layerSqlite({ path: join(config.dataDir, "ingest.db") }),
     ReplaceIndexSqlite.layerSqlite({ path: join(config.dataDir, "ingest-members.db") }),
     CredentialsSqlite.layerSqlite({ path: join(config.dataDir, "credentials.db") }),
+    Layer.unwrap(Effect.map(deliverySecretsKey(config.deliverySecretsKey, config.dataDir), (key) =>
+      DeliverySecretsSqlite.layerSqlite({ path: join(config.dataDir, "delivery-secrets.db"), key }))),
+    DeviceStoreSqlite.layerSqlite({ path: join(config.dataDir, "devices.db") }),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
   const topology = Layer.effectDiscard(Effect.gen(function*() {
@@ -267,7 +285,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
       historyMaxAge: config.historyRetention,
       deadLetterMaxAge: config.deadLetterMaxAge,
       deadLetterMaxBytes: config.deadLetterMaxBytes,
-      ingestMaxBytes: config.ingestMaxBytes
+      ingestMaxBytes: config.ingestMaxBytes,
+      eventsMaxBytes: config.eventsMaxBytes
     })
     // The embedded server's consumer accounts are ours to fill; with NATS_URL they are the operator's.
     const { url, platform } = yield* NatsAccess
@@ -281,6 +300,10 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     DeadLettersJetStream.layerJetStream,
     IngestIntake.layer,
     IngestQueueJetStream.layerJetStream(),
+    MetadataCache.layer({ capacity: config.metadataCacheCapacity, timeToLive: config.metadataCacheTtl }),
+    EventIntakeJetStream.layer({ messageMaxBytes: config.eventsMessageMaxBytes, maxPending: config.eventsMaxPending }),
+    EventsQueueJetStream.layerJetStream(),
+    CleanPublisherJetStream.layerJetStream,
     DeadLetterQueueJetStream.layerJetStream,
     DeliveryBacklogJetStream.layerJetStream,
     DelivererStatusesKv.layerKv
@@ -311,7 +334,17 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     commandTimeout: "2 minutes",
     deleteUploads: config.uploadRetention === "delete"
   }))
+  // A device pipeline per app (one process at a time each): EVENTS → dedupe → sessions → enrichment → EVENTS_CLEAN, SESSIONS.
+  const devicePipelines = Layer.effectDiscard(runDevicePipelines({
+    inactivity: config.devicePipeline.sessionInactivity,
+    sessionCheck: config.devicePipeline.sessionCheckInterval,
+    batchMessages: config.devicePipeline.batchMessages,
+    stageQueue: config.devicePipeline.stageQueue,
+    memoryBytes: config.devicePipeline.memoryBytes,
+    metadata: noMetadata
+  }))
   return httpLayer(config).pipe(
+    Layer.provideMerge(devicePipelines),
     Layer.provideMerge(translators),
     Layer.provideMerge(reminders),
     Layer.provideMerge(workers),

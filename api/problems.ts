@@ -69,6 +69,8 @@ export const problemTypes: Record<string, ProblemType> = {
   IngestJobsError: { status: 503, code: "jobs-unavailable", title: "The ingestion jobs ledger is unavailable", retryAfterSeconds: 2 },
   IntakeError: { status: 503, code: "ingest-unavailable", title: "Ingestion cannot take this now; retry later", retryAfterSeconds: 5 },
   CredentialsError: { status: 503, code: "credentials-unavailable", title: "The credentials store is unavailable", retryAfterSeconds: 2 },
+  SecretsError: { status: 503, code: "secrets-unavailable", title: "The delivery secrets store is unavailable", retryAfterSeconds: 2 },
+  SecretsUndecryptable: { status: 503, code: "secrets-undecryptable", title: "A stored secret does not decrypt with the configured key", retryAfterSeconds: 60 },
   DeadLettersError: { status: 503, code: "dead-letters-unavailable", title: "The dead letters cannot be read now", retryAfterSeconds: 2 },
   DeadLetterQueueError: { status: 503, code: "dead-letters-unavailable", title: "The dead letters cannot be read now", retryAfterSeconds: 2 },
   DeliveryBacklogError: { status: 503, code: "delivery-unavailable", title: "DELIVER is full or unavailable; retry later", retryAfterSeconds: 5 },
@@ -145,6 +147,7 @@ const detailOf = (error: Record<string, unknown>): string | undefined => {
     case "UploadsError":
     case "IngestJobsError":
     case "CredentialsError":
+    case "SecretsError":
     case "DeadLetterQueueError":
     case "DeliveryBacklogError":
     case "DelivererStatusesError": return `${error.operation} failed`

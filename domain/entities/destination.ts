@@ -39,7 +39,7 @@ const HttpUrl = Schema.String.check(
 
 const intBetween = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }))
 
-export const Destination = Schema.Struct({
+const fields = {
   partnerId: PartnerId,
   url: HttpUrl,
   method: Schema.optionalKey(Schema.Literals(["POST", "PUT"]).annotate({ description: "default POST" })),
@@ -57,7 +57,9 @@ export const Destination = Schema.Struct({
   segmentIds: Schema.Array(Uint64String).check(Schema.isMinLength(1), Schema.isMaxLength(1_000)).annotate({ description: "the segments whose memberships it receives" }),
   refreshEvery: Schema.optionalKey(intBetween(60, 31_536_000).annotate({ description: "seconds between scheduled refreshes (every current member); none by default" })),
   lanes: Schema.optionalKey(intBetween(1, 16).annotate({ description: "owners its limit is split over, each with ratePerSecond / lanes; default 1" }))
-}).check(Schema.makeFilter((d: {
+}
+
+const rules = Schema.makeFilter((d: {
   readonly format: string
   readonly batchSize?: number | undefined
   readonly headers?: Readonly<Record<string, string>> | undefined
@@ -68,8 +70,32 @@ export const Destination = Schema.Struct({
     : []),
   ...headerIssues(d.headers ?? {}, "headers", { secrets: "refuse" }),
   ...d.segmentIds.flatMap((id, i) => d.segmentIds.indexOf(id) === i ? [] : [{ path: ["segmentIds", i], issue: `segment ${id} is listed twice` }])
-])).annotate({ identifier: "Destination" })
+])
+
+export const Destination = Schema.Struct(fields).check(rules).annotate({ identifier: "Destination" })
 export type Destination = typeof Destination.Type
+
+/**
+ * Credentials the partner's API wants (an `Authorization` header, an API key): write-only, encrypted
+ * at rest, never in history nor in an answer; the entity shows their names only.
+ */
+export const SecretHeaders = Schema.Record(HeaderName, HeaderValue).annotate({
+  writeOnly: true,
+  description: "write-only: sent with every request, kept encrypted outside history, never returned (the state lists their names)"
+})
+
+/** PUT /v1/entities/destination/{id}: the fields and the secret headers (split off before the command). */
+export const DestinationPut = Schema.Struct({ ...fields, secretHeaders: Schema.optionalKey(SecretHeaders) })
+  .check(rules)
+  .check(Schema.makeFilter((d: { readonly headers?: Readonly<Record<string, string>> | undefined; readonly secretHeaders?: Readonly<Record<string, string>> | undefined }) => {
+    const plain = new Set(Object.keys(d.headers ?? {}).map((n) => n.toLowerCase()))
+    const secret = d.secretHeaders ?? {}
+    return [
+      ...headerIssues(secret, "secretHeaders", { secrets: "allow" }),
+      ...Object.keys(secret).flatMap((name) => plain.has(name.toLowerCase()) ? [{ path: ["secretHeaders", name], issue: `${name} is also a plain header` }] : [])
+    ]
+  }))
+  .annotate({ identifier: "DestinationPut" })
 
 /** Sent by the PUT/PATCH routes after the secret store changed: the names only. */
 const secretsChange = {

@@ -36,10 +36,10 @@ export const headerIssues = (
   headers: Readonly<Record<string, string | null>>,
   field: string,
   options: { readonly secrets: "refuse" | "allow" }
-): ReadonlyArray<Schema.FilterIssue> => {
+): ReadonlyArray<{ readonly path: ReadonlyArray<string>; readonly issue: string }> => {
   const names = Object.keys(headers)
   const seen = new Set<string>()
-  const issues: Array<Schema.FilterIssue> = []
+  const issues: Array<{ readonly path: ReadonlyArray<string>; readonly issue: string }> = []
   if (names.length > maxHeaders) issues.push({ path: [field], issue: `at most ${maxHeaders} headers` })
   for (const name of names) {
     const lower = name.toLowerCase()

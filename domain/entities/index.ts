@@ -4,6 +4,7 @@
  */
 import type { AnyDecider } from "../Decider.ts"
 import { advertiser } from "./advertiser.ts"
+import { app } from "./app.ts"
 import { campaign } from "./campaign.ts"
 import { destination } from "./destination.ts"
 import { partner } from "./partner.ts"
@@ -16,5 +17,6 @@ export const deciders: ReadonlyArray<AnyDecider> = [
   strategy,
   partner,
   destination,
-  userprofile
+  userprofile,
+  app
 ]
