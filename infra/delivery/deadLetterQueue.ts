@@ -19,6 +19,9 @@ const stream = StreamNames.deliveryDeadLetters
 /** Headers fetched per request while looking for ids. */
 const scanBatch = 1_000
 
+/** JetStream's answers to deleting a message that is not there (any more): before the first kept one, or after it. */
+const alreadyGone = [10057, 10043]
+
 const decodeLetter = Schema.decodeUnknownOption(Schema.fromJsonString(DeadLetter))
 
 const fail = (operation: string) => (error: NatsError) => new DeadLetterQueueError({ operation, cause: error.cause })
@@ -110,7 +113,8 @@ export const make = Effect.gen(function*() {
   const remove = (_destination: string, letter: QueuedDeadLetter) =>
     tryNats("remove dead letter", () => manager.streams.deleteMessage(stream, letter.sequence)).pipe(
       Effect.asVoid,
-      Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.NoMessageFound), () => Effect.void),
+      // already removed (a replay or discard repeated): what was wanted is done
+      Effect.catchIf((error) => alreadyGone.some((code) => isApiError(error.cause, code)), () => Effect.void),
       Effect.mapError(fail("remove"))
     )
 

@@ -10,6 +10,7 @@ import { headers as natsHeaders } from "@nats-io/transport-node"
 import { Effect, Schema } from "effect"
 import { Chunk, type DeliveryRecord, idempotencyKey } from "../../domain/delivery/Chunk.ts"
 import type { DeadLetter } from "../../domain/delivery/DeadLetter.ts"
+import { DeadLetterQueue } from "../../domain/delivery/DeadLetterQueue.ts"
 import type { DelivererStatus, DestinationStatus } from "../../domain/delivery/DestinationStatus.ts"
 import { deliveryStatusBucket } from "../../domain/delivery/DestinationStatus.ts"
 import { laneOfRecord } from "../../domain/delivery/replay.ts"
@@ -154,8 +155,11 @@ layer(layerTestPlatform({ DELIVERY_ENABLED: "false" }), { excludeTestServices: t
         const noReason = yield* request({ method: "DELETE", url: `/v1/destinations/discard-dsp/dead-letters/${gone.id}`, body: {} })
         assertInvalid(noReason, "body", "/reason")
 
+        const [queued] = yield* DeadLetterQueue.use((queue) => queue.get("discard-dsp", [gone.id]))
         const res = yield* request({ method: "DELETE", url: `/v1/destinations/discard-dsp/dead-letters/${gone.id}`, body: { reason: "user opted out at the partner" } })
         assert.strictEqual(res.statusCode, 204, res.body)
+        // removing it again (a discard or replay repeated after a crash) is no error
+        yield* DeadLetterQueue.use((queue) => queue.remove("discard-dsp", queued!))
         assert.deepStrictEqual((yield* listDeadLetters("discard-dsp")).items.map((i) => i.id), [kept.id])
 
         const history = yield* request({ method: "GET", url: "/v1/entities/destination/discard-dsp/history" })
