@@ -16,6 +16,10 @@ import type { Cluster } from "../domain/Cluster.ts"
 import { runEntityActors } from "../actors/entity/runEntityActors.ts"
 import { runEntityReminders } from "../actors/entity/runEntityReminders.ts"
 import { runTranslators } from "../actors/ingest/runTranslators.ts"
+import { runDeliveries } from "../actors/delivery/runDeliveries.ts"
+import * as DeliveryLedgerJetStream from "../infra/delivery/deliveryLedger.ts"
+import * as DeliveryQueueJetStream from "../infra/delivery/deliveryQueue.ts"
+import * as PartnerHttpUndici from "../infra/delivery/partnerHttp.ts"
 import { runDevicePipelines } from "../actors/events/runDevicePipelines.ts"
 import { noMetadata } from "../actors/events/enrich.ts"
 import * as DeviceStoreSqlite from "../infra/events/deviceStoreSqlite.ts"
@@ -343,7 +347,14 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     memoryBytes: config.devicePipeline.memoryBytes,
     metadata: noMetadata
   }))
+  // A deliverer per destination lane (one process at a time each), sending chunks to partners' APIs.
+  const deliveries = config.deliveryEnabled
+    ? Layer.effectDiscard(runDeliveries({ tick: config.deliveryTick })).pipe(
+      Layer.provide(Layer.mergeAll(DeliveryQueueJetStream.layerJetStream(), DeliveryLedgerJetStream.layerJetStream, PartnerHttpUndici.layerUndici))
+    )
+    : Layer.empty
   return httpLayer(config).pipe(
+    Layer.provideMerge(deliveries),
     Layer.provideMerge(devicePipelines),
     Layer.provideMerge(translators),
     Layer.provideMerge(reminders),
