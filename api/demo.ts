@@ -11,6 +11,7 @@ import { connect } from "@nats-io/transport-node"
 import { ConfigProvider, Effect } from "effect"
 import { freePort, stopLeftover } from "../infra/nats/NatsServer.ts"
 import { PlatformConfig } from "./config.ts"
+import { deliveryWorkload } from "./demoDelivery.ts"
 import { ingestWorkload } from "./demoIngest.ts"
 import { HttpServer, layer, NatsAccess } from "./platform.ts"
 import { createPrivately } from "./privateFiles.ts"
@@ -216,6 +217,8 @@ const main = Effect.gen(function*() {
     yield* workload(url, yield* NatsAccess)
     // partners' files over HTTP and SFTP, a real-time stream, segments and one profile explained
     console.log(yield* Effect.promise(() => ingestWorkload({ baseUrl: url, adminKey: ADMIN, sftpPort: Number(env.SFTP_PORT), dir: dataDir })))
+    // the ingested segments delivered to two simulated partners, one failing for a while
+    console.log(yield* Effect.promise(() => deliveryWorkload({ baseUrl: url, adminKey: ADMIN })))
     if (!once) {
       console.log("Serving; Ctrl-C to stop.")
       yield* Effect.never

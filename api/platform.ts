@@ -30,6 +30,9 @@ import { OwnedShards } from "../actors/runtime/Shards.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
 import type { CommandBus } from "../domain/CommandBus.ts"
 import type { DeadLetters } from "../domain/DeadLetters.ts"
+import type { DeadLetterQueue } from "../domain/delivery/DeadLetterQueue.ts"
+import type { DelivererStatuses } from "../domain/delivery/DelivererStatuses.ts"
+import type { DeliveryBacklog } from "../domain/delivery/DeliveryBacklog.ts"
 import type { IngestJobs } from "../domain/ingest/Job.ts"
 import type { Intake } from "../domain/ingest/Intake.ts"
 import type { EventIntake } from "../domain/events/EventIntake.ts"
@@ -47,6 +50,9 @@ import { EventStore } from "../domain/EventStore.ts"
 import type { EntityReadModel } from "../projections/EntityReadModel.ts"
 import type { SegmentReadModel } from "../projections/ingest/segments.ts"
 import * as ApiKeysSqlite from "../infra/apiKeys/sqlite.ts"
+import * as DeadLetterQueueJetStream from "../infra/delivery/deadLetterQueue.ts"
+import * as DelivererStatusesKv from "../infra/delivery/delivererStatuses.ts"
+import * as DeliveryBacklogJetStream from "../infra/delivery/deliveryBacklog.ts"
 import { instrumented } from "../infra/eventstore/instrumented.ts"
 import { layerKurrent } from "../infra/eventstore/kurrent.ts"
 import { layerSqlite as eventStoreSqlite } from "../infra/eventstore/sqlite.ts"
@@ -90,6 +96,7 @@ import { adminRoutes } from "./routes/admin.ts"
 import { appEventsRoutes } from "./routes/appEvents.ts"
 import { bootstrapKeyRoutes } from "./routes/bootstrapKey.ts"
 import { clusterRoutes } from "./routes/cluster.ts"
+import { deliveryRoutes } from "./routes/delivery.ts"
 import { entityRoutes } from "./routes/entities.ts"
 import { historyRoutes } from "./routes/history.ts"
 import { ingestRoutes } from "./routes/ingest.ts"
@@ -176,6 +183,7 @@ const natsLayer = (config: PlatformConfig) => {
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
   | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake | DeliveryPackages | DeliveryReadModel
   | RollupReadModel
+  | DeadLetterQueue | DeliveryBacklog | DelivererStatuses
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -219,7 +227,8 @@ const httpLayer = (config: PlatformConfig) =>
       ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes }),
       ...deliveryPackageRoutes,
       ...appMetricsRoutes,
-      ...alertRoutes
+      ...alertRoutes,
+      ...deliveryRoutes
     ]
     const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), ...httpLimits(config) }))
     const url = yield* Effect.acquireRelease(
@@ -311,7 +320,10 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     MetadataCache.layer({ capacity: config.metadataCacheCapacity, timeToLive: config.metadataCacheTtl }),
     EventIntakeJetStream.layer({ messageMaxBytes: config.eventsMessageMaxBytes, maxPending: config.eventsMaxPending }),
     EventsQueueJetStream.layerJetStream(),
-    CleanPublisherJetStream.layerJetStream
+    CleanPublisherJetStream.layerJetStream,
+    DeadLetterQueueJetStream.layerJetStream,
+    DeliveryBacklogJetStream.layerJetStream,
+    DelivererStatusesKv.layerKv
   )
   const workers = Layer.mergeAll(
     layerRelay({}),

@@ -72,6 +72,9 @@ export const problemTypes: Record<string, ProblemType> = {
   SecretsError: { status: 503, code: "secrets-unavailable", title: "The delivery secrets store is unavailable", retryAfterSeconds: 2 },
   SecretsUndecryptable: { status: 503, code: "secrets-undecryptable", title: "A stored secret does not decrypt with the configured key", retryAfterSeconds: 60 },
   DeadLettersError: { status: 503, code: "dead-letters-unavailable", title: "The dead letters cannot be read now", retryAfterSeconds: 2 },
+  DeadLetterQueueError: { status: 503, code: "dead-letters-unavailable", title: "The dead letters cannot be read now", retryAfterSeconds: 2 },
+  DeliveryBacklogError: { status: 503, code: "delivery-unavailable", title: "DELIVER is full or unavailable; retry later", retryAfterSeconds: 5 },
+  DelivererStatusesError: { status: 503, code: "delivery-status-unavailable", title: "The delivery status cannot be read now", retryAfterSeconds: 2 },
   CommandTimeout: { status: 504, code: "command-timeout", title: "The entity did not answer in time; retry with the same Idempotency-Key" }
 }
 
@@ -144,7 +147,10 @@ const detailOf = (error: Record<string, unknown>): string | undefined => {
     case "UploadsError":
     case "IngestJobsError":
     case "CredentialsError":
-    case "SecretsError": return `${error.operation} failed`
+    case "SecretsError":
+    case "DeadLetterQueueError":
+    case "DeliveryBacklogError":
+    case "DelivererStatusesError": return `${error.operation} failed`
     default: return undefined
   }
 }

@@ -80,6 +80,8 @@ export const alertsSubject = (app: string): string => `alerts.${app}`
  * so a remove never overtakes its add.
  */
 export const deliverSubject = (destination: string, lane = 0): string => `deliver.${destination}.${lane}`
+/** Every lane of a destination's chunks, as a subject filter. */
+export const destinationLanes = (destination: string): string => `deliver.${destination}.*`
 export const receiptSubject = (destination: string): string => `receipt.${destination}`
 export const deliveryDeadLetterSubject = (destination: string): string => `dlq.${destination}`
 

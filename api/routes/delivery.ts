@@ -1,0 +1,222 @@
+/**
+ * A destination's delivery as people see it (issue 9 items 6 and 7): its status (the deliverers'
+ * counters and rates, the backlog on DELIVER, the dead letters, the ETA) and its dead letters — listed
+ * with every attempt, replayed as new requests, or discarded with a reason the destination's history
+ * keeps. Service and auditor keys read; service keys replay and discard.
+ *
+ * Replay publishes first, then removes the dead letter: a crash between the two sends those records
+ * once more (a new package, new Idempotency-Keys), it never loses them. Discard records the reason
+ * in history first, then removes the dead letter: a crash between leaves the letter listed, and
+ * discarding it again records the reason again.
+ */
+import { Clock, Effect, Option, Schema } from "effect"
+import { CommandBus, CommandTimeout } from "../../domain/CommandBus.ts"
+import { DeadLetterQueue, type QueuedDeadLetter } from "../../domain/delivery/DeadLetterQueue.ts"
+import { Attempt, DeadLetter } from "../../domain/delivery/DeadLetter.ts"
+import { DelivererStatuses } from "../../domain/delivery/DelivererStatuses.ts"
+import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
+import { DestinationStatus } from "../../domain/delivery/DestinationStatus.ts"
+import { replayChunks } from "../../domain/delivery/replay.ts"
+import { statusOf } from "../../domain/delivery/statusOf.ts"
+import { destinationConfigOf } from "../../domain/delivery/DestinationConfig.ts"
+import { DestinationId } from "../../domain/entities/destination.ts"
+import { nextUuidv7 } from "../../domain/uuidv7.ts"
+import { getEntity } from "../../projections/EntityQueries.ts"
+import { CommandFailed, NotFound, problemResponse } from "../problems.ts"
+import { route } from "../route.ts"
+import { Limit, NonNegativeIntFromString } from "./params.ts"
+
+const DeadLetterId = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(512))
+
+/** Dead letters replayed by one request at most; the answer says how many remain. */
+export const maxReplayPerRequest = 1_000
+/** Read from the queue this many at a time while replaying all. */
+const replayPage = 100
+
+const DeadLetterItem = Schema.Struct({
+  id: DeadLetter.fields.id,
+  records: DeadLetter.fields.records,
+  attempts: Schema.Array(Attempt)
+}).annotate({ identifier: "DeadLetterItem" })
+
+const DeadLetterList = Schema.Struct({
+  items: Schema.Array(DeadLetterItem),
+  /** pass as `after` for the next page; absent on the last page */
+  next: Schema.optionalKey(Schema.Int)
+}).annotate({ identifier: "DeadLetterList" })
+
+const ReplayRequest = Schema.Struct({
+  /** the dead letters to send again; all of the destination's (up to 1,000 per request) when absent */
+  ids: Schema.optionalKey(Schema.Array(DeadLetterId).check(Schema.isMinLength(1), Schema.isMaxLength(maxReplayPerRequest)))
+}).annotate({ identifier: "DeadLetterReplay" })
+
+const Replayed = Schema.Struct({
+  replayed: Schema.Int,
+  /** dead letters the destination still has (call again to replay more) */
+  remaining: Schema.Int
+}).annotate({ identifier: "DeadLettersReplayed" })
+
+const DiscardRequest = Schema.Struct({
+  /** why the records are given up on: kept in the destination's history */
+  reason: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(1_000))
+}).annotate({ identifier: "DeadLetterDiscard" })
+
+const Params = Schema.Struct({ id: DestinationId })
+
+/** The destination's config, or NotFound (404): read from the event store, so one created a moment ago is seen. */
+const destinationOf = (id: string) =>
+  Effect.flatMap(getEntity("destination", id), (found) =>
+    Option.match(Option.flatMap(found, (entity) => destinationConfigOf(id, entity.state)), {
+      onNone: () => Effect.fail(new NotFound({ detail: `destination ${id} does not exist` })),
+      onSome: Effect.succeed
+    }))
+
+const problems = {
+  401: problemResponse("missing or unknown API key"),
+  403: problemResponse("a role that may not do this"),
+  404: problemResponse("no such destination")
+} as const
+
+/** Sends the letter's records again as a new package on DELIVER, then removes it from the queue. */
+const replay = (letter: QueuedDeadLetter, lanes: number) =>
+  Effect.gen(function*() {
+    const uuid = yield* nextUuidv7
+    const backlog = yield* DeliveryBacklog
+    for (const chunk of replayChunks(letter.deadLetter, { uuid, lanes })) yield* backlog.enqueue(chunk)
+    yield* (yield* DeadLetterQueue).remove(letter.deadLetter.destination, letter)
+  })
+
+/** Every dead letter of the destination, oldest first, up to `maxReplayPerRequest`. */
+const replayAll = (destination: string, lanes: number) =>
+  Effect.gen(function*() {
+    const queue = yield* DeadLetterQueue
+    let replayed = 0
+    let after: number | undefined
+    while (replayed < maxReplayPerRequest) {
+      const page = yield* queue.list(destination, { limit: Math.min(replayPage, maxReplayPerRequest - replayed), after })
+      for (const letter of page.items) yield* replay(letter, lanes)
+      replayed += page.items.length
+      if (page.next === undefined) break
+      after = page.next
+    }
+    return replayed
+  })
+
+/** The destination records in its history that a dead letter was given up on, and why. */
+const recordDiscard = (destination: string, letter: QueuedDeadLetter, reason: string) =>
+  Effect.gen(function*() {
+    const commandId = yield* nextUuidv7
+    const reply = yield* (yield* CommandBus).send({
+      commandId,
+      correlationId: commandId,
+      entityType: "destination",
+      entityId: destination,
+      action: { _tag: "DiscardDeadLetter", deadLetterId: letter.deadLetter.id, reason, records: letter.deadLetter.records.length }
+    })
+    switch (reply._tag) {
+      case "Accepted":
+        return
+      case "Rejected":
+        return yield* Effect.fail(reply.error)
+      case "Failed":
+        return yield* new CommandFailed({ detail: `destination ${destination} could not record the discard: ${reply.message}; send it again` })
+      case "Expired":
+        return yield* new CommandTimeout({ commandId, timeoutMillis: 0 })
+    }
+  })
+
+export const deliveryRoutes = [
+  route({
+    method: "GET", url: "/v1/destinations/:id/status", tags: ["delivery"], roles: ["service", "auditor"], admission: "reads",
+    summary: "A destination's delivery: requests sent, succeeded, retried, failed; current rate against its limit; latency; backlog and ETA; dead letters; circuit",
+    params: Params,
+    responses: {
+      200: { description: "its status (zeros and a closed circuit before any deliverer took it)", schema: DestinationStatus },
+      400: problemResponse("invalid id"),
+      ...problems,
+      503: problemResponse("the bus is unavailable; retry")
+    },
+    handler: ({ params }) =>
+      Effect.gen(function*() {
+        const destination = yield* destinationOf(params.id)
+        const [deliverers, backlog, deadLetters] = yield* Effect.all([
+          DelivererStatuses.use((statuses) => statuses.read(params.id)),
+          DeliveryBacklog.use((queue) => queue.backlog(params.id)),
+          DeadLetterQueue.use((queue) => queue.count(params.id))
+        ], { concurrency: 3 })
+        const nowMillis = yield* Clock.currentTimeMillis
+        return { status: 200, body: statusOf({ ratePerSecond: destination.ratePerSecond, deliverers, backlog, deadLetters, nowMillis }) }
+      })
+  }),
+  route({
+    method: "GET", url: "/v1/destinations/:id/dead-letters", tags: ["delivery"], roles: ["service", "auditor"], admission: "reads",
+    summary: "A destination's dead letters, oldest first, each with its records and every attempt; page with `after` = the previous page's `next`",
+    params: Params,
+    query: Schema.Struct({ limit: Schema.optionalKey(Limit), after: Schema.optionalKey(NonNegativeIntFromString) }),
+    responses: {
+      200: { description: "a page of dead letters", schema: DeadLetterList },
+      400: problemResponse("invalid parameter"),
+      ...problems,
+      503: problemResponse("the dead letters cannot be read now; retry")
+    },
+    handler: ({ params, query }) =>
+      Effect.gen(function*() {
+        yield* destinationOf(params.id)
+        const page = yield* DeadLetterQueue.use((queue) => queue.list(params.id, { limit: query.limit ?? 100, after: query.after }))
+        const items = page.items.map(({ deadLetter }) => ({ id: deadLetter.id, records: deadLetter.records, attempts: deadLetter.attempts }))
+        return { status: 200, body: page.next === undefined ? { items } : { items, next: page.next } }
+      })
+  }),
+  route({
+    method: "POST", url: "/v1/destinations/:id/dead-letters/replay", tags: ["delivery"], roles: ["service"], admission: "commands",
+    summary: "Send dead letters again, as new requests with new Idempotency-Keys: those named by `ids`, or all (`{}`, up to 1,000 per call)",
+    params: Params,
+    body: ReplayRequest,
+    responses: {
+      202: { description: "queued on DELIVER again and removed from the dead letters", schema: Replayed },
+      400: problemResponse("invalid body"),
+      ...problems,
+      503: problemResponse("DELIVER is full or the bus is unavailable; nothing of the failing letter was lost, retry")
+    },
+    handler: ({ params, body }) =>
+      Effect.gen(function*() {
+        const { lanes } = yield* destinationOf(params.id)
+        const queue = yield* DeadLetterQueue
+        let replayed: number
+        if (body.ids === undefined) {
+          replayed = yield* replayAll(params.id, lanes)
+        } else {
+          const letters = yield* queue.get(params.id, body.ids)
+          const found = new Set(letters.map((letter) => letter.deadLetter.id))
+          const missing = body.ids.filter((id) => !found.has(id))
+          if (missing.length > 0) return yield* new NotFound({ detail: `destination ${params.id} has no dead letter ${missing.slice(0, 10).join(", ")}` })
+          for (const letter of letters) yield* replay(letter, lanes)
+          replayed = letters.length
+        }
+        return { status: 202, body: { replayed, remaining: yield* queue.count(params.id) } }
+      })
+  }),
+  route({
+    method: "DELETE", url: "/v1/destinations/:id/dead-letters/:deadLetterId", tags: ["delivery"], roles: ["service"], admission: "commands",
+    summary: "Give up on a dead letter: its records are not sent; the reason is kept in the destination's history",
+    params: Schema.Struct({ id: DestinationId, deadLetterId: DeadLetterId }),
+    body: DiscardRequest,
+    responses: {
+      204: { description: "discarded" },
+      400: problemResponse("invalid body (a reason is required)"),
+      ...problems,
+      503: problemResponse("the bus is unavailable; send it again"),
+      504: problemResponse("the destination did not record it in time; send it again")
+    },
+    handler: ({ params, body }) =>
+      Effect.gen(function*() {
+        yield* destinationOf(params.id)
+        const queue = yield* DeadLetterQueue
+        const [letter] = yield* queue.get(params.id, [params.deadLetterId])
+        if (letter === undefined) return yield* new NotFound({ detail: `destination ${params.id} has no dead letter ${params.deadLetterId}` })
+        yield* recordDiscard(params.id, letter, body.reason)
+        yield* queue.remove(params.id, letter)
+        return { status: 204 }
+      })
+  })
+]

@@ -1,0 +1,26 @@
+/**
+ * A destination's durable backlog (issue 9): the chunks waiting on DELIVER (`deliver.<destination>.<lane>`),
+ * as the status route counts them and as a replay adds to them. Declared here; on JetStream in
+ * infra/delivery/deliveryBacklog.ts.
+ */
+import { Context, Schema } from "effect"
+import type { Effect } from "effect"
+import type { Chunk } from "./Chunk.ts"
+
+export interface Backlog {
+  /** chunks still on DELIVER, every lane (those being sent included: a chunk leaves once all of it is settled) */
+  readonly chunks: number
+  /** the records they carry */
+  readonly records: number
+}
+
+export class DeliveryBacklogError extends Schema.TaggedError<DeliveryBacklogError>()("DeliveryBacklogError", {
+  operation: Schema.String,
+  cause: Schema.Defect()
+}) {}
+
+export class DeliveryBacklog extends Context.Service<DeliveryBacklog, {
+  readonly backlog: (destination: string) => Effect.Effect<Backlog, DeliveryBacklogError>
+  /** Adds a chunk to its destination's lane; done once JetStream stored it (`Nats-Msg-Id` = its chunkId). */
+  readonly enqueue: (chunk: Chunk) => Effect.Effect<void, DeliveryBacklogError>
+}>()("tributary/DeliveryBacklog") {}

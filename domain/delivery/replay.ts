@@ -1,0 +1,36 @@
+/**
+ * A dead letter sent again (issue 9 item 6): its records become a new package, `replay-<dead letter
+ * id>-<uuid v7>`, so every request gets a new Idempotency-Key (the partner must not take it for a
+ * retry of the request it refused). Each record goes to its user's lane, as packages put it there,
+ * so a replay keeps to the lane that orders that user's changes. Pure.
+ */
+import { profileId } from "../ingest/LoaderRecord.ts"
+import type { Chunk, DeliveryRecord } from "./Chunk.ts"
+import type { DeadLetter } from "./DeadLetter.ts"
+import { laneOf } from "./packaging.ts"
+
+/** A record's lane among `lanes`: its user's, as packages put it (domain/delivery/packaging.ts). */
+export const laneOfRecord = (record: Pick<DeliveryRecord, "idKind" | "userId">, lanes: number): number =>
+  laneOf(profileId(record.idKind, record.userId), lanes)
+
+export const replayPackageId = (deadLetterId: string, uuid: string): string => `replay-${deadLetterId}-${uuid}`
+
+/** The chunks that send `deadLetter`'s records again: one per lane they fall in, in their order. */
+export const replayChunks = (deadLetter: DeadLetter, options: { readonly uuid: string; readonly lanes: number }): ReadonlyArray<Chunk> => {
+  const byLane = new Map<number, Array<DeliveryRecord>>()
+  for (const record of deadLetter.records) {
+    const lane = laneOfRecord(record, options.lanes)
+    const records = byLane.get(lane) ?? []
+    records.push(record)
+    byLane.set(lane, records)
+  }
+  const packageId = replayPackageId(deadLetter.id, options.uuid)
+  return [...byLane].map(([lane, records]) => ({
+    destination: deadLetter.destination,
+    lane,
+    packageId,
+    kind: "refresh",
+    seq: 0,
+    records
+  }))
+}

@@ -1,0 +1,124 @@
+/**
+ * The dead-letter queue on JetStream: stream DLQ, one subject per destination (`dlq.<destination>`),
+ * one message per dead letter (domain/delivery/DeadLetter.ts as JSON), published by the deliverer with
+ * `Nats-Msg-Id` = the dead letter's id. Listing reads the destination's subject in sequence order
+ * (`next_by_subj`: the server skips other destinations' letters). Finding by id scans the
+ * destination's messages' headers only (an ephemeral headers-only consumer: the records are not
+ * read) and fetches the bodies of those it wants. A letter is removed by its sequence.
+ */
+import { DeliverPolicy, JetStreamApiCodes, type StoredMsg } from "@nats-io/jetstream"
+import { Effect, Layer, Option, Schema } from "effect"
+import { DeadLetter } from "../../domain/delivery/DeadLetter.ts"
+import { DeadLetterQueue, DeadLetterQueueError, type QueuedDeadLetter } from "../../domain/delivery/DeadLetterQueue.ts"
+import { deliveryDeadLetterSubject, StreamNames } from "../../domain/subjects.ts"
+import { isApiError } from "../nats/freshConsumer.ts"
+import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
+
+const stream = StreamNames.deliveryDeadLetters
+
+/** Headers fetched per request while looking for ids. */
+const scanBatch = 1_000
+
+/** JetStream's answers to deleting a message that is not there (any more): before the first kept one, or after it. */
+const alreadyGone = [10057, 10043]
+
+const decodeLetter = Schema.decodeUnknownOption(Schema.fromJsonString(DeadLetter))
+
+const fail = (operation: string) => (error: NatsError) => new DeadLetterQueueError({ operation, cause: error.cause })
+
+/** The letter, if the message is one of this destination's (anything else on DLQ is skipped, not fatal). */
+const letterOf = (destination: string, msg: StoredMsg): Option.Option<QueuedDeadLetter> =>
+  Option.flatMap(decodeLetter(msg.string()), (deadLetter) =>
+    deadLetter.destination === destination ? Option.some({ sequence: msg.seq, deadLetter }) : Option.none())
+
+export const make = Effect.gen(function*() {
+  const { manager, jetstream } = yield* Nats
+
+  /** The first message on `subject` at or after `seq`; null past the last. */
+  const nextOn = (subject: string, seq: number) =>
+    tryNats("read dead letter", () => manager.streams.getMessage(stream, { seq, next_by_subj: subject } as never)).pipe(
+      Effect.mapError(fail("read"))
+    )
+
+  const bySequence = (seq: number) =>
+    tryNats("get dead letter", () => manager.streams.getMessage(stream, { seq })).pipe(
+      Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.NoMessageFound), () => Effect.succeed(null)),
+      Effect.mapError(fail("get"))
+    )
+
+  const count = (destination: string) =>
+    tryNats("count dead letters", () => manager.streams.info(stream, { subjects_filter: deliveryDeadLetterSubject(destination) })).pipe(
+      Effect.map((info) => info.state.subjects?.[deliveryDeadLetterSubject(destination)] ?? 0),
+      Effect.mapError(fail("count"))
+    )
+
+  const list = (destination: string, options: { readonly limit: number; readonly after?: number | undefined }) =>
+    Effect.gen(function*() {
+      const subject = deliveryDeadLetterSubject(destination)
+      const items: Array<QueuedDeadLetter> = []
+      let seq = (options.after ?? 0) + 1
+      while (items.length < options.limit) {
+        const msg = yield* nextOn(subject, seq)
+        if (msg === null) return { items }
+        seq = msg.seq + 1
+        const letter = letterOf(destination, msg)
+        if (Option.isSome(letter)) items.push(letter.value)
+      }
+      const more = (yield* nextOn(subject, seq)) !== null
+      return more ? { items, next: items[items.length - 1]!.sequence } : { items }
+    })
+
+  /** The sequences of the destination's messages whose `Nats-Msg-Id` is wanted, or that carry none (read to know). */
+  const candidates = (destination: string, wanted: ReadonlySet<string>) =>
+    Effect.acquireUseRelease(
+      tryNats("scan dead letters", () =>
+        jetstream.consumers.get(stream, { filter_subjects: deliveryDeadLetterSubject(destination), headers_only: true, deliver_policy: DeliverPolicy.All })),
+      (consumer) =>
+        tryNats("scan dead letters", async () => {
+          const sequences: Array<number> = []
+          let found = 0
+          for (;;) {
+            const batch = await consumer.fetch({ max_messages: scanBatch, expires: 2_000 })
+            let seen = 0
+            let last = false
+            for await (const msg of batch) {
+              seen++
+              const id = msg.headers?.get("Nats-Msg-Id") ?? ""
+              if (id === "" || wanted.has(id)) sequences.push(msg.seq)
+              if (wanted.has(id)) found++
+              if (msg.info.pending === 0 || found === wanted.size) {
+                last = true
+                break
+              }
+            }
+            if (last || seen === 0) return sequences
+          }
+        }),
+      (consumer) => Effect.ignore(tryNats("end dead letter scan", () => consumer.delete()))
+    ).pipe(Effect.mapError(fail("scan")))
+
+  const get = (destination: string, ids: ReadonlyArray<string>) =>
+    Effect.gen(function*() {
+      if (ids.length === 0 || (yield* count(destination)) === 0) return []
+      const wanted = new Set(ids)
+      const found: Array<QueuedDeadLetter> = []
+      for (const seq of yield* candidates(destination, wanted)) {
+        const msg = yield* bySequence(seq)
+        const letter = msg === null ? Option.none() : letterOf(destination, msg)
+        if (Option.isSome(letter) && wanted.has(letter.value.deadLetter.id)) found.push(letter.value)
+      }
+      return found
+    })
+
+  const remove = (_destination: string, letter: QueuedDeadLetter) =>
+    tryNats("remove dead letter", () => manager.streams.deleteMessage(stream, letter.sequence)).pipe(
+      Effect.asVoid,
+      // already removed (a replay or discard repeated): what was wanted is done
+      Effect.catchIf((error) => alreadyGone.some((code) => isApiError(error.cause, code)), () => Effect.void),
+      Effect.mapError(fail("remove"))
+    )
+
+  return DeadLetterQueue.of({ list, get, remove, count })
+})
+
+export const layerJetStream: Layer.Layer<DeadLetterQueue, never, Nats> = Layer.effect(DeadLetterQueue, make)
