@@ -26,6 +26,7 @@ import { deviceKey } from "./deviceKey.ts"
 import type { DeviceStates } from "./DeviceStates.ts"
 import { advertisers, appDims, enrichDims, type MetadataLookups } from "./enrich.ts"
 import { publishOutbox } from "./outboxPublisher.ts"
+import { sessionTicks } from "./sessionTimer.ts"
 import { runStages } from "./stages.ts"
 
 export interface DevicePipelineOptions {
@@ -252,10 +253,7 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
           Stream.groupedWithin(options.batchMessages, "10 millis"),
           Stream.runForEach((batch) => offer(work(batch, undefined)))
         ),
-        Effect.forever(Effect.gen(function*() {
-          yield* Effect.sleep(options.sessionCheck)
-          yield* offer(work([], yield* Clock.currentTimeMillis))
-        }))
+        sessionTicks(options.sessionCheck, (now) => offer(work([], now)))
       ], { concurrency: "unbounded", discard: true })
 
     const publisher = yield* CleanPublisher

@@ -26,20 +26,19 @@ export const noMetadata: MetadataLookups = {
 
 type Dims = CleanEvent["dims"]
 
-/** The enriched dims of an app (none when its metadata is unknown or the lookup failed). */
-export const appDims = (lookups: MetadataLookups, app: string) =>
-  lookups.app(app).pipe(
-    Effect.map(Option.getOrUndefined),
-    Effect.catch((error) => Effect.as(Effect.logWarning("app metadata lookup failed; events go unenriched", { app, error }), undefined))
-  )
+/**
+ * The metadata of an app (undefined when it is unknown). A failed lookup fails the batch, which is
+ * not committed and comes again once the pipeline restarts: an event is never published unenriched
+ * because the cache could not be reached.
+ */
+export const appDims = (lookups: MetadataLookups, app: string) => lookups.app(app).pipe(Effect.map(Option.getOrUndefined))
 
 /** Advertiser ids of the campaigns named (absent: unknown campaign). */
 export const advertisers = (lookups: MetadataLookups, campaignIds: ReadonlySet<string>) =>
   Effect.forEach([...campaignIds], (id) =>
-    lookups.campaign(id).pipe(
-      Effect.map((found) => [id, Option.getOrUndefined(found)?.advertiserId] as const),
-      Effect.catch(() => Effect.succeed([id, undefined] as const))
-    ), { concurrency: 8 }).pipe(Effect.map((pairs) => new Map(pairs)))
+    lookups.campaign(id).pipe(Effect.map((found) => [id, Option.getOrUndefined(found)?.advertiserId] as const)), { concurrency: 8 }).pipe(
+      Effect.map((pairs) => new Map(pairs))
+    )
 
 /** `dims` with the app's publisher and category and, when known, the advertiser. */
 export const enrichDims = (dims: Dims, app: AppMetadata | undefined, advertiserId: string | undefined): Dims => ({
