@@ -1,6 +1,7 @@
 /** The platform's configuration: environment variables read through Effect Config (all listed in README). */
 import { Config, Duration, Schema, SchemaGetter } from "effect"
 import { defaultShards } from "../domain/shards.ts"
+import { isKey } from "../infra/delivery/secretsKey.ts"
 
 const intAtLeast = (minimum: number, name: string) =>
   Config.schema(Schema.FiniteFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(minimum)), name)
@@ -64,6 +65,11 @@ export const PlatformConfig = Config.all({
     Schema.Redacted(Schema.String.check(Schema.isMinLength(16, { message: "must be at least 16 characters" }))),
     "ADMIN_API_KEY"
   )),
+  /** base64 of 32 bytes: the AES-256-GCM key of destinations' secret headers; when unset, generated once into DATA_DIR/delivery-secrets.key */
+  deliverySecretsKey: Config.option(Config.schema(
+    Schema.Redacted(Schema.String.check(Schema.makeFilter((s: string) => isKey(s) || "must be base64 of 32 bytes (openssl rand -base64 32)"))),
+    "DELIVERY_SECRETS_KEY"
+  )),
   /** how long HISTORY keeps events on JetStream (the event store keeps them for ever) */
   historyRetention: Config.Duration("HISTORY_RETENTION").pipe(Config.withDefault(Duration.days(30))),
   /** keep a point-in-time snapshot every N revisions of an entity */
@@ -124,6 +130,22 @@ export const PlatformConfig = Config.all({
   uploadRetention: Config.Literals(["delete", "keep"], "UPLOAD_RETENTION").pipe(Config.withDefault("delete" as const)),
   /** bytes of ingestion work the INGEST stream holds before refusing more (doors answer 503 + Retry-After) */
   ingestMaxBytes: intAtLeast(1_024, "INGEST_MAX_BYTES").pipe(Config.withDefault(1_073_741_824)),
+  /** bytes of one POST /v1/apps/{app}/events body, after gzip is inflated (a gzip bomb stops here); 413 beyond */
+  eventsBodyMaxBytes: intAtLeast(1, "EVENTS_BODY_MAX_BYTES").pipe(Config.withDefault(8_388_608)),
+  /** events in one batch at most; 413 beyond */
+  eventsMaxPerBatch: intAtLeast(1, "EVENTS_MAX_PER_BATCH").pipe(Config.withDefault(10_000)),
+  /** characters of one event (one JSON Lines line) at most; 413 for a longer line, a longer event of an array is rejected */
+  eventsMaxLineBytes: intAtLeast(256, "EVENTS_MAX_LINE_BYTES").pipe(Config.withDefault(65_536)),
+  /** characters of one EventBatch message on EVENTS: a bigger batch is split (nats.conf's max_payload is 8 MB) */
+  eventsMessageMaxBytes: intAtLeast(65_536, "EVENTS_MESSAGE_MAX_BYTES").pipe(Config.withDefault(524_288)),
+  /** bytes of app events the EVENTS stream holds before the intake answers 503 + Retry-After */
+  eventsMaxBytes: intAtLeast(1_024, "EVENTS_MAX_BYTES").pipe(Config.withDefault(1_073_741_824)),
+  /** batches of one app not yet processed by its device pipeline (on EVENTS) above which the intake answers 503 + Retry-After */
+  eventsMaxPending: intAtLeast(1, "EVENTS_MAX_PENDING").pipe(Config.withDefault(10_000)),
+  /** metadata (apps, campaigns) kept in each process's cache for enriching app events; least recently used first out */
+  metadataCacheCapacity: intAtLeast(1, "METADATA_CACHE_CAPACITY").pipe(Config.withDefault(100_000)),
+  /** how long a cached app's or campaign's metadata is kept with no change seen (changes replace it within a second) */
+  metadataCacheTtl: Config.Duration("METADATA_CACHE_TTL").pipe(Config.withDefault(Duration.minutes(10))),
   /**
    * lines of a file translated into one batch of user profile commands (one bus message per shard);
    * with 64 shards a batch of 1,000 lines made messages of ~5 commands each: 10,000 cut the CPU per line by a third
@@ -146,6 +168,8 @@ export const PlatformConfig = Config.all({
     /** batches waiting before each stage (dedupe, sessions, enrichment, commit) */
     stageQueue: intAtLeast(1, "DEVICE_STAGE_QUEUE").pipe(Config.withDefault(4))
   }),
+  /** records per delivery package chunk (one DELIVER message) at most (issue 9) */
+  deliveryChunkRecords: intAtLeast(1, "DELIVERY_CHUNK_RECORDS").pipe(Config.withDefault(1_000)),
   /** the file doors (README: FTP and SFTP), served on HOST by one process at a time; each can be turned off */
   fileDoors: Config.all({
     ftpEnabled: Config.Boolean("FTP_ENABLED").pipe(Config.withDefault(true)),

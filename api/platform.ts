@@ -28,7 +28,13 @@ import type { CommandBus } from "../domain/CommandBus.ts"
 import type { DeadLetters } from "../domain/DeadLetters.ts"
 import type { IngestJobs } from "../domain/ingest/Job.ts"
 import type { Intake } from "../domain/ingest/Intake.ts"
+import type { EventIntake } from "../domain/events/EventIntake.ts"
+import type { Metadata } from "../domain/events/Metadata.ts"
 import type { PartnerCredentials } from "../domain/ingest/PartnerCredentials.ts"
+import type { DestinationSecrets } from "../domain/delivery/DestinationSecrets.ts"
+import * as DeliverySecretsSqlite from "../infra/delivery/secretsSqlite.ts"
+import { deliverySecretsKey } from "../infra/delivery/secretsKey.ts"
+import { destinationWriteOnly } from "./routes/destinationSecrets.ts"
 import type { AnyDecider } from "../domain/Decider.ts"
 import { Deciders, makeRegistry } from "../domain/DeciderRegistry.ts"
 import { EventStore } from "../domain/EventStore.ts"
@@ -48,6 +54,8 @@ import { ensureConsumerAccounts } from "../infra/nats/consumerAccounts.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
 import * as CredentialsSqlite from "../infra/ingest/credentialsSqlite.ts"
 import * as IngestIntake from "../infra/ingest/intake.ts"
+import * as EventIntakeJetStream from "../infra/events/eventIntake.ts"
+import * as MetadataCache from "../infra/events/metadataCache.ts"
 import * as IngestQueueJetStream from "../infra/ingest/ingestQueue.ts"
 import * as ReplaceIndexSqlite from "../infra/ingest/replaceIndexSqlite.ts"
 import { translateStream } from "../infra/ingest/translateStream.ts"
@@ -60,12 +68,16 @@ import * as RemindersSqlite from "../infra/reminders/sqlite.ts"
 import { type FileDoorsOptions, layerFileDoors, sftpHostKey } from "../infra/ingest/fileDoors.ts"
 import { findPartner } from "./routes/ingestPartner.ts"
 import { layerRelay } from "../infra/relay.ts"
+import * as DeliveryPackagesLayer from "../infra/delivery/packages.ts"
+import type { DeliveryPackages } from "../projections/delivery/packages.ts"
+import { deliveryPackageRoutes } from "./routes/deliveryPackages.ts"
 import { readRelayStatus } from "../infra/relayStatus.ts"
 import * as ProjectionRunner from "../projections/ProjectionRunner.ts"
 import { buildApp } from "./app.ts"
 import { AdminApiKey } from "./auth.ts"
 import type { PlatformConfig } from "./config.ts"
 import { adminRoutes } from "./routes/admin.ts"
+import { appEventsRoutes } from "./routes/appEvents.ts"
 import { bootstrapKeyRoutes } from "./routes/bootstrapKey.ts"
 import { clusterRoutes } from "./routes/cluster.ts"
 import { entityRoutes } from "./routes/entities.ts"
@@ -150,7 +162,7 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
-  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel
+  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake | DeliveryPackages
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -182,7 +194,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...opsRoutes(yield* readinessChecks({ shards: config.shards, relayMaxLag: config.relayMaxLag }), {
         refreshMetrics: readRelayStatus.pipe(Effect.provideService(EventStore, store), Effect.provideService(Nats, nats))
       }),
-      ...entityRoutes({ registry: yield* Deciders }),
+      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly } }),
       ...historyRoutes,
       ...segmentRoutes,
       ...adminRoutes,
@@ -190,7 +202,9 @@ const httpLayer = (config: PlatformConfig) =>
       ...clusterRoutes,
       ...ingestRoutes({ uploadMaxBytes: config.uploadMaxBytes, uploadMaxConcurrent: config.uploadMaxConcurrent, realtimeMaxBytes: config.realtimeMaxBytes }),
       ...partnerCredentialsRoutes,
-      ...profileRoutes
+      ...profileRoutes,
+      ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes }),
+      ...deliveryPackageRoutes
     ]
     const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), ...httpLimits(config) }))
     const url = yield* Effect.acquireRelease(
@@ -252,6 +266,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     IngestJobsSqlite.layerSqlite({ path: join(config.dataDir, "ingest.db") }),
     ReplaceIndexSqlite.layerSqlite({ path: join(config.dataDir, "ingest-members.db") }),
     CredentialsSqlite.layerSqlite({ path: join(config.dataDir, "credentials.db") }),
+    Layer.unwrap(Effect.map(deliverySecretsKey(config.deliverySecretsKey, config.dataDir), (key) =>
+      DeliverySecretsSqlite.layerSqlite({ path: join(config.dataDir, "delivery-secrets.db"), key }))),
     DeviceStoreSqlite.layerSqlite({ path: join(config.dataDir, "devices.db") }),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
@@ -260,7 +276,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
       historyMaxAge: config.historyRetention,
       deadLetterMaxAge: config.deadLetterMaxAge,
       deadLetterMaxBytes: config.deadLetterMaxBytes,
-      ingestMaxBytes: config.ingestMaxBytes
+      ingestMaxBytes: config.ingestMaxBytes,
+      eventsMaxBytes: config.eventsMaxBytes
     })
     // The embedded server's consumer accounts are ours to fill; with NATS_URL they are the operator's.
     const { url, platform } = yield* NatsAccess
@@ -274,11 +291,15 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     DeadLettersJetStream.layerJetStream,
     IngestIntake.layer,
     IngestQueueJetStream.layerJetStream(),
+    MetadataCache.layer({ capacity: config.metadataCacheCapacity, timeToLive: config.metadataCacheTtl }),
+    EventIntakeJetStream.layer({ messageMaxBytes: config.eventsMessageMaxBytes, maxPending: config.eventsMaxPending }),
     EventsQueueJetStream.layerJetStream(),
     CleanPublisherJetStream.layerJetStream
   )
   const workers = Layer.mergeAll(
     layerRelay({}),
+    // Delivery packages: delivery.db in every process, the projection and the publisher to DELIVER in one.
+    DeliveryPackagesLayer.layer({ path: join(config.dataDir, "delivery.db"), chunkRecords: config.deliveryChunkRecords }),
     // FTP and SFTP, in the one process holding their lease.
     Layer.unwrap(Effect.map(Effect.context<EventStore | EntityReadModel>(), (context) =>
       layerFileDoors({ ...fileDoorsOptions(config), partnerRefusal: (partner) => Effect.provide(doorRefusal(partner), context) }))),

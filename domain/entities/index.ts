@@ -4,7 +4,9 @@
  */
 import type { AnyDecider } from "../Decider.ts"
 import { advertiser } from "./advertiser.ts"
+import { app } from "./app.ts"
 import { campaign } from "./campaign.ts"
+import { destination } from "./destination.ts"
 import { partner } from "./partner.ts"
 import { strategy } from "./strategy.ts"
 import { userprofile } from "./userprofile.ts"
@@ -14,5 +16,7 @@ export const deciders: ReadonlyArray<AnyDecider> = [
   campaign,
   strategy,
   partner,
-  userprofile
+  destination,
+  userprofile,
+  app
 ]

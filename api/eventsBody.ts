@@ -1,0 +1,77 @@
+/**
+ * Reading a batch of SDK events from a request body (POST /v1/apps/{app}/events): a JSON array
+ * (`application/json`) or JSON Lines (`application/x-ndjson`), gzip or not (api/streaming.ts inflates
+ * and bounds the inflated bytes). Limits are explicit: the body's bytes (the upload's), the events of
+ * one batch and one line's length (413 beyond). Each item is kept as it came, or as the reason it
+ * is not JSON, so a bad line is rejected by its index and the rest of the batch kept.
+ */
+import { Effect, Stream } from "effect"
+import { InvalidRequest, PayloadTooLarge } from "./problems.ts"
+import { type BodyStream, ndjson } from "./streaming.ts"
+
+export interface EventsBodyLimits {
+  /** events in one batch at most (EVENTS_MAX_PER_BATCH) */
+  readonly maxEvents: number
+  /** characters of one JSON Lines line at most (EVENTS_MAX_LINE_BYTES) */
+  readonly maxLineBytes: number
+}
+
+/** One item of the batch: the JSON value, or why it is not one. */
+export type RawEvent = { readonly _tag: "Json"; readonly value: unknown } | { readonly _tag: "NotJson"; readonly reason: string }
+
+const tooManyEvents = (limits: EventsBodyLimits) =>
+  new PayloadTooLarge({ detail: `a batch takes at most ${limits.maxEvents} events (EVENTS_MAX_PER_BATCH); send the rest in another`, limitBytes: limits.maxEvents })
+
+const invalid = (message: string) => new InvalidRequest({ issues: [{ in: "body", path: [], message }] })
+
+const parseLine = (line: string): RawEvent => {
+  try {
+    return { _tag: "Json", value: JSON.parse(line) }
+  } catch {
+    return { _tag: "NotJson", reason: "event: not valid JSON" }
+  }
+}
+
+/** JSON Lines, read as they arrive: blank lines are skipped; an item's index counts the others. */
+const readLines = (body: BodyStream, limits: EventsBodyLimits) =>
+  Effect.suspend(() => {
+    const items: Array<RawEvent> = []
+    return body.pipe(
+      Stream.decodeText(),
+      Stream.splitLines,
+      Stream.runForEach((line) => {
+        if (line.length > limits.maxLineBytes) {
+          return Effect.fail(new PayloadTooLarge({ detail: `a line takes at most ${limits.maxLineBytes} characters (EVENTS_MAX_LINE_BYTES)`, limitBytes: limits.maxLineBytes }))
+        }
+        if (line.trim() === "") return Effect.void
+        if (items.length >= limits.maxEvents) return Effect.fail(tooManyEvents(limits))
+        items.push(parseLine(line))
+        return Effect.void
+      }),
+      Effect.as(items)
+    )
+  })
+
+/** A JSON array, read whole (the upload's byte limit bounds it), then its items. */
+const readArray = (body: BodyStream, limits: EventsBodyLimits) =>
+  Effect.gen(function*() {
+    const text = yield* Stream.mkString(Stream.decodeText(body))
+    let value: unknown
+    try {
+      value = JSON.parse(text)
+    } catch {
+      return yield* invalid("the body is not valid JSON: send a JSON array of events, or JSON Lines as application/x-ndjson")
+    }
+    if (!Array.isArray(value)) return yield* invalid("expected a JSON array of events")
+    if (value.length > limits.maxEvents) return yield* tooManyEvents(limits)
+    return value.map((item): RawEvent => ({ _tag: "Json", value: item }))
+  })
+
+/** The batch's items, in order; an empty batch is refused (400). */
+export const readEventsBody = (body: BodyStream, contentType: string | undefined, limits: EventsBodyLimits) =>
+  Effect.gen(function*() {
+    const type = (contentType ?? "").split(";")[0]!.trim().toLowerCase()
+    const items = type === ndjson ? yield* readLines(body, limits) : yield* readArray(body, limits)
+    if (items.length === 0) return yield* invalid("the batch holds no event")
+    return items
+  })

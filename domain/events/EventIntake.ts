@@ -1,0 +1,25 @@
+/**
+ * Where the events route puts an app's accepted events (issue 8, intake): EVENTS (`events.<app>`) as
+ * EventBatch messages. Implemented in infra/events/eventIntake.ts. Both refusals are IntakeError (503
+ * + Retry-After): EVENTS full (its bytes bound), or the app's device pipeline too far behind (its
+ * pending batches bound), so the intake never buffers without bound.
+ */
+import { Context } from "effect"
+import type { Effect } from "effect"
+import type { IntakeError } from "../ingest/Intake.ts"
+import type { CheckedEvent } from "./eventChecks.ts"
+
+export class EventIntake extends Context.Service<EventIntake, {
+  /** Fails when the app's device pipeline has more batches pending than its bound (checked ~once a second). */
+  readonly admit: (app: string) => Effect.Effect<void, IntakeError>
+  /**
+   * Publishes the events as EventBatch messages of bounded size, answering once JetStream stored every
+   * one of them (the number of messages). A failure may leave some stored: sending the batch again is
+   * harmless, since dedupe by (app, device, seq) drops what arrived twice.
+   */
+  readonly publish: (input: {
+    readonly app: string
+    readonly receivedAt: string
+    readonly events: ReadonlyArray<CheckedEvent>
+  }) => Effect.Effect<number, IntakeError>
+}>()("tributary/events/EventIntake") {}

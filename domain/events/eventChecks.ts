@@ -1,0 +1,66 @@
+/**
+ * Checking one SDK event of a batch (issue 8, intake): decoded with SdkEvent on its own, then the rules
+ * the schema cannot say alone. A failing event is rejected with a reason naming the field, and the rest
+ * of the batch is kept. Pure: the server clock arrives as an argument.
+ */
+import { Result, Schema } from "effect"
+import { validate } from "../validation.ts"
+import { maxProps, SdkEvent } from "./SdkEvent.ts"
+
+/** How far ahead of the server clock a device time may be: a clock set wrong by more is refused, not counted in the future. */
+export const maxFutureMillis = 24 * 60 * 60 * 1000
+
+/** One event refused: its 0-based index in the batch and why, naming the field (`time: …`). */
+export const Rejection = Schema.Struct({ index: Schema.Int, reason: Schema.String }).annotate({ identifier: "EventRejection" })
+export type Rejection = typeof Rejection.Type
+
+const at = (path: ReadonlyArray<string | number>, message: string) => `${path.length === 0 ? "event" : path.join(".")}: ${message}`
+
+/** An accepted event and its wire form (JSON), which is what is published: written once. */
+export interface CheckedEvent {
+  readonly event: SdkEvent
+  readonly json: string
+}
+
+/** The event decoded and checked, or the reason it is refused. Unknown fields are ignored (newer SDKs). */
+export const checkEvent = (raw: unknown, nowMillis: number, limits: { readonly maxEventBytes: number }): Result.Result<CheckedEvent, string> => {
+  const decoded = validate(SdkEvent, raw, "ignore")
+  if (Result.isFailure(decoded)) {
+    const first = decoded.failure[0]
+    return Result.fail(first === undefined ? "event: invalid" : at(first.path, first.message))
+  }
+  const event = decoded.success
+  if (Date.parse(event.time) > nowMillis + maxFutureMillis) return Result.fail("time: more than 24 hours ahead of the server clock")
+  if (event.type === "custom" && event.name === undefined) return Result.fail("name: a custom event needs a name")
+  if ((event.type === "impression" || event.type === "click") && event.campaignId === undefined) {
+    return Result.fail(`campaignId: an ${event.type} event needs its campaign`)
+  }
+  if (event.props !== undefined && Object.keys(event.props).length > maxProps) return Result.fail(`props: more than ${maxProps} properties`)
+  // Its wire form is what is published (SdkEvent's decoded and encoded forms are the same): its size
+  // bounds a message, since an event never spans two.
+  const json = JSON.stringify(event)
+  if (json.length > limits.maxEventBytes) return Result.fail(`event: over ${limits.maxEventBytes} bytes`)
+  return Result.succeed({ event, json })
+}
+
+/**
+ * Accepted events split into groups whose EventBatch messages stay under `maxBytes` each (JetStream's
+ * max_payload; smaller messages also keep the pipeline's batches even).
+ */
+export const splitBySize = (events: ReadonlyArray<CheckedEvent>, maxBytes: number): ReadonlyArray<ReadonlyArray<CheckedEvent>> => {
+  const groups: Array<Array<CheckedEvent>> = []
+  let current: Array<CheckedEvent> = []
+  let bytes = 0
+  events.forEach((item) => {
+    const size = item.json.length + 1
+    if (current.length > 0 && bytes + size > maxBytes) {
+      groups.push(current)
+      current = []
+      bytes = 0
+    }
+    current.push(item)
+    bytes += size
+  })
+  if (current.length > 0) groups.push(current)
+  return groups
+}

@@ -1,0 +1,123 @@
+/**
+ * The metadata cache (domain/events/Metadata.ts) in this process, fed from SNAPSHOTS: a miss reads the
+ * entity's latest snapshot (`snapshot.<type>.<id>`, a direct get), and a follower per entity type (an
+ * ordered consumer of `snapshot.app.*` / `snapshot.campaign.*` from now on) replaces the entries the
+ * cache holds as soon as the relay publishes a change, so a change is used within a second, not after
+ * a time to live. Kept entries also expire (TIME_TO_LIVE, a safety net should a follower lag), and
+ * "does not exist" is kept only briefly, so an entity created a moment ago is found.
+ *
+ * effect's Cache does the rest: a lookup in flight is shared by everyone asking for that key (single
+ * flight: 100 concurrent misses load once), and the least recently used entry goes beyond `capacity`.
+ * A hit is a lookup whose entry was there (loaded or loading); a miss is a lookup that loaded.
+ */
+import { DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
+import { Cache, Duration, Effect, Exit, Layer, Metric, Option, Schema, Stream } from "effect"
+import { AppMeta, CampaignMeta, Metadata, MetadataError } from "../../domain/events/Metadata.ts"
+import { EntitySnapshot } from "../../domain/snapshot.ts"
+import { snapshotSubject, StreamNames } from "../../domain/subjects.ts"
+import { isApiError } from "../nats/freshConsumer.ts"
+import { Nats, tryNats } from "../nats/Nats.ts"
+
+export interface MetadataCacheOptions {
+  /** entries kept at most (least recently used first out); default 100,000 */
+  readonly capacity?: number
+  /** how long an entity's metadata is kept without a change seen; default 10 minutes */
+  readonly timeToLive?: Duration.Input
+  /** how long "no such entity" is kept; default 1 second */
+  readonly absentTimeToLive?: Duration.Input
+}
+
+export const metadataCacheHits = Metric.counter("tributary_metadata_cache_hits_total", {
+  description: "metadata lookups answered from the in-process cache (an entry present or already loading)",
+  incremental: true
+})
+export const metadataCacheMisses = Metric.counter("tributary_metadata_cache_misses_total", {
+  description: "metadata lookups that loaded the entity's snapshot from SNAPSHOTS",
+  incremental: true
+})
+
+/** The entity types the cache serves, and what of their state it keeps. */
+const followed = ["app", "campaign"] as const
+type Followed = (typeof followed)[number]
+
+/** An entity's state, as its snapshot shows it; none when it does not exist or was deleted. */
+type State = Option.Option<Readonly<Record<string, unknown>>>
+
+const decodeSnapshot = Schema.decodeUnknownOption(Schema.fromJsonString(EntitySnapshot))
+const stateOf = (text: string): State =>
+  Option.flatMap(decodeSnapshot(text), (snapshot) => snapshot.deleted ? Option.none() : Option.fromNullishOr(snapshot.state))
+
+const decodeApp = Schema.decodeUnknownOption(AppMeta)
+const decodeCampaign = Schema.decodeUnknownOption(CampaignMeta)
+
+/** `app.<id>`: the key of an entity, its snapshot subject without `snapshot.`. */
+const keyOf = (type: Followed, id: string) => `${type}.${id}`
+
+export const make = (options: MetadataCacheOptions = {}) =>
+  Effect.gen(function*() {
+    const { manager, jetstream } = yield* Nats
+    const counts = { hits: 0, misses: 0 }
+    const timeToLive = Duration.fromInputUnsafe(options.timeToLive ?? "10 minutes")
+    const absentTimeToLive = Duration.fromInputUnsafe(options.absentTimeToLive ?? "1 second")
+
+    const load = (key: string) =>
+      tryNats("load metadata", () => manager.direct.getMessage(StreamNames.snapshots, { last_by_subj: `snapshot.${key}` })).pipe(
+        Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.NoMessageFound), () => Effect.succeed(null)),
+        Effect.mapError((error) => new MetadataError({ operation: `load ${key}`, cause: error.cause })),
+        Effect.map((message): State => message === null ? Option.none() : stateOf(message.string())),
+        Effect.tap(() => {
+          counts.misses++
+          return Metric.update(metadataCacheMisses, 1)
+        })
+      )
+
+    const cache = yield* Cache.makeWith(load, {
+      capacity: options.capacity ?? 100_000,
+      // A failed load is not kept: the next lookup tries again.
+      timeToLive: (exit) => Exit.isFailure(exit) ? Duration.zero : Option.isSome(exit.value) ? timeToLive : absentTimeToLive
+    })
+
+    const lookup = (key: string) =>
+      Effect.flatMap(Cache.has(cache, key), (present) =>
+        present
+          ? Effect.andThen(Effect.sync(() => counts.hits++), Metric.update(metadataCacheHits, 1)).pipe(Effect.andThen(Cache.get(cache, key)))
+          : Cache.get(cache, key))
+
+    /** Replaces the entry of each changed entity the cache holds (others are loaded when asked for). */
+    const follow = (type: Followed) =>
+      Effect.gen(function*() {
+        const consumer = yield* tryNats(`follow ${type} snapshots`, () =>
+          jetstream.consumers.get(StreamNames.snapshots, { filter_subjects: snapshotSubject(type, "*"), deliver_policy: DeliverPolicy.New }))
+        const messages = yield* Effect.acquireRelease(
+          tryNats(`follow ${type} snapshots`, () => consumer.consume()),
+          (messages) => Effect.promise(() => messages.close()).pipe(Effect.ignore)
+        )
+        // Changes missed while no follower ran: forget this type's entries, they load again when asked for.
+        yield* invalidateType(type)
+        yield* Stream.fromAsyncIterable(messages, (cause) => new MetadataError({ operation: `follow ${type} snapshots`, cause })).pipe(
+          Stream.runForEach((message) => {
+            const key = message.subject.slice("snapshot.".length)
+            return Effect.flatMap(Cache.has(cache, key), (present) => present ? Cache.set(cache, key, stateOf(message.string())) : Effect.void)
+          })
+        )
+      }).pipe(
+        Effect.scoped,
+        Effect.tapCause((cause) => Effect.logWarning(`metadata cache: following ${type} snapshots stopped; restarting`, cause)),
+        Effect.ignore,
+        Effect.andThen(Effect.sleep("1 second"))
+      )
+
+    const invalidateType = (type: Followed) =>
+      Effect.flatMap(Cache.keys(cache), (keys) => Effect.forEach([...keys].filter((key) => key.startsWith(`${type}.`)), (key) => Cache.invalidate(cache, key), { discard: true }))
+
+    yield* Effect.forEach(followed, (type) => Effect.forkScoped(Effect.forever(follow(type))), { discard: true })
+
+    return Metadata.of({
+      app: (appId) => Effect.map(lookup(keyOf("app", appId)), Option.flatMap(decodeApp)),
+      campaign: (campaignId) => Effect.map(lookup(keyOf("campaign", campaignId)), Option.flatMap(decodeCampaign)),
+      stats: Effect.sync(() => ({ hits: counts.hits, misses: counts.misses }))
+    })
+  })
+
+/** The metadata cache on the process's NATS connection; its followers stop with the layer. */
+export const layer = (options: MetadataCacheOptions = {}) => Layer.effect(Metadata, make(options))

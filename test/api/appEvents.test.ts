@@ -1,0 +1,190 @@
+/**
+ * The SDK's door on a real HTTP server: the route with its real services (API keys in SQLite, the
+ * metadata cache and the EVENTS publisher on a real nats-server), with no device pipeline consuming
+ * EVENTS, so what the route stored can be read back and the stream fills up.
+ */
+import { join } from "node:path"
+import { gzipSync } from "node:zlib"
+import { assert, layer } from "@effect/vitest"
+import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { buildApp } from "../../api/app.ts"
+import { AdminApiKey } from "../../api/auth.ts"
+import { appEventsRoutes } from "../../api/routes/appEvents.ts"
+import { ApiKeys } from "../../domain/ApiKeys.ts"
+import { EventBatch } from "../../domain/events/SdkEvent.ts"
+import { eventsSubject, snapshotSubject, StreamNames } from "../../domain/subjects.ts"
+import * as ApiKeysSqlite from "../../infra/apiKeys/sqlite.ts"
+import * as EventIntakeJetStream from "../../infra/events/eventIntake.ts"
+import * as MetadataCache from "../../infra/events/metadataCache.ts"
+import { Nats } from "../../infra/nats/Nats.ts"
+import { streamMessages } from "../fixtures/jetstreamContents.ts"
+import { layerTestNats } from "../fixtures/nats.ts"
+import { tempDir } from "../fixtures/tempDir.ts"
+
+const limits = { bodyMaxBytes: 256 * 1024, maxEvents: 500, maxLineBytes: 4096 }
+/** Small enough to fill in a test: a few of the batches below. */
+const eventsMaxBytes = 512 * 1024
+const maxPending = 20
+
+class Door extends Context.Service<Door, { readonly url: string; readonly key: (role: string) => Effect.Effect<string> }>()("test/Door") {}
+
+const layerDoor = Layer.effect(Door, Effect.gen(function*() {
+  const dir = yield* tempDir("app-events")
+  const services = yield* Layer.build(Layer.mergeAll(
+    ApiKeysSqlite.layerSqlite({ path: join(dir, "keys.db") }),
+    MetadataCache.layer(),
+    EventIntakeJetStream.layer({ messageMaxBytes: 65_536, maxPending }),
+    Layer.succeed(AdminApiKey, Option.some(Redacted.make("test-admin-key-0123456789")))
+  ).pipe(Layer.provideMerge(Layer.succeedContext(yield* Effect.context<Nats>()))))
+  const app = yield* Effect.promise(() => buildApp({ routes: appEventsRoutes(limits), run: Effect.runPromiseExitWith(services) }))
+  const url = yield* Effect.acquireRelease(Effect.promise(() => app.listen({ port: 0, host: "127.0.0.1" })), () => Effect.promise(() => app.close()))
+  const keys = Context.get(services, ApiKeys)
+  return Door.of({ url, key: (role) => Effect.map(Effect.orDie(keys.create({ name: role, role: role as never })), (created) => created.secret) })
+})).pipe(Layer.provideMerge(layerTestNats({ eventsMaxBytes })))
+
+/** An app as the relay would publish its snapshot: what the route's existence check reads. */
+const publishApp = (id: string) =>
+  Effect.gen(function*() {
+    const { jetstream } = yield* Nats
+    const snapshot = { type: "app", id, revision: 0, position: 1, deleted: false, state: { name: `App ${id}`, publisher: "Acme", category: "games" }, createdAt: null, updatedAt: null }
+    yield* Effect.promise(() => jetstream.publish(snapshotSubject("app", id), JSON.stringify(snapshot)))
+  })
+
+const event = (deviceId: string, seq: number, extra: Record<string, unknown> = {}) =>
+  ({ deviceId, seq, time: "2026-05-01T12:00:00Z", type: "open", dims: { platform: "ios", country: "FR" }, ...extra })
+
+const post = (app: string, key: string, body: string | Uint8Array, headers: Record<string, string> = {}) =>
+  Effect.gen(function*() {
+    const { url } = yield* Door
+    const response = yield* Effect.promise(() =>
+      fetch(`${url}/v1/apps/${app}/events`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers }, body }))
+    const text = yield* Effect.promise(() => response.text())
+    return { status: response.status, retryAfter: response.headers.get("retry-after"), type: response.headers.get("content-type"), body: text.startsWith("{") ? JSON.parse(text) : text }
+  })
+
+/** The events EVENTS holds for an app, decoded as EventBatch messages. */
+const storedEvents = (app: string) =>
+  Effect.map(streamMessages(StreamNames.events), (messages) =>
+    messages.filter((m) => m.subject === eventsSubject(app)).flatMap((m) => EventBatch.make(m.body as EventBatch).events))
+
+layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/{app}/events", (it) => {
+  it.effect("an SDK key sends for its own app only (403 for another); a service key may send for any", () =>
+    Effect.gen(function*() {
+      yield* publishApp("11")
+      yield* publishApp("12")
+      const door = yield* Door
+      const sdk = yield* door.key("app:11")
+      const refused = yield* post("12", sdk, JSON.stringify([event("d1", 0)]))
+      assert.strictEqual(refused.status, 403)
+      assert.match(String(refused.type), /application\/problem\+json/)
+      assert.match(refused.body.detail, /app:11 key may act only for app 11/)
+      assert.deepStrictEqual((yield* post("11", sdk, JSON.stringify([event("d1", 0)]))).body, { accepted: 1, rejected: [] })
+      const service = yield* door.key("service")
+      assert.strictEqual((yield* post("12", service, JSON.stringify([event("d1", 0)]))).status, 202)
+      assert.strictEqual((yield* post("13", service, JSON.stringify([event("d1", 0)]))).status, 404, "no such app")
+    }))
+
+  it.effect("malformed events are rejected by index and reason; the rest of the batch is stored on EVENTS", () =>
+    Effect.gen(function*() {
+      yield* publishApp("21")
+      const sdk = yield* (yield* Door).key("app:21")
+      const future = new Date(Date.now() + 25 * 3600_000).toISOString()
+      const batch = [
+        event("d1", 0),
+        { deviceId: "d1", seq: -1, time: "2026-05-01T12:00:00Z", type: "open" },
+        event("d1", 1, { type: "custom", props: { level: 3 } }),
+        event("d1", 2, { time: future }),
+        event("d1", 3, { type: "impression", creativeId: "c1" }),
+        event("d1", 4, { type: "custom", name: "purchase", props: { sku: "x", price: 2.5 } }),
+        event("d1", 5, { dims: { platform: 7 } }),
+        event("d1", 6, { type: "click", campaignId: "900", creativeId: "c1" })
+      ]
+      const res = yield* post("21", sdk, JSON.stringify(batch))
+      assert.strictEqual(res.status, 202)
+      assert.strictEqual(res.body.accepted, 3)
+      const reasons = new Map((res.body.rejected as Array<{ index: number; reason: string }>).map((r) => [r.index, r.reason]))
+      assert.deepStrictEqual([...reasons.keys()], [1, 2, 3, 4, 6])
+      assert.match(reasons.get(1)!, /^seq: /)
+      assert.match(reasons.get(2)!, /^name: /)
+      assert.match(reasons.get(3)!, /^time: more than 24 hours ahead/)
+      assert.match(reasons.get(4)!, /^campaignId: /)
+      assert.match(reasons.get(6)!, /^dims\.platform: /)
+      const stored = yield* storedEvents("21")
+      assert.deepStrictEqual(stored.map((e) => e.seq), [0, 4, 6])
+      assert.deepStrictEqual(stored[1]!.props, { sku: "x", price: 2.5 })
+    }))
+
+  it.effect("JSON Lines and gzip: a line that is not JSON is rejected by its index; a big batch is split into bounded messages", () =>
+    Effect.gen(function*() {
+      yield* publishApp("31")
+      const sdk = yield* (yield* Door).key("app:31")
+      const lines = [JSON.stringify(event("d2", 0)), "{not json", "", JSON.stringify(event("d2", 1))].join("\n")
+      const res = yield* post("31", sdk, gzipSync(lines), { "content-type": "application/x-ndjson", "content-encoding": "gzip" })
+      assert.deepStrictEqual(res.body, { accepted: 2, rejected: [{ index: 1, reason: "event: not valid JSON" }] })
+      // 400 events of ~300 characters: more than one 64 KiB message
+      const many = Array.from({ length: 400 }, (_, i) => event("d3", i, { type: "custom", name: "level_up", props: { level: i, note: "x".repeat(150) } }))
+      const big = yield* post("31", sdk, gzipSync(JSON.stringify(many)), { "content-encoding": "gzip" })
+      assert.deepStrictEqual(big.body, { accepted: 400, rejected: [] })
+      const messages = (yield* streamMessages(StreamNames.events)).filter((m) => m.subject === eventsSubject("31"))
+      assert.isAtLeast(messages.length, 3, "the batch was split")
+      assert.deepStrictEqual(messages.flatMap((m) => (m.body as EventBatch).events.filter((e) => e.deviceId === "d3").map((e) => e.seq)), many.map((e) => e.seq))
+    }))
+
+  it.effect("413: a body, a line or a batch over its limit, and a gzip bomb; 415: another media type", () =>
+    Effect.gen(function*() {
+      yield* publishApp("41")
+      const sdk = yield* (yield* Door).key("app:41")
+      const tooBig = yield* post("41", sdk, "[" + " ".repeat(limits.bodyMaxBytes) + "]")
+      assert.strictEqual(tooBig.status, 413)
+      const bomb = gzipSync(Buffer.alloc(50 * 1024 * 1024, 32))
+      assert.isBelow(bomb.length, 100 * 1024)
+      assert.strictEqual((yield* post("41", sdk, bomb, { "content-encoding": "gzip" })).status, 413)
+      const longLine = JSON.stringify(event("d4", 0, { type: "custom", name: "n", props: { note: "y".repeat(limits.maxLineBytes) } }))
+      assert.strictEqual((yield* post("41", sdk, longLine, { "content-type": "application/x-ndjson" })).status, 413)
+      const tooMany = Array.from({ length: limits.maxEvents + 1 }, (_, i) => event("d4", i))
+      const many = yield* post("41", sdk, JSON.stringify(tooMany))
+      assert.strictEqual(many.status, 413)
+      assert.match(many.body.detail, /at most 500 events/)
+      assert.strictEqual((yield* post("41", sdk, "a,b", { "content-type": "text/csv" })).status, 415)
+      assert.deepStrictEqual(yield* storedEvents("41"), [], "nothing of a refused body was kept")
+    }))
+
+  it.effect("503 + Retry-After when the app's device pipeline is behind (EVENTS_MAX_PENDING)", () =>
+    Effect.gen(function*() {
+      yield* publishApp("51")
+      const sdk = yield* (yield* Door).key("app:51")
+      // Nobody consumes EVENTS here: every batch stays pending.
+      for (let i = 0; i <= maxPending; i++) assert.strictEqual((yield* post("51", sdk, JSON.stringify([event("d5", i)]))).status, 202)
+      const refused = yield* Effect.gen(function*() {
+        for (;;) {
+          const res = yield* post("51", sdk, JSON.stringify([event("d5", 99)]))
+          if (res.status !== 202) return res
+          yield* Effect.sleep("200 millis") // the backlog is read about once a second
+        }
+      }).pipe(Effect.timeout("20 seconds"))
+      assert.strictEqual(refused.status, 503)
+      assert.strictEqual(refused.retryAfter, "5")
+      assert.match(refused.body.detail, /device pipeline of app 51 is behind/)
+    }))
+
+  it.effect("503 + Retry-After when EVENTS is full (EVENTS_MAX_BYTES); what was acknowledged stays", () =>
+    Effect.gen(function*() {
+      yield* publishApp("61")
+      const sdk = yield* (yield* Door).key("app:61")
+      const batch = (n: number) => JSON.stringify(Array.from({ length: 100 }, (_, i) => event(`full-${n}`, i, { type: "custom", name: "n", props: { note: "z".repeat(200) } })))
+      let accepted = 0
+      const full = yield* Effect.gen(function*() {
+        for (let n = 0; n < 50; n++) {
+          const res = yield* post("61", sdk, batch(n))
+          if (res.status !== 202) return res
+          accepted += res.body.accepted
+        }
+        return assert.fail("EVENTS never filled up")
+      })
+      assert.strictEqual(full.status, 503)
+      assert.strictEqual(full.retryAfter, "5")
+      assert.match(full.body.detail, /EVENTS is full/)
+      assert.isAbove(accepted, 0)
+      assert.strictEqual((yield* storedEvents("61")).length, accepted, "every acknowledged event is on EVENTS")
+    }))
+})
