@@ -18,8 +18,9 @@ import { Clock, Duration, Effect, Metric, Queue, Stream } from "effect"
 import type { CleanEvent, SessionEnded } from "../../domain/events/CleanEvent.ts"
 import { CleanPublisher, type OutboxKind } from "../../domain/events/CleanOutbox.ts"
 import * as Dedupe from "../../domain/events/dedupe.ts"
-import { type DeviceSessions, type DeviceState, DeviceStore } from "../../domain/events/DeviceStore.ts"
-import { type EventsDelivery, EventsQueue } from "../../domain/events/EventsQueue.ts"
+import { type DeviceSessions, type DeviceState, DeviceStore, type DeviceStoreError } from "../../domain/events/DeviceStore.ts"
+import { type EventsDelivery, EventsQueue, type EventsQueueError } from "../../domain/events/EventsQueue.ts"
+import type { MetadataError } from "../../domain/events/Metadata.ts"
 import type { SdkEvent } from "../../domain/events/SdkEvent.ts"
 import * as Sessions from "../../domain/events/sessions.ts"
 import { deviceKey } from "./deviceKey.ts"
@@ -258,7 +259,7 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
 
     const publisher = yield* CleanPublisher
     yield* Effect.all([
-      runStages([
+      runStages<Work, DeviceStoreError | EventsQueueError | MetadataError, never, EventsQueueError, never>([
         { name: "dedupe", run: dedupe },
         { name: "sessions", run: sessions },
         { name: "enrichment", run: enrich },

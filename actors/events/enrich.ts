@@ -1,28 +1,14 @@
 /**
  * Enrichment (issue 8 item 4): clean events and ended sessions get the app's metadata (`appName`,
  * dims `publisher`, `category`) and, for ad events, the campaign's advertiser (dim `advertiserId`),
- * through the metadata cache's port. Looked up once per app and per distinct campaign of a batch.
+ * through the metadata cache (domain/events/Metadata.ts). Looked up once per app and per distinct campaign of a batch.
  */
 import { Effect, Option } from "effect"
 import type { CleanEvent } from "../../domain/events/CleanEvent.ts"
+import type { AppMeta, Metadata } from "../../domain/events/Metadata.ts"
 
-export interface AppMetadata {
-  readonly name: string
-  readonly publisher?: string | undefined
-  readonly category?: string | undefined
-}
-
-/** The metadata cache's shape (domain/events/Metadata.ts): what enrichment needs of it. */
-export interface MetadataLookups {
-  readonly app: (appId: string) => Effect.Effect<Option.Option<AppMetadata>, unknown>
-  readonly campaign: (campaignId: string) => Effect.Effect<Option.Option<{ readonly advertiserId: string }>, unknown>
-}
-
-/** No metadata: events flow unenriched (until a cache is wired). */
-export const noMetadata: MetadataLookups = {
-  app: () => Effect.succeedNone,
-  campaign: () => Effect.succeedNone
-}
+/** What enrichment needs of the metadata cache (domain/events/Metadata.ts). */
+export type MetadataLookups = Pick<Metadata["Service"], "app" | "campaign">
 
 type Dims = CleanEvent["dims"]
 
@@ -41,7 +27,7 @@ export const advertisers = (lookups: MetadataLookups, campaignIds: ReadonlySet<s
     )
 
 /** `dims` with the app's publisher and category and, when known, the advertiser. */
-export const enrichDims = (dims: Dims, app: AppMetadata | undefined, advertiserId: string | undefined): Dims => ({
+export const enrichDims = (dims: Dims, app: AppMeta | undefined, advertiserId: string | undefined): Dims => ({
   ...dims,
   ...(app?.publisher === undefined ? {} : { publisher: app.publisher }),
   ...(app?.category === undefined ? {} : { category: app.category }),
