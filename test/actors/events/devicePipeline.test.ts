@@ -47,7 +47,8 @@ const entity = (type: string, id: string, body: unknown) =>
 const clean = Effect.map(streamMessages(StreamNames.eventsClean), (messages) => messages.map((m) => m.body as CleanEvent))
 const sessions = Effect.map(streamMessages(StreamNames.sessions), (messages) => messages.map((m) => m.body as SessionEnded))
 
-layer(layerTestPlatform({ SESSION_CHECK_INTERVAL: "1 hour" }), { excludeTestServices: true, timeout: 60_000 })("the device pipeline", (it) => {
+// A short inactivity time, so the timer (server time) ends a session within the test.
+layer(layerTestPlatform({ SESSION_INACTIVITY: "3 seconds", SESSION_CHECK_INTERVAL: "500 millis" }), { excludeTestServices: true, timeout: 60_000 })("the device pipeline", (it) => {
   it.effect("counts every (device, seq) once on EVENTS_CLEAN: replays in a batch, across batches and three months late are dropped", () =>
     Effect.gen(function*() {
       const distinct = new Set<string>()
@@ -91,10 +92,10 @@ layer(layerTestPlatform({ SESSION_CHECK_INTERVAL: "1 hour" }), { excludeTestServ
       const t0 = now + 3_600_000
       yield* publish([
         event("s1", 0, t0, "open"),
-        { ...event("s1", 1, t0 + 5_000, "impression"), campaignId: "91", creativeId: "cr-1" },
-        event("s1", 2, t0 + 10_000, "background"),
-        event("s1", 3, t0 + 39_000, "foreground"),
-        event("s1", 4, t0 + 60_000, "close")
+        { ...event("s1", 1, t0 + 1_000, "impression"), campaignId: "91", creativeId: "cr-1" },
+        event("s1", 2, t0 + 2_000, "background"),
+        event("s1", 3, t0 + 4_000, "foreground"),
+        event("s1", 4, t0 + 6_000, "close")
       ], APP2)
       const ended = yield* eventually(sessions, (all) => all.some((s) => s.deviceId === "s1"), "40 seconds")
       const session = ended.find((s) => s.deviceId === "s1")!
@@ -102,7 +103,7 @@ layer(layerTestPlatform({ SESSION_CHECK_INTERVAL: "1 hour" }), { excludeTestServ
       assert.strictEqual(session.dims.publisher, "Acme Games")
       assert.strictEqual(session.dims.category, "puzzle")
       assert.strictEqual(session.start, at(t0))
-      assert.strictEqual(session.durationSeconds, 60)
+      assert.strictEqual(session.durationSeconds, 6)
       assert.strictEqual(session.endedBy, "close")
       assert.deepStrictEqual(session.events, { open: 1, impression: 1, background: 1, foreground: 1, close: 1 })
       assert.strictEqual(session.dims.platform, "ios")
@@ -113,5 +114,15 @@ layer(layerTestPlatform({ SESSION_CHECK_INTERVAL: "1 hour" }), { excludeTestServ
         assert.deepStrictEqual([e.dims.publisher, e.dims.category, e.dims.platform], ["Acme Games", "puzzle", "ios"])
         assert.strictEqual(e.dims.advertiserId, e.type === "impression" ? "90" : undefined)
       }
+    }))
+
+  it.effect("ends a session with no close by the timer once nothing came for the inactivity time", () =>
+    Effect.gen(function*() {
+      yield* publish([event("r1", 0, now, "open"), event("r1", 1, now + 1_000, "custom")])
+      const ended = yield* eventually(sessions, (all) => all.some((s) => s.deviceId === "r1"), "40 seconds")
+      const session = ended.find((s) => s.deviceId === "r1")!
+      assert.strictEqual(session.endedBy, "reminder")
+      assert.strictEqual(session.durationSeconds, 1)
+      assert.deepStrictEqual(session.events, { open: 1, custom: 1 })
     }))
 })
