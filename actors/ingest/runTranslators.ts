@@ -1,7 +1,7 @@
 /**
  * The translators of this process (issue 7 item 5): one per partner, each run by one process at a
  * time under the lease `job.translate.<partner>`, partners spread over the live processes by
- * rendezvous hashing (like shards). Every `tick` the known partners — partner entities, and partners
+ * rendezvous hashing (actors/runtime/KeyedJobs.ts). Every `tick` the known partners — partner entities, and partners
  * with messages waiting on INGEST, so a new partner needs no restart — are looked at: this process
  * takes the free leases of the partners it should run and hands back those it should not any more.
  * A SIGKILLed holder's leases expire and the survivors take its partners, resuming their jobs from
@@ -47,7 +47,7 @@ export const runTranslators = (options: TranslatorsOptions) =>
     name: "translator",
     leaseKey: translatorLeaseKey,
     keys: knownPartners,
-    run: (partner) => partnerTranslator(partner, options),
+    run: (partner: string) => partnerTranslator(partner, options),
     running: translatorsRunning,
     ...(options.tick === undefined ? {} : { tick: options.tick })
   })
