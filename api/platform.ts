@@ -21,7 +21,6 @@ import * as DeliveryLedgerJetStream from "../infra/delivery/deliveryLedger.ts"
 import * as DeliveryQueueJetStream from "../infra/delivery/deliveryQueue.ts"
 import * as PartnerHttpUndici from "../infra/delivery/partnerHttp.ts"
 import { runDevicePipelines } from "../actors/events/runDevicePipelines.ts"
-import { noMetadata } from "../actors/events/enrich.ts"
 import * as DeviceStoreSqlite from "../infra/events/deviceStoreSqlite.ts"
 import * as EventsQueueJetStream from "../infra/events/eventsQueue.ts"
 import * as CleanPublisherJetStream from "../infra/events/cleanPublisher.ts"
@@ -36,7 +35,7 @@ import type { DeliveryBacklog } from "../domain/delivery/DeliveryBacklog.ts"
 import type { IngestJobs } from "../domain/ingest/Job.ts"
 import type { Intake } from "../domain/ingest/Intake.ts"
 import type { EventIntake } from "../domain/events/EventIntake.ts"
-import type { Metadata } from "../domain/events/Metadata.ts"
+import { Metadata } from "../domain/events/Metadata.ts"
 import type { PartnerCredentials } from "../domain/ingest/PartnerCredentials.ts"
 import type { DestinationSecrets } from "../domain/delivery/DestinationSecrets.ts"
 import * as DeliverySecretsSqlite from "../infra/delivery/secretsSqlite.ts"
@@ -356,14 +355,14 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     deleteUploads: config.uploadRetention === "delete"
   }))
   // A device pipeline per app (one process at a time each): EVENTS → dedupe → sessions → enrichment → EVENTS_CLEAN, SESSIONS.
-  const devicePipelines = Layer.effectDiscard(runDevicePipelines({
+  const devicePipelines = Layer.effectDiscard(Effect.flatMap(Metadata, (metadata) => runDevicePipelines({
     inactivity: config.devicePipeline.sessionInactivity,
     sessionCheck: config.devicePipeline.sessionCheckInterval,
     batchMessages: config.devicePipeline.batchMessages,
     stageQueue: config.devicePipeline.stageQueue,
     memoryBytes: config.devicePipeline.memoryBytes,
-    metadata: noMetadata
-  }))
+    metadata
+  })))
   // A deliverer per destination lane (one process at a time each), sending chunks to partners' APIs.
   const deliveries = config.deliveryEnabled
     ? Layer.effectDiscard(runDeliveries({ tick: config.deliveryTick })).pipe(

@@ -3,9 +3,10 @@
  * → dedupe → sessions → enrichment → commit, each a stage with a bounded queue (stages.ts), then the
  * outbox publisher (outboxPublisher.ts) puts what was committed on EVENTS_CLEAN and SESSIONS.
  *
- * Exactly once: a batch of EVENTS messages is one transaction of devices.db holding the devices' new
+ * Exactly once: batches of EVENTS messages are one transaction of devices.db holding the devices' new
  * dedupe and session states, the clean events and ended sessions it produced (outbox rows) and the
- * messages' EVENTS sequences; only then are the messages acknowledged. A crash before the commit
+ * messages' EVENTS sequences (the commit stage takes every batch waiting at once: one fsync for
+ * all); only then are the messages acknowledged. A crash before the commit
  * leaves nothing of the batch (its messages come again, and dedupe state has not moved); a crash
  * after it leaves the outbox to publish and the messages recorded as consumed (acked on redelivery,
  * never processed twice). Device states run ahead in memory (DeviceStates) while earlier batches are
@@ -14,18 +15,20 @@
  * The sessions timer: every `sessionCheck` (Clock, so TestClock drives it) a tick goes through the
  * same stages and ends the sessions idle for `inactivity` of server time (domain/events/sessions.ts).
  */
-import { Clock, Duration, Effect, Metric, Queue, Stream } from "effect"
+import { Clock, Duration, Effect, Metric, Queue, Scope, Stream } from "effect"
 import type { CleanEvent, SessionEnded } from "../../domain/events/CleanEvent.ts"
 import { CleanPublisher, type OutboxKind } from "../../domain/events/CleanOutbox.ts"
 import * as Dedupe from "../../domain/events/dedupe.ts"
-import { type DeviceSessions, type DeviceState, DeviceStore } from "../../domain/events/DeviceStore.ts"
-import { type EventsDelivery, EventsQueue } from "../../domain/events/EventsQueue.ts"
+import { type DeviceSessions, type DeviceState, DeviceStore, type DeviceStoreError } from "../../domain/events/DeviceStore.ts"
+import { type EventsDelivery, EventsQueue, type EventsQueueError } from "../../domain/events/EventsQueue.ts"
+import type { MetadataError } from "../../domain/events/Metadata.ts"
 import type { SdkEvent } from "../../domain/events/SdkEvent.ts"
 import * as Sessions from "../../domain/events/sessions.ts"
 import { deviceKey } from "./deviceKey.ts"
 import type { DeviceStates } from "./DeviceStates.ts"
 import { advertisers, appDims, enrichDims, type MetadataLookups } from "./enrich.ts"
 import { publishOutbox } from "./outboxPublisher.ts"
+import { sessionTicks } from "./sessionTimer.ts"
 import { runStages } from "./stages.ts"
 
 export interface DevicePipelineOptions {
@@ -97,6 +100,7 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
     const store = yield* DeviceStore
     const queue = yield* EventsQueue
     const states = options.states
+    const scope = yield* Scope.Scope
     const inactivityMs = Duration.toMillis(options.inactivity)
     const sessionOptions = { inactivityMs }
     states.dropApp(app)
@@ -223,49 +227,52 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
         return item
       })
 
-    const commit = (item: Work) =>
+    /** Commits every batch waiting at once: one transaction (one fsync) for all, then their acks. */
+    const commit = (items: ReadonlyArray<Work>) =>
       Effect.gen(function*() {
-        if (item.dedupe.size > 0 || item.sessions.size > 0 || item.outbox.length > 0 || item.consumed.length > 0) {
-          yield* store.commit({
-            app,
-            dedupe: item.dedupe,
-            sessions: item.sessions,
-            outbox: item.outbox,
-            consumed: item.consumed,
-            acknowledged
-          })
+        const dedupeStates = new Map<string, Dedupe.DedupeState>()
+        const sessionStates = new Map<string, DeviceSessions>()
+        // in order: a later batch's state of a device supersedes an earlier one's
+        for (const item of items) {
+          item.dedupe.forEach((state, key) => dedupeStates.set(key, state))
+          item.sessions.forEach((state, key) => sessionStates.set(key, state))
+        }
+        const outbox = items.flatMap((item) => item.outbox)
+        const consumed = items.flatMap((item) => item.consumed)
+        if (dedupeStates.size > 0 || sessionStates.size > 0 || outbox.length > 0 || consumed.length > 0) {
+          yield* store.commit({ app, dedupe: dedupeStates, sessions: sessionStates, outbox, consumed, acknowledged })
           acknowledged = []
         }
-        for (const key of item.pinned) states.unpin(key)
+        for (const item of items) for (const key of item.pinned) states.unpin(key)
         states.evict()
         yield* Metric.update(deviceStatesBytes, states.bytes)
-        if (item.outbox.length > 0) yield* Queue.offer(published, undefined)
-        yield* Effect.forEach(item.deliveries, (d) => d.ack, { concurrency: "unbounded", discard: true })
-        acknowledged.push(...item.deliveries.map((d) => d.seq))
-        return item
+        if (outbox.length > 0) yield* Queue.offer(published, undefined)
+        // Acknowledged beside the next batches, not holding them up: a lost ack only means the message
+        // comes again, and is then found consumed. Confirmed ones are forgotten at the next commit.
+        const deliveries = items.flatMap((item) => item.deliveries)
+        yield* Effect.forEach(deliveries, (d) => Effect.andThen(d.ack, Effect.sync(() => acknowledged.push(d.seq))), {
+          concurrency: "unbounded",
+          discard: true
+        }).pipe(
+          Effect.catch((error) => Effect.logWarning("device pipeline: an EVENTS acknowledgement failed; the message comes again", error)),
+          Effect.forkIn(scope)
+        )
       })
 
-    const deliveries = yield* queue.take(app)
+    const deliveries = yield* queue.take(app, options.batchMessages)
     const feed = (offer: (item: Work) => Effect.Effect<void>) =>
       Effect.all([
-        deliveries.pipe(
-          Stream.groupedWithin(options.batchMessages, "10 millis"),
-          Stream.runForEach((batch) => offer(work(batch, undefined)))
-        ),
-        Effect.forever(Effect.gen(function*() {
-          yield* Effect.sleep(options.sessionCheck)
-          yield* offer(work([], yield* Clock.currentTimeMillis))
-        }))
+        deliveries.pipe(Stream.runForEach((batch) => offer(work(batch, undefined)))),
+        sessionTicks(options.sessionCheck, (now) => offer(work([], now)))
       ], { concurrency: "unbounded", discard: true })
 
     const publisher = yield* CleanPublisher
     yield* Effect.all([
-      runStages([
+      runStages<Work, DeviceStoreError | EventsQueueError | MetadataError, never, EventsQueueError, never>([
         { name: "dedupe", run: dedupe },
         { name: "sessions", run: sessions },
-        { name: "enrichment", run: enrich },
-        { name: "commit", run: commit }
-      ], options.stageQueue, feed),
+        { name: "enrichment", run: enrich }
+      ], { name: "commit", run: commit }, options.stageQueue, feed),
       publishOutbox(app, { store, publisher, wake: published })
     ], { concurrency: "unbounded", discard: true })
   })

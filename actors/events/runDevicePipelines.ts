@@ -4,7 +4,7 @@
  * (actors/runtime/KeyedJobs.ts). The apps looked at: those with batches waiting on EVENTS and those
  * with open sessions in devices.db (their timer must run to end them).
  */
-import { Effect, Metric } from "effect"
+import { Effect, Metric, Schedule } from "effect"
 import type { Duration } from "effect"
 import { DeviceStore } from "../../domain/events/DeviceStore.ts"
 import { EventsQueue } from "../../domain/events/EventsQueue.ts"
@@ -21,6 +21,21 @@ export interface DevicePipelinesOptions extends Omit<DevicePipelineOptions, "sta
 }
 
 const pipelinesRunning = Metric.gauge("tributary_device_pipelines_running", { description: "Apps whose device pipeline runs in this process" })
+export const dedupeDiskBytes = Metric.gauge("tributary_device_dedupe_bytes", {
+  description: "Bytes of devices.db's dedupe table (its pages, as dbstat counts them); ÷ tributary_device_dedupe_devices = bytes per device on disk"
+})
+export const dedupeDevices = Metric.gauge("tributary_device_dedupe_devices", { description: "Devices with dedupe state in devices.db" })
+
+/** The dedupe footprint on disk, every 10 seconds (a scan of the table's page headers). */
+const measureFootprint = Effect.gen(function*() {
+  const store = yield* DeviceStore
+  const footprint = yield* store.footprint
+  yield* Metric.update(dedupeDiskBytes, footprint.bytes)
+  yield* Metric.update(dedupeDevices, footprint.devices)
+}).pipe(
+  Effect.catch((error) => Effect.logWarning("cannot measure the dedupe footprint", error)),
+  Effect.repeat(Schedule.spaced("10 seconds"))
+)
 
 /** The lease of an app's device pipeline. */
 export const devicePipelineLeaseKey = (app: string) => jobLeaseKey(`events.${app}`)
@@ -32,14 +47,16 @@ const knownApps = Effect.gen(function*() {
 })
 
 /** Runs this process's share of the apps' device pipelines for the life of the Scope. */
-export const runDevicePipelines = (options: DevicePipelinesOptions) => {
-  const states = new DeviceStates(options.memoryBytes)
-  return runKeyedJobs({
-    name: "device pipeline",
-    leaseKey: devicePipelineLeaseKey,
-    keys: knownApps,
-    run: (app) => devicePipeline(app, { ...options, states }).pipe(Effect.scoped),
-    running: pipelinesRunning,
-    ...(options.tick === undefined ? {} : { tick: options.tick })
+export const runDevicePipelines = (options: DevicePipelinesOptions) =>
+  Effect.gen(function*() {
+    const states = new DeviceStates(options.memoryBytes)
+    yield* Effect.forkScoped(measureFootprint)
+    yield* runKeyedJobs({
+      name: "device pipeline",
+      leaseKey: devicePipelineLeaseKey,
+      keys: knownApps,
+      run: (app) => devicePipeline(app, { ...options, states }).pipe(Effect.scoped),
+      running: pipelinesRunning,
+      ...(options.tick === undefined ? {} : { tick: options.tick })
+    })
   })
-}

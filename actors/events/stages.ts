@@ -17,32 +17,49 @@ export interface Stage<A, E, R> {
   readonly run: (item: A) => Effect.Effect<A, E, R>
 }
 
+/** The last stage: takes every item waiting at once (a slow sink, e.g. a commit, does fewer, larger ones). */
+export interface Sink<A, E, R> {
+  readonly name: string
+  readonly run: (items: ReadonlyArray<A>) => Effect.Effect<void, E, R>
+}
+
+const timed = <B, E, R>(name: string, effect: Effect.Effect<B, E, R>) =>
+  Effect.gen(function*() {
+    const start = yield* Clock.currentTimeMillis
+    const out = yield* effect
+    const end = yield* Clock.currentTimeMillis
+    yield* Metric.update(stageSeconds.pipe(Metric.withAttributes({ stage: name })), (end - start) / 1000)
+    return out
+  })
+
 /**
- * Runs `stages` in order over what `feed` offers (its argument puts an item in the first queue,
- * suspending while it is full) until one fails or the scope ends.
+ * Runs `stages` in order, then `sink`, over what `feed` offers (its argument puts an item in the first
+ * queue, suspending while it is full) until one fails or the scope ends.
  */
 export const runStages = <A, E, R, E2, R2>(
   stages: ReadonlyArray<Stage<A, E, R>>,
+  sink: Sink<A, E, R>,
   capacity: number,
   feed: (offer: (item: A) => Effect.Effect<void>) => Effect.Effect<unknown, E2, R2>
 ) =>
   Effect.gen(function*() {
+    const names = [...stages.map((stage) => stage.name), sink.name]
     const queues: Array<Queue.Queue<A>> = []
-    for (let i = 0; i < stages.length; i++) queues.push(yield* Queue.bounded<A>(capacity))
-    const depth = (i: number) => Metric.update(stageDepth.pipe(Metric.withAttributes({ stage: stages[i]!.name })), Queue.sizeUnsafe(queues[i]!))
+    for (let i = 0; i < names.length; i++) queues.push(yield* Queue.bounded<A>(capacity))
+    const depth = (i: number) => Metric.update(stageDepth.pipe(Metric.withAttributes({ stage: names[i]! })), Queue.sizeUnsafe(queues[i]!))
     const worker = (i: number) =>
       Effect.forever(Effect.gen(function*() {
         const item = yield* Queue.take(queues[i]!)
         yield* depth(i)
-        const start = yield* Clock.currentTimeMillis
-        const out = yield* stages[i]!.run(item)
-        const end = yield* Clock.currentTimeMillis
-        yield* Metric.update(stageSeconds.pipe(Metric.withAttributes({ stage: stages[i]!.name })), (end - start) / 1000)
-        if (i + 1 < stages.length) {
-          yield* Queue.offer(queues[i + 1]!, out)
-          yield* depth(i + 1)
-        }
+        yield* Queue.offer(queues[i + 1]!, yield* timed(names[i]!, stages[i]!.run(item)))
+        yield* depth(i + 1)
       }))
+    const last = queues.length - 1
+    const sinking = Effect.forever(Effect.gen(function*() {
+      const items = yield* Queue.takeAll(queues[last]!)
+      yield* depth(last)
+      yield* timed(sink.name, sink.run(items))
+    }))
     const offer = (item: A) => Effect.andThen(Queue.offer(queues[0]!, item), depth(0))
-    return yield* Effect.all([feed(offer), ...stages.map((_, i) => worker(i))], { concurrency: "unbounded", discard: true })
+    return yield* Effect.all([feed(offer), ...stages.map((_, i) => worker(i)), sinking], { concurrency: "unbounded", discard: true })
   })

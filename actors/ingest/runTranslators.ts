@@ -6,7 +6,7 @@
  * takes the free leases of the partners it should run and hands back those it should not any more.
  * A SIGKILLed holder's leases expire and the survivors take its partners, resuming their jobs from
  * their checkpoints. A partner's translator that fails starts again after a backoff, holding its
- * lease: other partners never notice.
+ * lease: other partners never notice. The lease/rendezvous loop is actors/runtime/KeyedJobs.ts.
  */
 import { Effect, Metric } from "effect"
 import type { Duration } from "effect"

@@ -28,9 +28,10 @@ export class EventsQueue extends Context.Service<EventsQueue, {
   /**
    * Takes over `app`'s batches for the life of the Scope (its lease holder only): every batch not
    * acknowledged yet is delivered again, oldest first, then new ones; pulled only as fast as the stream
-   * is consumed. An undecodable message is dead-lettered and removed, never delivered.
+   * is consumed, in groups of at most `maxGroup` (whatever arrived, without waiting for more), so the
+   * pipeline commits a group in one transaction. An undecodable message is dead-lettered and removed.
    */
-  readonly take: (app: string) => Effect.Effect<Stream.Stream<EventsDelivery, EventsQueueError>, EventsQueueError, Scope.Scope>
+  readonly take: (app: string, maxGroup: number) => Effect.Effect<Stream.Stream<ReadonlyArray<EventsDelivery>, EventsQueueError>, EventsQueueError, Scope.Scope>
 }>()("tributary/EventsQueue") {}
 
 /** The durable consumer name of an app's pipeline on EVENTS (the intake reads its pending count). */

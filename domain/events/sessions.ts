@@ -27,7 +27,7 @@ export interface OpenSession {
   /** device time (ms) of its latest event */
   readonly last: number
   /** device time (ms) of a background not followed by any event yet */
-  readonly backgroundAt?: number | undefined
+  readonly backgroundAt?: number
   /** events in it, by type */
   readonly counts: Readonly<Record<string, number>>
   /** the dimensions of its first event */
@@ -118,11 +118,13 @@ export const step = (state: SessionsState, event: SessionEvent, now: number, opt
         return { state: done.state, session: open.start, ended: [done.ended] }
       }
       const later = event.time >= open.last
+      const backgroundAt = event.type === "background" ? event.time : later ? undefined : open.backgroundAt
+      const { backgroundAt: _, ...rest } = open
       const next: OpenSession = {
-        ...open,
+        ...rest,
         counts,
         last: Math.max(open.last, event.time),
-        backgroundAt: event.type === "background" ? event.time : later ? undefined : open.backgroundAt,
+        ...(backgroundAt === undefined ? {} : { backgroundAt }),
         touched: now
       }
       return { state: { ...current, open: next }, session: open.start, ended }
@@ -138,7 +140,7 @@ export const step = (state: SessionsState, event: SessionEvent, now: number, opt
   const next: OpenSession = {
     start: event.time,
     last: event.time,
-    backgroundAt: event.type === "background" ? event.time : undefined,
+    ...(event.type === "background" ? { backgroundAt: event.time } : {}),
     counts,
     dims: event.dims,
     touched: now

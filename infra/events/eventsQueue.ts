@@ -36,7 +36,7 @@ const make = (options: EventsQueueOptions) => Effect.gen(function*() {
     Effect.mapError(toQueueError)
   )
 
-  const take = (app: string) =>
+  const take = (app: string, maxGroup: number) =>
     Effect.gen(function*() {
       const consumer = yield* freshConsumer({ jetstream, manager }, StreamNames.events, {
         durable_name: eventsConsumerName(app),
@@ -74,10 +74,12 @@ const make = (options: EventsQueueOptions) => Effect.gen(function*() {
         tryNats("consume", () => consumer.consume({ max_messages: Math.min(maxAckPending, 256) })),
         (messages) => Effect.promise(() => messages.close()).pipe(Effect.ignore)
       )
+      // Grouped before decoding (decoding is most of the cost): a group is what the server had sent.
       return Stream.fromAsyncIterable(messages, (cause) => new EventsQueueError({ operation: "consume", cause })).pipe(
-        Stream.mapEffect(toDelivery),
-        Stream.filter(Option.isSome),
-        Stream.map((some) => some.value)
+        Stream.groupedWithin(maxGroup, "5 millis"),
+        Stream.mapEffect((group) =>
+          Effect.map(Effect.forEach(group, toDelivery), (decoded) => decoded.filter(Option.isSome).map((some) => some.value))),
+        Stream.filter((group) => group.length > 0)
       )
     }).pipe(Effect.mapError((error) => error instanceof EventsQueueError ? error : toQueueError(error)))
 

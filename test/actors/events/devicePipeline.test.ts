@@ -2,19 +2,21 @@
  * The device pipeline on a running platform (real nats-server, real devices.db): batches published
  * on EVENTS as the intake does come out on EVENTS_CLEAN once per (device, seq) — replays in the same
  * batch, in later batches and with device times three months old are dropped — and an open … close
- * comes out as one SessionEnded on SESSIONS.
+ * comes out as one SessionEnded on SESSIONS; events and sessions carry the app's metadata and an ad
+ * event its campaign's advertiser.
  */
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import type { CleanEvent, SessionEnded } from "../../../domain/events/CleanEvent.ts"
 import type { EventBatch, SdkEvent } from "../../../domain/events/SdkEvent.ts"
-import { eventsSubject, StreamNames } from "../../../domain/subjects.ts"
+import { eventsSubject, snapshotSubject, StreamNames } from "../../../domain/subjects.ts"
 import { Nats, tryNats } from "../../../infra/nats/Nats.ts"
-import { eventually } from "../../fixtures/http.ts"
-import { streamMessages } from "../../fixtures/jetstreamContents.ts"
+import { eventually, request } from "../../fixtures/http.ts"
+import { lastOnSubject, streamMessages } from "../../fixtures/jetstreamContents.ts"
 import { layerTestPlatform } from "../../fixtures/platform.ts"
 
 const APP = "4242"
+const APP2 = "4343"
 const now = Date.parse("2026-11-28T12:00:00Z")
 const at = (ms: number) => new Date(ms).toISOString()
 const threeMonthsAgo = now - 92 * 86_400_000
@@ -28,17 +30,25 @@ const event = (deviceId: string, seq: number, time: number, type: SdkEvent["type
   dims: { platform: "ios", country: "FR" }
 })
 
-const publish = (events: ReadonlyArray<SdkEvent>) =>
+const publish = (events: ReadonlyArray<SdkEvent>, app = APP) =>
   Effect.gen(function*() {
     const { jetstream } = yield* Nats
-    const batch: EventBatch = { app: APP, receivedAt: at(now), events }
-    yield* tryNats("publish", () => jetstream.publish(eventsSubject(APP), JSON.stringify(batch)))
+    const batch: EventBatch = { app, receivedAt: at(now), events }
+    yield* tryNats("publish", () => jetstream.publish(eventsSubject(app), JSON.stringify(batch)))
+  })
+
+/** Creates an entity through the API and waits for its snapshot (what the metadata cache reads). */
+const entity = (type: string, id: string, body: unknown) =>
+  Effect.gen(function*() {
+    assert.strictEqual((yield* request({ method: "PUT", url: `/v1/entities/${type}/${id}`, body })).statusCode, 201)
+    yield* eventually(lastOnSubject(StreamNames.snapshots, snapshotSubject(type, id)), (m) => m !== undefined, "20 seconds")
   })
 
 const clean = Effect.map(streamMessages(StreamNames.eventsClean), (messages) => messages.map((m) => m.body as CleanEvent))
 const sessions = Effect.map(streamMessages(StreamNames.sessions), (messages) => messages.map((m) => m.body as SessionEnded))
 
-layer(layerTestPlatform({ SESSION_CHECK_INTERVAL: "1 hour" }), { excludeTestServices: true, timeout: 60_000 })("the device pipeline", (it) => {
+// A short inactivity time, so the timer (server time) ends a session within the test.
+layer(layerTestPlatform({ SESSION_INACTIVITY: "3 seconds", SESSION_CHECK_INTERVAL: "500 millis" }), { excludeTestServices: true, timeout: 60_000 })("the device pipeline", (it) => {
   it.effect("counts every (device, seq) once on EVENTS_CLEAN: replays in a batch, across batches and three months late are dropped", () =>
     Effect.gen(function*() {
       const distinct = new Set<string>()
@@ -74,25 +84,45 @@ layer(layerTestPlatform({ SESSION_CHECK_INTERVAL: "1 hour" }), { excludeTestServ
       assert.strictEqual(a2.receivedAt, at(now))
     }))
 
-  it.effect("turns an open … close into one SessionEnded on SESSIONS, its events carrying the session id", () =>
+  it.effect("turns an open … close into one SessionEnded on SESSIONS, its events carrying the session id, all enriched", () =>
     Effect.gen(function*() {
+      yield* entity("app", APP2, { name: "Puzzle Go", publisher: "Acme Games", category: "puzzle" })
+      yield* entity("advertiser", "90", { name: "Soda Co" })
+      yield* entity("campaign", "91", { advertiserId: "90", name: "Summer" })
       const t0 = now + 3_600_000
       yield* publish([
         event("s1", 0, t0, "open"),
-        event("s1", 1, t0 + 5_000, "impression"),
-        event("s1", 2, t0 + 10_000, "background"),
-        event("s1", 3, t0 + 39_000, "foreground"),
-        event("s1", 4, t0 + 60_000, "close")
-      ])
+        { ...event("s1", 1, t0 + 1_000, "impression"), campaignId: "91", creativeId: "cr-1" },
+        event("s1", 2, t0 + 2_000, "background"),
+        event("s1", 3, t0 + 4_000, "foreground"),
+        event("s1", 4, t0 + 6_000, "close")
+      ], APP2)
       const ended = yield* eventually(sessions, (all) => all.some((s) => s.deviceId === "s1"), "40 seconds")
       const session = ended.find((s) => s.deviceId === "s1")!
-      assert.strictEqual(session.app, APP)
+      assert.strictEqual(session.app, APP2)
+      assert.strictEqual(session.dims.publisher, "Acme Games")
+      assert.strictEqual(session.dims.category, "puzzle")
       assert.strictEqual(session.start, at(t0))
-      assert.strictEqual(session.durationSeconds, 60)
+      assert.strictEqual(session.durationSeconds, 6)
       assert.strictEqual(session.endedBy, "close")
       assert.deepStrictEqual(session.events, { open: 1, impression: 1, background: 1, foreground: 1, close: 1 })
       assert.strictEqual(session.dims.platform, "ios")
       const events = (yield* eventually(clean, (all) => all.filter((e) => e.deviceId === "s1").length === 5, "40 seconds")).filter((e) => e.deviceId === "s1")
       assert.deepStrictEqual(new Set(events.map((e) => e.sessionId)), new Set([session.sessionId]))
+      for (const e of events) {
+        assert.strictEqual(e.appName, "Puzzle Go")
+        assert.deepStrictEqual([e.dims.publisher, e.dims.category, e.dims.platform], ["Acme Games", "puzzle", "ios"])
+        assert.strictEqual(e.dims.advertiserId, e.type === "impression" ? "90" : undefined)
+      }
+    }))
+
+  it.effect("ends a session with no close by the timer once nothing came for the inactivity time", () =>
+    Effect.gen(function*() {
+      yield* publish([event("r1", 0, now, "open"), event("r1", 1, now + 1_000, "custom")])
+      const ended = yield* eventually(sessions, (all) => all.some((s) => s.deviceId === "r1"), "40 seconds")
+      const session = ended.find((s) => s.deviceId === "r1")!
+      assert.strictEqual(session.endedBy, "reminder")
+      assert.strictEqual(session.durationSeconds, 1)
+      assert.deepStrictEqual(session.events, { open: 1, custom: 1 })
     }))
 })

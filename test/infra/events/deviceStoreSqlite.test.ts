@@ -1,0 +1,89 @@
+/**
+ * devices.db (infra/events/deviceStoreSqlite.ts), a real SQLite file: states round-trip, one commit
+ * holds states, outbox and consumed sequences, the reminder finds the idle open sessions through its
+ * partial index, outbox ids never go back, and the dedupe table stays within 64 bytes a device.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { join } from "node:path"
+import { Effect } from "effect"
+import { add, empty } from "../../../domain/events/dedupe.ts"
+import { DeviceStore } from "../../../domain/events/DeviceStore.ts"
+import { emptySessions, step } from "../../../domain/events/sessions.ts"
+import { deviceKey } from "../../../actors/events/deviceKey.ts"
+import { layerSqlite } from "../../../infra/events/deviceStoreSqlite.ts"
+import { tempDir } from "../../fixtures/tempDir.ts"
+
+const withStore = <A, E>(f: (store: DeviceStore["Service"]) => Effect.Effect<A, E>) =>
+  Effect.gen(function*() {
+    const dir = yield* tempDir("devices-db")
+    return yield* Effect.flatMap(DeviceStore, f).pipe(Effect.provide(layerSqlite({ path: join(dir, "devices.db") })))
+  })
+
+const opened = (touched: number) =>
+  step(emptySessions, { type: "open", time: 1_000, dims: {} }, touched, { inactivityMs: 60_000 }).state
+
+const nothing = { dedupe: new Map(), sessions: new Map(), outbox: [], consumed: [], acknowledged: [] }
+
+describe("devices.db", () => {
+  it.effect("commits states, outbox rows and consumed sequences together, and reads them back", () =>
+    withStore((store) =>
+      Effect.gen(function*() {
+        const a = deviceKey("1", "a")
+        const b = deviceKey("1", "b")
+        const c = deviceKey("1", "c")
+        const dedupe = add(add(empty, 0).state, 5).state
+        yield* store.commit({
+          ...nothing,
+          app: "1",
+          dedupe: new Map([[a, dedupe]]),
+          sessions: new Map([
+            [a, { deviceId: "a", state: opened(1_000) }],
+            [b, { deviceId: "b", state: opened(5_000) }],
+            [c, { deviceId: "c", state: emptySessions }]
+          ]),
+          outbox: [{ kind: "clean", body: "{\"n\":1}" }, { kind: "session", body: "{\"n\":2}" }],
+          consumed: [5, 6]
+        })
+        const loaded = yield* store.load([a, c, deviceKey("1", "never")])
+        assert.deepStrictEqual(loaded.get(a), { dedupe, sessions: { deviceId: "a", state: opened(1_000) } })
+        assert.deepStrictEqual(loaded.get(c), { sessions: { deviceId: "c", state: emptySessions } })
+        assert.strictEqual(loaded.size, 2)
+
+        // the reminder's query: open sessions not moved since 2,000 — a only; none of another app
+        assert.deepStrictEqual(yield* store.idle("1", 2_000, 100), [a])
+        assert.deepStrictEqual(yield* store.idle("2", 2_000, 100), [])
+        assert.deepStrictEqual(yield* store.appsWithOpenSessions, ["1"])
+
+        assert.deepStrictEqual(yield* store.consumed("1", [4, 5, 6]), new Set([5, 6]))
+        yield* store.commit({ ...nothing, app: "1", acknowledged: [5] })
+        assert.deepStrictEqual(yield* store.consumed("1", [4, 5, 6]), new Set([6]))
+
+        const rows = yield* store.outbox("1", 0, 10)
+        assert.deepStrictEqual(rows.map((r) => [r.kind, r.body]), [["clean", "{\"n\":1}"], ["session", "{\"n\":2}"]])
+        yield* store.published(rows.map((r) => r.id))
+        assert.deepStrictEqual(yield* store.outbox("1", 0, 10), [])
+        // ids never go back once every row was deleted: a tail read from a stream stays below new rows
+        yield* store.commit({ ...nothing, app: "1", outbox: [{ kind: "clean", body: "{}" }] })
+        assert.isAbove((yield* store.outbox("1", 0, 10))[0]!.id, rows[1]!.id)
+      })))
+
+  it.effect("keeps the dedupe state of typical devices within 64 bytes each on disk", () =>
+    withStore((store) =>
+      Effect.gen(function*() {
+        const devices = 20_000
+        for (let chunk = 0; chunk < devices; chunk += 2_000) {
+          const dedupe = new Map<string, ReturnType<typeof add>["state"]>()
+          for (let i = chunk; i < chunk + 2_000; i++) {
+            // 20 events, in order; every tenth device has one that never came
+            let state = empty
+            for (let seq = 0; seq < 20; seq++) if (!(i % 10 === 0 && seq === 7)) state = add(state, seq).state
+            dedupe.set(deviceKey("9", `device-${i}`), state)
+          }
+          yield* store.commit({ ...nothing, app: "9", dedupe })
+        }
+        const footprint = yield* store.footprint
+        assert.strictEqual(footprint.devices, devices)
+        const perDevice = footprint.bytes / footprint.devices
+        assert.isBelow(perDevice, 64, `${perDevice.toFixed(1)} bytes a device`)
+      })))
+})
