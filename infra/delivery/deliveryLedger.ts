@@ -32,7 +32,8 @@ const make = Effect.gen(function*() {
     tryNats("read receipts", async () => {
       const found = new Set<string>()
       const consumer = await jetstream.consumers.get(StreamNames.receipts, {
-        filter_subjects: [receiptSubject(destination)],
+        // one subject as a string: nats-server 2.9 takes a single filter only
+        filter_subjects: receiptSubject(destination),
         deliver_policy: DeliverPolicy.StartTime,
         // a second earlier: the stream's and our clocks are one machine's, but be generous
         opt_start_time: new Date(sinceMs - 1_000).toISOString(),
