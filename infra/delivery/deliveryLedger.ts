@@ -10,12 +10,13 @@ import { Effect, Layer, Schema } from "effect"
 import { DeadLetter } from "../../domain/delivery/DeadLetter.ts"
 import { DeliveryLedger, DeliveryLedgerError } from "../../domain/delivery/DeliveryLedger.ts"
 import { DelivererStatus, deliveryStatusBucket } from "../../domain/delivery/DestinationStatus.ts"
-import { Receipt } from "../../domain/delivery/Receipt.ts"
+import type { Receipt } from "../../domain/delivery/Receipt.ts"
 import { deliveryDeadLetterSubject, receiptSubject, StreamNames } from "../../domain/subjects.ts"
 import { openBucket } from "../nats/buckets.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
 
-const encodeReceipt = Schema.encodeSync(Schema.fromJsonString(Receipt))
+/** Receipts are built here from decoded chunks: their encoded form is the value itself, no schema pass per request. */
+const encodeReceipt = (receipt: Receipt) => JSON.stringify(receipt)
 const encodeDeadLetter = Schema.encodeSync(Schema.fromJsonString(DeadLetter))
 const encodeStatus = Schema.encodeSync(Schema.fromJsonString(DelivererStatus))
 const toLedgerError = (error: NatsError) => new DeliveryLedgerError({ operation: error.operation, cause: error.cause })
