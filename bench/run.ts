@@ -6,10 +6,12 @@
 import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus, totalmem } from "node:os"
 import { fileURLToPath } from "node:url"
+import { benchAppEvents } from "./appEvents.ts"
 import { benchAsOf } from "./asOf.ts"
 import { benchCommands } from "./commands.ts"
 import { benchEventStore } from "./eventStore.ts"
 import { benchBatch } from "./batch.ts"
+import { benchDelivery } from "./delivery.ts"
 import { benchHistoryLatency } from "./historyLatency.ts"
 import { benchIngest } from "./ingest.ts"
 import { benchProcesses } from "./processes.ts"
@@ -71,7 +73,11 @@ const benchmarks: ReadonlyArray<{ readonly name: string; readonly run: () => Pro
   { name: "processes", run: benchProcesses },
   { name: "asOf", run: benchAsOf },
   // partner file ingestion; BENCH_INGEST_LINES (default 1,000,000), BENCH_INGEST_BIG=1 for the 1 GB file
-  { name: "ingest", run: benchIngest }
+  { name: "ingest", run: benchIngest },
+  // app events; BENCH_EVENTS (default 1,000,000)
+  { name: "appEvents", run: benchAppEvents },
+  // delivery to partners against the partner simulator; BENCH_DELIVERY_SECONDS (default 12) per phase
+  { name: "delivery", run: benchDelivery }
 ]
 
 const only = process.argv.slice(2)
