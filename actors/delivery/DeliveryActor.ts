@@ -7,8 +7,8 @@
  * HTTP pool and supervisor (runDeliveries restarts it alone): a slow or failing partner costs the
  * other destinations nothing but its own share.
  *
- * Order: a request waits until no request naming one of its users is in flight, and requests start in
- * the chunks' order, so a remove never overtakes the add it follows. Nothing lost: a chunk is acked
+ * Order: a request waits until no request naming one of its users is in flight (answered), and
+ * requests start in the chunks' order, so a remove never overtakes the add it follows. Nothing lost: a chunk is acked
  * only once every request of it has a receipt (after its 2xx) or a dead letter (refused, or every
  * attempt failed), both stored on JetStream first. Nothing repeated beyond what was in flight: a chunk
  * handed out again (a takeover) first reads its receipts back and skips those requests; the others go
@@ -132,7 +132,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
       }
     })
 
-    /** Sends one request until it is delivered or dead-lettered; `answered` frees its users and slot at once. */
+    /** Sends one request until it is delivered or dead-lettered; `answered` frees its users as soon as the partner's answer settles it. */
     const send = (request: DeliveryRequest, answered: Effect.Effect<void>) =>
       Effect.gen(function*() {
         const body = bodyOf(settings.format, request.records)
@@ -189,7 +189,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
       Effect.gen(function*() {
         const { chunk } = delivery
         const requests = requestsOf(chunk, settings.format, settings.batchSize)
-        const done = delivery.deliveries > 1
+        const done = delivery.handedOutBefore
           ? yield* ledger.receiptsOf(destination, `${chunkId(chunk)}.`, delivery.storedAtMs)
           : new Set<string>()
         if (done.size > 0) yield* Effect.logInfo("delivery: skipping requests already acknowledged", { destination, chunk: chunkId(chunk), skipped: done.size })
@@ -208,9 +208,11 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
             if (freed) return Effect.void
             freed = true
             for (const user of request.users) if (busy.get(user) === finished) busy.delete(user)
-            return Deferred.succeed(finished, undefined).pipe(Effect.andThen(permits.release(1)), Effect.asVoid)
+            return Deferred.succeed(finished, undefined).pipe(Effect.asVoid)
           })
-          fibers.push(yield* FiberSet.run(requestFibers, send(request, answered).pipe(Effect.ensuring(answered))))
+          // the slot is held until the receipt or dead letter is stored: requests not written down are
+          // what a takeover repeats, and they never number more than the in-flight limit
+          fibers.push(yield* FiberSet.run(requestFibers, send(request, answered).pipe(Effect.ensuring(answered), Effect.ensuring(permits.release(1)))))
         }
         const settle = Fiber.joinAll(fibers).pipe(
           Effect.andThen(delivery.ack),

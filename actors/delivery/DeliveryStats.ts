@@ -63,6 +63,9 @@ export const makeLaneStats = (destination: string, lane: number) => {
   const freshness = new Recent()
   const attributes = { destination }
   const laneAttributes = { destination, lane: String(lane) }
+  // attributed once: a metric with attributes is a new key each time it is made
+  const latencyOf = Metric.withAttributes(latencyMs, attributes)
+  const freshnessOf = Metric.withAttributes(freshnessMs, attributes)
   const settled: Array<{ readonly at: number; readonly records: number }> = []
   const drainWindowMs = 5_000
 
@@ -70,11 +73,11 @@ export const makeLaneStats = (destination: string, lane: number) => {
     counters,
     latency: (ms: number) => {
       latency.add(ms)
-      return Metric.update(Metric.withAttributes(latencyMs, attributes), ms)
+      return Metric.update(latencyOf, ms)
     },
     freshness: (ms: number) => {
       freshness.add(ms)
-      return Metric.update(Metric.withAttributes(freshnessMs, attributes), ms)
+      return Metric.update(freshnessOf, ms)
     },
     settled: (nowMs: number, records: number) => {
       counters.settledRecords += records

@@ -16,8 +16,11 @@ export class DeliveryQueueError extends Schema.TaggedError<DeliveryQueueError>()
 /** One chunk taken from DELIVER: held (its ack deadline kept moving) until acknowledged. */
 export interface ChunkDelivery {
   readonly chunk: Chunk
-  /** how many times DELIVER has handed it out (1 the first time; more after a takeover) */
-  readonly deliveries: number
+  /**
+   * whether it may have been handed out before (to a holder that died, or to this lane before it
+   * started again): some of its requests may have receipts already
+   */
+  readonly handedOutBefore: boolean
   /** when it was stored on DELIVER (ms since epoch): no receipt of it can be older */
   readonly storedAtMs: number
   /** Every request of it has a receipt or a dead letter: removed from DELIVER. */

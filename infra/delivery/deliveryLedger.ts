@@ -5,23 +5,25 @@
  * owner reads a chunk's receipts back with an ordered consumer that takes headers only (the ids are
  * `Nats-Msg-Id`s) from the time the chunk was stored: nothing older can be one of its receipts.
  */
-import { DeliverPolicy } from "@nats-io/jetstream"
+import { DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
 import { Effect, Layer, Schema } from "effect"
 import { DeadLetter } from "../../domain/delivery/DeadLetter.ts"
 import { DeliveryLedger, DeliveryLedgerError } from "../../domain/delivery/DeliveryLedger.ts"
 import { DelivererStatus, deliveryStatusBucket } from "../../domain/delivery/DestinationStatus.ts"
-import { Receipt } from "../../domain/delivery/Receipt.ts"
+import type { Receipt } from "../../domain/delivery/Receipt.ts"
 import { deliveryDeadLetterSubject, receiptSubject, StreamNames } from "../../domain/subjects.ts"
 import { openBucket } from "../nats/buckets.ts"
+import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
 
-const encodeReceipt = Schema.encodeSync(Schema.fromJsonString(Receipt))
+/** Receipts are built here from decoded chunks: their encoded form is the value itself, no schema pass per request. */
+const encodeReceipt = (receipt: Receipt) => JSON.stringify(receipt)
 const encodeDeadLetter = Schema.encodeSync(Schema.fromJsonString(DeadLetter))
 const encodeStatus = Schema.encodeSync(Schema.fromJsonString(DelivererStatus))
 const toLedgerError = (error: NatsError) => new DeliveryLedgerError({ operation: error.operation, cause: error.cause })
 
 const make = Effect.gen(function*() {
-  const { jetstream } = yield* Nats
+  const { jetstream, manager } = yield* Nats
   // Entries live the bucket's TTL after their last write: a stopped deliverer's status goes with it.
   const statuses = yield* openBucket(deliveryStatusBucket).pipe(Effect.mapError(toLedgerError))
 
@@ -31,25 +33,31 @@ const make = Effect.gen(function*() {
   const receiptsOf = (destination: string, prefix: string, sinceMs: number) =>
     tryNats("read receipts", async () => {
       const found = new Set<string>()
+      // a second earlier: the stream's and our clocks are one machine's, but be generous
+      const from = sinceMs - 1_000
+      // the destination's last receipt now: the scan ends there (and is skipped when it is older)
+      const last = await manager.streams.getMessage(StreamNames.receipts, { last_by_subj: receiptSubject(destination) })
+        .catch((error: unknown) => isApiError(error, JetStreamApiCodes.NoMessageFound) ? null : Promise.reject(error))
+      if (last === null || last.time.getTime() < from) return found
       const consumer = await jetstream.consumers.get(StreamNames.receipts, {
-        filter_subjects: [receiptSubject(destination)],
+        // one subject as a string: nats-server 2.9 takes a single filter only
+        filter_subjects: receiptSubject(destination),
         deliver_policy: DeliverPolicy.StartTime,
-        // a second earlier: the stream's and our clocks are one machine's, but be generous
-        opt_start_time: new Date(sinceMs - 1_000).toISOString(),
+        opt_start_time: new Date(from).toISOString(),
         headers_only: true
       })
       try {
         for (;;) {
           const batch = await consumer.fetch({ max_messages: 1_000, expires: 2_000 })
           let seen = 0
-          let pending = 0
+          let reachedLast = false
           for await (const msg of batch) {
             seen++
-            pending = msg.info.pending
             const id = msg.headers?.get("Nats-Msg-Id") ?? ""
             if (id.startsWith(prefix)) found.add(id)
+            if (msg.seq >= last.seq) reachedLast = true
           }
-          if (seen === 0 || pending === 0) return found
+          if (seen === 0 || reachedLast) return found
         }
       } finally {
         await consumer.delete().catch(() => undefined)

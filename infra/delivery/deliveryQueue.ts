@@ -2,11 +2,12 @@
  * DeliveryQueue on JetStream: one durable pull consumer per destination lane on DELIVER
  * (`deliver-<destination>-<lane>`, single filter `deliver.<destination>.<lane>`: work queue filters
  * must not overlap). Taking a lane re-creates its consumer from the start of the stream, so every
- * chunk a killed holder had pulled and not acknowledged arrives again at once, oldest first. Held
+ * chunk a killed holder had pulled and not acknowledged arrives again at once, oldest first, marked as
+ * handed out before (the old consumer's last delivered sequence, read before it is replaced). Held
  * chunks report progress (`working`) every third of the ack wait, so a chunk waiting on an open
  * circuit for an hour is never redelivered meanwhile; `max_ack_pending` bounds the chunks held.
  */
-import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream"
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
 import type { JsMsg } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
 import { Duration, Effect, Layer, Option, Schedule, Schema, Stream } from "effect"
@@ -14,7 +15,7 @@ import { Chunk } from "../../domain/delivery/Chunk.ts"
 import { type ChunkDelivery, DeliveryQueue, DeliveryQueueError } from "../../domain/delivery/DeliveryQueue.ts"
 import { deliverSubject, StreamNames } from "../../domain/subjects.ts"
 import { makeDeadLetterWriter } from "../nats/deadLetters.ts"
-import { freshConsumer } from "../nats/freshConsumer.ts"
+import { freshConsumer, isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
 
 export interface DeliveryQueueOptions {
@@ -32,8 +33,14 @@ const make = (options: DeliveryQueueOptions) => Effect.gen(function*() {
 
   const take = (destination: string, lane: number, { maxHeld }: { readonly maxHeld: number }) =>
     Effect.gen(function*() {
+      const name = `deliver-${destination}-${lane}`
+      // What the previous holder's consumer had handed out: re-created, it hands those out again as new.
+      const handedOut = yield* tryNats("consumer info", () => manager.consumers.info(StreamNames.deliver, name)).pipe(
+        Effect.map((info) => info.delivered.stream_seq),
+        Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.ConsumerNotFound), () => Effect.succeed(0))
+      )
       const consumer = yield* freshConsumer({ jetstream, manager }, StreamNames.deliver, {
-        durable_name: `deliver-${destination}-${lane}`,
+        durable_name: name,
         filter_subject: deliverSubject(destination, lane),
         deliver_policy: DeliverPolicy.All,
         ack_policy: AckPolicy.Explicit,
@@ -66,7 +73,7 @@ const make = (options: DeliveryQueueOptions) => Effect.gen(function*() {
         held.add(msg)
         return Effect.succeedSome({
           chunk: chunk.value,
-          deliveries: msg.info.deliveryCount,
+          handedOutBefore: msg.seq <= handedOut || msg.info.deliveryCount > 1,
           storedAtMs: Math.floor(Number(msg.info.timestampNanos) / 1_000_000),
           // acknowledged and confirmed by the server: a chunk is gone from DELIVER before the next owner could see it again
           ack: Effect.suspend(() => held.delete(msg) ? tryNats("ack chunk", () => msg.ackAck()).pipe(Effect.ignore) : Effect.void)
