@@ -11,6 +11,7 @@ import { connect } from "@nats-io/transport-node"
 import { ConfigProvider, Effect } from "effect"
 import { freePort, stopLeftover } from "../infra/nats/NatsServer.ts"
 import { PlatformConfig } from "./config.ts"
+import { eventsWorkload } from "./demoEvents.ts"
 import { ingestWorkload } from "./demoIngest.ts"
 import { HttpServer, layer, NatsAccess } from "./platform.ts"
 import { createPrivately } from "./privateFiles.ts"
@@ -216,6 +217,11 @@ const main = Effect.gen(function*() {
     yield* workload(url, yield* NatsAccess)
     // partners' files over HTTP and SFTP, a real-time stream, segments and one profile explained
     console.log(yield* Effect.promise(() => ingestWorkload({ baseUrl: url, adminKey: ADMIN, sftpPort: Number(env.SFTP_PORT), dir: dataDir })))
+    // mobile app events: intake, dedupe, sessions, enrichment, aggregates
+    const nats = yield* NatsAccess
+    console.log(yield* Effect.promise(() => eventsWorkload({
+      baseUrl: url, adminKey: ADMIN, natsUrl: nats.url, natsUser: nats.platform, campaigns: Array.from({ length: 10 }, (_, i) => 2000 + i)
+    })))
     if (!once) {
       console.log("Serving; Ctrl-C to stop.")
       yield* Effect.never
