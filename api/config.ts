@@ -1,6 +1,7 @@
 /** The platform's configuration: environment variables read through Effect Config (all listed in README). */
 import { Config, Duration, Schema, SchemaGetter } from "effect"
 import { defaultShards } from "../domain/shards.ts"
+import { isKey } from "../infra/delivery/secretsKey.ts"
 
 const intAtLeast = (minimum: number, name: string) =>
   Config.schema(Schema.FiniteFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(minimum)), name)
@@ -63,6 +64,11 @@ export const PlatformConfig = Config.all({
   adminApiKey: Config.option(Config.schema(
     Schema.Redacted(Schema.String.check(Schema.isMinLength(16, { message: "must be at least 16 characters" }))),
     "ADMIN_API_KEY"
+  )),
+  /** base64 of 32 bytes: the AES-256-GCM key of destinations' secret headers; when unset, generated once into DATA_DIR/delivery-secrets.key */
+  deliverySecretsKey: Config.option(Config.schema(
+    Schema.Redacted(Schema.String.check(Schema.makeFilter((s: string) => isKey(s) || "must be base64 of 32 bytes (openssl rand -base64 32)"))),
+    "DELIVERY_SECRETS_KEY"
   )),
   /** how long HISTORY keeps events on JetStream (the event store keeps them for ever) */
   historyRetention: Config.Duration("HISTORY_RETENTION").pipe(Config.withDefault(Duration.days(30))),
@@ -149,6 +155,19 @@ export const PlatformConfig = Config.all({
   translateInFlight: intAtLeast(1, "TRANSLATE_IN_FLIGHT").pipe(Config.withDefault(4)),
   /** a running job saves its checkpoint (resumed from after a crash) at least every this many lines */
   translateCheckpointLines: intAtLeast(1, "TRANSLATE_CHECKPOINT_LINES").pipe(Config.withDefault(10_000)),
+  /** the device pipeline of app events (README: app events — dedupe and sessions) */
+  devicePipeline: Config.all({
+    /** a session with no close ends after this long without events (device time; server time when nothing comes) */
+    sessionInactivity: Config.Duration("SESSION_INACTIVITY").pipe(Config.withDefault(Duration.minutes(30))),
+    /** how often open sessions are checked against SESSION_INACTIVITY */
+    sessionCheckInterval: Config.Duration("SESSION_CHECK_INTERVAL").pipe(Config.withDefault(Duration.seconds(30))),
+    /** bytes of device states (dedupe, sessions) a process keeps in memory in front of devices.db; LRU beyond */
+    memoryBytes: intAtLeast(0, "DEVICE_MEMORY_BYTES").pipe(Config.withDefault(67_108_864)),
+    /** EVENTS messages committed in one devices.db transaction at most */
+    batchMessages: intAtLeast(1, "DEVICE_BATCH_MESSAGES").pipe(Config.withDefault(64)),
+    /** batches waiting before each stage (dedupe, sessions, enrichment, commit) */
+    stageQueue: intAtLeast(1, "DEVICE_STAGE_QUEUE").pipe(Config.withDefault(4))
+  }),
   /** the file doors (README: FTP and SFTP), served on HOST by one process at a time; each can be turned off */
   fileDoors: Config.all({
     ftpEnabled: Config.Boolean("FTP_ENABLED").pipe(Config.withDefault(true)),

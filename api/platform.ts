@@ -16,6 +16,11 @@ import type { Cluster } from "../domain/Cluster.ts"
 import { runEntityActors } from "../actors/entity/runEntityActors.ts"
 import { runEntityReminders } from "../actors/entity/runEntityReminders.ts"
 import { runTranslators } from "../actors/ingest/runTranslators.ts"
+import { runDevicePipelines } from "../actors/events/runDevicePipelines.ts"
+import { noMetadata } from "../actors/events/enrich.ts"
+import * as DeviceStoreSqlite from "../infra/events/deviceStoreSqlite.ts"
+import * as EventsQueueJetStream from "../infra/events/eventsQueue.ts"
+import * as CleanPublisherJetStream from "../infra/events/cleanPublisher.ts"
 import type { Translate } from "../actors/ingest/Translate.ts"
 import { OwnedShards } from "../actors/runtime/Shards.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
@@ -26,6 +31,10 @@ import type { Intake } from "../domain/ingest/Intake.ts"
 import type { EventIntake } from "../domain/events/EventIntake.ts"
 import type { Metadata } from "../domain/events/Metadata.ts"
 import type { PartnerCredentials } from "../domain/ingest/PartnerCredentials.ts"
+import type { DestinationSecrets } from "../domain/delivery/DestinationSecrets.ts"
+import * as DeliverySecretsSqlite from "../infra/delivery/secretsSqlite.ts"
+import { deliverySecretsKey } from "../infra/delivery/secretsKey.ts"
+import { destinationWriteOnly } from "./routes/destinationSecrets.ts"
 import type { AnyDecider } from "../domain/Decider.ts"
 import { Deciders, makeRegistry } from "../domain/DeciderRegistry.ts"
 import { EventStore } from "../domain/EventStore.ts"
@@ -150,7 +159,7 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
-  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | Metadata | EventIntake
+  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -182,7 +191,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...opsRoutes(yield* readinessChecks({ shards: config.shards, relayMaxLag: config.relayMaxLag }), {
         refreshMetrics: readRelayStatus.pipe(Effect.provideService(EventStore, store), Effect.provideService(Nats, nats))
       }),
-      ...entityRoutes({ registry: yield* Deciders }),
+      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly } }),
       ...historyRoutes,
       ...segmentRoutes,
       ...adminRoutes,
@@ -253,6 +262,9 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     IngestJobsSqlite.layerSqlite({ path: join(config.dataDir, "ingest.db") }),
     ReplaceIndexSqlite.layerSqlite({ path: join(config.dataDir, "ingest-members.db") }),
     CredentialsSqlite.layerSqlite({ path: join(config.dataDir, "credentials.db") }),
+    Layer.unwrap(Effect.map(deliverySecretsKey(config.deliverySecretsKey, config.dataDir), (key) =>
+      DeliverySecretsSqlite.layerSqlite({ path: join(config.dataDir, "delivery-secrets.db"), key }))),
+    DeviceStoreSqlite.layerSqlite({ path: join(config.dataDir, "devices.db") }),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
   const topology = Layer.effectDiscard(Effect.gen(function*() {
@@ -276,7 +288,9 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     IngestIntake.layer,
     IngestQueueJetStream.layerJetStream(),
     MetadataCache.layer({ capacity: config.metadataCacheCapacity, timeToLive: config.metadataCacheTtl }),
-    EventIntakeJetStream.layer({ messageMaxBytes: config.eventsMessageMaxBytes, maxPending: config.eventsMaxPending })
+    EventIntakeJetStream.layer({ messageMaxBytes: config.eventsMessageMaxBytes, maxPending: config.eventsMaxPending }),
+    EventsQueueJetStream.layerJetStream(),
+    CleanPublisherJetStream.layerJetStream
   )
   const workers = Layer.mergeAll(
     layerRelay({}),
@@ -302,7 +316,17 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     commandTimeout: "2 minutes",
     deleteUploads: config.uploadRetention === "delete"
   }))
+  // A device pipeline per app (one process at a time each): EVENTS → dedupe → sessions → enrichment → EVENTS_CLEAN, SESSIONS.
+  const devicePipelines = Layer.effectDiscard(runDevicePipelines({
+    inactivity: config.devicePipeline.sessionInactivity,
+    sessionCheck: config.devicePipeline.sessionCheckInterval,
+    batchMessages: config.devicePipeline.batchMessages,
+    stageQueue: config.devicePipeline.stageQueue,
+    memoryBytes: config.devicePipeline.memoryBytes,
+    metadata: noMetadata
+  }))
   return httpLayer(config).pipe(
+    Layer.provideMerge(devicePipelines),
     Layer.provideMerge(translators),
     Layer.provideMerge(reminders),
     Layer.provideMerge(workers),

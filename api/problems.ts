@@ -69,6 +69,8 @@ export const problemTypes: Record<string, ProblemType> = {
   IngestJobsError: { status: 503, code: "jobs-unavailable", title: "The ingestion jobs ledger is unavailable", retryAfterSeconds: 2 },
   IntakeError: { status: 503, code: "ingest-unavailable", title: "Ingestion cannot take this now; retry later", retryAfterSeconds: 5 },
   CredentialsError: { status: 503, code: "credentials-unavailable", title: "The credentials store is unavailable", retryAfterSeconds: 2 },
+  SecretsError: { status: 503, code: "secrets-unavailable", title: "The delivery secrets store is unavailable", retryAfterSeconds: 2 },
+  SecretsUndecryptable: { status: 503, code: "secrets-undecryptable", title: "A stored secret does not decrypt with the configured key", retryAfterSeconds: 60 },
   DeadLettersError: { status: 503, code: "dead-letters-unavailable", title: "The dead letters cannot be read now", retryAfterSeconds: 2 },
   CommandTimeout: { status: 504, code: "command-timeout", title: "The entity did not answer in time; retry with the same Idempotency-Key" }
 }
@@ -141,7 +143,8 @@ const detailOf = (error: Record<string, unknown>): string | undefined => {
     case "ApiKeysError":
     case "UploadsError":
     case "IngestJobsError":
-    case "CredentialsError": return `${error.operation} failed`
+    case "CredentialsError":
+    case "SecretsError": return `${error.operation} failed`
     default: return undefined
   }
 }

@@ -66,12 +66,37 @@ const commandProblems = {
   504: problemResponse("no answer in time; retry with the same Idempotency-Key")
 } as const
 
-export interface EntityRoutesOptions {
-  /** the entity types: one set of routes each; default the built-in ones */
-  readonly registry?: DeciderRegistry
+/**
+ * Fields of a record type's PUT and PATCH bodies that never reach its entity (a destination's secret
+ * headers: api/routes/destinationSecrets.ts). They are split off the body and handed to `store`
+ * before the command; the command `store` answers (telling the entity what changed, never a value)
+ * is sent after it.
+ */
+export interface WriteOnlyFields<E, R> {
+  /** the PUT body: the record's fields and the write-only ones (annotated `writeOnly` for OpenAPI) */
+  readonly putBody: Schema.Top
+  /** the write-only fields' names */
+  readonly names: ReadonlyArray<string>
+  /**
+   * Runs before every PUT and PATCH of the type (it may check the rest too): PUT gets the write-only
+   * fields as given, PATCH their merge patch (either may have none). `rest` is the body without them.
+   */
+  readonly store: (request: {
+    readonly id: string
+    readonly method: "PUT" | "PATCH"
+    readonly writeOnly: Readonly<Record<string, unknown>>
+    readonly rest: Readonly<Record<string, unknown>>
+  }) => Effect.Effect<Schema.Json | undefined, E, R>
 }
 
-export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<AnyRoute<CommandBus | EntityReadModel | EventStore>> => {
+export interface EntityRoutesOptions<E = never, R = never> {
+  /** the entity types: one set of routes each; default the built-in ones */
+  readonly registry?: DeciderRegistry
+  /** per record type, its write-only fields */
+  readonly writeOnly?: Readonly<Record<string, WriteOnlyFields<E, R>>>
+}
+
+export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<E, R> = {}): ReadonlyArray<AnyRoute<CommandBus | EntityReadModel | EventStore | R>> => {
   const commandId = (principal: Principal, type: string, id: string, key: string | undefined) =>
     key === undefined
       ? nextUuidv7
@@ -111,19 +136,51 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
       }
     })
 
+  /** The body split into its write-only fields and the rest (what the command carries). */
+  const split = (body: Readonly<Record<string, unknown>>, names: ReadonlyArray<string>) => {
+    const writeOnly: Record<string, unknown> = {}
+    const rest: Record<string, unknown> = {}
+    for (const [key, value] of Object.entries(body)) (names.includes(key) ? writeOnly : rest)[key] = value
+    return { writeOnly, rest }
+  }
+
+  /** The command with the write-only fields stored first, and the entity told after (answering its final state). */
+  const sendWithWriteOnly = (
+    type: string,
+    id: string,
+    principal: Principal,
+    headers: typeof CommandHeaders.Type,
+    method: "PUT" | "PATCH",
+    body: Readonly<Record<string, unknown>>,
+    action: (rest: Schema.Json) => Schema.Json
+  ) =>
+    Effect.gen(function*() {
+      const hook = options.writeOnly?.[type]
+      if (hook === undefined) return yield* send(type, id, principal, headers, action(body as Schema.Json))
+      const { rest, writeOnly } = split(body, hook.names)
+      const after = yield* hook.store({ id, method, writeOnly, rest })
+      const first = yield* send(type, id, principal, headers, action(rest as Schema.Json))
+      if (after === undefined) return first
+      // its own command id: the If-Match and Idempotency-Key were the first command's
+      const correlation = headers["x-correlation-id"]
+      const second = yield* send(type, id, principal, correlation === undefined ? {} : { "x-correlation-id": correlation }, after)
+      return { ...second, status: first.status }
+    })
+
   /** PUT, PATCH and DELETE of a record type. */
   const recordRoutes = (definition: RecordDecider, Params: Schema.Struct<{ readonly id: Schema.Codec<string, unknown> }>) => {
     const type = definition.type
     const tags = [type]
     const base = `/v1/entities/${type}`
+    const putBody = (options.writeOnly?.[type]?.putBody ?? definition.fields) as Schema.Codec<Schema.JsonObject, unknown>
     return [
       route({
         method: "PUT", url: `${base}/:id`, tags, roles: ["service"], admission: "commands",
         summary: `Create (201) or replace (200) a ${type}`,
-        params: Params, headers: CommandHeaders, body: definition.fields,
+        params: Params, headers: CommandHeaders, body: putBody,
         responses: { 200: { description: "replaced", schema: EntityResponse }, 201: { description: "created", schema: EntityResponse }, ...commandProblems },
         handler: ({ params, headers, body, principal }) =>
-          send(type, params.id, principal, headers, { _tag: "Put", fields: body })
+          sendWithWriteOnly(type, params.id, principal, headers, "PUT", body, (fields) => ({ _tag: "Put", fields }))
       }),
       route({
         method: "PATCH", url: `${base}/:id`, tags, roles: ["service"], admission: "commands",
@@ -131,7 +188,7 @@ export const entityRoutes = (options: EntityRoutesOptions = {}): ReadonlyArray<A
         params: Params, headers: CommandHeaders, body: MergePatch, consumes: ["application/merge-patch+json", "application/json"],
         responses: { 200: { description: "patched", schema: EntityResponse }, ...commandProblems },
         handler: ({ params, headers, body, principal }) =>
-          send(type, params.id, principal, headers, { _tag: "Patch", patch: body })
+          sendWithWriteOnly(type, params.id, principal, headers, "PATCH", body, (patch) => ({ _tag: "Patch", patch }))
       }),
       route({
         method: "DELETE", url: `${base}/:id`, tags, roles: ["service"], admission: "commands",

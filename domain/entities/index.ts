@@ -6,6 +6,7 @@ import type { AnyDecider } from "../Decider.ts"
 import { advertiser } from "./advertiser.ts"
 import { app } from "./app.ts"
 import { campaign } from "./campaign.ts"
+import { destination } from "./destination.ts"
 import { partner } from "./partner.ts"
 import { strategy } from "./strategy.ts"
 import { userprofile } from "./userprofile.ts"
@@ -15,6 +16,7 @@ export const deciders: ReadonlyArray<AnyDecider> = [
   campaign,
   strategy,
   partner,
+  destination,
   userprofile,
   app
 ]

@@ -60,5 +60,5 @@ describe("uploads across a crash", () => {
       assert.strictEqual(kept.length, 1)
       assert.isTrue(readFileSync(join(dataDir, "uploads", "acme", kept[0]!)).equals(file))
       yield* stopProcess(second, "SIGTERM")
-    }))
+    }), 180_000)
 })

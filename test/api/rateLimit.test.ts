@@ -117,7 +117,7 @@ layer(layerTestApp(routes, { rateLimit }), { excludeTestServices: true, timeout:
       assert.match(problem.detail, /0\.5 requests a second \(bursts of 2\)/)
 
       assert.strictEqual((yield* get("/v1/test/ping", b)).status, 200)
-      yield* eventually(get("/v1/test/ping", a), (res) => res.status === 200, "10 seconds")
+      yield* eventually(get("/v1/test/ping", a), (res) => res.status === 200, "30 seconds")
     }))
 
   it.effect("a heavier route takes more of the bucket; a role's override applies; public routes are not limited", () =>

@@ -66,5 +66,5 @@ describe("npm start", () => {
       const open = entries.filter((e) => e.mode !== (e.dir ? 0o700 : 0o600)).map((e) => `${e.path.slice(dataDir.length + 1)} ${e.mode.toString(8)}`)
       assert.deepStrictEqual(open, [], "readable or writable by others")
       assert.strictEqual(yield* stopProcess(platform, "SIGTERM"), 0)
-    }))
+    }), 120_000)
 })

@@ -1,0 +1,177 @@
+/**
+ * Destinations (issue 9, item 1): where a partner receives the platform's segment memberships — a
+ * record belonging to a partner (its `partnerId` must exist), with history and asOf like any entity.
+ * On top of Put/Patch/Delete, two commands of its own:
+ * - `RecordSecretsChange`: the secret headers (credentials sent to the partner) live encrypted in
+ *   their own store (domain/delivery/DestinationSecrets.ts); history records only their names.
+ * - `DiscardDeadLetter`: a dead letter thrown away by a person, the reason kept in history.
+ */
+import { Result, Schema } from "effect"
+import { decider } from "../Decider.ts"
+import { EntityNotFound } from "../entity.ts"
+import { Uint64String } from "../ids.ts"
+import { IsoDateTime } from "../isoDateTime.ts"
+import { HeaderName, HeaderValue, headerIssues } from "./headers.ts"
+import { PartnerId } from "./partner.ts"
+import { Delete, EntityCreated, EntityDeleted, EntityUpdated, Patch, Put, recordDecider, RecordState } from "./record.ts"
+
+/** A lowercase slug: it becomes a NATS subject token (`deliver.<destination>.<lane>`) and a KV key. */
+export const DestinationId = Schema.String.check(Schema.isPattern(/^[a-z][a-z0-9-]{0,62}$/, {
+  identifier: "DestinationId",
+  description: "lowercase slug: a letter, then up to 62 letters, digits or '-'",
+  examples: ["acme-dsp"]
+}))
+
+/** Plain headers, kept in history (readable by auditors): nothing secret. */
+export const Headers = Schema.Record(HeaderName, HeaderValue).annotate({ description: "sent with every request; kept in history, so nothing secret (see secretHeaders)" })
+
+const HttpUrl = Schema.String.check(
+  Schema.isMaxLength(2_048),
+  Schema.makeFilter((s: string) => {
+    if (!URL.canParse(s)) return "Expected an absolute http or https URL"
+    const url = new URL(s)
+    if (url.protocol !== "http:" && url.protocol !== "https:") return "Expected an http or https URL"
+    // the URL is kept in history: credentials in it would be readable by every auditor
+    if (url.username !== "" || url.password !== "") return "no credentials in the URL (it is kept in history): use secretHeaders"
+    return true
+  }, { description: "absolute http(s) URL, without user:password" })
+)
+
+const intBetween = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }))
+
+const fields = {
+  partnerId: PartnerId,
+  url: HttpUrl,
+  method: Schema.optionalKey(Schema.Literals(["POST", "PUT"]).annotate({ description: "default POST" })),
+  headers: Schema.optionalKey(Headers),
+  format: Schema.Literals(["single", "json-array", "ndjson"]).annotate({
+    description: "single: one record per request (a JSON object); json-array / ndjson: up to batchSize records per request"
+  }),
+  batchSize: Schema.optionalKey(intBetween(1, 10_000).annotate({ description: "records per request for json-array / ndjson; default 100 (1 for single)" })),
+  ratePerSecond: Schema.Finite.check(Schema.isGreaterThan(0), Schema.isLessThanOrEqualTo(100_000)).annotate({
+    description: "requests per second at most, in any sliding one-second window, all owners together"
+  }),
+  maxInFlight: Schema.optionalKey(intBetween(1, 10_000).annotate({ description: "requests awaiting an answer at once; default 64" })),
+  timeoutMs: Schema.optionalKey(intBetween(100, 300_000).annotate({ description: "per request; default 10000" })),
+  maxAttempts: Schema.optionalKey(intBetween(1, 100).annotate({ description: "attempts of a request (5xx, timeout, connection error) before it is a dead letter; default 8" })),
+  segmentIds: Schema.Array(Uint64String).check(Schema.isMinLength(1), Schema.isMaxLength(1_000)).annotate({ description: "the segments whose memberships it receives" }),
+  refreshEvery: Schema.optionalKey(intBetween(60, 31_536_000).annotate({ description: "seconds between scheduled refreshes (every current member); none by default" })),
+  lanes: Schema.optionalKey(intBetween(1, 16).annotate({ description: "owners its limit is split over, each with ratePerSecond / lanes; default 1" }))
+}
+
+const rules = Schema.makeFilter((d: {
+  readonly format: string
+  readonly batchSize?: number | undefined
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  readonly segmentIds: ReadonlyArray<string>
+}): ReadonlyArray<Schema.FilterIssue> => [
+  ...(d.format === "single" && d.batchSize !== undefined && d.batchSize !== 1
+    ? [{ path: ["batchSize"], issue: "format single sends one record per request: leave batchSize out (or 1)" }]
+    : []),
+  ...headerIssues(d.headers ?? {}, "headers", { secrets: "refuse" }),
+  ...d.segmentIds.flatMap((id, i) => d.segmentIds.indexOf(id) === i ? [] : [{ path: ["segmentIds", i], issue: `segment ${id} is listed twice` }])
+])
+
+export const Destination = Schema.Struct(fields).check(rules).annotate({ identifier: "Destination" })
+export type Destination = typeof Destination.Type
+
+/**
+ * Credentials the partner's API wants (an `Authorization` header, an API key): write-only, encrypted
+ * at rest, never in history nor in an answer; the entity shows their names only.
+ */
+export const SecretHeaders = Schema.Record(HeaderName, HeaderValue).annotate({
+  writeOnly: true,
+  description: "write-only: sent with every request, kept encrypted outside history, never returned (the state lists their names)"
+})
+
+/** PUT /v1/entities/destination/{id}: the fields and the secret headers (split off before the command). */
+export const DestinationPut = Schema.Struct({ ...fields, secretHeaders: Schema.optionalKey(SecretHeaders) })
+  .check(rules)
+  .check(Schema.makeFilter((d: { readonly headers?: Readonly<Record<string, string>> | undefined; readonly secretHeaders?: Readonly<Record<string, string>> | undefined }) => {
+    const plain = new Set(Object.keys(d.headers ?? {}).map((n) => n.toLowerCase()))
+    const secret = d.secretHeaders ?? {}
+    return [
+      ...headerIssues(secret, "secretHeaders", { secrets: "allow" }),
+      ...Object.keys(secret).flatMap((name) => plain.has(name.toLowerCase()) ? [{ path: ["secretHeaders", name], issue: `${name} is also a plain header` }] : [])
+    ]
+  }))
+  .annotate({ identifier: "DestinationPut" })
+
+/** Sent by the PUT/PATCH routes after the secret store changed: the names only. */
+const secretsChange = {
+  headerNames: Schema.Array(Schema.String),
+  /** when the store changed (the command carries time: deciding stays deterministic) */
+  at: Schema.optionalKey(IsoDateTime)
+}
+export const RecordSecretsChange = Schema.TaggedStruct("RecordSecretsChange", secretsChange)
+export const SecretsChanged = Schema.TaggedStruct("SecretsChanged", secretsChange)
+
+const discard = {
+  /** the dead letter's id (domain/delivery/DeadLetter.ts) */
+  deadLetterId: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(512)),
+  reason: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(2_000)),
+  /** how many records it held */
+  records: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+}
+/** Sent by `DELETE /v1/destinations/{id}/dead-letters/{deadLetterId}`: the reason is kept in history. */
+export const DiscardDeadLetter = Schema.TaggedStruct("DiscardDeadLetter", discard)
+export const DeadLetterDiscarded = Schema.TaggedStruct("DeadLetterDiscarded", discard)
+
+export const DestinationCommand = Schema.Union([Put, Patch, Delete, RecordSecretsChange, DiscardDeadLetter])
+export type DestinationCommand = typeof DestinationCommand.Type
+export const DestinationEvent = Schema.Union([EntityCreated, EntityUpdated, EntityDeleted, SecretsChanged, DeadLetterDiscarded])
+export type DestinationEvent = typeof DestinationEvent.Type
+
+export const DestinationState = Schema.Struct({
+  ...RecordState.fields,
+  /** the names of its secret headers (never their values) */
+  secretHeaders: Schema.optionalKey(Schema.Array(Schema.String))
+})
+export type DestinationState = typeof DestinationState.Type
+
+const record = recordDecider({ type: "destination", id: DestinationId, fields: Destination, parent: { type: "partner", field: "partnerId" } })
+
+const base = decider<DestinationCommand, DestinationEvent, DestinationState>({
+  ...record,
+  command: DestinationCommand,
+  event: DestinationEvent,
+  state: DestinationState,
+  decide: (command, state, context) => {
+    switch (command._tag) {
+      case "RecordSecretsChange": {
+        if (state.status !== "live") return Result.fail(new EntityNotFound({ entityType: context.entityType, entityId: context.entityId }))
+        const names = [...new Set(command.headerNames.map((n) => n.toLowerCase()))].sort()
+        const same = state.secretHeaders !== undefined && state.secretHeaders.join("\n") === names.join("\n")
+        return Result.succeed(same ? [] : [SecretsChanged.make({ headerNames: names, ...(command.at === undefined ? {} : { at: command.at }) })])
+      }
+      case "DiscardDeadLetter":
+        // a deleted destination's dead letters may still be discarded
+        if (state.status === "absent") return Result.fail(new EntityNotFound({ entityType: context.entityType, entityId: context.entityId }))
+        return Result.succeed([DeadLetterDiscarded.make({ deadLetterId: command.deadLetterId, reason: command.reason, records: command.records })])
+      default:
+        return record.decide(command, state, context)
+    }
+  },
+  evolve: (state, event) => {
+    switch (event._tag) {
+      case "SecretsChanged":
+        return { ...state, secretHeaders: event.headerNames }
+      case "DeadLetterDiscarded":
+        return state
+      default: {
+        // the secret store keeps a destination's secrets through a delete, so its state does too
+        const next = record.evolve(state, event)
+        return state.secretHeaders === undefined ? next : { ...next, secretHeaders: state.secretHeaders }
+      }
+    }
+  },
+  toJson: (state) => {
+    const fields = record.toJson(state)
+    return fields === null || state.secretHeaders === undefined ? fields : { ...fields, secretHeaders: [...state.secretHeaders] }
+  },
+  outcomes: { ...record.outcomes, SecretsChanged: "updated", DeadLetterDiscarded: "updated" },
+  staleRevision: (command, state, context) =>
+    command._tag === "RecordSecretsChange" || command._tag === "DiscardDeadLetter" ? undefined : record.staleRevision?.(command, state, context)
+})
+
+export const destination = { ...base, fields: record.fields, parent: record.parent! }

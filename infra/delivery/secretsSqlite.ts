@@ -1,0 +1,111 @@
+/**
+ * Destinations' secret headers (DestinationSecrets) in DATA_DIR/delivery-secrets.db (0600), apart from
+ * the destination entity, whose history records only their names. Each value is encrypted with
+ * AES-256-GCM under its own random 96-bit IV; the destination and header name are its additional
+ * data, so a value copied to another row does not decrypt. Each row names the key it was encrypted
+ * with (a fingerprint): opening the store with another key fails at once (SecretsError), and a value
+ * that does not authenticate is SecretsUndecryptable: never garbage sent to a partner.
+ */
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto"
+import { Clock, Effect, Layer, Redacted } from "effect"
+import { DestinationSecrets, SecretsError, type SecretHeaders, SecretsUndecryptable } from "../../domain/delivery/DestinationSecrets.ts"
+import { openSharedSqlite } from "../ingest/sqliteFile.ts"
+import { transaction } from "../sqliteTransaction.ts"
+
+const algorithm = "aes-256-gcm"
+
+/** Names the key without revealing it: the first bytes of a hash of it. */
+export const keyFingerprint = (key: Uint8Array): string => createHash("sha256").update("tributary-delivery-secrets\n").update(key).digest("hex").slice(0, 16)
+
+interface Row {
+  readonly name: string
+  readonly iv: Uint8Array
+  readonly tag: Uint8Array
+  readonly ciphertext: Uint8Array
+}
+
+export const layerSqlite = (options: { readonly path: string; readonly key: Redacted.Redacted<Uint8Array> }) =>
+  Layer.effect(
+    DestinationSecrets,
+    Effect.gen(function*() {
+      const fail = (operation: string) => (cause: unknown) => new SecretsError({ operation, cause })
+      const key = Redacted.value(options.key)
+      if (key.length !== 32) return yield* new SecretsError({ operation: "open", cause: "the key must be 32 bytes (AES-256)" })
+      const fingerprint = keyFingerprint(key)
+      const db = yield* Effect.acquireRelease(
+        Effect.try({
+          try: () => {
+            const db = openSharedSqlite(options.path)
+            db.exec(`CREATE TABLE IF NOT EXISTS destination_secrets (
+              destination TEXT NOT NULL, name TEXT NOT NULL, iv BLOB NOT NULL, tag BLOB NOT NULL, ciphertext BLOB NOT NULL,
+              key_id TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (destination, name))`)
+            return db
+          },
+          catch: fail("open")
+        }),
+        (db) => Effect.sync(() => db.close())
+      )
+      const others = db.prepare(`SELECT count(*) AS n FROM destination_secrets WHERE key_id <> ?`).get(fingerprint) as { readonly n: number }
+      if (others.n > 0) {
+        return yield* new SecretsError({
+          operation: "open",
+          cause: `${others.n} stored secret header(s) were encrypted with another key than DELIVERY_SECRETS_KEY (or DATA_DIR/delivery-secrets.key): set the key they were stored with, or delete ${options.path} and set the destinations' secretHeaders again`
+        })
+      }
+      const rows = db.prepare(`SELECT name, iv, tag, ciphertext FROM destination_secrets WHERE destination = ? ORDER BY name`)
+      const namesOf = db.prepare(`SELECT name FROM destination_secrets WHERE destination = ? ORDER BY name`)
+      const upsert = db.prepare(`INSERT INTO destination_secrets (destination, name, iv, tag, ciphertext, key_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (destination, name) DO UPDATE SET iv = excluded.iv, tag = excluded.tag, ciphertext = excluded.ciphertext, key_id = excluded.key_id, updated_at = excluded.updated_at`)
+      const removeOne = db.prepare(`DELETE FROM destination_secrets WHERE destination = ? AND name = ?`)
+      const removeAll = db.prepare(`DELETE FROM destination_secrets WHERE destination = ?`)
+
+      const aad = (destination: string, name: string) => Buffer.from(`${destination}\n${name}`)
+      const encrypt = (destination: string, name: string, value: string) => {
+        const iv = randomBytes(12)
+        const cipher = createCipheriv(algorithm, key, iv).setAAD(aad(destination, name))
+        const ciphertext = Buffer.concat([cipher.update(value, "utf8"), cipher.final()])
+        return { iv, tag: cipher.getAuthTag(), ciphertext }
+      }
+      const decrypt = (destination: string, row: Row) =>
+        Effect.try({
+          try: () => {
+            const decipher = createDecipheriv(algorithm, key, row.iv).setAAD(aad(destination, row.name)).setAuthTag(row.tag)
+            return Buffer.concat([decipher.update(row.ciphertext), decipher.final()]).toString("utf8")
+          },
+          catch: () => new SecretsUndecryptable({ destination, header: row.name })
+        })
+      const use = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: fail(operation) })
+      const names = (destination: string) => (namesOf.all(destination) as Array<{ readonly name: string }>).map((r) => r.name)
+      const write = (destination: string, replace: boolean, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          use("write secrets", () => {
+            const at = new Date(now).toISOString()
+            // encrypted before the transaction: it holds the file's write lock
+            const sealed = Object.entries(changes).map(([name, value]) => ({
+              name: name.toLowerCase(),
+              sealed: value === null ? null : encrypt(destination, name.toLowerCase(), Redacted.value(value))
+            }))
+            return transaction(db, () => {
+              if (replace) removeAll.run(destination)
+              for (const { name, sealed: s } of sealed) {
+                if (s === null) removeOne.run(destination, name)
+                else upsert.run(destination, name, s.iv, s.tag, s.ciphertext, fingerprint, at)
+              }
+              return names(destination)
+            })
+          }))
+
+      return DestinationSecrets.of({
+        put: (destination, headers) => write(destination, true, headers),
+        patch: (destination, changes) => write(destination, false, changes),
+        get: (destination) =>
+          Effect.flatMap(use("read secrets", () => rows.all(destination) as unknown as Array<Row>), (found) =>
+            Effect.map(
+              Effect.forEach(found, (row) => Effect.map(decrypt(destination, row), (value) => [row.name, Redacted.make(value)] as const)),
+              (entries): SecretHeaders => Object.fromEntries(entries)
+            )),
+        names: (destination) => use("read secrets", () => names(destination)),
+        remove: (destination) => use("remove secrets", () => void removeAll.run(destination))
+      })
+    })
+  )

@@ -1,0 +1,109 @@
+/**
+ * DeviceStore on SQLite (`DATA_DIR/devices.db`, shared by the processes on one DATA_DIR, fsynced at
+ * every commit). Compact rows: a device is a 16-byte key in WITHOUT ROWID tables (no hidden rowid,
+ * no second index); its dedupe state is the varint blob of domain/events/dedupe.ts (1–3 bytes for a
+ * device with no gap), kept apart from its sessions so the dedupe footprint is measured alone. Open
+ * sessions are found by a partial index over the devices that have one. Outbox ids come from
+ * AUTOINCREMENT, so they never go back even once every row was published and deleted.
+ */
+import type { DatabaseSync } from "node:sqlite"
+import { Effect, Layer } from "effect"
+import type { OutboxKind, OutboxRow } from "../../domain/events/CleanOutbox.ts"
+import { decode as decodeDedupe, encode as encodeDedupe } from "../../domain/events/dedupe.ts"
+import { type DeviceCommit, type DeviceSessions, type DeviceState, DeviceStore, DeviceStoreError } from "../../domain/events/DeviceStore.ts"
+import { openSharedSqlite } from "../ingest/sqliteFile.ts"
+import { transaction } from "../sqliteTransaction.ts"
+
+const schema = `
+  CREATE TABLE IF NOT EXISTS dedupe (device BLOB PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS sessions (device BLOB PRIMARY KEY, app TEXT NOT NULL, touched INTEGER, state TEXT NOT NULL) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS sessions_idle ON sessions (app, touched) WHERE touched IS NOT NULL;
+  CREATE TABLE IF NOT EXISTS consumed (app TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (app, seq)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL);
+  CREATE INDEX IF NOT EXISTS outbox_app ON outbox (app, id);
+`
+
+const keyBytes = (hex: string) => Buffer.from(hex, "hex")
+
+
+const make = (path: string) =>
+  Effect.gen(function*() {
+    const db: DatabaseSync = yield* Effect.acquireRelease(
+      Effect.try({ try: () => openSharedSqlite(path), catch: (cause) => new DeviceStoreError({ operation: "open", cause }) }),
+      (db) => Effect.sync(() => db.close())
+    )
+    db.exec(schema)
+    const run = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: (cause) => new DeviceStoreError({ operation, cause }) })
+
+    const selectDedupe = db.prepare("SELECT state FROM dedupe WHERE device = ?")
+    const selectSessions = db.prepare("SELECT state FROM sessions WHERE device = ?")
+    const upsertDedupe = db.prepare("INSERT INTO dedupe (device, state) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET state = excluded.state")
+    const upsertSessions = db.prepare(
+      "INSERT INTO sessions (device, app, touched, state) VALUES (?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET touched = excluded.touched, state = excluded.state"
+    )
+    const insertOutbox = db.prepare("INSERT INTO outbox (app, kind, body) VALUES (?, ?, ?)")
+    const insertConsumed = db.prepare("INSERT OR IGNORE INTO consumed (app, seq) VALUES (?, ?)")
+    const deleteConsumed = db.prepare("DELETE FROM consumed WHERE app = ? AND seq = ?")
+    const selectConsumed = db.prepare("SELECT 1 AS found FROM consumed WHERE app = ? AND seq = ?")
+    const selectIdle = db.prepare("SELECT device FROM sessions WHERE app = ? AND touched IS NOT NULL AND touched <= ? LIMIT ?")
+    const selectOpenApps = db.prepare("SELECT DISTINCT app FROM sessions WHERE touched IS NOT NULL")
+    const selectOutbox = db.prepare("SELECT id, kind, body FROM outbox WHERE app = ? AND id > ? ORDER BY id LIMIT ?")
+    const deleteOutbox = db.prepare("DELETE FROM outbox WHERE id = ?")
+
+    const load = (keys: ReadonlyArray<string>) =>
+      run("load", () => {
+        const states = new Map<string, Partial<DeviceState>>()
+        for (const key of keys) {
+          const bytes = keyBytes(key)
+          const dedupe = selectDedupe.get(bytes) as { state: Uint8Array } | undefined
+          const sessions = selectSessions.get(bytes) as { state: string } | undefined
+          if (dedupe === undefined && sessions === undefined) continue
+          states.set(key, {
+            ...(dedupe === undefined ? {} : { dedupe: decodeDedupe(dedupe.state) }),
+            ...(sessions === undefined ? {} : { sessions: JSON.parse(sessions.state) as DeviceSessions })
+          })
+        }
+        return states as ReadonlyMap<string, Partial<DeviceState>>
+      })
+
+    const commit = (batch: DeviceCommit) =>
+      run("commit", () =>
+        transaction(db, () => {
+          for (const [key, state] of batch.dedupe) upsertDedupe.run(keyBytes(key), encodeDedupe(state))
+          for (const [key, sessions] of batch.sessions) {
+            upsertSessions.run(keyBytes(key), batch.app, sessions.state.open?.touched ?? null, JSON.stringify(sessions))
+          }
+          for (const row of batch.outbox) insertOutbox.run(batch.app, row.kind, row.body)
+          for (const seq of batch.consumed) insertConsumed.run(batch.app, seq)
+          for (const seq of batch.acknowledged) deleteConsumed.run(batch.app, seq)
+        }))
+
+    const consumed = (app: string, seqs: ReadonlyArray<number>) =>
+      run("consumed", () => new Set(seqs.filter((seq) => selectConsumed.get(app, seq) !== undefined)) as ReadonlySet<number>)
+
+    const idle = (app: string, before: number, limit: number) =>
+      run("idle", () => (selectIdle.all(app, before, limit) as Array<{ device: Uint8Array }>).map((row) => Buffer.from(row.device).toString("hex")))
+
+    const appsWithOpenSessions = run("open apps", () => (selectOpenApps.all() as Array<{ app: string }>).map((row) => row.app))
+
+    const outbox = (app: string, afterId: number, limit: number) =>
+      run("outbox", () =>
+        (selectOutbox.all(app, afterId, limit) as Array<{ id: number; kind: string; body: string }>).map((row): OutboxRow => ({
+          id: Number(row.id),
+          kind: row.kind as OutboxKind,
+          body: row.body
+        })))
+
+    const published = (ids: ReadonlyArray<number>) =>
+      ids.length === 0 ? Effect.void : run("published", () => transaction(db, () => ids.forEach((id) => deleteOutbox.run(id))))
+
+    const footprint = run("footprint", () => {
+      const pages = db.prepare("SELECT COALESCE(SUM(pgsize), 0) AS bytes FROM dbstat WHERE name = 'dedupe'").get() as { bytes: number }
+      const devices = db.prepare("SELECT COUNT(*) AS n FROM dedupe").get() as { n: number }
+      return { bytes: Number(pages.bytes), devices: Number(devices.n) }
+    })
+
+    return DeviceStore.of({ load, commit, consumed, idle, appsWithOpenSessions, outbox, published, footprint })
+  })
+
+export const layerSqlite = (options: { readonly path: string }) => Layer.effect(DeviceStore, make(options.path))

@@ -1,0 +1,87 @@
+/**
+ * EventsQueue on JetStream: one durable pull consumer per app on EVENTS (`events-<app>`, single filter
+ * `events.<app>`: work queue filters must not overlap). Taking an app re-creates its consumer, so
+ * every batch a killed holder had pulled and not acknowledged arrives again at once, oldest first.
+ * A batch is acknowledged with the server's confirmation (`ackAck`), after devices.db committed it.
+ */
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
+import type { JsMsg } from "@nats-io/jetstream"
+import { nanos } from "@nats-io/transport-node"
+import { Duration, Effect, Layer, Option, Schema, Stream } from "effect"
+import { type EventsDelivery, eventsConsumerName, EventsQueue, EventsQueueError } from "../../domain/events/EventsQueue.ts"
+import { EventBatch } from "../../domain/events/SdkEvent.ts"
+import { allEvents, eventsSubject, StreamNames } from "../../domain/subjects.ts"
+import { makeDeadLetterWriter } from "../nats/deadLetters.ts"
+import { freshConsumer, isApiError } from "../nats/freshConsumer.ts"
+import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
+
+export interface EventsQueueOptions {
+  /** how long JetStream waits before delivering a batch again that its holder did not acknowledge; default 1 minute */
+  readonly ackWait?: Duration.Input
+  /** batches of one app pulled and not acknowledged yet; default 1,024 */
+  readonly maxAckPending?: number
+}
+
+const decodeBatch = Schema.decodeUnknownOption(Schema.fromJsonString(EventBatch))
+const toQueueError = (error: NatsError) => new EventsQueueError({ operation: error.operation, cause: error.cause })
+
+const make = (options: EventsQueueOptions) => Effect.gen(function*() {
+  const { jetstream, manager } = yield* Nats
+  const deadLetters = yield* makeDeadLetterWriter
+  const maxAckPending = options.maxAckPending ?? 1_024
+
+  const apps = tryNats("events subjects", () => manager.streams.info(StreamNames.events, { subjects_filter: allEvents })).pipe(
+    Effect.map((info) => Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice("events.".length))),
+    Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.StreamNotFound), () => Effect.succeed([])),
+    Effect.mapError(toQueueError)
+  )
+
+  const take = (app: string) =>
+    Effect.gen(function*() {
+      const consumer = yield* freshConsumer({ jetstream, manager }, StreamNames.events, {
+        durable_name: eventsConsumerName(app),
+        filter_subject: eventsSubject(app),
+        deliver_policy: DeliverPolicy.All,
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: nanos(Duration.toMillis(options.ackWait ?? "1 minute")),
+        max_ack_pending: maxAckPending
+      })
+      const toDelivery = (msg: JsMsg): Effect.Effect<Option.Option<EventsDelivery>> => {
+        const batch = decodeBatch(msg.string())
+        if (Option.isNone(batch) || batch.value.app !== app) {
+          return deadLetters.write({
+            reason: "undecodable",
+            detail: Option.isNone(batch) ? "not an EventBatch" : `a batch of app ${batch.value.app} on ${msg.subject}`,
+            stream: StreamNames.events,
+            subject: msg.subject,
+            streamSequence: msg.seq,
+            deliveries: msg.info.deliveryCount,
+            headers: msg.headers,
+            data: msg.data
+          }).pipe(
+            Effect.andThen(Effect.sync(() => msg.ack())),
+            Effect.catch((error) => Effect.logWarning("dead letter: could not write; the events message stays", { subject: msg.subject, seq: msg.seq, error })),
+            Effect.as(Option.none())
+          )
+        }
+        return Effect.succeedSome({
+          batch: batch.value,
+          seq: msg.seq,
+          ack: tryNats("ack", () => msg.ackAck()).pipe(Effect.asVoid, Effect.mapError(toQueueError))
+        })
+      }
+      const messages = yield* Effect.acquireRelease(
+        tryNats("consume", () => consumer.consume({ max_messages: Math.min(maxAckPending, 256) })),
+        (messages) => Effect.promise(() => messages.close()).pipe(Effect.ignore)
+      )
+      return Stream.fromAsyncIterable(messages, (cause) => new EventsQueueError({ operation: "consume", cause })).pipe(
+        Stream.mapEffect(toDelivery),
+        Stream.filter(Option.isSome),
+        Stream.map((some) => some.value)
+      )
+    }).pipe(Effect.mapError((error) => error instanceof EventsQueueError ? error : toQueueError(error)))
+
+  return EventsQueue.of({ apps, take })
+})
+
+export const layerJetStream = (options: EventsQueueOptions = {}) => Layer.effect(EventsQueue, make(options))

@@ -1,0 +1,98 @@
+/**
+ * The device pipeline on a running platform (real nats-server, real devices.db): batches published
+ * on EVENTS as the intake does come out on EVENTS_CLEAN once per (device, seq) — replays in the same
+ * batch, in later batches and with device times three months old are dropped — and an open … close
+ * comes out as one SessionEnded on SESSIONS.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import type { CleanEvent, SessionEnded } from "../../../domain/events/CleanEvent.ts"
+import type { EventBatch, SdkEvent } from "../../../domain/events/SdkEvent.ts"
+import { eventsSubject, StreamNames } from "../../../domain/subjects.ts"
+import { Nats, tryNats } from "../../../infra/nats/Nats.ts"
+import { eventually } from "../../fixtures/http.ts"
+import { streamMessages } from "../../fixtures/jetstreamContents.ts"
+import { layerTestPlatform } from "../../fixtures/platform.ts"
+
+const APP = "4242"
+const now = Date.parse("2026-11-28T12:00:00Z")
+const at = (ms: number) => new Date(ms).toISOString()
+const threeMonthsAgo = now - 92 * 86_400_000
+
+const event = (deviceId: string, seq: number, time: number, type: SdkEvent["type"] = "custom"): SdkEvent => ({
+  deviceId,
+  seq,
+  time: at(time),
+  type,
+  ...(type === "custom" ? { name: "level_up", props: { level: seq } } : {}),
+  dims: { platform: "ios", country: "FR" }
+})
+
+const publish = (events: ReadonlyArray<SdkEvent>) =>
+  Effect.gen(function*() {
+    const { jetstream } = yield* Nats
+    const batch: EventBatch = { app: APP, receivedAt: at(now), events }
+    yield* tryNats("publish", () => jetstream.publish(eventsSubject(APP), JSON.stringify(batch)))
+  })
+
+const clean = Effect.map(streamMessages(StreamNames.eventsClean), (messages) => messages.map((m) => m.body as CleanEvent))
+const sessions = Effect.map(streamMessages(StreamNames.sessions), (messages) => messages.map((m) => m.body as SessionEnded))
+
+layer(layerTestPlatform({ SESSION_CHECK_INTERVAL: "1 hour" }), { excludeTestServices: true, timeout: 60_000 })("the device pipeline", (it) => {
+  it.effect("counts every (device, seq) once on EVENTS_CLEAN: replays in a batch, across batches and three months late are dropped", () =>
+    Effect.gen(function*() {
+      const distinct = new Set<string>()
+      const send = (events: Array<SdkEvent>) => {
+        events.forEach((e) => distinct.add(`${e.deviceId}#${e.seq}`))
+        return publish(events)
+      }
+      // batch 1: three devices, seq 0..9, with copies inside the batch
+      const first = ["a", "b", "c"].flatMap((d) => Array.from({ length: 10 }, (_, seq) => event(d, seq, now - 60_000 + seq * 1000)))
+      yield* send([...first, first[3]!, first[12]!, first[3]!])
+      // batch 2: copies of batch 1 (reordered) and new seqs 10..14, one seq missing (never comes: 15)
+      const second = ["a", "b", "c"].flatMap((d) => Array.from({ length: 5 }, (_, i) => event(d, 10 + i, now + i * 1000)))
+      yield* send([...first.slice(0, 8).reverse(), ...second, event("a", 16, now + 10_000)])
+      // batch 3: a device back after three months: copies of old seqs with old times, and new old events
+      const old = Array.from({ length: 6 }, (_, seq) => event("old", seq, threeMonthsAgo + seq * 1000))
+      yield* send(old)
+      yield* send([...old.slice(0, 4), event("old", 6, threeMonthsAgo + 7_000), event("a", 2, threeMonthsAgo), event("b", 0, threeMonthsAgo)])
+      // batch 4: the same again, much later
+      yield* send([...first, ...second, ...old])
+
+      const seen = yield* eventually(clean, (events) => events.filter((e) => e.app === APP).length >= distinct.size, "40 seconds")
+      // every batch consumed (EVENTS is a work queue: acknowledged batches are gone) …
+      yield* eventually(Effect.map(streamMessages(StreamNames.events), (m) => m.length), (n) => n === 0, "40 seconds")
+      const ids = (yield* clean).filter((e) => e.app === APP).map((e) => `${e.deviceId}#${e.seq}`)
+      // … and each distinct event is there exactly once
+      assert.strictEqual(ids.length, distinct.size, `clean events: ${ids.length}, distinct: ${distinct.size}`)
+      assert.deepStrictEqual(new Set(ids), distinct)
+      assert.isAtLeast(seen.length, distinct.size)
+      // the first copy is the one kept: the three-month-old copy of a#2 did not replace its time
+      const a2 = (yield* clean).find((e) => e.deviceId === "a" && e.seq === 2)!
+      assert.strictEqual(a2.time, at(now - 60_000 + 2_000))
+      assert.strictEqual(a2.dims.country, "FR")
+      assert.strictEqual(a2.receivedAt, at(now))
+    }))
+
+  it.effect("turns an open … close into one SessionEnded on SESSIONS, its events carrying the session id", () =>
+    Effect.gen(function*() {
+      const t0 = now + 3_600_000
+      yield* publish([
+        event("s1", 0, t0, "open"),
+        event("s1", 1, t0 + 5_000, "impression"),
+        event("s1", 2, t0 + 10_000, "background"),
+        event("s1", 3, t0 + 39_000, "foreground"),
+        event("s1", 4, t0 + 60_000, "close")
+      ])
+      const ended = yield* eventually(sessions, (all) => all.some((s) => s.deviceId === "s1"), "40 seconds")
+      const session = ended.find((s) => s.deviceId === "s1")!
+      assert.strictEqual(session.app, APP)
+      assert.strictEqual(session.start, at(t0))
+      assert.strictEqual(session.durationSeconds, 60)
+      assert.strictEqual(session.endedBy, "close")
+      assert.deepStrictEqual(session.events, { open: 1, impression: 1, background: 1, foreground: 1, close: 1 })
+      assert.strictEqual(session.dims.platform, "ios")
+      const events = (yield* eventually(clean, (all) => all.filter((e) => e.deviceId === "s1").length === 5, "40 seconds")).filter((e) => e.deviceId === "s1")
+      assert.deepStrictEqual(new Set(events.map((e) => e.sessionId)), new Set([session.sessionId]))
+    }))
+})

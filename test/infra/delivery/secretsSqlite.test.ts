@@ -1,0 +1,79 @@
+import { readFileSync, statSync } from "node:fs"
+import { DatabaseSync } from "node:sqlite"
+import { join } from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Layer, Option, Redacted } from "effect"
+import { DestinationSecrets } from "../../../domain/delivery/DestinationSecrets.ts"
+import { deliverySecretsKey, keyFileName } from "../../../infra/delivery/secretsKey.ts"
+import { layerSqlite } from "../../../infra/delivery/secretsSqlite.ts"
+import { tempDir } from "../../fixtures/tempDir.ts"
+
+const secret = "Bearer sk_live_0123456789abcdef"
+const keyA = Redacted.make(new Uint8Array(32).fill(7))
+const keyB = Redacted.make(new Uint8Array(32).fill(9))
+
+const withStore = <A, E>(path: string, key: Redacted.Redacted<Uint8Array>, f: (secrets: DestinationSecrets["Service"]) => Effect.Effect<A, E>) =>
+  Effect.gen(function*() { return yield* f(yield* DestinationSecrets) }).pipe(Effect.provide(Layer.fresh(layerSqlite({ path, key }))))
+
+const values = (headers: Readonly<Record<string, Redacted.Redacted<string>>>) =>
+  Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, Redacted.value(value)]))
+
+describe("destination secrets in SQLite", () => {
+  it.effect("keeps values encrypted: the raw file holds no value, and the key decrypts them", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir("secrets"), "delivery-secrets.db")
+      const names = yield* withStore(path, keyA, (s) => s.put("acme-dsp", { Authorization: Redacted.make(secret), "x-api-key": Redacted.make("k-42-secret-value") }))
+      assert.deepStrictEqual(names, ["authorization", "x-api-key"])
+      // the file, its WAL and the rows hold no value in clear
+      const raw = ["", "-wal"].map((suffix) => { try { return readFileSync(path + suffix).toString("latin1") } catch { return "" } }).join("")
+      assert.notInclude(raw, "sk_live_0123456789abcdef")
+      assert.notInclude(raw, "k-42-secret-value")
+      assert.strictEqual(statSync(path).mode & 0o777, 0o600)
+      const got = yield* withStore(path, keyA, (s) => s.get("acme-dsp"))
+      assert.deepStrictEqual(values(got), { authorization: secret, "x-api-key": "k-42-secret-value" })
+      assert.strictEqual(String(got["authorization"]), "<redacted>")
+    }))
+
+  it.effect("patches (null removes a header), replaces on put, removes", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir("secrets"), "delivery-secrets.db")
+      yield* withStore(path, keyA, (s) => Effect.gen(function*() {
+        yield* s.put("d", { a: Redacted.make("1"), b: Redacted.make("2") })
+        assert.deepStrictEqual(yield* s.patch("d", { b: null, c: Redacted.make("3") }), ["a", "c"])
+        assert.deepStrictEqual(values(yield* s.get("d")), { a: "1", c: "3" })
+        assert.deepStrictEqual(yield* s.put("d", { z: Redacted.make("9") }), ["z"])
+        yield* s.remove("d")
+        assert.deepStrictEqual(yield* s.names("d"), [])
+        assert.deepStrictEqual(values(yield* s.get("other")), {})
+      }))
+    }))
+
+  it.effect("refuses to open with another key, and a tampered value is a typed error, never garbage", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir("secrets"), "delivery-secrets.db")
+      yield* withStore(path, keyA, (s) => s.put("acme-dsp", { authorization: Redacted.make(secret) }))
+      const other = yield* Effect.exit(withStore(path, keyB, (s) => s.get("acme-dsp")))
+      assert.isTrue(Exit.isFailure(other))
+      assert.include(String(Exit.isFailure(other) ? other.cause : ""), "another key")
+      // a value moved to another row (or altered) does not authenticate
+      const db = new DatabaseSync(path)
+      db.prepare(`UPDATE destination_secrets SET destination = 'elsewhere'`).run()
+      db.close()
+      const moved = yield* Effect.flip(withStore(path, keyA, (s) => s.get("elsewhere")))
+      assert.strictEqual(moved._tag, "SecretsUndecryptable")
+    }))
+
+  it.effect("generates a key once into DATA_DIR when none is configured, and refuses a malformed one", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("secrets")
+      const first = yield* deliverySecretsKey(Option.none(), dir)
+      const second = yield* deliverySecretsKey(Option.none(), dir)
+      assert.deepStrictEqual(Redacted.value(first), Redacted.value(second))
+      assert.strictEqual(Redacted.value(first).length, 32)
+      assert.strictEqual(statSync(join(dir, keyFileName)).mode & 0o777, 0o600)
+      const configured = yield* deliverySecretsKey(Option.some(Redacted.make(Buffer.alloc(32, 1).toString("base64"))), dir)
+      assert.deepStrictEqual([...Redacted.value(configured)], [...Buffer.alloc(32, 1)])
+      const bad = yield* Effect.flip(deliverySecretsKey(Option.some(Redacted.make("c2hvcnQ=")), dir))
+      assert.strictEqual(bad._tag, "SecretsError")
+    }))
+})
