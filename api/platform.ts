@@ -17,7 +17,6 @@ import { runEntityActors } from "../actors/entity/runEntityActors.ts"
 import { runEntityReminders } from "../actors/entity/runEntityReminders.ts"
 import { runTranslators } from "../actors/ingest/runTranslators.ts"
 import { runDevicePipelines } from "../actors/events/runDevicePipelines.ts"
-import { noMetadata } from "../actors/events/enrich.ts"
 import * as DeviceStoreSqlite from "../infra/events/deviceStoreSqlite.ts"
 import * as EventsQueueJetStream from "../infra/events/eventsQueue.ts"
 import * as CleanPublisherJetStream from "../infra/events/cleanPublisher.ts"
@@ -29,7 +28,7 @@ import type { DeadLetters } from "../domain/DeadLetters.ts"
 import type { IngestJobs } from "../domain/ingest/Job.ts"
 import type { Intake } from "../domain/ingest/Intake.ts"
 import type { EventIntake } from "../domain/events/EventIntake.ts"
-import type { Metadata } from "../domain/events/Metadata.ts"
+import { Metadata } from "../domain/events/Metadata.ts"
 import type { PartnerCredentials } from "../domain/ingest/PartnerCredentials.ts"
 import type { DestinationSecrets } from "../domain/delivery/DestinationSecrets.ts"
 import * as DeliverySecretsSqlite from "../infra/delivery/secretsSqlite.ts"
@@ -317,14 +316,15 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     deleteUploads: config.uploadRetention === "delete"
   }))
   // A device pipeline per app (one process at a time each): EVENTS → dedupe → sessions → enrichment → EVENTS_CLEAN, SESSIONS.
-  const devicePipelines = Layer.effectDiscard(runDevicePipelines({
+  // Enriched through the process's metadata cache (infra/events/metadataCache.ts).
+  const devicePipelines = Layer.effectDiscard(Effect.flatMap(Metadata, (metadata) => runDevicePipelines({
     inactivity: config.devicePipeline.sessionInactivity,
     sessionCheck: config.devicePipeline.sessionCheckInterval,
     batchMessages: config.devicePipeline.batchMessages,
     stageQueue: config.devicePipeline.stageQueue,
     memoryBytes: config.devicePipeline.memoryBytes,
-    metadata: noMetadata
-  }))
+    metadata
+  })))
   return httpLayer(config).pipe(
     Layer.provideMerge(devicePipelines),
     Layer.provideMerge(translators),
