@@ -168,6 +168,12 @@ export const PlatformConfig = Config.all({
     /** batches waiting before each stage (dedupe, sessions, enrichment, commit) */
     stageQueue: intAtLeast(1, "DEVICE_STAGE_QUEUE").pipe(Config.withDefault(4))
   }),
+  /** records per delivery package chunk (one DELIVER message) at most (issue 9) */
+  deliveryChunkRecords: intAtLeast(1, "DELIVERY_CHUNK_RECORDS").pipe(Config.withDefault(1_000)),
+  /** whether this process delivers to partners' APIs (a DeliveryActor per destination lane it owns); false for an API-only process */
+  deliveryEnabled: Config.Boolean("DELIVERY_ENABLED").pipe(Config.withDefault(true)),
+  /** how often destinations and lane ownership are looked at: a new destination starts delivering within it */
+  deliveryTick: Config.Duration("DELIVERY_TICK").pipe(Config.withDefault(Duration.seconds(1))),
   /** the file doors (README: FTP and SFTP), served on HOST by one process at a time; each can be turned off */
   fileDoors: Config.all({
     ftpEnabled: Config.Boolean("FTP_ENABLED").pipe(Config.withDefault(true)),

@@ -16,6 +16,10 @@ import type { Cluster } from "../domain/Cluster.ts"
 import { runEntityActors } from "../actors/entity/runEntityActors.ts"
 import { runEntityReminders } from "../actors/entity/runEntityReminders.ts"
 import { runTranslators } from "../actors/ingest/runTranslators.ts"
+import { runDeliveries } from "../actors/delivery/runDeliveries.ts"
+import * as DeliveryLedgerJetStream from "../infra/delivery/deliveryLedger.ts"
+import * as DeliveryQueueJetStream from "../infra/delivery/deliveryQueue.ts"
+import * as PartnerHttpUndici from "../infra/delivery/partnerHttp.ts"
 import { runDevicePipelines } from "../actors/events/runDevicePipelines.ts"
 import * as DeviceStoreSqlite from "../infra/events/deviceStoreSqlite.ts"
 import * as EventsQueueJetStream from "../infra/events/eventsQueue.ts"
@@ -67,6 +71,9 @@ import * as RemindersSqlite from "../infra/reminders/sqlite.ts"
 import { type FileDoorsOptions, layerFileDoors, sftpHostKey } from "../infra/ingest/fileDoors.ts"
 import { findPartner } from "./routes/ingestPartner.ts"
 import { layerRelay } from "../infra/relay.ts"
+import * as DeliveryPackagesLayer from "../infra/delivery/packages.ts"
+import type { DeliveryPackages } from "../projections/delivery/packages.ts"
+import { deliveryPackageRoutes } from "./routes/deliveryPackages.ts"
 import { readRelayStatus } from "../infra/relayStatus.ts"
 import * as ProjectionRunner from "../projections/ProjectionRunner.ts"
 import { buildApp } from "./app.ts"
@@ -158,7 +165,7 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
-  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake
+  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake | DeliveryPackages
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -199,7 +206,8 @@ const httpLayer = (config: PlatformConfig) =>
       ...ingestRoutes({ uploadMaxBytes: config.uploadMaxBytes, uploadMaxConcurrent: config.uploadMaxConcurrent, realtimeMaxBytes: config.realtimeMaxBytes }),
       ...partnerCredentialsRoutes,
       ...profileRoutes,
-      ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes })
+      ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes }),
+      ...deliveryPackageRoutes
     ]
     const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), ...httpLimits(config) }))
     const url = yield* Effect.acquireRelease(
@@ -293,6 +301,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   )
   const workers = Layer.mergeAll(
     layerRelay({}),
+    // Delivery packages: delivery.db in every process, the projection and the publisher to DELIVER in one.
+    DeliveryPackagesLayer.layer({ path: join(config.dataDir, "delivery.db"), chunkRecords: config.deliveryChunkRecords }),
     // FTP and SFTP, in the one process holding their lease.
     Layer.unwrap(Effect.map(Effect.context<EventStore | EntityReadModel>(), (context) =>
       layerFileDoors({ ...fileDoorsOptions(config), partnerRefusal: (partner) => Effect.provide(doorRefusal(partner), context) }))),
@@ -325,7 +335,14 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     memoryBytes: config.devicePipeline.memoryBytes,
     metadata
   })))
+  // A deliverer per destination lane (one process at a time each), sending chunks to partners' APIs.
+  const deliveries = config.deliveryEnabled
+    ? Layer.effectDiscard(runDeliveries({ tick: config.deliveryTick })).pipe(
+      Layer.provide(Layer.mergeAll(DeliveryQueueJetStream.layerJetStream(), DeliveryLedgerJetStream.layerJetStream, PartnerHttpUndici.layerUndici))
+    )
+    : Layer.empty
   return httpLayer(config).pipe(
+    Layer.provideMerge(deliveries),
     Layer.provideMerge(devicePipelines),
     Layer.provideMerge(translators),
     Layer.provideMerge(reminders),

@@ -1,0 +1,254 @@
+/**
+ * The DeliveryActor of one destination lane (issue 9 items 3–5): it takes the lane's chunks from
+ * DELIVER in order and sends their records to the partner, as fast as the lane's share of the limit
+ * allows and never faster (RateGovernor: sliding one-second window, AIMD on 429), with at most
+ * `maxInFlight` requests awaiting an answer, retries with backoff (RetryPolicy), and a circuit that
+ * opens after repeated failures (Circuit). Its own queue (the chunks it holds), in-flight limit,
+ * HTTP pool and supervisor (runDeliveries restarts it alone): a slow or failing partner costs the
+ * other destinations nothing but its own share.
+ *
+ * Order: a request waits until no request naming one of its users is in flight, and requests start in
+ * the chunks' order, so a remove never overtakes the add it follows. Nothing lost: a chunk is acked
+ * only once every request of it has a receipt (after its 2xx) or a dead letter (refused, or every
+ * attempt failed), both stored on JetStream first. Nothing repeated beyond what was in flight: a chunk
+ * handed out again (a takeover) first reads its receipts back and skips those requests; the others go
+ * with the same `Idempotency-Key` as before. While the circuit is open, requests wait (probing now and
+ * then) and no more chunks are pulled: the backlog stays on DELIVER.
+ */
+import { Clock, Deferred, Effect, Fiber, FiberSet, Semaphore, Stream } from "effect"
+import type { Duration } from "effect"
+import { chunkId } from "../../domain/delivery/Chunk.ts"
+import * as ArrivalBound from "../../domain/delivery/ArrivalBound.ts"
+import * as Circuit from "../../domain/delivery/Circuit.ts"
+import type { Attempt } from "../../domain/delivery/DeadLetter.ts"
+import { bodyOf, type BodyFormat, contentTypeOf, type DeliveryRequest, requestsOf } from "../../domain/delivery/DeliveryRequests.ts"
+import { DeliveryLedger } from "../../domain/delivery/DeliveryLedger.ts"
+import { type ChunkDelivery, DeliveryQueue } from "../../domain/delivery/DeliveryQueue.ts"
+import { type PartnerAnswer, PartnerHttp } from "../../domain/delivery/PartnerHttp.ts"
+import * as RateGovernor from "../../domain/delivery/RateGovernor.ts"
+import * as RetryPolicy from "../../domain/delivery/RetryPolicy.ts"
+import { Cluster } from "../../domain/Cluster.ts"
+import { makeLaneStats } from "./DeliveryStats.ts"
+
+/** What a lane delivers with: the destination's config with this lane's shares, and every header (secret ones included). */
+export interface LaneSettings {
+  readonly destination: string
+  readonly lane: number
+  readonly url: string
+  readonly method: "POST" | "PUT"
+  /** plain and secret headers: sent, never logged */
+  readonly headers: Readonly<Record<string, string>>
+  readonly format: BodyFormat
+  readonly batchSize: number
+  /** this lane's share of the destination's limit */
+  readonly ratePerSecond: number
+  /** this lane's share of the destination's in-flight limit */
+  readonly maxInFlight: number
+  readonly timeoutMs: number
+  readonly maxAttempts: number
+}
+
+export interface DeliveryActorOptions {
+  /** chunks held unacknowledged at once (pulled ahead of sending); default 4 */
+  readonly maxHeldChunks?: number
+  /** how often the status is written; default 1 second */
+  readonly statusEvery?: Duration.Input
+  readonly backoff?: { readonly baseDelayMs: number; readonly maxDelayMs: number }
+  readonly circuit?: Partial<Circuit.CircuitOptions>
+  /** the partner's window, ms (a millisecond over its second absorbs our clock's rounding); default 1001 */
+  readonly windowMs?: number
+  /** attempts kept in a dead letter (the first and the latest); default 20 */
+  readonly maxAttemptsKept?: number
+}
+
+const isoAt = (ms: number) => new Date(ms).toISOString()
+
+/** The attempt as a dead letter lists it. */
+const attemptOf = (at: number, answer: PartnerAnswer): Attempt => {
+  switch (answer._tag) {
+    case "Answered":
+      return { at: isoAt(at), status: answer.status, ...(answer.body === undefined ? {} : { body: answer.body }) }
+    case "TimedOut":
+      return { at: isoAt(at), error: "timed out" }
+    case "ConnectionFailed":
+      return { at: isoAt(at), error: answer.message }
+  }
+}
+
+/** Runs the lane until interrupted (its lease lost or handed back) or until the bus fails it. */
+export const deliverLane = (settings: LaneSettings, options: DeliveryActorOptions = {}) =>
+  Effect.gen(function*() {
+    const queue = yield* DeliveryQueue
+    const ledger = yield* DeliveryLedger
+    const http = yield* PartnerHttp
+    const { self } = yield* Cluster
+    const { destination, lane } = settings
+    const maxInFlight = Math.max(1, settings.maxInFlight)
+    const client = yield* http.client(settings.url, { connections: maxInFlight })
+    const windowMs = options.windowMs ?? 1_001
+    const governor = RateGovernor.make(settings.ratePerSecond, { windowMs })
+    const arrivals = ArrivalBound.make(windowMs)
+    const circuit = Circuit.make(options.circuit)
+    const policy: RetryPolicy.RetryPolicy = { ...RetryPolicy.defaultRetryPolicy, ...options.backoff, maxAttempts: settings.maxAttempts }
+    const maxAttemptsKept = options.maxAttemptsKept ?? 20
+    const stats = makeLaneStats(destination, lane)
+    const permits = yield* Semaphore.make(maxInFlight)
+    /** the completion of the request in flight naming each user */
+    const busy = new Map<string, Deferred.Deferred<void>>()
+    const requestFibers = yield* FiberSet.make<void, unknown>()
+    const headers = (request: DeliveryRequest) => ({
+      ...settings.headers,
+      "content-type": contentTypeOf(settings.format),
+      "idempotency-key": request.id
+    })
+
+    /**
+     * Waits until the circuit, the arrival bound and the governor let a request start; then it is
+     * counted as started by both (in the same step: nothing runs between the checks and the counting).
+     */
+    const admission: Effect.Effect<void> = Effect.gen(function*() {
+      for (;;) {
+        const now = yield* Clock.currentTimeMillis
+        const admitted = Circuit.admit(circuit, now)
+        if (!admitted.ok) {
+          yield* Effect.sleep(admitted.waitMs)
+          continue
+        }
+        for (;;) {
+          const at = yield* Clock.currentTimeMillis
+          const room = ArrivalBound.room(arrivals, RateGovernor.allowed(governor), at)
+          if (!room.ok) {
+            yield* Effect.sleep(room.waitMs)
+            continue
+          }
+          const slot = RateGovernor.acquire(governor, at)
+          if (!slot.ok) {
+            yield* Effect.sleep(slot.waitMs)
+            continue
+          }
+          ArrivalBound.started(arrivals)
+          return
+        }
+      }
+    })
+
+    /** Sends one request until it is delivered or dead-lettered; `answered` frees its users and slot at once. */
+    const send = (request: DeliveryRequest, answered: Effect.Effect<void>) =>
+      Effect.gen(function*() {
+        const body = bodyOf(settings.format, request.records)
+        const attempts: Array<Attempt> = []
+        let failures = 0
+        for (;;) {
+          yield* admission
+          const startedAt = yield* Clock.currentTimeMillis
+          stats.counters.sent++
+          const answer = yield* client.send({ method: settings.method, headers: headers(request), body, timeoutMs: settings.timeoutMs })
+          const now = yield* Clock.currentTimeMillis
+          ArrivalBound.answered(arrivals, now)
+          yield* stats.latency(now - startedAt)
+          const outcome = RetryPolicy.classify(answer)
+          Circuit.record(circuit, outcome, now)
+          if (outcome === "throttled") {
+            RateGovernor.onThrottled(governor, now, RetryPolicy.retryAfterMs(answer._tag === "Answered" ? answer.retryAfter : undefined, now))
+          } else {
+            RateGovernor.onAccepted(governor, now)
+          }
+          if (outcome !== "delivered") {
+            attempts.push(attemptOf(startedAt, answer))
+            if (attempts.length > maxAttemptsKept) attempts.splice(1, 1)
+          }
+          if (outcome === "retryable") failures++
+          const verdict = RetryPolicy.decide(policy, answer, Math.max(1, failures), now, Math.random)
+          switch (verdict._tag) {
+            case "Delivered": {
+              stats.counters.succeeded++
+              yield* answered
+              const first = request.records[0]
+              if (first !== undefined) yield* stats.freshness(now - Date.parse(first.time))
+              const status = answer._tag === "Answered" ? answer.status : 200
+              return yield* ledger.receipt({ destination, requestId: request.id, status, at: isoAt(now), records: request.records })
+            }
+            case "Throttled":
+              stats.counters.retried++
+              continue
+            case "Retry":
+              stats.counters.retried++
+              yield* Effect.sleep(verdict.delayMs)
+              continue
+            case "DeadLetter":
+              stats.counters.failed++
+              yield* answered
+              yield* Effect.logWarning("delivery: dead letter", { destination, request: request.id, reason: verdict.reason, attempts: attempts.length })
+              return yield* ledger.deadLetter({ id: request.id, destination, records: request.records, attempts })
+          }
+        }
+      })
+
+    /** Starts a chunk's requests in order (each once its users are free and a slot is), then acks it when all are settled. */
+    const dispatch = (delivery: ChunkDelivery) =>
+      Effect.gen(function*() {
+        const { chunk } = delivery
+        const requests = requestsOf(chunk, settings.format, settings.batchSize)
+        const done = delivery.deliveries > 1
+          ? yield* ledger.receiptsOf(destination, `${chunkId(chunk)}.`, delivery.storedAtMs)
+          : new Set<string>()
+        if (done.size > 0) yield* Effect.logInfo("delivery: skipping requests already acknowledged", { destination, chunk: chunkId(chunk), skipped: done.size })
+        const fibers: Array<Fiber.Fiber<void, unknown>> = []
+        for (const request of requests) {
+          if (done.has(request.id)) continue
+          for (const user of request.users) {
+            const inFlight = busy.get(user)
+            if (inFlight !== undefined) yield* Deferred.await(inFlight)
+          }
+          yield* permits.take(1)
+          const finished = yield* Deferred.make<void>()
+          for (const user of request.users) busy.set(user, finished)
+          let freed = false
+          const answered = Effect.suspend(() => {
+            if (freed) return Effect.void
+            freed = true
+            for (const user of request.users) if (busy.get(user) === finished) busy.delete(user)
+            return Deferred.succeed(finished, undefined).pipe(Effect.andThen(permits.release(1)), Effect.asVoid)
+          })
+          fibers.push(yield* FiberSet.run(requestFibers, send(request, answered).pipe(Effect.ensuring(answered))))
+        }
+        const settle = Fiber.joinAll(fibers).pipe(
+          Effect.andThen(delivery.ack),
+          Effect.andThen(Clock.currentTimeMillis),
+          Effect.map((now) => stats.settled(now, chunk.records.length))
+        )
+        yield* FiberSet.run(requestFibers, settle)
+      })
+
+    const writeStatus = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const state = Circuit.stateAt(circuit, now)
+      const currentRate = RateGovernor.currentRate(governor, now)
+      const allowedRate = RateGovernor.allowed(governor)
+      yield* stats.report({ currentRate, allowedRate, limit: settings.ratePerSecond, circuit: state })
+      yield* ledger.status(`${destination}.${lane}`, {
+        process: self,
+        at: now,
+        ratePerSecond: settings.ratePerSecond,
+        allowedRate,
+        currentRate,
+        sent: stats.counters.sent,
+        succeeded: stats.counters.succeeded,
+        retried: stats.counters.retried,
+        failed: stats.counters.failed,
+        drainRate: stats.drainRate(now),
+        ...stats.quantiles(),
+        circuit: state
+      }).pipe(Effect.catch((error) => Effect.logWarning("delivery: cannot write the status", { destination, lane, error })))
+    })
+    yield* writeStatus.pipe(Effect.delay(options.statusEvery ?? "1 second"), Effect.forever, Effect.forkScoped)
+
+    const chunks = yield* queue.take(destination, lane, { maxHeld: options.maxHeldChunks ?? 4 })
+    yield* Effect.logInfo("delivery: lane started", { destination, lane, ratePerSecond: settings.ratePerSecond, maxInFlight })
+    // A request or an ack that fails (the bus away) fails the lane: its supervisor starts it again and
+    // the chunks not acked come back, their receipts skipped.
+    return yield* Effect.raceFirst(
+      Stream.runForEach(chunks, dispatch).pipe(Effect.andThen(Effect.never)),
+      FiberSet.join(requestFibers).pipe(Effect.andThen(Effect.never))
+    )
+  }).pipe(Effect.scoped, Effect.annotateLogs({ destination: settings.destination, lane: settings.lane }))

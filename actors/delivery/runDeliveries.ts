@@ -1,0 +1,107 @@
+/**
+ * The deliverers of this process (issue 9 item 3): one DeliveryActor per destination lane, each run by
+ * one process at a time under the lease `job.deliver.<destination>.<lane>`, lanes spread over the live
+ * processes by rendezvous hashing (actors/runtime/KeyedJobs.ts): a new destination is picked up
+ * within a tick, a deleted one stops, a joining process takes its share, a SIGKILLed one's lanes are
+ * taken over once their leases expire. A lane re-reads its destination every `configEvery` and
+ * starts again with the new settings when they changed (secrets included).
+ */
+import { Effect, Metric, Option } from "effect"
+import type { Duration } from "effect"
+import { type DestinationConfig, destinationConfigOf } from "../../domain/delivery/DestinationConfig.ts"
+import { destination as destinationEntity } from "../../domain/entities/destination.ts"
+import { jobLeaseKey } from "../../domain/subjects.ts"
+import { type EntityPage, EntityReadModel } from "../../projections/EntityReadModel.ts"
+import { runKeyedJobs } from "../runtime/KeyedJobs.ts"
+import { type DeliveryActorOptions, deliverLane, type LaneSettings } from "./DeliveryActor.ts"
+import { loadDestination, type LoadedDestination, requestHeaders } from "./destinationConfig.ts"
+
+export interface DeliveriesOptions extends DeliveryActorOptions {
+  /** how often destinations and ownership are looked at; default 1 second */
+  readonly tick?: Duration.Input
+  /** how often a running lane re-reads its destination; default 5 seconds */
+  readonly configEvery?: Duration.Input
+}
+
+const deliverersRunning = Metric.gauge("tributary_deliverers_running", { description: "Destination lanes delivered by this process" })
+
+/** A lane's job key: `<destination>.<lane>` (destination ids are slugs without dots). */
+const laneKey = (destination: string, lane: number) => `${destination}.${lane}`
+const parseLaneKey = (key: string) => {
+  const dot = key.lastIndexOf(".")
+  return { destination: key.slice(0, dot), lane: Number(key.slice(dot + 1)) }
+}
+
+/** The lease of a destination lane's deliverer. */
+export const deliveryLeaseKey = (destination: string, lane: number) => jobLeaseKey(`deliver.${laneKey(destination, lane)}`)
+
+/** Every lane of every destination (paged). */
+const knownLanes = Effect.gen(function*() {
+  const model = yield* EntityReadModel
+  const lanes = new Set<string>()
+  let after: string | undefined = undefined
+  for (;;) {
+    const page: EntityPage = yield* model.list(destinationEntity.type, { limit: 500, ...(after === undefined ? {} : { after }) })
+    for (const item of page.items) {
+      const config = destinationConfigOf(item.id, item.state)
+      if (Option.isSome(config)) for (let lane = 0; lane < config.value.lanes; lane++) lanes.add(laneKey(item.id, lane))
+    }
+    if (!page.more || page.items.length === 0) return lanes
+    after = page.items.at(-1)!.id
+  }
+})
+
+/** What a lane delivers with: its shares of the limits, every header. */
+export const laneSettingsOf = (loaded: LoadedDestination, lane: number): LaneSettings => {
+  const config: DestinationConfig = loaded.config
+  return {
+    destination: config.id,
+    lane,
+    url: config.url,
+    method: config.method,
+    headers: requestHeaders(loaded),
+    format: config.format,
+    batchSize: config.batchSize,
+    ratePerSecond: config.ratePerLane,
+    maxInFlight: Math.max(1, Math.ceil(config.maxInFlight / config.lanes)),
+    timeoutMs: config.timeoutMs,
+    maxAttempts: config.maxAttempts
+  }
+}
+
+/** Compares settings without ever printing them (secret headers are in). */
+const sameSettings = (a: LaneSettings, b: LaneSettings) => JSON.stringify(a) === JSON.stringify(b)
+
+/** A lane: delivers with its destination's settings, starting again when they change; idles while the destination is gone. */
+const laneJob = (key: string, options: DeliveriesOptions) =>
+  Effect.gen(function*() {
+    const { destination, lane } = parseLaneKey(key)
+    const settingsNow = Effect.map(loadDestination(destination), Option.map((loaded) => laneSettingsOf(loaded, lane)))
+    for (;;) {
+      const settings = yield* settingsNow
+      if (Option.isNone(settings)) {
+        yield* Effect.sleep(options.configEvery ?? "5 seconds")
+        continue
+      }
+      const changed = settingsNow.pipe(
+        Effect.delay(options.configEvery ?? "5 seconds"),
+        Effect.repeat({ until: (now) => Option.isNone(now) || !sameSettings(now.value, settings.value) }),
+        Effect.andThen(Effect.logInfo("delivery: destination changed; the lane starts again", { destination, lane }))
+      )
+      yield* Effect.raceFirst(deliverLane(settings.value, options), changed)
+    }
+  })
+
+/** Runs this process's share of the destination lanes' deliverers for the life of the Scope. */
+export const runDeliveries = (options: DeliveriesOptions = {}) =>
+  runKeyedJobs({
+    name: "deliverer",
+    leaseKey: (key: string) => {
+      const { destination, lane } = parseLaneKey(key)
+      return deliveryLeaseKey(destination, lane)
+    },
+    keys: knownLanes,
+    run: (key: string) => laneJob(key, options),
+    running: deliverersRunning,
+    ...(options.tick === undefined ? {} : { tick: options.tick })
+  })

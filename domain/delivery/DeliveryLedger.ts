@@ -1,0 +1,29 @@
+/**
+ * What a deliverer writes down, and reads back after a takeover: receipts (RECEIPTS,
+ * `receipt.<destination>`), dead letters (DLQ, `dlq.<destination>`) and its status (KV bucket
+ * `tributary-delivery-status`). Declared here; implemented on JetStream in infra/delivery/deliveryLedger.ts.
+ */
+import { Context, Schema } from "effect"
+import type { Effect } from "effect"
+import type { DeadLetter } from "./DeadLetter.ts"
+import type { DelivererStatus } from "./DestinationStatus.ts"
+import type { Receipt } from "./Receipt.ts"
+
+export class DeliveryLedgerError extends Schema.TaggedError<DeliveryLedgerError>()("DeliveryLedgerError", {
+  operation: Schema.String,
+  cause: Schema.Defect()
+}) {}
+
+export class DeliveryLedger extends Context.Service<DeliveryLedger, {
+  /** Stores a receipt (its `requestId` is its `Nats-Msg-Id`: a repeated request's receipt is dropped). */
+  readonly receipt: (receipt: Receipt) => Effect.Effect<void, DeliveryLedgerError>
+  /** Stores a dead letter (its id is its `Nats-Msg-Id`). */
+  readonly deadLetter: (deadLetter: DeadLetter) => Effect.Effect<void, DeliveryLedgerError>
+  /**
+   * The request ids with a receipt among those starting with `prefix` (a chunk id and a dot), looking
+   * at receipts of `destination` stored since `sinceMs`: what a new owner must not send again.
+   */
+  readonly receiptsOf: (destination: string, prefix: string, sinceMs: number) => Effect.Effect<ReadonlySet<string>, DeliveryLedgerError>
+  /** Writes a lane's status under `key` (`<destination>.<lane>`). */
+  readonly status: (key: string, status: DelivererStatus) => Effect.Effect<void, DeliveryLedgerError>
+}>()("tributary/DeliveryLedger") {}

@@ -1,0 +1,64 @@
+/**
+ * The outbox publisher: moves chunks from `delivery.db`'s outbox to DELIVER (`deliver.<destination>.<lane>`)
+ * in the order they were written, each with `Nats-Msg-Id` = its chunk id, one at a time (an
+ * acknowledgement awaited before the next publish, so a failed publish never lets a later chunk land
+ * before it), and forgets a batch of rows once every chunk of it is acknowledged.
+ *
+ * Exactly once on DELIVER: a chunk leaves the outbox only after JetStream stored it; a crash between
+ * the acknowledgement and the delete re-publishes the same chunk id, which JetStream drops within its
+ * duplicate window (2 minutes by default; a restart takes seconds). Beyond it, the chunk's positions
+ * (`fromPosition`/`toPosition`) let the deliverer recognise what it already sent. DELIVER refusing a
+ * chunk (full) stops the publisher with backoff; the outbox on disk holds the backlog meanwhile.
+ */
+import { Effect, Metric, Schedule } from "effect"
+import type { Duration } from "effect"
+import { Nats, tryNats } from "../nats/Nats.ts"
+import { PackagesDb } from "./packagesDb.ts"
+
+export const chunksPublished = Metric.counter("tributary_delivery_chunks_published_total", {
+  description: "Package chunks published to DELIVER",
+  incremental: true
+})
+export const outboxRecords = Metric.gauge("tributary_delivery_outbox_records", {
+  description: "Records in package chunks written but not yet on DELIVER"
+})
+
+export interface PublisherOptions {
+  /** rows read per round; default 64 */
+  readonly batch?: number
+  /** how long to wait when the outbox is empty; default 25 ms */
+  readonly idle?: Duration.Input
+}
+
+const publishRound = (batch: number) =>
+  Effect.gen(function*() {
+    const db = yield* PackagesDb
+    const { jetstream } = yield* Nats
+    const rows = yield* db.pending(batch)
+    for (const row of rows) {
+      yield* tryNats("publish to DELIVER", () => jetstream.publish(row.subject, row.chunk, { msgID: row.msgId }))
+    }
+    if (rows.length > 0) {
+      yield* db.published(rows[rows.length - 1]!.id)
+      yield* Metric.update(chunksPublished, rows.length)
+    }
+    return rows.length
+  })
+
+/** Publishes the outbox until interrupted; failures are logged and retried with backoff. */
+export const publishOutbox = (options: PublisherOptions = {}): Effect.Effect<never, never, PackagesDb | Nats> =>
+  publishRound(options.batch ?? 64).pipe(
+    Effect.tap((published) => published === 0 ? Effect.sleep(options.idle ?? "25 millis") : Effect.void),
+    Effect.forever,
+    Effect.tapError((error) => Effect.logWarning("package publisher failed; retrying", error)),
+    Effect.retry(Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")])),
+    Effect.orDie
+  )
+
+/** Reports the outbox's backlog as a gauge, every `every`. */
+export const reportBacklog = (every: Duration.Input) =>
+  Effect.gen(function*() {
+    const db = yield* PackagesDb
+    const { records } = yield* db.backlog
+    yield* Metric.update(outboxRecords, records)
+  }).pipe(Effect.ignore, Effect.andThen(Effect.sleep(every)), Effect.forever)

@@ -1,0 +1,83 @@
+/**
+ * Delivery packages (issue 9 item 2), wired: `delivery.db` opened in every process (DeliveryPackages
+ * answers refresh requests from any of them), and in the one process holding `job.delivery-packages`
+ * the `delivery-packages` projection (ProjectionRunner, from the event store's global order), the
+ * outbox publisher to DELIVER and the scheduled refreshes. A SIGKILLed holder's lease expires; the
+ * next holder resumes the projection from its checkpoint and the publisher from the outbox.
+ */
+import { Clock, Effect, Layer, Option, Schedule } from "effect"
+import type { Duration } from "effect"
+import { EntityNotFound } from "../../domain/entity.ts"
+import type { EventStore } from "../../domain/EventStore.ts"
+import { nextUuidv7 } from "../../domain/uuidv7.ts"
+import { DeliveryPackages, destinationType } from "../../projections/delivery/packages.ts"
+import * as ProjectionRunner from "../../projections/ProjectionRunner.ts"
+import { ProjectionStore } from "../../projections/ProjectionStore.ts"
+import { withLease } from "../nats/lease.ts"
+import type { Nats } from "../nats/Nats.ts"
+import { publishOutbox, reportBacklog } from "./outboxPublisher.ts"
+import { PackagesDb } from "./packagesDb.ts"
+
+export interface PackagesOptions {
+  /** the SQLite file (DATA_DIR/delivery.db) */
+  readonly path: string
+  /** records per chunk at most; default 1,000 */
+  readonly chunkRecords: number
+  /** how often scheduled refreshes are looked at; default 1 second */
+  readonly scheduleTick?: Duration.Input
+}
+
+const refresh = (destination: string) =>
+  Effect.gen(function*() {
+    const db = yield* PackagesDb
+    const packageId = `refresh-${yield* nextUuidv7}`
+    const records = yield* db.refresh(destination, { packageId, at: yield* Clock.currentTimeMillis })
+    if (Option.isNone(records)) return yield* new EntityNotFound({ entityType: destinationType, entityId: destination })
+    return { packageId, records: records.value }
+  })
+
+/** Refreshes the destinations whose `refreshEvery` has passed since their last refresh (or since first seen). */
+const scheduledRefreshes = (tick: Duration.Input) =>
+  Effect.gen(function*() {
+    const db = yield* PackagesDb
+    const firstSeen = new Map<string, number>()
+    const round = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      for (const { destination, everySeconds, lastAt } of yield* db.scheduled) {
+        const since = lastAt ?? firstSeen.get(destination) ?? now
+        firstSeen.set(destination, since)
+        if (now - since < everySeconds * 1_000) continue
+        const done = yield* Effect.result(refresh(destination))
+        yield* Effect.logInfo("scheduled refresh", { destination, ...(done._tag === "Success" ? done.success : { failed: done.failure._tag }) })
+      }
+    })
+    return yield* round.pipe(
+      Effect.tapError((error) => Effect.logWarning("scheduled refreshes failed", error)),
+      Effect.ignore,
+      Effect.andThen(Effect.sleep(tick)),
+      Effect.forever
+    )
+  })
+
+/** What the holder of `job.delivery-packages` runs: the projection, the publisher, the schedule. */
+const packagesJob = (options: PackagesOptions): Effect.Effect<never, never, PackagesDb | EventStore | Nats> =>
+  Effect.gen(function*() {
+    const db = yield* PackagesDb
+    // The runner of every projection, here on delivery.db's one projection, for as long as the lease is held.
+    yield* Layer.build(Layer.fresh(ProjectionRunner.layer).pipe(Layer.provide(Layer.succeed(ProjectionStore, db.store))))
+    yield* Effect.forkScoped(reportBacklog("1 second"))
+    yield* Effect.forkScoped(scheduledRefreshes(options.scheduleTick ?? "1 second"))
+    return yield* publishOutbox()
+  }).pipe(Effect.scoped)
+
+/** DeliveryPackages (and PackagesDb) in every process; the packaging job in the one holding its lease. */
+export const layer = (options: PackagesOptions): Layer.Layer<DeliveryPackages | PackagesDb, never, EventStore | Nats> => {
+  const dbLayer = PackagesDb.layer({ path: options.path, maxRecords: options.chunkRecords }).pipe(Layer.orDie)
+  const service = Layer.effect(DeliveryPackages, Effect.map(Effect.context<PackagesDb>(), (context) =>
+    DeliveryPackages.of({ refresh: (destination) => Effect.provideContext(refresh(destination), context) })))
+  const job = Layer.effectDiscard(Effect.forkScoped(withLease("delivery-packages", packagesJob(options)).pipe(
+    Effect.tapError((error) => Effect.logError("delivery-packages lease failed", error)),
+    Effect.retry(Schedule.spaced("1 second"))
+  )))
+  return Layer.mergeAll(service, job).pipe(Layer.provideMerge(dbLayer))
+}

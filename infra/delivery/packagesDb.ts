@@ -1,0 +1,124 @@
+/**
+ * `delivery.db`, the packages' SQLite file under DATA_DIR: the `delivery-packages` projection's state
+ * and checkpoint (a ProjectionStore of that one projection, for ProjectionRunner), the outbox the
+ * publisher drains to DELIVER, and refreshes (on request, on schedule). Every process on a DATA_DIR
+ * opens it (any may answer a refresh request); only the holder of `job.delivery-packages` runs the
+ * projection and the publisher. WAL: the publisher's reads do not wait for the projection's writes.
+ */
+import { DatabaseSync } from "node:sqlite"
+import { Context, Effect, Layer, Option } from "effect"
+import { targetsOf } from "../../domain/delivery/packaging.ts"
+import type { EventEnvelope } from "../../domain/envelope.ts"
+import { ProjectionStore } from "../../projections/ProjectionStore.ts"
+import { ReadModelError } from "../../projections/ReadModelError.ts"
+import { transaction } from "../sqliteTransaction.ts"
+import { destinationOf, packagesProjection, prepare, writeRefresh } from "./packagesSqlite.ts"
+
+/** A chunk waiting in the outbox: its DELIVER subject, `Nats-Msg-Id` and body. */
+export interface OutboxRow {
+  readonly id: number
+  readonly subject: string
+  readonly msgId: string
+  readonly chunk: string
+  readonly records: number
+}
+
+/** A destination with a refresh period, and when it was refreshed last (epoch millis; none: never by schedule). */
+export interface ScheduledRefresh {
+  readonly destination: string
+  readonly everySeconds: number
+  readonly lastAt: number | undefined
+}
+
+export class PackagesDb extends Context.Service<PackagesDb, {
+  /** the projection's store, for ProjectionRunner */
+  readonly store: ProjectionStore["Service"]
+  /** The oldest chunks of the outbox, at most `limit`, in the order they were written. */
+  readonly pending: (limit: number) => Effect.Effect<ReadonlyArray<OutboxRow>, ReadModelError>
+  /** Forgets the outbox rows up to `id` (all on DELIVER). */
+  readonly published: (id: number) => Effect.Effect<void, ReadModelError>
+  /** What the outbox holds: the part of the backlog not yet on DELIVER. */
+  readonly backlog: Effect.Effect<{ readonly chunks: number; readonly records: number }, ReadModelError>
+  /** Writes a refresh of the destination; None when the destination is unknown (or deleted, or takes nothing). */
+  readonly refresh: (destination: string, refresh: { readonly packageId: string; readonly at: number }) => Effect.Effect<Option.Option<number>, ReadModelError>
+  /** The destinations refreshed on a schedule. */
+  readonly scheduled: Effect.Effect<ReadonlyArray<ScheduledRefresh>, ReadModelError>
+}>()("tributary/infra/PackagesDb") {
+  static readonly layer = (options: { readonly path: string; readonly maxRecords: number }) => Layer.effect(PackagesDb, make(options))
+}
+
+const open = (path: string) =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        const db = new DatabaseSync(path, { timeout: 10_000 })
+        db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
+        db.exec("CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL)")
+        return db
+      },
+      catch: (cause) => new ReadModelError({ operation: "open delivery.db", cause })
+    }),
+    (db) => Effect.sync(() => db.close())
+  )
+
+const make = (options: { readonly path: string; readonly maxRecords: number }) =>
+  Effect.gen(function*() {
+    const db = yield* open(options.path)
+    const use = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: (cause) => new ReadModelError({ operation, cause }) })
+    const projection = packagesProjection({ maxRecords: options.maxRecords })
+    yield* use("init", () => transaction(db, () => projection.init(db, { rebuild: false })))
+    const s = prepare(db)
+
+    const getCheckpoint = db.prepare("SELECT position FROM checkpoints WHERE name = ?")
+    const setCheckpoint = db.prepare("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)")
+    const deleteCheckpoint = db.prepare("DELETE FROM checkpoints WHERE name = ?")
+    const pending = db.prepare("SELECT id, subject, msg_id, chunk, records FROM delivery_outbox ORDER BY id LIMIT ?")
+    const deleteUpTo = db.prepare("DELETE FROM delivery_outbox WHERE id <= ?")
+    const backlog = db.prepare("SELECT count(*) AS chunks, coalesce(sum(records), 0) AS records FROM delivery_outbox")
+    const live = db.prepare("SELECT d.destination, d.fields, r.last_at FROM delivery_destinations d LEFT JOIN delivery_refreshes r USING (destination) WHERE d.fields IS NOT NULL")
+    const setRefreshed = db.prepare("INSERT OR REPLACE INTO delivery_refreshes VALUES (?, ?)")
+
+    const store = ProjectionStore.of({
+      names: [projection.name],
+      checkpoint: (name) => use("checkpoint", () => (getCheckpoint.get(name) as { position: number } | undefined)?.position),
+      reset: (name) =>
+        use("reset", () =>
+          transaction(db, () => {
+            projection.init(db, { rebuild: true })
+            deleteCheckpoint.run(name)
+          })),
+      apply: (name, events: ReadonlyArray<EventEnvelope>, position) =>
+        use("apply", () =>
+          transaction(db, () => {
+            const handled = events.filter(projection.canHandle)
+            const { skipped } = handled.length === 0 ? { skipped: [] } : projection.evolve(db, handled)
+            setCheckpoint.run(name, position)
+            return skipped
+          }))
+    })
+
+    return PackagesDb.of({
+      store,
+      pending: (limit) =>
+        use("read outbox", () =>
+          (pending.all(limit) as unknown as Array<{ id: number; subject: string; msg_id: string; chunk: string; records: number }>)
+            .map((row) => ({ id: row.id, subject: row.subject, msgId: row.msg_id, chunk: row.chunk, records: row.records }))),
+      published: (id) => use("delete published", () => void deleteUpTo.run(id)),
+      backlog: use("backlog", () => backlog.get() as { chunks: number; records: number }),
+      refresh: (destination, { packageId, at }) =>
+        use("refresh", () =>
+          transaction(db, () => {
+            const fields = destinationOf(s, destination)
+            const targets = fields === undefined ? undefined : targetsOf(fields)
+            if (targets === undefined) return Option.none<number>()
+            const records = writeRefresh(s, { destination, targets, packageId, time: new Date(at).toISOString(), maxRecords: options.maxRecords })
+            setRefreshed.run(destination, at)
+            return Option.some(records)
+          })),
+      scheduled: use("scheduled refreshes", () =>
+        (live.all() as unknown as Array<{ destination: string; fields: string; last_at: number | null }>).flatMap((row) => {
+          const every = targetsOf(JSON.parse(row.fields))?.refreshEvery
+          return every === undefined ? [] : [{ destination: row.destination, everySeconds: every, lastAt: row.last_at ?? undefined }]
+        }))
+    })
+  })

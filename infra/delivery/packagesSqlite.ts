@@ -1,0 +1,217 @@
+/**
+ * The `delivery-packages` projection on SQLite (its rule is pure, in projections/delivery/packages.ts),
+ * and the outbox it writes. Tables of `delivery.db`:
+ * - `delivery_profiles`: per profile, the revision that last changed its memberships (a replay — an
+ *   older checkpoint, a paused former lease holder — changes nothing);
+ * - `delivery_members`: per (segment, profile) member now, the partners whose membership is present
+ *   (refreshes page through it by segment);
+ * - `delivery_destinations` (fields, null once deleted) and `delivery_targets` (segment → destination, lanes);
+ * - `delivery_sequences`: the next `seq` of each destination and lane's continuous package;
+ * - `delivery_outbox`: chunks not yet on DELIVER, in the order they were written (AUTOINCREMENT id).
+ *
+ * The projection's changes, the chunks they make and its checkpoint are one transaction; so is a
+ * refresh (members read and their chunks written in one), so on DELIVER a refresh's adds sit exactly
+ * between the changes before it and those after it: a later remove never overtakes them.
+ */
+import type { DatabaseSync, StatementSync } from "node:sqlite"
+import type { Schema } from "effect"
+import { type Chunk, chunkId } from "../../domain/delivery/Chunk.ts"
+import { deliveryRecord, type DestinationTargets, laneOf, type LanePacker, lanePacker, type PackedChunk, targetsOf } from "../../domain/delivery/packaging.ts"
+import type { EventEnvelope } from "../../domain/envelope.ts"
+import { deliverSubject } from "../../domain/subjects.ts"
+import type { Projection } from "../../projections/Projection.ts"
+import { canHandle, destinationFields, isDestinationEvent, memberChanges, newSegments, packagesProjectionName } from "../../projections/delivery/packages.ts"
+
+const TABLES = `
+  CREATE TABLE IF NOT EXISTS delivery_profiles (profile_id TEXT PRIMARY KEY, revision INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS delivery_members (
+    segment_id TEXT NOT NULL, profile_id TEXT NOT NULL, partners TEXT NOT NULL, PRIMARY KEY (segment_id, profile_id)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS delivery_destinations (destination TEXT PRIMARY KEY, fields TEXT) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS delivery_targets (
+    segment_id TEXT NOT NULL, destination TEXT NOT NULL, lanes INTEGER NOT NULL, PRIMARY KEY (segment_id, destination)) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS delivery_targets_by_destination ON delivery_targets (destination);
+  CREATE TABLE IF NOT EXISTS delivery_sequences (
+    destination TEXT NOT NULL, lane INTEGER NOT NULL, next_seq INTEGER NOT NULL, PRIMARY KEY (destination, lane)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS delivery_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL, msg_id TEXT NOT NULL, chunk TEXT NOT NULL, records INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS delivery_refreshes (destination TEXT PRIMARY KEY, last_at INTEGER NOT NULL) WITHOUT ROWID;
+`
+const DROP = ["delivery_profiles", "delivery_members", "delivery_destinations", "delivery_targets", "delivery_sequences", "delivery_outbox", "delivery_refreshes"]
+  .map((t) => `DROP TABLE IF EXISTS ${t};`).join(" ")
+
+export const createTables = (db: DatabaseSync, options: { readonly rebuild: boolean }) => {
+  if (options.rebuild) db.exec(DROP)
+  db.exec(TABLES)
+}
+
+export interface Statements {
+  readonly profileRevision: StatementSync
+  readonly setProfileRevision: StatementSync
+  readonly member: StatementSync
+  readonly setMember: StatementSync
+  readonly deleteMember: StatementSync
+  readonly members: StatementSync
+  readonly destination: StatementSync
+  readonly setDestination: StatementSync
+  readonly targetsOfSegment: StatementSync
+  readonly clearTargets: StatementSync
+  readonly addTarget: StatementSync
+  readonly nextSeq: StatementSync
+  readonly setNextSeq: StatementSync
+  readonly insertChunk: StatementSync
+}
+
+export const prepare = (db: DatabaseSync): Statements => ({
+  profileRevision: db.prepare("SELECT revision FROM delivery_profiles WHERE profile_id = ?"),
+  setProfileRevision: db.prepare("INSERT OR REPLACE INTO delivery_profiles VALUES (?, ?)"),
+  member: db.prepare("SELECT partners FROM delivery_members WHERE segment_id = ? AND profile_id = ?"),
+  setMember: db.prepare("INSERT OR REPLACE INTO delivery_members VALUES (?, ?, ?)"),
+  deleteMember: db.prepare("DELETE FROM delivery_members WHERE segment_id = ? AND profile_id = ?"),
+  members: db.prepare("SELECT profile_id FROM delivery_members WHERE segment_id = ? ORDER BY profile_id"),
+  destination: db.prepare("SELECT fields FROM delivery_destinations WHERE destination = ?"),
+  setDestination: db.prepare("INSERT OR REPLACE INTO delivery_destinations VALUES (?, ?)"),
+  targetsOfSegment: db.prepare("SELECT destination, lanes FROM delivery_targets WHERE segment_id = ? ORDER BY destination"),
+  clearTargets: db.prepare("DELETE FROM delivery_targets WHERE destination = ?"),
+  addTarget: db.prepare("INSERT OR REPLACE INTO delivery_targets VALUES (?, ?, ?)"),
+  nextSeq: db.prepare("SELECT next_seq FROM delivery_sequences WHERE destination = ? AND lane = ?"),
+  setNextSeq: db.prepare("INSERT OR REPLACE INTO delivery_sequences VALUES (?, ?, ?)"),
+  insertChunk: db.prepare("INSERT INTO delivery_outbox (subject, msg_id, chunk, records) VALUES (?, ?, ?, ?)")
+})
+
+/** Puts a numbered chunk in the outbox. */
+const writeChunk = (s: Statements, chunk: Chunk) =>
+  s.insertChunk.run(deliverSubject(chunk.destination, chunk.lane), chunkId(chunk), JSON.stringify(chunk), chunk.records.length)
+
+/** A destination's live fields (undefined: unknown or deleted). */
+export const destinationOf = (s: Statements, destination: string): Schema.JsonObject | undefined => {
+  const row = s.destination.get(destination) as { fields: string | null } | undefined
+  return row?.fields == null ? undefined : JSON.parse(row.fields)
+}
+
+export interface RefreshPackage {
+  readonly destination: string
+  readonly targets: DestinationTargets
+  /** the segments to refresh (default: all the destination takes) */
+  readonly segmentIds?: ReadonlyArray<string>
+  readonly packageId: string
+  /** the records' time */
+  readonly time: string
+  readonly maxRecords: number
+}
+
+/**
+ * Writes a refresh package: every member of the segments, as `add` records, in chunks per lane. Reads
+ * the members a statement row at a time, so memory holds one open chunk per lane whatever the size.
+ * Returns the number of records. Run inside the caller's transaction.
+ */
+export const writeRefresh = (s: Statements, refresh: RefreshPackage): number => {
+  const lanes = refresh.targets.lanes ?? 1
+  const seqs = new Map<number, number>()
+  const packer = lanePacker({
+    packageId: refresh.packageId,
+    kind: "refresh",
+    maxRecords: refresh.maxRecords,
+    emit: (chunk) => {
+      const seq = seqs.get(chunk.lane) ?? 0
+      seqs.set(chunk.lane, seq + 1)
+      writeChunk(s, { ...chunk, seq })
+    }
+  })
+  let records = 0
+  for (const segmentId of new Set(refresh.segmentIds ?? refresh.targets.segmentIds)) {
+    for (const row of s.members.iterate(segmentId) as Iterable<{ profile_id: string }>) {
+      const record = deliveryRecord(row.profile_id, segmentId, "add", refresh.time)
+      if (record === undefined) continue
+      packer.add(refresh.destination, laneOf(row.profile_id, lanes), record)
+      records++
+    }
+  }
+  packer.flush()
+  return records
+}
+
+/** Numbers continuous chunks per destination and lane and writes them. */
+const continuousWriter = (s: Statements) => (chunk: PackedChunk) => {
+  const row = s.nextSeq.get(chunk.destination, chunk.lane) as { next_seq: number } | undefined
+  const seq = row?.next_seq ?? 0
+  s.setNextSeq.run(chunk.destination, chunk.lane, seq + 1)
+  writeChunk(s, { ...chunk, seq })
+}
+
+/** A destination's event: its fields and targets kept, and a refresh of the segments it starts taking. */
+const applyDestination = (s: Statements, event: EventEnvelope, maxRecords: number): boolean => {
+  const beforeFields = destinationOf(s, event.entityId) ?? null
+  const after = destinationFields(beforeFields, event)
+  if (after === undefined) return false
+  s.setDestination.run(event.entityId, after === null ? null : JSON.stringify(after))
+  s.clearTargets.run(event.entityId)
+  const targets = after === null ? undefined : targetsOf(after)
+  if (targets === undefined) return true
+  for (const segmentId of new Set(targets.segmentIds)) s.addTarget.run(segmentId, event.entityId, targets.lanes ?? 1)
+  const fresh = newSegments(beforeFields === null ? undefined : targetsOf(beforeFields), targets)
+  if (fresh.length > 0) {
+    // The event's id is a UUID v7: the package id is the same on every replay (no clock in a projection).
+    writeRefresh(s, { destination: event.entityId, targets, segmentIds: fresh, packageId: `refresh-${event.eventId}`, time: event.recordedAt, maxRecords })
+  }
+  return true
+}
+
+/** A profile's event: its memberships kept, and a record per destination taking each segment it joined or left. */
+const applyProfile = (s: Statements, event: EventEnvelope, packer: LanePacker): boolean => {
+  const profile = event.entityId
+  const row = s.profileRevision.get(profile) as { revision: number } | undefined
+  if (row !== undefined && row.revision >= event.revision) return true // applied already: a replay
+  let changed = false
+  const held = (segmentId: string): ReadonlyArray<string> => {
+    const member = s.member.get(segmentId, profile) as { partners: string } | undefined
+    return member === undefined ? [] : JSON.parse(member.partners)
+  }
+  const hold = (segmentId: string, partners: ReadonlyArray<string>) => {
+    changed = true
+    if (partners.length === 0) s.deleteMember.run(segmentId, profile)
+    else s.setMember.run(segmentId, profile, JSON.stringify(partners))
+  }
+  const changes = memberChanges(event, held, hold)
+  if (changes === undefined) return false
+  for (const { segmentId, op, time } of changes) {
+    const record = deliveryRecord(profile, segmentId, op, time)
+    if (record === undefined) continue
+    for (const target of s.targetsOfSegment.all(segmentId) as unknown as Array<{ destination: string; lanes: number }>) {
+      packer.add(target.destination, laneOf(profile, target.lanes), record, event.position)
+    }
+  }
+  if (changed) s.setProfileRevision.run(profile, event.revision)
+  return true
+}
+
+/** The projection, declared as data; its statements are prepared once per connection (again after a rebuild). */
+export const packagesProjection = (options: { readonly maxRecords: number }): Projection<DatabaseSync> => {
+  let prepared: { readonly db: DatabaseSync; readonly statements: Statements } | undefined
+  const statementsOf = (db: DatabaseSync) => {
+    if (prepared?.db !== db) prepared = { db, statements: prepare(db) }
+    return prepared.statements
+  }
+  return {
+    name: packagesProjectionName,
+    init: (db, { rebuild }) => {
+      createTables(db, { rebuild })
+      prepared = undefined
+    },
+    canHandle,
+    evolve: (db, events) => {
+      const s = statementsOf(db)
+      const skipped: Array<string> = []
+      const packer = lanePacker({ packageId: "continuous", kind: "continuous", maxRecords: options.maxRecords, emit: continuousWriter(s) })
+      for (const event of events) {
+        if (isDestinationEvent(event)) {
+          packer.flush() // the destination's earlier changes go before any refresh this event makes
+          if (!applyDestination(s, event, options.maxRecords)) skipped.push(event.type)
+        } else if (!applyProfile(s, event, packer)) {
+          skipped.push(event.type)
+        }
+      }
+      packer.flush()
+      return { skipped }
+    }
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * PartnerHttp with undici: a Pool per destination (its own kept-alive connections, as many as its
+ * in-flight limit), closed with the deliverer's Scope. A request's time limit covers the whole
+ * exchange (headers and body); the answer body is read only when it is not a success, and cut to
+ * `maxAnswerBody`. Header values are never logged here.
+ */
+import { Effect, Layer } from "effect"
+import { Pool } from "undici"
+import { maxAnswerBody } from "../../domain/delivery/DeadLetter.ts"
+import { type PartnerAnswer, type PartnerClient, PartnerHttp, type PartnerRequest } from "../../domain/delivery/PartnerHttp.ts"
+
+const isTimeout = (error: unknown): boolean => {
+  const name = (error as { name?: string; code?: string })?.name
+  const code = (error as { code?: string })?.code
+  return name === "TimeoutError" || code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT"
+}
+
+const describe = (error: unknown): string => {
+  const e = error as { code?: string; message?: string; cause?: { code?: string; message?: string } }
+  return [e.code ?? e.cause?.code, e.message ?? e.cause?.message].filter((part) => part !== undefined).join(": ") || String(error)
+}
+
+/** The answer body up to `maxAnswerBody` characters; the rest is not read (however large the partner made it). */
+const cutBody = async (body: AsyncIterable<Buffer>): Promise<string> => {
+  let text = ""
+  for await (const part of body) {
+    text += part.toString("utf8")
+    if (text.length >= maxAnswerBody) break // leaving the loop destroys the stream
+  }
+  return text.slice(0, maxAnswerBody)
+}
+
+const client = (url: string, { connections }: { readonly connections: number }) =>
+  Effect.gen(function*() {
+    const target = new URL(url)
+    const path = `${target.pathname}${target.search}`
+    const pool = yield* Effect.acquireRelease(
+      Effect.sync(() => new Pool(target.origin, { connections, keepAliveTimeout: 30_000, pipelining: 1 })),
+      (pool) => Effect.promise(() => pool.destroy().catch(() => undefined))
+    )
+    const send = (request: PartnerRequest): Effect.Effect<PartnerAnswer> =>
+      Effect.promise(async (): Promise<PartnerAnswer> => {
+        try {
+          const answer = await pool.request({
+            path,
+            method: request.method,
+            headers: request.headers,
+            body: request.body,
+            signal: AbortSignal.timeout(request.timeoutMs)
+          })
+          const retryAfter = answer.headers["retry-after"]
+          const ok = answer.statusCode >= 200 && answer.statusCode < 300
+          let body: string | undefined = undefined
+          if (ok) await answer.body.dump()
+          else body = await cutBody(answer.body)
+          return {
+            _tag: "Answered",
+            status: answer.statusCode,
+            retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
+            ...(body === undefined || body === "" ? {} : { body })
+          }
+        } catch (error) {
+          return isTimeout(error) ? { _tag: "TimedOut" } : { _tag: "ConnectionFailed", message: describe(error) }
+        }
+      })
+    return { send } satisfies PartnerClient
+  })
+
+export const layerUndici = Layer.succeed(PartnerHttp, PartnerHttp.of({ client }))

@@ -1,0 +1,109 @@
+/**
+ * The `delivery-packages` projection's rule, pure (its SQL in infra/delivery/packagesSqlite.ts): from
+ * the event store's global order it follows (a) which profiles are members of which segments — the
+ * rule of the segment read model (projections/ingest/segments.ts: `changesOf`, `transition`), reused —
+ * and (b) the destination entities' fields. A profile joining a segment is an `add` for every
+ * destination taking it, leaving it (the last membership removed or expired) a `remove`; a second
+ * partner's add, a renewal, or one of two partners' removes sends nothing. A destination that starts
+ * taking a segment (created, or the segment added) gets a refresh of that segment's members at that
+ * point of history, so it misses nothing that existed before.
+ */
+import { Context, Schema } from "effect"
+import type { Effect } from "effect"
+import type { EntityNotFound } from "../../domain/entity.ts"
+import type { ReadModelError } from "../ReadModelError.ts"
+import { applyMergePatch } from "../../domain/mergePatch.ts"
+import type { EventEnvelope } from "../../domain/envelope.ts"
+import type { DestinationTargets } from "../../domain/delivery/packaging.ts"
+import { canHandle as isMembershipEvent, changesOf, transition } from "../ingest/segments.ts"
+
+export const packagesProjectionName = "delivery-packages"
+
+/** The entity type of destinations (issue 9). */
+export const destinationType = "destination"
+
+const destinationEvents = new Set(["EntityCreated", "EntityUpdated", "EntityDeleted"])
+
+export const isDestinationEvent = (event: EventEnvelope): boolean => event.entityType === destinationType && destinationEvents.has(event.type)
+
+export const canHandle = (event: EventEnvelope): boolean => isMembershipEvent(event) || isDestinationEvent(event)
+
+/** A profile joined (`add`) or left (`remove`) a segment, at `time` (the record's time; an expiry's instant). */
+export interface MemberChange {
+  readonly segmentId: string
+  readonly op: "add" | "remove"
+  readonly time: string
+}
+
+const Times = Schema.Struct({
+  memberships: Schema.Array(Schema.Struct({ time: Schema.optionalKey(Schema.String), expiresAt: Schema.optionalKey(Schema.String) }))
+})
+const decodeTimes = Schema.decodeUnknownOption(Times)
+
+/**
+ * The member changes of a profile event, given the partners whose membership of each segment is present
+ * (`held`, read) and updating them (`hold`, written); undefined when the event does not decode.
+ */
+export const memberChanges = (
+  event: EventEnvelope,
+  held: (segmentId: string) => ReadonlyArray<string>,
+  hold: (segmentId: string, partners: ReadonlyArray<string>) => void
+): ReadonlyArray<MemberChange> | undefined => {
+  const changes = changesOf(event)
+  if (changes === undefined) return undefined
+  const times = decodeTimes(event.data)
+  const out: Array<MemberChange> = []
+  changes.forEach(({ segmentId, partner, change }, i) => {
+    const partners = held(segmentId)
+    const present = partners.includes(partner)
+    const moved = transition(change, present, partners.length > (present ? 1 : 0))
+    if (moved.present === undefined) return // a renewal, or the end of a membership that is not there
+    hold(segmentId, moved.present ? [...partners, partner] : partners.filter((p) => p !== partner))
+    if (moved.counted === undefined) return // another partner's membership keeps (or kept) the profile a member
+    const membership = times._tag === "Some" ? times.value.memberships[i] : undefined
+    const time = (change === "expire" ? membership?.expiresAt : membership?.time) ?? event.recordedAt
+    out.push({ segmentId, op: moved.counted === "added" ? "add" : "remove", time })
+  })
+  return out
+}
+
+const FieldsEvent = Schema.Union([
+  Schema.Struct({ fields: Schema.Record(Schema.String, Schema.Json) }),
+  Schema.Struct({ changes: Schema.Record(Schema.String, Schema.Json) })
+])
+const decodeFieldsEvent = Schema.decodeUnknownOption(FieldsEvent)
+
+/** A destination's fields after one of its events (null: deleted); undefined when the event does not decode. */
+export const destinationFields = (
+  before: Schema.JsonObject | null,
+  event: EventEnvelope
+): Schema.JsonObject | null | undefined => {
+  if (event.type === "EntityDeleted") return null
+  const decoded = decodeFieldsEvent(event.data)
+  if (decoded._tag === "None") return undefined
+  const data = decoded.value
+  return "fields" in data ? data.fields : applyMergePatch(before ?? {}, data.changes) as Schema.JsonObject
+}
+
+/** The segments a destination takes after a change that it did not take before: they get a refresh. */
+export const newSegments = (before: DestinationTargets | undefined, after: DestinationTargets | undefined): ReadonlyArray<string> => {
+  if (after === undefined) return []
+  const had = new Set(before?.segmentIds ?? [])
+  return [...new Set(after.segmentIds)].filter((s) => !had.has(s))
+}
+
+/** A refresh accepted: its package id and how many records it holds (0 when the segments have no members). */
+export const RefreshAccepted = Schema.Struct({
+  packageId: Schema.String,
+  records: Schema.Int
+}).annotate({ identifier: "RefreshAccepted" })
+export type RefreshAccepted = typeof RefreshAccepted.Type
+
+/** Packages on request. Declared here; SQLite and the outbox in infra/delivery/. */
+export class DeliveryPackages extends Context.Service<DeliveryPackages, {
+  /**
+   * Writes a refresh package of every current member of the destination's segments, in order with its
+   * continuous changes; fails with EntityNotFound when packaging does not know the destination (yet).
+   */
+  readonly refresh: (destination: string) => Effect.Effect<RefreshAccepted, EntityNotFound | ReadModelError>
+}>()("tributary/DeliveryPackages") {}

@@ -1,0 +1,100 @@
+/**
+ * Nothing lost, nothing repeated beyond what was in flight (issue 9 item 3), with real processes: a
+ * platform process (`api/main.ts`) delivering a destination to the partner simulator is SIGKILLed
+ * mid-way; another started on the same DATA_DIR and nats-server takes the destination's lane once the
+ * dead one's lease expires, reads the receipts of the chunks handed out again and skips those
+ * requests. The simulator got every request, and the only keys it got twice are at most the requests
+ * that were in flight at the kill (each with the same Idempotency-Key).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { type Chunk, chunkId, idempotencyKey } from "../../../domain/delivery/Chunk.ts"
+import { deliverSubject, StreamNames } from "../../../domain/subjects.ts"
+import { Nats, tryNats } from "../../../infra/nats/Nats.ts"
+import { eventually } from "../../fixtures/http.ts"
+import { layerTestNats, TestNatsServer } from "../../fixtures/nats.ts"
+import { destinationStats, receivedRequests, spawnPartnerSimulator } from "../../fixtures/partnerSimulator.ts"
+import { call, platformEnv, startPlatformProcess, stopProcess, waitUntilReady } from "../../fixtures/platformProcess.ts"
+import { tempDir } from "../../fixtures/tempDir.ts"
+
+const ADMIN = "deliver-admin-key-0123456"
+const CHUNKS = 20
+const PER_CHUNK = 20
+const MAX_IN_FLIGHT = 8
+
+const chunk = (seq: number): Chunk => ({
+  destination: "acme",
+  lane: 0,
+  packageId: "takeover-test",
+  kind: "refresh",
+  seq,
+  records: Array.from({ length: PER_CHUNK }, (_, i) => ({
+    idKind: "cookie" as const,
+    userId: `t-${seq * PER_CHUNK + i}`,
+    segmentId: "100",
+    op: "add" as const,
+    time: new Date().toISOString()
+  }))
+})
+
+const stored = (stream: string) =>
+  Effect.gen(function*() {
+    const { manager } = yield* Nats
+    return (yield* tryNats("info", () => manager.streams.info(stream))).state.messages
+  })
+
+describe("a delivering process killed mid-way", () => {
+  it.live("the next process takes the lane over: every request delivered, only those in flight repeated, with their keys", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDir("deliver-takeover")
+      yield* Effect.gen(function*() {
+        const nats = yield* TestNatsServer
+        // slow answers: requests are in flight when the process dies
+        const simulator = yield* spawnPartnerSimulator({ acme: { slowMs: 100 } })
+        const env = platformEnv(nats, dataDir, ADMIN, { SHARDS: "4", DELIVERY_TICK: "200 millis" })
+        const first = yield* startPlatformProcess(env, dataDir)
+        yield* waitUntilReady(first)
+        assert.strictEqual((yield* call(first.base, "PUT", "/v1/entities/partner/acme-co", { key: ADMIN, body: { name: "Acme" } })).status, 201)
+        const put = yield* call(first.base, "PUT", "/v1/entities/destination/acme", {
+          key: ADMIN,
+          body: {
+            partnerId: "acme-co",
+            url: `${simulator.url}/d/acme`,
+            format: "single",
+            ratePerSecond: 200,
+            maxInFlight: MAX_IN_FLIGHT,
+            segmentIds: ["100"],
+            secretHeaders: { authorization: "Bearer s3cret" }
+          }
+        })
+        assert.strictEqual(put.status, 201, put.text)
+
+        const { jetstream } = yield* Nats
+        for (let seq = 0; seq < CHUNKS; seq++) {
+          const c = chunk(seq)
+          yield* tryNats("publish", () => jetstream.publish(deliverSubject("acme", 0), JSON.stringify(c), { msgID: chunkId(c) }))
+        }
+        const atKill = yield* eventually(destinationStats(simulator.url, "acme"), (s) => s.accepted >= 100, "45 seconds")
+        yield* stopProcess(first, "SIGKILL")
+        assert.isBelow(atKill.accepted, CHUNKS * PER_CHUNK)
+
+        const second = yield* startPlatformProcess(env, dataDir)
+        yield* waitUntilReady(second)
+        const done = yield* eventually(
+          destinationStats(simulator.url, "acme"),
+          (s) => s.accepted - s.duplicateKeys === CHUNKS * PER_CHUNK,
+          "50 seconds"
+        )
+        // every request, each once, but those in flight at the kill (same key twice)
+        const keys = new Set((yield* receivedRequests(simulator.url, "acme")).map((r) => r.key))
+        const expected = Array.from({ length: CHUNKS }, (_, seq) => Array.from({ length: PER_CHUNK }, (_, n) => idempotencyKey(chunk(seq), n))).flat()
+        assert.deepStrictEqual(expected.filter((key) => !keys.has(key)), [])
+        assert.strictEqual(keys.size, expected.length)
+        assert.isAtMost(done.duplicateKeys, MAX_IN_FLIGHT, JSON.stringify(done))
+        // one receipt per request (a repeated one's is dropped by its Nats-Msg-Id); DELIVER drained
+        yield* eventually(stored(StreamNames.deliver), (n) => n === 0, "20 seconds")
+        assert.strictEqual(yield* stored(StreamNames.receipts), CHUNKS * PER_CHUNK)
+        yield* stopProcess(second, "SIGTERM")
+      }).pipe(Effect.provide(layerTestNats()))
+    }).pipe(Effect.scoped), { timeout: 150_000 })
+})
