@@ -36,6 +36,8 @@ import { Metadata } from "../domain/events/Metadata.ts"
 import type { PartnerCredentials } from "../domain/ingest/PartnerCredentials.ts"
 import type { DestinationSecrets } from "../domain/delivery/DestinationSecrets.ts"
 import * as DeliverySecretsSqlite from "../infra/delivery/secretsSqlite.ts"
+import * as DeliveryReceiptsSqlite from "../infra/readmodel/receiptsSqlite.ts"
+import type { DeliveryReadModel } from "../projections/delivery/receipts.ts"
 import { deliverySecretsKey } from "../infra/delivery/secretsKey.ts"
 import { destinationWriteOnly } from "./routes/destinationSecrets.ts"
 import type { AnyDecider } from "../domain/Decider.ts"
@@ -165,7 +167,7 @@ const natsLayer = (config: PlatformConfig) => {
 
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
-  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake | DeliveryPackages
+  | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake | DeliveryPackages | DeliveryReadModel
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -307,6 +309,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     Layer.unwrap(Effect.map(Effect.context<EventStore | EntityReadModel>(), (context) =>
       layerFileDoors({ ...fileDoorsOptions(config), partnerRefusal: (partner) => Effect.provide(doorRefusal(partner), context) }))),
     ProjectionRunner.layer,
+    // the receipts' read model, for the profile explain view
+    DeliveryReceiptsSqlite.layerSqlite({ path: join(config.dataDir, "delivery-receipts.db") }),
     // Built once this process took the free shards it should own: HTTP starts after that.
     Layer.effect(OwnedShards, runEntityActors({
       mailboxCapacity: config.entityMailboxSize,

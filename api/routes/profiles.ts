@@ -1,13 +1,15 @@
 /**
  * A user's profile: `GET /v1/profiles/{kind}/{userId}` — the segments the user is in now (folded from
  * the event store: never older than an acknowledged record), or at `asOf`; with `explain=true`, the
- * partner file line that set each (partner, job, line). `asOf` and `explain` are for auditors. The
+ * partner file line that set each (partner, job, line) and, per destination, the latest delivery of it
+ * (from the receipts: projections/delivery/receipts.ts). `asOf` and `explain` are for auditors. The
  * user id is the raw one a partner sends: it is normalised for its kind, so `AB…` and `ab…` as mobile
  * ad ids find the same profile.
  */
 import { Effect, Option, Result, Schema } from "effect"
 import { ProfileSegment, userprofile } from "../../domain/entities/userprofile.ts"
 import { IdKind, normalizeUserId, profileId } from "../../domain/ingest/LoaderRecord.ts"
+import { Delivery, DeliveryReadModel } from "../../projections/delivery/receipts.ts"
 import { getEntity } from "../../projections/EntityQueries.ts"
 import { Forbidden, InvalidRequest, NotFound, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
@@ -17,7 +19,11 @@ export const Profile = Schema.Struct({
   idKind: IdKind,
   userId: Schema.String,
   revision: Schema.Int,
-  segments: Schema.Array(ProfileSegment)
+  segments: Schema.Array(Schema.Struct({
+    ...ProfileSegment.fields,
+    /** explain: the latest delivery of the segment's membership to each destination that received it */
+    deliveries: Schema.optionalKey(Schema.Array(Delivery))
+  }))
 }).annotate({ identifier: "Profile" })
 
 const Params = Schema.Struct({ kind: IdKind, userId: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(1_024)) })
@@ -31,7 +37,7 @@ type Segment = typeof ProfileSegment.Type
 export const profileRoutes = [
   route({
     method: "GET", url: "/v1/profiles/:kind/:userId", tags: ["profiles"], roles: ["service", "auditor"], admission: "reads",
-    summary: "A user's segments now (or at asOf, auditor); explain=true (auditor) names the partner file line that set each",
+    summary: "A user's segments now (or at asOf, auditor); explain=true (auditor) names the partner file line that set each and its latest delivery to each destination",
     params: Params, query: Query,
     responses: {
       200: { description: "the profile", schema: Profile },
@@ -56,13 +62,16 @@ export const profileRoutes = [
           return yield* new NotFound({ detail: `no profile for ${params.kind} ${normal.success}${query.asOf === undefined ? "" : ` at ${query.asOf}`}` })
         }
         const segments = (found.value.state as { readonly segments: ReadonlyArray<Segment> }).segments
+        const deliveries = explain ? yield* (yield* DeliveryReadModel).deliveriesOf(found.value.id) : new Map<string, never>()
         return {
           status: 200,
           body: {
             idKind: params.kind,
             userId: normal.success,
             revision: found.value.revision,
-            segments: explain ? segments : segments.map(({ sources: _sources, ...segment }) => segment)
+            segments: explain
+              ? segments.map((segment) => ({ ...segment, deliveries: deliveries.get(segment.segmentId) ?? [] }))
+              : segments.map(({ sources: _sources, ...segment }) => segment)
           }
         }
       })

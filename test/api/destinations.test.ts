@@ -33,6 +33,15 @@ const filesHolding = (dir: string): Array<string> =>
     return secrets.some((s) => bytes.includes(s)) ? [path] : []
   })
 
+interface JsonSchema {
+  readonly $ref?: string
+  readonly properties?: Record<string, { readonly writeOnly?: boolean }>
+}
+interface OpenApiDoc {
+  readonly paths: Record<string, { readonly put: { readonly requestBody: { readonly content: Record<string, { readonly schema: JsonSchema }> } } }>
+  readonly components: { readonly schemas: Record<string, JsonSchema> }
+}
+
 const pointers = (answer: HttpAnswer) => ((answer.body as { errors?: Array<{ pointer: string }> }).errors ?? []).map((e) => e.pointer)
 
 describe("destinations", () => {
@@ -47,6 +56,11 @@ describe("destinations", () => {
       const api = (method: string, path: string, body?: unknown) =>
         Effect.tap(call(platform.base, method, path, { key: ADMIN, ...(body === undefined ? {} : { body }) }), (a) => Effect.sync(() => void answers.push(a)))
       assert.strictEqual((yield* api("PUT", "/v1/entities/partner/acme", { name: "Acme" })).status, 201)
+      // OpenAPI documents secretHeaders in the PUT body, as write-only
+      const doc = yield* Effect.promise(() => fetch(`${platform.base}/docs/json`).then((r) => r.json() as Promise<OpenApiDoc>))
+      const putBody = doc.paths["/v1/entities/destination/{id}"]!.put.requestBody.content["application/json"].schema
+      const resolved = putBody.$ref === undefined ? putBody : doc.components.schemas[putBody.$ref.split("/").pop()!]!
+      assert.strictEqual(resolved.properties?.["secretHeaders"]?.writeOnly, true, JSON.stringify(resolved))
 
       // the partner must exist: 400 naming partnerId, and nothing stored
       const unknown = yield* api("PUT", "/v1/entities/destination/acme-dsp", { ...destination, partnerId: "nobody", secretHeaders: { Authorization: SECRET_1 } })
