@@ -69,6 +69,10 @@ import * as UploadsDir from "../infra/ingest/uploadsDir.ts"
 import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
 import { segmentsProjection } from "../infra/readmodel/segments.ts"
 import * as SegmentsSqlite from "../infra/readmodel/segmentsQueries.ts"
+import * as RollupsSqlite from "../infra/readmodel/rollups.ts"
+import * as RollupsQueries from "../infra/readmodel/rollupsQueries.ts"
+import { runRollupConsumers } from "../infra/events/rollupConsumer.ts"
+import type { RollupReadModel } from "../projections/events/rollups.ts"
 import * as RemindersSqlite from "../infra/reminders/sqlite.ts"
 import { type FileDoorsOptions, layerFileDoors, sftpHostKey } from "../infra/ingest/fileDoors.ts"
 import { findPartner } from "./routes/ingestPartner.ts"
@@ -94,6 +98,8 @@ import { segmentRoutes } from "./routes/segments.ts"
 import { readinessChecks } from "./readiness.ts"
 import { opsRoutes } from "./routes/ops.ts"
 import { profileRoutes } from "./routes/profiles.ts"
+import { alertRoutes } from "./routes/alerts.ts"
+import { appMetricsRoutes } from "./routes/appMetrics.ts"
 
 /** The running HTTP server: the Fastify instance (tests use `inject`) and where it listens. */
 export class HttpServer extends Context.Service<HttpServer, { readonly app: FastifyInstance; readonly url: string }>()("tributary/HttpServer") {}
@@ -168,6 +174,7 @@ const natsLayer = (config: PlatformConfig) => {
 /** What the HTTP routes may use. */
 type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | ProjectionRunner.Projections | AdminApiKey | Cluster | DeadLetters
   | Intake | IngestJobs | PartnerCredentials | SegmentReadModel | DestinationSecrets | Metadata | EventIntake | DeliveryPackages | DeliveryReadModel
+  | RollupReadModel
 
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
@@ -209,7 +216,9 @@ const httpLayer = (config: PlatformConfig) =>
       ...partnerCredentialsRoutes,
       ...profileRoutes,
       ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes }),
-      ...deliveryPackageRoutes
+      ...deliveryPackageRoutes,
+      ...appMetricsRoutes,
+      ...alertRoutes
     ]
     const app = yield* Effect.promise(() => buildApp<ApiServices>({ routes, run: Effect.runPromiseExitWith(context), ...httpLimits(config) }))
     const url = yield* Effect.acquireRelease(
@@ -274,6 +283,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     Layer.unwrap(Effect.map(deliverySecretsKey(config.deliverySecretsKey, config.dataDir), (key) =>
       DeliverySecretsSqlite.layerSqlite({ path: join(config.dataDir, "delivery-secrets.db"), key }))),
     DeviceStoreSqlite.layerSqlite({ path: join(config.dataDir, "devices.db") }),
+    RollupsSqlite.layerSqlite({ path: join(config.dataDir, "rollups.db") }),
+    RollupsQueries.layerSqlite({ path: join(config.dataDir, "rollups.db") }),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
   const topology = Layer.effectDiscard(Effect.gen(function*() {
@@ -318,6 +329,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
       maxActors: config.entityMaxActors
     }))
   )
+  // App-event rollups from EVENTS_CLEAN and SESSIONS, in one process at a time (lease job.rollups).
+  const rollups = Layer.effectDiscard(Effect.forkScoped(runRollupConsumers()))
   // Due reminders of the owned shards, fired as Wake commands.
   const reminders = Layer.effectDiscard(Effect.forkScoped(runEntityReminders))
   // A translator per partner (one process at a time each), running the partners' ingestion jobs.
@@ -349,6 +362,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     Layer.provideMerge(deliveries),
     Layer.provideMerge(devicePipelines),
     Layer.provideMerge(translators),
+    Layer.provideMerge(rollups),
     Layer.provideMerge(reminders),
     Layer.provideMerge(workers),
     Layer.provideMerge(bus),

@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus, totalmem } from "node:os"
 import { fileURLToPath } from "node:url"
+import { benchAppEvents } from "./appEvents.ts"
 import { benchAsOf } from "./asOf.ts"
 import { benchCommands } from "./commands.ts"
 import { benchEventStore } from "./eventStore.ts"
@@ -71,7 +72,9 @@ const benchmarks: ReadonlyArray<{ readonly name: string; readonly run: () => Pro
   { name: "processes", run: benchProcesses },
   { name: "asOf", run: benchAsOf },
   // partner file ingestion; BENCH_INGEST_LINES (default 1,000,000), BENCH_INGEST_BIG=1 for the 1 GB file
-  { name: "ingest", run: benchIngest }
+  { name: "ingest", run: benchIngest },
+  // app events; BENCH_EVENTS (default 1,000,000)
+  { name: "appEvents", run: benchAppEvents }
 ]
 
 const only = process.argv.slice(2)

@@ -5,7 +5,7 @@
  *   older checkpoint, a paused former lease holder — changes nothing);
  * - `delivery_members`: per (segment, profile) member now, the partners whose membership is present
  *   (refreshes page through it by segment);
- * - `delivery_destinations` (fields, null once deleted) and `delivery_targets` (segment → destination, lanes);
+ * - `delivery_destinations` (fields, null once deleted; the revision applied last, a replay changing nothing) and `delivery_targets` (segment → destination, lanes);
  * - `delivery_sequences`: the next `seq` of each destination and lane's continuous package;
  * - `delivery_outbox`: chunks not yet on DELIVER, in the order they were written (AUTOINCREMENT id).
  *
@@ -26,7 +26,7 @@ const TABLES = `
   CREATE TABLE IF NOT EXISTS delivery_profiles (profile_id TEXT PRIMARY KEY, revision INTEGER NOT NULL) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS delivery_members (
     segment_id TEXT NOT NULL, profile_id TEXT NOT NULL, partners TEXT NOT NULL, PRIMARY KEY (segment_id, profile_id)) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS delivery_destinations (destination TEXT PRIMARY KEY, fields TEXT) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS delivery_destinations (destination TEXT PRIMARY KEY, revision INTEGER NOT NULL, fields TEXT) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS delivery_targets (
     segment_id TEXT NOT NULL, destination TEXT NOT NULL, lanes INTEGER NOT NULL, PRIMARY KEY (segment_id, destination)) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS delivery_targets_by_destination ON delivery_targets (destination);
@@ -68,8 +68,8 @@ export const prepare = (db: DatabaseSync): Statements => ({
   setMember: db.prepare("INSERT OR REPLACE INTO delivery_members VALUES (?, ?, ?)"),
   deleteMember: db.prepare("DELETE FROM delivery_members WHERE segment_id = ? AND profile_id = ?"),
   members: db.prepare("SELECT profile_id FROM delivery_members WHERE segment_id = ? ORDER BY profile_id"),
-  destination: db.prepare("SELECT fields FROM delivery_destinations WHERE destination = ?"),
-  setDestination: db.prepare("INSERT OR REPLACE INTO delivery_destinations VALUES (?, ?)"),
+  destination: db.prepare("SELECT revision, fields FROM delivery_destinations WHERE destination = ?"),
+  setDestination: db.prepare("INSERT OR REPLACE INTO delivery_destinations VALUES (?, ?, ?)"),
   targetsOfSegment: db.prepare("SELECT destination, lanes FROM delivery_targets WHERE segment_id = ? ORDER BY destination"),
   clearTargets: db.prepare("DELETE FROM delivery_targets WHERE destination = ?"),
   addTarget: db.prepare("INSERT OR REPLACE INTO delivery_targets VALUES (?, ?, ?)"),
@@ -140,10 +140,12 @@ const continuousWriter = (s: Statements) => (chunk: PackedChunk) => {
 
 /** A destination's event: its fields and targets kept, and a refresh of the segments it starts taking. */
 const applyDestination = (s: Statements, event: EventEnvelope, maxRecords: number): boolean => {
-  const beforeFields = destinationOf(s, event.entityId) ?? null
+  const row = s.destination.get(event.entityId) as { revision: number; fields: string | null } | undefined
+  if (row !== undefined && row.revision >= event.revision) return true // applied already: a replay
+  const beforeFields: Schema.JsonObject | null = row?.fields == null ? null : JSON.parse(row.fields)
   const after = destinationFields(beforeFields, event)
   if (after === undefined) return false
-  s.setDestination.run(event.entityId, after === null ? null : JSON.stringify(after))
+  s.setDestination.run(event.entityId, event.revision, after === null ? null : JSON.stringify(after))
   s.clearTargets.run(event.entityId)
   const targets = after === null ? undefined : targetsOf(after)
   if (targets === undefined) return true
@@ -157,7 +159,7 @@ const applyDestination = (s: Statements, event: EventEnvelope, maxRecords: numbe
 }
 
 /** A profile's event: its memberships kept, and a record per destination taking each segment it joined or left. */
-const applyProfile = (s: Statements, event: EventEnvelope, packer: LanePacker): boolean => {
+const applyProfile = (s: Statements, event: EventEnvelope, packer: LanePacker, targets: (segmentId: string) => ReadonlyArray<Target>): boolean => {
   const profile = event.entityId
   const row = s.profileRevision.get(profile) as { revision: number } | undefined
   if (row !== undefined && row.revision >= event.revision) return true // applied already: a replay
@@ -176,12 +178,33 @@ const applyProfile = (s: Statements, event: EventEnvelope, packer: LanePacker): 
   for (const { segmentId, op, time } of changes) {
     const record = deliveryRecord(profile, segmentId, op, time)
     if (record === undefined) continue
-    for (const target of s.targetsOfSegment.all(segmentId) as unknown as Array<{ destination: string; lanes: number }>) {
+    for (const target of targets(segmentId)) {
       packer.add(target.destination, laneOf(profile, target.lanes), record, event.position)
     }
   }
   if (changed) s.setProfileRevision.run(profile, event.revision)
   return true
+}
+
+interface Target {
+  readonly destination: string
+  readonly lanes: number
+}
+
+/** The destinations taking each segment, read once per page (and again after a destination's event). */
+const targetCache = (s: Statements) => {
+  const cache = new Map<string, ReadonlyArray<Target>>()
+  return {
+    of: (segmentId: string): ReadonlyArray<Target> => {
+      let found = cache.get(segmentId)
+      if (found === undefined) {
+        found = s.targetsOfSegment.all(segmentId) as unknown as Array<Target>
+        cache.set(segmentId, found)
+      }
+      return found
+    },
+    clear: () => cache.clear()
+  }
 }
 
 /** The projection, declared as data; its statements are prepared once per connection (again after a rebuild). */
@@ -202,11 +225,13 @@ export const packagesProjection = (options: { readonly maxRecords: number }): Pr
       const s = statementsOf(db)
       const skipped: Array<string> = []
       const packer = lanePacker({ packageId: "continuous", kind: "continuous", maxRecords: options.maxRecords, emit: continuousWriter(s) })
+      const targets = targetCache(s)
       for (const event of events) {
         if (isDestinationEvent(event)) {
           packer.flush() // the destination's earlier changes go before any refresh this event makes
+          targets.clear()
           if (!applyDestination(s, event, options.maxRecords)) skipped.push(event.type)
-        } else if (!applyProfile(s, event, packer)) {
+        } else if (!applyProfile(s, event, packer, targets.of)) {
           skipped.push(event.type)
         }
       }

@@ -1,46 +1,30 @@
 import { assert, describe, it } from "@effect/vitest"
-import { spawn } from "node:child_process"
-import { writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
-import { Effect, Layer, Schedule, Schema } from "effect"
-import { Chunk, chunkId, type DeliveryRecord } from "../../../domain/delivery/Chunk.ts"
+import { Effect, Layer } from "effect"
+import { chunkId } from "../../../domain/delivery/Chunk.ts"
 import { deliverSubject, StreamNames } from "../../../domain/subjects.ts"
 import { layer as packages } from "../../../infra/delivery/packages.ts"
-import type { EventStore } from "../../../domain/EventStore.ts"
+import { toEnvelopes } from "../../../domain/envelope.ts"
+import { EventStore } from "../../../domain/EventStore.ts"
+import { publishOutbox } from "../../../infra/delivery/outboxPublisher.ts"
+import { PackagesDb } from "../../../infra/delivery/packagesDb.ts"
 import { layerSqlite as eventStore } from "../../../infra/eventstore/sqlite.ts"
-import type { Nats } from "../../../infra/nats/Nats.ts"
-import { DeliveryPackages } from "../../../projections/delivery/packages.ts"
+import { Nats } from "../../../infra/nats/Nats.ts"
+import { DeliveryPackages, packagesProjectionName } from "../../../projections/delivery/packages.ts"
 import { createDestination } from "../../fixtures/destinationEvents.ts"
+import { brief, deliverChunks, deliverRecords } from "../../fixtures/deliverContents.ts"
+import { eventually } from "../../fixtures/http.ts"
 import { streamMessages } from "../../fixtures/jetstreamContents.ts"
 import { layerTestNats, TestNatsServer } from "../../fixtures/nats.ts"
 import { added, appendProfileEvents, expired, removed } from "../../fixtures/segmentEvents.ts"
 import { tempDir } from "../../fixtures/tempDir.ts"
 
-const packagesProcess = fileURLToPath(new URL("../../fixtures/packagesProcess.ts", import.meta.url))
-
 const S = "9007199254740993" // above 2^53: ids stay strings
 const T = "42"
 const U = "7"
 
-const decodeChunk = Schema.decodeUnknownSync(Chunk)
-
-/** Every chunk on DELIVER for a destination's lane 0, in stream order, with its Nats-Msg-Id. */
-const chunksOf = (destination: string) =>
-  Effect.map(streamMessages(StreamNames.deliver), (messages) =>
-    messages.filter((m) => m.subject === deliverSubject(destination, 0)).map((m) => ({ chunk: decodeChunk(m.body), msgId: m.headers["Nats-Msg-Id"], seq: m.seq })))
-
-const recordsOf = (destination: string) =>
-  Effect.map(chunksOf(destination), (chunks) => chunks.flatMap(({ chunk }) => chunk.records))
-
-/** Polls until `check` holds (generous: the machine is shared); fails with the last value otherwise. */
-const eventually = <A, E, R>(effect: Effect.Effect<A, E, R>, check: (a: A) => boolean, seconds = 40) =>
-  effect.pipe(
-    Effect.filterOrFail(check, (a) => new Error(`condition not met; last value: ${JSON.stringify(a).slice(0, 2_000)}`)),
-    Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo({ times: seconds * 10 })))
-  )
-
-const brief = (r: DeliveryRecord) => `${r.userId} ${r.segmentId} ${r.op}`
+const chunksOf = (destination: string) => deliverChunks(destination)
+const recordsOf = (destination: string) => deliverRecords(destination)
 
 /** A temp dir, an event store file, a fresh nats-server with the streams, and packaging (chunks of 3 records) in this process. */
 const withPackaging = <A, E>(test: (dir: string) => Effect.Effect<A, E, EventStore | Nats | DeliveryPackages | TestNatsServer>) =>
@@ -70,7 +54,7 @@ describe("delivery packages", () => {
         yield* appendProfileEvents("cookie:p4", added("a", [S]))
         yield* appendProfileEvents("cookie:p5", added("a", [S]))
 
-        const one = yield* eventually(recordsOf("d-one"), (records) => records.length >= 6)
+        const one = yield* eventually(recordsOf("d-one"), (records) => records.length >= 6, "40 seconds")
         assert.deepStrictEqual(one.map(brief), [
           `p1 ${S} add`,
           `p2 ${S} add`,
@@ -110,13 +94,13 @@ describe("delivery packages", () => {
         yield* appendProfileEvents("cookie:m2", added("a", [T])) // in both segments: a record for each
         yield* appendProfileEvents("cookie:m7", removed("a", [S])) // gone before the refresh
         // Packaging follows the store: wait until it has seen every change, then refresh.
-        yield* eventually(recordsOf("d-one"), (records) => records.length === 9)
+        yield* eventually(recordsOf("d-one"), (records) => records.length === 9, "40 seconds")
         const refresh = yield* DeliveryPackages.use((p) => p.refresh("d-one"))
         assert.match(refresh.packageId, /^refresh-[0-9a-f-]{36}$/)
         assert.strictEqual(refresh.records, 7)
         yield* appendProfileEvents("cookie:m1", removed("a", [S]), removed("b", [S])) // after the refresh
 
-        const chunks = yield* eventually(chunksOf("d-one"), (cs) => cs.some(({ chunk }) => chunk.records.some((r) => r.userId === "m1" && r.op === "remove")))
+        const chunks = yield* eventually(chunksOf("d-one"), (cs) => cs.some(({ chunk }) => chunk.records.some((r) => r.userId === "m1" && r.op === "remove")), "40 seconds")
         const refreshChunks = chunks.filter(({ chunk }) => chunk.packageId === refresh.packageId)
         const members = refreshChunks.flatMap(({ chunk }) => chunk.records).map(brief).sort()
         assert.deepStrictEqual(members, [...[1, 2, 3, 4, 5, 6].map((i) => `m${i} ${S} add`), `m2 ${T} add`].sort())
@@ -130,7 +114,7 @@ describe("delivery packages", () => {
 
         // A destination created now receives what existed before it: a refresh of its segments at its creation.
         yield* createDestination("d-late", [T])
-        const late = yield* eventually(chunksOf("d-late"), (cs) => cs.length > 0)
+        const late = yield* eventually(chunksOf("d-late"), (cs) => cs.length > 0, "40 seconds")
         assert.strictEqual(late[0]!.chunk.kind, "refresh")
         assert.deepStrictEqual(late.flatMap(({ chunk }) => chunk.records).map(brief), [`m2 ${T} add`])
 
@@ -139,46 +123,45 @@ describe("delivery packages", () => {
       })
     ), 60_000)
 
-  it.live("every record once on DELIVER across a SIGKILL of the packaging process", () =>
+  it.live("refreshes a destination on its schedule (refreshEvery seconds)", () =>
+    withPackaging(() =>
+      Effect.gen(function*() {
+        yield* appendProfileEvents("cookie:m1", added("a", [S]))
+        yield* createDestination("d-timed", [S], { refreshEvery: 1 })
+        // The creation's refresh, then one about every second: each with every member.
+        const chunks = yield* eventually(chunksOf("d-timed"), (cs) => new Set(cs.map(({ chunk }) => chunk.packageId)).size >= 3, "40 seconds")
+        for (const { chunk } of chunks) {
+          assert.strictEqual(chunk.kind, "refresh")
+          assert.match(chunk.packageId, /^refresh-[0-9a-f-]{36}$/)
+          assert.deepStrictEqual(chunk.records.map(brief), [`m1 ${S} add`])
+        }
+      })
+    ), 60_000)
+
+  it.live("events applied twice package nothing twice; a publisher starting after a crash between publish and delete does not publish those chunks again, even past the duplicate window", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir("packages-crash")
-      const events = join(dir, "events.db")
-      return yield* crashTest(dir, events).pipe(Effect.provide(Layer.mergeAll(eventStore({ path: events }), layerTestNats())))
-    }).pipe(Effect.scoped), 90_000)
+      const dir = yield* tempDir("packages-tail")
+      const layers = PackagesDb.layer({ path: join(dir, "delivery.db"), maxRecords: 2 }).pipe(
+        Layer.provideMerge(Layer.mergeAll(eventStore({ path: join(dir, "events.db") }), layerTestNats({ duplicateWindow: "200 millis" })))
+      )
+      return yield* Effect.gen(function*() {
+        const db = yield* PackagesDb
+        const { jetstream } = yield* Nats
+        yield* createDestination("d-one", [S])
+        for (let i = 0; i < 5; i++) yield* appendProfileEvents(`cookie:t${i}`, added("a", [S]))
+        const envelopes = toEnvelopes(yield* (yield* EventStore).readAll())
+        yield* db.store.apply(packagesProjectionName, envelopes, envelopes.at(-1)!.position)
+        // A paused former lease holder applying the same events again packages nothing twice.
+        yield* db.store.apply(packagesProjectionName, envelopes, envelopes.at(-1)!.position)
+        const rows = yield* db.pending(10)
+        assert.strictEqual(rows.length, 3)
+        // The crash: the first two chunks were stored by JetStream, their rows not yet deleted.
+        for (const row of rows.slice(0, 2)) yield* Effect.promise(() => jetstream.publish(row.subject, row.chunk, { msgID: row.msgId }))
+        yield* Effect.sleep("1 second") // past the duplicate window: JetStream would take them again
+        yield* Effect.forkScoped(publishOutbox())
+        yield* eventually(db.backlog, (b) => b.chunks === 0, "40 seconds")
+        yield* Effect.sleep("300 millis")
+        assert.deepStrictEqual((yield* recordsOf("d-one")).map(brief), [0, 1, 2, 3, 4].map((i) => `t${i} ${S} add`))
+      }).pipe(Effect.scoped, Effect.provide(layers))
+    }).pipe(Effect.scoped), 60_000)
 })
-
-const crashTest = (dir: string, events: string) =>
-    Effect.gen(function*() {
-      const { url, platform } = yield* TestNatsServer
-      const start = (name: string) =>
-        Effect.acquireRelease(
-          Effect.sync(() => {
-            const child = spawn(process.execPath, ["--no-warnings", packagesProcess, url, events, join(dir, "delivery.db"), "2"], {
-              stdio: ["ignore", "pipe", "pipe"],
-              env: { ...process.env, NATS_USER: platform.user, NATS_PASSWORD: platform.password }
-            })
-            const keep = (chunk: Buffer) => writeFileSync(join(dir, `${name}.log`), chunk, { flag: "a" })
-            child.stdout.on("data", keep)
-            child.stderr.on("data", keep)
-            return child
-          }),
-          (child) => Effect.sync(() => void child.kill("SIGKILL"))
-        )
-      const profiles = (from: number, to: number) =>
-        Effect.forEach(Array.from({ length: to - from }, (_, i) => from + i), (i) => appendProfileEvents(`cookie:u${i}`, added("a", [S])), { discard: true })
-
-      yield* createDestination("d-one", [S])
-      yield* profiles(0, 150)
-      const first = yield* start("first")
-      yield* eventually(chunksOf("d-one"), (cs) => cs.length > 0)
-      first.kill("SIGKILL")
-      const atKill = (yield* recordsOf("d-one")).length
-      yield* profiles(150, 300)
-      yield* start("second") // takes the lease once the killed holder's expires
-      const records = yield* eventually(recordsOf("d-one"), (rs) => rs.length >= 300, 50)
-      yield* Effect.sleep("1 second") // a duplicate would land now, if any
-      const all = (yield* recordsOf("d-one")).map(brief)
-      assert.strictEqual(all.length, 300, `every record exactly once (${atKill} were on DELIVER at the kill)`)
-      assert.deepStrictEqual(all, Array.from({ length: 300 }, (_, i) => `u${i} ${S} add`), "in commit order")
-      assert.isAtLeast(records.length, 300)
-    })

@@ -1,0 +1,117 @@
+/**
+ * Feeds the rollups (infra/readmodel/rollups.ts) from EVENTS_CLEAN (`events.clean.*`, CleanEvent) and
+ * SESSIONS (`sessions.*`, SessionEnded): one durable pull consumer per stream (`rollups-events`,
+ * `rollups-sessions`), in one process at a time (lease `job.rollups`). The checkpoint is the stream
+ * sequence kept in the rollups file, in the same transaction as the rollups: the consumer is made anew
+ * at start from just after it, and a message at or below it (a redelivery) changes nothing, so a crash
+ * anywhere neither loses nor counts twice. Each pulled batch (up to `batchSize` messages, or what came
+ * within a few milliseconds) is one transaction, acknowledged once committed (ack-all: one ack a batch).
+ * An undecodable message is copied to DEADLETTERS and skipped. The same process runs the trend alerts
+ * (infra/events/trendAlerts.ts), which read what these consumers wrote.
+ */
+import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream"
+import type { JsMsg } from "@nats-io/jetstream"
+import { nanos } from "@nats-io/transport-node"
+import { Effect, Metric, Option, Schedule, Schema, Stream } from "effect"
+import { CleanEvent, SessionEnded } from "../../domain/events/CleanEvent.ts"
+import { allCleanEvents, allSessions, StreamNames } from "../../domain/subjects.ts"
+import { type CleanDelivery, RollupStore, type SessionDelivery } from "../readmodel/rollups.ts"
+import { makeDeadLetterWriter } from "../nats/deadLetters.ts"
+import { freshConsumer } from "../nats/freshConsumer.ts"
+import { withLease } from "../nats/lease.ts"
+import { runTrendAlerts, type TrendAlertOptions } from "./trendAlerts.ts"
+import { Nats, NatsError, tryNats } from "../nats/Nats.ts"
+
+export interface RollupConsumerOptions {
+  /** messages per transaction at most; default 2,000 */
+  readonly batchSize?: number
+  /** trend alerts, evaluated by the same process */
+  readonly trends?: TrendAlertOptions
+}
+
+const applied = Metric.counter("tributary_rollup_messages_total", { description: "clean events and sessions applied to the rollups", incremental: true })
+const checkpointGauge = Metric.gauge("tributary_rollup_checkpoint", { description: "last stream sequence applied to the rollups, per stream" })
+
+const decodeEvent = Schema.decodeUnknownOption(Schema.fromJsonString(CleanEvent))
+const decodeSession = Schema.decodeUnknownOption(Schema.fromJsonString(SessionEnded))
+
+interface Follow<A> {
+  readonly stream: string
+  readonly filter: string
+  readonly durable: string
+  readonly decode: (msg: JsMsg) => Option.Option<A>
+  readonly apply: (items: ReadonlyArray<A>, lastSeq: number) => Effect.Effect<number, unknown>
+}
+
+const follow = <A>(spec: Follow<A>, batchSize: number) =>
+  Effect.gen(function*() {
+    const nats = yield* Nats
+    const store = yield* RollupStore
+    const deadLetters = yield* makeDeadLetterWriter
+    const after = yield* store.checkpoint(spec.stream)
+    const consumer = yield* freshConsumer(nats, spec.stream, {
+      durable_name: spec.durable,
+      filter_subject: spec.filter,
+      ...(after === undefined ? { deliver_policy: DeliverPolicy.All } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 }),
+      ack_policy: AckPolicy.All,
+      ack_wait: nanos(60_000),
+      max_ack_pending: batchSize * 4
+    })
+    const messages = yield* Effect.acquireRelease(
+      tryNats(`consume ${spec.stream}`, () => consumer.consume({ max_messages: batchSize * 2 })),
+      (messages) => Effect.promise(() => messages.close()).pipe(Effect.ignore)
+    )
+    const attributes = { stream: spec.stream }
+    yield* Stream.fromAsyncIterable(messages, (cause) => new NatsError({ operation: `consume ${spec.stream}`, cause })).pipe(
+      Stream.groupedWithin(batchSize, "5 millis"),
+      Stream.runForEach((batch) =>
+        Effect.gen(function*() {
+          const items: Array<A> = []
+          for (const msg of batch) {
+            const item = spec.decode(msg)
+            if (Option.isSome(item)) items.push(item.value)
+            else {
+              yield* deadLetters.write({
+                reason: "undecodable", detail: `not a message of ${spec.stream}`, stream: spec.stream, subject: msg.subject,
+                streamSequence: msg.seq, deliveries: msg.info.deliveryCount, headers: msg.headers, data: msg.data
+              }).pipe(Effect.catch((error) => Effect.logWarning("rollups: an undecodable message could not be dead-lettered; skipped", { seq: msg.seq, error })))
+            }
+          }
+          const last = batch[batch.length - 1]!
+          const fresh = yield* spec.apply(items, last.seq)
+          last.ack()
+          yield* Metric.update(Metric.withAttributes(applied, attributes), fresh)
+          yield* Metric.update(Metric.withAttributes(checkpointGauge, attributes), last.seq)
+        })
+      )
+    )
+  }).pipe(Effect.scoped)
+
+/** Both consumers and the trend alerts, restarted from the checkpoint after a failure; for ever. */
+const run = (batchSize: number, trends: TrendAlertOptions) =>
+  Effect.gen(function*() {
+    const store = yield* RollupStore
+    const events: Follow<CleanDelivery> = {
+      stream: StreamNames.eventsClean,
+      filter: allCleanEvents,
+      durable: "rollups-events",
+      decode: (msg) => Option.map(decodeEvent(msg.string()), (event) => ({ seq: msg.seq, event, storedAtMillis: Math.floor(msg.info.timestampNanos / 1_000_000) })),
+      apply: (items, lastSeq) => store.applyEvents(StreamNames.eventsClean, items, lastSeq)
+    }
+    const sessions: Follow<SessionDelivery> = {
+      stream: StreamNames.sessions,
+      filter: allSessions,
+      durable: "rollups-sessions",
+      decode: (msg) => Option.map(decodeSession(msg.string()), (session) => ({ seq: msg.seq, session })),
+      apply: (items, lastSeq) => store.applySessions(StreamNames.sessions, items, lastSeq)
+    }
+    const restarting = <A>(spec: Follow<A>) =>
+      follow(spec, batchSize).pipe(
+        Effect.tapCause((cause) => Effect.logError("rollups: a consumer failed; restarting from its checkpoint", { stream: spec.stream, cause })),
+        Effect.retry(Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("10 seconds")]))
+      )
+    return yield* Effect.all([restarting(events), restarting(sessions), runTrendAlerts(trends)], { concurrency: "unbounded", discard: true }).pipe(Effect.andThen(Effect.never))
+  })
+
+/** Runs the rollup consumers while this process holds the lease `job.rollups`; fork it scoped. */
+export const runRollupConsumers = (options: RollupConsumerOptions = {}) => withLease("rollups", run(options.batchSize ?? 2_000, options.trends ?? {}))

@@ -1,0 +1,61 @@
+import { assert, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { assertInvalid, assertProblem, createKey, eventually, request } from "../fixtures/http.ts"
+import { cleanEvent, publishClean } from "../fixtures/appEvents.ts"
+import { layerTestPlatform } from "../fixtures/platform.ts"
+
+const app = "4242"
+const day = "from=2026-11-28T00:00:00Z&to=2026-11-29T00:00:00Z"
+const metrics = (query: string, key?: string) => request({ method: "GET", url: `/v1/apps/${app}/metrics?${query}`, ...(key === undefined ? {} : { key }) })
+
+layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("app metrics API", (it) => {
+  it.effect("answers rollups grouped by two dimensions and filtered, from events published on EVENTS_CLEAN", () =>
+    Effect.gen(function*() {
+      yield* publishClean([
+        cleanEvent(app, "a", 0, "2026-11-28T10:00:01Z", { dims: { platform: "ios", country: "us", carrier: "AT&T, Inc." } }),
+        cleanEvent(app, "b", 0, "2026-11-28T10:30:00Z", { dims: { platform: "ios", country: "us" } }),
+        cleanEvent(app, "c", 0, "2026-11-28T11:00:00Z", { dims: { platform: "android", country: "fr" } })
+      ])
+      const res = yield* eventually(metrics(`measure=events&${day}&groupBy=platform,country`), (res) => res.statusCode === 200 && res.json().rows.length === 2, "30 seconds")
+      assert.deepStrictEqual(res.json(), {
+        measure: "events",
+        granularity: "hour",
+        rows: [
+          { time: "2026-11-28T10:00:00.000Z", platform: "ios", country: "us", value: 2 },
+          { time: "2026-11-28T11:00:00.000Z", platform: "android", country: "fr", value: 1 }
+        ]
+      })
+      const filtered = yield* metrics(`measure=devices&${day}&granularity=day&filter=country:us&filter=country:fr&filter=${encodeURIComponent("carrier:AT&T, Inc.")}`)
+      assert.strictEqual(filtered.statusCode, 200, filtered.body)
+      assert.deepStrictEqual(filtered.json().rows, [{ time: "2026-11-28T00:00:00.000Z", value: 1 }])
+    }))
+
+  it.effect("refuses bad queries with problem+json naming the parameter", () =>
+    Effect.gen(function*() {
+      assertInvalid(yield* metrics(day), "query", "/measure")
+      assertInvalid(yield* metrics(`measure=visits&${day}`), "query", "/measure")
+      assertInvalid(yield* metrics("measure=events&from=yesterday&to=2026-11-29T00:00:00Z"), "query", "/from")
+      assertInvalid(yield* metrics("measure=events&from=2026-11-29T00:00:00Z&to=2026-11-28T00:00:00Z"), "query", "/to")
+      assertInvalid(yield* metrics(`measure=events&${day}&granularity=minute&to=2026-11-29T00:01:00Z`.replace(/&to=2026-11-29T00:00:00Z/, "")), "query", "/from")
+      assertInvalid(yield* metrics(`measure=events&${day}&granularity=week`), "query", "/granularity")
+      assertInvalid(yield* metrics(`measure=events&${day}&groupBy=platform,shoeSize`), "query", "/groupBy")
+      assertInvalid(yield* metrics(`measure=events&${day}&filter=platform`), "query", "/filter")
+      assertInvalid(yield* metrics(`measure=events&${day}&filter=shoeSize:42`), "query", "/filter")
+      assertInvalid(yield* metrics(`measure=custom&${day}`), "query", "/name")
+      assertInvalid(yield* metrics(`measure=events&${day}&sum=amount`), "query", "/sum")
+      const bad = yield* request({ method: "GET", url: `/v1/apps/not-an-app/metrics?measure=events&${day}` })
+      assertInvalid(bad, "path", "/app")
+      // a day of minutes is the most one answer covers
+      assert.strictEqual((yield* metrics(`measure=events&${day}&granularity=minute`)).statusCode, 200)
+    }))
+
+  it.effect("are for service and auditor keys, not the app's own SDK key", () =>
+    Effect.gen(function*() {
+      const sdk = yield* createKey(`app:${app}`)
+      assertProblem(yield* metrics(`measure=events&${day}`, sdk.secret), 403, "forbidden")
+      const auditor = yield* createKey("auditor")
+      assert.strictEqual((yield* metrics(`measure=events&${day}`, auditor.secret)).statusCode, 200)
+      assert.strictEqual((yield* request({ method: "GET", url: "/v1/alerts", key: auditor.secret })).statusCode, 200)
+      assertProblem(yield* request({ method: "GET", url: "/v1/alerts", key: sdk.secret }), 403, "forbidden")
+    }))
+})

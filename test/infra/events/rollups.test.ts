@@ -1,0 +1,152 @@
+import { assert, layer } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import type { Dimension } from "../../../domain/events/CleanEvent.ts"
+import { runRollupConsumers } from "../../../infra/events/rollupConsumer.ts"
+import { layerSqlite as rollupStore, RollupStore } from "../../../infra/readmodel/rollups.ts"
+import { layerSqlite as rollupQueries } from "../../../infra/readmodel/rollupsQueries.ts"
+import { type Granularity, type Measure, minuteOf, RollupReadModel } from "../../../projections/events/rollups.ts"
+import { StreamNames } from "../../../domain/subjects.ts"
+import { cleanEvent, publishClean, publishSessions, sessionEnded } from "../../fixtures/appEvents.ts"
+import { eventually } from "../../fixtures/http.ts"
+import { layerTestNats } from "../../fixtures/nats.ts"
+import { tempDir } from "../../fixtures/tempDir.ts"
+
+const rollups = Layer.unwrap(Effect.map(tempDir("rollups"), (dir) =>
+  Layer.mergeAll(rollupStore({ path: `${dir}/rollups.db` }), rollupQueries({ path: `${dir}/rollups.db` }))))
+
+const query = (app: string, measure: Measure, options: {
+  readonly from: string
+  readonly to: string
+  readonly granularity?: Granularity
+  readonly groupBy?: ReadonlyArray<Dimension>
+  readonly filters?: ReadonlyArray<readonly [Dimension, ReadonlyArray<string>]>
+  readonly name?: string
+  readonly sum?: string
+}) =>
+  Effect.flatMap(RollupReadModel, (model) =>
+    model.query({
+      app,
+      measure,
+      granularity: options.granularity ?? "minute",
+      fromMinute: minuteOf(options.from),
+      toMinute: minuteOf(options.to),
+      groupBy: options.groupBy ?? [],
+      filters: new Map(options.filters ?? []),
+      ...(options.name === undefined ? {} : { name: options.name }),
+      ...(options.sum === undefined ? {} : { sum: options.sum })
+    }))
+
+const total = (rows: ReadonlyArray<{ readonly value?: unknown }>) => rows.reduce((sum, row) => sum + Number(row.value), 0)
+
+const T0 = "2026-11-28T10:00:00.000Z"
+const at = (minutes: number, seconds = 0) => new Date(Date.parse(T0) + minutes * 60_000 + seconds * 1_000).toISOString()
+
+layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true, timeout: 60_000 })("rollups of clean events and sessions", (it) => {
+  it.effect("count events, exact unique devices, sessions and custom events, by any two dimensions, filtered, per minute, hour and day", () =>
+    Effect.gen(function*() {
+      yield* Effect.forkScoped(runRollupConsumers({ batchSize: 50 }))
+      const app = "101"
+      const ios = { platform: "ios", country: "us" }
+      const android = { platform: "android", country: "fr" }
+      const events = [
+        cleanEvent(app, "d1", 0, at(0, 5), { dims: ios }),
+        cleanEvent(app, "d1", 1, at(0, 50), { type: "custom", name: "purchase", props: { amount: 5, currency: "EUR" }, dims: ios }),
+        cleanEvent(app, "d1", 2, at(1, 10), { type: "custom", name: "purchase", props: { amount: 7.5 }, dims: ios }),
+        cleanEvent(app, "d2", 0, at(0, 20), { dims: ios }),
+        cleanEvent(app, "d3", 0, at(0, 30), { dims: android }),
+        cleanEvent(app, "d3", 1, at(2, 0), { type: "custom", name: "level", props: { amount: 100 }, dims: android }),
+        cleanEvent(app, "d3", 2, at(2, 1), { type: "impression", campaignId: "77", creativeId: "c1", dims: { ...android, advertiserId: "9" } }),
+        // three months late: its own bucket, not today's
+        cleanEvent(app, "d4", 0, "2026-08-28T10:00:30.000Z", { dims: ios, receivedAt: at(2, 0) }),
+        // another app: never in app 101's answers
+        cleanEvent("102", "d1", 0, at(0, 5), { dims: ios })
+      ]
+      yield* publishClean(events)
+      yield* publishSessions([
+        sessionEnded(app, "d1", at(0, 5), 20, { dims: ios }),
+        sessionEnded(app, "d2", at(0, 20), 100, { dims: ios }),
+        sessionEnded(app, "d3", at(0, 30), 4_000, { dims: android, endedBy: "inactivity" })
+      ])
+      const day = { from: "2026-11-28T00:00:00Z", to: "2026-11-29T00:00:00Z" }
+      yield* eventually(query(app, "events", day), (rows) => total(rows) === 7)
+      yield* eventually(query(app, "sessions", day), (rows) => total(rows) === 3)
+
+      // by minute, grouped by two dimensions
+      assert.deepStrictEqual(yield* query(app, "events", { ...day, groupBy: ["platform", "country"] }), [
+        { time: at(0), platform: "android", country: "fr", value: 1 },
+        { time: at(0), platform: "ios", country: "us", value: 3 },
+        { time: at(1), platform: "ios", country: "us", value: 1 },
+        { time: at(2), platform: "android", country: "fr", value: 2 }
+      ])
+      // per hour and day; filtered (a dimension given twice matches either value)
+      assert.deepStrictEqual(yield* query(app, "events", { ...day, granularity: "hour", groupBy: ["type"] }), [
+        { time: at(0), type: "custom", value: 3 },
+        { time: at(0), type: "impression", value: 1 },
+        { time: at(0), type: "open", value: 3 }
+      ])
+      assert.deepStrictEqual(yield* query(app, "events", { ...day, granularity: "day", filters: [["country", ["us"]]] }), [
+        { time: "2026-11-28T00:00:00.000Z", value: 4 }
+      ])
+      assert.deepStrictEqual(yield* query(app, "events", { ...day, granularity: "day", filters: [["country", ["us", "fr"]], ["platform", ["android"]]] }), [
+        { time: "2026-11-28T00:00:00.000Z", value: 3 }
+      ])
+      // ad events group by campaign and advertiser
+      assert.deepStrictEqual(yield* query(app, "events", { ...day, granularity: "day", groupBy: ["campaignId", "advertiserId"], filters: [["type", ["impression"]]] }), [
+        { time: "2026-11-28T00:00:00.000Z", campaignId: "77", advertiserId: "9", value: 1 }
+      ])
+      // the late event is in its own minute, three months back
+      assert.deepStrictEqual(yield* query(app, "events", { from: "2026-08-28T00:00:00Z", to: "2026-08-29T00:00:00Z", granularity: "hour" }), [
+        { time: "2026-08-28T10:00:00.000Z", value: 1 }
+      ])
+      // unique devices: exact per bucket, not a sum of minutes (d1 is in minutes 0 and 1, d3 in 0 and 2)
+      assert.deepStrictEqual((yield* query(app, "devices", day)).map((r) => r.value), [3, 1, 1])
+      assert.deepStrictEqual(yield* query(app, "devices", { ...day, granularity: "hour" }), [{ time: at(0), value: 3 }])
+      assert.deepStrictEqual(yield* query(app, "devices", { ...day, granularity: "day", groupBy: ["platform"] }), [
+        { time: "2026-11-28T00:00:00.000Z", platform: "android", value: 1 },
+        { time: "2026-11-28T00:00:00.000Z", platform: "ios", value: 2 }
+      ])
+      // custom events: counted by name, a numeric prop summed (no code per name)
+      assert.deepStrictEqual(yield* query(app, "custom", { ...day, granularity: "hour", name: "purchase" }), [{ time: at(0), value: 2 }])
+      assert.deepStrictEqual(yield* query(app, "custom", { ...day, granularity: "hour", name: "purchase", sum: "amount" }), [{ time: at(0), value: 12.5 }])
+      assert.deepStrictEqual(yield* query(app, "custom", { ...day, granularity: "hour", name: "level", sum: "amount" }), [{ time: at(0), value: 100 }])
+      assert.deepStrictEqual(yield* query(app, "custom", { ...day, name: "purchase", sum: "currency" }), [])
+      // sessions by start, their mean length and distribution
+      assert.deepStrictEqual(yield* query(app, "sessions", { ...day, groupBy: ["platform"] }), [
+        { time: at(0), platform: "android", value: 1 },
+        { time: at(0), platform: "ios", value: 2 }
+      ])
+      assert.deepStrictEqual(yield* query(app, "sessionLength", { ...day, granularity: "day" }), [
+        {
+          time: "2026-11-28T00:00:00.000Z",
+          value: (20 + 100 + 4_000) / 3,
+          distribution: [{ upToSeconds: 30, sessions: 1 }, { upToSeconds: 180, sessions: 1 }, { upToSeconds: null, sessions: 1 }]
+        }
+      ])
+      assert.deepStrictEqual((yield* query("102", "events", day)).map((r) => r.value), [1])
+    }))
+
+  it.effect("count nothing twice: a batch applied again, and consumers restarted, change nothing", () =>
+    Effect.gen(function*() {
+      const app = "201"
+      const events = Array.from({ length: 300 }, (_, i) => cleanEvent(app, `d${i % 30}`, i, at(i % 5, i % 60)))
+      const day = { from: "2026-11-28T00:00:00Z", to: "2026-11-29T00:00:00Z", granularity: "day" as const }
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* Effect.forkScoped(runRollupConsumers({ batchSize: 40 }))
+        yield* publishClean(events)
+        yield* eventually(query(app, "events", day), (rows) => total(rows) === 300, "30 seconds")
+      }))
+      const store = yield* RollupStore
+      const checkpoint = (yield* store.checkpoint(StreamNames.eventsClean))!
+      // what a redelivery after a crash between commit and ack would bring: the same messages again
+      const again = events.slice(-50).map((event, i) => ({ seq: checkpoint - 49 + i, event, storedAtMillis: Date.parse(event.time) }))
+      assert.strictEqual(yield* store.applyEvents(StreamNames.eventsClean, again, checkpoint), 0)
+      assert.strictEqual(total(yield* query(app, "events", day)), 300)
+
+      // restarted from the checkpoint: nothing counted again, new events counted
+      yield* Effect.forkScoped(runRollupConsumers({ batchSize: 40 }))
+      yield* publishClean([cleanEvent(app, "d999", 0, at(3))])
+      yield* eventually(query(app, "events", day), (rows) => total(rows) >= 301, "30 seconds")
+      assert.strictEqual(total(yield* query(app, "events", day)), 301)
+      assert.strictEqual(total(yield* query(app, "devices", day)), 31)
+    }))
+})
