@@ -174,26 +174,34 @@ export const eventsWorkload = async (options: EventsDemoOptions): Promise<string
   // Aggregates from the rollups (GET /v1/apps/{app}/metrics), summed over the days, grouped by two dimensions.
   const from = new Date(now - threeMonths - 2 * 86_400_000).toISOString().slice(0, 10) + "T00:00:00Z"
   const to = new Date(now + 86_400_000).toISOString().slice(0, 10) + "T00:00:00Z"
-  const grouped = async (app: string, query: string, dims: ReadonlyArray<string>) => {
-    const wanted = Date.now() + 15_000
-    for (;;) {
-      const res = await call("GET", `/v1/apps/${app}/metrics?from=${from}&to=${to}&granularity=day&${query}`, service)
-      if (res.status !== 200) return `(${res.status} ${String(res.body.code ?? "")})`
-      const totals = new Map<string, number>()
-      for (const row of res.body.rows as Array<Record<string, unknown>>) {
-        const key = dims.map((d) => String(row[d] ?? "-")).join(" / ")
-        totals.set(key, (totals.get(key) ?? 0) + Number(row.value))
-      }
-      const text = [...totals.entries()].sort((a, b) => b[1] - a[1]).slice(0, 6).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(1)}`).join(" · ")
-      if (totals.size > 0 || Date.now() > wanted) return text
-      await sleep(200)
+  const metrics = async (app: string, query: string, window = `from=${from}&to=${to}`) => {
+    const res = await call("GET", `/v1/apps/${app}/metrics?${window}&granularity=day&${query}`, service)
+    if (res.status !== 200) throw new Error(`demo: GET metrics → ${res.status} ${JSON.stringify(res.body)}`)
+    return res.body.rows as Array<Record<string, unknown>>
+  }
+  const sum = (rows: ReadonlyArray<Record<string, unknown>>) => rows.reduce((n, row) => n + Number(row.value), 0)
+  /** Summed over the days, by two dimensions: the six largest. */
+  const grouped = async (app: string, query: string, dims: ReadonlyArray<string>, window?: string) => {
+    const totals = new Map<string, number>()
+    for (const row of await metrics(app, query, window)) {
+      const key = dims.map((d) => String(row[d] ?? "-")).join(" / ")
+      totals.set(key, (totals.get(key) ?? 0) + Number(row.value))
     }
+    return [...totals.entries()].sort((a, b) => b[1] - a[1]).slice(0, 6).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(2)}`).join(" · ")
   }
   const app = apps[0]!.id
+  // The rollups follow EVENTS_CLEAN: wait until they count every distinct event of the app.
+  const appDistinct = plan[0]!.distinct
+  let counted = 0
+  for (const until = Date.now() + 20_000; Date.now() < until; await sleep(200)) {
+    counted = sum(await metrics(app, "measure=events"))
+    if (counted >= appDistinct) break
+  }
+  const lastDay = `from=${new Date(now - 86_400_000).toISOString().slice(0, 10)}T00:00:00Z&to=${to}`
   const byPlatformCountry = await grouped(app, "measure=events&groupBy=platform,country", ["platform", "country"])
   const adsByAdvertiser = await grouped(app, "measure=events&groupBy=type,advertiserId&filter=type:impression&filter=type:click", ["type", "advertiserId"])
   const sessionsByPublisher = await grouped(app, "measure=sessions&groupBy=publisher,platform", ["publisher", "platform"])
-  const devicesByCategory = await grouped(app, "measure=devices&groupBy=category,appVersion", ["category", "appVersion"])
+  const devicesByCategory = await grouped(app, "measure=devices&groupBy=category,appVersion", ["category", "appVersion"], lastDay)
   const revenue = await grouped(app, "measure=custom&name=purchase&sum=price&groupBy=country,platform", ["country", "platform"])
 
   const metricsText = await (await fetch(`${options.baseUrl}/metrics`)).text()
@@ -209,10 +217,11 @@ export const eventsWorkload = async (options: EventsDemoOptions): Promise<string
     intake       ${accepted} accepted (202 once on EVENTS)
     dedupe       ${clean} distinct events on EVENTS_CLEAN (expected ${expected}): ${accepted - clean} duplicates dropped, ${pipelineSeconds.toFixed(1)} s from the first POST
     sessions     ${sessions} ended sessions on SESSIONS
-    app ${app}, events by platform / country:  ${byPlatformCountry}
+    aggregates   GET /v1/apps/${app}/metrics (rollups: ${counted} events counted, ${appDistinct} distinct sent), summed over the days:
+    events by platform / country:              ${byPlatformCountry}
     ad events by type / advertiser:            ${adsByAdvertiser}
     sessions by publisher / platform:          ${sessionsByPublisher}
-    unique devices by category / app version:  ${devicesByCategory}
+    devices a day by category / app version:   ${devicesByCategory} (the last two days)
     purchase revenue by country / platform:    ${revenue}
     metadata     cache hit rate ${(hits + misses === 0 ? 0 : (100 * hits) / (hits + misses)).toFixed(1)}% (${hits} hits, ${misses} misses)
 `
