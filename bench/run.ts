@@ -11,6 +11,7 @@ import { benchAsOf } from "./asOf.ts"
 import { benchCommands } from "./commands.ts"
 import { benchEventStore } from "./eventStore.ts"
 import { benchBatch } from "./batch.ts"
+import { benchDelivery } from "./delivery.ts"
 import { benchHistoryLatency } from "./historyLatency.ts"
 import { benchIngest } from "./ingest.ts"
 import { benchProcesses } from "./processes.ts"
@@ -74,7 +75,9 @@ const benchmarks: ReadonlyArray<{ readonly name: string; readonly run: () => Pro
   // partner file ingestion; BENCH_INGEST_LINES (default 1,000,000), BENCH_INGEST_BIG=1 for the 1 GB file
   { name: "ingest", run: benchIngest },
   // app events; BENCH_EVENTS (default 1,000,000)
-  { name: "appEvents", run: benchAppEvents }
+  { name: "appEvents", run: benchAppEvents },
+  // delivery to partners against the partner simulator; BENCH_DELIVERY_SECONDS (default 12) per phase
+  { name: "delivery", run: benchDelivery }
 ]
 
 const only = process.argv.slice(2)
