@@ -12,6 +12,7 @@ import { ConfigProvider, Effect } from "effect"
 import { freePort, stopLeftover } from "../infra/nats/NatsServer.ts"
 import { PlatformConfig } from "./config.ts"
 import { deliveryWorkload } from "./demoDelivery.ts"
+import { eventsWorkload } from "./demoEvents.ts"
 import { ingestWorkload } from "./demoIngest.ts"
 import { HttpServer, layer, NatsAccess } from "./platform.ts"
 import { createPrivately } from "./privateFiles.ts"
@@ -219,6 +220,11 @@ const main = Effect.gen(function*() {
     console.log(yield* Effect.promise(() => ingestWorkload({ baseUrl: url, adminKey: ADMIN, sftpPort: Number(env.SFTP_PORT), dir: dataDir })))
     // the ingested segments delivered to two simulated partners, one failing for a while
     console.log(yield* Effect.promise(() => deliveryWorkload({ baseUrl: url, adminKey: ADMIN })))
+    // mobile app events: intake, dedupe, sessions, enrichment, aggregates
+    const nats = yield* NatsAccess
+    console.log(yield* Effect.promise(() => eventsWorkload({
+      baseUrl: url, adminKey: ADMIN, natsUrl: nats.url, natsUser: nats.platform, campaigns: Array.from({ length: 10 }, (_, i) => 2000 + i)
+    })))
     if (!once) {
       console.log("Serving; Ctrl-C to stop.")
       yield* Effect.never

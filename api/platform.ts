@@ -355,6 +355,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     deleteUploads: config.uploadRetention === "delete"
   }))
   // A device pipeline per app (one process at a time each): EVENTS → dedupe → sessions → enrichment → EVENTS_CLEAN, SESSIONS.
+  // Enriched through the process's metadata cache (infra/events/metadataCache.ts).
   const devicePipelines = Layer.effectDiscard(Effect.flatMap(Metadata, (metadata) => runDevicePipelines({
     inactivity: config.devicePipeline.sessionInactivity,
     sessionCheck: config.devicePipeline.sessionCheckInterval,

@@ -3,7 +3,7 @@
  * the schema cannot say alone. A failing event is rejected with a reason naming the field, and the rest
  * of the batch is kept. Pure: the server clock arrives as an argument.
  */
-import { Result, Schema } from "effect"
+import { Option, Result, Schema } from "effect"
 import { validate } from "../validation.ts"
 import { maxProps, SdkEvent } from "./SdkEvent.ts"
 
@@ -22,14 +22,21 @@ export interface CheckedEvent {
   readonly json: string
 }
 
+// The usual event is valid: decoded without collecting issues (twice as fast), which only a refused one needs.
+const decodeFast = Schema.decodeUnknownOption(SdkEvent)
+
+/** Why an event does not decode: its first failing field. */
+const reasonOf = (raw: unknown): string => {
+  const decoded = validate(SdkEvent, raw, "ignore")
+  const first = Result.isFailure(decoded) ? decoded.failure[0] : undefined
+  return first === undefined ? "event: invalid" : at(first.path, first.message)
+}
+
 /** The event decoded and checked, or the reason it is refused. Unknown fields are ignored (newer SDKs). */
 export const checkEvent = (raw: unknown, nowMillis: number, limits: { readonly maxEventBytes: number }): Result.Result<CheckedEvent, string> => {
-  const decoded = validate(SdkEvent, raw, "ignore")
-  if (Result.isFailure(decoded)) {
-    const first = decoded.failure[0]
-    return Result.fail(first === undefined ? "event: invalid" : at(first.path, first.message))
-  }
-  const event = decoded.success
+  const decoded = decodeFast(raw)
+  if (Option.isNone(decoded)) return Result.fail(reasonOf(raw))
+  const event = decoded.value
   if (Date.parse(event.time) > nowMillis + maxFutureMillis) return Result.fail("time: more than 24 hours ahead of the server clock")
   if (event.type === "custom" && event.name === undefined) return Result.fail("name: a custom event needs a name")
   if ((event.type === "impression" || event.type === "click") && event.campaignId === undefined) {

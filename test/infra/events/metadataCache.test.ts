@@ -3,7 +3,9 @@ import { Effect, Metric, Option } from "effect"
 import { Metadata } from "../../../domain/events/Metadata.ts"
 import * as MetadataCache from "../../../infra/events/metadataCache.ts"
 import { createKey, eventually, request } from "../../fixtures/http.ts"
+import { lastOnSubject } from "../../fixtures/jetstreamContents.ts"
 import { layerTestPlatform } from "../../fixtures/platform.ts"
+import { cleanEventsSubject, StreamNames } from "../../../domain/subjects.ts"
 
 const put = (type: string, id: string, body: unknown) =>
   Effect.gen(function*() {
@@ -31,6 +33,10 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("meta
       const sent = yield* request({ method: "POST", url: "/v1/apps/7001/events", key: sdk.secret, body: [{ deviceId: "d", seq: 0, time: "2026-05-01T12:00:00Z", type: "open" }] })
       assert.strictEqual(sent.statusCode, 202, sent.body)
       assert.deepStrictEqual(sent.json(), { accepted: 1, rejected: [] })
+      // ... and the device pipeline enriches it through this cache: the app's current publisher and category.
+      const clean = yield* eventually(lastOnSubject(StreamNames.eventsClean, cleanEventsSubject("7001")), (m) => m !== undefined, "30 seconds")
+      const dims = (clean!.body as { dims: Record<string, string> }).dims
+      assert.deepStrictEqual([dims.publisher, dims.category], ["Beta Studio", "games"])
       const unknown = yield* request({ method: "POST", url: "/v1/apps/7999/events", body: [{ deviceId: "d", seq: 0, time: "2026-05-01T12:00:00Z", type: "open" }] })
       assert.strictEqual(unknown.statusCode, 404, unknown.body)
     }))
