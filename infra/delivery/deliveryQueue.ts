@@ -14,7 +14,7 @@ import { Duration, Effect, Layer, Option, Schedule, Schema, Stream } from "effec
 import { Chunk } from "../../domain/delivery/Chunk.ts"
 import { type ChunkDelivery, DeliveryQueue, DeliveryQueueError } from "../../domain/delivery/DeliveryQueue.ts"
 import { deliverSubject, StreamNames } from "../../domain/subjects.ts"
-import { makeDeadLetterWriter } from "../nats/deadLetters.ts"
+import { makeDeadLetterWriter, setAsideUndecodable } from "../nats/deadLetters.ts"
 import { freshConsumer, isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
 
@@ -55,20 +55,7 @@ const make = (options: DeliveryQueueOptions) => Effect.gen(function*() {
       const toDelivery = (msg: JsMsg): Effect.Effect<Option.Option<ChunkDelivery>> => {
         const chunk = decodeChunk(msg.string())
         if (Option.isNone(chunk) || chunk.value.destination !== destination || chunk.value.lane !== lane) {
-          return deadLetters.write({
-            reason: "undecodable",
-            detail: Option.isNone(chunk) ? "not a delivery chunk" : `a chunk of ${chunk.value.destination}.${chunk.value.lane} on ${msg.subject}`,
-            stream: StreamNames.deliver,
-            subject: msg.subject,
-            streamSequence: msg.seq,
-            deliveries: msg.info.deliveryCount,
-            headers: msg.headers,
-            data: msg.data
-          }).pipe(
-            Effect.andThen(Effect.sync(() => msg.ack())),
-            Effect.catch((error) => Effect.logWarning("dead letter: could not write; the chunk stays", { subject: msg.subject, seq: msg.seq, error })),
-            Effect.as(Option.none())
-          )
+          return setAsideUndecodable(deadLetters, StreamNames.deliver, msg, Option.isNone(chunk) ? "not a delivery chunk" : `a chunk of ${chunk.value.destination}.${chunk.value.lane} on ${msg.subject}`)
         }
         held.add(msg)
         return Effect.succeedSome({

@@ -11,7 +11,7 @@ import { Duration, Effect, Layer, Option, Schema, Stream } from "effect"
 import { type EventsDelivery, eventsConsumerName, EventsQueue, EventsQueueError } from "../../domain/events/EventsQueue.ts"
 import { EventBatch } from "../../domain/events/SdkEvent.ts"
 import { allEvents, eventsSubject, StreamNames } from "../../domain/subjects.ts"
-import { makeDeadLetterWriter } from "../nats/deadLetters.ts"
+import { makeDeadLetterWriter, setAsideUndecodable } from "../nats/deadLetters.ts"
 import { freshConsumer, isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
 
@@ -49,20 +49,7 @@ const make = (options: EventsQueueOptions) => Effect.gen(function*() {
       const toDelivery = (msg: JsMsg): Effect.Effect<Option.Option<EventsDelivery>> => {
         const batch = decodeBatch(msg.string())
         if (Option.isNone(batch) || batch.value.app !== app) {
-          return deadLetters.write({
-            reason: "undecodable",
-            detail: Option.isNone(batch) ? "not an EventBatch" : `a batch of app ${batch.value.app} on ${msg.subject}`,
-            stream: StreamNames.events,
-            subject: msg.subject,
-            streamSequence: msg.seq,
-            deliveries: msg.info.deliveryCount,
-            headers: msg.headers,
-            data: msg.data
-          }).pipe(
-            Effect.andThen(Effect.sync(() => msg.ack())),
-            Effect.catch((error) => Effect.logWarning("dead letter: could not write; the events message stays", { subject: msg.subject, seq: msg.seq, error })),
-            Effect.as(Option.none())
-          )
+          return setAsideUndecodable(deadLetters, StreamNames.events, msg, Option.isNone(batch) ? "not an EventBatch" : `a batch of app ${batch.value.app} on ${msg.subject}`)
         }
         return Effect.succeedSome({
           batch: batch.value,

@@ -13,7 +13,7 @@ import { Duration, Effect, Layer, Option, Schedule, Schema, Stream } from "effec
 import { IngestMessage } from "../../domain/ingest/IngestMessage.ts"
 import { type IngestDelivery, IngestQueue, IngestQueueError } from "../../domain/ingest/IngestQueue.ts"
 import { allIngest, ingestSubject, StreamNames } from "../../domain/subjects.ts"
-import { makeDeadLetterWriter } from "../nats/deadLetters.ts"
+import { makeDeadLetterWriter, setAsideUndecodable } from "../nats/deadLetters.ts"
 import { freshConsumer, isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
 
@@ -66,20 +66,7 @@ const make = (options: IngestQueueOptions) => Effect.gen(function*() {
       const toDelivery = (msg: JsMsg): Effect.Effect<Option.Option<IngestDelivery>> => {
         const message = decodeMessage(msg.string())
         if (Option.isNone(message) || message.value.partner !== partner) {
-          return deadLetters.write({
-            reason: "undecodable",
-            detail: Option.isNone(message) ? "not an ingest message" : `an ingest message of ${message.value.partner} on ${msg.subject}`,
-            stream: StreamNames.ingest,
-            subject: msg.subject,
-            streamSequence: msg.seq,
-            deliveries: msg.info.deliveryCount,
-            headers: msg.headers,
-            data: msg.data
-          }).pipe(
-            Effect.andThen(Effect.sync(() => msg.ack())),
-            Effect.catch((error) => Effect.logWarning("dead letter: could not write; the ingest message stays", { subject: msg.subject, seq: msg.seq, error })),
-            Effect.as(Option.none())
-          )
+          return setAsideUndecodable(deadLetters, StreamNames.ingest, msg, Option.isNone(message) ? "not an ingest message" : `an ingest message of ${message.value.partner} on ${msg.subject}`)
         }
         held.add(msg)
         return Effect.succeedSome({

@@ -5,8 +5,9 @@
  * published with `Nats-Msg-Id = <stream>:<sequence>` so writing the same message twice (two processes,
  * a retry) keeps one; it is counted in `tributary_dead_letters_total{reason}` and logged only then.
  */
+import type { JsMsg } from "@nats-io/jetstream"
 import type { MsgHdrs } from "@nats-io/transport-node"
-import { Clock, Effect, Layer, Metric } from "effect"
+import { Clock, Effect, Layer, Metric, Option } from "effect"
 import { DeadLetter, type DeadLetterReason, type DeadLetterRecord, DeadLetters, DeadLettersError } from "../../domain/DeadLetters.ts"
 import { deadLetterSubject, StreamNames } from "../../domain/subjects.ts"
 import { Nats, type NatsError, tryNats } from "./Nats.ts"
@@ -89,6 +90,27 @@ export const makeDeadLetterWriter = Effect.gen(function*() {
 })
 
 export type DeadLetterWriter = Effect.Success<typeof makeDeadLetterWriter>
+
+/**
+ * Sets aside a work-queue message nothing here can decode: kept in DEADLETTERS, then acknowledged, so it
+ * neither blocks its consumer for ever nor goes unseen. If the dead letter cannot be written now, the
+ * message stays (delivered, and set aside, again after its ack wait). None: the caller has nothing to handle.
+ */
+export const setAsideUndecodable = (writer: DeadLetterWriter, stream: string, msg: JsMsg, detail: string) =>
+  writer.write({
+    reason: "undecodable",
+    detail,
+    stream,
+    subject: msg.subject,
+    streamSequence: msg.seq,
+    deliveries: msg.info.deliveryCount,
+    headers: msg.headers,
+    data: msg.data
+  }).pipe(
+    Effect.andThen(Effect.sync(() => msg.ack())),
+    Effect.catch((error) => Effect.logWarning(`dead letter: could not write; the ${stream} message stays`, { subject: msg.subject, seq: msg.seq, error })),
+    Effect.as(Option.none())
+  )
 
 const decoded = (seq: number, text: string) => {
   try {

@@ -133,6 +133,35 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("dead letters",
       }))
   })
 
+  describe("poison messages on the other work queues", () => {
+    it.effect("garbage on EVENTS, INGEST and DELIVER is set aside in DEADLETTERS and gone from its work queue; the queue keeps working", () =>
+      Effect.gen(function*() {
+        // a destination, so that its lane's deliverer runs (an app and a partner are found from their waiting messages)
+        assert.strictEqual((yield* request({ method: "PUT", url: "/v1/entities/partner/poison-co", body: { name: "Poison" } })).statusCode, 201)
+        const destination = yield* request({
+          method: "PUT", url: "/v1/entities/destination/poison-d",
+          body: { partnerId: "poison-co", url: "http://127.0.0.1:9/never", format: "single", ratePerSecond: 1, segmentIds: ["1"] }
+        })
+        assert.strictEqual(destination.statusCode, 201, destination.body)
+        const nc = yield* connectAsPlatform
+        const js = jetstream(nc)
+        const jsm = yield* Effect.promise(() => jetstreamManager(nc))
+        const poisoned = [
+          { stream: "EVENTS", subject: "events.9001" },
+          { stream: "INGEST", subject: "ingest.poison-co" },
+          { stream: "DELIVER", subject: "deliver.poison-d.0" }
+        ]
+        for (const { stream, subject } of poisoned) {
+          const { seq } = yield* Effect.promise(() => js.publish(subject, `{"not": "a message of ${stream}"`))
+          const page = yield* eventually(listDeadLetters("?limit=1000"), (page) => page.deadLetters.some((d) => d.stream === stream && d.streamSequence === seq), "60 seconds")
+          const letter = page.deadLetters.find((d) => d.stream === stream && d.streamSequence === seq)!
+          assert.deepInclude(letter, { reason: "undecodable", subject, payload: `{"not": "a message of ${stream}"` })
+          // acknowledged: nothing of the subject is left on its work queue
+          yield* eventually(Effect.promise(() => jsm.streams.info(stream, { subjects_filter: subject })), (info) => (info.state.subjects?.[subject] ?? 0) === 0)
+        }
+      }).pipe(Effect.scoped))
+  })
+
   describe("reply subjects", () => {
     it.effect("an answer goes only to an inbox: a reply header naming a stream's subject writes nothing there", () =>
       Effect.gen(function*() {
