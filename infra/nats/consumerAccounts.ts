@@ -34,12 +34,12 @@ export const platformApiPrefix = "$JS.platform.API"
 
 /** The consumer accounts of nats.conf; another one is one entry here and one block there. */
 export const ConsumerAccounts = {
-  /** services and auditors following history (user `reader`) */
+  /** services and auditors following history and app events (user `reader`) */
   readers: {
     name: "READERS",
     admin: "platform-readers",
     deliverPrefix: "mirror.readers",
-    mirrors: [StreamNames.history, StreamNames.snapshots]
+    mirrors: [StreamNames.history, StreamNames.snapshots, StreamNames.eventsClean, StreamNames.sessions, StreamNames.alerts]
   }
 } as const satisfies Record<string, ConsumerAccount>
 
