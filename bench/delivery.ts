@@ -16,6 +16,9 @@
  * - (b) ONE FAST DESTINATION: limit 15,000 requests/s, beside the CEILING measured in the same run: a
  *   plain keep-alive undici loop against the same simulator with no limit (64 in flight).
  *
+ * - (c) PROCESSES: records/s with 1 and 2 platform processes, takeover after a SIGKILL
+ *   (bench/deliveryProcesses.ts; BENCH_DELIVERY_PROCESSES=0 skips it).
+ *
  * BENCH_DELIVERY_SECONDS (default 12) is each phase's length. `node bench/delivery.ts` alone, or
  * `npm run bench -- delivery`.
  */
@@ -25,6 +28,7 @@ import { Effect } from "effect"
 import { destinationStats, spawnPartnerSimulator, type SimulatorStats } from "../test/fixtures/partnerSimulator.ts"
 import { loopSender, plainLoop } from "./deliveryLoad.ts"
 import { platformSender } from "./deliveryPlatform.ts"
+import { benchDeliveryProcesses } from "./deliveryProcesses.ts"
 import { round2 } from "./stats.ts"
 import type { SummaryRow } from "./summary.ts"
 
@@ -143,6 +147,8 @@ const mean = (values: ReadonlyArray<number>) => round2(values.reduce((a, b) => a
 
 export const benchDelivery = async () => {
   const { sender, aloneFigures, besideFigures, ceiling, fast, cpuMicrosPerRequest } = await Effect.runPromise(run)
+  // (c) after (a) and (b) have stopped their platform and simulator
+  const c = process.env.BENCH_DELIVERY_PROCESSES === "0" ? undefined : await benchDeliveryProcesses()
   const besideHealthy = besideFigures.slice(0, healthy)
   const worst = (figures: ReadonlyArray<DestinationFigure>) => Math.min(...figures.map((f) => f.ratio))
   const maxWindow = (figures: ReadonlyArray<DestinationFigure>) => Math.max(...figures.map((f) => f.maxInAnyWindow))
@@ -173,7 +179,8 @@ export const benchDelivery = async () => {
       /** what one request costs each side: on a loaded machine, the figure that does not depend on the load */
       cpuMicrosPerRequest,
       fast
-    }
+    },
+    ...(c === undefined ? {} : { c: c.result })
   }
   const rows: Array<SummaryRow> = [
     {
@@ -199,7 +206,8 @@ export const benchDelivery = async () => {
       ratio: result.b.ratio,
       target: ">= 0.9 × min(limit, ceiling)",
       pass: result.b.ratio >= 0.9 && fast.maxInAnyWindow <= fastLimit
-    }
+    },
+    ...(c?.rows ?? [])
   ]
   return { result, rows }
 }

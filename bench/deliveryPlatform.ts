@@ -36,7 +36,7 @@ export const startDeliveryPlatform = (env: Record<string, string> = {}) =>
     return { platform, nats, publish }
   })
 
-const admin = (base: string, method: string, path: string, body: unknown) =>
+export const admin = (base: string, method: string, path: string, body: unknown) =>
   call(base, method, path, { key: BENCH_ADMIN_KEY, body }).pipe(
     Effect.filterOrFail((answer) => answer.status < 300, (answer) => new Error(`${method} ${path}: ${answer.status} ${answer.text}`)),
     // the entity routes answer 503 while the platform still starts its shards
