@@ -38,6 +38,8 @@ export interface LaneSettings {
   readonly method: "POST" | "PUT"
   /** plain and secret headers: sent, never logged */
   readonly headers: Readonly<Record<string, string>>
+  /** the secret headers' values: cut out of the partner's answers a dead letter keeps (a partner may echo the request) */
+  readonly secrets?: ReadonlyArray<string>
   readonly format: BodyFormat
   readonly batchSize: number
   /** this lane's share of the destination's limit */
@@ -63,15 +65,25 @@ export interface DeliveryActorOptions {
 
 const isoAt = (ms: number) => new Date(ms).toISOString()
 
+/**
+ * The text without the secret headers' values: each value, and its credential alone when it has a
+ * scheme (`Bearer <token>`), is replaced by `[redacted]`. Dead letters are read by auditors, and a
+ * partner answering 401 often echoes the header it refused.
+ */
+export const redactSecrets = (text: string, secrets: ReadonlyArray<string>): string => {
+  const parts = secrets.flatMap((secret) => [secret, ...secret.split(/\s+/).slice(1)]).filter((part) => part.length >= 4)
+  return [...parts].sort((a, b) => b.length - a.length).reduce((out, part) => out.split(part).join("[redacted]"), text)
+}
+
 /** The attempt as a dead letter lists it. */
-const attemptOf = (at: number, answer: PartnerAnswer): Attempt => {
+const attemptOf = (at: number, answer: PartnerAnswer, secrets: ReadonlyArray<string>): Attempt => {
   switch (answer._tag) {
     case "Answered":
-      return { at: isoAt(at), status: answer.status, ...(answer.body === undefined ? {} : { body: answer.body }) }
+      return { at: isoAt(at), status: answer.status, ...(answer.body === undefined ? {} : { body: redactSecrets(answer.body, secrets) }) }
     case "TimedOut":
       return { at: isoAt(at), error: "timed out" }
     case "ConnectionFailed":
-      return { at: isoAt(at), error: answer.message }
+      return { at: isoAt(at), error: redactSecrets(answer.message, secrets) }
   }
 }
 
@@ -154,7 +166,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
             RateGovernor.onAccepted(governor, now)
           }
           if (outcome !== "delivered") {
-            attempts.push(attemptOf(startedAt, answer))
+            attempts.push(attemptOf(startedAt, answer, settings.secrets ?? []))
             if (attempts.length > maxAttemptsKept) attempts.splice(1, 1)
           }
           if (outcome === "retryable") failures++

@@ -6,7 +6,7 @@
  * taken over once their leases expire. A lane re-reads its destination every `configEvery` and
  * starts again with the new settings when they changed (secrets included).
  */
-import { Effect, Metric, Option } from "effect"
+import { Effect, Metric, Option, Redacted } from "effect"
 import type { Duration } from "effect"
 import { type DestinationConfig, destinationConfigOf } from "../../domain/delivery/DestinationConfig.ts"
 import { destination as destinationEntity } from "../../domain/entities/destination.ts"
@@ -60,6 +60,7 @@ export const laneSettingsOf = (loaded: LoadedDestination, lane: number): LaneSet
     url: config.url,
     method: config.method,
     headers: requestHeaders(loaded),
+    secrets: Object.values(loaded.secretHeaders).map((value) => Redacted.value(value)),
     format: config.format,
     batchSize: config.batchSize,
     ratePerSecond: config.ratePerLane,

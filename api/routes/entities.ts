@@ -72,6 +72,17 @@ const commandProblems = {
  * before the command; the command `store` answers (telling the entity what changed, never a value)
  * is sent after it.
  */
+/**
+ * What `store` did: the command that tells the entity (`after`), and how to put the write-only fields
+ * back as they were (`undo`), run when the entity refuses the request's own command (412, 400, 404,
+ * 409, 422): a refused request changes nothing. An uncertain outcome (timeout, bus failure) keeps them,
+ * as sending the request again converges.
+ */
+export interface StoredWriteOnly<E, R> {
+  readonly after: Schema.Json
+  readonly undo: Effect.Effect<void, E, R>
+}
+
 export interface WriteOnlyFields<E, R> {
   /** the PUT body: the record's fields and the write-only ones (annotated `writeOnly` for OpenAPI) */
   readonly putBody: Schema.Top
@@ -86,7 +97,7 @@ export interface WriteOnlyFields<E, R> {
     readonly method: "PUT" | "PATCH"
     readonly writeOnly: Readonly<Record<string, unknown>>
     readonly rest: Readonly<Record<string, unknown>>
-  }) => Effect.Effect<Schema.Json | undefined, E, R>
+  }) => Effect.Effect<StoredWriteOnly<E, R> | undefined, E, R>
 }
 
 export interface EntityRoutesOptions<E = never, R = never> {
@@ -108,7 +119,8 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
     id: string,
     principal: Principal,
     headers: typeof CommandHeaders.Type,
-    action: Schema.Json
+    action: Schema.Json,
+    onRejected: Effect.Effect<void, E, R> = Effect.void
   ) =>
     Effect.gen(function*() {
       const bus = yield* CommandBus
@@ -127,6 +139,7 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
         case "Accepted":
           return respond(reply.outcome === "created" ? 201 : 200, reply.entity)
         case "Rejected":
+          yield* onRejected
           return yield* Effect.fail(reply.error)
         case "Failed":
           return yield* new CommandFailed({ detail: reply.message })
@@ -158,12 +171,12 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
       const hook = options.writeOnly?.[type]
       if (hook === undefined) return yield* send(type, id, principal, headers, action(body as Schema.Json))
       const { rest, writeOnly } = split(body, hook.names)
-      const after = yield* hook.store({ id, method, writeOnly, rest })
-      const first = yield* send(type, id, principal, headers, action(rest as Schema.Json))
-      if (after === undefined) return first
+      const stored = yield* hook.store({ id, method, writeOnly, rest })
+      const first = yield* send(type, id, principal, headers, action(rest as Schema.Json), stored?.undo)
+      if (stored === undefined) return first
       // its own command id: the If-Match and Idempotency-Key were the first command's
       const correlation = headers["x-correlation-id"]
-      const second = yield* send(type, id, principal, correlation === undefined ? {} : { "x-correlation-id": correlation }, after)
+      const second = yield* send(type, id, principal, correlation === undefined ? {} : { "x-correlation-id": correlation }, stored.after)
       return { ...second, status: first.status }
     })
 

@@ -25,6 +25,31 @@ export const DestinationId = Schema.String.check(Schema.isPattern(/^[a-z][a-z0-9
 /** Plain headers, kept in history (readable by auditors): nothing secret. */
 export const Headers = Schema.Record(HeaderName, HeaderValue).annotate({ description: "sent with every request; kept in history, so nothing secret (see secretHeaders)" })
 
+/**
+ * Hosts no partner lives on and that answer secrets to whoever asks: the cloud metadata services
+ * (169.254.169.254 and the rest of IPv4 link-local, IPv6 link-local fe80::/10, their IPv4-mapped
+ * forms, metadata.google.internal) and the unspecified address (0.0.0.0, ::, which connect to this
+ * host). A destination pointing there would make the platform fetch credentials and show the answer
+ * in its dead letters. Loopback and private ranges stay allowed (partners on the operator's own
+ * network, simulators in tests); keep the platform's port off them with the network's own policy.
+ */
+export const forbiddenHost = (hostname: string): string | undefined => {
+  const host = hostname.toLowerCase().replace(/^\[|\]$/g, "").replace(/\.$/, "")
+  if (host === "metadata.google.internal" || host === "metadata") return "a cloud metadata service"
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(host)
+  const v4 = mapped === null
+    ? /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(host)?.slice(1).map(Number)
+    : [parseInt(mapped[1]!, 16) >> 8, parseInt(mapped[1]!, 16) & 255, parseInt(mapped[2]!, 16) >> 8, parseInt(mapped[2]!, 16) & 255]
+  if (v4 !== undefined) {
+    if (v4[0] === 169 && v4[1] === 254) return "a link-local address (cloud metadata)"
+    if (v4[0] === 0) return "the unspecified address"
+    return undefined
+  }
+  if (host === "::" || /^0*:(0*:)*0*$/.test(host)) return "the unspecified address"
+  if (/^fe[89ab][0-9a-f]:/.test(host)) return "a link-local address (cloud metadata)"
+  return undefined
+}
+
 const HttpUrl = Schema.String.check(
   Schema.isMaxLength(2_048),
   Schema.makeFilter((s: string) => {
@@ -33,8 +58,10 @@ const HttpUrl = Schema.String.check(
     if (url.protocol !== "http:" && url.protocol !== "https:") return "Expected an http or https URL"
     // the URL is kept in history: credentials in it would be readable by every auditor
     if (url.username !== "" || url.password !== "") return "no credentials in the URL (it is kept in history): use secretHeaders"
+    const forbidden = forbiddenHost(url.hostname)
+    if (forbidden !== undefined) return `${url.hostname} is ${forbidden}: not a partner's address`
     return true
-  }, { description: "absolute http(s) URL, without user:password" })
+  }, { description: "absolute http(s) URL, without user:password, not at a link-local (cloud metadata) or unspecified address" })
 )
 
 const intBetween = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }))

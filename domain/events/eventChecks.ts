@@ -33,6 +33,23 @@ const reasonOf = (raw: unknown): string => {
 }
 
 /** The event decoded and checked, or the reason it is refused. Unknown fields are ignored (newer SDKs). */
+/** C0, DEL and C1 controls. */
+// eslint-disable-next-line no-control-regex -- finding control characters is the point
+const control = /[\u0000-\u001f\u007f-\u009f]/
+
+/**
+ * The first field holding a control character, if any: ids and dimensions become rollup keys, session
+ * ids and answers, where a NUL or a line break would split lines and two ids that look the same could
+ * differ. Checked at intake only (not in SdkEvent), so that batches already on EVENTS still decode.
+ */
+const controlsIn = (event: SdkEvent): string | undefined => {
+  if (control.test(event.deviceId)) return "deviceId"
+  if (event.name !== undefined && control.test(event.name)) return "name"
+  if (event.creativeId !== undefined && control.test(event.creativeId)) return "creativeId"
+  for (const [dim, value] of Object.entries(event.dims ?? {})) if (value !== undefined && control.test(value)) return `dims.${dim}`
+  return undefined
+}
+
 export const checkEvent = (raw: unknown, nowMillis: number, limits: { readonly maxEventBytes: number }): Result.Result<CheckedEvent, string> => {
   const decoded = decodeFast(raw)
   if (Option.isNone(decoded)) return Result.fail(reasonOf(raw))
@@ -43,6 +60,8 @@ export const checkEvent = (raw: unknown, nowMillis: number, limits: { readonly m
     return Result.fail(`campaignId: an ${event.type} event needs its campaign`)
   }
   if (event.props !== undefined && Object.keys(event.props).length > maxProps) return Result.fail(`props: more than ${maxProps} properties`)
+  const controls = controlsIn(event)
+  if (controls !== undefined) return Result.fail(`${controls}: control characters (NUL, line breaks, escapes) are not allowed`)
   // Its wire form is what is published (SdkEvent's decoded and encoded forms are the same): its size
   // bounds a message, since an event never spans two.
   const json = JSON.stringify(event)

@@ -3,7 +3,8 @@
  * process that records every request (headers, body, which users were in flight): chunks published on
  * DELIVER as the packages job does reach it in order, in the destination's format, with its headers
  * and secret headers and a stable Idempotency-Key; a 5xx is retried with the same key; a 400 becomes a
- * dead letter with its attempts; every chunk is acked once each request has a receipt or a dead letter.
+ * dead letter with its attempts (the secret headers' values cut out of the partner's answer); every
+ * chunk is acked once each request has a receipt or a dead letter.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
@@ -50,7 +51,9 @@ const partnerServer = (answers: Record<string, ReadonlyArray<number>>) =>
           seen.push({ key, headers: req.headers, records, status })
           setTimeout(() => {
             users.forEach((user) => inFlight.delete(user))
-            res.writeHead(status, { "content-type": "text/plain" }).end(status === 400 ? "segment 999 unknown to us" : "ok")
+            // a 400 echoes the credential it was sent, as partners' error pages often do
+            res.writeHead(status, { "content-type": "text/plain" })
+              .end(status === 400 ? `segment 999 unknown to us; sent ${String(req.headers.authorization)} (token ${String(req.headers.authorization).split(" ")[1]})` : "ok")
           }, 15)
         })
       })
@@ -106,6 +109,7 @@ layer(deliveryLayer, { excludeTestServices: true, timeout: 60_000 })("a destinat
         url: partner.url,
         method: "PUT",
         headers: { "x-plain": "plain", authorization: "Bearer s3cret-value" },
+        secrets: ["Bearer s3cret-value"],
         format: "json-array",
         batchSize: 2,
         ratePerSecond: 50,
@@ -147,7 +151,9 @@ layer(deliveryLayer, { excludeTestServices: true, timeout: 60_000 })("a destinat
       assert.strictEqual(deadLetters[0]!.subject, "dlq.acme")
       assert.strictEqual(deadLetter.id, "acme.0.continuous.1.1")
       assert.deepStrictEqual(deadLetter.records.map((r) => r.userId), ["u6"])
-      assert.deepStrictEqual(deadLetter.attempts.map((a) => [a.status, a.body]), [[400, "segment 999 unknown to us"]])
+      // the partner's answer without the secret it echoed: dead letters are read by auditors
+      assert.deepStrictEqual(deadLetter.attempts.map((a) => [a.status, a.body]), [[400, "segment 999 unknown to us; sent [redacted] (token [redacted])"]])
+      assert.notInclude(JSON.stringify(deadLetters), "s3cret-value")
       yield* Fiber.interrupt(lane)
     }))
 })
