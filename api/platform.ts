@@ -224,7 +224,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...partnerCredentialsRoutes,
       ...profileRoutes,
       ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes }),
-      ...deliveryPackageRoutes,
+      ...deliveryPackageRoutes({ maxBacklog: config.deliveryRefreshMaxBacklog }),
       ...appMetricsRoutes,
       ...alertRoutes,
       ...deliveryRoutes

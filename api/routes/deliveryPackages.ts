@@ -5,10 +5,13 @@
  * before it and those after it (a later remove never overtakes its add). Answered 202 once the
  * package is durably in `delivery.db`; the publisher moves it to DELIVER. 404 while packaging has not
  * seen the destination (it follows the event store: a destination just created may take a moment).
+ * Refused (503 + Retry-After) while the destination already has more than `maxBacklog` records waiting
+ * on DELIVER: refreshes sent faster than the partner takes them would only pile up, without bound.
  */
 import { Effect, Schema } from "effect"
 import { DeliveryPackages, RefreshAccepted } from "../../projections/delivery/packages.ts"
-import { problemResponse } from "../problems.ts"
+import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
+import { Overloaded, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
 
 /** A destination id: a lowercase slug, as its entity's. */
@@ -16,7 +19,7 @@ const DestinationId = Schema.String.check(Schema.isPattern(/^[a-z][a-z0-9-]{0,62
   description: "a lowercase slug: a letter, then letters, digits and dashes (at most 63)"
 }))
 
-export const deliveryPackageRoutes = [
+export const deliveryPackageRoutes = (options: { readonly maxBacklog: number }) => [
   route({
     method: "POST", url: "/v1/destinations/:id/refresh", tags: ["delivery"], roles: ["service"], admission: "commands",
     summary: "Send every current member of the destination's segments again, as add records (a refresh package)",
@@ -27,9 +30,19 @@ export const deliveryPackageRoutes = [
       401: problemResponse("missing or unknown API key"),
       403: problemResponse("the key's role may not refresh destinations"),
       404: problemResponse("no such destination (or packaging has not seen it yet)"),
-      503: problemResponse("too many commands in progress, or the packages' store is unavailable; see Retry-After")
+      503: problemResponse("the destination's backlog is over DELIVERY_REFRESH_MAX_BACKLOG, too many commands in progress, or the packages' store is unavailable; see Retry-After")
     },
     handler: ({ params }) =>
-      Effect.map(DeliveryPackages.use((packages) => packages.refresh(params.id)), (accepted) => ({ status: 202, body: accepted }))
+      Effect.gen(function*() {
+        const { records } = yield* DeliveryBacklog.use((backlog) => backlog.backlog(params.id))
+        if (records > options.maxBacklog) {
+          return yield* new Overloaded({
+            detail: `destination ${params.id} has ${records} records waiting on DELIVER (more than DELIVERY_REFRESH_MAX_BACKLOG, ${options.maxBacklog}): refresh once it drains`,
+            retryAfterSeconds: 60
+          })
+        }
+        const accepted = yield* DeliveryPackages.use((packages) => packages.refresh(params.id))
+        return { status: 202, body: accepted }
+      })
   })
 ]

@@ -7,8 +7,9 @@ import { added, appendProfileEvents } from "../fixtures/segmentEvents.ts"
 
 const S = "18446744073709551615"
 
-layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("delivery packages API", (it) => {
-  it.effect("POST /v1/destinations/{id}/refresh answers 202 with the package, which reaches DELIVER; 404, 400 and 403 as problem+json", () =>
+// Nothing delivers (what DELIVER holds stays), and a refresh is refused past 3 waiting records.
+layer(layerTestPlatform({ DELIVERY_ENABLED: "false", DELIVERY_REFRESH_MAX_BACKLOG: "3" }), { excludeTestServices: true, timeout: 60_000 })("delivery packages API", (it) => {
+  it.effect("POST /v1/destinations/{id}/refresh answers 202 with the package, which reaches DELIVER; 503 while its backlog is full; 404, 400 and 403 as problem+json", () =>
     Effect.gen(function*() {
       const service = yield* createKey("service")
       // Through the API, as an operator would: the partner, then its destination taking S.
@@ -35,6 +36,11 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("deli
       const chunks = yield* eventually(onDeliver, (cs) => cs.some((c) => c.packageId === body.packageId), "30 seconds")
       const records = chunks.filter((c) => c.packageId === body.packageId).flatMap((c) => c.records)
       assert.deepStrictEqual(records.map((r) => `${r.idKind} ${r.userId} ${r.op}`).sort(), ["maid p1 add", "maid p2 add"])
+
+      // 4 records wait on DELIVER now: another refresh would pile up
+      const refused = yield* refresh("acme-out")
+      assertProblem(refused, 503, "overloaded")
+      assert.strictEqual(refused.headers["retry-after"], "60")
 
       assertProblem(yield* refresh("nobody-here"), 404, "entity-not-found")
       assertInvalid(yield* refresh("Not_A_Slug"), "path", "/id")
