@@ -125,7 +125,7 @@ layer(layerTestNats({ duplicateWindow: "1 minute" }), { excludeTestServices: tru
       assert.deepInclude(deadLetters.config, { subjects: ["deadletter.>"], storage: "file", retention: "limits", max_age: 2 * 24 * 3600 * 1e9, max_bytes: 1_000_000 })
     }))
 
-  it.effect("the READERS account mirrors HISTORY and SNAPSHOTS with their settings, and is updated like them", () =>
+  it.effect("the READERS account mirrors HISTORY, SNAPSHOTS and the app events' streams with their settings, and is updated like them", () =>
     Effect.gen(function*() {
       const { url, platform } = yield* TestNatsServer
       const readers = ConsumerAccounts.readers
@@ -141,9 +141,9 @@ layer(layerTestNats({ duplicateWindow: "1 minute" }), { excludeTestServices: tru
           tryNats("account", () => manager.getAccountInfo())
         ])
       }).pipe(Effect.provide(Nats.layer({ url, name: "readers-admin", credentials: { user: readers.admin, password: platform.password } })))
-      assert.sameMembers(names, [StreamNames.history, StreamNames.snapshots])
+      assert.sameMembers(names, [StreamNames.history, StreamNames.snapshots, StreamNames.eventsClean, StreamNames.sessions, StreamNames.alerts])
       // bounded (nats.conf): a reader cannot pile up consumers or fill memory
-      assert.include(account.limits, { max_streams: 2, max_consumers: 1000, max_memory: 0 })
+      assert.include(account.limits, { max_streams: 5, max_consumers: 1000, max_memory: 0 })
       for (const info of [history, snapshots]) {
         assert.deepStrictEqual(info.config.subjects ?? [], [])
         assert.deepStrictEqual(info.config.mirror, {
