@@ -10,7 +10,6 @@
  * discarding it again records the reason again.
  */
 import { Clock, Effect, Option, Schema } from "effect"
-import { CommandBus, CommandTimeout } from "../../domain/CommandBus.ts"
 import { DeadLetterQueue, type QueuedDeadLetter } from "../../domain/delivery/DeadLetterQueue.ts"
 import { Attempt, DeadLetter } from "../../domain/delivery/DeadLetter.ts"
 import { DelivererStatuses } from "../../domain/delivery/DelivererStatuses.ts"
@@ -22,7 +21,8 @@ import { destinationConfigOf } from "../../domain/delivery/DestinationConfig.ts"
 import { DestinationId } from "../../domain/entities/destination.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
 import { getEntity } from "../../projections/EntityQueries.ts"
-import { CommandFailed, NotFound, problemResponse } from "../problems.ts"
+import { NotFound, problemResponse } from "../problems.ts"
+import { recordCommand } from "../recordCommand.ts"
 import { route } from "../route.ts"
 import { Limit, NonNegativeIntFromString } from "./params.ts"
 
@@ -104,26 +104,9 @@ const replayAll = (destination: string, lanes: number) =>
 
 /** The destination records in its history that a dead letter was given up on, and why. */
 const recordDiscard = (destination: string, letter: QueuedDeadLetter, reason: string) =>
-  Effect.gen(function*() {
-    const commandId = yield* nextUuidv7
-    const reply = yield* (yield* CommandBus).send({
-      commandId,
-      correlationId: commandId,
-      entityType: "destination",
-      entityId: destination,
-      action: { _tag: "DiscardDeadLetter", deadLetterId: letter.deadLetter.id, reason, records: letter.deadLetter.records.length }
-    })
-    switch (reply._tag) {
-      case "Accepted":
-        return
-      case "Rejected":
-        return yield* Effect.fail(reply.error)
-      case "Failed":
-        return yield* new CommandFailed({ detail: `destination ${destination} could not record the discard: ${reply.message}; send it again` })
-      case "Expired":
-        return yield* new CommandTimeout({ commandId, timeoutMillis: 0 })
-    }
-  })
+  recordCommand("destination", destination,
+    { _tag: "DiscardDeadLetter", deadLetterId: letter.deadLetter.id, reason, records: letter.deadLetter.records.length },
+    (message) => `destination ${destination} could not record the discard: ${message}; send it again`)
 
 export const deliveryRoutes = [
   route({

@@ -5,12 +5,11 @@
  * auditors read, never holds a secret. Answers show the summary, never a secret.
  */
 import { Effect, Redacted, Result, Schema } from "effect"
-import { CommandBus, CommandTimeout } from "../../domain/CommandBus.ts"
 import { CredentialsSummary, PartnerCredentials } from "../../domain/ingest/PartnerCredentials.ts"
-import { nextUuidv7 } from "../../domain/uuidv7.ts"
 import { FieldIssue } from "../../domain/validation.ts"
 import { keyLines, parseSshPublicKey } from "../../infra/ingest/sshPublicKey.ts"
-import { CommandFailed, InvalidRequest, problemResponse } from "../problems.ts"
+import { InvalidRequest, problemResponse } from "../problems.ts"
+import { recordCommand } from "../recordCommand.ts"
 import { route } from "../route.ts"
 import { findPartner, PartnerId } from "./ingestPartner.ts"
 
@@ -37,26 +36,9 @@ const problems = {
 
 /** Tells the partner entity that its credentials changed (nothing secret), and waits for it to record it. */
 const recordChange = (partner: string, summary: CredentialsSummary) =>
-  Effect.gen(function*() {
-    const commandId = yield* nextUuidv7
-    const reply = yield* (yield* CommandBus).send({
-      commandId,
-      correlationId: commandId,
-      entityType: "partner",
-      entityId: partner,
-      action: { _tag: "RecordCredentialsChange", password: summary.password, sshPublicKeys: summary.sshPublicKeys, ...(summary.updatedAt === undefined ? {} : { at: summary.updatedAt }) }
-    })
-    switch (reply._tag) {
-      case "Accepted":
-        return
-      case "Rejected":
-        return yield* Effect.fail(reply.error)
-      case "Failed":
-        return yield* new CommandFailed({ detail: `the credentials changed, but partner ${partner} could not record it: ${reply.message}; send them again` })
-      case "Expired":
-        return yield* new CommandTimeout({ commandId, timeoutMillis: 0 })
-    }
-  })
+  recordCommand("partner", partner,
+    { _tag: "RecordCredentialsChange", password: summary.password, sshPublicKeys: summary.sshPublicKeys, ...(summary.updatedAt === undefined ? {} : { at: summary.updatedAt }) },
+    (message) => `the credentials changed, but partner ${partner} could not record it: ${message}; send them again`)
 
 export const partnerCredentialsRoutes = [
   route({
