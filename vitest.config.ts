@@ -6,6 +6,6 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",
-    reporters: ["verbose"]
+    reporters: ["verbose", "./test/fixtures/failureSummary.ts"]
   }
 })
