@@ -112,8 +112,8 @@ const json = async (response: Response) => {
   return response.json() as Promise<Record<string, unknown>>
 }
 
-const metric = (text: string, name: string) =>
-  text.split("\n").filter((line) => line.startsWith(name)).reduce((sum, line) => sum + Number(line.split(" ").pop()), 0)
+const metric = (text: string, name: string, label = "") =>
+  text.split("\n").filter((line) => line.startsWith(name) && line.includes(label)).reduce((sum, line) => sum + Number(line.split(" ").pop()), 0)
 
 type Row = Record<string, string | number | null>
 const query = async (base: string, q: string) => ((await json(await fetch(`${base}/v1/apps/${app}/metrics?${q}`, { headers: admin }))).rows as Array<Row>)
@@ -228,6 +228,15 @@ const platformRun = async (dir: string, bodies: ReadonlyArray<string>, events: R
     const hits = metric(metricsText, "tributary_metadata_cache_hits_total")
     const misses = metric(metricsText, "tributary_metadata_cache_misses_total")
     const memoryBytes = metric(metricsText, "tributary_device_states_bytes")
+    // Where each event went, to tell a dedupe miss from a message applied twice when the recount differs.
+    const stages = {
+      kept: metric(metricsText, "tributary_device_events_total"),
+      duplicates: metric(metricsText, "tributary_device_duplicates_total"),
+      givenUp: metric(metricsText, "tributary_device_seqs_given_up_total"),
+      published: metric(metricsText, "tributary_device_outbox_published_total"),
+      rollupEvents: metric(metricsText, "tributary_rollup_messages_total", 'stream="EVENTS_CLEAN"'),
+      rollupSessions: metric(metricsText, "tributary_rollup_messages_total", 'stream="SESSIONS"')
+    }
     const devicesDb = new DatabaseSync(join(dataDir, "devices.db"), { readOnly: true })
     const diskBytes = Number((devicesDb.prepare("SELECT COALESCE(SUM(pgsize), 0) AS bytes FROM dbstat WHERE name = 'dedupe'").get() as { bytes: number }).bytes)
     devicesDb.close()
@@ -242,6 +251,7 @@ const platformRun = async (dir: string, bodies: ReadonlyArray<string>, events: R
       freshness,
       dedupe: { diskBytes, memoryBytes, devices, bytesPerDevice: round2((diskBytes + memoryBytes) / devices) },
       metadataCache: { hits, misses, hitRate: round2(hits / Math.max(1, hits + misses)) },
+      stages,
       recount: check
     }
   } finally {

@@ -77,7 +77,9 @@ const follow = <A>(spec: Follow<A>, batchSize: number) =>
               }).pipe(Effect.catch((error) => Effect.logWarning("rollups: an undecodable message could not be dead-lettered; skipped", { seq: msg.seq, error })))
             }
           }
-          const last = batch[batch.length - 1]!
+          // The highest sequence, not the last message: a redelivered one may come after newer ones, and
+          // acknowledging it (ack-all) would leave those newer ones to come again.
+          const last = batch.reduce((high, msg) => (msg.seq > high.seq ? msg : high))
           const fresh = yield* spec.apply(items, last.seq)
           last.ack()
           yield* Metric.update(Metric.withAttributes(applied, attributes), fresh)
