@@ -75,6 +75,7 @@ const make = (path: string) =>
           for (const row of batch.outbox) insertOutbox.run(batch.app, row.kind, row.body)
           for (const seq of batch.consumed) insertConsumed.run(batch.app, seq)
           for (const seq of batch.acknowledged) deleteConsumed.run(batch.app, seq)
+          for (const id of batch.published ?? []) deleteOutbox.run(id)
         }))
 
     const consumed = (app: string, seqs: ReadonlyArray<number>) =>
