@@ -4,6 +4,10 @@
  * takeover stores one receipt); lane statuses in the KV bucket `tributary-delivery-status`. A new
  * owner reads a chunk's receipts back with an ordered consumer that takes headers only (the ids are
  * `Nats-Msg-Id`s) from the time the chunk was stored: nothing older can be one of its receipts.
+ *
+ * Receipts and dead letters are published in rounds: those asked for while the event loop handles
+ * one round of answers go out together at its end (one socket write for all, where one each cost a
+ * fast destination more than its HTTP request), each still awaited on its own acknowledgement.
  */
 import { DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
 import { Effect, Layer, Schema } from "effect"
@@ -27,8 +31,17 @@ const make = Effect.gen(function*() {
   // Entries live the bucket's TTL after their last write: a stopped deliverer's status goes with it.
   const statuses = yield* openBucket(deliveryStatusBucket).pipe(Effect.mapError(toLedgerError))
 
+  const round: Array<() => void> = []
+  const publishRound = () => {
+    for (const start of round.splice(0)) start()
+  }
+  /** Publishes at the end of this round of the event loop, with every other publish asked for in it. */
+  const inRound = (subject: string, id: string, data: string) =>
+    new Promise<unknown>((resolve, reject) => {
+      if (round.push(() => jetstream.publish(subject, data, { msgID: id }).then(resolve, reject)) === 1) setImmediate(publishRound)
+    })
   const publish = (operation: string, subject: string, id: string, data: string) =>
-    tryNats(operation, () => jetstream.publish(subject, data, { msgID: id })).pipe(Effect.asVoid, Effect.mapError(toLedgerError))
+    tryNats(operation, () => inRound(subject, id, data)).pipe(Effect.asVoid, Effect.mapError(toLedgerError))
 
   const receiptsOf = (destination: string, prefix: string, sinceMs: number) =>
     tryNats("read receipts", async () => {
