@@ -5,9 +5,9 @@
  * owner reads a chunk's receipts back with an ordered consumer that takes headers only (the ids are
  * `Nats-Msg-Id`s) from the time the chunk was stored: nothing older can be one of its receipts.
  *
- * Receipts and dead letters are published in rounds: those asked for while the event loop handles
- * one round of answers go out together at its end (one socket write for all, where one each cost a
- * fast destination more than its HTTP request), each still awaited on its own acknowledgement.
+ * Receipts and dead letters go through an AckedPublisher (infra/delivery/ackedPublisher.ts): each
+ * awaited on its own acknowledgement, without a NATS request each, those of one event-loop round in
+ * one socket write.
  */
 import { DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
 import { Effect, Layer, Schema } from "effect"
@@ -19,6 +19,7 @@ import { deliveryDeadLetterSubject, receiptSubject, StreamNames } from "../../do
 import { openBucket } from "../nats/buckets.ts"
 import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
+import { makeAckedPublisher } from "./ackedPublisher.ts"
 
 /** Receipts are built here from decoded chunks: their encoded form is the value itself, no schema pass per request. */
 const encodeReceipt = (receipt: Receipt) => JSON.stringify(receipt)
@@ -27,21 +28,13 @@ const encodeStatus = Schema.encodeSync(Schema.fromJsonString(DelivererStatus))
 const toLedgerError = (error: NatsError) => new DeliveryLedgerError({ operation: error.operation, cause: error.cause })
 
 const make = Effect.gen(function*() {
-  const { jetstream, manager } = yield* Nats
+  const { connection, jetstream, manager } = yield* Nats
   // Entries live the bucket's TTL after their last write: a stopped deliverer's status goes with it.
   const statuses = yield* openBucket(deliveryStatusBucket).pipe(Effect.mapError(toLedgerError))
 
-  const round: Array<() => void> = []
-  const publishRound = () => {
-    for (const start of round.splice(0)) start()
-  }
-  /** Publishes at the end of this round of the event loop, with every other publish asked for in it. */
-  const inRound = (subject: string, id: string, data: string) =>
-    new Promise<unknown>((resolve, reject) => {
-      if (round.push(() => jetstream.publish(subject, data, { msgID: id }).then(resolve, reject)) === 1) setImmediate(publishRound)
-    })
+  const publisher = yield* makeAckedPublisher(connection)
   const publish = (operation: string, subject: string, id: string, data: string) =>
-    tryNats(operation, () => inRound(subject, id, data)).pipe(Effect.asVoid, Effect.mapError(toLedgerError))
+    tryNats(operation, () => publisher.publish(subject, data, id)).pipe(Effect.mapError(toLedgerError))
 
   const receiptsOf = (destination: string, prefix: string, sinceMs: number) =>
     tryNats("read receipts", async () => {
