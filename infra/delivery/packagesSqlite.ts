@@ -20,7 +20,7 @@ import { deliveryRecord, type DestinationTargets, laneOf, type LanePacker, laneP
 import type { EventEnvelope } from "../../domain/envelope.ts"
 import { deliverSubject } from "../../domain/subjects.ts"
 import type { Projection } from "../../projections/Projection.ts"
-import { canHandle, destinationFields, isDestinationEvent, memberChanges, newSegments, packagesProjectionName } from "../../projections/delivery/packages.ts"
+import { canHandle, destinationFields, droppedSegments, isDestinationEvent, memberChanges, newSegments, packagesProjectionName } from "../../projections/delivery/packages.ts"
 
 const TABLES = `
   CREATE TABLE IF NOT EXISTS delivery_profiles (profile_id TEXT PRIMARY KEY, revision INTEGER NOT NULL) WITHOUT ROWID;
@@ -93,6 +93,8 @@ export interface RefreshPackage {
   readonly targets: DestinationTargets
   /** the segments to refresh (default: all the destination takes) */
   readonly segmentIds?: ReadonlyArray<string>
+  /** `add` (a refresh, the default) or `remove` (a withdrawal of segments the destination dropped) */
+  readonly op?: "add" | "remove"
   readonly packageId: string
   /** the records' time */
   readonly time: string
@@ -120,7 +122,7 @@ export const writeRefresh = (s: Statements, refresh: RefreshPackage): number => 
   let records = 0
   for (const segmentId of new Set(refresh.segmentIds ?? refresh.targets.segmentIds)) {
     for (const row of s.members.iterate(segmentId) as Iterable<{ profile_id: string }>) {
-      const record = deliveryRecord(row.profile_id, segmentId, "add", refresh.time)
+      const record = deliveryRecord(row.profile_id, segmentId, refresh.op ?? "add", refresh.time)
       if (record === undefined) continue
       packer.add(refresh.destination, laneOf(row.profile_id, lanes), record)
       records++
@@ -138,7 +140,7 @@ const continuousWriter = (s: Statements) => (chunk: PackedChunk) => {
   writeChunk(s, { ...chunk, seq })
 }
 
-/** A destination's event: its fields and targets kept, and a refresh of the segments it starts taking. */
+/** A destination's event: its fields and targets kept, a refresh of the segments it starts taking, a withdrawal of those it drops. */
 const applyDestination = (s: Statements, event: EventEnvelope, maxRecords: number): boolean => {
   const row = s.destination.get(event.entityId) as { revision: number; fields: string | null } | undefined
   if (row !== undefined && row.revision >= event.revision) return true // applied already: a replay
@@ -150,10 +152,15 @@ const applyDestination = (s: Statements, event: EventEnvelope, maxRecords: numbe
   const targets = after === null ? undefined : targetsOf(after)
   if (targets === undefined) return true
   for (const segmentId of new Set(targets.segmentIds)) s.addTarget.run(segmentId, event.entityId, targets.lanes ?? 1)
-  const fresh = newSegments(beforeFields === null ? undefined : targetsOf(beforeFields), targets)
+  const before = beforeFields === null ? undefined : targetsOf(beforeFields)
+  // The event's id is a UUID v7: the package ids are the same on every replay (no clock in a projection).
+  const fresh = newSegments(before, targets)
   if (fresh.length > 0) {
-    // The event's id is a UUID v7: the package id is the same on every replay (no clock in a projection).
     writeRefresh(s, { destination: event.entityId, targets, segmentIds: fresh, packageId: `refresh-${event.eventId}`, time: event.recordedAt, maxRecords })
+  }
+  const dropped = droppedSegments(before, targets)
+  if (dropped.length > 0) {
+    writeRefresh(s, { destination: event.entityId, targets, segmentIds: dropped, op: "remove", packageId: `withdraw-${event.eventId}`, time: event.recordedAt, maxRecords })
   }
   return true
 }

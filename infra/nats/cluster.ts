@@ -10,7 +10,7 @@ import { Duration, Effect, Layer, Schedule } from "effect"
 import { Cluster, ClusterError } from "../../domain/Cluster.ts"
 import { BucketNames, shardLeasePrefix } from "../../domain/subjects.ts"
 import { openBucket } from "./buckets.ts"
-import { isHolderId, newHolderId, renewEveryMillis, takeLease } from "./lease.ts"
+import { deadHere, isHolderId, newHolderId, renewEveryMillis, takeLease } from "./lease.ts"
 
 const kvCall = <A>(operation: string, f: () => Promise<A>) =>
   Effect.tryPromise({ try: f, catch: (cause) => new ClusterError({ operation, cause }) })
@@ -43,21 +43,6 @@ const keysOf = (kv: KV, filter = ">") =>
       ),
     (iterator) => Effect.sync(() => iterator.stop())
   )
-
-const thisHost = hostname().replace(/[^-\w]/g, "_")
-
-/** Whether a member id (`<host>-<pid>-<random>`) names a process that is certainly gone: one of this host whose pid is not running. */
-const deadHere = (id: string) => {
-  const parts = id.split("-")
-  const pid = Number(parts[parts.length - 2])
-  if (parts.slice(0, -2).join("-") !== thisHost || !Number.isSafeInteger(pid) || pid === process.pid) return false
-  try {
-    process.kill(pid, 0)
-    return false
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "ESRCH"
-  }
-}
 
 /** What a process says of itself in its heartbeat, read back from another's. */
 const heartbeatShards = (value: string): number | undefined => {

@@ -3,8 +3,9 @@
  * does a job: owns a shard, runs the relay, listens on a fixed port (FTP, SFTP). A lease is an entry
  * whose value is its holder: taken with `create` (only if absent), renewed every third of the
  * bucket's TTL with `update` expecting the holder's last revision, given back by deleting it at that
- * revision. A holder that stops renewing (crashed, cut off) loses it when its entry expires; one that
- * finds its renewal refused stops the job at once. The lease does not fence on its own: between
+ * revision. A holder that stops renewing (crashed, cut off) loses it when its entry expires, or at once
+ * to a process of its own host, which can see that its pid is gone; one that finds its renewal refused
+ * stops the job at once. The lease does not fence on its own: between
  * expiry and a paused holder's next renewal both may run, so jobs keep their own last guard (the
  * relay's expected HISTORY sequence, the event store's expected revision).
  */
@@ -29,12 +30,29 @@ const wrongSequence = (cause: unknown) =>
 const kvCall = <A>(operation: string, f: () => Promise<A>) =>
   Effect.tryPromise({ try: f, catch: (cause) => new ClusterError({ operation, cause }) })
 
+const thisHost = hostname().replace(/[^-\w]/g, "_")
+
 /** A holder id unique to this process start (host, pid, random). */
-export const newHolderId = (): string =>
-  `${hostname().replace(/[^-\w]/g, "_")}-${process.pid}-${randomBytes(3).toString("hex")}`
+export const newHolderId = (): string => `${thisHost}-${process.pid}-${randomBytes(3).toString("hex")}`
 
 /** Whether a lease entry's value is a holder id (what newHolderId makes). */
 export const isHolderId = (value: string): boolean => /^[-\w]+-\d+-[0-9a-f]{6}$/.test(value)
+
+/**
+ * Whether a holder id names a process that is certainly gone: one of this host whose pid is not running.
+ * (A recycled pid looks alive: the lease then waits for its TTL, the safe side.)
+ */
+export const deadHere = (id: string): boolean => {
+  const parts = id.split("-")
+  const pid = Number(parts[parts.length - 2])
+  if (parts.slice(0, -2).join("-") !== thisHost || !Number.isSafeInteger(pid) || pid === process.pid) return false
+  try {
+    process.kill(pid, 0)
+    return false
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ESRCH"
+  }
+}
 
 /**
  * The revision of the entry at `key` when its value is no holder id, else None. A reader's JetStream
@@ -45,6 +63,18 @@ const junkRevision = (kv: KV, key: string) =>
   Effect.map(kvCall(`read lease ${key}`, () => kv.get(key)), (entry) =>
     entry !== null && entry.operation === "PUT" && !isHolderId(entry.string()) ? Option.some(entry.revision) : Option.none<number>())
 
+/**
+ * The revision at which a present entry may be taken: junk (above), or a lease of a process of this host
+ * that is gone. A SIGKILLed holder gives nothing back; waiting out the TTL would only leave its work
+ * (shards, translators, deliveries) idle for 10 s, and nothing of a dead process can still run.
+ */
+const vacantRevision = (kv: KV, key: string) =>
+  Effect.map(kvCall(`read lease ${key}`, () => kv.get(key)), (entry) => {
+    if (entry === null || entry.operation !== "PUT") return Option.none<number>()
+    const holder = entry.string()
+    return !isHolderId(holder) || deadHere(holder) ? Option.some(entry.revision) : Option.none<number>()
+  })
+
 /** `update(key, holder)` at `revision`; None when the entry moved meanwhile. */
 const updateAt = (kv: KV, key: string, holder: string, revision: number, operation: string) =>
   Effect.tryPromise({ try: () => kv.update(key, holder, revision), catch: (cause) => cause }).pipe(
@@ -53,7 +83,7 @@ const updateAt = (kv: KV, key: string, holder: string, revision: number, operati
       wrongSequence(cause) ? Effect.succeed(Option.none<number>()) : Effect.fail(new ClusterError({ operation, cause })))
   )
 
-/** Takes `key` for `holder` if no one holds it; None when someone does. */
+/** Takes `key` for `holder` if no one holds it (a dead process of this host holds nothing); None when someone does. */
 export const takeLease = (kv: KV, key: string, holder: string): Effect.Effect<Option.Option<HeldLease>, ClusterError> =>
   Effect.gen(function*() {
     const created = yield* Effect.tryPromise({ try: () => kv.create(key, holder), catch: (cause) => cause }).pipe(
@@ -63,8 +93,8 @@ export const takeLease = (kv: KV, key: string, holder: string): Effect.Effect<Op
           ? Effect.succeed(Option.none<number>())
           : Effect.fail(new ClusterError({ operation: `take lease ${key}`, cause })))
     )
-    const taken = Option.isSome(created) ? created : yield* Effect.flatMap(junkRevision(kv, key), (junk) =>
-      Option.isSome(junk) ? updateAt(kv, key, holder, junk.value, `take lease ${key}`) : Effect.succeed(Option.none<number>()))
+    const taken = Option.isSome(created) ? created : yield* Effect.flatMap(vacantRevision(kv, key), (vacant) =>
+      Option.isSome(vacant) ? updateAt(kv, key, holder, vacant.value, `take lease ${key}`) : Effect.succeed(Option.none<number>()))
     if (Option.isNone(taken)) return Option.none()
     let revision = taken.value
     // A renewal refused because the entry is junk now (see junkRevision) keeps the lease over it.

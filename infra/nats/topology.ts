@@ -157,6 +157,12 @@ export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> =
 
 /** JetStream's "stream name already in use": another process created it between our update and add. */
 const streamNameInUse = 10058
+/**
+ * JetStream's "maximum number of streams reached". An account whose `max_streams` its streams fill
+ * exactly (the consumer accounts' mirrors) gets it, not "name in use", when another process created
+ * the last stream between our update and add (seen with two processes started at the same instant).
+ */
+const maximumStreams = 10027
 
 /** Creates the stream, or updates it to `config` when it exists (consumer accounts' mirrors use it too). */
 export const ensureStream = (config: Config) =>
@@ -169,7 +175,9 @@ export const ensureStream = (config: Config) =>
         (error: NatsError) => isApiError(error.cause, JetStreamApiCodes.StreamNotFound),
         () =>
           tryNats(`add stream ${name}`, () => manager.streams.add(config)).pipe(
-            Effect.catchIf((error: NatsError) => isApiError(error.cause, streamNameInUse), () => updateStream)
+            Effect.catchIf((error: NatsError) => isApiError(error.cause, streamNameInUse), () => updateStream),
+            // created by another process meanwhile, if the update finds it; the limit's error otherwise
+            Effect.catchIf((error: NatsError) => isApiError(error.cause, maximumStreams), (error) => Effect.mapError(updateStream, () => error))
           )
       )
     )

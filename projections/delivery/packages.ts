@@ -92,6 +92,17 @@ export const newSegments = (before: DestinationTargets | undefined, after: Desti
   return [...new Set(after.segmentIds)].filter((s) => !had.has(s))
 }
 
+/**
+ * The segments a destination took before a change and takes no more: their members get a `remove` each,
+ * so the partner's audience follows the destination's segments both ways. A destination deleted gets
+ * nothing (there is no endpoint left to send to).
+ */
+export const droppedSegments = (before: DestinationTargets | undefined, after: DestinationTargets | undefined): ReadonlyArray<string> => {
+  if (before === undefined || after === undefined) return []
+  const has = new Set(after.segmentIds)
+  return [...new Set(before.segmentIds)].filter((s) => !has.has(s))
+}
+
 /** A refresh accepted: its package id and how many records it holds (0 when the segments have no members). */
 export const RefreshAccepted = Schema.Struct({
   packageId: Schema.String,

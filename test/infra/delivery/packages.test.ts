@@ -11,7 +11,7 @@ import { PackagesDb } from "../../../infra/delivery/packagesDb.ts"
 import { layerSqlite as eventStore } from "../../../infra/eventstore/sqlite.ts"
 import { Nats } from "../../../infra/nats/Nats.ts"
 import { DeliveryPackages, packagesProjectionName } from "../../../projections/delivery/packages.ts"
-import { createDestination } from "../../fixtures/destinationEvents.ts"
+import { appendDestinationEvent, createDestination } from "../../fixtures/destinationEvents.ts"
 import { brief, deliverChunks, deliverRecords } from "../../fixtures/deliverContents.ts"
 import { eventually } from "../../fixtures/http.ts"
 import { streamMessages } from "../../fixtures/jetstreamContents.ts"
@@ -120,6 +120,30 @@ describe("delivery packages", () => {
 
         const unknown = yield* Effect.flip(DeliveryPackages.use((p) => p.refresh("nope")))
         assert.strictEqual(unknown._tag, "EntityNotFound")
+      })
+    ), 60_000)
+
+  it.live("a destination that drops a segment gets a remove for each of its members then, and nothing of it afterwards", () =>
+    withPackaging(() =>
+      Effect.gen(function*() {
+        yield* createDestination("d-one", [S, T])
+        for (let i = 1; i <= 4; i++) yield* appendProfileEvents(`cookie:w${i}`, added("a", [S]))
+        yield* appendProfileEvents("cookie:w1", added("a", [T]))
+        yield* appendProfileEvents("cookie:w4", removed("a", [S])) // gone before the drop: no second remove
+        yield* eventually(recordsOf("d-one"), (records) => records.length === 6, "40 seconds")
+
+        yield* appendDestinationEvent("d-one", "EntityUpdated", { changes: { segmentIds: [T] } })
+        yield* appendProfileEvents("cookie:w5", added("a", [S])) // S is not the destination's any more
+        yield* appendProfileEvents("cookie:w6", added("a", [T])) // T still is
+
+        const chunks = yield* eventually(chunksOf("d-one"), (cs) => cs.some(({ chunk }) => chunk.records.some((r) => r.userId === "w6")), "40 seconds")
+        const withdrawal = chunks.filter(({ chunk }) => chunk.packageId.startsWith("withdraw-"))
+        assert.isAbove(withdrawal.length, 0)
+        withdrawal.forEach(({ chunk }) => assert.strictEqual(chunk.kind, "refresh"))
+        assert.deepStrictEqual(withdrawal.flatMap(({ chunk }) => chunk.records).map(brief).sort(), [`w1 ${S} remove`, `w2 ${S} remove`, `w3 ${S} remove`])
+        const records = chunks.flatMap(({ chunk }) => chunk.records)
+        assert.isFalse(records.some((r) => r.userId === "w5"), "nothing of a dropped segment afterwards")
+        assert.deepStrictEqual(records.filter((r) => r.segmentId === T).map(brief), [`w1 ${T} add`, `w6 ${T} add`])
       })
     ), 60_000)
 
