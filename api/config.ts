@@ -161,8 +161,12 @@ export const PlatformConfig = Config.all({
     sessionInactivity: Config.Duration("SESSION_INACTIVITY").pipe(Config.withDefault(Duration.minutes(30))),
     /** how often open sessions are checked against SESSION_INACTIVITY */
     sessionCheckInterval: Config.Duration("SESSION_CHECK_INTERVAL").pipe(Config.withDefault(Duration.seconds(30))),
-    /** bytes of device states (dedupe, sessions) a process keeps in memory in front of devices.db; LRU beyond */
-    memoryBytes: intAtLeast(0, "DEVICE_MEMORY_BYTES").pipe(Config.withDefault(67_108_864)),
+    /**
+     * bytes of device states (dedupe, sessions) a process keeps in memory in front of devices.db; LRU
+     * beyond. A hot set only (~500 devices): the devices of batches in flight are held anyway, and a
+     * miss is one indexed read of devices.db, so memory stays flat however many devices there are
+     */
+    memoryBytes: intAtLeast(0, "DEVICE_MEMORY_BYTES").pipe(Config.withDefault(262_144)),
     /** EVENTS messages committed in one devices.db transaction at most */
     batchMessages: intAtLeast(1, "DEVICE_BATCH_MESSAGES").pipe(Config.withDefault(64)),
     /** batches waiting before each stage (dedupe, sessions, enrichment, commit) */

@@ -54,6 +54,16 @@ const memory = (pid: number) => {
   return { rssMiB: round2(kb("VmRSS") / 1024), peakRssMiB: round2(kb("VmHWM") / 1024) }
 }
 
+/**
+ * CPU seconds a process has used (user + system, all its threads): on a shared machine a steadier
+ * measure of the work per line than wall-clock lines/s.
+ */
+const cpuSeconds = (pid: number) => {
+  // fields after the command's closing parenthesis: state is field 3, utime 14, stime 15
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
 /** Bytes in a directory, recursively. */
 const diskBytes = async (dir: string): Promise<number> => {
   let total = 0
@@ -133,7 +143,7 @@ interface PlatformRun {
   readonly job: Job
   readonly seconds: number
   readonly linesPerSecond: number
-  readonly platform: { readonly peakRssMiB: number; readonly sampledMaxRssMiB: number }
+  readonly platform: { readonly peakRssMiB: number; readonly sampledMaxRssMiB: number; readonly cpuSeconds: number; readonly cpuMsPerLine: number }
   readonly natsServer: { readonly peakRssMiB: number; readonly diskMiB: number }
   readonly eventStoreDiskMiB: number
   readonly uploadsDiskMiB?: number
@@ -163,6 +173,7 @@ const platformRun = async (dir: string, file: GeneratedFile, fresh: boolean, min
       sampledMaxRssMiB = Math.max(sampledMaxRssMiB, memory(pid).rssMiB)
     }, 500)
     const api = { url: running.base, key }
+    const cpuBefore = cpuSeconds(pid)
     const started = performance.now()
     const probes = fresh ? freshness(running.base, rtKey) : undefined
     let job: Job
@@ -187,6 +198,7 @@ const platformRun = async (dir: string, file: GeneratedFile, fresh: boolean, min
       clearInterval(sampler)
     }
     const seconds = (performance.now() - started) / 1000
+    const cpu = round2(cpuSeconds(pid) - cpuBefore)
     const freshnessResult = await probes?.stop()
     if (window !== undefined) {
       const natsPid = readPidFile(join(dataDir, "nats-server.pid"))
@@ -197,7 +209,7 @@ const platformRun = async (dir: string, file: GeneratedFile, fresh: boolean, min
         seconds: round2(seconds),
         // translation only: lines read in the window
         linesPerSecond: Math.round(window.linesTranslated / (window.minutes * 60)),
-        platform: { peakRssMiB: memory(pid).peakRssMiB, sampledMaxRssMiB },
+        platform: { peakRssMiB: memory(pid).peakRssMiB, sampledMaxRssMiB, cpuSeconds: cpu, cpuMsPerLine: round2((cpu * 1000) / Math.max(1, window.linesTranslated)) },
         natsServer: { peakRssMiB: natsPid._tag === "Some" ? memory(natsPid.value).peakRssMiB : Number.NaN, diskMiB: natsDiskMiB },
         // the stored upload (the whole file) apart
         eventStoreDiskMiB: round2((await diskBytes(dataDir)) / MB - natsDiskMiB - uploadsDiskMiB),
@@ -226,7 +238,7 @@ const platformRun = async (dir: string, file: GeneratedFile, fresh: boolean, min
       job,
       seconds: round2(seconds),
       linesPerSecond: Math.round(file.lines / seconds),
-      platform: { peakRssMiB: memory(pid).peakRssMiB, sampledMaxRssMiB },
+      platform: { peakRssMiB: memory(pid).peakRssMiB, sampledMaxRssMiB, cpuSeconds: cpu, cpuMsPerLine: round2((cpu * 1000) / file.lines) },
       natsServer,
       eventStoreDiskMiB,
       ...(freshnessResult === undefined ? {} : { freshness: freshnessResult }),
@@ -275,7 +287,7 @@ export const benchIngest = async () => {
   const rows: Array<SummaryRow> = [
     {
       benchmark: `ingest: a ${main.file.lines.toLocaleString("en-US")}-line partner file (CSV, 3 segments a line, 5% malformed): upload → job done, lines/s`,
-      figure: `${f.linesPerSecond}/s (${f.seconds} s; platform peak RSS ${f.platform.peakRssMiB} MiB, nats-server ${f.natsServer.peakRssMiB} MiB)`,
+      figure: `${f.linesPerSecond}/s (${f.seconds} s; platform peak RSS ${f.platform.peakRssMiB} MiB, ${f.platform.cpuMsPerLine} CPU ms a line, nats-server ${f.natsServer.peakRssMiB} MiB)`,
       ceiling: `csv-parse + plain SQLite inserts ${main.ceiling.linesPerSecond}/s`,
       ratio,
       target: `>= ${target}`,

@@ -106,6 +106,8 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
     states.dropApp(app)
     const published = yield* Queue.sliding<void>(1)
     let acknowledged: Array<number> = []
+    /** outbox rows published and not deleted yet: the next commit deletes them (outboxPublisher.ts) */
+    const publishedRows: Array<number> = []
 
     /** Loads the states of `keys` missing in memory (a device never seen starts empty) and pins them to `item`. */
     const ensure = (item: Work, keys: Map<string, string>) =>
@@ -240,7 +242,8 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
         const outbox = items.flatMap((item) => item.outbox)
         const consumed = items.flatMap((item) => item.consumed)
         if (dedupeStates.size > 0 || sessionStates.size > 0 || outbox.length > 0 || consumed.length > 0) {
-          yield* store.commit({ app, dedupe: dedupeStates, sessions: sessionStates, outbox, consumed, acknowledged })
+          // Taken in the same step as the commit runs: rows the publisher adds meanwhile wait for the next one.
+          yield* Effect.suspend(() => store.commit({ app, dedupe: dedupeStates, sessions: sessionStates, outbox, consumed, acknowledged, published: publishedRows.splice(0) }))
           acknowledged = []
         }
         for (const item of items) for (const key of item.pinned) states.unpin(key)
@@ -273,6 +276,6 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
         { name: "sessions", run: sessions },
         { name: "enrichment", run: enrich }
       ], { name: "commit", run: commit }, options.stageQueue, feed),
-      publishOutbox(app, { store, publisher, wake: published })
+      publishOutbox(app, { store, publisher, wake: published, done: publishedRows })
     ], { concurrency: "unbounded", discard: true })
   })

@@ -23,6 +23,22 @@ export type BatchLine =
   | { readonly _tag: "Rejected"; readonly error: LineError }
   | { readonly _tag: "Records"; readonly line: number; readonly records: number }
 
+/** What the tally reads of a profile command: its lines and records, not the records themselves. */
+export type TalliedCommand = Pick<ProfileCommand, "lines" | "records">
+
+/** What the tally reads of an answer: an acceptance without the entity it carries. */
+export type TalliedReply = Exclude<CommandReply, { readonly _tag: "Accepted" }> | Omit<Extract<CommandReply, { readonly _tag: "Accepted" }>, "entity">
+
+/**
+ * A batch's commands and answers as its tally needs them. A batch waits for its tally behind the
+ * batches before it (up to TRANSLATE_IN_FLIGHT of them): holding each command's records and each
+ * profile's snapshot (~10,000 of each per batch) meanwhile was tens of MiB of live heap.
+ */
+export const forTally = (commands: ReadonlyArray<ProfileCommand>, replies: ReadonlyArray<CommandReply> | "duplicate") => ({
+  commands: commands.map((c): TalliedCommand => ({ lines: c.lines, records: c.records })),
+  replies: replies === "duplicate" ? replies : replies.map((r): TalliedReply => r._tag === "Accepted" ? { _tag: r._tag, outcome: r.outcome } : r)
+})
+
 export const empty: JobTally = { counts: zeroCounts, linesAccepted: 0, errors: [] }
 
 /** Where a resumed job starts: every line up to its checkpoint was rejected or accepted. */
@@ -58,8 +74,8 @@ export const rejectionReason = (error: EntityRejection): string => {
 export const addBatch = (
   tally: JobTally,
   lines: ReadonlyArray<BatchLine>,
-  commands: ReadonlyArray<ProfileCommand>,
-  replies: ReadonlyArray<CommandReply> | "duplicate"
+  commands: ReadonlyArray<TalliedCommand>,
+  replies: ReadonlyArray<TalliedReply> | "duplicate"
 ): JobTally => {
   let { linesRead, recordsAccepted, linesRejected, duplicates, recordsCommitted } = tally.counts
   let linesAccepted = tally.linesAccepted

@@ -14,12 +14,12 @@
  */
 import { Effect, Option, Ref, Stream } from "effect"
 import type { Duration } from "effect"
-import type { CommandBus, CommandReply } from "../../domain/CommandBus.ts"
+import type { CommandBus } from "../../domain/CommandBus.ts"
 import { IngestJobs, type JobRecord, type LineError, MAX_JOB_ERRORS } from "../../domain/ingest/Job.ts"
 import { Uploads, type UploadsError } from "../../domain/ingest/Uploads.ts"
 import * as JobTally from "./JobTally.ts"
 import type { PartnerSettings } from "./partnerSettings.ts"
-import { profileCommands, type ProfileCommand, type RecordsLine } from "./profileBatches.ts"
+import { profileCommands, type RecordsLine } from "./profileBatches.ts"
 import { ReplaceIndex, type ReplaceIndexError } from "../../domain/ingest/ReplaceIndex.ts"
 import { committedBy, listedBy, removeUnlisted } from "./replaceMode.ts"
 import { type ProfilesUnavailable, sendAll } from "./sendCommands.ts"
@@ -46,8 +46,8 @@ type Marked = { readonly _tag: "Line"; readonly line: TranslatedLine } | { reado
 /** A batch once its profiles answered: what the tally needs. */
 interface SentBatch {
   readonly lines: ReadonlyArray<JobTally.BatchLine>
-  readonly commands: ReadonlyArray<ProfileCommand>
-  readonly replies: ReadonlyArray<CommandReply> | "duplicate"
+  readonly commands: ReadonlyArray<JobTally.TalliedCommand>
+  readonly replies: ReadonlyArray<JobTally.TalliedReply> | "duplicate"
   readonly lastLine: number
   readonly offset: number
   readonly broken: { readonly line: number; readonly reason: string } | undefined
@@ -135,7 +135,7 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
         if (replacing) yield* index.listed(jobId, listedBy(commands))
         const replies = sameFileDone ? "duplicate" as const : commands.length === 0 ? [] : yield* sendAll(jobId, commands.map((c) => c.command), options.commandTimeout)
         if (replaceMode && replies !== "duplicate") yield* index.committed(job.partner, committedBy(commands, replies))
-        return { lines, commands, replies, lastLine, offset, broken }
+        return { lines, ...JobTally.forTally(commands, replies), lastLine, offset, broken }
       })
 
     const tallied = (sent: SentBatch) =>

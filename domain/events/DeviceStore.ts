@@ -38,6 +38,8 @@ export interface DeviceCommit {
   readonly consumed: ReadonlyArray<number>
   /** EVENTS sequences acknowledged since: their records can go */
   readonly acknowledged: ReadonlyArray<number>
+  /** outbox rows published since: deleted in this transaction, not in one (and an fsync) of their own */
+  readonly published?: ReadonlyArray<number>
 }
 
 /** Bytes on disk of the dedupe state (table and its index pages) and the devices it holds. */

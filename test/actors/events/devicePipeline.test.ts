@@ -8,6 +8,7 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import type { CleanEvent, SessionEnded } from "../../../domain/events/CleanEvent.ts"
+import { DeviceStore } from "../../../domain/events/DeviceStore.ts"
 import type { EventBatch, SdkEvent } from "../../../domain/events/SdkEvent.ts"
 import { eventsSubject, snapshotSubject, StreamNames } from "../../../domain/subjects.ts"
 import { Nats, tryNats } from "../../../infra/nats/Nats.ts"
@@ -82,6 +83,9 @@ layer(layerTestPlatform({ SESSION_INACTIVITY: "3 seconds", SESSION_CHECK_INTERVA
       assert.strictEqual(a2.time, at(now - 60_000 + 2_000))
       assert.strictEqual(a2.dims.country, "FR")
       assert.strictEqual(a2.receivedAt, at(now))
+      // published rows leave devices.db's outbox (deleted by a later commit, or by the publisher once idle)
+      const store = yield* DeviceStore
+      yield* eventually(store.outbox(APP, 0, 10), (rows) => rows.length === 0, "20 seconds")
     }))
 
   it.effect("turns an open … close into one SessionEnded on SESSIONS, its events carrying the session id, all enriched", () =>

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Schema } from "effect"
-import { addBatch, empty, fromCheckpoint, checkpointOf, unreconciled } from "../../../actors/ingest/JobTally.ts"
+import { addBatch, empty, forTally, fromCheckpoint, checkpointOf, unreconciled } from "../../../actors/ingest/JobTally.ts"
 import { profileCommands } from "../../../actors/ingest/profileBatches.ts"
 import type { CommandReply } from "../../../domain/CommandBus.ts"
 import { EntityCommand, InvalidCommand } from "../../../domain/entity.ts"
@@ -93,5 +93,16 @@ describe("a job's tally", () => {
 
   it("refuses to tally a command left without an answer (the caller retries those first)", () => {
     assert.throws(() => addBatch(empty, lines, commands, [accepted("created"), { _tag: "Failed", message: "store" }, accepted("created")]))
+  })
+
+  it("a batch waiting for its tally keeps neither its records nor the profiles' snapshots, and tallies the same", () => {
+    const refused: CommandReply = { _tag: "Rejected", error: new InvalidCommand({ entityType: "userprofile", issues: [{ path: ["records", 0, "time"], message: "bad time" }] }) }
+    const replies = [accepted("created"), refused, accepted("unchanged")]
+    const light = forTally(commands, replies)
+    assert.deepStrictEqual(addBatch(empty, lines, light.commands, light.replies), addBatch(empty, lines, commands, replies))
+    assert.isFalse(JSON.stringify(light).includes("records\":["), "no command's records kept")
+    assert.isFalse(light.replies !== "duplicate" && light.replies.some((r) => "entity" in r), "no snapshot kept")
+    const duplicate = forTally(commands, "duplicate")
+    assert.deepStrictEqual(addBatch(empty, lines, duplicate.commands, duplicate.replies), addBatch(empty, lines, commands, "duplicate"))
   })
 })
