@@ -24,7 +24,7 @@ import type { Attempt } from "../../domain/delivery/DeadLetter.ts"
 import { bodyOf, type BodyFormat, contentTypeOf, type DeliveryRequest, requestsOf } from "../../domain/delivery/DeliveryRequests.ts"
 import { DeliveryLedger } from "../../domain/delivery/DeliveryLedger.ts"
 import { type ChunkDelivery, DeliveryQueue } from "../../domain/delivery/DeliveryQueue.ts"
-import { type PartnerAnswer, PartnerHttp } from "../../domain/delivery/PartnerHttp.ts"
+import { type PartnerAnswer, PartnerHttp, type PartnerRequest } from "../../domain/delivery/PartnerHttp.ts"
 import * as RateGovernor from "../../domain/delivery/RateGovernor.ts"
 import * as RetryPolicy from "../../domain/delivery/RetryPolicy.ts"
 import { Cluster } from "../../domain/Cluster.ts"
@@ -61,6 +61,8 @@ export interface DeliveryActorOptions {
   readonly windowMs?: number
   /** attempts kept in a dead letter (the first and the latest); default 20 */
   readonly maxAttemptsKept?: number
+  /** how far ahead of an even pace over the window a request may start (RateGovernor pacing); default 25 ms */
+  readonly paceAheadMs?: number
 }
 
 const isoAt = (ms: number) => new Date(ms).toISOString()
@@ -98,66 +100,70 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     const maxInFlight = Math.max(1, settings.maxInFlight)
     const client = yield* http.client(settings.url, { connections: maxInFlight })
     const windowMs = options.windowMs ?? 1_001
-    const governor = RateGovernor.make(settings.ratePerSecond, { windowMs })
+    const governor = RateGovernor.make(settings.ratePerSecond, { windowMs, paceAheadMs: options.paceAheadMs ?? 25 })
     const arrivals = ArrivalBound.make(windowMs)
     const circuit = Circuit.make(options.circuit)
     const policy: RetryPolicy.RetryPolicy = { ...RetryPolicy.defaultRetryPolicy, ...options.backoff, maxAttempts: settings.maxAttempts }
     const maxAttemptsKept = options.maxAttemptsKept ?? 20
-    const stats = makeLaneStats(destination, lane)
+    const clock = yield* Clock.Clock
+    const stats = makeLaneStats(destination, lane, yield* Effect.context<never>())
     const permits = yield* Semaphore.make(maxInFlight)
     /** the completion of the request in flight naming each user */
     const busy = new Map<string, Deferred.Deferred<void>>()
     const requestFibers = yield* FiberSet.make<void, unknown>()
-    const headers = (request: DeliveryRequest) => ({
-      ...settings.headers,
-      "content-type": contentTypeOf(settings.format),
-      "idempotency-key": request.id
-    })
+    const fixedHeaders = { ...settings.headers, "content-type": contentTypeOf(settings.format) }
+    const secrets = settings.secrets ?? []
 
     /**
-     * Waits until the circuit, the arrival bound and the governor let a request start; then it is
-     * counted as started by both (in the same step: nothing runs between the checks and the counting).
+     * Sends one request until it is delivered or dead-lettered; `answered` frees its users as soon as
+     * the partner's answer settles it. The hot path of a fast destination: everything but the sleeps,
+     * the HTTP exchange and the receipt is plain synchronous code on the actor's own state (one
+     * fiber, a few Effect steps per request), time read from the Clock without an Effect step.
      */
-    const admission: Effect.Effect<void> = Effect.gen(function*() {
-      for (;;) {
-        const now = yield* Clock.currentTimeMillis
-        const admitted = Circuit.admit(circuit, now)
-        if (!admitted.ok) {
-          yield* Effect.sleep(admitted.waitMs)
-          continue
-        }
-        for (;;) {
-          const at = yield* Clock.currentTimeMillis
-          const room = ArrivalBound.room(arrivals, RateGovernor.allowed(governor), at)
-          if (!room.ok) {
-            yield* Effect.sleep(room.waitMs)
-            continue
-          }
-          const slot = RateGovernor.acquire(governor, at)
-          if (!slot.ok) {
-            yield* Effect.sleep(slot.waitMs)
-            continue
-          }
-          ArrivalBound.started(arrivals)
-          return
-        }
-      }
-    })
-
-    /** Sends one request until it is delivered or dead-lettered; `answered` frees its users as soon as the partner's answer settles it. */
-    const send = (request: DeliveryRequest, answered: Effect.Effect<void>) =>
+    const send = (request: DeliveryRequest, answered: () => void) =>
       Effect.gen(function*() {
-        const body = bodyOf(settings.format, request.records)
+        const outgoing: PartnerRequest = {
+          method: settings.method,
+          headers: { ...fixedHeaders, "idempotency-key": request.id },
+          body: bodyOf(settings.format, request.records),
+          timeoutMs: settings.timeoutMs
+        }
         const attempts: Array<Attempt> = []
         let failures = 0
         for (;;) {
-          yield* admission
-          const startedAt = yield* Clock.currentTimeMillis
+          // Admission: the circuit lets the attempt through (once: a half-open circuit's probe is
+          // this attempt), then the arrival bound and the governor; it is counted as started by both
+          // in the same synchronous step as the checks.
+          let passed = false
+          for (;;) {
+            const at = clock.currentTimeMillisUnsafe()
+            if (!passed) {
+              const admitted = Circuit.admit(circuit, at)
+              if (!admitted.ok) {
+                yield* Effect.sleep(admitted.waitMs)
+                continue
+              }
+              passed = true
+            }
+            const room = ArrivalBound.room(arrivals, RateGovernor.allowed(governor), at)
+            if (!room.ok) {
+              yield* Effect.sleep(room.waitMs)
+              continue
+            }
+            const slot = RateGovernor.acquire(governor, at)
+            if (!slot.ok) {
+              yield* Effect.sleep(slot.waitMs)
+              continue
+            }
+            ArrivalBound.started(arrivals)
+            break
+          }
+          const startedAt = clock.currentTimeMillisUnsafe()
           stats.counters.sent++
-          const answer = yield* client.send({ method: settings.method, headers: headers(request), body, timeoutMs: settings.timeoutMs })
-          const now = yield* Clock.currentTimeMillis
+          const answer = yield* client.send(outgoing)
+          const now = clock.currentTimeMillisUnsafe()
           ArrivalBound.answered(arrivals, now)
-          yield* stats.latency(now - startedAt)
+          stats.latency(now - startedAt)
           const outcome = RetryPolicy.classify(answer)
           Circuit.record(circuit, outcome, now)
           if (outcome === "throttled") {
@@ -165,21 +171,20 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
           } else {
             RateGovernor.onAccepted(governor, now)
           }
-          if (outcome !== "delivered") {
-            attempts.push(attemptOf(startedAt, answer, settings.secrets ?? []))
-            if (attempts.length > maxAttemptsKept) attempts.splice(1, 1)
+          if (outcome === "delivered") {
+            stats.counters.succeeded++
+            answered()
+            const first = request.records[0]
+            if (first !== undefined) stats.freshness(now - Date.parse(first.time))
+            const status = answer._tag === "Answered" ? answer.status : 200
+            return yield* ledger.receipt({ destination, requestId: request.id, status, at: isoAt(now), records: request.records })
           }
+          attempts.push(attemptOf(startedAt, answer, secrets))
+          if (attempts.length > maxAttemptsKept) attempts.splice(1, 1)
           if (outcome === "retryable") failures++
           const verdict = RetryPolicy.decide(policy, answer, Math.max(1, failures), now, Math.random)
           switch (verdict._tag) {
-            case "Delivered": {
-              stats.counters.succeeded++
-              yield* answered
-              const first = request.records[0]
-              if (first !== undefined) yield* stats.freshness(now - Date.parse(first.time))
-              const status = answer._tag === "Answered" ? answer.status : 200
-              return yield* ledger.receipt({ destination, requestId: request.id, status, at: isoAt(now), records: request.records })
-            }
+            case "Delivered":
             case "Throttled":
               stats.counters.retried++
               continue
@@ -189,7 +194,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
               continue
             case "DeadLetter":
               stats.counters.failed++
-              yield* answered
+              answered()
               yield* Effect.logWarning("delivery: dead letter", { destination, request: request.id, reason: verdict.reason, attempts: attempts.length })
               return yield* ledger.deadLetter({ id: request.id, destination, records: request.records, attempts })
           }
@@ -213,18 +218,19 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
             if (inFlight !== undefined) yield* Deferred.await(inFlight)
           }
           yield* permits.take(1)
-          const finished = yield* Deferred.make<void>()
+          const finished = Deferred.makeUnsafe<void>()
           for (const user of request.users) busy.set(user, finished)
           let freed = false
-          const answered = Effect.suspend(() => {
-            if (freed) return Effect.void
+          const answered = () => {
+            if (freed) return
             freed = true
             for (const user of request.users) if (busy.get(user) === finished) busy.delete(user)
-            return Deferred.succeed(finished, undefined).pipe(Effect.asVoid)
-          })
+            Deferred.doneUnsafe(finished, Effect.void)
+          }
           // the slot is held until the receipt or dead letter is stored: requests not written down are
           // what a takeover repeats, and they never number more than the in-flight limit
-          fibers.push(yield* FiberSet.run(requestFibers, send(request, answered).pipe(Effect.ensuring(answered), Effect.ensuring(permits.release(1)))))
+          const settled = Effect.sync(() => answered()).pipe(Effect.andThen(permits.release(1)))
+          fibers.push(yield* FiberSet.run(requestFibers, send(request, answered).pipe(Effect.ensuring(settled))))
         }
         const settle = Fiber.joinAll(fibers).pipe(
           Effect.andThen(delivery.ack),

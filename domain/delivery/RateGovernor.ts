@@ -12,6 +12,12 @@
  * full second without a 429 after that adds `increaseStep × configured` back, up to the configured rate.
  * An allowed rate below 1/s keeps one request per window and stretches the window (0.5/s: one per 2 s).
  *
+ * Pacing (optional, `paceAheadMs`): the window's requests are also spread evenly over it, a request
+ * starting at most `paceAheadMs` ahead of the even pace (a virtual-schedule check: each start moves
+ * the schedule on by `window / limit`). Bursts of a full window's worth make the partner answer them
+ * all late together, and an answer's lateness is lost to each window (domain/delivery/ArrivalBound.ts);
+ * spread out, each answers in a few ms. The sliding window still bounds every window.
+ *
  * Pure and deterministic: time comes in as `nowMs`, nothing is read or written outside the state. The
  * state is a small mutable record owned by one actor: copying a ring of 15,000 timestamps for every
  * request would cost more than the request itself.
@@ -28,6 +34,8 @@ export interface GovernorOptions {
   readonly defaultPauseMs: number
   /** the longest `Retry-After` honoured */
   readonly maxPauseMs: number
+  /** when set, requests follow an even pace over the window, at most this far ahead of it; unset: bursts allowed */
+  readonly paceAheadMs?: number | undefined
 }
 
 export const defaultGovernorOptions: GovernorOptions = {
@@ -53,6 +61,8 @@ export interface RateGovernor {
   /** additive steps are counted from here (the last decrease's pause end, or the last step) */
   climbFrom: number
   lastDecreaseAt: number
+  /** pacing: when the next request is due on the even schedule */
+  paceAt: number
 }
 
 export type Admission = { readonly ok: true } | { readonly ok: false; readonly waitMs: number }
@@ -73,7 +83,8 @@ export const make = (limitPerSecond: number, options: Partial<GovernorOptions> =
     allowedRate: limitPerSecond,
     pausedUntil: Number.NEGATIVE_INFINITY,
     climbFrom: Number.NEGATIVE_INFINITY,
-    lastDecreaseAt: Number.NEGATIVE_INFINITY
+    lastDecreaseAt: Number.NEGATIVE_INFINITY,
+    paceAt: Number.NEGATIVE_INFINITY
   }
 }
 
@@ -110,6 +121,8 @@ export const acquire = (g: RateGovernor, nowMs: number): Admission => {
   if (nowMs < g.pausedUntil) return { ok: false, waitMs: g.pausedUntil - nowMs }
   climb(g, nowMs)
   const { limit, windowMs } = windowOf(g)
+  const ahead = g.options.paceAheadMs
+  if (ahead !== undefined && nowMs < g.paceAt - ahead) return { ok: false, waitMs: Math.max(1, g.paceAt - ahead - nowMs) }
   // what is left are the requests of the window ending now
   prune(g, nowMs, windowMs)
   const inWindow = g.count
@@ -120,6 +133,7 @@ export const acquire = (g: RateGovernor, nowMs: number): Admission => {
   }
   g.ring[(g.head + g.count) % g.ring.length] = nowMs
   g.count++
+  if (ahead !== undefined) g.paceAt = Math.max(g.paceAt, nowMs) + windowMs / limit
   return admitted
 }
 

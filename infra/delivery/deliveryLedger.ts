@@ -4,6 +4,10 @@
  * takeover stores one receipt); lane statuses in the KV bucket `tributary-delivery-status`. A new
  * owner reads a chunk's receipts back with an ordered consumer that takes headers only (the ids are
  * `Nats-Msg-Id`s) from the time the chunk was stored: nothing older can be one of its receipts.
+ *
+ * Receipts and dead letters go through an AckedPublisher (infra/delivery/ackedPublisher.ts): each
+ * awaited on its own acknowledgement, without a NATS request each, those of one event-loop round in
+ * one socket write.
  */
 import { DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
 import { Effect, Layer, Schema } from "effect"
@@ -15,6 +19,7 @@ import { deliveryDeadLetterSubject, receiptSubject, StreamNames } from "../../do
 import { openBucket } from "../nats/buckets.ts"
 import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
+import { makeAckedPublisher } from "./ackedPublisher.ts"
 
 /** Receipts are built here from decoded chunks: their encoded form is the value itself, no schema pass per request. */
 const encodeReceipt = (receipt: Receipt) => JSON.stringify(receipt)
@@ -23,12 +28,13 @@ const encodeStatus = Schema.encodeSync(Schema.fromJsonString(DelivererStatus))
 const toLedgerError = (error: NatsError) => new DeliveryLedgerError({ operation: error.operation, cause: error.cause })
 
 const make = Effect.gen(function*() {
-  const { jetstream, manager } = yield* Nats
+  const { connection, jetstream, manager } = yield* Nats
   // Entries live the bucket's TTL after their last write: a stopped deliverer's status goes with it.
   const statuses = yield* openBucket(deliveryStatusBucket).pipe(Effect.mapError(toLedgerError))
 
+  const publisher = yield* makeAckedPublisher(connection)
   const publish = (operation: string, subject: string, id: string, data: string) =>
-    tryNats(operation, () => jetstream.publish(subject, data, { msgID: id })).pipe(Effect.asVoid, Effect.mapError(toLedgerError))
+    tryNats(operation, () => publisher.publish(subject, data, id)).pipe(Effect.mapError(toLedgerError))
 
   const receiptsOf = (destination: string, prefix: string, sinceMs: number) =>
     tryNats("read receipts", async () => {

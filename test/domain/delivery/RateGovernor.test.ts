@@ -96,6 +96,29 @@ describe("the rate governor", () => {
     assert.isAbove(maxInAnyWindow(bucketed), limit * 1.8, "a full bucket plus a second's refill in one window")
   })
 
+  it("paced: spreads a flood evenly over the window (a few ms ahead at most), still within the limit and at it", () => {
+    const limit = 200
+    const demand = Array.from({ length: 2000 }, () => 5000)
+    const governor = RateGovernor.make(limit, { paceAheadMs: 25 })
+    const started = drive((now) => RateGovernor.acquire(governor, now), demand)
+    assert.strictEqual(maxInAnyWindow(started), limit)
+    // 5 ms apart once the 25 ms allowance is spent: a burst of at most 6, never a window's worth at once
+    const inAny50ms = (times: ReadonlyArray<number>) => {
+      let max = 0
+      for (let i = 0, from = 0; i < times.length; i++) {
+        while (times[from]! <= times[i]! - 50) from++
+        max = Math.max(max, i - from + 1)
+      }
+      return max
+    }
+    assert.isAtMost(inAny50ms(started), 16)
+    const unpaced = RateGovernor.make(limit)
+    assert.strictEqual(inAny50ms(drive((now) => RateGovernor.acquire(unpaced, now), demand)), limit, "unpaced: a window's worth at once")
+    // and the pace keeps the limit's rate: 2,000 requests in 10 windows
+    assert.isAtMost(started.at(-1)! - 5000, 10_000)
+    assert.isAtLeast(started.at(-1)! - 5000, 9_900)
+  })
+
   it("answers how long to wait: until the oldest start in the window leaves it", () => {
     const governor = RateGovernor.make(2)
     assert.isTrue(RateGovernor.acquire(governor, 1000).ok)
