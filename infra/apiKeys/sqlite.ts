@@ -7,6 +7,7 @@ import { DatabaseSync } from "node:sqlite"
 import { Clock, Effect, Layer, Option } from "effect"
 import { ApiKeys, ApiKeysError, type ApiKey, LastAdminKey } from "../../domain/ApiKeys.ts"
 import { transaction } from "../sqliteTransaction.ts"
+import { execOnOpen } from "../sqliteOpen.ts"
 
 const cacheMillis = 5_000
 const maxCached = 10_000
@@ -25,7 +26,7 @@ export const layerSqlite = (options: { readonly path: string }) =>
           try: () => {
             // timeout: the busy wait from the first statement on (switching to WAL takes a lock another process starting at the same instant may hold)
             const db = new DatabaseSync(options.path, { timeout: 5_000 })
-            db.exec(`PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;
+            execOnOpen(db, `PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;
               CREATE TABLE IF NOT EXISTS api_keys (
                 id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
                 created_at TEXT NOT NULL, revoked_at TEXT);

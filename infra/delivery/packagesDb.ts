@@ -13,6 +13,7 @@ import { ProjectionStore } from "../../projections/ProjectionStore.ts"
 import { ReadModelError } from "../../projections/ReadModelError.ts"
 import { transaction } from "../sqliteTransaction.ts"
 import { destinationOf, packagesProjection, prepare, writeRefresh } from "./packagesSqlite.ts"
+import { execOnOpen } from "../sqliteOpen.ts"
 
 /** A chunk waiting in the outbox: its DELIVER subject, `Nats-Msg-Id` and body. */
 export interface OutboxRow {
@@ -52,8 +53,8 @@ const open = (path: string) =>
     Effect.try({
       try: () => {
         const db = new DatabaseSync(path, { timeout: 10_000 })
-        db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
-        db.exec("CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL)")
+        execOnOpen(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
+        execOnOpen(db, "CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL)")
         return db
       },
       catch: (cause) => new ReadModelError({ operation: "open delivery.db", cause })

@@ -21,6 +21,7 @@ import {
   WrongExpectedRevision,
   WrongExpectedRevisions
 } from "../../domain/EventStore.ts"
+import { execOnOpen } from "../sqliteOpen.ts"
 import type {
   AppendResult,
   ReadAllOptions,
@@ -81,8 +82,8 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
       try: () => {
         const db = new DatabaseSync(options.path, { timeout: busyTimeout })
         // WAL: readers (subscriptions, other processes) never block the writer nor see partial commits.
-        db.exec(`PRAGMA journal_mode = WAL; PRAGMA busy_timeout = ${busyTimeout};`)
-        db.exec(schema)
+        execOnOpen(db, `PRAGMA journal_mode = WAL; PRAGMA busy_timeout = ${busyTimeout};`)
+        execOnOpen(db, schema)
         return db
       },
       catch: failWith("open")

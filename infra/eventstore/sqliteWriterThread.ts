@@ -12,6 +12,7 @@ import { DatabaseSync } from "node:sqlite"
 import { parentPort, workerData } from "node:worker_threads"
 import { makeWriter } from "./sqliteWriter.ts"
 import type { FromWriter, ToWriter, WriterData } from "./sqliteWriterProtocol.ts"
+import { execOnOpen } from "../sqliteOpen.ts"
 
 const port = parentPort!
 const { path, busyTimeout } = workerData as WriterData
@@ -27,7 +28,7 @@ try {
   // lose the last acknowledged appends; group commit amortises the fsync, and bench/eventStore.ts
   // measures the adapter against raw inserts with the same setting.
   // (the file, WAL mode and the table were made by the store before it started this thread)
-  db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = ${busyTimeout};`)
+  execOnOpen(db, `PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = ${busyTimeout};`)
   writer = makeWriter(db)
   send({ _tag: "Ready" })
 } catch (cause) {

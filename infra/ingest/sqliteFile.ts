@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from "node:fs"
 import { dirname } from "node:path"
 import { DatabaseSync } from "node:sqlite"
+import { execOnOpen } from "../sqliteOpen.ts"
 
 /** Opens `path` (created 0600 when missing): WAL, so readers never wait for the writer, and fsynced at every commit. */
 export const openSharedSqlite = (path: string): DatabaseSync => {
@@ -10,6 +11,6 @@ export const openSharedSqlite = (path: string): DatabaseSync => {
   writeFileSync(path, "", { flag: "a", mode: 0o600 })
   // timeout: the busy wait from the first statement on (switching to WAL takes a lock another process starting at the same instant may hold)
   const db = new DatabaseSync(path, { timeout: 5_000 })
-  db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000")
+  execOnOpen(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000")
   return db
 }

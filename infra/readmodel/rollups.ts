@@ -20,6 +20,7 @@ import { type CleanEvent, type Dimension, dimensions, type SessionEnded } from "
 import { minuteOf, sessionLengthBounds } from "../../projections/events/rollups.ts"
 import { ReadModelError } from "../../projections/ReadModelError.ts"
 import { transaction } from "../sqliteTransaction.ts"
+import { execOnOpen } from "../sqliteOpen.ts"
 
 const dimensionColumns = dimensions.map((d) => `"${d}" TEXT`).join(", ")
 const lengthColumns = sessionLengthBounds.map((_, i) => `b${i} INTEGER NOT NULL`).concat([`b${sessionLengthBounds.length} INTEGER NOT NULL`])
@@ -149,8 +150,8 @@ export const openRollups = (path: string) =>
     Effect.try({
       try: () => {
         const db = new DatabaseSync(path, { timeout: 5_000 })
-        db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
-        db.exec(TABLES)
+        execOnOpen(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+        execOnOpen(db, TABLES)
         return db
       },
       catch: (cause) => new ReadModelError({ operation: "open rollups", cause })

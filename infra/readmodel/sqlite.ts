@@ -15,6 +15,7 @@ import { ReadModelError } from "../../projections/ReadModelError.ts"
 import { entitiesProjection } from "./entities.ts"
 import { fromRow, publicOf, type Row } from "./rows.ts"
 import { transaction } from "../sqliteTransaction.ts"
+import { execOnOpen } from "../sqliteOpen.ts"
 
 /**
  * Version of the read models' layout. A file of an older layout (rows without the decider's state)
@@ -36,7 +37,7 @@ const open = (path: string) =>
       try: () => {
         // timeout: the busy wait from the first statement on (switching to WAL takes a lock another process starting at the same instant may hold)
         const db = new DatabaseSync(path, { timeout: 5_000 })
-        db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+        execOnOpen(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
         const layout = (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version
         if (layout !== LAYOUT) {
           db.exec(`DROP TABLE IF EXISTS entities; DROP TABLE IF EXISTS entity_snapshots; DROP TABLE IF EXISTS checkpoints; PRAGMA user_version = ${LAYOUT};`)

@@ -12,6 +12,7 @@ import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, PubSub, Queue, Sch
 import { Reminder, Reminders, RemindersError } from "../../domain/Reminders.ts"
 import { prepare, schema } from "./sqliteStatements.ts"
 import type { Statements } from "./sqliteStatements.ts"
+import { execOnOpen } from "../sqliteOpen.ts"
 
 export interface SqliteOptions {
   readonly path: string
@@ -93,8 +94,8 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
         const db = new DatabaseSync(options.path, { timeout: 5_000 })
         // WAL: readers in other processes never block the writer. synchronous=FULL: the WAL is fsynced
         // at every commit, so a reminder is on disk once `set` returns (NORMAL could lose the last ones).
-        db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
-        db.exec(schema)
+        execOnOpen(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
+        execOnOpen(db, schema)
         return db
       },
       catch: failWith("open")
