@@ -61,7 +61,11 @@ export interface DeliveryActorOptions {
   readonly windowMs?: number
   /** attempts kept in a dead letter (the first and the latest); default 20 */
   readonly maxAttemptsKept?: number
-  /** how far ahead of an even pace over the window a request may start (RateGovernor pacing); default 25 ms */
+  /**
+   * how far ahead of an even pace over the window a request may start (RateGovernor pacing); default
+   * none (bursts allowed): with pacing at 25 ms the demo's two destinations stalled (a 429-answering one
+   * at ~5 requests/s against 50, a recovered one with its backlog left), not yet understood
+   */
   readonly paceAheadMs?: number
 }
 
@@ -100,7 +104,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     const maxInFlight = Math.max(1, settings.maxInFlight)
     const client = yield* http.client(settings.url, { connections: maxInFlight })
     const windowMs = options.windowMs ?? 1_001
-    const governor = RateGovernor.make(settings.ratePerSecond, { windowMs, paceAheadMs: options.paceAheadMs ?? 25 })
+    const governor = RateGovernor.make(settings.ratePerSecond, { windowMs, paceAheadMs: options.paceAheadMs })
     const arrivals = ArrivalBound.make(windowMs)
     const circuit = Circuit.make(options.circuit)
     const policy: RetryPolicy.RetryPolicy = { ...RetryPolicy.defaultRetryPolicy, ...options.backoff, maxAttempts: settings.maxAttempts }
