@@ -16,7 +16,7 @@ import { Effect, Metric, Option, Schedule, Schema, Stream } from "effect"
 import { CleanEvent, SessionEnded } from "../../domain/events/CleanEvent.ts"
 import { allCleanEvents, allSessions, StreamNames } from "../../domain/subjects.ts"
 import { type CleanDelivery, RollupStore, type SessionDelivery } from "../readmodel/rollups.ts"
-import { makeDeadLetterWriter } from "../nats/deadLetters.ts"
+import { makeDeadLetterWriter, undeliverable } from "../nats/deadLetters.ts"
 import { freshConsumer } from "../nats/freshConsumer.ts"
 import { withLease } from "../nats/lease.ts"
 import { runTrendAlerts, type TrendAlertOptions } from "./trendAlerts.ts"
@@ -71,10 +71,7 @@ const follow = <A>(spec: Follow<A>, batchSize: number) =>
             const item = spec.decode(msg)
             if (Option.isSome(item)) items.push(item.value)
             else {
-              yield* deadLetters.write({
-                reason: "undecodable", detail: `not a message of ${spec.stream}`, stream: spec.stream, subject: msg.subject,
-                streamSequence: msg.seq, deliveries: msg.info.deliveryCount, headers: msg.headers, data: msg.data
-              }).pipe(Effect.catch((error) => Effect.logWarning("rollups: an undecodable message could not be dead-lettered; skipped", { seq: msg.seq, error })))
+              yield* deadLetters.write(undeliverable(msg, spec.stream, "undecodable", `not a message of ${spec.stream}`)).pipe(Effect.catch((error) => Effect.logWarning("rollups: an undecodable message could not be dead-lettered; skipped", { seq: msg.seq, error })))
             }
           }
           // The highest sequence, not the last message: a redelivered one may come after newer ones, and

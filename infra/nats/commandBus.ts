@@ -34,7 +34,7 @@ import { Deciders } from "../../domain/DeciderRegistry.ts"
 import { EntityCommand } from "../../domain/entity.ts"
 import { defaultShards, shardOf } from "../../domain/shards.ts"
 import { batchSubject, commandSubject, shardCommands, StreamNames } from "../../domain/subjects.ts"
-import { makeDeadLetterWriter } from "./deadLetters.ts"
+import { makeDeadLetterWriter, undeliverable } from "./deadLetters.ts"
 import { followMaxDeliveries } from "./maxDeliveries.ts"
 import { Nats, NatsError, tryNats } from "./Nats.ts"
 import { freshConsumer, isApiError } from "./freshConsumer.ts"
@@ -244,16 +244,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
        * it cannot be written there now, it is left to be delivered again (and tried again) after the ack wait.
        */
       const deadLetter = (msg: JsMsg, reason: DeadLetterReason, detail: string) =>
-        deadLetters.write({
-          reason,
-          detail,
-          stream: StreamNames.commands,
-          subject: msg.subject,
-          streamSequence: msg.seq,
-          deliveries: msg.info.deliveryCount,
-          headers: msg.headers,
-          data: msg.data
-        }).pipe(
+        deadLetters.write(undeliverable(msg, StreamNames.commands, reason, detail)).pipe(
           Effect.andThen(answerDeadLetter(msg.headers, reason, detail)),
           Effect.andThen(Effect.sync(() => msg.ack())),
           Effect.catch((error) => Effect.logWarning("dead letter: could not write; the message stays on the bus", { subject: msg.subject, seq: msg.seq, error })),

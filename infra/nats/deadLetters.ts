@@ -55,6 +55,18 @@ const headersOf = (headers: MsgHdrs | undefined): Record<string, Array<string>> 
  * Writes dead letters. `write` succeeds once DEADLETTERS stored the letter (or already had it): only
  * then may the caller remove the original. Returns whether this call was the first to write it.
  */
+/** What a dead letter keeps of a JetStream message `msg` of `stream`. */
+export const undeliverable = (msg: JsMsg, stream: string, reason: DeadLetterReason, detail: string): Undeliverable => ({
+  reason,
+  detail,
+  stream,
+  subject: msg.subject,
+  streamSequence: msg.seq,
+  deliveries: msg.info.deliveryCount,
+  headers: msg.headers,
+  data: msg.data
+})
+
 export const makeDeadLetterWriter = Effect.gen(function*() {
   const { jetstream } = yield* Nats
   const write = (message: Undeliverable): Effect.Effect<boolean, NatsError> =>
@@ -97,16 +109,7 @@ export type DeadLetterWriter = Effect.Success<typeof makeDeadLetterWriter>
  * message stays (delivered, and set aside, again after its ack wait). None: the caller has nothing to handle.
  */
 export const setAsideUndecodable = (writer: DeadLetterWriter, stream: string, msg: JsMsg, detail: string) =>
-  writer.write({
-    reason: "undecodable",
-    detail,
-    stream,
-    subject: msg.subject,
-    streamSequence: msg.seq,
-    deliveries: msg.info.deliveryCount,
-    headers: msg.headers,
-    data: msg.data
-  }).pipe(
+  writer.write(undeliverable(msg, stream, "undecodable", detail)).pipe(
     Effect.andThen(Effect.sync(() => msg.ack())),
     Effect.catch((error) => Effect.logWarning(`dead letter: could not write; the ${stream} message stays`, { subject: msg.subject, seq: msg.seq, error })),
     Effect.as(Option.none())

@@ -54,26 +54,24 @@ export const deadHere = (id: string): boolean => {
   }
 }
 
-/**
- * The revision of the entry at `key` when its value is no holder id, else None. A reader's JetStream
- * API request can direct the server's answer onto `$KV.tributary-leases.<key>` (its reply subject),
- * which the bucket stores over the lease: such an entry holds nothing, and is taken over at its revision.
- */
-const junkRevision = (kv: KV, key: string) =>
+/** The revision of the entry at `key` when it is present and `free(its value)`, else None. */
+const revisionIf = (kv: KV, key: string, free: (value: string) => boolean) =>
   Effect.map(kvCall(`read lease ${key}`, () => kv.get(key)), (entry) =>
-    entry !== null && entry.operation === "PUT" && !isHolderId(entry.string()) ? Option.some(entry.revision) : Option.none<number>())
+    entry !== null && entry.operation === "PUT" && free(entry.string()) ? Option.some(entry.revision) : Option.none<number>())
+
+/**
+ * An entry whose value is no holder id is junk: a reader's JetStream API request can direct the server's
+ * answer onto `$KV.tributary-leases.<key>` (its reply subject), which the bucket stores over the lease.
+ * It holds nothing, and is taken over at its revision.
+ */
+const junkRevision = (kv: KV, key: string) => revisionIf(kv, key, (value) => !isHolderId(value))
 
 /**
  * The revision at which a present entry may be taken: junk (above), or a lease of a process of this host
  * that is gone. A SIGKILLed holder gives nothing back; waiting out the TTL would only leave its work
  * (shards, translators, deliveries) idle for 10 s, and nothing of a dead process can still run.
  */
-const vacantRevision = (kv: KV, key: string) =>
-  Effect.map(kvCall(`read lease ${key}`, () => kv.get(key)), (entry) => {
-    if (entry === null || entry.operation !== "PUT") return Option.none<number>()
-    const holder = entry.string()
-    return !isHolderId(holder) || deadHere(holder) ? Option.some(entry.revision) : Option.none<number>()
-  })
+const vacantRevision = (kv: KV, key: string) => revisionIf(kv, key, (value) => !isHolderId(value) || deadHere(value))
 
 /** `update(key, holder)` at `revision`; None when the entry moved meanwhile. */
 const updateAt = (kv: KV, key: string, holder: string, revision: number, operation: string) =>
