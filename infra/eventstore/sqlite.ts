@@ -45,8 +45,12 @@ const maxBatch = 1024
 const queueCapacity = 16_384
 /** Page size of a subscription's catch-up reads. */
 const pageSize = 500
-/** How often a live subscription looks for appends made by another process on the same file. */
-const pollInterval = "25 millis"
+/**
+ * How often a live subscription looks for appends made by another process on the same file: every
+ * `busyPollMillis` after something came, backing off to every `idlePollMillis` while nothing does.
+ */
+const busyPollMillis = 25
+const idlePollMillis = 200
 const endOfStream = Number.MAX_SAFE_INTEGER
 
 interface PendingWrite {
@@ -176,17 +180,20 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
 
   // Pages through everything after the checkpoint; when caught up, waits for a local commit or the poll
   // interval, whichever first. Positions only grow in commit order, so `position > last` never skips.
+  // The interval doubles while nothing comes (up to `idlePollMillis`) and is short again after a page:
+  // an idle platform's subscriptions would otherwise keep it allocating enough that V8 never finds it
+  // idle enough to give memory back.
   const subscribeToAll = (options: SubscribeToAllOptions = {}): Stream.Stream<RecordedEvent, EventStoreError> =>
-    Stream.paginate(options.after ?? 0, (last: number) =>
+    Stream.paginate({ last: options.after ?? 0, poll: busyPollMillis }, ({ last, poll }) =>
       Effect.suspend(() => {
         const wake = committed // taken before reading, so a commit after the read still wakes us
         return read("subscribeToAll", () => statements.allForwards.all(last + 1, pageSize).map(toRecorded)).pipe(
           Effect.flatMap((page) =>
             page.length > 0
-              ? Effect.succeed([page, Option.some(page[page.length - 1]!.position)] as const)
+              ? Effect.succeed([page, Option.some({ last: page[page.length - 1]!.position, poll: busyPollMillis })] as const)
               : Deferred.await(wake).pipe(
-                Effect.timeoutOption(pollInterval),
-                Effect.as([[] as ReadonlyArray<RecordedEvent>, Option.some(last)] as const)
+                Effect.timeoutOption(poll),
+                Effect.map((woken) => [[] as ReadonlyArray<RecordedEvent>, Option.some({ last, poll: Option.isSome(woken) ? busyPollMillis : Math.min(poll * 2, idlePollMillis) })] as const)
               )
           )
         )
