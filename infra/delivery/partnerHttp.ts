@@ -5,9 +5,16 @@
  * a timer of its own per request cost a fast destination more than the rest of the exchange); the
  * answer body is read only when it is not a success, and cut to `maxAnswerBody`. Header values are
  * never logged here.
+ *
+ * Every connection's name lookup is checked (`guardedLookup`): a host name that resolves to a cloud
+ * metadata or unspecified address is refused as the URL check refuses that address written out, also
+ * when the name resolved elsewhere when the destination was saved (DNS rebinding).
  */
+import { lookup as dnsLookup, type LookupAddress } from "node:dns"
+import type { LookupFunction } from "node:net"
 import { Effect, Layer } from "effect"
 import { Pool } from "undici"
+import { forbiddenHost } from "../../domain/entities/destination.ts"
 import { maxAnswerBody } from "../../domain/delivery/DeadLetter.ts"
 import { type PartnerAnswer, type PartnerClient, PartnerHttp, type PartnerRequest } from "../../domain/delivery/PartnerHttp.ts"
 
@@ -32,12 +39,30 @@ const cutBody = async (body: AsyncIterable<Buffer>): Promise<string> => {
   return text.slice(0, maxAnswerBody)
 }
 
-const client = (url: string, { connections }: { readonly connections: number }) =>
+/**
+ * `resolve` (dns.lookup) refusing the addresses no partner lives on (domain/entities/destination.ts):
+ * the connection fails with the reason, which the request's attempts and dead letter show.
+ */
+export const guardedLookup = (resolve: LookupFunction = dnsLookup as LookupFunction): LookupFunction => (hostname, options, callback) =>
+  resolve(hostname, options, (error, address, family) => {
+    if (error !== null) return callback(error, address, family)
+    const addresses: ReadonlyArray<LookupAddress> = typeof address === "string" ? [{ address, family: family ?? 4 }] : address
+    for (const { address: ip } of addresses) {
+      const forbidden = forbiddenHost(ip)
+      if (forbidden !== undefined) {
+        const refused = Object.assign(new Error(`${hostname} resolves to ${ip}, ${forbidden}: not a partner's address`), { code: "EADDRNOTALLOWED" })
+        return callback(refused, address, family)
+      }
+    }
+    callback(null, address, family)
+  })
+
+const client = (lookup: LookupFunction) => (url: string, { connections }: { readonly connections: number }) =>
   Effect.gen(function*() {
     const target = new URL(url)
     const path = `${target.pathname}${target.search}`
     const pool = yield* Effect.acquireRelease(
-      Effect.sync(() => new Pool(target.origin, { connections, keepAliveTimeout: 30_000, pipelining: 1 })),
+      Effect.sync(() => new Pool(target.origin, { connections, keepAliveTimeout: 30_000, pipelining: 1, connect: { lookup } })),
       (pool) => Effect.promise(() => pool.destroy().catch(() => undefined))
     )
     const send = (request: PartnerRequest): Effect.Effect<PartnerAnswer> =>
@@ -69,4 +94,7 @@ const client = (url: string, { connections }: { readonly connections: number }) 
     return { send } satisfies PartnerClient
   })
 
-export const layerUndici = Layer.succeed(PartnerHttp, PartnerHttp.of({ client }))
+/** With `resolve` for names (the system's resolver by default), guarded. */
+export const layerResolving = (resolve?: LookupFunction) => Layer.succeed(PartnerHttp, PartnerHttp.of({ client: client(guardedLookup(resolve)) }))
+
+export const layerUndici = layerResolving()

@@ -1,0 +1,75 @@
+/**
+ * The partner HTTP client's name lookup: a host name that resolves to a cloud metadata or unspecified
+ * address is refused when connecting (the destination's URL check sees only the name), before any
+ * byte is sent; other addresses connect. Against real sockets and a real HTTP server; the resolver that
+ * answers a metadata address for a name is a function here (this machine's DNS answers no such name).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { createServer } from "node:http"
+import { connect, type LookupFunction } from "node:net"
+import type { AddressInfo } from "node:net"
+import { Effect } from "effect"
+import { PartnerHttp } from "../../../domain/delivery/PartnerHttp.ts"
+import { guardedLookup, layerResolving, layerUndici } from "../../../infra/delivery/partnerHttp.ts"
+
+/** A resolver answering `address` for every name, as a DNS server under someone else's control may. */
+const resolvingTo = (address: string, family: number): LookupFunction => (_hostname, options, callback) =>
+  setImmediate(() => (options.all === true ? callback(null, [{ address, family }]) : callback(null, address, family)))
+
+/** Connects to `port` on `hostname` through `lookup`: the error's message, or "connected". */
+const tryConnect = (lookup: LookupFunction, hostname: string, port: number) =>
+  Effect.callback<string>((resume) => {
+    const socket = connect({ host: hostname, port, lookup })
+    socket.once("connect", () => {
+      socket.destroy()
+      resume(Effect.succeed("connected"))
+    })
+    socket.once("error", (error) => resume(Effect.succeed(error.message)))
+  })
+
+const listening = Effect.acquireRelease(
+  Effect.callback<ReturnType<typeof createServer>>((resume) => {
+    const server = createServer((_, response) => response.end("ok"))
+    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+  }),
+  (server) => Effect.sync(() => server.close())
+)
+
+describe("the partner client's name lookup", () => {
+  it.effect("refuses a name resolving to a metadata or unspecified address, and connects to others", () =>
+    Effect.gen(function*() {
+      const server = yield* listening
+      const port = (server.address() as AddressInfo).port
+      for (const [address, family] of [["169.254.169.254", 4], ["fe80::1", 6], ["0.0.0.0", 4], ["::ffff:a9fe:a9fe", 6]] as const) {
+        const outcome = yield* tryConnect(guardedLookup(resolvingTo(address, family)), "partner.example", port)
+        assert.include(outcome, `partner.example resolves to ${address}`, address)
+        assert.include(outcome, "not a partner's address")
+      }
+      // the same guard over a resolver answering a private address lets the connection through
+      assert.strictEqual(yield* tryConnect(guardedLookup(resolvingTo("127.0.0.1", 4)), "partner.example", port), "connected")
+    }).pipe(Effect.scoped))
+
+  it.effect("is what the client connects with: a real name resolved by the system reaches the partner", () =>
+    Effect.gen(function*() {
+      const server = yield* listening
+      const port = (server.address() as AddressInfo).port
+      const http = yield* PartnerHttp
+      const client = yield* http.client(`http://localhost:${port}/in`, { connections: 1 })
+      const answer = yield* client.send({ method: "POST", headers: { "content-type": "application/json" }, body: "{}", timeoutMs: 5_000 })
+      assert.deepStrictEqual(answer, { _tag: "Answered", status: 200, retryAfter: undefined })
+    }).pipe(Effect.scoped, Effect.provide(layerUndici)))
+
+  it.effect("fails a request to a name resolving to the metadata address as a connection failure naming it, sending nothing", () =>
+    Effect.gen(function*() {
+      let received = 0
+      const server = yield* listening
+      server.on("request", () => received++)
+      const port = (server.address() as AddressInfo).port
+      const http = yield* PartnerHttp
+      const client = yield* http.client(`http://partner.example:${port}/in`, { connections: 1 })
+      const answer = yield* client.send({ method: "POST", headers: {}, body: "{}", timeoutMs: 5_000 })
+      assert.strictEqual(answer._tag, "ConnectionFailed")
+      assert.include((answer as { message: string }).message, "partner.example resolves to 169.254.169.254, a link-local address (cloud metadata)")
+      assert.strictEqual(received, 0)
+    }).pipe(Effect.scoped, Effect.provide(layerResolving(resolvingTo("169.254.169.254", 4)))))
+})
