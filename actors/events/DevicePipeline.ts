@@ -17,7 +17,7 @@
  */
 import { Clock, Duration, Effect, Metric, Queue, Scope, Stream } from "effect"
 import type { CleanEvent, SessionEnded } from "../../domain/events/CleanEvent.ts"
-import { CleanPublisher, type OutboxKind } from "../../domain/events/CleanOutbox.ts"
+import { CleanPublisher, type OutboxKind, type PublishedRow, settled } from "../../domain/events/CleanOutbox.ts"
 import * as Dedupe from "../../domain/events/dedupe.ts"
 import { type DeviceSessions, type DeviceState, DeviceStore, type DeviceStoreError } from "../../domain/events/DeviceStore.ts"
 import { type EventsDelivery, EventsQueue, type EventsQueueError } from "../../domain/events/EventsQueue.ts"
@@ -107,7 +107,7 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
     const published = yield* Queue.sliding<void>(1)
     let acknowledged: Array<number> = []
     /** outbox rows published and not deleted yet: the next commit deletes them (outboxPublisher.ts) */
-    const publishedRows: Array<number> = []
+    const publishedRows: Array<PublishedRow> = []
 
     /** Loads the states of `keys` missing in memory (a device never seen starts empty) and pins them to `item`. */
     const ensure = (item: Work, keys: Map<string, string>) =>
@@ -243,7 +243,7 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
         const consumed = items.flatMap((item) => item.consumed)
         if (dedupeStates.size > 0 || sessionStates.size > 0 || outbox.length > 0 || consumed.length > 0) {
           // Taken in the same step as the commit runs: rows the publisher adds meanwhile wait for the next one.
-          yield* Effect.suspend(() => store.commit({ app, dedupe: dedupeStates, sessions: sessionStates, outbox, consumed, acknowledged, published: publishedRows.splice(0) }))
+          yield* Effect.suspend(() => store.commit({ app, dedupe: dedupeStates, sessions: sessionStates, outbox, consumed, acknowledged, published: settled(publishedRows.splice(0)) }))
           acknowledged = []
         }
         for (const item of items) for (const key of item.pinned) states.unpin(key)

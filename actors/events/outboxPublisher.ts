@@ -1,17 +1,19 @@
 /**
  * Publishes an app's committed outbox (devices.db) to EVENTS_CLEAN and SESSIONS, oldest first, and
- * deletes each row once the server acknowledged it. On start it reads the last outbox id each subject
- * holds (infra/relay.ts's way) and deletes the rows at or below it without publishing them again: a
- * crash between publish and delete duplicates nothing, even beyond JetStream's duplicate window
- * (`Nats-Msg-Id = <app>.<row id>` covers the rest). Woken by each commit, and every second anyway.
+ * deletes each row once the server acknowledged it. Woken by each commit, and every second anyway.
  *
- * Published rows are not deleted in a transaction (an fsync) of their own: their ids go to `done`, which
- * the pipeline's next commit deletes, or this loop when it is idle. Meanwhile the loop reads on after
- * the last row it had published; a row left behind by a crash or a failed commit is found at or below
- * the tails at the next start and deleted unpublished.
+ * Published rows are not deleted in a transaction (an fsync) of their own: they go to `done`, which
+ * the pipeline's next commit deletes (raising each subject's fence to the highest stream sequence among
+ * them), or this loop when it is idle. Meanwhile the loop reads on after the last row it had published.
+ *
+ * On start, rows a previous holder published but did not delete (it crashed first) are told apart from
+ * rows it never published by what each subject holds after its fence (CleanOutbox.ts): the former are
+ * deleted without a second publish — even beyond JetStream's duplicate window — and the rest, a row
+ * whose publish failed while a later one's succeeded included, are published. (`Nats-Msg-Id =
+ * <app>.<row id>` also drops a repeat within the window.)
  */
 import { Effect, Metric, Queue } from "effect"
-import type { CleanPublisher } from "../../domain/events/CleanOutbox.ts"
+import { type CleanPublisher, type OutboxKind, type PublishedRow, settled } from "../../domain/events/CleanOutbox.ts"
 import type { DeviceStore } from "../../domain/events/DeviceStore.ts"
 
 export const outboxPublished = Metric.counter("tributary_device_outbox_published_total", {
@@ -20,6 +22,7 @@ export const outboxPublished = Metric.counter("tributary_device_outbox_published
 })
 
 const page = 2_000
+const kinds: ReadonlyArray<OutboxKind> = ["clean", "session"]
 
 export const publishOutbox = (
   app: string,
@@ -27,20 +30,17 @@ export const publishOutbox = (
     readonly store: DeviceStore["Service"]
     readonly publisher: CleanPublisher["Service"]
     readonly wake: Queue.Queue<void>
-    /** ids published and not deleted yet (shared with the pipeline's commit) */
-    readonly done: Array<number>
+    /** rows published and not deleted yet (shared with the pipeline's commit) */
+    readonly done: Array<PublishedRow>
   }
 ) =>
   Effect.gen(function*() {
-    // Rows a previous holder published but did not delete: not again.
-    const tails = yield* publisher.tails(app)
-    let scanned = 0
-    for (;;) {
-      const rows = yield* store.outbox(app, scanned, page)
-      if (rows.length === 0) break
-      yield* store.published(rows.filter((row) => row.id <= tails[row.kind]).map((row) => row.id))
-      scanned = rows[rows.length - 1]!.id
-      if (rows.every((row) => row.id > tails[row.kind])) break
+    // Rows a previous holder published but did not delete: not again. Their ids are this app's rows
+    // (only its publisher writes its subjects); deleting an id already gone is nothing.
+    const fences = yield* store.fences(app)
+    for (const kind of kinds) {
+      const { ids, last } = yield* publisher.seen(app, kind, fences[kind] ?? 0)
+      yield* store.published(app, { ids: [...ids], fences: { [kind]: last } })
     }
     /** every row at or below it was published */
     let after = 0
@@ -49,7 +49,7 @@ export const publishOutbox = (
     return yield* Effect.forever(Effect.gen(function*() {
       const read = yield* store.outbox(app, after, page)
       if (read.length === 0) {
-        if (done.length > 0) yield* Effect.suspend(() => store.published(done.splice(0)))
+        if (done.length > 0) yield* Effect.suspend(() => store.published(app, settled(done.splice(0))))
         yield* Queue.take(wake).pipe(Effect.timeoutOption("1 second"))
         return
       }
@@ -57,7 +57,7 @@ export const publishOutbox = (
       const acked = rows.length === 0 ? [] : yield* publisher.publish(app, rows)
       done.push(...acked)
       yield* Metric.update(outboxPublished, acked.length)
-      for (const id of acked) ahead.add(id)
+      for (const row of acked) ahead.add(row.id)
       let i = 0
       for (; i < read.length && ahead.has(read[i]!.id); i++) {
         after = read[i]!.id

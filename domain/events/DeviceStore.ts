@@ -7,7 +7,7 @@
  */
 import { Context, Schema } from "effect"
 import type { Effect } from "effect"
-import type { OutboxKind, OutboxRow } from "./CleanOutbox.ts"
+import type { OutboxKind, OutboxRow, Settled } from "./CleanOutbox.ts"
 import type { DedupeState } from "./dedupe.ts"
 import type { SessionsState } from "./sessions.ts"
 
@@ -38,8 +38,8 @@ export interface DeviceCommit {
   readonly consumed: ReadonlyArray<number>
   /** EVENTS sequences acknowledged since: their records can go */
   readonly acknowledged: ReadonlyArray<number>
-  /** outbox rows published since: deleted in this transaction, not in one (and an fsync) of their own */
-  readonly published?: ReadonlyArray<number>
+  /** outbox rows published since: deleted in this transaction, not in one (and an fsync) of their own, and the fences raised */
+  readonly published?: Settled
 }
 
 /** Bytes on disk of the dedupe state (table and its index pages) and the devices it holds. */
@@ -60,7 +60,9 @@ export class DeviceStore extends Context.Service<DeviceStore, {
   readonly appsWithOpenSessions: Effect.Effect<ReadonlyArray<string>, DeviceStoreError>
   /** `app`'s outbox rows after `afterId`, oldest first. */
   readonly outbox: (app: string, afterId: number, limit: number) => Effect.Effect<ReadonlyArray<OutboxRow>, DeviceStoreError>
-  /** Deletes published rows. */
-  readonly published: (ids: ReadonlyArray<number>) => Effect.Effect<void, DeviceStoreError>
+  /** Deletes published rows of `app` and raises its fences. */
+  readonly published: (app: string, settled: Settled) => Effect.Effect<void, DeviceStoreError>
+  /** The stream sequence per kind up to which `app`'s published rows were all deleted (absent: none recorded yet). */
+  readonly fences: (app: string) => Effect.Effect<Partial<Record<OutboxKind, number>>, DeviceStoreError>
   readonly footprint: Effect.Effect<DedupeFootprint, DeviceStoreError>
 }>()("tributary/DeviceStore") {}

@@ -8,7 +8,7 @@
  */
 import type { DatabaseSync } from "node:sqlite"
 import { Effect, Layer } from "effect"
-import type { OutboxKind, OutboxRow } from "../../domain/events/CleanOutbox.ts"
+import type { OutboxKind, OutboxRow, Settled } from "../../domain/events/CleanOutbox.ts"
 import { decode as decodeDedupe, encode as encodeDedupe } from "../../domain/events/dedupe.ts"
 import { type DeviceCommit, type DeviceSessions, type DeviceState, DeviceStore, DeviceStoreError } from "../../domain/events/DeviceStore.ts"
 import { openSharedSqlite } from "../ingest/sqliteFile.ts"
@@ -21,6 +21,7 @@ const schema = `
   CREATE TABLE IF NOT EXISTS consumed (app TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (app, seq)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL);
   CREATE INDEX IF NOT EXISTS outbox_app ON outbox (app, id);
+  CREATE TABLE IF NOT EXISTS outbox_fences (app TEXT NOT NULL, kind TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (app, kind)) WITHOUT ROWID;
 `
 
 const keyBytes = (hex: string) => Buffer.from(hex, "hex")
@@ -50,6 +51,15 @@ const make = (path: string) =>
     const selectOpenApps = db.prepare("SELECT DISTINCT app FROM sessions WHERE touched IS NOT NULL")
     const selectOutbox = db.prepare("SELECT id, kind, body FROM outbox WHERE app = ? AND id > ? ORDER BY id LIMIT ?")
     const deleteOutbox = db.prepare("DELETE FROM outbox WHERE id = ?")
+    const raiseFence = db.prepare(
+      "INSERT INTO outbox_fences (app, kind, seq) VALUES (?, ?, ?) ON CONFLICT (app, kind) DO UPDATE SET seq = max(seq, excluded.seq)"
+    )
+    const selectFences = db.prepare("SELECT kind, seq FROM outbox_fences WHERE app = ?")
+
+    const settle = (app: string, { fences, ids }: Settled) => {
+      for (const id of ids) deleteOutbox.run(id)
+      for (const [kind, seq] of Object.entries(fences)) raiseFence.run(app, kind, seq)
+    }
 
     const load = (keys: ReadonlyArray<string>) =>
       run("load", () => {
@@ -75,7 +85,7 @@ const make = (path: string) =>
           for (const row of batch.outbox) insertOutbox.run(batch.app, row.kind, row.body)
           for (const seq of batch.consumed) insertConsumed.run(batch.app, seq)
           for (const seq of batch.acknowledged) deleteConsumed.run(batch.app, seq)
-          for (const id of batch.published ?? []) deleteOutbox.run(id)
+          if (batch.published !== undefined) settle(batch.app, batch.published)
         }))
 
     const consumed = (app: string, seqs: ReadonlyArray<number>) =>
@@ -94,8 +104,12 @@ const make = (path: string) =>
           body: row.body
         })))
 
-    const published = (ids: ReadonlyArray<number>) =>
-      ids.length === 0 ? Effect.void : run("published", () => transaction(db, () => ids.forEach((id) => deleteOutbox.run(id))))
+    const published = (app: string, rows: Settled) =>
+      rows.ids.length === 0 && Object.keys(rows.fences).length === 0 ? Effect.void : run("published", () => transaction(db, () => settle(app, rows)))
+
+    const fences = (app: string) =>
+      run("fences", () =>
+        Object.fromEntries((selectFences.all(app) as Array<{ kind: string; seq: number }>).map((row) => [row.kind, Number(row.seq)])) as Partial<Record<OutboxKind, number>>)
 
     const footprint = run("footprint", () => {
       const pages = db.prepare("SELECT COALESCE(SUM(pgsize), 0) AS bytes FROM dbstat WHERE name = 'dedupe'").get() as { bytes: number }
@@ -103,7 +117,7 @@ const make = (path: string) =>
       return { bytes: Number(pages.bytes), devices: Number(devices.n) }
     })
 
-    return DeviceStore.of({ load, commit, consumed, idle, appsWithOpenSessions, outbox, published, footprint })
+    return DeviceStore.of({ load, commit, consumed, idle, appsWithOpenSessions, outbox, published, fences, footprint })
   })
 
 export const layerSqlite = (options: { readonly path: string }) => Layer.effect(DeviceStore, make(options.path))

@@ -61,10 +61,14 @@ describe("devices.db", () => {
         const rows = yield* store.outbox("1", 0, 10)
         assert.deepStrictEqual(rows.map((r) => [r.kind, r.body]), [["clean", "{\"n\":1}"], ["session", "{\"n\":2}"]])
         // rows published are deleted by the next commit, with what it writes
-        yield* store.commit({ ...nothing, app: "1", consumed: [7], published: [rows[0]!.id] })
+        assert.deepStrictEqual(yield* store.fences("1"), {})
+        yield* store.commit({ ...nothing, app: "1", consumed: [7], published: { ids: [rows[0]!.id], fences: { clean: 40 } } })
         assert.deepStrictEqual((yield* store.outbox("1", 0, 10)).map((r) => r.id), [rows[1]!.id])
-        yield* store.published([rows[1]!.id])
+        yield* store.published("1", { ids: [rows[1]!.id], fences: { session: 12, clean: 30 } })
         assert.deepStrictEqual(yield* store.outbox("1", 0, 10), [])
+        // a fence only rises, and is the app's own
+        assert.deepStrictEqual(yield* store.fences("1"), { clean: 40, session: 12 })
+        assert.deepStrictEqual(yield* store.fences("2"), {})
         // ids never go back once every row was deleted: a tail read from a stream stays below new rows
         yield* store.commit({ ...nothing, app: "1", outbox: [{ kind: "clean", body: "{}" }] })
         assert.isAbove((yield* store.outbox("1", 0, 10))[0]!.id, rows[1]!.id)
