@@ -9,7 +9,6 @@
  * awaited on its own acknowledgement, without a NATS request each, those of one event-loop round in
  * one socket write.
  */
-import { DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
 import { Effect, Layer, Schema } from "effect"
 import { DeadLetter } from "../../domain/delivery/DeadLetter.ts"
 import { DeliveryLedger, DeliveryLedgerError } from "../../domain/delivery/DeliveryLedger.ts"
@@ -17,8 +16,8 @@ import { DelivererStatus, deliveryStatusBucket } from "../../domain/delivery/Des
 import type { Receipt } from "../../domain/delivery/Receipt.ts"
 import { deliveryDeadLetterSubject, receiptSubject, StreamNames } from "../../domain/subjects.ts"
 import { openBucket } from "../nats/buckets.ts"
-import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
+import { scanSubject } from "../nats/scanSubject.ts"
 import { makeAckedPublisher } from "./ackedPublisher.ts"
 
 /** Receipts are built here from decoded chunks: their encoded form is the value itself, no schema pass per request. */
@@ -40,34 +39,11 @@ const make = Effect.gen(function*() {
     tryNats("read receipts", async () => {
       const found = new Set<string>()
       // a second earlier: the stream's and our clocks are one machine's, but be generous
-      const from = sinceMs - 1_000
-      // the destination's last receipt now: the scan ends there (and is skipped when it is older)
-      const last = await manager.streams.getMessage(StreamNames.receipts, { last_by_subj: receiptSubject(destination) })
-        .catch((error: unknown) => isApiError(error, JetStreamApiCodes.NoMessageFound) ? null : Promise.reject(error))
-      if (last === null || last.time.getTime() < from) return found
-      const consumer = await jetstream.consumers.get(StreamNames.receipts, {
-        // one subject as a string: nats-server 2.9 takes a single filter only
-        filter_subjects: receiptSubject(destination),
-        deliver_policy: DeliverPolicy.StartTime,
-        opt_start_time: new Date(from).toISOString(),
-        headers_only: true
+      await scanSubject({ jetstream, manager }, StreamNames.receipts, receiptSubject(destination), { sinceMs: sinceMs - 1_000 }, (headers) => {
+        const id = headers?.get("Nats-Msg-Id") ?? ""
+        if (id.startsWith(prefix)) found.add(id)
       })
-      try {
-        for (;;) {
-          const batch = await consumer.fetch({ max_messages: 1_000, expires: 2_000 })
-          let seen = 0
-          let reachedLast = false
-          for await (const msg of batch) {
-            seen++
-            const id = msg.headers?.get("Nats-Msg-Id") ?? ""
-            if (id.startsWith(prefix)) found.add(id)
-            if (msg.seq >= last.seq) reachedLast = true
-          }
-          if (seen === 0 || reachedLast) return found
-        }
-      } finally {
-        await consumer.delete().catch(() => undefined)
-      }
+      return found
     }).pipe(Effect.mapError(toLedgerError))
 
   return DeliveryLedger.of({

@@ -3,13 +3,12 @@
  * (`sessions.<app>`), pipelined on one connection (order kept), `Nats-Msg-Id = <app>.<row id>` and the
  * row id in `Tributary-Outbox-Id`, which `seen` reads back from the subject's messages after a fence.
  */
-import { DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
 import { headers as natsHeaders } from "@nats-io/transport-node"
 import { Effect, Layer } from "effect"
 import { CleanOutboxError, CleanPublisher, type OutboxKind, type OutboxRow, type PublishedRow } from "../../domain/events/CleanOutbox.ts"
 import { cleanEventsSubject, sessionsSubject, StreamNames } from "../../domain/subjects.ts"
-import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
+import { scanSubject } from "../nats/scanSubject.ts"
 
 /** The header carrying a message's outbox row id. */
 export const outboxIdHeader = "Tributary-Outbox-Id"
@@ -24,31 +23,11 @@ const make = Effect.gen(function*() {
   const seen = (app: string, kind: OutboxKind, after: number) =>
     tryNats(`${kind} published rows`, async () => {
       const ids = new Set<number>()
-      const last = await manager.streams.getMessage(streamOf(kind), { last_by_subj: subjectOf(kind, app) })
-        .catch((error: unknown) => isApiError(error, JetStreamApiCodes.NoMessageFound) ? null : Promise.reject(error))
-      if (last === null || last.seq <= after) return { ids, last: after }
-      const consumer = await jetstream.consumers.get(streamOf(kind), {
-        // one subject as a string: nats-server 2.9 takes a single filter only
-        filter_subjects: subjectOf(kind, app),
-        ...(after === 0 ? { deliver_policy: DeliverPolicy.All } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 }),
-        headers_only: true
+      const last = await scanSubject({ jetstream, manager }, streamOf(kind), subjectOf(kind, app), { afterSeq: after }, (headers) => {
+        const id = Number(headers?.get(outboxIdHeader))
+        if (Number.isSafeInteger(id)) ids.add(id)
       })
-      try {
-        for (;;) {
-          const batch = await consumer.fetch({ max_messages: 1_000, expires: 2_000 })
-          let count = 0
-          let reachedLast = false
-          for await (const msg of batch) {
-            count++
-            const id = Number(msg.headers?.get(outboxIdHeader))
-            if (Number.isSafeInteger(id)) ids.add(id)
-            if (msg.seq >= last.seq) reachedLast = true
-          }
-          if (count === 0 || reachedLast) return { ids: ids as ReadonlySet<number>, last: last.seq }
-        }
-      } finally {
-        await consumer.delete().catch(() => undefined)
-      }
+      return { ids: ids as ReadonlySet<number>, last: last ?? after }
     }).pipe(Effect.mapError((error) => new CleanOutboxError({ operation: error.operation, cause: error.cause })))
 
   const publish = (app: string, rows: ReadonlyArray<OutboxRow>) =>

@@ -1,0 +1,48 @@
+/**
+ * Reads one subject's message headers from a start — after a stream sequence, or from a time — up to
+ * the subject's last message as it was when the scan began, with a short-lived ordered consumer that
+ * takes headers only. Publishers resuming after a crash use it to learn which of their ids the stream
+ * already holds (the delivery ledger's receipts of a chunk, the device outbox's published rows).
+ */
+import { DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
+import type { MsgHdrs } from "@nats-io/transport-node"
+import { isApiError } from "./freshConsumer.ts"
+import type { Nats } from "./Nats.ts"
+
+export type ScanStart = { readonly afterSeq: number } | { readonly sinceMs: number }
+
+/** Calls `visit` with each message's headers; answers the last sequence scanned up to (undefined: the subject holds nothing from `start`). */
+export const scanSubject = async (
+  { jetstream, manager }: Pick<Nats["Service"], "jetstream" | "manager">,
+  stream: string,
+  subject: string,
+  start: ScanStart,
+  visit: (headers: MsgHdrs | undefined) => void
+): Promise<number | undefined> => {
+  const last = await manager.streams.getMessage(stream, { last_by_subj: subject })
+    .catch((error: unknown) => isApiError(error, JetStreamApiCodes.NoMessageFound) ? null : Promise.reject(error))
+  if (last === null || ("afterSeq" in start ? last.seq <= start.afterSeq : last.time.getTime() < start.sinceMs)) return undefined
+  const consumer = await jetstream.consumers.get(stream, {
+    // one subject as a string: nats-server 2.9 takes a single filter only
+    filter_subjects: subject,
+    ...("afterSeq" in start
+      ? start.afterSeq === 0 ? { deliver_policy: DeliverPolicy.All } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start.afterSeq + 1 }
+      : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(start.sinceMs).toISOString() }),
+    headers_only: true
+  })
+  try {
+    for (;;) {
+      const batch = await consumer.fetch({ max_messages: 1_000, expires: 2_000 })
+      let count = 0
+      let reachedLast = false
+      for await (const msg of batch) {
+        count++
+        visit(msg.headers)
+        if (msg.seq >= last.seq) reachedLast = true
+      }
+      if (count === 0 || reachedLast) return last.seq
+    }
+  } finally {
+    await consumer.delete().catch(() => undefined)
+  }
+}
