@@ -82,6 +82,8 @@ export const redactSecrets = (text: string, secrets: ReadonlyArray<string>): str
 }
 
 /** The attempt as a dead letter lists it. */
+const deadLetterLogEveryMs = 10_000
+
 const attemptOf = (at: number, answer: PartnerAnswer, secrets: ReadonlyArray<string>): Attempt => {
   switch (answer._tag) {
     case "Answered":
@@ -117,6 +119,19 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     const requestFibers = yield* FiberSet.make<void, unknown>()
     const fixedHeaders = { ...settings.headers, "content-type": contentTypeOf(settings.format) }
     const secrets = settings.secrets ?? []
+
+    // Dead letters are logged at once, then at most every 10 s as a count (and by the status writer):
+    // a destination refusing everything at its rate would otherwise write a log line per request.
+    let deadLettersLogged = 0
+    let deadLettersLoggedAt = Number.NEGATIVE_INFINITY
+    let lastDeadLetter: { readonly request: string; readonly reason: string; readonly attempts: number } | undefined
+    const logDeadLetters = (now: number) => {
+      const count = stats.counters.failed - deadLettersLogged
+      if (count === 0 || now - deadLettersLoggedAt < deadLetterLogEveryMs) return Effect.void
+      deadLettersLogged = stats.counters.failed
+      deadLettersLoggedAt = now
+      return Effect.logWarning("delivery: dead letters", { destination, lane, count, last: lastDeadLetter })
+    }
 
     /**
      * Sends one request until it is delivered or dead-lettered; `answered` frees its users as soon as
@@ -199,7 +214,8 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
             case "DeadLetter":
               stats.counters.failed++
               answered()
-              yield* Effect.logWarning("delivery: dead letter", { destination, request: request.id, reason: verdict.reason, attempts: attempts.length })
+              lastDeadLetter = { request: request.id, reason: verdict.reason, attempts: attempts.length }
+              yield* logDeadLetters(now)
               return yield* ledger.deadLetter({ id: request.id, destination, records: request.records, attempts })
           }
         }
@@ -246,6 +262,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
 
     const writeStatus = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
+      yield* logDeadLetters(now)
       const state = Circuit.stateAt(circuit, now)
       const currentRate = RateGovernor.currentRate(governor, now)
       const allowedRate = RateGovernor.allowed(governor)

@@ -4,10 +4,11 @@
  * is never above the limit in any window; a partner limiting below the configured rate answers 429 +
  * Retry-After and the governor lowers its rate, nothing lost or accepted twice; a partner that is down
  * opens its circuit and keeps its backlog on DELIVER while the others deliver everything, then gets
- * everything once it is back.
+ * everything once it is back. A destination rejecting everything is logged as a count of dead letters
+ * at most every 10 s, not a line per request.
  */
 import { assert, layer } from "@effect/vitest"
-import { Effect, Fiber, Layer, Option } from "effect"
+import { Effect, Fiber, Layer, Logger, Option } from "effect"
 import { deliverLane, type LaneSettings } from "../../../actors/delivery/DeliveryActor.ts"
 import { type Chunk, chunkId } from "../../../domain/delivery/Chunk.ts"
 import { type DelivererStatus, deliveryStatusBucket } from "../../../domain/delivery/DestinationStatus.ts"
@@ -121,5 +122,23 @@ layer(deliveryLayer, { excludeTestServices: true, timeout: 90_000 })("delivery u
       const status = yield* eventually(statusOf("down"), (s) => Option.isSome(s) && s.value.circuit === "closed" && s.value.failed === 0, "20 seconds")
       assert.ok(Option.isSome(status) && status.value.retried > 0)
       yield* Fiber.interrupt(lanes)
+    }))
+
+  it.effect("logs a destination's dead letters as counts, at most one line every 10 s", () =>
+    Effect.gen(function*() {
+      const lines: Array<{ readonly count: number }> = []
+      const capture = Logger.layer([Logger.make(({ message }) => {
+        const [text, fields] = Array.isArray(message) ? message : [message]
+        if (text === "delivery: dead letters") lines.push(fields as { count: number })
+      })], { mergeWithExisting: true })
+      const simulator = yield* spawnPartnerSimulator({ refusing: { limit: 1_000, rejectAll4xx: true } })
+      yield* publish(chunksOf("refusing", 4, 10))
+      const lane = yield* Effect.forkChild(deliverLane(settingsFor("refusing", simulator.url, 1_000), { statusEvery: "200 millis" }).pipe(Effect.provide(capture)))
+      // every request dead-lettered at its first 400; the log gets the first at once, the other 39 as one count
+      yield* eventually(Effect.sync(() => lines.reduce((sum, line) => sum + line.count, 0)), (n) => n === 40, "40 seconds")
+      assert.strictEqual(lines[0]!.count, 1)
+      assert.isAtMost(lines.length, 3, JSON.stringify(lines))
+      assert.strictEqual((yield* destinationStats(simulator.url, "refusing")).accepted, 0)
+      yield* Fiber.interrupt(lane)
     }))
 })
