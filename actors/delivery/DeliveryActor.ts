@@ -81,9 +81,10 @@ export const redactSecrets = (text: string, secrets: ReadonlyArray<string>): str
   return [...parts].sort((a, b) => b.length - a.length).reduce((out, part) => out.split(part).join("[redacted]"), text)
 }
 
-/** The attempt as a dead letter lists it. */
+/** Dead letters are logged as a count at most this often per lane. */
 const deadLetterLogEveryMs = 10_000
 
+/** The attempt as a dead letter lists it. */
 const attemptOf = (at: number, answer: PartnerAnswer, secrets: ReadonlyArray<string>): Attempt => {
   switch (answer._tag) {
     case "Answered":
