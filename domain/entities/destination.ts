@@ -26,27 +26,67 @@ export const DestinationId = Schema.String.check(Schema.isPattern(/^[a-z][a-z0-9
 export const Headers = Schema.Record(HeaderName, HeaderValue).annotate({ description: "sent with every request; kept in history, so nothing secret (see secretHeaders)" })
 
 /**
+ * An IPv6 address as its eight 16-bit groups (`::` expanded, a zone id dropped, a trailing dotted
+ * IPv4 part as two groups), or undefined when `host` is not one.
+ */
+const ipv6Groups = (host: string): ReadonlyArray<number> | undefined => {
+  if (!host.includes(":")) return undefined
+  let text = host.replace(/%.*$/, "")
+  const dotted = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text)
+  if (dotted !== null) {
+    const [a, b, c, d] = dotted.slice(2).map(Number) as [number, number, number, number]
+    if ([a, b, c, d].some((n) => n > 255)) return undefined
+    text = `${dotted[1]}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
+  }
+  const halves = text.split("::")
+  if (halves.length > 2) return undefined
+  const part = (half: string) => (half === "" ? [] : half.split(":"))
+  const head = part(halves[0]!)
+  const tail = halves.length === 2 ? part(halves[1]!) : []
+  const missing = 8 - head.length - tail.length
+  if (halves.length === 2 ? missing < 1 : missing !== 0) return undefined
+  const groups = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill("0"), ...tail]
+  if (groups.some((g) => !/^[0-9a-f]{1,4}$/.test(g))) return undefined
+  return groups.map((g) => parseInt(g, 16))
+}
+
+const forbiddenV4 = ([a, b, c, d]: ReadonlyArray<number>): string | undefined => {
+  if (a === 169 && b === 254) return "a link-local address (cloud metadata)"
+  if (a === 100 && b === 100 && c === 100 && d === 200) return "a cloud metadata service (Alibaba Cloud)"
+  if (a === 0) return "the unspecified address"
+  return undefined
+}
+
+/**
  * Hosts no partner lives on and that answer secrets to whoever asks: the cloud metadata services
- * (169.254.169.254 and the rest of IPv4 link-local, IPv6 link-local fe80::/10, their IPv4-mapped
- * forms, metadata.google.internal) and the unspecified address (0.0.0.0, ::, which connect to this
- * host). A destination pointing there would make the platform fetch credentials and show the answer
- * in its dead letters. Loopback and private ranges stay allowed (partners on the operator's own
- * network, simulators in tests); keep the platform's port off them with the network's own policy.
+ * (169.254.169.254 and the rest of IPv4 link-local, IPv6 link-local fe80::/10, AWS's IPv6 fd00:ec2::254,
+ * Alibaba Cloud's 100.100.100.200, metadata.google.internal) and the unspecified address (0.0.0.0, ::,
+ * which connect to this host); an IPv4 address also in its IPv6 forms (IPv4-mapped `::ffff:…`, hex or
+ * dotted as resolvers write it; IPv4-compatible `::…`; NAT64 `64:ff9b::…`). A destination pointing
+ * there would make the platform fetch credentials and show the answer in its dead letters. Loopback and
+ * private ranges stay allowed (partners on the operator's own network, simulators in tests); keep the
+ * platform's port off them with the network's own policy. Checked on the URL and again on every
+ * address a name resolves to when connecting (infra/delivery/partnerHttp.ts).
  */
 export const forbiddenHost = (hostname: string): string | undefined => {
   const host = hostname.toLowerCase().replace(/^\[|\]$/g, "").replace(/\.$/, "")
   if (host === "metadata.google.internal" || host === "metadata") return "a cloud metadata service"
-  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(host)
-  const v4 = mapped === null
-    ? /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(host)?.slice(1).map(Number)
-    : [parseInt(mapped[1]!, 16) >> 8, parseInt(mapped[1]!, 16) & 255, parseInt(mapped[2]!, 16) >> 8, parseInt(mapped[2]!, 16) & 255]
-  if (v4 !== undefined) {
-    if (v4[0] === 169 && v4[1] === 254) return "a link-local address (cloud metadata)"
-    if (v4[0] === 0) return "the unspecified address"
-    return undefined
+  const v4 = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(host)?.slice(1).map(Number)
+  if (v4 !== undefined) return forbiddenV4(v4)
+  const g = ipv6Groups(host)
+  if (g === undefined) return undefined
+  if (g.every((x) => x === 0)) return "the unspecified address"
+  const zeros = (from: number, to: number) => g.slice(from, to).every((x) => x === 0)
+  // mapped ::ffff:a.b.c.d; compatible ::a.b.c.d (not ::1, loopback); NAT64 64:ff9b::a.b.c.d
+  const embedsV4 = (zeros(0, 5) && g[5] === 0xffff) || (zeros(0, 6) && g[6]! >= 0x0100) || (g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6))
+  if (embedsV4) {
+    const forbidden = forbiddenV4([g[6]! >> 8, g[6]! & 255, g[7]! >> 8, g[7]! & 255])
+    if (forbidden !== undefined) return forbidden
   }
-  if (host === "::" || /^0*:(0*:)*0*$/.test(host)) return "the unspecified address"
-  if (/^fe[89ab][0-9a-f]:/.test(host)) return "a link-local address (cloud metadata)"
+  if ((g[0]! & 0xffc0) === 0xfe80) return "a link-local address (cloud metadata)"
+  if (g[0] === 0xfd00 && g[1] === 0x0ec2 && zeros(2, 7) && g[7] === 0x254) {
+    return "a cloud metadata service (AWS, IPv6)"
+  }
   return undefined
 }
 
@@ -61,7 +101,7 @@ const HttpUrl = Schema.String.check(
     const forbidden = forbiddenHost(url.hostname)
     if (forbidden !== undefined) return `${url.hostname} is ${forbidden}: not a partner's address`
     return true
-  }, { description: "absolute http(s) URL, without user:password, not at a link-local (cloud metadata) or unspecified address" })
+  }, { description: "absolute http(s) URL, without user:password, not at a cloud metadata or unspecified address" })
 )
 
 const intBetween = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }))

@@ -56,7 +56,9 @@ describe("app events and delivery attacked from outside", { timeout: 60_000 }, (
             "http://[fe80::1]/",
             "http://0.0.0.0:8080/",
             "http://[::]/",
-            "http://metadata.google.internal/computeMetadata/v1/"
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "http://[fd00:ec2::254]/latest/meta-data/", // AWS's IPv6 metadata address (found by attack 11)
+            "http://100.100.100.200/latest/meta-data/" // Alibaba Cloud's (attack 11)
           ]
         ) {
           const res = yield* putDestination("ssrf", { ...destination, url })
