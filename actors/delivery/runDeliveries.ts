@@ -8,6 +8,7 @@
  */
 import { Effect, Metric, Option, Redacted } from "effect"
 import type { Duration } from "effect"
+import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
 import { type DestinationConfig, destinationConfigOf } from "../../domain/delivery/DestinationConfig.ts"
 import { destination as destinationEntity } from "../../domain/entities/destination.ts"
 import { jobLeaseKey } from "../../domain/subjects.ts"
@@ -35,10 +36,15 @@ const parseLaneKey = (key: string) => {
 /** The lease of a destination lane's deliverer. */
 export const deliveryLeaseKey = (destination: string, lane: number) => jobLeaseKey(`deliver.${laneKey(destination, lane)}`)
 
-/** Every lane of every destination (paged). */
+/**
+ * Every lane of every destination (paged), and every lane with chunks waiting: after `lanes` was
+ * lowered, the lanes past the new count still deliver what they hold.
+ */
 const knownLanes = Effect.gen(function*() {
   const model = yield* EntityReadModel
   const lanes = new Set<string>()
+  const waiting = yield* DeliveryBacklog.use((backlog) => backlog.lanesWaiting())
+  for (const [destination, held] of waiting) for (const lane of held) lanes.add(laneKey(destination, lane))
   let after: string | undefined = undefined
   for (;;) {
     const page: EntityPage = yield* model.list(destinationEntity.type, { limit: 500, ...(after === undefined ? {} : { after }) })
@@ -51,9 +57,16 @@ const knownLanes = Effect.gen(function*() {
   }
 })
 
-/** What a lane delivers with: its shares of the limits, every header. */
-export const laneSettingsOf = (loaded: LoadedDestination, lane: number): LaneSettings => {
+/**
+ * What a lane delivers with: its shares of the limits, every header. The limits are shared by the lanes
+ * that may send: the destination's `lanes`, and any other lane still holding chunks (`waiting`: lanes past
+ * a lowered count drain their backlog). Each share is recomputed when that set changes.
+ */
+export const laneSettingsOf = (loaded: LoadedDestination, lane: number, waiting: ReadonlySet<number> = new Set()): LaneSettings => {
   const config: DestinationConfig = loaded.config
+  const sending = new Set(waiting)
+  for (let i = 0; i < config.lanes; i++) sending.add(i)
+  const share = Math.max(1, sending.size)
   return {
     destination: config.id,
     lane,
@@ -63,8 +76,8 @@ export const laneSettingsOf = (loaded: LoadedDestination, lane: number): LaneSet
     secrets: Object.values(loaded.secretHeaders).map((value) => Redacted.value(value)),
     format: config.format,
     batchSize: config.batchSize,
-    ratePerSecond: config.ratePerLane,
-    maxInFlight: Math.max(1, Math.ceil(config.maxInFlight / config.lanes)),
+    ratePerSecond: config.ratePerSecond / share,
+    maxInFlight: Math.max(1, Math.ceil(config.maxInFlight / share)),
     timeoutMs: config.timeoutMs,
     maxAttempts: config.maxAttempts
   }
@@ -77,7 +90,12 @@ const sameSettings = (a: LaneSettings, b: LaneSettings) => JSON.stringify(a) ===
 const laneJob = (key: string, options: DeliveriesOptions) =>
   Effect.gen(function*() {
     const { destination, lane } = parseLaneKey(key)
-    const settingsNow = Effect.map(loadDestination(destination), Option.map((loaded) => laneSettingsOf(loaded, lane)))
+    const settingsNow = Effect.gen(function*() {
+      const loaded = yield* loadDestination(destination)
+      if (Option.isNone(loaded)) return Option.none<LaneSettings>()
+      const waiting = yield* DeliveryBacklog.use((backlog) => backlog.lanesWaiting(destination))
+      return Option.some(laneSettingsOf(loaded.value, lane, waiting.get(destination)))
+    })
     for (;;) {
       const settings = yield* settingsNow
       if (Option.isNone(settings)) {

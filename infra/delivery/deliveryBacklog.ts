@@ -9,7 +9,7 @@ import { headers as natsHeaders } from "@nats-io/transport-node"
 import { Effect, Layer, Option, Schema } from "effect"
 import { Chunk, chunkId } from "../../domain/delivery/Chunk.ts"
 import { DeliveryBacklog, DeliveryBacklogError } from "../../domain/delivery/DeliveryBacklog.ts"
-import { deliverSubject, destinationLanes, StreamNames } from "../../domain/subjects.ts"
+import { allDeliver, deliverSubject, destinationLanes, StreamNames } from "../../domain/subjects.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
 
 const stream = StreamNames.deliver
@@ -61,7 +61,23 @@ export const make = Effect.gen(function*() {
         )
     })
 
-  return DeliveryBacklog.of({ backlog, enqueue })
+  const lanesWaiting = (destination?: string) =>
+    Effect.gen(function*() {
+      const filter = destination === undefined ? allDeliver : destinationLanes(destination)
+      const info = yield* tryNats("lanes waiting", () => manager.streams.info(stream, { subjects_filter: filter })).pipe(Effect.mapError(fail("info")))
+      const waiting = new Map<string, Set<number>>()
+      for (const [subject, count] of Object.entries(info.state.subjects ?? {})) {
+        // deliver.<destination>.<lane>: destination ids have no dots
+        const [, id, lane] = subject.split(".")
+        if (count <= 0 || id === undefined || !/^\d+$/.test(lane ?? "")) continue
+        const lanes = waiting.get(id) ?? new Set<number>()
+        lanes.add(Number(lane))
+        waiting.set(id, lanes)
+      }
+      return waiting as ReadonlyMap<string, ReadonlySet<number>>
+    })
+
+  return DeliveryBacklog.of({ backlog, lanesWaiting, enqueue })
 })
 
 export const layerJetStream: Layer.Layer<DeliveryBacklog, never, Nats> = Layer.effect(DeliveryBacklog, make)

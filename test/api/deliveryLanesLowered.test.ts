@@ -1,12 +1,9 @@
 /**
- * Attack 11 on the delivery rate limit (issue 9): "never more than the limit in any sliding one-second
- * window, all processes together". Lowering a destination's `lanes` while its lanes have a backlog breaks
- * it for as long as the backlog lasts: the lanes past the new count keep draining their chunks, each now
- * with the whole limit as its share. Seen by hand and here: `ratePerSecond: 4`, `lanes: 4` → 4 a second
- * (1 per lane); after `PATCH {"lanes": 1}` the partner got 16 a second, steadily, until the old lanes'
- * chunks were gone (with a real backlog: hours at N times the partner's limit, 429s, a partner that
- * bans the client). README documents only that order between the lanes is not kept during the change.
- * A platform in its own process and the partner simulator in its own, counting arrivals per sliding second.
+ * The rate limit holds while a destination's `lanes` is lowered with a backlog (found by an outside
+ * attack): the lanes past the new count still hold chunks and drain them, each with a share of the limit
+ * over every lane that may send, not the whole limit each (`ratePerSecond: 4`, `lanes: 4` → 1: before the
+ * fix the partner got 16 a second until the old lanes were empty). A platform in its own process and
+ * the partner simulator in its own, counting arrivals per sliding second.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -16,12 +13,12 @@ import { destinationStats, spawnPartnerSimulator } from "../fixtures/partnerSimu
 import { call, platformEnv, startPlatformProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
-const ADMIN = "attack11-lanes-admin-key-001"
+const ADMIN = "lanes-lowered-admin-key-001"
 const USERS = 200
 const LIMIT = 4
 
-describe("delivery rate attacked (attack 11)", () => {
-  it.live("HOLE: lowering lanes (4 → 1) with a backlog sends N times ratePerSecond: every old lane drains with the whole limit", () =>
+describe("a destination's lanes lowered with a backlog", () => {
+  it.live("the old lanes drain sharing the limit: never more than ratePerSecond in any second", () =>
     Effect.gen(function*() {
       const dataDir = yield* tempDir("lanes-rate")
       const nats = yield* TestNatsServer
