@@ -12,8 +12,9 @@ import swaggerUi from "@fastify/swagger-ui"
 import { Deferred, Effect, Exit, Metric } from "effect"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
 import * as Admission from "./admission.ts"
+import { nestedTooDeep, tooDeep } from "./jsonDepth.ts"
 import { openApi } from "./openapi.ts"
-import { toProblem } from "./problems.ts"
+import { InvalidRequest, toProblem } from "./problems.ts"
 import * as RateLimiter from "./rateLimit.ts"
 import { type AdmissionKind, register, type AnyRoute, type Runner } from "./route.ts"
 import { defaultUploadPace, isUpload, type UploadPace } from "./streaming.ts"
@@ -146,9 +147,11 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
     done()
   })
 
-  // JSON bodies are UTF-8 (RFC 8259): bytes that are not are refused, not stored as U+FFFD.
+  // JSON bodies are UTF-8 (RFC 8259): bytes that are not are refused, not stored as U+FFFD. A body
+  // nested deeper than maxJsonDepth is refused before it is parsed (api/jsonDepth.ts).
   const parseJson = app.getDefaultJsonParser("ignore", "ignore")
   const utf8 = new TextDecoder("utf-8", { fatal: true })
+  const maxJsonDepth = options.maxJsonDepth ?? 64
   const jsonParser = (request: FastifyRequest, body: Buffer, done: (error: Error | null, value?: unknown) => void) => {
     let text: string
     try {
@@ -156,12 +159,19 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
     } catch {
       return done(Object.assign(new Error("body is not valid UTF-8"), { statusCode: 400 }))
     }
+    const deep = tooDeep(text, maxJsonDepth)
+    if (deep !== undefined) return done(nestedTooDeep(deep, maxJsonDepth))
     parseJson(request, text, done)
   }
   app.removeContentTypeParser("application/json")
   for (const type of ["application/json", "application/merge-patch+json"]) app.addContentTypeParser(type, { parseAs: "buffer" }, jsonParser)
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    // Refused by our own body parser: it already names the field.
+    if (error instanceof InvalidRequest) {
+      const { problem } = toProblem(error as unknown as { readonly _tag: string }, request.url)
+      return reply.status(problem.status).type("application/problem+json").send(JSON.stringify(problem))
+    }
     const tag = fastifyProblems[error.code] ?? (error.statusCode !== undefined && error.statusCode < 500 ? "InvalidRequest" : "Internal")
     const issue = { in: "body", path: [], message: error.message }
     // A server-side failure's message stays in the log, not in the answer.
@@ -201,7 +211,6 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
       commands: Admission.make("commands", options.admission?.commands ?? unbounded),
       reads: Admission.make("reads", options.admission?.reads ?? unbounded)
     },
-    maxJsonDepth: options.maxJsonDepth ?? 64,
     uploadPace: options.uploadPace ?? defaultUploadPace,
     closing: Deferred.await(closing)
   }

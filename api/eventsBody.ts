@@ -2,10 +2,14 @@
  * Reading a batch of SDK events from a request body (POST /v1/apps/{app}/events): a JSON array
  * (`application/json`) or JSON Lines (`application/x-ndjson`), gzip or not (api/streaming.ts inflates
  * and bounds the inflated bytes). Limits are explicit: the body's bytes (the upload's), the events of
- * one batch and one line's length (413 beyond). Each item is kept as it came, or as the reason it
- * is not JSON, so a bad line is rejected by its index and the rest of the batch kept.
+ * one batch and one line's length (413 beyond), and how deeply a JSON text nests (MAX_JSON_DEPTH,
+ * checked before it is parsed: api/jsonDepth.ts). Each item is kept as it came, or as the reason it
+ * is not JSON, so a bad line is rejected by its index and the rest of the batch kept. The body is
+ * UTF-8: bytes that are not refuse it (400), rather than turning into U+FFFD, which would make two
+ * device ids one.
  */
 import { Effect, Stream } from "effect"
+import { nestedTooDeep, tooDeep } from "./jsonDepth.ts"
 import { InvalidRequest, PayloadTooLarge } from "./problems.ts"
 import { type BodyStream, ndjson } from "./streaming.ts"
 
@@ -14,6 +18,8 @@ export interface EventsBodyLimits {
   readonly maxEvents: number
   /** characters of one JSON Lines line at most (EVENTS_MAX_LINE_BYTES) */
   readonly maxLineBytes: number
+  /** levels a JSON text (the array, or a line) nests at most (MAX_JSON_DEPTH) */
+  readonly maxJsonDepth: number
 }
 
 /** One item of the batch: the JSON value, or why it is not one. */
@@ -24,7 +30,18 @@ const tooManyEvents = (limits: EventsBodyLimits) =>
 
 const invalid = (message: string) => new InvalidRequest({ issues: [{ in: "body", path: [], message }] })
 
-const parseLine = (line: string): RawEvent => {
+/** The body as text; bytes that are not UTF-8 fail it. */
+const decodeUtf8 = (body: BodyStream) =>
+  Stream.suspend(() => {
+    const decoder = new TextDecoder("utf-8", { fatal: true })
+    const decode = (bytes?: Uint8Array) =>
+      Effect.try({ try: () => decoder.decode(bytes, { stream: bytes !== undefined }), catch: () => invalid("the body is not valid UTF-8") })
+    return body.pipe(Stream.mapEffect((bytes) => decode(bytes)), Stream.concat(Stream.fromEffect(decode())))
+  })
+
+const parseLine = (line: string, maxJsonDepth: number): RawEvent => {
+  const deep = tooDeep(line, maxJsonDepth)
+  if (deep !== undefined) return { _tag: "NotJson", reason: `${deep[0] ?? "event"}: nested deeper than ${maxJsonDepth} levels` }
   try {
     return { _tag: "Json", value: JSON.parse(line) }
   } catch {
@@ -36,8 +53,7 @@ const parseLine = (line: string): RawEvent => {
 const readLines = (body: BodyStream, limits: EventsBodyLimits) =>
   Effect.suspend(() => {
     const items: Array<RawEvent> = []
-    return body.pipe(
-      Stream.decodeText(),
+    return decodeUtf8(body).pipe(
       Stream.splitLines,
       Stream.runForEach((line) => {
         if (line.length > limits.maxLineBytes) {
@@ -45,7 +61,7 @@ const readLines = (body: BodyStream, limits: EventsBodyLimits) =>
         }
         if (line.trim() === "") return Effect.void
         if (items.length >= limits.maxEvents) return Effect.fail(tooManyEvents(limits))
-        items.push(parseLine(line))
+        items.push(parseLine(line, limits.maxJsonDepth))
         return Effect.void
       }),
       Effect.as(items)
@@ -55,7 +71,9 @@ const readLines = (body: BodyStream, limits: EventsBodyLimits) =>
 /** A JSON array, read whole (the upload's byte limit bounds it), then its items. */
 const readArray = (body: BodyStream, limits: EventsBodyLimits) =>
   Effect.gen(function*() {
-    const text = yield* Stream.mkString(Stream.decodeText(body))
+    const text = yield* Stream.mkString(decodeUtf8(body))
+    const deep = tooDeep(text, limits.maxJsonDepth)
+    if (deep !== undefined) return yield* nestedTooDeep(deep, limits.maxJsonDepth)
     let value: unknown
     try {
       value = JSON.parse(text)

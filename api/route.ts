@@ -11,10 +11,11 @@
  *
  * Every keyed request goes, before its body is read (Fastify's onRequest): failed authentications
  * of its address → authenticate → rate limit (the key's token bucket) → role gate → admission (a
- * slot for commands or reads, api/admission.ts); then the body is read, nested at most
- * `maxJsonDepth` levels, decoded → `authorize` predicate → (open the upload) → handler. A client
- * without a valid key, over its limit or refused for load thus costs no body reading nor decoding;
- * its connection is closed after the answer rather than read to the end of a body it may drip.
+ * slot for commands or reads, api/admission.ts); then the body is read (api/app.ts's parser refuses
+ * one nested deeper than MAX_JSON_DEPTH before parsing it), decoded → `authorize` predicate → (open
+ * the upload) → handler. A client without a valid key, over its limit or refused for load thus
+ * costs no body reading nor decoding; its connection is closed after the answer rather than read
+ * to the end of a body it may drip.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from "fastify"
 import { Cause, Effect, Exit, Option, Result, Schema, type Stream } from "effect"
@@ -24,7 +25,6 @@ import { authenticate, authorize, type Principal, type RouteRole, scopedKinds } 
 import { type Authorize, type AuthorizationInput, check } from "./authorization.ts"
 import { InvalidRequest, type RequestPart, toProblem } from "./problems.ts"
 import type { Admission, Release } from "./admission.ts"
-import { tooDeep } from "./jsonDepth.ts"
 import type { AuthFailures, RateLimiter } from "./rateLimit.ts"
 import { type BodyStream, isUpload, negotiate, openUpload, sendStream, type Streamed, type Upload, type UploadPace } from "./streaming.ts"
 
@@ -110,11 +110,7 @@ const decodePart = (where: Where, schema: Part | undefined, input: unknown) =>
     )
 
 /** Every part decoded, or one InvalidRequest naming every failing field of every part. */
-const decodeRequest = (spec: AnyRoute<unknown>, request: FastifyRequest, maxJsonDepth: number) => {
-  const deep = isUpload(spec.body) || spec.body === undefined ? undefined : tooDeep(request.body, maxJsonDepth)
-  if (deep !== undefined) {
-    return Effect.fail(new InvalidRequest({ issues: [{ in: "body", path: deep, message: `nested deeper than ${maxJsonDepth} levels` }] }))
-  }
+const decodeRequest = (spec: AnyRoute<unknown>, request: FastifyRequest) => {
   const parts = [
     decodePart("path", spec.params, request.params),
     decodePart("query", spec.query, request.query),
@@ -137,8 +133,6 @@ export interface RouteContext<R> {
   /** failed authentications per remote address */
   readonly authFailures: AuthFailures
   readonly admissions: Readonly<Record<AdmissionKind, Admission>>
-  /** JSON bodies nested deeper answer 400 */
-  readonly maxJsonDepth: number
   /** how slowly an upload's body may arrive before it is answered 408 */
   readonly uploadPace: UploadPace
   /** completes when the app starts closing: streamed answers then end */
@@ -222,7 +216,7 @@ const mount = <R>(app: FastifyInstance, spec: AnyRoute<R>, context: RouteContext
       state.handling = true
       const principal = state.principal
       const program = Effect.gen(function*() {
-        const input = yield* decodeRequest(spec, request, context.maxJsonDepth)
+        const input = yield* decodeRequest(spec, request)
         if (spec.authorize !== undefined) yield* check(spec.authorize, { ...input, principal })
         const body = uploads ? yield* openUpload(request.raw, spec.body as Upload, context.uploadPace) : input.body
         const answer = yield* spec.handler({ ...input, body, principal, url: request.url })

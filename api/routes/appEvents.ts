@@ -46,7 +46,7 @@ export const appEventsRoutes = (options: AppEventsRoutesOptions) => [
     body: upload({ contentTypes: ["application/json", ndjson], maxBytes: options.bodyMaxBytes, description: "SDK events (domain/events/SdkEvent.ts)" }),
     responses: {
       202: { description: "on JetStream: how many were accepted, and each refused event's index and reason", schema: EventsAccepted },
-      400: problemResponse("a body that is not a JSON array / JSON Lines, or holds no event"),
+      400: problemResponse("a body that is not a JSON array / JSON Lines, not UTF-8, nested deeper than MAX_JSON_DEPTH (an array), or holds no event"),
       401: problemResponse("missing or unknown API key"),
       403: problemResponse("a key of another app"),
       404: problemResponse("no such app"),

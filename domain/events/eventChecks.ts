@@ -32,24 +32,39 @@ const reasonOf = (raw: unknown): string => {
   return first === undefined ? "event: invalid" : at(first.path, first.message)
 }
 
-/** The event decoded and checked, or the reason it is refused. Unknown fields are ignored (newer SDKs). */
 /** C0, DEL and C1 controls. */
 // eslint-disable-next-line no-control-regex -- finding control characters is the point
 const control = /[\u0000-\u001f\u007f-\u009f]/
+
+/** A lone surrogate: `"\ud800"` is valid JSON, but not text (not well-formed, String.prototype.isWellFormed). */
+const loneSurrogate = /\p{Cs}/u
+
+/** The fields that become keys: ids and dimensions (rollup keys, session ids, answers). */
+const keyFields = (event: SdkEvent): ReadonlyArray<readonly [string, string | undefined]> => [
+  ["deviceId", event.deviceId],
+  ["name", event.name],
+  ["creativeId", event.creativeId],
+  ...Object.entries(event.dims ?? {}).map(([dim, value]) => [`dims.${dim}`, value] as const)
+]
 
 /**
  * The first field holding a control character, if any: ids and dimensions become rollup keys, session
  * ids and answers, where a NUL or a line break would split lines and two ids that look the same could
  * differ. Checked at intake only (not in SdkEvent), so that batches already on EVENTS still decode.
  */
-const controlsIn = (event: SdkEvent): string | undefined => {
-  if (control.test(event.deviceId)) return "deviceId"
-  if (event.name !== undefined && control.test(event.name)) return "name"
-  if (event.creativeId !== undefined && control.test(event.creativeId)) return "creativeId"
-  for (const [dim, value] of Object.entries(event.dims ?? {})) if (value !== undefined && control.test(value)) return `dims.${dim}`
-  return undefined
+const controlsIn = (event: SdkEvent): string | undefined => keyFields(event).find(([, value]) => value !== undefined && control.test(value))?.[0]
+
+/**
+ * The first field holding a lone surrogate, if any, properties included: written as UTF-8 (a hash,
+ * SQLite, a NATS subject) it becomes U+FFFD, so `dev-\ud800` and `dev-\udc00` would be one device and
+ * the second's events dropped as duplicates. At intake only, like controls.
+ */
+const loneSurrogatesIn = (event: SdkEvent): string | undefined => {
+  const props = Object.entries(event.props ?? {}).flatMap(([key, value]) => [["props", key], [`props.${key}`, value]] as const)
+  return [...keyFields(event), ...props].find(([, value]) => typeof value === "string" && loneSurrogate.test(value))?.[0]
 }
 
+/** The event decoded and checked, or the reason it is refused. Unknown fields are ignored (newer SDKs). */
 export const checkEvent = (raw: unknown, nowMillis: number, limits: { readonly maxEventBytes: number }): Result.Result<CheckedEvent, string> => {
   const decoded = decodeFast(raw)
   if (Option.isNone(decoded)) return Result.fail(reasonOf(raw))
@@ -62,6 +77,8 @@ export const checkEvent = (raw: unknown, nowMillis: number, limits: { readonly m
   if (event.props !== undefined && Object.keys(event.props).length > maxProps) return Result.fail(`props: more than ${maxProps} properties`)
   const controls = controlsIn(event)
   if (controls !== undefined) return Result.fail(`${controls}: control characters (NUL, line breaks, escapes) are not allowed`)
+  const illFormed = loneSurrogatesIn(event)
+  if (illFormed !== undefined) return Result.fail(`${illFormed}: not well-formed Unicode (a lone surrogate such as \\ud800)`)
   // Its wire form is what is published (SdkEvent's decoded and encoded forms are the same): its size
   // bounds a message, since an event never spans two.
   const json = JSON.stringify(event)

@@ -21,7 +21,7 @@ import { streamMessages } from "../fixtures/jetstreamContents.ts"
 import { layerTestNats } from "../fixtures/nats.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
-const limits = { bodyMaxBytes: 256 * 1024, maxEvents: 500, maxLineBytes: 4096 }
+const limits = { bodyMaxBytes: 256 * 1024, maxEvents: 500, maxLineBytes: 4096, maxJsonDepth: 64 }
 /** Small enough to fill in a test: a few of the batches below. */
 const eventsMaxBytes = 512 * 1024
 const maxPending = 20
@@ -147,6 +147,53 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
       assert.match(many.body.detail, /at most 500 events/)
       assert.strictEqual((yield* post("41", sdk, "a,b", { "content-type": "text/csv" })).status, 415)
       assert.deepStrictEqual(yield* storedEvents("41"), [], "nothing of a refused body was kept")
+    }))
+
+  it.effect("a body nested deeper than MAX_JSON_DEPTH is refused before it is parsed: an array 400 naming the container, a JSON Lines line by its index", () =>
+    Effect.gen(function*() {
+      yield* publishApp("42")
+      const sdk = yield* (yield* Door).key("app:42")
+      const open = (seq: number) => JSON.stringify(event("d6", seq)).slice(0, -1)
+      // Past the limit the text is not even JSON: the answer says too deep, so it was never parsed.
+      const array = yield* post("42", sdk, `[${open(0)},"junk":${"[".repeat(100)}not json`)
+      assert.strictEqual(array.status, 400)
+      assert.match(String(array.type), /application\/problem\+json/)
+      assert.deepStrictEqual(array.body.errors, [{ in: "body", pointer: "/0/junk" + "/0".repeat(62), message: "nested deeper than 64 levels" }])
+      const lines = [open(1) + "}", `${open(2)},"junk":${"[".repeat(1_000)}${"]".repeat(1_000)}}`, open(3) + "}"].join("\n")
+      const res = yield* post("42", sdk, lines, { "content-type": "application/x-ndjson" })
+      assert.deepStrictEqual(res.body, { accepted: 2, rejected: [{ index: 1, reason: "junk: nested deeper than 64 levels" }] })
+      assert.deepStrictEqual((yield* storedEvents("42")).map((e) => e.seq), [1, 3])
+    }))
+
+  it.effect("text is well-formed: a body that is not UTF-8 is 400, an event holding a lone surrogate is rejected by its index", () =>
+    Effect.gen(function*() {
+      yield* publishApp("43")
+      const sdk = yield* (yield* Door).key("app:43")
+      // Latin-1 é: not UTF-8, whichever the form (it used to become U+FFFD, merging devices)
+      const [head, tail] = JSON.stringify(event("dev-#", 0)).split("#")
+      const latin = Buffer.concat([Buffer.from(head!), Buffer.from([0xe9]), Buffer.from(tail!)])
+      for (const contentType of ["application/json", "application/x-ndjson"]) {
+        const body = contentType === "application/json" ? Buffer.concat([Buffer.from("["), latin, Buffer.from("]")]) : latin
+        const refused = yield* post("43", sdk, body, { "content-type": contentType })
+        assert.strictEqual(refused.status, 400, contentType)
+        assert.match(refused.body.errors[0].message, /not valid UTF-8/)
+      }
+      // "\ud800" is valid JSON but not text; a pair (an emoji) is.
+      const time = "2026-05-01T12:00:00Z"
+      const batch = [
+        `{"deviceId":"dev-\\ud800","seq":0,"time":"${time}","type":"open"}`,
+        `{"deviceId":"dev-\\udc00","seq":0,"time":"${time}","type":"open"}`,
+        `{"deviceId":"dev-\\ud83d\\ude00","seq":0,"time":"${time}","type":"open"}`,
+        `{"deviceId":"d7","seq":1,"time":"${time}","type":"custom","name":"lvl\\udfff"}`,
+        `{"deviceId":"d7","seq":2,"time":"${time}","type":"custom","name":"n","props":{"k\\ud800":1}}`,
+        `{"deviceId":"d7","seq":3,"time":"${time}","type":"open","dims":{"model":"\\udbff"}}`
+      ]
+      const res = yield* post("43", sdk, `[${batch.join(",")}]`)
+      assert.strictEqual(res.status, 202)
+      assert.strictEqual(res.body.accepted, 1)
+      assert.deepStrictEqual((res.body.rejected as Array<{ index: number; reason: string }>).map((r) => `${r.index} ${r.reason.split(":")[0]}`), ["0 deviceId", "1 deviceId", "3 name", "4 props", "5 dims.model"])
+      assert.match(res.body.rejected[0].reason, /not well-formed Unicode/)
+      assert.deepStrictEqual((yield* storedEvents("43")).map((e) => e.deviceId), ["dev-\u{1F600}"])
     }))
 
   it.effect("503 + Retry-After when the app's device pipeline is behind (EVENTS_MAX_PENDING)", () =>

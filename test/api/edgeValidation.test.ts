@@ -56,6 +56,9 @@ layer(layerTestPlatform({}, { deciders: [...deciders, ledger] }), { excludeTestS
         const deepest = "[".repeat(200_000) + "]".repeat(200_000)
         assertProblem(yield* request({ method: "PATCH", url: "/v1/entities/advertiser/9", body: `{"a":${deepest}}` }), 400, "invalid-request")
         assertProblem(yield* request({ method: "PATCH", url: "/v1/entities/advertiser/9", body: nested(150_000) }), 400, "invalid-request")
+        // Refused before it is parsed: past the limit the text is not even JSON, and the answer says too deep.
+        const unparsed = assertInvalid(yield* request({ method: "PUT", url: "/v1/entities/advertiser/9", body: nested(65, "oops").slice(0, -10) }), "body", tooDeepPointer(""))
+        assert.include(unparsed.errors![0]!.message, "nested deeper than 64 levels")
         assert.strictEqual((yield* request({ method: "GET", url: "/health", key: null })).statusCode, 200)
         const patched = yield* request({ method: "PATCH", url: "/v1/entities/advertiser/9", body: { name: "Still nine" } })
         assert.strictEqual(patched.statusCode, 200, patched.body)
