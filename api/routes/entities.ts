@@ -61,7 +61,7 @@ const commandProblems = {
   ...problems,
   412: problemResponse("If-Match names a stale revision; nothing changed"),
   409: problemResponse("the entity's rules refuse the command, or it still has live children (entity-has-children)"),
-  422: problemResponse("the parent entity does not exist, or the Idempotency-Key was used for a different request"),
+  422: problemResponse("the parent entity does not exist, the Idempotency-Key was used for a different request, or a write-only field must be given again (a destination's secretHeaders when its url moves to another origin)"),
   503: problemResponse("overloaded or a dependency is down; see Retry-After"),
   504: problemResponse("no answer in time; retry with the same Idempotency-Key")
 } as const
