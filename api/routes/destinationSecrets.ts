@@ -7,15 +7,26 @@
  * nothing. Should its outcome be unknown (a timeout), they stay: sending the request again converges.
  * The PUT also checks that the partner exists, to answer 400 naming `partnerId` (the entity checks it
  * again, atomically, at its append).
+ *
+ * Secrets follow the URL's origin: a PUT or PATCH moving the URL to another scheme, host or port must
+ * give `secretHeaders` anew (422 otherwise), or a key that may edit destinations could send a
+ * partner's credentials to a server of its own. And what belongs to a destination outside its entity
+ * (secrets, dead letters on DLQ, chunks on DELIVER) goes with its delete: dropped once the delete is
+ * accepted, and again before a PUT creates a destination under a deleted one's id, so a crash between
+ * the delete and the drop never hands them to the next destination of that id (maybe another partner's).
  */
 import { Clock, Effect, Option, Redacted, Result, Schema } from "effect"
+import { DeadLetterQueue } from "../../domain/delivery/DeadLetterQueue.ts"
+import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
 import { DestinationSecrets } from "../../domain/delivery/DestinationSecrets.ts"
 import { destination, DestinationPut } from "../../domain/entities/destination.ts"
 import { HeaderName, HeaderValue, headerIssues } from "../../domain/entities/headers.ts"
 import { validate } from "../../domain/validation.ts"
 import { getEntity } from "../../projections/EntityQueries.ts"
 import { InvalidRequest } from "../problems.ts"
+import { recordCommand } from "../recordCommand.ts"
 import type { WriteOnlyFields } from "./entities.ts"
+import { InvalidCredentials } from "./partnerCredentials.ts"
 
 /** PATCH: `secretHeaders: null` removes them all, `{name: null}` one of them. */
 const SecretHeadersPatch = Schema.NullOr(Schema.Record(HeaderName, Schema.NullOr(HeaderValue)))
@@ -30,8 +41,38 @@ const checkPartner = (partnerId: unknown) =>
     : Effect.flatMap(getEntity("partner", partnerId), (found) =>
       Option.isSome(found) ? Effect.void : Effect.fail(invalid([{ path: ["partnerId"], message: `partner ${partnerId} does not exist` }])))
 
-const exists = (id: string) =>
-  Effect.flatMap(getEntity(destination.type, id), (found) => Effect.succeed(Option.isSome(found)))
+/** The destination's fields now; none when it does not exist (never created, or deleted). */
+const liveFields = (id: string) => Effect.map(getEntity(destination.type, id), Option.map((found) => found.state ?? {}))
+
+const originOf = (url: unknown) => typeof url === "string" && URL.canParse(url) ? new URL(url).origin : undefined
+
+/** Whether the URL moves to another origin (scheme, host or port); a path or query change keeps it. */
+const movesOrigin = (before: unknown, after: unknown) => {
+  const [from, to] = [originOf(before), originOf(after)]
+  return from !== undefined && to !== undefined && from !== to
+}
+
+const secretsMustFollow = new InvalidCredentials({
+  issues: [{ path: ["secretHeaders"], message: "secret headers must be given again when the url's origin changes; send {} or null to drop them" }]
+})
+
+/**
+ * Drops what the deleted destination `id` keeps outside its entity: its secrets, its dead letters
+ * and the chunks still waiting on DELIVER. The destination's history says how many were dropped and
+ * why (recorded first: a crash before the purge leaves them to the next drop, never unrecorded).
+ */
+export const dropDeleted = (id: string, reason: string) =>
+  Effect.gen(function*() {
+    const deadLetters = yield* DeadLetterQueue
+    const backlog = yield* DeliveryBacklog
+    const [letters, waiting] = yield* Effect.all([deadLetters.count(id), backlog.backlog(id)], { concurrency: 2 })
+    if (letters > 0 || waiting.chunks > 0) {
+      yield* recordCommand(destination.type, id, { _tag: "RecordDeliveryDropped", deadLetters: letters, chunks: waiting.chunks, reason },
+        (message) => `destination ${id} could not record what its delete drops: ${message}; send it again`)
+      yield* Effect.all([deadLetters.purge(id), backlog.purge(id)], { concurrency: 2 })
+    }
+    yield* (yield* DestinationSecrets).remove(id)
+  })
 
 const redact = (headers: Readonly<Record<string, string | null>>) =>
   Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, value === null ? null : Redacted.make(value)]))
@@ -61,25 +102,37 @@ export const destinationWriteOnly = {
   store: ({ id, method, writeOnly, rest }) =>
     Effect.gen(function*() {
       yield* checkPartner(rest["partnerId"])
-      if (!Object.hasOwn(writeOnly, "secretHeaders")) return undefined
       const secrets = yield* DestinationSecrets
+      const live = yield* liveFields(id)
+      const given = Object.hasOwn(writeOnly, "secretHeaders")
       if (method === "PUT") {
+        // a destination created under a deleted one's id gets nothing of it (a drop a crash cut short)
+        if (Option.isNone(live)) yield* dropDeleted(id, "deleted destination: dropped before a destination was created again under its id")
+        else if (!given && movesOrigin(live.value["url"], rest["url"]) && (yield* secrets.names(id)).length > 0) return yield* secretsMustFollow
+        if (!given) return undefined
         // decoded by the route with DestinationPut
         const headers = writeOnly["secretHeaders"] as Readonly<Record<string, string>>
         const undo = yield* snapshot(id)
         const after = yield* Effect.flatMap(secrets.put(id, redact(headers) as Record<string, Redacted.Redacted<string>>), recordChange)
         return { after, undo }
       }
+      // a patch of a destination that does not exist stores nothing: its Patch answers 404
+      if (Option.isNone(live)) return undefined
+      const moves = Object.hasOwn(rest, "url") && movesOrigin(live.value["url"], rest["url"])
+      if (!given) return moves && (yield* secrets.names(id)).length > 0 ? yield* secretsMustFollow : undefined
       const patch = validate(SecretHeadersPatch, writeOnly["secretHeaders"])
       if (Result.isFailure(patch)) return yield* invalid(patch.failure.map((issue) => ({ ...issue, path: ["secretHeaders", ...issue.path] })))
       const issues = headerIssues(patch.success ?? {}, "secretHeaders", { secrets: "allow" })
       if (issues.length > 0) return yield* invalid(issues.map((i) => ({ path: i.path, message: i.issue })))
-      // a patch of a destination that does not exist stores nothing: its Patch answers 404
-      if (!(yield* exists(id))) return undefined
       const undo = yield* snapshot(id)
+      // to another origin, the given headers replace them all: none of the old ones follows the URL
+      const kept = Object.entries(patch.success ?? {}).filter((entry): entry is [string, string] => entry[1] !== null)
       const names = patch.success === null
         ? yield* Effect.as(secrets.remove(id), [])
+        : moves
+        ? yield* secrets.put(id, redact(Object.fromEntries(kept)) as Record<string, Redacted.Redacted<string>>)
         : yield* secrets.patch(id, redact(patch.success))
       return { after: yield* recordChange(names), undo }
-    })
+    }),
+  deleted: (id) => dropDeleted(id, "destination deleted")
 } satisfies WriteOnlyFields<unknown, unknown>

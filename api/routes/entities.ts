@@ -61,7 +61,7 @@ const commandProblems = {
   ...problems,
   412: problemResponse("If-Match names a stale revision; nothing changed"),
   409: problemResponse("the entity's rules refuse the command, or it still has live children (entity-has-children)"),
-  422: problemResponse("the parent entity does not exist, or the Idempotency-Key was used for a different request"),
+  422: problemResponse("the parent entity does not exist, the Idempotency-Key was used for a different request, or a write-only field must be given again (a destination's secretHeaders when its url moves to another origin)"),
   503: problemResponse("overloaded or a dependency is down; see Retry-After"),
   504: problemResponse("no answer in time; retry with the same Idempotency-Key")
 } as const
@@ -98,6 +98,12 @@ export interface WriteOnlyFields<E, R> {
     readonly writeOnly: Readonly<Record<string, unknown>>
     readonly rest: Readonly<Record<string, unknown>>
   }) => Effect.Effect<StoredWriteOnly<E, R> | undefined, E, R>
+  /**
+   * Runs once a DELETE of the type was accepted: drops what the entity keeps outside history. Its
+   * failure is logged, not answered (the delete happened); `store` must drop it again before a PUT
+   * creates an entity under that id.
+   */
+  readonly deleted?: (id: string) => Effect.Effect<void, E, R>
 }
 
 export interface EntityRoutesOptions<E = never, R = never> {
@@ -208,7 +214,12 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
         summary: `Delete a ${type}`,
         params: Params, headers: CommandHeaders,
         responses: { 200: { description: "deleted (state is null)", schema: EntityResponse }, ...commandProblems },
-        handler: ({ params, headers, principal }) => send(type, params.id, principal, headers, { _tag: "Delete" })
+        handler: ({ params, headers, principal }) => {
+          const deleted = options.writeOnly?.[type]?.deleted
+          const sent = send(type, params.id, principal, headers, { _tag: "Delete" })
+          return deleted === undefined ? sent : Effect.tap(sent, () =>
+            deleted(params.id).pipe(Effect.catchCause((cause) => Effect.logWarning("a deleted entity's outside data was not dropped; it is before a re-creation", { type, id: params.id, cause }))))
+        }
       })
     ]
   }

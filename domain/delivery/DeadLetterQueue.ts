@@ -38,4 +38,6 @@ export class DeadLetterQueue extends Context.Service<DeadLetterQueue, {
   readonly remove: (destination: string, letter: QueuedDeadLetter) => Effect.Effect<void, DeadLetterQueueError>
   /** How many dead letters the destination has. */
   readonly count: (destination: string) => Effect.Effect<number, DeadLetterQueueError>
+  /** Removes every dead letter of the destination (it was deleted); returns how many were removed. */
+  readonly purge: (destination: string) => Effect.Effect<number, DeadLetterQueueError>
 }>()("tributary/DeadLetterQueue") {}

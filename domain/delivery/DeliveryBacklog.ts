@@ -28,4 +28,6 @@ export class DeliveryBacklog extends Context.Service<DeliveryBacklog, {
   readonly lanesWaiting: (destination?: string) => Effect.Effect<ReadonlyMap<string, ReadonlySet<number>>, DeliveryBacklogError>
   /** Adds a chunk to its destination's lane; done once JetStream stored it (`Nats-Msg-Id` = its chunkId). */
   readonly enqueue: (chunk: Chunk) => Effect.Effect<void, DeliveryBacklogError>
+  /** Removes every chunk waiting for the destination, all lanes (it was deleted); returns how many were removed. */
+  readonly purge: (destination: string) => Effect.Effect<number, DeliveryBacklogError>
 }>()("tributary/DeliveryBacklog") {}

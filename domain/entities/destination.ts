@@ -5,6 +5,8 @@
  * - `RecordSecretsChange`: the secret headers (credentials sent to the partner) live encrypted in
  *   their own store (domain/delivery/DestinationSecrets.ts); history records only their names.
  * - `DiscardDeadLetter`: a dead letter thrown away by a person, the reason kept in history.
+ * - `RecordDeliveryDropped`: what a deleted destination still had on DLQ and DELIVER, thrown away so
+ *   that a destination created later under its id (maybe another partner's) never receives it.
  */
 import { Result, Schema } from "effect"
 import { decider } from "../Decider.ts"
@@ -184,9 +186,20 @@ const discard = {
 export const DiscardDeadLetter = Schema.TaggedStruct("DiscardDeadLetter", discard)
 export const DeadLetterDiscarded = Schema.TaggedStruct("DeadLetterDiscarded", discard)
 
-export const DestinationCommand = Schema.Union([Put, Patch, Delete, RecordSecretsChange, DiscardDeadLetter])
+const dropped = {
+  /** dead letters removed from DLQ */
+  deadLetters: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
+  /** chunks (of up to DELIVERY_CHUNK_RECORDS records) removed from DELIVER before they were delivered */
+  chunks: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
+  reason: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(2_000))
+}
+/** Sent by the routes once a destination is deleted (again before one is created under its id), before they purge. */
+export const RecordDeliveryDropped = Schema.TaggedStruct("RecordDeliveryDropped", dropped)
+export const DeliveryDropped = Schema.TaggedStruct("DeliveryDropped", dropped)
+
+export const DestinationCommand = Schema.Union([Put, Patch, Delete, RecordSecretsChange, DiscardDeadLetter, RecordDeliveryDropped])
 export type DestinationCommand = typeof DestinationCommand.Type
-export const DestinationEvent = Schema.Union([EntityCreated, EntityUpdated, EntityDeleted, SecretsChanged, DeadLetterDiscarded])
+export const DestinationEvent = Schema.Union([EntityCreated, EntityUpdated, EntityDeleted, SecretsChanged, DeadLetterDiscarded, DeliveryDropped])
 export type DestinationEvent = typeof DestinationEvent.Type
 
 export const DestinationState = Schema.Struct({
@@ -215,6 +228,9 @@ const base = decider<DestinationCommand, DestinationEvent, DestinationState>({
         // a deleted destination's dead letters may still be discarded
         if (state.status === "absent") return Result.fail(new EntityNotFound({ entityType: context.entityType, entityId: context.entityId }))
         return Result.succeed([DeadLetterDiscarded.make({ deadLetterId: command.deadLetterId, reason: command.reason, records: command.records })])
+      case "RecordDeliveryDropped":
+        if (state.status === "absent") return Result.fail(new EntityNotFound({ entityType: context.entityType, entityId: context.entityId }))
+        return Result.succeed([DeliveryDropped.make({ deadLetters: command.deadLetters, chunks: command.chunks, reason: command.reason })])
       default:
         return record.decide(command, state, context)
     }
@@ -224,11 +240,13 @@ const base = decider<DestinationCommand, DestinationEvent, DestinationState>({
       case "SecretsChanged":
         return { ...state, secretHeaders: event.headerNames }
       case "DeadLetterDiscarded":
+      case "DeliveryDropped":
         return state
       default: {
-        // the secret store keeps a destination's secrets through a delete, so its state does too
+        // a deleted destination's secrets go with it (the routes drop them: api/routes/destinationSecrets.ts),
+        // so one created again under its id starts with none
         const next = record.evolve(state, event)
-        return state.secretHeaders === undefined ? next : { ...next, secretHeaders: state.secretHeaders }
+        return event._tag !== "EntityUpdated" || state.secretHeaders === undefined ? next : { ...next, secretHeaders: state.secretHeaders }
       }
     }
   },
@@ -236,9 +254,11 @@ const base = decider<DestinationCommand, DestinationEvent, DestinationState>({
     const fields = record.toJson(state)
     return fields === null || state.secretHeaders === undefined ? fields : { ...fields, secretHeaders: [...state.secretHeaders] }
   },
-  outcomes: { ...record.outcomes, SecretsChanged: "updated", DeadLetterDiscarded: "updated" },
+  outcomes: { ...record.outcomes, SecretsChanged: "updated", DeadLetterDiscarded: "updated", DeliveryDropped: "updated" },
   staleRevision: (command, state, context) =>
-    command._tag === "RecordSecretsChange" || command._tag === "DiscardDeadLetter" ? undefined : record.staleRevision?.(command, state, context)
+    command._tag === "RecordSecretsChange" || command._tag === "DiscardDeadLetter" || command._tag === "RecordDeliveryDropped"
+      ? undefined
+      : record.staleRevision?.(command, state, context)
 })
 
 export const destination = { ...base, fields: record.fields, parent: record.parent! }

@@ -118,7 +118,13 @@ export const make = Effect.gen(function*() {
       Effect.mapError(fail("remove"))
     )
 
-  return DeadLetterQueue.of({ list, get, remove, count })
+  const purge = (destination: string) =>
+    tryNats("purge dead letters", () => manager.streams.purge(stream, { filter: deliveryDeadLetterSubject(destination) })).pipe(
+      Effect.map((answer) => answer.purged),
+      Effect.mapError(fail("purge"))
+    )
+
+  return DeadLetterQueue.of({ list, get, remove, count, purge })
 })
 
 export const layerJetStream: Layer.Layer<DeadLetterQueue, never, Nats> = Layer.effect(DeadLetterQueue, make)

@@ -77,7 +77,13 @@ export const make = Effect.gen(function*() {
       return waiting as ReadonlyMap<string, ReadonlySet<number>>
     })
 
-  return DeliveryBacklog.of({ backlog, lanesWaiting, enqueue })
+  const purge = (destination: string) =>
+    tryNats("purge backlog", () => manager.streams.purge(stream, { filter: destinationLanes(destination) })).pipe(
+      Effect.map((answer) => answer.purged),
+      Effect.mapError(fail("purge"))
+    )
+
+  return DeliveryBacklog.of({ backlog, lanesWaiting, enqueue, purge })
 })
 
 export const layerJetStream: Layer.Layer<DeliveryBacklog, never, Nats> = Layer.effect(DeliveryBacklog, make)

@@ -86,6 +86,21 @@ describe("destination decider", () => {
     assert.strictEqual(Result.isFailure(absent) ? absent.failure._tag : "accepted", "EntityNotFound")
   })
 
+  it("forgets its secret header names when deleted: one created again under its id starts with none", () => {
+    const withSecrets = given(created, { _tag: "SecretsChanged", headerNames: ["x-api-key"] })
+    assert.isUndefined(destination.evolve(withSecrets, { _tag: "EntityDeleted" }).secretHeaders)
+    const again = destination.evolve(destination.evolve(withSecrets, { _tag: "EntityDeleted" }), created)
+    assert.deepStrictEqual(destination.toJson(again), fields)
+  })
+
+  it("records what a deletion dropped from DLQ and DELIVER, once deleted too", () => {
+    const drop: DestinationCommand = { _tag: "RecordDeliveryDropped", deadLetters: 2, chunks: 1, reason: "destination deleted" }
+    const expected = { _tag: "DeliveryDropped", deadLetters: 2, chunks: 1, reason: "destination deleted" } as DestinationEvent
+    assert.deepStrictEqual(when(given(created, { _tag: "EntityDeleted" }), drop), Result.succeed([expected]))
+    const absent = when(given(), drop)
+    assert.strictEqual(Result.isFailure(absent) ? absent.failure._tag : "accepted", "EntityNotFound")
+  })
+
   it("belongs to its partner", () => {
     assert.deepStrictEqual(destination.parentOf?.(given(created)), { type: "partner", id: "acme" })
   })
