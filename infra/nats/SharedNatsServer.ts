@@ -123,7 +123,7 @@ const running = (options: SharedNatsServerOptions) =>
     if (!(yield* answers({ host, port }))) {
       if (Option.isNone(pid)) {
         // Its PID namespace is gone (a restarted container) or its server is: a live one accepts connections.
-        yield* Effect.logWarning("the nats-server on this DATA_DIR, started in another PID namespace, does not answer; starting one", { host, port })
+        yield* Effect.logWarning("the nats-server on this DATA_DIR, which this process cannot look up by its pid (another PID namespace), does not answer; starting one", { host, port })
         return Option.none<SharedNatsServer>()
       }
       yield* Effect.logWarning("the nats-server on this DATA_DIR does not answer; replacing it", { pid: pid.value })

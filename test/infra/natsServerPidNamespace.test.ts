@@ -6,16 +6,17 @@
  * the server by its port instead (recorded beside the pid file by whoever started it), joins it, and
  * starts no other nats-server on its store and port: one did, over and over, and corrupted the store
  * (`Error unmarshalling consumer metafile …`, `malformed or corrupt message`).
- * Needs root for `unshare` (skipped elsewhere).
+ * Needs root for `unshare` (skipped elsewhere). And a server recorded as started in a namespace that
+ * is gone with its processes (a restarted container) is replaced, since nothing answers on its port.
  */
 import { spawn, spawnSync } from "node:child_process"
-import { closeSync, openSync, readdirSync, readFileSync } from "node:fs"
+import { closeSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { freePort, readPidFile } from "../../infra/nats/NatsServer.ts"
-import { isAlive, startPlatformProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
+import { isAlive, startPlatformProcess, stopProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const ADMIN = "pidns-nats-admin-key-01"
@@ -85,4 +86,21 @@ describe("the embedded nats-server across PID namespaces", () => {
       const serverLog = readFileSync(join(dataDir, "nats-server.log"), "utf8")
       assert.notMatch(serverLog, /address already in use|Error unmarshalling|corrupt/)
     }).pipe(Effect.scoped), { timeout: 120_000 })
+
+  it.live("a server recorded as started in a PID namespace that is gone (a restarted container) is replaced once nothing answers on its port", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDir("nats-pidns-gone")
+      yield* killServersOnStoreAtEnd(dataDir)
+      const natsPort = yield* freePort()
+      writeFileSync(join(dataDir, "nats-server.pid"), "99999999", { mode: 0o600 }) // above any pid_max: names no process here
+      writeFileSync(join(dataDir, "nats-server.owner"), JSON.stringify({ pidNamespace: "000000000000", host: "127.0.0.1", port: natsPort }), { mode: 0o600 })
+      const a = yield* startPlatformProcess({ DATA_DIR: dataDir, NATS_PORT: String(natsPort), ADMIN_API_KEY: ADMIN, SHARDS: "4" }, dataDir)
+      yield* waitUntilReady(a)
+      assert.include(readFileSync(a.log, "utf8"), "cannot look up by its pid (another PID namespace), does not answer; starting one")
+      const server = readPidFile(join(dataDir, "nats-server.pid"))
+      assert.isTrue(server._tag === "Some" && server.value !== 99999999 && isAlive(server.value))
+      assert.strictEqual(yield* stopProcess(a, "SIGTERM"), 0)
+      // started in this namespace now: the last process out stops it
+      assert.isFalse(server._tag === "Some" && isAlive(server.value))
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })
