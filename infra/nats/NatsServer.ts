@@ -4,10 +4,11 @@
  */
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { createConnection, createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 import { Duration, Effect, Option, Schedule, Schema } from "effect"
+import { pidNamespace } from "../pidNamespace.ts"
 
 /** The repository's `nats.conf`. */
 export const defaultConfigFile: string = fileURLToPath(new URL("../../nats.conf", import.meta.url))
@@ -36,8 +37,9 @@ export interface NatsServerOptions {
   /** how long SIGTERM may take before SIGKILL; default 10 seconds */
   readonly stopGracePeriod?: Duration.Input
   /**
-   * The server writes its pid here (`-P`). A server left running by a process that died without
-   * stopping it (SIGKILL, a crash) is found through this file and stopped before the new one starts.
+   * The server writes its pid here (`-P`), and who started it beside it (`ServerOwner`). A server left
+   * running by a process of this PID namespace that died without stopping it (SIGKILL, a crash) is
+   * found through this file and stopped before the new one starts.
    */
   readonly pidFile?: string
 }
@@ -117,6 +119,45 @@ export const readPidFile = (pidFile: string): Option.Option<number> => {
 }
 
 /**
+ * Who started the server named by a pid file: the PID namespace of that pid (see pidNamespace.ts;
+ * empty where it could not be read) and the address the server listens on. Kept beside the pid file
+ * (`nats-server.owner` for `nats-server.pid`), written before the server starts.
+ */
+const ServerOwner = Schema.Struct({ pidNamespace: Schema.String, host: Schema.String, port: Schema.Int })
+export type ServerOwner = typeof ServerOwner.Type
+const OwnerJson = Schema.fromJsonString(ServerOwner)
+
+const ownerFileOf = (pidFile: string) => pidFile.replace(/(\.pid)?$/, ".owner")
+
+/** Records that this process starts the server of `pidFile`, listening on `host`:`port`. */
+export const writeServerOwner = (pidFile: string, address: { readonly host: string; readonly port: number }) =>
+  Effect.try({
+    try: () => writeFileSync(ownerFileOf(pidFile), Schema.encodeSync(OwnerJson)({ pidNamespace: pidNamespace ?? "", ...address })),
+    catch: (cause) => new NatsServerError({ operation: "write its owner", output: "", cause })
+  })
+
+/** Who started the server of `pidFile`; None when no valid record is there (an earlier version wrote none). */
+export const readServerOwner = (pidFile: string): Option.Option<ServerOwner> => {
+  try {
+    return Schema.decodeUnknownOption(OwnerJson)(readFileSync(ownerFileOf(pidFile), "utf8"))
+  } catch {
+    return Option.none()
+  }
+}
+
+/**
+ * The pid in `pidFile` when it names a process of this PID namespace: its server was started here, or
+ * (no record: an earlier version's) /proc shows it running on `storeDir`. Only such a pid may be looked
+ * up or signalled: another namespace's names some other process here, or none.
+ */
+export const readOwnPidFile = (pidFile: string, storeDir: string): Option.Option<number> =>
+  Option.filter(readPidFile(pidFile), (pid) =>
+    Option.match(readServerOwner(pidFile), {
+      onNone: () => isNatsServerOn(pid, storeDir),
+      onSome: (owner) => owner.pidNamespace === pidNamespace
+    }))
+
+/**
  * Stops the nats-server `pid` if it is one on `storeDir` (a recycled pid, or another server, is never
  * signalled): SIGTERM, and SIGKILL after `grace`; returns once it is gone.
  */
@@ -135,11 +176,11 @@ export const stopNatsServerOn = (pid: number, storeDir: string, grace: Duration.
 
 /**
  * Stops the server a dead predecessor left on this store (named by `pidFile`): the new one could
- * not bind its port, nor share the JetStream directory.
+ * not bind its port, nor share the JetStream directory. Only one started in this PID namespace.
  */
 export const stopLeftover = (pidFile: string, storeDir: string, grace: Duration.Input) =>
   Effect.gen(function*() {
-    const pid = readPidFile(pidFile)
+    const pid = readOwnPidFile(pidFile, storeDir)
     if (Option.isNone(pid) || !isNatsServerOn(pid.value, storeDir)) return
     yield* Effect.logWarning("stopping a nats-server left running by an earlier process", { pid: pid.value, pidFile })
     yield* stopNatsServerOn(pid.value, storeDir, grace)
@@ -199,6 +240,7 @@ export const startNatsServer = Effect.fnUntraced(function*(options: NatsServerOp
   const args = ["-c", options.configFile, "-a", host, "-p", String(options.port), "-sd", options.storeDir]
   if (options.pidFile !== undefined) {
     yield* stopLeftover(options.pidFile, options.storeDir, options.stopGracePeriod ?? "10 seconds")
+    yield* writeServerOwner(options.pidFile, { host, port: options.port })
     args.push("-P", options.pidFile)
   }
   const log: Array<string> = []

@@ -12,13 +12,32 @@
  *
  * While a process uses the server it supervises it (NatsSupervision): a server that died is
  * restarted on the same port and store by one of the processes, under the same lock.
+ *
+ * Processes on one DATA_DIR may be in different PID namespaces (containers sharing a volume, one started
+ * under `unshare --pid`), where a pid names another process or none. So every pid written down carries
+ * its namespace, and only a pid of this process's own is looked up or signalled: a server started in
+ * another namespace runs as long as it accepts connections on its port (recorded beside the pid file),
+ * and is never stopped from here; the lock of a holder there is waited for.
  */
 import { spawn } from "node:child_process"
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Duration, Effect, Option, Schedule } from "effect"
 import type { Scope } from "effect"
-import { isNatsServerOn, NatsServerError, serverEnvironment, type NatsServerOptions, probe, readPidFile, stopLeftover, stopNatsServerOn } from "./NatsServer.ts"
+import { isGone, pidNamespace } from "../pidNamespace.ts"
+import {
+  isNatsServerOn,
+  NatsServerError,
+  type NatsServerOptions,
+  probe,
+  readOwnPidFile,
+  readPidFile,
+  readServerOwner,
+  serverEnvironment,
+  stopLeftover,
+  stopNatsServerOn,
+  writeServerOwner
+} from "./NatsServer.ts"
 
 export interface SharedNatsServerOptions extends NatsServerOptions {
   readonly pidFile: string
@@ -47,7 +66,8 @@ export interface NatsSupervision {
 
 export interface SharedNatsServer {
   readonly url: string
-  readonly pid: number
+  /** undefined when the server was started in another PID namespace: its pid names no process here */
+  readonly pid: number | undefined
   /** whether this process started it (false: joined one already running) */
   readonly started: boolean
 }
@@ -71,34 +91,53 @@ const logTail = (logFile: string) => {
   }
 }
 
-/** The server named by the pid file, if it runs on this store and accepts connections. */
+/** Whether a server accepts connections at `address` (tried for about 3 seconds). */
+const answers = (address: { readonly host: string; readonly port: number }) =>
+  probe(address.host, address.port).pipe(
+    Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo({ times: 30 }))),
+    Effect.as(true),
+    Effect.orElseSucceed(() => false)
+  )
+
+/** Where the server listens by the record of who started it; by our configuration when an earlier version kept none. */
+const ownerAddress = (options: SharedNatsServerOptions) =>
+  Option.match(readServerOwner(options.pidFile), {
+    onNone: () => ({ host: options.host ?? "127.0.0.1", port: options.port }),
+    onSome: ({ host, port }) => ({ host, port })
+  })
+
+/**
+ * The server named by the pid file, if it runs on this store and accepts connections. One started in
+ * this PID namespace is looked up by its pid (/proc); one started in another only by its port: its pid
+ * names another process here, or none.
+ */
 const running = (options: SharedNatsServerOptions) =>
   Effect.gen(function*() {
-    const pid = readPidFile(options.pidFile)
-    if (Option.isNone(pid) || !isNatsServerOn(pid.value, options.storeDir)) return Option.none<SharedNatsServer>()
-    const host = argOf(pid.value, "-a") ?? options.host ?? "127.0.0.1"
-    const port = Number(argOf(pid.value, "-p") ?? options.port)
-    const answers = yield* probe(host, port).pipe(
-      Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo({ times: 30 }))),
-      Effect.as(true),
-      Effect.orElseSucceed(() => false)
-    )
-    if (!answers) {
+    if (Option.isNone(readPidFile(options.pidFile))) return Option.none<SharedNatsServer>()
+    const pid = readOwnPidFile(options.pidFile, options.storeDir)
+    if (Option.isSome(pid) && !isNatsServerOn(pid.value, options.storeDir)) return Option.none<SharedNatsServer>()
+    const { host, port } = Option.match(pid, {
+      onNone: () => ownerAddress(options),
+      onSome: (pid) => ({ host: argOf(pid, "-a") ?? options.host ?? "127.0.0.1", port: Number(argOf(pid, "-p") ?? options.port) })
+    })
+    if (!(yield* answers({ host, port }))) {
+      if (Option.isNone(pid)) {
+        // Its PID namespace is gone (a restarted container) or its server is: a live one accepts connections.
+        yield* Effect.logWarning("the nats-server on this DATA_DIR, which this process cannot look up by its pid (another PID namespace), does not answer; starting one", { host, port })
+        return Option.none<SharedNatsServer>()
+      }
       yield* Effect.logWarning("the nats-server on this DATA_DIR does not answer; replacing it", { pid: pid.value })
       yield* stopLeftover(options.pidFile, options.storeDir, options.stopGracePeriod ?? "10 seconds")
       return Option.none<SharedNatsServer>()
     }
-    return Option.some({
-      url: `nats://${host}:${port}`,
-      pid: pid.value,
-      started: false
-    })
+    return Option.some<SharedNatsServer>({ url: `nats://${host}:${port}`, pid: Option.getOrUndefined(pid), started: false })
   })
 
 const start = (options: SharedNatsServerOptions) =>
   Effect.gen(function*() {
     const host = options.host ?? "127.0.0.1"
     const args = ["-c", options.configFile, "-a", host, "-p", String(options.port), "-sd", options.storeDir, "-P", options.pidFile, "-l", options.logFile]
+    yield* writeServerOwner(options.pidFile, { host, port: options.port })
     const exited: { code?: number | null; cause?: Error } = {}
     const child = yield* Effect.try({
       try: () => {
@@ -146,30 +185,44 @@ const start = (options: SharedNatsServerOptions) =>
     } satisfies SharedNatsServer
   })
 
-const pidAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM"
-  }
+/**
+ * This process as other processes read it from a file: `<pid>.<PID namespace>` (a bare pid where the
+ * namespace cannot be read, as earlier versions wrote).
+ */
+const mark = pidNamespace === undefined ? String(process.pid) : `${process.pid}.${pidNamespace}`
+
+/**
+ * Whether the process a mark names is certainly gone: only one of this PID namespace can be asked. A
+ * bare pid (an earlier version's) is taken as one of this namespace, as that version took it. Undefined
+ * for what is no mark.
+ */
+const markGone = (text: string): boolean | undefined => {
+  const parsed = /^(\d+)(?:\.([0-9a-f]+))?$/.exec(text)
+  return parsed === null ? undefined : isGone(Number(parsed[1]), parsed[2] ?? pidNamespace)
 }
 
-/** Takes the lock file (exclusive create, holding our pid); one left by a dead process is taken over. */
+/** How long a lock is held at most (a start, a stop: each bounded by its timeout); one older is stale. */
+const lockHeldAtMost = 45_000
+
+/**
+ * Takes the lock file (exclusive create, holding our mark); one left by a dead process is taken over.
+ * A holder in another PID namespace cannot be asked whether it lives: its lock is stale only once older
+ * than any lock is held.
+ */
 const lock = (lockFile: string) =>
   Effect.suspend(() => {
     try {
       closeSync(openSync(lockFile, "wx"))
-      writeFileSync(lockFile, String(process.pid))
+      writeFileSync(lockFile, mark)
       return Effect.void
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") return Effect.die(error)
       try {
-        const holder = Number(readFileSync(lockFile, "utf8").trim())
-        // A lock just created has no pid in it yet: stale only when its pid is gone, or when it stayed
-        // empty for seconds (its creator died between creating and writing it).
-        const stale = Number.isSafeInteger(holder) && holder > 0 ? !pidAlive(holder) : Date.now() - statSync(lockFile).mtimeMs > 5_000
-        if (stale) rmSync(lockFile, { force: true })
+        const gone = markGone(readFileSync(lockFile, "utf8").trim())
+        const age = Date.now() - statSync(lockFile).mtimeMs
+        // A lock just created has no mark in it yet: stale only when it stayed so for seconds (its
+        // creator died between creating and writing it).
+        if (gone === true || age > (gone === undefined ? 5_000 : lockHeldAtMost)) rmSync(lockFile, { force: true })
       } catch {
         // released meanwhile: try again
       }
@@ -183,9 +236,8 @@ const lock = (lockFile: string) =>
 const withLock = <A, E, R>(lockFile: string, effect: Effect.Effect<A, E, R>) =>
   Effect.acquireUseRelease(lock(lockFile), () => effect, () => Effect.sync(() => rmSync(lockFile, { force: true })))
 
-/** The pids of other running processes that use the server. */
-const otherUsers = (usersDir: string) =>
-  readdirSync(usersDir).map(Number).filter((pid) => Number.isSafeInteger(pid) && pid !== process.pid && pidAlive(pid))
+/** The marks of the other processes that use the server: any of another PID namespace counts, since it cannot be asked. */
+const otherUsers = (usersDir: string) => readdirSync(usersDir).filter((user) => user !== mark && markGone(user) === false)
 
 /**
  * Uses the nats-server running on this store, or starts one detached, for the life of the Scope;
@@ -194,9 +246,15 @@ const otherUsers = (usersDir: string) =>
 export const useSharedNatsServer = (options: SharedNatsServerOptions): Effect.Effect<SharedNatsServer, NatsServerError, Scope.Scope> =>
   Effect.tap(joinForScope(options), () => Effect.forkScoped(supervise(options)))
 
-/** Whether the server the pid file names runs on this store (no connection: cheap enough to ask every second). */
+/**
+ * Whether the server runs on this store: by its pid when it was started in this PID namespace (no
+ * connection: cheap enough to ask every second), else by its port.
+ */
 const serverRuns = (options: SharedNatsServerOptions) =>
-  Option.match(readPidFile(options.pidFile), { onNone: () => false, onSome: (pid) => isNatsServerOn(pid, options.storeDir) })
+  Option.match(readOwnPidFile(options.pidFile, options.storeDir), {
+    onNone: () => answers(ownerAddress(options)),
+    onSome: (pid) => Effect.succeed(isNatsServerOn(pid, options.storeDir))
+  })
 
 /** Watches the server for the life of the Scope and restarts it when it is gone (see NatsSupervision). */
 const supervise = (options: SharedNatsServerOptions) => {
@@ -211,8 +269,8 @@ const supervise = (options: SharedNatsServerOptions) => {
     Effect.tapError((error) => Effect.logError("could not restart the nats-server; trying again", error)),
     Effect.retry(Schedule.min([Schedule.exponential(restartBackoff), Schedule.spaced(restartBackoffMax)]))
   )
-  const check = Effect.suspend(() =>
-    serverRuns(options)
+  const check = Effect.flatMap(Effect.suspend(() => serverRuns(options)), (runs) =>
+    runs
       ? Effect.void
       : Effect.logError("the nats-server on this DATA_DIR is gone; restarting it", { pidFile: options.pidFile }).pipe(Effect.andThen(restart)))
   return check.pipe(Effect.repeat(Schedule.spaced(checkEvery)), Effect.asVoid)
@@ -223,18 +281,21 @@ const joinForScope = (options: SharedNatsServerOptions) =>
     withLock(options.lockFile, Effect.gen(function*() {
       mkdirSync(options.usersDir, { recursive: true })
       const server = yield* joinOrStartNatsServer(options)
-      writeFileSync(join(options.usersDir, String(process.pid)), "")
+      writeFileSync(join(options.usersDir, mark), "")
       return server
     })),
     (server) =>
       withLock(options.lockFile, Effect.gen(function*() {
-        rmSync(join(options.usersDir, String(process.pid)), { force: true })
+        rmSync(join(options.usersDir, mark), { force: true })
         const others = otherUsers(options.usersDir)
         if (others.length > 0) return yield* Effect.logInfo("leaving the nats-server running for the other processes", { pid: server.pid, others })
         // The server the pid file names now: the one joined may have died and been replaced by another process.
-        const current = Option.getOrElse(readPidFile(options.pidFile), () => server.pid)
-        yield* Effect.logInfo("last process out: stopping the nats-server", { pid: current })
-        yield* stopNatsServerOn(current, options.storeDir, options.stopGracePeriod ?? "10 seconds")
+        const current = readOwnPidFile(options.pidFile, options.storeDir)
+        if (Option.isNone(current)) {
+          return yield* Effect.logInfo("last process out: leaving the nats-server running, started in another PID namespace (its pid names no process here)")
+        }
+        yield* Effect.logInfo("last process out: stopping the nats-server", { pid: current.value })
+        yield* stopNatsServerOn(current.value, options.storeDir, options.stopGracePeriod ?? "10 seconds")
       }))
   )
 

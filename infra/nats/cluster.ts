@@ -2,7 +2,8 @@
  * The Cluster port on JetStream KV: membership and leases shared by every platform process on the
  * same NATS. A process is a member while its entry in `tributary-members` lives: written at start,
  * re-written every third of the TTL (its heartbeat), deleted when it stops. A SIGKILLed process's
- * entry expires with the bucket's TTL; on this machine it is dropped at once, since its pid is gone.
+ * entry expires with the bucket's TTL; a process of the same machine and PID namespace drops it at once,
+ * since it sees that its pid is gone (lease.ts, deadHere).
  */
 import type { KV } from "@nats-io/kv"
 import { hostname } from "node:os"

@@ -4,7 +4,7 @@
  * whose value is its holder: taken with `create` (only if absent), renewed every third of the
  * bucket's TTL with `update` expecting the holder's last revision, given back by deleting it at that
  * revision. A holder that stops renewing (crashed, cut off) loses it when its entry expires, or at once
- * to a process of its own host, which can see that its pid is gone; one that finds its renewal refused
+ * to a process of its own host and PID namespace, which can see that its pid is gone; one that finds its renewal refused
  * stops the job at once. The lease does not fence on its own: between
  * expiry and a paused holder's next renewal both may run, so jobs keep their own last guard (the
  * relay's expected HISTORY sequence, the event store's expected revision).
@@ -16,6 +16,7 @@ import { hostname } from "node:os"
 import { Duration, Effect, Option } from "effect"
 import { ClusterError, type HeldLease, holdWhile, LeaseLost } from "../../domain/Cluster.ts"
 import { BucketNames, jobLeaseKey } from "../../domain/subjects.ts"
+import { isGone, pidNamespace } from "../pidNamespace.ts"
 import { coordinationTtl, openBucket } from "./buckets.ts"
 
 export { LeaseLost } from "../../domain/Cluster.ts"
@@ -32,26 +33,32 @@ const kvCall = <A>(operation: string, f: () => Promise<A>) =>
 
 const thisHost = hostname().replace(/[^-\w]/g, "_")
 
-/** A holder id unique to this process start (host, pid, random). */
-export const newHolderId = (): string => `${thisHost}-${process.pid}-${randomBytes(3).toString("hex")}`
+/**
+ * Where a pid means something: this host and PID namespace (see pidNamespace.ts). Containers on the
+ * host's network share its host name, each with pids of its own.
+ */
+const thisPlace = pidNamespace === undefined ? thisHost : `${thisHost}_pidns${pidNamespace}`
 
-/** Whether a lease entry's value is a holder id (what newHolderId makes). */
+/**
+ * A holder id unique to this process start: `<host>_pidns<namespace>-<pid>-<random>`. Still a holder
+ * id to versions that knew only `<host>-<pid>-<random>`, and never a process of their host to them.
+ */
+export const newHolderId = (): string => `${thisPlace}-${process.pid}-${randomBytes(3).toString("hex")}`
+
+/** Whether a lease entry's value is a holder id (what newHolderId makes, or an earlier version made). */
 export const isHolderId = (value: string): boolean => /^[-\w]+-\d+-[0-9a-f]{6}$/.test(value)
 
 /**
- * Whether a holder id names a process that is certainly gone: one of this host whose pid is not running.
- * (A recycled pid looks alive: the lease then waits for its TTL, the safe side.)
+ * Whether a holder id names a process that is certainly gone: one of this host and PID namespace whose
+ * pid is not running. Any other (another host, another namespace, an id without one) waits for its
+ * TTL, as does a recycled pid, which looks alive: the safe side.
  */
 export const deadHere = (id: string): boolean => {
   const parts = id.split("-")
   const pid = Number(parts[parts.length - 2])
-  if (parts.slice(0, -2).join("-") !== thisHost || !Number.isSafeInteger(pid) || pid === process.pid) return false
-  try {
-    process.kill(pid, 0)
-    return false
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "ESRCH"
-  }
+  const place = parts.slice(0, -2).join("-")
+  const namespace = place.startsWith(`${thisHost}_pidns`) ? place.slice(thisHost.length + "_pidns".length) : undefined
+  return Number.isSafeInteger(pid) && pid !== process.pid && isGone(pid, namespace)
 }
 
 /** The revision of the entry at `key` when it is present and `free(its value)`, else None. */
@@ -68,7 +75,7 @@ const junkRevision = (kv: KV, key: string) => revisionIf(kv, key, (value) => !is
 
 /**
  * The revision at which a present entry may be taken: junk (above), or a lease of a process of this host
- * that is gone. A SIGKILLed holder gives nothing back; waiting out the TTL would only leave its work
+ * and PID namespace that is gone. A SIGKILLed holder gives nothing back; waiting out the TTL would only leave its work
  * (shards, translators, deliveries) idle for 10 s, and nothing of a dead process can still run.
  */
 const vacantRevision = (kv: KV, key: string) => revisionIf(kv, key, (value) => !isHolderId(value) || deadHere(value))
@@ -81,7 +88,7 @@ const updateAt = (kv: KV, key: string, holder: string, revision: number, operati
       wrongSequence(cause) ? Effect.succeed(Option.none<number>()) : Effect.fail(new ClusterError({ operation, cause })))
   )
 
-/** Takes `key` for `holder` if no one holds it (a dead process of this host holds nothing); None when someone does. */
+/** Takes `key` for `holder` if no one holds it (a dead process of this host and PID namespace holds nothing); None when someone does. */
 export const takeLease = (kv: KV, key: string, holder: string): Effect.Effect<Option.Option<HeldLease>, ClusterError> =>
   Effect.gen(function*() {
     const created = yield* Effect.tryPromise({ try: () => kv.create(key, holder), catch: (cause) => cause }).pipe(

@@ -85,7 +85,7 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("lease", 
         yield* Fiber.interrupt(a)
       }))
 
-    it.effect("is taken at once from a holder of this host whose process is gone, never from a live one or another host's", () =>
+    it.effect("is taken at once from a holder of this host and PID namespace whose process is gone, never from a live one, another host's or another namespace's", () =>
       Effect.gen(function*() {
         const leases = yield* openBucket(BucketNames.leases)
         const key = jobLeaseKey("four")
@@ -97,6 +97,14 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("lease", 
         // another host's process cannot be looked at: its lease is left to expire
         yield* tryNats("held elsewhere", () => leases.put(key, holderOf("elsewhere", goneExit)))
         assert.isTrue(Option.isNone(yield* takeLease(leases, key, "me-1-000000")))
+        // a pid of another PID namespace (a container with the host's name) or of an id naming none (an
+        // earlier version's) cannot be looked at from here: left to expire
+        const host = here.replace(/_pidns[0-9a-f]+$/, "")
+        assert.notStrictEqual(host, here, `the id names its PID namespace: ${here}`)
+        for (const elsewhere of [`${host}_pidns000000000000`, host]) {
+          yield* tryNats("held in another namespace", () => leases.put(key, holderOf(elsewhere, goneExit)))
+          assert.isTrue(Option.isNone(yield* takeLease(leases, key, "me-1-000000")), elsewhere)
+        }
         // a live process of this host (the one that started this test) keeps it
         yield* tryNats("held here", () => leases.put(key, holderOf(here, process.ppid)))
         assert.isTrue(Option.isNone(yield* takeLease(leases, key, "me-1-000000")))

@@ -1,11 +1,11 @@
 import { assert, describe, it, layer } from "@effect/vitest"
-import { writeFileSync } from "node:fs"
+import { readFileSync, writeFileSync } from "node:fs"
 import { Effect, Scope } from "effect"
 import { jetstream } from "@nats-io/jetstream"
 import { connect, headers } from "@nats-io/transport-node"
 import { StreamNames, historySubject, snapshotSubject } from "../../domain/subjects.ts"
 import { Nats, tryNats } from "../../infra/nats/Nats.ts"
-import { defaultConfigFile, freePort, NatsUsers, startNatsServer } from "../../infra/nats/NatsServer.ts"
+import { defaultConfigFile, freePort, NatsUsers, startNatsServer, stopLeftover } from "../../infra/nats/NatsServer.ts"
 import { ConsumerAccounts, ensureConsumerAccounts, platformApiPrefix } from "../../infra/nats/consumerAccounts.ts"
 import { ensureTopology } from "../../infra/nats/topology.ts"
 import { layerTestNats, startTestNatsServer, TestNatsServer } from "../fixtures/nats.ts"
@@ -207,6 +207,19 @@ describe("a nats-server left behind", () => {
       assert.notStrictEqual(second.pid, first.pid)
       assert.isFalse(isAlive(first.pid), "the left-over server was stopped")
       assert.isTrue(isAlive(second.pid))
+    }).pipe(Effect.scoped))
+
+  it.live("is never signalled when it was started in another PID namespace, where its pid names another process", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("nats-other-namespace")
+      const pidFile = `${dir}/nats-server.pid`
+      const storeDir = `${dir}/store`
+      const server = yield* startNatsServer({ configFile: defaultConfigFile, port: yield* freePort(), storeDir, passwords, pidFile })
+      const owner = JSON.parse(readFileSync(`${dir}/nats-server.owner`, "utf8")) as Record<string, unknown>
+      assert.match(String(owner.pidNamespace), /^[0-9a-f]{12}$/)
+      writeFileSync(`${dir}/nats-server.owner`, JSON.stringify({ ...owner, pidNamespace: "000000000000" }))
+      yield* stopLeftover(pidFile, storeDir, "1 second")
+      assert.isTrue(isAlive(server.pid))
     }).pipe(Effect.scoped))
 
   it.live("leaves alone a process named by the pid file that is not a nats-server on this store", () =>
