@@ -67,9 +67,14 @@ export const dropDeleted = (id: string, reason: string) =>
     const backlog = yield* DeliveryBacklog
     const [letters, waiting] = yield* Effect.all([deadLetters.count(id), backlog.backlog(id)], { concurrency: 2 })
     if (letters > 0 || waiting.chunks > 0) {
-      yield* recordCommand(destination.type, id, { _tag: "RecordDeliveryDropped", deadLetters: letters, chunks: waiting.chunks, reason },
-        (message) => `destination ${id} could not record what its delete drops: ${message}; send it again`)
-      yield* Effect.all([deadLetters.purge(id), backlog.purge(id)], { concurrency: 2 })
+      // An id never created (EntityNotFound) had no predecessor: what waits under it is not a deleted
+      // destination's, and is left (the delivery bench puts chunks on DELIVER before creating its destinations).
+      const recorded = yield* recordCommand(destination.type, id, { _tag: "RecordDeliveryDropped", deadLetters: letters, chunks: waiting.chunks, reason },
+        (message) => `destination ${id} could not record what its delete drops: ${message}; send it again`).pipe(
+          Effect.as(true),
+          Effect.catchIf((error) => error._tag === "EntityNotFound", () => Effect.succeed(false))
+        )
+      if (recorded) yield* Effect.all([deadLetters.purge(id), backlog.purge(id)], { concurrency: 2 })
     }
     yield* (yield* DestinationSecrets).remove(id)
   })

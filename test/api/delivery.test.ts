@@ -203,6 +203,15 @@ layer(layerTestPlatform({ DELIVERY_ENABLED: "false" }), { excludeTestServices: t
         assert.deepStrictEqual(yield* chunksOn("gone-dsp"), [])
         assert.deepStrictEqual((yield* dropped).slice(1), [{ deadLetters: 3, chunks: 1, reason: "deleted destination: dropped before a destination was created again under its id" }])
       }))
+    it.effect("an id never created had no predecessor: chunks already waiting under it are kept when it is created", () =>
+      Effect.gen(function*() {
+        const chunk: Chunk = { destination: "fresh-dsp", lane: 0, packageId: "refresh-early", kind: "refresh", seq: 0, records: [record("u1")] }
+        yield* DeliveryBacklog.use((backlog) => backlog.enqueue(chunk))
+        yield* createDestination("fresh-dsp")
+        assert.strictEqual((yield* chunksOn("fresh-dsp")).length, 1)
+        const history = yield* request({ method: "GET", url: "/v1/entities/destination/fresh-dsp/history" })
+        assert.notInclude(history.body, "DeliveryDropped")
+      }))
   })
 
   describe("status", () => {
