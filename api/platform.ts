@@ -7,7 +7,7 @@
  * cluster, NATS drains, and the embedded nats-server stops if no other process still uses it.
  */
 import { randomBytes } from "node:crypto"
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { mkdirSync } from "node:fs"
 import { join, resolve } from "node:path"
 import type { FastifyInstance } from "fastify"
 import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
@@ -107,6 +107,7 @@ import { opsRoutes } from "./routes/ops.ts"
 import { profileRoutes } from "./routes/profiles.ts"
 import { alertRoutes } from "./routes/alerts.ts"
 import { appMetricsRoutes } from "./routes/appMetrics.ts"
+import { keptFile } from "../infra/keptFile.ts"
 
 /** The running HTTP server: the Fastify instance (tests use `inject`) and where it listens. */
 export class HttpServer extends Context.Service<HttpServer, { readonly app: FastifyInstance; readonly url: string }>()("tributary/HttpServer") {}
@@ -124,18 +125,7 @@ export class NatsAccess extends Context.Service<NatsAccess, {
 const secret = () => randomBytes(24).toString("base64url")
 
 /** A password generated once into DATA_DIR (0600), so every process on this DATA_DIR and every restart agree on it. */
-const keptSecret = (config: PlatformConfig, name: string) => {
-  const file = join(config.dataDir, name)
-  // "wx": of two processes starting at once, one writes it and the other reads that one
-  if (!existsSync(file)) {
-    try {
-      writeFileSync(file, secret(), { mode: 0o600, flag: "wx" })
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
-    }
-  }
-  return readFileSync(file, "utf8").trim()
-}
+const keptSecret = (config: PlatformConfig, name: string) => keptFile(join(config.dataDir, name), secret).trim()
 
 /** The reader's password: configured, or generated once and kept in DATA_DIR so consumers can rely on it. */
 const readerPassword = (config: PlatformConfig) =>

@@ -5,10 +5,10 @@
  * of the database alone, not a copy of DATA_DIR: production sets DELIVERY_SECRETS_KEY.
  */
 import { randomBytes } from "node:crypto"
-import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Effect, Option, Redacted } from "effect"
 import { SecretsError } from "../../domain/delivery/DestinationSecrets.ts"
+import { keptFile } from "../keptFile.ts"
 
 export const keyFileName = "delivery-secrets.key"
 
@@ -25,14 +25,4 @@ export const deliverySecretsKey = (configured: Option.Option<Redacted.Redacted<s
     catch: (cause) => new SecretsError({ operation: "read the delivery secrets key", cause })
   })
 
-const keptKey = (file: string) => {
-  // "wx": of two processes starting at once, one writes it and the other reads that one
-  if (!existsSync(file)) {
-    try {
-      writeFileSync(file, randomBytes(32).toString("base64"), { mode: 0o600, flag: "wx" })
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
-    }
-  }
-  return readFileSync(file, "utf8")
-}
+const keptKey = (file: string) => keptFile(file, () => randomBytes(32).toString("base64"))

@@ -5,7 +5,6 @@
  * when the holder stops or dies; a holder that loses the lease closes both servers at once, breaking
  * off the uploads in flight (they make no job). A door that cannot start (its port taken) is retried.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { Effect, FiberSet, Layer, Schedule } from "effect"
 import ssh2 from "ssh2"
 import type { Intake } from "../../domain/ingest/Intake.ts"
@@ -16,6 +15,7 @@ import type { Nats } from "../nats/Nats.ts"
 import { type LoginFailures, makeDoorLogins } from "./doorLogins.ts"
 import { type FtpDoorOptions, startFtpDoor } from "./ftpServer.ts"
 import { type SftpDoorOptions, startSftpDoor } from "./sftpServer.ts"
+import { keptFile } from "../keptFile.ts"
 
 export interface FileDoorsOptions {
   /** none: no FTP door */
@@ -71,14 +71,4 @@ export const layerFileDoors = (options: FileDoorsOptions): Layer.Layer<never, ne
  * The SFTP host key: the file's, generated once (ed25519, 0600) when it does not exist yet, so every
  * restart and every process on this DATA_DIR shows clients the same host key.
  */
-export const sftpHostKey = (file: string): string => {
-  if (!existsSync(file)) {
-    try {
-      writeFileSync(file, ssh2.utils.generateKeyPairSync("ed25519").private, { mode: 0o600, flag: "wx" })
-    } catch (error) {
-      // of two processes starting at once, one writes it and the other reads that one
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
-    }
-  }
-  return readFileSync(file, "utf8")
-}
+export const sftpHostKey = (file: string): string => keptFile(file, () => ssh2.utils.generateKeyPairSync("ed25519").private)
