@@ -6,7 +6,7 @@
  * off the uploads in flight (they make no job). A door that cannot start (its port taken) is retried.
  */
 import { Effect, FiberSet, Layer, Schedule } from "effect"
-import ssh2 from "ssh2"
+import { ed25519KeyPair } from "./sshPublicKey.ts"
 import type { Intake } from "../../domain/ingest/Intake.ts"
 import type { IngestJobs } from "../../domain/ingest/Job.ts"
 import type { PartnerCredentials } from "../../domain/ingest/PartnerCredentials.ts"
@@ -71,4 +71,4 @@ export const layerFileDoors = (options: FileDoorsOptions): Layer.Layer<never, ne
  * The SFTP host key: the file's, generated once (ed25519, 0600) when it does not exist yet, so every
  * restart and every process on this DATA_DIR shows clients the same host key.
  */
-export const sftpHostKey = (file: string): string => keptFile(file, () => ssh2.utils.generateKeyPairSync("ed25519").private)
+export const sftpHostKey = (file: string): string => keptFile(file, () => ed25519KeyPair().private)

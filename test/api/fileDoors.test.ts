@@ -6,7 +6,7 @@ import { Readable } from "node:stream"
 import { gzipSync } from "node:zlib"
 import { ConfigProvider, Context, Effect, Layer, Option } from "effect"
 import { PlatformConfig } from "../../api/config.ts"
-import ssh2 from "ssh2"
+import { ed25519KeyPair } from "../../infra/ingest/sshPublicKey.ts"
 import { freePort } from "../../infra/nats/NatsServer.ts"
 import { ftpLogin, sftpLogin, sftpPut, waitListening } from "../fixtures/fileDoors.ts"
 import { createKey, request } from "../fixtures/http.ts"
@@ -67,7 +67,7 @@ layer(platform, { excludeTestServices: true, timeout: 60_000 })("the platform's 
         yield* waitListening(doors.sftp)
         const created = yield* request({ method: "PUT", url: "/v1/entities/partner/acme", body: { name: "Acme Data" } })
         assert.oneOf(created.statusCode, [200, 201], created.body)
-        const keys = ssh2.utils.generateKeyPairSync("ed25519")
+        const keys = ed25519KeyPair()
         const set = yield* request({ method: "PUT", url: "/v1/admin/partners/acme/credentials", body: { password: "acme-door-password", sshPublicKey: keys.public } })
         assert.strictEqual(set.statusCode, 200, set.body)
 

@@ -2,7 +2,7 @@ import { assert, layer } from "@effect/vitest"
 import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Context, Effect, Layer, Redacted } from "effect"
-import ssh2 from "ssh2"
+import { ed25519KeyPair } from "../../infra/ingest/sshPublicKey.ts"
 import { PartnerCredentials } from "../../domain/ingest/PartnerCredentials.ts"
 import { assertInvalid, assertProblem, createKey, request } from "../fixtures/http.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
@@ -14,7 +14,7 @@ const platform = Layer.unwrap(Effect.map(tempDir("credentials-api"), (dir) =>
   Layer.merge(layerTestPlatform({ DATA_DIR: dir }), Layer.succeed(DataDir, dir))))
 
 const password = "a long partner password"
-const sshKey = () => ssh2.utils.generateKeyPairSync("ed25519", { comment: "ops@acme" })
+const sshKey = () => ed25519KeyPair({ comment: "ops@acme" })
 
 layer(platform, { excludeTestServices: true, timeout: 120_000 })("partner credentials (admin)", (it) => {
   it.effect("are stored hashed, verify, and the partner's history records only that they changed", () =>

@@ -3,7 +3,7 @@ import { generateKeyPairSync } from "node:crypto"
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { Context, Effect, Exit, Layer, Redacted } from "effect"
-import ssh2 from "ssh2"
+import { ed25519KeyPair } from "../../../infra/ingest/sshPublicKey.ts"
 import { PartnerCredentials } from "../../../domain/ingest/PartnerCredentials.ts"
 import { layerSqlite } from "../../../infra/ingest/credentialsSqlite.ts"
 import { parseSshPublicKey } from "../../../infra/ingest/sshPublicKey.ts"
@@ -13,7 +13,7 @@ const open = (path: string) => Effect.map(Layer.build(Layer.fresh(layerSqlite({ 
 
 /** A fresh ed25519 key pair: the public key as an OpenSSH line, the private one as OpenSSH PEM. */
 export const sshKeyPair = (comment = "partner@test") => {
-  const pair = ssh2.utils.generateKeyPairSync("ed25519", { comment })
+  const pair = ed25519KeyPair({ comment })
   return { publicKey: pair.public.trim(), privateKey: pair.private }
 }
 

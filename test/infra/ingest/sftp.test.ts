@@ -5,6 +5,7 @@ import { join } from "node:path"
 import { gzipSync } from "node:zlib"
 import { Effect, Option } from "effect"
 import ssh2 from "ssh2"
+import { ed25519KeyPair } from "../../../infra/ingest/sshPublicKey.ts"
 import { IngestJobs } from "../../../domain/ingest/Job.ts"
 import { layerIngestStores, setCredentials, sftpLogin, sftpPut, sftpRequest, startDoors, TestIngestDir } from "../../fixtures/fileDoors.ts"
 import { eventually } from "../../fixtures/http.ts"
@@ -39,8 +40,8 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("SFTP d
       Effect.gen(function*() {
         const doors = yield* startDoors()
         const dir = yield* TestIngestDir
-        const keys = utils.generateKeyPairSync("ed25519")
-        const stranger = utils.generateKeyPairSync("ed25519")
+        const keys = ed25519KeyPair()
+        const stranger = ed25519KeyPair()
         yield* setCredentials("keyed", { sshPublicKeys: [keys.public] })
         const refused = yield* Effect.flip(sftpLogin(doors.sftpPort, doors.hostKey, { username: "keyed", privateKey: stranger.private }))
         assert.match(refused.message, /authentication methods failed/)
