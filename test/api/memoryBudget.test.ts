@@ -80,7 +80,7 @@ describe("memory bounded in bytes", () => {
       const platform = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, {
         LOG_LEVEL: "Warn",
         ENTITY_MEMORY_BYTES: String(BUDGET)
-      }), dataDir, [inspect])
+      }), dataDir, { flags: [inspect] })
       yield* waitUntilReady(platform)
       yield* put(platform.base, "/v1/entities/advertiser/1", { name: "attacker" })
       yield* put(platform.base, "/v1/entities/campaign/1", { name: "attack", advertiserId: "1" })

@@ -10,20 +10,14 @@
  * skipped elsewhere), both on one test nats-server (NATS_URL: no embedded server) and one DATA_DIR.
  * A is alive the whole time and keeps its leases.
  */
-import { spawn, spawnSync } from "node:child_process"
-import { closeSync, openSync, readFileSync } from "node:fs"
-import { join } from "node:path"
-import { fileURLToPath } from "node:url"
+import { readFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { freePort } from "../../infra/nats/NatsServer.ts"
 import { layerTestNatsServer, TestNatsServer } from "../fixtures/nats.ts"
-import { isAlive, platformEnv, startPlatformProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
+import { canUnshare, isAlive, ownPidNamespace, platformEnv, startPlatformProcess, waitUntilHealthy, waitUntilReady } from "../fixtures/platformProcess.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const ADMIN = "pidns-lease-admin-key-01"
-const main = fileURLToPath(new URL("../../api/main.ts", import.meta.url))
-const canUnshare = process.getuid?.() === 0 && spawnSync("unshare", ["--pid", "--fork", "--mount-proc", "true"]).status === 0
 
 describe("leases across PID namespaces", () => {
   it.live.skipIf(!canUnshare)("a platform process in another PID namespace with the same host name leaves a live process's leases to it", () =>
@@ -37,29 +31,12 @@ describe("leases across PID namespaces", () => {
       assert.notMatch(readFileSync(a.log, "utf8"), /lease \S+ lost|LeaseLost/)
 
       // B: the same platform, same DATA_DIR and NATS, in a PID namespace of its own
-      const port = yield* freePort()
-      const logFile = join(dataDir, `platform-b-${port}.log`)
-      const b = yield* Effect.acquireRelease(
-        Effect.sync(() => {
-          const log = openSync(logFile, "a")
-          const child = spawn("unshare", ["--pid", "--fork", "--mount-proc", "--kill-child", process.execPath, "--no-warnings", main], {
-            env: { ...process.env, HOST: "127.0.0.1", LOG_FORMAT: "json", FTP_ENABLED: "false", SFTP_ENABLED: "false", ...env, PORT: String(port) },
-            stdio: ["ignore", log, log]
-          })
-          closeSync(log)
-          return child
-        }),
-        (child) => Effect.sync(() => void child.kill("SIGKILL"))
-      )
-      yield* Effect.promise(async () => {
-        for (let i = 0; i < 600; i++) {
-          if (await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false)) return
-          await new Promise((resolve) => setTimeout(resolve, 100))
-        }
-      })
+      const b = yield* startPlatformProcess(env, dataDir, { launcher: ownPidNamespace })
+      yield* waitUntilHealthy(b)
+      const logFile = b.log
       yield* Effect.sleep("6 seconds") // under the lease TTL (10 s): A, alive and renewing, holds its leases
       assert.isTrue(isAlive(a.pid))
-      assert.isNull(b.exitCode)
+      assert.isNull(b.child.exitCode)
       const aLog = readFileSync(a.log, "utf8")
       const lost = aLog.split("\n").filter((line) => /lease \S+ lost|LeaseLost/.test(line)).map((line) => line.slice(0, 160))
       assert.deepStrictEqual(lost, [], `A (alive) lost leases to B:\n${lost.slice(0, 5).join("\n")}\nB: ${readFileSync(logFile, "utf8").split("\n").filter((l) => l.includes("taken")).slice(0, 3).join("\n")}`)

@@ -9,19 +9,16 @@
  * Needs root for `unshare` (skipped elsewhere). And a server recorded as started in a namespace that
  * is gone with its processes (a restarted container) is replaced, since nothing answers on its port.
  */
-import { spawn, spawnSync } from "node:child_process"
-import { closeSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { freePort, readPidFile } from "../../infra/nats/NatsServer.ts"
 import { eventually } from "../fixtures/http.ts"
-import { isAlive, startPlatformProcess, stopProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
+import { canUnshare, isAlive, ownPidNamespace, startPlatformProcess, stopProcess, waitUntilHealthy, waitUntilReady } from "../fixtures/platformProcess.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const ADMIN = "pidns-nats-admin-key-01"
-const main = fileURLToPath(new URL("../../api/main.ts", import.meta.url))
 /**
  * At the end, SIGKILLs the nats-servers on this test's store only (found by their command line): the
  * pid file may name a pid of the other namespace, which here is some unrelated process.
@@ -40,7 +37,6 @@ const killServersOnStoreAtEnd = (dataDir: string) =>
       }
     }))
 
-const canUnshare = process.getuid?.() === 0 && spawnSync("unshare", ["--pid", "--fork", "--mount-proc", "true"]).status === 0
 
 describe("the embedded nats-server across PID namespaces", () => {
   it.live.skipIf(!canUnshare)("a process in another PID namespace on the same DATA_DIR joins the live server and starts none on its store", () =>
@@ -55,27 +51,10 @@ describe("the embedded nats-server across PID namespaces", () => {
       assert.isTrue(server._tag === "Some" && isAlive(server.value))
       const serverPid = server._tag === "Some" ? server.value : -1
 
-      const port = yield* freePort()
-      const logFile = join(dataDir, `platform-b-${port}.log`)
-      const b = yield* Effect.acquireRelease(
-        Effect.sync(() => {
-          const log = openSync(logFile, "a")
-          const child = spawn("unshare", ["--pid", "--fork", "--mount-proc", "--kill-child", process.execPath, "--no-warnings", main], {
-            env: { ...process.env, HOST: "127.0.0.1", LOG_FORMAT: "json", FTP_ENABLED: "false", SFTP_ENABLED: "false", ...env, PORT: String(port) },
-            stdio: ["ignore", log, log]
-          })
-          closeSync(log)
-          return child
-        }),
-        (child) => Effect.sync(() => void child.kill("SIGKILL"))
-      )
-      yield* Effect.promise(async () => {
-        for (let i = 0; i < 600; i++) {
-          if (await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false)) return
-          await new Promise((resolve) => setTimeout(resolve, 100))
-        }
-      })
-      assert.isNull(b.exitCode, readFileSync(logFile, "utf8").slice(-2_000))
+      const b = yield* startPlatformProcess(env, dataDir, { launcher: ownPidNamespace })
+      yield* waitUntilHealthy(b)
+      const logFile = b.log
+      assert.isNull(b.child.exitCode, readFileSync(logFile, "utf8").slice(-2_000))
       assert.include(readFileSync(logFile, "utf8"), "joined the nats-server already running on this DATA_DIR")
       yield* Effect.sleep("4 seconds") // both supervise it meanwhile (a check every second)
       // A's server runs, answers, and is still the one the pid file names; nobody started another on its store
