@@ -2,8 +2,9 @@
  * Profiles the platform's deliverer alone (not part of `npm run bench`): the partner simulator and
  * one platform process started with `--cpu-prof`, then either part (b)'s destination (limit 15,000/s,
  * 64 in flight) or part (a)'s 20 destinations at 200/s, for BENCH_DELIVERY_SECONDS (default 12). It
- * prints the achieved rate, the most in any one-second window and the platform's CPU µs per request;
- * the profile is written to BENCH_PROFILE_DIR when the platform stops (SIGTERM).
+ * prints the achieved rate, the most in any one-second window and the CPU µs per request of the
+ * platform, of nats-server and of the simulator (all three share the machine's cores); the profile
+ * is written to BENCH_PROFILE_DIR when the platform stops (SIGTERM).
  *
  *   node bench/deliveryProfile.ts b|a
  */
@@ -30,19 +31,20 @@ const destinations = part === "b"
   : Array.from({ length: 20 }, (_, i) => ({ id: `h${String(i + 1).padStart(2, "0")}`, ratePerSecond: 200, maxInFlight: 16 }))
 
 const run = Effect.gen(function*() {
-  const { url } = yield* spawnPartnerSimulator(Object.fromEntries(destinations.map((d) => [d.id, { limit: d.ratePerSecond }])))
+  const { url, pid: simulatorPid } = yield* spawnPartnerSimulator(Object.fromEntries(destinations.map((d) => [d.id, { limit: d.ratePerSecond }])))
   const env: Record<string, string> = profileDir === undefined ? {} : { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir}` }
-  const { platform, publish } = yield* startDeliveryPlatform(env)
+  const { platform, nats, publish } = yield* startDeliveryPlatform(env)
   yield* admin(platform.base, "PUT", `/v1/entities/partner/${benchPartner}`, { name: "Delivery bench partner" })
   for (const d of destinations) {
     const count = Math.min(400_000, d.ratePerSecond * (seconds + 10))
     yield* Effect.forEach(chunksFor(d.id, count, 500), publish, { concurrency: 16, discard: true })
   }
-  const before = cpuMicros(platform.pid)
+  const pids = [platform.pid, nats.pid, simulatorPid]
+  const before = pids.map(cpuMicros)
   const startedAt = Date.now()
   yield* createDestinations(platform.base, url, destinations)
   yield* Effect.sleep(seconds * 1000)
-  const cpu = cpuMicros(platform.pid) - before
+  const cpu = pids.map((pid, i) => cpuMicros(pid) - before[i]!)
   const elapsed = (Date.now() - startedAt) / 1000
   const figures = yield* Effect.forEach(destinations, (d) => destinationStats(url, d.id))
   const steady = (counts: ReadonlyArray<readonly [number, number]>) => {
@@ -65,7 +67,7 @@ const run = Effect.gen(function*() {
     maxInAnyWindow: Math.max(...figures.map((f) => f.maxInAnyWindow)),
     throttled: figures.reduce((s, f) => s + f.throttled, 0),
     requests,
-    cpuMicrosPerRequest: round2(cpu / requests)
+    cpuMicrosPerRequest: { platform: round2(cpu[0]! / requests), natsServer: round2(cpu[1]! / requests), simulator: round2(cpu[2]! / requests) }
   }
 }).pipe(Effect.scoped)
 
