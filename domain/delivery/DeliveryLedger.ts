@@ -15,7 +15,10 @@ export class DeliveryLedgerError extends Schema.TaggedError<DeliveryLedgerError>
 }) {}
 
 export class DeliveryLedger extends Context.Service<DeliveryLedger, {
-  /** Stores a receipt (its `requestId` is its `Nats-Msg-Id`: a repeated request's receipt is dropped). */
+  /**
+   * Stores a receipt (with the others of the same event-loop round, in one message). A request repeated
+   * after a takeover may have a second receipt; the read model keeps the later.
+   */
   readonly receipt: (receipt: Receipt) => Effect.Effect<void, DeliveryLedgerError>
   /** Stores a dead letter (its id is its `Nats-Msg-Id`). */
   readonly deadLetter: (deadLetter: DeadLetter) => Effect.Effect<void, DeliveryLedgerError>

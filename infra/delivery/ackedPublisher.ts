@@ -3,21 +3,21 @@
  * publish: one reply subscription (`<inbox>.*`) takes every acknowledgement, each publish names its
  * own token as reply subject, and one sweep a second fails those not answered within `timeoutMs`. A
  * request per receipt (an error built for its stack, a timer, a mux entry each) cost a fast
- * destination more than its HTTP request. The publishes asked for in one round of the event loop go
- * out together at its end (one socket write for all).
+ * destination more than its HTTP request. Publishes made in one synchronous stretch go out in one
+ * socket write (nats.js flushes its buffer once the stretch ends).
  *
  * Same guarantees as `jetstream.publish`: resolved only once the stream stored the message (or
  * dropped it as a duplicate of its `Nats-Msg-Id`); rejected on a JetStream error, when no stream
  * listens (503), or when no acknowledgement came in time — the caller then does as after any failed
  * publish (the deliverer's lane starts again and sends what has no receipt).
  */
-import { createInbox, headers as natsHeaders } from "@nats-io/transport-node"
+import { createInbox, headers as makeHeaders } from "@nats-io/transport-node"
 import type { Msg, NatsConnection } from "@nats-io/transport-node"
 import { Effect } from "effect"
 
 export interface AckedPublisher {
-  /** Publishes `data` on `subject` with `msgId` as its `Nats-Msg-Id`; resolves once stored. */
-  readonly publish: (subject: string, data: string, msgId: string) => Promise<void>
+  /** Publishes `data` on `subject` with `headers` (a `Nats-Msg-Id` among them, if any); resolves once stored. */
+  readonly publish: (subject: string, data: string, headers: Readonly<Record<string, string>>) => Promise<void>
 }
 
 interface Waiting {
@@ -44,7 +44,6 @@ export const makeAckedPublisher = (connection: NatsConnection, timeoutMs = 10_00
     Effect.sync(() => {
       const prefix = createInbox()
       const waiting = new Map<string, Waiting>()
-      const round: Array<{ readonly subject: string; readonly data: string; readonly msgId: string; readonly waiter: Waiting }> = []
       let next = 0
       const subscription = connection.subscribe(`${prefix}.*`, {
         callback: (error, msg) => {
@@ -68,25 +67,19 @@ export const makeAckedPublisher = (connection: NatsConnection, timeoutMs = 10_00
         }
       }, 1_000)
       sweep.unref()
-      const sendRound = () => {
-        const now = Date.now()
-        for (const { data, msgId, subject, waiter } of round.splice(0)) {
-          const token = (next++).toString(36)
-          const headers = natsHeaders()
-          headers.set("Nats-Msg-Id", msgId)
-          waiting.set(token, { ...waiter, sentAt: now })
-          try {
-            connection.publish(subject, data, { headers, reply: `${prefix}.${token}` })
-          } catch (error) {
-            waiting.delete(token)
-            waiter.reject(error instanceof Error ? error : new Error(String(error)))
-          }
-        }
-      }
       const publisher: AckedPublisher = {
-        publish: (subject, data, msgId) =>
+        publish: (subject, data, headers) =>
           new Promise<void>((resolve, reject) => {
-            if (round.push({ subject, data, msgId, waiter: { resolve, reject, sentAt: 0 } }) === 1) setImmediate(sendRound)
+            const token = (next++).toString(36)
+            const natsHeaders = makeHeaders()
+            for (const [name, value] of Object.entries(headers)) natsHeaders.set(name, value)
+            waiting.set(token, { resolve, reject, sentAt: Date.now() })
+            try {
+              connection.publish(subject, data, { headers: natsHeaders, reply: `${prefix}.${token}` })
+            } catch (error) {
+              waiting.delete(token)
+              reject(error instanceof Error ? error : new Error(String(error)))
+            }
           })
       }
       const close = () => {

@@ -11,7 +11,7 @@ import { AckPolicy, DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
 import type { JsMsg } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
 import { Effect, Layer, Option, Schedule, Schema, Stream } from "effect"
-import { Receipt } from "../../domain/delivery/Receipt.ts"
+import { receiptsIn, ReceiptsMessage } from "../../domain/delivery/Receipt.ts"
 import { allReceipts, StreamNames } from "../../domain/subjects.ts"
 import { type Delivery, DeliveryReadModel, type DeliveryRow, rowsOf } from "../../projections/delivery/receipts.ts"
 import { ReadModelError } from "../../projections/ReadModelError.ts"
@@ -26,7 +26,7 @@ export interface ReceiptsOptions {
   readonly batch?: number
 }
 
-const decodeReceipt = Schema.decodeUnknownOption(Schema.fromJsonString(Receipt))
+const decodeReceipts = Schema.decodeUnknownOption(Schema.fromJsonString(ReceiptsMessage))
 
 export const layerSqlite = (options: ReceiptsOptions) =>
   Layer.effect(DeliveryReadModel, Effect.gen(function*() {
@@ -94,11 +94,11 @@ export const layerSqlite = (options: ReceiptsOptions) =>
         Stream.groupedWithin(options.batch ?? 1_000, "50 millis"),
         Stream.runForEach((batch: ReadonlyArray<JsMsg>) =>
           Effect.gen(function*() {
-            const decoded = batch.flatMap((msg) => Option.match(decodeReceipt(msg.string()), {
-              onNone: () => [],
-              onSome: (receipt) => [{ receipt, seq: msg.seq }]
-            }))
-            if (decoded.length < batch.length) yield* Effect.logWarning("receipts that do not decode were skipped", { count: batch.length - decoded.length })
+            const messages = batch.map((msg) => ({ message: decodeReceipts(msg.string()), seq: msg.seq }))
+            const decoded = messages.flatMap(({ message, seq }) =>
+              Option.isSome(message) ? receiptsIn(message.value).map((receipt) => ({ receipt, seq })) : [])
+            const skipped = messages.filter(({ message }) => Option.isNone(message)).length
+            if (skipped > 0) yield* Effect.logWarning("receipts that do not decode were skipped", { count: skipped })
             yield* apply(rowsOf(decoded), Math.max(...batch.map((msg) => msg.seq)))
             for (const msg of batch) msg.ack()
           }))

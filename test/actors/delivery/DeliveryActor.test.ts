@@ -19,7 +19,7 @@ import { layerClusterFor } from "../../../infra/nats/cluster.ts"
 import { Nats, tryNats } from "../../../infra/nats/Nats.ts"
 import { deliverSubject, StreamNames } from "../../../domain/subjects.ts"
 import { eventually } from "../../fixtures/http.ts"
-import { streamMessages } from "../../fixtures/jetstreamContents.ts"
+import { type StoredMessage, streamMessages } from "../../fixtures/jetstreamContents.ts"
 import { layerTestNats } from "../../fixtures/nats.ts"
 
 interface Seen {
@@ -119,7 +119,10 @@ layer(deliveryLayer, { excludeTestServices: true, timeout: 60_000 })("a destinat
       }
       const lane = yield* deliverLane(settings, { backoff: { baseDelayMs: 20, maxDelayMs: 100 }, statusEvery: "200 millis" }).pipe(Effect.forkChild)
 
-      const receipts = yield* eventually(streamMessages(StreamNames.receipts), (ms) => ms.length === 4, "30 seconds")
+      // receipts of requests answered together share a message, which lists their ids in a header
+      const receiptsIn = (ms: ReadonlyArray<StoredMessage>) =>
+        ms.flatMap((m) => (m.body as { receipts: Array<{ requestId: string }> }).receipts.map((r) => ({ ...r, subject: m.subject, ids: m.headers["Tributary-Request-Ids"] })))
+      const receipts = yield* eventually(Effect.map(streamMessages(StreamNames.receipts), receiptsIn), (rs) => rs.length === 4, "30 seconds")
       const deadLetters = yield* eventually(streamMessages(StreamNames.deliveryDeadLetters), (ms) => ms.length === 1, "30 seconds")
       yield* eventually(streamMessages(StreamNames.deliver), (ms) => ms.length === 0, "30 seconds")
 
@@ -144,9 +147,9 @@ layer(deliveryLayer, { excludeTestServices: true, timeout: 60_000 })("a destinat
       assert.isAbove(removeSent, addTaken)
 
       // receipts: one per delivered request, with its records; the dead letter lists its attempt and the answer
-      const receiptIds = receipts.map((m) => (m.body as { requestId: string }).requestId).sort()
+      const receiptIds = receipts.map((r) => r.requestId).sort()
       assert.deepStrictEqual(receiptIds, ["acme.0.continuous.0.0", "acme.0.continuous.0.1", "acme.0.continuous.0.2", "acme.0.continuous.1.0"])
-      assert.ok(receipts.every((m) => m.subject === "receipt.acme"))
+      assert.ok(receipts.every((r) => r.subject === "receipt.acme" && r.ids!.split(" ").includes(r.requestId)))
       const deadLetter = deadLetters[0]!.body as { id: string; records: Array<DeliveryRecord>; attempts: Array<{ status?: number; body?: string }> }
       assert.strictEqual(deadLetters[0]!.subject, "dlq.acme")
       assert.strictEqual(deadLetter.id, "acme.0.continuous.1.1")

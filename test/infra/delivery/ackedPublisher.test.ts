@@ -16,16 +16,16 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("the acke
       const { connection, manager } = yield* Nats
       const publisher = yield* makeAckedPublisher(connection, 5_000)
       const ids = Array.from({ length: 500 }, (_, i) => `acme.0.continuous.0.${i}`)
-      yield* tryNats("publish", () => Promise.all(ids.map((id) => publisher.publish(receiptSubject("acme"), JSON.stringify({ id }), id))))
+      yield* tryNats("publish", () => Promise.all(ids.map((id) => publisher.publish(receiptSubject("acme"), JSON.stringify({ id }), { "Nats-Msg-Id": id }))))
       const stored = yield* tryNats("info", () => manager.streams.info(StreamNames.receipts))
       assert.strictEqual(stored.state.messages, 500)
       const last = yield* tryNats("last", () => manager.streams.getMessage(StreamNames.receipts, { last_by_subj: receiptSubject("acme") }))
       assert.strictEqual(last?.header.get("Nats-Msg-Id"), ids.at(-1))
 
-      yield* tryNats("again", () => publisher.publish(receiptSubject("acme"), "{}", ids[0]!))
+      yield* tryNats("again", () => publisher.publish(receiptSubject("acme"), "{}", { "Nats-Msg-Id": ids[0]! }))
       assert.strictEqual((yield* tryNats("info", () => manager.streams.info(StreamNames.receipts))).state.messages, 500)
 
-      const nowhere = yield* tryNats("nowhere", () => publisher.publish("no.stream.here", "{}", "x")).pipe(Effect.exit)
+      const nowhere = yield* tryNats("nowhere", () => publisher.publish("no.stream.here", "{}", {})).pipe(Effect.exit)
       assert.isTrue(Exit.isFailure(nowhere))
     }).pipe(Effect.scoped))
 })

@@ -1,6 +1,6 @@
 /**
- * The delivery read model on a real nats-server: it applies what RECEIPTS holds, and when its
- * consumer is gone (deleted by an operator, or expired), it is made again from the checkpoint kept
+ * The delivery read model on a real nats-server: it applies what RECEIPTS holds (batches of receipts,
+ * and the single receipts written before batches), and when its consumer is gone (deleted by an operator, or expired), it is made again from the checkpoint kept
  * in the same SQLite transaction as the rows, so nothing after it is missed.
  */
 import { DatabaseSync } from "node:sqlite"
@@ -56,5 +56,18 @@ describe("the delivery read model", () => {
       // made again from after the checkpoint, not from the start
       const info = yield* Effect.flatMap(nats, ({ manager }) => Effect.promise(() => manager.consumers.info(StreamNames.receipts, consumer)))
       assert.strictEqual(info.config.opt_start_seq, 2)
+    }).pipe(Effect.provide(layerTestNats()), Effect.scoped), { timeout: 60_000 })
+
+  it.live("applies every receipt of a batch, beside single receipts", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir("receipts"), "delivery-receipts.db")
+      yield* publish(receipt("u1", "2026-11-01T10:00:01Z"))
+      const batch = { destination: "dsp", receipts: [receipt("u2", "2026-11-01T10:00:02Z"), receipt("u3", "2026-11-01T10:00:03Z")].map(({ destination: _, ...r }) => r) }
+      yield* Effect.flatMap(nats, ({ jetstream }) => Effect.promise(() => jetstream.publish(receiptSubject("dsp"), JSON.stringify(batch))))
+      const seen = yield* Effect.gen(function*() {
+        yield* eventually(deliveriesOf("u3"), (m) => m.size === 1)
+        return yield* Effect.forEach(["u1", "u2", "u3"], (u) => Effect.map(deliveriesOf(u), (m) => m.get("10")))
+      }).pipe(Effect.provide(layerSqlite({ path })))
+      assert.deepStrictEqual(seen, [1, 2, 3].map((i) => [{ destination: "dsp", at: `2026-11-01T10:00:0${i}Z`, status: 200 }]))
     }).pipe(Effect.provide(layerTestNats()), Effect.scoped), { timeout: 60_000 })
 })
