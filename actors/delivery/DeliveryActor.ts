@@ -8,14 +8,15 @@
  * other destinations nothing but its own share.
  *
  * Order: a request waits until no request naming one of its users is in flight (answered), and
- * requests start in the chunks' order, so a remove never overtakes the add it follows. Nothing lost: a chunk is acked
+ * requests start in the chunks' order (RequestDispatcher), so a remove never overtakes the add it
+ * follows. Each in-flight slot is a sender fiber, not a fiber per request. Nothing lost: a chunk is acked
  * only once every request of it has a receipt (after its 2xx) or a dead letter (refused, or every
  * attempt failed), both stored on JetStream first. Nothing repeated beyond what was in flight: a chunk
  * handed out again (a takeover) first reads its receipts back and skips those requests; the others go
  * with the same `Idempotency-Key` as before. While the circuit is open, requests wait (probing now and
- * then) and no more chunks are pulled: the backlog stays on DELIVER.
+ * then) and no chunk is pulled beyond the few held: the backlog stays on DELIVER.
  */
-import { Clock, Deferred, Effect, Fiber, FiberSet, Semaphore, Stream } from "effect"
+import { Clock, Effect, FiberSet, Stream } from "effect"
 import type { Duration } from "effect"
 import { chunkId } from "../../domain/delivery/Chunk.ts"
 import * as ArrivalBound from "../../domain/delivery/ArrivalBound.ts"
@@ -29,6 +30,7 @@ import * as RateGovernor from "../../domain/delivery/RateGovernor.ts"
 import * as RetryPolicy from "../../domain/delivery/RetryPolicy.ts"
 import { Cluster } from "../../domain/Cluster.ts"
 import { makeLaneStats } from "./DeliveryStats.ts"
+import { makeRequestDispatcher } from "./RequestDispatcher.ts"
 
 /** What a lane delivers with: the destination's config with this lane's shares, and every header (secret ones included). */
 export interface LaneSettings {
@@ -67,6 +69,19 @@ export interface DeliveryActorOptions {
    * at ~5 requests/s against 50, a recovered one with its backlog left), not yet understood
    */
   readonly paceAheadMs?: number
+}
+
+/** A chunk taken from DELIVER, acked once none of its requests is left unsettled. */
+interface HeldChunk {
+  readonly delivery: ChunkDelivery
+  unsettled: number
+}
+
+/** A request as the dispatcher hands it to a sender. */
+interface Job {
+  readonly request: DeliveryRequest
+  readonly users: ReadonlyArray<string>
+  readonly chunk: HeldChunk
 }
 
 const isoAt = (ms: number) => new Date(ms).toISOString()
@@ -114,10 +129,8 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     const maxAttemptsKept = options.maxAttemptsKept ?? 20
     const clock = yield* Clock.Clock
     const stats = makeLaneStats(destination, lane, yield* Effect.context<never>())
-    const permits = yield* Semaphore.make(maxInFlight)
-    /** the completion of the request in flight naming each user */
-    const busy = new Map<string, Deferred.Deferred<void>>()
-    const requestFibers = yield* FiberSet.make<void, unknown>()
+    const dispatcher = makeRequestDispatcher<Job>()
+    const senders = yield* FiberSet.make<void, unknown>()
     const fixedHeaders = { ...settings.headers, "content-type": contentTypeOf(settings.format) }
     const secrets = settings.secrets ?? []
 
@@ -222,8 +235,28 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
         }
       })
 
-    /** Starts a chunk's requests in order (each once its users are free and a slot is), then acks it when all are settled. */
-    const dispatch = (delivery: ChunkDelivery) =>
+    /** Every request of it has a receipt or a dead letter: off DELIVER. */
+    const settle = (held: HeldChunk) =>
+      held.delivery.ack.pipe(
+        Effect.andThen(Clock.currentTimeMillis),
+        Effect.map((now) => stats.settled(now, held.delivery.chunk.records.length))
+      )
+
+    /**
+     * A sender, one per in-flight slot: it takes the next request, sends it, and is free again only
+     * once its receipt or dead letter is stored. Requests not written down are what a takeover
+     * repeats, and so they never number more than the in-flight limit.
+     */
+    const sender = Effect.gen(function*() {
+      for (;;) {
+        const job = yield* dispatcher.next
+        yield* send(job.request, () => dispatcher.answered(job))
+        if (--job.chunk.unsettled === 0) yield* settle(job.chunk)
+      }
+    })
+
+    /** Queues a chunk's requests, but those a previous holder already delivered. */
+    const intake = (delivery: ChunkDelivery) =>
       Effect.gen(function*() {
         const { chunk } = delivery
         const requests = requestsOf(chunk, settings.format, settings.batchSize)
@@ -231,34 +264,11 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
           ? yield* ledger.receiptsOf(destination, `${chunkId(chunk)}.`, delivery.storedAtMs)
           : new Set<string>()
         if (done.size > 0) yield* Effect.logInfo("delivery: skipping requests already acknowledged", { destination, chunk: chunkId(chunk), skipped: done.size })
-        const fibers: Array<Fiber.Fiber<void, unknown>> = []
-        for (const request of requests) {
-          if (done.has(request.id)) continue
-          for (const user of request.users) {
-            const inFlight = busy.get(user)
-            if (inFlight !== undefined) yield* Deferred.await(inFlight)
-          }
-          yield* permits.take(1)
-          const finished = Deferred.makeUnsafe<void>()
-          for (const user of request.users) busy.set(user, finished)
-          let freed = false
-          const answered = () => {
-            if (freed) return
-            freed = true
-            for (const user of request.users) if (busy.get(user) === finished) busy.delete(user)
-            Deferred.doneUnsafe(finished, Effect.void)
-          }
-          // the slot is held until the receipt or dead letter is stored: requests not written down are
-          // what a takeover repeats, and they never number more than the in-flight limit
-          const settled = Effect.sync(() => answered()).pipe(Effect.andThen(permits.release(1)))
-          fibers.push(yield* FiberSet.run(requestFibers, send(request, answered).pipe(Effect.ensuring(settled))))
-        }
-        const settle = Fiber.joinAll(fibers).pipe(
-          Effect.andThen(delivery.ack),
-          Effect.andThen(Clock.currentTimeMillis),
-          Effect.map((now) => stats.settled(now, chunk.records.length))
-        )
-        yield* FiberSet.run(requestFibers, settle)
+        const held: HeldChunk = { delivery, unsettled: 0 }
+        const jobs = requests.filter((request) => !done.has(request.id)).map((request): Job => ({ request, users: request.users, chunk: held }))
+        held.unsettled = jobs.length
+        if (jobs.length === 0) return yield* settle(held)
+        dispatcher.add(jobs)
       })
 
     const writeStatus = Effect.gen(function*() {
@@ -287,10 +297,11 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
 
     const chunks = yield* queue.take(destination, lane, { maxHeld: options.maxHeldChunks ?? 4 })
     yield* Effect.logInfo("delivery: lane started", { destination, lane, ratePerSecond: settings.ratePerSecond, maxInFlight })
+    for (let i = 0; i < maxInFlight; i++) yield* FiberSet.run(senders, sender)
     // A request or an ack that fails (the bus away) fails the lane: its supervisor starts it again and
     // the chunks not acked come back, their receipts skipped.
     return yield* Effect.raceFirst(
-      Stream.runForEach(chunks, dispatch).pipe(Effect.andThen(Effect.never)),
-      FiberSet.join(requestFibers).pipe(Effect.andThen(Effect.never))
+      Stream.runForEach(chunks, intake).pipe(Effect.andThen(Effect.never)),
+      FiberSet.join(senders).pipe(Effect.andThen(Effect.never))
     )
   }).pipe(Effect.scoped, Effect.annotateLogs({ destination: settings.destination, lane: settings.lane }))
