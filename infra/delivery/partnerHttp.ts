@@ -2,9 +2,11 @@
  * PartnerHttp with undici: a Pool per destination (its own kept-alive connections, as many as its
  * in-flight limit), closed with the deliverer's Scope. A request's time limit bounds the wait for the
  * answer's headers and then each wait for its body (undici's own coarse timers: an AbortSignal with
- * a timer of its own per request cost a fast destination more than the rest of the exchange); the
- * answer body is read only when it is not a success, and cut to `maxAnswerBody`. Header values are
- * never logged here.
+ * a timer of its own per request cost a fast destination more than the rest of the exchange). The
+ * answer goes to a handler of our own (`Pool.dispatch`), not through `Pool.request`'s promise and body
+ * stream: a success's body is skipped, another's kept up to `maxAnswerBody`, and a body longer than
+ * that (or than `maxSkipped` for a success) closes the connection instead of being read to its end.
+ * Header values are never logged here.
  *
  * Every connection's name lookup is checked (`guardedLookup`): a host name that resolves to a cloud
  * metadata or unspecified address is refused as the URL check refuses that address written out, also
@@ -14,6 +16,7 @@ import { lookup as dnsLookup, type LookupAddress } from "node:dns"
 import type { LookupFunction } from "node:net"
 import { Effect, Layer } from "effect"
 import { Pool } from "undici"
+import type { Dispatcher } from "undici"
 import { forbiddenHost } from "../../domain/entities/destination.ts"
 import { maxAnswerBody } from "../../domain/delivery/DeadLetter.ts"
 import { type PartnerAnswer, type PartnerClient, PartnerHttp, type PartnerRequest } from "../../domain/delivery/PartnerHttp.ts"
@@ -29,14 +32,45 @@ const describe = (error: unknown): string => {
   return [e.code ?? e.cause?.code, e.message ?? e.cause?.message].filter((part) => part !== undefined).join(": ") || String(error)
 }
 
-/** The answer body up to `maxAnswerBody` characters; the rest is not read (however large the partner made it). */
-const cutBody = async (body: AsyncIterable<Buffer>): Promise<string> => {
-  let text = ""
-  for await (const part of body) {
-    text += part.toString("utf8")
-    if (text.length >= maxAnswerBody) break // leaving the loop destroys the stream
+/** A success's body is read and dropped up to this many bytes; past that its connection is closed. */
+const maxSkipped = 128 * 1024
+
+/** The answer of one exchange, handed to `done` once: the status and the start of the body, or what failed. */
+const answerHandler = (done: (answer: PartnerAnswer) => void): Dispatcher.DispatchHandler => {
+  let status = 0
+  let retryAfter: string | undefined = undefined
+  let body = ""
+  let skipped = 0
+  let settled = false
+  const answered = () => {
+    if (settled) return
+    settled = true
+    const ok = status >= 200 && status < 300
+    done({ _tag: "Answered", status, retryAfter, ...(ok || body === "" ? {} : { body: body.slice(0, maxAnswerBody) }) })
   }
-  return text.slice(0, maxAnswerBody)
+  return {
+    onRequestStart: () => undefined,
+    onResponseStart: (_controller, statusCode, headers) => {
+      if (statusCode < 200) return // informational: the answer follows
+      status = statusCode
+      const value = headers["retry-after"]
+      retryAfter = Array.isArray(value) ? value[0] : value
+    },
+    onResponseData: (controller, chunk) => {
+      if (status >= 200 && status < 300) skipped += chunk.length
+      else body += chunk.toString("utf8")
+      if (body.length >= maxAnswerBody || skipped > maxSkipped) {
+        answered()
+        controller.abort(new Error("answer body cut"))
+      }
+    },
+    onResponseEnd: answered,
+    onResponseError: (_controller, error) => {
+      if (settled) return // the body was cut: already answered
+      settled = true
+      done(isTimeout(error) ? { _tag: "TimedOut" } : { _tag: "ConnectionFailed", message: describe(error) })
+    }
+  }
 }
 
 /**
@@ -66,29 +100,18 @@ const client = (lookup: LookupFunction) => (url: string, { connections }: { read
       (pool) => Effect.promise(() => pool.destroy().catch(() => undefined))
     )
     const send = (request: PartnerRequest): Effect.Effect<PartnerAnswer> =>
-      Effect.promise(async (): Promise<PartnerAnswer> => {
+      Effect.callback((resume) => {
         try {
-          const answer = await pool.request({
+          pool.dispatch({
             path,
             method: request.method,
             headers: request.headers,
             body: request.body,
             headersTimeout: request.timeoutMs,
             bodyTimeout: request.timeoutMs
-          })
-          const retryAfter = answer.headers["retry-after"]
-          const ok = answer.statusCode >= 200 && answer.statusCode < 300
-          let body: string | undefined = undefined
-          if (ok) await answer.body.dump()
-          else body = await cutBody(answer.body)
-          return {
-            _tag: "Answered",
-            status: answer.statusCode,
-            retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
-            ...(body === undefined || body === "" ? {} : { body })
-          }
+          }, answerHandler((answer) => resume(Effect.succeed(answer))))
         } catch (error) {
-          return isTimeout(error) ? { _tag: "TimedOut" } : { _tag: "ConnectionFailed", message: describe(error) }
+          resume(Effect.succeed({ _tag: "ConnectionFailed", message: describe(error) }))
         }
       })
     return { send } satisfies PartnerClient

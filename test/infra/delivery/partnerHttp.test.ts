@@ -5,7 +5,7 @@
  * answers a metadata address for a name is a function here (this machine's DNS answers no such name).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { createServer } from "node:http"
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import { connect, type LookupFunction } from "node:net"
 import type { AddressInfo } from "node:net"
 import { Effect } from "effect"
@@ -60,6 +60,27 @@ describe("the partner client's name lookup", () => {
       const client = yield* http.client(`http://localhost:${port}/in`, { connections: 1 })
       const answer = yield* client.send({ method: "POST", headers: { "content-type": "application/json" }, body: "{}", timeoutMs: 5_000 })
       assert.deepStrictEqual(answer, { _tag: "Answered", status: 200, retryAfter: undefined })
+    }).pipe(Effect.scoped, Effect.provide(layerUndici)))
+
+  it.effect("keeps the start of a refusal's body and its Retry-After; an answer body that never ends is cut, not read to its end", () =>
+    Effect.gen(function*() {
+      const server = yield* listening
+      server.removeAllListeners("request")
+      server.on("request", (request: IncomingMessage, response: ServerResponse) => {
+        // a body that never ends: the client must settle without it
+        const endless = () => void setImmediate(() => response.write("x".repeat(16_384), endless))
+        if (request.url === "/busy") return response.writeHead(503, { "retry-after": "7" }).end("come back later")
+        response.writeHead(request.url === "/endless-refusal" ? 400 : 200)
+        endless()
+      })
+      const port = (server.address() as AddressInfo).port
+      const http = yield* PartnerHttp
+      const send = (path: string) =>
+        Effect.flatMap(http.client(`http://127.0.0.1:${port}${path}`, { connections: 1 }), (client) => client.send({ method: "POST", headers: {}, body: "{}", timeoutMs: 5_000 }))
+      assert.deepStrictEqual(yield* send("/busy"), { _tag: "Answered", status: 503, retryAfter: "7", body: "come back later" })
+      const refusal = yield* send("/endless-refusal")
+      assert.deepStrictEqual({ ...refusal, body: (refusal as { body: string }).body.length }, { _tag: "Answered", status: 400, retryAfter: undefined, body: 2_048 })
+      assert.deepStrictEqual(yield* send("/endless-success"), { _tag: "Answered", status: 200, retryAfter: undefined })
     }).pipe(Effect.scoped, Effect.provide(layerUndici)))
 
   it.effect("fails a request to a name resolving to the metadata address as a connection failure naming it, sending nothing", () =>
