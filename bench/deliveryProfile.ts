@@ -3,7 +3,8 @@
  * one platform process started with `--cpu-prof`, then either part (b)'s destination (limit 15,000/s,
  * 64 in flight) or part (a)'s 20 destinations at 200/s, for BENCH_DELIVERY_SECONDS (default 12). It
  * prints the achieved rate, the most in any one-second window and the CPU µs per request of the
- * platform, of nats-server and of the simulator (all three share the machine's cores); the profile
+ * platform, of nats-server and of the simulator (all three share the machine's cores), and the
+ * platform's CPU when idle (measured for 3 s before delivering, and taken off in `platformBeyondIdle`); the profile
  * is written to BENCH_PROFILE_DIR when the platform stops (SIGTERM).
  *
  *   node bench/deliveryProfile.ts b|a
@@ -40,6 +41,10 @@ const run = Effect.gen(function*() {
     yield* Effect.forEach(chunksFor(d.id, count, 500), publish, { concurrency: 16, discard: true })
   }
   const pids = [platform.pid, nats.pid, simulatorPid]
+  // what the platform spends with nothing to deliver (leases, ticks, projections): part of every figure below
+  const idleFrom = cpuMicros(platform.pid)
+  yield* Effect.sleep(3_000)
+  const idleMicrosPerSecond = (cpuMicros(platform.pid) - idleFrom) / 3
   const before = pids.map(cpuMicros)
   const startedAt = Date.now()
   yield* createDestinations(platform.base, url, destinations)
@@ -67,7 +72,10 @@ const run = Effect.gen(function*() {
     maxInAnyWindow: Math.max(...figures.map((f) => f.maxInAnyWindow)),
     throttled: figures.reduce((s, f) => s + f.throttled, 0),
     requests,
-    cpuMicrosPerRequest: { platform: round2(cpu[0]! / requests), natsServer: round2(cpu[1]! / requests), simulator: round2(cpu[2]! / requests) }
+    cpuMicrosPerRequest: { platform: round2(cpu[0]! / requests), natsServer: round2(cpu[1]! / requests), simulator: round2(cpu[2]! / requests) },
+    /** the platform's CPU per request less what it spends idle */
+    platformBeyondIdle: round2((cpu[0]! - idleMicrosPerSecond * elapsed) / requests),
+    platformIdleCpuPercent: round2(idleMicrosPerSecond / 10_000)
   }
 }).pipe(Effect.scoped)
 
