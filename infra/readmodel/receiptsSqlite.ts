@@ -22,7 +22,7 @@ import { transaction } from "../sqliteTransaction.ts"
 
 export interface ReceiptsOptions {
   readonly path: string
-  /** receipts applied in one transaction at most; default 1,000 */
+  /** RECEIPTS messages applied in one transaction at most; default 1,000 */
   readonly batch?: number
 }
 
@@ -91,7 +91,9 @@ export const layerSqlite = (options: ReceiptsOptions) =>
         (messages) => Effect.promise(() => messages.close()).pipe(Effect.ignore)
       )
       yield* Stream.fromAsyncIterable(messages, fail("consume receipts")).pipe(
-        Stream.groupedWithin(options.batch ?? 1_000, "50 millis"),
+        // a commit (fsynced, on the event loop delivery shares) at most every quarter second while
+        // receipts flow, not 20 a second: each one holds every answer waiting behind it
+        Stream.groupedWithin(options.batch ?? 1_000, "250 millis"),
         Stream.runForEach((batch: ReadonlyArray<JsMsg>) =>
           Effect.gen(function*() {
             const messages = batch.map((msg) => ({ message: decodeReceipts(msg.string()), seq: msg.seq }))
