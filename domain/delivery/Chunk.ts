@@ -9,6 +9,7 @@ import { Schema } from "effect"
 import { IdKind, Operation, UserId } from "../ingest/LoaderRecord.ts"
 import { Uint64String } from "../ids.ts"
 import { IsoDateTime } from "../isoDateTime.ts"
+import { Incarnation } from "./Incarnation.ts"
 
 /**
  * A record as the partner receives it: the loader record contract (an expiry is sent as `remove`).
@@ -41,6 +42,8 @@ export const Chunk = Schema.Struct({
    */
   fromPosition: Schema.optionalKey(Schema.Int),
   toPosition: Schema.optionalKey(Schema.Int),
+  /** the destination's incarnation it was packaged for; absent on chunks written before incarnations (they belong to whatever exists) */
+  incarnation: Schema.optionalKey(Incarnation),
   records: Schema.Array(DeliveryRecord)
 }).annotate({ identifier: "Chunk" })
 export type Chunk = typeof Chunk.Type

@@ -60,8 +60,11 @@ export type PackedChunk = Omit<Chunk, "seq">
  * what is left, in the order the lanes were first used.
  */
 export interface LanePacker {
-  /** `position`: the event store position of the change (continuous packages), for the chunk's range. */
-  readonly add: (destination: string, lane: number, record: DeliveryRecord, position?: number) => void
+  /**
+   * `position`: the event store position of the change (continuous packages), for the chunk's range;
+   * `incarnation`: the destination's incarnation the record was packaged for (flush before it changes).
+   */
+  readonly add: (destination: string, lane: number, record: DeliveryRecord, position?: number, incarnation?: number) => void
   readonly flush: () => void
 }
 
@@ -79,14 +82,15 @@ export const lanePacker = (options: {
     kind: options.kind,
     ...(chunk.fromPosition === undefined ? {} : { fromPosition: chunk.fromPosition }),
     ...(chunk.toPosition === undefined ? {} : { toPosition: chunk.toPosition }),
+    ...(chunk.incarnation === undefined ? {} : { incarnation: chunk.incarnation }),
     records: chunk.records
   })
   return {
-    add: (destination, lane, record, position) => {
+    add: (destination, lane, record, position, incarnation) => {
       const key = `${destination}\u0000${lane}`
       let chunk = open.get(key)
       if (chunk === undefined) {
-        chunk = { destination, lane, records: [] }
+        chunk = { destination, lane, incarnation, records: [] }
         open.set(key, chunk)
       }
       chunk.records.push(record)
@@ -109,6 +113,7 @@ export const lanePacker = (options: {
 interface OpenChunk {
   readonly destination: string
   readonly lane: number
+  readonly incarnation: number | undefined
   fromPosition?: number
   toPosition?: number
   readonly records: Array<DeliveryRecord>

@@ -109,10 +109,17 @@ const make = (options: { readonly path: string; readonly maxRecords: number }) =
       refresh: (destination, { packageId, at }) =>
         use("refresh", () =>
           transaction(db, () => {
-            const fields = destinationOf(s, destination)
-            const targets = fields === undefined ? undefined : targetsOf(fields)
-            if (targets === undefined) return Option.none<number>()
-            const records = writeRefresh(s, { destination, targets, packageId, time: new Date(at).toISOString(), maxRecords: options.maxRecords })
+            const live = destinationOf(s, destination)
+            const targets = live === undefined ? undefined : targetsOf(live.fields)
+            if (live === undefined || targets === undefined) return Option.none<number>()
+            const records = writeRefresh(s, {
+              destination,
+              targets,
+              packageId,
+              incarnation: live.incarnation,
+              time: new Date(at).toISOString(),
+              maxRecords: options.maxRecords
+            })
             setRefreshed.run(destination, at)
             return Option.some(records)
           })),

@@ -147,6 +147,27 @@ describe("delivery packages", () => {
       })
     ), 60_000)
 
+  it.live("chunks carry the incarnation of the destination they were packaged for: a destination deleted and created again under its id is a new one", () =>
+    withPackaging(() =>
+      Effect.gen(function*() {
+        yield* appendProfileEvents("cookie:i1", added("a", [S]))
+        yield* createDestination("d-again", [S]) // revision 0: its creation's refresh holds i1
+        yield* appendProfileEvents("cookie:i2", added("a", [S]))
+        yield* eventually(recordsOf("d-again"), (records) => records.length === 2, "40 seconds")
+        yield* appendDestinationEvent("d-again", "EntityDeleted")
+        yield* createDestination("d-again", [S]) // revision 2: a new incarnation, with its own refresh
+        yield* appendProfileEvents("cookie:i3", added("a", [S]))
+        const chunks = yield* eventually(chunksOf("d-again"), (cs) => cs.some(({ chunk }) => chunk.records.some((r) => r.userId === "i3")), "40 seconds")
+        const refresh = yield* DeliveryPackages.use((p) => p.refresh("d-again"))
+        const all = yield* eventually(chunksOf("d-again"), (cs) => cs.some(({ chunk }) => chunk.packageId === refresh.packageId), "40 seconds")
+        assert.deepStrictEqual(
+          chunks.map(({ chunk }) => `${chunk.kind} ${chunk.records.map((r) => r.userId).join(",")} @${chunk.incarnation}`),
+          ["refresh i1 @0", "continuous i2 @0", "refresh i1,i2 @2", "continuous i3 @2"]
+        )
+        assert.deepStrictEqual(all.filter(({ chunk }) => chunk.packageId === refresh.packageId).map(({ chunk }) => chunk.incarnation), [2])
+      })
+    ), 60_000)
+
   it.live("refreshes a destination on its schedule (refreshEvery seconds)", () =>
     withPackaging(() =>
       Effect.gen(function*() {
