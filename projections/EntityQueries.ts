@@ -39,6 +39,25 @@ export const getEntity = (type: string, id: string, asOf?: string) =>
     }
   })
 
+/**
+ * The revision of the `EntityCreated` that began a record's life as of `atRevision` (a record deleted
+ * and created again starts a new life under the same id); none before any. Reads back from
+ * `atRevision`, so a read of the state at that revision and this agree on which life it is.
+ */
+export const lifeStartRevision = (type: string, id: string, atRevision: number) =>
+  Effect.gen(function*() {
+    const store = yield* EventStore
+    const stream = streamName(type, id)
+    for (let from = atRevision; from >= 0;) {
+      const page = yield* store.readStream(stream, { direction: "backwards", fromRevision: from, maxCount: PAGE })
+      const created = page.find((event) => event.type === "EntityCreated")
+      if (created !== undefined) return Option.some(created.revision)
+      if (page.length < PAGE) break
+      from = page.at(-1)!.revision - 1
+    }
+    return Option.none<number>()
+  })
+
 const found = (kind: EntityKind, id: string, folded: Folded): Option.Option<EntitySnapshot> =>
   kind.exists(folded) ? Option.some(kind.snapshot(id, folded)) : Option.none()
 

@@ -15,7 +15,7 @@
  * with the same `Idempotency-Key` as before. While the circuit is open, requests wait (probing now and
  * then) and no more chunks are pulled: the backlog stays on DELIVER.
  */
-import { Clock, Deferred, Effect, Fiber, FiberSet, Semaphore, Stream } from "effect"
+import { Clock, Deferred, Effect, Fiber, FiberSet, Metric, Semaphore, Stream } from "effect"
 import type { Duration } from "effect"
 import { chunkId } from "../../domain/delivery/Chunk.ts"
 import * as ArrivalBound from "../../domain/delivery/ArrivalBound.ts"
@@ -24,6 +24,7 @@ import type { Attempt } from "../../domain/delivery/DeadLetter.ts"
 import { bodyOf, type BodyFormat, contentTypeOf, type DeliveryRequest, requestsOf } from "../../domain/delivery/DeliveryRequests.ts"
 import { DeliveryLedger } from "../../domain/delivery/DeliveryLedger.ts"
 import { type ChunkDelivery, DeliveryQueue } from "../../domain/delivery/DeliveryQueue.ts"
+import { compareIncarnation } from "../../domain/delivery/Incarnation.ts"
 import { type PartnerAnswer, PartnerHttp, type PartnerRequest } from "../../domain/delivery/PartnerHttp.ts"
 import * as RateGovernor from "../../domain/delivery/RateGovernor.ts"
 import * as RetryPolicy from "../../domain/delivery/RetryPolicy.ts"
@@ -34,6 +35,8 @@ import { makeLaneStats } from "./DeliveryStats.ts"
 export interface LaneSettings {
   readonly destination: string
   readonly lane: number
+  /** the destination's incarnation (domain/delivery/Incarnation.ts): a chunk of an older one is dropped, of a newer one ends the lane */
+  readonly incarnation?: number
   readonly url: string
   readonly method: "POST" | "PUT"
   /** plain and secret headers: sent, never logged */
@@ -71,6 +74,11 @@ export interface DeliveryActorOptions {
 
 const isoAt = (ms: number) => new Date(ms).toISOString()
 
+const chunksSkipped = Metric.counter("tributary_delivery_chunks_skipped_total", {
+  description: "Chunks taken off DELIVER without sending: of a deleted predecessor of the destination (reason incarnation)",
+  incremental: true
+})
+
 /**
  * The text without the secret headers' values: each value, and its credential alone when it has a
  * scheme (`Bearer <token>`), is replaced by `[redacted]`. Dead letters are read by auditors, and a
@@ -96,7 +104,10 @@ const attemptOf = (at: number, answer: PartnerAnswer, secrets: ReadonlyArray<str
   }
 }
 
-/** Runs the lane until interrupted (its lease lost or handed back) or until the bus fails it. */
+/**
+ * Runs the lane until interrupted (its lease lost or handed back), until the bus fails it, or until a
+ * chunk shows the destination was created again (it then returns: load it again and start over).
+ */
 export const deliverLane = (settings: LaneSettings, options: DeliveryActorOptions = {}) =>
   Effect.gen(function*() {
     const queue = yield* DeliveryQueue
@@ -120,6 +131,19 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     const requestFibers = yield* FiberSet.make<void, unknown>()
     const fixedHeaders = { ...settings.headers, "content-type": contentTypeOf(settings.format) }
     const secrets = settings.secrets ?? []
+    const incarnationStamp = settings.incarnation === undefined ? {} : { incarnation: settings.incarnation }
+    /** completed when a chunk shows the destination was created again since the lane loaded it */
+    const recreated = Deferred.makeUnsafe<void>()
+    const skippedLogged = new Set<string>()
+    /** Takes a chunk off DELIVER without sending it: counted, logged once per lane and reason. */
+    const skip = (delivery: ChunkDelivery, reason: "incarnation") =>
+      Effect.gen(function*() {
+        yield* delivery.ack
+        yield* Metric.update(chunksSkipped.pipe(Metric.withAttributes({ destination, reason })), 1)
+        if (skippedLogged.has(reason)) return
+        skippedLogged.add(reason)
+        yield* Effect.logInfo("delivery: chunks skipped", { destination, lane, reason, chunk: chunkId(delivery.chunk), incarnation: delivery.chunk.incarnation })
+      })
 
     // Dead letters are logged at once, then at most every 10 s as a count (and by the status writer):
     // a destination refusing everything at its rate would otherwise write a log line per request.
@@ -217,15 +241,26 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
               answered()
               lastDeadLetter = { request: request.id, reason: verdict.reason, attempts: attempts.length }
               yield* logDeadLetters(now)
-              return yield* ledger.deadLetter({ id: request.id, destination, records: request.records, attempts })
+              return yield* ledger.deadLetter({ id: request.id, destination, ...incarnationStamp, records: request.records, attempts })
           }
         }
       })
 
-    /** Starts a chunk's requests in order (each once its users are free and a slot is), then acks it when all are settled. */
+    /**
+     * Starts a chunk's requests in order (each once its users are free and a slot is), then acks it when
+     * all are settled. A chunk of a deleted predecessor of the destination is dropped; one of a newer
+     * incarnation ends the lane (held, not acked), to start again with the destination as it is now.
+     */
     const dispatch = (delivery: ChunkDelivery) =>
       Effect.gen(function*() {
         const { chunk } = delivery
+        switch (compareIncarnation(chunk.incarnation, settings.incarnation)) {
+          case "older":
+            return yield* skip(delivery, "incarnation")
+          case "newer":
+            Deferred.doneUnsafe(recreated, Effect.void)
+            return yield* Effect.never
+        }
         const requests = requestsOf(chunk, settings.format, settings.batchSize)
         const done = delivery.handedOutBefore
           ? yield* ledger.receiptsOf(destination, `${chunkId(chunk)}.`, delivery.storedAtMs)
@@ -288,9 +323,13 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     const chunks = yield* queue.take(destination, lane, { maxHeld: options.maxHeldChunks ?? 4 })
     yield* Effect.logInfo("delivery: lane started", { destination, lane, ratePerSecond: settings.ratePerSecond, maxInFlight })
     // A request or an ack that fails (the bus away) fails the lane: its supervisor starts it again and
-    // the chunks not acked come back, their receipts skipped.
+    // the chunks not acked come back, their receipts skipped. A newer incarnation ends it at once: its
+    // requests in flight are interrupted, and the caller loads the destination again.
     return yield* Effect.raceFirst(
-      Stream.runForEach(chunks, dispatch).pipe(Effect.andThen(Effect.never)),
-      FiberSet.join(requestFibers).pipe(Effect.andThen(Effect.never))
+      Effect.raceFirst(
+        Stream.runForEach(chunks, dispatch).pipe(Effect.andThen(Effect.never)),
+        FiberSet.join(requestFibers).pipe(Effect.andThen(Effect.never))
+      ),
+      Deferred.await(recreated).pipe(Effect.andThen(Effect.logInfo("delivery: the destination was created again; the lane starts again", { destination, lane })))
     )
   }).pipe(Effect.scoped, Effect.annotateLogs({ destination: settings.destination, lane: settings.lane }))

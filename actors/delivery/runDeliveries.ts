@@ -70,6 +70,7 @@ export const laneSettingsOf = (loaded: LoadedDestination, lane: number, waiting:
   return {
     destination: config.id,
     lane,
+    incarnation: loaded.incarnation,
     url: config.url,
     method: config.method,
     headers: requestHeaders(loaded),

@@ -15,8 +15,11 @@ export const laneOfRecord = (record: Pick<DeliveryRecord, "idKind" | "userId">, 
 
 export const replayPackageId = (deadLetterId: string, uuid: string): string => `replay-${deadLetterId}-${uuid}`
 
-/** The chunks that send `deadLetter`'s records again: one per lane they fall in, in their order. */
-export const replayChunks = (deadLetter: DeadLetter, options: { readonly uuid: string; readonly lanes: number }): ReadonlyArray<Chunk> => {
+/** The chunks that send `deadLetter`'s records again: one per lane they fall in, in their order, for the destination's `incarnation` now. */
+export const replayChunks = (
+  deadLetter: DeadLetter,
+  options: { readonly uuid: string; readonly lanes: number; readonly incarnation?: number }
+): ReadonlyArray<Chunk> => {
   const byLane = new Map<number, Array<DeliveryRecord>>()
   for (const record of deadLetter.records) {
     const lane = laneOfRecord(record, options.lanes)
@@ -31,6 +34,7 @@ export const replayChunks = (deadLetter: DeadLetter, options: { readonly uuid: s
     packageId,
     kind: "refresh",
     seq: 0,
+    ...(options.incarnation === undefined ? {} : { incarnation: options.incarnation }),
     records
   }))
 }
