@@ -12,10 +12,13 @@
  * only once every request of it has a receipt (after its 2xx) or a dead letter (refused, or every
  * attempt failed), both stored on JetStream first. Nothing repeated beyond what was in flight: a chunk
  * handed out again (a takeover) first reads its receipts back and skips those requests; the others go
- * with the same `Idempotency-Key` as before. While the circuit is open, requests wait (probing now and
- * then) and no more chunks are pulled: the backlog stays on DELIVER.
+ * with the same `Idempotency-Key` as before; a continuous chunk published again after it was delivered
+ * (the package outbox, past JetStream's duplicate window) is skipped by the lane's watermark. While
+ * the circuit is open, requests wait (probing now and then) and no more chunks are pulled: the
+ * backlog stays on DELIVER. A chunk packaged for a deleted predecessor of the destination (another
+ * incarnation of its id) is never sent.
  */
-import { Clock, Deferred, Effect, Fiber, FiberSet, Metric, Semaphore, Stream } from "effect"
+import { Clock, Deferred, Effect, Fiber, FiberSet, Metric, Option, Semaphore, Stream } from "effect"
 import type { Duration } from "effect"
 import { chunkId } from "../../domain/delivery/Chunk.ts"
 import * as ArrivalBound from "../../domain/delivery/ArrivalBound.ts"
@@ -28,6 +31,7 @@ import { compareIncarnation } from "../../domain/delivery/Incarnation.ts"
 import { type PartnerAnswer, PartnerHttp, type PartnerRequest } from "../../domain/delivery/PartnerHttp.ts"
 import * as RateGovernor from "../../domain/delivery/RateGovernor.ts"
 import * as RetryPolicy from "../../domain/delivery/RetryPolicy.ts"
+import * as Watermark from "../../domain/delivery/Watermark.ts"
 import { Cluster } from "../../domain/Cluster.ts"
 import { makeLaneStats } from "./DeliveryStats.ts"
 
@@ -75,7 +79,7 @@ export interface DeliveryActorOptions {
 const isoAt = (ms: number) => new Date(ms).toISOString()
 
 const chunksSkipped = Metric.counter("tributary_delivery_chunks_skipped_total", {
-  description: "Chunks taken off DELIVER without sending: of a deleted predecessor of the destination (reason incarnation)",
+  description: "Chunks taken off DELIVER without sending: of a deleted predecessor of the destination (reason incarnation), or a continuous chunk published again after it was delivered (reason delivered)",
   incremental: true
 })
 
@@ -136,7 +140,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     const recreated = Deferred.makeUnsafe<void>()
     const skippedLogged = new Set<string>()
     /** Takes a chunk off DELIVER without sending it: counted, logged once per lane and reason. */
-    const skip = (delivery: ChunkDelivery, reason: "incarnation") =>
+    const skip = (delivery: ChunkDelivery, reason: "incarnation" | "delivered") =>
       Effect.gen(function*() {
         yield* delivery.ack
         yield* Metric.update(chunksSkipped.pipe(Metric.withAttributes({ destination, reason })), 1)
@@ -246,10 +250,25 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
         }
       })
 
+    // The lane's watermark (domain/delivery/Watermark.ts): continuous chunks delivered before are skipped.
+    const watermarkKey = `${destination}.${lane}`
+    let watermark = Watermark.forIncarnation(Option.getOrUndefined(yield* ledger.watermark(watermarkKey)), settings.incarnation)
+    /** the continuous chunks held and not settled, in the order taken */
+    const unsettled: Array<Watermark.ChunkKey> = []
+    const watermarkWrites = yield* Semaphore.make(1)
+    /** Moves the watermark past a settled chunk and stores it (in order: each write holds every earlier one). */
+    const settled = (key: Watermark.ChunkKey) =>
+      watermarkWrites.withPermits(1)(Effect.suspend(() => {
+        unsettled.splice(unsettled.indexOf(key), 1)
+        watermark = Watermark.settle(watermark, key, unsettled[0])
+        return ledger.setWatermark(watermarkKey, watermark)
+      }))
+
     /**
      * Starts a chunk's requests in order (each once its users are free and a slot is), then acks it when
-     * all are settled. A chunk of a deleted predecessor of the destination is dropped; one of a newer
-     * incarnation ends the lane (held, not acked), to start again with the destination as it is now.
+     * all are settled (a continuous one once the watermark says so). A chunk of a deleted predecessor of
+     * the destination is dropped, as is a continuous one the watermark covers; one of a newer incarnation
+     * ends the lane (held, not acked), to start again with the destination as it is now.
      */
     const dispatch = (delivery: ChunkDelivery) =>
       Effect.gen(function*() {
@@ -260,6 +279,12 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
           case "newer":
             Deferred.doneUnsafe(recreated, Effect.void)
             return yield* Effect.never
+        }
+        const key = Watermark.keyOf(chunk)
+        if (key !== undefined) {
+          // settled before (published again past the duplicate window), or a copy of one held now
+          if (Watermark.covers(watermark, key) || unsettled.some((k) => k[0] === key[0] && k[1] === key[1])) return yield* skip(delivery, "delivered")
+          unsettled.push(key)
         }
         const requests = requestsOf(chunk, settings.format, settings.batchSize)
         const done = delivery.handedOutBefore
@@ -289,6 +314,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
           fibers.push(yield* FiberSet.run(requestFibers, send(request, answered).pipe(Effect.ensuring(settled))))
         }
         const settle = Fiber.joinAll(fibers).pipe(
+          Effect.andThen(key === undefined ? Effect.void : settled(key)),
           Effect.andThen(delivery.ack),
           Effect.andThen(Clock.currentTimeMillis),
           Effect.map((now) => stats.settled(now, chunk.records.length))

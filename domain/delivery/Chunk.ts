@@ -37,8 +37,8 @@ export const Chunk = Schema.Struct({
   /** the chunk's place in its package and lane, from 0 */
   seq: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
   /**
-   * continuous: the event store positions the chunk covers (first..last), so that a rebuilt chunk
-   * is recognised and the deliverer skips what it already sent
+   * continuous: the event store positions the chunk covers (first..last): with `seq`, its place in
+   * the lane, by which the deliverer skips a chunk it already sent (domain/delivery/Watermark.ts)
    */
   fromPosition: Schema.optionalKey(Schema.Int),
   toPosition: Schema.optionalKey(Schema.Int),

@@ -10,10 +10,11 @@
  * to and forgets the rows up to the newest one found there (publishing is in outbox order, so every
  * row before it was stored too). A chunk the deliverer already took off DELIVER cannot be seen so:
  * its re-publish carries the same chunk id, which JetStream drops within its duplicate window (2
- * minutes by default; a restart takes seconds). Beyond it the chunk is delivered again, each request
- * with its first `Idempotency-Key` (the chunk carries its positions, `fromPosition`/`toPosition`, but
- * the deliverer does not check them yet: README, Delivery's limits). DELIVER refusing a
- * chunk (full) stops the publisher with backoff; the outbox on disk holds the backlog meanwhile.
+ * minutes by default; a restart takes seconds). Beyond it the chunk is stored again: a continuous one
+ * is skipped by its lane's watermark (domain/delivery/Watermark.ts: its positions and seq are at or
+ * below what the lane settled); a refresh's is delivered again, each request with its first
+ * `Idempotency-Key` (README, Delivery's limits). DELIVER refusing a chunk (full) stops the publisher
+ * with backoff; the outbox on disk holds the backlog meanwhile.
  */
 import { JetStreamApiCodes } from "@nats-io/jetstream"
 import { Effect, Metric, Schedule } from "effect"
