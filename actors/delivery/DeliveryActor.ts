@@ -253,16 +253,26 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     // The lane's watermark (domain/delivery/Watermark.ts): continuous chunks delivered before are skipped.
     const watermarkKey = `${destination}.${lane}`
     let watermark = Watermark.forIncarnation(Option.getOrUndefined(yield* ledger.watermark(watermarkKey)), settings.incarnation)
-    /** the continuous chunks held and not settled, in the order taken */
+    /** the continuous chunks held and not settled, in the order taken; the refresh chunks held */
     const unsettled: Array<Watermark.ChunkKey> = []
+    const refreshesHeld = new Set<string>()
     const watermarkWrites = yield* Semaphore.make(1)
     /** Moves the watermark past a settled chunk and stores it (in order: each write holds every earlier one). */
-    const settled = (key: Watermark.ChunkKey) =>
+    const store = (next: () => Watermark.Watermark) =>
       watermarkWrites.withPermits(1)(Effect.suspend(() => {
-        unsettled.splice(unsettled.indexOf(key), 1)
-        watermark = Watermark.settle(watermark, key, unsettled[0])
+        watermark = next()
         return ledger.setWatermark(watermarkKey, watermark)
       }))
+    const settled = (key: Watermark.ChunkKey) =>
+      store(() => {
+        unsettled.splice(unsettled.indexOf(key), 1)
+        return Watermark.settle(watermark, key, unsettled[0])
+      })
+    const settledRefresh = (id: string) =>
+      store(() => {
+        refreshesHeld.delete(id)
+        return Watermark.settleRefresh(watermark, id)
+      })
 
     /**
      * Starts a chunk's requests in order (each once its users are free and a slot is), then acks it when
@@ -280,11 +290,15 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
             Deferred.doneUnsafe(recreated, Effect.void)
             return yield* Effect.never
         }
+        // settled before (published again past the duplicate window), or a copy of one held now
         const key = Watermark.keyOf(chunk)
+        const refreshId = Watermark.refreshIdOf(chunk)
         if (key !== undefined) {
-          // settled before (published again past the duplicate window), or a copy of one held now
           if (Watermark.covers(watermark, key) || unsettled.some((k) => k[0] === key[0] && k[1] === key[1])) return yield* skip(delivery, "delivered")
           unsettled.push(key)
+        } else if (refreshId !== undefined) {
+          if (Watermark.coversRefresh(watermark, refreshId) || refreshesHeld.has(refreshId)) return yield* skip(delivery, "delivered")
+          refreshesHeld.add(refreshId)
         }
         const requests = requestsOf(chunk, settings.format, settings.batchSize)
         const done = delivery.handedOutBefore
@@ -314,7 +328,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
           fibers.push(yield* FiberSet.run(requestFibers, send(request, answered).pipe(Effect.ensuring(settled))))
         }
         const settle = Fiber.joinAll(fibers).pipe(
-          Effect.andThen(key === undefined ? Effect.void : settled(key)),
+          Effect.andThen(key !== undefined ? settled(key) : refreshId !== undefined ? settledRefresh(refreshId) : Effect.void),
           Effect.andThen(delivery.ack),
           Effect.andThen(Clock.currentTimeMillis),
           Effect.map((now) => stats.settled(now, chunk.records.length))

@@ -13,13 +13,23 @@
  * holds a few chunks at once, and a later one may settle first). It is written before the chunk's
  * ack: a crash between the two hands the chunk out again, which the watermark then skips whole (its
  * receipts would have skipped its requests anyway). It belongs to one incarnation of the destination.
+ *
+ * Refresh and withdrawal chunks are numbered per package, not in the lane's order, so the watermark
+ * keeps instead the ids of the last `refreshesKept` of them settled: as many as one round of the
+ * outbox publisher, the most it publishes again after a crash, so that between a chunk and its copy
+ * a lane settles at most the rest of that round (copies are skipped, not settled again). Replays are
+ * published by the API, never again: not kept.
  */
 import { Schema } from "effect"
-import type { Chunk } from "./Chunk.ts"
+import { type Chunk, chunkId } from "./Chunk.ts"
 import { Incarnation } from "./Incarnation.ts"
+import { isReplayPackage } from "./replay.ts"
 
 /** The KV bucket of the watermarks, key `<destination>.<lane>`: kept without a time to live. */
 export const deliveryWatermarkBucket = "tributary-delivery-watermarks"
+
+/** Refresh and withdrawal chunks a lane remembers as settled: one round of the package outbox publisher. */
+export const refreshesKept = 64
 
 /** `(toPosition, seq)` of a continuous chunk. */
 export const ChunkKey = Schema.Tuple([Schema.Int, Schema.Int])
@@ -30,14 +40,17 @@ export const Watermark = Schema.Struct({
   /** every continuous chunk up to this key is settled; `[-1, -1]` before any */
   upTo: ChunkKey,
   /** chunks settled past `upTo` while an earlier one was still being sent */
-  ahead: Schema.Array(ChunkKey)
+  ahead: Schema.Array(ChunkKey),
+  /** the ids of the last refresh and withdrawal chunks settled, oldest first */
+  refreshes: Schema.Array(Schema.String)
 }).annotate({ identifier: "DeliveryWatermark" })
 export type Watermark = typeof Watermark.Type
 
 export const empty = (incarnation: number | undefined): Watermark => ({
   ...(incarnation === undefined ? {} : { incarnation }),
   upTo: [-1, -1],
-  ahead: []
+  ahead: [],
+  refreshes: []
 })
 
 /** The watermark as a lane of `incarnation` may use it: another incarnation's counts for nothing. */
@@ -48,7 +61,20 @@ export const forIncarnation = (watermark: Watermark | undefined, incarnation: nu
 export const keyOf = (chunk: Pick<Chunk, "kind" | "toPosition" | "seq">): ChunkKey | undefined =>
   chunk.kind === "continuous" && chunk.toPosition !== undefined ? [chunk.toPosition, chunk.seq] : undefined
 
+/** The id of a refresh or withdrawal chunk (one the package outbox may publish again); none for the others. */
+export const refreshIdOf = (chunk: Chunk): string | undefined =>
+  chunk.kind === "refresh" && !isReplayPackage(chunk.packageId) ? chunkId(chunk) : undefined
+
 const compare = (a: ChunkKey, b: ChunkKey): number => a[0] - b[0] || a[1] - b[1]
+
+/** Whether the refresh chunk of this id was settled already: skip it. */
+export const coversRefresh = (watermark: Watermark, id: string): boolean => watermark.refreshes.includes(id)
+
+/** The watermark once the refresh chunk of this id is settled. */
+export const settleRefresh = (watermark: Watermark, id: string): Watermark => ({
+  ...watermark,
+  refreshes: [...watermark.refreshes, id].slice(-refreshesKept)
+})
 
 /** Whether the chunk of this key was settled already: skip it. */
 export const covers = (watermark: Watermark, key: ChunkKey): boolean =>

@@ -15,6 +15,9 @@ export const laneOfRecord = (record: Pick<DeliveryRecord, "idKind" | "userId">, 
 
 export const replayPackageId = (deadLetterId: string, uuid: string): string => `replay-${deadLetterId}-${uuid}`
 
+/** Whether a package is a replay: published by the API straight to DELIVER, never by the package outbox. */
+export const isReplayPackage = (packageId: string): boolean => packageId.startsWith("replay-")
+
 /** The chunks that send `deadLetter`'s records again: one per lane they fall in, in their order, for the destination's `incarnation` now. */
 export const replayChunks = (
   deadLetter: DeadLetter,

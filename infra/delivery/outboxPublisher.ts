@@ -12,14 +12,15 @@
  * its re-publish carries the same chunk id, which JetStream drops within its duplicate window (2
  * minutes by default; a restart takes seconds). Beyond it the chunk is stored again: a continuous one
  * is skipped by its lane's watermark (domain/delivery/Watermark.ts: its positions and seq are at or
- * below what the lane settled); a refresh's is delivered again, each request with its first
- * `Idempotency-Key` (README, Delivery's limits). DELIVER refusing a chunk (full) stops the publisher
- * with backoff; the outbox on disk holds the backlog meanwhile.
+ * below what the lane settled), a refresh's too (the lane keeps the ids of as many refresh chunks as
+ * one round here publishes). DELIVER refusing a chunk (full) stops the publisher with backoff; the
+ * outbox on disk holds the backlog meanwhile.
  */
 import { JetStreamApiCodes } from "@nats-io/jetstream"
 import { Effect, Metric, Schedule } from "effect"
 import type { Duration } from "effect"
 import { StreamNames } from "../../domain/subjects.ts"
+import { refreshesKept } from "../../domain/delivery/Watermark.ts"
 import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
 import { PackagesDb } from "./packagesDb.ts"
@@ -33,7 +34,10 @@ export const outboxRecords = Metric.gauge("tributary_delivery_outbox_records", {
 })
 
 export interface PublisherOptions {
-  /** rows read per round; default 64 */
+  /**
+   * rows read per round; default `refreshesKept`: a crash re-publishes at most one round, and the
+   * deliverers remember that many refresh chunks to skip them
+   */
   readonly batch?: number
   /** how long to wait when the outbox is empty; default 25 ms */
   readonly idle?: Duration.Input
@@ -77,8 +81,8 @@ const skipPublished = (batch: number) =>
 
 /** Publishes the outbox until interrupted; failures are logged and retried with backoff. */
 export const publishOutbox = (options: PublisherOptions = {}): Effect.Effect<never, never, PackagesDb | Nats> =>
-  skipPublished(options.batch ?? 64).pipe(
-    Effect.andThen(publishRound(options.batch ?? 64).pipe(
+  skipPublished(options.batch ?? refreshesKept).pipe(
+    Effect.andThen(publishRound(options.batch ?? refreshesKept).pipe(
       Effect.tap((published) => published === 0 ? Effect.sleep(options.idle ?? "25 millis") : Effect.void),
       Effect.forever
     )),
