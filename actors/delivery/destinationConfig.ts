@@ -6,16 +6,17 @@
 import { Effect, Option, Redacted } from "effect"
 import { DestinationSecrets, type SecretHeaders } from "../../domain/delivery/DestinationSecrets.ts"
 import { type CurrentDestination, currentDestination } from "../../projections/delivery/currentDestination.ts"
+import type { Life } from "../../projections/EntityQueries.ts"
 
 export interface LoadedDestination extends CurrentDestination {
   /** lower-case names; Redacted so a log of this record shows no value */
   readonly secretHeaders: SecretHeaders
 }
 
-/** The destination's config, incarnation and secrets; none when it does not exist (or was deleted). */
-export const loadDestination = (id: string) =>
+/** The destination's config, incarnation and secrets; none when it does not exist (or was deleted). `known`: as currentDestination. */
+export const loadDestination = (id: string, known?: Life) =>
   Effect.gen(function*() {
-    const current = yield* currentDestination(id)
+    const current = yield* currentDestination(id, known)
     if (Option.isNone(current)) return Option.none<LoadedDestination>()
     const secretHeaders = yield* (yield* DestinationSecrets).get(id)
     return Option.some<LoadedDestination>({ ...current.value, secretHeaders })
