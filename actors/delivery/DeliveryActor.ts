@@ -12,7 +12,7 @@
  * only once every request of it has a receipt (after its 2xx) or a dead letter (refused, or every
  * attempt failed), both stored on JetStream first. Nothing repeated beyond what was in flight: a chunk
  * handed out again (a takeover) first reads its receipts back and skips those requests; the others go
- * with the same `Idempotency-Key` as before; a continuous chunk published again after it was delivered
+ * with the same `Idempotency-Key` as before; a package chunk published again after it was delivered
  * (the package outbox, past JetStream's duplicate window) is skipped by the lane's watermark. While
  * the circuit is open, requests wait (probing now and then) and no more chunks are pulled: the
  * backlog stays on DELIVER. A chunk packaged for a deleted predecessor of the destination (another
@@ -31,9 +31,9 @@ import { compareIncarnation } from "../../domain/delivery/Incarnation.ts"
 import { type PartnerAnswer, PartnerHttp, type PartnerRequest } from "../../domain/delivery/PartnerHttp.ts"
 import * as RateGovernor from "../../domain/delivery/RateGovernor.ts"
 import * as RetryPolicy from "../../domain/delivery/RetryPolicy.ts"
-import * as Watermark from "../../domain/delivery/Watermark.ts"
 import { Cluster } from "../../domain/Cluster.ts"
 import { makeLaneStats } from "./DeliveryStats.ts"
+import { makeLaneWatermark } from "./laneWatermark.ts"
 
 /** What a lane delivers with: the destination's config with this lane's shares, and every header (secret ones included). */
 export interface LaneSettings {
@@ -250,35 +250,14 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
         }
       })
 
-    // The lane's watermark (domain/delivery/Watermark.ts): continuous chunks delivered before are skipped.
-    const watermarkKey = `${destination}.${lane}`
-    let watermark = Watermark.forIncarnation(Option.getOrUndefined(yield* ledger.watermark(watermarkKey)), settings.incarnation)
-    /** the continuous chunks held and not settled, in the order taken; the refresh chunks held */
-    const unsettled: Array<Watermark.ChunkKey> = []
-    const refreshesHeld = new Set<string>()
-    const watermarkWrites = yield* Semaphore.make(1)
-    /** Moves the watermark past a settled chunk and stores it (in order: each write holds every earlier one). */
-    const store = (next: () => Watermark.Watermark) =>
-      watermarkWrites.withPermits(1)(Effect.suspend(() => {
-        watermark = next()
-        return ledger.setWatermark(watermarkKey, watermark)
-      }))
-    const settled = (key: Watermark.ChunkKey) =>
-      store(() => {
-        unsettled.splice(unsettled.indexOf(key), 1)
-        return Watermark.settle(watermark, key, unsettled[0])
-      })
-    const settledRefresh = (id: string) =>
-      store(() => {
-        refreshesHeld.delete(id)
-        return Watermark.settleRefresh(watermark, id)
-      })
+    // continuous and refresh chunks delivered before are skipped
+    const watermark = yield* makeLaneWatermark(`${destination}.${lane}`, settings.incarnation)
 
     /**
      * Starts a chunk's requests in order (each once its users are free and a slot is), then acks it when
-     * all are settled (a continuous one once the watermark says so). A chunk of a deleted predecessor of
-     * the destination is dropped, as is a continuous one the watermark covers; one of a newer incarnation
-     * ends the lane (held, not acked), to start again with the destination as it is now.
+     * all are settled (and the watermark moved past it). A chunk of a deleted predecessor of the
+     * destination is dropped, as is one the watermark covers; one of a newer incarnation ends the lane
+     * (held, not acked), to start again with the destination as it is now.
      */
     const dispatch = (delivery: ChunkDelivery) =>
       Effect.gen(function*() {
@@ -290,16 +269,8 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
             Deferred.doneUnsafe(recreated, Effect.void)
             return yield* Effect.never
         }
-        // settled before (published again past the duplicate window), or a copy of one held now
-        const key = Watermark.keyOf(chunk)
-        const refreshId = Watermark.refreshIdOf(chunk)
-        if (key !== undefined) {
-          if (Watermark.covers(watermark, key) || unsettled.some((k) => k[0] === key[0] && k[1] === key[1])) return yield* skip(delivery, "delivered")
-          unsettled.push(key)
-        } else if (refreshId !== undefined) {
-          if (Watermark.coversRefresh(watermark, refreshId) || refreshesHeld.has(refreshId)) return yield* skip(delivery, "delivered")
-          refreshesHeld.add(refreshId)
-        }
+        const taken = watermark.take(chunk)
+        if (Option.isNone(taken)) return yield* skip(delivery, "delivered")
         const requests = requestsOf(chunk, settings.format, settings.batchSize)
         const done = delivery.handedOutBefore
           ? yield* ledger.receiptsOf(destination, `${chunkId(chunk)}.`, delivery.storedAtMs)
@@ -328,7 +299,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
           fibers.push(yield* FiberSet.run(requestFibers, send(request, answered).pipe(Effect.ensuring(settled))))
         }
         const settle = Fiber.joinAll(fibers).pipe(
-          Effect.andThen(key !== undefined ? settled(key) : refreshId !== undefined ? settledRefresh(refreshId) : Effect.void),
+          Effect.andThen(taken.value),
           Effect.andThen(delivery.ack),
           Effect.andThen(Clock.currentTimeMillis),
           Effect.map((now) => stats.settled(now, chunk.records.length))
