@@ -331,7 +331,13 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     })
     yield* writeStatus.pipe(Effect.delay(options.statusEvery ?? "1 second"), Effect.forever, Effect.forkScoped)
 
-    const chunks = yield* queue.take(destination, lane, { maxHeld: options.maxHeldChunks ?? 4 })
+    const maxHeld = options.maxHeldChunks ?? 4
+    // A chunk of a newer incarnation ends the lane as soon as it arrives, not once the requests of the
+    // chunks before it have started (they wait for slots): the buffer takes what is held at once.
+    const chunks = (yield* queue.take(destination, lane, { maxHeld })).pipe(
+      Stream.tap((delivery) => compareIncarnation(delivery.chunk.incarnation, settings.incarnation) === "newer" ? Deferred.succeed(recreated, undefined) : Effect.void),
+      Stream.buffer({ capacity: maxHeld, strategy: "suspend" })
+    )
     yield* Effect.logInfo("delivery: lane started", { destination, lane, ratePerSecond: settings.ratePerSecond, maxInFlight })
     // A request or an ack that fails (the bus away) fails the lane: its supervisor starts it again and
     // the chunks not acked come back, their receipts skipped. A newer incarnation ends it at once: its

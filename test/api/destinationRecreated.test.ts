@@ -65,7 +65,7 @@ describe("a destination created again under a deleted one's id", () => {
             body: `{"idKind":"cookie","userId":"new-member","segmentId":"502","op":"add","time":"${new Date().toISOString()}"}\n`
           }).then((r) => r.status))
         assert.strictEqual(posted, 202)
-        yield* eventually(api("GET", "/v1/segments/502"), (a) => (a.body as { members?: number }).members === 1, "30 seconds")
+        yield* eventually(api("GET", "/v1/segments/502"), (a) => (a.body as { members?: number }).members === 1, "60 seconds")
 
         const first = yield* api("PUT", `/v1/entities/destination/${ID}`, {
           partnerId: "acme", url: `${simulator.url}/d/old`, format: "single", ratePerSecond: 50, maxInFlight: 2, maxAttempts: 1, segmentIds: ["501"]
@@ -74,7 +74,7 @@ describe("a destination created again under a deleted one's id", () => {
         // Chunks of the first incarnation (revision 0), as its packaging stamps them: the lane holds them
         yield* publish(oldChunk(0, ["old-1", "old-2", "old-3", "old-4"], 0))
         yield* publish(oldChunk(1, ["old-5", "old-6", "old-7", "old-8"], 0))
-        yield* eventually(api("GET", `/v1/destinations/${ID}/status`), (a) => a.status === 200 && (a.body as Status).sent >= 2, "30 seconds")
+        yield* eventually(api("GET", `/v1/destinations/${ID}/status`), (a) => a.status === 200 && (a.body as Status).sent >= 2, "60 seconds")
 
         assert.strictEqual((yield* api("DELETE", `/v1/entities/destination/${ID}`)).status, 200)
         const again = yield* api("PUT", `/v1/entities/destination/${ID}`, {
@@ -86,17 +86,17 @@ describe("a destination created again under a deleted one's id", () => {
         )
         const drained = Effect.map(api("GET", `/v1/destinations/${ID}/status`), (a) => a.status === 200 && (a.body as Status).backlog === 0)
         // the new destination's refresh is taken off DELIVER, and the old URL answered the requests that were in flight
-        yield* eventually(Effect.all([drained, destinationStats(simulator.url, "old")]), ([empty, old]) => empty && old.failed >= 2, "30 seconds")
+        yield* eventually(Effect.all([drained, destinationStats(simulator.url, "old")]), ([empty, old]) => empty && old.failed >= 2, "60 seconds")
 
         // The package outbox publishing a chunk of the first incarnation late (its publisher was down), then an unstamped one
         yield* publish(oldChunk(2, ["old-late"], 0))
         yield* publish(oldChunk(3, ["unstamped"], undefined))
-        yield* eventually(drained, (empty) => empty, "30 seconds")
+        yield* eventually(drained, (empty) => empty, "60 seconds")
         const received = yield* userIds
         assert.deepStrictEqual(received.filter((user) => user.startsWith("old-")), [], "the new URL received the old destination's records")
         assert.deepStrictEqual(received, ["new-member", "unstamped"])
         const letters = (yield* api("GET", `/v1/destinations/${ID}/dead-letters`)).body as DeadLetters
         assert.deepStrictEqual(letters.items.flatMap((item) => item.records.map((r) => r.userId)), [], "the new destination lists the old one's dead letters")
       }).pipe(Effect.provide(layerTestNats()))
-    }).pipe(Effect.scoped), { timeout: 120_000 })
+    }).pipe(Effect.scoped), { timeout: 180_000 })
 })

@@ -52,15 +52,15 @@ describe("a package chunk published again after it was delivered", () => {
         const first = [chunk(0, 10, 11), chunk(1, 12, 12), chunk(2, 12, 12)]
         const refresh: Chunk = { destination: ID, lane: 0, packageId: "refresh-019ac9b4-0000-7000-8000-000000000000", kind: "refresh", seq: 0, records: records(3) }
         for (const c of [...first, refresh]) yield* publish(c)
-        yield* eventually(Effect.all([destinationStats(simulator.url, ID), drained]), ([s, empty]) => s.accepted === 12 && empty, "30 seconds")
+        yield* eventually(Effect.all([destinationStats(simulator.url, ID), drained]), ([s, empty]) => s.accepted === 12 && empty, "60 seconds")
 
         // the outbox publishing the first two and the refresh again past the duplicate window (new message ids), then a new chunk
         for (const c of [...first.slice(0, 2), refresh]) yield* publish(c, `${chunkId(c)}-again`)
         yield* publish(chunk(4, 13, 14))
-        const stats = yield* eventually(Effect.all([destinationStats(simulator.url, ID), drained]), ([s, empty]) => s.accepted >= 15 && empty, "30 seconds")
+        const stats = yield* eventually(Effect.all([destinationStats(simulator.url, ID), drained]), ([s, empty]) => s.accepted >= 15 && empty, "60 seconds")
         const users = (yield* receivedRequests(simulator.url, ID)).flatMap((r) => r.records.map((record) => (record as { userId: string }).userId))
         assert.strictEqual(stats[0].duplicateKeys, 0, `requests sent again: ${users.join(" ")}`)
         assert.deepStrictEqual(users.toSorted(), [0, 1, 2, 3, 4].flatMap((seq) => [0, 1, 2].map((i) => `u${seq}-${i}`)).toSorted())
       }).pipe(Effect.provide(layerTestNats()))
-    }).pipe(Effect.scoped), { timeout: 120_000 })
+    }).pipe(Effect.scoped), { timeout: 180_000 })
 })
