@@ -43,10 +43,17 @@ const checkedId = (uploadId: string) =>
 /** A web stream of `source` that errors as soon as `signal` aborts (an interrupted put stops publishing chunks). */
 const abortable = (source: ReadableStream<Uint8Array>, signal: AbortSignal): ReadableStream<Uint8Array> => {
   const reader = source.getReader()
-  const aborted = new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(new Error("upload interrupted")), { once: true }))
+  const aborted = new Promise<never>((_, reject) =>
+    signal.addEventListener("abort", () => {
+      reject(new Error("upload interrupted"))
+      // stops the body's own stream too
+      reader.cancel().catch(() => undefined)
+    }, { once: true }))
   aborted.catch(() => undefined)
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
+      // checked first: a read that has data at hand would win the race below
+      if (signal.aborted) throw new Error("upload interrupted")
       const { done, value } = await Promise.race([reader.read(), aborted])
       if (done) controller.close()
       else controller.enqueue(value)

@@ -7,7 +7,7 @@ import { assert, describe, it, layer } from "@effect/vitest"
 import { createHash } from "node:crypto"
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
-import { Context, Effect, Exit, Layer, Stream } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Stream } from "effect"
 import type { Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { Uploads } from "../../../domain/ingest/Uploads.ts"
@@ -24,6 +24,12 @@ const files = (dir: string): Array<string> =>
   readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name).slice(dir.length + 1))
 
 const chunks = (n: number, size: number) => Stream.range(1, n).pipe(Stream.map((i) => new Uint8Array(size).fill(i % 251)))
+/** Waits (real time: these tests run under TestClock) until `check` holds, 10 s at most. */
+const until = <E, R>(check: Effect.Effect<boolean, E, R>) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 200 && !(yield* check); i++) yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
+  })
+
 const bytesOf = (parts: ReadonlyArray<Uint8Array>) => Buffer.concat(parts)
 
 interface Store<R> {
@@ -149,5 +155,23 @@ layer(layerTestNats())("uploads in the NATS object store", (it) => {
       yield* build(layerObjectStore({ bucket: current }))
       assert.notInclude(yield* held, orphan)
       assert.strictEqual((yield* Stream.runCollect(uploads.read(kept.uploadId))).reduce((n, c) => n + c.byteLength, 0), 600_000)
+    }).pipe(Effect.scoped))
+
+  it.effect("keeps nothing of a put interrupted midway (the client went away while its body was still coming)", () =>
+    Effect.gen(function*() {
+      const uploads = yield* open
+      const sent = { bytes: 0 }
+      const endless = Stream.forever(Stream.make(new Uint8Array(64 * 1024))).pipe(Stream.tap((chunk) => Effect.sync(() => void (sent.bytes += chunk.byteLength))))
+      const put = yield* Effect.forkChild(uploads.put("acme", endless))
+      // several chunks of 128 KiB are stored, none an object yet
+      yield* until(Effect.sync(() => sent.bytes >= 1_000_000))
+      assert.isNotEmpty(yield* held)
+      yield* Fiber.interrupt(put)
+      yield* until(Effect.map(held, (subjects) => subjects.length === 0))
+      assert.deepStrictEqual(yield* held, [])
+      // and the body is no longer read
+      const stopped = sent.bytes
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 300)))
+      assert.isAtMost(sent.bytes - stopped, 256 * 1024)
     }).pipe(Effect.scoped))
 })
