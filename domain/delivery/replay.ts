@@ -28,6 +28,7 @@ export const replayChunks = (deadLetter: DeadLetter, options: { readonly uuid: s
   return [...byLane].map(([lane, records]) => ({
     destination: deadLetter.destination,
     lane,
+    lanes: options.lanes,
     packageId,
     kind: "refresh",
     seq: 0,
