@@ -53,7 +53,8 @@ export interface PublisherOptions {
 
 /**
  * One round: each destination's publishable head of the outbox. `waiting` holds, per destination held at
- * a lane barrier, since when (epoch ms): one waiting is checked against DELIVER each round.
+ * a lane barrier, since when (epoch ms); each round asks DELIVER once whether it drained, without
+ * reading the waiting chunks.
  */
 const publishRound = (batch: number, waiting: Map<string, number>) =>
   Effect.gen(function*() {
@@ -62,26 +63,27 @@ const publishRound = (batch: number, waiting: Map<string, number>) =>
     const backlog = yield* DeliveryBacklog
     const destinations = yield* db.destinations
     let total = 0
-    for (const { destination, publishedLanes } of destinations) {
-      const rows = yield* db.pending(destination, batch)
-      const counts = rows.map((row) => row.lanes)
-      let next = publishable(counts, publishedLanes, false)
-      if (next.chunks === 0 && rows.length > 0) {
-        const drained = !(yield* backlog.lanesWaiting(destination)).has(destination)
-        next = publishable(counts, publishedLanes, drained)
+    for (const { destination, nextLanes, publishedLanes } of destinations) {
+      const changed = nextLanes !== undefined && nextLanes !== publishedLanes
+      const drained = changed && !(yield* backlog.lanesWaiting(destination)).has(destination)
+      if (changed) {
         const now = yield* Clock.currentTimeMillis
-        if (!drained && !waiting.has(destination)) {
+        const since = waiting.get(destination)
+        if (!drained && since === undefined) {
           waiting.set(destination, now)
           yield* Effect.logInfo("package publisher: a destination's lanes changed; its new split waits until DELIVER holds none of the old", {
-            destination, from: publishedLanes, to: counts[0]
+            destination, from: publishedLanes, to: nextLanes
           })
-        } else if (drained && waiting.has(destination)) {
-          yield* Effect.logInfo("package publisher: a destination's old split is delivered; its new split goes on", {
-            destination, from: publishedLanes, to: next.lanes, waitedMs: now - waiting.get(destination)!
-          })
+        } else if (drained && since !== undefined) {
           waiting.delete(destination)
+          yield* Effect.logInfo("package publisher: a destination's old split is delivered; its new split goes on", {
+            destination, from: publishedLanes, to: nextLanes, waitedMs: now - since
+          })
         }
+        if (!drained) continue
       }
+      const rows = yield* db.pending(destination, batch)
+      const next = publishable(rows.map((row) => row.lanes), publishedLanes, drained)
       for (const row of rows.slice(0, next.chunks)) {
         yield* tryNats("publish to DELIVER", () => jetstream.publish(row.subject, row.chunk, { msgID: row.msgId }))
       }

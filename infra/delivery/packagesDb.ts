@@ -25,9 +25,10 @@ export interface OutboxRow {
   readonly lanes: number | undefined
 }
 
-/** A destination with chunks in the outbox, and the lane count of those it had published last (none: not known). */
+/** A destination with chunks in the outbox: the lane count of its oldest one there, and of those it had published last (none: not known). */
 export interface OutboxDestination {
   readonly destination: string
+  readonly nextLanes: number | undefined
   readonly publishedLanes: number | undefined
 }
 
@@ -85,12 +86,16 @@ const make = (options: { readonly path: string; readonly maxRecords: number }) =
     const getCheckpoint = db.prepare("SELECT position FROM checkpoints WHERE name = ?")
     const setCheckpoint = db.prepare("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)")
     const deleteCheckpoint = db.prepare("DELETE FROM checkpoints WHERE name = ?")
-    // the distinct destinations, one index seek each (a skip scan), whatever the rows of each
+    // the distinct destinations and their oldest chunk's lane count, from the index alone (never a chunk's body),
+    // a few seeks each (a skip scan) whatever the rows of each
     const destinations = db.prepare(`
       WITH RECURSIVE heads(destination) AS (
         SELECT min(destination) FROM delivery_outbox
         UNION ALL SELECT (SELECT min(destination) FROM delivery_outbox WHERE destination > heads.destination) FROM heads WHERE heads.destination IS NOT NULL)
-      SELECT heads.destination, published.lanes FROM heads LEFT JOIN delivery_published_lanes published USING (destination)
+      SELECT heads.destination,
+        (SELECT lanes FROM delivery_outbox WHERE destination = heads.destination ORDER BY id LIMIT 1) AS next_lanes,
+        published.lanes AS published_lanes
+      FROM heads LEFT JOIN delivery_published_lanes published USING (destination)
       WHERE heads.destination IS NOT NULL`)
     const pending = db.prepare("SELECT id, subject, msg_id, chunk, records, lanes FROM delivery_outbox WHERE destination = ? ORDER BY id LIMIT ?")
     const deleteUpTo = db.prepare("DELETE FROM delivery_outbox WHERE destination = ? AND id <= ?")
@@ -121,8 +126,8 @@ const make = (options: { readonly path: string; readonly maxRecords: number }) =
     return PackagesDb.of({
       store,
       destinations: use("read outbox destinations", () =>
-        (destinations.all() as unknown as Array<{ destination: string; lanes: number | null }>)
-          .map((row) => ({ destination: row.destination, publishedLanes: row.lanes ?? undefined }))),
+        (destinations.all() as unknown as Array<{ destination: string; next_lanes: number | null; published_lanes: number | null }>)
+          .map((row) => ({ destination: row.destination, nextLanes: row.next_lanes ?? undefined, publishedLanes: row.published_lanes ?? undefined }))),
       pending: (destination, limit) =>
         use("read outbox", () =>
           (pending.all(destination, limit) as unknown as Array<{ id: number; subject: string; msg_id: string; chunk: string; records: number; lanes: number | null }>)

@@ -48,7 +48,8 @@ export const createTables = (db: DatabaseSync, options: { readonly rebuild: bool
   if (options.rebuild) db.exec(DROP)
   db.exec(TABLES)
   stampOutbox(db)
-  db.exec("CREATE INDEX IF NOT EXISTS delivery_outbox_by_destination ON delivery_outbox (destination, id)")
+  // lanes in the index: the publisher reads a destination's next lane count without reading past a chunk's body
+  db.exec("CREATE INDEX IF NOT EXISTS delivery_outbox_by_destination ON delivery_outbox (destination, id, lanes)")
 }
 
 /** An outbox written before chunks were stamped: each row's destination read from its chunk, its lane count unknown. */
