@@ -12,10 +12,10 @@
  * nothing: each round reads every destination's own head of the outbox.
  *
  * Exactly once on DELIVER: a chunk leaves the outbox only after JetStream stored it. A crash between
- * the acknowledgement and the delete leaves published rows at the head of the outbox; on start the
- * publisher looks, as the relay does with HISTORY, at the last message of each subject those rows go
- * to and forgets the rows up to the newest one found there (publishing is in outbox order, so every
- * row before it was stored too). A chunk the deliverer already took off DELIVER cannot be seen so:
+ * the acknowledgement and the delete leaves published rows at the head of a destination's outbox; on
+ * start the publisher looks, as the relay does with HISTORY, at the last message of each subject those
+ * rows go to and forgets the destination's rows up to the newest one found there (a destination's are
+ * published in outbox order, so every row before it was stored too), keeping their lane count. A chunk the deliverer already took off DELIVER cannot be seen so:
  * its re-publish carries the same chunk id, which JetStream drops within its duplicate window (2
  * minutes by default; a restart takes seconds). Beyond it the chunk is delivered again, each request
  * with its first `Idempotency-Key` (the chunk carries its positions, `fromPosition`/`toPosition`, but
