@@ -54,14 +54,21 @@ export const deliveryRecord = (profileId: string, segmentId: string, op: "add" |
 /** A chunk before its `seq` is given (the store numbers chunks per package and lane). */
 export type PackedChunk = Omit<Chunk, "seq">
 
+/** A destination as a record's chunk names it: its id and the lane count its users are split over. */
+export interface Split {
+  readonly destination: string
+  readonly lanes: number
+}
+
 /**
- * Packs records, given in commit order, into chunks per (destination, lane) of at most `maxRecords`.
- * `emit` receives each full chunk at once (so memory stays bounded, whatever the input); `flush` emits
- * what is left, in the order the lanes were first used.
+ * Packs records, given in commit order, into chunks per (destination, lane count, lane) of at most
+ * `maxRecords`, each stamped with the lane count it was split for. `emit` receives each full chunk at
+ * once (so memory stays bounded, whatever the input); `flush` emits what is left, in the order the
+ * lanes were first used.
  */
 export interface LanePacker {
   /** `position`: the event store position of the change (continuous packages), for the chunk's range. */
-  readonly add: (destination: string, lane: number, record: DeliveryRecord, position?: number) => void
+  readonly add: (split: Split, lane: number, record: DeliveryRecord, position?: number) => void
   readonly flush: () => void
 }
 
@@ -75,6 +82,7 @@ export const lanePacker = (options: {
   const close = (chunk: OpenChunk): PackedChunk => ({
     destination: chunk.destination,
     lane: chunk.lane,
+    lanes: chunk.lanes,
     packageId: options.packageId,
     kind: options.kind,
     ...(chunk.fromPosition === undefined ? {} : { fromPosition: chunk.fromPosition }),
@@ -82,11 +90,11 @@ export const lanePacker = (options: {
     records: chunk.records
   })
   return {
-    add: (destination, lane, record, position) => {
-      const key = `${destination}\u0000${lane}`
+    add: ({ destination, lanes }, lane, record, position) => {
+      const key = `${destination}\u0000${lanes}\u0000${lane}`
       let chunk = open.get(key)
       if (chunk === undefined) {
-        chunk = { destination, lane, records: [] }
+        chunk = { destination, lanes, lane, records: [] }
         open.set(key, chunk)
       }
       chunk.records.push(record)
@@ -108,6 +116,7 @@ export const lanePacker = (options: {
 
 interface OpenChunk {
   readonly destination: string
+  readonly lanes: number
   readonly lane: number
   fromPosition?: number
   toPosition?: number
