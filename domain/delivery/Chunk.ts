@@ -31,6 +31,11 @@ export const Chunk = Schema.Struct({
   destination: Schema.String,
   /** the lane (0 unless the destination is split over several owners): a user's records always take the same one */
   lane: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
+  /**
+   * the lane count its records were split over (a user's lane is hash(user) mod this): the package
+   * publisher keeps two splits of a destination apart on DELIVER. Absent on chunks written before it was stamped.
+   */
+  lanes: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
   /** `continuous` for the membership changes as they happen; a refresh's own id otherwise */
   packageId: Schema.String,
   kind: PackageKind,

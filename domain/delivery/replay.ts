@@ -2,7 +2,10 @@
  * A dead letter sent again (issue 9 item 6): its records become a new package, `replay-<dead letter
  * id>-<uuid v7>`, so every request gets a new Idempotency-Key (the partner must not take it for a
  * retry of the request it refused). Each record goes to its user's lane, as packages put it there,
- * so a replay keeps to the lane that orders that user's changes. Pure.
+ * so a replay keeps to the lane that orders that user's changes. A replay goes straight to DELIVER,
+ * past the package outbox and its lane barrier (laneBarrier.ts): it sends records as they were and
+ * promises no order against the user's other records; on DELIVER it is part of what a new split waits
+ * for. Pure.
  */
 import { profileId } from "../ingest/LoaderRecord.ts"
 import type { Chunk, DeliveryRecord } from "./Chunk.ts"
@@ -34,6 +37,7 @@ export const replayChunks = (
   return [...byLane].map(([lane, records]) => ({
     destination: deadLetter.destination,
     lane,
+    lanes: options.lanes,
     packageId,
     kind: "refresh",
     seq: 0,

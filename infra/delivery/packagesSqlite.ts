@@ -8,7 +8,10 @@
  * - `delivery_destinations` (fields, null once deleted; the revision applied last, a replay changing
  *   nothing; its incarnation, which stamps its chunks) and `delivery_targets` (segment → destination, lanes);
  * - `delivery_sequences`: the next `seq` of each destination and lane's continuous package;
- * - `delivery_outbox`: chunks not yet on DELIVER, in the order they were written (AUTOINCREMENT id).
+ * - `delivery_outbox`: chunks not yet on DELIVER, in the order they were written (AUTOINCREMENT id),
+ *   with their destination and the lane count they were split for;
+ * - `delivery_published_lanes`: per destination, the lane count of the chunks the publisher put on
+ *   DELIVER last (the publisher's, not the projection's: it mirrors DELIVER, so a rebuild keeps it).
  *
  * The projection's changes, the chunks they make and its checkpoint are one transaction; so is a
  * refresh (members read and their chunks written in one), so on DELIVER a refresh's adds sit exactly
@@ -17,7 +20,7 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite"
 import type { Schema } from "effect"
 import { type Chunk, chunkId } from "../../domain/delivery/Chunk.ts"
-import { deliveryRecord, type DestinationTargets, laneOf, type LanePacker, lanePacker, type PackedChunk, targetsOf } from "../../domain/delivery/packaging.ts"
+import { deliveryRecord, type DestinationTargets, laneOf, type LanePacker, lanePacker, type PackedChunk, type Split, targetsOf } from "../../domain/delivery/packaging.ts"
 import type { EventEnvelope } from "../../domain/envelope.ts"
 import { deliverSubject } from "../../domain/subjects.ts"
 import type { Projection } from "../../projections/Projection.ts"
@@ -34,8 +37,10 @@ const TABLES = `
   CREATE TABLE IF NOT EXISTS delivery_sequences (
     destination TEXT NOT NULL, lane INTEGER NOT NULL, next_seq INTEGER NOT NULL, PRIMARY KEY (destination, lane)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS delivery_outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL, msg_id TEXT NOT NULL, chunk TEXT NOT NULL, records INTEGER NOT NULL);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL, msg_id TEXT NOT NULL, chunk TEXT NOT NULL, records INTEGER NOT NULL,
+    destination TEXT NOT NULL, lanes INTEGER);
   CREATE TABLE IF NOT EXISTS delivery_refreshes (destination TEXT PRIMARY KEY, last_at INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS delivery_published_lanes (destination TEXT PRIMARY KEY, lanes INTEGER NOT NULL) WITHOUT ROWID;
 `
 const DROP = ["delivery_profiles", "delivery_members", "delivery_destinations", "delivery_targets", "delivery_sequences", "delivery_outbox", "delivery_refreshes"]
   .map((t) => `DROP TABLE IF EXISTS ${t};`).join(" ")
@@ -44,8 +49,19 @@ export const createTables = (db: DatabaseSync, options: { readonly rebuild: bool
   if (options.rebuild) db.exec(DROP)
   db.exec(TABLES)
   // delivery.db written before incarnations: its destinations' chunks stay unstamped until one is created again
-  const columns = db.prepare("SELECT name FROM pragma_table_info('delivery_destinations')").all() as Array<{ name: string }>
-  if (!columns.some((c) => c.name === "incarnation")) db.exec("ALTER TABLE delivery_destinations ADD COLUMN incarnation INTEGER")
+  const columns = db.prepare("PRAGMA table_info(delivery_destinations)").all() as Array<{ name: string }>
+  if (!columns.some((column) => column.name === "incarnation")) db.exec("ALTER TABLE delivery_destinations ADD COLUMN incarnation INTEGER")
+  stampOutbox(db)
+  // lanes in the index: the publisher reads a destination's next lane count without reading past a chunk's body
+  db.exec("CREATE INDEX IF NOT EXISTS delivery_outbox_by_destination ON delivery_outbox (destination, id, lanes)")
+}
+
+/** An outbox written before chunks were stamped: each row's destination read from its chunk, its lane count unknown. */
+const stampOutbox = (db: DatabaseSync) => {
+  const columns = db.prepare("PRAGMA table_info(delivery_outbox)").all() as Array<{ name: string }>
+  if (columns.some((column) => column.name === "destination")) return
+  db.exec(`ALTER TABLE delivery_outbox ADD COLUMN destination TEXT; ALTER TABLE delivery_outbox ADD COLUMN lanes INTEGER;
+    UPDATE delivery_outbox SET destination = json_extract(chunk, '$.destination');`)
 }
 
 export interface Statements {
@@ -81,12 +97,12 @@ export const prepare = (db: DatabaseSync): Statements => ({
   addTarget: db.prepare("INSERT OR REPLACE INTO delivery_targets VALUES (?, ?, ?)"),
   nextSeq: db.prepare("SELECT next_seq FROM delivery_sequences WHERE destination = ? AND lane = ?"),
   setNextSeq: db.prepare("INSERT OR REPLACE INTO delivery_sequences VALUES (?, ?, ?)"),
-  insertChunk: db.prepare("INSERT INTO delivery_outbox (subject, msg_id, chunk, records) VALUES (?, ?, ?, ?)")
+  insertChunk: db.prepare("INSERT INTO delivery_outbox (subject, msg_id, chunk, records, destination, lanes) VALUES (?, ?, ?, ?, ?, ?)")
 })
 
 /** Puts a numbered chunk in the outbox. */
 const writeChunk = (s: Statements, chunk: Chunk) =>
-  s.insertChunk.run(deliverSubject(chunk.destination, chunk.lane), chunkId(chunk), JSON.stringify(chunk), chunk.records.length)
+  s.insertChunk.run(deliverSubject(chunk.destination, chunk.lane), chunkId(chunk), JSON.stringify(chunk), chunk.records.length, chunk.destination, chunk.lanes ?? null)
 
 interface DestinationRow {
   readonly revision: number
@@ -138,7 +154,7 @@ export const writeRefresh = (s: Statements, refresh: RefreshPackage): number => 
     for (const row of s.members.iterate(segmentId) as Iterable<{ profile_id: string }>) {
       const record = deliveryRecord(row.profile_id, segmentId, refresh.op ?? "add", refresh.time)
       if (record === undefined) continue
-      packer.add(refresh.destination, laneOf(row.profile_id, lanes), record, undefined, refresh.incarnation)
+      packer.add({ destination: refresh.destination, lanes, incarnation: refresh.incarnation }, laneOf(row.profile_id, lanes), record)
       records++
     }
   }
@@ -191,7 +207,7 @@ const applyDestination = (s: Statements, event: EventEnvelope, maxRecords: numbe
 }
 
 /** A profile's event: its memberships kept, and a record per destination taking each segment it joined or left. */
-const applyProfile = (s: Statements, event: EventEnvelope, packer: LanePacker, targets: (segmentId: string) => ReadonlyArray<Target>): boolean => {
+const applyProfile = (s: Statements, event: EventEnvelope, packer: LanePacker, targets: (segmentId: string) => ReadonlyArray<Split>): boolean => {
   const profile = event.entityId
   const row = s.profileRevision.get(profile) as { revision: number } | undefined
   if (row !== undefined && row.revision >= event.revision) return true // applied already: a replay
@@ -211,27 +227,21 @@ const applyProfile = (s: Statements, event: EventEnvelope, packer: LanePacker, t
     const record = deliveryRecord(profile, segmentId, op, time)
     if (record === undefined) continue
     for (const target of targets(segmentId)) {
-      packer.add(target.destination, laneOf(profile, target.lanes), record, event.position, target.incarnation ?? undefined)
+      packer.add(target, laneOf(profile, target.lanes), record, event.position)
     }
   }
   if (changed) s.setProfileRevision.run(profile, event.revision)
   return true
 }
 
-interface Target {
-  readonly destination: string
-  readonly lanes: number
-  readonly incarnation: number | null
-}
-
 /** The destinations taking each segment, read once per page (and again after a destination's event). */
 const targetCache = (s: Statements) => {
-  const cache = new Map<string, ReadonlyArray<Target>>()
+  const cache = new Map<string, ReadonlyArray<Split>>()
   return {
-    of: (segmentId: string): ReadonlyArray<Target> => {
+    of: (segmentId: string): ReadonlyArray<Split> => {
       let found = cache.get(segmentId)
       if (found === undefined) {
-        found = s.targetsOfSegment.all(segmentId) as unknown as Array<Target>
+        found = s.targetsOfSegment.all(segmentId) as unknown as Array<Split>
         cache.set(segmentId, found)
       }
       return found
