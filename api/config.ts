@@ -126,6 +126,8 @@ export const PlatformConfig = Config.all({
   uploadMaxConcurrent: intAtLeast(1, "UPLOAD_MAX_CONCURRENT").pipe(Config.withDefault(32)),
   /** largest body of one real-time POST (/v1/ingest/{partner}/records), bytes; 413 beyond */
   realtimeMaxBytes: intAtLeast(1, "REALTIME_MAX_BYTES").pipe(Config.withDefault(1_048_576)),
+  /** where uploads wait for their job: `dir` (DATA_DIR/uploads: every process on one machine) or `nats` (the NATS object store: processes on several machines) */
+  uploadsStore: Config.Literals(["dir", "nats"], "UPLOADS_STORE").pipe(Config.withDefault("dir" as const)),
   /** what becomes of an upload once its job is done or failed: delete it, or keep it in DATA_DIR/uploads */
   uploadRetention: Config.Literals(["delete", "keep"], "UPLOAD_RETENTION").pipe(Config.withDefault("delete" as const)),
   /** bytes of ingestion work the INGEST stream holds before refusing more (doors answer 503 + Retry-After) */

@@ -71,6 +71,7 @@ import * as IngestQueueJetStream from "../infra/ingest/ingestQueue.ts"
 import * as ReplaceIndexSqlite from "../infra/ingest/replaceIndexSqlite.ts"
 import { translateStream } from "../infra/ingest/translateStream.ts"
 import * as IngestJobsSqlite from "../infra/ingest/jobsSqlite.ts"
+import * as UploadsObjectStore from "../infra/ingest/uploadsObjectStore.ts"
 import * as UploadsDir from "../infra/ingest/uploadsDir.ts"
 import * as ReadModelSqlite from "../infra/readmodel/sqlite.ts"
 import { segmentsProjection } from "../infra/readmodel/segments.ts"
@@ -275,7 +276,6 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     deciders,
     ApiKeysSqlite.layerSqlite({ path: join(config.dataDir, "keys.db") }),
     RemindersSqlite.layerSqlite({ path: join(config.dataDir, "reminders.db") }),
-    UploadsDir.layerDir({ dir: join(config.dataDir, "uploads") }),
     IngestJobsSqlite.layerSqlite({ path: join(config.dataDir, "ingest.db") }),
     ReplaceIndexSqlite.layerSqlite({ path: join(config.dataDir, "ingest-members.db") }),
     CredentialsSqlite.layerSqlite({ path: join(config.dataDir, "credentials.db") }),
@@ -314,6 +314,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     DeliveryBacklogJetStream.layerJetStream,
     DelivererStatusesKv.layerKv
   )
+  // Where uploads wait for their job: DATA_DIR (one machine) or the NATS object store (several).
+  const uploads = config.uploadsStore === "nats" ? UploadsObjectStore.layerObjectStore() : UploadsDir.layerDir({ dir: join(config.dataDir, "uploads") })
   const workers = Layer.mergeAll(
     layerRelay({}),
     // Delivery packages: delivery.db in every process, the projection and the publisher to DELIVER in one.
@@ -368,6 +370,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     Layer.provideMerge(reminders),
     Layer.provideMerge(workers),
     Layer.provideMerge(bus),
+    Layer.provideMerge(uploads),
     Layer.provideMerge(topology),
     Layer.provideMerge(stores)
   )

@@ -39,6 +39,33 @@ export const getEntity = (type: string, id: string, asOf?: string) =>
     }
   })
 
+/** Which life of a record was current at a revision: the revision of the `EntityCreated` that began it. */
+export interface Life {
+  readonly revision: number
+  readonly start: number
+}
+
+/**
+ * The revision of the `EntityCreated` that began a record's life as of `atRevision` (a record deleted
+ * and created again starts a new life under the same id); none before any. Reads back from
+ * `atRevision`, so a read of the state at that revision and this agree on which life it is; given the
+ * life `known` at an earlier revision, it reads back to that revision only.
+ */
+export const lifeStartRevision = (type: string, id: string, atRevision: number, known?: Life) =>
+  Effect.gen(function*() {
+    const store = yield* EventStore
+    const stream = streamName(type, id)
+    const stop = known !== undefined && known.revision <= atRevision ? known.revision : -1
+    for (let from = atRevision; from > stop;) {
+      const page = yield* store.readStream(stream, { direction: "backwards", fromRevision: from, maxCount: Math.min(PAGE, from - stop) })
+      const created = page.find((event) => event.type === "EntityCreated")
+      if (created !== undefined) return Option.some(created.revision)
+      if (page.length === 0) break
+      from = page.at(-1)!.revision - 1
+    }
+    return stop >= 0 ? Option.some(known!.start) : Option.none<number>()
+  })
+
 const found = (kind: EntityKind, id: string, folded: Folded): Option.Option<EntitySnapshot> =>
   kind.exists(folded) ? Option.some(kind.snapshot(id, folded)) : Option.none()
 

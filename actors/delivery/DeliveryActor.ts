@@ -13,29 +13,36 @@
  * only once every request of it has a receipt (after its 2xx) or a dead letter (refused, or every
  * attempt failed), both stored on JetStream first. Nothing repeated beyond what was in flight: a chunk
  * handed out again (a takeover) first reads its receipts back and skips those requests; the others go
- * with the same `Idempotency-Key` as before. While the circuit is open, requests wait (probing now and
- * then) and no chunk is pulled beyond the few held: the backlog stays on DELIVER.
+ * with the same `Idempotency-Key` as before; a package chunk published again after it was delivered
+ * (the package outbox, past JetStream's duplicate window) is skipped by the lane's watermark. While
+ * the circuit is open, requests wait (probing now and then) and no chunk is pulled beyond the few
+ * held: the backlog stays on DELIVER. A chunk packaged for a deleted predecessor of the destination
+ * (another incarnation of its id) is never sent.
  */
-import { Clock, Effect, FiberSet, Stream } from "effect"
+import { Clock, Deferred, Effect, FiberSet, Metric, Option, Stream } from "effect"
 import type { Duration } from "effect"
 import { chunkId } from "../../domain/delivery/Chunk.ts"
 import * as ArrivalBound from "../../domain/delivery/ArrivalBound.ts"
 import * as Circuit from "../../domain/delivery/Circuit.ts"
 import type { Attempt } from "../../domain/delivery/DeadLetter.ts"
 import { bodyOf, type BodyFormat, contentTypeOf, type DeliveryRequest, requestsOf } from "../../domain/delivery/DeliveryRequests.ts"
-import { DeliveryLedger } from "../../domain/delivery/DeliveryLedger.ts"
+import { DeliveryLedger, type DeliveryLedgerError } from "../../domain/delivery/DeliveryLedger.ts"
 import { type ChunkDelivery, DeliveryQueue } from "../../domain/delivery/DeliveryQueue.ts"
+import { compareIncarnation } from "../../domain/delivery/Incarnation.ts"
 import { type PartnerAnswer, PartnerHttp, type PartnerRequest } from "../../domain/delivery/PartnerHttp.ts"
 import * as RateGovernor from "../../domain/delivery/RateGovernor.ts"
 import * as RetryPolicy from "../../domain/delivery/RetryPolicy.ts"
 import { Cluster } from "../../domain/Cluster.ts"
 import { makeLaneStats } from "./DeliveryStats.ts"
+import { makeLaneWatermark } from "./laneWatermark.ts"
 import { makeRequestDispatcher } from "./RequestDispatcher.ts"
 
 /** What a lane delivers with: the destination's config with this lane's shares, and every header (secret ones included). */
 export interface LaneSettings {
   readonly destination: string
   readonly lane: number
+  /** the destination's incarnation (domain/delivery/Incarnation.ts): a chunk of an older one is dropped, of a newer one ends the lane */
+  readonly incarnation?: number
   readonly url: string
   readonly method: "POST" | "PUT"
   /** plain and secret headers: sent, never logged */
@@ -74,6 +81,8 @@ export interface DeliveryActorOptions {
 /** A chunk taken from DELIVER, acked once none of its requests is left unsettled. */
 interface HeldChunk {
   readonly delivery: ChunkDelivery
+  /** moves the lane's watermark past it */
+  readonly passed: Effect.Effect<void, DeliveryLedgerError>
   unsettled: number
 }
 
@@ -85,6 +94,11 @@ interface Job {
 }
 
 const isoAt = (ms: number) => new Date(ms).toISOString()
+
+const chunksSkipped = Metric.counter("tributary_delivery_chunks_skipped_total", {
+  description: "Chunks taken off DELIVER without sending: of a deleted predecessor of the destination (reason incarnation), or a continuous chunk published again after it was delivered (reason delivered)",
+  incremental: true
+})
 
 /**
  * The text without the secret headers' values: each value, and its credential alone when it has a
@@ -111,7 +125,10 @@ const attemptOf = (at: number, answer: PartnerAnswer, secrets: ReadonlyArray<str
   }
 }
 
-/** Runs the lane until interrupted (its lease lost or handed back) or until the bus fails it. */
+/**
+ * Runs the lane until interrupted (its lease lost or handed back), until the bus fails it, or until a
+ * chunk shows the destination was created again (it then returns: load it again and start over).
+ */
 export const deliverLane = (settings: LaneSettings, options: DeliveryActorOptions = {}) =>
   Effect.gen(function*() {
     const queue = yield* DeliveryQueue
@@ -133,6 +150,19 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     const senders = yield* FiberSet.make<void, unknown>()
     const fixedHeaders = { ...settings.headers, "content-type": contentTypeOf(settings.format) }
     const secrets = settings.secrets ?? []
+    const incarnationStamp = settings.incarnation === undefined ? {} : { incarnation: settings.incarnation }
+    /** completed when a chunk shows the destination was created again since the lane loaded it */
+    const recreated = Deferred.makeUnsafe<void>()
+    const skippedLogged = new Set<string>()
+    /** Takes a chunk off DELIVER without sending it: counted, logged once per lane and reason. */
+    const skip = (delivery: ChunkDelivery, reason: "incarnation" | "delivered") =>
+      Effect.gen(function*() {
+        yield* delivery.ack
+        yield* Metric.update(chunksSkipped.pipe(Metric.withAttributes({ destination, reason })), 1)
+        if (skippedLogged.has(reason)) return
+        skippedLogged.add(reason)
+        yield* Effect.logInfo("delivery: chunks skipped", { destination, lane, reason, chunk: chunkId(delivery.chunk), incarnation: delivery.chunk.incarnation })
+      })
 
     // Dead letters are logged at once, then at most every 10 s as a count (and by the status writer):
     // a destination refusing everything at its rate would otherwise write a log line per request.
@@ -230,14 +260,18 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
               answered()
               lastDeadLetter = { request: request.id, reason: verdict.reason, attempts: attempts.length }
               yield* logDeadLetters(now)
-              return yield* ledger.deadLetter({ id: request.id, destination, records: request.records, attempts })
+              return yield* ledger.deadLetter({ id: request.id, destination, ...incarnationStamp, records: request.records, attempts })
           }
         }
       })
 
-    /** Every request of it has a receipt or a dead letter: off DELIVER. */
+    // continuous and refresh chunks delivered before are skipped
+    const watermark = yield* makeLaneWatermark(`${destination}.${lane}`, settings.incarnation)
+
+    /** Every request of it has a receipt or a dead letter: the watermark moved past it, then off DELIVER. */
     const settle = (held: HeldChunk) =>
-      held.delivery.ack.pipe(
+      held.passed.pipe(
+        Effect.andThen(held.delivery.ack),
         Effect.andThen(Clock.currentTimeMillis),
         Effect.map((now) => stats.settled(now, held.delivery.chunk.records.length))
       )
@@ -255,16 +289,29 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
       }
     })
 
-    /** Queues a chunk's requests, but those a previous holder already delivered. */
+    /**
+     * Queues a chunk's requests, but those a previous holder already delivered. A chunk of a deleted
+     * predecessor of the destination is dropped, as is one the watermark covers; one of a newer
+     * incarnation ends the lane (held, not acked), to start again with the destination as it is now.
+     */
     const intake = (delivery: ChunkDelivery) =>
       Effect.gen(function*() {
         const { chunk } = delivery
+        switch (compareIncarnation(chunk.incarnation, settings.incarnation)) {
+          case "older":
+            return yield* skip(delivery, "incarnation")
+          case "newer":
+            Deferred.doneUnsafe(recreated, Effect.void)
+            return yield* Effect.never
+        }
+        const taken = watermark.take(chunk)
+        if (Option.isNone(taken)) return yield* skip(delivery, "delivered")
         const requests = requestsOf(chunk, settings.format, settings.batchSize)
         const done = delivery.handedOutBefore
           ? yield* ledger.receiptsOf(destination, `${chunkId(chunk)}.`, delivery.storedAtMs)
           : new Set<string>()
         if (done.size > 0) yield* Effect.logInfo("delivery: skipping requests already acknowledged", { destination, chunk: chunkId(chunk), skipped: done.size })
-        const held: HeldChunk = { delivery, unsettled: 0 }
+        const held: HeldChunk = { delivery, passed: taken.value, unsettled: 0 }
         const jobs = requests.filter((request) => !done.has(request.id)).map((request): Job => ({ request, users: request.users, chunk: held }))
         held.unsettled = jobs.length
         if (jobs.length === 0) return yield* settle(held)
@@ -295,13 +342,23 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     })
     yield* writeStatus.pipe(Effect.delay(options.statusEvery ?? "1 second"), Effect.forever, Effect.forkScoped)
 
-    const chunks = yield* queue.take(destination, lane, { maxHeld: options.maxHeldChunks ?? 4 })
+    const maxHeld = options.maxHeldChunks ?? 4
+    // A chunk of a newer incarnation ends the lane as soon as it arrives, not once the requests of the
+    // chunks before it have started (they wait for slots): the buffer takes what is held at once.
+    const chunks = (yield* queue.take(destination, lane, { maxHeld })).pipe(
+      Stream.tap((delivery) => compareIncarnation(delivery.chunk.incarnation, settings.incarnation) === "newer" ? Deferred.succeed(recreated, undefined) : Effect.void),
+      Stream.buffer({ capacity: maxHeld, strategy: "suspend" })
+    )
     yield* Effect.logInfo("delivery: lane started", { destination, lane, ratePerSecond: settings.ratePerSecond, maxInFlight })
     for (let i = 0; i < maxInFlight; i++) yield* FiberSet.run(senders, sender)
     // A request or an ack that fails (the bus away) fails the lane: its supervisor starts it again and
-    // the chunks not acked come back, their receipts skipped.
+    // the chunks not acked come back, their receipts skipped. A newer incarnation ends it at once: its
+    // requests in flight are interrupted, and the caller loads the destination again.
     return yield* Effect.raceFirst(
-      Stream.runForEach(chunks, intake).pipe(Effect.andThen(Effect.never)),
-      FiberSet.join(senders).pipe(Effect.andThen(Effect.never))
+      Effect.raceFirst(
+        Stream.runForEach(chunks, intake).pipe(Effect.andThen(Effect.never)),
+        FiberSet.join(senders).pipe(Effect.andThen(Effect.never))
+      ),
+      Deferred.await(recreated).pipe(Effect.andThen(Effect.logInfo("delivery: the destination was created again; the lane starts again", { destination, lane })))
     )
   }).pipe(Effect.scoped, Effect.annotateLogs({ destination: settings.destination, lane: settings.lane }))

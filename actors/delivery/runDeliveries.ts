@@ -12,6 +12,7 @@ import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
 import { type DestinationConfig, destinationConfigOf } from "../../domain/delivery/DestinationConfig.ts"
 import { destination as destinationEntity } from "../../domain/entities/destination.ts"
 import { jobLeaseKey } from "../../domain/subjects.ts"
+import type { Life } from "../../projections/EntityQueries.ts"
 import { type EntityPage, EntityReadModel } from "../../projections/EntityReadModel.ts"
 import { runKeyedJobs } from "../runtime/KeyedJobs.ts"
 import { type DeliveryActorOptions, deliverLane, type LaneSettings } from "./DeliveryActor.ts"
@@ -70,6 +71,7 @@ export const laneSettingsOf = (loaded: LoadedDestination, lane: number, waiting:
   return {
     destination: config.id,
     lane,
+    incarnation: loaded.incarnation,
     url: config.url,
     method: config.method,
     headers: requestHeaders(loaded),
@@ -90,8 +92,11 @@ const sameSettings = (a: LaneSettings, b: LaneSettings) => JSON.stringify(a) ===
 const laneJob = (key: string, options: DeliveriesOptions) =>
   Effect.gen(function*() {
     const { destination, lane } = parseLaneKey(key)
+    /** the destination's life at the last read: the next one looks for a re-creation since then only */
+    let known: Life | undefined
     const settingsNow = Effect.gen(function*() {
-      const loaded = yield* loadDestination(destination)
+      const loaded = yield* loadDestination(destination, known)
+      known = Option.isSome(loaded) ? loaded.value.life : undefined
       if (Option.isNone(loaded)) return Option.none<LaneSettings>()
       const waiting = yield* DeliveryBacklog.use((backlog) => backlog.lanesWaiting(destination))
       return Option.some(laneSettingsOf(loaded.value, lane, waiting.get(destination)))

@@ -17,10 +17,9 @@ import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
 import { DestinationStatus } from "../../domain/delivery/DestinationStatus.ts"
 import { replayChunks } from "../../domain/delivery/replay.ts"
 import { statusOf } from "../../domain/delivery/statusOf.ts"
-import { destinationConfigOf } from "../../domain/delivery/DestinationConfig.ts"
 import { DestinationId } from "../../domain/entities/destination.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
-import { getEntity } from "../../projections/EntityQueries.ts"
+import { type CurrentDestination, currentDestination } from "../../projections/delivery/currentDestination.ts"
 import { NotFound, problemResponse } from "../problems.ts"
 import { recordCommand } from "../recordCommand.ts"
 import { route } from "../route.ts"
@@ -63,13 +62,16 @@ const DiscardRequest = Schema.Struct({
 
 const Params = Schema.Struct({ id: DestinationId })
 
-/** The destination's config, or NotFound (404): read from the event store, so one created a moment ago is seen. */
+/**
+ * The destination's config and incarnation, or NotFound (404): read from the event store, so one
+ * created a moment ago is seen. Its dead letters are those of this incarnation only: a deleted
+ * predecessor's are neither listed nor replayed.
+ */
 const destinationOf = (id: string) =>
-  Effect.flatMap(getEntity("destination", id), (found) =>
-    Option.match(Option.flatMap(found, (entity) => destinationConfigOf(id, entity.state)), {
-      onNone: () => Effect.fail(new NotFound({ detail: `destination ${id} does not exist` })),
-      onSome: Effect.succeed
-    }))
+  Effect.flatMap(currentDestination(id), Option.match({
+    onNone: () => Effect.fail(new NotFound({ detail: `destination ${id} does not exist` })),
+    onSome: Effect.succeed
+  }))
 
 const problems = {
   401: problemResponse("missing or unknown API key"),
@@ -78,23 +80,24 @@ const problems = {
 } as const
 
 /** Sends the letter's records again as a new package on DELIVER, then removes it from the queue. */
-const replay = (letter: QueuedDeadLetter, lanes: number) =>
+const replay = (letter: QueuedDeadLetter, { config, incarnation }: CurrentDestination) =>
   Effect.gen(function*() {
     const uuid = yield* nextUuidv7
     const backlog = yield* DeliveryBacklog
-    for (const chunk of replayChunks(letter.deadLetter, { uuid, lanes })) yield* backlog.enqueue(chunk)
+    for (const chunk of replayChunks(letter.deadLetter, { uuid, lanes: config.lanes, incarnation })) yield* backlog.enqueue(chunk)
     yield* (yield* DeadLetterQueue).remove(letter.deadLetter.destination, letter)
   })
 
-/** Every dead letter of the destination, oldest first, up to `maxReplayPerRequest`. */
-const replayAll = (destination: string, lanes: number) =>
+/** Every dead letter of the destination (of its incarnation), oldest first, up to `maxReplayPerRequest`. */
+const replayAll = (destination: CurrentDestination) =>
   Effect.gen(function*() {
     const queue = yield* DeadLetterQueue
+    const { config: { id }, incarnation } = destination
     let replayed = 0
     let after: number | undefined
     while (replayed < maxReplayPerRequest) {
-      const page = yield* queue.list(destination, { limit: Math.min(replayPage, maxReplayPerRequest - replayed), after })
-      for (const letter of page.items) yield* replay(letter, lanes)
+      const page = yield* queue.list(id, { limit: Math.min(replayPage, maxReplayPerRequest - replayed), after, incarnation })
+      for (const letter of page.items) yield* replay(letter, destination)
       replayed += page.items.length
       if (page.next === undefined) break
       after = page.next
@@ -121,7 +124,7 @@ export const deliveryRoutes = [
     },
     handler: ({ params }) =>
       Effect.gen(function*() {
-        const destination = yield* destinationOf(params.id)
+        const { config: destination } = yield* destinationOf(params.id)
         const [deliverers, backlog, deadLetters] = yield* Effect.all([
           DelivererStatuses.use((statuses) => statuses.read(params.id)),
           DeliveryBacklog.use((queue) => queue.backlog(params.id)),
@@ -144,8 +147,8 @@ export const deliveryRoutes = [
     },
     handler: ({ params, query }) =>
       Effect.gen(function*() {
-        yield* destinationOf(params.id)
-        const page = yield* DeadLetterQueue.use((queue) => queue.list(params.id, { limit: query.limit ?? 100, after: query.after }))
+        const { incarnation } = yield* destinationOf(params.id)
+        const page = yield* DeadLetterQueue.use((queue) => queue.list(params.id, { limit: query.limit ?? 100, after: query.after, incarnation }))
         const items = page.items.map(({ deadLetter }) => ({ id: deadLetter.id, records: deadLetter.records, attempts: deadLetter.attempts }))
         return { status: 200, body: page.next === undefined ? { items } : { items, next: page.next } }
       })
@@ -163,17 +166,17 @@ export const deliveryRoutes = [
     },
     handler: ({ params, body }) =>
       Effect.gen(function*() {
-        const { lanes } = yield* destinationOf(params.id)
+        const destination = yield* destinationOf(params.id)
         const queue = yield* DeadLetterQueue
         let replayed: number
         if (body.ids === undefined) {
-          replayed = yield* replayAll(params.id, lanes)
+          replayed = yield* replayAll(destination)
         } else {
-          const letters = yield* queue.get(params.id, body.ids)
+          const letters = yield* queue.get(params.id, body.ids, destination.incarnation)
           const found = new Set(letters.map((letter) => letter.deadLetter.id))
           const missing = body.ids.filter((id) => !found.has(id))
           if (missing.length > 0) return yield* new NotFound({ detail: `destination ${params.id} has no dead letter ${missing.slice(0, 10).join(", ")}` })
-          for (const letter of letters) yield* replay(letter, lanes)
+          for (const letter of letters) yield* replay(letter, destination)
           replayed = letters.length
         }
         return { status: 202, body: { replayed, remaining: yield* queue.count(params.id) } }
@@ -193,9 +196,9 @@ export const deliveryRoutes = [
     },
     handler: ({ params, body }) =>
       Effect.gen(function*() {
-        yield* destinationOf(params.id)
+        const { incarnation } = yield* destinationOf(params.id)
         const queue = yield* DeadLetterQueue
-        const [letter] = yield* queue.get(params.id, [params.deadLetterId])
+        const [letter] = yield* queue.get(params.id, [params.deadLetterId], incarnation)
         if (letter === undefined) return yield* new NotFound({ detail: `destination ${params.id} has no dead letter ${params.deadLetterId}` })
         yield* recordDiscard(params.id, letter, body.reason)
         yield* queue.remove(params.id, letter)

@@ -9,6 +9,7 @@ import { Schema } from "effect"
 import { IdKind, Operation, UserId } from "../ingest/LoaderRecord.ts"
 import { Uint64String } from "../ids.ts"
 import { IsoDateTime } from "../isoDateTime.ts"
+import { Incarnation } from "./Incarnation.ts"
 
 /**
  * A record as the partner receives it: the loader record contract (an expiry is sent as `remove`).
@@ -30,17 +31,24 @@ export const Chunk = Schema.Struct({
   destination: Schema.String,
   /** the lane (0 unless the destination is split over several owners): a user's records always take the same one */
   lane: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
+  /**
+   * the lane count its records were split over (a user's lane is hash(user) mod this): the package
+   * publisher keeps two splits of a destination apart on DELIVER. Absent on chunks written before it was stamped.
+   */
+  lanes: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
   /** `continuous` for the membership changes as they happen; a refresh's own id otherwise */
   packageId: Schema.String,
   kind: PackageKind,
   /** the chunk's place in its package and lane, from 0 */
   seq: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
   /**
-   * continuous: the event store positions the chunk covers (first..last), so that a rebuilt chunk
-   * is recognised and the deliverer skips what it already sent
+   * continuous: the event store positions the chunk covers (first..last): with `seq`, its place in
+   * the lane, by which the deliverer skips a chunk it already sent (domain/delivery/Watermark.ts)
    */
   fromPosition: Schema.optionalKey(Schema.Int),
   toPosition: Schema.optionalKey(Schema.Int),
+  /** the destination's incarnation it was packaged for; absent on chunks written before incarnations (they belong to whatever exists) */
+  incarnation: Schema.optionalKey(Incarnation),
   records: Schema.Array(DeliveryRecord)
 }).annotate({ identifier: "Chunk" })
 export type Chunk = typeof Chunk.Type

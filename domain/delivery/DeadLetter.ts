@@ -6,6 +6,7 @@
 import { Schema } from "effect"
 import { IsoDateTime } from "../isoDateTime.ts"
 import { DeliveryRecord } from "./Chunk.ts"
+import { Incarnation } from "./Incarnation.ts"
 
 /** The partner's answer body is kept up to this many characters. */
 export const maxAnswerBody = 2_048
@@ -25,6 +26,8 @@ export const DeadLetter = Schema.Struct({
   /** unique per dead letter: the request's Idempotency-Key */
   id: Schema.String,
   destination: Schema.String,
+  /** the destination's incarnation that wrote it: a later destination of the same id neither lists nor replays it */
+  incarnation: Schema.optionalKey(Incarnation),
   records: Schema.Array(DeliveryRecord),
   attempts: Schema.Array(Attempt)
 }).annotate({ identifier: "DeliveryDeadLetter" })

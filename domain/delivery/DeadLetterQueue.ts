@@ -27,13 +27,16 @@ export class DeadLetterQueueError extends Schema.TaggedError<DeadLetterQueueErro
 }) {}
 
 export class DeadLetterQueue extends Context.Service<DeadLetterQueue, {
-  /** Up to `limit` of the destination's dead letters, oldest first, after the sequence `after` (exclusive). */
+  /**
+   * Up to `limit` of the destination's dead letters, oldest first, after the sequence `after`
+   * (exclusive); with `incarnation`, only those of that life of its id (and unstamped ones).
+   */
   readonly list: (
     destination: string,
-    options: { readonly limit: number; readonly after?: number | undefined }
+    options: { readonly limit: number; readonly after?: number | undefined; readonly incarnation?: number | undefined }
   ) => Effect.Effect<DeadLetterQueuePage, DeadLetterQueueError>
-  /** The destination's dead letters with these ids (those that are there, in queue order). */
-  readonly get: (destination: string, ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<QueuedDeadLetter>, DeadLetterQueueError>
+  /** The destination's dead letters with these ids (those that are there, of `incarnation` when given, in queue order). */
+  readonly get: (destination: string, ids: ReadonlyArray<string>, incarnation?: number) => Effect.Effect<ReadonlyArray<QueuedDeadLetter>, DeadLetterQueueError>
   /** Removes a dead letter; one already gone is not an error (a repeated replay or discard). */
   readonly remove: (destination: string, letter: QueuedDeadLetter) => Effect.Effect<void, DeadLetterQueueError>
   /** How many dead letters the destination has. */

@@ -23,7 +23,8 @@ export class DeliveryBacklog extends Context.Service<DeliveryBacklog, {
   readonly backlog: (destination: string) => Effect.Effect<Backlog, DeliveryBacklogError>
   /**
    * The lanes with chunks waiting, per destination (of `destination` only, when given): after `lanes`
-   * was lowered, lanes past the new count still hold chunks, and deliver them sharing the limit.
+   * was lowered, lanes past the new count still hold chunks, and deliver them sharing the limit; and
+   * the package publisher holds a new split back until its destination has none (the lane barrier).
    */
   readonly lanesWaiting: (destination?: string) => Effect.Effect<ReadonlyMap<string, ReadonlySet<number>>, DeliveryBacklogError>
   /** Adds a chunk to its destination's lane; done once JetStream stored it (`Nats-Msg-Id` = its chunkId). */

@@ -1,13 +1,15 @@
 /**
  * What a deliverer writes down, and reads back after a takeover: receipts (RECEIPTS,
- * `receipt.<destination>`), dead letters (DLQ, `dlq.<destination>`) and its status (KV bucket
- * `tributary-delivery-status`). Declared here; implemented on JetStream in infra/delivery/deliveryLedger.ts.
+ * `receipt.<destination>`), dead letters (DLQ, `dlq.<destination>`), its status (KV bucket
+ * `tributary-delivery-status`) and its lane's watermark (KV bucket `tributary-delivery-watermarks`).
+ * Declared here; implemented on JetStream in infra/delivery/deliveryLedger.ts.
  */
 import { Context, Schema } from "effect"
-import type { Effect } from "effect"
+import type { Effect, Option } from "effect"
 import type { DeadLetter } from "./DeadLetter.ts"
 import type { DelivererStatus } from "./DestinationStatus.ts"
 import type { Receipt } from "./Receipt.ts"
+import type { Watermark } from "./Watermark.ts"
 
 export class DeliveryLedgerError extends Schema.TaggedError<DeliveryLedgerError>()("DeliveryLedgerError", {
   operation: Schema.String,
@@ -27,6 +29,10 @@ export class DeliveryLedger extends Context.Service<DeliveryLedger, {
    * at receipts of `destination` stored since `sinceMs`: what a new owner must not send again.
    */
   readonly receiptsOf: (destination: string, prefix: string, sinceMs: number) => Effect.Effect<ReadonlySet<string>, DeliveryLedgerError>
+  /** The watermark of a lane (`<destination>.<lane>`): none before its first continuous chunk settled. */
+  readonly watermark: (key: string) => Effect.Effect<Option.Option<Watermark>, DeliveryLedgerError>
+  /** Stores a lane's watermark: before the ack of the chunk that moved it. */
+  readonly setWatermark: (key: string, watermark: Watermark) => Effect.Effect<void, DeliveryLedgerError>
   /** Writes a lane's status under `key` (`<destination>.<lane>`). */
   readonly status: (key: string, status: DelivererStatus) => Effect.Effect<void, DeliveryLedgerError>
 }>()("tributary/DeliveryLedger") {}

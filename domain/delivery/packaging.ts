@@ -55,13 +55,24 @@ export const deliveryRecord = (profileId: string, segmentId: string, op: "add" |
 export type PackedChunk = Omit<Chunk, "seq">
 
 /**
- * Packs records, given in commit order, into chunks per (destination, lane) of at most `maxRecords`.
- * `emit` receives each full chunk at once (so memory stays bounded, whatever the input); `flush` emits
- * what is left, in the order the lanes were first used.
+ * A destination as a record's chunk names it: its id, the lane count its users are split over, and its
+ * incarnation (none in a delivery.db from before incarnations; flush before it changes).
+ */
+export interface Split {
+  readonly destination: string
+  readonly lanes: number
+  readonly incarnation?: number | null | undefined
+}
+
+/**
+ * Packs records, given in commit order, into chunks per (destination, lane count, lane) of at most
+ * `maxRecords`, each stamped with the lane count it was split for. `emit` receives each full chunk at
+ * once (so memory stays bounded, whatever the input); `flush` emits what is left, in the order the
+ * lanes were first used.
  */
 export interface LanePacker {
   /** `position`: the event store position of the change (continuous packages), for the chunk's range. */
-  readonly add: (destination: string, lane: number, record: DeliveryRecord, position?: number) => void
+  readonly add: (split: Split, lane: number, record: DeliveryRecord, position?: number) => void
   readonly flush: () => void
 }
 
@@ -75,18 +86,20 @@ export const lanePacker = (options: {
   const close = (chunk: OpenChunk): PackedChunk => ({
     destination: chunk.destination,
     lane: chunk.lane,
+    lanes: chunk.lanes,
     packageId: options.packageId,
     kind: options.kind,
     ...(chunk.fromPosition === undefined ? {} : { fromPosition: chunk.fromPosition }),
     ...(chunk.toPosition === undefined ? {} : { toPosition: chunk.toPosition }),
+    ...(chunk.incarnation === undefined ? {} : { incarnation: chunk.incarnation }),
     records: chunk.records
   })
   return {
-    add: (destination, lane, record, position) => {
-      const key = `${destination}\u0000${lane}`
+    add: ({ destination, lanes, incarnation }, lane, record, position) => {
+      const key = `${destination}\u0000${lanes}\u0000${lane}`
       let chunk = open.get(key)
       if (chunk === undefined) {
-        chunk = { destination, lane, records: [] }
+        chunk = { destination, lanes, lane, incarnation: incarnation ?? undefined, records: [] }
         open.set(key, chunk)
       }
       chunk.records.push(record)
@@ -108,7 +121,9 @@ export const lanePacker = (options: {
 
 interface OpenChunk {
   readonly destination: string
+  readonly lanes: number
   readonly lane: number
+  readonly incarnation: number | undefined
   fromPosition?: number
   toPosition?: number
   readonly records: Array<DeliveryRecord>

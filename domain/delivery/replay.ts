@@ -2,7 +2,10 @@
  * A dead letter sent again (issue 9 item 6): its records become a new package, `replay-<dead letter
  * id>-<uuid v7>`, so every request gets a new Idempotency-Key (the partner must not take it for a
  * retry of the request it refused). Each record goes to its user's lane, as packages put it there,
- * so a replay keeps to the lane that orders that user's changes. Pure.
+ * so a replay keeps to the lane that orders that user's changes. A replay goes straight to DELIVER,
+ * past the package outbox and its lane barrier (laneBarrier.ts): it sends records as they were and
+ * promises no order against the user's other records; on DELIVER it is part of what a new split waits
+ * for. Pure.
  */
 import { profileId } from "../ingest/LoaderRecord.ts"
 import type { Chunk, DeliveryRecord } from "./Chunk.ts"
@@ -15,8 +18,14 @@ export const laneOfRecord = (record: Pick<DeliveryRecord, "idKind" | "userId">, 
 
 export const replayPackageId = (deadLetterId: string, uuid: string): string => `replay-${deadLetterId}-${uuid}`
 
-/** The chunks that send `deadLetter`'s records again: one per lane they fall in, in their order. */
-export const replayChunks = (deadLetter: DeadLetter, options: { readonly uuid: string; readonly lanes: number }): ReadonlyArray<Chunk> => {
+/** Whether a package is a replay: published by the API straight to DELIVER, never by the package outbox. */
+export const isReplayPackage = (packageId: string): boolean => packageId.startsWith("replay-")
+
+/** The chunks that send `deadLetter`'s records again: one per lane they fall in, in their order, for the destination's `incarnation` now. */
+export const replayChunks = (
+  deadLetter: DeadLetter,
+  options: { readonly uuid: string; readonly lanes: number; readonly incarnation?: number }
+): ReadonlyArray<Chunk> => {
   const byLane = new Map<number, Array<DeliveryRecord>>()
   for (const record of deadLetter.records) {
     const lane = laneOfRecord(record, options.lanes)
@@ -28,9 +37,11 @@ export const replayChunks = (deadLetter: DeadLetter, options: { readonly uuid: s
   return [...byLane].map(([lane, records]) => ({
     destination: deadLetter.destination,
     lane,
+    lanes: options.lanes,
     packageId,
     kind: "refresh",
     seq: 0,
+    ...(options.incarnation === undefined ? {} : { incarnation: options.incarnation }),
     records
   }))
 }

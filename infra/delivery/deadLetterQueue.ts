@@ -10,6 +10,7 @@ import { DeliverPolicy, JetStreamApiCodes, type StoredMsg } from "@nats-io/jetst
 import { Effect, Layer, Option, Schema } from "effect"
 import { DeadLetter } from "../../domain/delivery/DeadLetter.ts"
 import { DeadLetterQueue, DeadLetterQueueError, type QueuedDeadLetter } from "../../domain/delivery/DeadLetterQueue.ts"
+import { belongsTo } from "../../domain/delivery/Incarnation.ts"
 import { deliveryDeadLetterSubject, StreamNames } from "../../domain/subjects.ts"
 import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
@@ -26,10 +27,13 @@ const decodeLetter = Schema.decodeUnknownOption(Schema.fromJsonString(DeadLetter
 
 const fail = (operation: string) => (error: NatsError) => new DeadLetterQueueError({ operation, cause: error.cause })
 
-/** The letter, if the message is one of this destination's (anything else on DLQ is skipped, not fatal). */
-const letterOf = (destination: string, msg: StoredMsg): Option.Option<QueuedDeadLetter> =>
+/**
+ * The letter, if the message is one of this destination's and of its incarnation when given (anything
+ * else on DLQ is skipped, not fatal: a deleted predecessor's letter stays until the next purge).
+ */
+const letterOf = (destination: string, msg: StoredMsg, incarnation?: number): Option.Option<QueuedDeadLetter> =>
   Option.flatMap(decodeLetter(msg.string()), (deadLetter) =>
-    deadLetter.destination === destination ? Option.some({ sequence: msg.seq, deadLetter }) : Option.none())
+    deadLetter.destination === destination && belongsTo(deadLetter.incarnation, incarnation) ? Option.some({ sequence: msg.seq, deadLetter }) : Option.none())
 
 export const make = Effect.gen(function*() {
   const { manager, jetstream } = yield* Nats
@@ -52,7 +56,7 @@ export const make = Effect.gen(function*() {
       Effect.mapError(fail("count"))
     )
 
-  const list = (destination: string, options: { readonly limit: number; readonly after?: number | undefined }) =>
+  const list = (destination: string, options: { readonly limit: number; readonly after?: number | undefined; readonly incarnation?: number | undefined }) =>
     Effect.gen(function*() {
       const subject = deliveryDeadLetterSubject(destination)
       const items: Array<QueuedDeadLetter> = []
@@ -61,7 +65,7 @@ export const make = Effect.gen(function*() {
         const msg = yield* nextOn(subject, seq)
         if (msg === null) return { items }
         seq = msg.seq + 1
-        const letter = letterOf(destination, msg)
+        const letter = letterOf(destination, msg, options.incarnation)
         if (Option.isSome(letter)) items.push(letter.value)
       }
       const more = (yield* nextOn(subject, seq)) !== null
@@ -97,14 +101,14 @@ export const make = Effect.gen(function*() {
       (consumer) => Effect.ignore(tryNats("end dead letter scan", () => consumer.delete()))
     ).pipe(Effect.mapError(fail("scan")))
 
-  const get = (destination: string, ids: ReadonlyArray<string>) =>
+  const get = (destination: string, ids: ReadonlyArray<string>, incarnation?: number) =>
     Effect.gen(function*() {
       if (ids.length === 0 || (yield* count(destination)) === 0) return []
       const wanted = new Set(ids)
       const found: Array<QueuedDeadLetter> = []
       for (const seq of yield* candidates(destination, wanted)) {
         const msg = yield* bySequence(seq)
-        const letter = msg === null ? Option.none() : letterOf(destination, msg)
+        const letter = msg === null ? Option.none() : letterOf(destination, msg, incarnation)
         if (Option.isSome(letter) && wanted.has(letter.value.deadLetter.id)) found.push(letter.value)
       }
       return found

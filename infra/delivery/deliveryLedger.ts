@@ -2,17 +2,19 @@
  * DeliveryLedger on JetStream: receipts on RECEIPTS (`receipt.<destination>`), those of one event-loop
  * round in one message (infra/delivery/receiptBatches.ts), and dead letters on DLQ
  * (`dlq.<destination>`), each with its id as `Nats-Msg-Id`; lane statuses in the KV bucket
- * `tributary-delivery-status`. A new owner reads a chunk's receipts back with an ordered consumer that
- * takes headers only (the request ids header; a single receipt's `Nats-Msg-Id`) from the time the
- * chunk was stored: nothing older can be one of its receipts.
+ * `tributary-delivery-status` (gone 10 s after their last write) and lane watermarks in
+ * `tributary-delivery-watermarks` (kept). A new owner reads a chunk's receipts back with an ordered
+ * consumer that takes headers only (the request ids header; a single receipt's `Nats-Msg-Id`) from the
+ * time the chunk was stored: nothing older can be one of its receipts.
  *
  * Both go through an AckedPublisher (infra/delivery/ackedPublisher.ts): each message awaited on its
  * own acknowledgement, without a NATS request each.
  */
-import { Effect, Layer, Schema } from "effect"
+import { Effect, Layer, Option, Schema } from "effect"
 import { DeadLetter } from "../../domain/delivery/DeadLetter.ts"
 import { DeliveryLedger, DeliveryLedgerError } from "../../domain/delivery/DeliveryLedger.ts"
 import { DelivererStatus, deliveryStatusBucket } from "../../domain/delivery/DestinationStatus.ts"
+import { deliveryWatermarkBucket, Watermark } from "../../domain/delivery/Watermark.ts"
 import { deliveryDeadLetterSubject, receiptSubject, StreamNames } from "../../domain/subjects.ts"
 import { openBucket } from "../nats/buckets.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
@@ -22,12 +24,16 @@ import { makeReceiptBatches, requestIdsHeader } from "./receiptBatches.ts"
 
 const encodeDeadLetter = Schema.encodeSync(Schema.fromJsonString(DeadLetter))
 const encodeStatus = Schema.encodeSync(Schema.fromJsonString(DelivererStatus))
+const WatermarkJson = Schema.fromJsonString(Watermark)
+const encodeWatermark = Schema.encodeSync(WatermarkJson)
+const decodeWatermark = Schema.decodeUnknownOption(WatermarkJson)
 const toLedgerError = (error: NatsError) => new DeliveryLedgerError({ operation: error.operation, cause: error.cause })
 
 const make = Effect.gen(function*() {
   const { connection, jetstream, manager } = yield* Nats
   // Entries live the bucket's TTL after their last write: a stopped deliverer's status goes with it.
   const statuses = yield* openBucket(deliveryStatusBucket).pipe(Effect.mapError(toLedgerError))
+  const watermarks = yield* openBucket(deliveryWatermarkBucket, { ttl: "forever" }).pipe(Effect.mapError(toLedgerError))
 
   const publisher = yield* makeAckedPublisher(connection)
   const receiptStored = makeReceiptBatches((destination, body, headers) => publisher.publish(receiptSubject(destination), body, headers))
@@ -50,6 +56,14 @@ const make = Effect.gen(function*() {
         publisher.publish(deliveryDeadLetterSubject(deadLetter.destination), encodeDeadLetter(deadLetter), { "Nats-Msg-Id": deadLetter.id })
       ).pipe(Effect.mapError(toLedgerError)),
     receiptsOf,
+    // one that does not decode (written by another version) counts as none: chunks are sent, never skipped
+    watermark: (key) =>
+      tryNats("read delivery watermark", () => watermarks.get(key)).pipe(
+        Effect.map((entry) => entry === null || entry.operation !== "PUT" ? Option.none() : decodeWatermark(entry.string())),
+        Effect.mapError(toLedgerError)
+      ),
+    setWatermark: (key, watermark) =>
+      tryNats("write delivery watermark", () => watermarks.put(key, encodeWatermark(watermark))).pipe(Effect.asVoid, Effect.mapError(toLedgerError)),
     status: (key, status) => tryNats("write delivery status", () => statuses.put(key, encodeStatus(status))).pipe(Effect.asVoid, Effect.mapError(toLedgerError))
   })
 })

@@ -1,24 +1,35 @@
 /**
  * The outbox publisher: moves chunks from `delivery.db`'s outbox to DELIVER (`deliver.<destination>.<lane>`)
- * in the order they were written, each with `Nats-Msg-Id` = its chunk id, one at a time (an
- * acknowledgement awaited before the next publish, so a failed publish never lets a later chunk land
- * before it), and forgets a batch of rows once every chunk of it is acknowledged.
+ * destination by destination, each destination's in the order they were written, each with
+ * `Nats-Msg-Id` = its chunk id, one at a time (an acknowledgement awaited before the next publish, so a
+ * failed publish never lets a later chunk land before it), and forgets a batch of rows once every chunk
+ * of it is acknowledged.
+ *
+ * The lane barrier (domain/delivery/laneBarrier.ts): a destination's chunks split for another lane
+ * count than those it published last wait in the outbox until DELIVER holds none of that destination,
+ * so a user's records split two ways never wait on DELIVER together. The count published last is kept
+ * in delivery.db with the rows' delete, so a restart knows it. A destination waiting costs the others
+ * nothing: each round reads every destination's own head of the outbox.
  *
  * Exactly once on DELIVER: a chunk leaves the outbox only after JetStream stored it. A crash between
- * the acknowledgement and the delete leaves published rows at the head of the outbox; on start the
- * publisher looks, as the relay does with HISTORY, at the last message of each subject those rows go
- * to and forgets the rows up to the newest one found there (publishing is in outbox order, so every
- * row before it was stored too). A chunk the deliverer already took off DELIVER cannot be seen so:
+ * the acknowledgement and the delete leaves published rows at the head of a destination's outbox; on
+ * start the publisher looks, as the relay does with HISTORY, at the last message of each subject those
+ * rows go to and forgets the destination's rows up to the newest one found there (a destination's are
+ * published in outbox order, so every row before it was stored too), keeping their lane count. A chunk the deliverer already took off DELIVER cannot be seen so:
  * its re-publish carries the same chunk id, which JetStream drops within its duplicate window (2
- * minutes by default; a restart takes seconds). Beyond it the chunk is delivered again, each request
- * with its first `Idempotency-Key` (the chunk carries its positions, `fromPosition`/`toPosition`, but
- * the deliverer does not check them yet: README, Delivery's limits). DELIVER refusing a
- * chunk (full) stops the publisher with backoff; the outbox on disk holds the backlog meanwhile.
+ * minutes by default; a restart takes seconds). Beyond it the chunk is stored again: a continuous one
+ * is skipped by its lane's watermark (domain/delivery/Watermark.ts: its positions and seq are at or
+ * below what the lane settled), a refresh's too (the lane keeps the ids of as many refresh chunks as
+ * one destination's round here publishes). DELIVER refusing a chunk (full) stops the publisher with backoff; the
+ * outbox on disk holds the backlog meanwhile.
  */
 import { JetStreamApiCodes } from "@nats-io/jetstream"
-import { Effect, Metric, Schedule } from "effect"
+import { Clock, Effect, Metric, Schedule } from "effect"
 import type { Duration } from "effect"
+import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
+import { lanesAfter, publishable } from "../../domain/delivery/laneBarrier.ts"
 import { StreamNames } from "../../domain/subjects.ts"
+import { refreshesKept } from "../../domain/delivery/Watermark.ts"
 import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
 import { PackagesDb } from "./packagesDb.ts"
@@ -31,56 +42,99 @@ export const outboxRecords = Metric.gauge("tributary_delivery_outbox_records", {
   description: "Records in package chunks written but not yet on DELIVER"
 })
 
+export const laneBarriers = Metric.gauge("tributary_delivery_lane_barriers", {
+  description: "Destinations whose chunks of a new lane count wait for DELIVER to drain the previous count's"
+})
+
 export interface PublisherOptions {
-  /** rows read per round; default 64 */
+  /**
+   * rows read per destination and round; default `refreshesKept`: a crash re-publishes at most one
+   * destination's round, and the deliverers remember that many refresh chunks to skip them
+   */
   readonly batch?: number
   /** how long to wait when the outbox is empty; default 25 ms */
   readonly idle?: Duration.Input
 }
 
-const publishRound = (batch: number) =>
+/**
+ * One round: each destination's publishable head of the outbox. `waiting` holds, per destination held at
+ * a lane barrier, since when (epoch ms); each round asks DELIVER once whether it drained, without
+ * reading the waiting chunks.
+ */
+const publishRound = (batch: number, waiting: Map<string, number>) =>
   Effect.gen(function*() {
     const db = yield* PackagesDb
     const { jetstream } = yield* Nats
-    const rows = yield* db.pending(batch)
-    for (const row of rows) {
-      yield* tryNats("publish to DELIVER", () => jetstream.publish(row.subject, row.chunk, { msgID: row.msgId }))
+    const backlog = yield* DeliveryBacklog
+    const destinations = yield* db.destinations
+    let total = 0
+    for (const { destination, nextLanes, publishedLanes } of destinations) {
+      const changed = nextLanes !== undefined && nextLanes !== publishedLanes
+      const drained = changed && !(yield* backlog.lanesWaiting(destination)).has(destination)
+      if (changed) {
+        const now = yield* Clock.currentTimeMillis
+        const since = waiting.get(destination)
+        if (!drained && since === undefined) {
+          waiting.set(destination, now)
+          yield* Effect.logInfo("package publisher: a destination's lanes changed; its new split waits until DELIVER holds none of the old", {
+            destination, from: publishedLanes, to: nextLanes
+          })
+        } else if (drained && since !== undefined) {
+          waiting.delete(destination)
+          yield* Effect.logInfo("package publisher: a destination's old split is delivered; its new split goes on", {
+            destination, from: publishedLanes, to: nextLanes, waitedMs: now - since
+          })
+        }
+        if (!drained) continue
+      }
+      const rows = yield* db.pending(destination, batch)
+      const next = publishable(rows.map((row) => row.lanes), publishedLanes, drained)
+      for (const row of rows.slice(0, next.chunks)) {
+        yield* tryNats("publish to DELIVER", () => jetstream.publish(row.subject, row.chunk, { msgID: row.msgId }))
+      }
+      if (next.chunks > 0) yield* db.published(destination, rows[next.chunks - 1]!.id, next.lanes)
+      total += next.chunks
     }
-    if (rows.length > 0) {
-      yield* db.published(rows[rows.length - 1]!.id)
-      yield* Metric.update(chunksPublished, rows.length)
-    }
-    return rows.length
+    for (const destination of waiting.keys()) if (!destinations.some((d) => d.destination === destination)) waiting.delete(destination)
+    yield* Metric.update(laneBarriers, waiting.size)
+    yield* Metric.update(chunksPublished, total)
+    return total
   })
 
-/** Forgets the head of the outbox that is on DELIVER already (a crash came between publish and delete). */
+/** Forgets each destination's head of the outbox that is on DELIVER already (a crash came between publish and delete). */
 const skipPublished = (batch: number) =>
   Effect.gen(function*() {
     const db = yield* PackagesDb
     const { manager } = yield* Nats
-    const rows = yield* db.pending(batch)
-    let last = -1
-    for (const subject of new Set(rows.map((row) => row.subject))) {
-      const message = yield* tryNats("read DELIVER's tail", () => manager.streams.getMessage(StreamNames.deliver, { last_by_subj: subject })).pipe(
-        Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.NoMessageFound), () => Effect.succeed(null))
-      )
-      const msgId = message?.header?.get("Nats-Msg-Id")
-      const index = msgId === undefined ? -1 : rows.findIndex((row) => row.msgId === msgId)
-      last = Math.max(last, index)
-    }
-    if (last >= 0) {
-      yield* db.published(rows[last]!.id)
-      yield* Effect.logInfo("package publisher: chunks already on DELIVER forgotten", { chunks: last + 1 })
+    for (const { destination, publishedLanes } of yield* db.destinations) {
+      const rows = yield* db.pending(destination, batch)
+      let last = -1
+      for (const subject of new Set(rows.map((row) => row.subject))) {
+        const message = yield* tryNats("read DELIVER's tail", () => manager.streams.getMessage(StreamNames.deliver, { last_by_subj: subject })).pipe(
+          Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.NoMessageFound), () => Effect.succeed(null))
+        )
+        const msgId = message?.header?.get("Nats-Msg-Id")
+        const index = msgId === undefined ? -1 : rows.findIndex((row) => row.msgId === msgId)
+        last = Math.max(last, index)
+      }
+      if (last >= 0) {
+        yield* db.published(destination, rows[last]!.id, lanesAfter(rows.slice(0, last + 1).map((row) => row.lanes), publishedLanes))
+        yield* Effect.logInfo("package publisher: chunks already on DELIVER forgotten", { destination, chunks: last + 1 })
+      }
     }
   })
 
 /** Publishes the outbox until interrupted; failures are logged and retried with backoff. */
-export const publishOutbox = (options: PublisherOptions = {}): Effect.Effect<never, never, PackagesDb | Nats> =>
-  skipPublished(options.batch ?? 64).pipe(
-    Effect.andThen(publishRound(options.batch ?? 64).pipe(
+export const publishOutbox = (options: PublisherOptions = {}): Effect.Effect<never, never, PackagesDb | Nats | DeliveryBacklog> =>
+  Effect.gen(function*() {
+    const batch = options.batch ?? refreshesKept
+    yield* skipPublished(batch)
+    const waiting = new Map<string, number>()
+    return yield* publishRound(batch, waiting).pipe(
       Effect.tap((published) => published === 0 ? Effect.sleep(options.idle ?? "25 millis") : Effect.void),
       Effect.forever
-    )),
+    )
+  }).pipe(
     Effect.tapError((error) => Effect.logWarning("package publisher failed; retrying", error)),
     Effect.retry(Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")])),
     Effect.orDie

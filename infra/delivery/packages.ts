@@ -7,6 +7,7 @@
  */
 import { Clock, Effect, Layer, Option, Schedule } from "effect"
 import type { Duration } from "effect"
+import type { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
 import { EntityNotFound } from "../../domain/entity.ts"
 import type { EventStore } from "../../domain/EventStore.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
@@ -15,6 +16,7 @@ import * as ProjectionRunner from "../../projections/ProjectionRunner.ts"
 import { ProjectionStore } from "../../projections/ProjectionStore.ts"
 import { withLease } from "../nats/lease.ts"
 import type { Nats } from "../nats/Nats.ts"
+import { layerJetStream as deliveryBacklog } from "./deliveryBacklog.ts"
 import { publishOutbox, reportBacklog } from "./outboxPublisher.ts"
 import { PackagesDb } from "./packagesDb.ts"
 
@@ -60,7 +62,7 @@ const scheduledRefreshes = (tick: Duration.Input) =>
   })
 
 /** What the holder of `job.delivery-packages` runs: the projection, the publisher, the schedule. */
-const packagesJob = (options: PackagesOptions): Effect.Effect<never, never, PackagesDb | EventStore | Nats> =>
+const packagesJob = (options: PackagesOptions): Effect.Effect<never, never, PackagesDb | EventStore | Nats | DeliveryBacklog> =>
   Effect.gen(function*() {
     const db = yield* PackagesDb
     // The runner of every projection, here on delivery.db's one projection, for as long as the lease is held.
@@ -78,6 +80,6 @@ export const layer = (options: PackagesOptions): Layer.Layer<DeliveryPackages | 
   const job = Layer.effectDiscard(Effect.forkScoped(withLease("delivery-packages", packagesJob(options)).pipe(
     Effect.tapError((error) => Effect.logError("delivery-packages lease failed", error)),
     Effect.retry(Schedule.spaced("1 second"))
-  )))
+  ))).pipe(Layer.provide(deliveryBacklog))
   return Layer.mergeAll(service, job).pipe(Layer.provideMerge(dbLayer))
 }

@@ -15,13 +15,21 @@ import { transaction } from "../sqliteTransaction.ts"
 import { destinationOf, packagesProjection, prepare, writeRefresh } from "./packagesSqlite.ts"
 import { execOnOpen } from "../sqliteOpen.ts"
 
-/** A chunk waiting in the outbox: its DELIVER subject, `Nats-Msg-Id` and body. */
+/** A chunk waiting in the outbox: its DELIVER subject, `Nats-Msg-Id`, body, and the lane count it was split for (none: written before chunks were stamped). */
 export interface OutboxRow {
   readonly id: number
   readonly subject: string
   readonly msgId: string
   readonly chunk: string
   readonly records: number
+  readonly lanes: number | undefined
+}
+
+/** A destination with chunks in the outbox: the lane count of its oldest one there, and of those it had published last (none: not known). */
+export interface OutboxDestination {
+  readonly destination: string
+  readonly nextLanes: number | undefined
+  readonly publishedLanes: number | undefined
 }
 
 /** A destination with a refresh period, and when it was refreshed last (epoch millis; none: never by schedule). */
@@ -34,10 +42,15 @@ export interface ScheduledRefresh {
 export class PackagesDb extends Context.Service<PackagesDb, {
   /** the projection's store, for ProjectionRunner */
   readonly store: ProjectionStore["Service"]
-  /** The oldest chunks of the outbox, at most `limit`, in the order they were written. */
-  readonly pending: (limit: number) => Effect.Effect<ReadonlyArray<OutboxRow>, ReadModelError>
-  /** Forgets the outbox rows up to `id` (all on DELIVER). */
-  readonly published: (id: number) => Effect.Effect<void, ReadModelError>
+  /** The destinations with chunks in the outbox. */
+  readonly destinations: Effect.Effect<ReadonlyArray<OutboxDestination>, ReadModelError>
+  /** A destination's oldest chunks in the outbox, at most `limit`, in the order they were written. */
+  readonly pending: (destination: string, limit: number) => Effect.Effect<ReadonlyArray<OutboxRow>, ReadModelError>
+  /**
+   * Forgets a destination's outbox rows up to `id` (all on DELIVER), and keeps `lanes` as the lane count
+   * of its chunks published last (unchanged when undefined), in one transaction.
+   */
+  readonly published: (destination: string, id: number, lanes: number | undefined) => Effect.Effect<void, ReadModelError>
   /** What the outbox holds: the part of the backlog not yet on DELIVER. */
   readonly backlog: Effect.Effect<{ readonly chunks: number; readonly records: number }, ReadModelError>
   /** Writes a refresh of the destination; None when the destination is unknown (or deleted, or takes nothing). */
@@ -73,8 +86,20 @@ const make = (options: { readonly path: string; readonly maxRecords: number }) =
     const getCheckpoint = db.prepare("SELECT position FROM checkpoints WHERE name = ?")
     const setCheckpoint = db.prepare("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)")
     const deleteCheckpoint = db.prepare("DELETE FROM checkpoints WHERE name = ?")
-    const pending = db.prepare("SELECT id, subject, msg_id, chunk, records FROM delivery_outbox ORDER BY id LIMIT ?")
-    const deleteUpTo = db.prepare("DELETE FROM delivery_outbox WHERE id <= ?")
+    // the distinct destinations and their oldest chunk's lane count, from the index alone (never a chunk's body),
+    // a few seeks each (a skip scan) whatever the rows of each
+    const destinations = db.prepare(`
+      WITH RECURSIVE heads(destination) AS (
+        SELECT min(destination) FROM delivery_outbox
+        UNION ALL SELECT (SELECT min(destination) FROM delivery_outbox WHERE destination > heads.destination) FROM heads WHERE heads.destination IS NOT NULL)
+      SELECT heads.destination,
+        (SELECT lanes FROM delivery_outbox WHERE destination = heads.destination ORDER BY id LIMIT 1) AS next_lanes,
+        published.lanes AS published_lanes
+      FROM heads LEFT JOIN delivery_published_lanes published USING (destination)
+      WHERE heads.destination IS NOT NULL`)
+    const pending = db.prepare("SELECT id, subject, msg_id, chunk, records, lanes FROM delivery_outbox WHERE destination = ? ORDER BY id LIMIT ?")
+    const deleteUpTo = db.prepare("DELETE FROM delivery_outbox WHERE destination = ? AND id <= ?")
+    const setPublishedLanes = db.prepare("INSERT OR REPLACE INTO delivery_published_lanes VALUES (?, ?)")
     const backlog = db.prepare("SELECT count(*) AS chunks, coalesce(sum(records), 0) AS records FROM delivery_outbox")
     const live = db.prepare("SELECT d.destination, d.fields, r.last_at FROM delivery_destinations d LEFT JOIN delivery_refreshes r USING (destination) WHERE d.fields IS NOT NULL")
     const setRefreshed = db.prepare("INSERT OR REPLACE INTO delivery_refreshes VALUES (?, ?)")
@@ -100,19 +125,34 @@ const make = (options: { readonly path: string; readonly maxRecords: number }) =
 
     return PackagesDb.of({
       store,
-      pending: (limit) =>
+      destinations: use("read outbox destinations", () =>
+        (destinations.all() as unknown as Array<{ destination: string; next_lanes: number | null; published_lanes: number | null }>)
+          .map((row) => ({ destination: row.destination, nextLanes: row.next_lanes ?? undefined, publishedLanes: row.published_lanes ?? undefined }))),
+      pending: (destination, limit) =>
         use("read outbox", () =>
-          (pending.all(limit) as unknown as Array<{ id: number; subject: string; msg_id: string; chunk: string; records: number }>)
-            .map((row) => ({ id: row.id, subject: row.subject, msgId: row.msg_id, chunk: row.chunk, records: row.records }))),
-      published: (id) => use("delete published", () => void deleteUpTo.run(id)),
+          (pending.all(destination, limit) as unknown as Array<{ id: number; subject: string; msg_id: string; chunk: string; records: number; lanes: number | null }>)
+            .map((row) => ({ id: row.id, subject: row.subject, msgId: row.msg_id, chunk: row.chunk, records: row.records, lanes: row.lanes ?? undefined }))),
+      published: (destination, id, lanes) =>
+        use("delete published", () =>
+          transaction(db, () => {
+            deleteUpTo.run(destination, id)
+            if (lanes !== undefined) setPublishedLanes.run(destination, lanes)
+          })),
       backlog: use("backlog", () => backlog.get() as { chunks: number; records: number }),
       refresh: (destination, { packageId, at }) =>
         use("refresh", () =>
           transaction(db, () => {
-            const fields = destinationOf(s, destination)
-            const targets = fields === undefined ? undefined : targetsOf(fields)
-            if (targets === undefined) return Option.none<number>()
-            const records = writeRefresh(s, { destination, targets, packageId, time: new Date(at).toISOString(), maxRecords: options.maxRecords })
+            const live = destinationOf(s, destination)
+            const targets = live === undefined ? undefined : targetsOf(live.fields)
+            if (live === undefined || targets === undefined) return Option.none<number>()
+            const records = writeRefresh(s, {
+              destination,
+              targets,
+              packageId,
+              incarnation: live.incarnation,
+              time: new Date(at).toISOString(),
+              maxRecords: options.maxRecords
+            })
             setRefreshed.run(destination, at)
             return Option.some(records)
           })),

@@ -5,9 +5,13 @@
  *   older checkpoint, a paused former lease holder — changes nothing);
  * - `delivery_members`: per (segment, profile) member now, the partners whose membership is present
  *   (refreshes page through it by segment);
- * - `delivery_destinations` (fields, null once deleted; the revision applied last, a replay changing nothing) and `delivery_targets` (segment → destination, lanes);
+ * - `delivery_destinations` (fields, null once deleted; the revision applied last, a replay changing
+ *   nothing; its incarnation, which stamps its chunks) and `delivery_targets` (segment → destination, lanes);
  * - `delivery_sequences`: the next `seq` of each destination and lane's continuous package;
- * - `delivery_outbox`: chunks not yet on DELIVER, in the order they were written (AUTOINCREMENT id).
+ * - `delivery_outbox`: chunks not yet on DELIVER, in the order they were written (AUTOINCREMENT id),
+ *   with their destination and the lane count they were split for;
+ * - `delivery_published_lanes`: per destination, the lane count of the chunks the publisher put on
+ *   DELIVER last (the publisher's, not the projection's: it mirrors DELIVER, so a rebuild keeps it).
  *
  * The projection's changes, the chunks they make and its checkpoint are one transaction; so is a
  * refresh (members read and their chunks written in one), so on DELIVER a refresh's adds sit exactly
@@ -16,7 +20,7 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite"
 import type { Schema } from "effect"
 import { type Chunk, chunkId } from "../../domain/delivery/Chunk.ts"
-import { deliveryRecord, type DestinationTargets, laneOf, type LanePacker, lanePacker, type PackedChunk, targetsOf } from "../../domain/delivery/packaging.ts"
+import { deliveryRecord, type DestinationTargets, laneOf, type LanePacker, lanePacker, type PackedChunk, type Split, targetsOf } from "../../domain/delivery/packaging.ts"
 import type { EventEnvelope } from "../../domain/envelope.ts"
 import { deliverSubject } from "../../domain/subjects.ts"
 import type { Projection } from "../../projections/Projection.ts"
@@ -26,15 +30,17 @@ const TABLES = `
   CREATE TABLE IF NOT EXISTS delivery_profiles (profile_id TEXT PRIMARY KEY, revision INTEGER NOT NULL) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS delivery_members (
     segment_id TEXT NOT NULL, profile_id TEXT NOT NULL, partners TEXT NOT NULL, PRIMARY KEY (segment_id, profile_id)) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS delivery_destinations (destination TEXT PRIMARY KEY, revision INTEGER NOT NULL, fields TEXT) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS delivery_destinations (destination TEXT PRIMARY KEY, revision INTEGER NOT NULL, fields TEXT, incarnation INTEGER) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS delivery_targets (
     segment_id TEXT NOT NULL, destination TEXT NOT NULL, lanes INTEGER NOT NULL, PRIMARY KEY (segment_id, destination)) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS delivery_targets_by_destination ON delivery_targets (destination);
   CREATE TABLE IF NOT EXISTS delivery_sequences (
     destination TEXT NOT NULL, lane INTEGER NOT NULL, next_seq INTEGER NOT NULL, PRIMARY KEY (destination, lane)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS delivery_outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL, msg_id TEXT NOT NULL, chunk TEXT NOT NULL, records INTEGER NOT NULL);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL, msg_id TEXT NOT NULL, chunk TEXT NOT NULL, records INTEGER NOT NULL,
+    destination TEXT NOT NULL, lanes INTEGER);
   CREATE TABLE IF NOT EXISTS delivery_refreshes (destination TEXT PRIMARY KEY, last_at INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS delivery_published_lanes (destination TEXT PRIMARY KEY, lanes INTEGER NOT NULL) WITHOUT ROWID;
 `
 const DROP = ["delivery_profiles", "delivery_members", "delivery_destinations", "delivery_targets", "delivery_sequences", "delivery_outbox", "delivery_refreshes"]
   .map((t) => `DROP TABLE IF EXISTS ${t};`).join(" ")
@@ -42,6 +48,20 @@ const DROP = ["delivery_profiles", "delivery_members", "delivery_destinations", 
 export const createTables = (db: DatabaseSync, options: { readonly rebuild: boolean }) => {
   if (options.rebuild) db.exec(DROP)
   db.exec(TABLES)
+  // delivery.db written before incarnations: its destinations' chunks stay unstamped until one is created again
+  const columns = db.prepare("PRAGMA table_info(delivery_destinations)").all() as Array<{ name: string }>
+  if (!columns.some((column) => column.name === "incarnation")) db.exec("ALTER TABLE delivery_destinations ADD COLUMN incarnation INTEGER")
+  stampOutbox(db)
+  // lanes in the index: the publisher reads a destination's next lane count without reading past a chunk's body
+  db.exec("CREATE INDEX IF NOT EXISTS delivery_outbox_by_destination ON delivery_outbox (destination, id, lanes)")
+}
+
+/** An outbox written before chunks were stamped: each row's destination read from its chunk, its lane count unknown. */
+const stampOutbox = (db: DatabaseSync) => {
+  const columns = db.prepare("PRAGMA table_info(delivery_outbox)").all() as Array<{ name: string }>
+  if (columns.some((column) => column.name === "destination")) return
+  db.exec(`ALTER TABLE delivery_outbox ADD COLUMN destination TEXT; ALTER TABLE delivery_outbox ADD COLUMN lanes INTEGER;
+    UPDATE delivery_outbox SET destination = json_extract(chunk, '$.destination');`)
 }
 
 export interface Statements {
@@ -68,24 +88,32 @@ export const prepare = (db: DatabaseSync): Statements => ({
   setMember: db.prepare("INSERT OR REPLACE INTO delivery_members VALUES (?, ?, ?)"),
   deleteMember: db.prepare("DELETE FROM delivery_members WHERE segment_id = ? AND profile_id = ?"),
   members: db.prepare("SELECT profile_id FROM delivery_members WHERE segment_id = ? ORDER BY profile_id"),
-  destination: db.prepare("SELECT revision, fields FROM delivery_destinations WHERE destination = ?"),
-  setDestination: db.prepare("INSERT OR REPLACE INTO delivery_destinations VALUES (?, ?, ?)"),
-  targetsOfSegment: db.prepare("SELECT destination, lanes FROM delivery_targets WHERE segment_id = ? ORDER BY destination"),
+  destination: db.prepare("SELECT revision, fields, incarnation FROM delivery_destinations WHERE destination = ?"),
+  setDestination: db.prepare("INSERT OR REPLACE INTO delivery_destinations (destination, revision, fields, incarnation) VALUES (?, ?, ?, ?)"),
+  targetsOfSegment: db.prepare(
+    "SELECT t.destination, t.lanes, d.incarnation FROM delivery_targets t JOIN delivery_destinations d USING (destination) WHERE t.segment_id = ? ORDER BY t.destination"
+  ),
   clearTargets: db.prepare("DELETE FROM delivery_targets WHERE destination = ?"),
   addTarget: db.prepare("INSERT OR REPLACE INTO delivery_targets VALUES (?, ?, ?)"),
   nextSeq: db.prepare("SELECT next_seq FROM delivery_sequences WHERE destination = ? AND lane = ?"),
   setNextSeq: db.prepare("INSERT OR REPLACE INTO delivery_sequences VALUES (?, ?, ?)"),
-  insertChunk: db.prepare("INSERT INTO delivery_outbox (subject, msg_id, chunk, records) VALUES (?, ?, ?, ?)")
+  insertChunk: db.prepare("INSERT INTO delivery_outbox (subject, msg_id, chunk, records, destination, lanes) VALUES (?, ?, ?, ?, ?, ?)")
 })
 
 /** Puts a numbered chunk in the outbox. */
 const writeChunk = (s: Statements, chunk: Chunk) =>
-  s.insertChunk.run(deliverSubject(chunk.destination, chunk.lane), chunkId(chunk), JSON.stringify(chunk), chunk.records.length)
+  s.insertChunk.run(deliverSubject(chunk.destination, chunk.lane), chunkId(chunk), JSON.stringify(chunk), chunk.records.length, chunk.destination, chunk.lanes ?? null)
 
-/** A destination's live fields (undefined: unknown or deleted). */
-export const destinationOf = (s: Statements, destination: string): Schema.JsonObject | undefined => {
-  const row = s.destination.get(destination) as { fields: string | null } | undefined
-  return row?.fields == null ? undefined : JSON.parse(row.fields)
+interface DestinationRow {
+  readonly revision: number
+  readonly fields: string | null
+  readonly incarnation: number | null
+}
+
+/** A live destination's fields and incarnation (undefined: unknown or deleted). */
+export const destinationOf = (s: Statements, destination: string): { readonly fields: Schema.JsonObject; readonly incarnation: number | undefined } | undefined => {
+  const row = s.destination.get(destination) as DestinationRow | undefined
+  return row?.fields == null ? undefined : { fields: JSON.parse(row.fields), incarnation: row.incarnation ?? undefined }
 }
 
 export interface RefreshPackage {
@@ -96,6 +124,8 @@ export interface RefreshPackage {
   /** `add` (a refresh, the default) or `remove` (a withdrawal of segments the destination dropped) */
   readonly op?: "add" | "remove"
   readonly packageId: string
+  /** the destination's incarnation its chunks are stamped with */
+  readonly incarnation: number | undefined
   /** the records' time */
   readonly time: string
   readonly maxRecords: number
@@ -124,7 +154,7 @@ export const writeRefresh = (s: Statements, refresh: RefreshPackage): number => 
     for (const row of s.members.iterate(segmentId) as Iterable<{ profile_id: string }>) {
       const record = deliveryRecord(row.profile_id, segmentId, refresh.op ?? "add", refresh.time)
       if (record === undefined) continue
-      packer.add(refresh.destination, laneOf(row.profile_id, lanes), record)
+      packer.add({ destination: refresh.destination, lanes, incarnation: refresh.incarnation }, laneOf(row.profile_id, lanes), record)
       records++
     }
   }
@@ -142,12 +172,14 @@ const continuousWriter = (s: Statements) => (chunk: PackedChunk) => {
 
 /** A destination's event: its fields and targets kept, a refresh of the segments it starts taking, a withdrawal of those it drops. */
 const applyDestination = (s: Statements, event: EventEnvelope, maxRecords: number): boolean => {
-  const row = s.destination.get(event.entityId) as { revision: number; fields: string | null } | undefined
+  const row = s.destination.get(event.entityId) as DestinationRow | undefined
   if (row !== undefined && row.revision >= event.revision) return true // applied already: a replay
   const beforeFields: Schema.JsonObject | null = row?.fields == null ? null : JSON.parse(row.fields)
   const after = destinationFields(beforeFields, event)
   if (after === undefined) return false
-  s.setDestination.run(event.entityId, event.revision, after === null ? null : JSON.stringify(after))
+  // a destination created (again) is a new incarnation: the revision of its EntityCreated (domain/delivery/Incarnation.ts)
+  const incarnation = event.type === "EntityCreated" ? event.revision : row?.incarnation ?? undefined
+  s.setDestination.run(event.entityId, event.revision, after === null ? null : JSON.stringify(after), incarnation ?? null)
   s.clearTargets.run(event.entityId)
   const targets = after === null ? undefined : targetsOf(after)
   if (targets === undefined) return true
@@ -156,17 +188,26 @@ const applyDestination = (s: Statements, event: EventEnvelope, maxRecords: numbe
   // The event's id is a UUID v7: the package ids are the same on every replay (no clock in a projection).
   const fresh = newSegments(before, targets)
   if (fresh.length > 0) {
-    writeRefresh(s, { destination: event.entityId, targets, segmentIds: fresh, packageId: `refresh-${event.eventId}`, time: event.recordedAt, maxRecords })
+    writeRefresh(s, { destination: event.entityId, targets, segmentIds: fresh, packageId: `refresh-${event.eventId}`, incarnation, time: event.recordedAt, maxRecords })
   }
   const dropped = droppedSegments(before, targets)
   if (dropped.length > 0) {
-    writeRefresh(s, { destination: event.entityId, targets, segmentIds: dropped, op: "remove", packageId: `withdraw-${event.eventId}`, time: event.recordedAt, maxRecords })
+    writeRefresh(s, {
+      destination: event.entityId,
+      targets,
+      segmentIds: dropped,
+      op: "remove",
+      packageId: `withdraw-${event.eventId}`,
+      incarnation,
+      time: event.recordedAt,
+      maxRecords
+    })
   }
   return true
 }
 
 /** A profile's event: its memberships kept, and a record per destination taking each segment it joined or left. */
-const applyProfile = (s: Statements, event: EventEnvelope, packer: LanePacker, targets: (segmentId: string) => ReadonlyArray<Target>): boolean => {
+const applyProfile = (s: Statements, event: EventEnvelope, packer: LanePacker, targets: (segmentId: string) => ReadonlyArray<Split>): boolean => {
   const profile = event.entityId
   const row = s.profileRevision.get(profile) as { revision: number } | undefined
   if (row !== undefined && row.revision >= event.revision) return true // applied already: a replay
@@ -186,26 +227,21 @@ const applyProfile = (s: Statements, event: EventEnvelope, packer: LanePacker, t
     const record = deliveryRecord(profile, segmentId, op, time)
     if (record === undefined) continue
     for (const target of targets(segmentId)) {
-      packer.add(target.destination, laneOf(profile, target.lanes), record, event.position)
+      packer.add(target, laneOf(profile, target.lanes), record, event.position)
     }
   }
   if (changed) s.setProfileRevision.run(profile, event.revision)
   return true
 }
 
-interface Target {
-  readonly destination: string
-  readonly lanes: number
-}
-
 /** The destinations taking each segment, read once per page (and again after a destination's event). */
 const targetCache = (s: Statements) => {
-  const cache = new Map<string, ReadonlyArray<Target>>()
+  const cache = new Map<string, ReadonlyArray<Split>>()
   return {
-    of: (segmentId: string): ReadonlyArray<Target> => {
+    of: (segmentId: string): ReadonlyArray<Split> => {
       let found = cache.get(segmentId)
       if (found === undefined) {
-        found = s.targetsOfSegment.all(segmentId) as unknown as Array<Target>
+        found = s.targetsOfSegment.all(segmentId) as unknown as Array<Split>
         cache.set(segmentId, found)
       }
       return found

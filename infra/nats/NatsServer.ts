@@ -285,17 +285,50 @@ export const startNatsServer = Effect.fnUntraced(function*(options: NatsServerOp
   return { url: `nats://${host}:${options.port}`, pid: child.pid! } satisfies RunningNatsServer
 })
 
+/** The kernel's range for outgoing connections' local ports (Linux; the usual default elsewhere). */
+const ephemeralPorts = (): readonly [number, number] => {
+  try {
+    const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number)
+    if (Number.isInteger(low) && Number.isInteger(high)) return [low!, high!]
+  } catch {
+    // not Linux
+  }
+  return [32768, 60999]
+}
+
+/** Binds `port` on `host` and lets it go: the port, or null when it is taken. */
+const tryPort = (host: string, port: number) =>
+  Effect.callback<number | null, NatsServerError>((resume) => {
+    const server = createServer()
+    server.once("error", (cause: NodeJS.ErrnoException) =>
+      resume(
+        cause.code === "EADDRINUSE" || cause.code === "EACCES"
+          ? Effect.succeed(null)
+          : Effect.fail(new NatsServerError({ operation: "freePort", output: "", cause }))
+      ))
+    server.listen(port, host, () => {
+      const address = server.address()
+      const bound = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resume(Effect.succeed(bound)))
+    })
+  })
+
 /**
- * A TCP port free right now on `host` (the OS picks it). Another process could take it before the
- * server binds; a start failing with "address already in use" is then retried by the caller.
+ * A TCP port free right now on `host`, picked at random below the kernel's ephemeral range: the OS
+ * hands ports of that range to every outgoing connection, so a port taken from it (`listen(0)`) could
+ * become some connection's local port before the server binds it (seen in CI: `listen EADDRINUSE`).
+ * Another process could still take it; a start failing with "address already in use" is then retried
+ * by the caller. Falls back to a port the OS picks when no range lies below.
  */
 export const freePort = (host = "127.0.0.1") =>
-  Effect.callback<number, NatsServerError>((resume) => {
-    const server = createServer()
-    server.once("error", (cause) => resume(Effect.fail(new NatsServerError({ operation: "freePort", output: "", cause }))))
-    server.listen(0, host, () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resume(Effect.succeed(port)))
-    })
+  Effect.gen(function*() {
+    const [low] = ephemeralPorts()
+    const from = 10_000
+    for (let attempt = 0; low - from >= 1_000 && attempt < 50; attempt++) {
+      const port = yield* tryPort(host, from + Math.floor(Math.random() * (low - from)))
+      if (port !== null) return port
+    }
+    const port = yield* tryPort(host, 0)
+    if (port === null) return yield* new NatsServerError({ operation: "freePort", output: "", cause: "no free port" })
+    return port
   })

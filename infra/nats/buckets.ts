@@ -15,12 +15,12 @@ export const coordinationTtl: Duration.Input = "10 seconds"
 /** JetStream's "stream name already in use": another process created the bucket at the same time. */
 const streamNameInUse = 10058
 
-/** Opens the bucket, creating it if it does not exist yet. */
-export const openBucket = (name: string) =>
+/** Opens the bucket, creating it if it does not exist yet; `ttl: "forever"` for entries kept until deleted. */
+export const openBucket = (name: string, { ttl = coordinationTtl }: { readonly ttl?: Duration.Input | "forever" } = {}) =>
   Effect.gen(function*() {
     const { connection } = yield* Nats
     return yield* tryNats(`open bucket ${name}`, (): Promise<KV> =>
-      new Kvm(connection).create(name, { ttl: Duration.toMillis(coordinationTtl), history: 1 })).pipe(
+      new Kvm(connection).create(name, { ttl: ttl === "forever" ? 0 : Duration.toMillis(ttl), history: 1 })).pipe(
         // two processes creating it at once: the loser opens the winner's
         Effect.retry({
           while: (error) => error.cause instanceof JetStreamApiError && error.cause.code === streamNameInUse,

@@ -9,10 +9,14 @@ import { assert, layer } from "@effect/vitest"
 import { gzipSync } from "node:zlib"
 import { readFileSync } from "node:fs"
 import { Effect } from "effect"
+import { jetstreamManager } from "@nats-io/jetstream"
+import { connect } from "@nats-io/transport-node"
 import { HttpServer } from "../../api/platform.ts"
 import type { Job } from "../../domain/ingest/Job.ts"
 import { profileId } from "../../domain/ingest/LoaderRecord.ts"
+import { uploadsBucket } from "../../infra/ingest/uploadsObjectStore.ts"
 import { eventually, request } from "../fixtures/http.ts"
+import { TestNatsServer } from "../fixtures/nats.ts"
 import { ADMIN_KEY, layerTestPlatform } from "../fixtures/platform.ts"
 import { acmeData, crmBank } from "../fixtures/partners/index.ts"
 
@@ -42,24 +46,26 @@ const reconciles = (job: Job) => {
   assert.strictEqual(job.recordsAccepted, job.duplicates + job.recordsCommitted, JSON.stringify(job))
 }
 
+/** The acme sample, gzipped, over HTTP: done, 100%, reconciled, every malformed line reported and the rest loaded. */
+const loadsAcmeSample = Effect.gen(function*() {
+  assert.strictEqual((yield* request({ method: "PUT", url: `/v1/entities/partner/${ACME}`, body: acmeData.body })).statusCode, 201)
+  const job = yield* ended(yield* uploadFile(ACME, gzipSync(readFileSync(acmeData.sample)), "application/gzip"))
+  assert.strictEqual(job.state, "done", JSON.stringify(job))
+  assert.strictEqual(job.percent, 100)
+  assert.strictEqual(job.linesRead, 10)
+  assert.strictEqual(job.linesRejected, 6)
+  assert.strictEqual(job.recordsAccepted, 7)
+  reconciles(job)
+  assert.deepStrictEqual(job.errors.map((e) => e.line), [5, 6, 7, 8, 9, 10])
+  assert.match(job.errors[1]!.reason, /unknown segment code "gardening"/)
+  assert.match(job.errors[4]!.reason, /quot/)
+  // the upper-case and lower-case ad ids are one person; line 12 loaded after the malformed lines
+  assert.deepStrictEqual(yield* segmentsOf("maid", "6d92078a-8246-4ba4-ae5b-76104861e7dc"), ["1001", "1002", "1004"])
+  assert.deepStrictEqual(yield* segmentsOf("maid", "aaaaaaaa-0000-4000-8000-000000000001"), ["1001", "1003"])
+})
+
 layer(layerTestPlatform(), { excludeTestServices: true, timeout: 120_000 })("ingestion end to end", (it) => {
-  it.effect("loads a gzip file in the partner's format: done, 100%, reconciled, every malformed line reported and the rest loaded", () =>
-    Effect.gen(function*() {
-      assert.strictEqual((yield* request({ method: "PUT", url: `/v1/entities/partner/${ACME}`, body: acmeData.body })).statusCode, 201)
-      const job = yield* ended(yield* uploadFile(ACME, gzipSync(readFileSync(acmeData.sample)), "application/gzip"))
-      assert.strictEqual(job.state, "done", JSON.stringify(job))
-      assert.strictEqual(job.percent, 100)
-      assert.strictEqual(job.linesRead, 10)
-      assert.strictEqual(job.linesRejected, 6)
-      assert.strictEqual(job.recordsAccepted, 7)
-      reconciles(job)
-      assert.deepStrictEqual(job.errors.map((e) => e.line), [5, 6, 7, 8, 9, 10])
-      assert.match(job.errors[1]!.reason, /unknown segment code "gardening"/)
-      assert.match(job.errors[4]!.reason, /quot/)
-      // the upper-case and lower-case ad ids are one person; line 12 loaded after the malformed lines
-      assert.deepStrictEqual(yield* segmentsOf("maid", "6d92078a-8246-4ba4-ae5b-76104861e7dc"), ["1001", "1002", "1004"])
-      assert.deepStrictEqual(yield* segmentsOf("maid", "aaaaaaaa-0000-4000-8000-000000000001"), ["1001", "1003"])
-    }))
+  it.effect("loads a gzip file in the partner's format: done, 100%, reconciled, every malformed line reported and the rest loaded", () => loadsAcmeSample)
 
   it.effect("runs a real-time stream of POSTs, each its own job, all applied", () =>
     Effect.gen(function*() {
@@ -155,5 +161,24 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 120_000 })("ing
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(2)), ["2002"])
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(3)), ["2002"])
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(4)), ["18446744073709551615"])
+    }))
+})
+
+layer(layerTestPlatform({ UPLOADS_STORE: "nats" }), { excludeTestServices: true, timeout: 120_000 })("ingestion with uploads in the NATS object store", (it) => {
+  it.effect("loads a file kept in the object store, then deletes it there", () =>
+    Effect.gen(function*() {
+      yield* loadsAcmeSample
+      const { url, platform } = yield* TestNatsServer
+      const subjects = yield* Effect.acquireUseRelease(
+        Effect.promise(() => connect({ servers: url, user: platform.user, pass: platform.password })),
+        (nc) => Effect.promise(async () => {
+          const info = await (await jetstreamManager(nc)).streams.info(`OBJ_${uploadsBucket}`, { subjects_filter: `$O.${uploadsBucket}.>` })
+          return Object.keys(info.state.subjects ?? {})
+        }),
+        (nc) => Effect.promise(() => nc.close())
+      )
+      // the object's entry (now marking it deleted) is there; its chunks are gone
+      assert.strictEqual(subjects.filter((s) => s.startsWith(`$O.${uploadsBucket}.M.`)).length, 1, subjects.join())
+      assert.deepStrictEqual(subjects.filter((s) => s.startsWith(`$O.${uploadsBucket}.C.`)), [], "the finished job's upload is removed")
     }))
 })

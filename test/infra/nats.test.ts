@@ -1,5 +1,6 @@
 import { assert, describe, it, layer } from "@effect/vitest"
 import { readFileSync, writeFileSync } from "node:fs"
+import { createServer, type Server } from "node:net"
 import { Effect, Scope } from "effect"
 import { jetstream } from "@nats-io/jetstream"
 import { connect, headers } from "@nats-io/transport-node"
@@ -231,4 +232,27 @@ describe("a nats-server left behind", () => {
       yield* startNatsServer({ configFile: defaultConfigFile, port: yield* freePort(), storeDir: `${dir}/store`, passwords, pidFile })
       assert.isTrue(isAlive(other.pid))
     }).pipe(Effect.scoped))
+})
+
+describe("freePort", () => {
+  it.live("picks ports below the kernel's ephemeral range, which outgoing connections never take, and skips taken ones", () =>
+    Effect.gen(function*() {
+      const [low] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number)
+      const ports = new Set<number>()
+      for (let i = 0; i < 20; i++) {
+        const port = yield* freePort()
+        assert.isBelow(port, low!)
+        ports.add(port)
+      }
+      assert.isAbove(ports.size, 1, "picked at random")
+      // every port it gives is free: bound here, the next picks avoid it
+      const held = yield* Effect.promise(() =>
+        new Promise<Server>((resolve) => {
+          const server = createServer().listen([...ports][0], "127.0.0.1", () => resolve(server))
+        })
+      )
+      const port = yield* freePort()
+      assert.notStrictEqual(port, [...ports][0])
+      yield* Effect.promise(() => new Promise((resolve) => held.close(resolve)))
+    }))
 })

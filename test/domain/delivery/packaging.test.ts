@@ -14,21 +14,24 @@ describe("packaging", () => {
     assert.strictEqual(laneOf("cookie:user-1", 4), 3_596_234_278 % 4, "FNV-1a (checked outside JS): every process and version agrees")
   })
 
-  it("packs records into chunks of at most maxRecords per destination and lane, in the order given, with their positions", () => {
+  it("packs records into chunks of at most maxRecords per destination, lane count and lane, in the order given, with their positions and lane count", () => {
     const chunks: Array<PackedChunk> = []
     const packer = lanePacker({ packageId: "continuous", kind: "continuous", maxRecords: 2, emit: (c) => chunks.push(c) })
-    packer.add("d", 0, record("a"), 10)
-    packer.add("d", 1, record("b"), 11)
-    packer.add("d", 0, record("c"), 12) // lane 0 full: emitted now
-    packer.add("d", 0, record("a", "remove"), 13)
-    packer.add("e", 0, record("a"), 13)
+    const d = { destination: "d", lanes: 2 }
+    packer.add(d, 0, record("a"), 10)
+    packer.add(d, 1, record("b"), 11)
+    packer.add(d, 0, record("c"), 12) // lane 0 full: emitted now
+    packer.add(d, 0, record("a", "remove"), 13)
+    packer.add({ destination: "e", lanes: 1 }, 0, record("a"), 13)
+    packer.add({ destination: "d", lanes: 3 }, 0, record("c", "remove"), 14) // another split: another chunk
     assert.deepStrictEqual(chunks.map((c) => [c.destination, c.lane, c.records.map((r) => r.userId)]), [["d", 0, ["a", "c"]]])
     packer.flush()
-    assert.deepStrictEqual(chunks.map((c) => [c.destination, c.lane, c.records.map((r) => `${r.userId} ${r.op}`), c.fromPosition, c.toPosition]), [
-      ["d", 0, ["a add", "c add"], 10, 12],
-      ["d", 1, ["b add"], 11, 11],
-      ["d", 0, ["a remove"], 13, 13],
-      ["e", 0, ["a add"], 13, 13]
+    assert.deepStrictEqual(chunks.map((c) => [c.destination, c.lanes, c.lane, c.records.map((r) => `${r.userId} ${r.op}`), c.fromPosition, c.toPosition]), [
+      ["d", 2, 0, ["a add", "c add"], 10, 12],
+      ["d", 2, 1, ["b add"], 11, 11],
+      ["d", 2, 0, ["a remove"], 13, 13],
+      ["e", 1, 0, ["a add"], 13, 13],
+      ["d", 3, 0, ["c remove"], 14, 14]
     ])
   })
 

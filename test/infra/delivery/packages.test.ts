@@ -1,8 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { join } from "node:path"
-import { Effect, Layer } from "effect"
-import { chunkId } from "../../../domain/delivery/Chunk.ts"
-import { deliverSubject, StreamNames } from "../../../domain/subjects.ts"
+import { DatabaseSync } from "node:sqlite"
+import { Effect, Layer, Schema } from "effect"
+import { Chunk, chunkId } from "../../../domain/delivery/Chunk.ts"
+import { laneOf } from "../../../domain/delivery/packaging.ts"
+import { deliverSubject, destinationLanes, StreamNames } from "../../../domain/subjects.ts"
+import { layerJetStream as deliveryBacklog } from "../../../infra/delivery/deliveryBacklog.ts"
 import { layer as packages } from "../../../infra/delivery/packages.ts"
 import { toEnvelopes } from "../../../domain/envelope.ts"
 import { EventStore } from "../../../domain/EventStore.ts"
@@ -23,11 +26,12 @@ const S = "9007199254740993" // above 2^53: ids stay strings
 const T = "42"
 const U = "7"
 
+const decodeChunk = Schema.decodeUnknownSync(Chunk)
 const chunksOf = (destination: string) => deliverChunks(destination)
 const recordsOf = (destination: string) => deliverRecords(destination)
 
 /** A temp dir, an event store file, a fresh nats-server with the streams, and packaging (chunks of 3 records) in this process. */
-const withPackaging = <A, E>(test: (dir: string) => Effect.Effect<A, E, EventStore | Nats | DeliveryPackages | TestNatsServer>) =>
+const withPackaging = <A, E>(test: (dir: string) => Effect.Effect<A, E, EventStore | Nats | DeliveryPackages | PackagesDb | TestNatsServer>) =>
   Effect.gen(function*() {
     const dir = yield* tempDir("packages")
     const store = eventStore({ path: join(dir, "events.db") })
@@ -147,6 +151,27 @@ describe("delivery packages", () => {
       })
     ), 60_000)
 
+  it.live("chunks carry the incarnation of the destination they were packaged for: a destination deleted and created again under its id is a new one", () =>
+    withPackaging(() =>
+      Effect.gen(function*() {
+        yield* appendProfileEvents("cookie:i1", added("a", [S]))
+        yield* createDestination("d-again", [S]) // revision 0: its creation's refresh holds i1
+        yield* appendProfileEvents("cookie:i2", added("a", [S]))
+        yield* eventually(recordsOf("d-again"), (records) => records.length === 2, "40 seconds")
+        yield* appendDestinationEvent("d-again", "EntityDeleted")
+        yield* createDestination("d-again", [S]) // revision 2: a new incarnation, with its own refresh
+        yield* appendProfileEvents("cookie:i3", added("a", [S]))
+        const chunks = yield* eventually(chunksOf("d-again"), (cs) => cs.some(({ chunk }) => chunk.records.some((r) => r.userId === "i3")), "40 seconds")
+        const refresh = yield* DeliveryPackages.use((p) => p.refresh("d-again"))
+        const all = yield* eventually(chunksOf("d-again"), (cs) => cs.some(({ chunk }) => chunk.packageId === refresh.packageId), "40 seconds")
+        assert.deepStrictEqual(
+          chunks.map(({ chunk }) => `${chunk.kind} ${chunk.records.map((r) => r.userId).join(",")} @${chunk.incarnation}`),
+          ["refresh i1 @0", "continuous i2 @0", "refresh i1,i2 @2", "continuous i3 @2"]
+        )
+        assert.deepStrictEqual(all.filter(({ chunk }) => chunk.packageId === refresh.packageId).map(({ chunk }) => chunk.incarnation), [2])
+      })
+    ), 60_000)
+
   it.live("refreshes a destination on its schedule (refreshEvery seconds)", () =>
     withPackaging(() =>
       Effect.gen(function*() {
@@ -162,10 +187,63 @@ describe("delivery packages", () => {
       })
     ), 60_000)
 
+  it.live("a destination's chunks split for new lanes wait until DELIVER holds none of the old split; other destinations' go on meanwhile", () =>
+    withPackaging(() =>
+      Effect.gen(function*() {
+        const { manager } = yield* Nats
+        const users = [0, 1, 2, 3, 4, 5].map((i) => `b${i}`)
+        const onDeliver = Effect.map(streamMessages(StreamNames.deliver), (messages) =>
+          messages.filter((m) => m.subject.startsWith("deliver.d-lanes.")).map((m) => ({ subject: m.subject, chunk: decodeChunk(m.body) })))
+        yield* createDestination("d-lanes", [S], { lanes: 1 })
+        yield* createDestination("d-other", [T])
+        for (const user of users) yield* appendProfileEvents(`cookie:${user}`, added("a", [S]))
+        yield* eventually(Effect.map(onDeliver, (ms) => ms.flatMap((m) => m.chunk.records)), (rs) => rs.length === users.length, "40 seconds")
+
+        yield* appendDestinationEvent("d-lanes", "EntityUpdated", { changes: { lanes: 3 } })
+        for (const user of users) yield* appendProfileEvents(`cookie:${user}`, removed("a", [S]))
+        yield* appendProfileEvents("cookie:o1", added("a", [T]))
+        // The other destination's chunk is published behind the waiting ones; the new split is not.
+        yield* eventually(recordsOf("d-other"), (rs) => rs.length === 1, "40 seconds")
+        yield* Effect.sleep("500 millis")
+        const waiting = yield* onDeliver
+        assert.deepStrictEqual(waiting.map((m) => [m.subject, m.chunk.lanes]), Array(waiting.length).fill([deliverSubject("d-lanes", 0), 1]), "only the old split")
+        assert.isAbove((yield* (yield* PackagesDb).backlog).chunks, 0, "the new split waits in the outbox")
+
+        // The old split delivered (its chunks acknowledged: gone from the work queue): the new one follows, each user in its lane of 3.
+        yield* Effect.promise(() => manager.streams.purge(StreamNames.deliver, { filter: destinationLanes("d-lanes") }))
+        const after = yield* eventually(onDeliver, (ms) => ms.flatMap((m) => m.chunk.records).length === users.length, "40 seconds")
+        for (const { subject, chunk } of after) {
+          assert.strictEqual(chunk.lanes, 3)
+          assert.strictEqual(subject, deliverSubject("d-lanes", chunk.lane))
+          for (const r of chunk.records) assert.deepStrictEqual([r.op, chunk.lane], ["remove", laneOf(`cookie:${r.userId}`, 3)])
+        }
+      })
+    ), 60_000)
+
+  it.live("an outbox written before chunks were stamped keeps its rows: each with its destination, its lane count unknown", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("packages-unstamped")
+      const path = join(dir, "delivery.db")
+      const old = new DatabaseSync(path)
+      old.exec(`CREATE TABLE delivery_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL, msg_id TEXT NOT NULL, chunk TEXT NOT NULL, records INTEGER NOT NULL)`)
+      const chunk = { destination: "d-old", lane: 1, packageId: "continuous", kind: "continuous", seq: 0, records: [] }
+      old.prepare("INSERT INTO delivery_outbox (subject, msg_id, chunk, records) VALUES (?, ?, ?, 0)").run(deliverSubject("d-old", 1), chunkId(chunk), JSON.stringify(chunk))
+      old.close()
+      return yield* Effect.gen(function*() {
+        const db = yield* PackagesDb
+        assert.deepStrictEqual(yield* db.destinations, [{ destination: "d-old", nextLanes: undefined, publishedLanes: undefined }])
+        const rows = yield* db.pending("d-old", 10)
+        assert.deepStrictEqual(rows.map((row) => [row.subject, row.msgId, row.lanes]), [[deliverSubject("d-old", 1), chunkId(chunk), undefined]])
+        yield* db.published("d-old", rows[0]!.id, 2)
+        assert.deepStrictEqual(yield* db.destinations, [])
+      }).pipe(Effect.provide(PackagesDb.layer({ path, maxRecords: 2 })))
+    }).pipe(Effect.scoped))
+
   it.live("events applied twice package nothing twice; a publisher starting after a crash between publish and delete does not publish those chunks again, even past the duplicate window", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("packages-tail")
-      const layers = PackagesDb.layer({ path: join(dir, "delivery.db"), maxRecords: 2 }).pipe(
+      const layers = Layer.mergeAll(PackagesDb.layer({ path: join(dir, "delivery.db"), maxRecords: 2 }), deliveryBacklog).pipe(
         Layer.provideMerge(Layer.mergeAll(eventStore({ path: join(dir, "events.db") }), layerTestNats({ duplicateWindow: "200 millis" })))
       )
       return yield* Effect.gen(function*() {
@@ -177,7 +255,7 @@ describe("delivery packages", () => {
         yield* db.store.apply(packagesProjectionName, envelopes, envelopes.at(-1)!.position)
         // A paused former lease holder applying the same events again packages nothing twice.
         yield* db.store.apply(packagesProjectionName, envelopes, envelopes.at(-1)!.position)
-        const rows = yield* db.pending(10)
+        const rows = yield* db.pending("d-one", 10)
         assert.strictEqual(rows.length, 3)
         // The crash: the first two chunks were stored by JetStream, their rows not yet deleted.
         for (const row of rows.slice(0, 2)) yield* Effect.promise(() => jetstream.publish(row.subject, row.chunk, { msgID: row.msgId }))
