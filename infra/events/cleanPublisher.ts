@@ -59,7 +59,10 @@ const make = Effect.gen(function*() {
       const inbox = createInbox()
       const outcomes: Array<number | unknown> = rows.map(() => noAnswer)
       let waiting = rows.length
+      let finished = false
       const finish = () => {
+        if (finished) return
+        finished = true
         clearTimeout(timer)
         subscription.unsubscribe()
         resolve(outcomes)
@@ -73,7 +76,9 @@ const make = Effect.gen(function*() {
           if (--waiting === 0) finish()
         }
       })
-      const timer = setTimeout(finish, ackTimeoutMs)
+      // Given up after the I/O of the turn it falls in (setImmediate): when a long batch held the event
+      // loop past the timeout, the acknowledgements that came meanwhile are read first and still count.
+      const timer = setTimeout(() => setImmediate(finish), ackTimeoutMs)
       rows.forEach((row, i) => {
         const headers = natsHeaders()
         headers.set("Nats-Msg-Id", `${app}.${row.id}`)
