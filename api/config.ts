@@ -169,8 +169,13 @@ export const PlatformConfig = Config.all({
      * miss is one indexed read of devices.db, so memory stays flat however many devices there are
      */
     memoryBytes: intAtLeast(0, "DEVICE_MEMORY_BYTES").pipe(Config.withDefault(262_144)),
-    /** EVENTS messages committed in one devices.db transaction at most */
-    batchMessages: intAtLeast(1, "DEVICE_BATCH_MESSAGES").pipe(Config.withDefault(64)),
+    /**
+     * EVENTS messages taken as one batch at most. A batch goes through dedupe and its commit without
+     * yielding the event loop, and now that a batch is every message waiting (infra/arrivedGroups.ts)
+     * a pipeline behind takes full ones: 64 (64,000 events from SDKs sending 1,000 a request) held the
+     * loop for seconds under load, so leases, NATS and HTTP waited; 8 keeps a step well under a second.
+     */
+    batchMessages: intAtLeast(1, "DEVICE_BATCH_MESSAGES").pipe(Config.withDefault(8)),
     /** batches waiting before each stage (dedupe, sessions, enrichment, commit) */
     stageQueue: intAtLeast(1, "DEVICE_STAGE_QUEUE").pipe(Config.withDefault(4))
   }),

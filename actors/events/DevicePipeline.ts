@@ -136,16 +136,25 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
           return item
         }
         const done = yield* store.consumed(app, item.deliveries.map((d) => d.seq))
+        // a device's key hashed once a batch, however many of its events the batch holds
+        const keyOf = new Map<string, string>()
         const keys = new Map<string, string>()
         const todo = item.deliveries.filter((d) => !done.has(d.seq))
-        for (const delivery of todo) for (const event of delivery.batch.events) keys.set(deviceKey(app, event.deviceId), event.deviceId)
+        for (const delivery of todo) {
+          for (const { deviceId } of delivery.batch.events) {
+            if (keyOf.has(deviceId)) continue
+            const key = deviceKey(app, deviceId)
+            keyOf.set(deviceId, key)
+            keys.set(key, deviceId)
+          }
+        }
         yield* ensure(item, keys)
         let duplicates = 0
         let givenUp = 0
         for (const delivery of todo) {
           item.consumed.push(delivery.seq)
           for (const event of delivery.batch.events) {
-            const key = deviceKey(app, event.deviceId)
+            const key = keyOf.get(event.deviceId)!
             const state = states.get(key)!
             if (Dedupe.seen(state.dedupe, event.seq)) {
               duplicates++

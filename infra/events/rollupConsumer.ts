@@ -4,8 +4,8 @@
  * `rollups-sessions`), in one process at a time (lease `job.rollups`). The checkpoint is the stream
  * sequence kept in the rollups file, in the same transaction as the rollups: the consumer is made anew
  * at start from just after it, and a message at or below it (a redelivery) changes nothing, so a crash
- * anywhere neither loses nor counts twice. Each pulled batch (up to `batchSize` messages, or what came
- * within a few milliseconds) is one transaction, acknowledged once committed (ack-all: one ack a batch).
+ * anywhere neither loses nor counts twice. Each pulled batch (every message waiting, up to `batchSize`:
+ * infra/arrivedGroups.ts) is one transaction, acknowledged once committed (ack-all: one ack a batch).
  * An undecodable message is copied to DEADLETTERS and skipped. The same process runs the trend alerts
  * (infra/events/trendAlerts.ts), which read what these consumers wrote.
  */
@@ -13,6 +13,7 @@ import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream"
 import type { JsMsg } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
 import { Effect, Metric, Option, Schedule, Schema, Stream } from "effect"
+import { arrivedGroups } from "../arrivedGroups.ts"
 import { CleanEvent, SessionEnded } from "../../domain/events/CleanEvent.ts"
 import { allCleanEvents, allSessions, StreamNames } from "../../domain/subjects.ts"
 import { type CleanDelivery, RollupStore, type SessionDelivery } from "../readmodel/rollups.ts"
@@ -62,8 +63,8 @@ const follow = <A>(spec: Follow<A>, batchSize: number) =>
       (messages) => Effect.promise(() => messages.close()).pipe(Effect.ignore)
     )
     const attributes = { stream: spec.stream }
-    yield* Stream.fromAsyncIterable(messages, (cause) => new NatsError({ operation: `consume ${spec.stream}`, cause })).pipe(
-      Stream.groupedWithin(batchSize, "5 millis"),
+    const batches = yield* arrivedGroups(Stream.fromAsyncIterable(messages, (cause) => new NatsError({ operation: `consume ${spec.stream}`, cause })), batchSize)
+    yield* batches.pipe(
       Stream.runForEach((batch) =>
         Effect.gen(function*() {
           const items: Array<A> = []
