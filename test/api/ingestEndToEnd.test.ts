@@ -48,7 +48,8 @@ const reconciles = (job: Job) => {
 
 /** The acme sample, gzipped, over HTTP: done, 100%, reconciled, every malformed line reported and the rest loaded. */
 const loadsAcmeSample = Effect.gen(function*() {
-  assert.strictEqual((yield* request({ method: "PUT", url: `/v1/entities/partner/${ACME}`, body: acmeData.body })).statusCode, 201)
+  // 201 when created; 200 when vitest retries the test on the same platform
+  assert.oneOf((yield* request({ method: "PUT", url: `/v1/entities/partner/${ACME}`, body: acmeData.body })).statusCode, [200, 201])
   const job = yield* ended(yield* uploadFile(ACME, gzipSync(readFileSync(acmeData.sample)), "application/gzip"))
   assert.strictEqual(job.state, "done", JSON.stringify(job))
   assert.strictEqual(job.percent, 100)
@@ -161,7 +162,7 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 120_000 })("ing
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(2)), ["2002"])
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(3)), ["2002"])
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(4)), ["18446744073709551615"])
-    }))
+    }).pipe(Effect.scoped))
 })
 
 layer(layerTestPlatform({ UPLOADS_STORE: "nats" }), { excludeTestServices: true, timeout: 120_000 })("ingestion with uploads in the NATS object store", (it) => {
@@ -169,16 +170,15 @@ layer(layerTestPlatform({ UPLOADS_STORE: "nats" }), { excludeTestServices: true,
     Effect.gen(function*() {
       yield* loadsAcmeSample
       const { url, platform } = yield* TestNatsServer
-      const subjects = yield* Effect.acquireUseRelease(
+      const nc = yield* Effect.acquireRelease(
         Effect.promise(() => connect({ servers: url, user: platform.user, pass: platform.password })),
-        (nc) => Effect.promise(async () => {
-          const info = await (await jetstreamManager(nc)).streams.info(`OBJ_${uploadsBucket}`, { subjects_filter: `$O.${uploadsBucket}.>` })
-          return Object.keys(info.state.subjects ?? {})
-        }),
         (nc) => Effect.promise(() => nc.close())
       )
-      // the object's entry (now marking it deleted) is there; its chunks are gone
-      assert.strictEqual(subjects.filter((s) => s.startsWith(`$O.${uploadsBucket}.M.`)).length, 1, subjects.join())
-      assert.deepStrictEqual(subjects.filter((s) => s.startsWith(`$O.${uploadsBucket}.C.`)), [], "the finished job's upload is removed")
-    }))
+      const manager = yield* Effect.promise(() => jetstreamManager(nc))
+      const subjects = Effect.promise(async () =>
+        Object.keys((await manager.streams.info(`OBJ_${uploadsBucket}`, { subjects_filter: `$O.${uploadsBucket}.>` })).state.subjects ?? {}))
+      // the job ends, then its upload is removed: the object's entry (now marking it deleted) stays, its chunks go
+      const left = yield* eventually(subjects, (all) => !all.some((s) => s.startsWith(`$O.${uploadsBucket}.C.`)))
+      assert.isAtLeast(left.filter((s) => s.startsWith(`$O.${uploadsBucket}.M.`)).length, 1, left.join())
+    }).pipe(Effect.scoped))
 })
