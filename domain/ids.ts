@@ -8,7 +8,8 @@ const MAX_U64 = 18446744073709551615n
  */
 export const Uint64String = Schema.String.check(
   Schema.makeFilter(
-    (s: string) => (/^(0|[1-9][0-9]{0,19})$/.test(s) && BigInt(s) <= MAX_U64) || "Expected a 64-bit unsigned integer as a decimal string",
+    // only a 20-digit string can pass 2^64 - 1: the others skip the BigInt (every delivered record's segment is checked)
+    (s: string) => (/^(0|[1-9][0-9]{0,19})$/.test(s) && (s.length < 20 || BigInt(s) <= MAX_U64)) || "Expected a 64-bit unsigned integer as a decimal string",
     { identifier: "Uint64String", description: "64-bit unsigned integer as a decimal string", examples: ["9007199254740993"] }
   )
 )

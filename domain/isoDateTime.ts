@@ -13,8 +13,9 @@ const daysIn = (year: number, month: number) =>
 const isRfc3339 = (s: string): boolean => {
   const m = rfc3339.exec(s)
   if (m === null) return false
-  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number]
-  const offset = m[9] === undefined ? true : Number(m[9]) <= 23 && Number(m[10]) <= 59
+  // read field by field, not through a sliced and mapped array: every chunk record and receipt passes here
+  const year = Number(m[1]), month = Number(m[2]), day = Number(m[3]), hour = Number(m[4]), minute = Number(m[5]), second = Number(m[6])
+  const offset = m[9] === undefined || (Number(m[9]) <= 23 && Number(m[10]) <= 59)
   return month >= 1 && month <= 12 && day >= 1 && day <= daysIn(year, month) && hour <= 23 && minute <= 59 && second <= 59 && offset
 }
 

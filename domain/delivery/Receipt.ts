@@ -6,7 +6,7 @@
  * On RECEIPTS (`receipt.<destination>`) they travel as `Receipts`: the receipts of one destination's
  * requests answered in the same round of a deliverer's event loop, one publish and one JetStream
  * acknowledgement for them all (one each cost a fast destination more than its HTTP request).
- * Messages written before that hold a single `Receipt`; `ReceiptsMessage` reads both.
+ * Messages written before that hold a single `Receipt`; the read model (projections/delivery/receipts.ts) reads both.
  */
 import { Schema } from "effect"
 import { IsoDateTime } from "../isoDateTime.ts"
@@ -29,12 +29,3 @@ export const Receipts = Schema.Struct({
   receipts: Schema.Array(Schema.Struct(fields))
 }).annotate({ identifier: "DeliveryReceipts" })
 export type Receipts = typeof Receipts.Type
-
-/** What a RECEIPTS message holds: a batch, or one receipt (messages written before batches). */
-export const ReceiptsMessage = Schema.Union([Receipts, Receipt])
-export type ReceiptsMessage = typeof ReceiptsMessage.Type
-
-/** The receipts a RECEIPTS message holds. */
-export const receiptsIn = (message: ReceiptsMessage): ReadonlyArray<Receipt> =>
-  "receipts" in message ? message.receipts.map((receipt) => ({ destination: message.destination, ...receipt })) : [message]
-

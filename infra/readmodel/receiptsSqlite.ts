@@ -11,9 +11,8 @@ import { AckPolicy, DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
 import type { JsMsg } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
 import { Effect, Layer, Option, Schedule, Schema, Stream } from "effect"
-import { receiptsIn, ReceiptsMessage } from "../../domain/delivery/Receipt.ts"
 import { allReceipts, StreamNames } from "../../domain/subjects.ts"
-import { type Delivery, DeliveryReadModel, type DeliveryRow, rowsOf } from "../../projections/delivery/receipts.ts"
+import { type Delivery, DeliveryReadModel, type DeliveryRow, ReceiptsView, rowsOf } from "../../projections/delivery/receipts.ts"
 import { ReadModelError } from "../../projections/ReadModelError.ts"
 import { openSharedSqlite } from "../ingest/sqliteFile.ts"
 import { isApiError } from "../nats/freshConsumer.ts"
@@ -26,7 +25,7 @@ export interface ReceiptsOptions {
   readonly batch?: number
 }
 
-const decodeReceipts = Schema.decodeUnknownOption(Schema.fromJsonString(ReceiptsMessage))
+const decodeReceipts = Schema.decodeUnknownOption(Schema.fromJsonString(ReceiptsView))
 
 export const layerSqlite = (options: ReceiptsOptions) =>
   Layer.effect(DeliveryReadModel, Effect.gen(function*() {
@@ -96,10 +95,12 @@ export const layerSqlite = (options: ReceiptsOptions) =>
         Stream.groupedWithin(options.batch ?? 1_000, "250 millis"),
         Stream.runForEach((batch: ReadonlyArray<JsMsg>) =>
           Effect.gen(function*() {
-            const messages = batch.map((msg) => ({ message: decodeReceipts(msg.string()), seq: msg.seq }))
-            const decoded = messages.flatMap(({ message, seq }) =>
-              Option.isSome(message) ? receiptsIn(message.value).map((receipt) => ({ receipt, seq })) : [])
-            const skipped = messages.filter(({ message }) => Option.isNone(message)).length
+            const decoded: Array<{ message: ReceiptsView; seq: number }> = []
+            for (const msg of batch) {
+              const message = decodeReceipts(msg.string())
+              if (Option.isSome(message)) decoded.push({ message: message.value, seq: msg.seq })
+            }
+            const skipped = batch.length - decoded.length
             if (skipped > 0) yield* Effect.logWarning("receipts that do not decode were skipped", { count: skipped })
             yield* apply(rowsOf(decoded), Math.max(...batch.map((msg) => msg.seq)))
             for (const msg of batch) msg.ack()

@@ -5,9 +5,10 @@
  * infra/readmodel/receiptsSqlite.ts. Keeping the latest is order-free (the later `at` wins, then the
  * later stream sequence), so receipts applied twice or out of order leave the same rows.
  */
-import { Context, Schema } from "effect"
+import { Context, Schema, Struct } from "effect"
 import type { Effect } from "effect"
-import type { Receipt } from "../../domain/delivery/Receipt.ts"
+import { DeliveryRecord } from "../../domain/delivery/Chunk.ts"
+import { Receipt, Receipts } from "../../domain/delivery/Receipt.ts"
 import { profileId } from "../../domain/ingest/LoaderRecord.ts"
 import type { ReadModelError } from "../ReadModelError.ts"
 
@@ -34,30 +35,45 @@ export interface DeliveryRow {
   readonly seq: number
 }
 
-const keyOf = (row: DeliveryRow) => `${row.profile}\n${row.segmentId}\n${row.destination}`
-
 /** Whether `a` is later than `b` (the one to keep). */
 export const isLater = (a: Pick<DeliveryRow, "atMillis" | "seq">, b: Pick<DeliveryRow, "atMillis" | "seq">): boolean =>
   a.atMillis > b.atMillis || (a.atMillis === b.atMillis && a.seq > b.seq)
 
-/** The rows a batch of receipts gives: one per (profile, segment, destination), the latest of the batch. */
-export const rowsOf = (receipts: ReadonlyArray<{ readonly receipt: Receipt; readonly seq: number }>): ReadonlyArray<DeliveryRow> => {
+/**
+ * A RECEIPTS message as the read model reads it (both shapes of domain/delivery/Receipt.ts): of a
+ * record only whom and which segment, since decoding its `op` and `time` cost every receipt a
+ * second date check for fields no row keeps.
+ */
+const records = { records: () => Schema.Array(DeliveryRecord.mapFields(Struct.pick(["idKind", "userId", "segmentId"]))) }
+export const ReceiptsView = Schema.Union([
+  Receipts.mapFields(Struct.evolve({ receipts: () => Schema.Array(Receipt.mapFields(Struct.omit(["destination"])).mapFields(Struct.evolve(records))) })),
+  Receipt.mapFields(Struct.evolve(records))
+])
+export type ReceiptsView = typeof ReceiptsView.Type
+
+/** The rows a batch of RECEIPTS messages gives: one per (profile, segment, destination), the latest of the batch. */
+export const rowsOf = (messages: ReadonlyArray<{ readonly message: ReceiptsView; readonly seq: number }>): ReadonlyArray<DeliveryRow> => {
   const latest = new Map<string, DeliveryRow>()
-  for (const { receipt, seq } of receipts) {
-    const atMillis = Date.parse(receipt.at)
-    for (const record of receipt.records) {
-      const row: DeliveryRow = {
-        profile: profileId(record.idKind, record.userId),
-        segmentId: record.segmentId,
-        destination: receipt.destination,
-        at: receipt.at,
-        atMillis,
-        status: receipt.status,
-        requestId: receipt.requestId,
-        seq
+  for (const { message, seq } of messages) {
+    const { destination } = message
+    for (const receipt of "receipts" in message ? message.receipts : [message]) {
+      const atMillis = Date.parse(receipt.at)
+      for (const record of receipt.records) {
+        const profile = profileId(record.idKind, record.userId)
+        const key = `${profile}\n${record.segmentId}\n${destination}`
+        const before = latest.get(key)
+        if (before !== undefined && !isLater({ atMillis, seq }, before)) continue
+        latest.set(key, {
+          profile,
+          segmentId: record.segmentId,
+          destination,
+          at: receipt.at,
+          atMillis,
+          status: receipt.status,
+          requestId: receipt.requestId,
+          seq
+        })
       }
-      const before = latest.get(keyOf(row))
-      if (before === undefined || isLater(row, before)) latest.set(keyOf(row), row)
     }
   }
   return [...latest.values()]

@@ -9,10 +9,10 @@ const receipt = (requestId: string, at: string, status: number, records: Receipt
 describe("the delivery rows of receipts", () => {
   it("keeps one row per profile, segment and destination: the later receipt, then the later sequence", () => {
     const rows = rowsOf([
-      { receipt: receipt("r2", "2026-11-01T10:00:05Z", 200, [record("u1", "10")]), seq: 1 },
-      { receipt: receipt("r1", "2026-11-01T10:00:01Z", 503, [record("u1", "10"), record("u2", "10")]), seq: 2 },
-      { receipt: receipt("r3", "2026-11-01T10:00:07Z", 500, [record("u2", "10")]), seq: 3 },
-      { receipt: receipt("r4", "2026-11-01T10:00:07Z", 201, [record("u2", "10")]), seq: 4 }
+      { message: receipt("r2", "2026-11-01T10:00:05Z", 200, [record("u1", "10")]), seq: 1 },
+      { message: receipt("r1", "2026-11-01T10:00:01Z", 503, [record("u1", "10"), record("u2", "10")]), seq: 2 },
+      { message: receipt("r3", "2026-11-01T10:00:07Z", 500, [record("u2", "10")]), seq: 3 },
+      { message: receipt("r4", "2026-11-01T10:00:07Z", 201, [record("u2", "10")]), seq: 4 }
     ])
     assert.deepStrictEqual(rows.map((r) => [r.profile, r.segmentId, r.requestId, r.status]), [
       [profileId("cookie", "u1"), "10", "r2", 200],
