@@ -5,8 +5,9 @@
  * before it and those after it (a later remove never overtakes its add). Answered 202 once the
  * package is durably in `delivery.db`; the publisher moves it to DELIVER. 404 while packaging has not
  * seen the destination (it follows the event store: a destination just created may take a moment).
- * Refused (503 + Retry-After) while the destination already has more than `maxBacklog` records waiting
- * on DELIVER: refreshes sent faster than the partner takes them would only pile up, without bound.
+ * Refused (503 + Retry-After) while the destination already has more than `maxBacklog` records waiting,
+ * in the outbox (held at its lane barrier, say) and on DELIVER: refreshes sent faster than the partner
+ * takes them would only pile up, without bound.
  */
 import { Effect, Schema } from "effect"
 import { DeliveryPackages, RefreshAccepted } from "../../projections/delivery/packages.ts"
@@ -30,14 +31,18 @@ export const deliveryPackageRoutes = (options: { readonly maxBacklog: number }) 
       401: problemResponse("missing or unknown API key"),
       403: problemResponse("the key's role may not refresh destinations"),
       404: problemResponse("no such destination (or packaging has not seen it yet)"),
-      503: problemResponse("the destination's backlog is over DELIVERY_REFRESH_MAX_BACKLOG, too many commands in progress, or the packages' store is unavailable; see Retry-After")
+      503: problemResponse("the destination's backlog (outbox and DELIVER) is over DELIVERY_REFRESH_MAX_BACKLOG, too many commands in progress, or the packages' store is unavailable; see Retry-After")
     },
     handler: ({ params }) =>
       Effect.gen(function*() {
-        const { records } = yield* DeliveryBacklog.use((backlog) => backlog.backlog(params.id))
+        const [onDeliver, inOutbox] = yield* Effect.all([
+          DeliveryBacklog.use((backlog) => backlog.backlog(params.id)),
+          DeliveryPackages.use((packages) => packages.waiting(params.id))
+        ], { concurrency: 2 })
+        const records = onDeliver.records + inOutbox.records
         if (records > options.maxBacklog) {
           return yield* new Overloaded({
-            detail: `destination ${params.id} has ${records} records waiting on DELIVER (more than DELIVERY_REFRESH_MAX_BACKLOG, ${options.maxBacklog}): refresh once it drains`,
+            detail: `destination ${params.id} has ${records} records waiting in the package outbox and on DELIVER (more than DELIVERY_REFRESH_MAX_BACKLOG, ${options.maxBacklog}): refresh once it drains`,
             retryAfterSeconds: 60
           })
         }

@@ -19,6 +19,7 @@ import { Clock, Effect, Option, Redacted, Result, Schema } from "effect"
 import { DeadLetterQueue } from "../../domain/delivery/DeadLetterQueue.ts"
 import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
 import { DestinationSecrets } from "../../domain/delivery/DestinationSecrets.ts"
+import { DeliveryPackages } from "../../projections/delivery/packages.ts"
 import { destination, DestinationPut } from "../../domain/entities/destination.ts"
 import { HeaderName, HeaderValue, headerIssues } from "../../domain/entities/headers.ts"
 import { validate } from "../../domain/validation.ts"
@@ -58,23 +59,25 @@ const secretsMustFollow = new InvalidCredentials({
 
 /**
  * Drops what the deleted destination `id` keeps outside its entity: its secrets, its dead letters
- * and the chunks still waiting on DELIVER. The destination's history says how many were dropped and
+ * and the chunks still waiting, in the package outbox and on DELIVER. The destination's history says how many were dropped and
  * why (recorded first: a crash before the purge leaves them to the next drop, never unrecorded).
  */
 export const dropDeleted = (id: string, reason: string) =>
   Effect.gen(function*() {
     const deadLetters = yield* DeadLetterQueue
     const backlog = yield* DeliveryBacklog
-    const [letters, waiting] = yield* Effect.all([deadLetters.count(id), backlog.backlog(id)], { concurrency: 2 })
-    if (letters > 0 || waiting.chunks > 0) {
+    const packages = yield* DeliveryPackages
+    const [letters, waiting, unpublished] = yield* Effect.all([deadLetters.count(id), backlog.backlog(id), packages.waiting(id)], { concurrency: 3 })
+    if (letters > 0 || waiting.chunks > 0 || unpublished.chunks > 0) {
       // An id never created (EntityNotFound) had no predecessor: what waits under it is not a deleted
       // destination's, and is left (the delivery bench puts chunks on DELIVER before creating its destinations).
-      const recorded = yield* recordCommand(destination.type, id, { _tag: "RecordDeliveryDropped", deadLetters: letters, chunks: waiting.chunks, reason },
+      const recorded = yield* recordCommand(destination.type, id, { _tag: "RecordDeliveryDropped", deadLetters: letters, chunks: waiting.chunks + unpublished.chunks, reason },
         (message) => `destination ${id} could not record what its delete drops: ${message}; send it again`).pipe(
           Effect.as(true),
           Effect.catchIf((error) => error._tag === "EntityNotFound", () => Effect.succeed(false))
         )
-      if (recorded) yield* Effect.all([deadLetters.purge(id), backlog.purge(id)], { concurrency: 2 })
+      // the outbox first: DELIVER emptied opens the destination's lane barrier to what still waits there
+      if (recorded) yield* Effect.all([deadLetters.purge(id), Effect.andThen(packages.drop(id), backlog.purge(id))], { concurrency: 2 })
     }
     yield* (yield* DestinationSecrets).remove(id)
   })

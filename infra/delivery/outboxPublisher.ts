@@ -11,6 +11,9 @@
  * in delivery.db with the rows' delete, so a restart knows it. A destination waiting costs the others
  * nothing: each round reads every destination's own head of the outbox.
  *
+ * A deleted destination's chunks, and those stamped for an earlier incarnation, are dropped from the
+ * outbox, never published: no deliverer takes them, so on DELIVER they would hold its barrier for ever.
+ *
  * Exactly once on DELIVER: a chunk leaves the outbox only after JetStream stored it. A crash between
  * the acknowledgement and the delete leaves published rows at the head of a destination's outbox; on
  * start the publisher looks, as the relay does with HISTORY, at the last message of each subject those
@@ -56,6 +59,9 @@ export interface PublisherOptions {
   readonly idle?: Duration.Input
 }
 
+/** A chunk stamped for an earlier incarnation than the destination's now: no deliverer takes it. */
+const isStale = (stamped: number | undefined, now: number | undefined) => stamped !== undefined && now !== undefined && stamped < now
+
 /**
  * One round: each destination's publishable head of the outbox. `waiting` holds, per destination held at
  * a lane barrier, since when (epoch ms); each round asks DELIVER once whether it drained, without
@@ -68,7 +74,13 @@ const publishRound = (batch: number, waiting: Map<string, number>) =>
     const backlog = yield* DeliveryBacklog
     const destinations = yield* db.destinations
     let total = 0
-    for (const { destination, nextLanes, publishedLanes } of destinations) {
+    for (const { deleted, destination, incarnation, nextLanes, publishedLanes } of destinations) {
+      if (deleted) {
+        waiting.delete(destination)
+        const dropped = yield* db.drop(destination)
+        yield* Effect.logInfo("package publisher: a deleted destination's chunks dropped from the outbox", { destination, ...dropped })
+        continue
+      }
       const changed = nextLanes !== undefined && nextLanes !== publishedLanes
       const drained = changed && !(yield* backlog.lanesWaiting(destination)).has(destination)
       if (changed) {
@@ -88,6 +100,13 @@ const publishRound = (batch: number, waiting: Map<string, number>) =>
         if (!drained) continue
       }
       const rows = yield* db.pending(destination, batch)
+      const fresh = rows.findIndex((row) => !isStale(row.incarnation, incarnation))
+      const stale = fresh === -1 ? rows.length : fresh
+      if (stale > 0) {
+        yield* db.published(destination, rows[stale - 1]!.id, undefined)
+        yield* Effect.logInfo("package publisher: an earlier incarnation's chunks dropped from the outbox", { destination, incarnation, chunks: stale })
+        continue
+      }
       const next = publishable(rows.map((row) => row.lanes), publishedLanes, drained)
       for (const row of rows.slice(0, next.chunks)) {
         yield* tryNats("publish to DELIVER", () => jetstream.publish(row.subject, row.chunk, { msgID: row.msgId }))

@@ -75,8 +75,13 @@ const packagesJob = (options: PackagesOptions): Effect.Effect<never, never, Pack
 /** DeliveryPackages (and PackagesDb) in every process; the packaging job in the one holding its lease. */
 export const layer = (options: PackagesOptions): Layer.Layer<DeliveryPackages | PackagesDb, never, EventStore | Nats> => {
   const dbLayer = PackagesDb.layer({ path: options.path, maxRecords: options.chunkRecords }).pipe(Layer.orDie)
-  const service = Layer.effect(DeliveryPackages, Effect.map(Effect.context<PackagesDb>(), (context) =>
-    DeliveryPackages.of({ refresh: (destination) => Effect.provideContext(refresh(destination), context) })))
+  const service = Layer.effect(
+    DeliveryPackages,
+    Effect.gen(function*() {
+      const db = yield* PackagesDb
+      return DeliveryPackages.of({ refresh: (destination) => Effect.provideService(refresh(destination), PackagesDb, db), waiting: db.waiting, drop: db.drop })
+    })
+  )
   const job = Layer.effectDiscard(Effect.forkScoped(withLease("delivery-packages", packagesJob(options)).pipe(
     Effect.tapError((error) => Effect.logError("delivery-packages lease failed", error)),
     Effect.retry(Schedule.spaced("1 second"))

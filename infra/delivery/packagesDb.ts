@@ -7,6 +7,7 @@
  */
 import { DatabaseSync } from "node:sqlite"
 import { Context, Effect, Layer, Option } from "effect"
+import type { Backlog } from "../../domain/delivery/DeliveryBacklog.ts"
 import { targetsOf } from "../../domain/delivery/packaging.ts"
 import type { EventEnvelope } from "../../domain/envelope.ts"
 import { ProjectionStore } from "../../projections/ProjectionStore.ts"
@@ -23,13 +24,20 @@ export interface OutboxRow {
   readonly chunk: string
   readonly records: number
   readonly lanes: number | undefined
+  /** the destination's incarnation the chunk is stamped with (none: written before incarnations) */
+  readonly incarnation: number | undefined
 }
 
-/** A destination with chunks in the outbox: the lane count of its oldest one there, and of those it had published last (none: not known). */
+/**
+ * A destination with chunks in the outbox: the lane count of its oldest one there, and of those it had
+ * published last (none: not known); whether packaging saw it deleted, and its incarnation now.
+ */
 export interface OutboxDestination {
   readonly destination: string
   readonly nextLanes: number | undefined
   readonly publishedLanes: number | undefined
+  readonly deleted: boolean
+  readonly incarnation: number | undefined
 }
 
 /** A destination with a refresh period, and when it was refreshed last (epoch millis; none: never by schedule). */
@@ -52,7 +60,11 @@ export class PackagesDb extends Context.Service<PackagesDb, {
    */
   readonly published: (destination: string, id: number, lanes: number | undefined) => Effect.Effect<void, ReadModelError>
   /** What the outbox holds: the part of the backlog not yet on DELIVER. */
-  readonly backlog: Effect.Effect<{ readonly chunks: number; readonly records: number }, ReadModelError>
+  readonly backlog: Effect.Effect<Backlog, ReadModelError>
+  /** What the outbox holds of one destination. */
+  readonly waiting: (destination: string) => Effect.Effect<Backlog, ReadModelError>
+  /** Forgets every outbox row of the destination (it was deleted); returns what they held. */
+  readonly drop: (destination: string) => Effect.Effect<Backlog, ReadModelError>
   /** Writes a refresh of the destination; None when the destination is unknown (or deleted, or takes nothing). */
   readonly refresh: (destination: string, refresh: { readonly packageId: string; readonly at: number }) => Effect.Effect<Option.Option<number>, ReadModelError>
   /** The destinations refreshed on a schedule. */
@@ -94,13 +106,18 @@ const make = (options: { readonly path: string; readonly maxRecords: number }) =
         UNION ALL SELECT (SELECT min(destination) FROM delivery_outbox WHERE destination > heads.destination) FROM heads WHERE heads.destination IS NOT NULL)
       SELECT heads.destination,
         (SELECT lanes FROM delivery_outbox WHERE destination = heads.destination ORDER BY id LIMIT 1) AS next_lanes,
-        published.lanes AS published_lanes
+        published.lanes AS published_lanes, (d.destination IS NOT NULL AND d.fields IS NULL) AS deleted, d.incarnation
       FROM heads LEFT JOIN delivery_published_lanes published USING (destination)
+        LEFT JOIN delivery_destinations d USING (destination)
       WHERE heads.destination IS NOT NULL`)
-    const pending = db.prepare("SELECT id, subject, msg_id, chunk, records, lanes FROM delivery_outbox WHERE destination = ? ORDER BY id LIMIT ?")
+    const pending = db.prepare(
+      "SELECT id, subject, msg_id, chunk, records, lanes, json_extract(chunk, '$.incarnation') AS incarnation FROM delivery_outbox WHERE destination = ? ORDER BY id LIMIT ?"
+    )
     const deleteUpTo = db.prepare("DELETE FROM delivery_outbox WHERE destination = ? AND id <= ?")
     const setPublishedLanes = db.prepare("INSERT OR REPLACE INTO delivery_published_lanes VALUES (?, ?)")
     const backlog = db.prepare("SELECT count(*) AS chunks, coalesce(sum(records), 0) AS records FROM delivery_outbox")
+    const waiting = db.prepare("SELECT count(*) AS chunks, coalesce(sum(records), 0) AS records FROM delivery_outbox WHERE destination = ?")
+    const drop = db.prepare("DELETE FROM delivery_outbox WHERE destination = ?")
     const live = db.prepare("SELECT d.destination, d.fields, r.last_at FROM delivery_destinations d LEFT JOIN delivery_refreshes r USING (destination) WHERE d.fields IS NOT NULL")
     const setRefreshed = db.prepare("INSERT OR REPLACE INTO delivery_refreshes VALUES (?, ?)")
 
@@ -126,19 +143,47 @@ const make = (options: { readonly path: string; readonly maxRecords: number }) =
     return PackagesDb.of({
       store,
       destinations: use("read outbox destinations", () =>
-        (destinations.all() as unknown as Array<{ destination: string; next_lanes: number | null; published_lanes: number | null }>)
-          .map((row) => ({ destination: row.destination, nextLanes: row.next_lanes ?? undefined, publishedLanes: row.published_lanes ?? undefined }))),
+        (destinations.all() as unknown as Array<{
+          destination: string
+          next_lanes: number | null
+          published_lanes: number | null
+          deleted: number | null
+          incarnation: number | null
+        }>).map((row) => ({
+          destination: row.destination,
+          nextLanes: row.next_lanes ?? undefined,
+          publishedLanes: row.published_lanes ?? undefined,
+          deleted: row.deleted === 1,
+          incarnation: row.incarnation ?? undefined
+        }))),
       pending: (destination, limit) =>
         use("read outbox", () =>
-          (pending.all(destination, limit) as unknown as Array<{ id: number; subject: string; msg_id: string; chunk: string; records: number; lanes: number | null }>)
-            .map((row) => ({ id: row.id, subject: row.subject, msgId: row.msg_id, chunk: row.chunk, records: row.records, lanes: row.lanes ?? undefined }))),
+          (pending.all(destination, limit) as unknown as Array<
+            { id: number; subject: string; msg_id: string; chunk: string; records: number; lanes: number | null; incarnation: number | null }
+          >).map((row) => ({
+            id: row.id,
+            subject: row.subject,
+            msgId: row.msg_id,
+            chunk: row.chunk,
+            records: row.records,
+            lanes: row.lanes ?? undefined,
+            incarnation: row.incarnation ?? undefined
+          }))),
       published: (destination, id, lanes) =>
         use("delete published", () =>
           transaction(db, () => {
             deleteUpTo.run(destination, id)
             if (lanes !== undefined) setPublishedLanes.run(destination, lanes)
           })),
-      backlog: use("backlog", () => backlog.get() as { chunks: number; records: number }),
+      backlog: use("backlog", () => backlog.get() as unknown as Backlog),
+      waiting: (destination) => use("destination's outbox", () => waiting.get(destination) as unknown as Backlog),
+      drop: (destination) =>
+        use("drop a destination's outbox", () =>
+          transaction(db, () => {
+            const held = waiting.get(destination) as unknown as Backlog
+            drop.run(destination)
+            return held
+          })),
       refresh: (destination, { packageId, at }) =>
         use("refresh", () =>
           transaction(db, () => {

@@ -10,6 +10,7 @@
  */
 import { Context, Schema } from "effect"
 import type { Effect } from "effect"
+import type { Backlog } from "../../domain/delivery/DeliveryBacklog.ts"
 import type { EntityNotFound } from "../../domain/entity.ts"
 import type { ReadModelError } from "../ReadModelError.ts"
 import { applyMergePatch } from "../../domain/mergePatch.ts"
@@ -117,4 +118,8 @@ export class DeliveryPackages extends Context.Service<DeliveryPackages, {
    * continuous changes; fails with EntityNotFound when packaging does not know the destination (yet).
    */
   readonly refresh: (destination: string) => Effect.Effect<RefreshAccepted, EntityNotFound | ReadModelError>
+  /** What the destination has waiting in the outbox, not yet on DELIVER (held at its lane barrier, say). */
+  readonly waiting: (destination: string) => Effect.Effect<Backlog, ReadModelError>
+  /** Drops what the destination has waiting in the outbox (it was deleted); returns what that held. */
+  readonly drop: (destination: string) => Effect.Effect<Backlog, ReadModelError>
 }>()("tributary/DeliveryPackages") {}

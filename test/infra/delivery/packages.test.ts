@@ -232,7 +232,7 @@ describe("delivery packages", () => {
       old.close()
       return yield* Effect.gen(function*() {
         const db = yield* PackagesDb
-        assert.deepStrictEqual(yield* db.destinations, [{ destination: "d-old", nextLanes: undefined, publishedLanes: undefined }])
+        assert.deepStrictEqual(yield* db.destinations, [{ destination: "d-old", nextLanes: undefined, publishedLanes: undefined, deleted: false, incarnation: undefined }])
         const rows = yield* db.pending("d-old", 10)
         assert.deepStrictEqual(rows.map((row) => [row.subject, row.msgId, row.lanes]), [[deliverSubject("d-old", 1), chunkId(chunk), undefined]])
         yield* db.published("d-old", rows[0]!.id, 2)
