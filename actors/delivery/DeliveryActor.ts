@@ -9,7 +9,8 @@
  *
  * Order: a request waits until no request naming one of its users is in flight (answered), and
  * requests start in the chunks' order (RequestDispatcher), so a remove never overtakes the add it
- * follows. Each in-flight slot is a sender fiber, not a fiber per request. Nothing lost: a chunk is acked
+ * follows. Senders are fibers spawned on demand up to the in-flight limit, each sending request after
+ * request while any is ready, not a fiber per request; an idle lane holds none. Nothing lost: a chunk is acked
  * only once every request of it has a receipt (after its 2xx) or a dead letter (refused, or every
  * attempt failed), both stored on JetStream first. Nothing repeated beyond what was in flight: a chunk
  * handed out again (a takeover) first reads its receipts back and skips those requests; the others go
@@ -146,8 +147,8 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     const maxAttemptsKept = options.maxAttemptsKept ?? 20
     const clock = yield* Clock.Clock
     const stats = makeLaneStats(destination, lane, yield* Effect.context<never>())
-    const dispatcher = makeRequestDispatcher<Job>()
     const senders = yield* FiberSet.make<void, unknown>()
+    const runSender = yield* FiberSet.runtime(senders)<never>()
     const fixedHeaders = { ...settings.headers, "content-type": contentTypeOf(settings.format) }
     const secrets = settings.secrets ?? []
     const incarnationStamp = settings.incarnation === undefined ? {} : { incarnation: settings.incarnation }
@@ -277,17 +278,20 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
       )
 
     /**
-     * A sender, one per in-flight slot: it takes the next request, sends it, and is free again only
-     * once its receipt or dead letter is stored. Requests not written down are what a takeover
-     * repeats, and so they never number more than the in-flight limit.
+     * A sender, spawned for a ready request when fewer than the in-flight limit run: it sends it, and
+     * is free again only once its receipt or dead letter is stored, then takes the next ready request
+     * or ends. Requests not written down are what a takeover repeats, and so they never number more
+     * than the in-flight limit.
      */
-    const sender = Effect.gen(function*() {
-      for (;;) {
-        const job = yield* dispatcher.next
-        yield* send(job.request, () => dispatcher.answered(job))
-        if (--job.chunk.unsettled === 0) yield* settle(job.chunk)
-      }
-    })
+    const sender = (first: Job) =>
+      Effect.gen(function*() {
+        for (let job: Job | undefined = first; job !== undefined; job = dispatcher.take()) {
+          const current = job
+          yield* send(current.request, () => dispatcher.answered(current))
+          if (--current.chunk.unsettled === 0) yield* settle(current.chunk)
+        }
+      })
+    const dispatcher = makeRequestDispatcher<Job>(maxInFlight, (first) => void runSender(sender(first)))
 
     /**
      * Queues a chunk's requests, but those a previous holder already delivered. A chunk of a deleted
@@ -350,7 +354,6 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
       Stream.buffer({ capacity: maxHeld, strategy: "suspend" })
     )
     yield* Effect.logInfo("delivery: lane started", { destination, lane, ratePerSecond: settings.ratePerSecond, maxInFlight })
-    for (let i = 0; i < maxInFlight; i++) yield* FiberSet.run(senders, sender)
     // A request or an ack that fails (the bus away) fails the lane: its supervisor starts it again and
     // the chunks not acked come back, their receipts skipped. A newer incarnation ends it at once: its
     // requests in flight are interrupted, and the caller loads the destination again.

@@ -1,21 +1,23 @@
 /**
  * PartnerHttp with undici: a Pool per destination (its own kept-alive connections, as many as its
- * in-flight limit), closed with the deliverer's Scope. A request's time limit bounds the wait for the
- * answer's headers and then each wait for its body (undici's own coarse timers: an AbortSignal with
- * a timer of its own per request cost a fast destination more than the rest of the exchange). The
+ * in-flight limit), closed with the deliverer's Scope. A request's time limit bounds the whole
+ * exchange, from its dispatch to its answer's end: interim (1xx) answers or a body trickling in never
+ * extend it. One sweep per client, running only while requests are out, ends those past their
+ * deadline (a timer per request cost a fast destination more than the rest of the exchange). The
  * answer goes to a handler of our own (`Pool.dispatch`), not through `Pool.request`'s promise and body
- * stream: a success's body is skipped, another's kept up to `maxAnswerBody`, and a body longer than
- * that (or than `maxSkipped` for a success) closes the connection instead of being read to its end.
- * Header values are never logged here.
+ * stream: a final status is the answer (a 2xx settles the request at once: the partner accepted it,
+ * whatever befalls its body), a success's body is skipped, another's kept up to `maxAnswerBody`, and a
+ * body longer than that (or than `maxSkipped` for a success) closes the connection instead of being
+ * read to its end. Header values are never logged here.
  *
  * Every connection's name lookup is checked (`guardedLookup`): a host name that resolves to a cloud
  * metadata or unspecified address is refused as the URL check refuses that address written out, also
  * when the name resolved elsewhere when the destination was saved (DNS rebinding).
  */
 import { lookup as dnsLookup, type LookupAddress } from "node:dns"
-import type { LookupFunction } from "node:net"
+import type { LookupFunction, Socket } from "node:net"
 import { Effect, Layer } from "effect"
-import { Pool } from "undici"
+import { buildConnector, Pool } from "undici"
 import type { Dispatcher } from "undici"
 import { forbiddenHost } from "../../domain/entities/destination.ts"
 import { maxAnswerBody } from "../../domain/delivery/DeadLetter.ts"
@@ -35,40 +37,118 @@ const describe = (error: unknown): string => {
 /** A success's body is read and dropped up to this many bytes; past that its connection is closed. */
 const maxSkipped = 128 * 1024
 
-/** The answer of one exchange, handed to `done` once: the status and the start of the body, or what failed. */
-const answerHandler = (done: (answer: PartnerAnswer) => void): Dispatcher.DispatchHandler => {
+/** How often a client with requests out looks for those past their deadline. */
+const sweepEveryMs = 100
+
+/** A request out: its deadline, and how to end it (answering TimedOut unless it was answered). */
+interface Exchange {
+  readonly deadline: number
+  readonly expire: () => void
+}
+
+/**
+ * The answer of one exchange, handed to `done` once: the final status and the start of the body, or
+ * what failed. `finished` is called once the exchange is over (its end, its error, or `expire`).
+ */
+const answerHandler = (done: (answer: PartnerAnswer) => void, finished: () => void) => {
   let status = 0
   let retryAfter: string | undefined = undefined
   let body = ""
   let skipped = 0
   let settled = false
-  const answered = () => {
+  let over = false
+  let controller: Dispatcher.DispatchController | undefined
+  const ok = () => status >= 200 && status < 300
+  const settle = (answer: PartnerAnswer) => {
     if (settled) return
     settled = true
-    const ok = status >= 200 && status < 300
-    done({ _tag: "Answered", status, retryAfter, ...(ok || body === "" ? {} : { body: body.slice(0, maxAnswerBody) }) })
+    done(answer)
   }
-  return {
-    onRequestStart: () => undefined,
+  /** The final status came: it is the answer, with the body so far. */
+  const answered = () => settle({ _tag: "Answered", status, retryAfter, ...(ok() || body === "" ? {} : { body: body.slice(0, maxAnswerBody) }) })
+  const finish = () => {
+    if (over) return
+    over = true
+    finished()
+  }
+  /** Ends the exchange (deadline passed, or its body cut): answered if its final status came, else timed out. */
+  const end = (reason: Error) => {
+    if (status === 0) settle({ _tag: "TimedOut" })
+    else answered()
+    finish()
+    controller?.abort(reason)
+  }
+  const handler: Dispatcher.DispatchHandler = {
+    onRequestStart: (started) => {
+      controller = started
+      if (over) started.abort(new Error("request past its deadline"))
+    },
     onResponseStart: (_controller, statusCode, headers) => {
       if (statusCode < 200) return // informational: the answer follows
       status = statusCode
       const value = headers["retry-after"]
       retryAfter = Array.isArray(value) ? value[0] : value
+      if (ok()) answered()
     },
-    onResponseData: (controller, chunk) => {
-      if (status >= 200 && status < 300) skipped += chunk.length
+    onResponseData: (_controller, chunk) => {
+      if (ok()) skipped += chunk.length
       else body += chunk.toString("utf8")
-      if (body.length >= maxAnswerBody || skipped > maxSkipped) {
-        answered()
-        controller.abort(new Error("answer body cut"))
-      }
+      if (body.length >= maxAnswerBody || skipped > maxSkipped) end(new Error("answer body cut"))
     },
-    onResponseEnd: answered,
+    onResponseEnd: () => {
+      answered()
+      finish()
+    },
     onResponseError: (_controller, error) => {
-      if (settled) return // the body was cut: already answered
-      settled = true
-      done(isTimeout(error) ? { _tag: "TimedOut" } : { _tag: "ConnectionFailed", message: describe(error) })
+      finish()
+      if (status !== 0) return answered() // a final status came: the body's loss does not change it
+      settle(isTimeout(error) ? { _tag: "TimedOut" } : { _tag: "ConnectionFailed", message: describe(error) })
+    }
+  }
+  return { handler, expire: () => end(new Error("request past its deadline")) }
+}
+
+/**
+ * Drops `100 Continue` answers at the start of a response on `socket`. undici takes one it did not ask
+ * for (it never sends `Expect`) for a broken connection, failing a request the partner may go on to
+ * accept; RFC 9110 15.2 has a client parse any 1xx it did not expect. A request written marks the
+ * start of its response (one request at a time per connection).
+ */
+const dropContinues = (socket: Socket) => {
+  const push = socket.push.bind(socket)
+  const write = socket.write.bind(socket) as (...args: Array<unknown>) => boolean
+  const continues = ["HTTP/1.1 100 ", "HTTP/1.1 100\r", "HTTP/1.0 100 ", "HTTP/1.0 100\r"]
+  let atStart = false
+  let held: Buffer | undefined
+  socket.write = ((...args: Array<unknown>) => {
+    atStart = true
+    return write(...args)
+  }) as typeof socket.write
+  socket.push = (chunk: Buffer | null, encoding?: BufferEncoding) => {
+    if (!atStart || chunk === null) {
+      if (held !== undefined) push(held)
+      held = undefined
+      return push(chunk, encoding)
+    }
+    let data = held === undefined ? chunk : Buffer.concat([held, chunk])
+    held = undefined
+    for (;;) {
+      const start = data.subarray(0, 13).toString("latin1")
+      if (!continues.some((line) => data.length < 13 ? line.startsWith(start) : start === line)) {
+        atStart = false
+        return push(data)
+      }
+      const end = data.indexOf("\r\n\r\n")
+      if (data.length < 13 || end < 0) {
+        if (data.length > 8_192) { // no interim answer is that long: let the parser judge it
+          atStart = false
+          return push(data)
+        }
+        held = data
+        return true
+      }
+      data = data.subarray(end + 4)
+      if (data.length === 0) return true
     }
   }
 }
@@ -95,22 +175,37 @@ const client = (lookup: LookupFunction) => (url: string, { connections }: { read
   Effect.gen(function*() {
     const target = new URL(url)
     const path = `${target.pathname}${target.search}`
+    const connector = buildConnector({ lookup } as buildConnector.BuildOptions)
+    const connect: buildConnector.connector = (options, callback) =>
+      connector(options, (error, socket) => {
+        if (error === null && socket) dropContinues(socket as Socket)
+        callback(error, socket as never)
+      })
     const pool = yield* Effect.acquireRelease(
-      Effect.sync(() => new Pool(target.origin, { connections, keepAliveTimeout: 30_000, pipelining: 1, connect: { lookup } })),
+      Effect.sync(() => new Pool(target.origin, { connections, keepAliveTimeout: 30_000, pipelining: 1, connect })),
       (pool) => Effect.promise(() => pool.destroy().catch(() => undefined))
     )
+    const out = new Set<Exchange>()
+    let sweeping: ReturnType<typeof setInterval> | undefined
+    const sweep = () => {
+      const now = Date.now()
+      for (const exchange of out) if (exchange.deadline <= now) exchange.expire()
+      if (out.size === 0) {
+        clearInterval(sweeping)
+        sweeping = undefined
+      }
+    }
+    yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(sweeping)))
     const send = (request: PartnerRequest): Effect.Effect<PartnerAnswer> =>
       Effect.callback((resume) => {
+        const { handler, expire } = answerHandler((answer) => resume(Effect.succeed(answer)), () => out.delete(exchange))
+        const exchange: Exchange = { deadline: Date.now() + request.timeoutMs, expire }
+        out.add(exchange)
+        if (sweeping === undefined) sweeping = setInterval(sweep, sweepEveryMs).unref()
         try {
-          pool.dispatch({
-            path,
-            method: request.method,
-            headers: request.headers,
-            body: request.body,
-            headersTimeout: request.timeoutMs,
-            bodyTimeout: request.timeoutMs
-          }, answerHandler((answer) => resume(Effect.succeed(answer))))
+          pool.dispatch({ path, method: request.method, headers: request.headers, body: request.body }, handler)
         } catch (error) {
+          out.delete(exchange)
           resume(Effect.succeed({ _tag: "ConnectionFailed", message: describe(error) }))
         }
       })
