@@ -104,6 +104,8 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? 1_048_576,
     return503OnClosing: true,
+    // a path parameter's length is its schema's to bound (a dead letter id: 512), not the router's 100
+    maxParamLength: 512,
     // A client that sends its headers slowly (or not at all) is answered 408 and closed, checked often
     // enough that the deadline holds to a fraction of itself. Node's whole-request deadline is off (0:
     // headersTimeout still holds): it would cap every upload; the app keeps it per route (requestDeadline).
@@ -118,7 +120,7 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
     // (domain/mergePatch.ts), so no key can reach a prototype.
     onProtoPoisoning: "ignore",
     onConstructorPoisoning: "ignore",
-    // The router's own refusals (a malformed %-escape, a path parameter over 100 characters) are
+    // The router's own refusals (a malformed %-escape, a path parameter over 512 characters) are
     // client mistakes like any other: 400 problem+json, not Fastify's own error body.
     frameworkErrors: (error, request, reply: FastifyReply) => {
       const { problem } = toProblem({ _tag: "InvalidRequest", issues: [{ in: "path", path: [], message: error.message }] }, request.url)

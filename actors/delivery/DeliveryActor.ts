@@ -13,12 +13,12 @@
  * request while any is ready, not a fiber per request; an idle lane holds none. Nothing lost: a chunk is acked
  * only once every request of it has a receipt (after its 2xx) or a dead letter (refused, or every
  * attempt failed), both stored on JetStream first. Nothing repeated beyond what was in flight: a chunk
- * handed out again (a takeover) first reads its receipts back and skips those requests; the others go
- * with the same `Idempotency-Key` as before; a package chunk published again after it was delivered
- * (the package outbox, past JetStream's duplicate window) is skipped by the lane's watermark. While
- * the circuit is open, requests wait (probing now and then) and no chunk is pulled beyond the few
- * held: the backlog stays on DELIVER. A chunk packaged for a deleted predecessor of the destination
- * (another incarnation of its id) is never sent.
+ * handed out again (a takeover) first reads its receipts back and skips the records they name; the
+ * others go with the same `Idempotency-Key` as before (while format and batch size stay); a package
+ * chunk published again after it was delivered (the package outbox, past JetStream's duplicate window)
+ * is skipped by the lane's watermark. While the circuit is open, requests wait (probing now and
+ * then) and no chunk is pulled beyond the few held: the backlog stays on DELIVER. A chunk packaged
+ * for a deleted predecessor of the destination (another incarnation of its id) is never sent.
  */
 import { Clock, Deferred, Effect, FiberSet, Metric, Option, Stream } from "effect"
 import type { Duration } from "effect"
@@ -310,13 +310,14 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
         }
         const taken = watermark.take(chunk)
         if (Option.isNone(taken)) return yield* skip(delivery, "delivered")
-        const requests = requestsOf(chunk, settings.format, settings.batchSize)
         const done = delivery.handedOutBefore
           ? yield* ledger.receiptsOf(destination, `${chunkId(chunk)}.`, delivery.storedAtMs)
           : new Set<string>()
         if (done.size > 0) yield* Effect.logInfo("delivery: skipping requests already acknowledged", { destination, chunk: chunkId(chunk), skipped: done.size })
+        // the records the receipts name are skipped, the rest grouped anew: the batch size or format may have changed
+        const requests = requestsOf(chunk, settings.format, settings.batchSize, done)
         const held: HeldChunk = { delivery, passed: taken.value, unsettled: 0 }
-        const jobs = requests.filter((request) => !done.has(request.id)).map((request): Job => ({ request, users: request.users, chunk: held }))
+        const jobs = requests.map((request): Job => ({ request, users: request.users, chunk: held }))
         held.unsettled = jobs.length
         if (jobs.length === 0) return yield* settle(held)
         dispatcher.add(jobs)

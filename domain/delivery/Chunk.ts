@@ -2,7 +2,7 @@
  * What a destination must receive (issue 9): package chunks on DELIVER (`deliver.<destination>.<lane>`),
  * each a bounded list of loader records in the order their changes were committed. A chunk is
  * identified by `(destination, lane, packageId, seq)`; a request's `Idempotency-Key` is derived from the
- * chunk and the request's place in it, so a retry — by this process or by the one that takes the
+ * chunk and the places of the records it carries, so a retry — by this process or by the one that takes the
  * destination over — carries the same key.
  */
 import { Schema } from "effect"
@@ -57,6 +57,10 @@ export type Chunk = typeof Chunk.Type
 export const chunkId = (chunk: Pick<Chunk, "destination" | "lane" | "packageId" | "seq">): string =>
   `${chunk.destination}.${chunk.lane}.${chunk.packageId}.${chunk.seq}`
 
-/** The `Idempotency-Key` of the `request`-th request (from 0) of a chunk: the same on every retry and after a takeover. */
-export const idempotencyKey = (chunk: Pick<Chunk, "destination" | "lane" | "packageId" | "seq">, request: number): string =>
-  `${chunkId(chunk)}.${request}`
+/**
+ * The `Idempotency-Key` of the request carrying a chunk's records `from`..`to` (places from 0, both
+ * included): `<chunk>.<from>` for one record, `<chunk>.<from>-<to>` for several. It names records, not
+ * the request's place, so a receipt says which records were delivered whatever the grouping was.
+ */
+export const idempotencyKey = (chunk: Pick<Chunk, "destination" | "lane" | "packageId" | "seq">, from: number, to = from): string =>
+  to === from ? `${chunkId(chunk)}.${from}` : `${chunkId(chunk)}.${from}-${to}`

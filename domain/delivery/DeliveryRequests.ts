@@ -1,11 +1,11 @@
 /**
  * How a chunk becomes requests (issue 9, Contract): `single` → one record per request (a JSON
- * object); `json-array` / `ndjson` → up to `batchSize` records per request, in the chunk's order. The
- * split depends only on the chunk and the format, so the `n`-th request — and its `Idempotency-Key` —
- * is the same on every retry and after a takeover (as long as the destination's format and batch size
- * did not change meanwhile).
+ * object); `json-array` / `ndjson` → up to `batchSize` records per request, in the chunk's order. A
+ * request's `Idempotency-Key` names the records it carries (Chunk.ts `idempotencyKey`), so the split
+ * — and each key — is the same on every retry and after a takeover; and if the format or batch size
+ * changed meanwhile, the records no receipt names are grouped anew and none is skipped undelivered.
  */
-import { type Chunk, type DeliveryRecord, idempotencyKey } from "./Chunk.ts"
+import { type Chunk, chunkId, type DeliveryRecord, idempotencyKey } from "./Chunk.ts"
 
 export type BodyFormat = "single" | "json-array" | "ndjson"
 
@@ -19,13 +19,37 @@ export interface DeliveryRequest {
 
 export const userOf = (record: DeliveryRecord): string => `${record.idKind}:${record.userId}`
 
-/** The requests of a chunk, in order. */
-export const requestsOf = (chunk: Chunk, format: BodyFormat, batchSize: number): ReadonlyArray<DeliveryRequest> => {
+/** The places of a chunk's records that the request ids `delivered` (its receipts') name. */
+const deliveredRecords = (chunk: Chunk, delivered: ReadonlySet<string>): ReadonlySet<number> => {
+  const prefix = `${chunkId(chunk)}.`
+  const places = new Set<number>()
+  for (const id of delivered) {
+    const range = id.startsWith(prefix) ? /^(\d+)(?:-(\d+))?$/.exec(id.slice(prefix.length)) : null
+    if (range === null) continue
+    const to = Math.min(Number(range[2] ?? range[1]), chunk.records.length - 1)
+    for (let place = Number(range[1]); place <= to; place++) places.add(place)
+  }
+  return places
+}
+
+/**
+ * The requests of a chunk, in order, but for the records `delivered` (request ids with a receipt)
+ * names: each run of records left is split into requests of up to the batch size.
+ */
+export const requestsOf = (chunk: Chunk, format: BodyFormat, batchSize: number, delivered: ReadonlySet<string> = new Set()): ReadonlyArray<DeliveryRequest> => {
   const size = format === "single" ? 1 : Math.max(1, batchSize)
+  const skipped = delivered.size === 0 ? undefined : deliveredRecords(chunk, delivered)
   const requests: Array<DeliveryRequest> = []
-  for (let start = 0, n = 0; start < chunk.records.length; start += size, n++) {
-    const records = chunk.records.slice(start, start + size)
-    requests.push({ id: idempotencyKey(chunk, n), records, users: [...new Set(records.map(userOf))] })
+  for (let start = 0; start < chunk.records.length;) {
+    if (skipped?.has(start)) {
+      start++
+      continue
+    }
+    let end = start + 1
+    while (end < chunk.records.length && end - start < size && !skipped?.has(end)) end++
+    const records = chunk.records.slice(start, end)
+    requests.push({ id: idempotencyKey(chunk, start, end - 1), records, users: [...new Set(records.map(userOf))] })
+    start = end
   }
   return requests
 }

@@ -1,11 +1,12 @@
 /**
- * A dead letter sent again (issue 9 item 6): its records become a new package, `replay-<dead letter
- * id>-<uuid v7>`, so every request gets a new Idempotency-Key (the partner must not take it for a
- * retry of the request it refused). Each record goes to its user's lane, as packages put it there,
- * so a replay keeps to the lane that orders that user's changes. A replay goes straight to DELIVER,
- * past the package outbox and its lane barrier (laneBarrier.ts): it sends records as they were and
- * promises no order against the user's other records; on DELIVER it is part of what a new split waits
- * for. Pure.
+ * A dead letter sent again (issue 9 item 6): its records become a new package, `replay-<uuid v7>`, so
+ * every request gets a new Idempotency-Key (the partner must not take it for a retry of the request it
+ * refused). The package id does not hold the dead letter's: a letter replayed and refused again and
+ * again keeps an id of the same length, one the API still takes. Each record goes to its user's lane,
+ * as packages put it there, so a replay keeps to the lane that orders that user's changes. A replay
+ * goes straight to DELIVER, past the package outbox and its lane barrier (laneBarrier.ts): it sends
+ * records as they were and promises no order against the user's other records; on DELIVER it is part
+ * of what a new split waits for. Pure.
  */
 import { profileId } from "../ingest/LoaderRecord.ts"
 import type { Chunk, DeliveryRecord } from "./Chunk.ts"
@@ -16,7 +17,7 @@ import { laneOf } from "./packaging.ts"
 export const laneOfRecord = (record: Pick<DeliveryRecord, "idKind" | "userId">, lanes: number): number =>
   laneOf(profileId(record.idKind, record.userId), lanes)
 
-export const replayPackageId = (deadLetterId: string, uuid: string): string => `replay-${deadLetterId}-${uuid}`
+export const replayPackageId = (uuid: string): string => `replay-${uuid}`
 
 /** Whether a package is a replay: published by the API straight to DELIVER, never by the package outbox. */
 export const isReplayPackage = (packageId: string): boolean => packageId.startsWith("replay-")
@@ -33,7 +34,7 @@ export const replayChunks = (
     records.push(record)
     byLane.set(lane, records)
   }
-  const packageId = replayPackageId(deadLetter.id, options.uuid)
+  const packageId = replayPackageId(options.uuid)
   return [...byLane].map(([lane, records]) => ({
     destination: deadLetter.destination,
     lane,

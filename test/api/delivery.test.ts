@@ -126,7 +126,7 @@ layer(layerTestPlatform({ DELIVERY_ENABLED: "false" }), { excludeTestServices: t
         const chunks = yield* chunksOn("replay-dsp")
         assert.sameMembers(chunks.flatMap(({ chunk }) => chunk.records.map((r) => r.userId)), users)
         for (const { subject, chunk } of chunks) {
-          assert.match(chunk.packageId, new RegExp(`^replay-${one.id.replaceAll(".", "\\.")}-[0-9a-f-]{36}$`))
+          assert.match(chunk.packageId, /^replay-[0-9a-f-]{36}$/)
           assert.strictEqual(subject, deliverSubject("replay-dsp", chunk.lane))
           for (const r of chunk.records) assert.strictEqual(chunk.lane, laneOfRecord(r, LANES), `${r.userId} in its lane`)
           assert.notStrictEqual(idempotencyKey(chunk, 0), one.id)

@@ -98,9 +98,9 @@ layer(deliveryLayer, { excludeTestServices: true, timeout: 60_000 })("a destinat
       ]
       const partner = yield* partnerServer({
         // the first request of chunk 0 fails twice, then is taken
-        "acme.0.continuous.0.0": [503, 502, 200],
+        "acme.0.continuous.0.0-1": [503, 502, 200],
         // the second request of chunk 1 is refused
-        "acme.0.continuous.1.1": [400]
+        "acme.0.continuous.1.2": [400]
       })
       for (const chunk of chunks) yield* publishChunk(chunk)
       const settings: LaneSettings = {
@@ -126,13 +126,13 @@ layer(deliveryLayer, { excludeTestServices: true, timeout: 60_000 })("a destinat
       const deadLetters = yield* eventually(streamMessages(StreamNames.deliveryDeadLetters), (ms) => ms.length === 1, "30 seconds")
       yield* eventually(streamMessages(StreamNames.deliver), (ms) => ms.length === 0, "30 seconds")
 
-      // requests, in the order first sent; keys per (chunk, request); the 503/502 repeated with the same key
+      // requests, in the order first sent; keys per (chunk, records carried); the 503/502 repeated with the same key
       const firstSends = [...new Set(partner.seen.map((s) => s.key))]
       assert.deepStrictEqual(firstSends.sort(), [
-        "acme.0.continuous.0.0", "acme.0.continuous.0.1", "acme.0.continuous.0.2", "acme.0.continuous.1.0", "acme.0.continuous.1.1"
+        "acme.0.continuous.0.0-1", "acme.0.continuous.0.2-3", "acme.0.continuous.0.4", "acme.0.continuous.1.0-1", "acme.0.continuous.1.2"
       ])
-      assert.deepStrictEqual(partner.seen.filter((s) => s.key === "acme.0.continuous.0.0").map((s) => s.status), [503, 502, 200])
-      assert.deepStrictEqual(partner.seen.find((s) => s.key === "acme.0.continuous.0.1")!.records.map((r) => r.userId), ["u3", "u2"])
+      assert.deepStrictEqual(partner.seen.filter((s) => s.key === "acme.0.continuous.0.0-1").map((s) => s.status), [503, 502, 200])
+      assert.deepStrictEqual(partner.seen.find((s) => s.key === "acme.0.continuous.0.2-3")!.records.map((r) => r.userId), ["u3", "u2"])
       // body and headers: a JSON array of up to batchSize records; plain and secret headers
       for (const s of partner.seen) {
         assert.isAtMost(s.records.length, 2)
@@ -142,17 +142,17 @@ layer(deliveryLayer, { excludeTestServices: true, timeout: 60_000 })("a destinat
       }
       // order: no user in two requests at once; u1's remove (chunk 1) sent after its add was taken
       assert.deepStrictEqual(partner.overlaps, [])
-      const addTaken = partner.seen.findIndex((s) => s.key === "acme.0.continuous.0.0" && s.status === 200)
-      const removeSent = partner.seen.findIndex((s) => s.key === "acme.0.continuous.1.0")
+      const addTaken = partner.seen.findIndex((s) => s.key === "acme.0.continuous.0.0-1" && s.status === 200)
+      const removeSent = partner.seen.findIndex((s) => s.key === "acme.0.continuous.1.0-1")
       assert.isAbove(removeSent, addTaken)
 
       // receipts: one per delivered request, with its records; the dead letter lists its attempt and the answer
       const receiptIds = receipts.map((r) => r.requestId).sort()
-      assert.deepStrictEqual(receiptIds, ["acme.0.continuous.0.0", "acme.0.continuous.0.1", "acme.0.continuous.0.2", "acme.0.continuous.1.0"])
+      assert.deepStrictEqual(receiptIds, ["acme.0.continuous.0.0-1", "acme.0.continuous.0.2-3", "acme.0.continuous.0.4", "acme.0.continuous.1.0-1"])
       assert.ok(receipts.every((r) => r.subject === "receipt.acme" && r.ids!.split(" ").includes(r.requestId)))
       const deadLetter = deadLetters[0]!.body as { id: string; records: Array<DeliveryRecord>; attempts: Array<{ status?: number; body?: string }> }
       assert.strictEqual(deadLetters[0]!.subject, "dlq.acme")
-      assert.strictEqual(deadLetter.id, "acme.0.continuous.1.1")
+      assert.strictEqual(deadLetter.id, "acme.0.continuous.1.2")
       assert.deepStrictEqual(deadLetter.records.map((r) => r.userId), ["u6"])
       // the partner's answer without the secret it echoed: dead letters are read by auditors
       assert.deepStrictEqual(deadLetter.attempts.map((a) => [a.status, a.body]), [[400, "segment 999 unknown to us; sent [redacted] (token [redacted])"]])

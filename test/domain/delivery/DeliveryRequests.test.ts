@@ -18,7 +18,7 @@ const chunk: Chunk = {
 }
 
 describe("a chunk's requests", () => {
-  it("single: one record per request, keyed by the chunk and the request's place", () => {
+  it("single: one record per request, keyed by the chunk and the record's place", () => {
     const requests = requestsOf(chunk, "single", 100)
     assert.deepStrictEqual(requests.map((r) => r.id), [0, 1, 2, 3, 4].map((n) => `acme.0.continuous.3.${n}`))
     assert.deepStrictEqual(JSON.parse(bodyOf("single", requests[2]!.records)), chunk.records[2])
@@ -33,5 +33,14 @@ describe("a chunk's requests", () => {
     const lines = bodyOf("ndjson", requests[1]!.records).split("\n")
     assert.deepStrictEqual(lines.slice(0, 2).map((l) => JSON.parse(l)), chunk.records.slice(2, 4))
     assert.strictEqual(lines[2], "")
+    assert.deepStrictEqual(requests.map((r) => r.id), ["acme.0.continuous.3.0-1", "acme.0.continuous.3.2-3", "acme.0.continuous.3.4"])
+  })
+
+  it("skips the records receipts name, whatever the grouping then, and groups the rest anew", () => {
+    // delivered at batch size 2: records 0–1 and 4; then raised to 10, then single
+    const delivered = new Set(["acme.0.continuous.3.0-1", "acme.0.continuous.3.4", "acme.0.continuous.33.0-1", "other.0.continuous.3.2"])
+    assert.deepStrictEqual(requestsOf(chunk, "json-array", 10, delivered).map((r) => [r.id, r.records.length]), [["acme.0.continuous.3.2-3", 2]])
+    assert.deepStrictEqual(requestsOf(chunk, "single", 10, delivered).map((r) => r.id), ["acme.0.continuous.3.2", "acme.0.continuous.3.3"])
+    assert.deepStrictEqual(requestsOf(chunk, "ndjson", 10, new Set(["acme.0.continuous.3.1-2"])).map((r) => r.id), ["acme.0.continuous.3.0", "acme.0.continuous.3.3-4"])
   })
 })

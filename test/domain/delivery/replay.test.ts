@@ -13,7 +13,7 @@ describe("replayChunks", () => {
     assert.sameMembers(first.flatMap((c) => c.records.map((r) => r.userId)), records.map((r) => r.userId))
     for (const chunk of first) {
       assert.deepStrictEqual(chunk.records, records.filter((r) => laneOfRecord(r, 3) === chunk.lane))
-      assert.strictEqual(chunk.packageId, "replay-dsp.0.continuous.4.2-u-1")
+      assert.strictEqual(chunk.packageId, "replay-u-1")
     }
     const keys = new Set([...first, ...second].map((c) => idempotencyKey(c, 0)))
     assert.strictEqual(keys.size, first.length + second.length)
