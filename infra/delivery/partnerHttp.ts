@@ -4,7 +4,7 @@
  * answer's headers and then each wait for its body (undici's own coarse timers: an AbortSignal with
  * a timer of its own per request cost a fast destination more than the rest of the exchange). The
  * answer goes to a handler of our own (`Pool.dispatch`), not through `Pool.request`'s promise and body
- * stream: a success's body is skipped, another's kept up to `maxAnswerBody`, and a body longer than
+ * stream: a success's body is skipped, another's kept up to `maxAnswerRead`, and a body longer than
  * that (or than `maxSkipped` for a success) closes the connection instead of being read to its end.
  * Header values are never logged here.
  *
@@ -18,7 +18,7 @@ import { Effect, Layer } from "effect"
 import { Pool } from "undici"
 import type { Dispatcher } from "undici"
 import { forbiddenHost } from "../../domain/entities/destination.ts"
-import { maxAnswerBody } from "../../domain/delivery/DeadLetter.ts"
+import { maxAnswerRead } from "../../domain/delivery/DeadLetter.ts"
 import { type PartnerAnswer, type PartnerClient, PartnerHttp, type PartnerRequest } from "../../domain/delivery/PartnerHttp.ts"
 
 const isTimeout = (error: unknown): boolean => {
@@ -46,7 +46,7 @@ const answerHandler = (done: (answer: PartnerAnswer) => void): Dispatcher.Dispat
     if (settled) return
     settled = true
     const ok = status >= 200 && status < 300
-    done({ _tag: "Answered", status, retryAfter, ...(ok || body === "" ? {} : { body: body.slice(0, maxAnswerBody) }) })
+    done({ _tag: "Answered", status, retryAfter, ...(ok || body === "" ? {} : { body: body.slice(0, maxAnswerRead) }) })
   }
   return {
     onRequestStart: () => undefined,
@@ -59,7 +59,7 @@ const answerHandler = (done: (answer: PartnerAnswer) => void): Dispatcher.Dispat
     onResponseData: (controller, chunk) => {
       if (status >= 200 && status < 300) skipped += chunk.length
       else body += chunk.toString("utf8")
-      if (body.length >= maxAnswerBody || skipped > maxSkipped) {
+      if (body.length >= maxAnswerRead || skipped > maxSkipped) {
         answered()
         controller.abort(new Error("answer body cut"))
       }
