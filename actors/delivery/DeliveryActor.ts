@@ -328,7 +328,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
         const done = delivery.handedOutBefore
           ? yield* ledger.receiptsOf(destination, `${chunkId(chunk)}.`, delivery.storedAtMs)
           : new Set<string>()
-        if (done.size > 0) yield* Effect.logInfo("delivery: skipping requests already acknowledged", { destination, chunk: chunkId(chunk), skipped: done.size })
+        if (done.size > 0) yield* Effect.logInfo("delivery: skipping requests already acknowledged or dead-lettered", { destination, chunk: chunkId(chunk), skipped: done.size })
         const held: HeldChunk = { delivery, passed: taken.value, unsettled: 0 }
         const jobs = requests.filter((request) => !done.has(request.id)).map((request): Job => ({ request, users: request.users, chunk: held }))
         held.unsettled = jobs.length
