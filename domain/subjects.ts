@@ -41,7 +41,9 @@ export const BucketNames = {
   /** one entry per live process (`<member id>`), re-written as its heartbeat */
   members: "tributary-members",
   /** one entry per held lease (`shard.<n>`, `job.<name>`), whose value is its holder's member id */
-  leases: "tributary-leases"
+  leases: "tributary-leases",
+  /** one entry per dead letter being replayed (`<destination>.<DLQ sequence>`): a second replay skips it */
+  deadLetterClaims: "tributary-dead-letter-claims"
 } as const
 
 /** The lease key of a shard's commands. */

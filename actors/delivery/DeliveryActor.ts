@@ -25,7 +25,7 @@ import type { Duration } from "effect"
 import { chunkId } from "../../domain/delivery/Chunk.ts"
 import * as ArrivalBound from "../../domain/delivery/ArrivalBound.ts"
 import * as Circuit from "../../domain/delivery/Circuit.ts"
-import type { Attempt } from "../../domain/delivery/DeadLetter.ts"
+import { type Attempt, maxAnswerBody } from "../../domain/delivery/DeadLetter.ts"
 import { bodyOf, type BodyFormat, contentTypeOf, type DeliveryRequest, requestsOf } from "../../domain/delivery/DeliveryRequests.ts"
 import { DeliveryLedger, type DeliveryLedgerError } from "../../domain/delivery/DeliveryLedger.ts"
 import { type ChunkDelivery, DeliveryQueue } from "../../domain/delivery/DeliveryQueue.ts"
@@ -101,14 +101,32 @@ const chunksSkipped = Metric.counter("tributary_delivery_chunks_skipped_total", 
   incremental: true
 })
 
+/** `digits` matching either case. */
+const anyCase = (digits: string) => digits.replace(/[a-f]/g, (d) => `[${d}${d.toUpperCase()}]`)
+
+/**
+ * A pattern matching `part` as written or with any of its characters escaped as an echo commonly
+ * escapes it: JSON (`\/`, `\"`, `\\`, `\u002F`) and URLs (`%2F`, `+` for a space). Header values are
+ * printable ASCII (domain/entities/headers.ts).
+ */
+const echoedForms = (part: string): RegExp =>
+  new RegExp(
+    [...part].map((c) => {
+      const hex = c.charCodeAt(0).toString(16).padStart(4, "0")
+      const literal = c.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&")
+      return `(?:${literal}|\\\\${literal}|\\\\u${anyCase(hex)}|%${anyCase(hex.slice(2))}${c === " " ? "|\\+" : ""})`
+    }).join(""),
+    "g"
+  )
+
 /**
  * The text without the secret headers' values: each value, and its credential alone when it has a
- * scheme (`Bearer <token>`), is replaced by `[redacted]`. Dead letters are read by auditors, and a
- * partner answering 401 often echoes the header it refused.
+ * scheme (`Bearer <token>`), is replaced by `[redacted]`, also when escaped (`echoedForms`). Dead
+ * letters are read by auditors, and a partner answering 401 often echoes the header it refused.
  */
 export const redactSecrets = (text: string, secrets: ReadonlyArray<string>): string => {
   const parts = secrets.flatMap((secret) => [secret, ...secret.split(/\s+/).slice(1)]).filter((part) => part.length >= 4)
-  return [...parts].sort((a, b) => b.length - a.length).reduce((out, part) => out.split(part).join("[redacted]"), text)
+  return [...parts].sort((a, b) => b.length - a.length).reduce((out, part) => out.replace(echoedForms(part), "[redacted]"), text)
 }
 
 /** Dead letters are logged as a count at most this often per lane. */
@@ -118,7 +136,7 @@ const deadLetterLogEveryMs = 10_000
 const attemptOf = (at: number, answer: PartnerAnswer, secrets: ReadonlyArray<string>): Attempt => {
   switch (answer._tag) {
     case "Answered":
-      return { at: isoAt(at), status: answer.status, ...(answer.body === undefined ? {} : { body: redactSecrets(answer.body, secrets) }) }
+      return { at: isoAt(at), status: answer.status, ...(answer.body === undefined ? {} : { body: redactSecrets(answer.body, secrets).slice(0, maxAnswerBody) }) }
     case "TimedOut":
       return { at: isoAt(at), error: "timed out" }
     case "ConnectionFailed":
@@ -313,7 +331,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
         const done = delivery.handedOutBefore
           ? yield* ledger.receiptsOf(destination, `${chunkId(chunk)}.`, delivery.storedAtMs)
           : new Set<string>()
-        if (done.size > 0) yield* Effect.logInfo("delivery: skipping requests already acknowledged", { destination, chunk: chunkId(chunk), skipped: done.size })
+        if (done.size > 0) yield* Effect.logInfo("delivery: skipping requests already acknowledged or dead-lettered", { destination, chunk: chunkId(chunk), skipped: done.size })
         // the records the receipts name are skipped, the rest grouped anew: the batch size or format may have changed
         const requests = requestsOf(chunk, settings.format, settings.batchSize, done)
         const held: HeldChunk = { delivery, passed: taken.value, unsettled: 0 }

@@ -61,13 +61,17 @@ const knownLanes = Effect.gen(function*() {
 /**
  * What a lane delivers with: its shares of the limits, every header. The limits are shared by the lanes
  * that may send: the destination's `lanes`, and any other lane still holding chunks (`waiting`: lanes past
- * a lowered count drain their backlog). Each share is recomputed when that set changes.
+ * a lowered count drain their backlog). Each share is recomputed when that set changes. In flight: at
+ * least 1 a lane, so only lanes draining past a lowered count can take the sum over `maxInFlight`.
  */
 export const laneSettingsOf = (loaded: LoadedDestination, lane: number, waiting: ReadonlySet<number> = new Set()): LaneSettings => {
   const config: DestinationConfig = loaded.config
   const sending = new Set(waiting)
   for (let i = 0; i < config.lanes; i++) sending.add(i)
   const share = Math.max(1, sending.size)
+  // integer shares summing to maxInFlight (lanes ≤ maxInFlight: each at least 1), the remainder to the first lanes
+  const index = [...sending].sort((a, b) => a - b).indexOf(lane)
+  const inFlightShare = Math.floor(config.maxInFlight / share) + (index >= 0 && index < config.maxInFlight % share ? 1 : 0)
   return {
     destination: config.id,
     lane,
@@ -79,7 +83,7 @@ export const laneSettingsOf = (loaded: LoadedDestination, lane: number, waiting:
     format: config.format,
     batchSize: config.batchSize,
     ratePerSecond: config.ratePerSecond / share,
-    maxInFlight: Math.max(1, Math.ceil(config.maxInFlight / share)),
+    maxInFlight: Math.max(1, inFlightShare),
     timeoutMs: config.timeoutMs,
     maxAttempts: config.maxAttempts
   }

@@ -4,8 +4,9 @@
  * with every attempt, replayed as new requests, or discarded with a reason the destination's history
  * keeps. Service and auditor keys read; service keys replay and discard.
  *
- * Replay publishes first, then removes the dead letter: a crash between the two sends those records
- * once more (a new package, new Idempotency-Keys), it never loses them. Discard records the reason
+ * Replay claims the dead letter (two replays at once: one sends it), publishes, then removes it: a
+ * crash between the two sends those records once more (a new package, new Idempotency-Keys), it never
+ * loses them (a crashed replay's claim ends after a minute). Discard records the reason
  * in history first, then removes the dead letter: a crash between leaves the letter listed, and
  * discarding it again records the reason again.
  */
@@ -79,13 +80,21 @@ const problems = {
   404: problemResponse("no such destination")
 } as const
 
-/** Sends the letter's records again as a new package on DELIVER, then removes it from the queue. */
+/**
+ * Sends the letter's records again as a new package on DELIVER, then removes it from the queue: 1 when
+ * it did, 0 when another replay has claimed it (it sends them). A failure ends the claim.
+ */
 const replay = (letter: QueuedDeadLetter, { config, incarnation }: CurrentDestination) =>
   Effect.gen(function*() {
+    const queue = yield* DeadLetterQueue
+    if (!(yield* queue.claim(config.id, letter))) return 0
     const uuid = yield* nextUuidv7
     const backlog = yield* DeliveryBacklog
-    for (const chunk of replayChunks(letter.deadLetter, { uuid, lanes: config.lanes, incarnation })) yield* backlog.enqueue(chunk)
-    yield* (yield* DeadLetterQueue).remove(letter.deadLetter.destination, letter)
+    yield* Effect.gen(function*() {
+      for (const chunk of replayChunks(letter.deadLetter, { uuid, lanes: config.lanes, incarnation })) yield* backlog.enqueue(chunk)
+      yield* queue.remove(letter.deadLetter.destination, letter)
+    }).pipe(Effect.onError(() => Effect.ignore(queue.unclaim(config.id, letter))))
+    return 1
   })
 
 /** Every dead letter of the destination (of its incarnation), oldest first, up to `maxReplayPerRequest`. */
@@ -97,8 +106,7 @@ const replayAll = (destination: CurrentDestination) =>
     let after: number | undefined
     while (replayed < maxReplayPerRequest) {
       const page = yield* queue.list(id, { limit: Math.min(replayPage, maxReplayPerRequest - replayed), after, incarnation })
-      for (const letter of page.items) yield* replay(letter, destination)
-      replayed += page.items.length
+      for (const letter of page.items) replayed += yield* replay(letter, destination)
       if (page.next === undefined) break
       after = page.next
     }
@@ -176,8 +184,8 @@ export const deliveryRoutes = [
           const found = new Set(letters.map((letter) => letter.deadLetter.id))
           const missing = body.ids.filter((id) => !found.has(id))
           if (missing.length > 0) return yield* new NotFound({ detail: `destination ${params.id} has no dead letter ${missing.slice(0, 10).join(", ")}` })
-          for (const letter of letters) yield* replay(letter, destination)
-          replayed = letters.length
+          replayed = 0
+          for (const letter of letters) replayed += yield* replay(letter, destination)
         }
         return { status: 202, body: { replayed, remaining: yield* queue.count(params.id) } }
       })

@@ -5,11 +5,19 @@
  */
 import { Schema } from "effect"
 import { IsoDateTime } from "../isoDateTime.ts"
+import { maxHeaderValue } from "../entities/headers.ts"
 import { DeliveryRecord } from "./Chunk.ts"
 import { Incarnation } from "./Incarnation.ts"
 
 /** The partner's answer body is kept up to this many characters. */
 export const maxAnswerBody = 2_048
+
+/**
+ * The partner's answer body is read up to this many characters, so that a secret header's value
+ * echoed across the cut at `maxAnswerBody` is whole when it is cut out (before the cut): its longest
+ * escaped form (`\uXXXX` for each character) fits past the cut.
+ */
+export const maxAnswerRead = maxAnswerBody + 6 * maxHeaderValue
 
 export const Attempt = Schema.Struct({
   at: IsoDateTime,

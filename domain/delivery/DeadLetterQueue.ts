@@ -21,6 +21,9 @@ export interface DeadLetterQueuePage {
   readonly next?: number
 }
 
+/** How long a replay's claim on a dead letter holds (domain/subjects.ts `deadLetterClaims`). */
+export const deadLetterClaimTtl = "1 minute"
+
 export class DeadLetterQueueError extends Schema.TaggedError<DeadLetterQueueError>()("DeadLetterQueueError", {
   operation: Schema.String,
   cause: Schema.Defect()
@@ -37,6 +40,14 @@ export class DeadLetterQueue extends Context.Service<DeadLetterQueue, {
   ) => Effect.Effect<DeadLetterQueuePage, DeadLetterQueueError>
   /** The destination's dead letters with these ids (those that are there, of `incarnation` when given, in queue order). */
   readonly get: (destination: string, ids: ReadonlyArray<string>, incarnation?: number) => Effect.Effect<ReadonlyArray<QueuedDeadLetter>, DeadLetterQueueError>
+  /**
+   * Claims a dead letter for one replay: false when another replay holds it. A claim lasts
+   * `deadLetterClaimTtl` (a replay crashed before removing the letter leaves it replayable after
+   * that), or until `unclaim` (its replay failed).
+   */
+  readonly claim: (destination: string, letter: QueuedDeadLetter) => Effect.Effect<boolean, DeadLetterQueueError>
+  /** Ends a claim whose replay failed: the letter can be replayed again at once. */
+  readonly unclaim: (destination: string, letter: QueuedDeadLetter) => Effect.Effect<void, DeadLetterQueueError>
   /** Removes a dead letter; one already gone is not an error (a repeated replay or discard). */
   readonly remove: (destination: string, letter: QueuedDeadLetter) => Effect.Effect<void, DeadLetterQueueError>
   /** How many dead letters the destination has. */

@@ -25,8 +25,8 @@ export class DeliveryLedger extends Context.Service<DeliveryLedger, {
   /** Stores a dead letter (its id is its `Nats-Msg-Id`). */
   readonly deadLetter: (deadLetter: DeadLetter) => Effect.Effect<void, DeliveryLedgerError>
   /**
-   * The request ids with a receipt among those starting with `prefix` (a chunk id and a dot), looking
-   * at receipts of `destination` stored since `sinceMs`: what a new owner must not send again.
+   * The request ids with a receipt or a dead letter among those starting with `prefix` (a chunk id and
+   * a dot), looking at those of `destination` stored since `sinceMs`: what a new owner must not send again.
    */
   readonly receiptsOf: (destination: string, prefix: string, sinceMs: number) => Effect.Effect<ReadonlySet<string>, DeliveryLedgerError>
   /** The watermark of a lane (`<destination>.<lane>`): none before its first continuous chunk settled. */

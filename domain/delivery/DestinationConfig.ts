@@ -4,12 +4,12 @@
  * DestinationSecrets, beside this (actors/delivery/destinationConfig.ts).
  */
 import { Option, Schema } from "effect"
-import { Destination } from "../entities/destination.ts"
+import { defaultMaxInFlight, Destination } from "../entities/destination.ts"
 
 export const defaults = {
   method: "POST",
   batchSize: 100,
-  maxInFlight: 64,
+  maxInFlight: defaultMaxInFlight,
   timeoutMs: 10_000,
   maxAttempts: 8,
   lanes: 1

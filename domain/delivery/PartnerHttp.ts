@@ -15,7 +15,7 @@ export interface PartnerRequest {
   readonly timeoutMs: number
 }
 
-/** An outcome, with the partner's answer body cut to `maxAnswerBody` (domain/delivery/DeadLetter.ts). */
+/** An outcome, with the partner's answer body cut to `maxAnswerRead` (domain/delivery/DeadLetter.ts). */
 export type PartnerAnswer = Outcome & { readonly body?: string | undefined }
 
 export interface PartnerClient {

@@ -106,6 +106,9 @@ const HttpUrl = Schema.String.check(
   }, { description: "absolute http(s) URL, without user:password, not at a cloud metadata or unspecified address" })
 )
 
+/** `maxInFlight` when not given (domain/delivery/DestinationConfig.ts takes it from here). */
+export const defaultMaxInFlight = 64
+
 const intBetween = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }))
 
 const fields = {
@@ -120,7 +123,7 @@ const fields = {
   ratePerSecond: Schema.Finite.check(Schema.isGreaterThan(0), Schema.isLessThanOrEqualTo(100_000)).annotate({
     description: "requests per second at most, in any sliding one-second window, all owners together"
   }),
-  maxInFlight: Schema.optionalKey(intBetween(1, 10_000).annotate({ description: "requests awaiting an answer at once; default 64" })),
+  maxInFlight: Schema.optionalKey(intBetween(1, 10_000).annotate({ description: `requests awaiting an answer at once, all owners together; default ${defaultMaxInFlight}` })),
   timeoutMs: Schema.optionalKey(intBetween(100, 300_000).annotate({ description: "per request; default 10000" })),
   maxAttempts: Schema.optionalKey(intBetween(1, 100).annotate({ description: "attempts of a request (5xx, timeout, connection error) before it is a dead letter; default 8" })),
   segmentIds: Schema.Array(Uint64String).check(Schema.isMinLength(1), Schema.isMaxLength(1_000)).annotate({ description: "the segments whose memberships it receives" }),
@@ -133,9 +136,15 @@ const rules = Schema.makeFilter((d: {
   readonly batchSize?: number | undefined
   readonly headers?: Readonly<Record<string, string>> | undefined
   readonly segmentIds: ReadonlyArray<string>
+  readonly maxInFlight?: number | undefined
+  readonly lanes?: number | undefined
 }): ReadonlyArray<Schema.FilterIssue> => [
   ...(d.format === "single" && d.batchSize !== undefined && d.batchSize !== 1
     ? [{ path: ["batchSize"], issue: "format single sends one record per request: leave batchSize out (or 1)" }]
+    : []),
+  // maxInFlight is split over the lanes, each needing one request in flight to send at all
+  ...((d.lanes ?? 1) > (d.maxInFlight ?? defaultMaxInFlight)
+    ? [{ path: ["lanes"], issue: `each lane sends with a share of maxInFlight (${d.maxInFlight ?? defaultMaxInFlight}): at most that many lanes` }]
     : []),
   ...headerIssues(d.headers ?? {}, "headers", { secrets: "refuse" }),
   ...d.segmentIds.flatMap((id, i) => d.segmentIds.indexOf(id) === i ? [] : [{ path: ["segmentIds", i], issue: `segment ${id} is listed twice` }])

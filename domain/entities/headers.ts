@@ -13,9 +13,12 @@ export const HeaderName = Schema.String.check(
   Schema.isPattern(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, { description: "an HTTP header name (token)" })
 )
 
+/** A header value's longest length. */
+export const maxHeaderValue = 4_096
+
 /** Visible ASCII, spaces and tabs: no CR/LF, which would split the header. */
 export const HeaderValue = Schema.String.check(
-  Schema.isMaxLength(4_096),
+  Schema.isMaxLength(maxHeaderValue),
   Schema.isPattern(/^[\t\x20-\x7e]*$/, { description: "printable ASCII, no line breaks" })
 )
 

@@ -4,14 +4,17 @@
  * `Nats-Msg-Id` = the dead letter's id. Listing reads the destination's subject in sequence order
  * (`next_by_subj`: the server skips other destinations' letters). Finding by id scans the
  * destination's messages' headers only (an ephemeral headers-only consumer: the records are not
- * read) and fetches the bodies of those it wants. A letter is removed by its sequence.
+ * read) and fetches the bodies of those it wants. A letter is removed by its sequence. A replay claims
+ * a letter first with a create-only entry in the KV bucket `tributary-dead-letter-claims`, so that of
+ * two replays at once only one sends it.
  */
 import { DeliverPolicy, JetStreamApiCodes, type StoredMsg } from "@nats-io/jetstream"
 import { Effect, Layer, Option, Schema } from "effect"
 import { DeadLetter } from "../../domain/delivery/DeadLetter.ts"
-import { DeadLetterQueue, DeadLetterQueueError, type QueuedDeadLetter } from "../../domain/delivery/DeadLetterQueue.ts"
+import { DeadLetterQueue, DeadLetterQueueError, deadLetterClaimTtl, type QueuedDeadLetter } from "../../domain/delivery/DeadLetterQueue.ts"
 import { belongsTo } from "../../domain/delivery/Incarnation.ts"
-import { deliveryDeadLetterSubject, StreamNames } from "../../domain/subjects.ts"
+import { BucketNames, deliveryDeadLetterSubject, StreamNames } from "../../domain/subjects.ts"
+import { openBucket } from "../nats/buckets.ts"
 import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
 
@@ -35,8 +38,14 @@ const letterOf = (destination: string, msg: StoredMsg, incarnation?: number): Op
   Option.flatMap(decodeLetter(msg.string()), (deadLetter) =>
     deadLetter.destination === destination && belongsTo(deadLetter.incarnation, incarnation) ? Option.some({ sequence: msg.seq, deadLetter }) : Option.none())
 
+/** Whether JetStream refused a create-only write: the key is there. */
+const keyTaken = (cause: unknown) =>
+  isApiError(cause, JetStreamApiCodes.StreamWrongLastSequence) || isApiError(cause, JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+
 export const make = Effect.gen(function*() {
   const { manager, jetstream } = yield* Nats
+  const claims = yield* openBucket(BucketNames.deadLetterClaims, { ttl: deadLetterClaimTtl }).pipe(Effect.orDie)
+  const claimKey = (destination: string, letter: QueuedDeadLetter) => `${destination}.${letter.sequence}`
 
   /** The first message on `subject` at or after `seq`; null past the last. */
   const nextOn = (subject: string, seq: number) =>
@@ -122,13 +131,25 @@ export const make = Effect.gen(function*() {
       Effect.mapError(fail("remove"))
     )
 
+  // still there once claimed: a replay that listed it may come after another's claim ended with it removed
+  const claim = (destination: string, letter: QueuedDeadLetter) =>
+    tryNats("claim dead letter", () => claims.create(claimKey(destination, letter), "replaying")).pipe(
+      Effect.as(true),
+      Effect.catchIf((error) => keyTaken(error.cause), () => Effect.succeed(false)),
+      Effect.mapError(fail("claim")),
+      Effect.flatMap((claimed) => claimed ? Effect.map(bySequence(letter.sequence), (msg) => msg !== null) : Effect.succeed(false))
+    )
+
+  const unclaim = (destination: string, letter: QueuedDeadLetter) =>
+    tryNats("unclaim dead letter", () => claims.delete(claimKey(destination, letter))).pipe(Effect.mapError(fail("unclaim")))
+
   const purge = (destination: string) =>
     tryNats("purge dead letters", () => manager.streams.purge(stream, { filter: deliveryDeadLetterSubject(destination) })).pipe(
       Effect.map((answer) => answer.purged),
       Effect.mapError(fail("purge"))
     )
 
-  return DeadLetterQueue.of({ list, get, remove, count, purge })
+  return DeadLetterQueue.of({ list, get, claim, unclaim, remove, count, purge })
 })
 
 export const layerJetStream: Layer.Layer<DeadLetterQueue, never, Nats> = Layer.effect(DeadLetterQueue, make)

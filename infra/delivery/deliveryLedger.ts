@@ -3,9 +3,9 @@
  * round in one message (infra/delivery/receiptBatches.ts), and dead letters on DLQ
  * (`dlq.<destination>`), each with its id as `Nats-Msg-Id`; lane statuses in the KV bucket
  * `tributary-delivery-status` (gone 10 s after their last write) and lane watermarks in
- * `tributary-delivery-watermarks` (kept). A new owner reads a chunk's receipts back with an ordered
- * consumer that takes headers only (the request ids header; a single receipt's `Nats-Msg-Id`) from the
- * time the chunk was stored: nothing older can be one of its receipts.
+ * `tributary-delivery-watermarks` (kept). A new owner reads a chunk's receipts and dead letters back
+ * with ordered consumers that take headers only (the request ids header; a single receipt's or a dead
+ * letter's `Nats-Msg-Id`) from the time the chunk was stored: nothing older can be one of its requests'.
  *
  * Both go through an AckedPublisher (infra/delivery/ackedPublisher.ts): each message awaited on its
  * own acknowledgement, without a NATS request each.
@@ -41,11 +41,18 @@ const make = Effect.gen(function*() {
   const receiptsOf = (destination: string, prefix: string, sinceMs: number) =>
     tryNats("read receipts", async () => {
       const found = new Set<string>()
+      const keep = (id: string) => {
+        if (id.startsWith(prefix)) found.add(id)
+      }
       // a second earlier: the stream's and our clocks are one machine's, but be generous
-      await scanSubject({ jetstream, manager }, StreamNames.receipts, receiptSubject(destination), { sinceMs: sinceMs - 1_000 }, (headers) => {
+      const since = { sinceMs: sinceMs - 1_000 }
+      await scanSubject({ jetstream, manager }, StreamNames.receipts, receiptSubject(destination), since, (headers) => {
         const ids = headers?.has(requestIdsHeader) ? headers.get(requestIdsHeader).split(" ") : [headers?.get("Nats-Msg-Id") ?? ""]
-        for (const id of ids) if (id.startsWith(prefix)) found.add(id)
+        ids.forEach(keep)
       })
+      // a request refused for good has a dead letter instead: settled as well
+      await scanSubject({ jetstream, manager }, StreamNames.deliveryDeadLetters, deliveryDeadLetterSubject(destination), since, (headers) =>
+        keep(headers?.get("Nats-Msg-Id") ?? ""))
       return found
     }).pipe(Effect.mapError(toLedgerError))
 

@@ -6,8 +6,8 @@
  * deadline (a timer per request cost a fast destination more than the rest of the exchange). The
  * answer goes to a handler of our own (`Pool.dispatch`), not through `Pool.request`'s promise and body
  * stream: a final status is the answer (a 2xx settles the request at once: the partner accepted it,
- * whatever befalls its body), a success's body is skipped, another's kept up to `maxAnswerBody`, and a
- * body longer than that (or than `maxSkipped` for a success) closes the connection instead of being
+ * whatever befalls its body), a success's body is skipped, another's kept up to `maxAnswerRead` (the
+ * deliverer redacts it, then cuts it), and a body longer than that (or than `maxSkipped` for a success) closes the connection instead of being
  * read to its end. Header values are never logged here.
  *
  * Every connection's name lookup is checked (`guardedLookup`): a host name that resolves to a cloud
@@ -20,7 +20,7 @@ import { Effect, Layer } from "effect"
 import { buildConnector, Pool } from "undici"
 import type { Dispatcher } from "undici"
 import { forbiddenHost } from "../../domain/entities/destination.ts"
-import { maxAnswerBody } from "../../domain/delivery/DeadLetter.ts"
+import { maxAnswerRead } from "../../domain/delivery/DeadLetter.ts"
 import { type PartnerAnswer, type PartnerClient, PartnerHttp, type PartnerRequest } from "../../domain/delivery/PartnerHttp.ts"
 
 const isTimeout = (error: unknown): boolean => {
@@ -65,7 +65,7 @@ const answerHandler = (done: (answer: PartnerAnswer) => void, finished: () => vo
     done(answer)
   }
   /** The final status came: it is the answer, with the body so far. */
-  const answered = () => settle({ _tag: "Answered", status, retryAfter, ...(ok() || body === "" ? {} : { body: body.slice(0, maxAnswerBody) }) })
+  const answered = () => settle({ _tag: "Answered", status, retryAfter, ...(ok() || body === "" ? {} : { body: body.slice(0, maxAnswerRead) }) })
   const finish = () => {
     if (over) return
     over = true
@@ -93,7 +93,7 @@ const answerHandler = (done: (answer: PartnerAnswer) => void, finished: () => vo
     onResponseData: (_controller, chunk) => {
       if (ok()) skipped += chunk.length
       else body += chunk.toString("utf8")
-      if (body.length >= maxAnswerBody || skipped > maxSkipped) end(new Error("answer body cut"))
+      if (body.length >= maxAnswerRead || skipped > maxSkipped) end(new Error("answer body cut"))
     },
     onResponseEnd: () => {
       answered()

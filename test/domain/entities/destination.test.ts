@@ -39,6 +39,8 @@ describe("destination decider", () => {
     assert.include(refusedPaths(when(given(), { _tag: "Put", fields: { ...fields, ratePerSecond: 100_001 } })), "ratePerSecond")
     assert.include(refusedPaths(when(given(), { _tag: "Put", fields: { ...fields, batchSize: 10_001 } })), "batchSize")
     assert.include(refusedPaths(when(given(), { _tag: "Put", fields: { ...fields, surprise: 1 } })), "surprise")
+    // each lane needs one request in flight
+    assert.include(refusedPaths(when(given(), { _tag: "Put", fields: { ...fields, maxInFlight: 2, lanes: 3 } })), "lanes")
   })
 
   it("refuses credentials in the URL, duplicate segments and a batch size for single", () => {

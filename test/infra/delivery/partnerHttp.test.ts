@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import { connect, type LookupFunction } from "node:net"
 import type { AddressInfo } from "node:net"
 import { Effect } from "effect"
+import { maxAnswerRead } from "../../../domain/delivery/DeadLetter.ts"
 import { PartnerHttp } from "../../../domain/delivery/PartnerHttp.ts"
 import { guardedLookup, layerResolving, layerUndici } from "../../../infra/delivery/partnerHttp.ts"
 
@@ -79,7 +80,7 @@ describe("the partner client's name lookup", () => {
         Effect.flatMap(http.client(`http://127.0.0.1:${port}${path}`, { connections: 1 }), (client) => client.send({ method: "POST", headers: {}, body: "{}", timeoutMs: 5_000 }))
       assert.deepStrictEqual(yield* send("/busy"), { _tag: "Answered", status: 503, retryAfter: "7", body: "come back later" })
       const refusal = yield* send("/endless-refusal")
-      assert.deepStrictEqual({ ...refusal, body: (refusal as { body: string }).body.length }, { _tag: "Answered", status: 400, retryAfter: undefined, body: 2_048 })
+      assert.deepStrictEqual({ ...refusal, body: (refusal as { body: string }).body.length }, { _tag: "Answered", status: 400, retryAfter: undefined, body: maxAnswerRead })
       assert.deepStrictEqual(yield* send("/endless-success"), { _tag: "Answered", status: 200, retryAfter: undefined })
     }).pipe(Effect.scoped, Effect.provide(layerUndici)))
 
