@@ -7,8 +7,8 @@
  * answer goes to a handler of our own (`Pool.dispatch`), not through `Pool.request`'s promise and body
  * stream: a final status is the answer (a 2xx settles the request at once: the partner accepted it,
  * whatever befalls its body), a success's body is skipped, another's kept up to `maxAnswerRead` (the
- * deliverer redacts it, then cuts it), and a body longer than that (or than `maxSkipped` for a success) closes the connection instead of being
- * read to its end. Header values are never logged here.
+ * deliverer redacts it, then cuts it), and a body longer than that (or than `maxSkipped` for a
+ * success) closes the connection instead of being read to its end. Header values are never logged here.
  *
  * Every connection's name lookup is checked (`guardedLookup`): a host name that resolves to a cloud
  * metadata or unspecified address is refused as the URL check refuses that address written out, also
