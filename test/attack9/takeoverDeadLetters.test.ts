@@ -31,9 +31,9 @@ describe("attack: a takeover of a chunk whose requests were dead-lettered", () =
       yield* eventually(refused, (n) => n >= 4, "60 seconds")
       yield* restart
       const before = yield* refused
-      yield* eventually(api("GET", "/v1/destinations/tk/status"), (a) => (a.body as { backlog?: number }).backlog === 0, "60 seconds")
+      yield* eventually(api("GET", "/v1/destinations/tk/status"), (a) => (a.body as { backlog?: number }).backlog === 0, "150 seconds")
       const sent = yield* refused
       // each record once, plus the one request that may have been in flight at the kill
       assert.isAtMost(sent, USERS + 1, `the partner was sent ${sent} requests for ${USERS} records (${before} when the platform was killed)`)
-    }).pipe(Effect.scoped, Effect.provide(layerTestNatsServer())), { timeout: 120_000 })
+    }).pipe(Effect.scoped, Effect.provide(layerTestNatsServer())), { timeout: 240_000 })
 })
