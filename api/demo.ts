@@ -78,7 +78,7 @@ const workload = (baseUrl: string, nats: NatsAccess["Service"]) => Effect.promis
   const range = (n: number, from = 1) => Array.from({ length: n }, (_, i) => i + from)
   const advertisers = range(20, 1000)
   const campaigns = range(100, 2000)
-  const strategies = range(500, 3000)
+  const strategies = range(250, 3000)
   const started = performance.now()
   await inParallel(advertisers, 16, (id) => call("create", "PUT", `/v1/entities/advertiser/${id}`, service, { name: `Advertiser ${id}`, currency: "EUR", status: "active" }))
   await inParallel(campaigns, 32, (id) =>
@@ -104,7 +104,7 @@ const workload = (baseUrl: string, nats: NatsAccess["Service"]) => Effect.promis
   const orphan = await call("orphan", "PUT", "/v1/entities/campaign/999999", service, { advertiserId: "424242", name: "orphan" })
   const forbidden = await call("forbidden", "GET", `${target}/history`, service)
   const asOfThen = await call("asOf", "GET", `${target}?asOf=${afterCreate}`, auditor)
-  for (const id of strategies.slice(100, 300)) await call("asOf", "GET", `/v1/entities/strategy/${id}?asOf=${afterCreate}`, auditor)
+  for (const id of strategies.slice(100, 200)) await call("asOf", "GET", `/v1/entities/strategy/${id}?asOf=${afterCreate}`, auditor)
   const audit = await call("history", "GET", `${target}/history`, auditor)
   const global = await call("history", "GET", "/v1/history?limit=1000", auditor)
 

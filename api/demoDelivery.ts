@@ -19,7 +19,7 @@ export interface DeliveryDemoOptions {
 }
 
 /** How long bank-dsp answers 500 to everything. */
-const failingMillis = 3_000
+const failingMillis = 2_000
 /** How long the demo waits for every record at most. */
 const deadlineMillis = 30_000
 
