@@ -7,7 +7,7 @@
  * with ordered consumers that take headers only (the request ids header; a single receipt's or a dead
  * letter's `Nats-Msg-Id`) from the time the chunk was stored: nothing older can be one of its requests'.
  *
- * Both go through an AckedPublisher (infra/delivery/ackedPublisher.ts): each message awaited on its
+ * Both go through an AckedPublisher (infra/nats/ackedPublisher.ts): each message awaited on its
  * own acknowledgement, without a NATS request each.
  */
 import { Effect, Layer, Option, Schema } from "effect"
@@ -19,7 +19,7 @@ import { deliveryDeadLetterSubject, receiptSubject, StreamNames } from "../../do
 import { openBucket } from "../nats/buckets.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
 import { scanSubject } from "../nats/scanSubject.ts"
-import { makeAckedPublisher } from "./ackedPublisher.ts"
+import { makeAckedPublisher } from "../nats/ackedPublisher.ts"
 import { makeReceiptBatches, requestIdsHeader } from "./receiptBatches.ts"
 
 const encodeDeadLetter = Schema.encodeSync(Schema.fromJsonString(DeadLetter))

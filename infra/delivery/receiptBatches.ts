@@ -26,7 +26,7 @@ interface Waiting {
 }
 
 /** `publish` sends one message (its subject is the destination's) and resolves once it is stored. */
-export const makeReceiptBatches = (publish: (destination: string, body: string, headers: Readonly<Record<string, string>>) => Promise<void>) => {
+export const makeReceiptBatches = (publish: (destination: string, body: string, headers: Readonly<Record<string, string>>) => Promise<unknown>) => {
   const round = new Map<string, Array<Waiting>>()
 
   const send = (destination: string, batch: ReadonlyArray<Waiting>) => {
