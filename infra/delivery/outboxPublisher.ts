@@ -26,15 +26,14 @@
  * one destination's round here publishes). DELIVER refusing a chunk (full) stops the publisher with backoff; the
  * outbox on disk holds the backlog meanwhile.
  */
-import { JetStreamApiCodes } from "@nats-io/jetstream"
 import { Clock, Effect, Metric, Schedule } from "effect"
 import type { Duration } from "effect"
 import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
 import { lanesAfter, publishable } from "../../domain/delivery/laneBarrier.ts"
 import { StreamNames } from "../../domain/subjects.ts"
 import { refreshesKept } from "../../domain/delivery/Watermark.ts"
-import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
+import { lastOnSubject } from "../nats/scanSubject.ts"
 import { PackagesDb } from "./packagesDb.ts"
 
 export const chunksPublished = Metric.counter("tributary_delivery_chunks_published_total", {
@@ -129,9 +128,7 @@ const skipPublished = (batch: number) =>
       const rows = yield* db.pending(destination, batch)
       let last = -1
       for (const subject of new Set(rows.map((row) => row.subject))) {
-        const message = yield* tryNats("read DELIVER's tail", () => manager.streams.getMessage(StreamNames.deliver, { last_by_subj: subject })).pipe(
-          Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.NoMessageFound), () => Effect.succeed(null))
-        )
+        const message = yield* tryNats("read DELIVER's tail", () => lastOnSubject(manager, StreamNames.deliver, subject))
         const msgId = message?.header?.get("Nats-Msg-Id")
         const index = msgId === undefined ? -1 : rows.findIndex((row) => row.msgId === msgId)
         last = Math.max(last, index)

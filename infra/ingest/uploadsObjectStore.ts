@@ -16,13 +16,13 @@
  * - **Durable** as JetStream is: a chunk is acknowledged once the server stored it (its own sync policy).
  */
 import { createHash } from "node:crypto"
-import { DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
+import { DeliverPolicy } from "@nats-io/jetstream"
 import { type ObjectInfo, type ObjectStore, Objm, StorageType } from "@nats-io/obj"
 import { Clock, Effect, Layer, Option, Stream } from "effect"
 import { Uploads, UploadsError, UploadTooLarge } from "../../domain/ingest/Uploads.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
-import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats } from "../nats/Nats.ts"
+import { lastOnSubject } from "../nats/scanSubject.ts"
 
 export const uploadsBucket = "tributary-uploads"
 
@@ -179,7 +179,7 @@ const sweep = (nats: Nats["Service"], store: ObjectStore, bucket: string) =>
     for (const subject of subjects) {
       if (live.has(subject)) continue
       const last = yield* Effect.tryPromise({
-        try: () => nats.manager.streams.getMessage(stream, { last_by_subj: subject }).catch((error: unknown) => isApiError(error, JetStreamApiCodes.NoMessageFound) ? null : Promise.reject(error)),
+        try: () => lastOnSubject(nats.manager, stream, subject),
         catch: fail("sweep uploads")
       })
       if (last !== null && now - last.time.getTime() > staleChunksMillis) {

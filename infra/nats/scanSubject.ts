@@ -9,6 +9,11 @@ import type { MsgHdrs } from "@nats-io/transport-node"
 import { isApiError } from "./freshConsumer.ts"
 import type { Nats } from "./Nats.ts"
 
+/** A subject's last message on `stream`, or null when it holds none. */
+export const lastOnSubject = (manager: Nats["Service"]["manager"], stream: string, subject: string) =>
+  manager.streams.getMessage(stream, { last_by_subj: subject })
+    .catch((error: unknown) => isApiError(error, JetStreamApiCodes.NoMessageFound) ? null : Promise.reject(error))
+
 export type ScanStart = { readonly afterSeq: number } | { readonly sinceMs: number }
 
 /** Calls `visit` with each message's headers; answers the last sequence scanned up to (undefined: the subject holds nothing from `start`). */
@@ -19,8 +24,7 @@ export const scanSubject = async (
   start: ScanStart,
   visit: (headers: MsgHdrs | undefined) => void
 ): Promise<number | undefined> => {
-  const last = await manager.streams.getMessage(stream, { last_by_subj: subject })
-    .catch((error: unknown) => isApiError(error, JetStreamApiCodes.NoMessageFound) ? null : Promise.reject(error))
+  const last = await lastOnSubject(manager, stream, subject)
   if (last === null || ("afterSeq" in start ? last.seq <= start.afterSeq : last.time.getTime() < start.sinceMs)) return undefined
   const consumer = await jetstream.consumers.get(stream, {
     // one subject as a string: nats-server 2.9 takes a single filter only
