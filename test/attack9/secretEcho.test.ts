@@ -19,44 +19,37 @@ interface DeadLetters {
   readonly items: ReadonlyArray<{ readonly attempts: ReadonlyArray<{ readonly status?: number; readonly body?: string }> }>
 }
 
+/** A destination `echo` sending `token` as its secret Authorization header to `behaviour`'s partner, which refuses and echoes it: the first dead letter's answer body as an auditor reads it. */
+const echoedIn = (behaviour: string, name: string, segment: string, token: string) =>
+  Effect.gen(function*() {
+    const partner = yield* hostilePartner(behaviour)
+    const { platform, api, ingest } = yield* startAttackPlatform(name)
+    yield* ingest(segment, [[`${segment}-user`, "add"]], 1)
+    const created = yield* api("PUT", "/v1/entities/destination/echo", {
+      partnerId: "acme", url: `${partner.url}/in`, format: "single", ratePerSecond: 10, maxAttempts: 1, segmentIds: [segment],
+      secretHeaders: { Authorization: `Bearer ${token}` }
+    })
+    assert.strictEqual(created.status, 201, created.text)
+    const auditor = ((yield* api("POST", "/v1/admin/keys", { name: "auditor", role: "auditor" })).body as { secret: string }).secret
+    const letters = yield* eventually(
+      call(platform().base, "GET", "/v1/destinations/echo/dead-letters", { key: auditor }).pipe(Effect.map((a) => a.body as DeadLetters)),
+      (body) => (body.items?.length ?? 0) > 0,
+      "60 seconds")
+    return letters.items[0]!.attempts[0]!.body ?? ""
+  })
+
 describe("attack: a partner echoing the secret headers it refused", () => {
   it.live("a secret echoed JSON-encoded with escaped slashes is cut out of the dead letter", () =>
     Effect.gen(function*() {
-      const partner = yield* hostilePartner("echo-401-php-json")
-      const { platform, api, ingest } = yield* startAttackPlatform("attack9-secret-echo")
-      yield* ingest("921", [["e0", "add"]], 1)
-      const created = yield* api("PUT", "/v1/entities/destination/echo", {
-        partnerId: "acme", url: `${partner.url}/in`, format: "single", ratePerSecond: 10, maxAttempts: 1, segmentIds: ["921"],
-        secretHeaders: { Authorization: `Bearer ${TOKEN}` }
-      })
-      assert.strictEqual(created.status, 201, created.text)
-      const auditor = ((yield* api("POST", "/v1/admin/keys", { name: "auditor", role: "auditor" })).body as { secret: string }).secret
-      const letters = yield* eventually(
-        call(platform().base, "GET", "/v1/destinations/echo/dead-letters", { key: auditor }).pipe(Effect.map((a) => a.body as DeadLetters)),
-        (body) => (body.items?.length ?? 0) > 0,
-        "60 seconds")
-      const echoed = letters.items[0]!.attempts[0]!.body ?? ""
+      const echoed = yield* echoedIn("echo-401-php-json", "attack9-secret-echo", "921", TOKEN)
       // what anyone reading JSON gets back from the echo
       assert.notInclude(echoed.replaceAll("\\/", "/"), TOKEN, `the secret is readable in the dead letter: ${echoed}`)
     }).pipe(Effect.scoped, Effect.provide(layerTestNatsServer())), { timeout: 120_000 })
 
   it.live("the secret is cut out before the answer is cut to 2,048 characters: no part of a credential across the cut is kept", () =>
     Effect.gen(function*() {
-      const partner = yield* hostilePartner("echo-401-across-cut")
-      const { platform, api, ingest } = yield* startAttackPlatform("attack9-secret-cut")
-      yield* ingest("922", [["e1", "add"]], 1)
       const token = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
-      const created = yield* api("PUT", "/v1/entities/destination/echo", {
-        partnerId: "acme", url: `${partner.url}/in`, format: "single", ratePerSecond: 10, maxAttempts: 1, segmentIds: ["922"],
-        secretHeaders: { Authorization: `Bearer ${token}` }
-      })
-      assert.strictEqual(created.status, 201, created.text)
-      const auditor = ((yield* api("POST", "/v1/admin/keys", { name: "auditor", role: "auditor" })).body as { secret: string }).secret
-      const letters = yield* eventually(
-        call(platform().base, "GET", "/v1/destinations/echo/dead-letters", { key: auditor }).pipe(Effect.map((a) => a.body as DeadLetters)),
-        (body) => (body.items?.length ?? 0) > 0,
-        "60 seconds")
-      const echoed = letters.items[0]!.attempts[0]!.body ?? ""
+      const echoed = yield* echoedIn("echo-401-across-cut", "attack9-secret-cut", "922", token)
       // the partner put the credential's first 16 characters before the cut
       assert.notInclude(echoed, token.slice(0, 16), `the start of the secret is in the dead letter: …${echoed.slice(-40)}`)
     }).pipe(Effect.scoped, Effect.provide(layerTestNatsServer())), { timeout: 120_000 })
