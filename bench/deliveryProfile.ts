@@ -10,6 +10,8 @@
  *   node bench/deliveryProfile.ts b|a
  */
 import { readFileSync } from "node:fs"
+import { jetstreamManager } from "@nats-io/jetstream"
+import { connect } from "@nats-io/transport-node"
 import { Effect } from "effect"
 import { destinationStats, spawnPartnerSimulator } from "../test/fixtures/partnerSimulator.ts"
 import { stopProcess } from "../test/fixtures/platformProcess.ts"
@@ -63,6 +65,13 @@ const run = Effect.gen(function*() {
   }
   const requests = figures.reduce((sum, f) => sum + f.accepted + f.throttled + f.failed, 0)
   const rates = figures.map((f) => steady(f.acceptedPerSecond))
+  // how many receipts shared a RECEIPTS message: fewer messages, less for nats-server and both sides' sockets
+  const receiptMessages = yield* Effect.promise(async () => {
+    const nc = await connect({ servers: nats.url, user: nats.platform.user, pass: nats.platform.password })
+    const info = await (await jetstreamManager(nc)).streams.info("RECEIPTS")
+    await nc.close()
+    return info.state.messages
+  })
   yield* stopProcess(platform, "SIGTERM")
   return {
     part,
@@ -72,6 +81,7 @@ const run = Effect.gen(function*() {
     maxInAnyWindow: Math.max(...figures.map((f) => f.maxInAnyWindow)),
     throttled: figures.reduce((s, f) => s + f.throttled, 0),
     requests,
+    receiptsPerMessage: round2(figures.reduce((s, f) => s + f.accepted, 0) / Math.max(1, receiptMessages)),
     cpuMicrosPerRequest: { platform: round2(cpu[0]! / requests), natsServer: round2(cpu[1]! / requests), simulator: round2(cpu[2]! / requests) },
     /** the platform's CPU per request less what it spends idle */
     platformBeyondIdle: round2((cpu[0]! - idleMicrosPerSecond * elapsed) / requests),

@@ -25,7 +25,7 @@ import type { Duration } from "effect"
 import { chunkId } from "../../domain/delivery/Chunk.ts"
 import * as ArrivalBound from "../../domain/delivery/ArrivalBound.ts"
 import * as Circuit from "../../domain/delivery/Circuit.ts"
-import { type Attempt, maxAnswerBody } from "../../domain/delivery/DeadLetter.ts"
+import { type Attempt, type DeadLetter, maxAnswerBody } from "../../domain/delivery/DeadLetter.ts"
 import { bodyOf, type BodyFormat, contentTypeOf, type DeliveryRequest, requestsOf } from "../../domain/delivery/DeliveryRequests.ts"
 import { DeliveryLedger, type DeliveryLedgerError } from "../../domain/delivery/DeliveryLedger.ts"
 import { type ChunkDelivery, DeliveryQueue } from "../../domain/delivery/DeliveryQueue.ts"
@@ -34,6 +34,7 @@ import { type PartnerAnswer, PartnerHttp, type PartnerRequest } from "../../doma
 import * as RateGovernor from "../../domain/delivery/RateGovernor.ts"
 import * as RetryPolicy from "../../domain/delivery/RetryPolicy.ts"
 import { Cluster } from "../../domain/Cluster.ts"
+import { makeAdmissions } from "./Admissions.ts"
 import { makeLaneStats } from "./DeliveryStats.ts"
 import { makeLaneWatermark } from "./laneWatermark.ts"
 import { makeRequestDispatcher } from "./RequestDispatcher.ts"
@@ -94,7 +95,35 @@ interface Job {
   readonly chunk: HeldChunk
 }
 
-const isoAt = (ms: number) => new Date(ms).toISOString()
+/** How a sender's plain-code run hands control back to its fiber. */
+type SenderStep =
+  /** no request ready: the sender ends (the dispatcher counted it out) */
+  | { readonly _tag: "Idle" }
+  /** the last request of a chunk has its receipt: settle the chunk, then take the next request */
+  | { readonly _tag: "Settle"; readonly chunk: HeldChunk }
+  /** store the dead letter, settle its chunk if it was the last, then take the next request */
+  | { readonly _tag: "DeadLetter"; readonly deadLetter: DeadLetter; readonly job: Job; readonly now: number }
+
+/** A sender's plain-code run: ends by calling `step` or `fail` once, unless no longer `live` (interrupted). */
+interface SenderControl {
+  readonly live: () => boolean
+  /** goes on with `then` after `ms` (a timer, cleared if the sender is interrupted meanwhile) */
+  readonly wait: (ms: number, then: Run) => void
+  readonly step: (step: SenderStep) => void
+  readonly fail: (error: DeliveryLedgerError) => void
+}
+type Run = (control: SenderControl) => void
+
+let isoMs = Number.NaN
+let iso = ""
+/** `ms` as RFC 3339 (the last one kept: a fast destination's answers come many to a millisecond) */
+const isoAt = (ms: number) => {
+  if (ms !== isoMs) {
+    isoMs = ms
+    iso = new Date(ms).toISOString()
+  }
+  return iso
+}
 
 const chunksSkipped = Metric.counter("tributary_delivery_chunks_skipped_total", {
   description: "Chunks taken off DELIVER without sending: of a deleted predecessor of the destination (reason incarnation), or a continuous chunk published again after it was delivered (reason delivered)",
@@ -164,6 +193,16 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     const policy: RetryPolicy.RetryPolicy = { ...RetryPolicy.defaultRetryPolicy, ...options.backoff, maxAttempts: settings.maxAttempts }
     const maxAttemptsKept = options.maxAttemptsKept ?? 20
     const clock = yield* Clock.Clock
+    /** A request may start once the arrival bound and the governor both let it; counted as started by both at once. */
+    const admissions = makeAdmissions((at) => {
+      const room = ArrivalBound.room(arrivals, RateGovernor.allowed(governor), at)
+      if (!room.ok) return room.waitMs
+      const slot = RateGovernor.acquire(governor, at)
+      if (!slot.ok) return slot.waitMs
+      ArrivalBound.started(arrivals)
+      return 0
+    }, () => clock.currentTimeMillisUnsafe())
+    yield* Effect.addFinalizer(() => Effect.sync(admissions.close))
     const stats = makeLaneStats(destination, lane, yield* Effect.context<never>())
     const senders = yield* FiberSet.make<void, unknown>()
     const runSender = yield* FiberSet.runtime(senders)<never>()
@@ -197,91 +236,121 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     }
 
     /**
-     * Sends one request until it is delivered or dead-lettered; `answered` frees its users as soon as
-     * the partner's answer settles it. The hot path of a fast destination: everything but the sleeps,
-     * the HTTP exchange and the receipt is plain synchronous code on the actor's own state (one
-     * fiber, a few Effect steps per request), time read from the Clock without an Effect step.
+     * Sends a job's request until it is delivered or dead-lettered, then (after its receipt is stored)
+     * the next ready job, and so on, in plain code: the hot path of a fast destination, where an Effect
+     * step per request cost more than the HTTP exchange. It hands control back to the sender's fiber
+     * (`step`) only for what takes an Effect: a dead letter, a chunk to settle, or no job ready
+     * (the sender ends). `dispatcher.answered` frees a request's users as soon as the partner's answer
+     * settles it; its in-flight slot stays taken until its receipt or dead letter is stored.
      */
-    const send = (request: DeliveryRequest, answered: () => void) =>
-      Effect.gen(function*() {
-        const outgoing: PartnerRequest = {
-          method: settings.method,
-          headers: { ...fixedHeaders, "idempotency-key": request.id },
-          body: bodyOf(settings.format, request.records),
-          timeoutMs: settings.timeoutMs
+    const sendJob = (job: Job): Run => (control) => {
+      const { request } = job
+      const outgoing: PartnerRequest = {
+        method: settings.method,
+        headers: { ...fixedHeaders, "idempotency-key": request.id },
+        body: bodyOf(settings.format, request.records),
+        timeoutMs: settings.timeoutMs
+      }
+      const attempts: Array<Attempt> = []
+      let failures = 0
+      /** the circuit let this attempt through (once: a half-open circuit's probe is this attempt) */
+      let passed = false
+      /** Admission: the circuit, then the lane's admissions (the arrival bound and the governor, in turn). */
+      const attempt = (control: SenderControl): void => {
+        if (!passed) {
+          const admitted = Circuit.admit(circuit, clock.currentTimeMillisUnsafe())
+          if (!admitted.ok) return control.wait(admitted.waitMs, attempt)
+          passed = true
         }
-        const attempts: Array<Attempt> = []
-        let failures = 0
-        for (;;) {
-          // Admission: the circuit lets the attempt through (once: a half-open circuit's probe is
-          // this attempt), then the arrival bound and the governor; it is counted as started by both
-          // in the same synchronous step as the checks.
-          let passed = false
-          for (;;) {
-            const at = clock.currentTimeMillisUnsafe()
-            if (!passed) {
-              const admitted = Circuit.admit(circuit, at)
-              if (!admitted.ok) {
-                yield* Effect.sleep(admitted.waitMs)
-                continue
-              }
-              passed = true
-            }
-            const room = ArrivalBound.room(arrivals, RateGovernor.allowed(governor), at)
-            if (!room.ok) {
-              yield* Effect.sleep(room.waitMs)
-              continue
-            }
-            const slot = RateGovernor.acquire(governor, at)
-            if (!slot.ok) {
-              yield* Effect.sleep(slot.waitMs)
-              continue
-            }
-            ArrivalBound.started(arrivals)
-            break
-          }
-          const startedAt = clock.currentTimeMillisUnsafe()
-          stats.counters.sent++
-          const answer = yield* client.send(outgoing)
-          const now = clock.currentTimeMillisUnsafe()
-          ArrivalBound.answered(arrivals, now)
-          stats.latency(now - startedAt)
-          const outcome = RetryPolicy.classify(answer)
-          Circuit.record(circuit, outcome, now)
-          if (outcome === "throttled") {
-            RateGovernor.onThrottled(governor, now, RetryPolicy.retryAfterMs(answer._tag === "Answered" ? answer.retryAfter : undefined, now))
-          } else {
-            RateGovernor.onAccepted(governor, now)
-          }
-          if (outcome === "delivered") {
-            stats.counters.succeeded++
-            answered()
-            const first = request.records[0]
-            if (first !== undefined) stats.freshness(now - Date.parse(first.time))
-            const status = answer._tag === "Answered" ? answer.status : 200
-            return yield* ledger.receipt({ destination, requestId: request.id, status, at: isoAt(now), records: request.records })
-          }
-          attempts.push(attemptOf(startedAt, answer, secrets))
-          if (attempts.length > maxAttemptsKept) attempts.splice(1, 1)
-          if (outcome === "retryable") failures++
-          const verdict = RetryPolicy.decide(policy, answer, Math.max(1, failures), now, Math.random)
-          switch (verdict._tag) {
-            case "Delivered":
-            case "Throttled":
-              stats.counters.retried++
-              continue
-            case "Retry":
-              stats.counters.retried++
-              yield* Effect.sleep(verdict.delayMs)
-              continue
-            case "DeadLetter":
-              stats.counters.failed++
-              answered()
-              lastDeadLetter = { request: request.id, reason: verdict.reason, attempts: attempts.length }
-              yield* logDeadLetters(now)
-              return yield* ledger.deadLetter({ id: request.id, destination, ...incarnationStamp, records: request.records, attempts })
-          }
+        admissions.enter(() => start(control), control.live)
+      }
+      const start = (control: SenderControl): void => {
+        const at = clock.currentTimeMillisUnsafe()
+        passed = false
+        stats.counters.sent++
+        client.dispatch(outgoing, (answer) => {
+          if (control.live()) answered(control, at, answer)
+        })
+      }
+      const answered = (control: SenderControl, startedAt: number, answer: PartnerAnswer): void => {
+        const now = clock.currentTimeMillisUnsafe()
+        ArrivalBound.answered(arrivals, now)
+        stats.latency(now - startedAt)
+        const outcome = RetryPolicy.classify(answer)
+        Circuit.record(circuit, outcome, now)
+        if (outcome === "throttled") {
+          RateGovernor.onThrottled(governor, now, RetryPolicy.retryAfterMs(answer._tag === "Answered" ? answer.retryAfter : undefined, now))
+        } else {
+          RateGovernor.onAccepted(governor, now)
         }
+        if (outcome === "delivered") {
+          stats.counters.succeeded++
+          dispatcher.answered(job)
+          const first = request.records[0]
+          if (first !== undefined) stats.freshness(now - Date.parse(first.time))
+          const status = answer._tag === "Answered" ? answer.status : 200
+          return ledger.storeReceipt({ destination, requestId: request.id, status, at: isoAt(now), records: request.records }, (error) => {
+            if (!control.live()) return
+            if (error !== undefined) return control.fail(error)
+            if (--job.chunk.unsettled === 0) return control.step({ _tag: "Settle", chunk: job.chunk })
+            const next = dispatcher.take()
+            if (next === undefined) return control.step({ _tag: "Idle" })
+            sendJob(next)(control)
+          })
+        }
+        attempts.push(attemptOf(startedAt, answer, secrets))
+        if (attempts.length > maxAttemptsKept) attempts.splice(1, 1)
+        if (outcome === "retryable") failures++
+        const verdict = RetryPolicy.decide(policy, answer, Math.max(1, failures), now, Math.random)
+        switch (verdict._tag) {
+          case "Delivered":
+          case "Throttled":
+            stats.counters.retried++
+            return attempt(control)
+          case "Retry":
+            stats.counters.retried++
+            return control.wait(verdict.delayMs, attempt)
+          case "DeadLetter":
+            stats.counters.failed++
+            dispatcher.answered(job)
+            lastDeadLetter = { request: request.id, reason: verdict.reason, attempts: attempts.length }
+            return control.step({
+              _tag: "DeadLetter",
+              job,
+              now,
+              deadLetter: { id: request.id, destination, ...incarnationStamp, records: request.records, attempts }
+            })
+        }
+      }
+      attempt(control)
+    }
+
+    /** Runs `run` until it hands back a step; interrupted, its timer is cleared and what it started later is ignored. */
+    const runPlain = (run: Run) =>
+      Effect.callback<SenderStep, DeliveryLedgerError>((resume) => {
+        let live = true
+        let timer: ReturnType<typeof setTimeout> | undefined
+        const end = (effect: Effect.Effect<SenderStep, DeliveryLedgerError>) => {
+          if (!live) return
+          live = false
+          resume(effect)
+        }
+        const control: SenderControl = {
+          live: () => live,
+          wait: (ms, then) => {
+            timer = setTimeout(() => {
+              timer = undefined
+              if (live) then(control)
+            }, ms)
+          },
+          step: (step) => end(Effect.succeed(step)),
+          fail: (error) => end(Effect.fail(error))
+        }
+        run(control)
+        return Effect.sync(() => {
+          live = false
+          clearTimeout(timer)
+        })
       })
 
     // continuous and refresh chunks delivered before are skipped
@@ -303,10 +372,26 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
      */
     const sender = (first: Job) =>
       Effect.gen(function*() {
-        for (let job: Job | undefined = first; job !== undefined; job = dispatcher.take()) {
-          const current = job
-          yield* send(current.request, () => dispatcher.answered(current))
-          if (--current.chunk.unsettled === 0) yield* settle(current.chunk)
+        const next = () => {
+          const job = dispatcher.take()
+          return job === undefined ? undefined : sendJob(job)
+        }
+        for (let run: Run | undefined = sendJob(first); run !== undefined;) {
+          const step: SenderStep = yield* runPlain(run)
+          switch (step._tag) {
+            case "Idle":
+              return
+            case "Settle":
+              yield* settle(step.chunk)
+              run = next()
+              break
+            case "DeadLetter":
+              yield* logDeadLetters(step.now)
+              yield* ledger.deadLetter(step.deadLetter)
+              if (--step.job.chunk.unsettled === 0) yield* settle(step.job.chunk)
+              run = next()
+              break
+          }
         }
       })
     const dispatcher = makeRequestDispatcher<Job>(maxInFlight, (first) => void runSender(sender(first)))

@@ -22,6 +22,8 @@ export class DeliveryLedger extends Context.Service<DeliveryLedger, {
    * after a takeover may have a second receipt; the read model keeps the later.
    */
   readonly receipt: (receipt: Receipt) => Effect.Effect<void, DeliveryLedgerError>
+  /** `receipt` for a hot path: `stored` is called once, with the error when it was not stored. */
+  readonly storeReceipt: (receipt: Receipt, stored: (error?: DeliveryLedgerError) => void) => void
   /** Stores a dead letter (its id is its `Nats-Msg-Id`). */
   readonly deadLetter: (deadLetter: DeadLetter) => Effect.Effect<void, DeliveryLedgerError>
   /**

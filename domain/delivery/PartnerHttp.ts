@@ -20,6 +20,11 @@ export type PartnerAnswer = Outcome & { readonly body?: string | undefined }
 
 export interface PartnerClient {
   readonly send: (request: PartnerRequest) => Effect.Effect<PartnerAnswer>
+  /**
+   * `send` for a hot path: starts the exchange and hands its answer to `answered` once. A fast destination's sender runs request after request in plain code
+   * (actors/delivery/DeliveryActor.ts), where an Effect per request cost more than the exchange.
+   */
+  readonly dispatch: (request: PartnerRequest, answered: (answer: PartnerAnswer) => void) => void
 }
 
 export class PartnerHttp extends Context.Service<PartnerHttp, {

@@ -58,6 +58,8 @@ const make = Effect.gen(function*() {
 
   return DeliveryLedger.of({
     receipt: (receipt) => tryNats("publish receipt", () => receiptStored(receipt)).pipe(Effect.mapError(toLedgerError)),
+    storeReceipt: (receipt, stored) =>
+      receiptStored(receipt).then(() => stored(), (cause: unknown) => stored(new DeliveryLedgerError({ operation: "publish receipt", cause }))),
     deadLetter: (deadLetter) =>
       tryNats("publish dead letter", () =>
         publisher.publish(deliveryDeadLetterSubject(deadLetter.destination), encodeDeadLetter(deadLetter), { "Nats-Msg-Id": deadLetter.id })

@@ -196,20 +196,22 @@ const client = (lookup: LookupFunction) => (url: string, { connections }: { read
       }
     }
     yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(sweeping)))
+    const dispatch = (request: PartnerRequest, answered: (answer: PartnerAnswer) => void) => {
+      const { handler, expire } = answerHandler(answered, () => out.delete(exchange))
+      const exchange: Exchange = { deadline: Date.now() + request.timeoutMs, expire }
+      out.add(exchange)
+      if (sweeping === undefined) sweeping = setInterval(sweep, sweepEveryMs).unref()
+      try {
+        pool.dispatch({ path, method: request.method, headers: request.headers, body: request.body }, handler)
+      } catch (error) {
+        out.delete(exchange)
+        const failed: PartnerAnswer = { _tag: "ConnectionFailed", message: describe(error) }
+        queueMicrotask(() => answered(failed))
+      }
+    }
     const send = (request: PartnerRequest): Effect.Effect<PartnerAnswer> =>
-      Effect.callback((resume) => {
-        const { handler, expire } = answerHandler((answer) => resume(Effect.succeed(answer)), () => out.delete(exchange))
-        const exchange: Exchange = { deadline: Date.now() + request.timeoutMs, expire }
-        out.add(exchange)
-        if (sweeping === undefined) sweeping = setInterval(sweep, sweepEveryMs).unref()
-        try {
-          pool.dispatch({ path, method: request.method, headers: request.headers, body: request.body }, handler)
-        } catch (error) {
-          out.delete(exchange)
-          resume(Effect.succeed({ _tag: "ConnectionFailed", message: describe(error) }))
-        }
-      })
-    return { send } satisfies PartnerClient
+      Effect.callback((resume) => dispatch(request, (answer) => resume(Effect.succeed(answer))))
+    return { send, dispatch } satisfies PartnerClient
   })
 
 /** With `resolve` for names (the system's resolver by default), guarded. */
