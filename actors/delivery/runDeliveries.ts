@@ -9,6 +9,7 @@
 import { Effect, Metric, Option, Redacted } from "effect"
 import type { Duration } from "effect"
 import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
+import { laneRereadMs } from "../../domain/delivery/laneBarrier.ts"
 import { type DestinationConfig, destinationConfigOf } from "../../domain/delivery/DestinationConfig.ts"
 import { destination as destinationEntity } from "../../domain/entities/destination.ts"
 import { jobLeaseKey } from "../../domain/subjects.ts"
@@ -21,7 +22,7 @@ import { loadDestination, type LoadedDestination, requestHeaders } from "./desti
 export interface DeliveriesOptions extends DeliveryActorOptions {
   /** how often destinations and ownership are looked at; default 1 second */
   readonly tick?: Duration.Input
-  /** how often a running lane re-reads its destination; default 5 seconds */
+  /** how often a running lane re-reads its destination; default `laneRereadMs` (5 s), which the package publisher's lane barrier counts on */
   readonly configEvery?: Duration.Input
 }
 
@@ -108,11 +109,11 @@ const laneJob = (key: string, options: DeliveriesOptions) =>
     for (;;) {
       const settings = yield* settingsNow
       if (Option.isNone(settings)) {
-        yield* Effect.sleep(options.configEvery ?? "5 seconds")
+        yield* Effect.sleep(options.configEvery ?? laneRereadMs)
         continue
       }
       const changed = settingsNow.pipe(
-        Effect.delay(options.configEvery ?? "5 seconds"),
+        Effect.delay(options.configEvery ?? laneRereadMs),
         Effect.repeat({ until: (now) => Option.isNone(now) || !sameSettings(now.value, settings.value) }),
         Effect.andThen(Effect.logInfo("delivery: destination changed; the lane starts again", { destination, lane }))
       )

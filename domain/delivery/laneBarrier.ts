@@ -5,7 +5,23 @@
  * So the package publisher puts a destination's chunks split for a new count on DELIVER only once
  * DELIVER holds none of that destination (every earlier chunk delivered or dead-lettered): the two
  * splits never wait on DELIVER together. Pure.
+ *
+ * The limits too: each lane sends at its share of the destination's limit, taken when it last read the
+ * destination. A new split also waits `newSplitHoldMs` from when the publisher first saw it, so that
+ * every lane sends at its new share before any of its chunks arrive.
  */
+
+/** How often a running lane re-reads its destination (actors/delivery/runDeliveries.ts): a new share applies within it. */
+export const laneRereadMs = 5_000
+
+/**
+ * How long at least a new split waits after the publisher first saw it: by then every lane re-read the
+ * destination and sends at its new share, and the requests sent at the old shares have left the
+ * partner's one-second window (a second, and one more for the re-read itself). Before, found by an
+ * outside attack: with `lanes` raised from 1 to 4, the new lanes sent their quarters at once while the
+ * old lane went on at the whole limit until its next read: 35 requests in one second against 20.
+ */
+export const newSplitHoldMs = laneRereadMs + 2_000
 
 /** What may be published now: the first `chunks` chunks, after which DELIVER holds chunks split for `lanes`. */
 export interface Publishable {

@@ -7,7 +7,8 @@
  *
  * The lane barrier (domain/delivery/laneBarrier.ts): a destination's chunks split for another lane
  * count than those it published last wait in the outbox until DELIVER holds none of that destination,
- * so a user's records split two ways never wait on DELIVER together. The count published last is kept
+ * so a user's records split two ways never wait on DELIVER together, and at least `newSplitHoldMs`
+ * from when this publisher first saw them, so every lane sends at its new share of the limit first. The count published last is kept
  * in delivery.db with the rows' delete, so a restart knows it. A destination waiting costs the others
  * nothing: each round reads every destination's own head of the outbox.
  *
@@ -29,7 +30,7 @@
 import { Clock, Effect, Metric, Schedule } from "effect"
 import type { Duration } from "effect"
 import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
-import { lanesAfter, publishable } from "../../domain/delivery/laneBarrier.ts"
+import { lanesAfter, newSplitHoldMs, publishable } from "../../domain/delivery/laneBarrier.ts"
 import { StreamNames } from "../../domain/subjects.ts"
 import { refreshesKept } from "../../domain/delivery/Watermark.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
@@ -56,6 +57,8 @@ export interface PublisherOptions {
   readonly batch?: number
   /** how long to wait when the outbox is empty; default 25 ms */
   readonly idle?: Duration.Input
+  /** how long at least a new split waits after it was first seen, ms; default `newSplitHoldMs` */
+  readonly newSplitHold?: number
 }
 
 /** A chunk stamped for an earlier incarnation than the destination's now: no deliverer takes it. */
@@ -63,10 +66,10 @@ const isStale = (stamped: number | undefined, now: number | undefined) => stampe
 
 /**
  * One round: each destination's publishable head of the outbox. `waiting` holds, per destination held at
- * a lane barrier, since when (epoch ms); each round asks DELIVER once whether it drained, without
- * reading the waiting chunks.
+ * a lane barrier, since when (epoch ms); once it has waited `holdMs`, each round asks DELIVER once
+ * whether it drained, without reading the waiting chunks.
  */
-const publishRound = (batch: number, waiting: Map<string, number>) =>
+const publishRound = (batch: number, holdMs: number, waiting: Map<string, number>) =>
   Effect.gen(function*() {
     const db = yield* PackagesDb
     const { jetstream } = yield* Nats
@@ -81,22 +84,21 @@ const publishRound = (batch: number, waiting: Map<string, number>) =>
         continue
       }
       const changed = nextLanes !== undefined && nextLanes !== publishedLanes
-      const drained = changed && !(yield* backlog.lanesWaiting(destination)).has(destination)
       if (changed) {
         const now = yield* Clock.currentTimeMillis
         const since = waiting.get(destination)
-        if (!drained && since === undefined) {
+        if (since === undefined) {
           waiting.set(destination, now)
-          yield* Effect.logInfo("package publisher: a destination's lanes changed; its new split waits until DELIVER holds none of the old", {
+          yield* Effect.logInfo("package publisher: a destination's lanes changed; its new split waits until every lane has its new share and DELIVER holds none of the old", {
             destination, from: publishedLanes, to: nextLanes
           })
-        } else if (drained && since !== undefined) {
-          waiting.delete(destination)
-          yield* Effect.logInfo("package publisher: a destination's old split is delivered; its new split goes on", {
-            destination, from: publishedLanes, to: nextLanes, waitedMs: now - since
-          })
+          continue
         }
-        if (!drained) continue
+        if (now - since < holdMs || (yield* backlog.lanesWaiting(destination)).has(destination)) continue
+        waiting.delete(destination)
+        yield* Effect.logInfo("package publisher: a destination's old split is delivered; its new split goes on", {
+          destination, from: publishedLanes, to: nextLanes, waitedMs: now - since
+        })
       }
       const rows = yield* db.pending(destination, batch)
       const fresh = rows.findIndex((row) => !isStale(row.incarnation, incarnation))
@@ -106,7 +108,7 @@ const publishRound = (batch: number, waiting: Map<string, number>) =>
         yield* Effect.logInfo("package publisher: an earlier incarnation's chunks dropped from the outbox", { destination, incarnation, chunks: stale })
         continue
       }
-      const next = publishable(rows.map((row) => row.lanes), publishedLanes, drained)
+      const next = publishable(rows.map((row) => row.lanes), publishedLanes, changed)
       for (const row of rows.slice(0, next.chunks)) {
         yield* tryNats("publish to DELIVER", () => jetstream.publish(row.subject, row.chunk, { msgID: row.msgId }))
       }
@@ -146,7 +148,7 @@ export const publishOutbox = (options: PublisherOptions = {}): Effect.Effect<nev
     const batch = options.batch ?? refreshesKept
     yield* skipPublished(batch)
     const waiting = new Map<string, number>()
-    return yield* publishRound(batch, waiting).pipe(
+    return yield* publishRound(batch, options.newSplitHold ?? newSplitHoldMs, waiting).pipe(
       Effect.tap((published) => published === 0 ? Effect.sleep(options.idle ?? "25 millis") : Effect.void),
       Effect.forever
     )
