@@ -12,8 +12,9 @@
  * give `secretHeaders` anew (422 otherwise), or a key that may edit destinations could send a
  * partner's credentials to a server of its own. And what belongs to a destination outside its entity
  * (secrets, dead letters on DLQ, chunks on DELIVER) goes with its delete: dropped once the delete is
- * accepted, and again before a PUT creates a destination under a deleted one's id, so a crash between
- * the delete and the drop never hands them to the next destination of that id (maybe another partner's).
+ * accepted (the secrets written before it), and again before a PUT creates a destination under a
+ * deleted one's id, so a crash between the delete and the drop never hands them to the next
+ * destination of that id (maybe another partner's).
  */
 import { Clock, Effect, Option, Redacted, Result, Schema } from "effect"
 import { DeadLetterQueue } from "../../domain/delivery/DeadLetterQueue.ts"
@@ -58,11 +59,12 @@ const secretsMustFollow = new InvalidCredentials({
 })
 
 /**
- * Drops what the deleted destination `id` keeps outside its entity: its secrets, its dead letters
- * and the chunks still waiting, in the package outbox and on DELIVER. The destination's history says how many were dropped and
+ * Drops what the deleted destination `id` keeps outside its entity: its secrets (with
+ * `secretsWrittenUpTo`, only those written by then), its dead letters and the chunks still waiting,
+ * in the package outbox and on DELIVER. The destination's history says how many were dropped and
  * why (recorded first: a crash before the purge leaves them to the next drop, never unrecorded).
  */
-export const dropDeleted = (id: string, reason: string) =>
+export const dropDeleted = (id: string, reason: string, secretsWrittenUpTo?: number) =>
   Effect.gen(function*() {
     const deadLetters = yield* DeadLetterQueue
     const backlog = yield* DeliveryBacklog
@@ -79,7 +81,7 @@ export const dropDeleted = (id: string, reason: string) =>
       // the outbox first: DELIVER emptied opens the destination's lane barrier to what still waits there
       if (recorded) yield* Effect.all([deadLetters.purge(id), Effect.andThen(packages.drop(id), backlog.purge(id))], { concurrency: 2 })
     }
-    yield* (yield* DestinationSecrets).remove(id)
+    yield* (yield* DestinationSecrets).remove(id, secretsWrittenUpTo)
   })
 
 const redact = (headers: Readonly<Record<string, string | null>>) =>
@@ -121,8 +123,9 @@ export const destinationWriteOnly = {
         // decoded by the route with DestinationPut
         const headers = writeOnly["secretHeaders"] as Readonly<Record<string, string>>
         const undo = yield* snapshot(id)
-        const after = yield* Effect.flatMap(secrets.put(id, redact(headers) as Record<string, Redacted.Redacted<string>>), recordChange)
-        return { after, undo }
+        const put = secrets.put(id, redact(headers) as Record<string, Redacted.Redacted<string>>)
+        const after = yield* Effect.flatMap(put, recordChange)
+        return { after, undo, again: put }
       }
       // a patch of a destination that does not exist stores nothing: its Patch answers 404
       if (Option.isNone(live)) return undefined
@@ -142,5 +145,8 @@ export const destinationWriteOnly = {
         : yield* secrets.patch(id, redact(patch.success))
       return { after: yield* recordChange(names), undo }
     }),
-  deleted: (id) => dropDeleted(id, "destination deleted")
+  // A DELETE drops the secrets written before it: a PUT creating the destination again at the same
+  // time stores its own after the delete (it found none live), and they stay. Before, found by an outside
+  // attack, the DELETE's drop ran after that PUT's write and took the new destination's credentials.
+  deleting: (id) => Effect.map(DestinationSecrets.use((secrets) => secrets.sequence), (upTo) => dropDeleted(id, "destination deleted", upTo))
 } satisfies WriteOnlyFields<unknown, unknown>

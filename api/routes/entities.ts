@@ -79,8 +79,15 @@ const commandProblems = {
  * as sending the request again converges.
  */
 export interface StoredWriteOnly<E, R> {
+  /** the command recording the change (names, never values) */
   readonly after: Schema.Json
+  /** puts them back as they were: run when the entity refuses the command */
   readonly undo: Effect.Effect<void, E, R>
+  /**
+   * stores them again: run when the command created the entity, since a DELETE may have come between
+   * this store and the command, and its drop taken what was stored for the entity it deleted
+   */
+  readonly again?: Effect.Effect<unknown, E, R>
 }
 
 export interface WriteOnlyFields<E, R> {
@@ -99,11 +106,12 @@ export interface WriteOnlyFields<E, R> {
     readonly rest: Readonly<Record<string, unknown>>
   }) => Effect.Effect<StoredWriteOnly<E, R> | undefined, E, R>
   /**
-   * Runs once a DELETE of the type was accepted: drops what the entity keeps outside history. Its
-   * failure is logged, not answered (the delete happened); `store` must drop it again before a PUT
-   * creates an entity under that id.
+   * Runs before a DELETE's command and answers what to run once the delete was accepted: drop what
+   * the entity keeps outside history (as it was before the command, not what a PUT creating the entity
+   * again wrote meanwhile). The drop's failure is logged, not answered (the delete happened); `store`
+   * must drop it again before a PUT creates an entity under that id.
    */
-  readonly deleted?: (id: string) => Effect.Effect<void, E, R>
+  readonly deleting?: (id: string) => Effect.Effect<Effect.Effect<void, E, R>, E, R>
 }
 
 export interface EntityRoutesOptions<E = never, R = never> {
@@ -180,6 +188,7 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
       const stored = yield* hook.store({ id, method, writeOnly, rest })
       const first = yield* send(type, id, principal, headers, action(rest as Schema.Json), stored?.undo)
       if (stored === undefined) return first
+      if (first.status === 201 && stored.again !== undefined) yield* stored.again
       // its own command id: the If-Match and Idempotency-Key were the first command's
       const correlation = headers["x-correlation-id"]
       const second = yield* send(type, id, principal, correlation === undefined ? {} : { "x-correlation-id": correlation }, stored.after)
@@ -215,10 +224,11 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
         params: Params, headers: CommandHeaders,
         responses: { 200: { description: "deleted (state is null)", schema: EntityResponse }, ...commandProblems },
         handler: ({ params, headers, principal }) => {
-          const deleted = options.writeOnly?.[type]?.deleted
+          const deleting = options.writeOnly?.[type]?.deleting
           const sent = send(type, params.id, principal, headers, { _tag: "Delete" })
-          return deleted === undefined ? sent : Effect.tap(sent, () =>
-            deleted(params.id).pipe(Effect.catchCause((cause) => Effect.logWarning("a deleted entity's outside data was not dropped; it is before a re-creation", { type, id: params.id, cause }))))
+          return deleting === undefined ? sent : Effect.flatMap(deleting(params.id), (drop) =>
+            Effect.tap(sent, () =>
+              drop.pipe(Effect.catchCause((cause) => Effect.logWarning("a deleted entity's outside data was not dropped; it is before a re-creation", { type, id: params.id, cause })))))
         }
       })
     ]

@@ -29,5 +29,12 @@ export class DestinationSecrets extends Context.Service<DestinationSecrets, {
   readonly get: (destination: string) => Effect.Effect<SecretHeaders, SecretsError | SecretsUndecryptable>
   /** Which secret headers it has (never values), sorted. */
   readonly names: (destination: string) => Effect.Effect<ReadonlyArray<string>, SecretsError>
-  readonly remove: (destination: string) => Effect.Effect<void, SecretsError>
+  /**
+   * Removes the destination's secret headers; with `writtenUpTo`, only those written at or before that
+   * point of the store's write sequence (`sequence`), not one written since (a destination created
+   * again under the id while its predecessor's delete was still dropping them).
+   */
+  readonly remove: (destination: string, writtenUpTo?: number) => Effect.Effect<void, SecretsError>
+  /** The store's write sequence now: every later write is stamped higher. */
+  readonly sequence: Effect.Effect<number, SecretsError>
 }>()("tributary/DestinationSecrets") {}

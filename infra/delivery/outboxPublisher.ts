@@ -86,19 +86,24 @@ const publishRound = (batch: number, holdMs: number, waiting: Map<string, number
       const changed = nextLanes !== undefined && nextLanes !== publishedLanes
       if (changed) {
         const now = yield* Clock.currentTimeMillis
-        const since = waiting.get(destination)
-        if (since === undefined) {
-          waiting.set(destination, now)
-          yield* Effect.logInfo("package publisher: a destination's lanes changed; its new split waits until every lane has its new share and DELIVER holds none of the old", {
-            destination, from: publishedLanes, to: nextLanes
-          })
+        // a count never published before (a new destination) has no lanes at other shares to wait for
+        const hold = publishedLanes === undefined ? 0 : holdMs
+        const since = waiting.get(destination) ?? now
+        const ready = now - since >= hold && !(yield* backlog.lanesWaiting(destination)).has(destination)
+        if (!ready) {
+          if (!waiting.has(destination)) {
+            waiting.set(destination, since)
+            yield* Effect.logInfo("package publisher: a destination's lanes changed; its new split waits until every lane has its new share and DELIVER holds none of the old", {
+              destination, from: publishedLanes, to: nextLanes
+            })
+          }
           continue
         }
-        if (now - since < holdMs || (yield* backlog.lanesWaiting(destination)).has(destination)) continue
-        waiting.delete(destination)
-        yield* Effect.logInfo("package publisher: a destination's old split is delivered; its new split goes on", {
-          destination, from: publishedLanes, to: nextLanes, waitedMs: now - since
-        })
+        if (waiting.delete(destination)) {
+          yield* Effect.logInfo("package publisher: a destination's old split is delivered; its new split goes on", {
+            destination, from: publishedLanes, to: nextLanes, waitedMs: now - since
+          })
+        }
       }
       const rows = yield* db.pending(destination, batch)
       const fresh = rows.findIndex((row) => !isStale(row.incarnation, incarnation))

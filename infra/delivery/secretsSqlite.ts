@@ -4,7 +4,9 @@
  * AES-256-GCM under its own random 96-bit IV; the destination and header name are its additional
  * data, so a value copied to another row does not decrypt. Each row names the key it was encrypted
  * with (a fingerprint): opening the store with another key fails at once (SecretsError), and a value
- * that does not authenticate is SecretsUndecryptable: never garbage sent to a partner.
+ * that does not authenticate is SecretsUndecryptable: never garbage sent to a partner. Each write
+ * stamps its rows with the next number of the store's write sequence (`secrets_sequence`), so that a
+ * delete's drop can leave what was written after it.
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto"
 import { Clock, Effect, Layer, Redacted } from "effect"
@@ -39,6 +41,10 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
             db.exec(`CREATE TABLE IF NOT EXISTS destination_secrets (
               destination TEXT NOT NULL, name TEXT NOT NULL, iv BLOB NOT NULL, tag BLOB NOT NULL, ciphertext BLOB NOT NULL,
               key_id TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (destination, name))`)
+            const columns = db.prepare(`PRAGMA table_info(destination_secrets)`).all() as Array<{ readonly name: string }>
+            if (!columns.some((c) => c.name === "written")) db.exec(`ALTER TABLE destination_secrets ADD COLUMN written INTEGER NOT NULL DEFAULT 0`)
+            db.exec(`CREATE TABLE IF NOT EXISTS secrets_sequence (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+              INSERT OR IGNORE INTO secrets_sequence (id, n) VALUES (1, 0)`)
             return db
           },
           catch: fail("open")
@@ -54,10 +60,14 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
       }
       const rows = db.prepare(`SELECT name, iv, tag, ciphertext FROM destination_secrets WHERE destination = ? ORDER BY name`)
       const namesOf = db.prepare(`SELECT name FROM destination_secrets WHERE destination = ? ORDER BY name`)
-      const upsert = db.prepare(`INSERT INTO destination_secrets (destination, name, iv, tag, ciphertext, key_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT (destination, name) DO UPDATE SET iv = excluded.iv, tag = excluded.tag, ciphertext = excluded.ciphertext, key_id = excluded.key_id, updated_at = excluded.updated_at`)
+      const upsert = db.prepare(`INSERT INTO destination_secrets (destination, name, iv, tag, ciphertext, key_id, updated_at, written) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (destination, name) DO UPDATE SET iv = excluded.iv, tag = excluded.tag, ciphertext = excluded.ciphertext, key_id = excluded.key_id,
+          updated_at = excluded.updated_at, written = excluded.written`)
       const removeOne = db.prepare(`DELETE FROM destination_secrets WHERE destination = ? AND name = ?`)
       const removeAll = db.prepare(`DELETE FROM destination_secrets WHERE destination = ?`)
+      const removeUpTo = db.prepare(`DELETE FROM destination_secrets WHERE destination = ? AND written <= ?`)
+      const current = db.prepare(`SELECT n FROM secrets_sequence WHERE id = 1`)
+      const advance = db.prepare(`UPDATE secrets_sequence SET n = n + 1 WHERE id = 1 RETURNING n`)
 
       const aad = (destination: string, name: string) => Buffer.from(`${destination}\n${name}`)
       const encrypt = (destination: string, name: string, value: string) => {
@@ -86,10 +96,11 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
               sealed: value === null ? null : encrypt(destination, name.toLowerCase(), Redacted.value(value))
             }))
             return transaction(db, () => {
+              const { n: written } = advance.get() as { readonly n: number }
               if (replace) removeAll.run(destination)
               for (const { name, sealed: s } of sealed) {
                 if (s === null) removeOne.run(destination, name)
-                else upsert.run(destination, name, s.iv, s.tag, s.ciphertext, fingerprint, at)
+                else upsert.run(destination, name, s.iv, s.tag, s.ciphertext, fingerprint, at, written)
               }
               return names(destination)
             })
@@ -105,7 +116,9 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
               (entries): SecretHeaders => Object.fromEntries(entries)
             )),
         names: (destination) => use("read secrets", () => names(destination)),
-        remove: (destination) => use("remove secrets", () => void removeAll.run(destination))
+        remove: (destination, writtenUpTo) =>
+          use("remove secrets", () => void (writtenUpTo === undefined ? removeAll.run(destination) : removeUpTo.run(destination, writtenUpTo))),
+        sequence: use("read the secrets' write sequence", () => (current.get() as { readonly n: number }).n)
       })
     })
   )
