@@ -48,6 +48,27 @@ describe("destination secrets in SQLite", () => {
       }))
     }))
 
+  it.effect("removes only what was written up to a point of its write sequence, and adds the sequence to a store made before it", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir("secrets"), "delivery-secrets.db")
+      // a store as an earlier version made it: rows without a write stamp
+      const old = new DatabaseSync(path)
+      old.exec(`CREATE TABLE destination_secrets (destination TEXT NOT NULL, name TEXT NOT NULL, iv BLOB NOT NULL, tag BLOB NOT NULL,
+        ciphertext BLOB NOT NULL, key_id TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (destination, name))`)
+      old.close()
+      yield* withStore(path, keyA, (s) => Effect.gen(function*() {
+        yield* s.put("d", { a: Redacted.make("1") })
+        const before = yield* s.sequence
+        // written after the point: a destination created again while its predecessor's delete drops
+        yield* s.put("d", { b: Redacted.make("2") })
+        assert.isAbove(yield* s.sequence, before)
+        yield* s.remove("d", before)
+        assert.deepStrictEqual(values(yield* s.get("d")), { b: "2" })
+        yield* s.remove("d", yield* s.sequence)
+        assert.deepStrictEqual(yield* s.names("d"), [])
+      }))
+    }))
+
   it.effect("refuses to open with another key, and a tampered value is a typed error, never garbage", () =>
     Effect.gen(function*() {
       const path = join(yield* tempDir("secrets"), "delivery-secrets.db")
