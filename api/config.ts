@@ -187,6 +187,8 @@ export const PlatformConfig = Config.all({
   deliveryEnabled: Config.Boolean("DELIVERY_ENABLED").pipe(Config.withDefault(true)),
   /** how often destinations and lane ownership are looked at: a new destination starts delivering within it */
   deliveryTick: Config.Duration("DELIVERY_TICK").pipe(Config.withDefault(Duration.seconds(1))),
+  /** connections at most for requests awaiting partners' answers, all destinations together (default: half the open-file limit) */
+  deliveryMaxSockets: Config.option(intAtLeast(1, "DELIVERY_MAX_SOCKETS")),
   /** the file doors (README: FTP and SFTP), served on HOST by one process at a time; each can be turned off */
   fileDoors: Config.all({
     ftpEnabled: Config.Boolean("FTP_ENABLED").pipe(Config.withDefault(true)),

@@ -17,6 +17,7 @@ import { runEntityActors } from "../actors/entity/runEntityActors.ts"
 import { runEntityReminders } from "../actors/entity/runEntityReminders.ts"
 import { runTranslators } from "../actors/ingest/runTranslators.ts"
 import { runDeliveries } from "../actors/delivery/runDeliveries.ts"
+import { defaultSocketLimit, DeliverySockets, makeSocketBudget } from "../actors/delivery/SocketBudget.ts"
 import * as DeliveryLedgerJetStream from "../infra/delivery/deliveryLedger.ts"
 import * as DeliveryQueueJetStream from "../infra/delivery/deliveryQueue.ts"
 import * as PartnerHttpUndici from "../infra/delivery/partnerHttp.ts"
@@ -359,7 +360,12 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   // A deliverer per destination lane (one process at a time each), sending chunks to partners' APIs.
   const deliveries = config.deliveryEnabled
     ? Layer.effectDiscard(runDeliveries({ tick: config.deliveryTick })).pipe(
-      Layer.provide(Layer.mergeAll(DeliveryQueueJetStream.layerJetStream(), DeliveryLedgerJetStream.layerJetStream, PartnerHttpUndici.layerUndici))
+      Layer.provide(Layer.mergeAll(
+        DeliveryQueueJetStream.layerJetStream(),
+        DeliveryLedgerJetStream.layerJetStream,
+        PartnerHttpUndici.layerUndici,
+        Layer.succeed(DeliverySockets, makeSocketBudget(Option.getOrElse(config.deliveryMaxSockets, defaultSocketLimit)))
+      ))
     )
     : Layer.empty
   return httpLayer(config).pipe(

@@ -38,6 +38,7 @@ import { makeAdmissions } from "./Admissions.ts"
 import { makeLaneStats } from "./DeliveryStats.ts"
 import { makeLaneWatermark } from "./laneWatermark.ts"
 import { makeRequestDispatcher } from "./RequestDispatcher.ts"
+import { DeliverySockets, laneFloor } from "./SocketBudget.ts"
 
 /** What a lane delivers with: the destination's config with this lane's shares, and every header (secret ones included). */
 export interface LaneSettings {
@@ -158,6 +159,9 @@ export const redactSecrets = (text: string, secrets: ReadonlyArray<string>): str
   return [...parts].sort((a, b) => b.length - a.length).reduce((out, part) => out.replace(echoedForms(part), "[redacted]"), text)
 }
 
+/** A lane refused a socket asks again this much later (the process's sockets are all taken). */
+const socketWaitMs = 10
+
 /** Dead letters are logged as a count at most this often per lane. */
 const deadLetterLogEveryMs = 10_000
 
@@ -193,16 +197,27 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     const policy: RetryPolicy.RetryPolicy = { ...RetryPolicy.defaultRetryPolicy, ...options.backoff, maxAttempts: settings.maxAttempts }
     const maxAttemptsKept = options.maxAttemptsKept ?? 20
     const clock = yield* Clock.Clock
-    /** A request may start once the arrival bound and the governor both let it; counted as started by both at once. */
+    const sockets = (yield* DeliverySockets).join(Math.min(laneFloor, maxInFlight))
+    /**
+     * A request may start once the arrival bound, the process's sockets and the governor all let it;
+     * counted as started by each at once. It gives its socket back with its answer.
+     */
     const admissions = makeAdmissions((at) => {
       const room = ArrivalBound.room(arrivals, RateGovernor.allowed(governor), at)
       if (!room.ok) return room.waitMs
+      if (!sockets.take()) return socketWaitMs
       const slot = RateGovernor.acquire(governor, at)
-      if (!slot.ok) return slot.waitMs
+      if (!slot.ok) {
+        sockets.give()
+        return slot.waitMs
+      }
       ArrivalBound.started(arrivals)
       return 0
     }, () => clock.currentTimeMillisUnsafe())
-    yield* Effect.addFinalizer(() => Effect.sync(admissions.close))
+    yield* Effect.addFinalizer(() => Effect.sync(() => {
+      admissions.close()
+      sockets.leave()
+    }))
     const stats = makeLaneStats(destination, lane, yield* Effect.context<never>())
     const senders = yield* FiberSet.make<void, unknown>()
     const runSender = yield* FiberSet.runtime(senders)<never>()
@@ -269,6 +284,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
         passed = false
         stats.counters.sent++
         client.dispatch(outgoing, (answer) => {
+          sockets.give()
           if (control.live()) answered(control, at, answer)
         })
       }

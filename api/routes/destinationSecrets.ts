@@ -148,5 +148,11 @@ export const destinationWriteOnly = {
   // A DELETE drops the secrets written before it: a PUT creating the destination again at the same
   // time stores its own after the delete (it found none live), and they stay. Before, found by an outside
   // attack, the DELETE's drop ran after that PUT's write and took the new destination's credentials.
-  deleting: (id) => Effect.map(DestinationSecrets.use((secrets) => secrets.sequence), (upTo) => dropDeleted(id, "destination deleted", upTo))
+  // Once the destination lives again, its creating PUT has dropped the rest: the DELETE leaves it.
+  deleting: (id) =>
+    Effect.map(DestinationSecrets.use((secrets) => secrets.sequence), (upTo) =>
+      Effect.flatMap(liveFields(id), (live) =>
+        Option.isSome(live)
+          ? DestinationSecrets.use((secrets) => secrets.remove(id, upTo))
+          : dropDeleted(id, "destination deleted", upTo)))
 } satisfies WriteOnlyFields<unknown, unknown>

@@ -8,23 +8,20 @@ import { Kvm } from "@nats-io/kv"
 import { Effect, Layer, Option, Schema } from "effect"
 import { DelivererStatuses, DelivererStatusesError } from "../../domain/delivery/DelivererStatuses.ts"
 import { DelivererStatus, deliveryStatusBucket } from "../../domain/delivery/DestinationStatus.ts"
+import { bucketKeys } from "../nats/buckets.ts"
 import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
 
 const decodeStatus = Schema.decodeUnknownOption(Schema.fromJsonString(DelivererStatus))
 
 export const make = Effect.gen(function*() {
-  const { connection } = yield* Nats
+  const { connection, manager } = yield* Nats
   const bucket = yield* tryNats("open delivery status bucket", () => new Kvm(connection).open(deliveryStatusBucket)).pipe(Effect.orDie)
 
   const read = (destination: string) =>
-    tryNats("read delivery status", async () => {
-      const keys = [destination]
-      for await (const key of await bucket.keys(`${destination}.*`)) keys.push(key)
-      const entries = await Promise.all(keys.map((key) => bucket.get(key)))
-      return entries.flatMap((entry) =>
-        entry === null || entry.operation !== "PUT" ? [] : Option.toArray(decodeStatus(entry.string())))
-    }).pipe(
+    bucketKeys(manager, deliveryStatusBucket, `${destination}.*`).pipe(
+      Effect.flatMap((lanes) => tryNats("read delivery status", () => Promise.all([destination, ...lanes].map((key) => bucket.get(key))))),
+      Effect.map((entries) => entries.flatMap((entry) => entry === null || entry.operation !== "PUT" ? [] : Option.toArray(decodeStatus(entry.string())))),
       // no deliverer has made the bucket yet
       Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.StreamNotFound), () => Effect.succeed([])),
       Effect.mapError((error) => new DelivererStatusesError({ operation: "read", cause: error.cause }))

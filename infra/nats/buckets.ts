@@ -6,6 +6,7 @@
 import { Kvm } from "@nats-io/kv"
 import type { KV } from "@nats-io/kv"
 import { JetStreamApiError } from "@nats-io/jetstream"
+import type { JetStreamManager } from "@nats-io/jetstream"
 import { Duration, Effect, Schedule } from "effect"
 import { Nats, tryNats } from "./Nats.ts"
 
@@ -28,3 +29,18 @@ export const openBucket = (name: string, { ttl = coordinationTtl }: { readonly t
         })
       )
   })
+
+/**
+ * The keys of bucket `name` matching `filter` that have an entry, deletes and purges included (their
+ * markers are entries: read a key to tell), from its stream's per-subject counts: no consumer, nothing
+ * to wait for. `kv.keys()` reads them through an ordered consumer that ends only when an entry says
+ * nothing is pending or when it idles; entries expiring under it (a bucket with a TTL) left it waiting:
+ * a destination's status route went unanswered for over 30 s after a deliverer's restart, its killed
+ * predecessor's entry expiring meanwhile (attack9 takeoverDeadLetters timed out so, now and then).
+ */
+export const bucketKeys = (manager: JetStreamManager, name: string, filter = ">") => {
+  const prefix = `$KV.${name}.`
+  return tryNats(`list keys of ${name}`, () => manager.streams.info(`KV_${name}`, { subjects_filter: `${prefix}${filter}` })).pipe(
+    Effect.map((info) => Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length)))
+  )
+}
