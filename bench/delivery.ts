@@ -189,7 +189,8 @@ export const benchDelivery = async () => {
       ceiling: `limit ${healthyLimit}/s`,
       ratio: worst(besideHealthy),
       target: ">= 0.95, never above",
-      pass: worst(besideHealthy) >= 0.95 && maxWindow(besideHealthy) <= healthyLimit
+      // on the figures as measured, not their rounding: 0.945 is a miss
+      pass: Math.min(...besideHealthy.map((f) => f.achieved / f.limit)) >= 0.95 && maxWindow(besideHealthy) <= healthyLimit
     },
     {
       benchmark: "delivery (a) cost of the slow and the failing destination to the 20 others",
@@ -201,11 +202,11 @@ export const benchDelivery = async () => {
     },
     {
       benchmark: "delivery (b) one destination limited to 15,000/s: achieved/s",
-      figure: `${fast.achieved}/s, max in any 1 s window ${fast.maxInAnyWindow}`,
+      figure: `${fast.achieved}/s (target ${round2(0.9 * bound)}/s), max in any 1 s window ${fast.maxInAnyWindow}`,
       ceiling: `plain undici loop ${ceiling}/s`,
       ratio: result.b.ratio,
       target: ">= 0.9 × min(limit, ceiling)",
-      pass: result.b.ratio >= 0.9 && fast.maxInAnyWindow <= fastLimit
+      pass: fast.achieved >= 0.9 * bound && fast.maxInAnyWindow <= fastLimit
     },
     ...(c?.rows ?? [])
   ]
