@@ -10,7 +10,8 @@
  * Order: a request waits until no request naming one of its users is in flight (answered), and
  * requests start in the chunks' order (RequestDispatcher), so a remove never overtakes the add it
  * follows. Senders are fibers spawned on demand up to the in-flight limit, each sending request after
- * request while any is ready, not a fiber per request; an idle lane holds none. Nothing lost: a chunk is acked
+ * request in plain code while any is ready, not a fiber per request; an idle lane holds none. Every
+ * request on the wire holds one of the process's sockets (SocketBudget). Nothing lost: a chunk is acked
  * only once every request of it has a receipt (after its 2xx) or a dead letter (refused, or every
  * attempt failed), both stored on JetStream first. Nothing repeated beyond what was in flight: a chunk
  * handed out again (a takeover) first reads its receipts back and skips the records they name; the
@@ -270,7 +271,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
       let failures = 0
       /** the circuit let this attempt through (once: a half-open circuit's probe is this attempt) */
       let passed = false
-      /** Admission: the circuit, then the lane's admissions (the arrival bound and the governor, in turn). */
+      /** Admission: the circuit, then the lane's admissions (the arrival bound, a socket and the governor, in turn). */
       const attempt = (control: SenderControl): void => {
         if (!passed) {
           const admitted = Circuit.admit(circuit, clock.currentTimeMillisUnsafe())
