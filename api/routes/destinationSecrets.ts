@@ -149,8 +149,9 @@ export const destinationWriteOnly = {
   // time stores its own after the delete (it found none live), and they stay. Before, found by an outside
   // attack, the DELETE's drop ran after that PUT's write and took the new destination's credentials.
   // Once the destination lives again, its creating PUT has dropped the rest: the DELETE leaves it.
+  // (a store that cannot say its sequence does not hold the delete up: its drop then takes them all)
   deleting: (id) =>
-    Effect.map(DestinationSecrets.use((secrets) => secrets.sequence), (upTo) =>
+    Effect.map(Effect.map(Effect.option(DestinationSecrets.use((secrets) => secrets.sequence)), Option.getOrUndefined), (upTo) =>
       Effect.flatMap(liveFields(id), (live) =>
         Option.isSome(live)
           ? DestinationSecrets.use((secrets) => secrets.remove(id, upTo))
