@@ -109,6 +109,8 @@ type SenderStep =
 /** A sender's plain-code run: ends by calling `step` or `fail` once, unless no longer `live` (interrupted). */
 interface SenderControl {
   readonly live: () => boolean
+  /** runs `f` (a callback's body): what it throws fails the sender as a defect, as it would in an Effect, and its lane restarts */
+  readonly guard: (f: () => void) => void
   /** goes on with `then` after `ms` (a timer, cleared if the sender is interrupted meanwhile) */
   readonly wait: (ms: number, then: Run) => void
   readonly step: (step: SenderStep) => void
@@ -278,7 +280,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
           if (!admitted.ok) return control.wait(admitted.waitMs, attempt)
           passed = true
         }
-        admissions.enter(() => start(control), control.live)
+        admissions.enter(() => control.guard(() => start(control)), control.live)
       }
       const start = (control: SenderControl): void => {
         const at = clock.currentTimeMillisUnsafe()
@@ -286,7 +288,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
         stats.counters.sent++
         client.dispatch(outgoing, (answer) => {
           sockets.give()
-          if (control.live()) answered(control, at, answer)
+          if (control.live()) control.guard(() => answered(control, at, answer))
         })
       }
       const answered = (control: SenderControl, startedAt: number, answer: PartnerAnswer): void => {
@@ -306,14 +308,15 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
           const first = request.records[0]
           if (first !== undefined) stats.freshness(now - Date.parse(first.time))
           const status = answer._tag === "Answered" ? answer.status : 200
-          return ledger.storeReceipt({ destination, requestId: request.id, status, at: isoAt(now), records: request.records }, (error) => {
-            if (!control.live()) return
-            if (error !== undefined) return control.fail(error)
-            if (--job.chunk.unsettled === 0) return control.step({ _tag: "Settle", chunk: job.chunk })
-            const next = dispatcher.take()
-            if (next === undefined) return control.step({ _tag: "Idle" })
-            sendJob(next)(control)
-          })
+          return ledger.storeReceipt({ destination, requestId: request.id, status, at: isoAt(now), records: request.records }, (error) =>
+            control.guard(() => {
+              if (!control.live()) return
+              if (error !== undefined) return control.fail(error)
+              if (--job.chunk.unsettled === 0) return control.step({ _tag: "Settle", chunk: job.chunk })
+              const next = dispatcher.take()
+              if (next === undefined) return control.step({ _tag: "Idle" })
+              sendJob(next)(control)
+            }))
         }
         attempts.push(attemptOf(startedAt, answer, secrets))
         if (attempts.length > maxAttemptsKept) attempts.splice(1, 1)
@@ -354,16 +357,23 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
         }
         const control: SenderControl = {
           live: () => live,
+          guard: (f) => {
+            try {
+              f()
+            } catch (defect) {
+              end(Effect.die(defect))
+            }
+          },
           wait: (ms, then) => {
             timer = setTimeout(() => {
               timer = undefined
-              if (live) then(control)
+              if (live) control.guard(() => then(control))
             }, ms)
           },
           step: (step) => end(Effect.succeed(step)),
           fail: (error) => end(Effect.fail(error))
         }
-        run(control)
+        control.guard(() => run(control))
         return Effect.sync(() => {
           live = false
           clearTimeout(timer)
