@@ -8,9 +8,10 @@
  * The lane barrier (domain/delivery/laneBarrier.ts): a destination's chunks split for another lane
  * count than those it published last wait in the outbox until DELIVER holds none of that destination,
  * so a user's records split two ways never wait on DELIVER together, and at least `newSplitHoldMs`
- * from when this publisher first saw them, so every lane sends at its new share of the limit first. The count published last is kept
- * in delivery.db with the rows' delete, so a restart knows it. A destination waiting costs the others
- * nothing: each round reads every destination's own head of the outbox.
+ * from when this publisher first saw them, so every lane sends at its new share of the limit first.
+ * The count published last is kept in delivery.db with the rows' delete, so a restart knows it. A
+ * destination waiting costs the others nothing: each round reads every destination's own head of the
+ * outbox.
  *
  * A deleted destination's chunks, and those stamped for an earlier incarnation, are dropped from the
  * outbox, never published: no deliverer takes them, so on DELIVER they would hold its barrier for ever.
