@@ -5,45 +5,28 @@
  * entry expires with the bucket's TTL; a process of the same machine and PID namespace drops it at once,
  * since it sees that its pid is gone (lease.ts, deadHere).
  */
-import type { KV } from "@nats-io/kv"
+import type { JetStreamManager } from "@nats-io/jetstream"
 import { hostname } from "node:os"
-import { Duration, Effect, Layer, Schedule } from "effect"
+import { Effect, Layer, Schedule } from "effect"
 import { Cluster, ClusterError } from "../../domain/Cluster.ts"
 import { BucketNames, shardLeasePrefix } from "../../domain/subjects.ts"
-import { openBucket } from "./buckets.ts"
+import { bucketKeys, openBucket } from "./buckets.ts"
+import { Nats } from "./Nats.ts"
 import { deadHere, isHolderId, newHolderId, renewEveryMillis, takeLease } from "./lease.ts"
 
 const kvCall = <A>(operation: string, f: () => Promise<A>) =>
   Effect.tryPromise({ try: f, catch: (cause) => new ClusterError({ operation, cause }) })
 
-/** How long listing a bucket's keys may take; far more than it needs (milliseconds) on a loaded machine. */
-const listTimeout: Duration.Input = "10 seconds"
-
 /**
- * The bucket's keys. `kv.keys()` ends only when a delivered entry says nothing is pending or its
- * consumer idles for 5 s. After a stall of this thread (a loaded machine) its ordered consumer is
- * recreated from the stream's start, and on the members bucket, written every few seconds by the
- * heartbeats, it then never ended: the shard and translator ticks waited in it for ever, so shards
- * whose leases had lapsed in the stall were never taken again (the 1M-line ingest benchmark stopped
- * at 250,000 lines with every shard idle). So the listing is bounded (a ClusterError, which the
- * ticks survive: they keep the last members and tick again) and its consumer always stopped.
+ * The bucket's keys, read from its stream's per-subject counts (buckets.ts `bucketKeys`: no consumer,
+ * nothing to wait for). Deletes are listed too; every caller reads each entry and keeps the PUTs.
+ * Before, `kv.keys()` ended only when a delivered entry said nothing was pending or its consumer idled
+ * for 5 s: after a stall of this thread its ordered consumer was recreated from the stream's start,
+ * and on the members bucket, written every few seconds by the heartbeats, it then never ended (the 1M-line
+ * ingest benchmark stopped at 250,000 lines with every shard idle); it was bounded by a 10 s timeout.
  */
-const keysOf = (kv: KV, filter = ">") =>
-  Effect.acquireUseRelease(
-    kvCall("list keys", () => kv.keys(filter)),
-    (iterator) =>
-      kvCall("list keys", async () => {
-        const keys: Array<string> = []
-        for await (const key of iterator) keys.push(key)
-        return keys
-      }).pipe(
-        Effect.timeoutOrElse({
-          duration: listTimeout,
-          orElse: () => Effect.fail(new ClusterError({ operation: "list keys", cause: `the listing did not end within ${Duration.format(Duration.fromInputUnsafe(listTimeout))}` }))
-        })
-      ),
-    (iterator) => Effect.sync(() => iterator.stop())
-  )
+const keysOf = (manager: JetStreamManager, bucket: string) =>
+  bucketKeys(manager, bucket).pipe(Effect.mapError((error) => new ClusterError({ operation: "list keys", cause: error.cause })))
 
 /** What a process says of itself in its heartbeat, read back from another's. */
 const heartbeatShards = (value: string): number | undefined => {
@@ -56,6 +39,7 @@ const heartbeatShards = (value: string): number | undefined => {
 }
 
 const make = (options: { readonly shards?: number }) => Effect.gen(function*() {
+  const { manager } = yield* Nats
   const members = yield* openBucket(BucketNames.members)
   const leases = yield* openBucket(BucketNames.leases)
   const self = newHolderId()
@@ -77,7 +61,7 @@ const make = (options: { readonly shards?: number }) => Effect.gen(function*() {
   }
   const live = Effect.gen(function*() {
     // Keys that cannot be member ids are not even read (junk, see above, may come by the thousand).
-    const ids = (yield* keysOf(members)).filter((id) => isHolderId(id) && !deadHere(id))
+    const ids = (yield* keysOf(manager, BucketNames.members)).filter((id) => isHolderId(id) && !deadHere(id))
     const entries = yield* Effect.forEach(ids, (id) => kvCall(`get member ${id}`, () => members.get(id)), { concurrency: 16 })
     return entries
       .filter((entry) => entry !== null && entry.operation === "PUT" && isHeartbeat(entry.key, entry.string()))
@@ -114,7 +98,7 @@ const make = (options: { readonly shards?: number }) => Effect.gen(function*() {
   const processes = Effect.gen(function*() {
     const ids = yield* live
     const owned = new Map<string, Array<number>>(ids.map((id) => [id, []]))
-    const shardKeys = (yield* keysOf(leases)).filter((key) => key.startsWith(shardLeasePrefix))
+    const shardKeys = (yield* keysOf(manager, BucketNames.leases)).filter((key) => key.startsWith(shardLeasePrefix))
     const entries = yield* Effect.forEach(shardKeys, (key) => kvCall(`get ${key}`, () => leases.get(key)), { concurrency: 16 })
     for (const entry of entries) {
       if (entry === null || entry.operation !== "PUT") continue
