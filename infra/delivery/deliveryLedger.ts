@@ -14,6 +14,7 @@ import { Effect, Layer, Option, Schema } from "effect"
 import { DeadLetter } from "../../domain/delivery/DeadLetter.ts"
 import { DeliveryLedger, DeliveryLedgerError } from "../../domain/delivery/DeliveryLedger.ts"
 import { DelivererStatus, deliveryStatusBucket } from "../../domain/delivery/DestinationStatus.ts"
+import type { Receipt } from "../../domain/delivery/Receipt.ts"
 import { deliveryWatermarkBucket, Watermark } from "../../domain/delivery/Watermark.ts"
 import { deliveryDeadLetterSubject, receiptSubject, StreamNames } from "../../domain/subjects.ts"
 import { openBucket } from "../nats/buckets.ts"
@@ -37,6 +38,8 @@ const make = Effect.gen(function*() {
 
   const publisher = yield* makeAckedPublisher(connection)
   const receiptStored = makeReceiptBatches((destination, body, headers) => publisher.publish(receiptSubject(destination), body, headers))
+  const storeReceipt = (receipt: Receipt, stored: (error?: DeliveryLedgerError) => void) =>
+    receiptStored(receipt, (failure) => stored(failure === undefined ? undefined : new DeliveryLedgerError({ operation: "publish receipt", cause: failure.cause })))
 
   const receiptsOf = (destination: string, prefix: string, sinceMs: number) =>
     tryNats("read receipts", async () => {
@@ -57,9 +60,9 @@ const make = Effect.gen(function*() {
     }).pipe(Effect.mapError(toLedgerError))
 
   return DeliveryLedger.of({
-    receipt: (receipt) => tryNats("publish receipt", () => receiptStored(receipt)).pipe(Effect.mapError(toLedgerError)),
-    storeReceipt: (receipt, stored) =>
-      receiptStored(receipt).then(() => stored(), (cause: unknown) => stored(new DeliveryLedgerError({ operation: "publish receipt", cause }))),
+    receipt: (receipt) =>
+      Effect.callback<void, DeliveryLedgerError>((resume) => storeReceipt(receipt, (error) => resume(error === undefined ? Effect.void : Effect.fail(error)))),
+    storeReceipt,
     deadLetter: (deadLetter) =>
       tryNats("publish dead letter", () =>
         publisher.publish(deliveryDeadLetterSubject(deadLetter.destination), encodeDeadLetter(deadLetter), { "Nats-Msg-Id": deadLetter.id })

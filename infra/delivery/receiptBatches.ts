@@ -4,7 +4,8 @@
  * answered once that message is stored. A fast destination's requests answer many to a round, and
  * one message each (its publish, storage, acknowledgement, and its delivery to the receipts read
  * model) cost the deliverer and nats-server more than the HTTP request itself. A request's slot is
- * still held until its own receipt is stored, so a crash repeats no more than before.
+ * still held until its own receipt is stored, so a crash repeats no more than before. Callers are
+ * answered by callback, not a promise each: a sender's hot path (actors/delivery/DeliveryActor.ts).
  *
  * Receipts are built from decoded chunks: their JSON is the value itself, no schema pass per request.
  * A message lists its request ids in a header (`Tributary-Request-Ids`, space-separated): a new owner
@@ -18,11 +19,13 @@ export const requestIdsHeader = "Tributary-Request-Ids"
 const maxReceipts = 256
 const maxBodyLength = 64 * 1024
 
+/** Called once a receipt is stored, or with why it was not. */
+export type ReceiptStored = (failure?: { readonly cause: unknown }) => void
+
 interface Waiting {
   readonly json: string
   readonly requestId: string
-  readonly resolve: () => void
-  readonly reject: (error: unknown) => void
+  readonly stored: ReceiptStored
 }
 
 /** `publish` sends one message (its subject is the destination's) and resolves once it is stored. */
@@ -32,8 +35,8 @@ export const makeReceiptBatches = (publish: (destination: string, body: string, 
   const send = (destination: string, batch: ReadonlyArray<Waiting>) => {
     const body = `{"destination":${JSON.stringify(destination)},"receipts":[${batch.map((w) => w.json).join(",")}]}`
     publish(destination, body, { [requestIdsHeader]: batch.map((w) => w.requestId).join(" ") }).then(
-      () => batch.forEach((w) => w.resolve()),
-      (error: unknown) => batch.forEach((w) => w.reject(error))
+      () => batch.forEach((w) => w.stored()),
+      (cause: unknown) => batch.forEach((w) => w.stored({ cause }))
     )
   }
 
@@ -55,14 +58,13 @@ export const makeReceiptBatches = (publish: (destination: string, body: string, 
     round.clear()
   }
 
-  /** Resolves once `receipt` is stored on RECEIPTS. */
-  return (receipt: Receipt): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      if (round.size === 0) setImmediate(flush)
-      const { destination, ...rest } = receipt
-      const waiting = round.get(destination)
-      const entry = { json: JSON.stringify(rest), requestId: receipt.requestId, resolve, reject }
-      if (waiting === undefined) round.set(destination, [entry])
-      else waiting.push(entry)
-    })
+  /** Calls `stored` once `receipt` is stored on RECEIPTS. */
+  return (receipt: Receipt, stored: ReceiptStored): void => {
+    if (round.size === 0) setImmediate(flush)
+    const { destination, ...rest } = receipt
+    const waiting = round.get(destination)
+    const entry: Waiting = { json: JSON.stringify(rest), requestId: receipt.requestId, stored }
+    if (waiting === undefined) round.set(destination, [entry])
+    else waiting.push(entry)
+  }
 }
