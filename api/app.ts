@@ -5,7 +5,7 @@
  * pace instead) and a cap on connections, problem+json for every error Fastify or Node's HTTP parser raises, HTTP metrics, and /docs.
  */
 import { STATUS_CODES } from "node:http"
-import type { Socket } from "node:net"
+import { Socket } from "node:net"
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify"
 import swagger from "@fastify/swagger"
 import swaggerUi from "@fastify/swagger-ui"
@@ -73,11 +73,12 @@ const requestTimedOut = Object.assign(new Error("request timeout"), { code: "ERR
  * The whole-request deadline, kept by the app rather than by Node (whose requestTimeout is one value
  * for every route): a request whose body has not arrived `millis` after its headers is answered 408
  * problem+json and closed, as Node would, or only closed when its answer already went out. Upload
- * routes are left out: their body is bounded by its pace (api/streaming.ts).
+ * routes are left out: their body is bounded by its pace (api/streaming.ts). So are requests without a
+ * connection (`app.inject`'s stand-in socket): there is nothing to close.
  */
 const requestDeadline = (request: FastifyRequest, millis: number) => {
   const raw = request.raw
-  if (raw.complete) return
+  if (raw.complete || !(raw.socket instanceof Socket)) return
   const timer = setTimeout(() => {
     if (!raw.complete && !raw.socket.destroyed) clientError(requestTimedOut, raw.socket)
   }, millis)
