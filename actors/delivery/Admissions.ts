@@ -20,6 +20,12 @@ export interface Admissions {
 }
 
 /**
+ * The longest wait a timer can hold: Node fires a longer one after 1 ms. A longer wait is taken in
+ * steps (admission asks again, and is told to wait the rest).
+ */
+export const longestTimerMs = 2 ** 31 - 1
+
+/**
  * `admit` counts a request as started and answers 0, or answers how long until one may start (ms, > 0);
  * `now` is the lane's clock.
  */
@@ -43,7 +49,7 @@ export const makeAdmissions = (admit: (nowMs: number) => number, now: () => numb
   }
 
   const arm = (waitMs: number) => {
-    if (!closed) timer = setTimeout(run, waitMs)
+    if (!closed) timer = setTimeout(run, Math.min(waitMs, longestTimerMs))
   }
 
   function run() {

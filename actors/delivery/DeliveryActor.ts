@@ -27,7 +27,8 @@ import { chunkId } from "../../domain/delivery/Chunk.ts"
 import * as ArrivalBound from "../../domain/delivery/ArrivalBound.ts"
 import * as Circuit from "../../domain/delivery/Circuit.ts"
 import { type Attempt, type DeadLetter, maxAnswerBody } from "../../domain/delivery/DeadLetter.ts"
-import { bodyOf, type BodyFormat, contentTypeOf, type DeliveryRequest, requestsOf } from "../../domain/delivery/DeliveryRequests.ts"
+import { redactSecrets } from "../../domain/delivery/redactSecrets.ts"
+import { bodyOf, type BodyFormat, type DeliveryRequest, headersFor, requestsOf } from "../../domain/delivery/DeliveryRequests.ts"
 import { DeliveryLedger, type DeliveryLedgerError } from "../../domain/delivery/DeliveryLedger.ts"
 import { type ChunkDelivery, DeliveryQueue } from "../../domain/delivery/DeliveryQueue.ts"
 import { compareIncarnation } from "../../domain/delivery/Incarnation.ts"
@@ -134,34 +135,6 @@ const chunksSkipped = Metric.counter("tributary_delivery_chunks_skipped_total", 
   incremental: true
 })
 
-/** `digits` matching either case. */
-const anyCase = (digits: string) => digits.replace(/[a-f]/g, (d) => `[${d}${d.toUpperCase()}]`)
-
-/**
- * A pattern matching `part` as written or with any of its characters escaped as an echo commonly
- * escapes it: JSON (`\/`, `\"`, `\\`, `\u002F`) and URLs (`%2F`, `+` for a space). Header values are
- * printable ASCII (domain/entities/headers.ts).
- */
-const echoedForms = (part: string): RegExp =>
-  new RegExp(
-    [...part].map((c) => {
-      const hex = c.charCodeAt(0).toString(16).padStart(4, "0")
-      const literal = c.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&")
-      return `(?:${literal}|\\\\${literal}|\\\\u${anyCase(hex)}|%${anyCase(hex.slice(2))}${c === " " ? "|\\+" : ""})`
-    }).join(""),
-    "g"
-  )
-
-/**
- * The text without the secret headers' values: each value, and its credential alone when it has a
- * scheme (`Bearer <token>`), is replaced by `[redacted]`, also when escaped (`echoedForms`). Dead
- * letters are read by auditors, and a partner answering 401 often echoes the header it refused.
- */
-export const redactSecrets = (text: string, secrets: ReadonlyArray<string>): string => {
-  const parts = secrets.flatMap((secret) => [secret, ...secret.split(/\s+/).slice(1)]).filter((part) => part.length >= 4)
-  return [...parts].sort((a, b) => b.length - a.length).reduce((out, part) => out.replace(echoedForms(part), "[redacted]"), text)
-}
-
 /** A lane refused a socket asks again this much later (the process's sockets are all taken). */
 const socketWaitMs = 10
 
@@ -224,7 +197,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     const stats = makeLaneStats(destination, lane, yield* Effect.context<never>())
     const senders = yield* FiberSet.make<void, unknown>()
     const runSender = yield* FiberSet.runtime(senders)<never>()
-    const fixedHeaders = { ...settings.headers, "content-type": contentTypeOf(settings.format) }
+    const fixedHeaders = headersFor(settings.headers, settings.format)
     const secrets = settings.secrets ?? []
     const incarnationStamp = settings.incarnation === undefined ? {} : { incarnation: settings.incarnation }
     /** completed when a chunk shows the destination was created again since the lane loaded it */

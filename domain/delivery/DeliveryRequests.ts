@@ -54,7 +54,16 @@ export const requestsOf = (chunk: Chunk, format: BodyFormat, batchSize: number, 
   return requests
 }
 
-export const contentTypeOf = (format: BodyFormat): string => format === "ndjson" ? "application/x-ndjson" : "application/json"
+const contentTypeOf = (format: BodyFormat): string => format === "ndjson" ? "application/x-ndjson" : "application/json"
+
+/**
+ * The headers every request of a destination carries: its own, and a content type of the format's
+ * unless it sets one itself (in any case: `Content-Type: application/vnd.acme+json`). Before, found by
+ * an outside attack, a destination's `Content-Type` went out beside the platform's `content-type`, two
+ * values of a header that takes one, and the partner read whichever it read first.
+ */
+export const headersFor = (headers: Readonly<Record<string, string>>, format: BodyFormat): Record<string, string> =>
+  Object.keys(headers).some((name) => name.toLowerCase() === "content-type") ? { ...headers } : { ...headers, "content-type": contentTypeOf(format) }
 
 /** A request's body: one JSON object (single), a JSON array, or JSON Lines. */
 export const bodyOf = (format: BodyFormat, records: ReadonlyArray<DeliveryRecord>): string => {

@@ -43,6 +43,16 @@ const behaviours: Record<string, (socket: Socket, head: string) => void> = {
     const body = JSON.stringify({ error: "unauthorized", received: headers }).replaceAll("/", "\\/")
     socket.write(`HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
   },
+  /**
+   * a 400 whose body is the request's `authorization` header less its last character, repeated to
+   * 26,000 characters (about what the deliverer reads of a refusal): a near-copy of the secret at every
+   * place, each one failing only at its end
+   */
+  "echo-400-near-copies": (socket, head) => {
+    const authorization = /^authorization: (.*)$/im.exec(head)?.[1] ?? ""
+    const body = authorization.slice(0, -1).repeat(Math.ceil(26_000 / Math.max(1, authorization.length - 1))).slice(0, 26_000)
+    socket.write(`HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+  },
   /** a 200 with a 100-byte body of which 3 bytes come, then the connection reset */
   "reset-200-mid-body": (socket) => {
     socket.write("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")

@@ -59,4 +59,17 @@ describe("a lane's admissions", () => {
     await new Promise((resolve) => setTimeout(resolve, 100))
     assert.deepStrictEqual(started, ["a", "c"])
   })
+
+  it("waits longer than a timer can hold without waking every millisecond", async () => {
+    // a lane whose share is far below one request a day (Node fires a timer of more than 2^31 − 1 ms after 1 ms)
+    let asked = 0
+    const admissions = makeAdmissions(() => {
+      asked++
+      return 1e12
+    }, Date.now)
+    admissions.enter(() => assert.fail("started"), () => true)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    admissions.close()
+    assert.strictEqual(asked, 1)
+  })
 })

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { Chunk } from "../../../domain/delivery/Chunk.ts"
-import { bodyOf, requestsOf } from "../../../domain/delivery/DeliveryRequests.ts"
+import { bodyOf, headersFor, requestsOf } from "../../../domain/delivery/DeliveryRequests.ts"
 
 const chunk: Chunk = {
   destination: "acme",
@@ -42,5 +42,13 @@ describe("a chunk's requests", () => {
     assert.deepStrictEqual(requestsOf(chunk, "json-array", 10, delivered).map((r) => [r.id, r.records.length]), [["acme.0.continuous.3.2-3", 2]])
     assert.deepStrictEqual(requestsOf(chunk, "single", 10, delivered).map((r) => r.id), ["acme.0.continuous.3.2", "acme.0.continuous.3.3"])
     assert.deepStrictEqual(requestsOf(chunk, "ndjson", 10, new Set(["acme.0.continuous.3.1-2"])).map((r) => r.id), ["acme.0.continuous.3.0", "acme.0.continuous.3.3-4"])
+  })
+})
+
+describe("a destination's request headers", () => {
+  it("carry the format's content type, or the destination's own in whatever case it wrote it, never both", () => {
+    assert.deepStrictEqual(headersFor({ "x-plain": "p" }, "ndjson"), { "x-plain": "p", "content-type": "application/x-ndjson" })
+    assert.deepStrictEqual(headersFor({ "x-plain": "p" }, "single"), { "x-plain": "p", "content-type": "application/json" })
+    assert.deepStrictEqual(headersFor({ "Content-Type": "application/vnd.acme+json" }, "json-array"), { "Content-Type": "application/vnd.acme+json" })
   })
 })

@@ -37,6 +37,9 @@ describe("destination decider", () => {
       assert.include(paths, field)
     }
     assert.include(refusedPaths(when(given(), { _tag: "Put", fields: { ...fields, ratePerSecond: 100_001 } })), "ratePerSecond")
+    // too slow for a timer to wait for (found by an outside attack: the lane's timer fired every millisecond)
+    assert.include(refusedPaths(when(given(), { _tag: "Put", fields: { ...fields, ratePerSecond: 1e-9 } })), "ratePerSecond")
+    assert.isTrue(Result.isSuccess(when(given(), { _tag: "Put", fields: { ...fields, ratePerSecond: 0.001 } })))
     assert.include(refusedPaths(when(given(), { _tag: "Put", fields: { ...fields, batchSize: 10_001 } })), "batchSize")
     assert.include(refusedPaths(when(given(), { _tag: "Put", fields: { ...fields, surprise: 1 } })), "surprise")
     // each lane needs one request in flight
