@@ -38,13 +38,19 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
         Effect.try({
           try: () => {
             const db = openSharedSqlite(options.path)
-            db.exec(`CREATE TABLE IF NOT EXISTS destination_secrets (
-              destination TEXT NOT NULL, name TEXT NOT NULL, iv BLOB NOT NULL, tag BLOB NOT NULL, ciphertext BLOB NOT NULL,
-              key_id TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (destination, name))`)
-            const columns = db.prepare(`PRAGMA table_info(destination_secrets)`).all() as Array<{ readonly name: string }>
-            if (!columns.some((c) => c.name === "written")) db.exec(`ALTER TABLE destination_secrets ADD COLUMN written INTEGER NOT NULL DEFAULT 0`)
-            db.exec(`CREATE TABLE IF NOT EXISTS secrets_sequence (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
-              INSERT OR IGNORE INTO secrets_sequence (id, n) VALUES (1, 0)`)
+            // One write transaction: processes opening the file at once take turns. (Before, found by a
+            // cluster test failing now and then: two started together both found `written` missing,
+            // and the second one's ALTER TABLE failed, so it exited.)
+            transaction(db, () => {
+              db.exec(`CREATE TABLE IF NOT EXISTS destination_secrets (
+                destination TEXT NOT NULL, name TEXT NOT NULL, iv BLOB NOT NULL, tag BLOB NOT NULL, ciphertext BLOB NOT NULL,
+                key_id TEXT NOT NULL, updated_at TEXT NOT NULL, written INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (destination, name))`)
+              // a file from before the write sequence
+              const columns = db.prepare(`PRAGMA table_info(destination_secrets)`).all() as Array<{ readonly name: string }>
+              if (!columns.some((c) => c.name === "written")) db.exec(`ALTER TABLE destination_secrets ADD COLUMN written INTEGER NOT NULL DEFAULT 0`)
+              db.exec(`CREATE TABLE IF NOT EXISTS secrets_sequence (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+                INSERT OR IGNORE INTO secrets_sequence (id, n) VALUES (1, 0)`)
+            })
             return db
           },
           catch: fail("open")
