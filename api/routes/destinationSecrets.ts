@@ -59,12 +59,35 @@ const secretsMustFollow = new InvalidCredentials({
 })
 
 /**
- * Drops what the deleted destination `id` keeps outside its entity: its secrets (with
- * `secretsWrittenUpTo`, only those written by then), its dead letters and the chunks still waiting,
- * in the package outbox and on DELIVER. The destination's history says how many were dropped and
- * why (recorded first: a crash before the purge leaves them to the next drop, never unrecorded).
+ * Where each store of what a destination keeps outside its entity will write next, taken before a
+ * DELETE's command: its drop takes only what was written before then, never what a destination
+ * created again under the id meanwhile was given. Unknown (a store that cannot say) drops it all.
  */
-export const dropDeleted = (id: string, reason: string, secretsWrittenUpTo?: number) =>
+export interface DropBounds {
+  readonly secrets?: number | undefined
+  readonly outbox?: number | undefined
+  readonly deliver?: number | undefined
+  readonly deadLetters?: number | undefined
+}
+
+const boundsNow = Effect.gen(function*() {
+  const known = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.map(Effect.option(effect), Option.getOrUndefined)
+  const [secrets, outbox, deliver, deadLetters] = yield* Effect.all([
+    known(DestinationSecrets.use((store) => store.sequence)),
+    known(DeliveryPackages.use((packages) => packages.nextRow)),
+    known(DeliveryBacklog.use((backlog) => backlog.nextSequence)),
+    known(DeadLetterQueue.use((queue) => queue.nextSequence))
+  ], { concurrency: 4 })
+  return { secrets, outbox, deliver, deadLetters } satisfies DropBounds
+})
+
+/**
+ * Drops what the deleted destination `id` keeps outside its entity, written before `bounds` when
+ * given: its secrets, its dead letters and the chunks still waiting, in the package outbox and on
+ * DELIVER. The destination's history says how many were dropped and why (recorded first: a crash
+ * before the purge leaves them to the next drop, never unrecorded).
+ */
+export const dropDeleted = (id: string, reason: string, bounds: DropBounds = {}) =>
   Effect.gen(function*() {
     const deadLetters = yield* DeadLetterQueue
     const backlog = yield* DeliveryBacklog
@@ -79,9 +102,14 @@ export const dropDeleted = (id: string, reason: string, secretsWrittenUpTo?: num
           Effect.catchIf((error) => error._tag === "EntityNotFound", () => Effect.succeed(false))
         )
       // the outbox first: DELIVER emptied opens the destination's lane barrier to what still waits there
-      if (recorded) yield* Effect.all([deadLetters.purge(id), Effect.andThen(packages.drop(id), backlog.purge(id))], { concurrency: 2 })
+      if (recorded) {
+        yield* Effect.all([
+          deadLetters.purge(id, bounds.deadLetters),
+          Effect.andThen(packages.drop(id, bounds.outbox), backlog.purge(id, bounds.deliver))
+        ], { concurrency: 2 })
+      }
     }
-    yield* (yield* DestinationSecrets).remove(id, secretsWrittenUpTo)
+    yield* (yield* DestinationSecrets).remove(id, bounds.secrets)
   })
 
 const redact = (headers: Readonly<Record<string, string | null>>) =>
@@ -145,15 +173,15 @@ export const destinationWriteOnly = {
         : yield* secrets.patch(id, redact(patch.success))
       return { after: yield* recordChange(names), undo }
     }),
-  // A DELETE drops the secrets written before it: a PUT creating the destination again at the same
-  // time stores its own after the delete (it found none live), and they stay. Before, found by an outside
-  // attack, the DELETE's drop ran after that PUT's write and took the new destination's credentials.
-  // Once the destination lives again, its creating PUT has dropped the rest: the DELETE leaves it.
-  // (a store that cannot say its sequence does not hold the delete up: its drop then takes them all)
+  // A DELETE drops what was written before it: a PUT creating the destination again at the same time
+  // writes after the delete (secrets, then the new destination's chunks and dead letters), and that
+  // stays. Before, found by an outside attack, the DELETE's drop ran after that PUT's write and took
+  // the new destination's credentials. Once the destination lives again, its creating PUT has dropped
+  // the rest: the DELETE leaves it.
   deleting: (id) =>
-    Effect.map(Effect.map(Effect.option(DestinationSecrets.use((secrets) => secrets.sequence)), Option.getOrUndefined), (upTo) =>
+    Effect.map(boundsNow, (bounds) =>
       Effect.flatMap(liveFields(id), (live) =>
         Option.isSome(live)
-          ? DestinationSecrets.use((secrets) => secrets.remove(id, upTo))
-          : dropDeleted(id, "destination deleted", upTo)))
+          ? DestinationSecrets.use((secrets) => secrets.remove(id, bounds.secrets))
+          : dropDeleted(id, "destination deleted", bounds)))
 } satisfies WriteOnlyFields<unknown, unknown>

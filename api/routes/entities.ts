@@ -11,7 +11,7 @@ import type { EntityKind } from "../../domain/EntityKind.ts"
 import { type DeciderRegistry, makeRegistry } from "../../domain/DeciderRegistry.ts"
 import { deciders } from "../../domain/entities/index.ts"
 import { isRecordDecider, type RecordDecider } from "../../domain/entities/record.ts"
-import type { EntityCommand } from "../../domain/entity.ts"
+import { type EntityCommand, EntityNotFound } from "../../domain/entity.ts"
 import { EventEnvelope } from "../../domain/envelope.ts"
 import type { EventStore } from "../../domain/EventStore.ts"
 import type { EntitySnapshot } from "../../domain/snapshot.ts"
@@ -191,8 +191,11 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
       if (first.status === 201 && stored.again !== undefined) yield* stored.again
       // its own command id: the If-Match and Idempotency-Key were the first command's
       const correlation = headers["x-correlation-id"]
-      const second = yield* send(type, id, principal, correlation === undefined ? {} : { "x-correlation-id": correlation }, stored.after)
-      return { ...second, status: first.status }
+      const second = yield* send(type, id, principal, correlation === undefined ? {} : { "x-correlation-id": correlation }, stored.after).pipe(
+        // a DELETE came between the two commands: the write was applied, then the entity deleted, in that order
+        Effect.catchIf((error) => error instanceof EntityNotFound, () => Effect.succeed(undefined))
+      )
+      return second === undefined ? first : { ...second, status: first.status }
     })
 
   /** PUT, PATCH and DELETE of a record type. */

@@ -52,6 +52,11 @@ export class DeadLetterQueue extends Context.Service<DeadLetterQueue, {
   readonly remove: (destination: string, letter: QueuedDeadLetter) => Effect.Effect<void, DeadLetterQueueError>
   /** How many dead letters the destination has. */
   readonly count: (destination: string) => Effect.Effect<number, DeadLetterQueueError>
-  /** Removes every dead letter of the destination (it was deleted); returns how many were removed. */
-  readonly purge: (destination: string) => Effect.Effect<number, DeadLetterQueueError>
+  /**
+   * Removes the dead letters of the destination (it was deleted); with `before` (a `nextSequence`
+   * taken earlier) only those stored before then. Returns how many were removed.
+   */
+  readonly purge: (destination: string, before?: number) => Effect.Effect<number, DeadLetterQueueError>
+  /** The sequence the next dead letter stored will have, of any destination: a bound for `purge`. */
+  readonly nextSequence: Effect.Effect<number, DeadLetterQueueError>
 }>()("tributary/DeadLetterQueue") {}

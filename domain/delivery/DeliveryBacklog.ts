@@ -29,6 +29,11 @@ export class DeliveryBacklog extends Context.Service<DeliveryBacklog, {
   readonly lanesWaiting: (destination?: string) => Effect.Effect<ReadonlyMap<string, ReadonlySet<number>>, DeliveryBacklogError>
   /** Adds a chunk to its destination's lane; done once JetStream stored it (`Nats-Msg-Id` = its chunkId). */
   readonly enqueue: (chunk: Chunk) => Effect.Effect<void, DeliveryBacklogError>
-  /** Removes every chunk waiting for the destination, all lanes (it was deleted); returns how many were removed. */
-  readonly purge: (destination: string) => Effect.Effect<number, DeliveryBacklogError>
+  /**
+   * Removes the chunks waiting for the destination, all lanes (it was deleted); with `before` (a
+   * `nextSequence` taken earlier) only those stored before then. Returns how many were removed.
+   */
+  readonly purge: (destination: string, before?: number) => Effect.Effect<number, DeliveryBacklogError>
+  /** The sequence the next chunk stored will have, of any destination: a bound for `purge`. */
+  readonly nextSequence: Effect.Effect<number, DeliveryBacklogError>
 }>()("tributary/DeliveryBacklog") {}

@@ -143,13 +143,19 @@ export const make = Effect.gen(function*() {
   const unclaim = (destination: string, letter: QueuedDeadLetter) =>
     tryNats("unclaim dead letter", () => claims.delete(claimKey(destination, letter))).pipe(Effect.mapError(fail("unclaim")))
 
-  const purge = (destination: string) =>
-    tryNats("purge dead letters", () => manager.streams.purge(stream, { filter: deliveryDeadLetterSubject(destination) })).pipe(
-      Effect.map((answer) => answer.purged),
-      Effect.mapError(fail("purge"))
-    )
+  const purge = (destination: string, before?: number) =>
+    tryNats("purge dead letters", () =>
+      manager.streams.purge(stream, { filter: deliveryDeadLetterSubject(destination), ...(before === undefined ? {} : { seq: before }) })).pipe(
+        Effect.map((answer) => answer.purged),
+        Effect.mapError(fail("purge"))
+      )
 
-  return DeadLetterQueue.of({ list, get, claim, unclaim, remove, count, purge })
+  const nextSequence = tryNats("next dead letter sequence", () => manager.streams.info(stream)).pipe(
+    Effect.map((info) => info.state.last_seq + 1),
+    Effect.mapError(fail("info"))
+  )
+
+  return DeadLetterQueue.of({ list, get, claim, unclaim, remove, count, purge, nextSequence })
 })
 
 export const layerJetStream: Layer.Layer<DeadLetterQueue, never, Nats> = Layer.effect(DeadLetterQueue, make)

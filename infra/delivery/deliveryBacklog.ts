@@ -77,13 +77,18 @@ export const make = Effect.gen(function*() {
       return waiting as ReadonlyMap<string, ReadonlySet<number>>
     })
 
-  const purge = (destination: string) =>
-    tryNats("purge backlog", () => manager.streams.purge(stream, { filter: destinationLanes(destination) })).pipe(
+  const purge = (destination: string, before?: number) =>
+    tryNats("purge backlog", () => manager.streams.purge(stream, { filter: destinationLanes(destination), ...(before === undefined ? {} : { seq: before }) })).pipe(
       Effect.map((answer) => answer.purged),
       Effect.mapError(fail("purge"))
     )
 
-  return DeliveryBacklog.of({ backlog, lanesWaiting, enqueue, purge })
+  const nextSequence = tryNats("next sequence", () => manager.streams.info(stream)).pipe(
+    Effect.map((info) => info.state.last_seq + 1),
+    Effect.mapError(fail("info"))
+  )
+
+  return DeliveryBacklog.of({ backlog, lanesWaiting, enqueue, purge, nextSequence })
 })
 
 export const layerJetStream: Layer.Layer<DeliveryBacklog, never, Nats> = Layer.effect(DeliveryBacklog, make)

@@ -79,7 +79,7 @@ export const layer = (options: PackagesOptions): Layer.Layer<DeliveryPackages | 
     DeliveryPackages,
     Effect.gen(function*() {
       const db = yield* PackagesDb
-      return DeliveryPackages.of({ refresh: (destination) => Effect.provideService(refresh(destination), PackagesDb, db), waiting: db.waiting, drop: db.drop })
+      return DeliveryPackages.of({ refresh: (destination) => Effect.provideService(refresh(destination), PackagesDb, db), waiting: db.waiting, drop: db.drop, nextRow: db.nextRow })
     })
   )
   const job = Layer.effectDiscard(Effect.forkScoped(withLease("delivery-packages", packagesJob(options)).pipe(

@@ -63,8 +63,10 @@ export class PackagesDb extends Context.Service<PackagesDb, {
   readonly backlog: Effect.Effect<Backlog, ReadModelError>
   /** What the outbox holds of one destination. */
   readonly waiting: (destination: string) => Effect.Effect<Backlog, ReadModelError>
-  /** Forgets every outbox row of the destination (it was deleted); returns what they held. */
-  readonly drop: (destination: string) => Effect.Effect<Backlog, ReadModelError>
+  /** Forgets the outbox rows of the destination (it was deleted), those before row `before` only when given; returns what they held. */
+  readonly drop: (destination: string, before?: number) => Effect.Effect<Backlog, ReadModelError>
+  /** The place of the next row written to the outbox (ids only grow): a bound for `drop`. */
+  readonly nextRow: Effect.Effect<number, ReadModelError>
   /** Writes a refresh of the destination; None when the destination is unknown (or deleted, or takes nothing). */
   readonly refresh: (destination: string, refresh: { readonly packageId: string; readonly at: number }) => Effect.Effect<Option.Option<number>, ReadModelError>
   /** The destinations refreshed on a schedule. */
@@ -117,7 +119,10 @@ const make = (options: { readonly path: string; readonly maxRecords: number }) =
     const setPublishedLanes = db.prepare("INSERT OR REPLACE INTO delivery_published_lanes VALUES (?, ?)")
     const backlog = db.prepare("SELECT count(*) AS chunks, coalesce(sum(records), 0) AS records FROM delivery_outbox")
     const waiting = db.prepare("SELECT count(*) AS chunks, coalesce(sum(records), 0) AS records FROM delivery_outbox WHERE destination = ?")
-    const drop = db.prepare("DELETE FROM delivery_outbox WHERE destination = ?")
+    const drop = db.prepare("DELETE FROM delivery_outbox WHERE destination = ? AND id < ?")
+    const waitingBefore = db.prepare("SELECT count(*) AS chunks, COALESCE(SUM(records), 0) AS records FROM delivery_outbox WHERE destination = ? AND id < ?")
+    // AUTOINCREMENT: the next id is past both the highest kept and the highest ever given
+    const nextRow = db.prepare("SELECT MAX(COALESCE((SELECT MAX(id) FROM delivery_outbox), 0), COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'delivery_outbox'), 0)) + 1 AS next")
     const live = db.prepare("SELECT d.destination, d.fields, r.last_at FROM delivery_destinations d LEFT JOIN delivery_refreshes r USING (destination) WHERE d.fields IS NOT NULL")
     const setRefreshed = db.prepare("INSERT OR REPLACE INTO delivery_refreshes VALUES (?, ?)")
 
@@ -177,13 +182,14 @@ const make = (options: { readonly path: string; readonly maxRecords: number }) =
           })),
       backlog: use("backlog", () => backlog.get() as unknown as Backlog),
       waiting: (destination) => use("destination's outbox", () => waiting.get(destination) as unknown as Backlog),
-      drop: (destination) =>
+      drop: (destination, before = Number.MAX_SAFE_INTEGER) =>
         use("drop a destination's outbox", () =>
           transaction(db, () => {
-            const held = waiting.get(destination) as unknown as Backlog
-            drop.run(destination)
+            const held = waitingBefore.get(destination, before) as unknown as Backlog
+            drop.run(destination, before)
             return held
           })),
+      nextRow: use("next outbox row", () => (nextRow.get() as { readonly next: number }).next),
       refresh: (destination, { packageId, at }) =>
         use("refresh", () =>
           transaction(db, () => {

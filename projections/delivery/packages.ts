@@ -120,6 +120,11 @@ export class DeliveryPackages extends Context.Service<DeliveryPackages, {
   readonly refresh: (destination: string) => Effect.Effect<RefreshAccepted, EntityNotFound | ReadModelError>
   /** What the destination has waiting in the outbox, not yet on DELIVER (held at its lane barrier, say). */
   readonly waiting: (destination: string) => Effect.Effect<Backlog, ReadModelError>
-  /** Drops what the destination has waiting in the outbox (it was deleted); returns what that held. */
-  readonly drop: (destination: string) => Effect.Effect<Backlog, ReadModelError>
+  /**
+   * Drops what the destination has waiting in the outbox (it was deleted); with `before` (a `nextRow`
+   * taken earlier) only what was written before then. Returns what that held.
+   */
+  readonly drop: (destination: string, before?: number) => Effect.Effect<Backlog, ReadModelError>
+  /** The place of the next row written to the outbox, of any destination: a bound for `drop`. */
+  readonly nextRow: Effect.Effect<number, ReadModelError>
 }>()("tributary/DeliveryPackages") {}
