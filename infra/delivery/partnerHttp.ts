@@ -182,7 +182,9 @@ const client = (lookup: LookupFunction) => (url: string, { connections }: { read
         callback(error, socket as never)
       })
     const pool = yield* Effect.acquireRelease(
-      Effect.sync(() => new Pool(target.origin, { connections, keepAliveTimeout: 30_000, pipelining: 1, connect })),
+      // an idle connection is kept 30 s at most, whatever the partner's `Keep-Alive: timeout=` asks (undici
+      // would honour up to 600 s): idle ones hold file descriptors the socket budget does not count
+      Effect.sync(() => new Pool(target.origin, { connections, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 30_000, pipelining: 1, connect })),
       (pool) => Effect.promise(() => pool.destroy().catch(() => undefined))
     )
     const out = new Set<Exchange>()
