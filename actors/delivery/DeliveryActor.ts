@@ -27,7 +27,7 @@ import { chunkId } from "../../domain/delivery/Chunk.ts"
 import * as ArrivalBound from "../../domain/delivery/ArrivalBound.ts"
 import * as Circuit from "../../domain/delivery/Circuit.ts"
 import { type Attempt, type DeadLetter, maxAnswerBody } from "../../domain/delivery/DeadLetter.ts"
-import { redactSecrets } from "../../domain/delivery/redactSecrets.ts"
+import { redactor } from "../../domain/delivery/redactSecrets.ts"
 import { bodyOf, type BodyFormat, type DeliveryRequest, headersFor, requestsOf } from "../../domain/delivery/DeliveryRequests.ts"
 import { DeliveryLedger, type DeliveryLedgerError } from "../../domain/delivery/DeliveryLedger.ts"
 import { type ChunkDelivery, DeliveryQueue } from "../../domain/delivery/DeliveryQueue.ts"
@@ -142,14 +142,14 @@ const socketWaitMs = 10
 const deadLetterLogEveryMs = 10_000
 
 /** The attempt as a dead letter lists it. */
-const attemptOf = (at: number, answer: PartnerAnswer, secrets: ReadonlyArray<string>): Attempt => {
+const attemptOf = (at: number, answer: PartnerAnswer, redact: (text: string) => string): Attempt => {
   switch (answer._tag) {
     case "Answered":
-      return { at: isoAt(at), status: answer.status, ...(answer.body === undefined ? {} : { body: redactSecrets(answer.body, secrets).slice(0, maxAnswerBody) }) }
+      return { at: isoAt(at), status: answer.status, ...(answer.body === undefined ? {} : { body: redact(answer.body).slice(0, maxAnswerBody) }) }
     case "TimedOut":
       return { at: isoAt(at), error: "timed out" }
     case "ConnectionFailed":
-      return { at: isoAt(at), error: redactSecrets(answer.message, secrets) }
+      return { at: isoAt(at), error: redact(answer.message) }
   }
 }
 
@@ -198,7 +198,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     const senders = yield* FiberSet.make<void, unknown>()
     const runSender = yield* FiberSet.runtime(senders)<never>()
     const fixedHeaders = headersFor(settings.headers, settings.format)
-    const secrets = settings.secrets ?? []
+    const redact = redactor(settings.secrets ?? [])
     const incarnationStamp = settings.incarnation === undefined ? {} : { incarnation: settings.incarnation }
     /** completed when a chunk shows the destination was created again since the lane loaded it */
     const recreated = Deferred.makeUnsafe<void>()
@@ -291,7 +291,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
               sendJob(next)(control)
             }))
         }
-        attempts.push(attemptOf(startedAt, answer, secrets))
+        attempts.push(attemptOf(startedAt, answer, redact))
         if (attempts.length > maxAttemptsKept) attempts.splice(1, 1)
         if (outcome === "retryable") failures++
         const verdict = RetryPolicy.decide(policy, answer, Math.max(1, failures), now, Math.random)

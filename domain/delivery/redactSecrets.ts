@@ -122,27 +122,33 @@ const find = (reading: Reading, pattern: Uint16Array, failure: Int32Array, spans
   }
 }
 
-/** `text` with every place holding one of `secrets` (as described above) replaced by `[redacted]`. */
-export const redactSecrets = (text: string, secrets: ReadonlyArray<string>): string => {
-  const patterns = patternsOf(secrets)
-  if (patterns.length === 0 || text.length === 0) return text
-  const readings = [asWritten(text), decoded(text, false), decoded(text, true)]
-  const spans: Array<number> = []
-  for (const pattern of patterns) {
-    const failure = failureOf(pattern)
-    for (const reading of readings) find(reading, pattern, failure, spans)
+/**
+ * A function giving a text with every place holding one of `secrets` (as described above) replaced by
+ * `[redacted]`. Made once for a set of secrets (a lane's): what is looked for is prepared then.
+ */
+export const redactor = (secrets: ReadonlyArray<string>): (text: string) => string => {
+  const patterns = patternsOf(secrets).map((pattern) => ({ pattern, failure: failureOf(pattern) }))
+  return (text) => {
+    if (patterns.length === 0 || text.length === 0) return text
+    // a text without escapes reads the same decoded
+    const escaped = text.includes("\\") || text.includes("%")
+    const readings = escaped ? [asWritten(text), decoded(text, false), decoded(text, true)] : [asWritten(text)]
+    const spans: Array<number> = []
+    for (const { pattern, failure } of patterns) {
+      for (const reading of readings) find(reading, pattern, failure, spans)
+    }
+    if (spans.length === 0) return text
+    const order = Array.from({ length: spans.length / 2 }, (_, i) => i).sort((a, b) => spans[2 * a]! - spans[2 * b]!)
+    let out = ""
+    let written = 0
+    for (const i of order) {
+      const start = spans[2 * i]!
+      const end = spans[2 * i + 1]!
+      if (end <= written) continue
+      // overlapping places are cut out as one
+      out += start >= written ? `${text.slice(written, start)}[redacted]` : ""
+      written = end
+    }
+    return out + text.slice(written)
   }
-  if (spans.length === 0) return text
-  const order = Array.from({ length: spans.length / 2 }, (_, i) => i).sort((a, b) => spans[2 * a]! - spans[2 * b]!)
-  let out = ""
-  let written = 0
-  for (const i of order) {
-    const start = spans[2 * i]!
-    const end = spans[2 * i + 1]!
-    if (end <= written) continue
-    // overlapping places are cut out as one
-    out += start >= written ? `${text.slice(written, start)}[redacted]` : ""
-    written = end
-  }
-  return out + text.slice(written)
 }

@@ -1,5 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { redactSecrets } from "../../../domain/delivery/redactSecrets.ts"
+import { redactor } from "../../../domain/delivery/redactSecrets.ts"
+
+const redactSecrets = (text: string, secrets: ReadonlyArray<string>) => redactor(secrets)(text)
 
 const token = "c2stbGl2ZS/hN2Y5+Q3dlcnR5/dWlvcA=="
 const secrets = [`Bearer ${token}`]
@@ -8,7 +10,7 @@ const secrets = [`Bearer ${token}`]
 const unicodeEscaped = (value: string, upper = false) =>
   [...value].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`).map((e) => (upper ? e.toUpperCase().replace("\\U", "\\u") : e)).join("")
 
-describe("redactSecrets", () => {
+describe("redactor", () => {
   it("cuts out a value and its credential alone, as written", () => {
     assert.strictEqual(redactSecrets(`refused Bearer ${token} (token ${token})`, secrets), "refused [redacted] (token [redacted])")
   })
