@@ -38,6 +38,15 @@ type Run = <A, E>(effect: Effect.Effect<A, E, Services>) => Promise<A>
 /** Bytes written ahead of the file's end so far that one upload may hold while the chunks before them come. */
 const MAX_EARLY_BYTES = 8 * 1024 * 1024
 
+/**
+ * Handles (files and folder listings) one session may hold open at once, and bytes written ahead that
+ * all its uploads together may hold. Each open upload is a file descriptor. (Before, found by an outside
+ * attack: one session opened 20,500 files without closing any, took every descriptor of the process,
+ * and HTTP answered nothing until it ended; 150 uploads each 8 MiB ahead held 1.24 GB.)
+ */
+const MAX_HANDLES = 16
+const MAX_SESSION_EARLY_BYTES = 16 * 1024 * 1024
+
 const now = () => Math.floor(Date.now() / 1000)
 const folderAttrs = (): Attributes => ({ mode: 0o40755, uid: 0, gid: 0, size: 0, atime: now(), mtime: now() })
 const fileAttrs = (size: number, mtimeMillis: number): Attributes => {
@@ -70,6 +79,9 @@ const reasonOf = (error: unknown): string => {
 /** Answers one SFTP session of `partner`: its folder, and uploads into Intake. */
 const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Scope, maxUploadBytes: number | undefined) => {
   const handles = new Map<string, Handle>()
+  /** bytes written ahead, all this session's uploads together */
+  let sessionEarly = 0
+  const tooMany = `at most ${MAX_HANDLES} files and folder listings open at once in a session: close one first`
   let counter = 0
   const open = (handle: Handle) => {
     const id = Buffer.alloc(4)
@@ -101,6 +113,7 @@ const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Sc
 
   sftp.on("OPENDIR", (id, path) => {
     if (!isFolder(path)) return sftp.status(id, STATUS_CODE.NO_SUCH_FILE, outside)
+    if (handles.size >= MAX_HANDLES) return sftp.status(id, STATUS_CODE.FAILURE, tooMany)
     sftp.handle(id, open({ kind: "folder", listed: false }))
   })
   sftp.on("READDIR", (id, handleId) => {
@@ -119,9 +132,16 @@ const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Sc
     if ((flags & OPEN_MODE.APPEND) !== 0) return sftp.status(id, STATUS_CODE.OP_UNSUPPORTED, "appending is not supported: upload the whole file again")
     const name = fileInFolder(path)
     if (name === undefined) return sftp.status(id, STATUS_CODE.PERMISSION_DENIED, outside)
+    if (handles.size >= MAX_HANDLES) return sftp.status(id, STATUS_CODE.FAILURE, tooMany)
     const upload = run(openPushedUpload({ partner, source: "sftp", fileName: name, maxBytes: maxUploadBytes, scope }))
     sftp.handle(id, open({ kind: "upload", name, upload, next: 0, early: new Map(), earlyBytes: 0, tail: upload.then(() => undefined) }))
   })
+  /** Forgets what an upload holds written ahead (it failed, or was closed with a gap). */
+  const dropEarly = (handle: Extract<Handle, { readonly kind: "upload" }>) => {
+    sessionEarly -= handle.earlyBytes
+    handle.earlyBytes = 0
+    handle.early.clear()
+  }
   sftp.on("WRITE", (id, handleId, offset, data) => {
     const handle = handles.get(handleId.toString("hex"))
     if (handle?.kind !== "upload") return sftp.status(id, STATUS_CODE.FAILURE, "not an upload handle")
@@ -134,16 +154,20 @@ const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Sc
     // ones wait here, bounded, until the chunks before them came.
     handle.early.set(offset, { id, data })
     handle.earlyBytes += data.length
-    if (handle.earlyBytes > MAX_EARLY_BYTES) {
-      handle.failed = `writes more than ${MAX_EARLY_BYTES} bytes ahead of the file's end so far; write in order`
+    sessionEarly += data.length
+    if (handle.earlyBytes > MAX_EARLY_BYTES || sessionEarly > MAX_SESSION_EARLY_BYTES) {
+      handle.failed = handle.earlyBytes > MAX_EARLY_BYTES
+        ? `writes more than ${MAX_EARLY_BYTES} bytes ahead of the file's end so far; write in order`
+        : `this session's files hold more than ${MAX_SESSION_EARLY_BYTES} bytes written ahead of their ends; write in order`
       for (const early of handle.early.values()) sftp.status(early.id, STATUS_CODE.FAILURE, handle.failed)
-      handle.early.clear()
+      dropEarly(handle)
       return
     }
     for (let next = handle.early.get(handle.next); next !== undefined; next = handle.early.get(handle.next)) {
       const chunk = next
       handle.early.delete(handle.next)
       handle.earlyBytes -= chunk.data.length
+      sessionEarly -= chunk.data.length
       handle.next += chunk.data.length
       // In order, one after the other: the reply waits until the stream took the chunk (backpressure).
       handle.tail = handle.tail.then(() => handle.upload).then((u) => run(u.write(chunk.data))).then(
@@ -167,6 +191,7 @@ const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Sc
     handles.delete(key)
     if (handle.kind === "folder") return sftp.status(id, STATUS_CODE.OK)
     if (handle.early.size > 0) handle.failed ??= "the file has a gap: a chunk before the last ones was never written"
+    dropEarly(handle)
     // The client says the file is complete: it becomes a job once everything written is stored.
     handle.tail.then(() => handle.upload).then((u) =>
       handle.failed === undefined

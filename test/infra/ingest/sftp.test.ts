@@ -121,5 +121,33 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("SFTP d
         assert.deepStrictEqual(yield* jobsOf("alpha"), [], "alpha wrote nothing anywhere")
         assert.deepStrictEqual((yield* jobsOf("beta")).map((j) => j.fileName), ["beta-secret.csv"])
       }))
+
+    it.effect("bounds what one session holds: 16 open handles, and 16 MiB written ahead over all its files", () =>
+      // Before, found by an outside attack: one session opened 20,500 files (a file descriptor each) and
+      // the process had none left for HTTP; 150 files each written 8 MiB ahead held 1.24 GB.
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        yield* setCredentials("hoarder", { password: "hoarder-password-1" })
+        const { sftp } = yield* sftpLogin(doors.sftpPort, doors.hostKey, { username: "hoarder", password: "hoarder-password-1" })
+        const opened = yield* Effect.forEach(Array.from({ length: 17 }, (_, i) => `f${i}.csv`), (name) => sftpRequest<Buffer>((cb) => sftp.open(name, "w", cb)))
+        const handles = opened.flatMap((o) => (o.value === undefined ? [] : [o.value]))
+        assert.strictEqual(handles.length, 16)
+        assert.strictEqual(opened[16]!.error?.code, STATUS_CODE.FAILURE)
+        assert.match(String(opened[16]!.error?.message), /at most 16/)
+        // each file 1.5 MiB ahead of its end (a gap at 0 that never comes), in writes of 32 KiB (one SFTP
+        // packet; they are answered only once the gap is filled, or when they fail): the 11th passes 16 MiB
+        const chunk = randomBytes(32 * 1024)
+        const failed = new Set<number>()
+        handles.slice(0, 12).forEach((handle, i) => {
+          for (let n = 1; n <= 48; n++) sftp.write(handle, chunk, 0, chunk.length, n * chunk.length, (error) => error && failed.add(i))
+        })
+        yield* eventually(Effect.sync(() => failed.size), (n) => n >= 2, "30 seconds")
+        yield* Effect.sleep("500 millis")
+        const refused = [...failed].sort((a, b) => a - b)
+        assert.deepStrictEqual(refused, [10, 11], "the files past 16 MiB written ahead are failed")
+        // closing one (it fails: its file has a gap) frees its handle for another file
+        yield* sftpRequest<void>((cb) => sftp.close(handles[0]!, (error) => cb(error, undefined)))
+        assert.isDefined((yield* sftpRequest<Buffer>((cb) => sftp.open("again.csv", "w", cb))).value)
+      }))
   })
 })
