@@ -49,15 +49,23 @@ const parseLine = (line: string, maxJsonDepth: number): RawEvent => {
   }
 }
 
-/** JSON Lines, read as they arrive: blank lines are skipped; an item's index counts the others. */
+/**
+ * JSON Lines, read as they arrive: blank lines are skipped, but count towards the batch's limit (a
+ * line each); an item's index counts the others. (Before, found by an outside attack: 7.8 KB of gzip
+ * inflating to 8 million blank lines cost 2.1 s of the event loop before its 400.)
+ */
 const readLines = (body: BodyStream, limits: EventsBodyLimits) =>
   Effect.suspend(() => {
     const items: Array<RawEvent> = []
+    let lines = 0
     return decodeUtf8(body).pipe(
       Stream.splitLines,
       Stream.runForEach((line) => {
         if (line.length > limits.maxLineBytes) {
           return Effect.fail(new PayloadTooLarge({ detail: `a line takes at most ${limits.maxLineBytes} characters (EVENTS_MAX_LINE_BYTES)`, limitBytes: limits.maxLineBytes }))
+        }
+        if (++lines > limits.maxEvents) {
+          return Effect.fail(new PayloadTooLarge({ detail: `a batch takes at most ${limits.maxEvents} lines, blank ones too (EVENTS_MAX_PER_BATCH); send the rest in another`, limitBytes: limits.maxEvents }))
         }
         if (line.trim() === "") return Effect.void
         if (items.length >= limits.maxEvents) return Effect.fail(tooManyEvents(limits))

@@ -97,13 +97,16 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
         event("d1", 3, { type: "impression", creativeId: "c1" }),
         event("d1", 4, { type: "custom", name: "purchase", props: { sku: "x", price: 2.5 } }),
         event("d1", 5, { dims: { platform: 7 } }),
-        event("d1", 6, { type: "click", campaignId: "900", creativeId: "c1" })
+        event("d1", 6, { type: "click", campaignId: "900", creativeId: "c1" }),
+        // two of these in a minute made its sum Infinity, and the metrics over it answered 500
+        event("d1", 7, { type: "custom", name: "purchase", props: { price: 1e308 } })
       ]
       const res = yield* post("21", sdk, JSON.stringify(batch))
       assert.strictEqual(res.status, 202)
       assert.strictEqual(res.body.accepted, 3)
       const reasons = new Map((res.body.rejected as Array<{ index: number; reason: string }>).map((r) => [r.index, r.reason]))
-      assert.deepStrictEqual([...reasons.keys()], [1, 2, 3, 4, 6])
+      assert.deepStrictEqual([...reasons.keys()], [1, 2, 3, 4, 6, 8])
+      assert.match(reasons.get(8)!, /^props\.price: /)
       assert.match(reasons.get(1)!, /^seq: /)
       assert.match(reasons.get(2)!, /^name: /)
       assert.match(reasons.get(3)!, /^time: more than 24 hours ahead/)
@@ -146,6 +149,10 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
       assert.strictEqual(many.status, 413)
       assert.match(many.body.detail, /at most 500 events/)
       assert.strictEqual((yield* post("41", sdk, "a,b", { "content-type": "text/csv" })).status, 415)
+      // blank lines count: 8 million of them in 7.8 KB of gzip cost 2.1 s of the event loop before
+      const blanks = yield* post("41", sdk, gzipSync(Buffer.alloc(200_000, 0x0a), { level: 9 }), { "content-type": "application/x-ndjson", "content-encoding": "gzip" })
+      assert.strictEqual(blanks.status, 413)
+      assert.match(blanks.body.detail, /at most 500 lines, blank ones too/)
       assert.deepStrictEqual(yield* storedEvents("41"), [], "nothing of a refused body was kept")
     }))
 
