@@ -64,6 +64,7 @@ const secretsMustFollow = new InvalidCredentials({
  * created again under the id meanwhile was given. Unknown (a store that cannot say) drops it all.
  */
 export interface DropBounds {
+  /** the secrets store's last write (those written up to it are dropped) */
   readonly secrets?: number | undefined
   readonly outbox?: number | undefined
   readonly deliver?: number | undefined
