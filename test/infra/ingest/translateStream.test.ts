@@ -136,6 +136,17 @@ describe("translateStream", () => {
       assert.match(broken!.reason, /gzip input is truncated or corrupt/)
     }))
 
+  it.effect("a gzip bomb (64 KB inflating to 64 MiB of line breaks) ends in InputBroken past its first MiB, not minutes later", () =>
+    // Before, found by an outside attack: 1 MB inflating to 1 GiB of line breaks took 7.5 minutes of a core.
+    Effect.gen(function*() {
+      const bomb = gzipSync(Buffer.concat([utf8("maid,segments,action,ts\n"), Buffer.alloc(64 * 1024 * 1024, 0x0a)]), { level: 9 })
+      assert.isBelow(bomb.length, 128 * 1024)
+      const { lines, broken } = yield* run(partner(acmeData.config), bomb, { chunk: 16 * 1024 })
+      assert.deepStrictEqual(lines, [])
+      assert.instanceOf(broken, InputBroken)
+      assert.match(broken!.reason, /inflates to more than 200 times its size: refused as a gzip bomb/)
+    }))
+
   it.effect("a corrupt gzip ends in InputBroken, not a crash", () =>
     Effect.gen(function*() {
       const gz = Buffer.from(gzipSync(readFileSync(acmeData.sample)))
