@@ -68,7 +68,6 @@ const readLines = (body: BodyStream, limits: EventsBodyLimits) =>
           return Effect.fail(new PayloadTooLarge({ detail: `a batch takes at most ${limits.maxEvents} lines, blank ones too (EVENTS_MAX_PER_BATCH); send the rest in another`, limitBytes: limits.maxEvents }))
         }
         if (line.trim() === "") return Effect.void
-        if (items.length >= limits.maxEvents) return Effect.fail(tooManyEvents(limits))
         items.push(parseLine(line, limits.maxJsonDepth))
         return Effect.void
       }),

@@ -35,10 +35,13 @@ const patternsOf = (secrets: ReadonlyArray<string>): ReadonlyArray<Uint16Array> 
   return [...values].filter((value) => value.length >= minLength).map(patternOf)
 }
 
-/** The text as the search reads it: `codes[i]` is a character, and `starts[i]`..`starts[i + 1]` where it was written. */
+/**
+ * The text as the search reads it: `codes[i]` is a character, and `starts[i]`..`starts[i + 1]` where it
+ * was written (no `starts`: the text as written, each character where it is).
+ */
 interface Reading {
   readonly codes: Uint16Array
-  readonly starts: Int32Array
+  readonly starts?: Int32Array
 }
 
 const hexValue = (code: number) =>
@@ -58,13 +61,8 @@ const hexAt = (text: string, at: number, digits: number) => {
 
 const asWritten = (text: string): Reading => {
   const codes = new Uint16Array(text.length)
-  const starts = new Int32Array(text.length + 1)
-  for (let i = 0; i < text.length; i++) {
-    codes[i] = canonical(text.charCodeAt(i))
-    starts[i] = i
-  }
-  starts[text.length] = text.length
-  return { codes, starts }
+  for (let i = 0; i < text.length; i++) codes[i] = canonical(text.charCodeAt(i))
+  return { codes }
 }
 
 /**
@@ -116,7 +114,7 @@ const find = (reading: Reading, pattern: Uint16Array, failure: Int32Array, spans
     while (k > 0 && codes[i] !== pattern[k]) k = failure[k - 1]!
     if (codes[i] === pattern[k]) k++
     if (k === pattern.length) {
-      spans.push(starts[i + 1 - k]!, starts[i + 1]!)
+      spans.push(starts === undefined ? i + 1 - k : starts[i + 1 - k]!, starts === undefined ? i + 1 : starts[i + 1]!)
       k = failure[k - 1]!
     }
   }

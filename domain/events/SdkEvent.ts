@@ -35,9 +35,10 @@ export type Dims = typeof Dims.Type
 export const sdkDimensions = ["platform", "osVersion", "appVersion", "model", "country", "carrier"] as const
 
 const PropKey = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(64))
+const PropString = Schema.String.check(Schema.isMaxLength(256))
 
 /** A custom event's properties: string keys, string or number values (bounded in count by `maxProps`). */
-export const Props = Schema.Record(PropKey, Schema.Union([Schema.String.check(Schema.isMaxLength(256)), Schema.Finite]))
+export const Props = Schema.Record(PropKey, Schema.Union([PropString, Schema.Finite]))
 export const maxProps = 50
 
 /**
@@ -46,13 +47,7 @@ export const maxProps = 50
  * that minute's sum Infinity, and every metrics query over it answered 500.)
  */
 export const maxPropNumber = 1e15
-const SdkProps = Schema.Record(
-  PropKey,
-  Schema.Union([
-    Schema.String.check(Schema.isMaxLength(256)),
-    Schema.Finite.check(Schema.isBetween({ minimum: -maxPropNumber, maximum: maxPropNumber }))
-  ])
-)
+const SdkProps = Schema.Record(PropKey, Schema.Union([PropString, Schema.Finite.check(Schema.isBetween({ minimum: -maxPropNumber, maximum: maxPropNumber }))]))
 
 /** One event on the wire. `name`/`props` belong to custom events, `campaignId`/`creativeId` to ad events. */
 export const SdkEvent = Schema.Struct({

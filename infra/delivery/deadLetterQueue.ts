@@ -17,6 +17,7 @@ import { BucketNames, deliveryDeadLetterSubject, StreamNames } from "../../domai
 import { openBucket } from "../nats/buckets.ts"
 import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
+import { nextSequence, purgeBefore } from "../nats/subjectPurge.ts"
 
 const stream = StreamNames.deliveryDeadLetters
 
@@ -143,19 +144,16 @@ export const make = Effect.gen(function*() {
   const unclaim = (destination: string, letter: QueuedDeadLetter) =>
     tryNats("unclaim dead letter", () => claims.delete(claimKey(destination, letter))).pipe(Effect.mapError(fail("unclaim")))
 
-  const purge = (destination: string, before?: number) =>
-    tryNats("purge dead letters", () =>
-      manager.streams.purge(stream, { filter: deliveryDeadLetterSubject(destination), ...(before === undefined ? {} : { seq: before }) })).pipe(
-        Effect.map((answer) => answer.purged),
-        Effect.mapError(fail("purge"))
-      )
-
-  const nextSequence = tryNats("next dead letter sequence", () => manager.streams.info(stream)).pipe(
-    Effect.map((info) => info.state.last_seq + 1),
-    Effect.mapError(fail("info"))
-  )
-
-  return DeadLetterQueue.of({ list, get, claim, unclaim, remove, count, purge, nextSequence })
+  return DeadLetterQueue.of({
+    list,
+    get,
+    claim,
+    unclaim,
+    remove,
+    count,
+    purge: (destination, before) => purgeBefore(manager, stream, deliveryDeadLetterSubject(destination), before).pipe(Effect.mapError(fail("purge"))),
+    nextSequence: nextSequence(manager, stream).pipe(Effect.mapError(fail("info")))
+  })
 })
 
 export const layerJetStream: Layer.Layer<DeadLetterQueue, never, Nats> = Layer.effect(DeadLetterQueue, make)

@@ -11,6 +11,7 @@ import { Chunk, chunkId } from "../../domain/delivery/Chunk.ts"
 import { DeliveryBacklog, DeliveryBacklogError } from "../../domain/delivery/DeliveryBacklog.ts"
 import { allDeliver, deliverSubject, destinationLanes, StreamNames } from "../../domain/subjects.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
+import { nextSequence, purgeBefore } from "../nats/subjectPurge.ts"
 
 const stream = StreamNames.deliver
 
@@ -77,18 +78,13 @@ export const make = Effect.gen(function*() {
       return waiting as ReadonlyMap<string, ReadonlySet<number>>
     })
 
-  const purge = (destination: string, before?: number) =>
-    tryNats("purge backlog", () => manager.streams.purge(stream, { filter: destinationLanes(destination), ...(before === undefined ? {} : { seq: before }) })).pipe(
-      Effect.map((answer) => answer.purged),
-      Effect.mapError(fail("purge"))
-    )
-
-  const nextSequence = tryNats("next sequence", () => manager.streams.info(stream)).pipe(
-    Effect.map((info) => info.state.last_seq + 1),
-    Effect.mapError(fail("info"))
-  )
-
-  return DeliveryBacklog.of({ backlog, lanesWaiting, enqueue, purge, nextSequence })
+  return DeliveryBacklog.of({
+    backlog,
+    lanesWaiting,
+    enqueue,
+    purge: (destination, before) => purgeBefore(manager, stream, destinationLanes(destination), before).pipe(Effect.mapError(fail("purge"))),
+    nextSequence: nextSequence(manager, stream).pipe(Effect.mapError(fail("info")))
+  })
 })
 
 export const layerJetStream: Layer.Layer<DeliveryBacklog, never, Nats> = Layer.effect(DeliveryBacklog, make)

@@ -118,11 +118,11 @@ const make = (options: { readonly path: string; readonly maxRecords: number }) =
     const deleteUpTo = db.prepare("DELETE FROM delivery_outbox WHERE destination = ? AND id <= ?")
     const setPublishedLanes = db.prepare("INSERT OR REPLACE INTO delivery_published_lanes VALUES (?, ?)")
     const backlog = db.prepare("SELECT count(*) AS chunks, coalesce(sum(records), 0) AS records FROM delivery_outbox")
-    const waiting = db.prepare("SELECT count(*) AS chunks, coalesce(sum(records), 0) AS records FROM delivery_outbox WHERE destination = ?")
+    // a destination's rows before a row id (all of them: MAX_SAFE_INTEGER)
+    const waiting = db.prepare("SELECT count(*) AS chunks, coalesce(sum(records), 0) AS records FROM delivery_outbox WHERE destination = ? AND id < ?")
     const drop = db.prepare("DELETE FROM delivery_outbox WHERE destination = ? AND id < ?")
-    const waitingBefore = db.prepare("SELECT count(*) AS chunks, COALESCE(SUM(records), 0) AS records FROM delivery_outbox WHERE destination = ? AND id < ?")
-    // AUTOINCREMENT: the next id is past both the highest kept and the highest ever given
-    const nextRow = db.prepare("SELECT MAX(COALESCE((SELECT MAX(id) FROM delivery_outbox), 0), COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'delivery_outbox'), 0)) + 1 AS next")
+    // AUTOINCREMENT: sqlite_sequence holds the highest id ever given, so the next one is past it
+    const nextRow = db.prepare("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'delivery_outbox'), 0) + 1 AS next")
     const live = db.prepare("SELECT d.destination, d.fields, r.last_at FROM delivery_destinations d LEFT JOIN delivery_refreshes r USING (destination) WHERE d.fields IS NOT NULL")
     const setRefreshed = db.prepare("INSERT OR REPLACE INTO delivery_refreshes VALUES (?, ?)")
 
@@ -181,11 +181,11 @@ const make = (options: { readonly path: string; readonly maxRecords: number }) =
             if (lanes !== undefined) setPublishedLanes.run(destination, lanes)
           })),
       backlog: use("backlog", () => backlog.get() as unknown as Backlog),
-      waiting: (destination) => use("destination's outbox", () => waiting.get(destination) as unknown as Backlog),
+      waiting: (destination) => use("destination's outbox", () => waiting.get(destination, Number.MAX_SAFE_INTEGER) as unknown as Backlog),
       drop: (destination, before = Number.MAX_SAFE_INTEGER) =>
         use("drop a destination's outbox", () =>
           transaction(db, () => {
-            const held = waitingBefore.get(destination, before) as unknown as Backlog
+            const held = waiting.get(destination, before) as unknown as Backlog
             drop.run(destination, before)
             return held
           })),
