@@ -43,7 +43,9 @@ export const BucketNames = {
   /** one entry per held lease (`shard.<n>`, `job.<name>`), whose value is its holder's member id */
   leases: "tributary-leases",
   /** one entry per dead letter being replayed (`<destination>.<DLQ sequence>`): a second replay skips it */
-  deadLetterClaims: "tributary-dead-letter-claims"
+  deadLetterClaims: "tributary-dead-letter-claims",
+  /** one entry per delivery dead letter (`<destination>.<hash of its id>`): its DLQ sequence (infra/delivery/deadLetterIndex.ts) */
+  deadLetterIndex: "tributary-dead-letter-index"
 } as const
 
 /** The lease key of a shard's commands. */

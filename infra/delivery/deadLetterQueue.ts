@@ -2,9 +2,13 @@
  * The dead-letter queue on JetStream: stream DLQ, one subject per destination (`dlq.<destination>`),
  * one message per dead letter (domain/delivery/DeadLetter.ts as JSON), published by the deliverer with
  * `Nats-Msg-Id` = the dead letter's id. Listing reads the destination's subject in sequence order
- * (`next_by_subj`: the server skips other destinations' letters). Finding by id scans the
- * destination's messages' headers only (an ephemeral headers-only consumer: the records are not
- * read) and fetches the bodies of those it wants. A letter is removed by its sequence. A replay claims
+ * (`next_by_subj`: the server skips other destinations' letters). Finding by id reads each id's
+ * sequence from the index the deliverer writes (infra/delivery/deadLetterIndex.ts) and that message: an
+ * id the index does not have is not there. Ids it cannot place (`pending`: a crash between a letter's
+ * publish and its entry; any id while letters from before the index are not indexed yet, which the
+ * first process to start does in the background) are looked for by scanning the destination's
+ * messages' headers only (an ephemeral headers-only consumer: the records are not read), fetching the
+ * bodies of those it wants. A letter is removed by its sequence. A replay claims
  * a letter first with a create-only entry in the KV bucket `tributary-dead-letter-claims`, so that of
  * two replays at once only one sends it.
  */
@@ -18,6 +22,7 @@ import { openBucket } from "../nats/buckets.ts"
 import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
 import { nextSequence, purgeBefore } from "../nats/subjectPurge.ts"
+import { makeDeadLetterIndex, type Placement } from "./deadLetterIndex.ts"
 
 const stream = StreamNames.deliveryDeadLetters
 
@@ -46,6 +51,13 @@ const keyTaken = (cause: unknown) =>
 export const make = Effect.gen(function*() {
   const { manager, jetstream } = yield* Nats
   const claims = yield* openBucket(BucketNames.deadLetterClaims, { ttl: deadLetterClaimTtl }).pipe(Effect.orDie)
+  const scope = yield* Effect.scope
+  const index = yield* makeDeadLetterIndex.pipe(Effect.orDie)
+  // letters stored before the index: indexed once, in the background (until then, ids are looked for by scanning)
+  yield* index.backfill.pipe(
+    Effect.catch((error) => Effect.logWarning("dead letters from before the index could not be indexed; finding them by id scans DLQ until the next start", error)),
+    Effect.forkScoped
+  )
   const claimKey = (destination: string, letter: QueuedDeadLetter) => `${destination}.${letter.sequence}`
 
   /** The first message on `subject` at or after `seq`; null past the last. */
@@ -111,25 +123,54 @@ export const make = Effect.gen(function*() {
       (consumer) => Effect.ignore(tryNats("end dead letter scan", () => consumer.delete()))
     ).pipe(Effect.mapError(fail("scan")))
 
+  /** The letter `id` at `seq`, if it is there and is that letter (an index entry may be stale). */
+  const letterAt = (destination: string, id: string, seq: number, incarnation?: number) =>
+    Effect.map(bySequence(seq), (msg) => {
+      const letter = msg === null ? Option.none() : letterOf(destination, msg, incarnation)
+      return Option.filter(letter, (found) => found.deadLetter.id === id)
+    })
+
   const get = (destination: string, ids: ReadonlyArray<string>, incarnation?: number) =>
     Effect.gen(function*() {
       if (ids.length === 0 || (yield* count(destination)) === 0) return []
       const wanted = new Set(ids)
-      const found: Array<QueuedDeadLetter> = []
-      for (const seq of yield* candidates(destination, wanted)) {
-        const msg = yield* bySequence(seq)
-        const letter = msg === null ? Option.none() : letterOf(destination, msg, incarnation)
-        if (Option.isSome(letter) && wanted.has(letter.value.deadLetter.id)) found.push(letter.value)
+      const found = new Map<string, QueuedDeadLetter>()
+      const unplaced = new Set<string>()
+      // a read of the index that fails only sends its id to the scan
+      const complete = yield* index.complete.pipe(Effect.orElseSucceed(() => false))
+      yield* Effect.forEach(wanted, (id) =>
+        index.find(destination, id).pipe(
+          Effect.orElseSucceed((): Placement => ({ _tag: "Pending" })),
+          Effect.flatMap((placement) => {
+            if (placement._tag === "At") return letterAt(destination, id, placement.seq, incarnation)
+            if (placement._tag === "Pending" || !complete) unplaced.add(id)
+            return Effect.succeed(undefined)
+          }),
+          Effect.map((letter) => {
+            if (letter === undefined) return
+            if (Option.isSome(letter)) found.set(id, letter.value)
+            // an entry naming a message that is not this letter (stale): looked for as if unplaced
+            else unplaced.add(id)
+          })
+        ), { concurrency: 16, discard: true })
+      if (unplaced.size > 0) {
+        for (const seq of yield* candidates(destination, unplaced)) {
+          const msg = yield* bySequence(seq)
+          const letter = msg === null ? Option.none() : letterOf(destination, msg, incarnation)
+          if (Option.isSome(letter) && unplaced.has(letter.value.deadLetter.id)) found.set(letter.value.deadLetter.id, letter.value)
+        }
       }
-      return found
+      return [...found.values()].sort((a, b) => a.sequence - b.sequence)
     })
 
-  const remove = (_destination: string, letter: QueuedDeadLetter) =>
+  const remove = (destination: string, letter: QueuedDeadLetter) =>
     tryNats("remove dead letter", () => manager.streams.deleteMessage(stream, letter.sequence)).pipe(
       Effect.asVoid,
       // already removed (a replay or discard repeated): what was wanted is done
       Effect.catchIf((error) => alreadyGone.some((code) => isApiError(error.cause, code)), () => Effect.void),
-      Effect.mapError(fail("remove"))
+      Effect.mapError(fail("remove")),
+      // a stale entry left by a failure here is harmless: a letter read through the index is checked
+      Effect.andThen(index.forget(destination, letter.deadLetter.id).pipe(Effect.ignore))
     )
 
   // still there once claimed: a replay that listed it may come after another's claim ended with it removed
@@ -151,7 +192,15 @@ export const make = Effect.gen(function*() {
     unclaim,
     remove,
     count,
-    purge: (destination, before) => purgeBefore(manager, stream, deliveryDeadLetterSubject(destination), before).pipe(Effect.mapError(fail("purge"))),
+    purge: (destination, before) =>
+      purgeBefore(manager, stream, deliveryDeadLetterSubject(destination), before).pipe(
+        Effect.mapError(fail("purge")),
+        // entries of purged letters are forgotten beside it: until then one is stale, which a lookup checks
+        Effect.tap(index.forgetBefore(destination, before).pipe(
+          Effect.catch((error) => Effect.logWarning("a purged destination's dead-letter index entries could not be forgotten", { destination, error })),
+          Effect.forkIn(scope)
+        ))
+      ),
     nextSequence: nextSequence(manager, stream).pipe(Effect.mapError(fail("info")))
   })
 })

@@ -1,7 +1,8 @@
 /**
  * DeliveryLedger on JetStream: receipts on RECEIPTS (`receipt.<destination>`), those of one event-loop
  * round in one message (infra/delivery/receiptBatches.ts), and dead letters on DLQ
- * (`dlq.<destination>`), each with its id as `Nats-Msg-Id`; lane statuses in the KV bucket
+ * (`dlq.<destination>`), each with its id as `Nats-Msg-Id` and its place in the index by id
+ * (infra/delivery/deadLetterIndex.ts); lane statuses in the KV bucket
  * `tributary-delivery-status` (gone 10 s after their last write) and lane watermarks in
  * `tributary-delivery-watermarks` (kept). A new owner reads a chunk's receipts and dead letters back
  * with ordered consumers that take headers only (the request ids header; a single receipt's or a dead
@@ -21,6 +22,7 @@ import { openBucket } from "../nats/buckets.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
 import { scanSubject } from "../nats/scanSubject.ts"
 import { makeAckedPublisher } from "../nats/ackedPublisher.ts"
+import { makeDeadLetterIndex } from "./deadLetterIndex.ts"
 import { makeReceiptBatches, requestIdsHeader } from "./receiptBatches.ts"
 
 const encodeDeadLetter = Schema.encodeSync(Schema.fromJsonString(DeadLetter))
@@ -36,6 +38,7 @@ const make = Effect.gen(function*() {
   const statuses = yield* openBucket(deliveryStatusBucket).pipe(Effect.mapError(toLedgerError))
   const watermarks = yield* openBucket(deliveryWatermarkBucket, { ttl: "forever" }).pipe(Effect.mapError(toLedgerError))
 
+  const index = yield* makeDeadLetterIndex.pipe(Effect.mapError(toLedgerError))
   const publisher = yield* makeAckedPublisher(connection)
   const receiptStored = makeReceiptBatches((destination, body, headers) => publisher.publish(receiptSubject(destination), body, headers))
   const storeReceipt = (receipt: Receipt, stored: (error?: DeliveryLedgerError) => void) =>
@@ -63,10 +66,19 @@ const make = Effect.gen(function*() {
     receipt: (receipt) =>
       Effect.callback<void, DeliveryLedgerError>((resume) => storeReceipt(receipt, (error) => resume(error === undefined ? Effect.void : Effect.fail(error)))),
     storeReceipt,
+    // reserved in the index first, so that the index knows every letter (deadLetterIndex.ts); once stored,
+    // a failure to write its sequence only leaves it found by a scan
     deadLetter: (deadLetter) =>
-      tryNats("publish dead letter", () =>
-        publisher.publish(deliveryDeadLetterSubject(deadLetter.destination), encodeDeadLetter(deadLetter), { "Nats-Msg-Id": deadLetter.id })
-      ).pipe(Effect.mapError(toLedgerError)),
+      index.reserve(deadLetter.destination, deadLetter.id).pipe(
+        Effect.andThen(tryNats("publish dead letter", () =>
+          publisher.publish(deliveryDeadLetterSubject(deadLetter.destination), encodeDeadLetter(deadLetter), { "Nats-Msg-Id": deadLetter.id }))),
+        Effect.mapError(toLedgerError),
+        Effect.flatMap((seq) =>
+          index.stored(deadLetter.destination, deadLetter.id, seq).pipe(
+            Effect.catch((error) => Effect.logWarning("a dead letter was stored but its place not indexed; finding it by id scans DLQ", { id: deadLetter.id, error }))
+          )
+        )
+      ),
     receiptsOf,
     // one that does not decode (written by another version) counts as none: chunks are sent, never skipped
     watermark: (key) =>

@@ -15,11 +15,13 @@ import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
 import type { DelivererStatus, DestinationStatus } from "../../domain/delivery/DestinationStatus.ts"
 import { deliveryStatusBucket } from "../../domain/delivery/DestinationStatus.ts"
 import { laneOfRecord } from "../../domain/delivery/replay.ts"
-import { deliverSubject, deliveryDeadLetterSubject, destinationLanes, StreamNames } from "../../domain/subjects.ts"
+import { deliverSubject, destinationLanes, StreamNames } from "../../domain/subjects.ts"
 import { openBucket } from "../../infra/nats/buckets.ts"
 import { Nats } from "../../infra/nats/Nats.ts"
 import { assertInvalid, assertProblem, createKey, request } from "../fixtures/http.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
+import { DeliveryLedger } from "../../domain/delivery/DeliveryLedger.ts"
+import * as DeliveryLedgerJetStream from "../../infra/delivery/deliveryLedger.ts"
 
 const LANES = 2
 
@@ -38,12 +40,9 @@ const letter = (destination: string, id: string, users: ReadonlyArray<string>): 
   ]
 })
 
-/** As the deliverer publishes a dead letter: JSON on `dlq.<destination>`, `Nats-Msg-Id` = its id. */
+/** Through the deliverer's ledger: JSON on `dlq.<destination>`, `Nats-Msg-Id` = its id, its place in the index. */
 const publishDeadLetter = (deadLetter: DeadLetter) =>
-  Effect.gen(function*() {
-    const { jetstream } = yield* Nats
-    yield* Effect.promise(() => jetstream.publish(deliveryDeadLetterSubject(deadLetter.destination), JSON.stringify(deadLetter), { msgID: deadLetter.id }))
-  })
+  DeliveryLedger.use((ledger) => ledger.deadLetter(deadLetter)).pipe(Effect.provide(DeliveryLedgerJetStream.layerJetStream), Effect.orDie)
 
 /** Every chunk on DELIVER for the destination, in stream order. */
 const chunksOn = (destination: string) =>
