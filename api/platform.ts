@@ -54,7 +54,6 @@ import * as DeadLetterQueueJetStream from "../infra/delivery/deadLetterQueue.ts"
 import * as DelivererStatusesKv from "../infra/delivery/delivererStatuses.ts"
 import * as DeliveryBacklogJetStream from "../infra/delivery/deliveryBacklog.ts"
 import { instrumented } from "../infra/eventstore/instrumented.ts"
-import { layerKurrent } from "../infra/eventstore/kurrent.ts"
 import { layerSqlite as eventStoreSqlite } from "../infra/eventstore/sqlite.ts"
 import { layerJetStream } from "../infra/nats/commandBus.ts"
 import * as DeadLettersJetStream from "../infra/nats/deadLetters.ts"
@@ -179,7 +178,9 @@ type ApiServices = CommandBus | EventStore | EntityReadModel | ApiKeys | Project
 const eventStoreLayer = (config: PlatformConfig) =>
   instrumented(Option.match(config.eventStoreUrl, {
     onNone: () => eventStoreSqlite({ path: join(config.dataDir, "events.db") }),
-    onSome: (connectionString) => layerKurrent({ connectionString })
+    // Loaded only when configured: the KurrentDB client and its gRPC stack hold ~10 MB of heap.
+    onSome: (connectionString) =>
+      Layer.unwrap(Effect.promise(() => import("../infra/eventstore/kurrent.ts")).pipe(Effect.map(({ layerKurrent }) => layerKurrent({ connectionString }))))
   }))
 
 /** The HTTP edge's limits, from the configuration (README: timeouts and limits). */

@@ -1,5 +1,5 @@
 /** Runs a program as the process: SIGINT/SIGTERM interrupt it, its finalizers drain, and it exits. */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Exit, Runtime } from "effect"
 import type { Effect } from "effect"
 

@@ -32,7 +32,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { pipeline } from "node:stream"
 import { createGunzip } from "node:zlib"
-import { NodeStream } from "@effect/platform-node"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Cause, Clock, Effect, Exit, Option, Schema, Stream } from "effect"
 import { PayloadTooLarge, RequestBodyFailed, RequestTimeout, toProblem, UnsupportedMediaType } from "./problems.ts"
 

@@ -11,7 +11,7 @@
  */
 import { Buffer, isUtf8 } from "node:buffer"
 import { createGunzip } from "node:zlib"
-import { NodeStream } from "@effect/platform-node"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Parser } from "csv-parse"
 import { Effect, Result, Schema, Sink, Stream } from "effect"
 import type { PartnerConfig } from "../../domain/ingest/FormatSpec.ts"
