@@ -1,6 +1,7 @@
 /**
  * DeviceStore on SQLite (`DATA_DIR/devices.db`, shared by the processes on one DATA_DIR, fsynced at
- * every commit). Compact rows: a device is a 16-byte key in WITHOUT ROWID tables (no hidden rowid,
+ * every commit). Reads run on the main thread's connection; writes on a writer thread
+ * (deviceWriterThread.ts), so a commit's statements and fsync do not hold the event loop. Compact rows: a device is a 16-byte key in WITHOUT ROWID tables (no hidden rowid,
  * no second index); its dedupe state is the varint blob of domain/events/dedupe.ts (1–3 bytes for a
  * device with no gap), kept apart from its sessions so the dedupe footprint is measured alone. Open
  * sessions are found by a partial index over the devices that have one. Outbox ids come from
@@ -12,7 +13,8 @@ import type { OutboxKind, OutboxRow, Settled } from "../../domain/events/CleanOu
 import { type DedupeState, decode as decodeDedupe, encode as encodeDedupe } from "../../domain/events/dedupe.ts"
 import { type DeviceCommit, type DeviceSessions, type DeviceState, DeviceStore, DeviceStoreError } from "../../domain/events/DeviceStore.ts"
 import { openSharedSqlite } from "../ingest/sqliteFile.ts"
-import { transaction } from "../sqliteTransaction.ts"
+import { startSqliteThread } from "../sqliteThread.ts"
+import type { DeviceWrite, DeviceWriteAnswer } from "./deviceWriterThread.ts"
 
 const schema = `
   CREATE TABLE IF NOT EXISTS dedupe (device BLOB PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
@@ -26,6 +28,7 @@ const schema = `
 
 const keyBytes = (hex: string) => Buffer.from(hex, "hex")
 const loadChunk = 100
+const writerThread = new URL("./deviceWriterThread.ts", import.meta.url)
 
 interface Loaded {
   dedupe?: DedupeState
@@ -56,27 +59,22 @@ const make = (path: string) =>
       chunkStatements.set(size, made)
       return made
     }
-    const upsertDedupe = db.prepare("INSERT INTO dedupe (device, state) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET state = excluded.state")
-    const upsertSessions = db.prepare(
-      "INSERT INTO sessions (device, app, touched, state) VALUES (?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET touched = excluded.touched, state = excluded.state"
-    )
-    const insertOutbox = db.prepare("INSERT INTO outbox (app, kind, body) VALUES (?, ?, ?)")
-    const insertConsumed = db.prepare("INSERT OR IGNORE INTO consumed (app, seq) VALUES (?, ?)")
-    const deleteConsumed = db.prepare("DELETE FROM consumed WHERE app = ? AND seq = ?")
     const selectConsumed = db.prepare("SELECT 1 AS found FROM consumed WHERE app = ? AND seq = ?")
     const selectIdle = db.prepare("SELECT device FROM sessions WHERE app = ? AND touched IS NOT NULL AND touched <= ? LIMIT ?")
     const selectOpenApps = db.prepare("SELECT DISTINCT app FROM sessions WHERE touched IS NOT NULL")
     const selectOutbox = db.prepare("SELECT id, kind, body FROM outbox WHERE app = ? AND id > ? ORDER BY id LIMIT ?")
-    const deleteOutbox = db.prepare("DELETE FROM outbox WHERE id = ?")
-    const raiseFence = db.prepare(
-      "INSERT INTO outbox_fences (app, kind, seq) VALUES (?, ?, ?) ON CONFLICT (app, kind) DO UPDATE SET seq = max(seq, excluded.seq)"
-    )
     const selectFences = db.prepare("SELECT kind, seq FROM outbox_fences WHERE app = ?")
 
-    const settle = (app: string, { fences, ids }: Settled) => {
-      for (const id of ids) deleteOutbox.run(id)
-      for (const [kind, seq] of Object.entries(fences)) raiseFence.run(app, kind, seq)
-    }
+    // Writes go through the writer thread, on a file that now has its tables.
+    const writer = yield* startSqliteThread<DeviceWrite, DeviceWriteAnswer>(writerThread, { path }, {
+      name: "the device store's writer thread",
+      failed: (cause) => ({ _tag: "Failed", cause })
+    })
+    yield* Effect.mapError(writer.opened, (cause) => new DeviceStoreError({ operation: "open", cause }))
+    const write = (operation: string, w: DeviceWrite) =>
+      Effect.flatMap(writer.request(w), (answer) => (answer._tag === "Done" ? Effect.void : Effect.fail(new DeviceStoreError({ operation, cause: answer.cause }))))
+    const none: ReadonlyArray<never> = []
+    const settledRows = ({ fences, ids }: Settled) => ({ published: ids, fences: Object.entries(fences).flat() })
 
     const load = (keys: ReadonlyArray<string>) =>
       run("load", () => {
@@ -103,17 +101,21 @@ const make = (path: string) =>
       })
 
     const commit = (batch: DeviceCommit) =>
-      run("commit", () =>
-        transaction(db, () => {
-          for (const [key, state] of batch.dedupe) upsertDedupe.run(keyBytes(key), encodeDedupe(state))
-          for (const [key, sessions] of batch.sessions) {
-            upsertSessions.run(keyBytes(key), batch.app, sessions.state.open?.touched ?? null, JSON.stringify(sessions))
-          }
-          for (const row of batch.outbox) insertOutbox.run(batch.app, row.kind, row.body)
-          for (const seq of batch.consumed) insertConsumed.run(batch.app, seq)
-          for (const seq of batch.acknowledged) deleteConsumed.run(batch.app, seq)
-          if (batch.published !== undefined) settle(batch.app, batch.published)
-        }))
+      Effect.suspend(() => {
+        const sessions = [...batch.sessions]
+        return write("commit", {
+          app: batch.app,
+          dedupeKeys: [...batch.dedupe.keys()],
+          dedupeStates: Array.from(batch.dedupe.values(), encodeDedupe),
+          sessionKeys: sessions.map(([key]) => key),
+          sessionTouched: sessions.map(([, s]) => s.state.open?.touched ?? null),
+          sessionStates: sessions.map(([, s]) => JSON.stringify(s)),
+          outbox: batch.outbox.flatMap((row) => [row.kind, row.body]),
+          consumed: batch.consumed,
+          acknowledged: batch.acknowledged,
+          ...(batch.published === undefined ? { published: none, fences: none } : settledRows(batch.published))
+        })
+      })
 
     const consumed = (app: string, seqs: ReadonlyArray<number>) =>
       run("consumed", () => new Set(seqs.filter((seq) => selectConsumed.get(app, seq) !== undefined)) as ReadonlySet<number>)
@@ -132,7 +134,9 @@ const make = (path: string) =>
         })))
 
     const published = (app: string, rows: Settled) =>
-      rows.ids.length === 0 && Object.keys(rows.fences).length === 0 ? Effect.void : run("published", () => transaction(db, () => settle(app, rows)))
+      rows.ids.length === 0 && Object.keys(rows.fences).length === 0
+        ? Effect.void
+        : write("published", { app, dedupeKeys: none, dedupeStates: none, sessionKeys: none, sessionTouched: none, sessionStates: none, outbox: none, consumed: none, acknowledged: none, ...settledRows(rows) })
 
     const fences = (app: string) =>
       run("fences", () =>

@@ -41,19 +41,20 @@ export type WriteOutcome =
   | { readonly _tag: "Conflict"; readonly conflicts: ReadonlyArray<RevisionConflict> }
   | { readonly _tag: "Failed"; readonly cause: unknown }
 
-/** Main thread → writer. A batch is everything that was pending: one transaction. */
-export type ToWriter =
-  /** `recordedAt`: the sender's wall clock; the writer records it, or the newest recordedAt stored if that is later */
-  | { readonly _tag: "Commit"; readonly recordedAt: string; readonly batch: ReadonlyArray<WriteRequest> }
-  | { readonly _tag: "Close" }
+/**
+ * Main thread → writer: a batch is everything that was pending, one transaction. `recordedAt`: the
+ * sender's wall clock; the writer records it, or the newest recordedAt stored if that is later.
+ */
+export interface CommitRequest {
+  readonly recordedAt: string
+  readonly batch: ReadonlyArray<WriteRequest>
+}
 
-/** Writer → main thread: one `Ready`/`OpenFailed` at start, then one answer per `Commit`, in order. */
-export type FromWriter =
-  | { readonly _tag: "Ready" }
-  | { readonly _tag: "OpenFailed"; readonly cause: unknown }
+/** Writer → main thread, one per request (infra/sqliteThreadServe.ts carries them). */
+export type CommitAnswer =
   /** `outcomes[i]` answers `batch[i]`; `written` counts the events the transaction committed */
   | { readonly _tag: "Committed"; readonly outcomes: ReadonlyArray<WriteOutcome>; readonly written: number }
-  /** the transaction itself failed (BEGIN, COMMIT, a rollback by SQLite): every request in it failed */
+  /** the transaction itself failed (BEGIN, COMMIT, a rollback by SQLite), or the thread died: every request in it failed */
   | { readonly _tag: "BatchFailed"; readonly cause: unknown }
 
 export interface WriterData {

@@ -9,40 +9,28 @@
  * after the previous answer, so batching happens there (see sqlite.ts).
  */
 import { DatabaseSync } from "node:sqlite"
-import { parentPort, workerData } from "node:worker_threads"
+import { workerData } from "node:worker_threads"
 import { makeWriter } from "./sqliteWriter.ts"
-import type { FromWriter, ToWriter, WriterData } from "./sqliteWriterProtocol.ts"
+import type { CommitAnswer, CommitRequest, WriterData } from "./sqliteWriterProtocol.ts"
+import { serveSqliteThread } from "../sqliteThreadServe.ts"
 import { execOnOpen } from "../sqliteOpen.ts"
 
-const port = parentPort!
 const { path, busyTimeout } = workerData as WriterData
-const send = (message: FromWriter) => port.postMessage(message)
 
-let db: DatabaseSync | undefined
-let writer: ReturnType<typeof makeWriter> | undefined
-try {
+serveSqliteThread<CommitRequest, CommitAnswer>(() => {
   // busy_timeout: another process holding the write lock makes us wait rather than fail at once.
-  db = new DatabaseSync(path, { timeout: busyTimeout })
-  // synchronous=FULL: the WAL is fsynced at every commit, so an acknowledged append survives power
-  // loss (DESIGN: acknowledged only once on disk). NORMAL would fsync only at checkpoints and could
-  // lose the last acknowledged appends; group commit amortises the fsync, and bench/eventStore.ts
-  // measures the adapter against raw inserts with the same setting.
-  // (the file, WAL mode and the table were made by the store before it started this thread)
-  execOnOpen(db, `PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = ${busyTimeout};`)
-  writer = makeWriter(db)
-  send({ _tag: "Ready" })
-} catch (cause) {
-  db?.close()
-  send({ _tag: "OpenFailed", cause: cause instanceof Error ? cause : new Error(String(cause)) })
-  port.close()
-}
-
-port.on("message", (message: ToWriter) => {
-  if (message._tag === "Close") {
-    db?.close()
-    port.close() // nothing else keeps this thread alive: it exits
-    return
+  const db = new DatabaseSync(path, { timeout: busyTimeout })
+  try {
+    // synchronous=FULL: the WAL is fsynced at every commit, so an acknowledged append survives power
+    // loss (DESIGN: acknowledged only once on disk). NORMAL would fsync only at checkpoints and could
+    // lose the last acknowledged appends; group commit amortises the fsync, and bench/eventStore.ts
+    // measures the adapter against raw inserts with the same setting.
+    // (the file, WAL mode and the table were made by the store before it started this thread)
+    execOnOpen(db, `PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = ${busyTimeout};`)
+    const writer = makeWriter(db)
+    return { answer: (request) => writer.commit(request.batch, request.recordedAt), close: () => db.close() }
+  } catch (error) {
+    db.close()
+    throw error
   }
-  if (writer === undefined) return send({ _tag: "BatchFailed", cause: new Error("the event store did not open") })
-  send(writer.commit(message.batch, message.recordedAt))
 })

@@ -1,7 +1,8 @@
 /**
  * devices.db (infra/events/deviceStoreSqlite.ts), a real SQLite file: states round-trip, one commit
  * holds states, outbox and consumed sequences, the reminder finds the idle open sessions through its
- * partial index, outbox ids never go back, and the dedupe table stays within 64 bytes a device.
+ * partial index, outbox ids never go back, the dedupe table stays within 64 bytes a device, and writes
+ * sent at once through the writer thread are each answered.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { join } from "node:path"
@@ -92,5 +93,22 @@ describe("devices.db", () => {
         assert.strictEqual(footprint.devices, devices)
         const perDevice = footprint.bytes / footprint.devices
         assert.isBelow(perDevice, 64, `${perDevice.toFixed(1)} bytes a device`)
+      })))
+
+  it.effect("answers writes sent at once (a commit beside the publisher's settle), each in turn", () =>
+    withStore((store) =>
+      Effect.gen(function*() {
+        yield* store.commit({ ...nothing, app: "1", outbox: Array.from({ length: 4 }, (_, n) => ({ kind: "clean" as const, body: `{"n":${n}}` })) })
+        const rows = yield* store.outbox("1", 0, 10)
+        // before, the writer thread's client kept one waiter: the second request's answer resumed nobody, and the first hung
+        yield* Effect.all([
+          store.commit({ ...nothing, app: "1", consumed: [1, 2] }),
+          store.published("1", { ids: [rows[0]!.id, rows[1]!.id], fences: { clean: 2 } }),
+          store.commit({ ...nothing, app: "1", consumed: [3] }),
+          store.published("1", { ids: [rows[2]!.id], fences: { clean: 3 } })
+        ], { concurrency: "unbounded" }).pipe(Effect.timeout("10 seconds"))
+        assert.deepStrictEqual(yield* store.consumed("1", [1, 2, 3]), new Set([1, 2, 3]))
+        assert.deepStrictEqual((yield* store.outbox("1", 0, 10)).map((r) => r.id), [rows[3]!.id])
+        assert.deepStrictEqual(yield* store.fences("1"), { clean: 3 })
       })))
 })
