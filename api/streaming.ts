@@ -7,8 +7,8 @@
  * handler is busy, and the client slows down. Such a body never passes Fastify's body parsers nor the
  * JSON body limit; its own `maxBytes` applies (413 before reading when Content-Length says more;
  * 413 as soon as a chunked body goes past it). `Content-Encoding: gzip` is decoded here, so the
- * handler always sees the representation itself and the limit counts decoded bytes (a gzip bomb
- * stops at the limit); a file that is itself compressed is sent as `Content-Type: application/gzip`
+ * handler always sees the representation itself and the limit counts decoded bytes; a body inflating
+ * to more than 200 times what was sent (domain/gzipBomb.ts) is refused as a bomb (413); a file that is itself compressed is sent as `Content-Type: application/gzip`
  * and reaches the handler as those bytes. Other content encodings answer 415.
  *
  * An upload may last as long as it keeps coming (a multi-GB file over an ordinary link): it is bounded
@@ -34,6 +34,7 @@ import { pipeline } from "node:stream"
 import { createGunzip } from "node:zlib"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Cause, Clock, Effect, Exit, Option, Schema, Stream } from "effect"
+import { inflatesTooMuch, maxInflation } from "../domain/gzipBomb.ts"
 import { PayloadTooLarge, RequestBodyFailed, RequestTimeout, toProblem, UnsupportedMediaType } from "./problems.ts"
 
 /** A route's streamed request body: its media types, its size limit, what it is. */
@@ -128,7 +129,10 @@ export const openUpload = (
     })
     const body: BodyStream = paced(read, pace, () => encoding === "gzip" ? counted.sent : counted.bytes).pipe(Stream.mapEffect((chunk) => {
       counted.bytes += chunk.byteLength
-      return counted.bytes > spec.maxBytes ? Effect.fail(tooLarge(spec.maxBytes)) : Effect.succeed(chunk)
+      if (counted.bytes > spec.maxBytes) return Effect.fail(tooLarge(spec.maxBytes))
+      return encoding === "gzip" && inflatesTooMuch(counted.bytes, counted.sent)
+        ? Effect.fail(new PayloadTooLarge({ detail: `the gzip body inflates to more than ${maxInflation} times its size: refused as a gzip bomb`, limitBytes: spec.maxBytes }))
+        : Effect.succeed(chunk)
     }))
     return Effect.succeed(body)
   })

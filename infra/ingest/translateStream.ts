@@ -14,6 +14,7 @@ import { createGunzip } from "node:zlib"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Parser } from "csv-parse"
 import { Effect, Result, Schema, Sink, Stream } from "effect"
+import { inflatesTooMuch, maxInflation } from "../../domain/gzipBomb.ts"
 import type { PartnerConfig } from "../../domain/ingest/FormatSpec.ts"
 import type { LineError } from "../../domain/ingest/Job.ts"
 import type { LoaderRecord } from "../../domain/ingest/LoaderRecord.ts"
@@ -146,15 +147,6 @@ export const makeLineTranslator = (translation: Translation, receivedAt: string)
 /** The input as it failed inside gunzip (or inflated past its bound), before its line is known. */
 class GzipBroken extends Schema.TaggedError<GzipBroken>()("GzipBroken", { reason: Schema.String }) {}
 
-/**
- * A gzip input inflating to more than this many times the bytes read of it (past its first MiB) is a
- * bomb, not data: partners' files inflate a few times to a few dozen. (Before, found by an outside
- * attack: 1 MB inflating to 1 GiB of line breaks took its partner's translator 7.5 minutes of a core,
- * at 0% all along, while the partner's later jobs waited.)
- */
-const maxInflation = 200
-const inflationGrace = 1024 * 1024
-
 const isGzip = (head: Uint8Array) => head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b
 
 /** The first chunks of the input (at least 2 bytes, unless it is shorter) and the rest of it. */
@@ -183,7 +175,7 @@ const inflated = <E>(input: Stream.Stream<Uint8Array, E>, consumed: { gzip: bool
       onError: (e) => new GzipBroken({ reason: `the gzip input is truncated or corrupt (${(e as Error).message ?? String(e)})` })
     }).pipe(Stream.mapEffect((chunk) => {
       out += chunk.length
-      return out > inflationGrace && out > maxInflation * consumed.bytes
+      return inflatesTooMuch(out, consumed.bytes)
         ? Effect.fail(new GzipBroken({ reason: `the gzip input inflates to more than ${maxInflation} times its size: refused as a gzip bomb` }))
         : Effect.succeed(chunk)
     }))

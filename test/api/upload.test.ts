@@ -195,11 +195,13 @@ layer(layerTestApp(routes), { excludeTestServices: true, timeout: 120_000 })("st
         assert.deepStrictEqual(JSON.parse(ok.body), { bytes: 1000 * 1000, sha256: small.sha256() })
       }))
 
-    it.effect("Content-Encoding gzip is decoded: the handler reads the file, and the limit counts decoded bytes", () =>
+    it.effect("Content-Encoding gzip is decoded: the handler reads the file, the limit counts decoded bytes, and a bomb is 413", () =>
       Effect.gen(function*() {
         const { url, createKey } = yield* TestApp
         const key = yield* createKey("service")
-        const file = Buffer.alloc(3 * MB, "line of a partner file\n")
+        // 3 MiB of lines like a partner file's: they compress a few times, as such files do
+        const lines = Array.from({ length: 120_000 }, (_, i) => `ck-${(i * 7919).toString(36)},${i % 97}|${(i * 31) % 1009},${1_795_000_000 + i}\n`).join("")
+        const file = Buffer.from(lines.repeat(Math.ceil(3 * MB / lines.length))).subarray(0, 3 * MB)
         const res = yield* answer(send(url, "/v1/test/uploads", { key, total: 0, payload: gzipSync(file), headers: { "content-encoding": "gzip" } }))
         assert.strictEqual(res.status, 200, res.body)
         assert.deepStrictEqual(JSON.parse(res.body), { bytes: file.length, sha256: createHash("sha256").update(file).digest("hex") })
@@ -207,9 +209,13 @@ layer(layerTestApp(routes), { excludeTestServices: true, timeout: 120_000 })("st
         const gz = gzipSync(file)
         const raw = yield* answer(send(url, "/v1/test/uploads", { key, total: 0, payload: gz, contentType: "application/gzip" }))
         assert.deepStrictEqual(JSON.parse(raw.body), { bytes: gz.length, sha256: createHash("sha256").update(gz).digest("hex") })
-        // 3 MiB that compress to a few KiB still pass 1 MiB once decoded.
-        const bomb = yield* answer(send(url, "/v1/test/small-uploads", { key, total: 0, payload: gz, headers: { "content-encoding": "gzip" } }))
+        // 3 MiB that compress to less still pass 1 MiB once decoded.
+        const over = yield* answer(send(url, "/v1/test/small-uploads", { key, total: 0, payload: gz, headers: { "content-encoding": "gzip" } }))
+        assertProblem(over, 413, "payload-too-large")
+        // A bomb: 64 MiB of one repeated line sent as ~64 KiB (before, stored whole up to the route's 1 GiB)
+        const bomb = yield* answer(send(url, "/v1/test/uploads", { key, total: 0, payload: gzipSync(Buffer.alloc(64 * MB, "line of a partner file\n")), headers: { "content-encoding": "gzip" } }))
         assertProblem(bomb, 413, "payload-too-large")
+        assert.include(JSON.parse(bomb.body).detail, "gzip bomb")
       }))
 
     it.effect("an undeclared media type or encoding is 415, and a bad key is 401, neither reading the body", () =>
