@@ -39,13 +39,25 @@ type Run = <A, E>(effect: Effect.Effect<A, E, Services>) => Promise<A>
 const MAX_EARLY_BYTES = 8 * 1024 * 1024
 
 /**
- * Handles (files and folder listings) one session may hold open at once, and bytes written ahead that
- * all its uploads together may hold. Each open upload is a file descriptor. (Before, found by an outside
- * attack: one session opened 20,500 files without closing any, took every descriptor of the process,
- * and HTTP answered nothing until it ended; 150 uploads each 8 MiB ahead held 1.24 GB.)
+ * Handles (files and folder listings) one connection may hold open at once, and bytes written ahead that
+ * all its uploads together may hold, whatever number of SFTP channels it opens (at most MAX_CHANNELS).
+ * Each open upload is a file descriptor. (Before, found by outside attacks: one session opened 20,500
+ * files without closing any, took every descriptor of the process, and HTTP answered nothing until it
+ * ended; 150 uploads each 8 MiB ahead held 1.24 GB. Then, with these bounds per SFTP channel, one
+ * connection opening 100 channels held 1,600 files, and a partner's 4 connections 20,480: the same outage.)
  */
 const MAX_HANDLES = 16
 const MAX_SESSION_EARLY_BYTES = 16 * 1024 * 1024
+/** SSH session channels (and so SFTP subsystems) one connection may open. */
+const MAX_CHANNELS = 4
+
+/** What one SSH connection holds, all its SFTP channels together. */
+interface ConnectionBudget {
+  handles: number
+  /** bytes written ahead */
+  early: number
+  channels: number
+}
 
 const now = () => Math.floor(Date.now() / 1000)
 const folderAttrs = (): Attributes => ({ mode: 0o40755, uid: 0, gid: 0, size: 0, atime: now(), mtime: now() })
@@ -77,17 +89,19 @@ const reasonOf = (error: unknown): string => {
 }
 
 /** Answers one SFTP session of `partner`: its folder, and uploads into Intake. */
-const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Scope, maxUploadBytes: number | undefined) => {
+const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Scope, maxUploadBytes: number | undefined, budget: ConnectionBudget) => {
   const handles = new Map<string, Handle>()
-  /** bytes written ahead, all this session's uploads together */
-  let sessionEarly = 0
-  const tooMany = `at most ${MAX_HANDLES} files and folder listings open at once in a session: close one first`
+  const tooMany = `at most ${MAX_HANDLES} files and folder listings open at once in a connection: close one first`
   let counter = 0
   const open = (handle: Handle) => {
     const id = Buffer.alloc(4)
     id.writeUInt32BE(counter++)
     handles.set(id.toString("hex"), handle)
+    budget.handles++
     return id
+  }
+  const forget = (key: string) => {
+    if (handles.delete(key)) budget.handles--
   }
   const find = (entries: ReadonlyArray<FolderEntry>, name: string | undefined) => entries.find((e) => e.name === name)
   const outside = "your folder holds only your uploads: a plain file name in it (no sub-folders, no ..)"
@@ -113,7 +127,7 @@ const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Sc
 
   sftp.on("OPENDIR", (id, path) => {
     if (!isFolder(path)) return sftp.status(id, STATUS_CODE.NO_SUCH_FILE, outside)
-    if (handles.size >= MAX_HANDLES) return sftp.status(id, STATUS_CODE.FAILURE, tooMany)
+    if (budget.handles >= MAX_HANDLES) return sftp.status(id, STATUS_CODE.FAILURE, tooMany)
     sftp.handle(id, open({ kind: "folder", listed: false }))
   })
   sftp.on("READDIR", (id, handleId) => {
@@ -132,13 +146,13 @@ const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Sc
     if ((flags & OPEN_MODE.APPEND) !== 0) return sftp.status(id, STATUS_CODE.OP_UNSUPPORTED, "appending is not supported: upload the whole file again")
     const name = fileInFolder(path)
     if (name === undefined) return sftp.status(id, STATUS_CODE.PERMISSION_DENIED, outside)
-    if (handles.size >= MAX_HANDLES) return sftp.status(id, STATUS_CODE.FAILURE, tooMany)
+    if (budget.handles >= MAX_HANDLES) return sftp.status(id, STATUS_CODE.FAILURE, tooMany)
     const upload = run(openPushedUpload({ partner, source: "sftp", fileName: name, maxBytes: maxUploadBytes, scope }))
     sftp.handle(id, open({ kind: "upload", name, upload, next: 0, early: new Map(), earlyBytes: 0, tail: upload.then(() => undefined) }))
   })
   /** Forgets what an upload holds written ahead (it failed, or was closed with a gap). */
   const dropEarly = (handle: Extract<Handle, { readonly kind: "upload" }>) => {
-    sessionEarly -= handle.earlyBytes
+    budget.early -= handle.earlyBytes
     handle.earlyBytes = 0
     handle.early.clear()
   }
@@ -154,11 +168,11 @@ const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Sc
     // ones wait here, bounded, until the chunks before them came.
     handle.early.set(offset, { id, data })
     handle.earlyBytes += data.length
-    sessionEarly += data.length
-    if (handle.earlyBytes > MAX_EARLY_BYTES || sessionEarly > MAX_SESSION_EARLY_BYTES) {
+    budget.early += data.length
+    if (handle.earlyBytes > MAX_EARLY_BYTES || budget.early > MAX_SESSION_EARLY_BYTES) {
       handle.failed = handle.earlyBytes > MAX_EARLY_BYTES
         ? `writes more than ${MAX_EARLY_BYTES} bytes ahead of the file's end so far; write in order`
-        : `this session's files hold more than ${MAX_SESSION_EARLY_BYTES} bytes written ahead of their ends; write in order`
+        : `this connection's files hold more than ${MAX_SESSION_EARLY_BYTES} bytes written ahead of their ends; write in order`
       for (const early of handle.early.values()) sftp.status(early.id, STATUS_CODE.FAILURE, handle.failed)
       dropEarly(handle)
       return
@@ -167,7 +181,7 @@ const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Sc
       const chunk = next
       handle.early.delete(handle.next)
       handle.earlyBytes -= chunk.data.length
-      sessionEarly -= chunk.data.length
+      budget.early -= chunk.data.length
       handle.next += chunk.data.length
       // In order, one after the other: the reply waits until the stream took the chunk (backpressure).
       handle.tail = handle.tail.then(() => handle.upload).then((u) => run(u.write(chunk.data))).then(
@@ -188,7 +202,7 @@ const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Sc
     const key = handleId.toString("hex")
     const handle = handles.get(key)
     if (handle === undefined) return sftp.status(id, STATUS_CODE.FAILURE, "no such handle")
-    handles.delete(key)
+    forget(key)
     if (handle.kind === "folder") return sftp.status(id, STATUS_CODE.OK)
     if (handle.early.size > 0) handle.failed ??= "the file has a gap: a chunk before the last ones was never written"
     dropEarly(handle)
@@ -214,8 +228,10 @@ const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Sc
   /** The session ended: every upload not CLOSEd is broken off, and leaves nothing. */
   return () => {
     for (const [key, handle] of handles) {
-      handles.delete(key)
-      if (handle.kind === "upload") void handle.upload.then((u) => run(u.abort("the session ended before the file was closed"))).catch(() => {})
+      forget(key)
+      if (handle.kind !== "upload") continue
+      dropEarly(handle)
+      void handle.upload.then((u) => run(u.abort("the session ended before the file was closed"))).catch(() => {})
     }
   }
 }
@@ -241,6 +257,7 @@ export const startSftpDoor = (options: SftpDoorOptions, logins: DoorLogins, run:
       ;(client as unknown as { setNoDelay(noDelay: boolean): void }).setNoDelay(true)
       let partner: string | undefined
       const endSessions: Array<() => void> = []
+      const budget: ConnectionBudget = { handles: 0, early: 0, channels: 0 }
       client.on("error", () => {})
       client.on("close", () => {
         clients.delete(client)
@@ -267,12 +284,15 @@ export const startSftpDoor = (options: SftpDoorOptions, logins: DoorLogins, run:
           ctx.accept()
         }, () => ctx.reject(["password", "publickey"]))
       })
-      client.on("session", (accept) => {
+      client.on("session", (accept, reject) => {
+        if (budget.channels >= MAX_CHANNELS) return reject()
+        budget.channels++
         const session = accept()
+        session.on("close", () => void budget.channels--)
         session.on("sftp", (acceptSftp, reject) => {
           if (partner === undefined) return reject()
           const sftp = acceptSftp()
-          const end = serveSftp(sftp, partner, run, scope, options.maxUploadBytes)
+          const end = serveSftp(sftp, partner, run, scope, options.maxUploadBytes, budget)
           endSessions.push(end)
           sftp.on("close", end)
         })

@@ -149,5 +149,29 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("SFTP d
         yield* sftpRequest<void>((cb) => sftp.close(handles[0]!, (error) => cb(error, undefined)))
         assert.isDefined((yield* sftpRequest<Buffer>((cb) => sftp.open("again.csv", "w", cb))).value)
       }))
+
+    it.effect("the bounds are the connection's, whatever number of SFTP channels it opens (at most 4)", () =>
+      // Before, found by the outside attack of stop 17: the bounds were each SFTP channel's, so one
+      // connection with 100 channels held 1,600 files, and 4 connections 20,480: every descriptor again.
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        yield* setCredentials("channels", { password: "channels-password-1" })
+        const { conn, sftp } = yield* sftpLogin(doors.sftpPort, doors.hostKey, { username: "channels", password: "channels-password-1" })
+        const more = yield* Effect.forEach([1, 2, 3, 4], () =>
+          Effect.promise(() => new Promise<{ readonly sftp?: ssh2.SFTPWrapper; readonly error?: Error }>((resolve) => conn.sftp((error, s) => resolve(error ? { error } : { sftp: s })))))
+        const channels = [sftp, ...more.flatMap((m) => (m.sftp === undefined ? [] : [m.sftp]))]
+        assert.strictEqual(channels.length, 4, "a 5th channel is refused")
+        assert.isDefined(more[3]!.error)
+        // 16 files over the 4 channels, then none more on any of them
+        const opened = yield* Effect.forEach(Array.from({ length: 16 }, (_, i) => i), (i) => sftpRequest<Buffer>((cb) => channels[i % 4]!.open(`c${i}.csv`, "w", cb)))
+        assert.strictEqual(opened.filter((o) => o.value !== undefined).length, 16)
+        for (const channel of channels) {
+          const refused = yield* sftpRequest<Buffer>((cb) => channel.open("one-more.csv", "w", cb))
+          assert.match(String(refused.error?.message), /at most 16 .* in a connection/)
+        }
+        // a channel that ends gives its files back to the connection
+        yield* Effect.sync(() => channels[1]!.end())
+        yield* eventually(sftpRequest<Buffer>((cb) => channels[0]!.open("after.csv", "w", cb)), (o) => o.value !== undefined, "10 seconds")
+      }))
   })
 })
