@@ -7,9 +7,9 @@
  * connect wherever the client says) is refused: passive mode only, on the configured port range.
  *
  * FTP marks the end of a file by closing the data connection. The upload is complete when the data
- * connection ends cleanly while the control connection is still open; a reset data connection, or
- * the control connection going away before the end (the client quit or died), breaks the upload off
- * and makes no job.
+ * connection ends cleanly while the control connection is still open and has not said ABOR; a reset
+ * data connection, an ABOR, or the control connection going away before the end (the client quit or
+ * died) breaks the upload off and makes no job.
  */
 import { Writable } from "node:stream"
 import { randomUUID } from "node:crypto"
@@ -159,6 +159,9 @@ class PartnerFolder extends FileSystem {
     // readable state knows it has ended (the client closed it) as soon as the socket read its EOF.
     const controlGone = () =>
       control.destroyed || control.readableEnded || (control as unknown as { readonly _readableState?: { readonly ended?: boolean } })._readableState?.ended === true
+    // The client cancelled (ABOR; for a stream-mode file, clients then close the data connection as if
+    // the file were whole): read where the paused control connection holds it, not consumed.
+    const aborted = () => /ABOR/i.test(pendingInput(control))
     const stream = new Writable({
       highWaterMark: 64 * 1024,
       write(chunk: Uint8Array, _encoding, callback) {
@@ -167,6 +170,7 @@ class PartnerFolder extends FileSystem {
       final(callback) {
         setTimeout(() => {
           if (controlGone()) return callback(new Error("the control connection closed before the end of the file"))
+          if (aborted()) return callback(new Error("the client aborted the transfer (ABOR)"))
           upload.then((u) => run(u.complete)).then(() => callback(), (error: unknown) => callback(asError(error)))
         }, CONTROL_GRACE_MILLIS)
       },
@@ -185,6 +189,17 @@ class PartnerFolder extends FileSystem {
     })
     return stream
   }
+}
+
+/**
+ * What the control connection received and ftp-srv has not read yet (it pauses the connection during a
+ * transfer): the readable state's buffered chunks, as Latin-1 text (a Telnet interrupt before ABOR is
+ * not UTF-8).
+ */
+const pendingInput = (control: import("node:net").Socket): string => {
+  const buffered = (control as unknown as { readonly _readableState?: { readonly buffer?: unknown } })._readableState?.buffer
+  const chunks: Array<unknown> = Array.isArray(buffered) ? buffered : []
+  return chunks.map((chunk) => (Buffer.isBuffer(chunk) ? chunk.toString("latin1") : typeof chunk === "string" ? chunk : "")).join("")
 }
 
 const asError = (error: unknown): Error => {

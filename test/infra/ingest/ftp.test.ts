@@ -82,6 +82,30 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("FTP do
         assert.deepStrictEqual((yield* jobsOf("quitter")).map((j) => j.fileName), ["after.csv"])
         assert.deepStrictEqual(readdirSync(join(dir, "uploads", "quitter")).length, 1, "only the complete upload is stored")
       }))
+    it.effect("cancelled with ABOR, its data connection then closed as if the file were whole, makes no job", () =>
+      // Before, found by the outside attack of stop 17: ftp-srv pauses the control connection during a
+      // transfer, so the ABOR went unread, the half file became a job, and a replace-mode partner's
+      // half list removed the other half's users from their segments.
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        const dir = yield* TestIngestDir
+        const incoming = join(dir, "uploads", ".incoming")
+        yield* setCredentials("canceller", { password: "canceller-password-1" })
+        const client = yield* ftpLogin(doors.ftpPort, "canceller", "canceller-password-1")
+        const source = new PassThrough()
+        source.write(Buffer.from("u,s\n".repeat(10_000)))
+        const upload = client.uploadFrom(source, "cancelled.csv").then(() => "stored", () => "broken off")
+        yield* eventually(Effect.sync(() => readdirSync(incoming)), (names) => names.length > 0, "30 seconds")
+        // what a client does on cancel: ABOR on the control connection, then the data connection's clean end
+        yield* Effect.sync(() => (client.ftp.socket as unknown as Writable).write("ABOR\r\n"))
+        yield* Effect.sleep("50 millis")
+        source.end()
+        assert.strictEqual(yield* Effect.promise(() => upload), "broken off")
+        yield* eventually(Effect.sync(() => readdirSync(incoming)), (names) => names.length === 0, "30 seconds")
+        const next = yield* ftpLogin(doors.ftpPort, "canceller", "canceller-password-1")
+        yield* Effect.promise(() => next.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "after.csv"))
+        assert.deepStrictEqual((yield* jobsOf("canceller")).map((j) => j.fileName), ["after.csv"])
+      }))
   })
 
   describe("logins", () => {
