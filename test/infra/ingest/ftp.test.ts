@@ -125,6 +125,21 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("FTP do
         assert.match(locked.message, /too many failed logins/)
       }))
 
+    it.effect("guesses sent all at once meet the failure limit one after another", () =>
+      // Before, found by the outside attack of stop 17: the limit was read before each login's slow check
+      // and spent after it, so 60 guesses at once were all checked (~123 a minute against 6).
+      Effect.gen(function*() {
+        const doors = yield* startDoors({ loginFailures: makeAuthFailures({ perSecond: 0.01, burst: 3 }) })
+        yield* setCredentials("parallel", { password: "parallel-password-1" })
+        const answers = yield* Effect.forEach(Array.from({ length: 12 }, (_, i) => `guess-${i}-password`), (guess) =>
+          Effect.flip(ftpLogin(doors.ftpPort, "parallel", guess)), { concurrency: "unbounded" })
+        const checked = answers.filter((e) => /login incorrect/i.test(e.message)).length
+        const locked = answers.filter((e) => /too many failed logins/i.test(e.message)).length
+        // two at a time: the burst of 3, and at most one more checked beside the last of them
+        assert.isAtMost(checked, 4, answers.map((e) => e.message).join(" | "))
+        assert.strictEqual(checked + locked, 12)
+      }))
+
     it.effect("a partner may hold a bounded number of sessions", () =>
       Effect.gen(function*() {
         const doors = yield* startDoors({ maxSessionsPerPartner: 2 })
