@@ -148,10 +148,16 @@ export const FormatSpec = Schema.Union([DelimitedFormat, JsonLinesFormat])
   .annotate({ identifier: "FormatSpec", description: "A partner's input format (README: partner formats)" })
 export type FormatSpec = typeof FormatSpec.Type
 
+/**
+ * Codes a segment map may hold. (Before, found by the outside attack of stop 17: the body limit let
+ * 100,000 codes through, and each PUT of such a partner held the event loop 2–3 s, every door with it.)
+ */
+export const maxSegmentCodes = 10_000
+
 /** The partner's segment codes → platform segment ids. Codes not in it are rejected per line, never guessed. */
-export const SegmentMap = Schema.Record(SegmentCode, Uint64String).annotate({
+export const SegmentMap = Schema.Record(SegmentCode, Uint64String).check(Schema.isMaxProperties(maxSegmentCodes)).annotate({
   identifier: "SegmentMap",
-  description: "partner segment code → platform segment id (64-bit decimal string)"
+  description: `partner segment code → platform segment id (64-bit decimal string); at most ${maxSegmentCodes} codes`
 })
 export type SegmentMap = typeof SegmentMap.Type
 
