@@ -11,6 +11,7 @@
  * data connection, an ABOR, or the control connection going away before the end (the client quit or
  * died) breaks the upload off and makes no job.
  */
+import { createRequire } from "node:module"
 import { Writable } from "node:stream"
 import { randomUUID } from "node:crypto"
 import { networkInterfaces } from "node:os"
@@ -50,6 +51,38 @@ const passiveAddress = (options: FtpDoorOptions): string => {
   if (!wildcard.has(options.host)) return options.host
   const external = Object.values(networkInterfaces()).flat().find((i) => i !== undefined && i.family === "IPv4" && !i.internal)
   return external?.address ?? "127.0.0.1"
+}
+
+/**
+ * PASV and EPSV end the session's previous passive listener and data connection before opening new
+ * ones. ftp-srv replaced them without closing them, and a data connection it took paused never sees
+ * its client's end: one session sending PASV 21 times in 52 ms held every port of the range for good,
+ * and every later PASV of every partner was refused (found by the outside attack of stop 17). Its
+ * commands are patched where ftp-srv keeps them (its registry module: one per process, shared by
+ * every server).
+ */
+interface PassiveState {
+  readonly connector?: { readonly dataServer?: import("node:net").Server | null; end?: () => void }
+}
+const registry = createRequire(import.meta.url)("ftp-srv/src/commands/registry.js") as Record<string, { handler: (this: PassiveState, ...args: Array<unknown>) => unknown; endsPrevious?: boolean }>
+for (const directive of ["PASV", "EPSV"]) {
+  const command = registry[directive]!
+  if (command.endsPrevious === true) continue
+  const open = command.handler
+  command.handler = function(...args) {
+    const previous = this.connector
+    if (previous?.end !== undefined) {
+      const listener = previous.dataServer
+      previous.end()
+      // Its listener's 'close' ends it again, later, and ftp-srv's end puts a blank connector in the
+      // session's hands: the one this PASV opens would be dropped unended. Ended once is enough.
+      previous.end = () => {}
+      // a connection the closed listener had accepted but not handed over yet is closed as it arrives
+      listener?.on("connection", (socket: import("node:net").Socket) => socket.destroy())
+    }
+    return open.apply(this, args)
+  }
+  command.endsPrevious = true
 }
 
 /** ftp-srv logs through bunyan to stdout by default; the platform logs through Effect. */

@@ -2,6 +2,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { FTPError } from "basic-ftp"
 import { createHash, randomBytes } from "node:crypto"
 import { readdirSync } from "node:fs"
+import { connect, type Socket } from "node:net"
 import { join } from "node:path"
 import { PassThrough, Readable, Writable } from "node:stream"
 import { gzipSync } from "node:zlib"
@@ -105,6 +106,36 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("FTP do
         const next = yield* ftpLogin(doors.ftpPort, "canceller", "canceller-password-1")
         yield* Effect.promise(() => next.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "after.csv"))
         assert.deepStrictEqual((yield* jobsOf("canceller")).map((j) => j.fileName), ["after.csv"])
+      }))
+  })
+
+  describe("passive mode", () => {
+    it.effect("a PASV ends the session's previous listener and data connection: repeated, it holds one port", () =>
+      // Before, found by the outside attack of stop 17: each PASV opened a new listener and left the
+      // last one's data connection paused and open, so one session took every port of the range for good.
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        yield* setCredentials("pasv", { password: "pasv-password-1" })
+        const client = yield* ftpLogin(doors.ftpPort, "pasv", "pasv-password-1")
+        const sockets: Array<Socket> = []
+        // 15 PASVs, each connected to: more than the 10 ports of the range
+        for (let i = 0; i < 15; i++) {
+          const reply = yield* Effect.promise(() => client.send("PASV"))
+          const [p1, p2] = /\(\d+,\d+,\d+,\d+,(\d+),(\d+)\)/.exec(reply.message)!.slice(1).map(Number)
+          const socket = connect(p1! * 256 + p2!, "127.0.0.1").resume()
+          socket.on("error", () => {})
+          sockets.push(socket)
+          yield* Effect.promise(() => new Promise((resolve) => socket.once("connect", resolve)))
+        }
+        // the earlier data connections were ended by the server
+        yield* eventually(Effect.sync(() => sockets.slice(0, -1).filter((s) => !s.readableEnded).length), (open) => open === 0, "10 seconds")
+        sockets.forEach((s) => s.destroy())
+        // another partner's upload still gets a passive port, and so does this session's
+        yield* setCredentials("other", { password: "other-password-1" })
+        const other = yield* ftpLogin(doors.ftpPort, "other", "other-password-1")
+        yield* Effect.promise(() => other.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "other.csv"))
+        yield* Effect.promise(() => client.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "mine.csv"))
+        assert.deepStrictEqual((yield* jobsOf("pasv")).map((j) => j.fileName), ["mine.csv"])
       }))
   })
 
