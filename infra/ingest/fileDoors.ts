@@ -14,6 +14,7 @@ import { withLease } from "../nats/lease.ts"
 import type { Nats } from "../nats/Nats.ts"
 import { type LoginFailures, makeDoorLogins } from "./doorLogins.ts"
 import { type FtpDoorOptions, startFtpDoor } from "./ftpServer.ts"
+import { type LoginGraceOptions, makeLoginGrace } from "./loginGrace.ts"
 import { type SftpDoorOptions, startSftpDoor } from "./sftpServer.ts"
 import { keptFile } from "../keptFile.ts"
 
@@ -26,11 +27,13 @@ export interface FileDoorsOptions {
   readonly loginFailures: LoginFailures
   /** how long a failed login waits for its answer; default 1 s */
   readonly failureDelayMillis?: number
-  /** logged-in sessions at most, both doors together (and connections per door) */
+  /** logged-in sessions at most, both doors together (each door takes twice as many connections: room for logins) */
   readonly maxSessions: number
   readonly maxSessionsPerPartner: number
   /** largest upload; larger ones are refused and leave nothing */
   readonly maxUploadBytes?: number | undefined
+  /** connections that have not logged in yet: how long they may wait, how many per address (loginGrace.ts) */
+  readonly loginGrace?: LoginGraceOptions | undefined
   /** why a partner may not log in now (paused, deleted), or undefined; default: every partner with credentials may */
   readonly partnerRefusal?: ((partner: string) => Effect.Effect<string | undefined>) | undefined
 }
@@ -52,9 +55,10 @@ export const serveFileDoors = (options: FileDoorsOptions): Effect.Effect<never, 
     })
     // Every callback of the servers runs here, and is interrupted when the doors close.
     const run = yield* FiberSet.makeRuntimePromise<Services>()
-    const limits = { maxConnections: options.maxSessions, maxUploadBytes: options.maxUploadBytes }
-    if (options.ftp !== undefined) yield* startFtpDoor({ ...options.ftp, ...limits }, logins, run)
-    if (options.sftp !== undefined) yield* startSftpDoor({ ...options.sftp, ...limits }, logins, run)
+    const grace = makeLoginGrace(options.loginGrace)
+    const limits = { maxConnections: options.maxSessions * 2, maxUploadBytes: options.maxUploadBytes }
+    if (options.ftp !== undefined) yield* startFtpDoor({ ...options.ftp, ...limits }, logins, grace, run)
+    if (options.sftp !== undefined) yield* startSftpDoor({ ...options.sftp, ...limits }, logins, grace, run)
     return yield* Effect.never
   }).pipe(Effect.scoped)
 

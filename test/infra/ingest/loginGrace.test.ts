@@ -1,0 +1,51 @@
+/**
+ * Connections that do not log in, at both file doors (real ftp-srv and ssh2 servers): each is closed
+ * after the login grace time, and one address holds only a few at once, so idle sockets cannot take
+ * the slots partners log in with. (Before, found by the outside attack of stop 17: 64 idle TCP
+ * connections to each door held every slot with no end, and a partner with the right password was
+ * turned away.)
+ */
+import { connect, type Socket } from "node:net"
+import { Readable } from "node:stream"
+import { assert, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { ftpLogin, layerIngestStores, setCredentials, sftpLogin, startDoors } from "../../fixtures/fileDoors.ts"
+
+/** A TCP connection that never says a word; resolves once connected. */
+const idle = (port: number) =>
+  Effect.promise(() =>
+    new Promise<{ readonly socket: Socket; readonly closed: Promise<number> }>((resolve) => {
+      const socket = connect(port, "127.0.0.1").resume()
+      socket.on("error", () => {})
+      const started = Date.now()
+      const closed = new Promise<number>((done) => socket.once("close", () => done(Date.now() - started)))
+      socket.once("connect", () => resolve({ socket, closed }))
+    }))
+
+layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("file doors: connections that do not log in", (it) => {
+  it.effect("are closed after the grace time, three at most per address (both doors together), while a partner still logs in", () =>
+    Effect.gen(function*() {
+      const doors = yield* startDoors({ loginGrace: { graceMillis: 1_500, perAddress: 3 } })
+      yield* setCredentials("punctual", { password: "punctual-password-1" })
+      for (const port of [doors.ftpPort, doors.sftpPort]) {
+        const held = [yield* idle(port), yield* idle(port), yield* idle(port)]
+        // a 4th from the address is closed as it comes
+        const extra = yield* idle(port)
+        assert.isBelow(yield* Effect.promise(() => extra.closed), 1_000)
+        // the three are closed once their grace time is over
+        const closedAfter = yield* Effect.promise(() => Promise.all(held.map((h) => h.closed)))
+        for (const ms of closedAfter) assert.isAtLeast(ms, 1_000)
+      }
+      // one idle connection held at each door (the bound is the address's, both doors together): a
+      // partner logs in beside them at both, and its sessions outlive the grace time
+      const ftpIdle = [yield* idle(doors.ftpPort)]
+      const sftpIdle = [yield* idle(doors.sftpPort)]
+      const client = yield* ftpLogin(doors.ftpPort, "punctual", "punctual-password-1")
+      const { sftp } = yield* sftpLogin(doors.sftpPort, doors.hostKey, { username: "punctual", password: "punctual-password-1" })
+      yield* Effect.promise(() => Promise.all([...ftpIdle, ...sftpIdle].map((h) => h.closed)))
+      yield* Effect.sleep("500 millis")
+      yield* Effect.promise(() => client.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "in-time.csv"))
+      const listed = yield* Effect.promise(() => new Promise<number>((resolve, reject) => sftp.readdir("/", (error, list) => (error ? reject(error) : resolve(list.length)))))
+      assert.isAtLeast(listed, 1)
+    }))
+})
