@@ -12,7 +12,7 @@
  * looked for by scanning, as before. A letter read through its entry is checked to be that letter.
  */
 import { createHash } from "node:crypto"
-import { DeliverPolicy } from "@nats-io/jetstream"
+import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream"
 import { Effect } from "effect"
 import { BucketNames, StreamNames } from "../../domain/subjects.ts"
 import { openBucket } from "../nats/buckets.ts"
@@ -60,6 +60,34 @@ export const makeDeadLetterIndex = Effect.gen(function*() {
     tryNats("unindex dead letter", () => bucket.purge(deadLetterIndexKey(destination, id))).pipe(Effect.asVoid)
 
   /**
+   * Hands every message an ephemeral consumer of `stream` holds to `visit`, in order, a fetch at a time
+   * (each fetch's work awaited before the next), then deletes the consumer.
+   */
+  const eachMessage = async (stream: string, config: Parameters<typeof jetstream.consumers.get>[1], visit: (msg: JsMsg) => Promise<unknown> | undefined) => {
+    const consumer = await jetstream.consumers.get(stream, config)
+    try {
+      for (;;) {
+        const work: Array<Promise<unknown>> = []
+        let seen = 0
+        let last = false
+        for await (const msg of await consumer.fetch({ max_messages: 1_000, expires: 2_000 })) {
+          seen++
+          const done = visit(msg)
+          if (done !== undefined) work.push(done)
+          if (msg.info.pending === 0) {
+            last = true
+            break
+          }
+        }
+        await Promise.all(work)
+        if (last || seen === 0) return
+      }
+    } finally {
+      await consumer.delete().catch(() => undefined)
+    }
+  }
+
+  /**
    * Forgets the entries of `destination`'s letters stored before DLQ sequence `before` (all of them
    * without it): their letters were purged. Entries of letters stored since (a destination created
    * again under the id) stay, and so do `pending` ones (at worst a lookup that scans).
@@ -68,29 +96,11 @@ export const makeDeadLetterIndex = Effect.gen(function*() {
     const stream = `KV_${BucketNames.deadLetterIndex}`
     const subjects = `$KV.${BucketNames.deadLetterIndex}.${destination}.>`
     if (before === undefined) return tryNats("unindex dead letters", () => manager.streams.purge(stream, { filter: subjects })).pipe(Effect.asVoid)
-    return tryNats("unindex dead letters", async () => {
-      const consumer = await jetstream.consumers.get(stream, { filter_subjects: subjects, deliver_policy: DeliverPolicy.LastPerSubject })
-      try {
-        for (;;) {
-          const purges: Array<Promise<unknown>> = []
-          let seen = 0
-          let done = false
-          for await (const msg of await consumer.fetch({ max_messages: 1_000, expires: 2_000 })) {
-            seen++
-            const seq = Number(msg.string())
-            if (Number.isSafeInteger(seq) && seq < before) purges.push(manager.streams.purge(stream, { filter: msg.subject }))
-            if (msg.info.pending === 0) {
-              done = true
-              break
-            }
-          }
-          await Promise.all(purges)
-          if (done || seen === 0) return
-        }
-      } finally {
-        await consumer.delete().catch(() => undefined)
-      }
-    })
+    return tryNats("unindex dead letters", () =>
+      eachMessage(stream, { filter_subjects: subjects, deliver_policy: DeliverPolicy.LastPerSubject }, (msg) => {
+        const seq = Number(msg.string())
+        return Number.isSafeInteger(seq) && seq < before ? manager.streams.purge(stream, { filter: msg.subject }) : undefined
+      }))
   }
 
   /**
@@ -101,34 +111,16 @@ export const makeDeadLetterIndex = Effect.gen(function*() {
     if (yield* complete) return
     const { state } = yield* tryNats("dead letters info", () => manager.streams.info(StreamNames.deliveryDeadLetters))
     if (state.messages > 0) {
-      yield* tryNats("index dead letters", async () => {
-        const consumer = await jetstream.consumers.get(StreamNames.deliveryDeadLetters, { deliver_policy: DeliverPolicy.All, headers_only: true })
-        try {
-          for (;;) {
-            const writes: Array<Promise<unknown>> = []
-            let seen = 0
-            let done = false
-            for await (const msg of await consumer.fetch({ max_messages: 1_000, expires: 2_000 })) {
-              seen++
-              const destination = msg.subject.slice("dlq.".length)
-              const id = msg.headers?.get("Nats-Msg-Id")
-              // one published without it (not by the deliverer): its id read from its body
-              const idOf = id !== undefined && id !== ""
-                ? Promise.resolve(id)
-                : manager.streams.getMessage(StreamNames.deliveryDeadLetters, { seq: msg.seq }).then((body) => (body?.json<{ id?: unknown }>() ?? {}).id).catch(() => undefined)
-              writes.push(idOf.then((found) => (typeof found === "string" ? bucket.put(deadLetterIndexKey(destination, found), String(msg.seq)) : undefined)))
-              if (msg.seq >= state.last_seq || msg.info.pending === 0) {
-                done = true
-                break
-              }
-            }
-            await Promise.all(writes)
-            if (done || seen === 0) return
-          }
-        } finally {
-          await consumer.delete().catch(() => undefined)
-        }
-      })
+      yield* tryNats("index dead letters", () =>
+        eachMessage(StreamNames.deliveryDeadLetters, { deliver_policy: DeliverPolicy.All, headers_only: true }, (msg) => {
+          const destination = msg.subject.slice("dlq.".length)
+          const id = msg.headers?.get("Nats-Msg-Id")
+          // one published without it (not by the deliverer): its id read from its body
+          const idOf = id !== undefined && id !== ""
+            ? Promise.resolve(id)
+            : manager.streams.getMessage(StreamNames.deliveryDeadLetters, { seq: msg.seq }).then((body) => (body?.json<{ id?: unknown }>() ?? {}).id).catch(() => undefined)
+          return idOf.then((found) => (typeof found === "string" ? bucket.put(deadLetterIndexKey(destination, found), String(msg.seq)) : undefined))
+        }))
     }
     yield* write(backfilledKey, new Date().toISOString())
   })
