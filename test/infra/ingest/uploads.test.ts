@@ -5,13 +5,15 @@
  */
 import { assert, describe, it, layer } from "@effect/vitest"
 import { createHash } from "node:crypto"
-import { readdirSync, readFileSync, statSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Context, Effect, Exit, Fiber, Layer, Stream } from "effect"
 import type { Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { Uploads } from "../../../domain/ingest/Uploads.ts"
 import { layerDir } from "../../../infra/ingest/uploadsDir.ts"
+import { pidNamespace } from "../../../infra/pidNamespace.ts"
 import { layerObjectStore } from "../../../infra/ingest/uploadsObjectStore.ts"
 import { Nats } from "../../../infra/nats/Nats.ts"
 import { layerTestNats } from "../../fixtures/nats.ts"
@@ -105,6 +107,27 @@ describe("uploads in a directory", () => {
       assert.deepStrictEqual(files(dir), [stored.uploadId])
       assert.strictEqual(statSync(join(dir, stored.uploadId)).mode & 0o777, 0o600)
       assert.strictEqual(readFileSync(join(dir, stored.uploadId)).byteLength, 2_000)
+    }).pipe(Effect.scoped))
+
+  it.effect("sweeps at start the temp file of a process that is gone, and keeps a live process's and an unnamed recent one", () =>
+    // Before, found by the outside attack of stop 17: a SIGKILLed upload's temp file stayed until a start 6 hours later.
+    Effect.gen(function*() {
+      dir = yield* tempDir("uploads")
+      const incoming = join(dir, ".incoming")
+      mkdirSync(incoming, { recursive: true })
+      const gone = spawnSync(process.execPath, ["-e", ""]).pid!
+      const names = [`${pidNamespace}-${gone}.0198f0a0-0000-7000-8000-000000000001.part`, `${pidNamespace}-${process.pid}.0198f0a0-0000-7000-8000-000000000002.part`, "0198f0a0-0000-7000-8000-000000000003.part"]
+      for (const name of names) writeFileSync(join(incoming, name), "half a file")
+      yield* build(layerDir({ dir }))
+      assert.deepStrictEqual(readdirSync(incoming).sort(), names.slice(1).sort())
+      // and an upload's own temp file names this process while it is written
+      const uploads = yield* build(layerDir({ dir }))
+      const seen: Array<string> = []
+      yield* uploads.put("acme", Stream.concat(chunks(1, 10), Stream.fromEffect(Effect.sync(() => {
+        seen.push(...readdirSync(incoming))
+        return new Uint8Array(1)
+      }))))
+      assert.isTrue(seen.some((name) => name.startsWith(`${pidNamespace}-${process.pid}.`)), seen.join(", "))
     }).pipe(Effect.scoped))
 })
 
