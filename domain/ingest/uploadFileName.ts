@@ -15,10 +15,18 @@ const loaderName = /\.(jsonl|ndjson)(\.gz)?$/i
 /** What a file of this name holds: loader-format JSON Lines, or the partner's format. */
 export const formatOfFileName = (name: string): UploadFormat => loaderName.test(name) ? "loader" : "partner"
 
-/** The path's segments once `.` and empty ones are dropped; none when it has `..`, a backslash or a control character. */
+/**
+ * Characters no file name may hold: C0 and C1 controls, DEL, and the invisible ones that make a name
+ * read other than it is (zero-width characters, bidi overrides and isolates, line and paragraph
+ * separators, the BOM). (The C1 and invisible ones since stop 17: its outside attack stored names
+ * with U+202E and U+009B.)
+ */
+// eslint-disable-next-line no-control-regex
+const unprintable = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/
+
+/** The path's segments once `.` and empty ones are dropped; none when it has `..`, a backslash or an unprintable character. */
 const segments = (path: string): ReadonlyArray<string> | undefined => {
-  // eslint-disable-next-line no-control-regex
-  if (path.includes("\\") || /[\u0000-\u001f\u007f]/.test(path)) return undefined
+  if (typeof path !== "string" || path.includes("\\") || unprintable.test(path)) return undefined
   const parts = path.split("/").filter((part) => part !== "" && part !== ".")
   return parts.includes("..") ? undefined : parts
 }

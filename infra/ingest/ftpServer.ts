@@ -133,7 +133,8 @@ class PartnerFolder extends FileSystem {
   }
 
   override async get(path: string) {
-    if (isFolder(path)) return folderStat()
+    // LIST stats its argument first: `-la` and the like name the folder
+    if (isFolder(path) || (typeof path === "string" && path.startsWith("-") && isFolder(withoutOptions(path)))) return folderStat()
     const name = fileInFolder(path)
     const entries = name === undefined ? [] : await this.run(listFolder(this.partner))
     const entry = entries.find((e) => e.name === name)
@@ -142,7 +143,7 @@ class PartnerFolder extends FileSystem {
   }
 
   override async list(path?: string) {
-    if (!isFolder(path ?? ".")) throw new Refused("your folder has no sub-folders")
+    if (!isFolder(withoutOptions(path))) throw new Refused("your folder has no sub-folders")
     return (await this.run(listFolder(this.partner))).map(fileStat)
   }
 
@@ -153,8 +154,11 @@ class PartnerFolder extends FileSystem {
 
   override write(path: string, options: { readonly append?: boolean; readonly start?: unknown } = {}) {
     if (options.append === true || (typeof options.start === "number" && options.start > 0)) {
+      // the refused REST is spent: the session's next STOR is a whole file again (ftp-srv keeps it otherwise)
+      ;(this.connection as unknown as { restByteCount: number }).restByteCount = 0
       throw new Refused("appending and resuming are not supported: upload the whole file again")
     }
+    if (typeof path !== "string") throw new Refused("name the file to upload")
     const name = fileInFolder(path)
     if (name === undefined) throw new Refused("upload to a plain file name in your own folder (no sub-folders, no ..)")
     return { stream: this.uploadStream(name), clientPath: `/${name}` }
@@ -235,6 +239,10 @@ const pendingInput = (control: import("node:net").Socket): string => {
   const chunks: Array<unknown> = Array.isArray(buffered) ? buffered : []
   return chunks.map((chunk) => (Buffer.isBuffer(chunk) ? chunk.toString("latin1") : typeof chunk === "string" ? chunk : "")).join("")
 }
+
+/** A LIST or NLST argument without the `ls`-style options clients send along (`LIST -la`). */
+const withoutOptions = (path: string | undefined): string =>
+  (path ?? ".").split(" ").filter((word) => !word.startsWith("-")).join(" ") || "."
 
 const asError = (error: unknown): Error => {
   const reason = (error as { readonly reason?: unknown })?.reason

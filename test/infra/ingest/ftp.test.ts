@@ -212,5 +212,31 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("FTP do
         assert.deepStrictEqual(yield* jobsOf("alpha"), [], "alpha wrote nothing anywhere")
         assert.deepStrictEqual((yield* jobsOf("beta")).map((j) => j.fileName), ["beta-secret.csv"])
       }))
+
+    it.effect("answers what clients send along plainly: LIST -la, STOU without a name, a refused REST, invisible characters", () =>
+      // Found by the outside attack of stop 17: LIST -la answered 451; STOU with no name leaked ftp-srv's
+      // internal error; a refused REST stayed set and refused every later STOR of the session as a resume;
+      // names with C1 controls, a bidi override or a zero-width space were stored.
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        yield* setCredentials("plain", { password: "plain-password-1" })
+        const client = yield* ftpLogin(doors.ftpPort, "plain", "plain-password-1")
+        yield* Effect.promise(() => client.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "first.csv"))
+        assert.deepStrictEqual((yield* Effect.promise(() => client.list("-la"))).map((f) => f.name), ["first.csv"])
+        const pasv = yield* Effect.promise(() => client.send("PASV"))
+        const [p1, p2] = /\(\d+,\d+,\d+,\d+,(\d+),(\d+)\)/.exec(pasv.message)!.slice(1).map(Number)
+        const data = connect(p1! * 256 + p2!, "127.0.0.1").on("error", () => {})
+        yield* Effect.addFinalizer(() => Effect.sync(() => data.destroy()))
+        const stou = yield* refusal(() => client.send("STOU"))
+        assert.strictEqual(stou?.code, 550)
+        assert.match(String(stou?.message), /name the file/)
+        assert.strictEqual((yield* Effect.promise(() => client.send("REST 10"))).code, 350)
+        assert.strictEqual((yield* refusal(() => client.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "resumed.csv")))?.code, 550)
+        yield* Effect.promise(() => client.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "whole.csv"))
+        for (const name of ["a\u009bb.csv", "evil\u202ecsv.exe", "zero\u200bwidth.csv"]) {
+          assert.strictEqual((yield* refusal(() => client.uploadFrom(Readable.from([Buffer.from("u,s\n")]), name)))?.code, 550, JSON.stringify(name))
+        }
+        assert.sameMembers((yield* jobsOf("plain")).map((j) => j.fileName), ["first.csv", "whole.csv"])
+      }))
   })
 })
