@@ -100,7 +100,9 @@ describe("a delivering process killed mid-way", () => {
         const receipts = (yield* streamMessages(StreamNames.receipts)).flatMap((m) => (m.body as { receipts: Array<{ requestId: string }> }).receipts)
         assert.strictEqual(new Set(receipts.map((r) => r.requestId)).size, CHUNKS * PER_CHUNK)
         assert.isAtMost(receipts.length, CHUNKS * PER_CHUNK + done.duplicateKeys)
-        assert.include(readFileSync(survivor.log, "utf8"), "delivery: skipping requests already acknowledged")
+        // the survivor skipped what its receipts showed delivered: requests of a chunk the kill cut, or, when
+        // the kill fell between chunks, a whole chunk (stop 17's CI once met the second)
+        assert.match(readFileSync(survivor.log, "utf8"), /delivery: skipping requests already acknowledged|delivery: chunks skipped.*"reason":"delivered"/)
       }).pipe(Effect.provide(layerTestNats()))
     }).pipe(Effect.scoped), { timeout: 150_000 })
 })
