@@ -16,13 +16,13 @@ const loaderName = /\.(jsonl|ndjson)(\.gz)?$/i
 export const formatOfFileName = (name: string): UploadFormat => loaderName.test(name) ? "loader" : "partner"
 
 /**
- * Characters no file name may hold: C0 and C1 controls, DEL, and the invisible ones that make a name
- * read other than it is (zero-width characters, bidi overrides and isolates, line and paragraph
- * separators, the BOM). (The C1 and invisible ones since stop 17: its outside attack stored names
- * with U+202E and U+009B.)
+ * Characters no file name may hold: controls (C0, C1, DEL), format characters (zero-width ones, bidi
+ * marks, overrides and isolates, the soft hyphen, the BOM: Unicode's Cf), line and paragraph separators,
+ * and the blank fillers that show as nothing (the combining grapheme joiner, Hangul fillers, Khmer
+ * inherent vowels): what makes a name read other than it is. (C0 and DEL only before stop 17: its
+ * outside attacks stored names with U+202E, U+009B, U+061C and U+00AD.)
  */
-// eslint-disable-next-line no-control-regex
-const unprintable = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/
+const unprintable = /\u034f|\u1160|\u17b4|\u17b5|[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\u115f\u3164\uffa0]/u
 
 /** The path's segments once `.` and empty ones are dropped; none when it has `..`, a backslash or an unprintable character. */
 const segments = (path: string): ReadonlyArray<string> | undefined => {

@@ -233,7 +233,7 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("FTP do
         assert.strictEqual((yield* Effect.promise(() => client.send("REST 10"))).code, 350)
         assert.strictEqual((yield* refusal(() => client.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "resumed.csv")))?.code, 550)
         yield* Effect.promise(() => client.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "whole.csv"))
-        for (const name of ["a\u009bb.csv", "evil\u202ecsv.exe", "zero\u200bwidth.csv"]) {
+        for (const name of ["a\u009bb.csv", "evil\u202ecsv.exe", "zero\u200bwidth.csv", "a\u061cb.csv", "soft\u00adhyphen.csv", "filler\u3164.csv", "cgj\u034f.csv"]) {
           assert.strictEqual((yield* refusal(() => client.uploadFrom(Readable.from([Buffer.from("u,s\n")]), name)))?.code, 550, JSON.stringify(name))
         }
         assert.sameMembers((yield* jobsOf("plain")).map((j) => j.fileName), ["first.csv", "whole.csv"])
