@@ -8,8 +8,8 @@
  * JSON body limit; its own `maxBytes` applies (413 before reading when Content-Length says more;
  * 413 as soon as a chunked body goes past it). `Content-Encoding: gzip` is decoded here, so the
  * handler always sees the representation itself and the limit counts decoded bytes; a body inflating
- * to more than 200 times what was sent (domain/gzipBomb.ts) is refused as a bomb (413); a file that is itself compressed is sent as `Content-Type: application/gzip`
- * and reaches the handler as those bytes. Other content encodings answer 415.
+ * to more than 200 times what was sent (domain/gzipBomb.ts) is refused as a bomb (413); a file that is
+ * itself compressed is sent as `Content-Type: application/gzip` and reaches the handler as those bytes. Other content encodings answer 415.
  *
  * An upload may last as long as it keeps coming (a multi-GB file over an ordinary link): it is bounded
  * by its pace, not by a total time (api/app.ts keeps the whole-request deadline for other routes).

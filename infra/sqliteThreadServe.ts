@@ -4,6 +4,7 @@
  * worker (vitest does not transform workers): only erasable TypeScript and `.ts` imports here and in
  * what the thread files import.
  */
+import type { DatabaseSync } from "node:sqlite"
 import { parentPort } from "node:worker_threads"
 
 /** Main thread → thread. */
@@ -15,20 +16,21 @@ export type FromThread<Answer> =
   | { readonly _tag: "OpenFailed"; readonly cause: unknown }
   | { readonly _tag: "Answer"; readonly answer: Answer }
 
-export interface Served<Request, Answer> {
-  readonly answer: (request: Request) => Answer
-  /** closes the connection (the thread exits after it) */
-  readonly close: () => void
-}
-
-/** Runs in the thread: `open` throws when it cannot open (it closes what it opened first). */
-export const serveSqliteThread = <Request, Answer>(open: () => Served<Request, Answer>): void => {
+/**
+ * Runs in the thread: opens the database with `open`, then `serve` prepares what answers each request
+ * (either may throw: the thread says it could not open, closing what was opened, and exits). Requests are
+ * answered one at a time, in order, until `Close`, which closes the database.
+ */
+export const serveSqliteThread = <Request, Answer>(open: () => DatabaseSync, serve: (db: DatabaseSync) => (request: Request) => Answer): void => {
   const port = parentPort!
   const send = (message: FromThread<Answer>) => port.postMessage(message)
-  let served: Served<Request, Answer>
+  let db: DatabaseSync | undefined
+  let answer: (request: Request) => Answer
   try {
-    served = open()
+    db = open()
+    answer = serve(db)
   } catch (cause) {
+    db?.close()
     send({ _tag: "OpenFailed", cause: cause instanceof Error ? cause : new Error(String(cause)) })
     port.close() // nothing else keeps this thread alive: it exits
     return
@@ -36,10 +38,10 @@ export const serveSqliteThread = <Request, Answer>(open: () => Served<Request, A
   send({ _tag: "Ready" })
   port.on("message", (message: ToThread<Request>) => {
     if (message._tag === "Close") {
-      served.close()
+      db?.close()
       port.close()
       return
     }
-    send({ _tag: "Answer", answer: served.answer(message.request) })
+    send({ _tag: "Answer", answer: answer(message.request) })
   })
 }

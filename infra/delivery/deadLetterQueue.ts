@@ -123,40 +123,32 @@ export const make = Effect.gen(function*() {
       (consumer) => Effect.ignore(tryNats("end dead letter scan", () => consumer.delete()))
     ).pipe(Effect.mapError(fail("scan")))
 
-  /** The letter `id` at `seq`, if it is there and is that letter (an index entry may be stale). */
-  const letterAt = (destination: string, id: string, seq: number, incarnation?: number) =>
-    Effect.map(bySequence(seq), (msg) => {
-      const letter = msg === null ? Option.none() : letterOf(destination, msg, incarnation)
-      return Option.filter(letter, (found) => found.deadLetter.id === id)
-    })
+  /** The destination's letter at `seq`, if it is there (of `incarnation`, when given). */
+  const letterAtSeq = (destination: string, seq: number, incarnation?: number) =>
+    Effect.map(bySequence(seq), (msg) => (msg === null ? Option.none() : letterOf(destination, msg, incarnation)))
 
   const get = (destination: string, ids: ReadonlyArray<string>, incarnation?: number) =>
     Effect.gen(function*() {
       if (ids.length === 0 || (yield* count(destination)) === 0) return []
       const wanted = new Set(ids)
       const found = new Map<string, QueuedDeadLetter>()
+      /** ids the index cannot place: looked for by the scan */
       const unplaced = new Set<string>()
-      // a read of the index that fails only sends its id to the scan
       const complete = yield* index.complete.pipe(Effect.orElseSucceed(() => false))
       yield* Effect.forEach(wanted, (id) =>
-        index.find(destination, id).pipe(
-          Effect.orElseSucceed((): Placement => ({ _tag: "Pending" })),
-          Effect.flatMap((placement) => {
-            if (placement._tag === "At") return letterAt(destination, id, placement.seq, incarnation)
-            if (placement._tag === "Pending" || !complete) unplaced.add(id)
-            return Effect.succeed(undefined)
-          }),
-          Effect.map((letter) => {
-            if (letter === undefined) return
+        Effect.gen(function*() {
+          // a read of the index that fails only sends its id to the scan
+          const placement = yield* index.find(destination, id).pipe(Effect.orElseSucceed((): Placement => ({ _tag: "Pending" })))
+          if (placement._tag === "At") {
+            // an entry naming a message that is not this letter (stale) is looked for as if unplaced
+            const letter = Option.filter(yield* letterAtSeq(destination, placement.seq, incarnation), (l) => l.deadLetter.id === id)
             if (Option.isSome(letter)) found.set(id, letter.value)
-            // an entry naming a message that is not this letter (stale): looked for as if unplaced
             else unplaced.add(id)
-          })
-        ), { concurrency: 16, discard: true })
+          } else if (placement._tag === "Pending" || !complete) unplaced.add(id)
+        }), { concurrency: 16, discard: true })
       if (unplaced.size > 0) {
         for (const seq of yield* candidates(destination, unplaced)) {
-          const msg = yield* bySequence(seq)
-          const letter = msg === null ? Option.none() : letterOf(destination, msg, incarnation)
+          const letter = yield* letterAtSeq(destination, seq, incarnation)
           if (Option.isSome(letter) && unplaced.has(letter.value.deadLetter.id)) found.set(letter.value.deadLetter.id, letter.value)
         }
       }

@@ -1,8 +1,8 @@
 /**
  * DeviceStore on SQLite (`DATA_DIR/devices.db`, shared by the processes on one DATA_DIR, fsynced at
  * every commit). Reads run on the main thread's connection; writes on a writer thread
- * (deviceWriterThread.ts), so a commit's statements and fsync do not hold the event loop. Compact rows: a device is a 16-byte key in WITHOUT ROWID tables (no hidden rowid,
- * no second index); its dedupe state is the varint blob of domain/events/dedupe.ts (1–3 bytes for a
+ * (deviceWriterThread.ts), so a commit's statements and fsync do not hold the event loop. Compact
+ * rows: a device is a 16-byte key in WITHOUT ROWID tables (no hidden rowid, no second index); its dedupe state is the varint blob of domain/events/dedupe.ts (1–3 bytes for a
  * device with no gap), kept apart from its sessions so the dedupe footprint is measured alone. Open
  * sessions are found by a partial index over the devices that have one. Outbox ids come from
  * AUTOINCREMENT, so they never go back even once every row was published and deleted.
@@ -73,7 +73,10 @@ const make = (path: string) =>
     yield* Effect.mapError(writer.opened, (cause) => new DeviceStoreError({ operation: "open", cause }))
     const write = (operation: string, w: DeviceWrite) =>
       Effect.flatMap(writer.request(w), (answer) => (answer._tag === "Done" ? Effect.void : Effect.fail(new DeviceStoreError({ operation, cause: answer.cause }))))
-    const none: ReadonlyArray<never> = []
+    /** A write of nothing, which a commit or a settle fills in. */
+    const nothing = (app: string): DeviceWrite => ({
+      app, dedupeKeys: [], dedupeStates: [], sessionKeys: [], sessionTouched: [], sessionStates: [], outbox: [], consumed: [], acknowledged: [], published: [], fences: []
+    })
     const settledRows = ({ fences, ids }: Settled) => ({ published: ids, fences: Object.entries(fences).flat() })
 
     const load = (keys: ReadonlyArray<string>) =>
@@ -104,7 +107,7 @@ const make = (path: string) =>
       Effect.suspend(() => {
         const sessions = [...batch.sessions]
         return write("commit", {
-          app: batch.app,
+          ...nothing(batch.app),
           dedupeKeys: [...batch.dedupe.keys()],
           dedupeStates: Array.from(batch.dedupe.values(), encodeDedupe),
           sessionKeys: sessions.map(([key]) => key),
@@ -113,7 +116,7 @@ const make = (path: string) =>
           outbox: batch.outbox.flatMap((row) => [row.kind, row.body]),
           consumed: batch.consumed,
           acknowledged: batch.acknowledged,
-          ...(batch.published === undefined ? { published: none, fences: none } : settledRows(batch.published))
+          ...(batch.published === undefined ? {} : settledRows(batch.published))
         })
       })
 
@@ -136,7 +139,7 @@ const make = (path: string) =>
     const published = (app: string, rows: Settled) =>
       rows.ids.length === 0 && Object.keys(rows.fences).length === 0
         ? Effect.void
-        : write("published", { app, dedupeKeys: none, dedupeStates: none, sessionKeys: none, sessionTouched: none, sessionStates: none, outbox: none, consumed: none, acknowledged: none, ...settledRows(rows) })
+        : write("published", { ...nothing(app), ...settledRows(rows) })
 
     const fences = (app: string) =>
       run("fences", () =>

@@ -36,42 +36,33 @@ export type DeviceWriteAnswer = { readonly _tag: "Done" } | { readonly _tag: "Fa
 
 const keyBytes = (hex: string) => Buffer.from(hex, "hex")
 
-serveSqliteThread<DeviceWrite, DeviceWriteAnswer>(() => {
-  const db = openSharedSqlite((workerData as { readonly path: string }).path)
-  try {
-    const upsertDedupe = db.prepare("INSERT INTO dedupe (device, state) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET state = excluded.state")
-    const upsertSessions = db.prepare(
-      "INSERT INTO sessions (device, app, touched, state) VALUES (?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET touched = excluded.touched, state = excluded.state"
-    )
-    const insertOutbox = db.prepare("INSERT INTO outbox (app, kind, body) VALUES (?, ?, ?)")
-    const insertConsumed = db.prepare("INSERT OR IGNORE INTO consumed (app, seq) VALUES (?, ?)")
-    const deleteConsumed = db.prepare("DELETE FROM consumed WHERE app = ? AND seq = ?")
-    const deleteOutbox = db.prepare("DELETE FROM outbox WHERE id = ?")
-    const raiseFence = db.prepare(
-      "INSERT INTO outbox_fences (app, kind, seq) VALUES (?, ?, ?) ON CONFLICT (app, kind) DO UPDATE SET seq = max(seq, excluded.seq)"
-    )
-    const write = (w: DeviceWrite) => {
-      for (let i = 0; i < w.dedupeKeys.length; i++) upsertDedupe.run(keyBytes(w.dedupeKeys[i]!), w.dedupeStates[i]!)
-      for (let i = 0; i < w.sessionKeys.length; i++) upsertSessions.run(keyBytes(w.sessionKeys[i]!), w.app, w.sessionTouched[i]!, w.sessionStates[i]!)
-      for (let i = 0; i < w.outbox.length; i += 2) insertOutbox.run(w.app, w.outbox[i]!, w.outbox[i + 1]!)
-      for (const seq of w.consumed) insertConsumed.run(w.app, seq)
-      for (const seq of w.acknowledged) deleteConsumed.run(w.app, seq)
-      for (const id of w.published) deleteOutbox.run(id)
-      for (let i = 0; i < w.fences.length; i += 2) raiseFence.run(w.app, w.fences[i]!, w.fences[i + 1]!)
+serveSqliteThread<DeviceWrite, DeviceWriteAnswer>(() => openSharedSqlite((workerData as { readonly path: string }).path), (db) => {
+  const upsertDedupe = db.prepare("INSERT INTO dedupe (device, state) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET state = excluded.state")
+  const upsertSessions = db.prepare(
+    "INSERT INTO sessions (device, app, touched, state) VALUES (?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET touched = excluded.touched, state = excluded.state"
+  )
+  const insertOutbox = db.prepare("INSERT INTO outbox (app, kind, body) VALUES (?, ?, ?)")
+  const insertConsumed = db.prepare("INSERT OR IGNORE INTO consumed (app, seq) VALUES (?, ?)")
+  const deleteConsumed = db.prepare("DELETE FROM consumed WHERE app = ? AND seq = ?")
+  const deleteOutbox = db.prepare("DELETE FROM outbox WHERE id = ?")
+  const raiseFence = db.prepare(
+    "INSERT INTO outbox_fences (app, kind, seq) VALUES (?, ?, ?) ON CONFLICT (app, kind) DO UPDATE SET seq = max(seq, excluded.seq)"
+  )
+  const write = (w: DeviceWrite) => {
+    for (let i = 0; i < w.dedupeKeys.length; i++) upsertDedupe.run(keyBytes(w.dedupeKeys[i]!), w.dedupeStates[i]!)
+    for (let i = 0; i < w.sessionKeys.length; i++) upsertSessions.run(keyBytes(w.sessionKeys[i]!), w.app, w.sessionTouched[i]!, w.sessionStates[i]!)
+    for (let i = 0; i < w.outbox.length; i += 2) insertOutbox.run(w.app, w.outbox[i]!, w.outbox[i + 1]!)
+    for (const seq of w.consumed) insertConsumed.run(w.app, seq)
+    for (const seq of w.acknowledged) deleteConsumed.run(w.app, seq)
+    for (const id of w.published) deleteOutbox.run(id)
+    for (let i = 0; i < w.fences.length; i += 2) raiseFence.run(w.app, w.fences[i]!, w.fences[i + 1]!)
+  }
+  return (w) => {
+    try {
+      transaction(db, () => write(w))
+      return { _tag: "Done" }
+    } catch (cause) {
+      return { _tag: "Failed", cause: cause instanceof Error ? new Error(cause.message) : new Error(String(cause)) }
     }
-    return {
-      answer: (w): DeviceWriteAnswer => {
-        try {
-          transaction(db, () => write(w))
-          return { _tag: "Done" }
-        } catch (cause) {
-          return { _tag: "Failed", cause: cause instanceof Error ? new Error(cause.message) : new Error(String(cause)) }
-        }
-      },
-      close: () => db.close()
-    }
-  } catch (error) {
-    db.close()
-    throw error
   }
 })

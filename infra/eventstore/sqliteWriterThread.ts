@@ -17,10 +17,10 @@ import { execOnOpen } from "../sqliteOpen.ts"
 
 const { path, busyTimeout } = workerData as WriterData
 
-serveSqliteThread<CommitRequest, CommitAnswer>(() => {
+serveSqliteThread<CommitRequest, CommitAnswer>(
   // busy_timeout: another process holding the write lock makes us wait rather than fail at once.
-  const db = new DatabaseSync(path, { timeout: busyTimeout })
-  try {
+  () => new DatabaseSync(path, { timeout: busyTimeout }),
+  (db) => {
     // synchronous=FULL: the WAL is fsynced at every commit, so an acknowledged append survives power
     // loss (DESIGN: acknowledged only once on disk). NORMAL would fsync only at checkpoints and could
     // lose the last acknowledged appends; group commit amortises the fsync, and bench/eventStore.ts
@@ -28,9 +28,6 @@ serveSqliteThread<CommitRequest, CommitAnswer>(() => {
     // (the file, WAL mode and the table were made by the store before it started this thread)
     execOnOpen(db, `PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = ${busyTimeout};`)
     const writer = makeWriter(db)
-    return { answer: (request) => writer.commit(request.batch, request.recordedAt), close: () => db.close() }
-  } catch (error) {
-    db.close()
-    throw error
+    return (request) => writer.commit(request.batch, request.recordedAt)
   }
-})
+)

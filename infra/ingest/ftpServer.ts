@@ -24,7 +24,7 @@ import type { IngestJobs } from "../../domain/ingest/Job.ts"
 import type { PartnerCredentials } from "../../domain/ingest/PartnerCredentials.ts"
 import { fileInFolder, isFolder } from "../../domain/ingest/uploadFileName.ts"
 import type { DoorLogins } from "./doorLogins.ts"
-import type { LoginGrace, Waiting } from "./loginGrace.ts"
+import type { LoginGrace } from "./loginGrace.ts"
 import { type FolderEntry, listFolder } from "./partnerFolder.ts"
 import { openPushedUpload } from "./pushedUpload.ts"
 
@@ -273,21 +273,14 @@ export const startFtpDoor = (options: FtpDoorOptions, logins: DoorLogins, grace:
     })
     const control = (server as unknown as { readonly server: import("node:net").Server }).server
     control.maxConnections = options.maxConnections
-    // each control connection has the login grace time to log in (loginGrace.ts)
-    const waiting = new WeakMap<import("node:net").Socket, Waiting>()
-    control.on("connection", (socket: import("node:net").Socket) => {
-      const admitted = grace.admit(socket.remoteAddress ?? "", () => socket.destroy())
-      if (admitted === undefined) return
-      waiting.set(socket, admitted)
-      socket.once("close", admitted.closed)
-    })
+    const loggedIn = grace.watch(control)
 
     const partners = new Map<string, string>()
     server.on("login", ({ connection, username, password }, resolve, reject) => {
       run(logins.password(connection.ip, username, password)).then((result) => {
         if (result._tag === "Refused") return reject(new Error(result.reason))
         partners.set(connection.id, result.partner)
-        waiting.get((connection as unknown as { readonly commandSocket: import("node:net").Socket }).commandSocket)?.loggedIn()
+        loggedIn((connection as unknown as { readonly commandSocket: import("node:net").Socket }).commandSocket)
         resolve({ fs: new PartnerFolder(connection, { partner: result.partner, run, scope, maxUploadBytes: options.maxUploadBytes }) })
       }, () => reject(new Error("login could not be checked; try again")))
     })

@@ -5,6 +5,7 @@
  * 64 TCP connections to each door that never said a word held every slot, with no end, and a partner
  * with the right password was turned away.) Shared by both doors: FTP and SFTP together per address.
  */
+import type { Server, Socket } from "node:net"
 export interface LoginGraceOptions {
   /** how long a connection may stay without logging in; default 30 s */
   readonly graceMillis?: number | undefined
@@ -13,7 +14,7 @@ export interface LoginGraceOptions {
 }
 
 /** What the door tells about one admitted connection. */
-export interface Waiting {
+interface Waiting {
   /** it logged in: no more grace time, no longer counted */
   readonly loggedIn: () => void
   /** it closed (logged in or not) */
@@ -50,7 +51,25 @@ export const makeLoginGrace = (options: LoginGraceOptions = {}) => {
     return { loggedIn: leave, closed: leave }
   }
 
-  return { admit }
+  /**
+   * Puts every connection `server` accepts under the grace, from its TCP connection on (ssh2 sees one
+   * only once its client sent its version line, which an idle one never does). Answers what the door
+   * calls with a connection's socket once its client logged in.
+   */
+  const watch = (server: Server) => {
+    const waiting = new WeakMap<Socket, Waiting>()
+    server.on("connection", (socket: Socket) => {
+      const admitted = admit(socket.remoteAddress ?? "", () => socket.destroy())
+      if (admitted === undefined) return
+      waiting.set(socket, admitted)
+      socket.once("close", admitted.closed)
+    })
+    return (socket: Socket | undefined) => {
+      if (socket !== undefined) waiting.get(socket)?.loggedIn()
+    }
+  }
+
+  return { watch }
 }
 
 export type LoginGrace = ReturnType<typeof makeLoginGrace>

@@ -17,7 +17,7 @@ import type { IngestJobs } from "../../domain/ingest/Job.ts"
 import { PartnerCredentials } from "../../domain/ingest/PartnerCredentials.ts"
 import { fileInFolder, isFolder } from "../../domain/ingest/uploadFileName.ts"
 import type { DoorLogins } from "./doorLogins.ts"
-import type { LoginGrace, Waiting } from "./loginGrace.ts"
+import type { LoginGrace } from "./loginGrace.ts"
 import { type FolderEntry, listFolder } from "./partnerFolder.ts"
 import { openPushedUpload, type PushedUpload } from "./pushedUpload.ts"
 
@@ -252,10 +252,7 @@ export const startSftpDoor = (options: SftpDoorOptions, logins: DoorLogins, grac
     const scope = yield* Effect.scope
     const clients = new Set<Connection>()
     const server = new Server({ hostKeys: [options.hostKey], ident: "Tributary" }, (client, info) => {
-      // the login grace time (loginGrace.ts): closed unless it logs in in time
-      const socket = (client as unknown as { readonly _sock?: import("node:net").Socket })._sock
-      const admitted = socket === undefined ? undefined : waiting.get(socket)
-      if (admitted !== undefined) client.once("ready", admitted.loggedIn)
+      client.once("ready", () => loggedIn((client as unknown as { readonly _sock?: import("node:net").Socket })._sock))
       clients.add(client)
       // Each WRITE waits for its status: without this, Nagle's algorithm holds the small replies back
       // (~40 ms each against the client's delayed ACKs), and an upload crawls.
@@ -304,15 +301,8 @@ export const startSftpDoor = (options: SftpDoorOptions, logins: DoorLogins, grac
       })
     })
     server.maxConnections = options.maxConnections
-    // each connection has the login grace time to log in (loginGrace.ts), from its TCP connection on:
-    // ssh2 sees a connection only once the client sent its version line, which an idle one never does
-    const waiting = new WeakMap<import("node:net").Socket, Waiting>()
-    ;(server as unknown as { readonly _srv: import("node:net").Server })._srv.on("connection", (socket: import("node:net").Socket) => {
-      const admitted = grace.admit(socket.remoteAddress ?? "", () => socket.destroy())
-      if (admitted === undefined) return
-      waiting.set(socket, admitted)
-      socket.once("close", admitted.closed)
-    })
+    // the login grace time (loginGrace.ts), on ssh2's own TCP server
+    const loggedIn = grace.watch((server as unknown as { readonly _srv: import("node:net").Server })._srv)
     server.on("error", () => {})
 
     yield* Effect.acquireRelease(
