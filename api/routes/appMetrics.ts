@@ -10,9 +10,10 @@
  * the app, so whoever unpacks the app would read the publisher's figures.
  */
 import { Effect, Schema } from "effect"
-import { type Dimension, dimensions } from "../../domain/events/CleanEvent.ts"
+import { type Dimension, dimensions } from "../../domain/events/dimensions.ts"
 import { Uint64String } from "../../domain/ids.ts"
-import { isDimension, Granularity, Measure, MetricsAnswer, minuteOf, minutesOf, RollupReadModel } from "../../projections/events/rollups.ts"
+import { minuteOf } from "../../projections/events/rollupBuckets.ts"
+import { isDimension, Granularity, Measure, MetricsAnswer, minutesOf, RollupReadModel } from "../../projections/events/rollups.ts"
 import { InvalidRequest, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
 import { IsoTimestamp } from "./params.ts"

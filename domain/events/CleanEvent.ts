@@ -17,13 +17,6 @@ export const EnrichedDims = Schema.Struct({
   advertiserId: Schema.optionalKey(Uint64String)
 }).annotate({ identifier: "EnrichedDims" })
 
-/** Every dimension a query may group or filter by (`groupBy`, `filter`). */
-export const dimensions = [
-  "platform", "osVersion", "appVersion", "model", "country", "carrier",
-  "publisher", "category", "campaignId", "creativeId", "advertiserId", "type"
-] as const
-export type Dimension = (typeof dimensions)[number]
-
 /** A deduplicated, enriched event. Its `dims` hold the SDK's dimensions and the enriched ones. */
 export const CleanEvent = Schema.Struct({
   app: Uint64String,

@@ -5,18 +5,19 @@
  * sequence kept in the rollups file, in the same transaction as the rollups: the consumer is made anew
  * at start from just after it, and a message at or below it (a redelivery) changes nothing, so a crash
  * anywhere neither loses nor counts twice. Each pulled batch (every message waiting, up to `batchSize`:
- * infra/arrivedGroups.ts) is one transaction, acknowledged once committed (ack-all: one ack a batch).
- * An undecodable message is copied to DEADLETTERS and skipped. The same process runs the trend alerts
+ * infra/arrivedGroups.ts) is one transaction, acknowledged once committed (ack-all: one ack a batch);
+ * its messages are decoded here and summed and committed on the rollups' writer thread. An undecodable
+ * message is copied to DEADLETTERS and skipped. The same process runs the trend alerts
  * (infra/events/trendAlerts.ts), which read what these consumers wrote.
  */
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream"
-import type { JsMsg } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
-import { Effect, Metric, Option, Schedule, Schema, Stream } from "effect"
-import { arrivedGroups } from "../arrivedGroups.ts"
+import { Effect, Metric, Option, Schedule, Stream } from "effect"
+import { decodeJson } from "../../domain/decodeJson.ts"
 import { CleanEvent, SessionEnded } from "../../domain/events/CleanEvent.ts"
+import { arrivedGroups } from "../arrivedGroups.ts"
 import { allCleanEvents, allSessions, StreamNames } from "../../domain/subjects.ts"
-import { type CleanDelivery, RollupStore, type SessionDelivery } from "../readmodel/rollups.ts"
+import { type RollupKind, type RollupMessage, RollupStore } from "../readmodel/rollups.ts"
 import { makeDeadLetterWriter, undeliverable } from "../nats/deadLetters.ts"
 import { freshConsumer } from "../nats/freshConsumer.ts"
 import { withLease } from "../nats/lease.ts"
@@ -33,18 +34,15 @@ export interface RollupConsumerOptions {
 const applied = Metric.counter("tributary_rollup_messages_total", { description: "clean events and sessions applied to the rollups", incremental: true })
 const checkpointGauge = Metric.gauge("tributary_rollup_checkpoint", { description: "last stream sequence applied to the rollups, per stream" })
 
-const decodeEvent = Schema.decodeUnknownOption(Schema.fromJsonString(CleanEvent))
-const decodeSession = Schema.decodeUnknownOption(Schema.fromJsonString(SessionEnded))
-
-interface Follow<A> {
+interface Follow {
+  readonly kind: RollupKind
   readonly stream: string
   readonly filter: string
   readonly durable: string
-  readonly decode: (msg: JsMsg) => Option.Option<A>
-  readonly apply: (items: ReadonlyArray<A>, lastSeq: number) => Effect.Effect<number, unknown>
+  readonly decode: (text: string) => Option.Option<unknown>
 }
 
-const follow = <A>(spec: Follow<A>, batchSize: number) =>
+const follow = (spec: Follow, batchSize: number) =>
   Effect.gen(function*() {
     const nats = yield* Nats
     const store = yield* RollupStore
@@ -67,18 +65,19 @@ const follow = <A>(spec: Follow<A>, batchSize: number) =>
     yield* batches.pipe(
       Stream.runForEach((batch) =>
         Effect.gen(function*() {
-          const items: Array<A> = []
+          const pulled: Array<RollupMessage> = []
           for (const msg of batch) {
-            const item = spec.decode(msg)
-            if (Option.isSome(item)) items.push(item.value)
-            else {
+            const body = msg.string()
+            if (Option.isSome(spec.decode(body))) {
+              pulled.push({ seq: msg.seq, storedAtMillis: spec.kind === "events" ? Math.floor(msg.info.timestampNanos / 1_000_000) : 0, body })
+            } else {
               yield* deadLetters.write(undeliverable(msg, spec.stream, "undecodable", `not a message of ${spec.stream}`)).pipe(Effect.catch((error) => Effect.logWarning("rollups: an undecodable message could not be dead-lettered; skipped", { seq: msg.seq, error })))
             }
           }
           // The highest sequence, not the last message: a redelivered one may come after newer ones, and
           // acknowledging it (ack-all) would leave those newer ones to come again.
           const last = batch.reduce((high, msg) => (msg.seq > high.seq ? msg : high))
-          const fresh = yield* spec.apply(items, last.seq)
+          const fresh = yield* store.apply(spec.kind, spec.stream, pulled, last.seq)
           last.ack()
           yield* Metric.update(Metric.withAttributes(applied, attributes), fresh)
           yield* Metric.update(Metric.withAttributes(checkpointGauge, attributes), last.seq)
@@ -90,22 +89,9 @@ const follow = <A>(spec: Follow<A>, batchSize: number) =>
 /** Both consumers and the trend alerts, restarted from the checkpoint after a failure; for ever. */
 const run = (batchSize: number, trends: TrendAlertOptions) =>
   Effect.gen(function*() {
-    const store = yield* RollupStore
-    const events: Follow<CleanDelivery> = {
-      stream: StreamNames.eventsClean,
-      filter: allCleanEvents,
-      durable: "rollups-events",
-      decode: (msg) => Option.map(decodeEvent(msg.string()), (event) => ({ seq: msg.seq, event, storedAtMillis: Math.floor(msg.info.timestampNanos / 1_000_000) })),
-      apply: (items, lastSeq) => store.applyEvents(StreamNames.eventsClean, items, lastSeq)
-    }
-    const sessions: Follow<SessionDelivery> = {
-      stream: StreamNames.sessions,
-      filter: allSessions,
-      durable: "rollups-sessions",
-      decode: (msg) => Option.map(decodeSession(msg.string()), (session) => ({ seq: msg.seq, session })),
-      apply: (items, lastSeq) => store.applySessions(StreamNames.sessions, items, lastSeq)
-    }
-    const restarting = <A>(spec: Follow<A>) =>
+    const events: Follow = { kind: "events", stream: StreamNames.eventsClean, filter: allCleanEvents, durable: "rollups-events", decode: decodeJson(CleanEvent) }
+    const sessions: Follow = { kind: "sessions", stream: StreamNames.sessions, filter: allSessions, durable: "rollups-sessions", decode: decodeJson(SessionEnded) }
+    const restarting = (spec: Follow) =>
       follow(spec, batchSize).pipe(
         Effect.tapCause((cause) => Effect.logError("rollups: a consumer failed; restarting from its checkpoint", { stream: spec.stream, cause })),
         Effect.retry(Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("10 seconds")]))

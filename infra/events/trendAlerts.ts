@@ -14,10 +14,11 @@ import { Clock, Duration, Effect, Schema } from "effect"
 import type { TrendMeasure } from "../../domain/events/Alert.ts"
 import { eventsRule, initialTrend, latencyRule, stepTrend, TrendState } from "../../domain/events/trend.ts"
 import { alertsSubject } from "../../domain/subjects.ts"
-import { minuteAt } from "../../projections/events/rollups.ts"
+import { minuteAt } from "../../projections/events/rollupBuckets.ts"
 import { ReadModelError } from "../../projections/ReadModelError.ts"
 import { transaction } from "../sqliteTransaction.ts"
-import { latencyOfBucket, RollupStore } from "../readmodel/rollups.ts"
+import { RollupStore } from "../readmodel/rollups.ts"
+import { latencyOfBucket } from "../readmodel/rollupsFile.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
 
 export interface TrendAlertOptions {

@@ -16,6 +16,7 @@
 import { createInbox, headers as makeHeaders } from "@nats-io/transport-node"
 import type { Msg, NatsConnection } from "@nats-io/transport-node"
 import { Effect, Option, Schema } from "effect"
+import { decodeJson } from "../../domain/decodeJson.ts"
 
 export interface AckedPublisher {
   /** Publishes `data` on `subject` with `headers` (a `Nats-Msg-Id` among them, if any); resolves with its stream sequence once stored. */
@@ -30,7 +31,7 @@ interface Waiting {
 
 /** JetStream's answer to a publish: `{stream, seq}` once stored (or found a duplicate), else with `error`. */
 const PubAck = Schema.Struct({ stream: Schema.String, seq: Schema.Int, error: Schema.optionalKey(Schema.Unknown) })
-const decodeAck = Schema.decodeUnknownOption(Schema.fromJsonString(PubAck))
+const decodeAck = decodeJson(PubAck)
 
 /** The stream sequence `msg` acknowledges, or why the publish was not stored. */
 const acknowledged = (msg: Msg): number | Error => {

@@ -7,7 +7,8 @@
 import { DatabaseSync } from "node:sqlite"
 import { Effect, Layer, Schema } from "effect"
 import { Alert } from "../../domain/events/Alert.ts"
-import { type AlertPage, type MetricsQuery, type MetricsRow, minuteAt, minutesOf, RollupReadModel, sessionLengthBounds } from "../../projections/events/rollups.ts"
+import { minuteAt, sessionLengthBounds } from "../../projections/events/rollupBuckets.ts"
+import { type AlertPage, type MetricsQuery, type MetricsRow, minutesOf, RollupReadModel } from "../../projections/events/rollups.ts"
 import { ReadModelError } from "../../projections/ReadModelError.ts"
 import { openRollups } from "./rollups.ts"
 

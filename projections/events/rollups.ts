@@ -10,7 +10,7 @@
 import { Context, Schema } from "effect"
 import type { Effect } from "effect"
 import { Alert } from "../../domain/events/Alert.ts"
-import { type Dimension, dimensions } from "../../domain/events/CleanEvent.ts"
+import { type Dimension, dimensions } from "../../domain/events/dimensions.ts"
 import type { ReadModelError } from "../ReadModelError.ts"
 
 export const Measure = Schema.Literals(["events", "devices", "sessions", "sessionLength", "custom"])
@@ -20,9 +20,6 @@ export const Granularity = Schema.Literals(["minute", "hour", "day"])
 export type Granularity = typeof Granularity.Type
 
 export const minutesOf: Record<Granularity, number> = { minute: 1, hour: 60, day: 1_440 }
-
-/** Session lengths are counted in these buckets: up to 10 s, up to 30 s, …, and over an hour. */
-export const sessionLengthBounds = [10, 30, 60, 180, 600, 1_800, 3_600] as const
 
 /** A query, decoded and checked (the route's job): minutes are UTC minutes since the epoch, `to` exclusive. */
 export interface MetricsQuery {
@@ -72,6 +69,3 @@ export class RollupReadModel extends Context.Service<RollupReadModel, {
   readonly alerts: (options: { readonly limit: number; readonly after?: number; readonly app?: string }) => Effect.Effect<AlertPage, ReadModelError>
 }>()("tributary/RollupReadModel") {}
 
-/** The UTC minute (since the epoch) of an RFC 3339 instant. */
-export const minuteOf = (time: string): number => Math.floor(Date.parse(time) / 60_000)
-export const minuteAt = (minute: number): string => new Date(minute * 60_000).toISOString()

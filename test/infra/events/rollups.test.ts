@@ -1,11 +1,14 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import type { Dimension } from "../../../domain/events/CleanEvent.ts"
+import type { Dimension } from "../../../domain/events/dimensions.ts"
 import { runRollupConsumers } from "../../../infra/events/rollupConsumer.ts"
 import { layerSqlite as rollupStore, RollupStore } from "../../../infra/readmodel/rollups.ts"
 import { layerSqlite as rollupQueries } from "../../../infra/readmodel/rollupsQueries.ts"
-import { type Granularity, type Measure, minuteOf, RollupReadModel } from "../../../projections/events/rollups.ts"
-import { StreamNames } from "../../../domain/subjects.ts"
+import { minuteOf } from "../../../projections/events/rollupBuckets.ts"
+import { type Granularity, type Measure, RollupReadModel } from "../../../projections/events/rollups.ts"
+import { cleanEventsSubject, StreamNames } from "../../../domain/subjects.ts"
+import { Nats, tryNats } from "../../../infra/nats/Nats.ts"
+import { streamMessages } from "../../fixtures/jetstreamContents.ts"
 import { cleanEvent, publishClean, publishSessions, sessionEnded } from "../../fixtures/appEvents.ts"
 import { eventually } from "../../fixtures/http.ts"
 import { layerTestNats } from "../../fixtures/nats.ts"
@@ -125,6 +128,29 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       assert.deepStrictEqual((yield* query("102", "events", day)).map((r) => r.value), [1])
     }))
 
+  it.effect("set an undecodable message aside (DEADLETTERS), count the rest of its batch once", () =>
+    Effect.gen(function*() {
+      const app = "301"
+      const day = { from: "2026-11-28T00:00:00Z", to: "2026-11-29T00:00:00Z", granularity: "day" as const }
+      const { jetstream, manager } = yield* Nats
+      const events = Array.from({ length: 20 }, (_, i) => cleanEvent(app, `d${i}`, 0, at(0, i)))
+      // published before the consumers start: one pulled batch holds the good and the bad
+      yield* publishClean(events.slice(0, 10))
+      yield* tryNats("publish", () => jetstream.publish(cleanEventsSubject(app), "{not json"))
+      yield* tryNats("publish", () => jetstream.publish(cleanEventsSubject(app), JSON.stringify({ ...events[10]!, type: "teleport" })))
+      yield* publishClean(events.slice(10))
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* Effect.forkScoped(runRollupConsumers({ batchSize: 500 }))
+        yield* eventually(query(app, "events", day), (rows) => total(rows) === 20, "30 seconds")
+      }))
+      const set = (yield* streamMessages(StreamNames.deadLetters)).filter((m) => (m.body as { subject?: string }).subject === cleanEventsSubject(app))
+      assert.deepStrictEqual(set.map((m) => (m.body as { reason: string }).reason), ["undecodable", "undecodable"])
+      const store = yield* RollupStore
+      const last = (yield* tryNats("info", () => manager.streams.info(StreamNames.eventsClean))).state.last_seq
+      assert.strictEqual(yield* store.checkpoint(StreamNames.eventsClean), last)
+      assert.strictEqual(total(yield* query(app, "events", day)), 20)
+    }))
+
   it.effect("count nothing twice: a batch applied again, and consumers restarted, change nothing", () =>
     Effect.gen(function*() {
       const app = "201"
@@ -138,8 +164,8 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       const store = yield* RollupStore
       const checkpoint = (yield* store.checkpoint(StreamNames.eventsClean))!
       // what a redelivery after a crash between commit and ack would bring: the same messages again
-      const again = events.slice(-50).map((event, i) => ({ seq: checkpoint - 49 + i, event, storedAtMillis: Date.parse(event.time) }))
-      assert.strictEqual(yield* store.applyEvents(StreamNames.eventsClean, again, checkpoint), 0)
+      const again = events.slice(-50).map((event, i) => ({ seq: checkpoint - 49 + i, body: JSON.stringify(event), storedAtMillis: Date.parse(event.time) }))
+      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, again, checkpoint), 0)
       assert.strictEqual(total(yield* query(app, "events", day)), 300)
 
       // restarted from the checkpoint: nothing counted again, new events counted
@@ -153,12 +179,12 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       // its first copy, and after newer ones: each sequence counts once, the checkpoint the highest
       const latest = (yield* store.checkpoint(StreamNames.eventsClean))!
       const more = [cleanEvent(app, "d900", 0, at(1)), cleanEvent(app, "d901", 0, at(1)), cleanEvent(app, "d902", 0, at(1))]
-      const delivered = (i: number) => ({ seq: latest + 1 + i, event: more[i]!, storedAtMillis: Date.parse(more[i]!.time) })
+      const delivered = (i: number) => ({ seq: latest + 1 + i, body: JSON.stringify(more[i]!), storedAtMillis: Date.parse(more[i]!.time) })
       const redelivered = [delivered(0), delivered(1), delivered(0), delivered(2), delivered(1)]
-      assert.strictEqual(yield* store.applyEvents(StreamNames.eventsClean, redelivered, latest + 2), 3)
+      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, redelivered, latest + 2), 3)
       assert.strictEqual(yield* store.checkpoint(StreamNames.eventsClean), latest + 3)
       assert.strictEqual(total(yield* query(app, "events", day)), 304)
-      assert.strictEqual(yield* store.applyEvents(StreamNames.eventsClean, [delivered(2)], latest + 3), 0)
+      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, [delivered(2)], latest + 3), 0)
       assert.strictEqual(total(yield* query(app, "events", day)), 304)
     }))
 })

@@ -2,7 +2,7 @@ import { assert, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { StreamNames } from "../../../domain/subjects.ts"
 import { evaluateTrends, publishAlerts } from "../../../infra/events/trendAlerts.ts"
-import { type CleanDelivery, layerSqlite as rollupStore, RollupStore } from "../../../infra/readmodel/rollups.ts"
+import { layerSqlite as rollupStore, type RollupMessage, RollupStore } from "../../../infra/readmodel/rollups.ts"
 import { layerSqlite as rollupQueries } from "../../../infra/readmodel/rollupsQueries.ts"
 import { RollupReadModel } from "../../../projections/events/rollups.ts"
 import { cleanEvent } from "../../fixtures/appEvents.ts"
@@ -17,13 +17,13 @@ const T0 = Date.parse("2026-11-28T10:00:00.000Z")
 const minute = (m: number) => T0 + m * 60_000
 
 /** `perMinute[m]` events received in minute m, each stored on EVENTS_CLEAN `latency[m]` ms later. */
-const series = (app: string, perMinute: ReadonlyArray<number>, latency: ReadonlyArray<number>): Array<CleanDelivery> => {
+const series = (app: string, perMinute: ReadonlyArray<number>, latency: ReadonlyArray<number>): Array<RollupMessage> => {
   let seq = 0
   return perMinute.flatMap((count, m) =>
     Array.from({ length: count }, (_, i) => {
       const received = minute(m) + i * 100
       seq++
-      return { seq, storedAtMillis: received + latency[m]!, event: cleanEvent(app, `d${i}`, seq, new Date(received).toISOString(), { receivedAt: new Date(received).toISOString() }) }
+      return { seq, storedAtMillis: received + latency[m]!, body: JSON.stringify(cleanEvent(app, `d${i}`, seq, new Date(received).toISOString(), { receivedAt: new Date(received).toISOString() })) }
     }))
 }
 
@@ -37,7 +37,7 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       const store = yield* RollupStore
       const items = [...series(app, perMinute, latency), ...series(quiet, Array(32).fill(40), Array(32).fill(200))]
         .map((item, i) => ({ ...item, seq: i + 1 }))
-      yield* store.applyEvents(StreamNames.eventsClean, items, items.length)
+      yield* store.apply("events", StreamNames.eventsClean, items, items.length)
 
       // minute 31 is not complete until a minute after it ended: nothing yet
       assert.strictEqual(yield* evaluateTrends(minute(32) + 30_000), 0)
