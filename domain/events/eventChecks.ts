@@ -5,7 +5,7 @@
  */
 import { Option, Result, Schema } from "effect"
 import { validate } from "../validation.ts"
-import { maxProps, SdkEvent } from "./SdkEvent.ts"
+import { Dims, maxProps, SdkEvent } from "./SdkEvent.ts"
 
 /** How far ahead of the server clock a device time may be: a clock set wrong by more is refused, not counted in the future. */
 export const maxFutureMillis = 24 * 60 * 60 * 1000
@@ -39,20 +39,35 @@ const control = /[\u0000-\u001f\u007f-\u009f]/
 /** A lone surrogate: `"\ud800"` is valid JSON, but not text (not well-formed, String.prototype.isWellFormed). */
 const loneSurrogate = /\p{Cs}/u
 
-/** The fields that become keys: ids and dimensions (rollup keys, session ids, answers). */
-const keyFields = (event: SdkEvent): ReadonlyArray<readonly [string, string | undefined]> => [
-  ["deviceId", event.deviceId],
-  ["name", event.name],
-  ["creativeId", event.creativeId],
-  ...Object.entries(event.dims ?? {}).map(([dim, value]) => [`dims.${dim}`, value] as const)
-]
+/** Dims' fields, in the order a decoded Dims holds them: derived from the schema, so that a new dimension is checked too. */
+const dimNames = Object.keys(Dims.fields) as ReadonlyArray<keyof Dims>
+
+/**
+ * The first of the fields that become keys (ids and dimensions: rollup keys, session ids, answers)
+ * whose value is `bad`. Read field by field, without a list of them built per event: every event of
+ * every batch passes here, and nearly all of them pass.
+ */
+const keyFieldWhere = (event: SdkEvent, bad: (value: string) => boolean): string | undefined => {
+  if (bad(event.deviceId)) return "deviceId"
+  if (event.name !== undefined && bad(event.name)) return "name"
+  if (event.creativeId !== undefined && bad(event.creativeId)) return "creativeId"
+  if (event.dims === undefined) return undefined
+  for (const dim of dimNames) {
+    const value = event.dims[dim]
+    if (value !== undefined && bad(value)) return `dims.${dim}`
+  }
+  return undefined
+}
+
+const hasControl = (value: string) => control.test(value)
+const hasLoneSurrogate = (value: string) => loneSurrogate.test(value)
 
 /**
  * The first field holding a control character, if any: ids and dimensions become rollup keys, session
  * ids and answers, where a NUL or a line break would split lines and two ids that look the same could
  * differ. Checked at intake only (not in SdkEvent), so that batches already on EVENTS still decode.
  */
-const controlsIn = (event: SdkEvent): string | undefined => keyFields(event).find(([, value]) => value !== undefined && control.test(value))?.[0]
+const controlsIn = (event: SdkEvent): string | undefined => keyFieldWhere(event, hasControl)
 
 /**
  * The first field holding a lone surrogate, if any, properties included: written as UTF-8 (a hash,
@@ -60,8 +75,14 @@ const controlsIn = (event: SdkEvent): string | undefined => keyFields(event).fin
  * the second's events dropped as duplicates. At intake only, like controls.
  */
 const loneSurrogatesIn = (event: SdkEvent): string | undefined => {
-  const props = Object.entries(event.props ?? {}).flatMap(([key, value]) => [["props", key], [`props.${key}`, value]] as const)
-  return [...keyFields(event), ...props].find(([, value]) => typeof value === "string" && loneSurrogate.test(value))?.[0]
+  const field = keyFieldWhere(event, hasLoneSurrogate)
+  if (field !== undefined || event.props === undefined) return field
+  for (const key of Object.keys(event.props)) {
+    if (hasLoneSurrogate(key)) return "props"
+    const value = event.props[key]
+    if (typeof value === "string" && hasLoneSurrogate(value)) return `props.${key}`
+  }
+  return undefined
 }
 
 /** The event decoded and checked, or the reason it is refused. Unknown fields are ignored (newer SDKs). */
