@@ -1,0 +1,79 @@
+/**
+ * What EVENTS_CLEAN's message shape costs on its own — one JetStream message per clean event (DESIGN.md:
+ * `Nats-Msg-Id` and `Tributary-Outbox-Id` headers, stored, mirrored into READERS) — apart from the rest
+ * of the app-events pipeline (not part of `npm run bench`): a nats-server with the platform's
+ * configuration and topology, BENCH_CLEAN_EVENTS clean events (default 220,000, the 200,000-event app
+ * bench with its replays) published through the device outbox's publisher (infra/events/cleanPublisher.ts)
+ * in rounds of 2,000, while a pull consumer with ack-all takes them as the rollups' does. Prints CPU µs per
+ * event of nats-server and of this process (publishing, acknowledgements, consuming): the floor that shape
+ * puts under the app-events figure, whatever the pipeline does.
+ *
+ *   node bench/cleanStreamCost.ts
+ */
+import { readFileSync } from "node:fs"
+import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream"
+import { Effect, Layer } from "effect"
+import { CleanPublisher } from "../domain/events/CleanOutbox.ts"
+import { allCleanEvents, StreamNames } from "../domain/subjects.ts"
+import * as CleanPublisherJetStream from "../infra/events/cleanPublisher.ts"
+import { Nats, tryNats } from "../infra/nats/Nats.ts"
+import { cleanEvent } from "../test/fixtures/appEvents.ts"
+import { layerTestNats, TestNatsServer } from "../test/fixtures/nats.ts"
+import { round2 } from "./stats.ts"
+
+const events = Number(process.env.BENCH_CLEAN_EVENTS ?? 220_000)
+const round = 2_000
+const app = "31337"
+
+/** CPU seconds of process `pid` so far (utime + stime). */
+const cpuOf = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
+const run = Effect.gen(function*() {
+  const { pid } = yield* TestNatsServer
+  const { jetstream, manager } = yield* Nats
+  const publisher = yield* CleanPublisher
+  const body = JSON.stringify({
+    ...cleanEvent(app, "dev-12345", 7, "2026-11-29T10:00:00.000Z", { type: "custom", name: "level", props: { score: 3 }, dims: { platform: "ios", country: "fr", model: "m3", publisher: "Bench Media", category: "games" } }),
+    sessionId: "dev-12345@1764410400000"
+  })
+  yield* tryNats("consumer", () => manager.consumers.add(StreamNames.eventsClean, { durable_name: "cost", filter_subject: allCleanEvents, deliver_policy: DeliverPolicy.All, ack_policy: AckPolicy.All, max_ack_pending: round * 4 }))
+  const consumer = yield* tryNats("consumer", () => jetstream.consumers.get(StreamNames.eventsClean, "cost"))
+  const serverBefore = cpuOf(pid)
+  const before = process.cpuUsage()
+  const started = performance.now()
+  const consuming = tryNats("consume", async () => {
+    const messages = await consumer.consume({ max_messages: round * 2 })
+    let taken = 0
+    for await (const msg of messages) {
+      msg.string()
+      if (++taken % round === 0 || taken === events) msg.ack()
+      if (taken === events) break
+    }
+  })
+  const publishing = Effect.gen(function*() {
+    for (let id = 1; id <= events; id += round) {
+      const rows = Array.from({ length: Math.min(round, events - id + 1) }, (_, i) => ({ id: id + i, kind: "clean" as const, body }))
+      const acked = yield* publisher.publish(app, rows)
+      if (acked.length !== rows.length) return yield* Effect.die(new Error(`${rows.length - acked.length} publishes not acknowledged`))
+    }
+  })
+  yield* Effect.all([publishing, consuming], { concurrency: 2 })
+  const seconds = (performance.now() - started) / 1000
+  const cpu = process.cpuUsage(before)
+  return {
+    events,
+    seconds: round2(seconds),
+    eventsPerSecond: Math.round(events / seconds),
+    natsServerCpuMicrosPerEvent: round2(((cpuOf(pid) - serverBefore) * 1e6) / events),
+    clientCpuMicrosPerEvent: round2((cpu.user + cpu.system) / events)
+  }
+})
+
+const result = await Effect.runPromise(Effect.scoped(run).pipe(
+  Effect.provide(CleanPublisherJetStream.layerJetStream.pipe(Layer.provideMerge(layerTestNats())))
+))
+console.log(JSON.stringify(result, null, 2))
+process.exit(0)
