@@ -155,19 +155,23 @@ export const eventsWorkload = async (options: EventsDemoOptions): Promise<string
   }))
   const sendSeconds = (performance.now() - started) / 1000
 
-  // The device pipeline dedupes and enriches onto EVENTS_CLEAN: wait for every distinct event there.
-  const nc = await connect({ servers: options.natsUrl, name: "demo-events", ...(options.natsUser ? { user: options.natsUser.user, pass: options.natsUser.password } : {}) })
-  const manager = await jetstreamManager(nc)
-  const count = async (stream: string, subject: string) => (await manager.streams.info(stream, { subjects_filter: subject })).state.subjects?.[subject] ?? 0
+  const metricsText = async () => (await fetch(`${options.baseUrl}/metrics`)).text()
+  const metric = (text: string, name: string) => [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))].reduce((n, m) => n + Number(m[1]), 0)
+
+  // The device pipeline dedupes and enriches onto EVENTS_CLEAN (in batches): wait until it kept every distinct event.
   const expected = plan.reduce((n, p) => n + p.distinct, 0)
   const deadline = Date.now() + 20_000
   let clean = 0
   while (Date.now() < deadline) {
-    clean = (await Promise.all(apps.map((a) => count(StreamNames.eventsClean, cleanEventsSubject(a.id))))).reduce((a, b) => a + b, 0)
+    clean = metric(await metricsText(), "tributary_device_events_total")
     if (clean >= expected) break
     await sleep(100)
   }
   const pipelineSeconds = (performance.now() - started) / 1000
+  const nc = await connect({ servers: options.natsUrl, name: "demo-events", ...(options.natsUser ? { user: options.natsUser.user, pass: options.natsUser.password } : {}) })
+  const manager = await jetstreamManager(nc)
+  const count = async (stream: string, subject: string) => (await manager.streams.info(stream, { subjects_filter: subject })).state.subjects?.[subject] ?? 0
+  const cleanMessages = (await Promise.all(apps.map((a) => count(StreamNames.eventsClean, cleanEventsSubject(a.id))))).reduce((a, b) => a + b, 0)
   const sessions = (await Promise.all(apps.map((a) => count(StreamNames.sessions, sessionsSubject(a.id))))).reduce((a, b) => a + b, 0)
   await nc.drain()
 
@@ -204,10 +208,9 @@ export const eventsWorkload = async (options: EventsDemoOptions): Promise<string
   const devicesByCategory = await grouped(app, "measure=devices&groupBy=category,appVersion", ["category", "appVersion"], lastDay)
   const revenue = await grouped(app, "measure=custom&name=purchase&sum=price&groupBy=country,platform", ["country", "platform"])
 
-  const metricsText = await (await fetch(`${options.baseUrl}/metrics`)).text()
-  const metric = (name: string) => [...metricsText.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))].reduce((n, m) => n + Number(m[1]), 0)
-  const hits = metric("tributary_metadata_cache_hits_total")
-  const misses = metric("tributary_metadata_cache_misses_total")
+  const text = await metricsText()
+  const hits = metric(text, "tributary_metadata_cache_hits_total")
+  const misses = metric(text, "tributary_metadata_cache_misses_total")
   const sent = plan.reduce((n, p) => n + p.sent, 0)
   return `
   app events
@@ -215,7 +218,7 @@ export const eventsWorkload = async (options: EventsDemoOptions): Promise<string
     sent         ${sent} events from ${plan.reduce((n, p) => n + p.devices, 0)} devices in ${plan.reduce((n, p) => n + p.batches.length, 0)} SDK batches (JSON and gzipped JSON Lines) in ${sendSeconds.toFixed(1)} s${busy > 0 ? `, ${busy} answered 503 and sent again` : ""}
                  10% of them sent again (same batch, a later batch, devices back after three months); ${rejected.length} malformed, rejected by index: ${rejected.slice(0, 1).map((r) => `[${r.index}] ${r.reason}`).join("")}
     intake       ${accepted} accepted (202 once on EVENTS)
-    dedupe       ${clean} distinct events on EVENTS_CLEAN (expected ${expected}): ${accepted - clean} duplicates dropped, ${pipelineSeconds.toFixed(1)} s from the first POST
+    dedupe       ${clean} distinct events kept (expected ${expected}): ${accepted - clean} duplicates dropped, ${pipelineSeconds.toFixed(1)} s from the first POST; on EVENTS_CLEAN in ${cleanMessages} CleanBatch messages
     sessions     ${sessions} ended sessions on SESSIONS
     aggregates   GET /v1/apps/${app}/metrics (rollups: ${counted} events counted, ${appDistinct} distinct sent), summed over the days:
     events by platform / country:              ${byPlatformCountry}

@@ -4,9 +4,9 @@
  * outbox publisher (outboxPublisher.ts) puts what was committed on EVENTS_CLEAN and SESSIONS.
  *
  * Exactly once: batches of EVENTS messages are one transaction of devices.db holding the devices' new
- * dedupe and session states, the clean events and ended sessions it produced (outbox rows) and the
- * messages' EVENTS sequences (the commit stage takes every batch waiting at once: one fsync for
- * all); only then are the messages acknowledged. A crash before the commit
+ * dedupe and session states, what they produced (outbox rows: a CleanBatch of a batch's clean events,
+ * one ended session each) and the messages' EVENTS sequences (the commit stage takes every batch
+ * waiting at once: one fsync for all); only then are the messages acknowledged. A crash before the commit
  * leaves nothing of the batch (its messages come again, and dedupe state has not moved); a crash
  * after it leaves the outbox to publish and the messages recorded as consumed (acked on redelivery,
  * never processed twice). Device states run ahead in memory (DeviceStates) while earlier batches are
@@ -16,7 +16,7 @@
  * same stages and ends the sessions idle for `inactivity` of server time (domain/events/sessions.ts).
  */
 import { Clock, Duration, Effect, Metric, Queue, Scope, Stream } from "effect"
-import type { CleanEvent, SessionEnded } from "../../domain/events/CleanEvent.ts"
+import { type CleanEvent, cleanBatchBodies, type SessionEnded } from "../../domain/events/CleanEvent.ts"
 import { CleanPublisher, type OutboxKind, type PublishedRow, settled } from "../../domain/events/CleanOutbox.ts"
 import * as Dedupe from "../../domain/events/dedupe.ts"
 import { type DeviceSessions, type DeviceState, DeviceStore, type DeviceStoreError } from "../../domain/events/DeviceStore.ts"
@@ -211,6 +211,7 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
         const meta = yield* appDims(options.metadata, app)
         const campaigns = new Set(item.fresh.flatMap((f) => (f.event.campaignId === undefined ? [] : [f.event.campaignId])))
         const advertiserOf = campaigns.size === 0 ? new Map<string, string | undefined>() : yield* advertisers(options.metadata, campaigns)
+        const cleanEvents: Array<string> = []
         for (const { event, receivedAt, session } of item.fresh) {
           const clean: CleanEvent = {
             ...event,
@@ -220,8 +221,9 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
             receivedAt,
             ...(session === undefined ? {} : { sessionId: Sessions.sessionId(event.deviceId, session) })
           }
-          item.outbox.push({ kind: "clean", body: JSON.stringify(clean) })
+          cleanEvents.push(JSON.stringify(clean))
         }
+        for (const body of cleanBatchBodies(app, cleanEvents)) item.outbox.push({ kind: "clean", body })
         for (const { deviceId, ended } of item.ended) {
           const session: SessionEnded = {
             app,

@@ -17,11 +17,17 @@ import { type CleanPublisher, type OutboxKind, type PublishedRow, settled } from
 import type { DeviceStore } from "../../domain/events/DeviceStore.ts"
 
 export const outboxPublished = Metric.counter("tributary_device_outbox_published_total", {
-  description: "Clean events and ended sessions published to EVENTS_CLEAN and SESSIONS",
+  description: "Messages published to EVENTS_CLEAN (batches of clean events) and SESSIONS (ended sessions)",
   incremental: true
 })
 
+/**
+ * Rows a round at most, and characters of their bodies (a clean row is a CleanBatch of up to 256 KiB):
+ * what one round holds in memory and sends. Above the server's max payload (8 MB), so that a row it
+ * refuses for its size never fills a round alone and holds back the rows after it.
+ */
 const page = 2_000
+const pageChars = 16 * 1024 * 1024
 const kinds: ReadonlyArray<OutboxKind> = ["clean", "session"]
 
 export const publishOutbox = (
@@ -47,7 +53,7 @@ export const publishOutbox = (
     /** rows published that `after` has not passed yet (a refused row before them holds it back) */
     const ahead = new Set<number>()
     return yield* Effect.forever(Effect.gen(function*() {
-      const read = yield* store.outbox(app, after, page)
+      const read = yield* store.outbox(app, after, page, pageChars)
       if (read.length === 0) {
         if (done.length > 0) yield* Effect.suspend(() => store.published(app, settled(done.splice(0))))
         yield* Queue.take(wake).pipe(Effect.timeoutOption("1 second"))

@@ -58,8 +58,8 @@ export class DeviceStore extends Context.Service<DeviceStore, {
   readonly idle: (app: string, before: number, limit: number) => Effect.Effect<ReadonlyArray<string>, DeviceStoreError>
   /** Apps with open sessions (their pipeline must run to end them). */
   readonly appsWithOpenSessions: Effect.Effect<ReadonlyArray<string>, DeviceStoreError>
-  /** `app`'s outbox rows after `afterId`, oldest first. */
-  readonly outbox: (app: string, afterId: number, limit: number) => Effect.Effect<ReadonlyArray<OutboxRow>, DeviceStoreError>
+  /** `app`'s outbox rows after `afterId`, oldest first: at most `limit` rows, and none past the one that reaches `maxChars` of bodies. */
+  readonly outbox: (app: string, afterId: number, limit: number, maxChars: number) => Effect.Effect<ReadonlyArray<OutboxRow>, DeviceStoreError>
   /** Deletes published rows of `app` and raises its fences. */
   readonly published: (app: string, settled: Settled) => Effect.Effect<void, DeviceStoreError>
   /** The stream sequence per kind up to which `app`'s published rows were all deleted (absent: none recorded yet). */

@@ -128,13 +128,17 @@ const make = (path: string) =>
 
     const appsWithOpenSessions = run("open apps", () => (selectOpenApps.all() as Array<{ app: string }>).map((row) => row.app))
 
-    const outbox = (app: string, afterId: number, limit: number) =>
-      run("outbox", () =>
-        (selectOutbox.all(app, afterId, limit) as Array<{ id: number; kind: string; body: string }>).map((row): OutboxRow => ({
-          id: Number(row.id),
-          kind: row.kind as OutboxKind,
-          body: row.body
-        })))
+    const outbox = (app: string, afterId: number, limit: number, maxChars: number) =>
+      run("outbox", () => {
+        const rows: Array<OutboxRow> = []
+        let chars = 0
+        for (const row of selectOutbox.iterate(app, afterId, limit) as Iterable<{ id: number; kind: string; body: string }>) {
+          rows.push({ id: Number(row.id), kind: row.kind as OutboxKind, body: row.body })
+          chars += row.body.length
+          if (chars >= maxChars) break
+        }
+        return rows
+      })
 
     const published = (app: string, rows: Settled) =>
       rows.ids.length === 0 && Object.keys(rows.fences).length === 0

@@ -1,5 +1,6 @@
 /**
- * Feeds the rollups (infra/readmodel/rollups.ts) from EVENTS_CLEAN (`events.clean.*`, CleanEvent) and
+ * Feeds the rollups (infra/readmodel/rollups.ts) from EVENTS_CLEAN (`events.clean.*`, CleanBatch, or one
+ * CleanEvent in messages written before batches) and
  * SESSIONS (`sessions.*`, SessionEnded): one durable pull consumer per stream (`rollups-events`,
  * `rollups-sessions`), in one process at a time (lease `job.rollups`). The checkpoint is the stream
  * sequence kept in the rollups file, in the same transaction as the rollups: the consumer is made anew
@@ -14,7 +15,7 @@ import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
 import { Effect, Metric, Option, Schedule, Stream } from "effect"
 import { decodeJson } from "../../domain/decodeJson.ts"
-import { CleanEvent, SessionEnded } from "../../domain/events/CleanEvent.ts"
+import { CleanMessage, SessionEnded } from "../../domain/events/CleanEvent.ts"
 import { arrivedGroups } from "../arrivedGroups.ts"
 import { allCleanEvents, allSessions, StreamNames } from "../../domain/subjects.ts"
 import { type RollupKind, type RollupMessage, RollupStore } from "../readmodel/rollups.ts"
@@ -24,8 +25,11 @@ import { withLease } from "../nats/lease.ts"
 import { runTrendAlerts, type TrendAlertOptions } from "./trendAlerts.ts"
 import { Nats, NatsError, tryNats } from "../nats/Nats.ts"
 
+/** EVENTS_CLEAN messages (CleanBatches) per transaction at most. */
+const cleanMessagesPerBatch = 32
+
 export interface RollupConsumerOptions {
-  /** messages per transaction at most; default 2,000 */
+  /** messages per transaction at most (EVENTS_CLEAN: 32 at most); default 2,000 */
   readonly batchSize?: number
   /** trend alerts, evaluated by the same process */
   readonly trends?: TrendAlertOptions
@@ -89,10 +93,12 @@ const follow = (spec: Follow, batchSize: number) =>
 /** Both consumers and the trend alerts, restarted from the checkpoint after a failure; for ever. */
 const run = (batchSize: number, trends: TrendAlertOptions) =>
   Effect.gen(function*() {
-    const events: Follow = { kind: "events", stream: StreamNames.eventsClean, filter: allCleanEvents, durable: "rollups-events", decode: decodeJson(CleanEvent) }
+    const events: Follow = { kind: "events", stream: StreamNames.eventsClean, filter: allCleanEvents, durable: "rollups-events", decode: decodeJson(CleanMessage) }
     const sessions: Follow = { kind: "sessions", stream: StreamNames.sessions, filter: allSessions, durable: "rollups-sessions", decode: decodeJson(SessionEnded) }
     const restarting = (spec: Follow) =>
-      follow(spec, batchSize).pipe(
+      // A clean message is a batch of up to 256 KiB of events: 32 of them a transaction bounds what one
+      // holds (8 MiB, 16 MiB pulled ahead) while still taking thousands of events at once.
+      follow(spec, spec.kind === "events" ? Math.min(batchSize, cleanMessagesPerBatch) : batchSize).pipe(
         Effect.tapCause((cause) => Effect.logError("rollups: a consumer failed; restarting from its checkpoint", { stream: spec.stream, cause })),
         Effect.retry(Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("10 seconds")]))
       )

@@ -18,7 +18,7 @@ const writerThread = new URL("./rollupsWriterThread.ts", import.meta.url)
 /** What a batch holds: clean events (EVENTS_CLEAN) or ended sessions (SESSIONS). */
 export type RollupKind = "events" | "sessions"
 
-/** A message as pulled: its stream sequence, when the stream stored it (ms; read for clean events only), its body (decoded: a CleanEvent or a SessionEnded). */
+/** A message as pulled: its stream sequence, when the stream stored it (ms; read for clean events only), its body (decoded: a CleanMessage or a SessionEnded). */
 export interface RollupMessage {
   readonly seq: number
   readonly storedAtMillis: number
@@ -30,7 +30,7 @@ export class RollupStore extends Context.Service<RollupStore, {
   readonly db: DatabaseSync
   /** the last stream sequence applied from `stream` */
   readonly checkpoint: (stream: string) => Effect.Effect<number | undefined, ReadModelError>
-  /** Applies `kind` messages of `stream` above the checkpoint, each sequence once, and moves it to `lastSeq` (or the highest applied), in one transaction; answers how many were new. */
+  /** Applies `kind` messages of `stream` above the checkpoint, each sequence once, and moves it to `lastSeq` (or the highest applied), in one transaction; answers how many clean events or sessions were new. */
   readonly apply: (kind: RollupKind, stream: string, messages: ReadonlyArray<RollupMessage>, lastSeq: number) => Effect.Effect<number, ReadModelError>
 }>()("tributary/infra/RollupStore") {}
 

@@ -19,7 +19,7 @@
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite"
 import { workerData } from "node:worker_threads"
-import type { CleanEvent, SessionEnded } from "../../domain/events/CleanEvent.ts"
+import type { CleanEvent, CleanMessage, SessionEnded } from "../../domain/events/CleanEvent.ts"
 import { type Dimension, dimensions } from "../../domain/events/dimensions.ts"
 import { minuteOf, sessionLengthBounds } from "../../projections/events/rollupBuckets.ts"
 import type { RollupKind } from "./rollups.ts"
@@ -31,7 +31,7 @@ export interface RollupWrite {
   readonly kind: RollupKind
   /** the stream whose checkpoint moves */
   readonly stream: string
-  /** per message: its stream sequence, when the stream stored it (ms since the epoch; events only), its body (decoded by the sender: a CleanEvent or a SessionEnded) */
+  /** per message: its stream sequence, when the stream stored it (ms since the epoch; events only), its body (decoded by the sender: a CleanMessage or a SessionEnded) */
   readonly seqs: ReadonlyArray<number>
   readonly storedAt: ReadonlyArray<number>
   readonly bodies: ReadonlyArray<string>
@@ -39,6 +39,7 @@ export interface RollupWrite {
   readonly lastSeq: number
 }
 
+/** `fresh`: clean events (of every new message) or sessions applied */
 export type RollupWriteAnswer = { readonly _tag: "Applied"; readonly fresh: number } | { readonly _tag: "Failed"; readonly cause: Error }
 
 type DimValues = ReadonlyArray<string | null>
@@ -169,14 +170,23 @@ serveSqliteThread<RollupWrite, RollupWriteAnswer>(() => openRollupsFile((workerD
       high = w.seqs[i]!
       fresh.push(i)
     }
-    if (fresh.length > 0 && w.kind === "events") {
-      writeEvents(fresh.map((i) => ({ event: JSON.parse(w.bodies[i]!) as CleanEvent, storedAt: w.storedAt[i]! })))
+    let applied = 0
+    if (w.kind === "events") {
+      const events: Array<{ readonly event: CleanEvent; readonly storedAt: number }> = []
+      for (const i of fresh) {
+        // as cleanEventsOf (domain/events/CleanEvent.ts, which loads effect): a CleanBatch, or one CleanEvent written before batches
+        const message = JSON.parse(w.bodies[i]!) as CleanMessage
+        for (const event of "events" in message ? message.events : [message]) events.push({ event, storedAt: w.storedAt[i]! })
+      }
+      if (events.length > 0) writeEvents(events)
+      applied = events.length
     } else if (fresh.length > 0) {
       writeSessions(fresh.map((i) => JSON.parse(w.bodies[i]!) as SessionEnded))
+      applied = fresh.length
     }
     high = Math.max(high, w.lastSeq)
     if (high > after) s.setCheckpoint.run(w.stream, high)
-    return { _tag: "Applied", fresh: fresh.length }
+    return { _tag: "Applied", fresh: applied }
   }
 
   return (w) => {

@@ -7,11 +7,12 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import type { CleanEvent, SessionEnded } from "../../../domain/events/CleanEvent.ts"
+import type { SessionEnded } from "../../../domain/events/CleanEvent.ts"
 import { DeviceStore } from "../../../domain/events/DeviceStore.ts"
 import type { EventBatch, SdkEvent } from "../../../domain/events/SdkEvent.ts"
 import { eventsSubject, snapshotSubject, StreamNames } from "../../../domain/subjects.ts"
 import { Nats, tryNats } from "../../../infra/nats/Nats.ts"
+import { cleanEventsOnStream } from "../../fixtures/appEvents.ts"
 import { eventually, request } from "../../fixtures/http.ts"
 import { lastOnSubject, streamMessages } from "../../fixtures/jetstreamContents.ts"
 import { layerTestPlatform } from "../../fixtures/platform.ts"
@@ -45,7 +46,7 @@ const entity = (type: string, id: string, body: unknown) =>
     yield* eventually(lastOnSubject(StreamNames.snapshots, snapshotSubject(type, id)), (m) => m !== undefined, "20 seconds")
   })
 
-const clean = Effect.map(streamMessages(StreamNames.eventsClean), (messages) => messages.map((m) => m.body as CleanEvent))
+const clean = cleanEventsOnStream
 const sessions = Effect.map(streamMessages(StreamNames.sessions), (messages) => messages.map((m) => m.body as SessionEnded))
 
 // A short inactivity time, so the timer (server time) ends a session within the test.
@@ -85,7 +86,7 @@ layer(layerTestPlatform({ SESSION_INACTIVITY: "3 seconds", SESSION_CHECK_INTERVA
       assert.strictEqual(a2.receivedAt, at(now))
       // published rows leave devices.db's outbox (deleted by a later commit, or by the publisher once idle)
       const store = yield* DeviceStore
-      yield* eventually(store.outbox(APP, 0, 10), (rows) => rows.length === 0, "20 seconds")
+      yield* eventually(store.outbox(APP, 0, 10, Infinity), (rows) => rows.length === 0, "20 seconds")
     }))
 
   it.effect("turns an open … close into one SessionEnded on SESSIONS, its events carrying the session id, all enriched", () =>

@@ -6,10 +6,10 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
-import type { CleanEvent } from "../../../domain/events/CleanEvent.ts"
 import type { EventBatch, SdkEvent } from "../../../domain/events/SdkEvent.ts"
 import { eventsSubject, StreamNames } from "../../../domain/subjects.ts"
 import { Nats, tryNats } from "../../../infra/nats/Nats.ts"
+import { cleanEventsOnStream } from "../../fixtures/appEvents.ts"
 import { eventually } from "../../fixtures/http.ts"
 import { streamMessages } from "../../fixtures/jetstreamContents.ts"
 import { layerTestNats, TestNatsServer } from "../../fixtures/nats.ts"
@@ -45,10 +45,7 @@ const batches = (): { messages: Array<EventBatch>; distinct: Set<string> } => {
   return { messages, distinct }
 }
 
-const cleanCount = Effect.gen(function*() {
-  const { manager } = yield* Nats
-  return (yield* tryNats("info", () => manager.streams.info(StreamNames.eventsClean))).state.messages
-})
+const cleanCount = Effect.map(cleanEventsOnStream, (events) => events.length)
 
 describe("a platform process killed while app events stream through", () => {
   it.live("the next process carries on from devices.db: every distinct event exactly once on EVENTS_CLEAN", () =>
@@ -74,10 +71,7 @@ describe("a platform process killed while app events stream through", () => {
         yield* Fiber.join(publisher)
         yield* eventually(cleanCount, (n) => n >= distinct.size, "50 seconds")
         yield* eventually(Effect.map(streamMessages(StreamNames.events), (m) => m.length), (n) => n === 0, "30 seconds")
-        const ids = (yield* streamMessages(StreamNames.eventsClean)).map((m) => {
-          const e = m.body as CleanEvent
-          return `${e.deviceId}#${e.seq}`
-        })
+        const ids = (yield* cleanEventsOnStream).map((e) => `${e.deviceId}#${e.seq}`)
         yield* stopProcess(second, "SIGTERM")
         const counts = new Map<string, number>()
         ids.forEach((id) => counts.set(id, (counts.get(id) ?? 0) + 1))

@@ -43,7 +43,7 @@ layer(layers, { excludeTestServices: true, timeout: 90_000 })("the device outbox
       // the middle row is over the server's max payload (8 MiB, nats.conf): its publish fails, the others' succeed
       const huge = JSON.stringify({ pad: "x".repeat(9 * 1_024 * 1_024) })
       yield* store.commit({ ...nothing, app: APP, outbox: [{ kind: "clean", body: "{\"n\":1}" }, { kind: "clean", body: huge }, { kind: "clean", body: "{\"n\":3}" }] })
-      const [first, failing, third] = (yield* store.outbox(APP, 0, 10)).map((row) => row.id)
+      const [first, failing, third] = (yield* store.outbox(APP, 0, 10, Infinity)).map((row) => row.id)
 
       // A run publishes what it can and ends once every row left failed (in the pipeline, the whole
       // pipeline then starts again): rows it published but did not delete yet are what a crash leaves.
@@ -51,7 +51,7 @@ layer(layers, { excludeTestServices: true, timeout: 90_000 })("the device outbox
         const exit = yield* publishOutbox(APP, { store, publisher, wake: yield* Queue.sliding<void>(1), done: [] }).pipe(Effect.exit)
         assert.isTrue(Exit.isFailure(exit))
       })
-      const left = Effect.map(store.outbox(APP, 0, 10), (rows) => rows.map((row) => row.id))
+      const left = Effect.map(store.outbox(APP, 0, 10, Infinity), (rows) => rows.map((row) => row.id))
 
       // the first run publishes rows 1 and 3, and row 2 fails
       yield* run

@@ -59,20 +59,24 @@ describe("devices.db", () => {
         yield* store.commit({ ...nothing, app: "1", acknowledged: [5] })
         assert.deepStrictEqual(yield* store.consumed("1", [4, 5, 6]), new Set([6]))
 
-        const rows = yield* store.outbox("1", 0, 10)
+        const rows = yield* store.outbox("1", 0, 10, Infinity)
         assert.deepStrictEqual(rows.map((r) => [r.kind, r.body]), [["clean", "{\"n\":1}"], ["session", "{\"n\":2}"]])
+        // a page ends with the row that reaches its characters (7 each here), or at its count
+        assert.deepStrictEqual((yield* store.outbox("1", 0, 10, 7)).map((r) => r.id), [rows[0]!.id])
+        assert.deepStrictEqual((yield* store.outbox("1", 0, 10, 8)).map((r) => r.id), [rows[0]!.id, rows[1]!.id])
+        assert.deepStrictEqual((yield* store.outbox("1", 0, 1, Infinity)).map((r) => r.id), [rows[0]!.id])
         // rows published are deleted by the next commit, with what it writes
         assert.deepStrictEqual(yield* store.fences("1"), {})
         yield* store.commit({ ...nothing, app: "1", consumed: [7], published: { ids: [rows[0]!.id], fences: { clean: 40 } } })
-        assert.deepStrictEqual((yield* store.outbox("1", 0, 10)).map((r) => r.id), [rows[1]!.id])
+        assert.deepStrictEqual((yield* store.outbox("1", 0, 10, Infinity)).map((r) => r.id), [rows[1]!.id])
         yield* store.published("1", { ids: [rows[1]!.id], fences: { session: 12, clean: 30 } })
-        assert.deepStrictEqual(yield* store.outbox("1", 0, 10), [])
+        assert.deepStrictEqual(yield* store.outbox("1", 0, 10, Infinity), [])
         // a fence only rises, and is the app's own
         assert.deepStrictEqual(yield* store.fences("1"), { clean: 40, session: 12 })
         assert.deepStrictEqual(yield* store.fences("2"), {})
         // ids never go back once every row was deleted: a tail read from a stream stays below new rows
         yield* store.commit({ ...nothing, app: "1", outbox: [{ kind: "clean", body: "{}" }] })
-        assert.isAbove((yield* store.outbox("1", 0, 10))[0]!.id, rows[1]!.id)
+        assert.isAbove((yield* store.outbox("1", 0, 10, Infinity))[0]!.id, rows[1]!.id)
       })))
 
   it.effect("keeps the dedupe state of typical devices within 64 bytes each on disk", () =>
@@ -99,7 +103,7 @@ describe("devices.db", () => {
     withStore((store) =>
       Effect.gen(function*() {
         yield* store.commit({ ...nothing, app: "1", outbox: Array.from({ length: 4 }, (_, n) => ({ kind: "clean" as const, body: `{"n":${n}}` })) })
-        const rows = yield* store.outbox("1", 0, 10)
+        const rows = yield* store.outbox("1", 0, 10, Infinity)
         // before, the writer thread's client kept one waiter: the second request's answer resumed nobody, and the first hung
         yield* Effect.all([
           store.commit({ ...nothing, app: "1", consumed: [1, 2] }),
@@ -108,7 +112,7 @@ describe("devices.db", () => {
           store.published("1", { ids: [rows[2]!.id], fences: { clean: 3 } })
         ], { concurrency: "unbounded" }).pipe(Effect.timeout("10 seconds"))
         assert.deepStrictEqual(yield* store.consumed("1", [1, 2, 3]), new Set([1, 2, 3]))
-        assert.deepStrictEqual((yield* store.outbox("1", 0, 10)).map((r) => r.id), [rows[3]!.id])
+        assert.deepStrictEqual((yield* store.outbox("1", 0, 10, Infinity)).map((r) => r.id), [rows[3]!.id])
         assert.deepStrictEqual(yield* store.fences("1"), { clean: 3 })
       })))
 })

@@ -1,5 +1,6 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect, Metric, Option } from "effect"
+import { cleanEventsOf, type CleanMessage } from "../../../domain/events/CleanEvent.ts"
 import { Metadata } from "../../../domain/events/Metadata.ts"
 import * as MetadataCache from "../../../infra/events/metadataCache.ts"
 import { createKey, eventually, request } from "../../fixtures/http.ts"
@@ -35,7 +36,7 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("meta
       assert.deepStrictEqual(sent.json(), { accepted: 1, rejected: [] })
       // ... and the device pipeline enriches it through this cache: the app's current publisher and category.
       const clean = yield* eventually(lastOnSubject(StreamNames.eventsClean, cleanEventsSubject("7001")), (m) => m !== undefined, "30 seconds")
-      const dims = (clean!.body as { dims: Record<string, string> }).dims
+      const dims = cleanEventsOf(clean!.body as CleanMessage).at(-1)!.dims
       assert.deepStrictEqual([dims.publisher, dims.category], ["Beta Studio", "games"])
       const unknown = yield* request({ method: "POST", url: "/v1/apps/7999/events", body: [{ deviceId: "d", seq: 0, time: "2026-05-01T12:00:00Z", type: "open" }] })
       assert.strictEqual(unknown.statusCode, 404, unknown.body)

@@ -9,7 +9,7 @@ import { type Granularity, type Measure, RollupReadModel } from "../../../projec
 import { cleanEventsSubject, StreamNames } from "../../../domain/subjects.ts"
 import { Nats, tryNats } from "../../../infra/nats/Nats.ts"
 import { streamMessages } from "../../fixtures/jetstreamContents.ts"
-import { cleanEvent, publishClean, publishSessions, sessionEnded } from "../../fixtures/appEvents.ts"
+import { cleanEvent, publishClean, publishCleanBatches, publishSessions, sessionEnded } from "../../fixtures/appEvents.ts"
 import { eventually } from "../../fixtures/http.ts"
 import { layerTestNats } from "../../fixtures/nats.ts"
 import { tempDir } from "../../fixtures/tempDir.ts"
@@ -126,6 +126,27 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
         }
       ])
       assert.deepStrictEqual((yield* query("102", "events", day)).map((r) => r.value), [1])
+    }))
+
+  it.effect("count the clean events of CleanBatch messages and of single-event messages written before batches, each once", () =>
+    Effect.gen(function*() {
+      const app = "401"
+      const day = { from: "2026-11-28T00:00:00Z", to: "2026-11-29T00:00:00Z", granularity: "day" as const }
+      const batched = Array.from({ length: 50 }, (_, i) => cleanEvent(app, `b${i % 10}`, i, at(i % 3, i % 60)))
+      const single = Array.from({ length: 5 }, (_, i) => cleanEvent(app, `s${i}`, 0, at(4)))
+      yield* publishClean(single)
+      yield* publishCleanBatches(batched, 7)
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* Effect.forkScoped(runRollupConsumers({ batchSize: 3 }))
+        yield* eventually(query(app, "events", day), (rows) => total(rows) === 55, "30 seconds")
+      }))
+      assert.strictEqual(total(yield* query(app, "devices", day)), 15)
+      // a batch delivered again (its sequence at or below the checkpoint) counts nothing
+      const store = yield* RollupStore
+      const checkpoint = (yield* store.checkpoint(StreamNames.eventsClean))!
+      const again = { seq: checkpoint, storedAtMillis: Date.parse(at(0)), body: JSON.stringify({ app, events: batched.slice(49) }) }
+      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, [again], checkpoint), 0)
+      assert.strictEqual(total(yield* query(app, "events", day)), 55)
     }))
 
   it.effect("set an undecodable message aside (DEADLETTERS), count the rest of its batch once", () =>
