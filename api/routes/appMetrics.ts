@@ -4,7 +4,8 @@
  * `from` is inclusive and `to` exclusive, to the minute. `groupBy` is a comma list of declared
  * dimensions; `filter=<dim>:<value>` is repeatable (a value may hold commas and colons): the same
  * dimension twice matches either value, different dimensions must all match. An answer covers at
- * most `maxBuckets` buckets and `maxRows` rows (400 naming `from` or `groupBy` beyond).
+ * most `maxBuckets` buckets, `maxRows` rows and `maxAnswerChars` characters (400 naming `from` or
+ * `groupBy` beyond). Queries run on the rollups' reader thread, not on the event loop.
  *
  * Roles service and auditor (and admin). Not the app's own SDK key: it ships inside every copy of
  * the app, so whoever unpacks the app would read the publisher's figures.
@@ -12,8 +13,8 @@
 import { Effect, Schema } from "effect"
 import { type Dimension, dimensions } from "../../domain/events/dimensions.ts"
 import { Uint64String } from "../../domain/ids.ts"
-import { minuteOf } from "../../projections/events/rollupBuckets.ts"
-import { isDimension, Granularity, Measure, MetricsAnswer, minutesOf, RollupReadModel } from "../../projections/events/rollups.ts"
+import { minuteOf, minutesOf } from "../../projections/events/rollupBuckets.ts"
+import { isDimension, Granularity, Measure, MetricsAnswer, RollupReadModel } from "../../projections/events/rollups.ts"
 import { InvalidRequest, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
 import { IsoTimestamp } from "./params.ts"
@@ -22,6 +23,11 @@ import { IsoTimestamp } from "./params.ts"
 export const maxBuckets = 1_440
 /** Rows one answer may hold: group by fewer or narrower dimensions, or filter, beyond. */
 export const maxRows = 10_000
+/**
+ * Characters one answer may hold, about as sent (rows of long dimension values weigh more than rows):
+ * 10,000 rows of twelve 128-character values were 10 MB, and a second of the event loop to encode.
+ */
+export const maxAnswerChars = 2 * 1024 * 1024
 
 const invalid = (field: string, message: string) => new InvalidRequest({ issues: [{ in: "query", path: [field], message }] })
 
@@ -99,10 +105,10 @@ export const appMetricsRoutes = [
         const groupBy = yield* parseGroupBy(query.groupBy)
         const filters = yield* parseFilters(query.filter)
         const rows = yield* (yield* RollupReadModel).query({
-          app: params.app, measure: query.measure, granularity, fromMinute, toMinute, groupBy, filters, maxRows,
+          app: params.app, measure: query.measure, granularity, fromMinute, toMinute, groupBy, filters, maxRows, maxChars: maxAnswerChars,
           ...(query.name === undefined ? {} : { name: query.name }),
           ...(query.sum === undefined ? {} : { sum: query.sum })
-        })
+        }).pipe(Effect.catchTag("MetricsTooLarge", () => invalid("groupBy", `an answer over ${maxAnswerChars} characters: group by fewer dimensions, filter, or ask a shorter range`)))
         if (rows.length > maxRows) return yield* invalid("groupBy", `more than ${maxRows} rows: group by fewer dimensions, filter, or ask a shorter range`)
         return { status: 200, body: { measure: query.measure, granularity, rows } }
       })

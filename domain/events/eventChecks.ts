@@ -9,6 +9,12 @@ import { Dims, maxProps, SdkEvent } from "./SdkEvent.ts"
 
 /** How far ahead of the server clock a device time may be: a clock set wrong by more is refused, not counted in the future. */
 export const maxFutureMillis = 24 * 60 * 60 * 1000
+/**
+ * The earliest device time, 0000-01-01T00:00:00Z: RFC 3339 allows `0000-01-01T00:00:00+23:59`, which is
+ * in year −1, where a session's start written back as RFC 3339 (`-000001-12-31T…`) is no date-time: the
+ * session was set aside, uncounted (found by an outside attack).
+ */
+const earliestMillis = Date.parse("0000-01-01T00:00:00Z")
 
 /** One event refused: its 0-based index in the batch and why, naming the field (`time: …`). */
 export const Rejection = Schema.Struct({ index: Schema.Int, reason: Schema.String }).annotate({ identifier: "EventRejection" })
@@ -90,12 +96,17 @@ export const checkEvent = (raw: unknown, nowMillis: number, limits: { readonly m
   const decoded = decodeFast(raw)
   if (Option.isNone(decoded)) return Result.fail(reasonOf(raw))
   const event = decoded.value
-  if (Date.parse(event.time) > nowMillis + maxFutureMillis) return Result.fail("time: more than 24 hours ahead of the server clock")
+  const time = Date.parse(event.time)
+  if (time > nowMillis + maxFutureMillis) return Result.fail("time: more than 24 hours ahead of the server clock")
+  if (time < earliestMillis) return Result.fail("time: before 0000-01-01T00:00:00Z")
   if (event.type === "custom" && event.name === undefined) return Result.fail("name: a custom event needs a name")
   if ((event.type === "impression" || event.type === "click") && event.campaignId === undefined) {
     return Result.fail(`campaignId: an ${event.type} event needs its campaign`)
   }
   if (event.props !== undefined && Object.keys(event.props).length > maxProps) return Result.fail(`props: more than ${maxProps} properties`)
+  // JSON keeps it, but an object built from it does not (a JSON.parse with a reviver drops it): it was
+  // accepted and never counted (found by an outside attack)
+  if (event.props !== undefined && Object.hasOwn(event.props, "__proto__")) return Result.fail("props.__proto__: a reserved name")
   const controls = controlsIn(event)
   if (controls !== undefined) return Result.fail(`${controls}: control characters (NUL, line breaks, escapes) are not allowed`)
   const illFormed = loneSurrogatesIn(event)

@@ -1,8 +1,21 @@
 /**
  * How the rollups bucket what they count: UTC minutes (of an event's device time, of a session's
- * start, of the intake's receipt) and session lengths. No imports: the rollups' writer thread
- * (infra/readmodel/rollupsWriterThread.ts) loads it too.
+ * start, of the intake's receipt), minutes into hours and days, and session lengths. No imports but
+ * types: the rollups' threads (infra/readmodel/rollupsWriterThread.ts, rollupsReaderThread.ts) load it too.
  */
+
+import type { Granularity } from "./rollups.ts"
+
+/** Minutes in a bucket of each granularity. */
+export const minutesOf: Record<Granularity, number> = { minute: 1, hour: 60, day: 1_440 }
+
+/**
+ * The first minute of the bucket `minute` falls in: floored, for minutes before 1970 too (SQLite's
+ * integer division rounds toward zero, which put 1969's last hour into 1970's first: found by an outside
+ * attack). The same expression in SQL: `bucketSql`.
+ */
+export const bucketOf = (minute: number, width: number): number => minute - (((minute % width) + width) % width)
+export const bucketSql = (column: string, width: number): string => `(${column} - (((${column} % ${width}) + ${width}) % ${width}))`
 
 /** Session lengths are counted in these buckets: up to 10 s, up to 30 s, …, and over an hour. */
 export const sessionLengthBounds = [10, 30, 60, 180, 600, 1_800, 3_600] as const

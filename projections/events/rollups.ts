@@ -19,7 +19,6 @@ export type Measure = typeof Measure.Type
 export const Granularity = Schema.Literals(["minute", "hour", "day"])
 export type Granularity = typeof Granularity.Type
 
-export const minutesOf: Record<Granularity, number> = { minute: 1, hour: 60, day: 1_440 }
 
 /** A query, decoded and checked (the route's job): minutes are UTC minutes since the epoch, `to` exclusive. */
 export interface MetricsQuery {
@@ -36,7 +35,14 @@ export interface MetricsQuery {
   readonly sum?: string
   /** answer at most this many rows and one more (the caller refuses more) */
   readonly maxRows?: number
+  /** answer at most this many characters of rows (their dimension values and times, about as sent); more: MetricsTooLarge */
+  readonly maxChars?: number
 }
+
+/** A query whose rows would be more than its `maxChars`: nothing is answered. */
+export class MetricsTooLarge extends Schema.TaggedError<MetricsTooLarge>()("MetricsTooLarge", {
+  maxChars: Schema.Number
+}) {}
 
 /** One bucket of sessions' lengths: sessions that lasted at most `upToSeconds` (and more than the bucket before; null: longer than every bound). */
 export const LengthBucket = Schema.Struct({ upToSeconds: Schema.NullOr(Schema.Int), sessions: Schema.Int })
@@ -64,7 +70,7 @@ export interface AlertPage {
 }
 
 export class RollupReadModel extends Context.Service<RollupReadModel, {
-  readonly query: (query: MetricsQuery) => Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError>
+  readonly query: (query: MetricsQuery) => Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge>
   /** Alerts in the order raised, after the id `after`, of one app when given. */
   readonly alerts: (options: { readonly limit: number; readonly after?: number; readonly app?: string }) => Effect.Effect<AlertPage, ReadModelError>
 }>()("tributary/RollupReadModel") {}

@@ -99,13 +99,20 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
         event("d1", 5, { dims: { platform: 7 } }),
         event("d1", 6, { type: "click", campaignId: "900", creativeId: "c1" }),
         // two of these in a minute made its sum Infinity, and the metrics over it answered 500
-        event("d1", 7, { type: "custom", name: "purchase", props: { price: 1e308 } })
+        event("d1", 7, { type: "custom", name: "purchase", props: { price: 1e308 } }),
+        // year −1 in UTC: its session's start was no RFC 3339 date-time, and the session was set aside
+        event("d1", 8, { time: "0000-01-01T00:00:00+23:59" }),
+        // accepted, then silently never counted
+        JSON.parse(`{"deviceId":"d1","seq":9,"time":"2026-05-01T12:00:00Z","type":"custom","name":"x","props":{"__proto__":5}}`),
+        event("d1", 10, { time: "0000-01-01T00:00:00Z" })
       ]
       const res = yield* post("21", sdk, JSON.stringify(batch))
       assert.strictEqual(res.status, 202)
-      assert.strictEqual(res.body.accepted, 3)
+      assert.strictEqual(res.body.accepted, 4)
       const reasons = new Map((res.body.rejected as Array<{ index: number; reason: string }>).map((r) => [r.index, r.reason]))
-      assert.deepStrictEqual([...reasons.keys()], [1, 2, 3, 4, 6, 8])
+      assert.deepStrictEqual([...reasons.keys()], [1, 2, 3, 4, 6, 8, 9, 10])
+      assert.strictEqual(reasons.get(9), "time: before 0000-01-01T00:00:00Z")
+      assert.strictEqual(reasons.get(10), "props.__proto__: a reserved name")
       assert.match(reasons.get(8)!, /^props\.price: /)
       assert.match(reasons.get(1)!, /^seq: /)
       assert.match(reasons.get(2)!, /^name: /)
@@ -113,7 +120,7 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
       assert.match(reasons.get(4)!, /^campaignId: /)
       assert.match(reasons.get(6)!, /^dims\.platform: /)
       const stored = yield* storedEvents("21")
-      assert.deepStrictEqual(stored.map((e) => e.seq), [0, 4, 6])
+      assert.deepStrictEqual(stored.map((e) => e.seq), [0, 4, 6, 10])
       assert.deepStrictEqual(stored[1]!.props, { sku: "x", price: 2.5 })
     }))
 

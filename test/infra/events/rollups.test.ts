@@ -149,6 +149,43 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       assert.strictEqual(total(yield* query(app, "events", day)), 55)
     }))
 
+  it.effect("buckets minutes before 1970 into their own hour and day (floored, not rounded toward zero)", () =>
+    Effect.gen(function*() {
+      const app = "501"
+      yield* publishCleanBatches([
+        cleanEvent(app, "d1", 0, "1969-12-31T23:30:00.000Z"),
+        cleanEvent(app, "d1", 1, "1970-01-01T00:10:00.000Z"),
+        cleanEvent(app, "d2", 0, "1969-12-30T12:00:00.000Z")
+      ], 10)
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* Effect.forkScoped(runRollupConsumers({ batchSize: 10 }))
+        yield* eventually(query(app, "events", { from: "1969-12-30T00:00:00Z", to: "1970-01-02T00:00:00Z", granularity: "day" }), (rows) => total(rows) === 3, "30 seconds")
+      }))
+      const hours = yield* query(app, "events", { from: "1969-12-31T23:00:00Z", to: "1970-01-01T01:00:00Z", granularity: "hour" })
+      assert.deepStrictEqual(hours.map((r) => [r.time, r.value]), [["1969-12-31T23:00:00.000Z", 1], ["1970-01-01T00:00:00.000Z", 1]])
+      const days = yield* query(app, "devices", { from: "1969-12-30T00:00:00Z", to: "1970-01-02T00:00:00Z", granularity: "day" })
+      assert.deepStrictEqual(days.map((r) => [r.time, r.value]), [["1969-12-30T00:00:00.000Z", 1], ["1969-12-31T00:00:00.000Z", 1], ["1970-01-01T00:00:00.000Z", 1]])
+    }))
+
+  it.effect("refuse an answer over its characters (MetricsTooLarge), however few its rows", () =>
+    Effect.gen(function*() {
+      const app = "601"
+      const long = (i: number) => `${i}`.padEnd(128, "x")
+      yield* publishCleanBatches(Array.from({ length: 40 }, (_, i) => cleanEvent(app, `d${i}`, 0, at(0), { dims: { platform: long(i), country: long(i), model: long(i) } })), 40)
+      const day = { from: "2026-11-28T00:00:00Z", to: "2026-11-29T00:00:00Z", granularity: "day" as const }
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* Effect.forkScoped(runRollupConsumers({ batchSize: 10 }))
+        yield* eventually(query(app, "events", day), (rows) => total(rows) === 40, "30 seconds")
+      }))
+      const ask = (maxChars: number) =>
+        Effect.flatMap(RollupReadModel, (model) =>
+          model.query({ app, measure: "events", granularity: "day", fromMinute: minuteOf(day.from), toMinute: minuteOf(day.to), groupBy: ["platform", "country", "model"], filters: new Map(), maxRows: 10_000, maxChars }))
+      // 40 rows of three 128-character values: ~17,000 characters
+      assert.strictEqual((yield* ask(20_000)).length, 40)
+      const refused = yield* Effect.flip(ask(10_000))
+      assert.strictEqual(refused._tag, "MetricsTooLarge")
+    }))
+
   it.effect("set an undecodable message aside (DEADLETTERS), count the rest of its batch once", () =>
     Effect.gen(function*() {
       const app = "301"

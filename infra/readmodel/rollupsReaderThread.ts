@@ -1,0 +1,93 @@
+/**
+ * The rollups' reader thread (infra/sqliteThread.ts): metrics queries on `rollups.db` run here, on a
+ * connection of its own, not on the main thread. A query groups the minute rows of every dimension set
+ * of the app, so its cost grows with the app's distinct dimension values, which its SDK (anyone who
+ * unpacks the app) decides: an outside attack made one query hold the event loop 300 ms, and 80 at once
+ * 20 s — long enough for every lease of the process to lapse. Here a query holds only this thread; the
+ * main thread serves everything else meanwhile, and the routes' read admission (a queue with a timeout)
+ * works as meant. Queries are answered one at a time, in order.
+ *
+ * A query is one SELECT summing the minute rows of the app's dimension sets that pass the filters,
+ * grouped by the bucket's start and the groupBy dimensions; never a scan of raw events. Dimension names
+ * are spelled into SQL only from the declared list.
+ *
+ * Loaded by Node itself (infra/sqliteThreadServe.ts): only erasable TypeScript and `.ts` imports, none of
+ * `effect` (types only).
+ */
+import type { DatabaseSync } from "node:sqlite"
+import { workerData } from "node:worker_threads"
+import { bucketSql, minuteAt, minutesOf, sessionLengthBounds } from "../../projections/events/rollupBuckets.ts"
+import type { MetricsQuery, MetricsRow } from "../../projections/events/rollups.ts"
+import { serveSqliteThread } from "../sqliteThreadServe.ts"
+import { openRollupsFile } from "./rollupsFile.ts"
+
+export type MetricsAnswer =
+  | { readonly _tag: "Rows"; readonly rows: ReadonlyArray<MetricsRow> }
+  | { readonly _tag: "TooLarge" }
+  | { readonly _tag: "Failed"; readonly cause: Error }
+
+const lengthSums = [...sessionLengthBounds, null].map((_, i) => `SUM(r.b${i}) AS b${i}`).join(", ")
+
+/** What each measure sums, from which table, and the extra conditions it takes. */
+const measureSql = (q: MetricsQuery): { readonly table: string; readonly value: string; readonly where: string; readonly params: ReadonlyArray<string> } => {
+  switch (q.measure) {
+    case "events":
+      return { table: "rollup_events", value: "SUM(r.events)", where: "", params: [] }
+    case "devices":
+      return { table: "rollup_devices", value: "COUNT(DISTINCT r.device)", where: "", params: [] }
+    case "sessions":
+      return { table: "rollup_sessions", value: "SUM(r.sessions)", where: "", params: [] }
+    case "sessionLength":
+      return { table: "rollup_sessions", value: `SUM(r.seconds) / SUM(r.sessions) AS mean, ${lengthSums}, SUM(r.sessions)`, where: "", params: [] }
+    case "custom":
+      return q.sum === undefined
+        ? { table: "rollup_custom", value: "SUM(r.events)", where: "AND r.name = ?", params: [q.name ?? ""] }
+        : { table: "rollup_custom_sums", value: "SUM(r.total)", where: "AND r.name = ? AND r.prop = ?", params: [q.name ?? "", q.sum] }
+  }
+}
+
+/** About what a row weighs once sent: its time, value and keys, and its dimension values. */
+const rowChars = 64
+
+const query = (db: DatabaseSync, q: MetricsQuery): MetricsAnswer => {
+  const width = minutesOf[q.granularity]
+  const m = measureSql(q)
+  const columns = q.groupBy.map((d) => `d."${d}"`)
+  const filters = [...q.filters].map(([d, values]) => `AND d."${d}" IN (${values.map(() => "?").join(", ")})`)
+  const sql = `SELECT ${bucketSql("r.minute", width)} AS bucket${columns.map((c) => `, ${c}`).join("")}, ${m.value} AS value
+    FROM ${m.table} r JOIN dim_sets d ON d.id = r.dim_set
+    WHERE d.app = ? ${filters.join(" ")} AND r.minute >= ? AND r.minute < ? ${m.where}
+    GROUP BY bucket${columns.map((c) => `, ${c}`).join("")}
+    ORDER BY bucket${columns.map((c) => `, ${c}`).join("")}
+    ${q.maxRows === undefined ? "" : `LIMIT ${Math.floor(q.maxRows) + 1}`}`
+  const params = [q.app, ...[...q.filters.values()].flat(), q.fromMinute, q.toMinute, ...m.params]
+  const rows: Array<MetricsRow> = []
+  let chars = 0
+  for (const row of db.prepare(sql).iterate(...params) as Iterable<Record<string, number | string | null>>) {
+    const dims: Record<string, string | null> = {}
+    chars += rowChars
+    for (const d of q.groupBy) {
+      const value = row[d] as string | null
+      dims[d] = value
+      chars += d.length + (value?.length ?? 4)
+    }
+    if (q.maxChars !== undefined && chars > q.maxChars) return { _tag: "TooLarge" }
+    const time = minuteAt(row.bucket as number)
+    if (q.measure !== "sessionLength") {
+      rows.push({ time, ...dims, value: Number(row.value) })
+      continue
+    }
+    const distribution = [...sessionLengthBounds, null].map((bound, i) => ({ upToSeconds: bound, sessions: Number(row[`b${i}`]) }))
+      .filter((b) => b.sessions > 0)
+    rows.push({ time, ...dims, value: Number(row.mean), distribution })
+  }
+  return { _tag: "Rows", rows }
+}
+
+serveSqliteThread<MetricsQuery, MetricsAnswer>(() => openRollupsFile((workerData as { readonly path: string }).path), (db) => (q) => {
+  try {
+    return query(db, q)
+  } catch (cause) {
+    return { _tag: "Failed", cause: cause instanceof Error ? new Error(cause.message) : new Error(String(cause)) }
+  }
+})

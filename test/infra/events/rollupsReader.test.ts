@@ -1,0 +1,42 @@
+/**
+ * Metrics queries run on the rollups' reader thread, not on the event loop: an outside attack made a
+ * query over an app of many distinct dimension values hold the event loop 300 ms (80 at once: 20 s, and
+ * every lease of the process lapsed). A real rollups file with 200,000 dimension sets, a query grouping
+ * them all; a timer set after the query starts fires before the query's answer comes.
+ */
+import { assert, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { layerSqlite as rollupQueries } from "../../../infra/readmodel/rollupsQueries.ts"
+import { openRollupsFile } from "../../../infra/readmodel/rollupsFile.ts"
+import { RollupReadModel } from "../../../projections/events/rollups.ts"
+import { tempDir } from "../../fixtures/tempDir.ts"
+
+const minute = 29_000_000
+
+const fill = (path: string) => {
+  const db = openRollupsFile(path)
+  db.exec(`
+    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
+    INSERT INTO dim_sets (id, key, app, platform, country, model, carrier)
+      SELECT i, 'k' || i, '9', 'p' || (i % 7), 'c' || (i % 50), 'm' || i, 'carrier-' || i FROM n;
+    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
+    INSERT INTO rollup_events (dim_set, minute, events) SELECT i, ${minute} + (i % 60), 1 FROM n;`)
+  db.close()
+}
+
+it.live("a heavy metrics query leaves the event loop free", () =>
+  Effect.gen(function*() {
+    const path = `${yield* tempDir("rollups-reader")}/rollups.db`
+    fill(path)
+    yield* Effect.gen(function*() {
+      const model = yield* RollupReadModel
+      const order: Array<string> = []
+      const heavy = model.query({
+        app: "9", measure: "events", granularity: "day", fromMinute: minute - 1_440, toMinute: minute + 1_440,
+        groupBy: ["platform", "country", "model", "carrier"], filters: new Map(), maxRows: 10_000
+      }).pipe(Effect.tap((rows) => Effect.sync(() => order.push(`query ${rows.length}`))))
+      const timer = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10))).pipe(Effect.tap(() => Effect.sync(() => order.push("timer"))))
+      yield* Effect.all([heavy, timer], { concurrency: 2 })
+      assert.deepStrictEqual(order, ["timer", "query 10001"])
+    }).pipe(Effect.provide(Layer.fresh(rollupQueries({ path }))))
+  }).pipe(Effect.scoped), { timeout: 60_000 })
