@@ -35,13 +35,14 @@ interface Loaded {
   sessions?: DeviceSessions
 }
 
-const make = (path: string) =>
+const make = (path: string, cacheBytes: number | undefined) =>
   Effect.gen(function*() {
     const db: DatabaseSync = yield* Effect.acquireRelease(
       Effect.try({ try: () => openSharedSqlite(path), catch: (cause) => new DeviceStoreError({ operation: "open", cause }) }),
       (db) => Effect.sync(() => db.close())
     )
     db.exec(schema)
+    if (cacheBytes !== undefined) db.exec(`PRAGMA cache_size = -${Math.ceil(cacheBytes / 1024)}`)
     const run = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: (cause) => new DeviceStoreError({ operation, cause }) })
 
     // Up to `loadChunk` devices a statement: with a memory bound smaller than the devices, a load per
@@ -158,4 +159,5 @@ const make = (path: string) =>
     return DeviceStore.of({ load, commit, consumed, idle, appsWithOpenSessions, outbox, published, fences, footprint })
   })
 
-export const layerSqlite = (options: { readonly path: string }) => Layer.effect(DeviceStore, make(options.path))
+/** `cacheBytes`: SQLite's page cache of the read connection (its default, 2 MiB, when absent). */
+export const layerSqlite = (options: { readonly path: string; readonly cacheBytes?: number }) => Layer.effect(DeviceStore, make(options.path, options.cacheBytes))
