@@ -1,8 +1,8 @@
 /**
  * What the device shards produce (issue 8): app events after exact dedupe and enrichment, on
- * EVENTS_CLEAN (`events.clean.<app>`, in batches: CleanBatch), and sessions, on SESSIONS (`sessions.<app>`). Consumers follow
- * these subjects; the rollups (projections/events/) are built from them. Public: consumers code
- * against these fields.
+ * EVENTS_CLEAN (`events.clean.<app>`, in CleanBatches), and sessions, on SESSIONS (`sessions.<app>`).
+ * Consumers follow these subjects; the rollups (projections/events/) are built from them. Public:
+ * consumers code against these fields.
  */
 import { Schema } from "effect"
 import { Uint64String } from "../ids.ts"
@@ -41,8 +41,8 @@ export type CleanEvent = typeof CleanEvent.Type
 /**
  * An EVENTS_CLEAN message: clean events of one app, in the order its device pipeline kept them, those
  * of one commit together (a few hundred KiB at most: `cleanBatchMaxChars`). One message per event cost
- * nats-server and the platform 46 µs of CPU an event (bench/cleanStreamCost.ts), half the budget of the
- * whole pipeline. Messages written before this shape hold one CleanEvent each, and are still read.
+ * nats-server and the platform 45 µs of CPU an event, a batch 5.6 (bench/cleanStreamCost.ts): the former
+ * was half the budget of the whole pipeline. Messages written before this shape hold one CleanEvent each, and are still read.
  */
 export const CleanBatch = Schema.Struct({
   app: Uint64String,

@@ -104,8 +104,8 @@ export const checkEvent = (raw: unknown, nowMillis: number, limits: { readonly m
     return Result.fail(`campaignId: an ${event.type} event needs its campaign`)
   }
   if (event.props !== undefined && Object.keys(event.props).length > maxProps) return Result.fail(`props: more than ${maxProps} properties`)
-  // JSON keeps it, but an object built from it does not (a JSON.parse with a reviver drops it): it was
-  // accepted and never counted (found by an outside attack)
+  // the name plain objects take for their prototype: such a prop was accepted and never counted (found
+  // by an outside attack), so it is refused rather than carried through every object on the way
   if (event.props !== undefined && Object.hasOwn(event.props, "__proto__")) return Result.fail("props.__proto__: a reserved name")
   const controls = controlsIn(event)
   if (controls !== undefined) return Result.fail(`${controls}: control characters (NUL, line breaks, escapes) are not allowed`)

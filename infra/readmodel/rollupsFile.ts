@@ -1,7 +1,7 @@
 /**
  * The app-event rollups' SQLite file (`DATA_DIR/rollups.db`; what they mean: projections/events/rollups.ts):
  * its tables and how a connection opens it. Written by the rollups' writer thread
- * (rollupsWriterThread.ts), read by the queries (rollupsQueries.ts), and by the trend alerts, which also
+ * (rollupsWriterThread.ts), read by the metrics queries (rollupsReaderThread.ts), and by the trend alerts, which also
  * keep their state and what they raised here (infra/events/trendAlerts.ts). Tables:
  * - `rollup_checkpoints`: per stream, its last sequence applied (moved in each batch's transaction);
  * - `dim_sets`: each combination of (app, dimension values) seen, as a small integer, so fact rows are
