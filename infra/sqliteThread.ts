@@ -13,7 +13,7 @@
  * request/answer pairing and the "what if the thread dies mid-commit" handling to write here.
  */
 import { Worker } from "node:worker_threads"
-import { Effect } from "effect"
+import { Effect, Scope } from "effect"
 import type { FromThread, ToThread } from "./sqliteThreadServe.ts"
 
 /** How long closing waits for the thread to close its connection before terminating it. */
@@ -107,3 +107,14 @@ export const startSqliteThread = <Request, Answer>(file: URL, workerData: unknow
     Effect.sync(() => connect<Request, Answer>(new Worker(file, { workerData }), options.name, options.failed)),
     (thread) => thread.close
   )
+
+/**
+ * As startSqliteThread, but the thread starts with the first request (a thread is ~20 MB of RSS: for
+ * the work only some processes do, such as the one holding a lease or asked a query), and stops when
+ * the scope closes.
+ */
+export const sqliteThreadOnDemand = <Request, Answer>(file: URL, workerData: unknown, options: { readonly name: string; readonly failed: (cause: Error) => Answer }) =>
+  Effect.gen(function*() {
+    const thread = yield* Effect.cached(startSqliteThread<Request, Answer>(file, workerData, options).pipe(Scope.provide(yield* Scope.Scope)))
+    return { request: (request: Request) => Effect.flatMap(thread, (started) => started.request(request)) }
+  })

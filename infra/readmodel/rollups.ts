@@ -7,9 +7,9 @@
  * of its own for the checkpoints and the trend alerts (infra/events/trendAlerts.ts).
  */
 import type { DatabaseSync } from "node:sqlite"
-import { Context, Effect, Layer, Scope } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { ReadModelError } from "../../projections/ReadModelError.ts"
-import { startSqliteThread } from "../sqliteThread.ts"
+import { sqliteThreadOnDemand } from "../sqliteThread.ts"
 import { openRollupsFile } from "./rollupsFile.ts"
 import type { RollupWrite, RollupWriteAnswer } from "./rollupsWriterThread.ts"
 
@@ -45,12 +45,11 @@ export const layerSqlite = (options: { readonly path: string }) =>
   Layer.effect(RollupStore, Effect.gen(function*() {
     // opened (its tables created) before the thread opens it too
     const db = yield* openRollups(options.path)
-    // Started at the first batch (a thread is ~20 MB of RSS, and only the process holding the rollups'
-    // lease writes), for the life of the layer; a thread that could not open the file answers every batch Failed.
-    const writer = yield* Effect.cached(startSqliteThread<RollupWrite, RollupWriteAnswer>(writerThread, { path: options.path }, {
+    // only the process holding the rollups' lease writes
+    const writer = yield* sqliteThreadOnDemand<RollupWrite, RollupWriteAnswer>(writerThread, { path: options.path }, {
       name: "the rollups' writer thread",
       failed: (cause) => ({ _tag: "Failed", cause })
-    }).pipe(Scope.provide(yield* Scope.Scope)))
+    })
 
     return RollupStore.of({
       db,
@@ -61,14 +60,14 @@ export const layerSqlite = (options: { readonly path: string }) =>
         }),
       apply: (kind, stream, messages, lastSeq) =>
         Effect.flatMap(
-          Effect.flatMap(writer, (thread) => thread.request({
+          writer.request({
             kind,
             stream,
             seqs: messages.map((m) => m.seq),
-            storedAt: kind === "events" ? messages.map((m) => m.storedAtMillis) : [],
+            storedAt: messages.map((m) => m.storedAtMillis),
             bodies: messages.map((m) => m.body),
             lastSeq
-          })),
+          }),
           (answer) =>
             answer._tag === "Failed"
               ? Effect.fail(new ReadModelError({ operation: `apply ${kind}`, cause: answer.cause }))

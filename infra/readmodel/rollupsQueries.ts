@@ -4,11 +4,11 @@
  * whose cost the app's dimension values decide), alerts (by id, bounded) here.
  */
 import type { DatabaseSync } from "node:sqlite"
-import { Effect, Layer, Schema, Scope } from "effect"
+import { Effect, Layer, Schema } from "effect"
 import { Alert } from "../../domain/events/Alert.ts"
 import { type AlertPage, type MetricsQuery, type MetricsRow, MetricsTooLarge, RollupReadModel } from "../../projections/events/rollups.ts"
 import { ReadModelError } from "../../projections/ReadModelError.ts"
-import { startSqliteThread } from "../sqliteThread.ts"
+import { sqliteThreadOnDemand } from "../sqliteThread.ts"
 import { openRollups } from "./rollups.ts"
 import type { MetricsAnswer } from "./rollupsReaderThread.ts"
 
@@ -21,15 +21,14 @@ export const layerSqlite = (options: { readonly path: string }) =>
     // Opens (and creates) the file itself: the consumers may run in another process.
     const db: DatabaseSync = yield* openRollups(options.path)
     const use = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: (cause) => new ReadModelError({ operation, cause }) })
-    // Started at the first query (a thread is ~20 MB of RSS, and most processes are never asked), for the
-    // life of the layer; a thread that could not open the file answers every query Failed.
-    const reader = yield* Effect.cached(startSqliteThread<MetricsQuery, MetricsAnswer>(readerThread, { path: options.path }, {
+    // most processes are never asked a query
+    const reader = yield* sqliteThreadOnDemand<MetricsQuery, MetricsAnswer>(readerThread, { path: options.path }, {
       name: "the rollups' reader thread",
       failed: (cause) => ({ _tag: "Failed", cause })
-    }).pipe(Scope.provide(yield* Scope.Scope)))
+    })
 
     const query = (q: MetricsQuery): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge> =>
-      Effect.flatMap(Effect.flatMap(reader, (thread) => thread.request(q)), (answer): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge> =>
+      Effect.flatMap(reader.request(q), (answer): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge> =>
         answer._tag === "Rows"
           ? Effect.succeed(answer.rows)
           : answer._tag === "TooLarge"

@@ -10,11 +10,10 @@ import type { Granularity } from "./rollups.ts"
 export const minutesOf: Record<Granularity, number> = { minute: 1, hour: 60, day: 1_440 }
 
 /**
- * The first minute of the bucket `minute` falls in: floored, for minutes before 1970 too (SQLite's
- * integer division rounds toward zero, which put 1969's last hour into 1970's first: found by an outside
- * attack). The same expression in SQL: `bucketSql`.
+ * SQL for the first minute of the bucket of `column`'s minute: floored, for minutes before 1970 too
+ * (SQLite's integer division rounds toward zero, which put 1969's last hour into 1970's first: found by
+ * an outside attack).
  */
-export const bucketOf = (minute: number, width: number): number => minute - (((minute % width) + width) % width)
 export const bucketSql = (column: string, width: number): string => `(${column} - (((${column} % ${width}) + ${width}) % ${width}))`
 
 /** Session lengths are counted in these buckets: up to 10 s, up to 30 s, …, and over an hour. */

@@ -19,6 +19,27 @@ const refusal = <A>(call: () => Promise<A>) =>
 
 const jobsOf = (partner: string) => IngestJobs.use((jobs) => jobs.list(partner, { limit: 100 }))
 
+/**
+ * `partner` logs in and starts uploading `name`: `first` is sent, then the source waits (`source.end()`
+ * finishes it). Answers once the server is storing it (its temp file exists); `upload` settles to
+ * "stored" or "broken off".
+ */
+const uploadInFlight = (partner: string, name: string, first: Uint8Array) =>
+  Effect.gen(function*() {
+    const doors = yield* startDoors()
+    const dir = yield* TestIngestDir
+    const incoming = join(dir, "uploads", ".incoming")
+    const password = `${partner}-password-1`
+    yield* setCredentials(partner, { password })
+    const client = yield* ftpLogin(doors.ftpPort, partner, password)
+    const source = new PassThrough()
+    source.write(first)
+    const upload = client.uploadFrom(source, name).then(() => "stored", () => "broken off")
+    yield* eventually(Effect.sync(() => readdirSync(incoming)), (names) => names.length > 0, "30 seconds")
+    const next = ftpLogin(doors.ftpPort, partner, password)
+    return { dir, incoming, client, source, upload, next }
+  })
+
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
 /** A CSV of `lines` lines, gzipped: several MB of input, much of it random (so the gzip stays large). */
@@ -63,22 +84,13 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("FTP do
 
     it.effect("broken off midway (the client closes its connections) makes no job and leaves nothing", () =>
       Effect.gen(function*() {
-        const doors = yield* startDoors()
-        const dir = yield* TestIngestDir
-        const incoming = join(dir, "uploads", ".incoming")
-        yield* setCredentials("quitter", { password: "quitter-password-1" })
-        const client = yield* ftpLogin(doors.ftpPort, "quitter", "quitter-password-1")
-        // A source that sends 1 MiB, then waits for ever: the upload is in flight, not finished.
-        const source = new PassThrough()
-        source.write(randomBytes(1024 * 1024))
-        const upload = client.uploadFrom(source, "half.csv").catch(() => "broken off")
-        // The server is storing it: its temp file exists.
-        yield* eventually(Effect.sync(() => readdirSync(incoming)), (names) => names.length > 0, "30 seconds")
+        // 1 MiB sent, then the source waits for ever: the upload is in flight, not finished
+        const { client, dir, incoming, next: login, upload } = yield* uploadInFlight("quitter", "half.csv", randomBytes(1024 * 1024))
         client.close()
         assert.strictEqual(yield* Effect.promise(() => upload), "broken off")
         // Its temp file is gone, and the next upload of the partner is its only job.
         yield* eventually(Effect.sync(() => readdirSync(incoming)), (names) => names.length === 0, "30 seconds")
-        const next = yield* ftpLogin(doors.ftpPort, "quitter", "quitter-password-1")
+        const next = yield* login
         yield* Effect.promise(() => next.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "after.csv"))
         assert.deepStrictEqual((yield* jobsOf("quitter")).map((j) => j.fileName), ["after.csv"])
         assert.deepStrictEqual(readdirSync(join(dir, "uploads", "quitter")).length, 1, "only the complete upload is stored")
@@ -88,22 +100,14 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("FTP do
       // transfer, so the ABOR went unread, the half file became a job, and a replace-mode partner's
       // half list removed the other half's users from their segments.
       Effect.gen(function*() {
-        const doors = yield* startDoors()
-        const dir = yield* TestIngestDir
-        const incoming = join(dir, "uploads", ".incoming")
-        yield* setCredentials("canceller", { password: "canceller-password-1" })
-        const client = yield* ftpLogin(doors.ftpPort, "canceller", "canceller-password-1")
-        const source = new PassThrough()
-        source.write(Buffer.from("u,s\n".repeat(10_000)))
-        const upload = client.uploadFrom(source, "cancelled.csv").then(() => "stored", () => "broken off")
-        yield* eventually(Effect.sync(() => readdirSync(incoming)), (names) => names.length > 0, "30 seconds")
+        const { client, incoming, next: login, source, upload } = yield* uploadInFlight("canceller", "cancelled.csv", Buffer.from("u,s\n".repeat(10_000)))
         // what a client does on cancel: ABOR on the control connection, then the data connection's clean end
         yield* Effect.sync(() => (client.ftp.socket as unknown as Writable).write("ABOR\r\n"))
         yield* Effect.sleep("50 millis")
         source.end()
         assert.strictEqual(yield* Effect.promise(() => upload), "broken off")
         yield* eventually(Effect.sync(() => readdirSync(incoming)), (names) => names.length === 0, "30 seconds")
-        const next = yield* ftpLogin(doors.ftpPort, "canceller", "canceller-password-1")
+        const next = yield* login
         yield* Effect.promise(() => next.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "after.csv"))
         assert.deepStrictEqual((yield* jobsOf("canceller")).map((j) => j.fileName), ["after.csv"])
       }))
