@@ -163,6 +163,13 @@ const streamNameInUse = 10058
  * the last stream between our update and add (seen with two processes started at the same instant).
  */
 const maximumStreams = 10027
+/**
+ * JetStream's "subjects overlap with an existing stream": nats-server 2.9 answers it, not "name in use",
+ * to an add racing another process's add of the same stream (seen in CI: 2 of 6 processes started at
+ * the same instant failed). A stream of another name on those subjects gives it too: then the update
+ * finds no stream, and this error stands.
+ */
+const subjectsOverlap = 10065
 
 /** Creates the stream, or updates it to `config` when it exists (consumer accounts' mirrors use it too). */
 export const ensureStream = (config: Config) =>
@@ -176,8 +183,8 @@ export const ensureStream = (config: Config) =>
         () =>
           tryNats(`add stream ${name}`, () => manager.streams.add(config)).pipe(
             Effect.catchIf((error: NatsError) => isApiError(error.cause, streamNameInUse), () => updateStream),
-            // created by another process meanwhile, if the update finds it; the limit's error otherwise
-            Effect.catchIf((error: NatsError) => isApiError(error.cause, maximumStreams), (error) => Effect.mapError(updateStream, () => error))
+            // created by another process meanwhile, if the update finds it; the add's error otherwise
+            Effect.catchIf((error: NatsError) => isApiError(error.cause, maximumStreams) || isApiError(error.cause, subjectsOverlap), (error) => Effect.mapError(updateStream, () => error))
           )
       )
     )
