@@ -144,6 +144,8 @@ export const PlatformConfig = Config.all({
   eventsMaxBytes: intAtLeast(1_024, "EVENTS_MAX_BYTES").pipe(Config.withDefault(1_073_741_824)),
   /** batches of one app not yet processed by its device pipeline (on EVENTS) above which the intake answers 503 + Retry-After */
   eventsMaxPending: intAtLeast(1, "EVENTS_MAX_PENDING").pipe(Config.withDefault(10_000)),
+  /** bytes of one app's batches on EVENTS (estimated) above which that app is answered 503 + Retry-After; none: a quarter of EVENTS_MAX_BYTES */
+  eventsAppMaxBytes: Config.option(intAtLeast(1_024, "EVENTS_APP_MAX_BYTES")),
   /** metadata (apps, campaigns) kept in each process's cache for enriching app events; least recently used first out */
   metadataCacheCapacity: intAtLeast(1, "METADATA_CACHE_CAPACITY").pipe(Config.withDefault(100_000)),
   /** how long a cached app's or campaign's metadata is kept with no change seen (changes replace it within a second) */

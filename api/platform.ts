@@ -309,7 +309,11 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     IngestIntake.layer,
     IngestQueueJetStream.layerJetStream(),
     MetadataCache.layer({ capacity: config.metadataCacheCapacity, timeToLive: config.metadataCacheTtl }),
-    EventIntakeJetStream.layer({ messageMaxBytes: config.eventsMessageMaxBytes, maxPending: config.eventsMaxPending }),
+    EventIntakeJetStream.layer({
+      messageMaxBytes: config.eventsMessageMaxBytes,
+      maxPending: config.eventsMaxPending,
+      appMaxBytes: Option.getOrElse(config.eventsAppMaxBytes, () => Math.floor(config.eventsMaxBytes / 4))
+    }),
     EventsQueueJetStream.layerJetStream(),
     CleanPublisherJetStream.layerJetStream,
     DeadLetterQueueJetStream.layerJetStream,

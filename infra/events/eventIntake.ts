@@ -5,11 +5,16 @@
  * message's events, so a client's retry within JetStream's duplicate window stores nothing twice; later
  * copies are dropped by the device pipeline's dedupe anyway.
  *
- * Backpressure, two bounds, both refused with IntakeError (503 + Retry-After), never buffered:
+ * Backpressure, three bounds, all refused with IntakeError (503 + Retry-After), never buffered:
  * - EVENTS is discard-new with EVENTS_MAX_BYTES: a publish into a full stream is refused by JetStream;
  * - EVENTS is a work queue, so what it holds for `events.<app>` is exactly the batches the app's device
  *   pipeline has not finished: above EVENTS_MAX_PENDING the app is refused before anything is read.
- *   That count is read from the stream (per subject) at most about once a second per app.
+ *   That count is read from the stream (per subject) at most about once a second per app;
+ * - an app's share of EVENTS: its batches there times the mean size of its messages above
+ *   EVENTS_APP_MAX_BYTES (default a quarter of EVENTS_MAX_BYTES), so that one app whose pipeline is
+ *   behind (stalled, or flooded through its SDK key, which ships inside the app) cannot fill the stream
+ *   and turn every other app away. JetStream counts an app's messages, not its bytes: the mean is of the
+ *   messages this process published for the app (the stream's mean until it published one).
  */
 import { createHash } from "node:crypto"
 import { Cache, Effect, Exit, Layer, Schedule } from "effect"
@@ -25,6 +30,14 @@ export interface EventIntakeOptions {
   readonly messageMaxBytes?: number
   /** batches pending for one app on EVENTS above which it is refused (EVENTS_MAX_PENDING); default 10,000 */
   readonly maxPending?: number
+  /** bytes of one app's batches on EVENTS (estimated, above) beyond which it is refused (EVENTS_APP_MAX_BYTES); default no bound */
+  readonly appMaxBytes?: number
+}
+
+/** What EVENTS holds for an app: its batches, and the stream's mean message size (for an app this process has not published for). */
+interface Pending {
+  readonly batches: number
+  readonly streamMeanBytes: number
 }
 
 /** JetStream's answer when a discard-new stream is at its bounds. */
@@ -46,18 +59,32 @@ export const make = (options: EventIntakeOptions = {}) =>
     const { jetstream, manager } = yield* Nats
     const messageMaxBytes = options.messageMaxBytes ?? 524_288
     const maxPending = options.maxPending ?? 10_000
+    const appMaxBytes = options.appMaxBytes ?? Number.POSITIVE_INFINITY
+    const capacity = 100_000
 
     /** Batches of the app on EVENTS now: the device pipeline's backlog. */
     const pendingOf = (app: string) =>
       tryNats("EVENTS info", () => manager.streams.info(StreamNames.events, { subjects_filter: eventsSubject(app) })).pipe(
-        Effect.map((info) => info.state.subjects?.[eventsSubject(app)] ?? 0),
+        Effect.map((info): Pending => ({
+          batches: info.state.subjects?.[eventsSubject(app)] ?? 0,
+          streamMeanBytes: info.state.messages === 0 ? 0 : info.state.bytes / info.state.messages
+        })),
         Effect.mapError((error) => new IntakeError({ operation: "read the device pipeline's backlog on EVENTS", cause: error.cause }))
       )
     // Read once a second at most per app, however many requests ask; a failed read is not kept.
     const pending = yield* Cache.makeWith(pendingOf, {
-      capacity: 100_000,
+      capacity,
       timeToLive: (exit) => Exit.isSuccess(exit) ? "1 second" : "0 millis"
     })
+    /** Mean characters of each app's messages this process published (moving, 1/16 per message); least recently published out first. */
+    const meanBytes = new Map<string, number>()
+    const published = (app: string, bytes: number) => {
+      const mean = meanBytes.get(app)
+      meanBytes.delete(app)
+      meanBytes.set(app, mean === undefined ? bytes : mean + (bytes - mean) / 16)
+      if (meanBytes.size > capacity) meanBytes.delete(meanBytes.keys().next().value!)
+    }
+    const refuse = (operation: string) => Effect.fail(new IntakeError({ operation, cause: null }))
 
     const publishOne = (app: string, text: string, id: string) =>
       Effect.tryPromise({
@@ -69,13 +96,15 @@ export const make = (options: EventIntakeOptions = {}) =>
 
     return EventIntake.of({
       admit: (app) =>
-        Effect.flatMap(Cache.get(pending, app), (count) =>
-          count > maxPending
-            ? Effect.fail(new IntakeError({
-              operation: `the device pipeline of app ${app} is behind (${count} batches pending, EVENTS_MAX_PENDING ${maxPending}); retry later`,
-              cause: null
-            }))
-            : Effect.void),
+        Effect.flatMap(Cache.get(pending, app), ({ batches, streamMeanBytes }) => {
+          if (batches > maxPending) {
+            return refuse(`the device pipeline of app ${app} is behind (${batches} batches pending, EVENTS_MAX_PENDING ${maxPending}); retry later`)
+          }
+          const bytes = batches * (meanBytes.get(app) ?? streamMeanBytes)
+          return bytes > appMaxBytes
+            ? refuse(`the device pipeline of app ${app} is behind (about ${Math.round(bytes)} bytes of its batches on EVENTS, EVENTS_APP_MAX_BYTES ${appMaxBytes}); retry later`)
+            : Effect.void
+        }),
       publish: ({ app, receivedAt, events }) =>
         Effect.suspend(() => {
           const groups = splitBySize(events, messageMaxBytes)
@@ -83,6 +112,7 @@ export const make = (options: EventIntakeOptions = {}) =>
             groups,
             (group) => {
               const { text, id } = message(app, receivedAt, group)
+              published(app, Buffer.byteLength(text))
               return publishOne(app, text, id)
             },
             { concurrency: "unbounded", discard: true }

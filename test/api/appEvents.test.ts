@@ -25,6 +25,8 @@ const limits = { bodyMaxBytes: 256 * 1024, maxEvents: 500, maxLineBytes: 4096, m
 /** Small enough to fill in a test: a few of the batches below. */
 const eventsMaxBytes = 512 * 1024
 const maxPending = 20
+/** One app's share of EVENTS: a quarter of it, as the platform's default is */
+const appMaxBytes = eventsMaxBytes / 4
 
 class Door extends Context.Service<Door, { readonly url: string; readonly key: (role: string) => Effect.Effect<string> }>()("test/Door") {}
 
@@ -33,7 +35,7 @@ const layerDoor = Layer.effect(Door, Effect.gen(function*() {
   const services = yield* Layer.build(Layer.mergeAll(
     ApiKeysSqlite.layerSqlite({ path: join(dir, "keys.db") }),
     MetadataCache.layer(),
-    EventIntakeJetStream.layer({ messageMaxBytes: 65_536, maxPending }),
+    EventIntakeJetStream.layer({ messageMaxBytes: 65_536, maxPending, appMaxBytes }),
     Layer.succeed(AdminApiKey, Option.some(Redacted.make("test-admin-key-0123456789")))
   ).pipe(Layer.provideMerge(Layer.succeedContext(yield* Effect.context<Nats>()))))
   const app = yield* Effect.promise(() => buildApp({ routes: appEventsRoutes(limits), run: Effect.runPromiseExitWith(services) }))
@@ -228,15 +230,49 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
       assert.match(refused.body.detail, /device pipeline of app 51 is behind/)
     }))
 
+  it.effect("an app whose batches hold its share of EVENTS (EVENTS_APP_MAX_BYTES) is refused; other apps still send", () =>
+    Effect.gen(function*() {
+      yield* publishApp("71")
+      yield* publishApp("72")
+      const door = yield* Door
+      const flooding = yield* door.key("app:71")
+      const other = yield* door.key("app:72")
+      // A few batches of big events, under EVENTS_MAX_PENDING in count: bytes are what run out.
+      const batch = (n: number) => JSON.stringify(Array.from({ length: 40 }, (_, i) => event(`share-${n}`, i, { type: "custom", name: "n", props: { note: "z".repeat(250) } })))
+      let sent = 0
+      const refused = yield* Effect.gen(function*() {
+        for (;;) {
+          const res = yield* post("71", flooding, batch(sent++))
+          if (res.status !== 202) return res
+          yield* Effect.sleep("200 millis") // the backlog is read about once a second
+        }
+      }).pipe(Effect.timeout("20 seconds"))
+      assert.strictEqual(refused.status, 503)
+      assert.strictEqual(refused.retryAfter, "5")
+      assert.match(refused.body.detail, /device pipeline of app 71 is behind \(about \d+ bytes of its batches on EVENTS, EVENTS_APP_MAX_BYTES 131072\)/)
+      assert.isBelow(sent - 1, maxPending, "refused for its bytes, not its count of batches")
+      const stored = yield* storedEvents("71")
+      assert.strictEqual(stored.length, (sent - 1) * 40, "every acknowledged event is on EVENTS")
+      // what it holds: its share and at most the last batch past it (admission is checked before a body is read)
+      assert.isAtMost(Buffer.byteLength(JSON.stringify(stored)), appMaxBytes + 2 * 16_000)
+      // the stream itself is far from full: another app is taken
+      const res = yield* post("72", other, JSON.stringify([event("d72", 0)]))
+      assert.strictEqual(res.status, 202)
+      assert.strictEqual(res.body.accepted, 1)
+    }))
+
   it.effect("503 + Retry-After when EVENTS is full (EVENTS_MAX_BYTES); what was acknowledged stays", () =>
     Effect.gen(function*() {
-      yield* publishApp("61")
-      const sdk = yield* (yield* Door).key("app:61")
-      const batch = (n: number) => JSON.stringify(Array.from({ length: 100 }, (_, i) => event(`full-${n}`, i, { type: "custom", name: "n", props: { note: "z".repeat(200) } })))
+      const door = yield* Door
       let accepted = 0
+      // several apps, none over its share: together they fill the stream
       const full = yield* Effect.gen(function*() {
         for (let n = 0; n < 50; n++) {
-          const res = yield* post("61", sdk, batch(n))
+          const app = String(61 + (n % 8))
+          if (n < 8) yield* publishApp(app)
+          const sdk = yield* door.key(`app:${app}`)
+          const batch = JSON.stringify(Array.from({ length: 100 }, (_, i) => event(`full-${n}`, i, { type: "custom", name: "n", props: { note: "z".repeat(200) } })))
+          const res = yield* post(app, sdk, batch)
           if (res.status !== 202) return res
           accepted += res.body.accepted
         }
@@ -246,6 +282,7 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
       assert.strictEqual(full.retryAfter, "5")
       assert.match(full.body.detail, /EVENTS is full/)
       assert.isAbove(accepted, 0)
-      assert.strictEqual((yield* storedEvents("61")).length, accepted, "every acknowledged event is on EVENTS")
+      const stored = yield* Effect.forEach(Array.from({ length: 8 }, (_, i) => String(61 + i)), storedEvents)
+      assert.strictEqual(stored.flat().length, accepted, "every acknowledged event is on EVENTS")
     }))
 })
