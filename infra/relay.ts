@@ -32,8 +32,9 @@ import { KeptSnapshots } from "../domain/KeptSnapshots.ts"
 import type { EntitySnapshot } from "../domain/snapshot.ts"
 import { checkpointSubject } from "../domain/subjects.ts"
 import { makeEntityStateCache } from "./entityStateCache.ts"
+import { makeAckedPublisher } from "./nats/ackedPublisher.ts"
 import { withLease } from "./nats/lease.ts"
-import type { Nats } from "./nats/Nats.ts"
+import { Nats } from "./nats/Nats.ts"
 import { type CheckpointInvalid, openRelayCheckpoint, RelayError, type RelayCheckpoint } from "./relayCheckpoint.ts"
 import { historyTail, publishBatch, snapshotRevision, snapshotsTail, type Tails } from "./relayStreams.ts"
 
@@ -126,6 +127,7 @@ const relayOnce = (options: RelayOptions, skipped: Ref.Ref<number>) =>
     const maxBatch = options.maxBatch ?? 256
     const tail = yield* historyTail
     let tails: Tails = { history: tail.lastSeq, snapshots: yield* snapshotsTail }
+    const publisher = yield* makeAckedPublisher((yield* Nats).connection)
     const published = tail.position
     const start = yield* checkpoint.load.pipe(Effect.catchTag("CheckpointInvalid", repairCheckpoint(options, checkpoint, tail, maxBatch)))
     yield* Effect.logInfo("relay starting", { checkpoint: start, historyPosition: published, historySeq: tail.lastSeq })
@@ -166,7 +168,7 @@ const relayOnce = (options: RelayOptions, skipped: Ref.Ref<number>) =>
         for (const entry of snapshots.values()) {
           if (entry.snapshot.position > published || (yield* snapshotRevision(entry.snapshot)) < entry.snapshot.revision) outgoing.push(entry)
         }
-        tails = yield* publishBatch({ history, snapshots: outgoing }, tails)
+        tails = yield* publishBatch(publisher, { history, snapshots: outgoing }, tails)
         const now = yield* Clock.currentTimeMillis
         for (const e of history) {
           yield* Metric.update(commitToPublish, Math.max(0, now - Date.parse(e.recordedAt)) / 1000)

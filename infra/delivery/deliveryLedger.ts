@@ -73,7 +73,7 @@ const make = Effect.gen(function*() {
         Effect.andThen(tryNats("publish dead letter", () =>
           publisher.publish(deliveryDeadLetterSubject(deadLetter.destination), encodeDeadLetter(deadLetter), { "Nats-Msg-Id": deadLetter.id }))),
         Effect.mapError(toLedgerError),
-        Effect.flatMap((seq) =>
+        Effect.flatMap(({ seq }) =>
           index.stored(deadLetter.destination, deadLetter.id, seq).pipe(
             Effect.catch((error) => Effect.logWarning("a dead letter was stored but its place not indexed; finding it by id scans DLQ", { id: deadLetter.id, error }))
           )

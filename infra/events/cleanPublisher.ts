@@ -41,7 +41,7 @@ const make = Effect.gen(function*() {
       const outcomes = yield* Effect.promise(() =>
         Promise.all(rows.map((row) =>
           publisher.publish(subjectOf(row.kind, app), row.body, { "Nats-Msg-Id": `${app}.${row.id}`, [outboxIdHeader]: String(row.id) })
-            .catch((error: unknown) => error))))
+            .then((stored) => stored.seq, (error: unknown) => error))))
       const acked: Array<PublishedRow> = []
       outcomes.forEach((outcome, i) => {
         if (typeof outcome === "number") acked.push({ id: rows[i]!.id, kind: rows[i]!.kind, seq: outcome })

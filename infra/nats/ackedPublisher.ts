@@ -5,10 +5,12 @@
  * `jetstream.publish` per message (an error built for its stack, a timer, a mux entry each) cost a fast
  * destination more than its HTTP request, and the device pipeline 8% of its CPU. Publishes made in one
  * synchronous stretch go out in one socket write (nats.js flushes its buffer once the stretch ends).
- * Used by the delivery ledger (receipts, dead letters) and the device outbox (clean events, sessions).
+ * Used by the relay (HISTORY, SNAPSHOTS), the delivery ledger (receipts, dead letters) and the device
+ * outbox (clean events, sessions).
  *
  * Same guarantees as `jetstream.publish`: resolved with the stream sequence once the stream stored the
- * message (or found it a duplicate of its `Nats-Msg-Id`); rejected on a JetStream error, when no stream
+ * message, or found it a duplicate of its `Nats-Msg-Id` (`duplicate`); rejected on a JetStream error
+ * (such as a `Nats-Expected-Last-Sequence` the stream is not at), when no stream
  * listens (503), or when no acknowledgement came in time — the caller then does as after any failed
  * publish. The sweep gives up only after the I/O of the turn it falls in: when a long synchronous
  * stretch held the event loop past the timeout, acknowledgements that came meanwhile still count.
@@ -18,27 +20,35 @@ import type { Msg, NatsConnection } from "@nats-io/transport-node"
 import { Effect, Option, Schema } from "effect"
 import { decodeJson } from "../../domain/decodeJson.ts"
 
+/** A stored publish: its stream sequence, and whether the stream had it already (the same `Nats-Msg-Id` within its duplicate window). */
+export interface Stored {
+  readonly seq: number
+  readonly duplicate: boolean
+}
+
 export interface AckedPublisher {
-  /** Publishes `data` on `subject` with `headers` (a `Nats-Msg-Id` among them, if any); resolves with its stream sequence once stored. */
-  readonly publish: (subject: string, data: string, headers: Readonly<Record<string, string>>) => Promise<number>
+  /** Publishes `data` on `subject` with `headers` (a `Nats-Msg-Id` among them, if any); resolves once stored. */
+  readonly publish: (subject: string, data: string, headers: Readonly<Record<string, string>>) => Promise<Stored>
 }
 
 interface Waiting {
-  readonly resolve: (seq: number) => void
+  readonly resolve: (stored: Stored) => void
   readonly reject: (error: Error) => void
   readonly sentAt: number
 }
 
-/** JetStream's answer to a publish: `{stream, seq}` once stored (or found a duplicate), else with `error`. */
-const PubAck = Schema.Struct({ stream: Schema.String, seq: Schema.Int, error: Schema.optionalKey(Schema.Unknown) })
+/** JetStream's answer to a publish: `{stream, seq, duplicate?}` once stored (or found a duplicate), else with `error`. */
+const PubAck = Schema.Struct({ stream: Schema.String, seq: Schema.Int, duplicate: Schema.optionalKey(Schema.Boolean), error: Schema.optionalKey(Schema.Unknown) })
 const decodeAck = decodeJson(PubAck)
 
-/** The stream sequence `msg` acknowledges, or why the publish was not stored. */
-const acknowledged = (msg: Msg): number | Error => {
+/** What `msg` acknowledges, or why the publish was not stored. */
+const acknowledged = (msg: Msg): Stored | Error => {
   if (msg.headers?.hasError) return new Error(`publish not stored: ${msg.headers.code} ${msg.headers.description}`)
   const text = msg.string()
   const ack = decodeAck(text)
-  return Option.isSome(ack) && ack.value.error === undefined ? ack.value.seq : new Error(`publish not stored: ${text}`)
+  return Option.isSome(ack) && ack.value.error === undefined
+    ? { seq: ack.value.seq, duplicate: ack.value.duplicate === true }
+    : new Error(`publish not stored: ${text}`)
 }
 
 /** A publisher on `connection` for the life of the Scope (what is still awaited then fails). */
@@ -56,8 +66,8 @@ export const makeAckedPublisher = (connection: NatsConnection, timeoutMs = 10_00
           if (waiter === undefined) return
           waiting.delete(token)
           const outcome = acknowledged(msg)
-          if (typeof outcome === "number") waiter.resolve(outcome)
-          else waiter.reject(outcome)
+          if (outcome instanceof Error) waiter.reject(outcome)
+          else waiter.resolve(outcome)
         }
       })
       // oldest first (a Map keeps insertion order): the sweep stops at the first one still in time
@@ -74,7 +84,7 @@ export const makeAckedPublisher = (connection: NatsConnection, timeoutMs = 10_00
       sweep.unref()
       const publisher: AckedPublisher = {
         publish: (subject, data, headers) =>
-          new Promise<number>((resolve, reject) => {
+          new Promise<Stored>((resolve, reject) => {
             const token = (next++).toString(36)
             const natsHeaders = makeHeaders()
             for (const [name, value] of Object.entries(headers)) natsHeaders.set(name, value)
