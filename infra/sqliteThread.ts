@@ -30,17 +30,24 @@ export interface SqliteThread<Request, Answer> {
   readonly close: Effect.Effect<void>
 }
 
+/** One thread: its exchange, and whether it died after opening its file (not asked to close). */
+interface Connected<Request, Answer> extends SqliteThread<Request, Answer> {
+  readonly crashed: () => boolean
+}
+
 /**
  * If the thread dies, the request in flight and every later one are answered `failed(cause)`: whether
  * the one in flight was committed is unknown, as with any failed commit.
  */
-const connect = <Request, Answer>(worker: Worker, name: string, failed: (cause: Error) => Answer): SqliteThread<Request, Answer> => {
+const connect = <Request, Answer>(worker: Worker, name: string, failed: (cause: Error) => Answer): Connected<Request, Answer> => {
   let dead: Error | undefined
+  let ready = false
+  let closing = false
   // the senders waiting, in the order of their requests: the thread answers in that order
   const waiting: Array<(answer: Answer) => void> = []
   // settles when the thread has opened the file (Ready) or could not (OpenFailed, or it died first)
   let markOpened: () => void = () => {}
-  const ready = new Promise<void>((resolve) => (markOpened = resolve))
+  const opening = new Promise<void>((resolve) => (markOpened = resolve))
   const answer = (message: Answer) => {
     const resume = waiting.shift()
     // Idle, the thread does not keep the process alive; while a request is in flight it does, so a
@@ -56,6 +63,7 @@ const connect = <Request, Answer>(worker: Worker, name: string, failed: (cause: 
   worker.on("message", (message: FromThread<Answer>) => {
     if (message._tag === "Answer") return answer(message.answer)
     if (message._tag === "OpenFailed") dead ??= asError(message.cause)
+    else ready = true
     markOpened()
     worker.unref() // booting, it kept the process alive (whoever opens the store awaits it); a request refs it again
   })
@@ -78,7 +86,8 @@ const connect = <Request, Answer>(worker: Worker, name: string, failed: (cause: 
       worker.ref()
     })
 
-  const close = Effect.andThen(Effect.promise(() => ready), Effect.callback<void>((resume) => {
+  const close = Effect.andThen(Effect.promise(() => opening), Effect.callback<void>((resume) => {
+    closing = true
     if (exited) return resume(Effect.void)
     dead ??= new Error(`${name} closed`)
     worker.once("exit", () => resume(Effect.void))
@@ -91,20 +100,61 @@ const connect = <Request, Answer>(worker: Worker, name: string, failed: (cause: 
   )
 
   const opened = Effect.andThen(
-    Effect.promise(() => ready),
+    Effect.promise(() => opening),
     Effect.suspend(() => (dead === undefined ? Effect.void : Effect.fail(dead)))
   )
 
-  return { request: (request) => Effect.andThen(Effect.promise(() => ready), send(request)), opened, close }
+  return {
+    request: (request) => Effect.andThen(Effect.promise(() => opening), send(request)),
+    opened,
+    close,
+    crashed: () => ready && dead !== undefined && !closing
+  }
+}
+
+/** How soon after a thread's start a crash of it may start another: a thread dying at every request is not restarted in a loop. */
+const restartEveryMs = 1_000
+
+/**
+ * A thread that died after opening its file (an uncaught error in it, an answer that could not be
+ * sent) is replaced by a new one at the next request: the request in flight when it died was answered
+ * `failed` (committed or not, as any failed commit), the ones after it go to the new thread. Within a
+ * second of the last start, requests are answered `failed` instead; a thread that could not open its
+ * file is not started again.
+ */
+const supervise = <Request, Answer>(start: () => Connected<Request, Answer>, name: string, failed: (cause: Error) => Answer): Connected<Request, Answer> => {
+  let current = start()
+  let startedAt = Date.now()
+  let closed = false
+  const restart = Effect.suspend(() => {
+    if (closed || !current.crashed()) return Effect.void
+    if (Date.now() - startedAt < restartEveryMs) return Effect.fail(new Error(`${name} died and was restarted less than a second ago`))
+    current = start()
+    startedAt = Date.now()
+    return Effect.logWarning(`${name} died; a new one is started`)
+  })
+  return {
+    request: (request) =>
+      restart.pipe(
+        Effect.matchEffect({ onFailure: (cause) => Effect.succeed(failed(cause)), onSuccess: () => current.request(request) })
+      ),
+    opened: Effect.suspend(() => current.opened),
+    close: Effect.suspend(() => {
+      closed = true
+      return current.close
+    }),
+    crashed: () => current.crashed()
+  }
 }
 
 /**
  * Starts the thread of `file` with `workerData` (`opened` tells when it is ready); if it cannot open
- * its file, every request is answered `failed` with that cause. Stops it when the scope closes.
+ * its file, every request is answered `failed` with that cause. A thread that dies after opening is
+ * started again at the next request (`supervise`). Stops it when the scope closes.
  */
 export const startSqliteThread = <Request, Answer>(file: URL, workerData: unknown, options: { readonly name: string; readonly failed: (cause: Error) => Answer }) =>
   Effect.acquireRelease(
-    Effect.sync(() => connect<Request, Answer>(new Worker(file, { workerData }), options.name, options.failed)),
+    Effect.sync(() => supervise<Request, Answer>(() => connect(new Worker(file, { workerData }), options.name, options.failed), options.name, options.failed)),
     (thread) => thread.close
   )
 
