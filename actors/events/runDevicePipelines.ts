@@ -43,7 +43,7 @@ export const devicePipelineLeaseKey = (app: string) => jobLeaseKey(`events.${app
 const knownApps = Effect.gen(function*() {
   const queue = yield* EventsQueue
   const store = yield* DeviceStore
-  return new Set<string>([...yield* queue.apps, ...yield* store.appsWithOpenSessions]) as ReadonlySet<string>
+  return new Set<string>([...yield* queue.apps, ...yield* store.appsWithWork]) as ReadonlySet<string>
 })
 
 /** Runs this process's share of the apps' device pipelines for the life of the Scope. */

@@ -56,8 +56,12 @@ export class DeviceStore extends Context.Service<DeviceStore, {
   readonly consumed: (app: string, seqs: ReadonlyArray<number>) => Effect.Effect<ReadonlySet<number>, DeviceStoreError>
   /** Devices of `app` with an open session not moved since `before` (server ms), at most `limit`. */
   readonly idle: (app: string, before: number, limit: number) => Effect.Effect<ReadonlyArray<string>, DeviceStoreError>
-  /** Apps with open sessions (their pipeline must run to end them). */
-  readonly appsWithOpenSessions: Effect.Effect<ReadonlyArray<string>, DeviceStoreError>
+  /**
+   * Apps whose pipeline has work besides what waits on EVENTS: open sessions to end, and outbox rows
+   * not yet published (a process killed between a commit and its publish leaves them; found by an
+   * outside attack: a quiet app's last events stayed out of its aggregates until its next event).
+   */
+  readonly appsWithWork: Effect.Effect<ReadonlyArray<string>, DeviceStoreError>
   /** `app`'s outbox rows after `afterId`, oldest first: at most `limit` rows, and none past the one that reaches `maxChars` of bodies. */
   readonly outbox: (app: string, afterId: number, limit: number, maxChars: number) => Effect.Effect<ReadonlyArray<OutboxRow>, DeviceStoreError>
   /** Deletes published rows of `app` and raises its fences. */

@@ -62,7 +62,7 @@ const make = (path: string, cacheBytes: number | undefined) =>
     }
     const selectConsumed = db.prepare("SELECT 1 AS found FROM consumed WHERE app = ? AND seq = ?")
     const selectIdle = db.prepare("SELECT device FROM sessions WHERE app = ? AND touched IS NOT NULL AND touched <= ? LIMIT ?")
-    const selectOpenApps = db.prepare("SELECT DISTINCT app FROM sessions WHERE touched IS NOT NULL")
+    const selectAppsWithWork = db.prepare("SELECT DISTINCT app FROM sessions WHERE touched IS NOT NULL UNION SELECT DISTINCT app FROM outbox")
     const selectOutbox = db.prepare("SELECT id, kind, body FROM outbox WHERE app = ? AND id > ? ORDER BY id LIMIT ?")
     const selectFences = db.prepare("SELECT kind, seq FROM outbox_fences WHERE app = ?")
 
@@ -127,7 +127,7 @@ const make = (path: string, cacheBytes: number | undefined) =>
     const idle = (app: string, before: number, limit: number) =>
       run("idle", () => (selectIdle.all(app, before, limit) as Array<{ device: Uint8Array }>).map((row) => Buffer.from(row.device).toString("hex")))
 
-    const appsWithOpenSessions = run("open apps", () => (selectOpenApps.all() as Array<{ app: string }>).map((row) => row.app))
+    const appsWithWork = run("apps with work", () => (selectAppsWithWork.all() as Array<{ app: string }>).map((row) => row.app))
 
     const outbox = (app: string, afterId: number, limit: number, maxChars: number) =>
       run("outbox", () => {
@@ -156,7 +156,7 @@ const make = (path: string, cacheBytes: number | undefined) =>
       return { bytes: Number(pages.bytes), devices: Number(devices.n) }
     })
 
-    return DeviceStore.of({ load, commit, consumed, idle, appsWithOpenSessions, outbox, published, fences, footprint })
+    return DeviceStore.of({ load, commit, consumed, idle, appsWithWork, outbox, published, fences, footprint })
   })
 
 /** `cacheBytes`: SQLite's page cache of the read connection (its default, 2 MiB, when absent). */

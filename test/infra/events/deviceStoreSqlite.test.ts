@@ -53,7 +53,10 @@ describe("devices.db", () => {
         // the reminder's query: open sessions not moved since 2,000 — a only; none of another app
         assert.deepStrictEqual(yield* store.idle("1", 2_000, 100), [a])
         assert.deepStrictEqual(yield* store.idle("2", 2_000, 100), [])
-        assert.deepStrictEqual(yield* store.appsWithOpenSessions, ["1"])
+        assert.deepStrictEqual(yield* store.appsWithWork, ["1"])
+        // an app with outbox rows to publish and no open session has work too (its pipeline publishes them)
+        yield* store.commit({ ...nothing, app: "2", outbox: [{ kind: "clean", body: "{\"n\":3}" }] })
+        assert.deepStrictEqual([...yield* store.appsWithWork].sort(), ["1", "2"])
 
         assert.deepStrictEqual(yield* store.consumed("1", [4, 5, 6]), new Set([5, 6]))
         yield* store.commit({ ...nothing, app: "1", acknowledged: [5] })
