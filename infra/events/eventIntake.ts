@@ -15,9 +15,15 @@
  *   behind (stalled, or flooded through its SDK key, which ships inside the app) cannot fill the stream
  *   and turn every other app away. JetStream counts an app's messages, not its bytes: the mean is of the
  *   messages this process published for the app (the stream's mean until it published one).
+ * Both per-app bounds are checked before the body is read and again just before publishing, counting
+ * what this process published for the app since the stream was last read: requests admitted together
+ * reserve their bytes one after another, so they cannot pass a bound together (found by an outside
+ * attack: 10 bodies of 8 MiB sent at once were all admitted against a 16 MiB share). An app with
+ * nothing pending may always send one batch. Processes do not share their reservations: each of N
+ * processes may take up to a second's publishes past a bound.
  */
 import { createHash } from "node:crypto"
-import { Cache, Effect, Exit, Layer, Schedule } from "effect"
+import { Cache, Clock, Effect, Exit, Layer, Schedule } from "effect"
 import type { CheckedEvent } from "../../domain/events/eventChecks.ts"
 import { splitBySize } from "../../domain/events/eventChecks.ts"
 import { EventIntake } from "../../domain/events/EventIntake.ts"
@@ -39,6 +45,16 @@ interface Pending {
   readonly batches: number
   readonly streamMeanBytes: number
 }
+
+/** An app's messages this process published: their moving mean size (1/16 a message), and those of the last `recentMs`. */
+interface Published {
+  mean: number
+  readonly recent: Array<{ readonly at: number; readonly bytes: number }>
+  recentBytes: number
+}
+
+/** How long a publish counts on its own beside the backlog read from the stream (read at most a second apart): by then the read holds it. */
+const recentMs = 2_000
 
 /** JetStream's answer when a discard-new stream is at its bounds. */
 const isFull = (cause: unknown) => /maximum (bytes|messages) exceeded|insufficient resources/i.test(String((cause as Error)?.message ?? cause))
@@ -76,13 +92,42 @@ export const make = (options: EventIntakeOptions = {}) =>
       capacity,
       timeToLive: (exit) => Exit.isSuccess(exit) ? "1 second" : "0 millis"
     })
-    /** Mean characters of each app's messages this process published (moving, 1/16 per message); least recently published out first. */
-    const meanBytes = new Map<string, number>()
-    const published = (app: string, bytes: number) => {
-      const mean = meanBytes.get(app)
-      meanBytes.delete(app)
-      meanBytes.set(app, mean === undefined ? bytes : mean + (bytes - mean) / 16)
-      if (meanBytes.size > capacity) meanBytes.delete(meanBytes.keys().next().value!)
+    /** What this process published for each app (least recently published out first, beyond `capacity` apps). */
+    const published = new Map<string, Published>()
+    /** Its recent publishes, from `now`: those older than `recentMs` are in the stream's count by now. */
+    const recentOf = (app: string, now: number) => {
+      const entry = published.get(app)
+      if (entry === undefined) return undefined
+      while (entry.recent.length > 0 && entry.recent[0]!.at <= now - recentMs) entry.recentBytes -= entry.recent.shift()!.bytes
+      return entry
+    }
+    /**
+     * Why the app is refused, if it is, with `bytes` in `messages` more to publish: its batches on EVENTS
+     * (as last read, at most a second ago), those this process published since (reserved at once, so
+     * requests admitted together cannot pass the bounds together), and these.
+     */
+    const refusal = (app: string, { batches, streamMeanBytes }: Pending, messages: number, bytes: number, now: number) => {
+      const entry = recentOf(app, now)
+      const count = batches + (entry?.recent.length ?? 0)
+      if (count + messages > maxPending && count > 0) {
+        return `the device pipeline of app ${app} is behind (${count} batches pending, EVENTS_MAX_PENDING ${maxPending}); retry later`
+      }
+      const held = batches * (entry?.mean ?? streamMeanBytes) + (entry?.recentBytes ?? 0)
+      if (held + bytes > appMaxBytes && held > 0) {
+        return `the device pipeline of app ${app} is behind (about ${Math.round(held)} bytes of its batches on EVENTS, EVENTS_APP_MAX_BYTES ${appMaxBytes}); retry later`
+      }
+      return undefined
+    }
+    const reserve = (app: string, sizes: ReadonlyArray<number>, now: number) => {
+      const entry = recentOf(app, now) ?? { mean: sizes[0]!, recent: [], recentBytes: 0 }
+      for (const bytes of sizes) {
+        entry.mean += (bytes - entry.mean) / 16
+        entry.recent.push({ at: now, bytes })
+        entry.recentBytes += bytes
+      }
+      published.delete(app)
+      published.set(app, entry)
+      if (published.size > capacity) published.delete(published.keys().next().value!)
     }
     const refuse = (operation: string) => Effect.fail(new IntakeError({ operation, cause: null }))
 
@@ -96,27 +141,23 @@ export const make = (options: EventIntakeOptions = {}) =>
 
     return EventIntake.of({
       admit: (app) =>
-        Effect.flatMap(Cache.get(pending, app), ({ batches, streamMeanBytes }) => {
-          if (batches > maxPending) {
-            return refuse(`the device pipeline of app ${app} is behind (${batches} batches pending, EVENTS_MAX_PENDING ${maxPending}); retry later`)
-          }
-          const bytes = batches * (meanBytes.get(app) ?? streamMeanBytes)
-          return bytes > appMaxBytes
-            ? refuse(`the device pipeline of app ${app} is behind (about ${Math.round(bytes)} bytes of its batches on EVENTS, EVENTS_APP_MAX_BYTES ${appMaxBytes}); retry later`)
-            : Effect.void
+        Effect.flatMap(Effect.zip(Cache.get(pending, app), Clock.currentTimeMillis), ([backlog, now]) => {
+          const refused = refusal(app, backlog, 0, 0, now)
+          return refused === undefined ? Effect.void : refuse(refused)
         }),
       publish: ({ app, receivedAt, events }) =>
         Effect.suspend(() => {
-          const groups = splitBySize(events, messageMaxBytes)
-          return Effect.forEach(
-            groups,
-            (group) => {
-              const { text, id } = message(app, receivedAt, group)
-              published(app, Buffer.byteLength(text))
-              return publishOne(app, text, id)
-            },
-            { concurrency: "unbounded", discard: true }
-          ).pipe(Effect.as(groups.length))
+          const messages = splitBySize(events, messageMaxBytes).map((group) => message(app, receivedAt, group))
+          const sizes = messages.map((m) => Buffer.byteLength(m.text))
+          return Effect.flatMap(Effect.zip(Cache.get(pending, app), Clock.currentTimeMillis), ([backlog, now]) => {
+            // checked and reserved in one synchronous step: no other request of the app between them
+            const refused = refusal(app, backlog, messages.length, sizes.reduce((a, b) => a + b, 0), now)
+            if (refused !== undefined) return refuse(refused)
+            reserve(app, sizes, now)
+            return Effect.forEach(messages, ({ text, id }) => publishOne(app, text, id), { concurrency: "unbounded", discard: true }).pipe(
+              Effect.as(messages.length)
+            )
+          })
         })
     })
   })
