@@ -134,6 +134,8 @@ export const PlatformConfig = Config.all({
   ingestMaxBytes: intAtLeast(1_024, "INGEST_MAX_BYTES").pipe(Config.withDefault(1_073_741_824)),
   /** bytes of one POST /v1/apps/{app}/events body, after gzip is inflated (a gzip bomb stops here); 413 beyond */
   eventsBodyMaxBytes: intAtLeast(1, "EVENTS_BODY_MAX_BYTES").pipe(Config.withDefault(8_388_608)),
+  /** bytes of event bodies (inflated) one process holds at once, over all requests; 503 + Retry-After beyond (at least EVENTS_BODY_MAX_BYTES) */
+  eventsInflightMaxBytes: intAtLeast(1, "EVENTS_INFLIGHT_MAX_BYTES").pipe(Config.withDefault(33_554_432)),
   /** events in one batch at most; 413 beyond */
   eventsMaxPerBatch: intAtLeast(1, "EVENTS_MAX_PER_BATCH").pipe(Config.withDefault(10_000)),
   /** characters of one event (one JSON Lines line) at most; 413 for a longer line, a longer event of an array is rejected */

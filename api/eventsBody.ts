@@ -11,7 +11,7 @@
 import { Effect, Stream } from "effect"
 import { nestedTooDeep, tooDeep } from "./jsonDepth.ts"
 import { InvalidRequest, PayloadTooLarge } from "./problems.ts"
-import { type BodyStream, ndjson } from "./streaming.ts"
+import { ndjson } from "./streaming.ts"
 
 export interface EventsBodyLimits {
   /** events in one batch at most (EVENTS_MAX_PER_BATCH) */
@@ -31,7 +31,7 @@ const tooManyEvents = (limits: EventsBodyLimits) =>
 const invalid = (message: string) => new InvalidRequest({ issues: [{ in: "body", path: [], message }] })
 
 /** The body as text; bytes that are not UTF-8 fail it. */
-const decodeUtf8 = (body: BodyStream) =>
+const decodeUtf8 = <E>(body: Stream.Stream<Uint8Array, E>) =>
   Stream.suspend(() => {
     const decoder = new TextDecoder("utf-8", { fatal: true })
     const decode = (bytes?: Uint8Array) =>
@@ -54,7 +54,7 @@ const parseLine = (line: string, maxJsonDepth: number): RawEvent => {
  * line each); an item's index counts the others. (Before, found by an outside attack: 7.8 KB of gzip
  * inflating to 8 million blank lines cost 2.1 s of the event loop before its 400.)
  */
-const readLines = (body: BodyStream, limits: EventsBodyLimits) =>
+const readLines = <E>(body: Stream.Stream<Uint8Array, E>, limits: EventsBodyLimits) =>
   Effect.suspend(() => {
     const items: Array<RawEvent> = []
     let lines = 0
@@ -76,7 +76,7 @@ const readLines = (body: BodyStream, limits: EventsBodyLimits) =>
   })
 
 /** A JSON array, read whole (the upload's byte limit bounds it), then its items. */
-const readArray = (body: BodyStream, limits: EventsBodyLimits) =>
+const readArray = <E>(body: Stream.Stream<Uint8Array, E>, limits: EventsBodyLimits) =>
   Effect.gen(function*() {
     const text = yield* Stream.mkString(decodeUtf8(body))
     const deep = tooDeep(text, limits.maxJsonDepth)
@@ -93,7 +93,8 @@ const readArray = (body: BodyStream, limits: EventsBodyLimits) =>
   })
 
 /** The batch's items, in order; an empty batch is refused (400). */
-export const readEventsBody = (body: BodyStream, contentType: string | undefined, limits: EventsBodyLimits) =>
+/** `body`: an upload (api/streaming.ts's BodyStream), or one metered further (its errors pass through). */
+export const readEventsBody = <E>(body: Stream.Stream<Uint8Array, E>, contentType: string | undefined, limits: EventsBodyLimits) =>
   Effect.gen(function*() {
     const type = (contentType ?? "").split(";")[0]!.trim().toLowerCase()
     const items = type === ndjson ? yield* readLines(body, limits) : yield* readArray(body, limits)

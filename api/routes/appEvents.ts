@@ -10,22 +10,38 @@
  * Publishing into a full EVENTS answers 503 + Retry-After. Sending a batch again is harmless: the
  * pipeline drops events it has seen, by (app, deviceId, seq).
  */
-import { Clock, Effect, Option, Result, Schema } from "effect"
+import { Clock, Effect, Option, Result, Schema, Stream } from "effect"
 import { checkEvent, type CheckedEvent, Rejection } from "../../domain/events/eventChecks.ts"
 import { EventIntake } from "../../domain/events/EventIntake.ts"
 import { Metadata } from "../../domain/events/Metadata.ts"
 import { Uint64String } from "../../domain/ids.ts"
 import { IntakeError } from "../../domain/ingest/Intake.ts"
 import { forApp } from "../authorization.ts"
+import { type ByteBudget, makeByteBudget } from "../byteBudget.ts"
 import { type EventsBodyLimits, readEventsBody } from "../eventsBody.ts"
 import { NotFound, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
-import { ndjson, upload } from "../streaming.ts"
+import { type BodyStream, ndjson, upload } from "../streaming.ts"
 
 export interface AppEventsRoutesOptions extends EventsBodyLimits {
   /** bytes of one body, after gzip is inflated (EVENTS_BODY_MAX_BYTES) */
   readonly bodyMaxBytes: number
+  /** bytes of bodies (inflated) this process holds at once, over all requests (EVENTS_INFLIGHT_MAX_BYTES); at least one body's */
+  readonly inflightMaxBytes: number
 }
+
+/** A request's body, its bytes taken from `budget` as they arrive (503 once it is spent); `taken` counts them, to give back. */
+const metered = (body: BodyStream, budget: ByteBudget, taken: { bytes: number }) =>
+  body.pipe(Stream.mapEffect((chunk) => {
+    if (!budget.take(chunk.length)) {
+      return Effect.fail(new IntakeError({
+        operation: `the event bodies this process is reading hold EVENTS_INFLIGHT_MAX_BYTES (${budget.maxBytes}); retry later`,
+        cause: null
+      }))
+    }
+    taken.bytes += chunk.length
+    return Effect.succeed(chunk)
+  }))
 
 export const EventsAccepted = Schema.Struct({
   /** events stored on EVENTS */
@@ -34,8 +50,9 @@ export const EventsAccepted = Schema.Struct({
   rejected: Schema.Array(Rejection)
 }).annotate({ identifier: "EventsAccepted" })
 
-export const appEventsRoutes = (options: AppEventsRoutesOptions) => [
-  route({
+export const appEventsRoutes = (options: AppEventsRoutesOptions) => {
+  const budget = makeByteBudget(Math.max(options.inflightMaxBytes, options.bodyMaxBytes))
+  return [route({
     method: "POST", url: "/v1/apps/:app/events", tags: ["events"], roles: ["app", "service"], admission: "commands",
     summary: "Send a batch of an app's SDK events: a JSON array (application/json) or JSON Lines (application/x-ndjson), " +
       "`Content-Encoding: gzip` allowed. Each event is checked on its own; 202 `{accepted, rejected: [{index, reason}]}` " +
@@ -52,7 +69,7 @@ export const appEventsRoutes = (options: AppEventsRoutesOptions) => [
       404: problemResponse("no such app"),
       413: problemResponse("the body (inflated), a line or the batch's events over their limit; nothing of it was kept"),
       415: problemResponse("a media type or content encoding not listed"),
-      503: problemResponse("EVENTS is full, or the app's device pipeline is behind; see Retry-After")
+      503: problemResponse("EVENTS is full, the app's device pipeline is behind, or this process is reading too many event bodies at once; see Retry-After")
     },
     handler: ({ params, headers, body }) =>
       Effect.gen(function*() {
@@ -62,17 +79,21 @@ export const appEventsRoutes = (options: AppEventsRoutesOptions) => [
         if (Option.isNone(app)) return yield* new NotFound({ detail: `no app ${params.app}` })
         const intake = yield* EventIntake
         yield* intake.admit(params.app)
-        const items = yield* readEventsBody(body, headers["content-type"], options)
-        const now = yield* Clock.currentTimeMillis
-        const accepted: Array<CheckedEvent> = []
-        const rejected: Array<Rejection> = []
-        items.forEach((item, index) => {
-          const checked = item._tag === "NotJson" ? Result.fail(item.reason) : checkEvent(item.value, now, { maxEventBytes: options.maxLineBytes })
-          if (Result.isSuccess(checked)) accepted.push(checked.success)
-          else rejected.push({ index, reason: checked.failure })
-        })
-        if (accepted.length > 0) yield* intake.publish({ app: params.app, receivedAt: new Date(now).toISOString(), events: accepted })
-        return { status: 202, body: { accepted: accepted.length, rejected } }
+        // the body's bytes stay taken until the request ends: its events are held until they are on EVENTS
+        const taken = { bytes: 0 }
+        return yield* Effect.gen(function*() {
+          const items = yield* readEventsBody(metered(body, budget, taken), headers["content-type"], options)
+          const now = yield* Clock.currentTimeMillis
+          const accepted: Array<CheckedEvent> = []
+          const rejected: Array<Rejection> = []
+          items.forEach((item, index) => {
+            const checked = item._tag === "NotJson" ? Result.fail(item.reason) : checkEvent(item.value, now, { maxEventBytes: options.maxLineBytes })
+            if (Result.isSuccess(checked)) accepted.push(checked.success)
+            else rejected.push({ index, reason: checked.failure })
+          })
+          if (accepted.length > 0) yield* intake.publish({ app: params.app, receivedAt: new Date(now).toISOString(), events: accepted })
+          return { status: 202 as const, body: { accepted: accepted.length, rejected } }
+        }).pipe(Effect.ensuring(Effect.sync(() => budget.give(taken.bytes))))
       })
-  })
-]
+  })]
+}

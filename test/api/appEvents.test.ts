@@ -3,6 +3,7 @@
  * metadata cache and the EVENTS publisher on a real nats-server), with no device pipeline consuming
  * EVENTS, so what the route stored can be read back and the stream fills up.
  */
+import { request as request_ } from "node:http"
 import { join } from "node:path"
 import { gzipSync } from "node:zlib"
 import { assert, layer } from "@effect/vitest"
@@ -21,7 +22,7 @@ import { streamMessages } from "../fixtures/jetstreamContents.ts"
 import { layerTestNats } from "../fixtures/nats.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
-const limits = { bodyMaxBytes: 256 * 1024, maxEvents: 500, maxLineBytes: 4096, maxJsonDepth: 64 }
+const limits = { bodyMaxBytes: 256 * 1024, inflightMaxBytes: 256 * 1024, maxEvents: 500, maxLineBytes: 4096, maxJsonDepth: 64 }
 /** Small enough to fill in a test: a few of the batches below. */
 const eventsMaxBytes = 512 * 1024
 const maxPending = 20
@@ -275,6 +276,43 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
       const stored = yield* storedEvents("73")
       assert.strictEqual(stored.length, accepted.length * 40, "every acknowledged event is on EVENTS, none of a refused batch")
       assert.isAtMost(Buffer.byteLength(JSON.stringify(stored)), appMaxBytes + 16_000, "within the share and one batch")
+    }))
+
+  it.effect("event bodies held at once are bounded (EVENTS_INFLIGHT_MAX_BYTES): past it a request is answered 503, and the bytes come back when a request ends", () =>
+    Effect.gen(function*() {
+      yield* publishApp("74")
+      const { url } = yield* Door
+      const sdk = yield* (yield* Door).key("app:74")
+      const body = (n: number) => JSON.stringify(Array.from({ length: 400 }, (_, i) => event(`held-${n}`, i, { type: "custom", name: "n", props: { note: "z".repeat(300) } })))
+      // the app known to the door (its metadata cached) before A starts
+      assert.strictEqual((yield* post("74", sdk, JSON.stringify([event("held-warm", 0)]))).status, 202)
+      // A: most of its body sent, the rest held back, so the server holds what it read of it
+      const slow = body(0)
+      const cut = Math.floor(slow.length * 0.9)
+      const request = request_(`${url}/v1/apps/74/events`, { method: "POST", headers: { authorization: `Bearer ${sdk}`, "content-type": "application/json", "content-length": String(Buffer.byteLength(slow)) } })
+      const answered = Effect.promise(() => new Promise<number>((resolve, reject) => {
+        request.on("response", (res) => {
+          res.resume()
+          resolve(res.statusCode ?? 0)
+        })
+        request.on("error", reject)
+      }))
+      request.write(slow.slice(0, cut))
+      // B, whole bodies, until one meets what A holds (A's bytes are taken as the server reads them)
+      const refused = yield* Effect.gen(function*() {
+        for (let n = 1; ; n++) {
+          const res = yield* post("74", sdk, body(n))
+          if (res.status === 503) return res
+          assert.strictEqual(res.status, 202)
+          yield* Effect.sleep("100 millis")
+        }
+      }).pipe(Effect.timeout("20 seconds"))
+      assert.strictEqual(refused.retryAfter, "5")
+      assert.match(refused.body.detail, /event bodies this process is reading hold EVENTS_INFLIGHT_MAX_BYTES \(262144\)/)
+      request.end(slow.slice(cut))
+      assert.strictEqual(yield* answered, 202, "A, once whole, is taken")
+      // A's and the refused one's bytes came back: a body as big is taken again
+      assert.strictEqual((yield* post("74", sdk, body(99))).status, 202)
     }))
 
   it.effect("503 + Retry-After when EVENTS is full (EVENTS_MAX_BYTES); what was acknowledged stays", () =>
