@@ -72,6 +72,8 @@ export const PlatformConfig = Config.all({
   )),
   /** how long HISTORY keeps events on JetStream (the event store keeps them for ever) */
   historyRetention: Config.Duration("HISTORY_RETENTION").pipe(Config.withDefault(Duration.days(30))),
+  /** bytes each of EVENTS_CLEAN, SESSIONS, ALERTS and RECEIPTS keeps at most (and each of their READERS mirrors); the oldest go first */
+  followMaxBytes: intAtLeast(1_048_576, "FOLLOW_MAX_BYTES").pipe(Config.withDefault(4_294_967_296)),
   /** keep a point-in-time snapshot every N revisions of an entity */
   snapshotEvery: intAtLeast(1, "SNAPSHOT_EVERY").pipe(Config.withDefault(100)),
   /** largest accepted request body, bytes (413 above) */

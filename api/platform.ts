@@ -289,17 +289,20 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
   const topology = Layer.effectDiscard(Effect.gen(function*() {
-    yield* ensureTopology({
+    const streams = {
       historyMaxAge: config.historyRetention,
       deadLetterMaxAge: config.deadLetterMaxAge,
       deadLetterMaxBytes: config.deadLetterMaxBytes,
       ingestMaxBytes: config.ingestMaxBytes,
-      eventsMaxBytes: config.eventsMaxBytes
-    })
+      eventsMaxBytes: config.eventsMaxBytes,
+      followMaxBytes: config.followMaxBytes
+    }
+    yield* ensureTopology(streams)
     // The embedded server's consumer accounts are ours to fill; with NATS_URL they are the operator's.
+    // Their mirrors take the streams' limits.
     const { url, platform } = yield* NatsAccess
     if (Option.isNone(config.natsUrl) && platform !== undefined) {
-      yield* ensureConsumerAccounts({ url, password: platform.password, topology: { historyMaxAge: config.historyRetention } })
+      yield* ensureConsumerAccounts({ url, password: platform.password, topology: streams })
     }
   }))
   const bus = Layer.mergeAll(

@@ -124,20 +124,30 @@ layer(layerTestNats({ duplicateWindow: "1 minute" }), { excludeTestServices: tru
       yield* ensureTopology({ duplicateWindow: "1 minute", deadLetterMaxAge: "2 days", deadLetterMaxBytes: 1_000_000 })
       const deadLetters = yield* tryNats("info", () => manager.streams.info(StreamNames.deadLetters))
       assert.deepInclude(deadLetters.config, { subjects: ["deadletter.>"], storage: "file", retention: "limits", max_age: 2 * 24 * 3600 * 1e9, max_bytes: 1_000_000 })
+      // what consumers follow is bounded in bytes as well as age (4 GiB each by default), the oldest going first
+      const followed = [StreamNames.eventsClean, StreamNames.sessions, StreamNames.alerts, StreamNames.receipts]
+      for (const name of followed) {
+        assert.deepInclude((yield* tryNats("info", () => manager.streams.info(name))).config, { max_bytes: 4_294_967_296, discard: "old" })
+      }
+      yield* ensureTopology({ duplicateWindow: "1 minute", followMaxBytes: 5_000_000 })
+      for (const name of followed) {
+        assert.deepInclude((yield* tryNats("info", () => manager.streams.info(name))).config, { max_bytes: 5_000_000, discard: "old" })
+      }
     }))
 
   it.effect("the READERS account mirrors HISTORY, SNAPSHOTS and the app events' streams with their settings, and is updated like them", () =>
     Effect.gen(function*() {
       const { url, platform } = yield* TestNatsServer
       const readers = ConsumerAccounts.readers
-      const topology = { historyMaxAge: "7 days", duplicateWindow: "1 minute" } as const
+      const topology = { historyMaxAge: "7 days", duplicateWindow: "1 minute", followMaxBytes: 6_000_000 } as const
       yield* ensureConsumerAccounts({ url, password: platform.password, topology })
       yield* ensureConsumerAccounts({ url, password: platform.password, topology })
-      const [history, snapshots, names, account] = yield* Effect.gen(function*() {
+      const [history, snapshots, clean, names, account] = yield* Effect.gen(function*() {
         const { manager } = yield* Nats
         return yield* Effect.all([
           tryNats("info", () => manager.streams.info(StreamNames.history)),
           tryNats("info", () => manager.streams.info(StreamNames.snapshots)),
+          tryNats("info", () => manager.streams.info(StreamNames.eventsClean)),
           tryNats("names", () => manager.streams.names().next()),
           tryNats("account", () => manager.getAccountInfo())
         ])
@@ -156,6 +166,7 @@ layer(layerTestNats({ duplicateWindow: "1 minute" }), { excludeTestServices: tru
       }
       assert.strictEqual(history.config.max_age, 7 * 24 * 3600 * 1e9)
       assert.strictEqual(snapshots.config.max_msgs_per_subject, 1)
+      assert.strictEqual(clean.config.max_bytes, 6_000_000, "a mirror is bounded as its stream")
     }))
 
   it.effect("SNAPSHOTS keeps only the last message of each subject", () =>
