@@ -96,10 +96,17 @@ export const step = (state: SessionsState, event: SessionEvent, now: number, opt
   const ended: Array<Ended> = []
   let current = state
   const open = current.open
-  const newestEnd = current.recent.length > 0 ? current.recent[current.recent.length - 1]![1] : -Infinity
+  const newest = current.recent.at(-1)
+  const newestEnd = newest?.[1] ?? -Infinity
 
-  // late: before the open session, or (none open) before the newest ended one's end
-  if (open !== undefined ? event.time < open.start : event.time <= newestEnd) {
+  // late: before the open session, or (none open) before the newest ended one's end, or at it — but
+  // an `open` at that very instant starts the next session (a close and the next open in one
+  // millisecond, as clocks of whole seconds write them: before, found by an outside attack, it was
+  // counted into the session it followed), unless that one lasted no time (its id would be taken)
+  const late = open !== undefined
+    ? event.time < open.start
+    : event.time < newestEnd || (event.time === newestEnd && (event.type !== "open" || newest![0] === newestEnd))
+  if (late) {
     const holder = recentHolding(current, event.time)
     return { state: current, session: holder?.[0], ended }
   }

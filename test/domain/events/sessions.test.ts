@@ -93,6 +93,18 @@ describe("sessions of a device", () => {
     assert.deepStrictEqual(late.state, first.state)
   })
 
+  it("an open at the instant the previous session closed starts the next session, unless that one lasted no time", () => {
+    const { ended, sessions } = feed([["open", 0], ["close", 5], ["open", 5], ["custom", 10], ["close", 20]])
+    assert.deepStrictEqual(ended.map((e) => [e.start, e.end]), [[s(0), s(5)], [s(5), s(20)]])
+    assert.deepStrictEqual(sessions, [s(0), s(0), s(5), s(5), s(5)])
+    // a custom event at that instant is still the ended session's
+    assert.deepStrictEqual(feed([["open", 0], ["close", 5], ["custom", 5]]).sessions, [s(0), s(0), s(0)])
+    // a session of no length keeps its instant: a second open there lands in it (two sessions would share an id)
+    const still = feed([["open", 5], ["close", 5], ["open", 5], ["close", 5]])
+    assert.strictEqual(still.ended.length, 1)
+    assert.deepStrictEqual(still.sessions, [s(5), s(5), s(5), s(5)])
+  })
+
   it("remembers a bounded number of ended sessions", () => {
     const events: Array<readonly [EventType, number]> = []
     for (let i = 0; i < 50; i++) events.push(["open", i * 100], ["close", i * 100 + 10])
