@@ -50,6 +50,14 @@ export const seqsGivenUp = Metric.counter("tributary_device_seqs_given_up_total"
   description: "Sequence numbers given up as never coming to keep a device's dedupe state bounded (a later arrival of one is dropped)",
   incremental: true
 })
+/**
+ * The same, by gap: what to alert on. One gap may hold ~9×10^15 numbers (an event forged at a seq near
+ * 2^53), past which adding to the seqs counter changes nothing (found by an outside attack).
+ */
+export const gapsGivenUp = Metric.counter("tributary_device_gaps_given_up_total", {
+  description: "Events whose arrival gave up a device's oldest gap of sequence numbers (at most 8 gaps are kept per device)",
+  incremental: true
+})
 export const sessionsEnded = Metric.counter("tributary_device_sessions_ended_total", { description: "Sessions ended", incremental: true })
 export const lateUnattributed = Metric.counter("tributary_device_events_without_session_total", {
   description: "Late events whose device time falls in no remembered session (clean events with no sessionId)",
@@ -151,6 +159,7 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
         yield* ensure(item, keys)
         let duplicates = 0
         let givenUp = 0
+        let gaps = 0
         for (const delivery of todo) {
           item.consumed.push(delivery.seq)
           for (const event of delivery.batch.events) {
@@ -162,6 +171,7 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
             }
             const added = Dedupe.add(state.dedupe, event.seq)
             givenUp += added.givenUp
+            if (added.givenUp > 0) gaps++
             states.set(app, key, { ...state, dedupe: added.state })
             item.dedupe.set(key, added.state)
             item.fresh.push({ key, event, receivedAt: delivery.batch.receivedAt })
@@ -169,6 +179,7 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
         }
         yield* Metric.update(eventsDuplicate, duplicates)
         yield* Metric.update(seqsGivenUp, givenUp)
+        yield* Metric.update(gapsGivenUp, gaps)
         yield* Metric.update(eventsDeduplicated, item.fresh.length)
         return item
       })
