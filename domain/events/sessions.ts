@@ -125,7 +125,10 @@ export const step = (state: SessionsState, event: SessionEvent, now: number, opt
         return { state: done.state, session: open.start, ended: [done.ended] }
       }
       const later = event.time >= open.last
-      const backgroundAt = event.type === "background" ? event.time : later ? undefined : open.backgroundAt
+      // a background counts from the first of a row of them: a second one without a foreground between
+      // does not restart the 30 s (found by an outside attack: backgrounds at +1 s and +20 s, then a
+      // foreground at +45 s, stayed one session)
+      const backgroundAt = event.type === "background" ? (open.backgroundAt ?? event.time) : later ? undefined : open.backgroundAt
       const { backgroundAt: _, ...rest } = open
       const next: OpenSession = {
         ...rest,

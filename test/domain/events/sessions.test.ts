@@ -93,6 +93,12 @@ describe("sessions of a device", () => {
     assert.deepStrictEqual(late.state, first.state)
   })
 
+  it("a background counts from the first of a row of them: a second background does not restart its 30 s", () => {
+    const { ended, sessions } = feed([["open", 0], ["background", 1], ["background", 20], ["foreground", 45], ["close", 60]])
+    assert.deepStrictEqual(ended.map((e) => [e.start, e.end, e.endedBy]), [[s(0), s(20), "inactivity"], [s(45), s(60), "close"]])
+    assert.deepStrictEqual(sessions, [s(0), s(0), s(0), s(45), s(45)])
+  })
+
   it("an open at the instant the previous session closed starts the next session, unless that one lasted no time", () => {
     const { ended, sessions } = feed([["open", 0], ["close", 5], ["open", 5], ["custom", 10], ["close", 20]])
     assert.deepStrictEqual(ended.map((e) => [e.start, e.end]), [[s(0), s(5)], [s(5), s(20)]])
