@@ -122,7 +122,7 @@ const restartEveryMs = 1_000
  * second of the last start, requests are answered `failed` instead; a thread that could not open its
  * file is not started again.
  */
-const supervise = <Request, Answer>(start: () => Connected<Request, Answer>, name: string, failed: (cause: Error) => Answer): Connected<Request, Answer> => {
+const supervise = <Request, Answer>(start: () => Connected<Request, Answer>, name: string, failed: (cause: Error) => Answer): SqliteThread<Request, Answer> => {
   let current = start()
   let startedAt = Date.now()
   let closed = false
@@ -142,8 +142,7 @@ const supervise = <Request, Answer>(start: () => Connected<Request, Answer>, nam
     close: Effect.suspend(() => {
       closed = true
       return current.close
-    }),
-    crashed: () => current.crashed()
+    })
   }
 }
 
