@@ -115,7 +115,8 @@ export const step = (state: SessionsState, event: SessionEvent, now: number, opt
     const idle = event.time - open.last
     const tooLongInBackground = open.backgroundAt !== undefined && event.time - open.backgroundAt > backgroundMs
     if (idle > options.inactivityMs || tooLongInBackground || event.type === "open") {
-      const done = end(current, open.last, "inactivity", maxRecent)
+      // a background too long ends the session at that background (the first of a row), not the later ones
+      const done = end(current, tooLongInBackground ? open.backgroundAt! : open.last, "inactivity", maxRecent)
       current = done.state
       ended.push(done.ended)
     } else {
