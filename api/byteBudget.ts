@@ -1,29 +1,41 @@
 /**
  * A bound on bytes held at once by the requests of one kind in a process (the app events' bodies:
- * EVENTS_INFLIGHT_MAX_BYTES), taken as a body's bytes arrive and given back when its request ends.
- * Past it, a request is refused (503 + Retry-After) rather than read on: before, found by an outside
- * attack, 80 gzipped bodies of 60 KB inflating to 8 MiB each, sent at once with one SDK key, took the
- * process to 5 GB of RSS and stalled its event loop until every lease lapsed.
+ * EVENTS_INFLIGHT_MAX_BYTES), taken as a body's bytes arrive and given back when its request ends,
+ * with a share for each owner (an app): no owner holds more than `maxBytesPerOwner`, so one cannot
+ * take the whole bound from the others. Past either, a request is refused (503 + Retry-After) rather
+ * than read on: before, found by an outside attack, 80 gzipped bodies of 60 KB inflating to 8 MiB
+ * each, sent at once with one SDK key, took the process to 5 GB of RSS and stalled its event loop until
+ * every lease lapsed; then four bodies of 8 MiB sent at once and kept open a byte at a time held the
+ * whole bound for minutes, and every app was refused.
  */
 export interface ByteBudget {
-  /** Takes `bytes` if they fit beside what is held; false if they do not (nothing taken). */
-  readonly take: (bytes: number) => boolean
-  /** Gives back bytes taken. */
-  readonly give: (bytes: number) => void
+  /** Takes `bytes` for `owner` if they fit beside what is held, in all and by it; false if not (nothing taken). */
+  readonly take: (owner: string, bytes: number) => boolean
+  /** Gives back bytes `owner` took. */
+  readonly give: (owner: string, bytes: number) => void
   readonly maxBytes: number
+  readonly maxBytesPerOwner: number
 }
 
-export const makeByteBudget = (maxBytes: number): ByteBudget => {
+export const makeByteBudget = (maxBytes: number, maxBytesPerOwner: number): ByteBudget => {
   let held = 0
+  const byOwner = new Map<string, number>()
   return {
     maxBytes,
-    take: (bytes) => {
-      if (held + bytes > maxBytes) return false
+    maxBytesPerOwner,
+    take: (owner, bytes) => {
+      const own = byOwner.get(owner) ?? 0
+      if (held + bytes > maxBytes || own + bytes > maxBytesPerOwner) return false
       held += bytes
+      byOwner.set(owner, own + bytes)
       return true
     },
-    give: (bytes) => {
+    give: (owner, bytes) => {
+      if (bytes === 0) return
       held -= bytes
+      const own = (byOwner.get(owner) ?? 0) - bytes
+      if (own <= 0) byOwner.delete(owner)
+      else byOwner.set(owner, own)
     }
   }
 }

@@ -138,6 +138,8 @@ export const PlatformConfig = Config.all({
   eventsBodyMaxBytes: intAtLeast(1, "EVENTS_BODY_MAX_BYTES").pipe(Config.withDefault(8_388_608)),
   /** bytes of event bodies (inflated) one process holds at once, over all requests; 503 + Retry-After beyond (at least EVENTS_BODY_MAX_BYTES) */
   eventsInflightMaxBytes: intAtLeast(1, "EVENTS_INFLIGHT_MAX_BYTES").pipe(Config.withDefault(33_554_432)),
+  /** how long one events body may take to arrive whole; 408 beyond (a body kept open a byte at a time held its bytes of EVENTS_INFLIGHT_MAX_BYTES) */
+  eventsBodyTimeout: Config.Duration("EVENTS_BODY_TIMEOUT").pipe(Config.withDefault(Duration.seconds(60))),
   /** events in one batch at most; 413 beyond */
   eventsMaxPerBatch: intAtLeast(1, "EVENTS_MAX_PER_BATCH").pipe(Config.withDefault(10_000)),
   /** characters of one event (one JSON Lines line) at most; 413 for a longer line, a longer event of an array is rejected */

@@ -216,7 +216,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...ingestRoutes({ uploadMaxBytes: config.uploadMaxBytes, uploadMaxConcurrent: config.uploadMaxConcurrent, realtimeMaxBytes: config.realtimeMaxBytes }),
       ...partnerCredentialsRoutes,
       ...profileRoutes,
-      ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, inflightMaxBytes: config.eventsInflightMaxBytes, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes, maxJsonDepth: config.maxJsonDepth }),
+      ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, inflightMaxBytes: config.eventsInflightMaxBytes, bodyTimeout: config.eventsBodyTimeout, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes, maxJsonDepth: config.maxJsonDepth }),
       ...deliveryPackageRoutes({ maxBacklog: config.deliveryRefreshMaxBacklog }),
       ...appMetricsRoutes,
       ...alertRoutes,

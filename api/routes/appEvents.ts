@@ -10,7 +10,7 @@
  * Publishing into a full EVENTS answers 503 + Retry-After. Sending a batch again is harmless: the
  * pipeline drops events it has seen, by (app, deviceId, seq).
  */
-import { Clock, Effect, Option, Result, Schema, Stream } from "effect"
+import { Clock, Duration, Effect, Option, Result, Schema, Stream } from "effect"
 import { checkEvent, type CheckedEvent, Rejection } from "../../domain/events/eventChecks.ts"
 import { EventIntake } from "../../domain/events/EventIntake.ts"
 import { Metadata } from "../../domain/events/Metadata.ts"
@@ -19,23 +19,25 @@ import { IntakeError } from "../../domain/ingest/Intake.ts"
 import { forApp } from "../authorization.ts"
 import { type ByteBudget, makeByteBudget } from "../byteBudget.ts"
 import { type EventsBodyLimits, readEventsBody } from "../eventsBody.ts"
-import { NotFound, problemResponse } from "../problems.ts"
+import { NotFound, problemResponse, RequestTimeout } from "../problems.ts"
 import { route } from "../route.ts"
 import { type BodyStream, ndjson, upload } from "../streaming.ts"
 
 export interface AppEventsRoutesOptions extends EventsBodyLimits {
   /** bytes of one body, after gzip is inflated (EVENTS_BODY_MAX_BYTES) */
   readonly bodyMaxBytes: number
-  /** bytes of bodies (inflated) this process holds at once, over all requests (EVENTS_INFLIGHT_MAX_BYTES); at least one body's */
+  /** bytes of bodies (inflated) this process holds at once, over all requests (EVENTS_INFLIGHT_MAX_BYTES); at least one body's; one app at most half */
   readonly inflightMaxBytes: number
+  /** how long a body may take to arrive whole (EVENTS_BODY_TIMEOUT); 408 beyond */
+  readonly bodyTimeout: Duration.Input
 }
 
-/** A request's body, its bytes taken from `budget` as they arrive (503 once it is spent); `taken` counts them, to give back. */
-const metered = (body: BodyStream, budget: ByteBudget, taken: { bytes: number }) =>
+/** An app's request's body, its bytes taken from `budget` as they arrive (503 once it or the app's share is spent); `taken` counts them, to give back. */
+const metered = (app: string, body: BodyStream, budget: ByteBudget, taken: { bytes: number }) =>
   body.pipe(Stream.mapEffect((chunk) => {
-    if (!budget.take(chunk.length)) {
+    if (!budget.take(app, chunk.length)) {
       return Effect.fail(new IntakeError({
-        operation: `the event bodies this process is reading hold EVENTS_INFLIGHT_MAX_BYTES (${budget.maxBytes}); retry later`,
+        operation: `the event bodies this process is reading hold EVENTS_INFLIGHT_MAX_BYTES (${budget.maxBytes}, at most ${budget.maxBytesPerOwner} for one app); retry later`,
         cause: null
       }))
     }
@@ -51,7 +53,9 @@ export const EventsAccepted = Schema.Struct({
 }).annotate({ identifier: "EventsAccepted" })
 
 export const appEventsRoutes = (options: AppEventsRoutesOptions) => {
-  const budget = makeByteBudget(Math.max(options.inflightMaxBytes, options.bodyMaxBytes))
+  const inflight = Math.max(options.inflightMaxBytes, 2 * options.bodyMaxBytes)
+  const budget = makeByteBudget(inflight, inflight / 2)
+  const bodyTimeout = Duration.fromInputUnsafe(options.bodyTimeout)
   return [route({
     method: "POST", url: "/v1/apps/:app/events", tags: ["events"], roles: ["app", "service"], admission: "commands",
     summary: "Send a batch of an app's SDK events: a JSON array (application/json) or JSON Lines (application/x-ndjson), " +
@@ -82,7 +86,13 @@ export const appEventsRoutes = (options: AppEventsRoutesOptions) => {
         // the body's bytes stay taken until the request ends: its events are held until they are on EVENTS
         const taken = { bytes: 0 }
         return yield* Effect.gen(function*() {
-          const items = yield* readEventsBody(metered(body, budget, taken), headers["content-type"], options)
+          // the whole body within EVENTS_BODY_TIMEOUT: one kept open a byte at a time holds its bytes no longer
+          const items = yield* readEventsBody(metered(params.app, body, budget, taken), headers["content-type"], options).pipe(
+            Effect.timeoutOrElse({
+              duration: bodyTimeout,
+              orElse: () => Effect.fail(new RequestTimeout({ detail: `an events body must arrive whole within ${Duration.format(bodyTimeout)} (EVENTS_BODY_TIMEOUT)` }))
+            })
+          )
           const now = yield* Clock.currentTimeMillis
           const accepted: Array<CheckedEvent> = []
           const rejected: Array<Rejection> = []
@@ -93,7 +103,7 @@ export const appEventsRoutes = (options: AppEventsRoutesOptions) => {
           })
           if (accepted.length > 0) yield* intake.publish({ app: params.app, receivedAt: new Date(now).toISOString(), events: accepted })
           return { status: 202 as const, body: { accepted: accepted.length, rejected } }
-        }).pipe(Effect.ensuring(Effect.sync(() => budget.give(taken.bytes))))
+        }).pipe(Effect.ensuring(Effect.sync(() => budget.give(params.app, taken.bytes))))
       })
   })]
 }

@@ -22,7 +22,7 @@ import { streamMessages } from "../fixtures/jetstreamContents.ts"
 import { layerTestNats } from "../fixtures/nats.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
-const limits = { bodyMaxBytes: 256 * 1024, inflightMaxBytes: 256 * 1024, maxEvents: 500, maxLineBytes: 4096, maxJsonDepth: 64 }
+const limits = { bodyMaxBytes: 256 * 1024, inflightMaxBytes: 512 * 1024, bodyTimeout: "8 seconds" as const, maxEvents: 500, maxLineBytes: 4096, maxJsonDepth: 64 }
 /** Small enough to fill in a test: a few of the batches below. */
 const eventsMaxBytes = 512 * 1024
 const maxPending = 20
@@ -308,11 +308,43 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
         }
       }).pipe(Effect.timeout("20 seconds"))
       assert.strictEqual(refused.retryAfter, "5")
-      assert.match(refused.body.detail, /event bodies this process is reading hold EVENTS_INFLIGHT_MAX_BYTES \(262144\)/)
+      assert.match(refused.body.detail, /event bodies this process is reading hold EVENTS_INFLIGHT_MAX_BYTES \(524288, at most 262144 for one app\)/)
+      // one app holds at most half: another app's body as big is still read
+      yield* publishApp("75")
+      assert.strictEqual((yield* post("75", yield* (yield* Door).key("app:75"), body(50))).status, 202)
       request.end(slow.slice(cut))
       assert.strictEqual(yield* answered, 202, "A, once whole, is taken")
       // A's and the refused one's bytes came back: a body as big is taken again
       assert.strictEqual((yield* post("74", sdk, body(99))).status, 202)
+    }))
+
+  it.effect("a body kept open is answered 408 once EVENTS_BODY_TIMEOUT passed, and its bytes come back", () =>
+    Effect.gen(function*() {
+      yield* publishApp("76")
+      const { url } = yield* Door
+      const sdk = yield* (yield* Door).key("app:76")
+      const text = JSON.stringify(Array.from({ length: 400 }, (_, i) => event(`open-${i}`, i, { type: "custom", name: "n", props: { note: "z".repeat(300) } })))
+      const request = request_(`${url}/v1/apps/76/events`, { method: "POST", headers: { authorization: `Bearer ${sdk}`, "content-type": "application/json", "content-length": String(Buffer.byteLength(text)) } })
+      const answered = Effect.promise(() => new Promise<{ status: number; body: string }>((resolve) => {
+        request.on("response", (res) => {
+          let body = ""
+          res.on("data", (chunk: Buffer) => (body += chunk.toString()))
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }))
+        })
+        request.on("error", () => resolve({ status: -1, body: "" }))
+      }))
+      // all but a little, then a byte every second: it never ends, but never stops either
+      request.write(text.slice(0, text.length - 100))
+      const trickle = setInterval(() => request.write(" "), 1_000)
+      const answer = yield* answered.pipe(Effect.ensuring(Effect.sync(() => clearInterval(trickle))), Effect.timeout("30 seconds"))
+      request.destroy()
+      assert.strictEqual(answer.status, 408)
+      assert.match(answer.body, /must arrive whole within 8s \(EVENTS_BODY_TIMEOUT\)/)
+      // nothing of it kept; what it held is given back (a body of the app's whole share is taken)
+      assert.deepStrictEqual(yield* storedEvents("76"), [])
+      const big = JSON.stringify(Array.from({ length: 400 }, (_, i) => event(`after-${i}`, i, { type: "custom", name: "n", props: { note: "z".repeat(490) } })))
+      assert.isAbove(Buffer.byteLength(big), 240 * 1024)
+      assert.strictEqual((yield* post("76", sdk, big)).status, 202)
     }))
 
   it.effect("503 + Retry-After when EVENTS is full (EVENTS_MAX_BYTES); what was acknowledged stays", () =>
