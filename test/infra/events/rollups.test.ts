@@ -1,7 +1,7 @@
 import { assert, layer } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Metric } from "effect"
 import type { Dimension } from "../../../domain/events/dimensions.ts"
-import { runRollupConsumers } from "../../../infra/events/rollupConsumer.ts"
+import { rollupMessagesLost, runRollupConsumers } from "../../../infra/events/rollupConsumer.ts"
 import { layerSqlite as rollupStore, RollupStore } from "../../../infra/readmodel/rollups.ts"
 import { layerSqlite as rollupQueries } from "../../../infra/readmodel/rollupsQueries.ts"
 import { minuteOf } from "../../../projections/events/rollupBuckets.ts"
@@ -147,6 +147,29 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       const again = { seq: checkpoint, storedAtMillis: Date.parse(at(0)), body: JSON.stringify({ app, events: batched.slice(49) }) }
       assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, [again], checkpoint), 0)
       assert.strictEqual(total(yield* query(app, "events", day)), 55)
+    }))
+
+  it.effect("report the messages the stream dropped before the rollups came to them (FOLLOW_MAX_BYTES), and count the rest", () =>
+    Effect.gen(function*() {
+      const app = "402"
+      const day = { from: "2026-11-28T00:00:00Z", to: "2026-11-29T00:00:00Z", granularity: "day" as const }
+      const { manager } = yield* Nats
+      const lost = Effect.map(Metric.value(Metric.withAttributes(rollupMessagesLost, { stream: StreamNames.eventsClean })), (state) => state.count)
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* Effect.forkScoped(runRollupConsumers({ batchSize: 3 }))
+        yield* publishCleanBatches([cleanEvent(app, "a", 0, at(0))], 1)
+        yield* eventually(query(app, "events", day), (rows) => total(rows) === 1, "30 seconds")
+      }))
+      const before = yield* lost
+      // the rollups stopped (no lease holder, a locked file); meanwhile the stream lets two messages go
+      yield* publishCleanBatches([cleanEvent(app, "b", 0, at(1)), cleanEvent(app, "c", 0, at(1)), cleanEvent(app, "d", 0, at(1))], 1)
+      const last = (yield* tryNats("info", () => manager.streams.info(StreamNames.eventsClean))).state.last_seq
+      for (const seq of [last - 2, last - 1]) yield* tryNats("delete", () => manager.streams.deleteMessage(StreamNames.eventsClean, seq))
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* Effect.forkScoped(runRollupConsumers({ batchSize: 3 }))
+        yield* eventually(query(app, "events", day), (rows) => total(rows) === 2, "30 seconds")
+      }))
+      assert.strictEqual((yield* lost) - before, 2)
     }))
 
   it.effect("buckets minutes before 1970 into their own hour and day (floored, not rounded toward zero)", () =>
