@@ -71,6 +71,7 @@ export const appEventsRoutes = (options: AppEventsRoutesOptions) => {
       401: problemResponse("missing or unknown API key"),
       403: problemResponse("a key of another app"),
       404: problemResponse("no such app"),
+      408: problemResponse("the body did not arrive whole within EVENTS_BODY_TIMEOUT, or arrived too slowly; nothing of it was kept"),
       413: problemResponse("the body (inflated), a line or the batch's events over their limit; nothing of it was kept"),
       415: problemResponse("a media type or content encoding not listed"),
       503: problemResponse("EVENTS is full, the app's device pipeline is behind, or this process is reading too many event bodies at once; see Retry-After")
