@@ -11,7 +11,6 @@
  *
  *   node bench/cleanStreamCost.ts
  */
-import { readFileSync } from "node:fs"
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream"
 import { Effect, Layer } from "effect"
 import { cleanBatchBodies, cleanBatchMaxChars } from "../domain/events/CleanEvent.ts"
@@ -21,6 +20,7 @@ import * as CleanPublisherJetStream from "../infra/events/cleanPublisher.ts"
 import { Nats, tryNats } from "../infra/nats/Nats.ts"
 import { cleanEvent } from "../test/fixtures/appEvents.ts"
 import { layerTestNats, TestNatsServer } from "../test/fixtures/nats.ts"
+import { cpuSeconds } from "./cpuTime.ts"
 import { round2 } from "./stats.ts"
 
 const events = Number(process.env.BENCH_CLEAN_EVENTS ?? 220_000)
@@ -28,11 +28,6 @@ const events = Number(process.env.BENCH_CLEAN_EVENTS ?? 220_000)
 const round = 2_000
 const app = "31337"
 
-/** CPU seconds of process `pid` so far (utime + stime). */
-const cpuOf = (pid: number) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
-  return (Number(fields[11]) + Number(fields[12])) / 100
-}
 
 /** `events` clean events through the publisher and a consumer, `perMessage` to a message (1: the shape before CleanBatch). */
 const measure = (perMessage: number) =>
@@ -46,7 +41,7 @@ const measure = (perMessage: number) =>
     const first = (yield* tryNats("info", () => manager.streams.info(StreamNames.eventsClean))).state.last_seq + 1
     yield* tryNats("consumer", () => manager.consumers.add(StreamNames.eventsClean, { durable_name: durable, filter_subject: allCleanEvents, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: first, ack_policy: AckPolicy.All, max_ack_pending: round * 4 }))
     const consumer = yield* tryNats("consumer", () => jetstream.consumers.get(StreamNames.eventsClean, durable))
-    const serverBefore = cpuOf(pid)
+    const serverBefore = cpuSeconds(pid)
     const before = process.cpuUsage()
     const started = performance.now()
     const consuming = tryNats("consume", async () => {
@@ -73,7 +68,7 @@ const measure = (perMessage: number) =>
       messages,
       seconds: round2(seconds),
       eventsPerSecond: Math.round(events / seconds),
-      natsServerCpuMicrosPerEvent: round2(((cpuOf(pid) - serverBefore) * 1e6) / events),
+      natsServerCpuMicrosPerEvent: round2(((cpuSeconds(pid) - serverBefore) * 1e6) / events),
       clientCpuMicrosPerEvent: round2((cpu.user + cpu.system) / events)
     }
   })

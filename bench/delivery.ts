@@ -22,13 +22,13 @@
  * BENCH_DELIVERY_SECONDS (default 12) is each phase's length. `node bench/delivery.ts` alone, or
  * `npm run bench -- delivery`.
  */
-import { readFileSync } from "node:fs"
 import { cpus, loadavg } from "node:os"
 import { Effect } from "effect"
 import { destinationStats, spawnPartnerSimulator, type SimulatorStats } from "../test/fixtures/partnerSimulator.ts"
 import { loopSender, plainLoop } from "./deliveryLoad.ts"
 import { platformSender } from "./deliveryPlatform.ts"
 import { benchDeliveryProcesses } from "./deliveryProcesses.ts"
+import { cpuSeconds } from "./cpuTime.ts"
 import { round2 } from "./stats.ts"
 import type { SummaryRow } from "./summary.ts"
 
@@ -46,18 +46,13 @@ const inFlight = 16
  */
 const windowMs = Number(process.env.BENCH_DELIVERY_WINDOW_MS ?? 1010)
 
-/** CPU time of process `pid` so far, in µs (utime + stime of /proc/<pid>/stat, 100 ticks a second). */
-const cpuMicros = (pid: number): number => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ")
-  return (Number(fields[11]) + Number(fields[12])) * 10_000
-}
 
 /** CPU µs each of `pids` spent while `effect` ran. */
 const cpuPerRequest = <A, E, R>(pids: ReadonlyArray<number>, effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
-    const before = pids.map(cpuMicros)
+    const before = pids.map((pid) => cpuSeconds(pid) * 1e6)
     yield* effect
-    return pids.map((pid, i) => cpuMicros(pid) - before[i]!)
+    return pids.map((pid, i) => cpuSeconds(pid) * 1e6 - before[i]!)
   })
 
 /** `platform`: the platform's DeliveryActors (api/main.ts); `loop`: governed loops in this process, the policies alone */

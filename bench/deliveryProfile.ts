@@ -9,23 +9,19 @@
  *
  *   node bench/deliveryProfile.ts b|a
  */
-import { readFileSync } from "node:fs"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { Effect } from "effect"
 import { destinationStats, spawnPartnerSimulator } from "../test/fixtures/partnerSimulator.ts"
 import { stopProcess } from "../test/fixtures/platformProcess.ts"
 import { admin, benchPartner, chunksFor, createDestinations, startDeliveryPlatform } from "./deliveryPlatform.ts"
+import { cpuSeconds } from "./cpuTime.ts"
 import { round2 } from "./stats.ts"
 
 const part = process.argv[2] === "a" ? "a" : "b"
 const seconds = Number(process.env.BENCH_DELIVERY_SECONDS ?? 12)
 const profileDir = process.env.BENCH_PROFILE_DIR
 
-const cpuMicros = (pid: number): number => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ")
-  return (Number(fields[11]) + Number(fields[12])) * 10_000
-}
 
 /** part (b)'s limit; lower it to compare CPU per request of two versions at a rate both reach */
 const fastRate = Number(process.env.BENCH_DELIVERY_RATE ?? 15_000)
@@ -44,14 +40,14 @@ const run = Effect.gen(function*() {
   }
   const pids = [platform.pid, nats.pid, simulatorPid]
   // what the platform spends with nothing to deliver (leases, ticks, projections): part of every figure below
-  const idleFrom = cpuMicros(platform.pid)
+  const idleFrom = cpuSeconds(platform.pid) * 1e6
   yield* Effect.sleep(3_000)
-  const idleMicrosPerSecond = (cpuMicros(platform.pid) - idleFrom) / 3
-  const before = pids.map(cpuMicros)
+  const idleMicrosPerSecond = (cpuSeconds(platform.pid) * 1e6 - idleFrom) / 3
+  const before = pids.map((pid) => cpuSeconds(pid) * 1e6)
   const startedAt = Date.now()
   yield* createDestinations(platform.base, url, destinations)
   yield* Effect.sleep(seconds * 1000)
-  const cpu = pids.map((pid, i) => cpuMicros(pid) - before[i]!)
+  const cpu = pids.map((pid, i) => cpuSeconds(pid) * 1e6 - before[i]!)
   const elapsed = (Date.now() - startedAt) / 1000
   const figures = yield* Effect.forEach(destinations, (d) => destinationStats(url, d.id))
   const steady = (counts: ReadonlyArray<readonly [number, number]>) => {

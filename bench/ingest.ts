@@ -34,6 +34,7 @@ import { ceiling } from "./ingestCeiling.ts"
 import { formatSpec, generateFile, segmentMap, userOf, type GeneratedFile } from "./ingestFile.ts"
 import { BENCH_ADMIN_KEY } from "./platform.ts"
 import { sleep, start, stop, until } from "./processes.ts"
+import { cpuSeconds } from "./cpuTime.ts"
 import { latencies, round2 } from "./stats.ts"
 import type { SummaryRow } from "./summary.ts"
 
@@ -54,15 +55,6 @@ const memory = (pid: number) => {
   return { rssMiB: round2(kb("VmRSS") / 1024), peakRssMiB: round2(kb("VmHWM") / 1024) }
 }
 
-/**
- * CPU seconds a process has used (user + system, all its threads): on a shared machine a steadier
- * measure of the work per line than wall-clock lines/s.
- */
-const cpuSeconds = (pid: number) => {
-  // fields after the command's closing parenthesis: state is field 3, utime 14, stime 15
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
-  return (Number(fields[11]) + Number(fields[12])) / 100
-}
 
 /** Bytes in a directory, recursively. */
 const diskBytes = async (dir: string): Promise<number> => {

@@ -16,7 +16,6 @@
  *   node bench/ingestFloor.ts            (BENCH_FLOOR_LINES, default 200,000)
  */
 import { randomUUID } from "node:crypto"
-import { readFileSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { join } from "node:path"
 import { Effect, Fiber } from "effect"
@@ -29,17 +28,13 @@ import { layerTestNats, TestNatsServer } from "../test/fixtures/nats.ts"
 import { tempDir } from "../test/fixtures/tempDir.ts"
 import { ceiling } from "./ingestCeiling.ts"
 import { generateFile } from "./ingestFile.ts"
+import { cpuSeconds } from "./cpuTime.ts"
 import { round2 } from "./stats.ts"
 
 const lines = Number(process.env.BENCH_FLOOR_LINES ?? 200_000)
 /** streams a multi-stream append: a shard's batch of 10,000 lines */
 const batch = 10_000
 
-/** CPU seconds of process `pid` so far (utime + stime, every thread). */
-const cpuOf = (pid: number) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
-  return (Number(fields[11]) + Number(fields[12])) / 100
-}
 
 /** The event a line of the benchmark's file becomes: a new cookie profile joining three segments, with its source line. */
 const lineEvent = (line: number) => {
@@ -75,7 +70,7 @@ const run = Effect.gen(function*() {
 
   // 2. the relay: every event on HISTORY
   const historyCount = tryNats("HISTORY info", () => manager.streams.info(StreamNames.history)).pipe(Effect.map((info) => info.state.messages))
-  const natsBefore = cpuOf(natsPid)
+  const natsBefore = cpuSeconds(natsPid)
   const relayCpu = process.cpuUsage()
   const started = performance.now()
   const relay = yield* Effect.forkChild(runRelay({}).pipe(Effect.provideService(EventStore, store)))
@@ -85,7 +80,7 @@ const run = Effect.gen(function*() {
   }
   const relaySeconds = (performance.now() - started) / 1000
   const relayed = process.cpuUsage(relayCpu)
-  const natsSeconds = cpuOf(natsPid) - natsBefore
+  const natsSeconds = cpuSeconds(natsPid) - natsBefore
   yield* Fiber.interrupt(relay)
 
   // 3. the ceiling, same run
