@@ -130,6 +130,8 @@ export const make = (options: EventIntakeOptions = {}) =>
       if (published.size > capacity) published.delete(published.keys().next().value!)
     }
     const refuse = (operation: string) => Effect.fail(new IntakeError({ operation, cause: null }))
+    /** The app's backlog as last read, and now. */
+    const backlogNow = (app: string) => Effect.zip(Cache.get(pending, app), Clock.currentTimeMillis)
 
     const publishOne = (app: string, text: string, id: string) =>
       Effect.tryPromise({
@@ -141,7 +143,7 @@ export const make = (options: EventIntakeOptions = {}) =>
 
     return EventIntake.of({
       admit: (app) =>
-        Effect.flatMap(Effect.zip(Cache.get(pending, app), Clock.currentTimeMillis), ([backlog, now]) => {
+        Effect.flatMap(backlogNow(app), ([backlog, now]) => {
           const refused = refusal(app, backlog, 0, 0, now)
           return refused === undefined ? Effect.void : refuse(refused)
         }),
@@ -149,7 +151,7 @@ export const make = (options: EventIntakeOptions = {}) =>
         Effect.suspend(() => {
           const messages = splitBySize(events, messageMaxBytes).map((group) => message(app, receivedAt, group))
           const sizes = messages.map((m) => Buffer.byteLength(m.text))
-          return Effect.flatMap(Effect.zip(Cache.get(pending, app), Clock.currentTimeMillis), ([backlog, now]) => {
+          return Effect.flatMap(backlogNow(app), ([backlog, now]) => {
             // checked and reserved in one synchronous step: no other request of the app between them
             const refused = refusal(app, backlog, messages.length, sizes.reduce((a, b) => a + b, 0), now)
             if (refused !== undefined) return refuse(refused)

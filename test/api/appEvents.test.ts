@@ -56,6 +56,31 @@ const publishApp = (id: string) =>
 const event = (deviceId: string, seq: number, extra: Record<string, unknown> = {}) =>
   ({ deviceId, seq, time: "2026-05-01T12:00:00Z", type: "open", dims: { platform: "ios", country: "FR" }, ...extra })
 
+/** A batch (JSON) of `count` custom events of devices `<prefix>…`, each with a note of `noteLength` characters: bytes to fill bounds with. */
+const bulky = (prefix: string, count: number, noteLength: number) =>
+  JSON.stringify(Array.from({ length: count }, (_, i) => event(`${prefix}-${i}`, i, { type: "custom", name: "n", props: { note: "z".repeat(noteLength) } })))
+
+/**
+ * A POST of `text` whose body is written by the test (`request.write`, `request.end`), so the server holds
+ * what it read of it meanwhile; `answer` is the status and body it is answered with (-1: the connection failed).
+ */
+const heldPost = (app: string, key: string, text: string) =>
+  Effect.map(Door, ({ url }) => {
+    const request = request_(`${url}/v1/apps/${app}/events`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json", "content-length": String(Buffer.byteLength(text)) }
+    })
+    const answer = Effect.promise(() => new Promise<{ status: number; body: string }>((resolve) => {
+      request.on("response", (res) => {
+        let body = ""
+        res.on("data", (chunk: Buffer) => (body += chunk.toString()))
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }))
+      })
+      request.on("error", () => resolve({ status: -1, body: "" }))
+    }))
+    return { request, answer }
+  })
+
 const post = (app: string, key: string, body: string | Uint8Array, headers: Record<string, string> = {}) =>
   Effect.gen(function*() {
     const { url } = yield* Door
@@ -234,7 +259,7 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
       const flooding = yield* door.key("app:71")
       const other = yield* door.key("app:72")
       // A few batches of big events, under EVENTS_MAX_PENDING in count: bytes are what run out.
-      const batch = (n: number) => JSON.stringify(Array.from({ length: 40 }, (_, i) => event(`share-${n}`, i, { type: "custom", name: "n", props: { note: "z".repeat(250) } })))
+      const batch = (n: number) => bulky(`share-${n}`, 40, 250)
       let sent = 0
       const refused = yield* Effect.gen(function*() {
         for (;;) {
@@ -261,7 +286,7 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
     Effect.gen(function*() {
       yield* publishApp("73")
       const sdk = yield* (yield* Door).key("app:73")
-      const batch = (n: number) => JSON.stringify(Array.from({ length: 40 }, (_, i) => event(`together-${n}`, i, { type: "custom", name: "n", props: { note: "z".repeat(250) } })))
+      const batch = (n: number) => bulky(`together-${n}`, 40, 250)
       // all admitted before any is read (the backlog is 0 then): found by an outside attack, 10 bodies of 8 MiB
       // at once were all stored against a 16 MiB share
       const answers = yield* Effect.forEach(Array.from({ length: 16 }, (_, n) => n), (n) => post("73", sdk, batch(n)), { concurrency: "unbounded" })
@@ -281,22 +306,14 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
   it.effect("event bodies held at once are bounded (EVENTS_INFLIGHT_MAX_BYTES): past it a request is answered 503, and the bytes come back when a request ends", () =>
     Effect.gen(function*() {
       yield* publishApp("74")
-      const { url } = yield* Door
       const sdk = yield* (yield* Door).key("app:74")
-      const body = (n: number) => JSON.stringify(Array.from({ length: 400 }, (_, i) => event(`held-${n}`, i, { type: "custom", name: "n", props: { note: "z".repeat(300) } })))
+      const body = (n: number) => bulky(`held-${n}`, 400, 300)
       // the app known to the door (its metadata cached) before A starts
       assert.strictEqual((yield* post("74", sdk, JSON.stringify([event("held-warm", 0)]))).status, 202)
       // A: most of its body sent, the rest held back, so the server holds what it read of it
       const slow = body(0)
       const cut = Math.floor(slow.length * 0.9)
-      const request = request_(`${url}/v1/apps/74/events`, { method: "POST", headers: { authorization: `Bearer ${sdk}`, "content-type": "application/json", "content-length": String(Buffer.byteLength(slow)) } })
-      const answered = Effect.promise(() => new Promise<number>((resolve, reject) => {
-        request.on("response", (res) => {
-          res.resume()
-          resolve(res.statusCode ?? 0)
-        })
-        request.on("error", reject)
-      }))
+      const { request, answer } = yield* heldPost("74", sdk, slow)
       request.write(slow.slice(0, cut))
       // B, whole bodies, until one meets what A holds (A's bytes are taken as the server reads them)
       const refused = yield* Effect.gen(function*() {
@@ -313,7 +330,7 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
       yield* publishApp("75")
       assert.strictEqual((yield* post("75", yield* (yield* Door).key("app:75"), body(50))).status, 202)
       request.end(slow.slice(cut))
-      assert.strictEqual(yield* answered, 202, "A, once whole, is taken")
+      assert.strictEqual((yield* answer).status, 202, "A, once whole, is taken")
       // A's and the refused one's bytes came back: a body as big is taken again
       assert.strictEqual((yield* post("74", sdk, body(99))).status, 202)
     }))
@@ -321,18 +338,9 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
   it.effect("a body kept open is answered 408 once EVENTS_BODY_TIMEOUT passed, and its bytes come back", () =>
     Effect.gen(function*() {
       yield* publishApp("76")
-      const { url } = yield* Door
       const sdk = yield* (yield* Door).key("app:76")
-      const text = JSON.stringify(Array.from({ length: 400 }, (_, i) => event(`open-${i}`, i, { type: "custom", name: "n", props: { note: "z".repeat(300) } })))
-      const request = request_(`${url}/v1/apps/76/events`, { method: "POST", headers: { authorization: `Bearer ${sdk}`, "content-type": "application/json", "content-length": String(Buffer.byteLength(text)) } })
-      const answered = Effect.promise(() => new Promise<{ status: number; body: string }>((resolve) => {
-        request.on("response", (res) => {
-          let body = ""
-          res.on("data", (chunk: Buffer) => (body += chunk.toString()))
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }))
-        })
-        request.on("error", () => resolve({ status: -1, body: "" }))
-      }))
+      const text = bulky("open", 400, 300)
+      const { request, answer: answered } = yield* heldPost("76", sdk, text)
       // all but a little, then a byte every second: it never ends, but never stops either
       request.write(text.slice(0, text.length - 100))
       const trickle = setInterval(() => request.write(" "), 1_000)
@@ -342,7 +350,7 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
       assert.match(answer.body, /must arrive whole within 8s \(EVENTS_BODY_TIMEOUT\)/)
       // nothing of it kept; what it held is given back (a body of the app's whole share is taken)
       assert.deepStrictEqual(yield* storedEvents("76"), [])
-      const big = JSON.stringify(Array.from({ length: 400 }, (_, i) => event(`after-${i}`, i, { type: "custom", name: "n", props: { note: "z".repeat(490) } })))
+      const big = bulky("after", 400, 490)
       assert.isAbove(Buffer.byteLength(big), 240 * 1024)
       assert.strictEqual((yield* post("76", sdk, big)).status, 202)
     }))
@@ -357,7 +365,7 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
           const app = String(61 + (n % 8))
           if (n < 8) yield* publishApp(app)
           const sdk = yield* door.key(`app:${app}`)
-          const batch = JSON.stringify(Array.from({ length: 100 }, (_, i) => event(`full-${n}`, i, { type: "custom", name: "n", props: { note: "z".repeat(200) } })))
+          const batch = bulky(`full-${n}`, 100, 200)
           const res = yield* post(app, sdk, batch)
           if (res.status !== 202) return res
           accepted += res.body.accepted
