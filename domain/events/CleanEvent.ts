@@ -5,6 +5,7 @@
  * consumers code against these fields.
  */
 import { Schema } from "effect"
+import { groupsBySize } from "../groupsBySize.ts"
 import { Uint64String } from "../ids.ts"
 import { IsoDateTime } from "../isoDateTime.ts"
 import { DeviceId, Dims, EventType, Props } from "./SdkEvent.ts"
@@ -65,21 +66,8 @@ export const cleanBatchMaxChars = 256 * 1024
  * `maxChars` (an event longer than that alone is a batch of its own), in order.
  */
 export const cleanBatchBodies = (app: string, events: ReadonlyArray<string>, maxChars = cleanBatchMaxChars): Array<string> => {
-  const bodies: Array<string> = []
   const head = `{"app":${JSON.stringify(app)},"events":[`
-  let batch: Array<string> = []
-  let chars = 0
-  for (const event of events) {
-    if (batch.length > 0 && chars + event.length + 1 > maxChars) {
-      bodies.push(`${head}${batch.join(",")}]}`)
-      batch = []
-      chars = 0
-    }
-    batch.push(event)
-    chars += event.length + 1
-  }
-  if (batch.length > 0) bodies.push(`${head}${batch.join(",")}]}`)
-  return bodies
+  return groupsBySize(events, (event) => event.length + 1, maxChars).map((batch) => `${head}${batch.join(",")}]}`)
 }
 
 /** A session ended (a close, an inactivity gap in device time, or the inactivity reminder). */

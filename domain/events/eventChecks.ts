@@ -117,25 +117,3 @@ export const checkEvent = (raw: unknown, nowMillis: number, limits: { readonly m
   if (json.length > limits.maxEventBytes) return Result.fail(`event: over ${limits.maxEventBytes} bytes`)
   return Result.succeed({ event, json })
 }
-
-/**
- * Accepted events split into groups whose EventBatch messages stay under `maxBytes` each (JetStream's
- * max_payload; smaller messages also keep the pipeline's batches even).
- */
-export const splitBySize = (events: ReadonlyArray<CheckedEvent>, maxBytes: number): ReadonlyArray<ReadonlyArray<CheckedEvent>> => {
-  const groups: Array<Array<CheckedEvent>> = []
-  let current: Array<CheckedEvent> = []
-  let bytes = 0
-  events.forEach((item) => {
-    const size = item.json.length + 1
-    if (current.length > 0 && bytes + size > maxBytes) {
-      groups.push(current)
-      current = []
-      bytes = 0
-    }
-    current.push(item)
-    bytes += size
-  })
-  if (current.length > 0) groups.push(current)
-  return groups
-}

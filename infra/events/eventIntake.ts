@@ -25,8 +25,8 @@
 import { createHash } from "node:crypto"
 import { Cache, Clock, Effect, Exit, Layer, Schedule } from "effect"
 import type { CheckedEvent } from "../../domain/events/eventChecks.ts"
-import { splitBySize } from "../../domain/events/eventChecks.ts"
 import { EventIntake } from "../../domain/events/EventIntake.ts"
+import { groupsBySize } from "../../domain/groupsBySize.ts"
 import { IntakeError } from "../../domain/ingest/Intake.ts"
 import { eventsSubject, StreamNames } from "../../domain/subjects.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
@@ -149,7 +149,8 @@ export const make = (options: EventIntakeOptions = {}) =>
         }),
       publish: ({ app, receivedAt, events }) =>
         Effect.suspend(() => {
-          const messages = splitBySize(events, messageMaxBytes).map((group) => message(app, receivedAt, group))
+          // each message within messageMaxBytes (JetStream's max_payload; smaller messages also keep the pipeline's batches even)
+          const messages = groupsBySize(events, (e) => e.json.length + 1, messageMaxBytes).map((group) => message(app, receivedAt, group))
           const sizes = messages.map((m) => Buffer.byteLength(m.text))
           return Effect.flatMap(backlogNow(app), ([backlog, now]) => {
             // checked and reserved in one synchronous step: no other request of the app between them
