@@ -122,10 +122,12 @@ export const PlatformConfig = Config.all({
   uploadMaxBytes: intAtLeast(1, "UPLOAD_MAX_BYTES").pipe(Config.withDefault(21_474_836_480)),
   /** an HTTP upload (a streamed body) is closed with 408 when no byte of it arrived for this long while the server waited for one */
   uploadIdleTimeout: Config.Duration("UPLOAD_IDLE_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30))),
-  /** past its first UPLOAD_IDLE_TIMEOUT of waiting, an HTTP upload averaging fewer bytes a second (over the time the server waited) is closed with 408; 0: no minimum */
+  /** past its first UPLOAD_IDLE_TIMEOUT of waiting, an HTTP upload that sent fewer bytes a second over the last UPLOAD_IDLE_TIMEOUT of waiting is closed with 408; 0: no minimum */
   uploadMinBytesPerSecond: intAtLeast(0, "UPLOAD_MIN_BYTES_PER_SECOND").pipe(Config.withDefault(16_384)),
   /** files one process receives at once over HTTP; 503 + Retry-After beyond */
   uploadMaxConcurrent: intAtLeast(1, "UPLOAD_MAX_CONCURRENT").pipe(Config.withDefault(32)),
+  /** files one partner sends one process at once over HTTP; 503 + Retry-After beyond, to that partner only */
+  uploadMaxConcurrentPerPartner: intAtLeast(1, "UPLOAD_MAX_CONCURRENT_PER_PARTNER").pipe(Config.withDefault(4)),
   /** largest body of one real-time POST (/v1/ingest/{partner}/records), bytes; 413 beyond */
   realtimeMaxBytes: intAtLeast(1, "REALTIME_MAX_BYTES").pipe(Config.withDefault(1_048_576)),
   /** where uploads wait for their job: `dir` (DATA_DIR/uploads: every process on one machine) or `nats` (the NATS object store: processes on several machines) */

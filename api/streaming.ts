@@ -15,8 +15,9 @@
  * by its pace, not by a total time (api/app.ts keeps the whole-request deadline for other routes).
  * Only the time the handler waits for the client counts: while the handler is busy and the socket
  * fills, the client is not slow. The body fails with RequestTimeout (408) when no byte came for
- * `idleMillis` of waiting, or when, past its first `idleMillis` of waiting, it averaged fewer than
- * `minBytesPerSecond` bytes as sent (compressed, for a gzip transfer) over that waiting time.
+ * `idleMillis` of waiting, or when, past its first `idleMillis` of waiting, fewer than
+ * `minBytesPerSecond` bytes a second as sent (compressed, for a gzip transfer) came over the last
+ * `idleMillis` of waiting: a sliding window, so a fast start banks no credit for a trickle after it.
  *
  * Streamed responses. A handler answers `{ status, stream }`; each item is encoded with the route's
  * item schema and written as one NDJSON line (`application/x-ndjson`), or, when the client's Accept
@@ -63,30 +64,50 @@ export interface UploadPace {
 
 export const defaultUploadPace: UploadPace = { idleMillis: 30_000, minBytesPerSecond: 16_384 }
 
+/** Bytes received by an instant of waiting time (milliseconds the server waited for the client). */
+interface Mark {
+  readonly waited: number
+  readonly bytes: number
+}
+
 /**
- * How long the next wait for the client may last, given the bytes received and the time already
- * waited: the idle bound, or less when the average would fall under the minimum sooner.
+ * How long the next wait for the client may last: the idle bound, or less when the bytes of the last
+ * `idleMillis` of waiting would fall under the minimum sooner. `marks` (oldest first, at most one a
+ * second of waiting) say when the bytes came; the window's start is the first mark past which the
+ * bytes received since would be too few, and the wait may last until the window has moved past it.
  */
-const allowedWait = (pace: UploadPace, bytes: number, waitedMillis: number) => {
-  const belowMinimumAt = pace.minBytesPerSecond > 0 ? Math.max(pace.idleMillis, (bytes * 1000) / pace.minBytesPerSecond) : Number.POSITIVE_INFINITY
-  const rate = belowMinimumAt - waitedMillis
+const allowedWait = (pace: UploadPace, marks: Array<Mark>, bytes: number, waited: number) => {
+  const idle = { millis: pace.idleMillis, detail: `no byte of the body arrived for ${pace.idleMillis / 1000} s` }
+  if (pace.minBytesPerSecond <= 0) return idle
+  const floor = bytes - (pace.minBytesPerSecond * pace.idleMillis) / 1000
+  // a mark holding no more than `floor` can never start a short window again: the bytes only grow
+  while (marks.length > 0 && marks[0]!.bytes <= floor) marks.shift()
+  // before any byte (floor < 0) the window starts at 0; a mark not taken yet (the last second's bytes) starts it now
+  const from = floor < 0 ? 0 : marks[0]?.waited ?? waited
+  const rate = Math.max(pace.idleMillis, from + pace.idleMillis) - waited
   return rate < pace.idleMillis
-    ? { millis: Math.max(0, rate), detail: `the body arrived at under ${pace.minBytesPerSecond} bytes a second on average` }
-    : { millis: pace.idleMillis, detail: `no byte of the body arrived for ${pace.idleMillis / 1000} s` }
+    ? { millis: Math.max(0, rate), detail: `the body arrived at under ${pace.minBytesPerSecond} bytes a second over ${pace.idleMillis / 1000} s of waiting` }
+    : idle
 }
 
 /** `body` failing with RequestTimeout when the client is too slow (see the header); `received()` counts bytes as sent. */
 const paced = <E>(body: Stream.Stream<Uint8Array, E>, pace: UploadPace, received: () => number) => {
-  const waited = { millis: 0 }
+  let waited = 0
+  const marks: Array<Mark> = []
   return Stream.transformPull(body, (pull) =>
     Effect.succeed(Effect.gen(function*() {
-      const allowed = allowedWait(pace, received(), waited.millis)
+      const bytes = received()
+      // every byte counted so far came by now (no waiting passes between two pulls); later than they
+      // came at most by a second, which only lets the window start later
+      const last = marks.at(-1)
+      if (bytes > (last?.bytes ?? 0) && (last === undefined || waited - last.waited >= 1_000)) marks.push({ waited, bytes })
+      const allowed = allowedWait(pace, marks, bytes, waited)
       const start = yield* Clock.currentTimeMillis
       const chunks = yield* pull.pipe(Effect.timeoutOrElse({
         duration: allowed.millis,
         orElse: () => Effect.fail(new RequestTimeout({ detail: allowed.detail }))
       }))
-      waited.millis += (yield* Clock.currentTimeMillis) - start
+      waited += (yield* Clock.currentTimeMillis) - start
       return chunks
     })))
 }

@@ -9,7 +9,7 @@ import { IngestJobs, Job } from "../../domain/ingest/Job.ts"
 import { Intake, type UploadFormat } from "../../domain/ingest/Intake.ts"
 import * as Admission from "../admission.ts"
 import { forPartner } from "../authorization.ts"
-import { InvalidRequest, NotFound, problemResponse } from "../problems.ts"
+import { InvalidRequest, NotFound, Overloaded, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
 import { ndjson, upload } from "../streaming.ts"
 import { activePartner, PartnerId } from "./ingestPartner.ts"
@@ -20,6 +20,8 @@ export interface IngestRoutesOptions {
   readonly uploadMaxBytes: number
   /** files received at once by this process (UPLOAD_MAX_CONCURRENT); 503 + Retry-After beyond */
   readonly uploadMaxConcurrent: number
+  /** files one partner sends this process at once (UPLOAD_MAX_CONCURRENT_PER_PARTNER); 503 + Retry-After beyond, to that partner only */
+  readonly uploadMaxConcurrentPerPartner: number
   /** bytes one real-time body may have (REALTIME_MAX_BYTES) */
   readonly realtimeMaxBytes: number
 }
@@ -60,7 +62,7 @@ const uploadProblems = {
   409: problemResponse("the partner is paused"),
   413: problemResponse("the body is over the limit; nothing of it is kept"),
   415: problemResponse("a media type or content encoding not listed"),
-  503: problemResponse("too many uploads in progress, INGEST full, or storage unavailable; see Retry-After")
+  503: problemResponse("too many uploads in progress (of this partner, or in all), INGEST full, or storage unavailable; see Retry-After")
 } as const
 
 /** loader when asked, or for JSON Lines; otherwise the partner's own format when it has one. */
@@ -73,12 +75,34 @@ const accepted = (job: Job) => ({ status: 202, body: { jobId: job.id, job }, hea
 
 export const ingestRoutes = (options: IngestRoutesOptions) => {
   const uploads = Admission.make("uploads", { capacity: options.uploadMaxConcurrent, queue: 0, maxWaitMillis: 0 })
-  /** One of this process's upload slots for the life of `effect`, or Overloaded (503 + Retry-After). */
-  const withUploadSlot = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  // Each partner's share of the slots: one partner's uploads (32 large files, or bodies kept trickling
+  // at the minimum pace) would otherwise hold every slot and turn the other partners away.
+  const byPartner = new Map<string, number>()
+  const leave = (partner: string) => {
+    const held = (byPartner.get(partner) ?? 1) - 1
+    if (held === 0) byPartner.delete(partner)
+    else byPartner.set(partner, held)
+  }
+  /** One of this process's upload slots, within the partner's share, for the life of `effect`; or Overloaded (503 + Retry-After). */
+  const withUploadSlot = <A, E, R>(partner: string, effect: Effect.Effect<A, E, R>) =>
     Effect.acquireUseRelease(
-      Effect.flatMap(Effect.promise(() => uploads.enter()), (slot) => typeof slot === "function" ? Effect.succeed(slot) : Effect.fail(slot)),
+      Effect.suspend(() => {
+        const held = byPartner.get(partner) ?? 0
+        if (held >= options.uploadMaxConcurrentPerPartner) {
+          return Effect.fail(new Overloaded({ detail: `partner ${partner} is sending ${held} files already, its most at once; retry later`, retryAfterSeconds: 1 }))
+        }
+        byPartner.set(partner, held + 1) // taken before the wait for a slot, so that two uploads cannot both pass the check
+        return Effect.flatMap(Effect.promise(() => uploads.enter()), (slot) => {
+          if (typeof slot === "function") return Effect.succeed(slot)
+          leave(partner)
+          return Effect.fail(slot)
+        })
+      }),
       () => effect,
-      (release) => Effect.sync(release)
+      (release) => Effect.sync(() => {
+        release()
+        leave(partner)
+      })
     )
 
   return [
@@ -97,7 +121,7 @@ export const ingestRoutes = (options: IngestRoutesOptions) => {
         Effect.gen(function*() {
           const partner = yield* activePartner(params.partner)
           const fileName = query.fileName ?? headers["x-file-name"]
-          const job = yield* withUploadSlot((yield* Intake).file({
+          const job = yield* withUploadSlot(params.partner, (yield* Intake).file({
             partner: params.partner,
             source: "http",
             fileName,

@@ -30,7 +30,8 @@ const platform = Layer.unwrap(Effect.map(tempDir("upload-timeouts"), (dir) =>
       HTTP_HEADERS_TIMEOUT: "1 second",
       HTTP_REQUEST_TIMEOUT: `${REQUEST_TIMEOUT_MILLIS} millis`,
       UPLOAD_IDLE_TIMEOUT: `${IDLE_MILLIS} millis`,
-      UPLOAD_MIN_BYTES_PER_SECOND: "1024"
+      UPLOAD_MIN_BYTES_PER_SECOND: "1024",
+      UPLOAD_MAX_CONCURRENT_PER_PARTNER: "2"
     }),
     Layer.succeed(DataDir, dir)
   )))
@@ -134,6 +135,61 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("upload timeout
       }))
   })
 
+  describe("an upload that starts fast, then trickles", () => {
+    it.effect("banks no credit: 408 once the last UPLOAD_IDLE_TIMEOUT of waiting brought under UPLOAD_MIN_BYTES_PER_SECOND", () =>
+      Effect.gen(function*() {
+        const { url } = yield* HttpServer
+        const key = yield* partnerKey("banks")
+        const connection = yield* rawConnect(url)
+        // 200 KiB at once, then 100 bytes a second: averaged over the whole upload that was 200 s of
+        // credit at 1,024 bytes a second (the rule before, found by the outside attack of stop 19)
+        connection.socket.write(uploadHead("banks", key, 1_000_000) + "x".repeat(200 * 1024))
+        yield* connection.drip("user-1,seg-abcdefg\n", 200)
+        const answer = yield* awaitAnswer(connection, "30 seconds")
+        assert.strictEqual(answer.status, 408, answer.body)
+        assert.include(problemOf(answer).detail, "under 1024 bytes a second over 2 s of waiting")
+        yield* awaitClosed(connection, "20 seconds")
+        yield* nothingKept("banks")
+      }))
+  })
+
+  describe("a partner sending many files at once", () => {
+    it.effect("holds at most UPLOAD_MAX_CONCURRENT_PER_PARTNER slots: its next upload is answered 503 + Retry-After, another partner's goes in", () =>
+      Effect.gen(function*() {
+        const { url } = yield* HttpServer
+        const key = yield* partnerKey("many")
+        const other = yield* partnerKey("other")
+        const lines = "user-1,seg-a\n".repeat(160) // about 2 KiB every 500 ms: well above the minimum pace
+        const held = [yield* rawConnect(url), yield* rawConnect(url)]
+        for (const connection of held) {
+          connection.socket.write(uploadHead("many", key, 1_000_000) + lines)
+          yield* connection.drip(lines, 500)
+        }
+        // both held uploads are being written to storage before the third comes
+        const dataDir = yield* DataDir
+        yield* eventually(Effect.sync(() => storedFiles(dataDir, "many").filter((f) => f.startsWith(".incoming/")).length), (n) => n >= 2, "10 seconds")
+        const third = yield* rawConnect(url)
+        third.socket.write(uploadHead("many", key, lines.length) + lines)
+        const refused = yield* awaitAnswer(third, "30 seconds")
+        assert.strictEqual(refused.status, 503, refused.body)
+        assert.strictEqual(refused.headers["retry-after"], "1")
+        assert.include(problemOf(refused).detail, "partner many is sending 2 files already")
+        // another partner is not held up
+        const answer = yield* Effect.promise(() =>
+          fetch(`${url}/v1/ingest/other/files`, { method: "POST", headers: { authorization: `Bearer ${other}`, "content-type": "text/csv" }, body: lines }))
+        assert.strictEqual(answer.status, 202, yield* Effect.promise(() => answer.text()))
+        // one held upload goes away: its slot comes back to the partner
+        held[0]!.socket.destroy()
+        yield* eventually(
+          Effect.promise(() =>
+            fetch(`${url}/v1/ingest/many/files`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "text/csv" }, body: lines })
+              .then((res) => res.status)),
+          (status) => status === 202,
+          "20 seconds"
+        )
+      }))
+  })
+
   describe("a JSON route whose body drips", () => {
     it.effect("is still answered 408 problem+json at HTTP_REQUEST_TIMEOUT, and closed", () =>
       Effect.gen(function*() {
@@ -188,15 +244,20 @@ layer(layerTestApp([busyRoute], { uploadPace: { idleMillis: BUSY_IDLE_MILLIS, mi
     }), { timeout: 60_000 })
 })
 
-describe("the upload pace settings", () => {
-  it.effect("default to 30 s without a byte and 16 KiB/s, are read from the environment, and refuse what makes no sense", () =>
+describe("the upload pace and share settings", () => {
+  it.effect("default to 30 s without a byte, 16 KiB/s and 4 files a partner, are read from the environment, and refuse what makes no sense", () =>
     Effect.gen(function*() {
       const parse = (env: Record<string, string>) => PlatformConfig.parse(ConfigProvider.fromEnvRecord(env))
       const defaults = yield* parse({})
-      assert.deepStrictEqual([Duration.toMillis(defaults.uploadIdleTimeout), defaults.uploadMinBytesPerSecond], [30_000, 16_384])
-      const set = yield* parse({ UPLOAD_IDLE_TIMEOUT: "2 minutes", UPLOAD_MIN_BYTES_PER_SECOND: "0" })
-      assert.deepStrictEqual([Duration.toMillis(set.uploadIdleTimeout), set.uploadMinBytesPerSecond], [120_000, 0])
-      const bads: Array<Record<string, string>> = [{ UPLOAD_IDLE_TIMEOUT: "soon" }, { UPLOAD_MIN_BYTES_PER_SECOND: "-1" }, { UPLOAD_MIN_BYTES_PER_SECOND: "1.5" }]
+      assert.deepStrictEqual([Duration.toMillis(defaults.uploadIdleTimeout), defaults.uploadMinBytesPerSecond, defaults.uploadMaxConcurrentPerPartner], [30_000, 16_384, 4])
+      const set = yield* parse({ UPLOAD_IDLE_TIMEOUT: "2 minutes", UPLOAD_MIN_BYTES_PER_SECOND: "0", UPLOAD_MAX_CONCURRENT_PER_PARTNER: "32" })
+      assert.deepStrictEqual([Duration.toMillis(set.uploadIdleTimeout), set.uploadMinBytesPerSecond, set.uploadMaxConcurrentPerPartner], [120_000, 0, 32])
+      const bads: Array<Record<string, string>> = [
+        { UPLOAD_IDLE_TIMEOUT: "soon" },
+        { UPLOAD_MIN_BYTES_PER_SECOND: "-1" },
+        { UPLOAD_MIN_BYTES_PER_SECOND: "1.5" },
+        { UPLOAD_MAX_CONCURRENT_PER_PARTNER: "0" }
+      ]
       for (const bad of bads) {
         yield* Effect.flip(parse(bad))
       }
