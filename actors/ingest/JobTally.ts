@@ -5,7 +5,7 @@
  * `linesAccepted` is counted on its own (it is not part of the public job), so the check compares two
  * independent tallies rather than a sum with itself. Pure.
  */
-import type { CommandReply } from "../../domain/CommandBus.ts"
+import type { CommandOutcome } from "../../domain/CommandBus.ts"
 import type { EntityRejection } from "../../domain/entity.ts"
 import { type JobCheckpoint, type JobCounts, type LineError, MAX_JOB_ERRORS, zeroCounts } from "../../domain/ingest/Job.ts"
 import type { ProfileCommand } from "./profileBatches.ts"
@@ -26,17 +26,14 @@ export type BatchLine =
 /** What the tally reads of a profile command: its lines and records, not the records themselves. */
 export type TalliedCommand = Pick<ProfileCommand, "lines" | "records">
 
-/** What the tally reads of an answer: an acceptance without the entity it carries. */
-export type TalliedReply = Exclude<CommandReply, { readonly _tag: "Accepted" }> | Omit<Extract<CommandReply, { readonly _tag: "Accepted" }>, "entity">
-
 /**
  * A batch's commands and answers as its tally needs them. A batch waits for its tally behind the
- * batches before it (up to TRANSLATE_IN_FLIGHT of them): holding each command's records and each
- * profile's snapshot (~10,000 of each per batch) meanwhile was tens of MiB of live heap.
+ * batches before it (up to TRANSLATE_IN_FLIGHT of them): holding each command's records (~10,000 per
+ * batch) meanwhile was tens of MiB of live heap. The answers are outcomes: no profile's snapshot.
  */
-export const forTally = (commands: ReadonlyArray<ProfileCommand>, replies: ReadonlyArray<CommandReply> | "duplicate") => ({
+export const forTally = (commands: ReadonlyArray<ProfileCommand>, replies: ReadonlyArray<CommandOutcome> | "duplicate") => ({
   commands: commands.map((c): TalliedCommand => ({ lines: c.lines, records: c.records })),
-  replies: replies === "duplicate" ? replies : replies.map((r): TalliedReply => r._tag === "Accepted" ? { _tag: r._tag, outcome: r.outcome } : r)
+  replies
 })
 
 export const empty: JobTally = { counts: zeroCounts, linesAccepted: 0, errors: [] }
@@ -75,7 +72,7 @@ export const addBatch = (
   tally: JobTally,
   lines: ReadonlyArray<BatchLine>,
   commands: ReadonlyArray<TalliedCommand>,
-  replies: ReadonlyArray<TalliedReply> | "duplicate"
+  replies: ReadonlyArray<CommandOutcome> | "duplicate"
 ): JobTally => {
   let { linesRead, recordsAccepted, linesRejected, duplicates, recordsCommitted } = tally.counts
   let linesAccepted = tally.linesAccepted

@@ -11,7 +11,7 @@
  */
 import { Effect } from "effect"
 import type { Duration } from "effect"
-import type { CommandReply } from "../../domain/CommandBus.ts"
+import type { CommandOutcome } from "../../domain/CommandBus.ts"
 import type { EntityCommand } from "../../domain/entity.ts"
 import { type Membership, ReplaceIndex } from "../../domain/ingest/ReplaceIndex.ts"
 import { Apply, type ProfileRecord } from "../../domain/ingest/profileEvents.ts"
@@ -26,7 +26,7 @@ export const listedBy = (commands: ReadonlyArray<ProfileCommand>): ReadonlyArray
   commands.flatMap((c) => [...c.segments.keys()].map((segmentId) => ({ segmentId, profileId: c.command.entityId })))
 
 /** What the accepted commands of a batch leave: a membership after an add, none after a remove. */
-export const committedBy = (commands: ReadonlyArray<ProfileCommand>, replies: ReadonlyArray<CommandReply>) =>
+export const committedBy = (commands: ReadonlyArray<ProfileCommand>, replies: ReadonlyArray<CommandOutcome>) =>
   commands.flatMap((c, i) =>
     replies[i]?._tag !== "Accepted" ? [] : [...c.segments].map(([segmentId, op]) => ({ segmentId, profileId: c.command.entityId, present: op === "add" })))
 

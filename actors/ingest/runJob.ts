@@ -14,7 +14,7 @@
  */
 import { Effect, Option, Ref, Stream } from "effect"
 import type { Duration } from "effect"
-import type { CommandBus } from "../../domain/CommandBus.ts"
+import type { CommandBus, CommandOutcome } from "../../domain/CommandBus.ts"
 import { IngestJobs, type JobRecord, type LineError, MAX_JOB_ERRORS } from "../../domain/ingest/Job.ts"
 import { Uploads, type UploadsError } from "../../domain/ingest/Uploads.ts"
 import * as JobTally from "./JobTally.ts"
@@ -47,7 +47,7 @@ type Marked = { readonly _tag: "Line"; readonly line: TranslatedLine } | { reado
 interface SentBatch {
   readonly lines: ReadonlyArray<JobTally.BatchLine>
   readonly commands: ReadonlyArray<JobTally.TalliedCommand>
-  readonly replies: ReadonlyArray<JobTally.TalliedReply> | "duplicate"
+  readonly replies: ReadonlyArray<CommandOutcome> | "duplicate"
   readonly lastLine: number
   readonly offset: number
   readonly broken: { readonly line: number; readonly reason: string } | undefined

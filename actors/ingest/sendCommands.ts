@@ -6,7 +6,7 @@
  */
 import { Effect, Schedule, Schema } from "effect"
 import type { Duration } from "effect"
-import { CommandBus, type CommandReply } from "../../domain/CommandBus.ts"
+import { CommandBus, type CommandOutcome } from "../../domain/CommandBus.ts"
 import type { EntityCommand } from "../../domain/entity.ts"
 
 /** Profiles did not answer a batch after retries: the run stops (the job stays `translating`, resumed later). */
@@ -15,16 +15,16 @@ export class ProfilesUnavailable extends Schema.TaggedError<ProfilesUnavailable>
   cause: Schema.Defect()
 }) {}
 
-const retried = (reply: CommandReply) => reply._tag === "Failed" || reply._tag === "Expired"
+const retried = (reply: CommandOutcome) => reply._tag === "Failed" || reply._tag === "Expired"
 
 /** Sends `commands`, again for those whose answer says nothing was decided (Failed, Expired, no answer), a few times. */
 export const sendAll = (jobId: string, commands: ReadonlyArray<EntityCommand>, timeout: Duration.Input) =>
   Effect.gen(function*() {
     const bus = yield* CommandBus
-    const replies = new Array<CommandReply>(commands.length)
+    const replies = new Array<CommandOutcome>(commands.length)
     let open = commands.map((_, i) => i)
     yield* Effect.gen(function*() {
-      const answers = yield* bus.sendBatch(open.map((i) => commands[i]!), { timeout })
+      const answers = yield* bus.sendBatchOutcomes(open.map((i) => commands[i]!), { timeout })
       open.forEach((i, k) => void (replies[i] = answers[k]!))
       open = open.filter((i) => retried(replies[i]!))
       if (open.length > 0) return yield* Effect.fail(new ProfilesUnavailable({ jobId, cause: replies[open[0]!] }))
@@ -32,6 +32,6 @@ export const sendAll = (jobId: string, commands: ReadonlyArray<EntityCommand>, t
       Effect.mapError((cause) => cause._tag === "ProfilesUnavailable" ? cause : new ProfilesUnavailable({ jobId, cause })),
       Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.upTo({ times: 5 })))
     )
-    return replies as ReadonlyArray<CommandReply>
+    return replies as ReadonlyArray<CommandOutcome>
   })
 

@@ -21,13 +21,16 @@ import { createInbox, headers, type MsgHdrs, nanos } from "@nats-io/transport-no
 import { Clock, Deferred, Duration, Effect, Layer, Metric, Option, Schedule, Schema, Stream } from "effect"
 import {
   CommandBatch,
+  CommandBatchOutcomes,
   CommandBatchReply,
   CommandBus,
   CommandBusError,
+  type CommandOutcome,
   CommandReply,
   CommandTimeout,
   type IncomingBatch,
-  type IncomingCommand
+  type IncomingCommand,
+  outcomeOf
 } from "../../domain/CommandBus.ts"
 import type { DeadLetterReason } from "../../domain/DeadLetters.ts"
 import { Deciders } from "../../domain/DeciderRegistry.ts"
@@ -49,8 +52,10 @@ const decodeCommand = Schema.decodeUnknownOption(Schema.fromJsonString(EntityCom
 const decodeBatch = Schema.decodeUnknownOption(Schema.fromJsonString(CommandBatch))
 const decodeReply = Schema.decodeUnknownOption(Schema.fromJsonString(CommandReply))
 const decodeBatchReply = Schema.decodeUnknownOption(Schema.fromJsonString(CommandBatchReply))
+const decodeBatchOutcomes = Schema.decodeUnknownOption(Schema.fromJsonString(CommandBatchOutcomes))
 const encodeReply = Schema.encodeSync(Schema.fromJsonString(CommandReply))
 const encodeBatchReply = Schema.encodeSync(Schema.fromJsonString(CommandBatchReply))
+const encodeBatchOutcomes = Schema.encodeSync(Schema.fromJsonString(CommandBatchOutcomes))
 /** A command is checked before it is published: one the shard could not decode would never be answered. */
 const checkCommand = (command: EntityCommand) =>
   Schema.decodeUnknownEffect(EntityCommand)(command).pipe(
@@ -131,7 +136,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
     })
   yield* followMaxDeliveries(StreamNames.commands, deadLetters, (h, detail) => answerDeadLetter(h, "max-deliveries", detail))
 
-  const count = (command: EntityCommand, reply: CommandReply) =>
+  const count = (command: EntityCommand, reply: CommandOutcome) =>
     Metric.update(Metric.withAttributes(commands, { type: command.entityType, outcome: reply._tag === "Accepted" ? reply.outcome : reply._tag }), 1)
 
   /**
@@ -177,7 +182,13 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
   // What one message may carry: the server's limit, less room for headers.
   const maxPayload = Math.max(1_024, (connection.info?.max_payload ?? 1_048_576) - 4_096)
 
-  const sendBatch = (batch: ReadonlyArray<EntityCommand>, sendOptions?: { readonly timeout?: Duration.Input }) =>
+  /** A batch sent; its replies decoded by `decodeReplies` (the full replies, or outcomes only). */
+  const sendBatchAs = <R extends CommandOutcome>(
+    batch: ReadonlyArray<EntityCommand>,
+    decodeReplies: (text: string) => Option.Option<{ readonly replies: ReadonlyArray<R> }>,
+    outcomes: boolean,
+    sendOptions?: { readonly timeout?: Duration.Input }
+  ) =>
     Effect.gen(function*() {
       yield* Effect.forEach(batch, checkCommand, { discard: true })
       const timeout = timeoutOf(sendOptions)
@@ -190,13 +201,14 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
         if (indices === undefined) byShard.set(shard, [i])
         else indices.push(i)
       })
-      const answers = new Array<CommandReply>(batch.length)
+      const answers = new Array<R>(batch.length)
       // Publishes the commands `indices` of one shard as one message, halving it while too large;
       // the messages of a shard are published in order, their answers awaited together.
       const waits: Array<Effect.Effect<void, CommandTimeout | NatsError>> = []
       const publishChunk = (shard: number, indices: ReadonlyArray<number>): Effect.Effect<void, NatsError> =>
         Effect.gen(function*() {
-          const payload = encoder.encode(JSON.stringify({ commands: indices.map((i) => withDeadline[i]!) }))
+          const commands = indices.map((i) => withDeadline[i]!)
+          const payload = encoder.encode(JSON.stringify(outcomes ? { commands, outcomes } : { commands }))
           if (payload.length > maxPayload && indices.length > 1) {
             const half = Math.ceil(indices.length / 2)
             yield* publishChunk(shard, indices.slice(0, half))
@@ -204,9 +216,9 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
           }
           const first = withDeadline[indices[0]!]!
           // A batch the shard dead-lettered is answered with one Failed for all its commands.
-          const decodeAnswers = (text: string) =>
-            Option.orElse(decodeBatchReply(text), () =>
-              Option.map(Option.filter(decodeReply(text), (reply) => reply._tag === "Failed"), (reply) => ({ replies: indices.map(() => reply) })))
+          const decodeAnswers = (text: string): Option.Option<{ readonly replies: ReadonlyArray<R> }> =>
+            Option.orElse(decodeReplies(text), () =>
+              Option.map(Option.filter(decodeReply(text), (reply) => reply._tag === "Failed"), (reply) => ({ replies: indices.map(() => reply as R) })))
           const answer = yield* publish(batchSubject(shard, first.commandId), payload, decodeAnswers, first.commandId, timeout)
           waits.push(Effect.flatMap(answer, ({ replies }) =>
             replies.length !== indices.length
@@ -215,8 +227,13 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
         })
       yield* Effect.forEach(byShard, ([shard, indices]) => publishChunk(shard, indices), { discard: true })
       yield* Effect.all(waits, { concurrency: "unbounded", discard: true })
-      return answers as ReadonlyArray<CommandReply>
+      return answers as ReadonlyArray<R>
     }).pipe(Effect.mapError(toBusError))
+
+  const sendBatch = (batch: ReadonlyArray<EntityCommand>, sendOptions?: { readonly timeout?: Duration.Input }) =>
+    sendBatchAs(batch, decodeBatchReply, false, sendOptions)
+  const sendBatchOutcomes = (batch: ReadonlyArray<EntityCommand>, sendOptions?: { readonly timeout?: Duration.Input }) =>
+    sendBatchAs(batch, decodeBatchOutcomes, true, sendOptions)
 
   /** Re-creates the shard's consumer from the start of the stream: every unacknowledged command again, in order. */
   const retake = (shard: number) =>
@@ -275,7 +292,9 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
           const commands = batch.value.commands
           const answers = new Array<CommandReply | undefined>(commands.length)
           let open = commands.length
-          if (open === 0) settle(msg, encodeBatchReply({ replies: [] }))
+          const encodeAnswers = (replies: Array<CommandReply>) =>
+            batch.value.outcomes === true ? encodeBatchOutcomes({ replies: replies.map(outcomeOf) }) : encodeBatchReply({ replies })
+          if (open === 0) settle(msg, encodeAnswers([]))
           return Effect.succeedSome({
             batch: commands.map((command, i): IncomingCommand => ({
               command,
@@ -283,7 +302,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
                 Effect.sync(() => {
                   if (answers[i] !== undefined) return
                   answers[i] = reply
-                  if (--open === 0) settle(msg, encodeBatchReply({ replies: answers as Array<CommandReply> }))
+                  if (--open === 0) settle(msg, encodeAnswers(answers as Array<CommandReply>))
                 }),
               retryLater: leave(msg)
             }))
@@ -311,7 +330,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
       )
     }).pipe(Effect.mapError((error) => new CommandBusError({ operation: error.operation, cause: error.cause })))
 
-  return CommandBus.of({ send, sendBatch, shard, shards })
+  return CommandBus.of({ send, sendBatch, sendBatchOutcomes, shard, shards })
 })
 
 export const layerJetStream = (options: CommandBusOptions = {}) => Layer.effect(CommandBus, bus(options))

@@ -1,9 +1,12 @@
 import { assert, layer } from "@effect/vitest"
+import { headers } from "@nats-io/transport-node"
 import { Effect } from "effect"
 import { CommandBus, type CommandReply } from "../../domain/CommandBus.ts"
 import type { EntityCommand } from "../../domain/entity.ts"
 import { EventStore } from "../../domain/EventStore.ts"
 import { shardOf } from "../../domain/shards.ts"
+import { batchSubject } from "../../domain/subjects.ts"
+import { Nats } from "../../infra/nats/Nats.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
 
 let n = 0
@@ -59,6 +62,36 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("a ba
       const again = yield* bus.sendBatch([commands[0]!, commands[2]!])
       assert.deepStrictEqual(again.map(revision), [0, 1])
       assert.strictEqual((yield* (yield* EventStore).readStream(`advertiser-${a}`)).length, 2)
+    }))
+
+  it.effect("answers a batch sent for outcomes with each command's outcome alone, no entity, rejections kept", () =>
+    Effect.gen(function*() {
+      const bus = yield* CommandBus
+      const [a, b] = idsOfShard(5, 2, 70_000)
+      const commands = [put(a!, "A"), put(b!, ""), command(a!, { _tag: "Patch", patch: { currency: "EUR" } })]
+      const outcomes = yield* bus.sendBatchOutcomes(commands)
+      assert.deepStrictEqual(outcomes.map((o) => o._tag === "Accepted" ? o : o._tag), [
+        { _tag: "Accepted", outcome: "created" },
+        "Rejected",
+        { _tag: "Accepted", outcome: "updated" }
+      ])
+      // the same commands again: their first outcomes, nothing applied twice; the full answer still carries the entity
+      assert.deepStrictEqual((yield* bus.sendBatchOutcomes([commands[2]!])).map((o) => o._tag === "Accepted" ? o.outcome : o._tag), ["updated"])
+      assert.deepStrictEqual((yield* bus.sendBatch([commands[2]!])).map(revision), [1])
+      assert.strictEqual((yield* (yield* EventStore).readStream(`advertiser-${a}`)).length, 2)
+      // on the wire: the shard's answer to such a message holds no entity (decoding would drop one)
+      const { connection, jetstream } = yield* Nats
+      const inbox = `_INBOX.outcomes-test-${Date.now()}`
+      const answer = connection.subscribe(inbox, { max: 1 })
+      const h = headers()
+      h.set("Tributary-Reply-To", inbox)
+      const raw = { ...put(idsOfShard(5, 1, 80_000)[0]!, "Raw"), deadline: Date.now() + 30_000 }
+      yield* Effect.promise(() => jetstream.publish(batchSubject(5, raw.commandId), JSON.stringify({ commands: [raw], outcomes: true }), { headers: h }))
+      const text = yield* Effect.promise(async () => {
+        for await (const msg of answer) return msg.string()
+        return ""
+      }).pipe(Effect.timeout("30 seconds"))
+      assert.deepStrictEqual(JSON.parse(text), { replies: [{ _tag: "Accepted", outcome: "created" }] })
     }))
 
   it.effect("splits a batch too large for one bus message and still answers every command", () =>

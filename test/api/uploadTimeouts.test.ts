@@ -118,39 +118,31 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("upload timeout
       }))
   })
 
+  /** An upload of `partner` that sends `first` bytes at once, then 20 bytes every 200 ms (100 bytes a second, never idle for UPLOAD_IDLE_TIMEOUT): answered 408 naming the pace, closed, nothing kept. */
+  const trickled = (partner: string, first: number, detail: string) =>
+    Effect.gen(function*() {
+      const { url } = yield* HttpServer
+      const key = yield* partnerKey(partner)
+      const connection = yield* rawConnect(url)
+      connection.socket.write(uploadHead(partner, key, 1_000_000) + "x".repeat(first))
+      yield* connection.drip("user-1,seg-abcdefg\n", 200)
+      const answer = yield* awaitAnswer(connection, "30 seconds")
+      assert.strictEqual(answer.status, 408, answer.body)
+      assert.include(problemOf(answer).detail, detail)
+      yield* awaitClosed(connection, "20 seconds")
+      yield* nothingKept(partner)
+    })
+
   describe("an upload that trickles", () => {
     it.effect("is answered 408 once it averages under UPLOAD_MIN_BYTES_PER_SECOND past the first idle window, though a byte never waits that long", () =>
-      Effect.gen(function*() {
-        const { url } = yield* HttpServer
-        const key = yield* partnerKey("trickles")
-        const connection = yield* rawConnect(url)
-        connection.socket.write(uploadHead("trickles", key, 100_000))
-        // 20 bytes every 200 ms: 100 bytes a second, never idle for UPLOAD_IDLE_TIMEOUT.
-        yield* connection.drip("user-1,seg-abcdefg\n", 200)
-        const answer = yield* awaitAnswer(connection, "30 seconds")
-        assert.strictEqual(answer.status, 408, answer.body)
-        assert.include(problemOf(answer).detail, "under 1024 bytes a second")
-        yield* awaitClosed(connection, "20 seconds")
-        yield* nothingKept("trickles")
-      }))
+      trickled("trickles", 0, "under 1024 bytes a second"))
   })
 
   describe("an upload that starts fast, then trickles", () => {
+    // 200 KiB at once: averaged over the whole upload, that was 200 s of credit at 1,024 bytes a second
+    // (the rule before stop 20)
     it.effect("banks no credit: 408 once the last UPLOAD_IDLE_TIMEOUT of waiting brought under UPLOAD_MIN_BYTES_PER_SECOND", () =>
-      Effect.gen(function*() {
-        const { url } = yield* HttpServer
-        const key = yield* partnerKey("banks")
-        const connection = yield* rawConnect(url)
-        // 200 KiB at once, then 100 bytes a second: averaged over the whole upload that was 200 s of
-        // credit at 1,024 bytes a second (the rule before, found by the outside attack of stop 19)
-        connection.socket.write(uploadHead("banks", key, 1_000_000) + "x".repeat(200 * 1024))
-        yield* connection.drip("user-1,seg-abcdefg\n", 200)
-        const answer = yield* awaitAnswer(connection, "30 seconds")
-        assert.strictEqual(answer.status, 408, answer.body)
-        assert.include(problemOf(answer).detail, "under 1024 bytes a second over 2 s of waiting")
-        yield* awaitClosed(connection, "20 seconds")
-        yield* nothingKept("banks")
-      }))
+      trickled("banks", 200 * 1024, "under 1024 bytes a second over 2 s of waiting"))
   })
 
   describe("a partner sending many files at once", () => {
