@@ -17,14 +17,20 @@ export interface AdmissionLimit {
   readonly queue: number
   /** how long one may wait for a slot */
   readonly maxWaitMillis: number
+  /**
+   * slots one tenant (the keys of one partner, app or producer) may hold or wait for at once; none: no
+   * share. Without it, one partner's key holding 2,048 real-time bodies open took every command slot of
+   * the process, and every other partner, app and service was answered 503 (the outside attack of stop 20).
+   */
+  readonly perTenant?: number
 }
 
 /** Gives the slot back; calling it again does nothing. */
 export type Release = () => void
 
 export interface Admission {
-  /** A slot, or Overloaded (with Retry-After) when none came in time. */
-  readonly enter: () => Promise<Release | Overloaded>
+  /** A slot, or Overloaded (with Retry-After) when none came in time, or `tenant` holds its share already. */
+  readonly enter: (tenant?: string) => Promise<Release | Overloaded>
   /** admitted now (for tests and metrics) */
   readonly active: () => number
 }
@@ -48,24 +54,53 @@ export const make = (name: string, limit: AdmissionLimit): Admission => {
   const refused = () =>
     new Overloaded({ detail: `${active} ${name} in progress and ${waiting.length} waiting; retry later`, retryAfterSeconds: 1 })
 
+  const byTenant = new Map<string, number>()
+  const leave = (tenant: string) => {
+    const held = (byTenant.get(tenant) ?? 1) - 1
+    if (held === 0) byTenant.delete(tenant)
+    else byTenant.set(tenant, held)
+  }
+
+  const enter = (): Promise<Release | Overloaded> => {
+    if (active < limit.capacity) {
+      active++
+      return Promise.resolve(slot())
+    }
+    if (waiting.length >= limit.queue || limit.maxWaitMillis <= 0) return Promise.resolve(refused())
+    return new Promise((resolve) => {
+      const wake = (release: Release) => {
+        clearTimeout(timer)
+        resolve(release)
+      }
+      const timer = setTimeout(() => {
+        waiting.splice(waiting.indexOf(wake), 1)
+        resolve(refused())
+      }, limit.maxWaitMillis)
+      waiting.push(wake)
+    })
+  }
+
   return {
     active: () => active,
-    enter: () => {
-      if (active < limit.capacity) {
-        active++
-        return Promise.resolve(slot())
+    enter: (tenant) => {
+      if (tenant === undefined || limit.perTenant === undefined) return enter()
+      const held = byTenant.get(tenant) ?? 0
+      if (held >= limit.perTenant) {
+        return Promise.resolve(new Overloaded({ detail: `${tenant} has ${held} ${name} in progress, its most at once; retry later`, retryAfterSeconds: 1 }))
       }
-      if (waiting.length >= limit.queue || limit.maxWaitMillis <= 0) return Promise.resolve(refused())
-      return new Promise((resolve) => {
-        const wake = (release: Release) => {
-          clearTimeout(timer)
-          resolve(release)
+      byTenant.set(tenant, held + 1) // counted while it waits too, so that its waiting requests cannot pass the share together
+      return enter().then((entered) => {
+        if (typeof entered !== "function") {
+          leave(tenant)
+          return entered
         }
-        const timer = setTimeout(() => {
-          waiting.splice(waiting.indexOf(wake), 1)
-          resolve(refused())
-        }, limit.maxWaitMillis)
-        waiting.push(wake)
+        let holding = true
+        return () => {
+          if (!holding) return
+          holding = false
+          leave(tenant)
+          entered()
+        }
       })
     }
   }

@@ -80,6 +80,8 @@ export const PlatformConfig = Config.all({
   bodyLimit: intAtLeast(1, "BODY_LIMIT_BYTES").pipe(Config.withDefault(1_048_576)),
   /** commands in flight in this process before answering 503 + Retry-After */
   maxInFlightCommands: intAtLeast(0, "MAX_INFLIGHT_COMMANDS").pipe(Config.withDefault(2_048)),
+  /** of those, what the keys of one partner, app or producer may hold at once (503 + Retry-After beyond, to that tenant only) */
+  maxInFlightPerTenant: intAtLeast(1, "MAX_INFLIGHT_PER_TENANT").pipe(Config.withDefault(256)),
   /** reads (entity state, asOf, history pages, lists) worked on at once per process */
   maxConcurrentReads: intAtLeast(1, "MAX_CONCURRENT_READS").pipe(Config.withDefault(16)),
   /** reads waiting for a slot beyond those; more answer 503 + Retry-After */

@@ -193,7 +193,7 @@ const httpLimits = (config: PlatformConfig) => ({
   timeouts: { headersMillis: Duration.toMillis(config.httpHeadersTimeout), requestMillis: Duration.toMillis(config.httpRequestTimeout) },
   uploadPace: { idleMillis: Duration.toMillis(config.uploadIdleTimeout), minBytesPerSecond: config.uploadMinBytesPerSecond },
   admission: {
-    commands: { capacity: config.maxInFlightCommands, queue: 0, maxWaitMillis: 0 },
+    commands: { capacity: config.maxInFlightCommands, queue: 0, maxWaitMillis: 0, perTenant: config.maxInFlightPerTenant },
     reads: { capacity: config.maxConcurrentReads, queue: config.readQueue, maxWaitMillis: Duration.toMillis(config.readQueueTimeout) }
   }
 })

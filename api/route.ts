@@ -19,7 +19,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from "fastify"
 import { Cause, Effect, Exit, Option, Result, Schema, type Stream } from "effect"
-import type { ApiKeys } from "../domain/ApiKeys.ts"
+import { type ApiKeys, parseRole } from "../domain/ApiKeys.ts"
 import { validate } from "../domain/validation.ts"
 import { authenticate, authorize, type Principal, type RouteRole, scopedKinds } from "./auth.ts"
 import { type Authorize, type AuthorizationInput, check } from "./authorization.ts"
@@ -163,6 +163,10 @@ const admitted = new WeakMap<FastifyRequest, Admitted>()
 
 const anonymous: Principal = { id: "anonymous", role: "public" }
 
+/** Whose share of the admission slots a request counts against: a partner's, an app's or a producer's keys together; none for the platform's own roles. */
+const tenantOf = (principal: Principal): string | undefined =>
+  principal.role !== "public" && scopedKinds.includes(parseRole(principal.role).kind) ? principal.role : undefined
+
 /** Who is calling, checked from the headers alone: nothing of the body has been read yet. */
 const identify = (spec: AnyRoute<unknown>, request: FastifyRequest, context: RouteContext<unknown>) =>
   Effect.gen(function*() {
@@ -202,7 +206,7 @@ const mount = <R>(app: FastifyInstance, spec: AnyRoute<R>, context: RouteContext
       const state: Admitted = { principal: exit.value, release: undefined, handling: false }
       admitted.set(request, state)
       if (spec.admission === undefined) return
-      const slot = await context.admissions[spec.admission].enter()
+      const slot = await context.admissions[spec.admission].enter(tenantOf(exit.value))
       if (typeof slot !== "function") return refuse(request, reply, slot as { readonly _tag: string })
       state.release = slot
       // Answered before the handler ran (a body too large, too slow, malformed) or the client left while waiting.

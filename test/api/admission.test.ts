@@ -13,6 +13,7 @@ import { appendEntityEvents } from "../fixtures/entityEvents.ts"
 import { layerTestNatsServer, TestNatsServer } from "../fixtures/nats.ts"
 import { ADMIN_KEY, layerTestPlatform } from "../fixtures/platform.ts"
 import { startPlatformProcess, waitUntilReady, platformEnv } from "../fixtures/platformProcess.ts"
+import { createKey, eventually, request } from "../fixtures/http.ts"
 import { awaitAnswer, awaitClosed, rawConnect } from "../fixtures/rawHttp.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
@@ -37,6 +38,26 @@ describe("admission", () => {
       assert.isFunction(await fourth)
       assert.deepStrictEqual(order, ["third", "fourth"])
       assert.strictEqual(gate.active(), 2)
+    }))
+
+  it.live("holds one tenant to its share, whatever is free: other tenants and the platform's own keys still get in", () =>
+    Effect.promise(async () => {
+      const gate = Admission.make("commands", { capacity: 4, queue: 0, maxWaitMillis: 0, perTenant: 2 })
+      const first = (await gate.enter("partner:a")) as Admission.Release
+      assert.isFunction(await gate.enter("partner:a"))
+      const third = await gate.enter("partner:a")
+      assert.strictEqual((third as unknown as { _tag: string })._tag, "Overloaded")
+      assert.include((third as unknown as { detail: string }).detail, "partner:a has 2 commands in progress")
+      assert.isFunction(await gate.enter("app:7"))
+      assert.isFunction(await gate.enter())
+      assert.strictEqual(gate.active(), 4)
+      // full: the tenant refused for capacity is not left counted
+      assert.strictEqual(((await gate.enter("partner:b")) as unknown as { _tag: string })._tag, "Overloaded")
+      first()
+      first() // a second release gives nothing back twice
+      assert.isFunction(await gate.enter("partner:b"))
+      assert.strictEqual(((await gate.enter("partner:a")) as unknown as { _tag: string })._tag, "Overloaded") // full again
+      assert.strictEqual(gate.active(), 4)
     }))
 
   it.live("a waiter whose wait runs out is refused, and leaves the queue", () =>
@@ -70,6 +91,42 @@ layer(layerTestPlatform({ MAX_INFLIGHT_COMMANDS: "0" }), { excludeTestServices: 
         yield* awaitClosed(connection, "20 seconds")
       }))
   })
+})
+
+layer(layerTestPlatform({ MAX_INFLIGHT_PER_TENANT: "2" }), { excludeTestServices: true, timeout: 120_000 })("a tenant's share of the command slots", (it) => {
+  it.effect("one partner's real-time bodies held open take its share only: its next is 503, other partners and services go on", () =>
+    Effect.gen(function*() {
+      const { url } = yield* HttpServer
+      const keyOf = (partner: string) =>
+        Effect.gen(function*() {
+          const res = yield* request({ method: "PUT", url: `/v1/entities/partner/${partner}`, body: { name: partner } })
+          assert.oneOf(res.statusCode, [200, 201], res.body)
+          return (yield* createKey(`partner:${partner}`)).secret
+        })
+      const holder = yield* keyOf("holder")
+      const other = yield* keyOf("bystander")
+      const head = (key: string, partner: string, length: number) =>
+        `POST /v1/ingest/${partner}/records HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer ${key}\r\n` +
+        `content-type: application/x-ndjson\r\ncontent-length: ${length}\r\n\r\n`
+      // two bodies announced, never sent (the outside attack of stop 20 held 2,048 so, and every command of the process waited)
+      const held = [yield* rawConnect(url), yield* rawConnect(url)]
+      for (const connection of held) connection.socket.write(head(holder, "holder", 1_000))
+      const record = `{"idKind":"cookie","userId":"u-1","segmentId":"1001","op":"add","time":"2026-11-28T12:00:00Z"}\n`
+      const post = (key: string, partner: string) =>
+        Effect.promise(() =>
+          fetch(`${url}/v1/ingest/${partner}/records`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/x-ndjson" }, body: record }))
+      // once both held bodies are admitted, the partner's next request is refused before its body is read
+      const refused = yield* eventually(post(holder, "holder"), (res) => res.status === 503, "20 seconds")
+      assert.strictEqual(refused.headers.get("retry-after"), "1")
+      assert.include((yield* Effect.promise(() => refused.json() as Promise<{ detail: string }>)).detail, "partner:holder has 2 commands in progress")
+      const bystander = yield* post(other, "bystander")
+      assert.strictEqual(bystander.status, 202, yield* Effect.promise(() => bystander.text()))
+      const service = yield* request({ method: "PUT", url: "/v1/entities/advertiser/424242", body: { name: "Still served" } })
+      assert.oneOf(service.statusCode, [200, 201], service.body)
+      // one held body goes away: the partner has a slot again
+      held[0]!.socket.destroy()
+      yield* eventually(post(holder, "holder"), (res) => res.status === 202, "20 seconds")
+    }))
 })
 
 interface ReadAnswer {
