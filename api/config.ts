@@ -222,6 +222,8 @@ export const PlatformConfig = Config.all({
     /** logged-in FTP and SFTP sessions at most, all partners together, and per partner */
     maxSessions: intAtLeast(1, "FILE_DOORS_MAX_SESSIONS").pipe(Config.withDefault(64)),
     maxSessionsPerPartner: intAtLeast(1, "FILE_DOORS_MAX_SESSIONS_PER_PARTNER").pipe(Config.withDefault(4)),
+    /** a logged-in FTP or SFTP session without a byte either way for this long is closed (an FTP upload's data counts) */
+    idleTimeout: Config.Duration("FILE_DOORS_IDLE_TIMEOUT").pipe(Config.withDefault(Duration.minutes(5))),
     /** per remote address: failed logins a minute and at once, beyond which every login is refused unchecked */
     loginFailuresPerMinute: Config.schema(Schema.FiniteFromString.check(Schema.isGreaterThan(0)), "FILE_DOORS_LOGIN_FAILURES_PER_MINUTE").pipe(Config.withDefault(6)),
     loginFailuresBurst: intAtLeast(1, "FILE_DOORS_LOGIN_FAILURES_BURST").pipe(Config.withDefault(10))

@@ -243,7 +243,8 @@ const fileDoorsOptions = (config: PlatformConfig): FileDoorsOptions => {
     loginFailures: makeAuthFailures({ perSecond: doors.loginFailuresPerMinute / 60, burst: doors.loginFailuresBurst }),
     maxSessions: doors.maxSessions,
     maxSessionsPerPartner: doors.maxSessionsPerPartner,
-    maxUploadBytes: config.uploadMaxBytes
+    maxUploadBytes: config.uploadMaxBytes,
+    loginGrace: { idleMillis: Duration.toMillis(doors.idleTimeout) }
   }
 }
 

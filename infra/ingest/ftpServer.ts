@@ -119,13 +119,18 @@ class PartnerFolder extends FileSystem {
   private readonly run: Run
   private readonly scope: Scope.Scope
   private readonly maxUploadBytes: number | undefined
+  private readonly active: (control: import("node:net").Socket) => void
 
-  constructor(connection: FtpConnection, door: { partner: string; run: Run; scope: Scope.Scope; maxUploadBytes: number | undefined }) {
+  constructor(
+    connection: FtpConnection,
+    door: { partner: string; run: Run; scope: Scope.Scope; maxUploadBytes: number | undefined; active: (control: import("node:net").Socket) => void }
+  ) {
     super(connection, { root: "/", cwd: "/" })
     this.partner = door.partner
     this.run = door.run
     this.scope = door.scope
     this.maxUploadBytes = door.maxUploadBytes
+    this.active = door.active
   }
 
   override currentDirectory() {
@@ -190,7 +195,7 @@ class PartnerFolder extends FileSystem {
 
   /** The stream ftp-srv pipes the data connection into (ended on its clean end, destroyed on a reset). */
   private uploadStream(name: string): Writable {
-    const { connection, run, partner, scope } = this
+    const { connection, run, partner, scope, active } = this
     const upload = run(openPushedUpload({ partner, source: "ftp", fileName: name, maxBytes: this.maxUploadBytes, scope }))
     const control = (connection as unknown as { readonly commandSocket: import("node:net").Socket }).commandSocket
     // ftp-srv pauses the control connection during a transfer, so its end is not emitted yet; the
@@ -203,6 +208,7 @@ class PartnerFolder extends FileSystem {
     const stream = new Writable({
       highWaterMark: 64 * 1024,
       write(chunk: Uint8Array, _encoding, callback) {
+        active(control) // the control connection is silent while the file comes: the session is not idle
         upload.then((u) => run(u.write(chunk))).then(() => callback(), (error: unknown) => callback(asError(error)))
       },
       final(callback) {
@@ -281,7 +287,7 @@ export const startFtpDoor = (options: FtpDoorOptions, logins: DoorLogins, grace:
         if (result._tag === "Refused") return reject(new Error(result.reason))
         partners.set(connection.id, result.partner)
         loggedIn((connection as unknown as { readonly commandSocket: import("node:net").Socket }).commandSocket)
-        resolve({ fs: new PartnerFolder(connection, { partner: result.partner, run, scope, maxUploadBytes: options.maxUploadBytes }) })
+        resolve({ fs: new PartnerFolder(connection, { partner: result.partner, run, scope, maxUploadBytes: options.maxUploadBytes, active: grace.active }) })
       }, () => reject(new Error("login could not be checked; try again")))
     })
     server.on("disconnect", ({ id }) => {

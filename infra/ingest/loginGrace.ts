@@ -11,6 +11,12 @@ export interface LoginGraceOptions {
   readonly graceMillis?: number | undefined
   /** connections not logged in yet, per remote address; default 8 */
   readonly perAddress?: number | undefined
+  /**
+   * how long a logged-in session may stay without a byte either way (commands, answers, an upload's
+   * data) before it is closed, breaking off what it had open; default 5 minutes. Before (stop 20), a
+   * session never timed out: each partner's 4 idle sessions held their slots and passive ports for good.
+   */
+  readonly idleMillis?: number | undefined
 }
 
 /** What the door tells about one admitted connection. */
@@ -24,6 +30,7 @@ interface Waiting {
 export const makeLoginGrace = (options: LoginGraceOptions = {}) => {
   const graceMillis = options.graceMillis ?? 30_000
   const perAddress = options.perAddress ?? 8
+  const idleMillis = options.idleMillis ?? 300_000
   const waiting = new Map<string, number>()
 
   /** A new connection from `address`, closed by `close`: undefined (and closed) when its address has too many waiting. */
@@ -65,11 +72,24 @@ export const makeLoginGrace = (options: LoginGraceOptions = {}) => {
       socket.once("close", admitted.closed)
     })
     return (socket: Socket | undefined) => {
-      if (socket !== undefined) waiting.get(socket)?.loggedIn()
+      if (socket === undefined) return
+      waiting.get(socket)?.loggedIn()
+      // the session's idle bound from now on: Node counts both directions on the socket
+      socket.setTimeout(idleMillis)
+      socket.once("timeout", () => socket.destroy())
     }
   }
 
-  return { watch }
+  /** Where a session's traffic runs on another socket (an FTP data connection), its control socket's idle time starts again (at most once a second). */
+  const rearmedAt = new WeakMap<Socket, number>()
+  const active = (socket: Socket) => {
+    const now = Date.now()
+    if (socket.timeout === undefined || now - (rearmedAt.get(socket) ?? 0) < 1_000) return
+    rearmedAt.set(socket, now)
+    socket.setTimeout(idleMillis)
+  }
+
+  return { watch, active }
 }
 
 export type LoginGrace = ReturnType<typeof makeLoginGrace>

@@ -3,13 +3,14 @@
  * after the login grace time, and one address holds only a few at once, so idle sockets cannot take
  * the slots partners log in with. (Before, found by the outside attack of stop 17: 64 idle TCP
  * connections to each door held every slot with no end, and a partner with the right password was
- * turned away.)
+ * turned away.) Sessions that logged in and then say nothing are closed after the idle time (stop 20).
  */
 import { connect, type Socket } from "node:net"
 import { Readable } from "node:stream"
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { ftpLogin, layerIngestStores, setCredentials, sftpLogin, startDoors } from "../../fixtures/fileDoors.ts"
+import { eventually } from "../../fixtures/http.ts"
+import { ftpLogin, layerIngestStores, setCredentials, sftpLogin, sftpRequest, startDoors } from "../../fixtures/fileDoors.ts"
 
 /** A TCP connection that never says a word; resolves once connected. */
 const idle = (port: number) =>
@@ -47,5 +48,38 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("file d
       yield* Effect.promise(() => client.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "in-time.csv"))
       const listed = yield* Effect.promise(() => new Promise<number>((resolve, reject) => sftp.readdir("/", (error, list) => (error ? reject(error) : resolve(list.length)))))
       assert.isAtLeast(listed, 1)
+    }))
+
+  it.effect("a logged-in session idle past the idle time is closed at both doors; one that keeps working, or uploads slowly over FTP, is not", () =>
+    Effect.gen(function*() {
+      const doors = yield* startDoors({ loginGrace: { idleMillis: 1_500 } })
+      yield* setCredentials("drowsy", { password: "drowsy-password-1" })
+      const idleFtp = yield* ftpLogin(doors.ftpPort, "drowsy", "drowsy-password-1")
+      const idleSftp = yield* sftpLogin(doors.sftpPort, doors.hostKey, { username: "drowsy", password: "drowsy-password-1" })
+      const sftpClosed = Effect.promise(() => new Promise<void>((resolve) => idleSftp.conn.once("close", () => resolve())))
+      const busy = yield* sftpLogin(doors.sftpPort, doors.hostKey, { username: "drowsy", password: "drowsy-password-1" })
+      const uploading = yield* ftpLogin(doors.ftpPort, "drowsy", "drowsy-password-1")
+      // a file sent in 8 pieces 500 ms apart: its control connection says nothing for 4 s, over twice the idle time
+      const pieces = async function*() {
+        for (let i = 0; i < 8; i++) {
+          yield Buffer.from(`user-${i},seg-a\n`)
+          await new Promise((resolve) => setTimeout(resolve, 500))
+        }
+      }
+      const upload = Effect.promise(() => uploading.uploadFrom(Readable.from(pieces()), "slow.csv"))
+      const working = Effect.gen(function*() {
+        for (let i = 0; i < 8; i++) {
+          const listed = yield* sftpRequest<ReadonlyArray<unknown>>((callback) => busy.sftp.readdir("/", callback))
+          assert.isUndefined(listed.error)
+          yield* Effect.sleep("500 millis")
+        }
+      })
+      const [answer] = yield* Effect.all([upload, working, sftpClosed], { concurrency: "unbounded" })
+      assert.strictEqual(answer.code, 226)
+      yield* eventually(Effect.sync(() => idleFtp.closed), (closed) => closed, "20 seconds")
+      // the busy ones outlived the idle ones
+      assert.isFalse(uploading.closed)
+      const still = yield* sftpRequest<ReadonlyArray<unknown>>((callback) => busy.sftp.readdir("/", callback))
+      assert.isUndefined(still.error)
     }))
 })
