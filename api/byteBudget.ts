@@ -1,7 +1,9 @@
+import { Effect, Stream } from "effect"
+
 /**
  * A bound on bytes held at once by the requests of one kind in a process (the app events' bodies:
- * EVENTS_INFLIGHT_MAX_BYTES), taken as a body's bytes arrive and given back when its request ends,
- * with a share for each owner (an app): no owner holds more than `maxBytesPerOwner`, so one cannot
+ * EVENTS_INFLIGHT_MAX_BYTES; real-time records: REALTIME_INFLIGHT_MAX_BYTES), taken as a body's bytes arrive and given back when its request ends,
+ * with a share for each owner (an app, a partner): no owner holds more than `maxBytesPerOwner`, so one cannot
  * take the whole bound from the others. Past either, a request is refused (503 + Retry-After) rather
  * than read on: before, found by an outside attack, 80 gzipped bodies of 60 KB inflating to 8 MiB
  * each, sent at once with one SDK key, took the process to 5 GB of RSS and stalled its event loop until
@@ -39,3 +41,15 @@ export const makeByteBudget = (maxBytes: number, maxBytesPerOwner: number): Byte
     }
   }
 }
+
+/**
+ * `body` with its bytes taken from `budget` for `owner` as they arrive, failing with `refused()` once
+ * the budget or the owner's share is spent; `taken` counts them, for the caller to give back when its
+ * request ends (what was read is held until then).
+ */
+export const metered = <E, F>(body: Stream.Stream<Uint8Array, E>, budget: ByteBudget, owner: string, taken: { bytes: number }, refused: () => F) =>
+  body.pipe(Stream.mapEffect((chunk) => {
+    if (!budget.take(owner, chunk.length)) return Effect.fail(refused())
+    taken.bytes += chunk.length
+    return Effect.succeed(chunk)
+  }))

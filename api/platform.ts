@@ -213,7 +213,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...adminRoutes,
       ...bootstrapKeyRoutes,
       ...clusterRoutes,
-      ...ingestRoutes({ uploadMaxBytes: config.uploadMaxBytes, uploadMaxConcurrent: config.uploadMaxConcurrent, uploadMaxConcurrentPerPartner: config.uploadMaxConcurrentPerPartner, realtimeMaxBytes: config.realtimeMaxBytes }),
+      ...ingestRoutes({ uploadMaxBytes: config.uploadMaxBytes, uploadMaxConcurrent: config.uploadMaxConcurrent, uploadMaxConcurrentPerPartner: config.uploadMaxConcurrentPerPartner, realtimeMaxBytes: config.realtimeMaxBytes, realtimeInflightMaxBytes: config.realtimeInflightMaxBytes, realtimeBodyTimeout: config.httpRequestTimeout }),
       ...partnerCredentialsRoutes,
       ...profileRoutes,
       ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, inflightMaxBytes: config.eventsInflightMaxBytes, bodyTimeout: config.eventsBodyTimeout, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes, maxJsonDepth: config.maxJsonDepth }),

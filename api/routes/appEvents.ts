@@ -10,18 +10,18 @@
  * Publishing into a full EVENTS answers 503 + Retry-After. Sending a batch again is harmless: the
  * pipeline drops events it has seen, by (app, deviceId, seq).
  */
-import { Clock, Duration, Effect, Option, Result, Schema, Stream } from "effect"
+import { Clock, Duration, Effect, Option, Result, Schema } from "effect"
 import { checkEvent, type CheckedEvent, Rejection } from "../../domain/events/eventChecks.ts"
 import { EventIntake } from "../../domain/events/EventIntake.ts"
 import { Metadata } from "../../domain/events/Metadata.ts"
 import { Uint64String } from "../../domain/ids.ts"
 import { IntakeError } from "../../domain/ingest/Intake.ts"
 import { forApp } from "../authorization.ts"
-import { type ByteBudget, makeByteBudget } from "../byteBudget.ts"
+import { makeByteBudget, metered } from "../byteBudget.ts"
 import { type EventsBodyLimits, readEventsBody } from "../eventsBody.ts"
 import { NotFound, problemResponse, RequestTimeout } from "../problems.ts"
 import { route } from "../route.ts"
-import { type BodyStream, ndjson, upload } from "../streaming.ts"
+import { ndjson, upload } from "../streaming.ts"
 
 export interface AppEventsRoutesOptions extends EventsBodyLimits {
   /** bytes of one body, after gzip is inflated (EVENTS_BODY_MAX_BYTES) */
@@ -31,19 +31,6 @@ export interface AppEventsRoutesOptions extends EventsBodyLimits {
   /** how long a body may take to arrive whole (EVENTS_BODY_TIMEOUT); 408 beyond */
   readonly bodyTimeout: Duration.Input
 }
-
-/** An app's request's body, its bytes taken from `budget` as they arrive (503 once it or the app's share is spent); `taken` counts them, to give back. */
-const metered = (app: string, body: BodyStream, budget: ByteBudget, taken: { bytes: number }) =>
-  body.pipe(Stream.mapEffect((chunk) => {
-    if (!budget.take(app, chunk.length)) {
-      return Effect.fail(new IntakeError({
-        operation: `the event bodies this process is reading hold EVENTS_INFLIGHT_MAX_BYTES (${budget.maxBytes}, at most ${budget.maxBytesPerOwner} for one app); retry later`,
-        cause: null
-      }))
-    }
-    taken.bytes += chunk.length
-    return Effect.succeed(chunk)
-  }))
 
 export const EventsAccepted = Schema.Struct({
   /** events stored on EVENTS */
@@ -88,7 +75,12 @@ export const appEventsRoutes = (options: AppEventsRoutesOptions) => {
         const taken = { bytes: 0 }
         return yield* Effect.gen(function*() {
           // the whole body within EVENTS_BODY_TIMEOUT: one kept open a byte at a time holds its bytes no longer
-          const items = yield* readEventsBody(metered(params.app, body, budget, taken), headers["content-type"], options).pipe(
+          const refused = () =>
+            new IntakeError({
+              operation: `the event bodies this process is reading hold EVENTS_INFLIGHT_MAX_BYTES (${budget.maxBytes}, at most ${budget.maxBytesPerOwner} for one app); retry later`,
+              cause: null
+            })
+          const items = yield* readEventsBody(metered(body, budget, params.app, taken, refused), headers["content-type"], options).pipe(
             Effect.timeoutOrElse({
               duration: bodyTimeout,
               orElse: () => Effect.fail(new RequestTimeout({ detail: `an events body must arrive whole within ${Duration.format(bodyTimeout)} (EVENTS_BODY_TIMEOUT)` }))

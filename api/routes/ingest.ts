@@ -4,12 +4,14 @@
  * service keys read jobs. Uploads are answered 202 once durable: a file once stored and fsynced
  * (DATA_DIR/uploads), a real-time body once JetStream stored it (INGEST).
  */
-import { Effect, Option, Schema, Stream } from "effect"
+import { Duration, Effect, Option, Schema, Stream } from "effect"
 import { IngestJobs, Job } from "../../domain/ingest/Job.ts"
 import { Intake, type UploadFormat } from "../../domain/ingest/Intake.ts"
+import { fileInFolder, MAX_FILE_NAME } from "../../domain/ingest/uploadFileName.ts"
 import * as Admission from "../admission.ts"
 import { forPartner } from "../authorization.ts"
-import { InvalidRequest, NotFound, Overloaded, problemResponse } from "../problems.ts"
+import { makeByteBudget, metered } from "../byteBudget.ts"
+import { InvalidRequest, NotFound, Overloaded, problemResponse, RequestTimeout } from "../problems.ts"
 import { route } from "../route.ts"
 import { ndjson, upload } from "../streaming.ts"
 import { activePartner, PartnerId } from "./ingestPartner.ts"
@@ -24,6 +26,10 @@ export interface IngestRoutesOptions {
   readonly uploadMaxConcurrentPerPartner: number
   /** bytes one real-time body may have (REALTIME_MAX_BYTES) */
   readonly realtimeMaxBytes: number
+  /** bytes of real-time bodies this process reads at once (REALTIME_INFLIGHT_MAX_BYTES), a partner at most half; 503 + Retry-After beyond */
+  readonly realtimeInflightMaxBytes: number
+  /** how long a real-time body may take to arrive whole (HTTP_REQUEST_TIMEOUT, as a JSON body); 408 beyond */
+  readonly realtimeBodyTimeout: Duration.Input
 }
 
 /** Media types of a partner file: its own format (CSV, TSV, text, JSON Lines), or gzip of it, or anything as bytes. */
@@ -36,11 +42,17 @@ const Format = Schema.Literals(["partner", "loader"]).annotate({
     "Default: loader for application/x-ndjson, else partner when it has a formatSpec, else loader"
 })
 
-/** A file's name as the partner calls it: shown in its job, never a path. */
+/**
+ * A file's name as the partner calls it: shown in its job and in its folder at the file doors, never a
+ * path. The file doors' rule (domain/ingest/uploadFileName.ts): before stop 20 the HTTP door took names
+ * the file doors refuse (a right-to-left override making `a\u202evsc.exe` list as `aexe.csv`, zero-width
+ * and blank characters, a line separator, `..`), found by the outside attack of stop 20.
+ */
 const FileName = Schema.String.check(
   Schema.isMinLength(1),
-  Schema.isMaxLength(255),
-  Schema.makeFilter((s: string) => !/[/\\\p{Cc}]/u.test(s) || "a file name, without / \\ or control characters")
+  Schema.isMaxLength(MAX_FILE_NAME),
+  Schema.makeFilter((s: string) =>
+    fileInFolder(s) === s || "a plain file name: no / \\ . or .., no control, format (bidi, zero-width), separator or blank characters")
 )
 
 const JobId = Schema.String.check(Schema.isPattern(/^[A-Za-z0-9-]{1,64}$/, { description: "a job id" }))
@@ -61,8 +73,9 @@ const uploadProblems = {
   404: problemResponse("no such partner"),
   409: problemResponse("the partner is paused"),
   413: problemResponse("the body is over the limit; nothing of it is kept"),
+  408: problemResponse("the body came too slowly (a file: under UPLOAD_MIN_BYTES_PER_SECOND; real-time records: not whole within HTTP_REQUEST_TIMEOUT); nothing of it is kept"),
   415: problemResponse("a media type or content encoding not listed"),
-  503: problemResponse("too many uploads in progress (of this partner, or in all), INGEST full, or storage unavailable; see Retry-After")
+  503: problemResponse("too many uploads or real-time bodies in progress (of this partner, or in all), INGEST full, or storage unavailable; see Retry-After")
 } as const
 
 /** loader when asked, or for JSON Lines; otherwise the partner's own format when it has one. */
@@ -75,6 +88,17 @@ const accepted = (job: Job) => ({ status: 202, body: { jobId: job.id, job }, hea
 
 export const ingestRoutes = (options: IngestRoutesOptions) => {
   const uploads = Admission.make("uploads", { capacity: options.uploadMaxConcurrent, queue: 0, maxWaitMillis: 0 })
+  // Real-time bodies are read whole before their job: their bytes held at once are bounded, and a body
+  // must come whole in time. Before (the outside attack of stop 20), bodies of 1 KB of gzip inflating
+  // to 1 MiB each, kept open with empty deflate blocks, held ~1 MB apiece for as long as the sender liked.
+  const realtimeInflight = Math.max(options.realtimeInflightMaxBytes, 2 * options.realtimeMaxBytes)
+  const realtimeBudget = makeByteBudget(realtimeInflight, realtimeInflight / 2)
+  const realtimeBodyTimeout = Duration.fromInputUnsafe(options.realtimeBodyTimeout)
+  const realtimeRefused = () =>
+    new Overloaded({
+      detail: `the real-time bodies this process is reading hold REALTIME_INFLIGHT_MAX_BYTES (${realtimeBudget.maxBytes}, at most ${realtimeBudget.maxBytesPerOwner} for one partner); retry later`,
+      retryAfterSeconds: 1
+    })
   // Each partner's share of the slots: one partner's uploads (32 large files, or bodies kept trickling
   // at the minimum pace) would otherwise hold every slot and turn the other partners away.
   const byPartner = new Map<string, number>()
@@ -153,19 +177,29 @@ export const ingestRoutes = (options: IngestRoutesOptions) => {
       handler: ({ params, query, headers, body }) =>
         Effect.gen(function*() {
           const partner = yield* activePartner(params.partner)
-          const bytes = Buffer.concat(yield* Stream.runCollect(body))
-          const invalid = (message: string) => new InvalidRequest({ issues: [{ in: "body", path: [], message }] })
-          if (bytes.length === 0) return yield* invalid("the body is empty: send at least one record")
-          const text = yield* Effect.try({ try: () => utf8.decode(bytes), catch: () => invalid("the body is not valid UTF-8") })
-          // A byte-order mark or blank lines alone would make a job with nothing in it.
-          if (text.trim() === "") return yield* invalid("the body holds no record (only a byte-order mark or blank lines)")
-          const job = yield* (yield* Intake).records({
-            partner: params.partner,
-            format: formatOf(query.format, headers["content-type"], partner.hasFormatSpec),
-            body: text,
-            idempotencyKey: headers["idempotency-key"]
-          })
-          return accepted(job)
+          // the body's bytes stay taken until the request ends: its text is held until it is on INGEST
+          const taken = { bytes: 0 }
+          return yield* Effect.gen(function*() {
+            const chunks = yield* Stream.runCollect(metered(body, realtimeBudget, params.partner, taken, realtimeRefused)).pipe(
+              Effect.timeoutOrElse({
+                duration: realtimeBodyTimeout,
+                orElse: () => Effect.fail(new RequestTimeout({ detail: `a real-time body must arrive whole within ${Duration.format(realtimeBodyTimeout)} (HTTP_REQUEST_TIMEOUT)` }))
+              })
+            )
+            const bytes = Buffer.concat(chunks)
+            const invalid = (message: string) => new InvalidRequest({ issues: [{ in: "body", path: [], message }] })
+            if (bytes.length === 0) return yield* invalid("the body is empty: send at least one record")
+            const text = yield* Effect.try({ try: () => utf8.decode(bytes), catch: () => invalid("the body is not valid UTF-8") })
+            // A byte-order mark or blank lines alone would make a job with nothing in it.
+            if (text.trim() === "") return yield* invalid("the body holds no record (only a byte-order mark or blank lines)")
+            const job = yield* (yield* Intake).records({
+              partner: params.partner,
+              format: formatOf(query.format, headers["content-type"], partner.hasFormatSpec),
+              body: text,
+              idempotencyKey: headers["idempotency-key"]
+            })
+            return accepted(job)
+          }).pipe(Effect.ensuring(Effect.sync(() => realtimeBudget.give(params.partner, taken.bytes))))
         })
     }),
     route({

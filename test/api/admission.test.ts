@@ -3,6 +3,7 @@
  * before any body is read, instead of being queued without bound behind the platform's own work.
  */
 import { get as httpGet } from "node:http"
+import { gzipSync } from "node:zlib"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Admission from "../../api/admission.ts"
@@ -93,7 +94,7 @@ layer(layerTestPlatform({ MAX_INFLIGHT_COMMANDS: "0" }), { excludeTestServices: 
   })
 })
 
-layer(layerTestPlatform({ MAX_INFLIGHT_PER_TENANT: "2" }), { excludeTestServices: true, timeout: 120_000 })("a tenant's share of the command slots", (it) => {
+layer(layerTestPlatform({ MAX_INFLIGHT_PER_TENANT: "2", REALTIME_INFLIGHT_MAX_BYTES: "2097152" }), { excludeTestServices: true, timeout: 120_000 })("a tenant's share of the command slots", (it) => {
   it.effect("one partner's real-time bodies held open take its share only: its next is 503, other partners and services go on", () =>
     Effect.gen(function*() {
       const { url } = yield* HttpServer
@@ -126,6 +127,46 @@ layer(layerTestPlatform({ MAX_INFLIGHT_PER_TENANT: "2" }), { excludeTestServices
       // one held body goes away: the partner has a slot again
       held[0]!.socket.destroy()
       yield* eventually(post(holder, "holder"), (res) => res.status === 202, "20 seconds")
+    }))
+
+  it.effect("a partner's real-time bodies held open hold at most half of REALTIME_INFLIGHT_MAX_BYTES: its next is 503, another partner's is read", () =>
+    Effect.gen(function*() {
+      const { url } = yield* HttpServer
+      const keyOf = (partner: string) =>
+        Effect.gen(function*() {
+          const res = yield* request({ method: "PUT", url: `/v1/entities/partner/${partner}`, body: { name: partner } })
+          assert.oneOf(res.statusCode, [200, 201], res.body)
+          return (yield* createKey(`partner:${partner}`)).secret
+        })
+      const hoarder = yield* keyOf("hoarder")
+      const other = yield* keyOf("neighbour")
+      // 900 KB of records in ~1 KB of gzip, sent but for its last 8 bytes: inflated and held, never ended
+      // (the outside attack of stop 20 kept such bodies open with empty deflate blocks)
+      const line = `{"idKind":"cookie","userId":"u-1","segmentId":"1001","op":"add","time":"2026-11-28T12:00:00Z"}\n`
+      const inflated = Buffer.from(line.repeat(Math.ceil(900_000 / line.length)))
+      const gzipped = gzipSync(inflated)
+      const held = yield* rawConnect(url)
+      held.socket.write(
+        `POST /v1/ingest/hoarder/records HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer ${hoarder}\r\n` +
+          `content-type: application/x-ndjson\r\ncontent-encoding: gzip\r\ncontent-length: ${gzipped.length}\r\n\r\n`
+      )
+      held.socket.write(gzipped.subarray(0, gzipped.length - 8))
+      const post = (key: string, partner: string) =>
+        Effect.promise(() =>
+          fetch(`${url}/v1/ingest/${partner}/records`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${key}`, "content-type": "application/x-ndjson", "content-encoding": "gzip" },
+            body: gzipped
+          }))
+      // the second 900 KB of the partner's would pass its share (1 MiB): refused
+      const refused = yield* eventually(post(hoarder, "hoarder"), (res) => res.status === 503, "20 seconds")
+      assert.strictEqual(refused.headers.get("retry-after"), "1")
+      assert.include((yield* Effect.promise(() => refused.json() as Promise<{ detail: string }>)).detail, "REALTIME_INFLIGHT_MAX_BYTES")
+      const neighbour = yield* post(other, "neighbour")
+      assert.strictEqual(neighbour.status, 202, yield* Effect.promise(() => neighbour.text()))
+      // the held body goes away: its bytes come back
+      held.socket.destroy()
+      yield* eventually(post(hoarder, "hoarder"), (res) => res.status === 202, "20 seconds")
     }))
 })
 

@@ -168,6 +168,21 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("partner ingest
         assert.include((listed.json() as { jobs: Array<Job> }).jobs.map((j) => j.id), jobId)
       }))
 
+    it.effect("a file name the file doors would refuse is 400 naming fileName, nothing kept: bidi overrides, zero-width, separators, . and ..", () =>
+      Effect.gen(function*() {
+        yield* createPartner("names")
+        const { secret } = yield* createKey("partner:names")
+        for (const name of ["a\u202evsc.exe", "a\u200bb.csv", "a\u2028b.csv", "\u00adsoft.csv", "\ufeffbom.csv", "\u3164.csv", "..", ".", "a/b.csv", "a\u0085b.csv"]) {
+          const res = toResponse(yield* post(`/v1/ingest/names/files?fileName=${encodeURIComponent(name)}`, { key: secret, body: Buffer.from("u,s\n"), contentType: "text/csv" }))
+          assertInvalid(res, "query", "/fileName")
+        }
+        const named = toResponse(yield* post("/v1/ingest/names/files", { key: secret, body: Buffer.from("u,s\n"), contentType: "text/csv", headers: { "x-file-name": "\u00adsoft.csv" } }))
+        assertInvalid(named, "header", "/x-file-name")
+        assert.deepStrictEqual(yield* IngestJobs.use((jobs) => jobs.list("names", { limit: 10 })), [])
+        const plain = toResponse(yield* post(`/v1/ingest/names/files?fileName=${encodeURIComponent("2026-11-28 users (1).csv")}`, { key: secret, body: Buffer.from("u,s\n"), contentType: "text/csv" }))
+        assert.strictEqual(plain.statusCode, 202, plain.body)
+      }))
+
     it.effect("a client that goes away mid-upload leaves no file and no job", () =>
       Effect.gen(function*() {
         const dataDir = yield* DataDir

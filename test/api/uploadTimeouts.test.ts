@@ -182,6 +182,26 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("upload timeout
       }))
   })
 
+  describe("a real-time body that keeps coming", () => {
+    it.effect("is answered 408 once it has not arrived whole within HTTP_REQUEST_TIMEOUT, though it keeps the upload pace", () =>
+      Effect.gen(function*() {
+        const { url } = yield* HttpServer
+        const key = yield* partnerKey("realtime-drips")
+        const connection = yield* rawConnect(url)
+        connection.socket.write(
+          `POST /v1/ingest/realtime-drips/records HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer ${key}\r\n` +
+            `content-type: application/x-ndjson\r\ncontent-length: 1000000\r\n\r\n`
+        )
+        // 1,500 bytes every 500 ms: three times the minimum pace, but 1 MB would take minutes
+        yield* connection.drip(" ".repeat(1_500), 500)
+        const answer = yield* awaitAnswer(connection, "30 seconds")
+        assert.strictEqual(answer.status, 408, answer.body)
+        assert.include(problemOf(answer).detail, "a real-time body must arrive whole within")
+        yield* awaitClosed(connection, "20 seconds")
+        assert.deepStrictEqual(yield* IngestJobs.use((jobs) => jobs.list("realtime-drips", { limit: 10 })), [])
+      }))
+  })
+
   describe("a JSON route whose body drips", () => {
     it.effect("is still answered 408 problem+json at HTTP_REQUEST_TIMEOUT, and closed", () =>
       Effect.gen(function*() {
