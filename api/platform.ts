@@ -244,6 +244,7 @@ const fileDoorsOptions = (config: PlatformConfig): FileDoorsOptions => {
     maxSessions: doors.maxSessions,
     maxSessionsPerPartner: doors.maxSessionsPerPartner,
     maxUploadBytes: config.uploadMaxBytes,
+    uploadPace: { idleMillis: Duration.toMillis(config.uploadIdleTimeout), minBytesPerSecond: config.uploadMinBytesPerSecond },
     loginGrace: { idleMillis: Duration.toMillis(doors.idleTimeout) }
   }
 }

@@ -7,6 +7,7 @@
  */
 import { Effect, FiberSet, Layer, Schedule } from "effect"
 import { ed25519KeyPair } from "./sshPublicKey.ts"
+import type { UploadPace } from "../../domain/uploadPace.ts"
 import type { Intake } from "../../domain/ingest/Intake.ts"
 import type { IngestJobs } from "../../domain/ingest/Job.ts"
 import type { PartnerCredentials } from "../../domain/ingest/PartnerCredentials.ts"
@@ -20,9 +21,9 @@ import { keptFile } from "../keptFile.ts"
 
 export interface FileDoorsOptions {
   /** none: no FTP door */
-  readonly ftp?: Omit<FtpDoorOptions, "maxConnections" | "maxUploadBytes"> | undefined
+  readonly ftp?: Omit<FtpDoorOptions, "maxConnections" | "maxUploadBytes" | "uploadPace"> | undefined
   /** none: no SFTP door */
-  readonly sftp?: Omit<SftpDoorOptions, "maxConnections" | "maxUploadBytes"> | undefined
+  readonly sftp?: Omit<SftpDoorOptions, "maxConnections" | "maxUploadBytes" | "uploadPace"> | undefined
   /** failed logins per remote address, both doors together */
   readonly loginFailures: LoginFailures
   /** how long a failed login waits for its answer; default 1 s */
@@ -32,6 +33,8 @@ export interface FileDoorsOptions {
   readonly maxSessionsPerPartner: number
   /** largest upload; larger ones are refused and leave nothing */
   readonly maxUploadBytes?: number | undefined
+  /** how slowly an upload may come (the HTTP door's UPLOAD_IDLE_TIMEOUT and UPLOAD_MIN_BYTES_PER_SECOND); none: no bound */
+  readonly uploadPace?: UploadPace | undefined
   /** connections that have not logged in yet: how long they may wait, how many per address (loginGrace.ts) */
   readonly loginGrace?: LoginGraceOptions | undefined
   /** why a partner may not log in now (paused, deleted), or undefined; default: every partner with credentials may */
@@ -56,7 +59,7 @@ export const serveFileDoors = (options: FileDoorsOptions): Effect.Effect<never, 
     // Every callback of the servers runs here, and is interrupted when the doors close.
     const run = yield* FiberSet.makeRuntimePromise<Services>()
     const grace = makeLoginGrace(options.loginGrace)
-    const limits = { maxConnections: options.maxSessions * 2, maxUploadBytes: options.maxUploadBytes }
+    const limits = { maxConnections: options.maxSessions * 2, maxUploadBytes: options.maxUploadBytes, uploadPace: options.uploadPace }
     if (options.ftp !== undefined) yield* startFtpDoor({ ...options.ftp, ...limits }, logins, grace, run)
     if (options.sftp !== undefined) yield* startSftpDoor({ ...options.sftp, ...limits }, logins, grace, run)
     return yield* Effect.never

@@ -27,6 +27,7 @@ import type { DoorLogins } from "./doorLogins.ts"
 import type { LoginGrace } from "./loginGrace.ts"
 import { type FolderEntry, listFolder } from "./partnerFolder.ts"
 import { openPushedUpload } from "./pushedUpload.ts"
+import type { UploadPace } from "../../domain/uploadPace.ts"
 
 export interface FtpDoorOptions {
   readonly host: string
@@ -40,6 +41,7 @@ export interface FtpDoorOptions {
   readonly passiveAddress?: string | undefined
   readonly maxConnections: number
   readonly maxUploadBytes?: number | undefined
+  readonly uploadPace?: UploadPace | undefined
 }
 
 type Services = Intake | IngestJobs | PartnerCredentials
@@ -119,17 +121,26 @@ class PartnerFolder extends FileSystem {
   private readonly run: Run
   private readonly scope: Scope.Scope
   private readonly maxUploadBytes: number | undefined
+  private readonly pace: UploadPace | undefined
   private readonly active: (control: import("node:net").Socket) => void
 
   constructor(
     connection: FtpConnection,
-    door: { partner: string; run: Run; scope: Scope.Scope; maxUploadBytes: number | undefined; active: (control: import("node:net").Socket) => void }
+    door: {
+      partner: string
+      run: Run
+      scope: Scope.Scope
+      maxUploadBytes: number | undefined
+      pace: UploadPace | undefined
+      active: (control: import("node:net").Socket) => void
+    }
   ) {
     super(connection, { root: "/", cwd: "/" })
     this.partner = door.partner
     this.run = door.run
     this.scope = door.scope
     this.maxUploadBytes = door.maxUploadBytes
+    this.pace = door.pace
     this.active = door.active
   }
 
@@ -196,7 +207,7 @@ class PartnerFolder extends FileSystem {
   /** The stream ftp-srv pipes the data connection into (ended on its clean end, destroyed on a reset). */
   private uploadStream(name: string): Writable {
     const { connection, run, partner, scope, active } = this
-    const upload = run(openPushedUpload({ partner, source: "ftp", fileName: name, maxBytes: this.maxUploadBytes, scope }))
+    const upload = run(openPushedUpload({ partner, source: "ftp", fileName: name, maxBytes: this.maxUploadBytes, pace: this.pace, scope }))
     const control = (connection as unknown as { readonly commandSocket: import("node:net").Socket }).commandSocket
     // ftp-srv pauses the control connection during a transfer, so its end is not emitted yet; the
     // readable state knows it has ended (the client closed it) as soon as the socket read its EOF.
@@ -287,7 +298,7 @@ export const startFtpDoor = (options: FtpDoorOptions, logins: DoorLogins, grace:
         if (result._tag === "Refused") return reject(new Error(result.reason))
         partners.set(connection.id, result.partner)
         loggedIn((connection as unknown as { readonly commandSocket: import("node:net").Socket }).commandSocket)
-        resolve({ fs: new PartnerFolder(connection, { partner: result.partner, run, scope, maxUploadBytes: options.maxUploadBytes, active: grace.active }) })
+        resolve({ fs: new PartnerFolder(connection, { partner: result.partner, run, scope, maxUploadBytes: options.maxUploadBytes, pace: options.uploadPace, active: grace.active }) })
       }, () => reject(new Error("login could not be checked; try again")))
     })
     server.on("disconnect", ({ id }) => {

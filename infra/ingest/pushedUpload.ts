@@ -10,6 +10,7 @@ import type { Scope } from "effect"
 import { Intake } from "../../domain/ingest/Intake.ts"
 import type { Job } from "../../domain/ingest/Job.ts"
 import { formatOfFileName } from "../../domain/ingest/uploadFileName.ts"
+import { paced, type UploadPace } from "../../domain/uploadPace.ts"
 
 /** The client went away, reset the connection or aborted before the file was complete. */
 export class UploadBrokenOff extends Schema.TaggedError<UploadBrokenOff>()("UploadBrokenOff", { reason: Schema.String }) {}
@@ -50,18 +51,26 @@ export const openPushedUpload = (input: {
   readonly source: "ftp" | "sftp"
   readonly fileName: string
   readonly maxBytes?: number | undefined
+  /** how slowly the file may come (UPLOAD_IDLE_TIMEOUT, UPLOAD_MIN_BYTES_PER_SECOND, as over HTTP); none: no bound */
+  readonly pace?: UploadPace | undefined
   readonly scope: Scope.Scope
 }): Effect.Effect<PushedUpload, never, Intake> =>
   Effect.gen(function*() {
     const intake = yield* Intake
     const queue = yield* Queue.bounded<Uint8Array, UploadBrokenOff | Cause.Done>(BUFFERED_CHUNKS)
     const counted = { bytes: 0 }
+    const chunks = Stream.fromQueue(queue)
+    // Counted only while the store waits for the door's next chunk: a client trickling a byte now and
+    // then held its session, its FTP passive port and its file open for good (the outside attack of stop 20).
+    const body = input.pace === undefined
+      ? chunks
+      : paced(chunks, input.pace, () => counted.bytes, (detail) => new UploadBrokenOff({ reason: `the file came too slowly (${detail})` }))
     const stored = yield* intake.file({
       partner: input.partner,
       source: input.source,
       fileName: input.fileName,
       format: formatOfFileName(input.fileName),
-      body: Stream.fromQueue(queue),
+      body,
       maxBytes: input.maxBytes
     }).pipe(
       // Once the store stops reading (done, too large, failed), waiting writers are let go.

@@ -20,6 +20,7 @@ import type { DoorLogins } from "./doorLogins.ts"
 import type { LoginGrace } from "./loginGrace.ts"
 import { type FolderEntry, listFolder } from "./partnerFolder.ts"
 import { openPushedUpload, type PushedUpload } from "./pushedUpload.ts"
+import type { UploadPace } from "../../domain/uploadPace.ts"
 
 const { Server, utils } = ssh2
 const { OPEN_MODE, STATUS_CODE } = utils.sftp
@@ -31,6 +32,7 @@ export interface SftpDoorOptions {
   readonly hostKey: string
   readonly maxConnections: number
   readonly maxUploadBytes?: number | undefined
+  readonly uploadPace?: UploadPace | undefined
 }
 
 type Services = Intake | IngestJobs | PartnerCredentials
@@ -90,7 +92,14 @@ const reasonOf = (error: unknown): string => {
 }
 
 /** Answers one SFTP session of `partner`: its folder, and uploads into Intake. */
-const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Scope, maxUploadBytes: number | undefined, budget: ConnectionBudget) => {
+const serveSftp = (
+  sftp: SFTPWrapper,
+  partner: string,
+  run: Run,
+  scope: Scope.Scope,
+  uploads: { readonly maxBytes: number | undefined; readonly pace: UploadPace | undefined },
+  budget: ConnectionBudget
+) => {
   const handles = new Map<string, Handle>()
   const tooMany = `at most ${MAX_HANDLES} files and folder listings open at once in a connection: close one first`
   let counter = 0
@@ -148,7 +157,7 @@ const serveSftp = (sftp: SFTPWrapper, partner: string, run: Run, scope: Scope.Sc
     const name = fileInFolder(path)
     if (name === undefined) return sftp.status(id, STATUS_CODE.PERMISSION_DENIED, outside)
     if (budget.handles >= MAX_HANDLES) return sftp.status(id, STATUS_CODE.FAILURE, tooMany)
-    const upload = run(openPushedUpload({ partner, source: "sftp", fileName: name, maxBytes: maxUploadBytes, scope }))
+    const upload = run(openPushedUpload({ partner, source: "sftp", fileName: name, maxBytes: uploads.maxBytes, pace: uploads.pace, scope }))
     sftp.handle(id, open({ kind: "upload", name, upload, next: 0, early: new Map(), earlyBytes: 0, tail: upload.then(() => undefined) }))
   })
   /** Forgets what an upload holds written ahead (it failed, or was closed with a gap). */
@@ -294,7 +303,7 @@ export const startSftpDoor = (options: SftpDoorOptions, logins: DoorLogins, grac
         session.on("sftp", (acceptSftp, reject) => {
           if (partner === undefined) return reject()
           const sftp = acceptSftp()
-          const end = serveSftp(sftp, partner, run, scope, options.maxUploadBytes, budget)
+          const end = serveSftp(sftp, partner, run, scope, { maxBytes: options.maxUploadBytes, pace: options.uploadPace }, budget)
           endSessions.push(end)
           sftp.on("close", end)
         })

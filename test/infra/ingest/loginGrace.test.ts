@@ -9,6 +9,7 @@ import { connect, type Socket } from "node:net"
 import { Readable } from "node:stream"
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
+import { IngestJobs } from "../../../domain/ingest/Job.ts"
 import { eventually } from "../../fixtures/http.ts"
 import { ftpLogin, layerIngestStores, setCredentials, sftpLogin, sftpRequest, startDoors } from "../../fixtures/fileDoors.ts"
 
@@ -82,4 +83,35 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("file d
       const still = yield* sftpRequest<ReadonlyArray<unknown>>((callback) => busy.sftp.readdir("/", callback))
       assert.isUndefined(still.error)
     }))
+
+  it.effect("an upload trickling under the minimum pace is broken off at both doors, leaving no job; the session's passive port comes back", () =>
+    Effect.gen(function*() {
+      const doors = yield* startDoors({ uploadPace: { idleMillis: 1_500, minBytesPerSecond: 1_024 } })
+      yield* setCredentials("trickler", { password: "trickler-password-1" })
+      // 20 bytes every 200 ms: 100 bytes a second, never idle for the idle time (the outside attack of
+      // stop 20 held every FTP passive port so, a byte every 20 s)
+      const trickle = async function*() {
+        for (let i = 0; i < 100; i++) {
+          yield Buffer.from(`user-${String(i).padStart(3, "0")},seg-abcd\n`)
+          await new Promise((resolve) => setTimeout(resolve, 200))
+        }
+      }
+      const ftp = yield* ftpLogin(doors.ftpPort, "trickler", "trickler-password-1")
+      const ftpAnswer = yield* Effect.promise(() => ftp.uploadFrom(Readable.from(trickle()), "slow.csv").then((r) => r.code, (error: { code?: number }) => error.code ?? -1))
+      assert.notStrictEqual(ftpAnswer, 226)
+      const { sftp } = yield* sftpLogin(doors.sftpPort, doors.hostKey, { username: "trickler", password: "trickler-password-1" })
+      const sftpError = yield* Effect.promise(() =>
+        new Promise<Error | undefined>((resolve) => {
+          const stream = sftp.createWriteStream("/slow.csv")
+          stream.once("error", resolve)
+          stream.once("close", () => resolve(undefined))
+          Readable.from(trickle()).pipe(stream)
+        }))
+      assert.isDefined(sftpError)
+      assert.deepStrictEqual(yield* IngestJobs.use((jobs) => jobs.list("trickler", { limit: 10 })), [])
+      // the same session uploads a whole file at once afterwards
+      const again = yield* Effect.promise(() => ftp.uploadFrom(Readable.from([Buffer.from("user-1,seg-a\n")]), "fast.csv"))
+      assert.strictEqual(again.code, 226)
+    }))
 })
+
