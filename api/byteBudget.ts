@@ -2,9 +2,9 @@ import { Effect, Stream } from "effect"
 
 /**
  * A bound on bytes held at once by the requests of one kind in a process (the app events' bodies:
- * EVENTS_INFLIGHT_MAX_BYTES; real-time records: REALTIME_INFLIGHT_MAX_BYTES), taken as a body's bytes arrive and given back when its request ends,
- * with a share for each owner (an app, a partner): no owner holds more than `maxBytesPerOwner`, so one cannot
- * take the whole bound from the others. Past either, a request is refused (503 + Retry-After) rather
+ * EVENTS_INFLIGHT_MAX_BYTES; real-time records: REALTIME_INFLIGHT_MAX_BYTES), taken as a body's bytes
+ * arrive and given back when its request ends, with a share for each owner (an app, a partner): no
+ * owner holds more than `maxBytesPerOwner`, so one cannot take the whole bound from the others. Past either, a request is refused (503 + Retry-After) rather
  * than read on: before, found by an outside attack, 80 gzipped bodies of 60 KB inflating to 8 MiB
  * each, sent at once with one SDK key, took the process to 5 GB of RSS and stalled its event loop until
  * every lease lapsed; then four bodies of 8 MiB sent at once and kept open a byte at a time held the

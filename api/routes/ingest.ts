@@ -87,7 +87,16 @@ const utf8 = new TextDecoder("utf-8", { fatal: true })
 const accepted = (job: Job) => ({ status: 202, body: { jobId: job.id, job }, headers: { location: `/v1/ingest/jobs/${job.id}` } })
 
 export const ingestRoutes = (options: IngestRoutesOptions) => {
-  const uploads = Admission.make("uploads", { capacity: options.uploadMaxConcurrent, queue: 0, maxWaitMillis: 0 })
+  // Each partner's share of the slots: one partner's uploads (32 large files, or bodies kept trickling
+  // at the minimum pace) would otherwise hold every slot and turn the other partners away.
+  const uploads = Admission.make("uploads", { capacity: options.uploadMaxConcurrent, queue: 0, maxWaitMillis: 0, perTenant: options.uploadMaxConcurrentPerPartner })
+  /** One of this process's upload slots, within the partner's share, for the life of `effect`; or Overloaded (503 + Retry-After). */
+  const withUploadSlot = <A, E, R>(partner: string, effect: Effect.Effect<A, E, R>) =>
+    Effect.acquireUseRelease(
+      Effect.flatMap(Effect.promise(() => uploads.enter(`partner:${partner}`)), (slot) => typeof slot === "function" ? Effect.succeed(slot) : Effect.fail(slot)),
+      () => effect,
+      (release) => Effect.sync(release)
+    )
   // Real-time bodies are read whole before their job: their bytes held at once are bounded, and a body
   // must come whole in time. Before (the outside attack of stop 20), bodies of 1 KB of gzip inflating
   // to 1 MiB each, kept open with empty deflate blocks, held ~1 MB apiece for as long as the sender liked.
@@ -99,35 +108,6 @@ export const ingestRoutes = (options: IngestRoutesOptions) => {
       detail: `the real-time bodies this process is reading hold REALTIME_INFLIGHT_MAX_BYTES (${realtimeBudget.maxBytes}, at most ${realtimeBudget.maxBytesPerOwner} for one partner); retry later`,
       retryAfterSeconds: 1
     })
-  // Each partner's share of the slots: one partner's uploads (32 large files, or bodies kept trickling
-  // at the minimum pace) would otherwise hold every slot and turn the other partners away.
-  const byPartner = new Map<string, number>()
-  const leave = (partner: string) => {
-    const held = (byPartner.get(partner) ?? 1) - 1
-    if (held === 0) byPartner.delete(partner)
-    else byPartner.set(partner, held)
-  }
-  /** One of this process's upload slots, within the partner's share, for the life of `effect`; or Overloaded (503 + Retry-After). */
-  const withUploadSlot = <A, E, R>(partner: string, effect: Effect.Effect<A, E, R>) =>
-    Effect.acquireUseRelease(
-      Effect.suspend(() => {
-        const held = byPartner.get(partner) ?? 0
-        if (held >= options.uploadMaxConcurrentPerPartner) {
-          return Effect.fail(new Overloaded({ detail: `partner ${partner} is sending ${held} files already, its most at once; retry later`, retryAfterSeconds: 1 }))
-        }
-        byPartner.set(partner, held + 1) // taken before the wait for a slot, so that two uploads cannot both pass the check
-        return Effect.flatMap(Effect.promise(() => uploads.enter()), (slot) => {
-          if (typeof slot === "function") return Effect.succeed(slot)
-          leave(partner)
-          return Effect.fail(slot)
-        })
-      }),
-      () => effect,
-      (release) => Effect.sync(() => {
-        release()
-        leave(partner)
-      })
-    )
 
   return [
     route({

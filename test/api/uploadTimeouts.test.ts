@@ -165,7 +165,7 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("upload timeout
         const refused = yield* awaitAnswer(third, "30 seconds")
         assert.strictEqual(refused.status, 503, refused.body)
         assert.strictEqual(refused.headers["retry-after"], "1")
-        assert.include(problemOf(refused).detail, "partner many is sending 2 files already")
+        assert.include(problemOf(refused).detail, "partner:many has 2 uploads in progress")
         // another partner is not held up
         const answer = yield* Effect.promise(() =>
           fetch(`${url}/v1/ingest/other/files`, { method: "POST", headers: { authorization: `Bearer ${other}`, "content-type": "text/csv" }, body: lines }))
