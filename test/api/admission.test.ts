@@ -94,18 +94,20 @@ layer(layerTestPlatform({ MAX_INFLIGHT_COMMANDS: "0" }), { excludeTestServices: 
   })
 })
 
+/** A partner and its key's secret. */
+const partnerKey = (partner: string) =>
+  Effect.gen(function*() {
+    const res = yield* request({ method: "PUT", url: `/v1/entities/partner/${partner}`, body: { name: partner } })
+    assert.oneOf(res.statusCode, [200, 201], res.body)
+    return (yield* createKey(`partner:${partner}`)).secret
+  })
+
 layer(layerTestPlatform({ MAX_INFLIGHT_PER_TENANT: "2", REALTIME_INFLIGHT_MAX_BYTES: "2097152" }), { excludeTestServices: true, timeout: 120_000 })("a tenant's share of the command slots", (it) => {
   it.effect("one partner's real-time bodies held open take its share only: its next is 503, other partners and services go on", () =>
     Effect.gen(function*() {
       const { url } = yield* HttpServer
-      const keyOf = (partner: string) =>
-        Effect.gen(function*() {
-          const res = yield* request({ method: "PUT", url: `/v1/entities/partner/${partner}`, body: { name: partner } })
-          assert.oneOf(res.statusCode, [200, 201], res.body)
-          return (yield* createKey(`partner:${partner}`)).secret
-        })
-      const holder = yield* keyOf("holder")
-      const other = yield* keyOf("bystander")
+      const holder = yield* partnerKey("holder")
+      const other = yield* partnerKey("bystander")
       const head = (key: string, partner: string, length: number) =>
         `POST /v1/ingest/${partner}/records HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer ${key}\r\n` +
         `content-type: application/x-ndjson\r\ncontent-length: ${length}\r\n\r\n`
@@ -132,14 +134,8 @@ layer(layerTestPlatform({ MAX_INFLIGHT_PER_TENANT: "2", REALTIME_INFLIGHT_MAX_BY
   it.effect("a partner's real-time bodies held open hold at most half of REALTIME_INFLIGHT_MAX_BYTES: its next is 503, another partner's is read", () =>
     Effect.gen(function*() {
       const { url } = yield* HttpServer
-      const keyOf = (partner: string) =>
-        Effect.gen(function*() {
-          const res = yield* request({ method: "PUT", url: `/v1/entities/partner/${partner}`, body: { name: partner } })
-          assert.oneOf(res.statusCode, [200, 201], res.body)
-          return (yield* createKey(`partner:${partner}`)).secret
-        })
-      const hoarder = yield* keyOf("hoarder")
-      const other = yield* keyOf("neighbour")
+      const hoarder = yield* partnerKey("hoarder")
+      const other = yield* partnerKey("neighbour")
       // 900 KB of records in ~1 KB of gzip, sent but for its last 8 bytes: inflated and held, never ended
       // (the outside attack of stop 20 kept such bodies open with empty deflate blocks)
       const line = `{"idKind":"cookie","userId":"u-1","segmentId":"1001","op":"add","time":"2026-11-28T12:00:00Z"}\n`
