@@ -132,6 +132,8 @@ export const PlatformConfig = Config.all({
   uploadMaxConcurrentPerPartner: intAtLeast(1, "UPLOAD_MAX_CONCURRENT_PER_PARTNER").pipe(Config.withDefault(4)),
   /** largest body of one real-time POST (/v1/ingest/{partner}/records), bytes; 413 beyond */
   realtimeMaxBytes: intAtLeast(1, "REALTIME_MAX_BYTES").pipe(Config.withDefault(1_048_576)),
+  /** free space an upload must leave on DATA_DIR's disk (uploads in `dir`), checked as it is written; below it uploads are refused (507) */
+  uploadsMinFreeBytes: intAtLeast(0, "UPLOADS_MIN_FREE_BYTES").pipe(Config.withDefault(1_073_741_824)),
   /** bytes of real-time bodies one process reads at once, one partner at most half; 503 + Retry-After beyond */
   realtimeInflightMaxBytes: intAtLeast(1, "REALTIME_INFLIGHT_MAX_BYTES").pipe(Config.withDefault(33_554_432)),
   /** where uploads wait for their job: `dir` (DATA_DIR/uploads: every process on one machine) or `nats` (the NATS object store: processes on several machines) */

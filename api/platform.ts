@@ -326,7 +326,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     DelivererStatusesKv.layerKv
   )
   // Where uploads wait for their job: DATA_DIR (one machine) or the NATS object store (several).
-  const uploads = config.uploadsStore === "nats" ? UploadsObjectStore.layerObjectStore() : UploadsDir.layerDir({ dir: join(config.dataDir, "uploads") })
+  const uploads = config.uploadsStore === "nats" ? UploadsObjectStore.layerObjectStore() : UploadsDir.layerDir({ dir: join(config.dataDir, "uploads"), minFreeBytes: config.uploadsMinFreeBytes })
   const workers = Layer.mergeAll(
     layerRelay({}),
     // Delivery packages: delivery.db in every process, the projection and the publisher to DELIVER in one.

@@ -75,6 +75,7 @@ const uploadProblems = {
   413: problemResponse("the body is over the limit; nothing of it is kept"),
   408: problemResponse("the body came too slowly (a file: under UPLOAD_MIN_BYTES_PER_SECOND; real-time records: not whole within HTTP_REQUEST_TIMEOUT); nothing of it is kept"),
   415: problemResponse("a media type or content encoding not listed"),
+  507: problemResponse("the platform's disk has less free space than UPLOADS_MIN_FREE_BYTES: no upload is taken until there is room; nothing of it is kept"),
   503: problemResponse("too many uploads or real-time bodies in progress (of this partner, or in all), INGEST full, or storage unavailable; see Retry-After")
 } as const
 

@@ -7,7 +7,7 @@ import { Context, Schema } from "effect"
 import type { Effect, Stream } from "effect"
 import type { CommandIdReused } from "../entity.ts"
 import type { IngestJobsError, Job } from "./Job.ts"
-import type { UploadsError, UploadTooLarge } from "./Uploads.ts"
+import type { UploadsError, UploadsFull, UploadTooLarge } from "./Uploads.ts"
 
 export class IntakeError extends Schema.TaggedError<IntakeError>()("IntakeError", {
   operation: Schema.String,
@@ -29,7 +29,7 @@ export class Intake extends Context.Service<Intake, {
     readonly format: UploadFormat
     readonly body: Stream.Stream<Uint8Array, E>
     readonly maxBytes?: number | undefined
-  }) => Effect.Effect<Job, E | UploadsError | UploadTooLarge | IngestJobsError | IntakeError>
+  }) => Effect.Effect<Job, E | UploadsError | UploadTooLarge | UploadsFull | IngestJobsError | IntakeError>
   /**
    * A real-time body (small, UTF-8): answered once JetStream stored it. With an idempotency key, the
    * same key of the same partner with the same body and format answers the same job and publishes

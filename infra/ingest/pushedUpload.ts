@@ -37,6 +37,7 @@ const refusal = (cause: Cause.Cause<unknown>): UploadRefused => {
   if (error._tag === "Some") {
     const e = error.value as { readonly _tag?: string; readonly maxBytes?: number; readonly reason?: string }
     if (e._tag === "UploadTooLarge") return new UploadRefused({ reason: `file too large: at most ${e.maxBytes} bytes` })
+    if (e._tag === "UploadsFull") return new UploadRefused({ reason: "the platform's disk is too full to take uploads now; try again later" })
     if (e._tag === "UploadBrokenOff") return new UploadRefused({ reason: `upload broken off: ${e.reason}` })
   }
   return new UploadRefused({ reason: Cause.hasInterruptsOnly(cause) ? "the server is stopping" : "the file could not be stored; try again" })

@@ -9,12 +9,12 @@
  */
 import { createHash } from "node:crypto"
 import { createReadStream } from "node:fs"
-import { mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises"
+import { mkdir, open, readdir, rename, stat, statfs, unlink } from "node:fs/promises"
 import type { FileHandle } from "node:fs/promises"
 import { join } from "node:path"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Clock, Effect, Exit, Layer, Schedule, Stream } from "effect"
-import { Uploads, UploadsError, UploadTooLarge } from "../../domain/ingest/Uploads.ts"
+import { Uploads, UploadsError, UploadsFull, UploadTooLarge } from "../../domain/ingest/Uploads.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
 import { isGone, pidNamespace } from "../pidNamespace.ts"
 
@@ -49,7 +49,16 @@ const fsyncDir = (dir: string) =>
     catch: fail("fsync directory")
   })
 
-export const layerDir = (options: { readonly dir: string }) =>
+/** How often, in bytes written, an upload looks at the free space again. */
+const freeSpaceEvery = 16 * 1024 * 1024
+
+/**
+ * `minFreeBytes`: the free space (for an unprivileged user) an upload must leave on the directory's
+ * disk, checked before it starts and every 16 MiB written; below it the upload is refused (UploadsFull)
+ * and nothing kept. The event store, JetStream and the read models share the disk: a partner's files
+ * filling it would stop every write of the platform. Default 1 GiB.
+ */
+export const layerDir = (options: { readonly dir: string; readonly minFreeBytes?: number }) =>
   Layer.effect(
     Uploads,
     Effect.gen(function*() {
@@ -57,6 +66,15 @@ export const layerDir = (options: { readonly dir: string }) =>
       yield* Effect.tryPromise({ try: () => mkdir(incoming, { recursive: true, mode: 0o700 }), catch: fail("open uploads directory") })
       yield* sweep(incoming)
       yield* Effect.forkScoped(Effect.repeat(Effect.ignore(Effect.delay(sweep(incoming), sweepEvery)), Schedule.forever))
+
+      const minFreeBytes = options.minFreeBytes ?? 1_073_741_824
+      const roomLeft = Effect.flatMap(
+        Effect.tryPromise({ try: () => statfs(options.dir), catch: fail("read free space") }),
+        (fs) => {
+          const freeBytes = fs.bavail * fs.bsize
+          return freeBytes < minFreeBytes ? Effect.fail(new UploadsFull({ freeBytes, minFreeBytes })) : Effect.void
+        }
+      )
 
       const pathOf = (uploadId: string) =>
         uploadIdPattern.test(uploadId) ? Effect.succeed(join(options.dir, uploadId)) : Effect.fail(new UploadsError({ operation: "locate upload", cause: `not an upload id: ${uploadId}` }))
@@ -69,7 +87,8 @@ export const layerDir = (options: { readonly dir: string }) =>
           const temp = join(incoming, `${owner}${id}.part`)
           const maxBytes = putOptions?.maxBytes ?? Number.POSITIVE_INFINITY
           const hash = createHash("sha256")
-          const count = { bytes: 0 }
+          const count = { bytes: 0, checkedAt: 0 }
+          yield* roomLeft
           const written = Effect.acquireUseRelease(
             Effect.tryPromise({ try: () => open(temp, "wx", 0o600), catch: fail("create upload") }),
             (handle) =>
@@ -80,6 +99,10 @@ export const layerDir = (options: { readonly dir: string }) =>
                     hash.update(chunk)
                   }
                   if (count.bytes > maxBytes) return yield* new UploadTooLarge({ maxBytes })
+                  if (count.bytes - count.checkedAt >= freeSpaceEvery) {
+                    count.checkedAt = count.bytes
+                    yield* roomLeft
+                  }
                   yield* writeAll(handle, chunks)
                 })).pipe(Effect.andThen(Effect.tryPromise({ try: () => handle.sync(), catch: fail("fsync upload") }))),
             (handle) => Effect.promise(() => handle.close().catch(() => undefined))

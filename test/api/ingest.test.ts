@@ -313,3 +313,19 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("partner ingest
       }))
   })
 })
+
+layer(layerTestPlatform({ UPLOADS_MIN_FREE_BYTES: "999999999999999" }), { excludeTestServices: true, timeout: 120_000 })("uploads on a disk with too little room", (it) => {
+  it.effect("a file is 507 + Retry-After naming UPLOADS_MIN_FREE_BYTES, no job; real-time records (on JetStream) still go in", () =>
+    Effect.gen(function*() {
+      yield* createPartner("crowded")
+      const { secret } = yield* createKey("partner:crowded")
+      const refused = toResponse(yield* post("/v1/ingest/crowded/files", { key: secret, body: Buffer.from("u,s\n"), contentType: "text/csv" }))
+      const problem = assertProblem(refused, 507, "insufficient-storage")
+      assert.include(problem.detail, "UPLOADS_MIN_FREE_BYTES")
+      assert.strictEqual(refused.headers["retry-after"], "60")
+      assert.deepStrictEqual(yield* IngestJobs.use((jobs) => jobs.list("crowded", { limit: 10 })), [])
+      const record = `{"idKind":"cookie","userId":"u-1","segmentId":"1001","op":"add","time":"2026-11-28T12:00:00Z"}\n`
+      const res = yield* request({ method: "POST", url: "/v1/ingest/crowded/records", key: secret, body: record, contentType: "application/x-ndjson" })
+      assert.strictEqual(res.statusCode, 202, res.body)
+    }))
+})

@@ -109,6 +109,19 @@ describe("uploads in a directory", () => {
       assert.strictEqual(readFileSync(join(dir, stored.uploadId)).byteLength, 2_000)
     }).pipe(Effect.scoped))
 
+  it.effect("refuses an upload while the disk has less free space than the reserve (UploadsFull), keeping nothing", () =>
+    Effect.gen(function*() {
+      dir = yield* tempDir("uploads")
+      const full = yield* build(layerDir({ dir, minFreeBytes: Number.MAX_SAFE_INTEGER }))
+      const refused = yield* Effect.flip(full.put("acme", chunks(2, 1_000)))
+      assert.strictEqual(refused._tag, "UploadsFull")
+      assert.isAbove(refused._tag === "UploadsFull" ? refused.freeBytes : 0, 0)
+      assert.deepStrictEqual(files(dir), [])
+      // the same disk with the reserve it has room for
+      const roomy = yield* build(layerDir({ dir, minFreeBytes: 1_024 }))
+      assert.strictEqual((yield* roomy.put("acme", chunks(2, 1_000))).bytes, 2_000)
+    }).pipe(Effect.scoped))
+
   it.effect("sweeps at start the temp file of a process that is gone, and keeps a live process's and an unnamed recent one", () =>
     // Before, found by the outside attack of stop 17: a SIGKILLed upload's temp file stayed until a start 6 hours later.
     Effect.gen(function*() {
