@@ -19,7 +19,13 @@ export interface ByteBudget {
   readonly maxBytesPerOwner: number
 }
 
-export const makeByteBudget = (maxBytes: number, maxBytesPerOwner: number): ByteBudget => {
+/**
+ * A budget of `maxBytes` of which one owner holds at most an eighth, and never less than `largestBody`
+ * (so that each can send its largest body). Half, before the outside attack of stop 20: two partners
+ * holding bodies open took all of it, and every other partner was refused.
+ */
+export const makeByteBudget = (maxBytes: number, largestBody: number): ByteBudget => {
+  const maxBytesPerOwner = Math.min(maxBytes, Math.max(maxBytes / 8, largestBody))
   let held = 0
   const byOwner = new Map<string, number>()
   return {

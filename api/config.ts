@@ -215,8 +215,8 @@ export const PlatformConfig = Config.all({
   fileDoors: Config.all({
     ftpEnabled: Config.Boolean("FTP_ENABLED").pipe(Config.withDefault(true)),
     ftpPort: Config.Port("FTP_PORT").pipe(Config.withDefault(2121)),
-    /** passive data connections take a port of this range (open it in the firewall too) */
-    ftpPassivePorts: Config.schema(PortRange, "FTP_PASSIVE_PORTS").pipe(Config.withDefault({ min: 30_000, max: 30_019 })),
+    /** passive data connections take a port of this range (open it in the firewall too): as many ports as FILE_DOORS_MAX_SESSIONS, each session holding one at a time */
+    ftpPassivePorts: Config.schema(PortRange, "FTP_PASSIVE_PORTS").pipe(Config.withDefault({ min: 30_000, max: 30_063 })),
     /** the address FTP clients are told to connect to for data; default HOST (the client's own address for local clients) */
     ftpPassiveAddress: Config.option(Config.String("FTP_PASSIVE_ADDRESS")),
     sftpEnabled: Config.Boolean("SFTP_ENABLED").pipe(Config.withDefault(true)),

@@ -41,7 +41,7 @@ export const EventsAccepted = Schema.Struct({
 
 export const appEventsRoutes = (options: AppEventsRoutesOptions) => {
   const inflight = Math.max(options.inflightMaxBytes, 2 * options.bodyMaxBytes)
-  const budget = makeByteBudget(inflight, inflight / 2)
+  const budget = makeByteBudget(inflight, options.bodyMaxBytes)
   const bodyTimeout = Duration.fromInputUnsafe(options.bodyTimeout)
   return [route({
     method: "POST", url: "/v1/apps/:app/events", tags: ["events"], roles: ["app", "service"], admission: "commands",

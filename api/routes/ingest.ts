@@ -48,12 +48,34 @@ const Format = Schema.Literals(["partner", "loader"]).annotate({
  * the file doors refuse (a right-to-left override making `a\u202evsc.exe` list as `aexe.csv`, zero-width
  * and blank characters, a line separator, `..`), found by the outside attack of stop 20.
  */
+const fileNameRule = "a plain file name: no / or \\, not only dots, no blank at either end nor two in a row, no control, format (bidi, zero-width), separator, blank filler or space other than the plain one"
 const FileName = Schema.String.check(
   Schema.isMinLength(1),
   Schema.isMaxLength(MAX_FILE_NAME),
-  Schema.makeFilter((s: string) =>
-    fileInFolder(s) === s || "a plain file name: no / \\ . or .., no control, format (bidi, zero-width), separator or blank characters")
+  Schema.makeFilter((s: string) => fileInFolder(s) === s || fileNameRule)
 )
+
+const decodeFileName = Schema.decodeUnknownOption(FileName)
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+/**
+ * X-File-Name as the partner wrote it: HTTP hands a header's bytes over as Latin-1 text, so UTF-8
+ * (`café.csv`) is read back as UTF-8 before the file name's rule (before the re-attack of stop 20 it was
+ * stored as `cafÃ©.csv`). Bytes that are not UTF-8, or a name the rule refuses, are 400.
+ */
+const headerFileName = (raw: string) =>
+  Effect.suspend(() => {
+    let name: string
+    try {
+      name = utf8.decode(Buffer.from(raw, "latin1"))
+    } catch {
+      return Effect.fail(new InvalidRequest({ issues: [{ in: "header", path: ["x-file-name"], message: "not UTF-8" }] }))
+    }
+    return Option.match(decodeFileName(name), {
+      onNone: () => Effect.fail(new InvalidRequest({ issues: [{ in: "header", path: ["x-file-name"], message: fileNameRule }] })),
+      onSome: Effect.succeed
+    })
+  })
 
 const JobId = Schema.String.check(Schema.isPattern(/^[A-Za-z0-9-]{1,64}$/, { description: "a job id" }))
 
@@ -83,8 +105,6 @@ const uploadProblems = {
 const formatOf = (asked: UploadFormat | undefined, contentType: string | undefined, hasFormatSpec: boolean): UploadFormat =>
   asked ?? ((contentType ?? "").split(";")[0]!.trim().toLowerCase() === ndjson || !hasFormatSpec ? "loader" : "partner")
 
-const utf8 = new TextDecoder("utf-8", { fatal: true })
-
 const accepted = (job: Job) => ({ status: 202, body: { jobId: job.id, job }, headers: { location: `/v1/ingest/jobs/${job.id}` } })
 
 export const ingestRoutes = (options: IngestRoutesOptions) => {
@@ -102,7 +122,7 @@ export const ingestRoutes = (options: IngestRoutesOptions) => {
   // must come whole in time. Before (the outside attack of stop 20), bodies of 1 KB of gzip inflating
   // to 1 MiB each, kept open with empty deflate blocks, held ~1 MB apiece for as long as the sender liked.
   const realtimeInflight = Math.max(options.realtimeInflightMaxBytes, 2 * options.realtimeMaxBytes)
-  const realtimeBudget = makeByteBudget(realtimeInflight, realtimeInflight / 2)
+  const realtimeBudget = makeByteBudget(realtimeInflight, options.realtimeMaxBytes)
   const realtimeBodyTimeout = Duration.fromInputUnsafe(options.realtimeBodyTimeout)
   const realtimeRefused = () =>
     new Overloaded({
@@ -119,13 +139,14 @@ export const ingestRoutes = (options: IngestRoutesOptions) => {
       authorize: ({ principal, params }) => forPartner(principal, params.partner),
       params: PartnerParams,
       query: Schema.Struct({ format: Schema.optionalKey(Format), fileName: Schema.optionalKey(FileName) }),
-      headers: Schema.Struct({ "x-file-name": Schema.optionalKey(FileName), "content-type": Schema.optionalKey(Schema.String) }),
+      // X-File-Name is read as UTF-8 and checked after (headerFileName): its bytes arrive as Latin-1 text
+      headers: Schema.Struct({ "x-file-name": Schema.optionalKey(Schema.String.check(Schema.isMaxLength(4 * MAX_FILE_NAME))), "content-type": Schema.optionalKey(Schema.String) }),
       body: upload({ contentTypes: fileTypes, maxBytes: options.uploadMaxBytes, description: "the file's bytes, as the partner has it" }),
       responses: { 202: { description: "stored; its job", schema: Accepted }, ...uploadProblems },
       handler: ({ params, query, headers, body }) =>
         Effect.gen(function*() {
           const partner = yield* activePartner(params.partner)
-          const fileName = query.fileName ?? headers["x-file-name"]
+          const fileName = query.fileName ?? (headers["x-file-name"] === undefined ? undefined : yield* headerFileName(headers["x-file-name"]))
           const job = yield* withUploadSlot(params.partner, (yield* Intake).file({
             partner: params.partner,
             source: "http",

@@ -60,7 +60,14 @@ export const serveFileDoors = (options: FileDoorsOptions): Effect.Effect<never, 
     const run = yield* FiberSet.makeRuntimePromise<Services>()
     const grace = makeLoginGrace(options.loginGrace)
     const limits = { maxConnections: options.maxSessions * 2, maxUploadBytes: options.maxUploadBytes, uploadPace: options.uploadPace }
-    if (options.ftp !== undefined) yield* startFtpDoor({ ...options.ftp, ...limits }, logins, grace, run)
+    if (options.ftp !== undefined) {
+      const ports = options.ftp.passivePorts.max - options.ftp.passivePorts.min + 1
+      // a session holds one passive port at a time: fewer ports than sessions, and a few partners' sessions hold them all
+      if (ports < options.maxSessions) {
+        yield* Effect.logWarning("FTP_PASSIVE_PORTS has fewer ports than FILE_DOORS_MAX_SESSIONS: sessions holding a passive port each can take them all", { ports, maxSessions: options.maxSessions })
+      }
+      yield* startFtpDoor({ ...options.ftp, ...limits }, logins, grace, run)
+    }
     if (options.sftp !== undefined) yield* startSftpDoor({ ...options.sftp, ...limits }, logins, grace, run)
     return yield* Effect.never
   }).pipe(Effect.scoped)

@@ -102,7 +102,7 @@ const partnerKey = (partner: string) =>
     return (yield* createKey(`partner:${partner}`)).secret
   })
 
-layer(layerTestPlatform({ MAX_INFLIGHT_PER_TENANT: "2", REALTIME_INFLIGHT_MAX_BYTES: "2097152" }), { excludeTestServices: true, timeout: 120_000 })("a tenant's share of the command slots", (it) => {
+layer(layerTestPlatform({ MAX_INFLIGHT_PER_TENANT: "2", REALTIME_INFLIGHT_MAX_BYTES: "8388608" }), { excludeTestServices: true, timeout: 120_000 })("a tenant's share of the command slots", (it) => {
   it.effect("one partner's real-time bodies held open take its share only: its next is 503, other partners and services go on", () =>
     Effect.gen(function*() {
       const { url } = yield* HttpServer
@@ -131,7 +131,7 @@ layer(layerTestPlatform({ MAX_INFLIGHT_PER_TENANT: "2", REALTIME_INFLIGHT_MAX_BY
       yield* eventually(post(holder, "holder"), (res) => res.status === 202, "20 seconds")
     }))
 
-  it.effect("a partner's real-time bodies held open hold at most half of REALTIME_INFLIGHT_MAX_BYTES: its next is 503, another partner's is read", () =>
+  it.effect("a partner's real-time bodies held open hold at most an eighth of REALTIME_INFLIGHT_MAX_BYTES: its next is 503, another partner's is read", () =>
     Effect.gen(function*() {
       const { url } = yield* HttpServer
       const hoarder = yield* partnerKey("hoarder")

@@ -41,7 +41,7 @@ describe("file doors settings", () => {
     Effect.gen(function*() {
       const { fileDoors } = yield* parse({})
       assert.deepInclude(fileDoors, {
-        ftpEnabled: true, ftpPort: 2121, ftpPassivePorts: { min: 30_000, max: 30_019 },
+        ftpEnabled: true, ftpPort: 2121, ftpPassivePorts: { min: 30_000, max: 30_063 },
         sftpEnabled: true, sftpPort: 2222, maxSessions: 64, maxSessionsPerPartner: 4
       })
       assert.isTrue(Option.isNone(fileDoors.sftpHostKeyFile) && Option.isNone(fileDoors.ftpPassiveAddress))

@@ -172,13 +172,22 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("partner ingest
       Effect.gen(function*() {
         yield* createPartner("names")
         const { secret } = yield* createKey("partner:names")
-        for (const name of ["a\u202evsc.exe", "a\u200bb.csv", "a\u2028b.csv", "\u00adsoft.csv", "\ufeffbom.csv", "\u3164.csv", "..", ".", "a/b.csv", "a\u0085b.csv"]) {
+        const names = [
+          "a\u202evsc.exe", "a\u200bb.csv", "a\u2028b.csv", "\u00adsoft.csv", "\ufeffbom.csv", "\u3164.csv", "..", ".", "a/b.csv", "a\u0085b.csv",
+          // the re-attack of stop 20: names that list as another, or as nothing
+          "report.csv ", " report.csv", "a\u00a0b.csv", "a\u3000b.csv", "\u2800", "a\ufe0f.csv", "...", " ", "\u2000", `report.csv${" ".repeat(28)}.exe`
+        ]
+        for (const name of names) {
           const res = toResponse(yield* post(`/v1/ingest/names/files?fileName=${encodeURIComponent(name)}`, { key: secret, body: Buffer.from("u,s\n"), contentType: "text/csv" }))
           assertInvalid(res, "query", "/fileName")
         }
         const named = toResponse(yield* post("/v1/ingest/names/files", { key: secret, body: Buffer.from("u,s\n"), contentType: "text/csv", headers: { "x-file-name": "\u00adsoft.csv" } }))
         assertInvalid(named, "header", "/x-file-name")
         assert.deepStrictEqual(yield* IngestJobs.use((jobs) => jobs.list("names", { limit: 10 })), [])
+        // X-File-Name's bytes are read as UTF-8: café.csv is kept as café.csv (it was cafÃ©.csv)
+        const utf8Named = toResponse(yield* post("/v1/ingest/names/files", { key: secret, body: Buffer.from("u,s\n"), contentType: "text/csv", headers: { "x-file-name": Buffer.from("café.csv").toString("latin1") } }))
+        assert.strictEqual(utf8Named.statusCode, 202, utf8Named.body)
+        assert.strictEqual((JSON.parse(utf8Named.body) as { job: { fileName: string } }).job.fileName, "café.csv")
         const plain = toResponse(yield* post(`/v1/ingest/names/files?fileName=${encodeURIComponent("2026-11-28 users (1).csv")}`, { key: secret, body: Buffer.from("u,s\n"), contentType: "text/csv" }))
         assert.strictEqual(plain.statusCode, 202, plain.body)
       }))
