@@ -385,5 +385,38 @@ export const eventStoreSuite = <E>(name: string, storeLayer: Layer.Layer<EventSt
           assertIncreasing(positions(received))
           assert.deepStrictEqual(ids(received), ids(yield* store.readStream(stream, { fromRevision: 1 })))
         }))
+
+      it.effect("several subscriptions at different places, far behind or near the head, each get every event after their own checkpoint once, in order", () =>
+        Effect.gen(function*() {
+          const store = yield* EventStore
+          const stream = streamName("shared")
+          const base = (yield* store.appendToStream(streamName("before-shared"), events(1), "no_stream")).position
+          // far more than a store may keep in memory for its subscriptions: 12,000 events in 12 commits
+          let revision = -1
+          for (let i = 0; i < 12; i++) {
+            revision = (yield* store.appendToStream(stream, events(1_000), revision === -1 ? "no_stream" : revision)).nextRevision
+          }
+          const history = yield* store.readStream(stream)
+          const follow = (start: number, count: number) =>
+            store.subscribeToAll({ after: start === 0 ? base : history[start - 1]!.position }).pipe(
+              Stream.filter((e) => e.stream === stream),
+              Stream.take(count),
+              Stream.runCollect,
+              Effect.forkChild
+            )
+          // from the start, from the middle and near the head, started together: they pass each other's places
+          const starts = [0, 5_500, 11_000]
+          const live = 300
+          const followers = yield* Effect.forEach(starts, (start) => follow(start, 12_000 - start + live))
+          for (let i = 0; i < live; i++) revision = (yield* store.appendToStream(stream, events(1), revision)).nextRevision
+          // a late one from the start, after the others have moved the shared events on
+          const late = yield* follow(0, 12_000 + live)
+          const all = yield* store.readStream(stream)
+          for (const [i, fiber] of [...followers, late].entries()) {
+            const start = i < starts.length ? starts[i]! : 0
+            const received = yield* Fiber.join(fiber).pipe(Effect.timeout("30 seconds"))
+            assert.deepStrictEqual(ids(received), ids(all.slice(start)), `the follower from ${start}`)
+          }
+        }))
     })
   })
