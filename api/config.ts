@@ -134,7 +134,7 @@ export const PlatformConfig = Config.all({
   realtimeMaxBytes: intAtLeast(1, "REALTIME_MAX_BYTES").pipe(Config.withDefault(1_048_576)),
   /** free space an upload must leave on DATA_DIR's disk (uploads in `dir`), checked as it is written; below it uploads are refused (507) */
   uploadsMinFreeBytes: intAtLeast(0, "UPLOADS_MIN_FREE_BYTES").pipe(Config.withDefault(1_073_741_824)),
-  /** bytes of real-time bodies one process reads at once, one partner at most half; 503 + Retry-After beyond */
+  /** bytes of real-time bodies one process reads at once, one partner at most an eighth (at least one REALTIME_MAX_BYTES); 503 + Retry-After beyond */
   realtimeInflightMaxBytes: intAtLeast(1, "REALTIME_INFLIGHT_MAX_BYTES").pipe(Config.withDefault(33_554_432)),
   /** where uploads wait for their job: `dir` (DATA_DIR/uploads: every process on one machine) or `nats` (the NATS object store: processes on several machines) */
   uploadsStore: Config.Literals(["dir", "nats"], "UPLOADS_STORE").pipe(Config.withDefault("dir" as const)),

@@ -184,6 +184,9 @@ const eventStoreLayer = (config: PlatformConfig) =>
   }))
 
 /** The HTTP edge's limits, from the configuration (README: timeouts and limits). */
+/** How slowly an upload may come, at every door (HTTP, FTP, SFTP). */
+const uploadPace = (config: PlatformConfig) => ({ idleMillis: Duration.toMillis(config.uploadIdleTimeout), minBytesPerSecond: config.uploadMinBytesPerSecond })
+
 const httpLimits = (config: PlatformConfig) => ({
   bodyLimit: config.bodyLimit,
   rateLimit: config.rateLimit,
@@ -191,7 +194,7 @@ const httpLimits = (config: PlatformConfig) => ({
   maxJsonDepth: config.maxJsonDepth,
   maxConnections: config.httpMaxConnections,
   timeouts: { headersMillis: Duration.toMillis(config.httpHeadersTimeout), requestMillis: Duration.toMillis(config.httpRequestTimeout) },
-  uploadPace: { idleMillis: Duration.toMillis(config.uploadIdleTimeout), minBytesPerSecond: config.uploadMinBytesPerSecond },
+  uploadPace: uploadPace(config),
   admission: {
     commands: { capacity: config.maxInFlightCommands, queue: 0, maxWaitMillis: 0, perTenant: config.maxInFlightPerTenant },
     reads: { capacity: config.maxConcurrentReads, queue: config.readQueue, maxWaitMillis: Duration.toMillis(config.readQueueTimeout) }
@@ -244,7 +247,7 @@ const fileDoorsOptions = (config: PlatformConfig): FileDoorsOptions => {
     maxSessions: doors.maxSessions,
     maxSessionsPerPartner: doors.maxSessionsPerPartner,
     maxUploadBytes: config.uploadMaxBytes,
-    uploadPace: { idleMillis: Duration.toMillis(config.uploadIdleTimeout), minBytesPerSecond: config.uploadMinBytesPerSecond },
+    uploadPace: uploadPace(config),
     loginGrace: { idleMillis: Duration.toMillis(doors.idleTimeout) }
   }
 }

@@ -34,7 +34,7 @@ import type { IncomingMessage, ServerResponse } from "node:http"
 import { pipeline } from "node:stream"
 import { createGunzip } from "node:zlib"
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Cause, Effect, Exit, Option, Schema, Stream } from "effect"
+import { Cause, Duration, Effect, Exit, Option, Schema, Stream } from "effect"
 import { inflatesTooMuch, maxInflation } from "../domain/gzipBomb.ts"
 import { defaultUploadPace, paced, type UploadPace } from "../domain/uploadPace.ts"
 import { PayloadTooLarge, RequestBodyFailed, RequestTimeout, toProblem, UnsupportedMediaType } from "./problems.ts"
@@ -103,6 +103,17 @@ export const openUpload = (
     }))
     return Effect.succeed(body)
   })
+
+/**
+ * `read` of a whole body, failing with RequestTimeout (408) unless it ends within `within` (named by its
+ * setting): for bodies read whole before anything is done with them, which a sender keeping one open a
+ * byte at a time would otherwise hold (with what it took of a byte budget) for as long as it liked.
+ */
+export const readWithin = <A, E, R>(read: Effect.Effect<A, E, R>, within: Duration.Duration, setting: string, what: string) =>
+  read.pipe(Effect.timeoutOrElse({
+    duration: within,
+    orElse: () => Effect.fail(new RequestTimeout({ detail: `${what} must arrive whole within ${Duration.format(within)} (${setting})` }))
+  }))
 
 /** A streamed response: its item schema and, for SSE, each item's event id and name. */
 export interface Streamed {

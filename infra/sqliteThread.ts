@@ -126,18 +126,16 @@ const supervise = <Request, Answer>(start: () => Connected<Request, Answer>, nam
   let current = start()
   let startedAt = Date.now()
   let closed = false
-  const restart = Effect.suspend(() => {
-    if (closed || !current.crashed()) return Effect.void
-    if (Date.now() - startedAt < restartEveryMs) return Effect.fail(new Error(`${name} died and was restarted less than a second ago`))
-    current = start()
-    startedAt = Date.now()
-    return Effect.logWarning(`${name} died; a new one is started`)
-  })
+  // looked at only when the thread died: a request to a live one goes straight to it
+  const restarted = (request: Request) =>
+    Effect.suspend(() => {
+      if (Date.now() - startedAt < restartEveryMs) return Effect.succeed(failed(new Error(`${name} died and was restarted less than a second ago`)))
+      current = start()
+      startedAt = Date.now()
+      return Effect.andThen(Effect.logWarning(`${name} died; a new one is started`), current.request(request))
+    })
   return {
-    request: (request) =>
-      restart.pipe(
-        Effect.matchEffect({ onFailure: (cause) => Effect.succeed(failed(cause)), onSuccess: () => current.request(request) })
-      ),
+    request: (request) => (!closed && current.crashed() ? restarted(request) : current.request(request)),
     opened: Effect.suspend(() => current.opened),
     close: Effect.suspend(() => {
       closed = true

@@ -17,16 +17,16 @@ import { Metadata } from "../../domain/events/Metadata.ts"
 import { Uint64String } from "../../domain/ids.ts"
 import { IntakeError } from "../../domain/ingest/Intake.ts"
 import { forApp } from "../authorization.ts"
-import { makeByteBudget, metered } from "../byteBudget.ts"
+import { makeByteBudget, withMeteredBody } from "../byteBudget.ts"
 import { type EventsBodyLimits, readEventsBody } from "../eventsBody.ts"
-import { NotFound, problemResponse, RequestTimeout } from "../problems.ts"
+import { NotFound, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
-import { ndjson, upload } from "../streaming.ts"
+import { ndjson, readWithin, upload } from "../streaming.ts"
 
 export interface AppEventsRoutesOptions extends EventsBodyLimits {
   /** bytes of one body, after gzip is inflated (EVENTS_BODY_MAX_BYTES) */
   readonly bodyMaxBytes: number
-  /** bytes of bodies (inflated) this process holds at once, over all requests (EVENTS_INFLIGHT_MAX_BYTES); at least one body's; one app at most half */
+  /** bytes of bodies (inflated) this process holds at once, over all requests (EVENTS_INFLIGHT_MAX_BYTES); at least two bodies'; one app at most an eighth (at least one body's) */
   readonly inflightMaxBytes: number
   /** how long a body may take to arrive whole (EVENTS_BODY_TIMEOUT); 408 beyond */
   readonly bodyTimeout: Duration.Input
@@ -40,8 +40,8 @@ export const EventsAccepted = Schema.Struct({
 }).annotate({ identifier: "EventsAccepted" })
 
 export const appEventsRoutes = (options: AppEventsRoutesOptions) => {
-  const inflight = Math.max(options.inflightMaxBytes, 2 * options.bodyMaxBytes)
-  const budget = makeByteBudget(inflight, options.bodyMaxBytes)
+  const budget = makeByteBudget(options.inflightMaxBytes, options.bodyMaxBytes, { what: "event bodies", setting: "EVENTS_INFLIGHT_MAX_BYTES", owner: "app" })
+  const refused = () => new IntakeError({ operation: budget.refusal, cause: null })
   const bodyTimeout = Duration.fromInputUnsafe(options.bodyTimeout)
   return [route({
     method: "POST", url: "/v1/apps/:app/events", tags: ["events"], roles: ["app", "service"], admission: "commands",
@@ -72,20 +72,8 @@ export const appEventsRoutes = (options: AppEventsRoutesOptions) => {
         const intake = yield* EventIntake
         yield* intake.admit(params.app)
         // the body's bytes stay taken until the request ends: its events are held until they are on EVENTS
-        const taken = { bytes: 0 }
-        return yield* Effect.gen(function*() {
-          // the whole body within EVENTS_BODY_TIMEOUT: one kept open a byte at a time holds its bytes no longer
-          const refused = () =>
-            new IntakeError({
-              operation: `the event bodies this process is reading hold EVENTS_INFLIGHT_MAX_BYTES (${budget.maxBytes}, at most ${budget.maxBytesPerOwner} for one app); retry later`,
-              cause: null
-            })
-          const items = yield* readEventsBody(metered(body, budget, params.app, taken, refused), headers["content-type"], options).pipe(
-            Effect.timeoutOrElse({
-              duration: bodyTimeout,
-              orElse: () => Effect.fail(new RequestTimeout({ detail: `an events body must arrive whole within ${Duration.format(bodyTimeout)} (EVENTS_BODY_TIMEOUT)` }))
-            })
-          )
+        return yield* withMeteredBody(budget, params.app, body, refused, (metered) => Effect.gen(function*() {
+          const items = yield* readWithin(readEventsBody(metered, headers["content-type"], options), bodyTimeout, "EVENTS_BODY_TIMEOUT", "an events body")
           const now = yield* Clock.currentTimeMillis
           const accepted: Array<CheckedEvent> = []
           const rejected: Array<Rejection> = []
@@ -96,7 +84,7 @@ export const appEventsRoutes = (options: AppEventsRoutesOptions) => {
           })
           if (accepted.length > 0) yield* intake.publish({ app: params.app, receivedAt: new Date(now).toISOString(), events: accepted })
           return { status: 202 as const, body: { accepted: accepted.length, rejected } }
-        }).pipe(Effect.ensuring(Effect.sync(() => budget.give(params.app, taken.bytes))))
+        }))
       })
   })]
 }

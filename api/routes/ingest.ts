@@ -10,10 +10,10 @@ import { Intake, type UploadFormat } from "../../domain/ingest/Intake.ts"
 import { fileInFolder, MAX_FILE_NAME } from "../../domain/ingest/uploadFileName.ts"
 import * as Admission from "../admission.ts"
 import { forPartner } from "../authorization.ts"
-import { makeByteBudget, metered } from "../byteBudget.ts"
-import { InvalidRequest, NotFound, Overloaded, problemResponse, RequestTimeout } from "../problems.ts"
+import { makeByteBudget, withMeteredBody } from "../byteBudget.ts"
+import { InvalidRequest, NotFound, Overloaded, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
-import { ndjson, upload } from "../streaming.ts"
+import { ndjson, readWithin, upload } from "../streaming.ts"
 import { activePartner, PartnerId } from "./ingestPartner.ts"
 import { Limit } from "./params.ts"
 
@@ -26,7 +26,7 @@ export interface IngestRoutesOptions {
   readonly uploadMaxConcurrentPerPartner: number
   /** bytes one real-time body may have (REALTIME_MAX_BYTES) */
   readonly realtimeMaxBytes: number
-  /** bytes of real-time bodies this process reads at once (REALTIME_INFLIGHT_MAX_BYTES), a partner at most half; 503 + Retry-After beyond */
+  /** bytes of real-time bodies this process reads at once (REALTIME_INFLIGHT_MAX_BYTES), a partner at most an eighth; 503 + Retry-After beyond */
   readonly realtimeInflightMaxBytes: number
   /** how long a real-time body may take to arrive whole (HTTP_REQUEST_TIMEOUT, as a JSON body); 408 beyond */
   readonly realtimeBodyTimeout: Duration.Input
@@ -121,14 +121,9 @@ export const ingestRoutes = (options: IngestRoutesOptions) => {
   // Real-time bodies are read whole before their job: their bytes held at once are bounded, and a body
   // must come whole in time. Before (the outside attack of stop 20), bodies of 1 KB of gzip inflating
   // to 1 MiB each, kept open with empty deflate blocks, held ~1 MB apiece for as long as the sender liked.
-  const realtimeInflight = Math.max(options.realtimeInflightMaxBytes, 2 * options.realtimeMaxBytes)
-  const realtimeBudget = makeByteBudget(realtimeInflight, options.realtimeMaxBytes)
+  const realtimeBudget = makeByteBudget(options.realtimeInflightMaxBytes, options.realtimeMaxBytes, { what: "real-time bodies", setting: "REALTIME_INFLIGHT_MAX_BYTES", owner: "partner" })
   const realtimeBodyTimeout = Duration.fromInputUnsafe(options.realtimeBodyTimeout)
-  const realtimeRefused = () =>
-    new Overloaded({
-      detail: `the real-time bodies this process is reading hold REALTIME_INFLIGHT_MAX_BYTES (${realtimeBudget.maxBytes}, at most ${realtimeBudget.maxBytesPerOwner} for one partner); retry later`,
-      retryAfterSeconds: 1
-    })
+  const realtimeRefused = () => new Overloaded({ detail: realtimeBudget.refusal, retryAfterSeconds: 1 })
 
   return [
     route({
@@ -180,14 +175,8 @@ export const ingestRoutes = (options: IngestRoutesOptions) => {
         Effect.gen(function*() {
           const partner = yield* activePartner(params.partner)
           // the body's bytes stay taken until the request ends: its text is held until it is on INGEST
-          const taken = { bytes: 0 }
-          return yield* Effect.gen(function*() {
-            const chunks = yield* Stream.runCollect(metered(body, realtimeBudget, params.partner, taken, realtimeRefused)).pipe(
-              Effect.timeoutOrElse({
-                duration: realtimeBodyTimeout,
-                orElse: () => Effect.fail(new RequestTimeout({ detail: `a real-time body must arrive whole within ${Duration.format(realtimeBodyTimeout)} (HTTP_REQUEST_TIMEOUT)` }))
-              })
-            )
+          return yield* withMeteredBody(realtimeBudget, params.partner, body, realtimeRefused, (metered) => Effect.gen(function*() {
+            const chunks = yield* readWithin(Stream.runCollect(metered), realtimeBodyTimeout, "HTTP_REQUEST_TIMEOUT", "a real-time body")
             const bytes = Buffer.concat(chunks)
             const invalid = (message: string) => new InvalidRequest({ issues: [{ in: "body", path: [], message }] })
             if (bytes.length === 0) return yield* invalid("the body is empty: send at least one record")
@@ -201,7 +190,7 @@ export const ingestRoutes = (options: IngestRoutesOptions) => {
               idempotencyKey: headers["idempotency-key"]
             })
             return accepted(job)
-          }).pipe(Effect.ensuring(Effect.sync(() => realtimeBudget.give(params.partner, taken.bytes))))
+          }))
         })
     }),
     route({

@@ -14,7 +14,7 @@ import { appendEntityEvents } from "../fixtures/entityEvents.ts"
 import { layerTestNatsServer, TestNatsServer } from "../fixtures/nats.ts"
 import { ADMIN_KEY, layerTestPlatform } from "../fixtures/platform.ts"
 import { startPlatformProcess, waitUntilReady, platformEnv } from "../fixtures/platformProcess.ts"
-import { createKey, eventually, request } from "../fixtures/http.ts"
+import { eventually, partnerKey, request } from "../fixtures/http.ts"
 import { awaitAnswer, awaitClosed, rawConnect } from "../fixtures/rawHttp.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
@@ -93,14 +93,6 @@ layer(layerTestPlatform({ MAX_INFLIGHT_COMMANDS: "0" }), { excludeTestServices: 
       }))
   })
 })
-
-/** A partner and its key's secret. */
-const partnerKey = (partner: string) =>
-  Effect.gen(function*() {
-    const res = yield* request({ method: "PUT", url: `/v1/entities/partner/${partner}`, body: { name: partner } })
-    assert.oneOf(res.statusCode, [200, 201], res.body)
-    return (yield* createKey(`partner:${partner}`)).secret
-  })
 
 layer(layerTestPlatform({ MAX_INFLIGHT_PER_TENANT: "3", REALTIME_INFLIGHT_MAX_BYTES: "8388608" }), { excludeTestServices: true, timeout: 120_000 })("a tenant's share of the command slots", (it) => {
   it.effect("one partner's real-time bodies held open take its share only: its next is 503, other partners and services go on", () =>

@@ -13,7 +13,7 @@ import { route } from "../../api/route.ts"
 import { upload } from "../../api/streaming.ts"
 import { IngestJobs } from "../../domain/ingest/Job.ts"
 import { layerTestApp, TestApp } from "../fixtures/app.ts"
-import { createKey, eventually, request } from "../fixtures/http.ts"
+import { eventually, partnerKey } from "../fixtures/http.ts"
 import { ADMIN_KEY, layerTestPlatform } from "../fixtures/platform.ts"
 import { awaitAnswer, awaitClosed, type RawAnswer, rawConnect } from "../fixtures/rawHttp.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
@@ -40,14 +40,6 @@ const problemOf = (answer: RawAnswer) => {
   assert.match(answer.headers["content-type"] ?? "", /^application\/problem\+json/)
   return JSON.parse(answer.body) as { readonly status: number; readonly code: string; readonly detail?: string }
 }
-
-/** A partner and its key. */
-const partnerKey = (id: string) =>
-  Effect.gen(function*() {
-    const res = yield* request({ method: "PUT", url: `/v1/entities/partner/${id}`, body: { name: `Partner ${id}` } })
-    assert.oneOf(res.statusCode, [200, 201], res.body)
-    return (yield* createKey(`partner:${id}`)).secret
-  })
 
 const uploadHead = (partner: string, key: string, length: number) =>
   `POST /v1/ingest/${partner}/files HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer ${key}\r\n` +
