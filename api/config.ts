@@ -2,6 +2,7 @@
 import { Config, Duration, Schema, SchemaGetter } from "effect"
 import { defaultShards } from "../domain/shards.ts"
 import { isKey } from "../infra/delivery/secretsKey.ts"
+import { defaultDeliverLaneMaxChunks, defaultDeliverMaxBytes, defaultHistoryMaxBytes } from "../infra/nats/topology.ts"
 
 const intAtLeast = (minimum: number, name: string) =>
   Config.schema(Schema.FiniteFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(minimum)), name)
@@ -72,6 +73,12 @@ export const PlatformConfig = Config.all({
   )),
   /** how long HISTORY keeps events on JetStream (the event store keeps them for ever) */
   historyRetention: Config.Duration("HISTORY_RETENTION").pipe(Config.withDefault(Duration.days(30))),
+  /** bytes HISTORY keeps at most on JetStream (and its READERS mirror), the oldest going first */
+  historyMaxBytes: intAtLeast(1_048_576, "HISTORY_MAX_BYTES").pipe(Config.withDefault(defaultHistoryMaxBytes)),
+  /** bytes DELIVER holds at most; beyond, package chunks wait in the outbox (delivery.db) */
+  deliverMaxBytes: intAtLeast(1_048_576, "DELIVER_MAX_BYTES").pipe(Config.withDefault(defaultDeliverMaxBytes)),
+  /** chunks one destination lane holds on DELIVER at most; beyond, that destination's wait in the outbox */
+  deliverLaneMaxChunks: intAtLeast(1, "DELIVER_LANE_MAX_CHUNKS").pipe(Config.withDefault(defaultDeliverLaneMaxChunks)),
   /** bytes each of EVENTS_CLEAN, SESSIONS, ALERTS and RECEIPTS keeps at most (and each of their READERS mirrors); the oldest go first */
   followMaxBytes: intAtLeast(1_048_576, "FOLLOW_MAX_BYTES").pipe(Config.withDefault(4_294_967_296)),
   /** keep a point-in-time snapshot every N revisions of an entity */

@@ -296,6 +296,9 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   const topology = Layer.effectDiscard(Effect.gen(function*() {
     const streams = {
       historyMaxAge: config.historyRetention,
+      historyMaxBytes: config.historyMaxBytes,
+      deliverMaxBytes: config.deliverMaxBytes,
+      deliverLaneMaxChunks: config.deliverLaneMaxChunks,
       deadLetterMaxAge: config.deadLetterMaxAge,
       deadLetterMaxBytes: config.deadLetterMaxBytes,
       ingestMaxBytes: config.ingestMaxBytes,

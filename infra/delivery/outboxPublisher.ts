@@ -25,9 +25,15 @@
  * minutes by default; a restart takes seconds). Beyond it the chunk is stored again: a continuous one
  * is skipped by its lane's watermark (domain/delivery/Watermark.ts: its positions and seq are at or
  * below what the lane settled), a refresh's too (the lane keeps the ids of as many refresh chunks as
- * one destination's round here publishes). DELIVER refusing a chunk (full) stops the publisher with backoff; the
- * outbox on disk holds the backlog meanwhile.
+ * one destination's round here publishes).
+ *
+ * DELIVER is bounded (infra/nats/topology.ts): in chunks per lane, so that a destination that is down
+ * or slow cannot take the room of the others, and in bytes. A lane full refuses that destination's
+ * next chunk: its chunks wait in the outbox while the other destinations' go on. DELIVER full stops
+ * the round until a second later. Either way the outbox on disk holds the backlog meanwhile; nothing
+ * is dropped and a destination's chunks stay in order.
  */
+import { JetStreamApiError } from "@nats-io/jetstream"
 import { Clock, Effect, Metric, Schedule } from "effect"
 import type { Duration } from "effect"
 import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
@@ -62,6 +68,19 @@ export interface PublisherOptions {
   readonly newSplitHold?: number
 }
 
+/** Why DELIVER refused a chunk when it is full (infra/nats/topology.ts): the lane's chunks, or the stream's bytes. */
+const refusals = new Map([["maximum messages per subject exceeded", "lane full"], ["maximum bytes exceeded", "DELIVER full"]] as const)
+const refusalOf = (cause: unknown) => cause instanceof JetStreamApiError ? refusals.get(cause.message as never) : undefined
+
+/** A destination whose last chunk DELIVER refused: why and when; logged once until DELIVER takes one again */
+interface Refused {
+  readonly reason: string
+  readonly at: number
+}
+
+/** How long a destination refused waits before its next try (a lane drains as its deliverer sends). */
+const refusedRetryMs = 1_000
+
 /** A chunk stamped for an earlier incarnation than the destination's now: no deliverer takes it. */
 const isStale = (stamped: number | undefined, now: number | undefined) => stamped !== undefined && now !== undefined && stamped < now
 
@@ -70,13 +89,14 @@ const isStale = (stamped: number | undefined, now: number | undefined) => stampe
  * a lane barrier, since when (epoch ms); once it has waited `holdMs`, each round asks DELIVER once
  * whether it drained, without reading the waiting chunks.
  */
-const publishRound = (batch: number, holdMs: number, waiting: Map<string, number>) =>
+const publishRound = (batch: number, holdMs: number, waiting: Map<string, number>, refused: Map<string, Refused>) =>
   Effect.gen(function*() {
     const db = yield* PackagesDb
     const { jetstream } = yield* Nats
     const backlog = yield* DeliveryBacklog
     const destinations = yield* db.destinations
     let total = 0
+    let full = false
     for (const { deleted, destination, incarnation, nextLanes, publishedLanes } of destinations) {
       if (deleted) {
         waiting.delete(destination)
@@ -114,17 +134,40 @@ const publishRound = (batch: number, holdMs: number, waiting: Map<string, number
         yield* Effect.logInfo("package publisher: an earlier incarnation's chunks dropped from the outbox", { destination, incarnation, chunks: stale })
         continue
       }
-      const next = publishable(rows.map((row) => row.lanes), publishedLanes, changed)
-      for (const row of rows.slice(0, next.chunks)) {
-        yield* tryNats("publish to DELIVER", () => jetstream.publish(row.subject, row.chunk, { msgID: row.msgId }))
+      const before = refused.get(destination)
+      if (before !== undefined && (yield* Clock.currentTimeMillis) - before.at < refusedRetryMs) continue
+      const sending = rows.slice(0, publishable(rows.map((row) => row.lanes), publishedLanes, changed).chunks)
+      let sent = 0
+      let refusal: string | undefined
+      for (const row of sending) {
+        refusal = yield* tryNats("publish to DELIVER", () => jetstream.publish(row.subject, row.chunk, { msgID: row.msgId })).pipe(
+          Effect.as(undefined),
+          Effect.catchIf((error) => refusalOf(error.cause) !== undefined, (error) => Effect.succeed(refusalOf(error.cause)))
+        )
+        if (refusal !== undefined) break
+        sent++
       }
-      if (next.chunks > 0) yield* db.published(destination, rows[next.chunks - 1]!.id, next.lanes)
-      total += next.chunks
+      if (sent > 0) yield* db.published(destination, sending[sent - 1]!.id, lanesAfter(sending.slice(0, sent).map((row) => row.lanes), publishedLanes))
+      total += sent
+      if (refusal === undefined) {
+        if (sent > 0 && refused.delete(destination)) yield* Effect.logInfo("package publisher: DELIVER takes the destination's chunks again", { destination })
+        continue
+      }
+      if (before === undefined) {
+        yield* Effect.logWarning("package publisher: DELIVER refused a chunk; the destination's chunks wait in the outbox", { destination, reason: refusal })
+      }
+      refused.set(destination, { reason: refusal, at: yield* Clock.currentTimeMillis })
+      if (refusal === "DELIVER full") {
+        full = true
+        break
+      }
     }
-    for (const destination of waiting.keys()) if (!destinations.some((d) => d.destination === destination)) waiting.delete(destination)
+    for (const known of [waiting, refused]) {
+      for (const destination of known.keys()) if (!destinations.some((d) => d.destination === destination)) known.delete(destination)
+    }
     yield* Metric.update(laneBarriers, waiting.size)
     yield* Metric.update(chunksPublished, total)
-    return total
+    return { total, full }
   })
 
 /** Forgets each destination's head of the outbox that is on DELIVER already (a crash came between publish and delete). */
@@ -154,8 +197,9 @@ export const publishOutbox = (options: PublisherOptions = {}): Effect.Effect<nev
     const batch = options.batch ?? refreshesKept
     yield* skipPublished(batch)
     const waiting = new Map<string, number>()
-    return yield* publishRound(batch, options.newSplitHold ?? newSplitHoldMs, waiting).pipe(
-      Effect.tap((published) => published === 0 ? Effect.sleep(options.idle ?? "25 millis") : Effect.void),
+    const refused = new Map<string, Refused>()
+    return yield* publishRound(batch, options.newSplitHold ?? newSplitHoldMs, waiting, refused).pipe(
+      Effect.tap(({ total, full }) => full ? Effect.sleep(refusedRetryMs) : total === 0 ? Effect.sleep(options.idle ?? "25 millis") : Effect.void),
       Effect.forever
     )
   }).pipe(

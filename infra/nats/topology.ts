@@ -16,6 +16,12 @@ import { isApiError } from "./freshConsumer.ts"
 export interface TopologyOptions {
   /** how long HISTORY keeps events; default 30 days (auditors replay from the event store beyond it) */
   readonly historyMaxAge?: Duration.Input
+  /**
+   * bytes HISTORY keeps at most beside its age, the oldest going first; default 8 GiB. Its age alone
+   * did not bound it: a 1 GB partner file makes ~25 GB of history, twice with the READERS mirror,
+   * and once the account's JetStream is full every JetStream write fails.
+   */
+  readonly historyMaxBytes?: number
   /** how long JetStream remembers a `Nats-Msg-Id` to drop a re-publish; default 2 minutes */
   readonly duplicateWindow?: Duration.Input
   /** how long / how many bytes DEADLETTERS keeps dead letters (the oldest go first); default 30 days, 1 GiB */
@@ -34,6 +40,16 @@ export interface TopologyOptions {
    * them in 13 s from 0.73 MB of gzipped events).
    */
   readonly followMaxBytes?: number
+  /**
+   * bytes DELIVER holds at most (chunks not yet delivered); beyond, new chunks wait in the packages'
+   * outbox on disk (infra/delivery/outboxPublisher.ts); default 4 GiB
+   */
+  readonly deliverMaxBytes?: number
+  /**
+   * chunks one destination lane (`deliver.<destination>.<lane>`) holds on DELIVER at most; beyond,
+   * that destination's next chunks wait in the outbox while the others' go on; default 10,000
+   */
+  readonly deliverLaneMaxChunks?: number
 }
 
 export const defaultHistoryMaxAge: Duration.Input = "30 days"
@@ -44,6 +60,9 @@ export const defaultIngestMaxBytes = 1_073_741_824
 export const defaultEventsMaxBytes = 1_073_741_824
 export const defaultFollowMaxAge: Duration.Input = "7 days"
 export const defaultFollowMaxBytes = 4_294_967_296
+export const defaultHistoryMaxBytes = 8_589_934_592
+export const defaultDeliverMaxBytes = 4_294_967_296
+export const defaultDeliverLaneMaxChunks = 10_000
 
 const toNanos = (duration: Duration.Input) => nanos(Duration.toMillis(duration))
 
@@ -70,6 +89,7 @@ export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> =
       retention: RetentionPolicy.Limits,
       discard: DiscardPolicy.Old,
       max_age: toNanos(options.historyMaxAge ?? defaultHistoryMaxAge),
+      max_bytes: options.historyMaxBytes ?? defaultHistoryMaxBytes,
       // Direct get lets readers fetch the last event of an entity without a consumer.
       allow_direct: true,
       description: "Every event in commit order, published by the relay from the event store"
@@ -149,7 +169,12 @@ export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> =
       subjects: [allDeliver],
       // Work queue: a chunk goes once its destination's deliverer sent (or dead-lettered) every record.
       retention: RetentionPolicy.Workqueue,
+      // Full, or a lane full: the chunk is refused and waits in the outbox on disk; a destination that
+      // is down fills its own lanes only, so the others' chunks still go on.
       discard: DiscardPolicy.New,
+      max_bytes: options.deliverMaxBytes ?? defaultDeliverMaxBytes,
+      max_msgs_per_subject: options.deliverLaneMaxChunks ?? defaultDeliverLaneMaxChunks,
+      discard_new_per_subject: true,
       description: "Package chunks per destination: the durable backlog of partner delivery (issue 9)"
     } as Config,
     {

@@ -133,13 +133,22 @@ layer(layerTestNats({ duplicateWindow: "1 minute" }), { excludeTestServices: tru
       for (const name of followed) {
         assert.deepInclude((yield* tryNats("info", () => manager.streams.info(name))).config, { max_bytes: 5_000_000, discard: "old" })
       }
+      // HISTORY is a window in bytes too (8 GiB), the oldest going first; DELIVER refuses new chunks
+      // when full (4 GiB) or when one lane holds 10,000, so a destination that is down fills its own lanes only
+      assert.deepInclude((yield* tryNats("info", () => manager.streams.info(StreamNames.history))).config, { max_bytes: 8_589_934_592, discard: "old" })
+      assert.deepInclude((yield* tryNats("info", () => manager.streams.info(StreamNames.deliver))).config, {
+        max_bytes: 4_294_967_296, max_msgs_per_subject: 10_000, discard: "new", discard_new_per_subject: true, retention: "workqueue"
+      })
+      yield* ensureTopology({ duplicateWindow: "1 minute", historyMaxBytes: 7_000_000, deliverMaxBytes: 8_000_000, deliverLaneMaxChunks: 9 })
+      assert.strictEqual((yield* tryNats("info", () => manager.streams.info(StreamNames.history))).config.max_bytes, 7_000_000)
+      assert.deepInclude((yield* tryNats("info", () => manager.streams.info(StreamNames.deliver))).config, { max_bytes: 8_000_000, max_msgs_per_subject: 9 })
     }))
 
   it.effect("the READERS account mirrors HISTORY, SNAPSHOTS and the app events' streams with their settings, and is updated like them", () =>
     Effect.gen(function*() {
       const { url, platform } = yield* TestNatsServer
       const readers = ConsumerAccounts.readers
-      const topology = { historyMaxAge: "7 days", duplicateWindow: "1 minute", followMaxBytes: 6_000_000 } as const
+      const topology = { historyMaxAge: "7 days", historyMaxBytes: 5_000_000, duplicateWindow: "1 minute", followMaxBytes: 6_000_000 } as const
       yield* ensureConsumerAccounts({ url, password: platform.password, topology })
       yield* ensureConsumerAccounts({ url, password: platform.password, topology })
       const [history, snapshots, clean, names, account] = yield* Effect.gen(function*() {
@@ -165,6 +174,7 @@ layer(layerTestNats({ duplicateWindow: "1 minute" }), { excludeTestServices: tru
         assert.isFalse(info.config.mirror_direct ?? false, "nor a direct get served by the mirror for its origin")
       }
       assert.strictEqual(history.config.max_age, 7 * 24 * 3600 * 1e9)
+      assert.strictEqual(history.config.max_bytes, 5_000_000)
       assert.strictEqual(snapshots.config.max_msgs_per_subject, 1)
       assert.strictEqual(clean.config.max_bytes, 6_000_000, "a mirror is bounded as its stream")
     }))

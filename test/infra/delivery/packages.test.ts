@@ -13,6 +13,7 @@ import { publishOutbox } from "../../../infra/delivery/outboxPublisher.ts"
 import { PackagesDb } from "../../../infra/delivery/packagesDb.ts"
 import { layerSqlite as eventStore } from "../../../infra/eventstore/sqlite.ts"
 import { Nats } from "../../../infra/nats/Nats.ts"
+import type { TopologyOptions } from "../../../infra/nats/topology.ts"
 import { DeliveryPackages, packagesProjectionName } from "../../../projections/delivery/packages.ts"
 import { appendDestinationEvent, createDestination } from "../../fixtures/destinationEvents.ts"
 import { brief, deliverChunks, deliverRecords } from "../../fixtures/deliverContents.ts"
@@ -31,11 +32,11 @@ const chunksOf = (destination: string) => deliverChunks(destination)
 const recordsOf = (destination: string) => deliverRecords(destination)
 
 /** A temp dir, an event store file, a fresh nats-server with the streams, and packaging (chunks of 3 records) in this process. */
-const withPackaging = <A, E>(test: (dir: string) => Effect.Effect<A, E, EventStore | Nats | DeliveryPackages | PackagesDb | TestNatsServer>) =>
+const withPackaging = <A, E>(test: (dir: string) => Effect.Effect<A, E, EventStore | Nats | DeliveryPackages | PackagesDb | TestNatsServer>, topology: TopologyOptions = {}) =>
   Effect.gen(function*() {
     const dir = yield* tempDir("packages")
     const store = eventStore({ path: join(dir, "events.db") })
-    const base = Layer.mergeAll(store, layerTestNats())
+    const base = Layer.mergeAll(store, layerTestNats(topology))
     return yield* test(dir).pipe(
       Effect.provide(packages({ path: join(dir, "delivery.db"), chunkRecords: 3 }).pipe(Layer.provideMerge(base)))
     )
@@ -219,6 +220,62 @@ describe("delivery packages", () => {
         }
       })
     ), 60_000)
+
+  it.live("a destination whose lane on DELIVER is full waits in the outbox while the others' chunks go on; drained, its chunks follow in order, none lost", () =>
+    withPackaging(() =>
+      Effect.gen(function*() {
+        const { manager } = yield* Nats
+        const users = Array.from({ length: 12 }, (_, i) => `f${String(i).padStart(2, "0")}`)
+        yield* createDestination("d-full", [S])
+        yield* createDestination("d-other", [T])
+        for (const user of users) yield* appendProfileEvents(`cookie:${user}`, added("a", [S]))
+        // every record packaged: the lane holds 2 chunks, the rest wait in the outbox
+        const onLaneAndWaiting = Effect.all([Effect.map(recordsOf("d-full"), (rs) => rs.length), PackagesDb.use((db) => db.backlog)])
+        const [onLane, waiting] = yield* eventually(onLaneAndWaiting, ([n, b]) => n + b.records === users.length, "40 seconds")
+        assert.isAbove(waiting.chunks, 0)
+        yield* appendProfileEvents("cookie:o1", added("a", [T]))
+        yield* eventually(recordsOf("d-other"), (rs) => rs.length === 1, "40 seconds")
+        const delivered = [...yield* chunksOf("d-full")]
+        assert.deepStrictEqual(delivered.map(({ chunk }) => chunk.seq), [0, 1])
+        assert.strictEqual((yield* recordsOf("d-full")).length, onLane)
+        assert.deepStrictEqual(yield* PackagesDb.use((db) => db.backlog), waiting, "still waiting, not dropped")
+
+        // its deliverer takes what the lane holds, round by round: the rest follow, in order
+        for (let round = 0; round < 10 && delivered.flatMap(({ chunk }) => chunk.records).length < users.length; round++) {
+          yield* Effect.promise(() => manager.streams.purge(StreamNames.deliver, { filter: deliverSubject("d-full") }))
+          const next = yield* eventually(chunksOf("d-full"), (cs) => cs.length > 0, "40 seconds")
+          assert.isAtMost(next.length, 2)
+          delivered.push(...next)
+        }
+        assert.deepStrictEqual(delivered.map(({ chunk }) => chunk.seq), delivered.map((_, i) => i), "in order, none twice")
+        assert.deepStrictEqual(delivered.flatMap(({ chunk }) => chunk.records).map(brief), users.map((u) => `${u} ${S} add`))
+        assert.strictEqual((yield* PackagesDb.use((db) => db.backlog)).chunks, 0)
+      }), { deliverLaneMaxChunks: 2 }), 60_000)
+
+  it.live("DELIVER full in bytes: every destination's chunks wait in the outbox, none dropped, and follow once it drains", () =>
+    withPackaging(() =>
+      Effect.gen(function*() {
+        const { manager } = yield* Nats
+        const users = Array.from({ length: 30 }, (_, i) => `g${String(i).padStart(2, "0")}`)
+        yield* createDestination("d-big", [S])
+        yield* createDestination("d-small", [T])
+        for (const user of users) yield* appendProfileEvents(`cookie:${user}`, added("a", [S]))
+        yield* eventually(PackagesDb.use((db) => db.backlog), (b) => b.chunks > 0 && b.chunks < 10, "40 seconds")
+        yield* appendProfileEvents("cookie:o2", added("a", [T]))
+        yield* Effect.sleep("2 seconds")
+        const held = (yield* chunksOf("d-big")).length
+        assert.isAbove(held, 0)
+        assert.isBelow(held, 10, "DELIVER holds what its bytes allow")
+        assert.deepStrictEqual(yield* recordsOf("d-small"), [], "the stream is full for every destination")
+
+        // drained: everything follows, each destination's in order
+        for (let round = 0; round < 10 && (yield* PackagesDb.use((db) => db.backlog)).chunks > 0; round++) {
+          yield* Effect.promise(() => manager.streams.purge(StreamNames.deliver, { filter: deliverSubject("d-big") }))
+          yield* Effect.sleep("1500 millis")
+        }
+        assert.strictEqual((yield* PackagesDb.use((db) => db.backlog)).chunks, 0)
+        yield* eventually(recordsOf("d-small"), (rs) => rs.length === 1, "40 seconds")
+      }), { deliverMaxBytes: 2_500 }), 90_000)
 
   it.live("an outbox written before chunks were stamped keeps its rows: each with its destination, its lane count unknown", () =>
     Effect.gen(function*() {
