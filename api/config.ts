@@ -2,7 +2,9 @@
 import { Config, Duration, Schema, SchemaGetter } from "effect"
 import { defaultShards } from "../domain/shards.ts"
 import { isKey } from "../infra/delivery/secretsKey.ts"
-import { defaultDeliverLaneMaxChunks, defaultDeliverMaxBytes, defaultHistoryMaxBytes } from "../infra/nats/topology.ts"
+import {
+  defaultDeliverLaneMaxChunks, defaultDeliverMaxBytes, defaultDeliveryDeadLettersMaxBytes, defaultDeliveryDeadLettersPerDestination, defaultHistoryMaxBytes
+} from "../infra/nats/topology.ts"
 
 const intAtLeast = (minimum: number, name: string) =>
   Config.schema(Schema.FiniteFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(minimum)), name)
@@ -79,6 +81,10 @@ export const PlatformConfig = Config.all({
   deliverMaxBytes: intAtLeast(1_048_576, "DELIVER_MAX_BYTES").pipe(Config.withDefault(defaultDeliverMaxBytes)),
   /** chunks one destination lane holds on DELIVER at most; beyond, that destination's wait in the outbox */
   deliverLaneMaxChunks: intAtLeast(1, "DELIVER_LANE_MAX_CHUNKS").pipe(Config.withDefault(defaultDeliverLaneMaxChunks)),
+  /** dead letters one destination keeps at most; beyond, its lanes wait until some are replayed or discarded */
+  deliveryDeadLettersPerDestination: intAtLeast(1, "DELIVERY_DEAD_LETTERS_PER_DESTINATION").pipe(Config.withDefault(defaultDeliveryDeadLettersPerDestination)),
+  /** bytes DLQ holds at most; beyond, every lane with a record to dead-letter waits */
+  deliveryDeadLettersMaxBytes: intAtLeast(1_048_576, "DELIVERY_DEAD_LETTERS_MAX_BYTES").pipe(Config.withDefault(defaultDeliveryDeadLettersMaxBytes)),
   /** bytes each of EVENTS_CLEAN, SESSIONS, ALERTS and RECEIPTS keeps at most (and each of their READERS mirrors); the oldest go first */
   followMaxBytes: intAtLeast(1_048_576, "FOLLOW_MAX_BYTES").pipe(Config.withDefault(4_294_967_296)),
   /** keep a point-in-time snapshot every N revisions of an entity */

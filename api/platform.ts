@@ -299,6 +299,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
       historyMaxBytes: config.historyMaxBytes,
       deliverMaxBytes: config.deliverMaxBytes,
       deliverLaneMaxChunks: config.deliverLaneMaxChunks,
+      deliveryDeadLettersPerDestination: config.deliveryDeadLettersPerDestination,
+      deliveryDeadLettersMaxBytes: config.deliveryDeadLettersMaxBytes,
       deadLetterMaxAge: config.deadLetterMaxAge,
       deadLetterMaxBytes: config.deadLetterMaxBytes,
       ingestMaxBytes: config.ingestMaxBytes,

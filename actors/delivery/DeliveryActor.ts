@@ -18,10 +18,13 @@
  * others go with the same `Idempotency-Key` as before (while format and batch size stay); a package
  * chunk published again after it was delivered (the package outbox, past JetStream's duplicate window)
  * is skipped by the lane's watermark. While the circuit is open, requests wait (probing now and
- * then) and no chunk is pulled beyond the few held: the backlog stays on DELIVER. A chunk packaged
- * for a deleted predecessor of the destination (another incarnation of its id) is never sent.
+ * then) and no chunk is pulled beyond the few held: the backlog stays on DELIVER. The same while DLQ
+ * refuses the lane's dead letters (the destination's at their bound, or DLQ full): the sender holding
+ * one tries again every `deadLettersFullRetry`, and once every sender holds one the lane sends nothing
+ * more. A chunk packaged for a deleted predecessor of the destination (another incarnation of its id)
+ * is never sent.
  */
-import { Clock, Deferred, Effect, FiberSet, Metric, Option, Stream } from "effect"
+import { Clock, Deferred, Effect, FiberSet, Metric, Option, Schedule, Stream } from "effect"
 import type { Duration } from "effect"
 import { chunkId } from "../../domain/delivery/Chunk.ts"
 import * as ArrivalBound from "../../domain/delivery/ArrivalBound.ts"
@@ -81,6 +84,8 @@ export interface DeliveryActorOptions {
    * at ~5 requests/s against 50, a recovered one with its backlog left), not yet understood
    */
   readonly paceAheadMs?: number
+  /** how often a dead letter DLQ refused for its bounds is offered again; default 5 seconds */
+  readonly deadLettersFullRetry?: Duration.Input
 }
 
 /** A chunk taken from DELIVER, acked once none of its requests is left unsettled. */
@@ -353,6 +358,26 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
         })
       })
 
+    /**
+     * Stores a dead letter; while DLQ refuses it for its bounds, offers it again every
+     * `deadLettersFullRetry`, this sender waiting meanwhile. Logged when it starts and when it ends.
+     */
+    let deadLettersRefused = false
+    const storeDeadLetter = (deadLetter: DeadLetter) =>
+      ledger.deadLetter(deadLetter).pipe(
+        Effect.tapError((error) => {
+          if (error._tag !== "DeadLettersFull" || deadLettersRefused) return Effect.void
+          deadLettersRefused = true
+          return Effect.logWarning("delivery: DLQ refuses this destination's dead letters; the lane waits until some are replayed or discarded", { destination, lane, reason: error.reason })
+        }),
+        Effect.retry({ while: (error) => error._tag === "DeadLettersFull", schedule: Schedule.spaced(options.deadLettersFullRetry ?? "5 seconds") }),
+        Effect.andThen(() => {
+          if (!deadLettersRefused) return Effect.void
+          deadLettersRefused = false
+          return Effect.logInfo("delivery: DLQ takes this destination's dead letters again", { destination, lane })
+        })
+      )
+
     // continuous and refresh chunks delivered before are skipped
     const watermark = yield* makeLaneWatermark(`${destination}.${lane}`, settings.incarnation)
 
@@ -387,7 +412,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
               break
             case "DeadLetter":
               yield* logDeadLetters(step.now)
-              yield* ledger.deadLetter(step.deadLetter)
+              yield* storeDeadLetter(step.deadLetter)
               if (--step.job.chunk.unsettled === 0) yield* settle(step.job.chunk)
               run = next()
               break

@@ -16,6 +16,16 @@ export class DeliveryLedgerError extends Schema.TaggedError<DeliveryLedgerError>
   cause: Schema.Defect()
 }) {}
 
+/**
+ * DLQ refused a dead letter: the destination's letters are at their bound, or DLQ is full. Not a
+ * failure of the bus: the letter waits in its sender (and its lane sends nothing it could not
+ * dead-letter) until some letters are replayed or discarded.
+ */
+export class DeadLettersFull extends Schema.TaggedError<DeadLettersFull>()("DeadLettersFull", {
+  destination: Schema.String,
+  reason: Schema.Literals(["subject full", "stream full"])
+}) {}
+
 export class DeliveryLedger extends Context.Service<DeliveryLedger, {
   /**
    * Stores a receipt (with the others of the same event-loop round, in one message). A request repeated
@@ -24,8 +34,8 @@ export class DeliveryLedger extends Context.Service<DeliveryLedger, {
   readonly receipt: (receipt: Receipt) => Effect.Effect<void, DeliveryLedgerError>
   /** `receipt` for a hot path: `stored` is called once, with the error when it was not stored. */
   readonly storeReceipt: (receipt: Receipt, stored: (error?: DeliveryLedgerError) => void) => void
-  /** Stores a dead letter (its id is its `Nats-Msg-Id`). */
-  readonly deadLetter: (deadLetter: DeadLetter) => Effect.Effect<void, DeliveryLedgerError>
+  /** Stores a dead letter (its id is its `Nats-Msg-Id`); DeadLettersFull when DLQ refuses it for its bounds. */
+  readonly deadLetter: (deadLetter: DeadLetter) => Effect.Effect<void, DeliveryLedgerError | DeadLettersFull>
   /**
    * The request ids with a receipt or a dead letter among those starting with `prefix` (a chunk id and
    * a dot), looking at those of `destination` stored since `sinceMs`: what a new owner must not send again.

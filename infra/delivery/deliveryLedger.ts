@@ -13,7 +13,7 @@
  */
 import { Effect, Layer, Option, Schema } from "effect"
 import { DeadLetter } from "../../domain/delivery/DeadLetter.ts"
-import { DeliveryLedger, DeliveryLedgerError } from "../../domain/delivery/DeliveryLedger.ts"
+import { DeadLettersFull, DeliveryLedger, DeliveryLedgerError } from "../../domain/delivery/DeliveryLedger.ts"
 import { DelivererStatus, deliveryStatusBucket } from "../../domain/delivery/DestinationStatus.ts"
 import type { Receipt } from "../../domain/delivery/Receipt.ts"
 import { deliveryWatermarkBucket, Watermark } from "../../domain/delivery/Watermark.ts"
@@ -22,6 +22,7 @@ import { openBucket } from "../nats/buckets.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
 import { scanSubject } from "../nats/scanSubject.ts"
 import { makeAckedPublisher } from "../nats/ackedPublisher.ts"
+import { streamFull } from "../nats/streamFull.ts"
 import { makeDeadLetterIndex } from "./deadLetterIndex.ts"
 import { makeReceiptBatches, requestIdsHeader } from "./receiptBatches.ts"
 
@@ -72,7 +73,10 @@ const make = Effect.gen(function*() {
       index.reserve(deadLetter.destination, deadLetter.id).pipe(
         Effect.andThen(tryNats("publish dead letter", () =>
           publisher.publish(deliveryDeadLetterSubject(deadLetter.destination), encodeDeadLetter(deadLetter), { "Nats-Msg-Id": deadLetter.id }))),
-        Effect.mapError(toLedgerError),
+        Effect.mapError((error) => {
+          const full = streamFull(error.cause)
+          return full === undefined ? toLedgerError(error) : new DeadLettersFull({ destination: deadLetter.destination, reason: full })
+        }),
         Effect.flatMap(({ seq }) =>
           index.stored(deadLetter.destination, deadLetter.id, seq).pipe(
             Effect.catch((error) => Effect.logWarning("a dead letter was stored but its place not indexed; finding it by id scans DLQ", { id: deadLetter.id, error }))

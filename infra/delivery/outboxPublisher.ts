@@ -33,7 +33,6 @@
  * the round until a second later. Either way the outbox on disk holds the backlog meanwhile; nothing
  * is dropped and a destination's chunks stay in order.
  */
-import { JetStreamApiError } from "@nats-io/jetstream"
 import { Clock, Effect, Metric, Schedule } from "effect"
 import type { Duration } from "effect"
 import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
@@ -42,6 +41,7 @@ import { StreamNames } from "../../domain/subjects.ts"
 import { refreshesKept } from "../../domain/delivery/Watermark.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
 import { lastOnSubject } from "../nats/scanSubject.ts"
+import { streamFull, type StreamFull } from "../nats/streamFull.ts"
 import { PackagesDb } from "./packagesDb.ts"
 
 export const chunksPublished = Metric.counter("tributary_delivery_chunks_published_total", {
@@ -67,10 +67,6 @@ export interface PublisherOptions {
   /** how long at least a new split waits after it was first seen, ms; default `newSplitHoldMs` */
   readonly newSplitHold?: number
 }
-
-/** Why DELIVER refused a chunk when it is full (infra/nats/topology.ts): the lane's chunks, or the stream's bytes. */
-const refusals = new Map([["maximum messages per subject exceeded", "lane full"], ["maximum bytes exceeded", "DELIVER full"]] as const)
-const refusalOf = (cause: unknown) => cause instanceof JetStreamApiError ? refusals.get(cause.message as never) : undefined
 
 /** A destination whose last chunk DELIVER refused: why and when; logged once until DELIVER takes one again */
 interface Refused {
@@ -138,11 +134,11 @@ const publishRound = (batch: number, holdMs: number, waiting: Map<string, number
       if (before !== undefined && (yield* Clock.currentTimeMillis) - before.at < refusedRetryMs) continue
       const sending = rows.slice(0, publishable(rows.map((row) => row.lanes), publishedLanes, changed).chunks)
       let sent = 0
-      let refusal: string | undefined
+      let refusal: StreamFull | undefined
       for (const row of sending) {
         refusal = yield* tryNats("publish to DELIVER", () => jetstream.publish(row.subject, row.chunk, { msgID: row.msgId })).pipe(
           Effect.as(undefined),
-          Effect.catchIf((error) => refusalOf(error.cause) !== undefined, (error) => Effect.succeed(refusalOf(error.cause)))
+          Effect.catchIf((error) => streamFull(error.cause) !== undefined, (error) => Effect.succeed(streamFull(error.cause)))
         )
         if (refusal !== undefined) break
         sent++
@@ -157,7 +153,7 @@ const publishRound = (batch: number, holdMs: number, waiting: Map<string, number
         yield* Effect.logWarning("package publisher: DELIVER refused a chunk; the destination's chunks wait in the outbox", { destination, reason: refusal })
       }
       refused.set(destination, { reason: refusal, at: yield* Clock.currentTimeMillis })
-      if (refusal === "DELIVER full") {
+      if (refusal === "stream full") {
         full = true
         break
       }

@@ -50,6 +50,13 @@ export interface TopologyOptions {
    * that destination's next chunks wait in the outbox while the others' go on; default 10,000
    */
   readonly deliverLaneMaxChunks?: number
+  /**
+   * dead letters one destination keeps on DLQ at most, and bytes DLQ holds at most; beyond, a deliverer
+   * with a record to dead-letter waits (its lane stops sending) until some are replayed or discarded;
+   * default 1,000,000 and 4 GiB
+   */
+  readonly deliveryDeadLettersPerDestination?: number
+  readonly deliveryDeadLettersMaxBytes?: number
 }
 
 export const defaultHistoryMaxAge: Duration.Input = "30 days"
@@ -63,6 +70,8 @@ export const defaultFollowMaxBytes = 4_294_967_296
 export const defaultHistoryMaxBytes = 8_589_934_592
 export const defaultDeliverMaxBytes = 4_294_967_296
 export const defaultDeliverLaneMaxChunks = 10_000
+export const defaultDeliveryDeadLettersPerDestination = 1_000_000
+export const defaultDeliveryDeadLettersMaxBytes = 4_294_967_296
 
 const toNanos = (duration: Duration.Input) => nanos(Duration.toMillis(duration))
 
@@ -182,7 +191,11 @@ export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> =
       name: StreamNames.deliveryDeadLetters,
       subjects: [allDeliveryDeadLetters],
       retention: RetentionPolicy.Limits,
-      discard: DiscardPolicy.Old,
+      // Full, or a destination's letters at their bound: a new letter is refused (its deliverer waits), never an old one dropped.
+      discard: DiscardPolicy.New,
+      max_bytes: options.deliveryDeadLettersMaxBytes ?? defaultDeliveryDeadLettersMaxBytes,
+      max_msgs_per_subject: options.deliveryDeadLettersPerDestination ?? defaultDeliveryDeadLettersPerDestination,
+      discard_new_per_subject: true,
       description: "Records a destination refused or could not take after every attempt, kept until replayed or discarded"
     } as Config
   ]

@@ -139,6 +139,10 @@ layer(layerTestNats({ duplicateWindow: "1 minute" }), { excludeTestServices: tru
       assert.deepInclude((yield* tryNats("info", () => manager.streams.info(StreamNames.deliver))).config, {
         max_bytes: 4_294_967_296, max_msgs_per_subject: 10_000, discard: "new", discard_new_per_subject: true, retention: "workqueue"
       })
+      // DLQ refuses a destination's letters past 1,000,000, and any past 4 GiB: never an old one dropped
+      assert.deepInclude((yield* tryNats("info", () => manager.streams.info(StreamNames.deliveryDeadLetters))).config, {
+        max_bytes: 4_294_967_296, max_msgs_per_subject: 1_000_000, discard: "new", discard_new_per_subject: true, retention: "limits"
+      })
       yield* ensureTopology({ duplicateWindow: "1 minute", historyMaxBytes: 7_000_000, deliverMaxBytes: 8_000_000, deliverLaneMaxChunks: 9 })
       assert.strictEqual((yield* tryNats("info", () => manager.streams.info(StreamNames.history))).config.max_bytes, 7_000_000)
       assert.deepInclude((yield* tryNats("info", () => manager.streams.info(StreamNames.deliver))).config, { max_bytes: 8_000_000, max_msgs_per_subject: 9 })
