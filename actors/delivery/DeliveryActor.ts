@@ -470,7 +470,8 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
         failed: stats.counters.failed,
         drainRate: stats.drainRate(now),
         ...stats.quantiles(),
-        circuit: state
+        circuit: state,
+        deadLettersRefused
       }).pipe(Effect.catch((error) => Effect.logWarning("delivery: cannot write the status", { destination, lane, error })))
     })
     yield* writeStatus.pipe(Effect.delay(options.statusEvery ?? "1 second"), Effect.forever, Effect.forkScoped)

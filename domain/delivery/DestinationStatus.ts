@@ -24,7 +24,12 @@ export const DestinationStatus = Schema.Struct({
   etaSeconds: Schema.NullOr(Schema.Finite),
   latencyP50Ms: Schema.NullOr(Schema.Finite),
   latencyP99Ms: Schema.NullOr(Schema.Finite),
-  circuit: CircuitState
+  circuit: CircuitState,
+  /**
+   * a lane waits because DLQ refuses its dead letters (the destination's at their bound, or DLQ full):
+   * it sends nothing more until some are replayed or discarded (since stop 21)
+   */
+  deadLettersRefused: Schema.Boolean
 }).annotate({ identifier: "DestinationStatus" })
 export type DestinationStatus = typeof DestinationStatus.Type
 
@@ -48,7 +53,9 @@ export const DelivererStatus = Schema.Struct({
   /** time from a membership change's commit to its delivery */
   freshnessP50Ms: Schema.NullOr(Schema.Finite),
   freshnessP99Ms: Schema.NullOr(Schema.Finite),
-  circuit: CircuitState
+  circuit: CircuitState,
+  /** the last dead letter it offered was refused by DLQ for its bounds (absent: written before stop 21) */
+  deadLettersRefused: Schema.optionalKey(Schema.Boolean)
 }).annotate({ identifier: "DelivererStatus" })
 export type DelivererStatus = typeof DelivererStatus.Type
 

@@ -30,7 +30,8 @@ const slowest = (values: ReadonlyArray<number | null>): number | null =>
 
 /**
  * Counters and rates add up over lanes; the circuit shown is the worst lane's; the ETA is the backlog
- * over the rate records leave at (null when nothing drains; 0 when nothing waits).
+ * over the rate records leave at (null when nothing drains; 0 when nothing waits); dead letters are
+ * refused when a live lane says so.
  */
 export const statusOf = (parts: StatusParts): DestinationStatus => {
   const live = parts.deliverers.filter((entry) => parts.nowMillis - entry.at <= staleAfterMillis)
@@ -48,6 +49,7 @@ export const statusOf = (parts: StatusParts): DestinationStatus => {
     etaSeconds: records === 0 ? 0 : drainRate > 0 ? Math.ceil(records / drainRate) : null,
     latencyP50Ms: slowest(parts.deliverers.map((entry) => entry.latencyP50Ms)),
     latencyP99Ms: slowest(parts.deliverers.map((entry) => entry.latencyP99Ms)),
-    circuit: parts.deliverers.reduce<CircuitState>((state, entry) => worst[entry.circuit] > worst[state] ? entry.circuit : state, "closed")
+    circuit: parts.deliverers.reduce<CircuitState>((state, entry) => worst[entry.circuit] > worst[state] ? entry.circuit : state, "closed"),
+    deadLettersRefused: live.some((entry) => entry.deadLettersRefused === true)
   }
 }

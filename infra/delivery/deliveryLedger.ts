@@ -22,7 +22,8 @@ import { openBucket } from "../nats/buckets.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
 import { scanSubject } from "../nats/scanSubject.ts"
 import { makeAckedPublisher } from "../nats/ackedPublisher.ts"
-import { streamFull } from "../nats/streamFull.ts"
+import { makeStreamBytes } from "../nats/streamBytes.ts"
+import { streamFull, type StreamFull } from "../nats/streamFull.ts"
 import { makeDeadLetterIndex } from "./deadLetterIndex.ts"
 import { makeReceiptBatches, requestIdsHeader } from "./receiptBatches.ts"
 
@@ -41,6 +42,7 @@ const make = Effect.gen(function*() {
 
   const index = yield* makeDeadLetterIndex.pipe(Effect.mapError(toLedgerError))
   const publisher = yield* makeAckedPublisher(connection)
+  const dlqBytes = yield* makeStreamBytes(StreamNames.deliveryDeadLetters)
   const receiptStored = makeReceiptBatches((destination, body, headers) => publisher.publish(receiptSubject(destination), body, headers))
   const storeReceipt = (receipt: Receipt, stored: (error?: DeliveryLedgerError) => void) =>
     receiptStored(receipt, (failure) => stored(failure === undefined ? undefined : new DeliveryLedgerError({ operation: "publish receipt", cause: failure.cause })))
@@ -69,20 +71,27 @@ const make = Effect.gen(function*() {
     storeReceipt,
     // reserved in the index first, so that the index knows every letter (deadLetterIndex.ts); once stored,
     // a failure to write its sequence only leaves it found by a scan
-    deadLetter: (deadLetter) =>
-      index.reserve(deadLetter.destination, deadLetter.id).pipe(
+    deadLetter: (deadLetter) => {
+      const text = encodeDeadLetter(deadLetter)
+      const full = (reason: StreamFull) => new DeadLettersFull({ destination: deadLetter.destination, reason })
+      return dlqBytes.admit(Buffer.byteLength(text)).pipe(
+        Effect.mapError(toLedgerError),
+        Effect.flatMap((admitted): Effect.Effect<void, DeliveryLedgerError | DeadLettersFull> =>
+          admitted ? index.reserve(deadLetter.destination, deadLetter.id).pipe(Effect.mapError(toLedgerError)) : Effect.fail(full("stream full"))),
         Effect.andThen(tryNats("publish dead letter", () =>
-          publisher.publish(deliveryDeadLetterSubject(deadLetter.destination), encodeDeadLetter(deadLetter), { "Nats-Msg-Id": deadLetter.id }))),
-        Effect.mapError((error) => {
-          const full = streamFull(error.cause)
-          return full === undefined ? toLedgerError(error) : new DeadLettersFull({ destination: deadLetter.destination, reason: full })
-        }),
+          publisher.publish(deliveryDeadLetterSubject(deadLetter.destination), text, { "Nats-Msg-Id": deadLetter.id })).pipe(
+            Effect.mapError((error) => {
+              const reason = streamFull(error.cause)
+              return reason === undefined ? toLedgerError(error) : full(reason)
+            })
+          )),
         Effect.flatMap(({ seq }) =>
           index.stored(deadLetter.destination, deadLetter.id, seq).pipe(
             Effect.catch((error) => Effect.logWarning("a dead letter was stored but its place not indexed; finding it by id scans DLQ", { id: deadLetter.id, error }))
           )
         )
-      ),
+      )
+    },
     receiptsOf,
     // one that does not decode (written by another version) counts as none: chunks are sent, never skipped
     watermark: (key) =>

@@ -28,7 +28,7 @@
  * one destination's round here publishes).
  *
  * DELIVER is bounded (infra/nats/topology.ts): in chunks per lane, so that a destination that is down
- * or slow cannot take the room of the others, and in bytes. A lane full refuses that destination's
+ * or slow cannot take the room of the others, and in bytes (kept here: infra/nats/streamBytes.ts). A lane full refuses that destination's
  * next chunk: its chunks wait in the outbox while the other destinations' go on. DELIVER full stops
  * the round until a second later. Either way the outbox on disk holds the backlog meanwhile; nothing
  * is dropped and a destination's chunks stay in order.
@@ -41,6 +41,7 @@ import { StreamNames } from "../../domain/subjects.ts"
 import { refreshesKept } from "../../domain/delivery/Watermark.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
 import { lastOnSubject } from "../nats/scanSubject.ts"
+import { makeStreamBytes, type StreamBytes } from "../nats/streamBytes.ts"
 import { streamFull, type StreamFull } from "../nats/streamFull.ts"
 import { PackagesDb } from "./packagesDb.ts"
 
@@ -70,7 +71,7 @@ export interface PublisherOptions {
 
 /** A destination whose last chunk DELIVER refused: why and when; logged once until DELIVER takes one again */
 interface Refused {
-  readonly reason: string
+  readonly reason: StreamFull
   readonly at: number
 }
 
@@ -85,7 +86,7 @@ const isStale = (stamped: number | undefined, now: number | undefined) => stampe
  * a lane barrier, since when (epoch ms); once it has waited `holdMs`, each round asks DELIVER once
  * whether it drained, without reading the waiting chunks.
  */
-const publishRound = (batch: number, holdMs: number, waiting: Map<string, number>, refused: Map<string, Refused>) =>
+const publishRound = (batch: number, holdMs: number, waiting: Map<string, number>, refused: Map<string, Refused>, deliverBytes: StreamBytes) =>
   Effect.gen(function*() {
     const db = yield* PackagesDb
     const { jetstream } = yield* Nats
@@ -136,10 +137,12 @@ const publishRound = (batch: number, holdMs: number, waiting: Map<string, number
       let sent = 0
       let refusal: StreamFull | undefined
       for (const row of sending) {
-        refusal = yield* tryNats("publish to DELIVER", () => jetstream.publish(row.subject, row.chunk, { msgID: row.msgId })).pipe(
-          Effect.as(undefined),
-          Effect.catchIf((error) => streamFull(error.cause) !== undefined, (error) => Effect.succeed(streamFull(error.cause)))
-        )
+        refusal = (yield* deliverBytes.admit(Buffer.byteLength(row.chunk)))
+          ? yield* tryNats("publish to DELIVER", () => jetstream.publish(row.subject, row.chunk, { msgID: row.msgId })).pipe(
+            Effect.as(undefined),
+            Effect.catchIf((error) => streamFull(error.cause) !== undefined, (error) => Effect.succeed(streamFull(error.cause)))
+          )
+          : "stream full"
         if (refusal !== undefined) break
         sent++
       }
@@ -194,7 +197,8 @@ export const publishOutbox = (options: PublisherOptions = {}): Effect.Effect<nev
     yield* skipPublished(batch)
     const waiting = new Map<string, number>()
     const refused = new Map<string, Refused>()
-    return yield* publishRound(batch, options.newSplitHold ?? newSplitHoldMs, waiting, refused).pipe(
+    const deliverBytes = yield* makeStreamBytes(StreamNames.deliver)
+    return yield* publishRound(batch, options.newSplitHold ?? newSplitHoldMs, waiting, refused, deliverBytes).pipe(
       Effect.tap(({ total, full }) => full ? Effect.sleep(refusedRetryMs) : total === 0 ? Effect.sleep(options.idle ?? "25 millis") : Effect.void),
       Effect.forever
     )

@@ -6,7 +6,8 @@
  * copies are dropped by the device pipeline's dedupe anyway.
  *
  * Backpressure, three bounds, all refused with IntakeError (503 + Retry-After), never buffered:
- * - EVENTS is discard-new with EVENTS_MAX_BYTES: a publish into a full stream is refused by JetStream;
+ * - EVENTS holds at most EVENTS_MAX_BYTES, kept here before publishing (infra/nats/streamBytes.ts:
+ *   JetStream's own byte bound drops old messages on nats-server 2.9, so it is only a backstop);
  * - EVENTS is a work queue, so what it holds for `events.<app>` is exactly the batches the app's device
  *   pipeline has not finished: above EVENTS_MAX_PENDING the app is refused before anything is read.
  *   That count is read from the stream (per subject) at most about once a second per app;
@@ -30,6 +31,7 @@ import { groupsBySize } from "../../domain/groupsBySize.ts"
 import { IntakeError } from "../../domain/ingest/Intake.ts"
 import { eventsSubject, StreamNames } from "../../domain/subjects.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
+import { makeStreamBytes } from "../nats/streamBytes.ts"
 
 export interface EventIntakeOptions {
   /** characters of one EventBatch message at most (nats.conf's max_payload is 8 MB); default 512 KiB */
@@ -73,6 +75,7 @@ const message = (app: string, receivedAt: string, events: ReadonlyArray<CheckedE
 export const make = (options: EventIntakeOptions = {}) =>
   Effect.gen(function*() {
     const { jetstream, manager } = yield* Nats
+    const eventsBytes = yield* makeStreamBytes(StreamNames.events)
     const messageMaxBytes = options.messageMaxBytes ?? 524_288
     const maxPending = options.maxPending ?? 10_000
     const appMaxBytes = options.appMaxBytes ?? Number.POSITIVE_INFINITY
@@ -152,15 +155,19 @@ export const make = (options: EventIntakeOptions = {}) =>
           // each message within messageMaxBytes (JetStream's max_payload; smaller messages also keep the pipeline's batches even)
           const messages = groupsBySize(events, (e) => e.json.length + 1, messageMaxBytes).map((group) => message(app, receivedAt, group))
           const sizes = messages.map((m) => Buffer.byteLength(m.text))
-          return Effect.flatMap(backlogNow(app), ([backlog, now]) => {
+          const total = sizes.reduce((a, b) => a + b, 0)
+          return eventsBytes.admit(total).pipe(
+            Effect.mapError((error) => new IntakeError({ operation: "read EVENTS' size", cause: error.cause })),
+            Effect.flatMap((admitted) => admitted ? backlogNow(app) : refuse(fullOperation))
+          ).pipe(Effect.flatMap(([backlog, now]) => {
             // checked and reserved in one synchronous step: no other request of the app between them
-            const refused = refusal(app, backlog, messages.length, sizes.reduce((a, b) => a + b, 0), now)
+            const refused = refusal(app, backlog, messages.length, total, now)
             if (refused !== undefined) return refuse(refused)
             reserve(app, sizes, now)
             return Effect.forEach(messages, ({ text, id }) => publishOne(app, text, id), { concurrency: "unbounded", discard: true }).pipe(
               Effect.as(messages.length)
             )
-          })
+          }))
         })
     })
   })

@@ -22,14 +22,19 @@ import { Uploads } from "../../domain/ingest/Uploads.ts"
 import { ingestSubject, StreamNames } from "../../domain/subjects.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
 import { Nats } from "../nats/Nats.ts"
+import { makeStreamBytes } from "../nats/streamBytes.ts"
 import { realtimeDigest } from "./realtimeDigest.ts"
 
 /** The job id of a real-time POST with an Idempotency-Key: the same key of the same partner is the same job. */
 export const keyedJobId = (partner: string, key: string): string =>
   createHash("sha256").update(`${partner}\n${key}`).digest("hex").slice(0, 32)
 
-/** INGEST refuses new messages once it holds INGEST_MAX_BYTES (discard new): a flood is refused, not work dropped. */
+/**
+ * INGEST takes no more once it holds INGEST_MAX_BYTES (kept here, infra/nats/streamBytes.ts; JetStream's
+ * own bound, twice that, refuses too): a flood is refused, not work dropped.
+ */
 const isFull = (cause: unknown) => /maximum (bytes|messages) exceeded|insufficient resources/i.test(String((cause as Error)?.message ?? cause))
+const full = "INGEST is full (INGEST_MAX_BYTES); retry later"
 
 const encodeMessage = Schema.encodeSync(Schema.fromJsonString(IngestMessage))
 
@@ -39,24 +44,21 @@ export const layer = Layer.effect(
     const uploads = yield* Uploads
     const jobs = yield* IngestJobs
     const { jetstream } = yield* Nats
+    const ingestBytes = yield* makeStreamBytes(StreamNames.ingest)
 
     /** Stored on INGEST (acknowledged by JetStream), or failed: a full stream at once, a hiccup after a few tries. */
-    const publish = (message: IngestMessage) =>
-      Effect.tryPromise({
-        try: () =>
-          jetstream.publish(ingestSubject(message.partner), encodeMessage(message), {
-            msgID: message.jobId,
-            expect: { streamName: StreamNames.ingest }
-          }),
-        catch: (cause) =>
-          new IntakeError({
-            operation: isFull(cause) ? "INGEST is full (INGEST_MAX_BYTES); retry later" : "publish to INGEST",
-            cause
-          })
-      }).pipe(
-        Effect.retry({ schedule: Schedule.exponential("100 millis"), times: 3, while: (error) => !error.operation.startsWith("INGEST is full") }),
+    const publish = (message: IngestMessage) => {
+      const text = encodeMessage(message)
+      const stored = Effect.tryPromise({
+        try: () => jetstream.publish(ingestSubject(message.partner), text, { msgID: message.jobId, expect: { streamName: StreamNames.ingest } }),
+        catch: (cause) => new IntakeError({ operation: isFull(cause) ? full : "publish to INGEST", cause })
+      }).pipe(Effect.retry({ schedule: Schedule.exponential("100 millis"), times: 3, while: (error) => error.operation !== full }))
+      return ingestBytes.admit(Buffer.byteLength(text)).pipe(
+        Effect.mapError((error) => new IntakeError({ operation: "read INGEST's size", cause: error.cause })),
+        Effect.flatMap((admitted) => admitted ? stored : Effect.fail(new IntakeError({ operation: full, cause: null }))),
         Effect.asVoid
       )
+    }
 
     return Intake.of({
       file: (input) =>

@@ -12,6 +12,7 @@ import {
 } from "../../domain/subjects.ts"
 import { Nats, NatsError, tryNats } from "./Nats.ts"
 import { isApiError } from "./freshConsumer.ts"
+import { backstopBytes } from "./streamBytes.ts"
 
 export interface TopologyOptions {
   /** how long HISTORY keeps events; default 30 days (auditors replay from the event store beyond it) */
@@ -42,7 +43,7 @@ export interface TopologyOptions {
   readonly followMaxBytes?: number
   /**
    * bytes DELIVER holds at most (chunks not yet delivered); beyond, new chunks wait in the packages'
-   * outbox on disk (infra/delivery/outboxPublisher.ts); default 4 GiB
+   * outbox on disk (infra/delivery/outboxPublisher.ts); default 2 GiB
    */
   readonly deliverMaxBytes?: number
   /**
@@ -53,7 +54,7 @@ export interface TopologyOptions {
   /**
    * dead letters one destination keeps on DLQ at most, and bytes DLQ holds at most; beyond, a deliverer
    * with a record to dead-letter waits (its lane stops sending) until some are replayed or discarded;
-   * default 1,000,000 and 4 GiB
+   * default 1,000,000 and 2 GiB
    */
   readonly deliveryDeadLettersPerDestination?: number
   readonly deliveryDeadLettersMaxBytes?: number
@@ -68,10 +69,10 @@ export const defaultEventsMaxBytes = 1_073_741_824
 export const defaultFollowMaxAge: Duration.Input = "7 days"
 export const defaultFollowMaxBytes = 4_294_967_296
 export const defaultHistoryMaxBytes = 8_589_934_592
-export const defaultDeliverMaxBytes = 4_294_967_296
+export const defaultDeliverMaxBytes = 2_147_483_648
 export const defaultDeliverLaneMaxChunks = 10_000
 export const defaultDeliveryDeadLettersPerDestination = 1_000_000
-export const defaultDeliveryDeadLettersMaxBytes = 4_294_967_296
+export const defaultDeliveryDeadLettersMaxBytes = 2_147_483_648
 
 const toNanos = (duration: Duration.Input) => nanos(Duration.toMillis(duration))
 
@@ -141,9 +142,10 @@ export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> =
       // Work queue: a job's message goes once its translator (one durable consumer per partner,
       // `ingest.<partner>`, non-overlapping) acknowledged it done or failed.
       retention: RetentionPolicy.Workqueue,
-      // Full: a new message is refused (the door answers 503), never old work dropped.
+      // Full: a new message is refused (the door answers 503), never old work dropped. Its publishers
+      // keep INGEST_MAX_BYTES; JetStream's max_bytes is a backstop at twice that (streamBytes.ts).
       discard: DiscardPolicy.New,
-      max_bytes: options.ingestMaxBytes ?? defaultIngestMaxBytes,
+      max_bytes: backstopBytes(options.ingestMaxBytes ?? defaultIngestMaxBytes),
       description: "Ingestion work per partner: stored files' jobs and real-time bodies (infra/ingest/intake.ts)"
     } as Config,
     {
@@ -152,9 +154,10 @@ export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> =
       subjects: [allEvents],
       // Work queue: a batch goes once the app's device shards committed what it produced.
       retention: RetentionPolicy.Workqueue,
-      // Full: the intake answers 503 + Retry-After, never drops what it acknowledged.
+      // Full: the intake answers 503 + Retry-After, never drops what it acknowledged. Kept by the
+      // intake at EVENTS_MAX_BYTES; JetStream's max_bytes is a backstop at twice that (streamBytes.ts).
       discard: DiscardPolicy.New,
-      max_bytes: options.eventsMaxBytes ?? defaultEventsMaxBytes,
+      max_bytes: backstopBytes(options.eventsMaxBytes ?? defaultEventsMaxBytes),
       description: "App events as SDKs sent them, per app (issue 8)"
     } as Config,
     ...[
@@ -179,9 +182,10 @@ export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> =
       // Work queue: a chunk goes once its destination's deliverer sent (or dead-lettered) every record.
       retention: RetentionPolicy.Workqueue,
       // Full, or a lane full: the chunk is refused and waits in the outbox on disk; a destination that
-      // is down fills its own lanes only, so the others' chunks still go on.
+      // is down fills its own lanes only, so the others' chunks still go on. Bytes kept by the publisher
+      // (a backstop at twice them here: streamBytes.ts); the lanes' count by JetStream, which keeps counts exactly.
       discard: DiscardPolicy.New,
-      max_bytes: options.deliverMaxBytes ?? defaultDeliverMaxBytes,
+      max_bytes: backstopBytes(options.deliverMaxBytes ?? defaultDeliverMaxBytes),
       max_msgs_per_subject: options.deliverLaneMaxChunks ?? defaultDeliverLaneMaxChunks,
       discard_new_per_subject: true,
       description: "Package chunks per destination: the durable backlog of partner delivery (issue 9)"
@@ -191,9 +195,10 @@ export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> =
       name: StreamNames.deliveryDeadLetters,
       subjects: [allDeliveryDeadLetters],
       retention: RetentionPolicy.Limits,
-      // Full, or a destination's letters at their bound: a new letter is refused (its deliverer waits), never an old one dropped.
+      // Full, or a destination's letters at their bound: a new letter is refused (its deliverer waits),
+      // never an old one dropped. Bytes kept by the deliverers (a backstop at twice them: streamBytes.ts).
       discard: DiscardPolicy.New,
-      max_bytes: options.deliveryDeadLettersMaxBytes ?? defaultDeliveryDeadLettersMaxBytes,
+      max_bytes: backstopBytes(options.deliveryDeadLettersMaxBytes ?? defaultDeliveryDeadLettersMaxBytes),
       max_msgs_per_subject: options.deliveryDeadLettersPerDestination ?? defaultDeliveryDeadLettersPerDestination,
       discard_new_per_subject: true,
       description: "Records a destination refused or could not take after every attempt, kept until replayed or discarded"

@@ -219,7 +219,7 @@ layer(layerTestPlatform({ DELIVERY_ENABLED: "false" }), { excludeTestServices: t
         yield* createDestination("status-dsp", { ratePerSecond: 50 })
         assert.deepStrictEqual(yield* status("status-dsp"), {
           ratePerSecond: 50, currentRate: 0, sent: 0, succeeded: 0, retried: 0, failed: 0, deadLetters: 0, backlog: 0, etaSeconds: 0,
-          latencyP50Ms: null, latencyP99Ms: null, circuit: "closed"
+          latencyP50Ms: null, latencyP99Ms: null, circuit: "closed", deadLettersRefused: false
         })
 
         // chunks as packages publishes them (no record-count header: counted from their bodies), one of them with the header
@@ -245,7 +245,7 @@ layer(layerTestPlatform({ DELIVERY_ENABLED: "false" }), { excludeTestServices: t
 
         assert.deepStrictEqual(yield* status("status-dsp"), {
           ratePerSecond: 50, currentRate: 34, sent: 120, succeeded: 100, retried: 15, failed: 5, deadLetters: 1, backlog: 9, etaSeconds: 3,
-          latencyP50Ms: 12, latencyP99Ms: 80, circuit: "half-open"
+          latencyP50Ms: 12, latencyP99Ms: 80, circuit: "half-open", deadLettersRefused: false
         })
 
         // per-lane entries add up

@@ -9,10 +9,12 @@ import { assert, layer } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
 import { deliverLane, type LaneSettings } from "../../../actors/delivery/DeliveryActor.ts"
 import { type Chunk, chunkId } from "../../../domain/delivery/Chunk.ts"
+import { type DelivererStatus, deliveryStatusBucket } from "../../../domain/delivery/DestinationStatus.ts"
 import { deliverSubject, deliveryDeadLetterSubject, StreamNames } from "../../../domain/subjects.ts"
 import * as DeliveryLedgerJetStream from "../../../infra/delivery/deliveryLedger.ts"
 import * as DeliveryQueueJetStream from "../../../infra/delivery/deliveryQueue.ts"
 import * as PartnerHttpUndici from "../../../infra/delivery/partnerHttp.ts"
+import { openBucket } from "../../../infra/nats/buckets.ts"
 import { layerClusterFor } from "../../../infra/nats/cluster.ts"
 import { Nats, tryNats } from "../../../infra/nats/Nats.ts"
 import { eventually } from "../../fixtures/http.ts"
@@ -75,6 +77,11 @@ layer(deliveryLayer, { excludeTestServices: true, timeout: 90_000 })("DLQ at its
       assert.deepStrictEqual((yield* letters).length, 3)
       const onDeliver = yield* streamMessages(StreamNames.deliver)
       assert.deepStrictEqual(onDeliver.map((m) => m.subject), [deliverSubject("acme", 0)], "acme's chunk waits, not acked")
+      // and its status says why (the other's does not)
+      const statuses = yield* openBucket(deliveryStatusBucket)
+      const refused = (key: string) => Effect.promise(() => statuses.get(key)).pipe(Effect.map((entry) => entry?.json<DelivererStatus>().deadLettersRefused))
+      assert.isTrue(yield* eventually(refused("acme.0"), (r) => r === true, "10 seconds"))
+      assert.isFalse(yield* refused("other.0"))
 
       // its letters discarded: the held ones are stored, then the last request goes and is dead-lettered too
       yield* tryNats("discard", () => manager.streams.purge(StreamNames.deliveryDeadLetters, { filter: deliveryDeadLetterSubject("acme") }))
@@ -82,6 +89,7 @@ layer(deliveryLayer, { excludeTestServices: true, timeout: 90_000 })("DLQ at its
       yield* eventually(streamMessages(StreamNames.deliver), (ms) => ms.length === 0, "30 seconds")
       assert.sameMembers([...stored, ...rest], users.map((_, i) => `acme.0.continuous.0.${i}`), "every record dead-lettered once: none lost, none twice")
       assert.strictEqual((yield* destinationStats(simulator.url, "acme")).failed, users.length, "each request sent once")
+      yield* eventually(refused("acme.0"), (r) => r === false, "10 seconds")
       yield* Fiber.interrupt(lanes)
     }))
 })

@@ -14,8 +14,15 @@ describe("statusOf", () => {
     const status = statusOf({ ...parts, deliverers: [entry(), entry({ process: "p2", sent: 5, drainRate: 10, latencyP99Ms: 90, latencyP50Ms: null, circuit: "half-open" })] })
     assert.deepStrictEqual(status, {
       ratePerSecond: 100, currentRate: 180, sent: 15, succeeded: 16, retried: 2, failed: 2, deadLetters: 4, backlog: 120, etaSeconds: 2,
-      latencyP50Ms: 10, latencyP99Ms: 90, circuit: "half-open"
+      latencyP50Ms: 10, latencyP99Ms: 90, circuit: "half-open", deadLettersRefused: false
     })
+  })
+
+  it("dead letters are refused when a live lane says so; a stale lane's word no longer counts", () => {
+    const refusing = entry({ process: "p2", deadLettersRefused: true })
+    assert.isTrue(statusOf({ ...parts, deliverers: [entry(), refusing] }).deadLettersRefused)
+    assert.isFalse(statusOf({ ...parts, deliverers: [entry(), { ...refusing, at: now - staleAfterMillis - 1 }] }).deadLettersRefused)
+    assert.isFalse(statusOf({ ...parts, deliverers: [entry({ deadLettersRefused: false })] }).deadLettersRefused)
   })
 
   it("a stale entry's counters stay but its rates no longer count: nothing drains, so no ETA", () => {
