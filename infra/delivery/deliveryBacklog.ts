@@ -11,6 +11,7 @@ import { Chunk, chunkId } from "../../domain/delivery/Chunk.ts"
 import { DeliveryBacklog, DeliveryBacklogError } from "../../domain/delivery/DeliveryBacklog.ts"
 import { allDeliver, deliverSubject, destinationLanes, StreamNames } from "../../domain/subjects.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
+import { makeStreamBytes } from "../nats/streamBytes.ts"
 import { nextSequence, purgeBefore } from "../nats/subjectPurge.ts"
 
 const stream = StreamNames.deliver
@@ -52,14 +53,19 @@ export const make = Effect.gen(function*() {
       return { chunks, records: estimated }
     })
 
+  // DELIVER's bytes, kept before each publish (infra/nats/streamBytes.ts)
+  const deliverBytes = yield* makeStreamBytes(stream)
   const enqueue = (chunk: Chunk) =>
     Effect.gen(function*() {
       const headers = natsHeaders()
       headers.set(recordsHeader, String(chunk.records.length))
-      yield* tryNats("enqueue chunk", () =>
-        jetstream.publish(deliverSubject(chunk.destination, chunk.lane), encodeChunk(chunk), { msgID: chunkId(chunk), headers })).pipe(
-          Effect.mapError(fail("enqueue"))
-        )
+      const text = encodeChunk(chunk)
+      if (!(yield* deliverBytes.admit(Buffer.byteLength(text)).pipe(Effect.mapError(fail("info"))))) {
+        return yield* new DeliveryBacklogError({ operation: "DELIVER is full (DELIVER_MAX_BYTES); retry later", cause: null })
+      }
+      yield* tryNats("enqueue chunk", () => jetstream.publish(deliverSubject(chunk.destination, chunk.lane), text, { msgID: chunkId(chunk), headers })).pipe(
+        Effect.mapError(fail("enqueue"))
+      )
     })
 
   const lanesWaiting = (destination?: string) =>
