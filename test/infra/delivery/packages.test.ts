@@ -42,6 +42,23 @@ const withPackaging = <A, E>(test: (dir: string) => Effect.Effect<A, E, EventSto
     )
   }).pipe(Effect.scoped)
 
+type OnDeliver = Effect.Success<ReturnType<typeof chunksOf>>
+
+/**
+ * As the destination's deliverer would: takes what DELIVER holds of it (those read into `delivered`, not
+ * what the publisher put there since), round by round, until `records` have come; `each` sees a round's chunks.
+ */
+const drain = (destination: string, delivered: Array<OnDeliver[number]>, records: number, each: (next: OnDeliver) => void = () => {}) =>
+  Effect.gen(function*() {
+    const { manager } = yield* Nats
+    for (let round = 0; round < 20 && delivered.flatMap(({ chunk }) => chunk.records).length < records; round++) {
+      yield* Effect.promise(() => manager.streams.purge(StreamNames.deliver, { filter: deliverSubject(destination), seq: delivered.at(-1)!.seq + 1 }))
+      const next = yield* eventually(chunksOf(destination), (cs) => cs.length > 0, "40 seconds")
+      each(next)
+      delivered.push(...next)
+    }
+  })
+
 describe("delivery packages", () => {
   it.live("sends a destination the add and remove records of its segments only, in commit order, in bounded chunks", () =>
     withPackaging(() =>
@@ -224,7 +241,6 @@ describe("delivery packages", () => {
   it.live("a destination whose lane on DELIVER is full waits in the outbox while the others' chunks go on; drained, its chunks follow in order, none lost", () =>
     withPackaging(() =>
       Effect.gen(function*() {
-        const { manager } = yield* Nats
         const users = Array.from({ length: 12 }, (_, i) => `f${String(i).padStart(2, "0")}`)
         yield* createDestination("d-full", [S])
         yield* createDestination("d-other", [T])
@@ -241,13 +257,7 @@ describe("delivery packages", () => {
         assert.deepStrictEqual(yield* PackagesDb.use((db) => db.backlog), waiting, "still waiting, not dropped")
 
         // its deliverer takes what the lane holds, round by round: the rest follow, in order
-        for (let round = 0; round < 10 && delivered.flatMap(({ chunk }) => chunk.records).length < users.length; round++) {
-          // what was read, not what the publisher put there since
-          yield* Effect.promise(() => manager.streams.purge(StreamNames.deliver, { filter: deliverSubject("d-full"), seq: delivered.at(-1)!.seq + 1 }))
-          const next = yield* eventually(chunksOf("d-full"), (cs) => cs.length > 0, "40 seconds")
-          assert.isAtMost(next.length, 2)
-          delivered.push(...next)
-        }
+        yield* drain("d-full", delivered, users.length, (next) => assert.isAtMost(next.length, 2))
         assert.deepStrictEqual(delivered.map(({ chunk }) => chunk.seq), delivered.map((_, i) => i), "in order, none twice")
         assert.deepStrictEqual(delivered.flatMap(({ chunk }) => chunk.records).map(brief), users.map((u) => `${u} ${S} add`))
         assert.strictEqual((yield* PackagesDb.use((db) => db.backlog)).chunks, 0)
@@ -271,10 +281,7 @@ describe("delivery packages", () => {
 
         // drained round by round (its deliverer taking what DELIVER holds): everything follows, in order, once
         const delivered = [...yield* chunksOf("d-big")]
-        for (let round = 0; round < 20 && delivered.flatMap(({ chunk }) => chunk.records).length < users.length; round++) {
-          yield* Effect.promise(() => manager.streams.purge(StreamNames.deliver, { filter: deliverSubject("d-big"), seq: delivered.at(-1)!.seq + 1 }))
-          delivered.push(...yield* eventually(chunksOf("d-big"), (cs) => cs.length > 0, "40 seconds"))
-        }
+        yield* drain("d-big", delivered, users.length)
         assert.deepStrictEqual(delivered.map(({ chunk }) => chunk.seq), delivered.map((_, i) => i), "in order, none twice")
         assert.deepStrictEqual(delivered.flatMap(({ chunk }) => chunk.records).map(brief), users.map((u) => `${u} ${S} add`))
         // the last of them taken too: the other destination's chunk, waiting while DELIVER was full, follows
