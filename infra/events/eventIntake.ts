@@ -156,18 +156,19 @@ export const make = (options: EventIntakeOptions = {}) =>
           const messages = groupsBySize(events, (e) => e.json.length + 1, messageMaxBytes).map((group) => message(app, receivedAt, group))
           const sizes = messages.map((m) => Buffer.byteLength(m.text))
           const total = sizes.reduce((a, b) => a + b, 0)
-          return eventsBytes.admit(total).pipe(
+          return eventsBytes.admit(total, messages.length).pipe(
             Effect.mapError((error) => new IntakeError({ operation: "read EVENTS' size", cause: error.cause })),
-            Effect.flatMap((admitted) => admitted ? backlogNow(app) : refuse(fullOperation))
-          ).pipe(Effect.flatMap(([backlog, now]) => {
-            // checked and reserved in one synchronous step: no other request of the app between them
-            const refused = refusal(app, backlog, messages.length, total, now)
-            if (refused !== undefined) return refuse(refused)
-            reserve(app, sizes, now)
-            return Effect.forEach(messages, ({ text, id }) => publishOne(app, text, id), { concurrency: "unbounded", discard: true }).pipe(
-              Effect.as(messages.length)
-            )
-          }))
+            Effect.flatMap((admitted) => admitted ? backlogNow(app) : refuse(fullOperation)),
+            Effect.flatMap(([backlog, now]) => {
+              // checked and reserved in one synchronous step: no other request of the app between them
+              const refused = refusal(app, backlog, messages.length, total, now)
+              if (refused !== undefined) return refuse(refused)
+              reserve(app, sizes, now)
+              return Effect.forEach(messages, ({ text, id }) => publishOne(app, text, id), { concurrency: "unbounded", discard: true }).pipe(
+                Effect.as(messages.length)
+              )
+            })
+          )
         })
     })
   })

@@ -20,8 +20,8 @@ import { Nats, type NatsError, tryNats } from "./Nats.ts"
 export const backstopBytes = (bytes: number): number => bytes * 2
 
 export interface StreamBytes {
-  /** Whether a message of `bytes` (its body) fits under the stream's bound; if so it is counted as published. */
-  readonly admit: (bytes: number) => Effect.Effect<boolean, NatsError>
+  /** Whether `messages` messages (1 by default) of `bytes` in all (their bodies) fit under the stream's bound; if so they count as published. */
+  readonly admit: (bytes: number, messages?: number) => Effect.Effect<boolean, NatsError>
 }
 
 /** Publishes of this process are remembered this long: a read made since holds them. */
@@ -49,9 +49,9 @@ export const makeStreamBytes = (stream: string, refreshMs = 1_000) =>
       ),
       Effect.cachedWithTTL((exit) => exit._tag === "Success" ? refreshMs : 0)
     )
-    const admit = (body: number) =>
+    const admit = (body: number, messages = 1) =>
       Effect.gen(function*() {
-        const bytes = body + perMessageBytes
+        const bytes = body + messages * perMessageBytes
         const { bytes: stored, bound, at } = yield* read
         const now = yield* Clock.currentTimeMillis
         while (recent.length > 0 && recent[0]!.at <= now - recentMs) recentBytes -= recent.shift()!.bytes
