@@ -21,6 +21,7 @@ import { statusOf } from "../../domain/delivery/statusOf.ts"
 import { DestinationId } from "../../domain/entities/destination.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
 import { type CurrentDestination, currentDestination } from "../../projections/delivery/currentDestination.ts"
+import { DeliveryPackages } from "../../projections/delivery/packages.ts"
 import { NotFound, problemResponse } from "../problems.ts"
 import { recordCommand } from "../recordCommand.ts"
 import { route } from "../route.ts"
@@ -81,7 +82,7 @@ const problems = {
 } as const
 
 /**
- * Sends the letter's records again as a new package on DELIVER, then removes it from the queue: 1 when
+ * Sends the letter's records again as a new package (into the package outbox, which puts it on DELIVER), then removes it from the queue: 1 when
  * it did, 0 when another replay has claimed it (it sends them). A failure ends the claim.
  */
 const replay = (letter: QueuedDeadLetter, { config, incarnation }: CurrentDestination) =>
@@ -89,9 +90,9 @@ const replay = (letter: QueuedDeadLetter, { config, incarnation }: CurrentDestin
     const queue = yield* DeadLetterQueue
     if (!(yield* queue.claim(config.id, letter))) return 0
     const uuid = yield* nextUuidv7
-    const backlog = yield* DeliveryBacklog
+    const packages = yield* DeliveryPackages
     yield* Effect.gen(function*() {
-      for (const chunk of replayChunks(letter.deadLetter, { uuid, lanes: config.lanes, incarnation })) yield* backlog.enqueue(chunk)
+      yield* packages.enqueue(replayChunks(letter.deadLetter, { uuid, lanes: config.lanes, incarnation }))
       yield* queue.remove(letter.deadLetter.destination, letter)
     }).pipe(Effect.onError(() => Effect.ignore(queue.unclaim(config.id, letter))))
     return 1

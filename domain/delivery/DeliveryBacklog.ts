@@ -1,11 +1,10 @@
 /**
  * A destination's durable backlog (issue 9): the chunks waiting on DELIVER (`deliver.<destination>.<lane>`),
- * as the status route counts them and as a replay adds to them. Declared here; on JetStream in
+ * as the status route counts them. Declared here; on JetStream in
  * infra/delivery/deliveryBacklog.ts.
  */
 import { Context, Schema } from "effect"
 import type { Effect } from "effect"
-import type { Chunk } from "./Chunk.ts"
 
 export interface Backlog {
   /** chunks still on DELIVER, every lane (those being sent included: a chunk leaves once all of it is settled) */
@@ -27,8 +26,6 @@ export class DeliveryBacklog extends Context.Service<DeliveryBacklog, {
    * the package publisher holds a new split back until its destination has none (the lane barrier).
    */
   readonly lanesWaiting: (destination?: string) => Effect.Effect<ReadonlyMap<string, ReadonlySet<number>>, DeliveryBacklogError>
-  /** Adds a chunk to its destination's lane; done once JetStream stored it (`Nats-Msg-Id` = its chunkId). */
-  readonly enqueue: (chunk: Chunk) => Effect.Effect<void, DeliveryBacklogError>
   /**
    * Removes the chunks waiting for the destination, all lanes (it was deleted); with `before` (a
    * `nextSequence` taken earlier) only those stored before then. Returns how many were removed.

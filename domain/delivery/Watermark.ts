@@ -17,13 +17,12 @@
  * Refresh and withdrawal chunks are numbered per package, not in the lane's order, so the watermark
  * keeps instead the ids of the last `refreshesKept` of them settled: as many as one round of the
  * outbox publisher, the most it publishes again after a crash, so that between a chunk and its copy
- * a lane settles at most the rest of that round (copies are skipped, not settled again). Replays are
- * published by the API, never again: not kept.
+ * a lane settles at most the rest of that round (copies are skipped, not settled again). Replays go
+ * through the outbox too (since stop 21), and are kept the same way.
  */
 import { Schema } from "effect"
 import { type Chunk, chunkId } from "./Chunk.ts"
 import { Incarnation } from "./Incarnation.ts"
-import { isReplayPackage } from "./replay.ts"
 
 /** The KV bucket of the watermarks, key `<destination>.<lane>`: kept without a time to live. */
 export const deliveryWatermarkBucket = "tributary-delivery-watermarks"
@@ -61,9 +60,9 @@ export const forIncarnation = (watermark: Watermark | undefined, incarnation: nu
 export const keyOf = (chunk: Pick<Chunk, "kind" | "toPosition" | "seq">): ChunkKey | undefined =>
   chunk.kind === "continuous" && chunk.toPosition !== undefined ? [chunk.toPosition, chunk.seq] : undefined
 
-/** The id of a refresh or withdrawal chunk (one the package outbox may publish again); none for the others. */
+/** The id of a refresh, withdrawal or replay chunk (one the package outbox may publish again); none for continuous ones. */
 export const refreshIdOf = (chunk: Chunk): string | undefined =>
-  chunk.kind === "refresh" && !isReplayPackage(chunk.packageId) ? chunkId(chunk) : undefined
+  chunk.kind === "refresh" ? chunkId(chunk) : undefined
 
 const compare = (a: ChunkKey, b: ChunkKey): number => a[0] - b[0] || a[1] - b[1]
 

@@ -4,9 +4,10 @@
  * refused). The package id does not hold the dead letter's: a letter replayed and refused again and
  * again keeps an id of the same length, one the API still takes. Each record goes to its user's lane,
  * as packages put it there, so a replay keeps to the lane that orders that user's changes. A replay
- * goes straight to DELIVER, past the package outbox and its lane barrier (laneBarrier.ts): it sends
- * records as they were and promises no order against the user's other records; on DELIVER it is part
- * of what a new split waits for. Pure.
+ * goes into the package outbox after what it holds, and reaches DELIVER as the lanes make room, past
+ * their lane barrier like any package (laneBarrier.ts); it sends records as they were and promises no
+ * order against the user's other records. (Until stop 21 it went straight onto DELIVER, which refused
+ * it while the lane was full: exactly while its destination waited for room on DLQ.) Pure.
  */
 import { profileId } from "../ingest/LoaderRecord.ts"
 import type { Chunk, DeliveryRecord } from "./Chunk.ts"
@@ -18,9 +19,6 @@ export const laneOfRecord = (record: Pick<DeliveryRecord, "idKind" | "userId">, 
   laneOf(profileId(record.idKind, record.userId), lanes)
 
 export const replayPackageId = (uuid: string): string => `replay-${uuid}`
-
-/** Whether a package is a replay: published by the API straight to DELIVER, never by the package outbox. */
-export const isReplayPackage = (packageId: string): boolean => packageId.startsWith("replay-")
 
 /** The chunks that send `deadLetter`'s records again: one per lane they fall in, in their order, for the destination's `incarnation` now. */
 export const replayChunks = (

@@ -5,13 +5,10 @@
  * `exactChunks` chunks are read for their records (the `Tributary-Records` header when a chunk has
  * it, else its body); beyond those, the rest are counted at the mean of those read.
  */
-import { headers as natsHeaders } from "@nats-io/transport-node"
 import { Effect, Layer, Option, Schema } from "effect"
-import { Chunk, chunkId } from "../../domain/delivery/Chunk.ts"
 import { DeliveryBacklog, DeliveryBacklogError } from "../../domain/delivery/DeliveryBacklog.ts"
-import { allDeliver, deliverSubject, destinationLanes, StreamNames } from "../../domain/subjects.ts"
+import { allDeliver, destinationLanes, StreamNames } from "../../domain/subjects.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
-import { makeStreamBytes } from "../nats/streamBytes.ts"
 import { nextSequence, purgeBefore } from "../nats/subjectPurge.ts"
 
 const stream = StreamNames.deliver
@@ -19,17 +16,16 @@ const stream = StreamNames.deliver
 /** Chunks read to count their records exactly; a longer backlog is estimated from them. */
 export const exactChunks = 64
 
-/** The header a chunk message may carry with its record count, so counting need not parse it. */
+/** The header a chunk message may carry with its record count, so counting need not parse it (replays published before stop 21 have it). */
 export const recordsHeader = "Tributary-Records"
 
-const encodeChunk = Schema.encodeSync(Schema.fromJsonString(Chunk))
 const ChunkRecords = Schema.fromJsonString(Schema.Struct({ records: Schema.Array(Schema.Unknown) }))
 const decodeRecords = Schema.decodeUnknownOption(ChunkRecords)
 
 const fail = (operation: string) => (error: NatsError) => new DeliveryBacklogError({ operation, cause: error.cause })
 
 export const make = Effect.gen(function*() {
-  const { manager, jetstream } = yield* Nats
+  const { manager } = yield* Nats
 
   const backlog = (destination: string) =>
     Effect.gen(function*() {
@@ -53,21 +49,6 @@ export const make = Effect.gen(function*() {
       return { chunks, records: estimated }
     })
 
-  // DELIVER's bytes, kept before each publish (infra/nats/streamBytes.ts)
-  const deliverBytes = yield* makeStreamBytes(stream)
-  const enqueue = (chunk: Chunk) =>
-    Effect.gen(function*() {
-      const headers = natsHeaders()
-      headers.set(recordsHeader, String(chunk.records.length))
-      const text = encodeChunk(chunk)
-      if (!(yield* deliverBytes.admit(Buffer.byteLength(text)).pipe(Effect.mapError(fail("info"))))) {
-        return yield* new DeliveryBacklogError({ operation: "DELIVER is full (DELIVER_MAX_BYTES); retry later", cause: null })
-      }
-      yield* tryNats("enqueue chunk", () => jetstream.publish(deliverSubject(chunk.destination, chunk.lane), text, { msgID: chunkId(chunk), headers })).pipe(
-        Effect.mapError(fail("enqueue"))
-      )
-    })
-
   const lanesWaiting = (destination?: string) =>
     Effect.gen(function*() {
       const filter = destination === undefined ? allDeliver : destinationLanes(destination)
@@ -87,7 +68,6 @@ export const make = Effect.gen(function*() {
   return DeliveryBacklog.of({
     backlog,
     lanesWaiting,
-    enqueue,
     purge: (destination, before) => purgeBefore(manager, stream, destinationLanes(destination), before).pipe(Effect.mapError(fail("purge"))),
     nextSequence: nextSequence(manager, stream).pipe(Effect.mapError(fail("info")))
   })

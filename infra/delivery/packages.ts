@@ -79,7 +79,13 @@ export const layer = (options: PackagesOptions): Layer.Layer<DeliveryPackages | 
     DeliveryPackages,
     Effect.gen(function*() {
       const db = yield* PackagesDb
-      return DeliveryPackages.of({ refresh: (destination) => Effect.provideService(refresh(destination), PackagesDb, db), waiting: db.waiting, drop: db.drop, nextRow: db.nextRow })
+      return DeliveryPackages.of({
+        refresh: (destination) => Effect.provideService(refresh(destination), PackagesDb, db),
+        enqueue: db.enqueue,
+        waiting: db.waiting,
+        drop: db.drop,
+        nextRow: db.nextRow
+      })
     })
   )
   const job = Layer.effectDiscard(Effect.forkScoped(withLease("delivery-packages", packagesJob(options)).pipe(

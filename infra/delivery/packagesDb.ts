@@ -7,13 +7,14 @@
  */
 import { DatabaseSync } from "node:sqlite"
 import { Context, Effect, Layer, Option } from "effect"
+import type { Chunk } from "../../domain/delivery/Chunk.ts"
 import type { Backlog } from "../../domain/delivery/DeliveryBacklog.ts"
 import { targetsOf } from "../../domain/delivery/packaging.ts"
 import type { EventEnvelope } from "../../domain/envelope.ts"
 import { ProjectionStore } from "../../projections/ProjectionStore.ts"
 import { ReadModelError } from "../../projections/ReadModelError.ts"
 import { transaction } from "../sqliteTransaction.ts"
-import { destinationOf, packagesProjection, prepare, writeRefresh } from "./packagesSqlite.ts"
+import { destinationOf, packagesProjection, prepare, writeChunk, writeRefresh } from "./packagesSqlite.ts"
 import { execOnOpen } from "../sqliteOpen.ts"
 
 /** A chunk waiting in the outbox: its DELIVER subject, `Nats-Msg-Id`, body, and the lane count it was split for (none: written before chunks were stamped). */
@@ -67,6 +68,8 @@ export class PackagesDb extends Context.Service<PackagesDb, {
   readonly drop: (destination: string, before?: number) => Effect.Effect<Backlog, ReadModelError>
   /** The place of the next row written to the outbox (ids only grow): a bound for `drop`. */
   readonly nextRow: Effect.Effect<number, ReadModelError>
+  /** Puts chunks in the outbox after everything it holds (a dead letter replayed), in one transaction. */
+  readonly enqueue: (chunks: ReadonlyArray<Chunk>) => Effect.Effect<void, ReadModelError>
   /** Writes a refresh of the destination; None when the destination is unknown (or deleted, or takes nothing). */
   readonly refresh: (destination: string, refresh: { readonly packageId: string; readonly at: number }) => Effect.Effect<Option.Option<number>, ReadModelError>
   /** The destinations refreshed on a schedule. */
@@ -190,6 +193,7 @@ const make = (options: { readonly path: string; readonly maxRecords: number }) =
             return held
           })),
       nextRow: use("next outbox row", () => (nextRow.get() as { readonly next: number }).next),
+      enqueue: (chunks) => use("enqueue", () => transaction(db, () => chunks.forEach((chunk) => writeChunk(s, chunk)))),
       refresh: (destination, { packageId, at }) =>
         use("refresh", () =>
           transaction(db, () => {

@@ -101,7 +101,7 @@ export const prepare = (db: DatabaseSync): Statements => ({
 })
 
 /** Puts a numbered chunk in the outbox. */
-const writeChunk = (s: Statements, chunk: Chunk) =>
+export const writeChunk = (s: Statements, chunk: Chunk) =>
   s.insertChunk.run(deliverSubject(chunk.destination, chunk.lane), chunkId(chunk), JSON.stringify(chunk), chunk.records.length, chunk.destination, chunk.lanes ?? null)
 
 interface DestinationRow {

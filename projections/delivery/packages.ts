@@ -10,6 +10,7 @@
  */
 import { Context, Schema } from "effect"
 import type { Effect } from "effect"
+import type { Chunk } from "../../domain/delivery/Chunk.ts"
 import type { Backlog } from "../../domain/delivery/DeliveryBacklog.ts"
 import type { EntityNotFound } from "../../domain/entity.ts"
 import type { ReadModelError } from "../ReadModelError.ts"
@@ -118,6 +119,13 @@ export class DeliveryPackages extends Context.Service<DeliveryPackages, {
    * continuous changes; fails with EntityNotFound when packaging does not know the destination (yet).
    */
   readonly refresh: (destination: string) => Effect.Effect<RefreshAccepted, EntityNotFound | ReadModelError>
+  /**
+   * Puts chunks in the outbox after everything it holds (a dead letter replayed): they reach DELIVER as
+   * its lanes make room, like every package. Straight onto DELIVER, a replay was refused while the lane
+   * was full, which is exactly while its destination waits for room on DLQ (found by the outside attack
+   * of stop 21: replay and lane waited on each other for good).
+   */
+  readonly enqueue: (chunks: ReadonlyArray<Chunk>) => Effect.Effect<void, ReadModelError>
   /** What the destination has waiting in the outbox, not yet on DELIVER (held at its lane barrier, say). */
   readonly waiting: (destination: string) => Effect.Effect<Backlog, ReadModelError>
   /**

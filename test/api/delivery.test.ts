@@ -8,17 +8,16 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { headers as natsHeaders } from "@nats-io/transport-node"
 import { Effect, Schema } from "effect"
-import { Chunk, type DeliveryRecord, idempotencyKey } from "../../domain/delivery/Chunk.ts"
+import { Chunk, chunkId, type DeliveryRecord, idempotencyKey } from "../../domain/delivery/Chunk.ts"
 import type { DeadLetter } from "../../domain/delivery/DeadLetter.ts"
 import { DeadLetterQueue } from "../../domain/delivery/DeadLetterQueue.ts"
-import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
 import type { DelivererStatus, DestinationStatus } from "../../domain/delivery/DestinationStatus.ts"
 import { deliveryStatusBucket } from "../../domain/delivery/DestinationStatus.ts"
 import { laneOfRecord } from "../../domain/delivery/replay.ts"
 import { deliverSubject, destinationLanes, StreamNames } from "../../domain/subjects.ts"
 import { openBucket } from "../../infra/nats/buckets.ts"
 import { Nats } from "../../infra/nats/Nats.ts"
-import { assertInvalid, assertProblem, createKey, request } from "../fixtures/http.ts"
+import { assertInvalid, assertProblem, createKey, eventually, request } from "../fixtures/http.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
 import { DeliveryLedger } from "../../domain/delivery/DeliveryLedger.ts"
 import * as DeliveryLedgerJetStream from "../../infra/delivery/deliveryLedger.ts"
@@ -43,6 +42,13 @@ const letter = (destination: string, id: string, users: ReadonlyArray<string>): 
 /** Through the deliverer's ledger: JSON on `dlq.<destination>`, `Nats-Msg-Id` = its id, its place in the index. */
 const publishDeadLetter = (deadLetter: DeadLetter) =>
   DeliveryLedger.use((ledger) => ledger.deadLetter(deadLetter)).pipe(Effect.provide(DeliveryLedgerJetStream.layerJetStream), Effect.orDie)
+
+/** A chunk put on DELIVER as the package publisher puts it. */
+const putOnDeliver = (chunk: Chunk) =>
+  Effect.gen(function*() {
+    const { jetstream } = yield* Nats
+    yield* Effect.promise(() => jetstream.publish(deliverSubject(chunk.destination, chunk.lane), JSON.stringify(chunk), { msgID: chunkId(chunk) }))
+  })
 
 /** Every chunk on DELIVER for the destination, in stream order. */
 const chunksOn = (destination: string) =>
@@ -122,7 +128,8 @@ layer(layerTestPlatform({ DELIVERY_ENABLED: "false" }), { excludeTestServices: t
         assert.strictEqual(res.statusCode, 202, res.body)
         assert.deepStrictEqual(res.json(), { replayed: 1, remaining: 2 })
 
-        const chunks = yield* chunksOn("replay-dsp")
+        // through the package outbox, which puts them on DELIVER
+        const chunks = yield* eventually(chunksOn("replay-dsp"), (cs) => cs.flatMap(({ chunk }) => chunk.records).length === users.length, "30 seconds")
         assert.sameMembers(chunks.flatMap(({ chunk }) => chunk.records.map((r) => r.userId)), users)
         for (const { subject, chunk } of chunks) {
           assert.match(chunk.packageId, /^replay-[0-9a-f-]{36}$/)
@@ -139,8 +146,7 @@ layer(layerTestPlatform({ DELIVERY_ENABLED: "false" }), { excludeTestServices: t
         assert.strictEqual(all.statusCode, 202, all.body)
         assert.deepStrictEqual(all.json(), { replayed: 2, remaining: 0 })
         assert.deepStrictEqual((yield* listDeadLetters("replay-dsp")).items, [])
-        const after = yield* chunksOn("replay-dsp")
-        assert.strictEqual(after.length, chunks.length + 2)
+        const after = yield* eventually(chunksOn("replay-dsp"), (cs) => cs.length === chunks.length + 2, "30 seconds")
         assert.sameMembers(after.slice(chunks.length).map(({ chunk }) => chunk.records[0]!.userId), ["u7", "u8"])
       }))
 
@@ -180,7 +186,7 @@ layer(layerTestPlatform({ DELIVERY_ENABLED: "false" }), { excludeTestServices: t
         const leftovers = (n: number) =>
           Effect.gen(function*() {
             for (let i = 0; i < n; i++) yield* publishDeadLetter(letter("gone-dsp", `gone-dsp.0.continuous.${n}.${i}`, [`u${i}`]))
-            yield* DeliveryBacklog.use((backlog) => backlog.enqueue(waiting(`w${n}`)))
+            yield* putOnDeliver(waiting(`w${n}`))
           })
         const dropped = Effect.gen(function*() {
           const history = yield* request({ method: "GET", url: "/v1/entities/destination/gone-dsp/history" })
@@ -205,7 +211,7 @@ layer(layerTestPlatform({ DELIVERY_ENABLED: "false" }), { excludeTestServices: t
     it.effect("an id never created had no predecessor: chunks already waiting under it are kept when it is created", () =>
       Effect.gen(function*() {
         const chunk: Chunk = { destination: "fresh-dsp", lane: 0, packageId: "refresh-early", kind: "refresh", seq: 0, records: [record("u1")] }
-        yield* DeliveryBacklog.use((backlog) => backlog.enqueue(chunk))
+        yield* putOnDeliver(chunk)
         yield* createDestination("fresh-dsp")
         assert.strictEqual((yield* chunksOn("fresh-dsp")).length, 1)
         const history = yield* request({ method: "GET", url: "/v1/entities/destination/fresh-dsp/history" })

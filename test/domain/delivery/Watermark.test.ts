@@ -26,14 +26,14 @@ describe("the delivery watermark", () => {
     assert.deepStrictEqual(Watermark.forIncarnation(undefined, 4), Watermark.empty(4))
   })
 
-  it("keys continuous chunks by place; refresh and withdrawal chunks by id, the last refreshesKept of them; replays not at all", () => {
+  it("keys continuous chunks by place; refresh, withdrawal and replay chunks (all published by the outbox) by id, the last refreshesKept of them", () => {
     assert.deepStrictEqual(Watermark.keyOf({ kind: "continuous", toPosition: 7, seq: 2 }), [7, 2])
     assert.isUndefined(Watermark.keyOf({ kind: "refresh", seq: 0 }))
     assert.isUndefined(Watermark.keyOf({ kind: "continuous", seq: 0 }))
     const refresh = (packageId: string, seq: number) => ({ destination: "d", lane: 0, packageId, kind: "refresh" as const, seq, records: [] })
     assert.strictEqual(Watermark.refreshIdOf(refresh("refresh-a", 3)), "d.0.refresh-a.3")
     assert.strictEqual(Watermark.refreshIdOf(refresh("withdraw-a", 0)), "d.0.withdraw-a.0")
-    assert.isUndefined(Watermark.refreshIdOf(refresh("replay-x-y", 0)))
+    assert.strictEqual(Watermark.refreshIdOf(refresh("replay-x-y", 0)), "d.0.replay-x-y.0")
     let w = Watermark.empty(0)
     for (let seq = 0; seq <= Watermark.refreshesKept; seq++) w = Watermark.settleRefresh(w, `d.0.refresh-a.${seq}`)
     assert.isFalse(Watermark.coversRefresh(w, "d.0.refresh-a.0"))
