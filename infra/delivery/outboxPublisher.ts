@@ -29,8 +29,8 @@
  *
  * DELIVER is bounded (infra/nats/topology.ts): in chunks per lane, so that a destination that is down
  * or slow cannot take the room of the others, and in bytes (kept here: infra/nats/streamBytes.ts). A lane full refuses that destination's
- * next chunk: its chunks wait in the outbox while the other destinations' go on. DELIVER full stops
- * the round until a second later. Either way the outbox on disk holds the backlog meanwhile; nothing
+ * next chunk: its chunks wait in the outbox while the other destinations' go on, and it is tried again
+ * 200 ms later. DELIVER full stops the round until a second later. Either way the outbox on disk holds the backlog meanwhile; nothing
  * is dropped and a destination's chunks stay in order.
  */
 import { Clock, Effect, Metric, Schedule } from "effect"
@@ -75,8 +75,15 @@ interface Refused {
   readonly at: number
 }
 
-/** How long a destination refused waits before its next try (a lane drains as its deliverer sends). */
-const refusedRetryMs = 1_000
+/**
+ * How long a destination whose lane was full waits before its next try: a lane drains as its deliverer
+ * sends, and a second (as before the outside attack of stop 21) held a small lane to a lane's worth of
+ * chunks a second, whatever the destination's rate.
+ */
+const laneFullRetryMs = 200
+
+/** How long the publisher waits when DELIVER as a whole is full. */
+const streamFullRetryMs = 1_000
 
 /** A chunk stamped for an earlier incarnation than the destination's now: no deliverer takes it. */
 const isStale = (stamped: number | undefined, now: number | undefined) => stamped !== undefined && now !== undefined && stamped < now
@@ -132,7 +139,7 @@ const publishRound = (batch: number, holdMs: number, waiting: Map<string, number
         continue
       }
       const before = refused.get(destination)
-      if (before !== undefined && (yield* Clock.currentTimeMillis) - before.at < refusedRetryMs) continue
+      if (before !== undefined && (yield* Clock.currentTimeMillis) - before.at < laneFullRetryMs) continue
       const sending = rows.slice(0, publishable(rows.map((row) => row.lanes), publishedLanes, changed).chunks)
       let sent = 0
       let refusal: StreamFull | undefined
@@ -199,7 +206,7 @@ export const publishOutbox = (options: PublisherOptions = {}): Effect.Effect<nev
     const refused = new Map<string, Refused>()
     const deliverBytes = yield* makeStreamBytes(StreamNames.deliver)
     return yield* publishRound(batch, options.newSplitHold ?? newSplitHoldMs, waiting, refused, deliverBytes).pipe(
-      Effect.tap(({ total, full }) => full ? Effect.sleep(refusedRetryMs) : total === 0 ? Effect.sleep(options.idle ?? "25 millis") : Effect.void),
+      Effect.tap(({ total, full }) => full ? Effect.sleep(streamFullRetryMs) : total === 0 ? Effect.sleep(options.idle ?? "25 millis") : Effect.void),
       Effect.forever
     )
   }).pipe(
