@@ -69,12 +69,6 @@ export interface PublisherOptions {
   readonly newSplitHold?: number
 }
 
-/** A destination whose last chunk DELIVER refused: why and when; logged once until DELIVER takes one again */
-interface Refused {
-  readonly reason: StreamFull
-  readonly at: number
-}
-
 /**
  * How long a destination whose lane was full waits before its next try: a lane drains as its deliverer
  * sends, and a second (as before the outside attack of stop 21) held a small lane to a lane's worth of
@@ -93,7 +87,7 @@ const isStale = (stamped: number | undefined, now: number | undefined) => stampe
  * a lane barrier, since when (epoch ms); once it has waited `holdMs`, each round asks DELIVER once
  * whether it drained, without reading the waiting chunks.
  */
-const publishRound = (batch: number, holdMs: number, waiting: Map<string, number>, refused: Map<string, Refused>, deliverBytes: StreamBytes) =>
+const publishRound = (batch: number, holdMs: number, waiting: Map<string, number>, refused: Map<string, number>, deliverBytes: StreamBytes) =>
   Effect.gen(function*() {
     const db = yield* PackagesDb
     const { jetstream } = yield* Nats
@@ -138,8 +132,8 @@ const publishRound = (batch: number, holdMs: number, waiting: Map<string, number
         yield* Effect.logInfo("package publisher: an earlier incarnation's chunks dropped from the outbox", { destination, incarnation, chunks: stale })
         continue
       }
-      const before = refused.get(destination)
-      if (before !== undefined && (yield* Clock.currentTimeMillis) - before.at < laneFullRetryMs) continue
+      const refusedAt = refused.get(destination)
+      if (refusedAt !== undefined && (yield* Clock.currentTimeMillis) - refusedAt < laneFullRetryMs) continue
       const sending = rows.slice(0, publishable(rows.map((row) => row.lanes), publishedLanes, changed).chunks)
       let sent = 0
       let refusal: StreamFull | undefined
@@ -147,7 +141,10 @@ const publishRound = (batch: number, holdMs: number, waiting: Map<string, number
         refusal = (yield* deliverBytes.admit(Buffer.byteLength(row.chunk)))
           ? yield* tryNats("publish to DELIVER", () => jetstream.publish(row.subject, row.chunk, { msgID: row.msgId })).pipe(
             Effect.as(undefined),
-            Effect.catchIf((error) => streamFull(error.cause) !== undefined, (error) => Effect.succeed(streamFull(error.cause)))
+            Effect.catch((error) => {
+              const full = streamFull(error.cause)
+              return full === undefined ? Effect.fail(error) : Effect.succeed(full)
+            })
           )
           : "stream full"
         if (refusal !== undefined) break
@@ -159,10 +156,10 @@ const publishRound = (batch: number, holdMs: number, waiting: Map<string, number
         if (sent > 0 && refused.delete(destination)) yield* Effect.logInfo("package publisher: DELIVER takes the destination's chunks again", { destination })
         continue
       }
-      if (before === undefined) {
+      if (refusedAt === undefined) {
         yield* Effect.logWarning("package publisher: DELIVER refused a chunk; the destination's chunks wait in the outbox", { destination, reason: refusal })
       }
-      refused.set(destination, { reason: refusal, at: yield* Clock.currentTimeMillis })
+      refused.set(destination, yield* Clock.currentTimeMillis)
       if (refusal === "stream full") {
         full = true
         break
@@ -203,7 +200,8 @@ export const publishOutbox = (options: PublisherOptions = {}): Effect.Effect<nev
     const batch = options.batch ?? refreshesKept
     yield* skipPublished(batch)
     const waiting = new Map<string, number>()
-    const refused = new Map<string, Refused>()
+    /** destinations whose last chunk DELIVER refused, and when: logged once until it takes one again */
+    const refused = new Map<string, number>()
     const deliverBytes = yield* makeStreamBytes(StreamNames.deliver)
     return yield* publishRound(batch, options.newSplitHold ?? newSplitHoldMs, waiting, refused, deliverBytes).pipe(
       Effect.tap(({ total, full }) => full ? Effect.sleep(streamFullRetryMs) : total === 0 ? Effect.sleep(options.idle ?? "25 millis") : Effect.void),

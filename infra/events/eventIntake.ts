@@ -32,6 +32,7 @@ import { IntakeError } from "../../domain/ingest/Intake.ts"
 import { eventsSubject, StreamNames } from "../../domain/subjects.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
 import { makeStreamBytes } from "../nats/streamBytes.ts"
+import { streamFull } from "../nats/streamFull.ts"
 
 export interface EventIntakeOptions {
   /** characters of one EventBatch message at most (nats.conf's max_payload is 8 MB); default 512 KiB */
@@ -58,9 +59,7 @@ interface Published {
 /** How long a publish counts on its own beside the backlog read from the stream (read at most a second apart): by then the read holds it. */
 const recentMs = 2_000
 
-/** JetStream's answer when a discard-new stream is at its bounds. */
-const isFull = (cause: unknown) => /maximum (bytes|messages) exceeded|insufficient resources/i.test(String((cause as Error)?.message ?? cause))
-
+/** EVENTS at its bound: kept here, or JetStream's own refusal (infra/nats/streamFull.ts). */
 const fullOperation = "EVENTS is full (EVENTS_MAX_BYTES); retry later"
 
 /** The EventBatch message of `events`, written from their JSON (encoded once, when they were checked). */
@@ -139,7 +138,7 @@ export const make = (options: EventIntakeOptions = {}) =>
     const publishOne = (app: string, text: string, id: string) =>
       Effect.tryPromise({
         try: () => jetstream.publish(eventsSubject(app), text, { msgID: id, expect: { streamName: StreamNames.events } }),
-        catch: (cause) => new IntakeError({ operation: isFull(cause) ? fullOperation : "publish to EVENTS", cause })
+        catch: (cause) => new IntakeError({ operation: streamFull(cause) !== undefined ? fullOperation : "publish to EVENTS", cause })
       }).pipe(
         Effect.retry({ schedule: Schedule.exponential("100 millis"), times: 3, while: (error) => error.operation !== fullOperation })
       )

@@ -23,6 +23,7 @@ import { ingestSubject, StreamNames } from "../../domain/subjects.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
 import { Nats } from "../nats/Nats.ts"
 import { makeStreamBytes } from "../nats/streamBytes.ts"
+import { streamFull } from "../nats/streamFull.ts"
 import { realtimeDigest } from "./realtimeDigest.ts"
 
 /** The job id of a real-time POST with an Idempotency-Key: the same key of the same partner is the same job. */
@@ -33,7 +34,6 @@ export const keyedJobId = (partner: string, key: string): string =>
  * INGEST takes no more once it holds INGEST_MAX_BYTES (kept here, infra/nats/streamBytes.ts; JetStream's
  * own bound, twice that, refuses too): a flood is refused, not work dropped.
  */
-const isFull = (cause: unknown) => /maximum (bytes|messages) exceeded|insufficient resources/i.test(String((cause as Error)?.message ?? cause))
 const full = "INGEST is full (INGEST_MAX_BYTES); retry later"
 
 const encodeMessage = Schema.encodeSync(Schema.fromJsonString(IngestMessage))
@@ -51,7 +51,7 @@ export const layer = Layer.effect(
       const text = encodeMessage(message)
       const stored = Effect.tryPromise({
         try: () => jetstream.publish(ingestSubject(message.partner), text, { msgID: message.jobId, expect: { streamName: StreamNames.ingest } }),
-        catch: (cause) => new IntakeError({ operation: isFull(cause) ? full : "publish to INGEST", cause })
+        catch: (cause) => new IntakeError({ operation: streamFull(cause) !== undefined ? full : "publish to INGEST", cause })
       }).pipe(Effect.retry({ schedule: Schedule.exponential("100 millis"), times: 3, while: (error) => error.operation !== full }))
       return ingestBytes.admit(Buffer.byteLength(text)).pipe(
         Effect.mapError((error) => new IntakeError({ operation: "read INGEST's size", cause: error.cause })),

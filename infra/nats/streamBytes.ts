@@ -16,16 +16,18 @@
 import { Clock, Effect } from "effect"
 import { Nats, type NatsError, tryNats } from "./Nats.ts"
 
+const backstopFactor = 2
+
 /** The `max_bytes` given to JetStream for a stream whose publishers keep `bytes`. */
-export const backstopBytes = (bytes: number): number => bytes * 2
+export const backstopBytes = (bytes: number): number => bytes * backstopFactor
+
+/** The bound the publishers keep, from the stream's `max_bytes` (none when it has none). */
+const boundOf = (maxBytes: number): number => maxBytes > 0 ? maxBytes / backstopFactor : Number.POSITIVE_INFINITY
 
 export interface StreamBytes {
   /** Whether `messages` messages (1 by default) of `bytes` in all (their bodies) fit under the stream's bound; if so they count as published. */
   readonly admit: (bytes: number, messages?: number) => Effect.Effect<boolean, NatsError>
 }
-
-/** Publishes of this process are remembered this long: a read made since holds them. */
-const recentMs = 2_000
 
 /** A publish admitted this long before a read may not have been stored when the read was made: it counts beside it. */
 const inFlightMs = 500
@@ -43,7 +45,7 @@ export const makeStreamBytes = (stream: string, refreshMs = 1_000) =>
       Effect.flatMap((info) =>
         Effect.map(Clock.currentTimeMillis, (at) => ({
           bytes: info.state.bytes,
-          bound: info.config.max_bytes > 0 ? info.config.max_bytes / 2 : Number.POSITIVE_INFINITY,
+          bound: boundOf(info.config.max_bytes),
           at
         }))
       ),
@@ -53,15 +55,13 @@ export const makeStreamBytes = (stream: string, refreshMs = 1_000) =>
       Effect.gen(function*() {
         const bytes = body + messages * perMessageBytes
         const { bytes: stored, bound, at } = yield* read
-        const now = yield* Clock.currentTimeMillis
-        while (recent.length > 0 && recent[0]!.at <= now - recentMs) recentBytes -= recent.shift()!.bytes
-        // those admitted since the read (and shortly before it: maybe not stored yet when it was made)
-        let since = recentBytes
-        for (let i = 0; i < recent.length && recent[i]!.at < at - inFlightMs; i++) since -= recent[i]!.bytes
-        const held = stored + since
+        // what this process admitted since the read (and shortly before it: maybe not stored yet when it
+        // was made); reads only get newer, so what an older one holds is forgotten for good
+        while (recent.length > 0 && recent[0]!.at < at - inFlightMs) recentBytes -= recent.shift()!.bytes
+        const held = stored + recentBytes
         // an empty stream takes one message of any size, as JetStream would
         if (held + bytes > bound && held > 0) return false
-        recent.push({ at: now, bytes })
+        recent.push({ at: yield* Clock.currentTimeMillis, bytes })
         recentBytes += bytes
         return true
       })
