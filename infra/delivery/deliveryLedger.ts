@@ -74,22 +74,22 @@ const make = Effect.gen(function*() {
     deadLetter: (deadLetter) => {
       const text = encodeDeadLetter(deadLetter)
       const full = (reason: StreamFull) => new DeadLettersFull({ destination: deadLetter.destination, reason })
-      return dlqBytes.admit(Buffer.byteLength(text)).pipe(
-        Effect.mapError(toLedgerError),
-        Effect.flatMap((admitted): Effect.Effect<void, DeliveryLedgerError | DeadLettersFull> =>
-          admitted ? index.reserve(deadLetter.destination, deadLetter.id).pipe(Effect.mapError(toLedgerError)) : Effect.fail(full("stream full"))),
+      const published = index.reserve(deadLetter.destination, deadLetter.id).pipe(
         Effect.andThen(tryNats("publish dead letter", () =>
-          publisher.publish(deliveryDeadLetterSubject(deadLetter.destination), text, { "Nats-Msg-Id": deadLetter.id })).pipe(
-            Effect.mapError((error) => {
-              const reason = streamFull(error.cause)
-              return reason === undefined ? toLedgerError(error) : full(reason)
-            })
-          )),
-        Effect.flatMap(({ seq }) =>
-          index.stored(deadLetter.destination, deadLetter.id, seq).pipe(
-            Effect.catch((error) => Effect.logWarning("a dead letter was stored but its place not indexed; finding it by id scans DLQ", { id: deadLetter.id, error }))
-          )
-        )
+          publisher.publish(deliveryDeadLetterSubject(deadLetter.destination), text, { "Nats-Msg-Id": deadLetter.id })))
+      )
+      return dlqBytes.admit(Buffer.byteLength(text), published).pipe(
+        Effect.mapError((error) => {
+          const reason = streamFull(error.cause)
+          return reason === undefined ? toLedgerError(error) : full(reason)
+        }),
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(full("stream full")),
+          onSome: ({ seq }) =>
+            index.stored(deadLetter.destination, deadLetter.id, seq).pipe(
+              Effect.catch((error) => Effect.logWarning("a dead letter was stored but its place not indexed; finding it by id scans DLQ", { id: deadLetter.id, error }))
+            )
+        }))
       )
     },
     receiptsOf,

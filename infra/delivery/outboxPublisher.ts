@@ -33,7 +33,7 @@
  * 200 ms later. DELIVER full stops the round until a second later. Either way the outbox on disk holds the backlog meanwhile; nothing
  * is dropped and a destination's chunks stay in order.
  */
-import { Clock, Effect, Metric, Schedule } from "effect"
+import { Clock, Effect, Metric, Option, Schedule } from "effect"
 import type { Duration } from "effect"
 import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
 import { lanesAfter, newSplitHoldMs, publishable } from "../../domain/delivery/laneBarrier.ts"
@@ -138,15 +138,14 @@ const publishRound = (batch: number, holdMs: number, waiting: Map<string, number
       let sent = 0
       let refusal: StreamFull | undefined
       for (const row of sending) {
-        refusal = (yield* deliverBytes.admit(Buffer.byteLength(row.chunk)))
-          ? yield* tryNats("publish to DELIVER", () => jetstream.publish(row.subject, row.chunk, { msgID: row.msgId })).pipe(
-            Effect.as(undefined),
-            Effect.catch((error) => {
-              const full = streamFull(error.cause)
-              return full === undefined ? Effect.fail(error) : Effect.succeed(full)
-            })
-          )
-          : "stream full"
+        const published = tryNats("publish to DELIVER", () => jetstream.publish(row.subject, row.chunk, { msgID: row.msgId })).pipe(
+          Effect.as(undefined),
+          Effect.catch((error) => {
+            const full = streamFull(error.cause)
+            return full === undefined ? Effect.fail(error) : Effect.succeed(full)
+          })
+        )
+        refusal = Option.getOrElse(yield* deliverBytes.admit(Buffer.byteLength(row.chunk), published), (): StreamFull => "stream full")
         if (refusal !== undefined) break
         sent++
       }

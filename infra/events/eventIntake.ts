@@ -24,7 +24,7 @@
  * processes may take up to a second's publishes past a bound.
  */
 import { createHash } from "node:crypto"
-import { Cache, Clock, Effect, Exit, Layer, Schedule } from "effect"
+import { Cache, Clock, Effect, Exit, Layer, Option, Schedule } from "effect"
 import type { CheckedEvent } from "../../domain/events/eventChecks.ts"
 import { EventIntake } from "../../domain/events/EventIntake.ts"
 import { groupsBySize } from "../../domain/groupsBySize.ts"
@@ -155,18 +155,18 @@ export const make = (options: EventIntakeOptions = {}) =>
           const messages = groupsBySize(events, (e) => e.json.length + 1, messageMaxBytes).map((group) => message(app, receivedAt, group))
           const sizes = messages.map((m) => Buffer.byteLength(m.text))
           const total = sizes.reduce((a, b) => a + b, 0)
-          return eventsBytes.admit(total, messages.length).pipe(
-            Effect.mapError((error) => new IntakeError({ operation: "read EVENTS' size", cause: error.cause })),
-            Effect.flatMap((admitted) => admitted ? backlogNow(app) : refuse(fullOperation)),
-            Effect.flatMap(([backlog, now]) => {
-              // checked and reserved in one synchronous step: no other request of the app between them
-              const refused = refusal(app, backlog, messages.length, total, now)
-              if (refused !== undefined) return refuse(refused)
-              reserve(app, sizes, now)
-              return Effect.forEach(messages, ({ text, id }) => publishOne(app, text, id), { concurrency: "unbounded", discard: true }).pipe(
-                Effect.as(messages.length)
-              )
-            })
+          const published = Effect.flatMap(backlogNow(app), ([backlog, now]) => {
+            // checked and reserved in one synchronous step: no other request of the app between them
+            const refused = refusal(app, backlog, messages.length, total, now)
+            if (refused !== undefined) return refuse(refused)
+            reserve(app, sizes, now)
+            return Effect.forEach(messages, ({ text, id }) => publishOne(app, text, id), { concurrency: "unbounded", discard: true }).pipe(
+              Effect.as(messages.length)
+            )
+          })
+          return eventsBytes.admit(total, published, messages.length).pipe(
+            Effect.catchTag("NatsError", (error) => Effect.fail(new IntakeError({ operation: "read EVENTS' size", cause: error.cause }))),
+            Effect.flatMap(Option.match({ onNone: () => refuse(fullOperation), onSome: Effect.succeed }))
           )
         })
     })

@@ -53,10 +53,9 @@ export const layer = Layer.effect(
         try: () => jetstream.publish(ingestSubject(message.partner), text, { msgID: message.jobId, expect: { streamName: StreamNames.ingest } }),
         catch: (cause) => new IntakeError({ operation: streamFull(cause) !== undefined ? full : "publish to INGEST", cause })
       }).pipe(Effect.retry({ schedule: Schedule.exponential("100 millis"), times: 3, while: (error) => error.operation !== full }))
-      return ingestBytes.admit(Buffer.byteLength(text)).pipe(
-        Effect.mapError((error) => new IntakeError({ operation: "read INGEST's size", cause: error.cause })),
-        Effect.flatMap((admitted) => admitted ? stored : Effect.fail(new IntakeError({ operation: full, cause: null }))),
-        Effect.asVoid
+      return ingestBytes.admit(Buffer.byteLength(text), stored).pipe(
+        Effect.catchTag("NatsError", (error) => Effect.fail(new IntakeError({ operation: "read INGEST's size", cause: error.cause }))),
+        Effect.flatMap((published) => Option.isSome(published) ? Effect.void : Effect.fail(new IntakeError({ operation: full, cause: null })))
       )
     }
 

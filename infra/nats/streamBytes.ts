@@ -8,12 +8,17 @@
  * lost messages JetStream had acknowledged (stop 21, found by DELIVER's bound test). Its count bounds
  * (`max_msgs`, `max_msgs_per_subject`) are exact. So these streams' `max_bytes` is a backstop at twice
  * the configured bound (`backstopBytes`), and publishers refuse at the configured bound themselves:
- * the stream's bytes as read at most every `refreshMs`, plus what this process admitted since (and in
- * the half second before the read, which may not have been stored yet). Each
- * of several processes may pass the bound by a second's publishes; the backstop is far beyond that,
- * so a message is refused, never an acknowledged one dropped.
+ * the stream's bytes as last read, plus what this process's publishes hold that the read may not have
+ * seen: those still out, and those that ended after the read began.
+ *
+ * Several processes publish to these streams, each seeing the others' messages only at its next read.
+ * So a read serves at most `refreshMs`, and a process admits at most an eighth (`share`) of the room
+ * its last read left (or one message, whatever its size) before it reads again: never more reads than
+ * publishes. Six processes flooding one stream at once now pass the bound by about a message each;
+ * before, each admitted up to the whole bound for a second, they passed the backstop, and JetStream
+ * dropped messages it had acknowledged (`test/infra/streamBytes.test.ts`, stop 22).
  */
-import { Clock, Effect } from "effect"
+import { Effect, Option } from "effect"
 import { Nats, type NatsError, tryNats } from "./Nats.ts"
 
 const backstopFactor = 2
@@ -25,12 +30,31 @@ export const backstopBytes = (bytes: number): number => bytes * backstopFactor
 const boundOf = (maxBytes: number): number => maxBytes > 0 ? maxBytes / backstopFactor : Number.POSITIVE_INFINITY
 
 export interface StreamBytes {
-  /** Whether `messages` messages (1 by default) of `bytes` in all (their bodies) fit under the stream's bound; if so they count as published. */
-  readonly admit: (bytes: number, messages?: number) => Effect.Effect<boolean, NatsError>
+  /**
+   * Runs `publish` if `messages` messages (1 by default) of `bytes` in all (their bodies) fit under the
+   * stream's bound (`None`, not run, if not). What it publishes counts as held until a read of the
+   * stream begun after it ended.
+   */
+  readonly admit: <A, E, R>(bytes: number, publish: Effect.Effect<A, E, R>, messages?: number) => Effect.Effect<Option.Option<A>, E | NatsError, R>
 }
 
-/** A publish admitted this long before a read may not have been stored when the read was made: it counts beside it. */
-const inFlightMs = 500
+/** A process's part of the room a read left, before it reads again. */
+const share = 8
+
+/** The stream as read (the `number`th read begun), and what this process admitted since. */
+interface Reading {
+  readonly number: number
+  readonly stored: number
+  readonly bound: number
+  admitted: number
+  replaced?: boolean
+}
+
+/** A publish admitted: its bytes, and the number of the next read begun once it ended. */
+interface Held {
+  readonly bytes: number
+  seenBy?: number
+}
 
 /** What JetStream stores beside a message's body (its subject, headers and framing), counted generously. */
 const perMessageBytes = 128
@@ -38,32 +62,65 @@ const perMessageBytes = 128
 export const makeStreamBytes = (stream: string, refreshMs = 1_000) =>
   Effect.gen(function*() {
     const { manager } = yield* Nats
-    const recent: Array<{ readonly at: number; readonly bytes: number }> = []
-    let recentBytes = 0
-    // read at most every `refreshMs`, once however many publishers ask; a failed read is not kept
-    const read = yield* tryNats(`${stream} info`, () => manager.streams.info(stream)).pipe(
-      Effect.flatMap((info) =>
-        Effect.map(Clock.currentTimeMillis, (at) => ({
-          bytes: info.state.bytes,
-          bound: boundOf(info.config.max_bytes),
-          at
-        }))
-      ),
-      Effect.cachedWithTTL((exit) => exit._tag === "Success" ? refreshMs : 0)
-    )
-    const admit = (body: number, messages = 1) =>
+    let reads = 0
+    const held = new Set<Held>()
+    let heldBytes = 0
+    let prunedBy = 0
+    // a read serves at most `refreshMs`, once however many publishers ask, or less once this process
+    // took its share of the room; a failed read is not kept
+    const [read, invalidate] = yield* Effect.suspend(() => {
+      const number = ++reads
+      return Effect.map(tryNats(`${stream} info`, () => manager.streams.info(stream)), (info): Reading => ({
+        number,
+        stored: info.state.bytes,
+        bound: boundOf(info.config.max_bytes),
+        admitted: 0
+      }))
+    }).pipe(Effect.cachedInvalidateWithTTL((exit) => exit._tag === "Success" ? refreshMs : 0))
+    /** What this process's publishes hold that `reading` did not see: out still, or ended after it began. */
+    const unseen = (reading: Reading) => {
+      if (prunedBy < reading.number) {
+        prunedBy = reading.number
+        for (const h of held) {
+          if (h.seenBy !== undefined && h.seenBy <= reading.number) {
+            held.delete(h)
+            heldBytes -= h.bytes
+          }
+        }
+      }
+      return heldBytes
+    }
+    /** Whether `bytes` more stay within this process's share of the room `reading` left (one message first). */
+    const fits = (reading: Reading, bytes: number) => reading.admitted === 0 || reading.admitted + bytes <= (reading.bound - reading.stored) / share
+    /** The bytes held for the publish, or nothing if the bound has no room for them. */
+    const take = (bytes: number): Effect.Effect<Held | undefined, NatsError> =>
       Effect.gen(function*() {
-        const bytes = body + messages * perMessageBytes
-        const { bytes: stored, bound, at } = yield* read
-        // what this process admitted since the read (and shortly before it: maybe not stored yet when it
-        // was made); reads only get newer, so what an older one holds is forgotten for good
-        while (recent.length > 0 && recent[0]!.at < at - inFlightMs) recentBytes -= recent.shift()!.bytes
-        const held = stored + recentBytes
-        // an empty stream takes one message of any size, as JetStream would
-        if (held + bytes > bound && held > 0) return false
-        recent.push({ at: yield* Clock.currentTimeMillis, bytes })
-        recentBytes += bytes
-        return true
+        for (;;) {
+          const reading = yield* read
+          const total = reading.stored + unseen(reading)
+          // an empty stream takes one message of any size, as JetStream would
+          if (total > 0 && total + bytes > reading.bound) return undefined
+          if (total === 0 || fits(reading, bytes)) {
+            const h: Held = { bytes }
+            held.add(h)
+            heldBytes += bytes
+            reading.admitted += bytes
+            return h
+          }
+          // this process took its share of the room: read again, once however many fibers ask
+          if (!reading.replaced) {
+            reading.replaced = true
+            yield* invalidate
+          }
+        }
       })
+    const admit = <A, E, R>(body: number, publish: Effect.Effect<A, E, R>, messages = 1) =>
+      Effect.flatMap(take(body + messages * perMessageBytes), (h): Effect.Effect<Option.Option<A>, E, R> =>
+        h === undefined ? Effect.succeedNone : publish.pipe(
+          Effect.map(Option.some),
+          Effect.ensuring(Effect.sync(() => {
+            h.seenBy = reads + 1
+          }))
+        ))
     return { admit } satisfies StreamBytes
   })

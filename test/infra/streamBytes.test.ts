@@ -7,7 +7,7 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { DiscardPolicy, RetentionPolicy, StorageType } from "@nats-io/jetstream"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { Nats, tryNats } from "../../infra/nats/Nats.ts"
 import { backstopBytes, makeStreamBytes } from "../../infra/nats/streamBytes.ts"
 import { streamFull } from "../../infra/nats/streamFull.ts"
@@ -30,16 +30,12 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("a stream
         let refused = 0
         for (let i = 0; i < 16; i++) {
           const body = "y".repeat(150 + Math.floor(Math.random() * 400))
-          if (!(yield* gate.admit(body.length))) {
-            refused++
-            continue
-          }
           // JetStream refusing it too would be no loss; acknowledged, it must stay
-          const stored = yield* tryNats("publish", () => jetstream.publish(`gated${round}.d.0`, body, { msgID: `${round}-${i}` })).pipe(
+          const stored = yield* gate.admit(body.length, tryNats("publish", () => jetstream.publish(`gated${round}.d.0`, body, { msgID: `${round}-${i}` })).pipe(
             Effect.as(true),
             Effect.catchIf((error) => streamFull(error.cause) !== undefined, () => Effect.succeed(false))
-          )
-          if (stored) acknowledged++
+          ))
+          if (Option.getOrElse(stored, () => false)) acknowledged++
           else refused++
         }
         const { state } = yield* tryNats("info", () => manager.streams.info(name))
@@ -47,6 +43,42 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("a stream
         assert.strictEqual(state.messages, acknowledged, `round ${round}: every acknowledged message is kept`)
         assert.strictEqual(state.first_seq, 1, `round ${round}: none of the oldest dropped`)
         assert.isAtMost(state.bytes, bound)
+      }
+    }))
+
+  it.effect("gates of several processes flooding one stream at once keep it near its bound together, and every acknowledged message stays", () =>
+    Effect.gen(function*() {
+      const { jetstream, manager } = yield* Nats
+      const processes = 6
+      for (let round = 0; round < 8; round++) {
+        const name = `SHARED${round}`
+        yield* tryNats("add", () => manager.streams.add({
+          name, subjects: [`shared${round}.>`], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New,
+          max_bytes: backstopBytes(bound), storage: StorageType.File
+        }))
+        // one gate a process: each knows only its own admissions and what it reads of the stream
+        const gates = yield* Effect.forEach(Array.from({ length: processes }), () => makeStreamBytes(name))
+        let acknowledged = 0
+        let refused = 0
+        yield* Effect.forEach(gates, (gate, p) =>
+          Effect.gen(function*() {
+            for (let i = 0; i < 12; i++) {
+              const body = "z".repeat(150 + Math.floor(Math.random() * 250))
+              const stored = yield* gate.admit(body.length, tryNats("publish", () => jetstream.publish(`shared${round}.d`, body, { msgID: `${round}-${p}-${i}` })).pipe(
+                Effect.as(true),
+                Effect.catchIf((error) => streamFull(error.cause) !== undefined, () => Effect.succeed(false))
+              ))
+              if (Option.getOrElse(stored, () => false)) acknowledged++
+              else refused++
+            }
+          }), { concurrency: "unbounded", discard: true })
+        const { state } = yield* tryNats("info", () => manager.streams.info(name))
+        assert.isAbove(refused, 0, "the bound was reached")
+        assert.strictEqual(state.messages, acknowledged, `round ${round}: every acknowledged message is kept`)
+        assert.strictEqual(state.first_seq, 1, `round ${round}: none of the oldest dropped`)
+        // each process may pass the bound by one message after its read, never by its own whole share of a second
+        assert.isAtMost(state.bytes, bound + processes * (400 + 128), `round ${round}: ${state.bytes} bytes held`)
+        assert.isAtLeast(state.bytes, bound / 2, `round ${round}: the gates let the stream fill`)
       }
     }))
 })
