@@ -114,13 +114,16 @@ export const makeStreamBytes = (stream: string, refreshMs = 1_000) =>
           }
         }
       })
+    // what is taken is given back however the publish ends, interrupted too (between the two as well:
+    // bytes held for good would shrink the bound for good)
     const admit = <A, E, R>(body: number, publish: Effect.Effect<A, E, R>, messages = 1) =>
-      Effect.flatMap(take(body + messages * perMessageBytes), (h): Effect.Effect<Option.Option<A>, E, R> =>
-        h === undefined ? Effect.succeedNone : publish.pipe(
-          Effect.map(Option.some),
-          Effect.ensuring(Effect.sync(() => {
-            h.seenBy = reads + 1
-          }))
-        ))
+      Effect.acquireUseRelease(
+        take(body + messages * perMessageBytes),
+        (h): Effect.Effect<Option.Option<A>, E, R> => h === undefined ? Effect.succeedNone : Effect.map(publish, Option.some),
+        (h) =>
+          Effect.sync(() => {
+            if (h !== undefined) h.seenBy = reads + 1
+          })
+      )
     return { admit } satisfies StreamBytes
   })

@@ -7,7 +7,7 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { DiscardPolicy, RetentionPolicy, StorageType } from "@nats-io/jetstream"
-import { Effect, Option } from "effect"
+import { Deferred, Effect, Exit, Fiber, Option } from "effect"
 import { Nats, tryNats } from "../../infra/nats/Nats.ts"
 import { backstopBytes, makeStreamBytes } from "../../infra/nats/streamBytes.ts"
 import { streamFull } from "../../infra/nats/streamFull.ts"
@@ -80,5 +80,27 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("a stream
         assert.isAtMost(state.bytes, bound + processes * (400 + 128), `round ${round}: ${state.bytes} bytes held`)
         assert.isAtLeast(state.bytes, bound / 2, `round ${round}: the gates let the stream fill`)
       }
+    }))
+
+  it.effect("a publish interrupted or failed gives its bytes back: the next read of the stream no longer counts them", () =>
+    Effect.gen(function*() {
+      const { manager } = yield* Nats
+      const name = "GIVEN"
+      yield* tryNats("add", () => manager.streams.add({
+        name, subjects: ["given.>"], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New,
+        max_bytes: backstopBytes(bound), storage: StorageType.File
+      }))
+      // read again a tenth of a second on
+      const gate = yield* makeStreamBytes(name, 100)
+      const started = yield* Deferred.make<void>()
+      const hung = yield* Effect.forkChild(gate.admit(2_000, Effect.andThen(Deferred.succeed(started, undefined), Effect.never)))
+      yield* Deferred.await(started)
+      assert.isTrue(Option.isNone(yield* gate.admit(2_000, Effect.void)), "held by the publish still out")
+      yield* Fiber.interrupt(hung)
+      // the next read no longer counts it; a publish that fails is given back the same way
+      yield* Effect.sleep("200 millis")
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(gate.admit(2_000, Effect.fail("refused by JetStream")))))
+      yield* Effect.sleep("200 millis")
+      assert.isTrue(Option.isSome(yield* gate.admit(2_000, Effect.void)), "given back")
     }))
 })
