@@ -55,9 +55,16 @@ export const makeDeadLetterIndex = Effect.gen(function*() {
     Effect.map((entry) => entry !== null && entry.operation === "PUT")
   )
 
-  /** Forgets one letter's entry (it was removed). */
+  const stream = `KV_${BucketNames.deadLetterIndex}`
+  const subjectOf = (key: string) => `$KV.${BucketNames.deadLetterIndex}.${key}`
+
+  /**
+   * Forgets one letter's entry (it was removed): its subject purged from the bucket's stream, leaving
+   * nothing. A KV purge or delete leaves a marker per key for good: before stop 22, one a letter ever
+   * replayed or discarded, a bucket growing without bound under a destination that keeps failing.
+   */
   const forget = (destination: string, id: string) =>
-    tryNats("unindex dead letter", () => bucket.purge(deadLetterIndexKey(destination, id))).pipe(Effect.asVoid)
+    tryNats("unindex dead letter", () => manager.streams.purge(stream, { filter: subjectOf(deadLetterIndexKey(destination, id)) })).pipe(Effect.asVoid)
 
   /**
    * Hands every message an ephemeral consumer of `stream` holds to `visit`, in order, a fetch at a time
@@ -93,8 +100,7 @@ export const makeDeadLetterIndex = Effect.gen(function*() {
    * again under the id) stay, and so do `pending` ones (at worst a lookup that scans).
    */
   const forgetBefore = (destination: string, before?: number) => {
-    const stream = `KV_${BucketNames.deadLetterIndex}`
-    const subjects = `$KV.${BucketNames.deadLetterIndex}.${destination}.>`
+    const subjects = subjectOf(`${destination}.>`)
     if (before === undefined) return tryNats("unindex dead letters", () => manager.streams.purge(stream, { filter: subjects })).pipe(Effect.asVoid)
     return tryNats("unindex dead letters", () =>
       eachMessage(stream, { filter_subjects: subjects, deliver_policy: DeliverPolicy.LastPerSubject }, (msg) => {

@@ -32,7 +32,7 @@ layer(layers, { excludeTestServices: true, timeout: 60_000 })("dead letters foun
     Effect.gen(function*() {
       const ledger = yield* DeliveryLedger
       const queue = yield* DeadLetterQueue
-      const { jetstream } = yield* Nats
+      const { jetstream, manager } = yield* Nats
       const index = yield* makeDeadLetterIndex
       const bucket = yield* openBucket(BucketNames.deadLetterIndex, { ttl: "forever" })
       const placed = (destination: string, id: string) => Effect.map(index.find(destination, id), (p) => (p._tag === "At" ? p.seq : p._tag))
@@ -89,9 +89,12 @@ layer(layers, { excludeTestServices: true, timeout: 60_000 })("dead letters foun
       assert.strictEqual(yield* placed("acme", ids[7]!), at7)
       assert.deepStrictEqual(yield* found("acme", [older.id, headerless.id]), [olderSeq, headerlessSeq])
 
-      // removed: gone from the queue and from the index
+      // removed: gone from the queue and from the index, which keeps nothing of it (no purge marker)
+      const indexSize = Effect.map(tryNats("index info", () => manager.streams.info(`KV_${BucketNames.deadLetterIndex}`)), (info) => info.state.messages)
+      const entriesBefore = yield* indexSize
       yield* queue.remove("acme", got[0]!)
       assert.strictEqual(yield* placed("acme", ids[3]!), "Absent")
+      assert.strictEqual(yield* indexSize, entriesBefore - 1)
       assert.deepStrictEqual(yield* queue.get("acme", [ids[3]!]), [])
 
       // purged up to a bound (the destination deleted, then created again): the entries of the letters
