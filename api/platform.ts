@@ -295,6 +295,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   )
   const topology = Layer.effectDiscard(Effect.gen(function*() {
     const streams = {
+      // past every command's deadline: COMMAND_TIMEOUT, the translators' 2 minutes, the reminders' 5 s
+      commandsMaxAge: Duration.max(Duration.hours(1), Duration.times(config.commandTimeout, 2)),
       historyMaxAge: config.historyRetention,
       historyMaxBytes: config.historyMaxBytes,
       deliverMaxBytes: config.deliverMaxBytes,

@@ -23,6 +23,13 @@ export interface TopologyOptions {
    * and once the account's JetStream is full every JetStream write fails.
    */
   readonly historyMaxBytes?: number
+  /**
+   * how long CMD keeps a command nobody took; default 1 hour. Every command carries a deadline (its
+   * sender's timeout) past which its entity answers it Expired rather than apply it, so one older than
+   * every deadline is of no use. Without it, while no shard drained CMD (its event store failing), each
+   * sender that timed out left its command behind, and CMD grew by all of them.
+   */
+  readonly commandsMaxAge?: Duration.Input
   /** how long JetStream remembers a `Nats-Msg-Id` to drop a re-publish; default 2 minutes */
   readonly duplicateWindow?: Duration.Input
   /** how long / how many bytes DEADLETTERS keeps dead letters (the oldest go first); default 30 days, 1 GiB */
@@ -61,6 +68,7 @@ export interface TopologyOptions {
 }
 
 export const defaultHistoryMaxAge: Duration.Input = "30 days"
+export const defaultCommandsMaxAge: Duration.Input = "1 hour"
 export const defaultDuplicateWindow: Duration.Input = "2 minutes"
 export const defaultDeadLetterMaxAge: Duration.Input = "30 days"
 export const defaultDeadLetterMaxBytes = 1_073_741_824
@@ -82,14 +90,18 @@ type Config = StreamConfig
 export const streamConfigs = (options: TopologyOptions): ReadonlyArray<Config> => {
   const duplicateWindow = toNanos(options.duplicateWindow ?? defaultDuplicateWindow)
   const common = { storage: StorageType.File, num_replicas: 1, duplicate_window: duplicateWindow }
+  const commandsMaxAge = toNanos(options.commandsMaxAge ?? defaultCommandsMaxAge)
   return [
     {
       ...common,
       name: StreamNames.commands,
       subjects: [allCommands],
-      // Work queue: a command is removed once an entity actor acknowledges it.
+      // Work queue: a command is removed once an entity actor acknowledges it, or once past every deadline.
       retention: RetentionPolicy.Workqueue,
       discard: DiscardPolicy.Old,
+      max_age: commandsMaxAge,
+      // JetStream wants the window within the age
+      duplicate_window: Math.min(duplicateWindow, commandsMaxAge),
       description: "Commands for entity actors (work queue)"
     } as Config,
     {

@@ -1,7 +1,7 @@
 import { assert, describe, it, layer } from "@effect/vitest"
 import { readFileSync, writeFileSync } from "node:fs"
 import { createServer, type Server } from "node:net"
-import { Effect, Scope } from "effect"
+import { Effect, Schedule, Scope } from "effect"
 import { jetstream } from "@nats-io/jetstream"
 import { connect, headers } from "@nats-io/transport-node"
 import { StreamNames, historySubject, snapshotSubject } from "../../domain/subjects.ts"
@@ -119,6 +119,7 @@ layer(layerTestNats({ duplicateWindow: "1 minute" }), { excludeTestServices: tru
       const cmd = yield* tryNats("info", () => manager.streams.info(StreamNames.commands))
       assert.strictEqual(cmd.config.retention, "workqueue")
       assert.deepStrictEqual(cmd.config.subjects, ["cmd.>"])
+      assert.strictEqual(cmd.config.max_age, 3600 * 1e9, "a command nobody took goes after an hour")
       const snapshots = yield* tryNats("info", () => manager.streams.info(StreamNames.snapshots))
       assert.strictEqual(snapshots.config.max_msgs_per_subject, 1)
       yield* ensureTopology({ duplicateWindow: "1 minute", deadLetterMaxAge: "2 days", deadLetterMaxBytes: 1_000_000 })
@@ -183,6 +184,17 @@ layer(layerTestNats({ duplicateWindow: "1 minute" }), { excludeTestServices: tru
       assert.strictEqual(history.config.max_bytes, 5_000_000)
       assert.strictEqual(snapshots.config.max_msgs_per_subject, 1)
       assert.strictEqual(clean.config.max_bytes, 6_000_000, "a mirror is bounded as its stream")
+    }))
+
+  it.effect("CMD lets go of a command nobody took once past its age (every command's deadline passed)", () =>
+    Effect.gen(function*() {
+      const { jetstream, manager } = yield* Nats
+      yield* ensureTopology({ duplicateWindow: "1 minute", commandsMaxAge: "1 second" })
+      yield* tryNats("publish", () => jetstream.publish("cmd.campaign.0.7", encoder.encode("{}")))
+      const held = Effect.map(tryNats("info", () => manager.streams.info(StreamNames.commands)), (info) => info.state.messages)
+      assert.strictEqual(yield* held, 1)
+      yield* held.pipe(Effect.filterOrFail((messages) => messages === 0), Effect.retry(Schedule.spaced("200 millis")), Effect.timeout("20 seconds"))
+      yield* ensureTopology({ duplicateWindow: "1 minute" })
     }))
 
   it.effect("SNAPSHOTS keeps only the last message of each subject", () =>
