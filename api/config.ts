@@ -1,5 +1,5 @@
 /** The platform's configuration: environment variables read through Effect Config (all listed in README). */
-import { Config, Duration, Schema, SchemaGetter } from "effect"
+import { Config, Duration, Effect, Schema, SchemaGetter } from "effect"
 import { defaultShards } from "../domain/shards.ts"
 import { isKey } from "../infra/delivery/secretsKey.ts"
 import {
@@ -39,7 +39,17 @@ const PortRange = Schema.String.check(
   }
 ))
 
-export const PlatformConfig = Config.all({
+/**
+ * `bound` (the env var `name`) holds at least sixteen of a stream's largest messages (`message` bytes, as
+ * `of` allows): between two reads of a stream a process sends at most an eighth of its bound, and a
+ * larger message only into an empty stream (infra/nats/streamBytes.ts; JSON may double a body).
+ */
+const holdsSixteen = (name: string, bound: number, of: string, message: number) =>
+  Schema.decodeUnknownEffect(Schema.Number.check(Schema.isGreaterThanOrEqualTo(16 * message, {
+    message: `${name} must be at least 16 × ${of} (${16 * message}): a process sends at most an eighth of a stream's bound between two reads of it`
+  })))(bound).pipe(Effect.mapError((error) => new Config.ConfigError(error)))
+
+const platformConfig = Config.all({
   /** pretty (for people) or json (one object a line, for log collectors) */
   logFormat: Config.Literals(["pretty", "json"], "LOG_FORMAT").pipe(Config.withDefault("pretty" as const)),
   /** Trace, Debug, Info, Warn, Error */
@@ -255,4 +265,13 @@ export const PlatformConfig = Config.all({
     byRole: Config.schema(RateLimitsByRole, "RATE_LIMIT_BY_ROLE").pipe(Config.withDefault({}))
   })
 })
+
+export const PlatformConfig = platformConfig.pipe(Config.mapEffect((config) =>
+  Effect.as(
+    Effect.all([
+      holdsSixteen("INGEST_MAX_BYTES", config.ingestMaxBytes, "REALTIME_MAX_BYTES", config.realtimeMaxBytes),
+      holdsSixteen("EVENTS_MAX_BYTES", config.eventsMaxBytes, "max(EVENTS_MESSAGE_MAX_BYTES, EVENTS_MAX_LINE_BYTES)", Math.max(config.eventsMessageMaxBytes, config.eventsMaxLineBytes))
+    ]),
+    config
+  )))
 export type PlatformConfig = Config.Success<typeof PlatformConfig>

@@ -12,11 +12,15 @@
  * seen: those still out, and those that ended after the read began.
  *
  * Several processes publish to these streams, each seeing the others' messages only at its next read.
- * So a read serves at most `refreshMs`, and a process admits at most an eighth (`share`) of the room
- * its last read left (or one message, whatever its size) before it reads again: never more reads than
- * publishes. Six processes flooding one stream at once now pass the bound by about a message each;
- * before, each admitted up to the whole bound for a second, they passed the backstop, and JetStream
- * dropped messages it had acknowledged (`test/infra/streamBytes.test.ts`, stop 22).
+ * So a read serves at most `refreshMs`, and between two reads a process admits at most an eighth
+ * (`share`) of the room its read left, or one message of at most an eighth of the bound: never more
+ * reads than publishes, and up to eight processes flooding a stream at once stay under the backstop.
+ * A larger message goes only into a stream that is empty as read; the platform's configuration keeps
+ * INGEST's and EVENTS' bounds at least sixteen of their largest messages (api/config.ts). Before stop
+ * 22 a process admitted up to the whole room for a second, then (found by an outside attack) a first
+ * message of up to the whole room after each read: three processes passed the backstop, and JetStream
+ * dropped messages it had acknowledged (`test/infra/streamBytes.test.ts`,
+ * `test/attack22/firstMessageEach.test.ts`).
  */
 import { Effect, Option } from "effect"
 import { Nats, type NatsError, tryNats } from "./Nats.ts"
@@ -90,15 +94,20 @@ export const makeStreamBytes = (stream: string, refreshMs = 1_000) =>
       }
       return heldBytes
     }
-    /** Whether `bytes` more stay within this process's share of the room `reading` left (one message first). */
-    const fits = (reading: Reading, bytes: number) => reading.admitted === 0 || reading.admitted + bytes <= (reading.bound - reading.stored) / share
+    /**
+     * Whether `bytes` more stay within what this process may take on `reading`: an eighth of the room it
+     * left, or a first message of at most an eighth of the bound.
+     */
+    const fits = (reading: Reading, bytes: number) =>
+      reading.admitted === 0 ? bytes <= reading.bound / share : reading.admitted + bytes <= (reading.bound - reading.stored) / share
     /** The bytes held for the publish, or nothing if the bound has no room for them. */
     const take = (bytes: number): Effect.Effect<Held | undefined, NatsError> =>
       Effect.gen(function*() {
         for (;;) {
           const reading = yield* read
           const total = reading.stored + unseen(reading)
-          // an empty stream takes one message of any size, as JetStream would
+          // an empty stream takes one message of any size, as JetStream would (a bound under eight of its
+          // messages: processes that read it empty at once may each send one)
           if (total > 0 && total + bytes > reading.bound) return undefined
           if (total === 0 || fits(reading, bytes)) {
             const h: Held = { bytes }
@@ -107,6 +116,8 @@ export const makeStreamBytes = (stream: string, refreshMs = 1_000) =>
             reading.admitted += bytes
             return h
           }
+          // larger than a first message may be, with the stream not empty: refused
+          if (reading.admitted === 0) return undefined
           // this process took its share of the room: read again, once however many fibers ask
           if (!reading.replaced) {
             reading.replaced = true

@@ -34,4 +34,14 @@ describe("platform configuration", () => {
         assert.notInclude(String(error), "fifteen-chars-x", "a secret's value is never shown")
       }
     }))
+
+  it.effect("refuses a bounded stream that holds fewer than sixteen of its largest messages (several processes may each send one at once)", () =>
+    Effect.gen(function*() {
+      const ingest = yield* Effect.flip(parse({ INGEST_MAX_BYTES: "100000" }))
+      assert.include(String(ingest), "INGEST_MAX_BYTES must be at least 16 × REALTIME_MAX_BYTES (16777216)")
+      assert.strictEqual((yield* parse({ INGEST_MAX_BYTES: "100000", REALTIME_MAX_BYTES: "6250" })).ingestMaxBytes, 100_000)
+      const events = yield* Effect.flip(parse({ EVENTS_MAX_BYTES: "1048576" }))
+      assert.include(String(events), "EVENTS_MAX_BYTES must be at least 16 ×")
+      assert.strictEqual((yield* parse({ EVENTS_MAX_BYTES: "1048576", EVENTS_MESSAGE_MAX_BYTES: "65536" })).eventsMaxBytes, 1_048_576)
+    }))
 })
