@@ -270,7 +270,8 @@ export const PlatformConfig = platformConfig.pipe(Config.mapEffect((config) =>
   Effect.as(
     Effect.all([
       holdsSixteen("INGEST_MAX_BYTES", config.ingestMaxBytes, "REALTIME_MAX_BYTES", config.realtimeMaxBytes),
-      holdsSixteen("EVENTS_MAX_BYTES", config.eventsMaxBytes, "max(EVENTS_MESSAGE_MAX_BYTES, EVENTS_MAX_LINE_BYTES)", Math.max(config.eventsMessageMaxBytes, config.eventsMaxLineBytes))
+      // a batch's messages are admitted together
+      holdsSixteen("EVENTS_MAX_BYTES", config.eventsMaxBytes, "EVENTS_BODY_MAX_BYTES", config.eventsBodyMaxBytes)
     ]),
     config
   )))

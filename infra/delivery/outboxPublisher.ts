@@ -201,7 +201,8 @@ export const publishOutbox = (options: PublisherOptions = {}): Effect.Effect<nev
     const waiting = new Map<string, number>()
     /** destinations whose last chunk DELIVER refused, and when: logged once until it takes one again */
     const refused = new Map<string, number>()
-    const deliverBytes = yield* makeStreamBytes(StreamNames.deliver)
+    // published by the holder of the package publisher's lease alone
+    const deliverBytes = yield* makeStreamBytes(StreamNames.deliver, { onePublisher: true })
     return yield* publishRound(batch, options.newSplitHold ?? newSplitHoldMs, waiting, refused, deliverBytes).pipe(
       Effect.tap(({ total, full }) => full ? Effect.sleep(streamFullRetryMs) : total === 0 ? Effect.sleep(options.idle ?? "25 millis") : Effect.void),
       Effect.forever

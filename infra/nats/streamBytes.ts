@@ -16,7 +16,8 @@
  * (`share`) of the room its read left, or one message of at most an eighth of the bound: never more
  * reads than publishes, and up to eight processes flooding a stream at once stay under the backstop.
  * A larger message goes only into a stream that is empty as read; the platform's configuration keeps
- * INGEST's and EVENTS' bounds at least sixteen of their largest messages (api/config.ts). Before stop
+ * INGEST's and EVENTS' bounds at least sixteen of their largest messages (api/config.ts). DELIVER has one
+ * publisher at a time (`onePublisher`: the package publisher's lease), which has no share to keep. Before stop
  * 22 a process admitted up to the whole room for a second, then (found by an outside attack) a first
  * message of up to the whole room after each read: three processes passed the backstop, and JetStream
  * dropped messages it had acknowledged (`test/infra/streamBytes.test.ts`,
@@ -63,7 +64,14 @@ interface Held {
 /** What JetStream stores beside a message's body (its subject, headers and framing), counted generously. */
 const perMessageBytes = 128
 
-export const makeStreamBytes = (stream: string, refreshMs = 1_000) =>
+export interface StreamBytesOptions {
+  /** how long a read of the stream serves at most; default 1 s */
+  readonly refreshMs?: number
+  /** one process at a time publishes to the stream (it holds a lease): no share to keep, messages of any size within the bound */
+  readonly onePublisher?: boolean
+}
+
+export const makeStreamBytes = (stream: string, { onePublisher = false, refreshMs = 1_000 }: StreamBytesOptions = {}) =>
   Effect.gen(function*() {
     const { manager } = yield* Nats
     let reads = 0
@@ -99,7 +107,7 @@ export const makeStreamBytes = (stream: string, refreshMs = 1_000) =>
      * left, or a first message of at most an eighth of the bound.
      */
     const fits = (reading: Reading, bytes: number) =>
-      reading.admitted === 0 ? bytes <= reading.bound / share : reading.admitted + bytes <= (reading.bound - reading.stored) / share
+      onePublisher || (reading.admitted === 0 ? bytes <= reading.bound / share : reading.admitted + bytes <= (reading.bound - reading.stored) / share)
     /** The bytes held for the publish, or nothing if the bound has no room for them. */
     const take = (bytes: number): Effect.Effect<Held | undefined, NatsError> =>
       Effect.gen(function*() {

@@ -23,11 +23,11 @@ import { layerTestNats } from "../fixtures/nats.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const limits = { bodyMaxBytes: 256 * 1024, inflightMaxBytes: 512 * 1024, bodyTimeout: "8 seconds" as const, maxEvents: 500, maxLineBytes: 4096, maxJsonDepth: 64 }
-/** Small enough to fill in a test: a few of the batches below. */
-const eventsMaxBytes = 512 * 1024
+/** Small enough to fill in a test, and sixteen bodies, as the platform's configuration requires of EVENTS_MAX_BYTES. */
+const eventsMaxBytes = 16 * limits.bodyMaxBytes
 const maxPending = 20
-/** One app's share of EVENTS: a quarter of it, as the platform's default is */
-const appMaxBytes = eventsMaxBytes / 4
+/** One app's share of EVENTS */
+const appMaxBytes = 128 * 1024
 
 class Door extends Context.Service<Door, { readonly url: string; readonly key: (role: string) => Effect.Effect<string> }>()("test/Door") {}
 
@@ -359,13 +359,15 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
     Effect.gen(function*() {
       const door = yield* Door
       let accepted = 0
-      // several apps, none over its share: together they fill the stream
+      // many apps, a batch each (within its share): together they fill the stream
+      const apps: Array<string> = []
       const full = yield* Effect.gen(function*() {
-        for (let n = 0; n < 50; n++) {
-          const app = String(61 + (n % 8))
-          if (n < 8) yield* publishApp(app)
+        for (let n = 0; n < 80; n++) {
+          const app = String(101 + n)
+          apps.push(app)
+          yield* publishApp(app)
           const sdk = yield* door.key(`app:${app}`)
-          const batch = bulky(`full-${n}`, 100, 200)
+          const batch = bulky(`full-${n}`, 200, 200)
           const res = yield* post(app, sdk, batch)
           if (res.status !== 202) return res
           accepted += res.body.accepted
@@ -376,7 +378,7 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
       assert.strictEqual(full.retryAfter, "5")
       assert.match(full.body.detail, /EVENTS is full/)
       assert.isAbove(accepted, 0)
-      const stored = yield* Effect.forEach(Array.from({ length: 8 }, (_, i) => String(61 + i)), storedEvents)
+      const stored = yield* Effect.forEach(apps, storedEvents)
       assert.strictEqual(stored.flat().length, accepted, "every acknowledged event is on EVENTS")
     }))
 })

@@ -93,7 +93,7 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("a stream
         max_bytes: backstopBytes(bound), storage: StorageType.File
       }))
       // read again a tenth of a second on
-      const gate = yield* makeStreamBytes(name, 100)
+      const gate = yield* makeStreamBytes(name, { refreshMs: 100 })
       const started = yield* Deferred.make<void>()
       const hung = yield* Effect.forkChild(gate.admit(13_000, Effect.andThen(Deferred.succeed(started, undefined), Effect.never)))
       yield* Deferred.await(started)
