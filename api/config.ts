@@ -40,14 +40,17 @@ const PortRange = Schema.String.check(
 ))
 
 /**
- * `bound` (the env var `name`) holds at least sixteen of a stream's largest messages (`message` bytes, as
- * `of` allows): between two reads of a stream a process sends at most an eighth of its bound, and a
- * larger message only into an empty stream (infra/nats/streamBytes.ts; JSON may double a body).
+ * `bound` (the env var `name`) holds at least eight of a stream's largest messages (`largest` bytes, as
+ * `why` says): between two reads of a stream a process sends at most an eighth of its bound, and never
+ * a larger message (infra/nats/streamBytes.ts).
  */
-const holdsSixteen = (name: string, bound: number, of: string, message: number) =>
-  Schema.decodeUnknownEffect(Schema.Number.check(Schema.isGreaterThanOrEqualTo(16 * message, {
-    message: `${name} must be at least 16 × ${of} (${16 * message}): a process sends at most an eighth of a stream's bound between two reads of it`
+const holdsEight = (name: string, bound: number, largest: number, why: string) =>
+  Schema.decodeUnknownEffect(Schema.Number.check(Schema.isGreaterThanOrEqualTo(8 * largest, {
+    message: `${name} must be at least ${8 * largest}: ${why}, and a process sends at most an eighth of a stream's bound between two reads of it`
   })))(bound).pipe(Effect.mapError((error) => new Config.ConfigError(error)))
+
+/** The least bound of INGEST, EVENTS and DLQ: eight of the largest message nats.conf's `max_payload` (8 MB) lets through. */
+const leastStreamBytes = 67_108_864
 
 const platformConfig = Config.all({
   /** pretty (for people) or json (one object a line, for log collectors) */
@@ -94,7 +97,7 @@ const platformConfig = Config.all({
   /** dead letters one destination keeps at most; beyond, its lanes wait until some are replayed or discarded */
   deliveryDeadLettersPerDestination: intAtLeast(1, "DELIVERY_DEAD_LETTERS_PER_DESTINATION").pipe(Config.withDefault(defaultDeliveryDeadLettersPerDestination)),
   /** bytes DLQ holds at most; beyond, every lane with a record to dead-letter waits */
-  deliveryDeadLettersMaxBytes: intAtLeast(1_048_576, "DELIVERY_DEAD_LETTERS_MAX_BYTES").pipe(Config.withDefault(defaultDeliveryDeadLettersMaxBytes)),
+  deliveryDeadLettersMaxBytes: intAtLeast(leastStreamBytes, "DELIVERY_DEAD_LETTERS_MAX_BYTES").pipe(Config.withDefault(defaultDeliveryDeadLettersMaxBytes)),
   /** bytes each of EVENTS_CLEAN, SESSIONS, ALERTS and RECEIPTS keeps at most (and each of their READERS mirrors); the oldest go first */
   followMaxBytes: intAtLeast(1_048_576, "FOLLOW_MAX_BYTES").pipe(Config.withDefault(4_294_967_296)),
   /** keep a point-in-time snapshot every N revisions of an entity */
@@ -164,7 +167,7 @@ const platformConfig = Config.all({
   /** what becomes of an upload once its job is done or failed: delete it, or keep it in DATA_DIR/uploads */
   uploadRetention: Config.Literals(["delete", "keep"], "UPLOAD_RETENTION").pipe(Config.withDefault("delete" as const)),
   /** bytes of ingestion work the INGEST stream holds before refusing more (doors answer 503 + Retry-After) */
-  ingestMaxBytes: intAtLeast(1_024, "INGEST_MAX_BYTES").pipe(Config.withDefault(1_073_741_824)),
+  ingestMaxBytes: intAtLeast(leastStreamBytes, "INGEST_MAX_BYTES").pipe(Config.withDefault(1_073_741_824)),
   /** bytes of one POST /v1/apps/{app}/events body, after gzip is inflated (a gzip bomb stops here); 413 beyond */
   eventsBodyMaxBytes: intAtLeast(1, "EVENTS_BODY_MAX_BYTES").pipe(Config.withDefault(8_388_608)),
   /** bytes of event bodies (inflated) one process holds at once, over all requests; 503 + Retry-After beyond (at least EVENTS_BODY_MAX_BYTES) */
@@ -178,7 +181,7 @@ const platformConfig = Config.all({
   /** characters of one EventBatch message on EVENTS: a bigger batch is split (nats.conf's max_payload is 8 MB) */
   eventsMessageMaxBytes: intAtLeast(65_536, "EVENTS_MESSAGE_MAX_BYTES").pipe(Config.withDefault(524_288)),
   /** bytes of app events the EVENTS stream holds before the intake answers 503 + Retry-After */
-  eventsMaxBytes: intAtLeast(1_024, "EVENTS_MAX_BYTES").pipe(Config.withDefault(1_073_741_824)),
+  eventsMaxBytes: intAtLeast(leastStreamBytes, "EVENTS_MAX_BYTES").pipe(Config.withDefault(1_073_741_824)),
   /** batches of one app not yet processed by its device pipeline (on EVENTS) above which the intake answers 503 + Retry-After */
   eventsMaxPending: intAtLeast(1, "EVENTS_MAX_PENDING").pipe(Config.withDefault(10_000)),
   /** bytes of one app's batches on EVENTS (estimated) above which that app is answered 503 + Retry-After; none: a quarter of EVENTS_MAX_BYTES */
@@ -269,9 +272,10 @@ const platformConfig = Config.all({
 export const PlatformConfig = platformConfig.pipe(Config.mapEffect((config) =>
   Effect.as(
     Effect.all([
-      holdsSixteen("INGEST_MAX_BYTES", config.ingestMaxBytes, "REALTIME_MAX_BYTES", config.realtimeMaxBytes),
-      // a batch's messages are admitted together
-      holdsSixteen("EVENTS_MAX_BYTES", config.eventsMaxBytes, "EVENTS_BODY_MAX_BYTES", config.eventsBodyMaxBytes)
+      holdsEight("INGEST_MAX_BYTES", config.ingestMaxBytes, 6 * config.realtimeMaxBytes,
+        "a real-time body may take six times REALTIME_MAX_BYTES on INGEST (JSON writes a control character in six)"),
+      holdsEight("EVENTS_MAX_BYTES", config.eventsMaxBytes, 3 * config.eventsBodyMaxBytes,
+        "a batch's events may take three times EVENTS_BODY_MAX_BYTES on EVENTS (numbers such as 1e20 written out), and are admitted together")
     ]),
     config
   )))

@@ -15,13 +15,14 @@
  * So a read serves at most `refreshMs`, and between two reads a process admits at most an eighth
  * (`share`) of the room its read left, or one message of at most an eighth of the bound: never more
  * reads than publishes, and up to eight processes flooding a stream at once stay under the backstop.
- * A larger message goes only into a stream that is empty as read; the platform's configuration keeps
- * INGEST's and EVENTS' bounds at least sixteen of their largest messages (api/config.ts). DELIVER has one
- * publisher at a time (`onePublisher`: the package publisher's lease), which has no share to keep. Before stop
- * 22 a process admitted up to the whole room for a second, then (found by an outside attack) a first
- * message of up to the whole room after each read: three processes passed the backstop, and JetStream
- * dropped messages it had acknowledged (`test/infra/streamBytes.test.ts`,
- * `test/attack22/firstMessageEach.test.ts`).
+ * A larger message is refused, even by an empty stream: the platform's configuration keeps every
+ * message of INGEST, EVENTS and DLQ within an eighth of its bound (api/config.ts). DELIVER has one
+ * publisher at a time (`onePublisher`: the package publisher's lease), which has no share to keep.
+ * Before stop 22 a process admitted up to the whole room for a second; then (found by this stop's
+ * outside attacks) a first message of up to the whole room after each read, and any message into a
+ * stream it read empty: three processes with messages near the bound, or eight with real-time bodies
+ * that JSON's escapes made six times larger, passed the backstop, and JetStream dropped messages it had
+ * acknowledged (`test/infra/streamBytes.test.ts`, `test/attack22/`).
  */
 import { Effect, Option } from "effect"
 import { Nats, type NatsError, tryNats } from "./Nats.ts"
@@ -114,17 +115,15 @@ export const makeStreamBytes = (stream: string, { onePublisher = false, refreshM
         for (;;) {
           const reading = yield* read
           const total = reading.stored + unseen(reading)
-          // an empty stream takes one message of any size, as JetStream would (a bound under eight of its
-          // messages: processes that read it empty at once may each send one)
-          if (total > 0 && total + bytes > reading.bound) return undefined
-          if (total === 0 || fits(reading, bytes)) {
+          if (total + bytes > reading.bound) return undefined
+          if (fits(reading, bytes)) {
             const h: Held = { bytes }
             held.add(h)
             heldBytes += bytes
             reading.admitted += bytes
             return h
           }
-          // larger than a first message may be, with the stream not empty: refused
+          // larger than a first message may be: refused (the configuration keeps every message within it)
           if (reading.admitted === 0) return undefined
           // this process took its share of the room: read again, once however many fibers ask
           if (!reading.replaced) {

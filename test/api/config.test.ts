@@ -35,13 +35,16 @@ describe("platform configuration", () => {
       }
     }))
 
-  it.effect("refuses a bounded stream that holds fewer than sixteen of its largest messages (several processes may each send one at once)", () =>
+  it.effect("refuses a bounded stream that holds fewer than eight of its largest messages (several processes may each send one at once)", () =>
     Effect.gen(function*() {
-      const ingest = yield* Effect.flip(parse({ INGEST_MAX_BYTES: "100000" }))
-      assert.include(String(ingest), "INGEST_MAX_BYTES must be at least 16 × REALTIME_MAX_BYTES (16777216)")
-      assert.strictEqual((yield* parse({ INGEST_MAX_BYTES: "100000", REALTIME_MAX_BYTES: "6250" })).ingestMaxBytes, 100_000)
-      const events = yield* Effect.flip(parse({ EVENTS_MAX_BYTES: "1048576" }))
-      assert.include(String(events), "EVENTS_MAX_BYTES must be at least 16 × EVENTS_BODY_MAX_BYTES (134217728)")
-      assert.strictEqual((yield* parse({ EVENTS_MAX_BYTES: "1048576", EVENTS_BODY_MAX_BYTES: "65536" })).eventsMaxBytes, 1_048_576)
+      for (const name of ["INGEST_MAX_BYTES", "EVENTS_MAX_BYTES", "DELIVERY_DEAD_LETTERS_MAX_BYTES"]) {
+        assert.include(String(yield* Effect.flip(parse({ [name]: "67108863" }))), name)
+      }
+      const ingest = yield* Effect.flip(parse({ INGEST_MAX_BYTES: "100000000", REALTIME_MAX_BYTES: "4194304" }))
+      assert.include(String(ingest), "INGEST_MAX_BYTES must be at least 201326592: a real-time body may take six times REALTIME_MAX_BYTES")
+      assert.strictEqual((yield* parse({ INGEST_MAX_BYTES: "100000000", REALTIME_MAX_BYTES: "2000000" })).ingestMaxBytes, 100_000_000)
+      const events = yield* Effect.flip(parse({ EVENTS_MAX_BYTES: "100000000" }))
+      assert.include(String(events), "EVENTS_MAX_BYTES must be at least 201326592: a batch's events may take three times EVENTS_BODY_MAX_BYTES")
+      assert.strictEqual((yield* parse({ EVENTS_MAX_BYTES: "100000000", EVENTS_BODY_MAX_BYTES: "4000000" })).eventsMaxBytes, 100_000_000)
     }))
 })
