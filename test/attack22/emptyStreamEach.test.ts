@@ -10,11 +10,9 @@
  * processes, as in test/infra/streamBytes.test.ts, on a real nats-server.
  */
 import { assert, layer } from "@effect/vitest"
-import { DiscardPolicy, RetentionPolicy, StorageType } from "@nats-io/jetstream"
-import { Effect, Option } from "effect"
-import { Nats, tryNats } from "../../infra/nats/Nats.ts"
-import { backstopBytes, makeStreamBytes } from "../../infra/nats/streamBytes.ts"
-import { streamFull } from "../../infra/nats/streamFull.ts"
+import { Effect } from "effect"
+import { makeStreamBytes } from "../../infra/nats/streamBytes.ts"
+import { addGatedStream, gatedState, publishGated } from "../fixtures/gatedStream.ts"
 import { layerTestNats } from "../fixtures/nats.ts"
 
 const bound = 100_000
@@ -23,24 +21,17 @@ const processes = 8
 layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("eight processes' gates reading one stream empty at once", (it) => {
   it.effect("send no more than the bound together, however large each one's message, and JetStream keeps every message it acknowledged", () =>
     Effect.gen(function*() {
-      const { jetstream, manager } = yield* Nats
       // a third of the bound each (refused: over an eighth), then just under an eighth each (taken, all eight)
       for (const [round, size] of [[0, 33_000], [1, 12_300]] as const) {
         const name = `EMPTY${round}`
-        yield* tryNats("add", () => manager.streams.add({
-          name, subjects: [`empty${round}.>`], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New,
-          max_bytes: backstopBytes(bound), storage: StorageType.File
-        }))
+        yield* addGatedStream(name, bound)
         const gates = yield* Effect.forEach(Array.from({ length: processes }), () => makeStreamBytes(name))
         let acknowledged = 0
         yield* Effect.forEach(gates, (gate, p) =>
-          gate.admit(size, tryNats("publish", () => jetstream.publish(`empty${round}.acme`, "y".repeat(size), { msgID: `${round}-${p}` })).pipe(
-            Effect.as(true),
-            Effect.catchIf((error) => streamFull(error.cause) !== undefined, () => Effect.succeed(false))
-          )).pipe(Effect.map((stored) => {
-            if (Option.getOrElse(stored, () => false)) acknowledged++
-          })), { concurrency: "unbounded", discard: true })
-        const { state } = yield* tryNats("info", () => manager.streams.info(name))
+          Effect.map(publishGated(gate, `empty${round}.acme`, "y".repeat(size), `${round}-${p}`), (stored) => {
+            if (stored) acknowledged++
+          }), { concurrency: "unbounded", discard: true })
+        const state = yield* gatedState(name)
         assert.isAtMost(state.bytes, bound, `round ${round}: ${state.bytes} bytes on the stream`)
         assert.strictEqual(state.messages, acknowledged, `round ${round}: every acknowledged message kept`)
         assert.strictEqual(acknowledged, round === 0 ? 0 : processes)

@@ -11,11 +11,9 @@
  * itself, from a real nats-server.
  */
 import { assert, layer } from "@effect/vitest"
-import { DiscardPolicy, RetentionPolicy, StorageType } from "@nats-io/jetstream"
-import { Effect, Option } from "effect"
-import { Nats, tryNats } from "../../infra/nats/Nats.ts"
+import { Effect } from "effect"
 import { backstopBytes, makeStreamBytes, type StreamBytes } from "../../infra/nats/streamBytes.ts"
-import { streamFull } from "../../infra/nats/streamFull.ts"
+import { addGatedStream, gatedState, publishGated } from "../fixtures/gatedStream.ts"
 import { layerTestNats } from "../fixtures/nats.ts"
 
 const bound = 100_000
@@ -23,25 +21,18 @@ const bound = 100_000
 layer(layerTestNats(), { excludeTestServices: true, timeout: 120_000 })("three processes' gates, messages near the bound", (it) => {
   it.effect("never let the stream reach its backstop, so JetStream keeps every message it acknowledged", () =>
     Effect.gen(function*() {
-      const { jetstream, manager } = yield* Nats
       let lostRounds = 0
       let overBound = 0
       // the last message's size is swept over JetStream's window (body passes, stored size does not)
       for (let round = 0; round < 12; round++) {
         const name = `NEAR${round}`
-        yield* tryNats("add", () => manager.streams.add({
-          name, subjects: [`near${round}.>`], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New,
-          max_bytes: backstopBytes(bound), storage: StorageType.File
-        }))
+        yield* addGatedStream(name, bound)
         const [p0, p1, p2] = yield* Effect.forEach([0, 1, 2], () => makeStreamBytes(name))
         let acknowledged = 0
         const send = (gate: StreamBytes, size: number, id: string) =>
-          gate.admit(size, tryNats("publish", () => jetstream.publish(`near${round}.acme`, "y".repeat(size), { msgID: `${round}-${id}` })).pipe(
-            Effect.as(true),
-            Effect.catchIf((error) => streamFull(error.cause) !== undefined, () => Effect.succeed(false))
-          )).pipe(Effect.map((stored) => {
-            if (Option.getOrElse(stored, () => false)) acknowledged++
-          }))
+          Effect.map(publishGated(gate, `near${round}.acme`, "y".repeat(size), `${round}-${id}`), (stored) => {
+            if (stored) acknowledged++
+          })
         // a small message, acknowledged: the oldest
         yield* send(p0, 200, "oldest")
         // every process's last read is over a second old
@@ -53,9 +44,9 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 120_000 })("three p
         yield* send(p0, bound - 500, "big-0")
         yield* send(p1, bound - 500, "big-1")
         // p2, on its read of a moment ago too, takes one more, sized near what JetStream has left
-        const { state: before } = yield* tryNats("info", () => manager.streams.info(name))
+        const before = yield* gatedState(name)
         yield* send(p2, backstopBytes(bound) - before.bytes - 66 - 3 * round, "last")
-        const { state } = yield* tryNats("info", () => manager.streams.info(name))
+        const state = yield* gatedState(name)
         if (state.bytes > bound * 1.5) overBound++
         if (state.messages !== acknowledged || state.first_seq !== 1) lostRounds++
       }

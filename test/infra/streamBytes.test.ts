@@ -6,11 +6,9 @@
  * bound (twice the gate's) is never reached and every acknowledged message stays.
  */
 import { assert, layer } from "@effect/vitest"
-import { DiscardPolicy, RetentionPolicy, StorageType } from "@nats-io/jetstream"
 import { Deferred, Effect, Exit, Fiber, Option } from "effect"
-import { Nats, tryNats } from "../../infra/nats/Nats.ts"
-import { backstopBytes, makeStreamBytes } from "../../infra/nats/streamBytes.ts"
-import { streamFull } from "../../infra/nats/streamFull.ts"
+import { makeStreamBytes } from "../../infra/nats/streamBytes.ts"
+import { addGatedStream, gatedState, publishGated } from "../fixtures/gatedStream.ts"
 import { layerTestNats } from "../fixtures/nats.ts"
 
 /** bodies of 150–550 bytes: each within an eighth of it, the most a process sends on one read of the stream */
@@ -19,27 +17,18 @@ const bound = 25_000
 layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("a stream's bytes kept by its publishers", (it) => {
   it.effect("filled through the gate with bodies of random sizes, a discard-new work queue keeps every message it acknowledged, and holds about its bound", () =>
     Effect.gen(function*() {
-      const { jetstream, manager } = yield* Nats
       for (let round = 0; round < 20; round++) {
         const name = `GATED${round}`
-        yield* tryNats("add", () => manager.streams.add({
-          name, subjects: [`gated${round}.>`], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New,
-          max_bytes: backstopBytes(bound), max_msgs_per_subject: 10_000, discard_new_per_subject: true, storage: StorageType.File
-        }))
+        yield* addGatedStream(name, bound)
         const gate = yield* makeStreamBytes(name)
         let acknowledged = 0
         let refused = 0
         for (let i = 0; i < 100; i++) {
           const body = "y".repeat(150 + Math.floor(Math.random() * 400))
-          // JetStream refusing it too would be no loss; acknowledged, it must stay
-          const stored = yield* gate.admit(body.length, tryNats("publish", () => jetstream.publish(`gated${round}.d.0`, body, { msgID: `${round}-${i}` })).pipe(
-            Effect.as(true),
-            Effect.catchIf((error) => streamFull(error.cause) !== undefined, () => Effect.succeed(false))
-          ))
-          if (Option.getOrElse(stored, () => false)) acknowledged++
+          if (yield* publishGated(gate, `gated${round}.d.0`, body, `${round}-${i}`)) acknowledged++
           else refused++
         }
-        const { state } = yield* tryNats("info", () => manager.streams.info(name))
+        const state = yield* gatedState(name)
         assert.isAbove(refused, 0, "the bound was reached")
         assert.strictEqual(state.messages, acknowledged, `round ${round}: every acknowledged message is kept`)
         assert.strictEqual(state.first_seq, 1, `round ${round}: none of the oldest dropped`)
@@ -50,14 +39,10 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("a stream
 
   it.effect("gates of several processes flooding one stream at once keep it near its bound together, and every acknowledged message stays", () =>
     Effect.gen(function*() {
-      const { jetstream, manager } = yield* Nats
       const processes = 6
       for (let round = 0; round < 8; round++) {
         const name = `SHARED${round}`
-        yield* tryNats("add", () => manager.streams.add({
-          name, subjects: [`shared${round}.>`], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New,
-          max_bytes: backstopBytes(bound), storage: StorageType.File
-        }))
+        yield* addGatedStream(name, bound)
         // one gate a process: each knows only its own admissions and what it reads of the stream
         const gates = yield* Effect.forEach(Array.from({ length: processes }), () => makeStreamBytes(name))
         let acknowledged = 0
@@ -66,15 +51,11 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("a stream
           Effect.gen(function*() {
             for (let i = 0; i < 24; i++) {
               const body = "z".repeat(150 + Math.floor(Math.random() * 250))
-              const stored = yield* gate.admit(body.length, tryNats("publish", () => jetstream.publish(`shared${round}.d`, body, { msgID: `${round}-${p}-${i}` })).pipe(
-                Effect.as(true),
-                Effect.catchIf((error) => streamFull(error.cause) !== undefined, () => Effect.succeed(false))
-              ))
-              if (Option.getOrElse(stored, () => false)) acknowledged++
+              if (yield* publishGated(gate, `shared${round}.d`, body, `${round}-${p}-${i}`)) acknowledged++
               else refused++
             }
           }), { concurrency: "unbounded", discard: true })
-        const { state } = yield* tryNats("info", () => manager.streams.info(name))
+        const state = yield* gatedState(name)
         assert.isAbove(refused, 0, "the bound was reached")
         assert.strictEqual(state.messages, acknowledged, `round ${round}: every acknowledged message is kept`)
         assert.strictEqual(state.first_seq, 1, `round ${round}: none of the oldest dropped`)
@@ -86,12 +67,8 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("a stream
 
   it.effect("a publish interrupted or failed gives its bytes back: the next read of the stream no longer counts them", () =>
     Effect.gen(function*() {
-      const { manager } = yield* Nats
       const name = "GIVEN"
-      yield* tryNats("add", () => manager.streams.add({
-        name, subjects: ["given.>"], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New,
-        max_bytes: backstopBytes(bound), storage: StorageType.File
-      }))
+      yield* addGatedStream(name, bound)
       // read again a tenth of a second on
       const gate = yield* makeStreamBytes(name, { refreshMs: 100 })
       // eight publishes out, each an eighth of the bound (the most one may be): the stream is full while they are
