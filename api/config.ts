@@ -39,15 +39,19 @@ const PortRange = Schema.String.check(
   }
 ))
 
+/** `value` is finite and at least `minimum`, or the configuration fails with `message`. */
+const atLeast = (value: number, minimum: number, message: string) =>
+  Schema.decodeUnknownEffect(Schema.Number.check(Schema.isFinite({ message }), Schema.isGreaterThanOrEqualTo(minimum, { message })))(value).pipe(
+    Effect.mapError((error) => new Config.ConfigError(error))
+  )
+
 /**
  * `bound` (the env var `name`) holds at least eight of a stream's largest messages (`largest` bytes, as
  * `why` says): between two reads of a stream a process sends at most an eighth of its bound, and never
  * a larger message (infra/nats/streamBytes.ts).
  */
 const holdsEight = (name: string, bound: number, largest: number, why: string) =>
-  Schema.decodeUnknownEffect(Schema.Number.check(Schema.isGreaterThanOrEqualTo(8 * largest, {
-    message: `${name} must be at least ${8 * largest}: ${why}, and a process sends at most an eighth of a stream's bound between two reads of it`
-  })))(bound).pipe(Effect.mapError((error) => new Config.ConfigError(error)))
+  atLeast(bound, 8 * largest, `${name} must be at least ${8 * largest}: ${why}, and a process sends at most an eighth of a stream's bound between two reads of it`)
 
 /** The least bound of INGEST, EVENTS and DLQ: eight of the largest message nats.conf's `max_payload` (8 MB) lets through. */
 const leastStreamBytes = 67_108_864
@@ -272,6 +276,8 @@ const platformConfig = Config.all({
 export const PlatformConfig = platformConfig.pipe(Config.mapEffect((config) =>
   Effect.as(
     Effect.all([
+      // CMD keeps a command twice this at least (api/platform.ts): zero answered every command 504, and Infinity kept them for good
+      atLeast(Duration.toMillis(config.commandTimeout), 1, "COMMAND_TIMEOUT must be a finite duration of at least 1 millisecond"),
       holdsEight("INGEST_MAX_BYTES", config.ingestMaxBytes, 6 * config.realtimeMaxBytes,
         "a real-time body may take six times REALTIME_MAX_BYTES on INGEST (JSON writes a control character in six)"),
       holdsEight("EVENTS_MAX_BYTES", config.eventsMaxBytes, 3 * config.eventsBodyMaxBytes,

@@ -28,7 +28,7 @@ describe("platform configuration", () => {
 
   it.effect("rejects a value out of range, naming the variable", () =>
     Effect.gen(function*() {
-      for (const [name, value] of [["PORT", "70000"], ["SNAPSHOT_EVERY", "0"], ["ENTITY_MAILBOX_SIZE", "-1"], ["BODY_LIMIT_BYTES", "x"], ["HISTORY_RETENTION", "soon"], ["ADMIN_API_KEY", "fifteen-chars-x"]]) {
+      for (const [name, value] of [["COMMAND_TIMEOUT", "0 millis"], ["COMMAND_TIMEOUT", "Infinity"], ["PORT", "70000"], ["SNAPSHOT_EVERY", "0"], ["ENTITY_MAILBOX_SIZE", "-1"], ["BODY_LIMIT_BYTES", "x"], ["HISTORY_RETENTION", "soon"], ["ADMIN_API_KEY", "fifteen-chars-x"]]) {
         const error = yield* Effect.flip(parse({ [name!]: value! }))
         assert.include(String(error), name!)
         assert.notInclude(String(error), "fifteen-chars-x", "a secret's value is never shown")
