@@ -278,8 +278,8 @@ export const PlatformConfig = platformConfig.pipe(Config.mapEffect((config) =>
     Effect.all([
       // CMD keeps a command twice this at least (api/platform.ts): zero answered every command 504, and Infinity kept them for good
       atLeast(Duration.toMillis(config.commandTimeout), 1, "COMMAND_TIMEOUT must be a finite duration of at least 1 millisecond"),
-      holdsEight("INGEST_MAX_BYTES", config.ingestMaxBytes, 6 * config.realtimeMaxBytes,
-        "a real-time body may take six times REALTIME_MAX_BYTES on INGEST (JSON writes a control character in six)"),
+      holdsEight("INGEST_MAX_BYTES", config.ingestMaxBytes, 6 * config.realtimeMaxBytes + 65_536,
+        "a real-time body may take six times REALTIME_MAX_BYTES on INGEST (JSON writes a control character in six), and 64 KiB more of its message"),
       holdsEight("EVENTS_MAX_BYTES", config.eventsMaxBytes, 3 * config.eventsBodyMaxBytes,
         "a batch's events may take three times EVENTS_BODY_MAX_BYTES on EVENTS (numbers such as 1e20 written out), and are admitted together")
     ]),

@@ -12,17 +12,19 @@
  * seen: those still out, and those that ended after the read began.
  *
  * Several processes publish to these streams, each seeing the others' messages only at its next read.
- * So a read serves at most `refreshMs`, and between two reads a process admits at most an eighth
- * (`share`) of the room its read left, or one message of at most an eighth of the bound: never more
- * reads than publishes, and up to eight processes flooding a stream at once stay under the backstop.
+ * So a read serves at most `refreshMs`, and what a process's publishes hold unseen by its last read
+ * (those still out included) stays within an eighth (`share`) of the room that read left, or one
+ * message of at most an eighth of the bound; past it, the process reads again (never more reads than
+ * publishes) or, nothing stored since, refuses. Up to eight processes flooding a stream at once stay
+ * under the backstop.
  * A larger message is refused, even by an empty stream: the platform's configuration keeps every
  * message of INGEST, EVENTS and DLQ within an eighth of its bound (api/config.ts). DELIVER has one
  * publisher at a time (`onePublisher`: the package publisher's lease), which has no share to keep.
  * Before stop 22 a process admitted up to the whole room for a second; then (found by this stop's
- * outside attacks) a first message of up to the whole room after each read, and any message into a
- * stream it read empty: three processes with messages near the bound, or eight with real-time bodies
- * that JSON's escapes made six times larger, passed the backstop, and JetStream dropped messages it had
- * acknowledged (`test/infra/streamBytes.test.ts`, `test/attack22/`).
+ * outside attacks) a first message of up to the whole room after each read, any message into a stream
+ * it read empty, and an eighth a read however many of its publishes were still out: processes passed
+ * the backstop, and JetStream dropped messages it had acknowledged (`test/infra/streamBytes.test.ts`,
+ * `test/attack22/`).
  */
 import { Effect, Option } from "effect"
 import { Nats, type NatsError, tryNats } from "./Nats.ts"
@@ -104,28 +106,29 @@ export const makeStreamBytes = (stream: string, { onePublisher = false, refreshM
       return heldBytes
     }
     /**
-     * Whether `bytes` more stay within what this process may take on `reading`: an eighth of the room it
-     * left, or a first message of at most an eighth of the bound.
+     * Whether `bytes` more stay within what this process may hold unseen by `reading` (`own`): an eighth
+     * of the room it left, or one message of at most an eighth of the bound.
      */
-    const fits = (reading: Reading, bytes: number) =>
-      onePublisher || (reading.admitted === 0 ? bytes <= reading.bound / share : reading.admitted + bytes <= (reading.bound - reading.stored) / share)
+    const fits = (reading: Reading, own: number, bytes: number) =>
+      onePublisher || (own === 0 ? bytes <= reading.bound / share : own + bytes <= (reading.bound - reading.stored) / share)
     /** The bytes held for the publish, or nothing if the bound has no room for them. */
     const take = (bytes: number): Effect.Effect<Held | undefined, NatsError> =>
       Effect.gen(function*() {
         for (;;) {
           const reading = yield* read
-          const total = reading.stored + unseen(reading)
-          if (total + bytes > reading.bound) return undefined
-          if (fits(reading, bytes)) {
+          const own = unseen(reading)
+          if (reading.stored + own + bytes > reading.bound) return undefined
+          if (fits(reading, own, bytes)) {
             const h: Held = { bytes }
             held.add(h)
             heldBytes += bytes
             reading.admitted += bytes
             return h
           }
-          // larger than a first message may be: refused (the configuration keeps every message within it)
+          // nothing taken since this read: its publishes still out hold its share (or the message is larger
+          // than one may be, which the configuration rules out): refused
           if (reading.admitted === 0) return undefined
-          // this process took its share of the room: read again, once however many fibers ask
+          // this process took its share of the room: read again (it may have stored some since), once however many fibers ask
           if (!reading.replaced) {
             reading.replaced = true
             yield* invalidate

@@ -41,7 +41,7 @@ describe("platform configuration", () => {
         assert.include(String(yield* Effect.flip(parse({ [name]: "67108863" }))), name)
       }
       const ingest = yield* Effect.flip(parse({ INGEST_MAX_BYTES: "100000000", REALTIME_MAX_BYTES: "4194304" }))
-      assert.include(String(ingest), "INGEST_MAX_BYTES must be at least 201326592: a real-time body may take six times REALTIME_MAX_BYTES")
+      assert.include(String(ingest), "INGEST_MAX_BYTES must be at least 201850880: a real-time body may take six times REALTIME_MAX_BYTES")
       assert.strictEqual((yield* parse({ INGEST_MAX_BYTES: "100000000", REALTIME_MAX_BYTES: "2000000" })).ingestMaxBytes, 100_000_000)
       const events = yield* Effect.flip(parse({ EVENTS_MAX_BYTES: "100000000" }))
       assert.include(String(events), "EVENTS_MAX_BYTES must be at least 201326592: a batch's events may take three times EVENTS_BODY_MAX_BYTES")
