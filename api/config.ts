@@ -53,7 +53,7 @@ const atLeast = (value: number, minimum: number, message: string) =>
 const holdsEight = (name: string, bound: number, largest: number, why: string) =>
   atLeast(bound, 8 * largest, `${name} must be at least ${8 * largest}: ${why}, and a process sends at most an eighth of a stream's bound between two reads of it`)
 
-/** The least bound of INGEST, EVENTS and DLQ: eight of the largest message nats.conf's `max_payload` (8 MB) lets through. */
+/** The least bound of INGEST, EVENTS, DELIVER and DLQ: eight of the largest message nats.conf's `max_payload` (8 MB) lets through. */
 const leastStreamBytes = 67_108_864
 
 const platformConfig = Config.all({
@@ -95,7 +95,7 @@ const platformConfig = Config.all({
   /** bytes HISTORY keeps at most on JetStream (and its READERS mirror), the oldest going first */
   historyMaxBytes: intAtLeast(1_048_576, "HISTORY_MAX_BYTES").pipe(Config.withDefault(defaultHistoryMaxBytes)),
   /** bytes DELIVER holds at most; beyond, package chunks wait in the outbox (delivery.db) */
-  deliverMaxBytes: intAtLeast(1_048_576, "DELIVER_MAX_BYTES").pipe(Config.withDefault(defaultDeliverMaxBytes)),
+  deliverMaxBytes: intAtLeast(leastStreamBytes, "DELIVER_MAX_BYTES").pipe(Config.withDefault(defaultDeliverMaxBytes)),
   /** chunks one destination lane holds on DELIVER at most; beyond, that destination's wait in the outbox */
   deliverLaneMaxChunks: intAtLeast(1, "DELIVER_LANE_MAX_CHUNKS").pipe(Config.withDefault(defaultDeliverLaneMaxChunks)),
   /** dead letters one destination keeps at most; beyond, its lanes wait until some are replayed or discarded */

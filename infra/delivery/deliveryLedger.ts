@@ -22,7 +22,7 @@ import { openBucket } from "../nats/buckets.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
 import { scanSubject } from "../nats/scanSubject.ts"
 import { makeAckedPublisher } from "../nats/ackedPublisher.ts"
-import { makeStreamBytes } from "../nats/streamBytes.ts"
+import { makeStreamBytes, messageBytes } from "../nats/streamBytes.ts"
 import { streamFull, type StreamFull } from "../nats/streamFull.ts"
 import { makeDeadLetterIndex } from "./deadLetterIndex.ts"
 import { makeReceiptBatches, requestIdsHeader } from "./receiptBatches.ts"
@@ -78,7 +78,7 @@ const make = Effect.gen(function*() {
         Effect.andThen(tryNats("publish dead letter", () =>
           publisher.publish(deliveryDeadLetterSubject(deadLetter.destination), text, { "Nats-Msg-Id": deadLetter.id })))
       )
-      return dlqBytes.admit(Buffer.byteLength(text), published).pipe(
+      return dlqBytes.admit(messageBytes(text, deliveryDeadLetterSubject(deadLetter.destination), deadLetter.id), published).pipe(
         Effect.mapError((error) => {
           const reason = streamFull(error.cause)
           return reason === undefined ? toLedgerError(error) : full(reason)

@@ -41,7 +41,7 @@ import { StreamNames } from "../../domain/subjects.ts"
 import { refreshesKept } from "../../domain/delivery/Watermark.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
 import { lastOnSubject } from "../nats/scanSubject.ts"
-import { makeStreamBytes, type StreamBytes } from "../nats/streamBytes.ts"
+import { makeStreamBytes, messageBytes, type StreamBytes } from "../nats/streamBytes.ts"
 import { streamFull, type StreamFull } from "../nats/streamFull.ts"
 import { PackagesDb } from "./packagesDb.ts"
 
@@ -145,7 +145,7 @@ const publishRound = (batch: number, holdMs: number, waiting: Map<string, number
             return full === undefined ? Effect.fail(error) : Effect.succeed(full)
           })
         )
-        refusal = Option.getOrElse(yield* deliverBytes.admit(Buffer.byteLength(row.chunk), published), (): StreamFull => "stream full")
+        refusal = Option.getOrElse(yield* deliverBytes.admit(messageBytes(row.chunk, row.subject, row.msgId), published), (): StreamFull => "stream full")
         if (refusal !== undefined) break
         sent++
       }

@@ -31,7 +31,7 @@ import { groupsBySize } from "../../domain/groupsBySize.ts"
 import { IntakeError } from "../../domain/ingest/Intake.ts"
 import { eventsSubject, StreamNames } from "../../domain/subjects.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
-import { makeStreamBytes } from "../nats/streamBytes.ts"
+import { makeStreamBytes, messageBytes } from "../nats/streamBytes.ts"
 import { streamFull } from "../nats/streamFull.ts"
 
 export interface EventIntakeOptions {
@@ -164,7 +164,7 @@ export const make = (options: EventIntakeOptions = {}) =>
               Effect.as(messages.length)
             )
           })
-          return eventsBytes.admit(total, published, messages.length).pipe(
+          return eventsBytes.admit(messages.reduce((sum, m) => sum + messageBytes(m.text, eventsSubject(app), m.id), 0), published, messages.length).pipe(
             Effect.catchTag("NatsError", (error) => Effect.fail(new IntakeError({ operation: "read EVENTS' size", cause: error.cause }))),
             Effect.flatMap(Option.match({ onNone: () => refuse(fullOperation), onSome: Effect.succeed }))
           )

@@ -22,7 +22,7 @@ import { Uploads } from "../../domain/ingest/Uploads.ts"
 import { ingestSubject, StreamNames } from "../../domain/subjects.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
 import { Nats } from "../nats/Nats.ts"
-import { makeStreamBytes } from "../nats/streamBytes.ts"
+import { makeStreamBytes, messageBytes } from "../nats/streamBytes.ts"
 import { streamFull } from "../nats/streamFull.ts"
 import { realtimeDigest } from "./realtimeDigest.ts"
 
@@ -53,7 +53,7 @@ export const layer = Layer.effect(
         try: () => jetstream.publish(ingestSubject(message.partner), text, { msgID: message.jobId, expect: { streamName: StreamNames.ingest } }),
         catch: (cause) => new IntakeError({ operation: streamFull(cause) !== undefined ? full : "publish to INGEST", cause })
       }).pipe(Effect.retry({ schedule: Schedule.exponential("100 millis"), times: 3, while: (error) => error.operation !== full }))
-      return ingestBytes.admit(Buffer.byteLength(text), stored).pipe(
+      return ingestBytes.admit(messageBytes(text, ingestSubject(message.partner), message.jobId), stored).pipe(
         Effect.catchTag("NatsError", (error) => Effect.fail(new IntakeError({ operation: "read INGEST's size", cause: error.cause }))),
         Effect.flatMap((published) => Option.isSome(published) ? Effect.void : Effect.fail(new IntakeError({ operation: full, cause: null })))
       )

@@ -19,7 +19,8 @@
  * under the backstop.
  * A larger message is refused, even by an empty stream: the platform's configuration keeps every
  * message of INGEST, EVENTS and DLQ within an eighth of its bound (api/config.ts). DELIVER has one
- * publisher at a time (`onePublisher`: the package publisher's lease), which has no share to keep.
+ * publisher at a time (`onePublisher`: the package publisher's lease), whose first message after a read
+ * may be of any size. A message counts its body, subject and id (`messageBytes`) and 128 bytes more.
  * Before stop 22 a process admitted up to the whole room for a second; then (found by this stop's
  * outside attacks) a first message of up to the whole room after each read, any message into a stream
  * it read empty, and an eighth a read however many of its publishes were still out: processes passed
@@ -64,13 +65,21 @@ interface Held {
   seenBy?: number
 }
 
-/** What JetStream stores beside a message's body (its subject, headers and framing), counted generously. */
+/** What JetStream stores beside a message's body, subject and id (its other headers and framing), counted generously. */
 const perMessageBytes = 128
+
+/** A message's bytes as its gate counts them: its body, its subject and its `Nats-Msg-Id` (which may carry a long destination or letter id). */
+export const messageBytes = (body: string, subject: string, msgId: string): number =>
+  Buffer.byteLength(body) + Buffer.byteLength(subject) + Buffer.byteLength(msgId)
 
 export interface StreamBytesOptions {
   /** how long a read of the stream serves at most; default 1 s */
   readonly refreshMs?: number
-  /** one process at a time publishes to the stream (it holds a lease): no share to keep, messages of any size within the bound */
+  /**
+   * one process at a time publishes to the stream (it holds a lease): its first message after a read
+   * may be of any size within the room. It still keeps the share otherwise: a lease does not fence, so
+   * a holder that lost it may publish beside the next one for a moment.
+   */
   readonly onePublisher?: boolean
 }
 
@@ -110,7 +119,7 @@ export const makeStreamBytes = (stream: string, { onePublisher = false, refreshM
      * of the room it left, or one message of at most an eighth of the bound.
      */
     const fits = (reading: Reading, own: number, bytes: number) =>
-      onePublisher || (own === 0 ? bytes <= reading.bound / share : own + bytes <= (reading.bound - reading.stored) / share)
+      own === 0 ? onePublisher || bytes <= reading.bound / share : own + bytes <= (reading.bound - reading.stored) / share
     /** The bytes held for the publish, or nothing if the bound has no room for them. */
     const take = (bytes: number): Effect.Effect<Held | undefined, NatsError> =>
       Effect.gen(function*() {

@@ -37,7 +37,7 @@ describe("platform configuration", () => {
 
   it.effect("refuses a bounded stream that holds fewer than eight of its largest messages (several processes may each send one at once)", () =>
     Effect.gen(function*() {
-      for (const name of ["INGEST_MAX_BYTES", "EVENTS_MAX_BYTES", "DELIVERY_DEAD_LETTERS_MAX_BYTES"]) {
+      for (const name of ["INGEST_MAX_BYTES", "EVENTS_MAX_BYTES", "DELIVER_MAX_BYTES", "DELIVERY_DEAD_LETTERS_MAX_BYTES"]) {
         assert.include(String(yield* Effect.flip(parse({ [name]: "67108863" }))), name)
       }
       const ingest = yield* Effect.flip(parse({ INGEST_MAX_BYTES: "100000000", REALTIME_MAX_BYTES: "4194304" }))
