@@ -134,11 +134,14 @@ export const deliveryRoutes = [
     handler: ({ params }) =>
       Effect.gen(function*() {
         const { config: destination } = yield* destinationOf(params.id)
-        const [deliverers, backlog, deadLetters] = yield* Effect.all([
+        const [deliverers, onDeliver, inOutbox, deadLetters] = yield* Effect.all([
           DelivererStatuses.use((statuses) => statuses.read(params.id)),
           DeliveryBacklog.use((queue) => queue.backlog(params.id)),
+          // not yet on DELIVER: a replay or a refresh on its way, chunks held at a lane barrier or by a full DELIVER
+          DeliveryPackages.use((packages) => packages.waiting(params.id)),
           DeadLetterQueue.use((queue) => queue.count(params.id))
-        ], { concurrency: 3 })
+        ], { concurrency: 4 })
+        const backlog = { chunks: onDeliver.chunks + inOutbox.chunks, records: onDeliver.records + inOutbox.records }
         const nowMillis = yield* Clock.currentTimeMillis
         return { status: 200, body: statusOf({ ratePerSecond: destination.ratePerSecond, deliverers, backlog, deadLetters, nowMillis }) }
       })

@@ -18,7 +18,7 @@ export const DestinationStatus = Schema.Struct({
   retried: Schema.Int,
   failed: Schema.Int,
   deadLetters: Schema.Int,
-  /** records waiting on DELIVER */
+  /** records waiting: on DELIVER, and in the packages' outbox not yet on it */
   backlog: Schema.Int,
   /** backlog ÷ the rate records leave at; null when nothing drains */
   etaSeconds: Schema.NullOr(Schema.Finite),
