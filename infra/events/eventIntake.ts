@@ -153,7 +153,9 @@ export const make = (options: EventIntakeOptions = {}) =>
         Effect.suspend(() => {
           // each message within messageMaxBytes (JetStream's max_payload; smaller messages also keep the pipeline's batches even)
           const messages = groupsBySize(events, (e) => e.json.length + 1, messageMaxBytes).map((group) => message(app, receivedAt, group))
-          const sizes = messages.map((m) => Buffer.byteLength(m.text))
+          // as EVENTS' gate counts them (body, subject and id): for the app's share and the stream's bound alike
+          const subject = eventsSubject(app)
+          const sizes = messages.map((m) => messageBytes(m.text, subject, m.id))
           const total = sizes.reduce((a, b) => a + b, 0)
           const published = Effect.flatMap(backlogNow(app), ([backlog, now]) => {
             // checked and reserved in one synchronous step: no other request of the app between them
@@ -164,7 +166,7 @@ export const make = (options: EventIntakeOptions = {}) =>
               Effect.as(messages.length)
             )
           })
-          return eventsBytes.admit(messages.reduce((sum, m) => sum + messageBytes(m.text, eventsSubject(app), m.id), 0), published, messages.length).pipe(
+          return eventsBytes.admit(total, published, messages.length).pipe(
             Effect.catchTag("NatsError", (error) => Effect.fail(new IntakeError({ operation: "read EVENTS' size", cause: error.cause }))),
             Effect.flatMap(Option.match({ onNone: () => refuse(fullOperation), onSome: Effect.succeed }))
           )

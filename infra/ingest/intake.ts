@@ -49,11 +49,12 @@ export const layer = Layer.effect(
     /** Stored on INGEST (acknowledged by JetStream), or failed: a full stream at once, a hiccup after a few tries. */
     const publish = (message: IngestMessage) => {
       const text = encodeMessage(message)
+      const subject = ingestSubject(message.partner)
       const stored = Effect.tryPromise({
-        try: () => jetstream.publish(ingestSubject(message.partner), text, { msgID: message.jobId, expect: { streamName: StreamNames.ingest } }),
+        try: () => jetstream.publish(subject, text, { msgID: message.jobId, expect: { streamName: StreamNames.ingest } }),
         catch: (cause) => new IntakeError({ operation: streamFull(cause) !== undefined ? full : "publish to INGEST", cause })
       }).pipe(Effect.retry({ schedule: Schedule.exponential("100 millis"), times: 3, while: (error) => error.operation !== full }))
-      return ingestBytes.admit(messageBytes(text, ingestSubject(message.partner), message.jobId), stored).pipe(
+      return ingestBytes.admit(messageBytes(text, subject, message.jobId), stored).pipe(
         Effect.catchTag("NatsError", (error) => Effect.fail(new IntakeError({ operation: "read INGEST's size", cause: error.cause }))),
         Effect.flatMap((published) => Option.isSome(published) ? Effect.void : Effect.fail(new IntakeError({ operation: full, cause: null })))
       )

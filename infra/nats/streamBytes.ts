@@ -40,8 +40,8 @@ const boundOf = (maxBytes: number): number => maxBytes > 0 ? maxBytes / backstop
 
 export interface StreamBytes {
   /**
-   * Runs `publish` if `messages` messages (1 by default) of `bytes` in all (their bodies) fit under the
-   * stream's bound (`None`, not run, if not). What it publishes counts as held until a read of the
+   * Runs `publish` if `messages` messages (1 by default) of `bytes` in all (each its `messageBytes`)
+   * fit under the stream's bound (`None`, not run, if not). What it publishes counts as held until a read of the
    * stream begun after it ended.
    */
   readonly admit: <A, E, R>(bytes: number, publish: Effect.Effect<A, E, R>, messages?: number) => Effect.Effect<Option.Option<A>, E | NatsError, R>
@@ -50,12 +50,12 @@ export interface StreamBytes {
 /** A process's part of the room a read left, before it reads again. */
 const share = 8
 
-/** The stream as read (the `number`th read begun), and what this process admitted since. */
+/** The stream as read (the `number`th read begun); whether this process took any room since, and asked for a newer read. */
 interface Reading {
   readonly number: number
   readonly stored: number
   readonly bound: number
-  admitted: number
+  took?: boolean
   replaced?: boolean
 }
 
@@ -97,8 +97,7 @@ export const makeStreamBytes = (stream: string, { onePublisher = false, refreshM
       return Effect.map(tryNats(`${stream} info`, () => manager.streams.info(stream)), (info): Reading => ({
         number,
         stored: info.state.bytes,
-        bound: boundOf(info.config.max_bytes),
-        admitted: 0
+        bound: boundOf(info.config.max_bytes)
       }))
     }).pipe(Effect.cachedInvalidateWithTTL((exit) => exit._tag === "Success" ? refreshMs : 0))
     /** What this process's publishes hold that `reading` did not see: out still, or ended after it began. */
@@ -131,12 +130,12 @@ export const makeStreamBytes = (stream: string, { onePublisher = false, refreshM
             const h: Held = { bytes }
             held.add(h)
             heldBytes += bytes
-            reading.admitted += bytes
+            reading.took = true
             return h
           }
           // nothing taken since this read: its publishes still out hold its share (or the message is larger
           // than one may be, which the configuration rules out): refused
-          if (reading.admitted === 0) return undefined
+          if (!reading.took) return undefined
           // this process took its share of the room: read again (it may have stored some since), once however many fibers ask
           if (!reading.replaced) {
             reading.replaced = true
