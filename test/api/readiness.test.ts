@@ -117,7 +117,14 @@ describe("/ready", () => {
     Effect.gen(function*() {
       yield* eventually(ready, (res) => res.statusCode === 200, "60 seconds")
       const ghost = yield* holdLease(shardLeaseKey(3), "ghost-1-abcdef")
-      assertNotReady(yield* eventually(ready, (res) => res.statusCode === 503, "30 seconds"), "shards", /^1 of 4 shards have no live owner: 3$/)
+      // Waited for by its reason, the other checks ok: on a loaded machine one of them (the relay, just
+      // started) may fail for a moment beside it.
+      const orphan = /^1 of 4 shards have no live owner: 3$/
+      const onlyOrphan = (res: LightMyRequestResponse) => {
+        const checks = res.statusCode === 503 ? (res.json() as { checks?: Record<string, string> }).checks ?? {} : {}
+        return orphan.test(String(checks.shards)) && Object.entries(checks).every(([name, outcome]) => name === "shards" || outcome === "ok")
+      }
+      assertNotReady(yield* eventually(ready, onlyOrphan, "30 seconds"), "shards", orphan)
       yield* Fiber.interrupt(ghost)
       yield* eventually(ready, (res) => res.statusCode === 200, "60 seconds")
     }).pipe(Effect.provide(layerTestPlatform({ SHARDS: "4" }))), { timeout: 180_000 })
