@@ -30,3 +30,14 @@ const isRfc3339 = (s: string): boolean => {
 export const IsoDateTime = Schema.String.check(
   Schema.makeFilter((s: string) => isRfc3339(s) || "Expected an RFC 3339 date-time, e.g. 2024-05-01T12:00:00Z", { description: "RFC 3339 date-time" })
 )
+
+/**
+ * An RFC 3339 date-time with at most nine digits of fraction (nanoseconds), as a partner's record may
+ * carry one. RFC 3339 bounds the fraction nowhere, and a record keeps its time as sent through its
+ * profile's history into every partner's delivery: a line of 64 KiB could be one time of 60,000 digits,
+ * and a thousand such records made a DELIVER chunk no NATS server takes (its lane then waited for good).
+ * Stored events keep `IsoDateTime`, so what was written before still reads.
+ */
+export const BoundedIsoDateTime = IsoDateTime.check(
+  Schema.makeFilter((s: string) => !/\.\d{10}/.test(s) || "Expected at most 9 digits of fraction (nanoseconds)", { description: "RFC 3339 date-time, at most 9 digits of fraction" })
+)

@@ -8,7 +8,7 @@
  */
 import { Result, Schema } from "effect"
 import { Uint64String } from "../ids.ts"
-import { IsoDateTime } from "../isoDateTime.ts"
+import { BoundedIsoDateTime } from "../isoDateTime.ts"
 
 export const IdKind = Schema.Literals(["cookie", "maid", "email_sha256", "phone_sha256", "customer"]).annotate({
   identifier: "IdKind",
@@ -31,7 +31,7 @@ export const LoaderRecord = Schema.Struct({
   userId: UserId,
   segmentId: Uint64String,
   op: Operation,
-  time: IsoDateTime,
+  time: BoundedIsoDateTime,
   ttlSeconds: Schema.optionalKey(TtlSeconds)
 }).annotate({ identifier: "LoaderRecord" })
 export type LoaderRecord = typeof LoaderRecord.Type

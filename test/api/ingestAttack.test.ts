@@ -115,6 +115,28 @@ describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
         assert.deepStrictEqual((profile.json() as { segments: Array<unknown> }).segments, [], profile.body)
       }))
 
+    it.effect("a record whose time has more than nine digits of fraction is rejected on its line: a 60,000-digit time would ride along into every delivery chunk", () =>
+      Effect.gen(function*() {
+        yield* putPartner("longtime", "active")
+        const { secret } = yield* createKey("partner:longtime")
+        const line = (userId: string, time: string) => `{"idKind":"cookie","userId":"${userId}","segmentId":"5","op":"add","time":"${time}"}\n`
+        const res = yield* request({
+          method: "POST", url: "/v1/ingest/longtime/records", key: secret, contentType: "application/x-ndjson",
+          body: line("long", `2026-01-01T00:00:00.${"1".repeat(60_000)}Z`) + line("nano", "2026-01-01T00:00:00.123456789Z") + line("ten", "2026-01-01T00:00:00.1234567890Z")
+        })
+        assert.strictEqual(res.statusCode, 202, res.body)
+        const job = yield* eventually(
+          Effect.map(request({ method: "GET", url: `/v1/ingest/jobs/${(res.json() as { jobId: string }).jobId}` }), (r) => r.json() as Job),
+          (job) => job.state === "done" || job.state === "failed",
+          "60 seconds"
+        )
+        assert.deepInclude(job, { state: "done", linesRead: 3, linesRejected: 2, recordsCommitted: 1 })
+        assert.deepStrictEqual(job.errors.map((e) => [e.line, e.column]), [[1, "time"], [3, "time"]])
+        assert.match(job.errors[0]!.reason, /9 digits of fraction/)
+        const nano = yield* request({ method: "GET", url: "/v1/profiles/cookie/nano" })
+        assert.strictEqual((nano.json() as { segments: Array<{ addedAt: string }> }).segments[0]?.addedAt, "2026-01-01T00:00:00.123456789Z", nano.body)
+      }))
+
     it.effect("a real-time body of only a byte-order mark or blank lines is 400, like an empty one, and makes no job", () =>
       Effect.gen(function*() {
         yield* putPartner("blank", "active")
