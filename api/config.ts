@@ -1,5 +1,7 @@
 /** The platform's configuration: environment variables read through Effect Config (all listed in README). */
 import { Config, Duration, Effect, Schema, SchemaGetter } from "effect"
+import { largestChunkBytes } from "../domain/delivery/Chunk.ts"
+import { attemptsKept, largestDeadLetterBytes } from "../domain/delivery/DeadLetter.ts"
 import { defaultShards } from "../domain/shards.ts"
 import { isKey } from "../infra/delivery/secretsKey.ts"
 import {
@@ -281,7 +283,11 @@ export const PlatformConfig = platformConfig.pipe(Config.mapEffect((config) =>
       holdsEight("INGEST_MAX_BYTES", config.ingestMaxBytes, 6 * config.realtimeMaxBytes + 65_536,
         "a real-time body may take six times REALTIME_MAX_BYTES on INGEST (JSON writes a control character in six), and 64 KiB more of its message"),
       holdsEight("EVENTS_MAX_BYTES", config.eventsMaxBytes, 3 * config.eventsBodyMaxBytes,
-        "a batch's events may take three times EVENTS_BODY_MAX_BYTES on EVENTS (numbers such as 1e20 written out), and are admitted together")
+        "a batch's events may take three times EVENTS_BODY_MAX_BYTES on EVENTS (numbers such as 1e20 written out), and are admitted together"),
+      holdsEight("DELIVER_MAX_BYTES", config.deliverMaxBytes, largestChunkBytes(config.deliveryChunkRecords),
+        "a chunk of DELIVERY_CHUNK_RECORDS records may take that many bytes at their longest"),
+      holdsEight("DELIVERY_DEAD_LETTERS_MAX_BYTES", config.deliveryDeadLettersMaxBytes, largestDeadLetterBytes(config.deliveryChunkRecords, attemptsKept),
+        "a dead letter of DELIVERY_CHUNK_RECORDS records and its kept attempts may take that many bytes at their longest")
     ]),
     config
   )))

@@ -30,6 +30,8 @@ import { OwnedShards } from "../actors/runtime/Shards.ts"
 import type { ApiKeys } from "../domain/ApiKeys.ts"
 import type { CommandBus } from "../domain/CommandBus.ts"
 import type { DeadLetters } from "../domain/DeadLetters.ts"
+import { largestChunkBytes } from "../domain/delivery/Chunk.ts"
+import { attemptsKept, largestDeadLetterBytes } from "../domain/delivery/DeadLetter.ts"
 import type { DeadLetterQueue } from "../domain/delivery/DeadLetterQueue.ts"
 import type { DelivererStatuses } from "../domain/delivery/DelivererStatuses.ts"
 import type { DeliveryBacklog } from "../domain/delivery/DeliveryBacklog.ts"
@@ -62,6 +64,7 @@ import { layerClusterFor } from "../infra/nats/cluster.ts"
 import { defaultConfigFile, type NatsCredentials, NatsUsers } from "../infra/nats/NatsServer.ts"
 import { useSharedNatsServer } from "../infra/nats/SharedNatsServer.ts"
 import { ensureConsumerAccounts } from "../infra/nats/consumerAccounts.ts"
+import { checkLargestMessages } from "../infra/nats/largestMessages.ts"
 import { ensureTopology } from "../infra/nats/topology.ts"
 import * as CredentialsSqlite from "../infra/ingest/credentialsSqlite.ts"
 import * as IngestIntake from "../infra/ingest/intake.ts"
@@ -310,6 +313,12 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
       followMaxBytes: config.followMaxBytes
     }
     yield* ensureTopology(streams)
+    yield* checkLargestMessages([
+      { setting: "REALTIME_MAX_BYTES", what: "a real-time body on INGEST (JSON writes a control character in six)", bytes: 6 * config.realtimeMaxBytes + 65_536 },
+      { setting: "EVENTS_MESSAGE_MAX_BYTES", what: "an EventBatch on EVENTS (characters, up to three bytes each)", bytes: 3 * config.eventsMessageMaxBytes },
+      { setting: "DELIVERY_CHUNK_RECORDS", what: "a chunk on DELIVER", bytes: largestChunkBytes(config.deliveryChunkRecords) },
+      { setting: "DELIVERY_CHUNK_RECORDS", what: "a dead letter on DLQ", bytes: largestDeadLetterBytes(config.deliveryChunkRecords, attemptsKept) }
+    ])
     // The embedded server's consumer accounts are ours to fill; with NATS_URL they are the operator's.
     // Their mirrors take the streams' limits.
     const { url, platform } = yield* NatsAccess

@@ -29,7 +29,7 @@ import type { Duration } from "effect"
 import { chunkId } from "../../domain/delivery/Chunk.ts"
 import * as ArrivalBound from "../../domain/delivery/ArrivalBound.ts"
 import * as Circuit from "../../domain/delivery/Circuit.ts"
-import { type Attempt, type DeadLetter, maxAnswerBody } from "../../domain/delivery/DeadLetter.ts"
+import { type Attempt, attemptsKept, type DeadLetter, maxAnswerBody } from "../../domain/delivery/DeadLetter.ts"
 import { redactor } from "../../domain/delivery/redactSecrets.ts"
 import { bodyOf, type BodyFormat, type DeliveryRequest, headersFor, requestsOf } from "../../domain/delivery/DeliveryRequests.ts"
 import { DeliveryLedger, type DeliveryLedgerError } from "../../domain/delivery/DeliveryLedger.ts"
@@ -176,7 +176,7 @@ export const deliverLane = (settings: LaneSettings, options: DeliveryActorOption
     const arrivals = ArrivalBound.make(windowMs)
     const circuit = Circuit.make(options.circuit)
     const policy: RetryPolicy.RetryPolicy = { ...RetryPolicy.defaultRetryPolicy, ...options.backoff, maxAttempts: settings.maxAttempts }
-    const maxAttemptsKept = options.maxAttemptsKept ?? 20
+    const maxAttemptsKept = options.maxAttemptsKept ?? attemptsKept
     const clock = yield* Clock.Clock
     const sockets = (yield* DeliverySockets).join(Math.min(laneFloor, maxInFlight))
     /**

@@ -64,3 +64,22 @@ export const chunkId = (chunk: Pick<Chunk, "destination" | "lane" | "packageId" 
  */
 export const idempotencyKey = (chunk: Pick<Chunk, "destination" | "lane" | "packageId" | "seq">, from: number, to = from): string =>
   to === from ? `${chunkId(chunk)}.${from}` : `${chunkId(chunk)}.${from}-${to}`
+
+/**
+ * A record at its longest as JSON: a 256-character user id of characters JSON writes in six (`\u0001`),
+ * a 20-digit segment id, the longest id kind and op, a time of nine digits of fraction and an offset.
+ */
+const longestRecord: DeliveryRecord = {
+  idKind: "email_sha256",
+  userId: "\u0001".repeat(256),
+  segmentId: "18446744073709551615",
+  op: "remove",
+  time: "2026-01-01T00:00:00.123456789+00:00"
+}
+
+/**
+ * The most bytes a chunk of `records` records can take on DELIVER: each record at its longest, and the
+ * chunk's own fields with room to spare (a destination id of 63 characters, a refresh's package id).
+ */
+export const largestChunkBytes = (records: number): number =>
+  records * (JSON.stringify(longestRecord).length + 1) + 1_024 // ASCII: characters are bytes

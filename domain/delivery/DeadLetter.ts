@@ -6,7 +6,7 @@
 import { Schema } from "effect"
 import { IsoDateTime } from "../isoDateTime.ts"
 import { maxHeaderValue } from "../entities/headers.ts"
-import { DeliveryRecord } from "./Chunk.ts"
+import { DeliveryRecord, largestChunkBytes } from "./Chunk.ts"
 import { Incarnation } from "./Incarnation.ts"
 
 /** The partner's answer body is kept up to this many characters. */
@@ -18,6 +18,9 @@ export const maxAnswerBody = 2_048
  * escaped form (`\uXXXX` for each character) fits past the cut.
  */
 export const maxAnswerRead = maxAnswerBody + 6 * maxHeaderValue
+
+/** Attempts a dead letter keeps: the first and the latest ones (a delivery's retries may run for days). */
+export const attemptsKept = 20
 
 export const Attempt = Schema.Struct({
   at: IsoDateTime,
@@ -40,3 +43,11 @@ export const DeadLetter = Schema.Struct({
   attempts: Schema.Array(Attempt)
 }).annotate({ identifier: "DeliveryDeadLetter" })
 export type DeadLetter = typeof DeadLetter.Type
+
+/**
+ * The most bytes a dead letter can take on DLQ: the records of one request (at most a chunk's) and
+ * `attempts` kept attempts, each with a partner's answer of `maxAnswerBody` characters JSON writes in six
+ * and an error message of up to 1 KiB.
+ */
+export const largestDeadLetterBytes = (records: number, attempts: number): number =>
+  largestChunkBytes(records) + attempts * (6 * maxAnswerBody + 1_024 + 128)

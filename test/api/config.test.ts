@@ -46,5 +46,11 @@ describe("platform configuration", () => {
       const events = yield* Effect.flip(parse({ EVENTS_MAX_BYTES: "100000000" }))
       assert.include(String(events), "EVENTS_MAX_BYTES must be at least 201326592: a batch's events may take three times EVENTS_BODY_MAX_BYTES")
       assert.strictEqual((yield* parse({ EVENTS_MAX_BYTES: "100000000", EVENTS_BODY_MAX_BYTES: "4000000" })).eventsMaxBytes, 100_000_000)
+      // a chunk's records at their longest: 1,668 bytes each
+      const deliver = yield* Effect.flip(parse({ DELIVER_MAX_BYTES: "67108864", DELIVERY_CHUNK_RECORDS: "6000" }))
+      assert.include(String(deliver), "DELIVER_MAX_BYTES must be at least 80072192: a chunk of DELIVERY_CHUNK_RECORDS records")
+      const letters = yield* Effect.flip(parse({ DELIVERY_DEAD_LETTERS_MAX_BYTES: "67108864", DELIVERY_CHUNK_RECORDS: "6000" }))
+      assert.include(String(letters), "DELIVERY_DEAD_LETTERS_MAX_BYTES must be at least")
+      assert.strictEqual((yield* parse({ DELIVER_MAX_BYTES: "67108864", DELIVERY_DEAD_LETTERS_MAX_BYTES: "67108864", DELIVERY_CHUNK_RECORDS: "4000" })).deliveryChunkRecords, 4_000)
     }))
 })
