@@ -254,6 +254,23 @@ export const ensureStream = (config: Config) =>
     )
   })
 
+/**
+ * CMD's config, its age never lowered: each process sets the age from its own COMMAND_TIMEOUT, and one
+ * started with a shorter timeout must not drop the commands that another still waits for (stop 22
+ * noticed: a 1-hour process could cut a 3-hour one's). Lowering it takes an operator's edit.
+ */
+const keepingLongerAge = (config: Config) =>
+  Effect.gen(function*() {
+    const { manager } = yield* Nats
+    const current = yield* tryNats(`read stream ${config.name}`, () => manager.streams.info(config.name)).pipe(
+      Effect.map((info) => info.config.max_age),
+      Effect.catchIf((error: NatsError) => isApiError(error.cause, JetStreamApiCodes.StreamNotFound), () => Effect.succeed(0))
+    )
+    const maxAge = Math.max(config.max_age ?? 0, current)
+    return { ...config, max_age: maxAge, duplicate_window: Math.min(config.duplicate_window ?? maxAge, maxAge) }
+  })
+
 /** Creates or updates CMD, HISTORY, SNAPSHOTS, CHECKPOINTS, DEADLETTERS, INGEST, EVENTS, EVENTS_CLEAN, SESSIONS, ALERTS, DELIVER, RECEIPTS and DLQ (the KV buckets are created by their first user); safe to run at every start and from several processes. */
 export const ensureTopology = (options: TopologyOptions = {}): Effect.Effect<void, NatsError, Nats> =>
-  Effect.forEach(streamConfigs(options), ensureStream, { discard: true })
+  Effect.forEach(streamConfigs(options), (config) =>
+    config.name === StreamNames.commands ? Effect.flatMap(keepingLongerAge(config), ensureStream) : ensureStream(config), { discard: true })

@@ -189,12 +189,28 @@ layer(layerTestNats({ duplicateWindow: "1 minute" }), { excludeTestServices: tru
   it.effect("CMD lets go of a command nobody took once past its age (every command's deadline passed)", () =>
     Effect.gen(function*() {
       const { jetstream, manager } = yield* Nats
+      // CMD's age is never lowered (below): a stream of its own for this test
+      yield* tryNats("delete CMD", () => manager.streams.delete(StreamNames.commands))
       yield* ensureTopology({ duplicateWindow: "1 minute", commandsMaxAge: "1 second" })
       yield* tryNats("publish", () => jetstream.publish("cmd.campaign.0.7", encoder.encode("{}")))
       const held = Effect.map(tryNats("info", () => manager.streams.info(StreamNames.commands)), (info) => info.state.messages)
       assert.strictEqual(yield* held, 1)
       yield* held.pipe(Effect.filterOrFail((messages) => messages === 0), Effect.retry(Schedule.spaced("200 millis")), Effect.timeout("20 seconds"))
       yield* ensureTopology({ duplicateWindow: "1 minute" })
+    }))
+
+  it.effect("CMD's age is never lowered: a process with a shorter COMMAND_TIMEOUT does not cut the commands another waits for", () =>
+    Effect.gen(function*() {
+      const { manager } = yield* Nats
+      const age = Effect.map(tryNats("info", () => manager.streams.info(StreamNames.commands)), (info) => info.config.max_age / 3_600e9)
+      yield* ensureTopology({ duplicateWindow: "1 minute", commandsMaxAge: "6 hours" })
+      assert.strictEqual(yield* age, 6)
+      yield* ensureTopology({ duplicateWindow: "1 minute", commandsMaxAge: "1 hour" })
+      assert.strictEqual(yield* age, 6, "the 1-hour process kept the 6 hours")
+      yield* ensureTopology({ duplicateWindow: "1 minute", commandsMaxAge: "8 hours" })
+      assert.strictEqual(yield* age, 8)
+      yield* ensureTopology({ duplicateWindow: "1 minute" })
+      assert.strictEqual(yield* age, 8)
     }))
 
   it.effect("SNAPSHOTS keeps only the last message of each subject", () =>
