@@ -314,6 +314,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     }
     yield* ensureTopology(streams)
     yield* checkLargestMessages([
+      { setting: "BODY_LIMIT_BYTES", what: "an HTTP command on CMD", bytes: config.bodyLimit + 65_536 },
       { setting: "REALTIME_MAX_BYTES", what: "a real-time body on INGEST (JSON writes a control character in six)", bytes: 6 * config.realtimeMaxBytes + 65_536 },
       { setting: "EVENTS_MESSAGE_MAX_BYTES", what: "an EventBatch on EVENTS (characters, up to three bytes each)", bytes: 3 * config.eventsMessageMaxBytes },
       { setting: "DELIVERY_CHUNK_RECORDS", what: "a chunk on DELIVER", bytes: largestChunkBytes(config.deliveryChunkRecords) },

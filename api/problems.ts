@@ -53,6 +53,7 @@ export const problemTypes: Record<string, ProblemType> = {
   RequestTimeout: { status: 408, code: "request-timeout", title: "The request did not arrive in time" },
   PayloadTooLarge: { status: 413, code: "payload-too-large", title: "The request body is too large" },
   UploadTooLarge: { status: 413, code: "payload-too-large", title: "The request body is too large" },
+  CommandTooLarge: { status: 413, code: "command-too-large", title: "The command is larger than the message bus carries" },
   UploadsFull: { status: 507, code: "insufficient-storage", title: "The platform's disk is too full to take uploads now", retryAfterSeconds: 60 },
   UnsupportedMediaType: { status: 415, code: "unsupported-media-type", title: "Unsupported content type" },
   HeadersTooLarge: { status: 431, code: "headers-too-large", title: "The request's headers are too large" },
@@ -138,6 +139,7 @@ const detailOf = (error: Record<string, unknown>): string | undefined => {
       return `${error.entityType} ${error.entityId} has ${error.children} live children (${examples.join(", ")}${error.children as number > examples.length ? ", …" : ""})`
     }
     case "CommandTimeout": return `command ${error.commandId}: no answer within ${error.timeoutMillis} ms`
+    case "CommandTooLarge": return `${error.entityType} ${error.entityId}: the command takes ${error.bytes} bytes, more than a message on the bus carries (${error.maxBytes}); send less at once`
     case "UploadTooLarge": return `an upload takes at most ${error.maxBytes} bytes; nothing of it was kept`
     case "UploadsFull": return `the disk under DATA_DIR has ${error.freeBytes} bytes free, under the ${error.minFreeBytes} kept for the platform (UPLOADS_MIN_FREE_BYTES); nothing of the upload was kept`
     case "PartnerPaused": return `partner ${error.partner} is paused`

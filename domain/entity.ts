@@ -107,6 +107,14 @@ export class CommandRefused extends Schema.TaggedError<CommandRefused>()("Comman
   reason: Schema.String
 }) {}
 
+/** The command takes more bytes than a message on the bus carries (the NATS server's max_payload): never sent. */
+export class CommandTooLarge extends Schema.TaggedError<CommandTooLarge>()("CommandTooLarge", {
+  entityType: Schema.String,
+  entityId: Schema.String,
+  bytes: Schema.Int,
+  maxBytes: Schema.Int
+}) {}
+
 export const EntityRejection = Schema.Union([
   EntityNotFound,
   RevisionMismatch,
@@ -115,6 +123,7 @@ export const EntityRejection = Schema.Union([
   EntityHasChildren,
   CommandIdReused,
   InvalidCommand,
-  CommandRefused
+  CommandRefused,
+  CommandTooLarge
 ])
 export type EntityRejection = typeof EntityRejection.Type

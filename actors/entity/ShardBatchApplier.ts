@@ -20,7 +20,7 @@
 import { Clock, Effect, Option, Schema } from "effect"
 import type { CommandReply, IncomingCommand } from "../../domain/CommandBus.ts"
 import { Deciders } from "../../domain/DeciderRegistry.ts"
-import { CommandIdReused, type EntityCommand, type EntityRejection, fingerprint, InvalidCommand, RevisionMismatch } from "../../domain/entity.ts"
+import { CommandIdReused, CommandRefused, type EntityCommand, type EntityRejection, fingerprint, InvalidCommand, RevisionMismatch } from "../../domain/entity.ts"
 import type { EntityKind } from "../../domain/EntityKind.ts"
 import { EventMetadata, streamName } from "../../domain/envelope.ts"
 import { type EventData, EventStore, type RecordedEvent, type StreamAppend } from "../../domain/EventStore.ts"
@@ -71,6 +71,15 @@ type Decision =
   | { readonly _tag: "Known"; readonly entry: Entry; readonly known: Remembered }
 
 const metadataOf = Schema.decodeUnknownOption(EventMetadata)
+
+/** A command's decided events as the store takes them, or why one does not encode (the first 300 characters). */
+const encodeAll = (kind: EntityKind, events: ReadonlyArray<{ readonly _tag: string }>): Array<ReturnType<EntityKind["toEventData"]>> | string => {
+  try {
+    return events.map(kind.toEventData)
+  } catch (cause) {
+    return String(cause instanceof Error ? cause.message : cause).slice(0, 300)
+  }
+}
 
 export const make = (options: ShardBatchApplierOptions) =>
   Effect.gen(function*() {
@@ -221,8 +230,16 @@ export const make = (options: ShardBatchApplierOptions) =>
             causationId: command.causationId ?? command.commandId,
             commandFingerprint: asked
           }
-          for (const event of decision.success) {
-            w.events.push({ eventId: yield* nextUuidv7, ...entry.kind.toEventData(event), metadata })
+          // Events that do not encode (a decider's slip on an input its rules let through) refuse their
+          // command alone: thrown, they failed the whole batch at every retry, and a translator's job
+          // sending it never moved again (stop 23's outside attack: an expiry in year −1).
+          const encoded = encodeAll(entry.kind, decision.success)
+          if (typeof encoded === "string") {
+            decisions.push(rejected(new CommandRefused({ entityType: type, entityId: entry.id, reason: `the events it decided do not encode: ${encoded}` })))
+            continue
+          }
+          for (const [k, event] of decision.success.entries()) {
+            w.events.push({ eventId: yield* nextUuidv7, ...encoded[k]!, metadata })
             w.state = entry.kind.decider.evolve(w.state, event)
             w.revision++
           }

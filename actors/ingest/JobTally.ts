@@ -56,6 +56,8 @@ export const rejectionReason = (error: EntityRejection): string => {
       return `the user profile refused the record: ${error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`
     case "CommandRefused":
       return `the user profile refused the record: ${error.reason}`
+    case "CommandTooLarge":
+      return `the profile's records of this batch take ${error.bytes} bytes in one command, more than the bus carries (${error.maxBytes})`
     default:
       return `the user profile refused the record (${error._tag})`
   }

@@ -37,45 +37,68 @@ export interface ProfileCommand {
   readonly segments: ReadonlyMap<string, Operation>
 }
 
-/** Groups the records of `lines` (in line order) by profile: one Apply per profile, first-seen order. */
+/**
+ * Records one Apply carries at most: a profile's records of a batch are split at a line past it (a line's
+ * records stay together). One partner's five lines naming 10,000 segments each for one user made an Apply
+ * of 50,000 records, 8 MB, which the bus could never carry: the job waited for good (found by an outside
+ * attack, stop 23). At ~300 bytes a record at most, 2,000 stay under 640 KB.
+ */
+export const maxApplyRecords = 2_000
+
+interface Part {
+  readonly records: Array<ProfileRecord>
+  readonly lines: Array<number>
+  readonly segments: Map<string, Operation>
+}
+
+/**
+ * Groups the records of `lines` (in line order) by profile: one Apply per profile, first-seen order, or
+ * several in line order for one with more than `maxApplyRecords` records (the second is `<id>#1`, …).
+ */
 export const profileCommands = (
   lines: ReadonlyArray<RecordsLine>,
   context: JobSourceContext,
-  batch: { readonly fromLine: number; readonly toLine: number }
+  batch: { readonly fromLine: number; readonly toLine: number },
+  maxRecords = maxApplyRecords
 ): ReadonlyArray<ProfileCommand> => {
-  const groups = new Map<string, { records: Array<ProfileRecord>; lines: Array<number>; segments: Map<string, Operation> }>()
+  const groups = new Map<string, Array<Part>>()
   for (const { line, records } of lines) {
     for (const record of records) {
       const id = profileId(record.idKind, record.userId)
-      let group = groups.get(id)
-      if (group === undefined) groups.set(id, group = { records: [], lines: [], segments: new Map() })
-      group.segments.set(record.segmentId, record.op)
+      let parts = groups.get(id)
+      if (parts === undefined) groups.set(id, parts = [])
+      let part = parts.at(-1)
+      if (part === undefined || (part.records.length >= maxRecords && part.lines.at(-1) !== line)) {
+        parts.push(part = { records: [], lines: [], segments: new Map() })
+      }
+      part.segments.set(record.segmentId, record.op)
       const ttlSeconds = record.ttlSeconds ?? context.defaultTtlSeconds
-      group.records.push({
+      part.records.push({
         segmentId: record.segmentId,
         op: record.op,
         time: record.time,
         ...(ttlSeconds === undefined ? {} : { ttlSeconds }),
         source: { partner: context.partner, jobId: context.jobId, digest: context.digest, line }
       })
-      if (group.lines.at(-1) !== line) group.lines.push(line)
+      if (part.lines.at(-1) !== line) part.lines.push(line)
     }
   }
-  return [...groups].map(([entityId, group]) => {
-    const commandId = `ingest:${context.jobId}:${batch.fromLine}-${batch.toLine}:${entityId}`
-    return {
-      command: {
-        commandId,
-        correlationId: context.jobId,
-        entityType: profileType,
-        entityId,
-        // Built from records already decoded, and Apply's wire form is its type: not validated again
-        // here (the profile decodes it once, when it applies it).
-        action: { _tag: "Apply", records: group.records } satisfies typeof Apply.Encoded
-      },
-      lines: group.lines,
-      records: group.records.length,
-      segments: group.segments
-    }
-  })
+  return [...groups].flatMap(([entityId, parts]) =>
+    parts.map((part, k) => {
+      const commandId = `ingest:${context.jobId}:${batch.fromLine}-${batch.toLine}:${entityId}${k === 0 ? "" : `#${k}`}`
+      return {
+        command: {
+          commandId,
+          correlationId: context.jobId,
+          entityType: profileType,
+          entityId,
+          // Built from records already decoded, and Apply's wire form is its type: not validated again
+          // here (the profile decodes it once, when it applies it).
+          action: { _tag: "Apply", records: part.records } satisfies typeof Apply.Encoded
+        },
+        lines: part.lines,
+        records: part.records.length,
+        segments: part.segments
+      }
+    }))
 }

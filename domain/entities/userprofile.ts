@@ -79,16 +79,14 @@ type Change =
 
 /** Consecutive changes of one kind become one event, so evolving the events in order gives the same state. */
 const eventsOf = (changes: ReadonlyArray<Change>): Array<ProfileEvent> => {
-  const events: Array<ProfileEvent> = []
+  // Built in place: a copy of the list at each change made 10,000 changes cost 50 million copies.
+  const events: Array<{ readonly _tag: Change["_tag"]; readonly memberships: Array<Change["membership"]> }> = []
   for (const change of changes) {
     const last = events.at(-1)
-    if (last !== undefined && last._tag === change._tag) {
-      events[events.length - 1] = { ...last, memberships: [...last.memberships, change.membership] } as ProfileEvent
-    } else {
-      events.push({ _tag: change._tag, memberships: [change.membership] } as ProfileEvent)
-    }
+    if (last !== undefined && last._tag === change._tag) last.memberships.push(change.membership)
+    else events.push({ _tag: change._tag, memberships: [change.membership] })
   }
-  return events
+  return events as Array<ProfileEvent>
 }
 
 const addMembership = (state: ProfileState, added: typeof AddedMembership.Type): Membership => {
@@ -104,6 +102,9 @@ const addMembership = (state: ProfileState, added: typeof AddedMembership.Type):
   }
 }
 
+const removedMembership = (r: typeof RemovedMembership.Type): Membership =>
+  ({ partner: r.partner, segmentId: r.segmentId, present: false, time: r.time, source: r.source })
+
 const evolve = (state: ProfileState, event: ProfileEvent): ProfileState => {
   const memberships = { ...state.memberships }
   switch (event._tag) {
@@ -111,9 +112,7 @@ const evolve = (state: ProfileState, event: ProfileEvent): ProfileState => {
       for (const added of event.memberships) memberships[keyOf(added.partner, added.segmentId)] = addMembership({ memberships }, added)
       break
     case "SegmentsRemoved":
-      for (const r of event.memberships) {
-        memberships[keyOf(r.partner, r.segmentId)] = { partner: r.partner, segmentId: r.segmentId, present: false, time: r.time, source: r.source }
-      }
+      for (const r of event.memberships) memberships[keyOf(r.partner, r.segmentId)] = removedMembership(r)
       break
     case "SegmentsExpired":
       for (const e of event.memberships) {
@@ -130,11 +129,16 @@ const evolve = (state: ProfileState, event: ProfileEvent): ProfileState => {
 }
 
 const decideApply = (records: ReadonlyArray<ProfileRecord>, state: ProfileState): Array<ProfileEvent> => {
-  let working = state
+  // One working copy of the memberships for the whole command, changed in place: evolving a copy at
+  // each record cost records × memberships (an Apply of 2,000 records on a profile of 10,000 segments:
+  // 20 million copies, the event loop held for seconds; stop 23's outside attack).
+  const memberships: Record<string, Membership> = { ...state.memberships }
+  const working: ProfileState = { memberships }
   const changes: Array<Change> = []
   for (const record of records) {
     const { partner } = record.source
-    if (!supersedes(record, working.memberships[keyOf(partner, record.segmentId)])) continue
+    const key = keyOf(partner, record.segmentId)
+    if (!supersedes(record, memberships[key])) continue
     const change: Change = record.op === "add"
       ? {
         _tag: "SegmentsAdded",
@@ -148,7 +152,7 @@ const decideApply = (records: ReadonlyArray<ProfileRecord>, state: ProfileState)
       }
       : { _tag: "SegmentsRemoved", membership: { partner, segmentId: record.segmentId, time: record.time, source: record.source } }
     changes.push(change)
-    working = evolve(working, { _tag: change._tag, memberships: [change.membership] } as ProfileEvent)
+    memberships[key] = change._tag === "SegmentsAdded" ? addMembership(working, change.membership) : removedMembership(change.membership)
   }
   return eventsOf(changes)
 }

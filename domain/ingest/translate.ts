@@ -297,14 +297,24 @@ export const translateRow = (compiled: CompiledFormat, row: Row, receivedAt: str
  */
 export const MAX_TIME_AHEAD_SECONDS = 86_400
 
-/** The records, unless one's time is more than MAX_TIME_AHEAD_SECONDS after `receivedAt`. */
-export const notFarAhead = (receivedAt: string) => {
+/**
+ * The earliest time a record may have, 0000-01-01T00:00:00Z. RFC 3339 allows `0000-01-01T00:00:00+23:59`,
+ * which is in year −1, where the membership's expiry written back as RFC 3339 (`-000001-12-31T…`) is no
+ * date-time: the profile's event did not encode, and its whole shard batch failed at every retry, so
+ * the partner's job never moved again (found by an outside attack, stop 23). App events have the same bound.
+ */
+const earliestMillis = Date.parse("0000-01-01T00:00:00Z")
+
+/** The records, unless one's time is before 0000-01-01T00:00:00Z or more than MAX_TIME_AHEAD_SECONDS after `receivedAt`. */
+export const timesInBounds = (receivedAt: string) => {
   const latest = Date.parse(receivedAt) + MAX_TIME_AHEAD_SECONDS * 1_000
   return (records: ReadonlyArray<LoaderRecord>): Result.Result<ReadonlyArray<LoaderRecord>, Rejection> => {
-    const ahead = records.find((record) => Date.parse(record.time) > latest)
-    return ahead === undefined
-      ? Result.succeed(records)
-      : reject(`time ${ahead.time} is more than ${MAX_TIME_AHEAD_SECONDS / 3_600} hours after the input was received (${receivedAt})`, "time")
+    for (const record of records) {
+      const time = Date.parse(record.time)
+      if (time > latest) return reject(`time ${record.time} is more than ${MAX_TIME_AHEAD_SECONDS / 3_600} hours after the input was received (${receivedAt})`, "time")
+      if (time < earliestMillis) return reject(`time ${record.time} is before 0000-01-01T00:00:00Z`, "time")
+    }
+    return Result.succeed(records)
   }
 }
 

@@ -18,7 +18,7 @@ import { inflatesTooMuch, maxInflation } from "../../domain/gzipBomb.ts"
 import type { PartnerConfig } from "../../domain/ingest/FormatSpec.ts"
 import type { LineError } from "../../domain/ingest/Job.ts"
 import type { LoaderRecord } from "../../domain/ingest/LoaderRecord.ts"
-import { compileFormat, type CompiledFormat, hasHeader, notFarAhead, type Row, translateLoaderValue, translateRow } from "../../domain/ingest/translate.ts"
+import { compileFormat, type CompiledFormat, hasHeader, timesInBounds, type Row, translateLoaderValue, translateRow } from "../../domain/ingest/translate.ts"
 
 /** Lines longer than this (in bytes, without the line break) are rejected (issue 7). */
 export const MAX_LINE_BYTES = 64 * 1024
@@ -106,14 +106,14 @@ export interface LineTranslator {
 }
 
 export const makeLineTranslator = (translation: Translation, receivedAt: string): LineTranslator => {
-  const notAhead = notFarAhead(receivedAt)
+  const inBounds = timesInBounds(receivedAt)
   if (translation.format === "loader") {
     return {
       needsHeader: false,
       readHeader: () => Result.succeed(undefined),
       translateLine: (bytes) => {
         if (!isUtf8(bytes)) return Result.fail({ reason: "not UTF-8" })
-        return Result.flatMap(Result.flatMap(jsonValue(bytes), translateLoaderValue), notAhead)
+        return Result.flatMap(Result.flatMap(jsonValue(bytes), translateLoaderValue), inBounds)
       }
     }
   }
@@ -139,7 +139,7 @@ export const makeLineTranslator = (translation: Translation, receivedAt: string)
       if (!isUtf8(bytes)) return Result.fail({ reason: "not UTF-8" })
       if (Result.isFailure(compiled)) return Result.fail({ reason: compiled.failure })
       const format = compiled.success
-      return Result.flatMap(Result.flatMap(parse(bytes), (row) => translateRow(format, row, receivedAt)), notAhead)
+      return Result.flatMap(Result.flatMap(parse(bytes), (row) => translateRow(format, row, receivedAt)), inBounds)
     }
   }
 }

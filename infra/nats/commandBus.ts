@@ -34,7 +34,7 @@ import {
 } from "../../domain/CommandBus.ts"
 import type { DeadLetterReason } from "../../domain/DeadLetters.ts"
 import { Deciders } from "../../domain/DeciderRegistry.ts"
-import { EntityCommand } from "../../domain/entity.ts"
+import { CommandTooLarge, EntityCommand } from "../../domain/entity.ts"
 import { defaultShards, shardOf } from "../../domain/shards.ts"
 import { batchSubject, commandSubject, shardCommands, StreamNames } from "../../domain/subjects.ts"
 import { makeDeadLetterWriter, undeliverable } from "./deadLetters.ts"
@@ -164,6 +164,18 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
       )
     })
 
+  // What one message may carry: the server's limit, less room for headers.
+  const maxPayload = Math.max(1_024, (connection.info?.max_payload ?? 1_048_576) - 4_096)
+  /**
+   * The answer to a command too large for any message: refused, never published. Published, NATS refused
+   * it at every retry, and a translator's job sending it waited for good (stop 23's outside attack: an
+   * Apply of 50,000 records, 8 MB). Settings let no HTTP command come near it (the start-up check).
+   */
+  const tooLarge = (command: EntityCommand, bytes: number): CommandReply => ({
+    _tag: "Rejected",
+    error: new CommandTooLarge({ entityType: command.entityType, entityId: command.entityId, bytes, maxBytes: maxPayload })
+  })
+
   const timeoutOf = (sendOptions?: { readonly timeout?: Duration.Input }) => Duration.toMillis(sendOptions?.timeout ?? options.defaultTimeout ?? "10 seconds")
 
   const send = (command: EntityCommand, sendOptions?: { readonly timeout?: Duration.Input }) =>
@@ -173,14 +185,11 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
       // Past this instant nobody waits for the answer: the entity answers Expired rather than apply it late.
       const deadline = command.deadline ?? (yield* Clock.currentTimeMillis) + timeout
       const subject = commandSubject(command.entityType, shardOf(command.entityId, shards), command.entityId)
-      const answer = yield* publish(subject, encoder.encode(JSON.stringify({ ...command, deadline })), decodeReply, command.commandId, timeout)
-      const reply = yield* answer
+      const payload = encoder.encode(JSON.stringify({ ...command, deadline }))
+      const reply = payload.length > maxPayload ? tooLarge(command, payload.length) : yield* yield* publish(subject, payload, decodeReply, command.commandId, timeout)
       yield* count(command, reply)
       return reply
     }).pipe(Effect.mapError(toBusError))
-
-  // What one message may carry: the server's limit, less room for headers.
-  const maxPayload = Math.max(1_024, (connection.info?.max_payload ?? 1_048_576) - 4_096)
 
   /** A batch sent; its replies decoded by `decodeReplies` (the full replies, or outcomes only). */
   const sendBatchAs = <R extends CommandOutcome>(
@@ -215,6 +224,11 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
             return yield* publishChunk(shard, indices.slice(half))
           }
           const first = withDeadline[indices[0]!]!
+          if (payload.length > maxPayload) {
+            const refused = tooLarge(first, payload.length)
+            answers[indices[0]!] = refused as R
+            return yield* count(first, refused)
+          }
           // A batch the shard dead-lettered is answered with one Failed for all its commands.
           const decodeAnswers = (text: string): Option.Option<{ readonly replies: ReadonlyArray<R> }> =>
             Option.orElse(decodeReplies(text), () =>

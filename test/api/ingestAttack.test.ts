@@ -137,6 +137,52 @@ describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
         assert.strictEqual((nano.json() as { segments: Array<{ addedAt: string }> }).segments[0]?.addedAt, "2026-01-01T00:00:00.123456789Z", nano.body)
       }))
 
+    it.effect("a record dated before 0000-01-01T00:00:00Z (year 0000 at +23:59) is rejected on its line: its expiry in year −1 wedged the partner's jobs", () =>
+      Effect.gen(function*() {
+        yield* putPartner("ancient", "active")
+        const { secret } = yield* createKey("partner:ancient")
+        const line = (userId: string, time: string) => `{"idKind":"cookie","userId":"${userId}","segmentId":"6","op":"add","time":"${time}","ttlSeconds":60}\n`
+        const res = yield* request({
+          method: "POST", url: "/v1/ingest/ancient/records", key: secret, contentType: "application/x-ndjson",
+          body: line("before", "0000-01-01T00:00:00+23:59") + line("utc", "0000-01-01T00:00:00Z") + line("today", new Date().toISOString())
+        })
+        assert.strictEqual(res.statusCode, 202, res.body)
+        const job = yield* eventually(
+          Effect.map(request({ method: "GET", url: `/v1/ingest/jobs/${(res.json() as { jobId: string }).jobId}` }), (r) => r.json() as Job),
+          (job) => job.state === "done" || job.state === "failed",
+          "60 seconds"
+        )
+        assert.deepInclude(job, { state: "done", linesRead: 3, linesRejected: 1, recordsCommitted: 2 })
+        assert.deepStrictEqual(job.errors.map((e) => [e.line, e.column]), [[1, "time"]])
+        assert.match(job.errors[0]!.reason, /before 0000-01-01T00:00:00Z/)
+      }))
+
+    it.effect("five lines naming 10,000 segments each for one user load: the profile's records go in commands of at most 2,000 (one Apply of 50,000 records, 8 MB, waited for good)", () =>
+      Effect.gen(function*() {
+        const codes = Array.from({ length: 10_000 }, (_, i) => `c${i}`)
+        const res = yield* request({
+          method: "PUT", url: "/v1/entities/partner/wide", body: {
+            name: "Wide",
+            formatSpec: { format: "delimited", delimiter: ",", header: true, userId: "user", idKind: "cookie", segments: { kind: "list", column: "segs", separator: "|" }, mode: "incremental" },
+            segmentMap: Object.fromEntries(codes.map((code, i) => [code, String(500_000 + i)]))
+          }
+        })
+        assert.oneOf(res.statusCode, [200, 201], res.body)
+        const { secret } = yield* createKey("partner:wide")
+        const file = "user,segs\n" + `wide-user,${codes.join("|")}\n`.repeat(5)
+        const upload = yield* request({ method: "POST", url: "/v1/ingest/wide/files", key: secret, contentType: "text/csv", body: file })
+        assert.strictEqual(upload.statusCode, 202, upload.body)
+        const job = yield* eventually(
+          Effect.map(request({ method: "GET", url: `/v1/ingest/jobs/${(upload.json() as { jobId: string }).jobId}` }), (r) => r.json() as Job),
+          (job) => job.state === "done" || job.state === "failed",
+          "90 seconds"
+        )
+        assert.deepInclude(job, { state: "done", linesRead: 5, linesRejected: 0, recordsAccepted: 50_000 })
+        assert.strictEqual(job.duplicates + job.recordsCommitted, 50_000)
+        const profile = yield* request({ method: "GET", url: "/v1/profiles/cookie/wide-user" })
+        assert.strictEqual((profile.json() as { segments: Array<unknown> }).segments.length, 10_000)
+      }), { timeout: 180_000 })
+
     it.effect("a real-time body of only a byte-order mark or blank lines is 400, like an empty one, and makes no job", () =>
       Effect.gen(function*() {
         yield* putPartner("blank", "active")

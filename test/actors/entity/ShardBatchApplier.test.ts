@@ -59,6 +59,33 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("user
       assert.strictEqual(replies[0]!._tag === "Accepted" ? replies[0]!.entity.updatedAt : null, first[0]![0]!.recordedAt)
     }))
 
+  it.effect("a command whose decided events do not encode is refused alone; the rest of its batch applies (an expiry in year −1 failed the whole batch at every retry)", () =>
+    Effect.gen(function*() {
+      const bus = yield* CommandBus
+      const [bad, good] = profilesOfShard(9, 2, "year-minus-one")
+      const replies = yield* bus.sendBatch([
+        applyCommand(bad!, [record("1", 1, { time: "0000-01-01T00:00:00+23:59", ttlSeconds: 60 })]),
+        applyCommand(good!, [record("2", 2)])
+      ])
+      assert.strictEqual(replies[0]!._tag, "Rejected", JSON.stringify(replies[0]))
+      const error = replies[0]!._tag === "Rejected" ? replies[0]!.error : undefined
+      assert.strictEqual(error?._tag, "CommandRefused")
+      assert.match(error?._tag === "CommandRefused" ? error.reason : "", /^the events it decided do not encode: .*expiresAt/s)
+      assert.deepStrictEqual(segmentsOf(replies[1]!), ["2"])
+    }))
+
+  it.effect("a command larger than a message on the bus carries is refused (CommandTooLarge), never published; the rest of its batch applies", () =>
+    Effect.gen(function*() {
+      const bus = yield* CommandBus
+      const [big, small] = profilesOfShard(11, 2, "too-large")
+      // ~9 MB: over nats.conf's 8 MB max_payload
+      const records = Array.from({ length: 60_000 }, (_, i) => record(String(i), i + 1, { source: { partner: "acme", jobId: "job-1", digest: "d".repeat(64), line: i + 1 } }))
+      const replies = yield* bus.sendBatchOutcomes([applyCommand(big!, records), applyCommand(small!, [record("3", 1)])])
+      assert.deepStrictEqual(replies.map((r) => r._tag === "Rejected" ? r.error._tag : r._tag), ["CommandTooLarge", "Accepted"])
+      const alone = yield* bus.send(applyCommand(big!, records))
+      assert.strictEqual(alone._tag === "Rejected" ? alone.error._tag : alone._tag, "CommandTooLarge")
+    }))
+
   it.effect("a redelivered batch is answered the same and applied once; two commands of one profile in a batch apply in order", () =>
     Effect.gen(function*() {
       const bus = yield* CommandBus

@@ -31,6 +31,24 @@ describe("profile batches", () => {
     assert.strictEqual(u1.command.correlationId, "job-1")
   })
 
+  it("splits a profile's records past maxRecords at a line (a line's records stay together), each part a command of its own, in line order", () => {
+    const many = (line: number, n: number) => ({ line, records: Array.from({ length: n }, (_, k) => record("u1", String(line * 100 + k))) })
+    const commands = profileCommands([many(1, 2), many(2, 2), { line: 3, records: [record("u2", "9")] }, many(4, 5), many(5, 1)], context, { fromLine: 1, toLine: 5 }, 3)
+    assert.deepStrictEqual(commands.map((c) => [c.command.entityId, c.lines, c.records]), [
+      ["cookie:u1", [1, 2], 4],
+      ["cookie:u1", [4], 5],
+      ["cookie:u1", [5], 1],
+      ["cookie:u2", [3], 1]
+    ])
+    const ids = commands.map((c) => c.command.commandId)
+    assert.deepStrictEqual(ids.slice(0, 3), ["ingest:job-1:1-5:cookie:u1", "ingest:job-1:1-5:cookie:u1#1", "ingest:job-1:1-5:cookie:u1#2"])
+    assert.deepStrictEqual(
+      commands.slice(0, 3).flatMap((c) => Schema.decodeUnknownSync(Apply)(c.command.action).records.map((r) => r.segmentId)),
+      ["100", "101", "200", "201", "400", "401", "402", "403", "404", "500"]
+    )
+    assert.deepStrictEqual([...commands[1]!.segments.keys()], ["400", "401", "402", "403", "404"])
+  })
+
   it("names each command by job, line range and profile, so the same batch sent again is the same command", () => {
     const lines = [{ line: 7, records: [record("u1", "1")] }]
     const once = profileCommands(lines, context, { fromLine: 7, toLine: 9 })[0]!.command.commandId
