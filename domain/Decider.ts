@@ -47,6 +47,17 @@ export interface Decider<Command extends { readonly _tag: string }, Event extend
   readonly evolve: (state: State, event: Event) => State
   /** The state as snapshots and answers show it; null while the entity does not exist (not yet, or deleted). */
   readonly toJson: (state: State) => Schema.JsonObject | null
+  /**
+   * Whether the entity exists in this state: `toJson(state) !== null` unless given. A fold asks it at every
+   * event, so a type whose `toJson` is costly says it cheaply (a profile's sorts its segments).
+   */
+  readonly exists?: (state: State) => boolean
+  /**
+   * Events folded at once, as many `evolve`s would: for a type whose `evolve` copies a large state (a
+   * profile's memberships), once for all. Only for a type that, once it exists, always exists (no deletion):
+   * a fold then asks `exists` only until it does.
+   */
+  evolveMany?(state: State, events: ReadonlyArray<Event>): State
   /** Whether the entity was deleted (snapshots say `deleted: true`); default never. */
   readonly isDeleted?: (state: State) => boolean
   /** The outcome an event stands for; default "created" at revision 0, "updated" after. */

@@ -53,16 +53,35 @@ export const makeEntityKind = (decider: AnyDecider): EntityKind => {
   const isDeleted = decider.isDeleted ?? (() => false)
 
   const decodeEvent = (type: string, data: unknown) => decodeEventResult({ ...(data as object), _tag: type })
+  const isLive = decider.exists ?? ((state: unknown) => decider.toJson(state) !== null)
+  const decoded = (event: StoredEvent) => Result.getOrThrow(decodeEvent(event.type, event.data))
   const apply = (folded: Folded, event: StoredEvent): Folded => {
-    const state = decider.evolve(folded.state, Result.getOrThrow(decodeEvent(event.type, event.data)))
-    const wasLive = folded.revision >= 0 && decider.toJson(folded.state) !== null
-    const live = decider.toJson(state) !== null
+    const state = decider.evolve(folded.state, decoded(event))
+    const wasLive = folded.revision >= 0 && isLive(folded.state)
+    const live = isLive(state)
     return {
       state,
       revision: event.revision,
       position: event.position,
       createdAt: !wasLive && live ? event.recordedAt : folded.createdAt,
       updatedAt: event.recordedAt
+    }
+  }
+  /** Event by event until the entity exists; then, for a type that folds many at once, the rest together. */
+  const replay = (events: ReadonlyArray<StoredEvent>, from: Folded = initial()): Folded => {
+    const evolveMany = decider.evolveMany
+    if (evolveMany === undefined) return events.reduce(apply, from)
+    let folded = from
+    let i = 0
+    for (; i < events.length && !(folded.revision >= 0 && isLive(folded.state)); i++) folded = apply(folded, events[i]!)
+    if (i === events.length) return folded
+    const last = events.at(-1)!
+    return {
+      state: evolveMany(folded.state, events.slice(i).map(decoded)),
+      revision: last.revision,
+      position: last.position,
+      createdAt: folded.createdAt,
+      updatedAt: last.recordedAt
     }
   }
   const initial = (): Folded => ({ state: decider.initialState(), revision: -1, position: 0, createdAt: null, updatedAt: null })
@@ -88,8 +107,8 @@ export const makeEntityKind = (decider: AnyDecider): EntityKind => {
     decodeCommand: (action) => validate(decider.command, action),
     initial,
     apply,
-    replay: (events, from = initial()) => events.reduce(apply, from),
-    exists: (folded) => folded.revision >= 0 && decider.toJson(folded.state) !== null,
+    replay,
+    exists: (folded) => folded.revision >= 0 && isLive(folded.state),
     snapshot,
     kept: (id, folded) => ({ ...snapshot(id, folded), data: encodeState(folded.state) as Schema.Json }),
     fromKept: (kept) =>

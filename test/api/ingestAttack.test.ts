@@ -181,7 +181,28 @@ describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
         assert.strictEqual(job.duplicates + job.recordsCommitted, 50_000)
         const profile = yield* request({ method: "GET", url: "/v1/profiles/cookie/wide-user" })
         assert.strictEqual((profile.json() as { segments: Array<unknown> }).segments.length, 10_000)
-      }), { timeout: 180_000 })
+        const revision = (profile.json() as { revision: number }).revision
+
+        // Then 2,000 loader lines alternating add and remove of one of them, at one time (the later line
+        // wins): an event each, before, and each a copy of the 10,000 memberships when decided, applied
+        // and read; the event loop was held over a minute at each (stop 23's second outside attack).
+        const later = new Date((yield* Clock.currentTimeMillis) + 3_600_000).toISOString() // after the first file's (its receipt)
+        const flip = Array.from({ length: 2_000 }, (_, i) =>
+          `{"idKind":"cookie","userId":"wide-user","segmentId":"500000","op":"${i % 2 === 0 ? "remove" : "add"}","time":"${later}"}\n`).join("")
+        const flipped = yield* request({ method: "POST", url: "/v1/ingest/wide/files", key: secret, contentType: "application/x-ndjson", body: flip })
+        assert.strictEqual(flipped.statusCode, 202, flipped.body)
+        const flipJob = yield* eventually(
+          Effect.map(request({ method: "GET", url: `/v1/ingest/jobs/${(flipped.json() as { jobId: string }).jobId}` }), (r) => r.json() as Job),
+          (job) => job.state === "done" || job.state === "failed",
+          "90 seconds"
+        )
+        assert.deepInclude(flipJob, { state: "done", linesRead: 2_000, linesRejected: 0 })
+        const after = yield* request({ method: "GET", url: "/v1/profiles/cookie/wide-user?explain=true" })
+        const segments = (after.json() as { segments: Array<{ segmentId: string; sources: Array<{ line: number }> }> }).segments
+        assert.strictEqual(segments.length, 10_000)
+        assert.deepStrictEqual(segments.find((s) => s.segmentId === "500000")?.sources.map((s) => s.line), [2_000])
+        assert.isAtMost((after.json() as { revision: number }).revision - revision, 2, "one command: its removes and its adds, two events at most")
+      }), { timeout: 240_000 })
 
     it.effect("a real-time body of only a byte-order mark or blank lines is 400, like an empty one, and makes no job", () =>
       Effect.gen(function*() {

@@ -3,6 +3,8 @@ import { Result, Schema } from "effect"
 import { profileId } from "../../../domain/ingest/LoaderRecord.ts"
 import type { ProfileEvent, ProfileRecord } from "../../../domain/ingest/profileEvents.ts"
 import { ProfileId, type ProfileState, userprofile } from "../../../domain/entities/userprofile.ts"
+import { makeEntityKind } from "../../../domain/EntityKind.ts"
+import type { StoredEvent } from "../../../domain/fold.ts"
 
 const context = { entityType: "userprofile", entityId: "cookie:u1" }
 const given = (...events: ReadonlyArray<ProfileEvent>) => events.reduce(userprofile.evolve, userprofile.initialState())
@@ -19,6 +21,65 @@ const record = (over: Partial<ProfileRecord> & { partner?: string; digest?: stri
 }
 
 describe("user profile decider", () => {
+  it("decides one command as at most two events (its removes, then its adds) that leave the state every record one command at a time would, over random records", () => {
+    let seed = 7 // xorshift32: the same rounds at every run
+    const random = (n: number) => {
+      seed ^= seed << 13
+      seed ^= seed >>> 17
+      seed ^= seed << 5
+      return (seed >>> 0) % n
+    }
+    for (let round = 0; round < 200; round++) {
+      const before = after(userprofile.initialState(), ...Array.from({ length: random(6) }, (_, i) =>
+        record({ segmentId: String(100 + random(4)), partner: ["acme", "beta"][random(2)]!, line: 1 + i, digest: "d0", time: `2026-01-01T00:0${random(3)}:00Z` })))
+      const records = Array.from({ length: 1 + random(30) }, (_, i) => record({
+        segmentId: String(100 + random(4)),
+        partner: ["acme", "beta"][random(2)]!,
+        op: random(2) === 0 ? "add" : "remove",
+        time: `2026-01-01T00:0${random(4)}:00Z`,
+        digest: ["d1", "d2"][random(2)]!,
+        line: 1 + i + random(2),
+        ...(random(3) === 0 ? { ttlSeconds: 60 * (1 + random(100)) } : {})
+      }))
+      const events = apply(before, ...records)
+      assert.isAtMost(events.length, 2)
+      assert.deepStrictEqual(events.map((e) => e._tag), ["SegmentsRemoved", "SegmentsAdded"].filter((tag) => events.some((e) => e._tag === tag)))
+      assert.deepStrictEqual(events.reduce(userprofile.evolve, before), after(before, ...records), `round ${round}`)
+      assert.deepStrictEqual(userprofile.evolveMany!(before, events), events.reduce(userprofile.evolve, before), `round ${round}: folded at once`)
+    }
+  })
+
+  it("a history replays at once (evolveMany) to the fold event by event: state, revision, position, createdAt, updatedAt", () => {
+    const kind = makeEntityKind(userprofile)
+    let state = userprofile.initialState()
+    const stored: Array<StoredEvent> = []
+    for (let c = 0; c < 40; c++) {
+      const events = apply(state, record({ segmentId: String(100 + (c % 7)), op: c % 3 === 0 ? "remove" : "add", line: c + 1, ttlSeconds: 60 }), record({ segmentId: String(200 + (c % 5)), line: c + 1 }))
+      for (const event of events) {
+        const { type, data } = kind.toEventData(event)
+        stored.push({ type, data, revision: stored.length, position: 1_000 + stored.length, recordedAt: `2026-01-01T00:${String(c).padStart(2, "0")}:00.000Z` } as StoredEvent)
+      }
+      state = events.reduce(userprofile.evolve, state)
+    }
+    const oneByOne = stored.reduce(kind.apply, kind.initial())
+    assert.deepStrictEqual(kind.replay(stored), oneByOne)
+    assert.deepStrictEqual(kind.replay(stored.slice(10), kind.replay(stored.slice(0, 10))), oneByOne)
+    assert.strictEqual(oneByOne.createdAt, stored[0]!.recordedAt)
+    // Nor does a fold ask toJson (it sorts every segment): it was asked twice an event.
+    let asked = 0
+    const counted = makeEntityKind({ ...userprofile, toJson: (s: ProfileState) => (asked++, userprofile.toJson(s)) })
+    counted.replay(stored)
+    stored.reduce(counted.apply, counted.initial())
+    assert.strictEqual(asked, 0)
+  })
+
+  it("2,000 records alternating add and remove of one segment on a profile of 10,000 make two events at most", () => {
+    const big = given({ _tag: "SegmentsAdded", memberships: Array.from({ length: 10_000 }, (_, i) => ({ partner: "acme", segmentId: String(1_000 + i), time: "2026-01-01T00:00:00Z", source: { partner: "acme", jobId: "j", digest: "d0", line: i + 1 } })) })
+    const events = apply(big, ...Array.from({ length: 2_000 }, (_, i) => record({ op: i % 2 === 0 ? "add" : "remove", line: i + 1 })))
+    assert.deepStrictEqual(events.map((e) => [e._tag, e.memberships.length]), [["SegmentsRemoved", 1]])
+    assert.strictEqual(Object.keys(events.reduce(userprofile.evolve, big).memberships).length, 10_001)
+  })
+
   it("adds a membership with its expiry counted from the record's time, and wants waking then", () => {
     const events = apply(given(), record({ ttlSeconds: 60 }))
     assert.deepStrictEqual(events, [{
