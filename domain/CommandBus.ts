@@ -28,6 +28,11 @@ export interface IncomingCommand {
   readonly command: EntityCommand
   readonly reply: (reply: CommandReply) => Effect.Effect<void>
   /**
+   * Present when the sender reads the outcome alone (a batch sent with `outcomes`): answers it without the
+   * entity, which then need not be built (a profile of 60,000 segments took 0.3 s to show at each command).
+   */
+  readonly replyOutcome?: (outcome: CommandOutcome) => Effect.Effect<void>
+  /**
    * Gives the command back unanswered. It is delivered again, in stream order, only to the next
    * holder of its shard: never reordered behind newer commands of the same entity.
    */
@@ -56,7 +61,7 @@ export const CommandOutcome = Schema.Union([
 export type CommandOutcome = typeof CommandOutcome.Type
 
 /** A reply without its entity. */
-export const outcomeOf = (reply: CommandReply): CommandOutcome => reply._tag === "Accepted" ? { _tag: "Accepted", outcome: reply.outcome } : reply
+export const outcomeOf = (reply: CommandReply | CommandOutcome): CommandOutcome => reply._tag === "Accepted" ? { _tag: "Accepted", outcome: reply.outcome } : reply
 
 /** The wire form of a batch message: its commands, in order; `outcomes`: answer CommandOutcomes. */
 export const CommandBatch = Schema.Struct({ commands: Schema.Array(EntityCommand), outcomes: Schema.optionalKey(Schema.Boolean) })

@@ -18,12 +18,12 @@
  * after a store failure it re-reads every stream of the commit, since whether it was written is unknown.
  */
 import { Clock, Effect, Option, Schema } from "effect"
-import type { CommandReply, IncomingCommand } from "../../domain/CommandBus.ts"
+import type { CommandOutcome, CommandReply, IncomingCommand } from "../../domain/CommandBus.ts"
 import { Deciders } from "../../domain/DeciderRegistry.ts"
 import { CommandIdReused, CommandRefused, type EntityCommand, type EntityRejection, fingerprint, InvalidCommand, RevisionMismatch } from "../../domain/entity.ts"
 import type { EntityKind } from "../../domain/EntityKind.ts"
 import { EventMetadata, streamName } from "../../domain/envelope.ts"
-import { type EventData, EventStore, type RecordedEvent, type StreamAppend } from "../../domain/EventStore.ts"
+import { type EventData, EventStore, type EventStoreError, type RecordedEvent, type StreamAppend } from "../../domain/EventStore.ts"
 import { Reminders } from "../../domain/Reminders.ts"
 import { shardOf } from "../../domain/shards.ts"
 import type { EntitySnapshot } from "../../domain/snapshot.ts"
@@ -144,7 +144,7 @@ export const make = (options: ShardBatchApplierOptions) =>
       ({ kind, id, stream, memory: newMemory(kind.initial(), recentCommands), share: undefined, evicted: false, due: undefined, assumedNew: true })
 
     /** Re-reads an entry after a conflict or failure; one assumed new that exists gets its reminder synced. */
-    const reread = (entry: Entry, leftBy: Map<string, EntitySnapshot>) =>
+    const reread = (entry: Entry, leftBy: Map<string, EntitySnapshot> | undefined) =>
       Effect.gen(function*() {
         yield* catchUp(entry, leftBy)
         if (entry.assumedNew && entry.memory.folded.revision >= 0) entry.due = unknown
@@ -166,16 +166,22 @@ export const make = (options: ShardBatchApplierOptions) =>
     }
 
     /** The entity as a remembered command left it: the fold, this batch's read-back, or replayed from the store. */
-    const stateAt = (entry: Entry, revision: number, leftBy: Map<string, EntitySnapshot>, commandId: string) =>
+    const stateAt = (entry: Entry, revision: number, leftBy: Map<string, EntitySnapshot> | undefined, commandId: string) =>
       Effect.gen(function*() {
         if (revision === entry.memory.folded.revision) return entry.kind.snapshot(entry.id, entry.memory.folded)
-        const fresh = leftBy.get(commandId)
+        const fresh = leftBy?.get(commandId)
         if (fresh !== undefined) return fresh
         const events = yield* store.readStream(entry.stream, { fromRevision: 0, maxCount: revision + 1 })
         return entry.kind.snapshot(entry.id, entry.kind.replay(events))
       })
 
-    const answerKnown = (entry: Entry, command: EntityCommand, known: Remembered, leftBy: Map<string, EntitySnapshot>) =>
+    /** What a remembered command's answer says without its entity. */
+    const knownOutcome = (command: EntityCommand, known: Remembered): CommandOutcome => {
+      if (known.fingerprint !== undefined && known.fingerprint !== fingerprint(command)) return { _tag: "Rejected", error: new CommandIdReused({ commandId: command.commandId }) }
+      return known._tag === "Rejected" ? { _tag: "Rejected", error: known.error } : { _tag: "Accepted", outcome: known.outcome }
+    }
+
+    const answerKnown = (entry: Entry, command: EntityCommand, known: Remembered, leftBy: Map<string, EntitySnapshot> | undefined) =>
       Effect.gen(function*() {
         if (known.fingerprint !== undefined && known.fingerprint !== fingerprint(command)) {
           return { _tag: "Rejected", error: new CommandIdReused({ commandId: command.commandId }) } satisfies CommandReply
@@ -259,7 +265,7 @@ export const make = (options: ShardBatchApplierOptions) =>
      * What one commit recorded, folded into its entries: one read of the global order backwards from
      * its last event (a commit's events are contiguous there); a stream not found in it is read alone.
      */
-    const readBack = (appends: ReadonlyArray<{ readonly entry: Entry; readonly append: StreamAppend }>, last: number, leftBy: Map<string, EntitySnapshot>) =>
+    const readBack = (appends: ReadonlyArray<{ readonly entry: Entry; readonly append: StreamAppend }>, last: number, leftBy: Map<string, EntitySnapshot> | undefined) =>
       Effect.gen(function*() {
         for (const { entry } of appends) entry.assumedNew = false
         const written = appends.filter((a) => a.append.events.length > 0)
@@ -303,6 +309,12 @@ export const make = (options: ShardBatchApplierOptions) =>
       Effect.gen(function*() {
         const answer = (message: IncomingCommand, reply: CommandReply) =>
           answered.has(message) ? Effect.void : Effect.andThen(Effect.sync(() => answered.add(message)), message.reply(reply))
+        /** Answers with `outcome` a sender that reads it alone; the others with the full reply, built only for them. */
+        const answerAccepted = (message: IncomingCommand, outcome: CommandOutcome, full: () => Effect.Effect<CommandReply, EventStoreError>) => {
+          const replyOutcome = message.replyOutcome
+          if (replyOutcome === undefined) return Effect.flatMap(full(), (reply) => answer(message, reply))
+          return answered.has(message) ? Effect.void : Effect.andThen(Effect.sync(() => answered.add(message)), replyOutcome(outcome))
+        }
         const now = yield* Clock.currentTimeMillis
         const entries = new Map<string, Entry>()
         const todo: Array<{ readonly incoming: IncomingCommand; readonly entry: Entry }> = []
@@ -325,7 +337,8 @@ export const make = (options: ShardBatchApplierOptions) =>
           }
           todo.push({ incoming: message, entry })
         }
-        const leftBy = new Map<string, EntitySnapshot>()
+        // The entity as each command left it, for the senders that read it back (not a translator's batch).
+        const leftBy = incoming.some((message) => message.replyOutcome === undefined) ? new Map<string, EntitySnapshot>() : undefined
         for (let attempt = 1; ; attempt++) {
           const { appends, decisions } = yield* decideAll(todo)
           const appended = appends.length === 0
@@ -345,20 +358,22 @@ export const make = (options: ShardBatchApplierOptions) =>
                   break
                 case "Unchanged":
                   entry.memory.remember(message.command.commandId, decision.remember)
-                  yield* answer(message, { _tag: "Accepted", outcome: "unchanged", entity: entry.kind.snapshot(entry.id, entry.memory.folded) })
+                  yield* answerAccepted(message, { _tag: "Accepted", outcome: "unchanged" }, () =>
+                    Effect.succeed({ _tag: "Accepted", outcome: "unchanged", entity: entry.kind.snapshot(entry.id, entry.memory.folded) }))
                   break
                 case "Known":
-                  yield* answer(message, yield* answerKnown(entry, message.command, decision.known, leftBy))
+                  yield* answerAccepted(message, knownOutcome(message.command, decision.known), () => answerKnown(entry, message.command, decision.known, leftBy))
                   break
                 case "Events": {
                   const { commandId } = message.command
                   const known = entry.memory.recall(commandId)
                   if (known === undefined) return yield* Effect.die(new Error(`appended to ${entry.stream} but the events were not read back`))
                   // Decided in this batch (no fingerprint to compare): answered with the entity as it left it.
-                  const left = leftBy.get(commandId)
-                  yield* answer(message, known._tag === "Accepted" && known.outcome !== "unchanged" && left !== undefined
-                    ? { _tag: "Accepted", outcome: known.outcome, entity: left }
-                    : yield* answerKnown(entry, message.command, known, leftBy))
+                  const left = leftBy?.get(commandId)
+                  yield* answerAccepted(message, known._tag === "Accepted" ? { _tag: "Accepted", outcome: known.outcome } : knownOutcome(message.command, known), () =>
+                    known._tag === "Accepted" && known.outcome !== "unchanged" && left !== undefined
+                      ? Effect.succeed({ _tag: "Accepted", outcome: known.outcome, entity: left })
+                      : answerKnown(entry, message.command, known, leftBy))
                 }
               }
             }

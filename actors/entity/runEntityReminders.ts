@@ -25,9 +25,12 @@ export const runEntityReminders = Effect.gen(function*() {
   return yield* runReminders({
     shards: owned.changes,
     // shorter than the scheduler's own fire timeout, so the bus's answer decides the outcome
+    // Answered with its outcome alone: a full answer carries the entity, and a profile of 60,000 segments
+    // made one of 10 MB that the bus could not carry (stop 23's third outside attack).
     fire: (reminder) =>
-      bus.send(wakeCommand(reminder), { timeout: "5 seconds" }).pipe(
-        Effect.flatMap((reply) => {
+      bus.sendBatchOutcomes([wakeCommand(reminder)], { timeout: "5 seconds" }).pipe(
+        Effect.flatMap(([reply]) => {
+          if (reply === undefined) return Effect.fail(new WakeNotApplied({ entityType: reminder.entityType, entityId: reminder.entityId, reason: "no answer" }))
           switch (reply._tag) {
             case "Accepted":
               return Effect.void

@@ -196,12 +196,26 @@ const decideApply = (records: ReadonlyArray<ProfileRecord>, state: ProfileState)
   ]
 }
 
+/**
+ * Memberships one event names at most: an event is one HISTORY message, which NATS carries up to its
+ * max_payload (a membership takes ~350 bytes at most: 2,000 stay under 1 MB). An Apply's events hold at
+ * most its records (profileBatches.ts, maxApplyRecords), a Wake's are cut to it.
+ */
+export const maxMembershipsPerEvent = 2_000
+
 const decideWake = (at: number, state: ProfileState): Array<ProfileEvent> => {
   const due: Array<typeof ExpiredMembership.Type> = []
   for (const m of Object.values(state.memberships)) {
     if (m.present && m.expiresAt !== undefined && ms(m.expiresAt) <= at) due.push({ partner: m.partner, segmentId: m.segmentId, expiresAt: m.expiresAt })
   }
-  return due.length === 0 ? [] : [SegmentsExpired.make({ at: iso(at), memberships: due })]
+  // Events of at most maxMembershipsPerEvent: one naming 60,000 expiries was 9 MB, which HISTORY could not
+  // carry, and the relay, retrying it first at every start, stopped history for every tenant (stop 23's
+  // third outside attack).
+  const events: Array<ProfileEvent> = []
+  for (let i = 0; i < due.length; i += maxMembershipsPerEvent) {
+    events.push(SegmentsExpired.make({ at: iso(at), memberships: due.slice(i, i + maxMembershipsPerEvent) }))
+  }
+  return events
 }
 
 /** Numeric order of 64-bit decimal ids. */

@@ -304,22 +304,23 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
           held.add(msg)
           // Each command answers its own slot; the message is answered and settled with the last one.
           const commands = batch.value.commands
-          const answers = new Array<CommandReply | undefined>(commands.length)
+          const outcomes = batch.value.outcomes === true
+          const answers = new Array<CommandReply | CommandOutcome | undefined>(commands.length)
           let open = commands.length
-          const encodeAnswers = (replies: Array<CommandReply>) =>
-            batch.value.outcomes === true ? encodeBatchOutcomes({ replies: replies.map(outcomeOf) }) : encodeBatchReply({ replies })
+          // A batch sent with `outcomes` is answered by replyOutcome (or reply, reduced to its outcome)
+          const encodeAnswers = (replies: Array<CommandReply | CommandOutcome>) =>
+            outcomes ? encodeBatchOutcomes({ replies: replies.map(outcomeOf) }) : encodeBatchReply({ replies: replies as Array<CommandReply> })
           if (open === 0) settle(msg, encodeAnswers([]))
           return Effect.succeedSome({
-            batch: commands.map((command, i): IncomingCommand => ({
-              command,
-              reply: (reply) =>
+            batch: commands.map((command, i): IncomingCommand => {
+              const answerWith = (reply: CommandReply | CommandOutcome) =>
                 Effect.sync(() => {
                   if (answers[i] !== undefined) return
                   answers[i] = reply
-                  if (--open === 0) settle(msg, encodeAnswers(answers as Array<CommandReply>))
-                }),
-              retryLater: leave(msg)
-            }))
+                  if (--open === 0) settle(msg, encodeAnswers(answers as Array<CommandReply | CommandOutcome>))
+                })
+              return { command, reply: answerWith, ...(outcomes ? { replyOutcome: answerWith } : {}), retryLater: leave(msg) }
+            })
           })
         }
         const command = decodeCommand(msg.string())

@@ -3,7 +3,7 @@ import { assert, describe, it, layer } from "@effect/vitest"
 import { Deferred, Effect, Layer, Option } from "effect"
 import * as EntityMemory from "../../../actors/entity/EntityMemory.ts"
 import * as ShardBatchApplier from "../../../actors/entity/ShardBatchApplier.ts"
-import { CommandBus, type CommandReply } from "../../../domain/CommandBus.ts"
+import { CommandBus, type CommandOutcome, type CommandReply } from "../../../domain/CommandBus.ts"
 import type { EntityCommand } from "../../../domain/entity.ts"
 import { Deciders, makeRegistry } from "../../../domain/DeciderRegistry.ts"
 import { userprofile } from "../../../domain/entities/userprofile.ts"
@@ -147,6 +147,31 @@ const ask = (applier: ShardBatchApplier.ShardBatchApplier, commands: ReadonlyArr
   })
 
 describe("ShardBatchApplier on its own", () => {
+  it.live("answers a sender that reads outcomes alone without building an entity; the others with it", () => {
+    let shown = 0
+    const counting = { ...userprofile, toJson: (state: Parameters<typeof userprofile.toJson>[0]) => (shown++, userprofile.toJson(state)) }
+    const layer = Layer.unwrap(Effect.map(tempDir("applier"), (dir) => Layer.mergeAll(layerSqlite({ path: join(dir, "events.db") }), Layer.succeed(Deciders, makeRegistry([counting])))))
+    return Effect.gen(function*() {
+      const applier = yield* ShardBatchApplier.make({ shards: 64 })
+      const ids = profilesOfShard(3, 50, "outcomes")
+      const outcomes = ids.map(() => Deferred.makeUnsafe<CommandOutcome>())
+      const commands = ids.map((id, i) => applyCommand(id, [record(String(i), i + 1)]))
+      const incoming = (sent: ReadonlyArray<EntityCommand>) => sent.map((command, i) => ({
+        command,
+        reply: () => Effect.die("a full reply to an outcomes sender"),
+        replyOutcome: (o: CommandOutcome) => Deferred.succeed(outcomes[i]!, o).pipe(Effect.asVoid),
+        retryLater: () => Effect.void
+      }))
+      yield* applier.apply(incoming(commands))
+      assert.deepStrictEqual(yield* Effect.forEach(outcomes, Deferred.await), ids.map((): CommandOutcome => ({ _tag: "Accepted", outcome: "created" })))
+      assert.strictEqual(shown, 0, "no entity built for its answers")
+      // a sender that reads the entity back gets it
+      const [full] = yield* ask(applier, [applyCommand(ids[0]!, [record("99", 99)])])
+      assert.deepStrictEqual(segmentsOf(full!), ["0", "99"])
+      assert.isAbove(shown, 0)
+    }).pipe(Effect.scoped, Effect.provide(layer))
+  })
+
   it.live("decides again on a stream another writer moved since it was cached (a conflict), keeping both writes", () =>
     Effect.gen(function*() {
       const store = yield* EventStore

@@ -156,6 +156,13 @@ describe("user profile decider", () => {
     assert.deepStrictEqual(apply(state, record({ line: 1 })), [])
   })
 
+  it("expires 4,500 memberships due at once in events of at most 2,000 (one event of 60,000 was 9 MB, past what HISTORY carries)", () => {
+    const state = given({ _tag: "SegmentsAdded", memberships: Array.from({ length: 4_500 }, (_, i) => ({ partner: "acme", segmentId: String(1_000 + i), time: "2026-01-01T00:00:00Z", expiresAt: "2026-01-01T00:01:40.000Z", source: { partner: "acme", jobId: "j", digest: "d0", line: i + 1 } })) })
+    const events = decide(state, { _tag: "Wake", at: Date.parse("2026-01-01T00:01:40.000Z") })
+    assert.deepStrictEqual(events.map((e) => [e._tag, e.memberships.length]), [["SegmentsExpired", 2_000], ["SegmentsExpired", 2_000], ["SegmentsExpired", 500]])
+    assert.isTrue(Object.values(events.reduce(userprofile.evolve, state).memberships).every((m) => !m.present))
+  })
+
   it("expires, on Wake, every present membership due at or before the wake's instant, and nothing early", () => {
     const state = after(given(), record({ segmentId: "1", ttlSeconds: 60 }), record({ segmentId: "2", line: 2, ttlSeconds: 120 }), record({ segmentId: "3", line: 3 }))
     const at = Date.parse("2026-01-01T00:01:00Z")
