@@ -156,6 +156,15 @@ describe("user profile decider", () => {
     assert.deepStrictEqual(apply(state, record({ line: 1 })), [])
   })
 
+  it("wakes at the next whole second at or after the earliest expiry, so that expiries a millisecond apart take one Wake a second", () => {
+    const state = given({ _tag: "SegmentsAdded", memberships: Array.from({ length: 1_000 }, (_, i) => ({ partner: "acme", segmentId: String(1_000 + i), time: "2026-01-01T00:00:00Z", expiresAt: new Date(Date.parse("2026-01-01T00:01:00.001Z") + i).toISOString(), source: { partner: "acme", jobId: "j", digest: "d0", line: i + 1 } })) })
+    const at = userprofile.wakeAt!(state)
+    assert.strictEqual(at, Date.parse("2026-01-01T00:01:01Z"))
+    const events = decide(state, { _tag: "Wake", at: at! })
+    assert.strictEqual(events.reduce((n, e) => n + e.memberships.length, 0), 1_000, "one Wake expires all 1,000")
+    assert.isUndefined(userprofile.wakeAt!(events.reduce(userprofile.evolve, state)))
+  })
+
   it("expires 4,500 memberships due at once in events of at most 2,000 (one event of 60,000 was 9 MB, past what HISTORY carries)", () => {
     const state = given({ _tag: "SegmentsAdded", memberships: Array.from({ length: 4_500 }, (_, i) => ({ partner: "acme", segmentId: String(1_000 + i), time: "2026-01-01T00:00:00Z", expiresAt: "2026-01-01T00:01:40.000Z", source: { partner: "acme", jobId: "j", digest: "d0", line: i + 1 } })) })
     const events = decide(state, { _tag: "Wake", at: Date.parse("2026-01-01T00:01:40.000Z") })
