@@ -16,7 +16,7 @@ import type { EntityCommand } from "../../domain/entity.ts"
 import { type Membership, ReplaceIndex } from "../../domain/ingest/ReplaceIndex.ts"
 import { Apply, type ProfileRecord } from "../../domain/ingest/profileEvents.ts"
 import { Schema } from "effect"
-import { type ProfileCommand, profileType } from "./profileBatches.ts"
+import { maxApplyRecords, type ProfileCommand, profileType } from "./profileBatches.ts"
 import { sendAll } from "./sendCommands.ts"
 
 const encodeApply = Schema.encodeSync(Apply)
@@ -57,7 +57,11 @@ export const removeUnlisted = (replacement: Replacement) =>
         records.push({ segmentId, op: "remove", time: replacement.time, source: { partner, jobId, digest: replacement.digest, line: 0 } })
         byProfile.set(profileId, records)
       }
-      const commands = [...byProfile].map(([entityId, records]): EntityCommand => ({
+      // At most maxApplyRecords a command, as the translator's (one event names at most that many: a page
+      // of 10,000 removals for one user was one event of 2.5 MB; stop 23's fourth outside attack)
+      const parts = [...byProfile].flatMap(([entityId, records]) =>
+        Array.from({ length: Math.ceil(records.length / maxApplyRecords) }, (_, k) => ({ entityId, records: records.slice(k * maxApplyRecords, (k + 1) * maxApplyRecords) })))
+      const commands = parts.map(({ entityId, records }): EntityCommand => ({
         commandId: `ingest:${jobId}:replace:${entityId}:${records[0]!.segmentId}`,
         correlationId: jobId,
         entityType: profileType,
@@ -65,8 +69,8 @@ export const removeUnlisted = (replacement: Replacement) =>
         action: encodeApply({ _tag: "Apply", records }) as EntityCommand["action"]
       }))
       const replies = yield* sendAll(jobId, commands, replacement.timeout)
-      const gone = commands.flatMap((command, i) =>
-        replies[i]?._tag !== "Accepted" ? [] : byProfile.get(command.entityId)!.map((r) => ({ segmentId: r.segmentId, profileId: command.entityId, present: false })))
+      const gone = parts.flatMap(({ entityId, records }, i) =>
+        replies[i]?._tag !== "Accepted" ? [] : records.map((r) => ({ segmentId: r.segmentId, profileId: entityId, present: false })))
       yield* index.committed(partner, gone)
       removed += gone.length
     }

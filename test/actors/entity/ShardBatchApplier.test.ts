@@ -147,6 +147,22 @@ const ask = (applier: ShardBatchApplier.ShardBatchApplier, commands: ReadonlyArr
   })
 
 describe("ShardBatchApplier on its own", () => {
+  it.live("a new applier reads a long history at once (evolveMany), not event by event: a restart's first read of a big profile failed the process", () => {
+    let evolved = 0
+    const counting = { ...userprofile, evolve: (state: Parameters<typeof userprofile.evolve>[0], event: Parameters<typeof userprofile.evolve>[1]) => (evolved++, userprofile.evolve(state, event)) }
+    const layer = Layer.unwrap(Effect.map(tempDir("applier"), (dir) => Layer.mergeAll(layerSqlite({ path: join(dir, "events.db") }), Layer.succeed(Deciders, makeRegistry([counting])))))
+    return Effect.gen(function*() {
+      const id = profileId("cookie", "long-history")
+      yield* Effect.scoped(Effect.flatMap(ShardBatchApplier.make({ shards: 64 }), (applier) =>
+        Effect.forEach(Array.from({ length: 300 }, (_, i) => i), (i) => ask(applier, [applyCommand(id, [record(String(i), i + 1)])]), { discard: true })))
+      evolved = 0
+      const [reply] = yield* Effect.scoped(Effect.flatMap(ShardBatchApplier.make({ shards: 64 }), (applier) => ask(applier, [applyCommand(id, [record("300", 301)])])))
+      assert.strictEqual(revision(reply!), 300)
+      assert.strictEqual(segmentsOf(reply!)?.length, 301)
+      assert.isAtMost(evolved, 10, "the 300 stored events folded at once, the new one decided and applied")
+    }).pipe(Effect.provide(layer))
+  })
+
   it.live("answers a sender that reads outcomes alone without building an entity; the others with it", () => {
     let shown = 0
     const counting = { ...userprofile, toJson: (state: Parameters<typeof userprofile.toJson>[0]) => (shown++, userprofile.toJson(state)) }
