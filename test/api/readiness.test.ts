@@ -35,7 +35,8 @@ const holdLease = (key: string, holder: string) =>
     yield* tryNats("delete lease", () => kv.delete(key))
     const lease = yield* takeLease(kv, key, holder)
     assert.isTrue(Option.isSome(lease), `took ${key}`)
-    return yield* Effect.forkChild(holdWhile(Option.getOrThrow(lease), Effect.never, renewEveryMillis))
+    // detached: the test's end does not wait on it (see the interruption below)
+    return yield* Effect.forkDetach(holdWhile(Option.getOrThrow(lease), Effect.never, renewEveryMillis))
   })
 
 const assertNotReady = (res: LightMyRequestResponse, check: string, reason: RegExp) => {
@@ -125,7 +126,11 @@ describe("/ready", () => {
         return orphan.test(String(checks.shards)) && Object.entries(checks).every(([name, outcome]) => name === "shards" || outcome === "ok")
       }
       assertNotReady(yield* eventually(ready, onlyOrphan, "30 seconds"), "shards", orphan)
-      yield* Fiber.interrupt(ghost)
+      // Bounded: twice in CI (stops 22 and 23) this test sat until its 180 s timeout right after the ghost
+      // gave the lease back (the platform took the shard again at once), and passed on its retry; where it
+      // waited was not found. The ghost's lease is given back before its fiber ends, which is all this needs.
+      const interrupted = yield* Effect.timeoutOption(Fiber.interrupt(ghost), "20 seconds")
+      if (Option.isNone(interrupted)) yield* Effect.logWarning("the ghost lease holder did not end within 20 s of its interruption")
       yield* eventually(ready, (res) => res.statusCode === 200, "60 seconds")
     }).pipe(Effect.provide(layerTestPlatform({ SHARDS: "4" }))), { timeout: 180_000 })
 })
