@@ -187,12 +187,11 @@ export const make = (options: ShardBatchApplierOptions) =>
       return known._tag === "Rejected" ? { _tag: "Rejected", error: known.error } : { _tag: "Accepted", outcome: known.outcome }
     }
 
+    /** The outcome, with the entity as the command left it when it was accepted. */
     const answerKnown = (entry: Entry, command: EntityCommand, known: Remembered, leftBy: Map<string, EntitySnapshot | undefined> | undefined) =>
       Effect.gen(function*() {
-        if (known.fingerprint !== undefined && known.fingerprint !== fingerprint(command)) {
-          return { _tag: "Rejected", error: new CommandIdReused({ commandId: command.commandId }) } satisfies CommandReply
-        }
-        if (known._tag === "Rejected") return { _tag: "Rejected", error: known.error } satisfies CommandReply
+        const outcome = knownOutcome(command, known)
+        if (outcome._tag !== "Accepted" || known._tag !== "Accepted") return outcome as CommandReply
         if (known.outcome === "unchanged") return { _tag: "Accepted", outcome: "unchanged", entity: entry.kind.snapshot(entry.id, entry.memory.folded) } satisfies CommandReply
         return { _tag: "Accepted", outcome: known.outcome, entity: yield* stateAt(entry, known.revision, leftBy, command.commandId) } satisfies CommandReply
       })
@@ -343,11 +342,10 @@ export const make = (options: ShardBatchApplierOptions) =>
           }
           todo.push({ incoming: message, entry })
         }
-        // The entity as each command left it, for the senders that read it back (not a translator's batch).
-        // (its keys, the commands that want it, set before their events are read back)
-        const leftBy = incoming.some((message) => message.replyOutcome === undefined)
-          ? new Map<string, EntitySnapshot | undefined>(incoming.filter((message) => message.replyOutcome === undefined).map((message) => [message.command.commandId, undefined]))
-          : undefined
+        // The entity as each command left it, for the senders that read it back (not a translator's batch):
+        // keyed by their command ids before their events are read back.
+        const wanting = incoming.filter((message) => message.replyOutcome === undefined)
+        const leftBy = wanting.length === 0 ? undefined : new Map<string, EntitySnapshot | undefined>(wanting.map((message) => [message.command.commandId, undefined]))
         for (let attempt = 1; ; attempt++) {
           const { appends, decisions } = yield* decideAll(todo)
           const appended = appends.length === 0
@@ -379,7 +377,7 @@ export const make = (options: ShardBatchApplierOptions) =>
                   if (known === undefined) return yield* Effect.die(new Error(`appended to ${entry.stream} but the events were not read back`))
                   // Decided in this batch (no fingerprint to compare): answered with the entity as it left it.
                   const left = leftBy?.get(commandId)
-                  yield* answerAccepted(message, known._tag === "Accepted" ? { _tag: "Accepted", outcome: known.outcome } : knownOutcome(message.command, known), () =>
+                  yield* answerAccepted(message, knownOutcome(message.command, known), () =>
                     known._tag === "Accepted" && known.outcome !== "unchanged" && left !== undefined
                       ? Effect.succeed({ _tag: "Accepted", outcome: known.outcome, entity: left })
                       : answerKnown(entry, message.command, known, leftBy))

@@ -7,7 +7,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Clock, Effect, Exit } from "effect"
+import { Clock, type Duration, Effect, Exit } from "effect"
 import { sftpHostKey } from "../../infra/ingest/fileDoors.ts"
 import { freePort } from "../../infra/nats/NatsServer.ts"
 import { ftpLogin, sftpLogin, waitListening } from "../fixtures/fileDoors.ts"
@@ -48,6 +48,10 @@ const ftpRefusal = (user: string, password: string) =>
 
 const sftpAccepted = (user: string, password: string) =>
   Effect.scoped(Effect.exit(sftpLogin(ports.sftp, hostKey, { username: user, password }))).pipe(Effect.map(Exit.isSuccess))
+
+/** The job once it is done or failed. */
+const jobEnded = (jobId: string, within: Duration.Input = "60 seconds") =>
+  eventually(Effect.map(request({ method: "GET", url: `/v1/ingest/jobs/${jobId}` }), (res) => res.json() as Job), (job) => job.state === "done" || job.state === "failed", within)
 
 describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
   layer(platform, { excludeTestServices: true, timeout: 120_000 })((it) => {
@@ -100,16 +104,14 @@ describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
             assert.strictEqual(res.statusCode, 202, res.body)
             return (res.json() as { jobId: string }).jobId
           })
-        const ended = (id: string) =>
-          eventually(Effect.map(request({ method: "GET", url: `/v1/ingest/jobs/${id}` }), (res) => res.json() as Job), (job) => job.state === "done" || job.state === "failed", "60 seconds")
         const now = yield* Clock.currentTimeMillis
-        const future = yield* ended(yield* post("add", "9999-12-31T23:59:59Z"))
+        const future = yield* jobEnded(yield* post("add", "9999-12-31T23:59:59Z"))
         assert.deepInclude(future, { state: "done", linesRead: 1, linesRejected: 1, recordsCommitted: 0 })
         assert.strictEqual(future.errors[0]?.column, "time")
         // A day of clock skew is allowed.
-        const soon = yield* ended(yield* post("add", new Date(now + 3_600_000).toISOString()))
+        const soon = yield* jobEnded(yield* post("add", new Date(now + 3_600_000).toISOString()))
         assert.deepInclude(soon, { state: "done", recordsCommitted: 1 })
-        const later = yield* ended(yield* post("remove", new Date(now + 7_200_000).toISOString()))
+        const later = yield* jobEnded(yield* post("remove", new Date(now + 7_200_000).toISOString()))
         assert.deepInclude(later, { state: "done", recordsCommitted: 1 })
         const profile = yield* request({ method: "GET", url: "/v1/profiles/cookie/marty" })
         assert.deepStrictEqual((profile.json() as { segments: Array<unknown> }).segments, [], profile.body)
@@ -125,11 +127,7 @@ describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
           body: line("long", `2026-01-01T00:00:00.${"1".repeat(60_000)}Z`) + line("nano", "2026-01-01T00:00:00.123456789Z") + line("ten", "2026-01-01T00:00:00.1234567890Z")
         })
         assert.strictEqual(res.statusCode, 202, res.body)
-        const job = yield* eventually(
-          Effect.map(request({ method: "GET", url: `/v1/ingest/jobs/${(res.json() as { jobId: string }).jobId}` }), (r) => r.json() as Job),
-          (job) => job.state === "done" || job.state === "failed",
-          "60 seconds"
-        )
+        const job = yield* jobEnded((res.json() as { jobId: string }).jobId)
         assert.deepInclude(job, { state: "done", linesRead: 3, linesRejected: 2, recordsCommitted: 1 })
         assert.deepStrictEqual(job.errors.map((e) => [e.line, e.column]), [[1, "time"], [3, "time"]])
         assert.match(job.errors[0]!.reason, /9 digits of fraction/)
@@ -147,11 +145,7 @@ describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
           body: line("before", "0000-01-01T00:00:00+23:59") + line("utc", "0000-01-01T00:00:00Z") + line("today", new Date().toISOString())
         })
         assert.strictEqual(res.statusCode, 202, res.body)
-        const job = yield* eventually(
-          Effect.map(request({ method: "GET", url: `/v1/ingest/jobs/${(res.json() as { jobId: string }).jobId}` }), (r) => r.json() as Job),
-          (job) => job.state === "done" || job.state === "failed",
-          "60 seconds"
-        )
+        const job = yield* jobEnded((res.json() as { jobId: string }).jobId)
         assert.deepInclude(job, { state: "done", linesRead: 3, linesRejected: 1, recordsCommitted: 2 })
         assert.deepStrictEqual(job.errors.map((e) => [e.line, e.column]), [[1, "time"]])
         assert.match(job.errors[0]!.reason, /before 0000-01-01T00:00:00Z/)
@@ -172,11 +166,7 @@ describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
         const file = "user,segs\n" + `wide-user,${codes.join("|")}\n`.repeat(5)
         const upload = yield* request({ method: "POST", url: "/v1/ingest/wide/files", key: secret, contentType: "text/csv", body: file })
         assert.strictEqual(upload.statusCode, 202, upload.body)
-        const job = yield* eventually(
-          Effect.map(request({ method: "GET", url: `/v1/ingest/jobs/${(upload.json() as { jobId: string }).jobId}` }), (r) => r.json() as Job),
-          (job) => job.state === "done" || job.state === "failed",
-          "90 seconds"
-        )
+        const job = yield* jobEnded((upload.json() as { jobId: string }).jobId, "90 seconds")
         assert.deepInclude(job, { state: "done", linesRead: 5, linesRejected: 0, recordsAccepted: 50_000 })
         assert.strictEqual(job.duplicates + job.recordsCommitted, 50_000)
         const profile = yield* request({ method: "GET", url: "/v1/profiles/cookie/wide-user" })
@@ -191,11 +181,7 @@ describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
           `{"idKind":"cookie","userId":"wide-user","segmentId":"500000","op":"${i % 2 === 0 ? "remove" : "add"}","time":"${later}"}\n`).join("")
         const flipped = yield* request({ method: "POST", url: "/v1/ingest/wide/files", key: secret, contentType: "application/x-ndjson", body: flip })
         assert.strictEqual(flipped.statusCode, 202, flipped.body)
-        const flipJob = yield* eventually(
-          Effect.map(request({ method: "GET", url: `/v1/ingest/jobs/${(flipped.json() as { jobId: string }).jobId}` }), (r) => r.json() as Job),
-          (job) => job.state === "done" || job.state === "failed",
-          "90 seconds"
-        )
+        const flipJob = yield* jobEnded((flipped.json() as { jobId: string }).jobId, "90 seconds")
         assert.deepInclude(flipJob, { state: "done", linesRead: 2_000, linesRejected: 0 })
         const after = yield* request({ method: "GET", url: "/v1/profiles/cookie/wide-user?explain=true" })
         const segments = (after.json() as { segments: Array<{ segmentId: string; sources: Array<{ line: number }> }> }).segments
