@@ -8,7 +8,7 @@
  * as the command it already answered.
  */
 import type { EntityCommand } from "../../domain/entity.ts"
-import { type LoaderRecord, type Operation, profileId } from "../../domain/ingest/LoaderRecord.ts"
+import { type LoaderRecord, profileId } from "../../domain/ingest/LoaderRecord.ts"
 import type { Apply, ProfileRecord } from "../../domain/ingest/profileEvents.ts"
 
 /** The entity type of user profiles (domain/entities/userprofile.ts). */
@@ -28,13 +28,31 @@ export interface JobSourceContext {
   readonly defaultTtlSeconds?: number | undefined
 }
 
+/** Of a segment's records in one command, the one that decides it (see `decides`). */
+export interface SegmentChange {
+  readonly present: boolean
+  /** the record's `time`, in epoch milliseconds */
+  readonly time: number
+}
+
+/**
+ * Whether `next` (a later record) decides a membership over `current`: the newer by time, as the profile
+ * applies them; at the same time an add (the profile takes the later line, so its membership is at most
+ * what this says: a replacement removes it again, which changes nothing).
+ */
+const decides = (next: SegmentChange, current: SegmentChange | undefined) =>
+  current === undefined || next.time > current.time || (next.time === current.time && next.present)
+
 /** One profile's share of a batch: its command and the lines its records came from. */
 export interface ProfileCommand {
   readonly command: EntityCommand
   readonly lines: ReadonlyArray<number>
   readonly records: number
-  /** each segment it touches, with the last operation on it in line order */
-  readonly segments: ReadonlyMap<string, Operation>
+  /**
+   * Each segment it touches, with the record that decides it: not the last in line order (a file's
+   * add of 10:00 after its remove of 11:00 leaves the membership removed)
+   */
+  readonly segments: ReadonlyMap<string, SegmentChange>
 }
 
 /**
@@ -48,7 +66,7 @@ export const maxApplyRecords = 2_000
 interface Part {
   readonly records: Array<ProfileRecord>
   readonly lines: Array<number>
-  readonly segments: Map<string, Operation>
+  readonly segments: Map<string, SegmentChange>
 }
 
 /**
@@ -71,7 +89,8 @@ export const profileCommands = (
       if (part === undefined || (part.records.length >= maxRecords && part.lines.at(-1) !== line)) {
         parts.push(part = { records: [], lines: [], segments: new Map() })
       }
-      part.segments.set(record.segmentId, record.op)
+      const change = { present: record.op === "add", time: Date.parse(record.time) }
+      if (decides(change, part.segments.get(record.segmentId))) part.segments.set(record.segmentId, change)
       const ttlSeconds = record.ttlSeconds ?? context.defaultTtlSeconds
       part.records.push({
         segmentId: record.segmentId,

@@ -13,7 +13,7 @@ import { Effect } from "effect"
 import type { Duration } from "effect"
 import type { CommandOutcome } from "../../domain/CommandBus.ts"
 import type { EntityCommand } from "../../domain/entity.ts"
-import { type Membership, ReplaceIndex } from "../../domain/ingest/ReplaceIndex.ts"
+import { type Membership, type MembershipChange, ReplaceIndex } from "../../domain/ingest/ReplaceIndex.ts"
 import { Apply, type ProfileRecord } from "../../domain/ingest/profileEvents.ts"
 import { Schema } from "effect"
 import { maxApplyRecords, type ProfileCommand, profileType } from "./profileBatches.ts"
@@ -25,10 +25,10 @@ const encodeApply = Schema.encodeSync(Apply)
 export const listedBy = (commands: ReadonlyArray<ProfileCommand>): ReadonlyArray<Membership> =>
   commands.flatMap((c) => [...c.segments.keys()].map((segmentId) => ({ segmentId, profileId: c.command.entityId })))
 
-/** What the accepted commands of a batch leave: a membership after an add, none after a remove. */
-export const committedBy = (commands: ReadonlyArray<ProfileCommand>, replies: ReadonlyArray<CommandOutcome>) =>
+/** What the accepted commands of a batch change: each segment's deciding record (the index keeps the newest). */
+export const committedBy = (commands: ReadonlyArray<ProfileCommand>, replies: ReadonlyArray<CommandOutcome>): ReadonlyArray<MembershipChange> =>
   commands.flatMap((c, i) =>
-    replies[i]?._tag !== "Accepted" ? [] : [...c.segments].map(([segmentId, op]) => ({ segmentId, profileId: c.command.entityId, present: op === "add" })))
+    replies[i]?._tag !== "Accepted" ? [] : [...c.segments].map(([segmentId, { present, time }]) => ({ segmentId, profileId: c.command.entityId, present, time })))
 
 export interface Replacement {
   readonly partner: string
@@ -69,8 +69,11 @@ export const removeUnlisted = (replacement: Replacement) =>
         action: encodeApply({ _tag: "Apply", records }) as EntityCommand["action"]
       }))
       const replies = yield* sendAll(jobId, commands, replacement.timeout)
+      // Accepted is not applied: a membership the partner added after the file was received stays (it is
+      // newer), and the index, keeping the newest change, keeps it listed for the next replacement.
+      const time = Date.parse(replacement.time)
       const gone = parts.flatMap(({ entityId, records }, i) =>
-        replies[i]?._tag !== "Accepted" ? [] : records.map((r) => ({ segmentId: r.segmentId, profileId: entityId, present: false })))
+        replies[i]?._tag !== "Accepted" ? [] : records.map((r) => ({ segmentId: r.segmentId, profileId: entityId, present: false, time })))
       yield* index.committed(partner, gone)
       removed += gone.length
     }

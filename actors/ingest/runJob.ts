@@ -175,11 +175,11 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
         yield* Effect.logError("ingest job does not reconcile: a bug; the job is failed", { job: jobId, partner: job.partner, wrong, counts: final.counts })
         yield* finishFailed(`the counts do not reconcile (${wrong})`, final, at.line, at.offset)
       } else {
-        const removed = replacing
+        const removedUnlisted = replacing
           ? yield* removeUnlisted({ partner: job.partner, jobId, digest: job.digest, time: receivedAt, pageSize: options.batchLines, timeout: options.commandTimeout })
-          : 0
-        yield* jobs.finish(jobId, { state: "done", checkpoint: JobTally.checkpointOf(final, at.line, job.bytes) })
-        yield* log("ingest job done", { ...final.counts, ...(replacing ? { removedUnlisted: removed } : {}) })
+          : undefined
+        yield* jobs.finish(jobId, { state: "done", checkpoint: JobTally.checkpointOf(final, at.line, job.bytes), removedUnlisted })
+        yield* log("ingest job done", { ...final.counts, removedUnlisted })
       }
     }
     if (replacing) yield* index.forget(jobId)

@@ -55,6 +55,11 @@ export const Job = Schema.Struct({
   fileName: Schema.optionalKey(Schema.String),
   /** why it failed (also the last of `errors` when a line is to blame) */
   failure: Schema.optionalKey(Schema.String),
+  /**
+   * A replacement file (`formatSpec.mode: "replace"`) once done: the removals it made of the partner's
+   * memberships it did not list (one of them newer than the file stays: its removal changes nothing)
+   */
+  removedUnlisted: Schema.optionalKey(Schema.Int),
   createdAt: Schema.String,
   updatedAt: Schema.String
 }).annotate({ identifier: "IngestJob" })
@@ -109,7 +114,12 @@ export class IngestJobs extends Context.Service<IngestJobs, {
   /** `translating`, with progress: saved atomically (the translator resumes from the last one saved). */
   readonly checkpoint: (id: string, checkpoint: JobCheckpoint, percent: number) => Effect.Effect<void, IngestJobsError>
   /** The end: `done` (counts reconcile) or `failed` (with why); from then on the job does not change. */
-  readonly finish: (id: string, end: { readonly state: "done" | "failed"; readonly checkpoint: JobCheckpoint; readonly failure?: string | undefined }) => Effect.Effect<void, IngestJobsError>
+  readonly finish: (id: string, end: {
+    readonly state: "done" | "failed"
+    readonly checkpoint: JobCheckpoint
+    readonly failure?: string | undefined
+    readonly removedUnlisted?: number | undefined
+  }) => Effect.Effect<void, IngestJobsError>
   /** Jobs not finished yet (stored or translating), oldest first: what a restarted translator picks up. */
   readonly unfinished: (partner: string) => Effect.Effect<ReadonlyArray<JobRecord>, IngestJobsError>
 }>()("tributary/IngestJobs") {}

@@ -2,11 +2,17 @@
  * What a full-replacement file (`formatSpec.mode: "replace"`) needs to remove the partner's
  * memberships it no longer lists: which (segment, profile) memberships the partner's jobs committed
  * — kept by the translator for partners in replace mode, a superset of what is present (an expired
- * one stays listed: removing it again changes nothing) — and which (segment, profile) pairs one job's
- * file names. Declared here; stored by infra/ingest/replaceIndexSqlite.ts (DATA_DIR/ingest-members.db).
+ * one stays listed: removing it again changes nothing), each with the time of the add that set it —
+ * and which (segment, profile) pairs one job's file names. Declared here; stored by infra/ingest/replaceIndexSqlite.ts (DATA_DIR/ingest-members.db).
  */
 import { Context, Schema } from "effect"
 import type { Effect } from "effect"
+
+/** A record that decided a membership: `present` after an add, not after a remove; `time` its time in epoch ms. */
+export interface MembershipChange extends Membership {
+  readonly present: boolean
+  readonly time: number
+}
 
 export class ReplaceIndexError extends Schema.TaggedError<ReplaceIndexError>()("ReplaceIndexError", {
   operation: Schema.String,
@@ -18,9 +24,19 @@ export interface Membership {
   readonly profileId: string
 }
 
+/** A record that decided a membership: `present` after an add, not after a remove; `time` its time in epoch ms. */
+export interface MembershipChange extends Membership {
+  readonly present: boolean
+  readonly time: number
+}
+
 export class ReplaceIndex extends Context.Service<ReplaceIndex, {
-  /** Memberships of `partner` committed: `present` after an add, not after a remove. */
-  readonly committed: (partner: string, changes: ReadonlyArray<Membership & { readonly present: boolean }>) => Effect.Effect<void, ReplaceIndexError>
+  /**
+   * Changes of `partner`'s memberships its commands committed, in any order: the newest by time decides, as
+   * in the profile, and an add at the same time as a remove (an index that lists a membership removed
+   * only costs a removal that changes nothing; one that misses a present one leaves it for good).
+   */
+  readonly committed: (partner: string, changes: ReadonlyArray<MembershipChange>) => Effect.Effect<void, ReplaceIndexError>
   /** Pairs the job's file names (kept until `forget`, so a resumed job still knows its earlier lines). */
   readonly listed: (jobId: string, memberships: ReadonlyArray<Membership>) => Effect.Effect<void, ReplaceIndexError>
   /**

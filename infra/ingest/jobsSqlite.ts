@@ -29,10 +29,11 @@ interface Row {
   readonly upload_id: string
   readonly format: "partner" | "loader"
   readonly checkpoint: string | null
+  readonly removed_unlisted: number | null
 }
 
 const columns = `id, partner, source, state, percent, lines_read, records_accepted, lines_rejected, duplicates,
-  records_committed, errors, bytes, digest, file_name, failure, created_at, updated_at, upload_id, format, checkpoint`
+  records_committed, errors, bytes, digest, file_name, failure, created_at, updated_at, upload_id, format, checkpoint, removed_unlisted`
 
 const decodeErrors = Schema.decodeUnknownSync(Schema.fromJsonString(Schema.Array(LineError)))
 const decodeCheckpoint = Schema.decodeUnknownSync(Schema.fromJsonString(JobCheckpoint))
@@ -53,6 +54,7 @@ const toJob = (row: Row): Job => ({
   digest: row.digest,
   ...(row.file_name === null ? {} : { fileName: row.file_name }),
   ...(row.failure === null ? {} : { failure: row.failure }),
+  ...(row.removed_unlisted === null ? {} : { removedUnlisted: row.removed_unlisted }),
   createdAt: row.created_at,
   updatedAt: row.updated_at
 })
@@ -79,10 +81,13 @@ export const layerSqlite = (options: { readonly path: string }) =>
                 duplicates INTEGER NOT NULL DEFAULT 0, records_committed INTEGER NOT NULL DEFAULT 0,
                 errors TEXT NOT NULL DEFAULT '[]', bytes INTEGER NOT NULL, digest TEXT NOT NULL, file_name TEXT,
                 failure TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, upload_id TEXT NOT NULL,
-                format TEXT NOT NULL, checkpoint TEXT);
+                format TEXT NOT NULL, checkpoint TEXT, removed_unlisted INTEGER);
               CREATE INDEX IF NOT EXISTS jobs_by_partner ON jobs (partner, seq);
               CREATE INDEX IF NOT EXISTS jobs_by_digest ON jobs (partner, digest, state);
               CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (partner, seq) WHERE state IN ('stored', 'translating')`)
+            // A ledger from before replacements reported their removals (stop 24)
+            const known = db.prepare("SELECT name FROM pragma_table_info('jobs')").all() as Array<{ name: string }>
+            if (!known.some((c) => c.name === "removed_unlisted")) db.exec("ALTER TABLE jobs ADD COLUMN removed_unlisted INTEGER")
             return db
           },
           catch: (cause) => new IngestJobsError({ operation: "open", cause })
@@ -97,7 +102,7 @@ export const layerSqlite = (options: { readonly path: string }) =>
       const doneDigest = db.prepare(`SELECT ${columns} FROM jobs WHERE partner = ? AND digest = ? AND state = 'done' ORDER BY seq DESC LIMIT 1`)
       const pending = db.prepare(`SELECT ${columns} FROM jobs WHERE partner = ? AND state IN ('stored', 'translating') ORDER BY seq`)
       const progress = db.prepare(`UPDATE jobs SET state = ?, percent = ?, lines_read = ?, records_accepted = ?, lines_rejected = ?,
-        duplicates = ?, records_committed = ?, errors = ?, checkpoint = ?, failure = ?, updated_at = ?
+        duplicates = ?, records_committed = ?, errors = ?, checkpoint = ?, failure = ?, removed_unlisted = ?, updated_at = ?
         WHERE id = ? AND state IN ('stored', 'translating')`)
 
       const use = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: (cause) => new IngestJobsError({ operation, cause }) })
@@ -105,13 +110,21 @@ export const layerSqlite = (options: { readonly path: string }) =>
       const getRow = (id: string) => byId.get(id) as Row | undefined
 
       /** Moves an unfinished job on; a finished one never changes again. */
-      const advance = (operation: string, id: string, state: Job["state"], checkpoint: JobCheckpoint, percent: number, failure: string | undefined) =>
+      const advance = (
+        operation: string,
+        id: string,
+        state: Job["state"],
+        checkpoint: JobCheckpoint,
+        percent: number,
+        end?: { readonly failure?: string | undefined; readonly removedUnlisted?: number | undefined }
+      ) =>
         Effect.flatMap(now, (at) =>
           use(operation, () => {
             const c = checkpoint.counts
             progress.run(
               state, percent, c.linesRead, c.recordsAccepted, c.linesRejected, c.duplicates, c.recordsCommitted,
-              JSON.stringify(checkpoint.errors.slice(0, MAX_JOB_ERRORS)), JSON.stringify(checkpoint), failure ?? null, at, id
+              JSON.stringify(checkpoint.errors.slice(0, MAX_JOB_ERRORS)), JSON.stringify(checkpoint), end?.failure ?? null,
+              end?.removedUnlisted ?? null, at, id
             )
           }))
 
@@ -131,9 +144,9 @@ export const layerSqlite = (options: { readonly path: string }) =>
           }),
         doneWithDigest: (partner, digest) =>
           use("find job by digest", () => Option.map(Option.fromNullishOr(doneDigest.get(partner, digest) as Row | undefined), toJob)),
-        checkpoint: (id, checkpoint, percent) => advance("checkpoint job", id, "translating", checkpoint, Math.min(100, Math.max(0, percent)), undefined),
+        checkpoint: (id, checkpoint, percent) => advance("checkpoint job", id, "translating", checkpoint, Math.min(100, Math.max(0, percent))),
         finish: (id, end) =>
-          Effect.suspend(() => advance("finish job", id, end.state, end.checkpoint, end.state === "done" ? 100 : (getRow(id)?.percent ?? 0), end.failure)),
+          Effect.suspend(() => advance("finish job", id, end.state, end.checkpoint, end.state === "done" ? 100 : (getRow(id)?.percent ?? 0), end)),
         unfinished: (partner) => use("list unfinished jobs", () => (pending.all(partner) as unknown as Array<Row>).map(toRecord))
       })
     })

@@ -158,10 +158,37 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 120_000 })("ing
       const second = yield* ended(yield* uploadFile(partner, tsv([`${h(1)}\t1\t0\t0`, `${h(4)}\t0\t0\t1`]), "text/tab-separated-values"))
       assert.strictEqual(second.state, "done", JSON.stringify(second))
       reconciles(second)
+      assert.strictEqual(second.removedUnlisted, 2)
+      assert.strictEqual(first.removedUnlisted, 0)
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(1)), ["2001"])
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(2)), ["2002"])
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(3)), ["2002"])
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(4)), ["18446744073709551615"])
+    }).pipe(Effect.scoped))
+
+  it.effect("a membership newer than a replacement survives it, and the next replacement after its time removes it", () =>
+    Effect.gen(function*() {
+      // Found by stop 23's fourth outside attack: the replacement's removal of a newer membership was
+      // accepted (and changed nothing, rightly), but the index then forgot the membership, so no later
+      // replacement removed it.
+      const partner = "crm-newer"
+      assert.strictEqual((yield* request({ method: "PUT", url: `/v1/entities/partner/${partner}`, body: crmBank.body })).statusCode, 201)
+      const h = (n: number) => String(n).repeat(64).slice(0, 64)
+      const tsv = (rows: ReadonlyArray<string>) => Buffer.from(rows.map((r) => `${r}\n`).join(""))
+      const upload = (rows: ReadonlyArray<string>) =>
+        uploadFile(partner, tsv(rows), "text/tab-separated-values").pipe(
+          Effect.flatMap(ended),
+          Effect.tap((job) => Effect.sync(() => assert.strictEqual(job.state, "done", JSON.stringify(job)))))
+      const now = new Date().toISOString()
+      // h5's vip is dated 3 s ahead: newer than the second file, older than the third
+      const ahead = Date.now() + 3_000
+      yield* upload([`${h(1)}\t1\t0\t0\t${now}`, `${h(5)}\t1\t0\t0\t${new Date(ahead).toISOString()}`])
+      assert.strictEqual((yield* upload([`${h(1)}\t1\t0\t0\t${now}`])).removedUnlisted, 1)
+      assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(5)), ["2001"])
+      yield* Effect.sleep(Math.max(0, ahead + 1_000 - Date.now()))
+      yield* upload([`${h(1)}\t1\t0\t0\t${new Date().toISOString()}`])
+      assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(5)), [])
+      assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(1)), ["2001"])
     }).pipe(Effect.scoped))
 })
 

@@ -49,6 +49,21 @@ describe("profile batches", () => {
     assert.deepStrictEqual([...commands[1]!.segments.keys()], ["400", "401", "402", "403", "404"])
   })
 
+  it("marks each segment with the record that decides it: the newest by time, an add at the same time, not the last line", () => {
+    const at = (hour: number) => `2026-11-01T${String(hour).padStart(2, "0")}:00:00.000Z`
+    const [command] = profileCommands([
+      { line: 1, records: [record("u1", "1", { op: "remove", time: at(11) }), record("u1", "2", { op: "remove", time: at(10) })] },
+      { line: 2, records: [record("u1", "1", { time: at(10) }), record("u1", "2", { time: at(10) }), record("u1", "3", { time: at(9) })] },
+      { line: 3, records: [record("u1", "3", { op: "remove", time: at(12) })] }
+    ], context, { fromLine: 1, toLine: 3 })
+    const hours = (ms: number) => new Date(ms).getUTCHours()
+    assert.deepStrictEqual([...command!.segments].map(([segment, { present, time }]) => [segment, present, hours(time)]), [
+      ["1", false, 11],
+      ["2", true, 10],
+      ["3", false, 12]
+    ])
+  })
+
   it("names each command by job, line range and profile, so the same batch sent again is the same command", () => {
     const lines = [{ line: 7, records: [record("u1", "1")] }]
     const once = profileCommands(lines, context, { fromLine: 7, toLine: 9 })[0]!.command.commandId

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { statSync } from "node:fs"
+import { DatabaseSync } from "node:sqlite"
 import { join } from "node:path"
 import { Context, Effect, Layer, Option } from "effect"
 import { IngestJobs, type JobCheckpoint, type NewJob, zeroCounts } from "../../../domain/ingest/Job.ts"
@@ -80,5 +81,22 @@ describe("ingestion jobs ledger", () => {
       assert.deepStrictEqual((yield* jobs.unfinished("acme")).map((r) => r.job.id), ["j3"])
       assert.deepStrictEqual(Option.map(yield* other.doneWithDigest("acme", "same"), (j) => j.id), Option.some("j1"))
       assert.isTrue(Option.isNone(yield* other.doneWithDigest("globex", "same")))
+    }))
+
+  it.effect("opens a ledger from before replacements reported their removals, and reports them from then on", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir("jobs"), "ingest.db")
+      const first = yield* open(path)
+      yield* first.create(newJob("j1"))
+      yield* first.finish("j1", { state: "done", checkpoint: at(1) })
+      // the column as an older ledger lacked it
+      const db = new DatabaseSync(path)
+      db.exec("ALTER TABLE jobs DROP COLUMN removed_unlisted")
+      db.close()
+      const jobs = yield* open(path)
+      assert.notProperty(Option.getOrThrow(yield* jobs.get("j1")).job, "removedUnlisted")
+      yield* jobs.create(newJob("j2"))
+      yield* jobs.finish("j2", { state: "done", checkpoint: at(1), removedUnlisted: 7 })
+      assert.deepInclude(Option.getOrThrow(yield* jobs.get("j2")).job, { state: "done", removedUnlisted: 7 })
     }))
 })
