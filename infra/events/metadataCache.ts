@@ -3,8 +3,11 @@
  * entity's latest snapshot (`snapshot.<type>.<id>`, a direct get), and a follower per entity type (an
  * ordered consumer of `snapshot.app.*` / `snapshot.campaign.*` from now on) replaces the entries the
  * cache holds as soon as the relay publishes a change, so a change is used within a second, not after
- * a time to live. Kept entries also expire (TIME_TO_LIVE, a safety net should a follower lag), and
- * "does not exist" is kept only briefly, so an entity created a moment ago is found.
+ * a time to live. Kept entries also expire (TIME_TO_LIVE, a safety net should a follower lag). An entity
+ * with no snapshot on SNAPSHOTS yet is read from the event store (getEntity), which holds it as soon as
+ * its command was answered: the relay publishes its snapshot a moment later, and an SDK sending an app's
+ * events right after the app was created was told 404 meanwhile (stop 23). "Does not exist" is kept
+ * only briefly.
  *
  * effect's Cache does the rest: a lookup in flight is shared by everyone asking for that key (single
  * flight: 100 concurrent misses load once), and the least recently used entry goes beyond `capacity`.
@@ -13,8 +16,11 @@
 import { DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
 import { Cache, Duration, Effect, Exit, Layer, Metric, Option, Schema, Stream } from "effect"
 import { AppMeta, CampaignMeta, Metadata, MetadataError } from "../../domain/events/Metadata.ts"
+import type { EventStore } from "../../domain/EventStore.ts"
 import { EntitySnapshot } from "../../domain/snapshot.ts"
 import { snapshotSubject, StreamNames } from "../../domain/subjects.ts"
+import type { EntityReadModel } from "../../projections/EntityReadModel.ts"
+import { getEntity } from "../../projections/EntityQueries.ts"
 import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
 
@@ -52,19 +58,34 @@ const decodeCampaign = Schema.decodeUnknownOption(CampaignMeta)
 
 /** `app.<id>`: the key of an entity, its snapshot subject without `snapshot.`. */
 const keyOf = (type: Followed, id: string) => `${type}.${id}`
+const typeAndId = (key: string) => {
+  const dot = key.indexOf(".")
+  return { type: key.slice(0, dot), id: key.slice(dot + 1) }
+}
 
 export const make = (options: MetadataCacheOptions = {}) =>
   Effect.gen(function*() {
     const { manager, jetstream } = yield* Nats
+    const entities = yield* Effect.context<EventStore | EntityReadModel>()
     const counts = { hits: 0, misses: 0 }
     const timeToLive = Duration.fromInputUnsafe(options.timeToLive ?? "10 minutes")
     const absentTimeToLive = Duration.fromInputUnsafe(options.absentTimeToLive ?? "1 second")
+
+    /** The entity as the event store holds it, for one SNAPSHOTS does not show yet. */
+    const stored = (key: string) => {
+      const { type, id } = typeAndId(key)
+      return getEntity(type, id).pipe(
+        Effect.provide(entities),
+        Effect.map((snapshot): State => Option.flatMap(snapshot, (s) => Option.fromNullishOr(s.state as Readonly<Record<string, unknown>> | null))),
+        Effect.mapError((cause) => new MetadataError({ operation: `load ${key} from the event store`, cause }))
+      )
+    }
 
     const load = (key: string) =>
       tryNats("load metadata", () => manager.direct.getMessage(StreamNames.snapshots, { last_by_subj: `snapshot.${key}` })).pipe(
         Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.NoMessageFound), () => Effect.succeed(null)),
         Effect.mapError((error) => new MetadataError({ operation: `load ${key}`, cause: error.cause })),
-        Effect.map((message): State => message === null ? Option.none() : stateOf(message.string())),
+        Effect.flatMap((message) => message === null ? stored(key) : Effect.succeed(stateOf(message.string()))),
         Effect.tap(() => {
           counts.misses++
           return Metric.update(metadataCacheMisses, 1)

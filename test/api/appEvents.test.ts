@@ -17,6 +17,8 @@ import { eventsSubject, snapshotSubject, StreamNames } from "../../domain/subjec
 import * as ApiKeysSqlite from "../../infra/apiKeys/sqlite.ts"
 import * as EventIntakeJetStream from "../../infra/events/eventIntake.ts"
 import * as MetadataCache from "../../infra/events/metadataCache.ts"
+import * as EventStoreSqlite from "../../infra/eventstore/sqlite.ts"
+import * as ReadModelSqlite from "../../infra/readmodel/sqlite.ts"
 import { Nats } from "../../infra/nats/Nats.ts"
 import { streamMessages } from "../fixtures/jetstreamContents.ts"
 import { layerTestNats } from "../fixtures/nats.ts"
@@ -35,7 +37,11 @@ const layerDoor = Layer.effect(Door, Effect.gen(function*() {
   const dir = yield* tempDir("app-events")
   const services = yield* Layer.build(Layer.mergeAll(
     ApiKeysSqlite.layerSqlite({ path: join(dir, "keys.db") }),
-    MetadataCache.layer(),
+    // the event store and read model it falls back to, empty: apps here are only on SNAPSHOTS
+    MetadataCache.layer().pipe(Layer.provide(Layer.mergeAll(
+      EventStoreSqlite.layerSqlite({ path: join(dir, "events.db") }),
+      ReadModelSqlite.layerSqlite({ path: join(dir, "readmodel.db") })
+    ))),
     EventIntakeJetStream.layer({ messageMaxBytes: 65_536, maxPending, appMaxBytes }),
     Layer.succeed(AdminApiKey, Option.some(Redacted.make("test-admin-key-0123456789")))
   ).pipe(Layer.provideMerge(Layer.succeedContext(yield* Effect.context<Nats>()))))

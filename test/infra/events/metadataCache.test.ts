@@ -6,7 +6,8 @@ import * as MetadataCache from "../../../infra/events/metadataCache.ts"
 import { createKey, eventually, request } from "../../fixtures/http.ts"
 import { lastOnSubject } from "../../fixtures/jetstreamContents.ts"
 import { layerTestPlatform } from "../../fixtures/platform.ts"
-import { cleanEventsSubject, StreamNames } from "../../../domain/subjects.ts"
+import { cleanEventsSubject, snapshotSubject, StreamNames } from "../../../domain/subjects.ts"
+import { Nats } from "../../../infra/nats/Nats.ts"
 
 const put = (type: string, id: string, body: unknown) =>
   Effect.gen(function*() {
@@ -50,6 +51,21 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("meta
       yield* put("campaign", "8801", { advertiserId: "8800", name: "Spring" })
       const campaign = yield* eventually(metadata.campaign("8801"), Option.isSome, "20 seconds")
       assert.deepStrictEqual(campaign, Option.some({ advertiserId: "8800", name: "Spring" }))
+    }))
+
+  it.effect("an app whose snapshot is not on SNAPSHOTS yet is read from the event store: created a moment ago, it is found", () =>
+    Effect.gen(function*() {
+      yield* put("app", "7003", { name: "Racer", publisher: "Acme Games", category: "racing" })
+      // The relay's lag, made to last: the snapshot published, then taken off SNAPSHOTS again.
+      const { manager } = yield* Nats
+      yield* eventually(lastOnSubject(StreamNames.snapshots, snapshotSubject("app", "7003")), (m) => m !== undefined, "20 seconds")
+      yield* Effect.promise(() => manager.streams.purge(StreamNames.snapshots, { filter: snapshotSubject("app", "7003") }))
+      const cache = yield* MetadataCache.make()
+      assert.deepStrictEqual(yield* cache.app("7003"), Option.some({ name: "Racer", publisher: "Acme Games", category: "racing" }))
+      assert.isTrue(Option.isNone(yield* cache.app("7004")), "one in neither is none")
+      // The intake, through the platform's cache, takes its events at once.
+      const sent = yield* request({ method: "POST", url: "/v1/apps/7003/events", body: [{ deviceId: "d", seq: 0, time: "2026-05-01T12:00:00Z", type: "open" }] })
+      assert.strictEqual(sent.statusCode, 202, sent.body)
     }))
 
   it.effect("100 concurrent misses for one key load it once; hits and misses are counted and on /metrics", () =>
