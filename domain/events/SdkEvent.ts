@@ -52,7 +52,8 @@ const SdkProps = Schema.Record(PropKey, Schema.Union([PropString, Schema.Finite.
 /** One event on the wire. `name`/`props` belong to custom events, `campaignId`/`creativeId` to ad events. */
 export const SdkEvent = Schema.Struct({
   deviceId: DeviceId,
-  seq: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThanOrEqualTo(Number.MAX_SAFE_INTEGER)),
+  // one message for every way out (2^53 itself is an integer, but not a safe one)
+  seq: Schema.Number.check(Schema.isInt({ expected: "an integer from 0 to 2^53 − 1" }), Schema.isGreaterThanOrEqualTo(0, { expected: "an integer from 0 to 2^53 − 1" })),
   time: IsoDateTime,
   type: EventType,
   name: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(128))),

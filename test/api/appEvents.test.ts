@@ -138,17 +138,20 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
         event("d1", 8, { time: "0000-01-01T00:00:00+23:59" }),
         // accepted, then silently never counted
         JSON.parse(`{"deviceId":"d1","seq":9,"time":"2026-05-01T12:00:00Z","type":"custom","name":"x","props":{"__proto__":5}}`),
-        event("d1", 10, { time: "0000-01-01T00:00:00Z" })
+        event("d1", 10, { time: "0000-01-01T00:00:00Z" }),
+        // an integer, but not a safe one: the reason said "Expected an integer"
+        event("d1", 2 ** 53)
       ]
       const res = yield* post("21", sdk, JSON.stringify(batch))
       assert.strictEqual(res.status, 202)
       assert.strictEqual(res.body.accepted, 4)
       const reasons = new Map((res.body.rejected as Array<{ index: number; reason: string }>).map((r) => [r.index, r.reason]))
-      assert.deepStrictEqual([...reasons.keys()], [1, 2, 3, 4, 6, 8, 9, 10])
+      assert.deepStrictEqual([...reasons.keys()], [1, 2, 3, 4, 6, 8, 9, 10, 12])
+      assert.strictEqual(reasons.get(12), "seq: Expected an integer from 0 to 2^53 − 1")
       assert.strictEqual(reasons.get(9), "time: before 0000-01-01T00:00:00Z")
       assert.strictEqual(reasons.get(10), "props.__proto__: a reserved name")
       assert.match(reasons.get(8)!, /^props\.price: /)
-      assert.match(reasons.get(1)!, /^seq: /)
+      assert.strictEqual(reasons.get(1), "seq: Expected an integer from 0 to 2^53 − 1")
       assert.match(reasons.get(2)!, /^name: /)
       assert.match(reasons.get(3)!, /^time: more than 24 hours ahead/)
       assert.match(reasons.get(4)!, /^campaignId: /)
