@@ -37,8 +37,8 @@ const MetricsQueryParams = Schema.Struct({
   to: IsoTimestamp,
   /** default hour */
   granularity: Schema.optionalKey(Granularity),
-  /** comma list of dimensions */
-  groupBy: Schema.optionalKey(Schema.String),
+  /** comma list of dimensions; repeated, the lists are joined (`groupBy=platform&groupBy=country`) */
+  groupBy: Schema.optionalKey(Schema.Union([Schema.String, Schema.Array(Schema.String)])),
   /** `<dimension>:<value>`, repeatable */
   filter: Schema.optionalKey(Schema.Union([Schema.String, Schema.Array(Schema.String)])),
   /** `custom`: the event name */
@@ -48,10 +48,9 @@ const MetricsQueryParams = Schema.Struct({
 })
 type MetricsQueryParams = typeof MetricsQueryParams.Type
 
-const parseGroupBy = (text: string | undefined) =>
+const parseGroupBy = (groupBy: MetricsQueryParams["groupBy"]) =>
   Effect.gen(function*() {
-    if (text === undefined || text === "") return []
-    const names = text.split(",")
+    const names = (typeof groupBy === "string" ? [groupBy] : groupBy ?? []).flatMap((list) => list === "" ? [] : list.split(","))
     const unknown = names.filter((name) => !isDimension(name))
     if (unknown.length > 0) return yield* invalid("groupBy", `unknown dimension ${unknown.join(", ")}; one of ${dimensions.join(", ")}`)
     if (new Set(names).size !== names.length) return yield* invalid("groupBy", "a dimension is named twice")

@@ -25,6 +25,9 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("app 
           { time: "2026-11-28T11:00:00.000Z", platform: "android", country: "fr", value: 1 }
         ]
       })
+      // the same groups asked as a repeated parameter (it answered "Expected string")
+      assert.deepStrictEqual((yield* metrics(`measure=events&${day}&groupBy=platform&groupBy=country`)).json(), res.json())
+      assertInvalid(yield* metrics(`measure=events&${day}&groupBy=platform&groupBy=platform,country`), "query", "/groupBy")
       const filtered = yield* metrics(`measure=devices&${day}&granularity=day&filter=country:us&filter=country:fr&filter=${encodeURIComponent("carrier:AT&T, Inc.")}`)
       assert.strictEqual(filtered.statusCode, 200, filtered.body)
       assert.deepStrictEqual(filtered.json().rows, [{ time: "2026-11-28T00:00:00.000Z", value: 1 }])
