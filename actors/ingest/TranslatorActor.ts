@@ -19,7 +19,7 @@
 import { Cause, Deferred, Effect, Option, Schema, Stream } from "effect"
 import type { CommandBus } from "../../domain/CommandBus.ts"
 import type { EventStore } from "../../domain/EventStore.ts"
-import type { ReplaceIndex } from "../../domain/ingest/ReplaceIndex.ts"
+import { ReplaceIndex } from "../../domain/ingest/ReplaceIndex.ts"
 import type { Uploads } from "../../domain/ingest/Uploads.ts"
 import type { EntityReadModel } from "../../projections/EntityReadModel.ts"
 import { type RealtimeRecords, realtimeJob } from "../../domain/ingest/realtimeJob.ts"
@@ -72,6 +72,7 @@ export const partnerTranslator = (partner: string, options: TranslatorOptions) =
   Effect.gen(function*() {
     const queue = yield* IngestQueue
     const jobs = yield* IngestJobs
+    const index = yield* ReplaceIndex
     const maxCrashes = options.maxCrashes ?? 3
     const stopping = yield* Deferred.make<void>()
     const { escalate, failed } = yield* Supervisor.escalationSignal
@@ -95,13 +96,16 @@ export const partnerTranslator = (partner: string, options: TranslatorOptions) =
     const settleEnded = Effect.forEach([...held.keys()], (jobId) =>
       Effect.flatMap(jobs.get(jobId), (record) => Option.isSome(record) && ended(record.value.job.state) ? settleHeld(jobId) : Effect.void), { discard: true })
 
-    /** A run that crashed too often: the job ends failed with the crash as its reason. */
+    /** A run that crashed too often: the job ends failed with the crash as its reason (and a replacement's list goes). */
     const failCrashed = (record: JobRecord, cause: string) =>
       jobs.finish(record.job.id, {
         state: "failed",
         checkpoint: Option.getOrElse(record.checkpoint, () => ({ line: 0, bytes: 0, counts: zeroCounts, errors: [] })),
         failure: `the translator crashed ${maxCrashes} times on this job: ${cause}`
-      }).pipe(Effect.andThen(Effect.logError("ingest job failed: its translator keeps crashing", { job: record.job.id, partner, cause })))
+      }).pipe(
+        Effect.andThen(index.forget(record.job.id)),
+        Effect.andThen(Effect.logError("ingest job failed: its translator keeps crashing", { job: record.job.id, partner, cause }))
+      )
 
     const run = (record: JobRecord, input: JobInput) =>
       Effect.gen(function*() {

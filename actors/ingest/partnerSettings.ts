@@ -9,6 +9,8 @@ import { getEntity } from "../../projections/EntityQueries.ts"
 import type { Translation } from "./Translate.ts"
 
 export interface PartnerSettings {
+  /** whether the partner's entity exists (not deleted) */
+  readonly exists: boolean
   /** how the partner's own format translates; none when it has no format spec (or no entity) */
   readonly translation: Translation | undefined
   /** why there is no translation, for the job's report */
@@ -25,10 +27,11 @@ export const readPartnerSettings = (partner: string) =>
   Effect.gen(function*() {
     const state = Option.flatMap(yield* getEntity(partnerType, partner), (snapshot) => decodePartner(snapshot.state, { onExcessProperty: "ignore" }))
     if (Option.isNone(state)) {
-      return { translation: undefined, missing: `partner ${partner} does not exist`, defaultTtlSeconds: undefined, mode: "incremental" } satisfies PartnerSettings
+      return { exists: false, translation: undefined, missing: `partner ${partner} does not exist`, defaultTtlSeconds: undefined, mode: "incremental" } satisfies PartnerSettings
     }
     const config = partnerConfigOf(state.value)
     return {
+      exists: true,
       translation: Option.isSome(config) ? { format: "partner", partner: config.value } : undefined,
       missing: Option.isSome(config) ? undefined : `partner ${partner} has no format spec: send loader-format JSON Lines`,
       defaultTtlSeconds: state.value.defaultTtlSeconds,

@@ -7,19 +7,33 @@
  * job's line and record counts.
  *
  * What the partner holds comes from ReplaceIndex: every job of a replace-mode partner records what
- * it committed there, and a replacement file what it lists.
+ * it committed there, and a replacement file what it lists and the segments it names: those of what it
+ * lists, and a column layout's every column once a line of the file was accepted (an empty or wholly
+ * rejected file names nothing, so it removes nothing).
  */
 import { Effect } from "effect"
 import type { Duration } from "effect"
 import type { CommandOutcome } from "../../domain/CommandBus.ts"
 import type { EntityCommand } from "../../domain/entity.ts"
-import { type Membership, type MembershipChange, ReplaceIndex } from "../../domain/ingest/ReplaceIndex.ts"
+import { type Membership, type MembershipChange, ReplaceIndex, type UnlistedPage } from "../../domain/ingest/ReplaceIndex.ts"
 import { Apply, type ProfileRecord } from "../../domain/ingest/profileEvents.ts"
 import { Schema } from "effect"
 import { maxApplyRecords, type ProfileCommand, profileType } from "./profileBatches.ts"
 import { sendAll } from "./sendCommands.ts"
+import type { Translation } from "./Translate.ts"
 
 const encodeApply = Schema.encodeSync(Apply)
+
+/**
+ * The segments a replacement file in `translation`'s layout names whoever it lists: every column's of a
+ * column layout (a segment left 0 on every line is the partner's empty list of it, not one it says
+ * nothing of), none of another.
+ */
+export const namedByLayout = (translation: Translation): ReadonlyArray<string> => {
+  if (translation.format !== "partner") return []
+  const { formatSpec, segmentMap } = translation.partner
+  return formatSpec.segments.kind === "columns" ? formatSpec.segments.columns.flatMap(({ code }) => segmentMap[code] ?? []) : []
+}
 
 /** The (segment, profile) pairs a batch's commands name. */
 export const listedBy = (commands: ReadonlyArray<ProfileCommand>): ReadonlyArray<Membership> =>
@@ -48,33 +62,41 @@ export const removeUnlisted = (replacement: Replacement) =>
     let removed = 0
     let after: Membership | undefined = undefined
     for (;;) {
-      const page: ReadonlyArray<Membership> = yield* index.unlisted(partner, jobId, { after, limit: replacement.pageSize })
-      if (page.length === 0) return removed
-      after = page.at(-1)
-      const byProfile = new Map<string, Array<ProfileRecord>>()
-      for (const { segmentId, profileId } of page) {
-        const records = byProfile.get(profileId) ?? []
-        records.push({ segmentId, op: "remove", time: replacement.time, source: { partner, jobId, digest: replacement.digest, line: 0 } })
-        byProfile.set(profileId, records)
-      }
-      // At most maxApplyRecords a command, as the translator's (one event names at most that many: a page
-      // of 10,000 removals for one user was one event of 2.5 MB; stop 23's fourth outside attack)
-      const parts = [...byProfile].flatMap(([entityId, records]) =>
-        Array.from({ length: Math.ceil(records.length / maxApplyRecords) }, (_, k) => ({ entityId, records: records.slice(k * maxApplyRecords, (k + 1) * maxApplyRecords) })))
-      const commands = parts.map(({ entityId, records }): EntityCommand => ({
-        commandId: `ingest:${jobId}:replace:${entityId}:${records[0]!.segmentId}`,
-        correlationId: jobId,
-        entityType: profileType,
-        entityId,
-        action: encodeApply({ _tag: "Apply", records }) as EntityCommand["action"]
-      }))
-      const replies = yield* sendAll(jobId, commands, replacement.timeout)
-      // Accepted is not applied: a membership the partner added after the file was received stays (it is
-      // newer), and the index, keeping the newest change, keeps it listed for the next replacement.
-      const time = Date.parse(replacement.time)
-      const gone = parts.flatMap(({ entityId, records }, i) =>
-        replies[i]?._tag !== "Accepted" ? [] : records.map((r) => ({ segmentId: r.segmentId, profileId: entityId, present: false, time })))
-      yield* index.committed(partner, gone)
-      removed += gone.length
+      const page: UnlistedPage = yield* index.unlisted(partner, jobId, { after, scan: replacement.pageSize })
+      after = page.next
+      if (page.unlisted.length > 0) removed += yield* remove(replacement, page.unlisted)
+      if (after === undefined) return removed
     }
+  })
+
+/** Removes `page`'s memberships as records of the replacement; answers how many were accepted. */
+const remove = (replacement: Replacement, page: ReadonlyArray<Membership>) =>
+  Effect.gen(function*() {
+    const index = yield* ReplaceIndex
+    const { partner, jobId } = replacement
+    const byProfile = new Map<string, Array<ProfileRecord>>()
+    for (const { segmentId, profileId } of page) {
+      const records = byProfile.get(profileId) ?? []
+      records.push({ segmentId, op: "remove", time: replacement.time, source: { partner, jobId, digest: replacement.digest, line: 0 } })
+      byProfile.set(profileId, records)
+    }
+    // At most maxApplyRecords a command, as the translator's (one event names at most that many: a page
+    // of 10,000 removals for one user was one event of 2.5 MB; stop 23's fourth outside attack)
+    const parts = [...byProfile].flatMap(([entityId, records]) =>
+      Array.from({ length: Math.ceil(records.length / maxApplyRecords) }, (_, k) => ({ entityId, records: records.slice(k * maxApplyRecords, (k + 1) * maxApplyRecords) })))
+    const commands = parts.map(({ entityId, records }): EntityCommand => ({
+      commandId: `ingest:${jobId}:replace:${entityId}:${records[0]!.segmentId}`,
+      correlationId: jobId,
+      entityType: profileType,
+      entityId,
+      action: encodeApply({ _tag: "Apply", records }) as EntityCommand["action"]
+    }))
+    const replies = yield* sendAll(jobId, commands, replacement.timeout)
+    // Accepted is not applied: a membership the partner added after the file was received stays (it is
+    // newer), and the index, keeping the newest change, keeps it listed for the next replacement.
+    const time = Date.parse(replacement.time)
+    const gone = parts.flatMap(({ entityId, records }, i) =>
+      replies[i]?._tag !== "Accepted" ? [] : records.map((r) => ({ segmentId: r.segmentId, profileId: entityId, present: false, time })))
+    yield* index.committed(partner, gone)
+    return gone.length
   })

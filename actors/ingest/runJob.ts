@@ -21,7 +21,7 @@ import * as JobTally from "./JobTally.ts"
 import type { PartnerSettings } from "./partnerSettings.ts"
 import { profileCommands, type RecordsLine } from "./profileBatches.ts"
 import { ReplaceIndex, type ReplaceIndexError } from "../../domain/ingest/ReplaceIndex.ts"
-import { committedBy, listedBy, removeUnlisted } from "./replaceMode.ts"
+import { committedBy, listedBy, namedByLayout, removeUnlisted } from "./replaceMode.ts"
 import { type ProfilesUnavailable, sendAll } from "./sendCommands.ts"
 import type { Translate, TranslatedLine } from "./Translate.ts"
 
@@ -76,6 +76,8 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
         failure
       }).pipe(Effect.andThen(log("ingest job failed", { failure })))
 
+    // A partner deleted while its files waited: none of them loads (a replacement would load as an increment).
+    if (!settings.exists) return yield* finishFailed(`partner ${job.partner} does not exist`, JobTally.empty, 0, 0)
     if (record.format === "partner" && settings.translation === undefined) {
       return yield* finishFailed(settings.missing ?? `partner ${job.partner} has no format spec: send loader-format JSON Lines`, JobTally.empty, 0, 0)
     }
@@ -105,6 +107,8 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
     const replaceMode = settings.mode === "replace"
     const replacing = replaceMode && job.source !== "realtime" && !sameFileDone
     const index = yield* ReplaceIndex
+    const columns = replacing ? namedByLayout(translation) : []
+    let columnsNamed = false
 
     const send = (group: ReadonlyArray<Marked>): Effect.Effect<SentBatch, ProfilesUnavailable | ReplaceIndexError, CommandBus> =>
       Effect.gen(function*() {
@@ -132,7 +136,13 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
         const commands = withRecords.length === 0
           ? []
           : profileCommands(withRecords, context, { fromLine: first?.line.line ?? 0, toLine: lastLine })
-        if (replacing) yield* index.listed(jobId, listedBy(commands))
+        if (replacing) {
+          yield* index.listed(jobId, listedBy(commands))
+          if (!columnsNamed && columns.length > 0 && lines.some((line) => line._tag === "Records")) {
+            columnsNamed = true
+            yield* index.named(jobId, columns)
+          }
+        }
         const replies = sameFileDone ? "duplicate" as const : commands.length === 0 ? [] : yield* sendAll(jobId, commands.map((c) => c.command), options.commandTimeout)
         if (replaceMode && replies !== "duplicate") yield* index.committed(job.partner, committedBy(commands, replies))
         return { lines, ...JobTally.forTally(commands, replies), lastLine, offset, broken }

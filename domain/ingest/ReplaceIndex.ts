@@ -14,6 +14,12 @@ export interface MembershipChange extends Membership {
   readonly time: number
 }
 
+/** What one look at the partner's memberships found (ReplaceIndex.unlisted). */
+export interface UnlistedPage {
+  readonly unlisted: ReadonlyArray<Membership>
+  readonly next: Membership | undefined
+}
+
 export class ReplaceIndexError extends Schema.TaggedError<ReplaceIndexError>()("ReplaceIndexError", {
   operation: Schema.String,
   cause: Schema.Defect()
@@ -37,13 +43,16 @@ export class ReplaceIndex extends Context.Service<ReplaceIndex, {
    * only costs a removal that changes nothing; one that misses a present one leaves it for good).
    */
   readonly committed: (partner: string, changes: ReadonlyArray<MembershipChange>) => Effect.Effect<void, ReplaceIndexError>
-  /** Pairs the job's file names (kept until `forget`, so a resumed job still knows its earlier lines). */
+  /** Pairs the job's file names, and so their segments (kept until `forget`, so a resumed job still knows its earlier lines). */
   readonly listed: (jobId: string, memberships: ReadonlyArray<Membership>) => Effect.Effect<void, ReplaceIndexError>
+  /** Segments the job's file names though it may list no one in them (a column layout's columns). */
+  readonly named: (jobId: string, segmentIds: ReadonlyArray<string>) => Effect.Effect<void, ReplaceIndexError>
   /**
-   * The partner's memberships, in the segments the job names, that the job does not name: a page in
-   * (segment, profile) order after `after`.
+   * The partner's memberships, in the segments the job names, that the job does not name: at most `scan`
+   * memberships looked at after `after`, in (segment, profile) order; `next` is where to go on from, none
+   * once every one was looked at. A page may hold none and still have a `next`.
    */
-  readonly unlisted: (partner: string, jobId: string, page: { readonly after?: Membership | undefined; readonly limit: number }) => Effect.Effect<ReadonlyArray<Membership>, ReplaceIndexError>
+  readonly unlisted: (partner: string, jobId: string, page: { readonly after?: Membership | undefined; readonly scan: number }) => Effect.Effect<UnlistedPage, ReplaceIndexError>
   /** The job ended: its list is dropped. */
   readonly forget: (jobId: string) => Effect.Effect<void, ReplaceIndexError>
 }>()("tributary/ReplaceIndex") {}

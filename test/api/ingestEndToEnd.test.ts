@@ -154,16 +154,39 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 120_000 })("ing
       const first = yield* ended(yield* uploadFile(partner, tsv([`${h(1)}\t1\t0\t1`, `${h(2)}\t1\t1\t0`, `${h(3)}\t0\t1\t0`]), "text/tab-separated-values"))
       assert.strictEqual(first.state, "done", JSON.stringify(first))
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(2)), ["2001", "2002"])
-      // The replacement names vip and mortgage only: h2 loses vip (not listed), h1 loses mortgage, churn_risk is untouched.
+      // The replacement lists h1 in vip and h4 in mortgage: h2 loses vip, h1 mortgage. Its churn_risk column
+      // is 0 on every line, the partner's empty list of it: h2 and h3 lose it too (they kept it, whether a 0
+      // removed a membership depending on whether another line had a 1: stop 24's outside attack).
       const second = yield* ended(yield* uploadFile(partner, tsv([`${h(1)}\t1\t0\t0`, `${h(4)}\t0\t0\t1`]), "text/tab-separated-values"))
       assert.strictEqual(second.state, "done", JSON.stringify(second))
       reconciles(second)
-      assert.strictEqual(second.removedUnlisted, 2)
+      assert.strictEqual(second.removedUnlisted, 4)
       assert.strictEqual(first.removedUnlisted, 0)
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(1)), ["2001"])
-      assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(2)), ["2002"])
-      assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(3)), ["2002"])
+      assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(2)), [])
+      assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(3)), [])
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(4)), ["18446744073709551615"])
+      // A file whose every line is rejected names nothing: it removes nothing.
+      const rejected = yield* ended(yield* uploadFile(partner, tsv([`not-a-hash\t1\t1\t1`]), "text/tab-separated-values"))
+      assert.deepInclude(rejected, { state: "done", linesRejected: 1, removedUnlisted: 0 })
+      assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(1)), ["2001"])
+    }).pipe(Effect.scoped))
+
+  it.effect("a partner deleted while its files wait: they fail, loading nothing (a replacement loaded as an increment)", () =>
+    Effect.gen(function*() {
+      const partner = "crm-gone"
+      assert.strictEqual((yield* request({ method: "PUT", url: `/v1/entities/partner/${partner}`, body: crmBank.body })).statusCode, 201)
+      const now = new Date().toISOString()
+      const h = (n: number) => n.toString(16).padStart(64, "0")
+      // a first file long enough to be loading when the partner goes, then one waiting behind it
+      const long = yield* uploadFile(partner, Buffer.from(Array.from({ length: 20_000 }, (_, i) => `${h(i)}\t1\t0\t0\t${now}\n`).join("")), "text/tab-separated-values")
+      // loader-format JSON Lines, which need no format spec: it loaded
+      const record = { idKind: "email_sha256", userId: h(99_999), segmentId: "2001", op: "add", time: now }
+      const waiting = yield* uploadFile(partner, Buffer.from(`${JSON.stringify(record)}\n`), "application/x-ndjson")
+      assert.strictEqual((yield* request({ method: "DELETE", url: `/v1/entities/partner/${partner}` })).statusCode, 200)
+      yield* ended(long)
+      assert.deepInclude(yield* ended(waiting), { state: "failed", failure: `partner ${partner} does not exist`, linesRead: 0 })
+      assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(99_999)), [])
     }).pipe(Effect.scoped))
 
   it.effect("a membership newer than a replacement survives it, and the next replacement after its time removes it", () =>

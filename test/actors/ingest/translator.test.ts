@@ -14,7 +14,7 @@ import { IngestJobs, type Job } from "../../../domain/ingest/Job.ts"
 import { profileId } from "../../../domain/ingest/LoaderRecord.ts"
 import { translateStream } from "../../../infra/ingest/translateStream.ts"
 import { getEntity } from "../../../projections/EntityQueries.ts"
-import { eventually } from "../../fixtures/http.ts"
+import { eventually, request } from "../../fixtures/http.ts"
 import { layerTestPlatform } from "../../fixtures/platform.ts"
 
 const crashing: Translate = (translation, input, options) =>
@@ -26,9 +26,17 @@ const crashing: Translate = (translation, input, options) =>
 const loaderLine = (userId: string, segmentId: string, op = "add") =>
   JSON.stringify({ idKind: "cookie", userId, segmentId, op, time: "2026-11-01T10:00:00Z" })
 
+/** The partner's entity, as the doors require (a job of a partner that does not exist fails). */
+const partnerExists = (partner: string) =>
+  Effect.gen(function*() {
+    const res = yield* request({ method: "PUT", url: `/v1/entities/partner/${partner}`, body: { name: partner } })
+    assert.oneOf(res.statusCode, [200, 201], res.body)
+  })
+
 const encoder = new TextEncoder()
 const fileJob = (partner: string, lines: ReadonlyArray<string>) =>
   Effect.gen(function*() {
+    yield* partnerExists(partner)
     const intake = yield* Intake
     return yield* intake.file({ partner, source: "http", format: "loader", body: Stream.make(encoder.encode(lines.join("\n") + "\n")) })
   })
@@ -96,6 +104,7 @@ layer(layerTestPlatform({ TRANSLATE_BATCH_LINES: "5", TRANSLATE_CHECKPOINT_LINES
 
   it.effect("run real-time POSTs as small jobs of their own, each applied", () =>
     Effect.gen(function*() {
+      yield* partnerExists("gamma")
       const intake = yield* Intake
       const posted = yield* Effect.forEach([1, 2, 3, 4, 5], (n) =>
         intake.records({ partner: "gamma", format: "loader", body: [loaderLine(`rt-${n}`, "300"), loaderLine(`rt-${n}`, "301")].join("\n") }))
