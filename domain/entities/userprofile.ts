@@ -4,7 +4,7 @@
  * partner's remove never erases another partner's add. There are tens of millions of profiles: they
  * publish history only (no SNAPSHOTS) and are applied in shard batches (`applies: "batch"`).
  *
- * Rules of one membership, each record in its `time` order:
+ * Rules of one membership, each record in its `time` order (to the nanosecond):
  * - a record older than the one the membership last applied changes nothing (a late, older add does
  *   not undo a newer remove: a removal is kept as a tombstone for that);
  * - at the same `time`, a line of the same file at or before the one that set it changes nothing;
@@ -63,6 +63,15 @@ const keyOf = (partner: string, segmentId: string) => `${partner}/${segmentId}`
 const ms = (iso: string) => Date.parse(iso)
 const iso = (millis: number) => new Date(millis).toISOString()
 
+/**
+ * Nanoseconds past the millisecond of an RFC 3339 time (its fraction's 4th to 9th digits), which `ms`
+ * drops: a remove at …663000001Z sent after an add at …663000002Z undid it (stop 24's outside attack).
+ */
+const subMillis = (iso: string): number => {
+  const fraction = /\.(\d+)/.exec(iso)?.[1]
+  return fraction === undefined || fraction.length <= 3 ? 0 : Number(fraction.slice(3, 9).padEnd(6, "0"))
+}
+
 /** Whether `record` is newer than what `m` last applied (see the rules above). */
 const supersedes = (record: ProfileRecord, m: Membership | undefined): boolean => {
   if (m === undefined) return true
@@ -70,6 +79,8 @@ const supersedes = (record: ProfileRecord, m: Membership | undefined): boolean =
   const t = ms(record.time)
   const last = ms(m.time)
   if (t !== last) return t > last
+  const nanos = subMillis(record.time) - subMillis(m.time)
+  if (nanos !== 0) return nanos > 0
   return m.source.digest !== record.source.digest || record.source.line > m.source.line
 }
 

@@ -105,6 +105,15 @@ describe("user profile decider", () => {
     assert.deepStrictEqual(segments(after(removed, record({ time: "2026-01-03T00:00:00Z", line: 3 })))?.map((s) => s.segmentId), ["100"])
   })
 
+  it("orders times to the nanosecond: an older remove in the same millisecond does not undo a newer add", () => {
+    const added = after(given(), record({ time: "2026-01-01T00:00:00.663000002Z", line: 1 }))
+    assert.deepStrictEqual(apply(added, record({ op: "remove", time: "2026-01-01T00:00:00.663000001Z", digest: "d2" })), [])
+    assert.deepStrictEqual(apply(added, record({ op: "remove", time: "2026-01-01T00:00:00.6630000019+00:00", digest: "d2" })), [])
+    assert.strictEqual(apply(added, record({ op: "remove", time: "2026-01-01T00:00:00.663000003Z", digest: "d2" }))[0]?._tag, "SegmentsRemoved")
+    // fewer digits are zeros: .6630 is before .663000002
+    assert.deepStrictEqual(apply(added, record({ op: "remove", time: "2026-01-01T00:00:00.6630Z", digest: "d2" })), [])
+  })
+
   it("keeps memberships per partner: one partner's remove never erases another's add", () => {
     const state = after(
       given(),
