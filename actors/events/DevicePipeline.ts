@@ -9,7 +9,9 @@
  * waiting at once: one fsync for all); only then are the messages acknowledged. A crash before the commit
  * leaves nothing of the batch (its messages come again, and dedupe state has not moved); a crash
  * after it leaves the outbox to publish and the messages recorded as consumed (acked on redelivery,
- * never processed twice). Device states run ahead in memory (DeviceStates) while earlier batches are
+ * never processed twice). A pipeline claims its app before it reads (DeviceStore.claim), and commits under
+ * that claim: a predecessor's commit still in flight lands before it, one of a predecessor paused past
+ * its lease after it is refused. Device states run ahead in memory (DeviceStates) while earlier batches are
  * still in later stages, so each batch carries its own copy of the states it produced to commit.
  *
  * The sessions timer: every `sessionCheck` (Clock, so TestClock drives it) a tick goes through the
@@ -111,6 +113,11 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
     const scope = yield* Scope.Scope
     const inactivityMs = Duration.toMillis(options.inactivity)
     const sessionOptions = { inactivityMs }
+    // Claimed before anything is read: behind a predecessor's commit still in this process's writer, and
+    // fencing off one elsewhere paused past its lease. Without it, a pipeline started again after its
+    // lease lapsed read the states from before the commit still in flight, and counted its events twice
+    // (stop 24's outside attack).
+    const epoch = yield* store.claim(app)
     states.dropApp(app)
     const published = yield* Queue.sliding<void>(1)
     let acknowledged: Array<number> = []
@@ -265,7 +272,7 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
         const consumed = items.flatMap((item) => item.consumed)
         if (dedupeStates.size > 0 || sessionStates.size > 0 || outbox.length > 0 || consumed.length > 0) {
           // Taken in the same step as the commit runs: rows the publisher adds meanwhile wait for the next one.
-          yield* Effect.suspend(() => store.commit({ app, dedupe: dedupeStates, sessions: sessionStates, outbox, consumed, acknowledged, published: settled(publishedRows.splice(0)) }))
+          yield* Effect.suspend(() => store.commit({ app, epoch, dedupe: dedupeStates, sessions: sessionStates, outbox, consumed, acknowledged, published: settled(publishedRows.splice(0)) }))
           acknowledged = []
         }
         for (const item of items) for (const key of item.pinned) states.unpin(key)

@@ -30,6 +30,11 @@ export interface DeviceState {
 
 export interface DeviceCommit {
   readonly app: string
+  /**
+   * The committing pipeline's claim of the app (`claim`): refused when another pipeline claimed it since,
+   * so a pipeline that lost its lease mid-commit never commits over its successor. Unchecked when absent.
+   */
+  readonly epoch?: number | undefined
   /** the new states of the devices the batch changed (each only its dedupe, its sessions, or both) */
   readonly dedupe: ReadonlyMap<string, DedupeState>
   readonly sessions: ReadonlyMap<string, DeviceSessions>
@@ -51,6 +56,12 @@ export interface DedupeFootprint {
 export class DeviceStore extends Context.Service<DeviceStore, {
   /** The states of these devices (absent: a device never seen). */
   readonly load: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, Partial<DeviceState>>, DeviceStoreError>
+  /**
+   * Claims `app` for a pipeline starting: answers its epoch (one more than the last claim's), after every
+   * write this process asked for before it, so the pipeline reads what a predecessor here committed; a
+   * predecessor elsewhere, paused past its lease, finds its commits refused from then on (DeviceCommit.epoch).
+   */
+  readonly claim: (app: string) => Effect.Effect<number, DeviceStoreError>
   readonly commit: (batch: DeviceCommit) => Effect.Effect<void, DeviceStoreError>
   /** Of these EVENTS sequences of `app`, those already committed (consumed before a crash, not acked). */
   readonly consumed: (app: string, seqs: ReadonlyArray<number>) => Effect.Effect<ReadonlySet<number>, DeviceStoreError>

@@ -14,7 +14,7 @@ import { type DedupeState, decode as decodeDedupe, encode as encodeDedupe } from
 import { type DeviceCommit, type DeviceSessions, type DeviceState, DeviceStore, DeviceStoreError } from "../../domain/events/DeviceStore.ts"
 import { openSharedSqlite } from "../ingest/sqliteFile.ts"
 import { startSqliteThread } from "../sqliteThread.ts"
-import type { DeviceWrite, DeviceWriteAnswer } from "./deviceWriterThread.ts"
+import type { DeviceClaim, DeviceWrite, DeviceWriteAnswer } from "./deviceWriterThread.ts"
 
 const schema = `
   CREATE TABLE IF NOT EXISTS dedupe (device BLOB PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
@@ -24,6 +24,7 @@ const schema = `
   CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL);
   CREATE INDEX IF NOT EXISTS outbox_app ON outbox (app, id);
   CREATE TABLE IF NOT EXISTS outbox_fences (app TEXT NOT NULL, kind TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (app, kind)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS app_claims (app TEXT PRIMARY KEY, epoch INTEGER NOT NULL) WITHOUT ROWID;
 `
 
 const keyBytes = (hex: string) => Buffer.from(hex, "hex")
@@ -67,16 +68,16 @@ const make = (path: string, cacheBytes: number | undefined) =>
     const selectFences = db.prepare("SELECT kind, seq FROM outbox_fences WHERE app = ?")
 
     // Writes go through the writer thread, on a file that now has its tables.
-    const writer = yield* startSqliteThread<DeviceWrite, DeviceWriteAnswer>(writerThread, { path }, {
+    const writer = yield* startSqliteThread<DeviceWrite | DeviceClaim, DeviceWriteAnswer>(writerThread, { path }, {
       name: "the device store's writer thread",
       failed: (cause) => ({ _tag: "Failed", cause })
     })
     yield* Effect.mapError(writer.opened, (cause) => new DeviceStoreError({ operation: "open", cause }))
     const write = (operation: string, w: DeviceWrite) =>
-      Effect.flatMap(writer.request(w), (answer) => (answer._tag === "Done" ? Effect.void : Effect.fail(new DeviceStoreError({ operation, cause: answer.cause }))))
+      Effect.flatMap(writer.request(w), (answer) => (answer._tag === "Failed" ? Effect.fail(new DeviceStoreError({ operation, cause: answer.cause })) : Effect.void))
     /** A write of nothing, which a commit or a settle fills in. */
     const nothing = (app: string): DeviceWrite => ({
-      app, dedupeKeys: [], dedupeStates: [], sessionKeys: [], sessionTouched: [], sessionStates: [], outbox: [], consumed: [], acknowledged: [], published: [], fences: []
+      app, epoch: null, dedupeKeys: [], dedupeStates: [], sessionKeys: [], sessionTouched: [], sessionStates: [], outbox: [], consumed: [], acknowledged: [], published: [], fences: []
     })
     const settledRows = ({ fences, ids }: Settled) => ({ published: ids, fences: Object.entries(fences).flat() })
 
@@ -109,6 +110,7 @@ const make = (path: string, cacheBytes: number | undefined) =>
         const sessions = [...batch.sessions]
         return write("commit", {
           ...nothing(batch.app),
+          epoch: batch.epoch ?? null,
           dedupeKeys: [...batch.dedupe.keys()],
           dedupeStates: Array.from(batch.dedupe.values(), encodeDedupe),
           sessionKeys: sessions.map(([key]) => key),
@@ -120,6 +122,11 @@ const make = (path: string, cacheBytes: number | undefined) =>
           ...(batch.published === undefined ? {} : settledRows(batch.published))
         })
       })
+
+    // Through the writer thread, behind any write of this process still in it (a predecessor's commit).
+    const claim = (app: string) =>
+      Effect.flatMap(writer.request({ claim: app }), (answer) =>
+        answer._tag === "Claimed" ? Effect.succeed(answer.epoch) : Effect.fail(new DeviceStoreError({ operation: "claim", cause: answer._tag === "Failed" ? answer.cause : answer })))
 
     const consumed = (app: string, seqs: ReadonlyArray<number>) =>
       run("consumed", () => new Set(seqs.filter((seq) => selectConsumed.get(app, seq) !== undefined)) as ReadonlySet<number>)
@@ -156,7 +163,7 @@ const make = (path: string, cacheBytes: number | undefined) =>
       return { bytes: Number(pages.bytes), devices: Number(devices.n) }
     })
 
-    return DeviceStore.of({ load, commit, consumed, idle, appsWithWork, outbox, published, fences, footprint })
+    return DeviceStore.of({ load, claim, commit, consumed, idle, appsWithWork, outbox, published, fences, footprint })
   })
 
 /** `cacheBytes`: SQLite's page cache of the read connection (its default, 2 MiB, when absent). */

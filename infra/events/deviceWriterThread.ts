@@ -2,7 +2,8 @@
  * The device store's writer thread (infra/sqliteThread.ts): it owns `devices.db`'s write connection,
  * so a commit's statements and its fsync run beside the device pipeline's stages instead of holding
  * the event loop. Each request is one transaction: a batch's device states, outbox rows, consumed and
- * acknowledged EVENTS sequences, and the outbox rows published since (deleted, their fences raised).
+ * acknowledged EVENTS sequences, and the outbox rows published since (deleted, their fences raised),
+ * refused when another pipeline claimed the app since; or a pipeline's claim of an app.
  * Loaded by Node itself (infra/sqliteThreadServe.ts): only erasable TypeScript and `.ts` imports.
  *
  * Requests cross the thread boundary as flat arrays (keys as hex, states already encoded): cheap to
@@ -15,6 +16,8 @@ import { transaction } from "../sqliteTransaction.ts"
 
 export interface DeviceWrite {
   readonly app: string
+  /** the writer's claim of the app: the transaction is refused when the app's claim is another (none: unchecked) */
+  readonly epoch: number | null
   /** per device whose dedupe state changed: its key (hex); its state, encoded, at the same index */
   readonly dedupeKeys: ReadonlyArray<string>
   readonly dedupeStates: ReadonlyArray<Uint8Array>
@@ -32,11 +35,19 @@ export interface DeviceWrite {
   readonly fences: ReadonlyArray<string | number>
 }
 
-export type DeviceWriteAnswer = { readonly _tag: "Done" } | { readonly _tag: "Failed"; readonly cause: unknown }
+/** A pipeline claiming an app: the app's epoch goes up by one. */
+export interface DeviceClaim {
+  readonly claim: string
+}
+
+export type DeviceWriteAnswer =
+  | { readonly _tag: "Done" }
+  | { readonly _tag: "Claimed"; readonly epoch: number }
+  | { readonly _tag: "Failed"; readonly cause: unknown }
 
 const keyBytes = (hex: string) => Buffer.from(hex, "hex")
 
-serveSqliteThread<DeviceWrite, DeviceWriteAnswer>(() => openSharedSqlite((workerData as { readonly path: string }).path), (db) => {
+serveSqliteThread<DeviceWrite | DeviceClaim, DeviceWriteAnswer>(() => openSharedSqlite((workerData as { readonly path: string }).path), (db) => {
   const upsertDedupe = db.prepare("INSERT INTO dedupe (device, state) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET state = excluded.state")
   const upsertSessions = db.prepare(
     "INSERT INTO sessions (device, app, touched, state) VALUES (?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET touched = excluded.touched, state = excluded.state"
@@ -48,7 +59,13 @@ serveSqliteThread<DeviceWrite, DeviceWriteAnswer>(() => openSharedSqlite((worker
   const raiseFence = db.prepare(
     "INSERT INTO outbox_fences (app, kind, seq) VALUES (?, ?, ?) ON CONFLICT (app, kind) DO UPDATE SET seq = max(seq, excluded.seq)"
   )
+  const claim = db.prepare("INSERT INTO app_claims (app, epoch) VALUES (?, 1) ON CONFLICT (app) DO UPDATE SET epoch = epoch + 1 RETURNING epoch")
+  const claimOf = db.prepare("SELECT epoch FROM app_claims WHERE app = ?")
   const write = (w: DeviceWrite) => {
+    if (w.epoch !== null) {
+      const current = Number((claimOf.get(w.app) as { epoch: number } | undefined)?.epoch ?? 0)
+      if (current !== w.epoch) throw new Error(`app ${w.app}'s device pipeline was claimed again (epoch ${current}, this one's ${w.epoch}): the batch is not committed`)
+    }
     for (let i = 0; i < w.dedupeKeys.length; i++) upsertDedupe.run(keyBytes(w.dedupeKeys[i]!), w.dedupeStates[i]!)
     for (let i = 0; i < w.sessionKeys.length; i++) upsertSessions.run(keyBytes(w.sessionKeys[i]!), w.app, w.sessionTouched[i]!, w.sessionStates[i]!)
     for (let i = 0; i < w.outbox.length; i += 2) insertOutbox.run(w.app, w.outbox[i]!, w.outbox[i + 1]!)
@@ -59,6 +76,7 @@ serveSqliteThread<DeviceWrite, DeviceWriteAnswer>(() => openSharedSqlite((worker
   }
   return (w) => {
     try {
+      if ("claim" in w) return { _tag: "Claimed", epoch: transaction(db, () => Number((claim.get(w.claim) as { epoch: number }).epoch)) }
       transaction(db, () => write(w))
       return { _tag: "Done" }
     } catch (cause) {

@@ -130,4 +130,20 @@ layer(layerTestPlatform({ SESSION_INACTIVITY: "3 seconds", SESSION_CHECK_INTERVA
       assert.strictEqual(session.durationSeconds, 1)
       assert.deepStrictEqual(session.events, { open: 1, custom: 1 })
     }))
+
+  it.effect("a pipeline another claimed the app from (paused past its lease elsewhere) commits nothing more; started again, it loses nothing", () =>
+    Effect.gen(function*() {
+      const app = "4444"
+      const ids = (events: ReadonlyArray<{ readonly app: string; readonly deviceId: string; readonly seq: number }>) =>
+        events.filter((e) => e.app === app).map((e) => `${e.deviceId}#${e.seq}`).sort()
+      yield* publish([event("f1", 0, now), event("f1", 1, now + 1_000)], app)
+      yield* eventually(clean, (all) => ids(all).length === 2, "40 seconds")
+      // another process claims the app: the running pipeline's next commit is refused, and it starts again
+      const store = yield* DeviceStore
+      yield* store.claim(app)
+      yield* publish([event("f1", 1, now + 1_000), event("f1", 2, now + 2_000), event("f2", 0, now)], app)
+      yield* eventually(clean, (all) => ids(all).length >= 4, "40 seconds")
+      yield* eventually(Effect.map(streamMessages(StreamNames.events), (m) => m.length), (n) => n === 0, "40 seconds")
+      assert.deepStrictEqual(ids(yield* clean), ["f1#0", "f1#1", "f1#2", "f2#0"])
+    }))
 })

@@ -6,7 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { join } from "node:path"
-import { Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { add, empty } from "../../../domain/events/dedupe.ts"
 import { DeviceStore } from "../../../domain/events/DeviceStore.ts"
 import { emptySessions, step } from "../../../domain/events/sessions.ts"
@@ -81,6 +81,43 @@ describe("devices.db", () => {
         yield* store.commit({ ...nothing, app: "1", outbox: [{ kind: "clean", body: "{}" }] })
         assert.isAbove((yield* store.outbox("1", 0, 10, Infinity))[0]!.id, rows[1]!.id)
       })))
+
+  it.effect("a pipeline's claim fences off its predecessor's commits, and comes after every write this process sent before it", () =>
+    withStore((store) =>
+      Effect.gen(function*() {
+        const a = deviceKey("1", "a")
+        const first = yield* store.claim("1")
+        assert.strictEqual(yield* store.claim("2"), first, "each app has its own claims")
+        yield* store.commit({ ...nothing, app: "1", epoch: first, consumed: [1], dedupe: new Map([[a, add(empty, 0).state]]) })
+        // a commit still queued when the successor claims: it lands first, and the successor reads it
+        const [, second] = yield* Effect.all([
+          store.commit({ ...nothing, app: "1", epoch: first, consumed: [2] }),
+          store.claim("1")
+        ], { concurrency: "unbounded" })
+        assert.strictEqual(second, first + 1)
+        assert.deepStrictEqual([...yield* store.consumed("1", [1, 2, 3])], [1, 2])
+        // the predecessor's next commit is refused, and leaves nothing
+        const refused = yield* Effect.flip(store.commit({ ...nothing, app: "1", epoch: first, consumed: [3], dedupe: new Map([[a, add(add(empty, 0).state, 1).state]]) }))
+        assert.match(String(refused.cause), /claimed again \(epoch 2, this one's 1\)/)
+        assert.deepStrictEqual([...yield* store.consumed("1", [3])], [])
+        assert.deepStrictEqual((yield* store.load([a])).get(a)?.dedupe, add(empty, 0).state)
+        // the successor's goes in
+        yield* store.commit({ ...nothing, app: "1", epoch: second, consumed: [3] })
+        assert.deepStrictEqual([...yield* store.consumed("1", [3])], [3])
+      })))
+
+  it.effect("a claim in another process on the same file fences this one's commits", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir("devices-db"), "devices.db")
+      const open = Effect.map(Layer.build(Layer.fresh(layerSqlite({ path }))), (context) => Context.get(context, DeviceStore))
+      const here = yield* open
+      const there = yield* open
+      const mine = yield* here.claim("1")
+      assert.strictEqual(yield* there.claim("1"), mine + 1)
+      const refused = yield* Effect.flip(here.commit({ ...nothing, app: "1", epoch: mine, consumed: [9] }))
+      assert.match(String(refused.cause), /claimed again/)
+      assert.deepStrictEqual([...yield* there.consumed("1", [9])], [])
+    }))
 
   it.effect("keeps the dedupe state of typical devices within 64 bytes each on disk", () =>
     withStore((store) =>
