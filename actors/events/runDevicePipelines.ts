@@ -26,7 +26,7 @@ export const dedupeDiskBytes = Metric.gauge("tributary_device_dedupe_bytes", {
 })
 export const dedupeDevices = Metric.gauge("tributary_device_dedupe_devices", { description: "Devices with dedupe state in devices.db" })
 
-/** The dedupe footprint on disk, every 10 seconds (a scan of the table's page headers). */
+/** The dedupe footprint on disk, every minute (a pass over the table, on the writer thread: a commit waits for it). */
 const measureFootprint = Effect.gen(function*() {
   const store = yield* DeviceStore
   const footprint = yield* store.footprint
@@ -34,7 +34,7 @@ const measureFootprint = Effect.gen(function*() {
   yield* Metric.update(dedupeDevices, footprint.devices)
 }).pipe(
   Effect.catch((error) => Effect.logWarning("cannot measure the dedupe footprint", error)),
-  Effect.repeat(Schedule.spaced("10 seconds"))
+  Effect.repeat(Schedule.spaced("1 minute"))
 )
 
 /** The lease of an app's device pipeline. */

@@ -3,7 +3,8 @@
  * so a commit's statements and its fsync run beside the device pipeline's stages instead of holding
  * the event loop. Each request is one transaction: a batch's device states, outbox rows, consumed and
  * acknowledged EVENTS sequences, and the outbox rows published since (deleted, their fences raised),
- * refused when another pipeline claimed the app since; or a pipeline's claim of an app.
+ * refused when another pipeline claimed the app since; or a pipeline's claim of an app; or the dedupe
+ * table's footprint (a pass over it, off the event loop).
  * Loaded by Node itself (infra/sqliteThreadServe.ts): only erasable TypeScript and `.ts` imports.
  *
  * Requests cross the thread boundary as flat arrays (keys as hex, states already encoded): cheap to
@@ -40,14 +41,22 @@ export interface DeviceClaim {
   readonly claim: string
 }
 
+/** The dedupe table's bytes (its pages) and devices: a pass over the table, kept off the event loop. */
+export interface DeviceFootprint {
+  readonly footprint: true
+}
+
+export type DeviceRequest = DeviceWrite | DeviceClaim | DeviceFootprint
+
 export type DeviceWriteAnswer =
   | { readonly _tag: "Done" }
   | { readonly _tag: "Claimed"; readonly epoch: number }
+  | { readonly _tag: "Footprint"; readonly bytes: number; readonly devices: number }
   | { readonly _tag: "Failed"; readonly cause: unknown }
 
 const keyBytes = (hex: string) => Buffer.from(hex, "hex")
 
-serveSqliteThread<DeviceWrite | DeviceClaim, DeviceWriteAnswer>(() => openSharedSqlite((workerData as { readonly path: string }).path), (db) => {
+serveSqliteThread<DeviceRequest, DeviceWriteAnswer>(() => openSharedSqlite((workerData as { readonly path: string }).path), (db) => {
   const upsertDedupe = db.prepare("INSERT INTO dedupe (device, state) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET state = excluded.state")
   const upsertSessions = db.prepare(
     "INSERT INTO sessions (device, app, touched, state) VALUES (?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET touched = excluded.touched, state = excluded.state"
@@ -61,6 +70,8 @@ serveSqliteThread<DeviceWrite | DeviceClaim, DeviceWriteAnswer>(() => openShared
   )
   const claim = db.prepare("INSERT INTO app_claims (app, epoch) VALUES (?, 1) ON CONFLICT (app) DO UPDATE SET epoch = epoch + 1 RETURNING epoch")
   const claimOf = db.prepare("SELECT epoch FROM app_claims WHERE app = ?")
+  const pages = db.prepare("SELECT COALESCE(SUM(pgsize), 0) AS bytes FROM dbstat WHERE name = 'dedupe'")
+  const devices = db.prepare("SELECT COUNT(*) AS n FROM dedupe")
   const write = (w: DeviceWrite) => {
     if (w.epoch !== null) {
       const current = Number((claimOf.get(w.app) as { epoch: number } | undefined)?.epoch ?? 0)
@@ -76,6 +87,9 @@ serveSqliteThread<DeviceWrite | DeviceClaim, DeviceWriteAnswer>(() => openShared
   }
   return (w) => {
     try {
+      if ("footprint" in w) {
+        return { _tag: "Footprint", bytes: Number((pages.get() as { bytes: number }).bytes), devices: Number((devices.get() as { n: number }).n) }
+      }
       if ("claim" in w) return { _tag: "Claimed", epoch: transaction(db, () => Number((claim.get(w.claim) as { epoch: number }).epoch)) }
       transaction(db, () => write(w))
       return { _tag: "Done" }
