@@ -15,7 +15,7 @@ import { type Dimension, dimensions } from "../../domain/events/dimensions.ts"
 import { Uint64String } from "../../domain/ids.ts"
 import { minuteOf, minutesOf } from "../../projections/events/rollupBuckets.ts"
 import { isDimension, Granularity, Measure, MetricsAnswer, RollupReadModel } from "../../projections/events/rollups.ts"
-import { InvalidRequest, problemResponse } from "../problems.ts"
+import { InvalidRequest, Overloaded, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
 import { IsoTimestamp } from "./params.ts"
 
@@ -107,7 +107,10 @@ export const appMetricsRoutes = [
           app: params.app, measure: query.measure, granularity, fromMinute, toMinute, groupBy, filters, maxRows, maxChars: maxAnswerChars,
           ...(query.name === undefined ? {} : { name: query.name }),
           ...(query.sum === undefined ? {} : { sum: query.sum })
-        }).pipe(Effect.catchTag("MetricsTooLarge", () => invalid("groupBy", `an answer over ${maxAnswerChars} characters: group by fewer dimensions, filter, or ask a shorter range`)))
+        }).pipe(
+          Effect.catchTag("MetricsTooLarge", () => invalid("groupBy", `an answer over ${maxAnswerChars} characters: group by fewer dimensions, filter, or ask a shorter range`)),
+          Effect.catchTag("MetricsBusy", ({ waiting }) => Effect.fail(new Overloaded({ detail: `${waiting} metrics queries wait for the reader already; retry later`, retryAfterSeconds: 1 })))
+        )
         if (rows.length > maxRows) return yield* invalid("groupBy", `more than ${maxRows} rows: group by fewer dimensions, filter, or ask a shorter range`)
         return { status: 200, body: { measure: query.measure, granularity, rows } }
       })

@@ -44,6 +44,11 @@ export class MetricsTooLarge extends Schema.TaggedError<MetricsTooLarge>()("Metr
   maxChars: Schema.Number
 }) {}
 
+/** Too many metrics queries wait for the reader already: answered 503 with Retry-After, not queued. */
+export class MetricsBusy extends Schema.TaggedError<MetricsBusy>()("MetricsBusy", {
+  waiting: Schema.Number
+}) {}
+
 /** One bucket of sessions' lengths: sessions that lasted at most `upToSeconds` (and more than the bucket before; null: longer than every bound). */
 export const LengthBucket = Schema.Struct({ upToSeconds: Schema.NullOr(Schema.Int), sessions: Schema.Int })
 
@@ -70,7 +75,7 @@ export interface AlertPage {
 }
 
 export class RollupReadModel extends Context.Service<RollupReadModel, {
-  readonly query: (query: MetricsQuery) => Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge>
+  readonly query: (query: MetricsQuery) => Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsBusy>
   /** Alerts in the order raised, after the id `after`, of one app when given. */
   readonly alerts: (options: { readonly limit: number; readonly after?: number; readonly app?: string }) => Effect.Effect<AlertPage, ReadModelError>
 }>()("tributary/RollupReadModel") {}

@@ -5,8 +5,8 @@
  * them all; a timer set after the query starts fires before the query's answer comes.
  */
 import { assert, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
-import { layerSqlite as rollupQueries } from "../../../infra/readmodel/rollupsQueries.ts"
+import { Effect, Fiber, Layer, Result } from "effect"
+import { layerSqlite as rollupQueries, maxWaiting } from "../../../infra/readmodel/rollupsQueries.ts"
 import { openRollupsFile } from "../../../infra/readmodel/rollupsFile.ts"
 import { RollupReadModel } from "../../../projections/events/rollups.ts"
 import { tempDir } from "../../fixtures/tempDir.ts"
@@ -38,5 +38,28 @@ it.live("a heavy metrics query leaves the event loop free", () =>
       const timer = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10))).pipe(Effect.tap(() => Effect.sync(() => order.push("timer"))))
       yield* Effect.all([heavy, timer], { concurrency: 2 })
       assert.deepStrictEqual(order, ["timer", "query 10001"])
+    }).pipe(Effect.provide(Layer.fresh(rollupQueries({ path }))))
+  }).pipe(Effect.scoped), { timeout: 60_000 })
+
+it.live("queries wait their turn for the reader here, at most maxWaiting of them: more are busy, and one whose client went away leaves its place", () =>
+  Effect.gen(function*() {
+    const path = `${yield* tempDir("rollups-reader")}/rollups.db`
+    fill(path)
+    yield* Effect.gen(function*() {
+      const model = yield* RollupReadModel
+      const heavy = model.query({
+        app: "9", measure: "events", granularity: "day", fromMinute: minute - 1_440, toMinute: minute + 1_440,
+        groupBy: ["platform", "country", "model", "carrier"], filters: new Map(), maxRows: 10_000
+      })
+      const light = model.query({ app: "9", measure: "events", granularity: "day", fromMinute: minute - 1_440, toMinute: minute + 1_440, groupBy: [], filters: new Map(), maxRows: 10 })
+      // one in the reader, maxWaiting + 4 more asked at once: the last 5 are busy, without waiting
+      const first = yield* Effect.forkChild(heavy)
+      yield* Effect.yieldNow
+      const answers = yield* Effect.all(Array.from({ length: maxWaiting + 4 }, () => Effect.result(heavy.pipe(Effect.timeout("1 millis")))), { concurrency: "unbounded" })
+      const busy = answers.filter((a) => Result.isFailure(a) && a.failure._tag === "MetricsBusy").length
+      assert.strictEqual(busy, 5)
+      // the others gave up waiting (their clients went away): their places are free, and the light query is answered
+      assert.deepStrictEqual((yield* light).map((row) => row.value), [200_000])
+      assert.strictEqual((yield* Fiber.join(first)).length, 10_001)
     }).pipe(Effect.provide(Layer.fresh(rollupQueries({ path }))))
   }).pipe(Effect.scoped), { timeout: 60_000 })
