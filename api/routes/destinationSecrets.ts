@@ -16,6 +16,7 @@
  * deleted one's id, so a crash between the delete and the drop never hands them to the next
  * destination of that id (maybe another partner's).
  */
+import { StrictRecord } from "../../domain/strictRecord.ts"
 import { Clock, Effect, Option, Redacted, Result, Schema } from "effect"
 import { DeadLetterQueue } from "../../domain/delivery/DeadLetterQueue.ts"
 import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
@@ -31,7 +32,7 @@ import type { WriteOnlyFields } from "./entities.ts"
 import { InvalidCredentials } from "./partnerCredentials.ts"
 
 /** PATCH: `secretHeaders: null` removes them all, `{name: null}` one of them. */
-const SecretHeadersPatch = Schema.NullOr(Schema.Record(HeaderName, Schema.NullOr(HeaderValue)))
+const SecretHeadersPatch = Schema.NullOr(StrictRecord(HeaderName, Schema.NullOr(HeaderValue)))
 
 const invalid = (issues: ReadonlyArray<{ readonly path: ReadonlyArray<string | number>; readonly message: string }>) =>
   new InvalidRequest({ issues: issues.map((issue) => ({ in: "body" as const, ...issue })) })

@@ -13,6 +13,7 @@ import { decider } from "../Decider.ts"
 import { EntityNotFound } from "../entity.ts"
 import { Uint64String } from "../ids.ts"
 import { IsoDateTime } from "../isoDateTime.ts"
+import { StrictRecord } from "../strictRecord.ts"
 import { HeaderName, HeaderValue, headerIssues } from "./headers.ts"
 import { PartnerId } from "./partner.ts"
 import { Delete, EntityCreated, EntityDeleted, EntityUpdated, Patch, Put, recordDecider, RecordState } from "./record.ts"
@@ -25,7 +26,7 @@ export const DestinationId = Schema.String.check(Schema.isPattern(/^[a-z][a-z0-9
 }))
 
 /** Plain headers, kept in history (readable by auditors): nothing secret. */
-export const Headers = Schema.Record(HeaderName, HeaderValue).annotate({ description: "sent with every request; kept in history, so nothing secret (see secretHeaders)" })
+export const Headers = StrictRecord(HeaderName, HeaderValue, { description: "sent with every request; kept in history, so nothing secret (see secretHeaders)" })
 
 /**
  * An IPv6 address as its eight 16-bit groups (`::` expanded, a zone id dropped, a trailing dotted
@@ -160,7 +161,7 @@ export type Destination = typeof Destination.Type
  * Credentials the partner's API wants (an `Authorization` header, an API key): write-only, encrypted
  * at rest, never in history nor in an answer; the entity shows their names only.
  */
-export const SecretHeaders = Schema.Record(HeaderName, HeaderValue).annotate({
+export const SecretHeaders = StrictRecord(HeaderName, HeaderValue, {
   writeOnly: true,
   description: "write-only: sent with every request, kept encrypted outside history, never returned (the state lists their names)"
 })

@@ -92,7 +92,20 @@ const loneSurrogatesIn = (event: SdkEvent): string | undefined => {
 }
 
 /** The event decoded and checked, or the reason it is refused. Unknown fields are ignored (newer SDKs). */
+/** The length of the first prop key `raw` was sent with that is empty or over 64 characters, if any. */
+const propKeyOutOfBounds = (raw: unknown): number | undefined => {
+  const props = typeof raw === "object" && raw !== null ? (raw as { readonly props?: unknown }).props : undefined
+  if (typeof props !== "object" || props === null) return undefined
+  for (const key of Object.keys(props)) if (key.length === 0 || key.length > 64) return key.length
+  return undefined
+}
+
 export const checkEvent = (raw: unknown, nowMillis: number, limits: { readonly maxEventBytes: number }): Result.Result<CheckedEvent, string> => {
+  // Keys out of 1–64 characters are dropped by the decoding of a record, not refused: a prop sent with one
+  // was lost without a word (stop 24's outside attack). The keys sent are checked first, the reason
+  // naming the length, not the key (which may be long).
+  const badKey = propKeyOutOfBounds(raw)
+  if (badKey !== undefined) return Result.fail(`props: a key of ${badKey} characters (1 to 64)`)
   const decoded = decodeFast(raw)
   if (Option.isNone(decoded)) return Result.fail(reasonOf(raw))
   const event = decoded.value

@@ -9,6 +9,7 @@
  * bytes. A record is one line: a quoted field may hold the delimiter, not a line break.
  */
 import { Schema } from "effect"
+import { StrictRecord } from "../strictRecord.ts"
 import { Uint64String } from "../ids.ts"
 import { IdKind, Operation, TtlSeconds } from "./LoaderRecord.ts"
 
@@ -155,7 +156,7 @@ export type FormatSpec = typeof FormatSpec.Type
 export const maxSegmentCodes = 10_000
 
 /** The partner's segment codes → platform segment ids. Codes not in it are rejected per line, never guessed. */
-export const SegmentMap = Schema.Record(SegmentCode, Uint64String).check(Schema.isMaxProperties(maxSegmentCodes)).annotate({
+export const SegmentMap = StrictRecord(SegmentCode, Uint64String).check(Schema.isMaxProperties(maxSegmentCodes)).annotate({
   identifier: "SegmentMap",
   description: `partner segment code → platform segment id (64-bit decimal string); at most ${maxSegmentCodes} codes`
 })

@@ -140,13 +140,18 @@ layer(layerDoor, { excludeTestServices: true, timeout: 60_000 })("POST /v1/apps/
         JSON.parse(`{"deviceId":"d1","seq":9,"time":"2026-05-01T12:00:00Z","type":"custom","name":"x","props":{"__proto__":5}}`),
         event("d1", 10, { time: "0000-01-01T00:00:00Z" }),
         // an integer, but not a safe one: the reason said "Expected an integer"
-        event("d1", 2 ** 53)
+        event("d1", 2 ** 53),
+        // keys out of 1–64 characters were dropped, the event accepted without them
+        event("d1", 11, { type: "custom", name: "n", props: { ["k".repeat(65)]: 7, ok: 1 } }),
+        event("d1", 12, { type: "custom", name: "n", props: { "": 5 } })
       ]
       const res = yield* post("21", sdk, JSON.stringify(batch))
       assert.strictEqual(res.status, 202)
       assert.strictEqual(res.body.accepted, 4)
       const reasons = new Map((res.body.rejected as Array<{ index: number; reason: string }>).map((r) => [r.index, r.reason]))
-      assert.deepStrictEqual([...reasons.keys()], [1, 2, 3, 4, 6, 8, 9, 10, 12])
+      assert.deepStrictEqual([...reasons.keys()], [1, 2, 3, 4, 6, 8, 9, 10, 12, 13, 14])
+      assert.strictEqual(reasons.get(13), "props: a key of 65 characters (1 to 64)")
+      assert.strictEqual(reasons.get(14), "props: a key of 0 characters (1 to 64)")
       assert.strictEqual(reasons.get(12), "seq: Expected an integer from 0 to 2^53 − 1")
       assert.strictEqual(reasons.get(9), "time: before 0000-01-01T00:00:00Z")
       assert.strictEqual(reasons.get(10), "props.__proto__: a reserved name")
