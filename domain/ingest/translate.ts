@@ -60,6 +60,16 @@ export const compileFormat = (config: PartnerConfig, header?: ReadonlyArray<stri
     }
   })
 
+/** A name in a message: quoted, and cut at 64 characters. */
+const quoted = (name: string) => JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name)
+
+/**
+ * The names a header holds, for a message: the first 20, each cut. A file whose line breaks were CR alone
+ * was one header line, and the message repeated up to 64 KiB of the file (stop 24's outside attack).
+ */
+const shown = (names: ReadonlyArray<string>) =>
+  names.slice(0, 20).map(quoted).join(", ") + (names.length > 20 ? ` and ${names.length - 20} more` : "")
+
 const resolveColumns = (config: PartnerConfig, header?: ReadonlyArray<string>): Result.Result<CompiledFormat, string> => {
   const spec = config.formatSpec
   if (spec.format === "jsonl") {
@@ -81,9 +91,15 @@ const resolveColumns = (config: PartnerConfig, header?: ReadonlyArray<string>): 
   const names = header.map((h) => h.trim())
   const index = new Map<string, number>()
   names.forEach((name, i) => { if (!index.has(name)) index.set(name, i) })
-  const missing = [...new Set(columnsNamed(spec).map(String))].filter((name) => !index.has(name))
+  const wanted = [...new Set(columnsNamed(spec).map(String))]
+  const missing = wanted.filter((name) => !index.has(name))
   if (missing.length > 0) {
-    return Result.fail(`the header does not match the spec: no column ${missing.map((m) => JSON.stringify(m)).join(", ")} (found ${names.map((n) => JSON.stringify(n)).join(", ")})`)
+    return Result.fail(`the header does not match the spec: no column ${missing.map(quoted).join(", ")} (found ${shown(names)})`)
+  }
+  // A column the spec reads named twice: which one it means cannot be told (the first was read, silently)
+  const twice = wanted.filter((name) => names.indexOf(name) !== names.lastIndexOf(name))
+  if (twice.length > 0) {
+    return Result.fail(`the header does not match the spec: it names ${twice.map((name) => `${quoted(name)} at columns ${names.flatMap((n, i) => n === name ? [i + 1] : []).join(" and ")}`).join(", ")}`)
   }
   return Result.succeed({
     config,

@@ -173,6 +173,14 @@ describe("translateStream", () => {
       assert.include(broken!.reason, "no column \"segments\"")
       // a header-only file is not empty: it has no records
       assert.deepStrictEqual(yield* run(partner(acmeData.config), utf8("maid,segments,action,ts\n")), { lines: [], broken: undefined })
+      // a column the spec reads, named twice: which one is meant cannot be told (the first was read, silently)
+      const twice = yield* run(partner(acmeData.config), utf8("maid,segments,action,ts,segments\n6d92078a-8246-4ba4-ae5b-76104861e7dc,auto,A,1714560000,x\n"))
+      assert.deepStrictEqual(twice.lines, [])
+      assert.strictEqual(twice.broken?.reason, "the header does not match the spec: it names \"segments\" at columns 2 and 5")
+      // line breaks of CR alone: the whole file is its header, which the reason names 20 names of, each cut
+      const cr = yield* run(partner(acmeData.config), utf8(Array.from({ length: 500 }, (_, i) => `user-${"x".repeat(100)}-${i},auto,A`).join("\r")))
+      assert.isBelow(cr.broken!.reason.length, 2_000)
+      assert.match(cr.broken!.reason, /and \d+ more\)$/)
       // a UTF-8 byte order mark before the header is not part of its first name
       const bom = yield* run(partner(acmeData.config), Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), readFileSync(acmeData.sample)]))
       assert.deepStrictEqual(content(bom.lines), acmeExpected)
