@@ -4,7 +4,7 @@
  * per (segment, profile) — are removed. The removals are records of the job like the file's own
  * (source line 0: the file as a whole; time: when it was received), so a later record of the partner
  * is not undone and a replayed removal changes nothing; they are not lines and do not enter the
- * job's line and record counts.
+ * job's line and record counts. The file's own records are dated at least then too (datedAtLeast).
  *
  * What the partner holds comes from ReplaceIndex: every job of a replace-mode partner records what
  * it committed there, and a replacement file what it lists and the segments it names: those of what it
@@ -18,7 +18,7 @@ import type { EntityCommand } from "../../domain/entity.ts"
 import { type Membership, type MembershipChange, ReplaceIndex, type UnlistedPage } from "../../domain/ingest/ReplaceIndex.ts"
 import { Apply, type ProfileRecord } from "../../domain/ingest/profileEvents.ts"
 import { Schema } from "effect"
-import { maxApplyRecords, type ProfileCommand, profileType } from "./profileBatches.ts"
+import { maxApplyRecords, type ProfileCommand, profileType, type RecordsLine } from "./profileBatches.ts"
 import { sendAll } from "./sendCommands.ts"
 import type { Translation } from "./Translate.ts"
 
@@ -33,6 +33,20 @@ export const namedByLayout = (translation: Translation): ReadonlyArray<string> =
   if (translation.format !== "partner") return []
   const { formatSpec, segmentMap } = translation.partner
   return formatSpec.segments.kind === "columns" ? formatSpec.segments.columns.flatMap(({ code }) => segmentMap[code] ?? []) : []
+}
+
+/**
+ * A replacement file's records dated at least when it was received: the file is the partner's lists as
+ * of then, newer than the removals of the replacements before it. Dated by their own (older) time, a
+ * user a replacement had removed and the next one listed again stayed out: its add was older than the
+ * removal. Their TTLs count from then too.
+ */
+export const datedAtLeast = (lines: ReadonlyArray<RecordsLine>, receivedAt: string): ReadonlyArray<RecordsLine> => {
+  const received = Date.parse(receivedAt)
+  return lines.map((line) =>
+    line.records.every((r) => Date.parse(r.time) >= received)
+      ? line
+      : { ...line, records: line.records.map((r) => (Date.parse(r.time) >= received ? r : { ...r, time: receivedAt })) })
 }
 
 /** The (segment, profile) pairs a batch's commands name. */

@@ -21,7 +21,7 @@ import * as JobTally from "./JobTally.ts"
 import type { PartnerSettings } from "./partnerSettings.ts"
 import { profileCommands, type RecordsLine } from "./profileBatches.ts"
 import { ReplaceIndex, type ReplaceIndexError } from "../../domain/ingest/ReplaceIndex.ts"
-import { committedBy, listedBy, namedByLayout, removeUnlisted } from "./replaceMode.ts"
+import { committedBy, datedAtLeast, listedBy, namedByLayout, removeUnlisted } from "./replaceMode.ts"
 import { type ProfilesUnavailable, sendAll } from "./sendCommands.ts"
 import type { Translate, TranslatedLine } from "./Translate.ts"
 
@@ -135,7 +135,7 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
         const first = group.find((item): item is Extract<Marked, { _tag: "Line" }> => item._tag === "Line")
         const commands = withRecords.length === 0
           ? []
-          : profileCommands(withRecords, context, { fromLine: first?.line.line ?? 0, toLine: lastLine })
+          : profileCommands(replacing ? datedAtLeast(withRecords, receivedAt) : withRecords, context, { fromLine: first?.line.line ?? 0, toLine: lastLine })
         if (replacing) {
           yield* index.listed(jobId, listedBy(commands))
           if (!columnsNamed && columns.length > 0 && lines.some((line) => line._tag === "Records")) {

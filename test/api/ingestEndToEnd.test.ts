@@ -170,6 +170,11 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 120_000 })("ing
       const rejected = yield* ended(yield* uploadFile(partner, tsv([`not-a-hash\t1\t1\t1`]), "text/tab-separated-values"))
       assert.deepInclude(rejected, { state: "done", linesRejected: 1, removedUnlisted: 0 })
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(1)), ["2001"])
+      // h2 listed again, its line dated as before (before the removal): back in vip, its add dated by the
+      // file's receipt (dated by the line, it was older than the removal, and h2 stayed out)
+      const again = yield* ended(yield* uploadFile(partner, tsv([`${h(1)}\t1\t0\t0`, `${h(2)}\t1\t0\t0`, `${h(4)}\t0\t0\t1`]), "text/tab-separated-values"))
+      assert.deepInclude(again, { state: "done", removedUnlisted: 0 })
+      assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(2)), ["2001"])
     }).pipe(Effect.scoped))
 
   it.effect("a partner deleted while its files wait: they fail, loading nothing (a replacement loaded as an increment)", () =>
