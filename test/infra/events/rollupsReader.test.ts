@@ -8,7 +8,7 @@ import { assert, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Result } from "effect"
 import { layerSqlite as rollupQueries, maxWaiting } from "../../../infra/readmodel/rollupsQueries.ts"
 import { openRollupsFile } from "../../../infra/readmodel/rollupsFile.ts"
-import { RollupReadModel } from "../../../projections/events/rollups.ts"
+import { type MetricsQuery, RollupReadModel } from "../../../projections/events/rollups.ts"
 import { tempDir } from "../../fixtures/tempDir.ts"
 
 const minute = 29_000_000
@@ -24,6 +24,12 @@ const fill = (path: string) => {
   db.close()
 }
 
+/** Every dimension of the 200,000 sets, grouped. */
+const heavyQuery: MetricsQuery = {
+  app: "9", measure: "events", granularity: "day", fromMinute: minute - 1_440, toMinute: minute + 1_440,
+  groupBy: ["platform", "country", "model", "carrier"], filters: new Map(), maxRows: 10_000
+}
+
 it.live("a heavy metrics query leaves the event loop free", () =>
   Effect.gen(function*() {
     const path = `${yield* tempDir("rollups-reader")}/rollups.db`
@@ -31,10 +37,7 @@ it.live("a heavy metrics query leaves the event loop free", () =>
     yield* Effect.gen(function*() {
       const model = yield* RollupReadModel
       const order: Array<string> = []
-      const heavy = model.query({
-        app: "9", measure: "events", granularity: "day", fromMinute: minute - 1_440, toMinute: minute + 1_440,
-        groupBy: ["platform", "country", "model", "carrier"], filters: new Map(), maxRows: 10_000
-      }).pipe(Effect.tap((rows) => Effect.sync(() => order.push(`query ${rows.length}`))))
+      const heavy = model.query(heavyQuery).pipe(Effect.tap((rows) => Effect.sync(() => order.push(`query ${rows.length}`))))
       const timer = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10))).pipe(Effect.tap(() => Effect.sync(() => order.push("timer"))))
       yield* Effect.all([heavy, timer], { concurrency: 2 })
       assert.deepStrictEqual(order, ["timer", "query 10001"])
@@ -47,10 +50,7 @@ it.live("queries wait their turn for the reader here, at most maxWaiting of them
     fill(path)
     yield* Effect.gen(function*() {
       const model = yield* RollupReadModel
-      const heavy = model.query({
-        app: "9", measure: "events", granularity: "day", fromMinute: minute - 1_440, toMinute: minute + 1_440,
-        groupBy: ["platform", "country", "model", "carrier"], filters: new Map(), maxRows: 10_000
-      })
+      const heavy = model.query(heavyQuery)
       const light = model.query({ app: "9", measure: "events", granularity: "day", fromMinute: minute - 1_440, toMinute: minute + 1_440, groupBy: [], filters: new Map(), maxRows: 10 })
       // one in the reader, maxWaiting + 4 more asked at once: the last 5 are busy, without waiting
       const first = yield* Effect.forkChild(heavy)

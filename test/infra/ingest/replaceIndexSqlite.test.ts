@@ -10,6 +10,17 @@ const open = (path: string) => Effect.map(Layer.build(Layer.fresh(layerSqlite({ 
 
 const change = (profileId: string, present: boolean, time: number): MembershipChange => ({ segmentId: "1", profileId, present, time })
 
+/** A file as stop 23 left it (members without their time, no job segments), then `sql`. */
+const olderFile = (sql: string) =>
+  Effect.gen(function*() {
+    const path = join(yield* tempDir("replace-index"), "members.db")
+    const old = new DatabaseSync(path)
+    old.exec(`CREATE TABLE partner_members (partner TEXT NOT NULL, segment_id TEXT NOT NULL, profile_id TEXT NOT NULL,
+      PRIMARY KEY (partner, segment_id, profile_id)) WITHOUT ROWID; ${sql}`)
+    old.close()
+    return path
+  })
+
 /** Every membership `job` does not list, looked at `scan` at a time. */
 const allUnlisted = (index: ReplaceIndex["Service"], job: string, scan = 100) =>
   Effect.gen(function*() {
@@ -57,13 +68,7 @@ describe("replace index", () => {
 
   it.effect("opens a file written before rows kept their time: its memberships stay, and any removal takes them", () =>
     Effect.gen(function*() {
-      const path = join(yield* tempDir("replace-index"), "members.db")
-      const old = new DatabaseSync(path)
-      old.exec(`CREATE TABLE partner_members (partner TEXT NOT NULL, segment_id TEXT NOT NULL, profile_id TEXT NOT NULL,
-        PRIMARY KEY (partner, segment_id, profile_id)) WITHOUT ROWID;
-        INSERT INTO partner_members VALUES ('acme', '1', 'u1'), ('acme', '1', 'u2')`)
-      old.close()
-      const index = yield* open(path)
+      const index = yield* open(yield* olderFile("INSERT INTO partner_members VALUES ('acme', '1', 'u1'), ('acme', '1', 'u2')"))
       assert.deepStrictEqual(yield* unlisted(index, "j1"), ["u1", "u2"])
       yield* index.committed("acme", [change("u1", false, 1)])
       assert.deepStrictEqual(yield* unlisted(index, "j2"), ["u2"])
@@ -101,16 +106,10 @@ describe("replace index", () => {
 
   it.effect("opens a file from before the segments a job names were kept: its unfinished jobs name those they list", () =>
     Effect.gen(function*() {
-      const path = join(yield* tempDir("replace-index"), "members.db")
-      const old = new DatabaseSync(path)
-      old.exec(`CREATE TABLE partner_members (partner TEXT NOT NULL, segment_id TEXT NOT NULL, profile_id TEXT NOT NULL,
-        PRIMARY KEY (partner, segment_id, profile_id)) WITHOUT ROWID;
-        CREATE TABLE job_listed (job_id TEXT NOT NULL, segment_id TEXT NOT NULL, profile_id TEXT NOT NULL,
+      const index = yield* open(yield* olderFile(`CREATE TABLE job_listed (job_id TEXT NOT NULL, segment_id TEXT NOT NULL, profile_id TEXT NOT NULL,
         PRIMARY KEY (job_id, segment_id, profile_id)) WITHOUT ROWID;
         INSERT INTO partner_members VALUES ('acme', '1', 'u1'), ('acme', '1', 'u2'), ('acme', '2', 'u1');
-        INSERT INTO job_listed VALUES ('j1', '1', 'u1')`)
-      old.close()
-      const index = yield* open(path)
+        INSERT INTO job_listed VALUES ('j1', '1', 'u1')`))
       assert.deepStrictEqual(yield* allUnlisted(index, "j1"), ["1/u2"])
     }))
 })
