@@ -30,26 +30,27 @@ const heavyQuery: MetricsQuery = {
   groupBy: ["platform", "country", "model", "carrier"], filters: new Map(), maxRows: 10_000
 }
 
-it.live("a heavy metrics query leaves the event loop free", () =>
+/** `f` with the reader of a filled rollups file. */
+const withReader = <A, E>(f: (model: RollupReadModel["Service"]) => Effect.Effect<A, E>) =>
   Effect.gen(function*() {
     const path = `${yield* tempDir("rollups-reader")}/rollups.db`
     fill(path)
-    yield* Effect.gen(function*() {
-      const model = yield* RollupReadModel
+    return yield* Effect.flatMap(RollupReadModel, f).pipe(Effect.provide(Layer.fresh(rollupQueries({ path }))))
+  }).pipe(Effect.scoped)
+
+it.live("a heavy metrics query leaves the event loop free", () =>
+  withReader((model) =>
+    Effect.gen(function*() {
       const order: Array<string> = []
       const heavy = model.query(heavyQuery).pipe(Effect.tap((rows) => Effect.sync(() => order.push(`query ${rows.length}`))))
       const timer = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10))).pipe(Effect.tap(() => Effect.sync(() => order.push("timer"))))
       yield* Effect.all([heavy, timer], { concurrency: 2 })
       assert.deepStrictEqual(order, ["timer", "query 10001"])
-    }).pipe(Effect.provide(Layer.fresh(rollupQueries({ path }))))
-  }).pipe(Effect.scoped), { timeout: 60_000 })
+    })), { timeout: 60_000 })
 
 it.live("queries wait their turn for the reader here, at most maxWaiting of them: more are busy, and one whose client went away leaves its place", () =>
-  Effect.gen(function*() {
-    const path = `${yield* tempDir("rollups-reader")}/rollups.db`
-    fill(path)
-    yield* Effect.gen(function*() {
-      const model = yield* RollupReadModel
+  withReader((model) =>
+    Effect.gen(function*() {
       const heavy = model.query(heavyQuery)
       const light = model.query({ app: "9", measure: "events", granularity: "day", fromMinute: minute - 1_440, toMinute: minute + 1_440, groupBy: [], filters: new Map(), maxRows: 10 })
       // one in the reader, maxWaiting + 4 more asked at once: the last 5 are busy, without waiting
@@ -61,5 +62,4 @@ it.live("queries wait their turn for the reader here, at most maxWaiting of them
       // the others gave up waiting (their clients went away): their places are free, and the light query is answered
       assert.deepStrictEqual((yield* light).map((row) => row.value), [200_000])
       assert.strictEqual((yield* Fiber.join(first)).length, 10_001)
-    }).pipe(Effect.provide(Layer.fresh(rollupQueries({ path }))))
-  }).pipe(Effect.scoped), { timeout: 60_000 })
+    })), { timeout: 60_000 })
