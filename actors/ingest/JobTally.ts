@@ -36,6 +36,9 @@ export const forTally = (commands: ReadonlyArray<ProfileCommand>, replies: Reado
   replies
 })
 
+/** The records of `lines`. */
+export const recordsOf = (lines: ReadonlyArray<{ readonly records: ReadonlyArray<unknown> }>) => lines.reduce((n, line) => n + line.records.length, 0)
+
 export const empty: JobTally = { counts: zeroCounts, linesAccepted: 0, errors: [] }
 
 /** Where a resumed job starts: every line up to its checkpoint was rejected or accepted. */
@@ -74,9 +77,12 @@ export const addBatch = (
   tally: JobTally,
   lines: ReadonlyArray<BatchLine>,
   commands: ReadonlyArray<TalliedCommand>,
-  replies: ReadonlyArray<CommandOutcome> | "duplicate"
+  replies: ReadonlyArray<CommandOutcome> | "duplicate",
+  /** records not sent since they change nothing (dated before their segment's last replacement): duplicates */
+  stale = 0
 ): JobTally => {
   let { linesRead, recordsAccepted, linesRejected, duplicates, recordsCommitted } = tally.counts
+  duplicates += stale
   let linesAccepted = tally.linesAccepted
   const errors: Array<LineError> = []
   for (const line of lines) {

@@ -49,6 +49,13 @@ export const datedAtLeast = (lines: ReadonlyArray<RecordsLine>, receivedAt: stri
       : { ...line, records: line.records.map((r) => (Date.parse(r.time) >= received ? r : { ...r, time: receivedAt })) })
 }
 
+/** The lines' records not dated before their segment's last replacement (`notBefore`, epoch ms); lines left without any go. */
+export const notStale = (lines: ReadonlyArray<RecordsLine>, notBefore: ReadonlyMap<string, number>): ReadonlyArray<RecordsLine> =>
+  lines.flatMap((line) => {
+    const records = line.records.filter((r) => Date.parse(r.time) >= (notBefore.get(r.segmentId) ?? -Infinity))
+    return records.length === line.records.length ? [line] : records.length === 0 ? [] : [{ ...line, records }]
+  })
+
 /** The (segment, profile) pairs a batch's commands name. */
 export const listedBy = (commands: ReadonlyArray<ProfileCommand>): ReadonlyArray<Membership> =>
   commands.flatMap((c) => [...c.segments.keys()].map((segmentId) => ({ segmentId, profileId: c.command.entityId })))

@@ -21,7 +21,7 @@ import * as JobTally from "./JobTally.ts"
 import type { PartnerSettings } from "./partnerSettings.ts"
 import { profileCommands, type RecordsLine } from "./profileBatches.ts"
 import { ReplaceIndex, type ReplaceIndexError } from "../../domain/ingest/ReplaceIndex.ts"
-import { committedBy, datedAtLeast, listedBy, namedByLayout, removeUnlisted } from "./replaceMode.ts"
+import { committedBy, datedAtLeast, listedBy, namedByLayout, notStale, removeUnlisted } from "./replaceMode.ts"
 import { type ProfilesUnavailable, sendAll } from "./sendCommands.ts"
 import type { Translate, TranslatedLine } from "./Translate.ts"
 
@@ -51,6 +51,8 @@ interface SentBatch {
   readonly lastLine: number
   readonly offset: number
   readonly broken: { readonly line: number; readonly reason: string } | undefined
+  /** records not sent: dated before their segment's last replacement */
+  readonly stale: number
 }
 
 /** The job's public percent at `offset` bytes of `bytes`; 100 only once done. */
@@ -108,6 +110,11 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
     const replacing = replaceMode && job.source !== "realtime" && !sameFileDone
     const index = yield* ReplaceIndex
     const columns = replacing ? namedByLayout(translation) : []
+    // Another job of a replace-mode partner: its records dated before their segment's last replacement
+    // change nothing (that file was the partner's list as of then), whether the replacement had a
+    // membership of theirs to remove or not (stop 24's outside attack: a late add of a user it had
+    // removed stayed out, of one it never knew went in).
+    const notBefore = replaceMode && !replacing ? yield* index.replacedAt(job.partner) : new Map<string, number>()
     let columnsNamed = false
 
     const send = (group: ReadonlyArray<Marked>): Effect.Effect<SentBatch, ProfilesUnavailable | ReplaceIndexError, CommandBus> =>
@@ -133,9 +140,9 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
           }
         }
         const first = group.find((item): item is Extract<Marked, { _tag: "Line" }> => item._tag === "Line")
-        const commands = withRecords.length === 0
-          ? []
-          : profileCommands(replacing ? datedAtLeast(withRecords, receivedAt) : withRecords, context, { fromLine: first?.line.line ?? 0, toLine: lastLine })
+        const current = replacing ? datedAtLeast(withRecords, receivedAt) : notBefore.size === 0 ? withRecords : notStale(withRecords, notBefore)
+        const stale = JobTally.recordsOf(withRecords) - JobTally.recordsOf(current)
+        const commands = current.length === 0 ? [] : profileCommands(current, context, { fromLine: first?.line.line ?? 0, toLine: lastLine })
         if (replacing) {
           yield* index.listed(jobId, listedBy(commands))
           if (!columnsNamed && columns.length > 0 && lines.some((line) => line._tag === "Records")) {
@@ -145,12 +152,12 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
         }
         const replies = sameFileDone ? "duplicate" as const : commands.length === 0 ? [] : yield* sendAll(jobId, commands.map((c) => c.command), options.commandTimeout)
         if (replaceMode && replies !== "duplicate") yield* index.committed(job.partner, committedBy(commands, replies))
-        return { lines, ...JobTally.forTally(commands, replies), lastLine, offset, broken }
+        return { lines, ...JobTally.forTally(commands, replies), lastLine, offset, broken, stale }
       })
 
     const tallied = (sent: SentBatch) =>
       Effect.gen(function*() {
-        const next = JobTally.addBatch(yield* Ref.get(tally), sent.lines, sent.commands, sent.replies)
+        const next = JobTally.addBatch(yield* Ref.get(tally), sent.lines, sent.commands, sent.replies, sent.stale)
         yield* Ref.set(tally, next)
         const at = yield* Ref.updateAndGet(position, (p) =>
           sent.lines.length === 0 ? p : { line: sent.lastLine, offset: sent.offset, sinceCheckpoint: p.sinceCheckpoint + sent.lines.length })
@@ -188,6 +195,7 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
         // Every line is in: a replacement checkpoints its end before its removals, so its percent does not sit
         // at its last checkpoint meanwhile, and a crash among them resumes them, not the file.
         if (replacing) yield* jobs.checkpoint(jobId, JobTally.checkpointOf(final, at.line, at.offset), 99.9)
+        if (replacing) yield* index.replaced(job.partner, jobId, Date.parse(receivedAt))
         const removedUnlisted = replacing
           ? yield* removeUnlisted({ partner: job.partner, jobId, digest: job.digest, time: receivedAt, pageSize: options.batchLines, timeout: options.commandTimeout })
           : undefined

@@ -53,6 +53,10 @@ export class ReplaceIndex extends Context.Service<ReplaceIndex, {
    * once every one was looked at. A page may hold none and still have a `next`.
    */
   readonly unlisted: (partner: string, jobId: string, page: { readonly after?: Membership | undefined; readonly scan: number }) => Effect.Effect<UnlistedPage, ReplaceIndexError>
+  /** The job's replacement takes effect at `time` (epoch ms): each segment it names was replaced then. */
+  readonly replaced: (partner: string, jobId: string, time: number) => Effect.Effect<void, ReplaceIndexError>
+  /** When each of the partner's segments was last replaced (epoch ms): a record dated before changes nothing. */
+  readonly replacedAt: (partner: string) => Effect.Effect<ReadonlyMap<string, number>, ReplaceIndexError>
   /** The job ended: its list is dropped. */
   readonly forget: (jobId: string) => Effect.Effect<void, ReplaceIndexError>
 }>()("tributary/ReplaceIndex") {}

@@ -2,7 +2,7 @@
  * ReplaceIndex in a SQLite file shared by the processes on one DATA_DIR (DATA_DIR/ingest-members.db):
  * `partner_members` (partner, segment, profile, time of the add), `job_listed` (job, segment, profile) and
  * `job_segments` (job, segment), keyed for the anti-join that finds what a replacement file does not list,
- * read a bounded range at a time.
+ * read a bounded range at a time; `segment_replaced` (partner, segment, time of its last replacement).
  */
 import { Effect, Layer } from "effect"
 import { type Membership, ReplaceIndex, ReplaceIndexError } from "../../domain/ingest/ReplaceIndex.ts"
@@ -18,6 +18,8 @@ const TABLES = `
     PRIMARY KEY (job_id, segment_id, profile_id)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS job_segments (
     job_id TEXT NOT NULL, segment_id TEXT NOT NULL, PRIMARY KEY (job_id, segment_id)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS segment_replaced (
+    partner TEXT NOT NULL, segment_id TEXT NOT NULL, time INTEGER NOT NULL, PRIMARY KEY (partner, segment_id)) WITHOUT ROWID;
 `
 
 /** Rows one statement of `forget` deletes at most: 1,000,000 at once held the event loop for 0.6 s. */
@@ -50,6 +52,9 @@ export const layerSqlite = (options: { readonly path: string }) =>
     const forgetListed = db.prepare(`DELETE FROM job_listed WHERE job_id = ? AND (segment_id, profile_id) IN
       (SELECT segment_id, profile_id FROM job_listed WHERE job_id = ? LIMIT ${forgetStep})`)
     const forgetNamed = db.prepare("DELETE FROM job_segments WHERE job_id = ?")
+    const replace = db.prepare(`INSERT INTO segment_replaced SELECT ?, segment_id, ? FROM job_segments WHERE job_id = ?
+      ON CONFLICT DO UPDATE SET time = max(time, excluded.time)`)
+    const replacedOf = db.prepare("SELECT segment_id AS segmentId, time FROM segment_replaced WHERE partner = ?")
     const namedFrom = db.prepare("SELECT segment_id AS segmentId FROM job_segments WHERE job_id = ? AND segment_id >= ? ORDER BY segment_id")
     // The partner's members of one segment after a profile, each with whether the job lists it: a bounded
     // range of the primary key, one primary-key probe a row. (One statement over every segment the job
@@ -94,6 +99,9 @@ export const layerSqlite = (options: { readonly path: string }) =>
           for (const segmentId of segmentIds) name.run(jobId, segmentId)
         })),
       unlisted: (partner, jobId, page) => use("unlisted", () => scan(partner, jobId, page.after, Math.max(1, page.scan))),
+      replaced: (partner, jobId, time) => use("replaced", () => void replace.run(partner, time, jobId)),
+      replacedAt: (partner) =>
+        use("replaced at", () => new Map((replacedOf.all(partner) as Array<{ segmentId: string; time: number }>).map((row) => [row.segmentId, Number(row.time)]))),
       forget: (jobId) =>
         Effect.gen(function*() {
           // a step at a time, the event loop free between them

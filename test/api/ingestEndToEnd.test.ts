@@ -217,6 +217,14 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 120_000 })("ing
       yield* upload([`${h(1)}\t1\t0\t0\t${new Date().toISOString()}`])
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(5)), [])
       assert.deepStrictEqual(yield* segmentsOf("email_sha256", h(1)), ["2001"])
+      // Real-time adds dated before that last replacement change nothing, of a user it removed (h5) as of one
+      // it never knew (h6: it went in); one dated after it goes in. The stale ones count as duplicates.
+      const before = new Date(Date.now() - 60_000).toISOString()
+      const add = (n: number, time: string) => JSON.stringify({ idKind: "email_sha256", userId: h(n), segmentId: "2001", op: "add", time })
+      const late = yield* request({ method: "POST", url: `/v1/ingest/${partner}/records`, contentType: "application/x-ndjson", body: [add(5, before), add(6, before), add(7, new Date(Date.now() + 1_000).toISOString())].join("\n") })
+      assert.strictEqual(late.statusCode, 202, late.body)
+      assert.deepInclude(yield* ended((late.json() as { jobId: string }).jobId), { state: "done", recordsAccepted: 3, duplicates: 2, recordsCommitted: 1 })
+      assert.deepStrictEqual([yield* segmentsOf("email_sha256", h(5)), yield* segmentsOf("email_sha256", h(6)), yield* segmentsOf("email_sha256", h(7))], [[], [], ["2001"]])
     }).pipe(Effect.scoped))
 })
 
