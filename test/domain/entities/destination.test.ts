@@ -60,7 +60,9 @@ describe("destination decider", () => {
     for (const path of ["headers.Idempotency-Key", "headers.Connection", "headers.Authorization", "headers.X-Api-Key"]) {
       assert.include(paths, path)
     }
-    assert.includeMembers(refusedPaths(when(given(), { _tag: "Put", fields: { ...fields, headers: { "bad name": "v", "X-Ok": "a\r\nb" } } })), ["headers.bad name", "headers.X-Ok"])
+    // a bad value is named first; the names are checked once the values decode
+    assert.includeMembers(refusedPaths(when(given(), { _tag: "Put", fields: { ...fields, headers: { "bad name": "v", "X-Ok": "a\r\nb" } } })), ["headers.X-Ok"])
+    assert.includeMembers(refusedPaths(when(given(), { _tag: "Put", fields: { ...fields, headers: { "bad name": "v", "X-Ok": "b" } } })), ["headers.bad name"])
     assert.isTrue(Result.isSuccess(when(given(), { _tag: "Put", fields: { ...fields, headers: { "X-Tenant": "42", Accept: "application/json" } } })))
   })
 
