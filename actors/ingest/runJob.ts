@@ -192,10 +192,13 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
         yield* Effect.logError("ingest job does not reconcile: a bug; the job is failed", { job: jobId, partner: job.partner, wrong, counts: final.counts })
         yield* finishFailed(`the counts do not reconcile (${wrong})`, final, at.line, at.offset)
       } else {
-        // Every line is in: a replacement checkpoints its end before its removals, so its percent does not sit
-        // at its last checkpoint meanwhile, and a crash among them resumes them, not the file.
-        if (replacing) yield* jobs.checkpoint(jobId, JobTally.checkpointOf(final, at.line, at.offset), 99.9)
-        if (replacing) yield* index.replaced(job.partner, jobId, Date.parse(receivedAt))
+        if (replacing) {
+          // Every line is in: a replacement checkpoints its end before its removals, so its percent does not
+          // sit at its last checkpoint meanwhile, and a crash among them resumes them, not the file; from
+          // now on the partner's records dated before it change nothing in its segments.
+          yield* jobs.checkpoint(jobId, JobTally.checkpointOf(final, at.line, at.offset), 99.9)
+          yield* index.replaced(job.partner, jobId, Date.parse(receivedAt))
+        }
         const removedUnlisted = replacing
           ? yield* removeUnlisted({ partner: job.partner, jobId, digest: job.digest, time: receivedAt, pageSize: options.batchLines, timeout: options.commandTimeout })
           : undefined
