@@ -113,8 +113,17 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
     // Another job of a replace-mode partner: its records dated before their segment's last replacement
     // change nothing (that file was the partner's list as of then), whether the replacement had a
     // membership of theirs to remove or not (stop 24's outside attack: a late add of a user it had
-    // removed stayed out, of one it never knew went in).
-    const notBefore = replaceMode && !replacing ? yield* index.replacedAt(job.partner) : new Map<string, number>()
+    // removed stayed out, of one it never knew went in). Each segment is looked up once a job (-Infinity:
+    // never replaced).
+    const notBefore = new Map<string, number>()
+    const watermarks = (lines: ReadonlyArray<RecordsLine>) =>
+      Effect.gen(function*() {
+        const unknown = [...new Set(lines.flatMap((line) => line.records.map((r) => r.segmentId)))].filter((segment) => !notBefore.has(segment))
+        if (unknown.length === 0) return notBefore
+        const found = yield* index.replacedAt(job.partner, unknown)
+        for (const segment of unknown) notBefore.set(segment, found.get(segment) ?? -Infinity)
+        return notBefore
+      })
     let columnsNamed = false
 
     const send = (group: ReadonlyArray<Marked>): Effect.Effect<SentBatch, ProfilesUnavailable | ReplaceIndexError, CommandBus> =>
@@ -140,7 +149,11 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
           }
         }
         const first = group.find((item): item is Extract<Marked, { _tag: "Line" }> => item._tag === "Line")
-        const current = replacing ? datedAtLeast(withRecords, receivedAt) : notBefore.size === 0 ? withRecords : notStale(withRecords, notBefore)
+        const current = replacing
+          ? datedAtLeast(withRecords, receivedAt)
+          : replaceMode
+          ? notStale(withRecords, yield* watermarks(withRecords))
+          : withRecords
         const stale = JobTally.recordsOf(withRecords) - JobTally.recordsOf(current)
         const commands = current.length === 0 ? [] : profileCommands(current, context, { fromLine: first?.line.line ?? 0, toLine: lastLine })
         if (replacing) {

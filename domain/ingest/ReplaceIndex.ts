@@ -55,8 +55,8 @@ export class ReplaceIndex extends Context.Service<ReplaceIndex, {
   readonly unlisted: (partner: string, jobId: string, page: { readonly after?: Membership | undefined; readonly scan: number }) => Effect.Effect<UnlistedPage, ReplaceIndexError>
   /** The job's replacement takes effect at `time` (epoch ms): each segment it names was replaced then. */
   readonly replaced: (partner: string, jobId: string, time: number) => Effect.Effect<void, ReplaceIndexError>
-  /** When each of the partner's segments was last replaced (epoch ms): a record dated before changes nothing. */
-  readonly replacedAt: (partner: string) => Effect.Effect<ReadonlyMap<string, number>, ReplaceIndexError>
+  /** When each of these segments of the partner was last replaced (epoch ms; absent: never): a record dated before changes nothing. */
+  readonly replacedAt: (partner: string, segmentIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, number>, ReplaceIndexError>
   /** The job ended: its list is dropped. */
   readonly forget: (jobId: string) => Effect.Effect<void, ReplaceIndexError>
 }>()("tributary/ReplaceIndex") {}

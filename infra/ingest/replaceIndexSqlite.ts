@@ -25,7 +25,6 @@ const TABLES = `
 /** Rows one statement of `forget` deletes at most: 1,000,000 at once held the event loop for 0.6 s. */
 const forgetStep = 10_000
 
-
 export const layerSqlite = (options: { readonly path: string }) =>
   Layer.effect(ReplaceIndex, Effect.gen(function*() {
     const use = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: (cause) => new ReplaceIndexError({ operation, cause }) })
@@ -34,7 +33,7 @@ export const layerSqlite = (options: { readonly path: string }) =>
         const db = openSharedSqlite(options.path)
         const hadSegments = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'job_segments'").get() !== undefined
         db.exec(TABLES)
-        // A file from before the segments a job names were kept apart (stop 24): its unfinished jobs' segments
+        // A file from before the segments a job names were kept apart (stop 24): its unfinished jobs name those they list
         if (!hadSegments) db.exec("INSERT OR IGNORE INTO job_segments SELECT DISTINCT job_id, segment_id FROM job_listed")
         // A file from before rows kept their add's time (stop 24): its rows count as added at the epoch.
         const columns = db.prepare("SELECT name FROM pragma_table_info('partner_members')").all() as Array<{ name: string }>
@@ -54,7 +53,7 @@ export const layerSqlite = (options: { readonly path: string }) =>
     const forgetNamed = db.prepare("DELETE FROM job_segments WHERE job_id = ?")
     const replace = db.prepare(`INSERT INTO segment_replaced SELECT ?, segment_id, ? FROM job_segments WHERE job_id = ?
       ON CONFLICT DO UPDATE SET time = max(time, excluded.time)`)
-    const replacedOf = db.prepare("SELECT segment_id AS segmentId, time FROM segment_replaced WHERE partner = ?")
+    const replacedOf = db.prepare("SELECT time FROM segment_replaced WHERE partner = ? AND segment_id = ?")
     const namedFrom = db.prepare("SELECT segment_id AS segmentId FROM job_segments WHERE job_id = ? AND segment_id >= ? ORDER BY segment_id")
     // The partner's members of one segment after a profile, each with whether the job lists it: a bounded
     // range of the primary key, one primary-key probe a row. (One statement over every segment the job
@@ -100,8 +99,12 @@ export const layerSqlite = (options: { readonly path: string }) =>
         })),
       unlisted: (partner, jobId, page) => use("unlisted", () => scan(partner, jobId, page.after, Math.max(1, page.scan))),
       replaced: (partner, jobId, time) => use("replaced", () => void replace.run(partner, time, jobId)),
-      replacedAt: (partner) =>
-        use("replaced at", () => new Map((replacedOf.all(partner) as Array<{ segmentId: string; time: number }>).map((row) => [row.segmentId, Number(row.time)]))),
+      replacedAt: (partner, segmentIds) =>
+        use("replaced at", () =>
+          new Map(segmentIds.flatMap((segmentId) => {
+            const row = replacedOf.get(partner, segmentId) as { time: number } | undefined
+            return row === undefined ? [] : [[segmentId, Number(row.time)] as const]
+          }))),
       forget: (jobId) =>
         Effect.gen(function*() {
           // a step at a time, the event loop free between them
