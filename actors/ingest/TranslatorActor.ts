@@ -16,7 +16,7 @@
  * interrupts the running job — it resumes at its checkpoint with the partner's next holder — and
  * leaves unsettled messages on INGEST for it.
  */
-import { Cause, Deferred, Effect, Option, Schema, Stream } from "effect"
+import { Cause, Deferred, Effect, Option, Schema, Semaphore, Stream } from "effect"
 import type { CommandBus } from "../../domain/CommandBus.ts"
 import type { EventStore } from "../../domain/EventStore.ts"
 import { ReplaceIndex } from "../../domain/ingest/ReplaceIndex.ts"
@@ -107,10 +107,19 @@ export const partnerTranslator = (partner: string, options: TranslatorOptions) =
         Effect.andThen(Effect.logError("ingest job failed: its translator keeps crashing", { job: record.job.id, partner, cause }))
       )
 
+    // A real-time job runs holding the turn; a replacement, its time set as its segments' watermark, takes
+    // the turn once before it looks for what to remove: a real-time job that read the watermark before it
+    // was set has committed by then, and the removals see what it added (stop 24's second outside attack:
+    // 8,000 adds dated before a replacement, committed by a real-time job after its removals had passed
+    // their segment, stayed in it).
+    const realtimeTurn = yield* Semaphore.make(1)
+    const realtimeSettled = realtimeTurn.withPermits(1)(Effect.void)
+
     const run = (record: JobRecord, input: JobInput) =>
       Effect.gen(function*() {
         const settings = yield* readPartnerSettings(partner)
-        yield* runJob(record, input, settings, options.translate, options)
+        const job = runJob(record, input, settings, options.translate, { ...options, realtimeSettled })
+        yield* (input._tag === "Body" ? realtimeTurn.withPermits(1)(job) : job)
       }).pipe(
         Effect.tapCause((cause) =>
           Cause.hasDies(cause)

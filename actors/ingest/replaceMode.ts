@@ -80,17 +80,17 @@ export const removeUnlisted = (replacement: Replacement) =>
   Effect.gen(function*() {
     const index = yield* ReplaceIndex
     const { partner, jobId } = replacement
-    let removed = 0
     let after: Membership | undefined = undefined
-    for (;;) {
+    do {
       const page: UnlistedPage = yield* index.unlisted(partner, jobId, { after, scan: replacement.pageSize })
       after = page.next
-      if (page.unlisted.length > 0) removed += yield* remove(replacement, page.unlisted)
-      if (after === undefined) return removed
-    }
+      if (page.unlisted.length > 0) yield* remove(replacement, page.unlisted)
+    } while (after !== undefined)
+    // counted with the removals, so a run resumed after a crash among them counts those before it too
+    return yield* index.removedBy(jobId)
   })
 
-/** Removes `page`'s memberships as records of the replacement; answers how many were accepted. */
+/** Removes `page`'s memberships as records of the replacement, counting those accepted. */
 const remove = (replacement: Replacement, page: ReadonlyArray<Membership>) =>
   Effect.gen(function*() {
     const index = yield* ReplaceIndex
@@ -118,6 +118,5 @@ const remove = (replacement: Replacement, page: ReadonlyArray<Membership>) =>
     const time = Date.parse(replacement.time)
     const gone = parts.flatMap(({ entityId, records }, i) =>
       replies[i]?._tag !== "Accepted" ? [] : records.map((r) => ({ segmentId: r.segmentId, profileId: entityId, present: false, time })))
-    yield* index.committed(partner, gone)
-    return gone.length
+    yield* index.removed(partner, jobId, gone)
   })

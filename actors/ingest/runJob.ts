@@ -36,6 +36,8 @@ export interface JobOptions {
   readonly commandTimeout: Duration.Input
   /** delete the upload once its job is done or failed */
   readonly deleteUploads: boolean
+  /** waits for the partner's real-time job in flight, if any, to end (a replacement, before its removals) */
+  readonly realtimeSettled?: Effect.Effect<void> | undefined
 }
 
 /** Where a job's bytes come from: its stored upload, or the body of its real-time message. */
@@ -211,6 +213,7 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
           // now on the partner's records dated before it change nothing in its segments.
           yield* jobs.checkpoint(jobId, JobTally.checkpointOf(final, at.line, at.offset), 99.9)
           yield* index.replaced(job.partner, jobId, Date.parse(receivedAt))
+          if (options.realtimeSettled !== undefined) yield* options.realtimeSettled
         }
         const removedUnlisted = replacing
           ? yield* removeUnlisted({ partner: job.partner, jobId, digest: job.digest, time: receivedAt, pageSize: options.batchLines, timeout: options.commandTimeout })

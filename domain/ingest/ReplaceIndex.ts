@@ -43,6 +43,10 @@ export class ReplaceIndex extends Context.Service<ReplaceIndex, {
    * only costs a removal that changes nothing; one that misses a present one leaves it for good).
    */
   readonly committed: (partner: string, changes: ReadonlyArray<MembershipChange>) => Effect.Effect<void, ReplaceIndexError>
+  /** `changes` (removals of `jobId`'s replacement) committed, and counted as its removals in the same transaction. */
+  readonly removed: (partner: string, jobId: string, changes: ReadonlyArray<MembershipChange>) => Effect.Effect<void, ReplaceIndexError>
+  /** The removals counted for `jobId` so far (kept across a restart, until `forget`). */
+  readonly removedBy: (jobId: string) => Effect.Effect<number, ReplaceIndexError>
   /** Pairs the job's file names, and so their segments (kept until `forget`, so a resumed job still knows its earlier lines). */
   readonly listed: (jobId: string, memberships: ReadonlyArray<Membership>) => Effect.Effect<void, ReplaceIndexError>
   /** Segments the job's file names though it may list no one in them (a column layout's columns). */

@@ -5,7 +5,7 @@
  * read a bounded range at a time; `segment_replaced` (partner, segment, time of its last replacement).
  */
 import { Effect, Layer } from "effect"
-import { type Membership, ReplaceIndex, ReplaceIndexError } from "../../domain/ingest/ReplaceIndex.ts"
+import { type Membership, type MembershipChange, ReplaceIndex, ReplaceIndexError } from "../../domain/ingest/ReplaceIndex.ts"
 import { transaction } from "../sqliteTransaction.ts"
 import { openSharedSqlite } from "./sqliteFile.ts"
 
@@ -18,6 +18,7 @@ const TABLES = `
     PRIMARY KEY (job_id, segment_id, profile_id)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS job_segments (
     job_id TEXT NOT NULL, segment_id TEXT NOT NULL, PRIMARY KEY (job_id, segment_id)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS job_removed (job_id TEXT PRIMARY KEY, removed INTEGER NOT NULL) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS segment_replaced (
     partner TEXT NOT NULL, segment_id TEXT NOT NULL, time INTEGER NOT NULL, PRIMARY KEY (partner, segment_id)) WITHOUT ROWID;
 `
@@ -51,6 +52,9 @@ export const layerSqlite = (options: { readonly path: string }) =>
     const forgetListed = db.prepare(`DELETE FROM job_listed WHERE job_id = ? AND (segment_id, profile_id) IN
       (SELECT segment_id, profile_id FROM job_listed WHERE job_id = ? LIMIT ${forgetStep})`)
     const forgetNamed = db.prepare("DELETE FROM job_segments WHERE job_id = ?")
+    const countRemoved = db.prepare("INSERT INTO job_removed VALUES (?, ?) ON CONFLICT DO UPDATE SET removed = removed + excluded.removed")
+    const removedOf = db.prepare("SELECT removed FROM job_removed WHERE job_id = ?")
+    const forgetRemoved = db.prepare("DELETE FROM job_removed WHERE job_id = ?")
     const replace = db.prepare(`INSERT INTO segment_replaced SELECT ?, segment_id, ? FROM job_segments WHERE job_id = ?
       ON CONFLICT DO UPDATE SET time = max(time, excluded.time)`)
     const replacedOf = db.prepare("SELECT time FROM segment_replaced WHERE partner = ? AND segment_id = ?")
@@ -79,11 +83,18 @@ export const layerSqlite = (options: { readonly path: string }) =>
       return { unlisted, next: undefined }
     }
 
+    const commit = (partner: string, changes: ReadonlyArray<MembershipChange>) => {
+      for (const c of changes) (c.present ? present : absent).run(partner, c.segmentId, c.profileId, c.time)
+    }
+
     return ReplaceIndex.of({
-      committed: (partner, changes) =>
-        use("committed", () => transaction(db, () => {
-          for (const c of changes) (c.present ? present : absent).run(partner, c.segmentId, c.profileId, c.time)
+      committed: (partner, changes) => use("committed", () => transaction(db, () => commit(partner, changes))),
+      removed: (partner, jobId, changes) =>
+        use("removed", () => transaction(db, () => {
+          commit(partner, changes)
+          countRemoved.run(jobId, changes.length)
         })),
+      removedBy: (jobId) => use("removed by", () => Number((removedOf.get(jobId) as { removed: number } | undefined)?.removed ?? 0)),
       listed: (jobId, memberships) =>
         use("listed", () => transaction(db, () => {
           const segments = new Set<string>()
@@ -109,7 +120,10 @@ export const layerSqlite = (options: { readonly path: string }) =>
         Effect.gen(function*() {
           // a step at a time, the event loop free between them
           while ((yield* use("forget", () => Number(forgetListed.run(jobId, jobId).changes))) === forgetStep) yield* Effect.yieldNow
-          yield* use("forget", () => void forgetNamed.run(jobId))
+          yield* use("forget", () => {
+            forgetNamed.run(jobId)
+            forgetRemoved.run(jobId)
+          })
         })
     })
   }))

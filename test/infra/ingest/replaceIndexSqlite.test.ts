@@ -94,14 +94,19 @@ describe("replace index", () => {
       // the 13 members of 1 and 2 looked at 3 a call (the fourth call goes on from 1 into 2), 3 never
       assert.deepStrictEqual(pages, [1, 2, 1, 3, 1])
       assert.deepStrictEqual(yield* allUnlisted(index, "j1", 1), ["1/p01", "1/p03", "1/p05", "1/p07", "1/p09", "2/p00", "2/p01", "2/p02"])
+      // a replacement's removals are counted with them, across a reopening (a restart among them), until forgotten
+      yield* index.removed("acme", "j1", [change("p01", false, 2)])
+      yield* index.removed("acme", "j1", [change("p03", false, 2), change("p05", false, 2)])
+      assert.strictEqual(yield* (yield* open(path)).removedBy("j1"), 3)
+      assert.deepStrictEqual((yield* allUnlisted(index, "j1")).slice(0, 2), ["1/p07", "1/p09"])
       // forgotten a step at a time, every row goes
       yield* index.listed("j2", members("9", 25_000))
       yield* index.forget("j2")
       yield* index.forget("j1")
       const db = new DatabaseSync(path)
-      const left = db.prepare("SELECT (SELECT COUNT(*) FROM job_listed) AS listed, (SELECT COUNT(*) FROM job_segments) AS named").get()
+      const left = db.prepare("SELECT (SELECT COUNT(*) FROM job_listed) AS listed, (SELECT COUNT(*) FROM job_segments) AS named, (SELECT COUNT(*) FROM job_removed) AS removed").get()
       db.close()
-      assert.deepStrictEqual({ ...left }, { listed: 0, named: 0 })
+      assert.deepStrictEqual({ ...left }, { listed: 0, named: 0, removed: 0 })
     }))
 
   it.effect("opens a file from before the segments a job names were kept: its unfinished jobs name those they list", () =>
