@@ -56,7 +56,7 @@ export const Job = Schema.Struct({
   /** why it failed (also the last of `errors` when a line is to blame) */
   failure: Schema.optionalKey(Schema.String),
   /**
-   * A replacement file (`formatSpec.mode: "replace"`) once done: the removals it made of the partner's
+   * A replacement file (`formatSpec.mode: "replace"`) once done: the removals it sent of the partner's
    * memberships it did not list (one of them newer than the file stays: its removal changes nothing)
    */
   removedUnlisted: Schema.optionalKey(Schema.Int),
