@@ -152,6 +152,28 @@ const assertScoped = (spec: AnyRoute<unknown>) => {
   if (scoped.length > 0) throw new Error(`${spec.method} ${spec.url}: roles ${scoped.join(", ")} need an authorize predicate`)
 }
 
+/**
+ * A read whose client went away before its answer began is interrupted: what it waits for (a turn of
+ * the rollups' reader) it waits for no more. A write goes on (its client retries with its
+ * Idempotency-Key). Before, 40 metrics queries whose clients had gone kept their places in the line and
+ * a light query was answered 503 (stop 24's second outside attack).
+ */
+const untilClientGone = <A, E, R>(program: Effect.Effect<A, E, R>, reply: FastifyReply) =>
+  Effect.raceFirst(
+    program,
+    Effect.callback<never, ClientGone>((resume) => {
+      const gone = () => {
+        if (!reply.raw.headersSent) resume(Effect.fail(new ClientGone()))
+      }
+      if (reply.raw.destroyed) gone()
+      reply.raw.once("close", gone)
+      return Effect.sync(() => void reply.raw.off("close", gone))
+    })
+  )
+
+/** The client of a read closed its connection before the answer: nobody to answer. */
+class ClientGone extends Schema.TaggedError<ClientGone>()("ClientGone", {}) {}
+
 /** Who the onRequest gate let in, and the admission slot it holds for the request. */
 interface Admitted {
   readonly principal: Principal
@@ -243,7 +265,7 @@ const mount = <R>(app: FastifyInstance, spec: AnyRoute<R>, context: RouteContext
       })
       // The slot is given back once the answer is encoded and sent: encoding a big page is part of the work.
       try {
-        return await answer(await context.run(program))
+        return await answer(await context.run(spec.admission === "reads" ? untilClientGone(program, reply) : program))
       } finally {
         state.release?.()
       }
