@@ -11,16 +11,28 @@ import { streamName } from "../../../domain/envelope.ts"
 import { EventStore } from "../../../domain/EventStore.ts"
 import { Intake } from "../../../domain/ingest/Intake.ts"
 import { IngestJobs, type Job } from "../../../domain/ingest/Job.ts"
+import { ReplaceIndex } from "../../../domain/ingest/ReplaceIndex.ts"
+import { crmBank } from "../../fixtures/partners/index.ts"
 import { profileId } from "../../../domain/ingest/LoaderRecord.ts"
 import { translateStream } from "../../../infra/ingest/translateStream.ts"
 import { getEntity } from "../../../projections/EntityQueries.ts"
 import { eventually, request } from "../../fixtures/http.ts"
 import { layerTestPlatform } from "../../fixtures/platform.ts"
 
+/** Opened by a test: a line naming a user `hold-…` waits for it. */
+let releaseHeld: () => void = () => {}
+const held = new Promise<void>((resolve) => (releaseHeld = resolve))
+
 const crashing: Translate = (translation, input, options) =>
   translateStream(translation, input, options).pipe(
     Stream.tap((line) =>
-      line._tag === "Records" && line.records.some((r) => r.userId === "crash-me") ? Effect.die(new Error("a bug in the translator")) : Effect.void)
+      line._tag !== "Records"
+        ? Effect.void
+        : line.records.some((r) => r.userId === "crash-me")
+        ? Effect.die(new Error("a bug in the translator"))
+        : line.records.some((r) => r.userId.startsWith("hold-"))
+        ? Effect.promise(() => held)
+        : Effect.void)
   )
 
 const loaderLine = (userId: string, segmentId: string, op = "add") =>
@@ -130,5 +142,30 @@ layer(layerTestPlatform({ TRANSLATE_BATCH_LINES: "5", TRANSLATE_CHECKPOINT_LINES
       const next = yield* ended((yield* fileJob("delta", [loaderLine("d-3", "401")])).id)
       assert.strictEqual(next.state, "done", JSON.stringify(next))
       assert.deepStrictEqual(yield* segmentsOf("d-3"), ["401"])
+    }))
+
+  it.effect("a replacement waits for its partner's real-time job in flight before it looks for what to remove", () =>
+    Effect.gen(function*() {
+      // Stop 24's second outside attack: a real-time job that had read the replacement's watermark before it
+      // was set committed adds dated before it after the removals had passed their segment: they stayed.
+      const partner = "replacer"
+      assert.strictEqual((yield* request({ method: "PUT", url: `/v1/entities/partner/${partner}`, body: crmBank.body })).statusCode, 201)
+      const intake = yield* Intake
+      // a real-time job: its first batch (5 lines) commits; its sixth line is held
+      const users = ["rt-a", "rt-b", "rt-c", "rt-d", "rt-e", "hold-f"]
+      const realtime = yield* intake.records({ partner, format: "loader", body: users.map((u) => loaderLine(u, "777")).join("\n") })
+      yield* eventually(segmentsOf("rt-a"), (segments) => segments.includes("777"), "30 seconds")
+      // the partner's full list of 777, received after those records' time: only `keep`
+      const replacement = yield* intake.file({ partner, source: "http", format: "loader", body: Stream.make(encoder.encode(loaderLine("keep", "777") + "\n")) })
+      const index = yield* ReplaceIndex
+      yield* eventually(index.replacedAt(partner, ["777"]), (found) => found.has("777"), "30 seconds")
+      // (without the wait, the replacement ends here, before the held line is in)
+      const waiting = yield* Effect.exit(eventually(jobNow(replacement.id), (job) => job.state === "done", "2 seconds"))
+      // it waits with every line counted, at 99.9%
+      if (waiting._tag === "Failure") assert.deepInclude(yield* jobNow(replacement.id), { state: "translating", percent: 99.9 })
+      releaseHeld()
+      assert.strictEqual((yield* ended(realtime.id)).state, "done")
+      assert.strictEqual((yield* ended(replacement.id)).state, "done")
+      assert.deepStrictEqual(yield* Effect.forEach([...users, "keep"], segmentsOf), [[], [], [], [], [], [], ["777"]])
     }))
 })
