@@ -13,8 +13,12 @@ import { Nats, tryNats } from "./Nats.ts"
 /** How long a lease or a membership outlives its holder's last write: a SIGKILLed process's shards move after at most this. */
 export const coordinationTtl: Duration.Input = "10 seconds"
 
-/** JetStream's "stream name already in use": another process created the bucket at the same time. */
-const streamNameInUse = 10058
+/**
+ * Another process created the bucket at the same time: JetStream answers "stream name already in use"
+ * (10058) or, from nats-server 2.9 at times, "subjects overlap with an existing stream" (10065: a platform
+ * process starting beside another exited on it, stop 24's CI run).
+ */
+const createdMeanwhile = new Set([10058, 10065])
 
 /** Opens the bucket, creating it if it does not exist yet; `ttl: "forever"` for entries kept until deleted. */
 export const openBucket = (name: string, { ttl = coordinationTtl }: { readonly ttl?: Duration.Input | "forever" } = {}) =>
@@ -24,7 +28,7 @@ export const openBucket = (name: string, { ttl = coordinationTtl }: { readonly t
       new Kvm(connection).create(name, { ttl: ttl === "forever" ? 0 : Duration.toMillis(ttl), history: 1 })).pipe(
         // two processes creating it at once: the loser opens the winner's
         Effect.retry({
-          while: (error) => error.cause instanceof JetStreamApiError && error.cause.code === streamNameInUse,
+          while: (error) => error.cause instanceof JetStreamApiError && createdMeanwhile.has(error.cause.code),
           schedule: Schedule.recurs(3)
         })
       )
