@@ -28,31 +28,11 @@ export interface JobSourceContext {
   readonly defaultTtlSeconds?: number | undefined
 }
 
-/** Of a segment's records in one command, the one that decides it (see `decides`). */
-export interface SegmentChange {
-  readonly present: boolean
-  /** the record's `time`, in epoch milliseconds */
-  readonly time: number
-}
-
-/**
- * Whether `next` (a later record) decides a membership over `current`: the newer by time, as the profile
- * applies them; at the same time an add (the profile takes the later line, so its membership is at most
- * what this says: a replacement removes it again, which changes nothing).
- */
-const decides = (next: SegmentChange, current: SegmentChange | undefined) =>
-  current === undefined || next.time > current.time || (next.time === current.time && next.present)
-
 /** One profile's share of a batch: its command and the lines its records came from. */
 export interface ProfileCommand {
   readonly command: EntityCommand
   readonly lines: ReadonlyArray<number>
   readonly records: number
-  /**
-   * Each segment it touches, with the record that decides it: not the last in line order (a file's
-   * add of 10:00 after its remove of 11:00 leaves the membership removed)
-   */
-  readonly segments: ReadonlyMap<string, SegmentChange>
 }
 
 /**
@@ -66,7 +46,6 @@ export const maxApplyRecords = 2_000
 interface Part {
   readonly records: Array<ProfileRecord>
   readonly lines: Array<number>
-  readonly segments: Map<string, SegmentChange>
 }
 
 /**
@@ -87,10 +66,8 @@ export const profileCommands = (
       if (parts === undefined) groups.set(id, parts = [])
       let part = parts.at(-1)
       if (part === undefined || (part.records.length >= maxRecords && part.lines.at(-1) !== line)) {
-        parts.push(part = { records: [], lines: [], segments: new Map() })
+        parts.push(part = { records: [], lines: [] })
       }
-      const change = { present: record.op === "add", time: Date.parse(record.time) }
-      if (decides(change, part.segments.get(record.segmentId))) part.segments.set(record.segmentId, change)
       const ttlSeconds = record.ttlSeconds ?? context.defaultTtlSeconds
       part.records.push({
         segmentId: record.segmentId,
@@ -116,8 +93,7 @@ export const profileCommands = (
           action: { _tag: "Apply", records: part.records } satisfies typeof Apply.Encoded
         },
         lines: part.lines,
-        records: part.records.length,
-        segments: part.segments
+        records: part.records.length
       }
     }))
 }

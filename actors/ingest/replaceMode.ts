@@ -43,10 +43,11 @@ export const namedByLayout = (translation: Translation): ReadonlyArray<string> =
  */
 export const datedAtLeast = (lines: ReadonlyArray<RecordsLine>, receivedAt: string): ReadonlyArray<RecordsLine> => {
   const received = Date.parse(receivedAt)
-  return lines.map((line) =>
-    line.records.every((r) => Date.parse(r.time) >= received)
-      ? line
-      : { ...line, records: line.records.map((r) => (Date.parse(r.time) >= received ? r : { ...r, time: receivedAt })) })
+  const older = (time: string) => Date.parse(time) < received
+  return lines.map((line) => {
+    const records = line.records.map((r) => (older(r.time) ? { ...r, time: receivedAt } : r))
+    return records.every((r, i) => r === line.records[i]) ? line : { ...line, records }
+  })
 }
 
 /** The lines' records not dated before their segment's last replacement (`notBefore`, epoch ms); lines left without any go. */
@@ -56,14 +57,47 @@ export const notStale = (lines: ReadonlyArray<RecordsLine>, notBefore: ReadonlyM
     return records.length === line.records.length ? [line] : records.length === 0 ? [] : [{ ...line, records }]
   })
 
-/** The (segment, profile) pairs a batch's commands name. */
-export const listedBy = (commands: ReadonlyArray<ProfileCommand>): ReadonlyArray<Membership> =>
-  commands.flatMap((c) => [...c.segments.keys()].map((segmentId) => ({ segmentId, profileId: c.command.entityId })))
+/** Of a segment's records in one command, the one that decides it (see `decides`). */
+export interface SegmentChange {
+  readonly present: boolean
+  /** the record's `time`, in epoch milliseconds */
+  readonly time: number
+}
+
+/**
+ * Whether `next` (a later record) decides a membership over `current`: the newer by time, as the profile
+ * applies them; at the same time an add (the profile takes the later line, so its membership is at most
+ * what this says: a replacement removes it again, which changes nothing).
+ */
+const decides = (next: SegmentChange, current: SegmentChange | undefined) =>
+  current === undefined || next.time > current.time || (next.time === current.time && next.present)
+
+/**
+ * Each segment a profile command's records touch, with the record that decides it: not the last in line
+ * order (a file's add of 10:00 after its remove of 11:00 leaves the membership removed). Worked out for a
+ * replace-mode partner's jobs only, from the command's own records.
+ */
+export const segmentChanges = (command: ProfileCommand): ReadonlyMap<string, SegmentChange> => {
+  const changes = new Map<string, SegmentChange>()
+  for (const record of (command.command.action as typeof Apply.Encoded).records) {
+    const change = { present: record.op === "add", time: Date.parse(record.time) }
+    if (decides(change, changes.get(record.segmentId))) changes.set(record.segmentId, change)
+  }
+  return changes
+}
+
+/** The (segment, profile) pairs a batch's commands name (`changes[i]`: `segmentChanges(commands[i])`). */
+export const listedBy = (commands: ReadonlyArray<ProfileCommand>, changes: ReadonlyArray<ReadonlyMap<string, SegmentChange>>): ReadonlyArray<Membership> =>
+  commands.flatMap((c, i) => [...changes[i]!.keys()].map((segmentId) => ({ segmentId, profileId: c.command.entityId })))
 
 /** What the accepted commands of a batch change: each segment's deciding record (the index keeps the newest). */
-export const committedBy = (commands: ReadonlyArray<ProfileCommand>, replies: ReadonlyArray<CommandOutcome>): ReadonlyArray<MembershipChange> =>
+export const committedBy = (
+  commands: ReadonlyArray<ProfileCommand>,
+  changes: ReadonlyArray<ReadonlyMap<string, SegmentChange>>,
+  replies: ReadonlyArray<CommandOutcome>
+): ReadonlyArray<MembershipChange> =>
   commands.flatMap((c, i) =>
-    replies[i]?._tag !== "Accepted" ? [] : [...c.segments].map(([segmentId, { present, time }]) => ({ segmentId, profileId: c.command.entityId, present, time })))
+    replies[i]?._tag !== "Accepted" ? [] : [...changes[i]!].map(([segmentId, { present, time }]) => ({ segmentId, profileId: c.command.entityId, present, time })))
 
 export interface Replacement {
   readonly partner: string

@@ -21,7 +21,7 @@ import * as JobTally from "./JobTally.ts"
 import type { PartnerSettings } from "./partnerSettings.ts"
 import { profileCommands, type RecordsLine } from "./profileBatches.ts"
 import { ReplaceIndex, type ReplaceIndexError } from "../../domain/ingest/ReplaceIndex.ts"
-import { committedBy, datedAtLeast, listedBy, namedByLayout, notStale, removeUnlisted } from "./replaceMode.ts"
+import { committedBy, datedAtLeast, listedBy, namedByLayout, notStale, removeUnlisted, segmentChanges } from "./replaceMode.ts"
 import { type ProfilesUnavailable, sendAll } from "./sendCommands.ts"
 import type { Translate, TranslatedLine } from "./Translate.ts"
 
@@ -156,17 +156,18 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
           : replaceMode
           ? notStale(withRecords, yield* watermarks(withRecords))
           : withRecords
-        const stale = JobTally.recordsOf(withRecords) - JobTally.recordsOf(current)
+        const stale = current === withRecords ? 0 : JobTally.recordsOf(withRecords) - JobTally.recordsOf(current)
         const commands = current.length === 0 ? [] : profileCommands(current, context, { fromLine: first?.line.line ?? 0, toLine: lastLine })
+        const changes = replaceMode ? commands.map(segmentChanges) : []
         if (replacing) {
-          yield* index.listed(jobId, listedBy(commands))
+          yield* index.listed(jobId, listedBy(commands, changes))
           if (!columnsNamed && columns.length > 0 && lines.some((line) => line._tag === "Records")) {
             columnsNamed = true
             yield* index.named(jobId, columns)
           }
         }
         const replies = sameFileDone ? "duplicate" as const : commands.length === 0 ? [] : yield* sendAll(jobId, commands.map((c) => c.command), options.commandTimeout)
-        if (replaceMode && replies !== "duplicate") yield* index.committed(job.partner, committedBy(commands, replies))
+        if (replaceMode && replies !== "duplicate") yield* index.committed(job.partner, committedBy(commands, changes, replies))
         return { lines, ...JobTally.forTally(commands, replies), lastLine, offset, broken, stale }
       })
 

@@ -87,8 +87,13 @@ const make = (path: string, cacheBytes: number | undefined) =>
       failed: (cause) => ({ _tag: "Failed", cause })
     })
     yield* Effect.mapError(writer.opened, (cause) => new DeviceStoreError({ operation: "open", cause }))
-    const write = (operation: string, w: DeviceWrite) =>
-      Effect.flatMap(writer.request(w), (answer) => (answer._tag === "Failed" ? Effect.fail(new DeviceStoreError({ operation, cause: answer.cause })) : Effect.void))
+    /** Sends `request`; its answer, which must be the one tagged `tag` (the thread's failure, or another, fails). */
+    const ask = <Tag extends DeviceWriteAnswer["_tag"]>(operation: string, request: DeviceRequest, tag: Tag) =>
+      Effect.flatMap(writer.request(request), (answer) =>
+        answer._tag === tag
+          ? Effect.succeed(answer as Extract<DeviceWriteAnswer, { readonly _tag: Tag }>)
+          : Effect.fail(new DeviceStoreError({ operation, cause: answer._tag === "Failed" ? answer.cause : answer })))
+    const write = (operation: string, w: DeviceWrite) => Effect.asVoid(ask(operation, w, "Done"))
     /** A write of nothing, which a commit or a settle fills in. */
     const nothing = (app: string): DeviceWrite => ({
       app, epoch: null, dedupeKeys: [], dedupeStates: [], sessionKeys: [], sessionTouched: [], sessionStates: [], outbox: [], consumed: [], acknowledged: [], published: [], fences: []
@@ -138,9 +143,7 @@ const make = (path: string, cacheBytes: number | undefined) =>
       })
 
     // Through the writer thread, behind any write of this process still in it (a predecessor's commit).
-    const claim = (app: string) =>
-      Effect.flatMap(writer.request({ claim: app }), (answer) =>
-        answer._tag === "Claimed" ? Effect.succeed(answer.epoch) : Effect.fail(new DeviceStoreError({ operation: "claim", cause: answer._tag === "Failed" ? answer.cause : answer })))
+    const claim = (app: string) => Effect.map(ask("claim", { claim: app }, "Claimed"), (answer) => answer.epoch)
 
     const consumed = (app: string, seqs: ReadonlyArray<number>) =>
       run("consumed", () => new Set(seqs.filter((seq) => selectConsumed.get(app, seq) !== undefined)) as ReadonlySet<number>)
@@ -172,10 +175,7 @@ const make = (path: string, cacheBytes: number | undefined) =>
         Object.fromEntries((selectFences.all(app) as Array<{ kind: string; seq: number }>).map((row) => [row.kind, Number(row.seq)])) as Partial<Record<OutboxKind, number>>)
 
     // On the writer thread: a pass over the whole table (340–450 ms at 6.7 million devices), not on the event loop.
-    const footprint = Effect.flatMap(writer.request({ footprint: true }), (answer) =>
-      answer._tag === "Footprint"
-        ? Effect.succeed({ bytes: answer.bytes, devices: answer.devices })
-        : Effect.fail(new DeviceStoreError({ operation: "footprint", cause: answer._tag === "Failed" ? answer.cause : answer })))
+    const footprint = Effect.map(ask("footprint", { footprint: true }, "Footprint"), ({ bytes, devices }) => ({ bytes, devices }))
 
     return DeviceStore.of({ load, claim, commit, consumed, idle, appsWithWork, outbox, published, fences, footprint })
   })

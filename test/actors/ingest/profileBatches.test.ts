@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Schema } from "effect"
 import { addBatch, empty, forTally, fromCheckpoint, checkpointOf, unreconciled } from "../../../actors/ingest/JobTally.ts"
 import { profileCommands } from "../../../actors/ingest/profileBatches.ts"
+import { segmentChanges } from "../../../actors/ingest/replaceMode.ts"
 import { type CommandReply, outcomeOf } from "../../../domain/CommandBus.ts"
 import { EntityCommand, InvalidCommand } from "../../../domain/entity.ts"
 import type { LoaderRecord } from "../../../domain/ingest/LoaderRecord.ts"
@@ -46,7 +47,7 @@ describe("profile batches", () => {
       commands.slice(0, 3).flatMap((c) => Schema.decodeUnknownSync(Apply)(c.command.action).records.map((r) => r.segmentId)),
       ["100", "101", "200", "201", "400", "401", "402", "403", "404", "500"]
     )
-    assert.deepStrictEqual([...commands[1]!.segments.keys()], ["400", "401", "402", "403", "404"])
+    assert.deepStrictEqual([...segmentChanges(commands[1]!).keys()], ["400", "401", "402", "403", "404"])
   })
 
   it("marks each segment with the record that decides it: the newest by time, an add at the same time, not the last line", () => {
@@ -57,7 +58,7 @@ describe("profile batches", () => {
       { line: 3, records: [record("u1", "3", { op: "remove", time: at(12) })] }
     ], context, { fromLine: 1, toLine: 3 })
     const hours = (ms: number) => new Date(ms).getUTCHours()
-    assert.deepStrictEqual([...command!.segments].map(([segment, { present, time }]) => [segment, present, hours(time)]), [
+    assert.deepStrictEqual([...segmentChanges(command!)].map(([segment, { present, time }]) => [segment, present, hours(time)]), [
       ["1", false, 11],
       ["2", true, 10],
       ["3", false, 12]
