@@ -218,9 +218,10 @@ const platformConfig = Config.all({
      */
     memoryBytes: intAtLeast(0, "DEVICE_MEMORY_BYTES").pipe(Config.withDefault(262_144)),
     /**
-     * SQLite's page cache of devices.db's read connection (the device states' loads): a cache of the
-     * file, as the OS's is, not state. A device state not in memory is read from it; at 50,000 devices
-     * the 2 MiB default missed, and the loads were a sixth of the main thread (16 MiB: +18% events/s)
+     * SQLite's page cache of each of devices.db's two connections (the device states' loads, and the
+     * writer thread's commits): a cache of the file, as the OS's is, not state. A device state not in
+     * memory is read through it; at 50,000 devices the 2 MiB default missed, and the loads were a sixth
+     * of the main thread (16 MiB: +18% events/s); the writer's upserts walk the same pages
      */
     dbCacheBytes: intAtLeast(0, "DEVICE_DB_CACHE_BYTES").pipe(Config.withDefault(16_777_216)),
     /**

@@ -19,6 +19,7 @@
  *
  * `node bench/appEvents.ts` alone, or `npm run bench -- appEvents`.
  */
+import { readFileSync } from "node:fs"
 import { mkdir, mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -26,6 +27,7 @@ import { DatabaseSync } from "node:sqlite"
 import { Effect } from "effect"
 import { freePort } from "../infra/nats/NatsServer.ts"
 import { BENCH_ADMIN_KEY } from "./platform.ts"
+import { cpuSeconds } from "./cpuTime.ts"
 import { sleep, start, stop, until } from "./processes.ts"
 import { latencies, round2 } from "./stats.ts"
 import type { SummaryRow } from "./summary.ts"
@@ -107,6 +109,10 @@ const ceiling = (bodies: ReadonlyArray<string>, path: string) => {
   db.close()
   return { events: count, seconds: round2(seconds), eventsPerSecond: Math.round(count / seconds) }
 }
+
+/** The processes `pid` started (nats-server, which the platform runs itself). */
+const childPids = (pid: number) =>
+  readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").split(" ").filter(Boolean).map(Number)
 
 const json = async (response: Response) => {
   if (!response.ok) throw new Error(`${response.url} → ${response.status} ${await response.text()}`)
@@ -202,6 +208,9 @@ const platformRun = async (dir: string, bodies: ReadonlyArray<string>, events: R
     await json(await fetch(`${running.base}/v1/entities/app/${app}`, { method: "PUT", headers: admin, body: JSON.stringify({ name: "Bench app", publisher: "Bench Media", category: "games" }) }))
     const key = ((await json(await fetch(`${running.base}/v1/admin/keys`, { method: "POST", headers: admin, body: JSON.stringify({ name: "bench sdk", role: `app:${app}` }) }))).secret as string)
     const sdk = { authorization: `Bearer ${key}`, "content-type": "application/json" }
+    const pid = running.child.pid!
+    const nats = childPids(pid)
+    const cpuBefore = { platform: cpuSeconds(pid), nats: nats.reduce((s, p) => s + cpuSeconds(p), 0) }
     const started = performance.now()
     const probes = markers(running.base, key)
     let next = 0
@@ -224,6 +233,7 @@ const platformRun = async (dir: string, bodies: ReadonlyArray<string>, events: R
     const days = daysOf(events)
     await until(async () => (await eventsCounted(running.base, days)) >= events.length, 3_600_000, 1_000)
     const seconds = (performance.now() - started) / 1000
+    const cpu = { platform: cpuSeconds(pid) - cpuBefore.platform, nats: nats.reduce((s, p) => s + cpuSeconds(p), 0) - cpuBefore.nats }
     const freshness = await probes.stop()
     const metricsText = await (await fetch(`${running.base}/metrics`, { headers: admin })).text()
     const hits = metric(metricsText, "tributary_metadata_cache_hits_total")
@@ -249,6 +259,13 @@ const platformRun = async (dir: string, bodies: ReadonlyArray<string>, events: R
       seconds: round2(seconds),
       eventsPerSecond: Math.round(sent / seconds),
       retriesOn503: retries,
+      // CPU from the first POST to every event counted: steadier than events/s on a shared machine
+      cpu: {
+        platformSeconds: round2(cpu.platform),
+        platformMicrosPerEvent: round2((cpu.platform * 1e6) / sent),
+        natsServerSeconds: round2(cpu.nats),
+        natsServerMicrosPerEvent: round2((cpu.nats * 1e6) / sent)
+      },
       freshness,
       dedupe: { diskBytes, memoryBytes, devices, bytesPerDevice: round2((diskBytes + memoryBytes) / devices) },
       metadataCache: { hits, misses, hitRate: round2(hits / Math.max(1, hits + misses)) },
@@ -279,7 +296,7 @@ export const benchAppEvents = async () => {
     const rows: Array<SummaryRow> = [
       {
         benchmark: `appEvents: ${events.length.toLocaleString("en-US")} events + 10% replays from ${devices.toLocaleString("en-US")} devices, intake → aggregates visible, events/s`,
-        figure: `${figure.eventsPerSecond}/s (${figure.seconds} s)`,
+        figure: `${figure.eventsPerSecond}/s (${figure.seconds} s; platform ${figure.cpu.platformMicrosPerEvent} CPU µs an event, nats-server ${figure.cpu.natsServerMicrosPerEvent})`,
         ceiling: `JSON.parse + plain SQLite inserts ${ceilingRun.eventsPerSecond}/s`,
         ratio,
         target: `>= ${target}`,

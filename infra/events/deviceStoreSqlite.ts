@@ -82,7 +82,7 @@ const make = (path: string, cacheBytes: number | undefined) =>
     const selectFences = db.prepare("SELECT kind, seq FROM outbox_fences WHERE app = ?")
 
     // Writes go through the writer thread, on a file that now has its tables.
-    const writer = yield* startSqliteThread<DeviceRequest, DeviceWriteAnswer>(writerThread, { path }, {
+    const writer = yield* startSqliteThread<DeviceRequest, DeviceWriteAnswer>(writerThread, { path, cacheBytes }, {
       name: "the device store's writer thread",
       failed: (cause) => ({ _tag: "Failed", cause })
     })
@@ -180,5 +180,5 @@ const make = (path: string, cacheBytes: number | undefined) =>
     return DeviceStore.of({ load, claim, commit, consumed, idle, appsWithWork, outbox, published, fences, footprint })
   })
 
-/** `cacheBytes`: SQLite's page cache of the read connection (its default, 2 MiB, when absent). */
+/** `cacheBytes`: SQLite's page cache of the read connection and of the writer thread's (its default, 2 MiB, when absent). */
 export const layerSqlite = (options: { readonly path: string; readonly cacheBytes?: number }) => Layer.effect(DeviceStore, make(options.path, options.cacheBytes))

@@ -56,7 +56,13 @@ export type DeviceWriteAnswer =
 
 const keyBytes = (hex: string) => Buffer.from(hex, "hex")
 
-serveSqliteThread<DeviceRequest, DeviceWriteAnswer>(() => openSharedSqlite((workerData as { readonly path: string }).path), (db) => {
+const { path, cacheBytes } = workerData as { readonly path: string; readonly cacheBytes: number | undefined }
+
+serveSqliteThread<DeviceRequest, DeviceWriteAnswer>(() => openSharedSqlite(path), (db) => {
+  // The same page cache as the read connection's: the upserts of a batch's devices walk the tables'
+  // pages, which at 50,000 devices outgrow SQLite's 2 MiB default (the writer thread 17.1 → 14.3 CPU-s
+  // over the benchmark's 1,100,000 events).
+  if (cacheBytes !== undefined) db.exec(`PRAGMA cache_size = -${Math.ceil(cacheBytes / 1024)}`)
   const upsertDedupe = db.prepare("INSERT INTO dedupe (device, state) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET state = excluded.state")
   const upsertSessions = db.prepare(
     "INSERT INTO sessions (device, app, touched, state) VALUES (?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET touched = excluded.touched, state = excluded.state"

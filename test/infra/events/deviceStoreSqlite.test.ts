@@ -27,6 +27,12 @@ const opened = (touched: number) =>
 const nothing = { dedupe: new Map(), sessions: new Map(), outbox: [], consumed: [], acknowledged: [] }
 
 describe("devices.db", () => {
+  it("keys a device as every earlier version did: 16 bytes of SHA-256 over app, NUL, device id", () => {
+    // devices.db's rows are found by these keys: a key computed differently would start every device anew
+    assert.strictEqual(deviceKey("31337", "dev-7"), "45c7f9214e625b351c2b1cd2d673c01b")
+    assert.strictEqual(deviceKey("1", "é😀"), "937e50bed4366e16824657256f7e34fb")
+  })
+
   it.effect("commits states, outbox rows and consumed sequences together, and reads them back", () =>
     withStore((store) =>
       Effect.gen(function*() {
