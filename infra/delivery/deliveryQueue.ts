@@ -17,6 +17,7 @@ import { deliverSubject, StreamNames } from "../../domain/subjects.ts"
 import { makeDeadLetterWriter, setAsideUndecodable } from "../nats/deadLetters.ts"
 import { freshConsumer, isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
+import { consumeScoped } from "../nats/consumeScoped.ts"
 
 export interface DeliveryQueueOptions {
   /** how long JetStream waits before redelivering a chunk its holder stopped reporting on; default 1 minute */
@@ -66,10 +67,7 @@ const make = (options: DeliveryQueueOptions) => Effect.gen(function*() {
           ack: Effect.suspend(() => held.delete(msg) ? tryNats("ack chunk", () => msg.ackAck()).pipe(Effect.ignore) : Effect.void)
         })
       }
-      const messages = yield* Effect.acquireRelease(
-        tryNats("consume", () => consumer.consume({ max_messages: maxHeld })),
-        (messages) => Effect.promise(() => messages.close()).pipe(Effect.ignore)
-      )
+      const messages = yield* consumeScoped("consume", () => consumer.consume({ max_messages: maxHeld }))
       return Stream.fromAsyncIterable(messages, (cause) => new DeliveryQueueError({ operation: "consume", cause })).pipe(
         Stream.mapEffect(toDelivery),
         Stream.filter(Option.isSome),

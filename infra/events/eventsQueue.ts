@@ -15,6 +15,7 @@ import { arrivedGroups } from "../arrivedGroups.ts"
 import { makeDeadLetterWriter, setAsideUndecodable } from "../nats/deadLetters.ts"
 import { freshConsumer, isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
+import { consumeScoped } from "../nats/consumeScoped.ts"
 
 export interface EventsQueueOptions {
   /** how long JetStream waits before delivering a batch again that its holder did not acknowledge; default 1 minute */
@@ -60,10 +61,7 @@ const make = (options: EventsQueueOptions) => Effect.gen(function*() {
       }
       // Pulled ahead by a few batches only: a message held here past the ack wait comes again and goes
       // through dedupe twice (256 ahead did under load: 60,000 of a bench's 220,000 events).
-      const messages = yield* Effect.acquireRelease(
-        tryNats("consume", () => consumer.consume({ max_messages: Math.min(maxAckPending, maxGroup * 4) })),
-        (messages) => Effect.promise(() => messages.close()).pipe(Effect.ignore)
-      )
+      const messages = yield* consumeScoped("consume", () => consumer.consume({ max_messages: Math.min(maxAckPending, maxGroup * 4) }))
       // Grouped before decoding (decoding is most of the cost): a group is what the server had sent.
       const groups = yield* arrivedGroups(Stream.fromAsyncIterable(messages, (cause) => new EventsQueueError({ operation: "consume", cause })), maxGroup)
       return groups.pipe(

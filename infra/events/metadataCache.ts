@@ -23,6 +23,7 @@ import type { EntityReadModel } from "../../projections/EntityReadModel.ts"
 import { getEntity } from "../../projections/EntityQueries.ts"
 import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
+import { consumeScoped } from "../nats/consumeScoped.ts"
 
 export interface MetadataCacheOptions {
   /** entries kept at most (least recently used first out); default 100,000 */
@@ -109,10 +110,7 @@ export const make = (options: MetadataCacheOptions = {}) =>
       Effect.gen(function*() {
         const consumer = yield* tryNats(`follow ${type} snapshots`, () =>
           jetstream.consumers.get(StreamNames.snapshots, { filter_subjects: snapshotSubject(type, "*"), deliver_policy: DeliverPolicy.New }))
-        const messages = yield* Effect.acquireRelease(
-          tryNats(`follow ${type} snapshots`, () => consumer.consume()),
-          (messages) => Effect.promise(() => messages.close()).pipe(Effect.ignore)
-        )
+        const messages = yield* consumeScoped(`follow ${type} snapshots`, () => consumer.consume())
         // Changes missed while no follower ran: forget this type's entries, they load again when asked for.
         yield* invalidateType(type)
         yield* Stream.fromAsyncIterable(messages, (cause) => new MetadataError({ operation: `follow ${type} snapshots`, cause })).pipe(

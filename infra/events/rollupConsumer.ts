@@ -23,7 +23,8 @@ import { makeDeadLetterWriter, undeliverable } from "../nats/deadLetters.ts"
 import { freshConsumer } from "../nats/freshConsumer.ts"
 import { withLease } from "../nats/lease.ts"
 import { runTrendAlerts, type TrendAlertOptions } from "./trendAlerts.ts"
-import { Nats, NatsError, tryNats } from "../nats/Nats.ts"
+import { Nats, NatsError } from "../nats/Nats.ts"
+import { consumeScoped } from "../nats/consumeScoped.ts"
 
 /** EVENTS_CLEAN messages (CleanBatches) per transaction at most. */
 const cleanMessagesPerBatch = 32
@@ -70,10 +71,7 @@ const follow = (spec: Follow, batchSize: number) =>
       ack_wait: nanos(60_000),
       max_ack_pending: batchSize * 4
     })
-    const messages = yield* Effect.acquireRelease(
-      tryNats(`consume ${spec.stream}`, () => consumer.consume({ max_messages: batchSize * 2 })),
-      (messages) => Effect.promise(() => messages.close()).pipe(Effect.ignore)
-    )
+    const messages = yield* consumeScoped(`consume ${spec.stream}`, () => consumer.consume({ max_messages: batchSize * 2 }))
     const attributes = { stream: spec.stream }
     // The highest sequence seen: the consumer takes the whole stream, so sequences follow each other and
     // a jump is what the stream dropped (none counted before the first message of rollups made anew)

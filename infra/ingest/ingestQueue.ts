@@ -16,6 +16,7 @@ import { allIngest, ingestSubject, StreamNames } from "../../domain/subjects.ts"
 import { makeDeadLetterWriter, setAsideUndecodable } from "../nats/deadLetters.ts"
 import { freshConsumer, isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
+import { consumeScoped } from "../nats/consumeScoped.ts"
 
 export interface IngestQueueOptions {
   /** how long JetStream waits before redelivering a message its holder stopped reporting on; default 1 minute */
@@ -76,10 +77,7 @@ const make = (options: IngestQueueOptions) => Effect.gen(function*() {
           retryLater: (delay) => settle(msg, (m) => m.nak(Duration.toMillis(Duration.fromInputUnsafe(delay))))
         })
       }
-      const messages = yield* Effect.acquireRelease(
-        tryNats("consume", () => consumer.consume({ max_messages: Math.min(maxAckPending, 64) })),
-        (messages) => Effect.promise(() => messages.close()).pipe(Effect.ignore)
-      )
+      const messages = yield* consumeScoped("consume", () => consumer.consume({ max_messages: Math.min(maxAckPending, 64) }))
       return Stream.fromAsyncIterable(messages, (cause) => new IngestQueueError({ operation: "consume", cause })).pipe(
         Stream.mapEffect(toDelivery),
         Stream.filter(Option.isSome),

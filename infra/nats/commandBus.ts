@@ -41,6 +41,7 @@ import { makeDeadLetterWriter, undeliverable } from "./deadLetters.ts"
 import { followMaxDeliveries } from "./maxDeliveries.ts"
 import { Nats, NatsError, tryNats } from "./Nats.ts"
 import { freshConsumer, isApiError } from "./freshConsumer.ts"
+import { consumeScoped } from "./consumeScoped.ts"
 
 const REPLY_TO = "Tributary-Reply-To"
 /** The single consumer of the platform before shards; it would overlap every shard's (work queues forbid that). */
@@ -334,10 +335,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
           retryLater: leave(msg)
         })
       }
-      const messages = yield* Effect.acquireRelease(
-        tryNats("consume", () => consumer.consume({ max_messages: Math.min(maxAckPending, 256) })),
-        (messages) => Effect.promise(() => messages.close()).pipe(Effect.ignore)
-      )
+      const messages = yield* consumeScoped("consume", () => consumer.consume({ max_messages: Math.min(maxAckPending, 256) }))
       return Stream.fromAsyncIterable(messages, (cause) => new CommandBusError({ operation: "consume", cause })).pipe(
         Stream.mapEffect(toIncoming),
         Stream.filter(Option.isSome),

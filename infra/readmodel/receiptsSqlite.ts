@@ -18,6 +18,7 @@ import { openSharedSqlite } from "../ingest/sqliteFile.ts"
 import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
 import { transaction } from "../sqliteTransaction.ts"
+import { consumeScoped } from "../nats/consumeScoped.ts"
 
 export interface ReceiptsOptions {
   readonly path: string
@@ -85,10 +86,8 @@ export const layerSqlite = (options: ReceiptsOptions) =>
     })
 
     const follow = Effect.scoped(Effect.gen(function*() {
-      const messages = yield* Effect.acquireRelease(
-        Effect.flatMap(consumer, (c) => tryNats("consume receipts", () => c.consume({ max_messages: 1_000 }))),
-        (messages) => Effect.promise(() => messages.close()).pipe(Effect.ignore)
-      )
+      const receipts = yield* consumer
+      const messages = yield* consumeScoped("consume receipts", () => receipts.consume({ max_messages: 1_000 }))
       yield* Stream.fromAsyncIterable(messages, fail("consume receipts")).pipe(
         // a commit (fsynced, on the event loop delivery shares) at most every quarter second while
         // receipts flow, not 20 a second: each one holds every answer waiting behind it
