@@ -232,7 +232,13 @@ const platformConfig = Config.all({
      */
     batchMessages: intAtLeast(1, "DEVICE_BATCH_MESSAGES").pipe(Config.withDefault(8)),
     /** batches waiting before each stage (dedupe, sessions, enrichment, commit) */
-    stageQueue: intAtLeast(1, "DEVICE_STAGE_QUEUE").pipe(Config.withDefault(4))
+    stageQueue: intAtLeast(1, "DEVICE_STAGE_QUEUE").pipe(Config.withDefault(4)),
+    /**
+     * an app's pipeline with batches on EVENTS (or outbox rows) and no progress at them for this long
+     * gives up and starts again (actors/events/pipelineWatchdog.ts): its lease is renewed whatever it
+     * does, so a wait that never ended kept the app from every process (stop 24's outside attack)
+     */
+    stallTimeout: Config.Duration("DEVICE_STALL_TIMEOUT").pipe(Config.withDefault(Duration.seconds(60)))
   }),
   /** records per delivery package chunk (one DELIVER message) at most (issue 9) */
   deliveryChunkRecords: intAtLeast(1, "DELIVERY_CHUNK_RECORDS").pipe(Config.withDefault(1_000)),

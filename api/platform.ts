@@ -384,6 +384,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     sessionCheck: config.devicePipeline.sessionCheckInterval,
     batchMessages: config.devicePipeline.batchMessages,
     stageQueue: config.devicePipeline.stageQueue,
+    stallAfter: config.devicePipeline.stallTimeout,
     memoryBytes: config.devicePipeline.memoryBytes,
     metadata
   })))

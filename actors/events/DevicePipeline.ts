@@ -16,6 +16,10 @@
  *
  * The sessions timer: every `sessionCheck` (Clock, so TestClock drives it) a tick goes through the
  * same stages and ends the sessions idle for `inactivity` of server time (domain/events/sessions.ts).
+ *
+ * A watchdog (pipelineWatchdog.ts) fails a pipeline that has work and makes no progress for
+ * `stallAfter`, from its claim on: its lease is renewed whatever it does, so a wait that never ends
+ * would otherwise keep its app from everyone.
  */
 import { Clock, Duration, Effect, Metric, Queue, Scope, Stream } from "effect"
 import { type CleanEvent, cleanBatchBodies, type SessionEnded } from "../../domain/events/CleanEvent.ts"
@@ -31,6 +35,7 @@ import type { DeviceStates } from "./DeviceStates.ts"
 import { advertisers, appDims, enrichDims, type MetadataLookups } from "./enrich.ts"
 import { publishOutbox } from "./outboxPublisher.ts"
 import { sessionTicks } from "./sessionTimer.ts"
+import { makeProgress, type Progress, progressed, watchStalls } from "./pipelineWatchdog.ts"
 import { runStages } from "./stages.ts"
 
 export interface DevicePipelineOptions {
@@ -44,6 +49,8 @@ export interface DevicePipelineOptions {
   readonly stageQueue: number
   readonly metadata: MetadataLookups
   readonly states: DeviceStates
+  /** a pipeline with work and no progress for this long fails, and starts again (DEVICE_STALL_TIMEOUT) */
+  readonly stallAfter: Duration.Duration
 }
 
 export const eventsDeduplicated = Metric.counter("tributary_device_events_total", { description: "App events kept after dedupe (new)", incremental: true })
@@ -104,8 +111,23 @@ const work = (deliveries: ReadonlyArray<EventsDelivery>, tick: number | undefine
 
 const emptyState = (deviceId: string): DeviceState => ({ dedupe: Dedupe.empty, sessions: { deviceId, state: Sessions.emptySessions } })
 
-/** Runs `app`'s pipeline until it fails or its scope ends (the lease is lost or handed back). */
+/** Runs `app`'s pipeline until it fails (stalled included) or its scope ends (the lease is lost or handed back). */
 export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
+  Effect.gen(function*() {
+    const store = yield* DeviceStore
+    const queue = yield* EventsQueue
+    const progress = yield* makeProgress
+    yield* Effect.all([
+      pipeline(app, options, progress),
+      watchStalls(app, progress, {
+        stallAfter: options.stallAfter,
+        eventsWaiting: queue.waiting(app),
+        outboxWaiting: Effect.map(store.outbox(app, 0, 1, 1), (rows) => rows.length > 0)
+      })
+    ], { concurrency: "unbounded", discard: true })
+  })
+
+const pipeline = (app: string, options: DevicePipelineOptions, progress: Progress) =>
   Effect.gen(function*() {
     const store = yield* DeviceStore
     const queue = yield* EventsQueue
@@ -282,6 +304,7 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
         // Acknowledged beside the next batches, not holding them up: a lost ack only means the message
         // comes again, and is then found consumed. Confirmed ones are forgotten at the next commit.
         const deliveries = items.flatMap((item) => item.deliveries)
+        if (deliveries.length > 0) yield* progressed(progress, "committed")
         yield* Effect.forEach(deliveries, (d) => Effect.andThen(d.ack, Effect.sync(() => acknowledged.push(d.seq))), {
           concurrency: "unbounded",
           discard: true
@@ -305,6 +328,6 @@ export const devicePipeline = (app: string, options: DevicePipelineOptions) =>
         { name: "sessions", run: sessions },
         { name: "enrichment", run: enrich }
       ], { name: "commit", run: commit }, options.stageQueue, feed),
-      publishOutbox(app, { store, publisher, wake: published, done: publishedRows })
+      publishOutbox(app, { store, publisher, wake: published, done: publishedRows, onPublished: progressed(progress, "published") })
     ], { concurrency: "unbounded", discard: true })
   })

@@ -32,12 +32,14 @@ const kinds: ReadonlyArray<OutboxKind> = ["clean", "session"]
 
 export const publishOutbox = (
   app: string,
-  { done, publisher, store, wake }: {
+  { done, onPublished = Effect.void, publisher, store, wake }: {
     readonly store: DeviceStore["Service"]
     readonly publisher: CleanPublisher["Service"]
     readonly wake: Queue.Queue<void>
     /** rows published and not deleted yet (shared with the pipeline's commit) */
     readonly done: Array<PublishedRow>
+    /** run after a round that published a row (the pipeline's watchdog: progress) */
+    readonly onPublished?: Effect.Effect<void>
   }
 ) =>
   Effect.gen(function*() {
@@ -63,6 +65,7 @@ export const publishOutbox = (
       const acked = rows.length === 0 ? [] : yield* publisher.publish(app, rows)
       done.push(...acked)
       yield* Metric.update(outboxPublished, acked.length)
+      if (acked.length > 0) yield* onPublished
       for (const row of acked) ahead.add(row.id)
       let i = 0
       for (; i < read.length && ahead.has(read[i]!.id); i++) {

@@ -25,6 +25,8 @@ export interface EventsDelivery {
 export class EventsQueue extends Context.Service<EventsQueue, {
   /** Apps with batches waiting on EVENTS, so an app's pipeline starts before anything else knows it. */
   readonly apps: Effect.Effect<ReadonlyArray<string>, EventsQueueError>
+  /** Whether `app` has batches on EVENTS not acknowledged yet, taken or not: its pipeline's work. */
+  readonly waiting: (app: string) => Effect.Effect<boolean, EventsQueueError>
   /**
    * Takes over `app`'s batches for the life of the Scope (its lease holder only): every batch not
    * acknowledged yet is delivered again, oldest first, then new ones; pulled only as fast as the stream

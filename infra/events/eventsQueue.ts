@@ -38,6 +38,13 @@ const make = (options: EventsQueueOptions) => Effect.gen(function*() {
     Effect.mapError(toQueueError)
   )
 
+  // a work queue: what is acknowledged leaves the stream, so what is left of the app's subject is its work
+  const waiting = (app: string) =>
+    tryNats("events waiting", () => manager.streams.info(StreamNames.events, { subjects_filter: eventsSubject(app) })).pipe(
+      Effect.map((info) => (info.state.subjects?.[eventsSubject(app)] ?? 0) > 0),
+      Effect.mapError(toQueueError)
+    )
+
   const take = (app: string, maxGroup: number) =>
     Effect.gen(function*() {
       const consumer = yield* freshConsumer({ jetstream, manager }, StreamNames.events, {
@@ -71,7 +78,7 @@ const make = (options: EventsQueueOptions) => Effect.gen(function*() {
       )
     }).pipe(Effect.mapError((error) => error instanceof EventsQueueError ? error : toQueueError(error)))
 
-  return EventsQueue.of({ apps, take })
+  return EventsQueue.of({ apps, waiting, take })
 })
 
 export const layerJetStream = (options: EventsQueueOptions = {}) => Layer.effect(EventsQueue, make(options))
