@@ -203,6 +203,11 @@ const platformConfig = Config.all({
   translateBatchLines: intAtLeast(1, "TRANSLATE_BATCH_LINES").pipe(Config.withDefault(10_000)),
   /** batches of one job sent and not yet answered: the file is read only as fast as profiles commit */
   translateInFlight: intAtLeast(1, "TRANSLATE_IN_FLIGHT").pipe(Config.withDefault(4)),
+  /**
+   * real-time POSTs of one partner translated and applied at once at most: each waits mostly for its
+   * profiles' shards (behind a loading file's batches), so one at a time made them wait for each other
+   */
+  realtimeConcurrency: intAtLeast(1, "REALTIME_CONCURRENCY").pipe(Config.withDefault(8)),
   /** a running job saves its checkpoint (resumed from after a crash) at least every this many lines */
   translateCheckpointLines: intAtLeast(1, "TRANSLATE_CHECKPOINT_LINES").pipe(Config.withDefault(10_000)),
   /** the device pipeline of app events (README: app events — dedupe and sessions) */

@@ -373,6 +373,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     translate: options.translate ?? translateStream,
     batchLines: config.translateBatchLines,
     inFlight: config.translateInFlight,
+    realtimeConcurrency: config.realtimeConcurrency,
     checkpointLines: config.translateCheckpointLines,
     commandTimeout: "2 minutes",
     deleteUploads: config.uploadRetention === "delete"

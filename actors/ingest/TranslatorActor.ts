@@ -6,8 +6,11 @@
  *   (`IngestJobs.unfinished`): at every (re)start it resumes what is unfinished from its checkpoint,
  *   and each FileJob message only wakes it. The message is held (its ack deadline kept moving) and
  *   acknowledged once its job is done or failed.
- * - The realtime actor runs real-time POSTs, each a small job of its own carried by its message, so
- *   a long file never delays them; each message is acknowledged once its job is done or failed.
+ * - The realtime actors run real-time POSTs, each a small job of its own carried by its message, so
+ *   a long file never delays them; each message is acknowledged once its job is done or failed. There
+ *   are `realtimeConcurrency` of them (8), each message going to the one with the fewest waiting: a job
+ *   spends most of its time waiting for its profiles' shards, behind whatever they have queued (a file's
+ *   batches), so one actor made a partner's real-time POSTs wait for each other's shard round trips.
  *
  * Each actor restarts on its own after a failure (Supervisor policy); a job whose run crashed
  * `maxCrashes` times is failed with the crash as its reason rather than retried for ever. An actor
@@ -39,8 +42,10 @@ export interface TranslatorOptions extends JobOptions {
   readonly maxCrashes?: number
   /** how each actor restarts; default Supervisor.defaultPolicy */
   readonly supervision?: Supervisor.SupervisionPolicy
-  /** real-time messages waiting for the realtime actor (backpressure on INGEST beyond); default 64 */
+  /** real-time messages waiting for the realtime actors, all together (backpressure on INGEST beyond); default 64 */
   readonly realtimeMailbox?: number
+  /** real-time jobs of one partner running at once at most; default 8 */
+  readonly realtimeConcurrency?: number
 }
 
 /** What a job's run uses. */
@@ -107,19 +112,24 @@ export const partnerTranslator = (partner: string, options: TranslatorOptions) =
         Effect.andThen(Effect.logError("ingest job failed: its translator keeps crashing", { job: record.job.id, partner, cause }))
       )
 
-    // A real-time job runs holding the turn; a replacement, its time set as its segments' watermark, takes
-    // the turn once before it looks for what to remove: a real-time job that read the watermark before it
-    // was set has committed by then, and the removals see what it added (stop 24's second outside attack:
-    // 8,000 adds dated before a replacement, committed by a real-time job after its removals had passed
-    // their segment, stayed in it).
-    const realtimeTurn = yield* Semaphore.make(1)
-    const realtimeSettled = realtimeTurn.withPermits(1)(Effect.void)
+    // A real-time job runs holding one of the turn's permits; a replacement, its time set as its segments'
+    // watermark, takes them all once before it looks for what to remove: a real-time job that read the
+    // watermark before it was set has committed by then, and the removals see what it added (stop 24's
+    // second outside attack: 8,000 adds dated before a replacement, committed by a real-time job after its
+    // removals had passed their segment, stayed in it). The gate keeps real-time jobs arriving meanwhile
+    // from starting, so that they cannot keep a permit taken for ever and the replacement waiting.
+    const lanes = Math.max(1, options.realtimeConcurrency ?? 8)
+    const realtimeTurn = yield* Semaphore.make(lanes)
+    const gate = yield* Semaphore.make(1)
+    const realtimeSettled = gate.withPermits(1)(realtimeTurn.withPermits(lanes)(Effect.void))
+    const realtimeRun = <A, E, R>(job: Effect.Effect<A, E, R>) =>
+      Effect.andThen(gate.withPermits(1)(Effect.void), realtimeTurn.withPermits(1)(job))
 
     const run = (record: JobRecord, input: JobInput) =>
       Effect.gen(function*() {
         const settings = yield* readPartnerSettings(partner)
         const job = runJob(record, input, settings, options.translate, { ...options, realtimeSettled })
-        yield* (input._tag === "Body" ? realtimeTurn.withPermits(1)(job) : job)
+        yield* (input._tag === "Body" ? realtimeRun(job) : job)
       }).pipe(
         Effect.tapCause((cause) =>
           Cause.hasDies(cause)
@@ -167,23 +177,29 @@ export const partnerTranslator = (partner: string, options: TranslatorOptions) =
         yield* delivery.ack
       })
 
-    const realtime = yield* Actor.make<Realtime, unknown, RunServices>({
-      kind: "translator:realtime",
-      id: partner,
-      mailboxCapacity: options.realtimeMailbox ?? 64,
-      supervision: options.supervision,
-      onEscalate: escalate,
-      // Its run failed or it could not run: delivered again (counted), so a poison message ends failed.
-      undelivered: ({ delivery }) => delivery.retryLater("1 second"),
-      behavior: () => Effect.succeed((msg: Realtime) => Effect.asVoid(untilStopping(runRealtime(msg))))
-    })
+    const realtimeActors = yield* Effect.forEach(Array.from({ length: lanes }, (_, i) => i), (i) =>
+      Actor.make<Realtime, unknown, RunServices>({
+        kind: "translator:realtime",
+        id: lanes === 1 ? partner : `${partner}#${i}`,
+        mailboxCapacity: Math.max(1, Math.ceil((options.realtimeMailbox ?? 64) / lanes)),
+        supervision: options.supervision,
+        onEscalate: escalate,
+        // Its run failed or it could not run: delivered again (counted), so a poison message ends failed.
+        undelivered: ({ delivery }) => delivery.retryLater("1 second"),
+        behavior: () => Effect.succeed((msg: Realtime) => Effect.asVoid(untilStopping(runRealtime(msg))))
+      }))
+    /** The realtime actor with the fewest messages, waiting or being handled (the first of them on a tie). */
+    const leastBusy = Effect.map(
+      Effect.forEach(realtimeActors, (actor) => Effect.zipWith(actor.mailboxSize, actor.idle, (waiting, idle) => waiting + (idle ? 0 : 1))),
+      (loads) => realtimeActors[loads.indexOf(Math.min(...loads))]!
+    )
 
     // Runs before the actors drain (finalizers run in reverse): their running job and waiting messages stop at once.
     yield* Effect.addFinalizer(() => Deferred.succeed(stopping, undefined))
 
     const dispatch = (delivery: IngestDelivery): Effect.Effect<void, unknown, IngestJobs> => {
       const message = delivery.message
-      if (message._tag === "RealtimeRecords") return realtime.tell({ _tag: "Realtime", delivery, message })
+      if (message._tag === "RealtimeRecords") return Effect.flatMap(leastBusy, (actor) => actor.tell({ _tag: "Realtime", delivery, message }))
       return Effect.gen(function*() {
         const record = yield* jobs.get(message.jobId)
         if (Option.isNone(record)) {

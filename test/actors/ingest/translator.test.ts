@@ -22,6 +22,9 @@ import { layerTestPlatform } from "../../fixtures/platform.ts"
 /** Opened by a test: a line naming a user `hold-…` waits for it. */
 let releaseHeld: () => void = () => {}
 const held = new Promise<void>((resolve) => (releaseHeld = resolve))
+/** The same for a user `slow-…`, opened by another test. */
+let releaseSlow: () => void = () => {}
+const slow = new Promise<void>((resolve) => (releaseSlow = resolve))
 
 const crashing: Translate = (translation, input, options) =>
   translateStream(translation, input, options).pipe(
@@ -32,6 +35,8 @@ const crashing: Translate = (translation, input, options) =>
         ? Effect.die(new Error("a bug in the translator"))
         : line.records.some((r) => r.userId.startsWith("hold-"))
         ? Effect.promise(() => held)
+        : line.records.some((r) => r.userId.startsWith("slow-"))
+        ? Effect.promise(() => slow)
         : Effect.void)
   )
 
@@ -127,6 +132,24 @@ layer(layerTestPlatform({ TRANSLATE_BATCH_LINES: "5", TRANSLATE_CHECKPOINT_LINES
         assert.strictEqual(job.recordsCommitted, 2)
       }
       assert.deepStrictEqual(yield* segmentsOf("rt-3"), ["300", "301"])
+    }))
+
+  it.effect("run a partner's real-time POSTs side by side: one held does not hold up the next", () =>
+    Effect.gen(function*() {
+      // A real-time job waits mostly for its profiles' shards, behind whatever they have queued (a file
+      // loading): one at a time, a partner's POSTs waited for each other's round trips (stop 25).
+      yield* partnerExists("zeta")
+      const intake = yield* Intake
+      const stuck = yield* intake.records({ partner: "zeta", format: "loader", body: loaderLine("slow-1", "600") })
+      yield* eventually(jobNow(stuck.id), (job) => job.state === "translating", "30 seconds")
+      const next = yield* intake.records({ partner: "zeta", format: "loader", body: loaderLine("z-2", "600") })
+      const done = yield* ended(next.id)
+      assert.strictEqual(done.state, "done", JSON.stringify(done))
+      assert.deepStrictEqual(yield* segmentsOf("z-2"), ["600"])
+      assert.strictEqual((yield* jobNow(stuck.id)).state, "translating")
+      releaseSlow()
+      assert.strictEqual((yield* ended(stuck.id)).state, "done")
+      assert.deepStrictEqual(yield* segmentsOf("slow-1"), ["600"])
     }))
 
   it.effect("isolate a crashing partner: its job fails after repeated crashes, another partner's job completes meanwhile, and its next job runs", () =>
