@@ -16,15 +16,19 @@ import { crmBank } from "../../fixtures/partners/index.ts"
 import { profileId } from "../../../domain/ingest/LoaderRecord.ts"
 import { translateStream } from "../../../infra/ingest/translateStream.ts"
 import { getEntity } from "../../../projections/EntityQueries.ts"
+import { ingestSubject, StreamNames } from "../../../domain/subjects.ts"
+import { Nats, tryNats } from "../../../infra/nats/Nats.ts"
 import { eventually, request } from "../../fixtures/http.ts"
 import { layerTestPlatform } from "../../fixtures/platform.ts"
 
 /** Opened by a test: a line naming a user `hold-…` waits for it. */
 let releaseHeld: () => void = () => {}
 const held = new Promise<void>((resolve) => (releaseHeld = resolve))
-/** The same for a user `slow-…`, opened by another test. */
+/** The same for a user `slow-…`, and for a user `dup-…`, opened by other tests. */
 let releaseSlow: () => void = () => {}
 const slow = new Promise<void>((resolve) => (releaseSlow = resolve))
+let releaseDup: () => void = () => {}
+const dup = new Promise<void>((resolve) => (releaseDup = resolve))
 
 const crashing: Translate = (translation, input, options) =>
   translateStream(translation, input, options).pipe(
@@ -37,6 +41,8 @@ const crashing: Translate = (translation, input, options) =>
         ? Effect.promise(() => held)
         : line.records.some((r) => r.userId.startsWith("slow-"))
         ? Effect.promise(() => slow)
+        : line.records.some((r) => r.userId.startsWith("dup-"))
+        ? Effect.promise(() => dup)
         : Effect.void)
   )
 
@@ -150,6 +156,40 @@ layer(layerTestPlatform({ TRANSLATE_BATCH_LINES: "5", TRANSLATE_CHECKPOINT_LINES
       releaseSlow()
       assert.strictEqual((yield* ended(stuck.id)).state, "done")
       assert.deepStrictEqual(yield* segmentsOf("slow-1"), ["600"])
+    }))
+
+  it.effect("count a real-time job once when its message comes again while it runs", () =>
+    Effect.gen(function*() {
+      // JetStream delivers a message again past its ack wait: with one realtime actor the copy waited
+      // behind the run; side by side another actor may take it at once (stop 25). Its commands carry the
+      // same ids and the job's counts are set, not added: the job and its profile change once either way.
+      yield* partnerExists("eta")
+      const intake = yield* Intake
+      const body = [loaderLine("dup-1", "700"), loaderLine("dup-1", "701")].join("\n")
+      const job = yield* intake.records({ partner: "eta", format: "loader", body })
+      yield* eventually(jobNow(job.id), (j) => j.state === "translating", "30 seconds")
+      const { jetstream, manager } = yield* Nats
+      const again = { _tag: "RealtimeRecords", jobId: job.id, partner: "eta", source: "realtime", format: "loader", body, receivedAt: job.createdAt }
+      yield* tryNats("publish", () => jetstream.publish(ingestSubject("eta"), JSON.stringify(again)))
+      // the copy is in the translator's hands (delivered, not acknowledged), beside the held run
+      yield* eventually(
+        tryNats("consumer", () => manager.consumers.info(StreamNames.ingest, "ingest-eta")),
+        (info) => info.num_ack_pending >= 2,
+        "30 seconds"
+      )
+      yield* Effect.sleep("500 millis")
+      releaseDup()
+      const done = yield* ended(job.id)
+      assert.strictEqual(done.state, "done", JSON.stringify(done))
+      assert.strictEqual(done.recordsCommitted, 2, JSON.stringify(done))
+      assert.strictEqual(done.duplicates, 0, JSON.stringify(done))
+      assertReconciles(done)
+      assert.deepStrictEqual(yield* segmentsOf("dup-1"), ["700", "701"])
+      yield* eventually(
+        tryNats("consumer", () => manager.consumers.info(StreamNames.ingest, "ingest-eta")),
+        (info) => info.num_ack_pending === 0,
+        "30 seconds"
+      )
     }))
 
   it.effect("isolate a crashing partner: its job fails after repeated crashes, another partner's job completes meanwhile, and its next job runs", () =>
