@@ -374,6 +374,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     batchLines: config.translateBatchLines,
     inFlight: config.translateInFlight,
     realtimeConcurrency: config.realtimeConcurrency,
+    realtimeBudget: config.realtimeMaxBytes,
     checkpointLines: config.translateCheckpointLines,
     commandTimeout: "2 minutes",
     deleteUploads: config.uploadRetention === "delete"

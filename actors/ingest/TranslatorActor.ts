@@ -11,6 +11,8 @@
  *   are `realtimeConcurrency` of them (8), each message going to the one with the fewest waiting: a job
  *   spends most of its time waiting for its profiles' shards, behind whatever they have queued (a file's
  *   batches), so one actor made a partner's real-time POSTs wait for each other's shard round trips.
+ *   Together they run at most `realtimeBudget` characters of bodies (REALTIME_MAX_BYTES): small POSTs
+ *   side by side, a full-size one alone.
  *
  * Each actor restarts on its own after a failure (Supervisor policy); a job whose run crashed
  * `maxCrashes` times is failed with the crash as its reason rather than retried for ever. An actor
@@ -46,6 +48,8 @@ export interface TranslatorOptions extends JobOptions {
   readonly realtimeMailbox?: number
   /** real-time jobs of one partner running at once at most; default 8 */
   readonly realtimeConcurrency?: number
+  /** characters of real-time bodies of one partner running at once at most (a larger body runs alone); default 1 MiB */
+  readonly realtimeBudget?: number
 }
 
 /** What a job's run uses. */
@@ -112,24 +116,29 @@ export const partnerTranslator = (partner: string, options: TranslatorOptions) =
         Effect.andThen(Effect.logError("ingest job failed: its translator keeps crashing", { job: record.job.id, partner, cause }))
       )
 
-    // A real-time job runs holding one of the turn's permits; a replacement, its time set as its segments'
-    // watermark, takes them all once before it looks for what to remove: a real-time job that read the
-    // watermark before it was set has committed by then, and the removals see what it added (stop 24's
-    // second outside attack: 8,000 adds dated before a replacement, committed by a real-time job after its
-    // removals had passed their segment, stayed in it). The gate keeps real-time jobs arriving meanwhile
-    // from starting, so that they cannot keep a permit taken for ever and the replacement waiting.
+    // Real-time jobs run side by side within a budget of body characters (REALTIME_MAX_BYTES by default):
+    // small POSTs together, a full-size body alone, as all did before. Each job takes its body's size of
+    // the turn, through the gate, so in arrival order (effect's Semaphore lets a small taker pass a large
+    // waiter, and a large body would wait behind a stream of small ones). Without the budget, eight 1 MiB
+    // bodies of one partner at once filled the profile shards ahead of every other partner (their POSTs
+    // waited 45–90 s) and took RSS to 1.5 GB (stop 25's outside attack).
+    // A replacement, its time set as its segments' watermark, takes the whole turn once before it looks
+    // for what to remove: a real-time job that read the watermark before it was set has committed by then,
+    // and the removals see what it added (stop 24's second outside attack: 8,000 adds dated before a
+    // replacement, committed by a real-time job after its removals had passed their segment, stayed).
     const lanes = Math.max(1, options.realtimeConcurrency ?? 8)
-    const realtimeTurn = yield* Semaphore.make(lanes)
+    const budget = Math.max(1, options.realtimeBudget ?? 1_048_576)
+    const realtimeTurn = yield* Semaphore.make(budget)
     const gate = yield* Semaphore.make(1)
-    const realtimeSettled = gate.withPermits(1)(realtimeTurn.withPermits(lanes)(Effect.void))
-    const realtimeRun = <A, E, R>(job: Effect.Effect<A, E, R>) =>
-      Effect.andThen(gate.withPermits(1)(Effect.void), realtimeTurn.withPermits(1)(job))
+    const realtimeSettled = gate.withPermits(1)(realtimeTurn.withPermits(budget)(Effect.void))
+    const realtimeRun = <A, E, R>(size: number, job: Effect.Effect<A, E, R>) =>
+      Effect.scoped(Effect.andThen(gate.withPermits(1)(realtimeTurn.takeScoped(Math.min(budget, Math.max(1, size)))), job))
 
     const run = (record: JobRecord, input: JobInput) =>
       Effect.gen(function*() {
         const settings = yield* readPartnerSettings(partner)
         const job = runJob(record, input, settings, options.translate, { ...options, realtimeSettled })
-        yield* (input._tag === "Body" ? realtimeRun(job) : job)
+        yield* (input._tag === "Body" ? realtimeRun(input.body.length, job) : job)
       }).pipe(
         Effect.tapCause((cause) =>
           Cause.hasDies(cause)

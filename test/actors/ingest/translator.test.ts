@@ -29,6 +29,8 @@ let releaseSlow: () => void = () => {}
 const slow = new Promise<void>((resolve) => (releaseSlow = resolve))
 let releaseDup: () => void = () => {}
 const dup = new Promise<void>((resolve) => (releaseDup = resolve))
+let releaseWide: () => void = () => {}
+const wide = new Promise<void>((resolve) => (releaseWide = resolve))
 
 const crashing: Translate = (translation, input, options) =>
   translateStream(translation, input, options).pipe(
@@ -43,6 +45,8 @@ const crashing: Translate = (translation, input, options) =>
         ? Effect.promise(() => slow)
         : line.records.some((r) => r.userId.startsWith("dup-"))
         ? Effect.promise(() => dup)
+        : line.records.some((r) => r.userId.startsWith("wide-"))
+        ? Effect.promise(() => wide)
         : Effect.void)
   )
 
@@ -89,7 +93,8 @@ const assertReconciles = (job: Job) => {
   assert.strictEqual(job.recordsAccepted, job.duplicates + job.recordsCommitted, JSON.stringify(job))
 }
 
-layer(layerTestPlatform({ TRANSLATE_BATCH_LINES: "5", TRANSLATE_CHECKPOINT_LINES: "5" }, { translate: crashing }), {
+// REALTIME_MAX_BYTES 300: a real-time body of 300 characters or more runs alone, a few one-line ones side by side
+layer(layerTestPlatform({ TRANSLATE_BATCH_LINES: "5", TRANSLATE_CHECKPOINT_LINES: "5", REALTIME_MAX_BYTES: "300" }, { translate: crashing }), {
   excludeTestServices: true,
   timeout: 120_000
 })("the partners' translators", (it) => {
@@ -156,6 +161,27 @@ layer(layerTestPlatform({ TRANSLATE_BATCH_LINES: "5", TRANSLATE_CHECKPOINT_LINES
       releaseSlow()
       assert.strictEqual((yield* ended(stuck.id)).state, "done")
       assert.deepStrictEqual(yield* segmentsOf("slow-1"), ["600"])
+    }))
+
+  it.effect("run a partner's real-time POSTs within a budget of body size: a full-size one alone", () =>
+    Effect.gen(function*() {
+      // Eight full-size bodies of one partner at once filled the profile shards ahead of every other
+      // partner and took RSS to 1.5 GB (stop 25's outside attack): a body as large as REALTIME_MAX_BYTES
+      // runs alone, as every POST did before.
+      yield* partnerExists("theta")
+      const intake = yield* Intake
+      const body = ["wide-1", "t-1", "t-2", "t-3"].map((u) => loaderLine(u, "900")).join("\n")
+      assert.isAtLeast(body.length, 300)
+      const large = yield* intake.records({ partner: "theta", format: "loader", body })
+      yield* eventually(jobNow(large.id), (job) => job.state === "translating", "30 seconds")
+      const small = yield* intake.records({ partner: "theta", format: "loader", body: loaderLine("t-4", "900") })
+      // (without the budget, the small one is done here, beside the held large one)
+      const waited = yield* Effect.exit(eventually(jobNow(small.id), (job) => job.state === "done", "2 seconds"))
+      assert.strictEqual(waited._tag, "Failure", "a small POST ran beside a full-size one")
+      releaseWide()
+      assert.strictEqual((yield* ended(large.id)).state, "done")
+      assert.strictEqual((yield* ended(small.id)).state, "done")
+      assert.deepStrictEqual(yield* segmentsOf("t-4"), ["900"])
     }))
 
   it.effect("count a real-time job once when its message comes again while it runs", () =>
