@@ -9,19 +9,22 @@
  * the 202 means the body is on JetStream, and a crash between the two is healed by the translator,
  * which creates the same job from the message (domain/ingest/realtimeJob.ts). With an Idempotency-Key
  * the job id is derived from (partner, key): a retry finds its job in the ledger and publishes
- * nothing, and two racing retries are one message (JetStream drops the second Nats-Msg-Id).
+ * nothing, and two racing retries are one message (JetStream drops the second Nats-Msg-Id) and one
+ * job, recorded from the message JetStream kept, whichever request records it.
  */
 import { createHash } from "node:crypto"
+import { JetStreamApiCodes } from "@nats-io/jetstream"
 import { Clock, Effect, Layer, Option, Schedule, Schema } from "effect"
 import { CommandIdReused } from "../../domain/entity.ts"
 import { IngestJobs, type Job } from "../../domain/ingest/Job.ts"
 import { IngestMessage } from "../../domain/ingest/IngestMessage.ts"
 import { Intake, IntakeError } from "../../domain/ingest/Intake.ts"
-import { realtimeJob } from "../../domain/ingest/realtimeJob.ts"
+import { type RealtimeRecords, realtimeJob } from "../../domain/ingest/realtimeJob.ts"
 import { Uploads } from "../../domain/ingest/Uploads.ts"
 import { ingestSubject, StreamNames } from "../../domain/subjects.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
-import { Nats } from "../nats/Nats.ts"
+import { isApiError } from "../nats/freshConsumer.ts"
+import { Nats, tryNats } from "../nats/Nats.ts"
 import { makeStreamBytes, messageBytes } from "../nats/streamBytes.ts"
 import { streamFull } from "../nats/streamFull.ts"
 import { realtimeDigest } from "./realtimeDigest.ts"
@@ -43,10 +46,14 @@ export const layer = Layer.effect(
   Effect.gen(function*() {
     const uploads = yield* Uploads
     const jobs = yield* IngestJobs
-    const { jetstream } = yield* Nats
+    const { jetstream, manager } = yield* Nats
     const ingestBytes = yield* makeStreamBytes(StreamNames.ingest)
 
-    /** Stored on INGEST (acknowledged by JetStream), or failed: a full stream at once, a hiccup after a few tries. */
+    /**
+     * Stored on INGEST (acknowledged by JetStream: its answer says whether the message was a duplicate of
+     * one with the same job id, which JetStream kept instead), or failed: a full stream at once, a hiccup
+     * after a few tries.
+     */
     const publish = (message: IngestMessage) => {
       const text = encodeMessage(message)
       const subject = ingestSubject(message.partner)
@@ -56,9 +63,22 @@ export const layer = Layer.effect(
       }).pipe(Effect.retry({ schedule: Schedule.exponential("100 millis"), times: 3, while: (error) => error.operation !== full }))
       return ingestBytes.admit(messageBytes(text, subject, message.jobId), stored).pipe(
         Effect.catchTag("NatsError", (error) => Effect.fail(new IntakeError({ operation: "read INGEST's size", cause: error.cause }))),
-        Effect.flatMap((published) => Option.isSome(published) ? Effect.void : Effect.fail(new IntakeError({ operation: full, cause: null })))
+        Effect.flatMap((published) => Option.isSome(published) ? Effect.succeed(published.value) : Effect.fail(new IntakeError({ operation: full, cause: null })))
       )
     }
+
+    const decodeMessage = Schema.decodeUnknownOption(Schema.fromJsonString(IngestMessage))
+    /**
+     * The real-time message JetStream kept at `seq` under this one's job id (the duplicate's answer names
+     * it); none once a translator took it off INGEST, which records the job before it does.
+     */
+    const kept = (seq: number): Effect.Effect<Option.Option<RealtimeRecords>, IntakeError> =>
+      tryNats("read INGEST", () => manager.streams.getMessage(StreamNames.ingest, { seq })).pipe(
+        Effect.map((stored) =>
+          Option.flatMap(Option.fromNullishOr(stored), (msg) => Option.filter(decodeMessage(msg.string()), (m): m is RealtimeRecords => m._tag === "RealtimeRecords"))),
+        Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.NoMessageFound), () => Effect.succeed(Option.none<RealtimeRecords>())),
+        Effect.mapError((error) => new IntakeError({ operation: "read INGEST", cause: error.cause }))
+      )
 
     return Intake.of({
       file: (input) =>
@@ -104,9 +124,18 @@ export const layer = Layer.effect(
             body: input.body,
             receivedAt
           }
-          yield* publish(message)
-          // Two racing POSTs under one key are one message (Nats-Msg-Id) and one job: the loser learns whose.
-          return yield* Effect.flatMap(jobs.create(realtimeJob(message, digest)), same)
+          const ack = yield* publish(message)
+          // Two racing POSTs under one key are one message (Nats-Msg-Id) and one job, recorded from the
+          // message JetStream kept: the loser, whose message was dropped as a duplicate, records the
+          // winner's and learns it is not its own. (Before, found by stop 25's outside attack: each
+          // recorded its own, the first to reach the ledger won, and with two processes 91 keys of 400
+          // answered 202 to a body JetStream had dropped, while the other body was applied.)
+          const winner: Option.Option<RealtimeRecords> = ack.duplicate ? yield* kept(ack.seq) : Option.some(message)
+          if (Option.isSome(winner)) return yield* Effect.flatMap(jobs.create(realtimeJob(winner.value, realtimeDigest(winner.value))), same)
+          // gone from INGEST: a translator took it, and recorded its job first
+          const found = yield* jobs.get(jobId)
+          if (Option.isSome(found)) return yield* same(found.value.job)
+          return yield* new IntakeError({ operation: "find the job of this Idempotency-Key", cause: null })
         })
     })
   })

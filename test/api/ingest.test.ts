@@ -8,7 +8,8 @@ import { gzip } from "node:zlib"
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import { HttpServer } from "../../api/platform.ts"
 import { IngestJobs, type Job } from "../../domain/ingest/Job.ts"
-import { StreamNames } from "../../domain/subjects.ts"
+import { ingestSubject, StreamNames } from "../../domain/subjects.ts"
+import { keyedJobId } from "../../infra/ingest/intake.ts"
 import { Nats, tryNats } from "../../infra/nats/Nats.ts"
 import { assertInvalid, assertProblem, createKey, eventually, request, type Response } from "../fixtures/http.ts"
 import { acmeData } from "../fixtures/partners/index.ts"
@@ -271,6 +272,25 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("partner ingest
         assert.strictEqual((again.json() as { jobId: string }).jobId, (first.json() as { jobId: string }).jobId)
         assert.notStrictEqual((other.json() as { jobId: string }).jobId, (first.json() as { jobId: string }).jobId)
         assert.strictEqual((yield* ingestLastSeq) - before, 2)
+      }))
+
+    it.effect("an Idempotency-Key whose message another process put on INGEST first answers for that message's body", () =>
+      Effect.gen(function*() {
+        // Two processes, one key, two bodies at once: JetStream keeps the first message (Nats-Msg-Id) and
+        // drops the other. Before, each recorded its own job and the first to reach the ledger won: 91
+        // keys of 400 answered 202 to the body JetStream had dropped (stop 25's outside attack). Here the
+        // other process's message is on INGEST and its job not recorded yet.
+        yield* createPartner("race")
+        const { secret } = yield* createKey("partner:race")
+        const jobId = keyedJobId("race", "k-1")
+        const theirs = { _tag: "RealtimeRecords", jobId, partner: "race", source: "realtime", format: "loader", body: line, receivedAt: new Date().toISOString() }
+        const { jetstream } = yield* Nats
+        yield* tryNats("publish", () => jetstream.publish(ingestSubject("race"), JSON.stringify(theirs), { msgID: jobId }))
+        const mine = yield* request({ method: "POST", url: "/v1/ingest/race/records", key: secret, body: line.replace("\"u1\"", "\"u2\""), contentType: "application/x-ndjson", headers: { "idempotency-key": "k-1" } })
+        assert.strictEqual(mine.statusCode, 422, mine.body)
+        const same = yield* request({ method: "POST", url: "/v1/ingest/race/records", key: secret, body: line, contentType: "application/x-ndjson", headers: { "idempotency-key": "k-1" } })
+        assert.strictEqual(same.statusCode, 202, same.body)
+        assert.strictEqual((same.json() as { jobId: string }).jobId, jobId)
       }))
 
     it.effect("a body that is not UTF-8 is 400, an empty one too, and one over REALTIME_MAX_BYTES is 413", () =>
