@@ -11,7 +11,7 @@
  * message is copied to DEADLETTERS and skipped. The same process runs the trend alerts
  * (infra/events/trendAlerts.ts), which read what these consumers wrote.
  */
-import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream"
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
 import { Effect, Metric, Option, Schedule, Stream } from "effect"
 import { decodeJson } from "../../domain/decodeJson.ts"
@@ -20,10 +20,10 @@ import { arrivedGroups } from "../arrivedGroups.ts"
 import { allCleanEvents, allSessions, StreamNames } from "../../domain/subjects.ts"
 import { type RollupKind, type RollupMessage, RollupStore } from "../readmodel/rollups.ts"
 import { makeDeadLetterWriter, undeliverable } from "../nats/deadLetters.ts"
-import { freshConsumer } from "../nats/freshConsumer.ts"
+import { freshConsumer, isApiError } from "../nats/freshConsumer.ts"
 import { withLease } from "../nats/lease.ts"
 import { runTrendAlerts, type TrendAlertOptions } from "./trendAlerts.ts"
-import { Nats, NatsError } from "../nats/Nats.ts"
+import { Nats, NatsError, tryNats } from "../nats/Nats.ts"
 import { consumeScoped } from "../nats/consumeScoped.ts"
 
 /** EVENTS_CLEAN messages (CleanBatches) per transaction at most. */
@@ -56,6 +56,17 @@ interface Follow {
   readonly durable: string
   readonly decode: (text: string) => Option.Option<unknown>
 }
+
+/** After `checkpoint`: the first sequence the stream still holds from its next one (Infinity: none). */
+const gapAt = (spec: Follow, checkpoint: number) =>
+  Effect.gen(function*() {
+    const { manager } = yield* Nats
+    const from = checkpoint + 1
+    return yield* tryNats(`read ${spec.stream}`, () => manager.streams.getMessage(spec.stream, { seq: from, next_by_subj: spec.filter } as never)).pipe(
+      Effect.map((held) => ({ from, nextHeld: held?.seq ?? Number.POSITIVE_INFINITY })),
+      Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.NoMessageFound), () => Effect.succeed({ from, nextHeld: Number.POSITIVE_INFINITY }))
+    )
+  })
 
 const follow = (spec: Follow, batchSize: number) =>
   Effect.gen(function*() {
@@ -106,7 +117,12 @@ const follow = (spec: Follow, batchSize: number) =>
           // The highest sequence, not the last message: a redelivered one may come after newer ones, and
           // acknowledging it (ack-all) would leave those newer ones to come again.
           const last = batch.reduce((highest, msg) => (msg.seq > highest.seq ? msg : highest))
-          const fresh = yield* store.apply(spec.kind, spec.stream, pulled, last.seq)
+          const firstSeq = Math.min(...batch.map((msg) => msg.seq))
+          // Past the next sequence: whether the stream let what is between go, or another consumer took it
+          const gap = high !== undefined && firstSeq > high + 1 ? yield* gapAt(spec, (yield* store.checkpoint(spec.stream)) ?? 0) : undefined
+          const fresh = yield* store.apply(spec.kind, spec.stream, pulled, { firstSeq, lastSeq: last.seq, gap })
+          // lost only what the stream no longer held past the checkpoint (another holder may have applied some)
+          if (gap !== undefined) high = gap.from - 1
           yield* gapsBefore(batch.map((msg) => msg.seq))
           last.ack()
           yield* Metric.update(Metric.withAttributes(applied, attributes), fresh)

@@ -30,8 +30,18 @@ export class RollupStore extends Context.Service<RollupStore, {
   readonly db: DatabaseSync
   /** the last stream sequence applied from `stream` */
   readonly checkpoint: (stream: string) => Effect.Effect<number | undefined, ReadModelError>
-  /** Applies `kind` messages of `stream` above the checkpoint, each sequence once, and moves it to `lastSeq` (or the highest applied), in one transaction; answers how many clean events or sessions were new. */
-  readonly apply: (kind: RollupKind, stream: string, messages: ReadonlyArray<RollupMessage>, lastSeq: number) => Effect.Effect<number, ReadModelError>
+  /**
+   * Applies `kind` messages of `stream` above the checkpoint, each sequence once, and moves it to the
+   * batch's last sequence (or the highest applied), in one transaction; answers how many clean events or
+   * sessions were new. A batch that starts past the checkpoint's next sequence fails, unless `gap` says
+   * the stream no longer holds what is between (RollupWrite).
+   */
+  readonly apply: (
+    kind: RollupKind,
+    stream: string,
+    messages: ReadonlyArray<RollupMessage>,
+    batch: { readonly firstSeq: number; readonly lastSeq: number; readonly gap?: RollupWrite["gap"] }
+  ) => Effect.Effect<number, ReadModelError>
 }>()("tributary/infra/RollupStore") {}
 
 /** A connection to the rollups file for the life of the Scope. */
@@ -58,7 +68,7 @@ export const layerSqlite = (options: { readonly path: string }) =>
           try: () => (db.prepare("SELECT seq FROM rollup_checkpoints WHERE stream = ?").get(stream) as { seq: number } | undefined)?.seq,
           catch: (cause) => new ReadModelError({ operation: "rollup checkpoint", cause })
         }),
-      apply: (kind, stream, messages, lastSeq) =>
+      apply: (kind, stream, messages, batch) =>
         Effect.flatMap(
           writer.request({
             kind,
@@ -66,7 +76,9 @@ export const layerSqlite = (options: { readonly path: string }) =>
             seqs: messages.map((m) => m.seq),
             storedAt: messages.map((m) => m.storedAtMillis),
             bodies: messages.map((m) => m.body),
-            lastSeq
+            firstSeq: batch.firstSeq,
+            lastSeq: batch.lastSeq,
+            gap: batch.gap
           }),
           (answer) =>
             answer._tag === "Failed"

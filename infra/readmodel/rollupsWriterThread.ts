@@ -35,8 +35,16 @@ export interface RollupWrite {
   readonly seqs: ReadonlyArray<number>
   readonly storedAt: ReadonlyArray<number>
   readonly bodies: ReadonlyArray<string>
-  /** the batch's highest sequence: the checkpoint after it */
+  /** the batch's lowest and highest sequences (messages set aside included): the checkpoint moves to the highest */
+  readonly firstSeq: number
   readonly lastSeq: number
+  /**
+   * When the batch starts past the checkpoint's next sequence (`from`): the first sequence at or after
+   * `from` the stream still held (Infinity: none). The batch is applied only if that is the batch's own
+   * first, that is the stream let what is between go (FOLLOW_MAX_BYTES); otherwise another consumer took
+   * those messages and they are still to come, so the batch is refused.
+   */
+  readonly gap?: { readonly from: number; readonly nextHeld: number } | undefined
 }
 
 /** `fresh`: clean events (of every new message) or sessions applied */
@@ -163,6 +171,13 @@ serveSqliteThread<RollupWrite, RollupWriteAnswer>(() => openRollupsFile((workerD
 
   const apply = (w: RollupWrite): RollupWriteAnswer => {
     const after = (s.checkpoint.get(w.stream) as { seq: number } | undefined)?.seq ?? 0
+    // Sequences follow each other (a consumer takes its whole stream): a batch past the next one applied
+    // over what another holder of the consumer took would move the checkpoint past it, and that holder's
+    // messages then counted for nothing (stop 25's outside attack: a process paused past the rollups'
+    // lease, resumed, pulled from the consumer its successor had made anew; 26,500 events never counted).
+    if (w.firstSeq > after + 1 && w.lastSeq > after && !(w.gap !== undefined && w.gap.from === after + 1 && w.gap.nextHeld >= w.firstSeq)) {
+      throw new Error(`${w.stream}: a batch from sequence ${w.firstSeq} after the checkpoint ${after}, while the stream still holds what is between: not applied, to be taken again in order`)
+    }
     let high = after
     const fresh: Array<number> = []
     for (let i = 0; i < w.seqs.length; i++) {

@@ -1,5 +1,5 @@
 import { assert, layer } from "@effect/vitest"
-import { Effect, Layer, Metric } from "effect"
+import { Effect, Exit, Layer, Metric } from "effect"
 import type { Dimension } from "../../../domain/events/dimensions.ts"
 import { rollupMessagesLost, runRollupConsumers } from "../../../infra/events/rollupConsumer.ts"
 import { layerSqlite as rollupStore, RollupStore } from "../../../infra/readmodel/rollups.ts"
@@ -145,7 +145,7 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       const store = yield* RollupStore
       const checkpoint = (yield* store.checkpoint(StreamNames.eventsClean))!
       const again = { seq: checkpoint, storedAtMillis: Date.parse(at(0)), body: JSON.stringify({ app, events: batched.slice(49) }) }
-      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, [again], checkpoint), 0)
+      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, [again], { firstSeq: checkpoint, lastSeq: checkpoint }), 0)
       assert.strictEqual(total(yield* query(app, "events", day)), 55)
     }))
 
@@ -170,6 +170,30 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
         yield* eventually(query(app, "events", day), (rows) => total(rows) === 2, "30 seconds")
       }))
       assert.strictEqual((yield* lost) - before, 2)
+    }))
+
+  it.effect("refuse a batch past the next sequence while the stream still holds what is between; apply it once that is gone", () =>
+    Effect.gen(function*() {
+      // A process paused past the rollups' lease resumed and pulled from the consumer its successor had
+      // made anew: the successor's next batch came past the messages the other had taken, moved the
+      // checkpoint past them, and they then counted for nothing (stop 25's outside attack: 26,500 events).
+      const app = "403"
+      const day = { from: "2026-11-28T00:00:00Z", to: "2026-11-29T00:00:00Z", granularity: "day" as const }
+      const store = yield* RollupStore
+      const stream = "ROLLUPS_GAP_TEST"
+      const after = (yield* store.checkpoint(stream)) ?? 0
+      const message = (seq: number, device: string) => ({ seq, storedAtMillis: Date.parse(at(0)), body: JSON.stringify(cleanEvent(app, device, 0, at(0))) })
+      assert.strictEqual(yield* store.apply("events", stream, [message(after + 1, "a")], { firstSeq: after + 1, lastSeq: after + 1 }), 1)
+      // after + 2 and + 3 taken by another consumer, still on the stream: refused, the checkpoint kept
+      const past = store.apply("events", stream, [message(after + 4, "d")], { firstSeq: after + 4, lastSeq: after + 4, gap: { from: after + 2, nextHeld: after + 2 } })
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(past)))
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(store.apply("events", stream, [message(after + 4, "d")], { firstSeq: after + 4, lastSeq: after + 4 }))))
+      assert.strictEqual(yield* store.checkpoint(stream), after + 1)
+      // taken again in order: every one counted
+      assert.strictEqual(yield* store.apply("events", stream, [message(after + 2, "b"), message(after + 3, "c"), message(after + 4, "d")], { firstSeq: after + 2, lastSeq: after + 4 }), 3)
+      // the stream let after + 5 go: a batch from after + 6 is applied
+      assert.strictEqual(yield* store.apply("events", stream, [message(after + 6, "f")], { firstSeq: after + 6, lastSeq: after + 6, gap: { from: after + 5, nextHeld: after + 6 } }), 1)
+      assert.strictEqual(total(yield* query(app, "events", day)), 5)
     }))
 
   it.effect("buckets minutes before 1970 into their own hour and day (floored, not rounded toward zero)", () =>
@@ -246,7 +270,7 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       const checkpoint = (yield* store.checkpoint(StreamNames.eventsClean))!
       // what a redelivery after a crash between commit and ack would bring: the same messages again
       const again = events.slice(-50).map((event, i) => ({ seq: checkpoint - 49 + i, body: JSON.stringify(event), storedAtMillis: Date.parse(event.time) }))
-      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, again, checkpoint), 0)
+      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, again, { firstSeq: checkpoint - 49, lastSeq: checkpoint }), 0)
       assert.strictEqual(total(yield* query(app, "events", day)), 300)
 
       // restarted from the checkpoint: nothing counted again, new events counted
@@ -262,10 +286,10 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       const more = [cleanEvent(app, "d900", 0, at(1)), cleanEvent(app, "d901", 0, at(1)), cleanEvent(app, "d902", 0, at(1))]
       const delivered = (i: number) => ({ seq: latest + 1 + i, body: JSON.stringify(more[i]!), storedAtMillis: Date.parse(more[i]!.time) })
       const redelivered = [delivered(0), delivered(1), delivered(0), delivered(2), delivered(1)]
-      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, redelivered, latest + 2), 3)
+      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, redelivered, { firstSeq: latest + 1, lastSeq: latest + 2 }), 3)
       assert.strictEqual(yield* store.checkpoint(StreamNames.eventsClean), latest + 3)
       assert.strictEqual(total(yield* query(app, "events", day)), 304)
-      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, [delivered(2)], latest + 3), 0)
+      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, [delivered(2)], { firstSeq: latest + 3, lastSeq: latest + 3 }), 0)
       assert.strictEqual(total(yield* query(app, "events", day)), 304)
     }))
 })
