@@ -57,15 +57,28 @@ interface Follow {
   readonly decode: (text: string) => Option.Option<unknown>
 }
 
-/** After `checkpoint`: the first sequence the stream still holds from its next one (Infinity: none). */
-const gapAt = (spec: Follow, checkpoint: number) =>
+/**
+ * Of the sequences after `checkpoint` up to `last` that `seqs` lacks, those the stream no longer has:
+ * everything below its first sequence, and each other one looked up (a hole inside the stream is rare:
+ * another consumer's messages, or a message deleted). At most `maxLookups` are looked up; the rest count
+ * as held, so the batch is refused and taken again.
+ */
+const goneOf = (spec: Follow, checkpoint: number, seqs: ReadonlySet<number>, last: number, maxLookups = 256) =>
   Effect.gen(function*() {
     const { manager } = yield* Nats
-    const from = checkpoint + 1
-    return yield* tryNats(`read ${spec.stream}`, () => manager.streams.getMessage(spec.stream, { seq: from, next_by_subj: spec.filter } as never)).pipe(
-      Effect.map((held) => ({ from, nextHeld: held?.seq ?? Number.POSITIVE_INFINITY })),
-      Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.NoMessageFound), () => Effect.succeed({ from, nextHeld: Number.POSITIVE_INFINITY }))
-    )
+    const goneBelow = (yield* tryNats(`${spec.stream} info`, () => manager.streams.info(spec.stream))).state.first_seq
+    const gone: Array<number> = []
+    let lookups = 0
+    for (let seq = Math.max(checkpoint + 1, goneBelow); seq <= last && lookups < maxLookups; seq++) {
+      if (seqs.has(seq)) continue
+      lookups++
+      const held = yield* tryNats(`read ${spec.stream}`, () => manager.streams.getMessage(spec.stream, { seq })).pipe(
+        Effect.map((message) => message !== null),
+        Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.NoMessageFound), () => Effect.succeed(false))
+      )
+      if (!held) gone.push(seq)
+    }
+    return { goneBelow, gone }
   })
 
 const follow = (spec: Follow, batchSize: number) =>
@@ -117,12 +130,15 @@ const follow = (spec: Follow, batchSize: number) =>
           // The highest sequence, not the last message: a redelivered one may come after newer ones, and
           // acknowledging it (ack-all) would leave those newer ones to come again.
           const last = batch.reduce((highest, msg) => (msg.seq > highest.seq ? msg : highest))
-          const firstSeq = Math.min(...batch.map((msg) => msg.seq))
-          // Past the next sequence: whether the stream let what is between go, or another consumer took it
-          const gap = high !== undefined && firstSeq > high + 1 ? yield* gapAt(spec, (yield* store.checkpoint(spec.stream)) ?? 0) : undefined
-          const fresh = yield* store.apply(spec.kind, spec.stream, pulled, { firstSeq, lastSeq: last.seq, gap })
-          // lost only what the stream no longer held past the checkpoint (another holder may have applied some)
-          if (gap !== undefined) high = gap.from - 1
+          // A hole after the last sequence seen: the stream let it go, or another consumer took it
+          const seqs = new Set(batch.map((msg) => msg.seq))
+          let hole = false
+          for (let seq = (high ?? 0) + 1; seq < last.seq && !hole; seq++) hole = !seqs.has(seq)
+          const checkpoint = hole ? (yield* store.checkpoint(spec.stream)) ?? 0 : 0
+          const gone = hole ? yield* goneOf(spec, checkpoint, seqs, last.seq) : {}
+          const fresh = yield* store.apply(spec.kind, spec.stream, pulled, { batchSeqs: [...seqs], lastSeq: last.seq, ...gone })
+          // lost only what the stream no longer had past the checkpoint (another holder may have applied some)
+          if (hole) high = checkpoint
           yield* gapsBefore(batch.map((msg) => msg.seq))
           last.ack()
           yield* Metric.update(Metric.withAttributes(applied, attributes), fresh)

@@ -33,14 +33,14 @@ export class RollupStore extends Context.Service<RollupStore, {
   /**
    * Applies `kind` messages of `stream` above the checkpoint, each sequence once, and moves it to the
    * batch's last sequence (or the highest applied), in one transaction; answers how many clean events or
-   * sessions were new. A batch that starts past the checkpoint's next sequence fails, unless `gap` says
-   * the stream no longer holds what is between (RollupWrite).
+   * sessions were new. A batch missing a sequence between the checkpoint and its last fails, unless
+   * the stream no longer holds it (`goneBelow`, `gone`: RollupWrite).
    */
   readonly apply: (
     kind: RollupKind,
     stream: string,
     messages: ReadonlyArray<RollupMessage>,
-    batch: { readonly firstSeq: number; readonly lastSeq: number; readonly gap?: RollupWrite["gap"] }
+    batch: Pick<RollupWrite, "batchSeqs" | "lastSeq" | "goneBelow" | "gone">
   ) => Effect.Effect<number, ReadModelError>
 }>()("tributary/infra/RollupStore") {}
 
@@ -76,9 +76,10 @@ export const layerSqlite = (options: { readonly path: string }) =>
             seqs: messages.map((m) => m.seq),
             storedAt: messages.map((m) => m.storedAtMillis),
             bodies: messages.map((m) => m.body),
-            firstSeq: batch.firstSeq,
+            batchSeqs: batch.batchSeqs,
             lastSeq: batch.lastSeq,
-            gap: batch.gap
+            goneBelow: batch.goneBelow,
+            gone: batch.gone
           }),
           (answer) =>
             answer._tag === "Failed"

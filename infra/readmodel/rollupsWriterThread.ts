@@ -35,16 +35,17 @@ export interface RollupWrite {
   readonly seqs: ReadonlyArray<number>
   readonly storedAt: ReadonlyArray<number>
   readonly bodies: ReadonlyArray<string>
-  /** the batch's lowest and highest sequences (messages set aside included): the checkpoint moves to the highest */
-  readonly firstSeq: number
+  /** every sequence the batch holds (messages set aside included), and its highest: the checkpoint moves to it */
+  readonly batchSeqs: ReadonlyArray<number>
   readonly lastSeq: number
   /**
-   * When the batch starts past the checkpoint's next sequence (`from`): the first sequence at or after
-   * `from` the stream still held (Infinity: none). The batch is applied only if that is the batch's own
-   * first, that is the stream let what is between go (FOLLOW_MAX_BYTES); otherwise another consumer took
-   * those messages and they are still to come, so the batch is refused.
+   * Sequences past the checkpoint the batch does not hold that the stream no longer has: all below
+   * `goneBelow` (its first sequence when looked at), and `gone`. The batch is applied only if every
+   * other sequence from the checkpoint to `lastSeq` is in it: a missing one still on the stream was
+   * taken by another consumer and is still to come, so the batch is refused.
    */
-  readonly gap?: { readonly from: number; readonly nextHeld: number } | undefined
+  readonly goneBelow?: number | undefined
+  readonly gone?: ReadonlyArray<number> | undefined
 }
 
 /** `fresh`: clean events (of every new message) or sessions applied */
@@ -171,12 +172,15 @@ serveSqliteThread<RollupWrite, RollupWriteAnswer>(() => openRollupsFile((workerD
 
   const apply = (w: RollupWrite): RollupWriteAnswer => {
     const after = (s.checkpoint.get(w.stream) as { seq: number } | undefined)?.seq ?? 0
-    // Sequences follow each other (a consumer takes its whole stream): a batch past the next one applied
-    // over what another holder of the consumer took would move the checkpoint past it, and that holder's
+    // Sequences follow each other (a consumer takes its whole stream): a batch with a hole applied over
+    // what another holder of the consumer took would move the checkpoint past it, and that holder's
     // messages then counted for nothing (stop 25's outside attack: a process paused past the rollups'
     // lease, resumed, pulled from the consumer its successor had made anew; 26,500 events never counted).
-    if (w.firstSeq > after + 1 && w.lastSeq > after && !(w.gap !== undefined && w.gap.from === after + 1 && w.gap.nextHeld >= w.firstSeq)) {
-      throw new Error(`${w.stream}: a batch from sequence ${w.firstSeq} after the checkpoint ${after}, while the stream still holds what is between: not applied, to be taken again in order`)
+    const held = new Set(w.batchSeqs)
+    const gone = new Set(w.gone ?? [])
+    for (let seq = Math.max(after + 1, w.goneBelow ?? 0); seq <= w.lastSeq; seq++) {
+      if (held.has(seq) || gone.has(seq)) continue
+      throw new Error(`${w.stream}: a batch to sequence ${w.lastSeq} without ${seq}, after the checkpoint ${after}, while the stream may still hold it: not applied, to be taken again in order`)
     }
     let high = after
     const fresh: Array<number> = []

@@ -145,7 +145,7 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       const store = yield* RollupStore
       const checkpoint = (yield* store.checkpoint(StreamNames.eventsClean))!
       const again = { seq: checkpoint, storedAtMillis: Date.parse(at(0)), body: JSON.stringify({ app, events: batched.slice(49) }) }
-      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, [again], { firstSeq: checkpoint, lastSeq: checkpoint }), 0)
+      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, [again], { batchSeqs: [checkpoint], lastSeq: checkpoint }), 0)
       assert.strictEqual(total(yield* query(app, "events", day)), 55)
     }))
 
@@ -172,28 +172,34 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       assert.strictEqual((yield* lost) - before, 2)
     }))
 
-  it.effect("refuse a batch past the next sequence while the stream still holds what is between; apply it once that is gone", () =>
+  it.effect("refuse a batch with a hole the stream still holds; apply it once the hole is gone from the stream", () =>
     Effect.gen(function*() {
       // A process paused past the rollups' lease resumed and pulled from the consumer its successor had
-      // made anew: the successor's next batch came past the messages the other had taken, moved the
-      // checkpoint past them, and they then counted for nothing (stop 25's outside attack: 26,500 events).
+      // made anew: the successor's batches came with holes where the other had taken messages, moved the
+      // checkpoint past them, and they then counted for nothing (stop 25's outside attack: 26,500 events;
+      // the first fix, which looked only at where a batch starts, still lost 1 message in 3 here).
       const app = "403"
       const day = { from: "2026-11-28T00:00:00Z", to: "2026-11-29T00:00:00Z", granularity: "day" as const }
       const store = yield* RollupStore
       const stream = "ROLLUPS_GAP_TEST"
       const after = (yield* store.checkpoint(stream)) ?? 0
-      const message = (seq: number, device: string) => ({ seq, storedAtMillis: Date.parse(at(0)), body: JSON.stringify(cleanEvent(app, device, 0, at(0))) })
-      assert.strictEqual(yield* store.apply("events", stream, [message(after + 1, "a")], { firstSeq: after + 1, lastSeq: after + 1 }), 1)
-      // after + 2 and + 3 taken by another consumer, still on the stream: refused, the checkpoint kept
-      const past = store.apply("events", stream, [message(after + 4, "d")], { firstSeq: after + 4, lastSeq: after + 4, gap: { from: after + 2, nextHeld: after + 2 } })
-      assert.isTrue(Exit.isFailure(yield* Effect.exit(past)))
-      assert.isTrue(Exit.isFailure(yield* Effect.exit(store.apply("events", stream, [message(after + 4, "d")], { firstSeq: after + 4, lastSeq: after + 4 }))))
+      const message = (seq: number) => ({ seq, storedAtMillis: Date.parse(at(0)), body: JSON.stringify(cleanEvent(app, `g${seq - after}`, 0, at(0))) })
+      const batch = (seqs: ReadonlyArray<number>, gone: { readonly goneBelow?: number; readonly gone?: ReadonlyArray<number> } = {}) =>
+        store.apply("events", stream, seqs.map(message), { batchSeqs: seqs, lastSeq: Math.max(...seqs), ...gone })
+      assert.strictEqual(yield* batch([after + 1]), 1)
+      // after + 2 and + 3 taken by another consumer, still on the stream: a batch past them is refused, and
+      // so is one that starts in order with a hole inside; the checkpoint is kept
+      for (const refused of [batch([after + 4]), batch([after + 2, after + 4]), batch([after + 4], { gone: [after + 2] })]) {
+        assert.isTrue(Exit.isFailure(yield* Effect.exit(refused)))
+      }
       assert.strictEqual(yield* store.checkpoint(stream), after + 1)
       // taken again in order: every one counted
-      assert.strictEqual(yield* store.apply("events", stream, [message(after + 2, "b"), message(after + 3, "c"), message(after + 4, "d")], { firstSeq: after + 2, lastSeq: after + 4 }), 3)
-      // the stream let after + 5 go: a batch from after + 6 is applied
-      assert.strictEqual(yield* store.apply("events", stream, [message(after + 6, "f")], { firstSeq: after + 6, lastSeq: after + 6, gap: { from: after + 5, nextHeld: after + 6 } }), 1)
-      assert.strictEqual(total(yield* query(app, "events", day)), 5)
+      assert.strictEqual(yield* batch([after + 2, after + 3, after + 4]), 3)
+      // the stream let after + 5 go (deleted), and everything below after + 8 (its first sequence now)
+      assert.strictEqual(yield* batch([after + 6], { gone: [after + 5] }), 1)
+      assert.strictEqual(yield* batch([after + 9], { goneBelow: after + 8, gone: [after + 8] }), 1)
+      assert.strictEqual(yield* store.checkpoint(stream), after + 9)
+      assert.strictEqual(total(yield* query(app, "events", day)), 6)
     }))
 
   it.effect("buckets minutes before 1970 into their own hour and day (floored, not rounded toward zero)", () =>
@@ -270,7 +276,7 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       const checkpoint = (yield* store.checkpoint(StreamNames.eventsClean))!
       // what a redelivery after a crash between commit and ack would bring: the same messages again
       const again = events.slice(-50).map((event, i) => ({ seq: checkpoint - 49 + i, body: JSON.stringify(event), storedAtMillis: Date.parse(event.time) }))
-      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, again, { firstSeq: checkpoint - 49, lastSeq: checkpoint }), 0)
+      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, again, { batchSeqs: again.map((m) => m.seq), lastSeq: checkpoint }), 0)
       assert.strictEqual(total(yield* query(app, "events", day)), 300)
 
       // restarted from the checkpoint: nothing counted again, new events counted
@@ -286,10 +292,10 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       const more = [cleanEvent(app, "d900", 0, at(1)), cleanEvent(app, "d901", 0, at(1)), cleanEvent(app, "d902", 0, at(1))]
       const delivered = (i: number) => ({ seq: latest + 1 + i, body: JSON.stringify(more[i]!), storedAtMillis: Date.parse(more[i]!.time) })
       const redelivered = [delivered(0), delivered(1), delivered(0), delivered(2), delivered(1)]
-      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, redelivered, { firstSeq: latest + 1, lastSeq: latest + 2 }), 3)
+      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, redelivered, { batchSeqs: redelivered.map((m) => m.seq), lastSeq: latest + 2 }), 3)
       assert.strictEqual(yield* store.checkpoint(StreamNames.eventsClean), latest + 3)
       assert.strictEqual(total(yield* query(app, "events", day)), 304)
-      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, [delivered(2)], { firstSeq: latest + 3, lastSeq: latest + 3 }), 0)
+      assert.strictEqual(yield* store.apply("events", StreamNames.eventsClean, [delivered(2)], { batchSeqs: [latest + 3], lastSeq: latest + 3 }), 0)
       assert.strictEqual(total(yield* query(app, "events", day)), 304)
     }))
 })

@@ -37,7 +37,7 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       const store = yield* RollupStore
       const items = [...series(app, perMinute, latency), ...series(quiet, Array(32).fill(40), Array(32).fill(200))]
         .map((item, i) => ({ ...item, seq: i + 1 }))
-      yield* store.apply("events", StreamNames.eventsClean, items, { firstSeq: 1, lastSeq: items.length })
+      yield* store.apply("events", StreamNames.eventsClean, items, { batchSeqs: items.map((item) => item.seq), lastSeq: items.length })
 
       // minute 31 is not complete until a minute after it ended: nothing yet
       assert.strictEqual(yield* evaluateTrends(minute(32) + 30_000), 0)
