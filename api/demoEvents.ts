@@ -171,7 +171,15 @@ export const eventsWorkload = async (options: EventsDemoOptions): Promise<string
   const nc = await connect({ servers: options.natsUrl, name: "demo-events", ...(options.natsUser ? { user: options.natsUser.user, pass: options.natsUser.password } : {}) })
   const manager = await jetstreamManager(nc)
   const count = async (stream: string, subject: string) => (await manager.streams.info(stream, { subjects_filter: subject })).state.subjects?.[subject] ?? 0
-  const cleanMessages = (await Promise.all(apps.map((a) => count(StreamNames.eventsClean, cleanEventsSubject(a.id))))).reduce((a, b) => a + b, 0)
+  const cleanOnStream = async () => (await Promise.all(apps.map((a) => count(StreamNames.eventsClean, cleanEventsSubject(a.id))))).reduce((a, b) => a + b, 0)
+  // Kept (counted at dedupe) comes before published (after the commit): wait until the outbox is on the stream.
+  let cleanMessages = await cleanOnStream()
+  for (let stable = 0; stable < 5 && Date.now() < deadline + 10_000; ) {
+    await sleep(100)
+    const seen = await cleanOnStream()
+    stable = seen === cleanMessages && seen > 0 ? stable + 1 : 0
+    cleanMessages = seen
+  }
   const sessions = (await Promise.all(apps.map((a) => count(StreamNames.sessions, sessionsSubject(a.id))))).reduce((a, b) => a + b, 0)
   await nc.drain()
 
