@@ -11,7 +11,7 @@
  * message is copied to DEADLETTERS and skipped. The same process runs the trend alerts
  * (infra/events/trendAlerts.ts), which read what these consumers wrote.
  */
-import { AckPolicy, DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
+import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
 import { Effect, Metric, Option, Schedule, Stream } from "effect"
 import { decodeJson } from "../../domain/decodeJson.ts"
@@ -20,7 +20,8 @@ import { arrivedGroups } from "../arrivedGroups.ts"
 import { allCleanEvents, allSessions, StreamNames } from "../../domain/subjects.ts"
 import { type RollupKind, type RollupMessage, RollupStore } from "../readmodel/rollups.ts"
 import { makeDeadLetterWriter, undeliverable } from "../nats/deadLetters.ts"
-import { freshConsumer, isApiError } from "../nats/freshConsumer.ts"
+import { freshConsumer } from "../nats/freshConsumer.ts"
+import { messageAt } from "../nats/scanSubject.ts"
 import { withLease } from "../nats/lease.ts"
 import { runTrendAlerts, type TrendAlertOptions } from "./trendAlerts.ts"
 import { Nats, NatsError, tryNats } from "../nats/Nats.ts"
@@ -72,11 +73,7 @@ const goneOf = (spec: Follow, checkpoint: number, seqs: ReadonlySet<number>, las
     for (let seq = Math.max(checkpoint + 1, goneBelow); seq <= last && lookups < maxLookups; seq++) {
       if (seqs.has(seq)) continue
       lookups++
-      const held = yield* tryNats(`read ${spec.stream}`, () => manager.streams.getMessage(spec.stream, { seq })).pipe(
-        Effect.map((message) => message !== null),
-        Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.NoMessageFound), () => Effect.succeed(false))
-      )
-      if (!held) gone.push(seq)
+      if ((yield* tryNats(`read ${spec.stream}`, () => messageAt(manager, spec.stream, seq))) === null) gone.push(seq)
     }
     return { goneBelow, gone }
   })

@@ -13,7 +13,6 @@
  * job, recorded from the message JetStream kept, whichever request records it.
  */
 import { createHash } from "node:crypto"
-import { JetStreamApiCodes } from "@nats-io/jetstream"
 import { Clock, Effect, Layer, Option, Schedule, Schema } from "effect"
 import { CommandIdReused } from "../../domain/entity.ts"
 import { IngestJobs, type Job } from "../../domain/ingest/Job.ts"
@@ -23,8 +22,8 @@ import { type RealtimeRecords, realtimeJob } from "../../domain/ingest/realtimeJ
 import { Uploads } from "../../domain/ingest/Uploads.ts"
 import { ingestSubject, StreamNames } from "../../domain/subjects.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
-import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
+import { messageAt } from "../nats/scanSubject.ts"
 import { makeStreamBytes, messageBytes } from "../nats/streamBytes.ts"
 import { streamFull } from "../nats/streamFull.ts"
 import { realtimeDigest } from "./realtimeDigest.ts"
@@ -73,10 +72,9 @@ export const layer = Layer.effect(
      * it); none once a translator took it off INGEST, which records the job before it does.
      */
     const kept = (seq: number): Effect.Effect<Option.Option<RealtimeRecords>, IntakeError> =>
-      tryNats("read INGEST", () => manager.streams.getMessage(StreamNames.ingest, { seq })).pipe(
+      tryNats("read INGEST", () => messageAt(manager, StreamNames.ingest, seq)).pipe(
         Effect.map((stored) =>
           Option.flatMap(Option.fromNullishOr(stored), (msg) => Option.filter(decodeMessage(msg.string()), (m): m is RealtimeRecords => m._tag === "RealtimeRecords"))),
-        Effect.catchIf((error) => isApiError(error.cause, JetStreamApiCodes.NoMessageFound), () => Effect.succeed(Option.none<RealtimeRecords>())),
         Effect.mapError((error) => new IntakeError({ operation: "read INGEST", cause: error.cause }))
       )
 

@@ -14,6 +14,11 @@ export const lastOnSubject = (manager: Nats["Service"]["manager"], stream: strin
   manager.streams.getMessage(stream, { last_by_subj: subject })
     .catch((error: unknown) => isApiError(error, JetStreamApiCodes.NoMessageFound) ? null : Promise.reject(error))
 
+/** The message at `seq` on `stream`, or null when the stream no longer holds it. */
+export const messageAt = (manager: Nats["Service"]["manager"], stream: string, seq: number) =>
+  manager.streams.getMessage(stream, { seq })
+    .catch((error: unknown) => isApiError(error, JetStreamApiCodes.NoMessageFound) ? null : Promise.reject(error))
+
 export type ScanStart = { readonly afterSeq: number } | { readonly sinceMs: number }
 
 /** Calls `visit` with each message's headers; answers the last sequence scanned up to (undefined: the subject holds nothing from `start`). */

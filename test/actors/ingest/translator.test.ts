@@ -21,16 +21,14 @@ import { Nats, tryNats } from "../../../infra/nats/Nats.ts"
 import { eventually, request } from "../../fixtures/http.ts"
 import { layerTestPlatform } from "../../fixtures/platform.ts"
 
-/** Opened by a test: a line naming a user `hold-…` waits for it. */
-let releaseHeld: () => void = () => {}
-const held = new Promise<void>((resolve) => (releaseHeld = resolve))
-/** The same for a user `slow-…`, and for a user `dup-…`, opened by other tests. */
-let releaseSlow: () => void = () => {}
-const slow = new Promise<void>((resolve) => (releaseSlow = resolve))
-let releaseDup: () => void = () => {}
-const dup = new Promise<void>((resolve) => (releaseDup = resolve))
-let releaseWide: () => void = () => {}
-const wide = new Promise<void>((resolve) => (releaseWide = resolve))
+/** Held lines: a line naming a user `<prefix>…` waits until its test releases that prefix (each test its own). */
+const holds = new Map(["hold-", "slow-", "dup-", "wide-"].map((prefix) => {
+  let release: () => void = () => {}
+  const opened = new Promise<void>((resolve) => (release = resolve))
+  return [prefix, { opened, release }] as const
+}))
+const release = (prefix: string) => holds.get(prefix)!.release()
+const holdOf = (userIds: ReadonlyArray<string>) => [...holds].find(([prefix]) => userIds.some((id) => id.startsWith(prefix)))?.[1]
 
 const crashing: Translate = (translation, input, options) =>
   translateStream(translation, input, options).pipe(
@@ -39,15 +37,7 @@ const crashing: Translate = (translation, input, options) =>
         ? Effect.void
         : line.records.some((r) => r.userId === "crash-me")
         ? Effect.die(new Error("a bug in the translator"))
-        : line.records.some((r) => r.userId.startsWith("hold-"))
-        ? Effect.promise(() => held)
-        : line.records.some((r) => r.userId.startsWith("slow-"))
-        ? Effect.promise(() => slow)
-        : line.records.some((r) => r.userId.startsWith("dup-"))
-        ? Effect.promise(() => dup)
-        : line.records.some((r) => r.userId.startsWith("wide-"))
-        ? Effect.promise(() => wide)
-        : Effect.void)
+        : Effect.promise(() => holdOf(line.records.map((r) => r.userId))?.opened ?? Promise.resolve()))
   )
 
 const loaderLine = (userId: string, segmentId: string, op = "add") =>
@@ -158,7 +148,7 @@ layer(layerTestPlatform({ TRANSLATE_BATCH_LINES: "5", TRANSLATE_CHECKPOINT_LINES
       assert.strictEqual(done.state, "done", JSON.stringify(done))
       assert.deepStrictEqual(yield* segmentsOf("z-2"), ["600"])
       assert.strictEqual((yield* jobNow(stuck.id)).state, "translating")
-      releaseSlow()
+      release("slow-")
       assert.strictEqual((yield* ended(stuck.id)).state, "done")
       assert.deepStrictEqual(yield* segmentsOf("slow-1"), ["600"])
     }))
@@ -178,7 +168,7 @@ layer(layerTestPlatform({ TRANSLATE_BATCH_LINES: "5", TRANSLATE_CHECKPOINT_LINES
       // (without the budget, the small one is done here, beside the held large one)
       const waited = yield* Effect.exit(eventually(jobNow(small.id), (job) => job.state === "done", "2 seconds"))
       assert.strictEqual(waited._tag, "Failure", "a small POST ran beside a full-size one")
-      releaseWide()
+      release("wide-")
       assert.strictEqual((yield* ended(large.id)).state, "done")
       assert.strictEqual((yield* ended(small.id)).state, "done")
       assert.deepStrictEqual(yield* segmentsOf("t-4"), ["900"])
@@ -204,7 +194,7 @@ layer(layerTestPlatform({ TRANSLATE_BATCH_LINES: "5", TRANSLATE_CHECKPOINT_LINES
         "30 seconds"
       )
       yield* Effect.sleep("500 millis")
-      releaseDup()
+      release("dup-")
       const done = yield* ended(job.id)
       assert.strictEqual(done.state, "done", JSON.stringify(done))
       assert.strictEqual(done.recordsCommitted, 2, JSON.stringify(done))
@@ -252,7 +242,7 @@ layer(layerTestPlatform({ TRANSLATE_BATCH_LINES: "5", TRANSLATE_CHECKPOINT_LINES
       const waiting = yield* Effect.exit(eventually(jobNow(replacement.id), (job) => job.state === "done", "2 seconds"))
       // it waits with every line counted, at 99.9%
       if (waiting._tag === "Failure") assert.deepInclude(yield* jobNow(replacement.id), { state: "translating", percent: 99.9 })
-      releaseHeld()
+      release("hold-")
       assert.strictEqual((yield* ended(realtime.id)).state, "done")
       assert.strictEqual((yield* ended(replacement.id)).state, "done")
       assert.deepStrictEqual(yield* Effect.forEach([...users, "keep"], segmentsOf), [[], [], [], [], [], [], ["777"]])
