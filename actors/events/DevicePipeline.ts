@@ -193,7 +193,7 @@ const pipeline = (app: string, options: DevicePipelineOptions, progress: Progres
           item.consumed.push(delivery.seq)
           for (const event of delivery.batch.events) {
             const key = keyOf.get(event.deviceId)!
-            const state = states.get(key)!
+            const state = states.peek(key)!
             if (Dedupe.seen(state.dedupe, event.seq)) {
               duplicates++
               continue
@@ -218,7 +218,7 @@ const pipeline = (app: string, options: DevicePipelineOptions, progress: Progres
         const now = yield* Clock.currentTimeMillis
         let unattributed = 0
         for (const fresh of item.fresh) {
-          const state = states.get(fresh.key)!
+          const state = states.peek(fresh.key)!
           const stepped = Sessions.step(state.sessions.state, {
             type: fresh.event.type,
             time: Date.parse(fresh.event.time),
@@ -232,7 +232,7 @@ const pipeline = (app: string, options: DevicePipelineOptions, progress: Progres
           for (const ended of stepped.ended) item.ended.push({ deviceId: next.deviceId, ended })
         }
         for (const key of item.idle) {
-          const state = states.get(key)!
+          const state = states.peek(key)!
           const expired = Sessions.expire(state.sessions.state, item.tick!, sessionOptions)
           if (expired.ended.length === 0) continue
           const next = { deviceId: state.sessions.deviceId, state: expired.state }

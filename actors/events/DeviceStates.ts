@@ -5,7 +5,7 @@
  * the next batch read the older committed state back. Shared by the app pipelines of one process;
  * a pipeline starting drops its app's entries, since another process may have moved them on meanwhile.
  */
-import { encode } from "../../domain/events/dedupe.ts"
+import { encodedSize } from "../../domain/events/dedupe.ts"
 import type { DeviceState } from "../../domain/events/DeviceStore.ts"
 
 /**
@@ -25,7 +25,7 @@ interface Entry {
 }
 
 const sizeOf = (state: DeviceState) =>
-  overhead + encode(state.dedupe).length + perRecentSession * state.sessions.state.recent.length +
+  overhead + encodedSize(state.dedupe) + perRecentSession * state.sessions.state.recent.length +
   (state.sessions.state.open === undefined ? 0 : openSession)
 
 export class DeviceStates {
@@ -50,6 +50,11 @@ export class DeviceStates {
     this.entries.delete(key)
     this.entries.set(key, entry)
     return entry.state
+  }
+
+  /** The state of `key`, left where it is in the order: for entries a batch pinned, and made recent, already. */
+  peek(key: string): DeviceState | undefined {
+    return this.entries.get(key)?.state
   }
 
   set(app: string, key: string, state: DeviceState) {

@@ -97,6 +97,23 @@ export const encode = (state: DedupeState): Uint8Array => {
   return Uint8Array.from(out)
 }
 
+const varintSize = (value: number) => {
+  let size = 1
+  for (let v = value; v >= 0x80; v = Math.floor(v / 0x80)) size++
+  return size
+}
+
+/** `encode(state).length`, without encoding it (the device cache sizes every state it keeps). */
+export const encodedSize = (state: DedupeState): number => {
+  let size = varintSize(state.floor)
+  let previous = state.floor
+  for (const [lo, hi] of state.ranges) {
+    size += varintSize(lo - previous) + varintSize(hi - lo)
+    previous = hi
+  }
+  return size
+}
+
 /** The state `encode` wrote; throws on truncated bytes (a corrupt row must not pass for an empty state). */
 export const decode = (bytes: Uint8Array): DedupeState => {
   let i = 0

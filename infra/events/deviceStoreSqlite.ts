@@ -72,6 +72,9 @@ const make = (path: string, cacheBytes: number | undefined) =>
         dedupe: db.prepare(`SELECT device, state FROM dedupe WHERE device IN (${list})`),
         sessions: db.prepare(`SELECT device, state FROM sessions WHERE device IN (${list})`)
       }
+      // rows as [device, state]: an object a row, with its keys, cost as much as the lookup itself
+      made.dedupe.setReturnArrays(true)
+      made.sessions.setReturnArrays(true)
       chunkStatements.set(size, made)
       return made
     }
@@ -114,11 +117,11 @@ const make = (path: string, cacheBytes: number | undefined) =>
         for (let i = 0; i < keys.length; i += loadChunk) {
           const chunk = keys.slice(i, i + loadChunk).map(keyBytes)
           const statements = selectChunk(chunk.length)
-          for (const row of statements.dedupe.all(...chunk) as Array<{ device: Uint8Array; state: Uint8Array }>) {
-            entry(row.device).dedupe = decodeDedupe(row.state)
+          for (const [device, state] of statements.dedupe.all(...chunk) as unknown as Array<[Uint8Array, Uint8Array]>) {
+            entry(device).dedupe = decodeDedupe(state)
           }
-          for (const row of statements.sessions.all(...chunk) as Array<{ device: Uint8Array; state: string }>) {
-            entry(row.device).sessions = JSON.parse(row.state) as DeviceSessions
+          for (const [device, state] of statements.sessions.all(...chunk) as unknown as Array<[Uint8Array, string]>) {
+            entry(device).sessions = JSON.parse(state) as DeviceSessions
           }
         }
         return states as ReadonlyMap<string, Partial<DeviceState>>

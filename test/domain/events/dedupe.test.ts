@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { add, decode, type DedupeState, empty, encode, seen } from "../../../domain/events/dedupe.ts"
+import { add, decode, type DedupeState, empty, encode, encodedSize, seen } from "../../../domain/events/dedupe.ts"
 
 /** A seeded generator (mulberry32): every run checks the same cases, and a failure names its seed. */
 const random = (seed: number) => () => {
@@ -44,6 +44,7 @@ describe("exact dedupe by sequence", () => {
         assert.strictEqual(added.givenUp, 0)
         invariant(state)
         assert.deepStrictEqual(decode(encode(state)), state)
+        assert.strictEqual(encodedSize(state), encode(state).length)
       }
       for (let seq = 0; seq < 220; seq++) assert.strictEqual(seen(state, seq), set.has(seq), `seed ${seed}, final seq ${seq}`)
     }
@@ -89,6 +90,7 @@ describe("exact dedupe by sequence", () => {
   it("encodes sequences beyond 2^32", () => {
     const state = add(add(empty, 2 ** 40).state, 2 ** 40 + 5).state
     assert.deepStrictEqual(decode(encode(state)), state)
+    assert.strictEqual(encodedSize(state), encode(state).length)
     assert.throws(() => decode(Uint8Array.from([0x80])))
   })
 })
