@@ -5,10 +5,11 @@
  */
 import { assert, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
+import { statSync } from "node:fs"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { Effect } from "effect"
-import { execOnOpen } from "../../infra/sqliteOpen.ts"
+import { execOnOpen, walSizeLimitBytes } from "../../infra/sqliteOpen.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 /** A process holding an exclusive lock on `path` for `ms`; resolves once it holds it. */
@@ -56,4 +57,37 @@ it.live("gives up after its bound, and fails at once on any other error", () =>
     // still locked when it gives up: it did not wait for the lock
     assert.throws(() => execOnOpen(db, "CREATE TABLE IF NOT EXISTS t (x INTEGER)", 300), /database is locked/)
     db.close()
+  }).pipe(Effect.scoped))
+
+it.live("cuts a write-ahead log that grew while a reader held a snapshot back to its bound once the reader lets go", () =>
+  Effect.gen(function*() {
+    const path = join(yield* tempDir("sqlite-open"), "wal.db")
+    const writer = new DatabaseSync(path)
+    execOnOpen(writer, "PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
+    const reader = new DatabaseSync(path)
+    execOnOpen(reader, "PRAGMA journal_mode = WAL")
+    writer.exec("INSERT INTO t (v) VALUES ('first')")
+    const held = reader.prepare("SELECT id FROM t").iterate()
+    held.next() // an open read: no checkpoint can start the log over while it lasts
+    const insert = writer.prepare("INSERT INTO t (v) VALUES (?)")
+    const trim = writer.prepare("DELETE FROM t WHERE id < ?")
+    const row = "x".repeat(64 * 1024)
+    let id = 1
+    const commits = (count: number) => {
+      for (let i = 0; i < count; i++) {
+        writer.exec("BEGIN")
+        for (let j = 0; j < 8; j++) insert.run(row)
+        id += 8
+        trim.run(id - 64)
+        writer.exec("COMMIT")
+      }
+    }
+    const walBytes = () => statSync(`${path}-wal`).size
+    commits(160) // ~85 MB through the log
+    assert.isAbove(walBytes(), walSizeLimitBytes)
+    held.return!()
+    commits(20)
+    assert.isAtMost(walBytes(), walSizeLimitBytes)
+    reader.close()
+    writer.close()
   }).pipe(Effect.scoped))
