@@ -3,7 +3,7 @@
  * `action` is the command of the entity type's decider, domain/Decider.ts), the rejections entities
  * answer with, and the fingerprint that tells a retry from a reused command id.
  */
-import { Schema } from "effect"
+import { Hash, Schema } from "effect"
 import { EntityRef } from "./children.ts"
 import { FieldIssue } from "./validation.ts"
 
@@ -15,6 +15,18 @@ import { FieldIssue } from "./validation.ts"
  * header limit and stop HISTORY.
  */
 const CommandRef = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(1_024))
+
+/**
+ * How an id the platform derives for a command (a wake, a translated batch, a replacement's removal)
+ * names its entity: as it is up to 512 characters, past that its first 448 and a hash of the whole, so
+ * the command id stays within CommandRef's 1,024. Each entity remembers its own command ids, so the
+ * name need only be the same each time, not unique among entities. A user profile's id reaches ~1,370
+ * characters (256 outside ASCII, encoded): named whole, the bus refused its commands for ever (stop
+ * 26's outside attack: a partner's file job stuck translating with its queue behind it, a real-time POST
+ * failed whole, and such a profile's reminders could never be applied).
+ */
+export const commandIdRef = (entityId: string): string =>
+  entityId.length <= 512 ? entityId : `${entityId.slice(0, 448)}#${(Hash.string(entityId) >>> 0).toString(36)}`
 
 export const EntityCommand = Schema.Struct({
   commandId: CommandRef,

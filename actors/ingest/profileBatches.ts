@@ -5,9 +5,9 @@
  *
  * The command id names the job, the batch's line range and the profile, so a batch sent again (a
  * retry, or a job resumed from its checkpoint with the same batch size) is recognised by the profile
- * as the command it already answered.
+ * as the command it already answered (a long profile id by its digest: commandIdRef).
  */
-import type { EntityCommand } from "../../domain/entity.ts"
+import { commandIdRef, type EntityCommand } from "../../domain/entity.ts"
 import { type LoaderRecord, profileId } from "../../domain/ingest/LoaderRecord.ts"
 import type { Apply, ProfileRecord } from "../../domain/ingest/profileEvents.ts"
 
@@ -81,7 +81,7 @@ export const profileCommands = (
   }
   return [...groups].flatMap(([entityId, parts]) =>
     parts.map((part, k) => {
-      const commandId = `ingest:${context.jobId}:${batch.fromLine}-${batch.toLine}:${entityId}${k === 0 ? "" : `#${k}`}`
+      const commandId = `ingest:${context.jobId}:${batch.fromLine}-${batch.toLine}:${commandIdRef(entityId)}${k === 0 ? "" : `#${k}`}`
       return {
         command: {
           commandId,

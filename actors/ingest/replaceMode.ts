@@ -14,7 +14,7 @@
 import { Effect } from "effect"
 import type { Duration } from "effect"
 import type { CommandOutcome } from "../../domain/CommandBus.ts"
-import type { EntityCommand } from "../../domain/entity.ts"
+import { commandIdRef, type EntityCommand } from "../../domain/entity.ts"
 import { type Membership, type MembershipChange, ReplaceIndex, type UnlistedPage } from "../../domain/ingest/ReplaceIndex.ts"
 import { Apply, type ProfileRecord } from "../../domain/ingest/profileEvents.ts"
 import { Schema } from "effect"
@@ -140,7 +140,7 @@ const remove = (replacement: Replacement, page: ReadonlyArray<Membership>) =>
     const parts = [...byProfile].flatMap(([entityId, records]) =>
       Array.from({ length: Math.ceil(records.length / maxApplyRecords) }, (_, k) => ({ entityId, records: records.slice(k * maxApplyRecords, (k + 1) * maxApplyRecords) })))
     const commands = parts.map(({ entityId, records }): EntityCommand => ({
-      commandId: `ingest:${jobId}:replace:${entityId}:${records[0]!.segmentId}`,
+      commandId: `ingest:${jobId}:replace:${commandIdRef(entityId)}:${records[0]!.segmentId}`,
       correlationId: jobId,
       entityType: profileType,
       entityId,

@@ -29,6 +29,10 @@ export const sendAll = (jobId: string, commands: ReadonlyArray<EntityCommand>, t
       open = open.filter((i) => retried(replies[i]!))
       if (open.length > 0) return yield* Effect.fail(new ProfilesUnavailable({ jobId, cause: replies[open[0]!] }))
     }).pipe(
+      // A command the bus refuses to send is a bug in how it was built, not profiles away: sent again it is
+      // refused again, and the job, resumed for ever, held its partner's queue (stop 26's outside attack).
+      // As a defect it counts as the translator's crash, and the job fails once those run out.
+      Effect.catchTag("CommandBusError", (error) => error.operation === "encode command" ? Effect.die(error) : Effect.fail(error)),
       Effect.mapError((cause) => cause._tag === "ProfilesUnavailable" ? cause : new ProfilesUnavailable({ jobId, cause })),
       Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.upTo({ times: 5 })))
     )

@@ -117,6 +117,28 @@ describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
         assert.deepStrictEqual((profile.json() as { segments: Array<unknown> }).segments, [], profile.body)
       }))
 
+    it.effect("a user id of 250 characters outside ASCII loads beside the others: its profile id (~1,000 characters encoded) is named shorter in command ids", () =>
+      Effect.gen(function*() {
+        // Before (stop 26's outside attack), the command id passed the bus's 1,024 characters: the bus refused
+        // the shard batch for ever, a file job stayed translating with its partner's queue behind it, and a
+        // real-time POST holding such a line failed whole, its good lines with it.
+        yield* putPartner("longids", "active")
+        const { secret } = yield* createKey("partner:longids")
+        const wide = "中".repeat(250)
+        const now = new Date((yield* Clock.currentTimeMillis) - 60_000).toISOString()
+        const line = (userId: string) => JSON.stringify({ idKind: "cookie", userId, segmentId: "77", op: "add", time: now })
+        const res = yield* request({
+          method: "POST", url: "/v1/ingest/longids/records", key: secret, contentType: "application/x-ndjson",
+          body: [line("short-before"), line(wide), line("short-after")].join("\n") + "\n"
+        })
+        assert.strictEqual(res.statusCode, 202, res.body)
+        const job = yield* jobEnded((res.json() as { jobId: string }).jobId)
+        assert.deepInclude(job, { state: "done", linesRead: 3, linesRejected: 0, recordsCommitted: 3 })
+        const profile = yield* request({ method: "GET", url: `/v1/profiles/cookie/${encodeURIComponent(wide)}` })
+        assert.strictEqual(profile.statusCode, 200, profile.body)
+        assert.deepStrictEqual((profile.json() as { segments: Array<{ segmentId: string }> }).segments.map((s) => s.segmentId), ["77"])
+      }))
+
     it.effect("a record whose time has more than nine digits of fraction is rejected on its line: a 60,000-digit time would ride along into every delivery chunk", () =>
       Effect.gen(function*() {
         yield* putPartner("longtime", "active")
