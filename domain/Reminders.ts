@@ -4,8 +4,10 @@
  * shard, so millions of them cost nothing until due; the owner of a shard fires its due reminders as
  * commands to the entity, which then arrive in the entity's normal command order.
  *
- * A reminder is identified by its entity and its `dueAt` (the receiver derives the wake-up command's
- * id from them, so a reminder fired twice is applied once). Its next attempt starts at `dueAt`; a
+ * A reminder is identified by its entity, its `dueAt` and its `token`, which the store draws anew each
+ * time the entity sets it (the receiver derives the wake-up command's id from them, so a reminder fired
+ * twice is applied once, and one set again for the same instant after the first was applied is applied
+ * too). Its next attempt starts at `dueAt`; a
  * scheduler whose fire failed postpones the attempt, keeping `dueAt`, so the retry is durable, holds
  * up no other reminder, and `next` tells a scheduler exactly when to wake.
  * Declared here; stored by infra/reminders/, fired by actors/runtime/ReminderScheduler.ts.
@@ -19,7 +21,14 @@ export const Reminder = Schema.Struct({
   /** the entity's shard (domain/shards.ts), so a shard's owner finds its own reminders */
   shard: Schema.Int,
   /** when to wake the entity, epoch milliseconds */
-  dueAt: Schema.Int
+  dueAt: Schema.Int,
+  /**
+   * This setting of the reminder, drawn by the store at `set` (what a caller passes there is ignored);
+   * absent on reminders set before tokens. Without it a profile whose membership expired at an instant,
+   * then got another expiring at the same instant, was woken by a command it took for the first one
+   * again: the second membership never expired (stop 26's outside attack).
+   */
+  token: Schema.optionalKey(Schema.Int)
 }).annotate({ identifier: "Reminder" })
 export type Reminder = typeof Reminder.Type
 
@@ -40,11 +49,11 @@ export class Reminders extends Context.Service<Reminders, {
   readonly due: (shards: ReadonlyArray<number>, now: number, limit: number) => Effect.Effect<ReadonlyArray<Reminder>, RemindersError>
   /** The earliest next attempt among these shards' reminders (its `dueAt`, unless postponed). */
   readonly next: (shards: ReadonlyArray<number>) => Effect.Effect<Option.Option<number>, RemindersError>
-  /** Removes a fired reminder, unless the entity set a new one meanwhile (another `dueAt`). */
+  /** Removes a fired reminder, unless the entity set a new one meanwhile (another `dueAt` or `token`). */
   readonly fired: (reminder: Reminder) => Effect.Effect<void, RemindersError>
   /**
    * Moves the next attempt of a reminder whose fire failed to `until` (epoch ms), keeping its
-   * `dueAt`; does nothing if the entity set a new one meanwhile or it is gone.
+   * `dueAt`; does nothing if the entity set a new one meanwhile (another `dueAt` or `token`) or it is gone.
    */
   readonly postpone: (reminder: Reminder, until: number) => Effect.Effect<void, RemindersError>
   /**

@@ -7,10 +7,11 @@
  * paying one each. A write's effect returns only once its transaction is committed.
  * Reads go straight to the file: the writer's transactions are synchronous, so reads never see half of one.
  */
+import { randomInt } from "node:crypto"
 import { DatabaseSync } from "node:sqlite"
 import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, PubSub, Queue, Schema, Stream } from "effect"
 import { Reminder, Reminders, RemindersError } from "../../domain/Reminders.ts"
-import { prepare, schema } from "./sqliteStatements.ts"
+import { migrate, prepare, schema } from "./sqliteStatements.ts"
 import type { Statements } from "./sqliteStatements.ts"
 import { execOnOpen } from "../sqliteOpen.ts"
 
@@ -38,7 +39,8 @@ const Row = Schema.Struct({
   entity_id: Schema.String,
   shard: Schema.Int,
   due_at: Schema.Int,
-  attempt_at: Schema.Int
+  attempt_at: Schema.Int,
+  token: Schema.NullOr(Schema.Int)
 })
 type Row = typeof Row.Type
 const decodeRow = Schema.decodeUnknownSync(Row)
@@ -48,7 +50,7 @@ const apply = (statements: Statements, write: Write) => {
   switch (write._tag) {
     case "set": {
       const r = write.reminder
-      statements.set.run(r.entityType, r.entityId, r.shard, r.dueAt, r.dueAt)
+      statements.set.run(r.entityType, r.entityId, r.shard, r.dueAt, r.dueAt, r.token ?? null)
       return
     }
     case "cancel":
@@ -56,12 +58,12 @@ const apply = (statements: Statements, write: Write) => {
       return
     case "fired": {
       const r = write.reminder
-      statements.fired.run(r.entityType, r.entityId, r.dueAt)
+      statements.fired.run(r.entityType, r.entityId, r.dueAt, r.token ?? null)
       return
     }
     case "postpone": {
       const r = write.reminder
-      statements.postpone.run(write.until, r.entityType, r.entityId, r.dueAt)
+      statements.postpone.run(write.until, r.entityType, r.entityId, r.dueAt, r.token ?? null)
       return
     }
   }
@@ -96,6 +98,7 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
         // at every commit, so a reminder is on disk once `set` returns (NORMAL could lose the last ones).
         execOnOpen(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
         execOnOpen(db, schema)
+        migrate(db)
         return db
       },
       catch: failWith("open")
@@ -130,7 +133,8 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
     set: (reminder) =>
       decodeReminder(reminder).pipe(
         Effect.mapError(failWith("set")),
-        Effect.flatMap((reminder) => enqueue("set", { _tag: "set", reminder }))
+        // a setting of its own: fires of an earlier one, even for the same instant, leave it be
+        Effect.flatMap((reminder) => enqueue("set", { _tag: "set", reminder: { ...reminder, token: randomInt(2 ** 47) } }))
       ),
     cancel: (entityType, entityId) => enqueue("cancel", { _tag: "cancel", entityType, entityId }),
     fired: (reminder) => enqueue("fired", { _tag: "fired", reminder }),
@@ -147,7 +151,8 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
           entityType: row.entity_type,
           entityId: row.entity_id,
           shard: row.shard,
-          dueAt: row.due_at
+          dueAt: row.due_at,
+          ...(row.token === null ? {} : { token: row.token })
         }))
       }),
     next: (shards) =>

@@ -9,7 +9,7 @@ import { type IdKind, profileId } from "../../domain/ingest/LoaderRecord.ts"
 import type { ProfileRecord } from "../../domain/ingest/profileEvents.ts"
 import { shardOf } from "../../domain/shards.ts"
 import { wakeCommand } from "../../domain/wake.ts"
-import { assertInvalid, assertProblem, createKey, request } from "../fixtures/http.ts"
+import { assertInvalid, assertProblem, createKey, eventually, request } from "../fixtures/http.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
 
 let n = 0
@@ -80,6 +80,23 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("GET 
       assertProblem(yield* request({ method: "GET", url: profileUrl("cookie", "known", "?explain=true"), key: service.secret }), 403, "forbidden")
       assertProblem(yield* request({ method: "GET", url: profileUrl("cookie", "known", "?asOf=2030-01-01T00:00:00Z"), key: service.secret }), 403, "forbidden")
       assertProblem(yield* request({ method: "GET", url: profileUrl("cookie", "known"), key: partner.secret }), 403, "forbidden")
+    }))
+
+  it.effect("expires a membership due at the same instant as one it already expired: the reminder set again is a wake-up of its own", () =>
+    Effect.gen(function*() {
+      // Both due an hour ago, so the platform's scheduler fires each as soon as it is set. Before (stop 26's
+      // outside attack), the second wake-up had the first one's command id, the profile took it for that
+      // command again, and the second membership stayed for good.
+      const time = new Date(Date.now() - 2 * 3_600_000).toISOString()
+      const id = profileId("cookie", "due-twice")
+      const store = yield* EventStore
+      const types = Effect.map(store.readStream(`userprofile-${id}`), (events) => events.map((e) => e.type))
+      yield* applyRecords("cookie", "due-twice", [record("61", 1, { time, ttlSeconds: 3_600 })])
+      yield* eventually(types, (t) => t.length === 2, "30 seconds")
+      yield* applyRecords("cookie", "due-twice", [record("62", 2, { time, ttlSeconds: 3_600 })])
+      assert.deepStrictEqual(yield* eventually(types, (t) => t.length === 4, "30 seconds"), ["SegmentsAdded", "SegmentsExpired", "SegmentsAdded", "SegmentsExpired"])
+      const events = yield* store.readStream(`userprofile-${id}`)
+      assert.deepStrictEqual((events[3]!.data as { memberships: Array<{ segmentId: string }> }).memberships.map((m) => m.segmentId), ["62"])
     }))
 
   it.effect("expires a membership through its reminder, fired at the whole second at or after its instant under TestClock: a SegmentsExpired event, the segment gone", () =>

@@ -18,5 +18,16 @@ describe("the bus command of a due reminder", () => {
     assert.strictEqual(wakeCommand(reminder).commandId, wakeCommand({ ...reminder }).commandId)
     assert.notStrictEqual(wakeCommand({ ...reminder, dueAt: reminder.dueAt + 1 }).commandId, wakeCommand(reminder).commandId)
     assert.notStrictEqual(wakeCommand({ ...reminder, entityId: "acct-2" }).commandId, wakeCommand(reminder).commandId)
+    // a reminder set again for the same instant is another setting: another command
+    assert.strictEqual(wakeCommand({ ...reminder, token: 7 }).commandId, wakeCommand({ ...reminder, token: 7 }).commandId)
+    assert.notStrictEqual(wakeCommand({ ...reminder, token: 8 }).commandId, wakeCommand({ ...reminder, token: 7 }).commandId)
+  })
+
+  it("stays a valid bus envelope for an entity id of any length (a profile's reaches ~1,370 characters)", () => {
+    const long = `cookie:~${"5Lit".repeat(340)}`
+    const command = wakeCommand({ ...reminder, entityType: "userprofile", entityId: long, token: 2 ** 47 - 1 })
+    assert.deepStrictEqual(Schema.decodeUnknownSync(EntityCommand)(command), command)
+    assert.strictEqual(command.entityId, long)
+    assert.notStrictEqual(command.commandId, wakeCommand({ ...reminder, entityType: "userprofile", entityId: `${long}A`, token: 2 ** 47 - 1 }).commandId)
   })
 })

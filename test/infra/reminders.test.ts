@@ -35,8 +35,28 @@ describe("SQLite reminders file", () => {
       const [a, b] = [yield* openStore(path), yield* openStore(path)]
       yield* a.set({ entityType: "session", entityId: "s1", shard: 1, dueAt: 5_000 })
       assert.deepStrictEqual(yield* b.next([1]), Option.some(5_000))
-      yield* b.fired({ entityType: "session", entityId: "s1", shard: 1, dueAt: 5_000 })
+      const [due] = yield* b.due([1], 5_000, 1)
+      yield* b.fired(due!)
       assert.deepStrictEqual(yield* a.next([1]), Option.none())
+    }))
+
+  it.live("opens a file from before tokens: its reminders are due without one and fire away, new ones get one", () =>
+    Effect.gen(function*() {
+      const path = yield* databaseIn
+      const old = new DatabaseSync(path)
+      old.exec(`CREATE TABLE reminders (entity_type TEXT NOT NULL, entity_id TEXT NOT NULL, shard INTEGER NOT NULL, due_at INTEGER NOT NULL,
+          attempt_at INTEGER NOT NULL, PRIMARY KEY (entity_type, entity_id)) WITHOUT ROWID;
+        CREATE INDEX reminders_by_shard_attempt ON reminders (shard, attempt_at, due_at);
+        INSERT INTO reminders VALUES ('session', 'before', 1, 5000, 5000);`)
+      old.close()
+      const store = yield* openStore(path)
+      const [before] = yield* store.due([1], 5_000, 10)
+      assert.deepStrictEqual(before, { entityType: "session", entityId: "before", shard: 1, dueAt: 5_000 })
+      yield* store.fired(before!)
+      assert.deepStrictEqual(yield* store.next([1]), Option.none())
+      yield* store.set({ entityType: "session", entityId: "after", shard: 1, dueAt: 6_000 })
+      const [after] = yield* store.due([1], 6_000, 10)
+      assert.isTrue(Number.isSafeInteger(after!.token))
     }))
 
   it.live("fails writes once the store has closed", () =>

@@ -16,6 +16,12 @@ const freshShards = (n: number) => {
   return Array.from({ length: n }, (_, i) => first + i)
 }
 const ids = (reminders: ReadonlyArray<Reminder>) => reminders.map((r) => `${r.entityId}@${r.dueAt}`)
+/** The reminders without the tokens the store drew, after checking each has one. */
+const untokened = (reminders: ReadonlyArray<Reminder>) =>
+  reminders.map(({ token, ...rest }) => {
+    assert.isTrue(Number.isSafeInteger(token), `a token drawn by the store: ${token}`)
+    return rest
+  })
 
 export const remindersSuite = <E>(name: string, storeLayer: Layer.Layer<Reminders, E>) =>
   describe(name, () => {
@@ -27,7 +33,7 @@ export const remindersSuite = <E>(name: string, storeLayer: Layer.Layer<Reminder
           const [shard] = freshShards(1)
           yield* store.set({ entityType, entityId: "e1", shard: shard!, dueAt: 10_000 })
           assert.deepStrictEqual(yield* store.due([shard!], 9_999, 10), [])
-          assert.deepStrictEqual(yield* store.due([shard!], 10_000, 10), [{ entityType, entityId: "e1", shard: shard!, dueAt: 10_000 }])
+          assert.deepStrictEqual(untokened(yield* store.due([shard!], 10_000, 10)), [{ entityType, entityId: "e1", shard: shard!, dueAt: 10_000 }])
           assert.deepStrictEqual(ids(yield* store.due([shard!], 50_000, 10)), ["e1@10000"])
           assert.deepStrictEqual(yield* store.next([shard!]), Option.some(10_000))
         }))
@@ -98,13 +104,33 @@ export const remindersSuite = <E>(name: string, storeLayer: Layer.Layer<Reminder
           const other = { entityType, entityId: "e2", shard: shard!, dueAt: 10_000 }
           yield* store.set(first)
           yield* store.set(other)
-          yield* store.fired(other)
+          // fired as the scheduler does: the reminder as `due` read it
+          const [firstDue, otherDue] = yield* store.due([shard!], 10_000, 10)
+          yield* store.fired(otherDue!)
           assert.deepStrictEqual(ids(yield* store.due([shard!], 10_000, 10)), ["e1@10000"])
           yield* store.set({ ...first, dueAt: 60_000 }) // set again while `first` was being fired
-          yield* store.fired(first)
+          yield* store.fired(firstDue!)
           assert.deepStrictEqual(ids(yield* store.due([shard!], 90_000, 10)), ["e1@60000"])
-          yield* store.fired(first) // firing twice (at least once) is harmless
+          yield* store.fired(firstDue!) // firing twice (at least once) is harmless
           assert.deepStrictEqual(yield* store.next([shard!]), Option.some(60_000))
+        }))
+
+      it.effect("keeps a reminder set again for the same instant while the earlier one was fired: a setting of its own, with another token", () =>
+        Effect.gen(function*() {
+          const store = yield* Reminders
+          const entityType = freshType()
+          const [shard] = freshShards(1)
+          const reminder = { entityType, entityId: "e1", shard: shard!, dueAt: 10_000 }
+          yield* store.set(reminder)
+          const [earlier] = yield* store.due([shard!], 10_000, 10)
+          yield* store.set(reminder) // the entity needs waking at that instant again (a new membership due then)
+          const [again] = yield* store.due([shard!], 10_000, 10)
+          assert.notStrictEqual(again!.token, earlier!.token)
+          yield* store.fired(earlier!)
+          yield* store.postpone(earlier!, 50_000)
+          assert.deepStrictEqual(yield* store.due([shard!], 10_000, 10), [again])
+          yield* store.fired(again!)
+          assert.deepStrictEqual(yield* store.next([shard!]), Option.none())
         }))
 
       it.effect("postpones a reminder's next attempt, keeping its due time, unless it was set again", () =>
@@ -112,8 +138,8 @@ export const remindersSuite = <E>(name: string, storeLayer: Layer.Layer<Reminder
           const store = yield* Reminders
           const entityType = freshType()
           const [shard] = freshShards(1)
-          const late = { entityType, entityId: "late", shard: shard!, dueAt: 10_000 }
-          yield* store.set(late)
+          yield* store.set({ entityType, entityId: "late", shard: shard!, dueAt: 10_000 })
+          const late = (yield* store.due([shard!], 10_000, 10))[0]!
           yield* store.set({ entityType, entityId: "next", shard: shard!, dueAt: 12_000 })
           yield* store.postpone(late, 15_000)
           assert.deepStrictEqual(ids(yield* store.due([shard!], 14_999, 10)), ["next@12000"])
