@@ -9,6 +9,7 @@
 import { gzipSync } from "node:zlib"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
+import { subjectCount } from "../infra/nats/scanSubject.ts"
 import { cleanEventsSubject, sessionsSubject, StreamNames } from "../domain/subjects.ts"
 
 export interface EventsDemoOptions {
@@ -170,7 +171,7 @@ export const eventsWorkload = async (options: EventsDemoOptions): Promise<string
   const pipelineSeconds = (performance.now() - started) / 1000
   const nc = await connect({ servers: options.natsUrl, name: "demo-events", ...(options.natsUser ? { user: options.natsUser.user, pass: options.natsUser.password } : {}) })
   const manager = await jetstreamManager(nc)
-  const count = async (stream: string, subject: string) => (await manager.streams.info(stream, { subjects_filter: subject })).state.subjects?.[subject] ?? 0
+  const count = (stream: string, subject: string) => subjectCount(manager, stream, subject)
   const cleanOnStream = async () => (await Promise.all(apps.map((a) => count(StreamNames.eventsClean, cleanEventsSubject(a.id))))).reduce((a, b) => a + b, 0)
   // Kept (counted at dedupe) comes before published (after the commit): wait until the outbox is on the stream.
   let cleanMessages = await cleanOnStream()

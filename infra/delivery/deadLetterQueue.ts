@@ -21,6 +21,7 @@ import { BucketNames, deliveryDeadLetterSubject, StreamNames } from "../../domai
 import { openBucket } from "../nats/buckets.ts"
 import { isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
+import { subjectCount } from "../nats/scanSubject.ts"
 import { nextSequence, purgeBefore } from "../nats/subjectPurge.ts"
 import { makeDeadLetterIndex, type Placement } from "./deadLetterIndex.ts"
 
@@ -73,8 +74,7 @@ export const make = Effect.gen(function*() {
     )
 
   const count = (destination: string) =>
-    tryNats("count dead letters", () => manager.streams.info(stream, { subjects_filter: deliveryDeadLetterSubject(destination) })).pipe(
-      Effect.map((info) => info.state.subjects?.[deliveryDeadLetterSubject(destination)] ?? 0),
+    tryNats("count dead letters", () => subjectCount(manager, stream, deliveryDeadLetterSubject(destination))).pipe(
       Effect.mapError(fail("count"))
     )
 

@@ -10,7 +10,8 @@
  *   JetStream's own byte bound drops old messages on nats-server 2.9, so it is only a backstop);
  * - EVENTS is a work queue, so what it holds for `events.<app>` is exactly the batches the app's device
  *   pipeline has not finished: above EVENTS_MAX_PENDING the app is refused before anything is read.
- *   That count is read from the stream (per subject) at most about once a second per app;
+ *   That count is read from the stream (per subject, asked with a wildcard: scanSubject.ts's
+ *   subjectCount) at most about once a second per app;
  * - an app's share of EVENTS: its batches there times the mean size of its messages above
  *   EVENTS_APP_MAX_BYTES (default a quarter of EVENTS_MAX_BYTES), so that one app whose pipeline is
  *   behind (stalled, or flooded through its SDK key, which ships inside the app) cannot fill the stream
@@ -31,6 +32,7 @@ import { groupsBySize } from "../../domain/groupsBySize.ts"
 import { IntakeError } from "../../domain/ingest/Intake.ts"
 import { eventsSubject, StreamNames } from "../../domain/subjects.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
+import { countFilter } from "../nats/scanSubject.ts"
 import { makeStreamBytes, messageBytes } from "../nats/streamBytes.ts"
 import { streamFull } from "../nats/streamFull.ts"
 
@@ -82,7 +84,7 @@ export const make = (options: EventIntakeOptions = {}) =>
 
     /** Batches of the app on EVENTS now: the device pipeline's backlog. */
     const pendingOf = (app: string) =>
-      tryNats("EVENTS info", () => manager.streams.info(StreamNames.events, { subjects_filter: eventsSubject(app) })).pipe(
+      tryNats("EVENTS info", () => manager.streams.info(StreamNames.events, { subjects_filter: countFilter(eventsSubject(app)) })).pipe(
         Effect.map((info): Pending => ({
           batches: info.state.subjects?.[eventsSubject(app)] ?? 0,
           streamMeanBytes: info.state.messages === 0 ? 0 : info.state.bytes / info.state.messages

@@ -15,6 +15,7 @@ import { arrivedGroups } from "../arrivedGroups.ts"
 import { makeDeadLetterWriter, setAsideUndecodable } from "../nats/deadLetters.ts"
 import { freshConsumer, isApiError } from "../nats/freshConsumer.ts"
 import { Nats, type NatsError, tryNats } from "../nats/Nats.ts"
+import { subjectCount } from "../nats/scanSubject.ts"
 import { consumeScoped } from "../nats/consumeScoped.ts"
 
 export interface EventsQueueOptions {
@@ -40,8 +41,8 @@ const make = (options: EventsQueueOptions) => Effect.gen(function*() {
 
   // a work queue: what is acknowledged leaves the stream, so what is left of the app's subject is its work
   const waiting = (app: string) =>
-    tryNats("events waiting", () => manager.streams.info(StreamNames.events, { subjects_filter: eventsSubject(app) })).pipe(
-      Effect.map((info) => (info.state.subjects?.[eventsSubject(app)] ?? 0) > 0),
+    tryNats("events waiting", () => subjectCount(manager, StreamNames.events, eventsSubject(app))).pipe(
+      Effect.map((count) => count > 0),
       Effect.mapError(toQueueError)
     )
 

@@ -5,11 +5,13 @@
  * it is published; another app is still taken.
  */
 import { assert, layer } from "@effect/vitest"
+import { AckPolicy } from "@nats-io/jetstream"
 import { Effect, Layer, Result } from "effect"
 import { checkEvent } from "../../../domain/events/eventChecks.ts"
 import { EventIntake } from "../../../domain/events/EventIntake.ts"
 import { eventsSubject, StreamNames } from "../../../domain/subjects.ts"
 import * as EventIntakeJetStream from "../../../infra/events/eventIntake.ts"
+import { Nats } from "../../../infra/nats/Nats.ts"
 import { streamMessages } from "../../fixtures/jetstreamContents.ts"
 import { layerTestNats } from "../../fixtures/nats.ts"
 
@@ -45,6 +47,40 @@ layer(EventIntakeJetStream.layer({ messageMaxBytes: 65_536, maxPending: 1_000, a
         assert.isAtMost(yield* bytesOn("81"), appMaxBytes + 20_000, "within the share and one batch")
         // the share is the app's: another app is taken
         assert.strictEqual(yield* intake.publish({ app: "82", receivedAt: new Date().toISOString(), events: batch(0) }), 1)
+      }))
+  }
+)
+
+// A small EVENTS (its blocks small too), so that an app's backlog spans several of the stream's blocks.
+layer(EventIntakeJetStream.layer({ messageMaxBytes: 65_536, maxPending: 100_000, appMaxBytes: 2 * 1024 * 1024 }).pipe(Layer.provideMerge(layerTestNats({ eventsMaxBytes: 16 * 1024 * 1024 }))), { excludeTestServices: true, timeout: 60_000 })(
+  "the EVENTS intake, an app's backlog read from the stream",
+  (it) => {
+    it.effect("refuses an app whose batches on EVENTS pass its share once the first ones are consumed, as they span the stream's blocks", () =>
+      Effect.gen(function*() {
+        // nats-server 2.9's stream info filtered by a literal subject answered no count for it once the
+        // stream's first messages were gone and the rest spanned blocks: the app's backlog read as 0, and
+        // one SDK key filled EVENTS, turning every other app away (stop 26's outside attack: 1 GB of one
+        // app's batches, its share 256 MiB).
+        const { jetstream, manager } = yield* Nats
+        const body = "x".repeat(60_000)
+        const publish = (count: number) => Effect.promise(async () => {
+          for (let i = 0; i < count; i++) await jetstream.publish(eventsSubject("93"), body)
+        })
+        yield* Effect.promise(() => manager.consumers.add(StreamNames.events, { durable_name: "t93", filter_subject: eventsSubject("93"), ack_policy: AckPolicy.Explicit }))
+        const consumer = yield* Effect.promise(() => jetstream.consumers.get(StreamNames.events, "t93"))
+        /** the app's pipeline takes `count` batches (a work queue: they leave the stream) */
+        const take = (count: number) => Effect.promise(async () => {
+          const taken = await consumer.fetch({ max_messages: count, expires: 5_000 })
+          for await (const msg of taken) await msg.ackAck()
+        })
+        yield* publish(200)
+        yield* take(190)
+        yield* publish(200)
+        const refused = yield* Effect.result((yield* EventIntake).admit("93"))
+        assert.isTrue(Result.isFailure(refused), "~12 MB of the app's batches wait, against a share of 2 MiB")
+        if (Result.isFailure(refused)) assert.match(refused.failure.operation, /device pipeline of app 93 is behind/)
+        // another app is taken
+        yield* (yield* EventIntake).admit("94")
       }))
   }
 )
