@@ -89,7 +89,7 @@ export const appMetricsRoutes = [
       200: { description: "rows in time order, then by the groupBy values; buckets without data are left out", schema: MetricsAnswer },
       ...readProblems
     },
-    handler: ({ params, query }) =>
+    handler: ({ params, query, principal }) =>
       Effect.gen(function*() {
         const granularity = query.granularity ?? "hour"
         const fromMinute = minuteOf(query.from)
@@ -107,9 +107,9 @@ export const appMetricsRoutes = [
           app: params.app, measure: query.measure, granularity, fromMinute, toMinute, groupBy, filters, maxRows, maxChars: maxAnswerChars,
           ...(query.name === undefined ? {} : { name: query.name }),
           ...(query.sum === undefined ? {} : { sum: query.sum })
-        }).pipe(
+        }, principal.id).pipe(
           Effect.catchTag("MetricsTooLarge", () => invalid("groupBy", `an answer over ${maxAnswerChars} characters: group by fewer dimensions, filter, or ask a shorter range`)),
-          Effect.catchTag("MetricsBusy", ({ waiting }) => Effect.fail(new Overloaded({ detail: `${waiting} metrics queries wait for the reader already; retry later`, retryAfterSeconds: 1 })))
+          Effect.catchTag("MetricsBusy", ({ waiting }) => Effect.fail(new Overloaded({ detail: `${waiting} metrics queries wait for the reader already (or this key's share of them); retry later`, retryAfterSeconds: 1 })))
         )
         if (rows.length > maxRows) return yield* invalid("groupBy", `more than ${maxRows} rows: group by fewer dimensions, filter, or ask a shorter range`)
         return { status: 200, body: { measure: query.measure, granularity, rows } }

@@ -4,18 +4,20 @@
  * whose cost the app's dimension values decide), alerts (by id, bounded) here.
  */
 import type { DatabaseSync } from "node:sqlite"
-import { Effect, Layer, Schema, Semaphore } from "effect"
+import { Effect, Layer, Schema } from "effect"
 import { Alert } from "../../domain/events/Alert.ts"
 import { type AlertPage, MetricsBusy, type MetricsQuery, type MetricsRow, MetricsTooLarge, RollupReadModel } from "../../projections/events/rollups.ts"
 import { ReadModelError } from "../../projections/ReadModelError.ts"
 import { sqliteThreadOnDemand } from "../sqliteThread.ts"
+import { makeFairTurns } from "./fairTurns.ts"
 import { openRollups } from "./rollups.ts"
 import type { MetricsAnswer } from "./rollupsReaderThread.ts"
 
 const readerThread = new URL("./rollupsReaderThread.ts", import.meta.url)
 
-/** Metrics queries waiting for the reader at most; more are answered busy (503). */
+/** Metrics queries waiting for the reader at most, and of one caller; more are answered busy (503). */
 export const maxWaiting = 16
+export const maxWaitingPerCaller = 4
 
 const decodeAlert = Schema.decodeUnknownSync(Alert)
 
@@ -33,18 +35,15 @@ export const layerSqlite = (options: { readonly path: string }) =>
     // One query at a time in the reader, the others waiting here, where a client that goes away takes its
     // query with it; one sent to the reader runs to its end (SQLite cannot be stopped there), holding the
     // turn. Queries sent straight to the reader queued in it: 40 heavy ones whose clients had gone made a
-    // light query wait 56 s (stop 24's outside attack).
-    const turn = yield* Semaphore.make(1)
-    let waiting = 0
-    const inTurn = (q: MetricsQuery) =>
-      Effect.suspend(() => {
-        if (waiting >= maxWaiting) return Effect.fail(new MetricsBusy({ waiting }))
-        waiting++
-        return turn.withPermits(1)(Effect.uninterruptible(reader.request(q))).pipe(Effect.ensuring(Effect.sync(() => waiting--)))
-      })
+    // light query wait 56 s (stop 24's outside attack). Turns go round the callers (fairTurns.ts).
+    const turns = makeFairTurns({ maxWaiting, maxPerCaller: maxWaitingPerCaller })
+    const inTurn = (q: MetricsQuery, caller: string) =>
+      turns.run(caller, Effect.uninterruptible(reader.request(q))).pipe(
+        Effect.catchTag("TurnsFull", ({ waiting }) => Effect.fail(new MetricsBusy({ waiting })))
+      )
 
-    const query = (q: MetricsQuery): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsBusy> =>
-      Effect.flatMap(inTurn(q), (answer): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge> =>
+    const query = (q: MetricsQuery, caller: string): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsBusy> =>
+      Effect.flatMap(inTurn(q, caller), (answer): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge> =>
         answer._tag === "Rows"
           ? Effect.succeed(answer.rows)
           : answer._tag === "TooLarge"

@@ -75,7 +75,11 @@ export interface AlertPage {
 }
 
 export class RollupReadModel extends Context.Service<RollupReadModel, {
-  readonly query: (query: MetricsQuery) => Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsBusy>
+  /**
+   * One query; `caller` (the asking API key) takes its turn at the reader in rotation with the others,
+   * so one caller's many queries do not hold everyone else's up (MetricsBusy past a bound, its own or all).
+   */
+  readonly query: (query: MetricsQuery, caller: string) => Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsBusy>
   /** Alerts in the order raised, after the id `after`, of one app when given. */
   readonly alerts: (options: { readonly limit: number; readonly after?: number; readonly app?: string }) => Effect.Effect<AlertPage, ReadModelError>
 }>()("tributary/RollupReadModel") {}

@@ -37,7 +37,7 @@ const query = (app: string, measure: Measure, options: {
       filters: new Map(options.filters ?? []),
       ...(options.name === undefined ? {} : { name: options.name }),
       ...(options.sum === undefined ? {} : { sum: options.sum })
-    }))
+    }, "test"))
 
 const total = (rows: ReadonlyArray<{ readonly value?: unknown }>) => rows.reduce((sum, row) => sum + Number(row.value), 0)
 
@@ -232,7 +232,7 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       }))
       const ask = (maxChars: number) =>
         Effect.flatMap(RollupReadModel, (model) =>
-          model.query({ app, measure: "events", granularity: "day", fromMinute: minuteOf(day.from), toMinute: minuteOf(day.to), groupBy: ["platform", "country", "model"], filters: new Map(), maxRows: 10_000, maxChars }))
+          model.query({ app, measure: "events", granularity: "day", fromMinute: minuteOf(day.from), toMinute: minuteOf(day.to), groupBy: ["platform", "country", "model"], filters: new Map(), maxRows: 10_000, maxChars }, "test"))
       // 40 rows of three 128-character values: ~17,000 characters
       assert.strictEqual((yield* ask(20_000)).length, 40)
       const refused = yield* Effect.flip(ask(10_000))

@@ -6,7 +6,7 @@
  */
 import { assert, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Result } from "effect"
-import { layerSqlite as rollupQueries, maxWaiting } from "../../../infra/readmodel/rollupsQueries.ts"
+import { layerSqlite as rollupQueries, maxWaiting, maxWaitingPerCaller } from "../../../infra/readmodel/rollupsQueries.ts"
 import { openRollupsFile } from "../../../infra/readmodel/rollupsFile.ts"
 import { type MetricsQuery, RollupReadModel } from "../../../projections/events/rollups.ts"
 import { tempDir } from "../../fixtures/tempDir.ts"
@@ -42,7 +42,7 @@ it.live("a heavy metrics query leaves the event loop free", () =>
   withReader((model) =>
     Effect.gen(function*() {
       const order: Array<string> = []
-      const heavy = model.query(heavyQuery).pipe(Effect.tap((rows) => Effect.sync(() => order.push(`query ${rows.length}`))))
+      const heavy = model.query(heavyQuery, "k").pipe(Effect.tap((rows) => Effect.sync(() => order.push(`query ${rows.length}`))))
       const timer = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10))).pipe(Effect.tap(() => Effect.sync(() => order.push("timer"))))
       yield* Effect.all([heavy, timer], { concurrency: 2 })
       assert.deepStrictEqual(order, ["timer", "query 10001"])
@@ -51,15 +51,37 @@ it.live("a heavy metrics query leaves the event loop free", () =>
 it.live("queries wait their turn for the reader here, at most maxWaiting of them: more are busy, and one whose client went away leaves its place", () =>
   withReader((model) =>
     Effect.gen(function*() {
-      const heavy = model.query(heavyQuery)
-      const light = model.query({ app: "9", measure: "events", granularity: "day", fromMinute: minute - 1_440, toMinute: minute + 1_440, groupBy: [], filters: new Map(), maxRows: 10 })
-      // one in the reader, maxWaiting + 4 more asked at once: the last 5 are busy, without waiting
-      const first = yield* Effect.forkChild(heavy)
+      const heavy = (caller: string) => model.query(heavyQuery, caller)
+      const light = model.query({ app: "9", measure: "events", granularity: "day", fromMinute: minute - 1_440, toMinute: minute + 1_440, groupBy: [], filters: new Map(), maxRows: 10 }, "light")
+      // one in the reader, maxWaiting + 4 more asked at once (each by a key of its own): the last 4 are busy, without waiting
+      const first = yield* Effect.forkChild(heavy("first"))
       yield* Effect.yieldNow
-      const answers = yield* Effect.all(Array.from({ length: maxWaiting + 4 }, () => Effect.result(heavy.pipe(Effect.timeout("1 millis")))), { concurrency: "unbounded" })
+      const answers = yield* Effect.all(Array.from({ length: maxWaiting + 4 }, (_, i) => Effect.result(heavy(`k${i}`).pipe(Effect.timeout("1 millis")))), { concurrency: "unbounded" })
       const busy = answers.filter((a) => Result.isFailure(a) && a.failure._tag === "MetricsBusy").length
-      assert.strictEqual(busy, 5)
+      assert.strictEqual(busy, 4)
       // the others gave up waiting (their clients went away): their places are free, and the light query is answered
       assert.deepStrictEqual((yield* light).map((row) => row.value), [200_000])
       assert.strictEqual((yield* Fiber.join(first)).length, 10_001)
     })), { timeout: 60_000 })
+
+it.live("turns go round the keys: one key's queries waiting ahead do not hold another key's up, and one key waits with at most maxWaitingPerCaller", () =>
+  withReader((model) =>
+    Effect.gen(function*() {
+      // Before (stop 26's outside attack), in arrival order: one key's 30 heavy queries made another
+      // tenant's light query wait 7–20 s, or be refused.
+      const done: Array<string> = []
+      const ask = (caller: string, name: string, query: MetricsQuery) => model.query(query, caller).pipe(Effect.tap(() => Effect.sync(() => done.push(name))))
+      const running = yield* Effect.forkChild(ask("flood", "flood-0", heavyQuery))
+      yield* Effect.yieldNow
+      const queued = yield* Effect.forEach(Array.from({ length: maxWaitingPerCaller }, (_, i) => i + 1), (i) => Effect.forkChild(ask("flood", `flood-${i}`, heavyQuery)))
+      yield* Effect.yieldNow
+      const over = yield* Effect.result(ask("flood", "flood-over", heavyQuery))
+      assert.isTrue(Result.isFailure(over) && over.failure._tag === "MetricsBusy", "past its share, the key is busy at once")
+      const light = { app: "9", measure: "events", granularity: "day", fromMinute: minute - 1_440, toMinute: minute + 1_440, groupBy: [], filters: new Map(), maxRows: 10 } as const
+      assert.deepStrictEqual((yield* ask("other", "other", light)).map((row) => row.value), [200_000])
+      // answered next after the query in the reader, ahead of the flooding key's waiting ones
+      assert.deepStrictEqual(done, ["flood-0", "other"])
+      yield* Fiber.join(running)
+      yield* Effect.forEach(queued, Fiber.join)
+      assert.deepStrictEqual(done.slice(2), Array.from({ length: maxWaitingPerCaller }, (_, i) => `flood-${i + 1}`))
+    })), { timeout: 120_000 })
