@@ -231,6 +231,15 @@ export const ingestRoutes = (options: IngestRoutesOptions) => {
       handler: ({ params, query }) =>
         Effect.gen(function*() {
           const limit = query.limit ?? 100
+          // A cursor that is not one of this partner's jobs pages from nowhere: said, not answered with an
+          // empty page that reads as "no older jobs" (stop 26's outside attack). Another partner's job id
+          // is answered alike, so the answer tells nothing of it.
+          if (query.before !== undefined) {
+            const from = yield* IngestJobs.use((ledger) => ledger.get(query.before!))
+            if (Option.isNone(from) || from.value.job.partner !== params.partner) {
+              return yield* new InvalidRequest({ issues: [{ in: "query", path: ["before"], message: `no job ${query.before} of partner ${params.partner} to page from` }] })
+            }
+          }
           const jobs = yield* IngestJobs.use((ledger) => ledger.list(params.partner, { limit, before: query.before }))
           const last = jobs[jobs.length - 1]
           return { status: 200, body: { jobs, ...(jobs.length === limit && last !== undefined ? { next: last.id } : {}) } }

@@ -167,6 +167,12 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("partner ingest
         const listed = yield* request({ method: "GET", url: "/v1/ingest/acme/jobs?limit=10", key: service.secret })
         assert.strictEqual(listed.statusCode, 200, listed.body)
         assert.include((listed.json() as { jobs: Array<Job> }).jobs.map((j) => j.id), jobId)
+        // paged from a job of the partner's: those older; from one that is not (unknown, or another partner's): 400 naming before
+        const older = yield* request({ method: "GET", url: `/v1/ingest/acme/jobs?before=${jobId}`, key: service.secret })
+        assert.strictEqual(older.statusCode, 200, older.body)
+        assert.notInclude((older.json() as { jobs: Array<Job> }).jobs.map((j) => j.id), jobId)
+        assertInvalid(yield* request({ method: "GET", url: "/v1/ingest/acme/jobs?before=no-such-job", key: service.secret }), "query", "/before")
+        assertInvalid(yield* request({ method: "GET", url: `/v1/ingest/other/jobs?before=${jobId}`, key: service.secret }), "query", "/before")
       }))
 
     it.effect("a file name the file doors would refuse is 400 naming fileName, nothing kept: bidi overrides, zero-width, separators, . and ..", () =>
