@@ -23,8 +23,6 @@ export interface FairTurnsOptions {
 export interface FairTurns {
   /** Runs `effect` in a turn of `caller`'s, once it comes; TurnsFull when the bounds are reached. */
   readonly run: <A, E, R>(caller: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | TurnsFull, R>
-  /** turns waiting now */
-  readonly waiting: () => number
 }
 
 export const makeFairTurns = (options: FairTurnsOptions): FairTurns => {
@@ -89,7 +87,6 @@ export const makeFairTurns = (options: FairTurnsOptions): FairTurns => {
   return {
     run: (caller, effect) =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(restore(acquire(caller)), () => restore(effect).pipe(Effect.ensuring(Effect.sync(pass))))),
-    waiting: () => waiting
+        Effect.flatMap(restore(acquire(caller)), () => restore(effect).pipe(Effect.ensuring(Effect.sync(pass)))))
   }
 }
