@@ -11,6 +11,7 @@ import { Clock, type Duration, Effect, Exit } from "effect"
 import { sftpHostKey } from "../../infra/ingest/fileDoors.ts"
 import { freePort } from "../../infra/nats/NatsServer.ts"
 import { ftpLogin, sftpLogin, waitListening } from "../fixtures/fileDoors.ts"
+import { maxProfileMemberships } from "../../domain/entities/userprofile.ts"
 import type { Job } from "../../domain/ingest/Job.ts"
 import { assertProblem, createKey, eventually, request } from "../fixtures/http.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
@@ -210,6 +211,24 @@ describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
         assert.strictEqual(segments.length, 10_000)
         assert.deepStrictEqual(segments.find((s) => s.segmentId === "500000")?.sources.map((s) => s.line), [2_000])
         assert.isAtMost((after.json() as { revision: number }).revision - revision, 2, "one command: its removes and its adds, two events at most")
+      }), { timeout: 240_000 })
+
+    it.effect("one user given more memberships than maxProfileMemberships: the lines past it are rejected naming the limit, the rest load", () =>
+      Effect.gen(function*() {
+        // Before (stop 26's outside attack), one partner gave one user 280,000 memberships: every command
+        // folded them all, `/ready` took 20.6 s and another partner's real-time jobs waited 7.9 s at p50.
+        yield* putPartner("fat", "active")
+        const { secret } = yield* createKey("partner:fat")
+        const time = new Date((yield* Clock.currentTimeMillis) - 60_000).toISOString()
+        const lines = Array.from({ length: maxProfileMemberships + 50 }, (_, i) =>
+          `{"idKind":"cookie","userId":"fat-user","segmentId":"${700_000 + i}","op":"add","time":"${time}"}\n`).join("")
+        const upload = yield* request({ method: "POST", url: "/v1/ingest/fat/files", key: secret, contentType: "application/x-ndjson", body: lines })
+        assert.strictEqual(upload.statusCode, 202, upload.body)
+        const job = yield* jobEnded((upload.json() as { jobId: string }).jobId, "120 seconds")
+        assert.deepInclude(job, { state: "done", linesRead: maxProfileMemberships + 50, linesRejected: 50, recordsCommitted: maxProfileMemberships })
+        assert.match(job.errors[0]!.reason, new RegExp(`more than ${maxProfileMemberships}`))
+        const profile = yield* request({ method: "GET", url: "/v1/profiles/cookie/fat-user" })
+        assert.strictEqual((profile.json() as { segments: Array<unknown> }).segments.length, maxProfileMemberships)
       }), { timeout: 240_000 })
 
     it.effect("a real-time body of only a byte-order mark or blank lines is 400, like an empty one, and makes no job", () =>

@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Result, Schema } from "effect"
 import { profileId } from "../../../domain/ingest/LoaderRecord.ts"
 import type { ProfileEvent, ProfileRecord } from "../../../domain/ingest/profileEvents.ts"
-import { ProfileId, type ProfileState, userprofile } from "../../../domain/entities/userprofile.ts"
+import { maxProfileMemberships, ProfileId, type ProfileState, userprofile } from "../../../domain/entities/userprofile.ts"
 import { makeEntityKind } from "../../../domain/EntityKind.ts"
 import type { StoredEvent } from "../../../domain/fold.ts"
 
@@ -73,11 +73,11 @@ describe("user profile decider", () => {
     assert.strictEqual(asked, 0)
   })
 
-  it("2,000 records alternating add and remove of one segment on a profile of 10,000 make two events at most", () => {
-    const big = given({ _tag: "SegmentsAdded", memberships: Array.from({ length: 10_000 }, (_, i) => ({ partner: "acme", segmentId: String(1_000 + i), time: "2026-01-01T00:00:00Z", source: { partner: "acme", jobId: "j", digest: "d0", line: i + 1 } })) })
+  it("2,000 records alternating add and remove of one segment on a profile of 9,999 make two events at most", () => {
+    const big = given({ _tag: "SegmentsAdded", memberships: Array.from({ length: 9_999 }, (_, i) => ({ partner: "acme", segmentId: String(1_000 + i), time: "2026-01-01T00:00:00Z", source: { partner: "acme", jobId: "j", digest: "d0", line: i + 1 } })) })
     const events = apply(big, ...Array.from({ length: 2_000 }, (_, i) => record({ op: i % 2 === 0 ? "add" : "remove", line: i + 1 })))
     assert.deepStrictEqual(events.map((e) => [e._tag, e.memberships.length]), [["SegmentsRemoved", 1]])
-    assert.strictEqual(Object.keys(events.reduce(userprofile.evolve, big).memberships).length, 10_001)
+    assert.strictEqual(Object.keys(events.reduce(userprofile.evolve, big).memberships).length, 10_000)
   })
 
   it("adds a membership with its expiry counted from the record's time, and wants waking then", () => {
@@ -215,5 +215,54 @@ describe("user profile decider", () => {
     assert.isFalse(ok("device:abc"))
     assert.isFalse(ok("cookie:"))
     assert.isFalse(ok(`cookie:~${Buffer.from("abc").toString("base64url")}`)) // a safe id encoded: two spellings
+  })
+})
+
+describe("user profile size", () => {
+  /** A profile holding `count` memberships of partner acme, segments 1 … count, the last `removed` of them removed. */
+  const holding = (count: number, removed = 0): ProfileState => {
+    const memberships: Record<string, unknown> = {}
+    for (let i = 1; i <= count; i++) {
+      const segmentId = String(i)
+      const source = { partner: "acme", jobId: "job-d0", digest: "d0", line: i }
+      memberships[`acme/${segmentId}`] = i > count - removed
+        ? { partner: "acme", segmentId, present: false, time: "2026-01-01T00:00:00Z", source }
+        : { partner: "acme", segmentId, present: true, time: "2026-01-01T00:00:00Z", addedAt: "2026-01-01T00:00:00Z", source }
+    }
+    return { memberships } as unknown as ProfileState
+  }
+
+  it("refuses a command that would make the profile hold more than maxProfileMemberships, removed ones counted, naming the limit", () => {
+    const full = holding(maxProfileMemberships - 1, 100)
+    // one more fits
+    assert.isTrue(Result.isSuccess(userprofile.decide({ _tag: "Apply", records: [record({ segmentId: "900001", time: "2026-02-01T00:00:00Z" })] }, full, context)))
+    // two more do not: the command is refused whole, with its other changes
+    const refused = userprofile.decide({
+      _tag: "Apply",
+      records: [record({ segmentId: "1", op: "remove", time: "2026-02-01T00:00:00Z" }), record({ segmentId: "900001", time: "2026-02-01T00:00:00Z", line: 2 }), record({ segmentId: "900002", time: "2026-02-01T00:00:00Z", line: 3 })]
+    }, full, context)
+    assert.isTrue(Result.isFailure(refused))
+    if (Result.isFailure(refused)) {
+      assert.strictEqual(refused.failure._tag, "CommandRefused")
+      assert.match((refused.failure as { reason: string }).reason, new RegExp(`hold ${maxProfileMemberships + 1} memberships .* more than ${maxProfileMemberships}`))
+    }
+  })
+
+  it("takes changes to the memberships a full profile holds: removes, renewals, a removed one added back, and expiries", () => {
+    const full = holding(maxProfileMemberships, 10)
+    const changes = userprofile.decide({
+      _tag: "Apply",
+      records: [
+        record({ segmentId: "1", op: "remove", time: "2026-02-01T00:00:00Z" }),
+        record({ segmentId: "2", time: "2026-02-01T00:00:00Z", ttlSeconds: 60, line: 2 }),
+        record({ segmentId: String(maxProfileMemberships), time: "2026-02-01T00:00:00Z", line: 3 })
+      ]
+    }, full, context)
+    assert.isTrue(Result.isSuccess(changes))
+    assert.isTrue(Result.isSuccess(userprofile.decide({ _tag: "Wake", at: Date.parse("2026-03-01T00:00:00Z") }, full, context)))
+    // past the limit already (a profile from before it): what it holds still changes, nothing new comes in
+    const over = holding(maxProfileMemberships + 5)
+    assert.isTrue(Result.isSuccess(userprofile.decide({ _tag: "Apply", records: [record({ segmentId: "3", op: "remove", time: "2026-02-01T00:00:00Z" })] }, over, context)))
+    assert.isTrue(Result.isFailure(userprofile.decide({ _tag: "Apply", records: [record({ segmentId: "900003", time: "2026-02-01T00:00:00Z" })] }, over, context)))
   })
 })
