@@ -11,7 +11,7 @@
  * - the record that last set the membership (same digest, line and segment) changes nothing (a
  *   redelivery); a new file (another digest) with the same line is new data and renews the expiry;
  * - `ttlSeconds` counts from `time`; `Wake{at}` expires every present membership due at or before it;
- * - a profile holds at most `maxProfileMemberships` (partner, segment) memberships, present or past.
+ * - a partner holds at most `maxProfileMemberships` memberships on a profile, present or past.
  */
 import { Result, Schema } from "effect"
 import { type DecideContext, decider } from "../Decider.ts"
@@ -158,13 +158,15 @@ const exists = (state: ProfileState): boolean => {
 }
 
 /**
- * Memberships a profile holds at most, a partner's segment each, present or past (removed and expired ones
- * are kept, so that a late, older record cannot undo a newer one). A command that would make more is
- * refused whole, its lines rejected with the reason; changes to memberships the profile holds are always
- * taken. Every command folds and decides over the whole profile: before the cap (stop 26's outside
+ * Memberships one partner holds on a profile at most, a segment each, present or past (removed and
+ * expired ones are kept, so that a late, older record cannot undo a newer one). A command that would make
+ * more is refused whole, its lines rejected with the reason; changes to memberships the profile holds are
+ * always taken. Every command folds and decides over the whole profile: before the cap (stop 26's outside
  * attack), one partner's POSTs gave one user 280,000, `/ready` took 20.6 s, another partner's real-time
  * job waited 7.9 s at p50 (0.64 s with the same volume over distinct users), and a read was 8.6 MB.
- * Profiles that passed it before keep what they hold.
+ * Per partner, not per profile: a cap on the whole profile let one partner fill a user it shares with
+ * others and shut every other partner out of that user for good (the re-attack of stop 26). Profiles
+ * that passed it before keep what they hold.
  */
 export const maxProfileMemberships = 10_000
 
@@ -180,12 +182,13 @@ const decideApply = (records: ReadonlyArray<ProfileRecord>, state: ProfileState,
   const memberships: Record<string, Membership> = { ...state.memberships }
   const working: ProfileState = { memberships }
   const endings = new Map<string, Ending>()
-  let made = 0
+  /** memberships the command makes anew, by partner */
+  const made = new Map<string, number>()
   for (const record of records) {
     const { partner } = record.source
     const key = keyOf(partner, record.segmentId)
     if (!supersedes(record, memberships[key])) continue
-    if (memberships[key] === undefined) made++
+    if (memberships[key] === undefined) made.set(partner, (made.get(partner) ?? 0) + 1)
     let ending = endings.get(key)
     if (ending === undefined) endings.set(key, ending = {})
     if (record.op === "add") {
@@ -212,13 +215,16 @@ const decideApply = (records: ReadonlyArray<ProfileRecord>, state: ProfileState,
     if (firstAdd !== undefined) adds.push(firstAdd)
     if (lastAdd !== undefined && lastAdd !== firstAdd) adds.push(lastAdd)
   }
-  if (made > 0) {
-    const held = Object.keys(state.memberships).length
-    if (held + made > maxProfileMemberships) {
+  if (made.size > 0) {
+    const held = new Map<string, number>()
+    for (const m of Object.values(state.memberships)) if (made.has(m.partner)) held.set(m.partner, (held.get(m.partner) ?? 0) + 1)
+    for (const [partner, count] of made) {
+      const total = (held.get(partner) ?? 0) + count
+      if (total <= maxProfileMemberships) continue
       return Result.fail(new CommandRefused({
         entityType: context.entityType,
         entityId: context.entityId,
-        reason: `the profile would hold ${held + made} memberships (a partner's segment, present or past), more than ${maxProfileMemberships}`
+        reason: `the profile would hold ${total} memberships of partner ${partner} (its segments, present or past), more than ${maxProfileMemberships}`
       }))
     }
   }

@@ -213,7 +213,7 @@ describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
         assert.isAtMost((after.json() as { revision: number }).revision - revision, 2, "one command: its removes and its adds, two events at most")
       }), { timeout: 240_000 })
 
-    it.effect("one user given more memberships than maxProfileMemberships: the lines past it are rejected naming the limit, the rest load", () =>
+    it.effect("one partner giving one user more memberships than maxProfileMemberships: the lines past it are rejected naming the limit, the rest load, and other partners still add the user", () =>
       Effect.gen(function*() {
         // Before (stop 26's outside attack), one partner gave one user 280,000 memberships: every command
         // folded them all, `/ready` took 20.6 s and another partner's real-time jobs waited 7.9 s at p50.
@@ -229,6 +229,15 @@ describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
         assert.match(job.errors[0]!.reason, new RegExp(`more than ${maxProfileMemberships}`))
         const profile = yield* request({ method: "GET", url: "/v1/profiles/cookie/fat-user" })
         assert.strictEqual((profile.json() as { segments: Array<unknown> }).segments.length, maxProfileMemberships)
+        // the limit is each partner's: another partner still adds the user to its segment
+        yield* putPartner("slim", "active")
+        const slim = yield* createKey("partner:slim")
+        const res = yield* request({
+          method: "POST", url: "/v1/ingest/slim/records", key: slim.secret, contentType: "application/x-ndjson",
+          body: `{"idKind":"cookie","userId":"fat-user","segmentId":"42","op":"add","time":"${time}"}\n`
+        })
+        assert.strictEqual(res.statusCode, 202, res.body)
+        assert.deepInclude(yield* jobEnded((res.json() as { jobId: string }).jobId), { state: "done", linesRejected: 0, recordsCommitted: 1 })
       }), { timeout: 240_000 })
 
     it.effect("a real-time body of only a byte-order mark or blank lines is 400, like an empty one, and makes no job", () =>

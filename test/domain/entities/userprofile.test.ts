@@ -232,7 +232,7 @@ describe("user profile size", () => {
     return { memberships } as unknown as ProfileState
   }
 
-  it("refuses a command that would make the profile hold more than maxProfileMemberships, removed ones counted, naming the limit", () => {
+  it("refuses a command that would make one partner hold more than maxProfileMemberships on the profile, removed ones counted, naming the limit", () => {
     const full = holding(maxProfileMemberships - 1, 100)
     // one more fits
     assert.isTrue(Result.isSuccess(userprofile.decide({ _tag: "Apply", records: [record({ segmentId: "900001", time: "2026-02-01T00:00:00Z" })] }, full, context)))
@@ -244,8 +244,17 @@ describe("user profile size", () => {
     assert.isTrue(Result.isFailure(refused))
     if (Result.isFailure(refused)) {
       assert.strictEqual(refused.failure._tag, "CommandRefused")
-      assert.match((refused.failure as { reason: string }).reason, new RegExp(`hold ${maxProfileMemberships + 1} memberships .* more than ${maxProfileMemberships}`))
+      assert.match((refused.failure as { reason: string }).reason, new RegExp(`hold ${maxProfileMemberships + 1} memberships of partner acme .* more than ${maxProfileMemberships}`))
     }
+  })
+
+  it("counts each partner's memberships apart: one partner at the limit shuts no other partner out of the user", () => {
+    // A cap on the whole profile let one partner fill a user it shares with others, and remove it all
+    // again, and no partner could add that user to a segment any more (the re-attack of stop 26).
+    const full = holding(maxProfileMemberships, maxProfileMemberships)
+    const other = userprofile.decide({ _tag: "Apply", records: Array.from({ length: 3 }, (_, i) => record({ partner: "beta", segmentId: String(800_000 + i), line: i + 1 })) }, full, context)
+    assert.isTrue(Result.isSuccess(other))
+    assert.isTrue(Result.isFailure(userprofile.decide({ _tag: "Apply", records: [record({ segmentId: "900001", time: "2026-02-01T00:00:00Z" })] }, full, context)))
   })
 
   it("takes changes to the memberships a full profile holds: removes, renewals, a removed one added back, and expiries", () => {
