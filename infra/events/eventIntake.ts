@@ -5,7 +5,7 @@
  * message's events, so a client's retry within JetStream's duplicate window stores nothing twice; later
  * copies are dropped by the device pipeline's dedupe anyway.
  *
- * Backpressure, three bounds, all refused with IntakeError (503 + Retry-After), never buffered:
+ * Backpressure, four bounds, all refused with IntakeError (503 + Retry-After), never buffered:
  * - EVENTS holds at most EVENTS_MAX_BYTES, kept here before publishing (infra/nats/streamBytes.ts:
  *   JetStream's own byte bound drops old messages on nats-server 2.9, so it is only a backstop);
  * - EVENTS is a work queue, so what it holds for `events.<app>` is exactly the batches the app's device
@@ -17,7 +17,10 @@
  *   behind (stalled, or flooded through its SDK key, which ships inside the app) cannot fill the stream
  *   and turn every other app away. JetStream counts an app's messages, not its bytes: the mean is of the
  *   messages this process published for the app (the stream's mean until it published one).
- * Both per-app bounds are checked before the body is read and again just before publishing, counting
+ * - the last quarter of EVENTS is kept for apps that are not behind: one holding more than a sixteenth of
+ *   its share is refused once the stream holds three quarters of EVENTS_MAX_BYTES, so that apps flooding
+ *   together, each within its share, cannot fill the stream for the others.
+ * The per-app bounds are checked before the body is read and again just before publishing, counting
  * what this process published for the app since the stream was last read: requests admitted together
  * reserve their bytes one after another, so they cannot pass a bound together (found by an outside
  * attack: 10 bodies of 8 MiB sent at once were all admitted against a 16 MiB share). An app with
@@ -33,7 +36,7 @@ import { IntakeError } from "../../domain/ingest/Intake.ts"
 import { eventsSubject, StreamNames } from "../../domain/subjects.ts"
 import { Nats, tryNats } from "../nats/Nats.ts"
 import { countFilter } from "../nats/scanSubject.ts"
-import { makeStreamBytes, messageBytes } from "../nats/streamBytes.ts"
+import { boundOf, makeStreamBytes, messageBytes } from "../nats/streamBytes.ts"
 import { streamFull } from "../nats/streamFull.ts"
 
 export interface EventIntakeOptions {
@@ -49,6 +52,9 @@ export interface EventIntakeOptions {
 interface Pending {
   readonly batches: number
   readonly streamMeanBytes: number
+  /** what EVENTS holds in all, and the bound its publishers keep (EVENTS_MAX_BYTES) */
+  readonly streamBytes: number
+  readonly streamBound: number
 }
 
 /** An app's messages this process published: their moving mean size (1/16 a message), and those of the last `recentMs`. */
@@ -60,6 +66,14 @@ interface Published {
 
 /** How long a publish counts on its own beside the backlog read from the stream (read at most a second apart): by then the read holds it. */
 const recentMs = 2_000
+
+/**
+ * The part of EVENTS kept for apps that are not behind: an app holding more than `behindPart` of its share
+ * is refused once the stream holds the rest. Each app's share alone let four apps flooding together, each
+ * within its quarter, fill EVENTS, and every other app got 503 (the re-attack of stop 26).
+ */
+const keptBack = 1 / 4
+const behindPart = 1 / 16
 
 /** EVENTS at its bound: kept here, or JetStream's own refusal (infra/nats/streamFull.ts). */
 const fullOperation = "EVENTS is full (EVENTS_MAX_BYTES); retry later"
@@ -87,7 +101,9 @@ export const make = (options: EventIntakeOptions = {}) =>
       tryNats("EVENTS info", () => manager.streams.info(StreamNames.events, { subjects_filter: countFilter(eventsSubject(app)) })).pipe(
         Effect.map((info): Pending => ({
           batches: info.state.subjects?.[eventsSubject(app)] ?? 0,
-          streamMeanBytes: info.state.messages === 0 ? 0 : info.state.bytes / info.state.messages
+          streamMeanBytes: info.state.messages === 0 ? 0 : info.state.bytes / info.state.messages,
+          streamBytes: info.state.bytes,
+          streamBound: boundOf(info.config.max_bytes)
         })),
         Effect.mapError((error) => new IntakeError({ operation: "read the device pipeline's backlog on EVENTS", cause: error.cause }))
       )
@@ -110,7 +126,7 @@ export const make = (options: EventIntakeOptions = {}) =>
      * (as last read, at most a second ago), those this process published since (reserved at once, so
      * requests admitted together cannot pass the bounds together), and these.
      */
-    const refusal = (app: string, { batches, streamMeanBytes }: Pending, messages: number, bytes: number, now: number) => {
+    const refusal = (app: string, { batches, streamMeanBytes, streamBytes, streamBound }: Pending, messages: number, bytes: number, now: number) => {
       const entry = recentOf(app, now)
       const count = batches + (entry?.recent.length ?? 0)
       if (count + messages > maxPending && count > 0) {
@@ -119,6 +135,9 @@ export const make = (options: EventIntakeOptions = {}) =>
       const held = batches * (entry?.mean ?? streamMeanBytes) + (entry?.recentBytes ?? 0)
       if (held + bytes > appMaxBytes && held > 0) {
         return `the device pipeline of app ${app} is behind (about ${Math.round(held)} bytes of its batches on EVENTS, EVENTS_APP_MAX_BYTES ${appMaxBytes}); retry later`
+      }
+      if (held > Math.min(appMaxBytes, streamBound) * behindPart && streamBytes + (entry?.recentBytes ?? 0) + bytes > streamBound * (1 - keptBack)) {
+        return `the device pipeline of app ${app} is behind (about ${Math.round(held)} bytes of its batches on EVENTS) while EVENTS is ${Math.round((1 - keptBack) * 100)}% full: the rest is kept for apps that are not behind; retry later`
       }
       return undefined
     }

@@ -36,7 +36,7 @@ const backstopFactor = 2
 export const backstopBytes = (bytes: number): number => bytes * backstopFactor
 
 /** The bound the publishers keep, from the stream's `max_bytes` (none when it has none). */
-const boundOf = (maxBytes: number): number => maxBytes > 0 ? maxBytes / backstopFactor : Number.POSITIVE_INFINITY
+export const boundOf = (maxBytes: number): number => maxBytes > 0 ? maxBytes / backstopFactor : Number.POSITIVE_INFINITY
 
 export interface StreamBytes {
   /**

@@ -84,3 +84,26 @@ layer(EventIntakeJetStream.layer({ messageMaxBytes: 65_536, maxPending: 100_000,
       }))
   }
 )
+
+// Shares that alone would let one app fill EVENTS (as four apps of a quarter each can together).
+layer(EventIntakeJetStream.layer({ messageMaxBytes: 65_536, maxPending: 100_000, appMaxBytes: 64 * 1024 * 1024 }).pipe(Layer.provideMerge(layerTestNats({ eventsMaxBytes: 16 * 1024 * 1024 }))), { excludeTestServices: true, timeout: 60_000 })(
+  "the EVENTS intake, its last quarter",
+  (it) => {
+    it.effect("keeps the last quarter of EVENTS for apps that are not behind: an app with a backlog is refused there, another app is taken", () =>
+      Effect.gen(function*() {
+        // Before (the re-attack of stop 26), four apps flooding at once, each within its quarter, filled
+        // EVENTS, and a quiet app got 503 "EVENTS is full" for a fifth of its batches.
+        const { jetstream } = yield* Nats
+        const body = "x".repeat(60_000)
+        yield* Effect.promise(async () => {
+          for (let i = 0; i < 220; i++) await jetstream.publish(eventsSubject("95"), body) // ~13 MB: past three quarters of 16 MiB
+        })
+        const intake = yield* EventIntake
+        const refused = yield* Effect.result(intake.admit("95"))
+        assert.isTrue(Result.isFailure(refused), "an app with ~13 MB waiting, EVENTS three quarters full")
+        if (Result.isFailure(refused)) assert.match(refused.failure.operation, /app 95 is behind .* kept for apps that are not behind/)
+        yield* intake.admit("96")
+        assert.strictEqual(yield* intake.publish({ app: "96", receivedAt: new Date().toISOString(), events: batch(0) }), 1)
+      }))
+  }
+)
