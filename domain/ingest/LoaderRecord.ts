@@ -58,6 +58,9 @@ const hasControlCharacter = (s: string): boolean => {
   return false
 }
 
+/** A lone surrogate: UTF-8 writes it as U+FFFD, so two such ids would be one profile (the re-attack of stop 26). */
+const loneSurrogate = /\p{Cs}/u
+
 const hex64 = /^[0-9a-f]{64}$/
 const maid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
@@ -70,6 +73,7 @@ export const normalizeUserId = (kind: IdKind, raw: string): Result.Result<string
   const id = raw.trim()
   if (id.length === 0) return Result.fail("empty user id")
   if (id.length > 256) return Result.fail("user id longer than 256 characters")
+  if (loneSurrogate.test(id)) return Result.fail("user id: not well-formed Unicode (a lone surrogate such as \\ud800)")
   switch (kind) {
     case "maid": {
       const lower = id.toLowerCase()

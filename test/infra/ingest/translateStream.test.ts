@@ -240,12 +240,17 @@ describe("translateStream", () => {
         "{\"idKind\":\"cookie\",\"userId\":\"u1\",\"segmentId\":\"7\",\"op\":\"add\",\"time\":\"2024-05-01T00:00:00Z\",\"extra\":1}",
         "{\"idKind\":\"cookie\",\"userId\":\"u1\",\"segmentId\":\"07\",\"op\":\"add\",\"time\":\"2024-05-01T00:00:00Z\"}",
         "{\"idKind\":\"cookie\",\"userId\":\"u1\",\"segmentId\":\"7\",\"op\":\"add\"}",
-        "not json"
+        "not json",
+        // a lone surrogate: written to UTF-8 as U+FFFD, two such ids were one profile (the re-attack of stop 26)
+        "{\"idKind\":\"cookie\",\"userId\":\"\\ud800x\",\"segmentId\":\"7\",\"op\":\"add\",\"time\":\"2024-05-01T00:00:00Z\"}",
+        "{\"idKind\":\"cookie\",\"userId\":\"\\ud83d\\ude00x\",\"segmentId\":\"7\",\"op\":\"add\",\"time\":\"2024-05-01T00:00:00Z\"}"
       ].join("\r\n")
       const { lines } = yield* run(loader, utf8(text))
       const got = content(lines)
       assert.deepStrictEqual(got[0], records(1, { idKind: "maid", userId: "6d92078a-8246-4ba4-ae5b-76104861e7dc", segmentId: "18446744073709551615", op: "remove", time: "2024-05-01T00:00:00Z", ttlSeconds: 60 }))
-      assert.deepStrictEqual(got.slice(1).map((l) => [l.line, "error" in l ? l.error?.column : "-"]), [[2, "extra"], [3, "segmentId"], [4, "time"], [5, undefined]])
+      assert.deepStrictEqual(got.slice(1, 6).map((l) => [l.line, "error" in l ? l.error?.column : "-"]), [[2, "extra"], [3, "segmentId"], [4, "time"], [5, undefined], [6, "userId"]])
+      assert.match((got[5] as { error: { reason: string } }).error.reason, /lone surrogate/)
+      assert.deepStrictEqual(got[6], records(7, { idKind: "cookie", userId: "😀x", segmentId: "7", op: "add", time: "2024-05-01T00:00:00Z" }))
     }))
 
   it.effect("fromLine: lines up to it are not given again (resume), the header still read", () =>
