@@ -15,8 +15,13 @@ import type { MetricsAnswer } from "./rollupsReaderThread.ts"
 
 const readerThread = new URL("./rollupsReaderThread.ts", import.meta.url)
 
-/** Metrics queries waiting for the reader at most, and of one caller; more are answered busy (503). */
-export const maxWaiting = 16
+/**
+ * Metrics queries waiting for the reader at most, and of one caller; more are answered busy (503). Each
+ * waiting one holds a read slot of the process (MAX_CONCURRENT_READS, 16 by default): with 16 waiting and
+ * one in the reader, heavy queries of a few keys took every slot, and a partner's job list was refused
+ * or waited ~2 s (the re-attack of stop 26). 8 leave other reads at least 7.
+ */
+export const maxWaiting = 8
 export const maxWaitingPerCaller = 4
 
 const decodeAlert = Schema.decodeUnknownSync(Alert)
