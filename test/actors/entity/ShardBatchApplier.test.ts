@@ -111,6 +111,21 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("user
       assert.strictEqual((yield* store.readStream(`userprofile-${a}`)).length, 2)
     }))
 
+  it.effect("one command id on two profiles of one batch is two commands: each applied, each answered (command ids are each entity's own)", () =>
+    Effect.gen(function*() {
+      // Before (the re-attack of stop 26), the batch kept one set of command ids for every entity: two long
+      // profile ids named alike in command ids (commandIdRef) failed the batch until a retry split them.
+      const bus = yield* CommandBus
+      const store = yield* EventStore
+      const [a, b] = profilesOfShard(13, 2, "same-id")
+      const commandId = "profile-batch-shared-id"
+      const one = (id: string, segment: string) => ({ commandId, correlationId: commandId, entityType: "userprofile", entityId: id, action: { _tag: "Apply", records: [record(segment, 1)] } })
+      const outcomes = yield* bus.sendBatchOutcomes([one(a!, "1"), one(b!, "2")])
+      assert.deepStrictEqual(outcomes.map((o) => o._tag === "Accepted" ? o.outcome : o._tag), ["created", "created"])
+      assert.strictEqual((yield* store.readStream(`userprofile-${a}`)).length, 1)
+      assert.strictEqual((yield* store.readStream(`userprofile-${b}`)).length, 1)
+    }))
+
   it.effect("a Wake sent between two batches is applied between them, in bus order, and sets and clears the reminder", () =>
     Effect.gen(function*() {
       const bus = yield* CommandBus
