@@ -126,6 +126,9 @@ const text = (value: unknown): string | undefined => {
   return undefined
 }
 
+/** A JSON array or object where a value is wanted: refused, not taken for "no value" (a TTL of `[]` was the default TTL). */
+const nested = (value: unknown): boolean => typeof value === "object" && value !== null
+
 const truthy = new Set(["1", "true", "yes", "y", "x", "t"])
 const falsy = new Set(["0", "false", "no", "n", "f"])
 
@@ -193,7 +196,10 @@ const segmentsOf = (compiled: CompiledFormat, row: Row): Result.Result<ReadonlyA
       const value = cell.get(row)
       const pairs: Array<readonly [string, string | undefined]> = []
       if (value !== null && typeof value === "object" && !Array.isArray(value)) {
-        for (const [k, v] of Object.entries(value)) pairs.push([k.trim(), text(v)])
+        for (const [k, v] of Object.entries(value)) {
+          if (nested(v)) return reject(`segment ${JSON.stringify(k.trim())}: a ${Array.isArray(v) ? "list" : "object"} where a value is wanted`, cell.name)
+          pairs.push([k.trim(), text(v)])
+        }
       } else {
         for (const part of (text(value) ?? "").split(segments.separator ?? ";")) {
           if (part.trim().length === 0) continue
@@ -276,7 +282,9 @@ export const translateRow = (compiled: CompiledFormat, row: Row, receivedAt: str
   let ttl = config.defaultTtlSeconds
   if (spec.ttl !== undefined) {
     const cell = compiled.column(spec.ttl.column)
-    const raw = text(cell.get(row))
+    const value = cell.get(row)
+    if (nested(value)) return reject(`TTL: a ${Array.isArray(value) ? "list" : "object"} where whole seconds from 1 to 31622400 are wanted`, cell.name)
+    const raw = text(value)
     if (raw !== undefined) {
       ttl = parseTtl(raw)
       if (ttl === undefined) return reject(`TTL ${JSON.stringify(raw)} is not whole seconds from 1 to 31622400`, cell.name)

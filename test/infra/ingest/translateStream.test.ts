@@ -253,6 +253,21 @@ describe("translateStream", () => {
       assert.deepStrictEqual(got[6], records(7, { idKind: "cookie", userId: "😀x", segmentId: "7", op: "add", time: "2024-05-01T00:00:00Z" }))
     }))
 
+  it.effect("a list or an object where a JSON Lines value is wanted is rejected on its line, not taken for no value", () =>
+    Effect.gen(function*() {
+      // Before (stop 26's outside attack), a TTL of [] or {} loaded with the partner's default TTL.
+      const text = [
+        "{\"uid\":\"a\",\"type\":\"cookie\",\"segs\":\"pc-100\",\"ttl\":[],\"ts\":1714560000000}",
+        "{\"uid\":\"b\",\"type\":\"cookie\",\"segs\":\"pc-100\",\"ttl\":{},\"ts\":1714560000000}",
+        "{\"uid\":\"c\",\"type\":\"cookie\",\"segs\":{\"pc-100\":[60]},\"ts\":1714560000000}",
+        "{\"uid\":\"d\",\"type\":\"cookie\",\"segs\":\"pc-100\",\"ttl\":null,\"ts\":1714560000000}"
+      ].join("\n")
+      const got = content((yield* run(partner(pixelCo.config), utf8(text))).lines)
+      assert.deepStrictEqual(got.slice(0, 3).map((l) => "error" in l ? [l.line, l.error?.column] : l), [[1, "ttl"], [2, "ttl"], [3, "segs"]])
+      // null is no value: the default TTL
+      assert.deepStrictEqual(got[3], records(4, { idKind: "cookie", userId: "d", segmentId: "3001", op: "add", time: "2024-05-01T10:40:00.000Z", ttlSeconds: 86400 }))
+    }))
+
   it.effect("fromLine: lines up to it are not given again (resume), the header still read", () =>
     Effect.gen(function*() {
       const bytes = readFileSync(acmeData.sample)
