@@ -48,6 +48,13 @@ export interface Decider<Command extends { readonly _tag: string }, Event extend
   /** The state as snapshots and answers show it; null while the entity does not exist (not yet, or deleted). */
   readonly toJson: (state: State) => Schema.JsonObject | null
   /**
+   * What a `service` key is shown of `toJson`'s answer by the generic entity routes: fields kept for
+   * auditors left out. Default: all of it. (A profile's `sources`, the partner file line behind each
+   * segment, are for auditors; a service key read them at `/v1/entities/userprofile/{id}`: stop 26's
+   * outside attack.)
+   */
+  readonly serviceView?: (json: Schema.JsonObject) => Schema.JsonObject
+  /**
    * Whether the entity exists in this state: `toJson(state) !== null` unless given. A fold asks it at every
    * event, so a type whose `toJson` is costly says it cheaply (a profile's sorts its segments).
    */

@@ -49,6 +49,12 @@ const respond = (status: number, entity: EntitySnapshot) => ({
   headers: { etag: etag(entity.revision) }
 })
 
+/** The entity as `principal` is shown it: a service key without what its type keeps for auditors (Decider's serviceView). */
+const shownTo = (principal: Principal, kind: EntityKind | undefined, entity: EntitySnapshot): EntitySnapshot => {
+  const view = kind?.decider.serviceView
+  return view === undefined || principal.role === "auditor" || entity.state === null ? entity : { ...entity, state: view(entity.state) }
+}
+
 const problems = {
   400: problemResponse("invalid id, body or header (problem+json naming the field)"),
   401: problemResponse("missing or unknown API key"),
@@ -122,6 +128,7 @@ export interface EntityRoutesOptions<E = never, R = never> {
 }
 
 export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<E, R> = {}): ReadonlyArray<AnyRoute<CommandBus | EntityReadModel | EventStore | R>> => {
+  const registry = options.registry ?? makeRegistry(deciders)
   const commandId = (principal: Principal, type: string, id: string, key: string | undefined) =>
     key === undefined
       ? nextUuidv7
@@ -151,7 +158,7 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
       const reply = yield* bus.send(command)
       switch (reply._tag) {
         case "Accepted":
-          return respond(reply.outcome === "created" ? 201 : 200, reply.entity)
+          return respond(reply.outcome === "created" ? 201 : 200, shownTo(principal, registry.get(type), reply.entity))
         case "Rejected":
           yield* onRejected
           return yield* Effect.fail(reply.error)
@@ -257,7 +264,7 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
     })
   }
 
-  return (options.registry ?? makeRegistry(deciders)).kinds.flatMap((kind) => {
+  return registry.kinds.flatMap((kind) => {
     const definition = kind.decider
     const type = kind.type
     const id = definition.id as Schema.Codec<string>
@@ -286,7 +293,7 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
             if (Option.isNone(found)) {
               return yield* new NotFound({ detail: query.asOf === undefined ? `${type} ${params.id} does not exist` : `${type} ${params.id} did not exist at ${query.asOf}` })
             }
-            return respond(200, found.value)
+            return respond(200, shownTo(principal, kind, found.value))
           })
       }),
       route({
@@ -318,14 +325,14 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
         summary: `List live ${type}s by id (from the read model: eventually consistent)`,
         query: Schema.Struct({ limit: Schema.optionalKey(Limit), cursor: Schema.optionalKey(Cursor) }),
         responses: { 200: { description: "a page", schema: EntityPage }, ...problems },
-        handler: ({ query }) =>
+        handler: ({ query, principal }) =>
           Effect.gen(function*() {
             const model = yield* EntityReadModel
             const page = yield* model.list(type, { limit: query.limit ?? 100, ...(query.cursor === undefined ? {} : { after: query.cursor }) })
             const last = page.items[page.items.length - 1]
             return {
               status: 200,
-              body: { items: page.items.map((e) => respond(200, e).body), ...(page.more && last ? { next: encodeCursor(last.id) } : {}) }
+              body: { items: page.items.map((e) => respond(200, shownTo(principal, kind, e)).body), ...(page.more && last ? { next: encodeCursor(last.id) } : {}) }
             }
           })
       })

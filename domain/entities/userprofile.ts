@@ -304,6 +304,11 @@ export const userprofile = decider<ProfileCommand, ProfileEvent, ProfileState>({
   evolveMany,
   // The kind and user id are the entity id's (parseProfileId); the state says the segments.
   toJson: (state) => exists(state) ? { segments: segmentsOf(state) } : null,
+  // which partner file line set each segment is for auditors (as /v1/profiles' explain)
+  serviceView: (json) => ({
+    ...json,
+    segments: (json.segments as ReadonlyArray<Schema.JsonObject>).map(({ sources: _sources, ...segment }) => segment)
+  }),
   exists,
   // The next whole second at or after the earliest expiry: one Wake a second at most, expiring all then
   // due. Woken at each expiry, 10,000 memberships a millisecond apart were 10,000 Wakes, each a pass over

@@ -55,6 +55,21 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("GET 
       assert.strictEqual((upper.json() as { userId: string }).userId, maid)
     }))
 
+  it.effect("the generic entity route shows a service key a profile without the lines behind its segments; an auditor with them", () =>
+    Effect.gen(function*() {
+      // Before (stop 26's outside attack), a service key read every segment's sources (partner, job, line)
+      // at /v1/entities/userprofile/{id}, which /v1/profiles keeps for auditors (explain).
+      const service = yield* createKey("service")
+      const auditor = yield* createKey("auditor")
+      yield* applyRecords("cookie", "generic-route", [record("20", 1)])
+      const url = `/v1/entities/userprofile/${encodeURIComponent(profileId("cookie", "generic-route"))}`
+      const asService = yield* request({ method: "GET", url, key: service.secret })
+      assert.strictEqual(asService.statusCode, 200, asService.body)
+      assert.deepStrictEqual((asService.json() as { state: unknown }).state, { segments: [{ segmentId: "20", addedAt: "2026-01-01T00:00:00Z" }] })
+      const asAuditor = yield* request({ method: "GET", url, key: auditor.secret })
+      assert.deepStrictEqual((asAuditor.json() as { state: { segments: Array<{ sources: unknown }> } }).state.segments[0]!.sources, [{ partner: "acme", jobId: "job-7", line: 1 }])
+    }))
+
   it.effect("answers the profile as it was at asOf (auditor)", () =>
     Effect.gen(function*() {
       const auditor = yield* createKey("auditor")
