@@ -76,6 +76,12 @@ export class CommandTimeout extends Schema.TaggedError<CommandTimeout>()("Comman
   timeoutMillis: Schema.Number
 }) {}
 
+/**
+ * The `operation` of a CommandBusError for a command that is not a valid EntityCommand (an id over 1,024
+ * characters, say): its sender's bug, refused again however often it is sent.
+ */
+export const invalidCommand = "encode command"
+
 export class CommandBusError extends Schema.TaggedError<CommandBusError>()("CommandBusError", {
   operation: Schema.String,
   cause: Schema.Defect()

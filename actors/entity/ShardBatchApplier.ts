@@ -200,14 +200,15 @@ export const make = (options: ShardBatchApplierOptions) =>
     const decideAll = (commands: ReadonlyArray<{ readonly incoming: IncomingCommand; readonly entry: Entry }>) =>
       Effect.gen(function*() {
         const working = new Map<Entry, { state: unknown; revision: number; readonly events: Array<EventData> }>()
-        /** command ids decided in this batch, each entity's own (ids of two entities may be alike: commandIdRef) */
-        const inBatch = new Map<Entry, Set<string>>()
+        /** the commands decided in this batch, by stream and id (ids of two entities may be alike: commandIdRef) */
+        const inBatch = new Set<string>()
         const decisions: Array<Decision> = []
         for (const { entry, incoming } of commands) {
           const { command } = incoming
           const known = entry.memory.recall(command.commandId)
           // A command id twice in one batch: the later one is answered as the first was.
-          if (known !== undefined || inBatch.get(entry)?.has(command.commandId) === true) {
+          const decided = `${entry.stream}\n${command.commandId}`
+          if (known !== undefined || inBatch.has(decided)) {
             decisions.push(known === undefined ? { _tag: "Events", entry } : { _tag: "Known", entry, known })
             continue
           }
@@ -255,9 +256,7 @@ export const make = (options: ShardBatchApplierOptions) =>
             w.state = entry.kind.decider.evolve(w.state, event)
             w.revision++
           }
-          const decided = inBatch.get(entry)
-          if (decided === undefined) inBatch.set(entry, new Set([command.commandId]))
-          else decided.add(command.commandId)
+          inBatch.add(decided)
           decisions.push({ _tag: "Events", entry })
         }
         const appends: Array<{ readonly entry: Entry; readonly append: StreamAppend }> = []

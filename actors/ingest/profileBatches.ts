@@ -5,7 +5,7 @@
  *
  * The command id names the job, the batch's line range and the profile, so a batch sent again (a
  * retry, or a job resumed from its checkpoint with the same batch size) is recognised by the profile
- * as the command it already answered (a long profile id by its digest: commandIdRef).
+ * as the command it already answered (a long profile id shortened: commandIdRef).
  */
 import { commandIdRef, type EntityCommand } from "../../domain/entity.ts"
 import { type LoaderRecord, profileId } from "../../domain/ingest/LoaderRecord.ts"

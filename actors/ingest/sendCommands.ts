@@ -6,7 +6,7 @@
  */
 import { Effect, Schedule, Schema } from "effect"
 import type { Duration } from "effect"
-import { CommandBus, type CommandOutcome } from "../../domain/CommandBus.ts"
+import { CommandBus, type CommandOutcome, invalidCommand } from "../../domain/CommandBus.ts"
 import type { EntityCommand } from "../../domain/entity.ts"
 
 /** Profiles did not answer a batch after retries: the run stops (the job stays `translating`, resumed later). */
@@ -32,7 +32,7 @@ export const sendAll = (jobId: string, commands: ReadonlyArray<EntityCommand>, t
       // A command the bus refuses to send is a bug in how it was built, not profiles away: sent again it is
       // refused again, and the job, resumed for ever, held its partner's queue (stop 26's outside attack).
       // As a defect it counts as the translator's crash, and the job fails once those run out.
-      Effect.catchTag("CommandBusError", (error) => error.operation === "encode command" ? Effect.die(error) : Effect.fail(error)),
+      Effect.catchTag("CommandBusError", (error) => error.operation === invalidCommand ? Effect.die(error) : Effect.fail(error)),
       Effect.mapError((cause) => cause._tag === "ProfilesUnavailable" ? cause : new ProfilesUnavailable({ jobId, cause })),
       Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.upTo({ times: 5 })))
     )

@@ -9,8 +9,7 @@
  * At least once: a reminder is marked `fired` only after `fire` succeeded, so a crash or a shard
  * takeover between the two fires it again; the receiver deduplicates by a command id derived from the
  * entity, `dueAt` and the setting's token. While a shard moves, its old and new owner may both fire the
- * same reminder, for
- * the same reason. A failing (or timed-out) `fire` is logged and its reminder postponed in the store,
+ * same reminder, for the same reason. A failing (or timed-out) `fire` is logged and its reminder postponed in the store,
  * with a delay that doubles with its lateness (1 s, 1 s, 2 s, 4 s, … up to `maxRetryDelay`), so it
  * holds up no other reminder, survives a restart, and is never dropped.
  *

@@ -30,6 +30,7 @@ import {
   CommandTimeout,
   type IncomingBatch,
   type IncomingCommand,
+  invalidCommand,
   outcomeOf
 } from "../../domain/CommandBus.ts"
 import type { DeadLetterReason } from "../../domain/DeadLetters.ts"
@@ -60,7 +61,7 @@ const encodeBatchOutcomes = Schema.encodeSync(Schema.fromJsonString(CommandBatch
 /** A command is checked before it is published: one the shard could not decode would never be answered. */
 const checkCommand = (command: EntityCommand) =>
   Schema.decodeUnknownEffect(EntityCommand)(command).pipe(
-    Effect.mapError((cause) => new NatsError({ operation: "encode command", cause: cause.message }))
+    Effect.mapError((cause) => new NatsError({ operation: invalidCommand, cause: cause.message }))
   )
 /** Subjects of batch messages start with this (domain/subjects.ts batchSubject). */
 const batchPrefix = batchSubject(0, "x").split(".").slice(0, 2).join(".") + "."

@@ -1,5 +1,8 @@
 /**
- * Reads one subject's message headers from a start — after a stream sequence, or from a time — up to
+ * Reads of one subject of a stream: its last message (`lastOnSubject`), a message by sequence
+ * (`messageAt`), how many messages it holds (`subjectCount`), and its headers scanned (`scanSubject`).
+ *
+ * The scan reads one subject's message headers from a start — after a stream sequence, or from a time — up to
  * the subject's last message as it was when the scan began, with a short-lived ordered consumer that
  * takes headers only. Publishers resuming after a crash use it to learn which of their ids the stream
  * already holds (the delivery ledger's receipts of a chunk, the device outbox's published rows).
