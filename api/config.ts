@@ -3,6 +3,7 @@ import { Config, Duration, Effect, Schema, SchemaGetter } from "effect"
 import { largestChunkBytes } from "../domain/delivery/Chunk.ts"
 import { attemptsKept, largestDeadLetterBytes } from "../domain/delivery/DeadLetter.ts"
 import { defaultShards } from "../domain/shards.ts"
+import { defaultRollupLimits } from "../projections/events/rollupBuckets.ts"
 import { isKey } from "../infra/delivery/secretsKey.ts"
 import {
   defaultDeliverLaneMaxChunks, defaultDeliverMaxBytes, defaultDeliveryDeadLettersMaxBytes, defaultDeliveryDeadLettersPerDestination, defaultHistoryMaxBytes
@@ -196,6 +197,12 @@ const platformConfig = Config.all({
   metadataCacheCapacity: intAtLeast(1, "METADATA_CACHE_CAPACITY").pipe(Config.withDefault(100_000)),
   /** how long a cached app's or campaign's metadata is kept with no change seen (changes replace it within a second) */
   metadataCacheTtl: Config.Duration("METADATA_CACHE_TTL").pipe(Config.withDefault(Duration.minutes(10))),
+  /** what one app may add to the rollups, past which its events count under "(other)" (projections/events/rollupBuckets.ts) */
+  rollupLimits: Config.all({
+    customNames: intAtLeast(1, "ROLLUP_MAX_CUSTOM_NAMES").pipe(Config.withDefault(defaultRollupLimits.customNames)),
+    summedProps: intAtLeast(0, "ROLLUP_MAX_SUMMED_PROPS").pipe(Config.withDefault(defaultRollupLimits.summedProps)),
+    newDimSetsPerDay: intAtLeast(1, "ROLLUP_MAX_NEW_DIM_SETS").pipe(Config.withDefault(defaultRollupLimits.newDimSetsPerDay))
+  }),
   /**
    * lines of a file translated into one batch of user profile commands (one bus message per shard);
    * with 64 shards a batch of 1,000 lines made messages of ~5 commands each: 10,000 cut the CPU per line by a third

@@ -8,6 +8,7 @@
  */
 import type { DatabaseSync } from "node:sqlite"
 import { Context, Effect, Layer } from "effect"
+import { defaultRollupLimits, type RollupLimits } from "../../projections/events/rollupBuckets.ts"
 import { ReadModelError } from "../../projections/ReadModelError.ts"
 import { sqliteThreadOnDemand } from "../sqliteThread.ts"
 import { openRollupsFile } from "./rollupsFile.ts"
@@ -51,12 +52,12 @@ export const openRollups = (path: string) =>
     (db) => Effect.sync(() => db.close())
   )
 
-export const layerSqlite = (options: { readonly path: string }) =>
+export const layerSqlite = (options: { readonly path: string; readonly limits?: RollupLimits | undefined }) =>
   Layer.effect(RollupStore, Effect.gen(function*() {
     // opened (its tables created) before the thread opens it too
     const db = yield* openRollups(options.path)
     // only the process holding the rollups' lease writes
-    const writer = yield* sqliteThreadOnDemand<RollupWrite, RollupWriteAnswer>(writerThread, { path: options.path }, {
+    const writer = yield* sqliteThreadOnDemand<RollupWrite, RollupWriteAnswer>(writerThread, { path: options.path, limits: options.limits ?? defaultRollupLimits }, {
       name: "the rollups' writer thread",
       failed: (cause) => ({ _tag: "Failed", cause })
     })

@@ -7,9 +7,11 @@
  * - `dim_sets`: each combination of (app, dimension values) seen, as a small integer, so fact rows are
  *   a few integers and a query's filters are one lookup of the app's sets;
  * - `devices`: (app, device id) → a small integer, for the presence rows;
+ * - `dim_set_days`: per app and UTC day of receipt, the dimension sets it added (RollupLimits);
+ * - `custom_keys`: (app, custom event name, prop; '' for the name itself) → a small integer;
  * - `rollup_events`, `rollup_devices` (one row per set, minute and device: exact distinct counts),
- *   `rollup_sessions` (by start minute: count, total seconds, a length histogram), `rollup_custom`,
- *   `rollup_custom_sums` (per custom event name, and per numeric prop);
+ *   `rollup_sessions` (by start minute: count, total seconds, a length histogram), `custom_events`
+ *   (per custom event name), `custom_totals` (per name and numeric prop: its sum);
  * - `intake_minutes`, `intake_latency` (per app and server minute of receipt: events, and a log-scale
  *   histogram of intake latency), the series trend alerts watch, and `trend_states`, `alerts`.
  * Loaded by the writer thread too: only erasable TypeScript and `.ts` imports.
@@ -34,10 +36,14 @@ const TABLES = `
     PRIMARY KEY (dim_set, minute, device)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS rollup_sessions (dim_set INTEGER NOT NULL, minute INTEGER NOT NULL, sessions INTEGER NOT NULL,
     seconds REAL NOT NULL, ${lengthColumns.join(", ")}, PRIMARY KEY (dim_set, minute)) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS rollup_custom (dim_set INTEGER NOT NULL, minute INTEGER NOT NULL, name TEXT NOT NULL, events INTEGER NOT NULL,
-    PRIMARY KEY (dim_set, minute, name)) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS rollup_custom_sums (dim_set INTEGER NOT NULL, minute INTEGER NOT NULL, name TEXT NOT NULL, prop TEXT NOT NULL,
-    total REAL NOT NULL, PRIMARY KEY (dim_set, minute, name, prop)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS dim_set_days (app TEXT NOT NULL, day INTEGER NOT NULL, added INTEGER NOT NULL,
+    PRIMARY KEY (app, day)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS custom_keys (id INTEGER PRIMARY KEY, app TEXT NOT NULL, name TEXT NOT NULL, prop TEXT NOT NULL,
+    UNIQUE (app, name, prop));
+  CREATE TABLE IF NOT EXISTS custom_events (dim_set INTEGER NOT NULL, minute INTEGER NOT NULL, key INTEGER NOT NULL, events INTEGER NOT NULL,
+    PRIMARY KEY (dim_set, minute, key)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS custom_totals (dim_set INTEGER NOT NULL, minute INTEGER NOT NULL, key INTEGER NOT NULL,
+    total REAL NOT NULL, PRIMARY KEY (dim_set, minute, key)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS intake_minutes (app TEXT NOT NULL, minute INTEGER NOT NULL, events INTEGER NOT NULL,
     PRIMARY KEY (app, minute)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS intake_latency (app TEXT NOT NULL, minute INTEGER NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL,
@@ -56,12 +62,42 @@ export const latencyBucket = (millis: number): number => Math.ceil(Math.log(Math
 /** A bucket's middle (geometric): within 2.5% of any latency in it. */
 export const latencyOfBucket = (bucket: number): number => Math.exp((bucket - 0.5) * latencyBase)
 
+/**
+ * Until stop 27 custom events were kept by name, and their sums by name and prop, as text in each row
+ * (`rollup_custom`, `rollup_custom_sums`): a file that has them has them moved to `custom_keys`,
+ * `custom_events` and `custom_totals`, by whichever connection opens it first (the check is inside the
+ * transaction, so the others find nothing left to move).
+ */
+const moveCustomRows = (db: DatabaseSync): void => {
+  execOnOpen(db, "BEGIN IMMEDIATE")
+  try {
+    if (db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rollup_custom'").get() !== undefined) {
+      db.exec(`
+        INSERT OR IGNORE INTO custom_keys (app, name, prop)
+          SELECT DISTINCT d.app, r.name, '' FROM rollup_custom r JOIN dim_sets d ON d.id = r.dim_set;
+        INSERT OR IGNORE INTO custom_keys (app, name, prop)
+          SELECT DISTINCT d.app, r.name, r.prop FROM rollup_custom_sums r JOIN dim_sets d ON d.id = r.dim_set;
+        INSERT INTO custom_events SELECT r.dim_set, r.minute, k.id, r.events FROM rollup_custom r
+          JOIN dim_sets d ON d.id = r.dim_set JOIN custom_keys k ON k.app = d.app AND k.name = r.name AND k.prop = '';
+        INSERT INTO custom_totals SELECT r.dim_set, r.minute, k.id, r.total FROM rollup_custom_sums r
+          JOIN dim_sets d ON d.id = r.dim_set JOIN custom_keys k ON k.app = d.app AND k.name = r.name AND k.prop = r.prop;
+        DROP TABLE rollup_custom;
+        DROP TABLE rollup_custom_sums;`)
+    }
+    db.exec("COMMIT")
+  } catch (error) {
+    db.exec("ROLLBACK")
+    throw error
+  }
+}
+
 /** A connection to the rollups file at `path`, its tables created (WAL: readers never wait for the writer). */
 export const openRollupsFile = (path: string): DatabaseSync => {
   const db = new DatabaseSync(path, { timeout: 5_000 })
   try {
     execOnOpen(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
     execOnOpen(db, TABLES)
+    moveCustomRows(db)
     return db
   } catch (error) {
     db.close()

@@ -21,7 +21,7 @@ import type { DatabaseSync, StatementSync } from "node:sqlite"
 import { workerData } from "node:worker_threads"
 import type { CleanEvent, CleanMessage, SessionEnded } from "../../domain/events/CleanEvent.ts"
 import { type Dimension, dimensions } from "../../domain/events/dimensions.ts"
-import { minuteOf, sessionLengthBounds } from "../../projections/events/rollupBuckets.ts"
+import { minuteOf, other, type RollupLimits, sessionLengthBounds } from "../../projections/events/rollupBuckets.ts"
 import type { RollupKind } from "./rollups.ts"
 import { serveSqliteThread } from "../sqliteThreadServe.ts"
 import { transaction } from "../sqliteTransaction.ts"
@@ -84,12 +84,18 @@ const prepare = (db: DatabaseSync) => ({
   setCheckpoint: db.prepare("INSERT OR REPLACE INTO rollup_checkpoints VALUES (?, ?)"),
   dimSet: db.prepare("SELECT id FROM dim_sets WHERE key = ?"),
   addDimSet: db.prepare(`INSERT INTO dim_sets (key, app, ${dimensions.map((d) => `"${d}"`).join(", ")}) VALUES (${dimensions.map(() => "?").join(", ")}, ?, ?) RETURNING id`),
+  dimSetsAdded: db.prepare("SELECT added FROM dim_set_days WHERE app = ? AND day = ?"),
+  countDimSet: db.prepare("INSERT INTO dim_set_days VALUES (?, ?, 1) ON CONFLICT DO UPDATE SET added = added + 1"),
   device: db.prepare("SELECT id FROM devices WHERE key = ?"),
   addDevice: db.prepare("INSERT INTO devices (key) VALUES (?) RETURNING id"),
+  customKey: db.prepare("SELECT id FROM custom_keys WHERE app = ? AND name = ? AND prop = ?"),
+  addCustomKey: db.prepare("INSERT INTO custom_keys (app, name, prop) VALUES (?, ?, ?) RETURNING id"),
+  customNames: db.prepare("SELECT COUNT(*) AS n FROM custom_keys WHERE app = ? AND prop = ''"),
+  summedProps: db.prepare("SELECT COUNT(*) AS n FROM custom_keys WHERE app = ? AND name = ? AND prop <> ''"),
   events: db.prepare("INSERT INTO rollup_events VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET events = events + excluded.events"),
   devices: db.prepare("INSERT OR IGNORE INTO rollup_devices VALUES (?, ?, ?)"),
-  custom: db.prepare("INSERT INTO rollup_custom VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET events = events + excluded.events"),
-  customSums: db.prepare("INSERT INTO rollup_custom_sums VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET total = total + excluded.total"),
+  custom: db.prepare("INSERT INTO custom_events VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET events = events + excluded.events"),
+  customSums: db.prepare("INSERT INTO custom_totals VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET total = total + excluded.total"),
   sessions: db.prepare(
     `INSERT INTO rollup_sessions VALUES (?, ?, ?, ?, ${lengthColumns.map(() => "?").join(", ")}) ON CONFLICT DO UPDATE SET
      sessions = sessions + excluded.sessions, seconds = seconds + excluded.seconds,
@@ -99,16 +105,18 @@ const prepare = (db: DatabaseSync) => ({
   latency: db.prepare("INSERT INTO intake_latency VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count")
 })
 
-/** Keys interned to small integers, cached in memory (bounded: cleared when full, or when a transaction rolled back). */
-const interner = (find: StatementSync, add: StatementSync, max = 200_000) => {
-  const cache = new Map<string, number>()
+/**
+ * Keys interned to small integers, cached in memory (bounded: cleared when full, or when a transaction
+ * rolled back). `missing` finds the id of a key the file does not have: adds it, or answers another
+ * key's id (past a limit), or none (not counted).
+ */
+const interner = <Id extends number | undefined>(find: (key: string) => number | undefined, max = 200_000) => {
+  const cache = new Map<string, Id>()
   return {
     clear: () => cache.clear(),
-    id: (key: string, insert: () => ReadonlyArray<string | null> = () => [key]): number => {
-      const cached = cache.get(key)
-      if (cached !== undefined) return cached
-      const found = find.get(key) as { id: number } | undefined
-      const id = found?.id ?? (add.get(...insert()) as { id: number }).id
+    id: (key: string, missing: () => Id): Id => {
+      if (cache.has(key)) return cache.get(key)!
+      const id = (find(key) as Id | undefined) ?? missing()
       if (cache.size >= max) cache.clear()
       cache.set(key, id)
       return id
@@ -116,14 +124,78 @@ const interner = (find: StatementSync, add: StatementSync, max = 200_000) => {
   }
 }
 
-serveSqliteThread<RollupWrite, RollupWriteAnswer>(() => openRollupsFile((workerData as { readonly path: string }).path), (db) => {
+/** Counts read from the file once, then kept up to date in memory (cleared with the interners). */
+const counter = (read: (key: string) => number) => {
+  const counts = new Map<string, number>()
+  return {
+    clear: () => counts.clear(),
+    get: (key: string) => counts.get(key) ?? read(key),
+    added: (key: string, n: number) => {
+      if (counts.size >= 100_000) counts.clear()
+      counts.set(key, n + 1)
+    }
+  }
+}
+
+const idOf = (row: unknown): number | undefined => (row as { id: number } | undefined)?.id
+
+/** The dimensions an app's overflow set keeps (RollupLimits.newDimSetsPerDay): few values, none of them the SDK's choice but its type. */
+const keptPastLimit = new Set<Dimension>(["type", "publisher", "category"])
+
+const { path, limits } = workerData as { readonly path: string; readonly limits: RollupLimits }
+
+serveSqliteThread<RollupWrite, RollupWriteAnswer>(() => openRollupsFile(path), (db) => {
   const s = prepare(db)
-  const dimSets = interner(s.dimSet, s.addDimSet)
-  const devices = interner(s.device, s.addDevice)
+  const dimSets = interner<number>((key) => idOf(s.dimSet.get(key)))
+  const devices = interner<number>((key) => idOf(s.device.get(key)))
+  // keys of several parts as JSON: an event's name may hold any character
+  const customKeys = interner<number | undefined>((key) => idOf(s.customKey.get(...(JSON.parse(key) as [string, string, string]))))
+  const dimSetsAdded = counter((key) => (s.dimSetsAdded.get(...(JSON.parse(key) as [string, number])) as { added: number } | undefined)?.added ?? 0)
+  const customNames = counter((app) => (s.customNames.get(app) as { n: number }).n)
+  const summedProps = counter((key) => (s.summedProps.get(...(JSON.parse(key) as [string, string])) as { n: number }).n)
+  const forgetAll = () => [dimSets, devices, customKeys, dimSetsAdded, customNames, summedProps].forEach((cache) => cache.clear())
+
+  const addDimSet = (key: string, app: string, values: DimValues) => idOf(s.addDimSet.get(key, app, ...values))!
+  /**
+   * A combination of an app's dimension values as an id: a new one within the app's limit for the day
+   * (UTC, of the server clock as it is counted: device times are the SDK's to choose), or the app's overflow set.
+   */
   const dimSetOf = (app: string, values: DimValues) => {
     const key = JSON.stringify([app, ...values])
-    return dimSets.id(key, () => [key, app, ...values])
+    return dimSets.id(key, () => {
+      const day = Math.floor(Date.now() / 86_400_000)
+      const today = JSON.stringify([app, day])
+      const added = dimSetsAdded.get(today)
+      if (added < limits.newDimSetsPerDay) {
+        s.countDimSet.run(app, day)
+        dimSetsAdded.added(today, added)
+        return addDimSet(key, app, values)
+      }
+      const overflow = dimensions.map((d, i) => keptPastLimit.has(d) ? values[i] ?? null : other)
+      const overflowKey = JSON.stringify([app, ...overflow])
+      return dimSets.id(overflowKey, () => addDimSet(overflowKey, app, overflow))
+    })
   }
+  const addCustomKey = (app: string, name: string, prop: string) => idOf(s.addCustomKey.get(app, name, prop))!
+  /** A custom event name's id: within the app's limit, or `other`'s (`counted`: its own). */
+  const customNameOf = (app: string, name: string): { readonly id: number; readonly counted: boolean } => {
+    const id = customKeys.id(JSON.stringify([app, name, ""]), () => {
+      const names = customNames.get(app)
+      if (names >= limits.customNames) return undefined
+      customNames.added(app, names)
+      return addCustomKey(app, name, "")
+    })
+    return id !== undefined ? { id, counted: true } : { id: customKeys.id(JSON.stringify([app, other, ""]), () => addCustomKey(app, other, ""))!, counted: false }
+  }
+  /** A numeric prop's id, if it is within its name's limit. */
+  const summedPropOf = (app: string, name: string, prop: string) =>
+    customKeys.id(JSON.stringify([app, name, prop]), () => {
+      const key = JSON.stringify([app, name])
+      const props = summedProps.get(key)
+      if (props >= limits.summedProps) return undefined
+      summedProps.added(key, props)
+      return addCustomKey(app, name, prop)
+    })
 
   const writeEvents = (fresh: ReadonlyArray<{ readonly event: CleanEvent; readonly storedAt: number }>) => {
     const events = new Sums()
@@ -136,16 +208,20 @@ serveSqliteThread<RollupWrite, RollupWriteAnswer>(() => openRollupsFile((workerD
       const set = dimSetOf(event.app, eventDims(event))
       const minute = minuteOf(event.time)
       events.add([set, minute], [1])
-      const device = devices.id(`${event.app}\u0000${event.deviceId}`)
+      const deviceKey = `${event.app}\u0000${event.deviceId}`
+      const device = devices.id(deviceKey, () => idOf(s.addDevice.get(deviceKey))!)
       const presence = `${set} ${minute} ${device}`
       if (!seen.has(presence)) {
         seen.add(presence)
         s.devices.run(set, minute, device)
       }
       if (event.type === "custom" && event.name !== undefined) {
-        custom.add([set, minute, event.name], [1])
-        for (const [prop, value] of Object.entries(event.props ?? {})) {
-          if (typeof value === "number") customSums.add([set, minute, event.name, prop], [value])
+        const name = customNameOf(event.app, event.name)
+        custom.add([set, minute, name.id], [1])
+        for (const [prop, value] of name.counted ? Object.entries(event.props ?? {}) : []) {
+          if (typeof value !== "number") continue
+          const key = summedPropOf(event.app, event.name, prop)
+          if (key !== undefined) customSums.add([set, minute, key], [value])
         }
       }
       const received = Date.parse(event.receivedAt)
@@ -212,9 +288,8 @@ serveSqliteThread<RollupWrite, RollupWriteAnswer>(() => openRollupsFile((workerD
     try {
       return transaction(db, () => apply(w))
     } catch (cause) {
-      // the interned ids of a rolled-back transaction may not exist
-      dimSets.clear()
-      devices.clear()
+      // the interned ids and counts of a rolled-back transaction may not be the file's
+      forgetAll()
       return { _tag: "Failed", cause: cause instanceof Error ? new Error(cause.message) : new Error(String(cause)) }
     }
   }
