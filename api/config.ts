@@ -3,7 +3,7 @@ import { Config, Duration, Effect, Schema, SchemaGetter } from "effect"
 import { largestChunkBytes } from "../domain/delivery/Chunk.ts"
 import { attemptsKept, largestDeadLetterBytes } from "../domain/delivery/DeadLetter.ts"
 import { defaultShards } from "../domain/shards.ts"
-import { defaultRollupLimits } from "../projections/events/rollupBuckets.ts"
+import { defaultRollupLimits, defaultRollupTiers, keepMinutes } from "../projections/events/rollupBuckets.ts"
 import { isKey } from "../infra/delivery/secretsKey.ts"
 import {
   defaultDeliverLaneMaxChunks, defaultDeliverMaxBytes, defaultDeliveryDeadLettersMaxBytes, defaultDeliveryDeadLettersPerDestination, defaultHistoryMaxBytes
@@ -203,6 +203,11 @@ const platformConfig = Config.all({
     summedProps: intAtLeast(0, "ROLLUP_MAX_SUMMED_PROPS").pipe(Config.withDefault(defaultRollupLimits.summedProps)),
     newDimSetsPerDay: intAtLeast(1, "ROLLUP_MAX_NEW_DIM_SETS").pipe(Config.withDefault(defaultRollupLimits.newDimSetsPerDay))
   }),
+  /** days the rollups keep rows per minute, then per hour; older ones per day (projections/events/rollupBuckets.ts) */
+  rollupTiers: Config.all({
+    minuteDays: intAtLeast(1, "ROLLUP_MINUTE_DAYS").pipe(Config.withDefault(defaultRollupTiers.minuteDays)),
+    hourDays: intAtLeast(1, "ROLLUP_HOUR_DAYS").pipe(Config.withDefault(defaultRollupTiers.hourDays))
+  }),
   /**
    * lines of a file translated into one batch of user profile commands (one bus message per shard);
    * with 64 shards a batch of 1,000 lines made messages of ~5 commands each: 10,000 cut the CPU per line by a third
@@ -299,6 +304,8 @@ export const PlatformConfig = platformConfig.pipe(Config.mapEffect((config) =>
     Effect.all([
       // CMD keeps a command twice this at least (api/platform.ts): zero answered every command 504, and Infinity kept them for good
       atLeast(Duration.toMillis(config.commandTimeout), 1, "COMMAND_TIMEOUT must be a finite duration of at least 1 millisecond"),
+      atLeast(config.rollupTiers.hourDays, config.rollupTiers.minuteDays, "ROLLUP_HOUR_DAYS must be at least ROLLUP_MINUTE_DAYS"),
+      atLeast(keepMinutes.minuteDays - Math.max(config.rollupTiers.minuteDays, config.rollupTiers.hourDays), 0, `ROLLUP_MINUTE_DAYS and ROLLUP_HOUR_DAYS are at most ${keepMinutes.minuteDays} (before year 0000)`),
       holdsEight("INGEST_MAX_BYTES", config.ingestMaxBytes, 6 * config.realtimeMaxBytes + 65_536,
         "a real-time body may take six times REALTIME_MAX_BYTES on INGEST (JSON writes a control character in six), and 64 KiB more of its message"),
       holdsEight("EVENTS_MAX_BYTES", config.eventsMaxBytes, 3 * config.eventsBodyMaxBytes,

@@ -292,8 +292,8 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
     Layer.unwrap(Effect.map(deliverySecretsKey(config.deliverySecretsKey, config.dataDir), (key) =>
       DeliverySecretsSqlite.layerSqlite({ path: join(config.dataDir, "delivery-secrets.db"), key }))),
     DeviceStoreSqlite.layerSqlite({ path: join(config.dataDir, "devices.db"), cacheBytes: config.devicePipeline.dbCacheBytes }),
-    RollupsSqlite.layerSqlite({ path: join(config.dataDir, "rollups.db"), limits: config.rollupLimits }),
-    RollupsQueries.layerSqlite({ path: join(config.dataDir, "rollups.db") }),
+    RollupsSqlite.layerSqlite({ path: join(config.dataDir, "rollups.db"), limits: config.rollupLimits, tiers: config.rollupTiers }),
+    RollupsQueries.layerSqlite({ path: join(config.dataDir, "rollups.db"), tiers: config.rollupTiers }),
     Layer.succeed(AdminApiKey, config.adminApiKey)
   )
   const topology = Layer.effectDiscard(Effect.gen(function*() {

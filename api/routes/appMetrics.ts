@@ -108,6 +108,7 @@ export const appMetricsRoutes = [
           ...(query.name === undefined ? {} : { name: query.name }),
           ...(query.sum === undefined ? {} : { sum: query.sum })
         }, principal.id).pipe(
+          Effect.catchTag("MetricsNotKept", ({ field, message }) => invalid(field, message)),
           Effect.catchTag("MetricsTooLarge", () => invalid("groupBy", `an answer over ${maxAnswerChars} characters: group by fewer dimensions, filter, or ask a shorter range`)),
           Effect.catchTag("MetricsBusy", ({ waiting }) => Effect.fail(new Overloaded({ detail: `${waiting} metrics queries wait for the reader already (or this key's share of them); retry later`, retryAfterSeconds: 1 })))
         )

@@ -9,7 +9,8 @@
  * infra/arrivedGroups.ts) is one transaction, acknowledged once committed (ack-all: one ack a batch);
  * its messages are decoded here and summed and committed on the rollups' writer thread. An undecodable
  * message is copied to DEADLETTERS and skipped. The same process runs the trend alerts
- * (infra/events/trendAlerts.ts), which read what these consumers wrote.
+ * (infra/events/trendAlerts.ts), which read what these consumers wrote, and the compaction that rolls
+ * rows past their horizon into hours and days (RollupStore.compact), once a minute.
  */
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
@@ -157,7 +158,13 @@ const run = (batchSize: number, trends: TrendAlertOptions) =>
         Effect.tapCause((cause) => Effect.logError("rollups: a consumer failed; restarting from its checkpoint", { stream: spec.stream, cause })),
         Effect.retry(Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("10 seconds")]))
       )
-    return yield* Effect.all([restarting(events), restarting(sessions), runTrendAlerts(trends)], { concurrency: "unbounded", discard: true }).pipe(Effect.andThen(Effect.never))
+    const store = yield* RollupStore
+    const compacting = store.compact.pipe(
+      Effect.tap((moved) => moved > 0 ? Effect.logInfo("rollups: rows past their horizon rolled into hours and days", { moved }) : Effect.void),
+      Effect.catch((error) => Effect.logError("rollups: compaction failed; tried again in a minute", { error })),
+      Effect.repeat(Schedule.spaced("1 minute"))
+    )
+    return yield* Effect.all([restarting(events), restarting(sessions), runTrendAlerts(trends), compacting], { concurrency: "unbounded", discard: true }).pipe(Effect.andThen(Effect.never))
   })
 
 /** Runs the rollup consumers while this process holds the lease `job.rollups`; fork it scoped. */

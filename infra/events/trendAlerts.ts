@@ -31,6 +31,8 @@ export interface TrendAlertOptions {
 /** Minutes looked back at most (after a pause of the process), and how long the minute series are kept. */
 const catchUpMinutes = 180
 const keepMinutes = 2 * 1_440
+/** How long a published alert is listed (GET /v1/alerts); before stop 27 they were kept for good. */
+export const keepAlertsMinutes = 92 * 1_440
 
 const rules = { events: eventsRule, intakeLatencyP50: latencyRule } as const
 const decodeState = Schema.decodeUnknownSync(Schema.fromJsonString(TrendState))
@@ -46,6 +48,8 @@ const statements = (db: DatabaseSync) => ({
   forgetQuiet: db.prepare("DELETE FROM trend_states WHERE app NOT IN (SELECT DISTINCT app FROM intake_minutes WHERE minute >= ?)"),
   pruneEvents: db.prepare("DELETE FROM intake_minutes WHERE minute < ?"),
   pruneLatency: db.prepare("DELETE FROM intake_latency WHERE minute < ?"),
+  // the oldest few by id (raised in time order), so a pass never scans the table
+  pruneAlerts: db.prepare("DELETE FROM alerts WHERE id IN (SELECT id FROM alerts ORDER BY id LIMIT 1000) AND published = 1 AND at < ?"),
   unpublished: db.prepare("SELECT id, app, measure, at, expected, actual, direction FROM alerts WHERE published = 0 ORDER BY id LIMIT 1000"),
   published: db.prepare("UPDATE alerts SET published = 1 WHERE id = ?")
 })
@@ -104,6 +108,7 @@ export const evaluateTrends = (nowMillis: number, settle: Duration.Input = "1 mi
           s.forgetQuiet.run(lastComplete - 1_440)
           s.pruneEvents.run(lastComplete - keepMinutes)
           s.pruneLatency.run(lastComplete - keepMinutes)
+          s.pruneAlerts.run(minuteAt(lastComplete - keepAlertsMinutes))
           return raised
         }),
       catch: (cause) => new ReadModelError({ operation: "evaluate trends", cause })

@@ -7,12 +7,12 @@
  * of its own for the checkpoints and the trend alerts (infra/events/trendAlerts.ts).
  */
 import type { DatabaseSync } from "node:sqlite"
-import { Context, Effect, Layer } from "effect"
-import { defaultRollupLimits, type RollupLimits } from "../../projections/events/rollupBuckets.ts"
+import { Clock, Context, Effect, Layer } from "effect"
+import { defaultRollupLimits, defaultRollupTiers, type RollupLimits, type RollupTiers } from "../../projections/events/rollupBuckets.ts"
 import { ReadModelError } from "../../projections/ReadModelError.ts"
 import { sqliteThreadOnDemand } from "../sqliteThread.ts"
 import { openRollupsFile } from "./rollupsFile.ts"
-import type { RollupWrite, RollupWriteAnswer } from "./rollupsWriterThread.ts"
+import type { RollupCompact, RollupWrite, RollupWriteAnswer } from "./rollupsWriterThread.ts"
 
 const writerThread = new URL("./rollupsWriterThread.ts", import.meta.url)
 
@@ -43,6 +43,11 @@ export class RollupStore extends Context.Service<RollupStore, {
     messages: ReadonlyArray<RollupMessage>,
     batch: Pick<RollupWrite, "batchSeqs" | "lastSeq" | "goneBelow" | "gone">
   ) => Effect.Effect<number, ReadModelError>
+  /**
+   * Rolls rows that aged past a horizon (RollupTiers) into their hour or day, a few dimension sets a
+   * transaction, until none is left; answers how many rows were rolled.
+   */
+  readonly compact: Effect.Effect<number, ReadModelError>
 }>()("tributary/infra/RollupStore") {}
 
 /** A connection to the rollups file for the life of the Scope. */
@@ -52,12 +57,19 @@ export const openRollups = (path: string) =>
     (db) => Effect.sync(() => db.close())
   )
 
-export const layerSqlite = (options: { readonly path: string; readonly limits?: RollupLimits | undefined }) =>
+/** Dimension sets whose rows one compaction step rolls up. */
+const setsPerStep = 500
+
+export const layerSqlite = (options: { readonly path: string; readonly limits?: RollupLimits | undefined; readonly tiers?: RollupTiers | undefined }) =>
   Layer.effect(RollupStore, Effect.gen(function*() {
     // opened (its tables created) before the thread opens it too
     const db = yield* openRollups(options.path)
     // only the process holding the rollups' lease writes
-    const writer = yield* sqliteThreadOnDemand<RollupWrite, RollupWriteAnswer>(writerThread, { path: options.path, limits: options.limits ?? defaultRollupLimits }, {
+    const writer = yield* sqliteThreadOnDemand<RollupWrite | RollupCompact, RollupWriteAnswer>(writerThread, {
+      path: options.path,
+      limits: options.limits ?? defaultRollupLimits,
+      tiers: options.tiers ?? defaultRollupTiers
+    }, {
       name: "the rollups' writer thread",
       failed: (cause) => ({ _tag: "Failed", cause })
     })
@@ -71,7 +83,7 @@ export const layerSqlite = (options: { readonly path: string; readonly limits?: 
         }),
       apply: (kind, stream, messages, batch) =>
         Effect.flatMap(
-          writer.request({
+          Effect.flatMap(Clock.currentTimeMillis, (nowMillis) => writer.request({
             kind,
             stream,
             seqs: messages.map((m) => m.seq),
@@ -80,12 +92,23 @@ export const layerSqlite = (options: { readonly path: string; readonly limits?: 
             batchSeqs: batch.batchSeqs,
             lastSeq: batch.lastSeq,
             goneBelow: batch.goneBelow,
-            gone: batch.gone
-          }),
+            gone: batch.gone,
+            nowMillis
+          })),
           (answer) =>
-            answer._tag === "Failed"
-              ? Effect.fail(new ReadModelError({ operation: `apply ${kind}`, cause: answer.cause }))
-              : Effect.succeed(answer.fresh)
-        )
+            answer._tag === "Applied"
+              ? Effect.succeed(answer.fresh)
+              : Effect.fail(new ReadModelError({ operation: `apply ${kind}`, cause: answer._tag === "Failed" ? answer.cause : new Error("not an answer to a batch") }))
+        ),
+      compact: Effect.gen(function*() {
+        let moved = 0
+        for (;;) {
+          const answer = yield* writer.request({ kind: "compact", nowMillis: yield* Clock.currentTimeMillis, setsPerStep })
+          if (answer._tag === "Failed") return yield* new ReadModelError({ operation: "compact rollups", cause: answer.cause })
+          if (answer._tag !== "Compacted") return yield* new ReadModelError({ operation: "compact rollups", cause: new Error("not an answer to a compaction") })
+          moved += answer.moved
+          if (answer.done) return moved
+        }
+      })
     })
   }))

@@ -4,6 +4,8 @@
  * (rollupsWriterThread.ts), read by the metrics queries (rollupsReaderThread.ts), and by the trend alerts, which also
  * keep their state and what they raised here (infra/events/trendAlerts.ts). Tables:
  * - `rollup_checkpoints`: per stream, its last sequence applied (moved in each batch's transaction);
+ * - `rollup_tiers`: how far back rows are rolled into hours (`minutes`: no minute rows below it) and
+ *   into days (`hours`), by the compaction (RollupTiers in projections/events/rollupBuckets.ts);
  * - `dim_sets`: each combination of (app, dimension values) seen, as a small integer, so fact rows are
  *   a few integers and a query's filters are one lookup of the app's sets;
  * - `devices`: (app, device id) → a small integer, for the presence rows;
@@ -23,10 +25,24 @@ import { execOnOpen } from "../sqliteOpen.ts"
 
 const dimensionColumns = dimensions.map((d) => `"${d}" TEXT`).join(", ")
 /** `rollup_sessions`' length histogram: one column per bound of sessionLengthBounds, and one above them all */
-export const lengthColumns = sessionLengthBounds.map((_, i) => `b${i} INTEGER NOT NULL`).concat([`b${sessionLengthBounds.length} INTEGER NOT NULL`])
+export const lengthColumnNames = [...sessionLengthBounds, null].map((_, i) => `b${i}`)
+const lengthColumns = lengthColumnNames.map((c) => `${c} INTEGER NOT NULL`)
+
+/**
+ * The tables of rows per bucket, dimension set and what else keys them, and the columns summed when rows
+ * are rolled into a wider bucket (none: presence rows, kept once).
+ */
+export const bucketTables: ReadonlyArray<{ readonly table: string; readonly keys: ReadonlyArray<string>; readonly sums: ReadonlyArray<string> }> = [
+  { table: "rollup_events", keys: [], sums: ["events"] },
+  { table: "rollup_devices", keys: ["device"], sums: [] },
+  { table: "rollup_sessions", keys: [], sums: ["sessions", "seconds", ...lengthColumnNames] },
+  { table: "custom_events", keys: ["key"], sums: ["events"] },
+  { table: "custom_totals", keys: ["key"], sums: ["total"] }
+]
 
 const TABLES = `
   CREATE TABLE IF NOT EXISTS rollup_checkpoints (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS rollup_tiers (tier TEXT PRIMARY KEY, below INTEGER NOT NULL);
   CREATE TABLE IF NOT EXISTS dim_sets (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, app TEXT NOT NULL, ${dimensionColumns});
   CREATE INDEX IF NOT EXISTS dim_sets_by_app ON dim_sets (app);
   CREATE TABLE IF NOT EXISTS devices (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);

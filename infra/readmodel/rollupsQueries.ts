@@ -4,9 +4,10 @@
  * whose cost the app's dimension values decide), alerts (by id, bounded) here.
  */
 import type { DatabaseSync } from "node:sqlite"
-import { Effect, Layer, Schema } from "effect"
+import { Clock, Effect, Layer, Schema } from "effect"
 import { Alert } from "../../domain/events/Alert.ts"
-import { type AlertPage, MetricsBusy, type MetricsQuery, type MetricsRow, MetricsTooLarge, RollupReadModel } from "../../projections/events/rollups.ts"
+import { defaultRollupTiers, keptFrom, minuteAt, minutesOf, type RollupTiers, tierFloors, type TierFloors } from "../../projections/events/rollupBuckets.ts"
+import { type AlertPage, MetricsBusy, MetricsNotKept, type MetricsQuery, type MetricsRow, MetricsTooLarge, RollupReadModel } from "../../projections/events/rollups.ts"
 import { ReadModelError } from "../../projections/ReadModelError.ts"
 import { sqliteThreadOnDemand } from "../sqliteThread.ts"
 import { makeFairTurns } from "./fairTurns.ts"
@@ -26,7 +27,26 @@ export const maxWaitingPerCaller = 4
 
 const decodeAlert = Schema.decodeUnknownSync(Alert)
 
-export const layerSqlite = (options: { readonly path: string }) =>
+/** Why `q` asks for rows no longer kept at its width, if it does: its granularity, or an end inside an hour or day kept whole. */
+const notKept = (q: MetricsQuery, floors: TierFloors): MetricsNotKept | undefined => {
+  const from = keptFrom(q.granularity, floors)
+  if (q.fromMinute < from) {
+    return new MetricsNotKept({
+      field: "granularity",
+      message: `${q.granularity} rows are kept from ${minuteAt(from)} on (older ones per ${q.granularity === "minute" && q.fromMinute >= floors.hours ? "hour" : "day"}): ask a coarser granularity, or a later from`
+    })
+  }
+  // the width of the rows just after `from` and just before `to`
+  const widthAt = (minute: number) => minute < floors.hours ? minutesOf.day : minute < floors.minutes ? minutesOf.hour : 1
+  for (const [field, minute, width] of [["from", q.fromMinute, widthAt(q.fromMinute)], ["to", q.toMinute, widthAt(q.toMinute - 1)]] as const) {
+    if (minute % width !== 0) {
+      return new MetricsNotKept({ field, message: `rows there are kept per ${width === minutesOf.day ? "day" : "hour"}: ${field} must be at the start of one (UTC)` })
+    }
+  }
+  return undefined
+}
+
+export const layerSqlite = (options: { readonly path: string; readonly tiers?: RollupTiers | undefined }) =>
   Layer.effect(RollupReadModel, Effect.gen(function*() {
     // Opens (and creates) the file itself: the consumers may run in another process.
     const db: DatabaseSync = yield* openRollups(options.path)
@@ -47,7 +67,13 @@ export const layerSqlite = (options: { readonly path: string }) =>
         Effect.catchTag("TurnsFull", ({ waiting }) => Effect.fail(new MetricsBusy({ waiting })))
       )
 
-    const query = (q: MetricsQuery, caller: string): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsBusy> =>
+    const tiers = options.tiers ?? defaultRollupTiers
+    const query = (q: MetricsQuery, caller: string): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsBusy | MetricsNotKept> =>
+      Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsBusy | MetricsNotKept> => {
+        const refused = notKept(q, tierFloors(tiers, now))
+        return refused === undefined ? answer(q, caller) : Effect.fail(refused)
+      })
+    const answer = (q: MetricsQuery, caller: string): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsBusy> =>
       Effect.flatMap(inTurn(q, caller), (answer): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge> =>
         answer._tag === "Rows"
           ? Effect.succeed(answer.rows)

@@ -21,11 +21,13 @@ import type { DatabaseSync, StatementSync } from "node:sqlite"
 import { workerData } from "node:worker_threads"
 import type { CleanEvent, CleanMessage, SessionEnded } from "../../domain/events/CleanEvent.ts"
 import { type Dimension, dimensions } from "../../domain/events/dimensions.ts"
-import { minuteOf, other, type RollupLimits, sessionLengthBounds } from "../../projections/events/rollupBuckets.ts"
+import {
+  bucketSql, keptMinute, minuteOf, minutesOf, other, type RollupLimits, type RollupTiers, sessionLengthBounds, tierFloors, type TierFloors
+} from "../../projections/events/rollupBuckets.ts"
 import type { RollupKind } from "./rollups.ts"
 import { serveSqliteThread } from "../sqliteThreadServe.ts"
 import { transaction } from "../sqliteTransaction.ts"
-import { latencyBucket, lengthColumns, openRollupsFile } from "./rollupsFile.ts"
+import { bucketTables, latencyBucket, lengthColumnNames, openRollupsFile } from "./rollupsFile.ts"
 
 export interface RollupWrite {
   readonly kind: RollupKind
@@ -46,10 +48,28 @@ export interface RollupWrite {
    */
   readonly goneBelow?: number | undefined
   readonly gone?: ReadonlyArray<number> | undefined
+  /** the server clock: how old a bucket is, so how wide a row it is kept in (RollupTiers), and the day of the app's new dimension sets */
+  readonly nowMillis: number
 }
 
-/** `fresh`: clean events (of every new message) or sessions applied */
-export type RollupWriteAnswer = { readonly _tag: "Applied"; readonly fresh: number } | { readonly _tag: "Failed"; readonly cause: Error }
+/**
+ * One step of rolling rows past a horizon (RollupTiers) into their hour or day: the rows of up to
+ * `setsPerStep` dimension sets, one transaction, so that batches are written between steps.
+ */
+export interface RollupCompact {
+  readonly kind: "compact"
+  readonly nowMillis: number
+  readonly setsPerStep: number
+}
+
+/**
+ * `fresh`: clean events (of every new message) or sessions applied; `moved`: rows rolled into wider
+ * ones, `done`: nothing is left to roll up at that time
+ */
+export type RollupWriteAnswer =
+  | { readonly _tag: "Applied"; readonly fresh: number }
+  | { readonly _tag: "Compacted"; readonly moved: number; readonly done: boolean }
+  | { readonly _tag: "Failed"; readonly cause: Error }
 
 type DimValues = ReadonlyArray<string | null>
 
@@ -97,9 +117,9 @@ const prepare = (db: DatabaseSync) => ({
   custom: db.prepare("INSERT INTO custom_events VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET events = events + excluded.events"),
   customSums: db.prepare("INSERT INTO custom_totals VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET total = total + excluded.total"),
   sessions: db.prepare(
-    `INSERT INTO rollup_sessions VALUES (?, ?, ?, ?, ${lengthColumns.map(() => "?").join(", ")}) ON CONFLICT DO UPDATE SET
+    `INSERT INTO rollup_sessions VALUES (?, ?, ?, ?, ${lengthColumnNames.map(() => "?").join(", ")}) ON CONFLICT DO UPDATE SET
      sessions = sessions + excluded.sessions, seconds = seconds + excluded.seconds,
-     ${lengthColumns.map((_, i) => `b${i} = b${i} + excluded.b${i}`).join(", ")}`
+     ${lengthColumnNames.map((c) => `${c} = ${c} + excluded.${c}`).join(", ")}`
   ),
   intake: db.prepare("INSERT INTO intake_minutes VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET events = events + excluded.events"),
   latency: db.prepare("INSERT INTO intake_latency VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count")
@@ -142,9 +162,28 @@ const idOf = (row: unknown): number | undefined => (row as { id: number } | unde
 /** The dimensions an app's overflow set keeps (RollupLimits.newDimSetsPerDay): few values, none of them the SDK's choice but its type. */
 const keptPastLimit = new Set<Dimension>(["type", "publisher", "category"])
 
-const { path, limits } = workerData as { readonly path: string; readonly limits: RollupLimits }
+const { path, limits, tiers } = workerData as { readonly path: string; readonly limits: RollupLimits; readonly tiers: RollupTiers }
 
-serveSqliteThread<RollupWrite, RollupWriteAnswer>(() => openRollupsFile(path), (db) => {
+/** Below every minute there is: the tiers' marks of a file never compacted. */
+const noMark = Number.MIN_SAFE_INTEGER
+
+/** Rolls the rows of some dimension sets (ids in (?, ?]), in a range of minutes [?, ?), into buckets of `width` minutes: (insert, delete). */
+const rollUpSql = (width: number) =>
+  bucketTables.map(({ table, keys, sums }) => {
+    const bucket = bucketSql("minute", width)
+    const where = `dim_set IN (SELECT id FROM dim_sets WHERE id > ? AND id <= ?) AND minute >= ? AND minute < ? AND minute <> ${bucket}`
+    const columns = ["dim_set", "minute", ...keys, ...sums].join(", ")
+    const select = `SELECT dim_set, ${bucket}${keys.map((k) => `, ${k}`).join("")}${sums.map((c) => `, SUM(${c})`).join("")}
+      FROM ${table} WHERE ${where} GROUP BY dim_set, ${bucket}${keys.map((k) => `, ${k}`).join("")}`
+    return {
+      insert: sums.length === 0
+        ? `INSERT OR IGNORE INTO ${table} (${columns}) ${select}`
+        : `INSERT INTO ${table} (${columns}) ${select} ON CONFLICT DO UPDATE SET ${sums.map((c) => `${c} = ${c} + excluded.${c}`).join(", ")}`,
+      delete: `DELETE FROM ${table} WHERE ${where}`
+    }
+  })
+
+serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRollupsFile(path), (db) => {
   const s = prepare(db)
   const dimSets = interner<number>((key) => idOf(s.dimSet.get(key)))
   const devices = interner<number>((key) => idOf(s.device.get(key)))
@@ -197,7 +236,7 @@ serveSqliteThread<RollupWrite, RollupWriteAnswer>(() => openRollupsFile(path), (
       return addCustomKey(app, name, prop)
     })
 
-  const writeEvents = (fresh: ReadonlyArray<{ readonly event: CleanEvent; readonly storedAt: number }>) => {
+  const writeEvents = (fresh: ReadonlyArray<{ readonly event: CleanEvent; readonly storedAt: number }>, floors: TierFloors) => {
     const events = new Sums()
     const custom = new Sums()
     const customSums = new Sums()
@@ -206,7 +245,7 @@ serveSqliteThread<RollupWrite, RollupWriteAnswer>(() => openRollupsFile(path), (
     const seen = new Set<string>()
     for (const { event, storedAt } of fresh) {
       const set = dimSetOf(event.app, eventDims(event))
-      const minute = minuteOf(event.time)
+      const minute = keptMinute(minuteOf(event.time), floors)
       events.add([set, minute], [1])
       const deviceKey = `${event.app}\u0000${event.deviceId}`
       const device = devices.id(deviceKey, () => idOf(s.addDevice.get(deviceKey))!)
@@ -236,17 +275,22 @@ serveSqliteThread<RollupWrite, RollupWriteAnswer>(() => openRollupsFile(path), (
     latency.write(s.latency)
   }
 
-  const writeSessions = (fresh: ReadonlyArray<SessionEnded>) => {
+  const writeSessions = (fresh: ReadonlyArray<SessionEnded>, floors: TierFloors) => {
     const sessions = new Sums()
     for (const session of fresh) {
-      const lengths: Array<number> = lengthColumns.map(() => 0)
+      const lengths: Array<number> = lengthColumnNames.map(() => 0)
       lengths[lengthBucket(session.durationSeconds)] = 1
-      sessions.add([dimSetOf(session.app, sessionDims(session)), minuteOf(session.start)], [1, session.durationSeconds, ...lengths])
+      sessions.add([dimSetOf(session.app, sessionDims(session)), keptMinute(minuteOf(session.start), floors)], [1, session.durationSeconds, ...lengths])
     }
     sessions.write(s.sessions)
   }
 
+  // the latest clock seen: a batch whose clock was read before a compaction's never writes behind its marks
+  let latestNow = 0
+  const floorsAt = (nowMillis: number) => tierFloors(tiers, (latestNow = Math.max(latestNow, nowMillis)))
+
   const apply = (w: RollupWrite): RollupWriteAnswer => {
+    const floors = floorsAt(w.nowMillis)
     const after = (s.checkpoint.get(w.stream) as { seq: number } | undefined)?.seq ?? 0
     // Sequences follow each other (a consumer takes its whole stream): a batch with a hole applied over
     // what another holder of the consumer took would move the checkpoint past it, and that holder's
@@ -273,10 +317,10 @@ serveSqliteThread<RollupWrite, RollupWriteAnswer>(() => openRollupsFile(path), (
         const message = JSON.parse(w.bodies[i]!) as CleanMessage
         for (const event of "events" in message ? message.events : [message]) events.push({ event, storedAt: w.storedAt[i]! })
       }
-      if (events.length > 0) writeEvents(events)
+      if (events.length > 0) writeEvents(events, floors)
       applied = events.length
     } else if (fresh.length > 0) {
-      writeSessions(fresh.map((i) => JSON.parse(w.bodies[i]!) as SessionEnded))
+      writeSessions(fresh.map((i) => JSON.parse(w.bodies[i]!) as SessionEnded), floors)
       applied = fresh.length
     }
     high = Math.max(high, w.lastSeq)
@@ -284,8 +328,55 @@ serveSqliteThread<RollupWrite, RollupWriteAnswer>(() => openRollupsFile(path), (
     return { _tag: "Applied", fresh: applied }
   }
 
-  return (w) => {
+  const mark = db.prepare("SELECT below FROM rollup_tiers WHERE tier = ?")
+  const setMark = db.prepare("INSERT OR REPLACE INTO rollup_tiers VALUES (?, ?)")
+  const markOf = (tier: "minutes" | "hours") => (mark.get(tier) as { below: number } | undefined)?.below ?? noMark
+  const lastSetOf = db.prepare("SELECT MAX(id) AS id FROM (SELECT id FROM dim_sets WHERE id > ? ORDER BY id LIMIT ?)")
+  const rollUp = new Map([minutesOf.hour, minutesOf.day].map((width) =>
+    [width, rollUpSql(width).map((sql) => ({ insert: db.prepare(sql.insert), delete: db.prepare(sql.delete) }))] as const))
+  // where the window being rolled up is, through the dimension sets (moved on once a step commits)
+  let cursor: { readonly window: string; readonly afterSet: number } | undefined
+
+  /**
+   * Hours past the hour horizon into days first (the minutes there with them), then minutes past the
+   * minute horizon into hours; each window a few dimension sets at a time, its mark moved once every set is done.
+   */
+  const compactStep = (c: RollupCompact): { readonly answer: RollupWriteAnswer; readonly cursor: typeof cursor } => {
+    const floors = floorsAt(c.nowMillis)
+    const minutesBelow = markOf("minutes")
+    const hoursBelow = markOf("hours")
+    const window = hoursBelow < floors.hours
+      ? { from: hoursBelow, to: floors.hours, width: minutesOf.day, done: () => {
+        setMark.run("hours", floors.hours)
+        setMark.run("minutes", Math.max(minutesBelow, floors.hours))
+      } }
+      : Math.max(minutesBelow, floors.hours) < floors.minutes
+      ? { from: Math.max(minutesBelow, floors.hours), to: floors.minutes, width: minutesOf.hour, done: () => setMark.run("minutes", floors.minutes) }
+      : undefined
+    if (window === undefined) return { answer: { _tag: "Compacted", moved: 0, done: true }, cursor: undefined }
+    const id = `${window.from} ${window.to} ${window.width}`
+    const afterSet = cursor?.window === id ? cursor.afterSet : 0
+    const upTo = (lastSetOf.get(afterSet, c.setsPerStep) as { id: number | null }).id
+    if (upTo === null) {
+      window.done()
+      return { answer: { _tag: "Compacted", moved: 0, done: false }, cursor: undefined }
+    }
+    let moved = 0
+    for (const table of rollUp.get(window.width)!) {
+      table.insert.run(afterSet, upTo, window.from, window.to)
+      moved += Number(table.delete.run(afterSet, upTo, window.from, window.to).changes)
+    }
+    return { answer: { _tag: "Compacted", moved, done: false }, cursor: { window: id, afterSet: upTo } }
+  }
+
+  return (request) => {
     try {
+      if (request.kind === "compact") {
+        const step = transaction(db, () => compactStep(request))
+        cursor = step.cursor
+        return step.answer
+      }
+      const w = request
       return transaction(db, () => apply(w))
     } catch (cause) {
       // the interned ids and counts of a rolled-back transaction may not be the file's

@@ -1,8 +1,9 @@
 /**
  * How the rollups bucket what they count: UTC minutes (of an event's device time, of a session's
- * start, of the intake's receipt), minutes into hours and days, session lengths, and what an app's SDK
- * may add to them (RollupLimits: past them, into an "(other)" bucket). No imports but types: the
- * rollups' threads (infra/readmodel/rollupsWriterThread.ts, rollupsReaderThread.ts) load it too.
+ * start, of the intake's receipt), minutes into hours and days, how long rows are kept per minute and
+ * per hour (RollupTiers), session lengths, and what an app's SDK may add to them (RollupLimits: past
+ * them, into an "(other)" bucket). No imports but types: the rollups' threads
+ * (infra/readmodel/rollupsWriterThread.ts, rollupsReaderThread.ts) load it too.
  */
 
 import type { Granularity } from "./rollups.ts"
@@ -16,6 +17,47 @@ export const minutesOf: Record<Granularity, number> = { minute: 1, hour: 60, day
  * an outside attack).
  */
 export const bucketSql = (column: string, width: number): string => `(${column} - (((${column} % ${width}) + ${width}) % ${width}))`
+
+/** The first minute of the bucket of `width` minutes that holds `minute` (floored, as bucketSql). */
+export const bucketOf = (minute: number, width: number): number => minute - (((minute % width) + width) % width)
+
+/**
+ * How long the rollups keep rows per minute, then per hour; older rows are per UTC day, for good. A row
+ * is kept at the finest width its bucket's age allows when written (a late event three months back goes
+ * straight to its hour or day), and rows that age past a horizon are rolled into their hour or day by
+ * the rollups' compaction. Horizons are whole days back from the start of today (UTC), so every
+ * hour and day is on one side of them.
+ */
+export interface RollupTiers {
+  /** days of minute rows (ROLLUP_MINUTE_DAYS) */
+  readonly minuteDays: number
+  /** days of hour rows (ROLLUP_HOUR_DAYS), at least minuteDays */
+  readonly hourDays: number
+}
+
+export const defaultRollupTiers: RollupTiers = { minuteDays: 7, hourDays: 92 }
+
+/** Tiers that never roll a row up (a test's, about fixed dates). */
+export const keepMinutes: RollupTiers = { minuteDays: 1_000_000, hourDays: 1_000_000 }
+
+/** The first minute kept per minute, and per hour, at `nowMillis`. */
+export interface TierFloors {
+  readonly minutes: number
+  readonly hours: number
+}
+
+export const tierFloors = (tiers: RollupTiers, nowMillis: number): TierFloors => {
+  const today = bucketOf(Math.floor(nowMillis / 60_000), minutesOf.day)
+  return { minutes: today - tiers.minuteDays * minutesOf.day, hours: today - tiers.hourDays * minutesOf.day }
+}
+
+/** The row `minute` is counted in: its own, its hour's or its day's first minute. */
+export const keptMinute = (minute: number, floors: TierFloors): number =>
+  minute >= floors.minutes ? minute : bucketOf(minute, minute >= floors.hours ? minutesOf.hour : minutesOf.day)
+
+/** The first minute rows of `granularity` are kept from (days: every one). */
+export const keptFrom = (granularity: Granularity, floors: TierFloors): number =>
+  granularity === "minute" ? floors.minutes : granularity === "hour" ? floors.hours : -Infinity
 
 /** Session lengths are counted in these buckets: up to 10 s, up to 30 s, …, and over an hour. */
 export const sessionLengthBounds = [10, 30, 60, 180, 600, 1_800, 3_600] as const

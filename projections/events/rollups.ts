@@ -5,6 +5,8 @@
  * with their total length and a length histogram, and custom events by name with the sums of their
  * numeric props. Hours and days are summed from minutes at query time (one kind of row to write,
  * and exact distinct counts need the per-minute presence rows anyway); answers are bounded in buckets.
+ * Past a horizon rows are kept per hour, then per day (RollupTiers in rollupBuckets.ts): a query
+ * finer than what its range still has is refused (MetricsNotKept), not answered with wrong buckets.
  * Fed from EVENTS_CLEAN and SESSIONS by infra/events/rollupConsumer.ts; stored by infra/readmodel/rollups.ts.
  */
 import { Context, Schema } from "effect"
@@ -44,6 +46,15 @@ export class MetricsTooLarge extends Schema.TaggedError<MetricsTooLarge>()("Metr
   maxChars: Schema.Number
 }) {}
 
+/**
+ * A query for rows the rollups no longer keep at that width (RollupTiers): a granularity finer than the
+ * rows its range starts in, or an end inside an hour or a day kept whole. `field` is the parameter to change.
+ */
+export class MetricsNotKept extends Schema.TaggedError<MetricsNotKept>()("MetricsNotKept", {
+  field: Schema.Literals(["granularity", "from", "to"]),
+  message: Schema.String
+}) {}
+
 /** Too many metrics queries wait for the reader already: answered 503 with Retry-After, not queued. */
 export class MetricsBusy extends Schema.TaggedError<MetricsBusy>()("MetricsBusy", {
   waiting: Schema.Number
@@ -79,7 +90,7 @@ export class RollupReadModel extends Context.Service<RollupReadModel, {
    * One query; `caller` (the asking API key) takes its turn at the reader in rotation with the others,
    * so one caller's many queries do not hold everyone else's up (MetricsBusy past a bound, its own or all).
    */
-  readonly query: (query: MetricsQuery, caller: string) => Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsBusy>
+  readonly query: (query: MetricsQuery, caller: string) => Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsBusy | MetricsNotKept>
   /** Alerts in the order raised, after the id `after`, of one app when given. */
   readonly alerts: (options: { readonly limit: number; readonly after?: number; readonly app?: string }) => Effect.Effect<AlertPage, ReadModelError>
 }>()("tributary/RollupReadModel") {}

@@ -3,12 +3,14 @@ import { Effect } from "effect"
 import { assertInvalid, assertProblem, createKey, eventually, request } from "../fixtures/http.ts"
 import { cleanEvent, publishClean } from "../fixtures/appEvents.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
+import { keepMinutes } from "../../projections/events/rollupBuckets.ts"
 
 const app = "4242"
 const day = "from=2026-11-28T00:00:00Z&to=2026-11-29T00:00:00Z"
 const metrics = (query: string, key?: string) => request({ method: "GET", url: `/v1/apps/${app}/metrics?${query}`, ...(key === undefined ? {} : { key }) })
 
-layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("app metrics API", (it) => {
+// about fixed dates: rows kept per minute whatever their age (rollupTiers.test.ts rolls them up)
+layer(layerTestPlatform({ ROLLUP_MINUTE_DAYS: String(keepMinutes.minuteDays), ROLLUP_HOUR_DAYS: String(keepMinutes.hourDays) }), { excludeTestServices: true, timeout: 60_000 })("app metrics API", (it) => {
   it.effect("answers rollups grouped by two dimensions and filtered, from events published on EVENTS_CLEAN", () =>
     Effect.gen(function*() {
       yield* publishClean([
@@ -60,5 +62,18 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("app 
       assert.strictEqual((yield* metrics(`measure=events&${day}`, auditor.secret)).statusCode, 200)
       assert.strictEqual((yield* request({ method: "GET", url: "/v1/alerts", key: auditor.secret })).statusCode, 200)
       assertProblem(yield* request({ method: "GET", url: "/v1/alerts", key: sdk.secret }), 403, "forbidden")
+    }))
+})
+
+layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("app metrics API past the rollups' horizons", (it) => {
+  it.effect("refuses a granularity finer than the rows kept, and an end inside an hour kept whole, naming the parameter", () =>
+    Effect.gen(function*() {
+      // by default minutes are kept 7 days and hours 92: 30 days back is kept per hour
+      const hour = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000 - 30 * 86_400_000)
+      const at = (minutes: number) => new Date(hour.getTime() + minutes * 60_000).toISOString()
+      assertInvalid(yield* metrics(`measure=events&from=${at(0)}&to=${at(60)}&granularity=minute`), "query", "/granularity")
+      assertInvalid(yield* metrics(`measure=events&from=${at(30)}&to=${at(120)}`), "query", "/from")
+      assertInvalid(yield* metrics(`measure=events&from=${at(0)}&to=${at(90)}`), "query", "/to")
+      assert.strictEqual((yield* metrics(`measure=events&from=${at(0)}&to=${at(120)}`)).statusCode, 200)
     }))
 })

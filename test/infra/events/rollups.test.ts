@@ -4,7 +4,7 @@ import type { Dimension } from "../../../domain/events/dimensions.ts"
 import { rollupMessagesLost, runRollupConsumers } from "../../../infra/events/rollupConsumer.ts"
 import { layerSqlite as rollupStore, RollupStore } from "../../../infra/readmodel/rollups.ts"
 import { layerSqlite as rollupQueries } from "../../../infra/readmodel/rollupsQueries.ts"
-import { minuteOf } from "../../../projections/events/rollupBuckets.ts"
+import { keepMinutes, minuteOf } from "../../../projections/events/rollupBuckets.ts"
 import { type Granularity, type Measure, RollupReadModel } from "../../../projections/events/rollups.ts"
 import { cleanEventsSubject, StreamNames } from "../../../domain/subjects.ts"
 import { Nats, tryNats } from "../../../infra/nats/Nats.ts"
@@ -15,7 +15,8 @@ import { layerTestNats } from "../../fixtures/nats.ts"
 import { tempDir } from "../../fixtures/tempDir.ts"
 
 const rollups = Layer.unwrap(Effect.map(tempDir("rollups"), (dir) =>
-  Layer.mergeAll(rollupStore({ path: `${dir}/rollups.db` }), rollupQueries({ path: `${dir}/rollups.db` }))))
+  // about fixed dates, months back: rows kept per minute whatever their age (rollupTiers.test.ts rolls them up)
+  Layer.mergeAll(rollupStore({ path: `${dir}/rollups.db`, tiers: keepMinutes }), rollupQueries({ path: `${dir}/rollups.db`, tiers: keepMinutes }))))
 
 const query = (app: string, measure: Measure, options: {
   readonly from: string

@@ -7,6 +7,7 @@ import { Effect, Schedule } from "effect"
 import { StreamNames } from "../../../domain/subjects.ts"
 import { runRollupConsumers } from "../../../infra/events/rollupConsumer.ts"
 import { layerSqlite as rollupStore } from "../../../infra/readmodel/rollups.ts"
+import { keepMinutes } from "../../../projections/events/rollupBuckets.ts"
 import { cleanEvent, publishClean } from "../../fixtures/appEvents.ts"
 import { eventually } from "../../fixtures/http.ts"
 import { layerTestNats, TestNatsServer } from "../../fixtures/nats.ts"
@@ -76,7 +77,7 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 90_000 })("rollups 
 
       // started again (here, in this process), it resumes after its checkpoint
       yield* Effect.scoped(Effect.gen(function*() {
-        yield* Effect.forkScoped(runRollupConsumers({ batchSize: 500 }).pipe(Effect.provide(rollupStore({ path }))))
+        yield* Effect.forkScoped(runRollupConsumers({ batchSize: 500 }).pipe(Effect.provide(rollupStore({ path, tiers: keepMinutes }))))
         yield* eventually(checkpointIn(path), (seq) => seq === events.length, "60 seconds")
       }))
 

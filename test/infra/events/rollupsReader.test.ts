@@ -9,8 +9,10 @@ import { Effect, Fiber, Layer, Result } from "effect"
 import { layerSqlite as rollupQueries, maxWaiting, maxWaitingPerCaller } from "../../../infra/readmodel/rollupsQueries.ts"
 import { openRollupsFile } from "../../../infra/readmodel/rollupsFile.ts"
 import { type MetricsQuery, RollupReadModel } from "../../../projections/events/rollups.ts"
+import { keepMinutes } from "../../../projections/events/rollupBuckets.ts"
 import { tempDir } from "../../fixtures/tempDir.ts"
 
+// 2025-02-19, its rows per minute (keepMinutes)
 const minute = 29_000_000
 
 const fill = (path: string) => {
@@ -35,7 +37,7 @@ const withReader = <A, E>(f: (model: RollupReadModel["Service"]) => Effect.Effec
   Effect.gen(function*() {
     const path = `${yield* tempDir("rollups-reader")}/rollups.db`
     fill(path)
-    return yield* Effect.flatMap(RollupReadModel, f).pipe(Effect.provide(Layer.fresh(rollupQueries({ path }))))
+    return yield* Effect.flatMap(RollupReadModel, f).pipe(Effect.provide(Layer.fresh(rollupQueries({ path, tiers: keepMinutes }))))
   }).pipe(Effect.scoped)
 
 it.live("a heavy metrics query leaves the event loop free", () =>

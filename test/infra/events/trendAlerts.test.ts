@@ -1,8 +1,9 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { StreamNames } from "../../../domain/subjects.ts"
-import { evaluateTrends, publishAlerts } from "../../../infra/events/trendAlerts.ts"
+import { evaluateTrends, keepAlertsMinutes, publishAlerts } from "../../../infra/events/trendAlerts.ts"
 import { layerSqlite as rollupStore, type RollupMessage, RollupStore } from "../../../infra/readmodel/rollups.ts"
+import { keepMinutes } from "../../../projections/events/rollupBuckets.ts"
 import { layerSqlite as rollupQueries } from "../../../infra/readmodel/rollupsQueries.ts"
 import { RollupReadModel } from "../../../projections/events/rollups.ts"
 import { cleanEvent } from "../../fixtures/appEvents.ts"
@@ -11,7 +12,7 @@ import { layerTestNats } from "../../fixtures/nats.ts"
 import { tempDir } from "../../fixtures/tempDir.ts"
 
 const rollups = Layer.unwrap(Effect.map(tempDir("trends"), (dir) =>
-  Layer.mergeAll(rollupStore({ path: `${dir}/rollups.db` }), rollupQueries({ path: `${dir}/rollups.db` }))))
+  Layer.mergeAll(rollupStore({ path: `${dir}/rollups.db`, tiers: keepMinutes }), rollupQueries({ path: `${dir}/rollups.db`, tiers: keepMinutes }))))
 
 const T0 = Date.parse("2026-11-28T10:00:00.000Z")
 const minute = (m: number) => T0 + m * 60_000
@@ -58,5 +59,12 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       const published = yield* streamMessages(StreamNames.alerts)
       assert.deepStrictEqual(published.map((m) => [m.subject, (m.body as { measure: string }).measure]), [["alerts.7", "events"], ["alerts.7", "intakeLatencyP50"]])
       assert.deepStrictEqual((yield* (yield* RollupReadModel).alerts({ limit: 10, app: quiet })).items, [])
+
+      // 92 days on, published alerts are no longer listed (before stop 27 they were kept for good)
+      const raisedThen = Effect.map((yield* RollupReadModel).alerts({ limit: 100, app }), (page) => page.items.filter((a) => a.at === new Date(minute(31)).toISOString()).length)
+      yield* evaluateTrends(minute(31) + keepAlertsMinutes * 60_000)
+      assert.strictEqual(yield* raisedThen, 2)
+      yield* evaluateTrends(minute(34) + keepAlertsMinutes * 60_000)
+      assert.strictEqual(yield* raisedThen, 0)
     }))
 })
