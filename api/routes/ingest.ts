@@ -197,15 +197,16 @@ export const ingestRoutes = (options: IngestRoutesOptions) => {
       method: "GET", url: "/v1/ingest/jobs/:id", tags: ["ingest"], roles: ["service", "partner"], admission: "reads",
       summary: "A job: state, percent, counts that reconcile once it is done, and the first 100 line errors",
       params: Schema.Struct({ id: JobId }),
-      // A partner's key reads only its own partner's jobs; a job that does not exist is 404 for everyone.
+      // A partner's key reads only its own partner's jobs: another partner's is 404, as one that does not
+      // exist (before stop 27 it was 403, which told a partner that a job id it held was a real job).
       authorize: ({ principal, params }) =>
-        Effect.map(IngestJobs.use((jobs) => jobs.get(params.id)), (found) => Option.isNone(found) || forPartner(principal, found.value.job.partner)),
+        Effect.flatMap(IngestJobs.use((jobs) => jobs.get(params.id)), (found) =>
+          Option.isSome(found) && forPartner(principal, found.value.job.partner) === true ? Effect.succeed(true) : Effect.fail(new NotFound({ detail: `no job ${params.id}` }))),
       responses: {
         200: { description: "the job", schema: Job },
         400: problemResponse("invalid id"),
         401: problemResponse("missing or unknown API key"),
-        403: problemResponse("another partner's job"),
-        404: problemResponse("no such job"),
+        404: problemResponse("no such job (or another partner's)"),
         503: problemResponse("the jobs ledger is unavailable")
       },
       handler: ({ params }) =>

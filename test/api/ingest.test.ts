@@ -315,7 +315,7 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("partner ingest
   })
 
   describe("who may", () => {
-    it.effect("a partner's key is refused on another partner's upload, records, list and job (403); a job that does not exist is 404", () =>
+    it.effect("a partner's key is refused on another partner's upload, records and list (403), and its job is 404 like one that does not exist", () =>
       Effect.gen(function*() {
         yield* createPartner("alpha")
         yield* createPartner("beta")
@@ -328,8 +328,13 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("partner ingest
         assertProblem(toResponse(yield* post("/v1/ingest/beta/files", { key: alpha.secret, body: Buffer.from("x\n"), contentType: "text/csv" })), 403, "forbidden")
         assertProblem(yield* request({ method: "POST", url: "/v1/ingest/beta/records", key: alpha.secret, body: "x\n", contentType: "text/plain" }), 403, "forbidden")
         assertProblem(yield* request({ method: "GET", url: "/v1/ingest/beta/jobs", key: alpha.secret }), 403, "forbidden")
-        assertProblem(yield* request({ method: "GET", url: `/v1/ingest/jobs/${betaJob}`, key: alpha.secret }), 403, "forbidden")
-        assertProblem(yield* request({ method: "GET", url: "/v1/ingest/jobs/no-such-job", key: alpha.secret }), 404, "not-found")
+        // another partner's job answers as one that does not exist: no oracle of which job ids are real (403 before stop 27)
+        const other = yield* request({ method: "GET", url: `/v1/ingest/jobs/${betaJob}`, key: alpha.secret })
+        const none = yield* request({ method: "GET", url: "/v1/ingest/jobs/no-such-job", key: alpha.secret })
+        assertProblem(other, 404, "not-found")
+        assertProblem(none, 404, "not-found")
+        assert.deepStrictEqual([other.json().title, other.json().status], [none.json().title, none.json().status])
+        assert.strictEqual((yield* request({ method: "GET", url: `/v1/ingest/jobs/${betaJob}`, key: beta.secret })).statusCode, 200)
         assert.strictEqual(yield* ingestLastSeq, before)
         // Service keys read every partner's jobs but upload nothing; auditors neither.
         const service = yield* createKey("service")
