@@ -99,6 +99,19 @@ const fastifyProblems: Record<string, string> = {
   FST_ERR_CTP_INVALID_JSON_BODY: "InvalidRequest"
 }
 
+/** The methods the routes take at a concrete path (`:param` one segment, `*` the rest); GET brings HEAD. */
+const routeMethods = (routes: ReadonlyArray<{ readonly method: string; readonly url: string }>) => {
+  const patterns = routes.map((route) => ({
+    method: route.method,
+    pattern: new RegExp(`^${route.url.split("/").map((part) => part.startsWith(":") ? "[^/]+" : part === "*" ? ".*" : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("/")}/?$`)
+  }))
+  return (path: string): Array<string> => {
+    const methods = new Set(patterns.filter(({ pattern }) => pattern.test(path)).map(({ method }) => method))
+    if (methods.has("GET")) methods.add("HEAD")
+    return [...methods].sort()
+  }
+}
+
 export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstance> => {
   const timeouts = options.timeouts ?? { headersMillis: 10_000, requestMillis: 30_000 }
   const app = Fastify({
@@ -183,9 +196,17 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
     if (problem.status >= 500) request.log.error(error)
     return reply.status(problem.status).type("application/problem+json").send(JSON.stringify(problem))
   })
+  // A path a route has, asked with another method: 405 with the methods it takes (RFC 9110 §15.5.6), not
+  // 404 (before stop 27: a DELETE of the metrics route said there was no such route).
+  const methodsOf = routeMethods(options.routes)
   app.setNotFoundHandler((request, reply) => {
-    const { problem } = toProblem({ _tag: "NotFound", detail: `no route ${request.method} ${request.url.split("?")[0]}` }, request.url)
-    return reply.status(404).type("application/problem+json").send(JSON.stringify(problem))
+    const path = request.url.split("?")[0]!
+    const allowed = methodsOf(path)
+    const { problem } = allowed.length === 0
+      ? toProblem({ _tag: "NotFound", detail: `no route ${request.method} ${path}` }, request.url)
+      : toProblem({ _tag: "MethodNotAllowed", detail: `${path} takes ${allowed.join(", ")}, not ${request.method}` }, request.url)
+    if (allowed.length > 0) reply.header("allow", allowed.join(", "))
+    return reply.status(problem.status).type("application/problem+json").send(JSON.stringify(problem))
   })
 
   app.addHook("onResponse", (request, reply, done) => {

@@ -44,6 +44,7 @@ export const problemTypes: Record<string, ProblemType> = {
   Unauthorized: { status: 401, code: "unauthorized", title: "A valid API key is required" },
   Forbidden: { status: 403, code: "forbidden", title: "This API key may not do this" },
   NotFound: { status: 404, code: "not-found", title: "Not found" },
+  MethodNotAllowed: { status: 405, code: "method-not-allowed", title: "The route does not take this method; see Allow" },
   EntityNotFound: { status: 404, code: "entity-not-found", title: "The entity does not exist" },
   CommandRefused: { status: 409, code: "command-refused", title: "The entity's rules refuse this command" },
   PartnerPaused: { status: 409, code: "partner-paused", title: "The partner is paused: it takes no new data" },

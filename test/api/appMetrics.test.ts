@@ -50,6 +50,11 @@ layer(layerTestPlatform({ ROLLUP_MINUTE_DAYS: String(keepMinutes.minuteDays), RO
       assertInvalid(yield* metrics(`measure=events&${day}&sum=amount`), "query", "/sum")
       const bad = yield* request({ method: "GET", url: `/v1/apps/not-an-app/metrics?measure=events&${day}` })
       assertInvalid(bad, "path", "/app")
+      // another method on the route is 405 naming the ones it takes (it was 404, as for no route)
+      const deleted = yield* request({ method: "DELETE", url: `/v1/apps/${app}/metrics?${day}` })
+      assertProblem(deleted, 405, "method-not-allowed")
+      assert.strictEqual(deleted.headers.allow, "GET, HEAD")
+      assertProblem(yield* request({ method: "DELETE", url: `/v1/apps/${app}/metrix` }), 404, "not-found")
       // a day of minutes is the most one answer covers
       assert.strictEqual((yield* metrics(`measure=events&${day}&granularity=minute`)).statusCode, 200)
     }))
