@@ -144,7 +144,7 @@ const interner = <Id extends number | undefined>(find: (key: string) => number |
   }
 }
 
-/** Counts read from the file once, then kept up to date in memory (cleared with the interners). */
+/** Counts read from the file once a batch, then kept up to date in memory. */
 const counter = (read: (key: string) => number) => {
   const counts = new Map<string, number>()
   return {
@@ -193,16 +193,18 @@ serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRoll
   const customNames = counter((app) => (s.customNames.get(app) as { n: number }).n)
   const summedProps = counter((key) => (s.summedProps.get(...(JSON.parse(key) as [string, string])) as { n: number }).n)
   const forgetAll = () => [dimSets, devices, customKeys, dimSetsAdded, customNames, summedProps].forEach((cache) => cache.clear())
+  // the UTC day (since the epoch) new dimension sets count against
+  let countingDay = 0
 
   const addDimSet = (key: string, app: string, values: DimValues) => idOf(s.addDimSet.get(key, app, ...values))!
   /**
    * A combination of an app's dimension values as an id: a new one within the app's limit for the day
-   * (UTC, of the server clock as it is counted: device times are the SDK's to choose), or the app's overflow set.
+   * (UTC, of the server clock as the batch is counted: device times are the SDK's to choose), or the app's overflow set.
    */
   const dimSetOf = (app: string, values: DimValues) => {
     const key = JSON.stringify([app, ...values])
     return dimSets.id(key, () => {
-      const day = Math.floor(Date.now() / 86_400_000)
+      const day = countingDay
       const today = JSON.stringify([app, day])
       const added = dimSetsAdded.get(today)
       if (added < limits.newDimSetsPerDay) {
@@ -291,6 +293,13 @@ serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRoll
 
   const apply = (w: RollupWrite): RollupWriteAnswer => {
     const floors = floorsAt(w.nowMillis)
+    // The limits' counts are read again each batch (another process may have held the rollups meanwhile),
+    // and a new day gives combinations past yesterday's limit their chance again.
+    for (const count of [dimSetsAdded, customNames, summedProps]) count.clear()
+    if (Math.floor(latestNow / 86_400_000) !== countingDay) {
+      countingDay = Math.floor(latestNow / 86_400_000)
+      dimSets.clear()
+    }
     const after = (s.checkpoint.get(w.stream) as { seq: number } | undefined)?.seq ?? 0
     // Sequences follow each other (a consumer takes its whole stream): a batch with a hole applied over
     // what another holder of the consumer took would move the checkpoint past it, and that holder's

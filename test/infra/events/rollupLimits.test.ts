@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { DatabaseSync } from "node:sqlite"
 import { Effect, Layer } from "effect"
+import { TestClock } from "effect/testing"
 import type { CleanEvent } from "../../../domain/events/CleanEvent.ts"
 import type { Dimension } from "../../../domain/events/dimensions.ts"
 import { layerSqlite as rollupStore, RollupStore } from "../../../infra/readmodel/rollups.ts"
@@ -109,6 +110,10 @@ describe("rollups' limits per app", () => {
         // unique devices stay exact across them
         assert.deepStrictEqual(values(yield* query("1", "devices")), [{ value: 6 }])
         assert.deepStrictEqual(yield* byModel("2"), [{ model: "m3", platform: "ios", type: "open", publisher: "p", category: "games", value: 1 }])
+        // the next UTC day (of the server clock) takes new combinations again, m3 too
+        yield* TestClock.adjust("1 day")
+        yield* apply("SETS", [event("1", 6, "m3"), event("1", 7, "m5")])
+        assert.deepStrictEqual((yield* byModel("1")).map((row) => [row.model, row.value]), [["(other)", 1], ["(other)", 1], ["m0", 2], ["m1", 1], ["m2", 1], ["m3", 1], ["m5", 1]])
       }), rollups(path))
     }))
 
