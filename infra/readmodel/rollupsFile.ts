@@ -20,7 +20,7 @@
  */
 import { DatabaseSync } from "node:sqlite"
 import { dimensions } from "../../domain/events/dimensions.ts"
-import { sessionLengthBounds } from "../../projections/events/rollupBuckets.ts"
+import { sessionLengthBounds, type TierFloors } from "../../projections/events/rollupBuckets.ts"
 import { execOnOpen } from "../sqliteOpen.ts"
 
 const dimensionColumns = dimensions.map((d) => `"${d}" TEXT`).join(", ")
@@ -77,6 +77,12 @@ const latencyBase = Math.log(1.05)
 export const latencyBucket = (millis: number): number => Math.ceil(Math.log(Math.max(millis, 1)) / latencyBase)
 /** A bucket's middle (geometric): within 2.5% of any latency in it. */
 export const latencyOfBucket = (bucket: number): number => Math.exp((bucket - 0.5) * latencyBase)
+
+/** How far rows were rolled up (`rollup_tiers`): no minute rows below `minutes`, no hour rows below `hours`. */
+export const rolledUp = (db: DatabaseSync): TierFloors => {
+  const marks = new Map((db.prepare("SELECT tier, below FROM rollup_tiers").all() as Array<{ tier: string; below: number }>).map((r) => [r.tier, r.below]))
+  return { minutes: marks.get("minutes") ?? Number.MIN_SAFE_INTEGER, hours: marks.get("hours") ?? Number.MIN_SAFE_INTEGER }
+}
 
 /**
  * Until stop 27 custom events were kept by name, and their sums by name and prop, as text in each row

@@ -6,12 +6,13 @@
 import type { DatabaseSync } from "node:sqlite"
 import { Clock, Effect, Layer, Schema } from "effect"
 import { Alert } from "../../domain/events/Alert.ts"
-import { defaultRollupTiers, keptFrom, minuteAt, minutesOf, type RollupTiers, tierFloors, type TierFloors } from "../../projections/events/rollupBuckets.ts"
+import { defaultRollupTiers, floorsInForce, keptFrom, minuteAt, minutesOf, type RollupTiers, tierFloors, type TierFloors } from "../../projections/events/rollupBuckets.ts"
 import { type AlertPage, MetricsBusy, MetricsNotKept, type MetricsQuery, type MetricsRow, MetricsTooLarge, RollupReadModel } from "../../projections/events/rollups.ts"
 import { ReadModelError } from "../../projections/ReadModelError.ts"
 import { sqliteThreadOnDemand } from "../sqliteThread.ts"
 import { makeFairTurns } from "./fairTurns.ts"
 import { openRollups } from "./rollups.ts"
+import { rolledUp } from "./rollupsFile.ts"
 import type { MetricsAnswer } from "./rollupsReaderThread.ts"
 
 const readerThread = new URL("./rollupsReaderThread.ts", import.meta.url)
@@ -69,9 +70,11 @@ export const layerSqlite = (options: { readonly path: string; readonly tiers?: R
 
     const tiers = options.tiers ?? defaultRollupTiers
     const query = (q: MetricsQuery, caller: string): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsBusy | MetricsNotKept> =>
-      Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsBusy | MetricsNotKept> => {
-        const refused = notKept(q, tierFloors(tiers, now))
-        return refused === undefined ? answer(q, caller) : Effect.fail(refused)
+      Effect.gen(function*() {
+        const floors = tierFloors(tiers, yield* Clock.currentTimeMillis)
+        const refused = notKept(q, floorsInForce(floors, yield* use("rollup tiers", () => rolledUp(db))))
+        if (refused !== undefined) return yield* refused
+        return yield* answer(q, caller)
       })
     const answer = (q: MetricsQuery, caller: string): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsBusy> =>
       Effect.flatMap(inTurn(q, caller), (answer): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge> =>

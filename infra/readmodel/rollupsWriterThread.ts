@@ -22,12 +22,12 @@ import { workerData } from "node:worker_threads"
 import type { CleanEvent, CleanMessage, SessionEnded } from "../../domain/events/CleanEvent.ts"
 import { type Dimension, dimensions } from "../../domain/events/dimensions.ts"
 import {
-  bucketSql, keptMinute, minuteOf, minutesOf, other, type RollupLimits, type RollupTiers, sessionLengthBounds, tierFloors, type TierFloors
+  bucketSql, floorsInForce, keptMinute, minuteOf, minutesOf, other, type RollupLimits, type RollupTiers, sessionLengthBounds, tierFloors, type TierFloors
 } from "../../projections/events/rollupBuckets.ts"
 import type { RollupKind } from "./rollups.ts"
 import { serveSqliteThread } from "../sqliteThreadServe.ts"
 import { transaction } from "../sqliteTransaction.ts"
-import { bucketTables, latencyBucket, lengthColumnNames, openRollupsFile } from "./rollupsFile.ts"
+import { bucketTables, latencyBucket, lengthColumnNames, openRollupsFile, rolledUp } from "./rollupsFile.ts"
 
 export interface RollupWrite {
   readonly kind: RollupKind
@@ -292,7 +292,7 @@ serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRoll
   const floorsAt = (nowMillis: number) => tierFloors(tiers, (latestNow = Math.max(latestNow, nowMillis)))
 
   const apply = (w: RollupWrite): RollupWriteAnswer => {
-    const floors = floorsAt(w.nowMillis)
+    const floors = floorsInForce(floorsAt(w.nowMillis), rolledUp(db))
     // The limits' counts are read again each batch (another process may have held the rollups meanwhile),
     // and a new day gives combinations past yesterday's limit their chance again.
     for (const count of [dimSetsAdded, customNames, summedProps]) count.clear()

@@ -51,6 +51,17 @@ export const tierFloors = (tiers: RollupTiers, nowMillis: number): TierFloors =>
   return { minutes: today - tiers.minuteDays * minutesOf.day, hours: today - tiers.hourDays * minutesOf.day }
 }
 
+/**
+ * The floors in force: the configured ones, or how far rows were rolled up already (`rolled`, the
+ * compaction's marks) where that is later. A horizon raised since keeps what was rolled as it is: before
+ * (found by stop 27's outside attack), a minute query over rows rolled into days answered the whole day
+ * as its first minute, and the other minutes 0.
+ */
+export const floorsInForce = (floors: TierFloors, rolled: TierFloors): TierFloors => ({
+  minutes: Math.max(floors.minutes, rolled.minutes),
+  hours: Math.max(floors.hours, rolled.hours)
+})
+
 /** The row `minute` is counted in: its own, its hour's or its day's first minute. */
 export const keptMinute = (minute: number, floors: TierFloors): number =>
   minute >= floors.minutes ? minute : bucketOf(minute, minute >= floors.hours ? minutesOf.hour : minutesOf.day)

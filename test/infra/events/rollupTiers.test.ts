@@ -116,5 +116,21 @@ describe("rollups kept per minute, then per hour, then per day", () => {
         assert.strictEqual(yield* Effect.flatMap(RollupStore, (s) => s.compact), 0)
       }), rollups(path))
       yield* Effect.provide(Effect.flatMap(RollupStore, (s) => Effect.map(s.compact, (moved) => assert.strictEqual(moved, 0))), rollups(path))
+
+      // Horizons raised since: what was rolled up stays so, for queries and for late events (stop 27's
+      // outside attack: a minute query over rows rolled into a day answered the whole day as its first minute)
+      const raised: RollupTiers = { minuteDays: 30, hourDays: 60 }
+      yield* Effect.provide(Effect.gen(function*() {
+        assert.strictEqual(yield* refusal("minute", "2026-06-10T11:00:00Z", "2026-06-10T12:00:00Z"), "granularity")
+        assert.strictEqual(yield* refusal("hour", "2026-06-08T00:00:00Z", "2026-06-09T00:00:00Z"), "granularity")
+        yield* apply("events", [event("d5", "2026-06-10T11:40:00Z"), event("d5", "2026-06-08T20:00:00Z")])
+        assert.deepStrictEqual(unrolled(path, later), [0, 0, 0, 0, 0])
+        assert.deepStrictEqual(yield* rows("events", "day", "2026-06-08T00:00:00Z", "2026-06-11T00:00:00Z"), [
+          ["2026-06-08T00:00:00.000Z", 5], ["2026-06-10T00:00:00.000Z", 5]
+        ])
+        // minutes written since are kept as minutes
+        yield* apply("events", [event("d5", "2026-06-13T09:00:00Z")])
+        assert.deepStrictEqual(yield* rows("events", "minute", "2026-06-13T09:00:00Z", "2026-06-13T10:00:00Z"), [["2026-06-13T09:00:00.000Z", 1]])
+      }), Layer.mergeAll(rollupStore({ path, tiers: raised }), rollupQueries({ path, tiers: raised })))
     }))
 })
