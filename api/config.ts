@@ -201,7 +201,8 @@ const platformConfig = Config.all({
   rollupLimits: Config.all({
     customNames: intAtLeast(1, "ROLLUP_MAX_CUSTOM_NAMES").pipe(Config.withDefault(defaultRollupLimits.customNames)),
     summedProps: intAtLeast(0, "ROLLUP_MAX_SUMMED_PROPS").pipe(Config.withDefault(defaultRollupLimits.summedProps)),
-    newDimSetsPerDay: intAtLeast(1, "ROLLUP_MAX_NEW_DIM_SETS").pipe(Config.withDefault(defaultRollupLimits.newDimSetsPerDay))
+    newDimSetsPerDay: intAtLeast(1, "ROLLUP_MAX_NEW_DIM_SETS").pipe(Config.withDefault(defaultRollupLimits.newDimSetsPerDay)),
+    newDimSetBytesPerDay: intAtLeast(4_096, "ROLLUP_MAX_NEW_DIM_SET_BYTES").pipe(Config.withDefault(defaultRollupLimits.newDimSetBytesPerDay))
   }),
   /** days the rollups keep rows per minute, then per hour; older ones per day (projections/events/rollupBuckets.ts) */
   rollupTiers: Config.all({

@@ -7,9 +7,10 @@
  * - `rollup_tiers`: how far back rows are rolled into hours (`minutes`: no minute rows below it) and
  *   into days (`hours`), by the compaction (RollupTiers in projections/events/rollupBuckets.ts);
  * - `dim_sets`: each combination of (app, dimension values) seen, as a small integer, so fact rows are
- *   a few integers and a query's filters are one lookup of the app's sets;
- * - `devices`: (app, device id) → a small integer, for the presence rows;
- * - `dim_set_days`: per app and UTC day of receipt, the dimension sets it added (RollupLimits);
+ *   a few integers and a query's filters are one lookup of the app's sets; found by a digest of the
+ *   combination (`rowKey`), its values kept once, in their columns;
+ * - `devices`: (app, device id) → a small integer, for the presence rows, found by a digest (the id itself is not kept);
+ * - `dim_set_days`: per app and UTC day the sets were added, how many and the bytes of their values (RollupLimits);
  * - `custom_keys`: (app, custom event name, prop; '' for the name itself) → a small integer;
  * - `rollup_events`, `rollup_devices` (one row per set, minute and device: exact distinct counts),
  *   `rollup_sessions` (by start minute: count, total seconds, a length histogram), `custom_events`
@@ -18,6 +19,7 @@
  *   histogram of intake latency), the series trend alerts watch, and `trend_states`, `alerts`.
  * Loaded by the writer thread too: only erasable TypeScript and `.ts` imports.
  */
+import { createHash } from "node:crypto"
 import { DatabaseSync } from "node:sqlite"
 import { dimensions } from "../../domain/events/dimensions.ts"
 import { sessionLengthBounds, type TierFloors } from "../../projections/events/rollupBuckets.ts"
@@ -43,16 +45,16 @@ export const bucketTables: ReadonlyArray<{ readonly table: string; readonly keys
 const TABLES = `
   CREATE TABLE IF NOT EXISTS rollup_checkpoints (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL);
   CREATE TABLE IF NOT EXISTS rollup_tiers (tier TEXT PRIMARY KEY, below INTEGER NOT NULL);
-  CREATE TABLE IF NOT EXISTS dim_sets (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, app TEXT NOT NULL, ${dimensionColumns});
+  CREATE TABLE IF NOT EXISTS dim_sets (id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, app TEXT NOT NULL, ${dimensionColumns});
   CREATE INDEX IF NOT EXISTS dim_sets_by_app ON dim_sets (app);
-  CREATE TABLE IF NOT EXISTS devices (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
+  CREATE TABLE IF NOT EXISTS devices (id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE);
   CREATE TABLE IF NOT EXISTS rollup_events (dim_set INTEGER NOT NULL, minute INTEGER NOT NULL, events INTEGER NOT NULL,
     PRIMARY KEY (dim_set, minute)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS rollup_devices (dim_set INTEGER NOT NULL, minute INTEGER NOT NULL, device INTEGER NOT NULL,
     PRIMARY KEY (dim_set, minute, device)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS rollup_sessions (dim_set INTEGER NOT NULL, minute INTEGER NOT NULL, sessions INTEGER NOT NULL,
     seconds REAL NOT NULL, ${lengthColumns.join(", ")}, PRIMARY KEY (dim_set, minute)) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS dim_set_days (app TEXT NOT NULL, day INTEGER NOT NULL, added INTEGER NOT NULL,
+  CREATE TABLE IF NOT EXISTS dim_set_days (app TEXT NOT NULL, day INTEGER NOT NULL, added INTEGER NOT NULL, bytes INTEGER NOT NULL,
     PRIMARY KEY (app, day)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS custom_keys (id INTEGER PRIMARY KEY, app TEXT NOT NULL, name TEXT NOT NULL, prop TEXT NOT NULL,
     UNIQUE (app, name, prop));
@@ -85,26 +87,41 @@ export const rolledUp = (db: DatabaseSync): TierFloors => {
 }
 
 /**
- * Until stop 27 custom events were kept by name, and their sums by name and prop, as text in each row
- * (`rollup_custom`, `rollup_custom_sums`): a file that has them has them moved to `custom_keys`,
- * `custom_events` and `custom_totals`, by whichever connection opens it first (the check is inside the
- * transaction, so the others find nothing left to move).
+ * The key a text is found by in `dim_sets` and `devices`: the first 16 bytes of its SHA-256. Before stop
+ * 27 the text itself, kept twice (the row and its index) beside the values: a combination of long values
+ * cost 10.8 KB (stop 27's outside attack: 540 MB a day from one SDK key), a long device id 888 B.
  */
-const moveCustomRows = (db: DatabaseSync): void => {
+export const rowKey = (text: string): Uint8Array => createHash("sha256").update(text).digest().subarray(0, 16)
+
+/**
+ * What files written before stop 27 hold differently, moved once (PRAGMA user_version 0 → 1) by
+ * whichever connection opens the file first (inside one transaction, so the others find it done):
+ * custom events kept by name, and their sums by name and prop, as text in each row (`rollup_custom`,
+ * `rollup_custom_sums`), go to `custom_keys`, `custom_events` and `custom_totals`; the keys of
+ * `dim_sets` and `devices` become digests (rowKey).
+ */
+const migrate = (db: DatabaseSync): void => {
   execOnOpen(db, "BEGIN IMMEDIATE")
   try {
-    if (db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rollup_custom'").get() !== undefined) {
+    if ((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version < 1) {
+      if (db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rollup_custom'").get() !== undefined) {
+        db.exec(`
+          INSERT OR IGNORE INTO custom_keys (app, name, prop)
+            SELECT DISTINCT d.app, r.name, '' FROM rollup_custom r JOIN dim_sets d ON d.id = r.dim_set;
+          INSERT OR IGNORE INTO custom_keys (app, name, prop)
+            SELECT DISTINCT d.app, r.name, r.prop FROM rollup_custom_sums r JOIN dim_sets d ON d.id = r.dim_set;
+          INSERT INTO custom_events SELECT r.dim_set, r.minute, k.id, r.events FROM rollup_custom r
+            JOIN dim_sets d ON d.id = r.dim_set JOIN custom_keys k ON k.app = d.app AND k.name = r.name AND k.prop = '';
+          INSERT INTO custom_totals SELECT r.dim_set, r.minute, k.id, r.total FROM rollup_custom_sums r
+            JOIN dim_sets d ON d.id = r.dim_set JOIN custom_keys k ON k.app = d.app AND k.name = r.name AND k.prop = r.prop;
+          DROP TABLE rollup_custom;
+          DROP TABLE rollup_custom_sums;`)
+      }
+      db.function("row_key", { deterministic: true }, (text) => rowKey(String(text)))
       db.exec(`
-        INSERT OR IGNORE INTO custom_keys (app, name, prop)
-          SELECT DISTINCT d.app, r.name, '' FROM rollup_custom r JOIN dim_sets d ON d.id = r.dim_set;
-        INSERT OR IGNORE INTO custom_keys (app, name, prop)
-          SELECT DISTINCT d.app, r.name, r.prop FROM rollup_custom_sums r JOIN dim_sets d ON d.id = r.dim_set;
-        INSERT INTO custom_events SELECT r.dim_set, r.minute, k.id, r.events FROM rollup_custom r
-          JOIN dim_sets d ON d.id = r.dim_set JOIN custom_keys k ON k.app = d.app AND k.name = r.name AND k.prop = '';
-        INSERT INTO custom_totals SELECT r.dim_set, r.minute, k.id, r.total FROM rollup_custom_sums r
-          JOIN dim_sets d ON d.id = r.dim_set JOIN custom_keys k ON k.app = d.app AND k.name = r.name AND k.prop = r.prop;
-        DROP TABLE rollup_custom;
-        DROP TABLE rollup_custom_sums;`)
+        UPDATE dim_sets SET key = row_key(key) WHERE typeof(key) = 'text';
+        UPDATE devices SET key = row_key(key) WHERE typeof(key) = 'text';
+        PRAGMA user_version = 1;`)
     }
     db.exec("COMMIT")
   } catch (error) {
@@ -119,7 +136,7 @@ export const openRollupsFile = (path: string): DatabaseSync => {
   try {
     execOnOpen(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
     execOnOpen(db, TABLES)
-    moveCustomRows(db)
+    migrate(db)
     return db
   } catch (error) {
     db.close()

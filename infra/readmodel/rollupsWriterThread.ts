@@ -22,12 +22,12 @@ import { workerData } from "node:worker_threads"
 import type { CleanEvent, CleanMessage, SessionEnded } from "../../domain/events/CleanEvent.ts"
 import { type Dimension, dimensions } from "../../domain/events/dimensions.ts"
 import {
-  bucketSql, floorsInForce, keptMinute, minuteOf, minutesOf, other, type RollupLimits, type RollupTiers, sessionLengthBounds, tierFloors, type TierFloors
+  bucketOf, bucketSql, floorsInForce, keptMinute, minuteOf, minutesOf, other, type RollupLimits, type RollupTiers, sessionLengthBounds, tierFloors, type TierFloors
 } from "../../projections/events/rollupBuckets.ts"
 import type { RollupKind } from "./rollups.ts"
 import { serveSqliteThread } from "../sqliteThreadServe.ts"
 import { transaction } from "../sqliteTransaction.ts"
-import { bucketTables, latencyBucket, lengthColumnNames, openRollupsFile, rolledUp } from "./rollupsFile.ts"
+import { bucketTables, latencyBucket, lengthColumnNames, openRollupsFile, rolledUp, rowKey } from "./rollupsFile.ts"
 
 export interface RollupWrite {
   readonly kind: RollupKind
@@ -53,13 +53,15 @@ export interface RollupWrite {
 }
 
 /**
- * One step of rolling rows past a horizon (RollupTiers) into their hour or day: the rows of up to
- * `setsPerStep` dimension sets, one transaction, so that batches are written between steps.
+ * One step of rolling rows past a horizon (RollupTiers) into their hour or day: the rows of a day of
+ * up to `setsPerStep` dimension sets, one transaction, so that batches are written between steps.
  */
 export interface RollupCompact {
   readonly kind: "compact"
   readonly nowMillis: number
   readonly setsPerStep: number
+  /** rows one step should move about: fewer sets a step when they hold more */
+  readonly rowsPerStep: number
 }
 
 /**
@@ -104,8 +106,8 @@ const prepare = (db: DatabaseSync) => ({
   setCheckpoint: db.prepare("INSERT OR REPLACE INTO rollup_checkpoints VALUES (?, ?)"),
   dimSet: db.prepare("SELECT id FROM dim_sets WHERE key = ?"),
   addDimSet: db.prepare(`INSERT INTO dim_sets (key, app, ${dimensions.map((d) => `"${d}"`).join(", ")}) VALUES (${dimensions.map(() => "?").join(", ")}, ?, ?) RETURNING id`),
-  dimSetsAdded: db.prepare("SELECT added FROM dim_set_days WHERE app = ? AND day = ?"),
-  countDimSet: db.prepare("INSERT INTO dim_set_days VALUES (?, ?, 1) ON CONFLICT DO UPDATE SET added = added + 1"),
+  dimSetsAdded: db.prepare("SELECT added, bytes FROM dim_set_days WHERE app = ? AND day = ?"),
+  countDimSet: db.prepare("INSERT INTO dim_set_days VALUES (?, ?, 1, ?) ON CONFLICT DO UPDATE SET added = added + 1, bytes = bytes + excluded.bytes"),
   device: db.prepare("SELECT id FROM devices WHERE key = ?"),
   addDevice: db.prepare("INSERT INTO devices (key) VALUES (?) RETURNING id"),
   customKey: db.prepare("SELECT id FROM custom_keys WHERE app = ? AND name = ? AND prop = ?"),
@@ -126,36 +128,47 @@ const prepare = (db: DatabaseSync) => ({
 })
 
 /**
- * Keys interned to small integers, cached in memory (bounded: cleared when full, or when a transaction
- * rolled back). `missing` finds the id of a key the file does not have: adds it, or answers another
- * key's id (past a limit), or none (not counted).
+ * Keys interned to small integers, cached in memory (bounded by their characters, 16 Mi of them: cleared
+ * when full, or when a transaction rolled back; an SDK decides how long they are). `missing` finds the id
+ * of a key the file does not have: adds it, or answers another key's id (past a limit), or none (not counted).
  */
-const interner = <Id extends number | undefined>(find: (key: string) => number | undefined, max = 200_000) => {
+const interner = <Id extends number | undefined>(find: (key: string) => number | undefined, maxChars = 16 * 1024 * 1024) => {
   const cache = new Map<string, Id>()
+  let chars = 0
   return {
-    clear: () => cache.clear(),
+    clear: () => {
+      cache.clear()
+      chars = 0
+    },
     id: (key: string, missing: () => Id): Id => {
       if (cache.has(key)) return cache.get(key)!
       const id = (find(key) as Id | undefined) ?? missing()
-      if (cache.size >= max) cache.clear()
+      if (chars + key.length > maxChars) {
+        cache.clear()
+        chars = 0
+      }
       cache.set(key, id)
+      chars += key.length
       return id
     }
   }
 }
 
 /** Counts read from the file once a batch, then kept up to date in memory. */
-const counter = (read: (key: string) => number) => {
-  const counts = new Map<string, number>()
+const counter = <A>(read: (key: string) => A) => {
+  const counts = new Map<string, A>()
   return {
     clear: () => counts.clear(),
     get: (key: string) => counts.get(key) ?? read(key),
-    added: (key: string, n: number) => {
+    set: (key: string, value: A) => {
       if (counts.size >= 100_000) counts.clear()
-      counts.set(key, n + 1)
+      counts.set(key, value)
     }
   }
 }
+
+/** UTF-8 bytes of a combination's values: what its row keeps. */
+const valueBytes = (values: DimValues) => values.reduce((n, v) => n + (v === null ? 0 : Buffer.byteLength(v)), 0)
 
 const idOf = (row: unknown): number | undefined => (row as { id: number } | undefined)?.id
 
@@ -185,18 +198,19 @@ const rollUpSql = (width: number) =>
 
 serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRollupsFile(path), (db) => {
   const s = prepare(db)
-  const dimSets = interner<number>((key) => idOf(s.dimSet.get(key)))
-  const devices = interner<number>((key) => idOf(s.device.get(key)))
+  const dimSets = interner<number>((key) => idOf(s.dimSet.get(rowKey(key))))
+  const devices = interner<number>((key) => idOf(s.device.get(rowKey(key))))
   // keys of several parts as JSON: an event's name may hold any character
   const customKeys = interner<number | undefined>((key) => idOf(s.customKey.get(...(JSON.parse(key) as [string, string, string]))))
-  const dimSetsAdded = counter((key) => (s.dimSetsAdded.get(...(JSON.parse(key) as [string, number])) as { added: number } | undefined)?.added ?? 0)
+  const dimSetsAdded = counter((key) =>
+    (s.dimSetsAdded.get(...(JSON.parse(key) as [string, number])) as { added: number; bytes: number } | undefined) ?? { added: 0, bytes: 0 })
   const customNames = counter((app) => (s.customNames.get(app) as { n: number }).n)
   const summedProps = counter((key) => (s.summedProps.get(...(JSON.parse(key) as [string, string])) as { n: number }).n)
   const forgetAll = () => [dimSets, devices, customKeys, dimSetsAdded, customNames, summedProps].forEach((cache) => cache.clear())
   // the UTC day (since the epoch) new dimension sets count against
   let countingDay = 0
 
-  const addDimSet = (key: string, app: string, values: DimValues) => idOf(s.addDimSet.get(key, app, ...values))!
+  const addDimSet = (key: string, app: string, values: DimValues) => idOf(s.addDimSet.get(rowKey(key), app, ...values))!
   /**
    * A combination of an app's dimension values as an id: a new one within the app's limit for the day
    * (UTC, of the server clock as the batch is counted: device times are the SDK's to choose), or the app's overflow set.
@@ -207,9 +221,10 @@ serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRoll
       const day = countingDay
       const today = JSON.stringify([app, day])
       const added = dimSetsAdded.get(today)
-      if (added < limits.newDimSetsPerDay) {
-        s.countDimSet.run(app, day)
-        dimSetsAdded.added(today, added)
+      const bytes = valueBytes(values)
+      if (added.added < limits.newDimSetsPerDay && added.bytes + bytes <= limits.newDimSetBytesPerDay) {
+        s.countDimSet.run(app, day, bytes)
+        dimSetsAdded.set(today, { added: added.added + 1, bytes: added.bytes + bytes })
         return addDimSet(key, app, values)
       }
       const overflow = dimensions.map((d, i) => keptPastLimit.has(d) ? values[i] ?? null : other)
@@ -223,7 +238,7 @@ serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRoll
     const id = customKeys.id(JSON.stringify([app, name, ""]), () => {
       const names = customNames.get(app)
       if (names >= limits.customNames) return undefined
-      customNames.added(app, names)
+      customNames.set(app, names + 1)
       return addCustomKey(app, name, "")
     })
     return id !== undefined ? { id, counted: true } : { id: customKeys.id(JSON.stringify([app, other, ""]), () => addCustomKey(app, other, ""))!, counted: false }
@@ -234,7 +249,7 @@ serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRoll
       const key = JSON.stringify([app, name])
       const props = summedProps.get(key)
       if (props >= limits.summedProps) return undefined
-      summedProps.added(key, props)
+      summedProps.set(key, props + 1)
       return addCustomKey(app, name, prop)
     })
 
@@ -250,7 +265,7 @@ serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRoll
       const minute = keptMinute(minuteOf(event.time), floors)
       events.add([set, minute], [1])
       const deviceKey = `${event.app}\u0000${event.deviceId}`
-      const device = devices.id(deviceKey, () => idOf(s.addDevice.get(deviceKey))!)
+      const device = devices.id(deviceKey, () => idOf(s.addDevice.get(rowKey(deviceKey)))!)
       const presence = `${set} ${minute} ${device}`
       if (!seen.has(presence)) {
         seen.add(presence)
@@ -343,39 +358,51 @@ serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRoll
   const lastSetOf = db.prepare("SELECT MAX(id) AS id FROM (SELECT id FROM dim_sets WHERE id > ? ORDER BY id LIMIT ?)")
   const rollUp = new Map([minutesOf.hour, minutesOf.day].map((width) =>
     [width, rollUpSql(width).map((sql) => ({ insert: db.prepare(sql.insert), delete: db.prepare(sql.delete) }))] as const))
-  // where the window being rolled up is, through the dimension sets (moved on once a step commits)
-  let cursor: { readonly window: string; readonly afterSet: number } | undefined
+  const firstMinute = db.prepare(`SELECT MIN(m) AS minute FROM (${bucketTables.map(({ table }) => `SELECT MIN(minute) AS m FROM ${table}`).join(" UNION ALL ")})`)
+  // where the window being rolled up is, through the dimension sets, and how many a step takes (moved on once a step commits)
+  let cursor: { readonly window: string; readonly afterSet: number; readonly sets: number } | undefined
 
   /**
    * Hours past the hour horizon into days first (the minutes there with them), then minutes past the
-   * minute horizon into hours; each window a few dimension sets at a time, its mark moved once every set is done.
+   * minute horizon into hours; a day of a window at a time, its dimension sets a few at a time (as many
+   * as moved about `rowsPerStep` rows the step before, at most `setsPerStep`; down to one set, an hour at
+   * a time: a set may hold millions of rows, and the writer takes no batch while a step runs), its mark
+   * moved once every set is done. (Before, found by stop 27's outside attack: 500 sets a step, whatever
+   * they held; one set of 2,160,000 events held the writer 2.6 s.)
    */
   const compactStep = (c: RollupCompact): { readonly answer: RollupWriteAnswer; readonly cursor: typeof cursor } => {
     const floors = floorsAt(c.nowMillis)
     const minutesBelow = markOf("minutes")
     const hoursBelow = markOf("hours")
-    const window = hoursBelow < floors.hours
-      ? { from: hoursBelow, to: floors.hours, width: minutesOf.day, done: () => {
-        setMark.run("hours", floors.hours)
-        setMark.run("minutes", Math.max(minutesBelow, floors.hours))
+    const tier = hoursBelow < floors.hours
+      ? { from: hoursBelow, to: floors.hours, width: minutesOf.day, mark: (below: number) => {
+        setMark.run("hours", below)
+        setMark.run("minutes", Math.max(minutesBelow, below))
       } }
       : Math.max(minutesBelow, floors.hours) < floors.minutes
-      ? { from: Math.max(minutesBelow, floors.hours), to: floors.minutes, width: minutesOf.hour, done: () => setMark.run("minutes", floors.minutes) }
+      ? { from: Math.max(minutesBelow, floors.hours), to: floors.minutes, width: minutesOf.hour, mark: (below: number) => setMark.run("minutes", below) }
       : undefined
-    if (window === undefined) return { answer: { _tag: "Compacted", moved: 0, done: true }, cursor: undefined }
-    const id = `${window.from} ${window.to} ${window.width}`
-    const afterSet = cursor?.window === id ? cursor.afterSet : 0
-    const upTo = (lastSetOf.get(afterSet, c.setsPerStep) as { id: number | null }).id
+    if (tier === undefined) return { answer: { _tag: "Compacted", moved: 0, done: true }, cursor: undefined }
+    // a file never compacted starts at its first row
+    const from = tier.from === noMark ? Math.min((firstMinute.get() as { minute: number | null }).minute ?? tier.to, tier.to) : tier.from
+    // a day at a time; an hour once a single set is more than a step's rows (a bucket's rows may move in pieces: each adds to its row)
+    const sets = cursor?.sets ?? c.setsPerStep
+    const span = sets > 1 ? minutesOf.day : minutesOf.hour
+    const to = Math.min(tier.to, bucketOf(from, span) + span)
+    const window = `${from} ${to} ${tier.width}`
+    const afterSet = cursor?.window === window ? cursor.afterSet : 0
+    const upTo = (lastSetOf.get(afterSet, sets) as { id: number | null }).id
     if (upTo === null) {
-      window.done()
-      return { answer: { _tag: "Compacted", moved: 0, done: false }, cursor: undefined }
+      tier.mark(to)
+      return { answer: { _tag: "Compacted", moved: 0, done: false }, cursor: { window: "", afterSet: 0, sets } }
     }
     let moved = 0
-    for (const table of rollUp.get(window.width)!) {
-      table.insert.run(afterSet, upTo, window.from, window.to)
-      moved += Number(table.delete.run(afterSet, upTo, window.from, window.to).changes)
+    for (const table of rollUp.get(tier.width)!) {
+      table.insert.run(afterSet, upTo, from, to)
+      moved += Number(table.delete.run(afterSet, upTo, from, to).changes)
     }
-    return { answer: { _tag: "Compacted", moved, done: false }, cursor: { window: id, afterSet: upTo } }
+    const next = Math.max(1, Math.min(c.setsPerStep, Math.floor(sets * c.rowsPerStep / Math.max(moved, 1))))
+    return { answer: { _tag: "Compacted", moved, done: false }, cursor: { window, afterSet: upTo, sets: next } }
   }
 
   return (request) => {

@@ -97,6 +97,12 @@ export interface RollupLimits {
    * combination counts with every dimension `other` but its type, publisher and category (ROLLUP_MAX_NEW_DIM_SETS)
    */
   readonly newDimSetsPerDay: number
+  /**
+   * UTF-8 bytes of the values of those new combinations per app per UTC day (ROLLUP_MAX_NEW_DIM_SET_BYTES):
+   * the same bound past it. A combination's values are up to ~2.7 KB (seven 128-character values of
+   * 3-byte characters), ~100 bytes as SDKs send them.
+   */
+  readonly newDimSetBytesPerDay: number
 }
 
-export const defaultRollupLimits: RollupLimits = { customNames: 500, summedProps: 25, newDimSetsPerDay: 50_000 }
+export const defaultRollupLimits: RollupLimits = { customNames: 500, summedProps: 25, newDimSetsPerDay: 50_000, newDimSetBytesPerDay: 16 * 1024 * 1024 }

@@ -15,11 +15,11 @@ import { tempDir } from "../../fixtures/tempDir.ts"
 // still count, under "(other)". Before, custom events with 50 numeric props of 64-character keys wrote
 // ~12 KB of rows each (stop 26's outside attack: 1.43 GB in 80 s).
 
-const limits: RollupLimits = { customNames: 2, summedProps: 2, newDimSetsPerDay: 3 }
+const limits: RollupLimits = { customNames: 2, summedProps: 2, newDimSetsPerDay: 3, newDimSetBytesPerDay: 4_096 }
 const day = { fromMinute: minuteOf("2026-11-28T00:00:00Z"), toMinute: minuteOf("2026-11-29T00:00:00Z"), granularity: "day" as const }
 const at = "2026-11-28T10:00:00.000Z"
 
-const rollups = (path: string) => Layer.mergeAll(rollupStore({ path, limits }), rollupQueries({ path }))
+const rollups = (path: string, bounds = limits) => Layer.mergeAll(rollupStore({ path, limits: bounds }), rollupQueries({ path }))
 
 const query = (app: string, measure: Measure, more: { readonly groupBy?: ReadonlyArray<Dimension>; readonly name?: string; readonly sum?: string } = {}) =>
   Effect.flatMap(RollupReadModel, (model) =>
@@ -117,6 +117,30 @@ describe("rollups' limits per app", () => {
       }), rollups(path))
     }))
 
+  it.effect("count combinations past the bytes of values an app may add in a day under (other) too", () =>
+    Effect.gen(function*() {
+      // stop 27's outside attack: seven 128-character values of 3-byte characters, a new combination an
+      // event, wrote 10.8 KB a combination; 50,000 a day were 540 MB
+      const path = `${yield* tempDir("rollup-limits")}/rollups.db`
+      const long = (i: number) => `${i}`.padEnd(128, "語")
+      const event = (i: number, model: string) => cleanEvent("1", `d${i}`, 0, at, { dims: { platform: "ios", model } })
+      yield* Effect.provide(Effect.gen(function*() {
+        // "ios", "open" and a model of ~380 bytes: ten such combinations fit in 4,096 bytes, not eleven;
+        // a short one still fits after them
+        yield* apply("BYTES", Array.from({ length: 12 }, (_, i) => event(i, long(i))))
+        yield* apply("BYTES", [event(12, "short")])
+        const rows = values(yield* query("1", "events", { groupBy: ["model"] }))
+        assert.strictEqual(rows.length, 12)
+        assert.deepStrictEqual(rows.filter((r) => r.model === "(other)" || r.model === "short"), [{ model: "(other)", value: 2 }, { model: "short", value: 1 }])
+        assert.strictEqual(rows.reduce((n, r) => n + Number(r.value), 0), 13)
+      }), rollups(path, { ...limits, newDimSetsPerDay: 1_000 }))
+      // a combination is kept once, found by a 16-byte digest: its values' bytes and little more
+      const file = new DatabaseSync(path, { readOnly: true })
+      const sizes = file.prepare("SELECT MAX(length(key)) AS key, COUNT(*) AS sets FROM dim_sets").get() as { key: number; sets: number }
+      file.close()
+      assert.deepStrictEqual({ ...sizes }, { key: 16, sets: 12 })
+    }))
+
   it.effect("move custom rows kept by name (before stop 27) to interned keys, with the same answers", () =>
     Effect.gen(function*() {
       const path = `${yield* tempDir("rollup-limits")}/rollups.db`
@@ -126,7 +150,11 @@ describe("rollups' limits per app", () => {
         CREATE TABLE dim_sets (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, app TEXT NOT NULL, "platform" TEXT, "osVersion" TEXT,
           "appVersion" TEXT, "model" TEXT, "country" TEXT, "carrier" TEXT, "publisher" TEXT, "category" TEXT, "campaignId" TEXT,
           "creativeId" TEXT, "advertiserId" TEXT, "type" TEXT);
-        INSERT INTO dim_sets (id, key, app, platform, type) VALUES (1, 'a', '7', 'ios', 'custom'), (2, 'b', '7', 'android', 'custom'), (3, 'c', '8', 'ios', 'custom');
+        INSERT INTO dim_sets (id, key, app, platform, country, type)
+          VALUES (1, '${JSON.stringify(["7", "ios", null, null, null, "us", null, null, null, null, null, null, "custom"])}', '7', 'ios', 'us', 'custom'),
+            (2, 'b', '7', 'android', NULL, 'custom'), (3, 'c', '8', 'ios', NULL, 'custom');
+        CREATE TABLE devices (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
+        INSERT INTO devices (id, key) VALUES (1, '7' || char(0) || 'd');
         CREATE TABLE rollup_custom (dim_set INTEGER NOT NULL, minute INTEGER NOT NULL, name TEXT NOT NULL, events INTEGER NOT NULL,
           PRIMARY KEY (dim_set, minute, name)) WITHOUT ROWID;
         CREATE TABLE rollup_custom_sums (dim_set INTEGER NOT NULL, minute INTEGER NOT NULL, name TEXT NOT NULL, prop TEXT NOT NULL,
@@ -142,13 +170,19 @@ describe("rollups' limits per app", () => {
         assert.deepStrictEqual(values(yield* query("7", "custom", { name: "win" })), [{ value: 1 }])
         assert.deepStrictEqual(values(yield* query("7", "custom", { name: "buy", sum: "amount" })), [{ value: 3.5 }])
         assert.deepStrictEqual(values(yield* query("8", "custom", { name: "buy", sum: "amount" })), [{ value: 7 }])
-        // and counted on from there
+        // and counted on from there, in the same combination and device, found by their digests now
         yield* apply("MOVED", [custom("7", "d", 0, "buy", { amount: 1 })])
         assert.deepStrictEqual(values(yield* query("7", "custom", { name: "buy", sum: "amount" })), [{ value: 4.5 }])
+        assert.deepStrictEqual(values(yield* query("7", "custom", { name: "buy", groupBy: ["platform"] })), [
+          { platform: "android", value: 4 },
+          { platform: "ios", value: 4 }
+        ])
       }), rollups(path))
       const file = new DatabaseSync(path)
       const tables = (file.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'rollup_custom%'").all() as Array<{ name: string }>)
+      const keys = file.prepare("SELECT (SELECT COUNT(*) FROM dim_sets) AS sets, (SELECT COUNT(*) FROM devices) AS devices, (SELECT COUNT(*) FROM dim_sets WHERE typeof(key) = 'text') + (SELECT COUNT(*) FROM devices WHERE typeof(key) = 'text') AS text").get()
       file.close()
       assert.deepStrictEqual(tables, [])
+      assert.deepStrictEqual({ ...keys }, { sets: 3, devices: 1, text: 0 })
     }))
 })
