@@ -160,7 +160,7 @@ const run = (batchSize: number, trends: TrendAlertOptions) =>
       )
     const store = yield* RollupStore
     const compacting = store.compact.pipe(
-      Effect.tap((moved) => moved > 0 ? Effect.logInfo("rollups: rows past their horizon rolled into hours and days", { moved }) : Effect.void),
+      Effect.tap((done) => done.moved > 0 ? Effect.logInfo("rollups: rows past their horizon rolled into hours and days", done) : Effect.void),
       Effect.catch((error) => Effect.logError("rollups: compaction failed; tried again in a minute", { error })),
       Effect.repeat(Schedule.spaced("1 minute"))
     )

@@ -45,10 +45,17 @@ export class RollupStore extends Context.Service<RollupStore, {
   ) => Effect.Effect<number, ReadModelError>
   /**
    * Rolls rows that aged past a horizon (RollupTiers) into their hour or day, a few dimension sets a
-   * transaction, until none is left; answers how many rows were rolled.
+   * transaction (a step), until none is left; answers how many rows were rolled, in how many steps, and
+   * the most one step rolled.
    */
-  readonly compact: Effect.Effect<number, ReadModelError>
+  readonly compact: Effect.Effect<Compacted, ReadModelError>
 }>()("tributary/infra/RollupStore") {}
+
+export interface Compacted {
+  readonly moved: number
+  readonly steps: number
+  readonly largestStep: number
+}
 
 /** A connection to the rollups file for the life of the Scope. */
 export const openRollups = (path: string) =>
@@ -58,10 +65,15 @@ export const openRollups = (path: string) =>
   )
 
 /** Dimension sets whose rows one compaction step rolls up at most, and about how many rows (~75 ms of the writer at ~1.5 µs a row). */
-const setsPerStep = 500
-const rowsPerStep = 50_000
+const defaultSteps = { setsPerStep: 500, rowsPerStep: 50_000 }
 
-export const layerSqlite = (options: { readonly path: string; readonly limits?: RollupLimits | undefined; readonly tiers?: RollupTiers | undefined }) =>
+export const layerSqlite = (options: {
+  readonly path: string
+  readonly limits?: RollupLimits | undefined
+  readonly tiers?: RollupTiers | undefined
+  /** the compaction's steps (a test's smaller ones) */
+  readonly steps?: Pick<RollupCompact, "setsPerStep" | "rowsPerStep"> | undefined
+}) =>
   Layer.effect(RollupStore, Effect.gen(function*() {
     // opened (its tables created) before the thread opens it too
     const db = yield* openRollups(options.path)
@@ -103,12 +115,17 @@ export const layerSqlite = (options: { readonly path: string; readonly limits?: 
         ),
       compact: Effect.gen(function*() {
         let moved = 0
+        let steps = 0
+        let largestStep = 0
         for (;;) {
-          const answer = yield* writer.request({ kind: "compact", nowMillis: yield* Clock.currentTimeMillis, setsPerStep, rowsPerStep })
+          const answer = yield* writer.request({ kind: "compact", nowMillis: yield* Clock.currentTimeMillis, ...(options.steps ?? defaultSteps) })
           if (answer._tag === "Failed") return yield* new ReadModelError({ operation: "compact rollups", cause: answer.cause })
           if (answer._tag !== "Compacted") return yield* new ReadModelError({ operation: "compact rollups", cause: new Error("not an answer to a compaction") })
+          if (answer.done) return { moved, steps, largestStep }
+          if (answer.moved === 0) continue
           moved += answer.moved
-          if (answer.done) return moved
+          steps++
+          largestStep = Math.max(largestStep, answer.moved)
         }
       })
     })
