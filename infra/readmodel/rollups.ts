@@ -12,7 +12,8 @@ import { defaultRollupLimits, defaultRollupTiers, type RollupLimits, type Rollup
 import { ReadModelError } from "../../projections/ReadModelError.ts"
 import { sqliteThreadOnDemand } from "../sqliteThread.ts"
 import { openRollupsFile } from "./rollupsFile.ts"
-import type { RollupCompact, RollupWrite, RollupWriteAnswer } from "./rollupsWriterThread.ts"
+import type { RollupCompact } from "./rollupsCompaction.ts"
+import type { RollupWrite, RollupWriteAnswer } from "./rollupsWriterThread.ts"
 
 const writerThread = new URL("./rollupsWriterThread.ts", import.meta.url)
 

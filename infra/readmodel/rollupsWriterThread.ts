@@ -4,7 +4,9 @@
  * into its rows, the statements and the commit — beside the main thread, which takes the messages off
  * NATS, decodes them (Schema: an undecodable one is set aside there, before its batch commits) and
  * acknowledges them (infra/events/rollupConsumer.ts). Summing and writing were a tenth of the main
- * thread's time under the app-events benchmark.
+ * thread's time under the app-events benchmark. It keeps each app within its RollupLimits (interning
+ * names, props, combinations and devices, and counting what an app added), writes each bucket at the
+ * width its age allows (RollupTiers), and runs the compaction's steps (rollupsCompaction.ts) between batches.
  *
  * Each request is one transaction: the messages above the stream's checkpoint, each sequence once, and
  * the checkpoint moved to the batch's last sequence. A message at or below the highest sequence before
@@ -22,12 +24,13 @@ import { workerData } from "node:worker_threads"
 import type { CleanEvent, CleanMessage, SessionEnded } from "../../domain/events/CleanEvent.ts"
 import { type Dimension, dimensions } from "../../domain/events/dimensions.ts"
 import {
-  bucketOf, bucketSql, floorsInForce, keptMinute, minuteOf, minutesOf, other, type RollupLimits, type RollupTiers, sessionLengthBounds, tierFloors, type TierFloors
+  floorsInForce, keptMinute, minuteOf, other, type RollupLimits, type RollupTiers, sessionLengthBounds, tierFloors, type TierFloors
 } from "../../projections/events/rollupBuckets.ts"
 import type { RollupKind } from "./rollups.ts"
 import { serveSqliteThread } from "../sqliteThreadServe.ts"
 import { transaction } from "../sqliteTransaction.ts"
-import { bucketTables, latencyBucket, lengthColumnNames, openRollupsFile, rolledUp, rowKey } from "./rollupsFile.ts"
+import { type Compacted, makeCompaction, type RollupCompact } from "./rollupsCompaction.ts"
+import { latencyBucket, lengthColumnNames, openRollupsFile, rolledUp, rowKey } from "./rollupsFile.ts"
 
 export interface RollupWrite {
   readonly kind: RollupKind
@@ -53,24 +56,12 @@ export interface RollupWrite {
 }
 
 /**
- * One step of rolling rows past a horizon (RollupTiers) into their hour or day: the rows of a day of
- * up to `setsPerStep` dimension sets, one transaction, so that batches are written between steps.
- */
-export interface RollupCompact {
-  readonly kind: "compact"
-  readonly nowMillis: number
-  readonly setsPerStep: number
-  /** rows one step should move about: fewer sets a step when they hold more */
-  readonly rowsPerStep: number
-}
-
-/**
  * `fresh`: clean events (of every new message) or sessions applied; `moved`: rows rolled into wider
  * ones, `done`: nothing is left to roll up at that time
  */
 export type RollupWriteAnswer =
   | { readonly _tag: "Applied"; readonly fresh: number }
-  | { readonly _tag: "Compacted"; readonly moved: number; readonly done: boolean }
+  | Compacted
   | { readonly _tag: "Failed"; readonly cause: Error }
 
 type DimValues = ReadonlyArray<string | null>
@@ -176,27 +167,6 @@ const idOf = (row: unknown): number | undefined => (row as { id: number } | unde
 const keptPastLimit = new Set<Dimension>(["type", "publisher", "category"])
 
 const { path, limits, tiers } = workerData as { readonly path: string; readonly limits: RollupLimits; readonly tiers: RollupTiers }
-
-/** Below every minute there is: the tiers' marks of a file never compacted. */
-const noMark = Number.MIN_SAFE_INTEGER
-
-/** Rolls the rows of some dimension sets (ids in (?, ?]), in a range of minutes [?, ?), into buckets of `width` minutes: (insert, delete), and counts them first. */
-const rollUpSql = (width: number) =>
-  bucketTables.map(({ table, keys, sums }) => {
-    const bucket = bucketSql("minute", width)
-    const where = `dim_set IN (SELECT id FROM dim_sets WHERE id > ? AND id <= ?) AND minute >= ? AND minute < ? AND minute <> ${bucket}`
-    const columns = ["dim_set", "minute", ...keys, ...sums].join(", ")
-    const select = `SELECT dim_set, ${bucket}${keys.map((k) => `, ${k}`).join("")}${sums.map((c) => `, SUM(${c})`).join("")}
-      FROM ${table} WHERE ${where} GROUP BY dim_set, ${bucket}${keys.map((k) => `, ${k}`).join("")}`
-    return {
-      insert: sums.length === 0
-        ? `INSERT OR IGNORE INTO ${table} (${columns}) ${select}`
-        : `INSERT INTO ${table} (${columns}) ${select} ON CONFLICT DO UPDATE SET ${sums.map((c) => `${c} = ${c} + excluded.${c}`).join(", ")}`,
-      delete: `DELETE FROM ${table} WHERE ${where}`,
-      // counted up to a bound (?): past it, the count is all a step needs, and counting on would cost as much as rolling
-      count: `SELECT COUNT(*) AS n FROM (SELECT 1 FROM ${table} WHERE ${where} LIMIT ?)`
-    }
-  })
 
 serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRollupsFile(path), (db) => {
   const s = prepare(db)
@@ -354,101 +324,11 @@ serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRoll
     return { _tag: "Applied", fresh: applied }
   }
 
-  const mark = db.prepare("SELECT below FROM rollup_tiers WHERE tier = ?")
-  const setMark = db.prepare("INSERT OR REPLACE INTO rollup_tiers VALUES (?, ?)")
-  const markOf = (tier: "minutes" | "hours") => (mark.get(tier) as { below: number } | undefined)?.below ?? noMark
-  const lastSetOf = db.prepare("SELECT MAX(id) AS id FROM (SELECT id FROM dim_sets WHERE id > ? ORDER BY id LIMIT ?)")
-  const rollUp = new Map([minutesOf.hour, minutesOf.day].map((width) =>
-    [width, rollUpSql(width).map((sql) => ({ insert: db.prepare(sql.insert), delete: db.prepare(sql.delete), count: db.prepare(sql.count) }))] as const))
-  // the first minute of a set's rows (ids in [?, ?]), where a file never compacted starts
-  const firstMinute = db.prepare(`SELECT MIN(m) AS minute FROM (${bucketTables.map(({ table }) =>
-    `SELECT MIN(minute) AS m FROM ${table} WHERE dim_set IN (SELECT id FROM dim_sets WHERE id >= ?1 AND id <= ?2)`).join(" UNION ALL ")})`)
-  /**
-   * Where the compaction is: the range of minutes it rolls up, the sets done in it, how many sets a step
-   * takes, and how far into the range the next set is done (when one set holds more than a step).
-   */
-  let cursor: {
-    readonly from: number
-    readonly to: number
-    readonly width: number
-    readonly afterSet: number
-    readonly sets: number
-    readonly within?: number | undefined
-  } | undefined
-  /** Rows to roll up of the sets (afterSet, upTo] in [from, to): counted up to `bound` a table. */
-  const rowsIn = (width: number, afterSet: number, upTo: number, from: number, to: number, bound: number) =>
-    rollUp.get(width)!.reduce((n, table) => n + (table.count.get(afterSet, upTo, from, to, bound + 1) as { n: number }).n, 0)
-  /** The spans of minutes one set's rows are rolled in when they are more than a step: the widest that is few enough, down to an hour. */
-  const spans = [30 * minutesOf.day, 7 * minutesOf.day, minutesOf.day, 6 * minutesOf.hour, minutesOf.hour]
-
-  /**
-   * Hours past the hour horizon into days first (the minutes there with them), then minutes past the
-   * minute horizon into hours; a few dimension sets a step: as many as hold at most `rowsPerStep` rows
-   * to roll, counted first (up to `setsPerStep`), and when one set holds more, a span of its minutes (a
-   * bucket's rows may move in pieces: each adds to its row), down to an hour. The writer takes no batch
-   * while a step runs. The mark moves once every set is done. (Before, found by stop 27's outside
-   * attack: 500 sets a step whatever they held; one set of 2,160,000 events held the writer 2.6 s.)
-   */
-  const compactStep = (c: RollupCompact): { readonly answer: RollupWriteAnswer; readonly cursor: typeof cursor } => {
-    const floors = floorsAt(c.nowMillis)
-    const minutesBelow = markOf("minutes")
-    const hoursBelow = markOf("hours")
-    const tier = hoursBelow < floors.hours
-      ? { from: hoursBelow, to: floors.hours, width: minutesOf.day, mark: () => {
-        setMark.run("hours", floors.hours)
-        setMark.run("minutes", Math.max(minutesBelow, floors.hours))
-      } }
-      : Math.max(minutesBelow, floors.hours) < floors.minutes
-      ? { from: Math.max(minutesBelow, floors.hours), to: floors.minutes, width: minutesOf.hour, mark: () => setMark.run("minutes", floors.minutes) }
-      : undefined
-    if (tier === undefined) return { answer: { _tag: "Compacted", moved: 0, done: true }, cursor: undefined }
-    const { to, width } = tier
-    const at = cursor !== undefined && cursor.from === tier.from && cursor.to === to && cursor.width === width
-      ? cursor
-      : { from: tier.from, to, width, afterSet: 0, sets: c.setsPerStep, within: undefined }
-    let sets = at.sets
-    let upTo = (lastSetOf.get(at.afterSet, sets) as { id: number | null }).id
-    if (upTo === null) {
-      tier.mark()
-      return { answer: { _tag: "Compacted", moved: 0, done: false }, cursor: undefined }
-    }
-    const start = at.within ?? at.from
-    let rows = rowsIn(width, at.afterSet, upTo, start, to, c.rowsPerStep)
-    while (rows > c.rowsPerStep && sets > 1) {
-      sets = Math.max(1, Math.floor(sets * c.rowsPerStep / rows))
-      upTo = (lastSetOf.get(at.afterSet, sets) as { id: number }).id
-      rows = rowsIn(width, at.afterSet, upTo, start, to, c.rowsPerStep)
-    }
-    let end = to
-    if (rows > c.rowsPerStep) {
-      // one set, more than a step: the widest span of its minutes from where it was left that is few enough
-      const first = start === noMark ? (firstMinute.get(upTo, upTo) as { minute: number | null }).minute ?? to : start
-      for (const span of spans) {
-        end = Math.min(to, bucketOf(first, span) + span)
-        if (rowsIn(width, at.afterSet, upTo, start, end, c.rowsPerStep) <= c.rowsPerStep) break
-      }
-    }
-    let moved = 0
-    for (const table of rollUp.get(width)!) {
-      table.insert.run(at.afterSet, upTo, start, end)
-      moved += Number(table.delete.run(at.afterSet, upTo, start, end).changes)
-    }
-    const next = Math.max(1, Math.min(c.setsPerStep, Math.floor(sets * c.rowsPerStep / Math.max(rows, 1))))
-    return {
-      answer: { _tag: "Compacted", moved, done: false },
-      cursor: end < to ? { ...at, sets: 1, within: end } : { from: at.from, to, width, afterSet: upTo, sets: next }
-    }
-  }
+  const compaction = makeCompaction(db, floorsAt)
 
   return (request) => {
     try {
-      if (request.kind === "compact") {
-        const step = transaction(db, () => compactStep(request))
-        cursor = step.cursor
-        return step.answer
-      }
-      const w = request
-      return transaction(db, () => apply(w))
+      return request.kind === "compact" ? compaction.step(request) : transaction(db, () => apply(request))
     } catch (cause) {
       // the interned ids and counts of a rolled-back transaction may not be the file's
       forgetAll()
