@@ -17,6 +17,8 @@ export interface PartnerSettings {
   readonly missing?: string | undefined
   readonly defaultTtlSeconds: number | undefined
   readonly mode: "incremental" | "replace"
+  /** the segments its loader records may name; absent: any */
+  readonly allowedSegments?: ReadonlySet<string> | undefined
 }
 
 export const partnerType = "partner"
@@ -35,6 +37,7 @@ export const readPartnerSettings = (partner: string) =>
       translation: Option.isSome(config) ? { format: "partner", partner: config.value } : undefined,
       missing: Option.isSome(config) ? undefined : `partner ${partner} has no format spec: send loader-format JSON Lines`,
       defaultTtlSeconds: state.value.defaultTtlSeconds,
-      mode: state.value.formatSpec?.mode ?? "incremental"
+      mode: state.value.formatSpec?.mode ?? "incremental",
+      allowedSegments: state.value.allowedSegments === undefined ? undefined : new Set(state.value.allowedSegments)
     } satisfies PartnerSettings
   })

@@ -85,7 +85,7 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
     if (record.format === "partner" && settings.translation === undefined) {
       return yield* finishFailed(settings.missing ?? `partner ${job.partner} has no format spec: send loader-format JSON Lines`, JobTally.empty, 0, 0)
     }
-    const translation = record.format === "loader" ? { format: "loader" as const } : settings.translation!
+    const translation = record.format === "loader" ? { format: "loader" as const, allowedSegments: settings.allowedSegments } : settings.translation!
 
     // The same file already loaded for this partner: every record it gives is a duplicate; nothing is sent.
     const sameFileDone = job.source === "realtime"

@@ -8,7 +8,7 @@
 import { type Option, Result, Schema } from "effect"
 import { decider } from "../Decider.ts"
 import { EntityNotFound } from "../entity.ts"
-import { FormatSpec, PartnerConfig, SegmentMap } from "../ingest/FormatSpec.ts"
+import { AllowedSegments, FormatSpec, PartnerConfig, SegmentMap } from "../ingest/FormatSpec.ts"
 import { TtlSeconds } from "../ingest/LoaderRecord.ts"
 import { IsoDateTime } from "../isoDateTime.ts"
 import { Name } from "./fields.ts"
@@ -24,10 +24,18 @@ export const PartnerId = Schema.String.check(Schema.isPattern(/^[a-z][a-z0-9-]{0
 type Fields = {
   readonly formatSpec?: FormatSpec | undefined
   readonly segmentMap?: SegmentMap | undefined
+  readonly allowedSegments?: ReadonlyArray<string> | undefined
 }
 
-/** A spec needs a segment map, and the codes of a one-column-per-segment spec must all be mapped. */
+/**
+ * A spec needs a segment map, the codes of a one-column-per-segment spec must all be mapped, and a
+ * partner told which segments it may feed maps codes to those alone.
+ */
 const mapped = (partner: Fields): ReadonlyArray<Schema.FilterIssue> => {
+  const allowed = partner.allowedSegments === undefined ? undefined : new Set(partner.allowedSegments)
+  const outside = allowed === undefined ? [] : Object.entries(partner.segmentMap ?? {}).flatMap(([code, segment]) =>
+    allowed.has(segment) ? [] : [{ path: ["segmentMap", code], issue: `segment ${segment} is not in allowedSegments` }])
+  if (outside.length > 0) return outside
   const spec = partner.formatSpec
   if (spec === undefined) return []
   if (partner.segmentMap === undefined) return [{ path: ["segmentMap"], issue: "a partner with a formatSpec needs a segmentMap (its codes → platform segment ids)" }]
@@ -43,7 +51,9 @@ export const Partner = Schema.Struct({
   formatSpec: Schema.optionalKey(FormatSpec),
   segmentMap: Schema.optionalKey(SegmentMap),
   /** for records that carry no TTL of their own */
-  defaultTtlSeconds: Schema.optionalKey(TtlSeconds)
+  defaultTtlSeconds: Schema.optionalKey(TtlSeconds),
+  /** the platform segments it may feed (loader records and segment map alike); absent: any */
+  allowedSegments: Schema.optionalKey(AllowedSegments)
 }).check(Schema.makeFilter(mapped)).annotate({ identifier: "Partner" })
 export type Partner = typeof Partner.Type
 

@@ -240,6 +240,32 @@ describe("ingestion attacked from outside", { timeout: 120_000 }, () => {
         assert.deepInclude(yield* jobEnded((res.json() as { jobId: string }).jobId), { state: "done", linesRejected: 0, recordsCommitted: 1 })
       }), { timeout: 240_000 })
 
+    it.effect("a partner told its allowedSegments cannot feed another segment: such a loader record is rejected on its line, and a segment map outside them is 400", () =>
+      Effect.gen(function*() {
+        // stop 26's outside attack: loader records named any platform segment, mapped or not
+        const put = (fields: Record<string, unknown>) => request({ method: "PUT", url: "/v1/entities/partner/fenced", body: { name: "Partner fenced", ...fields } })
+        assert.oneOf((yield* put({ allowedSegments: ["501", "502"] })).statusCode, [200, 201])
+        const { secret } = yield* createKey("partner:fenced")
+        const time = new Date().toISOString()
+        const line = (segmentId: string) => `{"idKind":"cookie","userId":"fenced-user","segmentId":"${segmentId}","op":"add","time":"${time}"}`
+        const res = yield* request({
+          method: "POST", url: "/v1/ingest/fenced/records", key: secret, contentType: "application/x-ndjson",
+          body: [line("501"), line("900"), line("502")].join("\n") + "\n"
+        })
+        assert.strictEqual(res.statusCode, 202, res.body)
+        const job = yield* jobEnded((res.json() as { jobId: string }).jobId)
+        assert.deepInclude(job, { state: "done", linesRejected: 1, recordsCommitted: 2 })
+        assert.deepStrictEqual(job.errors.map((e) => [e.line, e.column]), [[2, "segmentId"]])
+        assert.match(job.errors[0]!.reason, /segment 900 is not among the partner's allowedSegments/)
+        const profile = (yield* request({ method: "GET", url: "/v1/profiles/cookie/fenced-user" })).json() as { segments: Array<{ segmentId: string }> }
+        assert.deepStrictEqual(profile.segments.map((s) => s.segmentId).sort(), ["501", "502"])
+        // a format spec's map is held to the same segments
+        const spec = { format: "delimited", header: false, columnCount: 2, userId: 1, idKind: "cookie", segments: { kind: "list", column: 2, separator: "|" } }
+        const outside = assertProblem(yield* put({ allowedSegments: ["501"], formatSpec: spec, segmentMap: { a: "501", b: "900" } }), 400, "invalid-request")
+        assert.deepStrictEqual(outside.errors?.map((e) => e.pointer), ["/segmentMap/b"])
+        assert.strictEqual((yield* put({ allowedSegments: ["501"], formatSpec: spec, segmentMap: { a: "501" } })).statusCode, 200)
+      }))
+
     it.effect("a real-time body of only a byte-order mark or blank lines is 400, like an empty one, and makes no job", () =>
       Effect.gen(function*() {
         yield* putPartner("blank", "active")
