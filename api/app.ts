@@ -99,11 +99,15 @@ const fastifyProblems: Record<string, string> = {
   FST_ERR_CTP_INVALID_JSON_BODY: "InvalidRequest"
 }
 
-/** The methods the routes take at a concrete path (`:param` one segment, `*` the rest); GET brings HEAD. */
+/**
+ * The methods the routes take at a concrete path (`:param` one segment, `*` the rest); GET brings HEAD.
+ * Exactly the path: Fastify does not take a trailing slash, so neither does this (a GET of `…/metrics/`
+ * answered 405 naming GET, found by the re-attack of stop 27).
+ */
 const routeMethods = (routes: ReadonlyArray<{ readonly method: string; readonly url: string }>) => {
   const patterns = routes.map((route) => ({
     method: route.method,
-    pattern: new RegExp(`^${route.url.split("/").map((part) => part.startsWith(":") ? "[^/]+" : part === "*" ? ".*" : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("/")}/?$`)
+    pattern: new RegExp(`^${route.url.split("/").map((part) => part.startsWith(":") ? "[^/]+" : part === "*" ? ".*" : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("/")}$`)
   }))
   return (path: string): Array<string> => {
     const methods = new Set(patterns.filter(({ pattern }) => pattern.test(path)).map(({ method }) => method))

@@ -159,7 +159,7 @@ const run = (batchSize: number, trends: TrendAlertOptions) =>
         Effect.retry(Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("10 seconds")]))
       )
     const store = yield* RollupStore
-    const compacting = store.compact.pipe(
+    const compacting = store.compact().pipe(
       Effect.tap((done) => done.moved > 0 ? Effect.logInfo("rollups: rows past their horizon rolled into hours and days", done) : Effect.void),
       Effect.catch((error) => Effect.logError("rollups: compaction failed; tried again in a minute", { error })),
       Effect.repeat(Schedule.spaced("1 minute"))

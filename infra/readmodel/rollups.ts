@@ -46,10 +46,10 @@ export class RollupStore extends Context.Service<RollupStore, {
   ) => Effect.Effect<number, ReadModelError>
   /**
    * Rolls rows that aged past a horizon (RollupTiers) into their hour or day, a few dimension sets a
-   * transaction (a step), until none is left; answers how many rows were rolled, in how many steps, and
-   * the most one step rolled.
+   * transaction (a step), until none is left or after `maxSteps` steps that rolled rows; answers how many
+   * rows were rolled, in how many steps, and the most one step rolled.
    */
-  readonly compact: Effect.Effect<Compacted, ReadModelError>
+  readonly compact: (options?: { readonly maxSteps?: number }) => Effect.Effect<Compacted, ReadModelError>
 }>()("tributary/infra/RollupStore") {}
 
 export interface Compacted {
@@ -114,7 +114,7 @@ export const layerSqlite = (options: {
               ? Effect.succeed(answer.fresh)
               : Effect.fail(new ReadModelError({ operation: `apply ${kind}`, cause: answer._tag === "Failed" ? answer.cause : new Error("not an answer to a batch") }))
         ),
-      compact: Effect.gen(function*() {
+      compact: (compactOptions) => Effect.gen(function*() {
         let moved = 0
         let steps = 0
         let largestStep = 0
@@ -122,7 +122,7 @@ export const layerSqlite = (options: {
           const answer = yield* writer.request({ kind: "compact", nowMillis: yield* Clock.currentTimeMillis, ...(options.steps ?? defaultSteps) })
           if (answer._tag === "Failed") return yield* new ReadModelError({ operation: "compact rollups", cause: answer.cause })
           if (answer._tag !== "Compacted") return yield* new ReadModelError({ operation: "compact rollups", cause: new Error("not an answer to a compaction") })
-          if (answer.done) return { moved, steps, largestStep }
+          if (answer.done || steps === compactOptions?.maxSteps) return { moved, steps, largestStep }
           if (answer.moved === 0) continue
           moved += answer.moved
           steps++

@@ -1,9 +1,13 @@
 /**
  * The rollups' compaction, on their writer thread (rollupsWriterThread.ts): rows whose bucket aged past a
  * horizon (RollupTiers in projections/events/rollupBuckets.ts) are rolled into their hour or day, a step
- * (one transaction) at a time, the writer taking batches between steps. How far it got is kept in
- * `rollup_tiers` (its marks: no minute rows below `minutes`, no hour rows below `hours`), so a restart goes
- * on from there; where it is inside a range is kept in memory, and a step done again finds nothing to move.
+ * (one transaction) at a time, the writer taking batches between steps. Its marks are in `rollup_tiers`:
+ * `minutes` and `hours`, set as a range is begun, below which rows may be rolled already (queries and
+ * late events follow them: rollupsFile.ts, rolledUp), and `minutes-done` and `hours-done`, set once every
+ * set of the range is done, from which it goes on after a restart. Where it is inside a range is kept in
+ * memory; a step done again finds nothing to move. (Before, found by the re-attack of stop 27: one mark,
+ * moved at the end; a compaction stopped halfway, then a raised horizon, answered minute queries over
+ * rows rolled into hours, each as its hour's first minute, for good.)
  *
  * Loaded by the writer thread: only erasable TypeScript and `.ts` imports, none of `effect`.
  */
@@ -52,7 +56,11 @@ const rollUpSql = (width: number) =>
 export const makeCompaction = (db: DatabaseSync, floorsAt: (nowMillis: number) => TierFloors) => {
   const mark = db.prepare("SELECT below FROM rollup_tiers WHERE tier = ?")
   const setMark = db.prepare("INSERT OR REPLACE INTO rollup_tiers VALUES (?, ?)")
-  const markOf = (tier: "minutes" | "hours") => (mark.get(tier) as { below: number } | undefined)?.below ?? noMark
+  const markOf = (tier: "minutes" | "hours" | "minutes-done" | "hours-done") => (mark.get(tier) as { below: number } | undefined)?.below ?? noMark
+  /** A mark moved on, never back (a horizon raised since keeps what may be rolled). */
+  const raise = (tier: "minutes" | "hours" | "minutes-done" | "hours-done", below: number) => {
+    if (below > markOf(tier)) setMark.run(tier, below)
+  }
   const lastSetOf = db.prepare("SELECT MAX(id) AS id FROM (SELECT id FROM dim_sets WHERE id > ? ORDER BY id LIMIT ?)")
   const rollUp = new Map([minutesOf.hour, minutesOf.day].map((width) =>
     [width, rollUpSql(width).map((sql) => ({ insert: db.prepare(sql.insert), delete: db.prepare(sql.delete), count: db.prepare(sql.count) }))] as const))
@@ -87,17 +95,16 @@ export const makeCompaction = (db: DatabaseSync, floorsAt: (nowMillis: number) =
    */
   const compactStep = (c: RollupCompact): { readonly answer: Compacted; readonly cursor: typeof cursor } => {
     const floors = floorsAt(c.nowMillis)
-    const minutesBelow = markOf("minutes")
-    const hoursBelow = markOf("hours")
-    const tier = hoursBelow < floors.hours
-      ? { from: hoursBelow, to: floors.hours, width: minutesOf.day, mark: () => {
-        setMark.run("hours", floors.hours)
-        setMark.run("minutes", Math.max(minutesBelow, floors.hours))
-      } }
-      : Math.max(minutesBelow, floors.hours) < floors.minutes
-      ? { from: Math.max(minutesBelow, floors.hours), to: floors.minutes, width: minutesOf.hour, mark: () => setMark.run("minutes", floors.minutes) }
+    const minutesDone = markOf("minutes-done")
+    const hoursDone = markOf("hours-done")
+    const tier = hoursDone < floors.hours
+      ? { from: hoursDone, to: floors.hours, width: minutesOf.day, marks: [["hours", floors.hours], ["minutes", floors.hours]] as const }
+      : Math.max(minutesDone, floors.hours) < floors.minutes
+      ? { from: Math.max(minutesDone, floors.hours), to: floors.minutes, width: minutesOf.hour, marks: [["minutes", floors.minutes]] as const }
       : undefined
     if (tier === undefined) return { answer: { _tag: "Compacted", moved: 0, done: true }, cursor: undefined }
+    // begun: below these, rows may be rolled from now on
+    for (const [name, below] of tier.marks) raise(name, below)
     const { to, width } = tier
     const at = cursor !== undefined && cursor.from === tier.from && cursor.to === to && cursor.width === width
       ? cursor
@@ -105,7 +112,7 @@ export const makeCompaction = (db: DatabaseSync, floorsAt: (nowMillis: number) =
     let sets = at.sets
     let upTo = (lastSetOf.get(at.afterSet, sets) as { id: number | null }).id
     if (upTo === null) {
-      tier.mark()
+      for (const [name, below] of tier.marks) raise(`${name}-done`, below)
       return { answer: { _tag: "Compacted", moved: 0, done: false }, cursor: undefined }
     }
     const start = at.within ?? at.from

@@ -56,6 +56,43 @@ const unrolled = (path: string, nowMillis: number) => {
 }
 
 describe("rollups kept per minute, then per hour, then per day", () => {
+  it.effect("a compaction stopped partway, then a horizon raised: what it may have rolled is asked per hour, not per minute", () =>
+    Effect.gen(function*() {
+      // the re-attack of stop 27: the mark moved only once every set was done, so a compaction stopped
+      // halfway left hour rows below a mark that still said minutes; raised again, the horizon let minute
+      // queries through over them, each hour answered as its first minute
+      const path = `${yield* tempDir("rollup-tiers")}/rollups.db`
+      yield* TestClock.setTime(Date.parse("2026-06-05T23:00:00Z"))
+      const keep: RollupTiers = { minuteDays: 7, hourDays: 30 }
+      yield* Effect.provide(Effect.gen(function*() {
+        // 20 dimension sets, each an event in three minutes of 06-03 10:00
+        for (let set = 0; set < 20; set++) {
+          yield* apply("events", [1, 2, 3].map((m) => event(`d${set}`, `2026-06-03T10:0${m}:00Z`, { dims: { platform: `p${set}` } })))
+        }
+        assert.deepStrictEqual(yield* rows("events", "minute", "2026-06-03T10:00:00Z", "2026-06-03T11:00:00Z"), [
+          ["2026-06-03T10:01:00.000Z", 20], ["2026-06-03T10:02:00.000Z", 20], ["2026-06-03T10:03:00.000Z", 20]
+        ])
+      }), Layer.mergeAll(rollupStore({ path, tiers: keep }), rollupQueries({ path, tiers: keep })))
+      // a day later with minutes kept 1 day: 06-03 is past it; the compaction stops after a few sets
+      yield* TestClock.setTime(Date.parse("2026-06-06T12:00:00Z"))
+      const steps = { setsPerStep: 5, rowsPerStep: 1_000 }
+      yield* Effect.provide(Effect.gen(function*() {
+        const partway = yield* Effect.flatMap(RollupStore, (s) => s.compact({ maxSteps: 2 }))
+        // 10 of the 20 sets: their events and presence rows, 6 each
+        assert.deepStrictEqual([partway.steps, partway.moved], [2, 10 * 6])
+      }), Layer.mergeAll(rollupStore({ path, tiers: { minuteDays: 1, hourDays: 30 }, steps }), rollupQueries({ path, tiers: { minuteDays: 1, hourDays: 30 } })))
+      // started again with minutes kept 7 days: minutes of 06-03 are not asked for; hours and their sums are right
+      yield* Effect.provide(Effect.gen(function*() {
+        assert.strictEqual(yield* refusal("minute", "2026-06-03T10:00:00Z", "2026-06-03T11:00:00Z"), "granularity")
+        assert.deepStrictEqual(yield* rows("events", "hour", "2026-06-03T10:00:00Z", "2026-06-03T11:00:00Z"), [["2026-06-03T10:00:00.000Z", 60]])
+        assert.deepStrictEqual(yield* rows("devices", "hour", "2026-06-03T10:00:00Z", "2026-06-03T11:00:00Z"), [["2026-06-03T10:00:00.000Z", 20]])
+        // a late event there goes to its hour too; minutes after the range stay minutes
+        yield* apply("events", [event("d99", "2026-06-03T10:30:00Z"), event("d99", "2026-06-05T10:30:00Z")])
+        assert.deepStrictEqual(yield* rows("events", "hour", "2026-06-03T10:00:00Z", "2026-06-03T11:00:00Z"), [["2026-06-03T10:00:00.000Z", 61]])
+        assert.deepStrictEqual(yield* rows("events", "minute", "2026-06-05T10:00:00Z", "2026-06-05T11:00:00Z"), [["2026-06-05T10:30:00.000Z", 1]])
+      }), Layer.mergeAll(rollupStore({ path, tiers: keep, steps }), rollupQueries({ path, tiers: keep })))
+    }))
+
   it.effect("roll a dimension set of many rows up a few hours a step, not all at once, with the same counts", () =>
     Effect.gen(function*() {
       // stop 27's outside attack: one set of 2,160,000 events, rolled up in one step of 500 sets, held
@@ -76,7 +113,7 @@ describe("rollups kept per minute, then per hour, then per day", () => {
       }), Layer.mergeAll(rollupStore({ path, tiers, steps }), rollupQueries({ path, tiers })))
       yield* TestClock.setTime(now)
       yield* Effect.provide(Effect.gen(function*() {
-        const done = yield* Effect.flatMap(RollupStore, (s) => s.compact)
+        const done = yield* Effect.flatMap(RollupStore, (s) => s.compact())
         // 31,680 minute rows of events and presence (but each day's first minute's: at its day already),
         // counted before they move: more than a step's 100 in one set, so an hour (660 rows) a step
         assert.strictEqual(done.moved, 2 * 24 * 60 * 11 - 2 * 11)
@@ -127,14 +164,14 @@ describe("rollups kept per minute, then per hour, then per day", () => {
         assert.strictEqual(yield* refusal("day", "2026-06-05T10:00:00Z", "2026-06-06T00:00:00Z"), "from")
         // a range across the horizons, on its widths' bounds, is answered
         assert.deepStrictEqual((yield* rows("events", "day", "2026-06-05T00:00:00Z", "2026-06-11T00:00:00Z")).map(([, n]) => n), [2, 4, 3])
-        assert.strictEqual((yield* Effect.flatMap(RollupStore, (s) => s.compact)).moved, 0)
+        assert.strictEqual((yield* Effect.flatMap(RollupStore, (s) => s.compact())).moved, 0)
       }), rollups(path))
 
       // three days later: 06-10 is kept per hour, 06-08 per day
       const later = now + 3 * 86_400_000
       yield* TestClock.setTime(later)
       yield* Effect.provide(Effect.gen(function*() {
-        assert.isAbove((yield* Effect.flatMap(RollupStore, (s) => s.compact)).moved, 0)
+        assert.isAbove((yield* Effect.flatMap(RollupStore, (s) => s.compact())).moved, 0)
         assert.deepStrictEqual(unrolled(path, later), [0, 0, 0, 0, 0])
         assert.deepStrictEqual(yield* rows("events", "hour", "2026-06-10T00:00:00Z", "2026-06-11T00:00:00Z"), [["2026-06-10T11:00:00.000Z", 3]])
         assert.deepStrictEqual(yield* rows("devices", "hour", "2026-06-10T00:00:00Z", "2026-06-11T00:00:00Z"), [["2026-06-10T11:00:00.000Z", 2]])
@@ -149,9 +186,9 @@ describe("rollups kept per minute, then per hour, then per day", () => {
         yield* apply("events", [event("d4", "2026-06-10T11:30:00Z")])
         assert.deepStrictEqual(yield* rows("events", "hour", "2026-06-10T11:00:00Z", "2026-06-10T12:00:00Z"), [["2026-06-10T11:00:00.000Z", 4]])
         assert.deepStrictEqual(unrolled(path, later), [0, 0, 0, 0, 0])
-        assert.strictEqual((yield* Effect.flatMap(RollupStore, (s) => s.compact)).moved, 0)
+        assert.strictEqual((yield* Effect.flatMap(RollupStore, (s) => s.compact())).moved, 0)
       }), rollups(path))
-      yield* Effect.provide(Effect.flatMap(RollupStore, (s) => Effect.map(s.compact, ({ moved }) => assert.strictEqual(moved, 0))), rollups(path))
+      yield* Effect.provide(Effect.flatMap(RollupStore, (s) => Effect.map(s.compact(), ({ moved }) => assert.strictEqual(moved, 0))), rollups(path))
 
       // Horizons raised since: what was rolled up stays so, for queries and for late events (stop 27's
       // outside attack: a minute query over rows rolled into a day answered the whole day as its first minute)
