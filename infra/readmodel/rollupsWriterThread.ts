@@ -114,6 +114,7 @@ const prepare = (db: DatabaseSync) => ({
      sessions = sessions + excluded.sessions, seconds = seconds + excluded.seconds,
      ${lengthColumnNames.map((c) => `${c} = ${c} + excluded.${c}`).join(", ")}`
   ),
+  raiseMark: db.prepare("INSERT INTO rollup_tiers VALUES (?, ?) ON CONFLICT DO UPDATE SET below = MAX(below, ?)"),
   intake: db.prepare("INSERT INTO intake_minutes VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET events = events + excluded.events"),
   latency: db.prepare("INSERT INTO intake_latency VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count")
 })
@@ -279,7 +280,10 @@ serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRoll
   const floorsAt = (nowMillis: number) => tierFloors(tiers, (latestNow = Math.max(latestNow, nowMillis)))
 
   const apply = (w: RollupWrite): RollupWriteAnswer => {
+    // Its horizons become marks before it writes: a process asked with longer ones (another config, a
+    // rolling restart) must not ask minutes of a bucket this batch counts in its hour.
     const floors = floorsInForce(floorsAt(w.nowMillis), rolledUp(db))
+    for (const [tier, below] of [["minutes", floors.minutes], ["hours", floors.hours]] as const) s.raiseMark.run(tier, below, below)
     // The limits' counts are read again each batch (another process may have held the rollups meanwhile),
     // and a new day gives combinations past yesterday's limit their chance again.
     for (const count of [dimSetsAdded, customNames, summedProps]) count.clear()

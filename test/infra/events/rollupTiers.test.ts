@@ -56,6 +56,18 @@ const unrolled = (path: string, nowMillis: number) => {
 }
 
 describe("rollups kept per minute, then per hour, then per day", () => {
+  it.effect("a writer with shorter horizons than a reader (two configs at once): the reader does not ask minutes of what it counted in hours", () =>
+    Effect.gen(function*() {
+      const path = `${yield* tempDir("rollup-tiers")}/rollups.db`
+      yield* TestClock.setTime(Date.parse("2026-06-10T12:00:00Z"))
+      const longer: RollupTiers = { minuteDays: 7, hourDays: 30 }
+      yield* Effect.provide(Effect.gen(function*() {
+        yield* apply("events", [event("d1", "2026-06-07T10:05:00Z"), event("d1", "2026-06-07T10:50:00Z")])
+        assert.strictEqual(yield* refusal("minute", "2026-06-07T10:00:00Z", "2026-06-07T11:00:00Z"), "granularity")
+        assert.deepStrictEqual(yield* rows("events", "hour", "2026-06-07T10:00:00Z", "2026-06-07T11:00:00Z"), [["2026-06-07T10:00:00.000Z", 2]])
+      }), Layer.mergeAll(rollupStore({ path, tiers }), rollupQueries({ path, tiers: longer })))
+    }))
+
   it.effect("a compaction stopped partway, then a horizon raised: what it may have rolled is asked per hour, not per minute", () =>
     Effect.gen(function*() {
       // the re-attack of stop 27: the mark moved only once every set was done, so a compaction stopped
