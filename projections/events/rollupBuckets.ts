@@ -93,7 +93,8 @@ export interface RollupLimits {
   /** numeric props summed per custom event name, for good; others are not summed (ROLLUP_MAX_SUMMED_PROPS) */
   readonly summedProps: number
   /**
-   * new combinations of dimension values per app per UTC day of receipt; past it an event of a new
+   * new combinations of dimension values per app per UTC day (of the server clock as they are counted:
+   * device times are the SDK's to choose); past it an event of a new
    * combination counts with every dimension `other` but its type, publisher and category (ROLLUP_MAX_NEW_DIM_SETS)
    */
   readonly newDimSetsPerDay: number
