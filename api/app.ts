@@ -205,7 +205,14 @@ export const buildApp = async <R>(options: AppOptions<R>): Promise<FastifyInstan
   const methodsOf = routeMethods(options.routes)
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split("?")[0]!
-    const allowed = methodsOf(path)
+    // as the router reads it: escapes decoded, but not those of reserved characters (%2F stays in its segment)
+    let decoded = path
+    try {
+      decoded = decodeURI(path)
+    } catch {
+      // a malformed escape: no route has it
+    }
+    const allowed = methodsOf(decoded)
     const { problem } = allowed.length === 0
       ? toProblem({ _tag: "NotFound", detail: `no route ${request.method} ${path}` }, request.url)
       : toProblem({ _tag: "MethodNotAllowed", detail: `${path} takes ${allowed.join(", ")}, not ${request.method}` }, request.url)

@@ -7,7 +7,7 @@
  */
 import type { CommandOutcome } from "../../domain/CommandBus.ts"
 import type { EntityRejection } from "../../domain/entity.ts"
-import { type JobCheckpoint, type JobCounts, type LineError, MAX_JOB_ERRORS, zeroCounts } from "../../domain/ingest/Job.ts"
+import { boundedError, type JobCheckpoint, type JobCounts, type LineError, MAX_JOB_ERRORS, zeroCounts } from "../../domain/ingest/Job.ts"
 import type { ProfileCommand } from "./profileBatches.ts"
 
 export interface JobTally {
@@ -49,7 +49,7 @@ export const fromCheckpoint = (checkpoint: JobCheckpoint): JobTally => ({
 })
 
 const keep = (errors: ReadonlyArray<LineError>, more: ReadonlyArray<LineError>) =>
-  errors.length >= MAX_JOB_ERRORS || more.length === 0 ? errors : [...errors, ...more].slice(0, MAX_JOB_ERRORS)
+  errors.length >= MAX_JOB_ERRORS || more.length === 0 ? errors : [...errors, ...more.slice(0, MAX_JOB_ERRORS - errors.length).map(boundedError)]
 
 /** Why a profile refused a command, for the job's error list. */
 export const rejectionReason = (error: EntityRejection): string => {

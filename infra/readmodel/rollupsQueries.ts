@@ -6,14 +6,13 @@
 import type { DatabaseSync } from "node:sqlite"
 import { Clock, Effect, Layer, Schema } from "effect"
 import { Alert } from "../../domain/events/Alert.ts"
-import { defaultRollupTiers, floorsInForce, keptFrom, minuteAt, minutesOf, type RollupTiers, tierFloors, type TierFloors } from "../../projections/events/rollupBuckets.ts"
+import { defaultRollupTiers, type RollupTiers, tierFloors } from "../../projections/events/rollupBuckets.ts"
 import { type AlertPage, MetricsBusy, MetricsNotKept, type MetricsQuery, type MetricsRow, MetricsTooLarge, RollupReadModel } from "../../projections/events/rollups.ts"
 import { ReadModelError } from "../../projections/ReadModelError.ts"
 import { sqliteThreadOnDemand } from "../sqliteThread.ts"
 import { makeFairTurns } from "./fairTurns.ts"
 import { openRollups } from "./rollups.ts"
-import { rolledUp } from "./rollupsFile.ts"
-import type { MetricsAnswer } from "./rollupsReaderThread.ts"
+import type { MetricsAnswer, MetricsRequest } from "./rollupsReaderThread.ts"
 
 const readerThread = new URL("./rollupsReaderThread.ts", import.meta.url)
 
@@ -28,32 +27,13 @@ export const maxWaitingPerCaller = 4
 
 const decodeAlert = Schema.decodeUnknownSync(Alert)
 
-/** Why `q` asks for rows no longer kept at its width, if it does: its granularity, or an end inside an hour or day kept whole. */
-const notKept = (q: MetricsQuery, floors: TierFloors): MetricsNotKept | undefined => {
-  const from = keptFrom(q.granularity, floors)
-  if (q.fromMinute < from) {
-    return new MetricsNotKept({
-      field: "granularity",
-      message: `${q.granularity} rows are kept from ${minuteAt(from)} on (older ones per ${q.granularity === "minute" && q.fromMinute >= floors.hours ? "hour" : "day"}): ask a coarser granularity, or a later from`
-    })
-  }
-  // the width of the rows just after `from` and just before `to`
-  const widthAt = (minute: number) => minute < floors.hours ? minutesOf.day : minute < floors.minutes ? minutesOf.hour : 1
-  for (const [field, minute, width] of [["from", q.fromMinute, widthAt(q.fromMinute)], ["to", q.toMinute, widthAt(q.toMinute - 1)]] as const) {
-    if (minute % width !== 0) {
-      return new MetricsNotKept({ field, message: `rows there are kept per ${width === minutesOf.day ? "day" : "hour"}: ${field} must be at the start of one (UTC)` })
-    }
-  }
-  return undefined
-}
-
 export const layerSqlite = (options: { readonly path: string; readonly tiers?: RollupTiers | undefined }) =>
   Layer.effect(RollupReadModel, Effect.gen(function*() {
     // Opens (and creates) the file itself: the consumers may run in another process.
     const db: DatabaseSync = yield* openRollups(options.path)
     const use = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: (cause) => new ReadModelError({ operation, cause }) })
     // most processes are never asked a query
-    const reader = yield* sqliteThreadOnDemand<MetricsQuery, MetricsAnswer>(readerThread, { path: options.path }, {
+    const reader = yield* sqliteThreadOnDemand<MetricsRequest, MetricsAnswer>(readerThread, { path: options.path }, {
       name: "the rollups' reader thread",
       failed: (cause) => ({ _tag: "Failed", cause })
     })
@@ -63,26 +43,24 @@ export const layerSqlite = (options: { readonly path: string; readonly tiers?: R
     // turn. Queries sent straight to the reader queued in it: 40 heavy ones whose clients had gone made a
     // light query wait 56 s (stop 24's outside attack). Turns go round the callers (fairTurns.ts).
     const turns = makeFairTurns({ maxWaiting, maxPerCaller: maxWaitingPerCaller })
-    const inTurn = (q: MetricsQuery, caller: string) =>
+    const inTurn = (q: MetricsRequest, caller: string) =>
       turns.run(caller, Effect.uninterruptible(reader.request(q))).pipe(
         Effect.catchTag("TurnsFull", ({ waiting }) => Effect.fail(new MetricsBusy({ waiting })))
       )
 
     const tiers = options.tiers ?? defaultRollupTiers
+    // The horizons configured now go with the query; the reader checks them against the compaction's marks
+    // as it reads the rows (rollupsReaderThread.ts).
     const query = (q: MetricsQuery, caller: string): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsBusy | MetricsNotKept> =>
-      Effect.gen(function*() {
-        const floors = tierFloors(tiers, yield* Clock.currentTimeMillis)
-        const refused = notKept(q, floorsInForce(floors, yield* use("rollup tiers", () => rolledUp(db))))
-        if (refused !== undefined) return yield* refused
-        return yield* answer(q, caller)
-      })
-    const answer = (q: MetricsQuery, caller: string): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsBusy> =>
-      Effect.flatMap(inTurn(q, caller), (answer): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge> =>
-        answer._tag === "Rows"
-          ? Effect.succeed(answer.rows)
-          : answer._tag === "TooLarge"
-          ? Effect.fail(new MetricsTooLarge({ maxChars: q.maxChars ?? 0 }))
-          : Effect.fail(new ReadModelError({ operation: "metrics", cause: answer.cause })))
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.flatMap(inTurn({ ...q, floors: tierFloors(tiers, now) }, caller), (answer): Effect.Effect<ReadonlyArray<MetricsRow>, ReadModelError | MetricsTooLarge | MetricsNotKept> =>
+          answer._tag === "Rows"
+            ? Effect.succeed(answer.rows)
+            : answer._tag === "TooLarge"
+            ? Effect.fail(new MetricsTooLarge({ maxChars: q.maxChars ?? 0 }))
+            : answer._tag === "NotKept"
+            ? Effect.fail(new MetricsNotKept({ field: answer.field, message: answer.message }))
+            : Effect.fail(new ReadModelError({ operation: "metrics", cause: answer.cause }))))
 
     const firstAlerts = db.prepare("SELECT id, app, measure, at, expected, actual, direction FROM alerts WHERE id > ? ORDER BY id LIMIT ?")
     const appAlerts = db.prepare("SELECT id, app, measure, at, expected, actual, direction FROM alerts WHERE app = ? AND id > ? ORDER BY id LIMIT ?")

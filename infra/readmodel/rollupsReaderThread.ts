@@ -16,14 +16,18 @@
  */
 import type { DatabaseSync } from "node:sqlite"
 import { workerData } from "node:worker_threads"
-import { bucketSql, minuteAt, minutesOf, sessionLengthBounds } from "../../projections/events/rollupBuckets.ts"
+import { bucketSql, floorsInForce, minuteAt, minutesOf, notKeptAt, sessionLengthBounds, type TierFloors } from "../../projections/events/rollupBuckets.ts"
 import type { MetricsQuery, MetricsRow } from "../../projections/events/rollups.ts"
 import { serveSqliteThread } from "../sqliteThreadServe.ts"
-import { openRollupsFile } from "./rollupsFile.ts"
+import { openRollupsFile, rolledUp } from "./rollupsFile.ts"
+
+/** A query and the horizons configured at the time it was asked (the marks in force are read with its rows). */
+export type MetricsRequest = MetricsQuery & { readonly floors: TierFloors }
 
 export type MetricsAnswer =
   | { readonly _tag: "Rows"; readonly rows: ReadonlyArray<MetricsRow> }
   | { readonly _tag: "TooLarge" }
+  | { readonly _tag: "NotKept"; readonly field: "granularity" | "from" | "to"; readonly message: string }
   | { readonly _tag: "Failed"; readonly cause: Error }
 
 const lengthSums = [...sessionLengthBounds, null].map((_, i) => `SUM(r.b${i}) AS b${i}`).join(", ")
@@ -90,9 +94,24 @@ const query = (db: DatabaseSync, q: MetricsQuery): MetricsAnswer => {
   return { _tag: "Rows", rows }
 }
 
-serveSqliteThread<MetricsQuery, MetricsAnswer>(() => openRollupsFile((workerData as { readonly path: string }).path), (db) => (q) => {
+/**
+ * The marks in force are read in the same read transaction as the rows: checked on the main thread before
+ * the query waited its turn, a compaction begun meanwhile let a minute query through over rows rolled
+ * into a day, answered as its first minute (the third attack of stop 27).
+ */
+const checkedQuery = (db: DatabaseSync, q: MetricsRequest): MetricsAnswer => {
+  db.exec("BEGIN")
   try {
-    return query(db, q)
+    const refused = notKeptAt(q, floorsInForce(q.floors, rolledUp(db)))
+    return refused === undefined ? query(db, q) : { _tag: "NotKept", ...refused }
+  } finally {
+    db.exec("COMMIT")
+  }
+}
+
+serveSqliteThread<MetricsRequest, MetricsAnswer>(() => openRollupsFile((workerData as { readonly path: string }).path), (db) => (q) => {
+  try {
+    return checkedQuery(db, q)
   } catch (cause) {
     return { _tag: "Failed", cause: cause instanceof Error ? new Error(cause.message) : new Error(String(cause)) }
   }

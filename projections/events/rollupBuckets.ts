@@ -70,6 +70,28 @@ export const keptMinute = (minute: number, floors: TierFloors): number =>
 export const keptFrom = (granularity: Granularity, floors: TierFloors): number =>
   granularity === "minute" ? floors.minutes : granularity === "hour" ? floors.hours : -Infinity
 
+/**
+ * Why a query asks for rows no longer kept at its width, given the floors in force, if it does: its
+ * granularity finer than the rows its range starts in, or an end inside an hour or day kept whole.
+ * `field` is the parameter to change.
+ */
+export const notKeptAt = (
+  q: { readonly granularity: Granularity; readonly fromMinute: number; readonly toMinute: number },
+  floors: TierFloors
+): { readonly field: "granularity" | "from" | "to"; readonly message: string } | undefined => {
+  const from = keptFrom(q.granularity, floors)
+  if (q.fromMinute < from) {
+    const coarser = q.granularity === "minute" && q.fromMinute >= floors.hours ? "hour" : "day"
+    return { field: "granularity", message: `${q.granularity} rows are kept from ${minuteAt(from)} on (older ones per ${coarser}): ask a coarser granularity, or a later from` }
+  }
+  // the width of the rows just after `from` and just before `to`
+  const widthAt = (minute: number) => minute < floors.hours ? minutesOf.day : minute < floors.minutes ? minutesOf.hour : 1
+  for (const [field, minute, width] of [["from", q.fromMinute, widthAt(q.fromMinute)], ["to", q.toMinute, widthAt(q.toMinute - 1)]] as const) {
+    if (minute % width !== 0) return { field, message: `rows there are kept per ${width === minutesOf.day ? "day" : "hour"}: ${field} must be at the start of one (UTC)` }
+  }
+  return undefined
+}
+
 /** Session lengths are counted in these buckets: up to 10 s, up to 30 s, …, and over an hour. */
 export const sessionLengthBounds = [10, 30, 60, 180, 600, 1_800, 3_600] as const
 

@@ -55,6 +55,8 @@ layer(layerTestPlatform({ ROLLUP_MINUTE_DAYS: String(keepMinutes.minuteDays), RO
       assertProblem(deleted, 405, "method-not-allowed")
       assert.strictEqual(deleted.headers.allow, "GET, HEAD")
       assertProblem(yield* request({ method: "DELETE", url: `/v1/apps/${app}/metrix` }), 404, "not-found")
+      // read as the router reads it: %76 is a v (it was 404)
+      assertProblem(yield* request({ method: "DELETE", url: `/%761/apps/${app}/metrics` }), 405, "method-not-allowed")
       // a path no route has, however close (a trailing slash): 404, not 405 naming the GET it was
       assertProblem(yield* request({ method: "GET", url: `/v1/apps/${app}/metrics/?${day}` }), 404, "not-found")
       // a day of minutes is the most one answer covers

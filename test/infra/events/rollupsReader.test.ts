@@ -32,12 +32,12 @@ const heavyQuery: MetricsQuery = {
   groupBy: ["platform", "country", "model", "carrier"], filters: new Map(), maxRows: 10_000
 }
 
-/** `f` with the reader of a filled rollups file. */
-const withReader = <A, E>(f: (model: RollupReadModel["Service"]) => Effect.Effect<A, E>) =>
+/** `f` with the reader of a filled rollups file (at `path`). */
+const withReader = <A, E>(f: (model: RollupReadModel["Service"], path: string) => Effect.Effect<A, E>) =>
   Effect.gen(function*() {
     const path = `${yield* tempDir("rollups-reader")}/rollups.db`
     fill(path)
-    return yield* Effect.flatMap(RollupReadModel, f).pipe(Effect.provide(Layer.fresh(rollupQueries({ path, tiers: keepMinutes }))))
+    return yield* Effect.flatMap(RollupReadModel, (model) => f(model, path)).pipe(Effect.provide(Layer.fresh(rollupQueries({ path, tiers: keepMinutes }))))
   }).pipe(Effect.scoped)
 
 it.live("a heavy metrics query leaves the event loop free", () =>
@@ -87,3 +87,23 @@ it.live("turns go round the keys: one key's queries waiting ahead do not hold an
       yield* Effect.forEach(queued, Fiber.join)
       assert.deepStrictEqual(done.slice(2), Array.from({ length: maxWaitingPerCaller }, (_, i) => `flood-${i + 1}`))
     })), { timeout: 120_000 })
+
+it.live("a query checks the compaction's marks as it reads its rows, not before it waits its turn", () =>
+  withReader((model, path) =>
+    Effect.gen(function*() {
+      // The third attack of stop 27: checked on the main thread before it waited behind heavy queries, a
+      // minute query ran after a compaction had begun there, and answered a day's rows as its first minute.
+      const minutes = { app: "9", measure: "events", granularity: "minute", fromMinute: minute, toMinute: minute + 60, groupBy: [], filters: new Map(), maxRows: 100 } as const
+      assert.strictEqual((yield* model.query(minutes, "k")).length, 60)
+      const running = yield* Effect.forkChild(model.query(heavyQuery, "heavy"))
+      yield* Effect.yieldNow
+      const waiting = yield* Effect.forkChild(Effect.flip(model.query(minutes, "k")))
+      yield* Effect.yieldNow
+      // meanwhile a compaction begins rolling that day into hours
+      const db = openRollupsFile(path)
+      db.prepare("INSERT OR REPLACE INTO rollup_tiers VALUES ('minutes', ?)").run(minute + 1_440)
+      db.close()
+      const refused = yield* Fiber.join(waiting)
+      assert.deepStrictEqual([refused._tag, refused._tag === "MetricsNotKept" ? refused.field : ""], ["MetricsNotKept", "granularity"])
+      yield* Fiber.join(running)
+    })), { timeout: 60_000 })
