@@ -16,7 +16,12 @@ import { tempDir } from "../../fixtures/tempDir.ts"
 // Before, every row was kept per minute for good (stop 26's outside attack: 1.43 GB in 80 s).
 
 const tiers: RollupTiers = { minuteDays: 1, hourDays: 3 }
-const rollups = (path: string) => Layer.mergeAll(rollupStore({ path, tiers }), rollupQueries({ path, tiers }))
+/** The rollups' writer and reader on `path`, with the writer's horizons and compaction steps and the reader's horizons. */
+const rollupsWith = (path: string, writer: RollupTiers, reader = writer, steps?: { readonly setsPerStep: number; readonly rowsPerStep: number }) =>
+  Layer.mergeAll(rollupStore({ path, tiers: writer, steps }), rollupQueries({ path, tiers: reader }))
+const rollups = (path: string) => rollupsWith(path, tiers)
+/** Horizons longer than `tiers`. */
+const longer: RollupTiers = { minuteDays: 7, hourDays: 30 }
 
 const query = (measure: Measure, granularity: Granularity, from: string, to: string, more: { readonly name?: string; readonly sum?: string } = {}) =>
   Effect.flatMap(RollupReadModel, (model) =>
@@ -60,12 +65,11 @@ describe("rollups kept per minute, then per hour, then per day", () => {
     Effect.gen(function*() {
       const path = `${yield* tempDir("rollup-tiers")}/rollups.db`
       yield* TestClock.setTime(Date.parse("2026-06-10T12:00:00Z"))
-      const longer: RollupTiers = { minuteDays: 7, hourDays: 30 }
       yield* Effect.provide(Effect.gen(function*() {
         yield* apply("events", [event("d1", "2026-06-07T10:05:00Z"), event("d1", "2026-06-07T10:50:00Z")])
         assert.strictEqual(yield* refusal("minute", "2026-06-07T10:00:00Z", "2026-06-07T11:00:00Z"), "granularity")
         assert.deepStrictEqual(yield* rows("events", "hour", "2026-06-07T10:00:00Z", "2026-06-07T11:00:00Z"), [["2026-06-07T10:00:00.000Z", 2]])
-      }), Layer.mergeAll(rollupStore({ path, tiers }), rollupQueries({ path, tiers: longer })))
+      }), rollupsWith(path, tiers, longer))
     }))
 
   it.effect("a compaction stopped partway, then a horizon raised: what it may have rolled is asked per hour, not per minute", () =>
@@ -75,7 +79,6 @@ describe("rollups kept per minute, then per hour, then per day", () => {
       // queries through over them, each hour answered as its first minute
       const path = `${yield* tempDir("rollup-tiers")}/rollups.db`
       yield* TestClock.setTime(Date.parse("2026-06-05T23:00:00Z"))
-      const keep: RollupTiers = { minuteDays: 7, hourDays: 30 }
       yield* Effect.provide(Effect.gen(function*() {
         // 20 dimension sets, each an event in three minutes of 06-03 10:00
         for (let set = 0; set < 20; set++) {
@@ -84,7 +87,7 @@ describe("rollups kept per minute, then per hour, then per day", () => {
         assert.deepStrictEqual(yield* rows("events", "minute", "2026-06-03T10:00:00Z", "2026-06-03T11:00:00Z"), [
           ["2026-06-03T10:01:00.000Z", 20], ["2026-06-03T10:02:00.000Z", 20], ["2026-06-03T10:03:00.000Z", 20]
         ])
-      }), Layer.mergeAll(rollupStore({ path, tiers: keep }), rollupQueries({ path, tiers: keep })))
+      }), rollupsWith(path, longer))
       // a day later with minutes kept 1 day: 06-03 is past it; the compaction stops after a few sets
       yield* TestClock.setTime(Date.parse("2026-06-06T12:00:00Z"))
       const steps = { setsPerStep: 5, rowsPerStep: 1_000 }
@@ -92,7 +95,7 @@ describe("rollups kept per minute, then per hour, then per day", () => {
         const partway = yield* Effect.flatMap(RollupStore, (s) => s.compact({ maxSteps: 2 }))
         // 10 of the 20 sets: their events and presence rows, 6 each
         assert.deepStrictEqual([partway.steps, partway.moved], [2, 10 * 6])
-      }), Layer.mergeAll(rollupStore({ path, tiers: { minuteDays: 1, hourDays: 30 }, steps }), rollupQueries({ path, tiers: { minuteDays: 1, hourDays: 30 } })))
+      }), rollupsWith(path, { minuteDays: 1, hourDays: 30 }, undefined, steps))
       // started again with minutes kept 7 days: minutes of 06-03 are not asked for; hours and their sums are right
       yield* Effect.provide(Effect.gen(function*() {
         assert.strictEqual(yield* refusal("minute", "2026-06-03T10:00:00Z", "2026-06-03T11:00:00Z"), "granularity")
@@ -102,7 +105,7 @@ describe("rollups kept per minute, then per hour, then per day", () => {
         yield* apply("events", [event("d99", "2026-06-03T10:30:00Z"), event("d99", "2026-06-05T10:30:00Z")])
         assert.deepStrictEqual(yield* rows("events", "hour", "2026-06-03T10:00:00Z", "2026-06-03T11:00:00Z"), [["2026-06-03T10:00:00.000Z", 61]])
         assert.deepStrictEqual(yield* rows("events", "minute", "2026-06-05T10:00:00Z", "2026-06-05T11:00:00Z"), [["2026-06-05T10:30:00.000Z", 1]])
-      }), Layer.mergeAll(rollupStore({ path, tiers: keep, steps }), rollupQueries({ path, tiers: keep })))
+      }), rollupsWith(path, longer, longer, steps))
     }))
 
   it.effect("roll a dimension set of many rows up a few hours a step, not all at once, with the same counts", () =>
@@ -122,7 +125,7 @@ describe("rollups kept per minute, then per hour, then per day", () => {
               event(`d${i % 10}`, new Date(Date.parse(`${day}T00:00:00Z`) + hour * 3_600_000 + Math.floor(i / 10) * 60_000).toISOString())))
           }
         }
-      }), Layer.mergeAll(rollupStore({ path, tiers, steps }), rollupQueries({ path, tiers })))
+      }), rollupsWith(path, tiers, tiers, steps))
       yield* TestClock.setTime(now)
       yield* Effect.provide(Effect.gen(function*() {
         const done = yield* Effect.flatMap(RollupStore, (s) => s.compact())
@@ -138,7 +141,7 @@ describe("rollups kept per minute, then per hour, then per day", () => {
         assert.deepStrictEqual(yield* rows("devices", "day", "2026-06-04T00:00:00Z", "2026-06-06T00:00:00Z"), [
           ["2026-06-04T00:00:00.000Z", 10], ["2026-06-05T00:00:00.000Z", 10]
         ])
-      }), Layer.mergeAll(rollupStore({ path, tiers, steps }), rollupQueries({ path, tiers })))
+      }), rollupsWith(path, tiers, tiers, steps))
     }))
 
   it.effect("write each bucket at the width its age allows, refuse finer queries, and roll aged rows into hours and days with the same counts", () =>
@@ -216,6 +219,6 @@ describe("rollups kept per minute, then per hour, then per day", () => {
         // minutes written since are kept as minutes
         yield* apply("events", [event("d5", "2026-06-13T09:00:00Z")])
         assert.deepStrictEqual(yield* rows("events", "minute", "2026-06-13T09:00:00Z", "2026-06-13T10:00:00Z"), [["2026-06-13T09:00:00.000Z", 1]])
-      }), Layer.mergeAll(rollupStore({ path, tiers: raised }), rollupQueries({ path, tiers: raised })))
+      }), rollupsWith(path, raised))
     }))
 })
