@@ -28,20 +28,22 @@ export type LineError = typeof LineError.Type
 export const MAX_JOB_ERRORS = 100
 
 /**
- * Characters of an error's reason and column kept: past them, cut with how long they were. A reason
- * may quote the line's value (an unknown segment code of 60 KB): 100 such errors made a job's report
- * 6 MB, each read of it 19 ms of the event loop, for its partner or for another's key answered 404 (the
- * third attack of stop 27: 8 such reads at once took `/health` from p50 2.7 ms to 132 ms).
+ * Characters of an error's reason and column, and of a job's failure, kept: past them, cut with how long
+ * they were. A reason may quote the line's value (an unknown segment code of 60 KB): 100 such errors made
+ * a job's report 6 MB, each read of it 19 ms of the event loop, for its partner or for another's key
+ * answered 404 (the third attack of stop 27: 8 such reads at once took `/health` from p50 2.7 ms to
+ * 132 ms); a failure quoted a header naming a column 16,000 times, 149 KB (the fourth attack).
  */
 export const MAX_ERROR_CHARS = 500
 
-const cut = (text: string) => text.length <= MAX_ERROR_CHARS ? text : `${text.slice(0, MAX_ERROR_CHARS)}… (${text.length} characters)`
+/** `text` cut to MAX_ERROR_CHARS, saying how long it was. */
+export const boundedText = (text: string) => text.length <= MAX_ERROR_CHARS ? text : `${text.slice(0, MAX_ERROR_CHARS)}… (${text.length} characters)`
 
 /** `error` with its reason and column cut to MAX_ERROR_CHARS. */
 export const boundedError = (error: LineError): LineError =>
   error.reason.length <= MAX_ERROR_CHARS && (typeof error.column !== "string" || error.column.length <= MAX_ERROR_CHARS)
     ? error
-    : { ...error, reason: cut(error.reason), ...(typeof error.column === "string" ? { column: cut(error.column) } : {}) }
+    : { ...error, reason: boundedText(error.reason), ...(typeof error.column === "string" ? { column: boundedText(error.column) } : {}) }
 
 /** The counters a translator advances; saved with its checkpoint. */
 export const JobCounts = Schema.Struct({

@@ -5,7 +5,7 @@
  * errors and checkpoint are one row, written in one statement: a reader never sees half a checkpoint.
  */
 import { Clock, Effect, Layer, Option, Schema } from "effect"
-import { IngestJobs, IngestJobsError, type Job, JobCheckpoint, type JobRecord, LineError, MAX_JOB_ERRORS } from "../../domain/ingest/Job.ts"
+import { boundedText, IngestJobs, IngestJobsError, type Job, JobCheckpoint, type JobRecord, LineError, MAX_JOB_ERRORS } from "../../domain/ingest/Job.ts"
 import { openSharedSqlite } from "./sqliteFile.ts"
 
 interface Row {
@@ -123,7 +123,7 @@ export const layerSqlite = (options: { readonly path: string }) =>
             const c = checkpoint.counts
             progress.run(
               state, percent, c.linesRead, c.recordsAccepted, c.linesRejected, c.duplicates, c.recordsCommitted,
-              JSON.stringify(checkpoint.errors.slice(0, MAX_JOB_ERRORS)), JSON.stringify(checkpoint), end?.failure ?? null,
+              JSON.stringify(checkpoint.errors.slice(0, MAX_JOB_ERRORS)), JSON.stringify(checkpoint), end?.failure === undefined ? null : boundedText(end.failure),
               end?.removedUnlisted ?? null, at, id
             )
           }))

@@ -3,7 +3,7 @@ import { statSync } from "node:fs"
 import { DatabaseSync } from "node:sqlite"
 import { join } from "node:path"
 import { Context, Effect, Layer, Option } from "effect"
-import { IngestJobs, type JobCheckpoint, type NewJob, zeroCounts } from "../../../domain/ingest/Job.ts"
+import { IngestJobs, type JobCheckpoint, MAX_ERROR_CHARS, type NewJob, zeroCounts } from "../../../domain/ingest/Job.ts"
 import { layerSqlite } from "../../../infra/ingest/jobsSqlite.ts"
 import { tempDir } from "../../fixtures/tempDir.ts"
 
@@ -81,6 +81,18 @@ describe("ingestion jobs ledger", () => {
       assert.deepStrictEqual((yield* jobs.unfinished("acme")).map((r) => r.job.id), ["j3"])
       assert.deepStrictEqual(Option.map(yield* other.doneWithDigest("acme", "same"), (j) => j.id), Option.some("j1"))
       assert.isTrue(Option.isNone(yield* other.doneWithDigest("globex", "same")))
+    }))
+
+  it.effect("keeps a failure of at most MAX_ERROR_CHARS, saying how long it was", () =>
+    Effect.gen(function*() {
+      // the fourth attack of stop 27: a header naming a column 16,000 times failed its job with a
+      // 149 KB failure, and 31 such jobs made a partner's job list 4.65 MB
+      const jobs = yield* open(join(yield* tempDir("jobs"), "ingest.db"))
+      yield* jobs.create(newJob("j1"))
+      const failure = `the input broke at line 1: ${"it names \"uid\" at columns 1 and 2 and 3 ".repeat(4_000)}`
+      yield* jobs.finish("j1", { state: "failed", checkpoint: at(1), failure })
+      const kept = Option.getOrThrow(yield* jobs.get("j1")).job.failure!
+      assert.strictEqual(kept, `${failure.slice(0, MAX_ERROR_CHARS)}… (${failure.length} characters)`)
     }))
 
   it.effect("opens a ledger from before replacements reported their removals, and reports them from then on", () =>
