@@ -137,7 +137,14 @@ export const partnerTranslator = (partner: string, options: TranslatorOptions) =
     const run = (record: JobRecord, input: JobInput) =>
       Effect.gen(function*() {
         const settings = yield* readPartnerSettings(partner)
-        const job = runJob(record, input, settings, options.translate, { ...options, realtimeSettled })
+        // read again for each batch of the job; a failed read keeps the list it started with
+        const context = yield* Effect.context<Effect.Services<ReturnType<typeof readPartnerSettings>>>()
+        const allowedSegmentsNow = readPartnerSettings(partner).pipe(
+          Effect.map((now) => now.exists ? now.allowedSegments : settings.allowedSegments),
+          Effect.catch((error) => Effect.as(Effect.logWarning("ingest: the partner's allowedSegments could not be read again; the job keeps those it read", { error }), settings.allowedSegments)),
+          Effect.provideContext(context)
+        )
+        const job = runJob(record, input, settings, options.translate, { ...options, realtimeSettled, allowedSegmentsNow })
         yield* (input._tag === "Body" ? realtimeRun(input.body.length, job) : job)
       }).pipe(
         Effect.tapCause((cause) =>

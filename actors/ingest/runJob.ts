@@ -15,6 +15,7 @@
 import { Effect, Option, Ref, Stream } from "effect"
 import type { Duration } from "effect"
 import type { CommandBus, CommandOutcome } from "../../domain/CommandBus.ts"
+import { notAllowed } from "../../domain/ingest/FormatSpec.ts"
 import { boundedError, IngestJobs, type JobRecord, type LineError, MAX_JOB_ERRORS } from "../../domain/ingest/Job.ts"
 import { Uploads, type UploadsError } from "../../domain/ingest/Uploads.ts"
 import * as JobTally from "./JobTally.ts"
@@ -38,6 +39,12 @@ export interface JobOptions {
   readonly deleteUploads: boolean
   /** waits for the partner's real-time job in flight, if any, to end (a replacement, before its removals) */
   readonly realtimeSettled?: Effect.Effect<void> | undefined
+  /**
+   * The partner's allowedSegments as they are now, read again for each batch: a list narrowed while a
+   * job translates applies from its next batch (before, found by the third attack of stop 27, a job kept
+   * the list it started with: a PATCH narrowing it at 40,000 of 60,000 records let the other 20,000 in).
+   */
+  readonly allowedSegmentsNow?: Effect.Effect<ReadonlySet<string> | undefined> | undefined
 }
 
 /** Where a job's bytes come from: its stored upload, or the body of its real-time message. */
@@ -85,7 +92,7 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
     if (record.format === "partner" && settings.translation === undefined) {
       return yield* finishFailed(settings.missing ?? `partner ${job.partner} has no format spec: send loader-format JSON Lines`, JobTally.empty, 0, 0)
     }
-    const translation = record.format === "loader" ? { format: "loader" as const, allowedSegments: settings.allowedSegments } : settings.translation!
+    const translation = record.format === "loader" ? { format: "loader" as const } : settings.translation!
 
     // The same file already loaded for this partner: every record it gives is a duplicate; nothing is sent.
     const sameFileDone = job.source === "realtime"
@@ -135,6 +142,7 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
         let lastLine = 0
         let offset = 0
         let broken: SentBatch["broken"] = undefined
+        const allowed = options.allowedSegmentsNow === undefined ? settings.allowedSegments : yield* options.allowedSegmentsNow
         for (const item of group) {
           if (item._tag === "Broken") {
             broken = { line: item.line, reason: item.reason }
@@ -143,8 +151,11 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
           const line = item.line
           lastLine = line.line
           offset = line.offset
+          const outside = line._tag === "Records" && allowed !== undefined ? line.records.find((r) => !allowed.has(r.segmentId)) : undefined
           if (line._tag === "Rejected") {
             lines.push({ _tag: "Rejected", error: line.error })
+          } else if (outside !== undefined) {
+            lines.push({ _tag: "Rejected", error: { line: line.line, column: "segmentId", reason: notAllowed(outside.segmentId) } })
           } else {
             lines.push({ _tag: "Records", line: line.line, records: line.records.length })
             if (line.records.length > 0) withRecords.push(line)

@@ -163,14 +163,18 @@ export const SegmentMap = StrictRecord(SegmentCode, Uint64String).check(Schema.i
 export type SegmentMap = typeof SegmentMap.Type
 
 /**
- * The platform segments a partner may feed, when it is told: a loader record naming another is
- * rejected on its line, and its segment map may map codes to these alone. Without it, any segment
- * (as before stop 27): the platform has one segment id space, and several partners may feed a segment.
+ * The platform segments a partner may feed, when it is told: a line naming another is rejected (read
+ * again for each batch of a job: actors/ingest/runJob.ts), and its segment map may map codes to these
+ * alone. Without it, any segment (as before stop 27): the platform has one segment id space, and several
+ * partners may feed a segment.
  */
 export const AllowedSegments = Schema.Array(Uint64String).check(Schema.isMaxLength(maxSegmentCodes)).annotate({
   identifier: "AllowedSegments",
   description: `platform segment ids (64-bit decimal strings) the partner may feed; at most ${maxSegmentCodes}; absent: any`
 })
+
+/** Why a line naming `segment` is rejected for a partner whose allowedSegments do not hold it. */
+export const notAllowed = (segment: string) => `segment ${segment} is not among the partner's allowedSegments`
 
 /** What translating a partner's file needs of the partner entity. */
 export const PartnerConfig = Schema.Struct({

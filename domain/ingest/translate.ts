@@ -342,18 +342,6 @@ export const timesInBounds = (receivedAt: string) => {
   }
 }
 
-/**
- * The records, unless one names a segment outside `allowed` (the partner's allowedSegments; absent:
- * any). Before stop 27 a loader record could name any platform segment, mapped or not (stop 26's outside attack).
- */
-export const segmentsAllowed = (allowed: ReadonlySet<string> | undefined) =>
-  (records: ReadonlyArray<LoaderRecord>): Result.Result<ReadonlyArray<LoaderRecord>, Rejection> => {
-    for (const record of records) {
-      if (allowed !== undefined && !allowed.has(record.segmentId)) return reject(`segment ${record.segmentId} is not among the partner's allowedSegments`, "segmentId")
-    }
-    return Result.succeed(records)
-  }
-
 /** A loader-format JSON Lines value (the contract, strictly: unknown fields are rejected), its user id normalised. */
 export const translateLoaderValue = (value: unknown): Result.Result<ReadonlyArray<LoaderRecord>, Rejection> => {
   if (value === null || typeof value !== "object" || Array.isArray(value)) return reject("a loader record is a JSON object")

@@ -18,14 +18,13 @@ import { inflatesTooMuch, maxInflation } from "../../domain/gzipBomb.ts"
 import type { PartnerConfig } from "../../domain/ingest/FormatSpec.ts"
 import type { LineError } from "../../domain/ingest/Job.ts"
 import type { LoaderRecord } from "../../domain/ingest/LoaderRecord.ts"
-import { compileFormat, type CompiledFormat, hasHeader, segmentsAllowed, timesInBounds, type Row, translateLoaderValue, translateRow } from "../../domain/ingest/translate.ts"
+import { compileFormat, type CompiledFormat, hasHeader, timesInBounds, type Row, translateLoaderValue, translateRow } from "../../domain/ingest/translate.ts"
 
 /** Lines longer than this (in bytes, without the line break) are rejected (issue 7). */
 export const MAX_LINE_BYTES = 64 * 1024
 
 export type Translation =
-  /** loader-format JSON Lines; `allowedSegments`: the segments the partner may feed (absent: any) */
-  | { readonly format: "loader"; readonly allowedSegments?: ReadonlySet<string> | undefined }
+  | { readonly format: "loader" }
   | { readonly format: "partner"; readonly partner: PartnerConfig }
 
 export type TranslatedLine =
@@ -109,13 +108,12 @@ export interface LineTranslator {
 export const makeLineTranslator = (translation: Translation, receivedAt: string): LineTranslator => {
   const inBounds = timesInBounds(receivedAt)
   if (translation.format === "loader") {
-    const allowed = segmentsAllowed(translation.allowedSegments)
     return {
       needsHeader: false,
       readHeader: () => Result.succeed(undefined),
       translateLine: (bytes) => {
         if (!isUtf8(bytes)) return Result.fail({ reason: "not UTF-8" })
-        return Result.flatMap(Result.flatMap(Result.flatMap(jsonValue(bytes), translateLoaderValue), inBounds), allowed)
+        return Result.flatMap(Result.flatMap(jsonValue(bytes), translateLoaderValue), inBounds)
       }
     }
   }

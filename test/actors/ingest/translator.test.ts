@@ -22,7 +22,7 @@ import { eventually, request } from "../../fixtures/http.ts"
 import { layerTestPlatform } from "../../fixtures/platform.ts"
 
 /** Held lines: a line naming a user `<prefix>…` waits until its test releases that prefix (each test its own). */
-const holds = new Map(["hold-", "slow-", "dup-", "wide-"].map((prefix) => {
+const holds = new Map(["hold-", "slow-", "dup-", "wide-", "fence-"].map((prefix) => {
   let release: () => void = () => {}
   const opened = new Promise<void>((resolve) => (release = resolve))
   return [prefix, { opened, release }] as const
@@ -221,6 +221,28 @@ layer(layerTestPlatform({ TRANSLATE_BATCH_LINES: "5", TRANSLATE_CHECKPOINT_LINES
       const next = yield* ended((yield* fileJob("delta", [loaderLine("d-3", "401")])).id)
       assert.strictEqual(next.state, "done", JSON.stringify(next))
       assert.deepStrictEqual(yield* segmentsOf("d-3"), ["401"])
+    }))
+
+  it.effect("a job takes its partner's allowedSegments as they are at each batch: a list narrowed mid-job applies from the next", () =>
+    Effect.gen(function*() {
+      // the third attack of stop 27: a job kept the list it started with, and a PATCH narrowing it at
+      // 40,000 of 60,000 records let the other 20,000 in
+      const partner = "fencer"
+      const put = yield* request({ method: "PUT", url: `/v1/entities/partner/${partner}`, body: { name: partner, allowedSegments: ["801", "802"] } })
+      assert.strictEqual(put.statusCode, 201, put.body)
+      const intake = yield* Intake
+      // its first batch (5 lines) commits; its sixth line is held
+      const users = ["fa", "fb", "fc", "fd", "fe", "fence-f", "fg"]
+      const job = yield* intake.file({ partner, source: "http", format: "loader", body: Stream.make(encoder.encode(users.map((u) => loaderLine(u, "802")).join("\n") + "\n")) })
+      yield* eventually(segmentsOf("fa"), (segments) => segments.includes("802"), "30 seconds")
+      const patched = yield* request({ method: "PATCH", url: `/v1/entities/partner/${partner}`, body: { allowedSegments: ["801"] }, contentType: "application/merge-patch+json" })
+      assert.strictEqual(patched.statusCode, 200, patched.body)
+      release("fence-")
+      const done = yield* ended(job.id)
+      assert.deepInclude(done, { state: "done", linesRead: 7, linesRejected: 2, recordsCommitted: 5 })
+      assert.deepStrictEqual(done.errors.map((e) => [e.line, e.column, e.reason]), [6, 7].map((line) => [line, "segmentId", "segment 802 is not among the partner's allowedSegments"]))
+      assert.deepStrictEqual(yield* Effect.forEach(users, segmentsOf), [["802"], ["802"], ["802"], ["802"], ["802"], [], []])
+      assertReconciles(done)
     }))
 
   it.effect("a replacement waits for its partner's real-time job in flight before it looks for what to remove", () =>
