@@ -48,6 +48,7 @@ export const fromCheckpoint = (checkpoint: JobCheckpoint): JobTally => ({
   errors: checkpoint.errors
 })
 
+/** The first MAX_JOB_ERRORS errors, each cut as the ledger keeps it (boundedError): a job holds no more of them while it runs. */
 const keep = (errors: ReadonlyArray<LineError>, more: ReadonlyArray<LineError>) =>
   errors.length >= MAX_JOB_ERRORS || more.length === 0 ? errors : [...errors, ...more.slice(0, MAX_JOB_ERRORS - errors.length).map(boundedError)]
 

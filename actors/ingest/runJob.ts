@@ -16,7 +16,7 @@ import { Effect, Option, Ref, Stream } from "effect"
 import type { Duration } from "effect"
 import type { CommandBus, CommandOutcome } from "../../domain/CommandBus.ts"
 import { notAllowed } from "../../domain/ingest/FormatSpec.ts"
-import { boundedError, IngestJobs, type JobRecord, type LineError, MAX_JOB_ERRORS } from "../../domain/ingest/Job.ts"
+import { IngestJobs, type JobRecord, type LineError, MAX_JOB_ERRORS } from "../../domain/ingest/Job.ts"
 import { Uploads, type UploadsError } from "../../domain/ingest/Uploads.ts"
 import * as JobTally from "./JobTally.ts"
 import type { PartnerSettings } from "./partnerSettings.ts"
@@ -83,7 +83,7 @@ export const runJob = (record: JobRecord, input: JobInput, settings: PartnerSett
     const finishFailed = (failure: string, tally: JobTally.JobTally, line: number, offset: number, blame?: LineError) =>
       jobs.finish(jobId, {
         state: "failed",
-        checkpoint: JobTally.checkpointOf(blame === undefined ? tally : { ...tally, errors: [...tally.errors.slice(0, MAX_JOB_ERRORS - 1), boundedError(blame)] }, line, offset),
+        checkpoint: JobTally.checkpointOf(blame === undefined ? tally : { ...tally, errors: [...tally.errors.slice(0, MAX_JOB_ERRORS - 1), blame] }, line, offset),
         failure
       }).pipe(Effect.andThen(log("ingest job failed", { failure })))
 

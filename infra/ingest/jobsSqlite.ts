@@ -5,7 +5,7 @@
  * errors and checkpoint are one row, written in one statement: a reader never sees half a checkpoint.
  */
 import { Clock, Effect, Layer, Option, Schema } from "effect"
-import { boundedText, IngestJobs, IngestJobsError, type Job, JobCheckpoint, type JobRecord, LineError, MAX_JOB_ERRORS } from "../../domain/ingest/Job.ts"
+import { boundedError, boundedText, IngestJobs, IngestJobsError, type Job, JobCheckpoint, type JobRecord, LineError, MAX_JOB_ERRORS } from "../../domain/ingest/Job.ts"
 import { openSharedSqlite } from "./sqliteFile.ts"
 
 interface Row {
@@ -121,9 +121,11 @@ export const layerSqlite = (options: { readonly path: string }) =>
         Effect.flatMap(now, (at) =>
           use(operation, () => {
             const c = checkpoint.counts
+            // what a report keeps is bounded here, whoever wrote it (a quoted line, a broken input's reason)
+            const errors = checkpoint.errors.slice(0, MAX_JOB_ERRORS).map(boundedError)
             progress.run(
               state, percent, c.linesRead, c.recordsAccepted, c.linesRejected, c.duplicates, c.recordsCommitted,
-              JSON.stringify(checkpoint.errors.slice(0, MAX_JOB_ERRORS)), JSON.stringify(checkpoint), end?.failure === undefined ? null : boundedText(end.failure),
+              JSON.stringify(errors), JSON.stringify({ ...checkpoint, errors }), end?.failure === undefined ? null : boundedText(end.failure),
               end?.removedUnlisted ?? null, at, id
             )
           }))

@@ -3,7 +3,7 @@
  * horizon (RollupTiers in projections/events/rollupBuckets.ts) are rolled into their hour or day, a step
  * (one transaction) at a time, the writer taking batches between steps. Its marks are in `rollup_tiers`:
  * `minutes` and `hours`, set as a range is begun, below which rows may be rolled already (queries and
- * late events follow them: rollupsFile.ts, rolledUp), and `minutes-done` and `hours-done`, set once every
+ * late events follow them: rollupsFile.ts, tierMarks), and `minutes-done` and `hours-done`, set once every
  * set of the range is done, from which it goes on after a restart. Where it is inside a range is kept in
  * memory; a step done again finds nothing to move. (Before, found by the re-attack of stop 27: one mark,
  * moved at the end; a compaction stopped halfway, then a raised horizon, answered minute queries over
@@ -14,7 +14,7 @@
 import type { DatabaseSync } from "node:sqlite"
 import { bucketOf, bucketSql, minutesOf, type TierFloors } from "../../projections/events/rollupBuckets.ts"
 import { transaction } from "../sqliteTransaction.ts"
-import { bucketTables } from "./rollupsFile.ts"
+import { bucketTables, noMark, type TierMarks } from "./rollupsFile.ts"
 
 /**
  * One step of rolling rows past a horizon (RollupTiers) into their hour or day: a few dimension sets'
@@ -31,8 +31,6 @@ export interface RollupCompact {
 /** How a step went: rows moved (none when it moved a mark), `done` when nothing is left to roll up at that time. */
 export type Compacted = { readonly _tag: "Compacted"; readonly moved: number; readonly done: boolean }
 
-/** Below every minute there is: the tiers' marks of a file never compacted. */
-const noMark = Number.MIN_SAFE_INTEGER
 
 /** Rolls the rows of some dimension sets (ids in (?, ?]), in a range of minutes [?, ?), into buckets of `width` minutes: (insert, delete), and counts them first. */
 const rollUpSql = (width: number) =>
@@ -52,15 +50,8 @@ const rollUpSql = (width: number) =>
     }
   })
 
-/** The compaction of the writer's connection; `floorsAt` the horizons at a time (the writer's latest clock). */
-export const makeCompaction = (db: DatabaseSync, floorsAt: (nowMillis: number) => TierFloors) => {
-  const mark = db.prepare("SELECT below FROM rollup_tiers WHERE tier = ?")
-  const setMark = db.prepare("INSERT OR REPLACE INTO rollup_tiers VALUES (?, ?)")
-  const markOf = (tier: "minutes" | "hours" | "minutes-done" | "hours-done") => (mark.get(tier) as { below: number } | undefined)?.below ?? noMark
-  /** A mark moved on, never back (a horizon raised since keeps what may be rolled). */
-  const raise = (tier: "minutes" | "hours" | "minutes-done" | "hours-done", below: number) => {
-    if (below > markOf(tier)) setMark.run(tier, below)
-  }
+/** The compaction of the writer's connection and its marks; `floorsAt` the horizons at a time (the writer's latest clock). */
+export const makeCompaction = (db: DatabaseSync, marks: TierMarks, floorsAt: (nowMillis: number) => TierFloors) => {
   const lastSetOf = db.prepare("SELECT MAX(id) AS id FROM (SELECT id FROM dim_sets WHERE id > ? ORDER BY id LIMIT ?)")
   const rollUp = new Map([minutesOf.hour, minutesOf.day].map((width) =>
     [width, rollUpSql(width).map((sql) => ({ insert: db.prepare(sql.insert), delete: db.prepare(sql.delete), count: db.prepare(sql.count) }))] as const))
@@ -95,8 +86,8 @@ export const makeCompaction = (db: DatabaseSync, floorsAt: (nowMillis: number) =
    */
   const compactStep = (c: RollupCompact): { readonly answer: Compacted; readonly cursor: typeof cursor } => {
     const floors = floorsAt(c.nowMillis)
-    const minutesDone = markOf("minutes-done")
-    const hoursDone = markOf("hours-done")
+    const minutesDone = marks.of("minutes-done")
+    const hoursDone = marks.of("hours-done")
     const tier = hoursDone < floors.hours
       ? { from: hoursDone, to: floors.hours, width: minutesOf.day, marks: [["hours", floors.hours], ["minutes", floors.hours]] as const }
       : Math.max(minutesDone, floors.hours) < floors.minutes
@@ -104,7 +95,7 @@ export const makeCompaction = (db: DatabaseSync, floorsAt: (nowMillis: number) =
       : undefined
     if (tier === undefined) return { answer: { _tag: "Compacted", moved: 0, done: true }, cursor: undefined }
     // begun: below these, rows may be rolled from now on
-    for (const [name, below] of tier.marks) raise(name, below)
+    for (const [name, below] of tier.marks) marks.raise(name, below)
     const { to, width } = tier
     const at = cursor !== undefined && cursor.from === tier.from && cursor.to === to && cursor.width === width
       ? cursor
@@ -112,7 +103,7 @@ export const makeCompaction = (db: DatabaseSync, floorsAt: (nowMillis: number) =
     let sets = at.sets
     let upTo = (lastSetOf.get(at.afterSet, sets) as { id: number | null }).id
     if (upTo === null) {
-      for (const [name, below] of tier.marks) raise(`${name}-done`, below)
+      for (const [name, below] of tier.marks) marks.raise(`${name}-done`, below)
       return { answer: { _tag: "Compacted", moved: 0, done: false }, cursor: undefined }
     }
     const start = at.within ?? at.from

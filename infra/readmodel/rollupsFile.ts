@@ -80,11 +80,26 @@ export const latencyBucket = (millis: number): number => Math.ceil(Math.log(Math
 /** A bucket's middle (geometric): within 2.5% of any latency in it. */
 export const latencyOfBucket = (bucket: number): number => Math.exp((bucket - 0.5) * latencyBase)
 
-/** How far rows were rolled up (`rollup_tiers`): no minute rows below `minutes`, no hour rows below `hours`. */
-export const rolledUp = (db: DatabaseSync): TierFloors => {
-  const marks = new Map((db.prepare("SELECT tier, below FROM rollup_tiers").all() as Array<{ tier: string; below: number }>).map((r) => [r.tier, r.below]))
-  return { minutes: marks.get("minutes") ?? Number.MIN_SAFE_INTEGER, hours: marks.get("hours") ?? Number.MIN_SAFE_INTEGER }
+/** The compaction's marks (rollupsCompaction.ts): begun (`minutes`, `hours`) and done. */
+export type TierMark = "minutes" | "hours" | "minutes-done" | "hours-done"
+
+/** Below every minute there is: the marks of a file never compacted. */
+export const noMark = Number.MIN_SAFE_INTEGER
+
+/** The marks in `rollup_tiers` on a connection, its statements prepared once. */
+export const tierMarks = (db: DatabaseSync) => {
+  const read = db.prepare("SELECT below FROM rollup_tiers WHERE tier = ?")
+  const raise = db.prepare("INSERT INTO rollup_tiers VALUES (?, ?) ON CONFLICT DO UPDATE SET below = MAX(below, excluded.below)")
+  const of = (tier: TierMark): number => (read.get(tier) as { below: number } | undefined)?.below ?? noMark
+  return {
+    of,
+    /** moves a mark on, never back (a horizon raised since keeps what may be rolled) */
+    raise: (tier: TierMark, below: number): void => void raise.run(tier, below),
+    /** how far rows may be rolled up already: no minute rows below `minutes`, no hour rows below `hours` */
+    begun: (): TierFloors => ({ minutes: of("minutes"), hours: of("hours") })
+  }
 }
+export type TierMarks = ReturnType<typeof tierMarks>
 
 /**
  * The key a text is found by in `dim_sets` and `devices`: the first 16 bytes of its SHA-256. Before stop

@@ -19,7 +19,7 @@ import { workerData } from "node:worker_threads"
 import { bucketSql, floorsInForce, minuteAt, minutesOf, notKeptAt, sessionLengthBounds, type TierFloors } from "../../projections/events/rollupBuckets.ts"
 import type { MetricsQuery, MetricsRow } from "../../projections/events/rollups.ts"
 import { serveSqliteThread } from "../sqliteThreadServe.ts"
-import { openRollupsFile, rolledUp } from "./rollupsFile.ts"
+import { openRollupsFile, type TierMarks, tierMarks } from "./rollupsFile.ts"
 
 /** A query and the horizons configured at the time it was asked (the marks in force are read with its rows). */
 export type MetricsRequest = MetricsQuery & { readonly floors: TierFloors }
@@ -99,20 +99,23 @@ const query = (db: DatabaseSync, q: MetricsQuery): MetricsAnswer => {
  * the query waited its turn, a compaction begun meanwhile let a minute query through over rows rolled
  * into a day, answered as its first minute (the third attack of stop 27).
  */
-const checkedQuery = (db: DatabaseSync, q: MetricsRequest): MetricsAnswer => {
+const checkedQuery = (db: DatabaseSync, marks: TierMarks, q: MetricsRequest): MetricsAnswer => {
   db.exec("BEGIN")
   try {
-    const refused = notKeptAt(q, floorsInForce(q.floors, rolledUp(db)))
+    const refused = notKeptAt(q, floorsInForce(q.floors, marks.begun()))
     return refused === undefined ? query(db, q) : { _tag: "NotKept", ...refused }
   } finally {
     db.exec("COMMIT")
   }
 }
 
-serveSqliteThread<MetricsRequest, MetricsAnswer>(() => openRollupsFile((workerData as { readonly path: string }).path), (db) => (q) => {
-  try {
-    return checkedQuery(db, q)
-  } catch (cause) {
-    return { _tag: "Failed", cause: cause instanceof Error ? new Error(cause.message) : new Error(String(cause)) }
+serveSqliteThread<MetricsRequest, MetricsAnswer>(() => openRollupsFile((workerData as { readonly path: string }).path), (db) => {
+  const marks = tierMarks(db)
+  return (q) => {
+    try {
+      return checkedQuery(db, marks, q)
+    } catch (cause) {
+      return { _tag: "Failed", cause: cause instanceof Error ? new Error(cause.message) : new Error(String(cause)) }
+    }
   }
 })

@@ -30,7 +30,7 @@ import type { RollupKind } from "./rollups.ts"
 import { serveSqliteThread } from "../sqliteThreadServe.ts"
 import { transaction } from "../sqliteTransaction.ts"
 import { type Compacted, makeCompaction, type RollupCompact } from "./rollupsCompaction.ts"
-import { latencyBucket, lengthColumnNames, openRollupsFile, rolledUp, rowKey } from "./rollupsFile.ts"
+import { latencyBucket, lengthColumnNames, openRollupsFile, rowKey, tierMarks } from "./rollupsFile.ts"
 
 export interface RollupWrite {
   readonly kind: RollupKind
@@ -114,7 +114,6 @@ const prepare = (db: DatabaseSync) => ({
      sessions = sessions + excluded.sessions, seconds = seconds + excluded.seconds,
      ${lengthColumnNames.map((c) => `${c} = ${c} + excluded.${c}`).join(", ")}`
   ),
-  raiseMark: db.prepare("INSERT INTO rollup_tiers VALUES (?, ?) ON CONFLICT DO UPDATE SET below = MAX(below, ?)"),
   intake: db.prepare("INSERT INTO intake_minutes VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET events = events + excluded.events"),
   latency: db.prepare("INSERT INTO intake_latency VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count")
 })
@@ -147,7 +146,13 @@ const interner = <Id extends number | undefined>(find: (key: string) => number |
 }
 
 /** Counts read from the file once a batch, then kept up to date in memory. */
-const counter = <A>(read: (key: string) => A) => {
+interface Counter<A> {
+  readonly clear: () => void
+  readonly get: (key: string) => A
+  readonly set: (key: string, value: A) => void
+}
+
+const counter = <A>(read: (key: string) => A): Counter<A> => {
   const counts = new Map<string, A>()
   return {
     clear: () => counts.clear(),
@@ -157,6 +162,14 @@ const counter = <A>(read: (key: string) => A) => {
       counts.set(key, value)
     }
   }
+}
+
+/** What `add` answers if `key` has fewer than `limit` counted (and it is counted), else none: first come, up to the limit. */
+const underLimit = (counts: Counter<number>, key: string, limit: number, add: () => number): number | undefined => {
+  const n = counts.get(key)
+  if (n >= limit) return undefined
+  counts.set(key, n + 1)
+  return add()
 }
 
 /** UTF-8 bytes of a combination's values: what its row keeps. */
@@ -171,6 +184,7 @@ const { path, limits, tiers } = workerData as { readonly path: string; readonly 
 
 serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRollupsFile(path), (db) => {
   const s = prepare(db)
+  const marks = tierMarks(db)
   const dimSets = interner<number>((key) => idOf(s.dimSet.get(rowKey(key))))
   const devices = interner<number>((key) => idOf(s.device.get(rowKey(key))))
   // keys of several parts as JSON: an event's name may hold any character
@@ -208,23 +222,12 @@ serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRoll
   const addCustomKey = (app: string, name: string, prop: string) => idOf(s.addCustomKey.get(app, name, prop))!
   /** A custom event name's id: within the app's limit, or `other`'s (`counted`: its own). */
   const customNameOf = (app: string, name: string): { readonly id: number; readonly counted: boolean } => {
-    const id = customKeys.id(JSON.stringify([app, name, ""]), () => {
-      const names = customNames.get(app)
-      if (names >= limits.customNames) return undefined
-      customNames.set(app, names + 1)
-      return addCustomKey(app, name, "")
-    })
+    const id = customKeys.id(JSON.stringify([app, name, ""]), () => underLimit(customNames, app, limits.customNames, () => addCustomKey(app, name, "")))
     return id !== undefined ? { id, counted: true } : { id: customKeys.id(JSON.stringify([app, other, ""]), () => addCustomKey(app, other, ""))!, counted: false }
   }
   /** A numeric prop's id, if it is within its name's limit. */
   const summedPropOf = (app: string, name: string, prop: string) =>
-    customKeys.id(JSON.stringify([app, name, prop]), () => {
-      const key = JSON.stringify([app, name])
-      const props = summedProps.get(key)
-      if (props >= limits.summedProps) return undefined
-      summedProps.set(key, props + 1)
-      return addCustomKey(app, name, prop)
-    })
+    customKeys.id(JSON.stringify([app, name, prop]), () => underLimit(summedProps, JSON.stringify([app, name]), limits.summedProps, () => addCustomKey(app, name, prop)))
 
   const writeEvents = (fresh: ReadonlyArray<{ readonly event: CleanEvent; readonly storedAt: number }>, floors: TierFloors) => {
     const events = new Sums()
@@ -282,8 +285,9 @@ serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRoll
   const apply = (w: RollupWrite): RollupWriteAnswer => {
     // Its horizons become marks before it writes: a process asked with longer ones (another config, a
     // rolling restart) must not ask minutes of a bucket this batch counts in its hour.
-    const floors = floorsInForce(floorsAt(w.nowMillis), rolledUp(db))
-    for (const [tier, below] of [["minutes", floors.minutes], ["hours", floors.hours]] as const) s.raiseMark.run(tier, below, below)
+    const floors = floorsInForce(floorsAt(w.nowMillis), marks.begun())
+    marks.raise("minutes", floors.minutes)
+    marks.raise("hours", floors.hours)
     // The limits' counts are read again each batch (another process may have held the rollups meanwhile),
     // and a new day gives combinations past yesterday's limit their chance again.
     for (const count of [dimSetsAdded, customNames, summedProps]) count.clear()
@@ -328,7 +332,7 @@ serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRoll
     return { _tag: "Applied", fresh: applied }
   }
 
-  const compaction = makeCompaction(db, floorsAt)
+  const compaction = makeCompaction(db, marks, floorsAt)
 
   return (request) => {
     try {

@@ -67,7 +67,7 @@ export const keptMinute = (minute: number, floors: TierFloors): number =>
   minute >= floors.minutes ? minute : bucketOf(minute, minute >= floors.hours ? minutesOf.hour : minutesOf.day)
 
 /** The first minute rows of `granularity` are kept from (days: every one). */
-export const keptFrom = (granularity: Granularity, floors: TierFloors): number =>
+const keptFrom = (granularity: Granularity, floors: TierFloors): number =>
   granularity === "minute" ? floors.minutes : granularity === "hour" ? floors.hours : -Infinity
 
 /**
