@@ -3,6 +3,7 @@
  * errors; this table alone decides their status, stable code and title.
  */
 import { Schema } from "effect"
+import { cutText } from "../domain/cutText.ts"
 import { FieldIssue } from "../domain/validation.ts"
 
 export const RequestPart = Schema.Literals(["path", "query", "header", "body"])
@@ -102,8 +103,14 @@ export type Problem = typeof Problem.Type
 const pointer = (path: ReadonlyArray<string | number>) =>
   "/" + path.map((p) => String(p).replaceAll("~", "~0").replaceAll("/", "~1")).join("/")
 
+/**
+ * Characters of a problem's `instance`, `detail` and each field message at most: each may quote what the
+ * client sent (a 15 KB path was echoed twice, as `instance` and in the router's message: a 30 KB answer).
+ */
+export const maxEchoChars = 1_024
+
 const fieldProblems = (issues: ReadonlyArray<FieldIssue & { readonly in: string }>) =>
-  issues.map((issue) => ({ in: issue.in, pointer: pointer(issue.path), message: issue.message }))
+  issues.map((issue) => ({ in: issue.in, pointer: cutText(pointer(issue.path), maxEchoChars), message: cutText(issue.message, maxEchoChars) }))
 
 /** The problem for a tagged error (plus the Retry-After seconds where the client should come back). */
 export const toProblem = (error: { readonly _tag: string } & Record<string, unknown>, instance: string): { problem: Problem; retryAfter?: number } => {
@@ -121,8 +128,8 @@ export const toProblem = (error: { readonly _tag: string } & Record<string, unkn
       title: type.title,
       status: type.status,
       code: type.code,
-      ...(detail === undefined ? {} : { detail }),
-      instance,
+      ...(detail === undefined ? {} : { detail: cutText(detail, maxEchoChars) }),
+      instance: cutText(instance, maxEchoChars),
       ...(errors === undefined ? {} : { errors })
     },
     ...(retryAfter === undefined ? {} : { retryAfter })

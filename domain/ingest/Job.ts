@@ -9,6 +9,7 @@
  */
 import { Context, Schema } from "effect"
 import type { Effect, Option } from "effect"
+import { cutText } from "../cutText.ts"
 
 export const JobSource = Schema.Literals(["http", "ftp", "sftp", "realtime"])
 export type JobSource = typeof JobSource.Type
@@ -37,7 +38,7 @@ export const MAX_JOB_ERRORS = 100
 export const MAX_ERROR_CHARS = 500
 
 /** `text` cut to MAX_ERROR_CHARS, saying how long it was. */
-export const boundedText = (text: string) => text.length <= MAX_ERROR_CHARS ? text : `${text.slice(0, MAX_ERROR_CHARS)}… (${text.length} characters)`
+export const boundedText = (text: string) => cutText(text, MAX_ERROR_CHARS)
 
 /** `error` with its reason and column cut to MAX_ERROR_CHARS. */
 export const boundedError = (error: LineError): LineError =>

@@ -20,5 +20,17 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("the 
           assert.strictEqual(res.json().code, "invalid-request", url)
         }
       }))
+
+    it.effect("a long path is not echoed whole: a 15 KB path answers under 4 KB (it was 30 KB, the path twice)", () =>
+      Effect.gen(function*() {
+        const { secret: key } = yield* createKey("service")
+        const long = "x".repeat(15_000)
+        for (const url of [`/v1/entities/advertiser/%zz${long}`, `/v1/nowhere/${long}`, `/v1/entities/advertiser/${long}`]) {
+          const res = yield* request({ method: "GET", url, key })
+          assert.isAtLeast(res.statusCode, 400, url.slice(0, 40))
+          assert.isBelow(res.body.length, 4_096, url.slice(0, 40))
+          assert.match(res.json().instance, /… \(\d+ characters\)$/, url.slice(0, 40))
+        }
+      }))
   })
 })
