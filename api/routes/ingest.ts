@@ -200,8 +200,8 @@ export const ingestRoutes = (options: IngestRoutesOptions) => {
       // A partner's key reads only its own partner's jobs: another partner's is 404, as one that does not
       // exist (before stop 27 it was 403, which told a partner that a job id it held was a real job).
       authorize: ({ principal, params }) =>
-        Effect.flatMap(IngestJobs.use((jobs) => jobs.get(params.id)), (found) =>
-          Option.isSome(found) && forPartner(principal, found.value.job.partner) === true ? Effect.succeed(true) : Effect.fail(new NotFound({ detail: `no job ${params.id}` }))),
+        Effect.flatMap(IngestJobs.use((jobs) => jobs.partnerOf(params.id)), (partner) =>
+          Option.isSome(partner) && forPartner(principal, partner.value) === true ? Effect.succeed(true) : Effect.fail(new NotFound({ detail: `no job ${params.id}` }))),
       responses: {
         200: { description: "the job", schema: Job },
         400: problemResponse("invalid id"),
@@ -236,8 +236,8 @@ export const ingestRoutes = (options: IngestRoutesOptions) => {
           // empty page that reads as "no older jobs" (stop 26's outside attack). Another partner's job id
           // is answered alike, so the answer tells nothing of it.
           if (query.before !== undefined) {
-            const from = yield* IngestJobs.use((ledger) => ledger.get(query.before!))
-            if (Option.isNone(from) || from.value.job.partner !== params.partner) {
+            const from = yield* IngestJobs.use((ledger) => ledger.partnerOf(query.before!))
+            if (Option.isNone(from) || from.value !== params.partner) {
               return yield* new InvalidRequest({ issues: [{ in: "query", path: ["before"], message: `no job ${query.before} of partner ${params.partner} to page from` }] })
             }
           }

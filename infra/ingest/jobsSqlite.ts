@@ -99,6 +99,7 @@ export const layerSqlite = (options: { readonly path: string }) =>
       const byId = db.prepare(`SELECT ${columns} FROM jobs WHERE id = ?`)
       const page = db.prepare(`SELECT ${columns} FROM jobs WHERE partner = ? AND seq < ? ORDER BY seq DESC LIMIT ?`)
       const seqOf = db.prepare(`SELECT seq FROM jobs WHERE id = ? AND partner = ?`)
+      const partnerById = db.prepare(`SELECT partner FROM jobs WHERE id = ?`)
       const doneDigest = db.prepare(`SELECT ${columns} FROM jobs WHERE partner = ? AND digest = ? AND state = 'done' ORDER BY seq DESC LIMIT 1`)
       const pending = db.prepare(`SELECT ${columns} FROM jobs WHERE partner = ? AND state IN ('stored', 'translating') ORDER BY seq`)
       const progress = db.prepare(`UPDATE jobs SET state = ?, percent = ?, lines_read = ?, records_accepted = ?, lines_rejected = ?,
@@ -139,6 +140,7 @@ export const layerSqlite = (options: { readonly path: string }) =>
               return toJob(getRow(job.id)!)
             })),
         get: (id) => use("get job", () => Option.map(Option.fromNullishOr(getRow(id)), toRecord)),
+        partnerOf: (id) => use("get job's partner", () => Option.fromNullishOr((partnerById.get(id) as { partner: string } | undefined)?.partner)),
         list: (partner, { before, limit }) =>
           use("list jobs", () => {
             const from = before === undefined ? Number.MAX_SAFE_INTEGER : (seqOf.get(before, partner) as { seq: number } | undefined)?.seq ?? 0
