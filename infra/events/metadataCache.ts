@@ -12,9 +12,14 @@
  * effect's Cache does the rest: a lookup in flight is shared by everyone asking for that key (single
  * flight: 100 concurrent misses load once), and the least recently used entry goes beyond `capacity`.
  * A hit is a lookup whose entry was there (loaded or loading); a miss is a lookup that loaded.
+ *
+ * "Does not exist" is kept apart, in a bound of its own (a tenth of `capacity`), so that ids that name
+ * nothing cannot push out entities that exist: an ad event's campaign id is the SDK's to choose, and
+ * an SDK key ships inside its app. (Before stop 28, random campaign ids sent with one app's key filled
+ * the one cache with absent entries and evicted every app's and campaign's metadata.)
  */
 import { DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
-import { Cache, Duration, Effect, Exit, Layer, Metric, Option, Schema, Stream } from "effect"
+import { Cache, Clock, Duration, Effect, Exit, Layer, Metric, Option, Schema, Stream } from "effect"
 import { AppMeta, CampaignMeta, Metadata, MetadataError } from "../../domain/events/Metadata.ts"
 import type { EventStore } from "../../domain/EventStore.ts"
 import { EntitySnapshot } from "../../domain/snapshot.ts"
@@ -32,6 +37,8 @@ export interface MetadataCacheOptions {
   readonly timeToLive?: Duration.Input
   /** how long "no such entity" is kept; default 1 second */
   readonly absentTimeToLive?: Duration.Input
+  /** "no such entity" entries kept at most, apart from the others; default a tenth of `capacity` */
+  readonly absentCapacity?: number
 }
 
 export const metadataCacheHits = Metric.counter("tributary_metadata_cache_hits_total", {
@@ -93,17 +100,37 @@ export const make = (options: MetadataCacheOptions = {}) =>
         })
       )
 
+    const capacity = options.capacity ?? 100_000
     const cache = yield* Cache.makeWith(load, {
-      capacity: options.capacity ?? 100_000,
-      // A failed load is not kept: the next lookup tries again.
+      capacity,
+      // A failed load is not kept: the next lookup tries again. "Does not exist" moves to `absent` once loaded.
       timeToLive: (exit) => Exit.isFailure(exit) ? Duration.zero : Option.isSome(exit.value) ? timeToLive : absentTimeToLive
     })
+    /** Keys loaded as "does not exist", with when that lapses; the oldest out beyond its bound. */
+    const absent = new Map<string, number>()
+    const absentCapacity = Math.max(1, options.absentCapacity ?? Math.ceil(capacity / 10))
+    const absentMillis = Duration.toMillis(absentTimeToLive)
+    const isAbsent = (key: string, now: number) => {
+      const until = absent.get(key)
+      if (until === undefined) return false
+      if (until > now) return true
+      absent.delete(key)
+      return false
+    }
+    const keepAbsent = (key: string, now: number) => {
+      absent.delete(key)
+      absent.set(key, now + absentMillis)
+      if (absent.size > absentCapacity) absent.delete(absent.keys().next().value!)
+    }
+    const hit = Effect.andThen(Effect.sync(() => counts.hits++), Metric.update(metadataCacheHits, 1))
 
-    const lookup = (key: string) =>
-      Effect.flatMap(Cache.has(cache, key), (present) =>
-        present
-          ? Effect.andThen(Effect.sync(() => counts.hits++), Metric.update(metadataCacheHits, 1)).pipe(Effect.andThen(Cache.get(cache, key)))
-          : Cache.get(cache, key))
+    const lookup = (key: string): Effect.Effect<State, MetadataError> =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        isAbsent(key, now)
+          ? Effect.as(hit, Option.none())
+          : Effect.flatMap(Cache.has(cache, key), (present) =>
+            Effect.tap(present ? Effect.andThen(hit, Cache.get(cache, key)) : Cache.get(cache, key), (state) =>
+              Option.isSome(state) ? Effect.void : Effect.andThen(Effect.sync(() => keepAbsent(key, now)), Cache.invalidate(cache, key)))))
 
     /** Replaces the entry of each changed entity the cache holds (others are loaded when asked for). */
     const follow = (type: Followed) =>
@@ -116,6 +143,8 @@ export const make = (options: MetadataCacheOptions = {}) =>
         yield* Stream.fromAsyncIterable(messages, (cause) => new MetadataError({ operation: `follow ${type} snapshots`, cause })).pipe(
           Stream.runForEach((message) => {
             const key = message.subject.slice("snapshot.".length)
+            // one that did not exist a moment ago does now: found at the next lookup
+            absent.delete(key)
             return Effect.flatMap(Cache.has(cache, key), (present) => present ? Cache.set(cache, key, stateOf(message.string())) : Effect.void)
           })
         )
@@ -127,7 +156,10 @@ export const make = (options: MetadataCacheOptions = {}) =>
       )
 
     const invalidateType = (type: Followed) =>
-      Effect.flatMap(Cache.keys(cache), (keys) => Effect.forEach([...keys].filter((key) => key.startsWith(`${type}.`)), (key) => Cache.invalidate(cache, key), { discard: true }))
+      Effect.flatMap(Cache.keys(cache), (keys) => {
+        for (const key of absent.keys()) if (key.startsWith(`${type}.`)) absent.delete(key)
+        return Effect.forEach([...keys].filter((key) => key.startsWith(`${type}.`)), (key) => Cache.invalidate(cache, key), { discard: true })
+      })
 
     yield* Effect.forEach(followed, (type) => Effect.forkScoped(Effect.forever(follow(type))), { discard: true })
 

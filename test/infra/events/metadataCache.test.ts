@@ -68,6 +68,32 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("meta
       assert.strictEqual(sent.statusCode, 202, sent.body)
     }))
 
+  it.effect("ids that name nothing do not push out entities that exist: they are kept apart, in a bound of their own", () =>
+    Effect.gen(function*() {
+      yield* put("app", "7005", { name: "Chess", publisher: "Acme Games", category: "board" })
+      yield* eventually(Metadata.use((m) => m.app("7005")), Option.isSome, "20 seconds")
+      // Room for 10 entries (and 1 absent one), "does not exist" kept a minute: nothing here lapses on its own.
+      const cache = yield* MetadataCache.make({ capacity: 10, absentTimeToLive: "1 minute" })
+      // held, and its follower running (which forgets the type's entries when it starts): a change is seen
+      const patched = yield* request({ method: "PATCH", url: "/v1/entities/app/7005", body: { category: "strategy" } })
+      assert.strictEqual(patched.statusCode, 200, patched.body)
+      yield* eventually(cache.app("7005"), (app) => Option.isSome(app) && app.value.category === "strategy", "20 seconds")
+      const before = yield* cache.stats
+      // An SDK's random campaign ids: each a load, none of them kept over the app.
+      for (let i = 0; i < 100; i++) assert.isTrue(Option.isNone(yield* cache.campaign(String(900_000 + i))))
+      assert.deepStrictEqual(yield* cache.stats, { hits: before.hits, misses: before.misses + 100 })
+      assert.isTrue(Option.isSome(yield* cache.app("7005")))
+      assert.deepStrictEqual(yield* cache.stats, { hits: before.hits + 1, misses: before.misses + 100 }, "the app was still cached")
+      // the last absent id is kept (a hit), an older one went beyond the bound of one (a load again)
+      assert.isTrue(Option.isNone(yield* cache.campaign("900099")))
+      assert.isTrue(Option.isNone(yield* cache.campaign("900000")))
+      assert.deepStrictEqual(yield* cache.stats, { hits: before.hits + 2, misses: before.misses + 101 })
+      // one created after it was looked up as absent is found as soon as its snapshot is seen
+      yield* put("advertiser", "8900", { name: "Brand" })
+      yield* put("campaign", "900000", { advertiserId: "8900", name: "Late" })
+      yield* eventually(cache.campaign("900000"), Option.isSome, "20 seconds")
+    }))
+
   it.effect("100 concurrent misses for one key load it once; hits and misses are counted and on /metrics", () =>
     Effect.gen(function*() {
       yield* put("app", "7002", { name: "Puzzle", publisher: "Acme Games", category: "puzzle" })
