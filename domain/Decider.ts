@@ -95,6 +95,12 @@ export interface Decider<Command extends { readonly _tag: string }, Event extend
   readonly applies?: "actor" | "batch"
   /** When the entity wants to be woken (epoch ms), as a `Wake` command (domain/wake.ts); none by default. */
   readonly wakeAt?: (state: State) => number | undefined
+  /**
+   * Commands only the platform sends, on the bus (a translator's, say), with why: the HTTP command route
+   * refuses them (400 naming `_tag`), as it refuses `Wake`. A command whose fields vouch for where its data
+   * came from belongs here: a key that may send commands must not be able to write that provenance.
+   */
+  readonly platformCommands?: Partial<Record<Command["_tag"], string>>
 }
 
 /** A decider of any commands, events and state: what the registry holds. */

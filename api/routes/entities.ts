@@ -255,10 +255,10 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
       responses: { 200: { description: "applied", schema: EntityResponse }, 201: { description: "applied; the entity was created", schema: EntityResponse }, ...commandProblems },
       handler: ({ params, headers, body, principal }) =>
         Effect.gen(function*() {
-          // Wake is the reminders' command (domain/wake.ts): only the platform sends it.
-          if ((body as { readonly _tag: string })._tag === "Wake") {
-            return yield* new InvalidRequest({ issues: [{ in: "body", path: ["_tag"], message: "Wake is sent by the platform's reminders only" }] })
-          }
+          // Wake is the reminders' command (domain/wake.ts), and a decider may name others: only the platform sends them.
+          const tag = (body as { readonly _tag: string })._tag
+          const platformOnly = tag === "Wake" ? "Wake is sent by the platform's reminders only" : kind.decider.platformCommands?.[tag]
+          if (platformOnly !== undefined) return yield* new InvalidRequest({ issues: [{ in: "body", path: ["_tag"], message: platformOnly }] })
           return yield* send(type, params.id, principal, headers, encode(body) as Schema.Json)
         })
     })

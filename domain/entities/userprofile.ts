@@ -310,6 +310,10 @@ export const userprofile = decider<ProfileCommand, ProfileEvent, ProfileState>({
     segments: (json.segments as ReadonlyArray<Schema.JsonObject>).map(({ sources: _sources, ...segment }) => segment)
   }),
   exists,
+  // Every membership names the partner file line it came from (explain, segments' per-partner counts,
+  // allowedSegments): a service key sending Apply over HTTP wrote any partner, job and line it liked, past
+  // that partner's allowedSegments and its cap of memberships (stop 28's outside attack).
+  platformCommands: { Apply: "Apply is sent by the partner translators only: a profile changes through partner ingestion (/v1/ingest), which records where each membership came from" },
   // The next whole second at or after the earliest expiry: one Wake a second at most, expiring all then
   // due. Woken at each expiry, 10,000 memberships a millisecond apart were 10,000 Wakes, each a pass over
   // every membership (stop 23's fourth outside attack). A membership goes at most a second late.

@@ -70,6 +70,20 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("GET 
       assert.deepStrictEqual((asAuditor.json() as { state: { segments: Array<{ sources: unknown }> } }).state.segments[0]!.sources, [{ partner: "acme", jobId: "job-7", line: 1 }])
     }))
 
+  it.effect("a profile's commands are the platform's: Apply (and Wake) over HTTP are 400 naming _tag, and change nothing", () =>
+    Effect.gen(function*() {
+      // Before (stop 28's outside attack), a service key's Apply wrote memberships in any partner's name,
+      // with any job and line, past that partner's allowedSegments and its cap.
+      const service = yield* createKey("service")
+      const url = `/v1/entities/userprofile/${encodeURIComponent(profileId("cookie", "forged"))}/commands`
+      const forged = { _tag: "Apply", records: [record("10", -5, { source: { partner: "acme", jobId: "not-a-job", digest: "x", line: -5 } })] }
+      for (const body of [forged, { _tag: "Wake", at: 1 }]) {
+        const res = yield* request({ method: "POST", url, key: service.secret, body })
+        assertInvalid(res, "body", "/_tag")
+      }
+      assertProblem(yield* request({ method: "GET", url: profileUrl("cookie", "forged"), key: service.secret }), 404, "not-found")
+    }))
+
   it.effect("answers the profile as it was at asOf (auditor)", () =>
     Effect.gen(function*() {
       const auditor = yield* createKey("auditor")
