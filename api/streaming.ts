@@ -34,7 +34,7 @@ import type { IncomingMessage, ServerResponse } from "node:http"
 import { pipeline } from "node:stream"
 import { createGunzip } from "node:zlib"
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Cause, Duration, Effect, Exit, Option, Schema, Stream } from "effect"
+import { Array as Arr, Cause, Duration, Effect, Exit, Option, Schema, Stream } from "effect"
 import { inflatesTooMuch, maxInflation } from "../domain/gzipBomb.ts"
 import { defaultUploadPace, paced, type UploadPace } from "../domain/uploadPace.ts"
 import { PayloadTooLarge, RequestBodyFailed, RequestTimeout, toProblem, UnsupportedMediaType } from "./problems.ts"
@@ -154,6 +154,20 @@ const write = (response: ServerResponse, text: string) =>
     return Effect.sync(() => response.off("drain", onDrain))
   })
 
+/** Characters of a streamed answer written at once, at most (past one line longer than that). */
+const chunkChars = 64 * 1024
+
+/** Lines joined into chunks of about `chunkChars` (a longer line is a chunk of its own). */
+const chunksOf = ([first, ...rest]: Arr.NonEmptyReadonlyArray<string>): Arr.NonEmptyArray<string> => {
+  const chunks: Arr.NonEmptyArray<string> = [first]
+  for (const text of rest) {
+    const last = chunks.length - 1
+    if (chunks[last]!.length + text.length > chunkChars) chunks.push(text)
+    else chunks[last] += text
+  }
+  return chunks
+}
+
 /**
  * Answers `status` with `stream`, encoded by `spec`, in the format `format`, until the stream ends,
  * fails or the client goes away. Never fails: once headers are out, errors are reported in-band.
@@ -183,7 +197,9 @@ export const sendStream = <E, R>(options: {
     response.writeHead(options.status, { ...options.headers, "content-type": format, "cache-control": "no-cache", "x-accel-buffering": "no" })
     // Headers go out now: a client following a quiet stream learns at once that it is connected.
     response.flushHeaders()
-    const text = options.stream.pipe(Stream.mapArray((items) => [items.map(line).join("")] as const))
+    // Written in chunks of about `chunkChars`, each waiting for the client to take the one before: a page
+    // joined whole was one write of up to 64 MB, buffered for a slow client (stop 28's outside attack).
+    const text = options.stream.pipe(Stream.mapArray((items) => chunksOf(Arr.map(items, line))))
     const withHeartbeat = sse
       ? Stream.merge(text, Stream.map(Stream.tick("15 seconds"), () => ": keep-alive\n\n"), { haltStrategy: "left" })
       : text

@@ -21,7 +21,8 @@ import { entityHistory, getEntity } from "../../projections/EntityQueries.ts"
 import type { Principal } from "../auth.ts"
 import { CommandFailed, Forbidden, InvalidRequest, NotFound, problemResponse } from "../problems.ts"
 import { route, type AnyRoute } from "../route.ts"
-import { IsoTimestamp, Limit, NonNegativeIntFromString, readSlice, RevisionTag } from "./params.ts"
+import { readHistoryPage } from "./historyPage.ts"
+import { IsoTimestamp, Limit, NonNegativeIntFromString, RevisionTag } from "./params.ts"
 
 export const EntityResponse = Schema.Struct({
   type: Schema.String,
@@ -304,20 +305,15 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
         responses: { 200: { description: "events", schema: HistoryPage }, ...problems },
         handler: ({ params, query }) =>
           Effect.gen(function*() {
-            const limit = query.limit ?? 100
             const until = query.until === undefined ? {} : { until: query.until }
-            // In slices, giving way between them (see /v1/history); a short slice is the stream's end or `until`.
-            const events: Array<EventEnvelope> = []
-            for (let from = query.fromRevision ?? 0; events.length < limit;) {
-              const want = Math.min(limit - events.length, readSlice)
-              const slice = yield* entityHistory(type, params.id, { fromRevision: from, limit: want, ...until })
-              events.push(...slice)
-              if (slice.length < want) break
-              from = slice[slice.length - 1]!.revision + 1
-              yield* Effect.yieldNow
-            }
-            const last = events[events.length - 1]
-            return { status: 200, body: { events, ...(events.length === limit && last ? { nextRevision: last.revision + 1 } : {}) } }
+            // a short slice is the stream's end or `until`
+            const page = yield* readHistoryPage(query.limit ?? 100, (count, last: EventEnvelope | undefined) =>
+              Effect.map(
+                entityHistory(type, params.id, { fromRevision: last === undefined ? query.fromRevision ?? 0 : last.revision + 1, limit: count, ...until }),
+                (events) => ({ events, more: events.length === count })
+              ))
+            const last = page.events[page.events.length - 1]
+            return { status: 200, body: { events: page.events, ...(page.more && last ? { nextRevision: last.revision + 1 } : {}) } }
           })
       }),
       route({

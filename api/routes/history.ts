@@ -5,7 +5,8 @@ import { EventEnvelope, toEnvelope } from "../../domain/envelope.ts"
 import { globalHistory } from "../../projections/EntityQueries.ts"
 import { problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
-import { Limit, NonNegativeIntFromString, readSlice } from "./params.ts"
+import { readHistoryPage } from "./historyPage.ts"
+import { Limit, NonNegativeIntFromString } from "./params.ts"
 
 const GlobalHistoryPage = Schema.Struct({
   events: Schema.Array(EventEnvelope),
@@ -16,7 +17,7 @@ const GlobalHistoryPage = Schema.Struct({
 export const historyRoutes = [
   route({
     method: "GET", url: "/v1/history", tags: ["history"], roles: ["auditor"], admission: "reads",
-    summary: "Every event in global commit order, from a position (inclusive)",
+    summary: "Every event in global commit order, from a position (inclusive): at most `limit` events and about 8 MiB of them; page on with `nextPosition`",
     query: Schema.Struct({ fromPosition: Schema.optionalKey(NonNegativeIntFromString), limit: Schema.optionalKey(Limit) }),
     responses: {
       200: { description: "events", schema: GlobalHistoryPage },
@@ -27,20 +28,13 @@ export const historyRoutes = [
     },
     handler: ({ query }) =>
       Effect.gen(function*() {
-        // Read in slices, giving way between them: the store's reads are synchronous, and one
-        // 1,000-event read must not hold the event loop (the relay's and the leases' timers) for its whole length.
-        let remaining = query.limit ?? 100
-        let from = query.fromPosition
-        const events: Array<EventEnvelope> = []
-        for (;;) {
-          const page = yield* globalHistory({ limit: Math.min(remaining, readSlice), ...(from === undefined ? {} : { fromPosition: from }) })
-          events.push(...page.events)
-          remaining -= Math.min(remaining, readSlice)
-          from = page.nextPosition
-          if (remaining === 0 || from === undefined) break
-          yield* Effect.yieldNow
-        }
-        return { status: 200, body: { events, ...(from === undefined ? {} : { nextPosition: from }) } }
+        let next = query.fromPosition
+        const page = yield* readHistoryPage(query.limit ?? 100, (count) =>
+          Effect.map(globalHistory({ limit: count, ...(next === undefined ? {} : { fromPosition: next }) }), (slice) => {
+            next = slice.nextPosition
+            return { events: slice.events, more: next !== undefined }
+          }))
+        return { status: 200, body: { events: page.events, ...(page.more && next !== undefined ? { nextPosition: next } : {}) } }
       })
   }),
   route({

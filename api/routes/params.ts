@@ -18,9 +18,6 @@ export const NonNegativeIntFromString = Schema.String.check(
 
 export const Limit = NonNegativeIntFromString.check(Schema.isBetween({ minimum: 1, maximum: 1_000 }))
 
-/** Pages of up to `Limit` events are read from the store this many at a time, giving way between slices. */
-export const readSlice = 100
-
 /** `If-Match`: a revision as a strong entity tag (`"3"`); weak tags never match (RFC 9110 §13.1.1). */
 export const RevisionTag = Schema.String.check(
   Schema.makeFilter((s: string) => /^"[0-9]+"$/.test(s) || 'Expected the revision as a strong entity tag: "3"', {

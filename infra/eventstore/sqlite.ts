@@ -43,8 +43,13 @@ export interface SqliteOptions {
 const maxBatch = 1024
 /** Appends waiting for the writer; a full queue suspends callers (backpressure). */
 const queueCapacity = 16_384
-/** Page size of a subscription's catch-up reads. */
+/** Page size of a subscription's catch-up reads: at most this many events, and past the first, at most `pageMaxChars` of their data and metadata. */
 const pageSize = 500
+/**
+ * Events are as large as their commands made them (~600 KB for an `Apply` of 2,000 records): a page of 500
+ * was 64 MB held for each slow follower of `/v1/history/stream` (stop 28's outside attack: 50 of them, +2.3 GB).
+ */
+const pageMaxChars = 4 * 1024 * 1024
 /**
  * How often a live subscription looks for appends made by another process on the same file: every
  * `busyPollMillis` after something came, backing off to every `idlePollMillis` while nothing does.
@@ -187,7 +192,16 @@ export const makeSqlite = Effect.fnUntraced(function*(options: SqliteOptions) {
     Stream.paginate({ last: options.after ?? 0, poll: busyPollMillis }, ({ last, poll }) =>
       Effect.suspend(() => {
         const wake = committed // taken before reading, so a commit after the read still wakes us
-        return read("subscribeToAll", () => statements.allForwards.all(last + 1, pageSize).map(toRecorded)).pipe(
+        return read("subscribeToAll", () => {
+          const page: Array<RecordedEvent> = []
+          let chars = 0
+          for (const row of statements.allForwards.iterate(last + 1, pageSize)) {
+            page.push(toRecorded(row))
+            chars += (row.data as string).length + (row.metadata as string).length
+            if (chars >= pageMaxChars) break
+          }
+          return page
+        }).pipe(
           Effect.flatMap((page) =>
             page.length > 0
               ? Effect.succeed([page, Option.some({ last: page[page.length - 1]!.position, poll: busyPollMillis })] as const)

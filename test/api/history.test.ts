@@ -157,6 +157,45 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("hist
         assert.strictEqual((from.json() as GlobalHistory).nextPosition, positions[8]! + 1)
       }))
 
+    it.effect("a page holds at most about 8 MiB of events, whatever its limit: cut, it says where the next begins, and the pages hold every event once", () =>
+      Effect.gen(function*() {
+        // Before stop 28 a page was bounded by its count alone: 1,000 events of ~1 MB were one 64 MB answer.
+        const auditor = yield* seed
+        yield* request({ method: "PUT", url: "/v1/entities/advertiser/7100", body: { name: "big" } })
+        yield* request({ method: "PUT", url: "/v1/entities/campaign/7101", body: { advertiserId: "7100", name: "big" } })
+        // 10,000 segment ids of 19 digits: ~210 KB an event
+        const segmentIds = (n: number) => Array.from({ length: 10_000 }, (_, i) => String(1_000_000_000_000_000_000n + BigInt(n * 10_000 + i)))
+        const first = yield* request({ method: "PUT", url: "/v1/entities/strategy/7102", body: { campaignId: "7101", name: "big", bidPrice: 1, segmentIds: segmentIds(0) } })
+        assert.strictEqual(first.statusCode, 201, first.body.slice(0, 300))
+        for (let n = 1; n < 60; n++) {
+          const res = yield* request({ method: "PATCH", url: "/v1/entities/strategy/7102", body: { segmentIds: segmentIds(n) } })
+          assert.strictEqual(res.statusCode, 200, res.body.slice(0, 300))
+        }
+        // the entity's history, 60 events of ~210 KB (12.6 MB), asked whole
+        const entityPages: Array<EntityHistory> = []
+        for (let from: number | undefined = 0; from !== undefined;) {
+          const res = yield* request({ method: "GET", url: `/v1/entities/strategy/7102/history?fromRevision=${from}&limit=1000`, key: auditor.secret })
+          assert.strictEqual(res.statusCode, 200)
+          assert.isBelow(res.body.length, 9 * 1024 * 1024)
+          entityPages.push(res.json() as EntityHistory)
+          from = entityPages[entityPages.length - 1]!.nextRevision
+        }
+        assert.isAbove(entityPages.length, 1)
+        assert.deepStrictEqual(entityPages.flatMap((p) => p.events.map((e) => e.revision)), Array.from({ length: 60 }, (_, i) => i))
+        // the same events in the global history, from the strategy's first
+        const start = entityPages[0]!.events[0]!.position
+        const globalPages: Array<GlobalHistory> = []
+        for (let from: number | undefined = start; from !== undefined && globalPages.length < 20;) {
+          const res = yield* request({ method: "GET", url: `/v1/history?fromPosition=${from}&limit=1000`, key: auditor.secret })
+          assert.isBelow(res.body.length, 9 * 1024 * 1024)
+          globalPages.push(res.json() as GlobalHistory)
+          from = globalPages[globalPages.length - 1]!.nextPosition
+        }
+        assert.isAbove(globalPages.length, 1)
+        const ofStrategy = globalPages.flatMap((p) => p.events).filter((e) => e.entityType === "strategy" && e.entityId === "7102")
+        assert.deepStrictEqual(ofStrategy.map((e) => e.revision), Array.from({ length: 60 }, (_, i) => i))
+      }), { timeout: 120_000 })
+
     it.effect("rejects a bad fromPosition or limit with 400", () =>
       Effect.gen(function*() {
         const auditor = yield* seed

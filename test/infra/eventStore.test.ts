@@ -53,6 +53,17 @@ describe("SQLite event store file", () => {
       assert.deepStrictEqual(events.map((e) => [e.type, e.position]), [["Before", 1], ["A", 2], ["B", 3], ["C", 4]])
     }))
 
+  it.live("a subscription's catch-up pages hold at most ~4 MiB of events past their first (a page of 500 was 64 MB held for a slow follower)", () =>
+    Effect.gen(function*() {
+      const path = tempDatabase()
+      const store = yield* openStore(path)
+      const big = "x".repeat(1024 * 1024)
+      for (let i = 0; i < 20; i++) yield* store.appendToStream(`big-${i}`, [event("Big", { big })], "no_stream")
+      const pages = yield* store.subscribeToAll().pipe(Stream.take(20), Stream.chunks, Stream.runCollect)
+      assert.deepStrictEqual(pages.flat().map((e) => e.position), Array.from({ length: 20 }, (_, i) => i + 1))
+      for (const page of pages) assert.isAtMost(page.length, 4, `a page of ${page.length} events of 1 MiB`)
+    }))
+
   it.live("checks the expected revision across processes sharing the file", () =>
     Effect.gen(function*() {
       const path = tempDatabase()
