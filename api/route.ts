@@ -202,6 +202,23 @@ const identify = (spec: AnyRoute<unknown>, request: FastifyRequest, context: Rou
     return principal as Principal
   })
 
+/** How often a streamed answer checks its caller's key again. */
+const keyRecheck = "5 seconds"
+
+/**
+ * Fails with Unauthorized once the request's key is no longer good (revoked, or the bootstrap key
+ * disabled), checked every `keyRecheck`: a streamed answer may last for days, and before stop 28 one
+ * opened with a key revoked since went on delivering every new event. Never, on a public route.
+ */
+const keyRevoked = (spec: AnyRoute<unknown>, request: FastifyRequest) =>
+  spec.roles === "public"
+    ? Effect.never
+    : Effect.sleep(keyRecheck).pipe(
+      // the key store unavailable a moment is not a revocation: asked again next time
+      Effect.andThen(authenticate(request.headers.authorization).pipe(Effect.asVoid, Effect.catchTag("ApiKeysError", () => Effect.void))),
+      Effect.forever
+    )
+
 /** A request that declares a body, not read (yet). */
 const bodyPending = (request: FastifyRequest) =>
   !request.raw.complete && (request.headers["transfer-encoding"] !== undefined || Number(request.headers["content-length"] ?? 0) > 0)
@@ -259,7 +276,11 @@ const mount = <R>(app: FastifyInstance, spec: AnyRoute<R>, context: RouteContext
           stream: answer.stream,
           instance: request.url,
           closing: context.closing,
-          onError: (cause) => Effect.sync(() => request.log.error({ cause: Cause.pretty(cause) }, "streamed answer failed"))
+          revoked: keyRevoked(spec as AnyRoute<unknown>, request),
+          onError: (cause) =>
+            Cause.findErrorOption(cause).pipe(Option.exists((error) => (error as { readonly _tag?: string })._tag === "Unauthorized"))
+              ? Effect.void
+              : Effect.sync(() => request.log.error({ cause: Cause.pretty(cause) }, "streamed answer failed"))
         })
         return undefined
       })

@@ -172,7 +172,7 @@ const chunksOf = ([first, ...rest]: Arr.NonEmptyReadonlyArray<string>): Arr.NonE
  * Answers `status` with `stream`, encoded by `spec`, in the format `format`, until the stream ends,
  * fails or the client goes away. Never fails: once headers are out, errors are reported in-band.
  */
-export const sendStream = <E, R>(options: {
+export const sendStream = <E, R, RK>(options: {
   readonly response: ServerResponse
   readonly status: number
   readonly headers: Readonly<Record<string, string>>
@@ -182,8 +182,10 @@ export const sendStream = <E, R>(options: {
   readonly instance: string
   /** completes when the server is closing: the answer then ends cleanly (clients resume from the last id) */
   readonly closing: Effect.Effect<void>
-  readonly onError: (cause: Cause.Cause<E>) => Effect.Effect<void>
-}): Effect.Effect<void, never, R> =>
+  /** fails when the caller's key is no longer good (revoked, or the bootstrap key disabled): the answer ends with that problem */
+  readonly revoked: Effect.Effect<never, { readonly _tag: string }, RK>
+  readonly onError: (cause: Cause.Cause<E | { readonly _tag: string }>) => Effect.Effect<void>
+}): Effect.Effect<void, never, R | RK> =>
   Effect.gen(function*() {
     const { response, spec, format } = options
     const encode = Schema.encodeUnknownSync(spec.item as Schema.Codec<unknown>)
@@ -207,6 +209,7 @@ export const sendStream = <E, R>(options: {
       Stream.runForEach((chunk) => write(response, chunk)),
       Effect.raceFirst(clientGone(response)),
       Effect.raceFirst(options.closing),
+      Effect.raceFirst(options.revoked),
       Effect.exit
     )
     if (Exit.isSuccess(exit)) {

@@ -97,5 +97,24 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("hist
         const bad = yield* request({ method: "GET", url: "/v1/history/stream", key: auditor.secret, headers: { "last-event-id": "x" } })
         assertProblem(bad, 400, "invalid-request")
       }))
+
+    it.effect("a stream whose key is revoked ends with a 401 problem, and delivers nothing written after it ended", () =>
+      Effect.gen(function*() {
+        // Before stop 28 it went on delivering every new event to a key revoked since it was opened.
+        yield* seed
+        const auditor = yield* createKey("auditor", "revoked while following")
+        const events = sseReader(yield* open(auditor.secret, "", { accept: "text/event-stream" }))
+        yield* put("720", "before")
+        const revoke = yield* request({ method: "DELETE", url: `/v1/admin/keys/${auditor.id}` })
+        assert.strictEqual(revoke.statusCode, 204, revoke.body)
+        // read until the answer ends (a key is checked again every few seconds)
+        const rest = yield* events.take(100_000)
+        const last = rest.at(-1)!
+        assert.strictEqual(last.event, "problem")
+        assert.deepInclude(JSON.parse(last.data), { status: 401, code: "unauthorized" })
+        yield* put("721", "after")
+        assert.deepStrictEqual(yield* events.take(1), [])
+        assert.isFalse(rest.some((e) => e.data.includes('"721"')))
+      }))
   })
 })
