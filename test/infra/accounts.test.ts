@@ -7,12 +7,13 @@
  * acknowledgements. Now the reader is in the READERS account (nats.conf), which holds only mirrors.
  */
 import { assert, describe, it, layer } from "@effect/vitest"
+import { createConnection } from "node:net"
 import { join } from "node:path"
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { Kvm } from "@nats-io/kv"
 import { connect, createInbox } from "@nats-io/transport-node"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { ConfigProvider, Context, Effect, Layer } from "effect"
+import { ConfigProvider, Context, Effect, Layer, Result } from "effect"
 import { PlatformConfig } from "../../api/config.ts"
 import { HttpServer, layer as platformLayer, NatsAccess } from "../../api/platform.ts"
 import { BucketNames, checkpointSubject, commandSubject, historySubject, StreamNames } from "../../domain/subjects.ts"
@@ -20,7 +21,7 @@ import { ConsumerAccounts, platformApiPrefix } from "../../infra/nats/consumerAc
 import { Nats, tryNats } from "../../infra/nats/Nats.ts"
 import { freePort } from "../../infra/nats/NatsServer.ts"
 import { eventually, request } from "../fixtures/http.ts"
-import { connectAsReader } from "../fixtures/nats.ts"
+import { connectAsReader, TestNatsServer } from "../fixtures/nats.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
 import { streamMessages } from "../fixtures/jetstreamContents.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
@@ -214,6 +215,46 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 180_000 })("NAT
         const snapshots = yield* platformStream(StreamNames.snapshots)
         for (const subject of Object.keys(snapshots.subjects)) assert.match(subject, /^snapshot\.advertiser\.\d+$/, `SNAPSHOTS holds ${subject}`)
         assert.notProperty(snapshots.subjects, "snapshot.advertiser.666")
+      }), 180_000)
+  })
+
+  describe("the account's limits", () => {
+    it.effect("readers hold at most 256 connections together, and the platform still connects; the server refuses a reader's message over 16 KB", () =>
+      Effect.gen(function*() {
+        // Before stop 28: 1,023 reader connections kept a restarted platform from connecting (the server's
+        // max_connections is 1,024), and a consumer config with a 7 MB filter subject took ~33 MB of memory.
+        const { url, platform, reader } = yield* TestNatsServer
+        const opened: Array<NatsConnection> = []
+        let refused: unknown
+        while (opened.length < 300 && refused === undefined) {
+          const attempt = yield* Effect.result(Effect.tryPromise(() => connect({ servers: url, user: reader.user, pass: reader.password, reconnect: false, timeout: 5_000 })))
+          if (Result.isSuccess(attempt)) opened.push(attempt.success)
+          else refused = attempt.failure.cause
+        }
+        assert.isDefined(refused, "a reader connection was refused")
+        // the server's "maximum account active connections exceeded", or its closing the socket first (EPIPE)
+        assert.match(String(refused), /maximum account active connections exceeded|EPIPE|ECONNRESET|CONNECTION_CLOSED/i)
+        assert.isAtMost(opened.length, 256)
+        assert.isAtLeast(opened.length, 200)
+        const platformConnection = yield* Effect.promise(() => connect({ servers: url, user: platform.user, pass: platform.password, reconnect: false }))
+        yield* Effect.promise(() => platformConnection.close())
+        yield* Effect.forEach(opened, (nc) => Effect.promise(() => nc.close()), { discard: true })
+        // The server's own check, not the client's: a raw PUB of 20,000 bytes.
+        const port = Number(new URL(url).port)
+        const answer = yield* Effect.promise(() => new Promise<string>((resolve) => {
+          const socket = createConnection({ host: "127.0.0.1", port })
+          let text = ""
+          socket.on("data", (data) => {
+            text += data.toString()
+            if (/-ERR/.test(text)) {
+              socket.destroy()
+              resolve(text)
+            }
+          })
+          socket.on("close", () => resolve(text))
+          socket.write(`CONNECT ${JSON.stringify({ user: reader.user, pass: reader.password, verbose: false, pedantic: false })}\r\nPUB $JS.API.INFO 20000\r\n${"x".repeat(20_000)}\r\n`)
+        }))
+        assert.match(answer, /-ERR 'Maximum Payload Violation'/)
       }), 180_000)
   })
 
