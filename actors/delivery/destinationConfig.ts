@@ -18,7 +18,8 @@ export const loadDestination = (id: string, known?: Life) =>
   Effect.gen(function*() {
     const current = yield* currentDestination(id, known)
     if (Option.isNone(current)) return Option.none<LoadedDestination>()
-    const secretHeaders = yield* (yield* DestinationSecrets).get(id)
+    // only those given for the URL's origin: never a partner's credentials to where the URL was moved
+    const secretHeaders = yield* (yield* DestinationSecrets).get(id, new URL(current.value.config.url).origin)
     return Option.some<LoadedDestination>({ ...current.value, secretHeaders })
   })
 

@@ -10,7 +10,9 @@
  *
  * Secrets follow the URL's origin: a PUT or PATCH moving the URL to another scheme, host or port must
  * give `secretHeaders` anew (422 otherwise), or a key that may edit destinations could send a
- * partner's credentials to a server of its own. And what belongs to a destination outside its entity
+ * partner's credentials to a server of its own. And they are stored with the origin they were given
+ * for, which is the only one the deliverer sends them to (domain/delivery/DestinationSecrets.ts), so no
+ * interleaving of requests (a refused one's undo after another's move) sends them anywhere else. And what belongs to a destination outside its entity
  * (secrets, dead letters on DLQ, chunks on DELIVER) goes with its delete: dropped once the delete is
  * accepted (the secrets written before it), and again before a PUT creates a destination under a
  * deleted one's id, so a crash between the delete and the drop never hands them to the next
@@ -123,17 +125,19 @@ const recordChange = (names: ReadonlyArray<string>) =>
 /**
  * The destination's secret headers as they are now, and how to put them back: run when the entity
  * refuses the command (a stale If-Match, invalid fields), so that a refused request changes nothing.
- * Secrets that cannot be decrypted (a changed key) cannot be put back: they are left as the request set them.
+ * They go back given for the origin they were given for (stored without one: the URL's then), so that
+ * put back after another request moved the URL they are still never sent there. Secrets that cannot be
+ * decrypted (a changed key) cannot be put back: they are left as the request set them.
  */
-const snapshot = (id: string) =>
+const snapshot = (id: string, liveUrl: unknown) =>
   Effect.gen(function*() {
     const secrets = yield* DestinationSecrets
-    const before = yield* Effect.result(secrets.get(id))
+    const before = yield* Effect.result(Effect.all([secrets.get(id), secrets.origin(id)]))
     if (Result.isFailure(before)) return Effect.void
-    const previous = before.success
+    const [previous, origin] = before.success
     return Object.keys(previous).length === 0
       ? Effect.ignore(secrets.remove(id))
-      : Effect.ignore(secrets.put(id, previous))
+      : Effect.ignore(secrets.put(id, previous, origin ?? originOf(liveUrl) ?? ""))
   })
 
 export const destinationWriteOnly = {
@@ -152,8 +156,8 @@ export const destinationWriteOnly = {
         if (!given) return undefined
         // decoded by the route with DestinationPut
         const headers = writeOnly["secretHeaders"] as Readonly<Record<string, string>>
-        const undo = yield* snapshot(id)
-        const put = secrets.put(id, redact(headers) as Record<string, Redacted.Redacted<string>>)
+        const undo = yield* snapshot(id, Option.isSome(live) ? live.value["url"] : undefined)
+        const put = secrets.put(id, redact(headers) as Record<string, Redacted.Redacted<string>>, originOf(rest["url"]) ?? "")
         const after = yield* Effect.flatMap(put, recordChange)
         return { after, undo, again: put }
       }
@@ -165,14 +169,16 @@ export const destinationWriteOnly = {
       if (Result.isFailure(patch)) return yield* invalid(patch.failure.map((issue) => ({ ...issue, path: ["secretHeaders", ...issue.path] })))
       const issues = headerIssues(patch.success ?? {}, "secretHeaders", { secrets: "allow" })
       if (issues.length > 0) return yield* invalid(issues.map((i) => ({ path: i.path, message: i.issue })))
-      const undo = yield* snapshot(id)
-      // to another origin, the given headers replace them all: none of the old ones follows the URL
+      const undo = yield* snapshot(id, live.value["url"])
+      // given for the URL's origin after the patch; to another origin, the given headers replace them
+      // all: none of the old ones follows the URL
+      const origin = originOf(Object.hasOwn(rest, "url") ? rest["url"] : live.value["url"]) ?? ""
       const kept = Object.entries(patch.success ?? {}).filter((entry): entry is [string, string] => entry[1] !== null)
       const names = patch.success === null
         ? yield* Effect.as(secrets.remove(id), [])
         : moves
-        ? yield* secrets.put(id, redact(Object.fromEntries(kept)) as Record<string, Redacted.Redacted<string>>)
-        : yield* secrets.patch(id, redact(patch.success))
+        ? yield* secrets.put(id, redact(Object.fromEntries(kept)) as Record<string, Redacted.Redacted<string>>, origin)
+        : yield* secrets.patch(id, redact(patch.success), origin)
       return { after: yield* recordChange(names), undo }
     }),
   // A DELETE drops what was written before it: a PUT creating the destination again at the same time

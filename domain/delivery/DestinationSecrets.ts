@@ -20,13 +20,29 @@ export class SecretsUndecryptable extends Schema.TaggedError<SecretsUndecryptabl
 /** Header name (lower-case) → value. */
 export type SecretHeaders = Readonly<Record<string, Redacted.Redacted<string>>>
 
+/**
+ * Secrets are given for an origin (the destination's URL's scheme, host and port when they were set) and
+ * are sent to that origin only: whatever order two requests' writes and undos land in, a partner's
+ * credentials never reach a server the destination was moved to (stop 28's outside attack: a PATCH
+ * refused for a stale If-Match put back the secrets it had snapshot after another PATCH had moved the
+ * URL to the attacker's server and dropped them; 16 races in 60 won, and the deliverer sent them there).
+ * Secrets stored before stop 28 have no origin, and go wherever the URL is, until they are written again.
+ */
 export class DestinationSecrets extends Context.Service<DestinationSecrets, {
-  /** Replaces the destination's secret headers with these; returns the names it has now. */
-  readonly put: (destination: string, headers: SecretHeaders) => Effect.Effect<ReadonlyArray<string>, SecretsError>
-  /** Sets the given headers and removes those given as null (a merge patch); returns the names it has now. */
-  readonly patch: (destination: string, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>) => Effect.Effect<ReadonlyArray<string>, SecretsError>
-  /** The destination's secret headers, decrypted (none: an empty record). */
-  readonly get: (destination: string) => Effect.Effect<SecretHeaders, SecretsError | SecretsUndecryptable>
+  /** Replaces the destination's secret headers with these, given for `origin`; returns the names it has now. */
+  readonly put: (destination: string, headers: SecretHeaders, origin: string) => Effect.Effect<ReadonlyArray<string>, SecretsError>
+  /**
+   * Sets the given headers and removes those given as null (a merge patch), all then given for `origin`;
+   * returns the names it has now.
+   */
+  readonly patch: (destination: string, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>, origin: string) => Effect.Effect<ReadonlyArray<string>, SecretsError>
+  /**
+   * The destination's secret headers, decrypted (none: an empty record): with `origin`, only those given
+   * for it (and those stored without one); without, all of them.
+   */
+  readonly get: (destination: string, origin?: string) => Effect.Effect<SecretHeaders, SecretsError | SecretsUndecryptable>
+  /** The origin the destination's secrets were given for (none: no secrets, or stored without one). */
+  readonly origin: (destination: string) => Effect.Effect<string | undefined, SecretsError>
   /** Which secret headers it has (never values), sorted. */
   readonly names: (destination: string) => Effect.Effect<ReadonlyArray<string>, SecretsError>
   /**

@@ -6,7 +6,8 @@
  * with (a fingerprint): opening the store with another key fails at once (SecretsError), and a value
  * that does not authenticate is SecretsUndecryptable: never garbage sent to a partner. Each write
  * stamps its rows with the next number of the store's write sequence (`secrets_sequence`), so that a
- * delete's drop can leave what was written after it.
+ * delete's drop can leave what was written after it. Each row names the origin its value was given for
+ * (`origin`; none for rows written before stop 28), and a read for an origin answers only its rows.
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto"
 import { Clock, Effect, Layer, Redacted } from "effect"
@@ -48,6 +49,8 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
               // a file from before the write sequence
               const columns = db.prepare(`PRAGMA table_info(destination_secrets)`).all() as Array<{ readonly name: string }>
               if (!columns.some((c) => c.name === "written")) db.exec(`ALTER TABLE destination_secrets ADD COLUMN written INTEGER NOT NULL DEFAULT 0`)
+              // a file from before origins (stop 28): its rows have none
+              if (!columns.some((c) => c.name === "origin")) db.exec(`ALTER TABLE destination_secrets ADD COLUMN origin TEXT`)
               db.exec(`CREATE TABLE IF NOT EXISTS secrets_sequence (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
                 INSERT OR IGNORE INTO secrets_sequence (id, n) VALUES (1, 0)`)
             })
@@ -65,10 +68,13 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
         })
       }
       const rows = db.prepare(`SELECT name, iv, tag, ciphertext FROM destination_secrets WHERE destination = ? ORDER BY name`)
+      const rowsFor = db.prepare(`SELECT name, iv, tag, ciphertext FROM destination_secrets WHERE destination = ? AND (origin = ? OR origin IS NULL) ORDER BY name`)
+      const originOf = db.prepare(`SELECT origin FROM destination_secrets WHERE destination = ? AND origin IS NOT NULL LIMIT 1`)
       const namesOf = db.prepare(`SELECT name FROM destination_secrets WHERE destination = ? ORDER BY name`)
-      const upsert = db.prepare(`INSERT INTO destination_secrets (destination, name, iv, tag, ciphertext, key_id, updated_at, written) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      const upsert = db.prepare(`INSERT INTO destination_secrets (destination, name, iv, tag, ciphertext, key_id, updated_at, written, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (destination, name) DO UPDATE SET iv = excluded.iv, tag = excluded.tag, ciphertext = excluded.ciphertext, key_id = excluded.key_id,
-          updated_at = excluded.updated_at, written = excluded.written`)
+          updated_at = excluded.updated_at, written = excluded.written, origin = excluded.origin`)
+      const bind = db.prepare(`UPDATE destination_secrets SET origin = ? WHERE destination = ?`)
       const removeOne = db.prepare(`DELETE FROM destination_secrets WHERE destination = ? AND name = ?`)
       const removeAll = db.prepare(`DELETE FROM destination_secrets WHERE destination = ?`)
       const removeUpTo = db.prepare(`DELETE FROM destination_secrets WHERE destination = ? AND written <= ?`)
@@ -92,7 +98,7 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
         })
       const use = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: fail(operation) })
       const names = (destination: string) => (namesOf.all(destination) as Array<{ readonly name: string }>).map((r) => r.name)
-      const write = (destination: string, replace: boolean, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>) =>
+      const write = (destination: string, replace: boolean, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>, origin: string) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
           use("write secrets", () => {
             const at = new Date(now).toISOString()
@@ -106,22 +112,25 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
               if (replace) removeAll.run(destination)
               for (const { name, sealed: s } of sealed) {
                 if (s === null) removeOne.run(destination, name)
-                else upsert.run(destination, name, s.iv, s.tag, s.ciphertext, fingerprint, at, written)
+                else upsert.run(destination, name, s.iv, s.tag, s.ciphertext, fingerprint, at, written, origin)
               }
+              // the ones a patch keeps are given for its origin too
+              bind.run(origin, destination)
               return names(destination)
             })
           }))
 
       return DestinationSecrets.of({
-        put: (destination, headers) => write(destination, true, headers),
-        patch: (destination, changes) => write(destination, false, changes),
-        get: (destination) =>
-          Effect.flatMap(use("read secrets", () => rows.all(destination) as unknown as Array<Row>), (found) =>
+        put: (destination, headers, origin) => write(destination, true, headers, origin),
+        patch: (destination, changes, origin) => write(destination, false, changes, origin),
+        get: (destination, origin) =>
+          Effect.flatMap(use("read secrets", () => (origin === undefined ? rows.all(destination) : rowsFor.all(destination, origin)) as unknown as Array<Row>), (found) =>
             Effect.map(
               Effect.forEach(found, (row) => Effect.map(decrypt(destination, row), (value) => [row.name, Redacted.make(value)] as const)),
               (entries): SecretHeaders => Object.fromEntries(entries)
             )),
         names: (destination) => use("read secrets", () => names(destination)),
+        origin: (destination) => use("read secrets", () => (originOf.get(destination) as { readonly origin: string } | undefined)?.origin),
         remove: (destination, writtenUpTo) =>
           use("remove secrets", () => void (writtenUpTo === undefined ? removeAll.run(destination) : removeUpTo.run(destination, writtenUpTo))),
         sequence: use("read the secrets' write sequence", () => (current.get() as { readonly n: number }).n)

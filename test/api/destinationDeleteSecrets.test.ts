@@ -26,7 +26,7 @@ describe("a deleted destination's secrets", { timeout: 60_000 }, () => {
         assert.strictEqual(deleted.statusCode, 200, deleted.body)
         assert.deepStrictEqual(yield* DestinationSecrets.use((secrets) => secrets.names("reused")), [])
         // as if a crash had cut the drop after the delete short: dropped before the next creation
-        yield* DestinationSecrets.use((secrets) => secrets.put("reused", { "x-api-key": Redacted.make("acme-only-secret-0001") }))
+        yield* DestinationSecrets.use((secrets) => secrets.put("reused", { "x-api-key": Redacted.make("acme-only-secret-0001") }, "http://127.0.0.1:9"))
 
         const again = yield* request({
           method: "PUT", url: "/v1/entities/destination/reused",

@@ -10,7 +10,11 @@
 import { createServer, type IncomingHttpHeaders } from "node:http"
 import type { AddressInfo } from "node:net"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { join } from "node:path"
+import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { DestinationSecrets } from "../../domain/delivery/DestinationSecrets.ts"
+import { deliverySecretsKey } from "../../infra/delivery/secretsKey.ts"
+import { layerSqlite as secretsLayer } from "../../infra/delivery/secretsSqlite.ts"
 import { eventually } from "../fixtures/http.ts"
 import { layerTestNatsServer, TestNatsServer } from "../fixtures/nats.ts"
 import { call, platformEnv, startPlatformProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
@@ -93,5 +97,21 @@ describe("destination secrets and the url", () => {
       assert.deepStrictEqual((dropped.body as { state: { secretHeaders?: unknown } }).state.secretHeaders, [])
       yield* reached(thief, 0)
       assert.deepStrictEqual(thief.seen.map((headers) => headers["x-api-key"]).filter((v) => v !== undefined), [], "the partner's secret reached the new host")
+
+      // The end state of stop 28's outside attack, made on purpose: a PATCH refused for a stale If-Match
+      // puts back the secrets it took before another PATCH moved the URL and dropped them (its undo, as
+      // api/routes/destinationSecrets.ts runs it: given for the origin they were given for). The race won
+      // 16 times in 60, and the deliverer then sent the partner's secret to the thief.
+      const secrets = yield* Layer.build(secretsLayer({ path: join(dataDir, "delivery-secrets.db"), key: yield* deliverySecretsKey(Option.none(), dataDir) }))
+      yield* Context.get(secrets, DestinationSecrets).put("acme-dsp", { "x-api-key": Redacted.make(SECRET) }, new URL(partner.url).origin)
+      // the lanes read the destination (and its secrets) again once it changes: a plain header marks what they sent since
+      const marked = yield* api("PATCH", "/v1/entities/destination/acme-dsp", { headers: { "x-config": "after-undo" } }, serviceKey)
+      assert.strictEqual(marked.status, 200, marked.text)
+      const since = yield* eventually(
+        Effect.andThen(call(platform.base, "POST", "/v1/destinations/acme-dsp/refresh", { key: serviceKey }), Effect.sync(() => thief.seen.filter((h) => h["x-config"] === "after-undo"))),
+        (seen) => seen.length >= 1,
+        "30 seconds"
+      )
+      assert.deepStrictEqual(since.map((headers) => headers["x-api-key"]), since.map(() => undefined), "secrets given for the partner's origin reached the new host")
     }).pipe(Effect.scoped, Effect.provide(layerTestNatsServer())), { timeout: 150_000 })
 })

@@ -22,7 +22,7 @@ describe("destination secrets in SQLite", () => {
   it.effect("keeps values encrypted: the raw file holds no value, and the key decrypts them", () =>
     Effect.gen(function*() {
       const path = join(yield* tempDir("secrets"), "delivery-secrets.db")
-      const names = yield* withStore(path, keyA, (s) => s.put("acme-dsp", { Authorization: Redacted.make(secret), "x-api-key": Redacted.make("k-42-secret-value") }))
+      const names = yield* withStore(path, keyA, (s) => s.put("acme-dsp", { Authorization: Redacted.make(secret), "x-api-key": Redacted.make("k-42-secret-value") }, "https://partner.example"))
       assert.deepStrictEqual(names, ["authorization", "x-api-key"])
       // the file, its WAL and the rows hold no value in clear
       const raw = ["", "-wal"].map((suffix) => { try { return readFileSync(path + suffix).toString("latin1") } catch { return "" } }).join("")
@@ -34,14 +34,37 @@ describe("destination secrets in SQLite", () => {
       assert.strictEqual(String(got["authorization"]), "<redacted>")
     }))
 
+  it.effect("answers a read for an origin only the secrets given for it (and those stored before origins); a patch gives them all for its origin", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir("secrets"), "delivery-secrets.db")
+      yield* withStore(path, keyA, (s) => Effect.gen(function*() {
+        yield* s.put("d", { a: Redacted.make("1") }, "https://partner.example")
+        assert.deepStrictEqual(values(yield* s.get("d", "https://partner.example")), { a: "1" })
+        assert.deepStrictEqual(values(yield* s.get("d", "https://thief.example")), {})
+        assert.deepStrictEqual(values(yield* s.get("d")), { a: "1" })
+        assert.strictEqual(yield* s.origin("d"), "https://partner.example")
+        yield* s.patch("d", { b: Redacted.make("2") }, "https://partner.example:8443")
+        assert.deepStrictEqual(values(yield* s.get("d", "https://partner.example:8443")), { a: "1", b: "2" })
+        assert.deepStrictEqual(values(yield* s.get("d", "https://partner.example")), {})
+      }))
+      // a row stored before origins (stop 28) has none: read for any origin, until it is written again
+      const db = new DatabaseSync(path)
+      db.prepare("UPDATE destination_secrets SET origin = NULL").run()
+      db.close()
+      yield* withStore(path, keyA, (s) => Effect.gen(function*() {
+        assert.deepStrictEqual(values(yield* s.get("d", "https://anywhere.example")), { a: "1", b: "2" })
+        assert.strictEqual(yield* s.origin("d"), undefined)
+      }))
+    }))
+
   it.effect("patches (null removes a header), replaces on put, removes", () =>
     Effect.gen(function*() {
       const path = join(yield* tempDir("secrets"), "delivery-secrets.db")
       yield* withStore(path, keyA, (s) => Effect.gen(function*() {
-        yield* s.put("d", { a: Redacted.make("1"), b: Redacted.make("2") })
-        assert.deepStrictEqual(yield* s.patch("d", { b: null, c: Redacted.make("3") }), ["a", "c"])
+        yield* s.put("d", { a: Redacted.make("1"), b: Redacted.make("2") }, "https://partner.example")
+        assert.deepStrictEqual(yield* s.patch("d", { b: null, c: Redacted.make("3") }, "https://partner.example"), ["a", "c"])
         assert.deepStrictEqual(values(yield* s.get("d")), { a: "1", c: "3" })
-        assert.deepStrictEqual(yield* s.put("d", { z: Redacted.make("9") }), ["z"])
+        assert.deepStrictEqual(yield* s.put("d", { z: Redacted.make("9") }, "https://partner.example"), ["z"])
         yield* s.remove("d")
         assert.deepStrictEqual(yield* s.names("d"), [])
         assert.deepStrictEqual(values(yield* s.get("other")), {})
@@ -57,10 +80,10 @@ describe("destination secrets in SQLite", () => {
         ciphertext BLOB NOT NULL, key_id TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (destination, name))`)
       old.close()
       yield* withStore(path, keyA, (s) => Effect.gen(function*() {
-        yield* s.put("d", { a: Redacted.make("1") })
+        yield* s.put("d", { a: Redacted.make("1") }, "https://partner.example")
         const before = yield* s.sequence
         // written after the point: a destination created again while its predecessor's delete drops
-        yield* s.put("d", { b: Redacted.make("2") })
+        yield* s.put("d", { b: Redacted.make("2") }, "https://partner.example")
         assert.isAbove(yield* s.sequence, before)
         yield* s.remove("d", before)
         assert.deepStrictEqual(values(yield* s.get("d")), { b: "2" })
@@ -72,7 +95,7 @@ describe("destination secrets in SQLite", () => {
   it.effect("refuses to open with another key, and a tampered value is a typed error, never garbage", () =>
     Effect.gen(function*() {
       const path = join(yield* tempDir("secrets"), "delivery-secrets.db")
-      yield* withStore(path, keyA, (s) => s.put("acme-dsp", { authorization: Redacted.make(secret) }))
+      yield* withStore(path, keyA, (s) => s.put("acme-dsp", { authorization: Redacted.make(secret) }, "https://partner.example"))
       const other = yield* Effect.exit(withStore(path, keyB, (s) => s.get("acme-dsp")))
       assert.isTrue(Exit.isFailure(other))
       assert.include(String(Exit.isFailure(other) ? other.cause : ""), "another key")
