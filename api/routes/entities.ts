@@ -21,7 +21,7 @@ import { entityHistory, getEntity } from "../../projections/EntityQueries.ts"
 import type { Principal } from "../auth.ts"
 import { CommandFailed, Forbidden, InvalidRequest, NotFound, problemResponse } from "../problems.ts"
 import { route, type AnyRoute } from "../route.ts"
-import { readHistoryPage } from "./historyPage.ts"
+import { readBoundedPage } from "./boundedPage.ts"
 import { IsoTimestamp, Limit, NonNegativeIntFromString, RevisionTag } from "./params.ts"
 
 export const EntityResponse = Schema.Struct({
@@ -307,13 +307,13 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
           Effect.gen(function*() {
             const until = query.until === undefined ? {} : { until: query.until }
             // a short slice is the stream's end or `until`
-            const page = yield* readHistoryPage(query.limit ?? 100, (count, last: EventEnvelope | undefined) =>
+            const page = yield* readBoundedPage(query.limit ?? 100, (count, last: EventEnvelope | undefined) =>
               Effect.map(
                 entityHistory(type, params.id, { fromRevision: last === undefined ? query.fromRevision ?? 0 : last.revision + 1, limit: count, ...until }),
-                (events) => ({ events, more: events.length === count })
+                (events) => ({ items: events, more: events.length === count })
               ))
-            const last = page.events[page.events.length - 1]
-            return { status: 200, body: { events: page.events, ...(page.more && last ? { nextRevision: last.revision + 1 } : {}) } }
+            const last = page.items[page.items.length - 1]
+            return { status: 200, body: { events: page.items, ...(page.more && last ? { nextRevision: last.revision + 1 } : {}) } }
           })
       }),
       route({
@@ -324,7 +324,10 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
         handler: ({ query, principal }) =>
           Effect.gen(function*() {
             const model = yield* EntityReadModel
-            const page = yield* model.list(type, { limit: query.limit ?? 100, ...(query.cursor === undefined ? {} : { after: query.cursor }) })
+            const page = yield* readBoundedPage(query.limit ?? 100, (count, last: EntitySnapshot | undefined) => {
+              const after = last?.id ?? query.cursor
+              return model.list(type, { limit: count, ...(after === undefined ? {} : { after }) })
+            })
             const last = page.items[page.items.length - 1]
             return {
               status: 200,

@@ -5,7 +5,7 @@ import { EventEnvelope, toEnvelope } from "../../domain/envelope.ts"
 import { globalHistory } from "../../projections/EntityQueries.ts"
 import { problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
-import { readHistoryPage } from "./historyPage.ts"
+import { readBoundedPage } from "./boundedPage.ts"
 import { Limit, NonNegativeIntFromString } from "./params.ts"
 
 const GlobalHistoryPage = Schema.Struct({
@@ -29,12 +29,12 @@ export const historyRoutes = [
     handler: ({ query }) =>
       Effect.gen(function*() {
         let next = query.fromPosition
-        const page = yield* readHistoryPage(query.limit ?? 100, (count) =>
+        const page = yield* readBoundedPage(query.limit ?? 100, (count) =>
           Effect.map(globalHistory({ limit: count, ...(next === undefined ? {} : { fromPosition: next }) }), (slice) => {
             next = slice.nextPosition
-            return { events: slice.events, more: next !== undefined }
+            return { items: slice.events, more: next !== undefined }
           }))
-        return { status: 200, body: { events: page.events, ...(page.more && next !== undefined ? { nextPosition: next } : {}) } }
+        return { status: 200, body: { events: page.items, ...(page.more && next !== undefined ? { nextPosition: next } : {}) } }
       })
   }),
   route({

@@ -97,6 +97,41 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("list
       }))
   })
 
+  describe("pages of large entities", () => {
+    it.effect("hold at most about 8 MiB, whatever the limit, and the pages list every entity once", () =>
+      Effect.gen(function*() {
+        // Before stop 28: 1,000 strategies of 10,000 segment ids were one 230 MB answer (16 at once: 6.3 GB of RSS).
+        assert.strictEqual((yield* request({ method: "PUT", url: "/v1/entities/advertiser/8100", body: { name: "big" } })).statusCode, 201)
+        assert.strictEqual((yield* request({ method: "PUT", url: "/v1/entities/campaign/8101", body: { advertiserId: "8100", name: "big" } })).statusCode, 201)
+        const segmentIds = Array.from({ length: 10_000 }, (_, i) => String(1_000_000_000_000_000_000n + BigInt(i)))
+        const strategies = Array.from({ length: 50 }, (_, i) => String(8200 + i))
+        for (const id of strategies) {
+          const res = yield* request({ method: "PUT", url: `/v1/entities/strategy/${id}`, body: { campaignId: "8101", name: "big", bidPrice: 1, segmentIds } })
+          assert.strictEqual(res.statusCode, 201, res.body.slice(0, 200))
+        }
+        const listed = (cursor?: string) =>
+          Effect.gen(function*() {
+            const pages: Array<{ readonly items: ReadonlyArray<EntityBody>; readonly next?: string; readonly chars: number }> = []
+            for (let next = cursor; pages.length === 0 || next !== undefined;) {
+              const res = yield* request({ method: "GET", url: `/v1/entities/strategy?limit=1000${next === undefined ? "" : `&cursor=${encodeURIComponent(next)}`}` })
+              assert.strictEqual(res.statusCode, 200)
+              const page = res.json() as Page
+              pages.push({ ...page, chars: res.body.length })
+              next = page.next
+            }
+            return pages
+          })
+        const pages = yield* eventually(listed(), (found) => found.flatMap((p) => p.items).length === strategies.length)
+        assert.isAbove(pages.length, 1)
+        for (const page of pages) assert.isBelow(page.chars, 9 * 1024 * 1024)
+        assert.deepStrictEqual(pages.flatMap((p) => p.items.map((e) => e.id)), strategies)
+        // the other tests here count the advertisers: these go again
+        for (const id of strategies) assert.strictEqual((yield* request({ method: "DELETE", url: `/v1/entities/strategy/${id}` })).statusCode, 200)
+        assert.strictEqual((yield* request({ method: "DELETE", url: "/v1/entities/campaign/8101" })).statusCode, 200)
+        assert.strictEqual((yield* request({ method: "DELETE", url: "/v1/entities/advertiser/8100" })).statusCode, 200)
+      }), { timeout: 120_000 })
+  })
+
   describe("rebuilding the read model", () => {
     it.effect("answers 202, after which the list again shows every live entity", () =>
       Effect.gen(function*() {
