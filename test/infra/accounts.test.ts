@@ -219,7 +219,7 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 180_000 })("NAT
   })
 
   describe("the account's limits", () => {
-    it.effect("readers hold at most 256 connections together, and the platform still connects; the server refuses a reader's message over 16 KB", () =>
+    it.effect("readers hold at most 256 connections and 4,096 subscriptions together, and the platform still connects; the server refuses a reader's message over 16 KB", () =>
       Effect.gen(function*() {
         // Before stop 28: 1,023 reader connections kept a restarted platform from connecting (the server's
         // max_connections is 1,024), and a consumer config with a 7 MB filter subject took ~33 MB of memory.
@@ -255,6 +255,22 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 180_000 })("NAT
           socket.write(`CONNECT ${JSON.stringify({ user: reader.user, pass: reader.password, verbose: false, pedantic: false })}\r\nPUB $JS.API.INFO 20000\r\n${"x".repeat(20_000)}\r\n`)
         }))
         assert.match(answer, /-ERR 'Maximum Payload Violation'/)
+        // and at most 4,096 subscriptions for every reader together
+        const subscribed = yield* Effect.promise(() => new Promise<string>((resolve) => {
+          const socket = createConnection({ host: "127.0.0.1", port })
+          let text = ""
+          socket.on("data", (data) => {
+            text += data.toString()
+            if (/PONG/.test(text)) {
+              socket.destroy()
+              resolve(text)
+            }
+          })
+          socket.on("close", () => resolve(text))
+          const subs = Array.from({ length: 5_000 }, (_, i) => `SUB _INBOX.attack.${i} ${i}\r\n`).join("")
+          socket.write(`CONNECT ${JSON.stringify({ user: reader.user, pass: reader.password, verbose: false, pedantic: false })}\r\n${subs}PING\r\n`)
+        }))
+        assert.match(subscribed, /-ERR 'maximum subscriptions exceeded'/)
       }), 180_000)
   })
 
