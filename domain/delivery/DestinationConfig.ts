@@ -4,7 +4,7 @@
  * DestinationSecrets, beside this (actors/delivery/destinationConfig.ts).
  */
 import { Option, Schema } from "effect"
-import { defaultMaxInFlight, Destination } from "../entities/destination.ts"
+import { defaultMaxInFlight, DestinationFields } from "../entities/destination.ts"
 
 export const defaults = {
   method: "POST",
@@ -41,7 +41,7 @@ export const DestinationConfig = Schema.Struct({
 }).annotate({ identifier: "DestinationConfig" })
 export type DestinationConfig = typeof DestinationConfig.Type
 
-const decodeFields = Schema.decodeUnknownOption(Destination)
+const decodeFields = Schema.decodeUnknownOption(DestinationFields)
 const SecretNames = Schema.Struct({ secretHeaders: Schema.optionalKey(Schema.Array(Schema.String)) })
 const decodeSecretNames = Schema.decodeUnknownOption(SecretNames)
 

@@ -154,7 +154,22 @@ const rules = Schema.makeFilter((d: {
   ...d.segmentIds.flatMap((id, i) => d.segmentIds.indexOf(id) === i ? [] : [{ path: ["segmentIds", i], issue: `segment ${id} is listed twice` }])
 ])
 
-export const Destination = Schema.Struct(fields).check(rules).annotate({ identifier: "Destination" })
+/**
+ * A lane's share of `ratePerSecond` is at least one request a second. Below that each lane keeps one
+ * request per stretched window, and the lanes' windows are not staggered: 8 lanes at 2/s sent 8 requests
+ * within 20 ms every 4 s (stop 28's outside attack). Checked on commands only: a destination set so
+ * before stop 28 is still read and delivered (as it was: its lanes may burst so); change it to lanes ≤
+ * ratePerSecond.
+ */
+const lanesWithinRate = Schema.makeFilter((d: { readonly ratePerSecond: number; readonly lanes?: number | undefined }): ReadonlyArray<Schema.FilterIssue> =>
+  (d.lanes ?? 1) > Math.max(1, Math.floor(d.ratePerSecond))
+    ? [{ path: ["lanes"], issue: `each lane sends at least one request a second: at most ${Math.max(1, Math.floor(d.ratePerSecond))} lanes at ratePerSecond ${d.ratePerSecond}` }]
+    : [])
+
+/** A destination's fields as the deliverer reads them (domain/delivery/DestinationConfig.ts). */
+export const DestinationFields = Schema.Struct(fields).check(rules).annotate({ identifier: "DestinationFields" })
+
+export const Destination = Schema.Struct(fields).check(rules, lanesWithinRate).annotate({ identifier: "Destination" })
 export type Destination = typeof Destination.Type
 
 /**
@@ -168,7 +183,7 @@ export const SecretHeaders = StrictRecord(HeaderName, HeaderValue, {
 
 /** PUT /v1/entities/destination/{id}: the fields and the secret headers (split off before the command). */
 export const DestinationPut = Schema.Struct({ ...fields, secretHeaders: Schema.optionalKey(SecretHeaders) })
-  .check(rules)
+  .check(rules, lanesWithinRate)
   .check(Schema.makeFilter((d: { readonly headers?: Readonly<Record<string, string>> | undefined; readonly secretHeaders?: Readonly<Record<string, string>> | undefined }) => {
     const plain = new Set(Object.keys(d.headers ?? {}).map((n) => n.toLowerCase()))
     const secret = d.secretHeaders ?? {}
