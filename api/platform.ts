@@ -213,7 +213,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...opsRoutes(yield* readinessChecks({ shards: config.shards, relayMaxLag: config.relayMaxLag }), {
         refreshMetrics: readRelayStatus.pipe(Effect.provideService(EventStore, store), Effect.provideService(Nats, nats))
       }),
-      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly } }),
+      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly({ maxBacklog: config.deliveryRefreshMaxBacklog }) } }),
       ...historyRoutes,
       ...segmentRoutes,
       ...adminRoutes,
@@ -350,7 +350,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   const workers = Layer.mergeAll(
     layerRelay({}),
     // Delivery packages: delivery.db in every process, the projection and the publisher to DELIVER in one.
-    DeliveryPackagesLayer.layer({ path: join(config.dataDir, "delivery.db"), chunkRecords: config.deliveryChunkRecords }),
+    DeliveryPackagesLayer.layer({ path: join(config.dataDir, "delivery.db"), chunkRecords: config.deliveryChunkRecords, maxBacklog: config.deliveryRefreshMaxBacklog }),
     // FTP and SFTP, in the one process holding their lease.
     Layer.unwrap(Effect.map(Effect.context<EventStore | EntityReadModel>(), (context) =>
       layerFileDoors({ ...fileDoorsOptions(config), partnerRefusal: (partner) => Effect.provide(doorRefusal(partner), context) }))),

@@ -31,6 +31,7 @@ import { getEntity } from "../../projections/EntityQueries.ts"
 import { InvalidRequest } from "../problems.ts"
 import { recordCommand } from "../recordCommand.ts"
 import type { WriteOnlyFields } from "./entities.ts"
+import { refusedOverBacklog } from "./deliveryPackages.ts"
 import { InvalidCredentials } from "./partnerCredentials.ts"
 
 /** PATCH: `secretHeaders: null` removes them all, `{name: null}` one of them. */
@@ -140,7 +141,12 @@ const snapshot = (id: string, liveUrl: unknown) =>
       : Effect.ignore(secrets.put(id, previous, origin ?? originOf(liveUrl) ?? ""))
   })
 
-export const destinationWriteOnly = {
+/** Whether the request changes the destination's segments (each one added packages every member of it). */
+const changesSegments = (live: Option.Option<Readonly<Record<string, unknown>>>, rest: Readonly<Record<string, unknown>>) =>
+  Object.hasOwn(rest, "segmentIds") && Option.isSome(live) && JSON.stringify(live.value["segmentIds"]) !== JSON.stringify(rest["segmentIds"])
+
+/** `maxBacklog`: DELIVERY_REFRESH_MAX_BACKLOG, past which a change of an existing destination's segments is refused (503). */
+export const destinationWriteOnly = (options: { readonly maxBacklog: number }) => ({
   putBody: DestinationPut,
   names: ["secretHeaders"],
   store: ({ id, method, writeOnly, rest }) =>
@@ -148,6 +154,7 @@ export const destinationWriteOnly = {
       yield* checkPartner(rest["partnerId"])
       const secrets = yield* DestinationSecrets
       const live = yield* liveFields(id)
+      if (changesSegments(live, rest)) yield* refusedOverBacklog(id, options.maxBacklog, "change its segments")
       const given = Object.hasOwn(writeOnly, "secretHeaders")
       if (method === "PUT") {
         // a destination created under a deleted one's id gets nothing of it (a drop a crash cut short)
@@ -192,4 +199,4 @@ export const destinationWriteOnly = {
         Option.isSome(live)
           ? DestinationSecrets.use((secrets) => secrets.remove(id, bounds.secrets))
           : dropDeleted(id, "destination deleted", bounds)))
-} satisfies WriteOnlyFields<unknown, unknown>
+}) satisfies WriteOnlyFields<unknown, unknown>

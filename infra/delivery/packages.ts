@@ -7,7 +7,7 @@
  */
 import { Clock, Effect, Layer, Option, Schedule } from "effect"
 import type { Duration } from "effect"
-import type { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
+import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
 import { EntityNotFound } from "../../domain/entity.ts"
 import type { EventStore } from "../../domain/EventStore.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
@@ -27,6 +27,8 @@ export interface PackagesOptions {
   readonly chunkRecords: number
   /** how often scheduled refreshes are looked at; default 1 second */
   readonly scheduleTick?: Duration.Input
+  /** records of a destination waiting (outbox and DELIVER) past which its scheduled refresh waits (DELIVERY_REFRESH_MAX_BACKLOG); default none */
+  readonly maxBacklog?: number
 }
 
 const refresh = (destination: string) =>
@@ -38,10 +40,16 @@ const refresh = (destination: string) =>
     return { packageId, records: records.value }
   })
 
-/** Refreshes the destinations whose `refreshEvery` has passed since their last refresh (or since first seen). */
-const scheduledRefreshes = (tick: Duration.Input) =>
+/**
+ * Refreshes the destinations whose `refreshEvery` has passed since their last refresh (or since first
+ * seen); one whose backlog is over `maxBacklog` waits until it drains, as a refresh asked for is refused
+ * (before stop 28 a destination whose partner never answered got a refresh package every `refreshEvery`
+ * regardless: 60,000 more records a minute on disk).
+ */
+const scheduledRefreshes = (tick: Duration.Input, maxBacklog: number) =>
   Effect.gen(function*() {
     const db = yield* PackagesDb
+    const backlog = yield* DeliveryBacklog
     const firstSeen = new Map<string, number>()
     const round = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
@@ -49,6 +57,8 @@ const scheduledRefreshes = (tick: Duration.Input) =>
         const since = lastAt ?? firstSeen.get(destination) ?? now
         firstSeen.set(destination, since)
         if (now - since < everySeconds * 1_000) continue
+        const [onDeliver, inOutbox] = yield* Effect.all([backlog.backlog(destination), db.waiting(destination)])
+        if (onDeliver.records + inOutbox.records > maxBacklog) continue
         const done = yield* Effect.result(refresh(destination))
         yield* Effect.logInfo("scheduled refresh", { destination, ...(done._tag === "Success" ? done.success : { failed: done.failure._tag }) })
       }
@@ -68,7 +78,7 @@ const packagesJob = (options: PackagesOptions): Effect.Effect<never, never, Pack
     // The runner of every projection, here on delivery.db's one projection, for as long as the lease is held.
     yield* Layer.build(Layer.fresh(ProjectionRunner.layer).pipe(Layer.provide(Layer.succeed(ProjectionStore, db.store))))
     yield* Effect.forkScoped(reportBacklog("1 second"))
-    yield* Effect.forkScoped(scheduledRefreshes(options.scheduleTick ?? "1 second"))
+    yield* Effect.forkScoped(scheduledRefreshes(options.scheduleTick ?? "1 second", options.maxBacklog ?? Number.POSITIVE_INFINITY))
     return yield* publishOutbox()
   }).pipe(Effect.scoped)
 

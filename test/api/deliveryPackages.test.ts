@@ -46,5 +46,14 @@ layer(layerTestPlatform({ DELIVERY_ENABLED: "false", DELIVERY_REFRESH_MAX_BACKLO
       assertInvalid(yield* refresh("Not_A_Slug"), "path", "/id")
       const partner = yield* createKey("partner:acme")
       assert.strictEqual((yield* refresh("acme-out", partner.secret)).statusCode, 403)
+
+      // Nor does a change of its segments (each added one packages every member) or its schedule, while
+      // so much waits: before stop 28, toggling segmentIds took a backlog to 3.6 times the bound.
+      const toggled = yield* request({ method: "PATCH", url: "/v1/entities/destination/acme-out", body: { segmentIds: ["7"] }, key: service.secret })
+      assertProblem(toggled, 503, "overloaded")
+      const renamed = yield* request({ method: "PATCH", url: "/v1/entities/destination/acme-out", body: { timeoutMs: 5_000, segmentIds: [S] }, key: service.secret })
+      assert.strictEqual(renamed.statusCode, 200, renamed.body)
+      const scheduled = yield* request({ method: "PATCH", url: "/v1/entities/destination/acme-out", body: { refreshEvery: 60 }, key: service.secret })
+      assert.strictEqual(scheduled.statusCode, 200, scheduled.body)
     }))
 })

@@ -32,13 +32,17 @@ const chunksOf = (destination: string) => deliverChunks(destination)
 const recordsOf = (destination: string) => deliverRecords(destination)
 
 /** A temp dir, an event store file, a fresh nats-server with the streams, and packaging (chunks of 3 records) in this process. */
-const withPackaging = <A, E>(test: (dir: string) => Effect.Effect<A, E, EventStore | Nats | DeliveryPackages | PackagesDb | TestNatsServer>, topology: TopologyOptions = {}) =>
+const withPackaging = <A, E>(
+  test: (dir: string) => Effect.Effect<A, E, EventStore | Nats | DeliveryPackages | PackagesDb | TestNatsServer>,
+  topology: TopologyOptions = {},
+  maxBacklog?: number
+) =>
   Effect.gen(function*() {
     const dir = yield* tempDir("packages")
     const store = eventStore({ path: join(dir, "events.db") })
     const base = Layer.mergeAll(store, layerTestNats(topology))
     return yield* test(dir).pipe(
-      Effect.provide(packages({ path: join(dir, "delivery.db"), chunkRecords: 3 }).pipe(Layer.provideMerge(base)))
+      Effect.provide(packages({ path: join(dir, "delivery.db"), chunkRecords: 3, ...(maxBacklog === undefined ? {} : { maxBacklog }) }).pipe(Layer.provideMerge(base)))
     )
   }).pipe(Effect.scoped)
 
@@ -204,6 +208,20 @@ describe("delivery packages", () => {
         }
       })
     ), 60_000)
+
+  it.live("a scheduled refresh waits while the destination's backlog is over DELIVERY_REFRESH_MAX_BACKLOG", () =>
+    withPackaging(() =>
+      Effect.gen(function*() {
+        // Before stop 28 only a refresh asked for was refused so: a partner that never answered got a
+        // refresh package every refreshEvery regardless (60,000 more records a minute on disk).
+        yield* appendProfileEvents("cookie:m2", added("a", [S]))
+        yield* createDestination("d-stuck", [S], { refreshEvery: 1 })
+        // nothing takes DELIVER's chunks: the creation's refresh and the scheduled ones pile up to the bound (2), one past it
+        yield* eventually(chunksOf("d-stuck"), (cs) => new Set(cs.map(({ chunk }) => chunk.packageId)).size >= 3, "40 seconds")
+        // a refresh about every second before; none now, for a few of them
+        yield* Effect.sleep("4 seconds")
+        assert.strictEqual(new Set((yield* chunksOf("d-stuck")).map(({ chunk }) => chunk.packageId)).size, 3)
+      }), {}, 2), 60_000)
 
   it.live("a destination's chunks split for new lanes wait until DELIVER holds none of the old split; other destinations' go on meanwhile", () =>
     withPackaging(() =>
