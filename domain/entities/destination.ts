@@ -63,9 +63,10 @@ const forbiddenV4 = ([a, b, c, d]: ReadonlyArray<number>): string | undefined =>
 /**
  * Hosts no partner lives on and that answer secrets to whoever asks: the cloud metadata services
  * (169.254.169.254 and the rest of IPv4 link-local, IPv6 link-local fe80::/10, AWS's IPv6 fd00:ec2::254,
- * Alibaba Cloud's 100.100.100.200, metadata.google.internal) and the unspecified address (0.0.0.0, ::,
- * which connect to this host); an IPv4 address also in its IPv6 forms (IPv4-mapped `::ffff:…`, hex or
- * dotted as resolvers write it; IPv4-compatible `::…`; NAT64 `64:ff9b::…`). A destination pointing
+ * Google Cloud's fd20:ce::254, Alibaba Cloud's 100.100.100.200, metadata.google.internal) and the
+ * unspecified address (0.0.0.0, ::, which connect to this host); an IPv4 address also in its IPv6 forms
+ * (IPv4-mapped `::ffff:…`, hex or dotted as resolvers write it; IPv4-compatible `::…`; NAT64
+ * `64:ff9b::…`; SIIT `::ffff:0:…`; 6to4 `2002:…::`). A destination pointing
  * there would make the platform fetch credentials and show the answer in its dead letters. Loopback and
  * private ranges stay allowed (partners on the operator's own network, simulators in tests); keep the
  * platform's port off them with the network's own policy. Checked on the URL and again on every
@@ -80,16 +81,25 @@ export const forbiddenHost = (hostname: string): string | undefined => {
   if (g === undefined) return undefined
   if (g.every((x) => x === 0)) return "the unspecified address"
   const zeros = (from: number, to: number) => g.slice(from, to).every((x) => x === 0)
-  // mapped ::ffff:a.b.c.d; compatible ::a.b.c.d (not ::1, loopback); NAT64 64:ff9b::a.b.c.d
-  const embedsV4 = (zeros(0, 5) && g[5] === 0xffff) || (zeros(0, 6) && g[6]! >= 0x0100) || (g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6))
+  // mapped ::ffff:a.b.c.d; compatible ::a.b.c.d (not ::1, loopback); NAT64 64:ff9b::a.b.c.d; SIIT
+  // ::ffff:0:a.b.c.d (stop 28's outside attack)
+  const embedsV4 = (zeros(0, 5) && g[5] === 0xffff) || (zeros(0, 6) && g[6]! >= 0x0100) || (g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6)) ||
+    (zeros(0, 4) && g[4] === 0xffff && g[5] === 0)
   if (embedsV4) {
     const forbidden = forbiddenV4([g[6]! >> 8, g[6]! & 255, g[7]! >> 8, g[7]! & 255])
+    if (forbidden !== undefined) return forbidden
+  }
+  // 6to4 2002:a.b.c.d::/48 (stop 28's outside attack)
+  if (g[0] === 0x2002) {
+    const forbidden = forbiddenV4([g[1]! >> 8, g[1]! & 255, g[2]! >> 8, g[2]! & 255])
     if (forbidden !== undefined) return forbidden
   }
   if ((g[0]! & 0xffc0) === 0xfe80) return "a link-local address (cloud metadata)"
   if (g[0] === 0xfd00 && g[1] === 0x0ec2 && zeros(2, 7) && g[7] === 0x254) {
     return "a cloud metadata service (AWS, IPv6)"
   }
+  // Google Cloud's metadata server over IPv6 (fd20:ce::254; stop 28's outside attack)
+  if (g[0] === 0xfd20 && g[1] === 0x00ce && zeros(2, 7) && g[7] === 0x254) return "a cloud metadata service (Google Cloud, IPv6)"
   return undefined
 }
 
