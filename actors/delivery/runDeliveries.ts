@@ -132,5 +132,7 @@ export const runDeliveries = (options: DeliveriesOptions = {}) =>
     keys: knownLanes,
     run: (key: string) => laneJob(key, options),
     running: deliverersRunning,
+    // a deleted destination's lanes (nothing of them left on DELIVER) end
+    endWhenUnlisted: true,
     ...(options.tick === undefined ? {} : { tick: options.tick })
   })

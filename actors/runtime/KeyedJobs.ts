@@ -24,6 +24,14 @@ export interface KeyedJobs<E, R, E2, R2> {
   readonly tick?: Duration.Input
   /** the number of keys whose job runs in this process */
   readonly running?: Metric.Gauge<number>
+  /**
+   * Whether a key no longer listed ends its job (its lease handed back): for keys that end for good (a
+   * deleted destination's lanes). Not for keys listed while they have work (an app with batches waiting),
+   * whose job would end and start again with every lull. Default false: a job ends only when another
+   * process should run it. (Before stop 28 a deleted destination's lanes kept their jobs, leases and
+   * metrics for the life of the process: 914 deliverers counted for 34 lanes.)
+   */
+  readonly endWhenUnlisted?: boolean
 }
 
 /** Runs this process's share of the keys' jobs for the life of the Scope. */
@@ -68,10 +76,11 @@ export const runKeyedJobs = <E, R, E2, R2>(jobs: KeyedJobs<E, R, E2, R2>) =>
       const all = members.includes(cluster.self) ? members : [...members, cluster.self]
       const mine = (key: string) => ownerOf(shardOf(key, 0x7fffffff), all) === cluster.self
       for (const [key, fiber] of held) {
-        if (!mine(key)) {
+        const unlisted = jobs.endWhenUnlisted === true && !keys.has(key)
+        if (!mine(key) || unlisted) {
           held.delete(key)
           yield* Effect.forkDetach(Fiber.interrupt(fiber))
-          yield* Effect.logInfo(`${jobs.name} handed back`, { key })
+          yield* Effect.logInfo(unlisted ? `${jobs.name} ended: its key is gone` : `${jobs.name} handed back`, { key })
         }
       }
       for (const key of keys) {

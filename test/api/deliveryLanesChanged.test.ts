@@ -123,7 +123,7 @@ describe("a destination's lanes changed while records wait", () => {
   it.live("a SIGKILL of the platform while the new split waits loses nothing and keeps the order", () =>
     Effect.gen(function*() {
       const USERS = 30
-      const { simulator, ingest, lanes, patch, restart, barriers } = yield* setup("lanes-changed-kill", { limit: 2, users: USERS })
+      const { simulator, ingest, lanes, patch, restart, barriers } = yield* setup("lanes-changed-kill", { limit: 3, users: USERS })
       yield* lanes(3)
       yield* ingest(users(0, USERS).map((u) => [u, "remove"] as const), 0)
       yield* eventually(barriers, (n) => n === 1, "30 seconds")
