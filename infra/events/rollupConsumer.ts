@@ -7,15 +7,16 @@
  * at start from just after it, and a message at or below it (a redelivery) changes nothing, so a crash
  * anywhere neither loses nor counts twice. Each pulled batch (every message waiting, up to `batchSize`:
  * infra/arrivedGroups.ts) is one transaction, acknowledged once committed (ack-all: one ack a batch);
- * its messages are decoded, summed and committed on the rollups' writer thread. A new message that does
- * not decode is skipped there and copied here to DEADLETTERS once its batch committed (a crash between
- * the two leaves it on its stream, not in DEADLETTERS). The same process runs the trend alerts
+ * its messages are decoded here and summed and committed on the rollups' writer thread. An undecodable
+ * message is copied to DEADLETTERS and skipped. The same process runs the trend alerts
  * (infra/events/trendAlerts.ts), which read what these consumers wrote, and the compaction that rolls
  * rows past their horizon into hours and days (RollupStore.compact), once a minute.
  */
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
-import { Effect, Metric, Schedule, Stream } from "effect"
+import { Effect, Metric, Option, Schedule, Stream } from "effect"
+import { decodeJson } from "../../domain/decodeJson.ts"
+import { CleanMessage, SessionEnded } from "../../domain/events/CleanEvent.ts"
 import { arrivedGroups } from "../arrivedGroups.ts"
 import { allCleanEvents, allSessions, StreamNames } from "../../domain/subjects.ts"
 import { type RollupKind, type RollupMessage, RollupStore } from "../readmodel/rollups.ts"
@@ -55,6 +56,7 @@ interface Follow {
   readonly stream: string
   readonly filter: string
   readonly durable: string
+  readonly decode: (text: string) => Option.Option<unknown>
 }
 
 /**
@@ -114,11 +116,15 @@ const follow = (spec: Follow, batchSize: number) =>
     yield* batches.pipe(
       Stream.runForEach((batch) =>
         Effect.gen(function*() {
-          const pulled: Array<RollupMessage> = batch.map((msg) => ({
-            seq: msg.seq,
-            storedAtMillis: spec.kind === "events" ? Math.floor(msg.info.timestampNanos / 1_000_000) : 0,
-            body: msg.string()
-          }))
+          const pulled: Array<RollupMessage> = []
+          for (const msg of batch) {
+            const body = msg.string()
+            if (Option.isSome(spec.decode(body))) {
+              pulled.push({ seq: msg.seq, storedAtMillis: spec.kind === "events" ? Math.floor(msg.info.timestampNanos / 1_000_000) : 0, body })
+            } else {
+              yield* deadLetters.write(undeliverable(msg, spec.stream, "undecodable", `not a message of ${spec.stream}`)).pipe(Effect.catch((error) => Effect.logWarning("rollups: an undecodable message could not be dead-lettered; skipped", { seq: msg.seq, error })))
+            }
+          }
           // The highest sequence, not the last message: a redelivered one may come after newer ones, and
           // acknowledging it (ack-all) would leave those newer ones to come again.
           const last = batch.reduce((highest, msg) => (msg.seq > highest.seq ? msg : highest))
@@ -128,12 +134,7 @@ const follow = (spec: Follow, batchSize: number) =>
           for (let seq = (high ?? 0) + 1; seq < last.seq && !hole; seq++) hole = !seqs.has(seq)
           const checkpoint = hole ? (yield* store.checkpoint(spec.stream)) ?? 0 : 0
           const gone = hole ? yield* goneOf(spec, checkpoint, seqs, last.seq) : {}
-          const { fresh, undecodable } = yield* store.apply(spec.kind, spec.stream, pulled, { batchSeqs: [...seqs], lastSeq: last.seq, ...gone })
-          for (const msg of batch.filter((m) => undecodable.includes(m.seq))) {
-            yield* deadLetters.write(undeliverable(msg, spec.stream, "undecodable", `not a message of ${spec.stream}`)).pipe(
-              Effect.catch((error) => Effect.logWarning("rollups: an undecodable message could not be dead-lettered; skipped", { seq: msg.seq, error }))
-            )
-          }
+          const fresh = yield* store.apply(spec.kind, spec.stream, pulled, { batchSeqs: [...seqs], lastSeq: last.seq, ...gone })
           // lost only what the stream no longer had past the checkpoint (another holder may have applied some)
           if (hole) high = checkpoint
           yield* gapsBefore(batch.map((msg) => msg.seq))
@@ -148,8 +149,8 @@ const follow = (spec: Follow, batchSize: number) =>
 /** Both consumers and the trend alerts, restarted from the checkpoint after a failure; for ever. */
 const run = (batchSize: number, trends: TrendAlertOptions) =>
   Effect.gen(function*() {
-    const events: Follow = { kind: "events", stream: StreamNames.eventsClean, filter: allCleanEvents, durable: "rollups-events" }
-    const sessions: Follow = { kind: "sessions", stream: StreamNames.sessions, filter: allSessions, durable: "rollups-sessions" }
+    const events: Follow = { kind: "events", stream: StreamNames.eventsClean, filter: allCleanEvents, durable: "rollups-events", decode: decodeJson(CleanMessage) }
+    const sessions: Follow = { kind: "sessions", stream: StreamNames.sessions, filter: allSessions, durable: "rollups-sessions", decode: decodeJson(SessionEnded) }
     const restarting = (spec: Follow) =>
       // A clean message is a batch of up to 256 KiB of events: 32 of them a transaction bounds what one
       // holds (8 MiB, 16 MiB pulled ahead) while still taking thousands of events at once.

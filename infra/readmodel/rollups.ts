@@ -1,7 +1,7 @@
 /**
  * The app-event rollups on SQLite (`DATA_DIR/rollups.db`: rollupsFile.ts; what they hold:
  * projections/events/rollups.ts). Written by the rollup consumers (infra/events/rollupConsumer.ts): a
- * pulled batch of EVENTS_CLEAN or SESSIONS messages is decoded and is one transaction on the writer thread
+ * pulled batch of EVENTS_CLEAN or SESSIONS messages, decoded, is one transaction on the writer thread
  * (rollupsWriterThread.ts), which also sets that stream's checkpoint (its last stream sequence applied). A message at or below the checkpoint is a redelivery and changes nothing,
  * so a crash between commit and acknowledgement never counts twice. The main thread keeps a connection
  * of its own for the checkpoints and the trend alerts (infra/events/trendAlerts.ts).
@@ -20,7 +20,7 @@ const writerThread = new URL("./rollupsWriterThread.ts", import.meta.url)
 /** What a batch holds: clean events (EVENTS_CLEAN) or ended sessions (SESSIONS). */
 export type RollupKind = "events" | "sessions"
 
-/** A message as pulled: its stream sequence, when the stream stored it (ms; read for clean events only), its body (a CleanMessage or a SessionEnded, decoded by the writer). */
+/** A message as pulled: its stream sequence, when the stream stored it (ms; read for clean events only), its body (decoded: a CleanMessage or a SessionEnded). */
 export interface RollupMessage {
   readonly seq: number
   readonly storedAtMillis: number
@@ -35,16 +35,15 @@ export class RollupStore extends Context.Service<RollupStore, {
   /**
    * Applies `kind` messages of `stream` above the checkpoint, each sequence once, and moves it to the
    * batch's last sequence (or the highest applied), in one transaction; answers how many clean events or
-   * sessions were new, and the sequences of the new messages that did not decode (skipped: to set aside).
-   * A batch missing a sequence between the checkpoint and its last fails, unless the stream no longer
-   * holds it (`goneBelow`, `gone`: RollupWrite).
+   * sessions were new. A batch missing a sequence between the checkpoint and its last fails, unless
+   * the stream no longer holds it (`goneBelow`, `gone`: RollupWrite).
    */
   readonly apply: (
     kind: RollupKind,
     stream: string,
     messages: ReadonlyArray<RollupMessage>,
     batch: Pick<RollupWrite, "batchSeqs" | "lastSeq" | "goneBelow" | "gone">
-  ) => Effect.Effect<Applied, ReadModelError>
+  ) => Effect.Effect<number, ReadModelError>
   /**
    * Rolls rows that aged past a horizon (RollupTiers) into their hour or day, a few dimension sets a
    * transaction (a step), until none is left or after `maxSteps` steps that rolled rows; answers how many
@@ -52,11 +51,6 @@ export class RollupStore extends Context.Service<RollupStore, {
    */
   readonly compact: (options?: { readonly maxSteps?: number }) => Effect.Effect<Compacted, ReadModelError>
 }>()("tributary/infra/RollupStore") {}
-
-export interface Applied {
-  readonly fresh: number
-  readonly undecodable: ReadonlyArray<number>
-}
 
 export interface Compacted {
   readonly moved: number
@@ -117,7 +111,7 @@ export const layerSqlite = (options: {
           })),
           (answer) =>
             answer._tag === "Applied"
-              ? Effect.succeed({ fresh: answer.fresh, undecodable: answer.undecodable })
+              ? Effect.succeed(answer.fresh)
               : Effect.fail(new ReadModelError({ operation: `apply ${kind}`, cause: answer._tag === "Failed" ? answer.cause : new Error("not an answer to a batch") }))
         ),
       compact: (compactOptions) => Effect.gen(function*() {

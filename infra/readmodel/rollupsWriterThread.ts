@@ -1,11 +1,10 @@
 /**
  * The rollups' writer thread (infra/sqliteThread.ts): it owns `rollups.db`'s write connection and does
- * what a pulled batch of EVENTS_CLEAN or SESSIONS messages costs — decoding each new message (Schema:
- * one that does not decode is skipped and named in the answer, for the main thread to set aside), summing
- * it into its rows, the statements and the commit — beside the main thread, which takes the messages off
- * NATS and acknowledges them (infra/events/rollupConsumer.ts). Summing and writing were a tenth of the
- * main thread's time under the app-events benchmark, decoding another 8% (stop 28: moved here, where a
- * redelivered message is not decoded at all). It keeps each app within its RollupLimits (interning
+ * what a pulled batch of EVENTS_CLEAN or SESSIONS messages costs once decoded — summing each message
+ * into its rows, the statements and the commit — beside the main thread, which takes the messages off
+ * NATS, decodes them (Schema: an undecodable one is set aside there, before its batch commits) and
+ * acknowledges them (infra/events/rollupConsumer.ts). Summing and writing were a tenth of the main
+ * thread's time under the app-events benchmark. It keeps each app within its RollupLimits (interning
  * names, props, combinations and devices, and counting what an app added), writes each bucket at the
  * width its age allows (RollupTiers), and runs the compaction's steps (rollupsCompaction.ts) between batches.
  *
@@ -16,15 +15,13 @@
  * again while its first copy may still be in the same pulled batch: found under load, 42 events of
  * 1,000,000 counted twice.
  *
- * Loaded by Node itself (infra/sqliteThreadServe.ts): only erasable TypeScript and `.ts` imports. It
- * loads `effect` for the schemas, ~50 MB more of RSS, in the one process holding the rollups, from its
- * first batch. Requests cross as flat arrays of numbers and strings: cheap to clone.
+ * Loaded by Node itself (infra/sqliteThreadServe.ts): only erasable TypeScript and `.ts` imports, and
+ * none of `effect` (a thread loading it costs ~35 MB more of RSS): bodies cross as the JSON the main
+ * thread decoded, parsed again here. Requests cross as flat arrays of numbers and strings: cheap to clone.
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite"
 import { workerData } from "node:worker_threads"
-import { Option } from "effect"
-import { type CleanEvent, cleanEventsOf, CleanMessage, SessionEnded } from "../../domain/events/CleanEvent.ts"
-import { decodeJson } from "../../domain/decodeJson.ts"
+import type { CleanEvent, CleanMessage, SessionEnded } from "../../domain/events/CleanEvent.ts"
 import { type Dimension, dimensions } from "../../domain/events/dimensions.ts"
 import {
   floorsInForce, keptMinute, minuteOf, other, type RollupLimits, type RollupTiers, sessionLengthBounds, tierFloors, type TierFloors
@@ -39,7 +36,7 @@ export interface RollupWrite {
   readonly kind: RollupKind
   /** the stream whose checkpoint moves */
   readonly stream: string
-  /** per message: its stream sequence, when the stream stored it (ms since the epoch; read for clean events), its body (a CleanMessage or a SessionEnded, decoded here) */
+  /** per message: its stream sequence, when the stream stored it (ms since the epoch; read for clean events), its body (decoded by the sender: a CleanMessage or a SessionEnded) */
   readonly seqs: ReadonlyArray<number>
   readonly storedAt: ReadonlyArray<number>
   readonly bodies: ReadonlyArray<string>
@@ -63,8 +60,7 @@ export interface RollupWrite {
  * ones, `done`: nothing is left to roll up at that time
  */
 export type RollupWriteAnswer =
-  /** `undecodable`: the sequences of new messages that did not decode, skipped (the checkpoint passed them) */
-  | { readonly _tag: "Applied"; readonly fresh: number; readonly undecodable: ReadonlyArray<number> }
+  | { readonly _tag: "Applied"; readonly fresh: number }
   | Compacted
   | { readonly _tag: "Failed"; readonly cause: Error }
 
@@ -183,9 +179,6 @@ const idOf = (row: unknown): number | undefined => (row as { id: number } | unde
 
 /** The dimensions an app's overflow set keeps (RollupLimits.newDimSetsPerDay): few values, none of them the SDK's choice but its type. */
 const keptPastLimit = new Set<Dimension>(["type", "publisher", "category"])
-
-const decodeCleanMessage = decodeJson(CleanMessage)
-const decodeSessionEnded = decodeJson(SessionEnded)
 
 const { path, limits, tiers } = workerData as { readonly path: string; readonly limits: RollupLimits; readonly tiers: RollupTiers }
 
@@ -321,29 +314,22 @@ serveSqliteThread<RollupWrite | RollupCompact, RollupWriteAnswer>(() => openRoll
       fresh.push(i)
     }
     let applied = 0
-    const undecodable: Array<number> = []
     if (w.kind === "events") {
       const events: Array<{ readonly event: CleanEvent; readonly storedAt: number }> = []
       for (const i of fresh) {
-        const message = decodeCleanMessage(w.bodies[i]!)
-        if (Option.isNone(message)) undecodable.push(w.seqs[i]!)
-        else for (const event of cleanEventsOf(message.value)) events.push({ event, storedAt: w.storedAt[i]! })
+        // as cleanEventsOf (domain/events/CleanEvent.ts, which loads effect): a CleanBatch, or one CleanEvent written before batches
+        const message = JSON.parse(w.bodies[i]!) as CleanMessage
+        for (const event of "events" in message ? message.events : [message]) events.push({ event, storedAt: w.storedAt[i]! })
       }
       if (events.length > 0) writeEvents(events, floors)
       applied = events.length
     } else if (fresh.length > 0) {
-      const sessions: Array<SessionEnded> = []
-      for (const i of fresh) {
-        const session = decodeSessionEnded(w.bodies[i]!)
-        if (Option.isNone(session)) undecodable.push(w.seqs[i]!)
-        else sessions.push(session.value)
-      }
-      writeSessions(sessions, floors)
-      applied = sessions.length
+      writeSessions(fresh.map((i) => JSON.parse(w.bodies[i]!) as SessionEnded), floors)
+      applied = fresh.length
     }
     high = Math.max(high, w.lastSeq)
     if (high > after) s.setCheckpoint.run(w.stream, high)
-    return { _tag: "Applied", fresh: applied, undecodable }
+    return { _tag: "Applied", fresh: applied }
   }
 
   const compaction = makeCompaction(db, marks, floorsAt)

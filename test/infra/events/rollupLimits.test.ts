@@ -41,7 +41,7 @@ const apply = (stream: string, events: ReadonlyArray<CleanEvent>) =>
     const store = yield* RollupStore
     const seq = ((yield* store.checkpoint(stream)) ?? 0) + 1
     const body = JSON.stringify({ app: events[0]!.app, events })
-    return (yield* store.apply("events", stream, [{ seq, storedAtMillis: Date.parse(at), body }], { batchSeqs: [seq], lastSeq: seq })).fresh
+    return yield* store.apply("events", stream, [{ seq, storedAtMillis: Date.parse(at), body }], { batchSeqs: [seq], lastSeq: seq })
   })
 
 const custom = (app: string, device: string, seq: number, name: string, props: Record<string, number | string>) =>

@@ -42,7 +42,7 @@ const apply = (kind: "events" | "sessions", bodies: ReadonlyArray<CleanEvent | S
       ? [{ seq: ++seq, storedAtMillis: 0, body: JSON.stringify({ app: "1", events: bodies }) }]
       : bodies.map((body) => ({ seq: ++seq, storedAtMillis: 0, body: JSON.stringify(body) }))
     const seqs = messages.map((m) => m.seq)
-    return (yield* store.apply(kind, stream, messages, { batchSeqs: seqs, lastSeq: Math.max(...seqs), goneBelow: seqs[0]! })).fresh
+    return yield* store.apply(kind, stream, messages, { batchSeqs: seqs, lastSeq: Math.max(...seqs), goneBelow: seqs[0]! })
   })
 
 const event = (device: string, time: string, more: Partial<CleanEvent> = {}) => cleanEvent("1", device, seq, time, more)
