@@ -41,3 +41,23 @@ export const readBoundedPage = <A, E, R>(
       yield* Effect.yieldNow
     }
   })
+
+/**
+ * readBoundedPage over a store paged by a cursor (a position, a sequence): `read(count, cursor)` answers
+ * a slice and the cursor after it (none at the end). Answers the page, and where the next one begins
+ * (none when nothing follows).
+ */
+export const readCursorPage = <A, C, E, R>(
+  limit: number,
+  from: C | undefined,
+  read: (count: number, cursor: C | undefined) => Effect.Effect<{ readonly items: ReadonlyArray<A>; readonly next?: C | undefined }, E, R>
+) =>
+  Effect.gen(function*() {
+    let next = from
+    const page = yield* readBoundedPage(limit, (count) =>
+      Effect.map(read(count, next), (slice) => {
+        next = slice.next
+        return { items: slice.items, more: next !== undefined }
+      }))
+    return { items: page.items, next: page.more ? next : undefined }
+  })

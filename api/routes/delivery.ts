@@ -25,7 +25,7 @@ import { DeliveryPackages } from "../../projections/delivery/packages.ts"
 import { NotFound, problemResponse } from "../problems.ts"
 import { recordCommand } from "../recordCommand.ts"
 import { route } from "../route.ts"
-import { readBoundedPage } from "./boundedPage.ts"
+import { readCursorPage } from "./boundedPage.ts"
 import { Limit, NonNegativeIntFromString } from "./params.ts"
 
 const DeadLetterId = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(512))
@@ -162,15 +162,10 @@ export const deliveryRoutes = [
       Effect.gen(function*() {
         const { incarnation } = yield* destinationOf(params.id)
         const queue = yield* DeadLetterQueue
-        let next = query.after
         // a letter holds up to 1,000 records: a page is bounded in bytes too (boundedPage.ts)
-        const page = yield* readBoundedPage(query.limit ?? 100, (count) =>
-          Effect.map(queue.list(params.id, { limit: count, after: next, incarnation }), (slice) => {
-            next = slice.next
-            return { items: slice.items, more: next !== undefined }
-          }))
+        const page = yield* readCursorPage(query.limit ?? 100, query.after, (count, after) => queue.list(params.id, { limit: count, after, incarnation }))
         const items = page.items.map(({ deadLetter }) => ({ id: deadLetter.id, records: deadLetter.records, attempts: deadLetter.attempts }))
-        return { status: 200, body: page.more && next !== undefined ? { items, next } : { items } }
+        return { status: 200, body: page.next === undefined ? { items } : { items, next: page.next } }
       })
   }),
   route({

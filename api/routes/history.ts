@@ -5,7 +5,7 @@ import { EventEnvelope, toEnvelope } from "../../domain/envelope.ts"
 import { globalHistory } from "../../projections/EntityQueries.ts"
 import { problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
-import { readBoundedPage } from "./boundedPage.ts"
+import { readCursorPage } from "./boundedPage.ts"
 import { Limit, NonNegativeIntFromString } from "./params.ts"
 
 const GlobalHistoryPage = Schema.Struct({
@@ -28,13 +28,9 @@ export const historyRoutes = [
     },
     handler: ({ query }) =>
       Effect.gen(function*() {
-        let next = query.fromPosition
-        const page = yield* readBoundedPage(query.limit ?? 100, (count) =>
-          Effect.map(globalHistory({ limit: count, ...(next === undefined ? {} : { fromPosition: next }) }), (slice) => {
-            next = slice.nextPosition
-            return { items: slice.events, more: next !== undefined }
-          }))
-        return { status: 200, body: { events: page.items, ...(page.more && next !== undefined ? { nextPosition: next } : {}) } }
+        const page = yield* readCursorPage(query.limit ?? 100, query.fromPosition, (count, from) =>
+          Effect.map(globalHistory({ limit: count, ...(from === undefined ? {} : { fromPosition: from }) }), (slice) => ({ items: slice.events, next: slice.nextPosition })))
+        return { status: 200, body: { events: page.items, ...(page.next === undefined ? {} : { nextPosition: page.next }) } }
       })
   }),
   route({
