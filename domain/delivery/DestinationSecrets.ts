@@ -32,8 +32,8 @@ export class DestinationSecrets extends Context.Service<DestinationSecrets, {
   /** Replaces the destination's secret headers with these, given for `origin`; returns the names it has now. */
   readonly put: (destination: string, headers: SecretHeaders, origin: string) => Effect.Effect<ReadonlyArray<string>, SecretsError>
   /**
-   * Sets the given headers and removes those given as null (a merge patch), all then given for `origin`;
-   * returns the names it has now.
+   * Sets the given headers, given for `origin`, and removes those given as null (a merge patch), and those
+   * given for another origin; returns the names it has now.
    */
   readonly patch: (destination: string, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>, origin: string) => Effect.Effect<ReadonlyArray<string>, SecretsError>
   /**

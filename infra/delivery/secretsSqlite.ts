@@ -74,7 +74,7 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
       const upsert = db.prepare(`INSERT INTO destination_secrets (destination, name, iv, tag, ciphertext, key_id, updated_at, written, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (destination, name) DO UPDATE SET iv = excluded.iv, tag = excluded.tag, ciphertext = excluded.ciphertext, key_id = excluded.key_id,
           updated_at = excluded.updated_at, written = excluded.written, origin = excluded.origin`)
-      const bind = db.prepare(`UPDATE destination_secrets SET origin = ? WHERE destination = ?`)
+      const removeOtherOrigins = db.prepare(`DELETE FROM destination_secrets WHERE destination = ? AND origin IS NOT NULL AND origin <> ?`)
       const removeOne = db.prepare(`DELETE FROM destination_secrets WHERE destination = ? AND name = ?`)
       const removeAll = db.prepare(`DELETE FROM destination_secrets WHERE destination = ?`)
       const removeUpTo = db.prepare(`DELETE FROM destination_secrets WHERE destination = ? AND written <= ?`)
@@ -109,13 +109,15 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
             }))
             return transaction(db, () => {
               const { n: written } = advance.get() as { readonly n: number }
+              // A write is for one origin: what was given for another goes, never relabelled (the re-attack of
+              // stop 28: a patch that gave every row its origin moved a partner's secret, put back by a refused
+              // request's undo, onto the attacker's origin). Rows stored before origins stay as they are.
               if (replace) removeAll.run(destination)
+              else removeOtherOrigins.run(destination, origin)
               for (const { name, sealed: s } of sealed) {
                 if (s === null) removeOne.run(destination, name)
                 else upsert.run(destination, name, s.iv, s.tag, s.ciphertext, fingerprint, at, written, origin)
               }
-              // the ones a patch keeps are given for its origin too
-              bind.run(origin, destination)
               return names(destination)
             })
           }))

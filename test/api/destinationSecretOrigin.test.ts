@@ -104,6 +104,11 @@ describe("destination secrets and the url", () => {
       // 16 times in 60, and the deliverer then sent the partner's secret to the thief.
       const secrets = yield* Layer.build(secretsLayer({ path: join(dataDir, "delivery-secrets.db"), key: yield* deliverySecretsKey(Option.none(), dataDir) }))
       yield* Context.get(secrets, DestinationSecrets).put("acme-dsp", { "x-api-key": Redacted.make(SECRET) }, new URL(partner.url).origin)
+      // The attacker then patches the secrets without moving the URL (stop 28's re-attack: that relabelled the
+      // partner's secret for the thief's origin, and its answer named it). Nothing of them is listed, or sent.
+      const relabel = yield* api("PATCH", "/v1/entities/destination/acme-dsp", { secretHeaders: {} }, serviceKey)
+      assert.strictEqual(relabel.status, 200, relabel.text)
+      assert.deepStrictEqual((relabel.body as { state: { secretHeaders?: unknown } }).state.secretHeaders, [])
       // the lanes read the destination (and its secrets) again once it changes: a plain header marks what they sent since
       const marked = yield* api("PATCH", "/v1/entities/destination/acme-dsp", { headers: { "x-config": "after-undo" } }, serviceKey)
       assert.strictEqual(marked.status, 200, marked.text)

@@ -34,7 +34,7 @@ describe("destination secrets in SQLite", () => {
       assert.strictEqual(String(got["authorization"]), "<redacted>")
     }))
 
-  it.effect("answers a read for an origin only the secrets given for it (and those stored before origins); a patch gives them all for its origin", () =>
+  it.effect("answers a read for an origin only the secrets given for it (and those stored before origins); a patch for another origin drops theirs, never relabels them", () =>
     Effect.gen(function*() {
       const path = join(yield* tempDir("secrets"), "delivery-secrets.db")
       yield* withStore(path, keyA, (s) => Effect.gen(function*() {
@@ -43,9 +43,13 @@ describe("destination secrets in SQLite", () => {
         assert.deepStrictEqual(values(yield* s.get("d", "https://thief.example")), {})
         assert.deepStrictEqual(values(yield* s.get("d")), { a: "1" })
         assert.strictEqual(yield* s.origin("d"), "https://partner.example")
-        yield* s.patch("d", { b: Redacted.make("2") }, "https://partner.example:8443")
-        assert.deepStrictEqual(values(yield* s.get("d", "https://partner.example:8443")), { a: "1", b: "2" })
-        assert.deepStrictEqual(values(yield* s.get("d", "https://partner.example")), {})
+        yield* s.patch("d", { b: Redacted.make("2") }, "https://partner.example")
+        assert.deepStrictEqual(values(yield* s.get("d", "https://partner.example")), { a: "1", b: "2" })
+        // a patch for another origin (or none given: {}) drops what was given for the first, and moves nothing
+        // (stop 28's re-attack: a patch that relabelled every row sent a partner's secret to the attacker)
+        assert.deepStrictEqual(yield* s.patch("d", {}, "https://thief.example"), [])
+        assert.deepStrictEqual(values(yield* s.get("d", "https://thief.example")), {})
+        yield* s.put("d", { a: Redacted.make("1"), b: Redacted.make("2") }, "https://partner.example")
       }))
       // a row stored before origins (stop 28) has none: read for any origin, until it is written again
       const db = new DatabaseSync(path)
