@@ -5,7 +5,7 @@ import { DeadLetterPage, DeadLetters } from "../../domain/DeadLetters.ts"
 import { Projections } from "../../projections/ProjectionRunner.ts"
 import { NotFound, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
-import { readCursorPage } from "./boundedPage.ts"
+import { readBoundedPage } from "./boundedPage.ts"
 import { Limit, NonNegativeIntFromString } from "./params.ts"
 
 const CreatedKey = Schema.Struct({ key: ApiKey, secret: Schema.String }).annotate({ identifier: "CreatedApiKey" })
@@ -67,9 +67,10 @@ export const adminRoutes = [
       Effect.gen(function*() {
         const deadLetters = yield* DeadLetters
         // each keeps up to 64 KiB of its payload: a page is bounded in bytes too (boundedPage.ts)
-        const page = yield* readCursorPage(query.limit ?? 100, query.after, (count, after) =>
-          Effect.map(deadLetters.list({ limit: count, after }), (slice) => ({ items: slice.deadLetters, next: slice.nextAfter })))
-        return { status: 200, body: { deadLetters: page.items, ...(page.next === undefined ? {} : { nextAfter: page.next }) } }
+        const page = yield* readBoundedPage(query.limit ?? 100, query.after, (count, after) =>
+          Effect.map(deadLetters.list({ limit: count, after }), (slice) => ({ items: slice.deadLetters, more: slice.nextAfter !== undefined, next: slice.nextAfter })),
+          (letter) => letter.sequence)
+        return { status: 200, body: { deadLetters: page.items, ...(page.more && page.next !== undefined ? { nextAfter: page.next } : {}) } }
       })
   })
 ]

@@ -25,7 +25,7 @@ import { DeliveryPackages } from "../../projections/delivery/packages.ts"
 import { NotFound, problemResponse } from "../problems.ts"
 import { recordCommand } from "../recordCommand.ts"
 import { route } from "../route.ts"
-import { readCursorPage } from "./boundedPage.ts"
+import { readBoundedPage } from "./boundedPage.ts"
 import { Limit, NonNegativeIntFromString } from "./params.ts"
 
 const DeadLetterId = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(512))
@@ -163,9 +163,11 @@ export const deliveryRoutes = [
         const { incarnation } = yield* destinationOf(params.id)
         const queue = yield* DeadLetterQueue
         // a letter holds up to 1,000 records: a page is bounded in bytes too (boundedPage.ts)
-        const page = yield* readCursorPage(query.limit ?? 100, query.after, (count, after) => queue.list(params.id, { limit: count, after, incarnation }))
+        const page = yield* readBoundedPage(query.limit ?? 100, query.after, (count, after) =>
+          Effect.map(queue.list(params.id, { limit: count, after, incarnation }), (slice) => ({ items: slice.items, more: slice.next !== undefined, next: slice.next })),
+          (letter) => letter.sequence)
         const items = page.items.map(({ deadLetter }) => ({ id: deadLetter.id, records: deadLetter.records, attempts: deadLetter.attempts }))
-        return { status: 200, body: page.next === undefined ? { items } : { items, next: page.next } }
+        return { status: 200, body: page.more && page.next !== undefined ? { items, next: page.next } : { items } }
       })
   }),
   route({

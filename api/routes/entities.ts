@@ -307,13 +307,12 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
           Effect.gen(function*() {
             const until = query.until === undefined ? {} : { until: query.until }
             // a short slice is the stream's end or `until`
-            const page = yield* readBoundedPage(query.limit ?? 100, (count, last: EventEnvelope | undefined) =>
+            const page = yield* readBoundedPage(query.limit ?? 100, query.fromRevision ?? 0, (count, fromRevision) =>
               Effect.map(
-                entityHistory(type, params.id, { fromRevision: last === undefined ? query.fromRevision ?? 0 : last.revision + 1, limit: count, ...until }),
-                (events) => ({ items: events, more: events.length === count })
-              ))
-            const last = page.items[page.items.length - 1]
-            return { status: 200, body: { events: page.items, ...(page.more && last ? { nextRevision: last.revision + 1 } : {}) } }
+                entityHistory(type, params.id, { fromRevision, limit: count, ...until }),
+                (events) => ({ items: events, more: events.length === count, next: (events.at(-1)?.revision ?? fromRevision - 1) + 1 })
+              ), (event: EventEnvelope) => event.revision + 1)
+            return { status: 200, body: { events: page.items, ...(page.more ? { nextRevision: page.next } : {}) } }
           })
       }),
       route({
@@ -324,14 +323,13 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
         handler: ({ query, principal }) =>
           Effect.gen(function*() {
             const model = yield* EntityReadModel
-            const page = yield* readBoundedPage(query.limit ?? 100, (count, last: EntitySnapshot | undefined) => {
-              const after = last?.id ?? query.cursor
-              return model.list(type, { limit: count, ...(after === undefined ? {} : { after }) })
-            })
-            const last = page.items[page.items.length - 1]
+            const page = yield* readBoundedPage(query.limit ?? 100, query.cursor, (count, after) =>
+              Effect.map(model.list(type, { limit: count, ...(after === undefined ? {} : { after }) }), (slice) => ({
+                items: slice.items, more: slice.more, next: slice.items.at(-1)?.id ?? after
+              })), (entity: EntitySnapshot) => entity.id)
             return {
               status: 200,
-              body: { items: page.items.map((e) => respond(200, shownTo(principal, kind, e)).body), ...(page.more && last ? { next: encodeCursor(last.id) } : {}) }
+              body: { items: page.items.map((e) => respond(200, shownTo(principal, kind, e)).body), ...(page.more && page.next !== undefined ? { next: encodeCursor(page.next) } : {}) }
             }
           })
       })

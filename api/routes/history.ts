@@ -5,7 +5,7 @@ import { EventEnvelope, toEnvelope } from "../../domain/envelope.ts"
 import { globalHistory } from "../../projections/EntityQueries.ts"
 import { problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
-import { readCursorPage } from "./boundedPage.ts"
+import { readBoundedPage } from "./boundedPage.ts"
 import { Limit, NonNegativeIntFromString } from "./params.ts"
 
 const GlobalHistoryPage = Schema.Struct({
@@ -28,9 +28,11 @@ export const historyRoutes = [
     },
     handler: ({ query }) =>
       Effect.gen(function*() {
-        const page = yield* readCursorPage(query.limit ?? 100, query.fromPosition, (count, from) =>
-          Effect.map(globalHistory({ limit: count, ...(from === undefined ? {} : { fromPosition: from }) }), (slice) => ({ items: slice.events, next: slice.nextPosition })))
-        return { status: 200, body: { events: page.items, ...(page.next === undefined ? {} : { nextPosition: page.next }) } }
+        const page = yield* readBoundedPage(query.limit ?? 100, query.fromPosition, (count, from) =>
+          Effect.map(globalHistory({ limit: count, ...(from === undefined ? {} : { fromPosition: from }) }), (slice) => ({
+            items: slice.events, more: slice.nextPosition !== undefined, next: slice.nextPosition
+          })), (event) => event.position + 1)
+        return { status: 200, body: { events: page.items, ...(page.more && page.next !== undefined ? { nextPosition: page.next } : {}) } }
       })
   }),
   route({

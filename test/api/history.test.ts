@@ -196,6 +196,27 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("hist
         assert.deepStrictEqual(ofStrategy.map((e) => e.revision), Array.from({ length: 60 }, (_, i) => i))
       }), { timeout: 120_000 })
 
+    it.effect("small events first do not let a page read past its bound: it ends at the event that takes it over", () =>
+      Effect.gen(function*() {
+        // The re-attack of stop 28: 10 small events sized the next slice, which then read 100 of 230 KB (a 23 MB page).
+        const auditor = yield* seed
+        yield* request({ method: "PUT", url: "/v1/entities/advertiser/7200", body: { name: "big" } })
+        yield* request({ method: "PUT", url: "/v1/entities/campaign/7201", body: { advertiserId: "7200", name: "big" } })
+        assert.strictEqual((yield* request({ method: "PUT", url: "/v1/entities/strategy/7202", body: { campaignId: "7201", name: "s", bidPrice: 1, segmentIds: [] } })).statusCode, 201)
+        for (let n = 2; n <= 10; n++) yield* request({ method: "PATCH", url: "/v1/entities/strategy/7202", body: { bidPrice: n } })
+        const segmentIds = (n: number) => Array.from({ length: 10_000 }, (_, i) => String(2_000_000_000_000_000_000n + BigInt(n * 10_000 + i)))
+        for (let n = 0; n < 60; n++) assert.strictEqual((yield* request({ method: "PATCH", url: "/v1/entities/strategy/7202", body: { segmentIds: segmentIds(n) } })).statusCode, 200)
+        const revisions: Array<number> = []
+        for (let from: number | undefined = 0; from !== undefined;) {
+          const res = yield* request({ method: "GET", url: `/v1/entities/strategy/7202/history?fromRevision=${from}&limit=1000`, key: auditor.secret })
+          assert.isBelow(res.body.length, 9 * 1024 * 1024)
+          const page = res.json() as EntityHistory
+          revisions.push(...page.events.map((e) => e.revision))
+          from = page.nextRevision
+        }
+        assert.deepStrictEqual(revisions, Array.from({ length: 70 }, (_, i) => i))
+      }), { timeout: 120_000 })
+
     it.effect("rejects a bad fromPosition or limit with 400", () =>
       Effect.gen(function*() {
         const auditor = yield* seed
