@@ -8,7 +8,7 @@ import { promisify } from "node:util"
 import { gzip } from "node:zlib"
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import { HttpServer } from "../../api/platform.ts"
-import { IngestJobs, type Job } from "../../domain/ingest/Job.ts"
+import { IngestJobs, type Job, zeroCounts } from "../../domain/ingest/Job.ts"
 import { ingestSubject, StreamNames } from "../../domain/subjects.ts"
 import { keyedJobId } from "../../infra/ingest/intake.ts"
 import { Nats, tryNats } from "../../infra/nats/Nats.ts"
@@ -313,6 +313,36 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("partner ingest
         assertProblem(toResponse(big), 413, "payload-too-large")
         assert.strictEqual(yield* ingestLastSeq, before)
       }))
+  })
+
+  describe("a partner's jobs list", () => {
+    it.effect("holds at most about 8 MiB a page, whatever its limit, and the pages list every job once", () =>
+      Effect.gen(function*() {
+        // Before stop 28 (its re-attack): 1,000 jobs of 100 errors of ~500 characters were one 59 MB answer to the partner's own key.
+        yield* createPartner("heavy")
+        const ledger = yield* IngestJobs
+        const errors = Array.from({ length: 100 }, (_, i) => ({ line: i + 1, column: "c".repeat(400), reason: `unknown segment code ${"9".repeat(400)}` }))
+        const ids: Array<string> = []
+        for (let i = 0; i < 120; i++) {
+          const id = `heavy-job-${String(i).padStart(4, "0")}`
+          yield* ledger.create({ id, partner: "heavy", source: "http", uploadId: `heavy/${id}`, bytes: 1, digest: `d-${id}`, format: "partner" })
+          yield* ledger.finish(id, { state: "done", checkpoint: { line: 100, bytes: 100, counts: { ...zeroCounts, linesRead: 100, linesRejected: 100 }, errors } })
+          ids.push(id)
+        }
+        const listed: Array<string> = []
+        let pages = 0
+        for (let before: string | undefined, first = true; first || before !== undefined; first = false) {
+          const res = yield* request({ method: "GET", url: `/v1/ingest/heavy/jobs?limit=1000${before === undefined ? "" : `&before=${before}`}` })
+          assert.strictEqual(res.statusCode, 200, res.body.slice(0, 300))
+          assert.isBelow(res.body.length, 9 * 1024 * 1024)
+          const page = res.json() as { readonly jobs: ReadonlyArray<{ readonly id: string }>; readonly next?: string }
+          listed.push(...page.jobs.map((j) => j.id))
+          before = page.next
+          pages++
+        }
+        assert.isAbove(pages, 1)
+        assert.deepStrictEqual(listed, [...ids].reverse())
+      }), { timeout: 120_000 })
   })
 
   describe("who may", () => {
