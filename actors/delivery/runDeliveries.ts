@@ -3,8 +3,9 @@
  * one process at a time under the lease `job.deliver.<destination>.<lane>`, lanes spread over the live
  * processes by rendezvous hashing (actors/runtime/KeyedJobs.ts): a new destination is picked up
  * within a tick, a deleted one stops, a joining process takes its share, a SIGKILLed one's lanes are
- * taken over once their leases expire. A lane re-reads its destination every `configEvery` and
- * starts again with the new settings when they changed (secrets included).
+ * taken over once their leases expire. A lane re-reads its destination every `configEvery`, and at
+ * once when SNAPSHOTS shows it changed (destinationChanges.ts), and starts again with the new settings
+ * when they changed (secrets included).
  */
 import { Effect, Metric, Option, Redacted } from "effect"
 import type { Duration } from "effect"
@@ -18,6 +19,7 @@ import { type EntityPage, EntityReadModel } from "../../projections/EntityReadMo
 import { runKeyedJobs } from "../runtime/KeyedJobs.ts"
 import { type DeliveryActorOptions, deliverLane, type LaneSettings } from "./DeliveryActor.ts"
 import { loadDestination, type LoadedDestination, requestHeaders } from "./destinationConfig.ts"
+import { type DestinationChanged, followDestinationChanges } from "./destinationChanges.ts"
 
 export interface DeliveriesOptions extends DeliveryActorOptions {
   /** how often destinations and ownership are looked at; default 1 second */
@@ -94,7 +96,7 @@ export const laneSettingsOf = (loaded: LoadedDestination, lane: number, waiting:
 const sameSettings = (a: LaneSettings, b: LaneSettings) => JSON.stringify(a) === JSON.stringify(b)
 
 /** A lane: delivers with its destination's settings, starting again when they change; idles while the destination is gone. */
-const laneJob = (key: string, options: DeliveriesOptions) =>
+const laneJob = (key: string, options: DeliveriesOptions, destinationChanged: DestinationChanged) =>
   Effect.gen(function*() {
     const { destination, lane } = parseLaneKey(key)
     /** the destination's life at the last read: the next one looks for a re-creation since then only */
@@ -112,8 +114,8 @@ const laneJob = (key: string, options: DeliveriesOptions) =>
         yield* Effect.sleep(options.configEvery ?? laneRereadMs)
         continue
       }
-      const changed = settingsNow.pipe(
-        Effect.delay(options.configEvery ?? laneRereadMs),
+      const nextRead = Effect.raceFirst(Effect.sleep(options.configEvery ?? laneRereadMs), destinationChanged(destination))
+      const changed = Effect.andThen(nextRead, settingsNow).pipe(
         Effect.repeat({ until: (now) => Option.isNone(now) || !sameSettings(now.value, settings.value) }),
         Effect.andThen(Effect.logInfo("delivery: destination changed; the lane starts again", { destination, lane }))
       )
@@ -123,16 +125,16 @@ const laneJob = (key: string, options: DeliveriesOptions) =>
 
 /** Runs this process's share of the destination lanes' deliverers for the life of the Scope. */
 export const runDeliveries = (options: DeliveriesOptions = {}) =>
-  runKeyedJobs({
+  Effect.flatMap(followDestinationChanges, (destinationChanged) => runKeyedJobs({
     name: "deliverer",
     leaseKey: (key: string) => {
       const { destination, lane } = parseLaneKey(key)
       return deliveryLeaseKey(destination, lane)
     },
     keys: knownLanes,
-    run: (key: string) => laneJob(key, options),
+    run: (key: string) => laneJob(key, options, destinationChanged),
     running: deliverersRunning,
     // a deleted destination's lanes (nothing of them left on DELIVER) end
     endWhenUnlisted: true,
     ...(options.tick === undefined ? {} : { tick: options.tick })
-  })
+  }))
