@@ -69,7 +69,7 @@ export const adminRoutes = [
         // each keeps up to 64 KiB of its payload: a page is bounded in bytes too (boundedPage.ts)
         const page = yield* readBoundedPage(query.limit ?? 100, query.after, (count, after) =>
           Effect.map(deadLetters.list({ limit: count, after }), (slice) => ({ items: slice.deadLetters, more: slice.nextAfter !== undefined, next: slice.nextAfter })),
-          (letter) => letter.sequence)
+          (last) => last.sequence)
         return { status: 200, body: { deadLetters: page.items, ...(page.more && page.next !== undefined ? { nextAfter: page.next } : {}) } }
       })
   })

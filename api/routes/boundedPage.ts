@@ -31,14 +31,16 @@ export interface Slice<A, C> {
 
 /**
  * Reads slices with `slice(count, cursor)` from `from`, until `limit` items, `maxPageChars`, or the end;
- * `after(item)` is the cursor just after an item (where the next page begins when the page ends there).
- * Answers the items, whether more may follow, and the cursor the next page begins at.
+ * `between(last, next)` is the cursor where the next page begins when a page ends inside a slice: after
+ * `last`, the last item it holds, or at `next`, the first it leaves out (a store whose positions are not
+ * contiguous, EventStoreDB's, is resumed at a real one). Answers the items, whether more may follow, and
+ * the cursor the next page begins at.
  */
 export const readBoundedPage = <A, C, E, R>(
   limit: number,
   from: C,
   slice: (count: number, cursor: C) => Effect.Effect<Slice<A, C>, E, R>,
-  after: (item: A) => C
+  between: (last: A, next: A) => C
 ) =>
   Effect.gen(function*() {
     const items: Array<A> = []
@@ -49,7 +51,7 @@ export const readBoundedPage = <A, C, E, R>(
     for (;;) {
       const read = yield* slice(count, cursor)
       for (const item of read.items) {
-        if (items.length > 0 && chars >= maxPageChars) return { items, more: true, next: after(items[items.length - 1]!) }
+        if (items.length > 0 && chars >= maxPageChars) return { items, more: true, next: between(items[items.length - 1]!, item) }
         const size = JSON.stringify(item).length
         items.push(item)
         chars += size

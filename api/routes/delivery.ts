@@ -165,7 +165,7 @@ export const deliveryRoutes = [
         // a letter holds up to 1,000 records: a page is bounded in bytes too (boundedPage.ts)
         const page = yield* readBoundedPage(query.limit ?? 100, query.after, (count, after) =>
           Effect.map(queue.list(params.id, { limit: count, after, incarnation }), (slice) => ({ items: slice.items, more: slice.next !== undefined, next: slice.next })),
-          (letter) => letter.sequence)
+          (last) => last.sequence)
         const items = page.items.map(({ deadLetter }) => ({ id: deadLetter.id, records: deadLetter.records, attempts: deadLetter.attempts }))
         return { status: 200, body: page.more && page.next !== undefined ? { items, next: page.next } : { items } }
       })

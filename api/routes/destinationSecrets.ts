@@ -133,9 +133,9 @@ const recordChange = (names: ReadonlyArray<string>) =>
 const snapshot = (id: string, liveUrl: unknown) =>
   Effect.gen(function*() {
     const secrets = yield* DestinationSecrets
-    const before = yield* Effect.result(Effect.all([secrets.get(id), secrets.origin(id)]))
+    const before = yield* Effect.result(secrets.held(id))
     if (Result.isFailure(before)) return Effect.void
-    const [previous, origin] = before.success
+    const { headers: previous, origin } = before.success
     return Object.keys(previous).length === 0
       ? Effect.ignore(secrets.remove(id))
       : Effect.ignore(secrets.put(id, previous, origin ?? originOf(liveUrl) ?? ""))

@@ -311,7 +311,7 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
               Effect.map(
                 entityHistory(type, params.id, { fromRevision, limit: count, ...until }),
                 (events) => ({ items: events, more: events.length === count, next: (events.at(-1)?.revision ?? fromRevision - 1) + 1 })
-              ), (event: EventEnvelope) => event.revision + 1)
+              ), (_last, next: EventEnvelope) => next.revision)
             return { status: 200, body: { events: page.items, ...(page.more ? { nextRevision: page.next } : {}) } }
           })
       }),
@@ -326,7 +326,7 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
             const page = yield* readBoundedPage(query.limit ?? 100, query.cursor, (count, after) =>
               Effect.map(model.list(type, { limit: count, ...(after === undefined ? {} : { after }) }), (slice) => ({
                 items: slice.items, more: slice.more, next: slice.items.at(-1)?.id ?? after
-              })), (entity: EntitySnapshot) => entity.id)
+              })), (last: EntitySnapshot) => last.id)
             return {
               status: 200,
               body: { items: page.items.map((e) => respond(200, shownTo(principal, kind, e)).body), ...(page.more && page.next !== undefined ? { next: encodeCursor(page.next) } : {}) }

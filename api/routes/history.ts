@@ -31,7 +31,7 @@ export const historyRoutes = [
         const page = yield* readBoundedPage(query.limit ?? 100, query.fromPosition, (count, from) =>
           Effect.map(globalHistory({ limit: count, ...(from === undefined ? {} : { fromPosition: from }) }), (slice) => ({
             items: slice.events, more: slice.nextPosition !== undefined, next: slice.nextPosition
-          })), (event) => event.position + 1)
+          })), (_last, next) => next.position)
         return { status: 200, body: { events: page.items, ...(page.more && page.next !== undefined ? { nextPosition: page.next } : {}) } }
       })
   }),

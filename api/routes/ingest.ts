@@ -247,7 +247,7 @@ export const ingestRoutes = (options: IngestRoutesOptions) => {
           const ledger = yield* IngestJobs
           const page = yield* readBoundedPage(limit, query.before, (count, before) =>
             Effect.map(ledger.list(params.partner, { limit: count, before }), (jobs) => ({ items: jobs, more: jobs.length === count, next: jobs.at(-1)?.id ?? before })),
-            (job) => job.id)
+            (last) => last.id)
           return { status: 200, body: { jobs: page.items, ...(page.more && page.next !== undefined ? { next: page.next } : {}) } }
         })
     })

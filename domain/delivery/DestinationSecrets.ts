@@ -41,8 +41,12 @@ export class DestinationSecrets extends Context.Service<DestinationSecrets, {
    * for it (and those stored without one); without, all of them.
    */
   readonly get: (destination: string, origin?: string) => Effect.Effect<SecretHeaders, SecretsError | SecretsUndecryptable>
-  /** The origin the destination's secrets were given for (none: no secrets, or stored without one). */
-  readonly origin: (destination: string) => Effect.Effect<string | undefined, SecretsError>
+  /**
+   * All of the destination's secret headers and the origin they were given for (none: no secrets, or
+   * stored without one), read together: what a refused request's undo puts back (two reads let a write
+   * moving them come between, and the undo put the values back for the other origin).
+   */
+  readonly held: (destination: string) => Effect.Effect<{ readonly headers: SecretHeaders; readonly origin: string | undefined }, SecretsError | SecretsUndecryptable>
   /** Which secret headers it has (never values), sorted. */
   readonly names: (destination: string) => Effect.Effect<ReadonlyArray<string>, SecretsError>
   /**

@@ -25,6 +25,7 @@ interface Row {
   readonly iv: Uint8Array
   readonly tag: Uint8Array
   readonly ciphertext: Uint8Array
+  readonly origin: string | null
 }
 
 export const layerSqlite = (options: { readonly path: string; readonly key: Redacted.Redacted<Uint8Array> }) =>
@@ -67,9 +68,8 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
           cause: `${others.n} stored secret header(s) were encrypted with another key than DELIVERY_SECRETS_KEY (or DATA_DIR/delivery-secrets.key): set the key they were stored with, or delete ${options.path} and set the destinations' secretHeaders again`
         })
       }
-      const rows = db.prepare(`SELECT name, iv, tag, ciphertext FROM destination_secrets WHERE destination = ? ORDER BY name`)
-      const rowsFor = db.prepare(`SELECT name, iv, tag, ciphertext FROM destination_secrets WHERE destination = ? AND (origin = ? OR origin IS NULL) ORDER BY name`)
-      const originOf = db.prepare(`SELECT origin FROM destination_secrets WHERE destination = ? AND origin IS NOT NULL LIMIT 1`)
+      const rows = db.prepare(`SELECT name, iv, tag, ciphertext, origin FROM destination_secrets WHERE destination = ? ORDER BY name`)
+      const rowsFor = db.prepare(`SELECT name, iv, tag, ciphertext, origin FROM destination_secrets WHERE destination = ? AND (origin = ? OR origin IS NULL) ORDER BY name`)
       const namesOf = db.prepare(`SELECT name FROM destination_secrets WHERE destination = ? ORDER BY name`)
       const upsert = db.prepare(`INSERT INTO destination_secrets (destination, name, iv, tag, ciphertext, key_id, updated_at, written, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (destination, name) DO UPDATE SET iv = excluded.iv, tag = excluded.tag, ciphertext = excluded.ciphertext, key_id = excluded.key_id,
@@ -97,6 +97,11 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
           catch: () => new SecretsUndecryptable({ destination, header: row.name })
         })
       const use = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: fail(operation) })
+      const decryptAll = (destination: string) => (found: ReadonlyArray<Row>) =>
+        Effect.map(
+          Effect.forEach(found, (row) => Effect.map(decrypt(destination, row), (value) => [row.name, Redacted.make(value)] as const)),
+          (entries): SecretHeaders => Object.fromEntries(entries)
+        )
       const names = (destination: string) => (namesOf.all(destination) as Array<{ readonly name: string }>).map((r) => r.name)
       const write = (destination: string, replace: boolean, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>, origin: string) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -126,13 +131,11 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
         put: (destination, headers, origin) => write(destination, true, headers, origin),
         patch: (destination, changes, origin) => write(destination, false, changes, origin),
         get: (destination, origin) =>
-          Effect.flatMap(use("read secrets", () => (origin === undefined ? rows.all(destination) : rowsFor.all(destination, origin)) as unknown as Array<Row>), (found) =>
-            Effect.map(
-              Effect.forEach(found, (row) => Effect.map(decrypt(destination, row), (value) => [row.name, Redacted.make(value)] as const)),
-              (entries): SecretHeaders => Object.fromEntries(entries)
-            )),
+          Effect.flatMap(use("read secrets", () => (origin === undefined ? rows.all(destination) : rowsFor.all(destination, origin)) as unknown as Array<Row>), decryptAll(destination)),
+        held: (destination) =>
+          Effect.flatMap(use("read secrets", () => rows.all(destination) as unknown as Array<Row>), (found) =>
+            Effect.map(decryptAll(destination)(found), (headers) => ({ headers, origin: found.find((row) => row.origin !== null)?.origin ?? undefined }))),
         names: (destination) => use("read secrets", () => names(destination)),
-        origin: (destination) => use("read secrets", () => (originOf.get(destination) as { readonly origin: string } | undefined)?.origin),
         remove: (destination, writtenUpTo) =>
           use("remove secrets", () => void (writtenUpTo === undefined ? removeAll.run(destination) : removeUpTo.run(destination, writtenUpTo))),
         sequence: use("read the secrets' write sequence", () => (current.get() as { readonly n: number }).n)

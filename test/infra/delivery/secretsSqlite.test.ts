@@ -42,7 +42,7 @@ describe("destination secrets in SQLite", () => {
         assert.deepStrictEqual(values(yield* s.get("d", "https://partner.example")), { a: "1" })
         assert.deepStrictEqual(values(yield* s.get("d", "https://thief.example")), {})
         assert.deepStrictEqual(values(yield* s.get("d")), { a: "1" })
-        assert.strictEqual(yield* s.origin("d"), "https://partner.example")
+        assert.strictEqual((yield* s.held("d")).origin, "https://partner.example")
         yield* s.patch("d", { b: Redacted.make("2") }, "https://partner.example")
         assert.deepStrictEqual(values(yield* s.get("d", "https://partner.example")), { a: "1", b: "2" })
         // a patch for another origin (or none given: {}) drops what was given for the first, and moves nothing
@@ -57,7 +57,8 @@ describe("destination secrets in SQLite", () => {
       db.close()
       yield* withStore(path, keyA, (s) => Effect.gen(function*() {
         assert.deepStrictEqual(values(yield* s.get("d", "https://anywhere.example")), { a: "1", b: "2" })
-        assert.strictEqual(yield* s.origin("d"), undefined)
+        assert.deepStrictEqual(values((yield* s.held("d")).headers), { a: "1", b: "2" })
+        assert.strictEqual((yield* s.held("d")).origin, undefined)
       }))
     }))
 
