@@ -14,7 +14,7 @@ import { Clock, Effect, Option, Schema } from "effect"
 import { DeadLetterQueue, type QueuedDeadLetter } from "../../domain/delivery/DeadLetterQueue.ts"
 import { Attempt, DeadLetter } from "../../domain/delivery/DeadLetter.ts"
 import { DelivererStatuses } from "../../domain/delivery/DelivererStatuses.ts"
-import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
+import { waitingFor } from "../../domain/delivery/DeliveryBacklog.ts"
 import { DestinationStatus } from "../../domain/delivery/DestinationStatus.ts"
 import { replayChunks } from "../../domain/delivery/replay.ts"
 import { statusOf } from "../../domain/delivery/statusOf.ts"
@@ -135,14 +135,12 @@ export const deliveryRoutes = [
     handler: ({ params }) =>
       Effect.gen(function*() {
         const { config: destination } = yield* destinationOf(params.id)
-        const [deliverers, onDeliver, inOutbox, deadLetters] = yield* Effect.all([
+        const packages = yield* DeliveryPackages
+        const [deliverers, backlog, deadLetters] = yield* Effect.all([
           DelivererStatuses.use((statuses) => statuses.read(params.id)),
-          DeliveryBacklog.use((queue) => queue.backlog(params.id)),
-          // not yet on DELIVER: a replay or a refresh on its way, chunks held at a lane barrier or by a full DELIVER
-          DeliveryPackages.use((packages) => packages.waiting(params.id)),
+          waitingFor(params.id, packages.waiting),
           DeadLetterQueue.use((queue) => queue.count(params.id))
-        ], { concurrency: 4 })
-        const backlog = { chunks: onDeliver.chunks + inOutbox.chunks, records: onDeliver.records + inOutbox.records }
+        ], { concurrency: 3 })
         const nowMillis = yield* Clock.currentTimeMillis
         return { status: 200, body: statusOf({ ratePerSecond: destination.ratePerSecond, deliverers, backlog, deadLetters, nowMillis }) }
       })

@@ -11,7 +11,7 @@
  */
 import { Effect, Schema } from "effect"
 import { DeliveryPackages, RefreshAccepted } from "../../projections/delivery/packages.ts"
-import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
+import { waitingFor } from "../../domain/delivery/DeliveryBacklog.ts"
 import { Overloaded, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
 
@@ -28,11 +28,7 @@ const DestinationId = Schema.String.check(Schema.isPattern(/^[a-z][a-z0-9-]{0,62
  */
 export const refusedOverBacklog = (destination: string, maxBacklog: number, what: string) =>
   Effect.gen(function*() {
-    const [onDeliver, inOutbox] = yield* Effect.all([
-      DeliveryBacklog.use((backlog) => backlog.backlog(destination)),
-      DeliveryPackages.use((packages) => packages.waiting(destination))
-    ], { concurrency: 2 })
-    const records = onDeliver.records + inOutbox.records
+    const { records } = yield* waitingFor(destination, (yield* DeliveryPackages).waiting)
     if (records > maxBacklog) {
       return yield* new Overloaded({
         detail: `destination ${destination} has ${records} records waiting in the package outbox and on DELIVER (more than DELIVERY_REFRESH_MAX_BACKLOG, ${maxBacklog}): ${what} once it drains`,

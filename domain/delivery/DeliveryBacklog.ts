@@ -3,8 +3,7 @@
  * as the status route counts them. Declared here; on JetStream in
  * infra/delivery/deliveryBacklog.ts.
  */
-import { Context, Schema } from "effect"
-import type { Effect } from "effect"
+import { Context, Effect, Schema } from "effect"
 
 export interface Backlog {
   /** chunks still on DELIVER, every lane (those being sent included: a chunk leaves once all of it is settled) */
@@ -34,3 +33,16 @@ export class DeliveryBacklog extends Context.Service<DeliveryBacklog, {
   /** The sequence the next chunk stored will have, of any destination: a bound for `purge`. */
   readonly nextSequence: Effect.Effect<number, DeliveryBacklogError>
 }>()("tributary/DeliveryBacklog") {}
+
+/**
+ * All that waits for a destination: on DELIVER, and before it in the package outbox (`outbox`: a
+ * replay or a refresh on its way, chunks held at a lane barrier or by a full DELIVER). What the status
+ * route reports and DELIVERY_REFRESH_MAX_BACKLOG bounds.
+ */
+export const waitingFor = <E, R>(destination: string, outbox: (destination: string) => Effect.Effect<Backlog, E, R>) =>
+  Effect.zipWith(
+    DeliveryBacklog.use((backlog) => backlog.backlog(destination)),
+    outbox(destination),
+    (onDeliver, inOutbox): Backlog => ({ chunks: onDeliver.chunks + inOutbox.chunks, records: onDeliver.records + inOutbox.records }),
+    { concurrent: true }
+  )

@@ -37,10 +37,10 @@ export class DestinationSecrets extends Context.Service<DestinationSecrets, {
    */
   readonly patch: (destination: string, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>, origin: string) => Effect.Effect<ReadonlyArray<string>, SecretsError>
   /**
-   * The destination's secret headers, decrypted (none: an empty record): with `origin`, only those given
-   * for it (and those stored without one); without, all of them.
+   * The destination's secret headers to send to `origin`, decrypted: those given for it, and those stored
+   * without one (none: an empty record).
    */
-  readonly get: (destination: string, origin?: string) => Effect.Effect<SecretHeaders, SecretsError | SecretsUndecryptable>
+  readonly get: (destination: string, origin: string) => Effect.Effect<SecretHeaders, SecretsError | SecretsUndecryptable>
   /**
    * All of the destination's secret headers and the origin they were given for (none: no secrets, or
    * stored without one), read together: what a refused request's undo puts back (two reads let a write

@@ -7,7 +7,7 @@
  */
 import { Clock, Effect, Layer, Option, Schedule } from "effect"
 import type { Duration } from "effect"
-import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
+import { type DeliveryBacklog, waitingFor } from "../../domain/delivery/DeliveryBacklog.ts"
 import { EntityNotFound } from "../../domain/entity.ts"
 import type { EventStore } from "../../domain/EventStore.ts"
 import { nextUuidv7 } from "../../domain/uuidv7.ts"
@@ -49,7 +49,6 @@ const refresh = (destination: string) =>
 const scheduledRefreshes = (tick: Duration.Input, maxBacklog: number) =>
   Effect.gen(function*() {
     const db = yield* PackagesDb
-    const backlog = yield* DeliveryBacklog
     const firstSeen = new Map<string, number>()
     const round = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
@@ -57,8 +56,7 @@ const scheduledRefreshes = (tick: Duration.Input, maxBacklog: number) =>
         const since = lastAt ?? firstSeen.get(destination) ?? now
         firstSeen.set(destination, since)
         if (now - since < everySeconds * 1_000) continue
-        const [onDeliver, inOutbox] = yield* Effect.all([backlog.backlog(destination), db.waiting(destination)])
-        if (onDeliver.records + inOutbox.records > maxBacklog) continue
+        if ((yield* waitingFor(destination, db.waiting)).records > maxBacklog) continue
         const done = yield* Effect.result(refresh(destination))
         yield* Effect.logInfo("scheduled refresh", { destination, ...(done._tag === "Success" ? done.success : { failed: done.failure._tag }) })
       }

@@ -131,7 +131,7 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
         put: (destination, headers, origin) => write(destination, true, headers, origin),
         patch: (destination, changes, origin) => write(destination, false, changes, origin),
         get: (destination, origin) =>
-          Effect.flatMap(use("read secrets", () => (origin === undefined ? rows.all(destination) : rowsFor.all(destination, origin)) as unknown as Array<Row>), decryptAll(destination)),
+          Effect.flatMap(use("read secrets", () => rowsFor.all(destination, origin) as unknown as Array<Row>), decryptAll(destination)),
         held: (destination) =>
           Effect.flatMap(use("read secrets", () => rows.all(destination) as unknown as Array<Row>), (found) =>
             Effect.map(decryptAll(destination)(found), (headers) => ({ headers, origin: found.find((row) => row.origin !== null)?.origin ?? undefined }))),

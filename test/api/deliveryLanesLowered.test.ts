@@ -10,7 +10,7 @@ import { Effect } from "effect"
 import { eventually } from "../fixtures/http.ts"
 import { layerTestNatsServer, TestNatsServer } from "../fixtures/nats.ts"
 import { destinationStats, spawnPartnerSimulator } from "../fixtures/partnerSimulator.ts"
-import { call, platformEnv, startPlatformProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
+import { acmeSegmentOf, call, platformEnv, startPlatformProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const ADMIN = "lanes-lowered-admin-key-001"
@@ -27,15 +27,7 @@ describe("a destination's lanes lowered with a backlog", () => {
       yield* waitUntilReady(platform)
       const api = (method: string, path: string, body?: unknown, key = ADMIN) => call(platform.base, method, path, { key, ...(body === undefined ? {} : { body }) })
 
-      assert.strictEqual((yield* api("PUT", "/v1/entities/partner/acme", { name: "Acme" })).status, 201)
-      const partnerKey = ((yield* api("POST", "/v1/admin/keys", { name: "acme", role: "partner:acme" })).body as { secret: string }).secret
-      const time = new Date().toISOString()
-      const lines = Array.from({ length: USERS }, (_, i) => `{"idKind":"cookie","userId":"u${i}","segmentId":"401","op":"add","time":"${time}"}`).join("\n") + "\n"
-      const posted = yield* Effect.promise(() =>
-        fetch(`${platform.base}/v1/ingest/acme/records`, { method: "POST", headers: { authorization: `Bearer ${partnerKey}`, "content-type": "application/x-ndjson" }, body: lines })
-          .then((r) => r.status))
-      assert.strictEqual(posted, 202)
-      yield* eventually(api("GET", "/v1/segments/401"), (a) => (a.body as { members?: number }).members === USERS, "60 seconds")
+      yield* acmeSegmentOf(platform.base, ADMIN, "401", USERS)
 
       const created = yield* api("PUT", "/v1/entities/destination/lr", {
         partnerId: "acme", url: `${simulator.url}/d/lr`, format: "single", ratePerSecond: LIMIT, lanes: 4, segmentIds: ["401"]

@@ -10,7 +10,7 @@ import { Effect } from "effect"
 import { eventually } from "../fixtures/http.ts"
 import { layerTestNatsServer, TestNatsServer } from "../fixtures/nats.ts"
 import { destinationStats, receivedRequests, spawnPartnerSimulator } from "../fixtures/partnerSimulator.ts"
-import { call, platformEnv, startPlatformProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
+import { acmeSegmentOf, call, platformEnv, startPlatformProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const ADMIN = "rate-lowered-admin-key-0001"
@@ -37,15 +37,7 @@ describe("a destination's rate lowered while it delivers", () => {
       yield* waitUntilReady(platform)
       const api = (method: string, path: string, body?: unknown) => call(platform.base, method, path, { key: ADMIN, ...(body === undefined ? {} : { body }) })
 
-      assert.strictEqual((yield* api("PUT", "/v1/entities/partner/acme", { name: "Acme" })).status, 201)
-      const partnerKey = ((yield* api("POST", "/v1/admin/keys", { name: "acme", role: "partner:acme" })).body as { secret: string }).secret
-      const time = new Date().toISOString()
-      const lines = Array.from({ length: USERS }, (_, i) => `{"idKind":"cookie","userId":"u${i}","segmentId":"402","op":"add","time":"${time}"}`).join("\n") + "\n"
-      const posted = yield* Effect.promise(() =>
-        fetch(`${platform.base}/v1/ingest/acme/records`, { method: "POST", headers: { authorization: `Bearer ${partnerKey}`, "content-type": "application/x-ndjson" }, body: lines })
-          .then((r) => r.status))
-      assert.strictEqual(posted, 202)
-      yield* eventually(api("GET", "/v1/segments/402"), (a) => (a.body as { members?: number }).members === USERS, "60 seconds")
+      yield* acmeSegmentOf(platform.base, ADMIN, "402", USERS)
 
       const created = yield* api("PUT", "/v1/entities/destination/rl", {
         partnerId: "acme", url: `${simulator.url}/d/rl`, format: "single", ratePerSecond: 40, segmentIds: ["402"]

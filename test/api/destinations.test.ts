@@ -111,7 +111,7 @@ describe("destinations", () => {
 
       // stored encrypted, and they decrypt with the key: what the deliverer will send
       const stored = yield* Effect.gen(function*() {
-        return yield* (yield* DestinationSecrets).get("acme-dsp")
+        return (yield* (yield* DestinationSecrets).held("acme-dsp")).headers
       }).pipe(Effect.provide(Layer.fresh(layerSqlite({ path: join(dataDir, "delivery-secrets.db"), key: Redacted.make(new Uint8Array(KEY)) }))))
       assert.deepStrictEqual(Object.fromEntries(Object.entries(stored).map(([n, v]) => [n, Redacted.value(v)])), { authorization: SECRET_1, "x-extra": SECRET_3 })
 
