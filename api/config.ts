@@ -262,6 +262,8 @@ const platformConfig = Config.all({
   deliveryChunkRecords: intAtLeast(1, "DELIVERY_CHUNK_RECORDS").pipe(Config.withDefault(1_000)),
   /** a refresh is refused (503 + Retry-After) while the destination has more records than this waiting on DELIVER */
   deliveryRefreshMaxBacklog: intAtLeast(0, "DELIVERY_REFRESH_MAX_BACKLOG").pipe(Config.withDefault(1_000_000)),
+  /** lanes of all destinations together at most: each is a deliverer costing CPU even while idle (a write adding lanes past it: 409) */
+  deliveryMaxLanes: intAtLeast(1, "DELIVERY_MAX_LANES").pipe(Config.withDefault(256)),
   /** whether this process delivers to partners' APIs (a DeliveryActor per destination lane it owns); false for an API-only process */
   deliveryEnabled: Config.Boolean("DELIVERY_ENABLED").pipe(Config.withDefault(true)),
   /** how often destinations and lane ownership are looked at: a new destination starts delivering within it */

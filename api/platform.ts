@@ -213,7 +213,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...opsRoutes(yield* readinessChecks({ shards: config.shards, relayMaxLag: config.relayMaxLag }), {
         refreshMetrics: readRelayStatus.pipe(Effect.provideService(EventStore, store), Effect.provideService(Nats, nats))
       }),
-      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly({ maxBacklog: config.deliveryRefreshMaxBacklog }) } }),
+      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly({ maxBacklog: config.deliveryRefreshMaxBacklog, maxLanes: config.deliveryMaxLanes }) } }),
       ...historyRoutes,
       ...segmentRoutes,
       ...adminRoutes,

@@ -26,6 +26,14 @@ export class RequestBodyFailed extends Schema.TaggedError<RequestBodyFailed>()("
 export class RequestTimeout extends Schema.TaggedError<RequestTimeout>()("RequestTimeout", { detail: Schema.String }) {}
 /** This API key used up its token bucket; `retryAfterSeconds` until it holds enough again. */
 export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", { detail: Schema.String, retryAfterSeconds: Schema.Number }) {}
+/**
+ * A configured bound of what the platform keeps (DELIVERY_MAX_LANES, say) would be passed: `issues` name
+ * the request's field that would pass it. Retrying changes nothing until something else gives its share back.
+ */
+export class LimitReached extends Schema.TaggedError<LimitReached>()("LimitReached", {
+  detail: Schema.String,
+  issues: Schema.Array(FieldIssue)
+}) {}
 /** Too much in flight already: answered with Retry-After instead of queueing without bound. */
 export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", { detail: Schema.String, retryAfterSeconds: Schema.Number }) {}
 
@@ -50,6 +58,7 @@ export const problemTypes: Record<string, ProblemType> = {
   CommandRefused: { status: 409, code: "command-refused", title: "The entity's rules refuse this command" },
   PartnerPaused: { status: 409, code: "partner-paused", title: "The partner is paused: it takes no new data" },
   EntityHasChildren: { status: 409, code: "entity-has-children", title: "The entity still has live children; delete or move them first" },
+  LimitReached: { status: 409, code: "limit-reached", title: "A configured limit of the platform would be passed" },
   LastAdminKey: { status: 409, code: "last-admin-key", title: "This would leave no admin key" },
   RevisionMismatch: { status: 412, code: "revision-mismatch", title: "The entity has changed since the given revision" },
   RequestTimeout: { status: 408, code: "request-timeout", title: "The request did not arrive in time" },
@@ -117,7 +126,7 @@ export const toProblem = (error: { readonly _tag: string } & Record<string, unkn
   const type = problemTypes[error._tag] ?? { status: 500, code: "internal", title: "Internal error" }
   const errors = error._tag === "InvalidRequest"
     ? fieldProblems(error.issues as InvalidRequest["issues"])
-    : error._tag === "InvalidEntity" || error._tag === "InvalidCommand" || error._tag === "InvalidCredentials"
+    : error._tag === "InvalidEntity" || error._tag === "InvalidCommand" || error._tag === "InvalidCredentials" || error._tag === "LimitReached"
     ? fieldProblems((error.issues as ReadonlyArray<FieldIssue>).map((issue) => ({ ...issue, in: "body" })))
     : undefined
   const detail = typeof error.detail === "string" ? error.detail : detailOf(error)

@@ -11,11 +11,10 @@ import { Effect, Metric, Option, Redacted } from "effect"
 import type { Duration } from "effect"
 import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
 import { laneRereadMs } from "../../domain/delivery/laneBarrier.ts"
-import { type DestinationConfig, destinationConfigOf } from "../../domain/delivery/DestinationConfig.ts"
-import { destination as destinationEntity } from "../../domain/entities/destination.ts"
+import type { DestinationConfig } from "../../domain/delivery/DestinationConfig.ts"
 import { jobLeaseKey } from "../../domain/subjects.ts"
 import type { Life } from "../../projections/EntityQueries.ts"
-import { type EntityPage, EntityReadModel } from "../../projections/EntityReadModel.ts"
+import { lanesByDestination } from "../../projections/delivery/destinationLanes.ts"
 import { runKeyedJobs } from "../runtime/KeyedJobs.ts"
 import { type DeliveryActorOptions, deliverLane, type LaneSettings } from "./DeliveryActor.ts"
 import { loadDestination, type LoadedDestination, requestHeaders } from "./destinationConfig.ts"
@@ -45,20 +44,11 @@ export const deliveryLeaseKey = (destination: string, lane: number) => jobLeaseK
  * lowered, the lanes past the new count still deliver what they hold.
  */
 const knownLanes = Effect.gen(function*() {
-  const model = yield* EntityReadModel
   const lanes = new Set<string>()
   const waiting = yield* DeliveryBacklog.use((backlog) => backlog.lanesWaiting())
   for (const [destination, held] of waiting) for (const lane of held) lanes.add(laneKey(destination, lane))
-  let after: string | undefined = undefined
-  for (;;) {
-    const page: EntityPage = yield* model.list(destinationEntity.type, { limit: 500, ...(after === undefined ? {} : { after }) })
-    for (const item of page.items) {
-      const config = destinationConfigOf(item.id, item.state)
-      if (Option.isSome(config)) for (let lane = 0; lane < config.value.lanes; lane++) lanes.add(laneKey(item.id, lane))
-    }
-    if (!page.more || page.items.length === 0) return lanes
-    after = page.items.at(-1)!.id
-  }
+  for (const [destination, count] of yield* lanesByDestination) for (let lane = 0; lane < count; lane++) lanes.add(laneKey(destination, lane))
+  return lanes
 })
 
 /**

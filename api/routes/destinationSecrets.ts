@@ -32,6 +32,7 @@ import { InvalidRequest } from "../problems.ts"
 import { recordCommand } from "../recordCommand.ts"
 import type { WriteOnlyFields } from "./entities.ts"
 import { refusedOverBacklog } from "./deliveryPackages.ts"
+import { makeLaneQuota } from "./laneQuota.ts"
 import { InvalidCredentials } from "./partnerCredentials.ts"
 
 /** PATCH: `secretHeaders: null` removes them all, `{name: null}` one of them. */
@@ -145,8 +146,26 @@ const snapshot = (id: string, liveUrl: unknown) =>
 const changesSegments = (live: Option.Option<Readonly<Record<string, unknown>>>, rest: Readonly<Record<string, unknown>>) =>
   Object.hasOwn(rest, "segmentIds") && Option.isSome(live) && JSON.stringify(live.value["segmentIds"]) !== JSON.stringify(rest["segmentIds"])
 
-/** `maxBacklog`: DELIVERY_REFRESH_MAX_BACKLOG, past which a change of an existing destination's segments is refused (503). */
-export const destinationWriteOnly = (options: { readonly maxBacklog: number }) => ({
+/**
+ * The destination's `lanes` after the request: none when it leaves them as they are (a PATCH without
+ * them) or when they are not a count (the entity refuses the request then).
+ */
+const lanesAfter = (method: "PUT" | "PATCH", rest: Readonly<Record<string, unknown>>): number | undefined => {
+  if (method === "PATCH" && !Object.hasOwn(rest, "lanes")) return undefined
+  const lanes = rest["lanes"] ?? 1
+  return typeof lanes === "number" && Number.isInteger(lanes) ? lanes : undefined
+}
+
+const lanesOf = (live: Option.Option<Readonly<Record<string, unknown>>>) =>
+  Option.isNone(live) ? 0 : typeof live.value["lanes"] === "number" ? live.value["lanes"] : 1
+
+/**
+ * `maxBacklog`: DELIVERY_REFRESH_MAX_BACKLOG, past which a change of an existing destination's segments
+ * is refused (503); `maxLanes`: DELIVERY_MAX_LANES, the lanes of all destinations together (409 past it).
+ */
+export const destinationWriteOnly = (options: { readonly maxBacklog: number; readonly maxLanes: number }) => {
+  const quota = makeLaneQuota(options.maxLanes)
+  return {
   putBody: DestinationPut,
   names: ["secretHeaders"],
   store: ({ id, method, writeOnly, rest }) =>
@@ -154,6 +173,8 @@ export const destinationWriteOnly = (options: { readonly maxBacklog: number }) =
       yield* checkPartner(rest["partnerId"])
       const secrets = yield* DestinationSecrets
       const live = yield* liveFields(id)
+      const lanes = lanesAfter(method, rest)
+      if (lanes !== undefined && (method === "PUT" || Option.isSome(live))) yield* quota.set(id, lanes, lanesOf(live))
       if (changesSegments(live, rest)) yield* refusedOverBacklog(id, options.maxBacklog, "change its segments")
       const given = Object.hasOwn(writeOnly, "secretHeaders")
       if (method === "PUT") {
@@ -193,10 +214,15 @@ export const destinationWriteOnly = (options: { readonly maxBacklog: number }) =
   // stays. Before, found by an outside attack, the DELETE's drop ran after that PUT's write and took
   // the new destination's credentials. Once the destination lives again, its creating PUT has dropped
   // the rest: the DELETE leaves it.
+  // Its lanes are given back once the delete was accepted.
   deleting: (id) =>
     Effect.map(boundsNow, (bounds) =>
-      Effect.flatMap(liveFields(id), (live) =>
-        Option.isSome(live)
-          ? DestinationSecrets.use((secrets) => secrets.remove(id, bounds.secrets))
-          : dropDeleted(id, "destination deleted", bounds)))
-}) satisfies WriteOnlyFields<unknown, unknown>
+      Effect.andThen(
+        Effect.flatMap(liveFields(id), (live) =>
+          Option.isSome(live)
+            ? DestinationSecrets.use((secrets) => secrets.remove(id, bounds.secrets))
+            : dropDeleted(id, "destination deleted", bounds)),
+        quota.set(id, 0, 0)
+      ))
+  } satisfies WriteOnlyFields<unknown, unknown>
+}

@@ -1,0 +1,50 @@
+/**
+ * DELIVERY_MAX_LANES (stop 29; found by stop 28's outside attack: nothing capped destinations or lanes,
+ * and each idle lane costs CPU): a write adding lanes past the bound answers 409 naming `lanes` and
+ * creates nothing; lowering always passes; a delete gives its lanes back; writes sent at once pass
+ * only as far as the bound, although the read model has not caught up with the ones just accepted.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { layerTestNatsServer, TestNatsServer } from "../fixtures/nats.ts"
+import { call, type HttpAnswer, platformEnv, startPlatformProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
+import { tempDir } from "../fixtures/tempDir.ts"
+
+const ADMIN = "lanes-admin-key-0123456789"
+const destination = (lanes: number) => ({ partnerId: "acme", url: "http://127.0.0.1:9/members", format: "ndjson", ratePerSecond: 100, segmentIds: ["101"], lanes })
+
+const problem = (answer: HttpAnswer) => answer.body as { code?: string; errors?: Array<{ pointer: string }> }
+
+describe("DELIVERY_MAX_LANES", () => {
+  it.live("refuses a write adding lanes past the bound (409 naming lanes), lets lowering and deletes through, and holds against writes sent at once", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDir("max-lanes")
+      const nats = yield* TestNatsServer
+      const platform = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, { DELIVERY_MAX_LANES: "6", SHARDS: "4" }), dataDir)
+      yield* waitUntilReady(platform)
+      const api = (method: string, path: string, body?: unknown) => call(platform.base, method, path, { key: ADMIN, ...(body === undefined ? {} : { body }) })
+      assert.strictEqual((yield* api("PUT", "/v1/entities/partner/acme", { name: "Acme" })).status, 201)
+
+      assert.strictEqual((yield* api("PUT", "/v1/entities/destination/a", destination(4))).status, 201)
+      const over = yield* api("PUT", "/v1/entities/destination/b", destination(3))
+      assert.strictEqual(over.status, 409, over.text)
+      assert.strictEqual(problem(over).code, "limit-reached")
+      assert.deepStrictEqual(problem(over).errors?.map((e) => e.pointer), ["/lanes"])
+      assert.strictEqual((yield* api("GET", "/v1/entities/destination/b")).status, 404, "nothing created")
+      assert.strictEqual((yield* api("PUT", "/v1/entities/destination/b", destination(2))).status, 201)
+
+      // raising past it is refused; lowering, and a write leaving lanes as they are, pass
+      const raised = yield* api("PATCH", "/v1/entities/destination/a", { lanes: 5 })
+      assert.strictEqual(raised.status, 409, raised.text)
+      assert.strictEqual((yield* api("PATCH", "/v1/entities/destination/a", { lanes: 3 })).status, 200)
+      assert.strictEqual((yield* api("PATCH", "/v1/entities/destination/a", { batchSize: 50 })).status, 200)
+
+      // a delete gives b's 2 back: with a at 3, ten creations sent at once, one lane each, make 3
+      assert.strictEqual((yield* api("DELETE", "/v1/entities/destination/b")).status, 200)
+      const many = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => `c${i}`), (id) => api("PUT", `/v1/entities/destination/${id}`, destination(1)), { concurrency: "unbounded" })
+      assert.deepStrictEqual(many.map((a) => a.status).sort(), [...Array(3).fill(201), ...Array(7).fill(409)], many.map((a) => a.text).join("\n"))
+      const listed = yield* api("GET", "/v1/entities/destination?limit=100")
+      const ids = (listed.body as { items: Array<{ id: string }> }).items.map((item) => item.id)
+      assert.strictEqual(ids.filter((id) => id.startsWith("c")).length, 3, listed.text)
+    }).pipe(Effect.provide(layerTestNatsServer()), Effect.scoped), { timeout: 120_000 })
+})
