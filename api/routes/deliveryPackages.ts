@@ -9,11 +9,12 @@
  * in the outbox (held at its lane barrier, say) and on DELIVER: refreshes sent faster than the partner
  * takes them would only pile up, without bound.
  */
-import { Effect, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { DeliveryPackages, RefreshAccepted } from "../../projections/delivery/packages.ts"
 import { waitingFor } from "../../domain/delivery/DeliveryBacklog.ts"
 import { Overloaded, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
+import { makeKeyedTurns } from "../../infra/keyedTurns.ts"
 
 /** A destination id: a lowercase slug, as its entity's. */
 const DestinationId = Schema.String.check(Schema.isPattern(/^[a-z][a-z0-9-]{0,62}$/, {
@@ -37,7 +38,26 @@ export const refusedOverBacklog = (destination: string, maxBacklog: number, what
     }
   })
 
-export const deliveryPackageRoutes = (options: { readonly maxBacklog: number }) => [
+/**
+ * While a change of the destination's segments is not packaged yet, the backlog does not show what it
+ * will add: a further change is refused (503) until it is, or changes sent one after another would
+ * all pass a bound checked before any of them was packaged.
+ */
+export const refusedWhilePackaging = (destination: string, segmentIds: unknown) =>
+  Effect.gen(function*() {
+    const packaged = yield* (yield* DeliveryPackages).packagedSegments(destination)
+    if (Option.isNone(packaged) || JSON.stringify(packaged.value) !== JSON.stringify(segmentIds)) {
+      return yield* new Overloaded({
+        detail: `destination ${destination}: the last change of its segments is still being packaged, and its backlog does not show it yet; change them again once it is`,
+        retryAfterSeconds: 1
+      })
+    }
+  })
+
+export const deliveryPackageRoutes = (options: { readonly maxBacklog: number }) => {
+  // one refresh of a destination at a time in this process: two checked at once would both pass the bound
+  const inTurn = makeKeyedTurns(1)
+  return [
   route({
     method: "POST", url: "/v1/destinations/:id/refresh", tags: ["delivery"], roles: ["service"], admission: "commands",
     summary: "Send every current member of the destination's segments again, as add records (a refresh package)",
@@ -51,10 +71,11 @@ export const deliveryPackageRoutes = (options: { readonly maxBacklog: number }) 
       503: problemResponse("the destination's backlog (outbox and DELIVER) is over DELIVERY_REFRESH_MAX_BACKLOG, too many commands in progress, or the packages' store is unavailable; see Retry-After")
     },
     handler: ({ params }) =>
-      Effect.gen(function*() {
+      inTurn(params.id, Effect.gen(function*() {
         yield* refusedOverBacklog(params.id, options.maxBacklog, "refresh")
         const accepted = yield* DeliveryPackages.use((packages) => packages.refresh(params.id))
         return { status: 202, body: accepted }
-      })
+      }))
   })
-]
+  ]
+}

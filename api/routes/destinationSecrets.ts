@@ -31,7 +31,7 @@ import { getEntity } from "../../projections/EntityQueries.ts"
 import { InvalidRequest } from "../problems.ts"
 import { recordCommand } from "../recordCommand.ts"
 import type { WriteOnlyFields } from "./entities.ts"
-import { refusedOverBacklog } from "./deliveryPackages.ts"
+import { refusedOverBacklog, refusedWhilePackaging } from "./deliveryPackages.ts"
 import { makeLaneQuota } from "./laneQuota.ts"
 import { InvalidCredentials } from "./partnerCredentials.ts"
 
@@ -173,9 +173,6 @@ export const destinationWriteOnly = (options: { readonly maxBacklog: number; rea
       yield* checkPartner(rest["partnerId"])
       const secrets = yield* DestinationSecrets
       const live = yield* liveFields(id)
-      const lanes = lanesAfter(method, rest)
-      if (lanes !== undefined && (method === "PUT" || Option.isSome(live))) yield* quota.set(id, lanes, lanesOf(live))
-      if (changesSegments(live, rest)) yield* refusedOverBacklog(id, options.maxBacklog, "change its segments")
       const given = Object.hasOwn(writeOnly, "secretHeaders")
       if (method === "PUT") {
         // a destination created under a deleted one's id gets nothing of it (a drop a crash cut short)
@@ -209,6 +206,19 @@ export const destinationWriteOnly = (options: { readonly maxBacklog: number; rea
         : yield* secrets.patch(id, redact(patch.success), origin)
       return { after: yield* recordChange(names), undo }
     }),
+  // The bounds a write could pass: all destinations' lanes, and the backlog a change of segments adds
+  // to. A change of segments is checked against the revision the command then expects.
+  check: ({ id, method, rest }) =>
+    Effect.gen(function*() {
+      const entity = yield* getEntity(destination.type, id)
+      const live = Option.map(entity, (found) => found.state ?? {})
+      const lanes = lanesAfter(method, rest)
+      if (lanes !== undefined && (method === "PUT" || Option.isSome(live))) yield* quota.set(id, lanes, lanesOf(live))
+      if (Option.isNone(entity) || !changesSegments(live, rest)) return undefined
+      yield* refusedWhilePackaging(id, (entity.value.state ?? {})["segmentIds"])
+      yield* refusedOverBacklog(id, options.maxBacklog, "change its segments")
+      return entity.value.revision
+    }),
   // A DELETE drops what was written before it: a PUT creating the destination again at the same time
   // writes after the delete (secrets, then the new destination's chunks and dead letters), and that
   // stays. Before, found by an outside attack, the DELETE's drop ran after that PUT's write and took
@@ -222,7 +232,7 @@ export const destinationWriteOnly = (options: { readonly maxBacklog: number; rea
           Option.isSome(live)
             ? DestinationSecrets.use((secrets) => secrets.remove(id, bounds.secrets))
             : dropDeleted(id, "destination deleted", bounds)),
-        quota.set(id, 0, 0)
+        quota.release(id)
       ))
   } satisfies WriteOnlyFields<unknown, unknown>
 }

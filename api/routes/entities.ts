@@ -11,7 +11,7 @@ import type { EntityKind } from "../../domain/EntityKind.ts"
 import { type DeciderRegistry, makeRegistry } from "../../domain/DeciderRegistry.ts"
 import { deciders } from "../../domain/entities/index.ts"
 import { isRecordDecider, type RecordDecider } from "../../domain/entities/record.ts"
-import { type EntityCommand, EntityNotFound } from "../../domain/entity.ts"
+import { type EntityCommand, EntityNotFound, RevisionMismatch } from "../../domain/entity.ts"
 import { EventEnvelope } from "../../domain/envelope.ts"
 import type { EventStore } from "../../domain/EventStore.ts"
 import type { EntitySnapshot } from "../../domain/snapshot.ts"
@@ -19,7 +19,7 @@ import { nextUuidv7 } from "../../domain/uuidv7.ts"
 import { EntityReadModel } from "../../projections/EntityReadModel.ts"
 import { entityHistory, getEntity } from "../../projections/EntityQueries.ts"
 import type { Principal } from "../auth.ts"
-import { CommandFailed, Forbidden, InvalidRequest, NotFound, problemResponse } from "../problems.ts"
+import { CommandFailed, Forbidden, InvalidRequest, NotFound, Overloaded, problemResponse } from "../problems.ts"
 import { route, type AnyRoute } from "../route.ts"
 import { readBoundedPage } from "./boundedPage.ts"
 import { IsoTimestamp, Limit, NonNegativeIntFromString, RevisionTag } from "./params.ts"
@@ -97,11 +97,24 @@ export interface StoredWriteOnly<E, R> {
   readonly again?: Effect.Effect<unknown, E, R>
 }
 
-export interface WriteOnlyFields<E, R> {
+/** `E`, `R`: what `store` and `deleting` may fail with and need; `CE`, `CR`: what `check` may. */
+export interface WriteOnlyFields<E, R, CE = E, CR = R> {
   /** the PUT body: the record's fields and the write-only ones (annotated `writeOnly` for OpenAPI) */
   readonly putBody: Schema.Top
   /** the write-only fields' names */
   readonly names: ReadonlyArray<string>
+  /**
+   * Runs first on every PUT and PATCH of the type: may refuse the request (a bound its change would
+   * pass), and may answer the revision of the entity its checks were made against. The command then
+   * expects that revision (unless the request gave its own If-Match): a change landing between the
+   * check and the command makes the request answer 503 (Retry-After 1) rather than pass a check made
+   * against a state that is gone — with any number of processes, requests sent at once pass one at a time.
+   */
+  readonly check?: (request: {
+    readonly id: string
+    readonly method: "PUT" | "PATCH"
+    readonly rest: Readonly<Record<string, unknown>>
+  }) => Effect.Effect<number | undefined, CE, CR>
   /**
    * Runs before every PUT and PATCH of the type (it may check the rest too): PUT gets the write-only
    * fields as given, PATCH their merge patch (either may have none). `rest` is the body without them.
@@ -121,14 +134,16 @@ export interface WriteOnlyFields<E, R> {
   readonly deleting?: (id: string) => Effect.Effect<Effect.Effect<void, E, R>, E, R>
 }
 
-export interface EntityRoutesOptions<E = never, R = never> {
+export interface EntityRoutesOptions<E = never, R = never, CE = never, CR = never> {
   /** the entity types: one set of routes each; default the built-in ones */
   readonly registry?: DeciderRegistry
   /** per record type, its write-only fields */
-  readonly writeOnly?: Readonly<Record<string, WriteOnlyFields<E, R>>>
+  readonly writeOnly?: Readonly<Record<string, WriteOnlyFields<E, R, CE, CR>>>
 }
 
-export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<E, R> = {}): ReadonlyArray<AnyRoute<CommandBus | EntityReadModel | EventStore | R>> => {
+export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
+  options: EntityRoutesOptions<E, R, CE, CR> = {}
+): ReadonlyArray<AnyRoute<CommandBus | EntityReadModel | EventStore | R | CR>> => {
   const registry = options.registry ?? makeRegistry(deciders)
   const commandId = (principal: Principal, type: string, id: string, key: string | undefined) =>
     key === undefined
@@ -193,8 +208,13 @@ export const entityRoutes = <E = never, R = never>(options: EntityRoutesOptions<
       const hook = options.writeOnly?.[type]
       if (hook === undefined) return yield* send(type, id, principal, headers, action(body as Schema.Json))
       const { rest, writeOnly } = split(body, hook.names)
+      const checkedAt = hook.check === undefined ? undefined : yield* hook.check({ id, method, rest })
+      const expects = checkedAt !== undefined && headers["if-match"] === undefined
       const stored = yield* hook.store({ id, method, writeOnly, rest })
-      const first = yield* send(type, id, principal, headers, action(rest as Schema.Json), stored?.undo)
+      const first = yield* send(type, id, principal, expects ? { ...headers, "if-match": `"${checkedAt}"` } : headers, action(rest as Schema.Json), stored?.undo).pipe(
+        Effect.catchIf((error) => expects && error instanceof RevisionMismatch, () =>
+          Effect.fail(new Overloaded({ detail: `${type} ${id} changed while this request was checked against it; send it again`, retryAfterSeconds: 1 })))
+      )
       if (stored === undefined) return first
       if (first.status === 201 && stored.again !== undefined) yield* stored.again
       // its own command id: the If-Match and Idempotency-Key were the first command's

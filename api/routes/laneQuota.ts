@@ -40,5 +40,9 @@ export const makeLaneQuota = (maxLanes: number) => {
       written.set(destination, { lanes, at: now })
     }))
 
-  return { set }
+  /** Records that `destination` was deleted: its lanes are free at once, whatever the list still shows. */
+  const release = (destination: string) =>
+    lock.withPermit(Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void written.set(destination, { lanes: 0, at: now }))))
+
+  return { set, release }
 }

@@ -37,12 +37,13 @@ export class DeliveryBacklog extends Context.Service<DeliveryBacklog, {
 /**
  * All that waits for a destination: on DELIVER, and before it in the package outbox (`outbox`: a
  * replay or a refresh on its way, chunks held at a lane barrier or by a full DELIVER). What the status
- * route reports and DELIVERY_REFRESH_MAX_BACKLOG bounds.
+ * route reports and DELIVERY_REFRESH_MAX_BACKLOG bounds. The outbox is read first: a chunk published
+ * between the two reads is then counted twice, never missed (read at once, it could be neither, and
+ * a bound checked so let a refresh through past it).
  */
 export const waitingFor = <E, R>(destination: string, outbox: (destination: string) => Effect.Effect<Backlog, E, R>) =>
   Effect.zipWith(
-    DeliveryBacklog.use((backlog) => backlog.backlog(destination)),
     outbox(destination),
-    (onDeliver, inOutbox): Backlog => ({ chunks: onDeliver.chunks + inOutbox.chunks, records: onDeliver.records + inOutbox.records }),
-    { concurrent: true }
+    DeliveryBacklog.use((backlog) => backlog.backlog(destination)),
+    (inOutbox, onDeliver): Backlog => ({ chunks: onDeliver.chunks + inOutbox.chunks, records: onDeliver.records + inOutbox.records })
   )

@@ -91,6 +91,7 @@ export const layer = (options: PackagesOptions): Layer.Layer<DeliveryPackages | 
         refresh: (destination) => Effect.provideService(refresh(destination), PackagesDb, db),
         enqueue: db.enqueue,
         waiting: db.waiting,
+        packagedSegments: db.packagedSegments,
         drop: db.drop,
         nextRow: db.nextRow
       })

@@ -8,8 +8,9 @@
  * that limit one after another. Sessions are bounded per partner (one partner cannot take every slot)
  * and overall.
  */
-import { Effect, Redacted, Semaphore } from "effect"
+import { Effect, Redacted } from "effect"
 import { PartnerCredentials } from "../../domain/ingest/PartnerCredentials.ts"
+import { makeKeyedTurns } from "../keyedTurns.ts"
 
 /** Counts failed logins per address (api/rateLimit.ts `makeAuthFailures` is one). */
 export interface LoginFailures {
@@ -49,19 +50,8 @@ export type LoginResult =
 export const makeDoorLogins = (limits: LoginLimits) => {
   const open = new Map<string, number>()
   const total = { sessions: 0 }
-  /** per address with logins being checked or waiting: its turns, and how many hold or wait for one */
-  const turns = new Map<string, { readonly semaphore: Semaphore.Semaphore; users: number }>()
-
-  const inTurn = <A, R>(address: string, check: Effect.Effect<A, never, R>): Effect.Effect<A, never, R> =>
-    Effect.suspend(() => {
-      let turn = turns.get(address)
-      if (turn === undefined) turns.set(address, turn = { semaphore: Semaphore.makeUnsafe(CHECKS_PER_ADDRESS), users: 0 })
-      const mine = turn
-      mine.users++
-      return mine.semaphore.withPermits(1)(check).pipe(Effect.ensuring(Effect.sync(() => {
-        if (--mine.users === 0) turns.delete(address)
-      })))
-    })
+  /** per address: at most CHECKS_PER_ADDRESS logins checked at once */
+  const inTurn = makeKeyedTurns(CHECKS_PER_ADDRESS)
 
   const refuse = (address: string, reason: string) =>
     Effect.andThen(limits.failures.record(address), Effect.as(Effect.sleep(limits.failureDelayMillis), { _tag: "Refused", reason } as LoginResult))

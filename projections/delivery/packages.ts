@@ -9,7 +9,7 @@
  * point of history, so it misses nothing that existed before.
  */
 import { Context, Schema } from "effect"
-import type { Effect } from "effect"
+import type { Effect, Option } from "effect"
 import type { Chunk } from "../../domain/delivery/Chunk.ts"
 import type { Backlog } from "../../domain/delivery/DeliveryBacklog.ts"
 import type { EntityNotFound } from "../../domain/entity.ts"
@@ -128,6 +128,12 @@ export class DeliveryPackages extends Context.Service<DeliveryPackages, {
   readonly enqueue: (chunks: ReadonlyArray<Chunk>) => Effect.Effect<void, ReadModelError>
   /** What the destination has waiting in the outbox, not yet on DELIVER (held at its lane barrier, say). */
   readonly waiting: (destination: string) => Effect.Effect<Backlog, ReadModelError>
+  /**
+   * The segments packaging has applied for the destination (None: it does not know it yet, or it was
+   * deleted): while they differ from the entity's, a change of them has not been packaged yet, and
+   * the backlog does not show what it will add.
+   */
+  readonly packagedSegments: (destination: string) => Effect.Effect<Option.Option<ReadonlyArray<string>>, ReadModelError>
   /**
    * Drops what the destination has waiting in the outbox (it was deleted); with `before` (a `nextRow`
    * taken earlier) only what was written before then. Returns what that held.

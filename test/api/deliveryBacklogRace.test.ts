@@ -1,0 +1,61 @@
+/**
+ * DELIVERY_REFRESH_MAX_BACKLOG against requests sent at once (stop 29; found by stop 28's re-attack: 40
+ * PATCHes of a 500-member segment sent at once, 22 passed, a backlog of 4,001 against a bound of 100).
+ * A change of segments is checked against the revision its command then expects, and refused while the
+ * last change is not packaged yet; refreshes of one destination are checked one at a time.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { eventually, request } from "../fixtures/http.ts"
+import { layerTestPlatform } from "../fixtures/platform.ts"
+import { added, appendProfileEvents } from "../fixtures/segmentEvents.ts"
+
+const T = "4242" // 10 members
+const F = "4343" // 3 members
+const EMPTY = "4444"
+
+// Nothing delivers (what DELIVER holds stays); more than 3 records waiting refuses a change that adds.
+layer(layerTestPlatform({ DELIVERY_ENABLED: "false", DELIVERY_REFRESH_MAX_BACKLOG: "3" }), { excludeTestServices: true, timeout: 90_000 })("the backlog bound, requests sent at once", (it) => {
+  it.effect("20 changes of segments sent at once, or 10 one after another: one passes; 10 refreshes sent at once: as many as the bound lets through one by one", () =>
+    Effect.gen(function*() {
+      assert.strictEqual((yield* request({ method: "PUT", url: "/v1/entities/partner/acme", body: { name: "Acme" } })).statusCode, 201)
+      for (let i = 0; i < 10; i++) yield* appendProfileEvents(`maid:t${i}`, added("acme", i < 3 ? [T, F] : [T]))
+      const create = (id: string) =>
+        request({ method: "PUT", url: `/v1/entities/destination/${id}`, body: { partnerId: "acme", url: "http://127.0.0.1:9/in", format: "single", ratePerSecond: 10, segmentIds: [EMPTY] } })
+      const refresh = (id: string) => request({ method: "POST", url: `/v1/destinations/${id}/refresh` })
+      const records = (answers: ReadonlyArray<{ readonly statusCode: number; readonly body: string }>) =>
+        answers.filter((a) => a.statusCode === 202).map((a) => (JSON.parse(a.body) as { records: number }).records)
+
+      // changes of segments: each would package T's 10 members; the bound lets the first through only
+      assert.strictEqual((yield* create("race-segments")).statusCode, 201)
+      yield* eventually(refresh("race-segments"), (a) => a.statusCode === 202, "30 seconds") // packaging knows it (0 records)
+      const changes = yield* Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (i) =>
+        request({ method: "PATCH", url: "/v1/entities/destination/race-segments", body: { segmentIds: [T, String(5000 + i)] } }), { concurrency: "unbounded" })
+      const statuses = changes.map((a) => a.statusCode)
+      assert.strictEqual(statuses.filter((s) => s === 200).length, 1, changes.map((a) => `${a.statusCode} ${a.body}`).join("\n"))
+      assert.strictEqual(statuses.filter((s) => s === 503).length, 19, statuses.join(" "))
+      assert.isTrue(changes.filter((a) => a.statusCode === 503).every((a) => a.headers["retry-after"] === "1"))
+
+      // one after another, each sent on the answer to the last: the first passes, and the next ones find
+      // it not packaged yet (the backlog does not show its 10 records yet), or packaged and over the bound
+      assert.strictEqual((yield* create("race-sequential")).statusCode, 201)
+      yield* eventually(refresh("race-sequential"), (a) => a.statusCode === 202, "30 seconds")
+      const sequential: Array<number> = []
+      for (let i = 0; i < 10; i++) {
+        sequential.push((yield* request({ method: "PATCH", url: "/v1/entities/destination/race-sequential", body: { segmentIds: [T, String(6000 + i)] } })).statusCode)
+      }
+      assert.deepStrictEqual(sequential, [200, ...Array(9).fill(503)])
+
+      // refreshes: each adds F's 3 members; past 3 waiting the next is refused
+      assert.strictEqual((yield* create("race-refresh")).statusCode, 201)
+      yield* eventually(refresh("race-refresh"), (a) => a.statusCode === 202, "30 seconds")
+      const patched = yield* request({ method: "PATCH", url: "/v1/entities/destination/race-refresh", body: { segmentIds: [F] } })
+      assert.strictEqual(patched.statusCode, 200, patched.body)
+      // once packaged, the change's own refresh (F's 3 members) waits: 3 is not over the bound, so one
+      // more refresh is let through, and none after it
+      const status = request({ method: "GET", url: "/v1/destinations/race-refresh/status" })
+      yield* eventually(status, (a) => a.statusCode === 200 && (JSON.parse(a.body) as { backlog: number }).backlog === 3, "30 seconds")
+      const refreshes = yield* Effect.forEach(Array.from({ length: 10 }, () => refresh("race-refresh")), (r) => r, { concurrency: "unbounded" })
+      assert.deepStrictEqual(records(refreshes), [3], refreshes.map((a) => `${a.statusCode} ${a.body}`).join("\n"))
+    }))
+})
