@@ -58,24 +58,24 @@ export const deliveryPackageRoutes = (options: { readonly maxBacklog: number }) 
   // one refresh of a destination at a time in this process: two checked at once would both pass the bound
   const inTurn = makeKeyedTurns(1)
   return [
-  route({
-    method: "POST", url: "/v1/destinations/:id/refresh", tags: ["delivery"], roles: ["service"], admission: "commands",
-    summary: "Send every current member of the destination's segments again, as add records (a refresh package)",
-    params: Schema.Struct({ id: DestinationId }),
-    responses: {
-      202: { description: "the refresh package is stored and will be published to DELIVER in order", schema: RefreshAccepted },
-      400: problemResponse("invalid destination id (problem+json naming the field)"),
-      401: problemResponse("missing or unknown API key"),
-      403: problemResponse("the key's role may not refresh destinations"),
-      404: problemResponse("no such destination (or packaging has not seen it yet)"),
-      503: problemResponse("the destination's backlog (outbox and DELIVER) is over DELIVERY_REFRESH_MAX_BACKLOG, too many commands in progress, or the packages' store is unavailable; see Retry-After")
-    },
-    handler: ({ params }) =>
-      inTurn(params.id, Effect.gen(function*() {
-        yield* refusedOverBacklog(params.id, options.maxBacklog, "refresh")
-        const accepted = yield* DeliveryPackages.use((packages) => packages.refresh(params.id))
-        return { status: 202, body: accepted }
-      }))
-  })
+    route({
+      method: "POST", url: "/v1/destinations/:id/refresh", tags: ["delivery"], roles: ["service"], admission: "commands",
+      summary: "Send every current member of the destination's segments again, as add records (a refresh package)",
+      params: Schema.Struct({ id: DestinationId }),
+      responses: {
+        202: { description: "the refresh package is stored and will be published to DELIVER in order", schema: RefreshAccepted },
+        400: problemResponse("invalid destination id (problem+json naming the field)"),
+        401: problemResponse("missing or unknown API key"),
+        403: problemResponse("the key's role may not refresh destinations"),
+        404: problemResponse("no such destination (or packaging has not seen it yet)"),
+        503: problemResponse("the destination's backlog (outbox and DELIVER) is over DELIVERY_REFRESH_MAX_BACKLOG, too many commands in progress, or the packages' store is unavailable; see Retry-After")
+      },
+      handler: ({ params }) =>
+        inTurn(params.id, Effect.gen(function*() {
+          yield* refusedOverBacklog(params.id, options.maxBacklog, "refresh")
+          const accepted = yield* DeliveryPackages.use((packages) => packages.refresh(params.id))
+          return { status: 202, body: accepted }
+        }))
+    })
   ]
 }

@@ -85,154 +85,154 @@ const boundsNow = Effect.gen(function*() {
     known(DeadLetterQueue.use((queue) => queue.nextSequence))
   ], { concurrency: 4 })
   return { secrets, outbox, deliver, deadLetters } satisfies DropBounds
-})
-
-/**
- * Drops what the deleted destination `id` keeps outside its entity, written before `bounds` when
- * given: its secrets, its dead letters and the chunks still waiting, in the package outbox and on
- * DELIVER. The destination's history says how many were dropped and why (recorded first: a crash
- * before the purge leaves them to the next drop, never unrecorded).
- */
-export const dropDeleted = (id: string, reason: string, bounds: DropBounds = {}) =>
-  Effect.gen(function*() {
-    const deadLetters = yield* DeadLetterQueue
-    const backlog = yield* DeliveryBacklog
-    const packages = yield* DeliveryPackages
-    const [letters, waiting, unpublished] = yield* Effect.all([deadLetters.count(id), backlog.backlog(id), packages.waiting(id)], { concurrency: 3 })
-    if (letters > 0 || waiting.chunks > 0 || unpublished.chunks > 0) {
-      // An id never created (EntityNotFound) had no predecessor: what waits under it is not a deleted
-      // destination's, and is left (the delivery bench puts chunks on DELIVER before creating its destinations).
-      const recorded = yield* recordCommand(destination.type, id, { _tag: "RecordDeliveryDropped", deadLetters: letters, chunks: waiting.chunks + unpublished.chunks, reason },
-        (message) => `destination ${id} could not record what its delete drops: ${message}; send it again`).pipe(
-          Effect.as(true),
-          Effect.catchIf((error) => error._tag === "EntityNotFound", () => Effect.succeed(false))
-        )
-      // the outbox first: DELIVER emptied opens the destination's lane barrier to what still waits there
-      if (recorded) {
-        yield* Effect.all([
-          deadLetters.purge(id, bounds.deadLetters),
-          Effect.andThen(packages.drop(id, bounds.outbox), backlog.purge(id, bounds.deliver))
-        ], { concurrency: 2 })
-      }
-    }
-    yield* (yield* DestinationSecrets).remove(id, bounds.secrets)
   })
 
-const redact = (headers: Readonly<Record<string, string | null>>) =>
-  Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, value === null ? null : Redacted.make(value)]))
-
-const recordChange = (names: ReadonlyArray<string>) =>
-  Effect.map(Clock.currentTimeMillis, (now): Schema.Json => ({ _tag: "RecordSecretsChange", headerNames: [...names], at: new Date(now).toISOString() }))
-
-/**
- * The destination's secret headers as they are now, and how to put them back: run when the entity
- * refuses the command (a stale If-Match, invalid fields), so that a refused request changes nothing.
- * They go back given for the origin they were given for (stored without one: the URL's then), so that
- * put back after another request moved the URL they are still never sent there. Secrets that cannot be
- * decrypted (a changed key) cannot be put back: they are left as the request set them.
- */
-const snapshot = (id: string, liveUrl: unknown) =>
-  Effect.gen(function*() {
-    const secrets = yield* DestinationSecrets
-    const before = yield* Effect.result(secrets.held(id))
-    if (Result.isFailure(before)) return Effect.void
-    const { headers: previous, origin } = before.success
-    return Object.keys(previous).length === 0
-      ? Effect.ignore(secrets.remove(id))
-      : Effect.ignore(secrets.put(id, previous, origin ?? originOf(liveUrl) ?? ""))
-  })
-
-/** Whether the request changes the destination's segments (each one added packages every member of it). */
-const changesSegments = (live: Option.Option<Readonly<Record<string, unknown>>>, rest: Readonly<Record<string, unknown>>) =>
-  Object.hasOwn(rest, "segmentIds") && Option.isSome(live) && JSON.stringify(live.value["segmentIds"]) !== JSON.stringify(rest["segmentIds"])
-
-/**
- * The destination's `lanes` after the request: none when it leaves them as they are (a PATCH without
- * them) or when they are not a count (the entity refuses the request then).
- */
-const lanesAfter = (method: "PUT" | "PATCH", rest: Readonly<Record<string, unknown>>): number | undefined => {
-  if (method === "PATCH" && !Object.hasOwn(rest, "lanes")) return undefined
-  const lanes = rest["lanes"] ?? 1
-  return typeof lanes === "number" && Number.isInteger(lanes) ? lanes : undefined
-}
-
-const lanesOf = (live: Option.Option<Readonly<Record<string, unknown>>>) =>
-  Option.isNone(live) ? 0 : typeof live.value["lanes"] === "number" ? live.value["lanes"] : 1
-
-/**
- * `maxBacklog`: DELIVERY_REFRESH_MAX_BACKLOG, past which a change of an existing destination's segments
- * is refused (503); `maxLanes`: DELIVERY_MAX_LANES, the lanes of all destinations together (409 past it).
- */
-export const destinationWriteOnly = (options: { readonly maxBacklog: number; readonly maxLanes: number }) => {
-  const quota = makeLaneQuota(options.maxLanes)
-  return {
-  putBody: DestinationPut,
-  names: ["secretHeaders"],
-  store: ({ id, method, writeOnly, rest }) =>
+  /**
+   * Drops what the deleted destination `id` keeps outside its entity, written before `bounds` when
+   * given: its secrets, its dead letters and the chunks still waiting, in the package outbox and on
+   * DELIVER. The destination's history says how many were dropped and why (recorded first: a crash
+   * before the purge leaves them to the next drop, never unrecorded).
+   */
+  export const dropDeleted = (id: string, reason: string, bounds: DropBounds = {}) =>
     Effect.gen(function*() {
-      yield* checkPartner(rest["partnerId"])
+      const deadLetters = yield* DeadLetterQueue
+      const backlog = yield* DeliveryBacklog
+      const packages = yield* DeliveryPackages
+      const [letters, waiting, unpublished] = yield* Effect.all([deadLetters.count(id), backlog.backlog(id), packages.waiting(id)], { concurrency: 3 })
+      if (letters > 0 || waiting.chunks > 0 || unpublished.chunks > 0) {
+        // An id never created (EntityNotFound) had no predecessor: what waits under it is not a deleted
+        // destination's, and is left (the delivery bench puts chunks on DELIVER before creating its destinations).
+        const recorded = yield* recordCommand(destination.type, id, { _tag: "RecordDeliveryDropped", deadLetters: letters, chunks: waiting.chunks + unpublished.chunks, reason },
+          (message) => `destination ${id} could not record what its delete drops: ${message}; send it again`).pipe(
+            Effect.as(true),
+            Effect.catchIf((error) => error._tag === "EntityNotFound", () => Effect.succeed(false))
+          )
+        // the outbox first: DELIVER emptied opens the destination's lane barrier to what still waits there
+        if (recorded) {
+          yield* Effect.all([
+            deadLetters.purge(id, bounds.deadLetters),
+            Effect.andThen(packages.drop(id, bounds.outbox), backlog.purge(id, bounds.deliver))
+          ], { concurrency: 2 })
+        }
+      }
+      yield* (yield* DestinationSecrets).remove(id, bounds.secrets)
+    })
+
+  const redact = (headers: Readonly<Record<string, string | null>>) =>
+    Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, value === null ? null : Redacted.make(value)]))
+
+  const recordChange = (names: ReadonlyArray<string>) =>
+    Effect.map(Clock.currentTimeMillis, (now): Schema.Json => ({ _tag: "RecordSecretsChange", headerNames: [...names], at: new Date(now).toISOString() }))
+
+  /**
+   * The destination's secret headers as they are now, and how to put them back: run when the entity
+   * refuses the command (a stale If-Match, invalid fields), so that a refused request changes nothing.
+   * They go back given for the origin they were given for (stored without one: the URL's then), so that
+   * put back after another request moved the URL they are still never sent there. Secrets that cannot be
+   * decrypted (a changed key) cannot be put back: they are left as the request set them.
+   */
+  const snapshot = (id: string, liveUrl: unknown) =>
+    Effect.gen(function*() {
       const secrets = yield* DestinationSecrets
-      const live = yield* liveFields(id)
-      const given = Object.hasOwn(writeOnly, "secretHeaders")
-      if (method === "PUT") {
-        // a destination created under a deleted one's id gets nothing of it (a drop a crash cut short)
-        if (Option.isNone(live)) yield* dropDeleted(id, "deleted destination: dropped before a destination was created again under its id")
-        else if (!given && movesOrigin(live.value["url"], rest["url"]) && (yield* secrets.names(id)).length > 0) return yield* secretsMustFollow
-        if (!given) return undefined
-        // decoded by the route with DestinationPut
-        const headers = writeOnly["secretHeaders"] as Readonly<Record<string, string>>
-        const undo = yield* snapshot(id, Option.isSome(live) ? live.value["url"] : undefined)
-        const put = secrets.put(id, redact(headers) as Record<string, Redacted.Redacted<string>>, originOf(rest["url"]) ?? "")
-        const after = yield* Effect.flatMap(put, recordChange)
-        return { after, undo, again: put }
-      }
-      // a patch of a destination that does not exist stores nothing: its Patch answers 404
-      if (Option.isNone(live)) return undefined
-      const moves = Object.hasOwn(rest, "url") && movesOrigin(live.value["url"], rest["url"])
-      if (!given) return moves && (yield* secrets.names(id)).length > 0 ? yield* secretsMustFollow : undefined
-      const patch = validate(SecretHeadersPatch, writeOnly["secretHeaders"])
-      if (Result.isFailure(patch)) return yield* invalid(patch.failure.map((issue) => ({ ...issue, path: ["secretHeaders", ...issue.path] })))
-      const issues = headerIssues(patch.success ?? {}, "secretHeaders", { secrets: "allow" })
-      if (issues.length > 0) return yield* invalid(issues.map((i) => ({ path: i.path, message: i.issue })))
-      const undo = yield* snapshot(id, live.value["url"])
-      // given for the URL's origin after the patch; to another origin, the given headers replace them
-      // all: none of the old ones follows the URL
-      const origin = originOf(Object.hasOwn(rest, "url") ? rest["url"] : live.value["url"]) ?? ""
-      const kept = Object.entries(patch.success ?? {}).filter((entry): entry is [string, string] => entry[1] !== null)
-      const names = patch.success === null
-        ? yield* Effect.as(secrets.remove(id), [])
-        : moves
-        ? yield* secrets.put(id, redact(Object.fromEntries(kept)) as Record<string, Redacted.Redacted<string>>, origin)
-        : yield* secrets.patch(id, redact(patch.success), origin)
-      return { after: yield* recordChange(names), undo }
-    }),
-  // The bounds a write could pass: all destinations' lanes, and the backlog a change of segments adds
-  // to. A change of segments is checked against the revision the command then expects.
-  check: ({ id, method, rest }) =>
-    Effect.gen(function*() {
-      const entity = yield* getEntity(destination.type, id)
-      const live = Option.map(entity, (found) => found.state ?? {})
-      const lanes = lanesAfter(method, rest)
-      if (lanes !== undefined && (method === "PUT" || Option.isSome(live))) yield* quota.set(id, lanes, lanesOf(live))
-      if (Option.isNone(entity) || !changesSegments(live, rest)) return undefined
-      yield* refusedWhilePackaging(id, (entity.value.state ?? {})["segmentIds"])
-      yield* refusedOverBacklog(id, options.maxBacklog, "change its segments")
-      return entity.value.revision
-    }),
-  // A DELETE drops what was written before it: a PUT creating the destination again at the same time
-  // writes after the delete (secrets, then the new destination's chunks and dead letters), and that
-  // stays. Before, found by an outside attack, the DELETE's drop ran after that PUT's write and took
-  // the new destination's credentials. Once the destination lives again, its creating PUT has dropped
-  // the rest: the DELETE leaves it.
-  // Its lanes are given back once the delete was accepted.
-  deleting: (id) =>
-    Effect.map(boundsNow, (bounds) =>
-      Effect.andThen(
-        Effect.flatMap(liveFields(id), (live) =>
-          Option.isSome(live)
-            ? DestinationSecrets.use((secrets) => secrets.remove(id, bounds.secrets))
-            : dropDeleted(id, "destination deleted", bounds)),
-        quota.release(id)
-      ))
+      const before = yield* Effect.result(secrets.held(id))
+      if (Result.isFailure(before)) return Effect.void
+      const { headers: previous, origin } = before.success
+      return Object.keys(previous).length === 0
+        ? Effect.ignore(secrets.remove(id))
+        : Effect.ignore(secrets.put(id, previous, origin ?? originOf(liveUrl) ?? ""))
+    })
+
+  /** Whether the request changes the destination's segments (each one added packages every member of it). */
+  const changesSegments = (live: Option.Option<Readonly<Record<string, unknown>>>, rest: Readonly<Record<string, unknown>>) =>
+    Object.hasOwn(rest, "segmentIds") && Option.isSome(live) && JSON.stringify(live.value["segmentIds"]) !== JSON.stringify(rest["segmentIds"])
+
+  /**
+   * The destination's `lanes` after the request: none when it leaves them as they are (a PATCH without
+   * them) or when they are not a count (the entity refuses the request then).
+   */
+  const lanesAfter = (method: "PUT" | "PATCH", rest: Readonly<Record<string, unknown>>): number | undefined => {
+    if (method === "PATCH" && !Object.hasOwn(rest, "lanes")) return undefined
+    const lanes = rest["lanes"] ?? 1
+    return typeof lanes === "number" && Number.isInteger(lanes) ? lanes : undefined
+  }
+
+  const lanesOf = (live: Option.Option<Readonly<Record<string, unknown>>>) =>
+    Option.isNone(live) ? 0 : typeof live.value["lanes"] === "number" ? live.value["lanes"] : 1
+
+  /**
+   * `maxBacklog`: DELIVERY_REFRESH_MAX_BACKLOG, past which a change of an existing destination's segments
+   * is refused (503); `maxLanes`: DELIVERY_MAX_LANES, the lanes of all destinations together (409 past it).
+   */
+  export const destinationWriteOnly = (options: { readonly maxBacklog: number; readonly maxLanes: number }) => {
+    const quota = makeLaneQuota(options.maxLanes)
+    return {
+    putBody: DestinationPut,
+    names: ["secretHeaders"],
+    store: ({ id, method, writeOnly, rest }) =>
+      Effect.gen(function*() {
+        yield* checkPartner(rest["partnerId"])
+        const secrets = yield* DestinationSecrets
+        const live = yield* liveFields(id)
+        const given = Object.hasOwn(writeOnly, "secretHeaders")
+        if (method === "PUT") {
+          // a destination created under a deleted one's id gets nothing of it (a drop a crash cut short)
+          if (Option.isNone(live)) yield* dropDeleted(id, "deleted destination: dropped before a destination was created again under its id")
+          else if (!given && movesOrigin(live.value["url"], rest["url"]) && (yield* secrets.names(id)).length > 0) return yield* secretsMustFollow
+          if (!given) return undefined
+          // decoded by the route with DestinationPut
+          const headers = writeOnly["secretHeaders"] as Readonly<Record<string, string>>
+          const undo = yield* snapshot(id, Option.isSome(live) ? live.value["url"] : undefined)
+          const put = secrets.put(id, redact(headers) as Record<string, Redacted.Redacted<string>>, originOf(rest["url"]) ?? "")
+          const after = yield* Effect.flatMap(put, recordChange)
+          return { after, undo, again: put }
+        }
+        // a patch of a destination that does not exist stores nothing: its Patch answers 404
+        if (Option.isNone(live)) return undefined
+        const moves = Object.hasOwn(rest, "url") && movesOrigin(live.value["url"], rest["url"])
+        if (!given) return moves && (yield* secrets.names(id)).length > 0 ? yield* secretsMustFollow : undefined
+        const patch = validate(SecretHeadersPatch, writeOnly["secretHeaders"])
+        if (Result.isFailure(patch)) return yield* invalid(patch.failure.map((issue) => ({ ...issue, path: ["secretHeaders", ...issue.path] })))
+        const issues = headerIssues(patch.success ?? {}, "secretHeaders", { secrets: "allow" })
+        if (issues.length > 0) return yield* invalid(issues.map((i) => ({ path: i.path, message: i.issue })))
+        const undo = yield* snapshot(id, live.value["url"])
+        // given for the URL's origin after the patch; to another origin, the given headers replace them
+        // all: none of the old ones follows the URL
+        const origin = originOf(Object.hasOwn(rest, "url") ? rest["url"] : live.value["url"]) ?? ""
+        const kept = Object.entries(patch.success ?? {}).filter((entry): entry is [string, string] => entry[1] !== null)
+        const names = patch.success === null
+          ? yield* Effect.as(secrets.remove(id), [])
+          : moves
+          ? yield* secrets.put(id, redact(Object.fromEntries(kept)) as Record<string, Redacted.Redacted<string>>, origin)
+          : yield* secrets.patch(id, redact(patch.success), origin)
+        return { after: yield* recordChange(names), undo }
+      }),
+    // The bounds a write could pass: all destinations' lanes, and the backlog a change of segments adds
+    // to. A change of segments is checked against the revision the command then expects.
+    check: ({ id, method, rest }) =>
+      Effect.gen(function*() {
+        const entity = yield* getEntity(destination.type, id)
+        const live = Option.map(entity, (found) => found.state ?? {})
+        const lanes = lanesAfter(method, rest)
+        if (lanes !== undefined && (method === "PUT" || Option.isSome(live))) yield* quota.set(id, lanes, lanesOf(live))
+        if (Option.isNone(entity) || !changesSegments(live, rest)) return undefined
+        yield* refusedWhilePackaging(id, (entity.value.state ?? {})["segmentIds"])
+        yield* refusedOverBacklog(id, options.maxBacklog, "change its segments")
+        return entity.value.revision
+      }),
+    // A DELETE drops what was written before it: a PUT creating the destination again at the same time
+    // writes after the delete (secrets, then the new destination's chunks and dead letters), and that
+    // stays. Before, found by an outside attack, the DELETE's drop ran after that PUT's write and took
+    // the new destination's credentials. Once the destination lives again, its creating PUT has dropped
+    // the rest: the DELETE leaves it.
+    // Its lanes are given back once the delete was accepted.
+    deleting: (id) =>
+      Effect.map(boundsNow, (bounds) =>
+        Effect.andThen(
+          Effect.flatMap(liveFields(id), (live) =>
+            Option.isSome(live)
+              ? DestinationSecrets.use((secrets) => secrets.remove(id, bounds.secrets))
+              : dropDeleted(id, "destination deleted", bounds)),
+          quota.release(id)
+        ))
   } satisfies WriteOnlyFields<unknown, unknown>
 }
