@@ -24,7 +24,7 @@ import { DeadLetterQueue } from "../../domain/delivery/DeadLetterQueue.ts"
 import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
 import { DestinationSecrets } from "../../domain/delivery/DestinationSecrets.ts"
 import { DeliveryPackages } from "../../projections/delivery/packages.ts"
-import { destination, DestinationPut } from "../../domain/entities/destination.ts"
+import { destination, DestinationPut, maxLanesEach } from "../../domain/entities/destination.ts"
 import { HeaderName, HeaderValue, headerIssues } from "../../domain/entities/headers.ts"
 import { validate } from "../../domain/validation.ts"
 import { getEntity } from "../../projections/EntityQueries.ts"
@@ -32,7 +32,7 @@ import { InvalidRequest } from "../problems.ts"
 import { recordCommand } from "../recordCommand.ts"
 import type { WriteOnlyFields } from "./entities.ts"
 import { refusedOverBacklog, refusedWhilePackaging } from "./deliveryPackages.ts"
-import { makeLaneQuota } from "./laneQuota.ts"
+import { listed, makeLaneQuota } from "./laneQuota.ts"
 import { InvalidCredentials } from "./partnerCredentials.ts"
 
 /** PATCH: `secretHeaders: null` removes them all, `{name: null}` one of them. */
@@ -85,87 +85,95 @@ const boundsNow = Effect.gen(function*() {
     known(DeadLetterQueue.use((queue) => queue.nextSequence))
   ], { concurrency: 4 })
   return { secrets, outbox, deliver, deadLetters } satisfies DropBounds
+})
+
+/**
+ * Drops what the deleted destination `id` keeps outside its entity, written before `bounds` when
+ * given: its secrets, its dead letters and the chunks still waiting, in the package outbox and on
+ * DELIVER. The destination's history says how many were dropped and why (recorded first: a crash
+ * before the purge leaves them to the next drop, never unrecorded).
+ */
+export const dropDeleted = (id: string, reason: string, bounds: DropBounds = {}) =>
+  Effect.gen(function*() {
+    const deadLetters = yield* DeadLetterQueue
+    const backlog = yield* DeliveryBacklog
+    const packages = yield* DeliveryPackages
+    const [letters, waiting, unpublished] = yield* Effect.all([deadLetters.count(id), backlog.backlog(id), packages.waiting(id)], { concurrency: 3 })
+    if (letters > 0 || waiting.chunks > 0 || unpublished.chunks > 0) {
+      // An id never created (EntityNotFound) had no predecessor: what waits under it is not a deleted
+      // destination's, and is left (the delivery bench puts chunks on DELIVER before creating its destinations).
+      const recorded = yield* recordCommand(destination.type, id, { _tag: "RecordDeliveryDropped", deadLetters: letters, chunks: waiting.chunks + unpublished.chunks, reason },
+        (message) => `destination ${id} could not record what its delete drops: ${message}; send it again`).pipe(
+          Effect.as(true),
+          Effect.catchIf((error) => error._tag === "EntityNotFound", () => Effect.succeed(false))
+        )
+      // the outbox first: DELIVER emptied opens the destination's lane barrier to what still waits there
+      if (recorded) {
+        yield* Effect.all([
+          deadLetters.purge(id, bounds.deadLetters),
+          Effect.andThen(packages.drop(id, bounds.outbox), backlog.purge(id, bounds.deliver))
+        ], { concurrency: 2 })
+      }
+    }
+    yield* (yield* DestinationSecrets).remove(id, bounds.secrets)
   })
 
-  /**
-   * Drops what the deleted destination `id` keeps outside its entity, written before `bounds` when
-   * given: its secrets, its dead letters and the chunks still waiting, in the package outbox and on
-   * DELIVER. The destination's history says how many were dropped and why (recorded first: a crash
-   * before the purge leaves them to the next drop, never unrecorded).
-   */
-  export const dropDeleted = (id: string, reason: string, bounds: DropBounds = {}) =>
-    Effect.gen(function*() {
-      const deadLetters = yield* DeadLetterQueue
-      const backlog = yield* DeliveryBacklog
-      const packages = yield* DeliveryPackages
-      const [letters, waiting, unpublished] = yield* Effect.all([deadLetters.count(id), backlog.backlog(id), packages.waiting(id)], { concurrency: 3 })
-      if (letters > 0 || waiting.chunks > 0 || unpublished.chunks > 0) {
-        // An id never created (EntityNotFound) had no predecessor: what waits under it is not a deleted
-        // destination's, and is left (the delivery bench puts chunks on DELIVER before creating its destinations).
-        const recorded = yield* recordCommand(destination.type, id, { _tag: "RecordDeliveryDropped", deadLetters: letters, chunks: waiting.chunks + unpublished.chunks, reason },
-          (message) => `destination ${id} could not record what its delete drops: ${message}; send it again`).pipe(
-            Effect.as(true),
-            Effect.catchIf((error) => error._tag === "EntityNotFound", () => Effect.succeed(false))
-          )
-        // the outbox first: DELIVER emptied opens the destination's lane barrier to what still waits there
-        if (recorded) {
-          yield* Effect.all([
-            deadLetters.purge(id, bounds.deadLetters),
-            Effect.andThen(packages.drop(id, bounds.outbox), backlog.purge(id, bounds.deliver))
-          ], { concurrency: 2 })
-        }
-      }
-      yield* (yield* DestinationSecrets).remove(id, bounds.secrets)
-    })
+const redact = (headers: Readonly<Record<string, string | null>>) =>
+  Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, value === null ? null : Redacted.make(value)]))
 
-  const redact = (headers: Readonly<Record<string, string | null>>) =>
-    Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, value === null ? null : Redacted.make(value)]))
+const recordChange = (names: ReadonlyArray<string>) =>
+  Effect.map(Clock.currentTimeMillis, (now): Schema.Json => ({ _tag: "RecordSecretsChange", headerNames: [...names], at: new Date(now).toISOString() }))
 
-  const recordChange = (names: ReadonlyArray<string>) =>
-    Effect.map(Clock.currentTimeMillis, (now): Schema.Json => ({ _tag: "RecordSecretsChange", headerNames: [...names], at: new Date(now).toISOString() }))
+/**
+ * The destination's secret headers as they are now, and how to put them back: run when the entity
+ * refuses the command (a stale If-Match, invalid fields), so that a refused request changes nothing.
+ * They go back given for the origin they were given for (stored without one: the URL's then), so that
+ * put back after another request moved the URL they are still never sent there. Secrets that cannot be
+ * decrypted (a changed key) cannot be put back: they are left as the request set them.
+ */
+const snapshot = (id: string, liveUrl: unknown) =>
+  Effect.gen(function*() {
+    const secrets = yield* DestinationSecrets
+    const before = yield* Effect.result(secrets.held(id))
+    if (Result.isFailure(before)) return Effect.void
+    const { headers: previous, origin } = before.success
+    return Object.keys(previous).length === 0
+      ? Effect.ignore(secrets.remove(id))
+      : Effect.ignore(secrets.put(id, previous, origin ?? originOf(liveUrl) ?? ""))
+  })
 
-  /**
-   * The destination's secret headers as they are now, and how to put them back: run when the entity
-   * refuses the command (a stale If-Match, invalid fields), so that a refused request changes nothing.
-   * They go back given for the origin they were given for (stored without one: the URL's then), so that
-   * put back after another request moved the URL they are still never sent there. Secrets that cannot be
-   * decrypted (a changed key) cannot be put back: they are left as the request set them.
-   */
-  const snapshot = (id: string, liveUrl: unknown) =>
-    Effect.gen(function*() {
-      const secrets = yield* DestinationSecrets
-      const before = yield* Effect.result(secrets.held(id))
-      if (Result.isFailure(before)) return Effect.void
-      const { headers: previous, origin } = before.success
-      return Object.keys(previous).length === 0
-        ? Effect.ignore(secrets.remove(id))
-        : Effect.ignore(secrets.put(id, previous, origin ?? originOf(liveUrl) ?? ""))
-    })
+const segmentSet = (value: unknown) => new Set(Array.isArray(value) ? value.map(String) : [])
 
-  /** Whether the request changes the destination's segments (each one added packages every member of it). */
-  const changesSegments = (live: Option.Option<Readonly<Record<string, unknown>>>, rest: Readonly<Record<string, unknown>>) =>
-    Object.hasOwn(rest, "segmentIds") && Option.isSome(live) && JSON.stringify(live.value["segmentIds"]) !== JSON.stringify(rest["segmentIds"])
+/**
+ * Whether the request changes the destination's segments: each one added packages every member of it,
+ * each one dropped a remove of every member. Their order, or one named twice, changes nothing.
+ */
+const changesSegments = (live: Option.Option<Readonly<Record<string, unknown>>>, rest: Readonly<Record<string, unknown>>) => {
+  if (!Object.hasOwn(rest, "segmentIds") || Option.isNone(live)) return false
+  const [before, after] = [segmentSet(live.value["segmentIds"]), segmentSet(rest["segmentIds"])]
+  return before.size !== after.size || [...after].some((segment) => !before.has(segment))
+}
 
-  /**
-   * The destination's `lanes` after the request: none when it leaves them as they are (a PATCH without
-   * them) or when they are not a count (the entity refuses the request then).
-   */
-  const lanesAfter = (method: "PUT" | "PATCH", rest: Readonly<Record<string, unknown>>): number | undefined => {
-    if (method === "PATCH" && !Object.hasOwn(rest, "lanes")) return undefined
-    const lanes = rest["lanes"] ?? 1
-    return typeof lanes === "number" && Number.isInteger(lanes) ? lanes : undefined
-  }
+/**
+ * The destination's `lanes` after the request: none when it leaves them as they are (a PATCH without
+ * them) or when they are not a count (the entity refuses the request then).
+ */
+const lanesAfter = (method: "PUT" | "PATCH", rest: Readonly<Record<string, unknown>>): number | undefined => {
+  if (method === "PATCH" && !Object.hasOwn(rest, "lanes")) return undefined
+  const lanes = rest["lanes"] ?? 1
+  return typeof lanes === "number" && Number.isInteger(lanes) && lanes >= 1 && lanes <= maxLanesEach ? lanes : undefined
+}
 
-  const lanesOf = (live: Option.Option<Readonly<Record<string, unknown>>>) =>
-    Option.isNone(live) ? 0 : typeof live.value["lanes"] === "number" ? live.value["lanes"] : 1
+const lanesOf = (live: Option.Option<Readonly<Record<string, unknown>>>) =>
+  Option.isNone(live) ? 0 : typeof live.value["lanes"] === "number" ? live.value["lanes"] : 1
 
-  /**
-   * `maxBacklog`: DELIVERY_REFRESH_MAX_BACKLOG, past which a change of an existing destination's segments
-   * is refused (503); `maxLanes`: DELIVERY_MAX_LANES, the lanes of all destinations together (409 past it).
-   */
-  export const destinationWriteOnly = (options: { readonly maxBacklog: number; readonly maxLanes: number }) => {
-    const quota = makeLaneQuota(options.maxLanes)
-    return {
+/**
+ * `maxBacklog`: DELIVERY_REFRESH_MAX_BACKLOG, past which a change of an existing destination's segments
+ * is refused (503); `maxLanes`: DELIVERY_MAX_LANES, the lanes of all destinations together (409 past it).
+ */
+export const destinationWriteOnly = (options: { readonly maxBacklog: number; readonly maxLanes: number }) => {
+  const quota = makeLaneQuota(options.maxLanes)
+  return {
     putBody: DestinationPut,
     names: ["secretHeaders"],
     store: ({ id, method, writeOnly, rest }) =>
@@ -207,17 +215,21 @@ const boundsNow = Effect.gen(function*() {
         return { after: yield* recordChange(names), undo }
       }),
     // The bounds a write could pass: all destinations' lanes, and the backlog a change of segments adds
-    // to. A change of segments is checked against the revision the command then expects.
+    // to. A write naming the segments of an existing destination is pinned to the revision it was checked
+    // at (checked again when another write came first): one put back to the segments it was checked
+    // against may have become a change by the time it lands.
     check: ({ id, method, rest }) =>
       Effect.gen(function*() {
         const entity = yield* getEntity(destination.type, id)
         const live = Option.map(entity, (found) => found.state ?? {})
+        if (changesSegments(live, rest)) {
+          yield* refusedWhilePackaging(id)
+          yield* refusedOverBacklog(id, options.maxBacklog, "change its segments")
+        }
         const lanes = lanesAfter(method, rest)
-        if (lanes !== undefined && (method === "PUT" || Option.isSome(live))) yield* quota.set(id, lanes, lanesOf(live))
-        if (Option.isNone(entity) || !changesSegments(live, rest)) return undefined
-        yield* refusedWhilePackaging(id, (entity.value.state ?? {})["segmentIds"])
-        yield* refusedOverBacklog(id, options.maxBacklog, "change its segments")
-        return entity.value.revision
+        const settled = lanes === undefined || (method === "PATCH" && Option.isNone(live)) ? undefined : yield* quota.reserve(id, lanes, lanesOf(live))
+        const revision = Option.isSome(entity) && Object.hasOwn(rest, "segmentIds") ? entity.value.revision : undefined
+        return { revision, settled }
       }),
     // A DELETE drops what was written before it: a PUT creating the destination again at the same time
     // writes after the delete (secrets, then the new destination's chunks and dead letters), and that
@@ -232,7 +244,8 @@ const boundsNow = Effect.gen(function*() {
             Option.isSome(live)
               ? DestinationSecrets.use((secrets) => secrets.remove(id, bounds.secrets))
               : dropDeleted(id, "destination deleted", bounds)),
-          quota.release(id)
+          // answered once the list shows it gone: a write after the answer finds its lanes free
+          listed(id, Option.none())
         ))
   } satisfies WriteOnlyFields<unknown, unknown>
 }

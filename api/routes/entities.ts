@@ -5,7 +5,7 @@
  * through the command bus to the entity's single writer; reads fold the event store (read-your-writes).
  */
 import { createHash } from "node:crypto"
-import { Effect, Option, Schema, SchemaGetter } from "effect"
+import { Cause, Effect, Exit, Option, Schema, SchemaGetter } from "effect"
 import { CommandBus, CommandTimeout } from "../../domain/CommandBus.ts"
 import type { EntityKind } from "../../domain/EntityKind.ts"
 import { type DeciderRegistry, makeRegistry } from "../../domain/DeciderRegistry.ts"
@@ -97,24 +97,34 @@ export interface StoredWriteOnly<E, R> {
   readonly again?: Effect.Effect<unknown, E, R>
 }
 
+/**
+ * What a write hook's `check` answers: the revision of the entity its checks were made against, and
+ * what to run once the request is answered.
+ */
+export interface Checked<R> {
+  /**
+   * The command expects this revision (unless the request gave its own If-Match). When the entity moved
+   * on between the check and the command, the request is checked and sent again (three times at most,
+   * then 503 with Retry-After 1): a check is never passed against a state that is gone, and with any
+   * number of processes, requests sent at once go one at a time.
+   */
+  readonly revision?: number
+  /** Runs once the request is answered, whatever the answer: with the revision its command left the entity at when accepted. */
+  readonly settled?: (accepted: Option.Option<number>) => Effect.Effect<void, never, R>
+}
+
 /** `E`, `R`: what `store` and `deleting` may fail with and need; `CE`, `CR`: what `check` may. */
 export interface WriteOnlyFields<E, R, CE = E, CR = R> {
   /** the PUT body: the record's fields and the write-only ones (annotated `writeOnly` for OpenAPI) */
   readonly putBody: Schema.Top
   /** the write-only fields' names */
   readonly names: ReadonlyArray<string>
-  /**
-   * Runs first on every PUT and PATCH of the type: may refuse the request (a bound its change would
-   * pass), and may answer the revision of the entity its checks were made against. The command then
-   * expects that revision (unless the request gave its own If-Match): a change landing between the
-   * check and the command makes the request answer 503 (Retry-After 1) rather than pass a check made
-   * against a state that is gone — with any number of processes, requests sent at once pass one at a time.
-   */
+  /** Runs first on every PUT and PATCH of the type: may refuse the request (a bound its change would pass). */
   readonly check?: (request: {
     readonly id: string
     readonly method: "PUT" | "PATCH"
     readonly rest: Readonly<Record<string, unknown>>
-  }) => Effect.Effect<number | undefined, CE, CR>
+  }) => Effect.Effect<Checked<CR> | undefined, CE, CR>
   /**
    * Runs before every PUT and PATCH of the type (it may check the rest too): PUT gets the write-only
    * fields as given, PATCH their merge patch (either may have none). `rest` is the body without them.
@@ -157,12 +167,16 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
     principal: Principal,
     headers: typeof CommandHeaders.Type,
     action: Schema.Json,
-    onRejected: Effect.Effect<void, E, R> = Effect.void
+    onRejected: Effect.Effect<void, E, R> = Effect.void,
+    pinned?: number
   ) =>
     Effect.gen(function*() {
       const bus = yield* CommandBus
-      const cid = yield* commandId(principal, type, id, headers["idempotency-key"])
-      const ifMatch = headers["if-match"]
+      // A command pinned to the revision it was checked at is another command at each revision: its
+      // Idempotency-Key's retry, checked again against a newer revision, is not refused as reused.
+      const key = headers["idempotency-key"]
+      const cid = yield* commandId(principal, type, id, key === undefined || pinned === undefined ? key : `${key}\n@${pinned}`)
+      const ifMatch = pinned === undefined ? headers["if-match"] : `"${pinned}"`
       const command: EntityCommand = {
         commandId: cid,
         correlationId: headers["x-correlation-id"] ?? cid,
@@ -208,22 +222,42 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
       const hook = options.writeOnly?.[type]
       if (hook === undefined) return yield* send(type, id, principal, headers, action(body as Schema.Json))
       const { rest, writeOnly } = split(body, hook.names)
-      const checkedAt = hook.check === undefined ? undefined : yield* hook.check({ id, method, rest })
-      const expects = checkedAt !== undefined && headers["if-match"] === undefined
-      const stored = yield* hook.store({ id, method, writeOnly, rest })
-      const first = yield* send(type, id, principal, expects ? { ...headers, "if-match": `"${checkedAt}"` } : headers, action(rest as Schema.Json), stored?.undo).pipe(
-        Effect.catchIf((error) => expects && error instanceof RevisionMismatch, () =>
-          Effect.fail(new Overloaded({ detail: `${type} ${id} changed while this request was checked against it; send it again`, retryAfterSeconds: 1 })))
-      )
-      if (stored === undefined) return first
-      if (first.status === 201 && stored.again !== undefined) yield* stored.again
-      // its own command id: the If-Match and Idempotency-Key were the first command's
-      const correlation = headers["x-correlation-id"]
-      const second = yield* send(type, id, principal, correlation === undefined ? {} : { "x-correlation-id": correlation }, stored.after).pipe(
-        // a DELETE came between the two commands: the write was applied, then the entity deleted, in that order
-        Effect.catchIf((error) => error instanceof EntityNotFound, () => Effect.succeed(undefined))
-      )
-      return second === undefined ? first : { ...second, status: first.status }
+      /** The write-only fields stored, then the command; `accepted` is told the revision it left the entity at. */
+      const write = (pinned: number | undefined, accepted: (revision: number) => void) =>
+        Effect.gen(function*() {
+          const stored = yield* hook.store({ id, method, writeOnly, rest })
+          const first = yield* send(type, id, principal, headers, action(rest as Schema.Json), stored?.undo, pinned)
+          accepted(first.body.revision)
+          if (stored === undefined) return first
+          if (first.status === 201 && stored.again !== undefined) yield* stored.again
+          // its own command id: the If-Match and Idempotency-Key were the first command's
+          const correlation = headers["x-correlation-id"]
+          const second = yield* send(type, id, principal, correlation === undefined ? {} : { "x-correlation-id": correlation }, stored.after).pipe(
+            // a DELETE came between the two commands: the write was applied, then the entity deleted, in that order
+            Effect.catchIf((error) => error instanceof EntityNotFound, () => Effect.succeed(undefined))
+          )
+          return second === undefined ? first : { ...second, status: first.status }
+        })
+      if (hook.check === undefined) return yield* write(undefined, () => {})
+      const check = hook.check({ id, method, rest })
+      for (let attempt = 1; ; attempt++) {
+        let accepted: number | undefined
+        let pinned: number | undefined
+        const result = yield* Effect.exit(Effect.acquireUseRelease(
+          check,
+          (checked) => {
+            pinned = headers["if-match"] === undefined ? checked?.revision : undefined
+            return write(pinned, (revision) => void (accepted = revision))
+          },
+          (checked) => checked?.settled?.(Option.fromNullishOr(accepted)) ?? Effect.void
+        ))
+        if (Exit.isSuccess(result)) return result.value
+        const stale = pinned !== undefined && Cause.findErrorOption(result.cause).pipe(Option.exists((error) => error instanceof RevisionMismatch))
+        if (!stale) return yield* Effect.failCause(result.cause)
+        if (attempt === 3) {
+          return yield* new Overloaded({ detail: `${type} ${id} kept changing while this request was checked against it; send it again`, retryAfterSeconds: 1 })
+        }
+      }
     })
 
   /** PUT, PATCH and DELETE of a record type. */

@@ -5,44 +5,57 @@
  * so a key that may write destinations could otherwise take the machine with thousands of them.
  *
  * Checked when a write adds lanes (a destination created, or its `lanes` raised): past the bound, 409
- * naming `lanes`. A write that keeps or lowers them passes, even over a bound lowered since. Checked
- * one write at a time in a process, against the read model's list overlaid with what this process's
- * writes set in the last 30 s (the list follows a change a moment after its answer); two processes
- * writing at the same instant may together pass the bound by their writes in flight.
+ * naming `lanes`. A write that keeps or lowers them passes, even over a bound lowered since. The
+ * writes adding lanes go one at a time in a process, each holding its turn from its check until the
+ * read model's list shows what it did (or its refusal), so the next is checked against it; a refused
+ * request counts for nothing. Two processes adding lanes at the same instant may together pass the bound
+ * by their writes in flight.
  */
-import { Clock, Effect, Semaphore } from "effect"
+import { Effect, Option, Schedule, Semaphore } from "effect"
+import { destination as destinationType } from "../../domain/entities/destination.ts"
 import { lanesByDestination } from "../../projections/delivery/destinationLanes.ts"
+import { EntityReadModel } from "../../projections/EntityReadModel.ts"
 import { LimitReached } from "../problems.ts"
 
-/** How long a write's lanes stand in for the read model's list. */
-const overlayMs = 30_000
+/** How long an accepted write waits for the read model's list to show it, at most, before the next is checked. */
+const listedWithin = "5 seconds"
+
+/**
+ * Until the read model holds `destination` at `revision` or later (none: gone), checked every 20 ms
+ * for `listedWithin` at most; its failures are given up on (the next write is then checked against the list as it is).
+ */
+export const listed = (destination: string, revision: Option.Option<number>) =>
+  EntityReadModel.use((model) => model.get(destinationType.type, destination)).pipe(
+    Effect.flatMap((found) => {
+      const shown = Option.isNone(revision) ? Option.isNone(found) || found.value.state === null : Option.isSome(found) && found.value.revision >= revision.value
+      return shown ? Effect.void : Effect.fail("not yet" as const)
+    }),
+    Effect.retry(Schedule.spaced("20 millis")),
+    Effect.timeout(listedWithin),
+    Effect.ignore
+  )
 
 export const makeLaneQuota = (maxLanes: number) => {
-  const lock = Semaphore.makeUnsafe(1)
-  const written = new Map<string, { readonly lanes: number; readonly at: number }>()
+  const turn = Semaphore.makeUnsafe(1)
 
-  /** Records that `destination` has `lanes` after a write (0: deleted); refused when that adds lanes past the bound. */
-  const set = (destination: string, lanes: number, before: number) =>
-    lock.withPermit(Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      for (const [id, entry] of written) if (now - entry.at > overlayMs) written.delete(id)
-      if (lanes > before) {
-        const all = new Map(yield* lanesByDestination)
-        for (const [id, entry] of written) all.set(id, entry.lanes)
-        all.delete(destination)
-        let others = 0
-        for (const count of all.values()) others += count
-        if (others + lanes > maxLanes) {
-          const message = `destinations have at most ${maxLanes} lanes in all (DELIVERY_MAX_LANES); the others have ${others}, so this one may have at most ${Math.max(0, maxLanes - others)}`
-          return yield* new LimitReached({ detail: message, issues: [{ path: ["lanes"], message }] })
-        }
+  /**
+   * Checks that `destination` may go from `before` lanes to `lanes`: when that adds, takes this process's
+   * turn, and answers what gives it back once the write is answered (after the list shows an accepted one).
+   */
+  const reserve = (destination: string, lanes: number, before: number) =>
+    Effect.gen(function*() {
+      if (lanes <= before) return undefined
+      yield* turn.take(1)
+      const all = yield* Effect.onError(lanesByDestination, () => turn.release(1))
+      let others = 0
+      for (const [id, count] of all) if (id !== destination) others += count
+      if (others + lanes > maxLanes) {
+        yield* turn.release(1)
+        const message = `destinations have at most ${maxLanes} lanes in all (DELIVERY_MAX_LANES); the others have ${others}, so this one may have at most ${Math.max(0, maxLanes - others)}`
+        return yield* new LimitReached({ detail: message, issues: [{ path: ["lanes"], message }] })
       }
-      written.set(destination, { lanes, at: now })
-    }))
+      return (accepted: Option.Option<number>) => Effect.ensuring(Option.isSome(accepted) ? listed(destination, accepted) : Effect.void, turn.release(1))
+    })
 
-  /** Records that `destination` was deleted: its lanes are free at once, whatever the list still shows. */
-  const release = (destination: string) =>
-    lock.withPermit(Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void written.set(destination, { lanes: 0, at: now }))))
-
-  return { set, release }
+  return { reserve }
 }

@@ -122,6 +122,9 @@ export const defaultMaxInFlight = 64
 
 const intBetween = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }))
 
+/** A destination's `lanes` at most. */
+export const maxLanesEach = 16
+
 const fields = {
   partnerId: PartnerId,
   url: HttpUrl,
@@ -142,7 +145,7 @@ const fields = {
   maxAttempts: Schema.optionalKey(intBetween(1, 100).annotate({ description: "attempts of a request (5xx, timeout, connection error) before it is a dead letter; default 8" })),
   segmentIds: Schema.Array(Uint64String).check(Schema.isMinLength(1), Schema.isMaxLength(1_000)).annotate({ description: "the segments whose memberships it receives" }),
   refreshEvery: Schema.optionalKey(intBetween(60, 31_536_000).annotate({ description: "seconds between scheduled refreshes (every current member); none by default" })),
-  lanes: Schema.optionalKey(intBetween(1, 16).annotate({ description: "owners its limit is split over, each with ratePerSecond / lanes; default 1" }))
+  lanes: Schema.optionalKey(intBetween(1, maxLanesEach).annotate({ description: "owners its limit is split over, each with ratePerSecond / lanes; default 1" }))
 }
 
 const rules = Schema.makeFilter((d: {
@@ -258,9 +261,11 @@ const base = decider<DestinationCommand, DestinationEvent, DestinationState>({
     switch (command._tag) {
       case "RecordSecretsChange": {
         if (state.status !== "live") return Result.fail(new EntityNotFound({ entityType: context.entityType, entityId: context.entityId }))
+        // Recorded even when the names stay: the values may have changed (a credential rotated), which
+        // history shows, and which the destination's lanes learn at once from its snapshot (before stop
+        // 29 a rotation recorded nothing, and the lanes sent the old value until their next re-read, ~5 s).
         const names = [...new Set(command.headerNames.map((n) => n.toLowerCase()))].sort()
-        const same = state.secretHeaders !== undefined && state.secretHeaders.join("\n") === names.join("\n")
-        return Result.succeed(same ? [] : [SecretsChanged.make({ headerNames: names, ...(command.at === undefined ? {} : { at: command.at }) })])
+        return Result.succeed([SecretsChanged.make({ headerNames: names, ...(command.at === undefined ? {} : { at: command.at }) })])
       }
       case "DiscardDeadLetter":
         // a deleted destination's dead letters may still be discarded

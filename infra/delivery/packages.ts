@@ -91,7 +91,7 @@ export const layer = (options: PackagesOptions): Layer.Layer<DeliveryPackages | 
         refresh: (destination) => Effect.provideService(refresh(destination), PackagesDb, db),
         enqueue: db.enqueue,
         waiting: db.waiting,
-        packagedSegments: db.packagedSegments,
+        packagedRevision: db.packagedRevision,
         drop: db.drop,
         nextRow: db.nextRow
       })

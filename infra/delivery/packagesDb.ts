@@ -70,8 +70,8 @@ export class PackagesDb extends Context.Service<PackagesDb, {
   readonly nextRow: Effect.Effect<number, ReadModelError>
   /** Puts chunks in the outbox after everything it holds (a dead letter replayed), in one transaction. */
   readonly enqueue: (chunks: ReadonlyArray<Chunk>) => Effect.Effect<void, ReadModelError>
-  /** The segments packaging has applied for the destination; None when it does not know it (yet), or it was deleted. */
-  readonly packagedSegments: (destination: string) => Effect.Effect<Option.Option<ReadonlyArray<string>>, ReadModelError>
+  /** The revision of the destination's last event packaging applied; None when it has applied none. */
+  readonly packagedRevision: (destination: string) => Effect.Effect<Option.Option<number>, ReadModelError>
   /** Writes a refresh of the destination; None when the destination is unknown (or deleted, or takes nothing). */
   readonly refresh: (destination: string, refresh: { readonly packageId: string; readonly at: number }) => Effect.Effect<Option.Option<number>, ReadModelError>
   /** The destinations refreshed on a schedule. */
@@ -196,8 +196,8 @@ const make = (options: { readonly path: string; readonly maxRecords: number }) =
           })),
       nextRow: use("next outbox row", () => (nextRow.get() as { readonly next: number }).next),
       enqueue: (chunks) => use("enqueue", () => transaction(db, () => chunks.forEach((chunk) => writeChunk(s, chunk)))),
-      packagedSegments: (destination) =>
-        use("packaged segments", () => Option.fromNullishOr(targetsOf(destinationOf(s, destination)?.fields)?.segmentIds)),
+      packagedRevision: (destination) =>
+        use("packaged revision", () => Option.fromNullishOr((s.destination.get(destination) as { readonly revision: number } | undefined)?.revision)),
       refresh: (destination, { packageId, at }) =>
         use("refresh", () =>
           transaction(db, () => {

@@ -8,8 +8,9 @@
  * taking a segment (created, or the segment added) gets a refresh of that segment's members at that
  * point of history, so it misses nothing that existed before.
  */
-import { Context, Schema } from "effect"
-import type { Effect, Option } from "effect"
+import { Context, Effect, Option, Schema } from "effect"
+import { streamName } from "../../domain/envelope.ts"
+import { EventStore } from "../../domain/EventStore.ts"
 import type { Chunk } from "../../domain/delivery/Chunk.ts"
 import type { Backlog } from "../../domain/delivery/DeliveryBacklog.ts"
 import type { EntityNotFound } from "../../domain/entity.ts"
@@ -27,6 +28,21 @@ export const destinationType = "destination"
 const destinationEvents = new Set(["EntityCreated", "EntityUpdated", "EntityDeleted"])
 
 export const isDestinationEvent = (event: EventEnvelope): boolean => event.entityType === destinationType && destinationEvents.has(event.type)
+
+/** The revision of the destination's last event that packaging applies (its fields' changes); none when it has none. */
+export const lastPackagedEvent = (destination: string) =>
+  Effect.gen(function*() {
+    const store = yield* EventStore
+    const page = 64
+    let from: number | undefined
+    for (;;) {
+      const events = yield* store.readStream(streamName(destinationType, destination), { direction: "backwards", maxCount: page, ...(from === undefined ? {} : { fromRevision: from }) })
+      const found = events.find((event) => destinationEvents.has(event.type))
+      if (found !== undefined) return Option.some(found.revision)
+      if (events.length < page) return Option.none<number>()
+      from = events[events.length - 1]!.revision - 1
+    }
+  })
 
 export const canHandle = (event: EventEnvelope): boolean => isMembershipEvent(event) || isDestinationEvent(event)
 
@@ -129,11 +145,11 @@ export class DeliveryPackages extends Context.Service<DeliveryPackages, {
   /** What the destination has waiting in the outbox, not yet on DELIVER (held at its lane barrier, say). */
   readonly waiting: (destination: string) => Effect.Effect<Backlog, ReadModelError>
   /**
-   * The segments packaging has applied for the destination (None: it does not know it yet, or it was
-   * deleted): while they differ from the entity's, a change of them has not been packaged yet, and
-   * the backlog does not show what it will add.
+   * The revision of the destination's last event packaging applied (None: none yet): behind
+   * `lastPackagedEvent`, a change of the destination is not packaged yet, and the backlog does not
+   * show what it will add.
    */
-  readonly packagedSegments: (destination: string) => Effect.Effect<Option.Option<ReadonlyArray<string>>, ReadModelError>
+  readonly packagedRevision: (destination: string) => Effect.Effect<Option.Option<number>, ReadModelError>
   /**
    * Drops what the destination has waiting in the outbox (it was deleted); with `before` (a `nextRow`
    * taken earlier) only what was written before then. Returns what that held.

@@ -1,8 +1,8 @@
 /**
  * DELIVERY_MAX_LANES (stop 29; found by stop 28's outside attack: nothing capped destinations or lanes,
  * and each idle lane costs CPU): a write adding lanes past the bound answers 409 naming `lanes` and
- * creates nothing; lowering always passes; a delete gives its lanes back; writes sent at once pass
- * only as far as the bound, although the read model has not caught up with the ones just accepted.
+ * creates nothing; lowering always passes; a delete gives its lanes back; a refused request counts for
+ * nothing; writes sent at once pass only as far as the bound, each checked against the ones before.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -33,11 +33,22 @@ describe("DELIVERY_MAX_LANES", () => {
       assert.strictEqual((yield* api("GET", "/v1/entities/destination/b")).status, 404, "nothing created")
       assert.strictEqual((yield* api("PUT", "/v1/entities/destination/b", destination(2))).status, 201)
 
+      // a refused request counts for nothing (stop 29's attack: a PATCH of lanes -1,000,000, refused, let
+      // 500 lanes be made against a bound of 20 for 30 s; one lowering them, refused 412, freed lanes still in use)
+      assert.strictEqual((yield* api("PATCH", "/v1/entities/destination/a", { lanes: -1_000_000 })).status, 400)
+      assert.strictEqual((yield* call(platform.base, "PATCH", "/v1/entities/destination/a", { key: ADMIN, body: { lanes: 1 }, headers: { "if-match": "\"999\"" } })).status, 412)
+      const full = yield* api("PUT", "/v1/entities/destination/x", destination(1))
+      assert.strictEqual(full.status, 409, full.text)
+
       // raising past it is refused; lowering, and a write leaving lanes as they are, pass
       const raised = yield* api("PATCH", "/v1/entities/destination/a", { lanes: 5 })
       assert.strictEqual(raised.status, 409, raised.text)
       assert.strictEqual((yield* api("PATCH", "/v1/entities/destination/a", { lanes: 3 })).status, 200)
       assert.strictEqual((yield* api("PATCH", "/v1/entities/destination/a", { batchSize: 50 })).status, 200)
+      // nor does a request refused for another field hold the lane it asked for
+      assert.strictEqual((yield* api("PUT", "/v1/entities/destination/ghost", { ...destination(1), partnerId: "nobody" })).status, 400)
+      assert.strictEqual((yield* api("PUT", "/v1/entities/destination/y", destination(1))).status, 201, "the lane a freed, at once")
+      assert.strictEqual((yield* api("DELETE", "/v1/entities/destination/y")).status, 200)
 
       // a delete gives b's 2 back: with a at 3, ten creations sent at once, one lane each, make 3
       assert.strictEqual((yield* api("DELETE", "/v1/entities/destination/b")).status, 200)

@@ -81,8 +81,9 @@ describe("destination decider", () => {
     assert.deepStrictEqual(result, Result.succeed([{ _tag: "SecretsChanged", headerNames: ["authorization", "x-api-key"], at: "2026-01-01T00:00:00Z" } as DestinationEvent]))
     const after = given(created, ...Result.getOrThrow(result))
     assert.deepStrictEqual(destination.toJson(after), { ...fields, secretHeaders: ["authorization", "x-api-key"] })
-    // the same names again change nothing
-    assert.deepStrictEqual(when(after, { _tag: "RecordSecretsChange", headerNames: ["x-api-key", "Authorization"] }), Result.succeed([]))
+    // the same names again are recorded too: their values may have changed (a credential rotated)
+    assert.deepStrictEqual(when(after, { _tag: "RecordSecretsChange", headerNames: ["x-api-key", "Authorization"], at: "2026-01-02T00:00:00Z" }),
+      Result.succeed([{ _tag: "SecretsChanged", headerNames: ["authorization", "x-api-key"], at: "2026-01-02T00:00:00Z" } as DestinationEvent]))
     // an update keeps them
     const updated = destination.evolve(after, { _tag: "EntityUpdated", changes: { ratePerSecond: 300 } })
     assert.deepStrictEqual(updated.secretHeaders, ["authorization", "x-api-key"])
