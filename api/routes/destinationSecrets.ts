@@ -222,8 +222,8 @@ export const destinationWriteOnly = (options: { readonly maxBacklog: number; rea
       Effect.gen(function*() {
         const entity = yield* getEntity(destination.type, id)
         const live = Option.map(entity, (found) => found.state ?? {})
-        if (changesSegments(live, rest)) {
-          yield* refusedWhilePackaging(id)
+        if (Option.isSome(entity) && changesSegments(live, rest)) {
+          yield* refusedWhilePackaging(id, entity.value.revision)
           yield* refusedOverBacklog(id, options.maxBacklog, "change its segments")
         }
         const lanes = lanesAfter(method, rest)

@@ -24,7 +24,7 @@ import { deliveryRecord, type DestinationTargets, laneOf, type LanePacker, laneP
 import type { EventEnvelope } from "../../domain/envelope.ts"
 import { deliverSubject } from "../../domain/subjects.ts"
 import type { Projection } from "../../projections/Projection.ts"
-import { canHandle, destinationFields, droppedSegments, isDestinationEvent, memberChanges, newSegments, packagesProjectionName } from "../../projections/delivery/packages.ts"
+import { canHandle, destinationFields, destinationType, droppedSegments, isDestinationEvent, memberChanges, newSegments, packagesProjectionName } from "../../projections/delivery/packages.ts"
 
 const TABLES = `
   CREATE TABLE IF NOT EXISTS delivery_profiles (profile_id TEXT PRIMARY KEY, revision INTEGER NOT NULL) WITHOUT ROWID;
@@ -170,6 +170,12 @@ const continuousWriter = (s: Statements) => (chunk: PackedChunk) => {
   writeChunk(s, { ...chunk, seq })
 }
 
+/** A destination's event that changes nothing packaged (its secrets, a dead letter discarded): only its revision is kept, as seen. */
+const seenDestination = (s: Statements, event: EventEnvelope) => {
+  const row = s.destination.get(event.entityId) as DestinationRow | undefined
+  if (row !== undefined && row.revision < event.revision) s.setDestination.run(event.entityId, event.revision, row.fields ?? null, row.incarnation ?? null)
+}
+
 /** A destination's event: its fields and targets kept, a refresh of the segments it starts taking, a withdrawal of those it drops. */
 const applyDestination = (s: Statements, event: EventEnvelope, maxRecords: number): boolean => {
   const row = s.destination.get(event.entityId) as DestinationRow | undefined
@@ -274,6 +280,8 @@ export const packagesProjection = (options: { readonly maxRecords: number }): Pr
           packer.flush() // the destination's earlier changes go before any refresh this event makes
           targets.clear()
           if (!applyDestination(s, event, options.maxRecords)) skipped.push(event.type)
+        } else if (event.entityType === destinationType) {
+          seenDestination(s, event)
         } else if (!applyProfile(s, event, packer, targets.of)) {
           skipped.push(event.type)
         }

@@ -29,7 +29,11 @@ const destinationEvents = new Set(["EntityCreated", "EntityUpdated", "EntityDele
 
 export const isDestinationEvent = (event: EventEnvelope): boolean => event.entityType === destinationType && destinationEvents.has(event.type)
 
-/** The revision of the destination's last event that packaging applies (its fields' changes); none when it has none. */
+/**
+ * The revision of the destination's last event that packaging applies (its fields' changes); none when
+ * it has none. Read from the event store, backwards: for a destination whose other events packaging
+ * skipped before stop 29 (since, it records the revision of every destination event it sees).
+ */
 export const lastPackagedEvent = (destination: string) =>
   Effect.gen(function*() {
     const store = yield* EventStore
@@ -44,7 +48,11 @@ export const lastPackagedEvent = (destination: string) =>
     }
   })
 
-export const canHandle = (event: EventEnvelope): boolean => isMembershipEvent(event) || isDestinationEvent(event)
+/**
+ * Membership events, and every event of a destination: those of its other commands (secrets changed, a
+ * dead letter discarded) change nothing packaged, but their revision says packaging has seen them.
+ */
+export const canHandle = (event: EventEnvelope): boolean => isMembershipEvent(event) || event.entityType === destinationType
 
 /** A profile joined (`add`) or left (`remove`) a segment, at `time` (the record's time; an expiry's instant). */
 export interface MemberChange {

@@ -5,7 +5,8 @@
  * last change is not packaged yet; refreshes of one destination are checked one at a time.
  */
 import { assert, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
+import { DeliveryPackages } from "../../projections/delivery/packages.ts"
 import { eventually, request } from "../fixtures/http.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
 import { added, appendProfileEvents } from "../fixtures/segmentEvents.ts"
@@ -96,6 +97,18 @@ layer(layerTestPlatform({ DELIVERY_ENABLED: "false", DELIVERY_REFRESH_MAX_BACKLO
       for (const pair of answers) {
         assert.isTrue(pair.some((a) => a.statusCode === 200) && pair.every((a) => [200, 503].includes(a.statusCode)), pair.map((a) => `${a.statusCode} ${a.body}`).join("\n"))
       }
+
+      // a destination whose last events are its other commands' (a secret rotated) is packaged up to them,
+      // so its next change of segments is not held back (nor scans its history back to its last change)
+      assert.strictEqual((yield* create("rotated", [EMPTY])).statusCode, 201)
+      for (let i = 0; i < 3; i++) {
+        const rotated = yield* request({ method: "PATCH", url: "/v1/entities/destination/rotated", body: { secretHeaders: { "X-Api-Key": `key-${i}` } } })
+        assert.strictEqual(rotated.statusCode, 200, rotated.body)
+      }
+      const revision = (JSON.parse((yield* request({ method: "GET", url: "/v1/entities/destination/rotated" })).body) as { revision: number }).revision
+      assert.strictEqual(revision, 3, "three SecretsChanged after its creation")
+      yield* eventually(DeliveryPackages.use((packages) => packages.packagedRevision("rotated")), (r) => Option.isSome(r) && r.value === revision, "30 seconds")
+      assert.strictEqual((yield* patch("rotated", [F])).statusCode, 200)
 
       // over the bound, the same segments in another order are no change: taken
       assert.strictEqual((yield* create("reorder", [T, F])).statusCode, 201)
