@@ -36,6 +36,13 @@ export const EntityCommand = Schema.Struct({
   entityId: Schema.String,
   /** If-Match: the revision the sender last saw (a safe integer: a larger one could not be compared exactly) */
   expectedRevision: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
+  /**
+   * The revision the platform checked the request against (a bound its change could pass): refused like
+   * `expectedRevision` when the entity is elsewhere, but not part of what the command asks (its
+   * fingerprint), and such a refusal is not remembered, so the request is checked and sent again under the
+   * same id, and a retry of one that was applied is answered what it did, not applied again.
+   */
+  checkedRevision: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
   /** the command of the entity type's decider, encoded (e.g. a record's `{ "_tag": "Put", "fields": … }`) */
   action: Schema.Json,
   /** epoch ms after which its sender no longer waits: the entity answers Expired instead of applying it */

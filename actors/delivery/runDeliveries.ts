@@ -40,14 +40,17 @@ const parseLaneKey = (key: string) => {
 export const deliveryLeaseKey = (destination: string, lane: number) => jobLeaseKey(`deliver.${laneKey(destination, lane)}`)
 
 /**
- * Every lane of every destination (paged), and every lane with chunks waiting: after `lanes` was
- * lowered, the lanes past the new count still deliver what they hold.
+ * Every lane of every live destination (paged), and every lane of one with chunks waiting: after
+ * `lanes` was lowered, the lanes past the new count still deliver what they hold.
  */
 const knownLanes = Effect.gen(function*() {
   const lanes = new Set<string>()
+  const live = yield* lanesByDestination
+  for (const [destination, count] of live) for (let lane = 0; lane < count; lane++) lanes.add(laneKey(destination, lane))
+  // Of live destinations only: a deleted one's chunk left on DELIVER (published as it was deleted) kept a
+  // deliverer for good, which could send it nothing (stop 29's re-attack: 128 deliverers for 5 lanes).
   const waiting = yield* DeliveryBacklog.use((backlog) => backlog.lanesWaiting())
-  for (const [destination, held] of waiting) for (const lane of held) lanes.add(laneKey(destination, lane))
-  for (const [destination, count] of yield* lanesByDestination) for (let lane = 0; lane < count; lane++) lanes.add(laneKey(destination, lane))
+  for (const [destination, held] of waiting) if (live.has(destination)) for (const lane of held) lanes.add(laneKey(destination, lane))
   return lanes
 })
 

@@ -200,6 +200,10 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
               new RevisionMismatch({ entityType: type, entityId: id, expected: command.expectedRevision, actual: revision })
             return reject(mem, command, stale, asked)
           }
+          if (command.checkedRevision !== undefined && command.checkedRevision !== revision) {
+            // not remembered: checked again, the request comes back under the same id
+            return { _tag: "Rejected", error: new RevisionMismatch({ entityType: type, entityId: id, expected: command.checkedRevision, actual: revision }) } satisfies CommandReply
+          }
           const { appends: relativeAppends, decision } = yield* relatives.decide(decoded.success, state, context)
           if (decision._tag === "Failure") return reject(mem, command, decision.failure, asked)
           if (decision.success.length === 0) {

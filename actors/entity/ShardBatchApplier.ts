@@ -221,6 +221,11 @@ export const make = (options: ShardBatchApplierOptions) =>
             decisions.push(rejected(new RevisionMismatch({ entityType: type, entityId: entry.id, expected: command.expectedRevision, actual: w.revision })))
             continue
           }
+          if (command.checkedRevision !== undefined && command.checkedRevision !== w.revision) {
+            // not remembered (EntityCommand.checkedRevision)
+            decisions.push({ _tag: "Reply", entry, reply: { _tag: "Rejected", error: new RevisionMismatch({ entityType: type, entityId: entry.id, expected: command.checkedRevision, actual: w.revision }) } })
+            continue
+          }
           const decoded = entry.kind.decodeCommand(command.action)
           if (decoded._tag === "Failure") {
             decisions.push(rejected(new InvalidCommand({ entityType: type, issues: decoded.failure })))

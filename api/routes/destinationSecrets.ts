@@ -125,21 +125,20 @@ const recordChange = (names: ReadonlyArray<string>) =>
   Effect.map(Clock.currentTimeMillis, (now): Schema.Json => ({ _tag: "RecordSecretsChange", headerNames: [...names], at: new Date(now).toISOString() }))
 
 /**
- * The destination's secret headers as they are now, and how to put them back: run when the entity
- * refuses the command (a stale If-Match, invalid fields), so that a refused request changes nothing.
- * They go back given for the origin they were given for (stored without one: the URL's then), so that
- * put back after another request moved the URL they are still never sent there. Secrets that cannot be
- * decrypted (a changed key) cannot be put back: they are left as the request set them.
+ * The destination's secret headers as they are now, and how to put them back after the request's own
+ * write (`written`): run when the entity refuses the command (a stale If-Match, invalid fields), so that a
+ * refused request changes nothing, unless another write came after its own (putBack). They go back given
+ * for the origin they were given for (stored without one: the URL's then), so that put back after another
+ * request moved the URL they are still never sent there. Secrets that cannot be decrypted (a changed key)
+ * cannot be put back: they are left as the request set them.
  */
 const snapshot = (id: string, liveUrl: unknown) =>
   Effect.gen(function*() {
     const secrets = yield* DestinationSecrets
     const before = yield* Effect.result(secrets.held(id))
-    if (Result.isFailure(before)) return Effect.void
+    if (Result.isFailure(before)) return (_written: number) => Effect.void
     const { headers: previous, origin } = before.success
-    return Object.keys(previous).length === 0
-      ? Effect.ignore(secrets.remove(id))
-      : Effect.ignore(secrets.put(id, previous, origin ?? originOf(liveUrl) ?? ""))
+    return (written: number) => Effect.ignore(secrets.putBack(id, previous, origin ?? originOf(liveUrl) ?? "", written))
   })
 
 const segmentSet = (value: unknown) => new Set(Array.isArray(value) ? value.map(String) : [])
@@ -189,10 +188,10 @@ export const destinationWriteOnly = (options: { readonly maxBacklog: number; rea
           if (!given) return undefined
           // decoded by the route with DestinationPut
           const headers = writeOnly["secretHeaders"] as Readonly<Record<string, string>>
-          const undo = yield* snapshot(id, Option.isSome(live) ? live.value["url"] : undefined)
+          const restore = yield* snapshot(id, Option.isSome(live) ? live.value["url"] : undefined)
           const put = secrets.put(id, redact(headers) as Record<string, Redacted.Redacted<string>>, originOf(rest["url"]) ?? "")
-          const after = yield* Effect.flatMap(put, recordChange)
-          return { after, undo, again: put }
+          const written = yield* put
+          return { after: yield* recordChange(written.names), undo: restore(written.written), again: put }
         }
         // a patch of a destination that does not exist stores nothing: its Patch answers 404
         if (Option.isNone(live)) return undefined
@@ -202,22 +201,23 @@ export const destinationWriteOnly = (options: { readonly maxBacklog: number; rea
         if (Result.isFailure(patch)) return yield* invalid(patch.failure.map((issue) => ({ ...issue, path: ["secretHeaders", ...issue.path] })))
         const issues = headerIssues(patch.success ?? {}, "secretHeaders", { secrets: "allow" })
         if (issues.length > 0) return yield* invalid(issues.map((i) => ({ path: i.path, message: i.issue })))
-        const undo = yield* snapshot(id, live.value["url"])
+        const restore = yield* snapshot(id, live.value["url"])
         // given for the URL's origin after the patch; to another origin, the given headers replace them
         // all: none of the old ones follows the URL
         const origin = originOf(Object.hasOwn(rest, "url") ? rest["url"] : live.value["url"]) ?? ""
         const kept = Object.entries(patch.success ?? {}).filter((entry): entry is [string, string] => entry[1] !== null)
-        const names = patch.success === null
-          ? yield* Effect.as(secrets.remove(id), [])
+        const written = patch.success === null
+          ? yield* secrets.put(id, {}, origin)
           : moves
           ? yield* secrets.put(id, redact(Object.fromEntries(kept)) as Record<string, Redacted.Redacted<string>>, origin)
           : yield* secrets.patch(id, redact(patch.success), origin)
-        return { after: yield* recordChange(names), undo }
+        return { after: yield* recordChange(written.names), undo: restore(written.written) }
       }),
     // The bounds a write could pass: all destinations' lanes, and the backlog a change of segments adds
-    // to. A write naming the segments of an existing destination is pinned to the revision it was checked
-    // at (checked again when another write came first): one put back to the segments it was checked
-    // against may have become a change by the time it lands.
+    // to. A write naming the segments or the lanes of an existing destination is pinned to the revision it
+    // was checked at (checked again when another write came first): one putting back what it was checked
+    // against may have become a change by the time it lands (stop 29's re-attack: lanes kept at 16 while
+    // a lowering to 1 waited before it, 35 lanes against a bound of 20).
     check: ({ id, method, rest }) =>
       Effect.gen(function*() {
         const entity = yield* getEntity(destination.type, id)
@@ -228,7 +228,7 @@ export const destinationWriteOnly = (options: { readonly maxBacklog: number; rea
         }
         const lanes = lanesAfter(method, rest)
         const settled = lanes === undefined || (method === "PATCH" && Option.isNone(live)) ? undefined : yield* quota.reserve(id, lanes, lanesOf(live))
-        const revision = Option.isSome(entity) && Object.hasOwn(rest, "segmentIds") ? entity.value.revision : undefined
+        const revision = Option.isSome(entity) && (Object.hasOwn(rest, "segmentIds") || Object.hasOwn(rest, "lanes")) ? entity.value.revision : undefined
         return { revision, settled }
       }),
     // A DELETE drops what was written before it: a PUT creating the destination again at the same time

@@ -11,7 +11,7 @@ import type { EntityKind } from "../../domain/EntityKind.ts"
 import { type DeciderRegistry, makeRegistry } from "../../domain/DeciderRegistry.ts"
 import { deciders } from "../../domain/entities/index.ts"
 import { isRecordDecider, type RecordDecider } from "../../domain/entities/record.ts"
-import { type EntityCommand, EntityNotFound, RevisionMismatch } from "../../domain/entity.ts"
+import { CommandIdReused, type EntityCommand, EntityNotFound, RevisionMismatch } from "../../domain/entity.ts"
 import { EventEnvelope } from "../../domain/envelope.ts"
 import type { EventStore } from "../../domain/EventStore.ts"
 import type { EntitySnapshot } from "../../domain/snapshot.ts"
@@ -172,18 +172,16 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
   ) =>
     Effect.gen(function*() {
       const bus = yield* CommandBus
-      // A command pinned to the revision it was checked at is another command at each revision: its
-      // Idempotency-Key's retry, checked again against a newer revision, is not refused as reused.
-      const key = headers["idempotency-key"]
-      const cid = yield* commandId(principal, type, id, key === undefined || pinned === undefined ? key : `${key}\n@${pinned}`)
-      const ifMatch = pinned === undefined ? headers["if-match"] : `"${pinned}"`
+      const cid = yield* commandId(principal, type, id, headers["idempotency-key"])
+      const ifMatch = headers["if-match"]
       const command: EntityCommand = {
         commandId: cid,
         correlationId: headers["x-correlation-id"] ?? cid,
         entityType: type,
         entityId: id,
         action,
-        ...(ifMatch === undefined ? {} : { expectedRevision: Number(ifMatch.slice(1, -1)) })
+        ...(ifMatch === undefined ? {} : { expectedRevision: Number(ifMatch.slice(1, -1)) }),
+        ...(pinned === undefined ? {} : { checkedRevision: pinned })
       }
       const reply = yield* bus.send(command)
       switch (reply._tag) {
@@ -230,11 +228,15 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
           accepted(first.body.revision)
           if (stored === undefined) return first
           if (first.status === 201 && stored.again !== undefined) yield* stored.again
-          // its own command id: the If-Match and Idempotency-Key were the first command's
+          // Its own command, under a key of its own derived from the request's: a retry of the request
+          // (answered what its first command did) records the change once; the If-Match was the first command's.
           const correlation = headers["x-correlation-id"]
-          const second = yield* send(type, id, principal, correlation === undefined ? {} : { "x-correlation-id": correlation }, stored.after).pipe(
-            // a DELETE came between the two commands: the write was applied, then the entity deleted, in that order
-            Effect.catchIf((error) => error instanceof EntityNotFound, () => Effect.succeed(undefined))
+          const key = headers["idempotency-key"]
+          const secondHeaders = { ...(correlation === undefined ? {} : { "x-correlation-id": correlation }), ...(key === undefined ? {} : { "idempotency-key": `${key}\nwrite-only` }) }
+          const second = yield* send(type, id, principal, secondHeaders, stored.after).pipe(
+            // a DELETE came between the two commands: the write was applied, then the entity deleted, in that order;
+            // or the key's earlier request recorded it already (its record bears another time)
+            Effect.catchIf((error) => error instanceof EntityNotFound || error instanceof CommandIdReused, () => Effect.succeed(undefined))
           )
           return second === undefined ? first : { ...second, status: first.status }
         })

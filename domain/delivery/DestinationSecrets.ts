@@ -28,14 +28,27 @@ export type SecretHeaders = Readonly<Record<string, Redacted.Redacted<string>>>
  * URL to the attacker's server and dropped them; 16 races in 60 won, and the deliverer sent them there).
  * Secrets stored before stop 28 have no origin, and go wherever the URL is, until they are written again.
  */
+/** A write of a destination's secret headers: the names it has after it, and the write's place in the store's write sequence. */
+export interface SecretsWritten {
+  readonly names: ReadonlyArray<string>
+  readonly written: number
+}
+
 export class DestinationSecrets extends Context.Service<DestinationSecrets, {
-  /** Replaces the destination's secret headers with these, given for `origin`; returns the names it has now. */
-  readonly put: (destination: string, headers: SecretHeaders, origin: string) => Effect.Effect<ReadonlyArray<string>, SecretsError>
+  /** Replaces the destination's secret headers with these (none: removes them all), given for `origin`. */
+  readonly put: (destination: string, headers: SecretHeaders, origin: string) => Effect.Effect<SecretsWritten, SecretsError>
   /**
    * Sets the given headers, given for `origin`, and removes those given as null (a merge patch), and those
    * given for another origin; returns the names it has now.
    */
-  readonly patch: (destination: string, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>, origin: string) => Effect.Effect<ReadonlyArray<string>, SecretsError>
+  readonly patch: (destination: string, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>, origin: string) => Effect.Effect<SecretsWritten, SecretsError>
+  /**
+   * Puts `headers` back (a refused request's undo), given for `origin`, unless the destination's secrets
+   * were written since the write `written` (the request's own): a request's undo never overwrites
+   * another's write that came after its own (stop 29's re-attack: a refused PUT put back the value from
+   * before a rotation that had answered 200, and the partner got the old credential for good).
+   */
+  readonly putBack: (destination: string, headers: SecretHeaders, origin: string, written: number) => Effect.Effect<void, SecretsError>
   /**
    * The destination's secret headers to send to `origin`, decrypted: those given for it, and those stored
    * without one (none: an empty record).

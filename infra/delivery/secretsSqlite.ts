@@ -11,7 +11,7 @@
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto"
 import { Clock, Effect, Layer, Redacted } from "effect"
-import { DestinationSecrets, SecretsError, type SecretHeaders, SecretsUndecryptable } from "../../domain/delivery/DestinationSecrets.ts"
+import { DestinationSecrets, type SecretsWritten, SecretsError, type SecretHeaders, SecretsUndecryptable } from "../../domain/delivery/DestinationSecrets.ts"
 import { openSharedSqlite } from "../ingest/sqliteFile.ts"
 import { transaction } from "../sqliteTransaction.ts"
 
@@ -54,6 +54,8 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
               if (!columns.some((c) => c.name === "origin")) db.exec(`ALTER TABLE destination_secrets ADD COLUMN origin TEXT`)
               db.exec(`CREATE TABLE IF NOT EXISTS secrets_sequence (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
                 INSERT OR IGNORE INTO secrets_sequence (id, n) VALUES (1, 0)`)
+              // each destination's last write (removals too), which a refused request's undo checks is its own
+              db.exec(`CREATE TABLE IF NOT EXISTS secrets_last_write (destination TEXT PRIMARY KEY, written INTEGER NOT NULL) WITHOUT ROWID`)
             })
             return db
           },
@@ -78,6 +80,8 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
       const removeOne = db.prepare(`DELETE FROM destination_secrets WHERE destination = ? AND name = ?`)
       const removeAll = db.prepare(`DELETE FROM destination_secrets WHERE destination = ?`)
       const removeUpTo = db.prepare(`DELETE FROM destination_secrets WHERE destination = ? AND written <= ?`)
+      const lastWrite = db.prepare(`SELECT written FROM secrets_last_write WHERE destination = ?`)
+      const setLastWrite = db.prepare(`INSERT OR REPLACE INTO secrets_last_write (destination, written) VALUES (?, ?)`)
       const current = db.prepare(`SELECT n FROM secrets_sequence WHERE id = 1`)
       const advance = db.prepare(`UPDATE secrets_sequence SET n = n + 1 WHERE id = 1 RETURNING n`)
 
@@ -103,9 +107,16 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
           (entries): SecretHeaders => Object.fromEntries(entries)
         )
       const names = (destination: string) => (namesOf.all(destination) as Array<{ readonly name: string }>).map((r) => r.name)
-      const write = (destination: string, replace: boolean, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>, origin: string) =>
+      /** Writes them unless `unlessWrittenSince` is given and the destination's last write is another; none when not written. */
+      const write = (
+        destination: string,
+        replace: boolean,
+        changes: Readonly<Record<string, Redacted.Redacted<string> | null>>,
+        origin: string,
+        unlessWrittenSince?: number
+      ) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          use("write secrets", () => {
+          use("write secrets", (): SecretsWritten | undefined => {
             const at = new Date(now).toISOString()
             // encrypted before the transaction: it holds the file's write lock
             const sealed = Object.entries(changes).map(([name, value]) => ({
@@ -113,7 +124,9 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
               sealed: value === null ? null : encrypt(destination, name.toLowerCase(), Redacted.value(value))
             }))
             return transaction(db, () => {
+              if (unlessWrittenSince !== undefined && (lastWrite.get(destination) as { readonly written: number } | undefined)?.written !== unlessWrittenSince) return undefined
               const { n: written } = advance.get() as { readonly n: number }
+              setLastWrite.run(destination, written)
               // A write is for one origin: what was given for another goes, never relabelled (the re-attack of
               // stop 28: a patch that gave every row its origin moved a partner's secret, put back by a refused
               // request's undo, onto the attacker's origin). Rows stored before origins stay as they are.
@@ -123,13 +136,14 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
                 if (s === null) removeOne.run(destination, name)
                 else upsert.run(destination, name, s.iv, s.tag, s.ciphertext, fingerprint, at, written, origin)
               }
-              return names(destination)
+              return { names: names(destination), written }
             })
           }))
 
       return DestinationSecrets.of({
-        put: (destination, headers, origin) => write(destination, true, headers, origin),
-        patch: (destination, changes, origin) => write(destination, false, changes, origin),
+        put: (destination, headers, origin) => Effect.map(write(destination, true, headers, origin), (done) => done!),
+        patch: (destination, changes, origin) => Effect.map(write(destination, false, changes, origin), (done) => done!),
+        putBack: (destination, headers, origin, written) => Effect.asVoid(write(destination, true, headers, origin, written)),
         get: (destination, origin) =>
           Effect.flatMap(use("read secrets", () => rowsFor.all(destination, origin) as unknown as Array<Row>), decryptAll(destination)),
         held: (destination) =>

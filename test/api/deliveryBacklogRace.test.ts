@@ -98,6 +98,28 @@ layer(layerTestPlatform({ DELIVERY_ENABLED: "false", DELIVERY_REFRESH_MAX_BACKLO
         assert.isTrue(pair.some((a) => a.statusCode === 200) && pair.every((a) => [200, 503].includes(a.statusCode)), pair.map((a) => `${a.statusCode} ${a.body}`).join("\n"))
       }
 
+      // applied, then another client's change, then the retry under its key: answered what it did, not
+      // applied again over the other's change (stop 29's re-attack of a first version, whose pinned command
+      // id was the key and the revision: the retry reverted the other's change), its secrets' change recorded once
+      assert.strictEqual((yield* create("retried", [EMPTY])).statusCode, 201)
+      yield* packaged("retried")
+      const mine = { method: "PATCH", url: "/v1/entities/destination/retried", body: { segmentIds: [F], secretHeaders: { "X-Api-Key": "v1" } }, headers: { "idempotency-key": "retry-key" } } as const
+      const applied = yield* request(mine)
+      assert.strictEqual(applied.statusCode, 200, applied.body)
+      const other = yield* eventually(patch("retried", [F, "4646"]), (a) => a.statusCode !== 503, "30 seconds")
+      assert.strictEqual(other.statusCode, 200, other.body)
+      // (checked first like any request: 503 while the other's change is packaged)
+      const retried = yield* eventually(request(mine), (a) => a.statusCode !== 503, "30 seconds")
+      assert.strictEqual(retried.statusCode, 200, retried.body)
+      // what its first command did (the answer of the first try came after its secrets' record too)
+      const answered = JSON.parse(retried.body) as { revision: number; state: { segmentIds: Array<string> } }
+      assert.isAtMost(answered.revision, (JSON.parse(applied.body) as { revision: number }).revision)
+      assert.deepStrictEqual(answered.state.segmentIds, [F])
+      const now = JSON.parse((yield* request({ method: "GET", url: "/v1/entities/destination/retried" })).body) as { state: { segmentIds: Array<string> } }
+      assert.deepStrictEqual(now.state.segmentIds, [F, "4646"])
+      const history = JSON.parse((yield* request({ method: "GET", url: "/v1/entities/destination/retried/history" })).body) as { events: Array<{ type: string }> }
+      assert.strictEqual(history.events.filter((e) => e.type === "SecretsChanged").length, 1, history.events.map((e) => e.type).join(" "))
+
       // a destination whose last events are its other commands' (a secret rotated) is packaged up to them,
       // so its next change of segments is not held back (nor scans its history back to its last change)
       assert.strictEqual((yield* create("rotated", [EMPTY])).statusCode, 201)

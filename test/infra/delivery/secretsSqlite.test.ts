@@ -22,7 +22,7 @@ describe("destination secrets in SQLite", () => {
   it.effect("keeps values encrypted: the raw file holds no value, and the key decrypts them", () =>
     Effect.gen(function*() {
       const path = join(yield* tempDir("secrets"), "delivery-secrets.db")
-      const names = yield* withStore(path, keyA, (s) => s.put("acme-dsp", { Authorization: Redacted.make(secret), "x-api-key": Redacted.make("k-42-secret-value") }, "https://partner.example"))
+      const { names } = yield* withStore(path, keyA, (s) => s.put("acme-dsp", { Authorization: Redacted.make(secret), "x-api-key": Redacted.make("k-42-secret-value") }, "https://partner.example"))
       assert.deepStrictEqual(names, ["authorization", "x-api-key"])
       // the file, its WAL and the rows hold no value in clear
       const raw = ["", "-wal"].map((suffix) => { try { return readFileSync(path + suffix).toString("latin1") } catch { return "" } }).join("")
@@ -47,7 +47,7 @@ describe("destination secrets in SQLite", () => {
         assert.deepStrictEqual(values(yield* s.get("d", "https://partner.example")), { a: "1", b: "2" })
         // a patch for another origin (or none given: {}) drops what was given for the first, and moves nothing
         // (stop 28's re-attack: a patch that relabelled every row sent a partner's secret to the attacker)
-        assert.deepStrictEqual(yield* s.patch("d", {}, "https://thief.example"), [])
+        assert.deepStrictEqual((yield* s.patch("d", {}, "https://thief.example")).names, [])
         assert.deepStrictEqual(values(yield* s.get("d", "https://thief.example")), {})
         yield* s.put("d", { a: Redacted.make("1"), b: Redacted.make("2") }, "https://partner.example")
       }))
@@ -67,9 +67,9 @@ describe("destination secrets in SQLite", () => {
       const path = join(yield* tempDir("secrets"), "delivery-secrets.db")
       yield* withStore(path, keyA, (s) => Effect.gen(function*() {
         yield* s.put("d", { a: Redacted.make("1"), b: Redacted.make("2") }, "https://partner.example")
-        assert.deepStrictEqual(yield* s.patch("d", { b: null, c: Redacted.make("3") }, "https://partner.example"), ["a", "c"])
+        assert.deepStrictEqual((yield* s.patch("d", { b: null, c: Redacted.make("3") }, "https://partner.example")).names, ["a", "c"])
         assert.deepStrictEqual(values((yield* s.held("d")).headers), { a: "1", c: "3" })
-        assert.deepStrictEqual(yield* s.put("d", { z: Redacted.make("9") }, "https://partner.example"), ["z"])
+        assert.deepStrictEqual((yield* s.put("d", { z: Redacted.make("9") }, "https://partner.example")).names, ["z"])
         yield* s.remove("d")
         assert.deepStrictEqual(yield* s.names("d"), [])
         assert.deepStrictEqual(values((yield* s.held("other")).headers), {})
@@ -94,6 +94,30 @@ describe("destination secrets in SQLite", () => {
         assert.deepStrictEqual(values((yield* s.held("d")).headers), { b: "2" })
         yield* s.remove("d", yield* s.sequence)
         assert.deepStrictEqual(yield* s.names("d"), [])
+      }))
+    }))
+
+  it.effect("puts back what a refused request found only while its own write is the destination's last (a later rotation stays)", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir("secrets-put-back"), "delivery-secrets.db")
+      const origin = "https://partner.example"
+      yield* withStore(path, keyA, (s) => Effect.gen(function*() {
+        yield* s.put("d", { "x-api-key": Redacted.make("init") }, origin)
+        const previous = (yield* s.held("d")).headers
+        const mine = yield* s.put("d", { "x-api-key": Redacted.make("a-r") }, origin)
+        // another request rotates it after this one's write, and is accepted
+        yield* s.patch("d", { "x-api-key": Redacted.make("b-r") }, origin)
+        yield* s.putBack("d", previous, origin, mine.written)
+        assert.deepStrictEqual(values((yield* s.held("d")).headers), { "x-api-key": "b-r" }, "the later rotation stays")
+        // a removal after it counts as a write too
+        const again = yield* s.put("d", { "x-api-key": Redacted.make("c-r") }, origin)
+        yield* s.patch("d", { "x-api-key": null }, origin)
+        yield* s.putBack("d", previous, origin, again.written)
+        assert.deepStrictEqual(yield* s.names("d"), [])
+        // its own write the last: put back
+        const last = yield* s.put("d", { "x-api-key": Redacted.make("d-r") }, origin)
+        yield* s.putBack("d", previous, origin, last.written)
+        assert.deepStrictEqual(values((yield* s.held("d")).headers), { "x-api-key": "init" })
       }))
     }))
 
