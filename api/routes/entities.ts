@@ -103,10 +103,10 @@ export interface StoredWriteOnly<E, R> {
  */
 export interface Checked<R> {
   /**
-   * The command expects this revision (unless the request gave its own If-Match). When the entity moved
-   * on between the check and the command, the request is checked and sent again (three times at most,
-   * then 503 with Retry-After 1): a check is never passed against a state that is gone, and with any
-   * number of processes, requests sent at once go one at a time.
+   * The command carries this revision as `checkedRevision` (unless the request gave its own If-Match).
+   * When the entity moved on between the check and the command, the request is checked and sent again
+   * under the same command id (three times at most, then 503 with Retry-After 1): a check is never passed
+   * against a state that is gone, and with any number of processes, requests sent at once go one at a time.
    */
   readonly revision?: number
   /** Runs once the request is answered, whatever the answer: with the revision its command left the entity at when accepted. */
