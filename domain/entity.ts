@@ -43,6 +43,13 @@ export const EntityCommand = Schema.Struct({
    * same id, and a retry of one that was applied is answered what it did, not applied again.
    */
   checkedRevision: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
+  /**
+   * A keyed digest of the request's fields that never reach the entity (a destination's secret headers):
+   * part of the fingerprint, so one Idempotency-Key with other such fields is another request (422), not
+   * a retry (stop 29's second re-attack: a key reused with other secret headers was answered 200 as a
+   * retry while the store took the new ones, and history recorded nothing).
+   */
+  writeOnlyDigest: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(128))),
   /** the command of the entity type's decider, encoded (e.g. a record's `{ "_tag": "Put", "fields": … }`) */
   action: Schema.Json,
   /** epoch ms after which its sender no longer waits: the entity answers Expired instead of applying it */
@@ -63,8 +70,9 @@ const canonical = (value: unknown): string =>
  * of their keys (FNV-1a, 2 × 32 bits) — so a command id reused for a different request is recognised.
  * Not cryptographic: it guards against mistakes.
  */
-export const fingerprint = (command: Pick<EntityCommand, "action" | "expectedRevision">): string => {
-  const text = canonical([command.action, command.expectedRevision ?? null])
+export const fingerprint = (command: Pick<EntityCommand, "action" | "expectedRevision" | "writeOnlyDigest">): string => {
+  // without a digest, as before it existed: commands remembered from then keep their fingerprints
+  const text = canonical(command.writeOnlyDigest === undefined ? [command.action, command.expectedRevision ?? null] : [command.action, command.expectedRevision ?? null, command.writeOnlyDigest])
   let a = 0x811c9dc5
   let b = 0x01000193 ^ text.length
   for (let i = 0; i < text.length; i++) {

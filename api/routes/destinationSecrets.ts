@@ -22,7 +22,7 @@ import { StrictRecord } from "../../domain/strictRecord.ts"
 import { Clock, Effect, Option, Redacted, Result, Schema } from "effect"
 import { DeadLetterQueue } from "../../domain/delivery/DeadLetterQueue.ts"
 import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
-import { DestinationSecrets } from "../../domain/delivery/DestinationSecrets.ts"
+import { DestinationSecrets, type SecretsWritten } from "../../domain/delivery/DestinationSecrets.ts"
 import { DeliveryPackages } from "../../projections/delivery/packages.ts"
 import { destination, DestinationPut, maxLanesEach } from "../../domain/entities/destination.ts"
 import { HeaderName, HeaderValue, headerIssues } from "../../domain/entities/headers.ts"
@@ -125,21 +125,10 @@ const recordChange = (names: ReadonlyArray<string>) =>
   Effect.map(Clock.currentTimeMillis, (now): Schema.Json => ({ _tag: "RecordSecretsChange", headerNames: [...names], at: new Date(now).toISOString() }))
 
 /**
- * The destination's secret headers as they are now, and how to put them back after the request's own
- * write (`written`): run when the entity refuses the command (a stale If-Match, invalid fields), so that a
- * refused request changes nothing, unless another write came after its own (putBack). They go back given
- * for the origin they were given for (stored without one: the URL's then), so that put back after another
- * request moved the URL they are still never sent there. Secrets that cannot be decrypted (a changed key)
- * cannot be put back: they are left as the request set them.
+ * A refused request's undo: what its write replaced goes back (decryptable or not, given for the origin
+ * it was given for), unless another request wrote the destination's secrets since (DestinationSecrets.putBack).
  */
-const snapshot = (id: string, liveUrl: unknown) =>
-  Effect.gen(function*() {
-    const secrets = yield* DestinationSecrets
-    const before = yield* Effect.result(secrets.held(id))
-    if (Result.isFailure(before)) return (_written: number) => Effect.void
-    const { headers: previous, origin } = before.success
-    return (written: number) => Effect.ignore(secrets.putBack(id, previous, origin ?? originOf(liveUrl) ?? "", written))
-  })
+const undo = (id: string, written: SecretsWritten) => Effect.ignore(DestinationSecrets.use((secrets) => secrets.putBack(id, written)))
 
 const segmentSet = (value: unknown) => new Set(Array.isArray(value) ? value.map(String) : [])
 
@@ -188,10 +177,9 @@ export const destinationWriteOnly = (options: { readonly maxBacklog: number; rea
           if (!given) return undefined
           // decoded by the route with DestinationPut
           const headers = writeOnly["secretHeaders"] as Readonly<Record<string, string>>
-          const restore = yield* snapshot(id, Option.isSome(live) ? live.value["url"] : undefined)
           const put = secrets.put(id, redact(headers) as Record<string, Redacted.Redacted<string>>, originOf(rest["url"]) ?? "")
           const written = yield* put
-          return { after: yield* recordChange(written.names), undo: restore(written.written), again: put }
+          return { after: yield* recordChange(written.names), undo: undo(id, written), again: put, digest: secrets.digest(headers) }
         }
         // a patch of a destination that does not exist stores nothing: its Patch answers 404
         if (Option.isNone(live)) return undefined
@@ -201,7 +189,6 @@ export const destinationWriteOnly = (options: { readonly maxBacklog: number; rea
         if (Result.isFailure(patch)) return yield* invalid(patch.failure.map((issue) => ({ ...issue, path: ["secretHeaders", ...issue.path] })))
         const issues = headerIssues(patch.success ?? {}, "secretHeaders", { secrets: "allow" })
         if (issues.length > 0) return yield* invalid(issues.map((i) => ({ path: i.path, message: i.issue })))
-        const restore = yield* snapshot(id, live.value["url"])
         // given for the URL's origin after the patch; to another origin, the given headers replace them
         // all: none of the old ones follows the URL
         const origin = originOf(Object.hasOwn(rest, "url") ? rest["url"] : live.value["url"]) ?? ""
@@ -211,7 +198,7 @@ export const destinationWriteOnly = (options: { readonly maxBacklog: number; rea
           : moves
           ? yield* secrets.put(id, redact(Object.fromEntries(kept)) as Record<string, Redacted.Redacted<string>>, origin)
           : yield* secrets.patch(id, redact(patch.success), origin)
-        return { after: yield* recordChange(written.names), undo: restore(written.written) }
+        return { after: yield* recordChange(written.names), undo: undo(id, written), digest: secrets.digest(patch.success) }
       }),
     // The bounds a write could pass: all destinations' lanes, and the backlog a change of segments adds
     // to. A write naming the segments or the lanes of an existing destination is pinned to the revision it

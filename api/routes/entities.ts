@@ -95,6 +95,8 @@ export interface StoredWriteOnly<E, R> {
    * this store and the command, and its drop taken what was stored for the entity it deleted
    */
   readonly again?: Effect.Effect<unknown, E, R>
+  /** a keyed digest of the write-only fields: part of the command's fingerprint (EntityCommand.writeOnlyDigest) */
+  readonly digest?: string
 }
 
 /**
@@ -168,7 +170,8 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
     headers: typeof CommandHeaders.Type,
     action: Schema.Json,
     onRejected: Effect.Effect<void, E, R> = Effect.void,
-    pinned?: number
+    pinned?: number,
+    writeOnlyDigest?: string
   ) =>
     Effect.gen(function*() {
       const bus = yield* CommandBus
@@ -181,7 +184,8 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
         entityId: id,
         action,
         ...(ifMatch === undefined ? {} : { expectedRevision: Number(ifMatch.slice(1, -1)) }),
-        ...(pinned === undefined ? {} : { checkedRevision: pinned })
+        ...(pinned === undefined ? {} : { checkedRevision: pinned }),
+        ...(writeOnlyDigest === undefined ? {} : { writeOnlyDigest })
       }
       const reply = yield* bus.send(command)
       switch (reply._tag) {
@@ -224,7 +228,7 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
       const write = (pinned: number | undefined, accepted: (revision: number) => void) =>
         Effect.gen(function*() {
           const stored = yield* hook.store({ id, method, writeOnly, rest })
-          const first = yield* send(type, id, principal, headers, action(rest as Schema.Json), stored?.undo, pinned)
+          const first = yield* send(type, id, principal, headers, action(rest as Schema.Json), stored?.undo, pinned, stored?.digest)
           accepted(first.body.revision)
           if (stored === undefined) return first
           if (first.status === 201 && stored.again !== undefined) yield* stored.again

@@ -28,10 +28,19 @@ export type SecretHeaders = Readonly<Record<string, Redacted.Redacted<string>>>
  * URL to the attacker's server and dropped them; 16 races in 60 won, and the deliverer sent them there).
  * Secrets stored before stop 28 have no origin, and go wherever the URL is, until they are written again.
  */
-/** A write of a destination's secret headers: the names it has after it, and the write's place in the store's write sequence. */
+/**
+ * A write of a destination's secret headers: the names it has after it, the write's place in the store's
+ * write sequence, and what it replaced, read in the same transaction (opaque: for `putBack` only).
+ */
 export interface SecretsWritten {
   readonly names: ReadonlyArray<string>
   readonly written: number
+  readonly previous: SecretsBefore
+}
+
+/** What a write replaced, as stored (encrypted): put back as it was by `putBack`. */
+export interface SecretsBefore {
+  readonly rows: ReadonlyArray<unknown>
 }
 
 export class DestinationSecrets extends Context.Service<DestinationSecrets, {
@@ -43,12 +52,20 @@ export class DestinationSecrets extends Context.Service<DestinationSecrets, {
    */
   readonly patch: (destination: string, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>, origin: string) => Effect.Effect<SecretsWritten, SecretsError>
   /**
-   * Puts `headers` back (a refused request's undo), given for `origin`, unless the destination's secrets
-   * were written since the write `written` (the request's own): a request's undo never overwrites
+   * Puts back what the write `written` replaced (a refused request's undo), unless the destination's
+   * secrets were written since (another request's write): a request's undo never overwrites
    * another's write that came after its own (stop 29's re-attack: a refused PUT put back the value from
-   * before a rotation that had answered 200, and the partner got the old credential for good).
+   * before a rotation that had answered 200, and the partner got the old credential for good). What it
+   * replaced was read in the write's own transaction: read before it, a write of another process landing
+   * between the read and the write was undone too (the second re-attack, 13 rounds of 100).
    */
-  readonly putBack: (destination: string, headers: SecretHeaders, origin: string, written: number) => Effect.Effect<void, SecretsError>
+  readonly putBack: (destination: string, written: SecretsWritten) => Effect.Effect<void, SecretsError>
+  /**
+   * A digest of write-only fields holding secret values, keyed with the store's key (it tells nothing of
+   * them without it): part of a command's fingerprint, so that one Idempotency-Key with other secrets is
+   * another request (422), not a retry.
+   */
+  readonly digest: (fields: unknown) => string
   /**
    * The destination's secret headers to send to `origin`, decrypted: those given for it, and those stored
    * without one (none: an empty record).

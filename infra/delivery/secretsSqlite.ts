@@ -9,7 +9,7 @@
  * delete's drop can leave what was written after it. Each row names the origin its value was given for
  * (`origin`; none for rows written before stop 28), and a read for an origin answers only its rows.
  */
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto"
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from "node:crypto"
 import { Clock, Effect, Layer, Redacted } from "effect"
 import { DestinationSecrets, type SecretsWritten, SecretsError, type SecretHeaders, SecretsUndecryptable } from "../../domain/delivery/DestinationSecrets.ts"
 import { openSharedSqlite } from "../ingest/sqliteFile.ts"
@@ -19,6 +19,17 @@ const algorithm = "aes-256-gcm"
 
 /** Names the key without revealing it: the first bytes of a hash of it. */
 export const keyFingerprint = (key: Uint8Array): string => createHash("sha256").update("tributary-delivery-secrets\n").update(key).digest("hex").slice(0, 16)
+
+/** A row as stored, for putting it back. */
+interface RawRow {
+  readonly name: string
+  readonly iv: Uint8Array
+  readonly tag: Uint8Array
+  readonly ciphertext: Uint8Array
+  readonly key_id: string
+  readonly updated_at: string
+  readonly origin: string | null
+}
 
 interface Row {
   readonly name: string
@@ -80,6 +91,8 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
       const removeOne = db.prepare(`DELETE FROM destination_secrets WHERE destination = ? AND name = ?`)
       const removeAll = db.prepare(`DELETE FROM destination_secrets WHERE destination = ?`)
       const removeUpTo = db.prepare(`DELETE FROM destination_secrets WHERE destination = ? AND written <= ?`)
+      const rawRows = db.prepare(`SELECT name, iv, tag, ciphertext, key_id, updated_at, origin FROM destination_secrets WHERE destination = ?`)
+      const insertRaw = db.prepare(`INSERT INTO destination_secrets (destination, name, iv, tag, ciphertext, key_id, updated_at, written, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
       const lastWrite = db.prepare(`SELECT written FROM secrets_last_write WHERE destination = ?`)
       const setLastWrite = db.prepare(`INSERT OR REPLACE INTO secrets_last_write (destination, written) VALUES (?, ?)`)
       const current = db.prepare(`SELECT n FROM secrets_sequence WHERE id = 1`)
@@ -107,16 +120,9 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
           (entries): SecretHeaders => Object.fromEntries(entries)
         )
       const names = (destination: string) => (namesOf.all(destination) as Array<{ readonly name: string }>).map((r) => r.name)
-      /** Writes them unless `unlessWrittenSince` is given and the destination's last write is another; none when not written. */
-      const write = (
-        destination: string,
-        replace: boolean,
-        changes: Readonly<Record<string, Redacted.Redacted<string> | null>>,
-        origin: string,
-        unlessWrittenSince?: number
-      ) =>
+      const write = (destination: string, replace: boolean, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>, origin: string) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          use("write secrets", (): SecretsWritten | undefined => {
+          use("write secrets", (): SecretsWritten => {
             const at = new Date(now).toISOString()
             // encrypted before the transaction: it holds the file's write lock
             const sealed = Object.entries(changes).map(([name, value]) => ({
@@ -124,7 +130,7 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
               sealed: value === null ? null : encrypt(destination, name.toLowerCase(), Redacted.value(value))
             }))
             return transaction(db, () => {
-              if (unlessWrittenSince !== undefined && (lastWrite.get(destination) as { readonly written: number } | undefined)?.written !== unlessWrittenSince) return undefined
+              const previous = { rows: rawRows.all(destination) }
               const { n: written } = advance.get() as { readonly n: number }
               setLastWrite.run(destination, written)
               // A write is for one origin: what was given for another goes, never relabelled (the re-attack of
@@ -136,14 +142,25 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
                 if (s === null) removeOne.run(destination, name)
                 else upsert.run(destination, name, s.iv, s.tag, s.ciphertext, fingerprint, at, written, origin)
               }
-              return { names: names(destination), written }
+              return { names: names(destination), written, previous }
             })
           }))
 
       return DestinationSecrets.of({
-        put: (destination, headers, origin) => Effect.map(write(destination, true, headers, origin), (done) => done!),
-        patch: (destination, changes, origin) => Effect.map(write(destination, false, changes, origin), (done) => done!),
-        putBack: (destination, headers, origin, written) => Effect.asVoid(write(destination, true, headers, origin, written)),
+        put: (destination, headers, origin) => write(destination, true, headers, origin),
+        patch: (destination, changes, origin) => write(destination, false, changes, origin),
+        putBack: (destination, { previous, written }) =>
+          use("put secrets back", () =>
+            transaction(db, () => {
+              if ((lastWrite.get(destination) as { readonly written: number } | undefined)?.written !== written) return
+              const { n: now } = advance.get() as { readonly n: number }
+              setLastWrite.run(destination, now)
+              removeAll.run(destination)
+              for (const row of previous.rows as ReadonlyArray<RawRow>) {
+                insertRaw.run(destination, row.name, row.iv, row.tag, row.ciphertext, row.key_id, row.updated_at, now, row.origin)
+              }
+            })),
+        digest: (fields) => createHmac("sha256", key).update(JSON.stringify(fields ?? null)).digest("hex").slice(0, 32),
         get: (destination, origin) =>
           Effect.flatMap(use("read secrets", () => rowsFor.all(destination, origin) as unknown as Array<Row>), decryptAll(destination)),
         held: (destination) =>

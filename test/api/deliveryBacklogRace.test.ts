@@ -5,7 +5,8 @@
  * last change is not packaged yet; refreshes of one destination are checked one at a time.
  */
 import { assert, layer } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { Effect, Option, Redacted } from "effect"
+import { DestinationSecrets } from "../../domain/delivery/DestinationSecrets.ts"
 import { DeliveryPackages } from "../../projections/delivery/packages.ts"
 import { eventually, request } from "../fixtures/http.ts"
 import { layerTestPlatform } from "../fixtures/platform.ts"
@@ -119,6 +120,12 @@ layer(layerTestPlatform({ DELIVERY_ENABLED: "false", DELIVERY_REFRESH_MAX_BACKLO
       assert.deepStrictEqual(now.state.segmentIds, [F, "4646"])
       const history = JSON.parse((yield* request({ method: "GET", url: "/v1/entities/destination/retried/history" })).body) as { events: Array<{ type: string }> }
       assert.strictEqual(history.events.filter((e) => e.type === "SecretsChanged").length, 1, history.events.map((e) => e.type).join(" "))
+      // the key with other secret headers is another request: 422, and the secrets stay as they were
+      // (stop 29's second re-attack: answered 200 as a retry, the store took them, history said nothing)
+      const other2 = yield* eventually(request({ ...mine, body: { segmentIds: [F], secretHeaders: { "X-Api-Key": "v2" } } }), (a) => a.statusCode !== 503, "30 seconds")
+      assert.strictEqual(other2.statusCode, 422, other2.body)
+      const held = yield* DestinationSecrets.use((secrets) => secrets.held("retried"))
+      assert.deepStrictEqual(Object.fromEntries(Object.entries(held.headers).map(([name, value]) => [name, Redacted.value(value)])), { "x-api-key": "v1" })
 
       // a destination whose last events are its other commands' (a secret rotated) is packaged up to them,
       // so its next change of segments is not held back (nor scans its history back to its last change)
