@@ -213,6 +213,25 @@ export const publishOutbox = (options: PublisherOptions = {}): Effect.Effect<nev
     Effect.orDie
   )
 
+/**
+ * Drops, every `every`, what waits on DELIVER for destinations packaging saw deleted: chunks published as
+ * their destination was deleted, after its delete's drop had taken its bounds (no deliverer takes them, so
+ * they held DELIVER's room for good: the second re-attack of stop 29 filled a 64 MiB DELIVER with 981 of
+ * them by creating and deleting destinations). Only what was stored before the look: a destination created
+ * again meanwhile keeps its new chunks.
+ */
+export const sweepDeleted = (every: Duration.Input) =>
+  Effect.gen(function*() {
+    const db = yield* PackagesDb
+    const backlog = yield* DeliveryBacklog
+    const before = yield* backlog.nextSequence
+    for (const destination of (yield* backlog.lanesWaiting()).keys()) {
+      if (!(yield* db.deleted(destination))) continue
+      const purged = yield* backlog.purge(destination, before)
+      if (purged > 0) yield* Effect.logInfo("package publisher: a deleted destination's chunks dropped from DELIVER", { destination, chunks: purged })
+    }
+  }).pipe(Effect.ignore, Effect.andThen(Effect.sleep(every)), Effect.forever)
+
 /** Reports the outbox's backlog as a gauge, every `every`. */
 export const reportBacklog = (every: Duration.Input) =>
   Effect.gen(function*() {

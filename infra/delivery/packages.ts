@@ -17,7 +17,7 @@ import { ProjectionStore } from "../../projections/ProjectionStore.ts"
 import { withLease } from "../nats/lease.ts"
 import type { Nats } from "../nats/Nats.ts"
 import { layerJetStream as deliveryBacklog } from "./deliveryBacklog.ts"
-import { publishOutbox, reportBacklog } from "./outboxPublisher.ts"
+import { publishOutbox, reportBacklog, sweepDeleted } from "./outboxPublisher.ts"
 import { PackagesDb } from "./packagesDb.ts"
 
 export interface PackagesOptions {
@@ -29,6 +29,8 @@ export interface PackagesOptions {
   readonly scheduleTick?: Duration.Input
   /** records of a destination waiting (outbox and DELIVER) past which its scheduled refresh waits (DELIVERY_REFRESH_MAX_BACKLOG); default none */
   readonly maxBacklog?: number
+  /** how often DELIVER is swept of deleted destinations' chunks; default 5 seconds */
+  readonly sweepEvery?: Duration.Input
 }
 
 const refresh = (destination: string) =>
@@ -76,6 +78,7 @@ const packagesJob = (options: PackagesOptions): Effect.Effect<never, never, Pack
     // The runner of every projection, here on delivery.db's one projection, for as long as the lease is held.
     yield* Layer.build(Layer.fresh(ProjectionRunner.layer).pipe(Layer.provide(Layer.succeed(ProjectionStore, db.store))))
     yield* Effect.forkScoped(reportBacklog("1 second"))
+    yield* Effect.forkScoped(sweepDeleted(options.sweepEvery ?? "5 seconds"))
     yield* Effect.forkScoped(scheduledRefreshes(options.scheduleTick ?? "1 second", options.maxBacklog ?? Number.POSITIVE_INFINITY))
     return yield* publishOutbox()
   }).pipe(Effect.scoped)

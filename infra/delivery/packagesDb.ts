@@ -70,6 +70,8 @@ export class PackagesDb extends Context.Service<PackagesDb, {
   readonly nextRow: Effect.Effect<number, ReadModelError>
   /** Puts chunks in the outbox after everything it holds (a dead letter replayed), in one transaction. */
   readonly enqueue: (chunks: ReadonlyArray<Chunk>) => Effect.Effect<void, ReadModelError>
+  /** Whether packaging saw the destination deleted (and not created again since). */
+  readonly deleted: (destination: string) => Effect.Effect<boolean, ReadModelError>
   /** The revision of the destination's last event packaging applied; None when it has applied none. */
   readonly packagedRevision: (destination: string) => Effect.Effect<Option.Option<number>, ReadModelError>
   /** Writes a refresh of the destination; None when the destination is unknown (or deleted, or takes nothing). */
@@ -196,6 +198,11 @@ const make = (options: { readonly path: string; readonly maxRecords: number }) =
           })),
       nextRow: use("next outbox row", () => (nextRow.get() as { readonly next: number }).next),
       enqueue: (chunks) => use("enqueue", () => transaction(db, () => chunks.forEach((chunk) => writeChunk(s, chunk)))),
+      deleted: (destination) =>
+        use("deleted destination", () => {
+          const row = s.destination.get(destination) as { readonly fields: string | null } | undefined
+          return row !== undefined && row.fields === null
+        }),
       packagedRevision: (destination) =>
         use("packaged revision", () => Option.fromNullishOr((s.destination.get(destination) as { readonly revision: number } | undefined)?.revision)),
       refresh: (destination, { packageId, at }) =>

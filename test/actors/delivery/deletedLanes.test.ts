@@ -2,13 +2,14 @@
  * A deleted destination's chunk left on DELIVER (published as the destination was deleted, after the
  * delete's drop) keeps no deliverer (stop 29's re-attack: 30 destinations created and deleted one after
  * another left 9 deliverers running for good, a loop of them 128 for 5 live lanes, uncounted by
- * DELIVERY_MAX_LANES). Lanes are run for live destinations only; a live one's lanes past a lowered count
+ * DELIVERY_MAX_LANES), and the chunk is swept off DELIVER (the second re-attack: 981 of them filled a
+ * 64 MiB DELIVER). Lanes are run for live destinations only; a live one's lanes past a lowered count
  * still drain what they hold (deliveryLanesLowered.test.ts).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import type { Chunk } from "../../../domain/delivery/Chunk.ts"
-import { deliverSubject } from "../../../domain/subjects.ts"
+import { deliverSubject, StreamNames } from "../../../domain/subjects.ts"
 import { Nats, tryNats } from "../../../infra/nats/Nats.ts"
 import { eventually } from "../../fixtures/http.ts"
 import { layerTestNats, TestNatsServer } from "../../fixtures/nats.ts"
@@ -23,12 +24,12 @@ const chunk = (destination: string): Chunk => ({
 })
 
 describe("a deleted destination's chunk left on DELIVER", () => {
-  it.live("keeps no deliverer running: only live destinations' lanes are run", () =>
+  it.live("keeps no deliverer running (only live destinations' lanes are run), and is swept off DELIVER", () =>
     Effect.gen(function*() {
       const dataDir = yield* tempDir("deleted-lanes")
       yield* Effect.gen(function*() {
         const nats = yield* TestNatsServer
-        const { jetstream } = yield* Nats
+        const { jetstream, manager } = yield* Nats
         const platform = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, { SHARDS: "4", DELIVERY_TICK: "200 millis" }), dataDir)
         yield* waitUntilReady(platform)
         const api = (method: string, path: string, body?: unknown) => call(platform.base, method, path, { key: ADMIN, ...(body === undefined ? {} : { body }) })
@@ -45,6 +46,11 @@ describe("a deleted destination's chunk left on DELIVER", () => {
         // and it stays so: several ticks later, the lane was not started again for the chunk it holds
         yield* Effect.sleep("2 seconds")
         assert.strictEqual(yield* running, 1)
+        // the chunk itself is swept off DELIVER (packaging saw the destination deleted): its room comes back
+        const held = tryNats("stream info", () => manager.streams.info(StreamNames.deliver, { subjects_filter: "deliver.gone.>" })).pipe(
+          Effect.map((info) => Object.keys(info.state.subjects ?? {}).length)
+        )
+        yield* eventually(held, (subjects) => subjects === 0, "30 seconds")
       }).pipe(Effect.provide(layerTestNats()))
     }).pipe(Effect.scoped), { timeout: 120_000 })
 })
