@@ -164,11 +164,11 @@ export const destinationWriteOnly = (options: { readonly maxBacklog: number; rea
   return {
     putBody: DestinationPut,
     names: ["secretHeaders"],
-    store: ({ id, method, writeOnly, rest }) =>
+    store: ({ id, method, writeOnly, rest, current }) =>
       Effect.gen(function*() {
         yield* checkPartner(rest["partnerId"])
         const secrets = yield* DestinationSecrets
-        const live = yield* liveFields(id)
+        const live = Option.map(current, (found) => found.state ?? {})
         const given = Object.hasOwn(writeOnly, "secretHeaders")
         if (method === "PUT") {
           // a destination created under a deleted one's id gets nothing of it (a drop a crash cut short)
@@ -205,9 +205,8 @@ export const destinationWriteOnly = (options: { readonly maxBacklog: number; rea
     // was checked at (checked again when another write came first): one putting back what it was checked
     // against may have become a change by the time it lands (stop 29's re-attack: lanes kept at 16 while
     // a lowering to 1 waited before it, 35 lanes against a bound of 20).
-    check: ({ id, method, rest }) =>
+    check: ({ id, method, rest, current: entity }) =>
       Effect.gen(function*() {
-        const entity = yield* getEntity(destination.type, id)
         const live = Option.map(entity, (found) => found.state ?? {})
         if (Option.isSome(entity) && changesSegments(live, rest)) {
           yield* refusedWhilePackaging(id, entity.value.revision)

@@ -115,28 +115,30 @@ export interface Checked<R> {
   readonly settled?: (accepted: Option.Option<number>) => Effect.Effect<void, never, R>
 }
 
+/** A PUT or PATCH as a write hook sees it: `rest` is the body without the write-only fields. */
+export interface WriteRequest {
+  readonly id: string
+  readonly method: "PUT" | "PATCH"
+  readonly rest: Readonly<Record<string, unknown>>
+  readonly current: Option.Option<EntitySnapshot>
+}
+
 /** `E`, `R`: what `store` and `deleting` may fail with and need; `CE`, `CR`: what `check` may. */
 export interface WriteOnlyFields<E, R, CE = E, CR = R> {
   /** the PUT body: the record's fields and the write-only ones (annotated `writeOnly` for OpenAPI) */
   readonly putBody: Schema.Top
   /** the write-only fields' names */
   readonly names: ReadonlyArray<string>
-  /** Runs first on every PUT and PATCH of the type: may refuse the request (a bound its change would pass). */
-  readonly check?: (request: {
-    readonly id: string
-    readonly method: "PUT" | "PATCH"
-    readonly rest: Readonly<Record<string, unknown>>
-  }) => Effect.Effect<Checked<CR> | undefined, CE, CR>
+  /**
+   * Runs first on every PUT and PATCH of the type: may refuse the request (a bound its change would pass).
+   * `current`: the entity as the request found it (none: absent or deleted), read once for it and `store`.
+   */
+  readonly check?: (request: WriteRequest) => Effect.Effect<Checked<CR> | undefined, CE, CR>
   /**
    * Runs before every PUT and PATCH of the type (it may check the rest too): PUT gets the write-only
    * fields as given, PATCH their merge patch (either may have none). `rest` is the body without them.
    */
-  readonly store: (request: {
-    readonly id: string
-    readonly method: "PUT" | "PATCH"
-    readonly writeOnly: Readonly<Record<string, unknown>>
-    readonly rest: Readonly<Record<string, unknown>>
-  }) => Effect.Effect<StoredWriteOnly<E, R> | undefined, E, R>
+  readonly store: (request: WriteRequest & { readonly writeOnly: Readonly<Record<string, unknown>> }) => Effect.Effect<StoredWriteOnly<E, R> | undefined, E, R>
   /**
    * Runs before a DELETE's command and answers what to run once the delete was accepted: drop what
    * the entity keeps outside history (as it was before the command, not what a PUT creating the entity
@@ -169,11 +171,18 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
     principal: Principal,
     headers: typeof CommandHeaders.Type,
     action: Schema.Json,
-    onRejected: Effect.Effect<void, E, R> = Effect.void,
-    pinned?: number,
-    writeOnlyDigest?: string
+    /**
+     * `onRejected`: run when the entity refuses the command; `checkedRevision`, `writeOnlyDigest`: as
+     * EntityCommand's (a write hook's check and write-only fields)
+     */
+    options: {
+      readonly onRejected?: Effect.Effect<void, E, R> | undefined
+      readonly checkedRevision?: number | undefined
+      readonly writeOnlyDigest?: string | undefined
+    } = {}
   ) =>
     Effect.gen(function*() {
+      const { checkedRevision, onRejected, writeOnlyDigest } = options
       const bus = yield* CommandBus
       const cid = yield* commandId(principal, type, id, headers["idempotency-key"])
       const ifMatch = headers["if-match"]
@@ -184,7 +193,7 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
         entityId: id,
         action,
         ...(ifMatch === undefined ? {} : { expectedRevision: Number(ifMatch.slice(1, -1)) }),
-        ...(pinned === undefined ? {} : { checkedRevision: pinned }),
+        ...(checkedRevision === undefined ? {} : { checkedRevision }),
         ...(writeOnlyDigest === undefined ? {} : { writeOnlyDigest })
       }
       const reply = yield* bus.send(command)
@@ -192,7 +201,7 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
         case "Accepted":
           return respond(reply.outcome === "created" ? 201 : 200, shownTo(principal, registry.get(type), reply.entity))
         case "Rejected":
-          yield* onRejected
+          if (onRejected !== undefined) yield* onRejected
           return yield* Effect.fail(reply.error)
         case "Failed":
           return yield* new CommandFailed({ detail: reply.message })
@@ -225,10 +234,14 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
       if (hook === undefined) return yield* send(type, id, principal, headers, action(body as Schema.Json))
       const { rest, writeOnly } = split(body, hook.names)
       /** The write-only fields stored, then the command; `accepted` is told the revision it left the entity at. */
-      const write = (pinned: number | undefined, accepted: (revision: number) => void) =>
+      const write = (current: Option.Option<EntitySnapshot>, pinned: number | undefined, accepted: (revision: number) => void) =>
         Effect.gen(function*() {
-          const stored = yield* hook.store({ id, method, writeOnly, rest })
-          const first = yield* send(type, id, principal, headers, action(rest as Schema.Json), stored?.undo, pinned, stored?.digest)
+          const stored = yield* hook.store({ id, method, writeOnly, rest, current })
+          const first = yield* send(type, id, principal, headers, action(rest as Schema.Json), {
+            onRejected: stored?.undo,
+            checkedRevision: pinned,
+            writeOnlyDigest: stored?.digest
+          })
           accepted(first.body.revision)
           if (stored === undefined) return first
           if (first.status === 201 && stored.again !== undefined) yield* stored.again
@@ -244,18 +257,18 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
           )
           return second === undefined ? first : { ...second, status: first.status }
         })
-      if (hook.check === undefined) return yield* write(undefined, () => {})
-      const check = hook.check({ id, method, rest })
+      const check = hook.check
+      if (check === undefined) return yield* write(yield* getEntity(type, id), undefined, () => {})
       for (let attempt = 1; ; attempt++) {
         let accepted: number | undefined
         let pinned: number | undefined
         const result = yield* Effect.exit(Effect.acquireUseRelease(
-          check,
-          (checked) => {
+          Effect.flatMap(getEntity(type, id), (current) => Effect.map(check({ id, method, rest, current }), (checked) => ({ current, checked }))),
+          ({ checked, current }) => {
             pinned = headers["if-match"] === undefined ? checked?.revision : undefined
-            return write(pinned, (revision) => void (accepted = revision))
+            return write(current, pinned, (revision) => void (accepted = revision))
           },
-          (checked) => checked?.settled?.(Option.fromNullishOr(accepted)) ?? Effect.void
+          ({ checked }) => checked?.settled?.(Option.fromNullishOr(accepted)) ?? Effect.void
         ))
         if (Exit.isSuccess(result)) return result.value
         const stale = pinned !== undefined && Cause.findErrorOption(result.cause).pipe(Option.exists((error) => error instanceof RevisionMismatch))

@@ -72,9 +72,9 @@ export class DestinationSecrets extends Context.Service<DestinationSecrets, {
    */
   readonly get: (destination: string, origin: string) => Effect.Effect<SecretHeaders, SecretsError | SecretsUndecryptable>
   /**
-   * All of the destination's secret headers and the origin they were given for (none: no secrets, or
-   * stored without one), read together: what a refused request's undo puts back (two reads let a write
-   * moving them come between, and the undo put the values back for the other origin).
+   * All of the destination's secret headers, whatever origin they were given for, and that origin (none:
+   * no secrets, or stored without one), read together: what an operator or a test inspects. The deliverer
+   * reads `get`, a refused request's undo what its own write replaced (`SecretsWritten.previous`).
    */
   readonly held: (destination: string) => Effect.Effect<{ readonly headers: SecretHeaders; readonly origin: string | undefined }, SecretsError | SecretsUndecryptable>
   /** Which secret headers it has (never values), sorted. */
