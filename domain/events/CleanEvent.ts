@@ -55,6 +55,9 @@ export type CleanBatch = typeof CleanBatch.Type
 export const CleanMessage = Schema.Union([CleanBatch, CleanEvent])
 export type CleanMessage = typeof CleanMessage.Type
 
+/** The mark of an EVENTS_CLEAN message the device pipeline wrote (domain/checked.ts): a change of what CleanBatch accepts bumps it. */
+export const cleanBatchMark = "CleanBatch/1"
+
 /** The clean events of a message, of either shape. */
 export const cleanEventsOf = (message: CleanMessage): ReadonlyArray<CleanEvent> => ("events" in message ? message.events : [message])
 
@@ -87,3 +90,6 @@ export const SessionEnded = Schema.Struct({
   dims: Schema.Struct({ ...Dims.fields, ...EnrichedDims.fields })
 }).annotate({ identifier: "SessionEnded" })
 export type SessionEnded = typeof SessionEnded.Type
+
+/** The mark of a SESSIONS message the device pipeline wrote (domain/checked.ts): a change of what SessionEnded accepts bumps it. */
+export const sessionEndedMark = "SessionEnded/1"

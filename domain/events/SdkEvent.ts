@@ -72,3 +72,6 @@ export const EventBatch = Schema.Struct({
   events: Schema.Array(SdkEvent)
 }).annotate({ identifier: "EventBatch" })
 export type EventBatch = typeof EventBatch.Type
+
+/** The mark of an EVENTS message the intake wrote from checked events (domain/checked.ts): a change of what EventBatch accepts bumps it. */
+export const eventBatchMark = "EventBatch/1"

@@ -6,6 +6,8 @@
  * subscription for every acknowledgement rather than a `jetstream.publish` request each.
  */
 import { Effect, Layer } from "effect"
+import { checkedHeader } from "../../domain/checked.ts"
+import { cleanBatchMark, sessionEndedMark } from "../../domain/events/CleanEvent.ts"
 import { CleanOutboxError, CleanPublisher, type OutboxKind, type OutboxRow, type PublishedRow } from "../../domain/events/CleanOutbox.ts"
 import { cleanEventsSubject, sessionsSubject, StreamNames } from "../../domain/subjects.ts"
 import { makeAckedPublisher } from "../nats/ackedPublisher.ts"
@@ -18,6 +20,8 @@ export const outboxIdHeader = "Tributary-Outbox-Id"
 /** As nats.js's JetStream publish waits. */
 const ackTimeoutMs = 5_000
 
+/** The pipeline writes its rows from values it built to their schemas: the rollups take them as they are (domain/checked.ts). */
+const markOf = (kind: OutboxKind) => (kind === "clean" ? cleanBatchMark : sessionEndedMark)
 const streamOf = (kind: OutboxKind) => (kind === "clean" ? StreamNames.eventsClean : StreamNames.sessions)
 const subjectOf = (kind: OutboxKind, app: string) => (kind === "clean" ? cleanEventsSubject(app) : sessionsSubject(app))
 
@@ -40,7 +44,7 @@ const make = Effect.gen(function*() {
       // every row at once, in one socket write; each awaited on its own acknowledgement
       const outcomes = yield* Effect.promise(() =>
         Promise.all(rows.map((row) =>
-          publisher.publish(subjectOf(row.kind, app), row.body, { "Nats-Msg-Id": `${app}.${row.id}`, [outboxIdHeader]: String(row.id) })
+          publisher.publish(subjectOf(row.kind, app), row.body, { "Nats-Msg-Id": `${app}.${row.id}`, [outboxIdHeader]: String(row.id), [checkedHeader]: markOf(row.kind) })
             .then((stored) => stored.seq, (error: unknown) => error))))
       const acked: Array<PublishedRow> = []
       outcomes.forEach((outcome, i) => {

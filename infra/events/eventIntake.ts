@@ -28,9 +28,12 @@
  * processes may take up to a second's publishes past a bound.
  */
 import { createHash } from "node:crypto"
+import { headers } from "@nats-io/transport-node"
 import { Cache, Clock, Effect, Exit, Layer, Option, Schedule } from "effect"
+import { checkedHeader } from "../../domain/checked.ts"
 import type { CheckedEvent } from "../../domain/events/eventChecks.ts"
 import { EventIntake } from "../../domain/events/EventIntake.ts"
+import { eventBatchMark } from "../../domain/events/SdkEvent.ts"
 import { groupsBySize } from "../../domain/groupsBySize.ts"
 import { IntakeError } from "../../domain/ingest/Intake.ts"
 import { eventsSubject, StreamNames } from "../../domain/subjects.ts"
@@ -158,7 +161,12 @@ export const make = (options: EventIntakeOptions = {}) =>
 
     const publishOne = (app: string, text: string, id: string) =>
       Effect.tryPromise({
-        try: () => jetstream.publish(eventsSubject(app), text, { msgID: id, expect: { streamName: StreamNames.events } }),
+        try: () => {
+          // its events passed checkEvent: the device pipeline takes them as they are (domain/checked.ts)
+          const marked = headers()
+          marked.set(checkedHeader, eventBatchMark)
+          return jetstream.publish(eventsSubject(app), text, { msgID: id, expect: { streamName: StreamNames.events }, headers: marked })
+        },
         catch: (cause) => new IntakeError({ operation: streamFull(cause) !== undefined ? fullOperation : "publish to EVENTS", cause })
       }).pipe(
         Effect.retry({ schedule: Schedule.exponential("100 millis"), times: 3, while: (error) => error.operation !== fullOperation })

@@ -3,13 +3,17 @@
  * `events.<app>`: work queue filters must not overlap). Taking an app re-creates its consumer, so
  * every batch a killed holder had pulled and not acknowledged arrives again at once, oldest first.
  * A batch is acknowledged with the server's confirmation (`ackAck`), after devices.db committed it.
+ * A batch the intake marked as checked is taken as it is, any other decoded (domain/checked.ts); one
+ * that does not decode, or names another app than its subject, is set aside on DEADLETTERS.
  */
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
 import type { JsMsg } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
-import { Duration, Effect, Layer, Option, Schema, Stream } from "effect"
+import { Duration, Effect, Layer, Option, Stream } from "effect"
 import { type EventsDelivery, eventsConsumerName, EventsQueue, EventsQueueError } from "../../domain/events/EventsQueue.ts"
-import { EventBatch } from "../../domain/events/SdkEvent.ts"
+import { checkedHeader, readChecked } from "../../domain/checked.ts"
+import { decodeJson } from "../../domain/decodeJson.ts"
+import { EventBatch, eventBatchMark } from "../../domain/events/SdkEvent.ts"
 import { allEvents, eventsSubject, StreamNames } from "../../domain/subjects.ts"
 import { arrivedGroups } from "../arrivedGroups.ts"
 import { makeDeadLetterWriter, setAsideUndecodable } from "../nats/deadLetters.ts"
@@ -25,7 +29,8 @@ export interface EventsQueueOptions {
   readonly maxAckPending?: number
 }
 
-const decodeBatch = Schema.decodeUnknownOption(Schema.fromJsonString(EventBatch))
+/** A batch the intake marked as checked is taken as it is; any other is decoded (domain/checked.ts). */
+const readBatch = readChecked(eventBatchMark, decodeJson(EventBatch))
 const toQueueError = (error: NatsError) => new EventsQueueError({ operation: error.operation, cause: error.cause })
 
 const make = (options: EventsQueueOptions) => Effect.gen(function*() {
@@ -57,7 +62,7 @@ const make = (options: EventsQueueOptions) => Effect.gen(function*() {
         max_ack_pending: maxAckPending
       })
       const toDelivery = (msg: JsMsg): Effect.Effect<Option.Option<EventsDelivery>> => {
-        const batch = decodeBatch(msg.string())
+        const batch = readBatch(msg.string(), msg.headers?.get(checkedHeader))
         if (Option.isNone(batch) || batch.value.app !== app) {
           return setAsideUndecodable(deadLetters, StreamNames.events, msg, Option.isNone(batch) ? "not an EventBatch" : `a batch of app ${batch.value.app} on ${msg.subject}`)
         }

@@ -7,16 +7,18 @@
  * at start from just after it, and a message at or below it (a redelivery) changes nothing, so a crash
  * anywhere neither loses nor counts twice. Each pulled batch (every message waiting, up to `batchSize`:
  * infra/arrivedGroups.ts) is one transaction, acknowledged once committed (ack-all: one ack a batch);
- * its messages are decoded here and summed and committed on the rollups' writer thread. An undecodable
- * message is copied to DEADLETTERS and skipped. The same process runs the trend alerts
+ * its messages are summed and committed on the rollups' writer thread. Those the device pipeline marked
+ * as written to their schema are taken as they are, the others decoded here first (domain/checked.ts);
+ * an undecodable message is copied to DEADLETTERS and skipped. The same process runs the trend alerts
  * (infra/events/trendAlerts.ts), which read what these consumers wrote, and the compaction that rolls
  * rows past their horizon into hours and days (RollupStore.compact), once a minute.
  */
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
 import { Effect, Metric, Option, Schedule, Stream } from "effect"
+import { checkedHeader } from "../../domain/checked.ts"
 import { decodeJson } from "../../domain/decodeJson.ts"
-import { CleanMessage, SessionEnded } from "../../domain/events/CleanEvent.ts"
+import { cleanBatchMark, CleanMessage, SessionEnded, sessionEndedMark } from "../../domain/events/CleanEvent.ts"
 import { arrivedGroups } from "../arrivedGroups.ts"
 import { allCleanEvents, allSessions, StreamNames } from "../../domain/subjects.ts"
 import { type RollupKind, type RollupMessage, RollupStore } from "../readmodel/rollups.ts"
@@ -56,6 +58,8 @@ interface Follow {
   readonly stream: string
   readonly filter: string
   readonly durable: string
+  /** what the device pipeline marks its messages (domain/checked.ts): those are not decoded here */
+  readonly mark: string
   readonly decode: (text: string) => Option.Option<unknown>
 }
 
@@ -119,7 +123,8 @@ const follow = (spec: Follow, batchSize: number) =>
           const pulled: Array<RollupMessage> = []
           for (const msg of batch) {
             const body = msg.string()
-            if (Option.isSome(spec.decode(body))) {
+            // decoded only to be refused when it does not decode: the writer thread parses it again
+            if (msg.headers?.get(checkedHeader) === spec.mark || Option.isSome(spec.decode(body))) {
               pulled.push({ seq: msg.seq, storedAtMillis: spec.kind === "events" ? Math.floor(msg.info.timestampNanos / 1_000_000) : 0, body })
             } else {
               yield* deadLetters.write(undeliverable(msg, spec.stream, "undecodable", `not a message of ${spec.stream}`)).pipe(Effect.catch((error) => Effect.logWarning("rollups: an undecodable message could not be dead-lettered; skipped", { seq: msg.seq, error })))
@@ -149,8 +154,8 @@ const follow = (spec: Follow, batchSize: number) =>
 /** Both consumers and the trend alerts, restarted from the checkpoint after a failure; for ever. */
 const run = (batchSize: number, trends: TrendAlertOptions) =>
   Effect.gen(function*() {
-    const events: Follow = { kind: "events", stream: StreamNames.eventsClean, filter: allCleanEvents, durable: "rollups-events", decode: decodeJson(CleanMessage) }
-    const sessions: Follow = { kind: "sessions", stream: StreamNames.sessions, filter: allSessions, durable: "rollups-sessions", decode: decodeJson(SessionEnded) }
+    const events: Follow = { kind: "events", stream: StreamNames.eventsClean, filter: allCleanEvents, durable: "rollups-events", mark: cleanBatchMark, decode: decodeJson(CleanMessage) }
+    const sessions: Follow = { kind: "sessions", stream: StreamNames.sessions, filter: allSessions, durable: "rollups-sessions", mark: sessionEndedMark, decode: decodeJson(SessionEnded) }
     const restarting = (spec: Follow) =>
       // A clean message is a batch of up to 256 KiB of events: 32 of them a transaction bounds what one
       // holds (8 MiB, 16 MiB pulled ahead) while still taking thousands of events at once.

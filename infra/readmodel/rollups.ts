@@ -20,7 +20,7 @@ const writerThread = new URL("./rollupsWriterThread.ts", import.meta.url)
 /** What a batch holds: clean events (EVENTS_CLEAN) or ended sessions (SESSIONS). */
 export type RollupKind = "events" | "sessions"
 
-/** A message as pulled: its stream sequence, when the stream stored it (ms; read for clean events only), its body (decoded: a CleanMessage or a SessionEnded). */
+/** A message as pulled: its stream sequence, when the stream stored it (ms; read for clean events only), its body (a CleanMessage or a SessionEnded: marked so by its writer, or decoded). */
 export interface RollupMessage {
   readonly seq: number
   readonly storedAtMillis: number

@@ -36,7 +36,7 @@ export interface RollupWrite {
   readonly kind: RollupKind
   /** the stream whose checkpoint moves */
   readonly stream: string
-  /** per message: its stream sequence, when the stream stored it (ms since the epoch; read for clean events), its body (decoded by the sender: a CleanMessage or a SessionEnded) */
+  /** per message: its stream sequence, when the stream stored it (ms since the epoch; read for clean events), its body (a CleanMessage or a SessionEnded: marked so by the device pipeline, or decoded by the sender) */
   readonly seqs: ReadonlyArray<number>
   readonly storedAt: ReadonlyArray<number>
   readonly bodies: ReadonlyArray<string>

@@ -8,6 +8,8 @@ import { assert, layer } from "@effect/vitest"
 import { join } from "node:path"
 import { Effect, Exit, Layer, Queue } from "effect"
 import { publishOutbox } from "../../../actors/events/outboxPublisher.ts"
+import { checkedHeader } from "../../../domain/checked.ts"
+import { cleanBatchMark } from "../../../domain/events/CleanEvent.ts"
 import { CleanPublisher } from "../../../domain/events/CleanOutbox.ts"
 import { DeviceStore } from "../../../domain/events/DeviceStore.ts"
 import { cleanEventsSubject, StreamNames } from "../../../domain/subjects.ts"
@@ -23,14 +25,16 @@ const nothing = { dedupe: new Map(), sessions: new Map(), consumed: [], acknowle
 const devices = Layer.unwrap(Effect.map(tempDir("outbox-publisher"), (dir) => layerSqlite({ path: join(dir, "devices.db") })))
 const layers = Layer.mergeAll(devices, layerJetStream.pipe(Layer.provideMerge(layerTestNats())))
 
-/** The outbox ids the app's clean subject holds, in stream order. */
+/** The outbox ids the app's clean subject holds, in stream order; each message marked as the pipeline's CleanBatch. */
 const onSubject = Effect.gen(function*() {
   const { manager } = yield* Nats
   const ids: Array<number> = []
   const info = yield* tryNats("info", () => manager.streams.info(StreamNames.eventsClean))
   for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
     const msg = yield* tryNats("get", () => manager.streams.getMessage(StreamNames.eventsClean, { seq }))
-    if (msg?.subject === cleanEventsSubject(APP)) ids.push(Number(msg.header.get("Tributary-Outbox-Id")))
+    if (msg?.subject !== cleanEventsSubject(APP)) continue
+    ids.push(Number(msg.header.get("Tributary-Outbox-Id")))
+    assert.strictEqual(msg.header.get(checkedHeader), cleanBatchMark)
   }
   return ids
 })

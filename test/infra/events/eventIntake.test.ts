@@ -7,8 +7,10 @@
 import { assert, layer } from "@effect/vitest"
 import { AckPolicy } from "@nats-io/jetstream"
 import { Effect, Layer, Result } from "effect"
+import { checkedHeader } from "../../../domain/checked.ts"
 import { checkEvent } from "../../../domain/events/eventChecks.ts"
 import { EventIntake } from "../../../domain/events/EventIntake.ts"
+import { eventBatchMark } from "../../../domain/events/SdkEvent.ts"
 import { eventsSubject, StreamNames } from "../../../domain/subjects.ts"
 import * as EventIntakeJetStream from "../../../infra/events/eventIntake.ts"
 import { Nats } from "../../../infra/nats/Nats.ts"
@@ -47,6 +49,9 @@ layer(EventIntakeJetStream.layer({ messageMaxBytes: 65_536, maxPending: 1_000, a
         assert.isAtMost(yield* bytesOn("81"), appMaxBytes + 20_000, "within the share and one batch")
         // the share is the app's: another app is taken
         assert.strictEqual(yield* intake.publish({ app: "82", receivedAt: new Date().toISOString(), events: batch(0) }), 1)
+        // every batch it published says its events were checked, so the device pipeline takes them as they are
+        const published = (yield* streamMessages(StreamNames.events)).filter((m) => m.subject === eventsSubject("82"))
+        assert.deepStrictEqual(published.map((m) => m.headers[checkedHeader]), [eventBatchMark])
       }))
   }
 )

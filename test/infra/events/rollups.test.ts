@@ -1,5 +1,7 @@
 import { assert, layer } from "@effect/vitest"
+import { headers } from "@nats-io/transport-node"
 import { Effect, Exit, Layer, Metric } from "effect"
+import { checkedHeader } from "../../../domain/checked.ts"
 import type { Dimension } from "../../../domain/events/dimensions.ts"
 import { rollupMessagesLost, runRollupConsumers } from "../../../infra/events/rollupConsumer.ts"
 import { layerSqlite as rollupStore, RollupStore } from "../../../infra/readmodel/rollups.ts"
@@ -252,13 +254,17 @@ layer(Layer.provideMerge(rollups, layerTestNats()), { excludeTestServices: true,
       yield* publishClean(events.slice(0, 10))
       yield* tryNats("publish", () => jetstream.publish(cleanEventsSubject(app), "{not json"))
       yield* tryNats("publish", () => jetstream.publish(cleanEventsSubject(app), JSON.stringify({ ...events[10]!, type: "teleport" })))
+      // marked as checked, but against another version of the schema than this one's: decoded, and refused
+      const otherVersion = headers()
+      otherVersion.set(checkedHeader, "CleanBatch/0")
+      yield* tryNats("publish", () => jetstream.publish(cleanEventsSubject(app), JSON.stringify({ app, events: [{ ...events[10]!, type: "teleport" }] }), { headers: otherVersion }))
       yield* publishClean(events.slice(10))
       yield* Effect.scoped(Effect.gen(function*() {
         yield* Effect.forkScoped(runRollupConsumers({ batchSize: 500 }))
         yield* eventually(query(app, "events", day), (rows) => total(rows) === 20, "30 seconds")
       }))
       const set = (yield* streamMessages(StreamNames.deadLetters)).filter((m) => (m.body as { subject?: string }).subject === cleanEventsSubject(app))
-      assert.deepStrictEqual(set.map((m) => (m.body as { reason: string }).reason), ["undecodable", "undecodable"])
+      assert.deepStrictEqual(set.map((m) => (m.body as { reason: string }).reason), ["undecodable", "undecodable", "undecodable"])
       const store = yield* RollupStore
       const last = (yield* tryNats("info", () => manager.streams.info(StreamNames.eventsClean))).state.last_seq
       assert.strictEqual(yield* store.checkpoint(StreamNames.eventsClean), last)
