@@ -1,6 +1,7 @@
 /**
  * Diagnostic (not a benchmark): the platform in its own process with its log kept, taking a generated
- * file of BENCH_INGEST_LINES lines; prints the job's progress and leaves the log at BENCH_LOG.
+ * file of BENCH_INGEST_LINES lines; prints the job's progress and, at the end, its seconds and the
+ * platform's CPU seconds, and leaves the log at BENCH_LOG.
  */
 import { spawn } from "node:child_process"
 import { mkdir, mkdtemp } from "node:fs/promises"
@@ -14,6 +15,7 @@ import { jobLine } from "../api/cli/progress.ts"
 import { uploadFile } from "../api/cli/upload.ts"
 import { freePort } from "../infra/nats/NatsServer.ts"
 import { formatSpec, generateFile, segmentMap } from "./ingestFile.ts"
+import { cpuSeconds } from "./cpuTime.ts"
 import { BENCH_ADMIN_KEY } from "./platform.ts"
 import { until } from "./processes.ts"
 
@@ -39,7 +41,9 @@ try {
   const started = performance.now()
   const accepted = await Effect.runPromise(uploadFile(api, { partner: "bench", file: file.path, format: "partner" }))
   const job = await Effect.runPromise(followJob(api, accepted.jobId, { every: "5 seconds", onUpdate: (j) => console.log(`${Math.round((performance.now() - started) / 1000)} s ${jobLine(j)}`) }))
-  console.log(JSON.stringify({ state: job.state, seconds: (performance.now() - started) / 1000, pid: child.pid }))
+  // the platform's CPU (all its threads, the upload included): steadier than the seconds on a shared machine
+  const cpu = cpuSeconds(child.pid!)
+  console.log(JSON.stringify({ state: job.state, seconds: (performance.now() - started) / 1000, cpuSeconds: cpu, cpuMicrosPerLine: Math.round(cpu / lines * 1e6), pid: child.pid }))
 } finally {
   child.kill("SIGTERM")
 }

@@ -65,7 +65,8 @@ interface Entry {
 
 /** What deciding one command came to in an attempt. */
 type Decision =
-  | { readonly _tag: "Events"; readonly entry: Entry }
+  /** its events appended in this attempt; or, `again`, a later command of the batch under the same id */
+  | { readonly _tag: "Events"; readonly entry: Entry; readonly again?: true }
   | { readonly _tag: "Reply"; readonly entry: Entry | undefined; readonly reply: CommandReply; readonly remember?: Remembered }
   | { readonly _tag: "Unchanged"; readonly entry: Entry; readonly remember: Remembered }
   | { readonly _tag: "Known"; readonly entry: Entry; readonly known: Remembered }
@@ -182,15 +183,18 @@ export const make = (options: ShardBatchApplierOptions) =>
       })
 
     /** What a remembered command's answer says without its entity. */
-    const knownOutcome = (command: EntityCommand, known: Remembered): CommandOutcome => {
-      if (known.fingerprint !== undefined && known.fingerprint !== fingerprint(command)) return { _tag: "Rejected", error: new CommandIdReused({ commandId: command.commandId }) }
-      return known._tag === "Rejected" ? { _tag: "Rejected", error: known.error } : { _tag: "Accepted", outcome: known.outcome }
-    }
+    const rememberedOutcome = (known: Remembered): CommandOutcome =>
+      known._tag === "Rejected" ? { _tag: "Rejected", error: known.error } : { _tag: "Accepted", outcome: known.outcome }
 
-    /** The outcome, with the entity as the command left it when it was accepted. */
-    const answerKnown = (entry: Entry, command: EntityCommand, known: Remembered, leftBy: Map<string, EntitySnapshot | undefined> | undefined) =>
+    /** The same, to a command sent again under a remembered id: refused when it asks something else. */
+    const knownOutcome = (command: EntityCommand, known: Remembered): CommandOutcome =>
+      known.fingerprint !== undefined && known.fingerprint !== fingerprint(command)
+        ? { _tag: "Rejected", error: new CommandIdReused({ commandId: command.commandId }) }
+        : rememberedOutcome(known)
+
+    /** `outcome`, with the entity as the command left it when it was accepted. */
+    const answerKnown = (entry: Entry, command: EntityCommand, known: Remembered, outcome: CommandOutcome, leftBy: Map<string, EntitySnapshot | undefined> | undefined) =>
       Effect.gen(function*() {
-        const outcome = knownOutcome(command, known)
         if (outcome._tag !== "Accepted" || known._tag !== "Accepted") return outcome as CommandReply
         if (known.outcome === "unchanged") return { _tag: "Accepted", outcome: "unchanged", entity: entry.kind.snapshot(entry.id, entry.memory.folded) } satisfies CommandReply
         return { _tag: "Accepted", outcome: known.outcome, entity: yield* stateAt(entry, known.revision, leftBy, command.commandId) } satisfies CommandReply
@@ -209,7 +213,7 @@ export const make = (options: ShardBatchApplierOptions) =>
           // A command id twice in one batch: the later one is answered as the first was.
           const decided = `${entry.stream}\n${command.commandId}`
           if (known !== undefined || inBatch.has(decided)) {
-            decisions.push(known === undefined ? { _tag: "Events", entry } : { _tag: "Known", entry, known })
+            decisions.push(known === undefined ? { _tag: "Events", entry, again: true } : { _tag: "Known", entry, known })
             continue
           }
           const asked = fingerprint(command)
@@ -375,19 +379,23 @@ export const make = (options: ShardBatchApplierOptions) =>
                   yield* answerAccepted(message, { _tag: "Accepted", outcome: "unchanged" }, () =>
                     Effect.succeed({ _tag: "Accepted", outcome: "unchanged", entity: entry.kind.snapshot(entry.id, entry.memory.folded) }))
                   break
-                case "Known":
-                  yield* answerAccepted(message, knownOutcome(message.command, decision.known), () => answerKnown(entry, message.command, decision.known, leftBy))
+                case "Known": {
+                  const outcome = knownOutcome(message.command, decision.known)
+                  yield* answerAccepted(message, outcome, () => answerKnown(entry, message.command, decision.known, outcome, leftBy))
                   break
+                }
                 case "Events": {
                   const { commandId } = message.command
                   const known = entry.memory.recall(commandId)
                   if (known === undefined) return yield* Effect.die(new Error(`appended to ${entry.stream} but the events were not read back`))
-                  // Decided in this batch (no fingerprint to compare): answered with the entity as it left it.
+                  // Decided in this batch, from this very command (its fingerprint is the one remembered; a
+                  // later one under the same id is compared): answered with the entity as it left it.
+                  const outcome = decision.again ? knownOutcome(message.command, known) : rememberedOutcome(known)
                   const left = leftBy?.get(commandId)
-                  yield* answerAccepted(message, knownOutcome(message.command, known), () =>
-                    known._tag === "Accepted" && known.outcome !== "unchanged" && left !== undefined
+                  yield* answerAccepted(message, outcome, () =>
+                    outcome._tag === "Accepted" && known._tag === "Accepted" && known.outcome !== "unchanged" && left !== undefined
                       ? Effect.succeed({ _tag: "Accepted", outcome: known.outcome, entity: left })
-                      : answerKnown(entry, message.command, known, leftBy))
+                      : answerKnown(entry, message.command, known, outcome, leftBy))
                 }
               }
             }

@@ -219,6 +219,32 @@ describe("ShardBatchApplier on its own", () => {
       assert.deepStrictEqual((yield* store.readStream(`userprofile-${a}`)).map((e) => e.type), ["SegmentsAdded", "SegmentsRemoved", "SegmentsAdded"])
     }).pipe(Effect.provide(storeOnly())))
 
+  it.live("one command id twice for one entity in a batch: the same command is answered as the first was, another is refused (CommandIdReused)", () =>
+    Effect.gen(function*() {
+      const store = yield* EventStore
+      const applier = yield* ShardBatchApplier.make({ shards: 64 })
+      const id = profileId("cookie", "twice-in-a-batch")
+      const first = applyCommand(id, [record("1", 1)])
+      const other = { ...first, action: { _tag: "Apply", records: [record("2", 2)] } }
+      // a sender that reads the entity back, and one that reads outcomes alone
+      const replies = yield* ask(applier, [first, first, other])
+      assert.deepStrictEqual(replies.map(revision), [0, 0, "Rejected"])
+      assert.deepStrictEqual(segmentsOf(replies[1]!), ["1"])
+      assert.strictEqual(replies[2]!._tag === "Rejected" ? replies[2]!.error._tag : "", "CommandIdReused")
+      const next = applyCommand(id, [record("3", 3)])
+      const outcomes = [Deferred.makeUnsafe<CommandOutcome>(), Deferred.makeUnsafe<CommandOutcome>()]
+      yield* applier.apply([next, { ...next, action: { _tag: "Apply", records: [record("4", 4)] } }].map((command, i) => ({
+        command,
+        reply: () => Effect.die("a full reply to an outcomes sender"),
+        replyOutcome: (o: CommandOutcome) => Deferred.succeed(outcomes[i]!, o).pipe(Effect.asVoid),
+        retryLater: () => Effect.void
+      })))
+      const [applied, reused] = yield* Effect.forEach(outcomes, Deferred.await)
+      assert.deepStrictEqual(applied, { _tag: "Accepted", outcome: "updated" })
+      assert.strictEqual(reused!._tag === "Rejected" ? reused!.error._tag : reused!._tag, "CommandIdReused")
+      assert.deepStrictEqual((yield* store.readStream(`userprofile-${id}`)).length, 2)
+    }).pipe(Effect.scoped, Effect.provide(storeOnly())))
+
   it.live("a new applier (another process after a crash) answers a redelivered command from the stream, applying it once", () =>
     Effect.gen(function*() {
       const store = yield* EventStore
