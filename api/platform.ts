@@ -46,6 +46,7 @@ import * as DeliveryReceiptsSqlite from "../infra/readmodel/receiptsSqlite.ts"
 import type { DeliveryReadModel } from "../projections/delivery/receipts.ts"
 import { deliverySecretsKey } from "../infra/delivery/secretsKey.ts"
 import { destinationWriteOnly } from "./routes/destinationSecrets.ts"
+import { makeSharedTurns } from "../infra/nats/sharedTurns.ts"
 import type { AnyDecider } from "../domain/Decider.ts"
 import { Deciders, makeRegistry } from "../domain/DeciderRegistry.ts"
 import { EventStore } from "../domain/EventStore.ts"
@@ -209,11 +210,13 @@ const httpLayer = (config: PlatformConfig) =>
     const context = yield* Effect.context<ApiServices>()
     const nats = yield* Nats
     const store = yield* EventStore
+    // turns every process shares, for the bounds that requests landing in several must not pass together
+    const turns = yield* makeSharedTurns()
     const routes = [
       ...opsRoutes(yield* readinessChecks({ shards: config.shards, relayMaxLag: config.relayMaxLag }), {
         refreshMetrics: readRelayStatus.pipe(Effect.provideService(EventStore, store), Effect.provideService(Nats, nats))
       }),
-      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly({ maxBacklog: config.deliveryRefreshMaxBacklog, maxLanes: config.deliveryMaxLanes }) } }),
+      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly({ maxBacklog: config.deliveryRefreshMaxBacklog, maxLanes: config.deliveryMaxLanes, turns }) } }),
       ...historyRoutes,
       ...segmentRoutes,
       ...adminRoutes,
@@ -223,7 +226,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...partnerCredentialsRoutes,
       ...profileRoutes,
       ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, inflightMaxBytes: config.eventsInflightMaxBytes, bodyTimeout: config.eventsBodyTimeout, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes, maxJsonDepth: config.maxJsonDepth }),
-      ...deliveryPackageRoutes({ maxBacklog: config.deliveryRefreshMaxBacklog }),
+      ...deliveryPackageRoutes({ maxBacklog: config.deliveryRefreshMaxBacklog, turns }),
       ...appMetricsRoutes,
       ...alertRoutes,
       ...deliveryRoutes

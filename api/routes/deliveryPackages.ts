@@ -14,7 +14,7 @@ import { DeliveryPackages, lastPackagedEvent, RefreshAccepted } from "../../proj
 import { waitingFor } from "../../domain/delivery/DeliveryBacklog.ts"
 import { Overloaded, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
-import { makeKeyedTurns } from "../../infra/keyedTurns.ts"
+import type { SharedTurns } from "../../infra/nats/sharedTurns.ts"
 
 /** A destination id: a lowercase slug, as its entity's. */
 const DestinationId = Schema.String.check(Schema.isPattern(/^[a-z][a-z0-9-]{0,62}$/, {
@@ -59,9 +59,7 @@ export const refusedWhilePackaging = (destination: string, revision: number) =>
     }
   })
 
-export const deliveryPackageRoutes = (options: { readonly maxBacklog: number }) => {
-  // one refresh of a destination at a time in this process: two checked at once would both pass the bound
-  const inTurn = makeKeyedTurns(1)
+export const deliveryPackageRoutes = (options: { readonly maxBacklog: number; readonly turns: SharedTurns }) => {
   return [
     route({
       method: "POST", url: "/v1/destinations/:id/refresh", tags: ["delivery"], roles: ["service"], admission: "commands",
@@ -76,11 +74,12 @@ export const deliveryPackageRoutes = (options: { readonly maxBacklog: number }) 
         503: problemResponse("the destination's backlog (outbox and DELIVER) is over DELIVERY_REFRESH_MAX_BACKLOG, too many commands in progress, or the packages' store is unavailable; see Retry-After")
       },
       handler: ({ params }) =>
-        inTurn(params.id, Effect.gen(function*() {
+        // one refresh of a destination at a time, in whichever processes they land: two checked at once would both pass the bound
+        options.turns.inTurn(`refresh.${params.id}`, Effect.gen(function*() {
           yield* refusedOverBacklog(params.id, options.maxBacklog, "refresh")
           const accepted = yield* DeliveryPackages.use((packages) => packages.refresh(params.id))
           return { status: 202, body: accepted }
-        }))
+        })).pipe(Effect.catchTag("TurnBusy", () => Effect.fail(new Overloaded({ detail: `other refreshes of destination ${params.id} held the turn for 10 s; send it again`, retryAfterSeconds: 1 }))))
     })
   ]
 }

@@ -32,6 +32,7 @@ import { InvalidRequest } from "../problems.ts"
 import { recordCommand } from "../recordCommand.ts"
 import type { WriteOnlyFields } from "./entities.ts"
 import { refusedOverBacklog, refusedWhilePackaging } from "./deliveryPackages.ts"
+import type { SharedTurns } from "../../infra/nats/sharedTurns.ts"
 import { listed, makeLaneQuota } from "./laneQuota.ts"
 import { InvalidCredentials } from "./partnerCredentials.ts"
 
@@ -157,10 +158,11 @@ const lanesOf = (live: Option.Option<Readonly<Record<string, unknown>>>) =>
 
 /**
  * `maxBacklog`: DELIVERY_REFRESH_MAX_BACKLOG, past which a change of an existing destination's segments
- * is refused (503); `maxLanes`: DELIVERY_MAX_LANES, the lanes of all destinations together (409 past it).
+ * is refused (503); `maxLanes`: DELIVERY_MAX_LANES, the lanes of all destinations together (409 past it),
+ * checked in `turns` shared by every process.
  */
-export const destinationWriteOnly = (options: { readonly maxBacklog: number; readonly maxLanes: number }) => {
-  const quota = makeLaneQuota(options.maxLanes)
+export const destinationWriteOnly = (options: { readonly maxBacklog: number; readonly maxLanes: number; readonly turns: SharedTurns }) => {
+  const quota = makeLaneQuota(options.maxLanes, options.turns)
   return {
     putBody: DestinationPut,
     names: ["secretHeaders"],

@@ -6,16 +6,17 @@
  *
  * Checked when a write adds lanes (a destination created, or its `lanes` raised): past the bound, 409
  * naming `lanes`. A write that keeps or lowers them passes, even over a bound lowered since. The
- * writes adding lanes go one at a time in a process, each holding its turn from its check until the
- * read model's list shows what it did (or its refusal), so the next is checked against it; a refused
- * request counts for nothing. Two processes adding lanes at the same instant may together pass the bound
- * by their writes in flight.
+ * writes adding lanes go one at a time, in whichever processes they land (a turn shared by all:
+ * infra/nats/sharedTurns.ts), each holding its turn from its check until the read model's list shows
+ * what it did (or its refusal), so the next is checked against it; a refused request counts for nothing.
+ * A write that gets no turn within 10 s answers 503 with Retry-After.
  */
-import { Effect, Option, Schedule, Semaphore } from "effect"
+import { Effect, Option, Schedule } from "effect"
+import type { SharedTurns } from "../../infra/nats/sharedTurns.ts"
 import { destination as destinationType } from "../../domain/entities/destination.ts"
 import { lanesByDestination } from "../../projections/delivery/destinationLanes.ts"
 import { EntityReadModel } from "../../projections/EntityReadModel.ts"
-import { LimitReached } from "../problems.ts"
+import { LimitReached, Overloaded } from "../problems.ts"
 
 /** How long an accepted write waits for the read model's list to show it, at most, before the next is checked. */
 const listedWithin = "5 seconds"
@@ -35,26 +36,25 @@ export const listed = (destination: string, revision: Option.Option<number>) =>
     Effect.ignore
   )
 
-export const makeLaneQuota = (maxLanes: number) => {
-  const turn = Semaphore.makeUnsafe(1)
-
+export const makeLaneQuota = (maxLanes: number, turns: SharedTurns) => {
   /**
-   * Checks that `destination` may go from `before` lanes to `lanes`: when that adds, takes this process's
+   * Checks that `destination` may go from `before` lanes to `lanes`: when that adds, takes the platform's
    * turn, and answers what gives it back once the write is answered (after the list shows an accepted one).
    */
   const reserve = (destination: string, lanes: number, before: number) =>
     Effect.gen(function*() {
       if (lanes <= before) return undefined
-      yield* turn.take(1)
-      const all = yield* Effect.onError(lanesByDestination, () => turn.release(1))
+      const release = yield* turns.take("lanes").pipe(Effect.catchTag("TurnBusy", () =>
+        Effect.fail(new Overloaded({ detail: "other writes adding lanes held the turn for 10 s; send it again", retryAfterSeconds: 1 }))))
+      const all = yield* Effect.onError(lanesByDestination, () => release)
       let others = 0
       for (const [id, count] of all) if (id !== destination) others += count
       if (others + lanes > maxLanes) {
-        yield* turn.release(1)
+        yield* release
         const message = `destinations have at most ${maxLanes} lanes in all (DELIVERY_MAX_LANES); the others have ${others}, so this one may have at most ${Math.max(0, maxLanes - others)}`
         return yield* new LimitReached({ detail: message, issues: [{ path: ["lanes"], message }] })
       }
-      return (accepted: Option.Option<number>) => Effect.ensuring(Option.isSome(accepted) ? listed(destination, accepted) : Effect.void, turn.release(1))
+      return (accepted: Option.Option<number>) => Effect.ensuring(Option.isSome(accepted) ? listed(destination, accepted) : Effect.void, release)
     })
 
   return { reserve }

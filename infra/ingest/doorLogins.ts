@@ -51,7 +51,7 @@ export const makeDoorLogins = (limits: LoginLimits) => {
   const open = new Map<string, number>()
   const total = { sessions: 0 }
   /** per address: at most CHECKS_PER_ADDRESS logins checked at once */
-  const inTurn = makeKeyedTurns(CHECKS_PER_ADDRESS)
+  const { inTurn } = makeKeyedTurns(CHECKS_PER_ADDRESS)
 
   const refuse = (address: string, reason: string) =>
     Effect.andThen(limits.failures.record(address), Effect.as(Effect.sleep(limits.failureDelayMillis), { _tag: "Refused", reason } as LoginResult))

@@ -58,4 +58,22 @@ describe("DELIVERY_MAX_LANES", () => {
       const ids = (listed.body as { items: Array<{ id: string }> }).items.map((item) => item.id)
       assert.strictEqual(ids.filter((id) => id.startsWith("c")).length, 3, listed.text)
     }).pipe(Effect.provide(layerTestNatsServer()), Effect.scoped), { timeout: 120_000 })
+
+  it.live("holds across processes: creations sent at once to two processes make only as many lanes as the bound", () =>
+    Effect.gen(function*() {
+      // Before (stop 29's re-attack), each process took turns on its own: two at once made 35 lanes against 20.
+      const dataDir = yield* tempDir("max-lanes-two")
+      const nats = yield* TestNatsServer
+      const env = platformEnv(nats, dataDir, ADMIN, { DELIVERY_MAX_LANES: "5", SHARDS: "4" })
+      const platforms = yield* Effect.all([0, 1].map(() => startPlatformProcess(env, dataDir)), { concurrency: "unbounded" })
+      yield* Effect.forEach(platforms, waitUntilReady, { discard: true })
+      assert.strictEqual((yield* call(platforms[0]!.base, "PUT", "/v1/entities/partner/acme", { key: ADMIN, body: { name: "Acme" } })).status, 201)
+      const many = yield* Effect.forEach(Array.from({ length: 16 }, (_, i) => i), (i) =>
+        call(platforms[i % 2]!.base, "PUT", `/v1/entities/destination/d${i}`, { key: ADMIN, body: destination(1) }), { concurrency: "unbounded" })
+      assert.deepStrictEqual(many.map((a) => a.status).sort(), [...Array(5).fill(201), ...Array(11).fill(409)], many.map((a) => a.text).join("\n"))
+      for (const platform of platforms) {
+        const listed = yield* call(platform.base, "GET", "/v1/entities/destination?limit=100", { key: ADMIN })
+        assert.strictEqual((listed.body as { items: ReadonlyArray<unknown> }).items.length, 5, listed.text)
+      }
+    }).pipe(Effect.provide(layerTestNatsServer()), Effect.scoped), { timeout: 180_000 })
 })
