@@ -34,7 +34,10 @@ export class LimitReached extends Schema.TaggedError<LimitReached>()("LimitReach
   detail: Schema.String,
   issues: Schema.Array(FieldIssue)
 }) {}
-/** Too much in flight already: answered with Retry-After instead of queueing without bound. */
+/**
+ * Not now: too much in flight, a backlog over its bound, or a turn other requests hold; answered with
+ * Retry-After instead of queueing without bound. `detail` says which.
+ */
 export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", { detail: Schema.String, retryAfterSeconds: Schema.Number }) {}
 
 interface ProblemType {
@@ -72,7 +75,8 @@ export const problemTypes: Record<string, ProblemType> = {
   InvalidCredentials: { status: 422, code: "invalid-credentials", title: "The credentials are not acceptable" },
   CommandIdReused: { status: 422, code: "idempotency-key-reused", title: "This Idempotency-Key was used for a different request" },
   RateLimited: { status: 429, code: "rate-limited", title: "This API key sent too many requests; retry later", retryAfterSeconds: 1 },
-  Overloaded: { status: 503, code: "overloaded", title: "Too many requests in flight; retry later", retryAfterSeconds: 1 },
+  // one code for every "not now": requests in flight, a backlog over its bound, a turn held elsewhere; `detail` says which
+  Overloaded: { status: 503, code: "overloaded", title: "The platform cannot take this request now (detail says why); retry after Retry-After", retryAfterSeconds: 1 },
   CommandFailed: { status: 503, code: "command-failed", title: "The entity could not process the command; retry with the same Idempotency-Key", retryAfterSeconds: 1 },
   CommandBusError: { status: 503, code: "bus-unavailable", title: "The message bus is unavailable", retryAfterSeconds: 2 },
   EventStoreError: { status: 503, code: "store-unavailable", title: "The event store is unavailable", retryAfterSeconds: 2 },
