@@ -46,6 +46,7 @@ import * as DeliveryReceiptsSqlite from "../infra/readmodel/receiptsSqlite.ts"
 import type { DeliveryReadModel } from "../projections/delivery/receipts.ts"
 import { deliverySecretsKey } from "../infra/delivery/secretsKey.ts"
 import { destinationWriteOnly } from "./routes/destinationSecrets.ts"
+import { makeReservations } from "../infra/nats/reservations.ts"
 import { makeSharedTurns } from "../infra/nats/sharedTurns.ts"
 import type { AnyDecider } from "../domain/Decider.ts"
 import { Deciders, makeRegistry } from "../domain/DeciderRegistry.ts"
@@ -212,11 +213,12 @@ const httpLayer = (config: PlatformConfig) =>
     const store = yield* EventStore
     // turns every process shares, for the bounds that requests landing in several must not pass together
     const turns = yield* makeSharedTurns()
+    const reservations = yield* makeReservations
     const routes = [
       ...opsRoutes(yield* readinessChecks({ shards: config.shards, relayMaxLag: config.relayMaxLag }), {
         refreshMetrics: readRelayStatus.pipe(Effect.provideService(EventStore, store), Effect.provideService(Nats, nats))
       }),
-      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly({ maxBacklog: config.deliveryRefreshMaxBacklog, maxLanes: config.deliveryMaxLanes, turns }) } }),
+      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly({ maxBacklog: config.deliveryRefreshMaxBacklog, maxLanes: config.deliveryMaxLanes, turns, reservations, commandTimeoutMillis: Duration.toMillis(config.commandTimeout) }) } }),
       ...historyRoutes,
       ...segmentRoutes,
       ...adminRoutes,

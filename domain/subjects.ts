@@ -45,7 +45,9 @@ export const BucketNames = {
   /** one entry per dead letter being replayed (`<destination>.<DLQ sequence>`): a second replay skips it */
   deadLetterClaims: "tributary-dead-letter-claims",
   /** one entry per delivery dead letter (`<destination>.<hash of its id>`): its DLQ sequence (infra/delivery/deadLetterIndex.ts) */
-  deadLetterIndex: "tributary-dead-letter-index"
+  deadLetterIndex: "tributary-dead-letter-index",
+  /** one entry per share of a bound held while its command may still land (`lanes.<destination>`): infra/nats/reservations.ts */
+  reservations: "tributary-reservations"
 } as const
 
 /** The lease key of a shard's commands. */

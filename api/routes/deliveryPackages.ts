@@ -3,8 +3,9 @@
  * member of the destination's segments, as `add` records, to the packages' outbox in the same
  * transaction as the continuous changes' position, so on DELIVER the refresh sits between the changes
  * before it and those after it (a later remove never overtakes its add). Answered 202 once the
- * package is durably in `delivery.db`; the publisher moves it to DELIVER. 404 while packaging has not
- * seen the destination (it follows the event store: a destination just created may take a moment).
+ * package is durably in `delivery.db`; the publisher moves it to DELIVER. 503 (Retry-After 1) while
+ * packaging has not seen the destination's last change (it follows the event store: a destination just
+ * created may take a moment), 404 when there is no such destination.
  * Refused (503 + Retry-After) while the destination already has more than `maxBacklog` records waiting,
  * in the outbox (held at its lane barrier, say) and on DELIVER: refreshes sent faster than the partner
  * takes them would only pile up, without bound.
@@ -12,6 +13,9 @@
 import { Effect, Option, Schema } from "effect"
 import { DeliveryPackages, lastPackagedEvent, RefreshAccepted } from "../../projections/delivery/packages.ts"
 import { waitingFor } from "../../domain/delivery/DeliveryBacklog.ts"
+import { destination as destinationEntity } from "../../domain/entities/destination.ts"
+import { streamName } from "../../domain/envelope.ts"
+import { EventStore } from "../../domain/EventStore.ts"
 import { Overloaded, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
 import type { SharedTurns } from "../../infra/nats/sharedTurns.ts"
@@ -20,6 +24,14 @@ import type { SharedTurns } from "../../infra/nats/sharedTurns.ts"
 const DestinationId = Schema.String.check(Schema.isPattern(/^[a-z][a-z0-9-]{0,62}$/, {
   description: "a lowercase slug: a letter, then letters, digits and dashes (at most 63)"
 }))
+
+/** The turn a destination's refreshes and changes of its segments take, in whichever processes they land. */
+export const refreshTurn = (destination: string) => `refresh.${destination}`
+
+/** A turn of `name` among every process, or 503 when other requests held it all through the wait. */
+export const takeTurn = (turns: SharedTurns, name: string) =>
+  turns.take(name).pipe(Effect.catchTag("TurnBusy", () =>
+    Effect.fail(new Overloaded({ detail: `other requests held the turn ${name} for 10 s; send it again`, retryAfterSeconds: 1 }))))
 
 /**
  * Refuses (503) what would add a package for `destination` while more than `maxBacklog` of its records
@@ -40,7 +52,7 @@ export const refusedOverBacklog = (destination: string, maxBacklog: number, what
 
 /**
  * While a change of the destination is not packaged yet, the backlog does not show what it will add: a
- * change of its segments is refused (503) until it is, or changes sent one after another would all pass
+ * change of its segments, or a refresh, is refused (503) until it is, or changes sent one after another would all pass
  * a bound checked before any of them was packaged. `revision`: the destination's now. Compared by revision, not by the segments packaging
  * holds: a change there and back again, both landing before packaging saw either, leaves the segments as
  * packaged and two packages on their way (stop 29's outside attack: a backlog of 1,250 against 100).
@@ -53,7 +65,7 @@ export const refusedWhilePackaging = (destination: string, revision: number) =>
     const changed = yield* lastPackagedEvent(destination)
     if (Option.isSome(changed) && (Option.isNone(packaged) || packaged.value < changed.value)) {
       return yield* new Overloaded({
-        detail: `destination ${destination}: its last change (revision ${changed.value}) is still being packaged, and its backlog does not show what it adds yet; change its segments once it is`,
+        detail: `destination ${destination}: its last change (revision ${changed.value}) is still being packaged, and its backlog does not show what it adds yet; send this again once it is`,
         retryAfterSeconds: 1
       })
     }
@@ -70,16 +82,22 @@ export const deliveryPackageRoutes = (options: { readonly maxBacklog: number; re
         400: problemResponse("invalid destination id (problem+json naming the field)"),
         401: problemResponse("missing or unknown API key"),
         403: problemResponse("the key's role may not refresh destinations"),
-        404: problemResponse("no such destination (or packaging has not seen it yet)"),
-        503: problemResponse("the destination's backlog (outbox and DELIVER) is over DELIVERY_REFRESH_MAX_BACKLOG, too many commands in progress, or the packages' store is unavailable; see Retry-After")
+        404: problemResponse("no such destination"),
+        503: problemResponse("the destination's backlog (outbox and DELIVER) is over DELIVERY_REFRESH_MAX_BACKLOG, its last change is not packaged yet, too many commands in progress, or the packages' store is unavailable; see Retry-After")
       },
       handler: ({ params }) =>
-        // one refresh of a destination at a time, in whichever processes they land: two checked at once would both pass the bound
-        options.turns.inTurn(`refresh.${params.id}`, Effect.gen(function*() {
-          yield* refusedOverBacklog(params.id, options.maxBacklog, "refresh")
-          const accepted = yield* DeliveryPackages.use((packages) => packages.refresh(params.id))
-          return { status: 202, body: accepted }
-        })).pipe(Effect.catchTag("TurnBusy", () => Effect.fail(new Overloaded({ detail: `other refreshes of destination ${params.id} held the turn for 10 s; send it again`, retryAfterSeconds: 1 }))))
+        // One refresh or change of segments of a destination at a time, in whichever processes they land:
+        // two checked at once would both pass the bound. A change answered before is waited for until it is
+        // packaged, so that the backlog shows what it adds (stop 30's attack: a refresh beside a change
+        // took a backlog bound at 500 to 900).
+        Effect.acquireUseRelease(takeTurn(options.turns, refreshTurn(params.id)), () =>
+          Effect.gen(function*() {
+            const last = yield* EventStore.use((store) => store.readStream(streamName(destinationEntity.type, params.id), { direction: "backwards", maxCount: 1 }))
+            if (last.length > 0) yield* refusedWhilePackaging(params.id, last[0]!.revision)
+            yield* refusedOverBacklog(params.id, options.maxBacklog, "refresh")
+            const accepted = yield* DeliveryPackages.use((packages) => packages.refresh(params.id))
+            return { status: 202, body: accepted }
+          }), (release) => release)
     })
   ]
 }

@@ -31,7 +31,8 @@ import { getEntity } from "../../projections/EntityQueries.ts"
 import { InvalidRequest } from "../problems.ts"
 import { recordCommand } from "../recordCommand.ts"
 import type { WriteOnlyFields } from "./entities.ts"
-import { refusedOverBacklog, refusedWhilePackaging } from "./deliveryPackages.ts"
+import { refreshTurn, refusedOverBacklog, refusedWhilePackaging, takeTurn } from "./deliveryPackages.ts"
+import type { Reservations } from "../../infra/nats/reservations.ts"
 import type { SharedTurns } from "../../infra/nats/sharedTurns.ts"
 import { listed, makeLaneQuota } from "./laneQuota.ts"
 import { InvalidCredentials } from "./partnerCredentials.ts"
@@ -158,11 +159,18 @@ const lanesOf = (live: Option.Option<Readonly<Record<string, unknown>>>) =>
 
 /**
  * `maxBacklog`: DELIVERY_REFRESH_MAX_BACKLOG, past which a change of an existing destination's segments
- * is refused (503); `maxLanes`: DELIVERY_MAX_LANES, the lanes of all destinations together (409 past it),
- * checked in `turns` shared by every process.
+ * is refused (503); `maxLanes`: DELIVERY_MAX_LANES, the lanes of all destinations together (409 past it).
+ * Both are checked in `turns` shared by every process, the lanes with `reservations` that outlive a
+ * process dying with its command in flight (for `commandTimeoutMillis` and a margin).
  */
-export const destinationWriteOnly = (options: { readonly maxBacklog: number; readonly maxLanes: number; readonly turns: SharedTurns }) => {
-  const quota = makeLaneQuota(options.maxLanes, options.turns)
+export const destinationWriteOnly = (options: {
+  readonly maxBacklog: number
+  readonly maxLanes: number
+  readonly turns: SharedTurns
+  readonly reservations: Reservations
+  readonly commandTimeoutMillis: number
+}) => {
+  const quota = makeLaneQuota(options.maxLanes, options)
   return {
     putBody: DestinationPut,
     names: ["secretHeaders"],
@@ -207,16 +215,25 @@ export const destinationWriteOnly = (options: { readonly maxBacklog: number; rea
     // was checked at (checked again when another write came first): one putting back what it was checked
     // against may have become a change by the time it lands (stop 29's re-attack: lanes kept at 16 while
     // a lowering to 1 waited before it, 35 lanes against a bound of 20).
+    // A change of segments takes the destination's refresh turn (deliveryPackages.ts) until it is answered:
+    // a refresh checked meanwhile, in any process, would not see the package it adds (stop 30's attack: a
+    // refresh and a change at once took a backlog bound at 500 to 900); the refresh then waits for it to be packaged.
     check: ({ id, method, rest, current: entity }) =>
       Effect.gen(function*() {
         const live = Option.map(entity, (found) => found.state ?? {})
-        if (Option.isSome(entity) && changesSegments(live, rest)) {
-          yield* refusedWhilePackaging(id, entity.value.revision)
-          yield* refusedOverBacklog(id, options.maxBacklog, "change its segments")
-        }
-        const lanes = lanesAfter(method, rest)
-        const settled = lanes === undefined || (method === "PATCH" && Option.isNone(live)) ? undefined : yield* quota.reserve(id, lanes, lanesOf(live))
+        const segmentsTurn = Option.isSome(entity) && changesSegments(live, rest) ? yield* takeTurn(options.turns, refreshTurn(id)) : undefined
+        const checks = Effect.gen(function*() {
+          if (segmentsTurn !== undefined && Option.isSome(entity)) {
+            yield* refusedWhilePackaging(id, entity.value.revision)
+            yield* refusedOverBacklog(id, options.maxBacklog, "change its segments")
+          }
+          const lanes = lanesAfter(method, rest)
+          return lanes === undefined || (method === "PATCH" && Option.isNone(live)) ? undefined : yield* quota.reserve(id, lanes, lanesOf(live))
+        })
+        const lanesSettled = yield* Effect.onError(checks, () => segmentsTurn ?? Effect.void)
         const revision = Option.isSome(entity) && (Object.hasOwn(rest, "segmentIds") || Object.hasOwn(rest, "lanes")) ? entity.value.revision : undefined
+        const settled = lanesSettled === undefined && segmentsTurn === undefined ? undefined : (accepted: Option.Option<number>) =>
+          Effect.ensuring(lanesSettled?.(accepted) ?? Effect.void, segmentsTurn ?? Effect.void)
         return { revision, settled }
       }),
     // A DELETE drops what was written before it: a PUT creating the destination again at the same time

@@ -9,14 +9,18 @@
  * writes adding lanes go one at a time, in whichever processes they land (a turn shared by all:
  * infra/nats/sharedTurns.ts), each holding its turn from its check until the read model's list shows
  * what it did (or its refusal), so the next is checked against it; a refused request counts for nothing.
- * A write that gets no turn within 10 s answers 503 with Retry-After.
+ * A write that gets no turn within 10 s answers 503 with Retry-After. What it adds is also reserved
+ * (infra/nats/reservations.ts) until the list shows it, so a process that dies holding the turn leaves
+ * its command counted until that command can no longer land (COMMAND_TIMEOUT and 10 s).
  */
-import { Effect, Option, Schedule } from "effect"
+import { Clock, Effect, Option, Schedule } from "effect"
+import type { Reservations } from "../../infra/nats/reservations.ts"
 import type { SharedTurns } from "../../infra/nats/sharedTurns.ts"
 import { destination as destinationType } from "../../domain/entities/destination.ts"
 import { lanesByDestination } from "../../projections/delivery/destinationLanes.ts"
 import { EntityReadModel } from "../../projections/EntityReadModel.ts"
 import { LimitReached, Overloaded } from "../problems.ts"
+import { takeTurn } from "./deliveryPackages.ts"
 
 /** How long an accepted write waits for the read model's list to show it, at most, before the next is checked. */
 const listedWithin = "5 seconds"
@@ -36,7 +40,14 @@ export const listed = (destination: string, revision: Option.Option<number>) =>
     Effect.ignore
   )
 
-export const makeLaneQuota = (maxLanes: number, turns: SharedTurns) => {
+/** Past a command's deadline, how long a reservation still counts: the read model's lag, and clocks that disagree. */
+const listingMarginMillis = 10_000
+
+export const makeLaneQuota = (maxLanes: number, { turns, reservations, commandTimeoutMillis }: {
+  readonly turns: SharedTurns
+  readonly reservations: Reservations
+  readonly commandTimeoutMillis: number
+}) => {
   /**
    * Checks that `destination` may go from `before` lanes to `lanes`: when that adds, takes the platform's
    * turn, and answers what gives it back once the write is answered (after the list shows an accepted one).
@@ -44,17 +55,29 @@ export const makeLaneQuota = (maxLanes: number, turns: SharedTurns) => {
   const reserve = (destination: string, lanes: number, before: number) =>
     Effect.gen(function*() {
       if (lanes <= before) return undefined
-      const release = yield* turns.take("lanes").pipe(Effect.catchTag("TurnBusy", () =>
-        Effect.fail(new Overloaded({ detail: "other writes adding lanes held the turn for 10 s; send it again", retryAfterSeconds: 1 }))))
-      const all = yield* Effect.onError(lanesByDestination, () => release)
-      let others = 0
-      for (const [id, count] of all) if (id !== destination) others += count
+      const release = yield* takeTurn(turns, "lanes")
+      const counted = Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        // what the list shows, or what a write not listed yet reserved (its writer may have died): the more
+        const all = new Map(yield* lanesByDestination)
+        for (const [id, reserved] of yield* reservations.held("lanes", now)) all.set(id, Math.max(all.get(id) ?? 0, reserved))
+        let others = 0
+        for (const [id, count] of all) if (id !== destination) others += count
+        if (others + lanes <= maxLanes) yield* reservations.hold("lanes", destination, lanes, now + commandTimeoutMillis + listingMarginMillis)
+        return others
+      })
+      const others = yield* Effect.onError(counted, () => release).pipe(Effect.catchTag("NatsError", () =>
+        Effect.fail(new Overloaded({ detail: "the lanes other writes reserved could not be read; send it again", retryAfterSeconds: 1 }))))
       if (others + lanes > maxLanes) {
         yield* release
         const message = `destinations have at most ${maxLanes} lanes in all (DELIVERY_MAX_LANES); the others have ${others}, so this one may have at most ${Math.max(0, maxLanes - others)}`
         return yield* new LimitReached({ detail: message, issues: [{ path: ["lanes"], message }] })
       }
-      return (accepted: Option.Option<number>) => Effect.ensuring(Option.isSome(accepted) ? listed(destination, accepted) : Effect.void, release)
+      return (accepted: Option.Option<number>) =>
+        (Option.isSome(accepted) ? listed(destination, accepted) : Effect.void).pipe(
+          Effect.andThen(Effect.ignore(reservations.release("lanes", destination))),
+          Effect.ensuring(release)
+        )
     })
 
   return { reserve }

@@ -146,4 +146,24 @@ layer(layerTestPlatform({ DELIVERY_ENABLED: "false", DELIVERY_REFRESH_MAX_BACKLO
       assert.strictEqual(reordered.statusCode, 200, reordered.body)
       assert.strictEqual((yield* patch("reorder", [F])).statusCode, 503, "a change over the bound")
     }))
+
+  it.effect("a refresh and a change of segments sent together: the second to act sees the first's package, so one passes", () =>
+    Effect.gen(function*() {
+      // Before (stop 30's outside attack), the change took no turn and the refresh did not wait for the
+      // change's package: both passed, 900 records waiting against a bound of 500.
+      const status = (id: string) => request({ method: "GET", url: `/v1/destinations/${id}/status` })
+      for (let round = 0; round < 4; round++) {
+        const id = `race-both-${round}`
+        const created = yield* request({ method: "PUT", url: `/v1/entities/destination/${id}`, body: { partnerId: "acme", url: "http://127.0.0.1:9/in", format: "single", ratePerSecond: 10, segmentIds: [F] } })
+        assert.strictEqual(created.statusCode, 201, created.body)
+        // F's 3 members wait: not over the bound (3), so either request alone would pass
+        yield* eventually(status(id), (a) => a.statusCode === 200 && (JSON.parse(a.body) as { backlog: number }).backlog === 3, "30 seconds")
+        const [changed, refreshed] = yield* Effect.all([
+          request({ method: "PATCH", url: `/v1/entities/destination/${id}`, body: { segmentIds: [F, T] } }),
+          request({ method: "POST", url: `/v1/destinations/${id}/refresh` })
+        ], { concurrency: "unbounded" })
+        const passed = [changed.statusCode === 200, refreshed.statusCode === 202].filter(Boolean).length
+        assert.strictEqual(passed, 1, `round ${round}: change ${changed.statusCode} ${changed.body}; refresh ${refreshed.statusCode} ${refreshed.body}`)
+      }
+    }))
 })

@@ -5,13 +5,20 @@
  * nothing; writes sent at once pass only as far as the bound, each checked against the ones before.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
+import { makeReservations } from "../../infra/nats/reservations.ts"
+import { Nats } from "../../infra/nats/Nats.ts"
 import { layerTestNatsServer, TestNatsServer } from "../fixtures/nats.ts"
 import { call, type HttpAnswer, platformEnv, startPlatformProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const ADMIN = "lanes-admin-key-0123456789"
 const destination = (lanes: number) => ({ partnerId: "acme", url: "http://127.0.0.1:9/members", format: "ndjson", ratePerSecond: 100, segmentIds: ["101"], lanes })
+
+/** The server, and a connection of the platform's user to it (to write what a dead process left). */
+const withClient = Layer.unwrap(Effect.map(TestNatsServer, ({ url, platform }) => Nats.layer({ url, name: "test", credentials: platform }))).pipe(
+  Layer.provideMerge(layerTestNatsServer())
+)
 
 const problem = (answer: HttpAnswer) => answer.body as { code?: string; errors?: Array<{ pointer: string }> }
 
@@ -76,4 +83,29 @@ describe("DELIVERY_MAX_LANES", () => {
         assert.strictEqual((listed.body as { items: ReadonlyArray<unknown> }).items.length, 5, listed.text)
       }
     }).pipe(Effect.provide(layerTestNatsServer()), Effect.scoped), { timeout: 180_000 })
+
+  it.live("counts what a write not listed yet reserved (its process may have died with its command in flight), until that command can no longer land", () =>
+    Effect.gen(function*() {
+      // Before (stop 30's outside attack), a process SIGKILLed while it held the turn, its command sent and
+      // not applied yet, let the next process check a list without it: 11 lanes against 10.
+      const dataDir = yield* tempDir("max-lanes-reserved")
+      const nats = yield* TestNatsServer
+      const platform = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, { DELIVERY_MAX_LANES: "6", SHARDS: "4" }), dataDir)
+      yield* waitUntilReady(platform)
+      const api = (method: string, path: string, body?: unknown) => call(platform.base, method, path, { key: ADMIN, ...(body === undefined ? {} : { body }) })
+      assert.strictEqual((yield* api("PUT", "/v1/entities/partner/acme", { name: "Acme" })).status, 201)
+      assert.strictEqual((yield* api("PUT", "/v1/entities/destination/a", destination(2))).status, 201)
+      const reservations = yield* makeReservations
+      // what a dead process left: 3 lanes of "ghost", whose command may still land for a minute
+      yield* reservations.hold("lanes", "ghost", 3, Date.now() + 60_000)
+      const over = yield* api("PUT", "/v1/entities/destination/b", destination(2))
+      assert.strictEqual(over.status, 409, over.text)
+      assert.match(problem(over).code ?? "", /limit-reached/)
+      assert.strictEqual((yield* api("PUT", "/v1/entities/destination/b", destination(1))).status, 201)
+      // an accepted write gives its reservation back once listed; the ghost's is still held
+      assert.deepStrictEqual([...(yield* reservations.held("lanes", Date.now())).keys()], ["ghost"])
+      // past its time the ghost's command can no longer land: its lanes are free
+      yield* reservations.hold("lanes", "ghost", 3, Date.now() - 1)
+      assert.strictEqual((yield* api("PUT", "/v1/entities/destination/c", destination(3))).status, 201)
+    }).pipe(Effect.provide(withClient), Effect.scoped), { timeout: 120_000 })
 })
