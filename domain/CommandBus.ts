@@ -65,6 +65,9 @@ export const outcomeOf = (reply: CommandReply | CommandOutcome): CommandOutcome 
 
 /** The wire form of a batch message: its commands, in order; `outcomes`: answer CommandOutcomes. */
 export const CommandBatch = Schema.Struct({ commands: Schema.Array(EntityCommand), outcomes: Schema.optionalKey(Schema.Boolean) })
+/** The marks of CMD messages whose commands their sender checked (domain/checked.ts): a change of what EntityCommand accepts bumps them. */
+export const entityCommandMark = "EntityCommand/1"
+export const commandBatchMark = "CommandBatch/1"
 /** The wire form of a batch's answer: one reply per command, in the batch's order. */
 export const CommandBatchReply = Schema.Struct({ replies: Schema.Array(CommandReply) })
 /** The answer to a batch sent with `outcomes`. */

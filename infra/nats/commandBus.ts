@@ -19,8 +19,10 @@ import { AckPolicy, DeliverPolicy, JetStreamApiCodes } from "@nats-io/jetstream"
 import type { JsMsg } from "@nats-io/jetstream"
 import { createInbox, headers, type MsgHdrs, nanos } from "@nats-io/transport-node"
 import { Clock, Deferred, Duration, Effect, Layer, Metric, Option, Schedule, Schema, Stream } from "effect"
+import { checkedHeader, readChecked } from "../../domain/checked.ts"
 import {
   CommandBatch,
+  commandBatchMark,
   CommandBatchOutcomes,
   CommandBatchReply,
   CommandBus,
@@ -28,12 +30,14 @@ import {
   type CommandOutcome,
   CommandReply,
   CommandTimeout,
+  entityCommandMark,
   type IncomingBatch,
   type IncomingCommand,
   invalidCommand,
   outcomeOf
 } from "../../domain/CommandBus.ts"
 import type { DeadLetterReason } from "../../domain/DeadLetters.ts"
+import { decodeJson } from "../../domain/decodeJson.ts"
 import { Deciders } from "../../domain/DeciderRegistry.ts"
 import { CommandTooLarge, EntityCommand } from "../../domain/entity.ts"
 import { defaultShards, shardOf } from "../../domain/shards.ts"
@@ -50,8 +54,9 @@ const LEGACY_CONSUMER = "entity-actors"
 const consumerName = (shard: number) => `shard-${shard}`
 
 const encoder = new TextEncoder()
-const decodeCommand = Schema.decodeUnknownOption(Schema.fromJsonString(EntityCommand))
-const decodeBatch = Schema.decodeUnknownOption(Schema.fromJsonString(CommandBatch))
+// What a sender checked (checkCommand) comes marked, and is taken as it is; anything else is decoded (domain/checked.ts).
+const readCommand = readChecked(entityCommandMark, decodeJson(EntityCommand))
+const readBatch = readChecked(commandBatchMark, decodeJson(CommandBatch))
 const decodeReply = Schema.decodeUnknownOption(Schema.fromJsonString(CommandReply))
 const decodeBatchReply = Schema.decodeUnknownOption(Schema.fromJsonString(CommandBatchReply))
 const decodeBatchOutcomes = Schema.decodeUnknownOption(Schema.fromJsonString(CommandBatchOutcomes))
@@ -145,13 +150,15 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
    * Publishes `payload` to `subject` with a fresh reply subject, and returns the wait for its answer,
    * decoded (an undecodable answer is a bus error), for at most `timeoutMillis` (then CommandTimeout naming `commandId`).
    */
-  const publish = <A>(subject: string, payload: Uint8Array, decode: (text: string) => Option.Option<A>, commandId: string, timeoutMillis: number) =>
+  /** Publishes checked commands (`mark` says what they are); answered with the reply `decode` reads. */
+  const publish = <A>(subject: string, payload: Uint8Array, mark: string, decode: (text: string) => Option.Option<A>, commandId: string, timeoutMillis: number) =>
     Effect.gen(function*() {
       const replyTo = `${prefix}.${++sequence}`
       const waiter = Deferred.makeUnsafe<string>()
       pending.set(replyTo, waiter)
       const h = headers()
       h.set(REPLY_TO, replyTo)
+      h.set(checkedHeader, mark)
       yield* tryNats("publish command", () => jetstream.publish(subject, payload, { headers: h })).pipe(
         Effect.onError(() => Effect.sync(() => pending.delete(replyTo)))
       )
@@ -188,7 +195,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
       const deadline = command.deadline ?? (yield* Clock.currentTimeMillis) + timeout
       const subject = commandSubject(command.entityType, shardOf(command.entityId, shards), command.entityId)
       const payload = encoder.encode(JSON.stringify({ ...command, deadline }))
-      const reply = payload.length > maxPayload ? tooLarge(command, payload.length) : yield* yield* publish(subject, payload, decodeReply, command.commandId, timeout)
+      const reply = payload.length > maxPayload ? tooLarge(command, payload.length) : yield* yield* publish(subject, payload, entityCommandMark, decodeReply, command.commandId, timeout)
       yield* count(command, reply)
       return reply
     }).pipe(Effect.mapError(toBusError))
@@ -235,7 +242,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
           const decodeAnswers = (text: string): Option.Option<{ readonly replies: ReadonlyArray<R> }> =>
             Option.orElse(decodeReplies(text), () =>
               Option.map(Option.filter(decodeReply(text), (reply) => reply._tag === "Failed"), (reply) => ({ replies: indices.map(() => reply as R) })))
-          const answer = yield* publish(batchSubject(shard, first.commandId), payload, decodeAnswers, first.commandId, timeout)
+          const answer = yield* publish(batchSubject(shard, first.commandId), payload, commandBatchMark, decodeAnswers, first.commandId, timeout)
           waits.push(Effect.flatMap(answer, ({ replies }) =>
             replies.length !== indices.length
               ? Effect.fail(new NatsError({ operation: "decode reply", cause: `${replies.length} answers to ${indices.length} commands` }))
@@ -299,7 +306,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
       }
       const toIncoming = (msg: JsMsg): Effect.Effect<Option.Option<IncomingCommand | IncomingBatch>> => {
         if (msg.subject.startsWith(batchPrefix)) {
-          const batch = decodeBatch(msg.string())
+          const batch = readBatch(msg.string(), msg.headers?.get(checkedHeader))
           if (Option.isNone(batch)) return deadLetter(msg, "undecodable", "not a batch of entity commands")
           const misfit = batch.value.commands.map(unfit).find(Option.isSome)
           if (misfit !== undefined) return deadLetter(msg, ...misfit.value)
@@ -325,7 +332,7 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
             })
           })
         }
-        const command = decodeCommand(msg.string())
+        const command = readCommand(msg.string(), msg.headers?.get(checkedHeader))
         if (Option.isNone(command)) return deadLetter(msg, "undecodable", "not an entity command")
         const misfit = unfit(command.value)
         if (Option.isSome(misfit)) return deadLetter(msg, ...misfit.value)

@@ -1,7 +1,8 @@
 import { assert, layer } from "@effect/vitest"
 import { headers } from "@nats-io/transport-node"
 import { Effect } from "effect"
-import { CommandBus, type CommandReply } from "../../domain/CommandBus.ts"
+import { checkedHeader } from "../../domain/checked.ts"
+import { commandBatchMark, CommandBus, type CommandReply } from "../../domain/CommandBus.ts"
 import type { EntityCommand } from "../../domain/entity.ts"
 import { EventStore } from "../../domain/EventStore.ts"
 import { shardOf } from "../../domain/shards.ts"
@@ -69,7 +70,14 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("a ba
       const bus = yield* CommandBus
       const [a, b] = idsOfShard(5, 2, 70_000)
       const commands = [put(a!, "A"), put(b!, ""), command(a!, { _tag: "Patch", patch: { currency: "EUR" } })]
+      // the bus marks what it checked before publishing: the shard takes it as it is (domain/checked.ts)
+      const seen = (yield* Nats).connection.subscribe("cmd._batch.5.>", { max: 1 })
       const outcomes = yield* bus.sendBatchOutcomes(commands)
+      const marked = yield* Effect.promise(async () => {
+        for await (const msg of seen) return msg.headers?.get(checkedHeader)
+        return undefined
+      }).pipe(Effect.timeout("10 seconds"))
+      assert.strictEqual(marked, commandBatchMark)
       assert.deepStrictEqual(outcomes.map((o) => o._tag === "Accepted" ? o : o._tag), [
         { _tag: "Accepted", outcome: "created" },
         "Rejected",

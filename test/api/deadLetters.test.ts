@@ -7,6 +7,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { connect, createInbox, headers } from "@nats-io/transport-node"
 import { Effect, Layer, Logger } from "effect"
+import { checkedHeader } from "../../domain/checked.ts"
 import type { DeadLetter, DeadLetterPage } from "../../domain/DeadLetters.ts"
 import { shardOf } from "../../domain/shards.ts"
 import { assertInvalid, assertProblem, createKey, eventually, request } from "../fixtures/http.ts"
@@ -29,13 +30,14 @@ const connectAsPlatform = Effect.gen(function*() {
 })
 
 /** Publishes `payload` on `subject` into CMD with a reply subject, as the bus's senders do; returns the answer's text. */
-const publishPoison = (subject: string, payload: string | Uint8Array) =>
+const publishPoison = (subject: string, payload: string | Uint8Array, mark?: string) =>
   Effect.gen(function*() {
     const nc = yield* connectAsPlatform
     const inbox = createInbox()
     const answers = nc.subscribe(inbox, { max: 1 })
     const h = headers()
     h.set("Tributary-Reply-To", inbox)
+    if (mark !== undefined) h.set(checkedHeader, mark)
     const ack = yield* Effect.promise(() => jetstream(nc).publish(subject, payload, { headers: h }))
     const answer = yield* Effect.promise(async () => {
       for await (const msg of answers) return msg.string()
@@ -122,6 +124,10 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("dead letters",
         const unknown = yield* publishPoison("cmd.nosuchtype.0.1", command("nosuchtype", "1"))
         assert.strictEqual((yield* deadLetterOf(unknown.seq)).reason, "unknown-entity-type")
         assert.match(unknown.answer!.message, /unknown-entity-type/)
+
+        // marked as checked against another version of EntityCommand than this one's: decoded, and refused
+        const otherVersion = yield* publishPoison("cmd.advertiser.0.z", JSON.stringify({ commandId: 7, action: null }), "EntityCommand/0")
+        assert.strictEqual((yield* deadLetterOf(otherVersion.seq)).reason, "undecodable")
 
         const id = "42"
         const wrong = (shardOf(id, SHARDS) + 1) % SHARDS
