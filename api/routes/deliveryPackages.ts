@@ -97,7 +97,7 @@ export const deliveryPackageRoutes = (options: { readonly maxBacklog: number; re
             yield* refusedOverBacklog(params.id, options.maxBacklog, "refresh")
             const accepted = yield* DeliveryPackages.use((packages) => packages.refresh(params.id))
             return { status: 202, body: accepted }
-          }), (release) => release)
+          }), (turn) => turn.release)
     })
   ]
 }

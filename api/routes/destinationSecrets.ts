@@ -230,11 +230,12 @@ export const destinationWriteOnly = (options: {
           const lanes = lanesAfter(method, rest)
           return lanes === undefined || (method === "PATCH" && Option.isNone(live)) ? undefined : yield* quota.reserve(id, lanes, lanesOf(live))
         })
-        const lanesSettled = yield* Effect.onError(checks, () => segmentsTurn ?? Effect.void)
+        const reserved = yield* Effect.onError(checks, () => segmentsTurn?.release ?? Effect.void)
         const revision = Option.isSome(entity) && (Object.hasOwn(rest, "segmentIds") || Object.hasOwn(rest, "lanes")) ? entity.value.revision : undefined
-        const settled = lanesSettled === undefined && segmentsTurn === undefined ? undefined : (accepted: Option.Option<number>) =>
-          Effect.ensuring(lanesSettled?.(accepted) ?? Effect.void, segmentsTurn ?? Effect.void)
-        return { revision, settled }
+        if (reserved === undefined && segmentsTurn === undefined) return { revision }
+        const settled = (accepted: Option.Option<number>) => Effect.ensuring(reserved?.settled(accepted) ?? Effect.void, segmentsTurn?.release ?? Effect.void)
+        // the command lands while the turns are surely this process's, or not at all
+        return { revision, settled, deadline: Math.min(reserved?.deadline ?? Infinity, segmentsTurn?.until ?? Infinity) }
       }),
     // A DELETE drops what was written before it: a PUT creating the destination again at the same time
     // writes after the delete (secrets, then the new destination's chunks and dead letters), and that

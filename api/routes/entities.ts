@@ -5,7 +5,7 @@
  * through the command bus to the entity's single writer; reads fold the event store (read-your-writes).
  */
 import { createHash } from "node:crypto"
-import { Cause, Effect, Exit, Option, Schema, SchemaGetter } from "effect"
+import { Cause, Data, Effect, Exit, Option, Schema, SchemaGetter } from "effect"
 import { CommandBus, CommandTimeout } from "../../domain/CommandBus.ts"
 import type { EntityKind } from "../../domain/EntityKind.ts"
 import { type DeciderRegistry, makeRegistry } from "../../domain/DeciderRegistry.ts"
@@ -44,6 +44,10 @@ const CommandHeaders = Schema.Struct({
 const MergePatch = Schema.Record(Schema.String, Schema.Json).annotate({ identifier: "MergePatch", description: "RFC 7396 JSON merge patch" })
 
 const etag = (revision: number) => `"${revision}"`
+
+/** The entity moved between its read and the turns a write hook's check took: the request is checked again. */
+class MovedWhileChecked extends Data.TaggedError("MovedWhileChecked") {}
+const revisionOf = (entity: Option.Option<EntitySnapshot>) => (Option.isSome(entity) ? entity.value.revision : -1)
 const respond = (status: number, entity: EntitySnapshot) => ({
   status,
   body: { type: entity.type, id: entity.id, revision: entity.revision, state: entity.state, updatedAt: entity.updatedAt },
@@ -113,6 +117,11 @@ export interface Checked<R> {
   readonly revision?: number
   /** Runs once the request is answered, whatever the answer: with the revision its command left the entity at when accepted. */
   readonly settled?: (accepted: Option.Option<number>) => Effect.Effect<void, never, R>
+  /**
+   * Epoch ms past which the command must not be applied (it answers 504 then, not applied): while what
+   * the checks hold (a turn shared by every process) is surely this request's.
+   */
+  readonly deadline?: number
 }
 
 /** A PUT or PATCH as a write hook sees it: `rest` is the body without the write-only fields. */
@@ -179,10 +188,11 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
       readonly onRejected?: Effect.Effect<void, E, R> | undefined
       readonly checkedRevision?: number | undefined
       readonly writeOnlyDigest?: string | undefined
+      readonly deadline?: number | undefined
     } = {}
   ) =>
     Effect.gen(function*() {
-      const { checkedRevision, onRejected, writeOnlyDigest } = options
+      const { checkedRevision, deadline, onRejected, writeOnlyDigest } = options
       const bus = yield* CommandBus
       const cid = yield* commandId(principal, type, id, headers["idempotency-key"])
       const ifMatch = headers["if-match"]
@@ -194,7 +204,8 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
         action,
         ...(ifMatch === undefined ? {} : { expectedRevision: Number(ifMatch.slice(1, -1)) }),
         ...(checkedRevision === undefined ? {} : { checkedRevision }),
-        ...(writeOnlyDigest === undefined ? {} : { writeOnlyDigest })
+        ...(writeOnlyDigest === undefined ? {} : { writeOnlyDigest }),
+        ...(deadline === undefined ? {} : { deadline })
       }
       const reply = yield* bus.send(command)
       switch (reply._tag) {
@@ -234,13 +245,14 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
       if (hook === undefined) return yield* send(type, id, principal, headers, action(body as Schema.Json))
       const { rest, writeOnly } = split(body, hook.names)
       /** The write-only fields stored, then the command; `accepted` is told the revision it left the entity at. */
-      const write = (current: Option.Option<EntitySnapshot>, pinned: number | undefined, accepted: (revision: number) => void) =>
+      const write = (current: Option.Option<EntitySnapshot>, pinned: number | undefined, deadline: number | undefined, accepted: (revision: number) => void) =>
         Effect.gen(function*() {
           const stored = yield* hook.store({ id, method, writeOnly, rest, current })
           const first = yield* send(type, id, principal, headers, action(rest as Schema.Json), {
             onRejected: stored?.undo,
             checkedRevision: pinned,
-            writeOnlyDigest: stored?.digest
+            writeOnlyDigest: stored?.digest,
+            deadline
           })
           accepted(first.body.revision)
           if (stored === undefined) return first
@@ -258,20 +270,26 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
           return second === undefined ? first : { ...second, status: first.status }
         })
       const check = hook.check
-      if (check === undefined) return yield* write(yield* getEntity(type, id), undefined, () => {})
+      if (check === undefined) return yield* write(yield* getEntity(type, id), undefined, undefined, () => {})
       for (let attempt = 1; ; attempt++) {
         let accepted: number | undefined
         let pinned: number | undefined
         const result = yield* Effect.exit(Effect.acquireUseRelease(
           Effect.flatMap(getEntity(type, id), (current) => Effect.map(check({ id, method, rest, current }), (checked) => ({ current, checked }))),
-          ({ checked, current }) => {
-            pinned = headers["if-match"] === undefined ? checked?.revision : undefined
-            return write(current, pinned, (revision) => void (accepted = revision))
-          },
+          ({ checked, current }) =>
+            Effect.gen(function*() {
+              // What the checks hold (turns every process shares) was taken after the entity was read: a write
+              // that landed meanwhile, a creation of the same id say, has the request checked again (stop 30's
+              // re-attack: two creations at once, the second took the first's packages for a deleted predecessor's).
+              if (checked?.settled !== undefined && revisionOf(yield* getEntity(type, id)) !== revisionOf(current)) return yield* new MovedWhileChecked()
+              pinned = headers["if-match"] === undefined ? checked?.revision : undefined
+              return yield* write(current, pinned, checked?.deadline, (revision) => void (accepted = revision))
+            }),
           ({ checked }) => checked?.settled?.(Option.fromNullishOr(accepted)) ?? Effect.void
         ))
         if (Exit.isSuccess(result)) return result.value
-        const stale = pinned !== undefined && Cause.findErrorOption(result.cause).pipe(Option.exists((error) => error instanceof RevisionMismatch))
+        const stale = Cause.findErrorOption(result.cause).pipe(Option.exists((error) =>
+          error instanceof MovedWhileChecked || (pinned !== undefined && error instanceof RevisionMismatch)))
         if (!stale) return yield* Effect.failCause(result.cause)
         if (attempt === 3) {
           return yield* new Overloaded({ detail: `${type} ${id} kept changing while this request was checked against it; send it again`, retryAfterSeconds: 1 })

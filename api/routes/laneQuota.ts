@@ -50,34 +50,39 @@ export const makeLaneQuota = (maxLanes: number, { turns, reservations, commandTi
 }) => {
   /**
    * Checks that `destination` may go from `before` lanes to `lanes`: when that adds, takes the platform's
-   * turn, and answers what gives it back once the write is answered (after the list shows an accepted one).
+   * turn, and answers what gives it back once the write is answered (after the list shows an accepted one)
+   * and the deadline its command must carry: while the turn is surely this process's, so that a command
+   * sent after a pause past it expires rather than lands beside what the next holder let through.
    */
   const reserve = (destination: string, lanes: number, before: number) =>
     Effect.gen(function*() {
       if (lanes <= before) return undefined
-      const release = yield* takeTurn(turns, "lanes")
+      const turn = yield* takeTurn(turns, "lanes")
+      const release = turn.release
       const counted = Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
+        const deadline = Math.min(turn.until, now + commandTimeoutMillis)
         // what the list shows, or what a write not listed yet reserved (its writer may have died): the more
         const all = new Map(yield* lanesByDestination)
         for (const [id, reserved] of yield* reservations.held("lanes", now)) all.set(id, Math.max(all.get(id) ?? 0, reserved))
         let others = 0
         for (const [id, count] of all) if (id !== destination) others += count
-        if (others + lanes <= maxLanes) yield* reservations.hold("lanes", destination, lanes, now + commandTimeoutMillis + listingMarginMillis)
-        return others
+        if (others + lanes <= maxLanes) yield* reservations.hold("lanes", destination, lanes, deadline + listingMarginMillis)
+        return { others, deadline }
       })
-      const others = yield* Effect.onError(counted, () => release).pipe(Effect.catchTag("NatsError", () =>
+      const { deadline, others } = yield* Effect.onError(counted, () => release).pipe(Effect.catchTag("NatsError", () =>
         Effect.fail(new Overloaded({ detail: "the lanes other writes reserved could not be read; send it again", retryAfterSeconds: 1 }))))
       if (others + lanes > maxLanes) {
         yield* release
         const message = `destinations have at most ${maxLanes} lanes in all (DELIVERY_MAX_LANES); the others have ${others}, so this one may have at most ${Math.max(0, maxLanes - others)}`
         return yield* new LimitReached({ detail: message, issues: [{ path: ["lanes"], message }] })
       }
-      return (accepted: Option.Option<number>) =>
+      const settled = (accepted: Option.Option<number>) =>
         (Option.isSome(accepted) ? listed(destination, accepted) : Effect.void).pipe(
           Effect.andThen(Effect.ignore(reservations.release("lanes", destination))),
           Effect.ensuring(release)
         )
+      return { settled, deadline }
     })
 
   return { reserve }

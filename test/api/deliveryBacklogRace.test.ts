@@ -166,4 +166,23 @@ layer(layerTestPlatform({ DELIVERY_ENABLED: "false", DELIVERY_REFRESH_MAX_BACKLO
         assert.strictEqual(passed, 1, `round ${round}: change ${changed.statusCode} ${changed.body}; refresh ${refreshed.statusCode} ${refreshed.body}`)
       }
     }))
+
+  it.effect("two creations of one destination at once: one creates, the other is checked again as a change of it, and nothing of the first is dropped", () =>
+    Effect.gen(function*() {
+      // Before (stop 30's re-attack), both were checked as creations: the second dropped what "a deleted
+      // destination under its id" had left, which was the first's package, and the partner never got it.
+      const status = (id: string) => request({ method: "GET", url: `/v1/destinations/${id}/status` })
+      yield* request({ method: "PUT", url: "/v1/entities/partner/acme", body: { name: "Acme" } })
+      for (let round = 0; round < 4; round++) {
+        const id = `twice-${round}`
+        const body = { partnerId: "acme", url: "http://127.0.0.1:9/in", format: "single", ratePerSecond: 10, segmentIds: [F] }
+        const answers = yield* Effect.all([0, 1].map(() => request({ method: "PUT", url: `/v1/entities/destination/${id}`, body })), { concurrency: "unbounded" })
+        assert.deepStrictEqual(answers.map((a) => a.statusCode).sort(), [200, 201], answers.map((a) => a.body).join("\n"))
+        const history = yield* request({ method: "GET", url: `/v1/entities/destination/${id}/history` })
+        const types = (JSON.parse(history.body) as { events: ReadonlyArray<{ type: string }> }).events.map((e) => e.type)
+        assert.notInclude(types, "DeliveryDropped", `round ${round}: ${types.join(", ")}`)
+        // F's 3 members (the first test's profiles) wait for the partner, once
+        yield* eventually(status(id), (a) => a.statusCode === 200 && (JSON.parse(a.body) as { backlog: number }).backlog === 3, "30 seconds")
+      }
+    }))
 })

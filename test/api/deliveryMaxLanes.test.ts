@@ -90,11 +90,22 @@ describe("DELIVERY_MAX_LANES", () => {
       // not applied yet, let the next process check a list without it: 11 lanes against 10.
       const dataDir = yield* tempDir("max-lanes-reserved")
       const nats = yield* TestNatsServer
-      const platform = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, { DELIVERY_MAX_LANES: "6", SHARDS: "4" }), dataDir)
+      // commands may wait a minute for their entity, but not one sent in a turn: it lands while the turn is its own (10 s)
+      const platform = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, { DELIVERY_MAX_LANES: "6", SHARDS: "4", COMMAND_TIMEOUT: "60 seconds" }), dataDir)
       yield* waitUntilReady(platform)
       const api = (method: string, path: string, body?: unknown) => call(platform.base, method, path, { key: ADMIN, ...(body === undefined ? {} : { body }) })
       assert.strictEqual((yield* api("PUT", "/v1/entities/partner/acme", { name: "Acme" })).status, 201)
+      const { connection } = yield* Nats
+      const sent = connection.subscribe("cmd.destination.>")
+      const sentAt = Date.now()
       assert.strictEqual((yield* api("PUT", "/v1/entities/destination/a", destination(2))).status, 201)
+      const deadline = yield* Effect.promise(async () => {
+        for await (const msg of sent) return (msg.json() as { deadline: number }).deadline
+        return 0
+      }).pipe(Effect.timeout("10 seconds"))
+      sent.unsubscribe()
+      // a process paused past its turn (stop 30's re-attack: 23 s) finds its command expired, not applied beside the next holder's
+      assert.isAtMost(deadline - sentAt, 10_500, "the command's deadline is its turn's end, not COMMAND_TIMEOUT's")
       const reservations = yield* makeReservations
       // what a dead process left: 3 lanes of "ghost", whose command may still land for a minute
       yield* reservations.hold("lanes", "ghost", 3, Date.now() + 60_000)
