@@ -159,7 +159,11 @@ const detailOf = (error: Record<string, unknown>): string | undefined => {
       const examples = (error.examples as ReadonlyArray<{ readonly type: string; readonly id: string }>).map((c) => `${c.type} ${c.id}`)
       return `${error.entityType} ${error.entityId} has ${error.children} live children (${examples.join(", ")}${error.children as number > examples.length ? ", …" : ""})`
     }
-    case "CommandTimeout": return `command ${error.commandId}: no answer within ${error.timeoutMillis} ms`
+    case "CommandTimeout":
+      // 0: the entity answered that the command came past its deadline, and did not apply it
+      return error.timeoutMillis === 0
+        ? `command ${error.commandId}: it reached its entity past its deadline and was not applied; send it again`
+        : `command ${error.commandId}: no answer within ${error.timeoutMillis} ms`
     case "CommandTooLarge": return `${error.entityType} ${error.entityId}: the command takes ${error.bytes} bytes, more than a message on the bus carries (${error.maxBytes}); send less at once`
     case "UploadTooLarge": return `an upload takes at most ${error.maxBytes} bytes; nothing of it was kept`
     case "UploadsFull": return `the disk under DATA_DIR has ${error.freeBytes} bytes free, under the ${error.minFreeBytes} kept for the platform (UPLOADS_MIN_FREE_BYTES); nothing of the upload was kept`

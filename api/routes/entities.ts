@@ -45,9 +45,9 @@ const MergePatch = Schema.Record(Schema.String, Schema.Json).annotate({ identifi
 
 const etag = (revision: number) => `"${revision}"`
 
-/** The entity moved between its read and the turns a write hook's check took: the request is checked again. */
+/** The entity was created or deleted between its read and the turns a write hook's check took: the request is checked again. */
 class MovedWhileChecked extends Data.TaggedError("MovedWhileChecked") {}
-const revisionOf = (entity: Option.Option<EntitySnapshot>) => (Option.isSome(entity) ? entity.value.revision : -1)
+const lives = (entity: Option.Option<EntitySnapshot>) => Option.isSome(entity) && entity.value.state !== null
 const respond = (status: number, entity: EntitySnapshot) => ({
   status,
   body: { type: entity.type, id: entity.id, revision: entity.revision, state: entity.state, updatedAt: entity.updatedAt },
@@ -278,10 +278,12 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
           Effect.flatMap(getEntity(type, id), (current) => Effect.map(check({ id, method, rest, current }), (checked) => ({ current, checked }))),
           ({ checked, current }) =>
             Effect.gen(function*() {
-              // What the checks hold (turns every process shares) was taken after the entity was read: a write
-              // that landed meanwhile, a creation of the same id say, has the request checked again (stop 30's
-              // re-attack: two creations at once, the second took the first's packages for a deleted predecessor's).
-              if (checked?.settled !== undefined && revisionOf(yield* getEntity(type, id)) !== revisionOf(current)) return yield* new MovedWhileChecked()
+              // What the checks hold (turns every process shares) was taken after the entity was read: one created
+              // or deleted meanwhile has the request checked again (stop 30's re-attack: two creations of one id at
+              // once, the second took the first's packages for a deleted predecessor's). Only that: other changes
+              // are the pin's to catch (`revision`), and comparing revisions let a flood of writes of other fields
+              // (40 a second) refuse every change of lanes (the third attack of stop 30).
+              if (checked?.settled !== undefined && lives(yield* getEntity(type, id)) !== lives(current)) return yield* new MovedWhileChecked()
               pinned = headers["if-match"] === undefined ? checked?.revision : undefined
               return yield* write(current, pinned, checked?.deadline, (revision) => void (accepted = revision))
             }),
