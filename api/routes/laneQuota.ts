@@ -11,7 +11,7 @@
  * what it did (or its refusal), so the next is checked against it; a refused request counts for nothing.
  * A write that gets no turn within 10 s answers 503 with Retry-After. What it adds is also reserved
  * (infra/nats/reservations.ts) until the list shows it, so a process that dies holding the turn leaves
- * its command counted until that command can no longer land (COMMAND_TIMEOUT and 10 s).
+ * its command counted until that command can no longer land (its deadline, the turn's end at most, and 10 s).
  */
 import { Clock, Effect, Option, Schedule } from "effect"
 import type { Reservations } from "../../infra/nats/reservations.ts"

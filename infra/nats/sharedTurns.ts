@@ -62,11 +62,7 @@ export const makeSharedTurns = (waitAtMost: Duration.Input = "10 seconds") => Ef
         return { release: Effect.andThen(turn.release, leave), until: turn.until }
       }))
 
-  /** Runs `effect` in a turn of `name` among every process, told until when the turn is surely its own. */
-  const inTurn = <A, E, R>(name: string, effect: (until: number) => Effect.Effect<A, E, R>): Effect.Effect<A, E | TurnBusy, R> =>
-    Effect.acquireUseRelease(take(name), (turn) => effect(turn.until), (turn) => turn.release)
-
-  return { take, inTurn }
+  return { take }
 })
 
 export type SharedTurns = Effect.Success<ReturnType<typeof makeSharedTurns>>

@@ -21,7 +21,7 @@ layer(layerTestNats(), { excludeTestServices: true, timeout: 60_000 })("turns sh
         () => Effect.sync(() => void holding--)
       )
       // twelve at once, half in each "process"
-      yield* Effect.forEach(Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? a : b)), (turns) => turns.inTurn("lanes", () => work), { concurrency: "unbounded", discard: true })
+      yield* Effect.forEach(Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? a : b)), (turns) => Effect.acquireUseRelease(turns.take("lanes"), () => work, (turn) => turn.release), { concurrency: "unbounded", discard: true })
       assert.strictEqual(most, 1, "two held the turn together")
 
       // held by a: b waits, and gives up past its wait; another name is free meanwhile
