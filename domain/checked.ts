@@ -4,8 +4,8 @@
  * message's JSON as that schema's value, and decodes every other message with the schema: one written
  * before the mark, by a version whose schema differs, or by anything else that could publish there. The
  * app-event intake decodes each SDK event, the device pipeline decoded each again off EVENTS, and the
- * rollups each clean event once more off EVENTS_CLEAN: an eighth of the pipeline's CPU, to learn what
- * its writer had checked (stop 30). A schema that changes what it accepts changes its version, so
+ * rollups each clean event once more off EVENTS_CLEAN, to learn what its writer had checked (stop 30:
+ * 5–25% of the pipeline's CPU, README "Marked messages"). A schema that changes what it accepts changes its version, so
  * messages checked against the older one are decoded again.
  */
 import { Option } from "effect"

@@ -13,9 +13,6 @@
 import { Effect, Option, Schema } from "effect"
 import { DeliveryPackages, lastPackagedEvent, RefreshAccepted } from "../../projections/delivery/packages.ts"
 import { waitingFor } from "../../domain/delivery/DeliveryBacklog.ts"
-import { destination as destinationEntity } from "../../domain/entities/destination.ts"
-import { streamName } from "../../domain/envelope.ts"
-import { EventStore } from "../../domain/EventStore.ts"
 import { Overloaded, problemResponse } from "../problems.ts"
 import { route } from "../route.ts"
 import type { SharedTurns } from "../../infra/nats/sharedTurns.ts"
@@ -53,14 +50,15 @@ export const refusedOverBacklog = (destination: string, maxBacklog: number, what
 /**
  * While a change of the destination is not packaged yet, the backlog does not show what it will add: a
  * change of its segments, or a refresh, is refused (503) until it is, or changes sent one after another would all pass
- * a bound checked before any of them was packaged. `revision`: the destination's now. Compared by revision, not by the segments packaging
+ * a bound checked before any of them was packaged. `revision`: the destination's now, if known (else its
+ * history is read). Compared by revision, not by the segments packaging
  * holds: a change there and back again, both landing before packaging saw either, leaves the segments as
  * packaged and two packages on their way (stop 29's outside attack: a backlog of 1,250 against 100).
  */
-export const refusedWhilePackaging = (destination: string, revision: number) =>
+export const refusedWhilePackaging = (destination: string, revision?: number) =>
   Effect.gen(function*() {
     const packaged = yield* (yield* DeliveryPackages).packagedRevision(destination)
-    if (Option.isSome(packaged) && packaged.value >= revision) return
+    if (revision !== undefined && Option.isSome(packaged) && packaged.value >= revision) return
     // packaging behind the entity: by an event it packages, or by others it skipped before stop 29 only?
     const changed = yield* lastPackagedEvent(destination)
     if (Option.isSome(changed) && (Option.isNone(packaged) || packaged.value < changed.value)) {
@@ -92,8 +90,7 @@ export const deliveryPackageRoutes = (options: { readonly maxBacklog: number; re
         // took a backlog bound at 500 to 900).
         Effect.acquireUseRelease(takeTurn(options.turns, refreshTurn(params.id)), () =>
           Effect.gen(function*() {
-            const last = yield* EventStore.use((store) => store.readStream(streamName(destinationEntity.type, params.id), { direction: "backwards", maxCount: 1 }))
-            if (last.length > 0) yield* refusedWhilePackaging(params.id, last[0]!.revision)
+            yield* refusedWhilePackaging(params.id)
             yield* refusedOverBacklog(params.id, options.maxBacklog, "refresh")
             const accepted = yield* DeliveryPackages.use((packages) => packages.refresh(params.id))
             return { status: 202, body: accepted }

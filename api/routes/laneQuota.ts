@@ -58,7 +58,6 @@ export const makeLaneQuota = (maxLanes: number, { turns, reservations, commandTi
     Effect.gen(function*() {
       if (lanes <= before) return undefined
       const turn = yield* takeTurn(turns, "lanes")
-      const release = turn.release
       const counted = Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const deadline = Math.min(turn.until, now + commandTimeoutMillis)
@@ -70,17 +69,17 @@ export const makeLaneQuota = (maxLanes: number, { turns, reservations, commandTi
         if (others + lanes <= maxLanes) yield* reservations.hold("lanes", destination, lanes, deadline + listingMarginMillis)
         return { others, deadline }
       })
-      const { deadline, others } = yield* Effect.onError(counted, () => release).pipe(Effect.catchTag("NatsError", () =>
+      const { deadline, others } = yield* Effect.onError(counted, () => turn.release).pipe(Effect.catchTag("NatsError", () =>
         Effect.fail(new Overloaded({ detail: "the lanes other writes reserved could not be read; send it again", retryAfterSeconds: 1 }))))
       if (others + lanes > maxLanes) {
-        yield* release
+        yield* turn.release
         const message = `destinations have at most ${maxLanes} lanes in all (DELIVERY_MAX_LANES); the others have ${others}, so this one may have at most ${Math.max(0, maxLanes - others)}`
         return yield* new LimitReached({ detail: message, issues: [{ path: ["lanes"], message }] })
       }
       const settled = (accepted: Option.Option<number>) =>
         (Option.isSome(accepted) ? listed(destination, accepted) : Effect.void).pipe(
           Effect.andThen(Effect.ignore(reservations.release("lanes", destination))),
-          Effect.ensuring(release)
+          Effect.ensuring(turn.release)
         )
       return { settled, deadline }
     })

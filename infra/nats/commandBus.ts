@@ -147,10 +147,10 @@ const bus = (options: CommandBusOptions) => Effect.gen(function*() {
     Metric.update(Metric.withAttributes(commands, { type: command.entityType, outcome: reply._tag === "Accepted" ? reply.outcome : reply._tag }), 1)
 
   /**
-   * Publishes `payload` to `subject` with a fresh reply subject, and returns the wait for its answer,
-   * decoded (an undecodable answer is a bus error), for at most `timeoutMillis` (then CommandTimeout naming `commandId`).
+   * Publishes `payload`, commands checked before (`mark` says what they are: domain/checked.ts), to
+   * `subject` with a fresh reply subject, and returns the wait for its answer, decoded (an undecodable
+   * answer is a bus error), for at most `timeoutMillis` (then CommandTimeout naming `commandId`).
    */
-  /** Publishes checked commands (`mark` says what they are); answered with the reply `decode` reads. */
   const publish = <A>(subject: string, payload: Uint8Array, mark: string, decode: (text: string) => Option.Option<A>, commandId: string, timeoutMillis: number) =>
     Effect.gen(function*() {
       const replyTo = `${prefix}.${++sequence}`
