@@ -44,6 +44,12 @@ export const EntityCommand = Schema.Struct({
    */
   checkedRevision: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
   /**
+   * The values at `checkedRevision` of the fields the checks read (null: absent): the command is refused
+   * only when one of them differs now, not when any write came between (stop 31; before, ~40 writes a
+   * second of a destination's url refused every change of its lanes: stop 30's third attack).
+   */
+  checkedFields: Schema.optionalKey(Schema.Record(Schema.String, Schema.Json)),
+  /**
    * A keyed digest of the request's fields that never reach the entity (a destination's secret headers):
    * part of the fingerprint, so one Idempotency-Key with other such fields is another request (422), not
    * a retry (stop 29's second re-attack: a key reused with other secret headers was answered 200 as a
@@ -64,6 +70,19 @@ const canonical = (value: unknown): string =>
     : typeof value === "object" && value !== null
     ? `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`).join(",")}}`
     : JSON.stringify(value)
+
+/**
+ * Whether the entity is still as the command was checked against (EntityCommand.checkedRevision): at
+ * that revision, or with the same values of the fields the checks read (`fields`: the entity's fields
+ * now, computed only when asked).
+ */
+export const stillAsChecked = (command: Pick<EntityCommand, "checkedRevision" | "checkedFields">, revision: number, fields: () => unknown): boolean => {
+  if (command.checkedRevision === undefined || command.checkedRevision === revision) return true
+  if (command.checkedFields === undefined) return false
+  const now = fields()
+  const record = typeof now === "object" && now !== null && !Array.isArray(now) ? now as Readonly<Record<string, unknown>> : {}
+  return Object.entries(command.checkedFields).every(([name, value]) => canonical(record[name] ?? null) === canonical(value))
+}
 
 /**
  * A short fingerprint of what a command asks — its action and expected revision, whatever the order

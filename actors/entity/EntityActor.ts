@@ -24,7 +24,7 @@ import { Clock, Effect, Metric, Option, Schema } from "effect"
 import type { Behavior } from "../runtime/Actor.ts"
 import type { CommandReply, IncomingCommand } from "../../domain/CommandBus.ts"
 import { Deciders } from "../../domain/DeciderRegistry.ts"
-import { CommandIdReused, type EntityCommand, type EntityRejection, fingerprint, InvalidCommand, RevisionMismatch } from "../../domain/entity.ts"
+import { CommandIdReused, type EntityCommand, type EntityRejection, fingerprint, InvalidCommand, RevisionMismatch, stillAsChecked } from "../../domain/entity.ts"
 import type { EntityKind } from "../../domain/EntityKind.ts"
 import { EventMetadata } from "../../domain/envelope.ts"
 import type { DecideContext } from "../../domain/Decider.ts"
@@ -200,9 +200,9 @@ const entityRuntime = (stream: string, id: string, kind: EntityKind, options: En
               new RevisionMismatch({ entityType: type, entityId: id, expected: command.expectedRevision, actual: revision })
             return reject(mem, command, stale, asked)
           }
-          if (command.checkedRevision !== undefined && command.checkedRevision !== revision) {
+          if (!stillAsChecked(command, revision, () => decider.toJson(state))) {
             // not remembered: checked again, the request comes back under the same id
-            return { _tag: "Rejected", error: new RevisionMismatch({ entityType: type, entityId: id, expected: command.checkedRevision, actual: revision }) } satisfies CommandReply
+            return { _tag: "Rejected", error: new RevisionMismatch({ entityType: type, entityId: id, expected: command.checkedRevision!, actual: revision }) } satisfies CommandReply
           }
           const { appends: relativeAppends, decision } = yield* relatives.decide(decoded.success, state, context)
           if (decision._tag === "Failure") return reject(mem, command, decision.failure, asked)

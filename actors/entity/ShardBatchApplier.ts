@@ -20,7 +20,7 @@
 import { Clock, Effect, Option, Schema } from "effect"
 import type { CommandOutcome, CommandReply, IncomingCommand } from "../../domain/CommandBus.ts"
 import { Deciders } from "../../domain/DeciderRegistry.ts"
-import { CommandIdReused, CommandRefused, type EntityCommand, type EntityRejection, fingerprint, InvalidCommand, RevisionMismatch } from "../../domain/entity.ts"
+import { CommandIdReused, CommandRefused, type EntityCommand, type EntityRejection, fingerprint, InvalidCommand, RevisionMismatch, stillAsChecked } from "../../domain/entity.ts"
 import type { EntityKind } from "../../domain/EntityKind.ts"
 import { EventMetadata, streamName } from "../../domain/envelope.ts"
 import { type EventData, EventStore, type EventStoreError, type RecordedEvent, type StreamAppend } from "../../domain/EventStore.ts"
@@ -225,9 +225,9 @@ export const make = (options: ShardBatchApplierOptions) =>
             decisions.push(rejected(new RevisionMismatch({ entityType: type, entityId: entry.id, expected: command.expectedRevision, actual: w.revision })))
             continue
           }
-          if (command.checkedRevision !== undefined && command.checkedRevision !== w.revision) {
+          if (!stillAsChecked(command, w.revision, () => entry.kind.decider.toJson(w.state))) {
             // not remembered (EntityCommand.checkedRevision)
-            decisions.push({ _tag: "Reply", entry, reply: { _tag: "Rejected", error: new RevisionMismatch({ entityType: type, entityId: entry.id, expected: command.checkedRevision, actual: w.revision }) } })
+            decisions.push({ _tag: "Reply", entry, reply: { _tag: "Rejected", error: new RevisionMismatch({ entityType: type, entityId: entry.id, expected: command.checkedRevision!, actual: w.revision }) } })
             continue
           }
           const decoded = entry.kind.decodeCommand(command.action)

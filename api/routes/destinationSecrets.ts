@@ -211,10 +211,11 @@ export const destinationWriteOnly = (options: {
         return { after: yield* recordChange(written.names), undo: undo(id, written), digest: secrets.digest(patch.success) }
       }),
     // The bounds a write could pass: all destinations' lanes, and the backlog a change of segments adds
-    // to. A write naming the segments or the lanes of an existing destination is pinned to the revision it
-    // was checked at (checked again when another write came first): one putting back what it was checked
-    // against may have become a change by the time it lands (stop 29's re-attack: lanes kept at 16 while
-    // a lowering to 1 waited before it, 35 lanes against a bound of 20).
+    // to. A write naming the segments or the lanes of an existing destination is pinned to the lanes and
+    // segments it was checked against (checked again when another write changed them first): one putting
+    // back what it was checked against may have become a change by the time it lands (stop 29's re-attack:
+    // lanes kept at 16 while a lowering to 1 waited before it, 35 lanes against a bound of 20). Pinned to
+    // those fields, not the revision: ~40 writes a second of the url refused every change of lanes (stop 30's third attack).
     // A change of segments takes the destination's refresh turn (deliveryPackages.ts) until it is answered:
     // a refresh checked meanwhile, in any process, would not see the package it adds (stop 30's attack: a
     // refresh and a change at once took a backlog bound at 500 to 900); the refresh then waits for it to be packaged.
@@ -231,11 +232,13 @@ export const destinationWriteOnly = (options: {
           return lanes === undefined || (method === "PATCH" && Option.isNone(live)) ? undefined : yield* quota.reserve(id, lanes, lanesOf(live))
         })
         const reserved = yield* Effect.onError(checks, () => segmentsTurn?.release ?? Effect.void)
-        const revision = Option.isSome(entity) && (Object.hasOwn(rest, "segmentIds") || Object.hasOwn(rest, "lanes")) ? entity.value.revision : undefined
-        if (reserved === undefined && segmentsTurn === undefined) return { revision }
+        const pin = Option.isSome(entity) && Option.isSome(live) && (Object.hasOwn(rest, "segmentIds") || Object.hasOwn(rest, "lanes"))
+          ? { revision: entity.value.revision, fields: { lanes: live.value["lanes"] ?? null, segmentIds: live.value["segmentIds"] ?? null } as Record<string, Schema.Json> }
+          : {}
+        if (reserved === undefined && segmentsTurn === undefined) return pin
         const settled = (accepted: Option.Option<number>) => Effect.ensuring(reserved?.settled(accepted) ?? Effect.void, segmentsTurn?.release ?? Effect.void)
         // the command lands while the turns are surely this process's, or not at all
-        return { revision, settled, deadline: Math.min(reserved?.deadline ?? Infinity, segmentsTurn?.until ?? Infinity) }
+        return { ...pin, settled, deadline: Math.min(reserved?.deadline ?? Infinity, segmentsTurn?.until ?? Infinity) }
       }),
     // A DELETE drops what was written before it: a PUT creating the destination again at the same time
     // writes after the delete (secrets, then the new destination's chunks and dead letters), and that

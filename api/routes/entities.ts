@@ -115,6 +115,11 @@ export interface Checked<R> {
    * against a state that is gone, and with any number of processes, requests sent at once go one at a time.
    */
   readonly revision?: number
+  /**
+   * The values at `revision` of the fields the checks read (null: absent): the command is then refused
+   * only when one of them changed meanwhile (EntityCommand.checkedFields), not when any write came between.
+   */
+  readonly fields?: Readonly<Record<string, Schema.Json>>
   /** Runs once the request is answered, whatever the answer: with the revision its command left the entity at when accepted. */
   readonly settled?: (accepted: Option.Option<number>) => Effect.Effect<void, never, R>
   /**
@@ -181,18 +186,19 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
     headers: typeof CommandHeaders.Type,
     action: Schema.Json,
     /**
-     * `onRejected`: run when the entity refuses the command; `checkedRevision`, `writeOnlyDigest`: as
-     * EntityCommand's (a write hook's check and write-only fields)
+     * `onRejected`: run when the entity refuses the command; `checkedRevision`, `checkedFields`,
+     * `writeOnlyDigest`: as EntityCommand's (a write hook's check and write-only fields)
      */
     options: {
       readonly onRejected?: Effect.Effect<void, E, R> | undefined
       readonly checkedRevision?: number | undefined
+      readonly checkedFields?: Readonly<Record<string, Schema.Json>> | undefined
       readonly writeOnlyDigest?: string | undefined
       readonly deadline?: number | undefined
     } = {}
   ) =>
     Effect.gen(function*() {
-      const { checkedRevision, deadline, onRejected, writeOnlyDigest } = options
+      const { checkedFields, checkedRevision, deadline, onRejected, writeOnlyDigest } = options
       const bus = yield* CommandBus
       const cid = yield* commandId(principal, type, id, headers["idempotency-key"])
       const ifMatch = headers["if-match"]
@@ -204,6 +210,7 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
         action,
         ...(ifMatch === undefined ? {} : { expectedRevision: Number(ifMatch.slice(1, -1)) }),
         ...(checkedRevision === undefined ? {} : { checkedRevision }),
+        ...(checkedRevision === undefined || checkedFields === undefined ? {} : { checkedFields }),
         ...(writeOnlyDigest === undefined ? {} : { writeOnlyDigest }),
         ...(deadline === undefined ? {} : { deadline })
       }
@@ -245,14 +252,20 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
       if (hook === undefined) return yield* send(type, id, principal, headers, action(body as Schema.Json))
       const { rest, writeOnly } = split(body, hook.names)
       /** The write-only fields stored, then the command; `accepted` is told the revision it left the entity at. */
-      const write = (current: Option.Option<EntitySnapshot>, pinned: number | undefined, deadline: number | undefined, accepted: (revision: number) => void) =>
+      /** `pinned`: what the command carries of the checks (the revision and fields they read, unless the request gave its own If-Match; their deadline) */
+      const write = (
+        current: Option.Option<EntitySnapshot>,
+        pinned: { readonly revision: number | undefined; readonly fields: Checked<unknown>["fields"]; readonly deadline: number | undefined } | undefined,
+        accepted: (revision: number) => void
+      ) =>
         Effect.gen(function*() {
           const stored = yield* hook.store({ id, method, writeOnly, rest, current })
           const first = yield* send(type, id, principal, headers, action(rest as Schema.Json), {
             onRejected: stored?.undo,
-            checkedRevision: pinned,
+            checkedRevision: pinned?.revision,
+            checkedFields: pinned?.fields,
             writeOnlyDigest: stored?.digest,
-            deadline
+            deadline: pinned?.deadline
           })
           accepted(first.body.revision)
           if (stored === undefined) return first
@@ -270,7 +283,7 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
           return second === undefined ? first : { ...second, status: first.status }
         })
       const check = hook.check
-      if (check === undefined) return yield* write(yield* getEntity(type, id), undefined, undefined, () => {})
+      if (check === undefined) return yield* write(yield* getEntity(type, id), undefined, () => {})
       for (let attempt = 1; ; attempt++) {
         let accepted: number | undefined
         let pinned: number | undefined
@@ -281,11 +294,10 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
               // What the checks hold (turns every process shares) was taken after the entity was read: one created
               // or deleted meanwhile has the request checked again (stop 30's re-attack: two creations of one id at
               // once, the second took the first's packages for a deleted predecessor's). Only that: other changes
-              // are the pin's to catch (`revision`), and comparing revisions let a flood of writes of other fields
-              // (40 a second) refuse every change of lanes (the third attack of stop 30).
+              // are the pin's to catch (`revision`, and `fields` for the changes that matter to the checks).
               if (checked?.settled !== undefined && lives(yield* getEntity(type, id)) !== lives(current)) return yield* new MovedWhileChecked()
               pinned = headers["if-match"] === undefined ? checked?.revision : undefined
-              return yield* write(current, pinned, checked?.deadline, (revision) => void (accepted = revision))
+              return yield* write(current, { revision: pinned, fields: checked?.fields, deadline: checked?.deadline }, (revision) => void (accepted = revision))
             }),
           ({ checked }) => checked?.settled?.(Option.fromNullishOr(accepted)) ?? Effect.void
         ))

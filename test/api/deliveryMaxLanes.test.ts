@@ -84,6 +84,41 @@ describe("DELIVERY_MAX_LANES", () => {
       }
     }).pipe(Effect.provide(layerTestNatsServer()), Effect.scoped), { timeout: 180_000 })
 
+  it.live("changes lanes while the destination's url is written as fast as it can be: only a change of what the checks read has a write checked again", () =>
+    Effect.gen(function*() {
+      // Before (stop 30's third attack), a change of lanes was pinned to the revision it was checked at:
+      // ~40 writes a second of the destination's url refused 79% of them (503 after three checks).
+      const dataDir = yield* tempDir("max-lanes-flood")
+      const nats = yield* TestNatsServer
+      const platform = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, { DELIVERY_MAX_LANES: "64", SHARDS: "4" }), dataDir)
+      yield* waitUntilReady(platform)
+      const api = (method: string, path: string, body?: unknown) => call(platform.base, method, path, { key: ADMIN, ...(body === undefined ? {} : { body }) })
+      assert.strictEqual((yield* api("PUT", "/v1/entities/partner/acme", { name: "Acme" })).status, 201)
+      assert.strictEqual((yield* api("PUT", "/v1/entities/destination/a", destination(1))).status, 201)
+      let flooding = true
+      const urls: Array<number> = []
+      const flood = (writer: number) =>
+        Effect.gen(function*() {
+          for (let n = 0; flooding; n++) {
+            const answer = yield* api("PATCH", "/v1/entities/destination/a", { url: `http://127.0.0.1:9/members?w=${writer}&n=${n}` })
+            assert.strictEqual(answer.status, 200, answer.text)
+            urls.push(Date.now())
+          }
+        })
+      // 2, 3, 2, 3, …: every other one a raise, which takes the lanes' turn and a reservation before its command
+      const changes = Effect.gen(function*() {
+        const answers: Array<HttpAnswer> = []
+        for (let n = 0; n < 12; n++) answers.push(yield* api("PATCH", "/v1/entities/destination/a", { lanes: 2 + (n % 2) }))
+        flooding = false
+        return answers
+      })
+      const [answers] = yield* Effect.all([changes, Effect.all([0, 1, 2].map(flood), { concurrency: "unbounded", discard: true })], { concurrency: "unbounded" })
+      assert.deepStrictEqual(answers.map((a) => a.status), Array(12).fill(200), answers.map((a) => a.text).join("\n"))
+      assert.isAtLeast(urls.length, 24, "the url was written between the changes of lanes")
+      const after = yield* api("GET", "/v1/entities/destination/a")
+      assert.strictEqual((after.body as { state: { lanes: number } }).state.lanes, 3, after.text)
+    }).pipe(Effect.provide(layerTestNatsServer()), Effect.scoped), { timeout: 120_000 })
+
   it.live("counts what a write not listed yet reserved (its process may have died with its command in flight), until that command can no longer land", () =>
     Effect.gen(function*() {
       // Before (stop 30's outside attack), a process SIGKILLed while it held the turn, its command sent and
