@@ -12,7 +12,7 @@ import { join, resolve } from "node:path"
 import type { FastifyInstance } from "fastify"
 import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import * as EntityMemory from "../actors/entity/EntityMemory.ts"
-import type { Cluster } from "../domain/Cluster.ts"
+import { Cluster } from "../domain/Cluster.ts"
 import { runEntityActors } from "../actors/entity/runEntityActors.ts"
 import { runEntityReminders } from "../actors/entity/runEntityReminders.ts"
 import { runTranslators } from "../actors/ingest/runTranslators.ts"
@@ -214,11 +214,17 @@ const httpLayer = (config: PlatformConfig) =>
     // turns every process shares, for the bounds that requests landing in several must not pass together
     const turns = yield* makeSharedTurns()
     const reservations = yield* makeReservations
+    // the bounds every process enforces together: the lowest any live process was started with (Cluster.strictest)
+    const cluster = yield* Cluster
+    const strictest = (name: string, own: number) =>
+      cluster.strictest(name).pipe(Effect.map((lowest) => Math.min(own, lowest)), Effect.catch(() => Effect.succeed(own)))
+    const maxLanes = strictest("DELIVERY_MAX_LANES", config.deliveryMaxLanes)
+    const maxBacklog = strictest("DELIVERY_REFRESH_MAX_BACKLOG", config.deliveryRefreshMaxBacklog)
     const routes = [
       ...opsRoutes(yield* readinessChecks({ shards: config.shards, relayMaxLag: config.relayMaxLag }), {
         refreshMetrics: readRelayStatus.pipe(Effect.provideService(EventStore, store), Effect.provideService(Nats, nats))
       }),
-      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly({ maxBacklog: config.deliveryRefreshMaxBacklog, maxLanes: config.deliveryMaxLanes, turns, reservations, commandTimeoutMillis: Duration.toMillis(config.commandTimeout) }) } }),
+      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly({ maxBacklog, maxLanes, turns, reservations, commandTimeoutMillis: Duration.toMillis(config.commandTimeout) }) } }),
       ...historyRoutes,
       ...segmentRoutes,
       ...adminRoutes,
@@ -228,7 +234,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...partnerCredentialsRoutes,
       ...profileRoutes,
       ...appEventsRoutes({ bodyMaxBytes: config.eventsBodyMaxBytes, inflightMaxBytes: config.eventsInflightMaxBytes, bodyTimeout: config.eventsBodyTimeout, maxEvents: config.eventsMaxPerBatch, maxLineBytes: config.eventsMaxLineBytes, maxJsonDepth: config.maxJsonDepth }),
-      ...deliveryPackageRoutes({ maxBacklog: config.deliveryRefreshMaxBacklog, turns }),
+      ...deliveryPackageRoutes({ maxBacklog, turns }),
       ...appMetricsRoutes,
       ...alertRoutes,
       ...deliveryRoutes
@@ -334,7 +340,7 @@ export const layer = (config: PlatformConfig, options: PlatformOptions = {}) => 
   }))
   const bus = Layer.mergeAll(
     layerJetStream({ shards: config.shards, maxInFlight: config.maxInFlightCommands, defaultTimeout: config.commandTimeout, maxDeliver: config.commandMaxDeliver }),
-    layerClusterFor(config.shards),
+    layerClusterFor(config.shards, { DELIVERY_MAX_LANES: config.deliveryMaxLanes, DELIVERY_REFRESH_MAX_BACKLOG: config.deliveryRefreshMaxBacklog }),
     DeadLettersJetStream.layerJetStream,
     IngestIntake.layer,
     IngestQueueJetStream.layerJetStream(),

@@ -45,6 +45,12 @@ export class Cluster extends Context.Service<Cluster, {
   readonly renewEveryMillis: number
   /** Every live process with the shards it holds (the admin view). */
   readonly processes: Effect.Effect<ReadonlyArray<ClusterProcess>, ClusterError>
+  /**
+   * The lowest value of the bound `name` among the live processes, this one's included (each names its
+   * bounds in its heartbeat): a bound every process enforces together is checked against it, so a
+   * process started with a higher one (a mistake, or a rolling change) lets nothing pass another's.
+   */
+  readonly strictest: (name: string) => Effect.Effect<number, ClusterError>
 }>()("tributary/Cluster") {}
 
 /**

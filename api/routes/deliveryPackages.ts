@@ -41,7 +41,7 @@ export const refusedOverBacklog = (destination: string, maxBacklog: number, what
     const { records } = yield* waitingFor(destination, (yield* DeliveryPackages).waiting)
     if (records > maxBacklog) {
       return yield* new Overloaded({
-        detail: `destination ${destination} has ${records} records waiting in the package outbox and on DELIVER (more than DELIVERY_REFRESH_MAX_BACKLOG, ${maxBacklog}): ${what} once it drains`,
+        detail: `destination ${destination} has ${records} records waiting in the package outbox and on DELIVER (more than DELIVERY_REFRESH_MAX_BACKLOG, ${maxBacklog}, the lowest of the live processes'): ${what} once it drains`,
         retryAfterSeconds: 60
       })
     }
@@ -69,7 +69,8 @@ export const refusedWhilePackaging = (destination: string, revision?: number) =>
     }
   })
 
-export const deliveryPackageRoutes = (options: { readonly maxBacklog: number; readonly turns: SharedTurns }) => {
+/** `maxBacklog`: DELIVERY_REFRESH_MAX_BACKLOG, the lowest of the live processes' (Cluster.strictest) */
+export const deliveryPackageRoutes = (options: { readonly maxBacklog: Effect.Effect<number>; readonly turns: SharedTurns }) => {
   return [
     route({
       method: "POST", url: "/v1/destinations/:id/refresh", tags: ["delivery"], roles: ["service"], admission: "commands",
@@ -91,7 +92,7 @@ export const deliveryPackageRoutes = (options: { readonly maxBacklog: number; re
         Effect.acquireUseRelease(takeTurn(options.turns, refreshTurn(params.id)), () =>
           Effect.gen(function*() {
             yield* refusedWhilePackaging(params.id)
-            yield* refusedOverBacklog(params.id, options.maxBacklog, "refresh")
+            yield* refusedOverBacklog(params.id, yield* options.maxBacklog, "refresh")
             const accepted = yield* DeliveryPackages.use((packages) => packages.refresh(params.id))
             return { status: 202, body: accepted }
           }), (turn) => turn.release)

@@ -159,13 +159,14 @@ const lanesOf = (live: Option.Option<Readonly<Record<string, unknown>>>) =>
 
 /**
  * `maxBacklog`: DELIVERY_REFRESH_MAX_BACKLOG, past which a change of an existing destination's segments
- * is refused (503); `maxLanes`: DELIVERY_MAX_LANES, the lanes of all destinations together (409 past it).
+ * is refused (503); `maxLanes`: DELIVERY_MAX_LANES, the lanes of all destinations together (409 past it);
+ * each the lowest of the live processes' (Cluster.strictest).
  * Both are checked in `turns` shared by every process, the lanes with `reservations` that outlive a
  * process dying with its command in flight (for `commandTimeoutMillis` and a margin).
  */
 export const destinationWriteOnly = (options: {
-  readonly maxBacklog: number
-  readonly maxLanes: number
+  readonly maxBacklog: Effect.Effect<number>
+  readonly maxLanes: Effect.Effect<number>
   readonly turns: SharedTurns
   readonly reservations: Reservations
   readonly commandTimeoutMillis: number
@@ -226,7 +227,7 @@ export const destinationWriteOnly = (options: {
         const checks = Effect.gen(function*() {
           if (segmentsTurn !== undefined && Option.isSome(entity)) {
             yield* refusedWhilePackaging(id, entity.value.revision)
-            yield* refusedOverBacklog(id, options.maxBacklog, "change its segments")
+            yield* refusedOverBacklog(id, yield* options.maxBacklog, "change its segments")
           }
           const lanes = lanesAfter(method, rest)
           return lanes === undefined || (method === "PATCH" && Option.isNone(live)) ? undefined : yield* quota.reserve(id, lanes, lanesOf(live))

@@ -43,7 +43,8 @@ export const listed = (destination: string, revision: Option.Option<number>) =>
 /** Past a command's deadline, how long a reservation still counts: the read model's lag, and clocks that disagree. */
 const listingMarginMillis = 10_000
 
-export const makeLaneQuota = (maxLanes: number, { turns, reservations, commandTimeoutMillis }: {
+/** `bound`: DELIVERY_MAX_LANES, the lowest of the live processes' (Cluster.strictest), read in the turn */
+export const makeLaneQuota = (bound: Effect.Effect<number>, { turns, reservations, commandTimeoutMillis }: {
   readonly turns: SharedTurns
   readonly reservations: Reservations
   readonly commandTimeoutMillis: number
@@ -59,6 +60,7 @@ export const makeLaneQuota = (maxLanes: number, { turns, reservations, commandTi
       if (lanes <= before) return undefined
       const turn = yield* takeTurn(turns, "lanes")
       const counted = Effect.gen(function*() {
+        const maxLanes = yield* bound
         const now = yield* Clock.currentTimeMillis
         const deadline = Math.min(turn.until, now + commandTimeoutMillis)
         // what the list shows, or what a write not listed yet reserved (its writer may have died): the more
@@ -67,13 +69,13 @@ export const makeLaneQuota = (maxLanes: number, { turns, reservations, commandTi
         let others = 0
         for (const [id, count] of all) if (id !== destination) others += count
         if (others + lanes <= maxLanes) yield* reservations.hold("lanes", destination, lanes, deadline + listingMarginMillis)
-        return { others, deadline }
+        return { others, deadline, maxLanes }
       })
-      const { deadline, others } = yield* Effect.onError(counted, () => turn.release).pipe(Effect.catchTag("NatsError", () =>
+      const { deadline, others, maxLanes } = yield* Effect.onError(counted, () => turn.release).pipe(Effect.catchTag("NatsError", () =>
         Effect.fail(new Overloaded({ detail: "the lanes other writes reserved could not be read; send it again", retryAfterSeconds: 1 }))))
       if (others + lanes > maxLanes) {
         yield* turn.release
-        const message = `destinations have at most ${maxLanes} lanes in all (DELIVERY_MAX_LANES); the others have ${others}, so this one may have at most ${Math.max(0, maxLanes - others)}`
+        const message = `destinations have at most ${maxLanes} lanes in all (DELIVERY_MAX_LANES, the lowest of the live processes'); the others have ${others}, so this one may have at most ${Math.max(0, maxLanes - others)}`
         return yield* new LimitReached({ detail: message, issues: [{ path: ["lanes"], message }] })
       }
       const settled = (accepted: Option.Option<number>) =>

@@ -38,13 +38,23 @@ const heartbeatShards = (value: string): number | undefined => {
   }
 }
 
-const make = (options: { readonly shards?: number }) => Effect.gen(function*() {
+/** A bound a heartbeat names (`bounds`), if it is one. */
+const heartbeatBound = (value: string, name: string): number | undefined => {
+  try {
+    const bound = (JSON.parse(value) as { bounds?: Record<string, unknown> }).bounds?.[name]
+    return Number.isSafeInteger(bound) && (bound as number) >= 0 ? bound as number : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const make = (options: { readonly shards?: number; readonly bounds?: Readonly<Record<string, number>> }) => Effect.gen(function*() {
   const { manager } = yield* Nats
   const members = yield* openBucket(BucketNames.members)
   const leases = yield* openBucket(BucketNames.leases)
   const self = newHolderId()
   const beat = kvCall("heartbeat", () =>
-    members.put(self, JSON.stringify({ id: self, host: hostname(), pid: process.pid, shards: options.shards })))
+    members.put(self, JSON.stringify({ id: self, host: hostname(), pid: process.pid, shards: options.shards, bounds: options.bounds })))
 
   // A member is an entry whose value is a heartbeat naming that very id. A reader's JetStream API
   // request can direct the server's answer onto `$KV.tributary-members.<anything>` (its reply
@@ -59,27 +69,26 @@ const make = (options: { readonly shards?: number }) => Effect.gen(function*() {
       return false
     }
   }
-  const live = Effect.gen(function*() {
+  /** The live members' heartbeats, by id. */
+  const heartbeats = Effect.gen(function*() {
     // Keys that cannot be member ids are not even read (junk, see above, may come by the thousand).
     const ids = (yield* keysOf(manager, BucketNames.members)).filter((id) => isHolderId(id) && !deadHere(id))
     const entries = yield* Effect.forEach(ids, (id) => kvCall(`get member ${id}`, () => members.get(id)), { concurrency: 16 })
-    return entries
-      .filter((entry) => entry !== null && entry.operation === "PUT" && isHeartbeat(entry.key, entry.string()))
-      .map((entry) => entry!.key)
-      .sort()
+    const beats = new Map<string, string>()
+    for (const entry of entries) if (entry !== null && entry.operation === "PUT" && isHeartbeat(entry.key, entry.string())) beats.set(entry.key, entry.string())
+    return beats
   })
+  const live = Effect.map(heartbeats, (beats) => [...beats.keys()].sort())
 
   // Every process of one platform must use the same SHARDS: with another count, the same entity
   // hashes to two shards, each with its owner, and its commands lose their single writer and order.
   if (options.shards !== undefined) {
-    const ids = yield* live
-    const others = yield* Effect.forEach(ids, (id) => kvCall(`get member ${id}`, () => members.get(id)), { concurrency: 16 })
-    for (const entry of others) {
-      const theirs = entry === null ? undefined : heartbeatShards(entry.string())
-      if (entry !== null && theirs !== undefined && theirs !== options.shards) {
+    for (const [id, beat] of yield* heartbeats) {
+      const theirs = heartbeatShards(beat)
+      if (theirs !== undefined && theirs !== options.shards) {
         return yield* new ClusterError({
           operation: "join",
-          cause: new Error(`SHARDS=${options.shards}, but the live process ${entry.key} uses SHARDS=${theirs}: every process of one platform must use the same number`)
+          cause: new Error(`SHARDS=${options.shards}, but the live process ${id} uses SHARDS=${theirs}: every process of one platform must use the same number`)
         })
       }
     }
@@ -117,12 +126,20 @@ const make = (options: { readonly shards?: number }) => Effect.gen(function*() {
     members: live,
     tryLease: (key) => takeLease(leases, key, self),
     renewEveryMillis,
-    processes
+    processes,
+    // Before (stop 30's third attack), each process checked its own: one started with another
+    // DELIVERY_REFRESH_MAX_BACKLOG by mistake let 60 refreshes through.
+    strictest: (name) =>
+      Effect.map(heartbeats, (beats) =>
+        Math.min(options.bounds?.[name] ?? Number.POSITIVE_INFINITY, ...[...beats.values()].map((beat) => heartbeatBound(beat, name) ?? Number.POSITIVE_INFINITY)))
   })
 })
 
 /** Joins the cluster (membership heartbeat) for the layer's lifetime; leaves when released. */
 export const layerCluster = Layer.effect(Cluster, make({}))
 
-/** Joins as a process spreading commands over `shards` shards: refuses to join a cluster that uses another number. */
-export const layerClusterFor = (shards: number) => Layer.effect(Cluster, make({ shards }))
+/**
+ * Joins as a process spreading commands over `shards` shards: refuses to join a cluster that uses another
+ * number. `bounds`: what it says of the bounds every process enforces together (Cluster.strictest).
+ */
+export const layerClusterFor = (shards: number, bounds: Readonly<Record<string, number>> = {}) => Layer.effect(Cluster, make({ shards, bounds }))

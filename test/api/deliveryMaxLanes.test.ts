@@ -9,7 +9,7 @@ import { Effect, Layer } from "effect"
 import { makeReservations } from "../../infra/nats/reservations.ts"
 import { Nats } from "../../infra/nats/Nats.ts"
 import { layerTestNatsServer, TestNatsServer } from "../fixtures/nats.ts"
-import { call, type HttpAnswer, platformEnv, startPlatformProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
+import { call, type HttpAnswer, platformEnv, startPlatformProcess, stopProcess, waitUntilReady } from "../fixtures/platformProcess.ts"
 import { tempDir } from "../fixtures/tempDir.ts"
 
 const ADMIN = "lanes-admin-key-0123456789"
@@ -83,6 +83,27 @@ describe("DELIVERY_MAX_LANES", () => {
         assert.strictEqual((listed.body as { items: ReadonlyArray<unknown> }).items.length, 5, listed.text)
       }
     }).pipe(Effect.provide(layerTestNatsServer()), Effect.scoped), { timeout: 180_000 })
+
+  it.live("checks against the lowest bound a live process was started with, in every process", () =>
+    Effect.gen(function*() {
+      // Before (stop 30's third attack), each process checked its own: one started with another
+      // DELIVERY_REFRESH_MAX_BACKLOG by mistake let 60 refreshes through.
+      const dataDir = yield* tempDir("max-lanes-lowest")
+      const nats = yield* TestNatsServer
+      const strict = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, { DELIVERY_MAX_LANES: "3", SHARDS: "4" }), dataDir)
+      const loose = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, { DELIVERY_MAX_LANES: "20", SHARDS: "4" }), dataDir)
+      yield* Effect.forEach([strict, loose], waitUntilReady, { discard: true })
+      const api = (method: string, path: string, body?: unknown) => call(loose.base, method, path, { key: ADMIN, ...(body === undefined ? {} : { body }) })
+      assert.strictEqual((yield* api("PUT", "/v1/entities/partner/acme", { name: "Acme" })).status, 201)
+      assert.strictEqual((yield* api("PUT", "/v1/entities/destination/a", destination(3))).status, 201)
+      const over = yield* api("PUT", "/v1/entities/destination/b", destination(1))
+      assert.strictEqual(over.status, 409, over.text)
+      assert.deepStrictEqual(problem(over).errors?.map((e) => e.pointer), ["/lanes"])
+      assert.match(over.text, /at most 3 lanes in all/)
+      // once the strict one has left, the loose one's own bound holds
+      yield* stopProcess(strict, "SIGTERM")
+      assert.strictEqual((yield* api("PUT", "/v1/entities/destination/b", destination(1))).status, 201)
+    }).pipe(Effect.provide(layerTestNatsServer()), Effect.scoped), { timeout: 120_000 })
 
   it.live("changes lanes while the destination's url is written as fast as it can be: only a change of what the checks read has a write checked again", () =>
     Effect.gen(function*() {
