@@ -217,7 +217,10 @@ const httpLayer = (config: PlatformConfig) =>
     // the bounds every process enforces together: the lowest any live process was started with (Cluster.strictest)
     const cluster = yield* Cluster
     const strictest = (name: string, own: number) =>
-      cluster.strictest(name).pipe(Effect.map((lowest) => Math.min(own, lowest)), Effect.catch(() => Effect.succeed(own)))
+      cluster.strictest(name).pipe(
+        Effect.map((lowest) => Math.min(own, lowest)),
+        Effect.catch((error) => Effect.as(Effect.logWarning(`the other processes' ${name} could not be read: this process's own holds`, error), own))
+      )
     const maxLanes = strictest("DELIVERY_MAX_LANES", config.deliveryMaxLanes)
     const maxBacklog = strictest("DELIVERY_REFRESH_MAX_BACKLOG", config.deliveryRefreshMaxBacklog)
     const routes = [
