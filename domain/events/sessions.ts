@@ -10,7 +10,9 @@
  * - with no close, a session ends at its last event when the next event comes more than
  *   `inactivityMs` later in device time (`"inactivity"`), or, when nothing comes, once `inactivityMs`
  *   of server time passed since it last moved (`expire`, driven by the pipeline's timer: `"reminder"`);
- * - an `open` while a session is open ends that one at its last event and starts a new one.
+ * - an `open` after the open session's last event ends that one at its last event and starts a new
+ *   one; an `open` within the open session's span (its start to its last event) is counted in it, so no
+ *   two sessions of a device share a start (their id) or overlap.
  *
  * Late arrivals (device time before the open session's start, or with none open before the newest
  * ended session's end) land in the session whose [start, end] holds their time, among the device's
@@ -114,7 +116,11 @@ export const step = (state: SessionsState, event: SessionEvent, now: number, opt
   if (open !== undefined) {
     const idle = event.time - open.last
     const tooLongInBackground = open.backgroundAt !== undefined && event.time - open.backgroundAt > backgroundMs
-    if (idle > options.inactivityMs || tooLongInBackground || event.type === "open") {
+    // An open starts another session only after the open one's last event: one at or before it (not before
+    // its start: that is late) is counted in it. Before stop 31, an open at the session's very start
+    // (a launch event, then the open, in one millisecond) started a second session with the same id, and
+    // one within its span a second session overlapping the first (stop 31's outside attack).
+    if (idle > options.inactivityMs || tooLongInBackground || (event.type === "open" && event.time > open.last)) {
       // a background too long ends the session at that background (the first of a row), not the later ones
       const done = end(current, tooLongInBackground ? open.backgroundAt! : open.last, "inactivity", maxRecent)
       current = done.state

@@ -112,6 +112,26 @@ describe("sessions of a device", () => {
     assert.deepStrictEqual(still.sessions, [s(5), s(5), s(5), s(5)])
   })
 
+  it("counts an open within the open session's span in it: no two sessions share an id or overlap", () => {
+    // stop 31's outside attack: a launch event and the open in one millisecond made two sessions with one
+    // id (0 s by inactivity, then 120 s by the close), and an open again at the start two overlapping ones
+    for (const events of [
+      [["custom", 0], ["open", 0], ["close", 120]],
+      [["open", 0], ["open", 0], ["close", 120]],
+      [["open", 0], ["custom", 5], ["open", 0], ["close", 120]],
+      [["open", 0], ["custom", 5], ["open", 3], ["close", 120]],
+      [["open", 0], ["custom", 5], ["open", 5], ["close", 120]]
+    ] as const) {
+      const { ended, sessions } = feed(events)
+      assert.deepStrictEqual(ended.map((e) => [e.start, e.end, e.endedBy]), [[s(0), s(120), "close"]], JSON.stringify(events))
+      assert.strictEqual(ended[0]!.counts["open"], events.filter(([type]) => type === "open").length)
+      assert.deepStrictEqual(new Set(sessions), new Set([s(0)]))
+    }
+    // one after the last event is the next launch
+    const next = feed([["custom", 0], ["open", 0], ["custom", 5], ["open", 6], ["close", 120]])
+    assert.deepStrictEqual(next.ended.map((e) => [e.start, e.end, e.endedBy]), [[s(0), s(5), "inactivity"], [s(6), s(120), "close"]])
+  })
+
   it("remembers a bounded number of ended sessions", () => {
     const events: Array<readonly [EventType, number]> = []
     for (let i = 0; i < 50; i++) events.push(["open", i * 100], ["close", i * 100 + 10])
