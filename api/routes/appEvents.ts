@@ -11,7 +11,7 @@
  * pipeline drops events it has seen, by (app, deviceId, seq).
  */
 import { Clock, Duration, Effect, Option, Result, Schema } from "effect"
-import { checkEvent, type CheckedEvent, Rejection } from "../../domain/events/eventChecks.ts"
+import { checkBatch, Rejection } from "../../domain/events/eventChecks.ts"
 import { EventIntake } from "../../domain/events/EventIntake.ts"
 import { Metadata } from "../../domain/events/Metadata.ts"
 import { Uint64String } from "../../domain/ids.ts"
@@ -75,13 +75,11 @@ export const appEventsRoutes = (options: AppEventsRoutesOptions) => {
         return yield* withMeteredBody(budget, params.app, body, refused, (metered) => Effect.gen(function*() {
           const items = yield* readWithin(readEventsBody(metered, headers["content-type"], options), bodyTimeout, "EVENTS_BODY_TIMEOUT", "an events body")
           const now = yield* Clock.currentTimeMillis
-          const accepted: Array<CheckedEvent> = []
-          const rejected: Array<Rejection> = []
-          items.forEach((item, index) => {
-            const checked = item._tag === "NotJson" ? Result.fail(item.reason) : checkEvent(item.value, now, { maxEventBytes: options.maxLineBytes })
-            if (Result.isSuccess(checked)) accepted.push(checked.success)
-            else rejected.push({ index, reason: checked.failure })
-          })
+          const { accepted, rejected } = yield* checkBatch(
+            items.map((item) => item._tag === "NotJson" ? Result.fail(item.reason) : Result.succeed(item.value)),
+            now,
+            { maxEventBytes: options.maxLineBytes }
+          )
           if (accepted.length > 0) yield* intake.publish({ app: params.app, receivedAt: new Date(now).toISOString(), events: accepted })
           return { status: 202 as const, body: { accepted: accepted.length, rejected } }
         }))
