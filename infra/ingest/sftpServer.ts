@@ -6,7 +6,7 @@
  * is answered once the whole file is stored, fsynced and its job recorded. A session that ends with
  * the handle still open (the client died, the connection broke) makes no job. Reads, deletes,
  * renames, links and folders are refused with a clear status. Writes may come out of order (several
- * in flight), up to MAX_EARLY_BYTES ahead; they must not overlap or go back (no resuming).
+ * in flight), up to MAX_HELD_BYTES held; they must not overlap or go back (no resuming).
  */
 import { Effect } from "effect"
 import type { Scope } from "effect"
@@ -38,27 +38,36 @@ export interface SftpDoorOptions {
 type Services = Intake | IngestJobs | PartnerCredentials
 type Run = <A, E>(effect: Effect.Effect<A, E, Services>) => Promise<A>
 
-/** Bytes written ahead of the file's end so far that one upload may hold while the chunks before them come. */
-const MAX_EARLY_BYTES = 8 * 1024 * 1024
+/**
+ * Bytes of writes one upload may hold unanswered: ahead of the file's end so far (waiting for the chunks
+ * before them), or in order and not stored yet (a client that does not wait for replies). Each write
+ * counts its bytes and `WRITE_OVERHEAD` more, what holding it costs the heap whatever its size.
+ * (Before stop 31, found by an outside attack: only the bytes counted, and only those ahead, so one login
+ * sending 1-byte or empty writes out of order, or pipelining in-order ones faster than the disk took them,
+ * took the process to 5 GB of RSS, every lease lapsed.) Clients keep 2–8 MiB in flight (OpenSSH's and
+ * ssh2's 64 requests of 32 KiB; 256 at most for the greediest), under this.
+ */
+const MAX_HELD_BYTES = 12 * 1024 * 1024
+const WRITE_OVERHEAD = 256
 
 /**
- * Handles (files and folder listings) one connection may hold open at once, and bytes written ahead that
- * all its uploads together may hold, whatever number of SFTP channels it opens (at most MAX_CHANNELS).
+ * Handles (files and folder listings) one connection may hold open at once, and bytes of writes unanswered
+ * (as MAX_HELD_BYTES) all its uploads together may hold, whatever number of SFTP channels it opens (at most MAX_CHANNELS).
  * Each open upload is a file descriptor. (Before, found by outside attacks: one session opened 20,500
  * files without closing any, took every descriptor of the process, and HTTP answered nothing until it
  * ended; 150 uploads each 8 MiB ahead held 1.24 GB. Then, with these bounds per SFTP channel, one
  * connection opening 100 channels held 1,600 files, and a partner's 4 connections 20,480: the same outage.)
  */
 const MAX_HANDLES = 16
-const MAX_SESSION_EARLY_BYTES = 16 * 1024 * 1024
+const MAX_SESSION_HELD_BYTES = 16 * 1024 * 1024
 /** SSH session channels (and so SFTP subsystems) one connection may open. */
 const MAX_CHANNELS = 4
 
 /** What one SSH connection holds, all its SFTP channels together. */
 interface ConnectionBudget {
   handles: number
-  /** bytes written ahead */
-  early: number
+  /** bytes of writes unanswered (MAX_HELD_BYTES) */
+  held: number
   channels: number
 }
 
@@ -79,7 +88,8 @@ type Handle =
     next: number
     /** chunks written ahead of `next`, by offset, not answered yet */
     readonly early: Map<number, { readonly id: number; readonly data: Buffer }>
-    earlyBytes: number
+    /** bytes of writes unanswered, ahead or in order (MAX_HELD_BYTES) */
+    held: number
     /** the last chunk handed to the upload (chunks are handed over one after the other) */
     tail: Promise<void>
     failed?: string
@@ -158,12 +168,18 @@ const serveSftp = (
     if (name === undefined) return sftp.status(id, STATUS_CODE.PERMISSION_DENIED, outside)
     if (budget.handles >= MAX_HANDLES) return sftp.status(id, STATUS_CODE.FAILURE, tooMany)
     const upload = run(openPushedUpload({ partner, source: "sftp", fileName: name, maxBytes: uploads.maxBytes, pace: uploads.pace, scope }))
-    sftp.handle(id, open({ kind: "upload", name, upload, next: 0, early: new Map(), earlyBytes: 0, tail: upload.then(() => undefined) }))
+    sftp.handle(id, open({ kind: "upload", name, upload, next: 0, early: new Map(), held: 0, tail: upload.then(() => undefined) }))
   })
+  type Upload = Extract<Handle, { readonly kind: "upload" }>
+  const costOf = (data: Buffer) => data.length + WRITE_OVERHEAD
+  /** A write answered, or dropped: what it held is free. */
+  const letGo = (handle: Upload, data: Buffer) => {
+    handle.held -= costOf(data)
+    budget.held -= costOf(data)
+  }
   /** Forgets what an upload holds written ahead (it failed, or was closed with a gap). */
-  const dropEarly = (handle: Extract<Handle, { readonly kind: "upload" }>) => {
-    budget.early -= handle.earlyBytes
-    handle.earlyBytes = 0
+  const dropEarly = (handle: Upload) => {
+    for (const { data } of handle.early.values()) letGo(handle, data)
     handle.early.clear()
   }
   sftp.on("WRITE", (id, handleId, offset, data) => {
@@ -176,13 +192,14 @@ const serveSftp = (
     }
     // Clients write several chunks at once (ssh2's fastPut), which may come out of order: the early
     // ones wait here, bounded, until the chunks before them came.
+    if (data.length === 0) return sftp.status(id, STATUS_CODE.OK)
     handle.early.set(offset, { id, data })
-    handle.earlyBytes += data.length
-    budget.early += data.length
-    if (handle.earlyBytes > MAX_EARLY_BYTES || budget.early > MAX_SESSION_EARLY_BYTES) {
-      handle.failed = handle.earlyBytes > MAX_EARLY_BYTES
-        ? `writes more than ${MAX_EARLY_BYTES} bytes ahead of the file's end so far; write in order`
-        : `this connection's files hold more than ${MAX_SESSION_EARLY_BYTES} bytes written ahead of their ends; write in order`
+    handle.held += costOf(data)
+    budget.held += costOf(data)
+    if (handle.held > MAX_HELD_BYTES || budget.held > MAX_SESSION_HELD_BYTES) {
+      handle.failed = handle.held > MAX_HELD_BYTES
+        ? `more than ${MAX_HELD_BYTES} bytes of this file's writes are not answered yet (ahead of its end, or not stored yet): wait for replies, and write in order`
+        : `this connection's files hold more than ${MAX_SESSION_HELD_BYTES} bytes of writes not answered yet: wait for replies, and write in order`
       for (const early of handle.early.values()) sftp.status(early.id, STATUS_CODE.FAILURE, handle.failed)
       dropEarly(handle)
       return
@@ -190,17 +207,16 @@ const serveSftp = (
     for (let next = handle.early.get(handle.next); next !== undefined; next = handle.early.get(handle.next)) {
       const chunk = next
       handle.early.delete(handle.next)
-      handle.earlyBytes -= chunk.data.length
-      budget.early -= chunk.data.length
       handle.next += chunk.data.length
-      // In order, one after the other: the reply waits until the stream took the chunk (backpressure).
+      // In order, one after the other: the reply waits until the stream took the chunk (backpressure),
+      // and what the chunk holds counts until then.
       handle.tail = handle.tail.then(() => handle.upload).then((u) => run(u.write(chunk.data))).then(
         () => void sftp.status(chunk.id, STATUS_CODE.OK),
         (error: unknown) => {
           handle.failed ??= reasonOf(error)
           sftp.status(chunk.id, STATUS_CODE.FAILURE, handle.failed)
         }
-      )
+      ).finally(() => letGo(handle, chunk.data))
     }
   })
   sftp.on("FSTAT", (id, handleId) => {
@@ -268,7 +284,7 @@ export const startSftpDoor = (options: SftpDoorOptions, logins: DoorLogins, grac
       ;(client as unknown as { setNoDelay(noDelay: boolean): void }).setNoDelay(true)
       let partner: string | undefined
       const endSessions: Array<() => void> = []
-      const budget: ConnectionBudget = { handles: 0, early: 0, channels: 0 }
+      const budget: ConnectionBudget = { handles: 0, held: 0, channels: 0 }
       client.on("error", () => {})
       client.on("close", () => {
         clients.delete(client)

@@ -150,6 +150,25 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("SFTP d
         assert.isDefined((yield* sftpRequest<Buffer>((cb) => sftp.open("again.csv", "w", cb))).value)
       }))
 
+    it.effect("counts what each write holds, not only its bytes: many tiny writes ahead are failed, empty ones hold nothing", () =>
+      // Before (stop 31's outside attack), only the bytes counted: 4 million 1-byte writes out of order held
+      // 1.17 GB of heap within the 8 MiB bound, and empty writes had no bound at all (5 GB, every lease lapsed).
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        yield* setCredentials("tiny", { password: "tiny-password-1" })
+        const { sftp } = yield* sftpLogin(doors.sftpPort, doors.hostKey, { username: "tiny", password: "tiny-password-1" })
+        const handle = (yield* sftpRequest<Buffer>((cb) => sftp.open("tiny.csv", "w", cb))).value!
+        const empty = yield* sftpRequest<void>((cb) => sftp.write(handle, Buffer.alloc(0), 0, 0, 7, (error) => cb(error, undefined)))
+        assert.isUndefined(empty.error, "an empty write is answered at once")
+        // 1-byte writes at odd offsets (a gap at 0 that never comes): 256 bytes of overhead each, so the
+        // 49,000th or so passes 12 MiB, and every one held is failed
+        const one = Buffer.from("x")
+        const failed: Array<string> = []
+        for (let n = 0; n < 60_000; n++) sftp.write(handle, one, 0, 1, 2 * n + 1, (error) => error && failed.push(String(error.message)))
+        yield* eventually(Effect.sync(() => failed.length), (n) => n >= 45_000, "60 seconds")
+        assert.match(failed[0]!, /not answered yet/)
+      }))
+
     it.effect("the bounds are the connection's, whatever number of SFTP channels it opens (at most 4)", () =>
       // Before, found by the outside attack of stop 17: the bounds were each SFTP channel's, so one
       // connection with 100 channels held 1,600 files, and 4 connections 20,480: every descriptor again.
