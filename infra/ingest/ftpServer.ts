@@ -88,6 +88,37 @@ for (const directive of ["PASV", "EPSV"]) {
   command.endsPrevious = true
 }
 
+/** An address as both sides of a comparison write it: an IPv4 one mapped into IPv6 (`::ffff:1.2.3.4`) is the IPv4 one. */
+const plainAddress = (address: string | undefined) => (address ?? "").replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, "")
+
+/**
+ * A data connection from another address than its session's is dropped, and the session's own still
+ * awaited. ftp-srv answered such a one `550` and closed the session: anyone, with no login, connecting
+ * to the passive range broke every partner's transfers (3 of 5 uploads in stop 31's outside attack).
+ * Patched where ftp-srv keeps its passive connector, before the PASV's answer names the port.
+ */
+interface PassiveConnector {
+  readonly connection: { readonly commandSocket: import("node:net").Socket }
+  setupServer: () => PromiseLike<import("node:net").Server>
+  sameAddressOnly?: true
+}
+const Passive = createRequire(import.meta.url)("ftp-srv/src/connector/passive.js") as { prototype: PassiveConnector }
+if (Passive.prototype.sameAddressOnly !== true) {
+  const setup = Passive.prototype.setupServer
+  Passive.prototype.setupServer = function() {
+    return setup.apply(this).then((server) => {
+      const accept = server.listeners("connection") as Array<(socket: import("node:net").Socket) => void>
+      server.removeAllListeners("connection")
+      server.on("connection", (socket: import("node:net").Socket) => {
+        if (plainAddress(socket.remoteAddress) !== plainAddress(this.connection.commandSocket.remoteAddress)) return void socket.destroy()
+        for (const listener of accept) listener(socket)
+      })
+      return server
+    })
+  }
+  Passive.prototype.sameAddressOnly = true
+}
+
 /** ftp-srv logs through bunyan to stdout by default; the platform logs through Effect. */
 const silentLog = {
   child: () => silentLog,

@@ -143,6 +143,25 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("FTP do
       }))
   })
 
+  describe("passive data connections", () => {
+    it.effect("one from another address is dropped, and the session goes on with its own", () =>
+      // Before (stop 31's outside attack), ftp-srv answered it 550 and closed the partner's session:
+      // anyone connecting to the passive range, with no login, broke every partner's transfers.
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        yield* setCredentials("victim", { password: "victim-password-1" })
+        const client = yield* ftpLogin(doors.ftpPort, "victim", "victim-password-1")
+        const reply = yield* Effect.promise(() => client.send("PASV"))
+        const [p1, p2] = /\(\d+,\d+,\d+,\d+,(\d+),(\d+)\)/.exec(reply.message)!.slice(1).map(Number)
+        const intruder = connect({ port: p1! * 256 + p2!, host: "127.0.0.1", localAddress: "127.0.0.2" }).resume()
+        intruder.on("error", () => {})
+        yield* Effect.promise(() => new Promise((resolve) => intruder.once("close", resolve)))
+        // the session is whole: its upload (a PASV of its own) is stored
+        yield* Effect.promise(() => client.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "after.csv"))
+        assert.deepStrictEqual((yield* jobsOf("victim")).map((j) => j.fileName), ["after.csv"])
+      }))
+  })
+
   describe("logins", () => {
     it.effect("a wrong password or an unknown partner is refused; repeated failures lock the address out", () =>
       Effect.gen(function*() {
