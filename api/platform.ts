@@ -45,6 +45,7 @@ import * as DeliverySecretsSqlite from "../infra/delivery/secretsSqlite.ts"
 import * as DeliveryReceiptsSqlite from "../infra/readmodel/receiptsSqlite.ts"
 import type { DeliveryReadModel } from "../projections/delivery/receipts.ts"
 import { deliverySecretsKey } from "../infra/delivery/secretsKey.ts"
+import { partnerWriteOnly } from "./routes/partnerAccess.ts"
 import { destinationWriteOnly } from "./routes/destinationSecrets.ts"
 import { makeReservations } from "../infra/nats/reservations.ts"
 import { makeSharedTurns } from "../infra/nats/sharedTurns.ts"
@@ -227,7 +228,7 @@ const httpLayer = (config: PlatformConfig) =>
       ...opsRoutes(yield* readinessChecks({ shards: config.shards, relayMaxLag: config.relayMaxLag }), {
         refreshMetrics: readRelayStatus.pipe(Effect.provideService(EventStore, store), Effect.provideService(Nats, nats))
       }),
-      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly({ maxBacklog, maxLanes, turns, reservations, commandTimeoutMillis: Duration.toMillis(config.commandTimeout) }) } }),
+      ...entityRoutes({ registry: yield* Deciders, writeOnly: { destination: destinationWriteOnly({ maxBacklog, maxLanes, turns, reservations, commandTimeoutMillis: Duration.toMillis(config.commandTimeout) }), partner: partnerWriteOnly(context) } }),
       ...historyRoutes,
       ...segmentRoutes,
       ...adminRoutes,

@@ -32,4 +32,6 @@ export class PartnerCredentials extends Context.Service<PartnerCredentials, {
   readonly verifyPassword: (partner: string, password: Redacted.Redacted<string>) => Effect.Effect<boolean, CredentialsError>
   /** The partner's SSH public keys, as OpenSSH lines. */
   readonly sshPublicKeys: (partner: string) => Effect.Effect<ReadonlyArray<string>, CredentialsError>
+  /** Forgets them all (the partner was deleted): a partner created again under its id starts with none. */
+  readonly remove: (partner: string) => Effect.Effect<void, CredentialsError>
 }>()("tributary/PartnerCredentials") {}

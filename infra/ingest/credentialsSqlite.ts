@@ -62,6 +62,7 @@ export const layerSqlite = (options: { readonly path: string }) =>
       const byPartner = db.prepare(`SELECT password_hash, ssh_keys, updated_at FROM partner_credentials WHERE partner = ?`)
       const upsert = db.prepare(`INSERT INTO partner_credentials (partner, password_hash, ssh_keys, updated_at) VALUES (?, ?, ?, ?)
         ON CONFLICT (partner) DO UPDATE SET password_hash = excluded.password_hash, ssh_keys = excluded.ssh_keys, updated_at = excluded.updated_at`)
+      const remove = db.prepare(`DELETE FROM partner_credentials WHERE partner = ?`)
       const use = <A>(operation: string, f: () => A) => Effect.try({ try: f, catch: fail(operation) })
       const row = (partner: string) => byPartner.get(partner) as Row | undefined
       const keysOf = (r: Row | undefined): ReadonlyArray<string> => r === undefined ? [] : JSON.parse(r.ssh_keys) as Array<string>
@@ -96,7 +97,8 @@ export const layerSqlite = (options: { readonly path: string }) =>
         verifyPassword: (partner, password) =>
           Effect.flatMap(use("read credentials", () => row(partner)?.password_hash ?? null), (stored) =>
             Effect.tryPromise({ try: () => verify(Redacted.value(password), stored), catch: fail("verify password") })),
-        sshPublicKeys: (partner) => use("read credentials", () => keysOf(row(partner)))
+        sshPublicKeys: (partner) => use("read credentials", () => keysOf(row(partner))),
+        remove: (partner) => use("remove credentials", () => void remove.run(partner))
       })
     })
   )

@@ -83,4 +83,25 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("partner creden
       assertProblem(yield* request({ method: "GET", url: "/v1/admin/partners/nobody/credentials" }), 404, "not-found")
       assert.isFalse((yield* (yield* PartnerCredentials).summary("initech")).password)
     }))
+
+  it.effect("end with their partner: deleted, its login and keys are gone, and a partner created again under its id has none", () =>
+    // Before (stop 31's outside attack), both outlived the delete: the old password logged in to the new
+    // partner of the same id, and the old partner:<id> key sent it records.
+    Effect.gen(function*() {
+      assert.strictEqual((yield* request({ method: "PUT", url: "/v1/entities/partner/hooli", body: { name: "Hooli" } })).statusCode, 201)
+      assert.strictEqual((yield* request({ method: "PUT", url: "/v1/admin/partners/hooli/credentials", body: { password, sshPublicKey: sshKey().public } })).statusCode, 200)
+      const own = yield* createKey("partner:hooli")
+      const other = yield* createKey("partner:initech", "another partner's key")
+      const records = (key: string) => request({ method: "POST", url: "/v1/ingest/hooli/records", key, contentType: "application/x-ndjson", body: "{}" })
+      assert.notStrictEqual((yield* records(own.secret)).statusCode, 401, "the key works while its partner lives")
+      assert.strictEqual((yield* request({ method: "DELETE", url: "/v1/entities/partner/hooli" })).statusCode, 200)
+      assert.strictEqual((yield* request({ method: "PUT", url: "/v1/entities/partner/hooli", body: { name: "Hooli, another company" } })).statusCode, 201)
+      const credentials = yield* PartnerCredentials
+      assert.deepInclude(yield* credentials.summary("hooli"), { password: false, sshPublicKeys: 0 })
+      assert.isFalse(yield* credentials.verifyPassword("hooli", Redacted.make(password)))
+      assertProblem(yield* records(own.secret), 401, "unauthorized")
+      const ids = ((yield* request({ method: "GET", url: "/v1/admin/keys" })).json() as { keys: Array<{ id: string }> }).keys.map((k) => k.id)
+      assert.notInclude(ids, own.id)
+      assert.include(ids, other.id, "another partner's key is kept")
+    }))
 })
