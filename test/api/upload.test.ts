@@ -216,6 +216,11 @@ layer(layerTestApp(routes), { excludeTestServices: true, timeout: 120_000 })("st
         const bomb = yield* answer(send(url, "/v1/test/uploads", { key, total: 0, payload: gzipSync(Buffer.alloc(64 * MB, "line of a partner file\n")), headers: { "content-encoding": "gzip" } }))
         assertProblem(bomb, 413, "payload-too-large")
         assert.include(JSON.parse(bomb.body).detail, "gzip bomb")
+        // Compressed twice: each layer could inflate 200 times, the door bounding the outer one and a
+        // translator the inner one against what was stored (stop 31's outside attack: 667 bytes, 14 million lines)
+        const twice = yield* answer(send(url, "/v1/test/uploads", { key, total: 0, payload: gzipSync(gz), contentType: "application/gzip", headers: { "content-encoding": "gzip" } }))
+        assertProblem(twice, 415, "unsupported-media-type")
+        assert.include(JSON.parse(twice.body).detail, "compressed twice")
       }))
 
     it.effect("an undeclared media type or encoding is 415, and a bad key is 401, neither reading the body", () =>
