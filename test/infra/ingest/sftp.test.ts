@@ -169,6 +169,25 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("SFTP d
         assert.match(failed[0]!, /not answered yet/)
       }))
 
+    it.effect("closes a channel whose client does not read its replies", () =>
+      // Before (stop 31's re-attack), ssh2 kept every reply a client's window had no room for: a client
+      // that never opened its window and kept writing to a failed handle took the process to 1.47 GB.
+      Effect.gen(function*() {
+        const doors = yield* startDoors()
+        yield* setCredentials("deaf", { password: "deaf-password-1" })
+        const { conn, sftp } = yield* sftpLogin(doors.sftpPort, doors.hostKey, { username: "deaf", password: "deaf-password-1" })
+        const handle = (yield* sftpRequest<Buffer>((cb) => sftp.open("deaf.csv", "w", cb))).value!
+        const one = Buffer.from("x")
+        yield* sftpRequest<void>((cb) => sftp.write(handle, one, 0, 1, 0, (error) => cb(error, undefined)))
+        assert.isDefined((yield* sftpRequest<void>((cb) => sftp.write(handle, one, 0, 1, 0, (error) => cb(error, undefined)))).error, "the handle failed: a write going back")
+        // the client stops opening its window: the server's replies (each answered at once) wait on its side
+        ;(conn as unknown as { _protocol: { channelWindowAdjust: () => void } })._protocol.channelWindowAdjust = () => {}
+        let closed = false
+        sftp.on("close", () => void (closed = true))
+        for (let n = 0; n < 120_000; n++) sftp.write(handle, one, 0, 1, 0, () => {})
+        yield* eventually(Effect.sync(() => closed), (done) => done, "60 seconds")
+      }))
+
     it.effect("the bounds are the connection's, whatever number of SFTP channels it opens (at most 4)", () =>
       // Before, found by the outside attack of stop 17: the bounds were each SFTP channel's, so one
       // connection with 100 channels held 1,600 files, and 4 connections 20,480: every descriptor again.
