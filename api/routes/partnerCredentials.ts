@@ -67,7 +67,12 @@ export const partnerCredentialsRoutes = [
           password: body.password === undefined ? undefined : Redacted.make(body.password),
           sshPublicKeys: keys?.flatMap((key) => Result.isSuccess(key) ? [key.success] : [])
         })
-        yield* recordChange(params.id, summary)
+        // The partner deleted while they were stored: its delete's drop may have run before they were
+        // written, and a partner created again under the id would take them (stop 31's re-attack: 6 of 6
+        // such races). They go, and the request answers 404.
+        yield* recordChange(params.id, summary).pipe(
+          Effect.tapErrorTag("EntityNotFound", () => PartnerCredentials.use((credentials) => credentials.remove(params.id)))
+        )
         return { status: 200, body: summary }
       })
   }),

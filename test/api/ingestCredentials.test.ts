@@ -104,4 +104,22 @@ layer(platform, { excludeTestServices: true, timeout: 120_000 })("partner creden
       assert.notInclude(ids, own.id)
       assert.include(ids, other.id, "another partner's key is kept")
     }))
+
+  it.effect("set while their partner is deleted, they go with it", () =>
+    // Before (stop 31's re-attack), a credentials PUT whose partner was deleted while it hashed the
+    // password stored them after the delete's drop, answered 404, and a partner created again took them.
+    Effect.gen(function*() {
+      for (let round = 0; round < 5; round++) {
+        const id = `racer-${round}`
+        assert.strictEqual((yield* request({ method: "PUT", url: `/v1/entities/partner/${id}`, body: { name: "Racer" } })).statusCode, 201)
+        const [set, deleted] = yield* Effect.all([
+          request({ method: "PUT", url: `/v1/admin/partners/${id}/credentials`, body: { password } }),
+          Effect.andThen(Effect.sleep(`${round * 5} millis`), request({ method: "DELETE", url: `/v1/entities/partner/${id}` }))
+        ], { concurrency: "unbounded" })
+        assert.strictEqual(deleted.statusCode, 200, deleted.body)
+        assert.oneOf(set.statusCode, [200, 404], set.body)
+        assert.strictEqual((yield* request({ method: "PUT", url: `/v1/entities/partner/${id}`, body: { name: "Another company" } })).statusCode, 201)
+        assert.deepInclude(yield* (yield* PartnerCredentials).summary(id), { password: false }, `round ${round}: the PUT answered ${set.statusCode}`)
+      }
+    }))
 })
