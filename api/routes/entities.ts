@@ -251,8 +251,11 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
       const hook = options.writeOnly?.[type]
       if (hook === undefined) return yield* send(type, id, principal, headers, action(body as Schema.Json))
       const { rest, writeOnly } = split(body, hook.names)
-      /** The write-only fields stored, then the command; `accepted` is told the revision it left the entity at. */
-      /** `pinned`: what the command carries of the checks (the revision and fields they read, unless the request gave its own If-Match; their deadline) */
+      /**
+       * The write-only fields stored, then the command; `accepted` is told the revision it left the entity at.
+       * `pinned`: what the command carries of the checks (the revision and fields they read, unless the
+       * request gave its own If-Match; their deadline).
+       */
       const write = (
         current: Option.Option<EntitySnapshot>,
         pinned: { readonly revision: number | undefined; readonly fields: Checked<unknown>["fields"]; readonly deadline: number | undefined } | undefined,
