@@ -18,6 +18,7 @@
  * deleted one's id, so a crash between the delete and the drop never hands them to the next
  * destination of that id (maybe another partner's).
  */
+import { EntityNotFound } from "../../domain/entity.ts"
 import { StrictRecord } from "../../domain/strictRecord.ts"
 import { Clock, Effect, Option, Redacted, Result, Schema } from "effect"
 import { DeadLetterQueue } from "../../domain/delivery/DeadLetterQueue.ts"
@@ -223,6 +224,12 @@ export const destinationWriteOnly = (options: {
     check: ({ id, method, rest, current: entity }) =>
       Effect.gen(function*() {
         const live = Option.map(entity, (found) => found.state ?? {})
+        // A PATCH of lanes or segments that finds no destination answers 404 here, not from its command:
+        // sent unchecked, that command landed on the destination a PUT created meanwhile and raised its
+        // lanes past the bound (stop 31's third look: 24 lanes against 10, 11 races of 41).
+        if (method === "PATCH" && Option.isNone(live) && (Object.hasOwn(rest, "lanes") || Object.hasOwn(rest, "segmentIds"))) {
+          return yield* new EntityNotFound({ entityType: destination.type, entityId: id })
+        }
         const segmentsTurn = Option.isSome(entity) && changesSegments(live, rest) ? yield* takeTurn(options.turns, refreshTurn(id)) : undefined
         const checks = Effect.gen(function*() {
           if (segmentsTurn !== undefined && Option.isSome(entity)) {

@@ -105,6 +105,31 @@ describe("DELIVERY_MAX_LANES", () => {
       assert.strictEqual((yield* api("PUT", "/v1/entities/destination/b", destination(1))).status, 201)
     }).pipe(Effect.provide(layerTestNatsServer()), Effect.scoped), { timeout: 120_000 })
 
+  it.live("a PATCH raising lanes that races the destination's creation is checked, or answers 404", () =>
+    Effect.gen(function*() {
+      // Before (stop 31's third look), a PATCH that found no destination was sent unchecked, and landed on
+      // the destination a PUT created meanwhile: 24 lanes against a bound of 10 (11 races of 41).
+      const dataDir = yield* tempDir("max-lanes-create-race")
+      const nats = yield* TestNatsServer
+      const platform = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, { DELIVERY_MAX_LANES: "10", SHARDS: "4" }), dataDir)
+      yield* waitUntilReady(platform)
+      const api = (method: string, path: string, body?: unknown) => call(platform.base, method, path, { key: ADMIN, ...(body === undefined ? {} : { body }) })
+      assert.strictEqual((yield* api("PUT", "/v1/entities/partner/acme", { name: "Acme" })).status, 201)
+      assert.strictEqual((yield* api("PUT", "/v1/entities/destination/base", destination(8))).status, 201)
+      for (let round = 0; round < 20; round++) {
+        const [created, raised] = yield* Effect.all([
+          api("PUT", "/v1/entities/destination/racer", destination(1)),
+          Effect.andThen(Effect.sleep(`${2 * round} millis`), api("PATCH", "/v1/entities/destination/racer", { lanes: 16 }))
+        ], { concurrency: "unbounded" })
+        assert.strictEqual(created.status, 201, created.text)
+        assert.oneOf(raised.status, [404, 409], raised.text)
+        const listed = yield* api("GET", "/v1/entities/destination?limit=100")
+        const lanes = (listed.body as { items: Array<{ state: { lanes?: number } }> }).items.reduce((n, item) => n + (item.state.lanes ?? 1), 0)
+        assert.isAtMost(lanes, 10, `round ${round}: ${listed.text}`)
+        assert.strictEqual((yield* api("DELETE", "/v1/entities/destination/racer")).status, 200)
+      }
+    }).pipe(Effect.provide(layerTestNatsServer()), Effect.scoped), { timeout: 180_000 })
+
   it.live("changes lanes while the destination's url is written as fast as it can be: only a change of what the checks read has a write checked again", () =>
     Effect.gen(function*() {
       // Before (stop 30's third attack), a change of lanes was pinned to the revision it was checked at:
