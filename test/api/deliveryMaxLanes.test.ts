@@ -22,15 +22,25 @@ const withClient = Layer.unwrap(Effect.map(TestNatsServer, ({ url, platform }) =
 
 const problem = (answer: HttpAnswer) => answer.body as { code?: string; errors?: Array<{ pointer: string }> }
 
+/** The admin's requests to a platform process. */
+const adminOf = (platform: { readonly base: string }) => (method: string, path: string, body?: unknown, headers?: Record<string, string>) =>
+  call(platform.base, method, path, { key: ADMIN, ...(body === undefined ? {} : { body }), ...(headers === undefined ? {} : { headers }) })
+
+/** A platform process on a data dir of its own with these settings, ready, and partner acme: the admin's requests to it. */
+const platformWith = (name: string, env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const dataDir = yield* tempDir(name)
+    const platform = yield* startPlatformProcess(platformEnv(yield* TestNatsServer, dataDir, ADMIN, { SHARDS: "4", ...env }), dataDir)
+    yield* waitUntilReady(platform)
+    const api = adminOf(platform)
+    assert.strictEqual((yield* api("PUT", "/v1/entities/partner/acme", { name: "Acme" })).status, 201)
+    return api
+  })
+
 describe("DELIVERY_MAX_LANES", () => {
   it.live("refuses a write adding lanes past the bound (409 naming lanes), lets lowering and deletes through, and holds against writes sent at once", () =>
     Effect.gen(function*() {
-      const dataDir = yield* tempDir("max-lanes")
-      const nats = yield* TestNatsServer
-      const platform = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, { DELIVERY_MAX_LANES: "6", SHARDS: "4" }), dataDir)
-      yield* waitUntilReady(platform)
-      const api = (method: string, path: string, body?: unknown) => call(platform.base, method, path, { key: ADMIN, ...(body === undefined ? {} : { body }) })
-      assert.strictEqual((yield* api("PUT", "/v1/entities/partner/acme", { name: "Acme" })).status, 201)
+      const api = yield* platformWith("max-lanes", { DELIVERY_MAX_LANES: "6" })
 
       assert.strictEqual((yield* api("PUT", "/v1/entities/destination/a", destination(4))).status, 201)
       const over = yield* api("PUT", "/v1/entities/destination/b", destination(3))
@@ -43,7 +53,7 @@ describe("DELIVERY_MAX_LANES", () => {
       // a refused request counts for nothing (stop 29's attack: a PATCH of lanes -1,000,000, refused, let
       // 500 lanes be made against a bound of 20 for 30 s; one lowering them, refused 412, freed lanes still in use)
       assert.strictEqual((yield* api("PATCH", "/v1/entities/destination/a", { lanes: -1_000_000 })).status, 400)
-      assert.strictEqual((yield* call(platform.base, "PATCH", "/v1/entities/destination/a", { key: ADMIN, body: { lanes: 1 }, headers: { "if-match": "\"999\"" } })).status, 412)
+      assert.strictEqual((yield* api("PATCH", "/v1/entities/destination/a", { lanes: 1 }, { "if-match": "\"999\"" })).status, 412)
       const full = yield* api("PUT", "/v1/entities/destination/x", destination(1))
       assert.strictEqual(full.status, 409, full.text)
 
@@ -93,7 +103,7 @@ describe("DELIVERY_MAX_LANES", () => {
       const strict = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, { DELIVERY_MAX_LANES: "3", SHARDS: "4" }), dataDir)
       const loose = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, { DELIVERY_MAX_LANES: "20", SHARDS: "4" }), dataDir)
       yield* Effect.forEach([strict, loose], waitUntilReady, { discard: true })
-      const api = (method: string, path: string, body?: unknown) => call(loose.base, method, path, { key: ADMIN, ...(body === undefined ? {} : { body }) })
+      const api = adminOf(loose)
       assert.strictEqual((yield* api("PUT", "/v1/entities/partner/acme", { name: "Acme" })).status, 201)
       assert.strictEqual((yield* api("PUT", "/v1/entities/destination/a", destination(3))).status, 201)
       const over = yield* api("PUT", "/v1/entities/destination/b", destination(1))
@@ -109,12 +119,7 @@ describe("DELIVERY_MAX_LANES", () => {
     Effect.gen(function*() {
       // Before (stop 31's third look), a PATCH that found no destination was sent unchecked, and landed on
       // the destination a PUT created meanwhile: 24 lanes against a bound of 10 (11 races of 41).
-      const dataDir = yield* tempDir("max-lanes-create-race")
-      const nats = yield* TestNatsServer
-      const platform = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, { DELIVERY_MAX_LANES: "10", SHARDS: "4" }), dataDir)
-      yield* waitUntilReady(platform)
-      const api = (method: string, path: string, body?: unknown) => call(platform.base, method, path, { key: ADMIN, ...(body === undefined ? {} : { body }) })
-      assert.strictEqual((yield* api("PUT", "/v1/entities/partner/acme", { name: "Acme" })).status, 201)
+      const api = yield* platformWith("max-lanes-create-race", { DELIVERY_MAX_LANES: "10" })
       assert.strictEqual((yield* api("PUT", "/v1/entities/destination/base", destination(8))).status, 201)
       for (let round = 0; round < 20; round++) {
         const [created, raised] = yield* Effect.all([
@@ -134,12 +139,7 @@ describe("DELIVERY_MAX_LANES", () => {
     Effect.gen(function*() {
       // Before (stop 30's third attack), a change of lanes was pinned to the revision it was checked at:
       // ~40 writes a second of the destination's url refused 79% of them (503 after three checks).
-      const dataDir = yield* tempDir("max-lanes-flood")
-      const nats = yield* TestNatsServer
-      const platform = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, { DELIVERY_MAX_LANES: "64", SHARDS: "4" }), dataDir)
-      yield* waitUntilReady(platform)
-      const api = (method: string, path: string, body?: unknown) => call(platform.base, method, path, { key: ADMIN, ...(body === undefined ? {} : { body }) })
-      assert.strictEqual((yield* api("PUT", "/v1/entities/partner/acme", { name: "Acme" })).status, 201)
+      const api = yield* platformWith("max-lanes-flood", { DELIVERY_MAX_LANES: "64" })
       assert.strictEqual((yield* api("PUT", "/v1/entities/destination/a", destination(1))).status, 201)
       let flooding = true
       const urls: Array<number> = []
@@ -169,13 +169,8 @@ describe("DELIVERY_MAX_LANES", () => {
     Effect.gen(function*() {
       // Before (stop 30's outside attack), a process SIGKILLed while it held the turn, its command sent and
       // not applied yet, let the next process check a list without it: 11 lanes against 10.
-      const dataDir = yield* tempDir("max-lanes-reserved")
-      const nats = yield* TestNatsServer
       // commands may wait a minute for their entity, but not one sent in a turn: it lands while the turn is its own (10 s)
-      const platform = yield* startPlatformProcess(platformEnv(nats, dataDir, ADMIN, { DELIVERY_MAX_LANES: "6", SHARDS: "4", COMMAND_TIMEOUT: "60 seconds" }), dataDir)
-      yield* waitUntilReady(platform)
-      const api = (method: string, path: string, body?: unknown) => call(platform.base, method, path, { key: ADMIN, ...(body === undefined ? {} : { body }) })
-      assert.strictEqual((yield* api("PUT", "/v1/entities/partner/acme", { name: "Acme" })).status, 201)
+      const api = yield* platformWith("max-lanes-reserved", { DELIVERY_MAX_LANES: "6", COMMAND_TIMEOUT: "60 seconds" })
       const { connection } = yield* Nats
       const sent = connection.subscribe("cmd.destination.>")
       const sentAt = Date.now()
