@@ -9,6 +9,7 @@
  * device ids one.
  */
 import { Effect, Stream } from "effect"
+import type { RawEvent } from "../domain/events/eventChecks.ts"
 import { nestedTooDeep, tooDeep } from "./jsonDepth.ts"
 import { InvalidRequest, PayloadTooLarge } from "./problems.ts"
 import { ndjson } from "./streaming.ts"
@@ -22,8 +23,6 @@ export interface EventsBodyLimits {
   readonly maxJsonDepth: number
 }
 
-/** One item of the batch: the JSON value, or why it is not one. */
-export type RawEvent = { readonly _tag: "Json"; readonly value: unknown } | { readonly _tag: "NotJson"; readonly reason: string }
 
 const tooManyEvents = (limits: EventsBodyLimits) =>
   new PayloadTooLarge({ detail: `a batch takes at most ${limits.maxEvents} events (EVENTS_MAX_PER_BATCH); send the rest in another`, limitBytes: limits.maxEvents })

@@ -217,13 +217,8 @@ const httpLayer = (config: PlatformConfig) =>
     const reservations = yield* makeReservations
     // the bounds every process enforces together: the lowest any live process was started with (Cluster.strictest)
     const cluster = yield* Cluster
-    const strictest = (name: string, own: number) =>
-      cluster.strictest(name).pipe(
-        Effect.map((lowest) => Math.min(own, lowest)),
-        Effect.catch((error) => Effect.as(Effect.logWarning(`the other processes' ${name} could not be read: this process's own holds`, error), own))
-      )
-    const maxLanes = strictest("DELIVERY_MAX_LANES", config.deliveryMaxLanes)
-    const maxBacklog = strictest("DELIVERY_REFRESH_MAX_BACKLOG", config.deliveryRefreshMaxBacklog)
+    const maxLanes = cluster.strictest("DELIVERY_MAX_LANES")
+    const maxBacklog = cluster.strictest("DELIVERY_REFRESH_MAX_BACKLOG")
     const routes = [
       ...opsRoutes(yield* readinessChecks({ shards: config.shards, relayMaxLag: config.relayMaxLag }), {
         refreshMetrics: readRelayStatus.pipe(Effect.provideService(EventStore, store), Effect.provideService(Nats, nats))

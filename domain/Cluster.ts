@@ -48,9 +48,10 @@ export class Cluster extends Context.Service<Cluster, {
   /**
    * The lowest value of the bound `name` among the live processes, this one's included (each names its
    * bounds in its heartbeat): a bound every process enforces together is checked against it, so a
-   * process started with a higher one (a mistake, or a rolling change) lets nothing pass another's.
+   * process started with a higher one (a mistake, or a rolling change) lets nothing pass another's. This
+   * process's own when the others' cannot be read (logged); unbounded when no process names it.
    */
-  readonly strictest: (name: string) => Effect.Effect<number, ClusterError>
+  readonly strictest: (name: string) => Effect.Effect<number>
 }>()("tributary/Cluster") {}
 
 /**

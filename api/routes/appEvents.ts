@@ -10,7 +10,7 @@
  * Publishing into a full EVENTS answers 503 + Retry-After. Sending a batch again is harmless: the
  * pipeline drops events it has seen, by (app, deviceId, seq).
  */
-import { Clock, Duration, Effect, Option, Result, Schema } from "effect"
+import { Clock, Duration, Effect, Option, Schema } from "effect"
 import { checkBatch, Rejection } from "../../domain/events/eventChecks.ts"
 import { EventIntake } from "../../domain/events/EventIntake.ts"
 import { Metadata } from "../../domain/events/Metadata.ts"
@@ -75,11 +75,7 @@ export const appEventsRoutes = (options: AppEventsRoutesOptions) => {
         return yield* withMeteredBody(budget, params.app, body, refused, (metered) => Effect.gen(function*() {
           const items = yield* readWithin(readEventsBody(metered, headers["content-type"], options), bodyTimeout, "EVENTS_BODY_TIMEOUT", "an events body")
           const now = yield* Clock.currentTimeMillis
-          const { accepted, rejected } = yield* checkBatch(
-            items.map((item) => item._tag === "NotJson" ? Result.fail(item.reason) : Result.succeed(item.value)),
-            now,
-            { maxEventBytes: options.maxLineBytes }
-          )
+          const { accepted, rejected } = yield* checkBatch(items, now, { maxEventBytes: options.maxLineBytes })
           if (accepted.length > 0) yield* intake.publish({ app: params.app, receivedAt: new Date(now).toISOString(), events: accepted })
           return { status: 202 as const, body: { accepted: accepted.length, rejected } }
         }))

@@ -237,11 +237,11 @@ export const destinationWriteOnly = (options: {
             yield* refusedOverBacklog(id, yield* options.maxBacklog, "change its segments")
           }
           const lanes = lanesAfter(method, rest)
-          return lanes === undefined || (method === "PATCH" && Option.isNone(live)) ? undefined : yield* quota.reserve(id, lanes, lanesOf(live))
+          return lanes === undefined ? undefined : yield* quota.reserve(id, lanes, lanesOf(live))
         })
         const reserved = yield* Effect.onError(checks, () => segmentsTurn?.release ?? Effect.void)
-        const pin = Option.isSome(entity) && Option.isSome(live) && (Object.hasOwn(rest, "segmentIds") || Object.hasOwn(rest, "lanes"))
-          ? { revision: entity.value.revision, fields: { lanes: live.value["lanes"] ?? null, segmentIds: live.value["segmentIds"] ?? null } as Record<string, Schema.Json> }
+        const pin = Option.isSome(entity) && (Object.hasOwn(rest, "segmentIds") || Object.hasOwn(rest, "lanes"))
+          ? { revision: entity.value.revision, fields: { lanes: entity.value.state?.["lanes"] ?? null, segmentIds: entity.value.state?.["segmentIds"] ?? null } as Record<string, Schema.Json> }
           : {}
         if (reserved === undefined && segmentsTurn === undefined) return pin
         const settled = (accepted: Option.Option<number>) => Effect.ensuring(reserved?.settled(accepted) ?? Effect.void, segmentsTurn?.release ?? Effect.void)

@@ -131,6 +131,9 @@ export const checkEvent = (raw: unknown, nowMillis: number, limits: { readonly m
   return Result.succeed({ event, json })
 }
 
+/** One item of a batch as the body held it: the JSON value, or why it is not one. */
+export type RawEvent = { readonly _tag: "Json"; readonly value: unknown } | { readonly _tag: "NotJson"; readonly reason: string }
+
 /** Events checked between two yields of the event loop. */
 const checkSlice = 200
 
@@ -140,14 +143,14 @@ const checkSlice = 200
  * check (50 props of arrays each, every one refused) held it for ~1 s in one go, every other request of the
  * process waiting (stop 31's outside attack).
  */
-export const checkBatch = (items: ReadonlyArray<Result.Result<unknown, string>>, nowMillis: number, limits: { readonly maxEventBytes: number }) =>
+export const checkBatch = (items: ReadonlyArray<RawEvent>, nowMillis: number, limits: { readonly maxEventBytes: number }) =>
   Effect.gen(function*() {
     const accepted: Array<CheckedEvent> = []
     const rejected: Array<Rejection> = []
     for (let index = 0; index < items.length; index++) {
       if (index > 0 && index % checkSlice === 0) yield* Effect.yieldNow
       const item = items[index]!
-      const checked = Result.isFailure(item) ? item : checkEvent(item.success, nowMillis, limits)
+      const checked = item._tag === "NotJson" ? Result.fail(item.reason) : checkEvent(item.value, nowMillis, limits)
       if (Result.isSuccess(checked)) accepted.push(checked.success)
       else rejected.push({ index, reason: checked.failure })
     }

@@ -28,25 +28,14 @@ const kvCall = <A>(operation: string, f: () => Promise<A>) =>
 const keysOf = (manager: JetStreamManager, bucket: string) =>
   bucketKeys(manager, bucket).pipe(Effect.mapError((error) => new ClusterError({ operation: "list keys", cause: error.cause })))
 
-/** What a process says of itself in its heartbeat, read back from another's. */
-const heartbeatShards = (value: string): number | undefined => {
-  try {
-    const shards = (JSON.parse(value) as { shards?: unknown }).shards
-    return Number.isSafeInteger(shards) ? shards as number : undefined
-  } catch {
-    return undefined
-  }
+/** What a process says of itself in its heartbeat (its id, host and pid make it one), read back from another's. */
+interface Heartbeat {
+  readonly shards?: unknown
+  readonly bounds?: Readonly<Record<string, unknown>>
 }
 
-/** A bound a heartbeat names (`bounds`), if it is one. */
-const heartbeatBound = (value: string, name: string): number | undefined => {
-  try {
-    const bound = (JSON.parse(value) as { bounds?: Record<string, unknown> }).bounds?.[name]
-    return Number.isSafeInteger(bound) && (bound as number) >= 0 ? bound as number : undefined
-  } catch {
-    return undefined
-  }
-}
+/** A count a heartbeat names, if it is one. */
+const countIn = (value: unknown): number | undefined => Number.isSafeInteger(value) && (value as number) >= 0 ? value as number : undefined
 
 const make = (options: { readonly shards?: number; readonly bounds?: Readonly<Record<string, number>> }) => Effect.gen(function*() {
   const { manager } = yield* Nats
@@ -60,13 +49,15 @@ const make = (options: { readonly shards?: number; readonly bounds?: Readonly<Re
   // request can direct the server's answer onto `$KV.tributary-members.<anything>` (its reply
   // subject), which the bucket stores too: such an entry is no member, or the shards would be spread
   // over processes that do not exist and nobody would take theirs.
-  const isHeartbeat = (id: string, value: string) => {
+  const heartbeatOf = (id: string, value: string): Heartbeat | undefined => {
     try {
       const beat = JSON.parse(value) as unknown
       return typeof beat === "object" && beat !== null && (beat as { id?: unknown }).id === id &&
-        typeof (beat as { host?: unknown }).host === "string" && Number.isSafeInteger((beat as { pid?: unknown }).pid)
+          typeof (beat as { host?: unknown }).host === "string" && Number.isSafeInteger((beat as { pid?: unknown }).pid)
+        ? beat as Heartbeat
+        : undefined
     } catch {
-      return false
+      return undefined
     }
   }
   /** The live members' heartbeats, by id. */
@@ -74,8 +65,11 @@ const make = (options: { readonly shards?: number; readonly bounds?: Readonly<Re
     // Keys that cannot be member ids are not even read (junk, see above, may come by the thousand).
     const ids = (yield* keysOf(manager, BucketNames.members)).filter((id) => isHolderId(id) && !deadHere(id))
     const entries = yield* Effect.forEach(ids, (id) => kvCall(`get member ${id}`, () => members.get(id)), { concurrency: 16 })
-    const beats = new Map<string, string>()
-    for (const entry of entries) if (entry !== null && entry.operation === "PUT" && isHeartbeat(entry.key, entry.string())) beats.set(entry.key, entry.string())
+    const beats = new Map<string, Heartbeat>()
+    for (const entry of entries) {
+      const beat = entry === null || entry.operation !== "PUT" ? undefined : heartbeatOf(entry.key, entry.string())
+      if (beat !== undefined) beats.set(entry!.key, beat)
+    }
     return beats
   })
   const live = Effect.map(heartbeats, (beats) => [...beats.keys()].sort())
@@ -84,7 +78,7 @@ const make = (options: { readonly shards?: number; readonly bounds?: Readonly<Re
   // hashes to two shards, each with its owner, and its commands lose their single writer and order.
   if (options.shards !== undefined) {
     for (const [id, beat] of yield* heartbeats) {
-      const theirs = heartbeatShards(beat)
+      const theirs = countIn(beat.shards)
       if (theirs !== undefined && theirs !== options.shards) {
         return yield* new ClusterError({
           operation: "join",
@@ -129,9 +123,13 @@ const make = (options: { readonly shards?: number; readonly bounds?: Readonly<Re
     processes,
     // Before (stop 30's third attack), each process checked its own: one started with another
     // DELIVERY_REFRESH_MAX_BACKLOG by mistake let 60 refreshes through.
-    strictest: (name) =>
-      Effect.map(heartbeats, (beats) =>
-        Math.min(options.bounds?.[name] ?? Number.POSITIVE_INFINITY, ...[...beats.values()].map((beat) => heartbeatBound(beat, name) ?? Number.POSITIVE_INFINITY)))
+    strictest: (name) => {
+      const own = options.bounds?.[name] ?? Number.POSITIVE_INFINITY
+      return heartbeats.pipe(
+        Effect.map((beats) => Math.min(own, ...[...beats.values()].map((beat) => countIn(beat.bounds?.[name]) ?? Number.POSITIVE_INFINITY))),
+        Effect.catch((error) => Effect.as(Effect.logWarning(`the other processes' ${name} could not be read: this process's own holds`, error), own))
+      )
+    }
   })
 })
 

@@ -4,17 +4,18 @@
  * to check held the event loop ~1 s in one go).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Result } from "effect"
+import { Effect, Fiber } from "effect"
 import { checkBatch } from "../../../domain/events/eventChecks.ts"
 
 const now = Date.parse("2026-11-30T12:00:00Z")
 const event = (seq: unknown) => ({ deviceId: "d-1", seq, time: "2026-11-30T11:00:00Z", type: "open" })
+const json = (value: unknown) => ({ _tag: "Json" as const, value })
 
 describe("checkBatch", () => {
   it.effect("rejects each bad event with its index and reason, keeps the rest in order, and yields while it checks", () =>
     Effect.gen(function*() {
       const items = Array.from({ length: 1_000 }, (_, i) =>
-        i % 2 === 0 ? Result.succeed(event(i)) : i % 3 === 0 ? Result.fail("event: not valid JSON") : Result.succeed(event("x")))
+        i % 2 === 0 ? json(event(i)) : i % 3 === 0 ? { _tag: "NotJson" as const, reason: "event: not valid JSON" } : json(event("x")))
       let ticks = 0
       let checking = true
       const beside = yield* Effect.forkChild(Effect.gen(function*() {

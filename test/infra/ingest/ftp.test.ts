@@ -17,6 +17,13 @@ import { eventually } from "../../fixtures/http.ts"
 const refusal = <A>(call: () => Promise<A>) =>
   Effect.promise(() => call().then(() => undefined, (error: unknown) => error instanceof FTPError ? error : assert.fail(`not an FTP error: ${String(error)}`)))
 
+/** A PASV of `client`'s session: the port it opened. */
+const passivePort = (client: { send: (command: string) => Promise<{ readonly message: string }> }) =>
+  Effect.promise(() => client.send("PASV")).pipe(Effect.map((reply) => {
+    const [p1, p2] = /\(\d+,\d+,\d+,\d+,(\d+),(\d+)\)/.exec(reply.message)!.slice(1).map(Number)
+    return p1! * 256 + p2!
+  }))
+
 const jobsOf = (partner: string) => IngestJobs.use((jobs) => jobs.list(partner, { limit: 100 }))
 
 /**
@@ -124,9 +131,7 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("FTP do
         const sockets: Array<Socket> = []
         // 15 PASVs, each connected to: more than the 10 ports of the range
         for (let i = 0; i < 15; i++) {
-          const reply = yield* Effect.promise(() => client.send("PASV"))
-          const [p1, p2] = /\(\d+,\d+,\d+,\d+,(\d+),(\d+)\)/.exec(reply.message)!.slice(1).map(Number)
-          const socket = connect(p1! * 256 + p2!, "127.0.0.1").resume()
+          const socket = connect(yield* passivePort(client), "127.0.0.1").resume()
           socket.on("error", () => {})
           sockets.push(socket)
           yield* Effect.promise(() => new Promise((resolve) => socket.once("connect", resolve)))
@@ -151,9 +156,7 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("FTP do
         const doors = yield* startDoors()
         yield* setCredentials("victim", { password: "victim-password-1" })
         const client = yield* ftpLogin(doors.ftpPort, "victim", "victim-password-1")
-        const reply = yield* Effect.promise(() => client.send("PASV"))
-        const [p1, p2] = /\(\d+,\d+,\d+,\d+,(\d+),(\d+)\)/.exec(reply.message)!.slice(1).map(Number)
-        const intruder = connect({ port: p1! * 256 + p2!, host: "127.0.0.1", localAddress: "127.0.0.2" }).resume()
+        const intruder = connect({ port: yield* passivePort(client), host: "127.0.0.1", localAddress: "127.0.0.2" }).resume()
         intruder.on("error", () => {})
         yield* Effect.promise(() => new Promise((resolve) => intruder.once("close", resolve)))
         // the session is whole: its upload (a PASV of its own) is stored
@@ -246,9 +249,7 @@ layer(layerIngestStores, { excludeTestServices: true, timeout: 60_000 })("FTP do
         const client = yield* ftpLogin(doors.ftpPort, "plain", "plain-password-1")
         yield* Effect.promise(() => client.uploadFrom(Readable.from([Buffer.from("u,s\n")]), "first.csv"))
         assert.deepStrictEqual((yield* Effect.promise(() => client.list("-la"))).map((f) => f.name), ["first.csv"])
-        const pasv = yield* Effect.promise(() => client.send("PASV"))
-        const [p1, p2] = /\(\d+,\d+,\d+,\d+,(\d+),(\d+)\)/.exec(pasv.message)!.slice(1).map(Number)
-        const data = connect(p1! * 256 + p2!, "127.0.0.1").on("error", () => {})
+        const data = connect(yield* passivePort(client), "127.0.0.1").on("error", () => {})
         yield* Effect.addFinalizer(() => Effect.sync(() => data.destroy()))
         const stou = yield* refusal(() => client.send("STOU"))
         assert.strictEqual(stou?.code, 550)
