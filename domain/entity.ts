@@ -85,20 +85,95 @@ export const stillAsChecked = (command: Pick<EntityCommand, "checkedRevision" | 
 }
 
 /**
+ * The canonical text of the values fingerprinted, written as UTF-16 code units into one buffer kept
+ * between calls rather than built as strings: a fingerprint built its text in pieces, with key arrays
+ * and joins, and was a fifth of what ingestion allocated (stop 32).
+ */
+let units = new Uint16Array(4_096)
+let written = 0
+
+const put = (code: number): void => {
+  if (written === units.length) grow(1)
+  units[written++] = code
+}
+
+const grow = (more: number): void => {
+  const larger = new Uint16Array(Math.max(units.length * 2, written + more))
+  larger.set(units.subarray(0, written))
+  units = larger
+}
+
+/** `JSON.stringify(text)`, copied as it is when nothing in it is escaped. */
+const putString = (text: string): void => {
+  if (written + text.length + 2 > units.length) grow(text.length + 2)
+  const start = written
+  units[written++] = 0x22
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) {
+      written = start
+      putText(JSON.stringify(text))
+      return
+    }
+    units[written++] = c
+  }
+  units[written++] = 0x22
+}
+
+const putText = (text: string): void => {
+  if (written + text.length > units.length) grow(text.length)
+  for (let i = 0; i < text.length; i++) units[written++] = text.charCodeAt(i)
+}
+
+/** `canonical(value)`'s text; `leftOut`: what it reads where JSON leaves the value out. */
+const putCanonical = (value: unknown, leftOut: string): void => {
+  if (value === undefined || typeof value === "function" || typeof value === "symbol") {
+    putText(leftOut)
+  } else if (Array.isArray(value)) {
+    put(0x5b)
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) put(0x2c)
+      // as `map` and `join` did: a hole, or a value JSON leaves out, is empty
+      if (i in value) putCanonical(value[i], "")
+    }
+    put(0x5d)
+  } else if (typeof value === "object" && value !== null) {
+    put(0x7b)
+    const keys = Object.keys(value).sort()
+    for (let i = 0; i < keys.length; i++) {
+      if (i > 0) put(0x2c)
+      putString(keys[i]!)
+      put(0x3a)
+      // as the template did: a value JSON leaves out reads `undefined`
+      putCanonical((value as Record<string, unknown>)[keys[i]!], "undefined")
+    }
+    put(0x7d)
+  } else if (typeof value === "string") {
+    putString(value)
+  } else {
+    putText(JSON.stringify(value))
+  }
+}
+
+/**
  * A short fingerprint of what a command asks — its action and expected revision, whatever the order
- * of their keys (FNV-1a, 2 × 32 bits) — so a command id reused for a different request is recognised.
- * Not cryptographic: it guards against mistakes.
+ * of their keys (FNV-1a, 2 × 32 bits, over their canonical JSON) — so a command id reused for a
+ * different request is recognised. Not cryptographic: it guards against mistakes. Remembered
+ * fingerprints are kept with command ids, so its value must not change.
  */
 export const fingerprint = (command: Pick<EntityCommand, "action" | "expectedRevision" | "writeOnlyDigest">): string => {
   // without a digest, as before it existed: commands remembered from then keep their fingerprints
-  const text = canonical(command.writeOnlyDigest === undefined ? [command.action, command.expectedRevision ?? null] : [command.action, command.expectedRevision ?? null, command.writeOnlyDigest])
+  written = 0
+  putCanonical(command.writeOnlyDigest === undefined ? [command.action, command.expectedRevision ?? null] : [command.action, command.expectedRevision ?? null, command.writeOnlyDigest], "")
   let a = 0x811c9dc5
-  let b = 0x01000193 ^ text.length
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i)
+  let b = 0x01000193 ^ written
+  for (let i = 0; i < written; i++) {
+    const c = units[i]!
     a = Math.imul(a ^ c, 0x01000193)
     b = Math.imul(b ^ c, 0x5bd1e995)
   }
+  // a buffer grown by one huge command is not kept
+  if (units.length > 1 << 20) units = new Uint16Array(4_096)
   return (a >>> 0).toString(16).padStart(8, "0") + (b >>> 0).toString(16).padStart(8, "0")
 }
 

@@ -133,4 +133,54 @@ describe("record decider (strategy)", () => {
     assert.notStrictEqual(fingerprint({ action: { _tag: "Patch", patch: { name: "y", status: "active" } } }), a)
     assert.notStrictEqual(fingerprint({ action: { _tag: "Patch", patch: { name: "x", status: "active" } }, expectedRevision: 3 }), a)
   })
+
+  it("fingerprints as before it stopped building the canonical text: remembered fingerprints still match", () => {
+    // the implementation before stop 32, kept here as the reference
+    const canonical = (value: unknown): string =>
+      Array.isArray(value)
+        ? `[${value.map(canonical).join(",")}]`
+        : typeof value === "object" && value !== null
+        ? `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`).join(",")}}`
+        : JSON.stringify(value)
+    const before = (command: { action: unknown; expectedRevision?: number; writeOnlyDigest?: string }) => {
+      const text = canonical(command.writeOnlyDigest === undefined ? [command.action, command.expectedRevision ?? null] : [command.action, command.expectedRevision ?? null, command.writeOnlyDigest])
+      let a = 0x811c9dc5
+      let b = 0x01000193 ^ text.length
+      for (let i = 0; i < text.length; i++) {
+        const c = text.charCodeAt(i)
+        a = Math.imul(a ^ c, 0x01000193)
+        b = Math.imul(b ^ c, 0x5bd1e995)
+      }
+      return (a >>> 0).toString(16).padStart(8, "0") + (b >>> 0).toString(16).padStart(8, "0")
+    }
+    let seed = 7
+    const random = () => (seed = Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5 >>> 0) / 2 ** 32
+    const strings = ["", "x", "name", "quo\"te", "back\\slash", "new\nline", "\u0000\u001f", "tab\t", "é日本", "\ud83d\ude00", "\ud800 lone", "lone \udfff", "\u2028", "_tag", "Zed", "a b"]
+    const numbers = [0, -0, 1, -1, 0.1, 1e21, 1e-7, Number.MAX_SAFE_INTEGER, NaN, Infinity]
+    const value = (depth: number): unknown => {
+      const pick = Math.floor(random() * (depth > 3 ? 5 : 8))
+      if (pick === 0) return strings[Math.floor(random() * strings.length)]
+      if (pick === 1) return numbers[Math.floor(random() * numbers.length)]
+      if (pick === 2) return random() < 0.5
+      if (pick === 3) return null
+      if (pick === 4) return random() < 0.5 ? undefined : String(random())
+      if (pick === 5) return Array.from({ length: Math.floor(random() * 5) }, () => value(depth + 1))
+      const object: Record<string, unknown> = {}
+      for (let i = Math.floor(random() * 6); i > 0; i--) object[strings[Math.floor(random() * strings.length)]! + (random() < 0.3 ? String(i) : "")] = value(depth + 1)
+      return object
+    }
+    const sparse: Array<unknown> = [1]
+    sparse[3] = "x"
+    const commands = [
+      { action: { _tag: "Apply", records: [{ userId: "u1", segmentId: "12", op: "add", source: { partner: "p", line: 3 } }] } },
+      { action: { _tag: "Patch", patch: { b: undefined, a: [undefined, null, () => 1] } }, expectedRevision: 4 },
+      { action: sparse, writeOnlyDigest: "d" },
+      ...Array.from({ length: 2_000 }, () => ({
+        action: value(0),
+        ...(random() < 0.3 ? { expectedRevision: Math.floor(random() * 10) } : {}),
+        ...(random() < 0.2 ? { writeOnlyDigest: strings[Math.floor(random() * strings.length)]! } : {})
+      }))
+    ]
+    for (const command of commands) assert.strictEqual(fingerprint(command as Parameters<typeof fingerprint>[0]), before(command), JSON.stringify(command))
+  })
 })
