@@ -20,10 +20,10 @@
  */
 import { EntityNotFound } from "../../domain/entity.ts"
 import { StrictRecord } from "../../domain/strictRecord.ts"
-import { Clock, Effect, Option, Redacted, Result, Schema } from "effect"
+import { Effect, Option, Redacted, Result, Schema } from "effect"
 import { DeadLetterQueue } from "../../domain/delivery/DeadLetterQueue.ts"
 import { DeliveryBacklog } from "../../domain/delivery/DeliveryBacklog.ts"
-import { DestinationSecrets, type SecretsWritten } from "../../domain/delivery/DestinationSecrets.ts"
+import { DestinationSecrets, type SecretsRequest, type SecretsWritten } from "../../domain/delivery/DestinationSecrets.ts"
 import { DeliveryPackages } from "../../projections/delivery/packages.ts"
 import { destination, DestinationPut, maxLanesEach } from "../../domain/entities/destination.ts"
 import { HeaderName, HeaderValue, headerIssues } from "../../domain/entities/headers.ts"
@@ -124,8 +124,14 @@ export const dropDeleted = (id: string, reason: string, bounds: DropBounds = {})
 const redact = (headers: Readonly<Record<string, string | null>>) =>
   Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, value === null ? null : Redacted.make(value)]))
 
-const recordChange = (names: ReadonlyArray<string>) =>
-  Effect.map(Clock.currentTimeMillis, (now): Schema.Json => ({ _tag: "RecordSecretsChange", headerNames: [...names], at: new Date(now).toISOString() }))
+/**
+ * What the destination's history records of a write: its names and time, the same for the request sent
+ * again (a replayed write answers the first one's), so its command is the one the entity remembers.
+ */
+const recordChange = (written: SecretsWritten): Schema.Json => ({ _tag: "RecordSecretsChange", headerNames: [...written.names], at: written.at })
+
+const requestOf = (commandId: string | undefined, digest: string): SecretsRequest | undefined =>
+  commandId === undefined ? undefined : { id: commandId, digest }
 
 /**
  * A refused request's undo: what its write replaced goes back (decryptable or not, given for the origin
@@ -176,7 +182,7 @@ export const destinationWriteOnly = (options: {
   return {
     putBody: DestinationPut,
     names: ["secretHeaders"],
-    store: ({ id, method, writeOnly, rest, current }) =>
+    store: ({ commandId, id, method, writeOnly, rest, current }) =>
       Effect.gen(function*() {
         yield* checkPartner(rest["partnerId"])
         const secrets = yield* DestinationSecrets
@@ -189,9 +195,11 @@ export const destinationWriteOnly = (options: {
           if (!given) return undefined
           // decoded by the route with DestinationPut
           const headers = writeOnly["secretHeaders"] as Readonly<Record<string, string>>
-          const put = secrets.put(id, redact(headers) as Record<string, Redacted.Redacted<string>>, originOf(rest["url"]) ?? "")
-          const written = yield* put
-          return { after: yield* recordChange(written.names), undo: undo(id, written), again: put, digest: secrets.digest(headers) }
+          const digest = secrets.digest(headers)
+          const put = (request?: SecretsRequest) => secrets.put(id, redact(headers) as Record<string, Redacted.Redacted<string>>, originOf(rest["url"]) ?? "", request)
+          const written = yield* put(requestOf(commandId, digest))
+          // a replayed write is not stored again after a creation: that would undo what came since
+          return { after: recordChange(written), undo: undo(id, written), ...(written.replayed ? {} : { again: put() }), digest }
         }
         // a patch of a destination that does not exist stores nothing: its Patch answers 404
         if (Option.isNone(live)) return undefined
@@ -205,12 +213,14 @@ export const destinationWriteOnly = (options: {
         // all: none of the old ones follows the URL
         const origin = originOf(Object.hasOwn(rest, "url") ? rest["url"] : live.value["url"]) ?? ""
         const kept = Object.entries(patch.success ?? {}).filter((entry): entry is [string, string] => entry[1] !== null)
+        const digest = secrets.digest(patch.success)
+        const request = requestOf(commandId, digest)
         const written = patch.success === null
-          ? yield* secrets.put(id, {}, origin)
+          ? yield* secrets.put(id, {}, origin, request)
           : moves
-          ? yield* secrets.put(id, redact(Object.fromEntries(kept)) as Record<string, Redacted.Redacted<string>>, origin)
-          : yield* secrets.patch(id, redact(patch.success), origin)
-        return { after: yield* recordChange(written.names), undo: undo(id, written), digest: secrets.digest(patch.success) }
+          ? yield* secrets.put(id, redact(Object.fromEntries(kept)) as Record<string, Redacted.Redacted<string>>, origin, request)
+          : yield* secrets.patch(id, redact(patch.success), origin, request)
+        return { after: recordChange(written), undo: undo(id, written), digest }
       }),
     // The bounds a write could pass: all destinations' lanes, and the backlog a change of segments adds
     // to. A write naming the segments or the lanes of an existing destination is pinned to the lanes and

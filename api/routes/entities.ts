@@ -152,7 +152,11 @@ export interface WriteOnlyFields<E, R, CE = E, CR = R> {
    * Runs before every PUT and PATCH of the type (it may check the rest too): PUT gets the write-only
    * fields as given, PATCH their merge patch (either may have none). `rest` is the body without them.
    */
-  readonly store: (request: WriteRequest & { readonly writeOnly: Readonly<Record<string, unknown>> }) => Effect.Effect<StoredWriteOnly<E, R> | undefined, E, R>
+  readonly store: (request: WriteRequest & {
+    readonly writeOnly: Readonly<Record<string, unknown>>
+    /** the command id of a request with an Idempotency-Key (none without one: every such request is new) */
+    readonly commandId: string | undefined
+  }) => Effect.Effect<StoredWriteOnly<E, R> | undefined, E, R>
   /**
    * Runs before a DELETE's command and answers what to run once the delete was accepted: drop what
    * the entity keeps outside history (as it was before the command, not what a PUT creating the entity
@@ -262,7 +266,8 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
         accepted: (revision: number) => void
       ) =>
         Effect.gen(function*() {
-          const stored = yield* hook.store({ id, method, writeOnly, rest, current })
+          const key = headers["idempotency-key"]
+          const stored = yield* hook.store({ id, method, writeOnly, rest, current, commandId: key === undefined ? undefined : yield* commandId(principal, type, id, key) })
           const first = yield* send(type, id, principal, headers, action(rest as Schema.Json), {
             onRejected: stored?.undo,
             checkedRevision: pinned?.revision,
@@ -276,7 +281,6 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
           // Its own command, under a key of its own derived from the request's: a retry of the request
           // (answered what its first command did) records the change once; the If-Match was the first command's.
           const correlation = headers["x-correlation-id"]
-          const key = headers["idempotency-key"]
           const secondHeaders = { ...(correlation === undefined ? {} : { "x-correlation-id": correlation }), ...(key === undefined ? {} : { "idempotency-key": `${key}\nwrite-only` }) }
           const second = yield* send(type, id, principal, secondHeaders, stored.after).pipe(
             // a DELETE came between the two commands: the write was applied, then the entity deleted, in that order;

@@ -5,6 +5,7 @@
  */
 import { Context, Schema } from "effect"
 import type { Effect, Redacted } from "effect"
+import type { CommandIdReused } from "../entity.ts"
 
 export class SecretsError extends Schema.TaggedError<SecretsError>()("SecretsError", {
   operation: Schema.String,
@@ -36,6 +37,23 @@ export interface SecretsWritten {
   readonly names: ReadonlyArray<string>
   readonly written: number
   readonly previous: SecretsBefore
+  /** when it was written (ISO 8601): what the destination's history records of it */
+  readonly at: string
+  /** the request had written them already (SecretsRequest): nothing was written now, `names` and `at` are that write's */
+  readonly replayed: boolean
+}
+
+/**
+ * The request a write comes from, when it has an Idempotency-Key: its command id and the digest of the
+ * secrets it gives (`digest`). The store remembers it with its write, so that the same request sent again
+ * writes nothing (answered as its write was), and the same id with other secrets is refused
+ * (CommandIdReused) — whatever came between, a restart included. Before (stop 32's outside attack), a
+ * late retry of a request wrote its old secrets back over a rotation answered since, and after a restart
+ * the same key with other secrets was taken as a retry and stored them, unrecorded in history.
+ */
+export interface SecretsRequest {
+  readonly id: string
+  readonly digest: string
 }
 
 /** What a write replaced, as stored (encrypted): put back as it was by `putBack`. */
@@ -45,12 +63,12 @@ export interface SecretsBefore {
 
 export class DestinationSecrets extends Context.Service<DestinationSecrets, {
   /** Replaces the destination's secret headers with these (none: removes them all), given for `origin`. */
-  readonly put: (destination: string, headers: SecretHeaders, origin: string) => Effect.Effect<SecretsWritten, SecretsError>
+  readonly put: (destination: string, headers: SecretHeaders, origin: string, request?: SecretsRequest) => Effect.Effect<SecretsWritten, SecretsError | CommandIdReused>
   /**
    * Sets the given headers, given for `origin`, and removes those given as null (a merge patch), and those
    * given for another origin; returns the names it has now.
    */
-  readonly patch: (destination: string, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>, origin: string) => Effect.Effect<SecretsWritten, SecretsError>
+  readonly patch: (destination: string, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>, origin: string, request?: SecretsRequest) => Effect.Effect<SecretsWritten, SecretsError | CommandIdReused>
   /**
    * Puts back what the write `written` replaced (a refused request's undo), unless the destination's
    * secrets were written since (another request's write): a request's undo never overwrites
@@ -62,8 +80,10 @@ export class DestinationSecrets extends Context.Service<DestinationSecrets, {
   readonly putBack: (destination: string, written: SecretsWritten) => Effect.Effect<void, SecretsError>
   /**
    * A digest of write-only fields holding secret values, keyed with the store's key (it tells nothing of
-   * them without it): part of a command's fingerprint, so that one Idempotency-Key with other secrets is
-   * another request (422), not a retry.
+   * them without it): part of a command's fingerprint and of a SecretsRequest, so that one
+   * Idempotency-Key with other secrets is another request (422), not a retry. Of their canonical form:
+   * header names lower-cased (as stored) and keys sorted, so a retry whose client wrote them in another
+   * order or case is the same request (before stop 32, 422).
    */
   readonly digest: (fields: unknown) => string
   /**

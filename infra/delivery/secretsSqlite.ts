@@ -11,7 +11,8 @@
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from "node:crypto"
 import { Clock, Effect, Layer, Redacted } from "effect"
-import { DestinationSecrets, type SecretsWritten, SecretsError, type SecretHeaders, SecretsUndecryptable } from "../../domain/delivery/DestinationSecrets.ts"
+import { DestinationSecrets, type SecretsRequest, type SecretsWritten, SecretsError, type SecretHeaders, SecretsUndecryptable } from "../../domain/delivery/DestinationSecrets.ts"
+import { CommandIdReused } from "../../domain/entity.ts"
 import { openSharedSqlite } from "../ingest/sqliteFile.ts"
 import { transaction } from "../sqliteTransaction.ts"
 
@@ -19,6 +20,15 @@ const algorithm = "aes-256-gcm"
 
 /** Names the key without revealing it: the first bytes of a hash of it. */
 export const keyFingerprint = (key: Uint8Array): string => createHash("sha256").update("tributary-delivery-secrets\n").update(key).digest("hex").slice(0, 16)
+
+/** Idempotency-Keys each destination's store remembers (SecretsRequest), as an entity remembers command ids. */
+const rememberedRequests = 1_024
+
+/** Secret headers as a digest reads them: names lower-cased (as stored), in order; anything else as it is. */
+const canonicalHeaders = (fields: unknown): unknown =>
+  typeof fields === "object" && fields !== null && !Array.isArray(fields)
+    ? Object.entries(fields).map(([name, value]) => [name.toLowerCase(), value] as const).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    : fields ?? null
 
 /** A row as stored, for putting it back. */
 interface RawRow {
@@ -67,6 +77,9 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
                 INSERT OR IGNORE INTO secrets_sequence (id, n) VALUES (1, 0)`)
               // each destination's last write (removals too), which a refused request's undo checks is its own
               db.exec(`CREATE TABLE IF NOT EXISTS secrets_last_write (destination TEXT PRIMARY KEY, written INTEGER NOT NULL) WITHOUT ROWID`)
+              // the requests (with an Idempotency-Key) each destination's writes came from (SecretsRequest)
+              db.exec(`CREATE TABLE IF NOT EXISTS secrets_requests (destination TEXT NOT NULL, request TEXT NOT NULL, digest TEXT NOT NULL,
+                names TEXT NOT NULL, at TEXT NOT NULL, written INTEGER NOT NULL, PRIMARY KEY (destination, request)) WITHOUT ROWID`)
             })
             return db
           },
@@ -95,6 +108,14 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
       const insertRaw = db.prepare(`INSERT INTO destination_secrets (destination, name, iv, tag, ciphertext, key_id, updated_at, written, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
       const lastWrite = db.prepare(`SELECT written FROM secrets_last_write WHERE destination = ?`)
       const setLastWrite = db.prepare(`INSERT OR REPLACE INTO secrets_last_write (destination, written) VALUES (?, ?)`)
+      const requestOf = db.prepare(`SELECT digest, names, at, written FROM secrets_requests WHERE destination = ? AND request = ?`)
+      const remember = db.prepare(`INSERT INTO secrets_requests (destination, request, digest, names, at, written) VALUES (?, ?, ?, ?, ?, ?)`)
+      // as many as an entity remembers command ids (ENTITY_MEMORY's 1,024): a retry of an older one is a new request to both
+      const forgetOldRequests = db.prepare(`DELETE FROM secrets_requests WHERE destination = ? AND written <= (
+        SELECT written FROM secrets_requests WHERE destination = ? ORDER BY written DESC LIMIT 1 OFFSET ${rememberedRequests})`)
+      const forgetWrite = db.prepare(`DELETE FROM secrets_requests WHERE destination = ? AND written = ?`)
+      const forgetAll = db.prepare(`DELETE FROM secrets_requests WHERE destination = ?`)
+      const forgetUpTo = db.prepare(`DELETE FROM secrets_requests WHERE destination = ? AND written <= ?`)
       const current = db.prepare(`SELECT n FROM secrets_sequence WHERE id = 1`)
       const advance = db.prepare(`UPDATE secrets_sequence SET n = n + 1 WHERE id = 1 RETURNING n`)
 
@@ -120,16 +141,22 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
           (entries): SecretHeaders => Object.fromEntries(entries)
         )
       const names = (destination: string) => (namesOf.all(destination) as Array<{ readonly name: string }>).map((r) => r.name)
-      const write = (destination: string, replace: boolean, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>, origin: string) =>
+      const write = (destination: string, replace: boolean, changes: Readonly<Record<string, Redacted.Redacted<string> | null>>, origin: string, request: SecretsRequest | undefined) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          use("write secrets", (): SecretsWritten => {
+          Effect.flatMap(use("write secrets", (): SecretsWritten | CommandIdReused => {
             const at = new Date(now).toISOString()
             // encrypted before the transaction: it holds the file's write lock
             const sealed = Object.entries(changes).map(([name, value]) => ({
               name: name.toLowerCase(),
               sealed: value === null ? null : encrypt(destination, name.toLowerCase(), Redacted.value(value))
             }))
-            return transaction(db, () => {
+            return transaction(db, (): SecretsWritten | CommandIdReused => {
+              const earlier = request === undefined ? undefined : requestOf.get(destination, request.id) as { readonly digest: string; readonly names: string; readonly at: string; readonly written: number } | undefined
+              if (earlier !== undefined) {
+                return earlier.digest === request!.digest
+                  ? { names: JSON.parse(earlier.names) as Array<string>, written: earlier.written, previous: { rows: [] }, at: earlier.at, replayed: true }
+                  : new CommandIdReused({ commandId: request!.id })
+              }
               const previous = { rows: rawRows.all(destination) }
               const { n: written } = advance.get() as { readonly n: number }
               setLastWrite.run(destination, written)
@@ -142,16 +169,24 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
                 if (s === null) removeOne.run(destination, name)
                 else upsert.run(destination, name, s.iv, s.tag, s.ciphertext, fingerprint, at, written, origin)
               }
-              return { names: names(destination), written, previous }
+              const now = names(destination)
+              if (request !== undefined) {
+                remember.run(destination, request.id, request.digest, JSON.stringify(now), at, written)
+                forgetOldRequests.run(destination, destination)
+              }
+              return { names: now, written, previous, at, replayed: false }
             })
-          }))
+          }), (answer) => answer instanceof CommandIdReused ? Effect.fail(answer) : Effect.succeed(answer)))
 
       return DestinationSecrets.of({
-        put: (destination, headers, origin) => write(destination, true, headers, origin),
-        patch: (destination, changes, origin) => write(destination, false, changes, origin),
-        putBack: (destination, { previous, written }) =>
+        put: (destination, headers, origin, request) => write(destination, true, headers, origin, request),
+        patch: (destination, changes, origin, request) => write(destination, false, changes, origin, request),
+        putBack: (destination, { previous, replayed, written }) =>
           use("put secrets back", () =>
             transaction(db, () => {
+              if (replayed) return
+              // the request did not write them after all: sent again, it writes
+              forgetWrite.run(destination, written)
               if ((lastWrite.get(destination) as { readonly written: number } | undefined)?.written !== written) return
               const { n: now } = advance.get() as { readonly n: number }
               setLastWrite.run(destination, now)
@@ -160,7 +195,7 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
                 insertRaw.run(destination, row.name, row.iv, row.tag, row.ciphertext, row.key_id, row.updated_at, now, row.origin)
               }
             })),
-        digest: (fields) => createHmac("sha256", key).update(JSON.stringify(fields ?? null)).digest("hex").slice(0, 32),
+        digest: (fields) => createHmac("sha256", key).update(JSON.stringify(canonicalHeaders(fields))).digest("hex").slice(0, 32),
         get: (destination, origin) =>
           Effect.flatMap(use("read secrets", () => rowsFor.all(destination, origin) as unknown as Array<Row>), decryptAll(destination)),
         held: (destination) =>
@@ -168,7 +203,16 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
             Effect.map(decryptAll(destination)(found), (headers) => ({ headers, origin: found.find((row) => row.origin !== null)?.origin ?? undefined }))),
         names: (destination) => use("read secrets", () => names(destination)),
         remove: (destination, writtenUpTo) =>
-          use("remove secrets", () => void (writtenUpTo === undefined ? removeAll.run(destination) : removeUpTo.run(destination, writtenUpTo))),
+          use("remove secrets", () =>
+            transaction(db, () => {
+              if (writtenUpTo === undefined) {
+                removeAll.run(destination)
+                forgetAll.run(destination)
+              } else {
+                removeUpTo.run(destination, writtenUpTo)
+                forgetUpTo.run(destination, writtenUpTo)
+              }
+            })),
         sequence: use("read the secrets' write sequence", () => (current.get() as { readonly n: number }).n)
       })
     })

@@ -128,6 +128,44 @@ describe("destination secrets in SQLite", () => {
       }))
     }))
 
+  it.effect("remembers the request each write came from: sent again it writes nothing, with other secrets it is refused, after a reopening too", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir("secrets-requests"), "delivery-secrets.db")
+      const origin = "https://partner.example"
+      const k1 = { id: "request-1", digest: "digest-old" }
+      const first = yield* withStore(path, keyA, (s) => Effect.gen(function*() {
+        const first = yield* s.put("d", { "x-z": Redacted.make("s1-old") }, origin, k1)
+        assert.isFalse(first.replayed)
+        // another request rotates it
+        yield* s.patch("d", { "x-z": Redacted.make("s2-rotated") }, origin, { id: "request-2", digest: "digest-new" })
+        return first
+      }))
+      yield* withStore(path, keyA, (s) => Effect.gen(function*() {
+        // the first request late, after a restart: answered as its write was, the rotation kept
+        const again = yield* s.put("d", { "x-z": Redacted.make("s1-old") }, origin, k1)
+        assert.deepStrictEqual([again.replayed, again.names, again.at, again.written], [true, first.names, first.at, first.written])
+        assert.deepStrictEqual(values((yield* s.held("d")).headers), { "x-z": "s2-rotated" })
+        // its undo (the entity refused the replayed command) changes nothing either
+        yield* s.putBack("d", again)
+        assert.deepStrictEqual(values((yield* s.held("d")).headers), { "x-z": "s2-rotated" })
+        // the same request id with other secrets: refused, nothing written
+        const reused = yield* Effect.exit(s.patch("d", { "x-z": Redacted.make("attacker") }, origin, { id: "request-1", digest: "digest-attacker" }))
+        assert.isTrue(Exit.hasFails(reused) && Exit.findErrorOption(reused).pipe(Option.exists((e) => e._tag === "CommandIdReused")), String(reused))
+        assert.deepStrictEqual(values((yield* s.held("d")).headers), { "x-z": "s2-rotated" })
+        // a write its request's undo put back is forgotten: sent again, it writes
+        const refused = yield* s.patch("d", { "x-y": Redacted.make("y1") }, origin, { id: "request-3", digest: "digest-y" })
+        yield* s.putBack("d", refused)
+        assert.isFalse((yield* s.patch("d", { "x-y": Redacted.make("y1") }, origin, { id: "request-3", digest: "digest-y" })).replayed)
+        // a delete's drop forgets the destination's requests: the id of a destination created again starts anew
+        yield* s.remove("d", yield* s.sequence)
+        assert.isFalse((yield* s.put("d", { "x-z": Redacted.make("s3") }, origin, k1)).replayed)
+        // a digest reads names as stored (lower-cased) and in no particular order
+        assert.strictEqual(s.digest({ "X-B": "1", "X-A": "2" }), s.digest({ "x-a": "2", "x-b": "1" }))
+        assert.notStrictEqual(s.digest({ "x-a": "1", "x-b": "2" }), s.digest({ "x-a": "2", "x-b": "1" }))
+        assert.notStrictEqual(s.digest(null), s.digest({}))
+      }))
+    }))
+
   it.effect("refuses to open with another key, and a tampered value is a typed error, never garbage", () =>
     Effect.gen(function*() {
       const path = join(yield* tempDir("secrets"), "delivery-secrets.db")
