@@ -151,11 +151,13 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
               sealed: value === null ? null : encrypt(destination, name.toLowerCase(), Redacted.value(value))
             }))
             return transaction(db, (): SecretsWritten | CommandIdReused => {
-              const earlier = request === undefined ? undefined : requestOf.get(destination, request.id) as { readonly digest: string; readonly names: string; readonly at: string; readonly written: number } | undefined
-              if (earlier !== undefined) {
-                return earlier.digest === request!.digest
-                  ? { names: JSON.parse(earlier.names) as Array<string>, written: earlier.written, previous: { rows: [] }, at: earlier.at, replayed: true }
-                  : new CommandIdReused({ commandId: request!.id })
+              if (request !== undefined) {
+                const earlier = requestOf.get(destination, request.id) as { readonly digest: string; readonly names: string; readonly at: string; readonly written: number } | undefined
+                if (earlier !== undefined) {
+                  return earlier.digest === request.digest
+                    ? { names: JSON.parse(earlier.names) as Array<string>, written: earlier.written, previous: { rows: [] }, at: earlier.at, replayed: true }
+                    : new CommandIdReused({ commandId: request.id })
+                }
               }
               const previous = { rows: rawRows.all(destination) }
               const { n: written } = advance.get() as { readonly n: number }
