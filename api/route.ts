@@ -109,6 +109,25 @@ const decodePart = (where: Where, schema: Part | undefined, input: unknown) =>
       (issues) => issues.map((issue) => ({ in: where, ...issue }))
     )
 
+/**
+ * The headers a route declares that came more than once: Node joins such a header's values with ", ",
+ * so `Idempotency-Key: a` and `Idempotency-Key: b` read as the one key `a, b` (stop 32's outside attack).
+ */
+const repeatedHeaders = (spec: AnyRoute<unknown>, request: FastifyRequest) => {
+  const declared = (spec.headers as { readonly fields?: Readonly<Record<string, unknown>> } | undefined)?.fields
+  if (declared === undefined) return []
+  const seen = new Set<string>()
+  const repeated = new Set<string>()
+  const raw = request.raw.rawHeaders
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase()
+    if (!Object.hasOwn(declared, name)) continue
+    if (seen.has(name)) repeated.add(name)
+    seen.add(name)
+  }
+  return [...repeated].map((name) => ({ in: "header" as const, path: [name], message: "sent more than once: send it once" }))
+}
+
 /** Every part decoded, or one InvalidRequest naming every failing field of every part. */
 const decodeRequest = (spec: AnyRoute<unknown>, request: FastifyRequest) => {
   const parts = [
@@ -117,7 +136,7 @@ const decodeRequest = (spec: AnyRoute<unknown>, request: FastifyRequest) => {
     decodePart("header", spec.headers, request.headers),
     decodePart("body", isUpload(spec.body) ? undefined : spec.body, request.body)
   ] as const
-  const issues = parts.flatMap((part) => Result.isFailure(part) ? part.failure : [])
+  const issues = [...repeatedHeaders(spec, request), ...parts.flatMap((part) => Result.isFailure(part) ? part.failure : [])]
   if (issues.length > 0) return Effect.fail(new InvalidRequest({ issues }))
   const [params, query, headers, body] = parts.map((part) => Result.getOrUndefined(part))
   return Effect.succeed({ params, query, headers, body })

@@ -156,6 +156,15 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("enti
         assert.strictEqual(yield* historyLength("advertiser", "121"), 4)
       }))
 
+    it.effect("a key sent twice in one request is 400 naming it, not the key `a, b` (stop 32's outside attack)", () =>
+      Effect.gen(function*() {
+        const url = entityUrl("advertiser", "126")
+        assertInvalid(yield* request({ method: "PUT", url, headers: { "idempotency-key": ["a", "b"] }, body: { name: "A" } }), "header", "/idempotency-key")
+        assertProblem(yield* request({ method: "GET", url }), 404, "not-found")
+        // one header `a, b` is one key
+        assertEntity(yield* request({ method: "PUT", url, headers: { "idempotency-key": "a, b" }, body: { name: "A" } }), 201, { type: "advertiser", id: "126", revision: 0, state: { name: "A" } })
+      }))
+
     it.effect("a key reused for a different request is 422 and applies nothing", () =>
       Effect.gen(function*() {
         const url = entityUrl("advertiser", "125")
