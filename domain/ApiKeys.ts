@@ -4,6 +4,7 @@
  */
 import { Context, Schema } from "effect"
 import type { Effect, Option } from "effect"
+import { Uint64String } from "./ids.ts"
 
 /** admin: everything · service: commands and queries · auditor: history and point-in-time reads ·
  * partner:<id>: ingest for that partner · app:<id>: an SDK sending that app's events ·
@@ -14,6 +15,14 @@ export const Role = Schema.String.check(
   })
 ).annotate({ identifier: "Role", examples: ["service"] })
 export type Role = typeof Role.Type
+
+/**
+ * A role a new key may be given: an `app:<id>` names an app as apps are named (a 64-bit decimal id in its
+ * one spelling), since a key for `app:07001` or past 2^64 could never act (stop 32's outside attack).
+ * Keys stored before keep the role they have (Role).
+ */
+export const NewRole = Role.check(Schema.makeFilter((role: string) =>
+  !role.startsWith("app:") || Schema.is(Uint64String)(role.slice(4)) || "an app role names a 64-bit decimal app id (app:<id>, no leading zeros)"))
 
 /** What a role is, without what it is scoped to: `partner:acme` is a `partner`. */
 export type RoleKind = "admin" | "service" | "auditor" | "partner" | "app" | "producer"

@@ -1,6 +1,6 @@
 /** Administration: API keys, read-model rebuilds and the dead letters (admin only). */
 import { Effect, Schema } from "effect"
-import { ApiKey, ApiKeys, Role } from "../../domain/ApiKeys.ts"
+import { ApiKey, ApiKeys, NewRole } from "../../domain/ApiKeys.ts"
 import { DeadLetterPage, DeadLetters } from "../../domain/DeadLetters.ts"
 import { Projections } from "../../projections/ProjectionRunner.ts"
 import { NotFound, problemResponse } from "../problems.ts"
@@ -14,7 +14,7 @@ export const adminRoutes = [
   route({
     method: "POST", url: "/v1/admin/keys", tags: ["admin"], roles: [],
     summary: "Create an API key with a role; its secret is shown only in this answer",
-    body: Schema.Struct({ name: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200)), role: Role }),
+    body: Schema.Struct({ name: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200)), role: NewRole }),
     responses: { 201: { description: "created", schema: CreatedKey }, 400: problemResponse("invalid body"), 401: problemResponse("no key"), 403: problemResponse("not admin") },
     handler: ({ body }) => Effect.map(ApiKeys.use((keys) => keys.create(body)), (created) => ({ status: 201, body: created }))
   }),

@@ -72,6 +72,11 @@ layer(layerTestPlatform(), { excludeTestServices: true, timeout: 60_000 })("auth
     it.effect("a key with an invalid role or name is 400 naming the field", () =>
       Effect.gen(function*() {
         assertInvalid(yield* request({ method: "POST", url: "/v1/admin/keys", body: { name: "x", role: "root" } }), "body", "/role")
+        // an app role names an app id as apps are named: one spelling, 64 bits (stop 32's outside attack: such keys could never act)
+        for (const role of ["app:07001", "app:18446744073709551616", "app:acme"]) {
+          assertInvalid(yield* request({ method: "POST", url: "/v1/admin/keys", body: { name: "x", role } }), "body", "/role")
+        }
+        assert.strictEqual((yield* request({ method: "POST", url: "/v1/admin/keys", body: { name: "x", role: "app:18446744073709551615" } })).statusCode, 201)
         assertInvalid(yield* request({ method: "POST", url: "/v1/admin/keys", body: { name: "", role: "service" } }), "body", "/name")
         assertInvalid(yield* request({ method: "POST", url: "/v1/admin/keys", body: { role: "service" } }), "body", "/name")
       }))
