@@ -31,7 +31,7 @@ import { validate } from "../../domain/validation.ts"
 import { getEntity } from "../../projections/EntityQueries.ts"
 import { InvalidRequest } from "../problems.ts"
 import { recordCommand } from "../recordCommand.ts"
-import type { WriteOnlyFields } from "./entities.ts"
+import type { CommandAnswer, StoredWriteOnly, WriteOnlyFields } from "./entities.ts"
 import { refreshTurn, refusedOverBacklog, refusedWhilePackaging, takeTurn } from "./deliveryPackages.ts"
 import type { Reservations } from "../../infra/nats/reservations.ts"
 import type { SharedTurns } from "../../infra/nats/sharedTurns.ts"
@@ -130,8 +130,18 @@ const redact = (headers: Readonly<Record<string, string | null>>) =>
  */
 const recordChange = (written: SecretsWritten): Schema.Json => ({ _tag: "RecordSecretsChange", headerNames: [...written.names], at: written.at })
 
-const requestOf = (commandId: string | undefined, digest: string): SecretsRequest | undefined =>
-  commandId === undefined ? undefined : { id: commandId, digest }
+/** The request a write comes from, when it has an Idempotency-Key: the whole of it digested, what its command asks and its secrets. */
+const requestOf = (secrets: DestinationSecrets["Service"], commandId: string | undefined, asked: string, digest: string): SecretsRequest | undefined =>
+  commandId === undefined ? undefined : { id: commandId, digest: secrets.digest([asked, digest]) }
+
+/** The request's answer given again when it had one; else kept once it has one. */
+const answers = (id: string, written: SecretsWritten, request: SecretsRequest | undefined): Pick<StoredWriteOnly<never, DestinationSecrets>, "answered" | "remember"> =>
+  written.answer !== undefined
+    ? { answered: JSON.parse(written.answer) as CommandAnswer }
+    : request === undefined
+    ? {}
+    // not kept (the store failing): sent again, the request is sent as a retry whose answer is unknown
+    : { remember: (answer) => Effect.ignore(DestinationSecrets.use((secrets) => secrets.answered(id, request.id, JSON.stringify(answer)))) }
 
 /**
  * A refused request's undo: what its write replaced goes back (decryptable or not, given for the origin
@@ -182,7 +192,7 @@ export const destinationWriteOnly = (options: {
   return {
     putBody: DestinationPut,
     names: ["secretHeaders"],
-    store: ({ commandId, id, method, writeOnly, rest, current }) =>
+    store: ({ asked, commandId, id, method, writeOnly, rest, current }) =>
       Effect.gen(function*() {
         yield* checkPartner(rest["partnerId"])
         const secrets = yield* DestinationSecrets
@@ -196,10 +206,11 @@ export const destinationWriteOnly = (options: {
           // decoded by the route with DestinationPut
           const headers = writeOnly["secretHeaders"] as Readonly<Record<string, string>>
           const digest = secrets.digest(headers)
+          const request = requestOf(secrets, commandId, asked, digest)
           const put = (request?: SecretsRequest) => secrets.put(id, redact(headers) as Record<string, Redacted.Redacted<string>>, originOf(rest["url"]) ?? "", request)
-          const written = yield* put(requestOf(commandId, digest))
+          const written = yield* put(request)
           // a replayed write is not stored again after a creation: that would undo what came since
-          return { after: recordChange(written), undo: undo(id, written), ...(written.replayed ? {} : { again: put() }), digest }
+          return { after: recordChange(written), undo: undo(id, written), ...(written.replayed ? {} : { again: put() }), digest, ...answers(id, written, request) }
         }
         // a patch of a destination that does not exist stores nothing: its Patch answers 404
         if (Option.isNone(live)) return undefined
@@ -214,13 +225,13 @@ export const destinationWriteOnly = (options: {
         const origin = originOf(Object.hasOwn(rest, "url") ? rest["url"] : live.value["url"]) ?? ""
         const kept = Object.entries(patch.success ?? {}).filter((entry): entry is [string, string] => entry[1] !== null)
         const digest = secrets.digest(patch.success)
-        const request = requestOf(commandId, digest)
+        const request = requestOf(secrets, commandId, asked, digest)
         const written = patch.success === null
           ? yield* secrets.put(id, {}, origin, request)
           : moves
           ? yield* secrets.put(id, redact(Object.fromEntries(kept)) as Record<string, Redacted.Redacted<string>>, origin, request)
           : yield* secrets.patch(id, redact(patch.success), origin, request)
-        return { after: recordChange(written), undo: undo(id, written), digest }
+        return { after: recordChange(written), undo: undo(id, written), digest, ...answers(id, written, request) }
       }),
     // The bounds a write could pass: all destinations' lanes, and the backlog a change of segments adds
     // to. A write naming the segments or the lanes of an existing destination is pinned to the lanes and

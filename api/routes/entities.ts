@@ -11,7 +11,7 @@ import type { EntityKind } from "../../domain/EntityKind.ts"
 import { type DeciderRegistry, makeRegistry } from "../../domain/DeciderRegistry.ts"
 import { deciders } from "../../domain/entities/index.ts"
 import { isRecordDecider, type RecordDecider } from "../../domain/entities/record.ts"
-import { CommandIdReused, type EntityCommand, EntityNotFound, RevisionMismatch } from "../../domain/entity.ts"
+import { CommandIdReused, type EntityCommand, EntityNotFound, fingerprint, RevisionMismatch } from "../../domain/entity.ts"
 import { EventEnvelope } from "../../domain/envelope.ts"
 import type { EventStore } from "../../domain/EventStore.ts"
 import type { EntitySnapshot } from "../../domain/snapshot.ts"
@@ -48,6 +48,9 @@ const etag = (revision: number) => `"${revision}"`
 /** The entity was created or deleted between its read and the turns a write hook's check took: the request is checked again. */
 class MovedWhileChecked extends Data.TaggedError("MovedWhileChecked") {}
 const lives = (entity: Option.Option<EntitySnapshot>) => Option.isSome(entity) && entity.value.state !== null
+/** What an `If-Match: "<revision>"` asks of a command. */
+const expectedRevisionOf = (ifMatch: string | undefined) => ifMatch === undefined ? {} : { expectedRevision: Number(ifMatch.slice(1, -1)) }
+
 const respond = (status: number, entity: EntitySnapshot) => ({
   status,
   body: { type: entity.type, id: entity.id, revision: entity.revision, state: entity.state, updatedAt: entity.updatedAt },
@@ -101,7 +104,14 @@ export interface StoredWriteOnly<E, R> {
   readonly again?: Effect.Effect<unknown, E, R>
   /** a keyed digest of the write-only fields: part of the command's fingerprint (EntityCommand.writeOnlyDigest) */
   readonly digest?: string
+  /** the request was answered before (sent again under its Idempotency-Key): that answer, given again with no command */
+  readonly answered?: CommandAnswer
+  /** keeps the request's answer for when it is sent again */
+  readonly remember?: (answer: CommandAnswer) => Effect.Effect<void, never, R>
 }
+
+/** A command's answer: its status, the entity and its ETag. */
+export type CommandAnswer = ReturnType<typeof respond>
 
 /**
  * What a write hook's `check` answers: the revision of the entity its checks were made against, and
@@ -156,6 +166,8 @@ export interface WriteOnlyFields<E, R, CE = E, CR = R> {
     readonly writeOnly: Readonly<Record<string, unknown>>
     /** the command id of a request with an Idempotency-Key (none without one: every such request is new) */
     readonly commandId: string | undefined
+    /** the fingerprint of what the request's command asks (its action and If-Match, not the write-only fields) */
+    readonly asked: string
   }) => Effect.Effect<StoredWriteOnly<E, R> | undefined, E, R>
   /**
    * Runs before a DELETE's command and answers what to run once the delete was accepted: drop what
@@ -212,7 +224,7 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
         entityType: type,
         entityId: id,
         action,
-        ...(ifMatch === undefined ? {} : { expectedRevision: Number(ifMatch.slice(1, -1)) }),
+        ...expectedRevisionOf(ifMatch),
         ...(checkedRevision === undefined ? {} : { checkedRevision }),
         ...(checkedRevision === undefined || checkedFields === undefined ? {} : { checkedFields }),
         ...(writeOnlyDigest === undefined ? {} : { writeOnlyDigest }),
@@ -267,7 +279,9 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
       ) =>
         Effect.gen(function*() {
           const key = headers["idempotency-key"]
-          const stored = yield* hook.store({ id, method, writeOnly, rest, current, commandId: key === undefined ? undefined : yield* commandId(principal, type, id, key) })
+          const asked = fingerprint({ action: action(rest as Schema.Json), ...expectedRevisionOf(headers["if-match"]) })
+          const stored = yield* hook.store({ id, method, writeOnly, rest, current, asked, commandId: key === undefined ? undefined : yield* commandId(principal, type, id, key) })
+          if (stored?.answered !== undefined) return stored.answered
           const first = yield* send(type, id, principal, headers, action(rest as Schema.Json), {
             onRejected: stored?.undo,
             checkedRevision: pinned?.revision,
@@ -287,7 +301,9 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
             // or the key's earlier request recorded it already (its record bears another time)
             Effect.catchIf((error) => error instanceof EntityNotFound || error instanceof CommandIdReused, () => Effect.succeed(undefined))
           )
-          return second === undefined ? first : { ...second, status: first.status }
+          const answer = second === undefined ? first : { ...second, status: first.status }
+          if (stored.remember !== undefined) yield* stored.remember(answer)
+          return answer
         })
       const check = hook.check
       if (check === undefined) return yield* write(yield* getEntity(type, id), undefined, () => {})

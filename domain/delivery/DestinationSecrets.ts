@@ -41,15 +41,20 @@ export interface SecretsWritten {
   readonly at: string
   /** the request had written them already (SecretsRequest): nothing was written now, `names` and `at` are that write's */
   readonly replayed: boolean
+  /** the request's answer, when it had one (`answered`): given again as it was, nothing sent */
+  readonly answer?: string | undefined
 }
 
 /**
- * The request a write comes from, when it has an Idempotency-Key: its command id and the digest of the
- * secrets it gives (`digest`). The store remembers it with its write, so that the same request sent again
- * writes nothing (answered as its write was), and the same id with other secrets is refused
- * (CommandIdReused) — whatever came between, a restart included. Before (stop 32's outside attack), a
- * late retry of a request wrote its old secrets back over a rotation answered since, and after a restart
- * the same key with other secrets was taken as a retry and stored them, unrecorded in history.
+ * The request a write comes from, when it has an Idempotency-Key: its command id and a digest of the whole
+ * request (what its command asks and the secrets it gives). The store remembers it with its write and,
+ * once the request is answered, its answer (`answered`): the same request sent again writes nothing and
+ * is given that answer without a command, and the same id with another request is refused
+ * (CommandIdReused) — whatever came between: a restart, a delete of the destination, the entity
+ * forgetting the command. Before (stop 32's outside attack and its re-attack), the store wrote before the
+ * entity decided and the two remembered requests apart: a late retry wrote old secrets back over a
+ * rotation, after a restart or a delete a retry stored its secrets unrecorded in history or applied its
+ * other fields again over later changes.
  */
 export interface SecretsRequest {
   readonly id: string
@@ -78,6 +83,8 @@ export class DestinationSecrets extends Context.Service<DestinationSecrets, {
    * between the read and the write was undone too (the second re-attack, 13 rounds of 100).
    */
   readonly putBack: (destination: string, written: SecretsWritten) => Effect.Effect<void, SecretsError>
+  /** Keeps the answer of the request `request` (a SecretsRequest's id), for when it is sent again. */
+  readonly answered: (destination: string, request: string, answer: string) => Effect.Effect<void, SecretsError>
   /**
    * A digest of write-only fields holding secret values, keyed with the store's key (it tells nothing of
    * them without it): part of a command's fingerprint and of a SecretsRequest, so that one

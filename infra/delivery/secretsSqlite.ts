@@ -79,7 +79,7 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
               db.exec(`CREATE TABLE IF NOT EXISTS secrets_last_write (destination TEXT PRIMARY KEY, written INTEGER NOT NULL) WITHOUT ROWID`)
               // the requests (with an Idempotency-Key) each destination's writes came from (SecretsRequest)
               db.exec(`CREATE TABLE IF NOT EXISTS secrets_requests (destination TEXT NOT NULL, request TEXT NOT NULL, digest TEXT NOT NULL,
-                names TEXT NOT NULL, at TEXT NOT NULL, written INTEGER NOT NULL, PRIMARY KEY (destination, request)) WITHOUT ROWID`)
+                names TEXT NOT NULL, at TEXT NOT NULL, written INTEGER NOT NULL, answer TEXT, PRIMARY KEY (destination, request)) WITHOUT ROWID`)
             })
             return db
           },
@@ -108,14 +108,13 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
       const insertRaw = db.prepare(`INSERT INTO destination_secrets (destination, name, iv, tag, ciphertext, key_id, updated_at, written, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
       const lastWrite = db.prepare(`SELECT written FROM secrets_last_write WHERE destination = ?`)
       const setLastWrite = db.prepare(`INSERT OR REPLACE INTO secrets_last_write (destination, written) VALUES (?, ?)`)
-      const requestOf = db.prepare(`SELECT digest, names, at, written FROM secrets_requests WHERE destination = ? AND request = ?`)
+      const requestOf = db.prepare(`SELECT digest, names, at, written, answer FROM secrets_requests WHERE destination = ? AND request = ?`)
+      const setAnswer = db.prepare(`UPDATE secrets_requests SET answer = ? WHERE destination = ? AND request = ?`)
       const remember = db.prepare(`INSERT INTO secrets_requests (destination, request, digest, names, at, written) VALUES (?, ?, ?, ?, ?, ?)`)
-      // as many as an entity remembers command ids (ENTITY_MEMORY's 1,024): a retry of an older one is a new request to both
+      // as many as an entity remembers command ids, each write at least one of them: the store forgets a request after its entity does
       const forgetOldRequests = db.prepare(`DELETE FROM secrets_requests WHERE destination = ? AND written <= (
         SELECT written FROM secrets_requests WHERE destination = ? ORDER BY written DESC LIMIT 1 OFFSET ${rememberedRequests})`)
       const forgetWrite = db.prepare(`DELETE FROM secrets_requests WHERE destination = ? AND written = ?`)
-      const forgetAll = db.prepare(`DELETE FROM secrets_requests WHERE destination = ?`)
-      const forgetUpTo = db.prepare(`DELETE FROM secrets_requests WHERE destination = ? AND written <= ?`)
       const current = db.prepare(`SELECT n FROM secrets_sequence WHERE id = 1`)
       const advance = db.prepare(`UPDATE secrets_sequence SET n = n + 1 WHERE id = 1 RETURNING n`)
 
@@ -152,10 +151,10 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
             }))
             return transaction(db, (): SecretsWritten | CommandIdReused => {
               if (request !== undefined) {
-                const earlier = requestOf.get(destination, request.id) as { readonly digest: string; readonly names: string; readonly at: string; readonly written: number } | undefined
+                const earlier = requestOf.get(destination, request.id) as { readonly digest: string; readonly names: string; readonly at: string; readonly written: number; readonly answer: string | null } | undefined
                 if (earlier !== undefined) {
                   return earlier.digest === request.digest
-                    ? { names: JSON.parse(earlier.names) as Array<string>, written: earlier.written, previous: { rows: [] }, at: earlier.at, replayed: true }
+                    ? { names: JSON.parse(earlier.names) as Array<string>, written: earlier.written, previous: { rows: [] }, at: earlier.at, replayed: true, answer: earlier.answer ?? undefined }
                     : new CommandIdReused({ commandId: request.id })
                 }
               }
@@ -197,6 +196,7 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
                 insertRaw.run(destination, row.name, row.iv, row.tag, row.ciphertext, row.key_id, row.updated_at, now, row.origin)
               }
             })),
+        answered: (destination, request, answer) => use("keep a request's answer", () => void setAnswer.run(answer, destination, request)),
         digest: (fields) => createHmac("sha256", key).update(JSON.stringify(canonicalHeaders(fields))).digest("hex").slice(0, 32),
         get: (destination, origin) =>
           Effect.flatMap(use("read secrets", () => rowsFor.all(destination, origin) as unknown as Array<Row>), decryptAll(destination)),
@@ -205,16 +205,8 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
             Effect.map(decryptAll(destination)(found), (headers) => ({ headers, origin: found.find((row) => row.origin !== null)?.origin ?? undefined }))),
         names: (destination) => use("read secrets", () => names(destination)),
         remove: (destination, writtenUpTo) =>
-          use("remove secrets", () =>
-            transaction(db, () => {
-              if (writtenUpTo === undefined) {
-                removeAll.run(destination)
-                forgetAll.run(destination)
-              } else {
-                removeUpTo.run(destination, writtenUpTo)
-                forgetUpTo.run(destination, writtenUpTo)
-              }
-            })),
+          // the requests stay: one sent again after the delete is given its answer, and writes nothing
+          use("remove secrets", () => void (writtenUpTo === undefined ? removeAll.run(destination) : removeUpTo.run(destination, writtenUpTo))),
         sequence: use("read the secrets' write sequence", () => (current.get() as { readonly n: number }).n)
       })
     })

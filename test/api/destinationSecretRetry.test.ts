@@ -5,7 +5,10 @@
  * back over a rotation answered since (history still ending with the rotation), the same key with other
  * secrets was taken as a retry after a restart (its secret-only PATCH had been a no-op to the entity,
  * which remembers no-ops in memory only) and stored them unrecorded, and a retry with the headers in
- * another order or case was refused. On a platform in its own process, SIGKILLed and started again.
+ * another order or case was refused. Its re-attack: after a restart, a delete or the entity forgetting the
+ * command, a retry applied its other fields again over later changes, or stored its secrets unrecorded in
+ * the destination created again under the id. The store now gives such a retry the request's answer.
+ * On a platform in its own process, SIGKILLed and started again.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { join } from "node:path"
@@ -67,7 +70,29 @@ describe("destination secrets sent again under an Idempotency-Key", () => {
       assert.deepStrictEqual(yield* held, { "x-a": "a1", "x-b": "b1", "x-z": "v1-original" })
       // and sent again as it was, it is still a retry
       const retried = yield* api("PATCH", { secretHeaders: { "X-Z": "v1-original" } }, "k4")
-      assert.strictEqual(retried.status, 200, retried.text)
-      assert.strictEqual((retried.body as { revision?: number }).revision, (only.body as { revision?: number }).revision)
+      assert.deepStrictEqual([retried.status, retried.body], [only.status, only.body], retried.text)
+
+      // another client's change, then the creating request late again after the restart: given its answer,
+      // nothing applied over the change (the re-attack: its fields were applied again, answered as a retry)
+      const slower = yield* api("PATCH", { ratePerSecond: 3 }, "k5")
+      assert.strictEqual(slower.status, 200, slower.text)
+      const lateAgain = yield* api("PUT", { ...fields, secretHeaders: { "X-Z": "s1-old" } }, "k1")
+      assert.deepStrictEqual([lateAgain.status, lateAgain.body], [created.status, created.body], lateAgain.text)
+      const now = yield* call(base, "GET", "/v1/entities/destination/acme-dsp", { key: ADMIN })
+      assert.deepStrictEqual([(now.body as { revision?: number }).revision, (now.body as { state?: { ratePerSecond?: number } }).state?.ratePerSecond], [(slower.body as { revision?: number }).revision, 3])
+      // its key with the same secrets but other fields is another request
+      const otherFields = yield* api("PUT", { ...fields, ratePerSecond: 7, secretHeaders: { "X-Z": "s1-old" } }, "k1")
+      assert.strictEqual(otherFields.status, 422, otherFields.text)
+
+      // deleted and created again by another request: a request of the deleted one sent again writes nothing
+      // to the new one (the re-attack: its old secret was stored, unrecorded, and sent to the partner)
+      assert.strictEqual((yield* call(base, "DELETE", "/v1/entities/destination/acme-dsp", { key: ADMIN })).status, 200)
+      const again = yield* api("PUT", fields, "k6")
+      assert.strictEqual(again.status, 201, again.text)
+      const fromBefore = yield* api("PATCH", { secretHeaders: { "X-Z": "s2-rotated" } }, "k2")
+      assert.deepStrictEqual([fromBefore.status, fromBefore.body], [rotated.status, rotated.body], fromBefore.text)
+      assert.deepStrictEqual(yield* held, {})
+      const recreated = yield* call(base, "GET", "/v1/entities/destination/acme-dsp", { key: ADMIN })
+      assert.deepStrictEqual(recreated.body, again.body)
     }).pipe(Effect.scoped, Effect.provide(layerTestNatsServer())), { timeout: 150_000 })
 })

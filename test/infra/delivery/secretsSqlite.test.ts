@@ -128,7 +128,7 @@ describe("destination secrets in SQLite", () => {
       }))
     }))
 
-  it.effect("remembers the request each write came from: sent again it writes nothing, with other secrets it is refused, after a reopening too", () =>
+  it.effect("remembers the request each write came from and its answer: sent again it writes nothing, another request under its id is refused, after a reopening and a delete too", () =>
     Effect.gen(function*() {
       const path = join(yield* tempDir("secrets-requests"), "delivery-secrets.db")
       const origin = "https://partner.example"
@@ -156,9 +156,13 @@ describe("destination secrets in SQLite", () => {
         const refused = yield* s.patch("d", { "x-y": Redacted.make("y1") }, origin, { id: "request-3", digest: "digest-y" })
         yield* s.putBack("d", refused)
         assert.isFalse((yield* s.patch("d", { "x-y": Redacted.make("y1") }, origin, { id: "request-3", digest: "digest-y" })).replayed)
-        // a delete's drop forgets the destination's requests: the id of a destination created again starts anew
+        // once answered, the request is given its answer again; a delete's drop keeps the requests, so a request
+        // sent again after it writes nothing to the destination created again under the id
+        yield* s.answered("d", "request-1", `{"status":201}`)
         yield* s.remove("d", yield* s.sequence)
-        assert.isFalse((yield* s.put("d", { "x-z": Redacted.make("s3") }, origin, k1)).replayed)
+        const afterDelete = yield* s.put("d", { "x-z": Redacted.make("s1-old") }, origin, k1)
+        assert.deepStrictEqual([afterDelete.replayed, afterDelete.answer], [true, `{"status":201}`])
+        assert.deepStrictEqual(yield* s.names("d"), [])
         // a digest reads names as stored (lower-cased) and in no particular order
         assert.strictEqual(s.digest({ "X-B": "1", "X-A": "2" }), s.digest({ "x-a": "2", "x-b": "1" }))
         assert.notStrictEqual(s.digest({ "x-a": "1", "x-b": "2" }), s.digest({ "x-a": "2", "x-b": "1" }))
