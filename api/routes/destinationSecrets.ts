@@ -90,6 +90,15 @@ const boundsNow = Effect.gen(function*() {
   return { secrets, outbox, deliver, deadLetters } satisfies DropBounds
 })
 
+/** A DELETE's bounds: the secrets' as they were when it was first sent (a keyed one sent again). */
+const deleteBoundsOf = (id: string, commandId: string | undefined, bounds: DropBounds) =>
+  commandId === undefined || bounds.secrets === undefined
+    ? Effect.succeed(bounds)
+    : Effect.map(
+      Effect.option(DestinationSecrets.use((secrets) => secrets.deleteBound(id, commandId, bounds.secrets!))),
+      (first) => ({ ...bounds, secrets: Option.getOrElse(first, () => bounds.secrets) })
+    )
+
 /**
  * Drops what the deleted destination `id` keeps outside its entity, written before `bounds` when
  * given: its secrets, its dead letters and the chunks still waiting, in the package outbox and on
@@ -275,8 +284,9 @@ export const destinationWriteOnly = (options: {
     // the new destination's credentials. Once the destination lives again, its creating PUT has dropped
     // the rest: the DELETE leaves it.
     // Its lanes are given back once the delete was accepted.
-    deleting: (id) =>
-      Effect.map(boundsNow, (bounds) =>
+    // A DELETE sent again under its Idempotency-Key drops what it dropped then, no more (DestinationSecrets.deleteBound).
+    deleting: (id, commandId) =>
+      Effect.map(Effect.flatMap(boundsNow, (bounds) => deleteBoundsOf(id, commandId, bounds)), (bounds) =>
         Effect.andThen(
           Effect.flatMap(liveFields(id), (live) =>
             Option.isSome(live)

@@ -173,9 +173,10 @@ export interface WriteOnlyFields<E, R, CE = E, CR = R> {
    * Runs before a DELETE's command and answers what to run once the delete was accepted: drop what
    * the entity keeps outside history (as it was before the command, not what a PUT creating the entity
    * again wrote meanwhile). The drop's failure is logged, not answered (the delete happened); `store`
-   * must drop it again before a PUT creates an entity under that id.
+   * must drop it again before a PUT creates an entity under that id. `commandId`: the DELETE's, when it has
+   * an Idempotency-Key (sent again, it is answered what it did and must drop no more than it did then).
    */
-  readonly deleting?: (id: string) => Effect.Effect<Effect.Effect<void, E, R>, E, R>
+  readonly deleting?: (id: string, commandId: string | undefined) => Effect.Effect<Effect.Effect<void, E, R>, E, R>
 }
 
 export interface EntityRoutesOptions<E = never, R = never, CE = never, CR = never> {
@@ -365,7 +366,8 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
         handler: ({ params, headers, principal }) => {
           const deleting = options.writeOnly?.[type]?.deleting
           const sent = send(type, params.id, principal, headers, { _tag: "Delete" })
-          return deleting === undefined ? sent : Effect.flatMap(deleting(params.id), (drop) =>
+          const key = headers["idempotency-key"]
+          return deleting === undefined ? sent : Effect.flatMap(Effect.flatMap(key === undefined ? Effect.succeed(undefined) : commandId(principal, type, params.id, key), (cid) => deleting(params.id, cid)), (drop) =>
             Effect.tap(sent, () =>
               drop.pipe(Effect.catchCause((cause) => Effect.logWarning("a deleted entity's outside data was not dropped; it is before a re-creation", { type, id: params.id, cause })))))
         }

@@ -83,6 +83,13 @@ export class DestinationSecrets extends Context.Service<DestinationSecrets, {
    * between the read and the write was undone too (the second re-attack, 13 rounds of 100).
    */
   readonly putBack: (destination: string, written: SecretsWritten) => Effect.Effect<void, SecretsError>
+  /**
+   * The point of the write sequence up to which the DELETE `request` (its command id) drops the
+   * destination's secrets: `now` the first time, and what it was then each time it is sent again, so a
+   * DELETE sent again after the destination was created anew leaves the new one's secrets (stop 32's
+   * second re-attack: they were dropped, history still naming them, and the partner got none).
+   */
+  readonly deleteBound: (destination: string, request: string, now: number) => Effect.Effect<number, SecretsError>
   /** Keeps the answer of the request `request` (a SecretsRequest's id), for when it is sent again. */
   readonly answered: (destination: string, request: string, answer: string) => Effect.Effect<void, SecretsError>
   /**

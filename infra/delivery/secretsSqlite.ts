@@ -109,12 +109,14 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
       const lastWrite = db.prepare(`SELECT written FROM secrets_last_write WHERE destination = ?`)
       const setLastWrite = db.prepare(`INSERT OR REPLACE INTO secrets_last_write (destination, written) VALUES (?, ?)`)
       const requestOf = db.prepare(`SELECT digest, names, at, written, answer FROM secrets_requests WHERE destination = ? AND request = ?`)
+      // a DELETE's request: no secrets, its bound as `written`
+      const rememberDelete = db.prepare(`INSERT OR IGNORE INTO secrets_requests (destination, request, digest, names, at, written) VALUES (?, ?, 'DELETE', '[]', ?, ?)`)
       const setAnswer = db.prepare(`UPDATE secrets_requests SET answer = ? WHERE destination = ? AND request = ?`)
       const remember = db.prepare(`INSERT INTO secrets_requests (destination, request, digest, names, at, written) VALUES (?, ?, ?, ?, ?, ?)`)
       // as many as an entity remembers command ids, each write at least one of them: the store forgets a request after its entity does
       const forgetOldRequests = db.prepare(`DELETE FROM secrets_requests WHERE destination = ? AND written <= (
         SELECT written FROM secrets_requests WHERE destination = ? ORDER BY written DESC LIMIT 1 OFFSET ${rememberedRequests})`)
-      const forgetWrite = db.prepare(`DELETE FROM secrets_requests WHERE destination = ? AND written = ?`)
+      const forgetWrite = db.prepare(`DELETE FROM secrets_requests WHERE destination = ? AND written = ? AND digest <> 'DELETE'`)
       const current = db.prepare(`SELECT n FROM secrets_sequence WHERE id = 1`)
       const advance = db.prepare(`UPDATE secrets_sequence SET n = n + 1 WHERE id = 1 RETURNING n`)
 
@@ -196,6 +198,15 @@ export const layerSqlite = (options: { readonly path: string; readonly key: Reda
                 insertRaw.run(destination, row.name, row.iv, row.tag, row.ciphertext, row.key_id, row.updated_at, now, row.origin)
               }
             })),
+        deleteBound: (destination, request, now) =>
+          Effect.flatMap(Clock.currentTimeMillis, (millis) =>
+            use("remember a delete", () =>
+              transaction(db, () => {
+                rememberDelete.run(destination, request, new Date(millis).toISOString(), now)
+                const earlier = requestOf.get(destination, request) as { readonly digest: string; readonly written: number }
+                // the key of another request: the entity refuses the DELETE (422), and nothing is dropped
+                return earlier.digest === "DELETE" ? earlier.written : now
+              }))),
         answered: (destination, request, answer) => use("keep a request's answer", () => void setAnswer.run(answer, destination, request)),
         digest: (fields) => createHmac("sha256", key).update(JSON.stringify(canonicalHeaders(fields))).digest("hex").slice(0, 32),
         get: (destination, origin) =>

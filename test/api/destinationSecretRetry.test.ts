@@ -94,5 +94,14 @@ describe("destination secrets sent again under an Idempotency-Key", () => {
       assert.deepStrictEqual(yield* held, {})
       const recreated = yield* call(base, "GET", "/v1/entities/destination/acme-dsp", { key: ADMIN })
       assert.deepStrictEqual(recreated.body, again.body)
+
+      // a DELETE sent again after the destination was created anew drops no more than it did: the new
+      // one's secrets stay (the second re-attack: they were dropped, history still naming them)
+      const deleted = yield* call(base, "DELETE", "/v1/entities/destination/acme-dsp", { key: ADMIN, headers: { "idempotency-key": "k8" } })
+      assert.strictEqual(deleted.status, 200, deleted.text)
+      assert.strictEqual((yield* api("PUT", { ...fields, secretHeaders: { "X-N": "new-2" } }, "k9")).status, 201)
+      const deletedAgain = yield* call(base, "DELETE", "/v1/entities/destination/acme-dsp", { key: ADMIN, headers: { "idempotency-key": "k8" } })
+      assert.deepStrictEqual([deletedAgain.status, deletedAgain.body], [deleted.status, deleted.body], deletedAgain.text)
+      assert.deepStrictEqual(yield* held, { "x-n": "new-2" })
     }).pipe(Effect.scoped, Effect.provide(layerTestNatsServer())), { timeout: 150_000 })
 })
