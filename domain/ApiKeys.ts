@@ -21,8 +21,9 @@ export type Role = typeof Role.Type
  * one spelling), since a key for `app:07001` or past 2^64 could never act (stop 32's outside attack).
  * Keys stored before keep the role they have (Role).
  */
+const isAppId = Schema.is(Uint64String)
 export const NewRole = Role.check(Schema.makeFilter((role: string) =>
-  !role.startsWith("app:") || Schema.is(Uint64String)(role.slice(4)) || "an app role names a 64-bit decimal app id (app:<id>, no leading zeros)"))
+  !role.startsWith("app:") || isAppId(role.slice(4)) || "an app role names a 64-bit decimal app id (app:<id>, no leading zeros)"))
 
 /** What a role is, without what it is scoped to: `partner:acme` is a `partner`. */
 export type RoleKind = "admin" | "service" | "auditor" | "partner" | "app" | "producer"

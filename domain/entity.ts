@@ -63,31 +63,10 @@ export const EntityCommand = Schema.Struct({
 })
 export type EntityCommand = typeof EntityCommand.Type
 
-/** JSON with object keys sorted, so the same document always reads the same. */
-const canonical = (value: unknown): string =>
-  Array.isArray(value)
-    ? `[${value.map(canonical).join(",")}]`
-    : typeof value === "object" && value !== null
-    ? `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`).join(",")}}`
-    : JSON.stringify(value)
-
 /**
- * Whether the entity is still as the command was checked against (EntityCommand.checkedRevision): at
- * that revision, or with the same values of the fields the checks read (`fields`: the entity's fields
- * now, computed only when asked).
- */
-export const stillAsChecked = (command: Pick<EntityCommand, "checkedRevision" | "checkedFields">, revision: number, fields: () => unknown): boolean => {
-  if (command.checkedRevision === undefined || command.checkedRevision === revision) return true
-  if (command.checkedFields === undefined) return false
-  const now = fields()
-  const record = typeof now === "object" && now !== null && !Array.isArray(now) ? now as Readonly<Record<string, unknown>> : {}
-  return Object.entries(command.checkedFields).every(([name, value]) => canonical(record[name] ?? null) === canonical(value))
-}
-
-/**
- * The canonical text of the values fingerprinted, written as UTF-16 code units into one buffer kept
- * between calls rather than built as strings: a fingerprint built its text in pieces, with key arrays
- * and joins, and was a fifth of what ingestion allocated (stop 32).
+ * Canonical JSON — object keys sorted, so the same document always reads the same — written as UTF-16
+ * code units into one buffer kept between calls rather than built as strings: a fingerprint built its
+ * text in pieces, with key arrays and joins, and was a fifth of what ingestion allocated (stop 32).
  */
 let units = new Uint16Array(4_096)
 let written = 0
@@ -155,6 +134,39 @@ const putCanonical = (value: unknown, leftOut: string): void => {
   }
 }
 
+/** `value`'s canonical JSON into `units[0, written)`. */
+const writeCanonical = (value: unknown): void => {
+  written = 0
+  putCanonical(value, "")
+}
+
+/** A buffer grown by one huge document is not kept. */
+const shrink = (): void => {
+  if (units.length > 1 << 20) units = new Uint16Array(4_096)
+}
+
+/** `value`'s canonical JSON as text. */
+const canonical = (value: unknown): string => {
+  writeCanonical(value)
+  let text = ""
+  for (let i = 0; i < written; i += 8_192) text += String.fromCharCode(...units.subarray(i, Math.min(written, i + 8_192)))
+  shrink()
+  return text
+}
+
+/**
+ * Whether the entity is still as the command was checked against (EntityCommand.checkedRevision): at
+ * that revision, or with the same values of the fields the checks read (`fields`: the entity's fields
+ * now, computed only when asked).
+ */
+export const stillAsChecked = (command: Pick<EntityCommand, "checkedRevision" | "checkedFields">, revision: number, fields: () => unknown): boolean => {
+  if (command.checkedRevision === undefined || command.checkedRevision === revision) return true
+  if (command.checkedFields === undefined) return false
+  const now = fields()
+  const record = typeof now === "object" && now !== null && !Array.isArray(now) ? now as Readonly<Record<string, unknown>> : {}
+  return Object.entries(command.checkedFields).every(([name, value]) => canonical(record[name] ?? null) === canonical(value))
+}
+
 /**
  * A short fingerprint of what a command asks — its action and expected revision, whatever the order
  * of their keys (FNV-1a, 2 × 32 bits, over their canonical JSON) — so a command id reused for a
@@ -163,8 +175,7 @@ const putCanonical = (value: unknown, leftOut: string): void => {
  */
 export const fingerprint = (command: Pick<EntityCommand, "action" | "expectedRevision" | "writeOnlyDigest">): string => {
   // without a digest, as before it existed: commands remembered from then keep their fingerprints
-  written = 0
-  putCanonical(command.writeOnlyDigest === undefined ? [command.action, command.expectedRevision ?? null] : [command.action, command.expectedRevision ?? null, command.writeOnlyDigest], "")
+  writeCanonical(command.writeOnlyDigest === undefined ? [command.action, command.expectedRevision ?? null] : [command.action, command.expectedRevision ?? null, command.writeOnlyDigest])
   let a = 0x811c9dc5
   let b = 0x01000193 ^ written
   for (let i = 0; i < written; i++) {
@@ -172,8 +183,7 @@ export const fingerprint = (command: Pick<EntityCommand, "action" | "expectedRev
     a = Math.imul(a ^ c, 0x01000193)
     b = Math.imul(b ^ c, 0x5bd1e995)
   }
-  // a buffer grown by one huge command is not kept
-  if (units.length > 1 << 20) units = new Uint16Array(4_096)
+  shrink()
   return (a >>> 0).toString(16).padStart(8, "0") + (b >>> 0).toString(16).padStart(8, "0")
 }
 

@@ -140,8 +140,8 @@ const redact = (headers: Readonly<Record<string, string | null>>) =>
 const recordChange = (written: SecretsWritten): Schema.Json => ({ _tag: "RecordSecretsChange", headerNames: [...written.names], at: written.at })
 
 /** The request a write comes from, when it has an Idempotency-Key: the whole of it digested, what its command asks and its secrets. */
-const requestOf = (secrets: DestinationSecrets["Service"], commandId: string | undefined, asked: string, digest: string): SecretsRequest | undefined =>
-  commandId === undefined ? undefined : { id: commandId, digest: secrets.digest([asked, digest]) }
+const requestOf = (secrets: DestinationSecrets["Service"], keyed: { readonly commandId: string; readonly asked: string } | undefined, digest: string): SecretsRequest | undefined =>
+  keyed === undefined ? undefined : { id: keyed.commandId, digest: secrets.digest([keyed.asked, digest]) }
 
 /** The request's answer given again when it had one; else kept once it has one. */
 const answers = (id: string, written: SecretsWritten, request: SecretsRequest | undefined): Pick<StoredWriteOnly<never, DestinationSecrets>, "answered" | "remember"> =>
@@ -201,7 +201,7 @@ export const destinationWriteOnly = (options: {
   return {
     putBody: DestinationPut,
     names: ["secretHeaders"],
-    store: ({ asked, commandId, id, method, writeOnly, rest, current }) =>
+    store: ({ id, keyed, method, writeOnly, rest, current }) =>
       Effect.gen(function*() {
         yield* checkPartner(rest["partnerId"])
         const secrets = yield* DestinationSecrets
@@ -215,7 +215,7 @@ export const destinationWriteOnly = (options: {
           // decoded by the route with DestinationPut
           const headers = writeOnly["secretHeaders"] as Readonly<Record<string, string>>
           const digest = secrets.digest(headers)
-          const request = requestOf(secrets, commandId, asked, digest)
+          const request = requestOf(secrets, keyed, digest)
           const put = (request?: SecretsRequest) => secrets.put(id, redact(headers) as Record<string, Redacted.Redacted<string>>, originOf(rest["url"]) ?? "", request)
           const written = yield* put(request)
           // a replayed write is not stored again after a creation: that would undo what came since
@@ -234,7 +234,7 @@ export const destinationWriteOnly = (options: {
         const origin = originOf(Object.hasOwn(rest, "url") ? rest["url"] : live.value["url"]) ?? ""
         const kept = Object.entries(patch.success ?? {}).filter((entry): entry is [string, string] => entry[1] !== null)
         const digest = secrets.digest(patch.success)
-        const request = requestOf(secrets, commandId, asked, digest)
+        const request = requestOf(secrets, keyed, digest)
         const written = patch.success === null
           ? yield* secrets.put(id, {}, origin, request)
           : moves

@@ -164,10 +164,11 @@ export interface WriteOnlyFields<E, R, CE = E, CR = R> {
    */
   readonly store: (request: WriteRequest & {
     readonly writeOnly: Readonly<Record<string, unknown>>
-    /** the command id of a request with an Idempotency-Key (none without one: every such request is new) */
-    readonly commandId: string | undefined
-    /** the fingerprint of what the request's command asks (its action and If-Match, not the write-only fields) */
-    readonly asked: string
+    /**
+     * A request with an Idempotency-Key: its command id, and the fingerprint of what its command asks (its
+     * action and If-Match, not the write-only fields). None without a key: every such request is new.
+     */
+    readonly keyed: { readonly commandId: string; readonly asked: string } | undefined
   }) => Effect.Effect<StoredWriteOnly<E, R> | undefined, E, R>
   /**
    * Runs before a DELETE's command and answers what to run once the delete was accepted: drop what
@@ -195,6 +196,9 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
       ? nextUuidv7
       // The same key from the same client for the same entity is the same command.
       : Effect.succeed(createHash("sha256").update(`${principal.id}\n${type}\n${id}\n${key}`).digest("hex").slice(0, 32))
+  /** The command id of a request with an Idempotency-Key; none without one. */
+  const keyedCommandId = (principal: Principal, type: string, id: string, key: string | undefined) =>
+    key === undefined ? Effect.succeed(undefined) : commandId(principal, type, id, key)
 
   const send = (
     type: string,
@@ -280,8 +284,9 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
       ) =>
         Effect.gen(function*() {
           const key = headers["idempotency-key"]
-          const asked = fingerprint({ action: action(rest as Schema.Json), ...expectedRevisionOf(headers["if-match"]) })
-          const stored = yield* hook.store({ id, method, writeOnly, rest, current, asked, commandId: key === undefined ? undefined : yield* commandId(principal, type, id, key) })
+          const cid = yield* keyedCommandId(principal, type, id, key)
+          const keyed = cid === undefined ? undefined : { commandId: cid, asked: fingerprint({ action: action(rest as Schema.Json), ...expectedRevisionOf(headers["if-match"]) }) }
+          const stored = yield* hook.store({ id, method, writeOnly, rest, current, keyed })
           if (stored?.answered !== undefined) return stored.answered
           const first = yield* send(type, id, principal, headers, action(rest as Schema.Json), {
             onRejected: stored?.undo,
@@ -366,8 +371,7 @@ export const entityRoutes = <E = never, R = never, CE = never, CR = never>(
         handler: ({ params, headers, principal }) => {
           const deleting = options.writeOnly?.[type]?.deleting
           const sent = send(type, params.id, principal, headers, { _tag: "Delete" })
-          const key = headers["idempotency-key"]
-          return deleting === undefined ? sent : Effect.flatMap(Effect.flatMap(key === undefined ? Effect.succeed(undefined) : commandId(principal, type, params.id, key), (cid) => deleting(params.id, cid)), (drop) =>
+          return deleting === undefined ? sent : Effect.flatMap(Effect.flatMap(keyedCommandId(principal, type, params.id, headers["idempotency-key"]), (cid) => deleting(params.id, cid)), (drop) =>
             Effect.tap(sent, () =>
               drop.pipe(Effect.catchCause((cause) => Effect.logWarning("a deleted entity's outside data was not dropped; it is before a re-creation", { type, id: params.id, cause })))))
         }
